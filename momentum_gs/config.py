@@ -1,0 +1,201 @@
+"""The typed config tree: dataclasses with defaults, YAML files for what differs, dotted overrides.
+
+``load_config(path, overrides)`` builds a :class:`Config`; ``save_config`` writes the fully resolved tree,
+which is itself a valid config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from momentum_gs.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # scene folder: images/ + sparse/0, or train/ + val/ (Mill-19 layout)
+    downsample: int = 1  # integer factor; cached as images_<factor>
+    max_width: int = 0  # if > 0, downsample so that width <= max_width (overrides `downsample`)
+    test_every: int = 8  # single-folder layout: every n-th image (sorted by name) is held out
+    prefetch: int = 4  # images decoded ahead of use by the background loader
+    cache_images: bool = True  # keep decoded images in memory after first use (small scenes)
+
+
+@dataclass
+class ModelConfig:
+    feat_dim: int = 32  # anchor feature size c
+    n_offsets: int = 10  # neural Gaussians per anchor k
+    voxel_size: float = 0.0  # anchor grid spacing in world units; <= 0: median 3-NN distance of the points
+    hidden_dim: int = 32  # width of the decoder MLPs
+    appearance_dim: int = 0  # per-image appearance embedding size (0 = off)
+    add_distance: bool = False  # feed the camera distance to the decoder MLPs
+    max_points: int = 0  # if > 0, subsample the SfM points to at most this many before voxelizing
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 30_000  # training steps
+    offset_lr: float = 0.01  # → offset_lr_final, times the scene extent
+    offset_lr_final: float = 0.0001
+    feature_lr: float = 0.0075
+    scaling_lr: float = 0.007
+    mlp_opacity_lr: float = 0.002
+    mlp_opacity_lr_final: float = 0.00002
+    mlp_cov_lr: float = 0.004
+    mlp_cov_lr_final: float = 0.004
+    mlp_color_lr: float = 0.008
+    mlp_color_lr_final: float = 0.00005
+    appearance_lr: float = 0.05
+    appearance_lr_final: float = 0.0005
+    lambda_dssim: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
+    lambda_scale: float = 0.01  # volume regulariser on child scales
+
+
+@dataclass
+class StrategyConfig:
+    start_stat: int = 500  # begin accumulating screen-space gradient statistics
+    update_from: int = 1500  # first growing/pruning step
+    update_interval: int = 100  # steps between growing/pruning
+    update_until: int = 15_000  # last growing/pruning step
+    init_factor: int = 16  # coarsest growing cell = voxel_size * init_factor
+    hierarchy_factor: int = 4  # cell shrink per level
+    levels: int = 3  # growing levels
+    grad_threshold: float = 0.0002  # mean NDC gradient to grow at level 0 (doubles per level)
+    min_opacity: float = 0.005  # prune anchors whose mean summed opacity per visit is below this
+    success_threshold: float = 0.8  # fraction of update_interval visits needed before a decision
+
+
+@dataclass
+class RenderConfig:
+    backend: str = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
+    tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
+    near: float = 0.2  # anchors closer than this (camera z, world units) are culled
+
+
+@dataclass
+class LogConfig:
+    progress_every: int = 10  # progress-bar refresh interval in steps
+    tensorboard: bool = True  # write TensorBoard scalars into <out>/tb
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
+    eval_views: int = 0  # held-out views rendered at the end of training (0 = none; use `mgs eval`)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = 0  # seeds torch, numpy and python's random
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    out: str = ""  # run folder (default: runs/<scene name>)
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config tree as plain YAML-able dictionaries (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _coerce(value: Any, type_: Any, key: str) -> Any:
+    """Turn a YAML/command-line value into the field's declared type, or raise a UserError."""
+    origin = get_origin(type_)
+    try:
+        if type_ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if value.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if origin is tuple:
+            items = yaml.safe_load(value) if isinstance(value, str) else value
+            item_type = get_args(type_)[0]
+            if len(items) != len(get_args(type_)):
+                raise ValueError
+            return tuple(_coerce(v, item_type, key) for v in items)
+        if type_ in (int, float, str):
+            if type_ is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return type_(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config key '{key}' expects {getattr(type_, '__name__', type_)}, got {value!r}")
+    return value
+
+
+def _apply(cfg: Any, key: str, value: Any) -> None:
+    """Set dotted ``key`` on the config tree, checking that it exists and converting its type."""
+    *parents, leaf = key.split(".")
+    node = cfg
+    for part in parents:
+        child = getattr(node, part, None)
+        if not dataclasses.is_dataclass(child):
+            raise UserError(f"unknown config key '{key}' (see `mgs config` for the valid keys)")
+        node = child
+    names = {f.name for f in dataclasses.fields(node)}
+    if leaf not in names:
+        raise UserError(f"unknown config key '{key}' (see `mgs config` for the valid keys)")
+    hint = get_type_hints(type(node))[leaf]
+    if dataclasses.is_dataclass(getattr(node, leaf)):
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' is a section; give its fields, e.g. {key}.<field>=...")
+        for sub_key, sub_value in value.items():
+            _apply(cfg, f"{key}.{sub_key}", sub_value)
+        return
+    setattr(node, leaf, _coerce(value, hint, key))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path`` (if given), then ``key=value`` overrides, in that order."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}")
+        if not isinstance(loaded, dict):
+            raise UserError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
+        for key, value in loaded.items():
+            _apply(cfg, key, value)
+    for item in overrides or []:
+        if "=" not in item:
+            raise UserError(f"override '{item}' must look like section.key=value")
+        key, value = item.split("=", 1)
+        _apply(cfg, key.strip(), yaml.safe_load(value) if value.strip() else "")
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the fully resolved config; ``load_config(path)`` gives the same tree back."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``"auto"`` → cuda if available else cpu; anything else is passed to ``torch.device``."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
