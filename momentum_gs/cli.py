@@ -1,0 +1,115 @@
+"""The ``mgs`` command: train, eval, export, synth, demo, config.
+
+Bad input raises :class:`~momentum_gs.errors.UserError`; ``main`` prints it as one ``error:`` line and
+exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from momentum_gs.errors import UserError
+
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mgs", description="Momentum-GS large-scene Gaussian splatting.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a model on a COLMAP scene")
+    train.add_argument("--config", help="YAML file with the settings that differ from the defaults")
+    train.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
+    train.add_argument("--out", help="run folder (default: runs/<scene name>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
+    evaluate = sub.add_parser("eval", help="render and score the held-out views of a run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--no-images", action="store_true", help="do not write render/ground-truth PNGs")
+    export = sub.add_parser("export", help="write the Scaffold-GS anchor PLY and the decoder weights")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/export)")
+    synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
+    synth.add_argument("out")
+    synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--vary-exposure", action="store_true", help="random per-image exposure and white balance")
+    demo = sub.add_parser("demo", help="synthesize a city, train, evaluate; prints the results.json path")
+    demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
+    demo.add_argument("--out", default="runs/demo", help="run folder")
+    demo.add_argument("overrides", nargs="*", help="dotted config overrides")
+    config = sub.add_parser("config", help="print the resolved config (defaults, a file, overrides)")
+    config.add_argument("--config")
+    config.add_argument("overrides", nargs="*")
+    return parser
+
+
+def cmd_train(args) -> None:
+    from momentum_gs.train.run import train_from_args
+
+    summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
+          f"({summary['steps_per_second']:.2f} steps/s), {summary['num_anchors']} anchors -> {summary['out']}")
+
+
+def cmd_eval(args) -> None:
+    from momentum_gs.eval.evaluate import evaluate_run
+
+    results = evaluate_run(args.run_dir, save_images=not args.no_images)
+    print(f"PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} over {results['num_test_views']} views, "
+          f"{results['seconds_per_view'] * 1000:.0f} ms/view")
+    print(Path(args.run_dir) / "eval" / "results.json")
+
+
+def cmd_export(args) -> None:
+    from momentum_gs.eval.evaluate import load_run
+    from momentum_gs.io.ply import export_scene
+
+    cfg, model, _ = load_run(Path(args.run_dir))
+    out = export_scene(model, cfg.model, args.out or Path(args.run_dir) / "export")
+    print(f"exported {model.anchors.num_anchors} anchors to {out}")
+
+
+def cmd_synth(args) -> None:
+    from momentum_gs.data.synthetic import PRESETS, make_synthetic_scene
+
+    if args.preset not in PRESETS:
+        raise UserError(f"unknown preset '{args.preset}' (choose from {', '.join(PRESETS)})")
+    out = make_synthetic_scene(Path(args.out), args.preset, seed=args.seed, vary_exposure=args.vary_exposure)
+    print(f"synthetic scene ({args.preset}) written to {out}")
+
+
+def cmd_demo(args) -> None:
+    from momentum_gs.train.run import demo
+
+    print(demo(Path(args.data), Path(args.out), args.overrides))
+
+
+def cmd_config(args) -> None:
+    import yaml
+
+    from momentum_gs.config import load_config, to_dict
+
+    print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
+            "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``mgs``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with `mgs train --resume --out RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

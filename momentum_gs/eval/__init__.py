@@ -1,0 +1,1 @@
+"""Evaluation: render held-out views, score them, write results.json and images."""

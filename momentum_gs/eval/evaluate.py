@@ -1,0 +1,98 @@
+"""``mgs eval RUN_DIR``: render the held-out views of a trained run and score them.
+
+Writes ``RUN_DIR/eval/results.json`` (means over views), ``per_view.json`` and side-by-side
+render | ground-truth PNGs in ``RUN_DIR/eval/renders/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from momentum_gs.config import Config, load_config, resolve_device
+from momentum_gs.data.images import ImageLoader
+from momentum_gs.data.scene import load_scene
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
+from momentum_gs.losses import psnr, ssim
+from momentum_gs.model.gaussian_scene import GaussianScene
+
+WARMUP_VIEWS = 5  # views excluded from the timing (allocator and cache warm-up), as the paper's FPS
+
+
+def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene, int]:
+    """The config, the model of the latest checkpoint, and its step, of a run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
+    cfg = load_config(run_dir / "config.yaml")
+    path = latest_checkpoint(run_dir / "ckpt")
+    if path is None:
+        raise UserError(f"{run_dir}/ckpt holds no checkpoint; training did not finish a save")
+    device = device or resolve_device(cfg.device)
+    ckpt = load_checkpoint(path, map_location=device)
+    return cfg, GaussianScene.from_dict(ckpt["model"], cfg.model, device), int(ckpt["step"])
+
+
+def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> None:
+    """Write ``render | gt`` ([H, W, 3] in [0, 1]) as one PNG."""
+    strip = torch.cat([render, gt], dim=1).clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+
+
+@torch.no_grad()
+def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.device | None = None) -> dict:
+    """Render and score every held-out view of ``run_dir``; returns (and writes) the results dictionary."""
+    run_dir = Path(run_dir)
+    cfg, model, step = load_run(run_dir, device)
+    scene = load_scene(cfg.data)
+    if not scene.test:
+        raise UserError(f"the scene {cfg.data.path} has no held-out views to evaluate")
+    model.eval()
+    loader = ImageLoader(scene.test, cache=False, prefetch=cfg.data.prefetch)
+    per_view, seconds = [], []
+    for index, gt in tqdm(loader.iterate(range(len(scene.test))), total=len(scene.test), desc="eval", unit="view"):
+        camera, gt = scene.test[index], gt.to(model.anchors.positions.device)
+        started = _synchronized_time(gt.device)
+        view = model.render(camera, cfg.render, appearance_index=None)
+        seconds.append(_synchronized_time(gt.device) - started)
+        image = view.output.image.clamp(0, 1)
+        per_view.append({"name": camera.name, "psnr": float(psnr(image, gt)), "ssim": float(ssim(image, gt)),
+                         "num_gaussians": view.gaussians.num})
+        if save_images:
+            save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
+    results = summarize(per_view, seconds, model, step)
+    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+    (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (run_dir / "eval" / "per_view.json").write_text(json.dumps(per_view, indent=2) + "\n")
+    return results
+
+
+def summarize(per_view: list[dict], seconds: list[float], model: GaussianScene, step: int) -> dict:
+    """Means over views and the model's size, as written to ``results.json``."""
+    timed = seconds[WARMUP_VIEWS:] if len(seconds) > WARMUP_VIEWS else seconds
+    return {
+        "psnr": float(np.mean([v["psnr"] for v in per_view])),
+        "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        "lpips": None,  # LPIPS-VGG needs its weight files; not computed yet
+        "num_test_views": len(per_view),
+        "num_anchors": model.anchors.num_anchors,
+        "num_gaussians": int(np.mean([v["num_gaussians"] for v in per_view])),
+        "seconds_per_view": float(np.mean(timed)),
+        "fps": float(1.0 / max(np.mean(timed), 1e-12)),
+        "step": step,
+    }
+
+
+def _synchronized_time(device: torch.device) -> float:
+    """Wall-clock time after all queued device work has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

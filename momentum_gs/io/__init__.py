@@ -1,0 +1,1 @@
+"""Input/output: checkpoints (named, versioned dictionaries) and PLY export."""

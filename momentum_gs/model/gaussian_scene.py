@@ -1,0 +1,101 @@
+"""A renderable scene: one block's (or a merged scene's) anchors, the decoder, the appearance table.
+
+``GaussianScene.render`` is the one render path shared by training, evaluation, export and benchmarks:
+cull anchors → decode neural Gaussians → rasterize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from momentum_gs.config import ModelConfig, RenderConfig
+from momentum_gs.data.camera import Camera
+from momentum_gs.model.anchors import AnchorSet
+from momentum_gs.model.decoder import Decoder, appearance_code, make_appearance
+from momentum_gs.model.neural import NeuralGaussians, generate_gaussians
+from momentum_gs.render import RenderOutput, render
+
+
+@dataclass
+class ViewRender:
+    """One rendered view: the rasterizer's output and the neural Gaussians that produced it."""
+
+    output: RenderOutput
+    gaussians: NeuralGaussians
+
+
+class GaussianScene(nn.Module):
+    """Anchors + decoder (+ per-training-view appearance codes).
+
+    Args:
+        anchors: the anchor set (one block, or all blocks merged).
+        decoder: the Gaussian decoder.
+        appearance: [num_train_views, a] embedding, or None.
+    """
+
+    def __init__(self, anchors: AnchorSet, decoder: Decoder, appearance: nn.Embedding | None = None):
+        super().__init__()
+        self.anchors = anchors
+        self.decoder = decoder
+        self.appearance = appearance
+
+    @classmethod
+    def from_points(cls, points, cfg: ModelConfig, num_train_views: int, seed: int = 0,
+                    device: torch.device | str = "cpu") -> "GaussianScene":
+        """A fresh scene: anchors voxelized from [P, 3] points, a decoder seeded with ``seed``."""
+        anchors = AnchorSet.from_config(points, cfg, seed=seed, device=device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            decoder = Decoder.from_config(cfg).to(device)
+            appearance = make_appearance(num_train_views, cfg.appearance_dim, device)
+        return cls(anchors, decoder, appearance)
+
+    def render(self, camera: Camera, render_cfg: RenderConfig, appearance_index: int | None = None,
+               backend: str | None = None) -> ViewRender:
+        """Render ``camera`` ([H, W, 3] image in ``output.image``).
+
+        ``appearance_index`` picks the training view whose appearance code is used (the camera's own
+        ``uid`` for training views; for held-out views pass a training index, or None for the mean code).
+        """
+        device = self.anchors.positions.device
+        camera = camera.to(device)
+        code = None
+        if self.appearance is not None:
+            code = (self.appearance.weight.mean(0) if appearance_index is None
+                    else appearance_code(self.appearance, appearance_index))
+        gaussians = generate_gaussians(self.anchors, self.decoder, camera, code, near=render_cfg.near)
+        background = torch.tensor(render_cfg.background, dtype=torch.float32, device=device)
+        output = render(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.colors,
+                        camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
+                        backend=backend or resolve_backend(render_cfg.backend, device),
+                        tile_size=render_cfg.tile_size)
+        return ViewRender(output, gaussians)
+
+    def to_dict(self) -> dict:
+        """Named state: anchors (plain tensors), decoder and appearance state dicts."""
+        return {
+            "anchors": self.anchors.to_dict(),
+            "decoder": self.decoder.state_dict(),
+            "appearance": None if self.appearance is None else self.appearance.state_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict, cfg: ModelConfig, device: torch.device | str = "cpu") -> "GaussianScene":
+        """The inverse of :meth:`to_dict`; ``cfg`` gives the decoder's shape."""
+        anchors = AnchorSet.from_dict(state["anchors"], device=device)
+        decoder = Decoder.from_config(cfg).to(device)
+        decoder.load_state_dict(state["decoder"])
+        appearance = None
+        if state.get("appearance") is not None:
+            weight = state["appearance"]["weight"]
+            appearance = nn.Embedding(weight.shape[0], weight.shape[1], device=device)
+            appearance.load_state_dict(state["appearance"])
+        return cls(anchors, decoder, appearance)
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """``"auto"`` → the pure-PyTorch backend (the only one built in); otherwise ``name`` itself."""
+    return "torch" if name == "auto" else name

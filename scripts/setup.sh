@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs momentum_gs into the current Python without ever letting pip choose a PyTorch build.
+#  - PyTorch already importable (a GPU user's CUDA build, say): it is kept exactly as it is.
+#  - No PyTorch: the CPU build is installed first (a few hundred MB instead of several GB of CUDA wheels).
+# Then the package and its other dependencies are installed with torch pinned to the version present.
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+EXTRAS=${EXTRAS:-test}
+cd "$(dirname "$0")/.."
+
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+    echo "setup: installing the CPU build of PyTorch $TORCH_VERSION"
+    "$PYTHON" -m pip install -q --retries 0 --timeout 15 \
+        --index-url https://download.pytorch.org/whl/cpu "torch==$TORCH_VERSION" 2>/dev/null \
+    || "$PYTHON" -m pip install -q "torch==$TORCH_VERSION"
+fi
+installed=$("$PYTHON" -c "import torch; print(torch.__version__.split('+')[0])")
+constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
+# A constraint (not a requirement): pip may keep the installed torch but never replace it.
+echo "torch==$installed" > "$constraints"
+if "$PYTHON" -c "import momentum_gs, torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, pytest" 2>/dev/null \
+   && [ "$("$PYTHON" -c 'import momentum_gs, pathlib; print(pathlib.Path(momentum_gs.__file__).resolve().parents[1])')" = "$PWD" ]; then
+    echo "setup: momentum_gs and its dependencies are installed (torch $installed)"
+    exit 0
+fi
+echo "setup: installing momentum_gs[$EXTRAS] (torch $installed kept)"
+PIP_CONSTRAINT="$constraints" "$PYTHON" -m pip install -q -e ".[$EXTRAS]"
+"$PYTHON" -c "import torch, momentum_gs; print(f'setup: momentum_gs {momentum_gs.__version__} with torch {torch.__version__}')"
