@@ -1,0 +1,1 @@
+"""Data: COLMAP models, cameras, images, dataset layouts and the synthetic city."""

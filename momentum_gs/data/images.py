@@ -1,0 +1,263 @@
+"""Images: decode, downsample and undistort once into an on-disk cache, then load lazily with prefetching.
+
+Cache folders sit next to ``images/`` (or under a separate cache root for read-only datasets):
+``images_4`` (factor 4), ``images_w1600`` (at most 1600 px wide), ``images_undistorted[_4|_w1600]``
+(distorted cameras). Cached files are PNG named ``<stem>.png``, the name Momentum-GS's own ``images_4``
+uses, so a folder it made is reused. Each folder keeps ``.mgs_cache.json`` with the source file's size and
+time and the recipe of every file, so a changed source or camera rebuilds only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from momentum_gs.data.camera import Camera
+from momentum_gs.errors import UserError
+
+MANIFEST = ".mgs_cache.json"
+
+
+def target_size(width: int, height: int, downsample: int = 1, max_width: int = 0) -> tuple[int, int]:
+    """(width, height) in pixels after dividing by ``downsample``, or fitting ``max_width`` if > 0."""
+    if max_width > 0:
+        scale = min(1.0, max_width / width)
+    else:
+        scale = 1.0 / max(int(downsample), 1)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def cache_suffix(downsample: int = 1, max_width: int = 0, undistorted: bool = False) -> str:
+    """The cache folder suffix: ``"4"``, ``"w1600"``, ``"undistorted_4"``, ... (``""``: no cache)."""
+    parts = ["undistorted"] if undistorted else []
+    if max_width > 0:
+        parts.append(f"w{max_width}")
+    elif downsample > 1:
+        parts.append(str(downsample))
+    return "_".join(parts)
+
+
+def default_cache_root(images_dir: Path) -> Path:
+    """Where ``images_dir``'s cache folders go: beside it, or in ``$MGS_CACHE`` (default
+    ``~/.cache/momentum_gs``) under a per-dataset folder when the dataset is read-only."""
+    parent = images_dir.resolve().parent
+    # Mode bits too: root may write anywhere, but a folder without write bits is meant to stay untouched.
+    if os.access(parent, os.W_OK) and parent.stat().st_mode & 0o222:
+        return parent
+    digest = hashlib.sha1(str(parent).encode()).hexdigest()[:10]
+    return Path(os.environ.get("MGS_CACHE", "~/.cache/momentum_gs")).expanduser() / f"{parent.name}-{digest}"
+
+
+def read_image(path: Path) -> np.ndarray:
+    """[H, W, 3] uint8 RGB pixels of an image file, EXIF orientation ignored (as COLMAP reads them)."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise UserError(f"cannot read image {path}: {exc.strerror or exc}")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if image is None:
+        raise UserError(f"cannot decode image {path} (empty, truncated or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def fit_size(image: np.ndarray, width: int, height: int, path: Path) -> np.ndarray:
+    """``image`` at exactly ``width`` x ``height``: a 1-pixel rounding difference is resized away, any
+    larger one is a UserError naming the file."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    if abs(w - width) > 1 or abs(h - height) > 1:
+        raise UserError(f"image {path} is {w}x{h} pixels but its camera expects {width}x{height}; "
+                        "the images do not match the COLMAP model (or a cache folder is stale: delete it)")
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def load_image(path: Path, width: int | None = None, height: int | None = None) -> torch.Tensor:
+    """[H, W, 3] float32 RGB in [0, 1]; checked against (and fitted to) ``width`` x ``height`` if given."""
+    image = read_image(path)
+    if width is not None and height is not None:
+        image = fit_size(image, width, height, path)
+    return torch.from_numpy(image).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to bring to the size (and undistortion) its camera wants.
+
+    Attributes:
+        src: the original image file.
+        dst: the cached file to write, or None to use ``src`` as it is.
+        size: (width, height) in pixels of the image to load.
+        src_size: (width, height) the COLMAP camera gives ``src``.
+        undistort: resampling applied at full size before downsampling, or None.
+        recipe: text naming ``undistort`` exactly, so that a cache made another way is rebuilt.
+    """
+
+    src: Path
+    dst: Path | None
+    size: tuple[int, int]
+    src_size: tuple[int, int]
+    undistort: Callable[[np.ndarray], np.ndarray] | None = None
+    recipe: str = ""
+
+    def signature(self) -> str:
+        stat = self.src.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{self.size[0]}x{self.size[1]}:{self.recipe}"
+
+
+def _build(job: ImageJob) -> None:
+    """Decode, check, undistort, downsample and atomically write one cached image."""
+    image = fit_size(read_image(job.src), *job.src_size, job.src)
+    if job.undistort is not None:
+        image = job.undistort(image)
+    if (image.shape[1], image.shape[0]) != job.size:
+        image = cv2.resize(image, job.size, interpolation=cv2.INTER_AREA)
+    _, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    tmp = job.dst.with_name(f".{job.dst.name}.{os.getpid()}.tmp")  # unique per process: ranks may race
+    try:
+        job.dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, job.dst)
+    except OSError as exc:
+        raise UserError(f"cannot write the cached image {job.dst}: {exc.strerror or exc} (set MGS_CACHE or pass "
+                        "a writable cache folder)")
+
+
+def _reusable(job: ImageJob, manifest: dict) -> Path | None:
+    """The cached file to use for ``job`` if one is present and up to date, else None."""
+    candidates = [c for c in (job.dst, job.dst.with_name(job.src.name)) if c.is_file()]
+    if not job.src.is_file():  # a dataset shipped only downsampled: nothing to compare against
+        return candidates[0] if candidates else None
+    if job.dst.name in manifest:
+        return job.dst if job.dst in candidates and manifest[job.dst.name] == job.signature() else None
+    if job.recipe:  # undistorted files are only trusted with their manifest entry
+        return None
+    # A folder another tool made (PNG named by stem, as Momentum-GS does, or the original name): use it if
+    # it is newer than its source.
+    return next((c for c in candidates if c.stat().st_mtime >= job.src.stat().st_mtime), None)
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    tmp = folder / f"{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=0, sort_keys=True))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def _build_all(todo: list[ImageJob], manifests: dict[Path, dict], workers: int) -> None:
+    """Build the cached files of ``todo`` on ``workers`` threads and record them in their manifests."""
+    todo = sorted(todo, key=lambda job: job.recipe)  # one camera at a time: its undistortion maps are reused
+    pool = ThreadPoolExecutor(workers)
+    try:
+        results = pool.map(_build, todo)
+        for job, _ in tqdm(zip(todo, results), total=len(todo), desc="caching images", disable=len(todo) < 16):
+            manifests[job.dst.parent][job.dst.name] = job.signature()
+    finally:
+        pool.shutdown(cancel_futures=True)  # after a failure, do not build the thousands still queued
+        for folder in {job.dst.parent for job in todo if job.dst.parent.is_dir()}:
+            _write_manifest(folder, manifests[folder])  # keep what was built, even when one image failed
+
+
+def prepare_images(jobs: Sequence[ImageJob], workers: int = 0) -> list[Path]:
+    """Build or reuse the cached images of ``jobs`` and return the file to load for each, in order.
+
+    Raises a UserError naming the missing images, or the first image whose size disagrees with its camera.
+    ``workers`` threads decode and encode in parallel (0: one per CPU core).
+    """
+    manifests = {folder: _read_manifest(folder) for folder in {job.dst.parent for job in jobs if job.dst}}
+    paths, todo, missing = [], [], []
+    for job in jobs:
+        if job.dst is None:  # used as it is
+            found = job.src if job.src.is_file() else None
+        else:
+            found = _reusable(job, manifests[job.dst.parent])
+        if found is None:
+            (todo if job.src.is_file() else missing).append(job)
+        paths.append(found or job.dst)
+    if missing:
+        names = ", ".join(job.src.name for job in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise UserError(f"{len(missing)} image(s) listed in the COLMAP model are missing from "
+                        f"{missing[0].src.parent}: {names}")
+    if todo:
+        _build_all(todo, manifests, workers or os.cpu_count() or 1)
+    return paths
+
+
+class ImageLoader:
+    """Lazily decoded images of ``cameras``, as [H, W, 3] float32 RGB tensors in [0, 1].
+
+    Nothing is read at construction. ``iterate`` decodes ``prefetch`` images ahead of use on background
+    threads; with ``cache`` on, decoded images stay in memory as uint8 (a quarter of the float size).
+    """
+
+    _pool: ThreadPoolExecutor | None = None
+
+    def __init__(self, cameras: list[Camera], cache: bool = True, prefetch: int = 4):
+        self.cameras, self.cache, self.prefetch = list(cameras), cache, max(0, int(prefetch))
+        self._memory: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def _decode(self, i: int) -> torch.Tensor:
+        i = int(i)  # also a 0-d tensor from torch.randperm
+        pixels = self._memory.get(i)
+        if pixels is None:
+            cam = self.cameras[i]
+            if cam.image_path is None:
+                raise UserError(f"camera {cam.name} has no image file")
+            pixels = torch.from_numpy(fit_size(read_image(cam.image_path), cam.width, cam.height, cam.image_path))
+            if self.cache:
+                self._memory[i] = pixels
+        return pixels.float().div_(255.0)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """[H, W, 3] float32 image of camera ``i`` (H, W = the camera's height and width)."""
+        return self._decode(i)
+
+    def iterate(self, order: Sequence[int]) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(i, image)`` for every ``i`` in ``order``, in that order, decoding ahead in the background."""
+        if self.prefetch == 0:
+            yield from ((i, self._decode(i)) for i in order)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(min(self.prefetch, os.cpu_count() or 1), thread_name_prefix="images")
+        ahead: deque[tuple[int, Future]] = deque()
+        indices = iter(order)
+        try:
+            while True:
+                while len(ahead) < self.prefetch and (i := next(indices, None)) is not None:
+                    ahead.append((int(i), self._pool.submit(self._decode, i)))
+                if not ahead:
+                    return
+                i, future = ahead.popleft()
+                yield i, future.result()
+        finally:
+            for _, future in ahead:  # the consumer stopped early: drop the decodes it will never use
+                future.cancel()
+
+    def close(self) -> None:
+        """Stop the background threads (also done when the loader is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
