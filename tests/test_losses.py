@@ -1,0 +1,86 @@
+"""SSIM, PSNR, L1 and the reconstruction loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from momentum_gs.config import OptimConfig
+from momentum_gs.losses import gaussian_window, l1, psnr, reconstruction_loss, scale_regularizer, ssim
+
+
+def _image(seed=0, h=24, w=32):
+    """A smooth random image in [0, 1], [h, w, 3]."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, h // 4, w // 4, generator=g)
+    return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear")[0].permute(1, 2, 0)
+
+
+def _reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM written directly from the formula with a 2-D window and scipy's zero-padded correlation."""
+    w1 = gaussian_window(dtype=torch.float64).numpy()
+    window = np.outer(w1, w1)
+    blur = lambda x: np.stack([ndimage.correlate(x[..., c], window, mode="constant") for c in range(3)], -1)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())
+
+
+def test_ssim_identity_noise_symmetry():
+    x = _image()
+    noisy = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    very_noisy = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
+    assert ssim(x, noisy) < 0.95
+    assert ssim(x, very_noisy) < ssim(x, noisy)
+    assert ssim(x, noisy).item() == pytest.approx(ssim(noisy, x).item(), abs=1e-7)
+
+
+def test_ssim_matches_direct_formula():
+    a, b = _image(3), _image(4)
+    expected = _reference_ssim(a.double().numpy(), b.double().numpy())
+    assert ssim(a.double(), b.double()).item() == pytest.approx(expected, abs=1e-10)
+    assert gaussian_window().sum().item() == pytest.approx(1.0)
+
+
+def test_ssim_batch_and_gradient():
+    a = _image(5).requires_grad_(True)
+    b = _image(6)
+    ssim(a, b).backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    batch = torch.stack([_image(5), _image(5)])
+    assert ssim(batch, batch).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_psnr_of_known_mse():
+    a = torch.zeros(8, 8, 3)
+    assert psnr(a, a + 0.1).item() == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
+    assert psnr(a, a + 0.01).item() == pytest.approx(40.0, abs=1e-3)
+    per_image = psnr(torch.zeros(2, 8, 8, 3), torch.stack([torch.full((8, 8, 3), 0.1), torch.full((8, 8, 3), 0.01)]))
+    torch.testing.assert_close(per_image, torch.tensor([20.0, 40.0]), atol=1e-3, rtol=0)
+
+
+def test_l1_and_scale_regularizer():
+    assert l1(torch.zeros(4, 4, 3), torch.full((4, 4, 3), 0.25)).item() == pytest.approx(0.25)
+    scales = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.5, 4.0]])
+    assert scale_regularizer(scales).item() == pytest.approx((6.0 + 1.0) / 2)
+    assert scale_regularizer(torch.zeros(0, 3)).item() == 0.0
+
+
+def test_reconstruction_loss_parts_sum():
+    image, gt = _image(7).requires_grad_(True), _image(8)
+    scales = torch.rand(10, 3)
+    cfg = OptimConfig(lambda_dssim=0.2, lambda_scale=0.01)
+    total, parts = reconstruction_loss(image, gt, scales, cfg)
+    assert set(parts) == {"l1", "dssim", "scale"}
+    assert total.item() == pytest.approx(sum(p.item() for p in parts.values()), rel=1e-6)
+    assert parts["l1"].item() == pytest.approx(0.8 * l1(image, gt).item(), rel=1e-6)
+    assert parts["dssim"].item() == pytest.approx(0.2 * (1 - ssim(image, gt).item()), rel=1e-5)
+    assert parts["scale"].item() == pytest.approx(0.01 * scales.prod(-1).mean().item(), rel=1e-6)
+    total.backward()
+    assert image.grad is not None and math.isfinite(image.grad.abs().sum().item())

@@ -1,0 +1,131 @@
+"""Anchors, decoder, culling and per-view neural Gaussians on tiny hand-made examples."""
+
+import math
+
+import numpy as np
+import torch
+
+from momentum_gs.data.camera import Camera
+from momentum_gs.model import AnchorSet, Decoder, generate_gaussians, make_appearance, visible_anchors
+
+
+def _camera(width=100, height=100, f=100.0) -> Camera:
+    """Camera at the origin looking down +z (identity pose), principal point at the image centre."""
+    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    return Camera("test.png", width, height, K, torch.eye(4))
+
+
+def test_voxelization_dedups_and_snaps():
+    points = np.array([[0.1, 0.1, 0.1], [0.2, -0.1, 0.0], [1.1, 0.9, 0.0], [1.0, 1.0, 0.05], [-0.7, 0.0, 0.3]])
+    anchors = AnchorSet.from_points(points, voxel_size=0.5, feat_dim=4, n_offsets=2)
+    expected = {(0.0, 0.0, 0.0), (1.0, 1.0, 0.0), (-0.5, 0.0, 0.5)}
+    assert {tuple(p) for p in anchors.positions.tolist()} == expected
+    assert anchors.offsets.shape == (3, 2, 3) and anchors.features.shape == (3, 4)
+    assert torch.all(anchors.offsets == 0) and torch.all(anchors.features == 0)
+    assert not anchors.positions.requires_grad
+    assert {name for name, _ in anchors.named_parameters()} == {"offsets", "features", "scalings"}
+
+
+def test_initial_scales_are_rms_of_three_nearest():
+    # unit square: each corner has neighbours at 1, 1 and sqrt(2) -> RMS sqrt(4/3)
+    square = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=float)
+    anchors = AnchorSet.from_points(square, voxel_size=1.0, feat_dim=2, n_offsets=3)
+    expected = torch.full((4, 6), math.log(math.sqrt(4.0 / 3.0)))
+    torch.testing.assert_close(anchors.scalings.detach(), expected)
+
+
+def test_auto_voxel_size_is_a_length():
+    square = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=float)
+    assert math.isclose(AnchorSet.from_points(square, 0.0).voxel_size, math.sqrt(4.0 / 3.0), rel_tol=1e-6)
+    # scaling the scene by 10 scales the grid by 10 (not by 100, as a length² would)
+    assert math.isclose(AnchorSet.from_points(10 * square, -1.0).voxel_size, 10 * math.sqrt(4.0 / 3.0), rel_tol=1e-6)
+
+
+def test_to_dict_round_trip():
+    anchors = AnchorSet.from_points(np.random.default_rng(0).normal(size=(50, 3)), 0.3, feat_dim=4, n_offsets=2)
+    with torch.no_grad():
+        anchors.offsets.normal_()
+        anchors.features.normal_()
+    back = AnchorSet.from_dict(anchors.to_dict())
+    for name in ("positions", "offsets", "features", "scalings"):
+        torch.testing.assert_close(getattr(back, name), getattr(anchors, name))
+    assert back.voxel_size == anchors.voxel_size
+
+
+def test_decoder_shapes_and_ranges():
+    torch.manual_seed(0)
+    decoder = Decoder(feat_dim=8, n_offsets=5, hidden_dim=16, appearance_dim=4, add_distance=True)
+    v = 7
+    dirs = torch.nn.functional.normalize(torch.randn(v, 3), dim=-1)
+    out = decoder(torch.randn(v, 8) * 5, dirs, torch.rand(v, 1), torch.randn(4))
+    assert out.opacity.shape == (v, 5) and out.cov.shape == (v, 5, 7) and out.color.shape == (v, 5, 3)
+    assert out.opacity.min() > -1 and out.opacity.max() < 1
+    assert out.color.min() > 0 and out.color.max() < 1
+    assert decoder.mlp_color[0].in_features == 8 + 3 + 1 + 4 and decoder.mlp_opacity[0].in_features == 8 + 3 + 1
+    assert make_appearance(10, 0) is None and make_appearance(10, 4).weight.shape == (10, 4)
+
+
+def test_culling():
+    cam = _camera()
+    positions = torch.tensor([
+        [0.0, 0.0, 5.0],  # centre of the view
+        [0.0, 0.0, -5.0],  # behind the camera
+        [0.0, 0.0, 0.1],  # in front but closer than the near plane
+        [100.0, 0.0, 5.0],  # far off-screen
+        [3.0, 0.0, 5.0],  # projects to u = 110 px, 10 px right of the image, small
+        [3.0, 0.0, 5.0],  # same place, but its 3σ footprint reaches into the image
+    ])
+    scales = torch.full((6, 3), 0.01)
+    scales[5] = torch.tensor([0.01, 0.5, 0.01])  # the largest of the three counts
+    visible = visible_anchors(positions, scales, cam.world_to_cam, cam.K, cam.width, cam.height, near=0.2)
+    assert visible.tolist() == [True, False, False, False, False, True]
+
+
+def _two_anchor_model():
+    """Two anchors in front of the camera, offsets and scales set by hand, decoder outputs fixed by biases."""
+    anchors = AnchorSet(torch.tensor([[0.0, 0.0, 4.0], [0.5, -0.5, 6.0]]), voxel_size=0.1, feat_dim=4, n_offsets=2)
+    decoder = Decoder(feat_dim=4, n_offsets=2, hidden_dim=8)
+    with torch.no_grad():
+        anchors.offsets.copy_(torch.tensor([[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]], [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]]))
+        anchors.scalings.copy_(torch.tensor([[math.log(0.1)] * 3 + [math.log(0.2)] * 3,
+                                             [math.log(0.05), math.log(0.1), math.log(0.2), 0.0, 0.0, 0.0]]))
+        for mlp in (decoder.mlp_opacity, decoder.mlp_cov, decoder.mlp_color):
+            mlp[2].weight.zero_()  # outputs = activation(bias), independent of the input
+        decoder.mlp_opacity[2].bias.copy_(torch.tensor([0.5, -0.5]))  # child 0 kept, child 1 dropped
+        decoder.mlp_cov[2].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0,
+                                                    1.0, -1.0, 0.0, 1.0, 1.0, 1.0, 1.0]))
+        decoder.mlp_color[2].bias.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0, 2.0, 2.0]))
+    return anchors, decoder
+
+
+def test_generate_gaussians_matches_hand_computation():
+    anchors, decoder = _two_anchor_model()
+    neural = generate_gaussians(anchors, decoder, _camera())
+    assert neural.visible.tolist() == [True, True]
+    assert neural.selection.tolist() == [True, False, True, False] and neural.num == 2
+    s = 1 / (1 + math.exp(-1.0))  # sigmoid(1)
+    expected_means = torch.tensor([[0.1, 0.0, 4.0],  # a0 + (1,0,0) * 0.1
+                                   [0.5, -0.5, 6.2]])  # a1 + (0,0,1) * (0.05, 0.1, 0.2)
+    expected_scales = torch.tensor([[0.1, 0.1, 0.1],  # 0.2 * sigmoid(0)
+                                    [0.5, 0.5, 0.5]])  # exp(0) * sigmoid(0)
+    torch.testing.assert_close(neural.means, expected_means)
+    torch.testing.assert_close(neural.scales, expected_scales)
+    torch.testing.assert_close(neural.quats, torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 2))
+    torch.testing.assert_close(neural.opacities, torch.full((2,), math.tanh(0.5)))
+    torch.testing.assert_close(neural.colors, torch.tensor([[0.5, s, 1 - s]] * 2))
+    assert neural.neural_opacity.shape == (2, 2) and neural.decoded.cov.shape == (2, 2, 7)
+    torch.testing.assert_close(neural.child_index(), torch.tensor([0, 2]))
+    expected_dir = torch.tensor([0.5, -0.5, 6.0]) / math.sqrt(0.25 + 0.25 + 36.0)
+    torch.testing.assert_close(neural.inputs.view_dirs[1], expected_dir)
+
+
+def test_generate_gaussians_is_differentiable_and_culls():
+    anchors, decoder = _two_anchor_model()
+    cam = _camera()
+    cam.world_to_cam = torch.eye(4)
+    cam.world_to_cam[2, 3] = -5.0  # move the camera to z = 5: anchor 0 (z = 4) is now behind it
+    neural = generate_gaussians(anchors, decoder, cam)
+    assert neural.visible.tolist() == [False, True]
+    (neural.means.sum() + neural.scales.sum() + neural.colors.sum()).backward()
+    assert anchors.offsets.grad[0].abs().sum() == 0 and anchors.offsets.grad[1].abs().sum() > 0
+    assert decoder.mlp_cov[2].bias.grad.abs().sum() > 0
