@@ -68,6 +68,8 @@ class StrategyConfig:
     grad_threshold: float = 0.0002  # mean NDC gradient to grow at level 0 (doubles per level)
     min_opacity: float = 0.005  # prune anchors whose mean summed opacity per visit is below this
     success_threshold: float = 0.8  # fraction of update_interval visits needed before a decision
+    max_child_log_scale: float = 0.05  # clamp of the anchors' child log-scales (world units) after each adjustment
+    reference_level_skip: bool = False  # reproduce Scaffold-GS skipping finer levels when level 0 grew nothing
 
 
 @dataclass

@@ -32,6 +32,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_strategy(cfg: Config, anchors) -> GrowPruneStrategy:
+    """The growing/pruning strategy of one anchor set, configured by ``cfg.strategy``."""
+    return GrowPruneStrategy(cfg.strategy, anchors, seed=cfg.seed,
+                             max_child_log_scale=cfg.strategy.max_child_log_scale,
+                             reference_level_skip=cfg.strategy.reference_level_skip)
+
+
 class Trainer:
     """Trains one Scaffold-GS anchor set on the training views of ``scene``.
 
@@ -49,7 +56,7 @@ class Trainer:
         self.extent = scene.extent()
         self.anchor_opt = make_anchor_optimizer(self.model.anchors, cfg.optim, self.extent)
         self.decoder_opt = make_decoder_optimizer(self.model.decoder, self.model.appearance, cfg.optim)
-        self.strategy = GrowPruneStrategy(cfg.strategy, self.model.anchors, seed=cfg.seed)
+        self.strategy = make_strategy(cfg, self.model.anchors)
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch)
         self.step = 0  # steps completed
 
@@ -80,7 +87,7 @@ class Trainer:
         self.decoder_opt = make_decoder_optimizer(self.model.decoder, self.model.appearance, self.cfg.optim)
         self.anchor_opt.load_state_dict(ckpt["anchor_optimizer"])
         self.decoder_opt.load_state_dict(ckpt["decoder_optimizer"])
-        self.strategy = GrowPruneStrategy(self.cfg.strategy, self.model.anchors, seed=self.cfg.seed)
+        self.strategy = make_strategy(self.cfg, self.model.anchors)
         self.strategy.load_state_dict(ckpt["strategy"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         np.random.set_state(ckpt["rng"]["numpy"])
@@ -95,14 +102,20 @@ class Trainer:
         return path is not None
 
     # ---- the loop ----------------------------------------------------------------------------------
-    def train(self) -> dict:
-        """Run from ``self.step`` to ``cfg.optim.steps``; returns a short summary dictionary."""
+    def train(self, until: int | None = None) -> dict:
+        """Run from ``self.step`` to ``cfg.optim.steps`` (or stop after step ``until``); returns a summary.
+
+        Stopping early leaves the run exactly as a killed one after its last checkpoint (schedules still
+        run to ``cfg.optim.steps``), so ``until`` also serves to train in chunks.
+        """
         cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        end = cfg.optim.steps if until is None else min(until, cfg.optim.steps)
         save_config(cfg, self.out_dir / "config.yaml")
         logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=cfg.optim.steps)
         started = time.perf_counter()
         first_step = self.step
-        views = view_schedule(self.step, cfg.optim.steps, len(self.scene.train), cfg.seed)
+        views = view_schedule(self.step, end, len(self.scene.train), cfg.seed)
         for view_index, gt in self.loader.iterate(list(views)):
             metrics = self.train_step(view_index, gt.to(self.device, non_blocking=True))
             logger.log(self.step, metrics)
@@ -131,7 +144,7 @@ class Trainer:
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.step = step
-        metrics = {"loss": float(loss), **{name: float(value) for name, value in parts.items()}}
+        metrics = {"loss": float(loss.detach()), **{name: float(value) for name, value in parts.items()}}
         with torch.no_grad():
             metrics["psnr"] = float(psnr(view.output.image.detach().clamp(0, 1), gt))
         metrics["num_gaussians"] = view.gaussians.num

@@ -1,0 +1,54 @@
+"""The typed config tree: files, dotted overrides, type checks, round trip."""
+
+import pytest
+
+from momentum_gs.config import Config, load_config, save_config, to_dict
+from momentum_gs.errors import UserError
+
+
+def test_defaults_match_spec():
+    cfg = Config()
+    assert cfg.model.feat_dim == 32 and cfg.model.n_offsets == 10
+    assert cfg.optim.lambda_dssim == 0.2 and cfg.optim.lambda_scale == 0.01
+    assert cfg.strategy.grad_threshold == 0.0002 and cfg.strategy.min_opacity == 0.005
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  steps: 100\n  feature_lr: 0.5\nseed: 3\n")
+    cfg = load_config(path, ["optim.steps=7", "render.background=[1, 1, 1]", "log.tensorboard=false"])
+    assert cfg.optim.steps == 7 and cfg.optim.feature_lr == 0.5 and cfg.seed == 3
+    assert cfg.render.background == (1.0, 1.0, 1.0) and cfg.log.tensorboard is False
+
+
+def test_resolved_config_is_a_valid_config(tmp_path):
+    cfg = load_config(overrides=["model.voxel_size=0.25", "data.path=/somewhere"])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert to_dict(load_config(tmp_path / "resolved.yaml")) == to_dict(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.stepz=3", "unknown config key 'optim.stepz'"),
+    ("nosection.x=1", "unknown config key 'nosection.x'"),
+    ("optim.steps=many", "expects int"),
+    ("optim.steps=1.5", "expects int"),
+    ("log.tensorboard=maybe", "expects bool"),
+    ("optim=3", "is a section"),
+    ("steps", "must look like section.key=value"),
+])
+def test_bad_overrides_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(overrides=[override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model:\n  featdim: 3\n")
+    with pytest.raises(UserError, match="unknown config key 'model.featdim'"):
+        load_config(unknown)
