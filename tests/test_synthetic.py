@@ -1,0 +1,167 @@
+"""The synthetic aerial city: determinism, COLMAP round trip, image/pose consistency, ray casting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from momentum_gs.data.colmap import qvec_to_rotmat, read_model, rotmat_to_qvec
+from momentum_gs.data.synthetic import (PRESETS, flight_path, intrinsics, look_at_pose, make_synthetic_scene,
+                                        scene_bounds)
+from momentum_gs.data.synthetic_city import BOX_BUILDING, make_city
+from momentum_gs.data.synthetic_render import cast_camera, render
+from momentum_gs.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_synthetic_scene(tmp_path_factory.mktemp("tiny"), "tiny", seed=0)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def _image(root: Path, split: str, name: str) -> np.ndarray:
+    return cv2.imread(str(root / split / "images" / name))[..., ::-1].astype(np.float64)
+
+
+def _pose(image) -> tuple[np.ndarray, np.ndarray]:
+    return qvec_to_rotmat(image.qvec), image.tvec
+
+
+def test_layout_and_counts(tiny):
+    p = PRESETS["tiny"]
+    train, val = read_model(tiny / "train" / "sparse" / "0"), read_model(tiny / "val" / "sparse" / "0")
+    assert len(train.images) == p.n_train and len(val.images) == p.n_val
+    for split, model in (("train", train), ("val", val)):
+        names = sorted(im.name for im in model.images.values())
+        assert names == sorted(f.name for f in (tiny / split / "images").glob("*.png"))
+        assert _image(tiny, split, names[0]).shape == (p.height, p.width, 3)
+    assert len(train.points) == p.n_points + round(p.outlier_fraction * p.n_points)
+    np.testing.assert_allclose(train.cameras[1].params, intrinsics(p)[[0, 1, 0, 1], [0, 1, 2, 2]])
+    bounds = scene_bounds(tiny)
+    assert bounds.shape == (2, 3) and bounds[0, 2] == 0.0 and bounds[1, 2] > 5.0
+
+
+def test_same_seed_identical_other_seed_different(tiny, tmp_path):
+    again = _files(make_synthetic_scene(tmp_path / "again", "tiny", seed=0))
+    assert again == _files(tiny)
+    other = _files(make_synthetic_scene(tmp_path / "other", "tiny", seed=1))
+    assert other["train/images/000000.png"] != again["train/images/000000.png"]
+    assert other["train/sparse/0/points3D.bin"] != again["train/sparse/0/points3D.bin"]
+
+
+def test_poses_read_back(tiny):
+    p = PRESETS["tiny"]
+    city = make_city(np.random.default_rng([0, 0]), p.blocks, max_height=min(35.0, 0.65 * p.altitude))
+    poses = flight_path(np.random.default_rng([0, 1]), city, p)
+    images = {**{im.name: im for im in read_model(tiny / "train" / "sparse" / "0").images.values()},
+              **{im.name: im for im in read_model(tiny / "val" / "sparse" / "0").images.values()}}
+    assert len(images) == len(poses)
+    for i, world_to_cam in enumerate(poses):
+        R, t = _pose(images[f"{i:06d}.png"])
+        np.testing.assert_allclose(R, world_to_cam[:3, :3], atol=1e-12)
+        np.testing.assert_allclose(t, world_to_cam[:3, 3], atol=1e-9)
+        centre, forward = -R.T @ t, R[2]
+        assert 40.0 < centre[2] < 50.0  # the preset's 45 m altitude, ±3 %
+        assert np.degrees(np.arcsin(-forward[2])) == pytest.approx(47.5, abs=12.6)  # pitch 35°-60°
+
+
+def test_rotmat_to_qvec_round_trip():
+    rng = np.random.default_rng(0)
+    poses = [look_at_pose(np.zeros(3), yaw, pitch) for yaw in (0.0, np.pi / 2, np.pi, -2.0)
+             for pitch in (0.0, 0.6, np.pi / 2)]
+    rotations = [pose[:3, :3] for pose in poses] + [np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])]
+    for _ in range(20):
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        rotations.append(q * np.sign(np.linalg.det(q)))
+    for R in rotations:
+        q = rotmat_to_qvec(R)
+        assert q[0] >= 0 and np.linalg.norm(q) == pytest.approx(1.0)
+        np.testing.assert_allclose(qvec_to_rotmat(q), R, atol=1e-12)
+
+
+def test_points_project_onto_their_colour(tiny):
+    """Each training view's observed points reproject to their keypoints, onto pixels of their colour."""
+    model = read_model(tiny / "train" / "sparse" / "0")
+    K, images = intrinsics(PRESETS["tiny"]), sorted(model.images.values(), key=lambda im: im.id)
+    reprojection, colour, wrong = [], [], []
+    for k, image in enumerate(images):
+        rows = image.point3d_ids
+        assert len(rows) > 0 and rows.min() >= 0
+        for R, t, out in ((*_pose(image), reprojection), (*_pose(images[k - 1]), wrong)):
+            cam = model.points[rows] @ R.T + t
+            uv = cam[:, :2] / cam[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]
+            out.append(np.linalg.norm(uv - image.xys, axis=1))
+        pix = _image(tiny, "train", image.name)[image.xys[:, 1].astype(int), image.xys[:, 0].astype(int)]
+        colour.append(np.abs(pix - model.colors[rows]).mean(axis=1))
+    assert np.median(np.concatenate(reprojection)) < 0.5  # pixels; noise is 0.2 % of the city
+    assert np.median(np.concatenate(wrong)) > 5.0  # another view's pose does not fit
+    assert np.median(np.concatenate(colour)) < 12.0  # 8-bit levels (the image is antialiased)
+
+
+def test_val_views_are_new_positions(tiny):
+    centres = {}
+    for split in ("train", "val"):
+        model = read_model(tiny / split / "sparse" / "0")
+        centres[split] = np.array([-qvec_to_rotmat(im.qvec).T @ im.tvec for im in model.images.values()])
+        names = [im.name for im in model.images.values()]
+        centres[split + "_img"] = np.stack([_image(tiny, split, n) for n in names])
+    gaps = np.linalg.norm(centres["val"][:, None] - centres["train"][None], axis=2)
+    assert gaps.min() > 2.0  # metres: between training positions, not on them
+    diff = np.abs(centres["val_img"][:, None] - centres["train_img"][None]).mean(axis=(2, 3, 4))
+    assert diff.min() > 5.0
+
+
+def test_vary_exposure_changes_brightness_only(tiny, tmp_path):
+    varied = make_synthetic_scene(tmp_path / "exp", "tiny", seed=0, vary_exposure=True)
+    plain_files, varied_files = _files(tiny), _files(varied)
+    for split in ("train", "val"):
+        for stem in ("cameras", "images", "points3D"):
+            key = f"{split}/sparse/0/{stem}.bin"
+            assert plain_files[key] == varied_files[key]
+    ratios = []
+    for name in sorted(f.name for f in (tiny / "train" / "images").glob("*.png")):
+        ratios.append(_image(varied, "train", name).mean() / _image(tiny, "train", name).mean())
+    ratios = np.array(ratios)
+    assert np.all((ratios > 0.75) & (ratios < 1.25)) and ratios.std() > 0.03
+
+
+def test_nadir_camera_hits_ground_and_roof_at_their_depth():
+    city = make_city(np.random.default_rng(3), (2, 2))
+    K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 24.0], [0.0, 0.0, 1.0]])
+    pix = np.array([[32.0, 24.0], [0.5, 0.5], [63.5, 47.5]])
+    far_away = look_at_pose(np.array([5000.0, -3000.0, 37.0]), 0.3, np.pi / 2)
+    hits, o, d = cast_camera(city, K, far_away, pix)
+    assert np.all(hits.prim == 0)
+    np.testing.assert_allclose(hits.t * (d @ far_away[2, :3]), 37.0)  # depth along the optical axis
+    np.testing.assert_allclose((o + hits.t[:, None] * d)[:, 2], 0.0, atol=1e-9)
+    b = int(np.flatnonzero(city.box_kind == BOX_BUILDING)[0])
+    lo, hi = city.box_min[b], city.box_max[b]
+    above = look_at_pose(np.array([lo[0] + 0.3, lo[1] + 0.3, 60.0]), 0.0, np.pi / 2)
+    hits, _, _ = cast_camera(city, K, above, np.array([[32.0, 24.0]]))
+    assert hits.prim[0] == b + 1 and hits.t[0] == pytest.approx(60.0 - hi[2])
+
+
+def test_supersampling_averages_the_finer_image():
+    city = make_city(np.random.default_rng(1), (1, 1))
+    K = np.array([[20.0, 0.0, 8.0], [0.0, 20.0, 6.0], [0.0, 0.0, 1.0]])
+    pose = look_at_pose(np.array([-30.0, 5.0, 40.0]), 0.2, 0.9)
+    fine = render(city, np.diag([2.0, 2.0, 1.0]) @ K, pose, 32, 24, supersample=1)
+    coarse = render(city, K, pose, 16, 12, supersample=2)
+    np.testing.assert_allclose(coarse, fine.reshape(12, 2, 16, 2, 3).mean(axis=(1, 3)), atol=1e-12)
+
+
+def test_bad_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="preset"):
+        make_synthetic_scene(tmp_path / "a", "huge")
+    with pytest.raises(UserError, match="colour"):
+        make_synthetic_scene(tmp_path / "b", "tiny", colour="red")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not empty"):
+        make_synthetic_scene(tmp_path / "c", "tiny")
