@@ -1,0 +1,116 @@
+"""The one render entry point: Gaussians + pinhole camera -> image, with backends behind a name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from momentum_gs.render.composite import CompositeTiles, pair_coefficients
+from momentum_gs.render.projection import project_gaussians
+from momentum_gs.render.tiles import TilePlan, intersect_tiles, plan_chunks, reach
+
+# Bound on tiles × pixels × list length composited at once. On CPU, 1 MB float32 buffers keep a chunk's
+# temporaries in cache (measured fastest); on GPU, bigger chunks mean fewer kernel launches.
+CHUNK_ELEMS_CPU = 1 << 18
+CHUNK_ELEMS_GPU = 1 << 24
+
+
+@dataclass
+class RenderOutput:
+    """What ``render`` returns for one camera.
+
+    Attributes:
+        image: [H, W, D] composited colour, background included.
+        alpha: [H, W, 1] accumulated opacity 1 - T_final.
+        radii: [N] int32 screen radius in pixels; 0 = culled / not drawn.
+        means2d: [N, 2] pixel coordinates of the projected means. Its ``.grad`` (∂loss/∂means2d, per
+            pixel) is filled by backward; the densification statistics read it.
+        depths: [N] camera-space z in world units.
+    """
+
+    image: Tensor
+    alpha: Tensor
+    radii: Tensor
+    means2d: Tensor
+    depths: Tensor
+
+
+def render(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+    world_to_cam: Tensor, K: Tensor, width: int, height: int,
+    background: Tensor | None = None, backend: str = "torch",
+    near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, tile_size: int = 8,
+) -> RenderOutput:
+    """Render N 3D Gaussians into one pinhole camera by EWA splatting and front-to-back compositing.
+
+    Args:
+        means: [N, 3] world positions. quats: [N, 4] rotations (w, x, y, z), normalised inside.
+        scales: [N, 3] standard deviations in world units (already activated).
+        opacities: [N] in (0, 1). colors: [N, D] per-Gaussian colour (D = 3 for RGB, any D works).
+        world_to_cam: [4, 4] world -> camera (OpenCV axes: x right, y down, z forward).
+        K: [3, 3] intrinsics in pixels. width, height: image size in pixels.
+        background: [D] colour behind everything (default black).
+        backend: "torch" (pure PyTorch, CPU or GPU); see ``BACKENDS``.
+        near, far: depth range kept (world units). eps2d: pixel² low-pass dilation of the 2D covariance.
+        tile_size: tile side in pixels.
+
+    Semantics follow gsplat/3DGS: α = min(0.99, o·exp(-½dᵀΣ⁻¹d)) per pixel centre, skipped below
+    1/255, composited by increasing depth until the transmittance would drop to 1e-4 or below;
+    image = Σ Tᵢαᵢcᵢ + T_final·background.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown render backend {backend!r}; available: {', '.join(sorted(BACKENDS))}")
+    _check_shapes(means, quats, scales, opacities, colors, world_to_cam, K)
+    if background is None:
+        background = torch.zeros(colors.shape[-1], dtype=colors.dtype, device=colors.device)
+    return BACKENDS[backend](
+        means, quats, scales, opacities, colors, world_to_cam.to(means), K.to(means), width, height,
+        background, near=near, far=far, eps2d=eps2d, tile_size=tile_size,
+    )
+
+
+def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background,
+                  near: float, far: float, eps2d: float, tile_size: int) -> RenderOutput:
+    """The pure-PyTorch tile rasterizer (same arguments as ``render``, background resolved)."""
+    proj = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
+    if proj.means2d.requires_grad:
+        proj.means2d.retain_grad()
+    tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
+    extents = reach(proj.covars2d, opacities, proj.radii)
+    gauss_ids, tile_ids = intersect_tiles(proj.means2d, extents, proj.depths, tiles_x, tiles_y, tile_size)
+    chunk_elems = CHUNK_ELEMS_CPU if means.device.type == "cpu" else CHUNK_ELEMS_GPU
+    chunks = plan_chunks(tile_ids, tiles_x * tiles_y, chunk_elems, tile_size * tile_size)
+    plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunks)
+
+    coefs = pair_coefficients(proj.means2d, proj.conics, plan)
+    per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan)
+    composited = _untile(per_tile, plan)[:height, :width]
+    color, alpha = composited[..., :-1], composited[..., -1:]
+    image = color + (1.0 - alpha) * background
+    return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths)
+
+
+def _check_shapes(means, quats, scales, opacities, colors, world_to_cam, K) -> None:
+    """Raise ValueError naming the first argument whose shape does not fit N Gaussians."""
+    num = means.shape[0]
+    expected = {"means": (means, (num, 3)), "quats": (quats, (num, 4)), "scales": (scales, (num, 3)),
+                "opacities": (opacities, (num,)), "colors": (colors, (num, colors.shape[-1])),
+                "world_to_cam": (world_to_cam, (4, 4)), "K": (K, (3, 3))}
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"render: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+
+
+def _untile(per_tile: Tensor, plan: TilePlan) -> Tensor:
+    """[tiles, D, P] channel-first row-major tiles -> [tiles_y·s, tiles_x·s, D] image."""
+    s, depth = plan.tile_size, per_tile.shape[1]
+    grid = per_tile.reshape(plan.tiles_y, plan.tiles_x, depth, s, s).permute(0, 3, 1, 4, 2)
+    return grid.reshape(plan.tiles_y * s, plan.tiles_x * s, depth)
+
+
+# Backend name -> function with ``render``'s arguments (background resolved). A GPU backend (e.g.
+# "gsplat") registers itself here; it must fill RenderOutput the same way, including means2d.grad.
+BACKENDS: dict[str, Callable[..., RenderOutput]] = {"torch": _render_torch}

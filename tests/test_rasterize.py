@@ -1,0 +1,220 @@
+"""The tile rasterizer against the dense reference, finite differences and hand-checkable scenes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from momentum_gs.render import render, render_dense
+
+F64 = torch.float64
+PARAMS = ("means", "quats", "scales", "opacities", "colors")
+
+
+def _random_pose(gen: torch.Generator) -> torch.Tensor:
+    """[4, 4] float64 world_to_cam: a random rotation and translation."""
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=F64))
+    pose = torch.eye(4, dtype=F64)
+    pose[:3, :3] = q * torch.sign(torch.linalg.det(q))
+    pose[:3, 3] = torch.randn(3, generator=gen, dtype=F64)
+    return pose
+
+
+def random_scene(num: int, width: int, height: int, seed: int = 0, behind: int = 0, opaque: int = 0,
+                 min_opacity: float = 0.05) -> dict:
+    """``render`` keyword arguments in float64: Gaussians of 0.3..4 px σ around and inside a
+    non-centred, non-square-pixel camera, random pose; ``behind`` of them behind the camera, the next
+    ``opaque`` ones with o > 0.99 centred on pixel centres (so that α is clamped there)."""
+    gen = torch.Generator().manual_seed(seed)
+    fx, fy, cx, cy = 1.1 * width, 0.8 * width, 0.4 * width + 0.3, 0.6 * height - 0.2
+    K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=F64)
+    z = 1.5 + 4.5 * torch.rand(num, generator=gen, dtype=F64)
+    z[:behind] *= -1
+    size = torch.tensor([width, height], dtype=F64)
+    pix = (torch.rand(num, 2, generator=gen, dtype=F64) * 1.4 - 0.2) * size  # some straddle the border
+    pix[behind:behind + opaque] = pix[behind:behind + opaque].floor() + 0.5
+    cam = torch.cat([(pix - K[:2, 2]) / K.diagonal()[:2] * z.abs()[:, None], z[:, None]], dim=-1)
+    world_to_cam = _random_pose(gen)
+    means = (cam - world_to_cam[:3, 3]) @ world_to_cam[:3, :3]  # inverse rigid transform, row-wise
+    sigma_px = 0.3 * (4 / 0.3) ** torch.rand(num, 3, generator=gen, dtype=F64)
+    opacities = min_opacity + (0.95 - min_opacity) * torch.rand(num, generator=gen, dtype=F64)
+    opacities[behind:behind + opaque] = 0.995
+    return dict(
+        means=means, quats=torch.randn(num, 4, generator=gen, dtype=F64),
+        scales=sigma_px * z.abs()[:, None] / K[0, 0], opacities=opacities,
+        colors=torch.rand(num, 3, generator=gen, dtype=F64), world_to_cam=world_to_cam, K=K,
+        width=width, height=height, background=torch.tensor([0.2, 0.5, 0.8], dtype=F64),
+    )
+
+
+def _with_grad(scene: dict) -> dict:
+    return scene | {k: scene[k].clone().requires_grad_() for k in PARAMS}
+
+
+def _weighted_loss(out, seed: int = 1) -> torch.Tensor:
+    """A scalar that depends on every pixel of image and alpha with random weights."""
+    gen = torch.Generator().manual_seed(seed)
+    w_img = torch.randn(out.image.shape, generator=gen, dtype=out.image.dtype)
+    w_alpha = torch.randn(out.alpha.shape, generator=gen, dtype=out.alpha.dtype)
+    return (out.image * w_img).sum() + (out.alpha * w_alpha).sum()
+
+
+@pytest.mark.parametrize("width, height, tile_size, num, seed", [
+    (37, 29, 8, 150, 0),  # not a multiple of the tile size
+    (32, 24, 8, 200, 1),
+    (21, 18, 4, 80, 2),
+    (40, 20, 16, 120, 3),
+])
+def test_forward_matches_dense_reference(width, height, tile_size, num, seed):
+    scene = random_scene(num, width, height, seed=seed, behind=5, opaque=4)
+    tiled = render(**scene, tile_size=tile_size)
+    dense = render_dense(**scene, tile_size=tile_size)
+    assert tiled.image.shape == (height, width, 3) and tiled.alpha.shape == (height, width, 1)
+    assert torch.equal(tiled.radii, dense.radii)
+    assert (tiled.radii[:5] == 0).all() and (tiled.radii > 0).sum() > num // 2
+    torch.testing.assert_close(tiled.image, dense.image, atol=1e-10, rtol=0)
+    torch.testing.assert_close(tiled.alpha, dense.alpha, atol=1e-10, rtol=0)
+    torch.testing.assert_close(tiled.means2d, dense.means2d)
+    torch.testing.assert_close(tiled.depths, dense.depths)
+
+
+def test_float32_close_to_float64():
+    scene = random_scene(200, 33, 27, seed=4)
+    scene32 = {k: v.float() if torch.is_tensor(v) else v for k, v in scene.items()}
+    torch.testing.assert_close(render(**scene32).image.double(), render(**scene).image, atol=2e-4, rtol=0)
+
+
+def _crowded_scene() -> dict:
+    """Opaque enough that some pixels reach the early stop (T_final just above 1e-4)."""
+    scene = random_scene(400, 24, 18, seed=1, behind=5, opaque=4, min_opacity=0.5)
+    t_final = 1 - render_dense(**scene).alpha
+    assert t_final.min() > 1e-4 and (t_final < 2e-4).any()
+    return scene
+
+
+def test_crowded_scene_matches_dense_reference():
+    scene = _crowded_scene()
+    tiled, dense = render(**scene), render_dense(**scene)
+    torch.testing.assert_close(tiled.image, dense.image, atol=1e-10, rtol=0)
+    torch.testing.assert_close(tiled.alpha, dense.alpha, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_gradients_match_dense_reference(crowded):
+    scene = _crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
+    grads = []
+    for fn in (render, render_dense):
+        inputs = _with_grad(scene)
+        out = fn(**inputs)
+        _weighted_loss(out).backward()
+        grads.append([inputs[k].grad for k in PARAMS] + [out.means2d.grad])
+    for name, tiled, dense in zip(PARAMS + ("means2d",), *grads):
+        assert tiled.abs().max() > 0, name
+        torch.testing.assert_close(tiled, dense, atol=1e-9, rtol=1e-7, msg=name)
+
+
+def test_gradients_match_finite_differences():
+    scene = random_scene(6, 16, 12, seed=6, behind=1)
+    fixed = {k: v for k, v in scene.items() if k not in PARAMS}
+
+    def loss(*params):
+        return _weighted_loss(render(**fixed, **dict(zip(PARAMS, params))))
+
+    assert torch.autograd.gradcheck(loss, tuple(_with_grad(scene)[k] for k in PARAMS), eps=1e-6, atol=1e-6)
+
+
+def test_means2d_grad_marks_drawn_gaussians_and_points_the_right_way():
+    scene = random_scene(60, 24, 18, seed=7, behind=6)
+    inputs = _with_grad(scene)
+    out = render(**inputs)
+    out.image.sum().backward()
+    drawn = out.radii > 0
+    assert out.means2d.grad is not None and out.means2d.grad.shape == (60, 2)
+    assert (out.means2d.grad[~drawn] == 0).all()
+    # Exactly the Gaussians that reach some pixel (non-zero colour gradient) get a 2D-mean gradient;
+    # drawn ones may still reach none (hidden behind, or only their faint rim touches the image).
+    reaches = inputs["colors"].grad.abs().sum(-1) > 0
+    assert reaches.sum() > 30 and not reaches[~drawn].any()
+    assert torch.equal(out.means2d.grad.abs().sum(-1) > 0, reaches)
+
+    # One Gaussian; the loss weights pixels by their column: moving the splat right must increase it.
+    one = _centred_gaussian(width=21, height=15, cx=10.5, cy=7.5)
+    one_in = _with_grad(one)
+    out = render(**one_in)
+    columns = torch.arange(21, dtype=F64)[None, :, None]
+    (out.image * columns).sum().backward()
+    gx, gy = out.means2d.grad[0]
+    assert gx > 0 and abs(gy) < 1e-9 * abs(gx)
+
+
+def _centred_gaussian(width: int, height: int, cx: float, cy: float, fx: float = 20.0, fy: float = 20.0,
+                      opacity: float = 0.7) -> dict:
+    """One isotropic Gaussian (σ = 0.05 world units at depth 1) on the optical axis, black background."""
+    return dict(
+        means=torch.tensor([[0.0, 0.0, 1.0]], dtype=F64), quats=torch.tensor([[1.0, 0, 0, 0]], dtype=F64),
+        scales=torch.full((1, 3), 0.05, dtype=F64), opacities=torch.tensor([opacity], dtype=F64),
+        colors=torch.tensor([[1.0, 0.5, 0.25]], dtype=F64), world_to_cam=torch.eye(4, dtype=F64),
+        K=torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=F64), width=width, height=height,
+    )
+
+
+def test_single_gaussian_peaks_at_principal_point():
+    scene = _centred_gaussian(width=23, height=17, cx=14.5, cy=5.5, fx=30.0, fy=15.0)
+    out = render(**scene)
+    peak = torch.nonzero(out.alpha[..., 0] == out.alpha.max())
+    assert peak.tolist() == [[5, 14]]  # row = cy - 0.5, column = cx - 0.5
+    assert out.alpha[5, 14, 0].item() == pytest.approx(0.7)  # α = o at the mean
+    torch.testing.assert_close(out.means2d, torch.tensor([[14.5, 5.5]], dtype=F64))
+    # σ = 1.5 px across and 0.75 px down (fx ≠ fy), dilated by eps2d = 0.3 px²: check the falloff.
+    expected_x = 0.7 * math.exp(-0.5 / (1.5**2 + 0.3))
+    expected_y = 0.7 * math.exp(-0.5 / (0.75**2 + 0.3))
+    assert out.alpha[5, 15, 0].item() == pytest.approx(expected_x, rel=1e-9)
+    assert out.alpha[6, 14, 0].item() == pytest.approx(expected_y, rel=1e-9)
+
+
+def test_stack_composites_by_depth_and_stops_early():
+    """Ten opaque splats on the optical axis, given in shuffled order: front to back, the transmittance
+    falls 0.2× per splat and the 6th would take it to 0.2⁶ <= 1e-4, so only five count."""
+    depths = torch.tensor([3.0, 1.0, 5.0, 2.0, 4.0, 9.0, 7.0, 6.0, 8.0, 10.0], dtype=F64)
+    scene = _centred_gaussian(width=9, height=9, cx=4.5, cy=4.5, opacity=0.8)
+    scene |= dict(
+        means=torch.stack([torch.zeros_like(depths), torch.zeros_like(depths), depths], -1),
+        quats=scene["quats"].expand(10, 4), scales=0.05 * depths[:, None].expand(10, 3),
+        opacities=torch.full((10,), 0.8, dtype=F64),
+        colors=torch.eye(10, 3, dtype=F64).roll(1, 0) + depths[:, None],
+        background=torch.tensor([0.1, 0.2, 0.3], dtype=F64),
+    )
+    out = render(**scene)
+    order = torch.argsort(depths)[:5]
+    trans = 0.2 ** torch.arange(5, dtype=F64)
+    expected = (0.8 * trans[:, None] * scene["colors"][order]).sum(0) + 0.2**5 * scene["background"]
+    torch.testing.assert_close(out.image[4, 4], expected, atol=1e-12, rtol=0)
+    assert out.alpha[4, 4, 0].item() == pytest.approx(1 - 0.2**5, abs=1e-12)
+
+
+def test_empty_and_fully_culled_scenes_give_the_background():
+    background = torch.tensor([0.1, 0.2, 0.3], dtype=F64)
+    for scene in (random_scene(0, 16, 12), random_scene(5, 16, 12, behind=5)):
+        inputs = _with_grad(scene | {"background": background})
+        out = render(**inputs)
+        assert out.image.shape == (12, 16, 3) and out.radii.shape == (len(scene["means"]),)
+        torch.testing.assert_close(out.image, background.expand(12, 16, 3))
+        assert (out.alpha == 0).all() and (out.radii == 0).all()
+        out.image.sum().backward()  # still differentiable, with zero gradients
+        assert all((inputs[k].grad == 0).all() for k in PARAMS)
+
+
+def test_gaussians_behind_the_camera_change_nothing():
+    scene = random_scene(40, 20, 16, seed=8, behind=10)
+    front = {k: v[10:] if k in PARAMS else v for k, v in scene.items()}
+    torch.testing.assert_close(render(**scene).image, render(**front).image, atol=0, rtol=0)
+
+
+def test_unknown_backend_and_bad_shapes_raise():
+    scene = random_scene(3, 8, 8)
+    with pytest.raises(ValueError, match="unknown render backend 'nope'"):
+        render(**scene, backend="nope")
+    with pytest.raises(ValueError, match="opacities"):
+        render(**scene | {"opacities": scene["opacities"][:, None]})
