@@ -20,13 +20,11 @@ def tiny_scene(tmp_path_factory) -> Path:
 # A few dozen steps with growing and pruning inside the window, on the tiny scene.
 TINY_OVERRIDES = [
     "optim.steps=24",
-    "model.voxel_size=2.0",
-    "strategy.init_factor=4",
     "strategy.start_stat=2",
     "strategy.update_from=6",
     "strategy.update_interval=6",
     "strategy.update_until=100",
-    "strategy.success_threshold=0.1",
+    "strategy.success_threshold=0.3",
     "log.tensorboard=false",
     "log.progress_every=1",
     "device=cpu",

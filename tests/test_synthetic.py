@@ -44,7 +44,7 @@ def test_layout_and_counts(tiny):
     assert len(train.points) == p.n_points + round(p.outlier_fraction * p.n_points)
     np.testing.assert_allclose(train.cameras[1].params, intrinsics(p)[[0, 1, 0, 1], [0, 1, 2, 2]])
     bounds = scene_bounds(tiny)
-    assert bounds.shape == (2, 3) and bounds[0, 2] == 0.0 and bounds[1, 2] > 5.0
+    assert bounds.shape == (2, 3) and bounds[0, 2] == 0.0 and bounds[1, 2] > 5.0 / p.metres_per_unit
 
 
 def test_same_seed_identical_other_seed_different(tiny, tmp_path):
@@ -64,6 +64,7 @@ def test_poses_read_back(tiny):
     assert len(images) == len(poses)
     for i, world_to_cam in enumerate(poses):
         R, t = _pose(images[f"{i:06d}.png"])
+        t = t * p.metres_per_unit  # the model is written in SfM-like units
         np.testing.assert_allclose(R, world_to_cam[:3, :3], atol=1e-12)
         np.testing.assert_allclose(t, world_to_cam[:3, 3], atol=1e-9)
         centre, forward = -R.T @ t, R[2]

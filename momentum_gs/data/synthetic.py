@@ -4,7 +4,8 @@
 COLMAP binary model) and ``out/scene.json``. Cameras fly a lawnmower path at a fixed altitude with oblique
 views; the held-out views are positions interleaved along the same path. The point cloud imitates SfM:
 surface points seen by the training views, with small noise and a few outliers. Everything is a function
-of the seed. World frame: metres, z up, ground at z = 0; cameras follow OpenCV axes.
+of the seed. World frame: z up, ground at z = 0, cameras with OpenCV axes; generated in metres and
+written in model units of ``metres_per_unit`` metres (10 by default), as SfM models have their own scale.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class SynthPreset:
     hfov_deg: float = 60.0  # horizontal field of view, degrees
     supersample: int = 2  # rays per pixel along each axis (anti-aliasing)
     shadows: bool = True  # cast sun shadows
+    metres_per_unit: float = 10.0  # scale of the written model: SfM units, like a real reconstruction's
 
 
 PRESETS: dict[str, SynthPreset] = {
@@ -156,10 +158,11 @@ def _write_split(split_dir: Path, names: list[str], images: list[np.ndarray], po
     for i, (name, image, world_to_cam) in enumerate(zip(names, images, poses)):
         cv2.imwrite(str(split_dir / "images" / name), image[..., ::-1])  # OpenCV writes BGR
         xys, rows = observations[i] if observations else (None, None)
-        records[i + 1] = ColmapImage(i + 1, rotmat_to_qvec(world_to_cam[:3, :3]), world_to_cam[:3, 3].copy(), 1,
-                                     name, xys, rows)
+        records[i + 1] = ColmapImage(i + 1, rotmat_to_qvec(world_to_cam[:3, :3]),
+                                     world_to_cam[:3, 3] / p.metres_per_unit, 1, name, xys, rows)
     points, colours, errors = cloud
-    write_model(ColmapModel({1: camera}, records, points, colours, errors), split_dir / "sparse" / "0")
+    write_model(ColmapModel({1: camera}, records, points / p.metres_per_unit, colours, errors),
+                split_dir / "sparse" / "0")
 
 
 def _resolve(preset: str, overrides: dict) -> SynthPreset:
@@ -174,7 +177,7 @@ def _resolve(preset: str, overrides: dict) -> SynthPreset:
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}  # from YAML/CLI
     p = dataclasses.replace(PRESETS[preset], **overrides)
     if (min(p.n_train, p.n_val, p.width, p.height, p.supersample, *p.blocks) < 1
-            or not 0 < p.pitch_deg[0] <= p.pitch_deg[1] <= 90 or p.altitude <= 0):
+            or not 0 < p.pitch_deg[0] <= p.pitch_deg[1] <= 90 or p.altitude <= 0 or p.metres_per_unit <= 0):
         raise UserError(f"synthetic scene settings out of range: {p}")
     return p
 
@@ -236,16 +239,18 @@ def _write_info(out_dir: Path, preset: str, seed: int, vary_exposure: bool, p: S
     info = {
         "generator": "momentum_gs.data.synthetic", "version": 1, "preset": preset, "seed": seed,
         "settings": dataclasses.asdict(p), "vary_exposure": vary_exposure,
-        "up": [0.0, 0.0, 1.0], "units": "metres", "ground": "plane z = 0 (unbounded)",
-        "city_bounds": city.bounds().tolist(),  # [[xmin, ymin, zmin], [xmax, ymax, zmax]]
-        "ground_size": (city.size + 2 * 50.0).tolist(),  # xy extent of the city and its ring of tree clumps
+        "up": [0.0, 0.0, 1.0], "metres_per_unit": p.metres_per_unit, "ground": "plane z = 0 (unbounded)",
+        # model units, as the COLMAP files: [[xmin, ymin, zmin], [xmax, ymax, zmax]]
+        "city_bounds": (city.bounds() / p.metres_per_unit).tolist(),
+        # xy extent of the city and its ring of tree clumps, model units
+        "ground_size": ((city.size + 2 * 50.0) / p.metres_per_unit).tolist(),
         "exposure_gains": gains if vary_exposure else None,  # per image name, RGB
     }  # fmt: skip
     (out_dir / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
 
 
 def scene_bounds(out_dir: Path) -> np.ndarray:
-    """[2, 3] (min, max) box of the city in world metres (z up), read from ``out_dir/scene.json``."""
+    """[2, 3] (min, max) box of the city in model units (z up), read from ``out_dir/scene.json``."""
     path = Path(out_dir) / "scene.json"
     if not path.is_file():
         raise UserError(f"{path} not found: {out_dir} is not a synthetic scene written by `mgs synth`")

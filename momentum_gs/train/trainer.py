@@ -105,8 +105,8 @@ class Trainer:
     def train(self, until: int | None = None) -> dict:
         """Run from ``self.step`` to ``cfg.optim.steps`` (or stop after step ``until``); returns a summary.
 
-        Stopping early leaves the run exactly as a killed one after its last checkpoint (schedules still
-        run to ``cfg.optim.steps``), so ``until`` also serves to train in chunks.
+        Stopping at ``until`` writes no final checkpoint, so the run folder is left exactly as a run killed
+        after that step (schedules still span ``cfg.optim.steps``); call :meth:`save` to keep the state.
         """
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,11 +122,11 @@ class Trainer:
             if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
                 self.save()
         logger.close()
-        checkpoint = self.save()
+        checkpoint = self.save() if self.step == cfg.optim.steps else None
         seconds = time.perf_counter() - started
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
                 "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
-                "num_anchors": self.model.anchors.num_anchors, "checkpoint": str(checkpoint)}
+                "num_anchors": self.model.anchors.num_anchors, "checkpoint": checkpoint and str(checkpoint)}
 
     def train_step(self, view_index: int, gt: torch.Tensor) -> dict:
         """One optimisation step on training view ``view_index`` with image ``gt`` [H, W, 3]."""
