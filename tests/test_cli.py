@@ -11,10 +11,13 @@ def mgs(*args, cwd=None):
 
 
 def _assert_one_line_error(result, fragment):
+    """Status 2, no traceback, and exactly one ``error:`` line, the last thing printed (a progress bar that
+    was running may stand before it)."""
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert fragment in lines[0]
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if "error: " in line]
+    assert len(errors) == 1 and lines[-1].startswith("error: "), result.stderr
+    assert fragment in lines[-1]
     assert "Traceback" not in result.stderr
 
 
@@ -55,3 +58,56 @@ def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
 @pytest.mark.parametrize("args", [("config", "model.nope=1"), ("synth", "x", "--preset", "huge")])
 def test_other_bad_input(args, tmp_path):
     _assert_one_line_error(mgs(*args, cwd=tmp_path), "")
+
+
+def _broken_copy(tiny_scene, tmp_path, how):
+    """A copy of the tiny scene damaged in one way."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from momentum_gs.data.colmap import read_model, write_model
+
+    scene = tmp_path / "broken"
+    shutil.copytree(tiny_scene, scene)
+    sparse, images = scene / "train" / "sparse" / "0", scene / "train" / "images"
+    first = sorted(images.iterdir())[0]
+    if how == "truncated":
+        data = (sparse / "images.bin").read_bytes()
+        (sparse / "images.bin").write_bytes(data[: len(data) // 2])
+    elif how == "missing_image":
+        first.unlink()
+    elif how == "unreadable_image":
+        first.write_bytes(b"not a png")
+    elif how == "wrong_size":
+        cv2.imwrite(str(first), np.zeros((10, 10, 3), np.uint8))
+    elif how == "empty_points":
+        model = read_model(sparse)
+        model.points, model.colors, model.errors = np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0)
+        for image in model.images.values():
+            image.xys, image.point3d_ids = None, None
+        write_model(model, sparse)
+    elif how == "unsupported_model":
+        write_model(read_model(sparse), sparse, binary=False)
+        cameras = (sparse / "cameras.txt").read_text().replace(" PINHOLE ", " FOV ").rstrip("\n") + " 0.1\n"
+        (sparse / "cameras.txt").write_text(cameras)
+    return scene
+
+
+@pytest.mark.parametrize("how, fragment", [
+    ("truncated", "images.bin"),
+    ("missing_image", "000000.png"),
+    ("unreadable_image", "000000.png"),
+    ("wrong_size", "000000.png"),
+    ("empty_points", "no points"),
+    ("unsupported_model", "FOV"),
+])
+def test_bad_scene_gives_one_line_and_keeps_files(tiny_scene, tmp_path, how, fragment):
+    scene = _broken_copy(tiny_scene, tmp_path, how)
+    before = sorted(p.relative_to(scene) for p in scene.rglob("*"))
+    result = mgs("train", "--data", str(scene), "--out", str(tmp_path / "run"), "log.tensorboard=false")
+    _assert_one_line_error(result, fragment)
+    assert sorted(p.relative_to(scene) for p in scene.rglob("*") if "images_" not in str(p)) == \
+        [p for p in before if "images_" not in str(p)]
+    assert not (tmp_path / "run" / "ckpt").exists()

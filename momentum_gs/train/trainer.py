@@ -116,12 +116,14 @@ class Trainer:
         started = time.perf_counter()
         first_step = self.step
         views = view_schedule(self.step, end, len(self.scene.train), cfg.seed)
-        for view_index, gt in self.loader.iterate(list(views)):
-            metrics = self.train_step(view_index, gt.to(self.device, non_blocking=True))
-            logger.log(self.step, metrics)
-            if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
-                self.save()
-        logger.close()
+        try:
+            for view_index, gt in self.loader.iterate(list(views)):
+                metrics = self.train_step(view_index, gt.to(self.device, non_blocking=True))
+                logger.log(self.step, metrics)
+                if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
+                    self.save()
+        finally:
+            logger.close()  # ends the progress bar's line, so an error message stands on its own
         checkpoint = self.save() if self.step == cfg.optim.steps else None
         seconds = time.perf_counter() - started
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
