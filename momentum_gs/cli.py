@@ -15,6 +15,7 @@ from momentum_gs.errors import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mgs`` and its sub-commands."""
     parser = argparse.ArgumentParser(prog="mgs", description="Momentum-GS large-scene Gaussian splatting.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model on a COLMAP scene")
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="render and score the held-out views of a run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--no-images", action="store_true", help="do not write render/ground-truth PNGs")
+    evaluate.add_argument("--device", help="render on this device (default: the run's config)")
     export = sub.add_parser("export", help="write the Scaffold-GS anchor PLY and the decoder weights")
     export.add_argument("run_dir")
     export.add_argument("--out", help="output folder (default: RUN_DIR/export)")
@@ -45,23 +47,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> None:
-    from momentum_gs.train.run import train_from_args
+    """``mgs train``: train a run (or continue one with --resume)."""
+    from momentum_gs.train.run import describe, train_from_args
 
-    summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['steps_per_second']:.2f} steps/s), {summary['num_anchors']} anchors -> {summary['out']}")
+    print(describe(train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)))
 
 
 def cmd_eval(args) -> None:
+    """``mgs eval``: score the held-out views of a run."""
+    from momentum_gs.config import resolve_device
     from momentum_gs.eval.evaluate import evaluate_run
 
-    results = evaluate_run(args.run_dir, save_images=not args.no_images)
+    device = resolve_device(args.device) if args.device else None
+    results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device)
     print(f"PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} over {results['num_test_views']} views, "
           f"{results['seconds_per_view'] * 1000:.0f} ms/view")
     print(Path(args.run_dir) / "eval" / "results.json")
 
 
 def cmd_export(args) -> None:
+    """``mgs export``: write the anchor PLY and decoder weights of a run."""
     from momentum_gs.eval.evaluate import load_run
     from momentum_gs.io.ply import export_scene
 
@@ -71,6 +76,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_synth(args) -> None:
+    """``mgs synth``: generate the synthetic city."""
     from momentum_gs.data.synthetic import PRESETS, make_synthetic_scene
 
     if args.preset not in PRESETS:
@@ -80,12 +86,14 @@ def cmd_synth(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    """``mgs demo``: synthesize, train, evaluate; the results path is the last line."""
     from momentum_gs.train.run import demo
 
     print(demo(Path(args.data), Path(args.out), args.overrides))
 
 
 def cmd_config(args) -> None:
+    """``mgs config``: print the resolved config."""
     import yaml
 
     from momentum_gs.config import load_config, to_dict

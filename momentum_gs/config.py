@@ -18,16 +18,21 @@ from momentum_gs.errors import UserError
 
 @dataclass
 class DataConfig:
+    """Where the scene is and how its images are loaded."""
+
     path: str = ""  # scene folder: images/ + sparse/0, or train/ + val/ (Mill-19 layout)
     downsample: int = 1  # integer factor; cached as images_<factor>
     max_width: int = 0  # if > 0, downsample so that width <= max_width (overrides `downsample`)
     test_every: int = 8  # single-folder layout: every n-th image (sorted by name) is held out
+    test_offset: int = 0  # ... starting at this index (0: images 0, n, 2n, ... as Scaffold-GS/3DGS)
     prefetch: int = 4  # images decoded ahead of use by the background loader
     cache_images: bool = True  # keep decoded images in memory after first use (small scenes)
 
 
 @dataclass
 class ModelConfig:
+    """The Scaffold-GS anchor model and its decoder (SPEC §3.1)."""
+
     feat_dim: int = 32  # anchor feature size c
     n_offsets: int = 10  # neural Gaussians per anchor k
     voxel_size: float = 0.0  # anchor grid spacing in world units; <= 0: median 3-NN distance of the points
@@ -39,7 +44,10 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    """Steps, learning rates (Adam, eps 1e-15) and loss weights (SPEC §3.1)."""
+
     steps: int = 30_000  # training steps
+    lr_max_steps: int = 30_000  # length of the log-linear learning-rate decays (0 = `steps`); flat after it
     offset_lr: float = 0.01  # → offset_lr_final, times the scene extent
     offset_lr_final: float = 0.0001
     feature_lr: float = 0.0075
@@ -58,6 +66,8 @@ class OptimConfig:
 
 @dataclass
 class StrategyConfig:
+    """Anchor growing and pruning; the defaults are Scaffold-GS's (SPEC §3.1)."""
+
     start_stat: int = 500  # begin accumulating screen-space gradient statistics
     update_from: int = 1500  # first growing/pruning step
     update_interval: int = 100  # steps between growing/pruning
@@ -74,6 +84,8 @@ class StrategyConfig:
 
 @dataclass
 class RenderConfig:
+    """Rasterizer backend and rendering settings."""
+
     backend: str = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
     tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
@@ -82,14 +94,17 @@ class RenderConfig:
 
 @dataclass
 class LogConfig:
+    """Progress, TensorBoard and checkpoints."""
+
     progress_every: int = 10  # progress-bar refresh interval in steps
     tensorboard: bool = True  # write TensorBoard scalars into <out>/tb
     checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
-    eval_views: int = 0  # held-out views rendered at the end of training (0 = none; use `mgs eval`)
 
 
 @dataclass
 class Config:
+    """The whole tree; ``mgs config`` prints it resolved."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -183,6 +198,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise UserError(f"override '{item}' must look like section.key=value")
         key, value = item.split("=", 1)
         _apply(cfg, key.strip(), yaml.safe_load(value) if value.strip() else "")
+    return validate(cfg)
+
+
+# (section.key, smallest allowed value): values below it would divide by zero or break a schedule.
+_MINIMUM = {
+    "data.downsample": 1, "data.test_every": 0, "data.test_offset": 0, "data.prefetch": 0, "model.feat_dim": 1, "model.n_offsets": 1,
+    "model.hidden_dim": 1, "model.appearance_dim": 0, "optim.steps": 1, "optim.lr_max_steps": 0,
+    "strategy.update_interval": 1, "strategy.levels": 0, "strategy.init_factor": 1,
+    "strategy.hierarchy_factor": 1, "render.tile_size": 1, "log.progress_every": 1, "log.checkpoint_every": 0,
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Raise a UserError for values that cannot work (e.g. ``strategy.update_interval=0``)."""
+    for key, minimum in _MINIMUM.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value < minimum:
+            raise UserError(f"config key '{key}' must be at least {minimum}, got {value}")
+    for f in dataclasses.fields(OptimConfig):
+        value = getattr(cfg.optim, f.name)
+        if f.name.endswith("_lr") or f.name.endswith("_lr_final"):
+            if value <= 0:
+                raise UserError(f"config key 'optim.{f.name}' must be positive, got {value}")
     return cfg
 
 
@@ -198,6 +237,11 @@ def resolve_device(name: str) -> "torch.device":
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise UserError(f"device '{name}' is not available here ({count} CUDA devices); use device=cpu or auto")
+    return device

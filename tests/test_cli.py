@@ -55,9 +55,20 @@ def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
     assert exported.returncode == 0 and (run / "export" / "point_cloud.ply").is_file()
 
 
-@pytest.mark.parametrize("args", [("config", "model.nope=1"), ("synth", "x", "--preset", "huge")])
-def test_other_bad_input(args, tmp_path):
-    _assert_one_line_error(mgs(*args, cwd=tmp_path), "")
+@pytest.mark.parametrize("args, fragment", [
+    (("config", "model.nope=1"), "unknown config key 'model.nope'"),
+    (("config", "strategy.update_interval=0"), "must be at least 1"),
+    (("config", "optim.mlp_color_lr_final=0"), "must be positive"),
+    (("synth", "x", "--preset", "huge"), "unknown preset 'huge'"),
+])
+def test_other_bad_input(args, fragment, tmp_path):
+    _assert_one_line_error(mgs(*args, cwd=tmp_path), fragment)
+
+
+def test_bad_device_and_backend(tiny_scene, tmp_path):
+    for override, fragment in (("device=cuda:7", "not available"), ("render.backend=nope", "backend 'nope'")):
+        result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2", override)
+        _assert_one_line_error(result, fragment)
 
 
 def _broken_copy(tiny_scene, tmp_path, how):

@@ -187,7 +187,8 @@ def test_learning_rate_schedules():
     assert expon_lr(50, 0.01, 1e-4, 100) == pytest.approx(1e-3)
     assert expon_lr(500, 0.01, 1e-4, 100) == pytest.approx(1e-4)
     anchors = _line_of_anchors()
-    cfg = OptimConfig(steps=100)
+    cfg = OptimConfig(steps=100, lr_max_steps=0)  # 0: decay over the run's own steps
+    assert OptimConfig().lr_max_steps == 30_000  # SPEC: decays over 30k steps, flat after
     anchor_opt = make_anchor_optimizer(anchors, cfg, extent=3.0)
     decoder_opt = make_decoder_optimizer(Decoder(feat_dim=3, n_offsets=4), torch.nn.Embedding(5, 2), cfg)
     assert [g["name"] for g in decoder_opt.param_groups] == ["mlp_opacity", "mlp_cov", "mlp_color", "appearance"]

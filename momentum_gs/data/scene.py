@@ -2,7 +2,7 @@
 
 Two layouts are recognised from ``DataConfig.path``:
 - one folder: ``images/`` + ``sparse/0/`` (or ``sparse/`` holding the model files); images sorted by name,
-  every ``test_every``-th one (index % test_every == 0) held out;
+  every ``test_every``-th one (index % test_every == test_offset, 0 by default) held out;
 - Mill-19 style: ``train/`` and ``val/`` (or ``test/``), each with ``images/`` + ``sparse/0/``; the point
   cloud comes from the training model.
 Images are brought to the loaded resolution (and undistorted) once, into cache folders next to
@@ -138,7 +138,8 @@ def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None) -> SceneDat
     cache = Path(cache_dir) if cache_dir is not None else None
     if "all" in folders:
         model, cameras = _load_split(root, cfg, cache, needs_points=True)
-        held_out = [i % cfg.test_every == 0 if cfg.test_every > 0 else False for i in range(len(cameras))]
+        held_out = [i % cfg.test_every == cfg.test_offset % cfg.test_every if cfg.test_every > 0 else False
+                    for i in range(len(cameras))]
         train = [cam for cam, out in zip(cameras, held_out) if not out]
         test = [cam for cam, out in zip(cameras, held_out) if out]
     else:

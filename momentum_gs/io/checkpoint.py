@@ -8,6 +8,7 @@ positional, so a later version can add parts without breaking old files.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it and resume from an older one")
+        # Read onto the CPU first: a checkpoint written on a GPU must open on a machine without one.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {str(exc)[:80]}); "
+                        "resume from an older one")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a momentum_gs checkpoint")
     if ckpt.get("version", 0) > VERSION:
         raise UserError(f"{path} has checkpoint version {ckpt['version']}; this momentum_gs reads up to {VERSION}")
-    return ckpt
+    return _to_device(ckpt, torch.device(map_location))
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor in its nested dicts/lists moved to ``device``."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {key: _to_device(value, device) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(value, device) for value in obj)
+    return obj
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

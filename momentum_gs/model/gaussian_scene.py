@@ -13,6 +13,7 @@ from torch import nn
 
 from momentum_gs.config import ModelConfig, RenderConfig
 from momentum_gs.data.camera import Camera
+from momentum_gs.errors import UserError
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder, appearance_code, make_appearance
 from momentum_gs.model.neural import NeuralGaussians, generate_gaussians
@@ -47,11 +48,12 @@ class GaussianScene(nn.Module):
                     device: torch.device | str = "cpu") -> "GaussianScene":
         """A fresh scene: anchors voxelized from [P, 3] points, a decoder seeded with ``seed``."""
         anchors = AnchorSet.from_config(points, cfg, seed=seed, device=device)
+        # Initialised on the CPU from a local generator, so every device starts from the same weights.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            decoder = Decoder.from_config(cfg).to(device)
-            appearance = make_appearance(num_train_views, cfg.appearance_dim, device)
-        return cls(anchors, decoder, appearance)
+            decoder = Decoder.from_config(cfg)
+            appearance = make_appearance(num_train_views, cfg.appearance_dim)
+        return cls(anchors, decoder.to(device), None if appearance is None else appearance.to(device))
 
     def render(self, camera: Camera, render_cfg: RenderConfig, appearance_index: int | None = None,
                backend: str | None = None) -> ViewRender:
@@ -97,5 +99,11 @@ class GaussianScene(nn.Module):
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
-    """``"auto"`` → the pure-PyTorch backend (the only one built in); otherwise ``name`` itself."""
-    return "torch" if name == "auto" else name
+    """``"auto"`` → the fastest backend available on ``device``; otherwise ``name``, checked."""
+    from momentum_gs.render import BACKENDS
+
+    if name == "auto":
+        return "torch"
+    if name not in BACKENDS:
+        raise UserError(f"render backend '{name}' is not available (available: {', '.join(BACKENDS)}, auto)")
+    return name

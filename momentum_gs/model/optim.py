@@ -40,6 +40,11 @@ def expon_lr(step: int, init: float, final: float, max_steps: int) -> float:
     return math.exp((1.0 - t) * math.log(init) + t * math.log(final))
 
 
+def decay_steps(cfg: OptimConfig) -> int:
+    """Steps over which the scheduled learning rates decay: ``lr_max_steps``, or ``steps`` when it is 0."""
+    return cfg.lr_max_steps or cfg.steps
+
+
 def _group(name: str, params, init: float, final: float, max_steps: int) -> dict:
     """One named param group that carries its own schedule."""
     return {"name": name, "params": list(params), "lr": init, "lr_init": init, "lr_final": final,
@@ -56,9 +61,9 @@ def make_anchor_optimizer(anchors, cfg: OptimConfig, extent: float) -> torch.opt
             offsets are in units of the anchor scale, so their step size scales with the scene.
     """
     groups = [
-        _group("offset", [anchors.offsets], cfg.offset_lr * extent, cfg.offset_lr_final * extent, cfg.steps),
-        _group("feature", [anchors.features], cfg.feature_lr, cfg.feature_lr, cfg.steps),
-        _group("scaling", [anchors.scalings], cfg.scaling_lr, cfg.scaling_lr, cfg.steps),
+        _group("offset", [anchors.offsets], cfg.offset_lr * extent, cfg.offset_lr_final * extent, decay_steps(cfg)),
+        _group("feature", [anchors.features], cfg.feature_lr, cfg.feature_lr, decay_steps(cfg)),
+        _group("scaling", [anchors.scalings], cfg.scaling_lr, cfg.scaling_lr, decay_steps(cfg)),
     ]
     return torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS)
 
@@ -67,13 +72,13 @@ def make_decoder_optimizer(decoder: nn.Module, appearance: nn.Module | None, cfg
     """Adam over the shared decoder: ``mlp_opacity``, ``mlp_cov``, ``mlp_color`` (+ ``appearance``)."""
     groups = [
         _group("mlp_opacity", decoder.mlp_opacity.parameters(), cfg.mlp_opacity_lr, cfg.mlp_opacity_lr_final,
-               cfg.steps),
-        _group("mlp_cov", decoder.mlp_cov.parameters(), cfg.mlp_cov_lr, cfg.mlp_cov_lr_final, cfg.steps),
-        _group("mlp_color", decoder.mlp_color.parameters(), cfg.mlp_color_lr, cfg.mlp_color_lr_final, cfg.steps),
+               decay_steps(cfg)),
+        _group("mlp_cov", decoder.mlp_cov.parameters(), cfg.mlp_cov_lr, cfg.mlp_cov_lr_final, decay_steps(cfg)),
+        _group("mlp_color", decoder.mlp_color.parameters(), cfg.mlp_color_lr, cfg.mlp_color_lr_final, decay_steps(cfg)),
     ]
     if appearance is not None:
         groups.append(_group("appearance", appearance.parameters(), cfg.appearance_lr, cfg.appearance_lr_final,
-                             cfg.steps))
+                             decay_steps(cfg)))
     return torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS)
 
 

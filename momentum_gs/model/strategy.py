@@ -144,7 +144,7 @@ class GrowPruneStrategy:
             draw = torch.rand(grads.shape, generator=self.generator).to(grads.device)
             if self.reference_level_skip and level > 0 and not positions:
                 continue
-            threshold = cfg.grad_threshold * (cfg.hierarchy_factor // 2) ** level
+            threshold = cfg.grad_threshold * 2**level
             candidates = eligible & (grads >= threshold) & (draw > 0.5 ** (level + 1))
             if not candidates.any():
                 continue
@@ -186,4 +186,4 @@ class GrowPruneStrategy:
         """Restore what :meth:`state_dict` returned (tensors keep the device of the current statistics)."""
         for name in _STATE:
             setattr(self, name, state[name].to(getattr(self, name).device).clone())
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # generator states live on the CPU

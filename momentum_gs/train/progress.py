@@ -30,7 +30,7 @@ class TrainLogger:
             from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
 
             self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
-        self.log_file = open(Path(out_dir) / "train.log", "a") if enabled else None
+        self.log_file = _open_log(Path(out_dir) / "train.log", start) if enabled else None
         self._since_refresh = 0
 
     def log(self, step: int, metrics: dict) -> None:
@@ -44,6 +44,7 @@ class TrainLogger:
             self.bar.update(self._since_refresh)
             self._since_refresh = 0
             self.log_file.write(json.dumps({"step": step, **metrics}) + "\n")
+            self.log_file.flush()
             if self.writer is not None:
                 for name, value in metrics.items():
                     self.writer.add_scalar(f"train/{name}", value, step)
@@ -57,3 +58,19 @@ class TrainLogger:
             self.writer.close()
         if self.log_file is not None:
             self.log_file.close()
+
+
+def _open_log(path: Path, start: int):
+    """Open the JSON-lines log for appending, first dropping entries after ``start`` (left by a killed run)."""
+    if start > 0 and path.is_file():
+        kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= start]
+        path.write_text("".join(kept))
+    return open(path, "a")
+
+
+def _step_of(line: str) -> float:
+    """The step of one log line; a line cut off by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")

@@ -20,6 +20,10 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
         if not saved.is_file():
             raise UserError(f"cannot resume: {saved} does not exist (was the run started in {out}?)")
         config = str(saved)
+        changed = [item for item in overrides if item.startswith("model.")]
+        if changed:
+            raise UserError(f"cannot change the model shape of a trained run on resume ({changed[0]}); "
+                            "start a new run instead")
     cfg = load_config(config, overrides)
     if data:
         cfg.data.path = data
@@ -50,6 +54,12 @@ def train(cfg: Config, resume: bool = False) -> dict:
     return summary
 
 
+def describe(summary: dict) -> str:
+    """One line summing up a training run."""
+    return (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
+            f"({summary['steps_per_second']:.2f} steps/s), {summary['num_anchors']} anchors -> {summary['out']}")
+
+
 def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
     """``mgs train``."""
     return train(prepare_config(config, data, out, overrides, resume), resume=resume)
@@ -69,7 +79,7 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str]) -> Path:
     if (out_dir / "ckpt").is_dir():
         raise UserError(f"{out_dir} already holds a run; remove it or pass --out for a new one")
     summary = train(prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False))
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s ({summary['steps_per_second']:.2f} steps/s)")
+    print(describe(summary))
     results = evaluate_run(out_dir)
     print(f"held-out PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} ({results['num_test_views']} views)")
     return out_dir / "eval" / "results.json"

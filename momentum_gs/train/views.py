@@ -11,13 +11,6 @@ from collections.abc import Iterator
 import numpy as np
 
 
-def view_for_step(step: int, num_views: int, seed: int) -> int:
-    """Index of the training view used at ``step`` (0-based): epoch ``step // num_views`` is a permutation."""
-    epoch, position = divmod(step, num_views)
-    order = np.random.default_rng([seed, epoch]).permutation(num_views)
-    return int(order[position])
-
-
 def view_schedule(start: int, end: int, num_views: int, seed: int) -> Iterator[int]:
     """View indices for steps ``start .. end-1``, one permutation computed per epoch."""
     step = start
