@@ -83,6 +83,40 @@ class StrategyConfig:
 
 
 @dataclass
+class BlocksConfig:
+    """Block-wise training (SPEC §3.3): n blocks from a partition file, k active at a time."""
+
+    partition: str = ""  # partition file from `mgs partition` ("" = one block: plain Scaffold-GS)
+    active: int = 1  # k, blocks trained at the same time (their decoder gradients are averaged)
+    interval: int = 500  # steps between changes of the active set
+    policy: str = "round_robin"  # "round_robin" or "random"
+    offload: str = "memory"  # where inactive blocks wait: "memory" (CPU) or "disk" (atomic files in the run)
+    shared_decoder: bool = True  # False: every block has its own decoder (independent blocks)
+
+
+@dataclass
+class TeacherConfig:
+    """The momentum (EMA) teacher decoder and its consistency loss (SPEC §3.3)."""
+
+    enabled: bool = False  # guide the online decoder with an EMA teacher
+    momentum: float = 0.9  # θ_t ← m θ_t + (1 − m) θ_s before every step
+    lambda_cons: float = 50.0  # weight of the consistency loss (100 for Rubble, Sci-Art)
+
+
+@dataclass
+class WeightingConfig:
+    """Reconstruction-guided block weighting (SPEC §3.3)."""
+
+    enabled: bool = False  # multiply each block's loss by its weight in [1, 2)
+    eval_interval: int = 1000  # steps between validations of the active blocks
+    val_every: int = 10  # every n-th training view of a block is one of its validation views
+    ema: float = 0.9  # smoothing of PSNR and SSIM, once per evaluation
+    lam: float = 100.0  # λ on δs²
+    sigma: float = 9.0  # σ (Building, MatrixCity 9; Residence 10; Rubble 12; Sci-Art 13)
+    warmup: int = 1000  # weights are 1 for these first steps
+
+
+@dataclass
 class RenderConfig:
     """Rasterizer backend and rendering settings."""
 
@@ -109,6 +143,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0  # seeds torch, numpy and python's random
@@ -206,7 +243,8 @@ _MINIMUM = {
     "data.downsample": 1, "data.test_every": 0, "data.test_offset": 0, "data.prefetch": 0, "model.feat_dim": 1, "model.n_offsets": 1,
     "model.hidden_dim": 1, "model.appearance_dim": 0, "optim.steps": 1, "optim.lr_max_steps": 0,
     "strategy.update_interval": 1, "strategy.levels": 0, "strategy.init_factor": 1,
-    "strategy.hierarchy_factor": 1, "render.tile_size": 1, "log.progress_every": 1, "log.checkpoint_every": 0,
+    "strategy.hierarchy_factor": 1, "render.tile_size": 1, "blocks.active": 1, "blocks.interval": 1,
+    "weighting.eval_interval": 1, "weighting.val_every": 1, "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0,
 }
 
 
