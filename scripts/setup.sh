@@ -20,8 +20,10 @@ constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 # A constraint (not a requirement): pip may keep the installed torch but never replace it.
 echo "torch==$installed" > "$constraints"
-if "$PYTHON" -c "import momentum_gs, torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, pytest" 2>/dev/null \
-   && [ "$("$PYTHON" -c 'import momentum_gs, pathlib; print(pathlib.Path(momentum_gs.__file__).resolve().parents[1])')" = "$PWD" ]; then
+# Installed already, from this checkout? (Asked from another folder, so the checkout itself cannot answer.)
+here=$PWD
+if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, pytest" 2>/dev/null) \
+   && [ "$(cd / && "$PYTHON" -c 'import momentum_gs, pathlib; print(pathlib.Path(momentum_gs.__file__).resolve().parents[1])' 2>/dev/null)" = "$here" ]; then
     echo "setup: momentum_gs and its dependencies are installed (torch $installed)"
     exit 0
 fi
