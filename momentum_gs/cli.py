@@ -70,7 +70,11 @@ def cmd_export(args) -> None:
     from momentum_gs.eval.evaluate import load_run
     from momentum_gs.io.ply import export_scene
 
+    from momentum_gs.model.gaussian_scene import GaussianScene
+
     cfg, model, _ = load_run(Path(args.run_dir))
+    if not isinstance(model, GaussianScene):
+        raise UserError("this run trained independent decoders per block; the Scaffold-GS layout holds one decoder")
     out = export_scene(model, cfg.model, args.out or Path(args.run_dir) / "export")
     print(f"exported {model.anchors.num_anchors} anchors to {out}")
 

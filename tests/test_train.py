@@ -10,19 +10,29 @@ from momentum_gs.eval.evaluate import evaluate_run, load_run
 from momentum_gs.io.ply import export_scene, load_export
 from momentum_gs.losses import psnr
 from momentum_gs.train.run import train
+from momentum_gs.train.merge import merge_checkpoint
 from momentum_gs.train.trainer import Trainer
 
 
 def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
-    model = trainer.model
-    out = {f"anchors.{k}": v for k, v in model.anchors.to_dict().items() if torch.is_tensor(v)}
-    out.update({f"decoder.{k}": v for k, v in model.decoder.state_dict().items()})
+    """Every block's anchors and Adam moments, and the decoder, by name."""
+    state = trainer.state()
+    out = {f"decoder.{k}": v for k, v in state["decoder"].items()}
+    for b, block in enumerate(state["blocks"]):
+        out.update({f"block{b}.{k}": v for k, v in block["anchors"].items() if torch.is_tensor(v)})
+        for i, moments in block["optimizer"]["state"].items():
+            out.update({f"block{b}.adam{i}.{k}": v for k, v in moments.items() if torch.is_tensor(v)})
     return out
 
 
+def _model(trainer: Trainer):
+    return merge_checkpoint(trainer.state(), trainer.cfg, torch.device("cpu"))
+
+
 def _train_view_psnr(trainer: Trainer) -> float:
+    model = _model(trainer)
     with torch.no_grad():
-        values = [float(psnr(trainer.model.render(cam, trainer.cfg.render, cam.uid).output.image.clamp(0, 1),
+        values = [float(psnr(model.render(cam, trainer.cfg.render, cam.uid).output.image.clamp(0, 1),
                              trainer.loader[i]))
                   for i, cam in enumerate(trainer.scene.train)]
     return sum(values) / len(values)
@@ -38,7 +48,7 @@ def test_training_improves_and_writes_a_run(tiny_config):
     assert [r["step"] for r in log] == list(range(1, 25)) and summary["steps"] == 24
     assert sum(r["loss"] for r in log[-4:]) < sum(r["loss"] for r in log[:4])
     cfg, model, step = load_run(tiny_config.out)
-    assert step == 24 and model.anchors.num_anchors == summary["num_anchors"] == trainer.model.anchors.num_anchors
+    assert step == 24 and model.num_anchors == summary["num_anchors"] == trainer.num_anchors()
     assert cfg == tiny_config
 
 
@@ -56,7 +66,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
 
     a, b = _params(straight), _params(resumed)
     assert a.keys() == b.keys()
-    assert straight.model.anchors.num_anchors == resumed.model.anchors.num_anchors
+    assert straight.num_anchors() == resumed.num_anchors()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
 

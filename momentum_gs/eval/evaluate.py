@@ -21,13 +21,14 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.losses import psnr, ssim
-from momentum_gs.model.gaussian_scene import GaussianScene
+from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
+from momentum_gs.train.merge import merge_checkpoint
 
 WARMUP_VIEWS = 5  # views excluded from the timing (allocator and cache warm-up), as the paper's FPS
 
 
-def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene, int]:
-    """The config, the model of the latest checkpoint, and its step, of a run folder."""
+def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene | PartsScene, int]:
+    """The config, the merged model of the latest checkpoint, and its step, of a run folder."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
@@ -36,8 +37,8 @@ def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config,
     if path is None:
         raise UserError(f"{run_dir}/ckpt holds no checkpoint; training did not finish a save")
     device = device or resolve_device(cfg.device)
-    ckpt = load_checkpoint(path, map_location=device)
-    return cfg, GaussianScene.from_dict(ckpt["model"], cfg.model, device), int(ckpt["step"])
+    ckpt = load_checkpoint(path, map_location="cpu")
+    return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])
 
 
 def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> None:
@@ -59,13 +60,13 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     loader = ImageLoader(scene.test, cache=False, prefetch=cfg.data.prefetch)
     per_view, seconds = [], []
     for index, gt in tqdm(loader.iterate(range(len(scene.test))), total=len(scene.test), desc="eval", unit="view"):
-        camera, gt = scene.test[index], gt.to(model.anchors.positions.device)
+        camera, gt = scene.test[index], gt.to(model.device)
         started = _synchronized_time(gt.device)
         view = model.render(camera, cfg.render, appearance_index=None)
         seconds.append(_synchronized_time(gt.device) - started)
         image = view.output.image.clamp(0, 1)
         per_view.append({"name": camera.name, "psnr": float(psnr(image, gt)), "ssim": float(ssim(image, gt)),
-                         "num_gaussians": view.gaussians.num})
+                         "num_gaussians": view.num_gaussians})
         if save_images:
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
     results = summarize(per_view, seconds, model, step)
@@ -75,7 +76,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     return results
 
 
-def summarize(per_view: list[dict], seconds: list[float], model: GaussianScene, step: int) -> dict:
+def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> dict:
     """Means over views and the model's size, as written to ``results.json``."""
     timed = seconds[WARMUP_VIEWS:] if len(seconds) > WARMUP_VIEWS else seconds
     return {
@@ -83,7 +84,7 @@ def summarize(per_view: list[dict], seconds: list[float], model: GaussianScene, 
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
         "lpips": None,  # LPIPS-VGG needs its weight files; not computed yet
         "num_test_views": len(per_view),
-        "num_anchors": model.anchors.num_anchors,
+        "num_anchors": model.num_anchors,
         "num_gaussians": int(np.mean([v["num_gaussians"] for v in per_view])),
         "seconds_per_view": float(np.mean(timed)),
         "fps": float(1.0 / max(np.mean(timed), 1e-12)),

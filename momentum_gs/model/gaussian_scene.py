@@ -25,7 +25,8 @@ class ViewRender:
     """One rendered view: the rasterizer's output and the neural Gaussians that produced it."""
 
     output: RenderOutput
-    gaussians: NeuralGaussians
+    gaussians: NeuralGaussians  # the (first) part's neural Gaussians, with the bookkeeping training needs
+    num_gaussians: int  # Gaussians rasterized, all parts together
 
 
 class GaussianScene(nn.Module):
@@ -42,6 +43,16 @@ class GaussianScene(nn.Module):
         self.anchors = anchors
         self.decoder = decoder
         self.appearance = appearance
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors in the scene."""
+        return self.anchors.num_anchors
+
+    @property
+    def device(self) -> torch.device:
+        """Where the scene's tensors live."""
+        return self.anchors.positions.device
 
     @classmethod
     def from_points(cls, points, cfg: ModelConfig, num_train_views: int, seed: int = 0,
@@ -62,19 +73,8 @@ class GaussianScene(nn.Module):
         ``appearance_index`` picks the training view whose appearance code is used (the camera's own
         ``uid`` for training views; for held-out views pass a training index, or None for the mean code).
         """
-        device = self.anchors.positions.device
-        camera = camera.to(device)
-        code = None
-        if self.appearance is not None:
-            code = (self.appearance.weight.mean(0) if appearance_index is None
-                    else appearance_code(self.appearance, appearance_index))
-        gaussians = generate_gaussians(self.anchors, self.decoder, camera, code, near=render_cfg.near)
-        background = torch.tensor(render_cfg.background, dtype=torch.float32, device=device)
-        output = render(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.colors,
-                        camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
-                        backend=backend or resolve_backend(render_cfg.backend, device),
-                        tile_size=render_cfg.tile_size)
-        return ViewRender(output, gaussians)
+        return render_view([(self.anchors, self.decoder)], camera, render_cfg, self.appearance, appearance_index,
+                           backend)
 
     def to_dict(self) -> dict:
         """Named state: anchors (plain tensors), decoder and appearance state dicts."""
@@ -96,6 +96,59 @@ class GaussianScene(nn.Module):
             appearance = nn.Embedding(weight.shape[0], weight.shape[1], device=device)
             appearance.load_state_dict(state["appearance"])
         return cls(anchors, decoder, appearance)
+
+
+class PartsScene(nn.Module):
+    """Several (anchors, decoder) parts rendered together: the merged scene of independently trained blocks."""
+
+    def __init__(self, parts: list[tuple[AnchorSet, Decoder]]):
+        super().__init__()
+        self.anchor_sets = nn.ModuleList([anchors for anchors, _ in parts])
+        self.decoders = nn.ModuleList([decoder for _, decoder in parts])
+
+    @property
+    def parts(self) -> list[tuple[AnchorSet, Decoder]]:
+        """The (anchors, decoder) pairs."""
+        return list(zip(self.anchor_sets, self.decoders))
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors over all parts."""
+        return sum(anchors.num_anchors for anchors in self.anchor_sets)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the scene's tensors live."""
+        return self.anchor_sets[0].positions.device
+
+    def render(self, camera: Camera, render_cfg: RenderConfig, appearance_index: int | None = None,
+               backend: str | None = None) -> ViewRender:
+        """Render all parts into one image (see :func:`render_view`)."""
+        return render_view(self.parts, camera, render_cfg, None, appearance_index, backend)
+
+
+def render_view(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_cfg: RenderConfig,
+                appearance: nn.Embedding | None = None, appearance_index: int | None = None,
+                backend: str | None = None) -> ViewRender:
+    """Cull, decode and rasterize one or more (anchors, decoder) parts in one image.
+
+    One part is the usual case (a block, or a merged scene with one shared decoder). Several parts are the
+    merged scene of independently trained blocks, each with its own decoder; their neural Gaussians are
+    concatenated before rasterization. ``view.gaussians`` is the first part's (training uses one part).
+    """
+    device = parts[0][0].positions.device
+    camera = camera.to(device)
+    code = None
+    if appearance is not None:
+        code = appearance.weight.mean(0) if appearance_index is None else appearance_code(appearance, appearance_index)
+    decoded = [generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near) for anchors, decoder in parts]
+    names = ("means", "quats", "scales", "opacities", "colors")
+    tensors = [torch.cat([getattr(g, name) for g in decoded]) if len(decoded) > 1 else getattr(decoded[0], name)
+               for name in names]
+    background = torch.tensor(render_cfg.background, dtype=torch.float32, device=device)
+    output = render(*tensors, camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
+                    backend=backend or resolve_backend(render_cfg.backend, device), tile_size=render_cfg.tile_size)
+    return ViewRender(output, decoded[0], int(tensors[0].shape[0]))
 
 
 def resolve_backend(name: str, device: torch.device) -> str:

@@ -1,11 +1,13 @@
-"""Single-block Scaffold-GS training: a loop in named phases, checkpoints, resume.
+"""Training: n blocks of Scaffold-GS anchors, k active at a time, one shared decoder, a momentum teacher.
 
-``Trainer.train()`` reads top to bottom: schedules → pick view → fetch image → render → losses → backward →
-strategy hooks → optimizer step → logging → checkpoint. Block-wise training builds on the same pieces.
+One block (no partition) is plain Scaffold-GS. ``Trainer.train()`` reads top to bottom, and one step is:
+schedules → pick blocks → fetch views → render → losses → backward → strategy hooks → gradient averaging →
+optimizer step → teacher update (before the next step's forward) → logging → evaluation/checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from pathlib import Path
@@ -16,13 +18,18 @@ import torch
 from momentum_gs.config import Config, save_config
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
+from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from momentum_gs.losses import psnr, reconstruction_loss
-from momentum_gs.model.gaussian_scene import GaussianScene
-from momentum_gs.model.optim import make_anchor_optimizer, make_decoder_optimizer, update_learning_rates
-from momentum_gs.model.strategy import GrowPruneStrategy
+from momentum_gs.losses import psnr, reconstruction_loss, ssim
+from momentum_gs.model.decoder import Decoder, make_appearance
+from momentum_gs.model.gaussian_scene import render_view
+from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
+from momentum_gs.train import blocks as B
+from momentum_gs.train.block_store import BlockStore
 from momentum_gs.train.progress import TrainLogger
-from momentum_gs.train.views import view_schedule
+from momentum_gs.train.scheduler import BlockScheduler
+from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
+from momentum_gs.train.weighting import BlockWeighting
 
 
 def seed_everything(seed: int) -> None:
@@ -32,44 +39,228 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_strategy(cfg: Config, anchors) -> GrowPruneStrategy:
-    """The growing/pruning strategy of one anchor set, configured by ``cfg.strategy``."""
-    return GrowPruneStrategy(cfg.strategy, anchors, seed=cfg.seed,
-                             max_child_log_scale=cfg.strategy.max_child_log_scale,
-                             reference_level_skip=cfg.strategy.reference_level_skip)
+def load_partition(cfg: Config, scene: SceneData):
+    """The partition named by ``cfg.blocks.partition`` (checked against the scene), or None for one block."""
+    if not cfg.blocks.partition:
+        return None
+    from momentum_gs.partition import load_partition_for
+
+    return load_partition_for(scene, cfg.blocks.partition)
 
 
 class Trainer:
-    """Trains one Scaffold-GS anchor set on the training views of ``scene``.
+    """Trains every block of ``scene`` (one block without a partition).
 
     Args:
         cfg: the resolved config.
         scene: the loaded scene (cameras, points).
-        out_dir: the run folder (config.yaml, ckpt/, tb/, train.log).
-        device: where the model and images live.
+        out_dir: the run folder (config.yaml, ckpt/, tb/, train.log, offloaded blocks).
+        device: where the active blocks, the decoder and the images of the current step live.
     """
 
     def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device):
         self.cfg, self.scene, self.out_dir, self.device = cfg, scene, Path(out_dir), device
         seed_everything(cfg.seed)
-        self.model = GaussianScene.from_points(scene.points, cfg.model, len(scene.train), cfg.seed, device)
-        self.extent = scene.extent()
-        self.anchor_opt = make_anchor_optimizer(self.model.anchors, cfg.optim, self.extent)
-        self.decoder_opt = make_decoder_optimizer(self.model.decoder, self.model.appearance, cfg.optim)
-        self.strategy = make_strategy(cfg, self.model.anchors)
+        self.partition = load_partition(cfg, scene)
+        n = 1 if self.partition is None else self.partition.num_blocks
+        if cfg.blocks.active > n:
+            raise UserError(f"blocks.active={cfg.blocks.active} but the scene has only {n} block(s)")
+        shared = cfg.blocks.shared_decoder
+        if not shared and (cfg.teacher.enabled or cfg.model.appearance_dim > 0):
+            raise UserError("independent decoders (blocks.shared_decoder=false) work without the teacher and "
+                            "without appearance codes; switch those off")
+        self.decoder, self.appearance = self._initial_decoder()
+        self.decoder_opt = make_decoder_optimizer(self.decoder, self.appearance, cfg.optim) if shared else None
+        self.teacher = MomentumTeacher(self.decoder) if cfg.teacher.enabled else None
+        self.scheduler = BlockScheduler(n, cfg.blocks.active, cfg.blocks.policy, cfg.blocks.interval, cfg.seed)
+        self.weighting = BlockWeighting(n, cfg.weighting.lam, cfg.weighting.sigma, cfg.weighting.ema,
+                                        cfg.weighting.warmup, cfg.weighting.enabled)
+        self.store = BlockStore(cfg.blocks.offload, self.out_dir / "offload" if cfg.blocks.offload == "disk" else None)
+        self.blocks = [self._build_block(b) for b in range(n)]
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch)
-        self.step = 0  # steps completed
+        self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
+        self.step = 0  # global steps completed
 
-    # ---- checkpoints -------------------------------------------------------------------------------
+    def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
+        """The decoder (and appearance table) every block starts from, initialised on the CPU from the seed."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            decoder = Decoder.from_config(self.cfg.model)
+            appearance = make_appearance(len(self.scene.train), self.cfg.model.appearance_dim)
+        return decoder.to(self.device), None if appearance is None else appearance.to(self.device)
+
+    def _build_block(self, b: int) -> B.Block:
+        """Block ``b`` from its points and cameras, parked in the store."""
+        if self.partition is None:
+            points, cameras = self.scene.points, list(range(len(self.scene.train)))
+        else:
+            points = self.scene.points[self.partition.block_points[b]]
+            cameras = [int(i) for i in self.partition.block_cameras[b]]
+        decoder = None
+        if not self.cfg.blocks.shared_decoder:
+            decoder = Decoder.from_config(self.cfg.model).to(self.device)
+            decoder.load_state_dict(self.decoder.state_dict())
+        block = B.new_block(self.cfg, self.scene, b, points, cameras, self.device, decoder)
+        self.store.put(b, B.unload(block))
+        return block
+
+    # ---- which blocks, which views ------------------------------------------------------------------
+    def activate(self, active: list[int]) -> list[B.Block]:
+        """Make exactly ``active`` loaded: park the others in the store, bring these in."""
+        for block in self.blocks:
+            if block.loaded and block.id not in active:
+                self.store.put(block.id, B.unload(block))
+        for b in active:
+            if not self.blocks[b].loaded:
+                B.load(self.blocks[b], self.store.take(b), self.cfg, self.device)
+        return [self.blocks[b] for b in active]
+
+    def plan(self, start: int, end: int) -> list[list[tuple[int, int]]]:
+        """For global steps ``start .. end-1``: the (block, training view) pairs of each step.
+
+        A pure function of the step counts: each block walks through a fresh random permutation of its
+        own views per epoch, seeded by (seed, block, epoch), so a resumed run sees the same views.
+        """
+        counts = {block.id: block.steps for block in self.blocks}
+        plan, orders = [], {}
+        for step in range(start, end):
+            entries = []
+            for b in self.scheduler.active(step):
+                cameras = self.blocks[b].cameras
+                epoch, position = divmod(counts[b], len(cameras))
+                if (b, epoch) not in orders:
+                    orders[(b, epoch)] = np.random.default_rng([self.cfg.seed, b, epoch]).permutation(len(cameras))
+                entries.append((b, cameras[orders[(b, epoch)][position]]))
+                counts[b] += 1
+            plan.append(entries)
+        return plan
+
+    # ---- the loop -------------------------------------------------------------------------------------
+    def train(self, until: int | None = None) -> dict:
+        """Train from ``self.step`` to the last step (or stop after global step ``until``); returns a summary.
+
+        Stopping at ``until`` writes no final checkpoint, so the run folder is left exactly as a run killed
+        after that step (schedules still span the whole run); call :meth:`save` to keep the state.
+        """
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        end = self.total_steps if until is None else min(until, self.total_steps)
+        save_config(cfg, self.out_dir / "config.yaml")
+        logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps)
+        started, first_step = time.perf_counter(), self.step
+        plan = self.plan(self.step, end)
+        images = self.loader.iterate([view for entries in plan for _, view in entries])
+        try:
+            for entries in plan:
+                views = [(b, v, next(images)[1].to(self.device, non_blocking=True)) for b, v in entries]
+                metrics = self.train_step(views)
+                logger.log(self.step, metrics)
+                self.after_step()
+        finally:
+            logger.close()  # ends the progress bar's line, so an error message stands on its own
+        checkpoint = self.save() if self.step == self.total_steps else None
+        seconds = time.perf_counter() - started
+        return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
+                "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
+                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(),
+                "checkpoint": checkpoint and str(checkpoint)}
+
+    def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> dict:
+        """One global step: every active block takes one step on its view; the decoder takes one averaged step."""
+        step = self.step + 1
+        active = self.activate([b for b, _, _ in views])
+        if self.decoder_opt is not None:
+            update_learning_rates(self.decoder_opt, self.block_equivalent(step))
+        if self.teacher is not None:
+            self.teacher.update(self.decoder, momentum_schedule(step, self.cfg.teacher))
+        weights = self.weighting.weights(step)
+        metrics = [self.block_step(block, view, gt, float(weights[block.id]))
+                   for block, (_, view, gt) in zip(active, views)]
+        if self.decoder_opt is not None:
+            average_gradients(self.decoder_opt, len(views))
+            self.decoder_opt.step()
+            self.decoder_opt.zero_grad(set_to_none=True)
+        self.step = step
+        return {name: float(np.mean([m[name] for m in metrics])) for name in metrics[0]}
+
+    def block_step(self, block: B.Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
+        """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
+        step = block.steps + 1  # a block's schedules follow its own steps
+        update_learning_rates(block.optimizer, step)
+        if block.decoder_optimizer is not None:
+            update_learning_rates(block.decoder_optimizer, step)
+        camera = self.scene.train[view_index]
+        decoder = block.decoder or self.decoder
+        view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid)
+        loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
+        if self.teacher is not None:
+            cons, _ = consistency_loss(view.gaussians, self.teacher.decode(view.gaussians.inputs))
+            parts["consistency"] = self.cfg.teacher.lambda_cons * cons.detach()
+            loss = loss + self.cfg.teacher.lambda_cons * cons
+        (loss * weight).backward()
+        self.strategy_hooks(block, step, view, camera)
+        for opt in (block.optimizer, block.decoder_optimizer):
+            if opt is not None:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        block.steps = step
+        with torch.no_grad():
+            quality = float(psnr(view.output.image.detach().clamp(0, 1), gt))
+        return {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}, "psnr": quality,
+                "weight": weight, "num_gaussians": view.gaussians.num, "num_anchors": block.anchors.num_anchors}
+
+    def strategy_hooks(self, block: B.Block, step: int, view, camera) -> None:
+        """Accumulate screen-space statistics, then grow and prune when the block's schedule says so."""
+        if block.strategy.should_collect(step) and view.output.means2d.grad is not None:
+            block.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
+                                      camera.width, camera.height)
+        if block.strategy.should_adjust(step):
+            block.strategy.adjust(block.anchors, block.optimizer)
+
+    def after_step(self) -> None:
+        """Block-weighting validation and periodic checkpoints."""
+        cfg = self.cfg
+        if cfg.weighting.enabled and self.step % cfg.weighting.eval_interval == 0:
+            for block in self.blocks:
+                if block.loaded and block.val_views:
+                    self.weighting.update(block.id, *self.validate(block))
+        if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
+            self.save()
+
+    @torch.no_grad()
+    def validate(self, block: B.Block) -> tuple[float, float]:
+        """Mean PSNR and SSIM of a loaded block over its validation views."""
+        scores = []
+        for index in block.val_views:
+            camera = self.scene.train[index]
+            image = render_view([(block.anchors, block.decoder or self.decoder)], camera, self.cfg.render,
+                                self.appearance, camera.uid).output.image.clamp(0, 1)
+            gt = self.loader[index].to(self.device)
+            scores.append((float(psnr(image, gt)), float(ssim(image, gt))))
+        return tuple(float(v) for v in np.mean(scores, axis=0))
+
+    def block_equivalent(self, step: int) -> int:
+        """Global step → the step count of a block at that point (k of n blocks train each step)."""
+        return step * self.cfg.blocks.active // len(self.blocks)
+
+    def num_anchors(self) -> int:
+        """Anchors over all blocks (before merging)."""
+        return sum(int((b.anchors.positions if b.loaded else self.store.peek(b.id)["anchors"]["positions"]).shape[0])
+                   for b in self.blocks)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything needed to continue exactly where training stands."""
+        blocks = [B.snapshot(b) if b.loaded else self.store.peek(b.id) for b in self.blocks]
         return {
-            "model": self.model.to_dict(),
-            "anchor_optimizer": self.anchor_opt.state_dict(),
-            "decoder_optimizer": self.decoder_opt.state_dict(),
-            "strategy": self.strategy.state_dict(),
+            "blocks": blocks,
+            "decoder": self.decoder.state_dict(),
+            "appearance": None if self.appearance is None else self.appearance.state_dict(),
+            "decoder_optimizer": None if self.decoder_opt is None else self.decoder_opt.state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "weighting": self.weighting.state_dict(),
+            "partition": self.cfg.blocks.partition,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-            "extent": self.extent,
         }
 
     def save(self) -> Path:
@@ -79,16 +270,23 @@ class Trainer:
         return path
 
     def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (model, optimizers, strategy, generators)."""
-        ckpt = load_checkpoint(path, map_location=self.device)
-        self.model = GaussianScene.from_dict(ckpt["model"], self.cfg.model, self.device)
-        self.extent = ckpt["extent"]
-        self.anchor_opt = make_anchor_optimizer(self.model.anchors, self.cfg.optim, self.extent)
-        self.decoder_opt = make_decoder_optimizer(self.model.decoder, self.model.appearance, self.cfg.optim)
-        self.anchor_opt.load_state_dict(ckpt["anchor_optimizer"])
-        self.decoder_opt.load_state_dict(ckpt["decoder_optimizer"])
-        self.strategy = make_strategy(self.cfg, self.model.anchors)
-        self.strategy.load_state_dict(ckpt["strategy"])
+        """Restore a checkpoint written by :meth:`save` (blocks, decoder, teacher, optimizers, generators)."""
+        ckpt = load_checkpoint(path, map_location="cpu")  # parked blocks stay on the CPU
+        if len(ckpt["blocks"]) != len(self.blocks):
+            raise UserError(f"{path} holds {len(ckpt['blocks'])} blocks; this run has {len(self.blocks)}")
+        for block, state in zip(self.blocks, ckpt["blocks"]):
+            if block.loaded:
+                B.unload(block)
+            block.steps = int(state["steps"])
+            self.store.put(block.id, state)
+        self.decoder.load_state_dict(ckpt["decoder"])
+        if self.appearance is not None:
+            self.appearance.load_state_dict(ckpt["appearance"])
+        if self.decoder_opt is not None:
+            self.decoder_opt.load_state_dict(ckpt["decoder_optimizer"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(ckpt["teacher"])
+        self.weighting.load_state_dict(ckpt["weighting"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         np.random.set_state(ckpt["rng"]["numpy"])
         random.setstate(ckpt["rng"]["python"])
@@ -101,62 +299,9 @@ class Trainer:
             self.load(path)
         return path is not None
 
-    # ---- the loop ----------------------------------------------------------------------------------
-    def train(self, until: int | None = None) -> dict:
-        """Run from ``self.step`` to ``cfg.optim.steps`` (or stop after step ``until``); returns a summary.
 
-        Stopping at ``until`` writes no final checkpoint, so the run folder is left exactly as a run killed
-        after that step (schedules still span ``cfg.optim.steps``); call :meth:`save` to keep the state.
-        """
-        cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        end = cfg.optim.steps if until is None else min(until, cfg.optim.steps)
-        save_config(cfg, self.out_dir / "config.yaml")
-        logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=cfg.optim.steps)
-        started = time.perf_counter()
-        first_step = self.step
-        views = view_schedule(self.step, end, len(self.scene.train), cfg.seed)
-        try:
-            for view_index, gt in self.loader.iterate(list(views)):
-                metrics = self.train_step(view_index, gt.to(self.device, non_blocking=True))
-                logger.log(self.step, metrics)
-                if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
-                    self.save()
-        finally:
-            logger.close()  # ends the progress bar's line, so an error message stands on its own
-        checkpoint = self.save() if self.step == cfg.optim.steps else None
-        seconds = time.perf_counter() - started
-        return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
-                "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
-                "num_anchors": self.model.anchors.num_anchors, "checkpoint": checkpoint and str(checkpoint)}
-
-    def train_step(self, view_index: int, gt: torch.Tensor) -> dict:
-        """One optimisation step on training view ``view_index`` with image ``gt`` [H, W, 3]."""
-        step = self.step + 1  # schedules are indexed by the step being taken (1-based)
-        update_learning_rates(self.anchor_opt, step)
-        update_learning_rates(self.decoder_opt, step)
-        camera = self.scene.train[view_index]
-
-        view = self.model.render(camera, self.cfg.render, appearance_index=camera.uid)
-        loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
-        loss.backward()
-
-        self.strategy_hooks(step, view, camera)
-        for opt in (self.anchor_opt, self.decoder_opt):
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        self.step = step
-        metrics = {"loss": float(loss.detach()), **{name: float(value) for name, value in parts.items()}}
-        with torch.no_grad():
-            metrics["psnr"] = float(psnr(view.output.image.detach().clamp(0, 1), gt))
-        metrics["num_gaussians"] = view.gaussians.num
-        metrics["num_anchors"] = self.model.anchors.num_anchors
-        return metrics
-
-    def strategy_hooks(self, step: int, view, camera) -> None:
-        """Accumulate screen-space statistics, then grow and prune when the schedule says so."""
-        if self.strategy.should_collect(step) and view.output.means2d.grad is not None:
-            self.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
-                                     camera.width, camera.height)
-        if self.strategy.should_adjust(step):
-            self.strategy.adjust(self.model.anchors, self.anchor_opt)
+def average_gradients(optimizer: torch.optim.Optimizer, count: int) -> None:
+    """Divide the accumulated gradients of ``optimizer``'s parameters by ``count`` (one fused call)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if grads and count > 1:
+        torch._foreach_div_(grads, float(count))

@@ -1,0 +1,51 @@
+"""Merge a block run into one renderable scene: crop each block's anchors to its cell, concatenate.
+
+With a shared decoder the result is one :class:`GaussianScene` (one anchor set, the single decoder). With
+independent decoders (an ablation) each block keeps its decoder and the result is a :class:`PartsScene`.
+Without a partition (one block) nothing is cropped.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from momentum_gs.config import Config
+from momentum_gs.model.anchors import AnchorSet
+from momentum_gs.model.decoder import Decoder
+from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
+
+
+def cropped_anchors(state: dict, block: int, partition, device: torch.device) -> AnchorSet:
+    """Block ``block``'s anchors from its saved state, keeping only those inside its own cell."""
+    anchors = AnchorSet.from_dict(state["anchors"], device=device)
+    if partition is not None:
+        keep = torch.as_tensor(partition.block_of(anchors.positions.detach().cpu().numpy()) == block)
+        anchors.edit(None, keep=keep.to(device))
+    return anchors
+
+
+def concatenate(anchor_sets: list[AnchorSet]) -> AnchorSet:
+    """One anchor set holding all rows of ``anchor_sets`` (same feature size and k)."""
+    names = ("positions", "offsets", "features", "scalings")
+    state = {name: torch.cat([getattr(a, name).detach() for a in anchor_sets]) for name in names}
+    state["voxel_size"] = anchor_sets[0].voxel_size
+    return AnchorSet.from_dict(state)
+
+
+def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianScene | PartsScene:
+    """The merged scene of a checkpoint written by the trainer."""
+    partition = None
+    if ckpt.get("partition"):
+        from momentum_gs.partition import Partition
+
+        partition = Partition.load(ckpt["partition"])
+    anchors = [cropped_anchors(state, b, partition, device) for b, state in enumerate(ckpt["blocks"])]
+    if "decoder" in ckpt["blocks"][0]:  # independent blocks: one decoder each
+        decoders = []
+        for state in ckpt["blocks"]:
+            decoder = Decoder.from_config(cfg.model).to(device)
+            decoder.load_state_dict(state["decoder"])
+            decoders.append(decoder)
+        return PartsScene(list(zip(anchors, decoders)))
+    state = {"anchors": concatenate(anchors).to_dict(), "decoder": ckpt["decoder"], "appearance": ckpt["appearance"]}
+    return GaussianScene.from_dict(state, cfg.model, device)

@@ -1,0 +1,94 @@
+"""Which k of the n blocks train at a given step, and which process trains which of them (SPEC §3.3).
+
+The active set changes every ``interval`` steps. It is a pure function of the step (and the seed), so
+there is nothing to checkpoint and every process computes the same set without communicating.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+POLICIES = ("round_robin", "random")
+
+
+class BlockScheduler:
+    """Picks the active blocks of each round of ``interval`` steps.
+
+    Round r covers steps r·interval + 1 … (r + 1)·interval (steps are 1-based, as in the trainer).
+
+    - ``round_robin``: the blocks in order, k at a time, wrapping around: round r trains blocks
+      (r·k + j) mod n for j < k. Over a cycle of n / gcd(n, k) rounds every block trains equally often
+      (k / gcd(n, k) rounds). (The reference pins blocks to GPUs and alternates e.g. {0,2,4,6} and
+      {1,3,5,7}; here n, k and the process count are independent.)
+    - ``random``: k distinct blocks drawn without replacement from a generator seeded by (seed, r);
+      each block is active in a round with probability k / n.
+
+    Args:
+        num_blocks: n.  active: k, 1 ≤ k ≤ n.  policy: one of ``POLICIES``.
+        interval: steps per round.  seed: seed of the random policy.
+        world_size: G, the number of processes that will share the active blocks (k ≥ G).
+    """
+
+    def __init__(self, num_blocks: int, active: int, policy: str = "round_robin", interval: int = 500,
+                 seed: int = 0, world_size: int = 1):
+        if num_blocks < 1:
+            raise ValueError(f"need at least one block, got num_blocks={num_blocks}")
+        if not 1 <= active <= num_blocks:
+            raise ValueError(f"the number of active blocks k must be between 1 and n={num_blocks}, got {active}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown block policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        if interval < 1:
+            raise ValueError(f"the block interval must be at least 1 step, got {interval}")
+        _check_world(active, world_size, 0)
+        self.num_blocks, self.num_active, self.policy = num_blocks, active, policy
+        self.interval, self.seed = interval, seed
+
+    def round(self, step: int) -> int:
+        """Index of the round that 1-based ``step`` belongs to (step 0 counts as round 0)."""
+        return (max(step, 1) - 1) // self.interval
+
+    def changes_at(self, step: int) -> bool:
+        """True when ``step`` starts a new round (blocks may have to be swapped in and out)."""
+        return step <= 1 or self.round(step) != self.round(step - 1)
+
+    @property
+    def cycle_rounds(self) -> int:
+        """Rounds after which ``round_robin`` repeats: n / gcd(n, k)."""
+        return self.num_blocks // math.gcd(self.num_blocks, self.num_active)
+
+    def active(self, step: int) -> list[int]:
+        """The k distinct active block ids at ``step``, sorted."""
+        r, n, k = self.round(step), self.num_blocks, self.num_active
+        if self.policy == "round_robin":
+            return sorted((r * k + j) % n for j in range(k))
+        rng = np.random.default_rng([self.seed, r])
+        return sorted(int(b) for b in rng.choice(n, size=k, replace=False))
+
+    @staticmethod
+    def assign(active: list[int], world_size: int, rank: int) -> list[int]:
+        """The active blocks that process ``rank`` of ``world_size`` trains, in consecutive slices.
+
+        With k blocks and G processes, the first k mod G ranks get ⌈k/G⌉ blocks and the others ⌊k/G⌋;
+        every active block goes to exactly one rank.
+        """
+        _check_world(len(active), world_size, rank)
+        base, extra = divmod(len(active), world_size)
+        start = rank * base + min(rank, extra)
+        return list(active[start:start + base + (rank < extra)])
+
+    def blocks_for(self, step: int, world_size: int = 1, rank: int = 0) -> list[int]:
+        """``assign(active(step), world_size, rank)``."""
+        return self.assign(self.active(step), world_size, rank)
+
+
+def _check_world(num_active: int, world_size: int, rank: int) -> None:
+    """Raise a ValueError unless 1 ≤ G ≤ k and 0 ≤ rank < G."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    if num_active < world_size:
+        raise ValueError(f"{num_active} active blocks cannot keep {world_size} processes busy: "
+                         f"set the number of active blocks k >= the number of processes")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")

@@ -1,0 +1,135 @@
+"""The momentum teacher: a frozen EMA twin of the shared decoder, and the consistency loss against it.
+
+SPEC §3.3. The online decoder is identical on every process (same initial weights, averaged gradients,
+identical Adam states), so every process updates its own teacher locally and nothing is broadcast.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from momentum_gs.model.decoder import DecodedAnchors, DecoderInputs
+from momentum_gs.model.neural import NeuralGaussians, child_rotations, child_scales
+
+
+def momentum_schedule(step: int, cfg) -> float:
+    """The teacher momentum m for ``step``.
+
+    ``cfg`` is the ``teacher`` config section: ``momentum`` is m at step 0. With ``momentum_final`` ≠
+    ``momentum`` and ``momentum_steps`` > 0, m follows a cosine ramp (as DINO's teacher) to
+    ``momentum_final`` at step ``momentum_steps`` and stays there; otherwise (the paper: 0.9) m is constant.
+    The ramp fields may be absent, which means constant.
+    """
+    start = float(cfg.momentum)
+    end = float(getattr(cfg, "momentum_final", start))
+    steps = int(getattr(cfg, "momentum_steps", 0))
+    if steps <= 0 or end == start:
+        return start
+    t = min(max(step / steps, 0.0), 1.0)
+    return end - (end - start) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+
+def _state_tensors(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(floating-point parameters and buffers, other buffers), in registration order."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return [t for t in tensors if t.is_floating_point()], [t for t in tensors if not t.is_floating_point()]
+
+
+class MomentumTeacher:
+    """A frozen copy of the decoder (no gradients, always in eval mode) updated as an EMA of the student.
+
+    Not an ``nn.Module`` on purpose: it is never part of the student's parameters, optimizers or
+    ``.train()`` calls. The reference never saves its teacher; we do (``state_dict``) so a resumed run
+    continues exactly.
+
+    Args:
+        decoder: the online (student) decoder; copied, with its current weights, on its device.
+    """
+
+    def __init__(self, decoder: nn.Module):
+        self.module = copy.deepcopy(decoder)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+            p.grad = None  # deepcopy copies gradients too
+        self.module.eval()
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, momentum: float) -> None:
+        """θ_t ← m·θ_t + (1 − m)·θ_s for every parameter and floating buffer, in one fused call.
+
+        Integer buffers (none in the decoder) are copied. ``student`` must have the teacher's structure.
+        """
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"teacher momentum must be in [0, 1], got {momentum}")
+        t_float, t_other = _state_tensors(self.module)
+        s_float, s_other = _state_tensors(student)
+        if len(t_float) != len(s_float) or len(t_other) != len(s_other):
+            raise ValueError("student and teacher decoders have different structures")
+        # lerp_(t, s, 1 − m) = t + (1 − m)(s − t) = m·t + (1 − m)·s
+        torch._foreach_lerp_(t_float, [s.detach() for s in s_float], 1.0 - momentum)
+        for t, s in zip(t_other, s_other):
+            t.copy_(s)
+
+    @torch.no_grad()
+    def decode(self, inputs: DecoderInputs) -> DecodedAnchors:
+        """The teacher's outputs for the student's decoder inputs (no graph: a constant target)."""
+        return self.module.decode(inputs)
+
+    def state_dict(self) -> dict:
+        """The teacher decoder's state dict."""
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.module.load_state_dict(state)
+
+    def to(self, device: torch.device | str) -> "MomentumTeacher":
+        """Move the teacher to ``device``; returns self."""
+        self.module.to(device)
+        return self
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; 0 (still differentiable) when there is nothing to compare."""
+    if a.numel() == 0:
+        return a.sum()
+    return F.mse_loss(a, b)
+
+
+def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_cons = MSE_opacity + MSE_color + MSE_scale + MSE_rotation between the student and its teacher.
+
+    Opacity compares the raw tanh outputs of all k children of the V visible anchors; colour, scale
+    (``child_scales`` with the student's anchor log-scales) and rotation (unit quaternions) compare only
+    the M children kept by the student (``student.selection``), using the student's rendered values.
+
+    The teacher's outputs are a constant target: unlike the reference code, whose teacher terms
+    back-propagate into the anchor features and scales through the frozen MLPs, gradients reach only the
+    student side (its decoder and, through it, the anchors).
+
+    Args:
+        student: the view's neural Gaussians from the online decoder.
+        teacher: the teacher's decoding of ``student.inputs`` (``MomentumTeacher.decode``), [V, k] etc.
+
+    Returns:
+        the total (scalar, differentiable) and its detached terms ``opacity``, ``color``, ``scale``,
+        ``rotation``.
+    """
+    if teacher.opacity.shape != student.neural_opacity.shape:
+        raise ValueError(f"teacher decoded {tuple(teacher.opacity.shape)} children, the student "
+                         f"{tuple(student.neural_opacity.shape)}: decode the student's inputs")
+    keep = student.selection
+    scalings = student.anchor_scalings.detach()
+    parts = {
+        "opacity": _mse(student.neural_opacity, teacher.opacity.detach()),
+        "color": _mse(student.colors, teacher.color.detach().reshape(-1, 3)[keep]),
+        "scale": _mse(student.scales, child_scales(teacher.cov.detach(), scalings).reshape(-1, 3)[keep]),
+        "rotation": _mse(student.quats, child_rotations(teacher.cov.detach()).reshape(-1, 4)[keep]),
+    }
+    total = parts["opacity"] + parts["color"] + parts["scale"] + parts["rotation"]
+    return total, {name: value.detach() for name, value in parts.items()}
