@@ -40,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
     demo.add_argument("--out", default="runs/demo", help="run folder")
     demo.add_argument("overrides", nargs="*", help="dotted config overrides")
+    part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
+    part.add_argument("--data", required=True, help="scene folder")
+    part.add_argument("--out", required=True, help="partition file to write (.npz); the map goes beside it (.png)")
+    part.add_argument("--blocks", type=int, help="number of blocks (automatic box and balanced grid)")
+    part.add_argument("--grid", type=int, nargs=3, metavar=("X", "Y", "Z"), help="block grid instead of --blocks")
+    part.add_argument("--box", type=float, nargs=6, metavar="V", help="scene box: xmin ymin zmin xmax ymax zmax")
+    part.add_argument("--margin", type=float, default=0.1, help="extra points around a cell, fraction of its size")
+    part.add_argument("--coverage", type=float, default=0.1,
+                      help="a camera joins a block owning at least this fraction of its view (1 = centre only)")
+    part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
+    part.add_argument("--config", help="YAML config whose data section reads the scene")
+    part.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.downsample=4")
     config = sub.add_parser("config", help="print the resolved config (defaults, a file, overrides)")
     config.add_argument("--config")
     config.add_argument("overrides", nargs="*")
@@ -89,6 +101,20 @@ def cmd_synth(args) -> None:
     print(f"synthetic scene ({args.preset}) written to {out}")
 
 
+def cmd_partition(args) -> None:
+    """``mgs partition``: partition a scene into blocks and draw the map."""
+    from momentum_gs.config import load_config
+    from momentum_gs.partition import partition_main
+
+    if (args.blocks is None) == (args.grid is None) and args.box is None:
+        raise UserError("give the number of blocks (--blocks N) or the grid (--grid X Y Z)")
+    cfg = load_config(args.config, args.overrides)
+    cfg.data.path = args.data
+    box = None if args.box is None else (args.box[:3], args.box[3:])
+    print(partition_main(cfg.data, args.out, num_blocks=args.blocks, block_dim=args.grid, box=box,
+                         margin=args.margin, coverage_threshold=args.coverage, balance=False if args.uniform else None))
+
+
 def cmd_demo(args) -> None:
     """``mgs demo``: synthesize, train, evaluate; the results path is the last line."""
     from momentum_gs.train.run import demo
@@ -106,7 +132,7 @@ def cmd_config(args) -> None:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
-            "config": cmd_config}
+            "config": cmd_config, "partition": cmd_partition}
 
 
 def main(argv: list[str] | None = None) -> int:

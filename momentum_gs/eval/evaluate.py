@@ -70,6 +70,8 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         if save_images:
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
     results = summarize(per_view, seconds, model, step)
+    if cfg.blocks.partition:
+        results["per_block"] = per_block(per_view, scene.test, cfg.blocks.partition)
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
     (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (run_dir / "eval" / "per_view.json").write_text(json.dumps(per_view, indent=2) + "\n")
@@ -90,6 +92,21 @@ def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> d
         "fps": float(1.0 / max(np.mean(timed), 1e-12)),
         "step": step,
     }
+
+
+def per_block(per_view: list[dict], cameras: list, partition_path: str) -> dict:
+    """Mean PSNR/SSIM of the held-out views grouped by the block their camera centre lies in."""
+    from momentum_gs.partition import Partition
+
+    partition = Partition.load(partition_path)
+    centres = np.stack([camera.center.double().numpy() for camera in cameras])
+    owners = partition.block_of(centres)
+    out = {}
+    for block in sorted(set(owners.tolist())):
+        views = [v for v, owner in zip(per_view, owners) if owner == block]
+        out[str(block)] = {"psnr": float(np.mean([v["psnr"] for v in views])),
+                           "ssim": float(np.mean([v["ssim"] for v in views])), "num_test_views": len(views)}
+    return out
 
 
 def _synchronized_time(device: torch.device) -> float:

@@ -125,7 +125,7 @@ class Trainer:
         plan, orders = [], {}
         for step in range(start, end):
             entries = []
-            for b in self.scheduler.active(step):
+            for b in self.scheduler.active(step + 1):  # the scheduler counts steps from 1
                 cameras = self.blocks[b].cameras
                 epoch, position = divmod(counts[b], len(cameras))
                 if (b, epoch) not in orders:

@@ -1,0 +1,258 @@
+"""The partition of a scene into blocks: cells in contracted space, the points and cameras of each block.
+
+Frames and cells:
+- *grid frame*: world points rotated by ``rotation`` ([3, 3], world → grid; the identity unless the scene's
+  up axis is far from every world axis). ``box_min``/``box_max`` are in this frame, i.e. world units and
+  world axes whenever ``rotation`` is the identity.
+- *contracted space*: the grid frame through :func:`~momentum_gs.partition.contraction.contract` with the
+  box, [0, 1]³.
+- *cells*: ``block_dim = (Dx, Dy, Dz)`` half-open boxes tiling [0, 1]³, cut in a fixed order: x at
+  ``edges[0]`` [Dx + 1]; y at ``edges[1][ix]`` [Dx, Dy + 1], i.e. per x column; z at ``edges[2][ix, iy]``
+  [Dx, Dy, Dz + 1]. Uniform edges (``linspace(0, 1, D + 1)`` everywhere) are CityGaussian's/Momentum-GS's
+  grid; the automatic partition moves the cuts to balance the camera counts. Block id =
+  iz·Dx·Dy + iy·Dx + ix, as in the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from momentum_gs.errors import UserError
+from momentum_gs.partition.contraction import Array, _like, contract
+
+FORMAT = "momentum_gs.partition"
+VERSION = 1
+
+
+def uniform_edges(block_dim: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell edges of the reference's uniform grid: ([Dx + 1], [Dx, Dy + 1], [Dx, Dy, Dz + 1])."""
+    dx, dy, dz = block_dim
+    return (np.linspace(0.0, 1.0, dx + 1), np.tile(np.linspace(0.0, 1.0, dy + 1), (dx, 1)),
+            np.tile(np.linspace(0.0, 1.0, dz + 1), (dx, dy, 1)))
+
+
+def check_edges(edges, block_dim: tuple[int, int, int]) -> None:
+    """Raise a UserError unless ``edges`` have the shapes of ``block_dim`` and increase from 0 to 1."""
+    dx, dy, dz = block_dim
+    shapes = [(dx + 1,), (dx, dy + 1), (dx, dy, dz + 1)]
+    for axis, (e, shape) in enumerate(zip(edges, shapes)):
+        e = np.asarray(e)
+        ends_ok = np.all(e[..., 0] == 0) and np.all(e[..., -1] == 1) if e.shape == shape else False
+        if not ends_ok or not np.all(np.diff(e, axis=-1) > 0):
+            raise UserError(f"partition cell edges along axis {'xyz'[axis]} must have shape {shape} and increase "
+                            f"from 0 to 1, got {e.tolist()}")
+
+
+@dataclass
+class Partition:
+    """Blocks of a scene (see the module docstring for the frames and the cell layout).
+
+    Attributes:
+        box_min, box_max: [3] scene box in the grid frame (world units).
+        block_dim: cells per axis (x, y, z) of the grid frame.
+        point_block: [P] int64, the block (cell) of every SfM point, exactly one each.
+        block_points: per block, int64 indices of the points it starts from (its cell + ``margin``).
+        block_cameras: per block, int64 indices into ``scene.train`` of its training cameras.
+        edges: cell edges in contracted coordinates (module docstring); None → uniform.
+        rotation: [3, 3] world → grid frame.
+        up: [3] world up direction (unit), or None if unknown.
+        margin: fraction of the cell size (per axis, contracted units) added around a cell for its points.
+        splits: "uniform" (reference grid) or "balanced" (cuts at camera quantiles).
+        criterion: "centre" or "centre+coverage" (how cameras were assigned).
+        coverage_threshold: fraction of a view's content the block must own to get the camera.
+        camera_block: [C] int64, the cell of each training camera's centre.
+        camera_coverage: [C, n] float32, the fraction of each view's content each block owns.
+        camera_names: names of ``scene.train`` when the partition was made (to detect another split).
+    """
+
+    box_min: np.ndarray
+    box_max: np.ndarray
+    block_dim: tuple[int, int, int]
+    point_block: np.ndarray
+    block_points: list[np.ndarray]
+    block_cameras: list[np.ndarray]
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    up: np.ndarray | None = None
+    margin: float = 0.1
+    splits: str = "uniform"
+    criterion: str = "centre"
+    coverage_threshold: float | None = None
+    camera_block: np.ndarray | None = None
+    camera_coverage: np.ndarray | None = None
+    camera_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.block_dim = tuple(int(d) for d in self.block_dim)
+        if len(self.block_dim) != 3 or min(self.block_dim) < 1:
+            raise UserError(f"block_dim must be three positive integers, got {self.block_dim}")
+        self.box_min = np.asarray(self.box_min, np.float64).reshape(3)
+        self.box_max = np.asarray(self.box_max, np.float64).reshape(3)
+        if not np.all(self.box_max > self.box_min):
+            raise UserError(f"the partition box must have positive size on every axis: min {self.box_min.tolist()}, "
+                            f"max {self.box_max.tolist()}")
+        edges = uniform_edges(self.block_dim) if self.edges is None else self.edges
+        self.edges = tuple(np.asarray(e, np.float64) for e in edges)
+        check_edges(self.edges, self.block_dim)
+        self.rotation = np.asarray(self.rotation, np.float64).reshape(3, 3)
+        self.point_block = np.asarray(self.point_block, np.int64)
+        if len(self.block_points) != self.num_blocks or len(self.block_cameras) != self.num_blocks:
+            raise UserError(f"a partition of {self.num_blocks} blocks needs that many point and camera lists")
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of blocks = Dx·Dy·Dz."""
+        return int(np.prod(self.block_dim))
+
+    def contract(self, xyz: Array) -> Array:
+        """[M, 3] world points → [M, 3] contracted grid-frame coordinates (numpy float64 or torch float64)."""
+        if isinstance(xyz, torch.Tensor):
+            xyz = xyz.double()
+        else:
+            xyz = np.asarray(xyz, np.float64)
+        return contract(xyz @ _like(self.rotation, xyz).T, self.box_min, self.box_max)
+
+    def cell_of_contracted(self, u: Array) -> Array:
+        """[M, 3] contracted coordinates → [M] int64 block ids (half-open cells; outside [0, 1] clamps)."""
+        ex, ey, ez = (_like(e, u) for e in self.edges)
+        ix = (u[:, 0:1] >= ex[None, 1:-1]).sum(-1)
+        iy = (u[:, 1:2] >= ey[ix][:, 1:-1]).sum(-1)
+        iz = (u[:, 2:3] >= ez[ix, iy][:, 1:-1]).sum(-1)
+        dx, dy, _ = self.block_dim
+        return (iz * dy + iy) * dx + ix
+
+    def block_of(self, xyz: Array) -> Array:
+        """[..., 3] world points → [...] int64 block id of each (numpy in → numpy out, torch → torch, same
+        device). Used to crop each block's anchors to its own cell at merge time."""
+        shape = tuple(xyz.shape[:-1])
+        flat = xyz.reshape(-1, 3)
+        return self.cell_of_contracted(self.contract(flat)).reshape(shape)
+
+    def cell_index(self, block: int) -> tuple[int, int, int]:
+        """(ix, iy, iz) of ``block``."""
+        if not 0 <= block < self.num_blocks:
+            raise IndexError(f"block {block} out of range (the partition has {self.num_blocks} blocks)")
+        dx, dy, _ = self.block_dim
+        return block % dx, (block // dx) % dy, block // (dx * dy)
+
+    def cell_bounds(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """([3] lo, [3] hi) of the block's cell in contracted coordinates; the cell is lo <= u < hi."""
+        ix, iy, iz = self.cell_index(block)
+        ex, ey, ez = self.edges
+        lo = np.array([ex[ix], ey[ix, iy], ez[ix, iy, iz]])
+        hi = np.array([ex[ix + 1], ey[ix, iy + 1], ez[ix, iy, iz + 1]])
+        return lo, hi
+
+    def cell_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """([n] SfM points in each cell, [n] training cameras whose centre is in each cell)."""
+        points = np.bincount(self.point_block, minlength=self.num_blocks)
+        cams = np.zeros(self.num_blocks, np.int64) if self.camera_block is None else \
+            np.bincount(self.camera_block, minlength=self.num_blocks)
+        return points, cams
+
+    def validate(self) -> None:
+        """Raise a UserError naming the first block whose cell holds no SfM point or that has no cameras."""
+        n = self.num_blocks
+        hint = f"use fewer blocks (--blocks {max(1, n // 2)}) or a larger box" if n > 1 else "check the box"
+        points, _ = self.cell_counts()
+        for b in range(n):
+            cell = ",".join(map(str, self.cell_index(b)))
+            if len(self.block_cameras[b]) == 0:
+                raise UserError(f"block {b} (cell {cell}) has no training cameras; {hint}")
+            if points[b] == 0:
+                raise UserError(f"block {b} (cell {cell}) has no SfM points in its cell; {hint}")
+
+    def check_scene(self, num_points: int, camera_names: list[str]) -> None:
+        """Raise a UserError if the partition was made for another point cloud or training split."""
+        if num_points != len(self.point_block):
+            raise UserError(f"the partition was made for {len(self.point_block)} SfM points, the scene has "
+                            f"{num_points}; run `mgs partition` again for this scene")
+        if self.camera_names and list(camera_names) != list(self.camera_names):
+            raise UserError(f"the partition was made for other training cameras ({len(self.camera_names)} vs "
+                            f"{len(camera_names)} now; data.test_every changed?); run `mgs partition` again")
+
+    def summary(self) -> str:
+        """A few printable lines: grid, box, and per block its cell, cameras and points."""
+        points, centred = self.cell_counts()
+        rule = self.criterion if self.coverage_threshold is None else f"{self.criterion} > {self.coverage_threshold:g}"
+        lines = [f"{self.num_blocks} blocks, grid {'x'.join(map(str, self.block_dim))} ({self.splits} cuts), "
+                 f"box {np.round(self.box_min, 3).tolist()} - {np.round(self.box_max, 3).tolist()}, cameras by {rule}"]
+        for b in range(self.num_blocks):
+            lines.append(f"  block {b} cell {','.join(map(str, self.cell_index(b)))}: "
+                         f"{len(self.block_cameras[b])} cameras ({centred[b]} centred), "
+                         f"{len(self.block_points[b])} points ({points[b]} in cell)")
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> None:
+        """Write one ``.npz`` file (arrays + a JSON header) through a temporary file and a rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, "block_dim": list(self.block_dim), "margin": self.margin,
+                "splits": self.splits, "criterion": self.criterion, "coverage_threshold": self.coverage_threshold,
+                "camera_names": list(self.camera_names), "has_up": self.up is not None}
+        arrays = {"meta": np.array(json.dumps(meta)), "box_min": self.box_min, "box_max": self.box_max,
+                  "rotation": self.rotation, "up": np.zeros(3) if self.up is None else np.asarray(self.up, float),
+                  "edges_x": self.edges[0], "edges_y": self.edges[1], "edges_z": self.edges[2],
+                  "point_block": np.asarray(self.point_block, np.int64)}
+        for name in ("block_points", "block_cameras"):
+            arrays[f"{name}_flat"], arrays[f"{name}_offsets"] = _pack(getattr(self, name))
+        for name in ("camera_block", "camera_coverage"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Partition":
+        """Read a file written by :meth:`save`; a missing, corrupt or foreign file is a UserError."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"partition file {path} not found; make it with `mgs partition`")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+            meta = json.loads(str(arrays["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError("not a partition file")
+            if meta.get("version") != VERSION:
+                raise ValueError(f"version {meta.get('version')}, this code reads {VERSION}")
+            n = int(np.prod(meta["block_dim"]))
+            partition = cls(
+                arrays["box_min"], arrays["box_max"], tuple(meta["block_dim"]), arrays["point_block"],
+                _unpack(arrays["block_points_flat"], arrays["block_points_offsets"], n),
+                _unpack(arrays["block_cameras_flat"], arrays["block_cameras_offsets"], n),
+                edges=(arrays["edges_x"], arrays["edges_y"], arrays["edges_z"]), rotation=arrays["rotation"],
+                up=arrays["up"] if meta["has_up"] else None, margin=float(meta["margin"]), splits=meta["splits"],
+                criterion=meta["criterion"], coverage_threshold=meta["coverage_threshold"],
+                camera_block=arrays.get("camera_block"), camera_coverage=arrays.get("camera_coverage"),
+                camera_names=list(meta["camera_names"]))
+        except UserError as exc:
+            raise UserError(f"partition file {path} is invalid: {exc}") from None
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise UserError(f"partition file {path} is corrupt or not a partition ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); run `mgs partition` "
+                            "again") from None
+        return partition
+
+
+def _pack(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged int lists → (flat [sum], offsets [n + 1])."""
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    flat = np.concatenate([np.asarray(x, np.int64) for x in lists]) if lists else np.zeros(0, np.int64)
+    return flat, offsets
+
+
+def _unpack(flat: np.ndarray, offsets: np.ndarray, n: int) -> list[np.ndarray]:
+    """Inverse of :func:`_pack`; checks that there are ``n`` lists."""
+    if offsets.shape != (n + 1,) or offsets[0] != 0 or offsets[-1] != len(flat) or np.any(np.diff(offsets) < 0):
+        raise ValueError(f"block lists do not match {n} blocks")
+    return [flat[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(n)]

@@ -1,0 +1,67 @@
+"""``mgs partition``: load a scene, partition it, save the partition file and its map, return a summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from momentum_gs.config import DataConfig
+from momentum_gs.data.scene import load_scene
+from momentum_gs.partition.assign import make_partition
+from momentum_gs.partition.auto import auto_partition
+from momentum_gs.partition.draw import draw_partition
+from momentum_gs.partition.partition import Partition
+
+
+def scene_up(root: Path) -> np.ndarray | None:
+    """The ``up`` vector recorded in ``root/scene.json`` (synthetic scenes), or None."""
+    path = Path(root) / "scene.json"
+    if not path.is_file():
+        return None
+    try:
+        up = np.asarray(json.loads(path.read_text()).get("up"), np.float64)
+    except (ValueError, TypeError, AttributeError):
+        return None  # only a hint: an unreadable one is ignored and up is estimated from the cameras
+    return up if up.shape == (3,) and np.linalg.norm(up) > 0 else None
+
+
+def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int | None = None,
+                   block_dim: tuple[int, int, int] | None = None, box: tuple | None = None,
+                   up: np.ndarray | None = None, margin: float = 0.1, coverage_threshold: float | None = 0.1,
+                   balance: bool | None = None, map_size: int = 1000, **coverage_kwargs) -> str:
+    """Partition the scene of ``data_cfg`` and write ``out_path`` (.npz) and the map next to it (.png).
+
+    Args:
+        num_blocks / block_dim: how many blocks, or the grid (x, y, z); at least one of them.
+        box: ((min xyz), (max xyz)) world units, or None for the automatic box.
+        up: [3] world up; None: ``scene.json``'s "up" if present, else estimated from the cameras.
+        balance: cut at camera quantiles; None → balanced unless both ``box`` and ``block_dim`` are given,
+            which reproduces the reference's uniform grid.
+        coverage_kwargs: ``bins``, ``depth_tolerance``, ``max_points_per_block`` (``assign.view_coverage``).
+    Returns:
+        The printable summary (grid, box, per-block counts) and the two paths.
+    """
+    scene = load_scene(data_cfg)
+    up = scene_up(Path(data_cfg.path)) if up is None else up
+    if balance is None:
+        balance = box is None or block_dim is None
+    if box is not None and block_dim is not None and not balance:
+        partition = make_partition(scene, box[0], box[1], tuple(block_dim), margin, coverage_threshold, up=up,
+                                   **coverage_kwargs)
+    else:
+        partition = auto_partition(scene, num_blocks, up, box=box, grid=block_dim, balance=balance, margin=margin,
+                                   coverage_threshold=coverage_threshold, **coverage_kwargs)
+    out_path = Path(out_path)
+    partition.save(out_path)
+    map_path = out_path.with_suffix(".png")
+    draw_partition(partition, scene, map_path, map_size)
+    return f"{partition.summary()}\npartition: {out_path}\nmap: {map_path}"
+
+
+def load_partition_for(scene, path: str | Path) -> Partition:
+    """Load ``path`` and check it was made for ``scene`` (same points, same training cameras)."""
+    partition = Partition.load(path)
+    partition.check_scene(len(scene.points), [cam.name for cam in scene.train])
+    return partition
