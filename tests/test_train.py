@@ -152,6 +152,8 @@ def test_merged_block_run_evaluates_and_crops_to_cells(block_config):
     assert set(blocks_of_anchors.tolist()) == {0, 1}  # both blocks contribute, each inside its own cell
     assert 5.0 < results["psnr"] < 60.0
     assert set(results["per_block"]) <= {"0", "1"} and results["per_block"]
+    seams = results["seams"]
+    assert seams["crossing"]["num_test_views"] + seams["inside"]["num_test_views"] == results["num_test_views"]
 
 
 def test_independent_blocks_keep_their_own_decoders(block_config, tmp_path):

@@ -71,7 +71,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
     results = summarize(per_view, seconds, model, step)
     if cfg.blocks.partition:
-        results["per_block"] = per_block(per_view, scene.test, cfg.blocks.partition)
+        results.update(per_block(per_view, scene, cfg.blocks.partition))
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
     (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (run_dir / "eval" / "per_view.json").write_text(json.dumps(per_view, indent=2) + "\n")
@@ -94,19 +94,32 @@ def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> d
     }
 
 
-def per_block(per_view: list[dict], cameras: list, partition_path: str) -> dict:
-    """Mean PSNR/SSIM of the held-out views grouped by the block their camera centre lies in."""
-    from momentum_gs.partition import Partition
+def per_block(per_view: list[dict], scene, partition_path: str, share: float = 0.1) -> dict:
+    """Held-out scores by block, and across block boundaries (are there seams?).
+
+    ``per_block``: mean PSNR/SSIM of the views grouped by the block their camera centre lies in.
+    ``seams``: the views whose content is shared by more than one block (each owning at least ``share`` of
+    it, by the partition's projected-point coverage) against the views that stay inside one block.
+    """
+    from momentum_gs.partition import Partition, view_coverage
 
     partition = Partition.load(partition_path)
-    centres = np.stack([camera.center.double().numpy() for camera in cameras])
+    centres = np.stack([camera.center.double().numpy() for camera in scene.test])
     owners = partition.block_of(centres)
-    out = {}
-    for block in sorted(set(owners.tolist())):
-        views = [v for v, owner in zip(per_view, owners) if owner == block]
-        out[str(block)] = {"psnr": float(np.mean([v["psnr"] for v in views])),
-                           "ssim": float(np.mean([v["ssim"] for v in views])), "num_test_views": len(views)}
-    return out
+    coverage = view_coverage(scene.test, scene.points, partition.block_of(scene.points), partition.num_blocks)
+    crossing = (coverage >= share).sum(axis=1) > 1
+    groups = {str(b): owners == b for b in sorted(set(owners.tolist()))}
+    return {"per_block": {name: _mean_scores(per_view, mask) for name, mask in groups.items()},
+            "seams": {"crossing": _mean_scores(per_view, crossing), "inside": _mean_scores(per_view, ~crossing)}}
+
+
+def _mean_scores(per_view: list[dict], mask: np.ndarray) -> dict:
+    """Mean PSNR/SSIM of the views where ``mask`` is True (None when there are none)."""
+    views = [v for v, keep in zip(per_view, mask) if keep]
+    if not views:
+        return {"psnr": None, "ssim": None, "num_test_views": 0}
+    return {"psnr": float(np.mean([v["psnr"] for v in views])), "ssim": float(np.mean([v["ssim"] for v in views])),
+            "num_test_views": len(views)}
 
 
 def _synchronized_time(device: torch.device) -> float:

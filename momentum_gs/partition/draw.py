@@ -1,8 +1,8 @@
 """A top-down map of a partition: cells, points and cameras coloured by block, and a legend of counts.
 
-The map is drawn in contracted coordinates seen from above, where every cell is a rectangle; it is
-zoomed on the cameras and the bulk of the points. Inside the scene box (thin black frame) the map is to
-scale; outside it, distances shrink towards the edge of the contracted cube.
+The map is drawn in contracted coordinates seen from above, where every cell is a rectangle, stretched
+back by the box size so that the scene box (thin black frame) is to scale in world units; outside the box
+distances shrink towards the edge of the contracted cube. It is zoomed on the cameras and most points.
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ def draw_partition(partition: Partition, scene: SceneData, path: str | Path, siz
     points = np.asarray(scene.points, np.float64).reshape(-1, 3)
     if len(points) > 200_000:  # enough dots for a map
         points = points[np.random.default_rng(0).choice(len(points), 200_000, replace=False)]
-    u_cams = partition.contract(centres)[:, axes] if len(centres) else np.zeros((0, 2))
+    scale = (partition.box_max - partition.box_min)[axes]  # contracted → world-like map units
+    u_cams = partition.contract(centres)[:, axes] * scale if len(centres) else np.zeros((0, 2))
     u_points = partition.contract(points) if len(points) else np.zeros((0, 3))
-    corner, side = _window(u_cams, u_points[:, axes])
+    corner, side = _window(u_cams, u_points[:, axes] * scale)
 
     def pix(uv: np.ndarray) -> np.ndarray:
         """[M, 2] map coordinates → [M, 2] int pixel (x right, y down) coordinates."""
@@ -89,16 +90,16 @@ def draw_partition(partition: Partition, scene: SceneData, path: str | Path, siz
     cells = []
     for b in range(partition.num_blocks):
         lo, hi = partition.cell_bounds(b)
-        (x0, y1), (x1, y0) = pix(np.array([lo[axes], hi[axes]]))
+        (x0, y1), (x1, y0) = pix(np.array([lo[axes], hi[axes]]) * scale)
         cells.append((x0, y0, x1, y1))
         cv2.rectangle(tint, (int(x0), int(y0)), (int(x1), int(y1)), colors[b].tolist(), -1)
     canvas = cv2.addWeighted(tint, 0.22, canvas, 0.78, 0)
     for x0, y0, x1, y1 in cells:
         cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), (90, 90, 90), 1)
-    (bx0, by1), (bx1, by0) = pix(np.array([[0.25, 0.25], [0.75, 0.75]]))
+    (bx0, by1), (bx1, by0) = pix(np.array([[0.25, 0.25], [0.75, 0.75]]) * scale)
     cv2.rectangle(canvas, (int(bx0), int(by0)), (int(bx1), int(by1)), (0, 0, 0), 1)
     if len(points):
-        xy, block = pix(u_points[:, axes]), partition.cell_of_contracted(u_points)
+        xy, block = pix(u_points[:, axes] * scale), partition.cell_of_contracted(u_points)
         ok = (xy >= 0).all(1) & (xy < size).all(1)
         canvas[xy[ok, 1], xy[ok, 0]] = (colors[block[ok]] * 0.6).astype(np.uint8)
     _draw_cameras(canvas, partition, pix(u_cams), R, axes, colors, size)
