@@ -122,6 +122,8 @@ def test_block_run_resumes_exactly(block_config, tmp_path, offload):
     summary = straight.train()
     assert summary["steps"] == 24 and summary["num_blocks"] == 2
     assert [b.steps for b in straight.blocks] == [12, 12]  # round robin: every block trained equally
+    peak = summary["peak_loaded"]  # one block of two on the device at a time, the other parked
+    assert 0 < peak["anchors"] < peak["total_anchors"] and peak["offloaded_bytes"] > 0
     assert (straight.weighting.evaluations > 0).all()  # both blocks validated
     teacher = straight.teacher.state_dict()
     assert any(not torch.equal(teacher[k], v) for k, v in straight.decoder.state_dict().items())

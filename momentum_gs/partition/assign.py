@@ -40,42 +40,73 @@ def assign_points(partition: Partition, points: np.ndarray, margin: float) -> tu
     return point_block, block_points
 
 
-def sample_per_block(point_block: np.ndarray, num_blocks: int, limit: int, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``limit`` points of each block, drawn without replacement (sorted)."""
+def sample_per_block(point_block: np.ndarray, num_blocks: int, limit: int, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of at most ``limit`` random points of each block, grouped by block; offsets [n + 1])."""
     rng = np.random.default_rng(seed)
     picked = []
     for b in range(num_blocks):
         idx = np.flatnonzero(point_block == b)
-        picked.append(rng.choice(idx, limit, replace=False) if len(idx) > limit else idx)
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+        picked.append(np.sort(rng.choice(idx, limit, replace=False)) if len(idx) > limit else idx)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in picked])]).astype(np.int64)
+    return np.concatenate(picked).astype(np.int64), offsets
+
+
+def _blocks_in_view(pts: torch.Tensor, offsets: np.ndarray, R, t, K, size) -> np.ndarray:
+    """[C, n] bool: may block b appear in camera c? False when the box of the block's middle 98 % of sampled
+    points lies wholly outside one plane of the view frustum (in front of the camera, inside the image)."""
+    n = len(offsets) - 1
+    boxes = torch.zeros(n, 2, 3, dtype=pts.dtype, device=pts.device)
+    filled = np.diff(offsets) > 0
+    for b in np.flatnonzero(filled):
+        q = torch.tensor([0.01, 0.99], dtype=pts.dtype, device=pts.device)
+        boxes[b] = torch.quantile(pts[offsets[b]:offsets[b + 1]], q, dim=0)
+    pick = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=pts.device)
+    corners = boxes[:, pick, torch.arange(3, device=pts.device)]  # [n, 8, 3]
+    cam = torch.einsum("cij,nkj->cnki", R, corners) + t[:, None, None]
+    u = torch.einsum("cij,cnkj->cnki", K, cam)  # homogeneous pixels [C, n, 8, 3]
+    w, h = size[:, 0, None, None], size[:, 1, None, None]
+    sides = torch.stack([u[..., 2], u[..., 0], w * u[..., 2] - u[..., 0], u[..., 1], h * u[..., 2] - u[..., 1]])
+    outside = (sides < 0).all(-1).any(0)  # all 8 corners beyond one plane
+    return (~outside).cpu().numpy() & filled[None]
 
 
 def view_coverage(cameras: list[Camera], points: np.ndarray, point_block: np.ndarray, num_blocks: int,
-                  bins: int = 16, depth_tolerance: float = 0.05, max_points_per_block: int = 20_000,
-                  chunk_elements: int = 2_000_000) -> np.ndarray:
+                  bins: int = 16, depth_tolerance: float = 0.05, max_points_per_block: int = 10_000,
+                  chunk_elements: int = 2_000_000, device: torch.device | str = "cpu") -> np.ndarray:
     """[C, n] float32: the fraction of each view's visible content (tiles with points) owned by each block.
 
     Args:
         points: [P, 3] world units; point_block: [P] block of each point.
         bins: tiles per image side; depth_tolerance: relative depth slack of a block's point behind the
-            visible surface of its tile; chunk_elements: projected points handled at once (memory bound).
+            visible surface of its tile; max_points_per_block: random points of each block projected;
+            chunk_elements: projected points handled at once (memory bound); device: where to compute.
     """
     coverage = np.zeros((len(cameras), num_blocks), np.float32)
-    sample = sample_per_block(point_block, num_blocks, max_points_per_block)
+    sample, offsets = sample_per_block(point_block, num_blocks, max_points_per_block)
     if not cameras or len(sample) == 0:
         return coverage
     centres, R = camera_arrays(cameras)
     origin = centres.mean(0)  # float32 from here on: coordinates relative to the cameras' mean centre
-    pts = torch.from_numpy(np.asarray(points, np.float64)[sample] - origin).float()
-    t = torch.from_numpy(np.einsum("cij,cj->ci", R, origin - centres)).float()  # translation after the shift
-    R = torch.from_numpy(R).float()
-    K = torch.stack([cam.K.float().cpu() for cam in cameras])
-    size = torch.tensor([[cam.width, cam.height] for cam in cameras], dtype=torch.float32)
-    blk = torch.from_numpy(point_block[sample])
-    step = max(1, chunk_elements // len(sample))
-    for start in range(0, len(cameras), step):
-        sl = slice(start, start + step)
-        coverage[sl] = _chunk_coverage(pts, blk, R[sl], t[sl], K[sl], size[sl], num_blocks, bins, depth_tolerance)
+    pts = torch.from_numpy(np.asarray(points, np.float64)[sample] - origin).float().to(device)
+    t = torch.from_numpy(np.einsum("cij,cj->ci", R, origin - centres)).float().to(device)  # after the shift
+    R = torch.from_numpy(R).float().to(device)
+    K = torch.stack([cam.K.float().cpu() for cam in cameras]).to(device)
+    size = torch.tensor([[cam.width, cam.height] for cam in cameras], dtype=torch.float32, device=device)
+    blk = torch.from_numpy(point_block[sample]).to(device)
+    visible, counts = _blocks_in_view(pts, offsets, R, t, K, size), np.diff(offsets)
+    start = 0
+    while start < len(cameras):  # chunks of consecutive cameras, projecting the blocks any of them may see
+        union, end = visible[start].copy(), start + 1
+        while end < len(cameras) and (end + 1 - start) * counts[union | visible[end]].sum() <= chunk_elements:
+            union |= visible[end]
+            end += 1
+        if union.any():
+            ranges = [np.arange(offsets[b], offsets[b + 1]) for b in np.flatnonzero(union)]
+            idx = torch.from_numpy(np.concatenate(ranges)).to(device)
+            coverage[start:end] = _chunk_coverage(pts[idx], blk[idx], R[start:end], t[start:end], K[start:end],
+                                                  size[start:end], num_blocks, bins, depth_tolerance)
+        start = end
     return coverage
 
 
@@ -91,12 +122,13 @@ def _chunk_coverage(pts, blk, R, t, K, size, n, bins, tol) -> np.ndarray:
     tile = ((py[ci, si] * (bins / h[ci, 0])).long().clamp(0, bins - 1) * bins
             + (px[ci, si] * (bins / w[ci, 0])).long().clamp(0, bins - 1))
     depth, far = z[ci, si], torch.finfo(z.dtype).max
-    front = torch.full((c * nb,), far).scatter_reduce_(0, ci * nb + tile, depth, "amin")
-    own = torch.full((c * n * nb,), far).scatter_reduce_(0, (ci * n + blk[si]) * nb + tile, depth, "amin")
+    front = torch.full((c * nb,), far, device=z.device).scatter_reduce_(0, ci * nb + tile, depth, "amin")
+    own = torch.full((c * n * nb,), far, device=z.device)
+    own.scatter_reduce_(0, (ci * n + blk[si]) * nb + tile, depth, "amin")
     front, own = front.view(c, 1, nb), own.view(c, n, nb)
     owned = (own < far) & (own <= front * (1.0 + tol))
     occupied = (front < far).sum(-1).clamp(min=max(1, nb // 10))  # a view of a few stray points is not 100 %
-    return (owned.sum(-1) / occupied).numpy()
+    return (owned.sum(-1) / occupied).cpu().numpy()
 
 
 def assign_cameras(partition: Partition, cameras: list[Camera], points: np.ndarray, point_block: np.ndarray,

@@ -80,6 +80,7 @@ class Trainer:
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch)
         self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
+        self.peak_loaded = {"anchors": 0, "total_anchors": 0, "offloaded_bytes": 0}  # largest device share seen
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
         """The decoder (and appearance table) every block starts from, initialised on the CPU from the seed."""
@@ -113,6 +114,10 @@ class Trainer:
         for b in active:
             if not self.blocks[b].loaded:
                 B.load(self.blocks[b], self.store.take(b), self.cfg, self.device)
+        loaded = sum(block.anchors.num_anchors for block in self.blocks if block.loaded)
+        if loaded > self.peak_loaded["anchors"]:
+            self.peak_loaded = {"anchors": loaded, "total_anchors": self.num_anchors(),
+                                "offloaded_bytes": self.store.nbytes() + self.store.disk_bytes()}
         return [self.blocks[b] for b in active]
 
     def plan(self, start: int, end: int) -> list[list[tuple[int, int]]]:
@@ -162,7 +167,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
                 "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
-                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(),
+                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(), "peak_loaded": self.peak_loaded,
                 "checkpoint": checkpoint and str(checkpoint)}
 
     def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> dict:
