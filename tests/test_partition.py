@@ -259,3 +259,18 @@ def test_partition_main_on_the_tiny_synthetic_scene(tiny_scene, tmp_path):
     np.testing.assert_allclose(p.up, [0, 0, 1])
     assert p.num_blocks == 2 and set(np.concatenate(p.block_cameras)) == set(range(len(scene.train)))
     assert sorted(np.bincount(p.camera_block, minlength=2)) == [len(scene.train) // 2] * 2
+
+
+def test_bad_requests_are_user_errors(survey):
+    with pytest.raises(UserError, match="makes 4 blocks, not 8"):
+        auto_partition(survey, 8, grid=(2, 2, 1))
+    with pytest.raises(UserError, match="number of blocks"):
+        auto_partition(survey)
+    with pytest.raises(UserError, match="max corner"):
+        auto_partition(survey, 2, box=((0, 0, 0), (10, 0, 5)))
+    with pytest.raises(UserError, match="cannot split"):
+        auto_partition(survey, 500)  # more blocks than distinct camera positions along an axis
+    p = auto_partition(survey, 2, grid=(2, 1, 1), coverage_threshold=1.0)  # >= 1: the centre-only rule
+    assert p.criterion == "centre" and p.camera_coverage is None
+    assert p.block_of([[0.0, 0.0, 0.0], [150.0, 0.0, 0.0]]).tolist() == [0, 1]
+    assert p.block_of(np.zeros((2, 5, 3))).shape == (2, 5)

@@ -52,19 +52,19 @@ def sample_per_block(point_block: np.ndarray, num_blocks: int, limit: int, seed:
     return np.concatenate(picked).astype(np.int64), offsets
 
 
-def _blocks_in_view(pts: torch.Tensor, offsets: np.ndarray, R, t, K, size) -> np.ndarray:
+def _blocks_in_view(pts: torch.Tensor, offsets: np.ndarray, P: torch.Tensor, size: torch.Tensor) -> np.ndarray:
     """[C, n] bool: may block b appear in camera c? False when the box of the block's middle 98 % of sampled
     points lies wholly outside one plane of the view frustum (in front of the camera, inside the image)."""
     n = len(offsets) - 1
     boxes = torch.zeros(n, 2, 3, dtype=pts.dtype, device=pts.device)
     filled = np.diff(offsets) > 0
+    q = torch.tensor([0.01, 0.99], dtype=pts.dtype, device=pts.device)
     for b in np.flatnonzero(filled):
-        q = torch.tensor([0.01, 0.99], dtype=pts.dtype, device=pts.device)
-        boxes[b] = torch.quantile(pts[offsets[b]:offsets[b + 1]], q, dim=0)
+        block = pts[offsets[b]:offsets[b + 1]]
+        boxes[b] = torch.quantile(block[:: max(1, len(block) // 100_000)], q, dim=0)  # quantile has a size cap
     pick = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=pts.device)
     corners = boxes[:, pick, torch.arange(3, device=pts.device)]  # [n, 8, 3]
-    cam = torch.einsum("cij,nkj->cnki", R, corners) + t[:, None, None]
-    u = torch.einsum("cij,cnkj->cnki", K, cam)  # homogeneous pixels [C, n, 8, 3]
+    u = torch.einsum("cij,nkj->cnki", P[:, :, :3], corners) + P[:, None, None, :, 3]  # homogeneous pixels
     w, h = size[:, 0, None, None], size[:, 1, None, None]
     sides = torch.stack([u[..., 2], u[..., 0], w * u[..., 2] - u[..., 0], u[..., 1], h * u[..., 2] - u[..., 1]])
     outside = (sides < 0).all(-1).any(0)  # all 8 corners beyond one plane
@@ -81,6 +81,8 @@ def view_coverage(cameras: list[Camera], points: np.ndarray, point_block: np.nda
         bins: tiles per image side; depth_tolerance: relative depth slack of a block's point behind the
             visible surface of its tile; max_points_per_block: random points of each block projected;
             chunk_elements: projected points handled at once (memory bound); device: where to compute.
+
+    Cameras are grouped by the blocks whose point boxes meet their view frustum; only those are projected.
     """
     coverage = np.zeros((len(cameras), num_blocks), np.float32)
     sample, offsets = sample_per_block(point_block, num_blocks, max_points_per_block)
@@ -89,39 +91,36 @@ def view_coverage(cameras: list[Camera], points: np.ndarray, point_block: np.nda
     centres, R = camera_arrays(cameras)
     origin = centres.mean(0)  # float32 from here on: coordinates relative to the cameras' mean centre
     pts = torch.from_numpy(np.asarray(points, np.float64)[sample] - origin).float().to(device)
-    t = torch.from_numpy(np.einsum("cij,cj->ci", R, origin - centres)).float().to(device)  # after the shift
-    R = torch.from_numpy(R).float().to(device)
-    K = torch.stack([cam.K.float().cpu() for cam in cameras]).to(device)
+    Rt = np.concatenate([R, np.einsum("cij,cj->ci", R, origin - centres)[..., None]], 2)  # after the shift
+    K = np.stack([cam.K.double().cpu().numpy() for cam in cameras])
+    P = torch.from_numpy(K @ Rt).float().to(device)  # [C, 3, 4] projection matrices
     size = torch.tensor([[cam.width, cam.height] for cam in cameras], dtype=torch.float32, device=device)
     blk = torch.from_numpy(point_block[sample]).to(device)
-    visible, counts = _blocks_in_view(pts, offsets, R, t, K, size), np.diff(offsets)
-    start = 0
-    while start < len(cameras):  # chunks of consecutive cameras, projecting the blocks any of them may see
-        union, end = visible[start].copy(), start + 1
-        while end < len(cameras) and (end + 1 - start) * counts[union | visible[end]].sum() <= chunk_elements:
-            union |= visible[end]
-            end += 1
-        if union.any():
-            ranges = [np.arange(offsets[b], offsets[b + 1]) for b in np.flatnonzero(union)]
-            idx = torch.from_numpy(np.concatenate(ranges)).to(device)
-            coverage[start:end] = _chunk_coverage(pts[idx], blk[idx], R[start:end], t[start:end], K[start:end],
-                                                  size[start:end], num_blocks, bins, depth_tolerance)
-        start = end
+    patterns, group = np.unique(_blocks_in_view(pts, offsets, P, size), axis=0, return_inverse=True)
+    for pattern, cams in zip(patterns, (np.flatnonzero(group.ravel() == g) for g in range(len(patterns)))):
+        if not pattern.any():
+            continue  # cameras that see no block's points (e.g. looking at the sky)
+        rows = np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in np.flatnonzero(pattern)])
+        idx = torch.from_numpy(rows).to(device)
+        group_pts, group_blk, step = pts[idx], blk[idx], max(1, chunk_elements // len(rows))
+        for start in range(0, len(cams), step):
+            chunk = cams[start:start + step]
+            sel = torch.from_numpy(chunk).to(device)
+            coverage[chunk] = _chunk_coverage(group_pts, group_blk, P[sel], size[sel], num_blocks, bins,
+                                              depth_tolerance)
     return coverage
 
 
-def _chunk_coverage(pts, blk, R, t, K, size, n, bins, tol) -> np.ndarray:
-    """Coverage [c, n] for a chunk of c cameras (see :func:`view_coverage`)."""
-    c, nb = len(R), bins * bins
-    x, y, z = ((R.reshape(-1, 3) @ pts.T).view(c, 3, -1) + t[:, :, None]).unbind(1)  # [c, S] camera frame
-    inv_z = 1.0 / z
-    px = (K[:, 0, 0:1] * x + K[:, 0, 1:2] * y) * inv_z + K[:, 0, 2:3]
-    py = K[:, 1, 1:2] * y * inv_z + K[:, 1, 2:3]
+def _chunk_coverage(pts, blk, P, size, n, bins, tol) -> np.ndarray:
+    """Coverage [c, n] for a chunk of c cameras with [c, 3, 4] projections (see :func:`view_coverage`)."""
+    c, nb = len(P), bins * bins
+    u = torch.addmm(P[:, :, 3].reshape(-1, 1), P[:, :, :3].reshape(-1, 3), pts.T).view(c, 3, -1)
+    ux, uy, z = u.unbind(1)  # homogeneous pixels [c, S]; z is the depth
     w, h = size[:, 0:1], size[:, 1:2]
-    ci, si = ((z > 0) & (px >= 0) & (px < w) & (py >= 0) & (py < h)).nonzero(as_tuple=True)
-    tile = ((py[ci, si] * (bins / h[ci, 0])).long().clamp(0, bins - 1) * bins
-            + (px[ci, si] * (bins / w[ci, 0])).long().clamp(0, bins - 1))
+    ci, si = ((ux >= 0) & (ux < w * z) & (uy >= 0) & (uy < h * z)).nonzero(as_tuple=True)  # implies z > 0
     depth, far = z[ci, si], torch.finfo(z.dtype).max
+    tile = ((uy[ci, si] / depth * (bins / h[ci, 0])).long().clamp(0, bins - 1) * bins
+            + (ux[ci, si] / depth * (bins / w[ci, 0])).long().clamp(0, bins - 1))
     front = torch.full((c * nb,), far, device=z.device).scatter_reduce_(0, ci * nb + tile, depth, "amin")
     own = torch.full((c * n * nb,), far, device=z.device)
     own.scatter_reduce_(0, (ci * n + blk[si]) * nb + tile, depth, "amin")

@@ -118,12 +118,18 @@ def auto_partition(scene: SceneData, num_blocks: int | None = None, up: np.ndarr
         raise UserError("give the number of blocks (--blocks N) or the grid (--block-dim X Y Z)")
     if num_blocks is not None and num_blocks < 1:
         raise UserError(f"the number of blocks must be at least 1, got {num_blocks}")
+    if grid is not None and (len(grid) != 3 or min(grid) < 1):
+        raise UserError(f"block_dim must be three positive integers, got {tuple(grid)}")
     if grid is not None and num_blocks is not None and int(np.prod(grid)) != num_blocks:
         raise UserError(f"block_dim {tuple(grid)} makes {int(np.prod(grid))} blocks, not {num_blocks}")
-    up = estimate_up(scene.train) if up is None else np.asarray(up, np.float64) / np.linalg.norm(up)
+    if box is not None and not np.all(np.asarray(box[1], float) > np.asarray(box[0], float)):
+        raise UserError(f"the box's max corner must exceed its min corner on every axis, got {box}")
+    if up is not None and not np.linalg.norm(up) > 0:
+        raise UserError(f"the up direction must be a non-zero vector, got {up}")
     centres, _ = camera_arrays(scene.train)
     if len(centres) == 0:
         raise UserError("the scene has no training cameras to partition")
+    up = estimate_up(scene.train) if up is None else np.asarray(up, np.float64) / np.linalg.norm(up)
     if box is None:
         rotation, vertical = up_rotation(up, snap_deg)
         points = np.asarray(scene.points, np.float64).reshape(-1, 3) @ rotation.T

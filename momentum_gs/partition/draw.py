@@ -38,19 +38,33 @@ def _window(u_cams: np.ndarray, u_points: np.ndarray) -> tuple[np.ndarray, float
     return (lo + hi) / 2 - side / 2, side
 
 
+def _wrap(parts: list[str], width: int, scale: float) -> list[str]:
+    """Join ``parts`` with "; " into as few lines as fit in ``width`` pixels."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        joined = f"{lines[-1]}; {part}"
+        if cv2.getTextSize(joined, FONT, scale, 1)[0][0] <= width - 12:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return lines
+
+
 def _legend(partition: Partition, colors: np.ndarray, width: int) -> np.ndarray:
-    """The legend strip: a header line, then one entry per block (cameras, centred cameras, points)."""
+    """The legend strip: header lines, then one entry per block (cameras, centred cameras, points)."""
     points, centred = partition.cell_counts()
     columns = max(1, width // 330)
     rows = -(-partition.num_blocks // columns)
-    strip = np.full(((rows + 1) * LINE_PX + 8, width, 3), 255, np.uint8)
     threshold = partition.coverage_threshold
     rule = "centre" if threshold is None else f"centre or coverage > {threshold:g}"
-    header = (f"{partition.num_blocks} blocks, grid {'x'.join(map(str, partition.block_dim))}, {partition.splits} "
-              f"cuts; cameras by {rule}")
-    cv2.putText(strip, header, (6, LINE_PX - 5), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    header = _wrap([f"{partition.num_blocks} blocks, grid {'x'.join(map(str, partition.block_dim))}, "
+                    f"{partition.splits} cuts", f"cameras by {rule}",
+                    "black frame: the box (to scale inside, squashed outside)"], width, 0.45)
+    strip = np.full(((rows + len(header)) * LINE_PX + 8, width, 3), 255, np.uint8)
+    for i, line in enumerate(header):
+        cv2.putText(strip, line, (6, (i + 1) * LINE_PX - 5), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for b in range(partition.num_blocks):
-        x, y = 6 + (b // rows) * (width // columns), (b % rows + 2) * LINE_PX - 5
+        x, y = 6 + (b // rows) * (width // columns), (b % rows + len(header) + 1) * LINE_PX - 5
         cv2.rectangle(strip, (x, y - 11), (x + 12, y + 1), colors[b].tolist(), -1)
         text = (f"{b}: {len(partition.block_cameras[b])} cams ({centred[b]} in cell), "
                 f"{len(partition.block_points[b])} pts")
@@ -60,7 +74,7 @@ def _legend(partition: Partition, colors: np.ndarray, width: int) -> np.ndarray:
 
 def draw_partition(partition: Partition, scene: SceneData, path: str | Path, size: int = 800) -> None:
     """Write a PNG map of ``partition`` over ``scene``: ``size`` pixels wide, a ``size`` × ``size`` map and a
-    legend strip below it (header + one line per block in ``size // 330`` columns).
+    legend strip below it (header lines, then one line per block in ``size // 330`` columns).
 
     Cells are tinted by block and labelled with their id; SfM points are dots and camera centres are circles,
     both coloured by the cell they lie in; each camera has a short line along its viewing direction (shorter

@@ -131,6 +131,7 @@ class Partition:
     def block_of(self, xyz: Array) -> Array:
         """[..., 3] world points → [...] int64 block id of each (numpy in → numpy out, torch → torch, same
         device). Used to crop each block's anchors to its own cell at merge time."""
+        xyz = xyz if isinstance(xyz, torch.Tensor) else np.asarray(xyz, np.float64)
         shape = tuple(xyz.shape[:-1])
         flat = xyz.reshape(-1, 3)
         return self.cell_of_contracted(self.contract(flat)).reshape(shape)
@@ -200,7 +201,7 @@ class Partition:
         arrays = {"meta": np.array(json.dumps(meta)), "box_min": self.box_min, "box_max": self.box_max,
                   "rotation": self.rotation, "up": np.zeros(3) if self.up is None else np.asarray(self.up, float),
                   "edges_x": self.edges[0], "edges_y": self.edges[1], "edges_z": self.edges[2],
-                  "point_block": np.asarray(self.point_block, np.int64)}
+                  "point_block": np.asarray(self.point_block, np.int32)}  # ids and indices: int32 on disk
         for name in ("block_points", "block_cameras"):
             arrays[f"{name}_flat"], arrays[f"{name}_offsets"] = _pack(getattr(self, name))
         for name in ("camera_block", "camera_coverage"):
@@ -248,6 +249,8 @@ def _pack(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Ragged int lists → (flat [sum], offsets [n + 1])."""
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
     flat = np.concatenate([np.asarray(x, np.int64) for x in lists]) if lists else np.zeros(0, np.int64)
+    if flat.size and flat.max() < 2**31:
+        flat = flat.astype(np.int32)
     return flat, offsets
 
 
