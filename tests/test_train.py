@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -82,6 +83,9 @@ def test_eval_and_export_round_trip(tiny_config, tmp_path):
     assert results["lpips"] is None and results["num_test_views"] == 2
     assert 5.0 < results["psnr"] < 60.0 and 0.0 < results["ssim"] <= 1.0
     assert len(list((tmp_path / "run" / "eval" / "renders").glob("*.png"))) == 2
+    strip = cv2.imread(str(tmp_path / "run" / "eval" / "strip.png"))
+    camera = load_scene(tiny_config.data).test[0]
+    assert strip.shape == (2 * camera.height, 2 * camera.width, 3)  # 2 views: render over ground truth
 
     cfg, model, _ = load_run(tiny_config.out)
     export_scene(model, cfg.model, tmp_path / "export")

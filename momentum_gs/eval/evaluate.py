@@ -24,6 +24,7 @@ from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
 from momentum_gs.train.merge import merge_checkpoint
 
+STRIP_VIEWS = 4  # held-out views shown in eval/strip.png
 WARMUP_VIEWS = 5  # views excluded from the timing (allocator and cache warm-up), as the paper's FPS
 
 
@@ -41,11 +42,16 @@ def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config,
     return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])
 
 
+def save_image(image: torch.Tensor, path: Path) -> None:
+    """Write an [H, W, 3] RGB image in [0, 1] as a PNG (folders created)."""
+    pixels = image.clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+
+
 def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> None:
     """Write ``render | gt`` ([H, W, 3] in [0, 1]) as one PNG."""
-    strip = torch.cat([render, gt], dim=1).clamp(0, 1).mul(255).round().byte().cpu().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    save_image(torch.cat([render, gt], dim=1), path)
 
 
 @torch.no_grad()
@@ -58,7 +64,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         raise UserError(f"the scene {cfg.data.path} has no held-out views to evaluate")
     model.eval()
     loader = ImageLoader(scene.test, cache=False, prefetch=cfg.data.prefetch)
-    per_view, seconds = [], []
+    per_view, seconds, strip = [], [], []
     for index, gt in tqdm(loader.iterate(range(len(scene.test))), total=len(scene.test), desc="eval", unit="view"):
         camera, gt = scene.test[index], gt.to(model.device)
         started = _synchronized_time(gt.device)
@@ -69,7 +75,11 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
                          "num_gaussians": view.num_gaussians})
         if save_images:
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
+            if len(strip) < STRIP_VIEWS:
+                strip.append(torch.cat([image, gt], dim=0).cpu())
     results = summarize(per_view, seconds, model, step)
+    if strip:  # renders on top, ground truth below, a few held-out views side by side
+        save_image(torch.cat(strip, dim=1), run_dir / "eval" / "strip.png")
     if cfg.blocks.partition:
         results.update(per_block(per_view, scene, cfg.blocks.partition))
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
