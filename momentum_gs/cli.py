@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="synthesize a city, train, evaluate; prints the results.json path")
     demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
     demo.add_argument("--out", default="runs/demo", help="run folder")
+    demo.add_argument("--config", default="demo.yaml", help="a config in configs/ (demo_single.yaml: one block)")
     demo.add_argument("overrides", nargs="*", help="dotted config overrides")
     part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
     part.add_argument("--data", required=True, help="scene folder")
@@ -119,7 +120,7 @@ def cmd_demo(args) -> None:
     """``mgs demo``: synthesize, train, evaluate; the results path is the last line."""
     from momentum_gs.train.run import demo
 
-    print(demo(Path(args.data), Path(args.out), args.overrides))
+    print(demo(Path(args.data), Path(args.out), args.overrides, args.config))
 
 
 def cmd_config(args) -> None:

@@ -65,21 +65,31 @@ def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
     return train(prepare_config(config, data, out, overrides, resume), resume=resume)
 
 
-def demo(data_dir: Path, out_dir: Path, overrides: list[str]) -> Path:
-    """``mgs demo``: make the synthetic city if missing, train on it, evaluate; returns results.json."""
+def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str = "demo.yaml") -> Path:
+    """``mgs demo``: make the synthetic city if missing, partition it when the config trains blocks, train,
+    evaluate; returns the path of results.json (the strip of held-out views and the map lie beside it)."""
     from momentum_gs.data.synthetic import make_synthetic_scene
     from momentum_gs.eval.evaluate import evaluate_run
 
-    if not (data_dir / "train").is_dir():
-        print(f"generating the synthetic demo city in {data_dir}")
-        make_synthetic_scene(data_dir, "demo", seed=0)
-    config = REPO_CONFIGS / "demo.yaml"
+    config = REPO_CONFIGS / config_name
     if not config.is_file():
         raise UserError(f"demo config {config} not found; run the demo from a source checkout of momentum_gs")
     if (out_dir / "ckpt").is_dir():
         raise UserError(f"{out_dir} already holds a run; remove it or pass --out for a new one")
-    summary = train(prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False))
+    if not (data_dir / "train").is_dir():
+        print(f"generating the synthetic demo city in {data_dir}")
+        make_synthetic_scene(data_dir, "demo", seed=0)
+    cfg = prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False)
+    if cfg.blocks.partition.startswith("auto:"):  # "auto:N": partition into N blocks inside the run folder
+        from momentum_gs.partition import partition_main
+
+        num_blocks = int(cfg.blocks.partition.split(":", 1)[1])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.blocks.partition = str(out_dir / "partition.npz")
+        print(partition_main(cfg.data, cfg.blocks.partition, num_blocks=num_blocks))
+    summary = train(cfg)
     print(describe(summary))
     results = evaluate_run(out_dir)
-    print(f"held-out PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} ({results['num_test_views']} views)")
+    print(f"held-out PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} ({results['num_test_views']} views); "
+          f"held-out renders over ground truth: {out_dir / 'eval' / 'strip.png'}")
     return out_dir / "eval" / "results.json"
