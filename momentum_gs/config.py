@@ -149,6 +149,7 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0  # seeds torch, numpy and python's random
+    deterministic: bool = True  # deterministic kernels: a CPU run repeats bit for bit (no cost measured on CPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     out: str = ""  # run folder (default: runs/<scene name>)
 

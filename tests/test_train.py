@@ -176,3 +176,16 @@ def test_independent_blocks_keep_their_own_decoders(block_config, tmp_path):
     with torch.no_grad():
         image = model.render(scene.test[0], block_config.render).output.image
     assert image.shape == (scene.test[0].height, scene.test[0].width, 3) and image.max() > 0
+
+
+def test_two_runs_are_identical(tiny_config, tmp_path):
+    """Same seed, same result, bit for bit, with the default two threads (deterministic kernels)."""
+    scene = load_scene(tiny_config.data)
+    runs = []
+    for name in ("one", "two"):
+        trainer = Trainer(tiny_config, scene, tmp_path / name, torch.device("cpu"))
+        trainer.train()
+        runs.append(_params(trainer))
+    assert runs[0].keys() == runs[1].keys()
+    for name in runs[0]:
+        assert torch.equal(runs[0][name], runs[1][name]), name

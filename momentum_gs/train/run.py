@@ -56,8 +56,14 @@ def train(cfg: Config, resume: bool = False) -> dict:
 
 def describe(summary: dict) -> str:
     """One line summing up a training run."""
-    return (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
+    line = (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
             f"({summary['steps_per_second']:.2f} steps/s), {summary['num_anchors']} anchors -> {summary['out']}")
+    peak = summary.get("peak_loaded", {})
+    if summary.get("num_blocks", 1) > 1 and peak.get("total_anchors"):
+        line += (f"\nat most {peak['anchors']} of {peak['total_anchors']} anchors "
+                 f"({100 * peak['anchors'] / peak['total_anchors']:.0f} %) were on the device at once; "
+                 f"{peak['offloaded_bytes'] / 2**20:.1f} MB of blocks parked off it")
+    return line
 
 
 def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
