@@ -15,7 +15,7 @@ from momentum_gs.config import ModelConfig, RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.model.anchors import AnchorSet
-from momentum_gs.model.decoder import Decoder, appearance_code, make_appearance
+from momentum_gs.model.decoder import Decoder, appearance_code
 from momentum_gs.model.neural import NeuralGaussians, generate_gaussians
 from momentum_gs.render import RenderOutput, render
 
@@ -53,18 +53,6 @@ class GaussianScene(nn.Module):
     def device(self) -> torch.device:
         """Where the scene's tensors live."""
         return self.anchors.positions.device
-
-    @classmethod
-    def from_points(cls, points, cfg: ModelConfig, num_train_views: int, seed: int = 0,
-                    device: torch.device | str = "cpu") -> "GaussianScene":
-        """A fresh scene: anchors voxelized from [P, 3] points, a decoder seeded with ``seed``."""
-        anchors = AnchorSet.from_config(points, cfg, seed=seed, device=device)
-        # Initialised on the CPU from a local generator, so every device starts from the same weights.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            decoder = Decoder.from_config(cfg)
-            appearance = make_appearance(num_train_views, cfg.appearance_dim)
-        return cls(anchors, decoder.to(device), None if appearance is None else appearance.to(device))
 
     def render(self, camera: Camera, render_cfg: RenderConfig, appearance_index: int | None = None,
                backend: str | None = None) -> ViewRender:

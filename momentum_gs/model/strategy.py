@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from momentum_gs.config import StrategyConfig
+from momentum_gs.config import Config, StrategyConfig
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.neural import NeuralGaussians
 from momentum_gs.model.optim import edit_rows
@@ -76,6 +76,12 @@ class GrowPruneStrategy:
         self.anchor_visits = torch.zeros(n, device=device)  # [N] views in which the anchor was visible
         self.offset_grad_accum = torch.zeros(n * k, device=device)  # [N*k] summed NDC gradient norms
         self.offset_visits = torch.zeros(n * k, device=device)  # [N*k] views where the child was drawn
+
+    @classmethod
+    def from_config(cls, cfg: Config, anchors: AnchorSet) -> "GrowPruneStrategy":
+        """The strategy of one anchor set as ``cfg.strategy`` and ``cfg.seed`` configure it."""
+        return cls(cfg.strategy, anchors, seed=cfg.seed, max_child_log_scale=cfg.strategy.max_child_log_scale,
+                   reference_level_skip=cfg.strategy.reference_level_skip)
 
     def should_collect(self, step: int) -> bool:
         """Statistics window: ``start_stat < step < update_until``."""

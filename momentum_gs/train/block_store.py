@@ -81,9 +81,7 @@ def restore_block(state: dict, cfg: Config, device: torch.device | str) -> tuple
     if saved != [group["name"] for group in optimizer.param_groups]:
         raise ValueError(f"block optimizer groups {saved} do not match {[g['name'] for g in optimizer.param_groups]}")
     optimizer.load_state_dict(state["optimizer"])
-    strategy = GrowPruneStrategy(cfg.strategy, anchors, seed=cfg.seed,
-                                 max_child_log_scale=cfg.strategy.max_child_log_scale,
-                                 reference_level_skip=cfg.strategy.reference_level_skip)
+    strategy = GrowPruneStrategy.from_config(cfg, anchors)
     strategy.load_state_dict(state["strategy"])
     return anchors, optimizer, strategy
 

@@ -50,13 +50,6 @@ def camera_extent(scene: SceneData, cameras: list[int]) -> float:
     return max(1.1 * float((centres - centres.mean(0)).norm(dim=-1).max()), 1e-6)
 
 
-def make_strategy(cfg: Config, anchors: AnchorSet) -> GrowPruneStrategy:
-    """The growing/pruning strategy of one anchor set, configured by ``cfg.strategy``."""
-    return GrowPruneStrategy(cfg.strategy, anchors, seed=cfg.seed,
-                             max_child_log_scale=cfg.strategy.max_child_log_scale,
-                             reference_level_skip=cfg.strategy.reference_level_skip)
-
-
 def new_block(cfg: Config, scene: SceneData, block_id: int, points: np.ndarray, cameras: list[int],
               device: torch.device, decoder: Decoder | None = None) -> Block:
     """A fresh block on ``device`` from its starting points [P, 3] and its training cameras."""
@@ -64,7 +57,7 @@ def new_block(cfg: Config, scene: SceneData, block_id: int, points: np.ndarray, 
     anchors = AnchorSet.from_config(points, cfg.model, seed=cfg.seed + block_id, device=device)
     block = Block(block_id, cameras, validation_views(cameras, cfg.weighting.val_every), extent,
                   anchors=anchors, optimizer=make_anchor_optimizer(anchors, cfg.optim, extent),
-                  strategy=make_strategy(cfg, anchors))
+                  strategy=GrowPruneStrategy.from_config(cfg, anchors))
     if decoder is not None:  # independent blocks: each one trains a copy of the initial decoder
         block.decoder = decoder
         block.decoder_optimizer = make_decoder_optimizer(decoder, None, cfg.optim)
