@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -49,17 +49,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"{path} is not a momentum_gs checkpoint")
     if ckpt.get("version", 0) > VERSION:
         raise UserError(f"{path} has checkpoint version {ckpt['version']}; this momentum_gs reads up to {VERSION}")
-    return _to_device(ckpt, torch.device(map_location))
+    device = torch.device(map_location)
+    return map_tensors(ckpt, lambda t: t.to(device))
 
 
-def _to_device(obj: Any, device: torch.device) -> Any:
-    """``obj`` with every tensor in its nested dicts/lists moved to ``device``."""
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """``obj`` with ``fn`` applied to every tensor in its nested dicts, lists and tuples."""
     if torch.is_tensor(obj):
-        return obj.to(device)
+        return fn(obj)
     if isinstance(obj, dict):
-        return {key: _to_device(value, device) for key, value in obj.items()}
+        return {key: map_tensors(value, fn) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(value, device) for value in obj)
+        return type(obj)(map_tensors(value, fn) for value in obj)
     return obj
 
 

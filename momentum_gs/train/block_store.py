@@ -13,12 +13,12 @@ code kept a stale copy of the decoder's Adam moments in every block; we do not).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from momentum_gs.config import Config
-from momentum_gs.io.checkpoint import atomic_save
+from momentum_gs.io.checkpoint import atomic_save, map_tensors
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.optim import make_anchor_optimizer
 from momentum_gs.model.strategy import GrowPruneStrategy
@@ -26,17 +26,6 @@ from momentum_gs.model.strategy import GrowPruneStrategy
 FORMAT = "momentum_gs.block"
 VERSION = 1
 MODES = ("memory", "disk")
-
-
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
-    """``obj`` with ``fn`` applied to every tensor in its nested dicts, lists and tuples."""
-    if torch.is_tensor(obj):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {key: _map_tensors(value, fn) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(value, fn) for value in obj)
-    return obj
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -47,7 +36,7 @@ def _tensor_bytes(obj: Any) -> int:
         nonlocal total
         total += t.numel() * t.element_size()
 
-    _map_tensors(obj, count)
+    map_tensors(obj, count)
     return total
 
 
@@ -58,7 +47,7 @@ def block_state(anchors: AnchorSet, optimizer: torch.optim.Optimizer, strategy: 
     """
     state = {"anchors": anchors.to_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
     # copy=True: on a CPU run .to("cpu") would otherwise alias the live Adam moments, updated in place.
-    state = _map_tensors(state, lambda t: t.detach().to("cpu", copy=True))
+    state = map_tensors(state, lambda t: t.detach().to("cpu", copy=True))
     return {"format": FORMAT, "version": VERSION, **state}
 
 
@@ -115,7 +104,7 @@ class BlockStore:
 
     def put(self, block_id: int, state: dict) -> None:
         """Store (or replace) the state of ``block_id``; the store takes ownership of ``state``."""
-        state = _map_tensors(state, lambda t: t.detach().cpu())
+        state = map_tensors(state, lambda t: t.detach().cpu())
         if self.mode == "memory":
             self._memory[int(block_id)] = state
         else:
@@ -126,7 +115,7 @@ class BlockStore:
         """A copy of the state of ``block_id``, left in the store (e.g. to write a checkpoint)."""
         self._check(block_id)
         if self.mode == "memory":
-            return _map_tensors(self._memory[int(block_id)], torch.clone)
+            return map_tensors(self._memory[int(block_id)], torch.clone)
         return torch.load(self.path(block_id), map_location="cpu", weights_only=True)
 
     def take(self, block_id: int) -> dict:

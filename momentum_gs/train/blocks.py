@@ -14,6 +14,7 @@ import torch
 
 from momentum_gs.config import Config
 from momentum_gs.data.scene import SceneData
+from momentum_gs.io.checkpoint import map_tensors
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.optim import make_anchor_optimizer, make_decoder_optimizer
@@ -69,8 +70,9 @@ def snapshot(block: Block) -> dict:
     state = block_state(block.anchors, block.optimizer, block.strategy)
     state["steps"] = block.steps
     if block.decoder is not None:
-        state["decoder"] = {k: v.detach().to("cpu", copy=True) for k, v in block.decoder.state_dict().items()}
-        state["decoder_optimizer"] = _cpu_copy(block.decoder_optimizer.state_dict())
+        cpu_copy = lambda t: t.detach().to("cpu", copy=True)  # noqa: E731
+        state["decoder"] = map_tensors(block.decoder.state_dict(), cpu_copy)
+        state["decoder_optimizer"] = map_tensors(block.decoder_optimizer.state_dict(), cpu_copy)
     return state
 
 
@@ -90,14 +92,3 @@ def load(block: Block, state: dict, cfg: Config, device: torch.device) -> None:
         block.decoder.load_state_dict(state["decoder"])
         block.decoder_optimizer = make_decoder_optimizer(block.decoder, None, cfg.optim)
         block.decoder_optimizer.load_state_dict(state["decoder_optimizer"])
-
-
-def _cpu_copy(obj):
-    """Nested dicts/lists with every tensor copied to the CPU."""
-    if torch.is_tensor(obj):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return obj
