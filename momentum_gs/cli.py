@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="synthesize a city, train, evaluate; prints the results.json path")
     demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
     demo.add_argument("--out", default="runs/demo", help="run folder")
-    demo.add_argument("--config", default="demo.yaml", help="a config in configs/ (demo_single.yaml: one block)")
+    demo.add_argument("--config", default="demo.yaml", help="a config in configs/ (demo_blocks.yaml: 4 blocks, 2 active)")
     demo.add_argument("overrides", nargs="*", help="dotted config overrides")
     part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
     part.add_argument("--data", required=True, help="scene folder")
@@ -63,7 +63,9 @@ def cmd_train(args) -> None:
     """``mgs train``: train a run (or continue one with --resume)."""
     from momentum_gs.train.run import describe, train_from_args
 
-    print(describe(train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)))
+    summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)
+    if summary["is_main"]:
+        print(describe(summary))
 
 
 def cmd_eval(args) -> None:

@@ -136,6 +136,15 @@ class LogConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes under ``torchrun`` (ignored by a single process)."""
+
+    backend: str = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
+    check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
+    timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)
+
+
+@dataclass
 class Config:
     """The whole tree; ``mgs config`` prints it resolved."""
 
@@ -148,6 +157,7 @@ class Config:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0  # seeds torch, numpy and python's random
     deterministic: bool = True  # deterministic kernels: a CPU run repeats bit for bit (no cost measured on CPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
@@ -246,6 +256,7 @@ _MINIMUM = {
     "strategy.update_interval": 1, "strategy.levels": 0, "strategy.init_factor": 1,
     "strategy.hierarchy_factor": 1, "render.tile_size": 1, "blocks.active": 1, "blocks.interval": 1,
     "weighting.eval_interval": 1, "weighting.val_every": 1, "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0,
+    "distributed.check_every": 0, "distributed.timeout_s": 1,
 }
 
 
@@ -256,6 +267,8 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if value < minimum:
             raise UserError(f"config key '{key}' must be at least {minimum}, got {value}")
+    if cfg.distributed.backend not in ("auto", "nccl", "gloo"):
+        raise UserError(f"config key 'distributed.backend' must be auto, nccl or gloo, got {cfg.distributed.backend!r}")
     for f in dataclasses.fields(OptimConfig):
         value = getattr(cfg.optim, f.name)
         if f.name.endswith("_lr") or f.name.endswith("_lr_final"):

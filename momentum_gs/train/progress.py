@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from momentum_gs.config import LogConfig
+from momentum_gs.train.distributed import SINGLE, World
 
 
 class TrainLogger:
@@ -18,10 +19,13 @@ class TrainLogger:
         out_dir: the run folder; scalars go to ``out_dir/tb`` and ``out_dir/train.log`` (JSON lines).
         cfg: how often to refresh and whether TensorBoard is on.
         start, total: the first step shown and the last step of the run.
-        enabled: False on every process but the first (only rank 0 prints and writes TensorBoard).
+        world: the training processes. Only rank 0 prints, writes TensorBoard and ``train.log`` (metrics
+            of all processes); with several processes each one also logs its own blocks' metrics to
+            ``logs/rank<r>.log``.
     """
 
-    def __init__(self, out_dir: Path, cfg: LogConfig, start: int, total: int, enabled: bool = True):
+    def __init__(self, out_dir: Path, cfg: LogConfig, start: int, total: int, world: World = SINGLE):
+        enabled = world.is_main
         self.cfg, self.enabled = cfg, enabled
         self.bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
                         disable=not enabled, file=sys.stderr, mininterval=0.5)
@@ -31,14 +35,22 @@ class TrainLogger:
 
             self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
         self.log_file = _open_log(Path(out_dir) / "train.log", start) if enabled else None
+        self.rank_file = None
+        if world.distributed:
+            (Path(out_dir) / "logs").mkdir(parents=True, exist_ok=True)
+            self.rank_file = _open_log(Path(out_dir) / "logs" / f"rank{world.rank}.log", start)
         self._since_refresh = 0
 
-    def log(self, step: int, metrics: dict) -> None:
-        """Record ``metrics`` (name → number) at ``step``."""
+    def log(self, step: int, metrics: dict, local: dict | None = None) -> None:
+        """Record ``metrics`` (name → number, over all processes) and this process's ``local`` ones at ``step``."""
         self._since_refresh += 1
+        due = step % self.cfg.progress_every == 0 or step == self.bar.total
+        if due and self.rank_file is not None:
+            self.rank_file.write(json.dumps({"step": step, **(local or metrics)}) + "\n")
+            self.rank_file.flush()
         if not self.enabled:
             return
-        if step % self.cfg.progress_every == 0 or step == self.bar.total:
+        if due:
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.2f}",
                                  gaussians=metrics["num_gaussians"], refresh=False)
             self.bar.update(self._since_refresh)
@@ -56,13 +68,14 @@ class TrainLogger:
         self.bar.close()
         if self.writer is not None:
             self.writer.close()
-        if self.log_file is not None:
-            self.log_file.close()
+        for file in (self.log_file, self.rank_file):
+            if file is not None:
+                file.close()
 
 
 def _open_log(path: Path, start: int):
     """Open the JSON-lines log for appending, first dropping entries after ``start`` (left by a killed run)."""
-    if start > 0 and path.is_file():
+    if path.is_file():
         kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= start]
         path.write_text("".join(kept))
     return open(path, "a")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from momentum_gs.config import Config, load_config, resolve_device
+from momentum_gs.config import Config, load_config
 from momentum_gs.errors import UserError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -37,20 +37,33 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
 
 
 def train(cfg: Config, resume: bool = False) -> dict:
-    """Load the scene, train (continuing from the last checkpoint with ``resume``), return a summary."""
+    """Load the scene, train (continuing from the last checkpoint with ``resume``), return a summary.
+
+    Under ``torchrun`` every process calls this; they join one process group and share the work
+    (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
+    """
     from momentum_gs.data.scene import load_scene
+    from momentum_gs.train import distributed as D
     from momentum_gs.train.trainer import Trainer
 
     out_dir = Path(cfg.out)
     if not resume and (out_dir / "ckpt").is_dir() and any((out_dir / "ckpt").glob("step_*.pt")):
         raise UserError(f"{out_dir} already holds a trained run; use --resume to continue it or another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scene = load_scene(cfg.data)
-    trainer = Trainer(cfg, scene, out_dir, resolve_device(cfg.device))
-    if resume and not trainer.resume():
-        raise UserError(f"cannot resume: {out_dir / 'ckpt'} holds no checkpoint")
-    summary = trainer.train()
-    summary["out"] = str(out_dir)
+    world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        scene = load_scene(cfg.data)
+        trainer = Trainer(cfg, scene, out_dir, device, world)
+        if resume:
+            checkpoint = trainer.resume()
+            if checkpoint is None:
+                raise UserError(f"cannot resume: {out_dir / 'ckpt'} holds no checkpoint")
+            if world.is_main:
+                print(f"resuming from {checkpoint} (step {trainer.step})", flush=True)
+        summary = trainer.train()
+    finally:
+        D.close_world(world)
+    summary["out"], summary["is_main"] = str(out_dir), world.is_main
     return summary
 
 
@@ -67,7 +80,13 @@ def describe(summary: dict) -> str:
 
 
 def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
-    """``mgs train``."""
+    """``mgs train``. After ``torchrun --max-restarts`` restarts a failed job, it resumes by itself."""
+    from momentum_gs.io.checkpoint import latest_checkpoint
+    from momentum_gs.train.distributed import restart_count
+
+    if not resume and restart_count() > 0:
+        folder = Path(out or prepare_config(config, data, out, overrides, resume=False).out)
+        resume = latest_checkpoint(folder / "ckpt") is not None
     return train(prepare_config(config, data, out, overrides, resume), resume=resume)
 
 

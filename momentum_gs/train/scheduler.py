@@ -66,6 +66,16 @@ class BlockScheduler:
         rng = np.random.default_rng([self.seed, r])
         return sorted(int(b) for b in rng.choice(n, size=k, replace=False))
 
+    def counts_before(self, step: int) -> list[int]:
+        """How many of the steps 1 … ``step`` each block was active in (its step count at that point)."""
+        counts = [0] * self.num_blocks
+        full, rest = divmod(max(step, 0), self.interval)
+        for r in range(full + (rest > 0)):
+            length = self.interval if r < full else rest
+            for b in self.active(r * self.interval + 1):
+                counts[b] += length
+        return counts
+
     @staticmethod
     def assign(active: list[int], world_size: int, rank: int) -> list[int]:
         """The active blocks that process ``rank`` of ``world_size`` trains, in consecutive slices.

@@ -25,11 +25,15 @@ from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
 from momentum_gs.train import blocks as B
+from momentum_gs.train import distributed as D
 from momentum_gs.train.block_store import BlockStore
 from momentum_gs.train.progress import TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
 from momentum_gs.train.weighting import BlockWeighting
+
+
+EVERYONE = -1  # holder of a block every process has an identical copy of (at the start, after a resume)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -61,10 +65,17 @@ class Trainer:
         scene: the loaded scene (cameras, points).
         out_dir: the run folder (config.yaml, ckpt/, tb/, train.log, offloaded blocks).
         device: where the active blocks, the decoder and the images of the current step live.
+        world: the training processes (:mod:`momentum_gs.train.distributed`); each trains its share of
+            the active blocks, and all of them hold the same decoder and teacher.
+
+    Every process starts with a copy of every block. Once a block has trained, only the process that
+    trained it keeps it (``holder``); when the scheduler hands it to another process, it is sent there.
+    ``holder`` is computed from the schedule alone, so every process agrees on it without talking.
     """
 
-    def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device):
-        self.cfg, self.scene, self.out_dir, self.device = cfg, scene, Path(out_dir), device
+    def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device,
+                 world: D.World = D.SINGLE):
+        self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
         seed_everything(cfg.seed, cfg.deterministic)
         self.partition = load_partition(cfg, scene)
         n = 1 if self.partition is None else self.partition.num_blocks
@@ -77,11 +88,18 @@ class Trainer:
         self.decoder, self.appearance = self._initial_decoder()
         self.decoder_opt = make_decoder_optimizer(self.decoder, self.appearance, cfg.optim) if shared else None
         self.teacher = MomentumTeacher(self.decoder) if cfg.teacher.enabled else None
-        self.scheduler = BlockScheduler(n, cfg.blocks.active, cfg.blocks.policy, cfg.blocks.interval, cfg.seed)
+        if cfg.blocks.active < world.size:
+            raise UserError(f"{world.size} processes but blocks.active={cfg.blocks.active}: every process needs "
+                            f"an active block, so set blocks.active >= {world.size} (or start fewer processes)")
+        self.scheduler = BlockScheduler(n, cfg.blocks.active, cfg.blocks.policy, cfg.blocks.interval, cfg.seed,
+                                        world_size=world.size)
         self.weighting = BlockWeighting(n, cfg.weighting.lam, cfg.weighting.sigma, cfg.weighting.ema,
                                         cfg.weighting.warmup, cfg.weighting.enabled)
-        self.store = BlockStore(cfg.blocks.offload, self.out_dir / "offload" if cfg.blocks.offload == "disk" else None)
+        offload = self.out_dir / "offload" / (f"rank{world.rank}" if world.distributed else "")
+        self.store = BlockStore(cfg.blocks.offload, offload if cfg.blocks.offload == "disk" else None)
         self.blocks = [self._build_block(b) for b in range(n)]
+        self.holder = [EVERYONE] * n  # which process keeps each block (EVERYONE: all hold the same copy)
+        self.reducer = D.StepReducer(self._shared_parameters(), world)
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch)
         self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
@@ -94,6 +112,12 @@ class Trainer:
             decoder = Decoder.from_config(self.cfg.model)
             appearance = make_appearance(len(self.scene.train), self.cfg.model.appearance_dim)
         return decoder.to(self.device), None if appearance is None else appearance.to(self.device)
+
+    def _shared_parameters(self) -> list[torch.Tensor]:
+        """The parameters of the shared decoder's optimizer, in its order (empty for independent blocks)."""
+        if self.decoder_opt is None:
+            return []
+        return [p for group in self.decoder_opt.param_groups for p in group["params"]]
 
     def _build_block(self, b: int) -> B.Block:
         """Block ``b`` from its points and cameras, parked in the store."""
@@ -111,6 +135,41 @@ class Trainer:
         return block
 
     # ---- which blocks, which views ------------------------------------------------------------------
+    def exchange(self, step: int) -> None:
+        """Move the blocks active at ``step`` to the processes that train them (collective when G > 1).
+
+        Moves are taken in block order by every process, so each send meets its receive in turn.
+        """
+        world = self.world
+        for rank in range(world.size):
+            for b in self.scheduler.blocks_for(step, world.size, rank):
+                source = self.holder[b]
+                if source == rank:
+                    continue
+                if source == EVERYONE:  # everyone holds the same copy: the others drop theirs
+                    if world.rank != rank:
+                        self._drop(b)
+                elif world.rank == source:
+                    D.send_state(self._take(b), rank, self.device)
+                elif world.rank == rank:
+                    state = D.receive_state(source, self.device)
+                    self.blocks[b].steps = int(state["steps"])
+                    self.store.put(b, state)
+                self.holder[b] = rank
+
+    def _take(self, b: int) -> dict:
+        """Block ``b``'s state, removed from this process (unloaded first if it is on the device)."""
+        block = self.blocks[b]
+        return B.unload(block) if block.loaded else self.store.take(b)
+
+    def _drop(self, b: int) -> None:
+        """Forget this process's copy of block ``b`` (another process trains it)."""
+        self._take(b)
+
+    def _holds(self, b: int) -> bool:
+        """True if this process keeps the authoritative copy of block ``b`` (rank 0 for shared copies)."""
+        return self.holder[b] == self.world.rank or (self.holder[b] == EVERYONE and self.world.is_main)
+
     def activate(self, active: list[int]) -> list[B.Block]:
         """Make exactly ``active`` loaded: park the others in the store, bring these in."""
         for block in self.blocks:
@@ -121,26 +180,29 @@ class Trainer:
                 B.load(self.blocks[b], self.store.take(b), self.cfg, self.device)
         loaded = sum(block.anchors.num_anchors for block in self.blocks if block.loaded)
         if loaded > self.peak_loaded["anchors"]:
-            self.peak_loaded = {"anchors": loaded, "total_anchors": self.num_anchors(),
+            self.peak_loaded = {"anchors": loaded, "total_anchors": self.local_anchors(),
                                 "offloaded_bytes": self.store.nbytes() + self.store.disk_bytes()}
         return [self.blocks[b] for b in active]
 
     def plan(self, start: int, end: int) -> list[list[tuple[int, int]]]:
-        """For global steps ``start .. end-1``: the (block, training view) pairs of each step.
+        """For global steps ``start .. end-1``: the (block, training view) pairs this process trains.
 
-        A pure function of the step counts: each block walks through a fresh random permutation of its
-        own views per epoch, seeded by (seed, block, epoch), so a resumed run sees the same views.
+        A pure function of the schedule: each block walks through a fresh random permutation of its own
+        views per epoch, seeded by (seed, block, epoch), so a resumed run (with any number of processes)
+        sees the same views.
         """
-        counts = {block.id: block.steps for block in self.blocks}
+        counts = self.scheduler.counts_before(start)
         plan, orders = [], {}
         for step in range(start, end):
+            mine = self.scheduler.blocks_for(step + 1, self.world.size, self.world.rank)  # steps count from 1
             entries = []
-            for b in self.scheduler.active(step + 1):  # the scheduler counts steps from 1
-                cameras = self.blocks[b].cameras
-                epoch, position = divmod(counts[b], len(cameras))
-                if (b, epoch) not in orders:
-                    orders[(b, epoch)] = np.random.default_rng([self.cfg.seed, b, epoch]).permutation(len(cameras))
-                entries.append((b, cameras[orders[(b, epoch)][position]]))
+            for b in self.scheduler.active(step + 1):
+                if b in mine:
+                    cameras = self.blocks[b].cameras
+                    epoch, position = divmod(counts[b], len(cameras))
+                    if (b, epoch) not in orders:
+                        orders[(b, epoch)] = np.random.default_rng([self.cfg.seed, b, epoch]).permutation(len(cameras))
+                    entries.append((b, cameras[orders[(b, epoch)][position]]))
                 counts[b] += 1
             plan.append(entries)
         return plan
@@ -155,16 +217,17 @@ class Trainer:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         end = self.total_steps if until is None else min(until, self.total_steps)
-        save_config(cfg, self.out_dir / "config.yaml")
-        logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps)
+        if self.world.is_main:
+            save_config(cfg, self.out_dir / "config.yaml")
+        logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps, world=self.world)
         started, first_step = time.perf_counter(), self.step
         plan = self.plan(self.step, end)
         images = self.loader.iterate([view for entries in plan for _, view in entries])
         try:
             for entries in plan:
                 views = [(b, v, next(images)[1].to(self.device, non_blocking=True)) for b, v in entries]
-                metrics = self.train_step(views)
-                logger.log(self.step, metrics)
+                metrics, local = self.train_step(views)
+                logger.log(self.step, metrics, local)
                 self.after_step()
         finally:
             logger.close()  # ends the progress bar's line, so an error message stands on its own
@@ -173,11 +236,17 @@ class Trainer:
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
                 "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
                 "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(), "peak_loaded": self.peak_loaded,
+                "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
                 "checkpoint": checkpoint and str(checkpoint)}
 
-    def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> dict:
-        """One global step: every active block takes one step on its view; the decoder takes one averaged step."""
+    def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> tuple[dict, dict]:
+        """One global step: every active block takes one step on its view; the decoder takes one averaged step.
+
+        ``views`` are this process's (block, view, image) triples. Returns the step's metrics averaged
+        over all active blocks of all processes, and over this process's blocks.
+        """
         step = self.step + 1
+        self.exchange(step)
         active = self.activate([b for b, _, _ in views])
         if self.decoder_opt is not None:
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
@@ -186,12 +255,14 @@ class Trainer:
         weights = self.weighting.weights(step)
         metrics = [self.block_step(block, view, gt, float(weights[block.id]))
                    for block, (_, view, gt) in zip(active, views)]
+        names = list(metrics[0])
+        sums = self.reducer.reduce(self.cfg.blocks.active, [sum(m[k] for m in metrics) for k in names])
         if self.decoder_opt is not None:
-            average_gradients(self.decoder_opt, len(views))
             self.decoder_opt.step()
             self.decoder_opt.zero_grad(set_to_none=True)
         self.step = step
-        return {name: float(np.mean([m[name] for m in metrics])) for name in metrics[0]}
+        local = {name: float(np.mean([m[name] for m in metrics])) for name in names}
+        return {name: total / self.cfg.blocks.active for name, total in zip(names, sums)}, local
 
     def block_step(self, block: B.Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -228,12 +299,16 @@ class Trainer:
             block.strategy.adjust(block.anchors, block.optimizer)
 
     def after_step(self) -> None:
-        """Block-weighting validation and periodic checkpoints."""
+        """Block-weighting validation (shared by all processes), replica checks and periodic checkpoints."""
         cfg = self.cfg
         if cfg.weighting.enabled and self.step % cfg.weighting.eval_interval == 0:
-            for block in self.blocks:
-                if block.loaded and block.val_views:
-                    self.weighting.update(block.id, *self.validate(block))
+            results = {block.id: self.validate(block) for block in self.blocks if block.loaded and block.val_views}
+            table = self.weighting.measurements(len(self.blocks), results)
+            self.weighting.apply(D.all_reduce_sum(table, self.world))
+        if cfg.distributed.check_every and self.step % cfg.distributed.check_every == 0:
+            D.check_replicas(self._shared_parameters(), self.world, "the online decoder", self.step)
+            if self.teacher is not None:
+                D.check_replicas(list(self.teacher.state_dict().values()), self.world, "the teacher", self.step)
         if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
             self.save()
 
@@ -253,15 +328,27 @@ class Trainer:
         """Global step → the step count of a block at that point (k of n blocks train each step)."""
         return step * self.cfg.blocks.active // len(self.blocks)
 
-    def num_anchors(self) -> int:
-        """Anchors over all blocks (before merging)."""
+    def local_anchors(self) -> int:
+        """Anchors of the blocks this process keeps (before merging)."""
         return sum(int((b.anchors.positions if b.loaded else self.store.peek(b.id)["anchors"]["positions"]).shape[0])
-                   for b in self.blocks)
+                   for b in self.blocks if self._holds(b.id))
+
+    def num_anchors(self) -> int:
+        """Anchors over all blocks of all processes (collective when G > 1)."""
+        return int(D.all_reduce_sum(torch.tensor([self.local_anchors()], dtype=torch.float64), self.world))
 
     # ---- checkpoints ------------------------------------------------------------------------------------
-    def state(self) -> dict:
-        """Everything needed to continue exactly where training stands."""
-        blocks = [B.snapshot(b) if b.loaded else self.store.peek(b.id) for b in self.blocks]
+    def state(self) -> dict | None:
+        """Everything needed to continue exactly where training stands (collective when G > 1).
+
+        Each process contributes the blocks it keeps; rank 0 gets the whole state, the others None.
+        """
+        mine = {b.id: B.snapshot(b) if b.loaded else self.store.peek(b.id) for b in self.blocks if self._holds(b.id)}
+        gathered = D.gather_to_main(mine, self.world)
+        if not self.world.is_main:
+            return None
+        held = {b: state for part in gathered for b, state in part.items()}
+        blocks = [held[b] for b in range(len(self.blocks))]
         return {
             "blocks": blocks,
             "decoder": self.decoder.state_dict(),
@@ -274,13 +361,20 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        """Write ``ckpt/step_<N>.pt`` and return its path."""
+        """Write ``ckpt/step_<N>.pt`` (rank 0 writes, every process takes part) and return its path."""
         path = self.out_dir / "ckpt" / f"step_{self.step}.pt"
-        save_checkpoint(path, self.step, self.state())
+        state = self.state()
+        if state is not None:
+            save_checkpoint(path, self.step, state)
+        D.barrier(self.world)  # the file exists for everyone once save() returns
         return path
 
     def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (blocks, decoder, teacher, optimizers, generators)."""
+        """Restore a checkpoint written by :meth:`save` (blocks, decoder, teacher, optimizers, generators).
+
+        Every process reads the whole checkpoint and holds every block until the schedule hands each to
+        one process, so a checkpoint resumes with any number of processes.
+        """
         ckpt = load_checkpoint(path, map_location="cpu")  # parked blocks stay on the CPU
         if len(ckpt["blocks"]) != len(self.blocks):
             raise UserError(f"{path} holds {len(ckpt['blocks'])} blocks; this run has {len(self.blocks)}")
@@ -289,6 +383,7 @@ class Trainer:
                 B.unload(block)
             block.steps = int(state["steps"])
             self.store.put(block.id, state)
+        self.holder = [EVERYONE] * len(self.blocks)
         self.decoder.load_state_dict(ckpt["decoder"])
         if self.appearance is not None:
             self.appearance.load_state_dict(ckpt["appearance"])
@@ -302,16 +397,11 @@ class Trainer:
         random.setstate(ckpt["rng"]["python"])
         self.step = int(ckpt["step"])
 
-    def resume(self) -> bool:
-        """Load the latest checkpoint of the run folder, if any; True if one was loaded."""
+    def resume(self) -> Path | None:
+        """Load the latest checkpoint of the run folder, if any; returns its path (None if there is none)."""
         path = latest_checkpoint(self.out_dir / "ckpt")
         if path is not None:
             self.load(path)
-        return path is not None
+        return path
 
 
-def average_gradients(optimizer: torch.optim.Optimizer, count: int) -> None:
-    """Divide the accumulated gradients of ``optimizer``'s parameters by ``count`` (one fused call)."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if grads and count > 1:
-        torch._foreach_div_(grads, float(count))

@@ -1,0 +1,206 @@
+"""Several training processes on ``torch.distributed``: NCCL between GPUs, gloo between CPU processes.
+
+``torchrun`` starts one process per GPU (or per CPU worker) and sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_world` reads them. Every process runs the
+same trainer on the same global steps. Each step, the k active blocks are spread over the G processes
+(:meth:`BlockScheduler.assign`); a process trains its blocks and adds their gradients into the one shared
+decoder, then one all-reduce sums the decoder gradients of all processes (and the step's metrics) in a
+single flat bucket, and every process takes the same optimizer step, so the decoders and teachers stay
+identical without ever being sent.
+
+Without ``torchrun`` (or with ``WORLD_SIZE=1``) the world is a single process and nothing here talks to
+anyone: the same code trains on one CPU or GPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+
+from momentum_gs.errors import UserError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when there is more than one process to talk to."""
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 prints, writes TensorBoard, checkpoints and evaluates."""
+        return self.rank == 0
+
+
+SINGLE = World()
+
+
+def launched_by_torchrun() -> bool:
+    """True inside a process started by ``torchrun`` (or another launcher that sets WORLD_SIZE and RANK)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def restart_count() -> int:
+    """How many times ``torchrun --max-restarts`` has restarted this job (0 on the first attempt)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.0) -> tuple[World, torch.device]:
+    """Join the process group when launched by ``torchrun``; returns the world and this process's device.
+
+    ``device_name`` is the config's ``device``: with ``auto`` or ``cuda`` each process takes GPU
+    ``LOCAL_RANK``. ``backend`` ``auto`` is NCCL on GPUs and gloo on CPUs.
+    """
+    from momentum_gs.config import resolve_device
+
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return SINGLE, resolve_device(device_name)
+    world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        if world.local_rank >= torch.cuda.device_count():
+            raise UserError(f"process {world.rank} wants GPU {world.local_rank} but this node has "
+                            f"{torch.cuda.device_count()}; start at most one process per GPU (--nproc_per_node)")
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        timeout = datetime.timedelta(seconds=timeout_s)
+        # The store of a job restarted by torchrun can still hold the previous attempt's addresses; keys
+        # under a per-attempt prefix keep the new processes from dialling the dead ones.
+        store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+        store = dist.PrefixStore(f"momentum_gs/attempt_{restart_count()}", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout,
+                                **({"device_id": device} if backend == "nccl" else {}))
+    return world, device
+
+
+def close_world(world: World) -> None:
+    """Leave the process group (a no-op for a single process)."""
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(world: World) -> None:
+    """Wait for every process (a no-op for a single process)."""
+    if world.distributed:
+        dist.barrier()
+
+
+class StepReducer:
+    """Sums the shared decoder's gradients and the step's metrics over all processes with one all-reduce.
+
+    The gradients are copied into one flat buffer (followed by one presence flag per parameter and the
+    metric sums), summed across processes in a single call, and copied back divided by ``count``, the
+    number of blocks that contributed over all processes. A parameter no block touched anywhere keeps no
+    gradient, exactly as when one process trains every active block, so Adam skips it in both cases.
+
+    Args:
+        params: the shared decoder's parameters, in optimizer order (the same on every process).
+        world: the processes; with one process nothing is communicated.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], world: World):
+        self.params, self.world = list(params), world
+        self.numel = sum(p.numel() for p in self.params)
+        self.bytes_per_step = 0  # size of the last all-reduced buffer
+
+    def reduce(self, count: int, metrics: Sequence[float]) -> list[float]:
+        """Average the gradients over ``count`` blocks; returns the metric sums of all processes."""
+        grads = [p.grad for p in self.params]
+        if not self.world.distributed:
+            present = [g for g in grads if g is not None]
+            if present and count > 1:
+                torch._foreach_div_(present, float(count))
+            return list(metrics)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        flat = torch.zeros(self.numel + len(self.params) + len(metrics), device=device, dtype=torch.float32)
+        offset = 0
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if g is not None:
+                flat[offset:offset + p.numel()].copy_(g.reshape(-1))
+                flat[self.numel + i] = 1.0
+            offset += p.numel()
+        flat[self.numel + len(self.params):] = torch.tensor(list(metrics), dtype=torch.float32)
+        dist.all_reduce(flat)
+        self.bytes_per_step = flat.numel() * flat.element_size()
+        offset, flags = 0, flat[self.numel:self.numel + len(self.params)].tolist()
+        for p, flag in zip(self.params, flags):
+            if flag > 0:
+                p.grad = flat[offset:offset + p.numel()].view_as(p).div_(float(count))
+            else:
+                p.grad = None
+            offset += p.numel()
+        return flat[self.numel + len(self.params):].tolist()
+
+
+def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """``tensor`` summed over all processes (in place; unchanged for a single process)."""
+    if world.distributed:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def checksum(tensors: Sequence[torch.Tensor]) -> float:
+    """A float64 fingerprint of ``tensors`` (sum of values plus a position-weighted sum)."""
+    total = torch.zeros((), dtype=torch.float64)
+    for i, t in enumerate(tensors):
+        t = t.detach().to("cpu", torch.float64).reshape(-1)
+        total += t.sum() + (i + 1) * (t * torch.linspace(0.5, 1.5, t.numel(), dtype=torch.float64)).sum()
+    return float(total)
+
+
+def check_replicas(tensors: Sequence[torch.Tensor], world: World, what: str, step: int) -> None:
+    """Raise when ``tensors`` differ between processes (compared by :func:`checksum`)."""
+    if not world.distributed:
+        return
+    mine = checksum(tensors)
+    sums = [None] * world.size
+    dist.all_gather_object(sums, mine)
+    if any(s != sums[0] for s in sums):
+        raise RuntimeError(f"{what} differs between processes at step {step}: checksums {sums}")
+
+
+def gather_to_main(obj, world: World) -> list | None:
+    """Rank 0 gets the list of every process's ``obj`` (in rank order); the others get None."""
+    if not world.distributed:
+        return [obj]
+    out = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def send_state(state: dict, dst: int, device: torch.device) -> None:
+    """Send a block state (nested dict of CPU tensors) to process ``dst``."""
+    dist.send_object_list([state], dst=dst, device=_object_device(device))
+
+
+def receive_state(src: int, device: torch.device) -> dict:
+    """Receive a block state sent by :func:`send_state` from process ``src``."""
+    box = [None]
+    dist.recv_object_list(box, src=src, device=_object_device(device))
+    return box[0]
+
+
+def _object_device(device: torch.device) -> torch.device | None:
+    """Where the pickled bytes travel: the GPU for NCCL, the CPU for gloo."""
+    return device if dist.get_backend() == "nccl" else None
+
+
+def state_bytes(state: dict) -> int:
+    """Size of a block state once pickled (what moving it between processes costs)."""
+    return len(pickle.dumps(state))

@@ -1,0 +1,151 @@
+"""Several processes under torchrun (gloo on CPU): same result as one process, fault recovery, resume."""
+
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from momentum_gs.config import load_config, save_config
+from momentum_gs.data.scene import load_scene
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import load_checkpoint, map_tensors
+from momentum_gs.train.distributed import StepReducer, World
+from momentum_gs.train.scheduler import BlockScheduler
+from momentum_gs.train.trainer import Trainer
+
+HELPERS = Path(__file__).parent / "helpers"
+
+
+@contextmanager
+def one_thread():
+    """Run torch on one thread, as torchrun's workers do: the sums then happen in the same order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def torchrun(args: list[str], nproc: int = 2, script: list[str] | None = None, env: dict | None = None,
+             max_restarts: int = 0) -> subprocess.CompletedProcess:
+    """``torchrun --standalone`` with ``nproc`` CPU workers running ``mgs`` (or ``script``)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               f"--max-restarts={max_restarts}", "--monitor-interval=0.1"]
+    command += script or ["-m", "momentum_gs.cli"]
+    run_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+    result = subprocess.run(command + args, capture_output=True, text=True, env=run_env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def dist_setup(tiny_scene, tmp_path_factory):
+    """A 2-block config with 2 active blocks, teacher and weighting on, and its 2-process run."""
+    from conftest import TINY_OVERRIDES
+    from momentum_gs.partition import auto_partition
+
+    root = tmp_path_factory.mktemp("dist")
+    cfg = load_config(overrides=TINY_OVERRIDES + ["log.checkpoint_every=4"])
+    cfg.data.path = str(tiny_scene)
+    auto_partition(load_scene(cfg.data), 2).save(root / "partition.npz")
+    cfg.blocks.partition, cfg.blocks.active, cfg.blocks.interval = str(root / "partition.npz"), 2, 3
+    cfg.optim.steps = 12
+    cfg.teacher.enabled = cfg.weighting.enabled = True
+    cfg.weighting.eval_interval, cfg.weighting.warmup, cfg.weighting.val_every = 4, 4, 3
+    save_config(cfg, root / "config.yaml")
+    result = torchrun(["train", "--config", str(root / "config.yaml"), "--out", str(root / "two"),
+                       "distributed.check_every=1"])
+    return cfg, root, result
+
+
+def _flat(state, prefix=""):
+    """name → tensor for every tensor of a nested checkpoint state."""
+    if torch.is_tensor(state):
+        return {prefix: state}
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    out = {}
+    for key, value in items:
+        out.update(_flat(value, f"{prefix}.{key}"))
+    return out
+
+
+def assert_same_state(a: dict, b: dict, atol: float = 1e-6) -> None:
+    """Every block, the decoder, the teacher, the optimizers and the weighting agree."""
+    fa, fb = _flat({k: a[k] for k in ("blocks", "decoder", "teacher", "decoder_optimizer", "weighting")}), \
+        _flat({k: b[k] for k in ("blocks", "decoder", "teacher", "decoder_optimizer", "weighting")})
+    assert fa.keys() == fb.keys()
+    for name in fa:
+        torch.testing.assert_close(fa[name], fb[name], rtol=0, atol=atol, msg=name)
+
+
+def final_state(run: Path) -> dict:
+    return load_checkpoint(run / "ckpt" / "step_12.pt", map_location="cpu")
+
+
+def test_two_processes_train_like_one(dist_setup):
+    cfg, root, result = dist_setup
+    with one_thread():
+        one = Trainer(cfg, load_scene(cfg.data), root / "one", torch.device("cpu"))
+        summary = one.train()
+    assert summary["steps"] == 12 and [b.steps for b in one.blocks] == [12, 12]
+    two = final_state(root / "two")
+    assert_same_state(one.state(), two)
+    assert not torch.equal(two["teacher"]["mlp_opacity.0.weight"], two["decoder"]["mlp_opacity.0.weight"])
+    assert (two["weighting"]["evaluations"] > 0).all()
+    # only rank 0 reports; every rank keeps its own log of its own block
+    assert result.stdout.count("trained 12 steps") == 1
+    logs = {r: (root / "two" / "logs" / f"rank{r}.log").read_text().splitlines() for r in (0, 1)}
+    assert len(logs[0]) == len(logs[1]) == 12 and logs[0] != logs[1]
+    assert len((root / "two" / "train.log").read_text().splitlines()) == 12
+
+
+def test_a_killed_worker_restarts_and_resumes(dist_setup):
+    cfg, root, _ = dist_setup
+    result = torchrun(["train", "--config", str(root / "config.yaml"), "--out", str(root / "crashed")],
+                      script=[str(HELPERS / "crash_once.py")], env={"CRASH_AFTER_STEP": "10"}, max_restarts=1)
+    assert "resuming from" in result.stdout and "step_8.pt" in result.stdout  # lost only steps 9 and 10
+    assert_same_state(final_state(root / "crashed"), final_state(root / "two"))
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process(dist_setup):
+    cfg, root, _ = dist_setup
+    run = root / "resumed_in_one"
+    (run / "ckpt").mkdir(parents=True)
+    shutil.copy(root / "two" / "config.yaml", run / "config.yaml")
+    shutil.copy(root / "two" / "ckpt" / "step_4.pt", run / "ckpt" / "step_4.pt")
+    with one_thread():
+        trainer = Trainer(cfg, load_scene(cfg.data), run, torch.device("cpu"))
+        assert trainer.resume() and trainer.step == 4
+        trainer.train()
+    assert_same_state(trainer.state(), final_state(root / "two"))
+
+
+def test_more_processes_than_active_blocks_is_a_clear_error(tiny_config):
+    with pytest.raises(UserError, match="blocks.active >= 2"):
+        Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cpu"),
+                World(rank=0, size=2))
+
+
+def test_step_counts_follow_the_schedule():
+    for policy in ("round_robin", "random"):
+        scheduler = BlockScheduler(5, 2, policy, interval=3, seed=1)
+        counts = [0] * 5
+        for step in range(1, 40):
+            assert scheduler.counts_before(step - 1) == counts
+            for b in scheduler.active(step):
+                counts[b] += 1
+
+
+def test_single_process_reducer_averages_and_keeps_untouched_parameters_gradient_free():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    a.grad = torch.tensor([2.0, 4.0, 6.0])
+    reducer = StepReducer([a, b], World())
+    sums = reducer.reduce(2, [1.0, 3.0])
+    assert sums == [1.0, 3.0] and b.grad is None
+    torch.testing.assert_close(a.grad, torch.tensor([1.0, 2.0, 3.0]))
