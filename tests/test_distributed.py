@@ -1,5 +1,6 @@
 """Several processes under torchrun (gloo on CPU): same result as one process, fault recovery, resume."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
 
 HELPERS = Path(__file__).parent / "helpers"
+SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
 @contextmanager
@@ -59,8 +61,12 @@ def dist_setup(tiny_scene, tmp_path_factory):
     cfg.teacher.enabled = cfg.weighting.enabled = True
     cfg.weighting.eval_interval, cfg.weighting.warmup, cfg.weighting.val_every = 4, 4, 3
     save_config(cfg, root / "config.yaml")
-    result = torchrun(["train", "--config", str(root / "config.yaml"), "--out", str(root / "two"),
-                       "distributed.check_every=1"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "NPROC": "2", "MAX_RESTARTS": "0",
+           "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(SCRIPTS / "train_multi_gpu.sh"), "--config", str(root / "config.yaml"),
+                             "--out", str(root / "two"), "distributed.check_every=1"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return cfg, root, result
 
 
@@ -103,6 +109,10 @@ def test_two_processes_train_like_one(dist_setup):
     logs = {r: (root / "two" / "logs" / f"rank{r}.log").read_text().splitlines() for r in (0, 1)}
     assert len(logs[0]) == len(logs[1]) == 12 and logs[0] != logs[1]
     assert len((root / "two" / "train.log").read_text().splitlines()) == 12
+    summary = json.loads((root / "two" / "summary.json").read_text())
+    decoder_floats = sum(v.numel() for v in two["decoder"].values())
+    assert summary["processes"] == 2 and summary["steps"] == 12
+    assert summary["allreduce_bytes_per_step"] >= 4 * decoder_floats  # the whole decoder gradient, once
 
 
 def test_a_killed_worker_restarts_and_resumes(dist_setup):
@@ -149,3 +159,23 @@ def test_single_process_reducer_averages_and_keeps_untouched_parameters_gradient
     sums = reducer.reduce(2, [1.0, 3.0])
     assert sums == [1.0, 3.0] and b.grad is None
     torch.testing.assert_close(a.grad, torch.tensor([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("active", [2, 3])
+def test_blocks_moving_between_processes_and_uneven_shares_train_like_one_process(dist_setup, active):
+    """3 blocks on 2 processes: with k = 2 blocks change hands between rounds; with k = 3 one process trains
+    two blocks per step."""
+    from momentum_gs.partition import auto_partition
+
+    cfg, root, _ = dist_setup
+    cfg = load_config(root / "config.yaml", [f"blocks.active={active}", "optim.steps=6", "log.checkpoint_every=0"])
+    auto_partition(load_scene(cfg.data), 3).save(root / "partition3.npz")
+    cfg.blocks.partition = str(root / "partition3.npz")
+    save_config(cfg, root / f"config3_{active}.yaml")
+    out = root / f"three_{active}"
+    torchrun(["train", "--config", str(root / f"config3_{active}.yaml"), "--out", str(out)])
+    with one_thread():
+        one = Trainer(cfg, load_scene(cfg.data), root / f"three_{active}_one", torch.device("cpu"))
+        summary = one.train()
+    assert [b.steps for b in one.blocks] == [6, 6, 6]
+    assert_same_state(one.state(), load_checkpoint(out / "ckpt" / f"step_{summary['steps']}.pt"))

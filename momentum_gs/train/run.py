@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from momentum_gs.config import Config, load_config
@@ -64,6 +65,8 @@ def train(cfg: Config, resume: bool = False) -> dict:
     finally:
         D.close_world(world)
     summary["out"], summary["is_main"] = str(out_dir), world.is_main
+    if world.is_main:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
