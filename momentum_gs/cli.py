@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
     part.add_argument("--config", help="YAML config whose data section reads the scene")
     part.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.downsample=4")
+    table = sub.add_parser("table", help="tables (ours beside the paper's) and plots of evaluated runs")
+    table.add_argument("run_dirs", nargs="+", help="run folders, each evaluated by `mgs eval`")
+    table.add_argument("--out", required=True, help="folder for results.md/.csv and the PNG plots")
+    table.add_argument("--ablation", action="store_true", help="also the ablation table of the runs a..f")
+    table.add_argument("--label", action="append", default=[], metavar="RUN=ROW",
+                       help="ablation row of a run folder whose name does not start with it, e.g. full=f")
     config = sub.add_parser("config", help="print the resolved config (defaults, a file, overrides)")
     config.add_argument("--config")
     config.add_argument("overrides", nargs="*")
@@ -66,6 +72,13 @@ def cmd_train(args) -> None:
     summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)
     if summary["is_main"]:
         print(describe(summary))
+
+
+def cmd_table(args) -> None:
+    """``mgs table``: tables and plots of evaluated runs beside the paper's numbers."""
+    from momentum_gs.eval.table import run
+
+    run(args)
 
 
 def cmd_eval(args) -> None:
@@ -135,7 +148,7 @@ def cmd_config(args) -> None:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
-            "config": cmd_config, "partition": cmd_partition}
+            "config": cmd_config, "partition": cmd_partition, "table": cmd_table}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,10 @@ def describe(summary: dict) -> str:
     line = (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
             f"({summary['steps_per_second']:.2f} steps/s), {summary['num_anchors']} anchors -> {summary['out']}")
     peak = summary.get("peak_loaded", {})
-    if summary.get("num_blocks", 1) > 1 and peak.get("total_anchors"):
+    if summary.get("processes", 1) > 1:
+        line += (f"\n{summary['processes']} processes; process 0 had at most {peak['anchors']} anchors on its "
+                 f"device at once; {summary['allreduce_bytes_per_step']} bytes all-reduced per step")
+    elif summary.get("num_blocks", 1) > 1 and peak.get("total_anchors"):
         line += (f"\nat most {peak['anchors']} of {peak['total_anchors']} anchors "
                  f"({100 * peak['anchors'] / peak['total_anchors']:.0f} %) were on the device at once; "
                  f"{peak['offloaded_bytes'] / 2**20:.1f} MB of blocks parked off it")

@@ -1,0 +1,547 @@
+"""Bring the public large-scene datasets into the Mill-19 layout that ``momentum_gs.data.scene`` reads.
+
+The layout: ``out/train`` and ``out/val``, each with ``images/`` and a COLMAP model in ``sparse/0/``.
+- ``matrixcity_to_colmap``: MatrixCity's NeRF-style ``transforms.json`` (OpenGL camera axes) → COLMAP.
+- ``prepare_mill19`` / ``mill19_layout`` / ``split_model`` / ``check_mill19``: the Mill-19 and UrbanScene3D
+  releases (Mega-NeRF ``rgbs/`` + the CityGaussian COLMAP models), or any COLMAP model plus a list of
+  held-out images, checked so that every image a model lists exists.
+- ``downsample``: build the ``images_N`` (or ``images_wW``) cache ahead of training.
+Every input is checked before anything is written, and new splits are assembled in a staging folder that
+is moved into place at the end: a UserError leaves no half-written dataset behind. Images are symlinked
+(``copy=True`` copies them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from momentum_gs.config import DataConfig
+from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
+from momentum_gs.data.images import read_image
+from momentum_gs.data.scene import _sparse_dir, load_scene
+from momentum_gs.errors import UserError
+
+SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+GREY = 128  # colour of generated points: Scaffold-GS anchors learn their features, point colours go unused
+GROUND_BAND = 0.1  # generated points lie up to this fraction of the median camera altitude above the ground
+MAX_RANGE = 5.0  # ... and at most this many camera altitudes from their camera (no points at the horizon)
+
+
+def _listing(names: Sequence[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+# ----------------------------------------------------------------------------------------------- MatrixCity
+
+
+@dataclass
+class _Frame:
+    """One MatrixCity view: its image, its name in the output, its pose (OpenCV axes) and pinhole intrinsics."""
+
+    src: Path
+    name: str
+    cam_to_world: np.ndarray  # [4, 4] float64, OpenCV axes, world units after `scale`
+    intrinsics: tuple[int, int, float, float, float, float]  # width, height, fx, fy, cx, cy (pixels)
+
+
+def opengl_to_opencv(cam_to_world: np.ndarray) -> np.ndarray:
+    """[4, 4] camera-to-world with OpenGL/Blender camera axes (x right, y up, z backward) → the same pose with
+    OpenCV/COLMAP axes (x right, y down, z forward): the camera's y and z axes, columns 1 and 2, flip sign."""
+    out = np.array(cam_to_world, np.float64)
+    out[:3, 1:3] *= -1
+    return out
+
+
+def _rigid(matrix, where: str) -> np.ndarray:
+    """[4, 4] rigid transform from a 4x4 or 3x4 ``transform_matrix``; a uniform scale of the rotation (MatrixCity's
+    raw ``rot_mat`` carries one of 0.01) is divided out, anything else is a UserError."""
+    try:
+        m = np.array(matrix, np.float64)
+    except (TypeError, ValueError):
+        m = np.zeros(0)
+    if m.shape == (3, 4):
+        m = np.vstack([m, [0.0, 0.0, 0.0, 1.0]])
+    if m.shape != (4, 4) or not np.isfinite(m).all():
+        raise UserError(f"{where}: transform_matrix must be a 4x4 (or 3x4) matrix of numbers")
+    norms = np.linalg.norm(m[:3, :3], axis=0)
+    R = m[:3, :3] / np.maximum(norms, 1e-300)
+    if np.ptp(norms) > 1e-3 * norms.max() or not np.allclose(R.T @ R, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
+        raise UserError(f"{where}: transform_matrix is not a rotation (times a scale) and a translation")
+    m[:3, :3] = R
+    return m
+
+
+def _intrinsics(frame: dict, meta: dict, fallback: dict, size: tuple[int, int] | None, where: str
+                ) -> tuple[int, int, float, float, float, float]:
+    """(w, h, fx, fy, cx, cy) from the frame, else its file, else ``fallback`` (the first training file)."""
+    levels = (frame, meta, fallback)
+    get = lambda key: next((level[key] for level in levels if level.get(key) is not None), None)
+    w, h = (get("w"), get("h")) if get("w") is not None and get("h") is not None else (size or (None, None))
+    focal = next((level for level in levels if "fl_x" in level or "camera_angle_x" in level), None)
+    if w is None or focal is None:
+        raise UserError(f"{where}: no intrinsics; give fl_x (and fl_y, cx, cy, w, h) or camera_angle_x")
+    w, h = int(round(float(w))), int(round(float(h)))
+    if "fl_x" in focal:
+        fx = float(focal["fl_x"])
+        fy = float(focal.get("fl_y", fx))
+    else:
+        fx = 0.5 * w / math.tan(0.5 * float(focal["camera_angle_x"]))
+        angle_y = focal.get("camera_angle_y")
+        fy = fx if angle_y is None else 0.5 * h / math.tan(0.5 * float(angle_y))
+    cx, cy = get("cx"), get("cy")  # NeRF and COLMAP both put the image corner at 0: no half-pixel shift
+    cx, cy = float(w / 2 if cx is None else cx), float(h / 2 if cy is None else cy)
+    if min(w, h) < 1 or not (fx > 0 and fy > 0):
+        raise UserError(f"{where}: bad intrinsics w={w} h={h} fx={fx} fy={fy}")
+    return w, h, fx, fy, cx, cy
+
+
+def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
+    """The image a frame's ``file_path`` names, looked for under each root as given, as ``<folder>/input/<name>``
+    (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes."""
+    rel = PurePosixPath(file_path.replace("\\", "/"))
+    tails = dict.fromkeys([str(rel), f"{rel.parent.name}/input/{rel.name}", f"{rel.parent.name}/{rel.name}", rel.name])
+    for root in roots:
+        for tail in tails:
+            base = root / tail
+            candidates = [base] if base.suffix in IMAGE_SUFFIXES else []
+            candidates += [base.with_name(base.name + suffix) for suffix in IMAGE_SUFFIXES]
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is not None:
+                return found
+    return None
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}")
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}")
+    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
+        raise UserError(f"{path} has no frames (expected a NeRF/MatrixCity transforms.json with a 'frames' list)")
+    return meta
+
+
+def _read_frames(json_paths: Sequence[Path], image_root: Path | None, fallback: dict, scale: float) -> list[_Frame]:
+    """All frames of one split's transforms files; a UserError names the missing images (all files first)."""
+    frames, missing = [], []
+    for path in json_paths:
+        meta, size = _load_json(path), None
+        roots = [image_root] if image_root is not None else [path.parent]
+        for i, frame in enumerate(meta["frames"]):
+            where = f"{path} frame {i}"
+            if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+                raise UserError(f"{where}: a frame needs file_path and transform_matrix")
+            src = _find_image(str(frame["file_path"]), roots)
+            if src is None:
+                missing.append(str(frame["file_path"]))
+                continue
+            cam_to_world = opengl_to_opencv(_rigid(frame["transform_matrix"], where))
+            cam_to_world[:3, 3] *= scale
+            if size is None and not all(k in d for k in ("w", "h") for d in (frame,)) and "w" not in meta:
+                size = read_image(src).shape[1::-1]  # no w/h given: the first image of the file tells
+            frames.append(_Frame(src, src.name, cam_to_world, _intrinsics(frame, meta, fallback, size, where)))
+    if missing:
+        where = image_root or "the transforms files' folders"
+        raise UserError(f"{len(missing)} image(s) listed in {', '.join(map(str, json_paths))} are missing from "
+                        f"{where}: {_listing(missing)} (pass the folder they are relative to with --images)")
+    return frames
+
+
+def _name_frames(frames: list[_Frame], sequential: bool) -> None:
+    """Output names: ``0000.png``... in order (CityGaussian's), else file names, prefixed by their folder when
+    two blocks share a name; a file listed twice is a UserError."""
+    if sequential:
+        for i, f in enumerate(frames):
+            f.name = f"{i:04d}{f.src.suffix}"
+        return
+    if len({f.name for f in frames}) < len(frames):
+        for f in frames:
+            f.name = f"{f.src.parent.name}/{f.src.name}"
+    seen: dict[str, Path] = {}
+    for f in frames:
+        if seen.setdefault(f.name, f.src) != f.src or f.src in (g.src for g in frames if g is not f and g.name == f.name):
+            raise UserError(f"two frames of one split use the same image name {f.name} ({f.src})")
+
+
+def ground_points(frames: Sequence[_Frame], count: int, rng: np.random.Generator, up=(0.0, 0.0, 1.0),
+                  ground_height: float = 0.0) -> np.ndarray:
+    """[count, 3] random points in the cameras' view of the ground, for scenes without SfM points.
+
+    MatrixCity is rendered, so it has exact poses but no SfM cloud. Scaffold-GS needs initial points only to
+    seed anchors where the cameras look; growing fills in the rest. We cast rays through random pixels of
+    the cameras (evenly shared) and stop each at a random height between the ground plane
+    ``x · up = ground_height`` and ``GROUND_BAND`` of the median camera altitude above it, so every point lies
+    inside a camera's frustum. MatrixCity's world has z up with the streets near z = 0 (the defaults).
+    """
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    altitude = np.array([f.cam_to_world[:3, 3] @ up for f in frames]) - ground_height
+    if (altitude <= 0).any():
+        raise UserError(f"camera {frames[int(np.argmin(altitude))].name} is not above the ground plane (height "
+                        f"{ground_height} along {up.tolist()}); set the ground height and up axis, or give --points")
+    band, per_camera, out = GROUND_BAND * float(np.median(altitude)), -(-count // len(frames)), []
+    for f, alt in zip(frames, altitude):
+        w, h, fx, fy, cx, cy = f.intrinsics
+        pix = rng.uniform((0, 0), (w, h), (4 * per_camera, 2))
+        rays = np.c_[(pix[:, 0] - cx) / fx, (pix[:, 1] - cy) / fy, np.ones(len(pix))] @ f.cam_to_world[:3, :3].T
+        descent = -(rays @ up)
+        t = (alt - rng.uniform(0, band, len(pix))) / np.where(descent > 0, descent, np.inf)
+        keep = (t > 0) & (t * np.linalg.norm(rays, axis=1) <= MAX_RANGE * alt)
+        out.append((f.cam_to_world[:3, 3] + t[keep, None] * rays[keep])[:per_camera])
+    points = np.concatenate(out)
+    if len(points) == 0:
+        raise UserError("no camera looks down at the ground plane; set the up axis and ground height, or give --points")
+    return points[rng.permutation(len(points))[:count]]
+
+
+def read_points(path: str | Path, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """[P, 3] float64 points (times ``scale``) and [P, 3] uint8 colours from a ``.ply`` (vertex x, y, z and
+    optionally red, green, blue) or from a COLMAP model folder's ``points3D``."""
+    path = Path(path)
+    if path.is_dir():
+        model = read_model(_sparse_dir(path) or path, keypoints=False)
+        xyz, rgb = model.points, model.colors
+    else:
+        from plyfile import PlyData
+
+        try:
+            vertex = PlyData.read(str(path))["vertex"].data
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise UserError(f"cannot read a point cloud from {path} ({exc}); give a .ply with vertex x, y, z")
+        if not {"x", "y", "z"} <= set(vertex.dtype.names):
+            raise UserError(f"{path}: the vertex element has no x, y, z properties")
+        xyz = np.stack([vertex[k] for k in "xyz"], 1).astype(np.float64)
+        rgb = np.full((len(xyz), 3), GREY, np.uint8)
+        if {"red", "green", "blue"} <= set(vertex.dtype.names):
+            rgb = np.stack([vertex[k] for k in ("red", "green", "blue")], 1).astype(np.float64)
+            rgb = np.clip(rgb * (255.0 if rgb.max(initial=0) <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    if len(xyz) == 0 or not np.isfinite(xyz).all():
+        raise UserError(f"{path}: the point cloud is empty or holds non-finite coordinates")
+    return xyz * scale, rgb
+
+
+def _frames_model(frames: Sequence[_Frame], points: np.ndarray, colors: np.ndarray) -> ColmapModel:
+    """A COLMAP model of ``frames``: one PINHOLE camera per distinct intrinsics, world-to-camera poses."""
+    cameras: dict[int, ColmapCamera] = {}
+    ids: dict[tuple, int] = {}
+    images = {}
+    for i, f in enumerate(frames, 1):
+        camera_id = ids.setdefault(f.intrinsics, len(ids) + 1)
+        w, h, *params = f.intrinsics
+        cameras.setdefault(camera_id, ColmapCamera(camera_id, "PINHOLE", w, h, np.array(params, np.float64)))
+        world_to_cam_R = f.cam_to_world[:3, :3].T
+        tvec = -world_to_cam_R @ f.cam_to_world[:3, 3]
+        images[i] = ColmapImage(i, rotmat_to_qvec(world_to_cam_R), tvec, camera_id, f.name)
+    return ColmapModel(cameras, images, points, colors, np.zeros(len(points)))
+
+
+def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path]], image_root: str | Path | None,
+                         out_dir: str | Path, *, points: str | Path | None = None, num_points: int = 100_000,
+                         up: Sequence[float] = (0.0, 0.0, 1.0), ground_height: float = 0.0, scale: float = 1.0,
+                         sequential_names: bool = False, copy: bool = False, seed: int = 0) -> dict[str, int]:
+    """Convert MatrixCity (or any NeRF-style ``transforms.json``) into ``out_dir/{train,val}``.
+
+    Args:
+        transforms_json_paths: ``{"train": [json, ...], "val": [json, ...]}`` ("test" is taken as "val"); several
+            files per split (e.g. one per block) are concatenated. Frames: ``transform_matrix`` (camera-to-world,
+            OpenGL axes) and ``file_path`` (relative, extension optional). Intrinsics per frame, else per file
+            (``fl_x, fl_y, cx, cy, w, h`` or ``camera_angle_x``), else from the first training file.
+        image_root: folder the ``file_path`` are relative to (None: each JSON's folder).
+        out_dir: gets ``train/`` and ``val/``, each ``images/`` (links) + ``sparse/0`` (COLMAP binary).
+        points: initial point cloud in the same world frame (.ply or COLMAP model folder), else ``num_points``
+            random points in the training cameras' view of the ground (``ground_points``; ``up`` and
+            ``ground_height`` in transforms.json units). Only ``train/`` gets points.
+        scale: multiplies positions (camera centres and points); 1 keeps the units of the paper's boxes.
+        sequential_names: name images ``0000.png``... per split in frame order, as CityGaussian's released
+            MatrixCity COLMAP models do.
+    Returns:
+        {"train": images, "val": images, "points": points}.
+    """
+    splits = {("val" if k == "test" else k): [Path(p) for p in v] for k, v in transforms_json_paths.items()}
+    if set(splits) != set(SPLITS) or not all(splits.values()):
+        raise UserError("MatrixCity conversion needs training and test transforms files (train and val/test)")
+    out_dir, root = Path(out_dir), Path(image_root) if image_root is not None else None
+    _ensure_free(out_dir)
+    fallback = {k: v for k, v in _load_json(splits["train"][0]).items() if k != "frames"}
+    frames = {split: _read_frames(paths, root, fallback, scale) for split, paths in splits.items()}
+    for split_frames in frames.values():
+        _name_frames(split_frames, sequential_names)
+    if points is not None:
+        xyz, rgb = read_points(points, scale)
+    else:
+        xyz = ground_points(frames["train"], num_points, np.random.default_rng(seed), up, ground_height * scale)
+        rgb = np.full((len(xyz), 3), GREY, np.uint8)
+    with _staged(out_dir) as stage:
+        for split, split_frames in frames.items():
+            cloud = (xyz, rgb) if split == "train" else (np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
+            write_model(_frames_model(split_frames, *cloud), stage / split / "sparse" / "0")
+            _place(((f.src, f.name) for f in split_frames), stage / split / "images", copy)
+    return {"train": len(frames["train"]), "val": len(frames["val"]), "points": len(xyz)}
+
+
+# --------------------------------------------------------------------------------------- Mill-19 layout
+
+
+def _ensure_free(out_dir: Path) -> None:
+    taken = [s for s in (*SPLITS, "test") if (out_dir / s).exists()]
+    if taken:
+        raise UserError(f"{out_dir} already has {'/, '.join(taken)}/; choose a new output folder (nothing was written)")
+
+
+@contextmanager
+def _staged(out_dir: Path) -> Iterator[Path]:
+    """A staging folder inside ``out_dir`` whose ``train/`` and ``val/`` move into ``out_dir`` at the end; on an
+    error it is removed (and ``out_dir`` too if this made it and it is empty)."""
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".mgs-convert-", dir=out_dir))
+    except OSError as exc:
+        raise UserError(f"cannot write into {out_dir}: {exc.strerror or exc}")
+    try:
+        yield stage
+        for split in SPLITS:
+            os.replace(stage / split, out_dir / split)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _place(pairs: Iterable[tuple[Path, str]], images_dir: Path, copy: bool) -> None:
+    """Put each source image at ``images_dir/name``: an absolute symlink, or a copy (also where links fail)."""
+    for src, name in pairs:
+        dst = images_dir / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if copy:
+                raise OSError
+            os.symlink(src.resolve(), dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+
+def _check_images(model: ColmapModel, images_dir: Path, sparse_dir: Path) -> None:
+    """UserError naming the images ``model`` lists that ``images_dir`` lacks."""
+    missing = sorted(im.name for im in model.images.values() if not (images_dir / im.name).is_file())
+    if missing:
+        raise UserError(f"{len(missing)} of the {len(model.images)} images listed in the COLMAP model {sparse_dir} "
+                        f"are missing from {images_dir}: {_listing(missing)}")
+    if not model.images:
+        raise UserError(f"the COLMAP model in {sparse_dir} has no registered images")
+
+
+def _model_dir(folder: Path) -> Path:
+    sparse = _sparse_dir(folder)
+    if sparse is None:
+        raise UserError(f"{folder} has no COLMAP model (expected sparse/0/ with cameras, images, points3D)")
+    return sparse
+
+
+def _split_dirs(root: Path) -> dict[str, Path] | None:
+    """{"train": root/train, "val": root/val (or root/test)}, or None when ``root`` is not split."""
+    test = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
+    return {"train": root / "train", "val": test} if (root / "train").is_dir() and test is not None else None
+
+
+def check_mill19(scene_dir: str | Path) -> dict[str, int]:
+    """Check a Mill-19 layout: ``train/`` and ``val/`` (or ``test/``) with ``images/`` and ``sparse/0``, every
+    listed image present, training points present. Returns the image count per split; else a UserError."""
+    root = Path(scene_dir)
+    dirs = _split_dirs(root)
+    if dirs is None:
+        raise UserError(f"{root} has no train/ and val/ (or test/) folders")
+    counts = {}
+    for split, folder in dirs.items():
+        sparse = _model_dir(folder)
+        model = read_model(sparse, keypoints=False)
+        _check_images(model, folder / "images", sparse)
+        if split == "train" and len(model.points) == 0:
+            raise UserError(f"{sparse} has no 3D points; the Gaussians are initialised from the training model's points")
+        counts[split] = len(model.images)
+    return counts
+
+
+def _copy_model(sparse_dir: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for stem in ("cameras", "images", "points3D"):
+        for suffix in (".bin", ".txt"):
+            if (sparse_dir / f"{stem}{suffix}").is_file():
+                shutil.copy2(sparse_dir / f"{stem}{suffix}", dst / f"{stem}{suffix}")
+
+
+def mill19_layout(out_dir: str | Path, sources: Mapping[str, tuple[str | Path, str | Path]], copy: bool = False
+                  ) -> dict[str, int]:
+    """Assemble ``out_dir/{train,val}`` from separate models: ``sources[split] = (images_dir, sparse_dir)``.
+
+    Every listed image is checked before anything is written; models are copied, images linked (or copied).
+    """
+    out_dir = Path(out_dir)
+    if set(sources) != set(SPLITS):
+        raise UserError("the Mill-19 layout needs a train and a val model")
+    _ensure_free(out_dir)
+    models = {}
+    for split, (images_dir, sparse_dir) in sources.items():
+        models[split] = read_model(Path(sparse_dir), keypoints=False)
+        _check_images(models[split], Path(images_dir), Path(sparse_dir))
+    with _staged(out_dir) as stage:
+        for split, (images_dir, sparse_dir) in sources.items():
+            _copy_model(Path(sparse_dir), stage / split / "sparse" / "0")
+            names = [im.name for im in models[split].images.values()]
+            _place(((Path(images_dir) / n, n) for n in names), stage / split / "images", copy)
+    return check_mill19(out_dir)
+
+
+def split_model(images_dir: str | Path, sparse_dir: str | Path, val_names: Iterable[str], out_dir: str | Path,
+                copy: bool = False) -> dict[str, int]:
+    """Split one model into ``out_dir/{train,val}``: the images named in ``val_names`` are held out.
+
+    The training model keeps the points and tracks; the validation model keeps poses only.
+    """
+    images_dir, sparse_dir, out_dir = Path(images_dir), Path(sparse_dir), Path(out_dir)
+    model = read_model(sparse_dir)
+    _check_images(model, images_dir, sparse_dir)
+    val_names = set(val_names)
+    unknown = sorted(val_names - {im.name for im in model.images.values()})
+    if unknown:
+        raise UserError(f"{len(unknown)} held-out image(s) are not in the model {sparse_dir}: {_listing(unknown)}")
+    val = {i: replace(im, xys=None, point3d_ids=None) for i, im in model.images.items() if im.name in val_names}
+    train = {i: im for i, im in model.images.items() if im.name not in val_names}
+    if not val or not train:
+        raise UserError(f"the held-out list leaves {len(train)} training and {len(val)} validation images")
+    _ensure_free(out_dir)
+    parts = {"train": replace(model, images=train), "val": ColmapModel(model.cameras, val)}
+    with _staged(out_dir) as stage:
+        for split, part in parts.items():
+            write_model(part, stage / split / "sparse" / "0")
+            _place(((images_dir / im.name, im.name) for im in part.images.values()), stage / split / "images", copy)
+    return check_mill19(out_dir)
+
+
+def _read_names(val_list: str | Path) -> list[str]:
+    try:
+        lines = Path(val_list).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read the held-out image list {val_list}: {exc.strerror or exc}")
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _fix_in_place(dirs: dict[str, Path], sparse: dict[str, Path]) -> None:
+    """Make each split folder usable where it is: ``images`` → ``rgbs`` link, model copied in; checked first."""
+    for split, folder in dirs.items():
+        images = next((folder / n for n in ("images", "rgbs") if (folder / n).is_dir()), None)
+        if images is None:
+            raise UserError(f"{folder} has no images/ (or Mega-NeRF's rgbs/) folder")
+        if sparse[split] != _sparse_dir(folder) and _sparse_dir(folder) is not None:
+            raise UserError(f"{folder} already has a COLMAP model in {_sparse_dir(folder)}; remove it to use --colmap")
+        _check_images(read_model(sparse[split], keypoints=False), images, sparse[split])
+    for split, folder in dirs.items():
+        if not (folder / "images").is_dir():
+            os.symlink("rgbs", folder / "images")
+        if _sparse_dir(folder) is None:
+            _copy_model(sparse[split], folder / "sparse" / "0")
+
+
+def prepare_mill19(src: str | Path, out: str | Path | None = None, colmap: str | Path | None = None,
+                   val_list: str | Path | None = None, copy: bool = False) -> dict[str, int]:
+    """Check or build the Mill-19 layout from a public release; returns the image count per split.
+
+    - ``src`` with ``train/`` and ``val/`` (Mega-NeRF's ``*-pixsfm`` folders, images in ``images/`` or
+      ``rgbs/``), models in each or in ``colmap/{train,val}/sparse`` (CityGaussian's released COLMAP results):
+      fixed in place when ``out`` is None or ``src``, else assembled into ``out``.
+    - ``src`` with ``images/`` + ``sparse/0`` and ``val_list`` (a file, one held-out image name per line):
+      split into ``out``.
+    """
+    src = Path(src)
+    dirs = _split_dirs(src)
+    if dirs is not None and val_list is None:
+        model_dirs = _split_dirs(Path(colmap)) if colmap is not None else dirs
+        if model_dirs is None:
+            raise UserError(f"{colmap} has no train/ and val/ (or test/) folders with COLMAP models")
+        sparse = {split: _model_dir(folder) for split, folder in model_dirs.items()}
+        if out is None or Path(out).resolve() == src.resolve():
+            _fix_in_place(dirs, sparse)
+            return check_mill19(src)
+        images = {s: next((f / n for n in ("images", "rgbs") if (f / n).is_dir()), f / "images") for s, f in dirs.items()}
+        return mill19_layout(Path(out), {s: (images[s], sparse[s]) for s in SPLITS}, copy)
+    if dirs is None and val_list is not None and (src / "images").is_dir():
+        if out is None:
+            raise UserError("splitting a single model needs an output folder (--out)")
+        return split_model(src / "images", _model_dir(src), _read_names(val_list), out, copy)
+    raise UserError(f"{src}: expected train/ + val/ folders (Mill-19, UrbanScene3D), or images/ + sparse/0 together "
+                    "with a held-out image list (--val-list)")
+
+
+# ------------------------------------------------------------------------------------------- cache, CLI
+
+
+def downsample(scene_dir: str | Path, factor: int = 4, max_width: int = 0) -> list[Path]:
+    """Build the image cache that training with ``data.downsample=factor`` (or ``data.max_width``) reads:
+    ``images_<factor>`` (``images_w<max_width>``) beside each ``images/``. Returns the folders used."""
+    if factor < 1 or max_width < 0:
+        raise UserError(f"the downsampling factor must be >= 1 and the maximum width >= 0 (got {factor}, {max_width})")
+    scene = load_scene(DataConfig(path=str(scene_dir), downsample=factor, max_width=max_width, test_every=0))
+    return sorted({cam.image_path.parent for cam in scene.train + scene.test})
+
+
+def add_parser(subparsers) -> None:
+    """Register ``mgs convert {matrixcity,mill19,downsample}``."""
+    convert = subparsers.add_parser("convert", help="bring a public dataset into the train/ + val/ COLMAP layout")
+    kinds = convert.add_subparsers(dest="convert_kind", required=True)
+    mc = kinds.add_parser("matrixcity", help="MatrixCity transforms.json (NeRF convention) to COLMAP")
+    mc.add_argument("--train", nargs="+", required=True, metavar="JSON", help="training transforms files")
+    mc.add_argument("--test", nargs="+", required=True, metavar="JSON", help="test transforms files (become val/)")
+    mc.add_argument("--out", required=True, help="output scene folder (gets train/ and val/)")
+    mc.add_argument("--images", help="folder the frames' file_path are relative to (default: each JSON's folder)")
+    mc.add_argument("--points", help="initial points in the same frame: .ply or COLMAP model folder")
+    mc.add_argument("--num-points", type=int, default=100_000, help="random ground points when --points is not given")
+    mc.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="world up")
+    mc.add_argument("--ground-height", type=float, default=0.0, help="ground height along --up (JSON units)")
+    mc.add_argument("--scale", type=float, default=1.0, help="multiply positions by this")
+    mc.add_argument("--sequential-names", action="store_true", help="name images 0000.png... (CityGaussian's names)")
+    mc.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
+    mc.add_argument("--seed", type=int, default=0)
+    mill = kinds.add_parser("mill19", help="check or build the train/ + val/ layout (Mill-19, UrbanScene3D)")
+    mill.add_argument("src", help="a *-pixsfm folder (train/ + val/), or images/ + sparse/0 with --val-list")
+    mill.add_argument("--out", help="write the layout here (default: fix SRC in place)")
+    mill.add_argument("--colmap", help="folder with train/ and val/ COLMAP models (CityGaussian's colmap_results/<scene>)")
+    mill.add_argument("--val-list", help="text file of held-out image names, one a line")
+    mill.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
+    mill.add_argument("--check", action="store_true", help="only check SRC")
+    down = kinds.add_parser("downsample", help="pre-build the images_<N> cache that training reads")
+    down.add_argument("scene")
+    down.add_argument("--factor", type=int, default=4, help="integer factor (data.downsample)")
+    down.add_argument("--max-width", type=int, default=0, help="fit this width instead (data.max_width)")
+
+
+def run(args) -> None:
+    """``mgs convert ...``: convert, check or downsample, and print what was done."""
+    if args.convert_kind == "matrixcity":
+        counts = matrixcity_to_colmap({"train": args.train, "val": args.test}, args.images, args.out,
+                                      points=args.points, num_points=args.num_points, up=args.up,
+                                      ground_height=args.ground_height, scale=args.scale,
+                                      sequential_names=args.sequential_names, copy=args.copy, seed=args.seed)
+        print(f"{counts['train']} training and {counts['val']} test views, {counts['points']} points -> {args.out}")
+    elif args.convert_kind == "mill19":
+        if args.check:
+            counts = check_mill19(args.src)
+        else:
+            counts = prepare_mill19(args.src, args.out, args.colmap, args.val_list, args.copy)
+        print(f"{args.out or args.src}: {counts['train']} training and {counts['val']} validation images, layout ok")
+    else:
+        for folder in downsample(args.scene, args.factor, args.max_width):
+            print(folder)
