@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--no-images", action="store_true", help="do not write render/ground-truth PNGs")
     evaluate.add_argument("--device", help="render on this device (default: the run's config)")
+    evaluate.add_argument("--lpips-backbone", help="vgg16-397923af.pth (default: the torch hub cache)")
+    evaluate.add_argument("--lpips-heads", help="the lpips package's v0.1 vgg.pth (default: the torch hub cache)")
+    evaluate.add_argument("--colour-correction", action="store_true",
+                          help="also score after a per-image quadratic colour map (psnr_cc, ssim_cc, lpips_cc)")
     export = sub.add_parser("export", help="write the Scaffold-GS anchor PLY and the decoder weights")
     export.add_argument("run_dir")
     export.add_argument("--out", help="output folder (default: RUN_DIR/export)")
@@ -83,13 +87,23 @@ def cmd_table(args) -> None:
 
 def cmd_eval(args) -> None:
     """``mgs eval``: score the held-out views of a run."""
-    from momentum_gs.config import resolve_device
+    from momentum_gs.config import MetricsConfig, load_config, resolve_device
     from momentum_gs.eval.evaluate import evaluate_run
 
     device = resolve_device(args.device) if args.device else None
-    results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device)
-    print(f"PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} over {results['num_test_views']} views, "
-          f"{results['seconds_per_view'] * 1000:.0f} ms/view")
+    saved = Path(args.run_dir) / "config.yaml"  # evaluate_run explains a folder without one
+    metrics = load_config(saved).metrics if saved.is_file() else MetricsConfig()
+    metrics.lpips_backbone = args.lpips_backbone or metrics.lpips_backbone
+    metrics.lpips_heads = args.lpips_heads or metrics.lpips_heads
+    metrics.colour_correction = args.colour_correction or metrics.colour_correction
+    results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device, metrics=metrics)
+    lpips = "LPIPS —" if results["lpips"] is None else f"LPIPS {results['lpips']:.4f}"
+    print(f"PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f}, {lpips} over {results['num_test_views']} "
+          f"views, {results['seconds_per_view'] * 1000:.0f} ms/view")
+    if "psnr_cc" in results:
+        print(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
+    if results.get("lpips_note"):
+        print(f"LPIPS not computed: {results['lpips_note']}")
     print(Path(args.run_dir) / "eval" / "results.json")
 
 

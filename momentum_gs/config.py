@@ -136,6 +136,16 @@ class LogConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """What ``mgs eval`` reports besides PSNR and SSIM (SPEC §3.5)."""
+
+    lpips_backbone: str = ""  # vgg16-397923af.pth ("" = look in the torch hub cache)
+    lpips_heads: str = ""  # the lpips package's v0.1 vgg.pth ("" = <torch hub>/checkpoints/lpips_vgg_v0.1.pth)
+    lpips_download: bool = False  # fetch the backbone through torch hub when it is missing (needs the network)
+    colour_correction: bool = False  # also report scores after a per-image quadratic colour map (*_cc)
+
+
+@dataclass
 class DistributedConfig:
     """Several processes under ``torchrun`` (ignored by a single process)."""
 
@@ -157,6 +167,7 @@ class Config:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0  # seeds torch, numpy and python's random
     deterministic: bool = True  # deterministic kernels: a CPU run repeats bit for bit (no cost measured on CPU)

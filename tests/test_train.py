@@ -73,14 +73,16 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
 
 
-def test_eval_and_export_round_trip(tiny_config, tmp_path):
+def test_eval_and_export_round_trip(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))  # no LPIPS weights anywhere
     train(tiny_config)
     results = evaluate_run(tiny_config.out)
     on_disk = json.loads(open(f"{tiny_config.out}/eval/results.json").read())
     assert on_disk == results
-    for key in ("psnr", "ssim", "num_test_views", "num_anchors", "num_gaussians", "seconds_per_view"):
+    for key in ("psnr", "ssim", "num_test_views", "num_anchors", "num_gaussians", "seconds_per_view", "storage_mb"):
         assert results[key] is not None, key
-    assert results["lpips"] is None and results["num_test_views"] == 2
+    assert results["lpips"] is None and "vgg16-397923af.pth" in results["lpips_note"]
+    assert results["num_test_views"] == 2 and "psnr_cc" not in results
     assert 5.0 < results["psnr"] < 60.0 and 0.0 < results["ssim"] <= 1.0
     assert len(list((tmp_path / "run" / "eval" / "renders").glob("*.png"))) == 2
     strip = cv2.imread(str(tmp_path / "run" / "eval" / "strip.png"))
@@ -96,6 +98,25 @@ def test_eval_and_export_round_trip(tiny_config, tmp_path):
         after = loaded.render(camera, cfg.render).output.image
     assert loaded_cfg == cfg.model
     torch.testing.assert_close(before, after, rtol=0, atol=1e-6)
+
+
+def test_eval_reports_lpips_and_colour_corrected_scores(tiny_config, tmp_path):
+    from test_lpips import fake_backbone, fake_heads
+
+    from momentum_gs.config import MetricsConfig
+    from momentum_gs.eval.lpips import PAPER_CONVENTION
+
+    torch.save(fake_backbone(), tmp_path / "vgg16.pth")
+    torch.save(fake_heads(), tmp_path / "heads.pth")
+    tiny_config.optim.steps = 6
+    train(tiny_config)
+    metrics = MetricsConfig(lpips_backbone=str(tmp_path / "vgg16.pth"), lpips_heads=str(tmp_path / "heads.pth"),
+                            colour_correction=True)
+    results = evaluate_run(tiny_config.out, save_images=False, metrics=metrics)
+    assert results["lpips"] > 0 and results["lpips_cc"] > 0 and results["lpips_convention"] == PAPER_CONVENTION
+    assert results["psnr_cc"] >= results["psnr"] - 1e-3  # a least-squares colour map cannot do worse
+    per_view = json.loads(open(f"{tiny_config.out}/eval/per_view.json").read())
+    assert all(v["lpips"] is not None and "ssim_cc" in v for v in per_view)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -53,6 +54,7 @@ class _Frame:
     name: str
     cam_to_world: np.ndarray  # [4, 4] float64, OpenCV axes, world units after `scale`
     intrinsics: tuple[int, int, float, float, float, float]  # width, height, fx, fy, cx, cy (pixels)
+    rotation_scale: float = 1.0  # the scale divided out of the given rotation
 
 
 def opengl_to_opencv(cam_to_world: np.ndarray) -> np.ndarray:
@@ -63,9 +65,9 @@ def opengl_to_opencv(cam_to_world: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rigid(matrix, where: str) -> np.ndarray:
-    """[4, 4] rigid transform from a 4x4 or 3x4 ``transform_matrix``; a uniform scale of the rotation (MatrixCity's
-    raw ``rot_mat`` carries one of 0.01) is divided out, anything else is a UserError."""
+def _rigid(matrix, where: str) -> tuple[np.ndarray, float]:
+    """[4, 4] rigid transform from a 4x4 or 3x4 ``transform_matrix``, and the uniform scale divided out of its
+    rotation (MatrixCity's raw ``rot_mat`` carries 0.01); anything else than a scaled rotation is a UserError."""
     try:
         m = np.array(matrix, np.float64)
     except (TypeError, ValueError):
@@ -79,13 +81,13 @@ def _rigid(matrix, where: str) -> np.ndarray:
     if np.ptp(norms) > 1e-3 * norms.max() or not np.allclose(R.T @ R, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
         raise UserError(f"{where}: transform_matrix is not a rotation (times a scale) and a translation")
     m[:3, :3] = R
-    return m
+    return m, float(norms.mean())
 
 
-def _intrinsics(frame: dict, meta: dict, fallback: dict, size: tuple[int, int] | None, where: str
+def _intrinsics(levels: Sequence[dict], size: tuple[int, int] | None, where: str
                 ) -> tuple[int, int, float, float, float, float]:
-    """(w, h, fx, fy, cx, cy) from the frame, else its file, else ``fallback`` (the first training file)."""
-    levels = (frame, meta, fallback)
+    """(w, h, fx, fy, cx, cy) from the first of ``levels`` (frame, its file, the first training file) that
+    gives each; ``size`` (read from an image) when none gives w and h."""
     get = lambda key: next((level[key] for level in levels if level.get(key) is not None), None)
     w, h = (get("w"), get("h")) if get("w") is not None and get("h") is not None else (size or (None, None))
     focal = next((level for level in levels if "fl_x" in level or "camera_angle_x" in level), None)
@@ -110,7 +112,8 @@ def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
     """The image a frame's ``file_path`` names, looked for under each root as given, as ``<folder>/input/<name>``
     (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes."""
     rel = PurePosixPath(file_path.replace("\\", "/"))
-    tails = dict.fromkeys([str(rel), f"{rel.parent.name}/input/{rel.name}", f"{rel.parent.name}/{rel.name}", rel.name])
+    block = rel.parent.name  # "" when file_path is a bare name: then only the name itself is tried
+    tails = dict.fromkeys([str(rel), *([f"{block}/input/{rel.name}", f"{block}/{rel.name}"] if block else []), rel.name])
     for root in roots:
         for tail in tails:
             base = root / tail
@@ -134,72 +137,81 @@ def _load_json(path: Path) -> dict:
     return meta
 
 
-def _read_frames(json_paths: Sequence[Path], image_root: Path | None, fallback: dict, scale: float) -> list[_Frame]:
+def _read_frames(json_paths: Sequence[Path], image_roots: Sequence[Path], fallback: dict, scale: float
+                 ) -> list[_Frame]:
     """All frames of one split's transforms files; a UserError names the missing images (all files first)."""
     frames, missing = [], []
     for path in json_paths:
         meta, size = _load_json(path), None
-        roots = [image_root] if image_root is not None else [path.parent]
+        roots = [*image_roots, path.parent]
         for i, frame in enumerate(meta["frames"]):
             where = f"{path} frame {i}"
-            if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+            matrix = frame.get("transform_matrix", frame.get("rot_mat")) if isinstance(frame, dict) else None
+            if matrix is None or "file_path" not in frame:
                 raise UserError(f"{where}: a frame needs file_path and transform_matrix")
             src = _find_image(str(frame["file_path"]), roots)
             if src is None:
                 missing.append(str(frame["file_path"]))
                 continue
-            cam_to_world = opengl_to_opencv(_rigid(frame["transform_matrix"], where))
+            rigid, rotation_scale = _rigid(matrix, where)
+            cam_to_world = opengl_to_opencv(rigid)
             cam_to_world[:3, 3] *= scale
-            if size is None and not all(k in d for k in ("w", "h") for d in (frame,)) and "w" not in meta:
-                size = read_image(src).shape[1::-1]  # no w/h given: the first image of the file tells
-            frames.append(_Frame(src, src.name, cam_to_world, _intrinsics(frame, meta, fallback, size, where)))
+            levels = (frame, meta, fallback)
+            if size is None and not any(level.get("w") and level.get("h") for level in levels):
+                size = read_image(src).shape[1::-1]  # no w/h given: the file's first image tells
+            frames.append(_Frame(src, src.name, cam_to_world, _intrinsics(levels, size, where), rotation_scale))
     if missing:
-        where = image_root or "the transforms files' folders"
-        raise UserError(f"{len(missing)} image(s) listed in {', '.join(map(str, json_paths))} are missing from "
-                        f"{where}: {_listing(missing)} (pass the folder they are relative to with --images)")
+        where = ", ".join(map(str, [*image_roots, "the transforms file's folder"]))
+        raise UserError(f"{len(missing)} image(s) listed in {', '.join(map(str, json_paths))} are missing (looked "
+                        f"in {where}): {_listing(missing)}; pass the folders they are relative to with --images")
     return frames
 
 
 def _name_frames(frames: list[_Frame], sequential: bool) -> None:
-    """Output names: ``0000.png``... in order (CityGaussian's), else file names, prefixed by their folder when
-    two blocks share a name; a file listed twice is a UserError."""
+    """Output names: ``0000.png``... in order (CityGaussian's), else file names, prefixed by their block folder
+    (``block_1/0000.png``) when blocks share names; a name still shared (a file listed twice) is a UserError."""
     if sequential:
         for i, f in enumerate(frames):
             f.name = f"{i:04d}{f.src.suffix}"
         return
     if len({f.name for f in frames}) < len(frames):
         for f in frames:
-            f.name = f"{f.src.parent.name}/{f.src.name}"
-    seen: dict[str, Path] = {}
-    for f in frames:
-        if seen.setdefault(f.name, f.src) != f.src or f.src in (g.src for g in frames if g is not f and g.name == f.name):
-            raise UserError(f"two frames of one split use the same image name {f.name} ({f.src})")
+            block = f.src.parent.parent if f.src.parent.name == "input" else f.src.parent
+            f.name = f"{block.name}/{f.src.name}"
+    counts = Counter(f.name for f in frames)
+    shared = sorted(name for name, n in counts.items() if n > 1)
+    if shared:
+        raise UserError(f"{len(shared)} image name(s) are used by several frames of one split: {_listing(shared)}")
 
 
-def ground_points(frames: Sequence[_Frame], count: int, rng: np.random.Generator, up=(0.0, 0.0, 1.0),
-                  ground_height: float = 0.0) -> np.ndarray:
+def ground_points(cam_to_world: np.ndarray, intrinsics: np.ndarray, count: int, rng: np.random.Generator,
+                  up: Sequence[float] = (0.0, 0.0, 1.0), ground_height: float = 0.0) -> np.ndarray:
     """[count, 3] random points in the cameras' view of the ground, for scenes without SfM points.
 
     MatrixCity is rendered, so it has exact poses but no SfM cloud. Scaffold-GS needs initial points only to
-    seed anchors where the cameras look; growing fills in the rest. We cast rays through random pixels of
-    the cameras (evenly shared) and stop each at a random height between the ground plane
-    ``x · up = ground_height`` and ``GROUND_BAND`` of the median camera altitude above it, so every point lies
-    inside a camera's frustum. MatrixCity's world has z up with the streets near z = 0 (the defaults).
+    seed anchors where the cameras look; growing fills in the rest. Rays through random pixels of every
+    camera (an even share each) stop at a random height between the ground plane ``x · up = ground_height``
+    and ``GROUND_BAND`` of the median camera altitude above it, so each point lies in a camera's frustum.
+    The defaults (z up, ground at height 0) suit MatrixCity's z-up world; the ground height is our assumption,
+    not a documented fact, so a camera below the plane is a UserError. Real SfM points (``--points``) are better.
+
+    Args:
+        cam_to_world: [N, 4, 4] camera-to-world poses, OpenCV axes, world units.
+        intrinsics: [N, 6] width, height, fx, fy, cx, cy in pixels.
     """
     up = np.asarray(up, np.float64) / np.linalg.norm(up)
-    altitude = np.array([f.cam_to_world[:3, 3] @ up for f in frames]) - ground_height
+    altitude = cam_to_world[:, :3, 3] @ up - ground_height
     if (altitude <= 0).any():
-        raise UserError(f"camera {frames[int(np.argmin(altitude))].name} is not above the ground plane (height "
-                        f"{ground_height} along {up.tolist()}); set the ground height and up axis, or give --points")
-    band, per_camera, out = GROUND_BAND * float(np.median(altitude)), -(-count // len(frames)), []
-    for f, alt in zip(frames, altitude):
-        w, h, fx, fy, cx, cy = f.intrinsics
+        raise UserError(f"camera {int(np.argmin(altitude))} is not above the ground plane (height {ground_height} along "
+                        f"{up.tolist()}); set the ground height and up axis, or give a point cloud (--points)")
+    band, per_camera, out = GROUND_BAND * float(np.median(altitude)), -(-count // len(cam_to_world)), []
+    for pose, (w, h, fx, fy, cx, cy), alt in zip(cam_to_world, intrinsics, altitude):
         pix = rng.uniform((0, 0), (w, h), (4 * per_camera, 2))
-        rays = np.c_[(pix[:, 0] - cx) / fx, (pix[:, 1] - cy) / fy, np.ones(len(pix))] @ f.cam_to_world[:3, :3].T
+        rays = np.c_[(pix[:, 0] - cx) / fx, (pix[:, 1] - cy) / fy, np.ones(len(pix))] @ pose[:3, :3].T
         descent = -(rays @ up)
         t = (alt - rng.uniform(0, band, len(pix))) / np.where(descent > 0, descent, np.inf)
         keep = (t > 0) & (t * np.linalg.norm(rays, axis=1) <= MAX_RANGE * alt)
-        out.append((f.cam_to_world[:3, 3] + t[keep, None] * rays[keep])[:per_camera])
+        out.append((pose[:3, 3] + t[keep, None] * rays[keep])[:per_camera])
     points = np.concatenate(out)
     if len(points) == 0:
         raise UserError("no camera looks down at the ground plane; set the up axis and ground height, or give --points")
@@ -214,11 +226,11 @@ def read_points(path: str | Path, scale: float = 1.0) -> tuple[np.ndarray, np.nd
         model = read_model(_sparse_dir(path) or path, keypoints=False)
         xyz, rgb = model.points, model.colors
     else:
-        from plyfile import PlyData
+        from plyfile import PlyData, PlyParseError
 
         try:
             vertex = PlyData.read(str(path))["vertex"].data
-        except (OSError, ValueError, KeyError, IndexError) as exc:
+        except (OSError, ValueError, KeyError, IndexError, PlyParseError) as exc:
             raise UserError(f"cannot read a point cloud from {path} ({exc}); give a .ply with vertex x, y, z")
         if not {"x", "y", "z"} <= set(vertex.dtype.names):
             raise UserError(f"{path}: the vertex element has no x, y, z properties")
@@ -247,8 +259,8 @@ def _frames_model(frames: Sequence[_Frame], points: np.ndarray, colors: np.ndarr
     return ColmapModel(cameras, images, points, colors, np.zeros(len(points)))
 
 
-def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path]], image_root: str | Path | None,
-                         out_dir: str | Path, *, points: str | Path | None = None, num_points: int = 100_000,
+def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path]],
+                         image_root: str | Path | Sequence[str | Path] | None, out_dir: str | Path, *, points: str | Path | None = None, num_points: int = 100_000,
                          up: Sequence[float] = (0.0, 0.0, 1.0), ground_height: float = 0.0, scale: float = 1.0,
                          sequential_names: bool = False, copy: bool = False, seed: int = 0) -> dict[str, int]:
     """Convert MatrixCity (or any NeRF-style ``transforms.json``) into ``out_dir/{train,val}``.
@@ -258,7 +270,8 @@ def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path
             files per split (e.g. one per block) are concatenated. Frames: ``transform_matrix`` (camera-to-world,
             OpenGL axes) and ``file_path`` (relative, extension optional). Intrinsics per frame, else per file
             (``fl_x, fl_y, cx, cy, w, h`` or ``camera_angle_x``), else from the first training file.
-        image_root: folder the ``file_path`` are relative to (None: each JSON's folder).
+        image_root: folder(s) the ``file_path`` are looked up in, as given, as ``<block>/input/<name>`` and
+            ``<block>/<name>`` (untarred MatrixCity blocks) or as ``<name>``; each JSON's folder is tried last.
         out_dir: gets ``train/`` and ``val/``, each ``images/`` (links) + ``sparse/0`` (COLMAP binary).
         points: initial point cloud in the same world frame (.ply or COLMAP model folder), else ``num_points``
             random points in the training cameras' view of the ground (``ground_points``; ``up`` and
@@ -267,28 +280,33 @@ def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path
         sequential_names: name images ``0000.png``... per split in frame order, as CityGaussian's released
             MatrixCity COLMAP models do.
     Returns:
-        {"train": images, "val": images, "points": points}.
+        {"train": images, "val": images, "points": points, "rescaled": poses whose rotation had a scale}.
     """
     splits = {("val" if k == "test" else k): [Path(p) for p in v] for k, v in transforms_json_paths.items()}
     if set(splits) != set(SPLITS) or not all(splits.values()):
         raise UserError("MatrixCity conversion needs training and test transforms files (train and val/test)")
-    out_dir, root = Path(out_dir), Path(image_root) if image_root is not None else None
+    out_dir = Path(out_dir)
+    roots = [image_root] if isinstance(image_root, (str, Path)) else list(image_root or [])
+    roots = [Path(root) for root in roots]
     _ensure_free(out_dir)
     fallback = {k: v for k, v in _load_json(splits["train"][0]).items() if k != "frames"}
-    frames = {split: _read_frames(paths, root, fallback, scale) for split, paths in splits.items()}
+    frames = {split: _read_frames(paths, roots, fallback, scale) for split, paths in splits.items()}
     for split_frames in frames.values():
         _name_frames(split_frames, sequential_names)
     if points is not None:
         xyz, rgb = read_points(points, scale)
     else:
-        xyz = ground_points(frames["train"], num_points, np.random.default_rng(seed), up, ground_height * scale)
+        train = frames["train"]
+        xyz = ground_points(np.stack([f.cam_to_world for f in train]), np.array([f.intrinsics for f in train]),
+                            num_points, np.random.default_rng(seed), up, ground_height * scale)
         rgb = np.full((len(xyz), 3), GREY, np.uint8)
     with _staged(out_dir) as stage:
         for split, split_frames in frames.items():
             cloud = (xyz, rgb) if split == "train" else (np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
             write_model(_frames_model(split_frames, *cloud), stage / split / "sparse" / "0")
             _place(((f.src, f.name) for f in split_frames), stage / split / "images", copy)
-    return {"train": len(frames["train"]), "val": len(frames["val"]), "points": len(xyz)}
+    rescaled = sum(abs(f.rotation_scale - 1) > 1e-3 for split_frames in frames.values() for f in split_frames)
+    return {"train": len(frames["train"]), "val": len(frames["val"]), "points": len(xyz), "rescaled": rescaled}
 
 
 # --------------------------------------------------------------------------------------- Mill-19 layout
@@ -327,22 +345,29 @@ def _place(pairs: Iterable[tuple[Path, str]], images_dir: Path, copy: bool) -> N
     for src, name in pairs:
         dst = images_dir / name
         dst.parent.mkdir(parents=True, exist_ok=True)
+        if not copy:
+            try:
+                os.symlink(src.resolve(), dst)
+                continue
+            except OSError:
+                pass  # no symlinks here (e.g. Windows without the privilege): copy instead
         try:
-            if copy:
-                raise OSError
-            os.symlink(src.resolve(), dst)
-        except OSError:
             shutil.copy2(src, dst)
+        except OSError as exc:
+            raise UserError(f"cannot copy {src} to {dst}: {exc.strerror or exc}")
 
 
-def _check_images(model: ColmapModel, images_dir: Path, sparse_dir: Path) -> None:
-    """UserError naming the images ``model`` lists that ``images_dir`` lacks."""
+def _check_model(model: ColmapModel, images_dir: Path, sparse_dir: Path, needs_points: bool = False) -> None:
+    """UserError naming the images ``model`` lists that ``images_dir`` lacks (or when it has no images, or no
+    points where ``needs_points``: the Gaussians start from the training model's points)."""
     missing = sorted(im.name for im in model.images.values() if not (images_dir / im.name).is_file())
     if missing:
         raise UserError(f"{len(missing)} of the {len(model.images)} images listed in the COLMAP model {sparse_dir} "
                         f"are missing from {images_dir}: {_listing(missing)}")
     if not model.images:
         raise UserError(f"the COLMAP model in {sparse_dir} has no registered images")
+    if needs_points and len(model.points) == 0:
+        raise UserError(f"{sparse_dir} has no 3D points; the Gaussians are initialised from the training model's points")
 
 
 def _model_dir(folder: Path) -> Path:
@@ -369,9 +394,7 @@ def check_mill19(scene_dir: str | Path) -> dict[str, int]:
     for split, folder in dirs.items():
         sparse = _model_dir(folder)
         model = read_model(sparse, keypoints=False)
-        _check_images(model, folder / "images", sparse)
-        if split == "train" and len(model.points) == 0:
-            raise UserError(f"{sparse} has no 3D points; the Gaussians are initialised from the training model's points")
+        _check_model(model, folder / "images", sparse, needs_points=split == "train")
         counts[split] = len(model.images)
     return counts
 
@@ -397,7 +420,7 @@ def mill19_layout(out_dir: str | Path, sources: Mapping[str, tuple[str | Path, s
     models = {}
     for split, (images_dir, sparse_dir) in sources.items():
         models[split] = read_model(Path(sparse_dir), keypoints=False)
-        _check_images(models[split], Path(images_dir), Path(sparse_dir))
+        _check_model(models[split], Path(images_dir), Path(sparse_dir), needs_points=split == "train")
     with _staged(out_dir) as stage:
         for split, (images_dir, sparse_dir) in sources.items():
             _copy_model(Path(sparse_dir), stage / split / "sparse" / "0")
@@ -414,7 +437,7 @@ def split_model(images_dir: str | Path, sparse_dir: str | Path, val_names: Itera
     """
     images_dir, sparse_dir, out_dir = Path(images_dir), Path(sparse_dir), Path(out_dir)
     model = read_model(sparse_dir)
-    _check_images(model, images_dir, sparse_dir)
+    _check_model(model, images_dir, sparse_dir, needs_points=True)
     val_names = set(val_names)
     unknown = sorted(val_names - {im.name for im in model.images.values()})
     if unknown:
@@ -440,20 +463,30 @@ def _read_names(val_list: str | Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _images_dir(folder: Path) -> Path:
+    """``folder/images``, else Mega-NeRF's ``folder/rgbs``."""
+    found = next((folder / name for name in ("images", "rgbs") if (folder / name).is_dir()), None)
+    if found is None:
+        raise UserError(f"{folder} has no images/ (or Mega-NeRF's rgbs/) folder")
+    return found
+
+
 def _fix_in_place(dirs: dict[str, Path], sparse: dict[str, Path]) -> None:
     """Make each split folder usable where it is: ``images`` → ``rgbs`` link, model copied in; checked first."""
     for split, folder in dirs.items():
-        images = next((folder / n for n in ("images", "rgbs") if (folder / n).is_dir()), None)
-        if images is None:
-            raise UserError(f"{folder} has no images/ (or Mega-NeRF's rgbs/) folder")
-        if sparse[split] != _sparse_dir(folder) and _sparse_dir(folder) is not None:
-            raise UserError(f"{folder} already has a COLMAP model in {_sparse_dir(folder)}; remove it to use --colmap")
-        _check_images(read_model(sparse[split], keypoints=False), images, sparse[split])
+        own = _sparse_dir(folder)
+        if own is not None and own != sparse[split]:
+            raise UserError(f"{folder} already has a COLMAP model in {own}; remove it to use --colmap")
+        model = read_model(sparse[split], keypoints=False)
+        _check_model(model, _images_dir(folder), sparse[split], needs_points=split == "train")
     for split, folder in dirs.items():
-        if not (folder / "images").is_dir():
-            os.symlink("rgbs", folder / "images")
-        if _sparse_dir(folder) is None:
-            _copy_model(sparse[split], folder / "sparse" / "0")
+        try:
+            if not (folder / "images").is_dir():
+                os.symlink("rgbs", folder / "images")
+            if _sparse_dir(folder) is None:
+                _copy_model(sparse[split], folder / "sparse" / "0")
+        except OSError as exc:
+            raise UserError(f"cannot fix {folder} in place ({exc.strerror or exc}); write a new layout with --out")
 
 
 def prepare_mill19(src: str | Path, out: str | Path | None = None, colmap: str | Path | None = None,
@@ -468,22 +501,23 @@ def prepare_mill19(src: str | Path, out: str | Path | None = None, colmap: str |
     """
     src = Path(src)
     dirs = _split_dirs(src)
-    if dirs is not None and val_list is None:
-        model_dirs = _split_dirs(Path(colmap)) if colmap is not None else dirs
-        if model_dirs is None:
-            raise UserError(f"{colmap} has no train/ and val/ (or test/) folders with COLMAP models")
-        sparse = {split: _model_dir(folder) for split, folder in model_dirs.items()}
-        if out is None or Path(out).resolve() == src.resolve():
-            _fix_in_place(dirs, sparse)
-            return check_mill19(src)
-        images = {s: next((f / n for n in ("images", "rgbs") if (f / n).is_dir()), f / "images") for s, f in dirs.items()}
-        return mill19_layout(Path(out), {s: (images[s], sparse[s]) for s in SPLITS}, copy)
-    if dirs is None and val_list is not None and (src / "images").is_dir():
+    if dirs is None:
+        if val_list is None or not (src / "images").is_dir():
+            raise UserError(f"{src}: expected train/ + val/ folders (Mill-19, UrbanScene3D), or images/ + sparse/0 "
+                            "with a list of held-out images (--val-list)")
         if out is None:
             raise UserError("splitting a single model needs an output folder (--out)")
         return split_model(src / "images", _model_dir(src), _read_names(val_list), out, copy)
-    raise UserError(f"{src}: expected train/ + val/ folders (Mill-19, UrbanScene3D), or images/ + sparse/0 together "
-                    "with a held-out image list (--val-list)")
+    if val_list is not None:
+        raise UserError(f"{src} is already split into train/ and val/; --val-list splits a single images/ + sparse/0")
+    model_dirs = _split_dirs(Path(colmap)) if colmap is not None else dirs
+    if model_dirs is None:
+        raise UserError(f"{colmap} has no train/ and val/ (or test/) folders with COLMAP models")
+    sparse = {split: _model_dir(folder) for split, folder in model_dirs.items()}
+    if out is None or Path(out).resolve() == src.resolve():
+        _fix_in_place(dirs, sparse)
+        return check_mill19(src)
+    return mill19_layout(Path(out), {s: (_images_dir(dirs[s]), sparse[s]) for s in SPLITS}, copy)
 
 
 # ------------------------------------------------------------------------------------------- cache, CLI
@@ -495,7 +529,7 @@ def downsample(scene_dir: str | Path, factor: int = 4, max_width: int = 0) -> li
     if factor < 1 or max_width < 0:
         raise UserError(f"the downsampling factor must be >= 1 and the maximum width >= 0 (got {factor}, {max_width})")
     scene = load_scene(DataConfig(path=str(scene_dir), downsample=factor, max_width=max_width, test_every=0))
-    return sorted({cam.image_path.parent for cam in scene.train + scene.test})
+    return sorted({cam.image_path.parents[len(Path(cam.name).parts) - 1] for cam in scene.train + scene.test})
 
 
 def add_parser(subparsers) -> None:
@@ -506,7 +540,8 @@ def add_parser(subparsers) -> None:
     mc.add_argument("--train", nargs="+", required=True, metavar="JSON", help="training transforms files")
     mc.add_argument("--test", nargs="+", required=True, metavar="JSON", help="test transforms files (become val/)")
     mc.add_argument("--out", required=True, help="output scene folder (gets train/ and val/)")
-    mc.add_argument("--images", help="folder the frames' file_path are relative to (default: each JSON's folder)")
+    mc.add_argument("--images", nargs="+", metavar="DIR", help="folders holding the images (e.g. aerial/train "
+                    "aerial/test); each JSON's folder is tried last")
     mc.add_argument("--points", help="initial points in the same frame: .ply or COLMAP model folder")
     mc.add_argument("--num-points", type=int, default=100_000, help="random ground points when --points is not given")
     mc.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="world up")
@@ -536,6 +571,9 @@ def run(args) -> None:
                                       ground_height=args.ground_height, scale=args.scale,
                                       sequential_names=args.sequential_names, copy=args.copy, seed=args.seed)
         print(f"{counts['train']} training and {counts['val']} test views, {counts['points']} points -> {args.out}")
+        if counts["rescaled"]:
+            print(f"note: {counts['rescaled']} poses had a scaled rotation; the scale was divided out and the "
+                  "positions kept as given (use --scale to change units)")
     elif args.convert_kind == "mill19":
         if args.check:
             counts = check_mill19(args.src)

@@ -1,7 +1,10 @@
 """``mgs eval RUN_DIR``: render the held-out views of a trained run and score them.
 
 Writes ``RUN_DIR/eval/results.json`` (means over views), ``per_view.json`` and side-by-side
-render | ground-truth PNGs in ``RUN_DIR/eval/renders/``.
+render | ground-truth PNGs in ``RUN_DIR/eval/renders/``. Scores follow the paper's tables (SPEC §3.5):
+PSNR and SSIM on [0, 1] images, LPIPS-VGG v0.1 fed [0, 1] images as they are (null, with a note saying
+which file is missing, when its weights are not on this machine), and with ``metrics.colour_correction``
+the same three after a per-image quadratic colour map, as ``*_cc``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from momentum_gs.config import Config, load_config, resolve_device
+from momentum_gs.config import Config, MetricsConfig, load_config, resolve_device
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
+from momentum_gs.eval.colour import colour_correct
+from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
@@ -55,29 +60,43 @@ def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> Non
 
 
 @torch.no_grad()
-def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.device | None = None) -> dict:
-    """Render and score every held-out view of ``run_dir``; returns (and writes) the results dictionary."""
+def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.device | None = None,
+                 metrics: MetricsConfig | None = None) -> dict:
+    """Render and score every held-out view of ``run_dir``; returns (and writes) the results dictionary.
+
+    ``metrics`` overrides the run's ``metrics`` section (where the LPIPS weights are, colour correction).
+    """
     run_dir = Path(run_dir)
     cfg, model, step = load_run(run_dir, device)
+    metrics = metrics or cfg.metrics
     scene = load_scene(cfg.data)
     if not scene.test:
         raise UserError(f"the scene {cfg.data.path} has no held-out views to evaluate")
     model.eval()
+    lpips, lpips_note = _lpips(metrics, model.device)
     loader = ImageLoader(scene.test, cache=False, prefetch=cfg.data.prefetch)
     per_view, seconds, strip = [], [], []
+    if model.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(model.device)
     for index, gt in tqdm(loader.iterate(range(len(scene.test))), total=len(scene.test), desc="eval", unit="view"):
         camera, gt = scene.test[index], gt.to(model.device)
         started = _synchronized_time(gt.device)
         view = model.render(camera, cfg.render, appearance_index=None)
         seconds.append(_synchronized_time(gt.device) - started)
         image = view.output.image.clamp(0, 1)
-        per_view.append({"name": camera.name, "psnr": float(psnr(image, gt)), "ssim": float(ssim(image, gt)),
-                         "num_gaussians": view.num_gaussians})
+        per_view.append({"name": camera.name, **scores(image, gt, lpips), "num_gaussians": view.num_gaussians})
+        if metrics.colour_correction:
+            per_view[-1].update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
         if save_images:
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
             if len(strip) < STRIP_VIEWS:
                 strip.append(torch.cat([image, gt], dim=0).cpu())
     results = summarize(per_view, seconds, model, step)
+    results["lpips_convention"] = lpips.convention if lpips is not None else None
+    if lpips_note:
+        results["lpips_note"] = lpips_note
+    results["peak_render_memory_mb"] = (torch.cuda.max_memory_allocated(model.device) / 2**20
+                                        if model.device.type == "cuda" else None)  # CPU: not measured
     if strip:  # renders on top, ground truth below, a few held-out views side by side
         save_image(torch.cat(strip, dim=1), run_dir / "eval" / "strip.png")
     if cfg.blocks.partition:
@@ -88,16 +107,38 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     return results
 
 
+def scores(image: torch.Tensor, gt: torch.Tensor, lpips) -> dict:
+    """PSNR, SSIM and (when its weights are loaded) LPIPS of one [H, W, 3] render against its ground truth."""
+    return {"psnr": float(psnr(image, gt)), "ssim": float(ssim(image, gt)),
+            "lpips": None if lpips is None else float(lpips(image, gt))}
+
+
+def _lpips(metrics: MetricsConfig, device: torch.device):
+    """(the LPIPS-VGG network, None) or (None, a note saying which weight file to put where)."""
+    try:
+        return load_lpips(metrics.lpips_backbone or None, metrics.lpips_heads or None, device,
+                          allow_download=metrics.lpips_download), None
+    except LPIPSWeightsMissing as missing:
+        return None, str(missing)
+
+
 def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> dict:
     """Means over views and the model's size, as written to ``results.json``."""
     timed = seconds[WARMUP_VIEWS:] if len(seconds) > WARMUP_VIEWS else seconds
+
+    def mean(key: str) -> float | None:
+        values = [v[key] for v in per_view if v.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    results = {"psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips")}
+    if "psnr_cc" in per_view[0]:
+        results.update({"psnr_cc": mean("psnr_cc"), "ssim_cc": mean("ssim_cc"), "lpips_cc": mean("lpips_cc")})
     return {
-        "psnr": float(np.mean([v["psnr"] for v in per_view])),
-        "ssim": float(np.mean([v["ssim"] for v in per_view])),
-        "lpips": None,  # LPIPS-VGG needs its weight files; not computed yet
+        **results,
         "num_test_views": len(per_view),
         "num_anchors": model.num_anchors,
         "num_gaussians": int(np.mean([v["num_gaussians"] for v in per_view])),
+        "storage_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
         "seconds_per_view": float(np.mean(timed)),
         "fps": float(1.0 / max(np.mean(timed), 1e-12)),
         "step": step,
