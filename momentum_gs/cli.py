@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from momentum_gs.data import convert_cli
 from momentum_gs.errors import UserError
 
 
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--ablation", action="store_true", help="also the ablation table of the runs a..f")
     table.add_argument("--label", action="append", default=[], metavar="RUN=ROW",
                        help="ablation row of a run folder whose name does not start with it, e.g. full=f")
+    convert_cli.add_parser(sub)
     config = sub.add_parser("config", help="print the resolved config (defaults, a file, overrides)")
     config.add_argument("--config")
     config.add_argument("overrides", nargs="*")
@@ -162,7 +164,8 @@ def cmd_config(args) -> None:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
-            "config": cmd_config, "partition": cmd_partition, "table": cmd_table}
+            "config": cmd_config, "partition": cmd_partition, "table": cmd_table,
+            "convert": convert_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
+from momentum_gs.cli import main
 from momentum_gs.config import DataConfig
 from momentum_gs.data import convert
 from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
@@ -194,28 +194,25 @@ def test_mill19_missing_image_is_named(tmp_path):
     with pytest.raises(UserError, match="img_03.png"):
         convert.prepare_mill19(tmp_path / "src", tmp_path / "out", val_list=tmp_path / "val.txt")
     assert not (tmp_path / "out").exists()
+    write_png(tmp_path / "src" / "images" / "img_03.png", 3)
+    (tmp_path / "val.txt").write_text("nope.png\n")
     with pytest.raises(UserError, match="not in the model"):
-        (tmp_path / "val.txt").write_text("nope.png\n")
-        write_png(tmp_path / "src" / "images" / "img_03.png", 3)
         convert.prepare_mill19(tmp_path / "src", tmp_path / "out", val_list=tmp_path / "val.txt")
 
 
 def test_downsample_builds_the_cache_and_cli(tmp_path, capsys):
     make_matrixcity(tmp_path / "mc")
-    parser = argparse.ArgumentParser()
-    convert.add_parser(parser.add_subparsers(dest="command"))
     mc = tmp_path / "mc"
-    args = parser.parse_args(["convert", "matrixcity", "--train", str(mc / "pose" / "transforms_train.json"),
-                              "--test", str(mc / "pose" / "transforms_test.json"), "--images", str(mc / "aerial"),
-                              "--out", str(tmp_path / "out"), "--num-points", "50"])
-    convert.run(args)
+    assert main(["convert", "matrixcity", "--train", str(mc / "pose" / "transforms_train.json"),
+                 "--test", str(mc / "pose" / "transforms_test.json"), "--images", str(mc / "aerial"),
+                 "--out", str(tmp_path / "out"), "--num-points", "50"]) == 0
     assert "4 training and 2 test views, 50 points" in capsys.readouterr().out
-    convert.run(parser.parse_args(["convert", "downsample", str(tmp_path / "out"), "--factor", "2"]))
+    assert main(["convert", "downsample", str(tmp_path / "out"), "--factor", "2"]) == 0
     folders = [Path(line) for line in capsys.readouterr().out.split()]
     assert folders == [tmp_path / "out" / "train" / "images_2", tmp_path / "out" / "val" / "images_2"]
     for folder in folders:
         files = sorted(folder.rglob("*.png"))
         assert len(files) == (4 if folder.parent.name == "train" else 2)
         assert all(read_image(f).shape == (H // 2, W // 2, 3) for f in files)
-    convert.run(parser.parse_args(["convert", "mill19", str(tmp_path / "out"), "--check"]))
+    assert main(["convert", "mill19", str(tmp_path / "out"), "--check"]) == 0
     assert "4 training and 2 validation images" in capsys.readouterr().out

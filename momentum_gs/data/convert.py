@@ -113,7 +113,8 @@ def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
     (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes."""
     rel = PurePosixPath(file_path.replace("\\", "/"))
     block = rel.parent.name  # "" when file_path is a bare name: then only the name itself is tried
-    tails = dict.fromkeys([str(rel), *([f"{block}/input/{rel.name}", f"{block}/{rel.name}"] if block else []), rel.name])
+    blocks = [f"{block}/input/{rel.name}", f"{block}/{rel.name}"] if block else []
+    tails = dict.fromkeys([str(rel), *blocks, rel.name])
     for root in roots:
         for tail in tails:
             base = root / tail
@@ -202,8 +203,8 @@ def ground_points(cam_to_world: np.ndarray, intrinsics: np.ndarray, count: int, 
     up = np.asarray(up, np.float64) / np.linalg.norm(up)
     altitude = cam_to_world[:, :3, 3] @ up - ground_height
     if (altitude <= 0).any():
-        raise UserError(f"camera {int(np.argmin(altitude))} is not above the ground plane (height {ground_height} along "
-                        f"{up.tolist()}); set the ground height and up axis, or give a point cloud (--points)")
+        raise UserError(f"camera {int(np.argmin(altitude))} is not above the ground plane (height {ground_height} "
+                        f"along {up.tolist()}); set the ground height and up axis, or give a point cloud (--points)")
     band, per_camera, out = GROUND_BAND * float(np.median(altitude)), -(-count // len(cam_to_world)), []
     for pose, (w, h, fx, fy, cx, cy), alt in zip(cam_to_world, intrinsics, altitude):
         pix = rng.uniform((0, 0), (w, h), (4 * per_camera, 2))
@@ -260,7 +261,8 @@ def _frames_model(frames: Sequence[_Frame], points: np.ndarray, colors: np.ndarr
 
 
 def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path]],
-                         image_root: str | Path | Sequence[str | Path] | None, out_dir: str | Path, *, points: str | Path | None = None, num_points: int = 100_000,
+                         image_root: str | Path | Sequence[str | Path] | None, out_dir: str | Path, *,
+                         points: str | Path | None = None, num_points: int = 100_000,
                          up: Sequence[float] = (0.0, 0.0, 1.0), ground_height: float = 0.0, scale: float = 1.0,
                          sequential_names: bool = False, copy: bool = False, seed: int = 0) -> dict[str, int]:
     """Convert MatrixCity (or any NeRF-style ``transforms.json``) into ``out_dir/{train,val}``.
@@ -276,7 +278,8 @@ def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path
         points: initial point cloud in the same world frame (.ply or COLMAP model folder), else ``num_points``
             random points in the training cameras' view of the ground (``ground_points``; ``up`` and
             ``ground_height`` in transforms.json units). Only ``train/`` gets points.
-        scale: multiplies positions (camera centres and points); 1 keeps the units of the paper's boxes.
+        scale: multiplies positions (camera centres and points); 1 keeps the JSON's units, those of
+            CityGaussian's MatrixCity model and the paper's box if its rotations carry no scale.
         sequential_names: name images ``0000.png``... per split in frame order, as CityGaussian's released
             MatrixCity COLMAP models do.
     Returns:
@@ -285,6 +288,8 @@ def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path
     splits = {("val" if k == "test" else k): [Path(p) for p in v] for k, v in transforms_json_paths.items()}
     if set(splits) != set(SPLITS) or not all(splits.values()):
         raise UserError("MatrixCity conversion needs training and test transforms files (train and val/test)")
+    if not scale > 0 or (points is None and num_points < 1):
+        raise UserError(f"the scale must be > 0 and the number of random points >= 1 (got {scale}, {num_points})")
     out_dir = Path(out_dir)
     roots = [image_root] if isinstance(image_root, (str, Path)) else list(image_root or [])
     roots = [Path(root) for root in roots]
@@ -367,7 +372,7 @@ def _check_model(model: ColmapModel, images_dir: Path, sparse_dir: Path, needs_p
     if not model.images:
         raise UserError(f"the COLMAP model in {sparse_dir} has no registered images")
     if needs_points and len(model.points) == 0:
-        raise UserError(f"{sparse_dir} has no 3D points; the Gaussians are initialised from the training model's points")
+        raise UserError(f"{sparse_dir} has no 3D points; the Gaussians start from the training model's points")
 
 
 def _model_dir(folder: Path) -> Path:
@@ -530,56 +535,3 @@ def downsample(scene_dir: str | Path, factor: int = 4, max_width: int = 0) -> li
         raise UserError(f"the downsampling factor must be >= 1 and the maximum width >= 0 (got {factor}, {max_width})")
     scene = load_scene(DataConfig(path=str(scene_dir), downsample=factor, max_width=max_width, test_every=0))
     return sorted({cam.image_path.parents[len(Path(cam.name).parts) - 1] for cam in scene.train + scene.test})
-
-
-def add_parser(subparsers) -> None:
-    """Register ``mgs convert {matrixcity,mill19,downsample}``."""
-    convert = subparsers.add_parser("convert", help="bring a public dataset into the train/ + val/ COLMAP layout")
-    kinds = convert.add_subparsers(dest="convert_kind", required=True)
-    mc = kinds.add_parser("matrixcity", help="MatrixCity transforms.json (NeRF convention) to COLMAP")
-    mc.add_argument("--train", nargs="+", required=True, metavar="JSON", help="training transforms files")
-    mc.add_argument("--test", nargs="+", required=True, metavar="JSON", help="test transforms files (become val/)")
-    mc.add_argument("--out", required=True, help="output scene folder (gets train/ and val/)")
-    mc.add_argument("--images", nargs="+", metavar="DIR", help="folders holding the images (e.g. aerial/train "
-                    "aerial/test); each JSON's folder is tried last")
-    mc.add_argument("--points", help="initial points in the same frame: .ply or COLMAP model folder")
-    mc.add_argument("--num-points", type=int, default=100_000, help="random ground points when --points is not given")
-    mc.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="world up")
-    mc.add_argument("--ground-height", type=float, default=0.0, help="ground height along --up (JSON units)")
-    mc.add_argument("--scale", type=float, default=1.0, help="multiply positions by this")
-    mc.add_argument("--sequential-names", action="store_true", help="name images 0000.png... (CityGaussian's names)")
-    mc.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
-    mc.add_argument("--seed", type=int, default=0)
-    mill = kinds.add_parser("mill19", help="check or build the train/ + val/ layout (Mill-19, UrbanScene3D)")
-    mill.add_argument("src", help="a *-pixsfm folder (train/ + val/), or images/ + sparse/0 with --val-list")
-    mill.add_argument("--out", help="write the layout here (default: fix SRC in place)")
-    mill.add_argument("--colmap", help="folder with train/ and val/ COLMAP models (CityGaussian's colmap_results/<scene>)")
-    mill.add_argument("--val-list", help="text file of held-out image names, one a line")
-    mill.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
-    mill.add_argument("--check", action="store_true", help="only check SRC")
-    down = kinds.add_parser("downsample", help="pre-build the images_<N> cache that training reads")
-    down.add_argument("scene")
-    down.add_argument("--factor", type=int, default=4, help="integer factor (data.downsample)")
-    down.add_argument("--max-width", type=int, default=0, help="fit this width instead (data.max_width)")
-
-
-def run(args) -> None:
-    """``mgs convert ...``: convert, check or downsample, and print what was done."""
-    if args.convert_kind == "matrixcity":
-        counts = matrixcity_to_colmap({"train": args.train, "val": args.test}, args.images, args.out,
-                                      points=args.points, num_points=args.num_points, up=args.up,
-                                      ground_height=args.ground_height, scale=args.scale,
-                                      sequential_names=args.sequential_names, copy=args.copy, seed=args.seed)
-        print(f"{counts['train']} training and {counts['val']} test views, {counts['points']} points -> {args.out}")
-        if counts["rescaled"]:
-            print(f"note: {counts['rescaled']} poses had a scaled rotation; the scale was divided out and the "
-                  "positions kept as given (use --scale to change units)")
-    elif args.convert_kind == "mill19":
-        if args.check:
-            counts = check_mill19(args.src)
-        else:
-            counts = prepare_mill19(args.src, args.out, args.colmap, args.val_list, args.copy)
-        print(f"{args.out or args.src}: {counts['train']} training and {counts['val']} validation images, layout ok")
-    else:
-        for folder in downsample(args.scene, args.factor, args.max_width):
-            print(folder)

@@ -1,0 +1,60 @@
+"""The ``mgs convert`` command line (kept apart from :mod:`momentum_gs.data.convert` so that building the
+parser does not import PyTorch)."""
+
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    """Register ``mgs convert {matrixcity,mill19,downsample}``."""
+    convert = subparsers.add_parser("convert", help="bring a public dataset into the train/ + val/ COLMAP layout")
+    kinds = convert.add_subparsers(dest="convert_kind", required=True)
+    mc = kinds.add_parser("matrixcity", help="MatrixCity transforms.json (NeRF convention) to COLMAP")
+    mc.add_argument("--train", nargs="+", required=True, metavar="JSON", help="training transforms files")
+    mc.add_argument("--test", nargs="+", required=True, metavar="JSON", help="test transforms files (become val/)")
+    mc.add_argument("--out", required=True, help="output scene folder (gets train/ and val/)")
+    mc.add_argument("--images", nargs="+", metavar="DIR", help="folders holding the images (e.g. aerial/train "
+                    "aerial/test); each JSON's folder is tried last")
+    mc.add_argument("--points", help="initial points in the same frame: .ply or COLMAP model folder")
+    mc.add_argument("--num-points", type=int, default=100_000, help="random ground points when --points is not given")
+    mc.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="world up")
+    mc.add_argument("--ground-height", type=float, default=0.0, help="ground height along --up (JSON units)")
+    mc.add_argument("--scale", type=float, default=1.0, help="multiply positions by this")
+    mc.add_argument("--sequential-names", action="store_true", help="name images 0000.png... (CityGaussian's names)")
+    mc.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
+    mc.add_argument("--seed", type=int, default=0)
+    mill = kinds.add_parser("mill19", help="check or build the train/ + val/ layout (Mill-19, UrbanScene3D)")
+    mill.add_argument("src", help="a *-pixsfm folder (train/ + val/), or images/ + sparse/0 with --val-list")
+    mill.add_argument("--out", help="write the layout here (default: fix SRC in place)")
+    mill.add_argument("--colmap", help="folder with train/ and val/ COLMAP models (CityGaussian's "
+                      "colmap_results/<scene>)")
+    mill.add_argument("--val-list", help="text file of held-out image names, one a line")
+    mill.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
+    mill.add_argument("--check", action="store_true", help="only check SRC")
+    down = kinds.add_parser("downsample", help="pre-build the images_<N> cache that training reads")
+    down.add_argument("scene")
+    down.add_argument("--factor", type=int, default=4, help="integer factor (data.downsample)")
+    down.add_argument("--max-width", type=int, default=0, help="fit this width instead (data.max_width)")
+
+
+def run(args) -> None:
+    """``mgs convert ...``: convert, check or downsample, and print what was done."""
+    from momentum_gs.data.convert import check_mill19, downsample, matrixcity_to_colmap, prepare_mill19
+
+    if args.convert_kind == "matrixcity":
+        counts = matrixcity_to_colmap({"train": args.train, "val": args.test}, args.images, args.out,
+                                      points=args.points, num_points=args.num_points, up=args.up,
+                                      ground_height=args.ground_height, scale=args.scale,
+                                      sequential_names=args.sequential_names, copy=args.copy, seed=args.seed)
+        print(f"{counts['train']} training and {counts['val']} test views, {counts['points']} points -> {args.out}")
+        if counts["rescaled"]:
+            print(f"note: {counts['rescaled']} poses had a scaled rotation; the scale was divided out and the "
+                  "positions kept as given (use --scale to change units)")
+    elif args.convert_kind == "mill19":
+        if args.check:
+            counts = check_mill19(args.src)
+        else:
+            counts = prepare_mill19(args.src, args.out, args.colmap, args.val_list, args.copy)
+        print(f"{args.out or args.src}: {counts['train']} training and {counts['val']} validation images, layout ok")
+    else:
+        for folder in downsample(args.scene, args.factor, args.max_width):
+            print(folder)
