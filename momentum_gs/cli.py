@@ -52,11 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     part.add_argument("--blocks", type=int, help="number of blocks (automatic box and balanced grid)")
     part.add_argument("--grid", type=int, nargs=3, metavar=("X", "Y", "Z"), help="block grid instead of --blocks")
     part.add_argument("--box", type=float, nargs=6, metavar="V", help="scene box: xmin ymin zmin xmax ymax zmax")
-    part.add_argument("--margin", type=float, default=0.1, help="extra points around a cell, fraction of its size")
-    part.add_argument("--coverage", type=float, default=0.1,
-                      help="a camera joins a block owning at least this fraction of its view (1 = centre only)")
+    part.add_argument("--margin", type=float, help="extra points around a cell, fraction of its size (0.1)")
+    part.add_argument("--coverage", type=float,
+                      help="a camera joins a block owning at least this fraction of its view (0.1; 1 = centre only)")
     part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
-    part.add_argument("--config", help="YAML config whose data section reads the scene")
+    part.add_argument("--config", help="YAML config: its data section reads the scene, its partition section sets the defaults")
     part.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.downsample=4")
     table = sub.add_parser("table", help="tables (ours beside the paper's) and plots of evaluated runs")
     table.add_argument("run_dirs", nargs="+", help="run folders, each evaluated by `mgs eval`")
@@ -138,13 +138,20 @@ def cmd_partition(args) -> None:
     from momentum_gs.config import load_config
     from momentum_gs.partition import partition_main
 
-    if (args.blocks is None) == (args.grid is None) and args.box is None:
-        raise UserError("give the number of blocks (--blocks N) or the grid (--grid X Y Z)")
     cfg = load_config(args.config, args.overrides)
     cfg.data.path = args.data
-    box = None if args.box is None else (args.box[:3], args.box[3:])
-    print(partition_main(cfg.data, args.out, num_blocks=args.blocks, block_dim=args.grid, box=box,
-                         margin=args.margin, coverage_threshold=args.coverage, balance=False if args.uniform else None))
+    part = cfg.partition  # the config's settings, unless the command line gives them
+    blocks = args.blocks or part.blocks or None
+    grid = args.grid or (part.grid if any(part.grid) else None)
+    box = args.box or (part.box if any(part.box) else None)
+    if (blocks is None) == (grid is None) and box is None:
+        raise UserError("give the number of blocks (--blocks N) or the grid (--grid X Y Z), "
+                        "on the command line or as partition.blocks / partition.grid in the config")
+    print(partition_main(cfg.data, args.out, num_blocks=blocks, block_dim=grid,
+                         box=None if box is None else (tuple(box[:3]), tuple(box[3:])),
+                         margin=part.margin if args.margin is None else args.margin,
+                         coverage_threshold=part.coverage if args.coverage is None else args.coverage,
+                         balance=False if args.uniform else None))
 
 
 def cmd_demo(args) -> None:

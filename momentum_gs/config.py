@@ -136,6 +136,17 @@ class LogConfig:
 
 
 @dataclass
+class PartitionConfig:
+    """How ``mgs partition`` splits a scene into blocks (its command-line flags take precedence)."""
+
+    blocks: int = 0  # number of blocks, automatic box and balanced grid (0: use ``grid``)
+    grid: tuple[int, int, int] = (0, 0, 0)  # cells along x, y, z of the scene box
+    box: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # xmin ymin zmin xmax ymax zmax; zeros: automatic
+    margin: float = 0.1  # extra points around a cell, as a fraction of its size
+    coverage: float = 0.1  # a camera joins a block owning at least this fraction of its view
+
+
+@dataclass
 class MetricsConfig:
     """What ``mgs eval`` reports besides PSNR and SSIM (SPEC §3.5)."""
 
@@ -167,6 +178,7 @@ class Config:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0  # seeds torch, numpy and python's random
@@ -267,7 +279,7 @@ _MINIMUM = {
     "strategy.update_interval": 1, "strategy.levels": 0, "strategy.init_factor": 1,
     "strategy.hierarchy_factor": 1, "render.tile_size": 1, "blocks.active": 1, "blocks.interval": 1,
     "weighting.eval_interval": 1, "weighting.val_every": 1, "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0,
-    "distributed.check_every": 0, "distributed.timeout_s": 1,
+    "distributed.check_every": 0, "partition.blocks": 0, "partition.margin": 0, "partition.coverage": 0, "distributed.timeout_s": 1,
 }
 
 
