@@ -130,8 +130,12 @@ class RenderConfig:
 class LogConfig:
     """Progress, TensorBoard and checkpoints."""
 
-    progress_every: int = 10  # progress-bar refresh interval in steps
-    tensorboard: bool = True  # write TensorBoard scalars into <out>/tb
+    progress_every: int = 10  # progress-bar refresh interval in steps (and of logged scalars)
+    tensorboard: bool = True  # write TensorBoard scalars and images into <out>/tb
+    wandb: bool = False  # also log to Weights & Biases (pip install wandb)
+    wandb_project: str = "momentum_gs"
+    wandb_mode: str = "offline"  # offline: written to <out>/wandb, uploaded later with `wandb sync`; or online
+    image_every: int = 1000  # steps between logged render | ground-truth images (0 = none)
     checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
 
 
@@ -278,7 +282,7 @@ _MINIMUM = {
     "model.hidden_dim": 1, "model.appearance_dim": 0, "optim.steps": 1, "optim.lr_max_steps": 0,
     "strategy.update_interval": 1, "strategy.levels": 0, "strategy.init_factor": 1,
     "strategy.hierarchy_factor": 1, "render.tile_size": 1, "blocks.active": 1, "blocks.interval": 1,
-    "weighting.eval_interval": 1, "weighting.val_every": 1, "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0,
+    "weighting.eval_interval": 1, "weighting.val_every": 1, "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0, "log.image_every": 0,
     "distributed.check_every": 0, "partition.blocks": 0, "partition.margin": 0, "partition.coverage": 0, "distributed.timeout_s": 1,
 }
 
@@ -290,6 +294,8 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if value < minimum:
             raise UserError(f"config key '{key}' must be at least {minimum}, got {value}")
+    if cfg.log.wandb_mode not in ("offline", "online"):
+        raise UserError(f"config key 'log.wandb_mode' must be offline or online, got {cfg.log.wandb_mode!r}")
     if cfg.distributed.backend not in ("auto", "nccl", "gloo"):
         raise UserError(f"config key 'distributed.backend' must be auto, nccl or gloo, got {cfg.distributed.backend!r}")
     for f in dataclasses.fields(OptimConfig):

@@ -1,4 +1,5 @@
-"""Training progress: a tqdm bar (loss, PSNR, Gaussians, ETA), TensorBoard scalars and a plain log file."""
+"""Training progress: a tqdm bar (loss, PSNR, Gaussians, ETA), a plain log file, and scalars and images
+for TensorBoard and (optionally, offline by default) Weights & Biases."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import numpy as np
+import torch
+
 from momentum_gs.config import LogConfig
+from momentum_gs.errors import UserError
 from momentum_gs.train.distributed import SINGLE, World
 
 
@@ -16,15 +21,17 @@ class TrainLogger:
     """Shows and records the metrics of each step.
 
     Args:
-        out_dir: the run folder; scalars go to ``out_dir/tb`` and ``out_dir/train.log`` (JSON lines).
-        cfg: how often to refresh and whether TensorBoard is on.
+        out_dir: the run folder; scalars go to ``out_dir/tb`` and ``out_dir/train.log`` (JSON lines), and
+            with ``cfg.wandb`` to a Weights & Biases run in ``out_dir/wandb``.
+        cfg: how often to refresh, and which of TensorBoard and Weights & Biases are on.
         start, total: the first step shown and the last step of the run.
         world: the training processes. Only rank 0 prints, writes TensorBoard and ``train.log`` (metrics
             of all processes); with several processes each one also logs its own blocks' metrics to
             ``logs/rank<r>.log``.
     """
 
-    def __init__(self, out_dir: Path, cfg: LogConfig, start: int, total: int, world: World = SINGLE):
+    def __init__(self, out_dir: Path, cfg: LogConfig, start: int, total: int, world: World = SINGLE,
+                 run_config: dict | None = None):
         enabled = world.is_main
         self.cfg, self.enabled = cfg, enabled
         self.bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
@@ -34,6 +41,7 @@ class TrainLogger:
             from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
 
             self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
+        self.wandb = _start_wandb(out_dir, cfg, run_config) if enabled and cfg.wandb else None
         self.log_file = _open_log(Path(out_dir) / "train.log", start) if enabled else None
         self.rank_file = None
         if world.distributed:
@@ -57,9 +65,29 @@ class TrainLogger:
             self._since_refresh = 0
             self.log_file.write(json.dumps({"step": step, **metrics}) + "\n")
             self.log_file.flush()
-            if self.writer is not None:
-                for name, value in metrics.items():
-                    self.writer.add_scalar(f"train/{name}", value, step)
+            self.scalars(step, {f"train/{name}": value for name, value in metrics.items()})
+
+    def scalars(self, step: int, values: dict) -> None:
+        """Record named numbers at ``step`` in TensorBoard and Weights & Biases (rank 0 only)."""
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+        if self.wandb is not None:
+            self.wandb.log(dict(values), step=step)
+
+    def image(self, step: int, name: str, image: torch.Tensor) -> None:
+        """Record an [H, W, 3] image in [0, 1] at ``step`` (rank 0 only)."""
+        if not self.enabled:
+            return
+        pixels = image.detach().clamp(0, 1).mul(255).round().byte().cpu().numpy()
+        if self.writer is not None:
+            self.writer.add_image(name, pixels, step, dataformats="HWC")
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({name: wandb.Image(np.ascontiguousarray(pixels))}, step=step)
 
     def close(self) -> None:
         """Flush the bar, TensorBoard and the log file."""
@@ -68,9 +96,26 @@ class TrainLogger:
         self.bar.close()
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
         for file in (self.log_file, self.rank_file):
             if file is not None:
                 file.close()
+
+
+def _start_wandb(out_dir: Path, cfg: LogConfig, run_config: dict | None):
+    """A Weights & Biases run stored in ``out_dir/wandb``; a resumed training continues the same run."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("log.wandb=true needs Weights & Biases: pip install wandb (or set log.wandb=false)")
+    folder = Path(out_dir) / "wandb"
+    folder.mkdir(parents=True, exist_ok=True)
+    run_id = folder / "run_id"
+    if not run_id.is_file():
+        run_id.write_text(wandb.util.generate_id())
+    return wandb.init(project=cfg.wandb_project, dir=str(out_dir), mode=cfg.wandb_mode, id=run_id.read_text(),
+                      resume="allow", name=Path(out_dir).resolve().name, config=run_config)
 
 
 def _open_log(path: Path, start: int):

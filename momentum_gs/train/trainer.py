@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_gs.config import Config, save_config
+from momentum_gs.config import Config, save_config, to_dict
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import UserError
@@ -104,6 +104,7 @@ class Trainer:
         self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
         self.peak_loaded = {"anchors": 0, "total_anchors": 0, "offloaded_bytes": 0}  # largest device share seen
+        self.logger: TrainLogger | None = None  # while train() runs
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
         """The decoder (and appearance table) every block starts from, initialised on the CPU from the seed."""
@@ -219,7 +220,8 @@ class Trainer:
         end = self.total_steps if until is None else min(until, self.total_steps)
         if self.world.is_main:
             save_config(cfg, self.out_dir / "config.yaml")
-        logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps, world=self.world)
+        logger = self.logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps,
+                                           world=self.world, run_config=to_dict(cfg))
         started, first_step = time.perf_counter(), self.step
         plan = self.plan(self.step, end)
         images = self.loader.iterate([view for entries in plan for _, view in entries])
@@ -228,9 +230,11 @@ class Trainer:
                 views = [(b, v, next(images)[1].to(self.device, non_blocking=True)) for b, v in entries]
                 metrics, local = self.train_step(views)
                 logger.log(self.step, metrics, local)
+                self.record()
                 self.after_step()
         finally:
             logger.close()  # ends the progress bar's line, so an error message stands on its own
+            self.logger = None
         checkpoint = self.save() if self.step == self.total_steps else None
         seconds = time.perf_counter() - started
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
@@ -298,6 +302,25 @@ class Trainer:
         if block.strategy.should_adjust(step):
             block.strategy.adjust(block.anchors, block.optimizer)
 
+    def record(self) -> None:
+        """Learning rates and anchor counts of the loaded blocks, and now and then a render, for TensorBoard
+        and Weights & Biases (rank 0's blocks)."""
+        log, step = self.logger, self.step
+        loaded = [block for block in self.blocks if block.loaded]
+        if step % self.cfg.log.progress_every == 0:
+            optimizers = [self.decoder_opt or loaded[0].decoder_optimizer, loaded[0].optimizer]
+            values = {f"lr/{group['name']}": group["lr"] for opt in optimizers for group in opt.param_groups}
+            values.update({f"blocks/{block.id}/anchors": block.anchors.num_anchors for block in loaded})
+            log.scalars(step, values)
+        if self.cfg.log.image_every and step % self.cfg.log.image_every == 0 and self.world.is_main:
+            block = loaded[0]
+            index = (block.val_views or block.cameras)[0]
+            camera = self.scene.train[index]
+            with torch.no_grad():
+                image = render_view([(block.anchors, block.decoder or self.decoder)], camera, self.cfg.render,
+                                    self.appearance, camera.uid).output.image
+            log.image(step, f"views/block{block.id}", torch.cat([image, self.loader[index].to(image.device)], dim=1))
+
     def after_step(self) -> None:
         """Block-weighting validation (shared by all processes), replica checks and periodic checkpoints."""
         cfg = self.cfg
@@ -305,6 +328,12 @@ class Trainer:
             results = {block.id: self.validate(block) for block in self.blocks if block.loaded and block.val_views}
             table = self.weighting.measurements(len(self.blocks), results)
             self.weighting.apply(D.all_reduce_sum(table, self.world))
+            if self.logger is not None:
+                weights, seen = self.weighting.weights(self.step + 1), self.weighting.evaluations > 0
+                self.logger.scalars(self.step, {f"blocks/{b}/{name}": float(value[b])
+                                                for b in range(len(self.blocks)) if seen[b]
+                                                for name, value in (("psnr", self.weighting.psnr),
+                                                                    ("ssim", self.weighting.ssim), ("weight", weights))})
         if cfg.distributed.check_every and self.step % cfg.distributed.check_every == 0:
             D.check_replicas(self._shared_parameters(), self.world, "the online decoder", self.step)
             if self.teacher is not None:
