@@ -86,15 +86,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--steps", type=int, default=500, help="training steps per block, the same for every row")
     parser.add_argument("--rows", default="abcdef")
-    parser.add_argument("overrides", nargs="*", help="config overrides for every row, e.g. data.downsample=2")
+    parser.add_argument("overrides", nargs="*",
+                        help="config overrides for every row, e.g. data.downsample=2 partition.margin=0.5")
     args = parser.parse_args()
     if not (args.data / "train").is_dir():
         print(f"generating the synthetic city8 scene (exposure varies per image) in {args.data}")
         make_synthetic_scene(args.data, "city8", seed=0, vary_exposure=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    data_cfg = load_config(overrides=[f"data.path={args.data}"] + [o for o in args.overrides if o.startswith("data.")]).data
+    scene_cfg = load_config(overrides=[f"data.path={args.data}"] +
+                            [o for o in args.overrides if o.startswith(("data.", "partition."))])
     for blocks in sorted({ROWS[row][1] for row in args.rows} - {1}):
-        print(partition_main(data_cfg, args.out / f"partition_{blocks}.npz", num_blocks=blocks))
+        print(partition_main(scene_cfg.data, args.out / f"partition_{blocks}.npz", num_blocks=blocks,
+                             margin=scene_cfg.partition.margin, coverage_threshold=scene_cfg.partition.coverage))
     entries = []
     for row in args.rows:
         entries.append(run_row(row, args.data, args.out, args.steps, args.overrides))
