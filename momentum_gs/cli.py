@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="synthesize a city, train, evaluate; prints the results.json path")
     demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
     demo.add_argument("--out", default="runs/demo", help="run folder")
-    demo.add_argument("--config", default="demo.yaml", help="a config in configs/ (demo_blocks.yaml: 4 blocks, 2 active)")
+    demo.add_argument("--config", default="demo.yaml",
+                      help="a config in configs/ (demo_blocks.yaml: 4 blocks, 2 active)")
     demo.add_argument("overrides", nargs="*", help="dotted config overrides")
     part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
     part.add_argument("--data", required=True, help="scene folder")
@@ -52,11 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     part.add_argument("--blocks", type=int, help="number of blocks (automatic box and balanced grid)")
     part.add_argument("--grid", type=int, nargs=3, metavar=("X", "Y", "Z"), help="block grid instead of --blocks")
     part.add_argument("--box", type=float, nargs=6, metavar="V", help="scene box: xmin ymin zmin xmax ymax zmax")
-    part.add_argument("--margin", type=float, help="extra points around a cell, fraction of its size (0.1)")
+    part.add_argument("--margin", type=float, help="extra points around a cell, fraction of its size (0.5)")
     part.add_argument("--coverage", type=float,
                       help="a camera joins a block owning at least this fraction of its view (0.1; 1 = centre only)")
     part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
-    part.add_argument("--config", help="YAML config: its data section reads the scene, its partition section sets the defaults")
+    part.add_argument("--config", help="YAML config: its data section reads the scene, its partition section "
+                      "sets the defaults")
     part.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.downsample=4")
     table = sub.add_parser("table", help="tables (ours beside the paper's) and plots of evaluated runs")
     table.add_argument("run_dirs", nargs="+", help="run folders, each evaluated by `mgs eval`")

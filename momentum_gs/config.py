@@ -145,8 +145,9 @@ class PartitionConfig:
 
     blocks: int = 0  # number of blocks, automatic box and balanced grid (0: use ``grid``)
     grid: tuple[int, int, int] = (0, 0, 0)  # cells along x, y, z of the scene box
-    box: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # xmin ymin zmin xmax ymax zmax; zeros: automatic
-    margin: float = 0.1  # extra points around a cell, as a fraction of its size
+    # scene box xmin ymin zmin xmax ymax zmax (all zeros: automatic, from the cameras)
+    box: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    margin: float = 0.5  # extra points around a cell, as a fraction of its size (partition.DEFAULT_MARGIN)
     coverage: float = 0.1  # a camera joins a block owning at least this fraction of its view
 
 
@@ -278,12 +279,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 # (section.key, smallest allowed value): values below it would divide by zero or break a schedule.
 _MINIMUM = {
-    "data.downsample": 1, "data.test_every": 0, "data.test_offset": 0, "data.prefetch": 0, "model.feat_dim": 1, "model.n_offsets": 1,
-    "model.hidden_dim": 1, "model.appearance_dim": 0, "optim.steps": 1, "optim.lr_max_steps": 0,
-    "strategy.update_interval": 1, "strategy.levels": 0, "strategy.init_factor": 1,
-    "strategy.hierarchy_factor": 1, "render.tile_size": 1, "blocks.active": 1, "blocks.interval": 1,
-    "weighting.eval_interval": 1, "weighting.val_every": 1, "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0, "log.image_every": 0,
-    "distributed.check_every": 0, "partition.blocks": 0, "partition.margin": 0, "partition.coverage": 0, "distributed.timeout_s": 1,
+    "data.downsample": 1, "data.test_every": 0, "data.test_offset": 0, "data.prefetch": 0,
+    "model.feat_dim": 1, "model.n_offsets": 1, "model.hidden_dim": 1, "model.appearance_dim": 0,
+    "optim.steps": 1, "optim.lr_max_steps": 0, "strategy.update_interval": 1, "strategy.levels": 0,
+    "strategy.init_factor": 1, "strategy.hierarchy_factor": 1, "render.tile_size": 1,
+    "blocks.active": 1, "blocks.interval": 1, "weighting.eval_interval": 1, "weighting.val_every": 1,
+    "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0, "log.image_every": 0,
+    "partition.blocks": 0, "partition.margin": 0, "partition.coverage": 0,
+    "distributed.check_every": 0, "distributed.timeout_s": 1,
 }
 
 

@@ -43,7 +43,8 @@ def run(procs: int, args, out: Path) -> dict:
     if procs == 1:
         command = [sys.executable, *mgs]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", *mgs]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+                   *mgs]
     subprocess.run(command, check=True, env=env, cwd=REPO)
     return json.loads((out / "summary.json").read_text())
 

@@ -24,7 +24,7 @@ import torch
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.scene import SceneData
 from momentum_gs.partition.frame import camera_arrays, estimate_up
-from momentum_gs.partition.partition import Partition
+from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
 
 
 def assign_points(partition: Partition, points: np.ndarray, margin: float) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -147,9 +147,9 @@ def assign_cameras(partition: Partition, cameras: list[Camera], points: np.ndarr
     return [np.flatnonzero(member[:, b]) for b in range(partition.num_blocks)], camera_block, coverage
 
 
-def make_partition(scene: SceneData, box_min, box_max, block_dim: tuple[int, int, int], margin: float = 0.1,
-                   coverage_threshold: float | None = 0.1, *, edges=None, rotation: np.ndarray | None = None,
-                   up: np.ndarray | None = None, splits: str = "uniform", validate: bool = True,
+def make_partition(scene: SceneData, box_min, box_max, block_dim: tuple[int, int, int],
+                   margin: float = DEFAULT_MARGIN, coverage_threshold: float | None = 0.1, *, edges=None,
+                   rotation: np.ndarray | None = None, up: np.ndarray | None = None, splits: str = "uniform", validate: bool = True,
                    **coverage_kwargs) -> Partition:
     """Partition ``scene`` with a given box ([3] world units, grid frame) and grid.
 

@@ -25,7 +25,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.contraction import contract
 from momentum_gs.partition.frame import camera_arrays, estimate_up, up_rotation
-from momentum_gs.partition.partition import Partition, uniform_edges
+from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition, uniform_edges
 
 
 def auto_box(centres: np.ndarray, points: np.ndarray, vertical: int, pad: float = 0.05
@@ -103,7 +103,7 @@ def balanced_edges(u: np.ndarray, block_dim: tuple[int, int, int], vertical: int
 
 def auto_partition(scene: SceneData, num_blocks: int | None = None, up: np.ndarray | None = None, *,
                    box: tuple | None = None, grid: tuple[int, int, int] | None = None, balance: bool = True,
-                   margin: float = 0.1, coverage_threshold: float | None = 0.1, snap_deg: float = 10.0,
+                   margin: float = DEFAULT_MARGIN, coverage_threshold: float | None = 0.1, snap_deg: float = 10.0,
                    validate: bool = True, **coverage_kwargs) -> Partition:
     """Partition ``scene`` into ``num_blocks`` blocks with an automatic box and grid (module docstring).
 

@@ -27,6 +27,11 @@ import torch
 from momentum_gs.errors import UserError
 from momentum_gs.partition.contraction import Array, _like, contract
 
+# Around its cell, a block also starts from the points within this fraction of the cell size. Half a cell
+# gives a block the geometry its views see just beyond its cell; with a tenth, blocks explained that
+# geometry with floaters in front of their cameras, which the merge's crop keeps (docs/benchmarks.md).
+DEFAULT_MARGIN = 0.5
+
 FORMAT = "momentum_gs.partition"
 VERSION = 1
 
@@ -81,7 +86,7 @@ class Partition:
     edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
     up: np.ndarray | None = None
-    margin: float = 0.1
+    margin: float = DEFAULT_MARGIN
     splits: str = "uniform"
     criterion: str = "centre"
     coverage_threshold: float | None = None

@@ -12,7 +12,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.auto import auto_partition
 from momentum_gs.partition.draw import draw_partition
-from momentum_gs.partition.partition import Partition
+from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
 
 
 def scene_up(root: Path) -> np.ndarray | None:
@@ -29,7 +29,7 @@ def scene_up(root: Path) -> np.ndarray | None:
 
 def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int | None = None,
                    block_dim: tuple[int, int, int] | None = None, box: tuple | None = None,
-                   up: np.ndarray | None = None, margin: float = 0.1, coverage_threshold: float | None = 0.1,
+                   up: np.ndarray | None = None, margin: float = DEFAULT_MARGIN, coverage_threshold: float | None = 0.1,
                    balance: bool | None = None, map_size: int = 1000, **coverage_kwargs) -> str:
     """Partition the scene of ``data_cfg`` and write ``out_path`` (.npz) and the map next to it (.png).
 

@@ -329,11 +329,11 @@ class Trainer:
             table = self.weighting.measurements(len(self.blocks), results)
             self.weighting.apply(D.all_reduce_sum(table, self.world))
             if self.logger is not None:
-                weights, seen = self.weighting.weights(self.step + 1), self.weighting.evaluations > 0
-                self.logger.scalars(self.step, {f"blocks/{b}/{name}": float(value[b])
-                                                for b in range(len(self.blocks)) if seen[b]
-                                                for name, value in (("psnr", self.weighting.psnr),
-                                                                    ("ssim", self.weighting.ssim), ("weight", weights))})
+                w = self.weighting
+                series = {"psnr": w.psnr, "ssim": w.ssim, "weight": w.weights(self.step + 1)}
+                self.logger.scalars(self.step, {f"blocks/{b}/{name}": float(values[b])
+                                                for name, values in series.items()
+                                                for b in range(len(self.blocks)) if w.evaluations[b] > 0})
         if cfg.distributed.check_every and self.step % cfg.distributed.check_every == 0:
             D.check_replicas(self._shared_parameters(), self.world, "the online decoder", self.step)
             if self.teacher is not None:
