@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
     demo.add_argument("--out", default="runs/demo", help="run folder")
     demo.add_argument("--config", default="demo.yaml",
-                      help="a config in configs/ (demo_blocks.yaml: 4 blocks, 2 active)")
+                      help="a config in configs/ (default: Momentum-GS, 4 blocks, 2 active; "
+                           "demo_single.yaml: one block)")
     demo.add_argument("overrides", nargs="*", help="dotted config overrides")
     part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
     part.add_argument("--data", required=True, help="scene folder")
