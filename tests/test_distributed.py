@@ -14,7 +14,7 @@ import torch
 from momentum_gs.config import load_config, save_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.io.checkpoint import load_checkpoint, map_tensors
+from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.train.distributed import StepReducer, World
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer

@@ -140,11 +140,15 @@ def render_view(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_c
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
-    """``"auto"`` → the fastest backend available on ``device``; otherwise ``name``, checked."""
+    """``"auto"`` → "gsplat" on a CUDA device where gsplat imports, else "torch"; otherwise ``name``, checked
+    (a backend that cannot run on ``device`` is a UserError). gsplat is never imported for a CPU device."""
     from momentum_gs.render import BACKENDS
+    from momentum_gs.render.gsplat_backend import gsplat_problem
 
     if name == "auto":
-        return "torch"
+        return "gsplat" if gsplat_problem(device) is None else "torch"
     if name not in BACKENDS:
         raise UserError(f"render backend '{name}' is not available (available: {', '.join(BACKENDS)}, auto)")
+    if name == "gsplat" and (problem := gsplat_problem(device)) is not None:
+        raise UserError(problem)
     return name

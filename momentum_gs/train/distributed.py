@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import pickle
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -200,7 +199,3 @@ def _object_device(device: torch.device) -> torch.device | None:
     """Where the pickled bytes travel: the GPU for NCCL, the CPU for gloo."""
     return device if dist.get_backend() == "nccl" else None
 
-
-def state_bytes(state: dict) -> int:
-    """Size of a block state once pickled (what moving it between processes costs)."""
-    return len(pickle.dumps(state))

@@ -1,0 +1,108 @@
+"""The "gsplat" render backend: gsplat's fused CUDA rasterizer (``pip install .[cuda]``) behind ``render()``.
+
+gsplat is imported on the first call, never at package import, and its CUDA extension is compiled by gsplat
+itself (JIT, minutes) the first time one of its kernels runs; that needs a GPU and nvcc.
+
+Against the "torch" backend (:mod:`momentum_gs.render.rasterize`), gsplat 1.5.3 has the same pinhole
+projection and frustum-clamped EWA Jacobian, the same ``eps2d`` dilation, pixel centres at (j + 0.5, i + 0.5),
+α skipped below 1/255, the early stop at T <= 1e-4 and the background weighted by T_final. Its 2D-mean
+gradient is in pixels like ours (gsplat's own strategy also scales it by width/2, height/2 into NDC), so
+``means2d.grad`` needs no conversion. What differs:
+
+- α is clamped at 0.999 (ours 0.99): Gaussians with opacity above 0.99 render differently at their core.
+- gsplat lists a Gaussian in every tile of its opacity-aware box, which holds its whole α >= 1/255 ellipse;
+  ours cuts that box to the 3σ square of the largest axis, so an opaque (o > 0.35), round Gaussian can lose
+  a faint rim (α < 0.011·o) in tiles beyond its 3σ square with ours. Tiles are gsplat's 16 px (its only
+  tested size): ``tile_size`` is ignored, which changes no pixel since the box holds the whole ellipse.
+- ``radii`` are ours (ceil of 3σ of the largest axis, from our projection without gradients), not gsplat's
+  tighter per-axis ones, so that the densification statistics count the same Gaussians as drawn.
+- ``means2d`` rows of the Gaussians gsplat culls are 0 (ours keeps their projection); their gradient is 0
+  with either backend.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import Tensor
+
+from momentum_gs.errors import UserError
+from momentum_gs.render.projection import project_gaussians
+from momentum_gs.render.rasterize import BACKENDS, RenderOutput
+
+GSPLAT_TILE_SIZE = 16
+
+
+def load_gsplat():
+    """The ``gsplat`` module, or None when it is not installed (or does not import)."""
+    try:
+        import gsplat
+    except ImportError:
+        return None
+    return gsplat
+
+
+def gsplat_problem(device: torch.device | str) -> str | None:
+    """Why the gsplat backend cannot render on ``device`` (one line), or None when it can.
+
+    Checks the device first, so that on a CPU device gsplat is never imported.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return (f"render backend 'gsplat' needs a CUDA device, not {device.type}: "
+                "set device=cuda, or render.backend=torch")
+    if load_gsplat() is None:
+        return "gsplat is not installed: pip install .[cuda] on a machine with CUDA (or set render.backend=torch)"
+    return None
+
+
+def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+                  world_to_cam: Tensor, K: Tensor, width: int, height: int, background: Tensor,
+                  near: float, far: float, eps2d: float, tile_size: int) -> RenderOutput:
+    """``render``'s backend function (background resolved) through ``gsplat.rasterization``.
+
+    Same arguments and units as :func:`momentum_gs.render.render`; the tensors must be on a CUDA device and
+    are rendered in float32 (gsplat's kernels). Returns image [H, W, D], alpha [H, W, 1], radii [N] int32
+    (ours), means2d [N, 2] pixels whose ``.grad`` backward fills (∂loss/∂means2d, pixels), depths [N].
+    """
+    problem = gsplat_problem(means.device)
+    if problem is not None:
+        raise UserError(problem)
+    if means.shape[0] == 0:  # nothing to launch kernels on: the torch path gives the background
+        return BACKENDS["torch"](means, quats, scales, opacities, colors, world_to_cam, K, width, height,
+                                 background, near=near, far=far, eps2d=eps2d, tile_size=tile_size)
+    from gsplat import rasterization
+
+    gaussians = [t.float().contiguous() for t in (means, quats, scales, opacities, colors)]
+    # packed=False keeps per-Gaussian rows [1, N, ...]: the anchors are frustum-culled before decoding, so
+    # most Gaussians are in view and the packed layout would save little.
+    image, alpha, meta = rasterization(
+        *gaussians, world_to_cam.float()[None].contiguous(), K.float()[None].contiguous(), width, height,
+        near_plane=near, far_plane=far, eps2d=eps2d, packed=False, tile_size=GSPLAT_TILE_SIZE,
+        backgrounds=background.float()[None], render_mode="RGB", rasterize_mode="classic",
+    )
+    with torch.no_grad():
+        radii = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d).radii
+    depths = means @ world_to_cam[2, :3] + world_to_cam[2, 3]
+    return RenderOutput(image[0], alpha[0], radii, _means2d_with_grad(meta["means2d"]), depths)
+
+
+def _means2d_with_grad(screen: Tensor) -> Tensor:
+    """[N, 2] view of gsplat's [1, N, 2] projected means whose ``.grad`` is filled by backward.
+
+    The rasterizer consumes ``screen``, not the view, so a hook on ``screen`` copies its gradient over
+    (accumulating, like ``retain_grad``). The hook holds the view weakly: no reference cycle through the graph.
+    """
+    means2d = screen[0]
+    if screen.requires_grad:
+        means2d.retain_grad()  # so that reading .grad is legal (and None until backward)
+        target = weakref.ref(means2d)
+
+        def store(grad: Tensor) -> None:
+            view = target()
+            if view is not None:
+                view.grad = grad[0] if view.grad is None else view.grad + grad[0]
+
+        screen.register_hook(store)
+    return means2d
