@@ -22,6 +22,7 @@ gradient is in pixels like ours (gsplat's own strategy also scales it by width/2
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import torch
@@ -34,8 +35,9 @@ from momentum_gs.render.rasterize import BACKENDS, RenderOutput
 GSPLAT_TILE_SIZE = 16
 
 
+@functools.cache
 def load_gsplat():
-    """The ``gsplat`` module, or None when it is not installed (or does not import)."""
+    """The ``gsplat`` module, or None when it is not installed (or does not import); tried once."""
     try:
         import gsplat
     except ImportError:
