@@ -92,15 +92,13 @@ def cmd_table(args) -> None:
 
 def cmd_eval(args) -> None:
     """``mgs eval``: score the held-out views of a run."""
-    from momentum_gs.config import MetricsConfig, load_config, resolve_device
+    from momentum_gs.config import resolve_device
     from momentum_gs.eval.evaluate import evaluate_run
 
     device = resolve_device(args.device) if args.device else None
-    saved = Path(args.run_dir) / "config.yaml"  # evaluate_run explains a folder without one
-    metrics = load_config(saved).metrics if saved.is_file() else MetricsConfig()
-    metrics.lpips_backbone = args.lpips_backbone or metrics.lpips_backbone
-    metrics.lpips_heads = args.lpips_heads or metrics.lpips_heads
-    metrics.colour_correction = args.colour_correction or metrics.colour_correction
+    given = {"lpips_backbone": args.lpips_backbone, "lpips_heads": args.lpips_heads,
+             "colour_correction": args.colour_correction or None}  # None: keep the run's setting
+    metrics = {name: value for name, value in given.items() if value is not None}
     results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device, metrics=metrics)
     lpips = "LPIPS —" if results["lpips"] is None else f"LPIPS {results['lpips']:.4f}"
     print(f"PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f}, {lpips} over {results['num_test_views']} "

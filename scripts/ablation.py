@@ -20,19 +20,14 @@ from pathlib import Path
 from momentum_gs.config import load_config
 from momentum_gs.data.synthetic import make_synthetic_scene
 from momentum_gs.eval.evaluate import evaluate_run
+from momentum_gs.eval.table import PAPER_ABLATION
 from momentum_gs.partition import partition_main
 from momentum_gs.train.run import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ablation"
-# row: (config file, number of blocks, description, paper PSNR / SSIM / LPIPS on Rubble)
-ROWS = {
-    "a": ("a_one_block", 1, "one block (Scaffold-GS)", (22.25, 0.742, 0.272)),
-    "b": ("b_parallel4", 4, "4 blocks parallel, shared decoder", (23.10, 0.790, 0.221)),
-    "c": ("c_independent4", 4, "4 blocks independent", (22.85, 0.781, 0.229)),
-    "d": ("d_independent8", 8, "8 blocks independent", (23.23, 0.796, 0.211)),
-    "e": ("e_momentum8", 8, "8 blocks + momentum", (23.56, 0.806, 0.205)),
-    "f": ("f_full8", 8, "8 blocks + block weighting (full)", (23.65, 0.813, 0.194)),
-}
+# row: (config file, number of blocks); the settings' names and the paper's numbers are in PAPER_ABLATION
+ROWS = {"a": ("a_one_block", 1), "b": ("b_parallel4", 4), "c": ("c_independent4", 4),
+        "d": ("d_independent8", 8), "e": ("e_momentum8", 8), "f": ("f_full8", 8)}
 
 
 def schedule_overrides(steps: int) -> list[str]:
@@ -46,7 +41,8 @@ def schedule_overrides(steps: int) -> list[str]:
 
 def run_row(row: str, data: Path, out: Path, steps: int, extra: list[str]) -> dict:
     """Train and evaluate one row; returns its table entry."""
-    name, blocks, description, paper = ROWS[row]
+    name, blocks = ROWS[row]
+    paper = PAPER_ABLATION[row]
     overrides = schedule_overrides(steps) + [f"data.path={data}", f"out={out / row}"] + extra
     if blocks > 1:
         overrides.append(f"blocks.partition={out / f'partition_{blocks}.npz'}")
@@ -55,11 +51,11 @@ def run_row(row: str, data: Path, out: Path, steps: int, extra: list[str]) -> di
     summary = train(cfg)
     seconds = time.perf_counter() - started
     results = evaluate_run(out / row, save_images=True)
-    return {"row": row, "setting": description, "blocks": blocks, "active": cfg.blocks.active,
+    return {"row": row, "setting": paper["setting"], "blocks": blocks, "active": cfg.blocks.active,
             "steps_per_block": steps, "block_steps": summary["steps"] * cfg.blocks.active,
             "train_seconds": round(seconds, 1), "psnr": round(results["psnr"], 2), "ssim": round(results["ssim"], 4),
             "lpips": results["lpips"], "anchors": results["num_anchors"],
-            "paper_psnr": paper[0], "paper_ssim": paper[1], "paper_lpips": paper[2]}
+            "paper_psnr": paper["psnr"], "paper_ssim": paper["ssim"], "paper_lpips": paper["lpips"]}
 
 
 def write_table(entries: list[dict], out: Path) -> str:

@@ -103,15 +103,14 @@ def test_eval_and_export_round_trip(tiny_config, tmp_path, monkeypatch):
 def test_eval_reports_lpips_and_colour_corrected_scores(tiny_config, tmp_path):
     from test_lpips import fake_backbone, fake_heads
 
-    from momentum_gs.config import MetricsConfig
     from momentum_gs.eval.lpips import PAPER_CONVENTION
 
     torch.save(fake_backbone(), tmp_path / "vgg16.pth")
     torch.save(fake_heads(), tmp_path / "heads.pth")
     tiny_config.optim.steps = 6
     train(tiny_config)
-    metrics = MetricsConfig(lpips_backbone=str(tmp_path / "vgg16.pth"), lpips_heads=str(tmp_path / "heads.pth"),
-                            colour_correction=True)
+    metrics = {"lpips_backbone": str(tmp_path / "vgg16.pth"), "lpips_heads": str(tmp_path / "heads.pth"),
+               "colour_correction": True}
     results = evaluate_run(tiny_config.out, save_images=False, metrics=metrics)
     assert results["lpips"] > 0 and results["lpips_cc"] > 0 and results["lpips_convention"] == PAPER_CONVENTION
     assert results["psnr_cc"] >= results["psnr"] - 1e-3  # a least-squares colour map cannot do worse

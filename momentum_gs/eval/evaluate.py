@@ -9,6 +9,7 @@ the same three after a per-image quadratic colour map, as ``*_cc``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -61,14 +62,15 @@ def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> Non
 
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.device | None = None,
-                 metrics: MetricsConfig | None = None) -> dict:
+                 metrics: dict | None = None) -> dict:
     """Render and score every held-out view of ``run_dir``; returns (and writes) the results dictionary.
 
-    ``metrics`` overrides the run's ``metrics`` section (where the LPIPS weights are, colour correction).
+    ``metrics`` overrides fields of the run's ``metrics`` section (where the LPIPS weights are, colour
+    correction), e.g. ``{"colour_correction": True}``.
     """
     run_dir = Path(run_dir)
     cfg, model, step = load_run(run_dir, device)
-    metrics = metrics or cfg.metrics
+    metrics = dataclasses.replace(cfg.metrics, **(metrics or {}))
     scene = load_scene(cfg.data)
     if not scene.test:
         raise UserError(f"the scene {cfg.data.path} has no held-out views to evaluate")

@@ -29,7 +29,7 @@ PAPER_RESULTS = {
     "sciart": {"psnr": 25.06, "ssim": 0.860, "lpips": 0.204},
     "matrixcity": {"psnr": 29.11, "ssim": 0.881, "lpips": 0.180},
 }
-# The paper's ablation on Rubble (SPEC §3.4), the rows of scripts/ablation.py.
+# The paper's ablation on Rubble (SPEC §3.4); scripts/ablation.py takes the rows' names and numbers from here.
 PAPER_ABLATION = {
     "a": {"setting": "one block (Scaffold-GS)", "psnr": 22.25, "ssim": 0.742, "lpips": 0.272},
     "b": {"setting": "4 blocks parallel, shared decoder", "psnr": 23.10, "ssim": 0.790, "lpips": 0.221},

@@ -137,14 +137,12 @@ class StepReducer:
         flat[self.numel + len(self.params):] = torch.tensor(list(metrics), dtype=torch.float32)
         dist.all_reduce(flat)
         self.bytes_per_step = flat.numel() * flat.element_size()
-        offset, flags = 0, flat[self.numel:self.numel + len(self.params)].tolist()
-        for p, flag in zip(self.params, flags):
-            if flag > 0:
-                p.grad = flat[offset:offset + p.numel()].view_as(p).div_(float(count))
-            else:
-                p.grad = None
+        tail = flat[self.numel:].tolist()  # the flags and the metric sums, read back in one go
+        offset = 0
+        for p, flag in zip(self.params, tail):
+            p.grad = flat[offset:offset + p.numel()].view_as(p).div_(float(count)) if flag > 0 else None
             offset += p.numel()
-        return flat[self.numel + len(self.params):].tolist()
+        return tail[len(self.params):]
 
 
 def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:

@@ -44,11 +44,12 @@ def train(cfg: Config, resume: bool = False) -> dict:
     (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
     """
     from momentum_gs.data.scene import load_scene
+    from momentum_gs.io.checkpoint import latest_checkpoint
     from momentum_gs.train import distributed as D
     from momentum_gs.train.trainer import Trainer
 
     out_dir = Path(cfg.out)
-    if not resume and (out_dir / "ckpt").is_dir() and any((out_dir / "ckpt").glob("step_*.pt")):
+    if not resume and latest_checkpoint(out_dir / "ckpt") is not None:
         raise UserError(f"{out_dir} already holds a trained run; use --resume to continue it or another --out")
     world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
     try:

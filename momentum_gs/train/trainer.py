@@ -141,15 +141,15 @@ class Trainer:
 
         Moves are taken in block order by every process, so each send meets its receive in turn.
         """
-        world = self.world
+        world, active = self.world, self.scheduler.active(step)
         for rank in range(world.size):
-            for b in self.scheduler.blocks_for(step, world.size, rank):
+            for b in self.scheduler.assign(active, world.size, rank):
                 source = self.holder[b]
                 if source == rank:
                     continue
                 if source == EVERYONE:  # everyone holds the same copy: the others drop theirs
                     if world.rank != rank:
-                        self._drop(b)
+                        self._take(b)
                 elif world.rank == source:
                     D.send_state(self._take(b), rank, self.device)
                 elif world.rank == rank:
@@ -162,10 +162,6 @@ class Trainer:
         """Block ``b``'s state, removed from this process (unloaded first if it is on the device)."""
         block = self.blocks[b]
         return B.unload(block) if block.loaded else self.store.take(b)
-
-    def _drop(self, b: int) -> None:
-        """Forget this process's copy of block ``b`` (another process trains it)."""
-        self._take(b)
 
     def _holds(self, b: int) -> bool:
         """True if this process keeps the authoritative copy of block ``b`` (rank 0 for shared copies)."""
