@@ -209,3 +209,14 @@ def test_two_runs_are_identical(tiny_config, tmp_path):
     assert runs[0].keys() == runs[1].keys()
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+def test_a_run_config_names_its_scene_and_partition_by_absolute_paths(tiny_scene, monkeypatch):
+    """So that `mgs eval RUN` and `--resume` work from any folder, not only the one training started in."""
+    from momentum_gs.train.run import prepare_config
+
+    monkeypatch.chdir(tiny_scene.parent)
+    cfg = prepare_config(None, tiny_scene.name, "runs/x", ["blocks.partition=runs/x/partition.npz"], resume=False)
+    assert cfg.data.path == str(tiny_scene.resolve())
+    assert cfg.blocks.partition == str(tiny_scene.parent.resolve() / "runs" / "x" / "partition.npz")
+    assert cfg.out == "runs/x"

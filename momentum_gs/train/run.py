@@ -34,6 +34,11 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
         raise UserError("no scene given: pass --data PATH (or set data.path in the config)")
     if not cfg.out:
         cfg.out = str(Path("runs") / Path(cfg.data.path).resolve().name)
+    # The saved config.yaml names the scene and the partition; absolute, they hold from any folder
+    # (`mgs eval RUN` run from elsewhere, a resumed run, another node).
+    cfg.data.path = str(Path(cfg.data.path).resolve())
+    if cfg.blocks.partition and not cfg.blocks.partition.startswith("auto:"):
+        cfg.blocks.partition = str(Path(cfg.blocks.partition).resolve())
     return cfg
 
 
@@ -117,7 +122,7 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
 
         num_blocks = int(cfg.blocks.partition.split(":", 1)[1])
         out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.blocks.partition = str(out_dir / "partition.npz")
+        cfg.blocks.partition = str((out_dir / "partition.npz").resolve())
         print(partition_main(cfg.data, cfg.blocks.partition, num_blocks=num_blocks))
     summary = train(cfg)
     print(describe(summary))
