@@ -234,6 +234,19 @@ def test_prefetching_loader_yields_every_index_in_order(tmp_path):
     early.close()
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_loader_sends_pinned_uint8_to_the_gpu(tmp_path):
+    make_folder(tmp_path, n=4)
+    cameras = load_scene(DataConfig(path=str(tmp_path), test_every=0)).train
+    loader = ImageLoader(cameras, prefetch=2)
+    assert loader._pixels(0, pin=True).is_pinned() and loader._pixels(0).dtype == torch.uint8
+    for i, image in loader.iterate([2, 0, 3], torch.device("cuda")):
+        assert image.device.type == "cuda" and image.dtype == torch.float32
+        assert torch.equal(image.cpu(), loader[i])
+    loader.close()
+
+
 def test_loader_is_lazy(tmp_path):
     ghost = [ghost_camera(tmp_path, i) for i in range(1000)]
     loader = ImageLoader(ghost, prefetch=8)  # nothing is opened here

@@ -9,6 +9,7 @@ time and the recipe of every file, so a changed source or camera rebuilds only w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -216,7 +217,8 @@ class ImageLoader:
     def __len__(self) -> int:
         return len(self.cameras)
 
-    def _decode(self, i: int) -> torch.Tensor:
+    def _pixels(self, i: int, pin: bool = False) -> torch.Tensor:
+        """[H, W, 3] uint8 image of camera ``i``; in page-locked memory with ``pin`` (for an async copy)."""
         i = int(i)  # also a 0-d tensor from torch.randperm
         pixels = self._memory.get(i)
         if pixels is None:
@@ -226,16 +228,34 @@ class ImageLoader:
             pixels = torch.from_numpy(fit_size(read_image(cam.image_path), cam.width, cam.height, cam.image_path))
             if self.cache:
                 self._memory[i] = pixels
-        return pixels.float().div_(255.0)
+        return pixels.pin_memory() if pin else pixels
+
+    def _decode(self, i: int) -> torch.Tensor:
+        return self._pixels(i).float().div_(255.0)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         """[H, W, 3] float32 image of camera ``i`` (H, W = the camera's height and width)."""
         return self._decode(i)
 
-    def iterate(self, order: Sequence[int]) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(i, image)`` for every ``i`` in ``order``, in that order, decoding ahead in the background."""
+    def iterate(self, order: Sequence[int], device: torch.device | str | None = None
+                ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(i, image)`` for every ``i`` in ``order``, in that order, decoding ahead in the background.
+
+        Images are float32 on ``device`` (default: the CPU). For a CUDA device the background threads also
+        copy each image into page-locked memory, and the image crosses to the GPU as uint8 (a quarter of
+        the bytes), without waiting, before it is converted there.
+        """
+        device = torch.device(device or "cpu")
+        pin = device.type == "cuda"
+        load = self._decode if device.type == "cpu" else functools.partial(self._pixels, pin=pin)
+
+        def finish(pixels: torch.Tensor) -> torch.Tensor:
+            if device.type == "cpu":
+                return pixels
+            return pixels.to(device, non_blocking=pin).float().div_(255.0)
+
         if self.prefetch == 0:
-            yield from ((i, self._decode(i)) for i in order)
+            yield from ((i, finish(load(i))) for i in order)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(min(self.prefetch, os.cpu_count() or 1), thread_name_prefix="images")
@@ -244,11 +264,11 @@ class ImageLoader:
         try:
             while True:
                 while len(ahead) < self.prefetch and (i := next(indices, None)) is not None:
-                    ahead.append((int(i), self._pool.submit(self._decode, i)))
+                    ahead.append((int(i), self._pool.submit(load, i)))
                 if not ahead:
                     return
                 i, future = ahead.popleft()
-                yield i, future.result()
+                yield i, finish(future.result())
         finally:
             for _, future in ahead:  # the consumer stopped early: drop the decodes it will never use
                 future.cancel()

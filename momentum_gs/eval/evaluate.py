@@ -80,8 +80,9 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     per_view, seconds, strip = [], [], []
     if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(model.device)
-    for index, gt in tqdm(loader.iterate(range(len(scene.test))), total=len(scene.test), desc="eval", unit="view"):
-        camera, gt = scene.test[index], gt.to(model.device)
+    views = loader.iterate(range(len(scene.test)), model.device)
+    for index, gt in tqdm(views, total=len(scene.test), desc="eval", unit="view"):
+        camera = scene.test[index]
         started = _synchronized_time(gt.device)
         view = model.render(camera, cfg.render, appearance_index=None)
         seconds.append(_synchronized_time(gt.device) - started)

@@ -24,7 +24,9 @@ class NeuralGaussians:
         means: [M, 3] world units.  quats: [M, 4] unit wxyz.  scales: [M, 3] world units.
         opacities: [M] in (0, 1).  colors: [M, 3] RGB in (0, 1).
         visible: bool [N] anchors that passed culling (V of them).
+        anchor_index: [V] long, the indices of the visible anchors (``visible.nonzero()``).
         selection: bool [V * k] children kept (opacity > 0), anchor-major.
+        kept: [M] long, the indices of the kept children among the V * k (``selection.nonzero()``).
         neural_opacity: [V, k] all decoded opacities of the visible anchors.
         decoded: the decoder outputs for the visible anchors.
         inputs: what the decoder saw (a teacher decoder can decode the same).
@@ -37,7 +39,9 @@ class NeuralGaussians:
     opacities: torch.Tensor
     colors: torch.Tensor
     visible: torch.Tensor
+    anchor_index: torch.Tensor
     selection: torch.Tensor
+    kept: torch.Tensor
     neural_opacity: torch.Tensor
     decoded: DecodedAnchors
     inputs: DecoderInputs
@@ -51,9 +55,7 @@ class NeuralGaussians:
     def child_index(self) -> torch.Tensor:
         """[M] long: index of each kept Gaussian among all N * k children (anchor-major)."""
         k = self.neural_opacity.shape[1]
-        anchor_idx = self.visible.nonzero()[:, 0]
-        all_children = anchor_idx[:, None] * k + torch.arange(k, device=anchor_idx.device)
-        return all_children.reshape(-1)[self.selection]
+        return self.anchor_index[self.kept // k] * k + self.kept % k
 
 
 def visible_anchors(positions: torch.Tensor, scales: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor,
@@ -93,15 +95,17 @@ def child_rotations(cov: torch.Tensor) -> torch.Tensor:
     return F.normalize(cov[..., 3:7], dim=-1)
 
 
-def decoder_inputs(anchors: AnchorSet, visible: torch.Tensor, camera: Camera,
+def decoder_inputs(anchors: AnchorSet, anchor_index: torch.Tensor, camera: Camera,
                    appearance_code: torch.Tensor | None = None) -> DecoderInputs:
-    """Features, unit view directions and distances of the visible anchors; ``appearance_code`` [a] or None."""
-    offsets = anchors.positions[visible] - camera.center.to(anchors.positions)
+    """Features, unit view directions and distances of the anchors ``anchor_index`` ([V] long);
+    ``appearance_code`` [a] or None."""
+    offsets = anchors.positions.index_select(0, anchor_index) - camera.center.to(anchors.positions)
     dists = offsets.norm(dim=-1, keepdim=True)
     appearance = None
     if appearance_code is not None:
         appearance = appearance_code.reshape(1, -1).expand(offsets.shape[0], -1)
-    return DecoderInputs(anchors.features[visible], offsets / dists.clamp_min(1e-12), dists, appearance)
+    return DecoderInputs(anchors.features.index_select(0, anchor_index), offsets / dists.clamp_min(1e-12), dists,
+                         appearance)
 
 
 def generate_gaussians(anchors: AnchorSet, decoder: Decoder, camera: Camera,
@@ -112,25 +116,33 @@ def generate_gaussians(anchors: AnchorSet, decoder: Decoder, camera: Camera,
     Per visible anchor a and child i: μ = a + offset_i ⊙ exp(scalings[0:3]), scale = exp(scalings[3:6]) ⊙
     sigmoid(cov_i[0:3]), rotation = normalize(cov_i[3:7]); only children with opacity > 0 are kept.
     ``visible`` (bool [N]) overrides the culling, e.g. to decode the same anchors twice.
+
+    The two data-dependent sizes, V and M, are read from the device once each (one ``nonzero`` per mask);
+    every gather after that is an ``index_select``, which needs no read-back.
     """
     if visible is None:
         with torch.no_grad():
             scales = torch.exp(anchors.scalings[:, :3])
             visible = visible_anchors(anchors.positions, scales, camera.world_to_cam, camera.K, camera.width,
                                       camera.height, near)
-    inputs = decoder_inputs(anchors, visible, camera, appearance_code)
+    anchor_index = visible.nonzero()[:, 0]
+    inputs = decoder_inputs(anchors, anchor_index, camera, appearance_code)
     decoded = decoder.decode(inputs)
-    scalings = anchors.scalings[visible]
-    means = anchors.positions[visible][:, None] + anchors.offsets[visible] * torch.exp(scalings[:, None, :3])
+    scalings = anchors.scalings.index_select(0, anchor_index)
+    positions = anchors.positions.index_select(0, anchor_index)
+    means = positions[:, None] + anchors.offsets.index_select(0, anchor_index) * torch.exp(scalings[:, None, :3])
     selection = (decoded.opacity > 0).reshape(-1)
+    kept = selection.nonzero()[:, 0]
     return NeuralGaussians(
-        means=means.reshape(-1, 3)[selection],
-        quats=child_rotations(decoded.cov).reshape(-1, 4)[selection],
-        scales=child_scales(decoded.cov, scalings).reshape(-1, 3)[selection],
-        opacities=decoded.opacity.reshape(-1)[selection],
-        colors=decoded.color.reshape(-1, 3)[selection],
+        means=means.reshape(-1, 3).index_select(0, kept),
+        quats=child_rotations(decoded.cov).reshape(-1, 4).index_select(0, kept),
+        scales=child_scales(decoded.cov, scalings).reshape(-1, 3).index_select(0, kept),
+        opacities=decoded.opacity.reshape(-1).index_select(0, kept),
+        colors=decoded.color.reshape(-1, 3).index_select(0, kept),
         visible=visible,
+        anchor_index=anchor_index,
         selection=selection,
+        kept=kept,
         neural_opacity=decoded.opacity,
         decoded=decoded,
         inputs=inputs,

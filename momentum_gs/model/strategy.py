@@ -104,7 +104,7 @@ class GrowPruneStrategy:
                 ``grad_threshold``.
             width, height: image size in pixels.
         """
-        anchor_idx = neural.visible.nonzero()[:, 0]
+        anchor_idx = neural.anchor_index
         self.opacity_accum.index_add_(0, anchor_idx, neural.neural_opacity.detach().clamp_min(0).sum(dim=1))
         self.anchor_visits[anchor_idx] += 1
         child = neural.child_index()
@@ -117,8 +117,9 @@ class GrowPruneStrategy:
             drawn = drawn.any(dim=-1)
         to_ndc = means2d_grad.new_tensor([width / 2.0, height / 2.0])
         norms = (means2d_grad[:, :2] * to_ndc).norm(dim=-1)
-        self.offset_grad_accum.index_add_(0, child[drawn], norms[drawn].to(self.offset_grad_accum))
-        self.offset_visits.index_add_(0, child[drawn], torch.ones_like(norms[drawn]).to(self.offset_visits))
+        # Gaussians not drawn add 0 (a mask would need the device's data on the host to size its output)
+        self.offset_grad_accum.index_add_(0, child, torch.where(drawn, norms, 0.0).to(self.offset_grad_accum))
+        self.offset_visits.index_add_(0, child, drawn.to(self.offset_visits))
 
     @torch.no_grad()
     def adjust(self, anchors: AnchorSet, optimizer: torch.optim.Optimizer | None) -> dict[str, int]:

@@ -118,31 +118,32 @@ class StepReducer:
         self.numel = sum(p.numel() for p in self.params)
         self.bytes_per_step = 0  # size of the last all-reduced buffer
 
-    def reduce(self, count: int, metrics: Sequence[float]) -> list[float]:
-        """Average the gradients over ``count`` blocks; returns the metric sums of all processes."""
+    def reduce(self, count: int, metrics: torch.Tensor) -> torch.Tensor:
+        """Average the gradients over ``count`` blocks; returns ``metrics`` ([m], this process's sums)
+        summed over all processes, on the device (nothing is read back for them)."""
         grads = [p.grad for p in self.params]
         if not self.world.distributed:
             present = [g for g in grads if g is not None]
             if present and count > 1:
                 torch._foreach_div_(present, float(count))
-            return list(metrics)
-        device = self.params[0].device if self.params else torch.device("cpu")
-        flat = torch.zeros(self.numel + len(self.params) + len(metrics), device=device, dtype=torch.float32)
+            return metrics
+        device = self.params[0].device if self.params else metrics.device
+        flat = torch.zeros(self.numel + len(self.params) + metrics.numel(), device=device, dtype=torch.float32)
         offset = 0
         for i, (p, g) in enumerate(zip(self.params, grads)):
             if g is not None:
                 flat[offset:offset + p.numel()].copy_(g.reshape(-1))
                 flat[self.numel + i] = 1.0
             offset += p.numel()
-        flat[self.numel + len(self.params):] = torch.tensor(list(metrics), dtype=torch.float32)
+        flat[self.numel + len(self.params):] = metrics
         dist.all_reduce(flat)
         self.bytes_per_step = flat.numel() * flat.element_size()
-        tail = flat[self.numel:].tolist()  # the flags and the metric sums, read back in one go
+        flags = flat[self.numel:self.numel + len(self.params)].tolist()  # which gradients exist anywhere
         offset = 0
-        for p, flag in zip(self.params, tail):
+        for p, flag in zip(self.params, flags):
             p.grad = flat[offset:offset + p.numel()].view_as(p).div_(float(count)) if flag > 0 else None
             offset += p.numel()
-        return tail[len(self.params):]
+        return flat[self.numel + len(self.params):]
 
 
 def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:

@@ -17,6 +17,24 @@ from momentum_gs.errors import UserError
 from momentum_gs.train.distributed import SINGLE, World
 
 
+class Metrics:
+    """Named numbers of one step, left on the device until :meth:`read` (one read-back for all of them).
+
+    On a GPU, reading a value waits for the device to finish the step; the logger reads only the steps it
+    shows or writes.
+    """
+
+    def __init__(self, names: list[str], values: torch.Tensor):
+        self.names, self.values = list(names), values
+
+    def read(self) -> dict[str, float]:
+        return dict(zip(self.names, self.values.tolist()))
+
+
+def _read(metrics: Metrics | dict | None) -> dict | None:
+    return metrics.read() if isinstance(metrics, Metrics) else metrics
+
+
 class TrainLogger:
     """Shows and records the metrics of each step.
 
@@ -49,16 +67,20 @@ class TrainLogger:
             self.rank_file = _open_log(Path(out_dir) / "logs" / f"rank{world.rank}.log", start)
         self._since_refresh = 0
 
-    def log(self, step: int, metrics: dict, local: dict | None = None) -> None:
-        """Record ``metrics`` (name → number, over all processes) and this process's ``local`` ones at ``step``."""
+    def log(self, step: int, metrics: Metrics | dict, local: Metrics | dict | None = None) -> None:
+        """Record ``metrics`` (name → number, over all processes) and this process's ``local`` ones at ``step``.
+
+        They are read from the device only at the steps that are shown (every ``progress_every``).
+        """
         self._since_refresh += 1
         due = step % self.cfg.progress_every == 0 or step == self.bar.total
         if due and self.rank_file is not None:
-            self.rank_file.write(json.dumps({"step": step, **(local or metrics)}) + "\n")
+            self.rank_file.write(json.dumps({"step": step, **_read(local or metrics)}) + "\n")
             self.rank_file.flush()
         if not self.enabled:
             return
         if due:
+            metrics = _read(metrics)
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.2f}",
                                  gaussians=metrics["num_gaussians"], refresh=False)
             self.bar.update(self._since_refresh)

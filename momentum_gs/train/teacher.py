@@ -106,7 +106,7 @@ def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors) -> tuple
 
     Opacity compares the raw tanh outputs of all k children of the V visible anchors; colour, scale
     (``child_scales`` with the student's anchor log-scales) and rotation (unit quaternions) compare only
-    the M children kept by the student (``student.selection``), using the student's rendered values.
+    the M children kept by the student (``student.kept``), using the student's rendered values.
 
     The teacher's outputs are a constant target: unlike the reference code, whose teacher terms
     back-propagate into the anchor features and scales through the frozen MLPs, gradients reach only the
@@ -123,13 +123,16 @@ def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors) -> tuple
     if teacher.opacity.shape != student.neural_opacity.shape:
         raise ValueError(f"teacher decoded {tuple(teacher.opacity.shape)} children, the student "
                          f"{tuple(student.neural_opacity.shape)}: decode the student's inputs")
-    keep = student.selection
+
+    def kept(values: torch.Tensor, width: int) -> torch.Tensor:  # the teacher's values of the kept children
+        return values.detach().reshape(-1, width).index_select(0, student.kept)
+
     scalings = student.anchor_scalings.detach()
     parts = {
         "opacity": _mse(student.neural_opacity, teacher.opacity.detach()),
-        "color": _mse(student.colors, teacher.color.detach().reshape(-1, 3)[keep]),
-        "scale": _mse(student.scales, child_scales(teacher.cov.detach(), scalings).reshape(-1, 3)[keep]),
-        "rotation": _mse(student.quats, child_rotations(teacher.cov.detach()).reshape(-1, 4)[keep]),
+        "color": _mse(student.colors, kept(teacher.color, 3)),
+        "scale": _mse(student.scales, kept(child_scales(teacher.cov, scalings), 3)),
+        "rotation": _mse(student.quats, kept(child_rotations(teacher.cov), 4)),
     }
     total = parts["opacity"] + parts["color"] + parts["scale"] + parts["rotation"]
     return total, {name: value.detach() for name, value in parts.items()}

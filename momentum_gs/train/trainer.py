@@ -27,7 +27,7 @@ from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rate
 from momentum_gs.train import blocks as B
 from momentum_gs.train import distributed as D
 from momentum_gs.train.block_store import BlockStore
-from momentum_gs.train.progress import TrainLogger
+from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
 from momentum_gs.train.weighting import BlockWeighting
@@ -220,10 +220,10 @@ class Trainer:
                                            world=self.world, run_config=to_dict(cfg))
         started, first_step = time.perf_counter(), self.step
         plan = self.plan(self.step, end)
-        images = self.loader.iterate([view for entries in plan for _, view in entries])
+        images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
         try:
             for entries in plan:
-                views = [(b, v, next(images)[1].to(self.device, non_blocking=True)) for b, v in entries]
+                views = [(b, v, next(images)[1]) for b, v in entries]
                 metrics, local = self.train_step(views)
                 logger.log(self.step, metrics, local)
                 self.record()
@@ -239,11 +239,11 @@ class Trainer:
                 "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
                 "checkpoint": checkpoint and str(checkpoint)}
 
-    def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> tuple[dict, dict]:
+    def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> tuple[Metrics, Metrics]:
         """One global step: every active block takes one step on its view; the decoder takes one averaged step.
 
         ``views`` are this process's (block, view, image) triples. Returns the step's metrics averaged
-        over all active blocks of all processes, and over this process's blocks.
+        over all active blocks of all processes, and over this process's blocks (on the device until read).
         """
         step = self.step + 1
         self.exchange(step)
@@ -252,17 +252,16 @@ class Trainer:
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
         if self.teacher is not None:
             self.teacher.update(self.decoder, momentum_schedule(step, self.cfg.teacher))
-        weights = self.weighting.weights(step)
+        weights = self.weighting.weights(step)  # on the host
         metrics = [self.block_step(block, view, gt, float(weights[block.id]))
                    for block, (_, view, gt) in zip(active, views)]
-        names = list(metrics[0])
-        sums = self.reducer.reduce(self.cfg.blocks.active, [sum(m[k] for m in metrics) for k in names])
+        names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
+        sums = self.reducer.reduce(self.cfg.blocks.active, values.sum(dim=0))
         if self.decoder_opt is not None:
             self.decoder_opt.step()
             self.decoder_opt.zero_grad(set_to_none=True)
         self.step = step
-        local = {name: float(np.mean([m[name] for m in metrics])) for name in names}
-        return {name: total / self.cfg.blocks.active for name, total in zip(names, sums)}, local
+        return Metrics(names, sums / self.cfg.blocks.active), Metrics(names, values.mean(dim=0))
 
     def block_step(self, block: B.Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -285,10 +284,10 @@ class Trainer:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         block.steps = step
-        with torch.no_grad():
-            quality = float(psnr(view.output.image.detach().clamp(0, 1), gt))
-        return {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}, "psnr": quality,
-                "weight": weight, "num_gaussians": view.gaussians.num, "num_anchors": block.anchors.num_anchors}
+        with torch.no_grad():  # kept on the device: the logger reads them only when it shows them
+            sizes = torch.tensor([weight, view.gaussians.num, block.anchors.num_anchors], dtype=torch.float32)
+            return {"loss": loss.detach(), **parts, "psnr": psnr(view.output.image.detach().clamp(0, 1), gt),
+                    **dict(zip(("weight", "num_gaussians", "num_anchors"), sizes.to(self.device, non_blocking=True)))}
 
     def strategy_hooks(self, block: B.Block, step: int, view, camera) -> None:
         """Accumulate screen-space statistics, then grow and prune when the block's schedule says so."""

@@ -1,0 +1,60 @@
+"""The training loop reads the device's data back to the host only where sizes depend on it.
+
+On a GPU every such read stalls the CPU until the device has finished the work queued before it. A step
+needs two: the number of anchors in view and the number of children kept, which size every later
+tensor. The step's metrics stay on the device until the logger shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from momentum_gs.data.scene import load_scene
+from momentum_gs.render import rasterize
+from momentum_gs.train.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from host_reads import HostReads, uncounted  # noqa: E402
+
+
+def _counting_trainer(cfg, monkeypatch) -> tuple[Trainer, list[dict]]:
+    """A trainer whose steps are counted, each step's reads by kind in the returned list.
+
+    Not counted: the "torch" rasterizer's forward (a GPU run uses gsplat's) and Adam's steps, whose step
+    counters live on the host (they are read with ``.item()`` there, not from the device).
+    """
+    monkeypatch.setitem(rasterize.BACKENDS, "torch", uncounted(rasterize.BACKENDS["torch"]))
+    monkeypatch.setattr(torch.optim.Adam, "step", uncounted(torch.optim.Adam.step))
+    trainer = Trainer(cfg, load_scene(cfg.data), Path(cfg.out), torch.device("cpu"))
+    steps, train_step = [], trainer.train_step
+
+    def counted(views):
+        with HostReads() as reads:
+            out = train_step(views)
+        steps.append(dict(reads.counts))
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", counted)
+    return trainer, steps
+
+
+def test_a_training_step_reads_two_sizes_from_the_device(tiny_config, monkeypatch):
+    tiny_config.teacher.enabled = True  # the consistency loss gathers the kept children too
+    tiny_config.log.progress_every = 8
+    trainer, steps = _counting_trainer(tiny_config, monkeypatch)
+    trainer.train()
+    adjusting = {s for s in range(1, len(steps) + 1) if trainer.blocks[0].strategy.should_adjust(s)}
+    plain = [counts for s, counts in enumerate(steps, start=1) if s not in adjusting]
+    assert len(plain) >= 18
+    for counts in plain:
+        # the two sizes; one host-side read of the block weights; the torch rasterizer's backward checks
+        # once whether any opacity reaches its clamp (gsplat's backward does not)
+        assert counts == {"nonzero": 2, "scalar read": 2}, counts
+    # metrics were still logged, read at the shown steps only
+    log = [json.loads(line) for line in Path(tiny_config.out, "train.log").read_text().splitlines()]
+    assert [r["step"] for r in log] == [8, 16, 24] and log[-1]["num_anchors"] == trainer.num_anchors()
+    assert all(r["loss"] > r["l1"] > 0 and r["psnr"] > 10 for r in log)
