@@ -10,10 +10,10 @@ gradient is in pixels like ours (gsplat's own strategy also scales it by width/2
 ``means2d.grad`` needs no conversion. What differs:
 
 - α is clamped at 0.999 (ours 0.99): Gaussians with opacity above 0.99 render differently at their core.
-- gsplat lists a Gaussian in every tile of its opacity-aware box, which holds its whole α >= 1/255 ellipse;
-  ours cuts that box to the 3σ square of the largest axis, so an opaque (o > 0.35), round Gaussian can lose
-  a faint rim (α < 0.011·o) in tiles beyond its 3σ square with ours. Tiles are gsplat's 16 px (its only
-  tested size): ``tile_size`` is ignored, which changes no pixel since the box holds the whole ellipse.
+- Neither draws a Gaussian outside the box around its α >= 1/255 ellipse (gsplat's opacity-aware box),
+  and both evaluate every pixel inside it, so both draw the same pixels; gsplat rounds its box up to
+  whole pixels, which adds only pixels where α < 1/255. Tiles are gsplat's 16 px (its only tested
+  size): ``tile_size`` is ignored, which changes no pixel.
 - ``radii`` are ours (ceil of 3σ of the largest axis, from our projection without gradients), not gsplat's
   tighter per-axis ones, so that the densification statistics count the same Gaussians as drawn.
 - ``means2d`` rows of the Gaussians gsplat culls are 0 (ours keeps their projection); their gradient is 0

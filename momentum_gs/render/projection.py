@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,8 @@ import torch.nn.functional as F
 # How far outside the image (as a fraction of the half field of view) the ray used for the EWA Jacobian
 # may point. The affine approximation blows up for points far off-screen; gsplat and 3DGS clamp the same way.
 FRUSTUM_MARGIN = 0.3
+# Mahalanobis distance at which even an opaque Gaussian's α falls below 1/255: sqrt(2·ln 255).
+ALPHA_REACH = math.sqrt(2.0 * math.log(255.0))
 
 
 @dataclass
@@ -69,8 +72,9 @@ def project_gaussians(
         width, height: image size in pixels. near, far: depth range kept (world units, exclusive).
         eps2d: pixel² added to the 2D covariance diagonal (anti-aliasing low-pass filter).
 
-    Culled (radius 0): z <= near, z >= far, non positive-definite 2D covariance, or a 3σ box that does
-    not overlap the image. Culled rows keep finite values so that backward never meets inf · 0.
+    Culled (radius 0): z <= near, z >= far, non positive-definite 2D covariance, or no pixel of the image
+    where its α could reach 1/255 (the bounding box of that ellipse at opacity 1 misses the image, as in
+    gsplat). Culled rows keep finite values so that backward never meets inf · 0.
     """
     R_wc, t_wc = world_to_cam[:3, :3], world_to_cam[:3, 3]
     p_cam = means @ R_wc.T + t_wc
@@ -94,7 +98,9 @@ def project_gaussians(
         mid = 0.5 * (a + c)
         lambda_max = mid + torch.sqrt(torch.clamp(mid * mid - det, min=0.0))
         radius = torch.ceil(3.0 * torch.sqrt(lambda_max))
+        # the box where α can reach 1/255 (at opacity 1): half-widths ALPHA_REACH·σ_x, ALPHA_REACH·σ_y
         x, y = means2d[:, 0], means2d[:, 1]
-        on_image = (x + radius > 0) & (x - radius < width) & (y + radius > 0) & (y - radius < height)
+        rx, ry = ALPHA_REACH * torch.sqrt(a), ALPHA_REACH * torch.sqrt(c)
+        on_image = (x + rx > 0) & (x - rx < width) & (y + ry > 0) & (y - ry < height)
         radii = torch.where(valid & on_image, radius, torch.zeros_like(radius)).to(torch.int32)
     return Projection(means2d, covars2d, conics, depths, radii)

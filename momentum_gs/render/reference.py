@@ -7,6 +7,8 @@ O(N·H·W) memory: only for tiny scenes in tests.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -49,16 +51,16 @@ def _screen_gaussians(means, quats, scales, world_to_cam, K, width, height, near
     cov2d = torch.where(ok[:, None, None], cov2d, torch.eye(2, dtype=p.dtype, device=p.device))
     radius = torch.ceil(3 * torch.linalg.eigvalsh(cov2d.detach())[:, -1].sqrt())
     x, y = means2d.detach().unbind(-1)
-    ok = ok & (x + radius > 0) & (x - radius < width) & (y + radius > 0) & (y - radius < height)
+    reach = math.sqrt(2 * math.log(255)) * torch.diagonal(cov2d.detach(), dim1=-2, dim2=-1).sqrt()
+    ok = ok & (x + reach[:, 0] > 0) & (x - reach[:, 0] < width) & (y + reach[:, 1] > 0) & (y - reach[:, 1] < height)
     return means2d, torch.linalg.inv(cov2d), p[:, 2], torch.where(ok, radius, torch.zeros_like(radius))
 
 
-def _pixel_alphas(means2d, conics, radii, opacities, width: int, height: int, tile_size: int) -> Tensor:
-    """[H, W, N] α of every Gaussian at every pixel centre, 0 where skipped.
+def _pixel_alphas(means2d, conics, radii, opacities, width: int, height: int) -> Tensor:
+    """[H, W, N] α of every Gaussian at every pixel centre, 0 where skipped (α < 1/255 or culled).
 
-    A Gaussian is evaluated at a pixel only if the pixel's tile (side ``tile_size``) overlaps its open
-    3σ square, x - r < (tx+1)·s and x + r > tx·s and the same in y, which is what the tile rasterizer
-    (and gsplat/3DGS) do.
+    The tile rasterizer lists a Gaussian in every tile that touches the box around its α >= 1/255
+    ellipse, so it evaluates every pixel where α >= 1/255: no tile test is needed here.
     """
     dtype, device = means2d.dtype, means2d.device
     rows = torch.arange(height, dtype=dtype, device=device)
@@ -67,12 +69,7 @@ def _pixel_alphas(means2d, conics, radii, opacities, width: int, height: int, ti
     d = pix[:, :, None, :] - means2d  # [H, W, N, 2]
     power = 0.5 * torch.einsum("hwni,nij,hwnj->hwn", d, conics, d)
     alpha = torch.clamp(opacities * torch.exp(-power), max=0.99)
-
-    x, y = means2d.detach().unbind(-1)
-    tx, ty = (cols // tile_size)[:, None], (rows // tile_size)[:, None]
-    hit_x = (x - radii < (tx + 1) * tile_size) & (x + radii > tx * tile_size)  # [W, N]
-    hit_y = (y - radii < (ty + 1) * tile_size) & (y + radii > ty * tile_size)  # [H, N]
-    use = hit_y[:, None, :] & hit_x[None, :, :] & (radii > 0) & (alpha >= 1 / 255)
+    use = (radii > 0) & (alpha >= 1 / 255)
     return torch.where(use, alpha, torch.zeros_like(alpha))
 
 
@@ -81,7 +78,8 @@ def render_dense(
     world_to_cam: Tensor, K: Tensor, width: int, height: int, background: Tensor | None = None,
     near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, tile_size: int = 8,
 ) -> RenderOutput:
-    """Same arguments and output as ``render`` (pure autograd, every Gaussian at every pixel)."""
+    """Same arguments and output as ``render`` (pure autograd, every Gaussian at every pixel; ``tile_size``
+    changes nothing)."""
     world_to_cam, K = world_to_cam.to(means), K.to(means)
     if background is None:
         background = torch.zeros(colors.shape[-1], dtype=means.dtype, device=means.device)
@@ -90,8 +88,7 @@ def render_dense(
     if means2d.requires_grad:
         means2d.retain_grad()
     order = torch.argsort(depths.detach(), stable=True)
-    alpha = _pixel_alphas(
-        means2d[order], conics[order], radii[order], opacities[order], width, height, tile_size)
+    alpha = _pixel_alphas(means2d[order], conics[order], radii[order], opacities[order], width, height)
 
     keep = torch.cumprod(1 - alpha.detach(), -1) > 1e-4  # stop before T would reach 1e-4
     alpha = torch.where(keep, alpha, torch.zeros_like(alpha))

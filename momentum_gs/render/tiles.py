@@ -1,9 +1,8 @@
 """Gaussian × tile intersection lists, sorted by (tile, depth), grouped into buckets of similar length.
 
-A Gaussian is listed for every tile that its 3σ box touches (tile t spans pixel coordinates
-[t·s, (t+1)·s] on each axis, the box is the open square of half-side ``radius`` around the mean), as in
-gsplat and 3DGS. Tiles where it cannot reach α >= 1/255 anywhere are left out: that changes no pixel,
-only the work.
+A Gaussian is listed for every tile that touches the bounding box of the ellipse where its α reaches
+1/255 (tile t spans pixel coordinates [t·s, (t+1)·s] on each axis), as in gsplat: every pixel where it
+is drawn, and only tiles where it can be.
 """
 
 from __future__ import annotations
@@ -47,15 +46,14 @@ class TilePlan:
 def reach(covars2d: Tensor, opacities: Tensor, radii: Tensor) -> Tensor:
     """[N, 2] half-widths (pixels, x then y) of the box outside which a Gaussian draws nothing.
 
-    The 3σ square (``radii``) intersected with the bounding box of the ellipse where o·exp(-½dᵀΣ⁻¹d)
-    >= 1/255; that box has half-width sqrt(2·ln(255·o)·Σ_xx) along x. Zero for culled Gaussians.
+    The bounding box of the ellipse where o·exp(-½dᵀΣ⁻¹d) >= 1/255, of half-width sqrt(2·ln(255·o)·Σ_xx)
+    along x (gsplat's opacity-aware box). Zero for culled Gaussians (``radii`` 0) and for o < 1/255.
     """
     level = torch.log(opacities.detach() / ALPHA_MIN).clamp(min=0.0)
     var = torch.diagonal(covars2d.detach(), dim1=-2, dim2=-1)
     ellipse = torch.sqrt(2.0 * level[:, None] * var) * 1.001 + 1e-3  # margin against rounding
-    square = radii.to(var.dtype)[:, None].expand(-1, 2)
     drawn = (radii > 0) & (level > 0)
-    return torch.where(drawn[:, None], torch.minimum(ellipse, square), torch.zeros_like(var))
+    return torch.where(drawn[:, None], ellipse, torch.zeros_like(var))
 
 
 def intersect_tiles(
