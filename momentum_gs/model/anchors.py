@@ -23,13 +23,14 @@ MIN_SQUARED_DISTANCE = 1e-7  # world units²; floor for the initial scale of coi
 def knn_mean_squared_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
     """[P] mean squared distance (world units²) of each point to its ``k`` nearest other points.
 
-    Exact (scipy cKDTree). Fewer than ``k`` other points: the ones there are; a lone point gets 0.
+    Exact (scipy cKDTree, queries on every core). Fewer than ``k`` other points: the ones there are; a lone
+    point gets 0.
     """
     points = np.asarray(points, dtype=np.float64)
     kk = min(k, len(points) - 1)
     if kk < 1:
         return np.zeros(len(points))
-    dist, _ = cKDTree(points).query(points, k=kk + 1)
+    dist, _ = cKDTree(points).query(points, k=kk + 1, workers=-1)
     return (dist[:, 1:] ** 2).mean(axis=1)  # column 0 is the point itself
 
 
