@@ -47,6 +47,23 @@ def test_assignment_covers_every_active_block_exactly_once(k, world_size):
         assert sizes.count(k // world_size + 1) == k % world_size
 
 
+def test_view_plan_walks_each_blocks_views_once_per_epoch_whoever_trains_it():
+    sched = BlockScheduler(3, 2, interval=4, world_size=2)
+    cameras = [[10, 11, 12], [20, 21], [30, 31, 32, 33]]
+    whole = sched.view_plan(0, 60, cameras, seed=1)
+    walked = {b: [v for step in whole for blk, v in step if blk == b] for b in range(3)}
+    for b, views in walked.items():
+        assert len(views) == sched.counts_before(60)[b]
+        full = len(views) // len(cameras[b]) * len(cameras[b])
+        for epoch in range(0, full, len(cameras[b])):  # every view once per epoch, in a new order
+            assert sorted(views[epoch:epoch + len(cameras[b])]) == cameras[b]
+    assert len({tuple(walked[2][e:e + 4]) for e in range(0, 24, 4)}) > 1
+    ranks = [sched.view_plan(0, 60, cameras, seed=1, world_size=2, rank=r) for r in range(2)]
+    assert [sorted(a + b) for a, b in zip(*ranks)] == [sorted(step) for step in whole]
+    assert sched.view_plan(25, 60, cameras, seed=1) == whole[25:]  # a resumed run sees the same views
+    assert sched.view_plan(0, 60, cameras, seed=2) != whole
+
+
 def test_invalid_settings_are_refused_with_clear_text():
     with pytest.raises(ValueError, match="between 1 and n"):
         BlockScheduler(4, 5)

@@ -92,6 +92,29 @@ class BlockScheduler:
         """``assign(active(step), world_size, rank)``."""
         return self.assign(self.active(step), world_size, rank)
 
+    def view_plan(self, start: int, end: int, cameras: list[list[int]], seed: int, world_size: int = 1,
+                  rank: int = 0) -> list[list[tuple[int, int]]]:
+        """For global steps ``start .. end-1``: the (block, training view) pairs process ``rank`` trains.
+
+        ``cameras[b]`` are block b's training views. A pure function of the schedule: each block walks
+        through a fresh random permutation of its own views per epoch, seeded by (seed, block, epoch), so a
+        resumed run (with any number of processes) sees the same views.
+        """
+        counts = self.counts_before(start)
+        plan, orders = [], {}
+        for step in range(start, end):
+            mine = self.blocks_for(step + 1, world_size, rank)  # steps count from 1
+            entries = []
+            for b in self.active(step + 1):
+                if b in mine:
+                    epoch, position = divmod(counts[b], len(cameras[b]))
+                    if (b, epoch) not in orders:
+                        orders[(b, epoch)] = np.random.default_rng([seed, b, epoch]).permutation(len(cameras[b]))
+                    entries.append((b, cameras[b][orders[(b, epoch)][position]]))
+                counts[b] += 1
+            plan.append(entries)
+        return plan
+
 
 def _check_world(num_active: int, world_size: int, rank: int) -> None:
     """Raise a ValueError unless 1 ≤ G ≤ k and 0 ≤ rank < G."""

@@ -8,7 +8,6 @@ optimizer step → teacher update (before the next step's forward) → logging �
 from __future__ import annotations
 
 import math
-import random
 import time
 from pathlib import Path
 
@@ -24,37 +23,18 @@ from momentum_gs.losses import psnr, reconstruction_loss, ssim
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
+from momentum_gs.partition.run import load_partition_for
 from momentum_gs.train import blocks as B
 from momentum_gs.train import distributed as D
 from momentum_gs.train.block_store import BlockStore
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
+from momentum_gs.train.seeding import rng_state, seed_everything, set_rng_state
 from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
 from momentum_gs.train.weighting import BlockWeighting
 
 
 EVERYONE = -1  # holder of a block every process has an identical copy of (at the start, after a resume)
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch; with ``deterministic``, also ask for deterministic kernels.
-
-    Seeds alone are not enough on a multi-core CPU: the backward of indexing accumulates with threads in
-    whatever order they finish, so two runs drifted apart within a hundred steps.
-    """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-
-
-def load_partition(cfg: Config, scene: SceneData):
-    """The partition named by ``cfg.blocks.partition`` (checked against the scene), or None for one block."""
-    if not cfg.blocks.partition:
-        return None
-    from momentum_gs.partition import load_partition_for
-
-    return load_partition_for(scene, cfg.blocks.partition)
 
 
 class Trainer:
@@ -77,7 +57,7 @@ class Trainer:
                  world: D.World = D.SINGLE):
         self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
         seed_everything(cfg.seed, cfg.deterministic)
-        self.partition = load_partition(cfg, scene)
+        self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
         n = 1 if self.partition is None else self.partition.num_blocks
         if cfg.blocks.active > n:
             raise UserError(f"blocks.active={cfg.blocks.active} but the scene has only {n} block(s)")
@@ -181,29 +161,6 @@ class Trainer:
                                 "offloaded_bytes": self.store.nbytes() + self.store.disk_bytes()}
         return [self.blocks[b] for b in active]
 
-    def plan(self, start: int, end: int) -> list[list[tuple[int, int]]]:
-        """For global steps ``start .. end-1``: the (block, training view) pairs this process trains.
-
-        A pure function of the schedule: each block walks through a fresh random permutation of its own
-        views per epoch, seeded by (seed, block, epoch), so a resumed run (with any number of processes)
-        sees the same views.
-        """
-        counts = self.scheduler.counts_before(start)
-        plan, orders = [], {}
-        for step in range(start, end):
-            mine = self.scheduler.blocks_for(step + 1, self.world.size, self.world.rank)  # steps count from 1
-            entries = []
-            for b in self.scheduler.active(step + 1):
-                if b in mine:
-                    cameras = self.blocks[b].cameras
-                    epoch, position = divmod(counts[b], len(cameras))
-                    if (b, epoch) not in orders:
-                        orders[(b, epoch)] = np.random.default_rng([self.cfg.seed, b, epoch]).permutation(len(cameras))
-                    entries.append((b, cameras[orders[(b, epoch)][position]]))
-                counts[b] += 1
-            plan.append(entries)
-        return plan
-
     # ---- the loop -------------------------------------------------------------------------------------
     def train(self, until: int | None = None) -> dict:
         """Train from ``self.step`` to the last step (or stop after global step ``until``); returns a summary.
@@ -219,7 +176,8 @@ class Trainer:
         logger = self.logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps,
                                            world=self.world, run_config=to_dict(cfg))
         started, first_step = time.perf_counter(), self.step
-        plan = self.plan(self.step, end)
+        plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
+                                        self.world.size, self.world.rank)
         images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
         try:
             for entries in plan:
@@ -310,10 +268,8 @@ class Trainer:
         if self.cfg.log.image_every and step % self.cfg.log.image_every == 0 and self.world.is_main:
             block = loaded[0]
             index = (block.val_views or block.cameras)[0]
-            camera = self.scene.train[index]
             with torch.no_grad():
-                image = render_view([(block.anchors, block.decoder or self.decoder)], camera, self.cfg.render,
-                                    self.appearance, camera.uid).output.image
+                image = self.render_train_view(block, index)
             log.image(step, f"views/block{block.id}", torch.cat([image, self.loader[index].to(image.device)], dim=1))
 
     def after_step(self) -> None:
@@ -341,12 +297,15 @@ class Trainer:
         """Mean PSNR and SSIM of a loaded block over its validation views."""
         scores = []
         for index in block.val_views:
-            camera = self.scene.train[index]
-            image = render_view([(block.anchors, block.decoder or self.decoder)], camera, self.cfg.render,
-                                self.appearance, camera.uid).output.image.clamp(0, 1)
-            gt = self.loader[index].to(self.device)
+            image, gt = self.render_train_view(block, index).clamp(0, 1), self.loader[index].to(self.device)
             scores.append((float(psnr(image, gt)), float(ssim(image, gt))))
         return tuple(float(v) for v in np.mean(scores, axis=0))
+
+    def render_train_view(self, block: B.Block, index: int) -> torch.Tensor:
+        """[H, W, 3] render of training view ``index`` by a loaded block."""
+        camera = self.scene.train[index]
+        parts = [(block.anchors, block.decoder or self.decoder)]
+        return render_view(parts, camera, self.cfg.render, self.appearance, camera.uid).output.image
 
     def block_equivalent(self, step: int) -> int:
         """Global step → the step count of a block at that point (k of n blocks train each step)."""
@@ -381,7 +340,7 @@ class Trainer:
             "teacher": None if self.teacher is None else self.teacher.state_dict(),
             "weighting": self.weighting.state_dict(),
             "partition": self.cfg.blocks.partition,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": rng_state(),
         }
 
     def save(self) -> Path:
@@ -416,9 +375,7 @@ class Trainer:
         if self.teacher is not None:
             self.teacher.load_state_dict(ckpt["teacher"])
         self.weighting.load_state_dict(ckpt["weighting"])
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        np.random.set_state(ckpt["rng"]["numpy"])
-        random.setstate(ckpt["rng"]["python"])
+        set_rng_state(ckpt["rng"])
         self.step = int(ckpt["step"])
 
     def resume(self) -> Path | None:
