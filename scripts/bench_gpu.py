@@ -6,6 +6,7 @@ For each scene (the synthetic city at full size; the brighton_beach drone captur
 ``mgs train ... render.backend=B device=cuda``, evaluates the run with ``mgs eval`` (its results.json gives
 the render FPS of the merged model and its peak render memory), and prints one markdown table under the
 GPU's name. Peak training memory is ``torch.cuda.max_memory_allocated`` of the training process.
+``--device cpu --backends torch`` gives the same table for the CPU (peak resident memory instead).
 
     python scripts/bench_gpu.py --steps 2000 [--scenes city brighton] [--backends torch gsplat] [key=value ...]
 
@@ -28,12 +29,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MGS_SHARED", REPO.parent / "shared"))
 
-# `mgs ARGS` in a child process that afterwards writes its peak GPU memory (MB) to the file named first.
+# `mgs ARGS` in a child process that afterwards writes its peak memory (MB) to the file named first: GPU
+# memory allocated by PyTorch on a GPU, the process's peak resident memory on the CPU.
 MGS_WITH_PEAK = (
-    "import json, sys, torch\n"
+    "import json, resource, sys, torch\n"
     "from momentum_gs.cli import main\n"
     "status = main(sys.argv[2:])\n"
-    "open(sys.argv[1], 'w').write(json.dumps(torch.cuda.max_memory_allocated() / 2**20))\n"
+    "peak = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized()\n"
+    "        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    "open(sys.argv[1], 'w').write(json.dumps(peak))\n"
     "sys.exit(status)\n"
 )
 
@@ -64,7 +68,7 @@ def bench(data: Path, setup: list[str], backend: str, args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     peak_file = args.out / f"{out.name}_peak.json"
     train = ["train", "--data", str(data), "--out", str(out), *setup, f"optim.steps={args.steps}",
-             f"render.backend={backend}", "device=cuda", "log.tensorboard=false", *args.overrides]
+             f"render.backend={backend}", f"device={args.device}", "log.tensorboard=false", *args.overrides]
     subprocess.run([sys.executable, "-c", MGS_WITH_PEAK, str(peak_file), *train], check=True, cwd=REPO)
     mgs("eval", str(out), "--no-images")
     summary = json.loads((out / "summary.json").read_text())
@@ -95,26 +99,31 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=4, help="blocks of the city (demo.yaml trains 2 at a time)")
     parser.add_argument("--brighton", type=Path, default=SHARED / "datasets" / "brighton_beach")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_gpu")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu for a baseline of the torch backend")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every run")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("bench_gpu.py needs a CUDA GPU: torch.cuda.is_available() is False (CPU-only torch, or no GPU)")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("bench_gpu.py needs a CUDA GPU: torch.cuda.is_available() is False (CPU-only torch, or no GPU); "
+                 "--device cpu --backends torch measures the CPU")
     if "gsplat" in args.backends:
         from momentum_gs.render.gsplat_backend import gsplat_problem
 
-        if (problem := gsplat_problem("cuda")) is not None:
+        if (problem := gsplat_problem(args.device)) is not None:
             sys.exit(f"bench_gpu.py: {problem}; or pass --backends torch")
         warm_up_gsplat()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [(name, backend, bench(data, setup, backend, args))
             for name, (data, setup) in scenes(args).items() for backend in args.backends]
-    print(f"\n{torch.cuda.get_device_name()}, {args.steps} steps per run\n")
-    print("| scene | backend | train steps/s | peak train memory (MB) | render FPS | peak render memory (MB) "
-          "| PSNR (dB) |")
+    on_gpu = args.device.startswith("cuda")
+    machine = torch.cuda.get_device_name(args.device) if on_gpu else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{machine}, {args.steps} steps per run\n")
+    memory = "peak train memory (MB)" if on_gpu else "peak train RSS (MB)"
+    print(f"| scene | backend | train steps/s | {memory} | render FPS | peak render memory (MB) | PSNR (dB) |")
     print("|---|---|---|---|---|---|---|")
     for name, backend, r in rows:
+        render_mb = "–" if r["render_mb"] is None else f"{r['render_mb']:.0f}"
         print(f"| {name} | {backend} | {r['steps_per_second']:.2f} | {r['train_mb']:.0f} | {r['fps']:.1f} "
-              f"| {r['render_mb']:.0f} | {r['psnr']:.2f} |")
+              f"| {render_mb} | {r['psnr']:.2f} |")
 
 
 if __name__ == "__main__":
