@@ -29,14 +29,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MGS_SHARED", REPO.parent / "shared"))
 
-# `mgs ARGS` in a child process that afterwards writes its peak memory (MB) to the file named first: GPU
-# memory allocated by PyTorch on a GPU, the process's peak resident memory on the CPU.
+# `mgs ARGS` in a child process (argv: peak file, device, ARGS) that afterwards writes its peak memory (MB) to
+# the peak file: memory allocated by PyTorch on a CUDA device, the process's peak resident memory otherwise
+# (ru_maxrss is in KiB on Linux, bytes on macOS).
 MGS_WITH_PEAK = (
     "import json, resource, sys, torch\n"
     "from momentum_gs.cli import main\n"
-    "status = main(sys.argv[2:])\n"
-    "peak = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized()\n"
-    "        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    "status = main(sys.argv[3:])\n"
+    "if sys.argv[2].startswith('cuda'):\n"
+    "    peak = torch.cuda.max_memory_allocated(sys.argv[2]) / 2**20\n"
+    "else:\n"
+    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == 'darwin' else 2**10)\n"
     "open(sys.argv[1], 'w').write(json.dumps(peak))\n"
     "sys.exit(status)\n"
 )
@@ -69,7 +72,8 @@ def bench(data: Path, setup: list[str], backend: str, args) -> dict:
     peak_file = args.out / f"{out.name}_peak.json"
     train = ["train", "--data", str(data), "--out", str(out), *setup, f"optim.steps={args.steps}",
              f"render.backend={backend}", f"device={args.device}", "log.tensorboard=false", *args.overrides]
-    subprocess.run([sys.executable, "-c", MGS_WITH_PEAK, str(peak_file), *train], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-c", MGS_WITH_PEAK, str(peak_file), args.device, *train], check=True,
+                   cwd=REPO)
     mgs("eval", str(out), "--no-images")
     summary = json.loads((out / "summary.json").read_text())
     results = json.loads((out / "eval" / "results.json").read_text())

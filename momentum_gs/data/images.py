@@ -252,7 +252,9 @@ class ImageLoader:
         def finish(pixels: torch.Tensor) -> torch.Tensor:
             if device.type == "cpu":
                 return pixels
-            return pixels.to(device, non_blocking=pin).float().div_(255.0)
+            # by a device tensor: CUDA divides by a host scalar as a product with its reciprocal (1 ulp off
+            # for half of the 256 levels), which would make the images differ from the CPU's
+            return pixels.to(device, non_blocking=pin).float().div_(torch.full((), 255.0, device=device))
 
         if self.prefetch == 0:
             yield from ((i, finish(load(i))) for i in order)

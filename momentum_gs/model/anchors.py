@@ -6,6 +6,8 @@ its children, columns 3:6 are the base size of the children (see ``neural.py``).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
@@ -20,6 +22,11 @@ ANCHOR_GROUPS = {"offset": "offsets", "feature": "features", "scaling": "scaling
 MIN_SQUARED_DISTANCE = 1e-7  # world units²; floor for the initial scale of coincident anchors
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity, which a job scheduler may have narrowed)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def knn_mean_squared_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
     """[P] mean squared distance (world units²) of each point to its ``k`` nearest other points.
 
@@ -30,7 +37,7 @@ def knn_mean_squared_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
     kk = min(k, len(points) - 1)
     if kk < 1:
         return np.zeros(len(points))
-    dist, _ = cKDTree(points).query(points, k=kk + 1, workers=-1)
+    dist, _ = cKDTree(points).query(points, k=kk + 1, workers=_usable_cores())
     return (dist[:, 1:] ** 2).mean(axis=1)  # column 0 is the point itself
 
 

@@ -6,6 +6,7 @@ cull anchors → decode neural Gaussians → rasterize.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -133,10 +134,17 @@ def render_view(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_c
     names = ("means", "quats", "scales", "opacities", "colors")
     tensors = [torch.cat([getattr(g, name) for g in decoded]) if len(decoded) > 1 else getattr(decoded[0], name)
                for name in names]
-    background = torch.tensor(render_cfg.background, dtype=torch.float32, device=device)
+    background = background_tensor(tuple(render_cfg.background), device)
     output = render(*tensors, camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
                     backend=backend or resolve_backend(render_cfg.backend, device), tile_size=render_cfg.tile_size)
     return ViewRender(output, decoded[0], int(tensors[0].shape[0]))
+
+
+@functools.cache
+def background_tensor(colour: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """The background colour as a float32 tensor on ``device``, made once: a copy to a GPU every render would
+    make the host wait for the GPU each time."""
+    return torch.tensor(colour, dtype=torch.float32, device=device)
 
 
 def resolve_backend(name: str, device: torch.device) -> str:

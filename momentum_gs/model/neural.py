@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from momentum_gs.data.camera import Camera
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import DecodedAnchors, Decoder, DecoderInputs
+from momentum_gs.render.projection import ALPHA_REACH
 
 
 @dataclass
@@ -60,10 +61,11 @@ class NeuralGaussians:
 
 def visible_anchors(positions: torch.Tensor, scales: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor,
                     width: int, height: int, near: float = 0.2) -> torch.Tensor:
-    """bool [N]: anchors in front of the near plane whose 3σ screen footprint touches the image.
+    """bool [N]: anchors in front of the near plane whose screen footprint touches the image.
 
     The footprint is an isotropic circle around the projected centre with radius
-    3 · max(scales) · max(fx, fy) · ‖p_cam‖ / z² pixels. ``max(fx, fy)·‖p_cam‖/z²`` bounds the largest
+    r · max(scales) · max(fx, fy) · ‖p_cam‖ / z² pixels, r = sqrt(2 ln 255) ≈ 3.33 (``ALPHA_REACH``, the
+    Mahalanobis distance beyond which the rasterizer draws nothing). ``max(fx, fy)·‖p_cam‖/z²`` bounds the largest
     singular value of the projection Jacobian (it equals it when fx = fy), so the circle contains the
     footprint of any rotation of the anchor's Gaussian: culling never drops an anchor the rasterizer
     would draw (up to the rasterizer's own 0.3 px² blur).
@@ -80,7 +82,7 @@ def visible_anchors(positions: torch.Tensor, scales: torch.Tensor, world_to_cam:
     u = K[0, 0] * p[:, 0] / z_safe + K[0, 2]
     v = K[1, 1] * p[:, 1] / z_safe + K[1, 2]
     focal = torch.maximum(K[0, 0], K[1, 1])
-    radius = 3.0 * scales.amax(dim=-1) * focal * p.norm(dim=-1) / z_safe**2
+    radius = ALPHA_REACH * scales.amax(dim=-1) * focal * p.norm(dim=-1) / z_safe**2
     touches = (u + radius > 0) & (u - radius < width) & (v + radius > 0) & (v - radius < height)
     return in_front & touches & torch.isfinite(radius)
 

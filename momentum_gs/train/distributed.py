@@ -118,9 +118,10 @@ class StepReducer:
         self.numel = sum(p.numel() for p in self.params)
         self.bytes_per_step = 0  # size of the last all-reduced buffer
 
-    def reduce(self, count: int, metrics: torch.Tensor) -> torch.Tensor:
+    def reduce(self, count: int, metrics: torch.Tensor | Sequence[float]) -> torch.Tensor:
         """Average the gradients over ``count`` blocks; returns ``metrics`` ([m], this process's sums)
         summed over all processes, on the device (nothing is read back for them)."""
+        metrics = torch.as_tensor(metrics, dtype=torch.float32)
         grads = [p.grad for p in self.params]
         if not self.world.distributed:
             present = [g for g in grads if g is not None]

@@ -27,8 +27,10 @@ class Metrics:
     def __init__(self, names: list[str], values: torch.Tensor):
         self.names, self.values = list(names), values
 
-    def read(self) -> dict[str, float]:
-        return dict(zip(self.names, self.values.tolist()))
+    def read(self) -> dict[str, float | int]:
+        """name → number; counts (``num_*``) as whole numbers."""
+        return {name: round(value) if name.startswith("num_") else value
+                for name, value in zip(self.names, self.values.tolist())}
 
 
 def _read(metrics: Metrics | dict | None) -> dict | None:

@@ -81,6 +81,7 @@ class Trainer:
         self.holder = [EVERYONE] * n  # which process keeps each block (EVERYONE: all hold the same copy)
         self.reducer = D.StepReducer(self._shared_parameters(), world)
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch)
+        self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
         self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
         self.peak_loaded = {"anchors": 0, "total_anchors": 0, "offloaded_bytes": 0}  # largest device share seen
@@ -227,7 +228,7 @@ class Trainer:
         update_learning_rates(block.optimizer, step)
         if block.decoder_optimizer is not None:
             update_learning_rates(block.decoder_optimizer, step)
-        camera = self.scene.train[view_index]
+        camera = self.cameras[view_index]
         decoder = block.decoder or self.decoder
         view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid)
         loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
@@ -303,7 +304,7 @@ class Trainer:
 
     def render_train_view(self, block: B.Block, index: int) -> torch.Tensor:
         """[H, W, 3] render of training view ``index`` by a loaded block."""
-        camera = self.scene.train[index]
+        camera = self.cameras[index]
         parts = [(block.anchors, block.decoder or self.decoder)]
         return render_view(parts, camera, self.cfg.render, self.appearance, camera.uid).output.image
 
