@@ -73,12 +73,15 @@ def test_culling():
         [0.0, 0.0, 0.1],  # in front but closer than the near plane
         [100.0, 0.0, 5.0],  # far off-screen
         [3.0, 0.0, 5.0],  # projects to u = 110 px, 10 px right of the image, small
-        [3.0, 0.0, 5.0],  # same place, but its 3σ footprint reaches into the image
+        [3.0, 0.0, 5.0],  # same place, but its footprint reaches into the image
+        [3.0, 0.0, 5.0],  # same place, reaching 10.6 px at 3.33σ (where α can still be 1/255), 9.5 px at 3σ
     ])
-    scales = torch.full((6, 3), 0.01)
+    scales = torch.full((7, 3), 0.01)
     scales[5] = torch.tensor([0.01, 0.5, 0.01])  # the largest of the three counts
+    px_per_unit = 100.0 * float(positions[6].norm()) / 5.0**2  # f·‖p‖/z²
+    scales[6] = 10.0 / (3.15 * px_per_unit)
     visible = visible_anchors(positions, scales, cam.world_to_cam, cam.K, cam.width, cam.height, near=0.2)
-    assert visible.tolist() == [True, False, False, False, False, True]
+    assert visible.tolist() == [True, False, False, False, False, True, True]
 
 
 def _two_anchor_model():
