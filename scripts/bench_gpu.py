@@ -106,6 +106,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a baseline of the torch backend")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every run")
     args = parser.parse_args()
+    try:
+        torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r} is not a device (cuda, cuda:1, cpu)")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA GPU: torch.cuda.is_available() is False (CPU-only torch, or no GPU); "
                  "--device cpu --backends torch measures the CPU")
@@ -116,8 +122,11 @@ def main() -> None:
             sys.exit(f"bench_gpu.py: {problem}; or pass --backends torch")
         warm_up_gsplat()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [(name, backend, bench(data, setup, backend, args))
-            for name, (data, setup) in scenes(args).items() for backend in args.backends]
+    try:
+        rows = [(name, backend, bench(data, setup, backend, args))
+                for name, (data, setup) in scenes(args).items() for backend in args.backends]
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"bench_gpu.py: a run failed (exit status {exc.returncode}); its error is above")
     on_gpu = args.device.startswith("cuda")
     machine = torch.cuda.get_device_name(args.device) if on_gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{machine}, {args.steps} steps per run\n")

@@ -159,7 +159,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    if min(args.sizes) < 2 or args.k < 1 or args.repeats < 1 or args.chunk_mb <= 0:
+        parser.error("--sizes must be at least 2 points, --k and --repeats at least 1, --chunk-mb positive")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False (CPU-only torch, or no GPU)")
     info = machine(device)
     torch_name = info.get("gpu", str(device))
 
