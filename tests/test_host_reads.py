@@ -7,10 +7,12 @@ tensor. The step's metrics stay on the device until the logger shows them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from momentum_gs.data.scene import load_scene
@@ -18,7 +20,7 @@ from momentum_gs.render import rasterize
 from momentum_gs.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from host_reads import HostReads, uncounted  # noqa: E402
+from host_reads import CudaSyncs, HostReads, uncounted  # noqa: E402
 
 
 def _counting_trainer(cfg, monkeypatch) -> tuple[Trainer, list[dict]]:
@@ -58,3 +60,32 @@ def test_a_training_step_reads_two_sizes_from_the_device(tiny_config, monkeypatc
     log = [json.loads(line) for line in Path(tiny_config.out, "train.log").read_text().splitlines()]
     assert [r["step"] for r in log] == [8, 16, 24] and log[-1]["num_anchors"] == trainer.num_anchors()
     assert all(r["loss"] > r["l1"] > 0 and r["psnr"] > 10 for r in log)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(importlib.util.find_spec("gsplat") is None, reason="gsplat not installed (pip install .[cuda])")
+def test_on_a_gpu_a_training_step_waits_only_for_the_two_sizes(tiny_config, monkeypatch):
+    """What the dispatch count above cannot see: blocking copies and stream waits. On a GPU with the gsplat
+    backend, every synchronizing call of a plain step from our code is one of the two ``nonzero`` sizes."""
+    tiny_config.teacher.enabled = True
+    tiny_config.log.progress_every = 8
+    tiny_config.device, tiny_config.render.backend = "cuda", "gsplat"
+    trainer = Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cuda"))
+    steps, train_step = [], trainer.train_step
+
+    def watched(views):
+        with CudaSyncs() as syncs:
+            out = train_step(views)
+        steps.append(syncs.sites)
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", watched)
+    trainer.train()
+    block = trainer.blocks[0]
+    plain = [sites for s, sites in enumerate(steps, start=1)
+             if s > 1 and not block.strategy.should_adjust(s) and s % tiny_config.log.progress_every]
+    assert len(plain) >= 16
+    for sites in plain:
+        ours = sorted(site for site in sites if site != "gsplat")
+        assert ours == ["neural.py:generate_gaussians"] * 2, sites

@@ -8,7 +8,10 @@ machine can bound how often the training loop would stall a GPU.
 
 from __future__ import annotations
 
+import traceback
+import warnings
 from collections import Counter
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
@@ -58,3 +61,47 @@ def uncounted(fn):
             return fn(*args, **kwargs)
 
     return run
+
+
+class CudaSyncs:
+    """``with CudaSyncs() as syncs: ...`` then ``syncs.sites``: where each synchronizing CUDA call came from.
+
+    Uses ``torch.cuda.set_sync_debug_mode("warn")``, under which every operation that makes the host wait
+    for the GPU (a read-back, a blocking copy, a stream synchronize) issues a warning. Each is attributed to
+    the innermost frame of momentum_gs code on the stack (``"file.py:function"``), or to the library it
+    happened in (``"gsplat"``) when no momentum_gs frame is closer. A sync inside a backward pass surfaces at
+    the ``backward()`` call. Needs a CUDA device.
+    """
+
+    LIBRARIES = ("gsplat",)
+
+    def __init__(self):
+        self.sites: list[str] = []
+
+    def __enter__(self):
+        self._previous_mode = torch.cuda.get_sync_debug_mode()
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.simplefilter("always")
+        warnings.showwarning = self._show
+        torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def __exit__(self, *exc):
+        torch.cuda.set_sync_debug_mode(self._previous_mode)
+        self._catcher.__exit__(*exc)
+        return False
+
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if "synchronizing" not in str(message):
+            return
+        for frame in reversed(traceback.extract_stack()[:-1]):
+            path = Path(frame.filename)
+            if "momentum_gs" in path.parts and "tests" not in path.parts:
+                self.sites.append(f"{path.name}:{frame.name}")
+                return
+            library = next((name for name in self.LIBRARIES if name in path.parts), None)
+            if library is not None:
+                self.sites.append(library)
+                return
+        self.sites.append("elsewhere")
