@@ -115,8 +115,8 @@ class GrowPruneStrategy:
         drawn = radii > 0
         if drawn.dim() > 1:  # per-axis radii [M, 2]
             drawn = drawn.any(dim=-1)
-        to_ndc = means2d_grad.new_tensor([width / 2.0, height / 2.0])
-        norms = (means2d_grad[:, :2] * to_ndc).norm(dim=-1)
+        # scaled by Python numbers: a tensor of (width/2, height/2) would be a blocking copy to the GPU
+        norms = torch.stack([means2d_grad[:, 0] * (width / 2.0), means2d_grad[:, 1] * (height / 2.0)], -1).norm(dim=-1)
         # Gaussians not drawn add 0 (a mask would need the device's data on the host to size its output)
         self.offset_grad_accum.index_add_(0, child, torch.where(drawn, norms, 0.0).to(self.offset_grad_accum))
         self.offset_visits.index_add_(0, child, drawn.to(self.offset_visits))

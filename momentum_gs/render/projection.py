@@ -83,7 +83,7 @@ def project_gaussians(
     depths = p_cam[:, 2]
     in_range = (depths > near) & (depths < far)
     z_safe = torch.where(in_range, depths, torch.ones_like(depths))
-    means2d = p_cam[:, :2] / z_safe[:, None] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
+    means2d = p_cam[:, :2] / z_safe[:, None] * K.diagonal()[:2] + K[:2, 2]  # views: no index tensor to copy
 
     # Σ_cam = (W R S)(W R S)ᵀ and Σ_2d = (J W R S)(J W R S)ᵀ: symmetric PSD by construction.
     jacobian = _ewa_jacobian(p_cam, z_safe, K, width, height)
