@@ -15,7 +15,7 @@ from momentum_gs.config import load_config, save_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import load_checkpoint
-from momentum_gs.train.distributed import StepReducer, World
+from momentum_gs.train.distributed import StepReducer, World, process_group_backend
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
 
@@ -159,6 +159,17 @@ def test_single_process_reducer_averages_and_keeps_untouched_parameters_gradient
     sums = reducer.reduce(2, [1.0, 3.0])
     assert sums.tolist() == [1.0, 3.0] and b.grad is None
     torch.testing.assert_close(a.grad, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_on_gpus_host_tensors_and_block_states_go_through_gloo():
+    # NCCL alone refuses CPU tensors (the weighting table, the anchor count) and would stage pickled block
+    # states in GPU memory; every other pairing is what was asked for
+    gpu, cpu = torch.device("cuda", 1), torch.device("cpu")  # a device object needs no GPU
+    assert process_group_backend("auto", gpu) == process_group_backend("nccl", gpu) == "cpu:gloo,cuda:nccl"
+    assert process_group_backend("auto", cpu) == process_group_backend("gloo", cpu) == "gloo"
+    assert process_group_backend("gloo", gpu) == "gloo"
+    with pytest.raises(UserError, match="distributed.backend=nccl needs GPUs"):
+        process_group_backend("nccl", cpu)
 
 
 @pytest.mark.parametrize("active", [2, 3])

@@ -75,8 +75,7 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
                             f"{torch.cuda.device_count()}; start at most one process per GPU (--nproc_per_node)")
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    if backend == "auto":
-        backend = "nccl" if device.type == "cuda" else "gloo"
+    backend = process_group_backend(backend, device)
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=timeout_s)
         # The store of a job restarted by torchrun can still hold the previous attempt's addresses; keys
@@ -84,8 +83,26 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
         store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
         store = dist.PrefixStore(f"momentum_gs/attempt_{restart_count()}", store)
         dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout,
-                                **({"device_id": device} if backend == "nccl" else {}))
+                                **({"device_id": device} if "nccl" in backend else {}))
     return world, device
+
+
+def process_group_backend(backend: str, device: torch.device) -> str:
+    """What ``init_process_group`` gets for the config's ``distributed.backend`` on this process's ``device``.
+
+    ``auto`` is NCCL on GPUs and gloo on CPUs. With NCCL, CPU tensors go through gloo
+    (``"cpu:gloo,cuda:nccl"``): the block-weighting table, the anchor count and the pickled block states
+    live on the host, NCCL alone refuses CPU tensors, and object collectives over NCCL would stage every
+    block state in GPU memory.
+    """
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl":
+        if device.type != "cuda":
+            raise UserError(f"distributed.backend=nccl needs GPUs but the device is {device.type}: "
+                            "set device=cuda, or distributed.backend=gloo (or auto)")
+        return "cpu:gloo,cuda:nccl"
+    return backend
 
 
 def close_world(world: World) -> None:
@@ -183,19 +200,15 @@ def gather_to_main(obj, world: World) -> list | None:
     return out
 
 
-def send_state(state: dict, dst: int, device: torch.device) -> None:
-    """Send a block state (nested dict of CPU tensors) to process ``dst``."""
-    dist.send_object_list([state], dst=dst, device=_object_device(device))
+def send_state(state: dict, dst: int) -> None:
+    """Send a block state (nested dict of CPU tensors) to process ``dst``; its pickled bytes travel through
+    gloo, on the host (see :func:`process_group_backend`)."""
+    dist.send_object_list([state], dst=dst)
 
 
-def receive_state(src: int, device: torch.device) -> dict:
+def receive_state(src: int) -> dict:
     """Receive a block state sent by :func:`send_state` from process ``src``."""
     box = [None]
-    dist.recv_object_list(box, src=src, device=_object_device(device))
+    dist.recv_object_list(box, src=src)
     return box[0]
-
-
-def _object_device(device: torch.device) -> torch.device | None:
-    """Where the pickled bytes travel: the GPU for NCCL, the CPU for gloo."""
-    return device if dist.get_backend() == "nccl" else None
 

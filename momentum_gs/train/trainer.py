@@ -132,9 +132,9 @@ class Trainer:
                     if world.rank != rank:
                         self._take(b)
                 elif world.rank == source:
-                    D.send_state(self._take(b), rank, self.device)
+                    D.send_state(self._take(b), rank)
                 elif world.rank == rank:
-                    state = D.receive_state(source, self.device)
+                    state = D.receive_state(source)
                     self.blocks[b].steps = int(state["steps"])
                     self.store.put(b, state)
                 self.holder[b] = rank
