@@ -187,7 +187,9 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0  # seeds torch, numpy and python's random
-    deterministic: bool = True  # deterministic kernels: a CPU run repeats bit for bit (no cost measured on CPU)
+    # deterministic kernels: "auto" (on for CPU runs, which then repeat bit for bit at no measured cost; off on
+    # GPUs, where gsplat's backward adds with atomics anyway and deterministic kernels cost time), "true", "false"
+    deterministic: str = "auto"
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     out: str = ""  # run folder (default: runs/<scene name>)
 
@@ -299,6 +301,9 @@ def validate(cfg: Config) -> Config:
             raise UserError(f"config key '{key}' must be at least {minimum}, got {value}")
     if cfg.log.wandb_mode not in ("offline", "online"):
         raise UserError(f"config key 'log.wandb_mode' must be offline or online, got {cfg.log.wandb_mode!r}")
+    cfg.deterministic = str(cfg.deterministic).lower()  # YAML's true / false arrive as bools
+    if cfg.deterministic not in ("auto", "true", "false"):
+        raise UserError(f"config key 'deterministic' must be auto, true or false, got {cfg.deterministic!r}")
     if cfg.distributed.backend not in ("auto", "nccl", "gloo"):
         raise UserError(f"config key 'distributed.backend' must be auto, nccl or gloo, got {cfg.distributed.backend!r}")
     for f in dataclasses.fields(OptimConfig):

@@ -52,3 +52,19 @@ def test_bad_files(tmp_path):
     unknown.write_text("model:\n  featdim: 3\n")
     with pytest.raises(UserError, match="unknown config key 'model.featdim'"):
         load_config(unknown)
+
+
+def test_deterministic_kernels_are_on_for_cpu_runs_unless_asked_otherwise(tmp_path):
+    import torch
+
+    from momentum_gs.train.seeding import deterministic_kernels
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    assert load_config().deterministic == "auto"
+    assert deterministic_kernels("auto", cpu) and not deterministic_kernels("auto", gpu)
+    assert deterministic_kernels("true", gpu) and not deterministic_kernels("false", cpu)
+    (tmp_path / "old.yaml").write_text("deterministic: true\n")  # a YAML bool, as older run folders saved it
+    assert load_config(tmp_path / "old.yaml").deterministic == "true"
+    assert load_config(overrides=["deterministic=False"]).deterministic == "false"
+    with pytest.raises(UserError, match="'deterministic' must be auto, true or false, got 'sometimes'"):
+        load_config(overrides=["deterministic=sometimes"])

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import torch
 
 
+def deterministic_kernels(setting: str, device: torch.device) -> bool:
+    """The config's ``deterministic`` ("auto", "true" or "false") on ``device``: "auto" is on for the CPU only.
+
+    On a GPU the gsplat backend's backward accumulates with atomic adds, so a run cannot repeat bit for bit
+    whatever the other kernels do, and the deterministic ones (sorted index_add, no uninitialised memory)
+    cost time.
+    """
+    if setting == "auto":
+        return torch.device(device).type == "cpu"
+    return setting == "true"
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed python, numpy and torch; with ``deterministic``, also ask for deterministic kernels.
 
     Seeds alone are not enough on a multi-core CPU: the backward of indexing accumulates with threads in
-    whatever order they finish, so two runs drifted apart within a hundred steps.
+    whatever order they finish, so two runs drifted apart within a hundred steps. New tensors are not
+    filled with NaN (PyTorch's debugging aid under deterministic mode): nothing here reads memory it did
+    not write. cuBLAS gets the workspace setting its deterministic mode needs, unless one is set already.
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic:
+        torch.utils.deterministic.fill_uninitialized_memory = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def rng_state() -> dict:

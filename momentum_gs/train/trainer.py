@@ -29,7 +29,7 @@ from momentum_gs.train import distributed as D
 from momentum_gs.train.block_store import BlockStore
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
-from momentum_gs.train.seeding import rng_state, seed_everything, set_rng_state
+from momentum_gs.train.seeding import deterministic_kernels, rng_state, seed_everything, set_rng_state
 from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
 from momentum_gs.train.weighting import BlockWeighting
 
@@ -56,7 +56,7 @@ class Trainer:
     def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device,
                  world: D.World = D.SINGLE):
         self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
-        seed_everything(cfg.seed, cfg.deterministic)
+        seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
         n = 1 if self.partition is None else self.partition.num_blocks
         if cfg.blocks.active > n:
