@@ -176,12 +176,16 @@ def test_adapter_plumbing_with_a_stand_in_gsplat(monkeypatch):
         calls.update(kwargs, viewmats=viewmats.shape, Ks=Ks.shape)
         proj = project_gaussians(means, quats, scales, viewmats[0], Ks[0], width, height)
         screen = proj.means2d[None] * 1.0
-        screen.retain_grad()
+        if screen.requires_grad:
+            screen.retain_grad()
         calls["screen"] = screen
         ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
         dist2 = (xs[..., None] - screen[0, :, 0]) ** 2 + (ys[..., None] - screen[0, :, 1]) ** 2
         weight = opacities * torch.exp(-dist2 / 8)  # [H, W, N] round blobs: enough to carry gradients
-        return (weight @ colors)[None], weight.sum(-1, keepdim=True)[None], {"means2d": screen}
+        radii = torch.stack([proj.radii, 2 * proj.radii], dim=-1)
+        radii[:5, 0] = 0  # culled on one axis: gsplat draws a Gaussian only where both are positive
+        calls["radii"] = radii
+        return (weight @ colors)[None], weight.sum(-1, keepdim=True)[None], {"means2d": screen, "radii": radii[None]}
 
     monkeypatch.setitem(sys.modules, "gsplat", SimpleNamespace(rasterization=rasterization))
     monkeypatch.setattr(gsplat_backend, "gsplat_problem", lambda device: None)
@@ -195,6 +199,13 @@ def test_adapter_plumbing_with_a_stand_in_gsplat(monkeypatch):
     torch.testing.assert_close(out.depths, ours.depths)
     torch.testing.assert_close(out.means2d.grad, calls["screen"].grad[0], atol=0, rtol=0)
     assert out.means2d.grad.abs().sum() > 0
+    # without gradients (evaluation) the radii are gsplat's and nothing is projected a second time
+    monkeypatch.setattr(gsplat_backend, "project_gaussians", None)
+    with torch.no_grad():
+        evaluated = render(**scene, backend="gsplat")
+    expected = torch.where((calls["radii"] > 0).all(-1), calls["radii"].amax(-1), 0)
+    assert torch.equal(evaluated.radii, expected.int()) and evaluated.radii.dtype == torch.int32
+    assert (evaluated.radii[:5] == 0).all() and (evaluated.radii > 0).sum() > 10
 
 
 # --- a CUDA GPU with gsplat -----------------------------------------------------------------------------------

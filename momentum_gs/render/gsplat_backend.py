@@ -14,8 +14,10 @@ gradient is in pixels like ours (gsplat's own strategy also scales it by width/2
   and both evaluate every pixel inside it, so both draw the same pixels; gsplat rounds its box up to
   whole pixels, which adds only pixels where α < 1/255. Tiles are gsplat's 16 px (its only tested
   size): ``tile_size`` is ignored, which changes no pixel.
-- ``radii`` are ours (ceil of 3σ of the largest axis, from our projection without gradients), not gsplat's
-  tighter per-axis ones, so that the densification statistics count the same Gaussians as drawn.
+- When the render will be differentiated, ``radii`` are ours (ceil of 3σ of the largest axis, from our
+  projection without gradients), not gsplat's tighter per-axis ones, so that the densification statistics
+  count the same Gaussians as drawn. Without gradients (evaluation, validation) nothing reads them for
+  statistics and they are gsplat's (the larger of its two half-widths, 0 where culled): no second projection.
 - ``means2d`` rows of the Gaussians gsplat culls are 0 (ours keeps their projection); their gradient is 0
   with either backend.
 """
@@ -84,8 +86,12 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         near_plane=near, far_plane=far, eps2d=eps2d, packed=False, tile_size=GSPLAT_TILE_SIZE,
         backgrounds=background.float()[None], render_mode="RGB", rasterize_mode="classic",
     )
-    with torch.no_grad():
-        radii = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d).radii
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales)):
+        with torch.no_grad():  # for the densification statistics: the Gaussians our rasterizer would draw
+            radii = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d).radii
+    else:  # nothing will collect statistics from this render: gsplat's radii, without a second projection
+        per_axis = meta["radii"][0]
+        radii = torch.where((per_axis > 0).all(dim=-1), per_axis.amax(dim=-1), 0).to(torch.int32)
     depths = means @ world_to_cam[2, :3] + world_to_cam[2, 3]
     return RenderOutput(image[0], alpha[0], radii, _means2d_with_grad(meta["means2d"]), depths)
 
