@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     part.add_argument("--coverage", type=float,
                       help="a camera joins a block owning at least this fraction of its view (0.1; 1 = centre only)")
     part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
+    part.add_argument("--coarse", metavar="RUN", help="a trained run of the scene: cameras join a block when "
+                      "removing its anchors changes their render (1 - SSIM > --ssim-threshold), as the reference")
+    part.add_argument("--ssim-threshold", type=float, default=0.05, help="with --coarse (reference: 0.03-0.05)")
+    part.add_argument("--cameras-from", metavar="NPY", help="the reference's data_partitions/block{n}_ssim{t}.npy: "
+                      "take its camera assignment over (with the paper's --box and --grid, and --uniform)")
     part.add_argument("--config", help="YAML config: its data section reads the scene, its partition section "
                       "sets the defaults")
     part.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.downsample=4")
@@ -152,7 +157,8 @@ def cmd_partition(args) -> None:
                          box=None if box is None else (tuple(box[:3]), tuple(box[3:])),
                          margin=part.margin if args.margin is None else args.margin,
                          coverage_threshold=part.coverage if args.coverage is None else args.coverage,
-                         balance=False if args.uniform else None))
+                         balance=False if args.uniform else None, coarse_run=args.coarse,
+                         ssim_threshold=args.ssim_threshold, camera_matrix=args.cameras_from))
 
 
 def cmd_demo(args) -> None:

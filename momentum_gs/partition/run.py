@@ -9,8 +9,10 @@ import numpy as np
 
 from momentum_gs.config import DataConfig
 from momentum_gs.data.scene import load_scene
+from momentum_gs.errors import UserError
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.auto import auto_partition
+from momentum_gs.partition.coarse import assign_by_drops, import_camera_matrix, ssim_drops
 from momentum_gs.partition.draw import draw_partition
 from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
 
@@ -30,7 +32,8 @@ def scene_up(root: Path) -> np.ndarray | None:
 def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int | None = None,
                    block_dim: tuple[int, int, int] | None = None, box: tuple | None = None,
                    up: np.ndarray | None = None, margin: float = DEFAULT_MARGIN, coverage_threshold: float | None = 0.1,
-                   balance: bool | None = None, map_size: int = 1000, **coverage_kwargs) -> str:
+                   balance: bool | None = None, map_size: int = 1000, coarse_run: str | Path | None = None,
+                   ssim_threshold: float = 0.05, camera_matrix: str | Path | None = None, **coverage_kwargs) -> str:
     """Partition the scene of ``data_cfg`` and write ``out_path`` (.npz) and the map next to it (.png).
 
     Args:
@@ -39,20 +42,41 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
         up: [3] world up; None: ``scene.json``'s "up" if present, else estimated from the cameras.
         balance: cut at camera quantiles; None → balanced unless both ``box`` and ``block_dim`` are given,
             which reproduces the reference's uniform grid.
+        coarse_run: a trained run of the scene: cameras then join a block when removing the block's anchors
+            from this coarse model changes their render by 1 − SSIM > ``ssim_threshold`` (the reference's
+            criterion, :mod:`momentum_gs.partition.coarse`) instead of by coverage.
+        camera_matrix: the reference's ``block{n}_ssim{t}.npy``: its camera assignment is taken over.
         coverage_kwargs: ``bins``, ``depth_tolerance``, ``max_points_per_block`` (``assign.view_coverage``).
     Returns:
         The printable summary (grid, box, per-block counts) and the two paths.
     """
+    if coarse_run is not None and camera_matrix is not None:
+        raise UserError("give a coarse run (--coarse) or the reference's camera matrix (--cameras-from), not both")
     scene = load_scene(data_cfg)
     up = scene_up(Path(data_cfg.path)) if up is None else up
     if balance is None:
         balance = box is None or block_dim is None
+    reassign = coarse_run is not None or camera_matrix is not None
+    if reassign:  # the cameras are assigned below: no coverage to project, no check of the centres alone
+        coverage_threshold, coverage_kwargs = None, {}
     if box is not None and block_dim is not None and not balance:
         partition = make_partition(scene, box[0], box[1], tuple(block_dim), margin, coverage_threshold, up=up,
-                                   **coverage_kwargs)
+                                   validate=not reassign, **coverage_kwargs)
     else:
         partition = auto_partition(scene, num_blocks, up, box=box, grid=block_dim, balance=balance, margin=margin,
-                                   coverage_threshold=coverage_threshold, **coverage_kwargs)
+                                   coverage_threshold=coverage_threshold, validate=not reassign, **coverage_kwargs)
+    if reassign:
+        points, _ = partition.cell_counts()
+        if np.any(points == 0):  # the cameras cannot help a cell without points
+            partition.validate()
+    if coarse_run is not None:
+        from momentum_gs.eval.evaluate import load_run
+
+        cfg, model, _ = load_run(Path(coarse_run))
+        drops = ssim_drops(model, partition, scene.train, cfg.render)
+        partition = assign_by_drops(partition, drops, ssim_threshold)
+    elif camera_matrix is not None:
+        partition = import_camera_matrix(partition, camera_matrix, [cam.name for cam in scene.train])
     out_path = Path(out_path)
     partition.save(out_path)
     map_path = out_path.with_suffix(".png")
