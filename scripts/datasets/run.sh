@@ -3,7 +3,9 @@
 #
 #   scripts/datasets/run.sh CONFIG DATA_DIR RUN_DIR [key=value ...]
 #
-# 1. mgs partition with the config's box and grid (skipped when RUN_DIR/partition.npz exists);
+# 1. mgs partition with the config's box and grid (skipped when RUN_DIR/partition.npz exists); PARTITION_ARGS
+#    adds flags, e.g. PARTITION_ARGS="--cameras-from DATA/data_partitions/block8_ssim0.05.npy" to train on
+#    the authors' own camera assignment, or "--coarse COARSE_RUN" to make it by their rule;
 # 2. mgs train on every GPU of this machine (torchrun, one process per GPU; plain mgs train with one GPU
 #    or none), resuming RUN_DIR when it already holds checkpoints;
 # 3. mgs eval (PSNR, SSIM, LPIPS-VGG when its weights are present, colour-corrected columns) and
@@ -19,7 +21,8 @@ PYTHON=${PYTHON:-python}
 MGS=("$PYTHON" -m momentum_gs.cli)
 mkdir -p "$RUN"
 if [ ! -f "$RUN/partition.npz" ]; then
-    "${MGS[@]}" partition --config "$CONFIG" --data "$DATA" --out "$RUN/partition.npz"
+    # shellcheck disable=SC2086
+    "${MGS[@]}" partition --config "$CONFIG" --data "$DATA" --out "$RUN/partition.npz" ${PARTITION_ARGS:-}
 fi
 RESUME=()
 if compgen -G "$RUN/ckpt/step_*.pt" > /dev/null; then
