@@ -62,9 +62,9 @@ def test_the_drop_is_what_removing_the_blocks_anchors_does_to_the_render(coarse_
     assert drops.shape == (len(cameras), grid.num_blocks) and drops.dtype == np.float32
     assert (drops >= 0).all() and (drops > 0.01).any()
     for c in (0, len(cameras) // 2, len(cameras) - 1):
-        whole = model.render(cameras[c], cfg.render, cameras[c].uid).output.image.clamp(0, 1)
+        whole = model.render(cameras[c], cfg.render).output.image.clamp(0, 1)
         for b in range(grid.num_blocks):
-            removed = _without_block(model, grid, b).render(cameras[c], cfg.render, cameras[c].uid)
+            removed = _without_block(model, grid, b).render(cameras[c], cfg.render)
             expected = float(1 - ssim(whole, removed.output.image.clamp(0, 1)))
             assert drops[c, b] == pytest.approx(expected, abs=1e-6), (c, b)
 

@@ -53,9 +53,8 @@ def ssim_drops(model: GaussianScene | PartsScene, partition: Partition, cameras:
     drops = np.zeros((len(cameras), partition.num_blocks), np.float32)
     for c, camera in enumerate(tqdm(cameras, desc="coarse renders", unit="view", disable=not show_progress)):
         camera = camera.to(device)
-        code = None
-        if appearance is not None:  # the coarse model was trained on these views: each keeps its own code
-            code = appearance.weight[camera.uid] if camera.uid < appearance.num_embeddings else appearance.weight.mean(0)
+        # the mean appearance code: the coarse run's view numbering need not be this scene's
+        code = None if appearance is None else appearance.weight.mean(0)
         gaussians, blocks = [], []
         for (anchors, decoder), anchor_block in zip(parts, anchor_blocks):
             g = generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near)

@@ -163,14 +163,15 @@ class Partition:
             np.bincount(self.camera_block, minlength=self.num_blocks)
         return points, cams
 
-    def validate(self) -> None:
-        """Raise a UserError naming the first block whose cell holds no SfM point or that has no cameras."""
+    def validate(self, cameras: bool = True) -> None:
+        """Raise a UserError naming the first block whose cell holds no SfM point or (with ``cameras``) that has
+        no cameras."""
         n = self.num_blocks
         hint = f"use fewer blocks (--blocks {max(1, n // 2)}) or a larger box" if n > 1 else "check the box"
         points, _ = self.cell_counts()
         for b in range(n):
             cell = ",".join(map(str, self.cell_index(b)))
-            if len(self.block_cameras[b]) == 0:
+            if cameras and len(self.block_cameras[b]) == 0:
                 raise UserError(f"block {b} (cell {cell}) has no training cameras; {hint}")
             if points[b] == 0:
                 raise UserError(f"block {b} (cell {cell}) has no SfM points in its cell; {hint}")

@@ -66,9 +66,7 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
         partition = auto_partition(scene, num_blocks, up, box=box, grid=block_dim, balance=balance, margin=margin,
                                    coverage_threshold=coverage_threshold, validate=not reassign, **coverage_kwargs)
     if reassign:
-        points, _ = partition.cell_counts()
-        if np.any(points == 0):  # the cameras cannot help a cell without points
-            partition.validate()
+        partition.validate(cameras=False)  # cameras come next; a cell without points stays an error
     if coarse_run is not None:
         from momentum_gs.eval.evaluate import load_run
 
