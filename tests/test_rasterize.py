@@ -115,6 +115,51 @@ def test_gradients_match_dense_reference(crowded):
         torch.testing.assert_close(tiled, dense, atol=1e-9, rtol=1e-7, msg=name)
 
 
+@pytest.fixture
+def deterministic():
+    """Deterministic kernels for one test: threads must not reorder the sums being compared bit for bit."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+    torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def test_backward_from_kept_weights_equals_backward_that_recomputes_them(monkeypatch, deterministic):
+    """The forward keeps each chunk's weights for the backward within SAVE_FOR_BACKWARD_BYTES; beyond it, or
+    without gradients, it keeps nothing and the backward recomputes them: the same gradients, bit for bit."""
+    from momentum_gs.render import composite
+
+    calls = []
+    weights = composite._weights
+
+    def counted(feats, logits, with_mask=False):
+        calls.append("mask" if with_mask else "plain")
+        return weights(feats, logits, with_mask)
+
+    monkeypatch.setattr(composite, "_weights", counted)
+    scene = random_scene(150, 40, 30, seed=3, behind=4, opaque=6)  # opaque: α clamped, the mask matters
+    grads = {}
+    for budget in (1 << 30, 0):
+        monkeypatch.setattr(composite, "SAVE_FOR_BACKWARD_BYTES", budget)
+        calls.clear()
+        inputs = _with_grad(scene)
+        out = render(**inputs)
+        chunks = len(calls)
+        _weighted_loss(out).backward(retain_graph=True)
+        assert calls == (["mask"] * chunks if budget else ["plain"] * chunks + ["mask"] * chunks)
+        first = [inputs[k].grad.clone() for k in PARAMS] + [out.means2d.grad.clone()]
+        _weighted_loss(out).backward()  # a second backward recomputes what the first one freed
+        grads[budget] = first
+        for g, name in zip(first, PARAMS):
+            assert torch.equal(inputs[name].grad, 2 * g), name
+    for name, kept, recomputed in zip(PARAMS + ("means2d",), grads[1 << 30], grads[0]):
+        assert kept.abs().max() > 0 and torch.equal(kept, recomputed), name
+    calls.clear()
+    with torch.no_grad():
+        render(**_with_grad(scene))
+    assert calls and set(calls) == {"plain"}
+
+
 def test_gradients_match_finite_differences():
     scene = random_scene(6, 16, 12, seed=6, behind=1)
     fixed = {k: v for k, v in scene.items() if k not in PARAMS}

@@ -8,9 +8,11 @@ pixel coordinates (u, v) measured from the tile centre:
 so log α = ln o - ½ dᵀ Q d for all pixels of a chunk of tiles is one batched matmul of fixed pixel
 features [u², uv, v², u, v, 1] with per-pair "logit" coefficients. Local coordinates keep the float32
 cancellation small. Colours get an extra channel of ones, so the same matmul that composites colour
-also accumulates alpha. The backward recomputes a chunk's α instead of storing it, so memory stays
-bounded by one chunk whatever the image size. Masks are applied with ``threshold`` and products
-rather than boolean indexing, which is several times faster on CPU.
+also accumulates alpha. When the render will be differentiated, the forward keeps each chunk's blending
+weights and transmittances for the backward, up to ``SAVE_FOR_BACKWARD_BYTES`` per render; beyond that
+(large images) the backward recomputes them chunk by chunk, so memory stays bounded by one chunk whatever
+the image size. Masks are applied with ``threshold`` and products rather than boolean indexing, which is
+several times faster on CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from momentum_gs.render.tiles import ALPHA_MIN, TilePlan
 
 ALPHA_MAX = 0.99  # α is clamped here so that 1 - α never reaches 0 (transmittance stays invertible)
 TRANS_MIN = 1e-4  # a Gaussian is dropped (and the pixel done) once it would push T to or below this
+# Per render, the most bytes of weights, transmittances and clamp masks the forward keeps for the backward
+# (instead of recomputing them there); a 160×120 training view needs about 15 MB.
+SAVE_FOR_BACKWARD_BYTES = 1 << 28
+_SAVED_BYTES_PER_ELEMENT = 9  # float32 weight + float32 transmittance + bool mask
 _LOG_ALPHA_MAX = math.log(ALPHA_MAX)
 _LOG_ALPHA_SKIP = math.log(ALPHA_MIN) - 1.0
 
@@ -78,22 +84,23 @@ def _weights(feats: Tensor, logits: Tensor, with_mask: bool = False) -> tuple[Te
 
 
 def _chunk_backward(feats: Tensor, logits: Tensor, colors: Tensor, grad_out: Tensor,
-                    clamp_possible: bool) -> tuple[Tensor, Tensor]:
+                    clamp_possible: bool, saved: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Gradients w.r.t. the logits [B, L, 6] and augmented colours [B, D+1, L] of one chunk.
 
-    Args: feats [P, 6], logits [B, L, 6], colors [B, L, D+1], grad_out [B, D+1, P].
+    Args: feats [P, 6], logits [B, L, 6], colors [B, L, D+1], grad_out [B, D+1, P]; ``saved``: the
+        forward's ``_weights(feats, logits, with_mask=True)`` of this chunk, or None to recompute them.
 
     With wᵢ = αᵢTᵢ, outputs Y = Σ wᵢĉᵢ (ĉ = colour plus a 1 for alpha) and g = ∂L/∂Y per pixel:
         αᵢ ∂L/∂αᵢ = wᵢ (g·ĉᵢ - Σ_{j>i} wⱼ (g·ĉⱼ) / T_{i+1}),
     and ∂α/∂logit = α·feature where α is not clamped.
     """
-    weights, trans_after, unclamped = _weights(feats, logits, with_mask=clamp_possible)
+    weights, trans_after, unclamped = saved if saved is not None else _weights(feats, logits, clamp_possible)
     grad_out_t = grad_out.transpose(1, 2)  # [B, P, D+1]
     g_dot_c = torch.bmm(grad_out_t, colors.transpose(1, 2))  # [B, P, L]
     weighted = weights * g_dot_c
     behind = weighted.sum(-1, keepdim=True) - weighted.cumsum(-1)  # Σ_{j>i} wⱼ (g·ĉⱼ)
     grad_log_alpha = torch.addcdiv(g_dot_c, behind, trans_after, value=-1.0).mul_(weights)
-    if unclamped is not None:
+    if clamp_possible:
         grad_log_alpha.mul_(unclamped)
     grad_logits = torch.matmul(feats.T, grad_log_alpha).transpose(1, 2)
     grad_colors = torch.bmm(grad_out, weights)
@@ -101,22 +108,28 @@ def _chunk_backward(feats: Tensor, logits: Tensor, colors: Tensor, grad_out: Ten
 
 
 class CompositeTiles(torch.autograd.Function):
-    """(coefs [M, 6], opacities [M], colors [M, D], plan) -> per tile [T, D+1, P] (colour, alpha).
+    """(coefs [M, 6], opacities [M], colors [M, D], plan, for_backward) -> per tile [T, D+1, P] (colour, alpha).
 
     Colour excludes the background; the last channel is alpha = 1 - T_final. Empty tiles give zeros.
+    ``for_backward``: the render will be differentiated, so the forward may keep what the backward needs.
     """
 
     @staticmethod
-    def forward(ctx, coefs: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan) -> Tensor:
+    def forward(ctx, coefs: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan,
+                for_backward: bool = False) -> Tensor:
         ctx.plan = plan
         ctx.save_for_backward(coefs, opacities, colors)
         feats = pixel_features(plan.tile_size, coefs.dtype, coefs.device)
         table = _pair_table(coefs, opacities, colors)
         out = coefs.new_zeros(plan.num_tiles, colors.shape[1] + 1, feats.shape[0])
+        keep = for_backward and saved_bytes(plan) <= SAVE_FOR_BACKWARD_BYTES
+        ctx.chunk_state = [] if keep else None
         for tiles, pairs in plan.chunks:
             chunk = table[pairs]
-            weights = _weights(feats, chunk[..., :6])[0]
-            out[tiles] = torch.bmm(chunk[..., 6:].transpose(1, 2), weights.transpose(1, 2))
+            state = _weights(feats, chunk[..., :6], with_mask=keep)
+            out[tiles] = torch.bmm(chunk[..., 6:].transpose(1, 2), state[0].transpose(1, 2))
+            if keep:
+                ctx.chunk_state.append(state)
         return out
 
     @staticmethod
@@ -127,15 +140,25 @@ class CompositeTiles(torch.autograd.Function):
         table = _pair_table(coefs, opacities, colors)
         grad_table = torch.zeros_like(table)
         clamp_possible = bool((opacities >= ALPHA_MAX).any())
-        for tiles, pairs in plan.chunks:
+        chunk_state, ctx.chunk_state = ctx.chunk_state, None  # a second backward recomputes
+        for i, (tiles, pairs) in enumerate(plan.chunks):
+            saved = None
+            if chunk_state is not None:
+                saved, chunk_state[i] = chunk_state[i], None  # each chunk's state is freed once used
             chunk = table[pairs]
             grad_logits, grad_colors = _chunk_backward(
-                feats, chunk[..., :6], chunk[..., 6:], grad_out[tiles], clamp_possible)
+                feats, chunk[..., :6], chunk[..., 6:], grad_out[tiles], clamp_possible, saved)
             grad_table[pairs] = torch.cat([grad_logits, grad_colors.transpose(1, 2)], dim=-1)
         # logits = (-coefs, with ln o added to the constant term); the last row is the padding pair.
         grad_logits = grad_table[:-1, :6]
         grad_opacities = grad_logits[:, 5] / opacities.clamp(min=torch.finfo(opacities.dtype).tiny)
-        return -grad_logits, grad_opacities, grad_table[:-1, 6:-1], None
+        return -grad_logits, grad_opacities, grad_table[:-1, 6:-1], None, None
+
+
+def saved_bytes(plan: TilePlan) -> int:
+    """Bytes the forward keeps for the backward when it keeps every chunk's weights (see the module docstring)."""
+    pixels = plan.tile_size * plan.tile_size
+    return sum(pairs.numel() for _, pairs in plan.chunks) * pixels * _SAVED_BYTES_PER_ELEMENT
 
 
 def _pair_table(coefs: Tensor, opacities: Tensor, colors: Tensor) -> Tensor:

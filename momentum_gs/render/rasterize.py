@@ -86,7 +86,8 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunks)
 
     coefs = pair_coefficients(proj.means2d, proj.conics, plan)
-    per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan)
+    for_backward = torch.is_grad_enabled() and any(t.requires_grad for t in (coefs, opacities, colors))
+    per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan, for_backward)
     composited = _untile(per_tile, plan)[:height, :width]
     color, alpha = composited[..., :-1], composited[..., -1:]
     image = color + (1.0 - alpha) * background
