@@ -20,6 +20,8 @@ from momentum_gs.model.decoder import Decoder, appearance_code
 from momentum_gs.model.neural import NeuralGaussians, generate_gaussians
 from momentum_gs.render import RenderOutput, render
 
+GAUSSIAN_FIELDS = ("means", "quats", "scales", "opacities", "colors")  # what a render takes from the Gaussians
+
 
 @dataclass
 class ViewRender:
@@ -125,19 +127,38 @@ def render_view(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_c
     merged scene of independently trained blocks, each with its own decoder; their neural Gaussians are
     concatenated before rasterization. ``view.gaussians`` is the first part's (training uses one part).
     """
-    device = parts[0][0].positions.device
-    camera = camera.to(device)
+    camera = camera.to(parts[0][0].positions.device)
+    decoded = decode_parts(parts, camera, render_cfg, appearance, appearance_index)
+    tensors = gaussian_tensors(decoded)
+    return ViewRender(rasterize(tensors, camera, render_cfg, backend), decoded[0], int(tensors[0].shape[0]))
+
+
+def decode_parts(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_cfg: RenderConfig,
+                 appearance: nn.Embedding | None = None, appearance_index: int | None = None
+                 ) -> list[NeuralGaussians]:
+    """The neural Gaussians of each part seen from ``camera`` (on the parts' device); the appearance code of
+    training view ``appearance_index``, or the mean code for None."""
     code = None
     if appearance is not None:
         code = appearance.weight.mean(0) if appearance_index is None else appearance_code(appearance, appearance_index)
-    decoded = [generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near) for anchors, decoder in parts]
-    names = ("means", "quats", "scales", "opacities", "colors")
-    tensors = [torch.cat([getattr(g, name) for g in decoded]) if len(decoded) > 1 else getattr(decoded[0], name)
-               for name in names]
+    return [generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near) for anchors, decoder in parts]
+
+
+def gaussian_tensors(decoded: list[NeuralGaussians]) -> list[torch.Tensor]:
+    """``render``'s means, quats, scales, opacities and colors of all parts together."""
+    if len(decoded) == 1:
+        return [getattr(decoded[0], name) for name in GAUSSIAN_FIELDS]
+    return [torch.cat([getattr(g, name) for g in decoded]) for name in GAUSSIAN_FIELDS]
+
+
+def rasterize(tensors: list[torch.Tensor], camera: Camera, render_cfg: RenderConfig,
+              backend: str | None = None) -> RenderOutput:
+    """Render Gaussians (:func:`gaussian_tensors`) into ``camera`` with the config's background and tiles;
+    ``backend`` None resolves ``render_cfg.backend`` for the tensors' device."""
+    device = tensors[0].device
     background = background_tensor(tuple(render_cfg.background), device)
-    output = render(*tensors, camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
-                    backend=backend or resolve_backend(render_cfg.backend, device), tile_size=render_cfg.tile_size)
-    return ViewRender(output, decoded[0], int(tensors[0].shape[0]))
+    return render(*tensors, camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
+                  backend=backend or resolve_backend(render_cfg.backend, device), tile_size=render_cfg.tile_size)
 
 
 @functools.cache

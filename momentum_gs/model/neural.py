@@ -53,10 +53,14 @@ class NeuralGaussians:
         """M, the number of kept neural Gaussians."""
         return self.means.shape[0]
 
+    def gaussian_anchors(self) -> torch.Tensor:
+        """[M] long: the anchor (index among all N) each kept Gaussian comes from."""
+        return self.anchor_index[self.kept // self.neural_opacity.shape[1]]
+
     def child_index(self) -> torch.Tensor:
         """[M] long: index of each kept Gaussian among all N * k children (anchor-major)."""
         k = self.neural_opacity.shape[1]
-        return self.anchor_index[self.kept // k] * k + self.kept % k
+        return self.gaussian_anchors() * k + self.kept % k
 
 
 def visible_anchors(positions: torch.Tensor, scales: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor,

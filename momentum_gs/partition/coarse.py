@@ -25,12 +25,9 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.losses import ssim
-from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, background_tensor, resolve_backend
-from momentum_gs.model.neural import generate_gaussians
+from momentum_gs.model.gaussian_scene import (GaussianScene, PartsScene, decode_parts, gaussian_tensors, rasterize,
+                                               resolve_backend)
 from momentum_gs.partition.partition import Partition
-from momentum_gs.render import render
-
-GAUSSIAN_FIELDS = ("means", "quats", "scales", "opacities", "colors")
 
 
 @torch.no_grad()
@@ -40,7 +37,8 @@ def ssim_drops(model: GaussianScene | PartsScene, partition: Partition, cameras:
     anchors (the anchors whose position lies in b's cell); 0 where no Gaussian of b is in view.
 
     Args:
-        model: the coarse model (``eval.load_run``'s model); rendered on its own device.
+        model: the coarse model (``eval.load_run``'s model); rendered on its own device, with its mean
+            appearance code (the coarse run's view numbering need not be this scene's).
         partition: gives the cells. cameras: the scene's training cameras (their images are not read).
         render_cfg: background, near plane, backend.
     """
@@ -48,25 +46,17 @@ def ssim_drops(model: GaussianScene | PartsScene, partition: Partition, cameras:
     parts = model.parts if isinstance(model, PartsScene) else [(model.anchors, model.decoder)]
     appearance = getattr(model, "appearance", None)
     anchor_blocks = [partition.block_of(anchors.positions.double()).to(device) for anchors, _ in parts]
-    background = background_tensor(tuple(render_cfg.background), device)
     backend = resolve_backend(render_cfg.backend, device)
     drops = np.zeros((len(cameras), partition.num_blocks), np.float32)
     for c, camera in enumerate(tqdm(cameras, desc="coarse renders", unit="view", disable=not show_progress)):
         camera = camera.to(device)
-        # the mean appearance code: the coarse run's view numbering need not be this scene's
-        code = None if appearance is None else appearance.weight.mean(0)
-        gaussians, blocks = [], []
-        for (anchors, decoder), anchor_block in zip(parts, anchor_blocks):
-            g = generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near)
-            gaussians.append(g)
-            blocks.append(anchor_block[g.anchor_index[g.kept // g.neural_opacity.shape[1]]])
-        tensors = [torch.cat([getattr(g, name) for g in gaussians]) for name in GAUSSIAN_FIELDS]
-        block = torch.cat(blocks)
+        decoded = decode_parts(parts, camera, render_cfg, appearance)
+        tensors = gaussian_tensors(decoded)
+        block = torch.cat([anchor_block[g.gaussian_anchors()] for g, anchor_block in zip(decoded, anchor_blocks)])
 
         def draw(keep: torch.Tensor | None) -> torch.Tensor:
             chosen = tensors if keep is None else [t[keep] for t in tensors]
-            return render(*chosen, camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
-                          backend=backend, tile_size=render_cfg.tile_size).image.clamp(0, 1)
+            return rasterize(chosen, camera, render_cfg, backend).image.clamp(0, 1)
 
         whole = draw(None)
         for b in torch.unique(block).tolist():
