@@ -32,7 +32,7 @@ from torch import Tensor
 
 from momentum_gs.errors import UserError
 from momentum_gs.render.projection import project_gaussians
-from momentum_gs.render.rasterize import BACKENDS, RenderOutput
+from momentum_gs.render.rasterize import BACKENDS, RenderOutput, differentiated
 
 GSPLAT_TILE_SIZE = 16
 
@@ -86,7 +86,7 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         near_plane=near, far_plane=far, eps2d=eps2d, packed=False, tile_size=GSPLAT_TILE_SIZE,
         backgrounds=background.float()[None], render_mode="RGB", rasterize_mode="classic",
     )
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales)):
+    if differentiated(means, quats, scales):
         with torch.no_grad():  # for the densification statistics: the Gaussians our rasterizer would draw
             radii = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d).radii
     else:  # nothing will collect statistics from this render: gsplat's radii, without a second projection

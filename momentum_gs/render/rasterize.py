@@ -86,12 +86,18 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunks)
 
     coefs = pair_coefficients(proj.means2d, proj.conics, plan)
-    for_backward = torch.is_grad_enabled() and any(t.requires_grad for t in (coefs, opacities, colors))
-    per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan, for_backward)
+    per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan,
+                                    differentiated(coefs, opacities, colors))
     composited = _untile(per_tile, plan)[:height, :width]
     color, alpha = composited[..., :-1], composited[..., -1:]
     image = color + (1.0 - alpha) * background
     return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths)
+
+
+def differentiated(*tensors: Tensor) -> bool:
+    """True when a render made from ``tensors`` will be differentiated: grad mode is on and one requires grad.
+    Backends use it to keep (or compute) only what a backward, or the statistics after it, will read."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _check_shapes(means, quats, scales, opacities, colors, world_to_cam, K) -> None:

@@ -7,11 +7,10 @@ O(N·H·W) memory: only for tiny scenes in tests.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from momentum_gs.render.projection import ALPHA_REACH
 from momentum_gs.render.rasterize import RenderOutput
 
 
@@ -51,7 +50,7 @@ def _screen_gaussians(means, quats, scales, world_to_cam, K, width, height, near
     cov2d = torch.where(ok[:, None, None], cov2d, torch.eye(2, dtype=p.dtype, device=p.device))
     radius = torch.ceil(3 * torch.linalg.eigvalsh(cov2d.detach())[:, -1].sqrt())
     x, y = means2d.detach().unbind(-1)
-    reach = math.sqrt(2 * math.log(255)) * torch.diagonal(cov2d.detach(), dim1=-2, dim2=-1).sqrt()
+    reach = ALPHA_REACH * torch.diagonal(cov2d.detach(), dim1=-2, dim2=-1).sqrt()
     ok = ok & (x + reach[:, 0] > 0) & (x - reach[:, 0] < width) & (y + reach[:, 1] > 0) & (y - reach[:, 1] < height)
     return means2d, torch.linalg.inv(cov2d), p[:, 2], torch.where(ok, radius, torch.zeros_like(radius))
 
