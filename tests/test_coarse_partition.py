@@ -124,5 +124,8 @@ def test_mgs_partition_with_a_coarse_run(coarse_run, tiny_scene, tmp_path):
     both = subprocess.run([*mgs, "--coarse", str(coarse_run), "--cameras-from", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, cwd=REPO)
     assert both.returncode != 0 and "not both" in both.stderr and "Traceback" not in both.stderr
+    bad = subprocess.run([*mgs, "--coarse", str(coarse_run), "--ssim-threshold", "5"], capture_output=True,
+                         text=True, cwd=REPO)
+    assert bad.returncode != 0 and "between 0 and 1" in bad.stderr and "coarse renders" not in bad.stderr
     not_a_run = subprocess.run([*mgs, "--coarse", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert not_a_run.returncode != 0 and "is not a run folder" in not_a_run.stderr

@@ -69,14 +69,19 @@ def assign_by_drops(partition: Partition, drops: np.ndarray, threshold: float) -
 
     Raises a UserError naming a block left without cameras.
     """
-    if not 0.0 < threshold < 1.0:
-        raise UserError(f"the SSIM threshold must lie between 0 and 1 (the reference uses 0.03-0.05), got {threshold}")
+    check_threshold(threshold)
     n = partition.num_blocks
     member = (partition.camera_block[:, None] == np.arange(n)[None]) | (drops > threshold)
     result = dataclasses.replace(partition, block_cameras=[np.flatnonzero(member[:, b]) for b in range(n)],
                                  criterion="centre+ssim", coverage_threshold=float(threshold), camera_coverage=drops)
     result.validate()
     return result
+
+
+def check_threshold(threshold: float) -> None:
+    """Raise a UserError unless 0 < ``threshold`` < 1 (checked before any render, and again on assignment)."""
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"the SSIM threshold must lie between 0 and 1 (the reference uses 0.03-0.05), got {threshold}")
 
 
 def import_camera_matrix(partition: Partition, path: str | Path, camera_names: list[str]) -> Partition:

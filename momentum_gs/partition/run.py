@@ -12,7 +12,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.auto import auto_partition
-from momentum_gs.partition.coarse import assign_by_drops, import_camera_matrix, ssim_drops
+from momentum_gs.partition.coarse import assign_by_drops, check_threshold, import_camera_matrix, ssim_drops
 from momentum_gs.partition.draw import draw_partition
 from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
 
@@ -52,6 +52,8 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
     """
     if coarse_run is not None and camera_matrix is not None:
         raise UserError("give a coarse run (--coarse) or the reference's camera matrix (--cameras-from), not both")
+    if coarse_run is not None:
+        check_threshold(ssim_threshold)  # before the scene is loaded and every view rendered
     scene = load_scene(data_cfg)
     up = scene_up(Path(data_cfg.path)) if up is None else up
     if balance is None:
