@@ -55,10 +55,8 @@ def _legend(partition: Partition, colors: np.ndarray, width: int) -> np.ndarray:
     points, centred = partition.cell_counts()
     columns = max(1, width // 330)
     rows = -(-partition.num_blocks // columns)
-    threshold = partition.coverage_threshold
-    rule = "centre" if threshold is None else f"centre or coverage > {threshold:g}"
     header = _wrap([f"{partition.num_blocks} blocks, grid {'x'.join(map(str, partition.block_dim))}, "
-                    f"{partition.splits} cuts", f"cameras by {rule}",
+                    f"{partition.splits} cuts", f"cameras by {partition.camera_rule}",
                     "black frame: the box (to scale inside, squashed outside)"], width, 0.45)
     strip = np.full(((rows + len(header)) * LINE_PX + 8, width, 3), 255, np.uint8)
     for i, line in enumerate(header):

@@ -70,10 +70,13 @@ class Partition:
         up: [3] world up direction (unit), or None if unknown.
         margin: fraction of the cell size (per axis, contracted units) added around a cell for its points.
         splits: "uniform" (reference grid) or "balanced" (cuts at camera quantiles).
-        criterion: "centre" or "centre+coverage" (how cameras were assigned).
-        coverage_threshold: fraction of a view's content the block must own to get the camera.
+        criterion: how cameras were assigned: "centre", "centre+coverage", "centre+ssim" (a coarse model's
+            SSIM drop, :mod:`~momentum_gs.partition.coarse`) or "imported from <file>".
+        coverage_threshold: the criterion's threshold: the fraction of a view's content the block must own, or
+            the 1 − SSIM drop it must cause; None for "centre" and imported assignments.
         camera_block: [C] int64, the cell of each training camera's centre.
-        camera_coverage: [C, n] float32, the fraction of each view's content each block owns.
+        camera_coverage: [C, n] float32, what the threshold applies to: the fraction of each view's content
+            each block owns, or the SSIM drop removing the block causes.
         camera_names: names of ``scene.train`` when the partition was made (to detect another split).
     """
 
@@ -185,12 +188,19 @@ class Partition:
             raise UserError(f"the partition was made for other training cameras ({len(self.camera_names)} vs "
                             f"{len(camera_names)} now; data.test_every changed?); run `mgs partition` again")
 
+    @property
+    def camera_rule(self) -> str:
+        """How the cameras were assigned, printable: "centre+coverage > 0.1", "centre+ssim > 0.05", "centre"..."""
+        if self.coverage_threshold is None:
+            return self.criterion
+        return f"{self.criterion} > {self.coverage_threshold:g}"
+
     def summary(self) -> str:
         """A few printable lines: grid, box, and per block its cell, cameras and points."""
         points, centred = self.cell_counts()
-        rule = self.criterion if self.coverage_threshold is None else f"{self.criterion} > {self.coverage_threshold:g}"
         lines = [f"{self.num_blocks} blocks, grid {'x'.join(map(str, self.block_dim))} ({self.splits} cuts), "
-                 f"box {np.round(self.box_min, 3).tolist()} - {np.round(self.box_max, 3).tolist()}, cameras by {rule}"]
+                 f"box {np.round(self.box_min, 3).tolist()} - {np.round(self.box_max, 3).tolist()}, "
+                 f"cameras by {self.camera_rule}"]
         for b in range(self.num_blocks):
             lines.append(f"  block {b} cell {','.join(map(str, self.cell_index(b)))}: "
                          f"{len(self.block_cameras[b])} cameras ({centred[b]} centred), "
