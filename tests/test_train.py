@@ -220,3 +220,25 @@ def test_a_run_config_names_its_scene_and_partition_by_absolute_paths(tiny_scene
     assert cfg.data.path == str(tiny_scene.resolve())
     assert cfg.blocks.partition == str(tiny_scene.parent.resolve() / "runs" / "x" / "partition.npz")
     assert cfg.out == "runs/x"
+
+
+def test_block_weighting_validates_every_block_when_rounds_alias_with_the_interval(tiny_config, tmp_path):
+    """8 blocks, 4 active, rounds of 2 steps: the round-robin cycle is 4 global steps, equal to the
+    validation interval. Validating at global multiples would see only blocks 4-7; each block's own count
+    reaches 4 and 8, so every block is validated twice."""
+    from momentum_gs.partition import auto_partition
+
+    scene = load_scene(tiny_config.data)
+    auto_partition(scene, 8).save(tmp_path / "partition8.npz")
+    tiny_config.blocks.partition = str(tmp_path / "partition8.npz")
+    tiny_config.blocks.active, tiny_config.blocks.interval = 4, 2
+    tiny_config.optim.steps = 8  # per block: 16 global steps
+    tiny_config.teacher.enabled = tiny_config.weighting.enabled = True
+    tiny_config.weighting.eval_interval, tiny_config.weighting.warmup = 4, 4
+    summary = train(tiny_config)
+    blocks = summary["blocks"]
+    assert [b["steps"] for b in blocks] == [8] * 8
+    assert [b["validations"] for b in blocks] == [2] * 8
+    assert all(1.0 <= b["weight"] < 2.0 for b in blocks) and max(b["weight"] for b in blocks) > 1.0
+    written = json.loads((Path(tiny_config.out) / "summary.json").read_text())
+    assert written["blocks"] == blocks

@@ -84,3 +84,70 @@ def test_validation_views_are_every_tenth():
     assert validation_views(list(range(25))) == [0, 10, 20]
     assert validation_views([7, 9, 12, 30], every=2) == [7, 12]
     assert validation_views([3]) == [3] and validation_views([]) == [] and validation_views([1, 2], every=0) == []
+
+
+def test_warm_up_counts_each_blocks_own_steps():
+    weighting = BlockWeighting(2, warmup_steps=100)
+    weighting.update(0, 30.0, 0.9)
+    weighting.update(1, 20.0, 0.6)
+    w = weighting.weights([500, 100])  # block 1 has trained only 100 of its own steps
+    assert w[1] == 1.0
+    assert weighting.weights([500, 101])[1] > 1.4
+    assert weighting.weight(1, 101) == float(weighting.weights(101)[1])
+
+
+def test_channel_mean_psnr_is_the_mean_of_per_channel_psnrs():
+    from momentum_gs.losses import channel_mean_psnr, psnr
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(20, 30, 3, generator=g)
+    noisy = gt + torch.randn(20, 30, 3, generator=g) * torch.tensor([0.01, 0.03, 0.06])
+    per_channel = [float(psnr(noisy[..., c:c + 1], gt[..., c:c + 1])) for c in range(3)]
+    assert float(channel_mean_psnr(noisy, gt)) == pytest.approx(sum(per_channel) / 3, abs=1e-4)
+    assert float(channel_mean_psnr(noisy, gt)) > float(psnr(noisy, gt)) + 1.0  # unequal channel errors
+
+
+def _shipped_schedules():
+    """(name, n, k, interval, eval_interval, steps per block) of every shipped config that weights blocks,
+    and of the ablation row f at the lengths scripts/ablation.py is run with."""
+    import sys
+    from pathlib import Path
+
+    from momentum_gs.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import ablation
+    finally:
+        sys.path.pop(0)
+    out = []
+    for path in sorted((repo / "configs" / "datasets").glob("*.yaml")):
+        cfg = load_config(path)
+        n = cfg.partition.blocks or int(torch.tensor(cfg.partition.grid).prod())
+        out.append((path.stem, n, cfg.blocks.active, cfg.blocks.interval, cfg.weighting.eval_interval, cfg.optim.steps))
+    for steps in (300, 500, 600, 1000, 1500, 3000):
+        cfg = load_config(repo / "configs" / "ablation" / "f_full8.yaml", ablation.schedule_overrides(steps))
+        out.append((f"ablation f, {steps} steps", ablation.ROWS["f"][1], cfg.blocks.active, cfg.blocks.interval,
+                    cfg.weighting.eval_interval, steps))
+    demo = load_config(repo / "configs" / "demo.yaml")
+    out.append(("demo", int(demo.blocks.partition.split(":")[1]), demo.blocks.active, demo.blocks.interval,
+                demo.weighting.eval_interval, demo.optim.steps))
+    return out
+
+
+@pytest.mark.parametrize("name, n, k, interval, every, steps", _shipped_schedules())
+def test_every_block_is_validated_in_every_shipped_config(name, n, k, interval, every, steps):
+    """Each block is validated at multiples of its own step count: steps // every times, whatever n and k.
+    (Testing the global step instead validated only blocks 4-7 of the 8-block paper configs.)"""
+    from momentum_gs.train.scheduler import BlockScheduler
+
+    scheduler = BlockScheduler(n, k, "round_robin", interval)
+    total = -(-steps * n // k)
+    validations = [0] * n
+    for step in range(1, total + 1):
+        for b in scheduler.due(step, every):
+            validations[b] += 1
+    counts = scheduler.counts_before(total)
+    assert min(validations) >= 1, (name, validations)
+    assert validations == [c // every for c in counts], name

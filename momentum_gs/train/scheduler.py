@@ -44,6 +44,7 @@ class BlockScheduler:
         _check_world(active, world_size, 0)
         self.num_blocks, self.num_active, self.policy = num_blocks, active, policy
         self.interval, self.seed = interval, seed
+        self._counted = (0, [0] * num_blocks)  # (step, counts_before(step)): later calls continue from it
 
     def round(self, step: int) -> int:
         """Index of the round that 1-based ``step`` belongs to (step 0 counts as round 0)."""
@@ -67,14 +68,32 @@ class BlockScheduler:
         return sorted(int(b) for b in rng.choice(n, size=k, replace=False))
 
     def counts_before(self, step: int) -> list[int]:
-        """How many of the steps 1 … ``step`` each block was active in (its step count at that point)."""
-        counts = [0] * self.num_blocks
-        full, rest = divmod(max(step, 0), self.interval)
-        for r in range(full + (rest > 0)):
-            length = self.interval if r < full else rest
-            for b in self.active(r * self.interval + 1):
-                counts[b] += length
-        return counts
+        """How many of the steps 1 … ``step`` each block was active in (its step count at that point).
+
+        Counting continues from the previous call when ``step`` has not gone back, so asking at every step
+        of a run costs O(1) per step.
+        """
+        step = max(step, 0)
+        start, counts = self._counted if self._counted[0] <= step else (0, [0] * self.num_blocks)
+        counts = list(counts)
+        s = start
+        while s < step:  # whole or partial rounds from s + 1 on
+            end = min((self.round(s + 1) + 1) * self.interval, step)
+            for b in self.active(s + 1):
+                counts[b] += end - s
+            s = end
+        self._counted = (step, counts)
+        return list(counts)
+
+    def due(self, step: int, every: int) -> list[int]:
+        """The blocks active at ``step`` whose own step count reaches a multiple of ``every`` with it.
+
+        The paper's code validates each block at multiples of its own step count; every block that trains
+        ``every`` steps is therefore validated, whatever n, k, the round length and ``every`` (testing the
+        global step instead validates only the blocks that happen to be active then).
+        """
+        counts = self.counts_before(step)
+        return [b for b in self.active(step) if counts[b] > 0 and counts[b] % every == 0]
 
     @staticmethod
     def assign(active: list[int], world_size: int, rank: int) -> list[int]:

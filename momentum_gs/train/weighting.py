@@ -1,11 +1,15 @@
 """Reconstruction-guided block weighting (SPEC §3.3): blocks that fit worse get a larger loss weight.
 
-Every ``eval_interval`` steps each active block renders its validation views; its mean PSNR and SSIM
-update an exponential moving average ONCE PER EVALUATION (the reference code re-applies the EMA at every
+Each block renders its validation views whenever its OWN step count reaches a multiple of
+``eval_interval`` (as the paper's code does; ``BlockScheduler.due`` says which blocks are due at a global
+step). The PSNR is the paper's: the mean over the colour channels of per-channel PSNR
+(``losses.channel_mean_psnr``). Its mean PSNR and SSIM update an exponential moving average ONCE PER EVALUATION (the reference code re-applies the EMA at every
 training step with the last, stale measurement, which leaves almost no smoothing). With P̄, S̄ the
 smoothed values, δp = max P̄ − P̄_b and δs = max S̄ − S̄_b over the evaluated blocks:
 
     w_b = 2 − exp(−(δp² + λ·δs²) / (2σ²))        (the best block gets 1, worse ones up to 2)
+
+A block's weight is 1 while its own step count is within the warm-up.
 
 Several processes: each evaluates its own blocks and writes them into a :meth:`BlockWeighting.measurements`
 table; ``torch.distributed.all_reduce(table)`` (SUM) merges the tables; every process then calls
@@ -27,7 +31,7 @@ class BlockWeighting:
         lam: λ, weight of the squared SSIM gap (SSIM is ~100× smaller in range than PSNR in dB).
         sigma: σ in dB: the gap at which a block's weight reaches 2 − e^(−1/2) ≈ 1.39.
         ema: momentum of the smoothing (P̄ ← ema·P̄ + (1 − ema)·P); the first measurement initialises it.
-        warmup_steps: weights are 1 for steps ≤ this.
+        warmup_steps: a block's weight is 1 while its own step count is ≤ this.
         enabled: False → weights are always 1.
     """
 
@@ -71,20 +75,32 @@ class BlockWeighting:
         """One evaluation of ``block`` (mean PSNR in dB and mean SSIM over its validation views)."""
         self.apply(self.measurements(self.num_blocks, {block: (psnr, ssim)}))
 
-    def weights(self, step: int) -> torch.Tensor:
-        """[n] float32 loss weights in [1, 2) for ``step``; 1 in warm-up, when disabled, or never evaluated."""
+    def weights(self, steps: int | Sequence[int]) -> torch.Tensor:
+        """[n] float32 loss weights in [1, 2).
+
+        ``steps``: each block's own step count (one number for all blocks, or n of them). A block's weight
+        is 1 while its count is within the warm-up, when weighting is disabled, or before it is evaluated.
+        """
         out = torch.ones(self.num_blocks, dtype=torch.float64)
         seen = self.evaluations > 0
-        if not self.enabled or step <= self.warmup_steps or not seen.any():
+        if not self.enabled or not seen.any():
             return out.float()
+        steps = torch.as_tensor(steps, dtype=torch.int64).expand(self.num_blocks)
         dp = self.psnr[seen].max() - self.psnr
         ds = self.ssim[seen].max() - self.ssim
         w = 2.0 - torch.exp(-(dp**2 + self.lam * ds**2) / (2.0 * self.sigma**2))
-        return torch.where(seen, w, out).float()
+        return torch.where(seen & (steps > self.warmup_steps), w, out).float()
 
     def weight(self, block: int, step: int) -> float:
-        """``weights(step)[block]`` as a float."""
+        """The loss weight of ``block`` at its own step ``step``."""
         return float(self.weights(step)[block])
+
+    def report(self, steps: Sequence[int]) -> list[dict]:
+        """Per block: its step count, how many validations it had, its smoothed PSNR/SSIM and its weight."""
+        weights = self.weights(steps)
+        return [{"block": b, "steps": int(steps[b]), "validations": int(self.evaluations[b]),
+                 "psnr": round(float(self.psnr[b]), 3), "ssim": round(float(self.ssim[b]), 4),
+                 "weight": round(float(weights[b]), 4)} for b in range(self.num_blocks)]
 
     def state_dict(self) -> dict:
         """The smoothed values and evaluation counts (plain CPU tensors)."""
