@@ -79,7 +79,7 @@ class StrategyConfig:
     min_opacity: float = 0.005  # prune anchors whose mean summed opacity per visit is below this
     success_threshold: float = 0.8  # fraction of update_interval visits needed before a decision
     max_child_log_scale: float = 0.05  # clamp of the anchors' child log-scales (world units) after each adjustment
-    reference_level_skip: bool = False  # reproduce Scaffold-GS skipping finer levels when level 0 grew nothing
+    reference_level_skip: bool = True  # Scaffold-GS: skip the finer levels of a round when level 0 grew nothing
 
 
 @dataclass
@@ -101,6 +101,11 @@ class TeacherConfig:
     enabled: bool = False  # guide the online decoder with an EMA teacher
     momentum: float = 0.9  # θ_t ← m θ_t + (1 − m) θ_s before every step
     lambda_cons: float = 50.0  # weight of the consistency loss (100 for Rubble, Sci-Art)
+    # which gradients the consistency loss sends (docs/decisions/0003): "reference" (the paper's code: also
+    # through the frozen teacher into the anchor features and scales, nearly cancelling the student's pull on
+    # the anchors), "student" (the teacher's outputs a constant target; the student decoder and, through it,
+    # the anchors get the gradient), "decoder_only" (constant target, anchor inputs detached: only the decoder)
+    gradient: str = "reference"
 
 
 @dataclass
@@ -124,6 +129,10 @@ class RenderConfig:
     tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
     near: float = 0.2  # anchors closer than this (camera z, world units) are culled
+    # which anchors are decoded for a view: "reference" (the paper's visible_filter: the anchor Gaussian's
+    # EWA footprint touches a 16-px tile of the image) or "bound" (a circle that contains every footprint the
+    # rasterizer could draw; never drops a drawn anchor, decodes more off-screen ones)
+    anchor_filter: str = "reference"
 
 
 @dataclass
@@ -304,6 +313,11 @@ def validate(cfg: Config) -> Config:
     cfg.deterministic = str(cfg.deterministic).lower()  # YAML's true / false arrive as bools
     if cfg.deterministic not in ("auto", "true", "false"):
         raise UserError(f"config key 'deterministic' must be auto, true or false, got {cfg.deterministic!r}")
+    if cfg.teacher.gradient not in ("reference", "student", "decoder_only"):
+        raise UserError(f"config key 'teacher.gradient' must be reference, student or decoder_only, "
+                        f"got {cfg.teacher.gradient!r}")
+    if cfg.render.anchor_filter not in ("reference", "bound"):
+        raise UserError(f"config key 'render.anchor_filter' must be reference or bound, got {cfg.render.anchor_filter!r}")
     if cfg.distributed.backend not in ("auto", "nccl", "gloo"):
         raise UserError(f"config key 'distributed.backend' must be auto, nccl or gloo, got {cfg.distributed.backend!r}")
     for f in dataclasses.fields(OptimConfig):

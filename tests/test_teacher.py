@@ -118,3 +118,96 @@ def test_consistency_loss_terms_by_hand():
     q_s = torch.nn.functional.normalize(view.decoded.cov[..., 3:], dim=-1).reshape(-1, 4)[keep]
     q_t = torch.nn.functional.normalize(target.cov[..., 3:], dim=-1).reshape(-1, 4)[keep]
     torch.testing.assert_close(parts["rotation"], ((q_s - q_t) ** 2).mean().detach())
+
+
+def _gap_teacher(student: Decoder, sigma: float, seed: int = 7) -> MomentumTeacher:
+    """The student's twin with N(0, σ²) added to every weight: the gap an EMA leaves behind the student."""
+    teacher = MomentumTeacher(student)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in teacher.module.parameters():
+            p.add_(sigma * torch.randn(p.shape, generator=g))
+    return teacher
+
+
+def _anchor_grads(form: str, sigma: float = 0.05):
+    """(feature grad, scaling grad, decoder grads) of λ·L_cons alone, in the given gradient form."""
+    student = _decoder(0)
+    teacher = _gap_teacher(student, sigma)
+    anchors, view = _view(student)
+    with torch.no_grad():
+        anchors.scalings.add_(0.3 * torch.randn(anchors.scalings.shape, generator=torch.Generator().manual_seed(3)))
+    view = generate_gaussians(anchors, student, Camera("v.png", 48, 32, view_camera_K(), torch.eye(4)))
+    target = teacher.decode(view.inputs, differentiable=form == "reference")
+    loss, _ = consistency_loss(view, target, form, student)
+    (50.0 * loss).backward()
+    return anchors, view, student, teacher, loss
+
+
+def view_camera_K() -> torch.Tensor:
+    return torch.tensor([[40.0, 0.0, 24.0], [0.0, 40.0, 16.0], [0.0, 0.0, 1.0]])
+
+
+def _reference_form_by_hand(anchors, visible, student: Decoder, teacher: Decoder, centre: torch.Tensor):
+    """The paper's consistency term written out from its description: both decoders read the same
+    (differentiable) anchor features and view directions; the teacher's child scales use the same anchor
+    log-scales; opacity over all children, the rest over the children the student keeps."""
+    feats = anchors.features.detach().clone().requires_grad_(True)
+    scalings = anchors.scalings.detach().clone().requires_grad_(True)
+    idx = visible.nonzero()[:, 0]
+    rel = anchors.positions.detach()[idx] - centre
+    x = torch.cat([feats[idx], rel / rel.norm(dim=-1, keepdim=True)], dim=-1)
+    k = student.n_offsets
+    out = {}
+    for name, net in (("s", student), ("t", teacher)):
+        cov = net.mlp_cov(x).view(-1, 7)
+        base = torch.exp(scalings[idx][:, 3:6]).repeat_interleave(k, dim=0)
+        out[name] = (net.mlp_opacity(x).view(-1), net.mlp_color(x).view(-1, 3), base * torch.sigmoid(cov[:, :3]),
+                     cov[:, 3:] / cov[:, 3:].norm(dim=-1, keepdim=True))
+    mask = out["s"][0] > 0
+    mse = torch.nn.functional.mse_loss
+    loss = (mse(out["s"][0], out["t"][0]) + mse(out["s"][1][mask], out["t"][1][mask])
+            + mse(out["s"][2][mask], out["t"][2][mask]) + mse(out["s"][3][mask], out["t"][3][mask]))
+    (50.0 * loss).backward()
+    return loss, feats.grad, scalings.grad
+
+
+def test_reference_gradient_matches_the_papers_form_written_out():
+    anchors, view, student, teacher, loss = _anchor_grads("reference")
+    assert view.num > 0 and view.selection.sum() < view.selection.numel()
+    ours_feat, ours_scal = anchors.features.grad.clone(), anchors.scalings.grad.clone()
+    by_hand, feat, scal = _reference_form_by_hand(anchors, view.visible, _decoder(0), teacher.module,
+                                                  torch.zeros(3))
+    torch.testing.assert_close(loss.detach(), by_hand.detach(), rtol=0, atol=1e-6)
+    assert feat.abs().max() > 1e-5 and scal.abs().max() > 1e-6  # the comparison is not of zeros
+    torch.testing.assert_close(ours_feat, feat, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours_scal, scal, rtol=0, atol=1e-6)
+
+
+def test_gradient_forms_differ_only_on_the_anchors():
+    grads = {}
+    for form in ("reference", "student", "decoder_only"):
+        anchors, view, student, teacher, loss = _anchor_grads(form, sigma=0.01)
+        assert all(p.grad is None for p in teacher.module.parameters())
+        grads[form] = (float(loss.detach()), anchors.features.grad, anchors.scalings.grad,
+                       [p.grad.clone() for p in student.parameters()])
+    values = {form: g[0] for form, g in grads.items()}
+    assert values["reference"] == values["student"] == values["decoder_only"]  # same loss value
+    for form in ("reference", "decoder_only"):  # the decoder gets the same gradient in every form
+        for a, b in zip(grads[form][3], grads["student"][3]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+    assert grads["decoder_only"][1] is None or grads["decoder_only"][1].abs().max() == 0
+    assert grads["decoder_only"][2] is None or grads["decoder_only"][2].abs().max() == 0
+    # at a small teacher gap the reference form's anchor pull is far weaker than the constant-target form's
+    assert grads["reference"][1].norm() < 0.3 * grads["student"][1].norm()
+    assert grads["reference"][2].norm() < 0.3 * grads["student"][2].norm()
+
+
+def test_unknown_gradient_form_and_missing_decoder_are_errors():
+    student = _decoder(0)
+    _, view = _view(student)
+    target = MomentumTeacher(student).decode(view.inputs)
+    with pytest.raises(ValueError, match="unknown consistency gradient"):
+        consistency_loss(view, target, "both")
+    with pytest.raises(ValueError, match="student decoder"):
+        consistency_loss(view, target, "decoder_only")

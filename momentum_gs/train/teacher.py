@@ -75,10 +75,14 @@ class MomentumTeacher:
         for t, s in zip(t_other, s_other):
             t.copy_(s)
 
-    @torch.no_grad()
-    def decode(self, inputs: DecoderInputs) -> DecodedAnchors:
-        """The teacher's outputs for the student's decoder inputs (no graph: a constant target)."""
-        return self.module.decode(inputs)
+    def decode(self, inputs: DecoderInputs, differentiable: bool = False) -> DecodedAnchors:
+        """The teacher's outputs for the student's decoder inputs.
+
+        ``differentiable``: keep the graph through the (frozen) teacher back to the inputs, as the paper's
+        code does (``teacher.gradient=reference``); otherwise the outputs are a constant target.
+        """
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            return self.module.decode(inputs)
 
     def state_dict(self) -> dict:
         """The teacher decoder's state dict."""
@@ -101,20 +105,35 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(a, b)
 
 
-def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+GRADIENTS = ("reference", "student", "decoder_only")
+
+
+def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors, gradient: str = "reference",
+                     decoder: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_cons = MSE_opacity + MSE_color + MSE_scale + MSE_rotation between the student and its teacher.
 
     Opacity compares the raw tanh outputs of all k children of the V visible anchors; colour, scale
-    (``child_scales`` with the student's anchor log-scales) and rotation (unit quaternions) compare only
-    the M children kept by the student (``student.kept``), using the student's rendered values.
+    (``child_scales`` with the anchors' log-scales) and rotation (unit quaternions) compare only the M
+    children kept by the student (``student.kept``). The value is the same for every ``gradient``; what
+    differs is where its gradient goes (docs/decisions/0003):
 
-    The teacher's outputs are a constant target: unlike the reference code, whose teacher terms
-    back-propagate into the anchor features and scales through the frozen MLPs, gradients reach only the
-    student side (its decoder and, through it, the anchors).
+    - ``"reference"`` (the paper's code): the teacher is a frozen function of the same anchor inputs, so
+      the term also back-propagates through the teacher into the anchor features and scales. That path
+      nearly cancels the student's pull on the anchors (the anchor gradient is second order in the
+      teacher–student gap); the term mostly moves the student decoder. ``teacher`` must come from
+      ``MomentumTeacher.decode(..., differentiable=True)``.
+    - ``"student"``: the teacher's outputs are a constant target; the student decoder and, through it,
+      the anchor features and scales get a first-order pull towards the teacher.
+    - ``"decoder_only"``: a constant target and the student side decoded again from detached inputs
+      (``decoder`` is the student decoder): only the decoder gets a gradient.
+
+    The decoder's gradient is the same in all three.
 
     Args:
         student: the view's neural Gaussians from the online decoder.
-        teacher: the teacher's decoding of ``student.inputs`` (``MomentumTeacher.decode``), [V, k] etc.
+        teacher: the teacher's decoding of ``student.inputs``, [V, k] etc.
+        gradient: one of ``GRADIENTS``.
+        decoder: the student decoder (only for ``"decoder_only"``).
 
     Returns:
         the total (scalar, differentiable) and its detached terms ``opacity``, ``color``, ``scale``,
@@ -123,16 +142,34 @@ def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors) -> tuple
     if teacher.opacity.shape != student.neural_opacity.shape:
         raise ValueError(f"teacher decoded {tuple(teacher.opacity.shape)} children, the student "
                          f"{tuple(student.neural_opacity.shape)}: decode the student's inputs")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"unknown consistency gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
 
-    def kept(values: torch.Tensor, width: int) -> torch.Tensor:  # the teacher's values of the kept children
-        return values.detach().reshape(-1, width).index_select(0, student.kept)
+    def kept(values: torch.Tensor, width: int) -> torch.Tensor:  # the kept children's rows
+        return values.reshape(-1, width).index_select(0, student.kept)
 
-    scalings = student.anchor_scalings.detach()
+    scalings = student.anchor_scalings
+    if gradient == "reference":
+        t_scalings = scalings  # the teacher's child scales share the anchors' (differentiable) log-scales
+    else:
+        teacher = DecodedAnchors(teacher.opacity.detach(), teacher.cov.detach(), teacher.color.detach())
+        t_scalings = scalings.detach()
+    if gradient == "decoder_only":
+        if decoder is None:
+            raise ValueError("teacher.gradient=decoder_only needs the student decoder")
+        inputs = student.inputs
+        fixed = DecoderInputs(inputs.features.detach(), inputs.view_dirs.detach(), inputs.dists.detach(),
+                              None if inputs.appearance is None else inputs.appearance.detach())
+        again = decoder.decode(fixed)
+        s_opacity, s_colors = again.opacity, kept(again.color, 3)
+        s_scales, s_quats = kept(child_scales(again.cov, t_scalings), 3), kept(child_rotations(again.cov), 4)
+    else:  # the rendered values themselves
+        s_opacity, s_colors, s_scales, s_quats = student.neural_opacity, student.colors, student.scales, student.quats
     parts = {
-        "opacity": _mse(student.neural_opacity, teacher.opacity.detach()),
-        "color": _mse(student.colors, kept(teacher.color, 3)),
-        "scale": _mse(student.scales, kept(child_scales(teacher.cov, scalings), 3)),
-        "rotation": _mse(student.quats, kept(child_rotations(teacher.cov), 4)),
+        "opacity": _mse(s_opacity, teacher.opacity),
+        "color": _mse(s_colors, kept(teacher.color, 3)),
+        "scale": _mse(s_scales, kept(child_scales(teacher.cov, t_scalings), 3)),
+        "rotation": _mse(s_quats, kept(child_rotations(teacher.cov), 4)),
     }
     total = parts["opacity"] + parts["color"] + parts["scale"] + parts["rotation"]
     return total, {name: value.detach() for name, value in parts.items()}
