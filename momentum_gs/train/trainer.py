@@ -19,7 +19,7 @@ from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from momentum_gs.losses import psnr, reconstruction_loss, ssim
+from momentum_gs.losses import channel_mean_psnr, psnr, reconstruction_loss, ssim
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
@@ -196,6 +196,7 @@ class Trainer:
                 "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
                 "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(), "peak_loaded": self.peak_loaded,
                 "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
+                "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
                 "checkpoint": checkpoint and str(checkpoint)}
 
     def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> tuple[Metrics, Metrics]:
@@ -211,9 +212,8 @@ class Trainer:
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
         if self.teacher is not None:
             self.teacher.update(self.decoder, momentum_schedule(step, self.cfg.teacher))
-        weights = self.weighting.weights(step)  # on the host
-        metrics = [self.block_step(block, view, gt, float(weights[block.id]))
-                   for block, (_, view, gt) in zip(active, views)]
+        metrics = [self.block_step(block, view, gt, self.weighting.weight(block.id, block.steps + 1))
+                   for block, (_, view, gt) in zip(active, views)]  # weights on the host
         names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
         sums = self.reducer.reduce(self.cfg.blocks.active, values.sum(dim=0))
         if self.decoder_opt is not None:
@@ -233,7 +233,9 @@ class Trainer:
         view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid)
         loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
         if self.teacher is not None:
-            cons, _ = consistency_loss(view.gaussians, self.teacher.decode(view.gaussians.inputs))
+            form = self.cfg.teacher.gradient
+            target = self.teacher.decode(view.gaussians.inputs, differentiable=form == "reference")
+            cons, _ = consistency_loss(view.gaussians, target, form, decoder)
             parts["consistency"] = self.cfg.teacher.lambda_cons * cons.detach()
             loss = loss + self.cfg.teacher.lambda_cons * cons
         (loss * weight).backward()
@@ -276,13 +278,15 @@ class Trainer:
     def after_step(self) -> None:
         """Block-weighting validation (shared by all processes), replica checks and periodic checkpoints."""
         cfg = self.cfg
-        if cfg.weighting.enabled and self.step % cfg.weighting.eval_interval == 0:
-            results = {block.id: self.validate(block) for block in self.blocks if block.loaded and block.val_views}
+        due = self.scheduler.due(self.step, cfg.weighting.eval_interval) if cfg.weighting.enabled else []
+        if due:  # every process knows which blocks are due, so all of them join the all-reduce
+            results = {b: self.validate(self.blocks[b]) for b in due
+                       if self.blocks[b].loaded and self.blocks[b].val_views}
             table = self.weighting.measurements(len(self.blocks), results)
             self.weighting.apply(D.all_reduce_sum(table, self.world))
             if self.logger is not None:
                 w = self.weighting
-                series = {"psnr": w.psnr, "ssim": w.ssim, "weight": w.weights(self.step + 1)}
+                series = {"psnr": w.psnr, "ssim": w.ssim, "weight": w.weights(self.scheduler.counts_before(self.step))}
                 self.logger.scalars(self.step, {f"blocks/{b}/{name}": float(values[b])
                                                 for name, values in series.items()
                                                 for b in range(len(self.blocks)) if w.evaluations[b] > 0})
@@ -295,11 +299,11 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, block: B.Block) -> tuple[float, float]:
-        """Mean PSNR and SSIM of a loaded block over its validation views."""
+        """Mean PSNR (the paper's: mean of per-channel PSNRs) and SSIM of a loaded block over its validation views."""
         scores = []
         for index in block.val_views:
             image, gt = self.render_train_view(block, index).clamp(0, 1), self.loader[index].to(self.device)
-            scores.append((float(psnr(image, gt)), float(ssim(image, gt))))
+            scores.append((float(channel_mean_psnr(image, gt)), float(ssim(image, gt))))
         return tuple(float(v) for v in np.mean(scores, axis=0))
 
     def render_train_view(self, block: B.Block, index: int) -> torch.Tensor:
