@@ -10,9 +10,11 @@ from momentum_gs.model.decoder import (
 )
 from momentum_gs.model.neural import (
     NeuralGaussians,
+    anchor_mask,
     child_rotations,
     child_scales,
     generate_gaussians,
+    reference_visible_anchors,
     visible_anchors,
 )
 from momentum_gs.model.optim import (
@@ -33,6 +35,7 @@ __all__ = [
     "DecoderInputs",
     "GrowPruneStrategy",
     "NeuralGaussians",
+    "anchor_mask",
     "appearance_code",
     "auto_voxel_size",
     "child_rotations",
@@ -46,6 +49,7 @@ __all__ = [
     "make_appearance",
     "make_decoder_optimizer",
     "param_group",
+    "reference_visible_anchors",
     "replace_rows",
     "update_learning_rates",
     "visible_anchors",

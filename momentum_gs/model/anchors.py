@@ -55,9 +55,17 @@ def auto_voxel_size(points: np.ndarray) -> float:
 
 
 def voxelize(points: np.ndarray, voxel_size: float) -> np.ndarray:
-    """[N, 3] distinct grid points ``round(p / voxel_size) * voxel_size`` of [P, 3] ``points``, sorted."""
-    cells = np.unique(np.round(np.asarray(points, dtype=np.float64) / voxel_size).astype(np.int64), axis=0)
-    return cells * voxel_size
+    """[N, 3] float32 distinct grid points ``round(p / voxel_size) * voxel_size`` (world units) of [P, 3]
+    ``points``, sorted.
+
+    Reproduces the reference, which divides and rounds the float32 point cloud in float32 and multiplies the
+    rounded cells by the voxel size in float32. Exactness is not the point, reproduction is: at Rubble-scale
+    coordinates and a 1e-4 voxel, float32 puts 6 % (uniform in ±100) to 10 % (all |x| in 50..100) of the
+    points in a neighbouring cell compared with float64, and so changes which anchors exist.
+    """
+    size = np.float32(voxel_size)
+    cells = np.unique(np.round(np.asarray(points, dtype=np.float32) / size).astype(np.int64), axis=0)
+    return cells.astype(np.float32) * size
 
 
 def initial_log_scales(positions: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,8 @@ def decode_parts(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_
     code = None
     if appearance is not None:
         code = appearance.weight.mean(0) if appearance_index is None else appearance_code(appearance, appearance_index)
-    return [generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near) for anchors, decoder in parts]
+    return [generate_gaussians(anchors, decoder, camera, code, near=render_cfg.near,
+                               anchor_filter=render_cfg.anchor_filter) for anchors, decoder in parts]
 
 
 def gaussian_tensors(decoded: list[NeuralGaussians]) -> list[torch.Tensor]:
