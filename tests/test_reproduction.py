@@ -60,16 +60,22 @@ def test_dataset_script_partitions_trains_evaluates_and_tabulates(tiny_scene, tm
 
 
 def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
-    """scripts/ablation_sweep.sh with row a only, a few steps: the runs, the script's table and mgs table."""
+    """scripts/ablation_sweep.sh with row a only, two seeds, a few steps: the runs, the script's mean ± std
+    table and mgs table; running it again trains nothing."""
     from conftest import TINY_OVERRIDES
 
     env = {**os.environ, "PYTHON": sys.executable, "TORCH_HOME": str(tmp_path / "hub")}
     overrides = [o for o in TINY_OVERRIDES if not o.startswith(("optim.steps", "strategy."))]
-    result = subprocess.run(["bash", str(REPO / "scripts" / "ablation_sweep.sh"), str(tmp_path / "abl"), "--rows", "a",
-                             "--steps", "8", "--data", str(tiny_scene), *overrides],
-                            capture_output=True, text=True, env=env, timeout=600)
+    command = ["bash", str(REPO / "scripts" / "ablation_sweep.sh"), str(tmp_path / "abl"), "--rows", "a",
+               "--steps", "8", "--seeds", "0", "1", "--data", str(tiny_scene), *overrides]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    results = json.loads((tmp_path / "abl" / "a" / "eval" / "results.json").read_text())
+    runs = [json.loads((tmp_path / "abl" / f"a_s{seed}" / "eval" / "results.json").read_text()) for seed in (0, 1)]
     table = (tmp_path / "abl" / "table" / "ablation.md").read_text()
-    assert f"{results['psnr']:.2f}" in table and "22.25" in table  # ours beside the paper's row a
+    assert f"{runs[0]['psnr']:.2f}" in table and "22.25" in table  # ours beside the paper's row a
     assert (tmp_path / "abl" / "table" / "psnr_vs_steps.png").is_file()
+    mean = (runs[0]["psnr"] + runs[1]["psnr"]) / 2
+    summary = (tmp_path / "abl" / "ablation.md").read_text()
+    assert f"| a | – |" in summary and f"{mean:.2f} ± " in summary and "| 2 |" in summary
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "train:" not in again.stderr  # both runs were finished: nothing retrained
