@@ -88,7 +88,7 @@ def run_row(row: str, data: Path, out: Path, steps: int, extra: list[str], seed:
     weights = [b["weight"] for b in summary.get("blocks", [])]
     entry = {"row": row, "tag": tag, "seed": seed, "setting": paper["setting"], "blocks": blocks,
              "active": cfg.blocks.active, "steps_per_block": steps, "block_steps": summary["steps"] * cfg.blocks.active,
-             "train_seconds": round(seconds, 1), "psnr": round(results["psnr"], 3), "ssim": round(results["ssim"], 4),
+             "train_seconds": round(seconds, 1),  # this call's training; a resumed run counts only its last part "psnr": round(results["psnr"], 3), "ssim": round(results["ssim"], 4),
              "lpips": results["lpips"], "anchors": results["num_anchors"],
              "validations_min": min((b["validations"] for b in summary.get("blocks", [])), default=0),
              "weight_max": max(weights, default=1.0),
@@ -114,14 +114,14 @@ def write_table(entries: list[dict], out: Path) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for e in sorted(entries, key=lambda e: (e["row"], e.get("tag", ""), e.get("seed", 0))):
         groups.setdefault((e["row"], e.get("tag", "")), []).append(e)
-    lines = ["| row | variant | setting | blocks (active) | steps per block | seeds | PSNR | SSIM | anchors | train s "
-             "| paper PSNR / SSIM |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| row | variant | setting | blocks (active) | steps per block | seeds | PSNR | SSIM | anchors "
+             "| paper PSNR / SSIM |", "|---|---|---|---|---|---|---|---|---|---|"]
     for (row, tag), runs in groups.items():
         (p, dp), (q, dq) = _mean_std([r["psnr"] for r in runs]), _mean_std([r["ssim"] for r in runs])
         first = runs[0]
         lines.append(f"| {row} | {tag or '–'} | {first['setting']} | {first['blocks']} ({first['active']}) "
                      f"| {first['steps_per_block']} | {len(runs)} | {p:.2f} ± {dp:.2f} | {q:.3f} ± {dq:.3f} "
-                     f"| {sum(r['anchors'] for r in runs) // len(runs)} | {sum(r['train_seconds'] for r in runs) / len(runs):.0f} "
+                     f"| {sum(r['anchors'] for r in runs) // len(runs)} "
                      f"| {first['paper_psnr']:.2f} / {first['paper_ssim']:.3f} |")
     markdown = "\n".join(lines) + "\n"
     (out / "ablation.md").write_text(markdown)
