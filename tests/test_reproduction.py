@@ -79,3 +79,27 @@ def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
     assert f"| a | – |" in summary and f"{mean:.2f} ± " in summary and "| 2 |" in summary
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "train:" not in again.stderr  # both runs were finished: nothing retrained
+
+
+def test_consistency_terms_script_reads_every_checkpoint(tiny_config, tmp_path):
+    """scripts/consistency_terms.py on a teacher run: one row per checkpoint, the four terms, and the
+    paper's gradient form pulling the anchors less than a constant target does."""
+    from momentum_gs.train.run import train
+
+    tiny_config.teacher.enabled = True
+    tiny_config.log.checkpoint_every = 12
+    train(tiny_config)
+    out = tmp_path / "terms.md"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "consistency_terms.py"), tiny_config.out,
+                             "--views", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| 1") or
+            line.startswith("| 2")]
+    assert [int(r[0]) for r in rows] == [12, 24]
+    for r in rows:
+        terms = [float(v) for v in r[1:5]]
+        assert all(t > 0 for t in terms)
+        assert float(r[7]) < float(r[8])  # reference form's pull on the features < the constant target's
+    plain = subprocess.run([sys.executable, str(REPO / "scripts" / "consistency_terms.py"), str(tmp_path)],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode != 0 and "not a run folder" in plain.stderr
