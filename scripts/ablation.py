@@ -86,9 +86,10 @@ def run_row(row: str, data: Path, out: Path, steps: int, extra: list[str], seed:
     seconds = time.perf_counter() - started
     results = evaluate_run(run, save_images=True)
     weights = [b["weight"] for b in summary.get("blocks", [])]
+    # train_seconds: this call's training; a resumed run counts only its last part
     entry = {"row": row, "tag": tag, "seed": seed, "setting": paper["setting"], "blocks": blocks,
              "active": cfg.blocks.active, "steps_per_block": steps, "block_steps": summary["steps"] * cfg.blocks.active,
-             "train_seconds": round(seconds, 1),  # this call's training; a resumed run counts only its last part "psnr": round(results["psnr"], 3), "ssim": round(results["ssim"], 4),
+             "train_seconds": round(seconds, 1), "psnr": round(results["psnr"], 3), "ssim": round(results["ssim"], 4),
              "lpips": results["lpips"], "anchors": results["num_anchors"],
              "validations_min": min((b["validations"] for b in summary.get("blocks", [])), default=0),
              "weight_max": max(weights, default=1.0),
