@@ -16,6 +16,11 @@ import yaml
 from momentum_gs.errors import UserError
 
 
+# The values of the two method switches (docs/decisions/0003); the first of each is the paper's code.
+CONSISTENCY_GRADIENTS = ("reference", "student", "decoder_only")  # teacher.gradient
+ANCHOR_FILTERS = ("reference", "bound")  # render.anchor_filter
+
+
 @dataclass
 class DataConfig:
     """Where the scene is and how its images are loaded."""
@@ -313,11 +318,10 @@ def validate(cfg: Config) -> Config:
     cfg.deterministic = str(cfg.deterministic).lower()  # YAML's true / false arrive as bools
     if cfg.deterministic not in ("auto", "true", "false"):
         raise UserError(f"config key 'deterministic' must be auto, true or false, got {cfg.deterministic!r}")
-    if cfg.teacher.gradient not in ("reference", "student", "decoder_only"):
-        raise UserError(f"config key 'teacher.gradient' must be reference, student or decoder_only, "
-                        f"got {cfg.teacher.gradient!r}")
-    if cfg.render.anchor_filter not in ("reference", "bound"):
-        raise UserError(f"config key 'render.anchor_filter' must be reference or bound, got {cfg.render.anchor_filter!r}")
+    for key, value, allowed in (("teacher.gradient", cfg.teacher.gradient, CONSISTENCY_GRADIENTS),
+                                ("render.anchor_filter", cfg.render.anchor_filter, ANCHOR_FILTERS)):
+        if value not in allowed:
+            raise UserError(f"config key '{key}' must be one of {', '.join(allowed)}, got {value!r}")
     if cfg.distributed.backend not in ("auto", "nccl", "gloo"):
         raise UserError(f"config key 'distributed.backend' must be auto, nccl or gloo, got {cfg.distributed.backend!r}")
     for f in dataclasses.fields(OptimConfig):

@@ -73,6 +73,10 @@ def run_row(row: str, data: Path, out: Path, steps: int, extra: list[str], seed:
     name, blocks = ROWS[row]
     paper = PAPER_ABLATION[row]
     run = out / run_name(row, seed, tag)
+    trained = load_config(run / "config.yaml").optim.steps if (run / "config.yaml").is_file() else steps
+    if trained != steps:
+        raise SystemExit(f"ablation.py: {run} was trained with {trained} steps per block, not {steps}; "
+                         f"use another --out or --tag")
     if (run / "entry.json").is_file():
         return json.loads((run / "entry.json").read_text())
     overrides = schedule_overrides(steps) + [f"data.path={data}", f"out={run}", f"seed={seed}",
@@ -134,6 +138,17 @@ def _run_job(job: tuple) -> dict:
     return run_row(*job)
 
 
+def _run_all(jobs: list[tuple], workers: int):
+    """The jobs' entries as they finish: one after the other, or on ``workers`` processes side by side."""
+    if workers == 1:
+        yield from map(_run_job, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(_run_job, jobs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/synthetic_city8"))
@@ -162,21 +177,10 @@ def main() -> None:
     jobs = [(row, args.data, args.out, args.steps, args.overrides, seed, args.tag, args.threads)
             for seed in args.seeds for row in args.rows]
     done = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/entry.json"))]
-    if args.jobs == 1:
-        for job in jobs:
-            entry = _run_job(job)
-            done = [e for e in done if (e["row"], e["tag"], e["seed"]) != (entry["row"], entry["tag"], entry["seed"])]
-            done.append(entry)
-            print(write_table(done, args.out))
-    else:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            for entry in pool.imap_unordered(_run_job, jobs):
-                done = [e for e in done
-                        if (e["row"], e["tag"], e["seed"]) != (entry["row"], entry["tag"], entry["seed"])]
-                done.append(entry)
-                print(write_table(done, args.out), flush=True)
+    for entry in _run_all(jobs, args.jobs):
+        key = (entry["row"], entry["tag"], entry["seed"])
+        done = [e for e in done if (e["row"], e["tag"], e["seed"]) != key] + [entry]
+        print(write_table(done, args.out), flush=True)
     (args.out / "entries.json").write_text(json.dumps(done, indent=1))
 
 

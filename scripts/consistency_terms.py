@@ -25,7 +25,6 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.losses import reconstruction_loss
 from momentum_gs.model.gaussian_scene import render_view
-from momentum_gs.train.teacher import consistency_loss
 from momentum_gs.train.trainer import Trainer
 
 TERMS = ("opacity", "color", "scale", "rotation")
@@ -54,8 +53,7 @@ def measure(trainer: Trainer, blocks: list[int], views: int) -> dict:
             feats = block.anchors.features
             g_recon = torch.autograd.grad(recon, feats, retain_graph=True)[0].norm()
             for form in ("reference", "student"):
-                target = trainer.teacher.decode(view.gaussians.inputs, differentiable=form == "reference")
-                cons, parts = consistency_loss(view.gaussians, target, form)
+                cons, parts = trainer.teacher.consistency(view.gaussians, form)
                 g_cons = torch.autograd.grad(lam * cons, feats, retain_graph=True, allow_unused=True)[0]
                 ratio = 0.0 if g_cons is None else float(g_cons.norm() / g_recon.clamp_min(1e-30))
                 out[f"ratio_{form}"] += ratio

@@ -79,6 +79,9 @@ def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
     assert f"| a | – |" in summary and f"{mean:.2f} ± " in summary and "| 2 |" in summary
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "train:" not in again.stderr  # both runs were finished: nothing retrained
+    longer = [arg if arg != "8" else "9" for arg in command]  # the same runs asked for at another length
+    refused = subprocess.run(longer, capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode != 0 and "trained with 8 steps per block, not 9" in refused.stderr
 
 
 def test_consistency_terms_script_reads_every_checkpoint(tiny_config, tmp_path):

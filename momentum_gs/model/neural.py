@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from momentum_gs.config import ANCHOR_FILTERS
 from momentum_gs.data.camera import Camera
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import DecodedAnchors, Decoder, DecoderInputs
 from momentum_gs.render.projection import ALPHA_REACH
 
-ANCHOR_FILTERS = ("reference", "bound")
 REFERENCE_TILE = 16  # pixels; the tile edge (BLOCK_X = BLOCK_Y) of the reference rasterizer
 REFERENCE_FOV_REACH = 1.3  # the reference clamps the EWA Jacobian's ray at 1.3 × tan(half field of view)
 REFERENCE_BLUR = 0.3  # pixels², added to the diagonal of the anchor's 2D covariance

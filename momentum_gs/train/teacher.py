@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momentum_gs.config import CONSISTENCY_GRADIENTS
 from momentum_gs.model.decoder import DecodedAnchors, DecoderInputs
 from momentum_gs.model.neural import NeuralGaussians, child_rotations, child_scales
 
@@ -84,6 +85,13 @@ class MomentumTeacher:
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
             return self.module.decode(inputs)
 
+    def consistency(self, student: NeuralGaussians, gradient: str = "reference",
+                    decoder: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:func:`consistency_loss` of ``student`` against this teacher's decoding of the same inputs,
+        differentiable through the teacher for the ``"reference"`` form; ``decoder`` is the student decoder."""
+        target = self.decode(student.inputs, differentiable=gradient == "reference")
+        return consistency_loss(student, target, gradient, decoder)
+
     def state_dict(self) -> dict:
         """The teacher decoder's state dict."""
         return self.module.state_dict()
@@ -105,7 +113,7 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(a, b)
 
 
-GRADIENTS = ("reference", "student", "decoder_only")
+GRADIENTS = CONSISTENCY_GRADIENTS
 
 
 def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors, gradient: str = "reference",

@@ -30,7 +30,7 @@ from momentum_gs.train.block_store import BlockStore
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, rng_state, seed_everything, set_rng_state
-from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
+from momentum_gs.train.teacher import MomentumTeacher, momentum_schedule
 from momentum_gs.train.weighting import BlockWeighting
 
 
@@ -233,9 +233,7 @@ class Trainer:
         view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid)
         loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
         if self.teacher is not None:
-            form = self.cfg.teacher.gradient
-            target = self.teacher.decode(view.gaussians.inputs, differentiable=form == "reference")
-            cons, _ = consistency_loss(view.gaussians, target, form, decoder)
+            cons, _ = self.teacher.consistency(view.gaussians, self.cfg.teacher.gradient, decoder)
             parts["consistency"] = self.cfg.teacher.lambda_cons * cons.detach()
             loss = loss + self.cfg.teacher.lambda_cons * cons
         (loss * weight).backward()
@@ -286,7 +284,8 @@ class Trainer:
             self.weighting.apply(D.all_reduce_sum(table, self.world))
             if self.logger is not None:
                 w = self.weighting
-                series = {"psnr": w.psnr, "ssim": w.ssim, "weight": w.weights(self.scheduler.counts_before(self.step))}
+                weights = w.weights(self.scheduler.counts_before(self.step))
+                series = {"psnr": w.psnr, "ssim": w.ssim, "weight": weights}
                 self.logger.scalars(self.step, {f"blocks/{b}/{name}": float(values[b])
                                                 for name, values in series.items()
                                                 for b in range(len(self.blocks)) if w.evaluations[b] > 0})

@@ -3,9 +3,10 @@
 Each block renders its validation views whenever its OWN step count reaches a multiple of
 ``eval_interval`` (as the paper's code does; ``BlockScheduler.due`` says which blocks are due at a global
 step). The PSNR is the paper's: the mean over the colour channels of per-channel PSNR
-(``losses.channel_mean_psnr``). Its mean PSNR and SSIM update an exponential moving average ONCE PER EVALUATION (the reference code re-applies the EMA at every
-training step with the last, stale measurement, which leaves almost no smoothing). With P̄, S̄ the
-smoothed values, δp = max P̄ − P̄_b and δs = max S̄ − S̄_b over the evaluated blocks:
+(``losses.channel_mean_psnr``). Its mean PSNR and SSIM update an exponential moving average ONCE PER
+EVALUATION (the reference code re-applies the EMA at every training step with the last, stale measurement,
+which leaves almost no smoothing). With P̄, S̄ the smoothed values, δp = max P̄ − P̄_b and
+δs = max S̄ − S̄_b over the evaluated blocks:
 
     w_b = 2 − exp(−(δp² + λ·δs²) / (2σ²))        (the best block gets 1, worse ones up to 2)
 
