@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from momentum_gs.data import convert_cli
-from momentum_gs.errors import UserError
+from momentum_gs.errors import Interrupted, UserError
 
 
 
@@ -190,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; resume with `mgs train --resume --out RUN_DIR`", file=sys.stderr)
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # outside training, or a second Ctrl-C while the checkpoint is written
+        print("interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -7,18 +7,27 @@ which is itself a valid config file.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 from momentum_gs.errors import UserError
 
 
-# The values of the two method switches (docs/decisions/0003); the first of each is the paper's code.
-CONSISTENCY_GRADIENTS = ("reference", "student", "decoder_only")  # teacher.gradient
-ANCHOR_FILTERS = ("reference", "bound")  # render.anchor_filter
+# Every key with a fixed set of values has a Literal type; the check and `mgs config --explain` read it.
+# The two method switches (docs/decisions/0003): the first value of each is the paper's code.
+Gradient = Literal["reference", "student", "decoder_only"]  # teacher.gradient
+AnchorFilter = Literal["reference", "bound"]  # render.anchor_filter
+CONSISTENCY_GRADIENTS, ANCHOR_FILTERS = get_args(Gradient), get_args(AnchorFilter)
+Policy = Literal["round_robin", "random"]
+Offload = Literal["memory", "disk"]
+Backend = Literal["auto", "torch", "gsplat"]
+ProcessBackend = Literal["auto", "nccl", "gloo"]
+WandbMode = Literal["offline", "online"]
+Switch = Literal["auto", "true", "false"]
 
 
 @dataclass
@@ -94,8 +103,8 @@ class BlocksConfig:
     partition: str = ""  # partition file from `mgs partition` ("" = one block: plain Scaffold-GS)
     active: int = 1  # k, blocks trained at the same time (their decoder gradients are averaged)
     interval: int = 500  # steps between changes of the active set
-    policy: str = "round_robin"  # "round_robin" or "random"
-    offload: str = "memory"  # where inactive blocks wait: "memory" (CPU) or "disk" (atomic files in the run)
+    policy: Policy = "round_robin"  # "round_robin" or "random"
+    offload: Offload = "memory"  # where inactive blocks wait: "memory" (CPU) or "disk" (atomic files in the run)
     shared_decoder: bool = True  # False: every block has its own decoder (independent blocks)
 
 
@@ -110,7 +119,7 @@ class TeacherConfig:
     # through the frozen teacher into the anchor features and scales, nearly cancelling the student's pull on
     # the anchors), "student" (the teacher's outputs a constant target; the student decoder and, through it,
     # the anchors get the gradient), "decoder_only" (constant target, anchor inputs detached: only the decoder)
-    gradient: str = "reference"
+    gradient: Gradient = "reference"
 
 
 @dataclass
@@ -130,14 +139,14 @@ class WeightingConfig:
 class RenderConfig:
     """Rasterizer backend and rendering settings."""
 
-    backend: str = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
+    backend: Backend = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
     tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
     near: float = 0.2  # anchors closer than this (camera z, world units) are culled
     # which anchors are decoded for a view: "reference" (the paper's visible_filter: the anchor Gaussian's
     # EWA footprint touches a 16-px tile of the image) or "bound" (a circle that contains every footprint the
     # rasterizer could draw; never drops a drawn anchor, decodes more off-screen ones)
-    anchor_filter: str = "reference"
+    anchor_filter: AnchorFilter = "reference"
 
 
 @dataclass
@@ -148,9 +157,10 @@ class LogConfig:
     tensorboard: bool = True  # write TensorBoard scalars and images into <out>/tb
     wandb: bool = False  # also log to Weights & Biases (pip install wandb)
     wandb_project: str = "momentum_gs"
-    wandb_mode: str = "offline"  # offline: written to <out>/wandb, uploaded later with `wandb sync`; or online
+    wandb_mode: WandbMode = "offline"  # offline: written to <out>/wandb, uploaded later with `wandb sync`; or online
     image_every: int = 1000  # steps between logged render | ground-truth images (0 = none)
-    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
+    checkpoint_every: int = 2000  # global steps between checkpoints (0 = only at the end; Ctrl-C also writes one)
+    keep_checkpoints: int = 3  # the newest checkpoints kept in <out>/ckpt (0 = all)
 
 
 @dataclass
@@ -179,7 +189,7 @@ class MetricsConfig:
 class DistributedConfig:
     """Several processes under ``torchrun`` (ignored by a single process)."""
 
-    backend: str = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
+    backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
     timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)
 
@@ -203,7 +213,7 @@ class Config:
     seed: int = 0  # seeds torch, numpy and python's random
     # deterministic kernels: "auto" (on for CPU runs, which then repeat bit for bit at no measured cost; off on
     # GPUs, where gsplat's backward adds with atomics anyway and deterministic kernels cost time), "true", "false"
-    deterministic: str = "auto"
+    deterministic: Switch = "auto"
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     out: str = ""  # run folder (default: runs/<scene name>)
 
@@ -239,17 +249,29 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
             if len(items) != len(get_args(type_)):
                 raise ValueError
             return tuple(_coerce(v, item_type, key) for v in items)
+        if origin is Literal:
+            text = str(value).lower() if isinstance(value, bool) else value  # YAML's true/false for auto|true|false
+            if text not in get_args(type_):
+                raise UserError(f"config key '{key}' must be one of {', '.join(get_args(type_))}, got {value!r}")
+            return text
         if type_ in (int, float, str):
             if type_ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return type_(value)
-    except (TypeError, ValueError):
+            if type_ is not str and not isinstance(value, (int, float, str)):
+                raise ValueError
+            out = type_(value)
+            if type_ is float and not math.isfinite(out):
+                raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
+            return out
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"config key '{key}' expects {getattr(type_, '__name__', type_)}, got {value!r}")
     return value
 
 
 def _apply(cfg: Any, key: str, value: Any) -> None:
     """Set dotted ``key`` on the config tree, checking that it exists and converting its type."""
+    if not isinstance(key, str) or not key:
+        raise UserError(f"config key {key!r} is not a name; keys look like section.key (see `mgs config`)")
     *parents, leaf = key.split(".")
     node = cfg
     for part in parents:
@@ -278,7 +300,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise UserError(f"config file {path} is not UTF-8 text")
         except yaml.YAMLError as exc:
             raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}")
         if not isinstance(loaded, dict):
@@ -289,52 +313,88 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise UserError(f"override '{item}' must look like section.key=value")
         key, value = item.split("=", 1)
-        _apply(cfg, key.strip(), yaml.safe_load(value) if value.strip() else "")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise UserError(f"override '{item}': the value is not valid YAML (quote it, or fix the brackets)")
+        _apply(cfg, key.strip(), parsed)
     return validate(cfg)
 
 
-# (section.key, smallest allowed value): values below it would divide by zero or break a schedule.
-_MINIMUM = {
-    "data.downsample": 1, "data.test_every": 0, "data.test_offset": 0, "data.prefetch": 0,
-    "model.feat_dim": 1, "model.n_offsets": 1, "model.hidden_dim": 1, "model.appearance_dim": 0,
-    "optim.steps": 1, "optim.lr_max_steps": 0, "strategy.update_interval": 1, "strategy.levels": 0,
-    "strategy.init_factor": 1, "strategy.hierarchy_factor": 1, "render.tile_size": 1,
-    "blocks.active": 1, "blocks.interval": 1, "weighting.eval_interval": 1, "weighting.val_every": 1,
-    "teacher.lambda_cons": 0, "log.progress_every": 1, "log.checkpoint_every": 0, "log.image_every": 0,
-    "partition.blocks": 0, "partition.margin": 0, "partition.coverage": 0,
-    "distributed.check_every": 0, "distributed.timeout_s": 1,
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``low`` ≤ (or <) value ≤ (or <) ``high``; None is unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+POSITIVE, AT_LEAST_0, AT_LEAST_1, FRACTION = Range(0, open_low=True), Range(0), Range(1), Range(0, 1)
+# The numbers' ranges: values outside would divide by zero, break a schedule or make the loss meaningless.
+# Every float must also be finite; every learning rate (optim.*_lr, *_lr_final) positive.
+RANGES: dict[str, Range] = {
+    "data.downsample": AT_LEAST_1, "data.max_width": AT_LEAST_0, "data.test_every": AT_LEAST_0,
+    "data.test_offset": AT_LEAST_0, "data.prefetch": AT_LEAST_0,
+    "model.feat_dim": AT_LEAST_1, "model.n_offsets": AT_LEAST_1, "model.voxel_size": AT_LEAST_0,
+    "model.hidden_dim": AT_LEAST_1, "model.appearance_dim": AT_LEAST_0, "model.max_points": AT_LEAST_0,
+    "optim.steps": AT_LEAST_1, "optim.lr_max_steps": AT_LEAST_0, "optim.lambda_dssim": FRACTION,
+    "optim.lambda_scale": AT_LEAST_0,
+    "strategy.start_stat": AT_LEAST_0, "strategy.update_from": AT_LEAST_0, "strategy.update_interval": AT_LEAST_1,
+    "strategy.update_until": AT_LEAST_0, "strategy.init_factor": AT_LEAST_1, "strategy.hierarchy_factor": AT_LEAST_1,
+    "strategy.levels": AT_LEAST_0, "strategy.grad_threshold": POSITIVE, "strategy.min_opacity": AT_LEAST_0,
+    "strategy.success_threshold": FRACTION,
+    "blocks.active": AT_LEAST_1, "blocks.interval": AT_LEAST_1,
+    "teacher.momentum": FRACTION, "teacher.lambda_cons": AT_LEAST_0,
+    "weighting.eval_interval": AT_LEAST_1, "weighting.val_every": AT_LEAST_1,
+    "weighting.ema": Range(0, 1, open_high=True), "weighting.lam": AT_LEAST_0, "weighting.sigma": POSITIVE,
+    "weighting.warmup": AT_LEAST_0,
+    "render.tile_size": AT_LEAST_1, "render.near": AT_LEAST_0,
+    "log.progress_every": AT_LEAST_1, "log.image_every": AT_LEAST_0, "log.checkpoint_every": AT_LEAST_0,
+    "log.keep_checkpoints": AT_LEAST_0,
+    "partition.blocks": AT_LEAST_0, "partition.margin": AT_LEAST_0, "partition.coverage": FRACTION,
+    "distributed.check_every": AT_LEAST_0, "distributed.timeout_s": AT_LEAST_1, "seed": AT_LEAST_0,
 }
 
 
+def _get(cfg: Config, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def validate(cfg: Config) -> Config:
-    """Raise a UserError for values that cannot work (e.g. ``strategy.update_interval=0``)."""
-    for key, minimum in _MINIMUM.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value < minimum:
-            raise UserError(f"config key '{key}' must be at least {minimum}, got {value}")
-    if cfg.log.wandb_mode not in ("offline", "online"):
-        raise UserError(f"config key 'log.wandb_mode' must be offline or online, got {cfg.log.wandb_mode!r}")
-    cfg.deterministic = str(cfg.deterministic).lower()  # YAML's true / false arrive as bools
-    if cfg.deterministic not in ("auto", "true", "false"):
-        raise UserError(f"config key 'deterministic' must be auto, true or false, got {cfg.deterministic!r}")
-    for key, value, allowed in (("teacher.gradient", cfg.teacher.gradient, CONSISTENCY_GRADIENTS),
-                                ("render.anchor_filter", cfg.render.anchor_filter, ANCHOR_FILTERS)):
-        if value not in allowed:
-            raise UserError(f"config key '{key}' must be one of {', '.join(allowed)}, got {value!r}")
-    if cfg.distributed.backend not in ("auto", "nccl", "gloo"):
-        raise UserError(f"config key 'distributed.backend' must be auto, nccl or gloo, got {cfg.distributed.backend!r}")
+    """Raise a UserError for values that cannot work (e.g. ``strategy.update_interval=0``, a NaN weight)."""
+    for key, allowed in RANGES.items():
+        value = _get(cfg, key)
+        if not allowed.holds(value):
+            raise UserError(f"config key '{key}' must be {allowed}, got {value}")
     for f in dataclasses.fields(OptimConfig):
         value = getattr(cfg.optim, f.name)
-        if f.name.endswith("_lr") or f.name.endswith("_lr_final"):
-            if value <= 0:
-                raise UserError(f"config key 'optim.{f.name}' must be positive, got {value}")
+        if (f.name.endswith("_lr") or f.name.endswith("_lr_final")) and not value > 0:
+            raise UserError(f"config key 'optim.{f.name}' must be positive, got {value}")
+    if not all(0 <= c <= 1 for c in cfg.render.background):
+        raise UserError(f"config key 'render.background' must be three numbers in [0, 1], got {cfg.render.background}")
     return cfg
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the fully resolved config; ``load_config(path)`` gives the same tree back."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from momentum_gs.io.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def resolve_device(name: str) -> "torch.device":

@@ -6,3 +6,10 @@ class UserError(Exception):
 
     The command line prints ``error: <message>`` and exits with status 2; nothing else is printed.
     """
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM after writing a checkpoint; the message says how to continue.
+
+    The command line prints the message and exits with status 130.
+    """

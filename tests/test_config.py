@@ -66,5 +66,5 @@ def test_deterministic_kernels_are_on_for_cpu_runs_unless_asked_otherwise(tmp_pa
     (tmp_path / "old.yaml").write_text("deterministic: true\n")  # a YAML bool, as older run folders saved it
     assert load_config(tmp_path / "old.yaml").deterministic == "true"
     assert load_config(overrides=["deterministic=False"]).deterministic == "false"
-    with pytest.raises(UserError, match="'deterministic' must be auto, true or false, got 'sometimes'"):
+    with pytest.raises(UserError, match="'deterministic' must be one of auto, true, false, got 'sometimes'"):
         load_config(overrides=["deterministic=sometimes"])

@@ -150,6 +150,64 @@ class _Cursor:
             self.fail(f"{len(self.buf) - self.pos} unexpected bytes after the last record at offset {self.pos}")
 
 
+def _add(table: dict, key: int, value: object, what: str, path: Path) -> None:
+    """``table[key] = value``, refusing a second record with the same id."""
+    if key in table:
+        raise UserError(f"{path}: {what} id {key} appears twice; the model is corrupt (re-export it from COLMAP)")
+    table[key] = value
+
+
+# The focal-length parameters of each supported model (the rest are principal point and distortion).
+_FOCALS = {"SIMPLE_PINHOLE": 1, "PINHOLE": 2, "SIMPLE_RADIAL": 1, "RADIAL": 1, "OPENCV": 2, "FULL_OPENCV": 2}
+
+
+def image_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an image name inside ``images/`` (empty, absolute, leaving the folder through
+    ``..``, a drive or a NUL), or None when it is fine; sub-folders such as ``cam1/0001.jpg`` are fine."""
+    if not name or "\0" in name:
+        return "is empty or holds a NUL byte"
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        return "points outside the images folder"
+    return None
+
+
+def validate_model(model: ColmapModel, files: dict[str, Path]) -> None:
+    """Refuse, with one line naming the record, what would poison training or reach outside the dataset:
+    non-finite or zero-length poses, non-positive or non-finite focal lengths, non-positive sizes, non-finite
+    parameters or points, image names that leave ``images/`` and names that appear twice."""
+    for cam in model.cameras.values():
+        where = f"{files['cameras']}: camera {cam.id}"
+        if cam.width <= 0 or cam.height <= 0:
+            raise UserError(f"{where} has size {cam.width}x{cam.height}; width and height must be positive")
+        if not np.isfinite(cam.params).all():
+            raise UserError(f"{where} has non-finite parameters {cam.params.tolist()}")
+        if (cam.params[: _FOCALS[cam.model]] <= 0).any():
+            raise UserError(f"{where} has focal length {cam.params[: _FOCALS[cam.model]].tolist()}; it must be "
+                            "positive (pixels)")
+    names: dict[str, int] = {}
+    for image in model.images.values():
+        where = f"{files['images']}: image {image.id} ({image.name!r})"
+        problem = image_name_problem(image.name)
+        if problem:
+            raise UserError(f"{where}: the name {problem}; names are paths relative to images/")
+        if image.name in names:
+            raise UserError(f"{files['images']}: images {names[image.name]} and {image.id} are both named "
+                            f"{image.name!r}; each image needs its own file")
+        names[image.name] = image.id
+        norm = float(np.linalg.norm(image.qvec))
+        if not (np.isfinite(image.qvec).all() and np.isfinite(image.tvec).all()):
+            raise UserError(f"{where} has a non-finite pose (q {image.qvec.tolist()}, t {image.tvec.tolist()}); "
+                            "drop the image or fix its pose")
+        if not 1e-6 < norm < 1e6:
+            raise UserError(f"{where} has a rotation quaternion of length {norm:.3g}, which is not a rotation; "
+                            "drop the image or fix its pose")
+    bad = ~np.isfinite(model.points).all(axis=1)
+    if bad.any():
+        raise UserError(f"{files['points3D']}: {int(bad.sum())} of {len(bad)} points have non-finite coordinates "
+                        f"(first: row {int(np.flatnonzero(bad)[0])}); the model is corrupt")
+
+
 def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     cur, cameras = _Cursor(path), {}
     for _ in range(cur.count(_CAMERA.size)):
@@ -159,7 +217,7 @@ def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
         model = CAMERA_MODELS[model_id]
         check_camera(camera_id, model, SUPPORTED_MODELS.get(model, -1), str(path))
         params = cur.array(np.dtype("<f8"), SUPPORTED_MODELS[model]).astype(np.float64)
-        cameras[camera_id] = ColmapCamera(camera_id, model, int(width), int(height), params)
+        _add(cameras, camera_id, ColmapCamera(camera_id, model, int(width), int(height), params), "camera", path)
     cur.done()
     return cameras
 
@@ -172,7 +230,7 @@ def _read_images_bin(path: Path, keypoints: bool) -> dict[int, ColmapImage]:
         kps = cur.array(_KEYPOINT, cur.unpack(_U64)[0])
         if keypoints:
             image.xys, image.point3d_ids = kps["xy"].astype(np.float64), kps["id"].astype(np.int64)
-        images[image_id] = image
+        _add(images, image_id, image, "image", path)
     cur.done()
     return images
 
@@ -225,7 +283,7 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
         except (ValueError, IndexError):
             raise UserError(_BAD_LINE.format(path, lineno, "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"))
         check_camera(cam.id, cam.model, len(cam.params), f"{path} line {lineno}")
-        cameras[cam.id] = cam
+        _add(cameras, cam.id, cam, "camera", path)
     return cameras
 
 
@@ -247,7 +305,7 @@ def _read_images_txt(path: Path, keypoints: bool) -> dict[int, ColmapImage]:
             raise UserError(_BAD_LINE.format(path, lineno, "X Y POINT3D_ID triples (or a blank line)"))
         if keypoints:
             image.xys, image.point3d_ids = kps[:, :2], kps[:, 2].astype(np.int64)
-        images[image.id] = image
+        _add(images, image.id, image, "image", path)
     return images
 
 
@@ -310,7 +368,9 @@ def read_model(sparse_dir: Path, keypoints: bool = True) -> ColmapModel:
             raise UserError(f"{files['images']}: image {image.name} uses camera {image.camera_id}, "
                             f"which {files['cameras']} does not define")
     _index_point_ids(images, points["id"].astype(np.int64))
-    return ColmapModel(cameras, images, points["xyz"].copy(), points["rgb"].copy(), points["error"].copy())
+    model = ColmapModel(cameras, images, points["xyz"].copy(), points["rgb"].copy(), points["error"].copy())
+    validate_model(model, files)
+    return model
 
 
 def _point_records(model: ColmapModel) -> tuple[np.ndarray, np.ndarray]:

@@ -156,7 +156,7 @@ def _read(path: Path) -> Mapping[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        # only the kind of failure: torch's own text advises weights_only=False, wrong for a file that is not weights
+        # only the kind of failure: torch's own text advises switching the weights-only guard off, wrong for a file that is not weights
         raise UserError(f"{path} is not a readable PyTorch weight file ({type(exc).__name__}); "
                         "point to vgg16-397923af.pth and the lpips v0.1 vgg.pth") from exc
     if not isinstance(state, Mapping):

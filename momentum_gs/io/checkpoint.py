@@ -1,54 +1,138 @@
-"""Checkpoints: named, versioned dictionaries written atomically.
+"""Checkpoints: named, versioned dictionaries written atomically, read without unpickling code.
 
-A checkpoint is ``{"format": "momentum_gs.checkpoint", "version": 1, "step": int, ...named parts}``; each
-part is itself a dictionary (a module's state dict, an optimizer's, random-generator states). Nothing is
-positional, so a later version can add parts without breaking old files.
+A checkpoint is ``{"format": "momentum_gs.checkpoint", "version": 2, "step": int, "checksum": str, ...named
+parts}``; each part is itself a dictionary (a module's state dict, an optimizer's, random-generator states)
+of tensors and plain Python values. Nothing is positional, so a later version can add parts without breaking
+old files.
+
+Every file is read with ``torch.load(weights_only=True)``: only tensors, containers and plain values can come
+out of it, never an object whose unpickling runs code. Version 1 files hold numpy's generator state as a numpy
+array; the three numpy globals that rebuild a plain array are allowed for them, nothing else.
+
+``checksum`` is a SHA-256 over every value in the file (keys, dtypes, shapes and tensor bytes), checked on
+load: a file changed after it was written (flipped bits, a partial copy) is refused with one line instead of
+resuming into different results. See docs/decisions/0009-file-integrity.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import temporary_path, write_failed
 
 FORMAT = "momentum_gs.checkpoint"
-VERSION = 1
+VERSION = 2
+CHECKSUM = "checksum"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through a temporary file and a rename, so a crash never leaves half a file."""
+    """``torch.save`` through a temporary file and a rename, so a crash never leaves half a file; a full disk
+    is one line, and the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    tmp = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save's zip writer as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, short."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:100]}" if text else type(exc).__name__
+
+
+def checksum(obj: Any) -> str:
+    """SHA-256 over a nested structure of dicts, lists, tuples, tensors and plain values, in their order:
+    keys, types, tensor dtypes, shapes and bytes. The same content always gives the same digest."""
+    h = hashlib.sha256()
+    _digest(obj, h)
+    return h.hexdigest()
+
+
+def _digest(obj: Any, h: Any) -> None:
+    if torch.is_tensor(obj):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key, value in obj.items():
+            h.update(f"K{key!r}".encode())
+            _digest(value, h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)}".encode())
+        for value in obj:
+            _digest(value, h)
+    elif isinstance(obj, np.ndarray):
+        h.update(f"N{obj.dtype.str}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+
+
+def save_verified(path: str | Path, header: dict[str, Any], parts: dict[str, Any]) -> None:
+    """Write ``header`` (format, version, …) and ``parts`` with a checksum over both, atomically."""
+    body = {**header, **parts}
+    atomic_save({**body, CHECKSUM: checksum(body)}, path)
+
+
+def _numpy_globals() -> list:
+    """What rebuilds a plain numpy array in a pickle (version 1 checkpoints hold numpy's generator state)."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def load_verified(path: str | Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Read a file written by :func:`save_verified` (or a version-1 one without a checksum) onto the CPU,
+    without running code from it; a missing, unreadable, foreign, newer or altered file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        # Read onto the CPU first: a file written on a GPU must open on a machine without one.
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path} holds objects other than tensors and plain values, and loading it could run "
+                        f"code; refused ({_reason(exc).split('. ')[0][:120]}). Use a {what} written by momentum_gs")
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError,
+            IndexError) as exc:
+        raise UserError(f"{what} {path} is unreadable ({_reason(exc)}); it is damaged or not a {what}")
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise UserError(f"{path} is not a momentum_gs {what}")
+    found = obj.get("version", 0)
+    if not isinstance(found, int) or found > version:
+        raise UserError(f"{path} has {what} version {found}; this momentum_gs reads up to {version}")
+    if found >= 2:
+        stored = obj.pop(CHECKSUM, None)
+        if stored != checksum(obj):
+            raise UserError(f"{what} {path} does not match its checksum: the file changed after it was written "
+                            "(disk or copy error); use another copy" + (" or an older checkpoint" if
+                                                                        fmt == FORMAT else ""))
+    return obj
 
 
 def save_checkpoint(path: str | Path, step: int, parts: dict[str, Any]) -> None:
-    """Write ``parts`` (name → state) with the format header and the step."""
-    atomic_save({"format": FORMAT, "version": VERSION, "step": step, **parts}, path)
+    """Write ``parts`` (name → state) with the format header, the step and a checksum."""
+    save_verified(path, {"format": FORMAT, "version": VERSION, "step": step}, parts)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, or raise a UserError saying what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        # Read onto the CPU first: a checkpoint written on a GPU must open on a machine without one.
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {str(exc)[:80]}); "
-                        "resume from an older one")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path} is not a momentum_gs checkpoint")
-    if ckpt.get("version", 0) > VERSION:
-        raise UserError(f"{path} has checkpoint version {ckpt['version']}; this momentum_gs reads up to {VERSION}")
+    ckpt = load_verified(path, FORMAT, VERSION, "checkpoint")
     device = torch.device(map_location)
     return map_tensors(ckpt, lambda t: t.to(device))
 
@@ -64,7 +148,16 @@ def map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
     return obj
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """N of a file named ``step_<N>.pt`` (N ≥ 0), else None."""
+    stem = path.stem
+    if path.suffix != ".pt" or not stem.startswith("step_") or not stem[5:].isdigit():
+        return None
+    return int(stem[5:])
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The checkpoint with the highest step in ``folder`` (files ``step_<N>.pt``), or None."""
-    files = sorted(Path(folder).glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-    return files[-1] if files else None
+    """The checkpoint with the highest step in ``folder`` (files ``step_<N>.pt``), or None; other files there
+    (``step_final.pt``, notes) are ignored."""
+    files = [(step, p) for p in Path(folder).glob("step_*.pt") if (step := checkpoint_step(p)) is not None]
+    return max(files)[1] if files else None

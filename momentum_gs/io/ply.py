@@ -18,11 +18,12 @@ from plyfile import PlyData, PlyElement
 
 from momentum_gs.config import ModelConfig
 from momentum_gs.errors import UserError
-from momentum_gs.io.checkpoint import atomic_save
+from momentum_gs.io.checkpoint import load_verified, save_verified
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene
 
 PLY_NAME, DECODER_NAME = "point_cloud.ply", "decoder.pt"
+DECODER_FORMAT, DECODER_VERSION = "momentum_gs.decoder", 2
 
 
 def _ply_columns(k: int, c: int) -> list[str]:
@@ -83,9 +84,9 @@ def export_scene(model: GaussianScene, cfg: ModelConfig, out_dir: str | Path) ->
     out_dir = Path(out_dir)
     save_anchor_ply(model.anchors, out_dir / PLY_NAME)
     appearance = None if model.appearance is None else model.appearance.state_dict()
-    atomic_save({"format": "momentum_gs.decoder", "version": 1, "decoder": model.decoder.state_dict(),
-                 "appearance": appearance, "model_config": vars(cfg).copy(),
-                 "voxel_size": model.anchors.voxel_size}, out_dir / DECODER_NAME)
+    save_verified(out_dir / DECODER_NAME, {"format": DECODER_FORMAT, "version": DECODER_VERSION},
+                  {"decoder": model.decoder.state_dict(), "appearance": appearance,
+                   "model_config": vars(cfg).copy(), "voxel_size": model.anchors.voxel_size})
     return out_dir
 
 
@@ -95,8 +96,11 @@ def load_export(folder: str | Path, device: torch.device | str = "cpu") -> tuple
     for name in (PLY_NAME, DECODER_NAME):
         if not (folder / name).is_file():
             raise UserError(f"{folder / name} is missing; run `mgs export RUN_DIR` first")
-    meta = torch.load(folder / DECODER_NAME, map_location=device, weights_only=False)
-    cfg = ModelConfig(**meta["model_config"])
+    meta = load_verified(folder / DECODER_NAME, DECODER_FORMAT, DECODER_VERSION, "decoder file")
+    try:
+        cfg = ModelConfig(**meta["model_config"])
+    except (TypeError, KeyError) as exc:
+        raise UserError(f"{folder / DECODER_NAME} has no valid model sizes ({exc}); export the run again")
     anchors = load_anchor_ply(folder / PLY_NAME, meta["voxel_size"], device)
     state = {"anchors": anchors.to_dict(), "decoder": meta["decoder"], "appearance": meta["appearance"]}
     return GaussianScene.from_dict(state, cfg, device), cfg

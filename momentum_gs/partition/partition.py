@@ -16,7 +16,7 @@ Frames and cells:
 from __future__ import annotations
 
 import json
-import os
+import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.partition.contraction import Array, _like, contract
 
 # Around its cell, a block also starts from the points within this fraction of the cell size. Half a cell
@@ -210,7 +211,8 @@ class Partition:
     def save(self, path: str | Path) -> None:
         """Write one ``.npz`` file (arrays + a JSON header) through a temporary file and a rename."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give the partition a file name, e.g. {path / 'partition.npz'}")
         meta = {"format": FORMAT, "version": VERSION, "block_dim": list(self.block_dim), "margin": self.margin,
                 "splits": self.splits, "criterion": self.criterion, "coverage_threshold": self.coverage_threshold,
                 "camera_names": list(self.camera_names), "has_up": self.up is not None}
@@ -223,10 +225,9 @@ class Partition:
         for name in ("camera_block", "camera_coverage"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "Partition":

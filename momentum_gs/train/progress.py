@@ -14,6 +14,7 @@ import torch
 
 from momentum_gs.config import LogConfig
 from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.train.distributed import SINGLE, World
 
 
@@ -145,8 +146,10 @@ def _start_wandb(out_dir: Path, cfg: LogConfig, run_config: dict | None):
 def _open_log(path: Path, start: int):
     """Open the JSON-lines log for appending, first dropping entries after ``start`` (left by a killed run)."""
     if path.is_file():
-        kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= start]
-        path.write_text("".join(kept))
+        lines = path.read_text(errors="replace").splitlines(keepends=True)
+        kept = [line for line in lines if _step_of(line) <= start]
+        if len(kept) < len(lines):  # rewritten whole or not at all: a kill here keeps the old log
+            atomic_write_text(path, "".join(kept))
     return open(path, "a")
 
 

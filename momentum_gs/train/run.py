@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+import sys
+import threading
 from pathlib import Path
 
 from momentum_gs.config import Config, load_config
 from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import alive, atomic_write_text, remove_stale_temporaries
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -21,11 +28,14 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
         if not saved.is_file():
             raise UserError(f"cannot resume: {saved} does not exist (was the run started in {out}?)")
         config = str(saved)
-        changed = [item for item in overrides if item.startswith("model.")]
-        if changed:
-            raise UserError(f"cannot change the model shape of a trained run on resume ({changed[0]}); "
-                            "start a new run instead")
     cfg = load_config(config, overrides)
+    if resume:  # the same model.* overrides as the first start are fine (a torchrun restart repeats them)
+        before = load_config(config).model
+        changed = [f"model.{key}" for key, value in vars(before).items() if getattr(cfg.model, key) != value]
+        if changed:
+            raise UserError(f"cannot change the model shape of a trained run on resume ({changed[0]}: "
+                            f"{getattr(before, changed[0][6:])!r} -> {getattr(cfg.model, changed[0][6:])!r}); "
+                            "start a new run instead")
     if data:
         cfg.data.path = data
     if out:
@@ -54,11 +64,22 @@ def train(cfg: Config, resume: bool = False) -> dict:
     from momentum_gs.train.trainer import Trainer
 
     out_dir = Path(cfg.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; the run needs a folder")
     if not resume and latest_checkpoint(out_dir / "ckpt") is not None:
         raise UserError(f"{out_dir} already holds a trained run; use --resume to continue it or another --out")
     world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
+    lock = None
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot make the run folder {out_dir} ({exc.strerror or exc})")
+        if world.is_main:
+            lock = RunLock(out_dir)
+            for folder in (out_dir, out_dir / "ckpt"):
+                for stale in remove_stale_temporaries(folder):
+                    print(f"removed {stale.name}, left by a write that was killed", flush=True)
         scene = load_scene(cfg.data)
         trainer = Trainer(cfg, scene, out_dir, device, world)
         if resume:
@@ -67,13 +88,81 @@ def train(cfg: Config, resume: bool = False) -> dict:
                 raise UserError(f"cannot resume: {out_dir / 'ckpt'} holds no checkpoint")
             if world.is_main:
                 print(f"resuming from {checkpoint} (step {trainer.step})", flush=True)
-        summary = trainer.train()
+        with stop_on_signals(trainer, enabled=not world.distributed):
+            summary = trainer.train()
     finally:
+        if lock is not None:
+            lock.release()
         D.close_world(world)
     summary["out"], summary["is_main"] = str(out_dir), world.is_main
     if world.is_main:
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer, enabled: bool = True):
+    """While training, the first Ctrl-C (SIGINT) or SIGTERM asks the trainer to write a checkpoint after the
+    current step and stop; a second Ctrl-C stops at once. Only a single process in the main thread: under
+    torchrun every process would have to agree on the step (torchrun's restarts resume from checkpoints)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        print(f"\n{signal.Signals(signum).name}: writing a checkpoint after this step, then stopping "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class RunLock:
+    """``RUN/.lock`` holding the owner's host and pid while a run trains, so a second ``mgs train`` into the
+    same folder stops with one line; a lock whose process is gone (killed) is taken over with a note."""
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / ".lock"
+        mine = f"{socket.gethostname()} {os.getpid()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                host, pid = _lock_owner(self.path)
+                if host == socket.gethostname() and pid is not None and alive(pid):
+                    raise UserError(f"{out_dir} is in use by another training process (pid {pid}); wait for it "
+                                    "to finish or choose another --out")
+                if host not in (None, socket.gethostname()):
+                    raise UserError(f"{out_dir} is locked by a process on host {host} (pid {pid}); if it is gone, "
+                                    f"delete {self.path}")
+                print(f"taking over {self.path}: its process ({pid}) is gone", flush=True)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            return
+        raise UserError(f"cannot lock {out_dir}: another process keeps taking {self.path}")
+
+    def release(self) -> None:
+        """Remove the lock if this process still owns it."""
+        if _lock_owner(self.path) == (socket.gethostname(), os.getpid()):
+            self.path.unlink(missing_ok=True)
+
+
+def _lock_owner(path: Path) -> tuple[str | None, int | None]:
+    """(host, pid) written in a lock file; (None, None) when it is unreadable or empty."""
+    try:
+        host, pid = path.read_text().split()
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None, None
 
 
 def describe(summary: dict) -> str:

@@ -39,12 +39,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def rng_state() -> dict:
-    """The global torch (CPU), numpy and python generator states, for a checkpoint."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global torch (CPU), numpy and python generator states, for a checkpoint: tensors and plain values
+    only, so the checkpoint loads without unpickling (numpy's key array travels as an int64 tensor)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
+    """Restore what :func:`rng_state` returned (also the numpy tuple that version-1 checkpoints hold)."""
     torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = (numpy_state["name"], numpy_state["keys"].cpu().numpy().astype(np.uint32),
+                       numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    np.random.set_state(numpy_state)
     random.setstate(state["python"])

@@ -17,8 +17,8 @@ import torch
 from momentum_gs.config import Config, save_config, to_dict
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
-from momentum_gs.errors import UserError
-from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from momentum_gs.errors import Interrupted, UserError
+from momentum_gs.io.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint, save_checkpoint
 from momentum_gs.losses import channel_mean_psnr, psnr, reconstruction_loss, ssim
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
@@ -86,6 +86,10 @@ class Trainer:
         self.step = 0  # global steps completed
         self.peak_loaded = {"anchors": 0, "total_anchors": 0, "offloaded_bytes": 0}  # largest device share seen
         self.logger: TrainLogger | None = None  # while train() runs
+        # The first global step whose loss was not finite (0: none yet), kept on the device so that checking
+        # it costs no host sync per step; read when the logger reads anyway, and before every checkpoint.
+        self.first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
+        self.stop_requested = False  # set by SIGINT/SIGTERM (single process): checkpoint, then stop
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
         """The decoder (and appearance table) every block starts from, initialised on the CPU from the seed."""
@@ -184,9 +188,15 @@ class Trainer:
             for entries in plan:
                 views = [(b, v, next(images)[1]) for b, v in entries]
                 metrics, local = self.train_step(views)
+                if self.step % cfg.log.progress_every == 0:
+                    self.check_finite()
                 logger.log(self.step, metrics, local)
                 self.record()
                 self.after_step()
+                if self.stop_requested:
+                    path = self.save()
+                    raise Interrupted(f"interrupted at step {self.step}; saved {path}; continue with "
+                                      f"`mgs train --resume --out {self.out_dir}`")
         finally:
             logger.close()  # ends the progress bar's line, so an error message stands on its own
             self.logger = None
@@ -216,6 +226,9 @@ class Trainer:
                    for block, (_, view, gt) in zip(active, views)]  # weights on the host
         names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
         sums = self.reducer.reduce(self.cfg.blocks.active, values.sum(dim=0))
+        # summed over every process, so all of them see a bad loss at the same step
+        self.first_bad_step = torch.where(torch.isfinite(sums[0]) | (self.first_bad_step > 0),
+                                          self.first_bad_step, torch.full_like(self.first_bad_step, step))
         if self.decoder_opt is not None:
             self.decoder_opt.step()
             self.decoder_opt.zero_grad(set_to_none=True)
@@ -347,12 +360,28 @@ class Trainer:
             "rng": rng_state(),
         }
 
+    def check_finite(self) -> None:
+        """Stop with one line if a step's loss was not finite (NaN or inf), before the model reaches a
+        checkpoint; the last good checkpoint stays the latest."""
+        bad = int(self.first_bad_step)
+        if bad:
+            last = latest_checkpoint(self.out_dir / "ckpt")
+            keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise UserError(f"training diverged: the loss is not finite from global step {bad} on (NaN or inf); "
+                            f"stopped without saving; {keep}. Check the data and lower the learning rates")
+
     def save(self) -> Path:
-        """Write ``ckpt/step_<N>.pt`` (rank 0 writes, every process takes part) and return its path."""
+        """Write ``ckpt/step_<N>.pt`` (rank 0 writes, every process takes part) and return its path; refuses
+        (UserError) when a loss since the start was not finite."""
+        self.check_finite()
         path = self.out_dir / "ckpt" / f"step_{self.step}.pt"
         state = self.state()
         if state is not None:
             save_checkpoint(path, self.step, state)
+            keep = self.cfg.log.keep_checkpoints
+            older = sorted((s, p) for p in path.parent.glob("step_*.pt") if (s := checkpoint_step(p)) is not None)
+            for _, old in older[:-keep] if keep else []:
+                old.unlink(missing_ok=True)
         D.barrier(self.world)  # the file exists for everyone once save() returns
         return path
 

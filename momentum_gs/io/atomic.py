@@ -1,0 +1,69 @@
+"""Writing files so that a kill or a full disk never leaves half of one: a temporary file beside the target,
+then a rename. Temporary files are named ``.<name>.tmp<pid>``; :func:`remove_stale_temporaries` clears those
+that a killed write left behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from momentum_gs.errors import UserError
+
+
+def temporary_path(path: Path) -> Path:
+    """The temporary file that a write of ``path`` by this process goes through."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_failed(path: Path, exc: BaseException) -> UserError:
+    """The one line for a write that failed (a full disk, a read-only folder)."""
+    text = str(exc).strip().splitlines()
+    reason = getattr(exc, "strerror", None) or (text[0][:100] if text else type(exc).__name__)
+    return UserError(f"cannot write {path} ({reason}); free some disk space or choose another folder")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; on failure the temporary file is
+    removed and a UserError names the file."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files (``.<name>.tmp<pid>``) that writes killed midway left in ``folder``
+    (only those whose process is gone); returns them."""
+    stale = []
+    for p in Path(folder).glob(".*.tmp*"):
+        pid = p.name.rsplit(".tmp", 1)[-1]
+        if p.is_file() and pid.isdigit() and not alive(int(pid)):
+            p.unlink(missing_ok=True)
+            stale.append(p)
+    return stale
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,385 @@
+"""Files that cannot run code or reach outside their folder, runs that survive kills and a second writer, and
+bad values refused before work starts."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from momentum_gs.config import load_config
+from momentum_gs.data.colmap import read_model, write_model
+from momentum_gs.errors import Interrupted, UserError
+from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.checkpoint import (checksum, latest_checkpoint, load_checkpoint, save_checkpoint)
+from momentum_gs.train.run import train
+from momentum_gs.train.seeding import rng_state, set_rng_state
+
+PACKAGE = Path(__file__).resolve().parents[1] / "momentum_gs"
+
+
+def mgs(*args):
+    return subprocess.run([sys.executable, "-m", "momentum_gs.cli", *args], capture_output=True, text=True)
+
+
+def one_line_error(result, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class MakesAFile:
+    """Unpickling this creates ``path``: what a crafted checkpoint would do instead."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run (two checkpoints) and its export, made once; tests copy it before changing it."""
+    from momentum_gs.data.synthetic import make_synthetic_scene
+    from tests.conftest import TINY_OVERRIDES
+
+    root = tmp_path_factory.mktemp("trust")
+    scene = make_synthetic_scene(root / "tiny", "tiny", seed=0)
+    cfg = load_config(overrides=TINY_OVERRIDES + ["log.checkpoint_every=12"])
+    cfg.data.path, cfg.out = str(scene), str(root / "run")
+    train(cfg)
+    assert mgs("export", cfg.out).returncode == 0
+    return root / "run", scene
+
+
+def copy_run(trained, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    return run
+
+
+# ---- files that would run code ---------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["eval", "export", "resume"])
+def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path, command):
+    run, marker = copy_run(trained, tmp_path), tmp_path / "pwned"
+    torch.save({"format": "momentum_gs.checkpoint", "version": 2, "step": 999, "x": MakesAFile(marker)},
+               run / "ckpt" / "step_999.pt")
+    args = {"eval": ("eval", str(run), "--no-images"), "export": ("export", str(run)),
+            "resume": ("train", "--resume", "--out", str(run))}[command]
+    one_line_error(mgs(*args), "could run code; refused")
+    assert not marker.exists()
+
+
+def test_an_exported_decoder_that_would_run_code_is_refused(trained, tmp_path):
+    from momentum_gs.io.ply import load_export
+
+    export, marker = tmp_path / "export", tmp_path / "pwned"
+    shutil.copytree(trained[0] / "export", export)
+    assert load_export(export)[0] is not None  # the real file loads
+    torch.save({"format": "momentum_gs.decoder", "version": 2, "decoder": MakesAFile(marker)}, export / "decoder.pt")
+    with pytest.raises(UserError, match="could run code; refused"):
+        load_export(export)
+    assert not marker.exists()
+
+
+def test_the_package_never_unpickles():
+    unsafe = re.compile(r"weights_only\s*=\s*False|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load|"
+                        r"yaml\.(Unsafe|Full)?Loader\b|pickle\.loads?\(")
+    found = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py")
+             for n, line in enumerate(path.read_text().splitlines(), 1) if unsafe.search(line)]
+    assert found == []
+    # every torch.load says weights_only=True
+    loads = [line for path in PACKAGE.rglob("*.py") for line in path.read_text().splitlines() if "torch.load(" in line]
+    assert loads and all("weights_only=True" in line for line in loads)
+
+
+def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
+    """Version 1 held numpy's generator state as a numpy array and had no checksum."""
+    np.random.seed(3)
+    legacy = {"format": "momentum_gs.checkpoint", "version": 1, "step": 5,
+              "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": (3, tuple(range(625)), None)}}
+    torch.save(legacy, tmp_path / "step_5.pt")
+    expected = np.random.rand(3)
+    loaded = load_checkpoint(tmp_path / "step_5.pt")
+    np.random.seed(0)
+    np.random.set_state(loaded["rng"]["numpy"])
+    assert loaded["step"] == 5 and np.array_equal(np.random.rand(3), expected)
+
+
+def test_generator_states_round_trip_through_a_checkpoint(tmp_path):
+    np.random.seed(7)
+    torch.manual_seed(7)
+    save_checkpoint(tmp_path / "step_1.pt", 1, {"rng": rng_state()})
+    expected = (np.random.rand(4), torch.rand(4))
+    np.random.seed(0)
+    torch.manual_seed(0)
+    set_rng_state(load_checkpoint(tmp_path / "step_1.pt")["rng"])
+    assert np.array_equal(np.random.rand(4), expected[0]) and torch.equal(torch.rand(4), expected[1])
+
+
+# ---- silent corruption -------------------------------------------------------------------------------------
+def test_a_changed_tensor_does_not_match_the_checksum(tmp_path):
+    save_checkpoint(tmp_path / "step_1.pt", 1, {"w": torch.arange(100.0)})
+    ckpt = torch.load(tmp_path / "step_1.pt", weights_only=True)
+    ckpt["w"][37] = 1e-3  # the stored checksum is kept: what flipped bits in the tensor data amount to
+    torch.save(ckpt, tmp_path / "step_1.pt")
+    with pytest.raises(UserError, match="does not match its checksum"):
+        load_checkpoint(tmp_path / "step_1.pt")
+
+
+def test_flipped_bytes_never_resume_silently(tmp_path):
+    save_checkpoint(tmp_path / "step_1.pt", 1, {"w": torch.randn(4000), "n": 3})
+    good = (tmp_path / "step_1.pt").read_bytes()
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        data = bytearray(good)
+        for at in rng.integers(0, len(data), 20):
+            data[at] ^= 0xFF
+        (tmp_path / "step_1.pt").write_bytes(bytes(data))
+        with pytest.raises(UserError):
+            load_checkpoint(tmp_path / "step_1.pt")
+
+
+def test_the_checksum_sees_values_types_and_order():
+    base = {"a": torch.zeros(3), "b": [1, 2.0]}
+    assert checksum(base) == checksum({"a": torch.zeros(3), "b": [1, 2.0]})
+    for other in ({"a": torch.zeros(3, dtype=torch.float64), "b": [1, 2.0]}, {"a": torch.zeros(1, 3), "b": [1, 2.0]},
+                  {"a": torch.zeros(3), "b": [1, 2]}, {"b": [1, 2.0], "a": torch.zeros(3)},
+                  {"a": torch.tensor([0.0, 0.0, 1e-30]), "b": [1, 2.0]}):
+        assert checksum(other) != checksum(base)
+
+
+# ---- what a COLMAP model may not hold ------------------------------------------------------------------
+def _broken_model(scene: Path, tmp_path: Path, change) -> Path:
+    model = read_model(scene / "train" / "sparse" / "0")
+    change(model)
+    out = tmp_path / "sparse"
+    write_model(model, out, binary=False)
+    return out
+
+
+def _first(model):
+    return model.images[min(model.images)]
+
+
+BAD_MODELS = {
+    "nan quaternion": (lambda m: _first(m).qvec.__setitem__(0, np.nan), "non-finite pose"),
+    "zero quaternion": (lambda m: _first(m).qvec.__setitem__(slice(None), 0.0), "quaternion of length 0"),
+    "infinite translation": (lambda m: _first(m).tvec.__setitem__(2, np.inf), "non-finite pose"),
+    "zero focal": (lambda m: next(iter(m.cameras.values())).params.__setitem__(0, 0.0), "focal length"),
+    "negative focal": (lambda m: next(iter(m.cameras.values())).params.__setitem__(0, -5.0), "focal length"),
+    "zero width": (lambda m: setattr(next(iter(m.cameras.values())), "width", 0), "width and height must be positive"),
+    "nan point": (lambda m: m.points.__setitem__((3, 1), np.nan), "non-finite coordinates"),
+    "name leaving images/": (lambda m: setattr(_first(m), "name", "../../x/photo.jpg"), "outside the images folder"),
+    "absolute name": (lambda m: setattr(_first(m), "name", "/tmp/photo.jpg"), "outside the images folder"),
+    "duplicate name": (lambda m: setattr(_first(m), "name", m.images[max(m.images)].name), "both named"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MODELS))
+def test_a_bad_model_is_refused_with_one_line(trained, tmp_path, case):
+    change, fragment = BAD_MODELS[case]
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        read_model(_broken_model(trained[1], tmp_path, change))
+
+
+def test_duplicate_image_ids_are_refused(trained, tmp_path):
+    sparse = _broken_model(trained[1], tmp_path, lambda m: None)
+    lines = (sparse / "images.txt").read_text().splitlines(keepends=True)
+    records = [i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")]
+    first, second = records[0], records[2]  # each image has a pose line and a keypoint line
+    lines[second] = lines[first].split(" ", 1)[0] + " " + lines[second].split(" ", 1)[1]
+    (sparse / "images.txt").write_text("".join(lines))
+    with pytest.raises(UserError, match="appears twice"):
+        read_model(sparse)
+
+
+def test_an_image_name_leaving_the_folder_writes_nothing_outside(trained, tmp_path):
+    scene = tmp_path / "scene"
+    shutil.copytree(trained[1], scene)
+    sparse = scene / "train" / "sparse" / "0"
+    model = read_model(sparse)
+    victim = tmp_path / "x" / "photo.png"
+    victim.parent.mkdir()
+    victim.write_bytes(b"keep me")
+    name = _first(model).name
+    _first(model).name = "../../../x/photo.jpg"
+    shutil.copy(scene / "train" / "images" / name, victim.with_suffix(".jpg"))
+    write_model(model, sparse, binary=False)
+    for stem in ("cameras", "images", "points3D"):
+        (sparse / f"{stem}.bin").unlink(missing_ok=True)
+    one_line_error(mgs("train", "--data", str(scene), "--out", str(tmp_path / "r"), "data.downsample=2",
+                       "device=cpu"), "outside the images folder")
+    assert victim.read_bytes() == b"keep me" and sorted(p.name for p in victim.parent.iterdir()) == ["photo.jpg",
+                                                                                                     "photo.png"]
+
+
+# ---- a loss that stops being finite ------------------------------------------------------------------------
+def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, monkeypatch):
+    import momentum_gs.train.trainer as T
+
+    real, calls = T.reconstruction_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, parts = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] >= 7 else loss), parts
+
+    monkeypatch.setattr(T, "reconstruction_loss", poisoned)
+    tiny_config.log.checkpoint_every, tiny_config.log.progress_every = 4, 5
+    with pytest.raises(UserError, match="not finite from global step 7 on.*last good checkpoint is .*step_4.pt"):
+        train(tiny_config)
+    assert latest_checkpoint(Path(tiny_config.out) / "ckpt").name == "step_4.pt"
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("optim.lambda_dssim=.nan", "'optim.lambda_dssim' must be a finite number"),
+    ("optim.feature_lr=.nan", "'optim.feature_lr' must be a finite number"),
+    ("optim.mlp_color_lr=0", "'optim.mlp_color_lr' must be positive"),
+    ("teacher.lambda_cons=.inf", "finite"),
+    ("seed=-1", "'seed' must be >= 0"),
+    ("blocks.policy=foo", "'blocks.policy' must be one of round_robin, random"),
+    ("blocks.offload=foo", "'blocks.offload' must be one of memory, disk"),
+    ("teacher.gradient=foo", "'teacher.gradient' must be one of reference, student, decoder_only"),
+    ("teacher.momentum=1.5", "'teacher.momentum' must be in [0, 1]"),
+    ("weighting.ema=1", "'weighting.ema' must be in [0, 1)"),
+    ("weighting.sigma=0", "'weighting.sigma' must be > 0"),
+    ("optim.lambda_dssim=2", "'optim.lambda_dssim' must be in [0, 1]"),
+    ("render.background=[0,0,2]", "'render.background' must be three numbers in [0, 1]"),
+    ("optim.steps=[1", "not valid YAML"),
+    ("optim.steps=[1, 2]", "'optim.steps' expects int"),
+])
+def test_bad_config_values_are_one_line(override, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        load_config(overrides=[override])
+
+
+@pytest.mark.parametrize("text, fragment", [(b"3: 1\n", "is not a name"), (b"~: 1\n", "is not a name"),
+                                            (b"optim:\n  steps: \xff\xfe\n", "not UTF-8")])
+def test_bad_config_files_are_one_line(tmp_path, text, fragment):
+    (tmp_path / "c.yaml").write_bytes(text)
+    with pytest.raises(UserError, match=fragment):
+        load_config(tmp_path / "c.yaml")
+
+
+# ---- run folders ---------------------------------------------------------------------------------------------
+def test_checkpoint_files_other_than_step_n_are_ignored(tmp_path):
+    for name in ("step_final.pt", "step_3.pt", "step_12.pt", "step_x.pt", "notes.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert latest_checkpoint(tmp_path).name == "step_12.pt"
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "config.yaml"
+    target.write_text("old\n")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(UserError, match=r"cannot write .*config.yaml \(No space left on device\)"):
+        atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n" and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch):
+    def full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(UserError, match="cannot write .*step_3.pt"):
+        save_checkpoint(tmp_path / "step_3.pt", 3, {"w": torch.zeros(2)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_removes_temporaries_of_killed_writes_and_takes_over_a_stale_lock(trained, tmp_path, capsys):
+    run = copy_run(trained, tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has ended
+    (run / "ckpt" / f".step_30.pt.tmp{pid}").write_bytes(b"\0" * 1000)
+    (run / ".lock").write_text(f"{socket.gethostname()} {pid}\n")
+    cfg = load_config(run / "config.yaml", ["optim.steps=30", f"out={run}"])
+    summary = train(cfg, resume=True)
+    assert summary["steps"] == 30
+    assert not list((run / "ckpt").glob(".*tmp*")) and not (run / ".lock").exists()
+    out = capsys.readouterr().out
+    assert "left by a write that was killed" in out and "its process" in out
+
+
+def test_a_second_writer_into_the_same_run_is_refused(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / ".lock").write_text(f"{socket.gethostname()} {owner.pid}\n")
+        one_line_error(mgs("train", "--resume", "--out", str(run), "optim.steps=30"),
+                       f"in use by another training process (pid {owner.pid})")
+    finally:
+        owner.kill()
+    assert (run / ".lock").exists() and latest_checkpoint(run / "ckpt").name == "step_24.pt"
+
+
+def test_resume_accepts_the_same_model_overrides_and_refuses_a_change(trained, tmp_path):
+    from momentum_gs.train.run import prepare_config
+
+    run = copy_run(trained, tmp_path)
+    cfg = prepare_config(None, None, str(run), ["model.feat_dim=32", "optim.steps=30"], resume=True)
+    assert cfg.model.feat_dim == 32 and cfg.optim.steps == 30
+    with pytest.raises(UserError, match=r"model.feat_dim: 32 -> 16"):
+        prepare_config(None, None, str(run), ["model.feat_dim=16"], resume=True)
+
+
+def test_run_folder_that_is_a_file_is_one_line(trained, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    one_line_error(mgs("train", "--data", str(trained[1]), "--out", str(tmp_path / "afile"), "device=cpu"),
+                   "is a file")
+
+
+def test_partition_into_a_folder_is_one_line_and_leaves_nothing(trained, tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    one_line_error(mgs("partition", "--data", str(trained[1]), "--blocks", "2", "--out", str(folder)),
+                   "is a folder; give the partition a file name")
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
+
+
+def test_ctrl_c_writes_a_checkpoint_that_resumes_to_the_same_run(tiny_config, tmp_path, monkeypatch):
+    import momentum_gs.train.trainer as T
+
+    straight = copy.deepcopy(tiny_config)
+    straight.out = str(tmp_path / "straight")
+    expected = train(straight)
+    real, handler = T.Trainer.record, signal.getsignal(signal.SIGINT)
+
+    def interrupt_at_step_9(self):
+        real(self)
+        if self.step == 9:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(T.Trainer, "record", interrupt_at_step_9)
+    with pytest.raises(Interrupted, match=r"interrupted at step 9; saved .*step_9.pt; continue with `mgs train "
+                                          r"--resume"):
+        train(tiny_config)
+    monkeypatch.setattr(T.Trainer, "record", real)
+    assert latest_checkpoint(Path(tiny_config.out) / "ckpt").name == "step_9.pt"
+    assert signal.getsignal(signal.SIGINT) is handler  # the handler is put back
+    resumed = train(tiny_config, resume=True)
+    assert checksum(load_checkpoint(Path(expected["checkpoint"]))) == checksum(load_checkpoint(Path(resumed["checkpoint"])))
+
+
+def test_old_checkpoints_beyond_the_kept_number_are_removed(tiny_config):
+    tiny_config.log.checkpoint_every, tiny_config.log.keep_checkpoints = 3, 2
+    train(tiny_config)
+    assert sorted(p.name for p in (Path(tiny_config.out) / "ckpt").iterdir()) == ["step_21.pt", "step_24.pt"]
