@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from momentum_gs.data import convert_cli
+from momentum_gs import __version__
 from momentum_gs.errors import Interrupted, UserError
 
 
@@ -18,6 +19,7 @@ from momentum_gs.errors import Interrupted, UserError
 def _parser() -> argparse.ArgumentParser:
     """The argument parser of ``mgs`` and its sub-commands."""
     parser = argparse.ArgumentParser(prog="mgs", description="Momentum-GS large-scene Gaussian splatting.")
+    parser.add_argument("--version", action="version", version=f"momentum_gs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model on a COLMAP scene")
     train.add_argument("--config", help="YAML file with the settings that differ from the defaults")
@@ -75,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     convert_cli.add_parser(sub)
     config = sub.add_parser("config", help="print the resolved config (defaults, a file, overrides)")
     config.add_argument("--config")
+    config.add_argument("--explain", nargs="?", const="", metavar="KEY",
+                        help="each key (or those of KEY, a key or a section) with its type, allowed values, default "
+                             "and meaning")
     config.add_argument("overrides", nargs="*")
     return parser
 
@@ -172,8 +177,11 @@ def cmd_config(args) -> None:
     """``mgs config``: print the resolved config."""
     import yaml
 
-    from momentum_gs.config import load_config, to_dict
+    from momentum_gs.config import explain, load_config, to_dict
 
+    if args.explain is not None:
+        print(explain(args.explain))
+        return
     print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
 
 

@@ -383,3 +383,49 @@ def test_old_checkpoints_beyond_the_kept_number_are_removed(tiny_config):
     tiny_config.log.checkpoint_every, tiny_config.log.keep_checkpoints = 3, 2
     train(tiny_config)
     assert sorted(p.name for p in (Path(tiny_config.out) / "ckpt").iterdir()) == ["step_21.pt", "step_24.pt"]
+
+
+def _literal_keys() -> dict[str, tuple[str, ...]]:
+    import dataclasses
+    from typing import Literal, get_args, get_origin, get_type_hints
+
+    from momentum_gs.config import Config
+
+    out = {}
+
+    def walk(node, prefix):
+        hints = get_type_hints(type(node))
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif get_origin(hints[f.name]) is Literal:
+                out[f"{prefix}{f.name}"] = get_args(hints[f.name])
+
+    walk(Config(), "")
+    return out
+
+
+def test_every_enumerated_key_refuses_other_values_and_accepts_its_own():
+    keys = _literal_keys()
+    assert {"blocks.policy", "blocks.offload", "teacher.gradient", "render.backend", "render.anchor_filter",
+            "distributed.backend", "log.wandb_mode", "deterministic"} <= set(keys)
+    for key, allowed in keys.items():
+        with pytest.raises(UserError, match=re.escape(f"'{key}' must be one of {', '.join(allowed)}, got 'bogus'")):
+            load_config(overrides=[f"{key}=bogus"])
+        for value in allowed:
+            assert load_config(overrides=[f"{key}={value}"]) is not None
+
+
+def test_config_explain_and_version_from_the_command_line():
+    from momentum_gs import __version__
+
+    assert mgs("--version").stdout.strip() == f"momentum_gs {__version__}"
+    text = mgs("config", "--explain", "teacher").stdout
+    assert "teacher.momentum (float in [0, 1]; default 0.9): θ_t ← m θ_t" in text
+    assert "teacher.gradient (one of reference|student|decoder_only; default 'reference')" in text
+    every = mgs("config", "--explain").stdout.splitlines()
+    assert len(every) == len(load_config().__dataclass_fields__) - 12 + sum(
+        len(v.__dataclass_fields__) for v in vars(load_config()).values() if hasattr(v, "__dataclass_fields__"))
+    one_line_error(mgs("config", "--explain", "teacher.nope"), "unknown config key or section 'teacher.nope'")
+    one_line_error(mgs("config", "blocks.policy=foo"), "'blocks.policy' must be one of round_robin, random")

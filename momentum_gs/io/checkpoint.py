@@ -11,7 +11,7 @@ array; the three numpy globals that rebuild a plain array are allowed for them, 
 
 ``checksum`` is a SHA-256 over every value in the file (keys, dtypes, shapes and tensor bytes), checked on
 load: a file changed after it was written (flipped bits, a partial copy) is refused with one line instead of
-resuming into different results. See docs/decisions/0009-file-integrity.md.
+resuming into different results. See docs/decisions/0007-trust.md.
 """
 
 from __future__ import annotations
