@@ -40,7 +40,8 @@ class DataConfig:
     test_every: int = 8  # single-folder layout: every n-th image (sorted by name) is held out
     test_offset: int = 0  # ... starting at this index (0: images 0, n, 2n, ... as Scaffold-GS/3DGS)
     prefetch: int = 4  # images decoded ahead of use by the background loader
-    cache_images: bool = True  # keep decoded images in memory after first use (small scenes)
+    cache_images: bool = True  # keep decoded images in memory after first use, within cache_bytes
+    cache_bytes: int = 0  # byte budget of that cache, least recently used out first (0: a quarter of the RAM)
 
 
 @dataclass
@@ -346,7 +347,7 @@ POSITIVE, AT_LEAST_0, AT_LEAST_1, FRACTION = Range(0, open_low=True), Range(0), 
 # Every float must also be finite; every learning rate (optim.*_lr, *_lr_final) positive.
 RANGES: dict[str, Range] = {
     "data.downsample": AT_LEAST_1, "data.max_width": AT_LEAST_0, "data.test_every": AT_LEAST_0,
-    "data.test_offset": AT_LEAST_0, "data.prefetch": AT_LEAST_0,
+    "data.test_offset": AT_LEAST_0, "data.prefetch": AT_LEAST_0, "data.cache_bytes": AT_LEAST_0,
     "model.feat_dim": AT_LEAST_1, "model.n_offsets": AT_LEAST_1, "model.voxel_size": AT_LEAST_0,
     "model.hidden_dim": AT_LEAST_1, "model.appearance_dim": AT_LEAST_0, "model.max_points": AT_LEAST_0,
     "optim.steps": AT_LEAST_1, "optim.lr_max_steps": AT_LEAST_0, "optim.lambda_dssim": FRACTION,

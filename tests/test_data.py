@@ -234,6 +234,36 @@ def test_prefetching_loader_yields_every_index_in_order(tmp_path):
     early.close()
 
 
+def test_image_cache_stays_within_its_budget_and_evicts_the_least_recently_used(tmp_path, monkeypatch):
+    import momentum_gs.data.images as I
+
+    make_folder(tmp_path, n=6)
+    cameras = load_scene(DataConfig(path=str(tmp_path), test_every=0)).train
+    budget = int(2.5 * H * W * 3)  # room for two images
+    loader = ImageLoader(cameras, prefetch=3, cache_bytes=budget)
+    assert loader.cache.num_slots == 2 and loader.cache.capacity_bytes <= budget
+    reads = []
+    real = I.read_image
+    monkeypatch.setattr(I, "read_image", lambda path: reads.append(path.name) or real(path))
+    order = [0, 1, 0, 2, 0, 3, 4, 0, 5, 5]
+    for i, image in loader.iterate(order * 3):  # slots reused by 3 threads: every image must still be its own
+        assert torch.equal(image, torch.from_numpy(pattern(i)).float() / 255)
+    assert len(loader.cache) == 2 and loader.cache._buffer.numel() == loader.cache.capacity_bytes
+    loader.close()
+    loader, reads[:] = ImageLoader(cameras, prefetch=0, cache_bytes=budget), []
+    for i, image in loader.iterate(order):
+        assert torch.equal(image, torch.from_numpy(pattern(i)).float() / 255)
+    # a hit keeps 0 (used again and again); only 4 pushes it out, as the least recently used then
+    assert reads == [f"img_00{i}.png" for i in (0, 1, 2, 3, 4, 0, 5)]
+    assert list(loader.cache._slots) == [0, 5]  # the two most recently used, oldest first
+    unbounded = ImageLoader(cameras, prefetch=0, cache_bytes=10 * budget)
+    assert unbounded.cache.num_slots == 6  # never more slots than images
+    off = ImageLoader(cameras, cache=False)
+    assert off.cache.num_slots == 0 and torch.equal(off[3], loader[3]) and len(off.cache) == 0
+    for each in (loader, unbounded, off):
+        each.close()
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_loader_sends_pinned_uint8_to_the_gpu(tmp_path):

@@ -429,3 +429,17 @@ def test_config_explain_and_version_from_the_command_line():
         len(v.__dataclass_fields__) for v in vars(load_config()).values() if hasattr(v, "__dataclass_fields__"))
     one_line_error(mgs("config", "--explain", "teacher.nope"), "unknown config key or section 'teacher.nope'")
     one_line_error(mgs("config", "blocks.policy=foo"), "'blocks.policy' must be one of round_robin, random")
+
+
+def test_a_replaced_partition_file_is_refused_on_resume(tiny_config, tmp_path):
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.partition import auto_partition
+
+    scene = load_scene(tiny_config.data)
+    auto_partition(scene, 2).save(tmp_path / "partition.npz")
+    tiny_config.blocks.partition, tiny_config.optim.steps = str(tmp_path / "partition.npz"), 6
+    train(tiny_config)
+    auto_partition(scene, 2, margin=0.05).save(tmp_path / "partition.npz")  # same scene, other cells
+    tiny_config.optim.steps = 8
+    with pytest.raises(UserError, match="is not the one .*step_12.pt was trained with"):
+        train(tiny_config, resume=True)

@@ -13,7 +13,8 @@ import functools
 import hashlib
 import json
 import os
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -201,37 +202,107 @@ def prepare_images(jobs: Sequence[ImageJob], workers: int = 0) -> list[Path]:
     return paths
 
 
+def default_cache_bytes() -> int:
+    """A quarter of this machine's physical memory (1 GiB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
+
+
+class ImageCache:
+    """Decoded uint8 images in one preallocated buffer of equal slots, least recently used out first.
+
+    One slot holds the largest image; there are as many slots as the byte budget allows, at most one per
+    image. The buffer is reserved at the first store and its pages become resident only as slots fill, so
+    memory grows with what is cached and never past the budget, with no per-image allocation to fragment
+    the heap. Thread-safe: readers get a copy made under the lock (``take``).
+    """
+
+    def __init__(self, sizes: Sequence[tuple[int, int]], budget: int):
+        self.shapes = [(h, w, 3) for w, h in sizes]
+        self.slot_bytes = max((h * w * 3 for h, w, _ in self.shapes), default=0)
+        self.num_slots = min(len(self.shapes), budget // self.slot_bytes) if self.slot_bytes else 0
+        self._buffer: torch.Tensor | None = None
+        self._slots: OrderedDict[int, int] = OrderedDict()  # image → slot, least recently used first
+        self._lock = threading.Lock()
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.num_slots * self.slot_bytes
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def _view(self, i: int, slot: int) -> torch.Tensor:
+        h, w, c = self.shapes[i]
+        return self._buffer[slot * self.slot_bytes: slot * self.slot_bytes + h * w * c].view(h, w, c)
+
+    def take(self, i: int, finish: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | None:
+        """``finish`` (which must copy) applied to the cached image ``i``, or None when it is not cached."""
+        with self._lock:
+            slot = self._slots.get(i)
+            if slot is None:
+                return None
+            self._slots.move_to_end(i)
+            return finish(self._view(i, slot))
+
+    def put(self, i: int, pixels: torch.Tensor) -> None:
+        """Copy ``pixels`` (uint8 [H, W, 3]) in, evicting the least recently used image when full."""
+        if self.num_slots == 0 or tuple(pixels.shape) != self.shapes[i]:
+            return
+        with self._lock:
+            if i in self._slots:
+                return
+            if self._buffer is None:
+                self._buffer = torch.empty(self.capacity_bytes, dtype=torch.uint8)
+            if len(self._slots) < self.num_slots:
+                slot = len(self._slots)
+            else:
+                _, slot = self._slots.popitem(last=False)
+            self._view(i, slot).copy_(pixels)
+            self._slots[i] = slot
+
+
 class ImageLoader:
     """Lazily decoded images of ``cameras``, as [H, W, 3] float32 RGB tensors in [0, 1].
 
     Nothing is read at construction. ``iterate`` decodes ``prefetch`` images ahead of use on background
-    threads; with ``cache`` on, decoded images stay in memory as uint8 (a quarter of the float size).
+    threads, in the order it is given (the scheduler's view order). With ``cache`` on, decoded images stay
+    in memory as uint8 (a quarter of the float size) in an :class:`ImageCache` of at most ``cache_bytes``
+    (0: a quarter of the machine's memory), least recently used out first.
     """
 
     _pool: ThreadPoolExecutor | None = None
 
-    def __init__(self, cameras: list[Camera], cache: bool = True, prefetch: int = 4):
-        self.cameras, self.cache, self.prefetch = list(cameras), cache, max(0, int(prefetch))
-        self._memory: dict[int, torch.Tensor] = {}
+    def __init__(self, cameras: list[Camera], cache: bool = True, prefetch: int = 4, cache_bytes: int = 0):
+        self.cameras, self.prefetch = list(cameras), max(0, int(prefetch))
+        budget = (cache_bytes or default_cache_bytes()) if cache else 0
+        self.cache = ImageCache([(cam.width, cam.height) for cam in self.cameras], budget)
 
     def __len__(self) -> int:
         return len(self.cameras)
 
-    def _pixels(self, i: int, pin: bool = False) -> torch.Tensor:
-        """[H, W, 3] uint8 image of camera ``i``; in page-locked memory with ``pin`` (for an async copy)."""
+    def _load(self, i: int, finish: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``finish`` applied to the uint8 [H, W, 3] image of camera ``i`` (from the cache, or decoded and
+        then cached); ``finish`` must return a new tensor, as a cached image is overwritten when evicted."""
         i = int(i)  # also a 0-d tensor from torch.randperm
-        pixels = self._memory.get(i)
-        if pixels is None:
-            cam = self.cameras[i]
-            if cam.image_path is None:
-                raise UserError(f"camera {cam.name} has no image file")
-            pixels = torch.from_numpy(fit_size(read_image(cam.image_path), cam.width, cam.height, cam.image_path))
-            if self.cache:
-                self._memory[i] = pixels
-        return pixels.pin_memory() if pin else pixels
+        cached = self.cache.take(i, finish)
+        if cached is not None:
+            return cached
+        cam = self.cameras[i]
+        if cam.image_path is None:
+            raise UserError(f"camera {cam.name} has no image file")
+        pixels = torch.from_numpy(fit_size(read_image(cam.image_path), cam.width, cam.height, cam.image_path))
+        self.cache.put(i, pixels)
+        return finish(pixels)
+
+    def _pixels(self, i: int, pin: bool = False) -> torch.Tensor:
+        """[H, W, 3] uint8 image of camera ``i`` (a copy); in page-locked memory with ``pin``."""
+        return self._load(i, torch.Tensor.pin_memory if pin else torch.clone)
 
     def _decode(self, i: int) -> torch.Tensor:
-        return self._pixels(i).float().div_(255.0)
+        return self._load(i, lambda pixels: pixels.float().div_(255.0))
 
     def __getitem__(self, i: int) -> torch.Tensor:
         """[H, W, 3] float32 image of camera ``i`` (H, W = the camera's height and width)."""

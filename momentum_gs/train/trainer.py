@@ -7,6 +7,7 @@ optimizer step → teacher update (before the next step's forward) → logging �
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -58,6 +59,9 @@ class Trainer:
         self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
         seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
+        # the partition file's content, so a resume notices a file replaced under the same name
+        self.partition_digest = (hashlib.sha256(Path(cfg.blocks.partition).read_bytes()).hexdigest()
+                                 if cfg.blocks.partition else "")
         n = 1 if self.partition is None else self.partition.num_blocks
         if cfg.blocks.active > n:
             raise UserError(f"blocks.active={cfg.blocks.active} but the scene has only {n} block(s)")
@@ -80,7 +84,8 @@ class Trainer:
         self.blocks = [self._build_block(b) for b in range(n)]
         self.holder = [EVERYONE] * n  # which process keeps each block (EVERYONE: all hold the same copy)
         self.reducer = D.StepReducer(self._shared_parameters(), world)
-        self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch)
+        self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
+                                  cache_bytes=cfg.data.cache_bytes)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
         self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
@@ -357,6 +362,7 @@ class Trainer:
             "teacher": None if self.teacher is None else self.teacher.state_dict(),
             "weighting": self.weighting.state_dict(),
             "partition": self.cfg.blocks.partition,
+            "partition_sha256": self.partition_digest,
             "rng": rng_state(),
         }
 
@@ -394,6 +400,9 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location="cpu")  # parked blocks stay on the CPU
         if len(ckpt["blocks"]) != len(self.blocks):
             raise UserError(f"{path} holds {len(ckpt['blocks'])} blocks; this run has {len(self.blocks)}")
+        if ckpt.get("partition_sha256", self.partition_digest) != self.partition_digest:
+            raise UserError(f"the partition file {self.cfg.blocks.partition} is not the one {path} was trained "
+                            "with (it was replaced or changed); put the original back or start a new run")
         for block, state in zip(self.blocks, ckpt["blocks"]):
             if block.loaded:
                 B.unload(block)
