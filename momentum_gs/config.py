@@ -256,9 +256,11 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
                 raise UserError(f"config key '{key}' must be one of {', '.join(get_args(type_))}, got {value!r}")
             return text
         if type_ in (int, float, str):
-            if type_ is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
             if type_ is not str and not isinstance(value, (int, float, str)):
+                raise ValueError
+            if type_ is int and isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+                value = float(value)  # "1e3": YAML reads exponents without a dot as text
+            if type_ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
             out = type_(value)
             if type_ is float and not math.isfinite(out):

@@ -443,3 +443,16 @@ def test_a_replaced_partition_file_is_refused_on_resume(tiny_config, tmp_path):
     tiny_config.optim.steps = 8
     with pytest.raises(UserError, match="is not the one .*step_12.pt was trained with"):
         train(tiny_config, resume=True)
+
+
+def test_integer_keys_take_exponents_that_are_whole_numbers():
+    assert load_config(overrides=["optim.steps=1e3"]).optim.steps == 1000  # YAML reads 1e3 as text
+    for bad in ("optim.steps=1.5", "optim.steps=abc", "optim.steps=1e400"):
+        with pytest.raises(UserError, match="'optim.steps' expects int"):
+            load_config(overrides=[bad])
+
+
+def test_export_into_a_file_is_one_line(trained, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    one_line_error(mgs("export", str(trained[0]), "--out", str(tmp_path / "afile")), "is a file; the export needs a folder")
+    assert (tmp_path / "afile").read_text() == "x"

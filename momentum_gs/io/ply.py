@@ -9,6 +9,7 @@ The decoder (and the appearance table, if any) goes to ``decoder.pt`` with the m
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from plyfile import PlyData, PlyElement
 
 from momentum_gs.config import ModelConfig
 from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.checkpoint import load_verified, save_verified
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene
@@ -50,8 +52,9 @@ def save_anchor_ply(anchors: AnchorSet, path: str | Path) -> None:
     vertex = np.empty(n, dtype=[(name, "f4") for name in _ply_columns(k, c)])
     for i, name in enumerate(vertex.dtype.names):
         vertex[name] = data[:, i]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
+    buffer = io.BytesIO()
+    PlyData([PlyElement.describe(vertex, "vertex")]).write(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_anchor_ply(path: str | Path, voxel_size: float, device: torch.device | str = "cpu") -> AnchorSet:
@@ -82,6 +85,8 @@ def load_anchor_ply(path: str | Path, voxel_size: float, device: torch.device | 
 def export_scene(model: GaussianScene, cfg: ModelConfig, out_dir: str | Path) -> Path:
     """Write ``point_cloud.ply`` and ``decoder.pt`` into ``out_dir``; returns the folder."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; the export needs a folder (--out)")
     save_anchor_ply(model.anchors, out_dir / PLY_NAME)
     appearance = None if model.appearance is None else model.appearance.state_dict()
     save_verified(out_dir / DECODER_NAME, {"format": DECODER_FORMAT, "version": DECODER_VERSION},
