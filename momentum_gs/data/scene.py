@@ -93,7 +93,10 @@ def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: 
         suffix = cache_suffix(cfg.downsample, cfg.max_width, undistorter is not None)
         dst = None
         if undistorter is not None or size != full_size:
-            dst = cache_root / f"{images_dir.name}_{suffix}" / Path(image.name).with_suffix(".png")
+            folder = cache_root / f"{images_dir.name}_{suffix}"
+            dst = folder / Path(image.name).with_suffix(".png")
+            if not dst.resolve().is_relative_to(folder.resolve()):  # names are checked at load; a link is not
+                raise UserError(f"image {image.name!r} would be cached outside {folder}; rename it")
         recipe = undistorter.recipe if undistorter is not None else ""
         jobs.append(ImageJob(images_dir / image.name, dst, size, full_size, undistorter, recipe))
         cam = Camera(image.name, *full_size, torch.from_numpy(K).float(), _world_to_cam(image.qvec, image.tvec))
