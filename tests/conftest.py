@@ -38,3 +38,24 @@ def tiny_config(tiny_scene, tmp_path):
     cfg.data.path = str(tiny_scene)
     cfg.out = str(tmp_path / "run")
     return cfg
+
+
+@pytest.fixture
+def block_config(tiny_config, tiny_scene, tmp_path):
+    """The tiny config split into 2 blocks, 1 active at a time, teacher and block weighting on."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.partition import auto_partition
+
+    scene = load_scene(tiny_config.data)
+    partition = auto_partition(scene, 2)
+    partition.save(tmp_path / "partition.npz")
+    tiny_config.blocks.partition = str(tmp_path / "partition.npz")
+    tiny_config.blocks.active = 1
+    tiny_config.blocks.interval = 3
+    tiny_config.optim.steps = 12  # per block: 24 global steps
+    tiny_config.teacher.enabled = True
+    tiny_config.weighting.enabled = True
+    tiny_config.weighting.eval_interval = 4
+    tiny_config.weighting.warmup = 4
+    tiny_config.weighting.val_every = 3
+    return tiny_config

@@ -193,3 +193,36 @@ def test_restore_onto_a_gpu_and_back():
     adam = restored[1].state[restored[0].features]
     assert adam["exp_avg"].is_cuda and not adam["step"].is_cuda  # Adam keeps its step counts on the CPU
     _assert_identical(block_state(*restored), state)
+
+
+def test_the_trainer_gives_the_same_blocks_whether_it_parks_them_or_keeps_them_all_loaded(block_config, tmp_path,
+                                                                                         monkeypatch):
+    """The real trainer, 2 blocks, 1 active: parking the inactive block in host memory or on disk and
+    bringing it back must give exactly what keeping both on the device gives."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.io.checkpoint import checksum
+    from momentum_gs.train import blocks as B
+    from momentum_gs.train.trainer import Trainer
+
+    scene = load_scene(block_config.data)
+
+    def run(name: str, offload: str = "memory") -> tuple[str, int]:
+        block_config.blocks.offload = offload
+        trainer = Trainer(block_config, scene, tmp_path / name, torch.device("cpu"))
+        trainer.train()
+        return checksum(trainer.state()), trainer.store.nbytes() + trainer.store.disk_bytes()
+
+    parked, parked_bytes = run("memory")
+    on_disk, disk_bytes = run("disk", "disk")
+    assert parked_bytes > 0 and disk_bytes > 0  # a block really waited outside the device
+
+    def keep_everything_loaded(self, active):
+        for b in active:
+            if not self.blocks[b].loaded:
+                B.load(self.blocks[b], self.store.take(b), self.cfg, self.device)
+        return [self.blocks[b] for b in active]
+
+    monkeypatch.setattr(Trainer, "activate", keep_everything_loaded)
+    kept, kept_bytes = run("kept")
+    assert kept_bytes == 0  # nothing parked
+    assert parked == kept == on_disk

@@ -332,12 +332,16 @@ def test_model_without_images_is_a_user_error(tmp_path):
         load_scene(DataConfig(path=str(tmp_path)))
 
 
-def test_extent_is_1_1_times_the_camera_radius(tmp_path):
+def test_a_blocks_extent_is_1_1_times_the_radius_of_its_cameras(tmp_path):
+    """``camera_extent`` scales a block's position learning rate (as the scene extent does in 3DGS)."""
+    from momentum_gs.train.blocks import camera_extent
+
     make_folder(tmp_path, n=8)
     scene = load_scene(DataConfig(path=str(tmp_path), test_every=0))
-    assert scene.extent() == pytest.approx(1.1 * 5.0, rel=1e-5)  # centres on a circle of radius 5
-    lonely = SceneData("x", tmp_path, scene.train[:1], [], scene.points, scene.colors)
-    assert lonely.extent() == 1e-6
+    assert camera_extent(scene, list(range(8))) == pytest.approx(1.1 * 5.0, rel=1e-5)  # a circle of radius 5
+    centres = torch.stack([scene.train[i].center for i in (0, 1)]).double()  # two neighbours: half their gap
+    assert camera_extent(scene, [0, 1]) == pytest.approx(1.1 * float((centres[0] - centres[1]).norm()) / 2, rel=1e-6)
+    assert camera_extent(scene, [3]) == 1e-6
 
 
 def test_read_only_dataset_caches_elsewhere(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import torch
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.model import AnchorSet, Decoder, generate_gaussians
-from momentum_gs.train.teacher import MomentumTeacher, consistency_loss, momentum_schedule
+from momentum_gs.train.teacher import MomentumTeacher, consistency_loss
 
 
 def _decoder(seed=0) -> Decoder:
@@ -69,18 +69,6 @@ def test_state_dict_round_trip():
     other = MomentumTeacher(_decoder(1))
     other.load_state_dict(teacher.state_dict())
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in other.state_dict().items())
-
-
-def test_momentum_schedule():
-    assert momentum_schedule(1, SimpleNamespace(momentum=0.9)) == 0.9
-    assert momentum_schedule(10_000, SimpleNamespace(momentum=0.9, momentum_final=0.9, momentum_steps=0)) == 0.9
-    ramp = SimpleNamespace(momentum=0.9, momentum_final=0.999, momentum_steps=100)
-    assert momentum_schedule(0, ramp) == pytest.approx(0.9)
-    assert momentum_schedule(50, ramp) == pytest.approx((0.9 + 0.999) / 2)
-    assert momentum_schedule(100, ramp) == pytest.approx(0.999)
-    assert momentum_schedule(500, ramp) == pytest.approx(0.999)
-    values = [momentum_schedule(s, ramp) for s in range(0, 101, 10)]
-    assert values == sorted(values)
 
 
 def test_consistency_loss_zero_for_identical_twins_and_positive_otherwise():

@@ -43,14 +43,6 @@ class SceneData:
     points: np.ndarray
     colors: np.ndarray
 
-    def extent(self) -> float:
-        """1.1 x the largest distance (world units) of a training camera centre from their mean."""
-        if not self.train:
-            return 1e-6
-        centers = torch.stack([cam.center.double() for cam in self.train])
-        radius = (centers - centers.mean(0)).norm(dim=1).max().item()
-        return max(1.1 * radius, 1e-6)
-
 
 def _sparse_dir(folder: Path) -> Path | None:
     """``folder/sparse/0`` or ``folder/sparse`` when it holds a model, else None."""

@@ -7,7 +7,6 @@ identical Adam states), so every process updates its own teacher locally and not
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
@@ -16,23 +15,6 @@ from torch import nn
 from momentum_gs.config import CONSISTENCY_GRADIENTS
 from momentum_gs.model.decoder import DecodedAnchors, DecoderInputs
 from momentum_gs.model.neural import NeuralGaussians, child_rotations, child_scales
-
-
-def momentum_schedule(step: int, cfg) -> float:
-    """The teacher momentum m for ``step``.
-
-    ``cfg`` is the ``teacher`` config section: ``momentum`` is m at step 0. With ``momentum_final`` ≠
-    ``momentum`` and ``momentum_steps`` > 0, m follows a cosine ramp (as DINO's teacher) to
-    ``momentum_final`` at step ``momentum_steps`` and stays there; otherwise (the paper: 0.9) m is constant.
-    The ramp fields may be absent, which means constant.
-    """
-    start = float(cfg.momentum)
-    end = float(getattr(cfg, "momentum_final", start))
-    steps = int(getattr(cfg, "momentum_steps", 0))
-    if steps <= 0 or end == start:
-        return start
-    t = min(max(step / steps, 0.0), 1.0)
-    return end - (end - start) * (1.0 + math.cos(math.pi * t)) / 2.0
 
 
 def _state_tensors(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -31,7 +31,7 @@ from momentum_gs.train.block_store import BlockStore
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, rng_state, seed_everything, set_rng_state
-from momentum_gs.train.teacher import MomentumTeacher, momentum_schedule
+from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.weighting import BlockWeighting
 
 
@@ -226,7 +226,7 @@ class Trainer:
         if self.decoder_opt is not None:
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
         if self.teacher is not None:
-            self.teacher.update(self.decoder, momentum_schedule(step, self.cfg.teacher))
+            self.teacher.update(self.decoder, self.cfg.teacher.momentum)
         metrics = [self.block_step(block, view, gt, self.weighting.weight(block.id, block.steps + 1))
                    for block, (_, view, gt) in zip(active, views)]  # weights on the host
         names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
