@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default="demo.yaml",
                       help="a config in configs/ (default: Momentum-GS, 4 blocks, 2 active; "
                            "demo_single.yaml: one block)")
+    demo.add_argument("--preset", default="demo", help="the synthetic scene made when --data is missing: tiny, "
+                                                       "demo, small or city8")
     demo.add_argument("overrides", nargs="*", help="dotted config overrides")
     part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
     part.add_argument("--data", required=True, help="scene folder")
@@ -170,7 +172,7 @@ def cmd_demo(args) -> None:
     """``mgs demo``: synthesize, train, evaluate; the results path is the last line."""
     from momentum_gs.train.run import demo
 
-    print(demo(Path(args.data), Path(args.out), args.overrides, args.config))
+    print(demo(Path(args.data), Path(args.out), args.overrides, args.config, args.preset))
 
 
 def cmd_config(args) -> None:

@@ -1,7 +1,9 @@
 """The command line: one clear line and status 2 for bad input, never a traceback."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +124,18 @@ def test_bad_scene_gives_one_line_and_keeps_files(tiny_scene, tmp_path, how, fra
     assert sorted(p.relative_to(scene) for p in scene.rglob("*") if "images_" not in str(p)) == \
         [p for p in before if "images_" not in str(p)]
     assert not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_demo_end_to_end_on_the_tiny_city(tmp_path):
+    """``mgs demo``: makes the scene, partitions it (the default config trains blocks), trains, evaluates."""
+    result = mgs("demo", "--preset", "tiny", "--data", str(tmp_path / "tiny"), "--out", str(tmp_path / "run"),
+                 "blocks.partition=auto:2", "optim.steps=6", "blocks.interval=3", "device=cpu", "log.tensorboard=false",
+                 "weighting.eval_interval=3", "weighting.warmup=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == str(tmp_path / "run" / "eval" / "results.json")
+    results = json.loads(Path(lines[-1]).read_text())
+    assert results["num_test_views"] > 0 and 5 < results["psnr"] < 60
+    assert (tmp_path / "tiny" / "train").is_dir() and (tmp_path / "run" / "partition.npz").is_file()
+    assert (tmp_path / "run" / "eval" / "strip.png").is_file()
+    assert any(line.startswith("held-out PSNR") for line in lines)

@@ -35,14 +35,14 @@ def one_thread():
 
 
 def torchrun(args: list[str], nproc: int = 2, script: list[str] | None = None, env: dict | None = None,
-             max_restarts: int = 0) -> subprocess.CompletedProcess:
+             max_restarts: int = 0, expect_success: bool = True) -> subprocess.CompletedProcess:
     """``torchrun --standalone`` with ``nproc`` CPU workers running ``mgs`` (or ``script``)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                f"--max-restarts={max_restarts}", "--monitor-interval=0.1"]
     command += script or ["-m", "momentum_gs.cli"]
     run_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     result = subprocess.run(command + args, capture_output=True, text=True, env=run_env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert (result.returncode == 0) == expect_success, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
 
@@ -190,3 +190,17 @@ def test_blocks_moving_between_processes_and_uneven_shares_train_like_one_proces
         summary = one.train()
     assert [b.steps for b in one.blocks] == [6, 6, 6]
     assert_same_state(one.state(), load_checkpoint(out / "ckpt" / f"step_{summary['steps']}.pt"))
+
+
+@pytest.mark.parametrize("check_every, caught", [(2, True), (0, False)])
+def test_a_replica_that_drifts_is_caught_by_the_check(dist_setup, tmp_path, check_every, caught):
+    """Process 1's decoder nudged after step 3: with ``distributed.check_every=2`` the job stops at step 4
+    naming the decoder; without the check it trains on with two different decoders."""
+    cfg, root, _ = dist_setup
+    result = torchrun(["train", "--config", str(root / "config.yaml"), "--out", str(tmp_path / "run"),
+                       f"distributed.check_every={check_every}"], script=[str(HELPERS / "diverge.py")],
+                      env={"DIVERGE_AFTER_STEP": "3"}, expect_success=not caught)
+    if caught:
+        assert "the online decoder differs between processes at step 4" in result.stderr
+    else:
+        assert "differs between processes" not in result.stderr + result.stdout

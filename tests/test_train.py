@@ -99,6 +99,29 @@ def test_eval_and_export_round_trip(tiny_config, tmp_path, monkeypatch):
         after = loaded.render(camera, cfg.render).output.image
     assert loaded_cfg == cfg.model
     torch.testing.assert_close(before, after, rtol=0, atol=1e-6)
+    _assert_scaffold_ply_layout(tmp_path / "export" / "point_cloud.ply", model.anchors)
+
+
+def _assert_scaffold_ply_layout(path: Path, anchors) -> None:
+    """The Scaffold-GS anchor PLY: its columns in its order, float32, one vertex per anchor, offsets [N, 3, k]."""
+    from plyfile import PlyData
+
+    vertex = PlyData.read(str(path))["vertex"]
+    n, k, c = anchors.num_anchors, anchors.n_offsets, anchors.feat_dim
+    names = (["x", "y", "z", "nx", "ny", "nz"] + [f"f_offset_{i}" for i in range(3 * k)]
+             + [f"f_anchor_feat_{i}" for i in range(c)] + ["opacity"] + [f"scale_{i}" for i in range(6)]
+             + [f"rot_{i}" for i in range(4)])
+    assert list(vertex.data.dtype.names) == names and len(vertex.data) == n
+    assert all(vertex.data.dtype[name] == np.dtype("<f4") for name in names)
+    column = lambda prefix, count: np.stack([vertex[f"{prefix}{i}"] for i in range(count)], 1)  # noqa: E731
+    np.testing.assert_array_equal(np.stack([vertex["x"], vertex["y"], vertex["z"]], 1), anchors.positions.numpy())
+    offsets = anchors.offsets.detach().numpy()  # [N, k, 3]; f_offset_{3-axis j, child i} = j * k + i
+    np.testing.assert_array_equal(column("f_offset_", 3 * k).reshape(n, 3, k), offsets.transpose(0, 2, 1))
+    np.testing.assert_array_equal(column("f_anchor_feat_", c), anchors.features.detach().numpy())
+    np.testing.assert_array_equal(column("scale_", 6), anchors.scalings.detach().numpy())
+    np.testing.assert_allclose(vertex["opacity"], np.log(0.1 / 0.9), rtol=1e-6)
+    np.testing.assert_array_equal(column("rot_", 4), np.tile([[1, 0, 0, 0]], (n, 1)))
+    assert not np.stack([vertex["nx"], vertex["ny"], vertex["nz"]]).any()
 
 
 def test_eval_reports_lpips_and_colour_corrected_scores(tiny_config, tmp_path):
@@ -229,3 +252,21 @@ def test_block_weighting_validates_every_block_when_rounds_alias_with_the_interv
     assert all(1.0 <= b["weight"] < 2.0 for b in blocks) and max(b["weight"] for b in blocks) > 1.0
     written = json.loads((Path(tiny_config.out) / "summary.json").read_text())
     assert written["blocks"] == blocks
+
+
+def test_a_blocks_weight_scales_its_loss_gradient(tiny_config):
+    """``block_step`` with weight w sends w times the gradient of weight 1, to the anchors and the decoder."""
+    scene = load_scene(tiny_config.data)
+    grads = {}
+    for weight in (1.0, 3.0):
+        trainer = Trainer(tiny_config, scene, Path(tiny_config.out) / str(weight), torch.device("cpu"))
+        (block,) = trainer.activate([0])
+        seen = []
+        block.anchors.features.register_hook(lambda g: seen.append(g.clone()))
+        view = block.cameras[0]
+        trainer.block_step(block, view, trainer.loader[view], weight)
+        grads[weight] = (seen[0], [p.grad.clone() for p in trainer.decoder.parameters()])
+    assert grads[1.0][0].abs().max() > 0
+    torch.testing.assert_close(grads[3.0][0], 3 * grads[1.0][0], rtol=1e-4, atol=1e-8)
+    for a, b in zip(grads[1.0][1], grads[3.0][1]):
+        torch.testing.assert_close(b, 3 * a, rtol=1e-4, atol=1e-8)

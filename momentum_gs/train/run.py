@@ -191,7 +191,8 @@ def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
     return train(prepare_config(config, data, out, overrides, resume), resume=resume)
 
 
-def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str = "demo.yaml") -> Path:
+def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str = "demo.yaml",
+         preset: str = "demo") -> Path:
     """``mgs demo``: make the synthetic city if missing, partition it when the config trains blocks, train,
     evaluate; returns the path of results.json (the strip of held-out views and the map lie beside it)."""
     from momentum_gs.data.synthetic import make_synthetic_scene
@@ -203,8 +204,8 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
     if (out_dir / "ckpt").is_dir():
         raise UserError(f"{out_dir} already holds a run; remove it or pass --out for a new one")
     if not (data_dir / "train").is_dir():
-        print(f"generating the synthetic demo city in {data_dir}")
-        make_synthetic_scene(data_dir, "demo", seed=0)
+        print(f"generating the synthetic {preset} city in {data_dir}")
+        make_synthetic_scene(data_dir, preset, seed=0)
     cfg = prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False)
     if cfg.blocks.partition.startswith("auto:"):  # "auto:N": partition into N blocks inside the run folder
         from momentum_gs.partition import partition_main
