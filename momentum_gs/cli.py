@@ -105,21 +105,14 @@ def cmd_table(args) -> None:
 def cmd_eval(args) -> None:
     """``mgs eval``: score the held-out views of a run."""
     from momentum_gs.config import resolve_device
-    from momentum_gs.eval.evaluate import evaluate_run
+    from momentum_gs.eval.evaluate import evaluate_run, summary_lines
 
     device = resolve_device(args.device) if args.device else None
     given = {"lpips_backbone": args.lpips_backbone, "lpips_heads": args.lpips_heads,
              "colour_correction": args.colour_correction or None}  # None: keep the run's setting
     metrics = {name: value for name, value in given.items() if value is not None}
     results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device, metrics=metrics)
-    lpips = "LPIPS —" if results["lpips"] is None else f"LPIPS {results['lpips']:.4f}"
-    print(f"PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f}, {lpips} over {results['num_test_views']} "
-          f"views, {results['seconds_per_view'] * 1000:.0f} ms/view")
-    if "psnr_cc" in results:
-        print(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
-    if results.get("lpips_note"):
-        print(f"LPIPS not computed: {results['lpips_note']}")
-    print(Path(args.run_dir) / "eval" / "results.json")
+    print("\n".join(summary_lines(results, args.run_dir)))
 
 
 def cmd_export(args) -> None:
@@ -133,7 +126,8 @@ def cmd_export(args) -> None:
     if not isinstance(model, GaussianScene):
         raise UserError("this run trained independent decoders per block; the Scaffold-GS layout holds one decoder")
     out = export_scene(model, cfg.model, args.out or Path(args.run_dir) / "export")
-    print(f"exported {model.anchors.num_anchors} anchors to {out}")
+    print(f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
+          f"{out / 'point_cloud.ply'} and {out / 'decoder.pt'}")
 
 
 def cmd_synth(args) -> None:
@@ -142,8 +136,12 @@ def cmd_synth(args) -> None:
 
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset '{args.preset}' (choose from {', '.join(PRESETS)})")
-    out = make_synthetic_scene(Path(args.out), args.preset, seed=args.seed, vary_exposure=args.vary_exposure)
-    print(f"synthetic scene ({args.preset}) written to {out}")
+    from momentum_gs.train.progress import counter_bar
+
+    out = make_synthetic_scene(Path(args.out), args.preset, seed=args.seed, vary_exposure=args.vary_exposure,
+                               progress=counter_bar(f"synth {args.preset}", "view"))
+    print(f"synthetic scene ({args.preset}) written to {out}\nnext: mgs train --data {out} --out runs/{out.name} "
+          f"(or mgs partition --data {out} --out runs/{out.name}/partition.npz --blocks 8 for blocks)")
 
 
 def cmd_partition(args) -> None:

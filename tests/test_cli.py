@@ -139,3 +139,10 @@ def test_demo_end_to_end_on_the_tiny_city(tmp_path):
     assert (tmp_path / "tiny" / "train").is_dir() and (tmp_path / "run" / "partition.npz").is_file()
     assert (tmp_path / "run" / "eval" / "strip.png").is_file()
     assert any(line.startswith("held-out PSNR") for line in lines)
+    assert any("anchors trained over the 2 blocks with their margins" in line for line in lines)
+    merged = [line for line in lines if line.startswith("merged model: ")]
+    assert merged == [f"merged model: {results['num_anchors']} anchors (each block cropped to its cell), "
+                      f"{results['storage_mb']:.1f} MB"]
+    assert f"next: mgs eval {tmp_path / 'run'}" in lines and f"next: mgs export {tmp_path / 'run'}" in lines
+    evaluated = mgs("eval", str(tmp_path / "run")).stdout.strip().splitlines()
+    assert evaluated[1:] == lines[-len(evaluated) + 1:]  # mgs eval prints the demo's summary (timing aside)

@@ -48,6 +48,16 @@ def test_tensorboard_gets_losses_blocks_learning_rates_and_views(logged_config):
     image = events.Images("views/block0")[0]
     camera = load_scene(logged_config.data).train[0]
     assert (image.width, image.height) == (2 * camera.width, camera.height)  # render | ground truth
+    assert [e.step for e in events.Images("views/block0")] == [4, 8]
+
+
+def test_a_run_shorter_than_the_image_interval_logs_its_last_step(logged_config):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged_config.log.tensorboard, logged_config.log.image_every = True, 1000
+    events = EventAccumulator(str(_train(logged_config) / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Images("views/block0")] == [8]
 
 
 def test_wandb_logs_offline_into_the_run_folder(logged_config, monkeypatch):

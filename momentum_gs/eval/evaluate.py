@@ -181,3 +181,23 @@ def _synchronized_time(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def summary_lines(results: dict, run_dir: str | Path) -> list[str]:
+    """What ``mgs eval`` and ``mgs demo`` print about an evaluated run: scores, the model, the files, and
+    the next command."""
+    run_dir = Path(run_dir)
+    lpips = "LPIPS —" if results["lpips"] is None else f"LPIPS {results['lpips']:.4f}"
+    lines = [f"held-out PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f}, {lpips} over "
+             f"{results['num_test_views']} views, {results['seconds_per_view'] * 1000:.0f} ms/view",
+             f"merged model: {results['num_anchors']} anchors (each block cropped to its cell), "
+             f"{results['storage_mb']:.1f} MB"]
+    if "psnr_cc" in results:
+        lines.append(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
+    if results.get("lpips_note"):
+        lines.append(f"LPIPS not computed: {results['lpips_note']}")
+    if (run_dir / "eval" / "strip.png").is_file():
+        lines.append(f"held-out renders over ground truth: {run_dir / 'eval' / 'strip.png'}")
+    lines.append(f"next: mgs export {run_dir}")
+    lines.append(str(run_dir / "eval" / "results.json"))  # last, for scripts
+    return lines

@@ -85,7 +85,7 @@ class TrainLogger:
         if due:
             metrics = _read(metrics)
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.2f}",
-                                 gaussians=metrics["num_gaussians"], refresh=False)
+                                 gaussians=f"{metrics['num_gaussians']:.0f}", refresh=False)
             self.bar.update(self._since_refresh)
             self._since_refresh = 0
             self.log_file.write(json.dumps({"step": step, **metrics}) + "\n")
@@ -159,3 +159,19 @@ def _step_of(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return float("inf")
+
+
+def counter_bar(desc: str, unit: str):
+    """A ``progress(done, total)`` callback that draws a tqdm bar (created at the first call, closed at the
+    last), for long work that reports its own progress (`mgs synth`, the image cache)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress

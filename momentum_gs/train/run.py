@@ -167,9 +167,13 @@ def _lock_owner(path: Path) -> tuple[str | None, int | None]:
 
 def describe(summary: dict) -> str:
     """One line summing up a training run."""
+    anchors = (f"{summary['num_anchors']} anchors" if summary.get("num_blocks", 1) == 1 else
+               f"{summary['num_anchors']} anchors trained over the {summary['num_blocks']} blocks with their "
+               "margins (`mgs eval` counts the merged model, each block cropped to its cell)")
     line = (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
-            f"({summary['steps_per_second']:.2f} steps/s), {summary['num_anchors']} anchors -> {summary['out']}")
+            f"({summary['steps_per_second']:.2f} steps/s), {anchors} -> {summary['out']}")
     peak = summary.get("peak_loaded", {})
+    next_step = f"\nnext: mgs eval {summary['out']}"
     if summary.get("processes", 1) > 1:
         line += (f"\n{summary['processes']} processes; process 0 had at most {peak['anchors']} anchors on its "
                  f"device at once; {summary['allreduce_bytes_per_step']} bytes all-reduced per step")
@@ -177,7 +181,7 @@ def describe(summary: dict) -> str:
         line += (f"\nat most {peak['anchors']} of {peak['total_anchors']} anchors "
                  f"({100 * peak['anchors'] / peak['total_anchors']:.0f} %) were on the device at once; "
                  f"{peak['offloaded_bytes'] / 2**20:.1f} MB of blocks parked off it")
-    return line
+    return line + next_step
 
 
 def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
@@ -196,7 +200,7 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
     """``mgs demo``: make the synthetic city if missing, partition it when the config trains blocks, train,
     evaluate; returns the path of results.json (the strip of held-out views and the map lie beside it)."""
     from momentum_gs.data.synthetic import make_synthetic_scene
-    from momentum_gs.eval.evaluate import evaluate_run
+    from momentum_gs.eval.evaluate import evaluate_run, summary_lines
 
     config = REPO_CONFIGS / config_name
     if not config.is_file():
@@ -204,8 +208,10 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
     if (out_dir / "ckpt").is_dir():
         raise UserError(f"{out_dir} already holds a run; remove it or pass --out for a new one")
     if not (data_dir / "train").is_dir():
+        from momentum_gs.train.progress import counter_bar
+
         print(f"generating the synthetic {preset} city in {data_dir}")
-        make_synthetic_scene(data_dir, preset, seed=0)
+        make_synthetic_scene(data_dir, preset, seed=0, progress=counter_bar(f"synth {preset}", "view"))
     cfg = prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False)
     if cfg.blocks.partition.startswith("auto:"):  # "auto:N": partition into N blocks inside the run folder
         from momentum_gs.partition import partition_main
@@ -217,6 +223,5 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
     summary = train(cfg)
     print(describe(summary))
     results = evaluate_run(out_dir)
-    print(f"held-out PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f} ({results['num_test_views']} views); "
-          f"held-out renders over ground truth: {out_dir / 'eval' / 'strip.png'}")
+    print("\n".join(summary_lines(results, out_dir)[:-1]))
     return out_dir / "eval" / "results.json"

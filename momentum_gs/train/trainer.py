@@ -284,7 +284,8 @@ class Trainer:
             values = {f"lr/{group['name']}": group["lr"] for opt in optimizers for group in opt.param_groups}
             values.update({f"blocks/{block.id}/anchors": block.anchors.num_anchors for block in loaded})
             log.scalars(step, values)
-        if self.cfg.log.image_every and step % self.cfg.log.image_every == 0 and self.world.is_main:
+        every = self.cfg.log.image_every
+        if every and (step % every == 0 or step == self.total_steps) and self.world.is_main:  # also the last
             block = loaded[0]
             index = (block.val_views or block.cameras)[0]
             with torch.no_grad():
