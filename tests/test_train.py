@@ -88,7 +88,14 @@ def test_eval_and_export_round_trip(tiny_config, tmp_path, monkeypatch):
     assert len(list((tmp_path / "run" / "eval" / "renders").glob("*.png"))) == 2
     strip = cv2.imread(str(tmp_path / "run" / "eval" / "strip.png"))
     camera = load_scene(tiny_config.data).test[0]
-    assert strip.shape == (2 * camera.height, 2 * camera.width, 3)  # 2 views: render over ground truth
+    scale = -(-200 // camera.width)  # enlarged to at least 200 px per column, a 34-px header with name and PSNR
+    assert strip.shape == (34 + 2 * camera.height * scale, 2 * (camera.width * scale + 2), 3)
+    per_view = json.loads(open(f"{tiny_config.out}/eval/per_view.json").read())
+    render = cv2.cvtColor(strip[34:34 + camera.height * scale:scale, :camera.width * scale:scale], cv2.COLOR_BGR2RGB)
+    saved = cv2.cvtColor(cv2.imread(str(tmp_path / "run" / "eval" / "renders" /
+                                        f"{Path(per_view[0]['name']).stem}.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(render, saved[:, :camera.width])  # the first column is the first view's render
+    assert strip[:34].max() > 0 and strip[:34, :, :].mean() < 128  # white text on black: the header is written
 
     cfg, model, _ = load_run(tiny_config.out)
     export_scene(model, cfg.model, tmp_path / "export")

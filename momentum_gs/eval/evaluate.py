@@ -25,6 +25,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.colour import colour_correct
 from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
+from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
@@ -53,6 +54,30 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     pixels = image.clamp(0, 1).mul(255).round().byte().cpu().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+
+
+def write_strip(columns: list[tuple[torch.Tensor, str, float]], path: Path, min_width: int = 200) -> np.ndarray:
+    """``eval/strip.png``: one column per view, its render over its ground truth ([2H, W, 3] in [0, 1]), under
+    a header naming the view and its PSNR; small views are enlarged (nearest pixel) so the text fits. Returns
+    the picture (uint8 RGB)."""
+    scale = max(1, -(-min_width // columns[0][0].shape[1]))
+    font, size, ink = cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255)
+    header = 34
+    tiles = []
+    for image, name, value in columns:
+        pixels = image.clamp(0, 1).mul(255).round().byte().numpy()
+        pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        tile = np.zeros((header + pixels.shape[0], pixels.shape[1] + 2, 3), np.uint8)
+        tile[header:, :-2] = pixels
+        label = name if len(name) <= 24 else "..." + name[-21:]
+        cv2.putText(tile, label, (4, 13), font, size, ink, 1, cv2.LINE_AA)
+        cv2.putText(tile, f"PSNR {value:.2f} dB", (4, 28), font, size, ink, 1, cv2.LINE_AA)
+        tiles.append(tile)
+    picture = np.concatenate([np.pad(t, ((0, 0), (0, max(u.shape[1] for u in tiles) - t.shape[1]), (0, 0)))
+                              for t in tiles], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return picture
 
 
 def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> None:
@@ -93,7 +118,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         if save_images:
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
             if len(strip) < STRIP_VIEWS:
-                strip.append(torch.cat([image, gt], dim=0).cpu())
+                strip.append((torch.cat([image, gt], dim=0).cpu(), camera.name, per_view[-1]["psnr"]))
     results = summarize(per_view, seconds, model, step)
     results["lpips_convention"] = lpips.convention if lpips is not None else None
     if lpips_note:
@@ -101,12 +126,11 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     results["peak_render_memory_mb"] = (torch.cuda.max_memory_allocated(model.device) / 2**20
                                         if model.device.type == "cuda" else None)  # CPU: not measured
     if strip:  # renders on top, ground truth below, a few held-out views side by side
-        save_image(torch.cat(strip, dim=1), run_dir / "eval" / "strip.png")
+        write_strip(strip, run_dir / "eval" / "strip.png")
     if cfg.blocks.partition:
         results.update(per_block(per_view, scene, cfg.blocks.partition))
-    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-    (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (run_dir / "eval" / "per_view.json").write_text(json.dumps(per_view, indent=2) + "\n")
+    atomic_write_text(run_dir / "eval" / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run_dir / "eval" / "per_view.json", json.dumps(per_view, indent=2) + "\n")
     return results
 
 
