@@ -274,3 +274,19 @@ def test_bad_requests_are_user_errors(survey):
     assert p.criterion == "centre" and p.camera_coverage is None
     assert p.block_of([[0.0, 0.0, 0.0], [150.0, 0.0, 0.0]]).tolist() == [0, 1]
     assert p.block_of(np.zeros((2, 5, 3))).shape == (2, 5)
+
+
+def test_map_rings_name_the_blocks_a_camera_joins_by_coverage_and_the_scale_bar_is_round(survey):
+    from momentum_gs.partition.draw import coverage_blocks, scale_bar
+
+    p = auto_partition(survey, 4)
+    extra = coverage_blocks(p, len(survey.train))
+    for c, others in enumerate(extra):
+        joined = sorted(b for b, cams in enumerate(p.block_cameras) if c in set(np.asarray(cams).tolist()))
+        assert others == [b for b in joined if b != p.camera_block[c]]
+    assert any(extra) and not all(extra)  # some cameras train a second block, some only their own
+    for pixels_per_unit, size in ((26.6, 1000), (0.37, 800), (1234.0, 400)):
+        units, length = scale_bar(pixels_per_unit, size)
+        mantissa = units / 10 ** np.floor(np.log10(units))
+        assert round(mantissa, 6) in (1, 2, 5) and length == round(units * pixels_per_unit)
+        assert size / 12.5 <= length <= size / 5 + 1  # the largest round length up to a fifth

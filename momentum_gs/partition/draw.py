@@ -56,7 +56,8 @@ def _legend(partition: Partition, colors: np.ndarray, width: int) -> np.ndarray:
     columns = max(1, width // 330)
     rows = -(-partition.num_blocks // columns)
     header = _wrap([f"{partition.num_blocks} blocks, grid {'x'.join(map(str, partition.block_dim))}, "
-                    f"{partition.splits} cuts", f"cameras by {partition.camera_rule}",
+                    f"{partition.splits} cuts", f"cameras by {partition.camera_rule}: dot = the cell of the centre, "
+                    "rings = further blocks the camera trains",
                     "black frame: the box (to scale inside, squashed outside)"], width, 0.45)
     strip = np.full(((rows + len(header)) * LINE_PX + 8, width, 3), 255, np.uint8)
     for i, line in enumerate(header):
@@ -76,7 +77,8 @@ def draw_partition(partition: Partition, scene: SceneData, path: str | Path, siz
 
     Cells are tinted by block and labelled with their id; SfM points are dots and camera centres are circles,
     both coloured by the cell they lie in; each camera has a short line along its viewing direction (shorter
-    the steeper it looks down).
+    the steeper it looks down) and a ring in the colour of every further block it trains (added by coverage).
+    A scale bar in world units holds inside the scene box (the black square), where the map is linear.
     """
     if size < 64:
         raise UserError(f"the partition map needs at least 64 pixels, got {size}")
@@ -115,6 +117,11 @@ def draw_partition(partition: Partition, scene: SceneData, path: str | Path, siz
         ok = (xy >= 0).all(1) & (xy < size).all(1)
         canvas[xy[ok, 1], xy[ok, 0]] = (colors[block[ok]] * 0.6).astype(np.uint8)
     _draw_cameras(canvas, partition, pix(u_cams), R, axes, colors, size)
+    centre = (partition.box_min + partition.box_max) / 2
+    step = np.zeros(3)
+    step[axes[0]] = 0.1 * (partition.box_max - partition.box_min)[axes[0]]
+    ends = pix(partition.contract(np.stack([centre, centre + step]))[:, axes] * scale)
+    _draw_scale_bar(canvas, float(np.linalg.norm(ends[1] - ends[0])) / max(step[axes[0]], 1e-12), size)
     _draw_labels(canvas, partition, cells, 3 - right - forward, size)
     image = np.concatenate([canvas, _legend(partition, colors, size)], 0)
     path = Path(path)
@@ -130,11 +137,48 @@ def _draw_cameras(canvas, partition, xy, R, axes, colors, size) -> None:
     view = (R[:, 2, :] @ partition.rotation.T)[:, axes]  # viewing direction, grid frame, map axes
     tick, radius = size / 40.0, max(2, size // 200)
     blocks = partition.camera_block if partition.camera_block is not None else np.zeros(len(xy), np.int64)
-    for (x, y), d, b in zip(xy, view, blocks):
+    extra = coverage_blocks(partition, len(xy))
+    for (x, y), d, b, others in zip(xy, view, blocks, extra):
         end = (int(round(x + tick * d[0])), int(round(y - tick * d[1])))
         cv2.line(canvas, (int(x), int(y)), end, (40, 40, 40), 1, cv2.LINE_AA)
+        for ring, other in enumerate(others, 1):  # one ring per further block the camera trains, in its colour
+            cv2.circle(canvas, (int(x), int(y)), radius + 2 * ring, colors[other].tolist(), 2, cv2.LINE_AA)
         cv2.circle(canvas, (int(x), int(y)), radius, colors[b].tolist(), -1, cv2.LINE_AA)
         cv2.circle(canvas, (int(x), int(y)), radius, (30, 30, 30), 1, cv2.LINE_AA)
+
+
+def coverage_blocks(partition: Partition, num_cameras: int) -> list[list[int]]:
+    """For each camera, the blocks it trains besides the one its centre lies in (added by coverage, or by the
+    coarse model's SSIM rule), in block order."""
+    home = partition.camera_block if partition.camera_block is not None else np.full(num_cameras, -1)
+    extra: list[list[int]] = [[] for _ in range(num_cameras)]
+    for b, cameras in enumerate(partition.block_cameras):
+        for c in np.asarray(cameras, np.int64).tolist():
+            if c < num_cameras and home[c] != b:
+                extra[c].append(b)
+    return extra
+
+
+def scale_bar(pixels_per_unit: float, map_size: int) -> tuple[float, int]:
+    """(length in world units, length in pixels) of a bar of a round length (1, 2 or 5 × 10^k) near a fifth
+    of the map's width."""
+    target = map_size / 5 / max(pixels_per_unit, 1e-12)
+    power = 10.0 ** np.floor(np.log10(target))
+    units = max((m * power for m in (1, 2, 5, 10) if m * power <= target), default=power)
+    return float(units), int(round(units * pixels_per_unit))
+
+
+def _draw_scale_bar(canvas: np.ndarray, pixels_per_unit: float, size: int) -> None:
+    """A scale bar in the lower left: true inside the scene box (the drawn square), where the map is linear."""
+    units, length = scale_bar(pixels_per_unit, size)
+    x0, y = 12, size - 14
+    for color, thick in (((255, 255, 255), 5), ((0, 0, 0), 2)):
+        cv2.line(canvas, (x0, y), (x0 + length, y), color, thick)
+        for x in (x0, x0 + length):
+            cv2.line(canvas, (x, y - 5), (x, y + 5), color, thick)
+    text = f"{units:g} units (inside the box)"
+    for color, thick in (((255, 255, 255), 3), ((0, 0, 0), 1)):
+        cv2.putText(canvas, text, (x0, y - 10), FONT, 0.45, color, thick, cv2.LINE_AA)
 
 
 def _draw_labels(canvas, partition, cells, vertical, size) -> None:
