@@ -26,6 +26,11 @@ def _assert_one_line_error(result, fragment):
 def test_missing_scene(tmp_path):
     _assert_one_line_error(mgs("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")),
                            "nowhere")
+    assert not (tmp_path / "r").exists()  # a failed start leaves no empty run folder
+    (tmp_path / "kept").mkdir()  # ... but never removes a folder the user made
+    _assert_one_line_error(mgs("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "kept")),
+                           "nowhere")
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_unknown_config_key(tiny_scene, tmp_path):

@@ -138,6 +138,35 @@ def test_matrixcity_rejects_a_sheared_pose(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_matrixcity_keeps_the_lens_distortion_of_a_phone_capture(tmp_path):
+    """colmap2nerf / instant-ngp write k1 k2 p1 p2 (and k3 k4): an OPENCV (or FULL_OPENCV) camera keeps them,
+    so loading undistorts the images instead of dropping ~4 px at the corners."""
+    make_matrixcity(tmp_path / "mc")
+    meta = json.loads((tmp_path / "mc" / "pose" / "transforms_train.json").read_text())
+    meta.update(k1=-0.12, k2=0.03, p1=0.001, p2=-0.0005)
+    (tmp_path / "mc" / "pose" / "transforms_train.json").write_text(json.dumps(meta))
+    test = json.loads((tmp_path / "mc" / "pose" / "transforms_test.json").read_text())
+    test["frames"][1].update(k1=0.05, k3=0.01)  # one frame with k3: the full model, its own camera
+    (tmp_path / "mc" / "pose" / "transforms_test.json").write_text(json.dumps(test))
+    convert.matrixcity_to_colmap(paths(tmp_path / "mc"), tmp_path / "mc" / "aerial", tmp_path / "out", num_points=50)
+    train = read_model(tmp_path / "out" / "train" / "sparse" / "0")
+    (camera,) = train.cameras.values()
+    focal = 0.5 * W / math.tan(0.45)
+    assert camera.model == "OPENCV"
+    np.testing.assert_allclose(camera.params, [focal, focal, W / 2, H / 2, -0.12, 0.03, 0.001, -0.0005])
+    val = read_model(tmp_path / "out" / "val" / "sparse" / "0")
+    # the test file gives no distortion: the training file's applies (as its intrinsics would), per frame
+    assert sorted(c.model for c in val.cameras.values()) == ["FULL_OPENCV", "OPENCV"]
+    full = next(c for c in val.cameras.values() if c.model == "FULL_OPENCV")
+    np.testing.assert_allclose(full.params[4:], [0.05, 0.03, 0.001, -0.0005, 0.01, 0, 0, 0])
+    scene = load_scene(DataConfig(path=str(tmp_path / "out")))  # distorted cameras load undistorted
+    assert "images_undistorted" in scene.train[0].image_path.parts
+    meta["is_fisheye"] = True
+    (tmp_path / "mc" / "pose" / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="fisheye camera"):
+        convert.matrixcity_to_colmap(paths(tmp_path / "mc"), tmp_path / "mc" / "aerial", tmp_path / "out2")
+
+
 def make_colmap_folder(folder: Path, n: int = 6) -> ColmapModel:
     """``folder/images`` (PNG) + ``folder/sparse/0``: n cameras around the origin, 30 points with tracks."""
     rng = np.random.default_rng(0)

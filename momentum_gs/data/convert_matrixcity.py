@@ -32,6 +32,26 @@ class _Frame:
     cam_to_world: np.ndarray  # [4, 4] float64, OpenCV axes, world units after `scale`
     intrinsics: tuple[int, int, float, float, float, float]  # width, height, fx, fy, cx, cy (pixels)
     rotation_scale: float = 1.0  # the scale divided out of the given rotation
+    distortion: tuple[float, ...] = ()  # k1 k2 p1 p2 (OPENCV) or k1 k2 p1 p2 k3 k4 k5 k6 (FULL_OPENCV); () none
+
+
+# Distortion keys of instant-ngp / colmap2nerf transforms files, in OpenCV's order.
+OPENCV_KEYS, FULL_OPENCV_KEYS = ("k1", "k2", "p1", "p2"), ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")
+
+
+def _distortion(levels: Sequence[dict], where: str) -> tuple[float, ...]:
+    """The lens distortion a frame's levels give (instant-ngp's ``k1 k2 k3 k4 p1 p2``), as OpenCV coefficients:
+    () when all are absent or zero, 4 (OPENCV) or 8 (FULL_OPENCV) values otherwise; fisheye is refused."""
+    get = lambda key: next((level[key] for level in levels if level.get(key) is not None), None)  # noqa: E731
+    if any(level.get("is_fisheye") for level in levels):
+        raise UserError(f"{where}: a fisheye camera (is_fisheye) is not supported; undistort the images first")
+    values = {key: float(get(key) or 0.0) for key in FULL_OPENCV_KEYS}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise UserError(f"{where}: non-finite distortion coefficients {values}")
+    if not any(values.values()):
+        return ()
+    keys = FULL_OPENCV_KEYS if any(values[k] for k in FULL_OPENCV_KEYS[4:]) else OPENCV_KEYS
+    return tuple(values[k] for k in keys)
 
 
 def opengl_to_opencv(cam_to_world: np.ndarray) -> np.ndarray:
@@ -137,7 +157,8 @@ def _read_frames(json_paths: Sequence[Path], image_roots: Sequence[Path], fallba
             levels = (frame, meta, fallback)
             if size is None and not any(level.get("w") and level.get("h") for level in levels):
                 size = read_image(src).shape[1::-1]  # no w/h given: the file's first image tells
-            frames.append(_Frame(src, src.name, cam_to_world, _intrinsics(levels, size, where), rotation_scale))
+            frames.append(_Frame(src, src.name, cam_to_world, _intrinsics(levels, size, where), rotation_scale,
+                                 _distortion(levels, where)))
     if missing:
         where = ", ".join(map(str, [*image_roots, "the transforms file's folder"]))
         raise UserError(f"{len(missing)} image(s) listed in {', '.join(map(str, json_paths))} are missing (looked "
@@ -223,14 +244,16 @@ def read_points(path: str | Path, scale: float = 1.0) -> tuple[np.ndarray, np.nd
 
 
 def _frames_model(frames: Sequence[_Frame], points: np.ndarray, colors: np.ndarray) -> ColmapModel:
-    """A COLMAP model of ``frames``: one PINHOLE camera per distinct intrinsics, world-to-camera poses."""
+    """A COLMAP model of ``frames``: one camera per distinct intrinsics and distortion (PINHOLE, or OPENCV /
+    FULL_OPENCV with the lens distortion, which loading then undistorts), world-to-camera poses."""
     cameras: dict[int, ColmapCamera] = {}
     ids: dict[tuple, int] = {}
     images = {}
     for i, f in enumerate(frames, 1):
-        camera_id = ids.setdefault(f.intrinsics, len(ids) + 1)
+        camera_id = ids.setdefault((f.intrinsics, f.distortion), len(ids) + 1)
         w, h, *params = f.intrinsics
-        cameras.setdefault(camera_id, ColmapCamera(camera_id, "PINHOLE", w, h, np.array(params, np.float64)))
+        model = {0: "PINHOLE", 4: "OPENCV", 8: "FULL_OPENCV"}[len(f.distortion)]
+        cameras.setdefault(camera_id, ColmapCamera(camera_id, model, w, h, np.array([*params, *f.distortion])))
         world_to_cam_R = f.cam_to_world[:3, :3].T
         tvec = -world_to_cam_R @ f.cam_to_world[:3, 3]
         images[i] = ColmapImage(i, rotmat_to_qvec(world_to_cam_R), tvec, camera_id, f.name)

@@ -69,7 +69,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
     if not resume and latest_checkpoint(out_dir / "ckpt") is not None:
         raise UserError(f"{out_dir} already holds a trained run; use --resume to continue it or another --out")
     world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
-    lock = None
+    lock, made_folder = None, not out_dir.exists()
     try:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,13 @@ def train(cfg: Config, resume: bool = False) -> dict:
                 print(f"resuming from {checkpoint} (step {trainer.step})", flush=True)
         with stop_on_signals(trainer, enabled=not world.distributed):
             summary = trainer.train()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            lock = None
+        if made_folder and world.is_main and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
     finally:
         if lock is not None:
             lock.release()
