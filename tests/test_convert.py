@@ -161,6 +161,10 @@ def test_matrixcity_keeps_the_lens_distortion_of_a_phone_capture(tmp_path):
     np.testing.assert_allclose(full.params[4:], [0.05, 0.03, 0.001, -0.0005, 0.01, 0, 0, 0])
     scene = load_scene(DataConfig(path=str(tmp_path / "out")))  # distorted cameras load undistorted
     assert "images_undistorted" in scene.train[0].image_path.parts
+    meta["k4"] = 0.01
+    (tmp_path / "mc" / "pose" / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="k4/k5/k6 are not read"):
+        convert.matrixcity_to_colmap(paths(tmp_path / "mc"), tmp_path / "mc" / "aerial", tmp_path / "out2")
     meta["is_fisheye"] = True
     (tmp_path / "mc" / "pose" / "transforms_train.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="fisheye camera"):

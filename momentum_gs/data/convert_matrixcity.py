@@ -50,6 +50,9 @@ def _distortion(levels: Sequence[dict], where: str) -> tuple[float, ...]:
         raise UserError(f"{where}: non-finite distortion coefficients {values}")
     if not any(values.values()):
         return ()
+    if any(values[k] for k in ("k4", "k5", "k6")):  # a rational term in OpenCV, a radial one in other tools
+        raise UserError(f"{where}: distortion k4/k5/k6 are not read (tools disagree on their meaning); "
+                        "undistort the images first, or keep k1 k2 k3 p1 p2 only")
     keys = FULL_OPENCV_KEYS if any(values[k] for k in FULL_OPENCV_KEYS[4:]) else OPENCV_KEYS
     return tuple(values[k] for k in keys)
 
