@@ -290,3 +290,17 @@ def test_map_rings_name_the_blocks_a_camera_joins_by_coverage_and_the_scale_bar_
         mantissa = units / 10 ** np.floor(np.log10(units))
         assert round(mantissa, 6) in (1, 2, 5) and length == round(units * pixels_per_unit)
         assert size / 12.5 <= length <= size / 5 + 1  # the largest round length up to a fifth
+
+
+def test_partitioning_reads_no_image(tiny_scene, tmp_path):
+    """The default rule needs poses and points only: no image is opened and no image cache is made, even at
+    another size (which would otherwise build images_2/)."""
+    import shutil
+
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny_scene, scene)
+    for image in (scene / "train" / "images").iterdir():
+        image.write_bytes(b"not an image")  # any read would fail
+    summary = partition_main(DataConfig(path=str(scene), downsample=2), tmp_path / "partition.npz", num_blocks=2)
+    assert "block 1" in summary and (tmp_path / "partition.png").is_file()
+    assert sorted(p.name for p in (scene / "train").iterdir()) == ["images", "sparse"]

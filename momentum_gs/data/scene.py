@@ -72,7 +72,8 @@ def _world_to_cam(qvec: np.ndarray, tvec: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(matrix).float()
 
 
-def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: Path) -> list[Camera]:
+def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: Path, images: bool = True
+             ) -> list[Camera]:
     """Cameras of all images in ``model``, sorted by name, at the loaded size, with their cached files."""
     cameras, jobs, intrinsics = [], [], {}
     for image in sorted(model.images.values(), key=lambda im: im.name):
@@ -93,11 +94,13 @@ def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: 
         jobs.append(ImageJob(images_dir / image.name, dst, size, full_size, undistorter, recipe))
         cam = Camera(image.name, *full_size, torch.from_numpy(K).float(), _world_to_cam(image.qvec, image.tvec))
         cameras.append(cam.scaled(*size) if size != full_size else cam)
+    if not images:
+        return cameras
     paths = prepare_images(jobs)
     return [replace(cam, image_path=path) for cam, path in zip(cameras, paths)]
 
 
-def _load_split(folder: Path, cfg: DataConfig, cache_root: Path | None, needs_points: bool
+def _load_split(folder: Path, cfg: DataConfig, cache_root: Path | None, needs_points: bool, images: bool = True
                 ) -> tuple[ColmapModel, list[Camera]]:
     """Read one folder's model and make its cameras (images cached under ``cache_root`` if given)."""
     sparse = _sparse_dir(folder)
@@ -113,16 +116,18 @@ def _load_split(folder: Path, cfg: DataConfig, cache_root: Path | None, needs_po
     images_dir = folder / "images"
     if not images_dir.is_dir():
         raise UserError(f"{folder} has no images/ folder next to its COLMAP model")
-    return model, _cameras(model, images_dir, cfg, cache_root or default_cache_root(images_dir))
+    return model, _cameras(model, images_dir, cfg, cache_root or default_cache_root(images_dir), images)
 
 
-def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None) -> SceneData:
+def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: bool = True) -> SceneData:
     """Load the scene at ``cfg.path``: cameras of both splits and the SfM point cloud.
 
     Args:
         cfg: the data config (path, downsample / max_width, test_every).
         cache_dir: where to put the downsampled/undistorted image folders instead of next to ``images/``
             (for read-only datasets; by default a read-only dataset caches under ``$MGS_CACHE``).
+        images: False for work that needs only poses and points (partitioning): the images are neither
+            checked nor cached, and the cameras have no ``image_path``.
     """
     if not cfg.path:
         raise UserError("data.path is not set: give the scene folder, e.g. data.path=data/mill19/rubble")
@@ -132,14 +137,16 @@ def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None) -> SceneDat
     folders = _split_folders(root)
     cache = Path(cache_dir) if cache_dir is not None else None
     if "all" in folders:
-        model, cameras = _load_split(root, cfg, cache, needs_points=True)
+        model, cameras = _load_split(root, cfg, cache, needs_points=True, images=images)
         held_out = [i % cfg.test_every == cfg.test_offset % cfg.test_every if cfg.test_every > 0 else False
                     for i in range(len(cameras))]
         train = [cam for cam, out in zip(cameras, held_out) if not out]
         test = [cam for cam, out in zip(cameras, held_out) if out]
     else:
-        model, train = _load_split(folders["train"], cfg, cache / "train" if cache else None, needs_points=True)
-        test = _load_split(folders["test"], cfg, cache / folders["test"].name if cache else None, False)[1]
+        model, train = _load_split(folders["train"], cfg, cache / "train" if cache else None, needs_points=True,
+                                   images=images)
+        test = _load_split(folders["test"], cfg, cache / folders["test"].name if cache else None, False,
+                           images=images)[1]
     if not train:
         raise UserError(f"{root}: no training images left (data.test_every={cfg.test_every} holds out all of them)")
     train = [replace(cam, uid=i) for i, cam in enumerate(train)]

@@ -54,7 +54,7 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
         raise UserError("give a coarse run (--coarse) or the reference's camera matrix (--cameras-from), not both")
     if coarse_run is not None:
         check_threshold(ssim_threshold)  # before the scene is loaded and every view rendered
-    scene = load_scene(data_cfg)
+    scene = load_scene(data_cfg, images=coarse_run is not None)  # only the coarse rule compares with images
     up = scene_up(Path(data_cfg.path)) if up is None else up
     if balance is None:
         balance = box is None or block_dim is None
