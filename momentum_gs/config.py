@@ -83,9 +83,11 @@ class OptimConfig:
 class StrategyConfig:
     """Anchor growing and pruning; the defaults are Scaffold-GS's (SPEC §3.1)."""
 
+    # The three step counts below scale with optim.steps unless a config file or override sets them: these
+    # defaults are Scaffold-GS's for its 30k steps (1/60, 1/20 and 1/2 of the run), see SCALED_WITH_STEPS.
     start_stat: int = 500  # begin accumulating screen-space gradient statistics
     update_from: int = 1500  # first growing/pruning step
-    update_interval: int = 100  # steps between growing/pruning
+    update_interval: int = 100  # steps between growing/pruning (a window of views; never scaled)
     update_until: int = 15_000  # last growing/pruning step
     init_factor: int = 16  # coarsest growing cell = voxel_size * init_factor
     hierarchy_factor: int = 4  # cell shrink per level
@@ -271,8 +273,15 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
     return value
 
 
-def _apply(cfg: Any, key: str, value: Any) -> None:
-    """Set dotted ``key`` on the config tree, checking that it exists and converting its type."""
+# Keys whose defaults are counted in steps of the default run (optim.steps = 30000): unless set, they follow
+# optim.steps in the same proportion, so a shorter or longer run keeps Scaffold-GS's growth schedule.
+DEFAULT_STEPS = 30_000
+SCALED_WITH_STEPS = ("strategy.start_stat", "strategy.update_from", "strategy.update_until")
+
+
+def _apply(cfg: Any, key: str, value: Any, explicit: set[str] | None = None) -> None:
+    """Set dotted ``key`` on the config tree, checking that it exists and converting its type; the keys set
+    are added to ``explicit``."""
     if not isinstance(key, str) or not key:
         raise UserError(f"config key {key!r} is not a name; keys look like section.key (see `mgs config`)")
     *parents, leaf = key.split(".")
@@ -290,14 +299,16 @@ def _apply(cfg: Any, key: str, value: Any) -> None:
         if not isinstance(value, dict):
             raise UserError(f"config key '{key}' is a section; give its fields, e.g. {key}.<field>=...")
         for sub_key, sub_value in value.items():
-            _apply(cfg, f"{key}.{sub_key}", sub_value)
+            _apply(cfg, f"{key}.{sub_key}" if isinstance(sub_key, str) else sub_key, sub_value, explicit)
         return
     setattr(node, leaf, _coerce(value, hint, key))
+    if explicit is not None:
+        explicit.add(key)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file at ``path`` (if given), then ``key=value`` overrides, in that order."""
-    cfg = Config()
+    cfg, explicit = Config(), set()
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -311,7 +322,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise UserError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
         for key, value in loaded.items():
-            _apply(cfg, key, value)
+            _apply(cfg, key, value, explicit)
     for item in overrides or []:
         if "=" not in item:
             raise UserError(f"override '{item}' must look like section.key=value")
@@ -320,7 +331,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             raise UserError(f"override '{item}': the value is not valid YAML (quote it, or fix the brackets)")
-        _apply(cfg, key.strip(), parsed)
+        _apply(cfg, key.strip(), parsed, explicit)
+    for key in SCALED_WITH_STEPS:
+        if key not in explicit and cfg.optim.steps != DEFAULT_STEPS:
+            section, name = key.split(".")
+            default = getattr(type(getattr(cfg, section))(), name)
+            setattr(getattr(cfg, section), name, round(default * cfg.optim.steps / DEFAULT_STEPS))
     return validate(cfg)
 
 

@@ -68,3 +68,21 @@ def test_deterministic_kernels_are_on_for_cpu_runs_unless_asked_otherwise(tmp_pa
     assert load_config(overrides=["deterministic=False"]).deterministic == "false"
     with pytest.raises(UserError, match="'deterministic' must be one of auto, true, false, got 'sometimes'"):
         load_config(overrides=["deterministic=sometimes"])
+
+
+def test_the_growth_schedule_follows_the_run_length_unless_set(tmp_path):
+    """Scaffold-GS grows from step 1500 to 15000 of 30000 with statistics from 500: a 3000-step run gets
+    150 to 1500 from 50; a key set in a file or an override stays as given; a saved run config reloads as is."""
+    from momentum_gs.config import save_config
+
+    default = load_config().strategy
+    assert (default.start_stat, default.update_from, default.update_until) == (500, 1500, 15000)
+    short = load_config(overrides=["optim.steps=3000"])
+    assert (short.strategy.start_stat, short.strategy.update_from, short.strategy.update_until) == (50, 150, 1500)
+    assert short.strategy.update_interval == 100  # a window of views, not a share of the run
+    (tmp_path / "c.yaml").write_text("optim:\n  steps: 6000\nstrategy:\n  update_until: 4000\n")
+    mixed = load_config(tmp_path / "c.yaml", ["strategy.update_from=10"])
+    assert (mixed.strategy.start_stat, mixed.strategy.update_from, mixed.strategy.update_until) == (100, 10, 4000)
+    save_config(mixed, tmp_path / "saved.yaml")
+    again = load_config(tmp_path / "saved.yaml", ["optim.steps=9000"])  # a resume that lengthens the run
+    assert (again.strategy.start_stat, again.strategy.update_from, again.strategy.update_until) == (100, 10, 4000)
