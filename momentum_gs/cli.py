@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from momentum_gs.data import convert_cli
+from momentum_gs.data.convert import cli as convert_cli
 from momentum_gs import __version__
 from momentum_gs.errors import Interrupted, UserError
 
@@ -117,7 +117,7 @@ def cmd_eval(args) -> None:
 
 def cmd_export(args) -> None:
     """``mgs export``: write the anchor PLY and decoder weights of a run."""
-    from momentum_gs.eval.evaluate import load_run
+    from momentum_gs.io.run_folder import load_run
     from momentum_gs.io.ply import export_scene
 
     from momentum_gs.model.gaussian_scene import GaussianScene
@@ -147,7 +147,7 @@ def cmd_synth(args) -> None:
 def cmd_partition(args) -> None:
     """``mgs partition``: partition a scene into blocks and draw the map."""
     from momentum_gs.config import load_config
-    from momentum_gs.partition import partition_main
+    from momentum_gs.partition.run import partition_main
 
     cfg = load_config(args.config, args.overrides)
     cfg.data.path = args.data

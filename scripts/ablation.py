@@ -28,7 +28,7 @@ from momentum_gs.data.synthetic import make_synthetic_scene
 from momentum_gs.eval.evaluate import evaluate_run
 from momentum_gs.eval.table import PAPER_ABLATION
 from momentum_gs.io.checkpoint import latest_checkpoint
-from momentum_gs.partition import partition_main
+from momentum_gs.partition.run import partition_main
 from momentum_gs.train.run import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ablation"

@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     from momentum_gs.config import load_config
     from momentum_gs.data.synthetic import make_synthetic_scene
-    from momentum_gs.partition import partition_main
+    from momentum_gs.partition.run import partition_main
 
     if not (args.data / "train").is_dir():
         make_synthetic_scene(args.data, "demo", seed=0)

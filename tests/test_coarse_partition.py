@@ -14,11 +14,12 @@ import torch
 from momentum_gs.config import DataConfig
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.eval.evaluate import load_run
+from momentum_gs.io.run_folder import load_run
 from momentum_gs.losses import ssim
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene
-from momentum_gs.partition import Partition, partition_main
+from momentum_gs.partition import Partition
+from momentum_gs.partition.run import partition_main
 from momentum_gs.partition.coarse import assign_by_drops, import_camera_matrix, ssim_drops
 
 REPO = Path(__file__).resolve().parents[1]

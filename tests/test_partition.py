@@ -15,7 +15,8 @@ from momentum_gs.data.scene import SceneData, load_scene
 from momentum_gs.data.synthetic import look_at_pose
 from momentum_gs.errors import UserError
 from momentum_gs.partition import (Partition, auto_partition, contract, draw_partition, estimate_up, make_partition,
-                                   partition_main, quantile_cuts, uncontract, up_rotation)
+                                   quantile_cuts, uncontract, up_rotation)
+from momentum_gs.partition.run import partition_main
 
 BOX = (np.array([-10.0, 0.0, 5.0]), np.array([30.0, 20.0, 15.0]))
 SIZE = (64, 48)

@@ -11,8 +11,8 @@ import pytest
 from momentum_gs.data.colmap import qvec_to_rotmat, read_model, rotmat_to_qvec
 from momentum_gs.data.synthetic import (PRESETS, flight_path, intrinsics, look_at_pose, make_synthetic_scene,
                                         scene_bounds)
-from momentum_gs.data.synthetic_city import BOX_BUILDING, make_city
-from momentum_gs.data.synthetic_render import cast_camera, render
+from momentum_gs.data.synthetic.city import BOX_BUILDING, make_city
+from momentum_gs.data.synthetic.render import cast_camera, render
 from momentum_gs.errors import UserError
 
 

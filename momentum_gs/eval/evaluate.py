@@ -26,27 +26,12 @@ from momentum_gs.errors import UserError
 from momentum_gs.eval.colour import colour_correct
 from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
+from momentum_gs.io.run_folder import load_run
 from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
-from momentum_gs.train.merge import merge_checkpoint
 
 STRIP_VIEWS = 4  # held-out views shown in eval/strip.png
 WARMUP_VIEWS = 5  # views excluded from the timing (allocator and cache warm-up), as the paper's FPS
-
-
-def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene | PartsScene, int]:
-    """The config, the merged model of the latest checkpoint, and its step, of a run folder."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
-    cfg = load_config(run_dir / "config.yaml")
-    path = latest_checkpoint(run_dir / "ckpt")
-    if path is None:
-        raise UserError(f"{run_dir}/ckpt holds no checkpoint; training did not finish a save")
-    device = device or resolve_device(cfg.device)
-    ckpt = load_checkpoint(path, map_location="cpu")
-    return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:

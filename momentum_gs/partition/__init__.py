@@ -6,7 +6,6 @@ from momentum_gs.partition.contraction import contract, uncontract
 from momentum_gs.partition.draw import draw_partition
 from momentum_gs.partition.frame import estimate_up, up_rotation
 from momentum_gs.partition.partition import Partition, uniform_edges
-from momentum_gs.partition.run import load_partition_for, partition_main
 
 __all__ = [
     "Partition",

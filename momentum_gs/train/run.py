@@ -221,7 +221,7 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
         make_synthetic_scene(data_dir, preset, seed=0, progress=counter_bar(f"synth {preset}", "view"))
     cfg = prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False)
     if cfg.blocks.partition.startswith("auto:"):  # "auto:N": partition into N blocks inside the run folder
-        from momentum_gs.partition import partition_main
+        from momentum_gs.partition.run import partition_main
 
         num_blocks = int(cfg.blocks.partition.split(":", 1)[1])
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from momentum_gs.data.synthetic_city import City, box_albedo, ground_albedo, sphere_albedo
+from momentum_gs.data.synthetic.city import City, box_albedo, ground_albedo, sphere_albedo
 
 SUN = np.array([np.cos(np.radians(55)) * np.cos(np.radians(35)), np.cos(np.radians(55)) * np.sin(np.radians(35)),
                 np.sin(np.radians(55))])  # unit vector towards the sun: elevation 55°, azimuth 35°

@@ -1,18 +1,29 @@
-"""Merge a block run into one renderable scene: crop each block's anchors to its cell, concatenate.
+"""A run folder, read back: its config, its latest checkpoint, and the blocks merged into one scene.
 
-With a shared decoder the result is one :class:`GaussianScene` (one anchor set, the single decoder). With
-independent decoders (an ablation) each block keeps its decoder and the result is a :class:`PartsScene`.
-Without a partition (one block) nothing is cropped.
+``RUN/`` holds ``config.yaml`` (the resolved config), ``ckpt/step_<N>.pt`` (checkpoints), ``train.log``,
+``summary.json``, ``eval/`` and ``export/``. :func:`load_run` is what ``mgs eval``, ``mgs export`` and the
+coarse partition rule read.
+
+Merging crops each block's anchors to its cell and concatenates them. With a shared decoder the result is
+one :class:`GaussianScene` (one anchor set, the single decoder). With independent decoders (an ablation)
+each block keeps its decoder and the result is a :class:`PartsScene`. Without a partition (one block)
+nothing is cropped.
 """
+
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from momentum_gs.config import Config
+from momentum_gs.config import Config, load_config, resolve_device
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
+from momentum_gs.partition.partition import Partition
 
 
 def cropped_anchors(state: dict, block: int, partition, device: torch.device) -> AnchorSet:
@@ -36,8 +47,6 @@ def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianS
     """The merged scene of a checkpoint written by the trainer."""
     partition = None
     if ckpt.get("partition"):
-        from momentum_gs.partition import Partition
-
         partition = Partition.load(ckpt["partition"])
     anchors = [cropped_anchors(state, b, partition, device) for b, state in enumerate(ckpt["blocks"])]
     if "decoder" in ckpt["blocks"][0]:  # independent blocks: one decoder each
@@ -49,3 +58,17 @@ def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianS
         return PartsScene(list(zip(anchors, decoders)))
     state = {"anchors": concatenate(anchors).to_dict(), "decoder": ckpt["decoder"], "appearance": ckpt["appearance"]}
     return GaussianScene.from_dict(state, cfg.model, device)
+
+
+def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene | PartsScene, int]:
+    """The config, the merged model of the latest checkpoint, and its step, of a run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
+    cfg = load_config(run_dir / "config.yaml")
+    path = latest_checkpoint(run_dir / "ckpt")
+    if path is None:
+        raise UserError(f"{run_dir}/ckpt holds no checkpoint; training did not finish a save")
+    device = device or resolve_device(cfg.device)
+    ckpt = load_checkpoint(path, map_location="cpu")
+    return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from momentum_gs.data.colmap import ColmapModel, read_model, write_model
-from momentum_gs.data.convert_common import SPLITS, _check_model, _ensure_free, _listing, _place, _staged
+from momentum_gs.data.convert.common import SPLITS, _check_model, _ensure_free, _listing, _place, _staged
 from momentum_gs.data.scene import _sparse_dir
 from momentum_gs.errors import UserError
 

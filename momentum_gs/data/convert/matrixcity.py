@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
-from momentum_gs.data.convert_common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _listing, _place, _staged
+from momentum_gs.data.convert.common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _listing, _place, _staged
 from momentum_gs.data.images import read_image
 from momentum_gs.data.scene import _sparse_dir
 from momentum_gs.errors import UserError

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
-from momentum_gs.data.synthetic_city import City, make_city
-from momentum_gs.data.synthetic_render import cast_camera, render, shade
+from momentum_gs.data.synthetic.city import City, make_city
+from momentum_gs.data.synthetic.render import cast_camera, render, shade
 from momentum_gs.errors import UserError
 
 # Independent random streams, so that e.g. exposure variation leaves the geometry and poses untouched.
