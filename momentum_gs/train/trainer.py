@@ -87,7 +87,8 @@ class Trainer:
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
                                   cache_bytes=cfg.data.cache_bytes)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
-        self.total_steps = math.ceil(cfg.optim.steps * n / cfg.blocks.active)  # every block gets ~optim.steps
+        k = self.scheduler.num_active  # the scheduler owns k from here on
+        self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
         self.peak_loaded = {"anchors": 0, "total_anchors": 0, "offloaded_bytes": 0}  # largest device share seen
         self.logger: TrainLogger | None = None  # while train() runs
@@ -230,7 +231,8 @@ class Trainer:
         metrics = [self.block_step(block, view, gt, self.weighting.weight(block.id, block.steps + 1))
                    for block, (_, view, gt) in zip(active, views)]  # weights on the host
         names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
-        sums = self.reducer.reduce(self.cfg.blocks.active, values.sum(dim=0))
+        k = self.scheduler.num_active
+        sums = self.reducer.reduce(k, values.sum(dim=0))
         # summed over every process, so all of them see a bad loss at the same step
         self.first_bad_step = torch.where(torch.isfinite(sums[0]) | (self.first_bad_step > 0),
                                           self.first_bad_step, torch.full_like(self.first_bad_step, step))
@@ -238,7 +240,7 @@ class Trainer:
             self.decoder_opt.step()
             self.decoder_opt.zero_grad(set_to_none=True)
         self.step = step
-        return Metrics(names, sums / self.cfg.blocks.active), Metrics(names, values.mean(dim=0))
+        return Metrics(names, sums / k), Metrics(names, values.mean(dim=0))
 
     def block_step(self, block: B.Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -332,7 +334,7 @@ class Trainer:
 
     def block_equivalent(self, step: int) -> int:
         """Global step → the step count of a block at that point (k of n blocks train each step)."""
-        return step * self.cfg.blocks.active // len(self.blocks)
+        return step * self.scheduler.num_active // len(self.blocks)
 
     def local_anchors(self) -> int:
         """Anchors of the blocks this process keeps (before merging)."""
