@@ -164,6 +164,8 @@ def cmd_partition(args) -> None:
                          coverage_threshold=part.coverage if args.coverage is None else args.coverage,
                          balance=False if args.uniform else None, coarse_run=args.coarse,
                          ssim_threshold=args.ssim_threshold, camera_matrix=args.cameras_from))
+    print(f"next: mgs train --config configs/ablation/f_full8.yaml --data {cfg.data.path} --out RUN "
+          f"blocks.partition={args.out}")
 
 
 def cmd_demo(args) -> None:

@@ -81,8 +81,7 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
     partition.save(out_path)
     map_path = out_path.with_suffix(".png")
     draw_partition(partition, scene, map_path, map_size)
-    return (f"{partition.summary()}\npartition: {out_path}\nmap: {map_path}\nnext: mgs train --config "
-            f"configs/ablation/f_full8.yaml --data {data_cfg.path} --out RUN blocks.partition={out_path}")
+    return f"{partition.summary()}\npartition: {out_path}\nmap: {map_path}"
 
 
 def load_partition_for(scene, path: str | Path) -> Partition:
