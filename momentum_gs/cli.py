@@ -35,9 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--lpips-heads", help="the lpips package's v0.1 vgg.pth (default: the torch hub cache)")
     evaluate.add_argument("--colour-correction", action="store_true",
                           help="also score after a per-image quadratic colour map (psnr_cc, ssim_cc, lpips_cc)")
-    export = sub.add_parser("export", help="write the Scaffold-GS anchor PLY and the decoder weights")
+    export = sub.add_parser("export", help="write the trained scene as a standard 3DGS PLY (or the Scaffold-GS "
+                                           "anchors and decoder)")
     export.add_argument("run_dir")
-    export.add_argument("--out", help="output folder (default: RUN_DIR/export)")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/export; the Scaffold-GS layout goes to "
+                                      "RUN_DIR/export/scaffold)")
+    export.add_argument("--format", choices=("ply", "scaffold"), default="ply",
+                        help="ply: standard 3D Gaussians with SH colours, baked from the training views (what "
+                             "3DGS viewers read); scaffold: the anchor PLY + decoder.pt")
+    export.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3), help="SH degree of --format ply")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
@@ -116,18 +122,31 @@ def cmd_eval(args) -> None:
 
 
 def cmd_export(args) -> None:
-    """``mgs export``: write the anchor PLY and decoder weights of a run."""
+    """``mgs export``: the trained scene as a standard 3DGS PLY, or in the Scaffold-GS layout."""
     from momentum_gs.io.run_folder import load_run
-    from momentum_gs.io.ply import export_scene
-
     from momentum_gs.model.gaussian_scene import GaussianScene
 
-    cfg, model, _ = load_run(Path(args.run_dir))
+    run_dir = Path(args.run_dir)
+    cfg, model, _ = load_run(run_dir)
     if not isinstance(model, GaussianScene):
-        raise UserError("this run trained independent decoders per block; the Scaffold-GS layout holds one decoder")
-    out = export_scene(model, cfg.model, args.out or Path(args.run_dir) / "export")
-    print(f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
-          f"{out / 'point_cloud.ply'} and {out / 'decoder.pt'}")
+        raise UserError("this run trained independent decoders per block; both export layouts need one decoder")
+    if args.format == "scaffold":
+        from momentum_gs.io.ply import export_scene
+
+        out = export_scene(model, cfg.model, args.out or run_dir / "export" / "scaffold")
+        print(f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
+              f"{out / 'point_cloud.ply'} and {out / 'decoder.pt'}")
+        return
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.io.bake import bake, save_standard_ply
+
+    out = Path(args.out or run_dir / "export")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; the export needs a folder (--out)")
+    gaussians = bake(model, load_scene(cfg.data).train, cfg.render, degree=args.sh_degree)
+    path = save_standard_ply(gaussians, out / "point_cloud.ply")
+    print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {args.sh_degree}, baked from the training "
+          f"views) to {path} ({path.stat().st_size / 2**20:.1f} MB), the layout 3DGS viewers read")
 
 
 def cmd_synth(args) -> None:

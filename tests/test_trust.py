@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
     cfg = load_config(overrides=TINY_OVERRIDES + ["log.checkpoint_every=12"])
     cfg.data.path, cfg.out = str(scene), str(root / "run")
     train(cfg)
-    assert mgs("export", cfg.out).returncode == 0
+    assert mgs("export", cfg.out, "--format", "scaffold").returncode == 0
     return root / "run", scene
 
 
@@ -86,7 +86,7 @@ def test_an_exported_decoder_that_would_run_code_is_refused(trained, tmp_path):
     from momentum_gs.io.ply import load_export
 
     export, marker = tmp_path / "export", tmp_path / "pwned"
-    shutil.copytree(trained[0] / "export", export)
+    shutil.copytree(trained[0] / "export" / "scaffold", export)
     assert load_export(export)[0] is not None  # the real file loads
     torch.save({"format": "momentum_gs.decoder", "version": 2, "decoder": MakesAFile(marker)}, export / "decoder.pt")
     with pytest.raises(UserError, match="could run code; refused"):
