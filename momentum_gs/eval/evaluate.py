@@ -199,8 +199,8 @@ def summary_lines(results: dict, run_dir: str | Path) -> list[str]:
     lpips = "LPIPS —" if results["lpips"] is None else f"LPIPS {results['lpips']:.4f}"
     lines = [f"held-out PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.4f}, {lpips} over "
              f"{results['num_test_views']} views, {results['seconds_per_view'] * 1000:.0f} ms/view",
-             f"merged model: {results['num_anchors']} anchors (each block cropped to its cell), "
-             f"{results['storage_mb']:.1f} MB"]
+             f"{'merged model' if 'per_block' in results else 'model'}: {results['num_anchors']} anchors"
+             f"{' (each block cropped to its cell)' if 'per_block' in results else ''}, {results['storage_mb']:.1f} MB"]
     if "psnr_cc" in results:
         lines.append(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
     if results.get("lpips_note"):
