@@ -40,9 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="output folder (default: RUN_DIR/export; the Scaffold-GS layout goes to "
                                       "RUN_DIR/export/scaffold)")
-    export.add_argument("--format", choices=("ply", "scaffold"), default="ply",
+    export.add_argument("--format", choices=("ply", "splat", "scaffold"), default="ply",
                         help="ply: standard 3D Gaussians with SH colours, baked from the training views (what "
-                             "3DGS viewers read); scaffold: the anchor PLY + decoder.pt")
+                             "3DGS viewers read); splat: the 32-byte-per-Gaussian web-viewer file (colour "
+                             "without view dependence); scaffold: the anchor PLY + decoder.pt")
     export.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3), help="SH degree of --format ply")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
@@ -143,6 +144,14 @@ def cmd_export(args) -> None:
     out = Path(args.out or run_dir / "export")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; the export needs a folder (--out)")
+    if args.format == "splat":
+        from momentum_gs.io.splat import save_splat
+
+        gaussians = bake(model, load_scene(cfg.data).train, cfg.render, degree=0)
+        path = save_splat(gaussians, out / "scene.splat")
+        print(f"exported {len(gaussians)} Gaussians (baked from the training views) to {path} "
+              f"({path.stat().st_size / 2**20:.1f} MB), the .splat file web viewers read")
+        return
     gaussians = bake(model, load_scene(cfg.data).train, cfg.render, degree=args.sh_degree)
     path = save_standard_ply(gaussians, out / "point_cloud.ply")
     print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {args.sh_degree}, baked from the training "

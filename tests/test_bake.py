@@ -118,3 +118,54 @@ def test_export_from_the_command_line_writes_a_standard_ply_and_refuses_bad_inpu
     assert bad.returncode == 2 and "invalid choice: 4" in bad.stderr
     scaffold = mgs("export", str(trained), "--format", "scaffold", "--out", str(tmp_path / "s"))
     assert scaffold.returncode == 0 and (tmp_path / "s" / "decoder.pt").is_file()
+
+
+def test_a_splat_file_round_trips_within_its_quantisation(tmp_path):
+    from momentum_gs.io.splat import load_splat, save_splat
+
+    g = torch.Generator().manual_seed(3)
+    n = 200
+    gaussians = StandardGaussians(means=torch.randn(n, 3, generator=g) * 5,
+                                  quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+                                  scales=torch.rand(n, 3, generator=g) * 0.2 + 0.01,
+                                  opacities=torch.rand(n, generator=g),
+                                  sh=torch.rand(n, 1, 3, generator=g) * 3 - 1.5)
+    path = save_splat(gaussians, tmp_path / "scene.splat")
+    assert path.stat().st_size == 32 * n
+    back = load_splat(path)
+    importance = gaussians.scales.prod(-1) * gaussians.opacities
+    order = torch.argsort(-importance, stable=True)  # most important first, as the web viewer expects
+    torch.testing.assert_close(back.means, gaussians.means[order])  # float32: exact
+    torch.testing.assert_close(back.scales, gaussians.scales[order])
+    colour = (0.5 + SH_C0 * gaussians.sh[order, 0]).clamp(0, 1)
+    assert (eval_sh(back.sh, back.means) - colour).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit colour
+    assert (back.opacities - gaussians.opacities[order]).abs().max() <= 0.5 / 255 + 1e-6
+    same = (back.quats * gaussians.quats[order]).sum(-1).abs()  # q and -q are one rotation
+    assert same.min() > 0.999
+    (tmp_path / "bad.splat").write_bytes(b"\0" * 33)
+    with pytest.raises(UserError, match="not a multiple of 32"):
+        load_splat(tmp_path / "bad.splat")
+
+
+def test_export_as_splat_from_the_command_line(trained, tmp_path):
+    import subprocess
+    import sys
+
+    from momentum_gs.io.splat import load_splat
+
+    result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--format", "splat",
+                             "--out", str(tmp_path / "e")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    splat = load_splat(tmp_path / "e" / "scene.splat")
+    ply = load_standard_ply(save_standard_ply(bake(*_model_and_cameras(trained), degree=0, show_progress=False),
+                                              tmp_path / "sh0.ply"))
+    assert len(splat) == len(ply) > 0
+    cfg, model, _ = load_run(trained, torch.device("cpu"))
+    camera = load_scene(cfg.data).train[0]
+    with torch.no_grad():  # the 8-bit file renders like the float PLY it comes from
+        assert float(psnr(splat.render(camera, cfg.render), ply.render(camera, cfg.render))) > 35
+
+
+def _model_and_cameras(run):
+    cfg, model, _ = load_run(run, torch.device("cpu"))
+    return model, load_scene(cfg.data).train, cfg.render
