@@ -38,8 +38,7 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
-from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts
-from momentum_gs.render import render
+from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, rasterize
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -95,10 +94,8 @@ class StandardGaussians:
         """[H, W, 3] image from ``camera`` (colours evaluated along each Gaussian's viewing direction)."""
         camera = camera.to(self.means.device)
         dirs = torch.nn.functional.normalize(self.means - camera.center.to(self.means), dim=-1)
-        background = torch.tensor(render_cfg.background, dtype=torch.float32, device=self.means.device)
-        return render(self.means, self.quats, self.scales, self.opacities, eval_sh(self.sh, dirs),
-                      camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
-                      tile_size=render_cfg.tile_size).image
+        tensors = [self.means, self.quats, self.scales, self.opacities, eval_sh(self.sh, dirs)]
+        return rasterize(tensors, camera, render_cfg).image
 
 
 @torch.no_grad()
