@@ -13,3 +13,10 @@ class Interrupted(Exception):
 
     The command line prints the message and exits with status 130.
     """
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters of it), for errors such as torch's
+    loading errors that run to many lines."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__

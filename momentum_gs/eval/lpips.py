@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, one_line
 
 BACKBONE_FILE = "vgg16-397923af.pth"
 BACKBONE_URL = f"https://download.pytorch.org/models/{BACKBONE_FILE}"
@@ -148,7 +148,7 @@ def _read_backbone(path: Path) -> Mapping[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(BACKBONE_URL, map_location="cpu", check_hash=True)
     except Exception as exc:  # no network, a proxy, a bad hash: all mean "place the file by hand"
-        raise LPIPSWeightsMissing(f"could not download {BACKBONE_URL} ({_one_line(exc)}); put it at {path}") from exc
+        raise LPIPSWeightsMissing(f"could not download {BACKBONE_URL} ({one_line(exc)}); put it at {path}") from exc
 
 
 def _read(path: Path) -> Mapping[str, torch.Tensor]:
@@ -179,7 +179,3 @@ def _load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], keys: di
     module.load_state_dict(tensors)
 
 
-def _one_line(exc: Exception) -> str:
-    """``Type: first line of the message`` (torch's loading errors run to many lines)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, one_line
 from momentum_gs.io.atomic import temporary_path, write_failed
 
 FORMAT = "momentum_gs.checkpoint"
@@ -45,12 +45,6 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save's zip writer as a RuntimeError
         tmp.unlink(missing_ok=True)
         raise write_failed(path, exc)
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of an exception's message, short."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:100]}" if text else type(exc).__name__
 
 
 def checksum(obj: Any) -> str:
@@ -107,10 +101,10 @@ def load_verified(path: str | Path, fmt: str, version: int, what: str) -> dict[s
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path} holds objects other than tensors and plain values, and loading it could run "
-                        f"code; refused ({_reason(exc).split('. ')[0][:120]}). Use a {what} written by momentum_gs")
+                        f"code; refused ({one_line(exc, 100).split('. ')[0][:120]}). Use a {what} written by momentum_gs")
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError,
             IndexError) as exc:
-        raise UserError(f"{what} {path} is unreadable ({_reason(exc)}); it is damaged or not a {what}")
+        raise UserError(f"{what} {path} is unreadable ({one_line(exc, 100)}); it is damaged or not a {what}")
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise UserError(f"{path} is not a momentum_gs {what}")
     found = obj.get("version", 0)
@@ -156,8 +150,14 @@ def checkpoint_step(path: Path) -> int | None:
     return int(stem[5:])
 
 
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The checkpoint with the highest step in ``folder`` (files ``step_<N>.pt``), or None; other files there
+def checkpoints(folder: str | Path) -> list[Path]:
+    """The checkpoints in ``folder`` (files ``step_<N>.pt``) by increasing step; other files there
     (``step_final.pt``, notes) are ignored."""
     files = [(step, p) for p in Path(folder).glob("step_*.pt") if (step := checkpoint_step(p)) is not None]
-    return max(files)[1] if files else None
+    return [p for _, p in sorted(files)]
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint with the highest step in ``folder``, or None (see :func:`checkpoints`)."""
+    files = checkpoints(folder)
+    return files[-1] if files else None

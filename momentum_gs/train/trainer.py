@@ -19,7 +19,7 @@ from momentum_gs.config import Config, save_config, to_dict
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import Interrupted, UserError
-from momentum_gs.io.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint, save_checkpoint
+from momentum_gs.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
 from momentum_gs.losses import channel_mean_psnr, psnr, reconstruction_loss, ssim
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
@@ -388,8 +388,7 @@ class Trainer:
         if state is not None:
             save_checkpoint(path, self.step, state)
             keep = self.cfg.log.keep_checkpoints
-            older = sorted((s, p) for p in path.parent.glob("step_*.pt") if (s := checkpoint_step(p)) is not None)
-            for _, old in older[:-keep] if keep else []:
+            for old in checkpoints(path.parent)[:-keep] if keep else []:
                 old.unlink(missing_ok=True)
         D.barrier(self.world)  # the file exists for everyone once save() returns
         return path
