@@ -31,6 +31,16 @@ TINY_OVERRIDES = [
 ]
 
 
+def train_tiny(scene: Path, out: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """Train the tiny config (plus ``overrides``) on ``scene`` into ``out``; returns ``out``."""
+    from momentum_gs.train.run import train
+
+    cfg = load_config(overrides=TINY_OVERRIDES + list(overrides))
+    cfg.data.path, cfg.out = str(scene), str(out)
+    train(cfg)
+    return Path(out)
+
+
 @pytest.fixture
 def tiny_config(tiny_scene, tmp_path):
     """A config that trains the tiny scene for 24 steps into ``tmp_path/run``."""

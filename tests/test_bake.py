@@ -16,7 +16,6 @@ from momentum_gs.io.bake import (SH_C0, StandardGaussians, bake, eval_sh, load_s
                                  save_standard_ply, sh_basis)
 from momentum_gs.io.run_folder import load_run
 from momentum_gs.losses import psnr
-from momentum_gs.train.run import train
 
 
 def _random_dirs(n: int, seed: int = 0) -> torch.Tensor:
@@ -72,17 +71,10 @@ def test_the_ply_round_trips_in_the_3dgs_layout(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from momentum_gs.config import load_config
-    from momentum_gs.data.synthetic import make_synthetic_scene
-    from tests.conftest import TINY_OVERRIDES
+def trained(tiny_scene, tmp_path_factory):
+    from tests.conftest import train_tiny
 
-    root = tmp_path_factory.mktemp("bake")
-    scene = make_synthetic_scene(root / "tiny", "tiny", seed=0)
-    cfg = load_config(overrides=TINY_OVERRIDES + ["optim.steps=60"])
-    cfg.data.path, cfg.out = str(scene), str(root / "run")
-    train(cfg)
-    return root / "run"
+    return train_tiny(tiny_scene, tmp_path_factory.mktemp("bake") / "run", ("optim.steps=60",))
 
 
 def test_the_baked_file_renders_what_the_model_renders(trained, tmp_path):

@@ -50,18 +50,14 @@ class MakesAFile:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny trained run (two checkpoints) and its export, made once; tests copy it before changing it."""
-    from momentum_gs.data.synthetic import make_synthetic_scene
-    from tests.conftest import TINY_OVERRIDES
+def trained(tiny_scene, tmp_path_factory):
+    """A tiny trained run (two checkpoints) and its export, made once; tests copy the run (and the scene)
+    before changing either."""
+    from tests.conftest import train_tiny
 
-    root = tmp_path_factory.mktemp("trust")
-    scene = make_synthetic_scene(root / "tiny", "tiny", seed=0)
-    cfg = load_config(overrides=TINY_OVERRIDES + ["log.checkpoint_every=12"])
-    cfg.data.path, cfg.out = str(scene), str(root / "run")
-    train(cfg)
-    assert mgs("export", cfg.out, "--format", "scaffold").returncode == 0
-    return root / "run", scene
+    run = train_tiny(tiny_scene, tmp_path_factory.mktemp("trust") / "run", ("log.checkpoint_every=12",))
+    assert mgs("export", str(run), "--format", "scaffold").returncode == 0
+    return run, tiny_scene
 
 
 def copy_run(trained, tmp_path) -> Path:
