@@ -177,8 +177,7 @@ def _draw_scale_bar(canvas: np.ndarray, pixels_per_unit: float, size: int) -> No
         for x in (x0, x0 + length):
             cv2.line(canvas, (x, y - 5), (x, y + 5), color, thick)
     text = f"{units:g} units (inside the box)"
-    for color, thick in (((255, 255, 255), 3), ((0, 0, 0), 1)):
-        cv2.putText(canvas, text, (x0, y - 10), FONT, 0.45, color, thick, cv2.LINE_AA)
+    _outlined_text(canvas, text, (x0, y - 10), 0.45, 3)
 
 
 def _draw_labels(canvas, partition, cells, vertical, size) -> None:
@@ -187,5 +186,10 @@ def _draw_labels(canvas, partition, cells, vertical, size) -> None:
         layer = partition.cell_index(b)[vertical]
         cx = (np.clip(x0, 0, size - 1) + np.clip(x1, 0, size - 1)) // 2
         cy = (np.clip(y0, 0, size - 1) + np.clip(y1, 0, size - 1)) // 2 + 18 * layer
-        for color, thick in (((255, 255, 255), 4), ((0, 0, 0), 1)):
-            cv2.putText(canvas, str(b), (int(cx) - 8, int(cy) + 6), FONT, 0.7, color, thick, cv2.LINE_AA)
+        _outlined_text(canvas, str(b), (int(cx) - 8, int(cy) + 6), 0.7, 4)
+
+
+def _outlined_text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float, outline: int) -> None:
+    """Black text in a white outline ``outline`` pixels thick, readable over any tint or point."""
+    for color, thick in (((255, 255, 255), outline), ((0, 0, 0), 1)):
+        cv2.putText(canvas, text, origin, FONT, scale, color, thick, cv2.LINE_AA)
