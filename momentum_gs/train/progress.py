@@ -163,7 +163,7 @@ def _step_of(line: str) -> float:
 
 def counter_bar(desc: str, unit: str):
     """A ``progress(done, total)`` callback that draws a tqdm bar (created at the first call, closed at the
-    last), for long work that reports its own progress (`mgs synth`, the image cache)."""
+    last), for long work that reports its own progress (`mgs synth`, and `mgs demo` when it makes its city)."""
     bar = None
 
     def progress(done: int, total: int) -> None:
