@@ -32,6 +32,13 @@ def test_the_sh_basis_is_orthonormal_over_the_sphere():
         torch.testing.assert_close(gram, torch.eye((degree + 1) ** 2, dtype=torch.float64), atol=0.02, rtol=0)
     with pytest.raises(UserError, match="SH degree must be 0, 1, 2 or 3"):
         sh_basis(dirs[:2], 4)
+    # the original 3DGS code's order and signs: degree 1 is (-C1·y, C1·z, -C1·x), then e.g. C2[0]·x·y
+    axes = torch.eye(3, dtype=torch.float64)
+    c1 = 0.4886025119029199
+    torch.testing.assert_close(sh_basis(axes, 1)[:, 1:], torch.tensor([[0, 0, -c1], [-c1, 0, 0], [0, c1, 0]],
+                                                                      dtype=torch.float64))
+    diagonal = torch.nn.functional.normalize(torch.ones(1, 3, dtype=torch.float64), dim=-1)
+    torch.testing.assert_close(sh_basis(diagonal, 2)[0, 4], torch.tensor(1.0925484305920792 / 3, dtype=torch.float64))
 
 
 def test_a_constant_sh_is_a_constant_colour_and_the_fit_recovers_a_known_field():
@@ -92,7 +99,8 @@ def test_the_baked_file_renders_what_the_model_renders(trained, tmp_path):
             scores[degree] = np.mean([float(psnr(baked.render(c, cfg.render).clamp(0, 1),
                                                  model.render(c, cfg.render).output.image.clamp(0, 1)))
                                       for c in cameras[:6]])
-    assert scores[0] > 20 and scores[3] >= scores[0] - 0.1, scores
+    # measured 36.2 and 38.5 dB; the same Gaussians in flat grey (colours not baked) score 21.3 dB
+    assert scores[0] > 30 and scores[3] >= scores[0] - 0.1, scores
 
 
 def test_export_from_the_command_line_writes_a_standard_ply_and_refuses_bad_input(trained, tmp_path):
