@@ -2,9 +2,9 @@
 
     python scripts/bench_export.py RUN [--degrees 0 1 2 3] [--out DIR]
 
-Bakes RUN's merged model from its training views (``momentum_gs.io.bake``), writes each PLY (and, at
-degree 0, the ``.splat`` file), reads it back, renders the held-out views with SH evaluation and prints a
-markdown table beside the model's own held-out PSNR (what ``mgs eval`` reports).
+Bakes RUN's merged model from its training views (``momentum_gs.io.bake``), writes each PLY and ``.spz``
+file (and, at degree 0, the ``.splat`` file), reads it back, renders the held-out views with SH evaluation and
+prints a markdown table beside the model's own held-out PSNR (what ``mgs eval`` reports).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from momentum_gs.eval.evaluate import scores
 from momentum_gs.io.bake import bake, load_standard_ply, save_standard_ply
 from momentum_gs.io.run_folder import load_run
 from momentum_gs.io.splat import load_splat, save_splat
+from momentum_gs.io.spz import load_spz, save_spz
 
 
 def main() -> None:
@@ -54,6 +55,10 @@ def main() -> None:
         value = held_out(lambda c: baked.render(c, cfg.render))
         print(f"| {degree} | {value:.2f} | {value - base:+.2f} | {len(baked)} | {path.stat().st_size / 2**20:.1f} | "
               f"{seconds:.1f} |", flush=True)
+        spz = load_spz(save_spz(baked, out / f"scene_sh{degree}.spz"))  # the same Gaussians, quantised
+        value = held_out(lambda c: spz.render(c, cfg.render))
+        size = (out / f"scene_sh{degree}.spz").stat().st_size / 2**20
+        print(f"| {degree}, .spz | {value:.2f} | {value - base:+.2f} | {len(spz)} | {size:.1f} | |", flush=True)
         if degree == 0:  # the .splat file holds the degree-0 colour in 8 bits
             splat = load_splat(save_splat(baked, out / "scene.splat"))
             value = held_out(lambda c: splat.render(c, cfg.render))

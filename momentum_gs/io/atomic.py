@@ -45,11 +45,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files (``.<name>.tmp<pid>``) that writes killed midway left in ``folder``
+    """Delete the temporary files (``.<name>.tmp<pid>``, or ``.<name>.tmp<pid>.<suffix>``) that writes killed midway left in ``folder``
     (only those whose process is gone); returns them."""
     stale = []
     for p in Path(folder).glob(".*.tmp*"):
-        pid = p.name.rsplit(".tmp", 1)[-1]
+        pid = p.name.rsplit(".tmp", 1)[-1].split(".", 1)[0]  # a suffix may follow (a video's container)
         if p.is_file() and pid.isdigit() and not alive(int(pid)):
             p.unlink(missing_ok=True)
             stale.append(p)

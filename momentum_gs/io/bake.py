@@ -160,6 +160,12 @@ def ply_columns(degree: int) -> list[str]:
 
 def save_standard_ply(gaussians: StandardGaussians, path: str | Path) -> Path:
     """Write ``gaussians`` as a standard 3DGS PLY (binary little-endian, atomically); returns the path."""
+    atomic_write_bytes(path, standard_ply_bytes(gaussians))
+    return Path(path)
+
+
+def standard_ply_bytes(gaussians: StandardGaussians) -> bytes:
+    """The bytes of ``gaussians`` as a standard 3DGS PLY file (binary little-endian)."""
     g = gaussians
     n, K = len(g), g.sh.shape[1]
     opacity = g.opacities.clamp(1e-6, 1 - 1e-6)
@@ -171,8 +177,7 @@ def save_standard_ply(gaussians: StandardGaussians, path: str | Path) -> Path:
         vertex[name] = data[:, i]
     buffer = io.BytesIO()
     PlyData([PlyElement.describe(vertex, "vertex")]).write(buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return buffer.getvalue()
 
 
 def load_standard_ply(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:
