@@ -40,11 +40,44 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="output folder (default: RUN_DIR/export; the Scaffold-GS layout goes to "
                                       "RUN_DIR/export/scaffold)")
-    export.add_argument("--format", choices=("ply", "splat", "scaffold"), default="ply",
+    export.add_argument("--format", choices=("ply", "splat", "spz", "html", "sog", "scaffold"), default="ply",
                         help="ply: standard 3D Gaussians with SH colours, baked from the training views (what "
                              "3DGS viewers read); splat: the 32-byte-per-Gaussian web-viewer file (colour "
-                             "without view dependence); scaffold: the anchor PLY + decoder.pt")
-    export.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3), help="SH degree of --format ply")
+                             "without view dependence); spz: the ply's Gaussians quantised and gzipped (several times "
+                             "smaller, read by web viewers); html: scene.html, a viewer page with the scene "
+                             "inside that opens in a browser (no network needed); sog: PlayCanvas SOG, made by "
+                             "the splat-transform command (Node.js); scaffold: the anchor PLY + decoder.pt")
+    export.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3),
+                        help="SH degree of --format ply and spz")
+    video = sub.add_parser("render", help="render a fly-through video (MP4) of a trained run along a camera path")
+    video.add_argument("run_dir")
+    video.add_argument("--path", required=True, metavar="training|orbit|FILE.json",
+                       help="training: through the training cameras; orbit: one turn around the scene; or a "
+                            "nerfstudio camera-path JSON in the scene's own frame (see docs/render.md)")
+    video.add_argument("--out", required=True, help="the video, .mp4; a generated path is also written beside it "
+                                                    "(.json), to edit and pass back as --path")
+    video.add_argument("--fps", type=float, help="frames per second (default 30, or the file's)")
+    video.add_argument("--frames", type=int, help="frames in all (default: 10 per training camera up to 900; "
+                                                  "240 for orbit; the file's)")
+    video.add_argument("--size", metavar="WxH", help="frame size, even numbers (default: the training images', "
+                                                     "or the file's)")
+    video.add_argument("--device", help="render on this device (default: the run's config)")
+    distill = sub.add_parser("distill", help="distil a trained run into a compact standard 3DGS PLY (a student "
+                                             "taught by the model, a noisy and a dropout copy, and a voxel "
+                                             "histogram of its structure)")
+    distill.add_argument("run_dir")
+    distill.add_argument("--out", help="output folder (default: RUN_DIR/distill)")
+    distill.add_argument("--ratio", type=float, default=0.15,
+                         help="the student's first size, a fraction of the baked export's Gaussians (default 0.15)")
+    distill.add_argument("--steps", type=int, default=3000, help="student training steps (default 3000)")
+    distill.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3), help="the student's SH degree")
+    distill.add_argument("--teachers", default="model,noise,dropout",
+                         help="comma-separated teachers fused into the pseudo-labels (model, noise, dropout)")
+    distill.add_argument("--lambda-structure", type=float, default=1.0,
+                         help="weight of the voxel-histogram structure term (0: off)")
+    distill.add_argument("--lambda-distill", type=float, default=1.0, help="weight of the pseudo-label term")
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--device", help="train on this device (default: the run's config)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
@@ -152,10 +185,47 @@ def cmd_export(args) -> None:
         print(f"exported {len(gaussians)} Gaussians (baked from the training views) to {path} "
               f"({path.stat().st_size / 2**20:.1f} MB), the .splat file web viewers read")
         return
+    if args.format == "spz":
+        from momentum_gs.io.spz import save_spz
+
+        gaussians = bake(model, load_scene(cfg.data).train, cfg.render, degree=args.sh_degree)
+        path = save_spz(gaussians, out / "scene.spz")
+        print(f"exported {len(gaussians)} Gaussians (SH degree {args.sh_degree}, baked from the training views) to "
+              f"{path} ({path.stat().st_size / 2**20:.1f} MB), the .spz file web viewers read")
+        return
+    if args.format == "html":
+        from momentum_gs.io.web import save_viewer
+
+        cameras = load_scene(cfg.data).train
+        gaussians = bake(model, cameras, cfg.render, degree=0)
+        path = save_viewer(gaussians, cameras[0], cfg.render.background, out / "scene.html")
+        print(f"exported {len(gaussians)} Gaussians (baked from the training views) to {path} "
+              f"({path.stat().st_size / 2**20:.1f} MB), a page that shows the scene in a web browser")
+        return
+    if args.format == "sog":
+        from momentum_gs.io.web import save_with_splat_transform, splat_transform_command
+
+        command = splat_transform_command()  # before baking: a missing tool is said at once
+        gaussians = bake(model, load_scene(cfg.data).train, cfg.render, degree=args.sh_degree)
+        path = save_with_splat_transform(command, gaussians, out / "scene.sog")
+        print(f"exported {len(gaussians)} Gaussians (SH degree {args.sh_degree}, baked from the training views) to "
+              f"{path} ({path.stat().st_size / 2**20:.1f} MB), PlayCanvas's compressed format")
+        return
     gaussians = bake(model, load_scene(cfg.data).train, cfg.render, degree=args.sh_degree)
     path = save_standard_ply(gaussians, out / "point_cloud.ply")
     print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {args.sh_degree}, baked from the training "
           f"views) to {path} ({path.stat().st_size / 2**20:.1f} MB), the layout 3DGS viewers read")
+
+
+def cmd_render(args) -> None:
+    """``mgs render``: a fly-through video of a trained run along a camera path."""
+    from momentum_gs.config import resolve_device
+    from momentum_gs.eval.video import render_video
+
+    device = resolve_device(args.device) if args.device else None
+    result = render_video(args.run_dir, args.path, args.out, fps=args.fps, frames=args.frames, size=args.size,
+                          device=device)
+    print(result.summary())
 
 
 def cmd_synth(args) -> None:
@@ -215,9 +285,24 @@ def cmd_config(args) -> None:
     print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
 
 
+def cmd_distill(args) -> None:
+    """``mgs distill``: a compact standard 3DGS student of a trained run (Distilled-3DGS)."""
+    from momentum_gs.config import resolve_device
+    from momentum_gs.train.distill import DistillConfig, distill_run, summary_lines
+
+    cfg = DistillConfig(ratio=args.ratio, steps=args.steps, sh_degree=args.sh_degree,
+                        teachers=tuple(t.strip() for t in args.teachers.split(",") if t.strip()),
+                        lambda_structure=args.lambda_structure, lambda_distill=args.lambda_distill, seed=args.seed)
+    cfg.check()
+    out = Path(args.out or Path(args.run_dir) / "distill")
+    device = resolve_device(args.device) if args.device else None
+    summary = distill_run(args.run_dir, out, cfg, device)
+    print("\n".join(summary_lines(summary, out)))
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
-            "config": cmd_config, "partition": cmd_partition, "table": cmd_table,
-            "convert": convert_cli.run}
+            "config": cmd_config, "partition": cmd_partition, "table": cmd_table, "render": cmd_render,
+            "distill": cmd_distill, "convert": convert_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:
