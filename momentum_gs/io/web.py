@@ -1,0 +1,120 @@
+"""Results a web browser opens: a one-file HTML viewer of our own, and PlayCanvas SOG through the optional
+``splat-transform`` command.
+
+The viewer is ``viewer.html`` beside this module with the scene filled in: the ``.splat`` records
+(:mod:`momentum_gs.io.splat`, base64), one training camera to open on and the background colour, as JSON
+in the page. It needs no network and no server (it opens from a local file) and draws with WebGL2: each
+Gaussian projected as our renderer projects it, sorted back to front on the CPU, blended over the
+background. ``splat-transform`` (Node.js) converts our standard PLY into the formats of PlayCanvas's
+viewers; docs/web.md says which of its versions runs on which Node.js.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from momentum_gs.data.camera import Camera
+from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import atomic_write_text, write_failed
+from momentum_gs.io.bake import StandardGaussians, save_standard_ply
+from momentum_gs.io.splat import save_splat
+
+VIEWER = Path(__file__).with_name("viewer.html")
+NEAR = 0.01  # world units: the renderer's near plane, below which a Gaussian is not drawn
+INSTALL_SPLAT_TRANSFORM = ("install Node.js 22 or newer and run `npm install -g @playcanvas/splat-transform` "
+                           "(on Node.js 18 or 20: `npm install -g @playcanvas/splat-transform@2.7.1`)")
+
+
+def splat_bytes(gaussians: StandardGaussians) -> bytes:
+    """The ``.splat`` records of ``gaussians``, byte for byte what :func:`save_splat` writes."""
+    with tempfile.TemporaryDirectory() as folder:
+        return save_splat(gaussians, Path(folder) / "scene.splat").read_bytes()
+
+
+def orbit_distance(gaussians: StandardGaussians, camera: Camera) -> float:
+    """Median depth (world units) of the Gaussians in front of ``camera``: the viewer orbits the point that far
+    along the camera's axis; 1 when none is in front."""
+    world_to_cam = camera.world_to_cam.detach().cpu().double()
+    depths = gaussians.means.detach().cpu().double() @ world_to_cam[2, :3] + world_to_cam[2, 3]
+    ahead = depths[depths > NEAR]
+    return float(ahead.median()) if len(ahead) else 1.0
+
+
+def viewer_page(gaussians: StandardGaussians, camera: Camera, background: tuple[float, float, float]) -> str:
+    """The viewer page of ``gaussians`` (their SH DC term as the colour), opening on ``camera`` (its pose,
+    intrinsics in pixels and size) over ``background`` (RGB in [0, 1])."""
+    scene = {"splats": base64.b64encode(splat_bytes(gaussians)).decode("ascii"),
+             "camera": {"width": camera.width, "height": camera.height, "K": camera.K.tolist(),
+                        "world_to_cam": camera.world_to_cam.tolist()},
+             "background": [float(c) for c in background], "orbit_distance": orbit_distance(gaussians, camera)}
+    text = json.dumps(scene).replace("<", "\\u003c")  # nothing in the JSON can close the <script> element
+    return VIEWER.read_text(encoding="utf-8").replace("{{SCENE}}", text)
+
+
+def save_viewer(gaussians: StandardGaussians, camera: Camera, background: tuple[float, float, float],
+                path: str | Path) -> Path:
+    """Write :func:`viewer_page` to ``path`` atomically; returns the path."""
+    atomic_write_text(path, viewer_page(gaussians, camera, background))
+    return Path(path)
+
+
+def splat_transform_command() -> list[str]:
+    """How to run ``splat-transform``: the command on the PATH, or the package installed in ./node_modules
+    with ``node`` on the PATH; a UserError saying what to install when neither is there."""
+    found = shutil.which("splat-transform")
+    if found:
+        return [found]
+    local = Path.cwd() / "node_modules" / ".bin" / "splat-transform"
+    node = shutil.which("node")
+    if node and local.exists():
+        return [node, str(local.resolve())]
+    raise UserError(f"--format sog needs PlayCanvas splat-transform: {INSTALL_SPLAT_TRANSFORM}")
+
+
+def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, out: Path) -> Path:
+    """Write ``gaussians`` as a standard PLY and convert it with splat-transform into ``out``, whose extension
+    picks the format (.sog, .html, ...). Both are made in a temporary folder beside ``out`` and the result is
+    moved into place when complete: a failed or killed conversion leaves nothing behind."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise write_failed(out, exc)
+    try:
+        ply, made = save_standard_ply(gaussians, folder / "point_cloud.ply"), folder / out.name
+        result = run_splat_transform(command, ply, made)
+        if result.returncode != 0 or not made.is_file():
+            raise UserError(f"splat-transform could not write {out.name}: {reason(result)}")
+        made.replace(out)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def run_splat_transform(command: list[str], ply: Path, made: Path) -> subprocess.CompletedProcess:
+    """Convert ``ply`` into ``made`` on the GPU splat-transform finds (WebGPU) or, where that fails, on the CPU,
+    where compressing SH degrees 1-3 takes minutes (docs/web.md)."""
+    for device in ([], ["--gpu", "cpu"]):
+        made.unlink(missing_ok=True)  # a failed try can leave an empty file, which the next would refuse
+        try:
+            result = subprocess.run([*command, *device, "--quiet", str(ply), str(made)], capture_output=True,
+                                    text=True)
+        except OSError as exc:  # e.g. its `#!/usr/bin/env node` finds no node
+            raise UserError(f"cannot run splat-transform ({exc.strerror}); {INSTALL_SPLAT_TRANSFORM}")
+        if result.returncode == 0 and made.is_file():
+            break
+    return result
+
+
+def reason(result: subprocess.CompletedProcess) -> str:
+    """The line of a failed splat-transform's output that says why (its first error line, else its last)."""
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    if errors:
+        return errors[0][:200]
+    return lines[-1][:200] if lines else f"exit status {result.returncode}"
