@@ -110,14 +110,41 @@ def test_export_from_the_command_line_writes_a_standard_ply_and_refuses_bad_inpu
     def mgs(*args):
         return subprocess.run([sys.executable, "-m", "momentum_gs.cli", *args], capture_output=True, text=True)
 
-    result = mgs("export", str(trained), "--out", str(tmp_path / "e"), "--sh-degree", "1")
+    result = mgs("export", str(trained), "--out", str(tmp_path / "e"), "--sh-degree", "1", "--refine", "0")
     assert result.returncode == 0, result.stderr
-    assert "standard 3D Gaussians (SH degree 1" in result.stdout
+    assert "standard 3D Gaussians (SH degree 1, baked from the training views)" in result.stdout
     assert load_standard_ply(tmp_path / "e" / "point_cloud.ply").sh.shape[1] == 4
     bad = mgs("export", str(trained), "--sh-degree", "4")
     assert bad.returncode == 2 and "invalid choice: 4" in bad.stderr
     scaffold = mgs("export", str(trained), "--format", "scaffold", "--out", str(tmp_path / "s"))
     assert scaffold.returncode == 0 and (tmp_path / "s" / "decoder.pt").is_file()
+    negative = mgs("export", str(trained), "--refine", "-1", "--out", str(tmp_path / "n"))
+    assert negative.returncode == 2 and "--refine must be 0" in negative.stderr and not (tmp_path / "n").exists()
+
+
+def test_refining_the_bake_fits_the_photos_better(trained, tmp_path):
+    """``--refine N`` trains the baked Gaussians: closer to the training photos than the bake alone, the same
+    Gaussians (none pruned here) in the same layout."""
+    import subprocess
+    import sys
+
+    from momentum_gs.data.images import ImageLoader
+
+    cfg, _, _ = load_run(trained, torch.device("cpu"))
+    cameras = load_scene(cfg.data).train
+    photos = ImageLoader(cameras, cache=False)
+    scores = {}
+    for steps in (0, 40):
+        out = tmp_path / f"r{steps}"
+        result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--out", str(out),
+                                 "--sh-degree", "1", "--refine", str(steps)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert ("refined 40 steps" in result.stdout) == (steps == 40)
+        g = load_standard_ply(out / "point_cloud.ply")
+        with torch.no_grad():
+            scores[steps] = (len(g), np.mean([float(psnr(g.render(c, cfg.render).clamp(0, 1), photos[i]))
+                                              for i, c in enumerate(cameras)]))
+    assert scores[40][0] <= scores[0][0] and scores[40][1] > scores[0][1] + 0.3, scores
 
 
 def test_a_splat_file_round_trips_within_its_quantisation(tmp_path):
@@ -154,7 +181,7 @@ def test_export_as_splat_from_the_command_line(trained, tmp_path):
     from momentum_gs.io.splat import load_splat
 
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--format", "splat",
-                             "--out", str(tmp_path / "e")], capture_output=True, text=True)
+                             "--out", str(tmp_path / "e"), "--refine", "0"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     splat = load_splat(tmp_path / "e" / "scene.splat")
     ply = load_standard_ply(save_standard_ply(bake(*_model_and_cameras(trained), degree=0, show_progress=False),

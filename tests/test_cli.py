@@ -58,7 +58,7 @@ def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
     evaluated = mgs("eval", str(run), "--no-images")
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.strip().splitlines()[-1].endswith("results.json")
-    exported = mgs("export", str(run))
+    exported = mgs("export", str(run), "--refine", "5")
     assert exported.returncode == 0 and (run / "export" / "point_cloud.ply").is_file()
 
 

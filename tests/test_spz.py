@@ -249,7 +249,7 @@ def test_export_as_spz_from_the_command_line(tiny_scene, tmp_path):
 
     run = train_tiny(tiny_scene, tmp_path / "run")
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(run), "--format", "spz",
-                             "--sh-degree", "1"], capture_output=True, text=True)
+                             "--sh-degree", "1", "--refine", "0"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     path = run / "export" / "scene.spz"
     assert f"to {path}" in result.stdout and "SH degree 1" in result.stdout
