@@ -16,7 +16,7 @@ import torch
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
-from momentum_gs.io.bake import StandardGaussians, save_standard_ply
+from momentum_gs.io.bake import StandardGaussians, load_standard_ply, save_standard_ply
 from momentum_gs.io.spz import flip_frame, load_spz, read_payload, save_spz, unpack
 from momentum_gs.losses import psnr
 
@@ -220,6 +220,8 @@ def test_playcanvas_splat_transform_converts_our_file_to_our_ply_frame_and_back(
     assert (rest - g.sh[:, 1:]).abs().max() <= 0.5 / 128 + 1e-5
     quats = torch.nn.functional.normalize(column([f"rot_{i}" for i in range(4)]), dim=-1)
     assert (quats * g.quats).sum(-1).abs().min() > 0.99999
+    theirs = load_standard_ply(tmp_path / "theirs.ply")  # our reader takes their PLY (it has no normals)
+    assert (theirs.means - g.means).abs().max() <= 2.0**-13 + 1e-6 and theirs.sh.shape == g.sh.shape
     save_standard_ply(g, tmp_path / "ours.ply")
     subprocess.run([tool, "-q", "-w", "--spz-version", "3", str(tmp_path / "ours.ply"), str(tmp_path / "theirs.spz")],
                    check=True, capture_output=True)

@@ -189,7 +189,8 @@ def load_standard_ply(path: str | Path, device: torch.device | str = "cpu") -> S
     names = vertex.data.dtype.names
     rest = sum(name.startswith("f_rest_") for name in names)
     K = rest // 3 + 1
-    if rest % 3 or math.isqrt(K) ** 2 != K or any(name not in names for name in ply_columns(math.isqrt(K) - 1)):
+    needed = [name for name in ply_columns(math.isqrt(K) - 1) if name not in ("nx", "ny", "nz")]  # unused, optional
+    if rest % 3 or math.isqrt(K) ** 2 != K or any(name not in names for name in needed):
         raise UserError(f"{path} is not a standard 3DGS PLY (needs {', '.join(ply_columns(0)[:9])}, ...)")
     column = lambda names_: torch.as_tensor(np.stack([vertex[c] for c in names_], 1), dtype=torch.float32)  # noqa: E731
     n = len(vertex.data)
