@@ -47,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                              "smaller, read by web viewers); html: scene.html, a viewer page with the scene "
                              "inside that opens in a browser (no network needed); sog: PlayCanvas SOG, made by "
                              "the splat-transform command (Node.js); scaffold: the anchor PLY + decoder.pt")
-    export.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3),
-                        help="SH degree of --format ply, spz and sog (splat and html keep degree 0)")
+    export.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3),
+                        help="SH degree of --format ply and spz (default 3) and sog (default 0: splat-transform "
+                             "compresses higher degrees slowly on a CPU); splat and html keep degree 0")
     export.add_argument("--refine", type=int, default=500, metavar="STEPS",
                         help="train the baked Gaussians this many steps against the photos and the model's renders "
                              "(default 500; 0: the bake alone, in seconds)")
@@ -189,6 +190,8 @@ def cmd_export(args) -> None:
 
         command = splat_transform_command()  # before baking: a missing tool is said at once
     degree = 0 if args.format in ("splat", "html") else args.sh_degree  # those two keep no view dependence
+    if degree is None:
+        degree = 0 if args.format == "sog" else 3
     cameras = load_scene(cfg.data).train
     gaussians = bake(model, cameras, cfg.render, degree=degree)
     how = "baked from the training views"
