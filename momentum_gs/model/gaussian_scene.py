@@ -153,13 +153,15 @@ def gaussian_tensors(decoded: list[NeuralGaussians]) -> list[torch.Tensor]:
 
 
 def rasterize(tensors: list[torch.Tensor], camera: Camera, render_cfg: RenderConfig,
-              backend: str | None = None) -> RenderOutput:
+              backend: str | None = None, extras: tuple[str, ...] = ()) -> RenderOutput:
     """Render Gaussians (:func:`gaussian_tensors`) into ``camera`` with the config's background and tiles;
-    ``backend`` None resolves ``render_cfg.backend`` for the tensors' device."""
+    ``backend`` None resolves ``render_cfg.backend`` for the tensors' device; ``extras`` as in ``render``
+    (e.g. ("depth", "normal"))."""
     device = tensors[0].device
     background = background_tensor(tuple(render_cfg.background), device)
     return render(*tensors, camera.world_to_cam, camera.K, camera.width, camera.height, background=background,
-                  backend=backend or resolve_backend(render_cfg.backend, device), tile_size=render_cfg.tile_size)
+                  backend=backend or resolve_backend(render_cfg.backend, device), tile_size=render_cfg.tile_size,
+                  extras=extras)
 
 
 @functools.cache

@@ -20,6 +20,9 @@ gradient is in pixels like ours (gsplat's own strategy also scales it by width/2
   statistics and they are gsplat's (the larger of its two half-widths, 0 where culled): no second projection.
 - ``means2d`` rows of the Gaussians gsplat culls are 0 (ours keeps their projection); their gradient is 0
   with either backend.
+
+The depth and normal maps (``extras``) are made as in the torch backend: extra colour channels over a zero
+background (which is also how gsplat's own "RGB+D" mode makes its depth, from the same camera z).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import Tensor
 
 from momentum_gs.errors import UserError
 from momentum_gs.render.projection import project_gaussians
-from momentum_gs.render.rasterize import BACKENDS, RenderOutput, differentiated
+from momentum_gs.render.rasterize import BACKENDS, RenderOutput, differentiated, extra_values, split_extras
 
 GSPLAT_TILE_SIZE = 16
 
@@ -63,21 +66,28 @@ def gsplat_problem(device: torch.device | str) -> str | None:
 
 def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                   world_to_cam: Tensor, K: Tensor, width: int, height: int, background: Tensor,
-                  near: float, far: float, eps2d: float, tile_size: int) -> RenderOutput:
+                  near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = ()
+                  ) -> RenderOutput:
     """``render``'s backend function (background resolved) through ``gsplat.rasterization``.
 
     Same arguments and units as :func:`momentum_gs.render.render`; the tensors must be on a CUDA device and
     are rendered in float32 (gsplat's kernels). Returns image [H, W, D], alpha [H, W, 1], radii [N] int32
-    (ours), means2d [N, 2] pixels whose ``.grad`` backward fills (∂loss/∂means2d, pixels), depths [N].
+    (ours), means2d [N, 2] pixels whose ``.grad`` backward fills (∂loss/∂means2d, pixels), depths [N], and
+    the maps named in ``extras``.
     """
     problem = gsplat_problem(means.device)
     if problem is not None:
         raise UserError(problem)
     if means.shape[0] == 0:  # nothing to launch kernels on: the torch path gives the background
         return BACKENDS["torch"](means, quats, scales, opacities, colors, world_to_cam, K, width, height,
-                                 background, near=near, far=far, eps2d=eps2d, tile_size=tile_size)
+                                 background, near=near, far=far, eps2d=eps2d, tile_size=tile_size,
+                                 extras=extras)
     from gsplat import rasterization
 
+    channels = colors.shape[-1]
+    if extras:
+        colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, extras)], dim=-1)
+        background = torch.cat([background, background.new_zeros(colors.shape[-1] - channels)])
     gaussians = [t.float().contiguous() for t in (means, quats, scales, opacities, colors)]
     # packed=False keeps per-Gaussian rows [1, N, ...]: the anchors are frustum-culled before decoding, so
     # most Gaussians are in view and the packed layout would save little.
@@ -93,7 +103,9 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         per_axis = meta["radii"][0]
         radii = torch.where((per_axis > 0).all(dim=-1), per_axis.amax(dim=-1), 0).to(torch.int32)
     depths = means @ world_to_cam[2, :3] + world_to_cam[2, 3]
-    return RenderOutput(image[0], alpha[0], radii, _means2d_with_grad(meta["means2d"]), depths)
+    maps = split_extras(image[0, ..., channels:], extras)
+    return RenderOutput(image[0, ..., :channels], alpha[0], radii, _means2d_with_grad(meta["means2d"]), depths,
+                        **maps)
 
 
 def _means2d_with_grad(screen: Tensor) -> Tensor:

@@ -106,3 +106,20 @@ def project_gaussians(
         on_image = (x + rx > 0) & (x - rx < width) & (y + ry > 0) & (y - ry < height)
         radii = torch.where(valid & on_image, radius, torch.zeros_like(radius)).to(torch.int32)
     return Projection(means2d, covars2d, conics, depths, radii)
+
+
+def surface_values(means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor) -> tuple[Tensor, Tensor]:
+    """Per Gaussian, the values behind the depth and normal maps (differentiable).
+
+    Args: means [N, 3] world positions, quats [N, 4] (w, x, y, z), scales [N, 3], world_to_cam [4, 4].
+    Returns: z [N], camera-space depth in world units; normals [N, 3], unit, camera coordinates: the axis
+        of the smallest scale (the normal of a flattened Gaussian), flipped so that it faces the camera
+        (its dot product with the ray from the camera to the mean is <= 0). Where scales tie, argmin picks one.
+    """
+    R_wc, t_wc = world_to_cam[:3, :3], world_to_cam[:3, 3]
+    p_cam = means @ R_wc.T + t_wc
+    axes = R_wc @ quat_to_rotmat(quats)  # columns: the Gaussian's axes in camera coordinates
+    thinnest = scales.argmin(dim=-1)[:, None, None].expand(-1, 3, 1)
+    normals = axes.gather(2, thinnest)[..., 0]
+    away = (normals * p_cam).sum(-1, keepdim=True) > 0
+    return p_cam[:, 2], torch.where(away, -normals, normals)

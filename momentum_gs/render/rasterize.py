@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from momentum_gs.render.composite import CompositeTiles, pair_coefficients
-from momentum_gs.render.projection import project_gaussians
+from momentum_gs.render.projection import project_gaussians, surface_values
 from momentum_gs.render.tiles import TilePlan, intersect_tiles, plan_chunks, reach
 
 # Bound on tiles × pixels × list length composited at once. On CPU, 1 MB float32 buffers keep a chunk's
 # temporaries in cache (measured fastest); on GPU, bigger chunks mean fewer kernel launches.
 CHUNK_ELEMS_CPU = 1 << 18
 CHUNK_ELEMS_GPU = 1 << 24
+# The per-pixel maps ``render(extras=...)`` can add to its output, and the channels each one takes.
+EXTRA_CHANNELS = {"depth": 1, "normal": 3}
 
 
 @dataclass
@@ -29,6 +31,10 @@ class RenderOutput:
         means2d: [N, 2] pixel coordinates of the projected means. Its ``.grad`` (∂loss/∂means2d, per
             pixel) is filled by backward; the densification statistics read it.
         depths: [N] camera-space z in world units.
+        depth: [H, W, 1] Σ Tᵢαᵢzᵢ, the Gaussians' camera-space z (world units) blended like the colour over
+            a background of 0, so NOT divided by alpha (see ``normalised_depth``); None unless asked for.
+        normal: [H, W, 3] Σ Tᵢαᵢnᵢ, the Gaussians' camera-facing unit normals (the axis of the smallest
+            scale, camera coordinates) blended the same way: not unit length; None unless asked for.
     """
 
     image: Tensor
@@ -36,6 +42,14 @@ class RenderOutput:
     radii: Tensor
     means2d: Tensor
     depths: Tensor
+    depth: Tensor | None = None
+    normal: Tensor | None = None
+
+    def normalised_depth(self, eps: float = 1e-10) -> Tensor:
+        """[H, W, 1] depth / alpha: the mean z of what a pixel sees (0 where nothing is drawn)."""
+        if self.depth is None:
+            raise ValueError("normalised_depth needs a render with extras=('depth',)")
+        return self.depth / self.alpha.clamp(min=eps)
 
 
 def render(
@@ -43,6 +57,7 @@ def render(
     world_to_cam: Tensor, K: Tensor, width: int, height: int,
     background: Tensor | None = None, backend: str = "torch",
     near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, tile_size: int = 8,
+    extras: Sequence[str] = (),
 ) -> RenderOutput:
     """Render N 3D Gaussians into one pinhole camera by EWA splatting and front-to-back compositing.
 
@@ -56,6 +71,8 @@ def render(
         backend: "torch" (pure PyTorch, CPU or GPU); see ``BACKENDS``.
         near, far: depth range kept (world units). eps2d: pixel² low-pass dilation of the 2D covariance.
         tile_size: tile side in pixels.
+        extras: names from ``EXTRA_CHANNELS`` ("depth", "normal") of the maps to add to the output; each
+            is composited as extra colour channels (background 0) in the same pass as the image.
 
     Semantics follow gsplat/3DGS: α = min(0.99, o·exp(-½dᵀΣ⁻¹d)) per pixel centre, skipped below
     1/255, composited by increasing depth until the transmittance would drop to 1e-4 or below;
@@ -64,16 +81,18 @@ def render(
     if backend not in BACKENDS:
         raise ValueError(f"unknown render backend {backend!r}; available: {', '.join(sorted(BACKENDS))}")
     _check_shapes(means, quats, scales, opacities, colors, world_to_cam, K)
+    extras = check_extras(extras)
     if background is None:
         background = torch.zeros(colors.shape[-1], dtype=colors.dtype, device=colors.device)
     return BACKENDS[backend](
         means, quats, scales, opacities, colors, world_to_cam.to(means), K.to(means), width, height,
-        background, near=near, far=far, eps2d=eps2d, tile_size=tile_size,
+        background, near=near, far=far, eps2d=eps2d, tile_size=tile_size, extras=extras,
     )
 
 
 def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background,
-                  near: float, far: float, eps2d: float, tile_size: int) -> RenderOutput:
+                  near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = ()
+                  ) -> RenderOutput:
     """The pure-PyTorch tile rasterizer (same arguments as ``render``, background resolved)."""
     proj = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
     if proj.means2d.requires_grad:
@@ -85,13 +104,40 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     chunks = plan_chunks(tile_ids, tiles_x * tiles_y, chunk_elems, tile_size * tile_size)
     plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunks)
 
+    channels = colors.shape[-1]
+    if extras:  # the maps ride along as colour channels: one compositing pass, gradients included
+        colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, extras)], dim=-1)
     coefs = pair_coefficients(proj.means2d, proj.conics, plan)
     per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan,
                                     differentiated(coefs, opacities, colors))
     composited = _untile(per_tile, plan)[:height, :width]
-    color, alpha = composited[..., :-1], composited[..., -1:]
+    color, alpha = composited[..., :channels], composited[..., -1:]
     image = color + (1.0 - alpha) * background
-    return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths)
+    maps = split_extras(composited[..., channels:-1], extras)
+    return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths, **maps)
+
+
+def check_extras(extras: Sequence[str]) -> tuple[str, ...]:
+    """``extras`` as a tuple without repeats; ValueError for a name not in ``EXTRA_CHANNELS``."""
+    extras = (extras,) if isinstance(extras, str) else tuple(dict.fromkeys(extras))
+    for name in extras:
+        if name not in EXTRA_CHANNELS:
+            raise ValueError(f"unknown render extra {name!r}; available: {', '.join(EXTRA_CHANNELS)}")
+    return extras
+
+
+def extra_values(means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor,
+                 extras: tuple[str, ...]) -> Tensor:
+    """[N, E] per-Gaussian values of ``extras``, in order, that compositing turns into the maps: z [1]
+    for "depth", the camera-facing normal [3] for "normal" (see ``surface_values``)."""
+    z, normals = surface_values(means, quats, scales, world_to_cam)
+    values = {"depth": z[:, None], "normal": normals}
+    return torch.cat([values[name] for name in extras], dim=-1)
+
+
+def split_extras(maps: Tensor, extras: tuple[str, ...]) -> dict[str, Tensor]:
+    """[H, W, E] composited ``extra_values`` channels -> {name: [H, W, channels]}."""
+    return dict(zip(extras, maps.split([EXTRA_CHANNELS[name] for name in extras], dim=-1)))
 
 
 def differentiated(*tensors: Tensor) -> bool:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from momentum_gs.render.projection import ALPHA_REACH
-from momentum_gs.render.rasterize import RenderOutput
+from momentum_gs.render.rasterize import RenderOutput, check_extras
 
 
 def _rotation(quats: Tensor) -> Tensor:
@@ -72,10 +72,20 @@ def _pixel_alphas(means2d, conics, radii, opacities, width: int, height: int) ->
     return torch.where(use, alpha, torch.zeros_like(alpha))
 
 
+def _surface(means, quats, scales, world_to_cam) -> dict[str, Tensor]:
+    """{"depth": [N, 1] camera z, "normal": [N, 3] camera-facing normal (axis of the smallest scale)}."""
+    W, t = world_to_cam[:3, :3], world_to_cam[:3, 3]
+    p = torch.einsum("ij,nj->ni", W, means) + t
+    pick = torch.nn.functional.one_hot(scales.argmin(-1), 3).to(means.dtype)  # [N, 3], the smallest axis
+    normal = torch.einsum("ij,njk,nk->ni", W, _rotation(quats), pick)
+    facing = torch.where(torch.einsum("ni,ni->n", normal, p) > 0, -1.0, 1.0).to(means.dtype)
+    return {"depth": p[:, 2:], "normal": normal * facing[:, None]}
+
+
 def render_dense(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
     world_to_cam: Tensor, K: Tensor, width: int, height: int, background: Tensor | None = None,
-    near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, tile_size: int = 8,
+    near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, tile_size: int = 8, extras: tuple[str, ...] = (),
 ) -> RenderOutput:
     """Same arguments and output as ``render`` (pure autograd, every Gaussian at every pixel; ``tile_size``
     changes nothing)."""
@@ -94,4 +104,6 @@ def render_dense(
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha[..., :-1]], -1), -1)
     t_final = torch.prod(1 - alpha, -1, keepdim=True)
     image = torch.einsum("hwn,nd->hwd", alpha * trans, colors[order]) + t_final * background
-    return RenderOutput(image, 1 - t_final, radii.to(torch.int32), means2d, depths)
+    surface = _surface(means, quats, scales, world_to_cam) if extras else {}
+    maps = {name: torch.einsum("hwn,nd->hwd", alpha * trans, surface[name][order]) for name in check_extras(extras)}
+    return RenderOutput(image, 1 - t_final, radii.to(torch.int32), means2d, depths, **maps)
