@@ -168,3 +168,29 @@ def test_bad_extras_raise_and_normalised_depth_needs_depth():
     assert render(**scene, extras="depth").normal is None  # one name, not its letters
     with pytest.raises(ValueError, match="normalised_depth"):
         render(**scene).normalised_depth()
+
+
+def test_a_trained_model_renders_its_depth_and_normals(tiny_scene, tmp_path):
+    """One level up: ``GaussianScene.render(..., extras=...)`` gives the same image, a depth inside the range
+    of the Gaussians it drew, and normals that face the camera."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.io.run_folder import load_run
+    from tests.conftest import train_tiny
+
+    run = train_tiny(tiny_scene, tmp_path / "run", ("optim.steps=6",))
+    cfg, model, _ = load_run(run, torch.device("cpu"))
+    camera = load_scene(cfg.data).train[0]
+    with torch.no_grad():
+        plain = model.render(camera, cfg.render).output
+        view = model.render(camera, cfg.render, extras=EXTRAS)
+    out = view.output
+    torch.testing.assert_close(out.image, plain.image)
+    covered = out.alpha[..., 0] > 0.5
+    assert covered.float().mean() > 0.5
+    z = out.normalised_depth()[..., 0][covered]
+    drawn = out.depths[out.radii > 0]
+    assert drawn.min() - 1e-4 <= z.min() and z.max() <= drawn.max() + 1e-4
+    normals = out.normal[covered] / out.alpha[covered]
+    assert (normals.norm(dim=-1) <= 1 + 1e-5).all()
+    # a normal faces the camera along its own ray; over a nadir-ish view, almost all point back up the z axis
+    assert (normals[:, 2] < 0).float().mean() > 0.9

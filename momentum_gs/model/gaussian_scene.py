@@ -58,14 +58,15 @@ class GaussianScene(nn.Module):
         return self.anchors.positions.device
 
     def render(self, camera: Camera, render_cfg: RenderConfig, appearance_index: int | None = None,
-               backend: str | None = None) -> ViewRender:
-        """Render ``camera`` ([H, W, 3] image in ``output.image``).
+               backend: str | None = None, extras: tuple[str, ...] = ()) -> ViewRender:
+        """Render ``camera`` ([H, W, 3] image in ``output.image``; the maps named in ``extras``, e.g.
+        ("depth", "normal"), in ``output.depth`` and ``output.normal``).
 
         ``appearance_index`` picks the training view whose appearance code is used (the camera's own
         ``uid`` for training views; for held-out views pass a training index, or None for the mean code).
         """
         return render_view([(self.anchors, self.decoder)], camera, render_cfg, self.appearance, appearance_index,
-                           backend)
+                           backend, extras)
 
     def to_dict(self) -> dict:
         """Named state: anchors (plain tensors), decoder and appearance state dicts."""
@@ -113,15 +114,16 @@ class PartsScene(nn.Module):
         return self.anchor_sets[0].positions.device
 
     def render(self, camera: Camera, render_cfg: RenderConfig, appearance_index: int | None = None,
-               backend: str | None = None) -> ViewRender:
+               backend: str | None = None, extras: tuple[str, ...] = ()) -> ViewRender:
         """Render all parts into one image (see :func:`render_view`)."""
-        return render_view(self.parts, camera, render_cfg, None, appearance_index, backend)
+        return render_view(self.parts, camera, render_cfg, None, appearance_index, backend, extras)
 
 
 def render_view(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_cfg: RenderConfig,
                 appearance: nn.Embedding | None = None, appearance_index: int | None = None,
-                backend: str | None = None) -> ViewRender:
-    """Cull, decode and rasterize one or more (anchors, decoder) parts in one image.
+                backend: str | None = None, extras: tuple[str, ...] = ()) -> ViewRender:
+    """Cull, decode and rasterize one or more (anchors, decoder) parts in one image (and the maps named in
+    ``extras``, see :func:`momentum_gs.render.render`).
 
     One part is the usual case (a block, or a merged scene with one shared decoder). Several parts are the
     merged scene of independently trained blocks, each with its own decoder; their neural Gaussians are
@@ -130,7 +132,7 @@ def render_view(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_c
     camera = camera.to(parts[0][0].positions.device)
     decoded = decode_parts(parts, camera, render_cfg, appearance, appearance_index)
     tensors = gaussian_tensors(decoded)
-    return ViewRender(rasterize(tensors, camera, render_cfg, backend), decoded[0], int(tensors[0].shape[0]))
+    return ViewRender(rasterize(tensors, camera, render_cfg, backend, extras), decoded[0], int(tensors[0].shape[0]))
 
 
 def decode_parts(parts: list[tuple[AnchorSet, Decoder]], camera: Camera, render_cfg: RenderConfig,
