@@ -218,6 +218,9 @@ class Config:
     # GPUs, where gsplat's backward adds with atomics anyway and deterministic kernels cost time), "true", "false"
     deterministic: Switch = "auto"
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    # intra-op CPU threads per process: 0 = auto (1 on a CPU device, which trained fastest on a 2-core machine,
+    # unless OMP_NUM_THREADS is set; PyTorch's default on a GPU), N = N threads
+    threads: int = 0
     out: str = ""  # run folder (default: runs/<scene name>)
 
 
@@ -384,6 +387,7 @@ RANGES: dict[str, Range] = {
     "log.keep_checkpoints": AT_LEAST_0,
     "partition.blocks": AT_LEAST_0, "partition.margin": AT_LEAST_0, "partition.coverage": FRACTION,
     "distributed.check_every": AT_LEAST_0, "distributed.timeout_s": AT_LEAST_1, "seed": AT_LEAST_0,
+    "threads": AT_LEAST_0,
 }
 
 
@@ -470,6 +474,26 @@ def save_config(cfg: Config, path: str | Path) -> None:
     from momentum_gs.io.atomic import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def use_threads(setting: int, device: "torch.device") -> int:
+    """Set the process's intra-op thread count from the config's ``threads``; returns the count in use.
+
+    0 (auto) is 1 thread on a CPU device unless ``OMP_NUM_THREADS`` says otherwise. On the 2-core machine one
+    thread trained faster than two everywhere it was measured (the demo city 1.6×, brighton_beach at 1/8
+    1.4×, at 1/16 the same; docs/benchmarks.md): the kernels of a step are small, and two threads pay for
+    their synchronisation and, on a shared machine, wait for each other. On a GPU the host's work is light
+    and PyTorch's default stays.
+    """
+    import os
+
+    import torch
+
+    if setting > 0:
+        torch.set_num_threads(setting)
+    elif torch.device(device).type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
 
 
 def resolve_device(name: str) -> "torch.device":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from momentum_gs.config import Config, load_config, resolve_device
+from momentum_gs.config import Config, load_config, resolve_device, use_threads
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.model.anchors import AnchorSet
@@ -70,5 +70,6 @@ def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config,
     if path is None:
         raise UserError(f"{run_dir}/ckpt holds no checkpoint; training did not finish a save")
     device = device or resolve_device(cfg.device)
+    use_threads(cfg.threads, device)
     ckpt = load_checkpoint(path, map_location="cpu")
     return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_gs.config import Config, save_config, to_dict
+from momentum_gs.config import Config, save_config, to_dict, use_threads
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import Interrupted, UserError
@@ -57,6 +57,7 @@ class Trainer:
     def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device,
                  world: D.World = D.SINGLE):
         self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
+        use_threads(cfg.threads, device)
         seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
         # the partition file's content, so a resume notices a file replaced under the same name
