@@ -194,3 +194,27 @@ def test_a_trained_model_renders_its_depth_and_normals(tiny_scene, tmp_path):
     assert (normals.norm(dim=-1) <= 1 + 1e-5).all()
     # a normal faces the camera along its own ray; over a nadir-ish view, almost all point back up the z axis
     assert (normals[:, 2] < 0).float().mean() > 0.9
+    # mgs eval scores the rendered depth against the synthetic city's ray-cast depth of the held-out views
+    from momentum_gs.eval.evaluate import evaluate_run
+
+    results = evaluate_run(run, save_images=False)
+    assert 0 < results["depth_abs_error"] and 0 < results["depth_rel_error"] < 1, results
+
+
+def test_depth_errors_compare_the_normalised_depth_with_the_ground_truth_where_both_exist(tmp_path):
+    import numpy as np
+
+    from momentum_gs.eval.evaluate import depth_errors
+    from momentum_gs.render.rasterize import RenderOutput
+
+    alpha = torch.tensor([[1.0, 0.5], [0.8, 0.2]])[..., None]
+    depth = alpha * torch.tensor([[2.0, 9.0], [4.0, 9.0]])[..., None]  # normalised: 2, 9, 4, 9
+    out = RenderOutput(torch.zeros(2, 2, 3), alpha, torch.zeros(0), torch.zeros(0, 2), torch.zeros(0), depth=depth)
+    truth = np.array([[2.5, 1.0], [np.nan, 1.0]], dtype=np.float32)  # only pixel (0, 0) counts
+    np.save(tmp_path / "v.npy", truth, allow_pickle=False)
+    errors = depth_errors(out, tmp_path / "v.npy")
+    assert errors == pytest.approx({"depth_abs_error": 0.5, "depth_rel_error": 0.2})
+    assert depth_errors(out, tmp_path / "missing.npy") == {}
+    # a map of another size is resized to the render's
+    np.save(tmp_path / "big.npy", np.full((4, 4), 3.0, dtype=np.float32), allow_pickle=False)
+    assert depth_errors(out, tmp_path / "big.npy")["depth_abs_error"] == pytest.approx((1.0 + 1.0) / 2)

@@ -72,6 +72,30 @@ def test_poses_read_back(tiny):
         assert np.degrees(np.arcsin(-forward[2])) == pytest.approx(47.5, abs=12.6)  # pitch 35°-60°
 
 
+def test_held_out_depths_land_on_the_ground_or_above(tiny):
+    """Each held-out view's depth map, back-projected with its COLMAP pose, gives points on or above the ground
+    (z = 0), some of them on it: camera-space z in the model's units, not the distance along the ray."""
+    from momentum_gs.data.colmap import qvec_to_rotmat
+
+    p = PRESETS["tiny"]
+    val = read_model(tiny / "val" / "sparse" / "0")
+    K = intrinsics(p)
+    for image in val.images.values():
+        depth = np.load(tiny / "val" / "depths" / f"{Path(image.name).stem}.npy", allow_pickle=False)
+        assert depth.shape == (p.height, p.width) and depth.dtype == np.float32
+        seen = np.isfinite(depth)
+        assert seen.mean() > 0.5 and (depth[seen] > 0).all()
+        R, t = qvec_to_rotmat(image.qvec), image.tvec
+        jj, ii = np.meshgrid(np.arange(p.width) + 0.5, np.arange(p.height) + 0.5)
+        rays = np.stack([(jj - K[0, 2]) / K[0, 0], (ii - K[1, 2]) / K[1, 1], np.ones_like(jj)], -1)
+        points = (rays[seen] * depth[seen][:, None] - t) @ R  # camera → world: Rᵀ (x − t)
+        heights = points[:, 2] * p.metres_per_unit
+        # pixel means blend the ground with a wall at edges, so allow a little below 0 on a few pixels
+        assert np.quantile(heights, 0.01) > -0.3 and np.abs(np.quantile(heights, 0.05)) < 0.3, heights.min()
+    assert sorted(f.stem for f in (tiny / "val" / "depths").glob("*.npy")) == sorted(
+        Path(im.name).stem for im in val.images.values())
+
+
 def test_rotmat_to_qvec_round_trip():
     rng = np.random.default_rng(0)
     poses = [look_at_pose(np.zeros(3), yaw, pitch) for yaw in (0.0, np.pi / 2, np.pi, -2.0)

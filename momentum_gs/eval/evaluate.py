@@ -91,13 +91,17 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(model.device)
     views = loader.iterate(range(len(scene.test)), model.device)
+    depth_dir = ground_truth_depths(scene.root)
+    extras = ("depth",) if depth_dir is not None else ()
     for index, gt in tqdm(views, total=len(scene.test), desc="eval", unit="view"):
         camera = scene.test[index].to(model.device)  # copied before the clock starts
         started = _synchronized_time(gt.device)
-        view = model.render(camera, cfg.render, appearance_index=None)
+        view = model.render(camera, cfg.render, appearance_index=None, extras=extras)
         seconds.append(_synchronized_time(gt.device) - started)
         image = view.output.image.clamp(0, 1)
         per_view.append({"name": camera.name, **scores(image, gt, lpips), "num_gaussians": view.num_gaussians})
+        if depth_dir is not None:
+            per_view[-1].update(depth_errors(view.output, depth_dir / f"{Path(camera.name).stem}.npy"))
         if metrics.colour_correction:
             per_view[-1].update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
         if save_images:
@@ -125,6 +129,31 @@ def scores(image: torch.Tensor, gt: torch.Tensor, lpips) -> dict:
             "lpips": None if lpips is None else float(lpips(image, gt))}
 
 
+def ground_truth_depths(root: Path) -> Path | None:
+    """The folder of held-out ground-truth depth maps (``val/depths`` or ``test/depths``, one ``NAME.npy`` per
+    view, as ``mgs synth`` writes them), or None."""
+    return next((root / split / "depths" for split in ("val", "test") if (root / split / "depths").is_dir()), None)
+
+
+def depth_errors(output, path: Path) -> dict:
+    """Mean absolute and relative error of the rendered depth (depth / alpha, where alpha > 0.5) against the
+    ground-truth map at ``path`` (float32 camera-space z in model units, NaN where there is none); {} without
+    a map."""
+    if not path.is_file():
+        return {}
+    truth = np.load(path, allow_pickle=False).astype(np.float32)
+    height, width = output.alpha.shape[:2]
+    if truth.shape != (height, width):
+        truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_NEAREST)
+    truth = torch.from_numpy(truth)
+    rendered = output.normalised_depth()[..., 0].detach().cpu()
+    mask = torch.isfinite(truth) & (output.alpha[..., 0].detach().cpu() > 0.5) & (truth > 0)
+    if not mask.any():
+        return {}
+    error = (rendered[mask] - truth[mask]).abs()
+    return {"depth_abs_error": float(error.mean()), "depth_rel_error": float((error / truth[mask]).mean())}
+
+
 def _lpips(metrics: MetricsConfig, device: torch.device):
     """(the LPIPS-VGG network, None) or (None, a note saying which weight file to put where)."""
     try:
@@ -143,6 +172,9 @@ def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> d
         return float(np.mean(values)) if values else None
 
     results = {"psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips")}
+    for key in ("depth_abs_error", "depth_rel_error"):
+        if any(key in v for v in per_view):
+            results[key] = mean(key)
     if "psnr_cc" in per_view[0]:
         results.update({"psnr_cc": mean("psnr_cc"), "ssim_cc": mean("ssim_cc"), "lpips_cc": mean("lpips_cc")})
     return {
@@ -201,6 +233,9 @@ def summary_lines(results: dict, run_dir: str | Path) -> list[str]:
              f"{results['num_test_views']} views, {results['seconds_per_view'] * 1000:.0f} ms/view",
              f"{'merged model' if 'per_block' in results else 'model'}: {results['num_anchors']} anchors"
              f"{' (each block cropped to its cell)' if 'per_block' in results else ''}, {results['storage_mb']:.1f} MB"]
+    if results.get("depth_abs_error") is not None:
+        lines.append(f"depth against the ground truth: {results['depth_abs_error']:.4f} units mean absolute error, "
+                     f"{results['depth_rel_error']:.1%} relative (where the render covers a pixel)")
     if "psnr_cc" in results:
         lines.append(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
     if results.get("lpips_note"):

@@ -1,7 +1,8 @@
 """An embedded synthetic aerial scene: a procedural city photographed by a drone, in the Mill-19 layout.
 
 ``make_synthetic_scene(out)`` writes ``out/train`` and ``out/val`` (each ``images/*.png`` + ``sparse/0``
-COLMAP binary model) and ``out/scene.json``. Cameras fly a lawnmower path at a fixed altitude with oblique
+COLMAP binary model), ``out/val/depths/*.npy`` (each held-out view's ray-cast depth: float32 camera-space z
+in model units, NaN where the view sees the sky) and ``out/scene.json``. Cameras fly a lawnmower path at a fixed altitude with oblique
 views; the held-out views are positions interleaved along the same path. The point cloud imitates SfM:
 surface points seen by the training views, with small noise and a few outliers. Everything is a function
 of the seed. World frame: z up, ground at z = 0, cameras with OpenCV axes; generated in metres and
@@ -215,9 +216,11 @@ def make_synthetic_scene(out_dir: Path, preset: str = "demo", seed: int = 0, var
     city = make_city(np.random.default_rng([seed, _CITY]), p.blocks, max_height=min(35.0, 0.65 * p.altitude))
     poses = flight_path(np.random.default_rng([seed, _PATH]), city, p)
     gains = _exposure_gains(seed, len(poses))
-    images = []
+    images, depths = [], []
     for i, world_to_cam in enumerate(poses):
-        image = render(city, intrinsics(p), world_to_cam, p.width, p.height, p.supersample, p.shadows)
+        image, depth = render(city, intrinsics(p), world_to_cam, p.width, p.height, p.supersample, p.shadows,
+                              with_depth=True)
+        depths.append(np.where(np.isfinite(depth), depth / p.metres_per_unit, np.nan).astype(np.float32))
         image = image * gains[i] if vary_exposure else image
         images.append(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8))
         if progress is not None:
@@ -229,6 +232,9 @@ def make_synthetic_scene(out_dir: Path, preset: str = "demo", seed: int = 0, var
     for split, idx, obs in (("train", train, observations), ("val", val, None)):
         picked = [(names[i], images[i], poses[i]) for i in idx]
         _write_split(out_dir / split, *(list(column) for column in zip(*picked)), p, tuple(cloud), obs)
+    (out_dir / "val" / "depths").mkdir()
+    for i in val:  # ground-truth depth of the held-out views, in the COLMAP model's units (NaN: sky)
+        np.save(out_dir / "val" / "depths" / f"{Path(names[i]).stem}.npy", depths[i], allow_pickle=False)
     _write_info(out_dir, preset, seed, vary_exposure, p, city, dict(zip(names, gains.tolist())))
     return out_dir
 

@@ -163,12 +163,17 @@ def shade(city: City, hits: Hits, o: np.ndarray, d: np.ndarray, shadows: bool = 
 
 
 def render(city: City, K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int,
-           supersample: int = 2, shadows: bool = True) -> np.ndarray:
-    """[height, width, 3] float colour image in [0, 1], each pixel the mean of supersample² rays."""
+           supersample: int = 2, shadows: bool = True, with_depth: bool = False):
+    """[height, width, 3] float colour image in [0, 1], each pixel the mean of supersample² rays; with
+    ``with_depth`` also the [height, width] camera-space z of the surfaces (the city's units, the mean over the
+    pixel's rays; inf where a ray sees the sky)."""
     s = supersample
     K_fine = np.diag([s, s, 1.0]) @ K  # the same view at s times the resolution
     jj, ii = np.meshgrid(np.arange(width * s) + 0.5, np.arange(height * s) + 0.5)
     pix = np.column_stack([jj.ravel(), ii.ravel()])
     hits, o, d = cast_camera(city, K_fine, world_to_cam, pix)
     fine = shade(city, hits, o, d, shadows).reshape(height, s, width, s, 3)
-    return fine.mean(axis=(1, 3))
+    if not with_depth:
+        return fine.mean(axis=(1, 3))
+    z = hits.t * (d @ world_to_cam[2, :3])  # distance along the ray → depth along the optical axis
+    return fine.mean(axis=(1, 3)), z.reshape(height, s, width, s).mean(axis=(1, 3))
