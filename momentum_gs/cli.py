@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--no-images", action="store_true", help="do not write render/ground-truth PNGs")
     evaluate.add_argument("--device", help="render on this device (default: the run's config)")
+    evaluate.add_argument("--maps", action="store_true",
+                          help="also write each held-out view's depth and normal maps as pictures (eval/maps/)")
     evaluate.add_argument("--lpips-backbone", help="vgg16-397923af.pth (default: the torch hub cache)")
     evaluate.add_argument("--lpips-heads", help="the lpips package's v0.1 vgg.pth (default: the torch hub cache)")
     evaluate.add_argument("--colour-correction", action="store_true",
@@ -155,7 +157,8 @@ def cmd_eval(args) -> None:
     given = {"lpips_backbone": args.lpips_backbone, "lpips_heads": args.lpips_heads,
              "colour_correction": args.colour_correction or None}  # None: keep the run's setting
     metrics = {name: value for name, value in given.items() if value is not None}
-    results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device, metrics=metrics)
+    results = evaluate_run(args.run_dir, save_images=not args.no_images, device=device, metrics=metrics,
+                           maps=args.maps)
     print("\n".join(summary_lines(results, args.run_dir)))
 
 

@@ -197,8 +197,17 @@ def test_a_trained_model_renders_its_depth_and_normals(tiny_scene, tmp_path):
     # mgs eval scores the rendered depth against the synthetic city's ray-cast depth of the held-out views
     from momentum_gs.eval.evaluate import evaluate_run
 
-    results = evaluate_run(run, save_images=False)
+    results = evaluate_run(run, save_images=False, maps=True)
     assert 0 < results["depth_abs_error"] and 0 < results["depth_rel_error"] < 1, results
+    # --maps: one picture per held-out view, depth beside normals, covering what the render covers
+    import cv2
+
+    pictures = sorted((run / "eval" / "maps").glob("*.png"))
+    assert len(pictures) == results["num_test_views"]
+    picture = cv2.imread(str(pictures[0]))
+    assert picture.shape == (camera.height, 2 * camera.width, 3)
+    depth_half = picture[:, : camera.width].reshape(-1, 3).astype(float)
+    assert depth_half.std(axis=0).max() > 20  # near and far are told apart, not one colour
 
 
 def test_depth_errors_compare_the_normalised_depth_with_the_ground_truth_where_both_exist(tmp_path):

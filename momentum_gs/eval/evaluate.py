@@ -72,11 +72,12 @@ def save_side_by_side(render: torch.Tensor, gt: torch.Tensor, path: Path) -> Non
 
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.device | None = None,
-                 metrics: dict | None = None) -> dict:
+                 metrics: dict | None = None, maps: bool = False) -> dict:
     """Render and score every held-out view of ``run_dir``; returns (and writes) the results dictionary.
 
     ``metrics`` overrides fields of the run's ``metrics`` section (where the LPIPS weights are, colour
-    correction), e.g. ``{"colour_correction": True}``.
+    correction), e.g. ``{"colour_correction": True}``. ``maps`` also writes each view's depth and normal
+    maps as ``eval/maps/NAME.png`` (:func:`map_picture`).
     """
     run_dir = Path(run_dir)
     cfg, model, step = load_run(run_dir, device)
@@ -92,7 +93,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         torch.cuda.reset_peak_memory_stats(model.device)
     views = loader.iterate(range(len(scene.test)), model.device)
     depth_dir = ground_truth_depths(scene.root)
-    extras = ("depth",) if depth_dir is not None else ()
+    extras = ("depth", "normal") if maps else ("depth",) if depth_dir is not None else ()
     for index, gt in tqdm(views, total=len(scene.test), desc="eval", unit="view"):
         camera = scene.test[index].to(model.device)  # copied before the clock starts
         started = _synchronized_time(gt.device)
@@ -102,6 +103,10 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         per_view.append({"name": camera.name, **scores(image, gt, lpips), "num_gaussians": view.num_gaussians})
         if depth_dir is not None:
             per_view[-1].update(depth_errors(view.output, depth_dir / f"{Path(camera.name).stem}.npy"))
+        if maps:
+            picture = map_picture(view.output)
+            (run_dir / "eval" / "maps").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(run_dir / "eval" / "maps" / f"{Path(camera.name).stem}.png"), picture[..., ::-1])
         if metrics.colour_correction:
             per_view[-1].update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
         if save_images:
@@ -127,6 +132,23 @@ def scores(image: torch.Tensor, gt: torch.Tensor, lpips) -> dict:
     """PSNR, SSIM and (when its weights are loaded) LPIPS of one [H, W, 3] render against its ground truth."""
     return {"psnr": float(psnr(image, gt)), "ssim": float(ssim(image, gt)),
             "lpips": None if lpips is None else float(lpips(image, gt))}
+
+
+def map_picture(output) -> np.ndarray:
+    """[H, 2W, 3] uint8 RGB: the depth (depth / alpha, near = red, far = blue, between the 2nd and 98th
+    percentile of the covered pixels) beside the camera-space normal (n / alpha mapped from [-1, 1] to [0, 255]:
+    x → red, y → green, z → blue); black where alpha ≤ 0.5."""
+    alpha = output.alpha[..., 0].detach().cpu()
+    covered = (alpha > 0.5).numpy()
+    depth = output.normalised_depth()[..., 0].detach().cpu().numpy()
+    lo, hi = np.percentile(depth[covered], [2, 98]) if covered.any() else (0.0, 1.0)
+    scaled = np.clip((depth - lo) / max(hi - lo, 1e-12), 0, 1)
+    coloured = cv2.applyColorMap(np.round(255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    normal = (output.normal.detach().cpu() / alpha.clamp(min=1e-10)[..., None]).clamp(-1, 1).numpy()
+    normal = np.round((normal * 0.5 + 0.5) * 255).astype(np.uint8)
+    picture = np.concatenate([coloured, normal], axis=1)
+    picture[np.concatenate([~covered, ~covered], axis=1)] = 0
+    return np.ascontiguousarray(picture)
 
 
 def ground_truth_depths(root: Path) -> Path | None:
