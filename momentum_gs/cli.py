@@ -201,9 +201,7 @@ def cmd_export(args) -> None:
     if args.refine:
         from momentum_gs.train.distill import refine
 
-        loader = ImageLoader(cameras)
-        gaussians = refine(model, gaussians, cameras, [loader[i] for i in range(len(cameras))], cfg.render,
-                           args.refine)
+        gaussians = refine(model, gaussians, cameras, ImageLoader(cameras), cfg.render, args.refine)
         how += f", refined {args.refine} steps"
     if args.format == "splat":
         from momentum_gs.io.splat import save_splat
@@ -304,7 +302,6 @@ def cmd_distill(args) -> None:
     cfg = DistillConfig(ratio=args.ratio, steps=args.steps, sh_degree=args.sh_degree,
                         teachers=tuple(t.strip() for t in args.teachers.split(",") if t.strip()),
                         lambda_structure=args.lambda_structure, lambda_distill=args.lambda_distill, seed=args.seed)
-    cfg.check()
     out = Path(args.out or Path(args.run_dir) / "distill")
     device = resolve_device(args.device) if args.device else None
     summary = distill_run(args.run_dir, out, cfg, device)

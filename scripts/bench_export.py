@@ -14,17 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
-from momentum_gs.eval.evaluate import scores
 from momentum_gs.io.bake import bake, load_standard_ply, save_standard_ply
 from momentum_gs.io.run_folder import load_run
 from momentum_gs.io.splat import load_splat, save_splat
 from momentum_gs.io.spz import load_spz, save_spz
-from momentum_gs.train.distill import refine
+from momentum_gs.train.distill import held_out_scores, refine
 
 
 def main() -> None:
@@ -42,12 +40,9 @@ def main() -> None:
     loader = ImageLoader(scene.test, cache=False)
     truths = [loader[i] for i in range(len(scene.test))]
     photos = ImageLoader(scene.train) if args.refine else None
-    photos = [photos[i] for i in range(len(scene.train))] if photos else None
 
     def held_out(render) -> float:
-        with torch.no_grad():
-            return float(np.mean([scores(render(c).clamp(0, 1).cpu(), gt, None)["psnr"]
-                                  for c, gt in zip(scene.test, truths)]))
+        return held_out_scores(render, scene.test, truths)["psnr"]
 
     base = held_out(lambda c: model.render(c, cfg.render).output.image)
     print(f"{args.run}: model {base:.2f} dB on {len(truths)} held-out views, {model.num_anchors} anchors")

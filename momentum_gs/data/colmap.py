@@ -86,14 +86,19 @@ def qvec_to_rotmat(qvec: np.ndarray) -> np.ndarray:
 
 
 def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation matrix → [4] unit quaternion (w, x, y, z) with w >= 0."""
-    (a, b, c), (d, e, f), (g, h, i) = np.asarray(R, np.float64)
+    """[..., 3, 3] rotation matrices → [..., 4] unit quaternions (w, x, y, z) with w >= 0."""
+    R = np.asarray(R, np.float64)
+    (a, b, c), (d, e, f), (g, h, i) = (tuple(R[..., r, col] for col in range(3)) for r in range(3))
     # Row k holds 4 q_k q_j for j = w, x, y, z; the row with the largest diagonal 4 q_k^2 divides safely.
-    P = np.array([[1 + a + e + i, h - f, c - g, d - b], [h - f, 1 + a - e - i, b + d, c + g],
-                  [c - g, b + d, 1 - a + e - i, f + h], [d - b, c + g, f + h, 1 - a - e + i]])
-    k = int(np.argmax(np.diag(P)))
-    q = P[k] / (2 * np.sqrt(P[k, k]))
-    return q / np.linalg.norm(q) * (1.0 if q[0] >= 0 else -1.0)
+    P = np.stack([np.stack(row, -1) for row in ([1 + a + e + i, h - f, c - g, d - b],
+                                                [h - f, 1 + a - e - i, b + d, c + g],
+                                                [c - g, b + d, 1 - a + e - i, f + h],
+                                                [d - b, c + g, f + h, 1 - a - e + i])], -2)
+    k = np.argmax(np.diagonal(P, axis1=-2, axis2=-1), -1)[..., None, None]
+    row = np.take_along_axis(P, k, -2)[..., 0, :]
+    q = row / (2 * np.sqrt(np.take_along_axis(row, k[..., 0], -1)))
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return q * np.where(q[..., :1] >= 0, 1.0, -1.0)
 
 
 def check_camera(camera_id: int, model: str, n_params: int, where: str) -> None:

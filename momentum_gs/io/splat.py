@@ -25,6 +25,12 @@ assert RECORD.itemsize == 32
 
 def save_splat(gaussians: StandardGaussians, path: str | Path) -> Path:
     """Write ``gaussians`` (their SH DC term as the colour) as a ``.splat`` file, atomically."""
+    atomic_write_bytes(path, splat_bytes(gaussians))
+    return Path(path)
+
+
+def splat_bytes(gaussians: StandardGaussians) -> bytes:
+    """The ``.splat`` records of ``gaussians`` (their SH DC term as the colour)."""
     g = gaussians
     order = torch.argsort(-(g.scales.prod(-1) * g.opacities), stable=True)
     colour = (0.5 + SH_C0 * g.sh[:, 0, :]).clamp(0, 1)
@@ -35,8 +41,7 @@ def save_splat(gaussians: StandardGaussians, path: str | Path) -> Path:
     records["rgba"] = (rgba * 255).round().clamp(0, 255).byte().cpu().numpy()
     quats = torch.nn.functional.normalize(g.quats[order], dim=-1)
     records["rotation"] = (quats * 128 + 128).round().clamp(0, 255).byte().cpu().numpy()
-    atomic_write_bytes(path, records.tobytes())
-    return Path(path)
+    return records.tobytes()
 
 
 def load_splat(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:

@@ -22,18 +22,12 @@ from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text, write_failed
 from momentum_gs.io.bake import StandardGaussians, save_standard_ply
-from momentum_gs.io.splat import save_splat
+from momentum_gs.io.splat import splat_bytes
 
 VIEWER = Path(__file__).with_name("viewer.html")
 NEAR = 0.01  # world units: the renderer's near plane, below which a Gaussian is not drawn
 INSTALL_SPLAT_TRANSFORM = ("install Node.js 22 or newer and run `npm install -g @playcanvas/splat-transform` "
                            "(on Node.js 18 or 20: `npm install -g @playcanvas/splat-transform@2.7.1`)")
-
-
-def splat_bytes(gaussians: StandardGaussians) -> bytes:
-    """The ``.splat`` records of ``gaussians``, byte for byte what :func:`save_splat` writes."""
-    with tempfile.TemporaryDirectory() as folder:
-        return save_splat(gaussians, Path(folder) / "scene.splat").read_bytes()
 
 
 def orbit_distance(gaussians: StandardGaussians, camera: Camera) -> float:

@@ -82,12 +82,20 @@ TEACHERS = ("model", "noise", "dropout")
 
 
 @torch.no_grad()
-def teacher_render(model: GaussianScene, camera: Camera, render_cfg: RenderConfig, kind: str,
-                   cfg: DistillConfig, generator: torch.Generator) -> torch.Tensor:
-    """[H, W, 3] render of ``camera`` by the teacher ``kind`` (see the module notes)."""
+def teacher_renders(model: GaussianScene, camera: Camera, render_cfg: RenderConfig, kinds: tuple[str, ...],
+                    cfg: DistillConfig, generator: torch.Generator) -> list[torch.Tensor]:
+    """[H, W, 3] renders of ``camera`` by each teacher in ``kinds`` (see the module notes), from one decoding
+    of the model's Gaussians for the view."""
     camera = camera.to(model.device)
     decoded = decode_parts([(model.anchors, model.decoder)], camera, render_cfg, model.appearance, None)
-    means, quats, scales, opacities, colors = gaussian_tensors(decoded)
+    tensors = gaussian_tensors(decoded)
+    return [rasterize(perturbed(tensors, kind, cfg, generator), camera, render_cfg).image for kind in kinds]
+
+
+def perturbed(tensors: list[torch.Tensor], kind: str, cfg: DistillConfig,
+              generator: torch.Generator) -> list[torch.Tensor]:
+    """The decoded Gaussians' means, quats, scales, opacities and colors as teacher ``kind`` sees them."""
+    means, quats, scales, opacities, colors = tensors
     if kind == "noise":
         size = scales.mean(-1, keepdim=True)
         means = means + cfg.noise * size * torch.randn(means.shape, generator=generator).to(means)
@@ -95,7 +103,7 @@ def teacher_render(model: GaussianScene, camera: Camera, render_cfg: RenderConfi
     elif kind == "dropout":
         keep = (torch.rand(means.shape[0], generator=generator) >= cfg.dropout).to(means.device)
         means, quats, scales, opacities, colors = (t[keep] for t in (means, quats, scales, opacities, colors))
-    return rasterize([means, quats, scales, opacities, colors], camera, render_cfg).image
+    return [means, quats, scales, opacities, colors]
 
 
 def pseudo_labels(model: GaussianScene, cameras: list[Camera], render_cfg: RenderConfig, cfg: DistillConfig,
@@ -104,7 +112,7 @@ def pseudo_labels(model: GaussianScene, cameras: list[Camera], render_cfg: Rende
     generator = torch.Generator().manual_seed(cfg.seed)
     out = []
     for camera in tqdm(cameras, desc="teachers", unit="view", disable=not show_progress):
-        fused = sum(teacher_render(model, camera, render_cfg, kind, cfg, generator) for kind in cfg.teachers)
+        fused = sum(teacher_renders(model, camera, render_cfg, cfg.teachers, cfg, generator))
         out.append((fused / len(cfg.teachers)).clamp(0, 1).mul(255).round().byte().cpu())
     return torch.stack(out)
 
@@ -127,24 +135,6 @@ def blending_weights(gaussians: StandardGaussians, cameras: list[Camera], render
     return total
 
 
-def rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
-    """[M, 4] unit quaternions (w first) of rotation matrices R [M, 3, 3] (the largest of 4w², 4x², 4y², 4z²
-    decides the formula, so no division is by a small number)."""
-    m = R
-    t = torch.stack([1 + m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
-                     1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1)
-    case = t.argmax(-1)
-    r = 0.5 * t.gather(1, case[:, None]).clamp_min(1e-12).sqrt()[:, 0]  # the largest component
-    a = (m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1])  # 4w·(x, y, z)
-    b = (m[:, 1, 0] + m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 2, 1] + m[:, 1, 2])  # 4xy, 4xz, 4yz
-    options = [torch.stack([r, a[0] / (4 * r), a[1] / (4 * r), a[2] / (4 * r)], -1),
-               torch.stack([a[0] / (4 * r), r, b[0] / (4 * r), b[1] / (4 * r)], -1),
-               torch.stack([a[1] / (4 * r), b[0] / (4 * r), r, b[2] / (4 * r)], -1),
-               torch.stack([a[2] / (4 * r), b[1] / (4 * r), b[2] / (4 * r), r], -1)]
-    q = torch.stack(options, 1).gather(1, case[:, None, None].expand(-1, 1, 4))[:, 0]
-    return nn.functional.normalize(q * torch.where(q[:, :1] < 0, -1.0, 1.0), dim=-1)
-
-
 def merge(gaussians: StandardGaussians, weights: torch.Tensor, count: int) -> StandardGaussians:
     """``count`` Gaussians that stand for all of ``gaussians``: the ``count`` heaviest are seeds, every other
     Gaussian joins its nearest seed (within 3 × the median distance between neighbouring seeds; farther ones are
@@ -153,6 +143,7 @@ def merge(gaussians: StandardGaussians, weights: torch.Tensor, count: int) -> St
     colour coefficients and opacity (at least the seed's)."""
     from scipy.spatial import cKDTree
 
+    from momentum_gs.data.colmap import rotmat_to_qvec
     from momentum_gs.render.projection import quat_to_rotmat
 
     g = gaussians
@@ -180,7 +171,8 @@ def merge(gaussians: StandardGaussians, weights: torch.Tensor, count: int) -> St
         0, owner, w[:, None, None] * g.sh[member].double()) / total[:, None, None]
     opacity = torch.zeros(count, dtype=torch.float64, device=device).index_add(
         0, owner, w * g.opacities[member].double()) / total
-    return StandardGaussians(means=mean.float(), quats=rotmat_to_quat(vectors).float(),
+    quats = torch.from_numpy(rotmat_to_qvec(vectors.cpu().numpy())).to(device)
+    return StandardGaussians(means=mean.float(), quats=quats.float(),
                              scales=values.clamp_min(1e-12).sqrt().float(),
                              opacities=torch.maximum(opacity.float(), g.opacities[seeds]), sh=sh.float())
 
@@ -269,7 +261,8 @@ def evenly(items: list, count: int) -> list:
 def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cfg: RenderConfig,
             cfg: DistillConfig, teacher_gaussians: StandardGaussians | None = None,
             show_progress: bool = True) -> tuple[StandardGaussians, dict]:
-    """Train a student of ``model`` (see the module notes); ``photos[i]`` is training view i's [H, W, 3] image.
+    """Train a student of ``model`` (see the module notes); ``photos[i]`` is training view i's [H, W, 3] image
+    (a list, or an :class:`~momentum_gs.data.images.ImageLoader`).
     Returns the student and a record of what happened (sizes, the pruning, the time of each stage)."""
     cfg.check()
     if not isinstance(model, GaussianScene):
@@ -405,13 +398,10 @@ def distill_run(run_dir: str | Path, out: str | Path, cfg: DistillConfig, device
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; --out names the folder the student goes to")
-    run_cfg, model, step = load_run(Path(run_dir), device)
-    if not isinstance(model, GaussianScene):
-        raise UserError("distillation needs one shared decoder; this run trained independent decoders per block")
+    run_cfg, model, step = load_run(Path(run_dir), device)  # bake() refuses a run of independent decoders
     model.eval()
     scene = load_scene(run_cfg.data)
     photos = ImageLoader(scene.train, cache=True)
-    photos = [photos[i] for i in range(len(scene.train))]
     started = time.perf_counter()
     baked = bake(model, scene.train, run_cfg.render, degree=cfg.sh_degree, show_progress=show_progress)
     bake_s = time.perf_counter() - started
