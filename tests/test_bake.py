@@ -9,7 +9,6 @@ import pytest
 import torch
 from plyfile import PlyData
 
-from momentum_gs.config import RenderConfig
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.io.bake import (SH_C0, StandardGaussians, bake, eval_sh, load_standard_ply, ply_columns,

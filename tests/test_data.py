@@ -14,7 +14,7 @@ from momentum_gs.config import DataConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
 from momentum_gs.data.images import ImageLoader, default_cache_root
-from momentum_gs.data.scene import SceneData, load_scene
+from momentum_gs.data.scene import load_scene
 from momentum_gs.data.undistort import opencv_intrinsics, pinhole_intrinsics
 from momentum_gs.errors import UserError
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from momentum_gs.render import render, render_dense
-from tests.test_rasterize import PARAMS, _crowded_scene, _with_grad, _weighted_loss, random_scene
+from tests.test_rasterize import (PARAMS, _crowded_scene, _with_grad, _weighted_loss, assert_gradients_match_dense,
+                                  random_scene)
 
 F64 = torch.float64
 EXTRAS = ("depth", "normal")
@@ -118,16 +119,8 @@ def test_map_gradients_match_finite_differences():
 @pytest.mark.parametrize("crowded", [False, True])
 def test_map_gradients_match_dense_reference(crowded):
     scene = _crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
-    grads = []
-    for fn in (render, render_dense):
-        inputs = _with_grad(scene)
-        out = fn(**inputs, extras=EXTRAS)
-        _maps_loss(out).backward()
-        grads.append([inputs[k].grad for k in SURFACE_PARAMS] + [out.means2d.grad, inputs["colors"].grad])
-    for name, tiled, dense in zip(SURFACE_PARAMS + ("means2d",), *grads):
-        assert tiled.abs().max() > 0, name
-        torch.testing.assert_close(tiled, dense, atol=1e-9, rtol=1e-7, msg=name)
-    assert (grads[0][-1] == 0).all()  # the maps do not depend on the colours
+    grads = assert_gradients_match_dense(scene, _maps_loss, SURFACE_PARAMS, extras=EXTRAS)
+    assert (grads["colors"] == 0).all()  # the maps do not depend on the colours
 
 
 def test_default_render_is_unchanged(monkeypatch):

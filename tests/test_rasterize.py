@@ -101,18 +101,27 @@ def test_crowded_scene_matches_dense_reference():
     torch.testing.assert_close(tiled.alpha, dense.alpha, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("crowded", [False, True])
-def test_gradients_match_dense_reference(crowded):
-    scene = _crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
+def assert_gradients_match_dense(scene: dict, loss, params=PARAMS, **options) -> dict:
+    """Backpropagate ``loss(output)`` through ``render`` and ``render_dense`` (with ``options``); the gradients
+    of ``params`` and ``means2d`` must be non-zero and equal. Returns the tiled renderer's gradients by name
+    (every input and ``means2d``)."""
     grads = []
     for fn in (render, render_dense):
         inputs = _with_grad(scene)
-        out = fn(**inputs)
-        _weighted_loss(out).backward()
-        grads.append([inputs[k].grad for k in PARAMS] + [out.means2d.grad])
-    for name, tiled, dense in zip(PARAMS + ("means2d",), *grads):
-        assert tiled.abs().max() > 0, name
-        torch.testing.assert_close(tiled, dense, atol=1e-9, rtol=1e-7, msg=name)
+        out = fn(**inputs, **options)
+        loss(out).backward()
+        grads.append({**{k: v.grad for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.requires_grad},
+                      "means2d": out.means2d.grad})
+    for name in params + ("means2d",):
+        assert grads[0][name].abs().max() > 0, name
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-9, rtol=1e-7, msg=name)
+    return grads[0]
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_gradients_match_dense_reference(crowded):
+    scene = _crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
+    assert_gradients_match_dense(scene, _weighted_loss)
 
 
 @pytest.fixture

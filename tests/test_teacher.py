@@ -1,7 +1,5 @@
 """The momentum teacher: EMA update, frozen twin, schedule, consistency loss."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
