@@ -154,6 +154,61 @@ def test_default_render_is_unchanged(monkeypatch):
         torch.testing.assert_close(with_maps, without, atol=1e-12, rtol=1e-10, msg=name)
 
 
+@pytest.mark.parametrize("front_opacity, expected", [(0.4, 3.0), (0.6, 2.0), (0.0, 3.0)])
+def test_median_depth_is_where_transmittance_crosses_a_half(front_opacity, expected):
+    """Two splats on the optical axis: a front one at z = 2 over an opaque one at z = 3. With α = 0.4 in
+    front T is still 0.6 behind it, so the median is the back splat; with 0.6 it is 0.4 and the front one
+    is the median; a front splat below 1/255 is not drawn at all."""
+    scene = _one_splat([0.0, 0.0, 3.0], [1.0, 0, 0, 0], [0.5, 0.5, 0.01])
+    front = _one_splat([0.0, 0.0, 2.0], [1.0, 0, 0, 0], [0.5, 0.5, 0.01])
+    scene.update({k: torch.cat([front[k], scene[k]]) for k in ("means", "quats", "scales", "opacities", "colors")})
+    scene["opacities"][0] = front_opacity
+    out = render(**scene, extras=("median_depth",))
+    assert out.median_depth.shape == (11, 15, 1) and out.depth is None
+    assert out.median_depth[5, 7, 0].item() == expected
+    torch.testing.assert_close(out.median_depth, render_dense(**scene, extras=("median_depth",)).median_depth,
+                               atol=0, rtol=0)
+    empty = render(**scene | {"means": scene["means"] + torch.tensor([0.0, 0.0, -10.0], dtype=F64)},
+                   extras=("median_depth",))
+    assert (empty.median_depth == 0).all()  # nothing drawn (all behind the camera): 0
+
+
+@pytest.mark.parametrize("scene", [
+    pytest.param(lambda: random_scene(150, 37, 29, seed=0, behind=5, opaque=4), id="random"),
+    pytest.param(lambda: random_scene(80, 21, 18, seed=2) | {"tile_size": 4}, id="small-tiles"),
+    pytest.param(_crowded_scene, id="crowded"),
+])
+def test_median_depth_matches_dense_reference_and_its_gradient(scene):
+    scene = scene()
+    extras = ("median_depth", "depth")
+    tiled, dense = render(**scene, extras=extras), render_dense(**scene, extras=extras)
+    drawn = tiled.median_depth > 0
+    assert drawn.sum() > 50 and (tiled.median_depth[drawn] != tiled.normalised_depth()[drawn]).any()
+    torch.testing.assert_close(tiled.median_depth, dense.median_depth, atol=1e-12, rtol=0)
+    torch.testing.assert_close(tiled.depth, dense.depth, atol=1e-10, rtol=0)  # unchanged beside it
+
+    def loss(out):
+        gen = torch.Generator().manual_seed(4)
+        return _weighted_loss(out) + (out.median_depth * torch.randn(out.median_depth.shape, generator=gen,
+                                                                     dtype=F64)).sum()
+
+    assert_gradients_match_dense(scene, loss, extras=extras)
+
+
+def test_median_depth_gradient_matches_finite_differences():
+    scene = random_scene(6, 16, 12, seed=6, behind=1)
+    fixed = {k: v for k, v in scene.items() if k != "means"}
+    weights = torch.randn(12, 16, 1, generator=torch.Generator().manual_seed(1), dtype=F64)
+
+    def loss(means):
+        return (render(**fixed, means=means, extras=("median_depth",)).median_depth * weights).sum()
+
+    means = scene["means"].clone().requires_grad_()
+    loss(means).backward()
+    assert means.grad[:, 2].abs().max() > 0
+    assert torch.autograd.gradcheck(loss, (scene["means"].clone().requires_grad_(),), eps=1e-6, atol=1e-6)
+
+
 def test_bad_extras_raise_and_normalised_depth_needs_depth():
     scene = random_scene(3, 8, 8)
     with pytest.raises(ValueError, match="unknown render extra 'median'"):

@@ -155,6 +155,30 @@ class CompositeTiles(torch.autograd.Function):
         return -grad_logits, grad_opacities, grad_table[:-1, 6:-1], None, None
 
 
+@torch.no_grad()
+def median_pairs(coefs: Tensor, opacities: Tensor, plan: TilePlan) -> Tensor:
+    """[T, P] int64 per pixel: the pair at which the transmittance crosses one half, M where none is drawn.
+
+    That is the last drawn pair (α >= 1/255) whose transmittance in front of it is still above 0.5 — the
+    surface a pixel sees at its median depth; when T never falls to 0.5 it is the last drawn pair. (The
+    early stop never matters here: after a pair with T > 0.5 and α <= 0.99, T > 1e-4.) M = len(coefs)
+    indexes a padding row, so ``values_with_padding[result]`` gathers a per-pair value with a fill.
+    """
+    feats = pixel_features(plan.tile_size, coefs.dtype, coefs.device)
+    table = _pair_table(coefs, opacities, coefs.new_zeros(len(coefs), 0))
+    out = torch.full((plan.num_tiles, feats.shape[0]), len(coefs), dtype=torch.int64, device=coefs.device)
+    for tiles, pairs in plan.chunks:
+        alpha = torch.matmul(feats, table[pairs][..., :6].transpose(1, 2))
+        alpha = F.threshold_(alpha.clamp_(_LOG_ALPHA_SKIP, _LOG_ALPHA_MAX).exp_(), _skip_threshold(alpha.dtype), 0.0)
+        trans_before = torch.cumprod(1.0 - alpha, dim=-1) / (1.0 - alpha)  # [B, P, L]
+        front = (alpha > 0) & (trans_before > 0.5)
+        length = front.shape[-1]
+        last = length - 1 - front.flip(-1).to(torch.uint8).argmax(-1)  # [B, P]
+        picked = pairs[:, None, :].expand(-1, feats.shape[0], -1).gather(-1, last[..., None])[..., 0]
+        out[tiles] = torch.where(front.any(-1), picked, len(coefs))
+    return out
+
+
 def saved_bytes(plan: TilePlan) -> int:
     """Bytes the forward keeps for the backward when it keeps every chunk's weights (see the module docstring)."""
     pixels = plan.tile_size * plan.tile_size

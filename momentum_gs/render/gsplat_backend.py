@@ -78,6 +78,8 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     problem = gsplat_problem(means.device)
     if problem is not None:
         raise UserError(problem)
+    if "median_depth" in extras:
+        raise UserError("render backend 'gsplat' has no median depth: render it with render.backend=torch")
     if means.shape[0] == 0:  # nothing to launch kernels on: the torch path gives the background
         return BACKENDS["torch"](means, quats, scales, opacities, colors, world_to_cam, K, width, height,
                                  background, near=near, far=far, eps2d=eps2d, tile_size=tile_size,
@@ -85,7 +87,7 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     from gsplat import rasterization
 
     channels = colors.shape[-1]
-    if extras:
+    if extras:  # depth and normal only: median_depth was refused above
         colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, extras)], dim=-1)
         background = torch.cat([background, background.new_zeros(colors.shape[-1] - channels)])
     gaussians = [t.float().contiguous() for t in (means, quats, scales, opacities, colors)]

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from momentum_gs.render.composite import CompositeTiles, pair_coefficients
+from momentum_gs.render.composite import CompositeTiles, median_pairs, pair_coefficients
 from momentum_gs.render.projection import project_gaussians, surface_values
 from momentum_gs.render.tiles import TilePlan, intersect_tiles, plan_chunks, reach
 
@@ -16,8 +16,10 @@ from momentum_gs.render.tiles import TilePlan, intersect_tiles, plan_chunks, rea
 # temporaries in cache (measured fastest); on GPU, bigger chunks mean fewer kernel launches.
 CHUNK_ELEMS_CPU = 1 << 18
 CHUNK_ELEMS_GPU = 1 << 24
-# The per-pixel maps ``render(extras=...)`` can add to its output, and the channels each one takes.
-EXTRA_CHANNELS = {"depth": 1, "normal": 3}
+# The per-pixel maps ``render(extras=...)`` can add to its output, and the channels each one takes. All but
+# "median_depth" are composited as extra colour channels; the median depth picks one Gaussian per pixel.
+EXTRA_CHANNELS = {"depth": 1, "normal": 3, "median_depth": 1}
+BLENDED_EXTRAS = ("depth", "normal")
 
 
 @dataclass
@@ -35,6 +37,9 @@ class RenderOutput:
             a background of 0, so NOT divided by alpha (see ``normalised_depth``); None unless asked for.
         normal: [H, W, 3] Σ Tᵢαᵢnᵢ, the Gaussians' camera-facing unit normals (the axis of the smallest
             scale, camera coordinates) blended the same way: not unit length; None unless asked for.
+        median_depth: [H, W, 1] camera z of the Gaussian at which the pixel's transmittance crosses 0.5
+            (the last drawn one if it never does; 0 where nothing is drawn). Its gradient reaches only that
+            Gaussian's z (the choice is piecewise constant). None unless asked for.
     """
 
     image: Tensor
@@ -44,6 +49,7 @@ class RenderOutput:
     depths: Tensor
     depth: Tensor | None = None
     normal: Tensor | None = None
+    median_depth: Tensor | None = None
 
     def normalised_depth(self, eps: float = 1e-10) -> Tensor:
         """[H, W, 1] depth / alpha: the mean z of what a pixel sees (0 where nothing is drawn)."""
@@ -71,8 +77,9 @@ def render(
         backend: "torch" (pure PyTorch, CPU or GPU); see ``BACKENDS``.
         near, far: depth range kept (world units). eps2d: pixel² low-pass dilation of the 2D covariance.
         tile_size: tile side in pixels.
-        extras: names from ``EXTRA_CHANNELS`` ("depth", "normal") of the maps to add to the output; each
-            is composited as extra colour channels (background 0) in the same pass as the image.
+        extras: names from ``EXTRA_CHANNELS`` ("depth", "normal", "median_depth") of the maps to add to the
+            output; "depth" and "normal" are composited as extra colour channels (background 0) in the same
+            pass as the image, "median_depth" by a second pass without gradients that picks a Gaussian.
 
     Semantics follow gsplat/3DGS: α = min(0.99, o·exp(-½dᵀΣ⁻¹d)) per pixel centre, skipped below
     1/255, composited by increasing depth until the transmittance would drop to 1e-4 or below;
@@ -104,16 +111,20 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     chunks = plan_chunks(tile_ids, tiles_x * tiles_y, chunk_elems, tile_size * tile_size)
     plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunks)
 
-    channels = colors.shape[-1]
-    if extras:  # the maps ride along as colour channels: one compositing pass, gradients included
-        colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, extras)], dim=-1)
+    channels, blended = colors.shape[-1], blended_extras(extras)
+    if blended:  # the maps ride along as colour channels: one compositing pass, gradients included
+        colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, blended)], dim=-1)
     coefs = pair_coefficients(proj.means2d, proj.conics, plan)
     per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan,
                                     differentiated(coefs, opacities, colors))
     composited = _untile(per_tile, plan)[:height, :width]
     color, alpha = composited[..., :channels], composited[..., -1:]
     image = color + (1.0 - alpha) * background
-    maps = split_extras(composited[..., channels:-1], extras)
+    maps = split_extras(composited[..., channels:-1], blended)
+    if "median_depth" in extras:
+        picked = median_pairs(coefs.detach(), opacities[gauss_ids].detach(), plan)[:, None, :]
+        z_pairs = torch.cat([proj.depths[gauss_ids], proj.depths.new_zeros(1)])  # the last row: nothing drawn
+        maps["median_depth"] = _untile(z_pairs[picked], plan)[:height, :width]
     return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths, **maps)
 
 
@@ -124,6 +135,11 @@ def check_extras(extras: Sequence[str]) -> tuple[str, ...]:
         if name not in EXTRA_CHANNELS:
             raise ValueError(f"unknown render extra {name!r}; available: {', '.join(EXTRA_CHANNELS)}")
     return extras
+
+
+def blended_extras(extras: tuple[str, ...]) -> tuple[str, ...]:
+    """The names in ``extras`` that are composited as colour channels (``BLENDED_EXTRAS``), in order."""
+    return tuple(name for name in extras if name in BLENDED_EXTRAS)
 
 
 def extra_values(means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor,

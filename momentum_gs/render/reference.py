@@ -105,5 +105,13 @@ def render_dense(
     t_final = torch.prod(1 - alpha, -1, keepdim=True)
     image = torch.einsum("hwn,nd->hwd", alpha * trans, colors[order]) + t_final * background
     surface = _surface(means, quats, scales, world_to_cam) if extras else {}
-    maps = {name: torch.einsum("hwn,nd->hwd", alpha * trans, surface[name][order]) for name in check_extras(extras)}
+    extras = check_extras(extras)
+    maps = {name: torch.einsum("hwn,nd->hwd", alpha * trans, surface[name][order])
+            for name in extras if name != "median_depth"}
+    if "median_depth" in extras:  # the last drawn Gaussian still in front of T = 0.5
+        front = (alpha.detach() > 0) & (trans.detach() > 0.5)
+        index = torch.arange(front.shape[-1], device=front.device)
+        last = torch.where(front, index, -1).amax(-1)  # [H, W], -1 where none
+        z = torch.cat([depths[order], depths.new_zeros(1)])
+        maps["median_depth"] = z[torch.where(last >= 0, last, front.shape[-1])][..., None]
     return RenderOutput(image, 1 - t_final, radii.to(torch.int32), means2d, depths, **maps)
