@@ -139,6 +139,16 @@ class WeightingConfig:
 
 
 @dataclass
+class GeometryConfig:
+    """Surface regularisers for meshes and depth (docs/surfaces.md), all off by default: they change nothing
+    in the paper's method (shared decoder, teacher and block weighting work the same with them on)."""
+
+    lambda_flatten: float = 0.0  # weight of the mean smallest child scale (world units): discs, not blobs
+    lambda_depth_normal: float = 0.0  # weight of α − n̄·N, rendered normals against the rendered depth's normals
+    depth_normal_from: int = 0  # a block's step from which the depth-normal term applies (geometry forms first)
+
+
+@dataclass
 class RenderConfig:
     """Rasterizer backend and rendering settings."""
 
@@ -209,6 +219,7 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -383,6 +394,8 @@ RANGES: dict[str, Range] = {
     "weighting.ema": Range(0, 1, open_high=True), "weighting.lam": AT_LEAST_0, "weighting.sigma": POSITIVE,
     "weighting.warmup": AT_LEAST_0,
     "render.tile_size": AT_LEAST_1, "render.near": AT_LEAST_0,
+    "geometry.lambda_flatten": AT_LEAST_0, "geometry.lambda_depth_normal": AT_LEAST_0,
+    "geometry.depth_normal_from": AT_LEAST_0,
     "log.progress_every": AT_LEAST_1, "log.image_every": AT_LEAST_0, "log.checkpoint_every": AT_LEAST_0,
     "log.keep_checkpoints": AT_LEAST_0,
     "partition.blocks": AT_LEAST_0, "partition.margin": AT_LEAST_0, "partition.coverage": FRACTION,

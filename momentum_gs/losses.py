@@ -100,3 +100,50 @@ def reconstruction_loss(image: torch.Tensor, gt: torch.Tensor, scales: torch.Ten
     }
     total = parts["l1"] + parts["dssim"] + parts["scale"]
     return total, {name: value.detach() for name, value in parts.items()}
+
+
+def flatten_loss(scales: torch.Tensor) -> torch.Tensor:
+    """Mean over M of each Gaussian's smallest scale ([M, 3] world units; 0 if M = 0): pressed towards 0 it
+    makes every Gaussian a disc, whose shortest axis is then a surface normal."""
+    if scales.shape[0] == 0:
+        return scales.sum()
+    return scales.amin(dim=-1).mean()
+
+
+def depth_to_normals(depth: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-space unit normals of the surface a depth map describes, facing the camera.
+
+    Args: depth [H, W, 1] camera z (world units; 0 = nothing), K [3, 3] pixel intrinsics.
+    Returns: normals [H, W, 3] from central differences of the unprojected points (zero on the one-pixel
+        border), and valid [H, W, 1] bool: the pixel and its four neighbours have a depth.
+    """
+    height, width = depth.shape[:2]
+    ys = torch.arange(height, dtype=depth.dtype, device=depth.device) + 0.5
+    xs = torch.arange(width, dtype=depth.dtype, device=depth.device) + 0.5
+    ray_y, ray_x = torch.meshgrid((ys - K[1, 2]) / K[1, 1], (xs - K[0, 2]) / K[0, 0], indexing="ij")
+    points = depth * torch.stack([ray_x, ray_y, torch.ones_like(ray_x)], dim=-1)  # [H, W, 3]
+    along_x = points[1:-1, 2:] - points[1:-1, :-2]
+    along_y = points[2:, 1:-1] - points[:-2, 1:-1]
+    # y down × x right points towards the camera (-z) for a surface facing it
+    inner = F.normalize(torch.cross(along_y, along_x, dim=-1), dim=-1)
+    normals = F.pad(inner.permute(2, 0, 1), (1, 1, 1, 1)).permute(1, 2, 0)
+    has = depth[..., 0] > 0
+    near = has[1:-1, 1:-1] & has[1:-1, 2:] & has[1:-1, :-2] & has[2:, 1:-1] & has[:-2, 1:-1]
+    valid = F.pad(near, (1, 1, 1, 1))[..., None]
+    return normals, valid
+
+
+def depth_normal_loss(depth: torch.Tensor, alpha: torch.Tensor, normal: torch.Tensor,
+                      K: torch.Tensor) -> torch.Tensor:
+    """Mean over covered pixels of α − n̄·N: how far the blended Gaussian normals n̄ = ΣTᵢαᵢnᵢ ([H, W, 3], as
+    rendered) stray from the normals N of the rendered surface (``depth_to_normals`` of depth / α).
+
+    Σ Tᵢαᵢ (1 − nᵢ·N) summed over a pixel's Gaussians equals α − n̄·N, so each Gaussian is turned towards the
+    surface it lies on, and the surface towards the Gaussians, in proportion to its weight. Pixels without a
+    depth in their 3×3 cross are left out; 0 when there are none.
+    """
+    surface, valid = depth_to_normals(depth / alpha.clamp(min=1e-6), K)
+    valid = valid & (alpha > 0.5)
+    per_pixel = alpha - (normal * surface).sum(-1, keepdim=True)
+    count = valid.sum()
+    return torch.where(valid, per_pixel, torch.zeros_like(per_pixel)).sum() / count.clamp(min=1)

@@ -20,7 +20,8 @@ from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import Interrupted, UserError
 from momentum_gs.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
-from momentum_gs.losses import channel_mean_psnr, psnr, reconstruction_loss, ssim
+from momentum_gs.losses import (channel_mean_psnr, depth_normal_loss, flatten_loss, psnr, reconstruction_loss,
+                                ssim)
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
@@ -251,8 +252,19 @@ class Trainer:
             update_learning_rates(block.decoder_optimizer, step)
         camera = self.cameras[view_index]
         decoder = block.decoder or self.decoder
-        view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid)
+        geometry = self.cfg.geometry
+        depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
+        view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
+                           extras=("depth", "normal") if depth_normal else ())
         loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
+        if geometry.lambda_flatten > 0:
+            term = geometry.lambda_flatten * flatten_loss(view.gaussians.scales)
+            parts["flatten"], loss = term.detach(), loss + term
+        if geometry.lambda_depth_normal > 0:
+            term = (depth_normal_loss(view.output.depth, view.output.alpha, view.output.normal, camera.K.to(gt))
+                    if depth_normal else loss.new_zeros(()))  # every step logs the same terms
+            term = geometry.lambda_depth_normal * term
+            parts["depth_normal"], loss = term.detach(), loss + term
         if self.teacher is not None:
             cons, _ = self.teacher.consistency(view.gaussians, self.cfg.teacher.gradient, decoder)
             parts["consistency"] = self.cfg.teacher.lambda_cons * cons.detach()
