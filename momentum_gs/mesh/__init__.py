@@ -1,0 +1,1 @@
+"""Surfaces of a trained scene: TSDF fusion of rendered depths and marching tetrahedra, block by block."""
