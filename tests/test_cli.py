@@ -62,6 +62,19 @@ def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
     assert exported.returncode == 0 and (run / "export" / "point_cloud.ply").is_file()
 
 
+def test_train_partitions_by_itself_when_the_config_says_auto(tiny_scene, tmp_path):
+    """blocks.partition=auto:N (as in configs/demo.yaml) works with `mgs train` too: the partition is made in
+    the run folder and the saved config names it; a malformed count is one line."""
+    run = tmp_path / "run"
+    trained = mgs("train", "--data", str(tiny_scene), "--out", str(run), "blocks.partition=auto:2", "optim.steps=4",
+                  "blocks.active=1", "blocks.interval=2", "log.tensorboard=false", "device=cpu")
+    assert trained.returncode == 0, trained.stderr
+    assert (run / "partition.npz").is_file() and (run / "partition.png").is_file()
+    assert f"partition: {(run / 'partition.npz').resolve()}" in (run / "config.yaml").read_text()
+    _assert_one_line_error(mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "bad"),
+                               "blocks.partition=auto:two", "device=cpu"), "after auto: comes a number of blocks")
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("config", "model.nope=1"), "unknown config key 'model.nope'"),
     (("config", "strategy.update_interval=0"), "must be >= 1"),

@@ -199,7 +199,28 @@ def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
     if not resume and restart_count() > 0:
         folder = Path(out or prepare_config(config, data, out, overrides, resume=False).out)
         resume = latest_checkpoint(folder / "ckpt") is not None
-    return train(prepare_config(config, data, out, overrides, resume), resume=resume)
+    cfg = prepare_config(config, data, out, overrides, resume)
+    if cfg.blocks.partition.startswith("auto:"):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError(f"blocks.partition={cfg.blocks.partition} is made by one process: run `mgs partition "
+                            f"--data {cfg.data.path} --out PART.npz --blocks N` first and pass blocks.partition=PART.npz")
+        auto_partition_in_run(cfg)
+    return train(cfg, resume=resume)
+
+
+def auto_partition_in_run(cfg: Config) -> None:
+    """Resolve ``blocks.partition = "auto:N"``: partition the scene into N blocks as ``<out>/partition.npz`` (kept
+    when it is already there, e.g. on resume) and point the config at it."""
+    from momentum_gs.partition.run import partition_main
+
+    spec = cfg.blocks.partition.split(":", 1)[1]
+    if not spec.isdigit() or int(spec) < 1:
+        raise UserError(f"blocks.partition={cfg.blocks.partition}: after auto: comes a number of blocks, e.g. auto:4")
+    path = (Path(cfg.out) / "partition.npz").resolve()
+    cfg.blocks.partition = str(path)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(partition_main(cfg.data, str(path), num_blocks=int(spec)))
 
 
 def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str = "demo.yaml",
@@ -221,12 +242,7 @@ def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str =
         make_synthetic_scene(data_dir, preset, seed=0, progress=counter_bar(f"synth {preset}", "view"))
     cfg = prepare_config(str(config), str(data_dir), str(out_dir), overrides, resume=False)
     if cfg.blocks.partition.startswith("auto:"):  # "auto:N": partition into N blocks inside the run folder
-        from momentum_gs.partition.run import partition_main
-
-        num_blocks = int(cfg.blocks.partition.split(":", 1)[1])
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.blocks.partition = str((out_dir / "partition.npz").resolve())
-        print(partition_main(cfg.data, cfg.blocks.partition, num_blocks=num_blocks))
+        auto_partition_in_run(cfg)
     summary = train(cfg)
     print(describe(summary))
     results = evaluate_run(out_dir)
