@@ -2,11 +2,13 @@
 
 ``make_synthetic_scene(out)`` writes ``out/train`` and ``out/val`` (each ``images/*.png`` + ``sparse/0``
 COLMAP binary model), ``out/val/depths/*.npy`` (each held-out view's ray-cast depth: float32 camera-space z
-in model units, NaN where the view sees the sky) and ``out/scene.json``. Cameras fly a lawnmower path at a fixed altitude with oblique
-views; the held-out views are positions interleaved along the same path. The point cloud imitates SfM:
-surface points seen by the training views, with small noise and a few outliers. Everything is a function
-of the seed. World frame: z up, ground at z = 0, cameras with OpenCV axes; generated in metres and
-written in model units of ``metres_per_unit`` metres (10 by default), as SfM models have their own scale.
+in model units, NaN where the view sees the sky), ``out/mesh.ply`` (the ground-truth surface: the triangles
+of the city that a training view sees, model units, per-vertex albedo; see :mod:`.mesh`) and
+``out/scene.json``. Cameras fly a lawnmower path at a fixed altitude with oblique views; the held-out views
+are positions interleaved along the same path. The point cloud imitates SfM: surface points seen by the
+training views, with small noise and a few outliers. Everything is a function of the seed. World frame:
+z up, ground at z = 0, cameras with OpenCV axes; generated in metres and written in model units of
+``metres_per_unit`` metres (10 by default), as SfM models have their own scale.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ import numpy as np
 
 from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
 from momentum_gs.data.synthetic.city import City, make_city
+from momentum_gs.data.synthetic.mesh import COUNTRYSIDE, CityMesh, ground_truth_mesh, mesh_colors
 from momentum_gs.data.synthetic.render import cast_camera, render, shade
 from momentum_gs.errors import UserError
+from momentum_gs.io.mesh import write_mesh
 
+MESH_NAME = "mesh.ply"
 # Independent random streams, so that e.g. exposure variation leaves the geometry and poses untouched.
 _CITY, _PATH, _POINTS, _EXPOSURE = range(4)
 
@@ -235,12 +240,14 @@ def make_synthetic_scene(out_dir: Path, preset: str = "demo", seed: int = 0, var
     (out_dir / "val" / "depths").mkdir()
     for i in val:  # ground-truth depth of the held-out views, in the COLMAP model's units (NaN: sky)
         np.save(out_dir / "val" / "depths" / f"{Path(names[i]).stem}.npy", depths[i], allow_pickle=False)
-    _write_info(out_dir, preset, seed, vary_exposure, p, city, dict(zip(names, gains.tolist())))
+    mesh = ground_truth_mesh(city, [poses[i] for i in train], intrinsics(p), p.width, p.height)
+    write_mesh(out_dir / MESH_NAME, mesh.vertices / p.metres_per_unit, mesh.faces, mesh_colors(city, mesh))
+    _write_info(out_dir, preset, seed, vary_exposure, p, city, dict(zip(names, gains.tolist())), mesh)
     return out_dir
 
 
 def _write_info(out_dir: Path, preset: str, seed: int, vary_exposure: bool, p: SynthPreset, city: City,
-                gains: dict) -> None:
+                gains: dict, mesh: CityMesh) -> None:
     """``scene.json``: how the scene was made and where it lies (later code reads the up axis and bounds)."""
     info = {
         "generator": "momentum_gs.data.synthetic", "version": 1, "preset": preset, "seed": seed,
@@ -249,7 +256,10 @@ def _write_info(out_dir: Path, preset: str, seed: int, vary_exposure: bool, p: S
         # model units, as the COLMAP files: [[xmin, ymin, zmin], [xmax, ymax, zmax]]
         "city_bounds": (city.bounds() / p.metres_per_unit).tolist(),
         # xy extent of the city and its ring of tree clumps, model units
-        "ground_size": ((city.size + 2 * 50.0) / p.metres_per_unit).tolist(),
+        "ground_size": ((city.size + 2 * COUNTRYSIDE) / p.metres_per_unit).tolist(),
+        # the ground-truth surface seen by the training views; its box in model units, as city_bounds
+        "mesh": MESH_NAME, "mesh_faces": len(mesh.faces),
+        "mesh_bounds": (np.stack([mesh.vertices.min(0), mesh.vertices.max(0)]) / p.metres_per_unit).tolist(),
         "exposure_gains": gains if vary_exposure else None,  # per image name, RGB
     }  # fmt: skip
     (out_dir / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
