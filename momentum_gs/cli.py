@@ -1,4 +1,4 @@
-"""The ``mgs`` command: train, eval, export, synth, demo, config.
+"""The ``mgs`` command: train, eval, export, render, distill, mesh, synth, demo, partition, table, config.
 
 Bad input raises :class:`~momentum_gs.errors.UserError`; ``main`` prints it as one ``error:`` line and
 exits with status 2, without a traceback.
@@ -84,6 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     distill.add_argument("--lambda-distill", type=float, default=1.0, help="weight of the pseudo-label term")
     distill.add_argument("--seed", type=int, default=0)
     distill.add_argument("--device", help="train on this device (default: the run's config)")
+    mesh = sub.add_parser("mesh", help="a coloured triangle mesh of a trained run: rendered depths fused into a "
+                                       "TSDF block by block, stitched into one PLY (docs/surfaces.md)")
+    mesh.add_argument("run_dir")
+    mesh.add_argument("--out", required=True, help="the mesh, .ply (a summary .json is written beside it)")
+    mesh.add_argument("--voxel", type=float, help="TSDF voxel in world units (default: the region's longest "
+                                                  "horizontal side / 400)")
+    mesh.add_argument("--trunc", type=float, default=4.0, help="TSDF truncation in voxels (default 4)")
+    mesh.add_argument("--depth", default="median", choices=("median", "mean"),
+                      help="which rendered depth to fuse: median (where transmittance crosses 0.5) or mean")
+    mesh.add_argument("--blocks", action="store_true", help="also write each block's piece as OUT_block<n>.ply")
+    mesh.add_argument("--threshold", type=float,
+                      help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
+    mesh.add_argument("--device", help="render and fuse on this device (default: the run's config)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
@@ -294,6 +307,18 @@ def cmd_config(args) -> None:
     print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
 
 
+def cmd_mesh(args) -> None:
+    """``mgs mesh``: a triangle mesh of a trained run."""
+    from momentum_gs.config import resolve_device
+    from momentum_gs.mesh.extract import MeshSettings, extract_mesh, summary_lines
+
+    settings = MeshSettings(voxel=args.voxel, trunc_voxels=args.trunc, depth=args.depth)
+    device = resolve_device(args.device) if args.device else None
+    summary = extract_mesh(Path(args.run_dir), Path(args.out), settings, block_meshes=args.blocks, device=device,
+                           threshold=args.threshold)
+    print("\n".join(summary_lines(summary)))
+
+
 def cmd_distill(args) -> None:
     """``mgs distill``: a compact standard 3DGS student of a trained run (Distilled-3DGS)."""
     from momentum_gs.config import resolve_device
@@ -310,7 +335,7 @@ def cmd_distill(args) -> None:
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
             "config": cmd_config, "partition": cmd_partition, "table": cmd_table, "render": cmd_render,
-            "distill": cmd_distill, "convert": convert_cli.run}
+            "distill": cmd_distill, "mesh": cmd_mesh, "convert": convert_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

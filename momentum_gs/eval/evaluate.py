@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from momentum_gs.config import Config, MetricsConfig, load_config, resolve_device
+from momentum_gs.config import MetricsConfig
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
@@ -28,7 +28,7 @@ from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import load_run
 from momentum_gs.losses import psnr, ssim
-from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
+from momentum_gs.model.gaussian_scene import resolve_backend
 
 STRIP_VIEWS = 4  # held-out views shown in eval/strip.png
 WARMUP_VIEWS = 5  # views excluded from the timing (allocator and cache warm-up), as the paper's FPS
@@ -94,6 +94,8 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     views = loader.iterate(range(len(scene.test)), model.device)
     depth_dir = ground_truth_depths(scene.root)
     extras = ("depth", "normal") if maps else ("depth",) if depth_dir is not None else ()
+    if depth_dir is not None and resolve_backend(cfg.render.backend, model.device) == "torch":
+        extras += ("median_depth",)  # only the torch backend has it
     for index, gt in tqdm(views, total=len(scene.test), desc="eval", unit="view"):
         camera = scene.test[index].to(model.device)  # copied before the clock starts
         started = _synchronized_time(gt.device)
@@ -158,9 +160,9 @@ def ground_truth_depths(root: Path) -> Path | None:
 
 
 def depth_errors(output, path: Path) -> dict:
-    """Mean absolute and relative error of the rendered depth (depth / alpha, where alpha > 0.5) against the
-    ground-truth map at ``path`` (float32 camera-space z in model units, NaN where there is none); {} without
-    a map."""
+    """Mean absolute and relative error of the rendered depth (depth / alpha, where alpha > 0.5), and of the
+    median depth when the render has it, against the ground-truth map at ``path`` (float32 camera-space z in
+    model units, NaN where there is none); {} without a map."""
     if not path.is_file():
         return {}
     truth = np.load(path, allow_pickle=False).astype(np.float32)
@@ -168,12 +170,16 @@ def depth_errors(output, path: Path) -> dict:
     if truth.shape != (height, width):
         truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_NEAREST)
     truth = torch.from_numpy(truth)
-    rendered = output.normalised_depth()[..., 0].detach().cpu()
     mask = torch.isfinite(truth) & (output.alpha[..., 0].detach().cpu() > 0.5) & (truth > 0)
     if not mask.any():
         return {}
-    error = (rendered[mask] - truth[mask]).abs()
-    return {"depth_abs_error": float(error.mean()), "depth_rel_error": float((error / truth[mask]).mean())}
+    errors = {}
+    for prefix, rendered in (("depth", output.normalised_depth()), ("median_depth", output.median_depth)):
+        if rendered is not None:
+            error = (rendered[..., 0].detach().cpu()[mask] - truth[mask]).abs()
+            errors.update({f"{prefix}_abs_error": float(error.mean()),
+                           f"{prefix}_rel_error": float((error / truth[mask]).mean())})
+    return errors
 
 
 def _lpips(metrics: MetricsConfig, device: torch.device):
@@ -194,7 +200,7 @@ def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> d
         return float(np.mean(values)) if values else None
 
     results = {"psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips")}
-    for key in ("depth_abs_error", "depth_rel_error"):
+    for key in ("depth_abs_error", "depth_rel_error", "median_depth_abs_error", "median_depth_rel_error"):
         if any(key in v for v in per_view):
             results[key] = mean(key)
     if "psnr_cc" in per_view[0]:
@@ -257,7 +263,9 @@ def summary_lines(results: dict, run_dir: str | Path) -> list[str]:
              f"{' (each block cropped to its cell)' if 'per_block' in results else ''}, {results['storage_mb']:.1f} MB"]
     if results.get("depth_abs_error") is not None:
         lines.append(f"depth against the ground truth: {results['depth_abs_error']:.4f} units mean absolute error, "
-                     f"{results['depth_rel_error']:.1%} relative (where the render covers a pixel)")
+                     f"{results['depth_rel_error']:.1%} relative (where the render covers a pixel)"
+                     + (f"; median depth {results['median_depth_abs_error']:.4f} units, "
+                        f"{results['median_depth_rel_error']:.1%}" if results.get("median_depth_abs_error") else ""))
     if "psnr_cc" in results:
         lines.append(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
     if results.get("lpips_note"):

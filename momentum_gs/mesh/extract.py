@@ -1,0 +1,302 @@
+"""``mgs mesh``: a coloured triangle mesh of a trained scene, block by block (docs/surfaces.md).
+
+The training views are rendered with their depth (the median depth by default: the surface where a pixel's
+transmittance crosses one half) and fused into a TSDF on one global grid over the scene, in the partition's grid
+frame (z up). Each block fuses and extracts only the grid cubes of its own cell (plus the grid points at their
+corners), so memory grows with the block, not with the scene; the pieces share the global grid's vertex names
+and are stitched into one mesh without seams (:mod:`momentum_gs.mesh.marching`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from momentum_gs.errors import UserError
+from momentum_gs.mesh.marching import Surface, marching_tetrahedra, stitch
+from momentum_gs.mesh.tsdf import DepthView, Grid, fuse, sees_box
+
+# The largest grid one block may fuse (points): about 28 bytes each, so 1.8 GB; and the largest scene grid,
+# whose cubes are visited once to find each block's range.
+MAX_BLOCK_POINTS = 1 << 26
+MAX_GRID_POINTS = 1 << 36
+# Renders kept for the next block (depth + colour), in bytes.
+RENDER_CACHE_BYTES = 1 << 29
+DEPTHS = ("median", "mean")
+# Surface samples per mesh when scoring against a ground truth: the point-to-point floor is about half their
+# spacing, sqrt(area / count) (0.013 units on the demo city).
+SCORE_SAMPLES = 1_000_000
+
+
+@dataclass
+class MeshSettings:
+    """How ``mgs mesh`` fuses: ``voxel`` world units (None: the region's longest horizontal side / 400),
+    truncation ``trunc_voxels`` voxels, ``depth`` "median" or "mean" (expected depth / alpha), pixels with
+    alpha below ``min_alpha`` give no depth, region = the anchors' ``region_percentile``…100 − it per axis."""
+
+    voxel: float | None = None
+    trunc_voxels: float = 4.0
+    depth: str = "median"
+    min_alpha: float = 0.5
+    region_percentile: float = 0.5
+
+
+def region_of(positions: np.ndarray, rotation: np.ndarray, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+    """([3] lo, [3] hi) grid-frame box around the anchor ``positions`` [N, 3] (world), robust to strays."""
+    grid = positions @ rotation.T
+    return np.percentile(grid, percentile, axis=0), np.percentile(grid, 100 - percentile, axis=0)
+
+
+def default_voxel(lo: np.ndarray, hi: np.ndarray) -> float:
+    """The region's longest horizontal side / 400."""
+    return float(max(hi[:2] - lo[:2])) / 400.0
+
+
+def _cube_centres(origin: np.ndarray, voxel: float, first: np.ndarray, shape: tuple[int, int, int],
+                  rotation: np.ndarray) -> np.ndarray:
+    """[X·Y·Z, 3] world centres of the cubes first + (0..X-1, 0..Y-1, 0..Z-1) of the global grid."""
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3) + first
+    return (origin + voxel * (index + 0.5)) @ rotation
+
+
+def block_ranges(partition, origin: np.ndarray, voxel: float, dims: np.ndarray,
+                 rotation: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{block: (first [3], last [3])} inclusive index range of the global grid's cubes each block owns (the
+    partition's block of a cube's centre), found one x slab at a time so memory stays one slab."""
+    cubes = dims - 1
+    if partition is None:
+        return {0: (np.zeros(3, np.int64), cubes - 1)}
+    ranges: dict[int, list[np.ndarray]] = {}
+    for i in range(cubes[0]):
+        ids = partition.block_of(_cube_centres(origin, voxel, np.array([i, 0, 0]), (1, *cubes[1:]), rotation))
+        ids = ids.reshape(cubes[1], cubes[2])
+        for block in np.unique(ids):
+            j, k = np.nonzero(ids == block)
+            lo, hi = np.array([i, j.min(), k.min()]), np.array([i, j.max(), k.max()])
+            if block in ranges:
+                lo, hi = np.minimum(ranges[block][0], lo), np.maximum(ranges[block][1], hi)
+            ranges[int(block)] = [lo, hi]
+    return {block: (lo, hi) for block, (lo, hi) in ranges.items()}
+
+
+def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings(), block_meshes: bool = False,
+                 device: torch.device | None = None, threshold: float | None = None) -> dict:
+    """Fuse, extract and write ``out`` (binary PLY, vertex colours); returns the summary also written to
+    ``out`` with suffix ``.json``. ``block_meshes``: also write each block's piece as ``<out stem>_block<n>.ply``.
+    When the scene has a ground-truth mesh (``mgs synth`` writes ``mesh.ply``), the summary scores the mesh
+    against it (``momentum_gs.eval.geometry``) at ``threshold`` world units (default 2 voxels)."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.io.atomic import atomic_write_bytes
+    from momentum_gs.io.mesh import read_mesh, write_mesh
+    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.partition.partition import Partition
+
+    if settings.depth not in DEPTHS:
+        raise UserError(f"unknown depth {settings.depth!r} for the mesh; choose one of {', '.join(DEPTHS)}")
+    out = Path(out)
+    if out.suffix.lower() != ".ply":
+        raise UserError(f"the mesh is written as PLY: give --out a name ending in .ply, not {out.name}")
+    started = time.perf_counter()
+    cfg, model, step = load_run(run_dir, device)
+    device = model.device
+    scene = load_scene(cfg.data)
+    partition = Partition.load(cfg.blocks.partition) if cfg.blocks.partition else None
+    rotation = partition.rotation if partition is not None else np.eye(3)
+    positions = _anchor_positions(model)
+    lo, hi = region_of(positions, rotation, settings.region_percentile)
+    voxel = settings.voxel or default_voxel(lo, hi)
+    if not voxel > 0:
+        raise UserError(f"--voxel must be positive, got {voxel}")
+    trunc = settings.trunc_voxels * voxel
+    origin = np.floor(lo / voxel) * voxel - voxel
+    dims = np.ceil((hi - origin) / voxel).astype(np.int64) + 2
+    if (dims < 2).any():
+        raise UserError(f"the scene's region {lo.tolist()}…{hi.tolist()} is empty; is the run trained?")
+    if np.prod(dims.astype(np.float64)) > MAX_GRID_POINTS:
+        raise UserError(f"voxel {voxel:.4g} makes a grid of {np.prod(dims.astype(np.float64)):.3g} points over the "
+                        f"scene; give a larger --voxel (the default here is {default_voxel(lo, hi):.4g})")
+    ranges = block_ranges(partition, origin, voxel, dims, rotation)
+    num_blocks = partition.num_blocks if partition is not None else 1
+    renders = _RenderCache(model, cfg.render, settings, device)
+    pieces, per_block = [], []
+    for block in tqdm(range(num_blocks), desc="mesh", unit="block"):
+        if block not in ranges:
+            per_block.append({"block": block, "views": 0, "vertices": 0, "faces": 0, "note": "outside the region"})
+            continue
+        first, last = ranges[block]
+        shape = tuple(int(n) for n in last - first + 2)  # the owned cubes' corner points
+        if np.prod(shape) > MAX_BLOCK_POINTS:
+            raise UserError(f"block {block} would need {np.prod(shape):,} grid points at voxel {voxel:.4g}; "
+                            f"give a larger --voxel (at least {voxel * (np.prod(shape) / MAX_BLOCK_POINTS) ** (1 / 3):.3g})")
+        grid = Grid(torch.as_tensor(origin + voxel * first, dtype=torch.float64, device=device), voxel, shape,
+                    torch.as_tensor(rotation, dtype=torch.float64, device=device))
+        corners = _box_corners(grid)
+        views = [i for i, cam in enumerate(scene.train)
+                 if sees_box(cam.K, cam.world_to_cam, cam.width, cam.height, corners.cpu())]
+        if not views:
+            raise UserError(f"block {block}: no training view sees its cell; check the partition "
+                            f"({cfg.blocks.partition}) against the scene")
+        tsdf, weight, color = fuse(grid, [renders.get(scene.train[i]) for i in views], trunc)
+        cubes = tuple(n - 1 for n in shape)
+        owned = (np.ones(cubes, bool) if partition is None else
+                 partition.block_of(_cube_centres(origin, voxel, first, cubes, rotation)).reshape(cubes) == block)
+        piece = marching_tetrahedra(tsdf.cpu().numpy(), weight.cpu().numpy() > 0, owned,
+                                    np.asarray(origin + voxel * first), voxel, first, dims,
+                                    color.cpu().numpy().astype(np.float64))
+        pieces.append(piece)
+        per_block.append({"block": block, "views": len(views), "grid_points": int(np.prod(shape)),
+                          "vertices": len(piece.vertices), "faces": len(piece.faces)})
+        if block_meshes and len(piece.faces):
+            write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, rotation))
+    surface = stitch(pieces)
+    if len(surface.faces) == 0:
+        raise UserError(f"the fused depths give no surface at voxel {voxel:.4g} (truncation {trunc:.4g}); "
+                        f"try a voxel nearer {default_voxel(lo, hi):.4g} (the default)")
+    vertices, faces, colors = _world(surface, rotation)
+    write_mesh(out, vertices, faces, colors)
+    summary = {"run": str(Path(run_dir).resolve()), "step": step, "mesh": str(out.resolve()), "voxel": voxel,
+               "trunc": trunc, "depth": settings.depth, "region": [lo.tolist(), hi.tolist()],
+               "vertices": len(vertices), "faces": len(faces), "blocks": per_block,
+               "seconds": round(time.perf_counter() - started, 2)}
+    truth = ground_truth_mesh(Path(cfg.data.path))
+    if truth is not None:
+        summary["ground_truth"] = score_against(vertices, faces, truth, threshold or 2 * voxel, partition)
+    camera = overview_camera(scene.train, (lo + hi) / 2 @ rotation)
+    meshes = [(vertices, faces, colors)] + ([read_mesh(truth)] if truth is not None else [])
+    picture = np.concatenate([_picture(*mesh, camera) for mesh in meshes], axis=1)
+    atomic_write_bytes(out.with_suffix(".png"), cv2.imencode(".png", picture[..., ::-1])[1].tobytes())
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(summary, indent=1) + "\n").encode())
+    return summary
+
+
+PICTURE_WIDTH = 960
+
+
+def overview_camera(cameras: list, centre: np.ndarray):
+    """The training camera whose optical axis passes nearest the world point ``centre``."""
+    def miss(cam) -> float:
+        w2c = cam.world_to_cam.double().numpy()
+        p = w2c[:3, :3] @ centre + w2c[:3, 3]
+        return float(np.hypot(p[0], p[1]) / max(p[2], 1e-9)) if p[2] > 0 else np.inf
+
+    return min(cameras, key=miss)
+
+
+def _picture(vertices, faces, colors, camera) -> np.ndarray:
+    """[H, W, 3] uint8 shaded picture of a mesh from ``camera``, scaled to ``PICTURE_WIDTH`` pixels wide."""
+    from momentum_gs.mesh.picture import shade_mesh
+
+    scale = PICTURE_WIDTH / camera.width
+    K = camera.K.double().numpy().copy()
+    K[:2] *= scale
+    return shade_mesh(vertices, faces, colors, K, camera.world_to_cam.double().numpy(), PICTURE_WIDTH,
+                      round(camera.height * scale))
+
+
+def _world(surface: Surface, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(vertices in world coordinates, faces, uint8 colours) of a grid-frame surface."""
+    colors = None if surface.colors is None else np.clip(np.round(surface.colors * 255), 0, 255).astype(np.uint8)
+    return surface.vertices @ rotation, surface.faces, colors
+
+
+def _box_corners(grid: Grid) -> torch.Tensor:
+    """[8, 3] world corners of a grid's box."""
+    extent = torch.tensor(grid.shape, dtype=torch.float64, device=grid.origin.device) - 1
+    bits = torch.tensor([[c & 1, c >> 1 & 1, c >> 2 & 1] for c in range(8)], dtype=torch.float64,
+                        device=grid.origin.device)
+    return (grid.origin + grid.voxel * bits * extent) @ grid.rotation
+
+
+def _anchor_positions(model) -> np.ndarray:
+    """[N, 3] world positions of every anchor of a merged model (one anchor set or several parts)."""
+    sets = [model.anchors] if hasattr(model, "anchors") else list(model.anchor_sets)
+    positions = np.concatenate([a.positions.detach().cpu().numpy() for a in sets]).astype(np.float64)
+    if len(positions) == 0:
+        raise UserError("the run's model has no anchors: nothing to mesh")
+    return positions
+
+
+class _RenderCache:
+    """Depth and colour renders of training views, each made once while they fit in ``RENDER_CACHE_BYTES``."""
+
+    def __init__(self, model, render_cfg, settings: MeshSettings, device: torch.device):
+        self.model, self.render_cfg, self.settings, self.device = model, render_cfg, settings, device
+        self.kept: OrderedDict[str, DepthView] = OrderedDict()
+        self.bytes = 0
+
+    @torch.no_grad()
+    def get(self, camera) -> DepthView:
+        if camera.name in self.kept:
+            self.kept.move_to_end(camera.name)
+            return self.kept[camera.name]
+        camera = camera.to(self.device)
+        median = self.settings.depth == "median"
+        out = self.model.render(camera, self.render_cfg, appearance_index=camera.uid, backend="torch",
+                                extras=("median_depth",) if median else ("depth",)).output
+        depth = out.median_depth if median else out.normalised_depth()
+        depth = torch.where(out.alpha >= self.settings.min_alpha, depth, 0.0)[..., 0]
+        view = DepthView(depth, out.image.clamp(0, 1), camera.K.to(self.device), camera.world_to_cam.to(self.device))
+        self.kept[camera.name] = view
+        self.bytes += depth.numel() * 16
+        while self.bytes > RENDER_CACHE_BYTES and len(self.kept) > 1:
+            _, dropped = self.kept.popitem(last=False)
+            self.bytes -= dropped.depth.numel() * 16
+        return view
+
+
+def ground_truth_mesh(data_dir: Path) -> Path | None:
+    """The scene's ground-truth mesh (``mesh.ply`` named in ``scene.json`` by ``mgs synth``), or None."""
+    info = data_dir / "scene.json"
+    if not info.is_file():
+        return None
+    name = json.loads(info.read_text()).get("mesh")
+    return data_dir / name if name and (data_dir / name).is_file() else None
+
+
+def score_against(vertices: np.ndarray, faces: np.ndarray, truth: Path, threshold: float, partition,
+                  count: int | None = None) -> dict:
+    """Accuracy, completeness, Chamfer and F-score of a mesh against the ground-truth mesh file, for the whole
+    scene and per block (the samples the partition puts in the block), both within the ground truth's xy
+    extent: beyond it nothing says what is right."""
+    from momentum_gs.eval.geometry import mesh_scores
+    from momentum_gs.io.mesh import read_mesh
+
+    gt_vertices, gt_faces, _ = read_mesh(truth)
+    lo, hi = gt_vertices[:, :2].min(0), gt_vertices[:, :2].max(0)
+    count = count or SCORE_SAMPLES
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        return np.all((points[:, :2] >= lo) & (points[:, :2] <= hi), axis=1)
+
+    scores = {"truth": str(truth), "threshold": threshold, "samples": count,
+              "scene": mesh_scores(vertices, faces, gt_vertices, gt_faces, threshold, count, region=inside)}
+    if partition is not None and partition.num_blocks > 1:
+        scores["blocks"] = [mesh_scores(vertices, faces, gt_vertices, gt_faces, threshold, count,
+                                        region=lambda p, b=block: inside(p) & (partition.block_of(p) == b))
+                            for block in range(partition.num_blocks)]
+    return scores
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """What ``mgs mesh`` prints: the mesh, its size and time, and its scores when a ground truth exists."""
+    lines = [f"mesh: {summary['mesh']} ({summary['vertices']:,} vertices, {summary['faces']:,} triangles; voxel "
+             f"{summary['voxel']:.4g}, {summary['depth']} depth, {summary['seconds']:.0f} s)"]
+    for block in summary["blocks"]:
+        lines.append(f"  block {block['block']}: {block['faces']:,} triangles from {block['views']} views"
+                     + (f" ({block['note']})" if "note" in block else ""))
+    truth = summary.get("ground_truth")
+    if truth:
+        s = truth["scene"]
+        lines.append(f"against {truth['truth']} at {truth['threshold']:.3g}: F-score {s['fscore']:.3f} (precision "
+                     f"{s['precision']:.3f}, recall {s['recall']:.3f}), Chamfer {s['chamfer']:.4g} (accuracy "
+                     f"{s['accuracy']:.4g}, completeness {s['completeness']:.4g})")
+    lines.append(f"summary: {Path(summary['mesh']).with_suffix('.json')}")
+    return lines

@@ -1,0 +1,89 @@
+"""``mgs mesh`` end to end on the tiny city: one stitched mesh near the ground truth, block pieces, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from momentum_gs.errors import UserError
+from momentum_gs.eval.geometry import sample_surface
+from momentum_gs.io.mesh import read_mesh
+from momentum_gs.mesh import extract
+from momentum_gs.mesh.extract import MeshSettings, extract_mesh
+from tests.conftest import train_tiny
+from tests.test_cli import _assert_one_line_error, mgs
+
+
+@pytest.fixture(scope="module")
+def block_run(tiny_scene, tmp_path_factory) -> Path:
+    """The tiny city trained for 24 steps in 2 blocks."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.config import load_config
+    from momentum_gs.partition import auto_partition
+
+    folder = tmp_path_factory.mktemp("mesh_run")
+    auto_partition(load_scene(load_config(overrides=[f"data.path={tiny_scene}"]).data), 2).save(folder / "part.npz")
+    return train_tiny(tiny_scene, folder / "run", (f"blocks.partition={folder / 'part.npz'}", "blocks.active=1",
+                                                   "blocks.interval=4", "optim.steps=24"))
+
+
+@pytest.fixture(autouse=True)
+def fewer_score_samples(monkeypatch):
+    monkeypatch.setattr(extract, "SCORE_SAMPLES", 50_000)
+
+
+def test_mesh_of_a_block_run(block_run, tiny_scene, tmp_path):
+    out = tmp_path / "city.ply"
+    summary = extract_mesh(block_run, out, MeshSettings(), block_meshes=True)
+    vertices, faces, colors = read_mesh(out)
+    assert len(faces) == summary["faces"] > 1000 and colors is not None and colors.std() > 5
+    # one mesh: no vertex twice (the blocks' shared border vertices were merged), every block contributed
+    assert len(np.unique(vertices, axis=0)) == len(vertices)
+    pieces = [read_mesh(tmp_path / f"city_block{b}.ply") for b in range(2)]
+    assert sum(len(p[1]) for p in pieces) == len(faces) and all(len(p[1]) > 100 for p in pieces)
+    assert len(vertices) < sum(len(p[0]) for p in pieces)  # shared border vertices counted once
+    # in the scene's frame, near the ground truth: the median distance is about 2 pixels' footprint
+    gt_vertices, gt_faces, _ = read_mesh(tiny_scene / "mesh.ply")
+    samples = sample_surface(vertices, faces, 20_000, np.random.default_rng(0))
+    distance, _ = cKDTree(sample_surface(gt_vertices, gt_faces, 200_000, np.random.default_rng(1))).query(samples)
+    altitude = 4.5  # the tiny preset's flight height, model units
+    assert np.median(distance) < 0.1 * altitude
+    truth = summary["ground_truth"]
+    assert truth["scene"]["fscore"] > 0.15 and len(truth["blocks"]) == 2  # a mesh shifted by 1 unit scores 0
+    assert json.loads(out.with_suffix(".json").read_text())["faces"] == len(faces)
+    picture = out.with_suffix(".png")
+    assert picture.is_file() and picture.stat().st_size > 10_000
+
+
+def test_mean_depth_gives_a_mesh_too(block_run, tmp_path):
+    median = extract_mesh(block_run, tmp_path / "a.ply", MeshSettings(voxel=0.15))
+    mean = extract_mesh(block_run, tmp_path / "b.ply", MeshSettings(voxel=0.15, depth="mean"))
+    assert mean["faces"] > 300 and mean["faces"] != median["faces"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--voxel", "1e-5"), "give a larger --voxel"),
+    (("--voxel", "1000"), "give no surface"),
+    (("--voxel", "-1"), "--voxel must be positive"),
+])
+def test_bad_mesh_settings_are_one_line(block_run, tmp_path, args, fragment):
+    out = tmp_path / "m.ply"
+    _assert_one_line_error(mgs("mesh", str(block_run), "--out", str(out), *args), fragment)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_bad_mesh_input_is_one_line(block_run, tmp_path):
+    _assert_one_line_error(mgs("mesh", str(tmp_path / "nothing"), "--out", str(tmp_path / "m.ply")),
+                           "not a run folder")
+    _assert_one_line_error(mgs("mesh", str(block_run), "--out", str(tmp_path / "m.obj")), "ending in .ply")
+
+
+def test_a_block_no_view_sees_is_refused(block_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(extract, "sees_box", lambda *args: False)
+    with pytest.raises(UserError, match="block 0: no training view sees its cell"):
+        extract_mesh(block_run, tmp_path / "m.ply")
+    assert not (tmp_path / "m.ply").exists()
