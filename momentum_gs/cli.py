@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     mesh.add_argument("--out", required=True, help="the mesh, .ply (a summary .json is written beside it)")
     mesh.add_argument("--voxel", type=float, help="TSDF voxel in world units (default: the region's longest "
                                                   "horizontal side / 400)")
-    mesh.add_argument("--trunc", type=float, default=4.0, help="TSDF truncation in voxels (default 4)")
+    mesh.add_argument("--trunc", type=float, default=2.0, help="TSDF truncation in voxels (default 2)")
     mesh.add_argument("--depth", default="median", choices=("median", "mean"),
                       help="which rendered depth to fuse: median (where transmittance crosses 0.5) or mean")
     mesh.add_argument("--blocks", action="store_true", help="also write each block's piece as OUT_block<n>.ply")

@@ -31,6 +31,9 @@ MAX_GRID_POINTS = 1 << 36
 # Renders kept for the next block (depth + colour), in bytes.
 RENDER_CACHE_BYTES = 1 << 29
 DEPTHS = ("median", "mean")
+# From this truncation (voxels) on, a tetrahedron (diagonal √3 voxels) crossed by a real surface cannot reach
+# both TSDF clamps, so tetrahedra that do are depth edges and are dropped (marching_tetrahedra's drop_jumps).
+JUMP_SAFE_TRUNC = 1.75
 # Surface samples per mesh when scoring against a ground truth: the point-to-point floor is about half their
 # spacing, sqrt(area / count) (0.013 units on the demo city).
 SCORE_SAMPLES = 1_000_000
@@ -43,7 +46,7 @@ class MeshSettings:
     alpha below ``min_alpha`` give no depth, region = the anchors' ``region_percentile``…100 − it per axis."""
 
     voxel: float | None = None
-    trunc_voxels: float = 4.0
+    trunc_voxels: float = 2.0
     depth: str = "median"
     min_alpha: float = 0.5
     region_percentile: float = 0.5
@@ -115,6 +118,8 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     voxel = settings.voxel or default_voxel(lo, hi)
     if not voxel > 0:
         raise UserError(f"--voxel must be positive, got {voxel}")
+    if not settings.trunc_voxels > 0:
+        raise UserError(f"--trunc must be positive (in voxels), got {settings.trunc_voxels}")
     trunc = settings.trunc_voxels * voxel
     origin = np.floor(lo / voxel) * voxel - voxel
     dims = np.ceil((hi - origin) / voxel).astype(np.int64) + 2
@@ -150,7 +155,8 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
                  partition.block_of(_cube_centres(origin, voxel, first, cubes, rotation)).reshape(cubes) == block)
         piece = marching_tetrahedra(tsdf.cpu().numpy(), weight.cpu().numpy() > 0, owned,
                                     np.asarray(origin + voxel * first), voxel, first, dims,
-                                    color.cpu().numpy().astype(np.float64))
+                                    color.cpu().numpy().astype(np.float64),
+                                    drop_jumps=settings.trunc_voxels >= JUMP_SAFE_TRUNC)
         pieces.append(piece)
         per_block.append({"block": block, "views": len(views), "grid_points": int(np.prod(shape)),
                           "vertices": len(piece.vertices), "faces": len(piece.faces)})
