@@ -24,6 +24,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.model.gaussian_scene import resolve_backend
 from momentum_gs.model.strategy import GrowPruneStrategy
 from momentum_gs.render import gsplat_backend, project_gaussians, render
+from momentum_gs.render.gsplat_backend import gsplat_reference
 
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a cuda device object needs no GPU
@@ -129,25 +130,12 @@ def test_cli_reports_gsplat_on_cpu_in_one_line(tiny_scene, tmp_path):
     assert lines[-1].startswith("error: ") and "needs a CUDA device" in lines[-1]
 
 
-def _gsplat_reference():
-    """gsplat's own pure-PyTorch reference of its kernels (``gsplat/cuda/_torch_impl.py``), loaded by path:
-    importing the gsplat package would build its CUDA extension. None when gsplat is not installed."""
-    spec = importlib.util.find_spec("gsplat")
-    path = spec and Path(spec.submodule_search_locations[0]) / "cuda" / "_torch_impl.py"
-    if path is None or not path.is_file():
-        return None
-    module_spec = importlib.util.spec_from_file_location("gsplat_torch_reference", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(importlib.util.find_spec("gsplat") is None, reason="gsplat not installed (pip install .[cuda])")
 @pytest.mark.parametrize("width, height, seed", [(64, 48, 0), (75, 41, 1)])
 def test_projection_matches_gsplats_reference(width, height, seed):
     """Our projection against gsplat's PyTorch reference of its projection kernel, on any machine: the same
     2D means, conics (eps2d included, frustum-clamped Jacobian) and depths for every Gaussian both keep."""
-    ref = _gsplat_reference()
+    ref = gsplat_reference()
     scene = {k: v.double() for k, v in random_scene(400, width, height, seed).items() if torch.is_tensor(v)}
     ours = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["world_to_cam"], scene["K"],
                              width, height, 0.01, 1e10, 0.3)

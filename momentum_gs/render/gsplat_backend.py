@@ -28,7 +28,9 @@ background (which is also how gsplat's own "RGB+D" mode makes its depth, from th
 from __future__ import annotations
 
 import functools
+import importlib.util
 import weakref
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -48,6 +50,19 @@ def load_gsplat():
     except ImportError:
         return None
     return gsplat
+
+
+def gsplat_reference():
+    """gsplat's own pure-PyTorch reference of its kernels (``gsplat/cuda/_torch_impl.py``) as a module, loaded
+    by path: importing the gsplat package would build its CUDA extension. None when gsplat is not installed."""
+    spec = importlib.util.find_spec("gsplat")
+    path = spec and Path(spec.submodule_search_locations[0]) / "cuda" / "_torch_impl.py"
+    if path is None or not path.is_file():
+        return None
+    module_spec = importlib.util.spec_from_file_location("gsplat_torch_reference", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
 
 
 def gsplat_problem(device: torch.device | str) -> str | None:

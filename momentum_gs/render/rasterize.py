@@ -8,9 +8,10 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from momentum_gs.render.composite import CompositeTiles, median_pairs, pair_coefficients
+from momentum_gs.render.composite import median_pairs, pair_coefficients
+from momentum_gs.render.fused import composite_tiles
 from momentum_gs.render.projection import project_gaussians, surface_values
-from momentum_gs.render.tiles import TilePlan, intersect_tiles, plan_chunks, reach
+from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
 
 # Bound on tiles × pixels × list length composited at once. On CPU, 1 MB float32 buffers keep a chunk's
 # temporaries in cache (measured fastest); on GPU, bigger chunks mean fewer kernel launches.
@@ -108,15 +109,14 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     extents = reach(proj.covars2d, opacities, proj.radii)
     gauss_ids, tile_ids = intersect_tiles(proj.means2d, extents, proj.depths, tiles_x, tiles_y, tile_size)
     chunk_elems = CHUNK_ELEMS_CPU if means.device.type == "cpu" else CHUNK_ELEMS_GPU
-    chunks = plan_chunks(tile_ids, tiles_x * tiles_y, chunk_elems, tile_size * tile_size)
-    plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunks)
+    plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunk_elems)
 
     channels, blended = colors.shape[-1], blended_extras(extras)
     if blended:  # the maps ride along as colour channels: one compositing pass, gradients included
         colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, blended)], dim=-1)
     coefs = pair_coefficients(proj.means2d, proj.conics, plan)
-    per_tile = CompositeTiles.apply(coefs, opacities[gauss_ids], colors[gauss_ids], plan,
-                                    differentiated(coefs, opacities, colors))
+    per_tile = composite_tiles(coefs, opacities[gauss_ids], colors[gauss_ids], plan,
+                               differentiated(coefs, opacities, colors))
     composited = _untile(per_tile, plan)[:height, :width]
     color, alpha = composited[..., :channels], composited[..., -1:]
     image = color + (1.0 - alpha) * background

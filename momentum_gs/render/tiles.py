@@ -7,6 +7,7 @@ is drawn, and only tiles where it can be.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,14 +21,13 @@ _LADDER_RATIO = 1.25
 
 @dataclass
 class TilePlan:
-    """Where every Gaussian × tile pair goes, and in which chunks the compositor visits the tiles.
+    """Where every Gaussian × tile pair goes, and in which chunks the torch compositor visits the tiles.
 
     Attributes:
         tile_size: tile side in pixels. tiles_x, tiles_y: tiles per row / column.
         gauss_ids: [M] Gaussian of each pair, sorted by tile then front to back.
         tile_ids: [M] tile (row-major) of each pair.
-        chunks: (tiles [B], pairs [B, L]) per chunk: the tiles composited together and, for each, its
-            pairs in depth order, padded with the index M (a transparent dummy pair).
+        chunk_elems: bound on tiles × pixels × list length per chunk (see ``plan_chunks``).
     """
 
     tile_size: int
@@ -35,12 +35,25 @@ class TilePlan:
     tiles_y: int
     gauss_ids: Tensor
     tile_ids: Tensor
-    chunks: list[tuple[Tensor, Tensor]]
+    chunk_elems: int
 
     @property
     def num_tiles(self) -> int:
         """Number of tiles covering the image (the last row / column may stick out of it)."""
         return self.tiles_x * self.tiles_y
+
+    @functools.cached_property
+    def chunks(self) -> list[tuple[Tensor, Tensor]]:
+        """(tiles [B], pairs [B, L]) per chunk: the tiles composited together and, for each, its pairs in
+        depth order, padded with the index M (a transparent dummy pair). Made on first use: the fused
+        compositor reads ``tile_offsets`` instead."""
+        return plan_chunks(self.tile_ids, self.num_tiles, self.chunk_elems, self.tile_size * self.tile_size)
+
+    @functools.cached_property
+    def tile_offsets(self) -> Tensor:
+        """[tiles + 1] int64: tile t's pairs are ``[tile_offsets[t], tile_offsets[t + 1])`` of the sorted list."""
+        counts = torch.bincount(self.tile_ids, minlength=self.num_tiles)
+        return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
 
 def reach(covars2d: Tensor, opacities: Tensor, radii: Tensor) -> Tensor:

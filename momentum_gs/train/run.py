@@ -60,6 +60,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
     """
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.checkpoint import latest_checkpoint
+    from momentum_gs.render.fused import compositor_in_use
     from momentum_gs.train import distributed as D
     from momentum_gs.train.trainer import Trainer
 
@@ -82,6 +83,9 @@ def train(cfg: Config, resume: bool = False) -> dict:
                     print(f"removed {stale.name}, left by a write that was killed", flush=True)
         scene = load_scene(cfg.data)
         trainer = Trainer(cfg, scene, out_dir, device, world)
+        compositor = compositor_in_use(device)  # builds the fused compositor on a machine's first CPU run
+        if world.is_main:
+            print(compositor, flush=True)
         if resume:
             checkpoint = trainer.resume()
             if checkpoint is None:
@@ -101,7 +105,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
         if lock is not None:
             lock.release()
         D.close_world(world)
-    summary["out"], summary["is_main"] = str(out_dir), world.is_main
+    summary["out"], summary["is_main"], summary["compositor"] = str(out_dir), world.is_main, compositor
     if world.is_main:
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

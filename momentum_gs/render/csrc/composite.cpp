@@ -1,0 +1,368 @@
+// Fused front-to-back alpha compositing of sorted Gaussian × tile pairs, forward and backward, on the CPU.
+//
+// The semantics are those of momentum_gs/render/composite.py (CompositeTiles), which stays the reference:
+// per pair i (coefs k [6], opacity o, colour c [D]) and pixel p of its tile, with features
+// f = (u², uv, v², u, v) of the pixel centre in tile-local coordinates,
+//     log α = ln o − k5 − (k0 u² + k1 uv + k2 v² + k3 u + k4 v),  α = exp(min(log α, ln 0.99)),
+// α skipped below 1/255, and the pixel done once T·(1 − α) would be <= 1e-4 (that pair dropped too).
+// Output per tile [D + 1, P]: Σ wᵢcᵢ and Σ wᵢ (alpha), wᵢ = αᵢTᵢ.
+//
+// Layout of the work: one tile at a time per thread (tiles handed out dynamically; each tile writes only
+// its own output rows and its own pairs' gradients, so the result does not depend on the scheduling),
+// pairs front to back in the outer loop and the tile's pixels in the inner, vectorised loop. The backward
+// recomputes α and T front to back, exactly as the forward did, and gets Σ_{j>i} wⱼ(g·ĉⱼ) as the pixel's
+// total g·Y minus the running prefix, as the reference does.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace {
+
+// SIMD through GCC/Clang vector extensions (lowered to AVX-512, AVX2 or SSE by the compiler): one vector of
+// pixels is 64 bytes, 16 float or 8 double lanes; masks are integer vectors of the same width (−1 = true).
+typedef float VecF __attribute__((vector_size(64)));
+typedef int32_t MaskF __attribute__((vector_size(64)));
+typedef double VecD __attribute__((vector_size(64)));
+typedef int64_t MaskD __attribute__((vector_size(64)));
+
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  using V = VecF;
+  using M = MaskF;
+};
+template <>
+struct Simd<double> {
+  using V = VecD;
+  using M = MaskD;
+};
+
+template <typename T>
+constexpr int64_t lanes() {
+  return 64 / sizeof(T);
+}
+
+template <typename T>
+struct Limits {  // composite.py's constants, in the compute type; passed in by the caller
+  T alpha_min, log_alpha_max, log_alpha_skip, trans_min, tiny;
+  explicit Limits(c10::ArrayRef<double> v)
+      : alpha_min(T(v[0])), log_alpha_max(T(v[1])), log_alpha_skip(T(v[2])), trans_min(T(v[3])),
+        tiny(std::numeric_limits<T>::min()) {}
+};
+
+// exp(x) for x in [ln(1/255) − 1, 0] (the clamped log α): Cody–Waite reduction x = n ln2 + r with
+// n = round(x / ln2) (by truncating a positive number: x > −16 ln2), a Cephes polynomial (float) or Padé
+// form (double) in r, and 2ⁿ written into the exponent bits.
+inline VecF exp_narrow(VecF x) {
+  const MaskF ni = __builtin_convertvector(x * 1.44269504088896341f + 16.5f, MaskF) - 16;
+  const VecF n = __builtin_convertvector(ni, VecF);
+  VecF r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  VecF p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * (VecF)((ni + 127) << 23);
+}
+
+inline VecD exp_narrow(VecD x) {
+  const MaskD ni = __builtin_convertvector(x * 1.4426950408889634073599 + 16.5, MaskD) - 16;
+  const VecD n = __builtin_convertvector(ni, VecD);
+  VecD r = x - n * 6.93145751953125e-1;
+  r = r - n * 1.42860682030941723212e-6;
+  const VecD rr = r * r;
+  const VecD px = r * ((rr * 1.26177193074810590878e-4 + 3.02994407707441961300e-2) * rr +
+                       9.99999999999999999910e-1);
+  const VecD qx = ((rr * 3.00198505138664455042e-6 + 2.52448340349684104192e-3) * rr +
+                   2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
+  return (1.0 + 2.0 * (px / (qx - px))) * (VecD)((ni + 1023) << 52);
+}
+
+template <typename V>
+inline V load(const void* from) {
+  V v;
+  std::memcpy(&v, from, sizeof v);
+  return v;
+}
+
+template <typename T, int Bytes>
+struct VecOf {
+  typedef T type __attribute__((vector_size(Bytes)));
+};
+
+// The sum of a vector's lanes by halving (a fixed tree: deterministic), in its own type.
+template <typename T, int Bytes = 64>
+inline T lane_sum(typename VecOf<T, Bytes>::type v) {
+  if constexpr (Bytes == 2 * int(sizeof(T))) {
+    return v[0] + v[1];
+  } else {
+    typename VecOf<T, Bytes / 2>::type low, high;
+    std::memcpy(&low, &v, Bytes / 2);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
+    return lane_sum<T, Bytes / 2>(low + high);
+  }
+}
+
+// Tile-local pixel-centre features (u², uv, v², u, v), in vectors of pixels (row-major), and which lanes
+// are pixels (the last vector may be partly padding, which starts done).
+template <typename T>
+struct Pixels {
+  using V = typename Simd<T>::V;
+  using M = typename Simd<T>::M;
+  int64_t count, blocks;
+  std::vector<V> uu, uv, vv, u, v;
+  std::vector<M> real;
+  explicit Pixels(int64_t tile_size)
+      : count(tile_size * tile_size), blocks((count + lanes<T>() - 1) / lanes<T>()),
+        uu(blocks), uv(blocks), vv(blocks), u(blocks), v(blocks), real(blocks) {
+    for (int64_t p = 0; p < blocks * lanes<T>(); ++p) {
+      const int64_t b = p / lanes<T>(), l = p % lanes<T>();
+      const T x = p < count ? T(p % tile_size) + T(0.5) - T(0.5) * T(tile_size) : T(0);
+      const T y = p < count ? T(p / tile_size) + T(0.5) - T(0.5) * T(tile_size) : T(0);
+      uu[b][l] = x * x, uv[b][l] = x * y, vv[b][l] = y * y, u[b][l] = x, v[b][l] = y;
+      real[b][l] = p < count ? -1 : 0;
+    }
+  }
+};
+
+// Per-thread state of one tile: transmittance, still-drawing mask, the running Σ wⱼ(g·ĉⱼ), the output
+// (forward) or the upstream gradient and the output (backward) as [channels][blocks], the pixels' g·Y,
+// and per-channel colour-gradient accumulators.
+template <typename T>
+struct Scratch {
+  using V = typename Simd<T>::V;
+  using M = typename Simd<T>::M;
+  std::vector<V> trans, prefix, total, planes, values, color_sums;
+  std::vector<M> live;
+  Scratch(int64_t blocks, int64_t channels)
+      : trans(blocks), prefix(blocks), total(blocks), planes(channels * blocks), values(channels * blocks),
+        color_sums(channels), live(blocks) {}
+  void reset(const Pixels<T>& px) {
+    for (int64_t b = 0; b < px.blocks; ++b) trans[b] = V{} + T(1), prefix[b] = V{}, live[b] = px.real[b];
+  }
+  // [channels, count] rows of a tensor into [channels][blocks] vectors, padding lanes 0.
+  static void load_planes(const T* rows, int64_t channels, int64_t count, int64_t blocks, std::vector<V>& to) {
+    std::fill(to.begin(), to.end(), V{});
+    for (int64_t c = 0; c < channels; ++c) std::memcpy(&to[c * blocks], rows + c * count, count * sizeof(T));
+  }
+};
+
+// α, the early stop and the weight of one pair in one vector of pixels; updates transmittance and mask.
+// ``after`` gets T·(1 − α) (the transmittance after the pair where it is drawn), ``raw`` the unclamped log α.
+template <typename T>
+struct PairStep {
+  using V = typename Simd<T>::V;
+  using M = typename Simd<T>::M;
+  T k0, k1, k2, k3, k4, lc;
+  const Limits<T>& lim;
+  PairStep(const T* k, T opacity, const Limits<T>& lim_)
+      : k0(k[0]), k1(k[1]), k2(k[2]), k3(k[3]), k4(k[4]), lc(std::log(std::max(opacity, lim_.tiny)) - k[5]),
+        lim(lim_) {}
+  inline V operator()(const Pixels<T>& px, int64_t b, V& trans, M& live, V& raw, V& after) const {
+    raw = lc - (k0 * px.uu[b] + k1 * px.uv[b] + k2 * px.vv[b] + k3 * px.u[b] + k4 * px.v[b]);
+    V clamped = raw < lim.log_alpha_skip ? V{} + lim.log_alpha_skip : raw;
+    clamped = clamped > lim.log_alpha_max ? V{} + lim.log_alpha_max : clamped;
+    V alpha = exp_narrow(clamped);
+    alpha = (alpha >= lim.alpha_min) & live ? alpha : V{};
+    after = trans * (T(1) - alpha);
+    const M stop = after <= lim.trans_min;
+    const V w = stop ? V{} : alpha * trans;
+    live = stop ? M{} : live;
+    trans = stop ? trans : after;
+    return w;
+  }
+};
+
+template <typename T>
+inline bool any_live(const Scratch<T>& s, int64_t blocks) {
+  typename Simd<T>::M any{};
+  for (int64_t b = 0; b < blocks; ++b) any |= s.live[b];
+  for (int64_t l = 0; l < lanes<T>(); ++l) {
+    if (any[l]) return true;
+  }
+  return false;
+}
+
+template <typename T>
+void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, const T* opacities,
+                  const T* colors, int64_t depth, int64_t begin, int64_t end, T* out, Scratch<T>& s) {
+  using V = typename Simd<T>::V;
+  const int64_t blocks = px.blocks, channels = depth + 1;
+  s.reset(px);
+  std::fill(s.planes.begin(), s.planes.end(), V{});
+  V raw, after;
+  for (int64_t i = begin; i < end; ++i) {
+    const PairStep<T> step(coefs + 6 * i, opacities[i], lim);
+    const T* color = colors + depth * i;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const V w = step(px, b, s.trans[b], s.live[b], raw, after);
+      for (int64_t c = 0; c < depth; ++c) s.planes[c * blocks + b] += w * color[c];
+      s.planes[depth * blocks + b] += w;  // alpha: ĉ = 1
+    }
+    if (!any_live(s, blocks)) break;
+  }
+  for (int64_t c = 0; c < channels; ++c) std::memcpy(out + c * px.count, &s.planes[c * blocks], px.count * sizeof(T));
+}
+
+template <typename T>
+void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, const T* opacities,
+                   const T* colors, int64_t depth, int64_t begin, int64_t end, const T* out, const T* grad_out,
+                   T* grad_coefs, T* grad_opacities, T* grad_colors, Scratch<T>& s) {
+  using V = typename Simd<T>::V;
+  const int64_t blocks = px.blocks, channels = depth + 1, count = px.count;
+  s.reset(px);
+  s.load_planes(out, channels, count, blocks, s.values);
+  s.load_planes(grad_out, channels, count, blocks, s.planes);
+  const V *g = s.planes.data(), *y = s.values.data();
+  for (int64_t b = 0; b < blocks; ++b) {
+    V total{};  // g·Y
+    for (int64_t c = 0; c < channels; ++c) total += g[c * blocks + b] * y[c * blocks + b];
+    s.total[b] = total;
+  }
+  V raw, after;
+  for (int64_t i = begin; i < end; ++i) {
+    const PairStep<T> step(coefs + 6 * i, opacities[i], lim);
+    const T* color = colors + depth * i;
+    V s0{}, s1{}, s2{}, s3{}, s4{}, s5{};
+    std::fill(s.color_sums.begin(), s.color_sums.end(), V{});
+    for (int64_t b = 0; b < blocks; ++b) {
+      const V w = step(px, b, s.trans[b], s.live[b], raw, after);
+      V gc = g[depth * blocks + b];  // g·ĉ, ĉ = (colour, 1)
+      for (int64_t c = 0; c < depth; ++c) {
+        gc += g[c * blocks + b] * color[c];
+        s.color_sums[c] += g[c * blocks + b] * w;
+      }
+      const V seen = s.prefix[b] + w * gc;
+      s.prefix[b] = seen;
+      // α ∂L/∂α = w (g·ĉ − Σ_{j>i} wⱼ g·ĉⱼ / T_after); no gradient where α was clamped at 0.99.
+      const V safe = after < lim.trans_min ? V{} + lim.trans_min : after;
+      V ga = w * (gc - (s.total[b] - seen) / safe);
+      ga = raw < lim.log_alpha_max ? ga : V{};
+      s0 += ga * px.uu[b], s1 += ga * px.uv[b], s2 += ga * px.vv[b], s3 += ga * px.u[b], s4 += ga * px.v[b];
+      s5 += ga;
+    }
+    const T sums[6] = {lane_sum<T>(s0), lane_sum<T>(s1), lane_sum<T>(s2), lane_sum<T>(s3), lane_sum<T>(s4),
+                       lane_sum<T>(s5)};
+    for (int64_t j = 0; j < 6; ++j) grad_coefs[6 * i + j] = -sums[j];  // logits are −coefs (+ ln o)
+    grad_opacities[i] = sums[5] / std::max(opacities[i], lim.tiny);
+    for (int64_t c = 0; c < depth; ++c) grad_colors[depth * i + c] = lane_sum<T>(s.color_sums[c]);
+    if (!any_live(s, blocks)) break;
+  }
+}
+
+// Runs fn(tile, begin, end, scratch) for every non-empty tile on torch's number of intra-op threads
+// (OpenMP; the same libgomp torch loads), tiles handed out one at a time (their costs differ by orders of
+// magnitude), one scratch per thread. Without OpenMP the pragmas are ignored and it runs serially.
+template <typename T, typename Fn>
+void for_each_tile(const int64_t* offsets, int64_t num_tiles, const Pixels<T>& px, int64_t channels, Fn fn) {
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), num_tiles)));
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<T> scratch(px.blocks, channels);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < num_tiles; ++t) {
+      if (offsets[t + 1] > offsets[t]) fn(t, offsets[t], offsets[t + 1], scratch);
+    }
+  }
+}
+
+void check_inputs(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
+                  const at::Tensor& offsets) {
+  TORCH_CHECK(coefs.device().is_cpu(), "composite: CPU tensors only");
+  TORCH_CHECK(coefs.dim() == 2 && coefs.size(1) == 6 && coefs.is_contiguous(), "composite: coefs [M, 6]");
+  TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == coefs.size(0) && opacities.is_contiguous(),
+              "composite: opacities [M]");
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == coefs.size(0) && colors.is_contiguous(),
+              "composite: colors [M, D]");
+  TORCH_CHECK(opacities.scalar_type() == coefs.scalar_type() && colors.scalar_type() == coefs.scalar_type(),
+              "composite: one dtype");
+  TORCH_CHECK(offsets.scalar_type() == at::kLong && offsets.is_contiguous(), "composite: offsets int64");
+}
+
+template <typename T>
+void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
+                   const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor& out) {
+  const Pixels<T> px(tile_size);
+  const Limits<T> lim(limits);
+  const int64_t depth = colors.size(1), channels = depth + 1;
+  const T *k = coefs.data_ptr<T>(), *o = opacities.data_ptr<T>(), *c = colors.data_ptr<T>();
+  T* dst = out.data_ptr<T>();
+  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                     forward_tile(px, lim, k, o, c, depth, begin, end, dst + t * channels * px.count, s);
+                   });
+}
+
+template <typename T>
+void backward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
+                    const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits,
+                    const at::Tensor& out, const at::Tensor& grad_out, at::Tensor& grad_coefs,
+                    at::Tensor& grad_opacities, at::Tensor& grad_colors) {
+  const Pixels<T> px(tile_size);
+  const Limits<T> lim(limits);
+  const int64_t depth = colors.size(1), channels = depth + 1, block = channels * px.count;
+  const T *k = coefs.data_ptr<T>(), *o = opacities.data_ptr<T>(), *c = colors.data_ptr<T>();
+  const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
+  T *gk = grad_coefs.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(), *gcol = grad_colors.data_ptr<T>();
+  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                     backward_tile(px, lim, k, o, c, depth, begin, end, y + t * block, g + t * block, gk, go,
+                                   gcol, s);
+                   });
+}
+
+// out [T, D+1, P] (zeros on entry) gets the composited colour and alpha of every tile; offsets [T+1].
+void composite_forward(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
+                       const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor out) {
+  check_inputs(coefs, opacities, colors, offsets);
+  TORCH_CHECK(out.is_contiguous() && out.scalar_type() == coefs.scalar_type(), "composite: out");
+  TORCH_CHECK(out.size(0) == offsets.numel() - 1 && out.size(1) == colors.size(1) + 1 &&
+              out.size(2) == tile_size * tile_size, "composite: out [T, D+1, P]");
+  if (coefs.scalar_type() == at::kFloat) {
+    forward_typed<float>(coefs, opacities, colors, offsets, tile_size, limits, out);
+  } else {
+    TORCH_CHECK(coefs.scalar_type() == at::kDouble, "composite: float32 or float64");
+    forward_typed<double>(coefs, opacities, colors, offsets, tile_size, limits, out);
+  }
+}
+
+// grad_coefs [M, 6], grad_opacities [M], grad_colors [M, D] (zeros on entry) from out and grad_out [T, D+1, P].
+void composite_backward(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
+                        const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits,
+                        const at::Tensor& out, const at::Tensor& grad_out, at::Tensor grad_coefs,
+                        at::Tensor grad_opacities, at::Tensor grad_colors) {
+  check_inputs(coefs, opacities, colors, offsets);
+  TORCH_CHECK(out.is_contiguous() && grad_out.is_contiguous() && grad_out.sizes() == out.sizes(),
+              "composite: grad_out like out");
+  TORCH_CHECK(grad_coefs.is_contiguous() && grad_opacities.is_contiguous() && grad_colors.is_contiguous(),
+              "composite: gradients contiguous");
+  if (coefs.scalar_type() == at::kFloat) {
+    backward_typed<float>(coefs, opacities, colors, offsets, tile_size, limits, out, grad_out, grad_coefs,
+                          grad_opacities, grad_colors);
+  } else {
+    TORCH_CHECK(coefs.scalar_type() == at::kDouble, "composite: float32 or float64");
+    backward_typed<double>(coefs, opacities, colors, offsets, tile_size, limits, out, grad_out, grad_coefs,
+                           grad_opacities, grad_colors);
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY(momentum_gs, m) {
+  m.def("composite_forward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "
+        "float[] limits, Tensor(a!) out) -> ()", &composite_forward);
+  m.def("composite_backward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "
+        "float[] limits, Tensor out, Tensor grad_out, Tensor(a!) grad_coefs, Tensor(b!) grad_opacities, "
+        "Tensor(c!) grad_colors) -> ()", &composite_backward);
+}

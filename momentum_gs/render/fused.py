@@ -1,0 +1,167 @@
+"""The fused CPU compositor: ``CompositeTiles`` as one C++ loop per tile, forward and backward.
+
+``csrc/composite.cpp`` walks each tile's pairs front to back over the tile's pixels (vectorised, early
+exit once every pixel is done) on torch's intra-op threads, one tile per thread at a time, and its backward
+recomputes α and T the same way instead of keeping them: no [tiles, P, L] temporaries, no padding. It
+supports float32 and float64 and any number of colour channels, and matches ``composite.CompositeTiles``
+(the reference, and the fallback) to rounding.
+
+It is compiled at first use by ``torch.utils.cpp_extension.load`` (needs ninja and a C++ compiler; about
+10 s), for this CPU (``-march=native``, so the extension's name carries a digest of the CPU's features) and
+cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``): later processes load it in
+milliseconds. The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the compositor of CPU renders:
+``auto`` (default: fused when it builds, else the torch one), ``fused`` (an error if it does not build) or
+``torch``. GPU tensors always take the torch compositor.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from momentum_gs.render.composite import _LOG_ALPHA_SKIP, ALPHA_MAX, TRANS_MIN, CompositeTiles
+from momentum_gs.render.tiles import ALPHA_MIN, TilePlan
+
+MODE_VARIABLE = "MOMENTUM_GS_COMPOSITOR"
+MODES = ("auto", "fused", "torch")
+SOURCE = Path(__file__).with_name("csrc") / "composite.cpp"
+FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
+# composite.py's constants, in the order the C++ side reads them.
+_LIMITS = [ALPHA_MIN, math.log(ALPHA_MAX), _LOG_ALPHA_SKIP, TRANS_MIN]
+
+
+@dataclass(frozen=True)
+class Build:
+    """The outcome of loading the extension: ``ops`` (``torch.ops.momentum_gs``) or None and why not."""
+
+    ops: object | None
+    note: str  # "ready in 9.1 s" (compiled, or loaded from the cache), or the first line of the error
+    seconds: float
+
+
+def compositor_mode() -> str:
+    """``MOMENTUM_GS_COMPOSITOR`` (``auto`` when unset); ValueError for another value."""
+    mode = os.environ.get(MODE_VARIABLE, "auto").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"{MODE_VARIABLE}={mode!r}; expected one of {', '.join(MODES)}")
+    return mode
+
+
+@functools.lru_cache(maxsize=None)
+def build() -> Build:
+    """Compile (first time on this machine) or load the extension, once per process; never raises."""
+    start = time.perf_counter()
+    try:
+        _put_pip_ninja_on_path()
+        from torch.utils.cpp_extension import load
+
+        load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(SOURCE)], extra_cflags=FLAGS,
+             extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+        ops = torch.ops.momentum_gs
+        ops.composite_forward, ops.composite_backward  # noqa: B018 (fails here, not mid-render, if absent)
+    except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
+        return Build(None, _first_error(exc), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Build(ops, f"ready in {seconds:.2f} s", seconds)
+
+
+def use_fused(tensor: Tensor) -> bool:
+    """Whether a render of ``tensor``'s device and dtype composites with the fused compositor."""
+    mode = compositor_mode()
+    if mode == "torch" or tensor.device.type != "cpu" or tensor.dtype not in (torch.float32, torch.float64):
+        return False
+    built = build()
+    if built.ops is None and mode == "fused":
+        raise RuntimeError(f"{MODE_VARIABLE}=fused but the fused compositor did not build: {built.note}")
+    return built.ops is not None
+
+
+def compositor_in_use(device: torch.device | str = "cpu") -> str:
+    """One line naming the compositor that renders on ``device`` take, and why (builds the extension)."""
+    mode = compositor_mode()
+    if torch.device(device).type != "cpu":
+        return f"compositor: torch ({torch.device(device).type} tensors)"
+    if mode == "torch":
+        return f"compositor: torch ({MODE_VARIABLE}=torch)"
+    built = build()
+    if built.ops is None:
+        if mode == "fused":
+            raise RuntimeError(f"{MODE_VARIABLE}=fused but the fused compositor did not build: {built.note}")
+        return f"compositor: torch (the fused one did not build: {built.note})"
+    return f"compositor: fused C++ ({SOURCE.name}, {built.note}, {torch.get_num_threads()} thread(s))"
+
+
+def composite_tiles(coefs: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan,
+                    for_backward: bool = False) -> Tensor:
+    """Per tile [T, D+1, P] composited colour and alpha, as ``CompositeTiles``: the fused compositor where
+    ``use_fused``, else ``CompositeTiles`` itself. coefs [M, 6], opacities [M], colors [M, D]."""
+    if use_fused(coefs) and opacities.dtype == colors.dtype == coefs.dtype:
+        return FusedCompositeTiles.apply(coefs, opacities, colors, plan)
+    return CompositeTiles.apply(coefs, opacities, colors, plan, for_backward)
+
+
+class FusedCompositeTiles(torch.autograd.Function):
+    """(coefs [M, 6], opacities [M], colors [M, D], plan) -> per tile [T, D+1, P], as ``CompositeTiles``.
+
+    Keeps only its inputs and output for the backward (which recomputes α and T); CPU tensors only.
+    """
+
+    @staticmethod
+    def forward(ctx, coefs: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan) -> Tensor:
+        coefs, opacities, colors = coefs.contiguous(), opacities.contiguous(), colors.contiguous()
+        out = coefs.new_zeros(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
+        build().ops.composite_forward(coefs, opacities, colors, plan.tile_offsets, plan.tile_size, _LIMITS, out)
+        ctx.plan = plan
+        ctx.save_for_backward(coefs, opacities, colors, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        coefs, opacities, colors, out = ctx.saved_tensors
+        grads = torch.zeros_like(coefs), torch.zeros_like(opacities), torch.zeros_like(colors)
+        build().ops.composite_backward(coefs, opacities, colors, ctx.plan.tile_offsets, ctx.plan.tile_size,
+                                       _LIMITS, out, grad_out.contiguous(), *grads)
+        return *grads, None
+
+
+def _first_error(exc: Exception) -> str:
+    """The compiler's first error line in a failed build's message (which starts with the command), else its
+    first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    picked = next((line for line in lines if "error" in line.lower() and not line.startswith("[")), lines[0])
+    return f"{type(exc).__name__}: {picked[:200]}"
+
+
+def _machine_digest() -> str:
+    """8 hex digits naming this CPU's instruction set, so that a shared cache never loads a -march=native
+    build on another kind of CPU."""
+    identity = platform.machine() + platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features", "model name")):
+                identity += line
+    except OSError:
+        pass
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]
+
+
+def _put_pip_ninja_on_path() -> None:
+    """cpp_extension runs ``ninja`` from PATH; the one the ``ninja`` wheel installs may not be on it."""
+    if shutil.which("ninja") is None:
+        try:
+            import ninja
+        except ImportError:
+            return
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
