@@ -5,7 +5,7 @@
 #
 #   tests        python -m pytest -m cuda tests/: gsplat against the torch backend (image and every gradient,
 #                the same PSNR after training), the pinned image loader, blocks restored onto the GPU, and
-#                the synchronizing calls of a training step
+#                the synchronizing calls of a training step, gsplat's depth and normal maps, a mesh made on the GPU
 #   bench        scripts/bench_gpu.py: steps/s, render FPS and peak memory of both backends on the city8
 #                synthetic city and on brighton_beach at full resolution (BENCH_STEPS steps, default 2000;
 #                BENCH_ARGS passes more arguments, e.g. "--scenes city")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial import cKDTree
 
 from momentum_gs.errors import UserError
@@ -87,3 +88,14 @@ def test_a_block_no_view_sees_is_refused(block_run, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="block 0: no training view sees its cell"):
         extract_mesh(block_run, tmp_path / "m.ply")
     assert not (tmp_path / "m.ply").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_mesh_made_on_a_gpu_is_the_cpu_one(block_run, tmp_path):
+    """Rendering and fusing on the GPU (the torch backend there too: median depth) gives the CPU's mesh up to
+    the rounding of a few TSDF values at the zero crossing."""
+    cpu = extract_mesh(block_run, tmp_path / "cpu.ply", device=torch.device("cpu"))
+    gpu = extract_mesh(block_run, tmp_path / "gpu.ply", device=torch.device("cuda"))
+    assert abs(gpu["faces"] - cpu["faces"]) <= 0.01 * cpu["faces"]
+    assert gpu["ground_truth"]["scene"]["fscore"] == pytest.approx(cpu["ground_truth"]["scene"]["fscore"], abs=0.01)
