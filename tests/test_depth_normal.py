@@ -129,13 +129,13 @@ def test_default_render_is_unchanged(monkeypatch):
     from momentum_gs.render import rasterize
 
     widths = []
-    composite = rasterize.composite_tiles  # the fused compositor or the torch one, whichever renders use
+    composite = rasterize.composite_gaussians  # the fused compositor or the torch one, whichever renders use
 
-    def recorded(coefs, opacities, colors, *rest):
+    def recorded(means2d, conics, opacities, colors, *rest):
         widths.append(colors.shape[-1])
-        return composite(coefs, opacities, colors, *rest)
+        return composite(means2d, conics, opacities, colors, *rest)
 
-    monkeypatch.setattr(rasterize, "composite_tiles", recorded)
+    monkeypatch.setattr(rasterize, "composite_gaussians", recorded)
     scene = random_scene(150, 33, 27, seed=3, behind=4, opaque=6)
     outs, grads = [], []
     for extras in ((), EXTRAS):

@@ -81,6 +81,67 @@ def test_any_number_of_channels(monkeypatch):
             torch.testing.assert_close(fast[key], value, atol=1e-12, rtol=1e-10, msg=key)
 
 
+def _gaussian_rows(scene: dict, tile_size: int):
+    """The compositor's per-Gaussian inputs of ``scene`` (means2d, conics, opacities, colors) and its plan."""
+    from momentum_gs.render.projection import project_gaussians
+    from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
+
+    width, height = scene["width"], scene["height"]
+    proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["world_to_cam"], scene["K"],
+                             width, height, 0.01, 1e10, 0.3)
+    tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
+    extents = reach(proj.covars2d, scene["opacities"], proj.radii)
+    ids = intersect_tiles(proj.means2d, extents, proj.depths, tiles_x, tiles_y, tile_size)
+    plan = TilePlan(tile_size, tiles_x, tiles_y, *ids, 1 << 18)
+    rows = [proj.means2d, proj.conics, scene["opacities"], scene["colors"]]
+    return [row.detach().clone().requires_grad_() for row in rows], plan
+
+
+@pytest.mark.parametrize("tile_size", [4, 8, 16])
+def test_gaussian_rows_get_their_pairs_gradients(tile_size, monkeypatch):
+    """FusedGaussianTiles against pair_coefficients + gathers + CompositeTiles in float64, gradients of the
+    per-Gaussian rows included (conics too, which renders reach only through means, quats and scales); most
+    Gaussians here cover several tiles, so each gradient is a sum over pairs."""
+    from momentum_gs.render.composite import CompositeTiles, pair_coefficients
+
+    scene = random_scene(60, 40, 28, seed=4, behind=2, opaque=4)
+    scene["scales"] = torch.full((60, 3), 0.15, dtype=F64)  # several pixels to tens of pixels wide
+    results = []
+    for fast in (True, False):
+        rows, plan = _gaussian_rows(scene, tile_size)
+        means2d, conics, opacities, colors = rows
+        if fast:
+            out = fused.FusedGaussianTiles.apply(means2d, conics, opacities, colors, plan)
+        else:
+            coefs = pair_coefficients(means2d, conics, plan)
+            out = CompositeTiles.apply(coefs, opacities[plan.gauss_ids], colors[plan.gauss_ids], plan, True)
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=F64)
+        (out * weights).sum().backward()
+        results.append([out] + [row.grad for row in rows])
+    assert torch.bincount(plan.gauss_ids).max() >= 4  # Gaussians drawn in several tiles
+    for name, fast, reference in zip(("out", "means2d", "conics", "opacities", "colors"), *results):
+        assert reference.abs().max() > 0, name
+        torch.testing.assert_close(fast, reference, atol=1e-10 * reference.abs().max().item(), rtol=1e-10,
+                                   msg=name)
+
+
+def test_fused_render_makes_no_pair_tensors(monkeypatch):
+    """A fused render reads the Gaussians' rows in C++: no per-pair coefficients or gathers in PyTorch (the
+    median depth, which has no gradient, still makes them); the torch compositor makes them."""
+    from momentum_gs.render import rasterize
+
+    calls = []
+    for module in (fused, rasterize):
+        made = module.pair_coefficients
+        monkeypatch.setattr(module, "pair_coefficients", lambda *a, made=made: calls.append(1) or made(*a))
+    scene = random_scene(80, 20, 14, seed=6)
+    for mode, extras, expected in (("fused", ("depth", "normal"), 0), ("torch", (), 1),
+                                   ("fused", ("median_depth",), 1)):
+        calls.clear()
+        _run(scene, mode, monkeypatch, extras)
+        assert len(calls) == expected, (mode, extras)
+
+
 def test_empty_scenes(monkeypatch):
     for scene in (random_scene(0, 16, 12), random_scene(5, 16, 12, behind=5)):
         fast = _run(scene, "fused", monkeypatch)

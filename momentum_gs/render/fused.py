@@ -1,4 +1,6 @@
-"""The fused CPU compositor: ``CompositeTiles`` as one C++ loop per tile, forward and backward.
+"""The fused CPU compositor: ``pair_coefficients``, the per-pair gathers and ``CompositeTiles`` as one C++
+loop per tile, forward and backward (``composite_gaussians``; ``FusedCompositeTiles`` keeps the per-pair
+interface for benchmarks).
 
 ``csrc/composite.cpp`` walks each tile's pairs front to back over the tile's pixels (vectorised, early
 exit once every pixel is done) on torch's intra-op threads, one tile per thread at a time, and its backward
@@ -30,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from momentum_gs.render.composite import _LOG_ALPHA_SKIP, ALPHA_MAX, TRANS_MIN, CompositeTiles
+from momentum_gs.render.composite import _LOG_ALPHA_SKIP, ALPHA_MAX, TRANS_MIN, CompositeTiles, pair_coefficients
 from momentum_gs.render.tiles import ALPHA_MIN, TilePlan
 
 MODE_VARIABLE = "MOMENTUM_GS_COMPOSITOR"
@@ -69,7 +71,8 @@ def build() -> Build:
         load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(SOURCE)], extra_cflags=FLAGS,
              extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
         ops = torch.ops.momentum_gs
-        ops.composite_forward, ops.composite_backward  # noqa: B018 (fails here, not mid-render, if absent)
+        # noqa below: fails here, not mid-render, if an op is absent
+        ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start
@@ -102,13 +105,42 @@ def compositor_in_use(device: torch.device | str = "cpu") -> str:
     return f"compositor: fused C++ ({SOURCE.name}, {built.note}, {torch.get_num_threads()} thread(s))"
 
 
-def composite_tiles(coefs: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan,
-                    for_backward: bool = False) -> Tensor:
-    """Per tile [T, D+1, P] composited colour and alpha, as ``CompositeTiles``: the fused compositor where
-    ``use_fused``, else ``CompositeTiles`` itself. coefs [M, 6], opacities [M], colors [M, D]."""
-    if use_fused(coefs) and opacities.dtype == colors.dtype == coefs.dtype:
-        return FusedCompositeTiles.apply(coefs, opacities, colors, plan)
-    return CompositeTiles.apply(coefs, opacities, colors, plan, for_backward)
+def composite_gaussians(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan,
+                        for_backward: bool = False) -> Tensor:
+    """Per tile [T, D+1, P] composited colour and alpha of the pairs in ``plan``, from per-Gaussian rows:
+    means2d [N, 2] pixels, conics [N, 3], opacities [N], colors [N, D]. Where ``use_fused``, one C++ pass
+    that makes each pair's coefficients and reads its Gaussian's rows inside the tile loop
+    (``FusedGaussianTiles``); else ``pair_coefficients``, the per-pair gathers and ``CompositeTiles``."""
+    if use_fused(means2d) and means2d.dtype == conics.dtype == opacities.dtype == colors.dtype:
+        return FusedGaussianTiles.apply(means2d, conics, opacities, colors, plan)
+    coefs = pair_coefficients(means2d, conics, plan)
+    return CompositeTiles.apply(coefs, opacities[plan.gauss_ids], colors[plan.gauss_ids], plan, for_backward)
+
+
+class FusedGaussianTiles(torch.autograd.Function):
+    """(means2d [N, 2], conics [N, 3], opacities [N], colors [N, D], plan) -> per tile [T, D+1, P], as
+    ``pair_coefficients`` + gathers + ``CompositeTiles``; the backward returns per-Gaussian gradients summed
+    over each Gaussian's pairs in pair order (the same bits at any thread count). CPU tensors only."""
+
+    @staticmethod
+    def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan) -> Tensor:
+        inputs = [t.contiguous() for t in (means2d, conics, opacities, colors)]
+        out = means2d.new_zeros(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
+        build().ops.gaussians_forward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x,
+                                      plan.tile_size, _LIMITS, out)
+        ctx.plan = plan
+        ctx.save_for_backward(*inputs, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        *inputs, out = ctx.saved_tensors
+        plan = ctx.plan
+        grads = [torch.zeros_like(t) for t in inputs]
+        build().ops.gaussians_backward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x,
+                                       plan.tile_size, _LIMITS, out, grad_out.contiguous(), *grads)
+        return *grads, None
 
 
 class FusedCompositeTiles(torch.autograd.Function):

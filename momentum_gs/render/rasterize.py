@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from momentum_gs.render.composite import median_pairs, pair_coefficients
-from momentum_gs.render.fused import composite_tiles
+from momentum_gs.render.fused import composite_gaussians
 from momentum_gs.render.projection import project_gaussians, surface_values
 from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
 
@@ -114,15 +114,15 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     channels, blended = colors.shape[-1], blended_extras(extras)
     if blended:  # the maps ride along as colour channels: one compositing pass, gradients included
         colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, blended)], dim=-1)
-    coefs = pair_coefficients(proj.means2d, proj.conics, plan)
-    per_tile = composite_tiles(coefs, opacities[gauss_ids], colors[gauss_ids], plan,
-                               differentiated(coefs, opacities, colors))
+    per_tile = composite_gaussians(proj.means2d, proj.conics, opacities, colors, plan,
+                                   differentiated(proj.means2d, proj.conics, opacities, colors))
     composited = _untile(per_tile, plan)[:height, :width]
     color, alpha = composited[..., :channels], composited[..., -1:]
     image = color + (1.0 - alpha) * background
     maps = split_extras(composited[..., channels:-1], blended)
     if "median_depth" in extras:
-        picked = median_pairs(coefs.detach(), opacities[gauss_ids].detach(), plan)[:, None, :]
+        coefs = pair_coefficients(proj.means2d.detach(), proj.conics.detach(), plan)
+        picked = median_pairs(coefs, opacities[gauss_ids].detach(), plan)[:, None, :]
         z_pairs = torch.cat([proj.depths[gauss_ids], proj.depths.new_zeros(1)])  # the last row: nothing drawn
         maps["median_depth"] = _untile(z_pairs[picked], plan)[:height, :width]
     return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths, **maps)

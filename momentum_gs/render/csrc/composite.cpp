@@ -12,6 +12,11 @@
 // pairs front to back in the outer loop and the tile's pixels in the inner, vectorised loop. The backward
 // recomputes α and T front to back, exactly as the forward did, and gets Σ_{j>i} wⱼ(g·ĉⱼ) as the pixel's
 // total g·Y minus the running prefix, as the reference does.
+//
+// Two entry points: composite_* reads per-pair rows (coefs, opacities, colours [M, ...]); gaussians_* reads
+// per-Gaussian rows (means2d, conics, opacities, colours [N, ...]) through the sorted gauss_ids, makes each
+// pair's coefficients in its tile's coordinates (composite.pair_coefficients) inside the tile loop, and sums
+// the pairs' gradients per Gaussian in pair order on one thread, so that no [M, ...] tensor is made.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
@@ -194,17 +199,53 @@ inline bool any_live(const Scratch<T>& s, int64_t blocks) {
   return false;
 }
 
+// Where a pair's coefficients, opacity and colour come from: per-pair rows (``PairRows``: coefs [M, 6],
+// opacities [M], colors [M, D]) or, for ``GaussianRows``, the pair's Gaussian's rows (means2d [N, 2],
+// conics [N, 3], opacities [N], colors [N, D]) with the coefficients made in the tile's local coordinates
+// as composite.pair_coefficients makes them. ``mean`` gets the mean minus the tile centre (GaussianRows).
 template <typename T>
-void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, const T* opacities,
-                  const T* colors, int64_t depth, int64_t begin, int64_t end, T* out, Scratch<T>& s) {
+struct PairRows {
+  const T *coefs, *opacities, *colors;
+  int64_t depth;
+  inline void coefficients(int64_t, int64_t i, T* k, double*) const { std::memcpy(k, coefs + 6 * i, 6 * sizeof(T)); }
+  inline T opacity(int64_t i) const { return opacities[i]; }
+  inline const T* color(int64_t i) const { return colors + depth * i; }
+};
+
+template <typename T>
+struct GaussianRows {
+  const T *means2d, *conics, *opacities, *colors;
+  const int64_t* gauss_ids;
+  int64_t depth, tiles_x, tile_size;
+  // In double whatever T (a few scalar operations per pair): k5 = ½ mᵀQm cancels against ln o, so it is
+  // rounded once, not after every step.
+  inline void coefficients(int64_t t, int64_t i, T* k, double* mean) const {
+    const int64_t g = gauss_ids[i];
+    const double mx = double(means2d[2 * g]) - (double(t % tiles_x) + 0.5) * double(tile_size);
+    const double my = double(means2d[2 * g + 1]) - (double(t / tiles_x) + 0.5) * double(tile_size);
+    const double a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
+    const double lin_x = a * mx + b * my, lin_y = b * mx + c * my;
+    k[0] = T(0.5 * a), k[1] = T(b), k[2] = T(0.5 * c), k[3] = T(-lin_x), k[4] = T(-lin_y);
+    k[5] = T(0.5 * (lin_x * mx + lin_y * my));
+    if (mean != nullptr) mean[0] = mx, mean[1] = my;
+  }
+  inline T opacity(int64_t i) const { return opacities[gauss_ids[i]]; }
+  inline const T* color(int64_t i) const { return colors + depth * gauss_ids[i]; }
+};
+
+template <typename T, typename Source>
+void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, int64_t tile, int64_t begin,
+                  int64_t end, T* out, Scratch<T>& s) {
   using V = typename Simd<T>::V;
-  const int64_t blocks = px.blocks, channels = depth + 1;
+  const int64_t blocks = px.blocks, depth = src.depth, channels = depth + 1;
   s.reset(px);
   std::fill(s.planes.begin(), s.planes.end(), V{});
   V raw, after;
+  T k[6];
   for (int64_t i = begin; i < end; ++i) {
-    const PairStep<T> step(coefs + 6 * i, opacities[i], lim);
-    const T* color = colors + depth * i;
+    src.coefficients(tile, i, k, nullptr);
+    const PairStep<T> step(k, src.opacity(i), lim);
+    const T* color = src.color(i);
     for (int64_t b = 0; b < blocks; ++b) {
       const V w = step(px, b, s.trans[b], s.live[b], raw, after);
       for (int64_t c = 0; c < depth; ++c) s.planes[c * blocks + b] += w * color[c];
@@ -215,12 +256,13 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, con
   for (int64_t c = 0; c < channels; ++c) std::memcpy(out + c * px.count, &s.planes[c * blocks], px.count * sizeof(T));
 }
 
-template <typename T>
-void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, const T* opacities,
-                   const T* colors, int64_t depth, int64_t begin, int64_t end, const T* out, const T* grad_out,
-                   T* grad_coefs, T* grad_opacities, T* grad_colors, Scratch<T>& s) {
+// The gradients of pair i go to ``sink(i, coefs, grad_coefs [6], grad_opacity, color_sums [D] (vectors to
+// sum), mean)`` (mean: the Gaussian's mean minus the tile centre, made by GaussianRows only).
+template <typename T, typename Source, typename Sink>
+void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, int64_t tile, int64_t begin,
+                   int64_t end, const T* out, const T* grad_out, Sink sink, Scratch<T>& s) {
   using V = typename Simd<T>::V;
-  const int64_t blocks = px.blocks, channels = depth + 1, count = px.count;
+  const int64_t blocks = px.blocks, depth = src.depth, channels = depth + 1, count = px.count;
   s.reset(px);
   s.load_planes(out, channels, count, blocks, s.values);
   s.load_planes(grad_out, channels, count, blocks, s.planes);
@@ -231,9 +273,13 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, co
     s.total[b] = total;
   }
   V raw, after;
+  T k[6];
+  double mean[2];
   for (int64_t i = begin; i < end; ++i) {
-    const PairStep<T> step(coefs + 6 * i, opacities[i], lim);
-    const T* color = colors + depth * i;
+    src.coefficients(tile, i, k, mean);
+    const T opacity = src.opacity(i);
+    const PairStep<T> step(k, opacity, lim);
+    const T* color = src.color(i);
     V s0{}, s1{}, s2{}, s3{}, s4{}, s5{};
     std::fill(s.color_sums.begin(), s.color_sums.end(), V{});
     for (int64_t b = 0; b < blocks; ++b) {
@@ -254,9 +300,9 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const T* coefs, co
     }
     const T sums[6] = {lane_sum<T>(s0), lane_sum<T>(s1), lane_sum<T>(s2), lane_sum<T>(s3), lane_sum<T>(s4),
                        lane_sum<T>(s5)};
-    for (int64_t j = 0; j < 6; ++j) grad_coefs[6 * i + j] = -sums[j];  // logits are −coefs (+ ln o)
-    grad_opacities[i] = sums[5] / std::max(opacities[i], lim.tiny);
-    for (int64_t c = 0; c < depth; ++c) grad_colors[depth * i + c] = lane_sum<T>(s.color_sums[c]);
+    T grad_k[6];
+    for (int64_t j = 0; j < 6; ++j) grad_k[j] = -sums[j];  // logits are −coefs (+ ln o)
+    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), s.color_sums.data(), mean);
     if (!any_live(s, blocks)) break;
   }
 }
@@ -296,11 +342,11 @@ void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const a
   const Pixels<T> px(tile_size);
   const Limits<T> lim(limits);
   const int64_t depth = colors.size(1), channels = depth + 1;
-  const T *k = coefs.data_ptr<T>(), *o = opacities.data_ptr<T>(), *c = colors.data_ptr<T>();
+  const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), depth};
   T* dst = out.data_ptr<T>();
   for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
                    [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                     forward_tile(px, lim, k, o, c, depth, begin, end, dst + t * channels * px.count, s);
+                     forward_tile(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
                    });
 }
 
@@ -312,14 +358,105 @@ void backward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const 
   const Pixels<T> px(tile_size);
   const Limits<T> lim(limits);
   const int64_t depth = colors.size(1), channels = depth + 1, block = channels * px.count;
-  const T *k = coefs.data_ptr<T>(), *o = opacities.data_ptr<T>(), *c = colors.data_ptr<T>();
+  const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), depth};
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
   T *gk = grad_coefs.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(), *gcol = grad_colors.data_ptr<T>();
+  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const typename Simd<T>::V* color_sums,
+                  const double*) {
+    std::memcpy(gk + 6 * i, grad_k, 6 * sizeof(T));
+    go[i] = grad_o;
+    for (int64_t c = 0; c < depth; ++c) gcol[depth * i + c] = lane_sum<T>(color_sums[c]);
+  };
   for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
                    [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                     backward_tile(px, lim, k, o, c, depth, begin, end, y + t * block, g + t * block, gk, go,
-                                   gcol, s);
+                     backward_tile(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
                    });
+}
+
+// The Gaussians' rows of GaussianRows and the pairs that read them: means2d [N, 2], conics [N, 3],
+// opacities [N], colors [N, D], gauss_ids [M] sorted by tile then depth, offsets [T + 1].
+void check_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                     const at::Tensor& colors, const at::Tensor& gauss_ids, const at::Tensor& offsets) {
+  const int64_t n = means2d.size(0);
+  TORCH_CHECK(means2d.device().is_cpu(), "composite: CPU tensors only");
+  TORCH_CHECK(means2d.dim() == 2 && means2d.size(1) == 2 && means2d.is_contiguous(), "composite: means2d [N, 2]");
+  TORCH_CHECK(conics.dim() == 2 && conics.size(0) == n && conics.size(1) == 3 && conics.is_contiguous(),
+              "composite: conics [N, 3]");
+  TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == n && opacities.is_contiguous(), "composite: opacities [N]");
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == n && colors.is_contiguous(), "composite: colors [N, D]");
+  TORCH_CHECK(conics.scalar_type() == means2d.scalar_type() && opacities.scalar_type() == means2d.scalar_type() &&
+              colors.scalar_type() == means2d.scalar_type(), "composite: one dtype");
+  TORCH_CHECK(gauss_ids.scalar_type() == at::kLong && gauss_ids.dim() == 1 && gauss_ids.is_contiguous(),
+              "composite: gauss_ids int64 [M]");
+  TORCH_CHECK(offsets.scalar_type() == at::kLong && offsets.is_contiguous(), "composite: offsets int64");
+  TORCH_CHECK(offsets.numel() >= 1 && offsets.data_ptr<int64_t>()[offsets.numel() - 1] == gauss_ids.numel(),
+              "composite: offsets end at M");
+}
+
+template <typename T>
+GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                              const at::Tensor& colors, const at::Tensor& gauss_ids, int64_t tiles_x,
+                              int64_t tile_size) {
+  return {means2d.data_ptr<T>(), conics.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(),
+          gauss_ids.data_ptr<int64_t>(), colors.size(1), tiles_x, tile_size};
+}
+
+template <typename T>
+void gaussians_forward_typed(const GaussianRows<T>& src, const at::Tensor& offsets, c10::ArrayRef<double> limits,
+                             at::Tensor& out) {
+  const Pixels<T> px(src.tile_size);
+  const Limits<T> lim(limits);
+  const int64_t channels = src.depth + 1;
+  T* dst = out.data_ptr<T>();
+  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                     forward_tile(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
+                   });
+}
+
+// Per pair, the gradients of its Gaussian's rows [mean x, y, conic a, b, c, opacity, colour D] (the chain
+// rule through pair_coefficients), into its own row of ``pairs`` [M, 6 + D]; then summed per Gaussian in
+// pair order, on one thread: the same bits at any thread count.
+template <typename T>
+void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offsets, c10::ArrayRef<double> limits,
+                              const at::Tensor& out, const at::Tensor& grad_out, at::Tensor& grad_means2d,
+                              at::Tensor& grad_conics, at::Tensor& grad_opacities, at::Tensor& grad_colors) {
+  const Pixels<T> px(src.tile_size);
+  const Limits<T> lim(limits);
+  const int64_t depth = src.depth, channels = depth + 1, block = channels * px.count, width = 6 + depth;
+  const int64_t num_pairs = offsets.data_ptr<int64_t>()[offsets.numel() - 1];
+  std::vector<T> pairs(num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
+  T* rows = pairs.data();
+  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const typename Simd<T>::V* color_sums,
+                  const double* mean) {
+    const int64_t n = src.gauss_ids[i];
+    const double mx = mean[0], my = mean[1], a = src.conics[3 * n], b = src.conics[3 * n + 1],
+                 c = src.conics[3 * n + 2];
+    const double g0 = grad_k[0], g1 = grad_k[1], g2 = grad_k[2], g3 = grad_k[3], g4 = grad_k[4], g5 = grad_k[5];
+    T* row = rows + width * i;
+    row[0] = T(-a * g3 - b * g4 + (a * mx + b * my) * g5);
+    row[1] = T(-b * g3 - c * g4 + (b * mx + c * my) * g5);
+    row[2] = T(0.5 * g0 - mx * g3 + 0.5 * mx * mx * g5);
+    row[3] = T(g1 - my * g3 - mx * g4 + mx * my * g5);
+    row[4] = T(0.5 * g2 - my * g4 + 0.5 * my * my * g5);
+    row[5] = grad_o;
+    for (int64_t d = 0; d < depth; ++d) row[6 + d] = lane_sum<T>(color_sums[d]);
+  };
+  const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
+  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                     backward_tile(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
+                   });
+  T *gm = grad_means2d.data_ptr<T>(), *gk = grad_conics.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(),
+    *gc = grad_colors.data_ptr<T>();
+  for (int64_t i = 0; i < num_pairs; ++i) {
+    const int64_t n = src.gauss_ids[i];
+    const T* row = rows + width * i;
+    gm[2 * n] += row[0], gm[2 * n + 1] += row[1];
+    gk[3 * n] += row[2], gk[3 * n + 1] += row[3], gk[3 * n + 2] += row[4];
+    go[n] += row[5];
+    for (int64_t d = 0; d < depth; ++d) gc[depth * n + d] += row[6 + d];
+  }
 }
 
 // out [T, D+1, P] (zeros on entry) gets the composited colour and alpha of every tile; offsets [T+1].
@@ -357,6 +494,48 @@ void composite_backward(const at::Tensor& coefs, const at::Tensor& opacities, co
   }
 }
 
+// out [T, D+1, P] (zeros on entry) as composite_forward, the pairs' coefficients, opacities and colours made
+// from their Gaussians' rows inside the tile loop (no per-pair tensors).
+void gaussians_forward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                       const at::Tensor& colors, const at::Tensor& gauss_ids, const at::Tensor& offsets,
+                       int64_t tiles_x, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor out) {
+  check_gaussians(means2d, conics, opacities, colors, gauss_ids, offsets);
+  TORCH_CHECK(out.is_contiguous() && out.scalar_type() == means2d.scalar_type(), "composite: out");
+  TORCH_CHECK(out.size(0) == offsets.numel() - 1 && out.size(1) == colors.size(1) + 1 &&
+              out.size(2) == tile_size * tile_size, "composite: out [T, D+1, P]");
+  if (means2d.scalar_type() == at::kFloat) {
+    gaussians_forward_typed<float>(gaussian_rows<float>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
+                                                        tile_size), offsets, limits, out);
+  } else {
+    TORCH_CHECK(means2d.scalar_type() == at::kDouble, "composite: float32 or float64");
+    gaussians_forward_typed<double>(gaussian_rows<double>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
+                                                          tile_size), offsets, limits, out);
+  }
+}
+
+// grad_means2d [N, 2], grad_conics [N, 3], grad_opacities [N], grad_colors [N, D] (zeros on entry).
+void gaussians_backward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                        const at::Tensor& colors, const at::Tensor& gauss_ids, const at::Tensor& offsets,
+                        int64_t tiles_x, int64_t tile_size, c10::ArrayRef<double> limits, const at::Tensor& out,
+                        const at::Tensor& grad_out, at::Tensor grad_means2d, at::Tensor grad_conics,
+                        at::Tensor grad_opacities, at::Tensor grad_colors) {
+  check_gaussians(means2d, conics, opacities, colors, gauss_ids, offsets);
+  TORCH_CHECK(out.is_contiguous() && grad_out.is_contiguous() && grad_out.sizes() == out.sizes(),
+              "composite: grad_out like out");
+  TORCH_CHECK(grad_means2d.is_contiguous() && grad_conics.is_contiguous() && grad_opacities.is_contiguous() &&
+              grad_colors.is_contiguous(), "composite: gradients contiguous");
+  if (means2d.scalar_type() == at::kFloat) {
+    gaussians_backward_typed<float>(gaussian_rows<float>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
+                                                         tile_size), offsets, limits, out, grad_out,
+                                    grad_means2d, grad_conics, grad_opacities, grad_colors);
+  } else {
+    TORCH_CHECK(means2d.scalar_type() == at::kDouble, "composite: float32 or float64");
+    gaussians_backward_typed<double>(gaussian_rows<double>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
+                                                           tile_size), offsets, limits, out, grad_out,
+                                     grad_means2d, grad_conics, grad_opacities, grad_colors);
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY(momentum_gs, m) {
@@ -365,4 +544,10 @@ TORCH_LIBRARY(momentum_gs, m) {
   m.def("composite_backward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "
         "float[] limits, Tensor out, Tensor grad_out, Tensor(a!) grad_coefs, Tensor(b!) grad_opacities, "
         "Tensor(c!) grad_colors) -> ()", &composite_backward);
+  m.def("gaussians_forward(Tensor means2d, Tensor conics, Tensor opacities, Tensor colors, Tensor gauss_ids, "
+        "Tensor offsets, int tiles_x, int tile_size, float[] limits, Tensor(a!) out) -> ()", &gaussians_forward);
+  m.def("gaussians_backward(Tensor means2d, Tensor conics, Tensor opacities, Tensor colors, Tensor gauss_ids, "
+        "Tensor offsets, int tiles_x, int tile_size, float[] limits, Tensor out, Tensor grad_out, "
+        "Tensor(a!) grad_means2d, Tensor(b!) grad_conics, Tensor(c!) grad_opacities, Tensor(d!) grad_colors) -> ()",
+        &gaussians_backward);
 }
