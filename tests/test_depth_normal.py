@@ -16,6 +16,14 @@ EXTRAS = ("depth", "normal")
 SURFACE_PARAMS = ("means", "quats", "scales", "opacities")  # what the depth and normal maps depend on
 
 
+# Scenes the maps are compared on against the dense reference: random, small tiles, many overlapping splats.
+DENSE_SCENES = [
+    pytest.param(lambda: random_scene(150, 37, 29, seed=0, behind=5, opaque=4), id="random"),
+    pytest.param(lambda: random_scene(80, 21, 18, seed=2) | {"tile_size": 4}, id="small-tiles"),
+    pytest.param(_crowded_scene, id="crowded"),
+]
+
+
 def _one_splat(mean, quat, scales, width: int = 15, height: int = 11, f: float = 20.0) -> dict:
     """``render`` arguments for one nearly opaque Gaussian seen by a camera at the world origin."""
     return dict(
@@ -77,11 +85,7 @@ def test_tilted_and_off_axis_splats():
     torch.testing.assert_close(normal, -axis, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("scene", [
-    pytest.param(lambda: random_scene(150, 37, 29, seed=0, behind=5, opaque=4), id="random"),
-    pytest.param(lambda: random_scene(80, 21, 18, seed=2) | {"tile_size": 4}, id="small-tiles"),
-    pytest.param(_crowded_scene, id="crowded"),
-])
+@pytest.mark.parametrize("scene", DENSE_SCENES)
 def test_maps_match_dense_reference(scene):
     scene = scene()
     tiled = render(**scene, extras=EXTRAS)
@@ -173,11 +177,7 @@ def test_median_depth_is_where_transmittance_crosses_a_half(front_opacity, expec
     assert (empty.median_depth == 0).all()  # nothing drawn (all behind the camera): 0
 
 
-@pytest.mark.parametrize("scene", [
-    pytest.param(lambda: random_scene(150, 37, 29, seed=0, behind=5, opaque=4), id="random"),
-    pytest.param(lambda: random_scene(80, 21, 18, seed=2) | {"tile_size": 4}, id="small-tiles"),
-    pytest.param(_crowded_scene, id="crowded"),
-])
+@pytest.mark.parametrize("scene", DENSE_SCENES)
 def test_median_depth_matches_dense_reference_and_its_gradient(scene):
     scene = scene()
     extras = ("median_depth", "depth")
