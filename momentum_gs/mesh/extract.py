@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from momentum_gs.errors import UserError
-from momentum_gs.mesh.marching import Surface, marching_tetrahedra, stitch
+from momentum_gs.mesh.marching import CUBE_CORNERS, Surface, marching_tetrahedra, stitch
 from momentum_gs.mesh.tsdf import DepthView, Grid, fuse, sees_box
 
 # The largest grid one block may fuse (points): about 28 bytes each, so 1.8 GB; and the largest scene grid,
@@ -131,7 +131,7 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     ranges = block_ranges(partition, origin, voxel, dims, rotation)
     num_blocks = partition.num_blocks if partition is not None else 1
     renders = _RenderCache(model, cfg.render, settings, device)
-    pieces, per_block = [], []
+    pieces, per_block = {}, []
     for block in tqdm(range(num_blocks), desc="mesh", unit="block"):
         if block not in ranges:
             per_block.append({"block": block, "views": 0, "vertices": 0, "faces": 0, "note": "outside the region"})
@@ -157,26 +157,29 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
                                     np.asarray(origin + voxel * first), voxel, first, dims,
                                     color.cpu().numpy().astype(np.float64),
                                     drop_jumps=settings.trunc_voxels >= JUMP_SAFE_TRUNC)
-        pieces.append(piece)
+        pieces[block] = piece
         per_block.append({"block": block, "views": len(views), "grid_points": int(np.prod(shape)),
                           "vertices": len(piece.vertices), "faces": len(piece.faces)})
-        if block_meshes and len(piece.faces):
-            write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, rotation))
-    surface = stitch(pieces)
+    surface = stitch(list(pieces.values()))
     if len(surface.faces) == 0:
         raise UserError(f"the fused depths give no surface at voxel {voxel:.4g} (truncation {trunc:.4g}); "
                         f"try a voxel nearer {default_voxel(lo, hi):.4g} (the default)")
+    for block, piece in pieces.items():
+        if block_meshes and len(piece.faces):  # only once every block has made its piece: no half a set
+            write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, rotation))
     vertices, faces, colors = _world(surface, rotation)
     write_mesh(out, vertices, faces, colors)
     summary = {"run": str(Path(run_dir).resolve()), "step": step, "mesh": str(out.resolve()), "voxel": voxel,
                "trunc": trunc, "depth": settings.depth, "region": [lo.tolist(), hi.tolist()],
                "vertices": len(vertices), "faces": len(faces), "blocks": per_block,
                "seconds": round(time.perf_counter() - started, 2)}
-    truth = ground_truth_mesh(Path(cfg.data.path))
+    truth_path = ground_truth_mesh(Path(cfg.data.path))
+    truth = read_mesh(truth_path) if truth_path is not None else None
     if truth is not None:
-        summary["ground_truth"] = score_against(vertices, faces, truth, threshold or 2 * voxel, partition)
+        summary["ground_truth"] = {"truth": str(truth_path), **score_against(vertices, faces, truth[:2],
+                                                                             threshold or 2 * voxel, partition)}
     camera = overview_camera(scene.train, (lo + hi) / 2 @ rotation)
-    meshes = [(vertices, faces, colors)] + ([read_mesh(truth)] if truth is not None else [])
+    meshes = [(vertices, faces, colors)] + ([truth] if truth is not None else [])
     picture = np.concatenate([_picture(*mesh, camera) for mesh in meshes], axis=1)
     atomic_write_bytes(out.with_suffix(".png"), cv2.imencode(".png", picture[..., ::-1])[1].tobytes())
     atomic_write_bytes(out.with_suffix(".json"), (json.dumps(summary, indent=1) + "\n").encode())
@@ -216,8 +219,7 @@ def _world(surface: Surface, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _box_corners(grid: Grid) -> torch.Tensor:
     """[8, 3] world corners of a grid's box."""
     extent = torch.tensor(grid.shape, dtype=torch.float64, device=grid.origin.device) - 1
-    bits = torch.tensor([[c & 1, c >> 1 & 1, c >> 2 & 1] for c in range(8)], dtype=torch.float64,
-                        device=grid.origin.device)
+    bits = torch.as_tensor(CUBE_CORNERS, dtype=torch.float64, device=grid.origin.device)
     return (grid.origin + grid.voxel * bits * extent) @ grid.rotation
 
 
@@ -267,22 +269,21 @@ def ground_truth_mesh(data_dir: Path) -> Path | None:
     return data_dir / name if name and (data_dir / name).is_file() else None
 
 
-def score_against(vertices: np.ndarray, faces: np.ndarray, truth: Path, threshold: float, partition,
-                  count: int | None = None) -> dict:
-    """Accuracy, completeness, Chamfer and F-score of a mesh against the ground-truth mesh file, for the whole
-    scene and per block (the samples the partition puts in the block), both within the ground truth's xy
-    extent: beyond it nothing says what is right."""
+def score_against(vertices: np.ndarray, faces: np.ndarray, truth: tuple[np.ndarray, np.ndarray], threshold: float,
+                  partition, count: int | None = None) -> dict:
+    """Accuracy, completeness, Chamfer and F-score of a mesh against the ground truth's (vertices, faces), for
+    the whole scene and per block (the samples the partition puts in the block), both within the ground
+    truth's xy extent: beyond it nothing says what is right."""
     from momentum_gs.eval.geometry import mesh_scores
-    from momentum_gs.io.mesh import read_mesh
 
-    gt_vertices, gt_faces, _ = read_mesh(truth)
+    gt_vertices, gt_faces = truth
     lo, hi = gt_vertices[:, :2].min(0), gt_vertices[:, :2].max(0)
     count = count or SCORE_SAMPLES
 
     def inside(points: np.ndarray) -> np.ndarray:
         return np.all((points[:, :2] >= lo) & (points[:, :2] <= hi), axis=1)
 
-    scores = {"truth": str(truth), "threshold": threshold, "samples": count,
+    scores = {"threshold": threshold, "samples": count,
               "scene": mesh_scores(vertices, faces, gt_vertices, gt_faces, threshold, count, region=inside)}
     if partition is not None and partition.num_blocks > 1:
         scores["blocks"] = [mesh_scores(vertices, faces, gt_vertices, gt_faces, threshold, count,
