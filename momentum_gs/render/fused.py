@@ -79,15 +79,20 @@ def build() -> Build:
     return Build(ops, f"ready in {seconds:.2f} s", seconds)
 
 
+def _checked_build(mode: str) -> Build:
+    """``build()``, raising when ``mode`` is "fused" and it did not build."""
+    built = build()
+    if built.ops is None and mode == "fused":
+        raise RuntimeError(f"{MODE_VARIABLE}=fused but the fused compositor did not build: {built.note}")
+    return built
+
+
 def use_fused(tensor: Tensor) -> bool:
     """Whether a render of ``tensor``'s device and dtype composites with the fused compositor."""
     mode = compositor_mode()
     if mode == "torch" or tensor.device.type != "cpu" or tensor.dtype not in (torch.float32, torch.float64):
         return False
-    built = build()
-    if built.ops is None and mode == "fused":
-        raise RuntimeError(f"{MODE_VARIABLE}=fused but the fused compositor did not build: {built.note}")
-    return built.ops is not None
+    return _checked_build(mode).ops is not None
 
 
 def compositor_in_use(device: torch.device | str = "cpu") -> str:
@@ -97,10 +102,8 @@ def compositor_in_use(device: torch.device | str = "cpu") -> str:
         return f"compositor: torch ({torch.device(device).type} tensors)"
     if mode == "torch":
         return f"compositor: torch ({MODE_VARIABLE}=torch)"
-    built = build()
+    built = _checked_build(mode)
     if built.ops is None:
-        if mode == "fused":
-            raise RuntimeError(f"{MODE_VARIABLE}=fused but the fused compositor did not build: {built.note}")
         return f"compositor: torch (the fused one did not build: {built.note})"
     return f"compositor: fused C++ ({SOURCE.name}, {built.note}, {torch.get_num_threads()} thread(s))"
 
