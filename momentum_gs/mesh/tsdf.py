@@ -16,6 +16,7 @@ from torch import Tensor
 
 # Grid points fused at once: bounds the temporaries of one view's projection (about 100 bytes a point).
 POINTS_PER_CHUNK = 1 << 21
+NEAR = 1e-6  # camera depth (world units) at or below which a point counts as behind the camera
 
 
 @dataclass
@@ -78,14 +79,8 @@ def fuse(grid: Grid, views: list[DepthView], trunc: float) -> tuple[Tensor, Tens
 def _view_sdf(points: Tensor, view: DepthView) -> tuple[Tensor, Tensor]:
     """Per world point [N, 3] float64: d − z (−inf where the view has no depth for it) and its flat pixel index."""
     height, width = view.depth.shape
-    w2c = view.world_to_cam.to(torch.float64)
-    cam = points @ w2c[:3, :3].T + w2c[:3, 3]
-    z = cam[:, 2]
-    K = view.K.to(torch.float64)
-    z_safe = torch.where(z > 1e-6, z, 1.0)
-    u = K[0, 0] * cam[:, 0] / z_safe + K[0, 2]
-    v = K[1, 1] * cam[:, 1] / z_safe + K[1, 2]
-    inside = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u, v, z = _project(points, view.K, view.world_to_cam)
+    inside = (z > NEAR) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
     col = u.clamp(0, width - 1).long()
     row = v.clamp(0, height - 1).long()
     pixel = row * width + col
@@ -97,14 +92,19 @@ def _view_sdf(points: Tensor, view: DepthView) -> tuple[Tensor, Tensor]:
 def sees_box(view_K: Tensor, world_to_cam: Tensor, width: int, height: int, corners: Tensor) -> bool:
     """Whether a camera can see any of a box given by its 8 world ``corners`` [8, 3] (conservative: a box
     partly behind the camera counts as seen)."""
-    w2c = world_to_cam.to(torch.float64)
-    cam = corners.to(torch.float64) @ w2c[:3, :3].T + w2c[:3, 3]
-    z = cam[:, 2]
-    if (z <= 1e-6).all():
+    u, v, z = _project(corners, view_K, world_to_cam)
+    if (z <= NEAR).all():
         return False
-    if (z <= 1e-6).any():
+    if (z <= NEAR).any():
         return True
-    K = view_K.to(torch.float64)
-    u = K[0, 0] * cam[:, 0] / z + K[0, 2]
-    v = K[1, 1] * cam[:, 1] / z + K[1, 2]
     return bool((u.max() >= 0) & (u.min() < width) & (v.max() >= 0) & (v.min() < height))
+
+
+def _project(points: Tensor, K: Tensor, world_to_cam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pixel coordinates u, v and camera depth z [N] (float64) of world ``points`` [N, 3]; u, v are finite
+    (computed with z = 1) where z <= ``NEAR``."""
+    w2c, K = world_to_cam.to(torch.float64), K.to(points.device, torch.float64)
+    cam = points.to(torch.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+    z = cam[:, 2]
+    z_safe = torch.where(z > NEAR, z, 1.0)
+    return K[0, 0] * cam[:, 0] / z_safe + K[0, 2], K[1, 1] * cam[:, 1] / z_safe + K[1, 2], z
