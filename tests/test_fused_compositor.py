@@ -1,5 +1,6 @@
-"""The fused C++ compositor against the pure-PyTorch one (the reference): outputs and gradients, float64 and
-float32, any tile size and channel count, the clamp and early-stop paths, determinism, and the switch."""
+"""The fused C++ compositor, projection and tile lists against the pure-PyTorch ones (the references): outputs
+and gradients, float64 and float32, any tile size and channel count, the clamp and early-stop paths, culled and
+degenerate Gaussians, determinism, and the switch."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def test_float64_matches_torch_compositor(name, tile_size, monkeypatch):
 @pytest.mark.parametrize("tile_size", [4, 8, 16])
 def test_float32_as_accurate_as_torch_compositor(tile_size, monkeypatch):
     """float32 rounding differs between the two; the fused result must be as close to float64 as the torch
-    one is (within 2× its error, plus 1e-6 of the largest value)."""
+    one is (within 2× its error, plus 1e-5 of the largest value: under float32 rounding of the projection a
+    pixel at the 1/255 cut or the early stop may flip, which moves one Gaussian's gradient by that much)."""
     scene = SCENES["crowded"]()
     exact = _run(scene, "torch", monkeypatch, tile_size=tile_size)
     fast, reference = (_run(_as(scene, torch.float32), mode, monkeypatch, tile_size=tile_size)
@@ -68,7 +70,7 @@ def test_float32_as_accurate_as_torch_compositor(tile_size, monkeypatch):
     for key, truth in exact.items():
         assert fast[key].dtype == torch.float32, key
         error, reference_error = ((x.double() - truth).abs().max().item() for x in (fast[key], reference[key]))
-        assert error <= 2 * reference_error + 1e-6 * truth.abs().max().item(), key
+        assert error <= 2 * reference_error + 1e-5 * truth.abs().max().item(), key
 
 
 def test_any_number_of_channels(monkeypatch):
@@ -186,3 +188,123 @@ def test_cached_build_loads_in_under_a_second():
     ok, seconds = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True).stdout.split()
     assert ok == "True" and float(seconds) < 1.0
+
+
+def _projection_scene(dtype=F64) -> tuple[list, dict]:
+    """(means, quats, scales, world_to_cam, K) and the image size: Gaussians in front of, behind and beside a
+    camera (the Jacobian's clamp), near quaternions of tiny norm, and points (scales 0: Σ₂d is 0 at eps2d 0)."""
+    scene = random_scene(400, 48, 36, seed=12, behind=20)
+    gen = torch.Generator().manual_seed(12)
+    means = scene["means"].clone()
+    means[20:60, :2] *= 6  # far beside the image: the ray slopes are clamped
+    quats = scene["quats"].clone()
+    quats[60:70] *= 1e-9
+    scales = scene["scales"].clone()
+    scales[70:90] = 0  # points: Σ₂d = eps2d·I
+    scales[90:100] = torch.rand(10, 3, generator=gen, dtype=F64) * 3  # large: many tiles each
+    tensors = [t.to(dtype) for t in (means, quats, scales, scene["world_to_cam"], scene["K"])]
+    return tensors, {"width": scene["width"], "height": scene["height"]}
+
+
+@pytest.mark.parametrize("eps2d", [0.3, 0.0])
+def test_fused_projection_matches_torch(eps2d):
+    from momentum_gs.render.projection import project_gaussians
+
+    tensors, size = _projection_scene()
+    results = []
+    for project in (fused.project, project_gaussians):
+        inputs = [t.clone().requires_grad_() for t in tensors[:3]]
+        proj = project(*inputs, *tensors[3:], **size, eps2d=eps2d)
+        gen = torch.Generator().manual_seed(3)
+        loss = sum((out * torch.randn(out.shape, generator=gen, dtype=F64)).sum()
+                   for out in (proj.means2d, proj.conics, proj.depths))
+        loss.backward()
+        results.append([proj.means2d, proj.covars2d, proj.conics, proj.depths] + [t.grad for t in inputs])
+        results[-1].append(proj.radii)
+    names = ("means2d", "covars2d", "conics", "depths", "means", "quats", "scales")
+    for name, fast, reference in zip(names, *results):
+        assert torch.isfinite(reference).all() and reference.abs().max() > 0, name
+        torch.testing.assert_close(fast, reference, atol=1e-10 * reference.abs().max().item(), rtol=1e-10, msg=name)
+    radii, reference_radii = results[0][-1], results[1][-1]
+    assert radii.dtype == torch.int32 and torch.equal(radii, reference_radii)
+    culled = reference_radii == 0
+    assert culled[:20].all() and culled[20:60].any() and not culled.all()  # behind, beside, drawn
+    if eps2d == 0:
+        assert culled[70:90].all()  # Σ₂d = 0: det 0
+
+
+def test_fused_projection_gradcheck():
+    tensors, size = _projection_scene()
+    keep = torch.cat([torch.arange(20, 30), torch.arange(100, 115)])  # clamped slopes, ordinary ones
+
+    def outputs(means, quats, scales):
+        proj = fused.project(means, quats, scales, *tensors[3:], **size)
+        return proj.means2d, proj.conics, proj.depths
+
+    inputs = [t[keep].clone().requires_grad_() for t in tensors[:3]]
+    assert torch.autograd.gradcheck(outputs, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_projection_with_a_camera_gradient_takes_torch():
+    """The fused projection gives no gradient to the camera: a pose that requires one takes the reference."""
+    tensors, size = _projection_scene()
+    pose = tensors[3].clone().requires_grad_()
+    proj = fused.project(*tensors[:3], pose, tensors[4], **size)
+    proj.means2d.sum().backward()
+    assert pose.grad is not None and pose.grad.abs().max() > 0
+
+
+def _intersect_inputs(seed: int, dtype=F64) -> tuple[list, int, int, int]:
+    """means2d, extents, depths of 300 Gaussians on a 7 × 5 grid of 8-pixel tiles: some not drawn (extent
+    0), some partly or wholly off the image, some with equal depths, one with a NaN mean."""
+    gen = torch.Generator().manual_seed(seed)
+    means2d = (torch.rand(300, 2, generator=gen, dtype=F64) * 1.6 - 0.3) * torch.tensor([56.0, 40.0], dtype=F64)
+    extents = torch.rand(300, 2, generator=gen, dtype=F64) * 20
+    extents[::7] = 0
+    extents[1::11, 0] = 0  # zero on one axis only
+    depths = torch.rand(300, generator=gen, dtype=F64) * 5
+    depths[::5] = 2.5  # ties: ordered by index
+    means2d[3] = float("nan")
+    return [t.to(dtype) for t in (means2d, extents, depths)], 7, 5, 8
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fused_tile_lists_equal_torch(seed, dtype):
+    from momentum_gs.render.tiles import intersect_tiles
+
+    inputs, tiles_x, tiles_y, tile_size = _intersect_inputs(seed, dtype)
+    gauss_ids, tile_ids, offsets = fused.intersect(*inputs, tiles_x, tiles_y, tile_size)
+    reference_gauss, reference_tiles = intersect_tiles(*inputs, tiles_x, tiles_y, tile_size)
+    assert len(reference_gauss) > 1000
+    assert torch.equal(gauss_ids, reference_gauss) and torch.equal(tile_ids, reference_tiles)
+    counts = torch.bincount(reference_tiles, minlength=tiles_x * tiles_y)
+    assert torch.equal(offsets, torch.cat([counts.new_zeros(1), counts.cumsum(0)]))
+
+
+def test_fused_tile_lists_of_nothing():
+    inputs, tiles_x, tiles_y, tile_size = _intersect_inputs(0)
+    inputs[1] = torch.zeros_like(inputs[1])
+    gauss_ids, tile_ids, offsets = fused.intersect(*inputs, tiles_x, tiles_y, tile_size)
+    assert gauss_ids.numel() == tile_ids.numel() == 0 and torch.equal(offsets, torch.zeros(36, dtype=torch.long))
+
+
+def test_projection_and_tile_lists_bit_for_bit_with_any_thread_count():
+    tensors, size = _projection_scene(torch.float32)
+    big = [t.repeat(20, 1) for t in tensors[:3]]  # 8000 Gaussians: several parallel chunks
+    previous = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            inputs = [t.clone().requires_grad_() for t in big]
+            proj = fused.project(*inputs, *tensors[3:], **size)
+            (proj.means2d.sum() + proj.conics.sum()).backward()
+            lists = fused.intersect(proj.means2d, proj.covars2d.diagonal(dim1=1, dim2=2).sqrt() * 3 * (proj.radii > 0)[:, None],
+                                    proj.depths, 6, 5, 8)
+            runs.append([proj.means2d, proj.conics, *lists] + [t.grad for t in inputs])
+    finally:
+        torch.set_num_threads(previous)
+    assert runs[0][2].numel() > 0
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)

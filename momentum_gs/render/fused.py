@@ -1,6 +1,7 @@
-"""The fused CPU compositor: ``pair_coefficients``, the per-pair gathers and ``CompositeTiles`` as one C++
+"""The fused CPU rasterizer: ``pair_coefficients``, the per-pair gathers and ``CompositeTiles`` as one C++
 loop per tile, forward and backward (``composite_gaussians``; ``FusedCompositeTiles`` keeps the per-pair
-interface for benchmarks).
+interface for benchmarks); the projection, forward and backward, as one loop per Gaussian (``project``); the
+tile lists as one counting pass and a radix sort by depth (``intersect``).
 
 ``csrc/composite.cpp`` walks each tile's pairs front to back over the tile's pixels (vectorised, early
 exit once every pixel is done) on torch's intra-op threads, one tile per thread at a time, and its backward
@@ -8,10 +9,14 @@ recomputes α and T the same way instead of keeping them: no [tiles, P, L] tempo
 supports float32 and float64 and any number of colour channels, and matches ``composite.CompositeTiles``
 (the reference, and the fallback) to rounding.
 
+``csrc/projection.cpp`` does the projection and the tile lists with the semantics of
+``projection.project_gaussians`` and ``tiles.intersect_tiles`` (the references, and the fallbacks): the same
+values to rounding, the same gradients, the same pairs in the same order.
+
 It is compiled at first use by ``torch.utils.cpp_extension.load`` (needs ninja and a C++ compiler; about
 10 s), for this CPU (``-march=native``, so the extension's name carries a digest of the CPU's features) and
 cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``): later processes load it in
-milliseconds. The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the compositor of CPU renders:
+milliseconds. The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders:
 ``auto`` (default: fused when it builds, else the torch one), ``fused`` (an error if it does not build) or
 ``torch``. GPU tensors always take the torch compositor.
 """
@@ -33,11 +38,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from momentum_gs.render.composite import _LOG_ALPHA_SKIP, ALPHA_MAX, TRANS_MIN, CompositeTiles, pair_coefficients
-from momentum_gs.render.tiles import ALPHA_MIN, TilePlan
+from momentum_gs.render.projection import ALPHA_REACH, FRUSTUM_MARGIN, Projection, project_gaussians
+from momentum_gs.render.tiles import ALPHA_MIN, TilePlan, intersect_tiles
 
 MODE_VARIABLE = "MOMENTUM_GS_COMPOSITOR"
 MODES = ("auto", "fused", "torch")
-SOURCE = Path(__file__).with_name("csrc") / "composite.cpp"
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("composite.cpp", "projection.cpp")]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
 # composite.py's constants, in the order the C++ side reads them.
 _LIMITS = [ALPHA_MIN, math.log(ALPHA_MAX), _LOG_ALPHA_SKIP, TRANS_MIN]
@@ -68,11 +74,12 @@ def build() -> Build:
         _put_pip_ninja_on_path()
         from torch.utils.cpp_extension import load
 
-        load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(SOURCE)], extra_cflags=FLAGS,
+        load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(path) for path in SOURCES], extra_cflags=FLAGS,
              extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
         ops = torch.ops.momentum_gs
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
+        ops.project_forward, ops.project_backward, ops.intersect_tiles  # noqa: B018
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start
@@ -105,7 +112,62 @@ def compositor_in_use(device: torch.device | str = "cpu") -> str:
     built = _checked_build(mode)
     if built.ops is None:
         return f"compositor: torch (the fused one did not build: {built.note})"
-    return f"compositor: fused C++ ({SOURCE.name}, {built.note}, {torch.get_num_threads()} thread(s))"
+    names = " + ".join(path.name for path in SOURCES)
+    return f"compositor: fused C++ ({names}, {built.note}, {torch.get_num_threads()} thread(s))"
+
+
+def project(means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor, K: Tensor, width: int,
+            height: int, near: float = 0.01, far: float = 1e10, eps2d: float = 0.3) -> Projection:
+    """``projection.project_gaussians`` (same arguments and result), as one C++ loop per Gaussian where
+    ``use_fused`` and the camera needs no gradient (``FusedProjection``); else that function itself."""
+    tensors = (means, quats, scales, world_to_cam, K)
+    if (not use_fused(means) or any(t.dtype != means.dtype for t in tensors)
+            or world_to_cam.requires_grad or K.requires_grad):
+        return project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
+    settings = [float(width), float(height), near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH]
+    means2d, covars2d, conics, depths, radii = FusedProjection.apply(means, quats, scales, world_to_cam, K, settings)
+    return Projection(means2d, covars2d, conics, depths, radii)
+
+
+class FusedProjection(torch.autograd.Function):
+    """(means [N, 3], quats [N, 4], scales [N, 3], world_to_cam, K, settings) -> (means2d, covars2d, conics,
+    depths, radii) as ``project_gaussians``; gradients reach means, quats and scales from means2d, conics and
+    depths (covars2d and radii are not differentiable). Keeps only its inputs: the backward recomputes."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, world_to_cam, K, settings):
+        inputs = [t.contiguous() for t in (means, quats, scales, world_to_cam, K)]
+        num = means.shape[0]
+        means2d, conics = means.new_empty(num, 2), means.new_empty(num, 3)
+        covars2d, depths = means.new_empty(num, 2, 2), means.new_empty(num)
+        radii = torch.empty(num, dtype=torch.int32)
+        build().ops.project_forward(*inputs, settings, means2d, covars2d, conics, depths, radii)
+        ctx.mark_non_differentiable(covars2d, radii)
+        ctx.settings = settings
+        ctx.save_for_backward(*inputs)
+        return means2d, covars2d, conics, depths, radii
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_means2d, grad_covars2d, grad_conics, grad_depths, grad_radii):
+        inputs = ctx.saved_tensors
+        means = inputs[0]
+        outputs = [g.contiguous() if g is not None else means.new_zeros(shape)
+                   for g, shape in ((grad_means2d, (len(means), 2)), (grad_conics, (len(means), 3)),
+                                    (grad_depths, (len(means),)))]
+        grads = [torch.empty_like(t) for t in inputs[:3]]
+        build().ops.project_backward(*inputs, ctx.settings, *outputs, *grads)
+        return *grads, None, None, None
+
+
+def intersect(means2d: Tensor, extents: Tensor, depths: Tensor, tiles_x: int, tiles_y: int,
+              tile_size: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``tiles.intersect_tiles`` (same arguments; the same pairs in the same order) and the tiles' offsets
+    into them, in one C++ pass where ``use_fused``; else that function and None for the offsets."""
+    if not use_fused(means2d) or not means2d.dtype == extents.dtype == depths.dtype:
+        return *intersect_tiles(means2d, extents, depths, tiles_x, tiles_y, tile_size), None
+    rows = [t.detach().contiguous() for t in (means2d, extents, depths)]
+    return tuple(build().ops.intersect_tiles(*rows, tiles_x, tiles_y, tile_size))
 
 
 def composite_gaussians(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan,

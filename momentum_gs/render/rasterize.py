@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from momentum_gs.render.composite import median_pairs, pair_coefficients
-from momentum_gs.render.fused import composite_gaussians
-from momentum_gs.render.projection import project_gaussians, surface_values
-from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
+from momentum_gs.render.fused import composite_gaussians, intersect, project
+from momentum_gs.render.projection import surface_values
+from momentum_gs.render.tiles import TilePlan, reach
 
 # Bound on tiles × pixels × list length composited at once. On CPU, 1 MB float32 buffers keep a chunk's
 # temporaries in cache (measured fastest); on GPU, bigger chunks mean fewer kernel launches.
@@ -102,14 +102,14 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
                   near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = ()
                   ) -> RenderOutput:
     """The pure-PyTorch tile rasterizer (same arguments as ``render``, background resolved)."""
-    proj = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
+    proj = project(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
     extents = reach(proj.covars2d, opacities, proj.radii)
-    gauss_ids, tile_ids = intersect_tiles(proj.means2d, extents, proj.depths, tiles_x, tiles_y, tile_size)
+    gauss_ids, tile_ids, offsets = intersect(proj.means2d, extents, proj.depths, tiles_x, tiles_y, tile_size)
     chunk_elems = CHUNK_ELEMS_CPU if means.device.type == "cpu" else CHUNK_ELEMS_GPU
-    plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunk_elems)
+    plan = TilePlan(tile_size, tiles_x, tiles_y, gauss_ids, tile_ids, chunk_elems, offsets)
 
     channels, blended = colors.shape[-1], blended_extras(extras)
     if blended:  # the maps ride along as colour channels: one compositing pass, gradients included

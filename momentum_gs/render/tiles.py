@@ -28,6 +28,7 @@ class TilePlan:
         gauss_ids: [M] Gaussian of each pair, sorted by tile then front to back.
         tile_ids: [M] tile (row-major) of each pair.
         chunk_elems: bound on tiles × pixels × list length per chunk (see ``plan_chunks``).
+        offsets: [tiles + 1] int64 ``tile_offsets`` when the maker of the lists has them (else counted).
     """
 
     tile_size: int
@@ -36,6 +37,7 @@ class TilePlan:
     gauss_ids: Tensor
     tile_ids: Tensor
     chunk_elems: int
+    offsets: Tensor | None = None
 
     @property
     def num_tiles(self) -> int:
@@ -52,6 +54,8 @@ class TilePlan:
     @functools.cached_property
     def tile_offsets(self) -> Tensor:
         """[tiles + 1] int64: tile t's pairs are ``[tile_offsets[t], tile_offsets[t + 1])`` of the sorted list."""
+        if self.offsets is not None:
+            return self.offsets
         counts = torch.bincount(self.tile_ids, minlength=self.num_tiles)
         return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
