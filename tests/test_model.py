@@ -1,12 +1,17 @@
 """Anchors, decoder, culling and per-view neural Gaussians on tiny hand-made examples."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+from torch import nn
 
+from momentum_gs.config import OptimConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.model import AnchorSet, Decoder, generate_gaussians, make_appearance, visible_anchors
+from momentum_gs.model.neural import child_rotations, child_scales, child_shapes
+from momentum_gs.model.optim import ADAM_EPS, make_anchor_optimizer, make_decoder_optimizer
 
 
 def _camera(width=100, height=100, f=100.0) -> Camera:
@@ -132,3 +137,55 @@ def test_generate_gaussians_is_differentiable_and_culls():
     (neural.means.sum() + neural.scales.sum() + neural.colors.sum()).backward()
     assert anchors.offsets.grad[0].abs().sum() == 0 and anchors.offsets.grad[1].abs().sum() > 0
     assert decoder.mlp_cov[2].bias.grad.abs().sum() > 0
+
+
+def test_child_shapes_is_child_scales_and_rotations():
+    """One split of cov gives bitwise the values and gradients of the two sliced functions."""
+    gen = torch.Generator().manual_seed(0)
+    cov_init, scalings_init = torch.randn(5, 3, 7, generator=gen), torch.randn(5, 6, generator=gen)
+    weights = torch.randn(5, 3, 7, generator=gen)
+    results = []
+    for split in (True, False):
+        cov, scalings = cov_init.clone().requires_grad_(), scalings_init.clone().requires_grad_()
+        if split:
+            scales, quats = child_shapes(cov, scalings)
+        else:
+            scales, quats = child_scales(cov, scalings), child_rotations(cov)
+        ((scales * weights[..., :3]).sum() + (quats * weights[..., 3:]).sum()).backward()
+        results.append((scales, quats, cov.grad, scalings.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(results[1][0], torch.exp(scalings_init[:, None, 3:6]) * torch.sigmoid(cov_init[..., :3]))
+
+
+def _optimizer_pair(make):
+    """(our optimizer, per-tensor torch Adam with the same groups, lr and eps) on float64 twins of the parameters."""
+    ours = make()
+    groups = [{"params": [p.detach().clone().requires_grad_() for p in group["params"]], "lr": group["lr"]}
+              for group in ours.param_groups]
+    return ours, torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS, foreach=False)
+
+
+def test_optimizers_are_fused_adam_with_the_per_tensor_update():
+    """Anchor and decoder optimizers: fused on the CPU, and the same parameters as torch's per-tensor Adam after
+    a few steps (float64, so only rounding can differ)."""
+    cfg = OptimConfig()
+    torch.manual_seed(0)
+    anchors = SimpleNamespace(offsets=nn.Parameter(torch.randn(6, 2, 3, dtype=torch.float64)),
+                              features=nn.Parameter(torch.randn(6, 4, dtype=torch.float64)),
+                              scalings=nn.Parameter(torch.randn(6, 6, dtype=torch.float64)))
+    decoder = Decoder(feat_dim=4, n_offsets=2, hidden_dim=8).double()
+    for make in (lambda: make_anchor_optimizer(anchors, cfg, extent=3.0),
+                 lambda: make_decoder_optimizer(decoder, None, cfg)):
+        ours, plain = _optimizer_pair(make)
+        assert all(group["fused"] for group in ours.param_groups)
+        ours_params = [p for group in ours.param_groups for p in group["params"]]
+        plain_params = [p for group in plain.param_groups for p in group["params"]]
+        for step in range(5):
+            for p, q in zip(ours_params, plain_params):
+                p.grad = torch.randn_like(p) * 10.0 ** (step - 3)
+                q.grad = p.grad.clone()
+            ours.step()
+            plain.step()
+        for p, q in zip(ours_params, plain_params):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-13, atol=1e-15)

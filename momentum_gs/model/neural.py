@@ -180,18 +180,42 @@ def anchor_mask(anchors: AnchorSet, camera: Camera, near: float = 0.2, anchor_fi
         raise ValueError(f"anchor_filter must be one of {ANCHOR_FILTERS}, got {anchor_filter!r}")
     rule = reference_visible_anchors if anchor_filter == "reference" else visible_anchors
     with torch.no_grad():
-        scales = torch.exp(anchors.scalings[:, :3])
+        scales = _exp_columns(anchors.scalings, 0)
         return rule(anchors.positions, scales, camera.world_to_cam, camera.K, camera.width, camera.height, near)
+
+
+def _exp_columns(scalings: torch.Tensor, first: int) -> torch.Tensor:
+    """[V, 3] exp(scalings[:, first:first + 3]) of [V, 6] log-scales.
+
+    The exponential runs on the whole contiguous [V, 6] (vectorized, the same values) rather than on the
+    strided 3-column view, which element-wise kernels walk one row at a time.
+    """
+    return torch.exp(scalings)[:, first:first + 3]
 
 
 def child_scales(cov: torch.Tensor, anchor_scalings: torch.Tensor) -> torch.Tensor:
     """[V, k, 3] child scales (world units) = exp(scalings[3:6]) ⊙ sigmoid(cov[..., 0:3])."""
-    return torch.exp(anchor_scalings[:, None, 3:6]) * torch.sigmoid(cov[..., :3])
+    return _scales_from_logits(cov[..., :3], anchor_scalings)
 
 
 def child_rotations(cov: torch.Tensor) -> torch.Tensor:
     """[V, k, 4] unit quaternions (wxyz) = normalize(cov[..., 3:7])."""
     return F.normalize(cov[..., 3:7], dim=-1)
+
+
+def child_shapes(cov: torch.Tensor, anchor_scalings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(:func:`child_scales`, :func:`child_rotations`) of one ``cov`` [V, k, 7], the same values.
+
+    ``cov`` is split once, so the backward assembles its [V, k, 7] gradient in one concatenation instead of
+    zero-filling it for each slice and adding the two.
+    """
+    logits, rotations = cov.split([3, 4], dim=-1)
+    return _scales_from_logits(logits, anchor_scalings), F.normalize(rotations, dim=-1)
+
+
+def _scales_from_logits(logits: torch.Tensor, anchor_scalings: torch.Tensor) -> torch.Tensor:
+    """[V, k, 3] exp(anchor_scalings[:, 3:6]) ⊙ sigmoid(logits) for [V, k, 3] scale logits."""
+    return _exp_columns(anchor_scalings, 3)[:, None] * torch.sigmoid(logits)
 
 
 def decoder_inputs(anchors: AnchorSet, anchor_index: torch.Tensor, camera: Camera,
@@ -228,13 +252,14 @@ def generate_gaussians(anchors: AnchorSet, decoder: Decoder, camera: Camera,
     decoded = decoder.decode(inputs)
     scalings = anchors.scalings.index_select(0, anchor_index)
     positions = anchors.positions.index_select(0, anchor_index)
-    means = positions[:, None] + anchors.offsets.index_select(0, anchor_index) * torch.exp(scalings[:, None, :3])
+    means = positions[:, None] + anchors.offsets.index_select(0, anchor_index) * _exp_columns(scalings, 0)[:, None]
+    scales, quats = child_shapes(decoded.cov, scalings)
     selection = (decoded.opacity > 0).reshape(-1)
     kept = selection.nonzero()[:, 0]
     return NeuralGaussians(
         means=means.reshape(-1, 3).index_select(0, kept),
-        quats=child_rotations(decoded.cov).reshape(-1, 4).index_select(0, kept),
-        scales=child_scales(decoded.cov, scalings).reshape(-1, 3).index_select(0, kept),
+        quats=quats.reshape(-1, 4).index_select(0, kept),
+        scales=scales.reshape(-1, 3).index_select(0, kept),
         opacities=decoded.opacity.reshape(-1).index_select(0, kept),
         colors=decoded.color.reshape(-1, 3).index_select(0, kept),
         visible=visible,
