@@ -5,8 +5,11 @@ Images are [H, W, 3] (or a batch [B, H, W, 3]) with values in [0, 1].
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from momentum_gs.config import OptimConfig
 
@@ -26,6 +29,12 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=torch
     return w / w.sum()
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`gaussian_window`, built once per size, σ, dtype and device (never modified in place)."""
+    return gaussian_window(size, sigma, device=device, dtype=dtype)
+
+
 def _to_nchw(image: torch.Tensor) -> torch.Tensor:
     """[H, W, C] or [B, H, W, C] → [B, C, H, W]."""
     if image.dim() == 3:
@@ -34,10 +43,65 @@ def _to_nchw(image: torch.Tensor) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Per-channel 'same' Gaussian filter with zero padding (separable: identical to the 2-D window)."""
+    """Per-channel 'same' Gaussian filter with zero padding (separable: identical to the 2-D window).
+
+    The window is symmetric, so the filter is its own adjoint: blurring a gradient back-propagates it.
+    """
     c, r = x.shape[1], window.shape[0] // 2
     x = F.conv2d(x, window.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
     return F.conv2d(x, window.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+
+
+def _conv_layout(dtype: torch.dtype) -> torch.memory_format:
+    """The memory format in which the depthwise blur runs fastest on the CPU: oneDNN's float32 kernels
+    want channels-last, the generic kernels of other dtypes contiguous [B, C, H, W]."""
+    return torch.channels_last if dtype == torch.float32 else torch.contiguous_format
+
+
+class _MeanSSIM(torch.autograd.Function):
+    """Mean SSIM of two [B, C, H, W] images, with a hand-written backward.
+
+    SSIM needs the local moments E[x], E[y], E[x² + y²] and E[xy] (the variances enter only as their sum), all
+    from one blur of the images and their products stacked along the channels. The backward blurs the three
+    maps of ∂SSIM/∂moment that it needs in one call too (the blur is self-adjoint).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        stacked = torch.cat([x, y, x * x + y * y, x * y], dim=1)
+        moments = _blur(stacked.contiguous(memory_format=_conv_layout(x.dtype)), window)
+        mu_x, mu_y, e_sq, e_xy = moments.split(x.shape[1], dim=1)
+        mu_xy, mu_sq = mu_x * mu_y, mu_x * mu_x + mu_y * mu_y
+        luminance = 2 * mu_xy + SSIM_C1                   # A1 = 2μxμy + C1
+        contrast = 2 * (e_xy - mu_xy) + SSIM_C2           # A2 = 2σxy + C2
+        luminance_norm = mu_sq + SSIM_C1                  # B1 = μx² + μy² + C1
+        contrast_norm = (e_sq - mu_sq) + SSIM_C2          # B2 = σx² + σy² + C2
+        denominator = luminance_norm * contrast_norm
+        ssim_map = luminance * contrast / denominator
+        ctx.save_for_backward(x, y, mu_x, mu_y, luminance, contrast, luminance_norm, contrast_norm, denominator,
+                              ssim_map)
+        ctx.window = window
+        return ssim_map.mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, y, mu_x, mu_y, luminance, contrast, luminance_norm, contrast_norm, denominator, ssim_map = \
+            ctx.saved_tensors
+        # with S = A1·A2 / (B1·B2) and D = B1·B2, the moments' gradients are 2·scale times
+        #   ∂/∂E[x] = E[y]·p + E[x]·q,   ∂/∂E[y] = E[x]·p + E[y]·q,   ∂/∂E[x² + y²] = −S / (2·B2),   ∂/∂E[xy] = A1 / D
+        # where p = (A2 − A1) / D and q = S·(B1 − B2) / D
+        scale = grad / ssim_map.numel()
+        inverse = 1 / denominator
+        p = (contrast - luminance) * inverse
+        q = ssim_map * (luminance_norm - contrast_norm) * inverse
+        need_x, need_y = ctx.needs_input_grad[:2]
+        maps = ([mu_y * p + mu_x * q] if need_x else []) + ([mu_x * p + mu_y * q] if need_y else [])
+        maps += [ssim_map / contrast_norm, luminance * inverse]
+        *by_mean, by_sq, by_xy = _blur(torch.cat(maps, dim=1), ctx.window).split(x.shape[1], dim=1)
+        grad_x = (2 * scale) * (by_mean[0] - by_sq * x + by_xy * y) if need_x else None
+        grad_y = (2 * scale) * (by_mean[-1] - by_sq * y + by_xy * x) if need_y else None
+        return grad_x, grad_y, None
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -50,14 +114,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11, sigma: float =
         a, b: [H, W, 3] or [B, H, W, 3] in [0, 1].
     """
     x, y = _to_nchw(a), _to_nchw(b)
-    window = gaussian_window(window_size, sigma, device=x.device, dtype=x.dtype)
-    mu_x, mu_y = _blur(x, window), _blur(y, window)
-    var_x = _blur(x * x, window) - mu_x**2
-    var_y = _blur(y * y, window) - mu_y**2
-    cov_xy = _blur(x * y, window) - mu_x * mu_y
-    numerator = (2 * mu_x * mu_y + SSIM_C1) * (2 * cov_xy + SSIM_C2)
-    denominator = (mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    return (numerator / denominator).mean()
+    return _MeanSSIM.apply(x, y, _cached_window(window_size, sigma, x.dtype, x.device))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,58 @@ def test_ssim_batch_and_gradient():
     assert ssim(batch, batch).item() == pytest.approx(1.0, abs=1e-6)
 
 
+def _dense_reference_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM from the formula with the full 11×11 window as one zero-padded 2-D convolution, differentiable."""
+    offsets = torch.arange(11, dtype=a.dtype) - 5
+    g = torch.exp(-offsets**2 / (2 * 1.5**2))
+    window = torch.outer(g, g) / g.sum() ** 2
+    x, y = (t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2) for t in (a, b))
+    blur = lambda t: torch.nn.functional.conv2d(t, window.expand(3, 1, 11, 11), padding=5, groups=3)
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
+
+
+@pytest.mark.parametrize("shape", [(24, 32, 3), (7, 5, 3), (1, 1, 3), (13, 4, 3), (2, 9, 6, 3)])
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_ssim_value_and_gradients_match_dense_window(shape, dtype, rtol):
+    g = torch.Generator().manual_seed(sum(shape))
+    a64 = torch.rand(shape, generator=g, dtype=torch.float64)
+    b64 = (a64 + 0.2 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    a64.requires_grad_(True), b64.requires_grad_(True)
+    expected = _dense_reference_ssim(a64, b64)
+    expected_grads = torch.autograd.grad(expected, (a64, b64))
+    a, b = (t.detach().to(dtype).requires_grad_(True) for t in (a64, b64))
+    value = ssim(a, b)
+    grads = torch.autograd.grad(value, (a, b))
+    assert value.dtype == dtype and value.item() == pytest.approx(expected.item(), rel=rtol)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert grad.shape == expected_grad.shape
+        torch.testing.assert_close(grad.double(), expected_grad, rtol=0, atol=rtol * expected_grad.abs().max().item())
+
+
+@pytest.mark.parametrize("grad_a, grad_b", [(True, True), (True, False), (False, True)])
+def test_ssim_gradcheck(grad_a, grad_b):
+    g = torch.Generator().manual_seed(9)
+    a = torch.rand(6, 5, 3, generator=g, dtype=torch.float64).requires_grad_(grad_a)
+    b = torch.rand(6, 5, 3, generator=g, dtype=torch.float64).requires_grad_(grad_b)
+    assert torch.autograd.gradcheck(ssim, (a, b))
+    batch = torch.rand(2, 3, 12, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(2, 3, 12, 3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: ssim(t, target), (batch,))
+
+
+def test_ssim_without_grad_and_repeated_calls_agree():
+    a, b = _image(10), _image(11)
+    first = ssim(a, b)
+    with torch.no_grad():
+        assert ssim(a, b).item() == first.item()
+    assert ssim(a.double(), b.double()).item() == pytest.approx(first.item(), abs=1e-6)
+    assert ssim(a, b, sigma=3.0).item() != pytest.approx(first.item(), abs=1e-4)
+    assert ssim(a, b, window_size=7).item() != pytest.approx(first.item(), abs=1e-4)
+
+
 def test_psnr_of_known_mse():
     a = torch.zeros(8, 8, 3)
     assert psnr(a, a + 0.1).item() == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
