@@ -128,16 +128,27 @@ struct Pixels {
   int64_t count, blocks;
   std::vector<V> uu, uv, vv, u, v;
   std::vector<M> real;
+  std::vector<double> top, bottom;  // per vector, the smallest and largest v of its pixels
   explicit Pixels(int64_t tile_size)
       : count(tile_size * tile_size), blocks((count + lanes<T>() - 1) / lanes<T>()),
-        uu(blocks), uv(blocks), vv(blocks), u(blocks), v(blocks), real(blocks) {
+        uu(blocks), uv(blocks), vv(blocks), u(blocks), v(blocks), real(blocks), top(blocks), bottom(blocks) {
     for (int64_t p = 0; p < blocks * lanes<T>(); ++p) {
       const int64_t b = p / lanes<T>(), l = p % lanes<T>();
       const T x = p < count ? T(p % tile_size) + T(0.5) - T(0.5) * T(tile_size) : T(0);
       const T y = p < count ? T(p / tile_size) + T(0.5) - T(0.5) * T(tile_size) : T(0);
       uu[b][l] = x * x, uv[b][l] = x * y, vv[b][l] = y * y, u[b][l] = x, v[b][l] = y;
       real[b][l] = p < count ? -1 : 0;
+      if (p < count) {
+        top[b] = l == 0 ? double(y) : std::min(top[b], double(y));
+        bottom[b] = l == 0 ? double(y) : std::max(bottom[b], double(y));
+      }
     }
+  }
+  // The vectors [first, last) with a pixel row in the band |v − centre| <= half (an empty range for half < 0).
+  void rows_between(double centre, double half, int64_t& first, int64_t& last) const {
+    first = 0, last = blocks;
+    while (first < last && bottom[first] < centre - half) ++first;
+    while (last > first && top[last - 1] > centre + half) --last;
   }
 };
 
@@ -171,9 +182,8 @@ struct PairStep {
   using M = typename Simd<T>::M;
   T k0, k1, k2, k3, k4, lc;
   const Limits<T>& lim;
-  PairStep(const T* k, T opacity, const Limits<T>& lim_)
-      : k0(k[0]), k1(k[1]), k2(k[2]), k3(k[3]), k4(k[4]), lc(std::log(std::max(opacity, lim_.tiny)) - k[5]),
-        lim(lim_) {}
+  PairStep(const T* k, T log_opacity, const Limits<T>& lim_)
+      : k0(k[0]), k1(k[1]), k2(k[2]), k3(k[3]), k4(k[4]), lc(log_opacity - k[5]), lim(lim_) {}
   inline V operator()(const Pixels<T>& px, int64_t b, V& trans, M& live, V& raw, V& after) const {
     raw = lc - (k0 * px.uu[b] + k1 * px.uv[b] + k2 * px.vv[b] + k3 * px.u[b] + k4 * px.v[b]);
     V clamped = raw < lim.log_alpha_skip ? V{} + lim.log_alpha_skip : raw;
@@ -207,8 +217,13 @@ template <typename T>
 struct PairRows {
   const T *coefs, *opacities, *colors;
   int64_t depth;
-  inline void coefficients(int64_t, int64_t i, T* k, double*) const { std::memcpy(k, coefs + 6 * i, 6 * sizeof(T)); }
+  inline void coefficients(int64_t, int64_t i, T* k, double* mean) const {
+    std::memcpy(k, coefs + 6 * i, 6 * sizeof(T));
+    mean[0] = mean[1] = 0;
+  }
+  inline double band(int64_t) const { return std::numeric_limits<double>::infinity(); }
   inline T opacity(int64_t i) const { return opacities[i]; }
+  inline T log_opacity(int64_t i) const { return std::log(std::max(opacities[i], std::numeric_limits<T>::min())); }
   inline const T* color(int64_t i) const { return colors + depth * i; }
 };
 
@@ -217,6 +232,8 @@ struct GaussianRows {
   const T *means2d, *conics, *opacities, *colors;
   const int64_t* gauss_ids;
   int64_t depth, tiles_x, tile_size;
+  std::vector<T> log_opacities;  // per Gaussian, ln o (made once, not per pair)
+  std::vector<double> bands;     // per Gaussian, the half-height of ``band``
   // In double whatever T (a few scalar operations per pair): k5 = ½ mᵀQm cancels against ln o, so it is
   // rounded once, not after every step.
   inline void coefficients(int64_t t, int64_t i, T* k, double* mean) const {
@@ -227,9 +244,14 @@ struct GaussianRows {
     const double lin_x = a * mx + b * my, lin_y = b * mx + c * my;
     k[0] = T(0.5 * a), k[1] = T(b), k[2] = T(0.5 * c), k[3] = T(-lin_x), k[4] = T(-lin_y);
     k[5] = T(0.5 * (lin_x * mx + lin_y * my));
-    if (mean != nullptr) mean[0] = mx, mean[1] = my;
+    mean[0] = mx, mean[1] = my;
   }
+  // Half the height of the band of rows around the mean where α can reach 1/255 (o·exp(−½dᵀQd) >= 1/255:
+  // dᵀQd <= 2 ln(255 o), whose y-extent is sqrt(2 ln(255 o)·Σ_yy), Σ_yy = Q_xx / det Q), widened well beyond
+  // rounding; negative when the pair is drawn nowhere, infinite when Q is not positive definite.
+  inline double band(int64_t i) const { return bands[gauss_ids[i]]; }
   inline T opacity(int64_t i) const { return opacities[gauss_ids[i]]; }
+  inline T log_opacity(int64_t i) const { return log_opacities[gauss_ids[i]]; }
   inline const T* color(int64_t i) const { return colors + depth * gauss_ids[i]; }
 };
 
@@ -242,11 +264,14 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, 
   std::fill(s.planes.begin(), s.planes.end(), V{});
   V raw, after;
   T k[6];
+  double mean[2];
+  int64_t first, last;
   for (int64_t i = begin; i < end; ++i) {
-    src.coefficients(tile, i, k, nullptr);
-    const PairStep<T> step(k, src.opacity(i), lim);
+    src.coefficients(tile, i, k, mean);
+    px.rows_between(mean[1], src.band(i), first, last);  // elsewhere α < 1/255: nothing changes
+    const PairStep<T> step(k, src.log_opacity(i), lim);
     const T* color = src.color(i);
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t b = first; b < last; ++b) {
       const V w = step(px, b, s.trans[b], s.live[b], raw, after);
       for (int64_t c = 0; c < depth; ++c) s.planes[c * blocks + b] += w * color[c];
       s.planes[depth * blocks + b] += w;  // alpha: ĉ = 1
@@ -275,14 +300,16 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
   V raw, after;
   T k[6];
   double mean[2];
+  int64_t first, last;
   for (int64_t i = begin; i < end; ++i) {
     src.coefficients(tile, i, k, mean);
+    px.rows_between(mean[1], src.band(i), first, last);  // elsewhere w = 0 and ∂L/∂α = 0
     const T opacity = src.opacity(i);
-    const PairStep<T> step(k, opacity, lim);
+    const PairStep<T> step(k, src.log_opacity(i), lim);
     const T* color = src.color(i);
     V s0{}, s1{}, s2{}, s3{}, s4{}, s5{};
     std::fill(s.color_sums.begin(), s.color_sums.end(), V{});
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t b = first; b < last; ++b) {
       const V w = step(px, b, s.trans[b], s.live[b], raw, after);
       V gc = g[depth * blocks + b];  // g·ĉ, ĉ = (colour, 1)
       for (int64_t c = 0; c < depth; ++c) {
@@ -307,13 +334,17 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
   }
 }
 
+// The number of threads for_each_tile runs on.
+inline int tile_threads(int64_t num_tiles) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), num_tiles)));
+}
+
 // Runs fn(tile, begin, end, scratch) for every non-empty tile on torch's number of intra-op threads
 // (OpenMP; the same libgomp torch loads), tiles handed out one at a time (their costs differ by orders of
 // magnitude), one scratch per thread. Without OpenMP the pragmas are ignored and it runs serially.
 template <typename T, typename Fn>
 void for_each_tile(const int64_t* offsets, int64_t num_tiles, const Pixels<T>& px, int64_t channels, Fn fn) {
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), num_tiles)));
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(tile_threads(num_tiles))
   {
     Scratch<T> scratch(px.blocks, channels);
 #pragma omp for schedule(dynamic, 1)
@@ -396,9 +427,26 @@ void check_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const 
 template <typename T>
 GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
                               const at::Tensor& colors, const at::Tensor& gauss_ids, int64_t tiles_x,
-                              int64_t tile_size) {
-  return {means2d.data_ptr<T>(), conics.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(),
-          gauss_ids.data_ptr<int64_t>(), colors.size(1), tiles_x, tile_size};
+                              int64_t tile_size, c10::ArrayRef<double> limits) {
+  GaussianRows<T> rows{means2d.data_ptr<T>(), conics.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(),
+                       gauss_ids.data_ptr<int64_t>(), colors.size(1), tiles_x, tile_size, {}, {}};
+  const int64_t n = means2d.size(0);
+  rows.log_opacities.resize(n), rows.bands.resize(n);
+  const double alpha_min = limits[0];
+  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      const T o = rows.opacities[g];
+      rows.log_opacities[g] = std::log(std::max(o, std::numeric_limits<T>::min()));
+      const double a = rows.conics[3 * g], b = rows.conics[3 * g + 1], c = rows.conics[3 * g + 2];
+      const double det = a * c - b * b, level = std::log(double(o) / alpha_min);
+      if (!(det > 0) || !(a > 0) || std::isnan(level)) {
+        rows.bands[g] = std::numeric_limits<double>::infinity();
+      } else {
+        rows.bands[g] = level < 0 ? -1.0 : std::sqrt(2 * level * a / det) * 1.001 + 1e-2;
+      }
+    }
+  });
+  return rows;
 }
 
 template <typename T>
@@ -414,6 +462,17 @@ void gaussians_forward_typed(const GaussianRows<T>& src, const at::Tensor& offse
                    });
 }
 
+constexpr int64_t kMaxInlineChannels = 32;  // colour channels of a pair's gradient row kept on the stack
+
+// Adds one pair's gradient row [mean x, y, conic a, b, c, opacity, colour D] to its Gaussian n's gradients.
+template <typename T>
+inline void add_pair(const T* row, int64_t n, int64_t depth, T* gm, T* gk, T* go, T* gc) {
+  gm[2 * n] += row[0], gm[2 * n + 1] += row[1];
+  gk[3 * n] += row[2], gk[3 * n + 1] += row[3], gk[3 * n + 2] += row[4];
+  go[n] += row[5];
+  for (int64_t d = 0; d < depth; ++d) gc[depth * n + d] += row[6 + d];
+}
+
 // Per pair, the gradients of its Gaussian's rows [mean x, y, conic a, b, c, opacity, colour D] (the chain
 // rule through pair_coefficients), into its own row of ``pairs`` [M, 6 + D]; then summed per Gaussian in
 // pair order, on one thread: the same bits at any thread count.
@@ -424,8 +483,13 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   const Pixels<T> px(src.tile_size);
   const Limits<T> lim(limits);
   const int64_t depth = src.depth, channels = depth + 1, block = channels * px.count, width = 6 + depth;
-  const int64_t num_pairs = offsets.data_ptr<int64_t>()[offsets.numel() - 1];
-  std::vector<T> pairs(num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
+  const int64_t num_tiles = offsets.numel() - 1, num_pairs = offsets.data_ptr<int64_t>()[num_tiles];
+  T *gm = grad_means2d.data_ptr<T>(), *gk = grad_conics.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(),
+    *gc = grad_colors.data_ptr<T>();
+  // On one thread the tiles, and so the pairs, come in order: each pair's gradients go straight into its
+  // Gaussian's (the same sums in the same order). On several, into the pair's row, summed in order after.
+  const bool serial = tile_threads(num_tiles) == 1;
+  std::vector<T> pairs(serial ? 0 : num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
   T* rows = pairs.data();
   auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const typename Simd<T>::V* color_sums,
                   const double* mean) {
@@ -433,29 +497,24 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
     const double mx = mean[0], my = mean[1], a = src.conics[3 * n], b = src.conics[3 * n + 1],
                  c = src.conics[3 * n + 2];
     const double g0 = grad_k[0], g1 = grad_k[1], g2 = grad_k[2], g3 = grad_k[3], g4 = grad_k[4], g5 = grad_k[5];
-    T* row = rows + width * i;
-    row[0] = T(-a * g3 - b * g4 + (a * mx + b * my) * g5);
-    row[1] = T(-b * g3 - c * g4 + (b * mx + c * my) * g5);
-    row[2] = T(0.5 * g0 - mx * g3 + 0.5 * mx * mx * g5);
-    row[3] = T(g1 - my * g3 - mx * g4 + mx * my * g5);
-    row[4] = T(0.5 * g2 - my * g4 + 0.5 * my * my * g5);
-    row[5] = grad_o;
-    for (int64_t d = 0; d < depth; ++d) row[6 + d] = lane_sum<T>(color_sums[d]);
+    T row[6 + kMaxInlineChannels];
+    T* to = serial && depth <= kMaxInlineChannels ? row : rows + width * i;
+    to[0] = T(-a * g3 - b * g4 + (a * mx + b * my) * g5);
+    to[1] = T(-b * g3 - c * g4 + (b * mx + c * my) * g5);
+    to[2] = T(0.5 * g0 - mx * g3 + 0.5 * mx * mx * g5);
+    to[3] = T(g1 - my * g3 - mx * g4 + mx * my * g5);
+    to[4] = T(0.5 * g2 - my * g4 + 0.5 * my * my * g5);
+    to[5] = grad_o;
+    for (int64_t d = 0; d < depth; ++d) to[6 + d] = lane_sum<T>(color_sums[d]);
+    if (to == row) add_pair(row, n, depth, gm, gk, go, gc);
   };
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
-  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+  for_each_tile<T>(offsets.data_ptr<int64_t>(), num_tiles, px, channels,
                    [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
                      backward_tile(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
                    });
-  T *gm = grad_means2d.data_ptr<T>(), *gk = grad_conics.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(),
-    *gc = grad_colors.data_ptr<T>();
-  for (int64_t i = 0; i < num_pairs; ++i) {
-    const int64_t n = src.gauss_ids[i];
-    const T* row = rows + width * i;
-    gm[2 * n] += row[0], gm[2 * n + 1] += row[1];
-    gk[3 * n] += row[2], gk[3 * n + 1] += row[3], gk[3 * n + 2] += row[4];
-    go[n] += row[5];
-    for (int64_t d = 0; d < depth; ++d) gc[depth * n + d] += row[6 + d];
+  if (!pairs.empty()) {
+    for (int64_t i = 0; i < num_pairs; ++i) add_pair(rows + width * i, src.gauss_ids[i], depth, gm, gk, go, gc);
   }
 }
 
@@ -505,11 +564,11 @@ void gaussians_forward(const at::Tensor& means2d, const at::Tensor& conics, cons
               out.size(2) == tile_size * tile_size, "composite: out [T, D+1, P]");
   if (means2d.scalar_type() == at::kFloat) {
     gaussians_forward_typed<float>(gaussian_rows<float>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
-                                                        tile_size), offsets, limits, out);
+                                                        tile_size, limits), offsets, limits, out);
   } else {
     TORCH_CHECK(means2d.scalar_type() == at::kDouble, "composite: float32 or float64");
     gaussians_forward_typed<double>(gaussian_rows<double>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
-                                                          tile_size), offsets, limits, out);
+                                                          tile_size, limits), offsets, limits, out);
   }
 }
 
@@ -526,12 +585,12 @@ void gaussians_backward(const at::Tensor& means2d, const at::Tensor& conics, con
               grad_colors.is_contiguous(), "composite: gradients contiguous");
   if (means2d.scalar_type() == at::kFloat) {
     gaussians_backward_typed<float>(gaussian_rows<float>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
-                                                         tile_size), offsets, limits, out, grad_out,
+                                                         tile_size, limits), offsets, limits, out, grad_out,
                                     grad_means2d, grad_conics, grad_opacities, grad_colors);
   } else {
     TORCH_CHECK(means2d.scalar_type() == at::kDouble, "composite: float32 or float64");
     gaussians_backward_typed<double>(gaussian_rows<double>(means2d, conics, opacities, colors, gauss_ids, tiles_x,
-                                                           tile_size), offsets, limits, out, grad_out,
+                                                           tile_size, limits), offsets, limits, out, grad_out,
                                      grad_means2d, grad_conics, grad_opacities, grad_colors);
   }
 }
