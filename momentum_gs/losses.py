@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from momentum_gs.config import OptimConfig
+from momentum_gs.render.fused import FusedMeanSSIM, use_fused
 
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
@@ -113,8 +114,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11, sigma: float =
     Args:
         a, b: [H, W, 3] or [B, H, W, 3] in [0, 1].
     """
-    x, y = _to_nchw(a), _to_nchw(b)
-    return _MeanSSIM.apply(x, y, _cached_window(window_size, sigma, x.dtype, x.device))
+    window = _cached_window(window_size, sigma, a.dtype, a.device)
+    if use_fused(a) and a.dtype == b.dtype:  # the same function in C++ (momentum_gs/render/csrc/ssim.cpp)
+        batch = a if a.dim() == 4 else a[None]
+        return FusedMeanSSIM.apply(batch, b if b.dim() == 4 else b[None], window, SSIM_C1, SSIM_C2)
+    return _MeanSSIM.apply(_to_nchw(a), _to_nchw(b), window)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

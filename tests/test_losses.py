@@ -9,6 +9,16 @@ from scipy import ndimage
 
 from momentum_gs.config import OptimConfig
 from momentum_gs.losses import gaussian_window, l1, psnr, reconstruction_loss, scale_regularizer, ssim
+from momentum_gs.render import fused
+
+
+@pytest.fixture(params=["fused", "torch"])
+def kernels(request, monkeypatch):
+    """Runs a test with the C++ SSIM (csrc/ssim.cpp) and with the PyTorch one (the reference)."""
+    if request.param == "fused" and fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    monkeypatch.setenv(fused.MODE_VARIABLE, request.param)
+    return request.param
 
 
 def _image(seed=0, h=24, w=32):
@@ -72,7 +82,7 @@ def _dense_reference_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", [(24, 32, 3), (7, 5, 3), (1, 1, 3), (13, 4, 3), (2, 9, 6, 3)])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_ssim_value_and_gradients_match_dense_window(shape, dtype, rtol):
+def test_ssim_value_and_gradients_match_dense_window(shape, dtype, rtol, kernels):
     g = torch.Generator().manual_seed(sum(shape))
     a64 = torch.rand(shape, generator=g, dtype=torch.float64)
     b64 = (a64 + 0.2 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
@@ -89,7 +99,7 @@ def test_ssim_value_and_gradients_match_dense_window(shape, dtype, rtol):
 
 
 @pytest.mark.parametrize("grad_a, grad_b", [(True, True), (True, False), (False, True)])
-def test_ssim_gradcheck(grad_a, grad_b):
+def test_ssim_gradcheck(grad_a, grad_b, kernels):
     g = torch.Generator().manual_seed(9)
     a = torch.rand(6, 5, 3, generator=g, dtype=torch.float64).requires_grad_(grad_a)
     b = torch.rand(6, 5, 3, generator=g, dtype=torch.float64).requires_grad_(grad_b)
@@ -99,7 +109,7 @@ def test_ssim_gradcheck(grad_a, grad_b):
     assert torch.autograd.gradcheck(lambda t: ssim(t, target), (batch,))
 
 
-def test_ssim_without_grad_and_repeated_calls_agree():
+def test_ssim_without_grad_and_repeated_calls_agree(kernels):
     a, b = _image(10), _image(11)
     first = ssim(a, b)
     with torch.no_grad():

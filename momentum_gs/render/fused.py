@@ -1,7 +1,8 @@
 """The fused CPU rasterizer: ``pair_coefficients``, the per-pair gathers and ``CompositeTiles`` as one C++
 loop per tile, forward and backward (``composite_gaussians``; ``FusedCompositeTiles`` keeps the per-pair
 interface for benchmarks); the projection, forward and backward, as one loop per Gaussian (``project``); the
-tile lists as one counting pass and a radix sort by depth (``intersect``).
+tile lists as one counting pass and a radix sort by depth (``intersect``); and, for the loss, the mean SSIM
+and its gradient (``FusedMeanSSIM``, ``csrc/ssim.cpp``, with the semantics of ``losses._MeanSSIM``).
 
 ``csrc/composite.cpp`` walks each tile's pairs front to back over the tile's pixels (vectorised, early
 exit once every pixel is done) on torch's intra-op threads, one tile per thread at a time, and its backward
@@ -43,7 +44,7 @@ from momentum_gs.render.tiles import ALPHA_MIN, TilePlan, intersect_tiles
 
 MODE_VARIABLE = "MOMENTUM_GS_COMPOSITOR"
 MODES = ("auto", "fused", "torch")
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("composite.cpp", "projection.cpp")]
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("composite.cpp", "projection.cpp", "ssim.cpp")]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
 # composite.py's constants, in the order the C++ side reads them.
 _LIMITS = [ALPHA_MIN, math.log(ALPHA_MAX), _LOG_ALPHA_SKIP, TRANS_MIN]
@@ -79,7 +80,7 @@ def build() -> Build:
         ops = torch.ops.momentum_gs
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
-        ops.project_forward, ops.project_backward, ops.intersect_tiles  # noqa: B018
+        ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.ssim_forward, ops.ssim_backward  # noqa: B018
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start
@@ -231,6 +232,29 @@ class FusedCompositeTiles(torch.autograd.Function):
         build().ops.composite_backward(coefs, opacities, colors, ctx.plan.tile_offsets, ctx.plan.tile_size,
                                        _LIMITS, out, grad_out.contiguous(), *grads)
         return *grads, None
+
+
+class FusedMeanSSIM(torch.autograd.Function):
+    """(x, y [B, H, W, C] CPU images, window [K], c1, c2) -> mean SSIM (scalar), as ``losses._MeanSSIM`` on
+    the same images; keeps four maps [4, B, H, W, C] for the backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, window: Tensor, c1: float, c2: float) -> Tensor:
+        x, y, window = x.contiguous(), y.contiguous(), window.contiguous()
+        maps = x.new_empty((4,) + tuple(x.shape))
+        total = build().ops.ssim_forward(x, y, window, c1, c2, maps)
+        ctx.save_for_backward(x, y, window, maps)
+        return x.new_tensor(total / max(x.numel(), 1))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, y, window, maps = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad[:2]
+        grad_x, grad_y = (torch.empty_like(t) if need else t.new_empty(0) for t, need in ((x, need_x), (y, need_y)))
+        scale = grad.to(torch.float64) / max(x.numel(), 1)  # a CPU scalar: read inside the kernel
+        build().ops.ssim_backward(x, y, window, maps, scale, need_x, need_y, grad_x, grad_y)
+        return grad_x if need_x else None, grad_y if need_y else None, None, None, None
 
 
 def _first_error(exc: Exception) -> str:
