@@ -1,4 +1,4 @@
-"""Peer table on the CPU: our rasterizer (fused and torch compositors) against gsplat's pure-PyTorch reference.
+"""Peer table on the CPU: our rasterizer (fused C++ and pure-PyTorch paths) against gsplat's pure-PyTorch reference.
 
     python scripts/bench_peers.py [--threads 1] [--repeats 5] [--isect-max 10000]
 
@@ -8,9 +8,9 @@ reference of its CUDA kernels in ``gsplat/cuda/_torch_impl.py``, loaded here by 
 package would build its CUDA extension). Of it, on a CPU:
 
 - the projection (``_quat_scale_to_covar_preci`` + ``_fully_fused_projection``) runs, forward and backward,
-  and is timed against our ``project_gaussians``;
+  and is timed against ours: the fused C++ ``fused.project`` and the PyTorch ``project_gaussians``;
 - the tile intersection ``_isect_tiles`` runs but loops over Gaussians in Python: timed up to
-  ``--isect-max`` Gaussians (no gradient; ours is ``intersect_tiles``);
+  ``--isect-max`` Gaussians (no gradient; ours are ``fused.intersect`` and ``intersect_tiles``);
 - the compositing ``_rasterize_to_pixels`` cannot run: it calls the CUDA kernel
   ``rasterize_to_indices_in_range``, and its ``accumulate`` needs nerfacc's CUDA scans.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from momentum_gs.render import render
-from momentum_gs.render.fused import MODE_VARIABLE, compositor_in_use
+from momentum_gs.render.fused import MODE_VARIABLE, compositor_in_use, intersect, project
 from momentum_gs.render.gsplat_backend import gsplat_reference
 from momentum_gs.render.projection import project_gaussians
 from momentum_gs.render.tiles import intersect_tiles, reach
@@ -42,9 +42,10 @@ def _render(scene: dict, compositor: str) -> None:
     render(**(scene | params)).image.sum().backward()
 
 
-def _ours_projection(scene: dict) -> None:
+def _ours_projection(scene: dict, fn=project) -> None:
+    os.environ[MODE_VARIABLE] = "fused"  # for fused.project; project_gaussians is the PyTorch one whatever it says
     params = {k: scene[k].clone().requires_grad_() for k in ("means", "quats", "scales")}
-    proj = project_gaussians(params["means"], params["quats"], params["scales"], scene["world_to_cam"], scene["K"],
+    proj = fn(params["means"], params["quats"], params["scales"], scene["world_to_cam"], scene["K"],
                              scene["width"], scene["height"], 0.01, 1e10, 0.3)
     (proj.means2d.sum() + proj.conics.sum() + proj.depths.sum()).backward()
 
@@ -58,11 +59,12 @@ def _gsplat_projection(ref, scene: dict) -> None:
     (means2d.sum() + conics.sum() + depths.sum()).backward()
 
 
-def _ours_isect(scene: dict, tile: int = 16) -> None:
+def _ours_isect(scene: dict, tile: int = 16, fn=intersect) -> None:
+    os.environ[MODE_VARIABLE] = "fused"
     proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["world_to_cam"], scene["K"],
                              scene["width"], scene["height"], 0.01, 1e10, 0.3)
     extents = reach(proj.covars2d, scene["opacities"], proj.radii)
-    intersect_tiles(proj.means2d, extents, proj.depths, -(-scene["width"] // tile), -(-scene["height"] // tile), tile)
+    fn(proj.means2d, extents, proj.depths, -(-scene["width"] // tile), -(-scene["height"] // tile), tile)
 
 
 def _gsplat_isect(ref, scene: dict, tile: int = 16) -> None:
@@ -96,20 +98,23 @@ def main() -> None:
     os.environ[MODE_VARIABLE] = "fused"
     print(f"threads={args.threads} torch={torch.__version__} gsplat reference: {'yes' if ref else 'not installed'}; "
           f"{compositor_in_use()}\n")
-    print("| image | Gaussians | render fused s | render torch s | projection ours s | projection gsplat-ref s "
-          "| isect ours s | isect gsplat-ref s | composite gsplat-ref |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| image | Gaussians | render fused s | render torch s | projection ours fused / torch s "
+          "| projection gsplat-ref s | isect ours fused / torch s | isect gsplat-ref s | composite gsplat-ref |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for width, height, num in SIZES:
         scene = random_scene(num, width, height, torch.device("cpu"))
         contestants = {"fused": lambda: _render(scene, "fused"), "torch": lambda: _render(scene, "torch"),
-                       "proj": lambda: _ours_projection(scene), "isect": lambda: _ours_isect(scene)}
+                       "proj": lambda: _ours_projection(scene), "isect": lambda: _ours_isect(scene),
+                       "proj_t": lambda: _ours_projection(scene, project_gaussians),
+                       "isect_t": lambda: _ours_isect(scene, fn=intersect_tiles)}
         if ref is not None:
             contestants["gproj"] = lambda: _gsplat_projection(ref, scene)
         t = median_seconds(contestants, args.repeats)
         if ref is not None and num <= args.isect_max:
             t |= median_seconds({"gisect": lambda: _gsplat_isect(ref, scene)}, 1)
         cell = lambda key: f"{t[key]:.4f}" if key in t else "—"  # noqa: E731
-        print(f"| {width}×{height} | {num} | {cell('fused')} | {cell('torch')} | {cell('proj')} | {cell('gproj')} "
-              f"| {cell('isect')} | {cell('gisect')} | CUDA only |")
+        print(f"| {width}×{height} | {num} | {cell('fused')} | {cell('torch')} | {cell('proj')} / {cell('proj_t')} "
+              f"| {cell('gproj')} | {cell('isect')} / {cell('isect_t')} | {cell('gisect')} | CUDA only |")
 
 
 if __name__ == "__main__":
