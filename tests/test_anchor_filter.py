@@ -11,6 +11,10 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.model import AnchorSet, Decoder, generate_gaussians, reference_visible_anchors, visible_anchors, voxelize
 from momentum_gs.model.gaussian_scene import decode_parts
+from momentum_gs.model.neural import fused_reference_visible_anchors
+from momentum_gs.render import fused
+
+FILTERS = {"torch": reference_visible_anchors, "fused": fused_reference_visible_anchors}
 
 
 def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
@@ -84,22 +88,49 @@ def _random_anchors(camera: Camera, n: int, seed: int) -> tuple[np.ndarray, np.n
     return positions, scales
 
 
-def _reference(positions, scales, camera: Camera, dtype=torch.float32) -> np.ndarray:
-    return reference_visible_anchors(torch.as_tensor(positions, dtype=dtype), torch.as_tensor(scales, dtype=dtype),
-                                     camera.world_to_cam, camera.K, camera.width, camera.height).numpy()
+def _reference(positions, scales, camera: Camera, dtype=torch.float32, rule=reference_visible_anchors) -> np.ndarray:
+    return rule(torch.as_tensor(positions, dtype=dtype), torch.as_tensor(scales, dtype=dtype),
+                camera.world_to_cam, camera.K, camera.width, camera.height).numpy()
 
 
+@pytest.mark.parametrize("implementation", list(FILTERS))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_reference_filter_matches_brute_force(dtype):
+def test_reference_filter_matches_brute_force(dtype, implementation):
+    if implementation == "fused" and fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
     camera = _off_axis_camera()
     positions, scales = _random_anchors(camera, 2000, seed=1)
     if dtype == torch.float32:  # the float64 twin sees exactly the float32 inputs
         positions, scales = positions.astype(np.float32).astype(np.float64), scales.astype(np.float32).astype(np.float64)
     expected = np.array([_brute_force(p, s, camera)[0] for p, s in zip(positions, scales)])
     assert 0.2 < expected.mean() < 0.8  # a mix of kept and dropped anchors
-    ours = _reference(positions, scales, camera, dtype)
+    ours = _reference(positions, scales, camera, dtype, FILTERS[implementation])
     assert ours.dtype == bool and ours.shape == (2000,)
     np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_reference_filter_equals_torch(dtype, monkeypatch):
+    """The C++ filter against the PyTorch one on 60 000 anchors over three cameras, and anchor_mask's switch."""
+    if fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    cameras = [_off_axis_camera(), _camera(64, 48, 70.0, 60.0, 30.0, 25.0, (0.1, 0.2, -0.3)), _off_axis_camera(33, 17)]
+    for seed, camera in enumerate(cameras):
+        positions, scales = _random_anchors(camera, 20_000, seed=10 + seed)
+        torch_mask, fused_mask = (_reference(positions, scales, camera, dtype, rule) for rule in FILTERS.values())
+        assert 0.1 < torch_mask.mean() < 0.9
+        np.testing.assert_array_equal(fused_mask, torch_mask)
+    from momentum_gs.model import neural
+
+    calls = []
+    monkeypatch.setattr(neural, "fused_reference_visible_anchors",
+                        lambda *a, **k: calls.append("fused") or fused_reference_visible_anchors(*a, **k))
+    anchors = AnchorSet.from_points(torch.as_tensor(positions[:500], dtype=torch.float32), voxel_size=0.5)
+    for mode, expected in (("fused", ["fused"]), ("torch", [])):
+        calls.clear()
+        monkeypatch.setenv(fused.MODE_VARIABLE, mode)
+        neural.anchor_mask(anchors, cameras[-1])
+        assert calls == expected, mode
 
 
 def test_reference_filter_hand_cases():

@@ -28,6 +28,7 @@ from momentum_gs.config import ANCHOR_FILTERS
 from momentum_gs.data.camera import Camera
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import DecodedAnchors, Decoder, DecoderInputs
+from momentum_gs.render.fused import reference_visible, use_fused
 from momentum_gs.render.projection import ALPHA_REACH
 
 REFERENCE_TILE = 16  # pixels; the tile edge (BLOCK_X = BLOCK_Y) of the reference rasterizer
@@ -179,9 +180,18 @@ def anchor_mask(anchors: AnchorSet, camera: Camera, near: float = 0.2, anchor_fi
     if anchor_filter not in ANCHOR_FILTERS:
         raise ValueError(f"anchor_filter must be one of {ANCHOR_FILTERS}, got {anchor_filter!r}")
     rule = reference_visible_anchors if anchor_filter == "reference" else visible_anchors
+    if rule is reference_visible_anchors and use_fused(anchors.positions):
+        rule = fused_reference_visible_anchors
     with torch.no_grad():
         scales = _exp_columns(anchors.scalings, 0)
         return rule(anchors.positions, scales, camera.world_to_cam, camera.K, camera.width, camera.height, near)
+
+
+def fused_reference_visible_anchors(positions: torch.Tensor, scales: torch.Tensor, world_to_cam: torch.Tensor,
+                                    K: torch.Tensor, width: int, height: int, near: float = 0.2) -> torch.Tensor:
+    """:func:`reference_visible_anchors` in one C++ loop (``fused.reference_visible``; CPU tensors)."""
+    return reference_visible(positions, scales, world_to_cam, K, width, height, near, REFERENCE_FOV_REACH,
+                             REFERENCE_BLUR, REFERENCE_TILE)
 
 
 def _exp_columns(scalings: torch.Tensor, first: int) -> torch.Tensor:

@@ -81,6 +81,7 @@ def build() -> Build:
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
         ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.ssim_forward, ops.ssim_backward  # noqa: B018
+        ops.reference_visible  # noqa: B018
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start
@@ -159,6 +160,17 @@ class FusedProjection(torch.autograd.Function):
         grads = [torch.empty_like(t) for t in inputs[:3]]
         build().ops.project_backward(*inputs, ctx.settings, *outputs, *grads)
         return *grads, None, None, None
+
+
+def reference_visible(positions: Tensor, scales: Tensor, world_to_cam: Tensor, K: Tensor, width: int, height: int,
+                       near: float, ray_reach: float, blur: float, tile: int) -> Tensor:
+    """bool [N]: the paper's anchor pre-filter (``neural.reference_visible_anchors``, the reference, whose
+    arguments and constants these are) in one C++ loop over the anchors; CPU float tensors only."""
+    world_to_cam, K = world_to_cam.to(positions).contiguous(), K.to(positions).contiguous()
+    out = torch.empty(positions.shape[0], dtype=torch.bool)
+    settings = [float(width), float(height), near, ray_reach, blur, float(tile)]
+    build().ops.reference_visible(positions.contiguous(), scales.contiguous(), world_to_cam, K, settings, out)
+    return out
 
 
 def intersect(means2d: Tensor, extents: Tensor, depths: Tensor, tiles_x: int, tiles_y: int,

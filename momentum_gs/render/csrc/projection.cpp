@@ -368,9 +368,78 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> intersect_tiles(const at::Tensor&
   return intersect_typed<double>(means2d, extents, depths, tiles_x, tiles_y, tile_size);
 }
 
+// The paper's anchor pre-filter (model/neural.py, reference_visible_anchors, the reference): each anchor a
+// Gaussian with scales ``scales`` and no rotation, kept when its camera z > near, its blurred 2D covariance
+// is invertible and the box of half-size ceil(3 sqrt(λ_max)) around its centre touches a tile of the grid.
+// settings: width, height, near, the Jacobian's ray clamp (× tan of the half field of view), the blur
+// (pixels²), the tile edge (pixels).
+template <typename T>
+void visible_typed(const at::Tensor& positions, const at::Tensor& scales, const at::Tensor& world_to_cam,
+                   const at::Tensor& K, c10::ArrayRef<double> settings, at::Tensor& out) {
+  const T* w = world_to_cam.data_ptr<T>();
+  const T* k = K.data_ptr<T>();
+  const T fx = k[0], fy = k[4], cx = k[2], cy = k[5];
+  const T width = T(settings[0]), height = T(settings[1]), near = T(settings[2]), reach = T(settings[3]),
+          blur = T(settings[4]), tile = T(settings[5]);
+  const T lim_x = reach * width / (2 * fx), lim_y = reach * height / (2 * fy);
+  const T tiles_x = std::ceil(width / tile), tiles_y = std::ceil(height / tile);
+  const T *p = positions.data_ptr<T>(), *sc = scales.data_ptr<T>();
+  bool* keep = out.data_ptr<bool>();
+  auto touches = [tile](T centre, T radius, T tiles) {  // C's int() truncates toward zero, then the grid clamp
+    const T first = std::min(std::max(std::trunc((centre - radius) / tile), T(0)), tiles);
+    const T end = std::min(std::max(std::trunc((centre + radius + tile - 1) / tile), T(0)), tiles);
+    return end != first;
+  };
+  at::parallel_for(0, positions.size(0), kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* q = p + 3 * n;
+      T t[3];
+      for (int i = 0; i < 3; ++i) t[i] = q[0] * w[4 * i] + q[1] * w[4 * i + 1] + q[2] * w[4 * i + 2] + w[4 * i + 3];
+      const bool in_front = t[2] > near;
+      const T z = in_front ? t[2] : T(1);
+      const T tx = std::min(std::max(t[0] / z, -lim_x), lim_x) * z, ty = std::min(std::max(t[1] / z, -lim_y), lim_y) * z;
+      T a = 0, b = 0, c = 0;
+      for (int j = 0; j < 3; ++j) {  // rows of J W diag(s)
+        const T row_x = ((fx / z) * w[j] - (fx * tx / (z * z)) * w[8 + j]) * sc[3 * n + j];
+        const T row_y = ((fy / z) * w[4 + j] - (fy * ty / (z * z)) * w[8 + j]) * sc[3 * n + j];
+        a += row_x * row_x, b += row_x * row_y, c += row_y * row_y;
+      }
+      a += blur, c += blur;
+      const T det = a * c - b * b, mid = T(0.5) * (a + c);
+      const T radius = std::ceil(T(3) * std::sqrt(mid + std::sqrt(std::max(mid * mid - det, T(0.1)))));
+      const T u = fx * t[0] / z + cx - T(0.5), v = fy * t[1] / z + cy - T(0.5);
+      keep[n] = in_front && det != 0 && std::isfinite(radius) && radius > 0 && touches(u, radius, tiles_x) &&
+                touches(v, radius, tiles_y);
+    }
+  });
+}
+
+// out bool [N]: reference_visible_anchors of positions [N, 3] and scales [N, 3] (world units).
+void reference_visible(const at::Tensor& positions, const at::Tensor& scales, const at::Tensor& world_to_cam,
+                       const at::Tensor& K, c10::ArrayRef<double> settings, at::Tensor out) {
+  const auto type = positions.scalar_type();
+  TORCH_CHECK(positions.device().is_cpu(), "visible: CPU tensors only");
+  TORCH_CHECK(positions.dim() == 2 && positions.size(1) == 3 && positions.is_contiguous() &&
+              scales.sizes() == positions.sizes() && scales.is_contiguous(), "visible: positions, scales [N, 3]");
+  TORCH_CHECK(world_to_cam.numel() == 16 && world_to_cam.is_contiguous() && K.numel() == 9 && K.is_contiguous(),
+              "visible: world_to_cam [4, 4], K [3, 3]");
+  TORCH_CHECK(scales.scalar_type() == type && world_to_cam.scalar_type() == type && K.scalar_type() == type,
+              "visible: one dtype");
+  TORCH_CHECK(type == at::kFloat || type == at::kDouble, "visible: float32 or float64");
+  TORCH_CHECK(out.scalar_type() == at::kBool && out.numel() == positions.size(0) && out.is_contiguous(),
+              "visible: out bool [N]");
+  if (positions.scalar_type() == at::kFloat) {
+    visible_typed<float>(positions, scales, world_to_cam, K, settings, out);
+  } else {
+    visible_typed<double>(positions, scales, world_to_cam, K, settings, out);
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(momentum_gs, m) {
+  m.def("reference_visible(Tensor positions, Tensor scales, Tensor world_to_cam, Tensor K, float[] settings, "
+        "Tensor(a!) out) -> ()", &reference_visible);
   m.def("project_forward(Tensor means, Tensor quats, Tensor scales, Tensor world_to_cam, Tensor K, "
         "float[] settings, Tensor(a!) means2d, Tensor(b!) covars2d, Tensor(c!) conics, Tensor(d!) depths, "
         "Tensor(e!) radii) -> ()", &project_forward);
