@@ -308,3 +308,38 @@ def test_projection_and_tile_lists_bit_for_bit_with_any_thread_count():
     assert runs[0][2].numel() > 0
     for first, second in zip(*runs):
         assert torch.equal(first, second)
+
+
+def test_row_culling_keeps_every_row_where_alpha_rounds_to_the_cut():
+    """A wide Gaussian with o a few ulp above 1/255: α falls so slowly that float32 rounding draws a row just
+    outside the exact 1/255 band; the culled kernel must draw it too (bit for bit the unculled per-pair one)."""
+    from momentum_gs.render.composite import pair_coefficients
+    from momentum_gs.render.tiles import TilePlan
+
+    opacity = torch.tensor(1 / 255, dtype=torch.float32)
+    for _ in range(6):
+        opacity = torch.nextafter(opacity, torch.ones_like(opacity))
+    means2d, conics = torch.tensor([[4.5, 3.5037594]]), torch.tensor([[0.25, 0.0, 1 / 5.249e5]])
+    colors, ids = torch.ones(1, 1), torch.zeros(1, dtype=torch.long)
+    plan = TilePlan(8, 1, 1, ids, ids, 1 << 18)
+    culled = fused.FusedGaussianTiles.apply(means2d, conics, opacity.reshape(1), colors, plan)
+    unculled = fused.FusedCompositeTiles.apply(pair_coefficients(means2d, conics, plan), opacity.reshape(1), colors,
+                                               plan)
+    assert (unculled[0, -1].reshape(8, 8) > 0).any(1).sum() >= 2  # more than the one row of the exact band
+    assert torch.equal(culled, unculled)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_more_channels_than_the_kernels_stack_row(threads, monkeypatch):
+    """40 colour channels (the backward's per-pair row on the stack holds 32) on one and on two threads."""
+    scene = random_scene(120, 24, 16, seed=13, opaque=2)
+    colors = torch.rand(120, 40, generator=torch.Generator().manual_seed(1), dtype=F64)
+    case = scene | {"colors": colors, "background": torch.zeros(40, dtype=F64)}
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        fast, reference = (_run(case, mode, monkeypatch) for mode in ("fused", "torch"))
+    finally:
+        torch.set_num_threads(previous)
+    for key, value in reference.items():
+        torch.testing.assert_close(fast[key], value, atol=1e-12, rtol=1e-10, msg=key)

@@ -56,6 +56,11 @@ constexpr int64_t lanes() {
   return 64 / sizeof(T);
 }
 
+// Added to ln(255 o) when a pair's band of rows is made (GaussianRows::band): the log α the kernel computes may
+// be off by rounding (about 1e-6 in float), and where α falls slowly (a wide Gaussian with o near 1/255) that
+// moves its 1/255 edge far. 1e-4 keeps the band a superset of the rows where α can round to >= 1/255.
+constexpr double kBandSlack = 1e-4;
+
 template <typename T>
 struct Limits {  // composite.py's constants, in the compute type; passed in by the caller
   T alpha_min, log_alpha_max, log_alpha_skip, trans_min, tiny;
@@ -248,7 +253,8 @@ struct GaussianRows {
   }
   // Half the height of the band of rows around the mean where α can reach 1/255 (o·exp(−½dᵀQd) >= 1/255:
   // dᵀQd <= 2 ln(255 o), whose y-extent is sqrt(2 ln(255 o)·Σ_yy), Σ_yy = Q_xx / det Q), widened well beyond
-  // rounding; negative when the pair is drawn nowhere, infinite when Q is not positive definite.
+  // rounding: ln(255 o) + kBandSlack, then 0.1 % + 0.01 px; negative when the pair is drawn nowhere, infinite
+  // when Q is not positive definite.
   inline double band(int64_t i) const { return bands[gauss_ids[i]]; }
   inline T opacity(int64_t i) const { return opacities[gauss_ids[i]]; }
   inline T log_opacity(int64_t i) const { return log_opacities[gauss_ids[i]]; }
@@ -438,7 +444,7 @@ GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conic
       const T o = rows.opacities[g];
       rows.log_opacities[g] = std::log(std::max(o, std::numeric_limits<T>::min()));
       const double a = rows.conics[3 * g], b = rows.conics[3 * g + 1], c = rows.conics[3 * g + 2];
-      const double det = a * c - b * b, level = std::log(double(o) / alpha_min);
+      const double det = a * c - b * b, level = std::log(double(o) / alpha_min) + kBandSlack;
       if (!(det > 0) || !(a > 0) || std::isnan(level)) {
         rows.bands[g] = std::numeric_limits<double>::infinity();
       } else {
@@ -487,9 +493,10 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   T *gm = grad_means2d.data_ptr<T>(), *gk = grad_conics.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(),
     *gc = grad_colors.data_ptr<T>();
   // On one thread the tiles, and so the pairs, come in order: each pair's gradients go straight into its
-  // Gaussian's (the same sums in the same order). On several, into the pair's row, summed in order after.
-  const bool serial = tile_threads(num_tiles) == 1;
-  std::vector<T> pairs(serial ? 0 : num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
+  // Gaussian's (the same sums in the same order). On several (or with more channels than the stack row
+  // holds), into the pair's row, summed in order after.
+  const bool direct = tile_threads(num_tiles) == 1 && depth <= kMaxInlineChannels;
+  std::vector<T> pairs(direct ? 0 : num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
   T* rows = pairs.data();
   auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const typename Simd<T>::V* color_sums,
                   const double* mean) {
@@ -498,7 +505,7 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
                  c = src.conics[3 * n + 2];
     const double g0 = grad_k[0], g1 = grad_k[1], g2 = grad_k[2], g3 = grad_k[3], g4 = grad_k[4], g5 = grad_k[5];
     T row[6 + kMaxInlineChannels];
-    T* to = serial && depth <= kMaxInlineChannels ? row : rows + width * i;
+    T* to = direct ? row : rows + width * i;
     to[0] = T(-a * g3 - b * g4 + (a * mx + b * my) * g5);
     to[1] = T(-b * g3 - c * g4 + (b * mx + c * my) * g5);
     to[2] = T(0.5 * g0 - mx * g3 + 0.5 * mx * mx * g5);
