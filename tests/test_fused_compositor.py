@@ -343,3 +343,16 @@ def test_more_channels_than_the_kernels_stack_row(threads, monkeypatch):
         torch.set_num_threads(previous)
     for key, value in reference.items():
         torch.testing.assert_close(fast[key], value, atol=1e-12, rtol=1e-10, msg=key)
+
+
+def test_a_huge_gaussian_is_drawn_with_the_largest_radius():
+    """A radius beyond int32 is clamped to its largest value in both projections (it wrapped to a negative
+    number, which culled the Gaussian)."""
+    from momentum_gs.render.projection import RADIUS_MAX, project_gaussians
+
+    tensors, size = _projection_scene()
+    scales = tensors[2].clone()
+    scales[100:102] = torch.tensor([1e8, 1e30], dtype=F64)[:, None]
+    for project in (fused.project, project_gaussians):
+        radii = project(tensors[0], tensors[1], scales, *tensors[3:], **size).radii
+        assert radii[100] == radii[101] == RADIUS_MAX

@@ -16,6 +16,8 @@ from momentum_gs.render.tiles import ALPHA_MIN
 FRUSTUM_MARGIN = 0.3
 # Mahalanobis distance at which even an opaque Gaussian's α falls below ALPHA_MIN: sqrt(2·ln 255).
 ALPHA_REACH = math.sqrt(-2.0 * math.log(ALPHA_MIN))
+# The largest radius kept (int32's largest); a larger one (a huge Gaussian) is clamped to it, not wrapped.
+RADIUS_MAX = 2**31 - 1
 
 
 @dataclass
@@ -99,7 +101,7 @@ def project_gaussians(
     with torch.no_grad():
         mid = 0.5 * (a + c)
         lambda_max = mid + torch.sqrt(torch.clamp(mid * mid - det, min=0.0))
-        radius = torch.ceil(3.0 * torch.sqrt(lambda_max))
+        radius = torch.ceil(3.0 * torch.sqrt(lambda_max)).clamp(max=RADIUS_MAX)  # int32 below
         # the box where α can reach 1/255 (at opacity 1): half-widths ALPHA_REACH·σ_x, ALPHA_REACH·σ_y
         x, y = means2d[:, 0], means2d[:, 1]
         rx, ry = ALPHA_REACH * torch.sqrt(a), ALPHA_REACH * torch.sqrt(c)

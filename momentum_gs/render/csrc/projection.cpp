@@ -117,7 +117,7 @@ void forward_typed(const at::Tensor& means, const at::Tensor& quats, const at::T
       dep[n] = s.p[2];
       const T mid = T(0.5) * (s.a + s.c);
       const T lambda_max = mid + std::sqrt(std::max(mid * mid - s.det, T(0)));
-      const T radius = std::ceil(T(3) * std::sqrt(lambda_max));
+      const T radius = std::min(std::ceil(T(3) * std::sqrt(lambda_max)), T(2147483647.0));  // as RADIUS_MAX
       const T rx = cam.reach * std::sqrt(s.a), ry = cam.reach * std::sqrt(s.c);
       const bool on_image = (x + rx > 0) && (x - rx < cam.width) && (y + ry > 0) && (y - ry < cam.height);
       rad[n] = (s.valid && on_image) ? static_cast<int32_t>(radius) : 0;
