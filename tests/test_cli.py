@@ -85,6 +85,13 @@ def test_other_bad_input(args, fragment, tmp_path):
     _assert_one_line_error(mgs(*args, cwd=tmp_path), fragment)
 
 
+def test_bad_kernel_switch(tiny_scene, tmp_path, monkeypatch):
+    monkeypatch.setenv("MOMENTUM_GS_COMPOSITOR", "numba")
+    result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2")
+    _assert_one_line_error(result, "MOMENTUM_GS_COMPOSITOR='numba'; expected one of auto, fused, torch")
+    assert not (tmp_path / "r").exists()
+
+
 def test_bad_device_and_backend(tiny_scene, tmp_path):
     for override, fragment in (("device=cuda:7", "not available"), ("render.backend=nope", "'render.backend' must be one of auto, torch, gsplat")):
         result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2", override)

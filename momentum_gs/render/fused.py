@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from momentum_gs.errors import UserError
 from momentum_gs.render.composite import _LOG_ALPHA_SKIP, ALPHA_MAX, TRANS_MIN, CompositeTiles, pair_coefficients
 from momentum_gs.render.projection import ALPHA_REACH, FRUSTUM_MARGIN, Projection, project_gaussians
 from momentum_gs.render.tiles import ALPHA_MIN, TilePlan, intersect_tiles
@@ -59,11 +60,16 @@ class Build:
     seconds: float
 
 
+class ModeError(UserError, ValueError):
+    """A ``MOMENTUM_GS_COMPOSITOR`` value that is not one of ``MODES``: one line on the command line, a
+    ValueError to code that calls ``render``."""
+
+
 def compositor_mode() -> str:
-    """``MOMENTUM_GS_COMPOSITOR`` (``auto`` when unset); ValueError for another value."""
+    """``MOMENTUM_GS_COMPOSITOR`` (``auto`` when unset); ``ModeError`` for another value."""
     mode = os.environ.get(MODE_VARIABLE, "auto").strip().lower() or "auto"
     if mode not in MODES:
-        raise ValueError(f"{MODE_VARIABLE}={mode!r}; expected one of {', '.join(MODES)}")
+        raise ModeError(f"{MODE_VARIABLE}={mode!r}; expected one of {', '.join(MODES)}")
     return mode
 
 
@@ -75,13 +81,14 @@ def build() -> Build:
         _put_pip_ninja_on_path()
         from torch.utils.cpp_extension import load
 
-        load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(path) for path in SOURCES], extra_cflags=FLAGS,
+        load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(path) for path in SOURCES],
+             extra_cflags=FLAGS,
              extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
         ops = torch.ops.momentum_gs
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
-        ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.ssim_forward, ops.ssim_backward  # noqa: B018
-        ops.reference_visible  # noqa: B018
+        ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.reference_visible  # noqa: B018
+        ops.ssim_forward, ops.ssim_backward  # noqa: B018
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start
