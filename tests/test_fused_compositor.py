@@ -300,8 +300,8 @@ def test_projection_and_tile_lists_bit_for_bit_with_any_thread_count():
             inputs = [t.clone().requires_grad_() for t in big]
             proj = fused.project(*inputs, *tensors[3:], **size)
             (proj.means2d.sum() + proj.conics.sum()).backward()
-            lists = fused.intersect(proj.means2d, proj.covars2d.diagonal(dim1=1, dim2=2).sqrt() * 3 * (proj.radii > 0)[:, None],
-                                    proj.depths, 6, 5, 8)
+            extents = proj.covars2d.diagonal(dim1=1, dim2=2).sqrt() * 3 * (proj.radii > 0)[:, None]
+            lists = fused.intersect(proj.means2d, extents, proj.depths, 6, 5, 8)
             runs.append([proj.means2d, proj.conics, *lists] + [t.grad for t in inputs])
     finally:
         torch.set_num_threads(previous)
