@@ -397,7 +397,8 @@ void visible_typed(const at::Tensor& positions, const at::Tensor& scales, const 
       for (int i = 0; i < 3; ++i) t[i] = q[0] * w[4 * i] + q[1] * w[4 * i + 1] + q[2] * w[4 * i + 2] + w[4 * i + 3];
       const bool in_front = t[2] > near;
       const T z = in_front ? t[2] : T(1);
-      const T tx = std::min(std::max(t[0] / z, -lim_x), lim_x) * z, ty = std::min(std::max(t[1] / z, -lim_y), lim_y) * z;
+      const T tx = std::min(std::max(t[0] / z, -lim_x), lim_x) * z;
+      const T ty = std::min(std::max(t[1] / z, -lim_y), lim_y) * z;
       T a = 0, b = 0, c = 0;
       for (int j = 0; j < 3; ++j) {  // rows of J W diag(s)
         const T row_x = ((fx / z) * w[j] - (fx * tx / (z * z)) * w[8 + j]) * sc[3 * n + j];
