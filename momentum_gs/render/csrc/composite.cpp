@@ -12,6 +12,8 @@
 // pairs front to back in the outer loop and the tile's pixels in the inner, vectorised loop. The backward
 // recomputes α and T front to back, exactly as the forward did, and gets Σ_{j>i} wⱼ(g·ĉⱼ) as the pixel's
 // total g·Y minus the running prefix, as the reference does.
+// Colour depth 3 (RGB) is compiled with the depth as a constant, so that the colour loops unroll and the
+// backward's colour sums stay in registers; any other depth is read at run time (the same arithmetic).
 //
 // Two entry points: composite_* reads per-pair rows (coefs, opacities, colours [M, ...]); gaussians_* reads
 // per-Gaussian rows (means2d, conics, opacities, colours [N, ...]) through the sorted gauss_ids, makes each
@@ -27,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -261,11 +264,11 @@ struct GaussianRows {
   inline const T* color(int64_t i) const { return colors + depth * gauss_ids[i]; }
 };
 
-template <typename T, typename Source>
+template <int kDepth, typename T, typename Source>
 void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, int64_t tile, int64_t begin,
                   int64_t end, T* out, Scratch<T>& s) {
   using V = typename Simd<T>::V;
-  const int64_t blocks = px.blocks, depth = src.depth, channels = depth + 1;
+  const int64_t blocks = px.blocks, depth = kDepth > 0 ? kDepth : src.depth, channels = depth + 1;
   s.reset(px);
   std::fill(s.planes.begin(), s.planes.end(), V{});
   V raw, after;
@@ -289,11 +292,11 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, 
 
 // The gradients of pair i go to ``sink(i, coefs, grad_coefs [6], grad_opacity, color_sums [D] (vectors to
 // sum), mean)`` (mean: the Gaussian's mean minus the tile centre, made by GaussianRows only).
-template <typename T, typename Source, typename Sink>
+template <int kDepth, typename T, typename Source, typename Sink>
 void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, int64_t tile, int64_t begin,
                    int64_t end, const T* out, const T* grad_out, Sink sink, Scratch<T>& s) {
   using V = typename Simd<T>::V;
-  const int64_t blocks = px.blocks, depth = src.depth, channels = depth + 1, count = px.count;
+  const int64_t blocks = px.blocks, depth = kDepth > 0 ? kDepth : src.depth, channels = depth + 1, count = px.count;
   s.reset(px);
   s.load_planes(out, channels, count, blocks, s.values);
   s.load_planes(grad_out, channels, count, blocks, s.planes);
@@ -314,13 +317,15 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
     const PairStep<T> step(k, src.log_opacity(i), lim);
     const T* color = src.color(i);
     V s0{}, s1{}, s2{}, s3{}, s4{}, s5{};
-    std::fill(s.color_sums.begin(), s.color_sums.end(), V{});
+    V fixed_sums[kDepth > 0 ? kDepth : 1];
+    V* color_sums = kDepth > 0 ? fixed_sums : s.color_sums.data();
+    for (int64_t c = 0; c < depth; ++c) color_sums[c] = V{};
     for (int64_t b = first; b < last; ++b) {
       const V w = step(px, b, s.trans[b], s.live[b], raw, after);
       V gc = g[depth * blocks + b];  // g·ĉ, ĉ = (colour, 1)
       for (int64_t c = 0; c < depth; ++c) {
         gc += g[c * blocks + b] * color[c];
-        s.color_sums[c] += g[c * blocks + b] * w;
+        color_sums[c] += g[c * blocks + b] * w;
       }
       const V seen = s.prefix[b] + w * gc;
       s.prefix[b] = seen;
@@ -335,8 +340,18 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
                        lane_sum<T>(s5)};
     T grad_k[6];
     for (int64_t j = 0; j < 6; ++j) grad_k[j] = -sums[j];  // logits are −coefs (+ ln o)
-    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), s.color_sums.data(), mean);
+    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), color_sums, mean);
     if (!any_live(s, blocks)) break;
+  }
+}
+
+// Calls fn with the colour depth as a compile-time constant for RGB (3), or 0 (read at run time) otherwise.
+template <typename Fn>
+inline void with_depth(int64_t depth, Fn fn) {
+  if (depth == 3) {
+    fn(std::integral_constant<int, 3>{});
+  } else {
+    fn(std::integral_constant<int, 0>{});
   }
 }
 
@@ -381,10 +396,12 @@ void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const a
   const int64_t depth = colors.size(1), channels = depth + 1;
   const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), depth};
   T* dst = out.data_ptr<T>();
-  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
-                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                     forward_tile(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
-                   });
+  with_depth(src.depth, [&](auto kDepth) {
+    for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                     [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                       forward_tile<kDepth>(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
+                     });
+  });
 }
 
 template <typename T>
@@ -404,10 +421,12 @@ void backward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const 
     go[i] = grad_o;
     for (int64_t c = 0; c < depth; ++c) gcol[depth * i + c] = lane_sum<T>(color_sums[c]);
   };
-  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
-                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                     backward_tile(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
-                   });
+  with_depth(depth, [&](auto kDepth) {
+    for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                     [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                       backward_tile<kDepth>(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
+                     });
+  });
 }
 
 // The Gaussians' rows of GaussianRows and the pairs that read them: means2d [N, 2], conics [N, 3],
@@ -462,10 +481,12 @@ void gaussians_forward_typed(const GaussianRows<T>& src, const at::Tensor& offse
   const Limits<T> lim(limits);
   const int64_t channels = src.depth + 1;
   T* dst = out.data_ptr<T>();
-  for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
-                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                     forward_tile(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
-                   });
+  with_depth(src.depth, [&](auto kDepth) {
+    for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+                     [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                       forward_tile<kDepth>(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
+                     });
+  });
 }
 
 constexpr int64_t kMaxInlineChannels = 32;  // colour channels of a pair's gradient row kept on the stack
@@ -516,10 +537,12 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
     if (to == row) add_pair(row, n, depth, gm, gk, go, gc);
   };
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
-  for_each_tile<T>(offsets.data_ptr<int64_t>(), num_tiles, px, channels,
-                   [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                     backward_tile(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
-                   });
+  with_depth(depth, [&](auto kDepth) {
+    for_each_tile<T>(offsets.data_ptr<int64_t>(), num_tiles, px, channels,
+                     [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                       backward_tile<kDepth>(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
+                     });
+  });
   if (!pairs.empty()) {
     for (int64_t i = 0; i < num_pairs; ++i) add_pair(rows + width * i, src.gauss_ids[i], depth, gm, gk, go, gc);
   }
