@@ -4,14 +4,26 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from momentum_gs.config import OptimConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.model import AnchorSet, Decoder, generate_gaussians, make_appearance, visible_anchors
-from momentum_gs.model.neural import child_rotations, child_scales, child_shapes
+from momentum_gs.model.decoder import DecodedAnchors
+from momentum_gs.model.neural import child_rotations, child_scales, child_shapes, kept_children
 from momentum_gs.model.optim import ADAM_EPS, make_anchor_optimizer, make_decoder_optimizer
+from momentum_gs.render import fused
+
+
+@pytest.fixture(params=["fused", "torch"])
+def kernels(request, monkeypatch):
+    """Runs a test with the C++ kernels (the kept children in csrc/children.cpp) and with PyTorch (the reference)."""
+    if request.param == "fused" and fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    monkeypatch.setenv(fused.MODE_VARIABLE, request.param)
+    return request.param
 
 
 def _camera(width=100, height=100, f=100.0) -> Camera:
@@ -106,7 +118,7 @@ def _two_anchor_model():
     return anchors, decoder
 
 
-def test_generate_gaussians_matches_hand_computation():
+def test_generate_gaussians_matches_hand_computation(kernels):
     anchors, decoder = _two_anchor_model()
     neural = generate_gaussians(anchors, decoder, _camera())
     assert neural.visible.tolist() == [True, True]
@@ -127,7 +139,7 @@ def test_generate_gaussians_matches_hand_computation():
     torch.testing.assert_close(neural.inputs.view_dirs[1], expected_dir)
 
 
-def test_generate_gaussians_is_differentiable_and_culls():
+def test_generate_gaussians_is_differentiable_and_culls(kernels):
     anchors, decoder = _two_anchor_model()
     cam = _camera()
     cam.world_to_cam = torch.eye(4)
@@ -137,6 +149,80 @@ def test_generate_gaussians_is_differentiable_and_culls():
     (neural.means.sum() + neural.scales.sum() + neural.colors.sum()).backward()
     assert anchors.offsets.grad[0].abs().sum() == 0 and anchors.offsets.grad[1].abs().sum() > 0
     assert decoder.mlp_cov[2].bias.grad.abs().sum() > 0
+
+
+def _children_case(dtype, n=900, v=600, k=4, seed=0):
+    """Random anchors [n] (their positions, offsets and log-scales), the visible ``v`` of them, their decoded
+    children (about half kept, one child's quaternion zero and one tiny: F.normalize's eps branch) and random
+    weights for the five outputs."""
+    g = torch.Generator().manual_seed(seed)
+    anchors = SimpleNamespace(positions=torch.randn(n, 3, generator=g, dtype=dtype),
+                              offsets=torch.randn(n, k, 3, generator=g, dtype=dtype),
+                              scalings=torch.randn(n, 6, generator=g, dtype=dtype) - 2)
+    for t in vars(anchors).values():
+        t.requires_grad_(True)
+    index = torch.randperm(n, generator=g)[:v]
+    cov = torch.randn(v, k, 7, generator=g, dtype=dtype)
+    cov[0, 0, 3:], cov[1, 0, 3:] = 0.0, 1e-14
+    opacity = torch.randn(v, k, generator=g, dtype=dtype)
+    opacity[:2, 0] = 0.5  # those two kept
+    decoded = DecodedAnchors(opacity, cov, torch.rand(v, k, 3, generator=g, dtype=dtype))
+    for t in (decoded.opacity, decoded.cov, decoded.color):
+        t.requires_grad_(True)
+    kept = (decoded.opacity > 0).reshape(-1).nonzero()[:, 0]
+    weights = [torch.randn(len(kept), w, generator=g, dtype=dtype) for w in (3, 4, 3, 1, 3)]
+    return anchors, index, decoded, kept, weights
+
+
+def _children_and_grads(anchors, index, decoded, kept, weights, use_fused):
+    """The five outputs and the gradients of Σ weights·outputs w.r.t. the six float inputs."""
+    inputs = [anchors.positions, anchors.offsets, anchors.scalings, decoded.opacity, decoded.cov, decoded.color]
+    if use_fused:
+        outputs = fused.FusedChildren.apply(anchors.positions, anchors.offsets, anchors.scalings, index,
+                                            decoded.opacity, decoded.cov, decoded.color, kept)
+    else:
+        outputs = kept_children(anchors, index, anchors.scalings.index_select(0, index), decoded, kept)
+    loss = sum((out.reshape(len(kept), -1) * w).sum() for out, w in zip(outputs, weights))
+    return outputs, torch.autograd.grad(loss, inputs)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_fused_children_match_the_reference(dtype, tol):
+    """csrc/children.cpp gives kept_children's outputs and gradients, at 1 and 2 threads the same bits."""
+    if fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    case = _children_case(dtype)
+    expected, expected_grads = _children_and_grads(*case, use_fused=False)
+    assert len(case[3]) > 500
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(_children_and_grads(*case, use_fused=True))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
+        assert torch.equal(a, b)
+    outputs, grads = runs[0]
+    for got, want in zip(outputs + grads, expected + expected_grads):
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    assert grads[2].abs().sum() > 0 and grads[4][0, 0, 3:].abs().sum() > 0  # the zero quaternion's g / eps
+
+
+def test_fused_children_gradcheck():
+    if fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    anchors, index, decoded, kept, _ = _children_case(torch.float64, n=12, v=7, k=3, seed=1)
+    with torch.no_grad():
+        decoded.cov[:2, 0, 3:] = 1.0  # away from the eps branch, where finite differences do not apply
+    inputs = [t.detach().clone().requires_grad_(True) for t in (anchors.positions, anchors.offsets, anchors.scalings,
+                                                                 decoded.opacity, decoded.cov, decoded.color)]
+
+    def children(positions, offsets, scalings, opacity, cov, color):
+        return fused.FusedChildren.apply(positions, offsets, scalings, index, opacity, cov, color, kept)
+
+    assert torch.autograd.gradcheck(children, inputs)
 
 
 def test_child_shapes_is_child_scales_and_rotations():

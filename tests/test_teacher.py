@@ -1,5 +1,7 @@
 """The momentum teacher: EMA update, frozen twin, schedule, consistency loss."""
 
+import math
+
 import pytest
 import torch
 
@@ -75,7 +77,9 @@ def test_consistency_loss_zero_for_identical_twins_and_positive_otherwise():
     anchors, view = _view(student)
     assert view.num > 0 and view.selection.sum() < view.selection.numel()  # some children are dropped
     loss, parts = consistency_loss(view, teacher.decode(view.inputs))
-    assert float(loss.detach()) == 0.0 and set(parts) == {"opacity", "color", "scale", "rotation"}
+    # 0 up to rounding: the student's scales and rotations may come from the C++ kernel (csrc/children.cpp),
+    # the teacher's from PyTorch
+    assert float(loss.detach()) < 1e-12 and set(parts) == {"opacity", "color", "scale", "rotation"}
 
     teacher.update(_decoder(1), 0.5)
     loss, parts = consistency_loss(view, teacher.decode(view.inputs))
@@ -178,10 +182,15 @@ def test_gradient_forms_differ_only_on_the_anchors():
         grads[form] = (float(loss.detach()), anchors.features.grad, anchors.scalings.grad,
                        [p.grad.clone() for p in student.parameters()])
     values = {form: g[0] for form, g in grads.items()}
-    assert values["reference"] == values["student"] == values["decoder_only"]  # same loss value
-    for form in ("reference", "decoder_only"):  # the decoder gets the same gradient in every form
+    # the same loss value (to rounding: decoder_only decodes its student side again in PyTorch, the other two
+    # compare the rendered values, which the C++ kernel may have made)
+    assert values["reference"] == values["student"]
+    assert math.isclose(values["decoder_only"], values["student"], rel_tol=1e-6)
+    # the decoder gets the same gradient in every form, to rounding: the gradient scales with the 1 % gap
+    # between student and teacher, so float32 rounding of either side's values is ~1e-5 of it
+    for form in ("reference", "decoder_only"):
         for a, b in zip(grads[form][3], grads["student"][3]):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
     assert grads["decoder_only"][1] is None or grads["decoder_only"][1].abs().max() == 0
     assert grads["decoder_only"][2] is None or grads["decoder_only"][2].abs().max() == 0
     # at a small teacher gap the reference form's anchor pull is far weaker than the constant-target form's

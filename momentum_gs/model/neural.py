@@ -28,7 +28,7 @@ from momentum_gs.config import ANCHOR_FILTERS
 from momentum_gs.data.camera import Camera
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import DecodedAnchors, Decoder, DecoderInputs
-from momentum_gs.render.fused import reference_visible, use_fused
+from momentum_gs.render.fused import FusedChildren, reference_visible, use_fused
 from momentum_gs.render.projection import ALPHA_REACH
 
 REFERENCE_TILE = 16  # pixels; the tile edge (BLOCK_X = BLOCK_Y) of the reference rasterizer
@@ -261,17 +261,21 @@ def generate_gaussians(anchors: AnchorSet, decoder: Decoder, camera: Camera,
     inputs = decoder_inputs(anchors, anchor_index, camera, appearance_code)
     decoded = decoder.decode(inputs)
     scalings = anchors.scalings.index_select(0, anchor_index)
-    positions = anchors.positions.index_select(0, anchor_index)
-    means = positions[:, None] + anchors.offsets.index_select(0, anchor_index) * _exp_columns(scalings, 0)[:, None]
-    scales, quats = child_shapes(decoded.cov, scalings)
     selection = (decoded.opacity > 0).reshape(-1)
     kept = selection.nonzero()[:, 0]
+    tensors = (anchors.positions, anchors.offsets, anchors.scalings, decoded.opacity, decoded.cov, decoded.color)
+    if use_fused(anchors.positions) and all(t.dtype == anchors.positions.dtype for t in tensors):
+        means, quats, scales, opacities, colors = FusedChildren.apply(
+            anchors.positions, anchors.offsets, anchors.scalings, anchor_index, decoded.opacity, decoded.cov,
+            decoded.color, kept)
+    else:
+        means, quats, scales, opacities, colors = kept_children(anchors, anchor_index, scalings, decoded, kept)
     return NeuralGaussians(
-        means=means.reshape(-1, 3).index_select(0, kept),
-        quats=quats.reshape(-1, 4).index_select(0, kept),
-        scales=scales.reshape(-1, 3).index_select(0, kept),
-        opacities=decoded.opacity.reshape(-1).index_select(0, kept),
-        colors=decoded.color.reshape(-1, 3).index_select(0, kept),
+        means=means,
+        quats=quats,
+        scales=scales,
+        opacities=opacities,
+        colors=colors,
         visible=visible,
         anchor_index=anchor_index,
         selection=selection,
@@ -281,3 +285,16 @@ def generate_gaussians(anchors: AnchorSet, decoder: Decoder, camera: Camera,
         inputs=inputs,
         anchor_scalings=scalings,
     )
+
+
+def kept_children(anchors: AnchorSet, anchor_index: torch.Tensor, scalings: torch.Tensor, decoded: DecodedAnchors,
+                  kept: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(means [M, 3], quats [M, 4], scales [M, 3], opacities [M], colors [M, 3]) of the children ``kept`` ([M]
+    long, among the V·k) of the visible anchors ``anchor_index`` ([V]), whose log-scales ``scalings`` [V, 6]
+    are gathered already. The reference for ``fused.FusedChildren``, which does the same in one C++ loop."""
+    positions = anchors.positions.index_select(0, anchor_index)
+    means = positions[:, None] + anchors.offsets.index_select(0, anchor_index) * _exp_columns(scalings, 0)[:, None]
+    scales, quats = child_shapes(decoded.cov, scalings)
+    return (means.reshape(-1, 3).index_select(0, kept), quats.reshape(-1, 4).index_select(0, kept),
+            scales.reshape(-1, 3).index_select(0, kept), decoded.opacity.reshape(-1).index_select(0, kept),
+            decoded.color.reshape(-1, 3).index_select(0, kept))

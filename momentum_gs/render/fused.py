@@ -45,7 +45,8 @@ from momentum_gs.render.tiles import ALPHA_MIN, TilePlan, intersect_tiles
 
 MODE_VARIABLE = "MOMENTUM_GS_COMPOSITOR"
 MODES = ("auto", "fused", "torch")
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("composite.cpp", "projection.cpp", "ssim.cpp")]
+SOURCES = [Path(__file__).with_name("csrc") / name
+           for name in ("composite.cpp", "projection.cpp", "ssim.cpp", "children.cpp")]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
 # composite.py's constants, in the order the C++ side reads them.
 _LIMITS = [ALPHA_MIN, math.log(ALPHA_MAX), _LOG_ALPHA_SKIP, TRANS_MIN]
@@ -88,7 +89,7 @@ def build() -> Build:
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
         ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.reference_visible  # noqa: B018
-        ops.ssim_forward, ops.ssim_backward  # noqa: B018
+        ops.ssim_forward, ops.ssim_backward, ops.children_forward, ops.children_backward  # noqa: B018
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start)
     seconds = time.perf_counter() - start
@@ -178,6 +179,31 @@ def reference_visible(positions: Tensor, scales: Tensor, world_to_cam: Tensor, K
     settings = [float(width), float(height), near, ray_reach, blur, float(tile)]
     build().ops.reference_visible(positions.contiguous(), scales.contiguous(), world_to_cam, K, settings, out)
     return out
+
+
+class FusedChildren(torch.autograd.Function):
+    """(positions [N, 3], offsets [N, k, 3], scalings [N, 6], anchor_index [V], opacity [V, k], cov [V, k, 7],
+    color [V, k, 3], kept [M]) -> the kept children's (means, quats, scales, opacities, colors), as the last
+    step of ``neural.generate_gaussians`` (see csrc/children.cpp); gradients reach the six float inputs.
+    CPU tensors of one float dtype; keeps only its inputs (the backward recomputes)."""
+
+    @staticmethod
+    def forward(ctx, positions, offsets, scalings, anchor_index, opacity, cov, color, kept):
+        inputs = [t.contiguous() for t in (positions, offsets, scalings, anchor_index, opacity, cov, color, kept)]
+        num = kept.shape[0]
+        outputs = [positions.new_empty(shape) for shape in ((num, 3), (num, 4), (num, 3), (num,), (num, 3))]
+        build().ops.children_forward(*inputs, *outputs)
+        ctx.save_for_backward(*inputs)
+        return tuple(outputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grad_outputs):
+        inputs = ctx.saved_tensors
+        grads = [torch.zeros_like(inputs[i]) for i in (0, 1, 2, 4, 5, 6)]
+        build().ops.children_backward(*inputs, *(g.contiguous() for g in grad_outputs), *grads)
+        grad_positions, grad_offsets, grad_scalings, grad_opacity, grad_cov, grad_color = grads
+        return grad_positions, grad_offsets, grad_scalings, None, grad_opacity, grad_cov, grad_color, None
 
 
 def intersect(means2d: Tensor, extents: Tensor, depths: Tensor, tiles_x: int, tiles_y: int,
