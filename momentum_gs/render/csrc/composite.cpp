@@ -127,6 +127,51 @@ inline T lane_sum(typename VecOf<T, Bytes>::type v) {
   }
 }
 
+// Lane shuffles of two vectors (lanes of a, then of b), for GCC and Clang.
+#if defined(__clang__)
+#define MGS_SHUFFLE(M, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define MGS_SHUFFLE(M, a, b, ...) __builtin_shuffle(a, b, (M){__VA_ARGS__})
+#endif
+
+// out[j] = lane_sum(v[j]) for 8 vectors, the same bits (the same halving tree per vector), with the vectors'
+// halves interleaved so that each level adds two vectors' halves at once: 8 shuffled pairs instead of 8
+// reductions to one lane each.
+inline void lane_sums8(const VecF* v, float* out) {
+  VecF pairs[4], quads[2];
+  for (int j = 0; j < 4; ++j) {  // lanes l and l + 8: [v2j: 8][v2j+1: 8]
+    pairs[j] = MGS_SHUFFLE(MaskF, v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               MGS_SHUFFLE(MaskF, v[2 * j], v[2 * j + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  }
+  for (int j = 0; j < 2; ++j) {  // + 4: [4 lanes] × 4 vectors
+    quads[j] = MGS_SHUFFLE(MaskF, pairs[2 * j], pairs[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26,
+                           27) +
+               MGS_SHUFFLE(MaskF, pairs[2 * j], pairs[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+                           31);
+  }
+  // + 2: [2 lanes] × 8 vectors, then + 1
+  const VecF twos = MGS_SHUFFLE(MaskF, quads[0], quads[1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+                    MGS_SHUFFLE(MaskF, quads[0], quads[1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  const VecF ones = MGS_SHUFFLE(MaskF, twos, twos, 0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14) +
+                    MGS_SHUFFLE(MaskF, twos, twos, 1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+  for (int j = 0; j < 8; ++j) out[j] = ones[j];
+}
+
+inline void lane_sums8(const VecD* v, double* out) {
+  VecD pairs[4], quads[2];
+  for (int j = 0; j < 4; ++j) {  // lanes l and l + 4
+    pairs[j] = MGS_SHUFFLE(MaskD, v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
+               MGS_SHUFFLE(MaskD, v[2 * j], v[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+  for (int j = 0; j < 2; ++j) {  // + 2
+    quads[j] = MGS_SHUFFLE(MaskD, pairs[2 * j], pairs[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13) +
+               MGS_SHUFFLE(MaskD, pairs[2 * j], pairs[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
+  }
+  const VecD ones = MGS_SHUFFLE(MaskD, quads[0], quads[1], 0, 2, 4, 6, 8, 10, 12, 14) +
+                    MGS_SHUFFLE(MaskD, quads[0], quads[1], 1, 3, 5, 7, 9, 11, 13, 15);
+  for (int j = 0; j < 8; ++j) out[j] = ones[j];
+}
+
 // Tile-local pixel-centre features (u², uv, v², u, v), in vectors of pixels (row-major), and which lanes
 // are pixels (the last vector may be partly padding, which starts done).
 template <typename T>
@@ -168,10 +213,11 @@ struct Scratch {
   using V = typename Simd<T>::V;
   using M = typename Simd<T>::M;
   std::vector<V> trans, prefix, total, planes, values, color_sums;
+  std::vector<T> color_totals;
   std::vector<M> live;
   Scratch(int64_t blocks, int64_t channels)
       : trans(blocks), prefix(blocks), total(blocks), planes(channels * blocks), values(channels * blocks),
-        color_sums(channels), live(blocks) {}
+        color_sums(channels), color_totals(channels), live(blocks) {}
   void reset(const Pixels<T>& px) {
     for (int64_t b = 0; b < px.blocks; ++b) trans[b] = V{} + T(1), prefix[b] = V{}, live[b] = px.real[b];
   }
@@ -290,8 +336,8 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, 
   for (int64_t c = 0; c < channels; ++c) std::memcpy(out + c * px.count, &s.planes[c * blocks], px.count * sizeof(T));
 }
 
-// The gradients of pair i go to ``sink(i, coefs, grad_coefs [6], grad_opacity, color_sums [D] (vectors to
-// sum), mean)`` (mean: the Gaussian's mean minus the tile centre, made by GaussianRows only).
+// The gradients of pair i go to ``sink(i, coefs, grad_coefs [6], grad_opacity, grad_colors [D], mean)`` (mean:
+// the Gaussian's mean minus the tile centre, made by GaussianRows only).
 template <int kDepth, typename T, typename Source, typename Sink>
 void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, int64_t tile, int64_t begin,
                    int64_t end, const T* out, const T* grad_out, Sink sink, Scratch<T>& s) {
@@ -336,11 +382,15 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
       s0 += ga * px.uu[b], s1 += ga * px.uv[b], s2 += ga * px.vv[b], s3 += ga * px.u[b], s4 += ga * px.v[b];
       s5 += ga;
     }
-    const T sums[6] = {lane_sum<T>(s0), lane_sum<T>(s1), lane_sum<T>(s2), lane_sum<T>(s3), lane_sum<T>(s4),
-                       lane_sum<T>(s5)};
+    // the lane sums of s0..s5 and the first two colours' in one batch, any further colours' one by one
+    const V head[8] = {s0, s1, s2, s3, s4, s5, depth > 0 ? color_sums[0] : V{}, depth > 1 ? color_sums[1] : V{}};
+    T sums[8], fixed_totals[kDepth > 0 ? kDepth : 1];
+    T* color_totals = kDepth > 0 ? fixed_totals : s.color_totals.data();
+    lane_sums8(head, sums);
+    for (int64_t c = 0; c < depth; ++c) color_totals[c] = c < 2 ? sums[6 + c] : lane_sum<T>(color_sums[c]);
     T grad_k[6];
     for (int64_t j = 0; j < 6; ++j) grad_k[j] = -sums[j];  // logits are −coefs (+ ln o)
-    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), color_sums, mean);
+    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), color_totals, mean);
     if (!any_live(s, blocks)) break;
   }
 }
@@ -415,11 +465,10 @@ void backward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const 
   const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), depth};
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
   T *gk = grad_coefs.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(), *gcol = grad_colors.data_ptr<T>();
-  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const typename Simd<T>::V* color_sums,
-                  const double*) {
+  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, const double*) {
     std::memcpy(gk + 6 * i, grad_k, 6 * sizeof(T));
     go[i] = grad_o;
-    for (int64_t c = 0; c < depth; ++c) gcol[depth * i + c] = lane_sum<T>(color_sums[c]);
+    std::memcpy(gcol + depth * i, color_totals, depth * sizeof(T));
   };
   with_depth(depth, [&](auto kDepth) {
     for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
@@ -519,8 +568,7 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   const bool direct = tile_threads(num_tiles) == 1 && depth <= kMaxInlineChannels;
   std::vector<T> pairs(direct ? 0 : num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
   T* rows = pairs.data();
-  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const typename Simd<T>::V* color_sums,
-                  const double* mean) {
+  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, const double* mean) {
     const int64_t n = src.gauss_ids[i];
     const double mx = mean[0], my = mean[1], a = src.conics[3 * n], b = src.conics[3 * n + 1],
                  c = src.conics[3 * n + 2];
@@ -533,7 +581,7 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
     to[3] = T(g1 - my * g3 - mx * g4 + mx * my * g5);
     to[4] = T(0.5 * g2 - my * g4 + 0.5 * my * my * g5);
     to[5] = grad_o;
-    for (int64_t d = 0; d < depth; ++d) to[6 + d] = lane_sum<T>(color_sums[d]);
+    std::memcpy(to + 6, color_totals, depth * sizeof(T));
     if (to == row) add_pair(row, n, depth, gm, gk, go, gc);
   };
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
