@@ -75,20 +75,27 @@ void forward_typed(const at::Tensor& positions, const at::Tensor& offsets, const
   T *mean = means.data_ptr<T>(), *quat = quats.data_ptr<T>(), *scale = scales.data_ptr<T>(),
     *opa = opacities.data_ptr<T>(), *rgb = colors.data_ptr<T>();
   const int64_t k = s.k;
-  at::parallel_for(0, s.m, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) {
-      const int64_t c = children[m], a = anchor[c / k], i = c % k;
+  // Visible anchors in chunks, as the backward: an anchor's exponentials are taken once for its children.
+  at::parallel_for(0, s.v, 256, [&](int64_t begin, int64_t end) {
+    int64_t m = std::lower_bound(children, children + s.m, begin * k) - children;
+    for (int64_t v = begin; v < end; ++v) {
+      const int64_t a = anchor[v];
       const T* sa = scl + 6 * a;
-      const T* q = cv + 7 * c;
-      for (int j = 0; j < 3; ++j) {
-        mean[3 * m + j] = pos[3 * a + j] + off[3 * (a * k + i) + j] * std::exp(sa[j]);
-        scale[3 * m + j] = std::exp(sa[3 + j]) * sigmoid(q[j]);
+      T e_shift[3], e_size[3];
+      for (int j = 0; j < 3; ++j) e_shift[j] = std::exp(sa[j]), e_size[j] = std::exp(sa[3 + j]);
+      for (; m < s.m && children[m] < (v + 1) * k; ++m) {
+        const int64_t c = children[m], i = c % k;
+        const T* q = cv + 7 * c;
+        for (int j = 0; j < 3; ++j) {
+          mean[3 * m + j] = pos[3 * a + j] + off[3 * (a * k + i) + j] * e_shift[j];
+          scale[3 * m + j] = e_size[j] * sigmoid(q[j]);
+        }
+        const T norm = std::sqrt(q[3] * q[3] + q[4] * q[4] + q[5] * q[5] + q[6] * q[6]);
+        const T denom = std::max(norm, T(kNormEps));
+        for (int j = 0; j < 4; ++j) quat[4 * m + j] = q[3 + j] / denom;
+        opa[m] = op[c];
+        for (int j = 0; j < 3; ++j) rgb[3 * m + j] = col[3 * c + j];
       }
-      const T norm = std::sqrt(q[3] * q[3] + q[4] * q[4] + q[5] * q[5] + q[6] * q[6]);
-      const T denom = std::max(norm, T(kNormEps));
-      for (int j = 0; j < 4; ++j) quat[4 * m + j] = q[3 + j] / denom;
-      opa[m] = op[c];
-      for (int j = 0; j < 3; ++j) rgb[3 * m + j] = col[3 * c + j];
     }
   });
 }
