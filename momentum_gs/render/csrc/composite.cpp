@@ -144,10 +144,9 @@ inline void lane_sums8(const VecF* v, float* out) {
                MGS_SHUFFLE(MaskF, v[2 * j], v[2 * j + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
   }
   for (int j = 0; j < 2; ++j) {  // + 4: [4 lanes] × 4 vectors
-    quads[j] = MGS_SHUFFLE(MaskF, pairs[2 * j], pairs[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26,
-                           27) +
-               MGS_SHUFFLE(MaskF, pairs[2 * j], pairs[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
-                           31);
+    const VecF a = pairs[2 * j], b = pairs[2 * j + 1];
+    quads[j] = MGS_SHUFFLE(MaskF, a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               MGS_SHUFFLE(MaskF, a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
   }
   // + 2: [2 lanes] × 8 vectors, then + 1
   const VecF twos = MGS_SHUFFLE(MaskF, quads[0], quads[1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
