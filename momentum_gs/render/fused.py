@@ -1,8 +1,10 @@
 """The fused CPU rasterizer: ``pair_coefficients``, the per-pair gathers and ``CompositeTiles`` as one C++
 loop per tile, forward and backward (``composite_gaussians``; ``FusedCompositeTiles`` keeps the per-pair
 interface for benchmarks); the projection, forward and backward, as one loop per Gaussian (``project``); the
-tile lists as one counting pass and a radix sort by depth (``intersect``); and, for the loss, the mean SSIM
-and its gradient (``FusedMeanSSIM``, ``csrc/ssim.cpp``, with the semantics of ``losses._MeanSSIM``).
+tile lists as one counting pass and a radix sort by depth (``intersect``); for the loss, the mean SSIM and
+its gradient (``FusedMeanSSIM``, ``csrc/ssim.cpp``, with the semantics of ``losses._MeanSSIM``); and, for the
+model, the kept neural Gaussians of the visible anchors (``FusedChildren``, ``csrc/children.cpp``, with the
+semantics of ``neural.kept_children``).
 
 ``csrc/composite.cpp`` walks each tile's pairs front to back over the tile's pixels (vectorised, early
 exit once every pixel is done) on torch's intra-op threads, one tile per thread at a time, and its backward
