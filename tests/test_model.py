@@ -121,6 +121,7 @@ def _two_anchor_model():
 def test_generate_gaussians_matches_hand_computation(kernels):
     anchors, decoder = _two_anchor_model()
     neural = generate_gaussians(anchors, decoder, _camera())
+    assert ("FusedChildren" in type(neural.means.grad_fn).__name__) == (kernels == "fused")
     assert neural.visible.tolist() == [True, True]
     assert neural.selection.tolist() == [True, False, True, False] and neural.num == 2
     s = 1 / (1 + math.exp(-1.0))  # sigmoid(1)
