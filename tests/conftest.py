@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic scene (made once per session) and a tiny training config."""
+"""Shared fixtures: a tiny synthetic scene (made once per session), a tiny training config, and a test run
+with each set of CPU kernels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,18 @@ from pathlib import Path
 import pytest
 
 from momentum_gs.config import load_config
+
+
+@pytest.fixture(params=["fused", "torch"])
+def kernels(request, monkeypatch):
+    """Runs a test with the C++ kernels (momentum_gs/render/csrc) and with the pure-PyTorch path (the
+    reference), through ``MOMENTUM_GS_COMPOSITOR``; skips the C++ run where the kernels did not build."""
+    from momentum_gs.render import fused
+
+    if request.param == "fused" and fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    monkeypatch.setenv(fused.MODE_VARIABLE, request.param)
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,6 @@ from scipy import ndimage
 
 from momentum_gs.config import OptimConfig
 from momentum_gs.losses import gaussian_window, l1, psnr, reconstruction_loss, scale_regularizer, ssim
-from momentum_gs.render import fused
-
-
-@pytest.fixture(params=["fused", "torch"])
-def kernels(request, monkeypatch):
-    """Runs a test with the C++ SSIM (csrc/ssim.cpp) and with the PyTorch one (the reference)."""
-    if request.param == "fused" and fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
-    monkeypatch.setenv(fused.MODE_VARIABLE, request.param)
-    return request.param
 
 
 def _image(seed=0, h=24, w=32):

@@ -17,15 +17,6 @@ from momentum_gs.model.optim import ADAM_EPS, make_anchor_optimizer, make_decode
 from momentum_gs.render import fused
 
 
-@pytest.fixture(params=["fused", "torch"])
-def kernels(request, monkeypatch):
-    """Runs a test with the C++ kernels (the kept children in csrc/children.cpp) and with PyTorch (the reference)."""
-    if request.param == "fused" and fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
-    monkeypatch.setenv(fused.MODE_VARIABLE, request.param)
-    return request.param
-
-
 def _camera(width=100, height=100, f=100.0) -> Camera:
     """Camera at the origin looking down +z (identity pose), principal point at the image centre."""
     K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])

@@ -64,6 +64,25 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
+// Runs fn(a, e_shift, e_size, first, last) for every visible anchor v (its row a = anchor_index[v]) on
+// torch's threads, in chunks of anchors: e_shift and e_size are exp(scaling[a, 0:3]) and exp(scaling[a, 3:6]),
+// taken once for the anchor's children, which are kept[first:last] (consecutive: kept is ascending).
+template <typename T, typename Fn>
+void for_each_anchor(const Shapes& s, const int64_t* anchor, const int64_t* children, const T* scl, Fn fn) {
+  const int64_t k = s.k;
+  at::parallel_for(0, s.v, 256, [&](int64_t begin, int64_t end) {
+    int64_t m = std::lower_bound(children, children + s.m, begin * k) - children;
+    for (int64_t v = begin; v < end; ++v) {
+      const int64_t a = anchor[v], first = m;
+      const T* sa = scl + 6 * a;
+      T e_shift[3], e_size[3];
+      for (int j = 0; j < 3; ++j) e_shift[j] = std::exp(sa[j]), e_size[j] = std::exp(sa[3 + j]);
+      while (m < s.m && children[m] < (v + 1) * k) ++m;
+      fn(a, e_shift, e_size, first, m);
+    }
+  });
+}
+
 template <typename T>
 void forward_typed(const at::Tensor& positions, const at::Tensor& offsets, const at::Tensor& scalings,
                    const at::Tensor& anchor_index, const at::Tensor& opacity, const at::Tensor& cov,
@@ -75,27 +94,20 @@ void forward_typed(const at::Tensor& positions, const at::Tensor& offsets, const
   T *mean = means.data_ptr<T>(), *quat = quats.data_ptr<T>(), *scale = scales.data_ptr<T>(),
     *opa = opacities.data_ptr<T>(), *rgb = colors.data_ptr<T>();
   const int64_t k = s.k;
-  // Visible anchors in chunks, as the backward: an anchor's exponentials are taken once for its children.
-  at::parallel_for(0, s.v, 256, [&](int64_t begin, int64_t end) {
-    int64_t m = std::lower_bound(children, children + s.m, begin * k) - children;
-    for (int64_t v = begin; v < end; ++v) {
-      const int64_t a = anchor[v];
-      const T* sa = scl + 6 * a;
-      T e_shift[3], e_size[3];
-      for (int j = 0; j < 3; ++j) e_shift[j] = std::exp(sa[j]), e_size[j] = std::exp(sa[3 + j]);
-      for (; m < s.m && children[m] < (v + 1) * k; ++m) {
-        const int64_t c = children[m], i = c % k;
-        const T* q = cv + 7 * c;
-        for (int j = 0; j < 3; ++j) {
-          mean[3 * m + j] = pos[3 * a + j] + off[3 * (a * k + i) + j] * e_shift[j];
-          scale[3 * m + j] = e_size[j] * sigmoid(q[j]);
-        }
-        const T norm = std::sqrt(q[3] * q[3] + q[4] * q[4] + q[5] * q[5] + q[6] * q[6]);
-        const T denom = std::max(norm, T(kNormEps));
-        for (int j = 0; j < 4; ++j) quat[4 * m + j] = q[3 + j] / denom;
-        opa[m] = op[c];
-        for (int j = 0; j < 3; ++j) rgb[3 * m + j] = col[3 * c + j];
+  for_each_anchor<T>(s, anchor, children, scl, [&](int64_t a, const T* e_shift, const T* e_size, int64_t first,
+                                                   int64_t last) {
+    for (int64_t m = first; m < last; ++m) {
+      const int64_t c = children[m], i = c % k;
+      const T* q = cv + 7 * c;
+      for (int j = 0; j < 3; ++j) {
+        mean[3 * m + j] = pos[3 * a + j] + off[3 * (a * k + i) + j] * e_shift[j];
+        scale[3 * m + j] = e_size[j] * sigmoid(q[j]);
       }
+      const T norm = std::sqrt(q[3] * q[3] + q[4] * q[4] + q[5] * q[5] + q[6] * q[6]);
+      const T denom = std::max(norm, T(kNormEps));
+      for (int j = 0; j < 4; ++j) quat[4 * m + j] = q[3 + j] / denom;
+      opa[m] = op[c];
+      for (int j = 0; j < 3; ++j) rgb[3 * m + j] = col[3 * c + j];
     }
   });
 }
@@ -114,43 +126,36 @@ void backward_typed(const at::Tensor& offsets, const at::Tensor& scalings, const
     *g_op = grad_opacity.data_ptr<T>(), *g_cov = grad_cov.data_ptr<T>(), *g_col = grad_color.data_ptr<T>();
   const int64_t *anchor = anchor_index.data_ptr<int64_t>(), *children = kept.data_ptr<int64_t>();
   const int64_t k = s.k;
-  // Visible anchors in chunks; an anchor's kept children are the consecutive m with kept[m] / k == v.
-  at::parallel_for(0, s.v, 256, [&](int64_t begin, int64_t end) {
-    int64_t m = std::lower_bound(children, children + s.m, begin * k) - children;
-    for (int64_t v = begin; v < end; ++v) {
-      const int64_t a = anchor[v];
-      const T* sa = scl + 6 * a;
-      T sum_pos[3] = {0, 0, 0}, sum_shift[3] = {0, 0, 0}, sum_size[3] = {0, 0, 0};
-      T e_shift[3], e_size[3];
-      for (int j = 0; j < 3; ++j) e_shift[j] = std::exp(sa[j]), e_size[j] = std::exp(sa[3 + j]);
-      for (; m < s.m && children[m] < (v + 1) * k; ++m) {
-        const int64_t c = children[m], i = c % k;
-        const T* q = cv + 7 * c;
-        T* gcv = g_cov + 7 * c;
-        for (int j = 0; j < 3; ++j) {
-          const T g = gm[3 * m + j];
-          sum_pos[j] += g;
-          sum_shift[j] += g * off[3 * (a * k + i) + j];
-          g_off[3 * (a * k + i) + j] = g * e_shift[j];
-          const T sig = sigmoid(q[j]), h = gs[3 * m + j];
-          sum_size[j] += h * sig;
-          gcv[j] = h * e_size[j] * ((T(1) - sig) * sig);
-        }
-        // y = x / d, d = max(‖x‖, eps): ∂/∂x = g / d − [‖x‖ >= eps] x (g·x) / (d² ‖x‖)
-        const T norm = std::sqrt(q[3] * q[3] + q[4] * q[4] + q[5] * q[5] + q[6] * q[6]);
-        const T denom = std::max(norm, T(kNormEps));
-        const T* g4 = gq + 4 * m;
-        const T dot = g4[0] * q[3] + g4[1] * q[4] + g4[2] * q[5] + g4[3] * q[6];
-        const T through_norm = norm >= T(kNormEps) ? -dot / (denom * denom) / norm : T(0);
-        for (int j = 0; j < 4; ++j) gcv[3 + j] = g4[j] / denom + through_norm * q[3 + j];
-        g_op[c] = go[m];
-        for (int j = 0; j < 3; ++j) g_col[3 * c + j] = gc[3 * m + j];
-      }
+  for_each_anchor<T>(s, anchor, children, scl, [&](int64_t a, const T* e_shift, const T* e_size, int64_t first,
+                                                   int64_t last) {
+    T sum_pos[3] = {0, 0, 0}, sum_shift[3] = {0, 0, 0}, sum_size[3] = {0, 0, 0};
+    for (int64_t m = first; m < last; ++m) {
+      const int64_t c = children[m], i = c % k;
+      const T* q = cv + 7 * c;
+      T* gcv = g_cov + 7 * c;
       for (int j = 0; j < 3; ++j) {
-        g_pos[3 * a + j] += sum_pos[j];
-        g_scl[6 * a + j] += sum_shift[j] * e_shift[j];
-        g_scl[6 * a + 3 + j] += sum_size[j] * e_size[j];
+        const T g = gm[3 * m + j];
+        sum_pos[j] += g;
+        sum_shift[j] += g * off[3 * (a * k + i) + j];
+        g_off[3 * (a * k + i) + j] = g * e_shift[j];
+        const T sig = sigmoid(q[j]), h = gs[3 * m + j];
+        sum_size[j] += h * sig;
+        gcv[j] = h * e_size[j] * ((T(1) - sig) * sig);
       }
+      // y = x / d, d = max(‖x‖, eps): ∂/∂x = g / d − [‖x‖ >= eps] x (g·x) / (d² ‖x‖)
+      const T norm = std::sqrt(q[3] * q[3] + q[4] * q[4] + q[5] * q[5] + q[6] * q[6]);
+      const T denom = std::max(norm, T(kNormEps));
+      const T* g4 = gq + 4 * m;
+      const T dot = g4[0] * q[3] + g4[1] * q[4] + g4[2] * q[5] + g4[3] * q[6];
+      const T through_norm = norm >= T(kNormEps) ? -dot / (denom * denom) / norm : T(0);
+      for (int j = 0; j < 4; ++j) gcv[3 + j] = g4[j] / denom + through_norm * q[3 + j];
+      g_op[c] = go[m];
+      for (int j = 0; j < 3; ++j) g_col[3 * c + j] = gc[3 * m + j];
+    }
+    for (int j = 0; j < 3; ++j) {  // each anchor row is written by one thread
+      g_pos[3 * a + j] += sum_pos[j];
+      g_scl[6 * a + j] += sum_shift[j] * e_shift[j];
+      g_scl[6 * a + 3 + j] += sum_size[j] * e_size[j];
     }
   });
 }
