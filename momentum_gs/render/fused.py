@@ -17,9 +17,11 @@ supports float32 and float64 and any number of colour channels, and matches ``co
 values to rounding, the same gradients, the same pairs in the same order.
 
 It is compiled at first use by ``torch.utils.cpp_extension.load`` (needs ninja and a C++ compiler; about
-10 s), for this CPU (``-march=native``, so the extension's name carries a digest of the CPU's features) and
-cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``): later processes load it in
-milliseconds. The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders:
+10 to 40 s), for the target ``MOMENTUM_GS_MARCH`` names (a ``-march`` value; default ``native``, this CPU, so
+the extension's name carries a digest of the CPU's features; ``x86-64-v3`` builds for AVX2 on any x86-64
+machine that has it) and cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``):
+later processes load it in milliseconds. The vector width follows the target (``csrc/simd.h``), and the
+build reports which it got (``Build.target``: "avx2, 32-byte vectors"). The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders:
 ``auto`` (default: fused when it builds, else the torch one), ``fused`` (an error if it does not build) or
 ``torch``. GPU tensors always take the torch compositor.
 """
@@ -47,9 +49,11 @@ from momentum_gs.render.tiles import ALPHA_MIN, TilePlan, intersect_tiles
 
 MODE_VARIABLE = "MOMENTUM_GS_COMPOSITOR"
 MODES = ("auto", "fused", "torch")
-SOURCES = [Path(__file__).with_name("csrc") / name
-           for name in ("composite.cpp", "projection.cpp", "ssim.cpp", "children.cpp")]
-FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
+MARCH_VARIABLE = "MOMENTUM_GS_MARCH"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = [CSRC / name for name in ("composite.cpp", "projection.cpp", "ssim.cpp", "children.cpp")]
+HEADERS = [CSRC / "simd.h"]
+FLAGS = ["-O3", "-ffp-contract=fast", "-fopenmp"]
 # composite.py's constants, in the order the C++ side reads them.
 _LIMITS = [ALPHA_MIN, math.log(ALPHA_MAX), _LOG_ALPHA_SKIP, TRANS_MIN]
 
@@ -61,6 +65,8 @@ class Build:
     ops: object | None
     note: str  # "ready in 9.1 s" (compiled, or loaded from the cache), or the first line of the error
     seconds: float
+    march: str = "native"  # the -march it was compiled with
+    target: str = ""  # what the compiled code says it is: "avx2, 32-byte vectors" (empty when not built)
 
 
 class ModeError(UserError, ValueError):
@@ -76,26 +82,37 @@ def compositor_mode() -> str:
     return mode
 
 
+def march() -> str:
+    """The ``-march`` the kernels are built for: ``MOMENTUM_GS_MARCH``, else ``native``."""
+    value = os.environ.get(MARCH_VARIABLE, "").strip() or "native"
+    if not all(c.isalnum() or c in "-_.+" for c in value):
+        raise UserError(f"{MARCH_VARIABLE}={value!r} is not a -march value (e.g. native, x86-64-v3, armv8-a)")
+    return value
+
+
 @functools.lru_cache(maxsize=None)
 def build() -> Build:
-    """Compile (first time on this machine) or load the extension, once per process; never raises."""
+    """Compile (first time on this machine and target) or load the extension, once per process; raises only
+    for a bad ``MOMENTUM_GS_MARCH`` (a failed build is a ``Build`` without ops)."""
     start = time.perf_counter()
+    target = march()
     try:
         _put_pip_ninja_on_path()
         from torch.utils.cpp_extension import load
 
-        load(name=f"momentum_gs_composite_{_machine_digest()}", sources=[str(path) for path in SOURCES],
-             extra_cflags=FLAGS,
+        load(name=f"momentum_gs_kernels_{_build_digest(target)}", sources=[str(path) for path in SOURCES],
+             extra_cflags=[*FLAGS, f"-march={target}"], extra_include_paths=[str(CSRC)],
              extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
         ops = torch.ops.momentum_gs
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
         ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.reference_visible  # noqa: B018
         ops.ssim_forward, ops.ssim_backward, ops.children_forward, ops.children_backward  # noqa: B018
+        built_for = ops.build_target()
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
-        return Build(None, _first_error(exc), time.perf_counter() - start)
+        return Build(None, _first_error(exc), time.perf_counter() - start, target)
     seconds = time.perf_counter() - start
-    return Build(ops, f"ready in {seconds:.2f} s", seconds)
+    return Build(ops, f"ready in {seconds:.2f} s", seconds, target, built_for)
 
 
 def _checked_build(mode: str) -> Build:
@@ -125,7 +142,8 @@ def compositor_in_use(device: torch.device | str = "cpu") -> str:
     if built.ops is None:
         return f"compositor: torch (the fused one did not build: {built.note})"
     names = " + ".join(path.name for path in SOURCES)
-    return f"compositor: fused C++ ({names}, {built.note}, {torch.get_num_threads()} thread(s))"
+    return (f"compositor: fused C++ ({names}; {built.target} for -march={built.march}; {built.note}, "
+            f"{torch.get_num_threads()} thread(s))")
 
 
 def project(means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor, K: Tensor, width: int,
@@ -312,16 +330,19 @@ def _first_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {picked[:200]}"
 
 
-def _machine_digest() -> str:
-    """8 hex digits naming this CPU's instruction set, so that a shared cache never loads a -march=native
-    build on another kind of CPU."""
-    identity = platform.machine() + platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features", "model name")):
-                identity += line
-    except OSError:
-        pass
+def _build_digest(target: str) -> str:
+    """8 hex digits naming the build: its -march, the flags, the headers' text (which the extension's own
+    versioning does not see) and, for ``native``, this CPU's instruction set, so that a shared cache never
+    loads a -march=native build on another kind of CPU."""
+    identity = " ".join([platform.machine(), target, *FLAGS, *(path.read_text() for path in HEADERS)])
+    if target == "native":
+        identity += platform.processor()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith(("flags", "Features", "model name")):
+                    identity += line
+        except OSError:
+            pass
     return hashlib.sha256(identity.encode()).hexdigest()[:8]
 
 

@@ -29,35 +29,23 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
 
-// SIMD through GCC/Clang vector extensions (lowered to AVX-512, AVX2 or SSE by the compiler): one vector of
-// pixels is 64 bytes, 16 float or 8 double lanes; masks are integer vectors of the same width (−1 = true).
-typedef float VecF __attribute__((vector_size(64)));
-typedef int32_t MaskF __attribute__((vector_size(64)));
-typedef double VecD __attribute__((vector_size(64)));
-typedef int64_t MaskD __attribute__((vector_size(64)));
-
-template <typename T>
-struct Simd;
-template <>
-struct Simd<float> {
-  using V = VecF;
-  using M = MaskF;
-};
-template <>
-struct Simd<double> {
-  using V = VecD;
-  using M = MaskD;
-};
-
-template <typename T>
-constexpr int64_t lanes() {
-  return 64 / sizeof(T);
-}
+// Vectors of pixels: Simd<T>::V, as wide as one register of the target (simd.h); masks Simd<T>::M (−1 = true).
+using mgs::lane_sum;
+using mgs::lane_sums8;
+using mgs::lanes;
+using mgs::Simd;
+using VecF = Simd<float>::V;
+using MaskF = Simd<float>::M;
+using VecD = Simd<double>::V;
+using MaskD = Simd<double>::M;
 
 // Added to ln(255 o) when a pair's band of rows is made (GaussianRows::band): the log α the kernel computes may
 // be off by rounding (about 1e-6 in float), and where α falls slowly (a wide Gaussian with o near 1/255) that
@@ -100,75 +88,6 @@ inline VecD exp_narrow(VecD x) {
   const VecD qx = ((rr * 3.00198505138664455042e-6 + 2.52448340349684104192e-3) * rr +
                    2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
   return (1.0 + 2.0 * (px / (qx - px))) * (VecD)((ni + 1023) << 52);
-}
-
-template <typename V>
-inline V load(const void* from) {
-  V v;
-  std::memcpy(&v, from, sizeof v);
-  return v;
-}
-
-template <typename T, int Bytes>
-struct VecOf {
-  typedef T type __attribute__((vector_size(Bytes)));
-};
-
-// The sum of a vector's lanes by halving (a fixed tree: deterministic), in its own type.
-template <typename T, int Bytes = 64>
-inline T lane_sum(typename VecOf<T, Bytes>::type v) {
-  if constexpr (Bytes == 2 * int(sizeof(T))) {
-    return v[0] + v[1];
-  } else {
-    typename VecOf<T, Bytes / 2>::type low, high;
-    std::memcpy(&low, &v, Bytes / 2);
-    std::memcpy(&high, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
-    return lane_sum<T, Bytes / 2>(low + high);
-  }
-}
-
-// Lane shuffles of two vectors (lanes of a, then of b), for GCC and Clang.
-#if defined(__clang__)
-#define MGS_SHUFFLE(M, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-#define MGS_SHUFFLE(M, a, b, ...) __builtin_shuffle(a, b, (M){__VA_ARGS__})
-#endif
-
-// out[j] = lane_sum(v[j]) for 8 vectors, the same bits (the same halving tree per vector), with the vectors'
-// halves interleaved so that each level adds two vectors' halves at once: 8 shuffled pairs instead of 8
-// reductions to one lane each.
-inline void lane_sums8(const VecF* v, float* out) {
-  VecF pairs[4], quads[2];
-  for (int j = 0; j < 4; ++j) {  // lanes l and l + 8: [v2j: 8][v2j+1: 8]
-    pairs[j] = MGS_SHUFFLE(MaskF, v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-               MGS_SHUFFLE(MaskF, v[2 * j], v[2 * j + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  }
-  for (int j = 0; j < 2; ++j) {  // + 4: [4 lanes] × 4 vectors
-    const VecF a = pairs[2 * j], b = pairs[2 * j + 1];
-    quads[j] = MGS_SHUFFLE(MaskF, a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
-               MGS_SHUFFLE(MaskF, a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
-  }
-  // + 2: [2 lanes] × 8 vectors, then + 1
-  const VecF twos = MGS_SHUFFLE(MaskF, quads[0], quads[1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
-                    MGS_SHUFFLE(MaskF, quads[0], quads[1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
-  const VecF ones = MGS_SHUFFLE(MaskF, twos, twos, 0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14) +
-                    MGS_SHUFFLE(MaskF, twos, twos, 1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
-  for (int j = 0; j < 8; ++j) out[j] = ones[j];
-}
-
-inline void lane_sums8(const VecD* v, double* out) {
-  VecD pairs[4], quads[2];
-  for (int j = 0; j < 4; ++j) {  // lanes l and l + 4
-    pairs[j] = MGS_SHUFFLE(MaskD, v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
-               MGS_SHUFFLE(MaskD, v[2 * j], v[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
-  }
-  for (int j = 0; j < 2; ++j) {  // + 2
-    quads[j] = MGS_SHUFFLE(MaskD, pairs[2 * j], pairs[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13) +
-               MGS_SHUFFLE(MaskD, pairs[2 * j], pairs[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
-  }
-  const VecD ones = MGS_SHUFFLE(MaskD, quads[0], quads[1], 0, 2, 4, 6, 8, 10, 12, 14) +
-                    MGS_SHUFFLE(MaskD, quads[0], quads[1], 1, 3, 5, 7, 9, 11, 13, 15);
-  for (int j = 0; j < 8; ++j) out[j] = ones[j];
 }
 
 // Tile-local pixel-centre features (u², uv, v², u, v), in vectors of pixels (row-major), and which lanes
@@ -672,9 +591,15 @@ void gaussians_backward(const at::Tensor& means2d, const at::Tensor& conics, con
   }
 }
 
+// What this build was compiled for (simd.h): "avx2, 32-byte vectors".
+std::string build_target() {
+  return std::string(MGS_ISA) + ", " + std::to_string(MGS_VECTOR_BYTES) + "-byte vectors";
+}
+
 }  // namespace
 
 TORCH_LIBRARY(momentum_gs, m) {
+  m.def("build_target() -> str", &build_target);
   m.def("composite_forward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "
         "float[] limits, Tensor(a!) out) -> ()", &composite_forward);
   m.def("composite_backward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "

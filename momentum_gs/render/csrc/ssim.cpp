@@ -19,26 +19,12 @@
 #include <cstring>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
 
-// 64-byte vectors of T (GCC/Clang vector extensions, as in composite.cpp): 16 floats or 8 doubles.
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(64)));
-  static constexpr int64_t lanes = 64 / sizeof(T);
-};
-
-template <typename V>
-inline V load(const void* from) {
-  V v;
-  std::memcpy(&v, from, sizeof v);
-  return v;
-}
-
-template <typename V>
-inline void store(void* to, const V& v) {
-  std::memcpy(to, &v, sizeof v);
-}
+using mgs::load;
+using mgs::store;
 
 // Blurs ``planes`` images of [H, W·C] values (each row shifted by C values per tap along x, then rows
 // combined along y), zero padding; ``tmp`` holds one image. Every output value is the sum, from 0 and in tap
@@ -47,8 +33,8 @@ inline void store(void* to, const V& v) {
 template <typename T>
 void blur(const T* in, T* out, int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window,
           int64_t taps, std::vector<T>& tmp) {
-  using V = typename Vec<T>::type;
-  constexpr int64_t lanes = Vec<T>::lanes;
+  using V = typename mgs::Simd<T>::V;
+  constexpr int64_t lanes = mgs::Simd<T>::lanes;
   const int64_t row = width * channels, half = taps / 2, size = height * row, reach = half * channels;
   tmp.resize(size);
   // along x: positions [reach, row − reach) have every tap inside the row
