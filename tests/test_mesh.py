@@ -65,6 +65,27 @@ def test_blocks_stitch_into_the_same_mesh_as_one_extraction():
     assert (_edge_counts(stitched.faces) == 2).all()
 
 
+def test_a_zero_at_grid_points_gives_a_vertex_per_edge_not_per_position():
+    """A field that is exactly 0 at grid points (a cube's faces, in L∞ distance) puts the vertices of every
+    sign-changing edge out of such a point at that point: several vertices at one position, one per grid edge,
+    and still a closed surface, stitched from blocks like the single extraction (marching.py's promise)."""
+    n = 11
+    idx = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1)
+    values = np.abs(idx - n // 2).max(-1) - 3.0  # 0 on the faces of the cube of half-side 3, negative inside
+    origin, voxel = np.zeros(3), 1.0
+    whole = _extract(values, origin, voxel)
+    assert len(np.unique(whole.keys)) == len(whole.keys)
+    assert len(np.unique(whole.vertices, axis=0)) < len(whole.vertices)  # positions repeat
+    assert (np.abs(whole.vertices - n // 2).max(-1) == 3).all()  # all on grid points of the cube's faces
+    assert (_edge_counts(whole.faces) == 2).all()  # closed, through the triangles of no area
+    pieces = [_extract(values[lo:hi + 1], origin + voxel * np.array([lo, 0, 0]), voxel, start=(lo, 0, 0),
+                       dims=np.array(values.shape)) for lo, hi in ((0, 5), (5, 10))]  # split through the cube
+    stitched = stitch(pieces)
+    np.testing.assert_array_equal(stitched.keys, whole.keys)
+    canon = lambda faces: np.unique(np.sort(faces, axis=1), axis=0)  # noqa: E731
+    np.testing.assert_array_equal(canon(stitched.faces), canon(whole.faces))
+
+
 def test_unobserved_corners_chosen_cubes_and_colours():
     values, origin, voxel = _sphere_field(n=16)
     colors = np.zeros(values.shape + (3,))

@@ -15,6 +15,7 @@ from momentum_gs.eval.geometry import sample_surface
 from momentum_gs.io.mesh import read_mesh
 from momentum_gs.mesh import extract
 from momentum_gs.mesh.extract import MeshSettings, extract_mesh
+from momentum_gs.mesh.marching import Surface, stitch
 from tests.conftest import train_tiny
 from tests.test_cli import _assert_one_line_error, mgs
 
@@ -37,13 +38,38 @@ def fewer_score_samples(monkeypatch):
     monkeypatch.setattr(extract, "SCORE_SAMPLES", 50_000)
 
 
-def test_mesh_of_a_block_run(block_run, tiny_scene, tmp_path):
+def _edges(surface: Surface) -> dict[tuple[int, int], int]:
+    """{(key, key): triangles} per triangle edge of ``surface``, named by the grid edges of its two ends; edges
+    between different vertices of the same keys (an unwelded seam) are counted apart, one of them kept."""
+    faces = surface.faces
+    pairs, uses = np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1),
+                            axis=0, return_counts=True)
+    return dict(zip(map(tuple, np.sort(surface.keys[pairs], axis=1).tolist()), uses.tolist()))
+
+
+def test_mesh_of_a_block_run(block_run, tiny_scene, tmp_path, monkeypatch):
+    stitched = []  # the blocks' pieces and the stitched surface: the grid-edge names the PLY does not keep
+
+    def keep_stitch(pieces):
+        stitched.append((pieces, stitch(pieces)))
+        return stitched[-1][1]
+
+    monkeypatch.setattr(extract, "stitch", keep_stitch)
     out = tmp_path / "city.ply"
     summary = extract_mesh(block_run, out, MeshSettings(), block_meshes=True)
     vertices, faces, colors = read_mesh(out)
     assert len(faces) == summary["faces"] > 1000 and colors is not None and colors.std() > 5
-    # one mesh: no vertex twice (the blocks' shared border vertices were merged), every block contributed
-    assert len(np.unique(vertices, axis=0)) == len(vertices)
+    # One mesh: each grid edge's vertex once, the blocks' shared border ones merged. Not each position once:
+    # edges out of a grid point where the TSDF is about 0 cross next to it, maybe the same float32 (marching.py).
+    [(block_pieces, surface)] = stitched
+    assert len(vertices) == len(surface.keys) == len(np.unique(surface.keys))
+    np.testing.assert_array_equal(faces, surface.faces)
+    shared = np.intersect1d(block_pieces[0].keys, block_pieces[1].keys)
+    assert len(shared) > 0 and len(vertices) == sum(len(p.keys) for p in block_pieces) - len(shared)
+    # and closed along the seam: a triangle edge both blocks made is between a triangle of each, not a crack
+    seam = _edges(block_pieces[0]).keys() & _edges(block_pieces[1]).keys()
+    uses = _edges(surface)
+    assert len(seam) > 10 and all(uses[edge] == 2 for edge in seam)
     pieces = [read_mesh(tmp_path / f"city_block{b}.ply") for b in range(2)]
     assert sum(len(p[1]) for p in pieces) == len(faces) and all(len(p[1]) > 100 for p in pieces)
     assert len(vertices) < sum(len(p[0]) for p in pieces)  # shared border vertices counted once

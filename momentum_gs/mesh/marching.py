@@ -7,6 +7,11 @@ triangle (one corner apart from three) or two (two and two), with vertices on it
 linearly interpolated zero. Vertices are named by their edge in the global grid, so that the same vertex found
 by two cubes, or two blocks, is one vertex after :func:`stitch`. Triangles face the positive side of the field
 (a TSDF's free space: the outside of the surface).
+
+The promise is one vertex per grid edge, not one per position. Where the field is 0 at a grid point, every
+sign-changing edge out of it has its zero exactly there; where it is nearly 0 (a fused TSDF of −4e-6), a few
+millionths of a voxel from there, which float32 (a PLY file's positions) may round to one point. They stay
+separate vertices, joined by triangles of (next to) no area: the mesh is closed without merging them.
 """
 
 from __future__ import annotations
