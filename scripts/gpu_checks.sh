@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and benchmark that needs a CUDA GPU, in parts that each fit in a few minutes.
 #
-#   bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed]     (no part named: all four)
+#   bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed] [fps]     (no part named: all five)
 #
 #   tests        python -m pytest -m cuda tests/: gsplat against the torch backend (image and every gradient,
 #                the same PSNR after training), the pinned image loader, blocks restored onto the GPU, and
@@ -11,23 +11,26 @@
 #                BENCH_ARGS passes more arguments, e.g. "--scenes city")
 #   knn          scripts/bench_knn.py --device cuda: initial-scale kNN, scipy on the host against the GPU
 #   distributed  scripts/bench_distributed.py --device cuda with 1 process and one per GPU (when > 1)
+#   fps          brighton_beach at full resolution (1949x1093) trained FPS_STEPS steps (default 2000) with gsplat,
+#                then scripts/bench_render.py with each backend: the evaluation render's FPS the paper's way
+#                (render call alone, warm, synchronised) and its phases; BRIGHTON names the scene folder
 #
 # Writes OUT/gpu.txt (the GPU and the software), OUT/<part>.log for each part and OUT/summary.txt (each
 # part's exit status); the training runs themselves go under WORK (default runs/gpu_checks). A failing part is reported and the next one still runs; the exit status is the
 # number of failed parts. Needs `pip install .[cuda]` (gsplat 1.5.3 compiles its kernels on first use).
 set -u
 if [ $# -lt 1 ]; then
-  echo "usage: bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed]" >&2
+  echo "usage: bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed] [fps]" >&2
   exit 2
 fi
 out=$(realpath -m "$1")
 shift
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(tests bench knn distributed)
+[ ${#parts[@]} -eq 0 ] && parts=(tests bench knn distributed fps)
 for part in "${parts[@]}"; do
   case $part in
-    tests|bench|knn|distributed) ;;
-    *) echo "gpu_checks.sh: unknown part '$part' (tests, bench, knn, distributed)" >&2; exit 2 ;;
+    tests|bench|knn|distributed|fps) ;;
+    *) echo "gpu_checks.sh: unknown part '$part' (tests, bench, knn, distributed, fps)" >&2; exit 2 ;;
   esac
 done
 PYTHON=${PYTHON:-python}
@@ -73,6 +76,14 @@ for part in "${parts[@]}"; do
       # shellcheck disable=SC2086
       run_part distributed $PYTHON scripts/bench_distributed.py --device cuda --procs $procs \
         --data "$work/synthetic_demo" --out "$work/bench_distributed" ;;
+    fps)
+      brighton=${BRIGHTON:-../shared/datasets/brighton_beach}
+      run_part fps bash -c "set -e
+        $PYTHON -m momentum_gs.cli train --config configs/brighton_beach.yaml --data '$brighton' --out '$work/fps' \
+          data.downsample=1 optim.steps=${FPS_STEPS:-2000} device=cuda render.backend=gsplat log.tensorboard=false
+        $PYTHON scripts/bench_render.py '$work/fps' --backend gsplat --rounds 10 --profile --json '$out/fps_gsplat.json'
+        $PYTHON scripts/bench_render.py '$work/fps' --backend torch --rounds 3 --json '$out/fps_torch.json'
+        $PYTHON -m momentum_gs.cli eval '$work/fps' --no-images" ;;
   esac || failed=$((failed + 1))
 done
 echo "gpu_checks.sh: ${#parts[@]} part(s), $failed failed; logs in $out"

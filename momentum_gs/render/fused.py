@@ -330,6 +330,34 @@ def _first_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {picked[:200]}"
 
 
+# The instruction-set extensions a speed figure depends on, in the order they are named.
+_ISA_FLAGS = ("avx512f", "avx2", "fma", "avx", "sse4_2", "asimd", "sve")
+
+
+def describe_cpu() -> str:
+    """One line naming this CPU and the vector extensions it has, for benchmark tables: "AMD EPYC (x86_64,
+    family 25 model 1; avx2 fma avx sse4_2; no avx512f)". A speed figure holds for the ISA it ran on."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or fields.get("Hardware") or platform.processor() or "unknown CPU"
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    where = [platform.machine()]
+    if "cpu family" in fields:
+        where.append(f"family {fields['cpu family']} model {fields.get('model', '?')}")
+    elif "CPU part" in fields:
+        where.append(f"implementer {fields.get('CPU implementer', '?')} part {fields['CPU part']}")
+    has = [flag for flag in _ISA_FLAGS if flag in flags]
+    isa = " ".join(has) or "no vector-extension flags read"
+    if platform.machine() in ("x86_64", "AMD64") and "avx512f" not in flags:
+        isa += "; no avx512f"
+    return f"{name} ({', '.join(where)}; {isa})"
+
+
 def _build_digest(target: str) -> str:
     """8 hex digits naming the build: its -march, the flags, the headers' text (which the extension's own
     versioning does not see) and, for ``native``, this CPU's instruction set, so that a shared cache never
