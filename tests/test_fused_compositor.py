@@ -356,3 +356,25 @@ def test_a_huge_gaussian_is_drawn_with_the_largest_radius():
     for project in (fused.project, project_gaussians):
         radii = project(tensors[0], tensors[1], scales, *tensors[3:], **size).radii
         assert radii[100] == radii[101] == RADIUS_MAX
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("tile_size", [6, 8])  # 37 × 29 is a multiple of neither: the crop is exercised
+def test_render_without_gradients_untiles_in_one_pass_with_the_same_bits(dtype, tile_size, monkeypatch):
+    """A render nobody differentiates (eval, video) takes ``fused.composite_image``: the same image, alpha and
+    maps bit for bit as the differentiable path's separate untiling, crop and background ops. Its tiles
+    buffer is reused from render to render, so the second scene (fewer Gaussians, on the first's buffer)
+    must show nothing of the first, and its tiles without pairs are background."""
+    monkeypatch.setenv(fused.MODE_VARIABLE, "fused")
+    extras = ("depth", "normal")
+    for seed, num in ((5, 60), (6, 8)):
+        scene = _as(random_scene(num, 37, 29, seed=seed, behind=2, opaque=3), dtype)
+        scene["background"] = torch.tensor([0.3, 0.55, 0.9], dtype=dtype)
+        with torch.no_grad():
+            one_pass = render(**scene, extras=extras, tile_size=tile_size)
+        several = render(**_with_grad(scene), extras=extras, tile_size=tile_size)
+        for name in ("image", "alpha") + extras:
+            assert getattr(one_pass, name).shape == getattr(several, name).shape, name
+            assert torch.equal(getattr(one_pass, name), getattr(several, name).detach()), name
+        empty = one_pass.alpha[..., 0] == 0
+        assert empty.any() and (one_pass.image[empty] == scene["background"]).all()

@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def build() -> Build:
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
         ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.reference_visible  # noqa: B018
-        ops.ssim_forward, ops.ssim_backward, ops.children_forward, ops.children_backward  # noqa: B018
+        ops.ssim_forward, ops.ssim_backward, ops.children_forward, ops.children_backward, ops.untile  # noqa: B018
         built_for = ops.build_target()
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
         return Build(None, _first_error(exc), time.perf_counter() - start, target)
@@ -248,6 +249,35 @@ def composite_gaussians(means2d: Tensor, conics: Tensor, opacities: Tensor, colo
     return CompositeTiles.apply(coefs, opacities[plan.gauss_ids], colors[plan.gauss_ids], plan, for_backward)
 
 
+_workspace = threading.local()  # per thread: the tiles buffer of the last render without gradients
+
+
+def composite_image(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan,
+                    background: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
+    """(image [H, W, D], rest [H, W, C − D]) of a render nobody differentiates, D = ``background``'s length:
+    ``FusedGaussianTiles``'s tiles, then image = colour + (1 − alpha)·background and rest the other channels
+    (alpha last), cropped to ``width`` × ``height``, in one C++ pass (``untile``). The same values as the
+    differentiable path's untiling, crop and background ops (three roundings each, as those ops).
+
+    The tiles are composited into a buffer kept per thread and reused while the size stays: a full-resolution
+    view's tiles (34 MB at 1949×1093) are above glibc's mmap threshold, so a fresh one is new pages that the
+    kernel faults in one by one on every render. CPU tensors, ``use_fused`` true, no gradients."""
+    inputs = [t.detach().contiguous() for t in (means2d, conics, opacities, colors)]
+    shape = (plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
+    tiles = getattr(_workspace, "tiles", None)
+    if tiles is None or tuple(tiles.shape) != shape or tiles.dtype != means2d.dtype:
+        _workspace.tiles = tiles = None  # the old buffer is freed before the new one is made
+        _workspace.tiles = tiles = means2d.new_empty(shape)
+    ops = build().ops
+    ops.gaussians_forward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x, plan.tile_size,
+                          _LIMITS, tiles)
+    depth = background.numel()
+    image = means2d.new_empty(height, width, depth)
+    rest = means2d.new_empty(height, width, shape[1] - depth)
+    ops.untile(tiles, background.to(tiles).contiguous(), plan.tiles_x, image, rest)
+    return image, rest
+
+
 class FusedGaussianTiles(torch.autograd.Function):
     """(means2d [N, 2], conics [N, 3], opacities [N], colors [N, D], plan) -> per tile [T, D+1, P], as
     ``pair_coefficients`` + gathers + ``CompositeTiles``; the backward returns per-Gaussian gradients summed
@@ -256,7 +286,7 @@ class FusedGaussianTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan) -> Tensor:
         inputs = [t.contiguous() for t in (means2d, conics, opacities, colors)]
-        out = means2d.new_zeros(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
+        out = means2d.new_empty(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
         build().ops.gaussians_forward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x,
                                       plan.tile_size, _LIMITS, out)
         ctx.plan = plan
@@ -283,7 +313,7 @@ class FusedCompositeTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coefs: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan) -> Tensor:
         coefs, opacities, colors = coefs.contiguous(), opacities.contiguous(), colors.contiguous()
-        out = coefs.new_zeros(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
+        out = coefs.new_empty(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
         build().ops.composite_forward(coefs, opacities, colors, plan.tile_offsets, plan.tile_size, _LIMITS, out)
         ctx.plan = plan
         ctx.save_for_backward(coefs, opacities, colors, out)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from momentum_gs.render.composite import median_pairs, pair_coefficients
-from momentum_gs.render.fused import composite_gaussians, intersect, project
+from momentum_gs.render.fused import composite_gaussians, composite_image, intersect, project, use_fused
 from momentum_gs.render.projection import surface_values
 from momentum_gs.render.tiles import TilePlan, reach
 
@@ -114,12 +114,18 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     channels, blended = colors.shape[-1], blended_extras(extras)
     if blended:  # the maps ride along as colour channels: one compositing pass, gradients included
         colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, blended)], dim=-1)
-    per_tile = composite_gaussians(proj.means2d, proj.conics, opacities, colors, plan,
-                                   differentiated(proj.means2d, proj.conics, opacities, colors))
-    composited = _untile(per_tile, plan)[:height, :width]
-    color, alpha = composited[..., :channels], composited[..., -1:]
-    image = color + (1.0 - alpha) * background
-    maps = split_extras(composited[..., channels:-1], blended)
+    for_backward = differentiated(proj.means2d, proj.conics, opacities, colors)
+    if not for_backward and use_fused(colors) and means.dtype == colors.dtype == opacities.dtype == background.dtype:
+        # eval, video, export: no tiles tensor for autograd, one pass for the untiling, crop and background
+        image, rest = composite_image(proj.means2d, proj.conics, opacities, colors, plan, background, width,
+                                      height)
+        alpha, maps = rest[..., -1:], split_extras(rest[..., :-1], blended)
+    else:
+        per_tile = composite_gaussians(proj.means2d, proj.conics, opacities, colors, plan, for_backward)
+        composited = _untile(per_tile, plan)[:height, :width]
+        color, alpha = composited[..., :channels], composited[..., -1:]
+        image = color + (1.0 - alpha) * background
+        maps = split_extras(composited[..., channels:-1], blended)
     if "median_depth" in extras:
         coefs = pair_coefficients(proj.means2d.detach(), proj.conics.detach(), plan)
         picked = median_pairs(coefs, opacities[gauss_ids].detach(), plan)[:, None, :]

@@ -356,6 +356,15 @@ void check_inputs(const at::Tensor& coefs, const at::Tensor& opacities, const at
   TORCH_CHECK(offsets.scalar_type() == at::kLong && offsets.is_contiguous(), "composite: offsets int64");
 }
 
+// Zeroes the output [C, P] of every tile without pairs (for_each_tile skips them): out needs no zero fill.
+template <typename T>
+void zero_empty_tiles(const at::Tensor& offsets, int64_t channels, int64_t count, T* out) {
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  for (int64_t t = 0; t + 1 < offsets.numel(); ++t) {
+    if (off[t + 1] == off[t]) std::fill(out + t * channels * count, out + (t + 1) * channels * count, T(0));
+  }
+}
+
 template <typename T>
 void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
                    const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor& out) {
@@ -370,6 +379,7 @@ void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const a
                        forward_tile<kDepth>(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
                      });
   });
+  zero_empty_tiles(offsets, channels, px.count, dst);
 }
 
 template <typename T>
@@ -454,6 +464,7 @@ void gaussians_forward_typed(const GaussianRows<T>& src, const at::Tensor& offse
                        forward_tile<kDepth>(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
                      });
   });
+  zero_empty_tiles(offsets, channels, px.count, dst);
 }
 
 constexpr int64_t kMaxInlineChannels = 32;  // colour channels of a pair's gradient row kept on the stack
@@ -514,7 +525,7 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   }
 }
 
-// out [T, D+1, P] (zeros on entry) gets the composited colour and alpha of every tile; offsets [T+1].
+// out [T, D+1, P] (any values on entry) gets the composited colour and alpha of every tile; offsets [T+1].
 void composite_forward(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
                        const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor out) {
   check_inputs(coefs, opacities, colors, offsets);
@@ -549,7 +560,7 @@ void composite_backward(const at::Tensor& coefs, const at::Tensor& opacities, co
   }
 }
 
-// out [T, D+1, P] (zeros on entry) as composite_forward, the pairs' coefficients, opacities and colours made
+// out [T, D+1, P] (any values on entry) as composite_forward, the pairs' coefficients, opacities and colours made
 // from their Gaussians' rows inside the tile loop (no per-pair tensors).
 void gaussians_forward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
                        const at::Tensor& colors, const at::Tensor& gauss_ids, const at::Tensor& offsets,
@@ -591,6 +602,69 @@ void gaussians_backward(const at::Tensor& means2d, const at::Tensor& conics, con
   }
 }
 
+// image [H, W, D] = colour + (1 − alpha)·background and rest [H, W, C − D] (the other channels, alpha last) of
+// per_tile [T, C, s·s] row-major tiles, tiles_x to a row, cropped to H × W: rasterize._untile, the crop and
+// the background in one pass, three separate roundings as torch's ops make them: no FMA contraction here
+// (the attribute and pragma are per function, so the row is a function of its own, not a lambda's body).
+template <typename T>
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+void untile_row(const T* tiles, const T* bg, int64_t y, int64_t width, int64_t size, int64_t tiles_x,
+                int64_t channels, int64_t depth, T* img, T* out) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+  const int64_t pixels = size * size, others = channels - depth;
+  for (int64_t x = 0; x < width; ++x) {
+    const T* src = tiles + ((y / size) * tiles_x + x / size) * channels * pixels + (y % size) * size + x % size;
+    const T one_minus = T(1) - src[(channels - 1) * pixels];
+    T* pixel = img + (y * width + x) * depth;
+    for (int64_t c = 0; c < depth; ++c) {
+      const T behind = one_minus * bg[c];
+      pixel[c] = src[c * pixels] + behind;
+    }
+    T* other = out + (y * width + x) * others;
+    for (int64_t c = 0; c < others; ++c) other[c] = src[(depth + c) * pixels];
+  }
+}
+
+template <typename T>
+void untile_typed(const at::Tensor& per_tile, const at::Tensor& background, int64_t tiles_x, at::Tensor& image,
+                  at::Tensor& rest) {
+  const int64_t channels = per_tile.size(1), depth = image.size(2), width = image.size(1);
+  const int64_t size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(per_tile.size(2)))));
+  const T* tiles = per_tile.data_ptr<T>();
+  const T* bg = background.data_ptr<T>();
+  T* img = image.data_ptr<T>();
+  T* out = rest.data_ptr<T>();
+  at::parallel_for(0, image.size(0), 16, [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y) untile_row(tiles, bg, y, width, size, tiles_x, channels, depth, img, out);
+  });
+}
+
+void untile(const at::Tensor& per_tile, const at::Tensor& background, int64_t tiles_x, at::Tensor image,
+            at::Tensor rest) {
+  TORCH_CHECK(per_tile.dim() == 3 && per_tile.is_contiguous() && image.is_contiguous() && rest.is_contiguous() &&
+              background.is_contiguous(), "untile: contiguous per_tile [T, C, P], image, rest, background");
+  const int64_t size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(per_tile.size(2)))));
+  TORCH_CHECK(size * size == per_tile.size(2) && tiles_x > 0 && per_tile.size(0) % tiles_x == 0, "untile: tiles");
+  TORCH_CHECK(image.dim() == 3 && rest.dim() == 3 && image.size(0) == rest.size(0) && image.size(1) == rest.size(1) &&
+              image.size(2) + rest.size(2) == per_tile.size(1) && rest.size(2) >= 1 &&
+              background.numel() == image.size(2), "untile: image [H, W, D], rest [H, W, C - D], background [D]");
+  TORCH_CHECK(image.size(0) <= per_tile.size(0) / tiles_x * size && image.size(1) <= tiles_x * size,
+              "untile: the image is larger than the tiles");
+  const auto type = per_tile.scalar_type();
+  TORCH_CHECK(image.scalar_type() == type && rest.scalar_type() == type && background.scalar_type() == type,
+              "untile: one dtype");
+  if (type == at::kFloat) {
+    untile_typed<float>(per_tile, background, tiles_x, image, rest);
+  } else {
+    TORCH_CHECK(type == at::kDouble, "untile: float32 or float64");
+    untile_typed<double>(per_tile, background, tiles_x, image, rest);
+  }
+}
+
 // What this build was compiled for (simd.h): "avx2, 32-byte vectors".
 std::string build_target() {
   return std::string(MGS_ISA) + ", " + std::to_string(MGS_VECTOR_BYTES) + "-byte vectors";
@@ -600,6 +674,8 @@ std::string build_target() {
 
 TORCH_LIBRARY(momentum_gs, m) {
   m.def("build_target() -> str", &build_target);
+  m.def("untile(Tensor per_tile, Tensor background, int tiles_x, Tensor(a!) image, Tensor(b!) rest) -> ()",
+        &untile);
   m.def("composite_forward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "
         "float[] limits, Tensor(a!) out) -> ()", &composite_forward);
   m.def("composite_backward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "
