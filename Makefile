@@ -1,4 +1,5 @@
 PYTHON ?= python3
+KERNEL_TESTS = tests/test_fused_compositor.py tests/test_losses.py tests/test_model.py tests/test_anchor_filter.py
 
 .PHONY: setup test demo bench
 
@@ -9,6 +10,8 @@ test: setup
 	@# gsplat's pure-PyTorch reference functions (no CUDA build, no dependencies) for the projection's peer check
 	$(PYTHON) -m pip install -q --no-deps gsplat==1.5.3 || echo "gsplat not installed: the peer check against it is skipped"
 	$(PYTHON) -m pytest -q tests
+	@# the C++ kernels' tests again, built for the AVX2 baseline most x86 CPUs have (the run above used -march=native)
+	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64-v3 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
 
 demo: setup
 	$(PYTHON) -m momentum_gs.cli demo
