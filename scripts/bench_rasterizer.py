@@ -22,7 +22,7 @@ import time
 import torch
 
 from momentum_gs.render import render
-from momentum_gs.render.fused import MODE_VARIABLE, compositor_in_use
+from momentum_gs.render.fused import MODE_VARIABLE, compositor_in_use, describe_cpu
 
 SIZES = [(64, 48, 2_000), (128, 96, 10_000), (256, 192, 30_000)]
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
@@ -103,6 +103,8 @@ def main() -> None:
     modes = ("torch", "fused") if args.compositor == "both" else (args.compositor,)
 
     print(f"backend={args.backend} device={device} threads={args.threads} torch={torch.__version__}")
+    if device.type == "cpu":
+        print(f"cpu: {describe_cpu()}")  # the kernels' build target is in the compositor line below
     for mode in modes:
         os.environ[MODE_VARIABLE] = mode
         print(f"{mode}: {compositor_in_use(device)}")

@@ -67,6 +67,10 @@ def main() -> None:
     before = args.before.resolve()
     if not (before / "momentum_gs").is_dir():
         raise SystemExit(f"--before {before} is not a momentum_gs checkout (no momentum_gs folder in it)")
+    sys.path.insert(0, str(after))
+    from momentum_gs.render.fused import describe_cpu, march
+
+    print(f"cpu: {describe_cpu()}; the kernels built with -march={march()} (MOMENTUM_GS_MARCH)", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
