@@ -473,3 +473,38 @@ def test_threads_follow_the_config_and_default_to_one_on_a_cpu(monkeypatch):
         torch.set_num_threads(before)
     with pytest.raises(UserError, match="threads"):
         load_config(overrides=["threads=-1"])
+
+
+def _program(folder: Path, name: str, marker: Path) -> Path:
+    """An executable shell script ``folder/name`` that, if it ever runs, creates ``marker``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_programs_are_never_taken_from_the_working_folder(tmp_path, monkeypatch):
+    """A splat-transform (or node) in the folder a user works in, in its ./node_modules/.bin, or reached through
+    a PATH entry that is empty, "." or the working folder itself is not found, let alone run: `mgs export
+    --format sog` says in one line how to install the tool. One on an absolute PATH folder is found."""
+    from momentum_gs.io.programs import find_program, trusted_path
+    from momentum_gs.io.web import splat_transform_command
+
+    work, ran = tmp_path / "downloaded_run", tmp_path / "it_ran"
+    for folder in (work, work / "node_modules" / ".bin"):
+        _program(folder, "splat-transform", ran)
+        _program(folder, "node", ran)
+    monkeypatch.chdir(work)
+    empty = tmp_path / "empty"  # an absolute PATH folder without the tool (the machine's own may have it)
+    empty.mkdir()
+    for entry in ("", ".", str(work), "node_modules/.bin"):
+        path = os.pathsep.join([entry, str(empty)])
+        monkeypatch.setenv("PATH", path)
+        assert str(work) not in trusted_path().split(os.pathsep)
+        with pytest.raises(UserError, match="--format sog needs splat-transform, which is not on the PATH: install"):
+            splat_transform_command()
+    assert not ran.exists()
+    tools = _program(tmp_path / "tools", "splat-transform", ran)
+    monkeypatch.setenv("PATH", os.pathsep.join([".", str(tools.parent)]))
+    assert splat_transform_command() == [str(tools)] and find_program("splat-transform", "x", "y") == str(tools)

@@ -22,6 +22,7 @@ from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text, write_failed
 from momentum_gs.io.bake import StandardGaussians, save_standard_ply
+from momentum_gs.io.programs import find_program
 from momentum_gs.io.splat import splat_bytes
 
 VIEWER = Path(__file__).with_name("viewer.html")
@@ -58,16 +59,9 @@ def save_viewer(gaussians: StandardGaussians, camera: Camera, background: tuple[
 
 
 def splat_transform_command() -> list[str]:
-    """How to run ``splat-transform``: the command on the PATH, or the package installed in ./node_modules
-    with ``node`` on the PATH; a UserError saying what to install when neither is there."""
-    found = shutil.which("splat-transform")
-    if found:
-        return [found]
-    local = Path.cwd() / "node_modules" / ".bin" / "splat-transform"
-    node = shutil.which("node")
-    if node and local.exists():
-        return [node, str(local.resolve())]
-    raise UserError(f"--format sog needs PlayCanvas splat-transform: {INSTALL_SPLAT_TRANSFORM}")
+    """How to run ``splat-transform``: the command on the PATH (never one in the working folder, e.g. its
+    ./node_modules: see :mod:`momentum_gs.io.programs`); a UserError saying what to install when it is not there."""
+    return [find_program("splat-transform", "--format sog", INSTALL_SPLAT_TRANSFORM)]
 
 
 def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, out: Path) -> Path:
