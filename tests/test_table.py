@@ -96,3 +96,13 @@ def test_command_line(tmp_path, capsys):
     assert "| f | 8 blocks + block weighting (full) | best |" in capsys.readouterr().out
     assert main(["table", str(run_dir), "--out", str(tmp_path / "out"), "--label", "best=z"]) == 2
     assert "RUN=ROW" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_one_line_and_the_file_is_kept(tmp_path):
+    from tests.test_cli import _assert_one_line_error, mgs
+
+    run = make_run(tmp_path, "ours_rubble")
+    out = tmp_path / "tables.md"
+    out.write_text("mine\n")
+    _assert_one_line_error(mgs("table", str(run), "--out", str(out)), f"--out {out} is a file")
+    assert out.read_text() == "mine\n"

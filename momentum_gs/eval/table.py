@@ -308,8 +308,10 @@ def table_main(run_dirs: list[str | Path], out_dir: str | Path, ablation: bool =
     """Write the tables and plots of ``run_dirs`` into ``out_dir``; returns the tables and what was written."""
     if not run_dirs:
         raise UserError("give at least one run folder")
-    rows = gather(run_dirs, labels)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; mgs table writes a folder of tables and plots: name a folder")
+    rows = gather(run_dirs, labels)
     out.mkdir(parents=True, exist_ok=True)
     text = results_table(rows)
     (out / "results.md").write_text(text)
