@@ -26,12 +26,12 @@ namespace {
 using mgs::load;
 using mgs::store;
 
-// Blurs ``planes`` images of [H, W·C] values (each row shifted by C values per tap along x, then rows
-// combined along y), zero padding; ``tmp`` holds one image. Every output value is the sum, from 0 and in tap
+// Blurs ``planes`` images of [H, W·C] values, ``in[p]`` each, into ``out`` (plane p at p·H·W·C; each row
+// shifted by C values per tap along x, then rows combined along y), zero padding; ``tmp`` holds one image. Every output value is the sum, from 0 and in tap
 // order, of the taps that fall inside the image, kept in a register (a vector of outputs at a time) and
 // stored once.
 template <typename T>
-void blur(const T* in, T* out, int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window,
+void blur(const T* const* in, T* out, int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window,
           int64_t taps, std::vector<T>& tmp) {
   using V = typename mgs::Simd<T>::V;
   constexpr int64_t lanes = mgs::Simd<T>::lanes;
@@ -48,7 +48,7 @@ void blur(const T* in, T* out, int64_t planes, int64_t height, int64_t width, in
     acc[i] = sum;
   };
   for (int64_t p = 0; p < planes; ++p) {
-    const T* src = in + p * size;
+    const T* src = in[p];
     T* dst = out + p * size;
     for (int64_t y = 0; y < height; ++y) {
       const T* line = src + y * row;
@@ -92,7 +92,8 @@ double forward_image(const T* x, const T* y, const T* window, int64_t taps, int6
     stacked[i] = x[i], stacked[size + i] = y[i];
     stacked[2 * size + i] = x[i] * x[i] + y[i] * y[i], stacked[3 * size + i] = x[i] * y[i];
   }
-  blur(stacked.data(), moments.data(), 4, height, width, channels, window, taps, tmp);
+  const T* planes[4] = {stacked.data(), stacked.data() + size, stacked.data() + 2 * size, stacked.data() + 3 * size};
+  blur(planes, moments.data(), 4, height, width, channels, window, taps, tmp);
   const T *__restrict__ mu_x = moments.data(), *__restrict__ mu_y = mu_x + size, *__restrict__ e_sq = mu_y + size,
           *__restrict__ e_xy = e_sq + size;
   T *__restrict__ values = stacked.data();  // S per pixel and channel (the stacked inputs are no longer needed)
@@ -168,13 +169,15 @@ void backward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
   T *gx = need_x ? grad_x.data_ptr<T>() : nullptr, *gy = need_y ? grad_y.data_ptr<T>() : nullptr;
   const T twice = T(2 * scale);
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<T> in, blurred, tmp;  // reused: fresh pages cost more than the work
-    in.resize(4 * size), blurred.resize(4 * size);
+    thread_local std::vector<T> blurred, tmp;  // reused: fresh pages cost more than the work
+    blurred.resize(4 * size);
     for (int64_t b = begin; b < end; ++b) {
-      for (int64_t j = 0; j < 4; ++j) std::copy_n(m + (j * batch + b) * size, size, in.data() + j * size);
-      blur(in.data(), blurred.data(), 4, height, width, channels, w, window.size(0), tmp);
-      const T *by_mean_x = blurred.data(), *by_mean_y = by_mean_x + size, *by_sq = by_mean_y + size,
-              *by_xy = by_sq + size, *xb = xs + b * size, *yb = ys + b * size;
+      // the maps are read where they are; ∂S/∂μy's is blurred only when y needs a gradient
+      const T* map = m + b * size;  // map j of image b: map + j·B·size
+      const T* planes[4] = {map, map + 2 * batch * size, map + 3 * batch * size, map + batch * size};
+      blur(planes, blurred.data(), need_y ? 4 : 3, height, width, channels, w, window.size(0), tmp);
+      const T *by_mean_x = blurred.data(), *by_sq = by_mean_x + size, *by_xy = by_sq + size,
+              *by_mean_y = by_xy + size, *xb = xs + b * size, *yb = ys + b * size;
       if (need_x) {
         T* g = gx + b * size;
         for (int64_t i = 0; i < size; ++i) g[i] = twice * (by_mean_x[i] - by_sq[i] * xb[i] + by_xy[i] * yb[i]);
