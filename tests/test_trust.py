@@ -508,3 +508,34 @@ def test_programs_are_never_taken_from_the_working_folder(tmp_path, monkeypatch)
     tools = _program(tmp_path / "tools", "splat-transform", ran)
     monkeypatch.setenv("PATH", os.pathsep.join([".", str(tools.parent)]))
     assert splat_transform_command() == [str(tools)] and find_program("splat-transform", "x", "y") == str(tools)
+
+
+def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_written(tiny_scene, tmp_path):
+    """A run whose checkpoint holds NaN (a valid checksum: a diverged run, not a tampered file) is refused by
+    every command that loads it, in one line naming the tensor and the count; no export file is written. The
+    writers themselves refuse Gaussians with NaN or inf too (a finite model can still bake to inf)."""
+    from momentum_gs.io.bake import StandardGaussians, save_standard_ply
+    from momentum_gs.io.splat import save_splat
+    from momentum_gs.io.spz import save_spz
+    from tests.conftest import train_tiny
+    from tests.test_cli import _assert_one_line_error, mgs
+
+    run = train_tiny(tiny_scene, tmp_path / "run")
+    path = latest_checkpoint(run / "ckpt")
+    ckpt = load_checkpoint(path)
+    ckpt["blocks"][0]["anchors"]["features"][:3, 0] = float("nan")
+    save_checkpoint(path, ckpt["step"], {k: v for k, v in ckpt.items() if k not in ("format", "version", "step")})
+    for command in (["eval", str(run), "--no-images"], ["export", str(run)], ["export", str(run), "--format", "spz"],
+                    ["render", str(run), "--path", "orbit", "--out", str(tmp_path / "orbit.mp4"), "--frames", "2"],
+                    ["distill", str(run), "--out", str(tmp_path / "student")]):
+        _assert_one_line_error(mgs(*command), "blocks[0].anchors.features holds 3 NaN/inf of")
+    assert not any(p.exists() for p in (run / "export", run / "eval", tmp_path / "orbit.mp4", tmp_path / "student"))
+
+    n = 4
+    gaussians = StandardGaussians(torch.zeros(n, 3), torch.tensor([[1.0, 0, 0, 0]] * n), torch.full((n, 3), 0.1),
+                                  torch.full((n,), 0.5), torch.zeros(n, 1, 3))
+    gaussians.scales[2, 1] = float("inf")
+    for save, name in ((save_standard_ply, "a.ply"), (save_splat, "a.splat"), (save_spz, "a.spz")):
+        with pytest.raises(UserError, match=f"to write to .*{name} is not finite: scales holds 1 NaN/inf of 12"):
+            save(gaussians, tmp_path / name)
+        assert not (tmp_path / name).exists()

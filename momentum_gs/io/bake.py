@@ -38,6 +38,7 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.finite import require_finite
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, rasterize
 
 SH_C0 = 0.28209479177387814
@@ -89,6 +90,12 @@ class StandardGaussians:
 
     def __len__(self) -> int:
         return self.means.shape[0]
+
+    def require_finite(self, target: str | Path) -> None:
+        """A UserError (one line, see ``io.finite``) when a value is NaN or inf: nothing such is written."""
+        fields = {name: getattr(self, name) for name in ("means", "quats", "scales", "opacities", "sh")}
+        require_finite(fields, f"the Gaussians to write to {target}",
+                       "nothing was written; export an earlier checkpoint, or train again")
 
     def render(self, camera: Camera, render_cfg: RenderConfig) -> torch.Tensor:
         """[H, W, 3] image from ``camera`` (colours evaluated along each Gaussian's viewing direction)."""
@@ -160,6 +167,7 @@ def ply_columns(degree: int) -> list[str]:
 
 def save_standard_ply(gaussians: StandardGaussians, path: str | Path) -> Path:
     """Write ``gaussians`` as a standard 3DGS PLY (binary little-endian, atomically); returns the path."""
+    gaussians.require_finite(path)
     atomic_write_bytes(path, standard_ply_bytes(gaussians))
     return Path(path)
 

@@ -20,6 +20,7 @@ import torch
 from momentum_gs.config import Config, load_config, resolve_device, use_threads
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
+from momentum_gs.io.finite import require_finite
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
@@ -72,4 +73,9 @@ def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config,
     device = device or resolve_device(cfg.device)
     use_threads(cfg.threads, device)
     ckpt = load_checkpoint(path, map_location="cpu")
+    blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
+    model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}
+    require_finite(model_parts, f"the model in {path}",
+                   "the run diverged: resume or evaluate an earlier checkpoint of ckpt/, or train again (a lower "
+                   "learning rate, or check the data)")
     return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])

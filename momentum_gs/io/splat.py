@@ -25,6 +25,7 @@ assert RECORD.itemsize == 32
 
 def save_splat(gaussians: StandardGaussians, path: str | Path) -> Path:
     """Write ``gaussians`` (their SH DC term as the colour) as a ``.splat`` file, atomically."""
+    gaussians.require_finite(path)
     atomic_write_bytes(path, splat_bytes(gaussians))
     return Path(path)
 

@@ -69,6 +69,7 @@ def save_spz(gaussians: StandardGaussians, path: str | Path, version: int = 3,
              sh_bits: tuple[int, int] = (8, 8)) -> Path:
     """Write ``gaussians`` (any SH degree 0–3) as a gzip-compressed ``.spz`` file, atomically; returns the path.
     ``sh_bits``: significant bits of the SH coefficients of degree 1 and of degrees 2–3 (1–8 each)."""
+    gaussians.require_finite(path)
     if version not in VERSIONS:
         raise UserError(f"cannot write .spz version {version}; choose 2 or 3")
     if not all(1 <= bits <= 8 for bits in sh_bits):

@@ -54,6 +54,7 @@ def viewer_page(gaussians: StandardGaussians, camera: Camera, background: tuple[
 def save_viewer(gaussians: StandardGaussians, camera: Camera, background: tuple[float, float, float],
                 path: str | Path) -> Path:
     """Write :func:`viewer_page` to ``path`` atomically; returns the path."""
+    gaussians.require_finite(path)
     atomic_write_text(path, viewer_page(gaussians, camera, background))
     return Path(path)
 
@@ -68,6 +69,7 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
     """Write ``gaussians`` as a standard PLY and convert it with splat-transform into ``out``, whose extension
     picks the format (.sog, .html, ...). Both are made in a temporary folder beside ``out`` and the result is
     moved into place when complete: a failed or killed conversion leaves nothing behind."""
+    gaussians.require_finite(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
