@@ -242,6 +242,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained, tmp_path, c
         "odd size": [run, "--path", "training", "--size", "33x24"],
         "size not WxH": [run, "--path", "training", "--size", "32by24"],
         "one frame": [run, "--path", "orbit", "--frames", "1"],
+        "a hundred million frames": [run, "--path", "orbit", "--frames", "100000000"],  # refused before building
         "not an mp4": [run, "--path", "orbit", "--out", str(tmp_path / "out" / "fly.avi")],
     }
     for name, args in cases.items():

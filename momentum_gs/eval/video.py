@@ -77,6 +77,9 @@ def scene_centre(model) -> np.ndarray:
     return np.median(positions, axis=0)
 
 
+MAX_FRAMES = 108_000  # frames in one video: the path's cameras are all made before the first frame is rendered
+
+
 def check_request(path_spec: str, out: Path, frames: int | None, size: str | None, fps: float | None
                   ) -> tuple[CameraPath | None, tuple[int, int] | None]:
     """Check the command's arguments before anything is loaded; returns (the path read from a JSON file, or
@@ -85,6 +88,9 @@ def check_request(path_spec: str, out: Path, frames: int | None, size: str | Non
         raise UserError(f"--out {out} must end in .mp4")
     if frames is not None and frames < 2:
         raise UserError(f"--frames {frames}: a video needs at least 2 frames")
+    if frames is not None and frames > MAX_FRAMES:  # the path's cameras are built before the first frame
+        raise UserError(f"--frames {frames}: at most {MAX_FRAMES} frames (an hour at 30 fps) in one video; "
+                        "render a longer one in parts")
     if fps is not None and not (np.isfinite(fps) and fps > 0):
         raise UserError(f"--fps {fps}: give a positive frame rate")
     wanted = parse_size(size) if size is not None else None
