@@ -320,6 +320,24 @@ def _apply(cfg: Any, key: str, value: Any, explicit: set[str] | None = None) -> 
         explicit.add(key)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no objects, no code) that refuses a mapping with a key given twice, where PyYAML keeps
+    the last value without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                continue  # other keys are refused later, as not config keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice (line {key_node.start_mark.line + 1}); keep one",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file at ``path`` (if given), then ``key=value`` overrides, in that order."""
     cfg, explicit = Config(), set()
@@ -328,7 +346,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # safe: SafeLoader
         except UnicodeDecodeError:
             raise UserError(f"config file {path} is not UTF-8 text")
         except yaml.YAMLError as exc:

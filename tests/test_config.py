@@ -48,6 +48,18 @@ def test_bad_files(tmp_path):
     bad.write_text("optim: [1, 2\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(bad)
+    twice = tmp_path / "twice.yaml"  # PyYAML alone keeps the last value without a word
+    twice.write_text("optim:\n  steps: 100\ndata:\n  downsample: 2\noptim:\n  steps: 200\n")
+    with pytest.raises(UserError, match=r"twice.yaml is not valid YAML: key 'optim' is given twice \(line 5\)"):
+        load_config(twice)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("optim:\n  steps: 100\n  steps: 200\n")
+    with pytest.raises(UserError, match=r"key 'steps' is given twice \(line 3\)"):
+        load_config(nested)
+    same_name_elsewhere = tmp_path / "fine.yaml"  # one key name in two sections is not a repeat
+    same_name_elsewhere.write_text("teacher:\n  enabled: false\nweighting:\n  enabled: true\n")
+    loaded = load_config(same_name_elsewhere)
+    assert loaded.teacher.enabled is False and loaded.weighting.enabled is True
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("model:\n  featdim: 3\n")
     with pytest.raises(UserError, match="unknown config key 'model.featdim'"):

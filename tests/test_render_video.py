@@ -223,6 +223,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained, tmp_path, c
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "broken.json").write_text("{not json")
+    (inputs / "deep.json").write_text("[" * 200_000 + "]" * 200_000)  # RecursionError in the json module
     (inputs / "empty_run").mkdir()
     (inputs / "untrained_run").mkdir()
     (inputs / "untrained_run" / "config.yaml").write_text((trained / "config.yaml").read_text())
@@ -234,6 +235,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained, tmp_path, c
         "unknown path": [run, "--path", "spiral"],
         "missing file": [run, "--path", str(inputs / "missing.json")],
         "invalid JSON": [run, "--path", str(inputs / "broken.json")],
+        "nested deeply": [run, "--path", str(inputs / "deep.json")],
         "non-finite pose": [run, "--path", _camera_file(inputs, "nan.json", camera_to_world=[float("nan")] * 16)],
         "not a rotation": [run, "--path", _camera_file(inputs, "scaled.json", camera_to_world=_pose(2, 2, 2))],
         "a mirror": [run, "--path", _camera_file(inputs, "mirror.json", camera_to_world=_pose(-1, 1, 1))],

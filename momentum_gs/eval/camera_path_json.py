@@ -57,6 +57,8 @@ def read_path_json(file: str | Path) -> CameraPath:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"camera path {file} is not valid JSON ({str(exc).splitlines()[0][:100]})")
+    except RecursionError:
+        raise UserError(f"camera path {file} is nested too deeply to be a camera path (nerfstudio's format is flat)")
     return path_from_json(data, str(file))
 
 
