@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -305,3 +306,25 @@ def test_partitioning_reads_no_image(tiny_scene, tmp_path):
     summary = partition_main(DataConfig(path=str(scene), downsample=2), tmp_path / "partition.npz", num_blocks=2)
     assert "block 1" in summary and (tmp_path / "partition.png").is_file()
     assert sorted(p.name for p in (scene / "train").iterdir()) == ["images", "sparse"]
+
+
+def test_a_partition_file_with_an_index_out_of_range_is_refused(tmp_path, survey):
+    """A file whose lists index past the points or the cameras, or hold a negative index, is refused when it
+    is read, naming the list and the value, instead of an IndexError mid-training or a silent wrong block."""
+    good = tmp_path / "partition.npz"
+    auto_partition(survey, 4).save(good)
+    with np.load(good, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    points, cameras = len(arrays["point_block"]), len(json.loads(str(arrays["meta"]))["camera_names"])
+    cases = {"block_points_flat": (-1, points, r"block_points\[\d\] holds (-1|\d+), outside \[0, "),
+             "block_cameras_flat": (-3, cameras, r"block_cameras\[\d\] holds (-3|\d+), outside \[0, "),
+             "point_block": (-1, 4, r"point_block holds (-1|4), outside \[0, 4\)"),
+             "camera_block": (-2, 4, r"camera_block holds (-2|4), outside \[0, 4\)")}
+    for name, (negative, past, message) in cases.items():
+        for value in (negative, past):
+            changed = dict(arrays, **{name: arrays[name].copy()})
+            changed[name][len(changed[name]) // 2] = value
+            path = tmp_path / f"{name}_{value}.npz"
+            np.savez(path, **changed)
+            with pytest.raises(UserError, match=f"partition file .* is invalid: {message}"):
+                Partition.load(path)

@@ -114,6 +114,23 @@ class Partition:
         self.point_block = np.asarray(self.point_block, np.int64)
         if len(self.block_points) != self.num_blocks or len(self.block_cameras) != self.num_blocks:
             raise UserError(f"a partition of {self.num_blocks} blocks needs that many point and camera lists")
+        self._check_indices()
+
+    def _check_indices(self) -> None:
+        """A UserError naming the first list whose block, point or camera indices are out of range."""
+        cameras = len(self.camera_names) or (len(self.camera_block) if self.camera_block is not None else None)
+        checks = [("point_block", [self.point_block], self.num_blocks), ("camera_block",
+                   [] if self.camera_block is None else [np.asarray(self.camera_block)], self.num_blocks),
+                  ("block_points", self.block_points, len(self.point_block)),
+                  ("block_cameras", self.block_cameras, cameras)]
+        for name, lists, bound in checks:
+            for b, values in enumerate(lists):
+                values = np.asarray(values)
+                if values.size and (values.min() < 0 or (bound is not None and values.max() >= bound)):
+                    where = f"{name}[{b}]" if len(lists) > 1 or name.startswith("block_") else name
+                    limit = f"[0, {bound})" if bound is not None else "0 or more"
+                    raise UserError(f"{where} holds {int(values.min() if values.min() < 0 else values.max())}, "
+                                    f"outside {limit}")
 
     @property
     def num_blocks(self) -> int:
