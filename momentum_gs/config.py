@@ -338,6 +338,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load(text)``, with a key given twice in a mapping refused (:class:`_UniqueKeyLoader`)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file at ``path`` (if given), then ``key=value`` overrides, in that order."""
     cfg, explicit = Config(), set()
@@ -346,7 +355,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # safe: SafeLoader
+            loaded = _safe_load_unique(path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError:
             raise UserError(f"config file {path} is not UTF-8 text")
         except yaml.YAMLError as exc:

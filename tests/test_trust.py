@@ -539,3 +539,24 @@ def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_writ
         with pytest.raises(UserError, match=f"to write to .*{name} is not finite: scales holds 1 NaN/inf of 12"):
             save(gaussians, tmp_path / name)
         assert not (tmp_path / name).exists()
+
+
+def test_resuming_a_checkpoint_of_another_structure_is_one_line(trained, tmp_path):
+    """A checkpoint (valid checksum) missing a section, a block missing its own, or holding a decoder of another
+    shape: `--resume` says the file does not fit the run in one line, instead of a KeyError or a
+    size-mismatch traceback."""
+    changes = {
+        "no weighting section": lambda ckpt: ckpt.pop("weighting"),
+        "a block without its anchors": lambda ckpt: ckpt["blocks"][0].pop("anchors"),
+        "a decoder of another shape": lambda ckpt: ckpt["decoder"].update(
+            {name: torch.zeros(3, 3) for name in list(ckpt["decoder"])[:1]}),
+    }
+    for name, change in changes.items():
+        run = copy_run(trained, tmp_path / name.replace(" ", "_"))
+        path = latest_checkpoint(run / "ckpt")
+        ckpt = load_checkpoint(path)
+        change(ckpt)
+        save_checkpoint(path, ckpt["step"], {k: v for k, v in ckpt.items() if k not in ("format", "version", "step")})
+        cfg = load_config(run / "config.yaml", ["optim.steps=40", f"out={run}"])
+        with pytest.raises(UserError, match=f"{path.name} does not fit this run .*; resume it with the config"):
+            train(cfg, resume=True)

@@ -18,7 +18,7 @@ import torch
 from momentum_gs.config import Config, save_config, to_dict, use_threads
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
-from momentum_gs.errors import Interrupted, UserError
+from momentum_gs.errors import Interrupted, UserError, one_line
 from momentum_gs.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
 from momentum_gs.losses import (channel_mean_psnr, depth_normal_loss, flatten_loss, psnr, reconstruction_loss,
                                 ssim)
@@ -413,6 +413,21 @@ class Trainer:
         one process, so a checkpoint resumes with any number of processes.
         """
         ckpt = load_checkpoint(path, map_location="cpu")  # parked blocks stay on the CPU
+        try:
+            self._restore(path, ckpt)
+        except UserError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a section missing, a shape
+            raise UserError(f"{path} does not fit this run ({one_line(exc, 160)}); resume it with the config it was "
+                            "trained with, or start a new run in another folder") from None
+
+    def _restore(self, path: Path, ckpt: dict) -> None:
+        """:meth:`load`'s body: every section of ``ckpt`` into the trainer (a block's own sections checked now,
+        though the block is restored when it is next loaded)."""
+        missing = [f"blocks[{b}].{key}" for b, state in enumerate(ckpt["blocks"]) for key in ("steps", "anchors")
+                   if key not in state]
+        if missing:
+            raise KeyError(f"no {missing[0]}")
         if len(ckpt["blocks"]) != len(self.blocks):
             raise UserError(f"{path} holds {len(ckpt['blocks'])} blocks; this run has {len(self.blocks)}")
         if ckpt.get("partition_sha256", self.partition_digest) != self.partition_digest:
