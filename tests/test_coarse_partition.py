@@ -107,6 +107,15 @@ def test_the_references_matrix_is_read_in_image_name_order(grid, tmp_path):
     (tmp_path / "text.npy").write_text("not an array")
     with pytest.raises(UserError, match="is not a .npy array"):
         import_camera_matrix(grid, tmp_path / "text.npy", names)
+    with open(tmp_path / "archive.npy", "wb") as file:  # an .npz under a .npy name: np.load gives an archive
+        np.savez(file, matrix=matrix)
+    with pytest.raises(UserError, match="is an archive of arrays, not one .npy array"):
+        import_camera_matrix(grid, tmp_path / "archive.npy", names)
+    counts = matrix.astype(np.int64)
+    counts[0, 0] = 2  # a count, not a membership
+    np.save(tmp_path / "counts.npy", counts)
+    with pytest.raises(UserError, match="holds values other than 0 and 1"):
+        import_camera_matrix(grid, tmp_path / "counts.npy", names)
 
 
 def test_mgs_partition_with_a_coarse_run(coarse_run, tiny_scene, tmp_path):

@@ -97,10 +97,16 @@ def import_camera_matrix(partition: Partition, path: str | Path, camera_names: l
         matrix = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UserError(f"camera matrix {path} is not a .npy array ({str(exc).splitlines()[0]})") from None
+    if not isinstance(matrix, np.ndarray):  # an .npz archive, say
+        matrix.close()
+        raise UserError(f"camera matrix {path} is an archive of arrays, not one .npy array of cameras × blocks")
     shape = (len(camera_names), partition.num_blocks)
     if matrix.ndim != 2 or matrix.shape != shape or matrix.dtype.kind not in "bui":
         raise UserError(f"camera matrix {path} is {matrix.dtype} {tuple(matrix.shape)}, expected booleans of shape "
                         f"{shape} (training cameras × blocks): was it made for this scene, split and grid?")
+    if not np.isin(matrix, (0, 1)).all():
+        raise UserError(f"camera matrix {path} holds values other than 0 and 1 ({np.unique(matrix)[:5].tolist()} ...); "
+                        "it must say for each training camera and block whether the block trains on it")
     order = sorted(range(len(camera_names)), key=lambda i: Path(camera_names[i]).stem)  # matrix row -> ours
     member = np.zeros(shape, bool)
     member[order] = matrix.astype(bool)
