@@ -119,18 +119,19 @@ class Partition:
     def _check_indices(self) -> None:
         """A UserError naming the first list whose block, point or camera indices are out of range."""
         cameras = len(self.camera_names) or (len(self.camera_block) if self.camera_block is not None else None)
-        checks = [("point_block", [self.point_block], self.num_blocks), ("camera_block",
-                   [] if self.camera_block is None else [np.asarray(self.camera_block)], self.num_blocks),
-                  ("block_points", self.block_points, len(self.point_block)),
-                  ("block_cameras", self.block_cameras, cameras)]
-        for name, lists, bound in checks:
-            for b, values in enumerate(lists):
-                values = np.asarray(values)
-                if values.size and (values.min() < 0 or (bound is not None and values.max() >= bound)):
-                    where = f"{name}[{b}]" if len(lists) > 1 or name.startswith("block_") else name
-                    limit = f"[0, {bound})" if bound is not None else "0 or more"
-                    raise UserError(f"{where} holds {int(values.min() if values.min() < 0 else values.max())}, "
-                                    f"outside {limit}")
+        lists = [("point_block", self.point_block, self.num_blocks)]
+        if self.camera_block is not None:
+            lists.append(("camera_block", self.camera_block, self.num_blocks))
+        lists += [(f"block_points[{b}]", points, len(self.point_block)) for b, points in enumerate(self.block_points)]
+        lists += [(f"block_cameras[{b}]", cams, cameras) for b, cams in enumerate(self.block_cameras)]
+        for where, values, bound in lists:
+            values = np.asarray(values)
+            if values.size == 0:
+                continue
+            low, high = int(values.min()), int(values.max())
+            if low < 0 or (bound is not None and high >= bound):
+                limit = f"[0, {bound})" if bound is not None else "0 or more"
+                raise UserError(f"{where} holds {low if low < 0 else high}, outside {limit}")
 
     @property
     def num_blocks(self) -> int:

@@ -21,9 +21,10 @@ It is compiled at first use by ``torch.utils.cpp_extension.load`` (needs ninja a
 the extension's name carries a digest of the CPU's features; ``x86-64-v3`` builds for AVX2 on any x86-64
 machine that has it) and cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``):
 later processes load it in milliseconds. The vector width follows the target (``csrc/simd.h``), and the
-build reports which it got (``Build.target``: "avx2, 32-byte vectors"). The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders:
-``auto`` (default: fused when it builds, else the torch one), ``fused`` (an error if it does not build) or
-``torch``. GPU tensors always take the torch compositor.
+build reports which it got (``Build.target``: "avx2, 32-byte vectors"). The environment variable
+``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders: ``auto`` (default: fused when it builds, else
+the torch one), ``fused`` (an error if it does not build) or ``torch``. GPU tensors always take the torch
+compositor.
 """
 
 from __future__ import annotations
@@ -249,6 +250,13 @@ def composite_gaussians(means2d: Tensor, conics: Tensor, opacities: Tensor, colo
     return CompositeTiles.apply(coefs, opacities[plan.gauss_ids], colors[plan.gauss_ids], plan, for_backward)
 
 
+def _gaussian_tiles(inputs: list[Tensor], plan: TilePlan, out: Tensor) -> None:
+    """Composite the pairs of ``plan`` from per-Gaussian rows ``inputs`` (means2d, conics, opacities, colors,
+    contiguous) into ``out`` [T, D+1, P] (any values on entry), in C++."""
+    build().ops.gaussians_forward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x,
+                                  plan.tile_size, _LIMITS, out)
+
+
 _workspace = threading.local()  # per thread: the tiles buffer of the last render without gradients
 
 
@@ -268,13 +276,11 @@ def composite_image(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: 
     if tiles is None or tuple(tiles.shape) != shape or tiles.dtype != means2d.dtype:
         _workspace.tiles = tiles = None  # the old buffer is freed before the new one is made
         _workspace.tiles = tiles = means2d.new_empty(shape)
-    ops = build().ops
-    ops.gaussians_forward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x, plan.tile_size,
-                          _LIMITS, tiles)
+    _gaussian_tiles(inputs, plan, tiles)
     depth = background.numel()
     image = means2d.new_empty(height, width, depth)
     rest = means2d.new_empty(height, width, shape[1] - depth)
-    ops.untile(tiles, background.to(tiles).contiguous(), plan.tiles_x, image, rest)
+    build().ops.untile(tiles, background.to(tiles).contiguous(), plan.tiles_x, image, rest)
     return image, rest
 
 
@@ -287,8 +293,7 @@ class FusedGaussianTiles(torch.autograd.Function):
     def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, plan: TilePlan) -> Tensor:
         inputs = [t.contiguous() for t in (means2d, conics, opacities, colors)]
         out = means2d.new_empty(plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
-        build().ops.gaussians_forward(*inputs, plan.gauss_ids.contiguous(), plan.tile_offsets, plan.tiles_x,
-                                      plan.tile_size, _LIMITS, out)
+        _gaussian_tiles(inputs, plan, out)
         ctx.plan = plan
         ctx.save_for_backward(*inputs, out)
         return out
@@ -364,9 +369,9 @@ def _first_error(exc: Exception) -> str:
 _ISA_FLAGS = ("avx512f", "avx2", "fma", "avx", "sse4_2", "asimd", "sve")
 
 
-def describe_cpu() -> str:
-    """One line naming this CPU and the vector extensions it has, for benchmark tables: "AMD EPYC (x86_64,
-    family 25 model 1; avx2 fma avx sse4_2; no avx512f)". A speed figure holds for the ISA it ran on."""
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` ("model name", "flags", ...; empty where there is none)."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -374,6 +379,13 @@ def describe_cpu() -> str:
             fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def describe_cpu() -> str:
+    """One line naming this CPU and the vector extensions it has, for benchmark tables: "AMD EPYC (x86_64,
+    family 25 model 1; avx2 fma avx sse4_2; no avx512f)". A speed figure holds for the ISA it ran on."""
+    fields = _cpuinfo()
     name = fields.get("model name") or fields.get("Hardware") or platform.processor() or "unknown CPU"
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     where = [platform.machine()]
@@ -394,13 +406,8 @@ def _build_digest(target: str) -> str:
     loads a -march=native build on another kind of CPU."""
     identity = " ".join([platform.machine(), target, *FLAGS, *(path.read_text() for path in HEADERS)])
     if target == "native":
-        identity += platform.processor()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith(("flags", "Features", "model name")):
-                    identity += line
-        except OSError:
-            pass
+        cpu = _cpuinfo()
+        identity += platform.processor() + " ".join(cpu.get(key, "") for key in ("flags", "Features", "model name"))
     return hashlib.sha256(identity.encode()).hexdigest()[:8]
 
 

@@ -630,10 +630,9 @@ void untile_row(const T* tiles, const T* bg, int64_t y, int64_t width, int64_t s
 }
 
 template <typename T>
-void untile_typed(const at::Tensor& per_tile, const at::Tensor& background, int64_t tiles_x, at::Tensor& image,
-                  at::Tensor& rest) {
+void untile_typed(const at::Tensor& per_tile, const at::Tensor& background, int64_t tiles_x, int64_t size,
+                  at::Tensor& image, at::Tensor& rest) {
   const int64_t channels = per_tile.size(1), depth = image.size(2), width = image.size(1);
-  const int64_t size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(per_tile.size(2)))));
   const T* tiles = per_tile.data_ptr<T>();
   const T* bg = background.data_ptr<T>();
   T* img = image.data_ptr<T>();
@@ -658,10 +657,10 @@ void untile(const at::Tensor& per_tile, const at::Tensor& background, int64_t ti
   TORCH_CHECK(image.scalar_type() == type && rest.scalar_type() == type && background.scalar_type() == type,
               "untile: one dtype");
   if (type == at::kFloat) {
-    untile_typed<float>(per_tile, background, tiles_x, image, rest);
+    untile_typed<float>(per_tile, background, tiles_x, size, image, rest);
   } else {
     TORCH_CHECK(type == at::kDouble, "untile: float32 or float64");
-    untile_typed<double>(per_tile, background, tiles_x, image, rest);
+    untile_typed<double>(per_tile, background, tiles_x, size, image, rest);
   }
 }
 

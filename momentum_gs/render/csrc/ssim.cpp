@@ -27,9 +27,9 @@ using mgs::load;
 using mgs::store;
 
 // Blurs ``planes`` images of [H, W·C] values, ``in[p]`` each, into ``out`` (plane p at p·H·W·C; each row
-// shifted by C values per tap along x, then rows combined along y), zero padding; ``tmp`` holds one image. Every output value is the sum, from 0 and in tap
-// order, of the taps that fall inside the image, kept in a register (a vector of outputs at a time) and
-// stored once.
+// shifted by C values per tap along x, then rows combined along y), zero padding; ``tmp`` holds one image.
+// Every output value is the sum, from 0 and in tap order, of the taps that fall inside the image, kept in a
+// register (a vector of outputs at a time) and stored once.
 template <typename T>
 void blur(const T* const* in, T* out, int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window,
           int64_t taps, std::vector<T>& tmp) {
