@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from momentum_gs.data.convert import cli as convert_cli
 from momentum_gs import __version__
-from momentum_gs.errors import Interrupted, UserError
+from momentum_gs.config import RANGES
+from momentum_gs.errors import DataWarning, Interrupted, UserError
+from momentum_gs.ranges import (COUNT, DISTILL, FINITE, FRACTION, MAX_BLOCKS, MAX_FRAMES, MESH, POSITIVE, SEED,
+                                Range, add_number)
 
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with a bad command line said in one ``error:`` line (argparse prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     """The argument parser of ``mgs`` and its sub-commands."""
-    parser = argparse.ArgumentParser(prog="mgs", description="Momentum-GS large-scene Gaussian splatting.")
+    parser = _Parser(prog="mgs", description="Momentum-GS large-scene Gaussian splatting.")
     parser.add_argument("--version", action="version", version=f"momentum_gs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model on a COLMAP scene")
@@ -52,9 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3),
                         help="SH degree of --format ply and spz (default 3) and sog (default 0: splat-transform "
                              "compresses higher degrees slowly on a CPU); splat and html keep degree 0")
-    export.add_argument("--refine", type=int, default=500, metavar="STEPS",
-                        help="train the baked Gaussians this many steps against the photos and the model's renders "
-                             "(default 500; 0: the bake alone, in seconds)")
+    add_number(export, "--refine", kind=int, allowed=COUNT, default=500, metavar="STEPS",
+               help="train the baked Gaussians this many steps against the photos and the model's renders "
+                    "(default 500; 0: the bake alone, in seconds)")
     video = sub.add_parser("render", help="render a fly-through video (MP4) of a trained run along a camera path")
     video.add_argument("run_dir")
     video.add_argument("--path", required=True, metavar="training|orbit|FILE.json",
@@ -62,9 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                             "nerfstudio camera-path JSON in the scene's own frame (see docs/render.md)")
     video.add_argument("--out", required=True, help="the video, .mp4; a generated path is also written beside it "
                                                     "(.json), to edit and pass back as --path")
-    video.add_argument("--fps", type=float, help="frames per second (default 30, or the file's)")
-    video.add_argument("--frames", type=int, help="frames in all (default: 10 per training camera up to 900; "
-                                                  "240 for orbit; the file's)")
+    add_number(video, "--fps", kind=float, allowed=Range(0, 1000, open_low=True),
+               help="frames per second (default 30, or the file's)")
+    add_number(video, "--frames", kind=int, allowed=Range(2, MAX_FRAMES),
+               help="frames in all (default: 10 per training camera up to 900; 240 for orbit; the file's)")
     video.add_argument("--size", metavar="WxH", help="frame size, even numbers (default: the training images', "
                                                      "or the file's)")
     video.add_argument("--device", help="render on this device (default: the run's config)")
@@ -72,35 +84,39 @@ def _parser() -> argparse.ArgumentParser:
                                              "taught by the model, a noisy and a dropout copy)")
     distill.add_argument("run_dir")
     distill.add_argument("--out", help="output folder (default: RUN_DIR/distill)")
-    distill.add_argument("--ratio", type=float, default=0.15,
-                         help="the student's first size, a fraction of the baked export's Gaussians (default 0.15)")
-    distill.add_argument("--steps", type=int, default=3000, help="student training steps (default 3000)")
+    add_number(distill, "--ratio", kind=float, allowed=DISTILL["ratio"], default=0.15,
+               help="the student's first size, a fraction of the baked export's Gaussians (default 0.15)")
+    add_number(distill, "--steps", kind=int, allowed=DISTILL["steps"], default=3000,
+               help="student training steps (default 3000)")
     distill.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3), help="the student's SH degree")
     distill.add_argument("--teachers", default="model,noise,dropout",
                          help="comma-separated teachers fused into the pseudo-labels (model, noise, dropout)")
-    distill.add_argument("--lambda-structure", type=float, default=0.0,
-                         help="weight of the voxel-histogram structure term (default 0, off: on the demo city "
-                              "weights 0.01, 0.1 and 1 cost 0.13, 0.22 and 0.59 dB)")
-    distill.add_argument("--lambda-distill", type=float, default=1.0, help="weight of the pseudo-label term")
-    distill.add_argument("--seed", type=int, default=0)
+    add_number(distill, "--lambda-structure", kind=float, allowed=DISTILL["lambda_structure"], default=0.0,
+               help="weight of the voxel-histogram structure term (default 0, off: on the demo city "
+                    "weights 0.01, 0.1 and 1 cost 0.13, 0.22 and 0.59 dB)")
+    add_number(distill, "--lambda-distill", kind=float, allowed=DISTILL["lambda_distill"], default=1.0,
+               help="weight of the pseudo-label term")
+    add_number(distill, "--seed", kind=int, allowed=DISTILL["seed"], default=0)
     distill.add_argument("--device", help="train on this device (default: the run's config)")
     mesh = sub.add_parser("mesh", help="a coloured triangle mesh of a trained run: rendered depths fused into a "
                                        "TSDF block by block, stitched into one PLY (docs/surfaces.md)")
     mesh.add_argument("run_dir")
     mesh.add_argument("--out", required=True, help="the mesh, .ply (a summary .json is written beside it)")
-    mesh.add_argument("--voxel", type=float, help="TSDF voxel in world units (default: the region's longest "
-                                                  "horizontal side / 400)")
-    mesh.add_argument("--trunc", type=float, default=2.0, help="TSDF truncation in voxels (default 2)")
+    add_number(mesh, "--voxel", kind=float, allowed=MESH["voxel"],
+               help="TSDF voxel in world units (default: the region's longest "
+                    "horizontal side / 400)")
+    add_number(mesh, "--trunc", kind=float, allowed=MESH["trunc_voxels"], default=2.0,
+               help="TSDF truncation in voxels (default 2)")
     mesh.add_argument("--depth", default="median", choices=("median", "mean"),
                       help="which rendered depth to fuse: median (where transmittance crosses 0.5) or mean")
     mesh.add_argument("--blocks", action="store_true", help="also write each block's piece as OUT_block<n>.ply")
-    mesh.add_argument("--threshold", type=float,
-                      help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
+    add_number(mesh, "--threshold", kind=float, allowed=POSITIVE,
+               help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
     mesh.add_argument("--device", help="render and fuse on this device (default: the run's config)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
-    synth.add_argument("--seed", type=int, default=0)
+    add_number(synth, "--seed", kind=int, allowed=SEED, default=0)
     synth.add_argument("--vary-exposure", action="store_true", help="random per-image exposure and white balance")
     demo = sub.add_parser("demo", help="synthesize a city, train, evaluate; prints the results.json path")
     demo.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
@@ -114,16 +130,21 @@ def _parser() -> argparse.ArgumentParser:
     part = sub.add_parser("partition", help="split a scene into blocks; writes the partition file and a map")
     part.add_argument("--data", required=True, help="scene folder")
     part.add_argument("--out", required=True, help="partition file to write (.npz); the map goes beside it (.png)")
-    part.add_argument("--blocks", type=int, help="number of blocks (automatic box and balanced grid)")
-    part.add_argument("--grid", type=int, nargs=3, metavar=("X", "Y", "Z"), help="block grid instead of --blocks")
-    part.add_argument("--box", type=float, nargs=6, metavar="V", help="scene box: xmin ymin zmin xmax ymax zmax")
-    part.add_argument("--margin", type=float, help="extra points around a cell, fraction of its size (0.5)")
-    part.add_argument("--coverage", type=float,
-                      help="a camera joins a block owning at least this fraction of its view (0.1; 1 = centre only)")
+    add_number(part, "--blocks", kind=int, allowed=Range(1, MAX_BLOCKS),
+               help="number of blocks (automatic box and balanced grid)")
+    add_number(part, "--grid", kind=int, allowed=Range(1, MAX_BLOCKS), nargs=3, metavar=("X", "Y", "Z"),
+               help="block grid instead of --blocks")
+    add_number(part, "--box", kind=float, allowed=FINITE, nargs=6, metavar="V",
+               help="scene box: xmin ymin zmin xmax ymax zmax")
+    add_number(part, "--margin", kind=float, allowed=RANGES["partition.margin"],
+               help="extra points around a cell, fraction of its size (0.5)")
+    add_number(part, "--coverage", kind=float, allowed=RANGES["partition.coverage"],
+               help="a camera joins a block owning at least this fraction of its view (0.1; 1 = centre only)")
     part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
     part.add_argument("--coarse", metavar="RUN", help="a trained run of the scene: cameras join a block when "
                       "removing its anchors changes their render (1 - SSIM > --ssim-threshold), as the reference")
-    part.add_argument("--ssim-threshold", type=float, default=0.05, help="with --coarse (reference: 0.03-0.05)")
+    add_number(part, "--ssim-threshold", kind=float, allowed=FRACTION, default=0.05,
+               help="with --coarse (reference: 0.03-0.05)")
     part.add_argument("--cameras-from", metavar="NPY", help="the reference's data_partitions/block{n}_ssim{t}.npy: "
                       "take its camera assignment over (with the paper's --box and --grid, and --uniform)")
     part.add_argument("--config", help="YAML config: its data section reads the scene, its partition section "
@@ -198,8 +219,6 @@ def cmd_export(args) -> None:
     out = Path(args.out or run_dir / "export")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; the export needs a folder (--out)")
-    if args.refine < 0:
-        raise UserError(f"--refine must be 0 (the bake alone) or a number of steps, got {args.refine}")
     command = None
     if args.format == "sog":
         from momentum_gs.io.web import splat_transform_command
@@ -338,11 +357,29 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth":
             "distill": cmd_distill, "mesh": cmd_mesh, "convert": convert_cli.run}
 
 
+def _one_line_warnings(fallback):
+    """A ``warnings.showwarning`` that prints a :class:`DataWarning` (input read, but not as it was written) as one
+    ``warning:`` line and passes other warnings to ``fallback``."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mgs``; returns the exit status."""
-    args = _parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad command line (one line said already)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with warnings.catch_warnings():  # restores the warning printer after the command
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            COMMANDS[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from momentum_gs.errors import UserError
+from momentum_gs.ranges import (AT_LEAST_0, COUNT, FINITE, FRACTION, MAX_BLOCKS, MAX_WIDTH, POSITIVE, SEED,
+                                 STEPS, Range, check_number)
 
 
 # Every key with a fixed set of values has a Literal type; the check and `mgs config --explain` read it.
@@ -381,53 +383,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(cfg)
 
 
-@dataclass(frozen=True)
-class Range:
-    """The values a number may take: ``low`` ≤ (or <) value ≤ (or <) ``high``; None is unbounded."""
-
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def holds(self, value: float) -> bool:
-        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
-        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
-        return above and below
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
-
-
-POSITIVE, AT_LEAST_0, AT_LEAST_1, FRACTION = Range(0, open_low=True), Range(0), Range(1), Range(0, 1)
-# The numbers' ranges: values outside would divide by zero, break a schedule or make the loss meaningless.
-# Every float must also be finite; every learning rate (optim.*_lr, *_lr_final) positive.
+# The numbers' ranges: values outside would divide by zero, break a schedule, make the loss meaningless or ask
+# for more than any machine has. Every number must also be finite; tuple keys give the range of each item.
+_LEARNING_RATES = [f"optim.{f.name}" for f in dataclasses.fields(OptimConfig)
+                   if f.name.endswith("_lr") or f.name.endswith("_lr_final")]
 RANGES: dict[str, Range] = {
-    "data.downsample": AT_LEAST_1, "data.max_width": AT_LEAST_0, "data.test_every": AT_LEAST_0,
-    "data.test_offset": AT_LEAST_0, "data.prefetch": AT_LEAST_0, "data.cache_bytes": AT_LEAST_0,
-    "model.feat_dim": AT_LEAST_1, "model.n_offsets": AT_LEAST_1, "model.voxel_size": AT_LEAST_0,
-    "model.hidden_dim": AT_LEAST_1, "model.appearance_dim": AT_LEAST_0, "model.max_points": AT_LEAST_0,
-    "optim.steps": AT_LEAST_1, "optim.lr_max_steps": AT_LEAST_0, "optim.lambda_dssim": FRACTION,
-    "optim.lambda_scale": AT_LEAST_0,
-    "strategy.start_stat": AT_LEAST_0, "strategy.update_from": AT_LEAST_0, "strategy.update_interval": AT_LEAST_1,
-    "strategy.update_until": AT_LEAST_0, "strategy.init_factor": AT_LEAST_1, "strategy.hierarchy_factor": AT_LEAST_1,
-    "strategy.levels": AT_LEAST_0, "strategy.grad_threshold": POSITIVE, "strategy.min_opacity": AT_LEAST_0,
-    "strategy.success_threshold": FRACTION,
-    "blocks.active": AT_LEAST_1, "blocks.interval": AT_LEAST_1,
+    "data.downsample": Range(1, MAX_WIDTH), "data.max_width": Range(0, MAX_WIDTH), "data.test_every": COUNT,
+    "data.test_offset": COUNT, "data.prefetch": Range(0, 1024), "data.cache_bytes": Range(0, 2**62),
+    "model.feat_dim": Range(1, 4096), "model.n_offsets": Range(1, 1024), "model.voxel_size": AT_LEAST_0,
+    "model.hidden_dim": Range(1, 4096), "model.appearance_dim": Range(0, 4096), "model.max_points": COUNT,
+    "optim.steps": STEPS, "optim.lr_max_steps": COUNT, **{key: POSITIVE for key in _LEARNING_RATES},
+    "optim.lambda_dssim": FRACTION, "optim.lambda_scale": AT_LEAST_0,
+    "strategy.start_stat": COUNT, "strategy.update_from": COUNT, "strategy.update_interval": STEPS,
+    "strategy.update_until": COUNT, "strategy.init_factor": Range(1, 1 << 20),
+    "strategy.hierarchy_factor": Range(1, 1 << 20), "strategy.levels": Range(0, 64),
+    "strategy.grad_threshold": POSITIVE, "strategy.min_opacity": AT_LEAST_0, "strategy.success_threshold": FRACTION,
+    "strategy.max_child_log_scale": FINITE,
+    "blocks.active": Range(1, MAX_BLOCKS), "blocks.interval": STEPS,
     "teacher.momentum": FRACTION, "teacher.lambda_cons": AT_LEAST_0,
-    "weighting.eval_interval": AT_LEAST_1, "weighting.val_every": AT_LEAST_1,
+    "weighting.eval_interval": STEPS, "weighting.val_every": STEPS,
     "weighting.ema": Range(0, 1, open_high=True), "weighting.lam": AT_LEAST_0, "weighting.sigma": POSITIVE,
-    "weighting.warmup": AT_LEAST_0,
-    "render.tile_size": AT_LEAST_1, "render.near": AT_LEAST_0,
+    "weighting.warmup": COUNT,
+    "render.tile_size": Range(1, 1024), "render.background": FRACTION, "render.near": AT_LEAST_0,
     "geometry.lambda_flatten": AT_LEAST_0, "geometry.lambda_depth_normal": AT_LEAST_0,
-    "geometry.depth_normal_from": AT_LEAST_0,
-    "log.progress_every": AT_LEAST_1, "log.image_every": AT_LEAST_0, "log.checkpoint_every": AT_LEAST_0,
-    "log.keep_checkpoints": AT_LEAST_0,
-    "partition.blocks": AT_LEAST_0, "partition.margin": AT_LEAST_0, "partition.coverage": FRACTION,
-    "distributed.check_every": AT_LEAST_0, "distributed.timeout_s": AT_LEAST_1, "seed": AT_LEAST_0,
-    "threads": AT_LEAST_0,
+    "geometry.depth_normal_from": COUNT,
+    "log.progress_every": STEPS, "log.image_every": COUNT, "log.checkpoint_every": COUNT,
+    "log.keep_checkpoints": COUNT,
+    "partition.blocks": Range(0, MAX_BLOCKS), "partition.grid": Range(0, MAX_BLOCKS), "partition.box": FINITE,
+    "partition.margin": AT_LEAST_0, "partition.coverage": FRACTION,
+    "distributed.check_every": COUNT, "distributed.timeout_s": Range(1, 10**7), "seed": SEED,
+    "threads": Range(0, 4096),
 }
 
 
@@ -439,17 +424,15 @@ def _get(cfg: Config, key: str) -> Any:
 
 
 def validate(cfg: Config) -> Config:
-    """Raise a UserError for values that cannot work (e.g. ``strategy.update_interval=0``, a NaN weight)."""
+    """Raise a UserError for values that cannot work (e.g. ``strategy.update_interval=0``, a NaN weight,
+    ``optim.steps=1e30``): every key in :data:`RANGES`, each item of a tuple key."""
     for key, allowed in RANGES.items():
         value = _get(cfg, key)
-        if not allowed.holds(value):
-            raise UserError(f"config key '{key}' must be {allowed}, got {value}")
-    for f in dataclasses.fields(OptimConfig):
-        value = getattr(cfg.optim, f.name)
-        if (f.name.endswith("_lr") or f.name.endswith("_lr_final")) and not value > 0:
-            raise UserError(f"config key 'optim.{f.name}' must be positive, got {value}")
-    if not all(0 <= c <= 1 for c in cfg.render.background):
-        raise UserError(f"config key 'render.background' must be three numbers in [0, 1], got {cfg.render.background}")
+        for item in value if isinstance(value, tuple) else (value,):
+            reason = check_number(item, allowed)
+            if reason:
+                shown = f"each item of config key '{key}'" if isinstance(value, tuple) else f"config key '{key}'"
+                raise UserError(f"{shown} {reason}")
     return cfg
 
 
@@ -498,8 +481,6 @@ def explain(key: str = "") -> str:
             kind = _type_text(hints[f.name])
             if name in RANGES:
                 kind += f" {RANGES[name]}"
-            elif name.startswith("optim.") and "_lr" in name:
-                kind += " > 0"
             default = list(value) if isinstance(value, tuple) else value
             lines.append(f"{name} ({kind}; default {default!r}): {comments.get(f.name, '')}".rstrip(": "))
 

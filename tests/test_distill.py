@@ -177,8 +177,8 @@ def test_distill_writes_a_smaller_standard_ply_that_renders_the_scene(trained, t
 
 def test_distill_refuses_bad_input_in_one_line(trained, tmp_path):
     for args, message in [((str(tmp_path / "nowhere"),), "not a run folder"),
-                          ((str(trained), "--ratio", "0"), "--ratio must be in (0, 1]"),
-                          ((str(trained), "--steps", "0"), "--steps must be at least 1"),
+                          ((str(trained), "--ratio", "0"), "argument --ratio: must be in (0, 1], got '0'"),
+                          ((str(trained), "--steps", "0"), "argument --steps: must be in [1, 1000000000], got '0'"),
                           ((str(trained), "--teachers", "model,oracle"), "unknown teacher(s) oracle")]:
         result = _mgs("distill", *args, "--out", str(tmp_path / "d"))
         assert result.returncode == 2, (args, result.stderr)

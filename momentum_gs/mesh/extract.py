@@ -23,6 +23,7 @@ from tqdm import tqdm
 from momentum_gs.errors import UserError
 from momentum_gs.mesh.marching import CUBE_CORNERS, Surface, marching_tetrahedra, stitch
 from momentum_gs.mesh.tsdf import DepthView, Grid, fuse, sees_box
+from momentum_gs.ranges import MESH, check_settings
 
 # The largest grid one block may fuse (points): about 28 bytes each, so 1.8 GB; and the largest scene grid,
 # whose cubes are visited once to find each block's range.
@@ -115,11 +116,10 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     rotation = partition.rotation if partition is not None else np.eye(3)
     positions = _anchor_positions(model)
     lo, hi = region_of(positions, rotation, settings.region_percentile)
+    check_settings(settings, MESH, {"voxel": "--voxel", "trunc_voxels": "--trunc"})
     voxel = settings.voxel or default_voxel(lo, hi)
     if not voxel > 0:
-        raise UserError(f"--voxel must be positive, got {voxel}")
-    if not settings.trunc_voxels > 0:
-        raise UserError(f"--trunc must be positive (in voxels), got {settings.trunc_voxels}")
+        raise UserError("the anchors span no horizontal extent, so there is no default voxel; give --voxel")
     trunc = settings.trunc_voxels * voxel
     origin = np.floor(lo / voxel) * voxel - voxel
     dims = np.ceil((hi - origin) / voxel).astype(np.int64) + 2

@@ -40,6 +40,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.bake import StandardGaussians, bake, eval_sh, standard_ply_bytes
 from momentum_gs.losses import l1, psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, gaussian_tensors, rasterize
+from momentum_gs.ranges import DISTILL, check_settings
 
 
 @dataclass
@@ -63,19 +64,13 @@ class DistillConfig:
     seed: int = 0
 
     def check(self) -> None:
-        """One line for the first value out of range."""
-        if not 0 < self.ratio <= 1:
-            raise UserError(f"--ratio must be in (0, 1], got {self.ratio}")
-        if self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
-        if not 0 <= self.sh_degree <= 3:
-            raise UserError(f"--sh-degree must be 0, 1, 2 or 3, got {self.sh_degree}")
+        """One line for the first value out of range (:data:`momentum_gs.ranges.DISTILL`) or unknown teacher."""
+        check_settings(self, DISTILL, {name: "--" + name.replace("_", "-") for name in
+                                       ("ratio", "steps", "sh_degree", "lambda_structure", "lambda_distill", "seed")})
         unknown = set(self.teachers) - set(TEACHERS)
         if unknown or not self.teachers:
             raise UserError(f"unknown teacher(s) {', '.join(sorted(unknown)) or '(none given)'}; "
                             f"choose from {', '.join(TEACHERS)}")
-        if not 0 <= self.dropout < 1 or self.noise < 0 or self.voxels < 2:
-            raise UserError("--dropout must be in [0, 1), the noise ≥ 0 and the voxel grid at least 2 per side")
 
 
 TEACHERS = ("model", "noise", "dropout")

@@ -3,6 +3,8 @@ parser does not import PyTorch)."""
 
 from __future__ import annotations
 
+from momentum_gs.ranges import FINITE, MAX_WIDTH, POSITIVE, SEED, Range, add_number
+
 
 def add_parser(subparsers) -> None:
     """Register ``mgs convert {matrixcity,mill19,downsample}``."""
@@ -15,13 +17,16 @@ def add_parser(subparsers) -> None:
     mc.add_argument("--images", nargs="+", metavar="DIR", help="folders holding the images (e.g. aerial/train "
                     "aerial/test); each JSON's folder is tried last")
     mc.add_argument("--points", help="initial points in the same frame: .ply or COLMAP model folder")
-    mc.add_argument("--num-points", type=int, default=100_000, help="random ground points when --points is not given")
-    mc.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="world up")
-    mc.add_argument("--ground-height", type=float, default=0.0, help="ground height along --up (JSON units)")
-    mc.add_argument("--scale", type=float, default=1.0, help="multiply positions by this")
+    add_number(mc, "--num-points", kind=int, allowed=Range(1, 10**9), default=100_000,
+               help="random ground points when --points is not given")
+    add_number(mc, "--up", kind=float, allowed=FINITE, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"),
+               help="world up")
+    add_number(mc, "--ground-height", kind=float, allowed=FINITE, default=0.0,
+               help="ground height along --up (JSON units)")
+    add_number(mc, "--scale", kind=float, allowed=POSITIVE, default=1.0, help="multiply positions by this")
     mc.add_argument("--sequential-names", action="store_true", help="name images 0000.png... (CityGaussian's names)")
     mc.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
-    mc.add_argument("--seed", type=int, default=0)
+    add_number(mc, "--seed", kind=int, allowed=SEED, default=0)
     mill = kinds.add_parser("mill19", help="check or build the train/ + val/ layout (Mill-19, UrbanScene3D)")
     mill.add_argument("src", help="a *-pixsfm folder (train/ + val/), or images/ + sparse/0 with --val-list")
     mill.add_argument("--out", help="write the layout here (default: fix SRC in place)")
@@ -32,8 +37,10 @@ def add_parser(subparsers) -> None:
     mill.add_argument("--check", action="store_true", help="only check SRC")
     down = kinds.add_parser("downsample", help="pre-build the images_<N> cache that training reads")
     down.add_argument("scene")
-    down.add_argument("--factor", type=int, default=4, help="integer factor (data.downsample)")
-    down.add_argument("--max-width", type=int, default=0, help="fit this width instead (data.max_width)")
+    add_number(down, "--factor", kind=int, allowed=Range(1, MAX_WIDTH), default=4,
+               help="integer factor (data.downsample)")
+    add_number(down, "--max-width", kind=int, allowed=Range(0, MAX_WIDTH), default=0,
+               help="fit this width instead (data.max_width)")
 
 
 def run(args) -> None:
