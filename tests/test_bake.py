@@ -118,7 +118,23 @@ def test_export_from_the_command_line_writes_a_standard_ply_and_refuses_bad_inpu
     scaffold = mgs("export", str(trained), "--format", "scaffold", "--out", str(tmp_path / "s"))
     assert scaffold.returncode == 0 and (tmp_path / "s" / "decoder.pt").is_file()
     negative = mgs("export", str(trained), "--refine", "-1", "--out", str(tmp_path / "n"))
-    assert negative.returncode == 2 and "--refine must be 0" in negative.stderr and not (tmp_path / "n").exists()
+    assert negative.returncode == 2 and "argument --refine: must be in [0, 1000000000], got '-1'" in negative.stderr
+    assert not (tmp_path / "n").exists()
+
+
+def test_a_bake_that_cannot_fit_in_memory_is_refused_before_it_starts(trained, tmp_path, capsys, monkeypatch):
+    from momentum_gs.cli import main
+    from momentum_gs.io import budget
+
+    cfg, model, _ = load_run(trained, torch.device("cpu"))
+    n = model.anchors.num_anchors * model.anchors.n_offsets
+    need = {0: n * 21 * 8, 3: n * 321 * 8}  # the float64 sums of a degree-0 and a degree-3 bake
+    monkeypatch.setattr(budget, "available_bytes", lambda device: (need[0] + need[3]) // 2)
+    assert main(["export", str(trained), "--out", str(tmp_path / "e"), "--refine", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: baking {n:,} Gaussians with SH degree 3 needs about") and "--sh-degree" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "e").exists()
+    assert main(["export", str(trained), "--out", str(tmp_path / "e"), "--refine", "0", "--sh-degree", "0"]) == 0
 
 
 def test_refining_the_bake_fits_the_photos_better(trained, tmp_path):

@@ -27,6 +27,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.eval.camera_path import ORBIT_FRAMES, CameraPath, orbit_path, through_keys, training_path
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
 from momentum_gs.io.atomic import write_failed
+from momentum_gs.ranges import MAX_FRAMES
 
 GENERATED = ("training", "orbit")
 DEFAULT_FPS = 30.0
@@ -60,7 +61,18 @@ def parse_size(text: str) -> tuple[int, int]:
     width, height = int(match[1]), int(match[2])
     if width % 2 or height % 2:
         raise UserError(f"--size {width}x{height}: the video encoder needs an even width and height")
+    check_side(width, height)
     return width, height
+
+
+MAX_SIDE = 8190  # pixels on a side of an MPEG-4 frame (its headers hold 13 bits; the width and height are even)
+
+
+def check_side(width: int, height: int) -> None:
+    """Refuse a frame size the MPEG-4 encoder cannot take, before anything is rendered."""
+    if max(width, height) > MAX_SIDE:
+        raise UserError(f"frames of {width}x{height}: the MPEG-4 encoder takes at most {MAX_SIDE} pixels a side; "
+                        "give a smaller --size")
 
 
 def even(width: float, height: float) -> tuple[int, int]:
@@ -77,7 +89,6 @@ def scene_centre(model) -> np.ndarray:
     return np.median(positions, axis=0)
 
 
-MAX_FRAMES = 108_000  # frames in one video: the path's cameras are all made before the first frame is rendered
 
 
 def check_request(path_spec: str, out: Path, frames: int | None, size: str | None, fps: float | None
@@ -139,6 +150,7 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: float, width: int,
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_failed(out, exc)
+    check_side(width, height)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
     try:
         if not writer.isOpened():

@@ -38,6 +38,7 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.budget import require_memory
 from momentum_gs.io.finite import require_finite
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, rasterize
 
@@ -117,6 +118,9 @@ def bake(model: GaussianScene, cameras: list[Camera], render_cfg: RenderConfig, 
     anchors, device = model.anchors, model.device
     k, K = anchors.n_offsets, (degree + 1) ** 2
     n = anchors.num_anchors * k
+    require_memory(n * (17 + K * K + 3 * K) * 8, device, f"baking {n:,} Gaussians with SH degree {degree}",
+                   "export a lower --sh-degree (degree 0 needs a fifteenth of degree 3's memory) or use a machine "
+                   "with more memory")  # the float64 sums below
     zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=device)  # noqa: E731
     drawn, opacity_sum, weight_sum = zeros(n), zeros(n), zeros(n)
     log_scales, quats, quat_ref = zeros(n, 3), zeros(n, 4), zeros(n, 4)
