@@ -8,6 +8,11 @@ class UserError(Exception):
     """
 
 
+class DataWarning(UserWarning):
+    """Input that is read, but not as it was written (e.g. point colours clipped to 8 bits): the command line
+    prints ``warning: <message>`` on one line and goes on."""
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM after writing a checkpoint; the message says how to continue.
 

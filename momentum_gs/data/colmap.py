@@ -13,13 +13,14 @@ Point ids are not kept: ``ColmapImage.point3d_ids`` are rows of ``ColmapModel.po
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-from momentum_gs.errors import UserError
+from momentum_gs.errors import DataWarning, UserError
 
 # Every model id COLMAP defines, so that an unsupported one is named in the error instead of "unknown".
 CAMERA_MODELS: dict[int, str] = dict(enumerate(
@@ -325,7 +326,14 @@ def _read_points_txt(path: Path) -> np.ndarray:
         except ValueError:
             raise UserError(_BAD_LINE.format(path, lineno, "POINT3D_ID X Y Z R G B ERROR TRACK[]"))
     out, table = np.empty(len(rows), _POINT), np.array(rows, dtype=np.float64).reshape(-1, 9)
-    out["id"], out["xyz"], out["rgb"] = [int(r[0]) for r in rows], table[:, 1:4], table[:, 4:7]
+    rgb = table[:, 4:7]
+    outside = ((rgb < 0) | (rgb > 255)).any(axis=1)
+    if outside.any():  # a cast to uint8 would wrap them (300 -> 44)
+        warnings.warn(f"{path}: {int(outside.sum())} points have colours outside 0-255 (from {rgb.min():g} to "
+                      f"{rgb.max():g}); COLMAP's colours are 8-bit, so they were clipped. If the file holds 16-bit "
+                      "colours, divide them by 257", DataWarning, stacklevel=2)
+        rgb = np.clip(rgb, 0, 255)
+    out["id"], out["xyz"], out["rgb"] = [int(r[0]) for r in rows], table[:, 1:4], rgb
     out["error"], out["n"] = table[:, 7], table[:, 8]
     return out
 

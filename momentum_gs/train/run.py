@@ -58,6 +58,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
     Under ``torchrun`` every process calls this; they join one process group and share the work
     (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
     """
+    from momentum_gs.data.sanity import scene_warnings
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.checkpoint import latest_checkpoint
     from momentum_gs.render.fused import compositor_in_use
@@ -82,6 +83,9 @@ def train(cfg: Config, resume: bool = False) -> dict:
                 for stale in remove_stale_temporaries(folder):
                     print(f"removed {stale.name}, left by a write that was killed", flush=True)
         scene = load_scene(cfg.data)
+        if world.is_main and not resume:
+            for line in scene_warnings(scene.train, scene.points, cfg.render.near):
+                print(f"warning: {line}", file=sys.stderr, flush=True)
         trainer = Trainer(cfg, scene, out_dir, device, world)
         compositor = compositor_in_use(device)  # builds the fused compositor on a machine's first CPU run
         if world.is_main:
