@@ -136,3 +136,20 @@ def test_reconstruction_loss_parts_sum():
     assert parts["scale"].item() == pytest.approx(0.01 * scales.prod(-1).mean().item(), rel=1e-6)
     total.backward()
     assert image.grad is not None and math.isfinite(image.grad.abs().sum().item())
+
+
+def test_a_window_wider_than_the_kernel_takes_is_the_pytorch_path(kernels):
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(2, 9, 11, 3, generator=g, dtype=torch.float64), torch.rand(2, 9, 11, 3, generator=g,
+                                                                                  dtype=torch.float64)
+    wide = ssim(a, b, window_size=65, sigma=20.0)  # more taps than the C++ kernel's 63
+    assert wide.item() != pytest.approx(ssim(a, b).item(), abs=1e-3)
+    window = gaussian_window(65, 20.0).to(torch.float64)
+    blur = lambda t: torch.nn.functional.conv2d(t, (window[:, None] * window[None, :]).expand(3, 1, 65, 65),  # noqa: E731
+                                                padding=32, groups=3)
+    x, y = a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    expected = ((2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
+    assert wide.item() == pytest.approx(expected.item(), rel=1e-10)

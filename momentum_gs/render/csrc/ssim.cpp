@@ -8,8 +8,10 @@
 // the same window (the zero-padded filter with a symmetric window is its own adjoint).
 //
 // Images are [B, H, W, C] (channels last, as the renderer and the photos are): every row of W·C values is
-// filtered along x by shifting it C values per tap, so no transposes are needed. Each image's work is one
-// thread's; the sum of S is taken in double in pixel order: the same bits at any thread count.
+// filtered along x by shifting it C values per tap, so no transposes are needed, and the blur is streamed row
+// by row (blur_rows): S, the maps and the gradients of a row are made as soon as its blurred moments are,
+// from a few rows that stay in the cache. Each image's work is one thread's; the sum of S is taken in double
+// in pixel order: the same bits at any thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
@@ -23,83 +25,81 @@
 
 namespace {
 
+constexpr int64_t kMaxTaps = 63;  // window taps (losses.ssim uses PyTorch's path for wider windows)
+
 using mgs::load;
 using mgs::store;
 
-// Blurs ``planes`` images of [H, W·C] values, ``in[p]`` each, into ``out`` (plane p at p·H·W·C; each row
-// shifted by C values per tap along x, then rows combined along y), zero padding; ``tmp`` holds one image.
-// Every output value is the sum, from 0 and in tap order, of the taps that fall inside the image, kept in a
-// register (a vector of outputs at a time) and stored once.
-template <typename T>
-void blur(const T* const* in, T* out, int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window,
-          int64_t taps, std::vector<T>& tmp) {
+// The blur, streamed row by row: input row r of each of ``planes`` planes (``source(r, rows)`` sets rows[p] to
+// it) is blurred along x (shifted by C values per tap) into a ring of the last K such rows; as soon as the K
+// rows around output row o are in, they are combined along y and ``sink(o, blurred)`` gets blurred[p], row o
+// of plane p. Zero padding: taps outside the row or the image are left out. Every output value is the sum,
+// from 0 and in tap order, of its taps (a vector of outputs at a time, kept in a register): the arithmetic of
+// a whole-image pass along x then y, with a working set of K rows instead of whole planes, which stays in
+// the cache at any image size.
+template <typename T, typename Source, typename Sink>
+void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window, int64_t taps,
+               Source source, Sink sink) {
   using V = typename mgs::Simd<T>::V;
   constexpr int64_t lanes = mgs::Simd<T>::lanes;
-  const int64_t row = width * channels, half = taps / 2, size = height * row, reach = half * channels;
-  tmp.resize(size);
-  // along x: positions [reach, row − reach) have every tap inside the row
-  const int64_t inner_end = reach + std::max<int64_t>(0, row - 2 * reach) / lanes * lanes;
-  auto edge_x = [&](const T* line, T* acc, int64_t i) {
-    T sum = 0;
-    for (int64_t k = 0; k < taps; ++k) {
-      const int64_t j = i + (k - half) * channels;
-      if (j >= 0 && j < row) sum += window[k] * line[j];
-    }
-    acc[i] = sum;
-  };
-  for (int64_t p = 0; p < planes; ++p) {
-    const T* src = in[p];
-    T* dst = out + p * size;
-    for (int64_t y = 0; y < height; ++y) {
-      const T* line = src + y * row;
-      T* acc = tmp.data() + y * row;
-      for (int64_t i = 0; i < std::min(reach, row); ++i) edge_x(line, acc, i);
-      for (int64_t i = reach; i < inner_end; i += lanes) {
-        V sum{};
-        for (int64_t k = 0; k < taps; ++k) sum += window[k] * load<V>(line + i + (k - half) * channels);
-        store(acc + i, sum);
-      }
-      for (int64_t i = std::max(inner_end, std::min(reach, row)); i < row; ++i) edge_x(line, acc, i);
-    }
-    for (int64_t y = 0; y < height; ++y) {  // along y: the taps whose row is inside the image
-      const int64_t first = std::max<int64_t>(0, half - y), last = std::min<int64_t>(taps, height + half - y);
-      const T* lines = tmp.data() + (y - half) * row;  // row of tap k: lines + k·row
-      T* acc = dst + y * row;
+  const int64_t row = width * channels, half = taps / 2, reach = half * channels;
+  thread_local std::vector<T> ring, out, padded;  // reused: fresh pages cost more than the work
+  ring.resize(taps * planes * row), out.resize(planes * row);
+  // along x, from a copy of the row with ``reach`` zeros on each side: every output a vector of taps, no edge
+  // cases (a zero tap adds +0, which leaves the sum as the taps inside the row make it)
+  padded.assign(row + 2 * reach, T(0));
+  const T* lines[8];
+  T* blurred[8];
+  for (int64_t p = 0; p < planes; ++p) blurred[p] = out.data() + p * row;
+  auto along_y = [&](int64_t o) {  // output row o from ring rows o − half … o + half (those inside the image)
+    const int64_t first = std::max<int64_t>(0, half - o), last = std::min<int64_t>(taps, height + half - o);
+    for (int64_t p = 0; p < planes; ++p) {
+      const T* taps_of[kMaxTaps];
+      for (int64_t k = first; k < last; ++k) taps_of[k] = ring.data() + (((o - half + k) % taps) * planes + p) * row;
+      T* acc = blurred[p];
       int64_t i = 0;
       for (; i + lanes <= row; i += lanes) {
         V sum{};
-        for (int64_t k = first; k < last; ++k) sum += window[k] * load<V>(lines + k * row + i);
+        for (int64_t k = first; k < last; ++k) sum += window[k] * load<V>(taps_of[k] + i);
         store(acc + i, sum);
       }
       for (; i < row; ++i) {
         T sum = 0;
-        for (int64_t k = first; k < last; ++k) sum += window[k] * lines[k * row + i];
+        for (int64_t k = first; k < last; ++k) sum += window[k] * taps_of[k][i];
         acc[i] = sum;
       }
     }
+    sink(o, static_cast<T* const*>(blurred));
+  };
+  for (int64_t r = 0; r < height; ++r) {
+    source(r, lines);
+    for (int64_t p = 0; p < planes; ++p) {
+      std::memcpy(padded.data() + reach, lines[p], row * sizeof(T));
+      const T* line = padded.data();  // tap k of output i: line[i + k·C]
+      T* acc = ring.data() + ((r % taps) * planes + p) * row;
+      int64_t i = 0;
+      for (; i + lanes <= row; i += lanes) {
+        V sum{};
+        for (int64_t k = 0; k < taps; ++k) sum += window[k] * load<V>(line + i + k * channels);
+        store(acc + i, sum);
+      }
+      for (; i < row; ++i) {
+        T sum = 0;
+        for (int64_t k = 0; k < taps; ++k) sum += window[k] * line[i + k * channels];
+        acc[i] = sum;
+      }
+    }
+    if (r >= half) along_y(r - half);
   }
+  for (int64_t o = std::max<int64_t>(0, height - half); o < height; ++o) along_y(o);
 }
 
-// Per image b: the moments, S, and the four maps the backward blurs (∂S/∂μx and ∂S/∂μy halved, S / B2,
-// A1 / D) into maps [4, B, H·W·C]; returns Σ S over the image in double.
+// One row of n values: S from the moments, and the four maps the backward blurs.
 template <typename T>
-double forward_image(const T* x, const T* y, const T* window, int64_t taps, int64_t height, int64_t width,
-                     int64_t channels, T c1, T c2, T* maps, int64_t map_stride) {
-  const int64_t size = height * width * channels;
-  thread_local std::vector<T> stacked, moments, tmp;  // reused: fresh pages cost more than the work
-  stacked.resize(4 * size), moments.resize(4 * size);
-  for (int64_t i = 0; i < size; ++i) {
-    stacked[i] = x[i], stacked[size + i] = y[i];
-    stacked[2 * size + i] = x[i] * x[i] + y[i] * y[i], stacked[3 * size + i] = x[i] * y[i];
-  }
-  const T* planes[4] = {stacked.data(), stacked.data() + size, stacked.data() + 2 * size, stacked.data() + 3 * size};
-  blur(planes, moments.data(), 4, height, width, channels, window, taps, tmp);
-  const T *__restrict__ mu_x = moments.data(), *__restrict__ mu_y = mu_x + size, *__restrict__ e_sq = mu_y + size,
-          *__restrict__ e_xy = e_sq + size;
-  T *__restrict__ values = stacked.data();  // S per pixel and channel (the stacked inputs are no longer needed)
-  T *__restrict__ map_x = maps, *__restrict__ map_y = maps + map_stride, *__restrict__ map_sq = maps + 2 * map_stride,
-    *__restrict__ map_xy = maps + 3 * map_stride;
-  for (int64_t i = 0; i < size; ++i) {
+void ssim_row(const T* __restrict__ mu_x, const T* __restrict__ mu_y, const T* __restrict__ e_sq,
+              const T* __restrict__ e_xy, T c1, T c2, int64_t n, T* __restrict__ values, T* __restrict__ map_x,
+              T* __restrict__ map_y, T* __restrict__ map_sq, T* __restrict__ map_xy) {
+  for (int64_t i = 0; i < n; ++i) {
     const T mu_xy = mu_x[i] * mu_y[i], mu_sq = mu_x[i] * mu_x[i] + mu_y[i] * mu_y[i];
     const T luminance = 2 * mu_xy + c1, contrast = 2 * (e_xy[i] - mu_xy) + c2;
     const T luminance_norm = mu_sq + c1, contrast_norm = (e_sq[i] - mu_sq) + c2;
@@ -113,12 +113,32 @@ double forward_image(const T* x, const T* y, const T* window, int64_t taps, int6
     map_sq[i] = s / contrast_norm;
     map_xy[i] = luminance * inverse;
   }
+}
+
+// Per image b: the moments, S, and the four maps the backward blurs (∂S/∂μx and ∂S/∂μy halved, S / B2,
+// A1 / D) into maps [4, B, H·W·C]; returns Σ S over the image in double.
+template <typename T>
+double forward_image(const T* x, const T* y, const T* window, int64_t taps, int64_t height, int64_t width,
+                     int64_t channels, T c1, T c2, T* maps, int64_t map_stride) {
+  const int64_t row = width * channels, size = height * row;
+  thread_local std::vector<T> products, values;  // one row of x² + y² and xy; one row of S
+  products.resize(2 * row), values.resize(row);
+  auto source = [&](int64_t r, const T** lines) {
+    const T *xr = x + r * row, *yr = y + r * row;
+    T *__restrict__ sq = products.data(), *__restrict__ xy = sq + row;
+    for (int64_t i = 0; i < row; ++i) sq[i] = xr[i] * xr[i] + yr[i] * yr[i], xy[i] = xr[i] * yr[i];
+    lines[0] = xr, lines[1] = yr, lines[2] = sq, lines[3] = xy;
+  };
   double sums[4] = {0, 0, 0, 0};  // four running sums in double, added in a fixed order
-  int64_t i = 0;
-  for (; i + 4 <= size; i += 4) {
-    for (int j = 0; j < 4; ++j) sums[j] += double(values[i + j]);
-  }
-  for (; i < size; ++i) sums[0] += double(values[i]);
+  const int64_t blocked = size / 4 * 4;  // values past it go to sums[0]
+  auto sink = [&](int64_t o, T* const* moments) {
+    const int64_t at = o * row;
+    ssim_row(moments[0], moments[1], moments[2], moments[3], c1, c2, row, values.data(), maps + at,
+             maps + map_stride + at, maps + 2 * map_stride + at, maps + 3 * map_stride + at);
+    const T* s_row = values.data();
+    for (int64_t i = 0; i < row; ++i) sums[at + i < blocked ? (at + i) & 3 : 0] += double(s_row[i]);
+  };
+  blur_rows<T>(4, height, width, channels, window, taps, source, sink);
   return (sums[0] + sums[1]) + (sums[2] + sums[3]);
 }
 
@@ -126,7 +146,8 @@ void check(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window) {
   TORCH_CHECK(x.device().is_cpu(), "ssim: CPU tensors only");
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && y.sizes() == x.sizes() && y.is_contiguous(),
               "ssim: x, y [B, H, W, C] contiguous");
-  TORCH_CHECK(window.dim() == 1 && window.size(0) % 2 == 1 && window.is_contiguous(), "ssim: odd window [K]");
+  TORCH_CHECK(window.dim() == 1 && window.size(0) % 2 == 1 && window.size(0) <= kMaxTaps && window.is_contiguous(),
+              "ssim: odd window [K], K <= 63");
   TORCH_CHECK(y.scalar_type() == x.scalar_type() && window.scalar_type() == x.scalar_type(), "ssim: one dtype");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "ssim: float32 or float64");
 }
@@ -168,24 +189,31 @@ void backward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
   const T *xs = x.data_ptr<T>(), *ys = y.data_ptr<T>(), *w = window.data_ptr<T>(), *m = maps.data_ptr<T>();
   T *gx = need_x ? grad_x.data_ptr<T>() : nullptr, *gy = need_y ? grad_y.data_ptr<T>() : nullptr;
   const T twice = T(2 * scale);
+  const int64_t row = width * channels;
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<T> blurred, tmp;  // reused: fresh pages cost more than the work
-    blurred.resize(4 * size);
     for (int64_t b = begin; b < end; ++b) {
       // the maps are read where they are; ∂S/∂μy's is blurred only when y needs a gradient
       const T* map = m + b * size;  // map j of image b: map + j·B·size
       const T* planes[4] = {map, map + 2 * batch * size, map + 3 * batch * size, map + batch * size};
-      blur(planes, blurred.data(), need_y ? 4 : 3, height, width, channels, w, window.size(0), tmp);
-      const T *by_mean_x = blurred.data(), *by_sq = by_mean_x + size, *by_xy = by_sq + size,
-              *by_mean_y = by_xy + size, *xb = xs + b * size, *yb = ys + b * size;
-      if (need_x) {
-        T* g = gx + b * size;
-        for (int64_t i = 0; i < size; ++i) g[i] = twice * (by_mean_x[i] - by_sq[i] * xb[i] + by_xy[i] * yb[i]);
-      }
-      if (need_y) {
-        T* g = gy + b * size;
-        for (int64_t i = 0; i < size; ++i) g[i] = twice * (by_mean_y[i] - by_sq[i] * yb[i] + by_xy[i] * xb[i]);
-      }
+      const T *xb = xs + b * size, *yb = ys + b * size;
+      T *gxb = need_x ? gx + b * size : nullptr, *gyb = need_y ? gy + b * size : nullptr;
+      auto source = [&](int64_t r, const T** lines) {
+        for (int p = 0; p < 4; ++p) lines[p] = planes[p] + r * row;
+      };
+      auto sink = [&](int64_t o, T* const* blurred) {
+        const T *__restrict__ by_mean_x = blurred[0], *__restrict__ by_sq = blurred[1],
+                *__restrict__ by_xy = blurred[2], *__restrict__ by_mean_y = blurred[3];
+        const T *__restrict__ xr = xb + o * row, *__restrict__ yr = yb + o * row;
+        if (need_x) {
+          T* __restrict__ g = gxb + o * row;
+          for (int64_t i = 0; i < row; ++i) g[i] = twice * (by_mean_x[i] - by_sq[i] * xr[i] + by_xy[i] * yr[i]);
+        }
+        if (need_y) {
+          T* __restrict__ g = gyb + o * row;
+          for (int64_t i = 0; i < row; ++i) g[i] = twice * (by_mean_y[i] - by_sq[i] * yr[i] + by_xy[i] * xr[i]);
+        }
+      };
+      blur_rows<T>(need_y ? 4 : 3, height, width, channels, w, window.size(0), source, sink);
     }
   });
 }
