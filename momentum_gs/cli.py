@@ -15,7 +15,7 @@ from momentum_gs.data.convert import cli as convert_cli
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
-from momentum_gs.ranges import (COUNT, DISTILL, FINITE, FRACTION, MAX_BLOCKS, MAX_FRAMES, MESH, POSITIVE, SEED,
+from momentum_gs.ranges import (COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MESH, POSITIVE, SEED,
                                 Range, add_number)
 
 
@@ -143,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     part.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
     part.add_argument("--coarse", metavar="RUN", help="a trained run of the scene: cameras join a block when "
                       "removing its anchors changes their render (1 - SSIM > --ssim-threshold), as the reference")
-    add_number(part, "--ssim-threshold", kind=float, allowed=FRACTION, default=0.05,
+    add_number(part, "--ssim-threshold", kind=float, allowed=Range(0, 1, open_low=True, open_high=True),
+               default=0.05,
                help="with --coarse (reference: 0.03-0.05)")
     part.add_argument("--cameras-from", metavar="NPY", help="the reference's data_partitions/block{n}_ssim{t}.npy: "
                       "take its camera assignment over (with the paper's --box and --grid, and --uniform)")

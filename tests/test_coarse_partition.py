@@ -136,6 +136,17 @@ def test_mgs_partition_with_a_coarse_run(coarse_run, tiny_scene, tmp_path):
     assert both.returncode != 0 and "not both" in both.stderr and "Traceback" not in both.stderr
     bad = subprocess.run([*mgs, "--coarse", str(coarse_run), "--ssim-threshold", "5"], capture_output=True,
                          text=True, cwd=REPO)
-    assert bad.returncode != 0 and "between 0 and 1" in bad.stderr and "coarse renders" not in bad.stderr
+    assert bad.returncode == 2 and "argument --ssim-threshold: must be in (0, 1), got '5'" in bad.stderr
+    assert "coarse renders" not in bad.stderr
     not_a_run = subprocess.run([*mgs, "--coarse", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert not_a_run.returncode != 0 and "is not a run folder" in not_a_run.stderr
+
+
+def test_the_threshold_is_checked_from_python_too():
+    from momentum_gs.errors import UserError
+    from momentum_gs.partition.coarse import check_threshold
+
+    for bad in (5.0, -0.1, float("nan")):
+        with pytest.raises(UserError, match="between 0 and 1"):
+            check_threshold(bad)
+    check_threshold(0.05)
