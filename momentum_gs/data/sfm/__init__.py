@@ -20,7 +20,7 @@ import numpy as np
 
 from momentum_gs.data.sfm import colmap_steps as steps
 from momentum_gs.data.sfm.georef import GEOREF_NAME, usable_gps
-from momentum_gs.data.sfm.photos import find_photos, gather_photos, sample_video
+from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
 from momentum_gs.data.sfm.report import draw_cameras, problem, summary, summary_lines
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
@@ -55,21 +55,23 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
         found = sample_video(Path(video), fps, images_dir)
     else:
         found = find_photos(Path(photos), skip=out)
-    gather_photos(found, images_dir)
+    sizes = gather_photos(found, images_dir)
     names = [p.name for p in found]
     for stale in (out / "sparse" / "0", out / GEOREF_NAME, out / REPORT_NAME):  # a failed rerun must not
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)  # leave the old result
     database = _database(out / "sfm", names, opts)
     started = time.perf_counter()
-    steps.extract(pycolmap, database, images_dir, names, opts.camera_model, opts.camera_mode, opts.max_size,
+    steps.extract(pycolmap, database, images_dir, camera_groups(images_dir, sizes), opts.camera_model, opts.camera_mode, opts.max_size,
                   opts.threads)
     gps, no_fix = usable_gps(steps.read_gps(pycolmap, database))
+    steps.drop_gps(pycolmap, database, no_fix)
     matcher = steps.choose_matcher(opts.matcher, len(names), len(gps) >= len(names) / 2)
     steps.match(pycolmap, database, matcher, len(names), opts.threads, opts.vocab_tree)
     work = out / "sfm" / "models"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    models = steps.map_images(pycolmap, database, images_dir, work, len(names), opts.threads, opts.seed)
+    models = steps.map_images(pycolmap, database, images_dir, work, len(names), opts.threads, opts.seed,
+                              gps_priors=len(gps) >= 3)
     geo, extent = _georeference(pycolmap, models[0] if models else None, gps, no_fix)
     report = summary(models, names, geo, matcher)
     report["seconds"] = round(time.perf_counter() - started, 1)

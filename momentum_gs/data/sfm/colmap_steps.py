@@ -33,7 +33,7 @@ def import_pycolmap():
     except ImportError:
         raise UserError("mgs sfm needs pycolmap (COLMAP's Python bindings): pip install 'momentum_gs[sfm]' "
                         "(or pip install pycolmap)") from None
-    module.logging.minloglevel = 2  # COLMAP's own log: errors only; our progress bars and summary say the rest
+    module.logging.minloglevel = 3  # COLMAP's log: fatal only; our bars, checks and summary say the rest
     return module
 
 
@@ -47,23 +47,31 @@ def choose_matcher(requested: str, n_images: int, has_gps: bool) -> str:
     return "spatial" if has_gps else "sequential"
 
 
-def extract(pycolmap, database: Path, images_dir: Path, names: list[str], camera_model: str, camera_mode: str,
-            max_size: int, threads: int) -> None:
-    """SIFT features of ``names`` (those not in the database yet) into ``database``, with a progress bar."""
+def extract(pycolmap, database: Path, images_dir: Path, groups: list[list[str]], camera_model: str,
+            camera_mode: str, max_size: int, threads: int) -> None:
+    """SIFT features of the photos (those not in the database yet) into ``database``, with a progress bar.
+
+    ``groups``: photo names by camera (``auto``: one camera per group; ``single``: one for all; ``per-image``).
+    """
+    names = sorted(n for g in groups for n in g)
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
     options = pycolmap.FeatureExtractionOptions()
     options.num_threads, options.max_image_size = threads, max_size
-    mode = {"auto": pycolmap.CameraMode.AUTO, "single": pycolmap.CameraMode.SINGLE,
-            "per-image": pycolmap.CameraMode.PER_IMAGE}[camera_mode]
-    # All photos are imported in one call, so that photos of one camera share it; extraction then goes in
-    # chunks (for the progress bar) and finds each photo's camera in the database.
+    # The photos of one camera are imported in one call, so that they share it (COLMAP's own AUTO mode gives
+    # each photo without EXIF a camera of its own); extraction then goes in chunks, for the progress bar,
+    # and finds each photo's camera in the database.
     pycolmap.Database.open(database).close()  # created when missing
-    pycolmap.import_images(database, images_dir, camera_mode=mode, image_names=names, options=reader)
+    if camera_mode == "per-image":
+        imports = [(names, pycolmap.CameraMode.PER_IMAGE)]
+    else:
+        imports = [(g, pycolmap.CameraMode.SINGLE) for g in (groups if camera_mode == "auto" else [names])]
+    for group, mode in imports:
+        pycolmap.import_images(database, images_dir, camera_mode=mode, image_names=group, options=reader)
     with tqdm(total=len(names), desc="features", unit="photo", dynamic_ncols=True) as bar:
         for start in range(0, len(names), EXTRACT_CHUNK):
             chunk = names[start:start + EXTRACT_CHUNK]
-            pycolmap.extract_features(database, images_dir, image_names=chunk, camera_mode=mode, reader_options=reader,
+            pycolmap.extract_features(database, images_dir, image_names=chunk, reader_options=reader,
                                       extraction_options=options, device=pycolmap.Device.cpu)
             bar.update(len(chunk))
 
@@ -94,10 +102,14 @@ def match(pycolmap, database: Path, matcher: str, n_images: int, threads: int, v
 
 
 def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_images: int, threads: int,
-               seed: int) -> list:
-    """Incremental mapping; the reconstructions it made, largest first."""
+               seed: int, gps_priors: bool) -> list:
+    """Incremental mapping (with the GPS positions as pose priors in bundle adjustment when ``gps_priors``);
+    the reconstructions it made, largest first."""
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads, options.random_seed = threads, seed
+    # GPS priors keep a weakly textured or nearly planar capture from bending (focal length and shape trade
+    # off against each other without them); COLMAP's robust loss on them absorbs a few wrong positions.
+    options.use_prior_position = options.use_robust_loss_on_prior_position = gps_priors
     options.min_model_size = 3  # a small set's second model must show up, to be reported as disconnected
     bar = tqdm(total=n_images, desc="mapping", unit="photo", dynamic_ncols=True)
 
@@ -125,6 +137,22 @@ def read_gps(pycolmap, database: Path) -> dict[str, np.ndarray]:
     finally:
         db.close()
     return gps
+
+
+def drop_gps(pycolmap, database: Path, names: list[str]) -> None:
+    """Remove the GPS priors of the photos ``names`` from the database (positions without a fix), so that
+    neither spatial matching nor mapping uses them."""
+    if not names:
+        return
+    db = pycolmap.Database.open(database)
+    try:
+        ids = {im.image_id for im in db.read_all_images() if im.name in set(names)}
+        keep = [p for p in db.read_all_pose_priors() if p.corr_data_id.id not in ids]
+        db.clear_pose_priors()
+        for prior in keep:
+            db.write_pose_prior(prior)
+    finally:
+        db.close()
 
 
 def align_to_enu(pycolmap, reconstruction, enu: dict[str, np.ndarray], extent: float):

@@ -51,14 +51,16 @@ def find_photos(folder: Path, skip: Path | None = None) -> list[Path]:
 def check_photo(path: Path) -> tuple[int, int]:
     """(width, height) of a photo that decodes fully; a UserError names a corrupt or truncated one."""
     data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
-    # libjpeg fills a truncated JPEG's missing rows with grey and only warns: its end marker is checked too.
-    truncated = path.suffix.lower() in (".jpg", ".jpeg") and data.size and b"\xff\xd9" not in data[-4096:].tobytes()
-    if image is None or truncated:
-        why = "truncated: its end is missing" if image is not None else "empty, corrupt or not an image"
-        raise UserError(f"photo {path} cannot be read ({why}); remove it from the folder or copy it again")
-    header = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    return header.shape[1], header.shape[0]
+    # libjpeg fills a truncated JPEG's missing rows with grey and only warns: its end marker is checked first.
+    if path.suffix.lower() in (".jpg", ".jpeg") and data.size > 2 and data[:2].tobytes() == b"\xff\xd8" \
+            and b"\xff\xd9" not in data[-4096:].tobytes():
+        raise UserError(f"photo {path} cannot be read (truncated: its end is missing); remove it from the folder "
+                        "or copy it again")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if image is None:
+        raise UserError(f"photo {path} cannot be read (empty, corrupt or not an image); remove it from the folder "
+                        "or copy it again")
+    return image.shape[1], image.shape[0]
 
 
 def gather_photos(photos: list[Path], images_dir: Path) -> dict[str, tuple[int, int]]:
@@ -85,6 +87,31 @@ def _same_file_data(a: Path, b: Path) -> bool:
     """Same size and modification time (a copy made by :func:`shutil.copy2`)."""
     sa, sb = a.stat(), b.stat()
     return sa.st_size == sb.st_size and int(sa.st_mtime) == int(sb.st_mtime)
+
+
+def exif_camera(path: Path) -> tuple:
+    """(make, model, focal length) from a photo's EXIF (piexif; ``None`` parts when absent): photos that share
+    it and their size share a camera."""
+    try:
+        import piexif
+
+        exif = piexif.load(str(path))
+    except Exception:  # PNG, or EXIF piexif cannot parse: no camera identity, the size alone groups
+        return (None, None, None)
+    zeroth, sub = exif.get("0th", {}), exif.get("Exif", {})
+    focal = sub.get(piexif.ExifIFD.FocalLength)
+    focal = round(focal[0] / focal[1], 3) if isinstance(focal, tuple) and focal[1] else None
+    text = [zeroth.get(tag, b"").decode("latin-1", "replace").strip("\x00 ") or None
+            for tag in (piexif.ImageIFD.Make, piexif.ImageIFD.Model)]
+    return (*text, focal)
+
+
+def camera_groups(images_dir: Path, sizes: dict[str, tuple[int, int]]) -> list[list[str]]:
+    """Photo names grouped by camera: one group per distinct EXIF camera and image size."""
+    groups: dict[tuple, list[str]] = {}
+    for name, size in sizes.items():
+        groups.setdefault((exif_camera(images_dir / name), size), []).append(name)
+    return list(groups.values())
 
 
 def sample_video(video: Path, fps: float, images_dir: Path) -> list[Path]:
