@@ -208,6 +208,7 @@ def cmd_export(args) -> None:
         print(f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
               f"{out / 'point_cloud.ply'} and {out / 'decoder.pt'}")
         return
+    from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
     from momentum_gs.data.images import ImageLoader
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.bake import bake, save_standard_ply
@@ -225,6 +226,7 @@ def cmd_export(args) -> None:
     degree = 0 if args.format in ("splat", "html") else args.sh_degree  # those two keep no view dependence
     if degree is None:
         degree = 0 if args.format == "sog" else 3
+    georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: the export says where it is
     cameras = load_scene(cfg.data).train
     gaussians = bake(model, cameras, cfg.render, degree=degree)
     how = "baked from the training views"
@@ -251,9 +253,13 @@ def cmd_export(args) -> None:
 
         path, what = save_with_splat_transform(command, gaussians, out / "scene.sog"), "PlayCanvas's compressed format"
     else:
-        path, what = save_standard_ply(gaussians, out / "point_cloud.ply"), "the layout 3DGS viewers read"
+        path = save_standard_ply(gaussians, out / "point_cloud.ply", [ply_comment(georef)] if georef else [])
+        what = "the layout 3DGS viewers read"
     print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {degree}, {how}) to {path} "
           f"({path.stat().st_size / 2**20:.1f} MB), {what}")
+    sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy())
+    if sidecar:
+        print(f"georeference (WGS84 origin of the ENU frame, the scene's centre and corners): {sidecar}")
 
 
 def cmd_render(args) -> None:

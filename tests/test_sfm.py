@@ -13,7 +13,7 @@ import pytest
 
 from momentum_gs.cli import main
 from momentum_gs.data.sfm.colmap_steps import EXHAUSTIVE_MAX, choose_matcher
-from momentum_gs.data.sfm.georef import enu_to_wgs84, ply_comment, sidecar, usable_gps, wgs84_to_enu
+from momentum_gs.data.georef import enu_to_wgs84, ply_comment, sidecar, usable_gps, wgs84_to_enu
 
 
 def texture(seed: int, size=(160, 120)) -> np.ndarray:

@@ -11,7 +11,7 @@ from momentum_gs.cli import main
 from momentum_gs.config import DataConfig
 from momentum_gs.data.colmap import qvec_to_rotmat, read_model
 from momentum_gs.data.scene import load_scene
-from momentum_gs.data.sfm.georef import wgs84_to_enu
+from momentum_gs.data.georef import wgs84_to_enu
 from tests.test_brighton import DATA, camera_centres
 
 pytest.importorskip("pycolmap")

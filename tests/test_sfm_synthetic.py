@@ -11,7 +11,7 @@ import pytest
 
 from momentum_gs.cli import main
 from momentum_gs.data.colmap import qvec_to_rotmat, read_model
-from momentum_gs.data.sfm.georef import wgs84_to_enu
+from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.synthetic import SynthPreset, intrinsics, look_at_pose
 from momentum_gs.data.synthetic.city import make_city
 from momentum_gs.data.synthetic.render import render

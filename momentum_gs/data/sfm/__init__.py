@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from momentum_gs.data.sfm import colmap_steps as steps
-from momentum_gs.data.sfm.georef import GEOREF_NAME, usable_gps
+from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
 from momentum_gs.data.sfm.report import draw_cameras, problem, summary, summary_lines
 from momentum_gs.errors import UserError
@@ -126,7 +126,7 @@ def _database(folder: Path, names: list[str], opts: SfmOptions) -> Path:
 
 def _georeference(pycolmap, model, gps: dict, no_fix: list[str]) -> tuple[dict | None, float | None]:
     """Fit ``model`` to its photos' GPS in ENU metres (in place); (georef dict or None, capture extent in m)."""
-    from momentum_gs.data.sfm.georef import wgs84_to_enu
+    from momentum_gs.data.georef import wgs84_to_enu
 
     if no_fix:
         print(f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: {', '.join(no_fix[:5])}")
