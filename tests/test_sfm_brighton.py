@@ -12,6 +12,7 @@ from momentum_gs.config import DataConfig
 from momentum_gs.data.colmap import qvec_to_rotmat, read_model
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.georef import wgs84_to_enu
+from scripts.sfm_placement import exif_gps
 from tests.test_brighton import DATA, camera_centres
 
 pytest.importorskip("pycolmap")
@@ -28,19 +29,6 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
     R = u @ d @ vt
     s = np.trace(np.diag(sig) @ d) / (a ** 2).sum(1).mean()
     return s, R, mu_d - s * R @ mu_s
-
-
-def exif_gps(path) -> np.ndarray:
-    """[3] (lat°, lon°, alt m) of a photo, read with piexif (a reader independent of COLMAP's)."""
-    import piexif
-
-    gps = piexif.load(str(path))["GPS"]
-
-    def degrees(dms, ref) -> float:
-        value = sum(num / den / 60 ** i for i, (num, den) in enumerate(dms))
-        return -value if ref in (b"S", b"W") else value
-
-    return np.array([degrees(gps[2], gps[1]), degrees(gps[4], gps[3]), gps[6][0] / gps[6][1]])
 
 
 def test_sfm_on_brighton_photos(tmp_path, capsys):
