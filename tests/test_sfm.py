@@ -154,3 +154,20 @@ def test_matcher_rule():
     assert choose_matcher("auto", EXHAUSTIVE_MAX + 1, True) == "spatial"
     assert choose_matcher("auto", EXHAUSTIVE_MAX + 1, False) == "sequential"
     assert choose_matcher("sequential", 5, True) == "sequential"
+
+
+def test_video_is_sampled_into_frames(tmp_path, capsys):
+    from momentum_gs.data.sfm.photos import sample_video
+
+    video = tmp_path / "flight.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    scene = texture(0, (400, 120))
+    for i in range(30):  # 3 s at 10 fps, panning across the texture
+        writer.write(np.ascontiguousarray(scene[:, i * 8:i * 8 + 160]))
+    writer.release()
+    frames = sample_video(video, 2.0, tmp_path / "images")
+    assert [f.name for f in frames] == [f"flight_{i:05d}.jpg" for i in range(6)]  # every 5th frame
+    assert cv2.imread(str(frames[1])).shape == (120, 160, 3)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    assert "cannot open video" in sfm_error(capsys, "--video", tmp_path / "bad.mp4", "--out", tmp_path / "out")
+    assert "either a folder of photos" in sfm_error(capsys, tmp_path, "--video", video, "--out", tmp_path / "out")

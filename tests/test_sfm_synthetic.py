@@ -77,7 +77,8 @@ def test_sfm_recovers_known_poses_and_scale(tmp_path, capsys):
     poses = flight()
     truth = write_views(tmp_path / "photos", poses)
     out = tmp_path / "scene"
-    assert main(["sfm", str(tmp_path / "photos"), "--out", str(out), "--threads", "2"]) == 0
+    # one thread: COLMAP is then deterministic (with two, centre errors varied from 0.7 to 1.2 m run to run)
+    assert main(["sfm", str(tmp_path / "photos"), "--out", str(out), "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "GPS of (0, 0) or invalid (no fix) in 1 photo(s), not used: view05.jpg" in printed
     report = json.loads((out / "sfm.json").read_text())
