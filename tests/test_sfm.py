@@ -96,6 +96,26 @@ def test_photos_with_no_overlap_fail_with_a_report(tmp_path, capsys):
     assert sorted(p.name for p in (out / "images").iterdir()) == ["p00.jpg", "p01.jpg", "p02.jpg", "p03.jpg"]
 
 
+def test_features_are_kept_for_a_rerun_until_their_options_change(tmp_path, capsys):
+    import sqlite3
+
+    write_photos(tmp_path / "photos", 3)
+    out = tmp_path / "out"
+    database = out / "sfm" / "database.db"
+
+    def marked() -> bool:
+        with sqlite3.connect(database) as db:
+            return bool(db.execute("SELECT name FROM sqlite_master WHERE name = 'test_marker'").fetchall())
+
+    sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1")
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE test_marker (x INTEGER)")
+    sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1", "--matcher", "sequential")
+    assert marked()  # another matcher: the same database, its features and matches kept
+    sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1", "--camera-model", "SIMPLE_RADIAL")
+    assert not marked()  # features of another camera model: started afresh
+
+
 def test_one_camera_per_camera_and_size(tmp_path):
     import pycolmap
 

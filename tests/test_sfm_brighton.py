@@ -11,6 +11,7 @@ from momentum_gs.cli import main
 from momentum_gs.config import DataConfig
 from momentum_gs.data.colmap import qvec_to_rotmat, read_model
 from momentum_gs.data.scene import load_scene
+from momentum_gs.partition.frame import estimate_up
 from momentum_gs.data.georef import wgs84_to_enu
 from scripts.sfm_placement import exif_gps
 from tests.test_brighton import DATA, camera_centres
@@ -67,3 +68,5 @@ def test_sfm_on_brighton_photos(tmp_path, capsys):
 
     scene = load_scene(DataConfig(path=str(out), test_every=8), images=False)  # what `mgs train` reads
     assert len(scene.train) + len(scene.test) == 18 and len(scene.points) == report["points"]
+    up = estimate_up(scene.train)  # what `mgs partition` and the configs' automatic up axis find
+    assert np.degrees(np.arccos(up[2])) < 2.0
