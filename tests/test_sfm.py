@@ -191,3 +191,26 @@ def test_video_is_sampled_into_frames(tmp_path, capsys):
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     assert "cannot open video" in sfm_error(capsys, "--video", tmp_path / "bad.mp4", "--out", tmp_path / "out")
     assert "either a folder of photos" in sfm_error(capsys, tmp_path, "--video", video, "--out", tmp_path / "out")
+
+
+def test_the_checks_that_fail_a_run():
+    from momentum_gs.data.sfm.report import problem
+
+    ok = {"images_total": 18, "images_registered": 18, "images_left_out": [], "models": [18],
+          "matcher": "exhaustive", "gps_fit_failed": False, "gps_residual_rms_m": 0.6}
+    assert problem(ok, 120.0) is None
+    assert "2 disconnected models (12, 6 photos" in problem({**ok, "models": [12, 6]}, 120.0)
+    assert problem({**ok, "models": [18, 2]}, 120.0) is None  # two strays are left out, not a second part
+    few = problem({**ok, "images_registered": 8, "images_left_out": [f"p{i}" for i in range(10)],
+                   "matcher": "sequential"}, 120.0)
+    assert "only 8 of 18" in few and "p0, p1, p2, p3, p4, ..." in few and "--matcher exhaustive" in few
+    assert "residual 30.0 m RMS over a 120 m capture" in problem({**ok, "gps_residual_rms_m": 30.0}, 120.0)
+    assert problem({**ok, "gps_residual_rms_m": 0.9}, 2.0) is None  # a tiny capture: 1 m is allowed
+    assert "could not be fitted" in problem({**ok, "gps_fit_failed": True, "gps_residual_rms_m": None}, None)
+
+
+def test_photos_already_in_the_output_folder(tmp_path, capsys):
+    out = tmp_path / "site"
+    write_photos(out / "images", 3)
+    err = sfm_error(capsys, out / "images", "--out", out, "--threads", "1")
+    assert "no model could be built: no two of the 3 photos" in err and "try more photos" in err

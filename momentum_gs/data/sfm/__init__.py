@@ -54,7 +54,8 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     if video is not None:
         found = sample_video(Path(video), fps, images_dir)
     else:
-        found = find_photos(Path(photos), skip=out)
+        inside = out.resolve() in (Path(photos).resolve(), *Path(photos).resolve().parents)  # DATA/images given
+        found = find_photos(Path(photos), skip=None if inside else out)
     sizes = gather_photos(found, images_dir)
     names = [p.name for p in found]
     for stale in (out / "sparse" / "0", out / GEOREF_NAME, out / REPORT_NAME):  # a failed rerun must not

@@ -39,23 +39,24 @@ def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: 
 def problem(report: dict, gps_extent: float | None) -> str | None:
     """The one line saying what went wrong and what to try, or None for a run the checks accept."""
     n, k, models = report["images_total"], report["images_registered"], report["models"]
+    retry = "try --matcher exhaustive" if report["matcher"] != "exhaustive" else "try more photos"
     if k == 0:
         return (f"no model could be built: no two of the {n} photos share enough matched features "
-                f"({HINT_OVERLAP}); check that the photos overlap, or try --matcher exhaustive")
+                f"({HINT_OVERLAP}); check that the photos overlap, or {retry}")
     if len([m for m in models[1:] if m >= 3]) > 0:
         return (f"the photos form {len(models)} disconnected models ({', '.join(map(str, models))} photos of their own): parts "
-                "of the capture do not overlap; add photos that bridge them, or try --matcher exhaustive")
+                f"of the capture do not overlap; add photos that bridge them, or {retry}")
     if k < n / 2:
         left = ", ".join(report["images_left_out"][:5]) + (", ..." if len(report["images_left_out"]) > 5 else "")
-        return (f"only {k} of {n} photos registered (left out: {left}); {HINT_OVERLAP}; try --matcher exhaustive, "
+        return (f"only {k} of {n} photos registered (left out: {left}); {HINT_OVERLAP}; {retry}, "
                 "or --single-camera when one camera took them all")
     if report["gps_fit_failed"]:
         return ("the model could not be fitted to the photos' GPS (no similarity agrees with 3 or more of them); "
-                "the reconstruction is likely mismatched (try --matcher exhaustive), or the GPS tags are wrong")
+                f"the reconstruction is likely mismatched ({retry}), or the GPS tags are wrong")
     rms = report["gps_residual_rms_m"]
     if rms is not None and gps_extent and rms > max(GPS_RESIDUAL_LIMIT * gps_extent, 1.0):
         return (f"the model does not fit the photos' GPS: residual {rms:.1f} m RMS over a {gps_extent:.0f} m capture; "
-                "the reconstruction is likely folded or mismatched (try --matcher exhaustive), or the GPS tags are wrong")
+                f"the reconstruction is likely folded or mismatched ({retry}), or the GPS tags are wrong")
     return None
 
 
