@@ -62,8 +62,8 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)  # leave the old result
     database = _database(out / "sfm", names, opts)
     started = time.perf_counter()
-    steps.extract(pycolmap, database, images_dir, camera_groups(images_dir, sizes), opts.camera_model, opts.camera_mode, opts.max_size,
-                  opts.threads)
+    steps.extract(pycolmap, database, images_dir, camera_groups(images_dir, sizes), opts.camera_model,
+                  opts.camera_mode, opts.max_size, opts.threads)
     gps, no_fix = usable_gps(steps.read_gps(pycolmap, database))
     steps.drop_gps(pycolmap, database, no_fix)
     matcher = steps.choose_matcher(opts.matcher, len(names), len(gps) >= len(names) / 2)

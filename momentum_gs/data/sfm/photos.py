@@ -140,5 +140,6 @@ def sample_video(video: Path, fps: float, images_dir: Path) -> list[Path]:
             bar.update(1)
     capture.release()
     if len(written) < 2:
-        raise UserError(f"video {video} gave {len(written)} frame(s) at {fps} fps; give a longer video or a higher --fps")
+        raise UserError(f"video {video} gave {len(written)} frame(s) at {fps} fps; give a longer video or a "
+                        "higher --fps")
     return written

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from momentum_gs.io.atomic import atomic_write_bytes
+
 SIZE = 800  # picture side, pixels
 GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run
 HINT_OVERLAP = "photos of a survey need 60-80 % overlap and texture"
@@ -44,8 +46,9 @@ def problem(report: dict, gps_extent: float | None) -> str | None:
         return (f"no model could be built: no two of the {n} photos share enough matched features "
                 f"({HINT_OVERLAP}); check that the photos overlap, or {retry}")
     if len([m for m in models[1:] if m >= 3]) > 0:
-        return (f"the photos form {len(models)} disconnected models ({', '.join(map(str, models))} photos of their own): parts "
-                f"of the capture do not overlap; add photos that bridge them, or {retry}")
+        sizes = ", ".join(map(str, models))
+        return (f"the photos form {len(models)} disconnected models ({sizes} photos of their own): parts of the "
+                f"capture do not overlap; add photos that bridge them, or {retry}")
     if k < n / 2:
         left = ", ".join(report["images_left_out"][:5]) + (", ..." if len(report["images_left_out"]) > 5 else "")
         return (f"only {k} of {n} photos registered (left out: {left}); {HINT_OVERLAP}; {retry}, "
@@ -62,10 +65,10 @@ def problem(report: dict, gps_extent: float | None) -> str | None:
 
 def summary_lines(report: dict) -> list[str]:
     """The short summary printed at the end."""
+    error = report["mean_reprojection_error_px"]
     lines = [f"registered {report['images_registered']} of {report['images_total']} photos"
              + (f" (left out: {', '.join(report['images_left_out'])})" if report["images_left_out"] else ""),
-             f"{report['points']} points, mean reprojection error "
-             + (f"{report['mean_reprojection_error_px']:.2f} px" if report["mean_reprojection_error_px"] is not None else "-")]
+             f"{report['points']} points, mean reprojection error " + (f"{error:.2f} px" if error is not None else "-")]
     if report["georeferenced"]:
         lines.append(f"georeferenced: ENU metres, z up; GPS residual {report['gps_residual_rms_m']:.2f} m RMS "
                      f"({report['gps_residual_horizontal_rms_m']:.2f} m horizontal)")
@@ -75,7 +78,8 @@ def summary_lines(report: dict) -> list[str]:
 def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) -> None:
     """Top-down (x right, y up) picture of the registered camera centres (red) over the sparse points (grey)."""
     image = np.full((SIZE, SIZE, 3), 255, np.uint8)
-    cams = np.array([reconstruction.image(i).projection_center() for i in reconstruction.reg_image_ids()]).reshape(-1, 3)
+    cams = np.array([reconstruction.image(i).projection_center() for i in reconstruction.reg_image_ids()])
+    cams = cams.reshape(-1, 3)
     pts = np.array([p.xyz for p in reconstruction.points3D.values()]).reshape(-1, 3)
     both = np.concatenate([cams[:, :2], np.percentile(pts[:, :2], [1, 99], 0) if len(pts) else cams[:, :2]])
     lo, hi = both.min(0), both.max(0)
@@ -92,10 +96,7 @@ def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) 
     for u, v in pixel(cams[:, :2]):
         cv2.circle(image, (int(u), int(v)), 5, (40, 40, 220), -1, cv2.LINE_AA)
     _legend(image, report, georeferenced, scale)
-    ok, data = cv2.imencode(".png", image)
-    from momentum_gs.io.atomic import atomic_write_bytes
-
-    atomic_write_bytes(path, data.tobytes())
+    atomic_write_bytes(path, cv2.imencode(".png", image)[1].tobytes())
 
 
 def _legend(image: np.ndarray, report: dict, georeferenced: bool, scale: float) -> None:
