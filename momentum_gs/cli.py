@@ -113,6 +113,23 @@ def _parser() -> argparse.ArgumentParser:
     add_number(mesh, "--threshold", kind=float, allowed=POSITIVE,
                help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
     mesh.add_argument("--device", help="render and fuse on this device (default: the run's config)")
+    sfm = sub.add_parser("sfm", help="photos (or a video) to a training scene: COLMAP's SfM via pycolmap, "
+                         "georeferenced in ENU metres when the photos carry GPS")
+    sfm.add_argument("photos", nargs="?", help="folder of photos (JPEG, PNG, TIFF; subfolders too)")
+    sfm.add_argument("--out", required=True, help="scene folder to write (images/ + sparse/0, sfm.json, cameras.png)")
+    sfm.add_argument("--matcher", default="auto", help="auto, exhaustive, sequential, spatial or vocab (auto: "
+                     "exhaustive up to 100 photos, then spatial with GPS, else sequential)")
+    sfm.add_argument("--camera-model", default="OPENCV", help="COLMAP camera model (OPENCV; SIMPLE_RADIAL, ...)")
+    cams = sfm.add_mutually_exclusive_group()
+    cams.add_argument("--single-camera", dest="camera_mode", action="store_const", const="single",
+                      help="one camera for all photos (default: one per EXIF camera and image size)")
+    cams.add_argument("--per-image", dest="camera_mode", action="store_const", const="per-image",
+                      help="one camera per photo (zooming lenses)")
+    sfm.add_argument("--max-size", type=int, default=3200, help="longest image side for feature extraction, px")
+    sfm.add_argument("--video", help="a video to sample into frames instead of PHOTOS")
+    sfm.add_argument("--fps", type=float, default=2.0, help="frames a second taken from --video")
+    sfm.add_argument("--vocab-tree", help="COLMAP vocabulary tree file, for --matcher vocab")
+    sfm.add_argument("--threads", type=int, default=-1, help="CPU threads for COLMAP (-1: all)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
@@ -213,6 +230,7 @@ def cmd_export(args) -> None:
         print(f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
               f"{out / 'point_cloud.ply'} and {out / 'decoder.pt'}")
         return
+    from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
     from momentum_gs.data.images import ImageLoader
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.bake import bake, save_standard_ply
@@ -228,6 +246,7 @@ def cmd_export(args) -> None:
     degree = 0 if args.format in ("splat", "html") else args.sh_degree  # those two keep no view dependence
     if degree is None:
         degree = 0 if args.format == "sog" else 3
+    georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: the export says where it is
     cameras = load_scene(cfg.data).train
     gaussians = bake(model, cameras, cfg.render, degree=degree)
     how = "baked from the training views"
@@ -254,9 +273,13 @@ def cmd_export(args) -> None:
 
         path, what = save_with_splat_transform(command, gaussians, out / "scene.sog"), "PlayCanvas's compressed format"
     else:
-        path, what = save_standard_ply(gaussians, out / "point_cloud.ply"), "the layout 3DGS viewers read"
+        path = save_standard_ply(gaussians, out / "point_cloud.ply", [ply_comment(georef)] if georef else [])
+        what = "the layout 3DGS viewers read"
     print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {degree}, {how}) to {path} "
           f"({path.stat().st_size / 2**20:.1f} MB), {what}")
+    sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy())
+    if sidecar:
+        print(f"georeference (WGS84 origin of the ENU frame, the scene's centre and corners): {sidecar}")
 
 
 def cmd_render(args) -> None:
@@ -282,6 +305,19 @@ def cmd_synth(args) -> None:
                                progress=counter_bar(f"synth {args.preset}", "view"))
     print(f"synthetic scene ({args.preset}) written to {out}\nnext: mgs train --data {out} --out runs/{out.name} "
           f"(or mgs partition --data {out} --out runs/{out.name}/partition.npz --blocks 8 for blocks)")
+
+
+def cmd_sfm(args) -> None:
+    """``mgs sfm``: structure from motion on a folder of photos, into a training scene."""
+    from momentum_gs.data.sfm import SfmOptions, run_lines, run_sfm
+
+    if (args.photos is None) == (args.video is None):
+        raise UserError("give either a folder of photos (mgs sfm PHOTOS --out DATA) or --video FILE")
+    opts = SfmOptions(matcher=args.matcher, camera_model=args.camera_model, camera_mode=args.camera_mode or "auto",
+                      max_size=args.max_size, vocab_tree=args.vocab_tree, threads=args.threads)
+    report = run_sfm(Path(args.photos) if args.photos else None, Path(args.out), opts,
+                     video=Path(args.video) if args.video else None, fps=args.fps)
+    print("\n".join(run_lines(report, Path(args.out))))
 
 
 def cmd_partition(args) -> None:
@@ -355,7 +391,7 @@ def cmd_distill(args) -> None:
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
             "config": cmd_config, "partition": cmd_partition, "table": cmd_table, "render": cmd_render,
-            "distill": cmd_distill, "mesh": cmd_mesh, "convert": convert_cli.run}
+            "distill": cmd_distill, "mesh": cmd_mesh, "sfm": cmd_sfm, "convert": convert_cli.run}
 
 
 def _one_line_warnings(fallback):

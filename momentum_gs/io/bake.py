@@ -169,14 +169,15 @@ def ply_columns(degree: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def save_standard_ply(gaussians: StandardGaussians, path: str | Path) -> Path:
-    """Write ``gaussians`` as a standard 3DGS PLY (binary little-endian, atomically); returns the path."""
+def save_standard_ply(gaussians: StandardGaussians, path: str | Path, comments: list[str] = ()) -> Path:
+    """Write ``gaussians`` as a standard 3DGS PLY (binary little-endian, atomically), with header
+    ``comments`` (a georeference, say); returns the path."""
     gaussians.require_finite(path)
-    atomic_write_bytes(path, standard_ply_bytes(gaussians))
+    atomic_write_bytes(path, standard_ply_bytes(gaussians, comments))
     return Path(path)
 
 
-def standard_ply_bytes(gaussians: StandardGaussians) -> bytes:
+def standard_ply_bytes(gaussians: StandardGaussians, comments: list[str] = ()) -> bytes:
     """The bytes of ``gaussians`` as a standard 3DGS PLY file (binary little-endian)."""
     g = gaussians
     n, K = len(g), g.sh.shape[1]
@@ -188,7 +189,7 @@ def standard_ply_bytes(gaussians: StandardGaussians) -> bytes:
     for i, name in enumerate(vertex.dtype.names):
         vertex[name] = data[:, i]
     buffer = io.BytesIO()
-    PlyData([PlyElement.describe(vertex, "vertex")]).write(buffer)
+    PlyData([PlyElement.describe(vertex, "vertex")], comments=list(comments)).write(buffer)
     return buffer.getvalue()
 
 

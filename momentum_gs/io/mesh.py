@@ -14,7 +14,8 @@ from momentum_gs.errors import UserError, one_line
 from momentum_gs.io.atomic import atomic_write_bytes
 
 
-def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None) -> None:
+def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None,
+               comments: list[str] = ()) -> None:
     """Write a triangle mesh to ``path`` through a temporary file and a rename.
 
     Args:
@@ -44,7 +45,7 @@ def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, colors
                 PlyElement.describe(face, "face", len_types={"vertex_indices": "u1"},
                                     val_types={"vertex_indices": "i4"})]
     buffer = io.BytesIO()
-    PlyData(elements, byte_order="<").write(buffer)
+    PlyData(elements, byte_order="<", comments=list(comments)).write(buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

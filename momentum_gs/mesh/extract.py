@@ -97,6 +97,7 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     ``out`` with suffix ``.json``. ``block_meshes``: also write each block's piece as ``<out stem>_block<n>.ply``.
     When the scene has a ground-truth mesh (``mgs synth`` writes ``mesh.ply``), the summary scores the mesh
     against it (``momentum_gs.eval.geometry``) at ``threshold`` world units (default 2 voxels)."""
+    from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.atomic import atomic_write_bytes
     from momentum_gs.io.mesh import read_mesh, write_mesh
@@ -168,11 +169,13 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
         if block_meshes and len(piece.faces):  # only once every block has made its piece: no half a set
             write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, rotation))
     vertices, faces, colors = _world(surface, rotation)
-    write_mesh(out, vertices, faces, colors)
+    georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: say where the mesh is
+    write_mesh(out, vertices, faces, colors, comments=[ply_comment(georef)] if georef else [])
+    sidecar = write_sidecar(out, georef, vertices)
     summary = {"run": str(Path(run_dir).resolve()), "step": step, "mesh": str(out.resolve()), "voxel": voxel,
                "trunc": trunc, "depth": settings.depth, "region": [lo.tolist(), hi.tolist()],
                "vertices": len(vertices), "faces": len(faces), "blocks": per_block,
-               "seconds": round(time.perf_counter() - started, 2)}
+               "seconds": round(time.perf_counter() - started, 2), "georef": str(sidecar) if sidecar else None}
     truth_path = ground_truth_mesh(Path(cfg.data.path))
     truth = read_mesh(truth_path) if truth_path is not None else None
     if truth is not None:
@@ -305,5 +308,7 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"against {truth['truth']} at {truth['threshold']:.3g}: F-score {s['fscore']:.3f} (precision "
                      f"{s['precision']:.3f}, recall {s['recall']:.3f}), Chamfer {s['chamfer']:.4g} (accuracy "
                      f"{s['accuracy']:.4g}, completeness {s['completeness']:.4g})")
+    if summary.get("georef"):
+        lines.append(f"georeference (WGS84 origin of the ENU frame, corners): {summary['georef']}")
     lines.append(f"summary: {Path(summary['mesh']).with_suffix('.json')}")
     return lines

@@ -1,0 +1,125 @@
+"""Georeferencing: photo GPS (WGS84) to a local East-North-Up frame in metres, and back.
+
+`mgs sfm` fits the reconstruction to the photos' GPS positions in ENU metres at the capture's centre, so
+the scene is metric with z up; ``DATA/georef.json`` keeps the origin and the fit. Export and mesh commands
+copy it into a side-car JSON beside their outputs, with the scene's centre and corners in latitude and
+longitude, so a GIS user can place the result. The conversions are the standard WGS84 formulas in numpy (no
+pycolmap needed to export); tests check them against pycolmap's ``GPSTransform``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import atomic_write_text
+
+GEOREF_NAME = "georef.json"
+_A = 6378137.0  # WGS84 semi-major axis, metres
+_F = 1 / 298.257223563  # WGS84 flattening
+_E2 = _F * (2 - _F)  # first eccentricity squared
+
+
+def _ecef(lla: np.ndarray) -> np.ndarray:
+    lat, lon, alt = np.radians(lla[:, 0]), np.radians(lla[:, 1]), lla[:, 2]
+    n = _A / np.sqrt(1 - _E2 * np.sin(lat) ** 2)
+    return np.stack([(n + alt) * np.cos(lat) * np.cos(lon), (n + alt) * np.cos(lat) * np.sin(lon),
+                     (n * (1 - _E2) + alt) * np.sin(lat)], 1)
+
+
+def _enu_axes(origin: np.ndarray) -> np.ndarray:
+    """[3, 3] rows: east, north and up at ``origin`` (lat, lon in degrees), in ECEF."""
+    lat, lon = np.radians(origin[0]), np.radians(origin[1])
+    return np.array([[-np.sin(lon), np.cos(lon), 0.0],
+                     [-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)],
+                     [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]])
+
+
+def wgs84_to_enu(lla: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """[N, 3] (latitude°, longitude°, altitude m) → [N, 3] east, north, up metres at ``origin`` (lat, lon, alt)."""
+    lla = np.atleast_2d(np.asarray(lla, np.float64))
+    return (_ecef(lla) - _ecef(np.asarray(origin, np.float64)[None])) @ _enu_axes(origin).T
+
+
+def enu_to_wgs84(enu: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """[N, 3] ENU metres at ``origin`` → [N, 3] (latitude°, longitude°, altitude m); Bowring's closed form
+    plus two fixed-point steps (well under a millimetre for any point near the Earth's surface)."""
+    enu = np.atleast_2d(np.asarray(enu, np.float64))
+    x, y, z = (_ecef(np.asarray(origin, np.float64)[None]) + enu @ _enu_axes(origin)).T
+    lon = np.arctan2(y, x)
+    p = np.hypot(x, y)
+    lat = np.arctan2(z, p * (1 - _E2))
+    for _ in range(5):
+        n = _A / np.sqrt(1 - _E2 * np.sin(lat) ** 2)
+        alt = p / np.cos(lat) - n
+        lat = np.arctan2(z, p * (1 - _E2 * n / (n + alt)))
+    n = _A / np.sqrt(1 - _E2 * np.sin(lat) ** 2)
+    return np.stack([np.degrees(lat), np.degrees(lon), p / np.cos(lat) - n], 1)
+
+
+def usable_gps(gps: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(the positions that can be used, names of the photos whose GPS is (0, 0) or not finite).
+
+    (0, 0) is what many cameras write before they have a satellite fix: it is a missing position, not a
+    place in the Gulf of Guinea.
+    """
+    good, bad = {}, []
+    for name, lla in gps.items():
+        ok = np.isfinite(lla).all() and not (abs(lla[0]) < 1e-9 and abs(lla[1]) < 1e-9) and abs(lla[0]) <= 90
+        (good.__setitem__(name, lla) if ok else bad.append(name))
+    return good, sorted(bad)
+
+
+def read_georef(data_dir: Path) -> dict | None:
+    """The scene's ``georef.json`` (origin, fit), or None for a scene without one."""
+    path = Path(data_dir) / GEOREF_NAME
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        origin = info["origin"]
+        np.asarray([origin["lat"], origin["lon"], origin["alt"]], np.float64)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not a georeference written by mgs sfm ({exc}); delete it or run mgs sfm again")
+    return info
+
+
+def origin_of(georef: dict) -> np.ndarray:
+    """[3] (lat°, lon°, alt m) of the ENU origin."""
+    o = georef["origin"]
+    return np.array([o["lat"], o["lon"], o["alt"]], np.float64)
+
+
+def sidecar(georef: dict, points: np.ndarray) -> dict:
+    """The side-car of an output whose [N, 3] ``points`` are in the scene's ENU frame: the frame, its origin,
+    and the points' centre and bounding-box corners in WGS84."""
+    origin = origin_of(georef)
+    lo, hi = points.min(0), points.max(0)
+    corners = np.array([[lo[0], lo[1], lo[2]], [hi[0], lo[1], lo[2]], [hi[0], hi[1], lo[2]], [lo[0], hi[1], lo[2]]])
+    centre = enu_to_wgs84(np.median(points, 0)[None], origin)[0]
+    return {
+        "frame": "local East-North-Up, metres, z up (x east, y north), on the WGS84 ellipsoid",
+        "origin": georef["origin"],
+        "centre_wgs84": {"lat": centre[0], "lon": centre[1], "alt": centre[2]},
+        "corners_wgs84": [dict(zip(("lat", "lon", "alt"), c)) for c in enu_to_wgs84(corners, origin).tolist()],
+        "to_wgs84": "ECEF = ECEF(origin) + R^T @ [x, y, z]; R's rows are east, north, up at the origin",
+        "gps_residual_rms_m": georef.get("residual_rms_m"),
+    }
+
+
+def ply_comment(georef: dict) -> str:
+    """One PLY header comment line placing the scene (origin of its ENU frame)."""
+    o = georef["origin"]
+    return f"georef ENU metres z-up origin WGS84 lat {o['lat']:.9f} lon {o['lon']:.9f} alt {o['alt']:.3f}"
+
+
+def write_sidecar(output: Path, georef: dict | None, points: np.ndarray) -> Path | None:
+    """Write ``<output>.georef.json`` for a georeferenced scene; returns its path (None without georef)."""
+    if georef is None or len(points) == 0:
+        return None
+    path = Path(output).with_name(Path(output).name + ".georef.json")
+    atomic_write_text(path, json.dumps(sidecar(georef, np.asarray(points, np.float64)), indent=2) + "\n")
+    return path

@@ -1,0 +1,113 @@
+"""What `mgs sfm` tells its user: the figures of ``DATA/sfm.json``, the checks that fail a run, and the
+top-down picture ``DATA/cameras.png`` of the camera centres over the sparse points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from momentum_gs.io.atomic import atomic_write_bytes
+
+SIZE = 800  # picture side, pixels
+GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run
+HINT_OVERLAP = "photos of a survey need 60-80 % overlap and texture"
+
+
+def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: str) -> dict:
+    """The figures of a run: registered photos (and the names left out), reprojection error, points,
+    models, GPS fit."""
+    best = reconstructions[0] if reconstructions else None
+    registered = sorted(best.image(i).name for i in best.reg_image_ids()) if best else []
+    # COLMAP may rebuild part of a capture as a second model of photos the first has too: not disconnected.
+    others = [{r.image(i).name for i in r.reg_image_ids()} - set(registered) for r in reconstructions[1:]]
+    return {
+        "images_total": len(names),
+        "images_registered": len(registered),
+        "images_left_out": sorted(set(names) - set(registered)),
+        "models": [len(registered)] + [len(o) for o in others if o],
+        "points": best.num_points3D() if best else 0,
+        "mean_reprojection_error_px": best.compute_mean_reprojection_error() if best else None,
+        "cameras": {int(i): f"{c.model.name} {c.width}x{c.height}" for i, c in best.cameras.items()} if best else {},
+        "matcher": matcher,
+        "georeferenced": geo is not None and geo.get("transform") is not None,
+        "gps_fit_failed": geo is not None and geo.get("transform") is None,
+        "gps_residual_rms_m": geo.get("residual_rms_m") if geo else None,
+        "gps_residual_horizontal_rms_m": geo.get("residual_horizontal_rms_m") if geo else None,
+    }
+
+
+def problem(report: dict, gps_extent: float | None) -> str | None:
+    """The one line saying what went wrong and what to try, or None for a run the checks accept."""
+    n, k, models = report["images_total"], report["images_registered"], report["models"]
+    retry = "try --matcher exhaustive" if report["matcher"] != "exhaustive" else "try more photos"
+    if k == 0:
+        return (f"no model could be built: no two of the {n} photos share enough matched features "
+                f"({HINT_OVERLAP}); check that the photos overlap, or {retry}")
+    if len([m for m in models[1:] if m >= 3]) > 0:
+        sizes = ", ".join(map(str, models))
+        return (f"the photos form {len(models)} disconnected models ({sizes} photos of their own): parts of the "
+                f"capture do not overlap; add photos that bridge them, or {retry}")
+    if k < n / 2:
+        left = ", ".join(report["images_left_out"][:5]) + (", ..." if len(report["images_left_out"]) > 5 else "")
+        return (f"only {k} of {n} photos registered (left out: {left}); {HINT_OVERLAP}; {retry}, "
+                "or --single-camera when one camera took them all")
+    if report["gps_fit_failed"]:
+        return ("the model could not be fitted to the photos' GPS (no similarity agrees with 3 or more of them); "
+                f"the reconstruction is likely mismatched ({retry}), or the GPS tags are wrong")
+    rms = report["gps_residual_rms_m"]
+    if rms is not None and gps_extent and rms > max(GPS_RESIDUAL_LIMIT * gps_extent, 1.0):
+        return (f"the model does not fit the photos' GPS: residual {rms:.1f} m RMS over a {gps_extent:.0f} m capture; "
+                f"the reconstruction is likely folded or mismatched ({retry}), or the GPS tags are wrong")
+    return None
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The short summary printed at the end."""
+    error = report["mean_reprojection_error_px"]
+    lines = [f"registered {report['images_registered']} of {report['images_total']} photos"
+             + (f" (left out: {', '.join(report['images_left_out'])})" if report["images_left_out"] else ""),
+             f"{report['points']} points, mean reprojection error " + (f"{error:.2f} px" if error is not None else "-")]
+    if report["georeferenced"]:
+        lines.append(f"georeferenced: ENU metres, z up; GPS residual {report['gps_residual_rms_m']:.2f} m RMS "
+                     f"({report['gps_residual_horizontal_rms_m']:.2f} m horizontal)")
+    return lines
+
+
+def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) -> None:
+    """Top-down (x right, y up) picture of the registered camera centres (red) over the sparse points (grey)."""
+    image = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    cams = np.array([reconstruction.image(i).projection_center() for i in reconstruction.reg_image_ids()])
+    cams = cams.reshape(-1, 3)
+    pts = np.array([p.xyz for p in reconstruction.points3D.values()]).reshape(-1, 3)
+    both = np.concatenate([cams[:, :2], np.percentile(pts[:, :2], [1, 99], 0) if len(pts) else cams[:, :2]])
+    lo, hi = both.min(0), both.max(0)
+    scale = 0.85 * SIZE / max(float((hi - lo).max()), 1e-9)
+    centre = (lo + hi) / 2
+
+    def pixel(xy: np.ndarray) -> np.ndarray:
+        uv = (xy - centre) * scale * np.array([1, -1]) + SIZE / 2
+        return np.round(uv).astype(np.int32)
+
+    for u, v in pixel(pts[:, :2]):
+        if 0 <= u < SIZE and 0 <= v < SIZE:
+            image[v, u] = (110, 110, 110)
+    for u, v in pixel(cams[:, :2]):
+        cv2.circle(image, (int(u), int(v)), 5, (40, 40, 220), -1, cv2.LINE_AA)
+    _legend(image, report, georeferenced, scale)
+    atomic_write_bytes(path, cv2.imencode(".png", image)[1].tobytes())
+
+
+def _legend(image: np.ndarray, report: dict, georeferenced: bool, scale: float) -> None:
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    lines = [f"{report['images_registered']}/{report['images_total']} photos registered (red), "
+             f"{report['points']} points (grey)",
+             "top view: x east, y north (metres)" if georeferenced else "top view: x, y of COLMAP's frame"]
+    for row, text in enumerate(lines):
+        cv2.putText(image, text, (10, 22 + 20 * row), font, 0.5, black, 1, cv2.LINE_AA)
+    bar = 10 ** np.floor(np.log10(100 / scale))  # a round length of at most ~100 pixels
+    length = int(round(bar * scale))
+    cv2.line(image, (10, SIZE - 15), (10 + length, SIZE - 15), black, 2)
+    unit = " m" if georeferenced else " units"
+    cv2.putText(image, f"{bar:g}{unit}", (15 + length, SIZE - 10), font, 0.5, black, 1, cv2.LINE_AA)

@@ -1,0 +1,216 @@
+"""`mgs sfm`: bad input is one error line with nothing left as if complete; georeferencing arithmetic; camera
+grouping; the matcher rule. The runs on real and synthetic photos are in test_sfm_brighton.py and
+test_sfm_synthetic.py."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from momentum_gs.cli import main
+from momentum_gs.data.sfm.colmap_steps import EXHAUSTIVE_MAX, choose_matcher
+from momentum_gs.data.georef import enu_to_wgs84, ply_comment, sidecar, usable_gps, wgs84_to_enu
+
+
+def texture(seed: int, size=(160, 120)) -> np.ndarray:
+    """A blurred noise picture (BGR uint8): texture SIFT finds features on."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), (0, 0), 1.5)
+    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX)
+
+
+def write_photos(folder, count: int, size=(160, 120), start: int = 0) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"p{start + i:02d}.jpg" for i in range(count)]
+    for i, path in enumerate(paths):
+        cv2.imwrite(str(path), texture(start + i, size))
+    return paths
+
+
+def sfm_error(capsys, *argv) -> str:
+    assert main(["sfm", *map(str, argv)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]  # after the progress bars
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.fixture(autouse=True)
+def _pycolmap():
+    pytest.importorskip("pycolmap")
+
+
+def test_folders_without_usable_photos(tmp_path, capsys):
+    out = tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    assert "it is empty" in sfm_error(capsys, tmp_path / "empty", "--out", out)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("not a photo")
+    assert "none of them JPEG" in sfm_error(capsys, tmp_path / "docs", "--out", out)
+    write_photos(tmp_path / "one", 1)
+    assert "only one photo" in sfm_error(capsys, tmp_path / "one", "--out", out)
+    assert "is not a folder" in sfm_error(capsys, tmp_path / "missing", "--out", out)
+    assert not (out / "sparse").exists() and not (out / "sfm.json").exists()
+
+
+def test_duplicate_names_in_subfolders(tmp_path, capsys):
+    write_photos(tmp_path / "photos" / "flight1", 2)
+    write_photos(tmp_path / "photos" / "flight2", 1)
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out")
+    assert "two photos are named p00.jpg" in err and "flight1" in err and "flight2" in err
+
+
+def test_corrupt_and_truncated_jpegs(tmp_path, capsys):
+    photos = write_photos(tmp_path / "photos", 3)
+    data = photos[1].read_bytes()
+    photos[1].write_bytes(data[: len(data) // 2])  # a copy cut short
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out")
+    assert "p01.jpg" in err and "truncated" in err
+    photos[1].write_bytes(b"\x00garbage" * 100)
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out")
+    assert "p01.jpg" in err and "corrupt" in err
+    assert not (tmp_path / "out" / "sparse").exists()
+
+
+def test_unwritable_output(tmp_path, capsys):
+    write_photos(tmp_path / "photos", 2)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder's parent should be")
+    assert "cannot write to" in sfm_error(capsys, tmp_path / "photos", "--out", blocker / "out")
+    if os.geteuid() != 0:  # root writes into read-only folders anyway
+        (tmp_path / "ro").mkdir(mode=0o555)
+        assert "cannot write to" in sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "ro")
+
+
+def test_photos_with_no_overlap_fail_with_a_report(tmp_path, capsys):
+    write_photos(tmp_path / "photos", 4)  # unrelated noise: nothing matches geometrically
+    out = tmp_path / "out"
+    err = sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1")
+    assert "no model could be built" in err and "overlap" in err
+    report = json.loads((out / "sfm.json").read_text())
+    assert report["ok"] is False and report["problem"] in err and report["images_total"] == 4
+    assert not (out / "sparse" / "0").exists()  # no model left as if it were complete
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["p00.jpg", "p01.jpg", "p02.jpg", "p03.jpg"]
+
+
+def test_features_are_kept_for_a_rerun_until_their_options_change(tmp_path, capsys):
+    import sqlite3
+
+    write_photos(tmp_path / "photos", 3)
+    out = tmp_path / "out"
+    database = out / "sfm" / "database.db"
+
+    def marked() -> bool:
+        with sqlite3.connect(database) as db:
+            return bool(db.execute("SELECT name FROM sqlite_master WHERE name = 'test_marker'").fetchall())
+
+    sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1")
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE test_marker (x INTEGER)")
+    sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1", "--matcher", "sequential")
+    assert marked()  # another matcher: the same database, its features and matches kept
+    sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1", "--camera-model", "SIMPLE_RADIAL")
+    assert not marked()  # features of another camera model: started afresh
+
+
+def test_one_camera_per_camera_and_size(tmp_path):
+    import pycolmap
+
+    from momentum_gs.data.sfm.colmap_steps import extract
+    from momentum_gs.data.sfm.photos import camera_groups
+
+    images = tmp_path / "images"
+    write_photos(images, 3, (160, 120))
+    write_photos(images, 2, (120, 160), start=3)  # the same (EXIF-less) camera held upright: another size
+    database = tmp_path / "database.db"
+    names = sorted(p.name for p in images.iterdir())
+    sizes = {n: cv2.imread(str(images / n)).shape[1::-1] for n in names}
+    extract(pycolmap, database, images, camera_groups(images, sizes), "OPENCV", "auto", 3200, 1)
+    db = pycolmap.Database.open(database)
+    cameras = {c.camera_id: (c.width, c.height) for c in db.read_all_cameras()}
+    by_image = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
+    assert db.num_keypoints() > 0
+    db.close()
+    assert sorted(cameras.values()) == [(120, 160), (160, 120)]
+    assert by_image["p00.jpg"] == (160, 120) and by_image["p04.jpg"] == (120, 160)
+
+
+def test_enu_conversions_agree_with_pycolmap():
+    import pycolmap
+
+    origin = np.array([46.8426, -91.9940, 198.5])
+    rng = np.random.default_rng(0)
+    lla = origin + np.c_[rng.normal(0, 0.01, (20, 2)), rng.normal(0, 50, 20)]
+    ours = wgs84_to_enu(lla, origin)
+    np.testing.assert_allclose(ours, pycolmap.GPSTransform().ellipsoid_to_enu(lla, *origin), atol=1e-6)
+    back = enu_to_wgs84(ours, origin)
+    np.testing.assert_allclose(back[:, :2], lla[:, :2], atol=1e-10)
+    np.testing.assert_allclose(back[:, 2], lla[:, 2], atol=1e-4)
+    assert np.abs(ours[:, 1]).max() > 500  # 0.01° of latitude is about 1.1 km north
+
+
+def test_gps_of_zero_zero_is_no_fix():
+    good, bad = usable_gps({"a.jpg": np.array([0.0, 0.0, 0.0]), "b.jpg": np.array([46.8, -91.9, 200.0]),
+                            "c.jpg": np.array([np.nan, 1.0, 0.0])})
+    assert list(good) == ["b.jpg"] and bad == ["a.jpg", "c.jpg"]
+
+
+def test_sidecar_places_points():
+    georef = {"origin": {"lat": 46.8426, "lon": -91.994, "alt": 198.5}, "residual_rms_m": 0.5}
+    east_100 = np.array([[100.0, 0.0, 0.0], [100.0, 0.0, 0.0]])
+    info = sidecar(georef, east_100)
+    assert info["centre_wgs84"]["lon"] > -91.994 and abs(info["centre_wgs84"]["lat"] - 46.8426) < 1e-5
+    # 100 m east at this latitude is 100 / (6378137 cos 46.84°) radians of longitude
+    expected = -91.994 + np.degrees(100 / (6388838.3 * np.cos(np.radians(46.8426))))
+    assert abs(info["centre_wgs84"]["lon"] - expected) < 1e-5
+    assert "46.842600000" in ply_comment(georef)
+
+
+def test_matcher_rule():
+    assert choose_matcher("auto", 18, True) == "exhaustive"
+    assert choose_matcher("auto", EXHAUSTIVE_MAX + 1, True) == "spatial"
+    assert choose_matcher("auto", EXHAUSTIVE_MAX + 1, False) == "sequential"
+    assert choose_matcher("sequential", 5, True) == "sequential"
+
+
+def test_video_is_sampled_into_frames(tmp_path, capsys):
+    from momentum_gs.data.sfm.photos import sample_video
+
+    video = tmp_path / "flight.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    scene = texture(0, (400, 120))
+    for i in range(30):  # 3 s at 10 fps, panning across the texture
+        writer.write(np.ascontiguousarray(scene[:, i * 8:i * 8 + 160]))
+    writer.release()
+    frames = sample_video(video, 2.0, tmp_path / "images")
+    assert [f.name for f in frames] == [f"flight_{i:05d}.jpg" for i in range(6)]  # every 5th frame
+    assert cv2.imread(str(frames[1])).shape == (120, 160, 3)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    assert "cannot open video" in sfm_error(capsys, "--video", tmp_path / "bad.mp4", "--out", tmp_path / "out")
+    assert "either a folder of photos" in sfm_error(capsys, tmp_path, "--video", video, "--out", tmp_path / "out")
+
+
+def test_the_checks_that_fail_a_run():
+    from momentum_gs.data.sfm.report import problem
+
+    ok = {"images_total": 18, "images_registered": 18, "images_left_out": [], "models": [18],
+          "matcher": "exhaustive", "gps_fit_failed": False, "gps_residual_rms_m": 0.6}
+    assert problem(ok, 120.0) is None
+    assert "2 disconnected models (12, 6 photos" in problem({**ok, "models": [12, 6]}, 120.0)
+    assert problem({**ok, "models": [18, 2]}, 120.0) is None  # two strays are left out, not a second part
+    few = problem({**ok, "images_registered": 8, "images_left_out": [f"p{i}" for i in range(10)],
+                   "matcher": "sequential"}, 120.0)
+    assert "only 8 of 18" in few and "p0, p1, p2, p3, p4, ..." in few and "--matcher exhaustive" in few
+    assert "residual 30.0 m RMS over a 120 m capture" in problem({**ok, "gps_residual_rms_m": 30.0}, 120.0)
+    assert problem({**ok, "gps_residual_rms_m": 0.9}, 2.0) is None  # a tiny capture: 1 m is allowed
+    assert "could not be fitted" in problem({**ok, "gps_fit_failed": True, "gps_residual_rms_m": None}, None)
+
+
+def test_photos_already_in_the_output_folder(tmp_path, capsys):
+    out = tmp_path / "site"
+    write_photos(out / "images", 3)
+    err = sfm_error(capsys, out / "images", "--out", out, "--threads", "1")
+    assert "no model could be built: no two of the 3 photos" in err and "try more photos" in err
