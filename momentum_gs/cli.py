@@ -15,8 +15,8 @@ from momentum_gs.data.convert import cli as convert_cli
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
-from momentum_gs.ranges import (COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MESH, POSITIVE, SEED,
-                                Range, add_number)
+from momentum_gs.ranges import (COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MAX_WIDTH, MESH, POSITIVE,
+                                SEED, Range, add_number)
 
 
 
@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     sfm = sub.add_parser("sfm", help="photos (or a video) to a training scene: COLMAP's SfM via pycolmap, "
                          "georeferenced in ENU metres when the photos carry GPS")
     sfm.add_argument("photos", nargs="?", help="folder of photos (JPEG, PNG, TIFF; subfolders too)")
-    sfm.add_argument("--out", required=True, help="scene folder to write (images/ + sparse/0, sfm.json, cameras.png)")
+    sfm.add_argument("--out", required=True,
+                     help="scene folder to write (images/ + sparse/0, sfm.json, cameras.png)")
     sfm.add_argument("--matcher", default="auto", help="auto, exhaustive, sequential, spatial or vocab (auto: "
                      "exhaustive up to 100 photos, then spatial with GPS, else sequential)")
     sfm.add_argument("--camera-model", default="OPENCV", help="COLMAP camera model (OPENCV; SIMPLE_RADIAL, ...)")
@@ -125,11 +126,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="one camera for all photos (default: one per EXIF camera and image size)")
     cams.add_argument("--per-image", dest="camera_mode", action="store_const", const="per-image",
                       help="one camera per photo (zooming lenses)")
-    sfm.add_argument("--max-size", type=int, default=3200, help="longest image side for feature extraction, px")
+    add_number(sfm, "--max-size", kind=int, allowed=Range(64, MAX_WIDTH), default=3200,
+               help="longest image side for feature extraction, px")
     sfm.add_argument("--video", help="a video to sample into frames instead of PHOTOS")
-    sfm.add_argument("--fps", type=float, default=2.0, help="frames a second taken from --video")
+    add_number(sfm, "--fps", kind=float, allowed=Range(0, 1000, open_low=True), default=2.0,
+               help="frames a second taken from --video")
     sfm.add_argument("--vocab-tree", help="COLMAP vocabulary tree file, for --matcher vocab")
-    sfm.add_argument("--threads", type=int, default=-1, help="CPU threads for COLMAP (-1: all)")
+    add_number(sfm, "--threads", kind=int, allowed=Range(-1, 4096), default=-1,
+               help="CPU threads for COLMAP (-1: all)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
