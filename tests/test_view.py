@@ -4,7 +4,7 @@ and a run watched while it trains, which ends with the same checkpoint as withou
 
 from __future__ import annotations
 
-import errno
+import importlib.util
 import os
 import re
 import signal
@@ -26,12 +26,12 @@ from momentum_gs.view.frames import (camera_pose, cell_boxes, matrix_to_quat, qu
                                      viewer_camera)
 from tests.helpers.browser import CHROMIUM, Browser, free_port
 
-HAVE_VISER = all(__import__("importlib").util.find_spec(name) for name in ("viser", "websocket"))
+HAVE_VISER = all(importlib.util.find_spec(name) for name in ("viser", "websocket"))
 needs_browser = pytest.mark.skipif(CHROMIUM is None or not HAVE_VISER,
                                    reason="needs Chromium (apt-get install chromium) and viser + websocket-client "
                                           "(pip install -e .[test])")
 needs_viser = pytest.mark.skipif(not HAVE_VISER, reason="needs viser (pip install -e .[test])")
-TRAIN_STEPS = ("optim.steps=60", "blocks.active=1", "blocks.interval=3")  # 120 global steps over 2 blocks
+TRAIN_STEPS = ("optim.steps=150", "blocks.active=1", "blocks.interval=3")  # 300 global steps over 2 blocks
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,10 @@ def test_frames_of_all_blocks_are_the_merged_scene_and_each_block_is_its_part(bl
 def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
     import shutil
 
+    import yaml
+
+    from momentum_gs.view.sources import RunSource
+
     empty = tmp_path / "no_model"
     (empty / "ckpt").mkdir(parents=True)
     shutil.copy(blocks_run / "config.yaml", empty / "config.yaml")
@@ -130,12 +134,12 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
     moved = tmp_path / "moved"
     shutil.copytree(blocks_run, moved)
-    partition = Path(__import__("yaml").safe_load((moved / "config.yaml").read_text())["blocks"]["partition"])
+    partition = Path(yaml.safe_load((moved / "config.yaml").read_text())["blocks"]["partition"])
     hidden = partition.with_suffix(".hidden")
     partition.rename(hidden)
     try:
         with pytest.raises(UserError, match=r"the partition file .*partition.npz of .*moved is missing; put it back"):
-            __import__("momentum_gs.view.sources", fromlist=["RunSource"]).RunSource(moved, torch.device("cpu"))
+            RunSource(moved, torch.device("cpu"))
     finally:
         hidden.rename(partition)
     with socket.socket() as busy:
@@ -287,9 +291,10 @@ def _wait_for(condition, timeout: float = 120, what: str = ""):
 @pytest.mark.slow
 def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene, partition_file, tmp_path,
                                                                    monkeypatch):
+    from momentum_gs.config import load_config
     from momentum_gs.io.checkpoint import checksum, latest_checkpoint, load_checkpoint
     from momentum_gs.train import run as run_module
-    from tests.conftest import train_tiny
+    from tests.conftest import TINY_OVERRIDES, train_tiny
 
     overrides = (f"blocks.partition={partition_file}",) + TRAIN_STEPS
     without = train_tiny(tiny_scene, tmp_path / "without", overrides)
@@ -297,15 +302,14 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
 
     def paused_at_the_start(trainer, host, port):  # the test decides when training goes
         viewer = start(trainer, host, port)
-        trainer.view.paused.set()
+        viewer._toggle_pause()  # what the page's Pause button does
         started["viewer"] = viewer
         return viewer
 
     start = run_module.start_live_viewer
     monkeypatch.setattr(run_module, "start_live_viewer", paused_at_the_start)
     port, failures = free_port(), []
-    cfg = __import__("momentum_gs.config", fromlist=["load_config"]).load_config(
-        overrides=list(__import__("tests.conftest", fromlist=["TINY_OVERRIDES"]).TINY_OVERRIDES) + list(overrides))
+    cfg = load_config(overrides=TINY_OVERRIDES + list(overrides))
     cfg.data.path, cfg.out = str(tiny_scene), str(tmp_path / "with")
 
     def training():
@@ -321,18 +325,17 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
         _wait_for(lambda: "viewer" in started or failures, what="the viewer")
         assert not failures, failures
         browser.open(started["viewer"].url)
-        assert _wait_for(lambda: _page_step(browser), what="the step on the page") == (0, True)
-        click = "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === '{}').click(); true"
-        browser.evaluate(click.format("Resume"))
-        first = _wait_for(lambda: (s := _page_step(browser)) and s[0] > 0 and s, what="training to go on")
-        browser.evaluate(click.format("Pause"))
-        held = _wait_for(lambda: (s := _page_step(browser)) and s[1] and s, what="the pause")
+        # paused before the first step: the trainer waits after it, the page says so
+        assert _wait_for(lambda: _page_step(browser), what="the step on the page") == (1, True)
         time.sleep(1.5)
-        assert _page_step(browser) == held and held[0] >= first[0]  # paused: the page and the run stand still
-        assert started["viewer"].last_frame is not None  # frames of the loaded blocks were drawn meanwhile
-        browser.evaluate(click.format("Resume"))
-        later = _wait_for(lambda: (s := _page_step(browser)) and s[0] > held[0] and s, what="the page to update")
-        assert not later[1]
+        assert _page_step(browser) == (1, True) and started["viewer"].source.trainer.step == 1  # standing still
+        assert started["viewer"].last_frame is not None  # a frame of the loaded block was drawn meanwhile
+        buttons = "[...document.querySelectorAll('button')].map(b => b.innerText.trim())"
+        assert "Resume" in browser.evaluate(buttons)
+        browser.evaluate("[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Resume').click()")
+        # the page follows the run: steps after the first, not paused, the button says Pause again
+        later = _wait_for(lambda: (s := _page_step(browser)) and s[0] > 1 and not s[1] and s, what="the page to update")
+        assert 1 < later[0] < 300 and "Pause" in browser.evaluate(buttons)
         thread.join(timeout=300)
         assert not thread.is_alive() and not failures, failures
     finally:
@@ -340,4 +343,4 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
         browser.close()
         thread.join(timeout=300)
     a, b = (load_checkpoint(latest_checkpoint(run / "ckpt")) for run in (without, tmp_path / "with"))
-    assert a["step"] == b["step"] == 120 and checksum(a) == checksum(b)  # the same run, random streams and all
+    assert a["step"] == b["step"] == 300 and checksum(a) == checksum(b)  # the same run, random streams and all

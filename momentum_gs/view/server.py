@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import random
 import socket
 import sys
 import threading
@@ -61,6 +62,15 @@ def import_viser():
     return viser
 
 
+def own_random_for_pings() -> None:
+    """Give the websockets library its own random generator: it draws the payload of every keep-alive ping from
+    Python's global one, which training seeds and saves in its checkpoints (the viewer must not move it)."""
+    from websockets.asyncio import connection
+
+    if not isinstance(connection.random, random.Random):
+        connection.random = random.Random()
+
+
 @dataclass
 class ClientState:
     """What one browser was last sent."""
@@ -101,8 +111,10 @@ class Viewer:
         viser = import_viser()
         self.source, self.log = source, log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.started = time.perf_counter() if started is None else started
+        state = random.getstate()  # rich, imported by viser's server, draws from Python's stream on import
         with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: our line names the address
             self.server = viser.ViserServer(host=host, port=port, verbose=False)
+        own_random_for_pings()
         self.host, self.port = host, self.server.get_port()
         self.clients: dict[int, ClientState] = {}
         self.settings = 0  # bumped by every control change: a new frame for everyone
@@ -115,6 +127,7 @@ class Viewer:
         self._build_scene()
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(lambda client: self.clients.pop(client.client_id, None))
+        random.setstate(state)
         self._thread = threading.Thread(target=self._loop, name="mgs-viewer", daemon=True)
         self._thread.start()
 
