@@ -54,8 +54,9 @@ def frames_per_second(source: RunSource, width: int, height: int, preview: bool,
     return len(drawn) / (time.perf_counter() - started), int(np.mean(drawn))
 
 
-def first_frame(run: str, port: int) -> float:
-    """Seconds from starting ``mgs view RUN`` to its first full frame, with headless Chromium on the page."""
+def first_frame(run: str, port: int) -> tuple[float, str]:
+    """(seconds from starting ``mgs view RUN`` to its first full frame with headless Chromium on the page, the
+    line saying how long the CPU kernels took to be ready)."""
     chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     if chromium is None:
         raise SystemExit("--first-frame needs Chromium")
@@ -64,7 +65,10 @@ def first_frame(run: str, port: int) -> float:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     browser = None
     try:
+        build = ""
         for line in view.stdout:
+            if line.startswith("compositor:"):
+                build = line.strip()
             if "Ctrl-C to stop" in line:
                 break
         profile = tempfile.mkdtemp()
@@ -74,8 +78,8 @@ def first_frame(run: str, port: int) -> float:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for line in view.stderr:
             if "first frame" in line:
-                return time.perf_counter() - started
-        raise SystemExit("mgs view ended without a frame")
+                return time.perf_counter() - started, build
+        raise SystemExit(f"mgs view ended without a frame: {line.strip()}")
     finally:
         if browser is not None:
             browser.kill()
@@ -92,7 +96,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8093)
     args = parser.parse_args()
     if args.first_frame:
-        print(f"first frame {first_frame(args.run, args.port):.1f} s after starting mgs view {args.run}")
+        seconds, build = first_frame(args.run, args.port)
+        print(f"first frame {seconds:.1f} s after starting mgs view {args.run} ({build})")
         return
     device = torch.device(args.device)
     source = RunSource(args.run, device)

@@ -176,6 +176,48 @@ def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c(blocks_r
     assert process.returncode == 0 and out.strip() == "viewer stopped", (out, err)
 
 
+@needs_viser
+def test_a_failing_frame_is_one_line_and_the_viewer_goes_on(blocks_run):
+    from momentum_gs.view.server import ClientState, Viewer
+    from momentum_gs.view.sources import RunSource
+
+    lines, calls = [], []
+    viewer = Viewer(RunSource(blocks_run, torch.device("cpu")), "127.0.0.1", free_port(), log=lines.append)
+
+    def broken(client_id):
+        calls.append(client_id)
+        raise RuntimeError("not enough memory\nfor the frame")
+
+    try:
+        viewer._serve = broken
+        for client in (7, 8):  # two browsers that fail the same way: one line
+            viewer.clients[client] = ClientState()
+            deadline = time.time() + 30
+            while client in viewer.clients and time.time() < deadline:
+                time.sleep(0.02)
+            assert client not in viewer.clients  # gone from the server: forgotten
+        assert calls == [7, 8] and viewer._thread.is_alive()
+        assert lines == ["viewer: a frame failed (RuntimeError: not enough memory)"]
+    finally:
+        viewer.close()
+    assert not viewer._thread.is_alive()
+
+
+@needs_viser
+def test_training_goes_on_when_the_viewer_cannot_start(tiny_config, monkeypatch, capsys):
+    from momentum_gs.train.run import train
+    from momentum_gs.view import server
+
+    def cannot_start(self, *args, **kwargs):
+        raise OSError("no more file handles")
+
+    monkeypatch.setattr(server.Viewer, "__init__", cannot_start)
+    summary = train(tiny_config, viewer=("127.0.0.1", free_port()))
+    assert summary["steps"] == 24 and summary["checkpoint"]
+    err = capsys.readouterr().err
+    assert "viewer: could not start (OSError: no more file handles); training goes on without it\n" in err
+
+
 # ---- In headless Chromium: what the page shows ------------------------------------------------------------
 
 SHOT = (480, 360)
@@ -267,6 +309,7 @@ def test_chromium_shows_our_render_from_the_browser_camera_and_a_block_switched_
         outside = [url for url in browser.requests
                    if not url.startswith((viewer.url, "data:", "blob:", f"ws://127.0.0.1:{viewer.port}"))]
         assert browser.requests and not outside, outside
+        assert any(url.startswith(f"ws://127.0.0.1:{viewer.port}") for url in browser.requests)  # seen, allowed
     finally:
         browser.close()
         viewer.close()

@@ -38,6 +38,9 @@ def check_port(host: str, port: int) -> None:
         raise UserError(f"--port {port}: give a port between 1 and 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the server binds: connections of a viewer that just stopped (TIME_WAIT) do not block the port,
+        # a program listening on it does
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -242,7 +245,7 @@ class Viewer:
                 except Exception as exc:  # a frame that failed, a browser gone mid-frame: report, go on
                     if client_id not in self.server.get_clients():
                         self.clients.pop(client_id, None)
-                    self._report(f"viewer: a frame failed ({type(exc).__name__}: {one_line(exc, 200)})")
+                    self._report(f"viewer: a frame failed ({one_line(exc, 200)})")
             if time.perf_counter() - status_at > 0.5:
                 status_at = time.perf_counter()
                 try:
@@ -250,7 +253,7 @@ class Viewer:
                         text = self.source.status()
                     self.status.content = text
                 except Exception as exc:
-                    self._report(f"viewer: the status failed ({type(exc).__name__}: {one_line(exc, 200)})")
+                    self._report(f"viewer: the status failed ({one_line(exc, 200)})")
             if not busy:
                 self._stop.wait(0.02)
 

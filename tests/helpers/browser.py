@@ -1,5 +1,6 @@
 """Headless Chromium driven over the DevTools protocol (websocket-client): open a page, read its text, click,
-take screenshots, and list every address the page asked the network for."""
+take screenshots, and list every address the page and its workers asked the network for. No host name
+resolves (only addresses such as 127.0.0.1 connect), as on a machine without a network."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -33,6 +35,8 @@ class Browser:
         self.process = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader",
              "--enable-unsafe-swiftshader", "--hide-scrollbars", "--no-first-run", "--no-default-browser-check",
+             # no name resolves but this machine's: the page must work offline
+             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
              f"--remote-debugging-port={port}", f"--user-data-dir={profile}", f"--window-size={width},{height}",
              "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -50,24 +54,52 @@ class Browser:
             time.sleep(0.2)
         self.socket = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60,
                                                   suppress_origin=True)
-        self.next_id, self.requests = 0, []
+        self.socket.settimeout(None)  # the reader waits for events as long as the page lives
+        self.next_id, self.requests, self.answers = 0, [], {}
+        self.answered = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
         self.call("Network.enable")
         self.call("Page.enable")
+        self.call("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=True, flatten=True)
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
                   mobile=False)
 
-    def call(self, method: str, **params) -> dict:
-        """Send one DevTools command and return its result (events that arrive meanwhile are noted)."""
-        self.next_id += 1
-        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+    def _read(self) -> None:
+        """Every message from Chromium: answers are kept for :meth:`call`, network events noted, and each
+        worker of the page is watched from its start (its network too)."""
+        import websocket
+
         while True:
-            message = json.loads(self.socket.recv())
-            if message.get("method") == "Network.requestWillBeSent":
+            try:
+                message = json.loads(self.socket.recv())
+            except (websocket.WebSocketException, OSError, ValueError):
+                return
+            event = message.get("method")
+            if event == "Network.requestWillBeSent":
                 self.requests.append(message["params"]["request"]["url"])
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
+            elif event == "Network.webSocketCreated":
+                self.requests.append(message["params"]["url"])
+            elif event == "Target.attachedToTarget":
+                session = message["params"]["sessionId"]
+                for number, command in enumerate(("Network.enable", "Runtime.runIfWaitingForDebugger")):
+                    self.socket.send(json.dumps({"id": -1 - number, "sessionId": session, "method": command}))
+            elif "id" in message and "sessionId" not in message:
+                with self.answered:
+                    self.answers[message["id"]] = message
+                    self.answered.notify_all()
+
+    def call(self, method: str, **params) -> dict:
+        """Send one DevTools command to the page and return its result."""
+        self.next_id += 1
+        number = self.next_id
+        self.socket.send(json.dumps({"id": number, "method": method, "params": params}))
+        with self.answered:
+            if not self.answered.wait_for(lambda: number in self.answers, timeout=60):
+                raise RuntimeError(f"{method}: no answer from Chromium")
+            message = self.answers.pop(number)
+        if "error" in message:
+            raise RuntimeError(f"{method}: {message['error']}")
+        return message.get("result", {})
 
     def open(self, url: str) -> None:
         """Navigate to ``url``."""
