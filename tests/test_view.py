@@ -150,6 +150,13 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
         assert err == f"error: port {port} on 127.0.0.1 is in use (another viewer?); pass --port with a free one\n"
     assert main(["view", str(blocks_run), "--port", "70000"]) == 2
     assert "--port 70000" in capsys.readouterr().err
+    from momentum_gs.view.server import warn_if_open
+
+    warn_if_open("127.0.0.1")
+    assert capsys.readouterr().err == ""
+    warn_if_open("0.0.0.0")  # --host opens it wider: one warning line
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: the viewer listens on 0.0.0.0: anyone who can reach")
 
 
 @needs_viser

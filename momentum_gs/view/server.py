@@ -285,16 +285,15 @@ class Viewer:
         key = (tuple(np.round(position, 6)), tuple(np.round(wxyz, 6)), round(fov, 6), width, height, self.settings)
         now = time.perf_counter()
         version = self.source.version
-        if key != state.camera_key:
+        full = key == state.camera_key  # else the camera (or a control) moved: the small frame now
+        if not full:
             state.camera_key, state.changed_at, state.full = key, now, False
             size = frame_size(width, height, PREVIEW_PIXELS)
-        elif not state.full and now - state.changed_at >= SETTLE_S:
-            size = frame_size(width, height, int(width * height * self.resolution.value ** 2))
-        elif state.full and version != state.version and now - state.sent_at >= REFRESH_S:
+        elif (not state.full and now - state.changed_at >= SETTLE_S) or (
+                state.full and version != state.version and now - state.sent_at >= REFRESH_S):
             size = frame_size(width, height, int(width * height * self.resolution.value ** 2))
         else:
             return False
-        full = size != frame_size(width, height, PREVIEW_PIXELS) or now - state.changed_at >= SETTLE_S
         camera = viewer_camera(position, wxyz, fov, *size).to(self.source.device)
         mode, blocks = self.mode.value, self.blocks
         started = time.perf_counter()
