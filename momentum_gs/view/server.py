@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +119,8 @@ class Viewer:
         with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: our line names the address
             self.server = viser.ViserServer(host=host, port=port, verbose=False)
         own_random_for_pings()
+        # a frame for a browser that left while it was rendered is dropped: nothing to warn about
+        warnings.filterwarnings("ignore", message=r"Queued a \w+ on a closed connection", category=UserWarning)
         self.host, self.port = host, self.server.get_port()
         self.clients: dict[int, ClientState] = {}
         self.settings = 0  # bumped by every control change: a new frame for everyone
