@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                             "loss and PSNR, a pause button)")
     train.add_argument("--port", type=int, default=8080, help="the viewer's port (default 8080)")
     train.add_argument("--host", default="127.0.0.1",
-                       help="the viewer's address (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+                       help="the viewer's address (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                            "network)")
     train.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
     evaluate = sub.add_parser("eval", help="render and score the held-out views of a run")
     evaluate.add_argument("run_dir")
@@ -108,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("run_dir")
     view.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     view.add_argument("--host", default="127.0.0.1",
-                      help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+                      help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                           "network)")
     view.add_argument("--device", help="render on this device (default: the run's config)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
@@ -280,7 +282,8 @@ def cmd_view(args) -> None:
     print(compositor_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
     viewer = Viewer(source, args.host, args.port, started=started)
     warn_if_open(args.host)
-    print(f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) at {viewer.url}; Ctrl-C to stop",
+    print(f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) at {viewer.url}; "
+          "Ctrl-C to stop",
           flush=True)
     try:
         while True:

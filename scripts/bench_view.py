@@ -73,7 +73,8 @@ def first_frame(run: str, port: int) -> tuple[float, str]:
                 break
         profile = tempfile.mkdtemp()
         browser = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader",
-                                    "--enable-unsafe-swiftshader", f"--user-data-dir={profile}", "--window-size=640,480",
+                                    "--enable-unsafe-swiftshader", f"--user-data-dir={profile}",
+                                    "--window-size=640,480",
                                     "--remote-debugging-port=0", f"http://127.0.0.1:{port}"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for line in view.stderr:

@@ -49,7 +49,8 @@ class RunSource:
                 raise UserError(f"the partition file {ckpt['partition']} of {run_dir} is missing; put it back (it "
                                 "says which anchors belong to which block) or view a copy of the run made with it")
             self.partition = Partition.load(ckpt["partition"])
-        self.anchors = [cropped_anchors(state, b, self.partition, self.device) for b, state in enumerate(ckpt["blocks"])]
+        self.anchors = [cropped_anchors(state, b, self.partition, self.device)
+                        for b, state in enumerate(ckpt["blocks"])]
         if "decoder" in ckpt["blocks"][0]:  # independent blocks: one decoder each
             self.decoders = []
             for state in ckpt["blocks"]:
