@@ -15,8 +15,8 @@ from momentum_gs.data.convert import cli as convert_cli
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
-from momentum_gs.ranges import (COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MAX_WIDTH, MESH, POSITIVE,
-                                SEED, Range, add_number)
+from momentum_gs.ranges import (COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MAX_WIDTH, MESH, PORT,
+                                POSITIVE, SEED, Range, add_number)
 
 
 
@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
     train.add_argument("--out", help="run folder (default: runs/<scene name>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--viewer", action="store_true",
+                       help="serve the live viewer while training (`mgs view`'s page: the loaded blocks, the step, "
+                            "loss and PSNR, a pause button)")
+    add_number(train, "--port", kind=int, allowed=PORT, default=8080, help="the viewer's port (default 8080)")
+    train.add_argument("--host", default="127.0.0.1",
+                       help="the viewer's address (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                            "network)")
     train.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
     evaluate = sub.add_parser("eval", help="render and score the held-out views of a run")
     evaluate.add_argument("run_dir")
@@ -134,6 +141,14 @@ def _parser() -> argparse.ArgumentParser:
     sfm.add_argument("--vocab-tree", help="COLMAP vocabulary tree file, for --matcher vocab")
     add_number(sfm, "--threads", kind=int, allowed=Range(-1, 4096), default=-1,
                help="CPU threads for COLMAP (-1: all)")
+    view = sub.add_parser("view", help="a live web viewer of a trained run: fly through it, switch blocks on and "
+                                       "off, see the cameras and the cells")
+    view.add_argument("run_dir")
+    add_number(view, "--port", kind=int, allowed=PORT, default=8080, help="port (default 8080)")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                           "network)")
+    view.add_argument("--device", help="render on this device (default: the run's config)")
     synth = sub.add_parser("synth", help="generate the synthetic aerial city (Mill-19 layout)")
     synth.add_argument("out")
     synth.add_argument("--preset", default="demo", help="tiny, demo, small or city8")
@@ -192,7 +207,8 @@ def cmd_train(args) -> None:
     """``mgs train``: train a run (or continue one with --resume)."""
     from momentum_gs.train.run import describe, train_from_args
 
-    summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume)
+    viewer = (args.host, args.port) if args.viewer else None
+    summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume, viewer=viewer)
     if summary["is_main"]:
         print(describe(summary))
 
@@ -297,6 +313,33 @@ def cmd_render(args) -> None:
     print(result.summary())
 
 
+def cmd_view(args) -> None:
+    """``mgs view``: serve the live viewer of a trained run until Ctrl-C."""
+    import time
+
+    from momentum_gs.config import resolve_device
+    from momentum_gs.render.fused import compositor_in_use
+    from momentum_gs.view.server import Viewer, check_port, import_viser, warn_if_open
+    from momentum_gs.view.sources import RunSource
+
+    started = time.perf_counter()
+    check_port(args.host, args.port)  # before the model loads: a busy port is one line at once
+    import_viser()
+    source = RunSource(args.run_dir, resolve_device(args.device) if args.device else None)
+    print(compositor_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
+    viewer = Viewer(source, args.host, args.port, started=started)
+    warn_if_open(args.host)
+    print(f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) at {viewer.url}; "
+          "Ctrl-C to stop",
+          flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        viewer.close()
+        print("viewer stopped", flush=True)
+
+
 def cmd_synth(args) -> None:
     """``mgs synth``: generate the synthetic city."""
     from momentum_gs.data.synthetic import PRESETS, make_synthetic_scene
@@ -395,7 +438,8 @@ def cmd_distill(args) -> None:
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,
             "config": cmd_config, "partition": cmd_partition, "table": cmd_table, "render": cmd_render,
-            "distill": cmd_distill, "mesh": cmd_mesh, "sfm": cmd_sfm, "convert": convert_cli.run}
+            "distill": cmd_distill, "mesh": cmd_mesh, "sfm": cmd_sfm, "view": cmd_view,
+            "convert": convert_cli.run}
 
 
 def _one_line_warnings(fallback):

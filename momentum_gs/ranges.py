@@ -64,6 +64,7 @@ FRACTION = Range(0, 1)
 COUNT = Range(0, MAX_STEPS)  # 0 allowed (usually "off" or "all")
 STEPS = Range(1, MAX_STEPS)
 SEED = Range(0, MAX_SEED)
+PORT = Range(1, 65535)  # a TCP port
 
 
 def check_number(value: float, allowed: Range) -> str | None:

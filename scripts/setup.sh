@@ -22,7 +22,8 @@ trap 'rm -f "$constraints"' EXIT
 echo "torch==$installed" > "$constraints"
 # Installed already, from this checkout? (Asked from another folder, so the checkout itself cannot answer.)
 here=$PWD
-if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, ninja, pytest, pycolmap, piexif" 2>/dev/null) \
+if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, ninja, pytest, pycolmap, piexif, viser, websocket" \
+    2>/dev/null) \
    && [ "$(cd / && "$PYTHON" -c 'import momentum_gs, pathlib; print(pathlib.Path(momentum_gs.__file__).resolve().parents[1])' 2>/dev/null)" = "$here" ]; then
     echo "setup: momentum_gs and its dependencies are installed (torch $installed)"
     exit 0

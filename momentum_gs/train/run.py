@@ -52,11 +52,12 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
     return cfg
 
 
-def train(cfg: Config, resume: bool = False) -> dict:
+def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = None) -> dict:
     """Load the scene, train (continuing from the last checkpoint with ``resume``), return a summary.
 
     Under ``torchrun`` every process calls this; they join one process group and share the work
     (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
+    ``viewer`` (host, port) serves the live viewer of the training on rank 0 (:mod:`momentum_gs.view`).
     """
     from momentum_gs.data.sanity import scene_warnings
     from momentum_gs.data.scene import load_scene
@@ -71,7 +72,12 @@ def train(cfg: Config, resume: bool = False) -> dict:
     if not resume and latest_checkpoint(out_dir / "ckpt") is not None:
         raise UserError(f"{out_dir} already holds a trained run; use --resume to continue it or another --out")
     world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
-    lock, made_folder = None, not out_dir.exists()
+    lock, made_folder, live = None, not out_dir.exists(), None
+    if viewer is not None and world.is_main:  # a busy port or no viser: one line before anything is made
+        from momentum_gs.view.server import check_port, import_viser
+
+        check_port(*viewer)
+        import_viser()
     try:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +102,13 @@ def train(cfg: Config, resume: bool = False) -> dict:
                 raise UserError(f"cannot resume: {out_dir / 'ckpt'} holds no checkpoint")
             if world.is_main:
                 print(f"resuming from {checkpoint} (step {trainer.step})", flush=True)
+        if viewer is not None and world.is_main:
+            try:
+                live = start_live_viewer(trainer, *viewer)
+            except Exception as exc:  # training never dies because of the viewer
+                trainer.view = None
+                print(f"viewer: could not start ({type(exc).__name__}: {exc}); training goes on without it",
+                      file=sys.stderr, flush=True)
         with stop_on_signals(trainer, enabled=not world.distributed):
             summary = trainer.train()
     except BaseException:
@@ -106,6 +119,9 @@ def train(cfg: Config, resume: bool = False) -> dict:
             out_dir.rmdir()  # a run that failed before writing anything leaves no empty folder behind
         raise
     finally:
+        if live is not None:
+            with contextlib.suppress(Exception):  # a viewer that fails to stop does not fail the run
+                live.close()
         if lock is not None:
             lock.release()
         D.close_world(world)
@@ -113,6 +129,19 @@ def train(cfg: Config, resume: bool = False) -> dict:
     if world.is_main:
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def start_live_viewer(trainer, host: str, port: int):
+    """Serve the viewer of ``trainer``'s loaded blocks (:class:`~momentum_gs.view.server.Viewer`); its frames
+    are rendered in their own thread, between the trainer's steps."""
+    from momentum_gs.view.server import Viewer, warn_if_open
+    from momentum_gs.view.sources import TrainingSource
+
+    trainer.view = TrainingSource(trainer)
+    viewer = Viewer(trainer.view, host, port)
+    warn_if_open(host)
+    print(f"viewer of the training at {viewer.url}", flush=True)
+    return viewer
 
 
 @contextlib.contextmanager
@@ -199,8 +228,10 @@ def describe(summary: dict) -> str:
     return line + next_step
 
 
-def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
-    """``mgs train``. After ``torchrun --max-restarts`` restarts a failed job, it resumes by itself."""
+def train_from_args(config, data, out, overrides, resume: bool = False, viewer: tuple[str, int] | None = None
+                    ) -> dict:
+    """``mgs train``. After ``torchrun --max-restarts`` restarts a failed job, it resumes by itself. ``viewer``
+    (host, port): serve the live viewer (rank 0)."""
     from momentum_gs.io.checkpoint import latest_checkpoint
     from momentum_gs.train.distributed import restart_count
 
@@ -213,7 +244,7 @@ def train_from_args(config, data, out, overrides, resume: bool = False) -> dict:
             raise UserError(f"blocks.partition={cfg.blocks.partition} is made by one process: run `mgs partition "
                             f"--data {cfg.data.path} --out PART.npz --blocks N` first and pass blocks.partition=PART.npz")
         auto_partition_in_run(cfg)
-    return train(cfg, resume=resume)
+    return train(cfg, resume=resume, viewer=viewer)
 
 
 def auto_partition_in_run(cfg: Config) -> None:

@@ -7,6 +7,7 @@ optimizer step → teacher update (before the next step's forward) → logging �
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -98,6 +99,7 @@ class Trainer:
         # it costs no host sync per step; read when the logger reads anyway, and before every checkpoint.
         self.first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
         self.stop_requested = False  # set by SIGINT/SIGTERM (single process): checkpoint, then stop
+        self.view = None  # a live viewer's source (momentum_gs.view.sources.TrainingSource) on rank 0, or None
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
         """The decoder (and appearance table) every block starts from, initialised on the CPU from the seed."""
@@ -195,12 +197,15 @@ class Trainer:
         try:
             for entries in plan:
                 views = [(b, v, next(images)[1]) for b, v in entries]
-                metrics, local = self.train_step(views)
+                with self.view.lock if self.view is not None else contextlib.nullcontext():
+                    metrics, local = self.train_step(views)
                 if self.step % cfg.log.progress_every == 0:
                     self.check_finite()
                 logger.log(self.step, metrics, local)
                 self.record()
                 self.after_step()
+                if self.view is not None:
+                    self.view.step_done(self.step, metrics)  # waits here while the viewer's pause is on
                 if self.stop_requested:
                     path = self.save()
                     raise Interrupted(f"interrupted at step {self.step}; saved {path}; continue with "

@@ -1,0 +1,6 @@
+"""``mgs view`` and ``mgs train --viewer``: a local web viewer (viser) that renders a run with our renderer from
+the browser's camera, shows the training cameras and the partition's cells, and switches blocks on and off.
+
+:mod:`~momentum_gs.view.frames` holds the pure pieces (cameras, frames, cells), :mod:`~momentum_gs.view.sources`
+what is rendered (a trained run, or a run while it trains), :mod:`~momentum_gs.view.server` the viser server.
+"""

@@ -1,0 +1,125 @@
+"""The viewer's pure pieces: the browser's camera as ours and back, one frame in a render mode, the frame
+sizes of progressive rendering, and the partition's cells as boxes in the world."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+
+from momentum_gs.data.camera import Camera
+from momentum_gs.model.gaussian_scene import render_view
+from momentum_gs.partition.contraction import uncontract
+
+MODES = ("rgb", "depth", "normal")  # what a frame shows: the image, or one of the render's extra maps
+
+
+def quat_to_matrix(wxyz: np.ndarray) -> np.ndarray:
+    """[4] unit quaternion (w, x, y, z) → [3, 3] rotation matrix."""
+    w, x, y, z = np.asarray(wxyz, np.float64) / np.linalg.norm(wxyz)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def matrix_to_quat(R: np.ndarray) -> np.ndarray:
+    """[3, 3] rotation matrix → [4] unit quaternion (w, x, y, z) with w >= 0."""
+    R = np.asarray(R, np.float64)
+    # the largest of the four candidate components is computed first: no division by a small number
+    candidates = np.array([1 + R[0, 0] + R[1, 1] + R[2, 2], 1 + R[0, 0] - R[1, 1] - R[2, 2],
+                           1 - R[0, 0] + R[1, 1] - R[2, 2], 1 - R[0, 0] - R[1, 1] + R[2, 2]])
+    i = int(np.argmax(candidates))
+    s = 2 * math.sqrt(max(candidates[i], 1e-300))
+    if i == 0:
+        q = [s / 4, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
+    elif i == 1:
+        q = [(R[2, 1] - R[1, 2]) / s, s / 4, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s]
+    elif i == 2:
+        q = [(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, s / 4, (R[1, 2] + R[2, 1]) / s]
+    else:
+        q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, s / 4]
+    q = np.array(q)
+    return q / np.linalg.norm(q) * (1 if q[0] >= 0 else -1)
+
+
+def viewer_camera(position, wxyz, fov: float, width: int, height: int) -> Camera:
+    """Our camera for the browser's view: viser's ``position`` [3] and ``wxyz`` [4] are the camera-to-world
+    translation and rotation in OpenCV axes (x right, y down, z forward), ``fov`` the vertical field of view
+    in radians; square pixels, the principal point at the image centre."""
+    R = quat_to_matrix(wxyz)
+    world_to_cam = np.eye(4)
+    world_to_cam[:3, :3] = R.T
+    world_to_cam[:3, 3] = -R.T @ np.asarray(position, np.float64)
+    focal = height / 2 / math.tan(fov / 2)
+    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+    return Camera(name="viewer", width=int(width), height=int(height), K=torch.tensor(K, dtype=torch.float32),
+                  world_to_cam=torch.tensor(world_to_cam, dtype=torch.float32))
+
+
+def camera_pose(camera: Camera) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(position [3], wxyz [4], vertical fov in radians, aspect width/height) of one of our cameras, as viser
+    places a frustum or the browser's camera."""
+    world_to_cam = camera.world_to_cam.double().cpu().numpy()
+    R = world_to_cam[:3, :3].T
+    position = -R @ world_to_cam[:3, 3]
+    fov = 2 * math.atan(camera.height / 2 / float(camera.K[1, 1]))
+    return position, matrix_to_quat(R), fov, camera.width / camera.height
+
+
+def frame_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The canvas size scaled down (keeping its aspect) to at most ``max_pixels`` pixels, at least 8×8."""
+    scale = min(1.0, math.sqrt(max_pixels / max(width * height, 1)))
+    return max(8, round(width * scale)), max(8, round(height * scale))
+
+
+@torch.no_grad()
+def render_frame(parts, appearance, camera: Camera, render_cfg, mode: str = "rgb") -> tuple[np.ndarray, int]:
+    """([H, W, 3] uint8 RGB frame, Gaussians drawn) of ``parts`` (a list of (anchors, decoder)) from ``camera``
+    with the mean appearance code. ``mode`` "depth" shows the camera z (near yellow, far dark, 2nd to 98th
+    percentile), "normal" the camera-space normals as colours ((n + 1) / 2); the background of both is black.
+    No parts: the background colour alone."""
+    if not parts:
+        colour = np.clip(np.asarray(render_cfg.background) * 255, 0, 255).round().astype(np.uint8)
+        return np.broadcast_to(colour, (camera.height, camera.width, 3)).copy(), 0
+    extras = () if mode == "rgb" else (mode,)
+    view = render_view(parts, camera, render_cfg, appearance, None, extras=extras)
+    out = view.output
+    if mode == "rgb":
+        image = out.image.clamp(0, 1)
+    else:
+        alpha = out.alpha.clamp(min=1e-6)
+        covered = (out.alpha > 0.5).cpu().numpy()[..., 0]
+        if mode == "depth":
+            return depth_colours((out.depth / alpha).cpu().numpy()[..., 0], covered), view.num_gaussians
+        image = (torch.nn.functional.normalize(out.normal, dim=-1) + 1) / 2 * (out.alpha > 0.5)
+    return image.mul(255).round().byte().cpu().numpy(), view.num_gaussians
+
+
+def depth_colours(depth: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """[H, W] depths → [H, W, 3] uint8 RGB (OpenCV's inferno map, near bright), black where not ``covered``."""
+    values = depth[covered]
+    lo, hi = (np.percentile(values, [2, 98]) if values.size else (0.0, 1.0))
+    t = 1 - np.clip((depth - lo) / max(hi - lo, 1e-9), 0, 1)
+    rgb = cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+    return np.where(covered[..., None], rgb, 0).astype(np.uint8)
+
+
+def cell_boxes(partition) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per block: (centre [3] world, size [3] along the grid axes, wxyz [4] grid → world rotation) of its cell
+    clipped to the scene box (the cells' outer parts reach to infinity in contracted space)."""
+    rotation = matrix_to_quat(partition.rotation.T)
+    boxes = []
+    for b in range(partition.num_blocks):
+        lo, hi = partition.cell_bounds(b)
+        corners = uncontract(np.clip(np.stack([lo, hi]), 0.25, 0.75), partition.box_min, partition.box_max)
+        boxes.append((partition.rotation.T @ corners.mean(0), corners[1] - corners[0], rotation))
+    return boxes
+
+
+def block_rgb(n: int) -> np.ndarray:
+    """[n, 3] uint8 RGB colours of the blocks, the same as ``partition.png``'s."""
+    from momentum_gs.partition.draw import block_colors
+
+    return block_colors(n)[:, ::-1].copy()

@@ -1,0 +1,135 @@
+"""What the viewer renders: the blocks of a trained run (:class:`RunSource`), or those a training process has
+loaded while it trains (:class:`TrainingSource`). Both give the (anchors, decoder) parts of the blocks asked
+for, the appearance table, the training cameras and the partition, and a lock held while a frame is rendered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from momentum_gs.config import load_config, resolve_device, use_threads
+from momentum_gs.errors import UserError
+
+
+class RunSource:
+    """The blocks of a trained run's latest checkpoint, each cropped to its cell (as ``mgs eval`` merges them),
+    kept apart so that any subset renders. Never changes, so its lock does nothing."""
+
+    def __init__(self, run_dir: str | Path, device: torch.device | None = None):
+        from momentum_gs.data.scene import load_scene
+        from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
+        from momentum_gs.io.finite import require_finite
+        from momentum_gs.io.run_folder import cropped_anchors
+        from momentum_gs.model.decoder import Decoder
+        from momentum_gs.model.gaussian_scene import GaussianScene
+        from momentum_gs.partition.partition import Partition
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
+        cfg = load_config(run_dir / "config.yaml")
+        path = latest_checkpoint(run_dir / "ckpt")
+        if path is None:
+            raise UserError(f"{run_dir}/ckpt holds no checkpoint, so there is no model to view; train the run "
+                            f"(`mgs train --resume --out {run_dir}`) or pick another")
+        self.device = device or resolve_device(cfg.device)
+        use_threads(cfg.threads, self.device)
+        ckpt = load_checkpoint(path, map_location="cpu")
+        require_finite({"blocks": [{k: v for k, v in b.items() if k in ("anchors", "decoder")} for b in ckpt["blocks"]],
+                        "decoder": ckpt.get("decoder")}, f"the model in {path}",
+                       "the run diverged: view an earlier checkpoint or train again")
+        self.partition = None
+        if ckpt.get("partition"):
+            if not Path(ckpt["partition"]).is_file():
+                raise UserError(f"the partition file {ckpt['partition']} of {run_dir} is missing; put it back (it "
+                                "says which anchors belong to which block) or view a copy of the run made with it")
+            self.partition = Partition.load(ckpt["partition"])
+        self.anchors = [cropped_anchors(state, b, self.partition, self.device)
+                        for b, state in enumerate(ckpt["blocks"])]
+        if "decoder" in ckpt["blocks"][0]:  # independent blocks: one decoder each
+            self.decoders = []
+            for state in ckpt["blocks"]:
+                decoder = Decoder.from_config(cfg.model).to(self.device)
+                decoder.load_state_dict(state["decoder"])
+                self.decoders.append(decoder.eval())
+            self.appearance = None
+        else:
+            shared = GaussianScene.from_dict({"anchors": ckpt["blocks"][0]["anchors"], "decoder": ckpt["decoder"],
+                                              "appearance": ckpt.get("appearance")}, cfg.model, self.device)
+            self.decoders = [shared.decoder.eval()] * len(self.anchors)
+            self.appearance = shared.appearance
+        self.cfg, self.step, self.run_dir = cfg, int(ckpt["step"]), run_dir
+        self.cameras = load_scene(cfg.data, images=False).train
+        self.lock = contextlib.nullcontext()
+        self.version = 0  # the model never changes
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks of the run (1 without a partition)."""
+        return len(self.anchors)
+
+    def parts(self, blocks) -> list:
+        """The (anchors, decoder) parts of the blocks numbered in ``blocks``, in block order."""
+        return [(self.anchors[b], self.decoders[b]) for b in sorted(blocks) if 0 <= b < len(self.anchors)]
+
+    def status(self) -> str:
+        """A line of Markdown about the model."""
+        anchors = sum(a.num_anchors for a in self.anchors)
+        return f"**{self.run_dir.name}**, step {self.step}: {anchors} anchors in {self.num_blocks} block(s)"
+
+
+class TrainingSource:
+    """The blocks a :class:`~momentum_gs.train.trainer.Trainer` has loaded, while it trains (rank 0).
+
+    The trainer holds :attr:`lock` during each step and the viewer while it renders, so a frame never sees
+    parameters half updated; rendering uses no random numbers and no gradients, so training runs as without
+    the viewer. :meth:`step_done` is called by the trainer after each step and waits while paused.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.cfg = trainer.cfg
+        self.device = trainer.device
+        self.partition = trainer.partition
+        self.cameras = trainer.scene.train
+        self.lock = threading.Lock()
+        self.paused = threading.Event()
+        self.version = 0  # the step the trainer has finished
+        self.metrics = None  # the last step's Metrics (on the device until read)
+
+    @property
+    def appearance(self):
+        """The trainer's appearance table."""
+        return self.trainer.appearance
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks of the run."""
+        return len(self.trainer.blocks)
+
+    def parts(self, blocks) -> list:
+        """The (anchors, decoder) parts of the loaded blocks among ``blocks`` (call under :attr:`lock`)."""
+        loaded = [self.trainer.blocks[b] for b in sorted(blocks) if 0 <= b < self.num_blocks]
+        return [(block.anchors, block.decoder or self.trainer.decoder) for block in loaded if block.loaded]
+
+    def step_done(self, step: int, metrics) -> None:
+        """After a step (the trainer's thread): remember it; wait here while the viewer's pause is on."""
+        self.version, self.metrics = step, metrics
+        while self.paused.is_set() and not self.trainer.stop_requested:
+            time.sleep(0.05)
+
+    def status(self) -> str:
+        """Step, loss, PSNR and the loaded blocks, as a line of Markdown (read under :attr:`lock`)."""
+        trainer = self.trainer
+        line = f"step **{self.version}** / {trainer.total_steps}"
+        if self.metrics is not None:
+            values = self.metrics.read()
+            line += f", loss {values['loss']:.4f}, PSNR {values['psnr']:.2f} dB"
+        loaded = [str(block.id) for block in trainer.blocks if block.loaded]
+        line += f"; blocks loaded: {', '.join(loaded) or 'none'}"
+        return line + (" (paused)" if self.paused.is_set() else "")
