@@ -10,45 +10,18 @@ import numpy as np
 import torch
 
 from momentum_gs.data.camera import Camera
+from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.partition.contraction import uncontract
 
 MODES = ("rgb", "depth", "normal")  # what a frame shows: the image, or one of the render's extra maps
 
 
-def quat_to_matrix(wxyz: np.ndarray) -> np.ndarray:
-    """[4] unit quaternion (w, x, y, z) → [3, 3] rotation matrix."""
-    w, x, y, z = np.asarray(wxyz, np.float64) / np.linalg.norm(wxyz)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation matrix → [4] unit quaternion (w, x, y, z) with w >= 0."""
-    R = np.asarray(R, np.float64)
-    # the largest of the four candidate components is computed first: no division by a small number
-    candidates = np.array([1 + R[0, 0] + R[1, 1] + R[2, 2], 1 + R[0, 0] - R[1, 1] - R[2, 2],
-                           1 - R[0, 0] + R[1, 1] - R[2, 2], 1 - R[0, 0] - R[1, 1] + R[2, 2]])
-    i = int(np.argmax(candidates))
-    s = 2 * math.sqrt(max(candidates[i], 1e-300))
-    if i == 0:
-        q = [s / 4, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    elif i == 1:
-        q = [(R[2, 1] - R[1, 2]) / s, s / 4, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s]
-    elif i == 2:
-        q = [(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, s / 4, (R[1, 2] + R[2, 1]) / s]
-    else:
-        q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, s / 4]
-    q = np.array(q)
-    return q / np.linalg.norm(q) * (1 if q[0] >= 0 else -1)
-
-
 def viewer_camera(position, wxyz, fov: float, width: int, height: int) -> Camera:
     """Our camera for the browser's view: viser's ``position`` [3] and ``wxyz`` [4] are the camera-to-world
     translation and rotation in OpenCV axes (x right, y down, z forward), ``fov`` the vertical field of view
     in radians; square pixels, the principal point at the image centre."""
-    R = quat_to_matrix(wxyz)
+    R = qvec_to_rotmat(wxyz)
     world_to_cam = np.eye(4)
     world_to_cam[:3, :3] = R.T
     world_to_cam[:3, 3] = -R.T @ np.asarray(position, np.float64)
@@ -65,7 +38,7 @@ def camera_pose(camera: Camera) -> tuple[np.ndarray, np.ndarray, float, float]:
     R = world_to_cam[:3, :3].T
     position = -R @ world_to_cam[:3, 3]
     fov = 2 * math.atan(camera.height / 2 / float(camera.K[1, 1]))
-    return position, matrix_to_quat(R), fov, camera.width / camera.height
+    return position, rotmat_to_qvec(R), fov, camera.width / camera.height
 
 
 def frame_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
@@ -109,7 +82,7 @@ def depth_colours(depth: np.ndarray, covered: np.ndarray) -> np.ndarray:
 def cell_boxes(partition) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per block: (centre [3] world, size [3] along the grid axes, wxyz [4] grid → world rotation) of its cell
     clipped to the scene box (the cells' outer parts reach to infinity in contracted space)."""
-    rotation = matrix_to_quat(partition.rotation.T)
+    rotation = rotmat_to_qvec(partition.rotation.T)
     boxes = []
     for b in range(partition.num_blocks):
         lo, hi = partition.cell_bounds(b)
