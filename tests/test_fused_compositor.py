@@ -378,3 +378,24 @@ def test_render_without_gradients_untiles_in_one_pass_with_the_same_bits(dtype, 
             assert torch.equal(getattr(one_pass, name), getattr(several, name).detach()), name
         empty = one_pass.alpha[..., 0] == 0
         assert empty.any() and (one_pass.image[empty] == scene["background"]).all()
+
+
+def test_a_lock_left_by_a_killed_build_does_not_stop_the_next_build():
+    """torch's build lock is a file: a build killed half-way (Ctrl-C during the first run) leaves it, and torch
+    then waits for it for ever. ``fused.build`` removes it under a lock of its own, which the kernel releases."""
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import _get_build_directory
+
+    if fused.build().ops is None:
+        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    stale = Path(_get_build_directory(f"momentum_gs_kernels_{fused._build_digest(fused.march())}", False)) / "lock"
+    stale.touch()
+    try:
+        program = "from momentum_gs.render.fused import build; print(build().note)"
+        result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    finally:
+        left = stale.exists()
+        stale.unlink(missing_ok=True)
+    assert result.returncode == 0 and result.stdout.startswith("ready in"), result.stdout + result.stderr
+    assert not left

@@ -29,6 +29,7 @@ compositor.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -102,9 +103,10 @@ def build() -> Build:
         _put_pip_ninja_on_path()
         from torch.utils.cpp_extension import load
 
-        load(name=f"momentum_gs_kernels_{_build_digest(target)}", sources=[str(path) for path in SOURCES],
-             extra_cflags=[*FLAGS, f"-march={target}"], extra_include_paths=[str(CSRC)],
-             extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+        name = f"momentum_gs_kernels_{_build_digest(target)}"
+        with _build_lock(name):
+            load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=[*FLAGS, f"-march={target}"],
+                 extra_include_paths=[str(CSRC)], extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
         ops = torch.ops.momentum_gs
         # noqa below: fails here, not mid-render, if an op is absent
         ops.composite_forward, ops.composite_backward, ops.gaussians_forward, ops.gaussians_backward  # noqa: B018
@@ -404,11 +406,34 @@ def _build_digest(target: str) -> str:
     """8 hex digits naming the build: its -march, the flags, the headers' text (which the extension's own
     versioning does not see) and, for ``native``, this CPU's instruction set, so that a shared cache never
     loads a -march=native build on another kind of CPU."""
-    identity = " ".join([platform.machine(), target, *FLAGS, *(path.read_text() for path in HEADERS)])
+    # "build.lock": builds take _build_lock; a folder shared with builds that did not could lose a live lock
+    identity = " ".join([platform.machine(), target, "build.lock", *FLAGS, *(path.read_text() for path in HEADERS)])
     if target == "native":
         cpu = _cpuinfo()
         identity += platform.processor() + " ".join(cpu.get(key, "") for key in ("flags", "Features", "model name"))
     return hashlib.sha256(identity.encode()).hexdigest()[:8]
+
+
+@contextlib.contextmanager
+def _build_lock(name: str):
+    """Holds a lock around torch's build of extension ``name`` that the kernel releases when the process ends.
+
+    torch's own lock is a file that a killed build (Ctrl-C during the first build, the OOM killer) leaves behind,
+    and every later build then waits for it for ever. Under this lock (``flock``), no other build of ours is
+    running, so torch's file can only be such a leftover, and it is removed. Where ``flock`` is missing
+    (Windows), torch's lock alone is used."""
+    try:
+        import fcntl
+        from torch.utils.cpp_extension import _get_build_directory
+
+        folder = Path(_get_build_directory(name, False))
+    except Exception:  # noqa: BLE001 - no fcntl, or torch's layout changed: its own lock alone
+        yield
+        return
+    with open(folder / "build.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        (folder / "lock").unlink(missing_ok=True)
+        yield
 
 
 def _put_pip_ninja_on_path() -> None:
