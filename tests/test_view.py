@@ -251,7 +251,16 @@ def _shot(browser, viewer, after: int, camera=None):
     frame = _full_frame(viewer, after, camera)
     time.sleep(1.0)  # the PNG travels to the page and is decoded
     browser.evaluate(SHOW_CANVAS_ONLY)
-    return browser.screenshot(), frame
+    # then the page must hold still: on a loaded machine the image can still be fading in a second later
+    shot, deadline = browser.screenshot(), time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        browser.evaluate(SHOW_CANVAS_ONLY)
+        again = browser.screenshot()
+        if np.array_equal(again, shot):
+            break
+        shot = again
+    return shot, frame
 
 
 def _ours(model, camera, render_cfg) -> np.ndarray:

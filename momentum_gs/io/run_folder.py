@@ -61,21 +61,31 @@ def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianS
     return GaussianScene.from_dict(state, cfg.model, device)
 
 
-def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene | PartsScene, int]:
-    """The config, the merged model of the latest checkpoint, and its step, of a run folder."""
+def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: str, diverged: str
+                    ) -> tuple[Config, Path, dict, torch.device]:
+    """A run folder's config, its latest checkpoint (the path and the contents, whose model tensors are checked
+    finite) and the device to use; one line when the folder is not a run, holds no checkpoint (the line goes on
+    with ``no_checkpoint``) or its model is not finite (``diverged`` says what to do)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
     cfg = load_config(run_dir / "config.yaml")
     path = latest_checkpoint(run_dir / "ckpt")
     if path is None:
-        raise UserError(f"{run_dir}/ckpt holds no checkpoint; training did not finish a save")
+        raise UserError(f"{run_dir}/ckpt holds no checkpoint{no_checkpoint}")
     device = device or resolve_device(cfg.device)
     use_threads(cfg.threads, device)
     ckpt = load_checkpoint(path, map_location="cpu")
     blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
     model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}
-    require_finite(model_parts, f"the model in {path}",
-                   "the run diverged: resume or evaluate an earlier checkpoint of ckpt/, or train again (a lower "
-                   "learning rate, or check the data)")
+    require_finite(model_parts, f"the model in {path}", diverged)
+    return cfg, path, ckpt, device
+
+
+def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene | PartsScene, int]:
+    """The config, the merged model of the latest checkpoint, and its step, of a run folder."""
+    cfg, _, ckpt, device = read_checkpoint(
+        run_dir, device, "; training did not finish a save",
+        "the run diverged: resume or evaluate an earlier checkpoint of ckpt/, or train again (a lower learning rate, "
+        "or check the data)")
     return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])

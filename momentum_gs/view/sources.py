@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from momentum_gs.config import load_config, resolve_device, use_threads
 from momentum_gs.errors import UserError
 
 
@@ -22,27 +21,15 @@ class RunSource:
 
     def __init__(self, run_dir: str | Path, device: torch.device | None = None):
         from momentum_gs.data.scene import load_scene
-        from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
-        from momentum_gs.io.finite import require_finite
-        from momentum_gs.io.run_folder import cropped_anchors
+        from momentum_gs.io.run_folder import cropped_anchors, read_checkpoint
         from momentum_gs.model.decoder import Decoder
         from momentum_gs.model.gaussian_scene import GaussianScene
         from momentum_gs.partition.partition import Partition
 
         run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"{run_dir} is not a run folder (no config.yaml); train one with `mgs train`")
-        cfg = load_config(run_dir / "config.yaml")
-        path = latest_checkpoint(run_dir / "ckpt")
-        if path is None:
-            raise UserError(f"{run_dir}/ckpt holds no checkpoint, so there is no model to view; train the run "
-                            f"(`mgs train --resume --out {run_dir}`) or pick another")
-        self.device = device or resolve_device(cfg.device)
-        use_threads(cfg.threads, self.device)
-        ckpt = load_checkpoint(path, map_location="cpu")
-        require_finite({"blocks": [{k: v for k, v in b.items() if k in ("anchors", "decoder")} for b in ckpt["blocks"]],
-                        "decoder": ckpt.get("decoder")}, f"the model in {path}",
-                       "the run diverged: view an earlier checkpoint or train again")
+        cfg, _, ckpt, self.device = read_checkpoint(
+            run_dir, device, f", so there is no model to view; train the run (`mgs train --resume --out {run_dir}`) "
+            "or pick another", "the run diverged: view an earlier checkpoint or train again")
         self.partition = None
         if ckpt.get("partition"):
             if not Path(ckpt["partition"]).is_file():
