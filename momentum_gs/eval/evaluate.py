@@ -140,21 +140,31 @@ def scores(image: torch.Tensor, gt: torch.Tensor, lpips) -> dict:
             "lpips": None if lpips is None else float(lpips(image, gt))}
 
 
-def map_picture(output) -> np.ndarray:
-    """[H, 2W, 3] uint8 RGB: the depth (depth / alpha, near = red, far = blue, between the 2nd and 98th
-    percentile of the covered pixels) beside the camera-space normal (n / alpha mapped from [-1, 1] to [0, 255]:
-    x → red, y → green, z → blue); black where alpha ≤ 0.5."""
-    alpha = output.alpha[..., 0].detach().cpu()
-    covered = (alpha > 0.5).numpy()
+def depth_picture(output) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of the depth (depth / alpha, near = red, far = blue, between the 2nd and 98th
+    percentile of the covered pixels); black where alpha ≤ 0.5."""
+    covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
     depth = output.normalised_depth()[..., 0].detach().cpu().numpy()
     lo, hi = np.percentile(depth[covered], [2, 98]) if covered.any() else (0.0, 1.0)
     scaled = np.clip((depth - lo) / max(hi - lo, 1e-12), 0, 1)
     coloured = cv2.applyColorMap(np.round(255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    coloured[~covered] = 0
+    return np.ascontiguousarray(coloured)
+
+
+def normal_picture(output) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of the camera-space normal (n / alpha mapped from [-1, 1] to [0, 255]: x → red,
+    y → green, z → blue); black where alpha ≤ 0.5."""
+    alpha = output.alpha[..., 0].detach().cpu()
     normal = (output.normal.detach().cpu() / alpha.clamp(min=1e-10)[..., None]).clamp(-1, 1).numpy()
     normal = np.round((normal * 0.5 + 0.5) * 255).astype(np.uint8)
-    picture = np.concatenate([coloured, normal], axis=1)
-    picture[np.concatenate([~covered, ~covered], axis=1)] = 0
-    return np.ascontiguousarray(picture)
+    normal[~(alpha > 0.5).numpy()] = 0
+    return normal
+
+
+def map_picture(output) -> np.ndarray:
+    """[H, 2W, 3] uint8 RGB: :func:`depth_picture` beside :func:`normal_picture`."""
+    return np.ascontiguousarray(np.concatenate([depth_picture(output), normal_picture(output)], axis=1))
 
 
 def ground_truth_depths(root: Path) -> Path | None:

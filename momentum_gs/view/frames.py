@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
+from momentum_gs.eval.evaluate import depth_picture, normal_picture
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.partition.contraction import uncontract
 
@@ -50,33 +50,19 @@ def frame_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 @torch.no_grad()
 def render_frame(parts, appearance, camera: Camera, render_cfg, mode: str = "rgb") -> tuple[np.ndarray, int]:
     """([H, W, 3] uint8 RGB frame, Gaussians drawn) of ``parts`` (a list of (anchors, decoder)) from ``camera``
-    with the mean appearance code. ``mode`` "depth" shows the camera z (near yellow, far dark, 2nd to 98th
-    percentile), "normal" the camera-space normals as colours ((n + 1) / 2); the background of both is black.
+    with the mean appearance code. ``mode`` "depth" and "normal" show the pictures of ``mgs eval --maps``
+    (:func:`~momentum_gs.eval.evaluate.depth_picture`, :func:`~momentum_gs.eval.evaluate.normal_picture`).
     No parts: the background colour alone."""
     if not parts:
         colour = np.clip(np.asarray(render_cfg.background) * 255, 0, 255).round().astype(np.uint8)
         return np.broadcast_to(colour, (camera.height, camera.width, 3)).copy(), 0
     extras = () if mode == "rgb" else (mode,)
     view = render_view(parts, camera, render_cfg, appearance, None, extras=extras)
-    out = view.output
-    if mode == "rgb":
-        image = out.image.clamp(0, 1)
-    else:
-        alpha = out.alpha.clamp(min=1e-6)
-        covered = (out.alpha > 0.5).cpu().numpy()[..., 0]
-        if mode == "depth":
-            return depth_colours((out.depth / alpha).cpu().numpy()[..., 0], covered), view.num_gaussians
-        image = (torch.nn.functional.normalize(out.normal, dim=-1) + 1) / 2 * (out.alpha > 0.5)
-    return image.mul(255).round().byte().cpu().numpy(), view.num_gaussians
-
-
-def depth_colours(depth: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """[H, W] depths → [H, W, 3] uint8 RGB (OpenCV's inferno map, near bright), black where not ``covered``."""
-    values = depth[covered]
-    lo, hi = (np.percentile(values, [2, 98]) if values.size else (0.0, 1.0))
-    t = 1 - np.clip((depth - lo) / max(hi - lo, 1e-9), 0, 1)
-    rgb = cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
-    return np.where(covered[..., None], rgb, 0).astype(np.uint8)
+    if mode == "depth":
+        return depth_picture(view.output), view.num_gaussians
+    if mode == "normal":
+        return normal_picture(view.output), view.num_gaussians
+    return view.output.image.clamp(0, 1).mul(255).round().byte().cpu().numpy(), view.num_gaussians
 
 
 def cell_boxes(partition) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
