@@ -13,6 +13,8 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from momentum_gs.errors import UserError
+
 
 @dataclass(frozen=True)
 class Range:
@@ -59,7 +61,6 @@ MAX_FRAMES = 108_000  # frames in one video (an hour at 30 fps): its path's came
 FINITE = Range()
 POSITIVE = Range(0, open_low=True)
 AT_LEAST_0 = Range(0)
-AT_LEAST_1 = Range(1)
 FRACTION = Range(0, 1)
 COUNT = Range(0, MAX_STEPS)  # 0 allowed (usually "off" or "all")
 STEPS = Range(1, MAX_STEPS)
@@ -116,8 +117,6 @@ MESH: dict[str, Range] = {
 def check_settings(settings: object, table: dict[str, Range], flags: dict[str, str]) -> None:
     """Raise a UserError for the first field of ``settings`` outside its range in ``table`` (None: a default
     that is worked out later); the field is named by its command-line flag where ``flags`` gives one."""
-    from momentum_gs.errors import UserError
-
     for name, allowed in table.items():
         value = getattr(settings, name)
         reason = None if value is None else check_number(value, allowed)

@@ -45,8 +45,9 @@ def wgs84_to_enu(lla: np.ndarray, origin: np.ndarray) -> np.ndarray:
 
 
 def enu_to_wgs84(enu: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """[N, 3] ENU metres at ``origin`` → [N, 3] (latitude°, longitude°, altitude m); Bowring's closed form
-    plus two fixed-point steps (well under a millimetre for any point near the Earth's surface)."""
+    """[N, 3] ENU metres at ``origin`` → [N, 3] (latitude°, longitude°, altitude m): the latitude from the
+    spherical guess refined by five fixed-point steps (well under a millimetre for any point near the Earth's
+    surface)."""
     enu = np.atleast_2d(np.asarray(enu, np.float64))
     x, y, z = (_ecef(np.asarray(origin, np.float64)[None]) + enu @ _enu_axes(origin)).T
     lon = np.arctan2(y, x)

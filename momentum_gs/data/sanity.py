@@ -57,9 +57,9 @@ def scene_warnings(cameras: list[Camera], points: np.ndarray, near: float) -> li
             f"(e.g. {blind[0].name}): {'all' if share == 1 else 'those'} would train on nothing. Check that the "
             "poses are COLMAP's world-to-camera (a camera-to-world pose looks away from the scene) and that the "
             "points belong to this model")
-    seen = np.concatenate([d for d in depths if len(d)]) if len(blind) < len(looked) else np.zeros(0)
-    if len(seen):
-        median = float(np.median(seen))
+    seen = [d for d in depths if len(d)]
+    if seen:
+        median = float(np.median(np.concatenate(seen)))
         if near > 0 and median < NEAR_FACTOR * near:
             lines.append(
                 f"the cameras are a median {median:.3g} world units from the points they see, close to "

@@ -89,8 +89,6 @@ def scene_centre(model) -> np.ndarray:
     return np.median(positions, axis=0)
 
 
-
-
 def check_request(path_spec: str, out: Path, frames: int | None, size: str | None, fps: float | None
                   ) -> tuple[CameraPath | None, tuple[int, int] | None]:
     """Check the command's arguments before anything is loaded; returns (the path read from a JSON file, or

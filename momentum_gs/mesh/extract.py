@@ -106,6 +106,7 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
 
     if settings.depth not in DEPTHS:
         raise UserError(f"unknown depth {settings.depth!r} for the mesh; choose one of {', '.join(DEPTHS)}")
+    check_settings(settings, MESH, {"voxel": "--voxel", "trunc_voxels": "--trunc"})  # before the run loads
     out = Path(out)
     if out.suffix.lower() != ".ply":
         raise UserError(f"the mesh is written as PLY: give --out a name ending in .ply, not {out.name}")
@@ -117,7 +118,6 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     rotation = partition.rotation if partition is not None else np.eye(3)
     positions = _anchor_positions(model)
     lo, hi = region_of(positions, rotation, settings.region_percentile)
-    check_settings(settings, MESH, {"voxel": "--voxel", "trunc_voxels": "--trunc"})
     voxel = settings.voxel or default_voxel(lo, hi)
     if not voxel > 0:
         raise UserError("the anchors span no horizontal extent, so there is no default voxel; give --voxel")

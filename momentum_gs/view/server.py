@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from momentum_gs.errors import UserError, one_line
+from momentum_gs.ranges import PORT
 from momentum_gs.view.frames import (MODES, block_rgb, camera_pose, cell_boxes, frame_size, render_frame,
                                      viewer_camera)
 
@@ -35,7 +36,7 @@ REFRESH_S = 1.0  # while training, a resting camera's frame is redrawn at most t
 
 def check_port(host: str, port: int) -> None:
     """A UserError when ``port`` cannot be bound on ``host`` (viser would quietly take the next free one)."""
-    if not 0 < port < 65536:
+    if not PORT.holds(port):
         raise UserError(f"--port {port}: give a port between 1 and 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
