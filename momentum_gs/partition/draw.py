@@ -27,7 +27,7 @@ def block_colors(n: int) -> np.ndarray:
     return cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2BGR)[0]
 
 
-def _window(u_cams: np.ndarray, u_points: np.ndarray) -> tuple[np.ndarray, float]:
+def map_window(u_cams: np.ndarray, u_points: np.ndarray) -> tuple[np.ndarray, float]:
     """(lower-left corner [2], side) of a square map window around the cameras and most of the points."""
     parts = [u_cams] if len(u_cams) else []
     if len(u_points):
@@ -92,7 +92,7 @@ def draw_partition(partition: Partition, scene: SceneData, path: str | Path, siz
     scale = (partition.box_max - partition.box_min)[axes]  # contracted → world-like map units
     u_cams = partition.contract(centres)[:, axes] * scale if len(centres) else np.zeros((0, 2))
     u_points = partition.contract(points) if len(points) else np.zeros((0, 3))
-    corner, side = _window(u_cams, u_points[:, axes] * scale)
+    corner, side = map_window(u_cams, u_points[:, axes] * scale)
 
     def pix(uv: np.ndarray) -> np.ndarray:
         """[M, 2] map coordinates → [M, 2] int pixel (x right, y down) coordinates."""

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.partition.draw import map_window, scale_bar
 
 SIZE = 800  # picture side, pixels
 GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run
@@ -81,10 +82,8 @@ def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) 
     cams = np.array([reconstruction.image(i).projection_center() for i in reconstruction.reg_image_ids()])
     cams = cams.reshape(-1, 3)
     pts = np.array([p.xyz for p in reconstruction.points3D.values()]).reshape(-1, 3)
-    both = np.concatenate([cams[:, :2], np.percentile(pts[:, :2], [1, 99], 0) if len(pts) else cams[:, :2]])
-    lo, hi = both.min(0), both.max(0)
-    scale = 0.85 * SIZE / max(float((hi - lo).max()), 1e-9)
-    centre = (lo + hi) / 2
+    corner, side = map_window(cams[:, :2], pts[:, :2])  # partition.png's window: cameras and most points
+    scale, centre = SIZE / side, corner + side / 2
 
     def pixel(xy: np.ndarray) -> np.ndarray:
         uv = (xy - centre) * scale * np.array([1, -1]) + SIZE / 2
@@ -106,8 +105,7 @@ def _legend(image: np.ndarray, report: dict, georeferenced: bool, scale: float) 
              "top view: x east, y north (metres)" if georeferenced else "top view: x, y of COLMAP's frame"]
     for row, text in enumerate(lines):
         cv2.putText(image, text, (10, 22 + 20 * row), font, 0.5, black, 1, cv2.LINE_AA)
-    bar = 10 ** np.floor(np.log10(100 / scale))  # a round length of at most ~100 pixels
-    length = int(round(bar * scale))
+    bar, length = scale_bar(scale, SIZE)
     cv2.line(image, (10, SIZE - 15), (10 + length, SIZE - 15), black, 2)
     unit = " m" if georeferenced else " units"
     cv2.putText(image, f"{bar:g}{unit}", (15 + length, SIZE - 10), font, 0.5, black, 1, cv2.LINE_AA)
