@@ -49,13 +49,13 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     pycolmap = steps.import_pycolmap()
     _check_options(opts)
     out = Path(out)
-    _writable(out)
     images_dir = out / "images"
-    if video is not None:
-        found = sample_video(Path(video), fps, images_dir)
-    else:
+    if video is None:  # the photos are checked before anything is made: bad input leaves no empty folder
         inside = out.resolve() in (Path(photos).resolve(), *Path(photos).resolve().parents)  # DATA/images given
         found = find_photos(Path(photos), skip=None if inside else out)
+    _writable(out)
+    if video is not None:
+        found = sample_video(Path(video), fps, images_dir)
     sizes = gather_photos(found, images_dir)
     names = [p.name for p in found]
     for stale in (out / "sparse" / "0", out / GEOREF_NAME, out / REPORT_NAME):  # a failed rerun must not
