@@ -329,6 +329,29 @@ def test_row_culling_keeps_every_row_where_alpha_rounds_to_the_cut():
     assert torch.equal(culled, unculled)
 
 
+@pytest.mark.parametrize("tile_size", [16, 32])
+def test_column_culling_keeps_every_column_where_alpha_rounds_to_the_cut(tile_size):
+    """The same Gaussian turned on its side, its centre beside the middle of a tile row: where a vector of pixels
+    is part of a row (a 16-pixel row is two AVX2 vectors, a 32-pixel row two AVX-512 ones) the kernel skips the
+    vectors outside the Gaussian's columns, and the column that rounding draws across that border must stay."""
+    from momentum_gs.render.composite import pair_coefficients
+    from momentum_gs.render.tiles import TilePlan
+
+    opacity = torch.tensor(1 / 255, dtype=torch.float32)
+    for _ in range(6):
+        opacity = torch.nextafter(opacity, torch.ones_like(opacity))
+    means2d = torch.tensor([[tile_size / 2 - 0.5 + 0.0037594, tile_size / 2 + 0.5]])
+    conics = torch.tensor([[1 / 5.249e5, 0.0, 0.25]])
+    colors, ids = torch.ones(1, 1), torch.zeros(1, dtype=torch.long)
+    plan = TilePlan(tile_size, 1, 1, ids, ids, 1 << 18)
+    culled = fused.FusedGaussianTiles.apply(means2d, conics, opacity.reshape(1), colors, plan)
+    unculled = fused.FusedCompositeTiles.apply(pair_coefficients(means2d, conics, plan), opacity.reshape(1), colors,
+                                               plan)
+    drawn = (unculled[0, -1].reshape(tile_size, tile_size) > 0).any(0).nonzero().flatten().tolist()
+    assert drawn == [tile_size // 2 - 1, tile_size // 2]  # the exact band's column and the one across the middle
+    assert torch.equal(culled, unculled)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_more_channels_than_the_kernels_stack_row(threads, monkeypatch):
     """40 colour channels (the backward's per-pair row on the stack holds 32) on one and on two threads."""

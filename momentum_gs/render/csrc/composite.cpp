@@ -99,10 +99,11 @@ struct Pixels {
   int64_t count, blocks;
   std::vector<V> uu, uv, vv, u, v;
   std::vector<M> real;
-  std::vector<double> top, bottom;  // per vector, the smallest and largest v of its pixels
+  std::vector<double> top, bottom, left, right;  // per vector, the smallest and largest v, u of its pixels
   explicit Pixels(int64_t tile_size)
       : count(tile_size * tile_size), blocks((count + lanes<T>() - 1) / lanes<T>()),
-        uu(blocks), uv(blocks), vv(blocks), u(blocks), v(blocks), real(blocks), top(blocks), bottom(blocks) {
+        uu(blocks), uv(blocks), vv(blocks), u(blocks), v(blocks), real(blocks), top(blocks), bottom(blocks),
+        left(blocks), right(blocks) {
     for (int64_t p = 0; p < blocks * lanes<T>(); ++p) {
       const int64_t b = p / lanes<T>(), l = p % lanes<T>();
       const T x = p < count ? T(p % tile_size) + T(0.5) - T(0.5) * T(tile_size) : T(0);
@@ -112,6 +113,8 @@ struct Pixels {
       if (p < count) {
         top[b] = l == 0 ? double(y) : std::min(top[b], double(y));
         bottom[b] = l == 0 ? double(y) : std::max(bottom[b], double(y));
+        left[b] = l == 0 ? double(x) : std::min(left[b], double(x));
+        right[b] = l == 0 ? double(x) : std::max(right[b], double(x));
       }
     }
   }
@@ -120,6 +123,11 @@ struct Pixels {
     first = 0, last = blocks;
     while (first < last && bottom[first] < centre - half) ++first;
     while (last > first && top[last - 1] > centre + half) --last;
+  }
+  // Whether vector b has no pixel column in |u − centre| <= half (one with a row in the band may still have
+  // none: on AVX2 a 16-pixel row is two vectors, on NEON four).
+  bool outside_columns(int64_t b, double centre, double half) const {
+    return right[b] < centre - half || left[b] > centre + half;
   }
 };
 
@@ -194,6 +202,7 @@ struct PairRows {
     mean[0] = mean[1] = 0;
   }
   inline double band(int64_t) const { return std::numeric_limits<double>::infinity(); }
+  inline double width(int64_t) const { return std::numeric_limits<double>::infinity(); }
   inline T opacity(int64_t i) const { return opacities[i]; }
   inline T log_opacity(int64_t i) const { return std::log(std::max(opacities[i], std::numeric_limits<T>::min())); }
   inline const T* color(int64_t i) const { return colors + depth * i; }
@@ -206,6 +215,7 @@ struct GaussianRows {
   int64_t depth, tiles_x, tile_size;
   std::vector<T> log_opacities;  // per Gaussian, ln o (made once, not per pair)
   std::vector<double> bands;     // per Gaussian, the half-height of ``band``
+  std::vector<double> widths;    // per Gaussian, the half-width of the same ellipse (``width``)
   // In double whatever T (a few scalar operations per pair): k5 = ½ mᵀQm cancels against ln o, so it is
   // rounded once, not after every step.
   inline void coefficients(int64_t t, int64_t i, T* k, double* mean) const {
@@ -223,6 +233,8 @@ struct GaussianRows {
   // rounding: ln(255 o) + kBandSlack, then 0.1 % + 0.01 px; negative when the pair is drawn nowhere, infinite
   // when Q is not positive definite.
   inline double band(int64_t i) const { return bands[gauss_ids[i]]; }
+  // The same for the columns: sqrt(2 ln(255 o)·Σ_xx), Σ_xx = Q_yy / det Q, widened alike.
+  inline double width(int64_t i) const { return widths[gauss_ids[i]]; }
   inline T opacity(int64_t i) const { return opacities[gauss_ids[i]]; }
   inline T log_opacity(int64_t i) const { return log_opacities[gauss_ids[i]]; }
   inline const T* color(int64_t i) const { return colors + depth * gauss_ids[i]; }
@@ -242,9 +254,11 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, 
   for (int64_t i = begin; i < end; ++i) {
     src.coefficients(tile, i, k, mean);
     px.rows_between(mean[1], src.band(i), first, last);  // elsewhere α < 1/255: nothing changes
+    const double half_width = src.width(i);
     const PairStep<T> step(k, src.log_opacity(i), lim);
     const T* color = src.color(i);
     for (int64_t b = first; b < last; ++b) {
+      if (px.outside_columns(b, mean[0], half_width)) continue;
       const V w = step(px, b, s.trans[b], s.live[b], raw, after);
       for (int64_t c = 0; c < depth; ++c) s.planes[c * blocks + b] += w * color[c];
       s.planes[depth * blocks + b] += w;  // alpha: ĉ = 1
@@ -254,11 +268,12 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, 
   for (int64_t c = 0; c < channels; ++c) std::memcpy(out + c * px.count, &s.planes[c * blocks], px.count * sizeof(T));
 }
 
-// The gradients of pair i go to ``sink(i, coefs, grad_coefs [6], grad_opacity, grad_colors [D], mean)`` (mean:
+// The gradients of pair i go to ``sink(i, coefs, grad_coefs [6], grad_opacity, grad_colors [D], D, mean)`` (D: the
+// colour depth, a constant where kDepth is, so that the sink's copies of D values are not library calls; mean:
 // the Gaussian's mean minus the tile centre, made by GaussianRows only).
 template <int kDepth, typename T, typename Source, typename Sink>
 void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, int64_t tile, int64_t begin,
-                   int64_t end, const T* out, const T* grad_out, Sink sink, Scratch<T>& s) {
+                   int64_t end, const T* out, const T* grad_out, const Sink& sink, Scratch<T>& s) {
   using V = typename Simd<T>::V;
   const int64_t blocks = px.blocks, depth = kDepth > 0 ? kDepth : src.depth, channels = depth + 1, count = px.count;
   s.reset(px);
@@ -277,6 +292,7 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
   for (int64_t i = begin; i < end; ++i) {
     src.coefficients(tile, i, k, mean);
     px.rows_between(mean[1], src.band(i), first, last);  // elsewhere w = 0 and ∂L/∂α = 0
+    const double half_width = src.width(i);
     const T opacity = src.opacity(i);
     const PairStep<T> step(k, src.log_opacity(i), lim);
     const T* color = src.color(i);
@@ -285,6 +301,7 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
     V* color_sums = kDepth > 0 ? fixed_sums : s.color_sums.data();
     for (int64_t c = 0; c < depth; ++c) color_sums[c] = V{};
     for (int64_t b = first; b < last; ++b) {
+      if (px.outside_columns(b, mean[0], half_width)) continue;
       const V w = step(px, b, s.trans[b], s.live[b], raw, after);
       V gc = g[depth * blocks + b];  // g·ĉ, ĉ = (colour, 1)
       for (int64_t c = 0; c < depth; ++c) {
@@ -308,7 +325,7 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
     for (int64_t c = 0; c < depth; ++c) color_totals[c] = c < 2 ? sums[6 + c] : lane_sum<T>(color_sums[c]);
     T grad_k[6];
     for (int64_t j = 0; j < 6; ++j) grad_k[j] = -sums[j];  // logits are −coefs (+ ln o)
-    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), color_totals, mean);
+    sink(i, k, grad_k, sums[5] / std::max(opacity, lim.tiny), color_totals, depth, mean);
     if (!any_live(s, blocks)) break;
   }
 }
@@ -393,7 +410,8 @@ void backward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const 
   const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), depth};
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
   T *gk = grad_coefs.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(), *gcol = grad_colors.data_ptr<T>();
-  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, const double*) {
+  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, int64_t depth,
+                  const double*) {
     std::memcpy(gk + 6 * i, grad_k, 6 * sizeof(T));
     go[i] = grad_o;
     std::memcpy(gcol + depth * i, color_totals, depth * sizeof(T));
@@ -431,9 +449,9 @@ GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conic
                               const at::Tensor& colors, const at::Tensor& gauss_ids, int64_t tiles_x,
                               int64_t tile_size, c10::ArrayRef<double> limits) {
   GaussianRows<T> rows{means2d.data_ptr<T>(), conics.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(),
-                       gauss_ids.data_ptr<int64_t>(), colors.size(1), tiles_x, tile_size, {}, {}};
+                       gauss_ids.data_ptr<int64_t>(), colors.size(1), tiles_x, tile_size, {}, {}, {}};
   const int64_t n = means2d.size(0);
-  rows.log_opacities.resize(n), rows.bands.resize(n);
+  rows.log_opacities.resize(n), rows.bands.resize(n), rows.widths.resize(n);
   const double alpha_min = limits[0];
   at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
@@ -442,9 +460,10 @@ GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conic
       const double a = rows.conics[3 * g], b = rows.conics[3 * g + 1], c = rows.conics[3 * g + 2];
       const double det = a * c - b * b, level = std::log(double(o) / alpha_min) + kBandSlack;
       if (!(det > 0) || !(a > 0) || std::isnan(level)) {
-        rows.bands[g] = std::numeric_limits<double>::infinity();
+        rows.bands[g] = rows.widths[g] = std::numeric_limits<double>::infinity();
       } else {
         rows.bands[g] = level < 0 ? -1.0 : std::sqrt(2 * level * a / det) * 1.001 + 1e-2;
+        rows.widths[g] = level < 0 ? -1.0 : std::sqrt(2 * level * c / det) * 1.001 + 1e-2;
       }
     }
   });
@@ -497,7 +516,9 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   const bool direct = tile_threads(num_tiles) == 1 && depth <= kMaxInlineChannels;
   std::vector<T> pairs(direct ? 0 : num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
   T* rows = pairs.data();
-  auto sink = [=](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, const double* mean) {
+  // src by reference: a copy would copy its per-Gaussian vectors
+  auto sink = [=, &src](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, int64_t depth,
+                        const double* mean) {
     const int64_t n = src.gauss_ids[i];
     const double mx = mean[0], my = mean[1], a = src.conics[3 * n], b = src.conics[3 * n + 1],
                  c = src.conics[3 * n + 2];
