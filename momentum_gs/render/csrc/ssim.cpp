@@ -30,6 +30,37 @@ constexpr int64_t kMaxTaps = 63;  // window taps (losses.ssim uses PyTorch's pat
 using mgs::load;
 using mgs::store;
 
+// out[i] = Σ_{k in [first, last)} window[k]·tap(k)[i] for i < n, each sum from 0 in tap order. Four vectors
+// of outputs at a time: four independent chains of multiply-adds, so that one vector's sum does not wait for
+// the last step of the one before (one chain is bound by the multiply-add's latency); the arithmetic of each
+// output is the same in every branch.
+template <typename T, typename Tap>
+inline void weighted_sum(int64_t n, int64_t first, int64_t last, const T* window, Tap tap, T* out) {
+  using V = typename mgs::Simd<T>::V;
+  constexpr int64_t lanes = mgs::Simd<T>::lanes;
+  int64_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    V s0{}, s1{}, s2{}, s3{};
+    for (int64_t k = first; k < last; ++k) {
+      const T w = window[k];
+      const T* t = tap(k) + i;
+      s0 += w * load<V>(t), s1 += w * load<V>(t + lanes), s2 += w * load<V>(t + 2 * lanes);
+      s3 += w * load<V>(t + 3 * lanes);
+    }
+    store(out + i, s0), store(out + i + lanes, s1), store(out + i + 2 * lanes, s2), store(out + i + 3 * lanes, s3);
+  }
+  for (; i + lanes <= n; i += lanes) {
+    V sum{};
+    for (int64_t k = first; k < last; ++k) sum += window[k] * load<V>(tap(k) + i);
+    store(out + i, sum);
+  }
+  for (; i < n; ++i) {
+    T sum = 0;
+    for (int64_t k = first; k < last; ++k) sum += window[k] * tap(k)[i];
+    out[i] = sum;
+  }
+}
+
 // The blur, streamed row by row: input row r of each of ``planes`` planes (``source(r, rows)`` sets rows[p] to
 // it) is blurred along x (shifted by C values per tap) into a ring of the last K such rows; as soon as the K
 // rows around output row o are in, they are combined along y and ``sink(o, blurred)`` gets blurred[p], row o
@@ -40,8 +71,6 @@ using mgs::store;
 template <typename T, typename Source, typename Sink>
 void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window, int64_t taps,
                Source source, Sink sink) {
-  using V = typename mgs::Simd<T>::V;
-  constexpr int64_t lanes = mgs::Simd<T>::lanes;
   const int64_t row = width * channels, half = taps / 2, reach = half * channels;
   thread_local std::vector<T> ring, out, padded;  // reused: fresh pages cost more than the work
   ring.resize(taps * planes * row), out.resize(planes * row);
@@ -56,18 +85,7 @@ void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, 
     for (int64_t p = 0; p < planes; ++p) {
       const T* taps_of[kMaxTaps];
       for (int64_t k = first; k < last; ++k) taps_of[k] = ring.data() + (((o - half + k) % taps) * planes + p) * row;
-      T* acc = blurred[p];
-      int64_t i = 0;
-      for (; i + lanes <= row; i += lanes) {
-        V sum{};
-        for (int64_t k = first; k < last; ++k) sum += window[k] * load<V>(taps_of[k] + i);
-        store(acc + i, sum);
-      }
-      for (; i < row; ++i) {
-        T sum = 0;
-        for (int64_t k = first; k < last; ++k) sum += window[k] * taps_of[k][i];
-        acc[i] = sum;
-      }
+      weighted_sum(row, first, last, window, [&](int64_t k) { return taps_of[k]; }, blurred[p]);
     }
     sink(o, static_cast<T* const*>(blurred));
   };
@@ -76,18 +94,8 @@ void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, 
     for (int64_t p = 0; p < planes; ++p) {
       std::memcpy(padded.data() + reach, lines[p], row * sizeof(T));
       const T* line = padded.data();  // tap k of output i: line[i + k·C]
-      T* acc = ring.data() + ((r % taps) * planes + p) * row;
-      int64_t i = 0;
-      for (; i + lanes <= row; i += lanes) {
-        V sum{};
-        for (int64_t k = 0; k < taps; ++k) sum += window[k] * load<V>(line + i + k * channels);
-        store(acc + i, sum);
-      }
-      for (; i < row; ++i) {
-        T sum = 0;
-        for (int64_t k = 0; k < taps; ++k) sum += window[k] * line[i + k * channels];
-        acc[i] = sum;
-      }
+      weighted_sum(row, 0, taps, window, [&](int64_t k) { return line + k * channels; },
+                   ring.data() + ((r % taps) * planes + p) * row);
     }
     if (r >= half) along_y(r - half);
   }
@@ -138,9 +146,11 @@ double forward_image(const T* x, const T* y, const T* window, int64_t taps, int6
     const T* s_row = values.data();
     int64_t i = 0;
     if (at % 4 == 0) {  // whole groups of four start the row: four running sums in a vector register
+      double group[4] = {sums[0], sums[1], sums[2], sums[3]};  // a local: the captured sums would go to memory
       for (; i + 4 <= row && at + i + 4 <= blocked; i += 4) {
-        for (int j = 0; j < 4; ++j) sums[j] += double(s_row[i + j]);
+        for (int j = 0; j < 4; ++j) group[j] += double(s_row[i + j]);
       }
+      for (int j = 0; j < 4; ++j) sums[j] = group[j];
     }
     for (; i < row; ++i) sums[at + i < blocked ? (at + i) & 3 : 0] += double(s_row[i]);
   };
