@@ -31,6 +31,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "simd.h"
@@ -197,7 +198,8 @@ template <typename T>
 struct PairRows {
   const T *coefs, *opacities, *colors;
   int64_t depth;
-  inline void coefficients(int64_t, int64_t i, T* k, double* mean) const {
+  inline std::pair<double, double> centre(int64_t) const { return {0, 0}; }
+  inline void coefficients(const std::pair<double, double>&, int64_t i, T* k, double* mean) const {
     std::memcpy(k, coefs + 6 * i, 6 * sizeof(T));
     mean[0] = mean[1] = 0;
   }
@@ -218,10 +220,14 @@ struct GaussianRows {
   std::vector<double> widths;    // per Gaussian, the half-width of the same ellipse (``width``)
   // In double whatever T (a few scalar operations per pair): k5 = ½ mᵀQm cancels against ln o, so it is
   // rounded once, not after every step.
-  inline void coefficients(int64_t t, int64_t i, T* k, double* mean) const {
+  // The centre of tile t in image coordinates (made once per tile: an integer division).
+  inline std::pair<double, double> centre(int64_t t) const {
+    return {(double(t % tiles_x) + 0.5) * double(tile_size), (double(t / tiles_x) + 0.5) * double(tile_size)};
+  }
+  inline void coefficients(const std::pair<double, double>& centre, int64_t i, T* k, double* mean) const {
     const int64_t g = gauss_ids[i];
-    const double mx = double(means2d[2 * g]) - (double(t % tiles_x) + 0.5) * double(tile_size);
-    const double my = double(means2d[2 * g + 1]) - (double(t / tiles_x) + 0.5) * double(tile_size);
+    const double mx = double(means2d[2 * g]) - centre.first;
+    const double my = double(means2d[2 * g + 1]) - centre.second;
     const double a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
     const double lin_x = a * mx + b * my, lin_y = b * mx + c * my;
     k[0] = T(0.5 * a), k[1] = T(b), k[2] = T(0.5 * c), k[3] = T(-lin_x), k[4] = T(-lin_y);
@@ -251,8 +257,9 @@ void forward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src, 
   T k[6];
   double mean[2];
   int64_t first, last;
+  const auto centre = src.centre(tile);
   for (int64_t i = begin; i < end; ++i) {
-    src.coefficients(tile, i, k, mean);
+    src.coefficients(centre, i, k, mean);
     px.rows_between(mean[1], src.band(i), first, last);  // elsewhere α < 1/255: nothing changes
     const double half_width = src.width(i);
     const PairStep<T> step(k, src.log_opacity(i), lim);
@@ -289,8 +296,9 @@ void backward_tile(const Pixels<T>& px, const Limits<T>& lim, const Source& src,
   T k[6];
   double mean[2];
   int64_t first, last;
+  const auto centre = src.centre(tile);
   for (int64_t i = begin; i < end; ++i) {
-    src.coefficients(tile, i, k, mean);
+    src.coefficients(centre, i, k, mean);
     px.rows_between(mean[1], src.band(i), first, last);  // elsewhere w = 0 and ∂L/∂α = 0
     const double half_width = src.width(i);
     const T opacity = src.opacity(i);
