@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mgs", description="Momentum-GS large-scene Gaussian splatting.")
     parser.add_argument("--version", action="version", version=f"momentum_gs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub  # the sub-commands' parsers, by name (``sub.choices``)
     train = sub.add_parser("train", help="train a model on a COLMAP scene")
     train.add_argument("--config", help="YAML file with the settings that differ from the defaults")
     train.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
@@ -458,7 +459,10 @@ def _one_line_warnings(fallback):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mgs``; returns the exit status."""
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the sub-command's parser, which names its own --help
+            parser.commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or a bad command line (one line said already)
         return exc.code if isinstance(exc.code, int) else 2
     try:

@@ -98,6 +98,20 @@ def test_a_number_out_of_range_is_one_line_before_anything_runs(argv, fragment, 
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.parametrize("argv, fragment", [
+    (["synth", "--out", "city"], "mgs synth: unrecognized arguments: --out (see mgs synth --help)"),
+    (["train", "--data", "d", "--outt", "r"], "mgs train: unrecognized arguments: --outt (see mgs train --help)"),
+])
+def test_an_unknown_option_names_its_sub_commands_help(argv, fragment, capsys, tmp_path, monkeypatch):
+    """argparse says unknown options from the top parser (``see mgs --help``); the sub-command's own help is the
+    one that lists what it takes."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {fragment}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def _numeric_keys(node, prefix=""):
     hints = get_type_hints(type(node))
     for f in dataclasses.fields(node):
