@@ -162,7 +162,8 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
 @needs_viser
 def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c(blocks_run):
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # faulthandler: a viewer that does not stop is aborted below, and its threads' stacks are in the failure
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen([sys.executable, "-m", "momentum_gs.cli", "view", str(blocks_run), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -177,7 +178,12 @@ def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c(blocks_r
             if address is not None:
                 assert probe.connect_ex((address, port)) != 0
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            out, err = process.communicate(timeout=30)
+            pytest.fail(f"mgs view did not stop within 60 s of Ctrl-C; its output:\n{out}\n{err}")
     finally:
         process.kill()
     assert process.returncode == 0 and out.strip() == "viewer stopped", (out, err)
