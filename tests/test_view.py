@@ -164,7 +164,11 @@ def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c(blocks_r
     port = free_port()
     # faulthandler: a viewer that does not stop is aborted below, and its threads' stacks are in the failure
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONFAULTHANDLER": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "momentum_gs.cli", "view", str(blocks_run), "--port", str(port)],
+    # Ctrl-C raises KeyboardInterrupt in the child even where this test runs in a background job, whose children
+    # start with SIGINT ignored (then Python installs no handler of its own, and the signal would do nothing)
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv = ['mgs'] + sys.argv[1:]; runpy.run_module('momentum_gs.cli', run_name='__main__')")
+    process = subprocess.Popen([sys.executable, "-c", start, "view", str(blocks_run), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline()
