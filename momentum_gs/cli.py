@@ -315,7 +315,8 @@ def cmd_render(args) -> None:
 
 
 def cmd_view(args) -> None:
-    """``mgs view``: serve the live viewer of a trained run until Ctrl-C."""
+    """``mgs view``: serve the live viewer of a trained run until Ctrl-C or SIGTERM."""
+    import signal
     import time
 
     from momentum_gs.config import resolve_device
@@ -330,15 +331,23 @@ def cmd_view(args) -> None:
     print(compositor_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
     viewer = Viewer(source, args.host, args.port, started=started)
     warn_if_open(args.host)
-    print(f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) at {viewer.url}; "
-          "Ctrl-C to stop",
-          flush=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: closed as Ctrl-C closes it
     try:
+        print(f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) at {viewer.url}; "
+              "Ctrl-C to stop",
+              flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         viewer.close()
         print("viewer stopped", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    """A signal handler that stops the main thread as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def cmd_synth(args) -> None:

@@ -160,7 +160,9 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
 
 
 @needs_viser
-def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c(blocks_run):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c_or_sigterm(blocks_run, stop):
+    """Ctrl-C, or SIGTERM (a service manager's stop), closes the viewer and says so."""
     port = free_port()
     # faulthandler: a viewer that does not stop is aborted below, and its threads' stacks are in the failure
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONFAULTHANDLER": "1"}
@@ -181,13 +183,13 @@ def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c(blocks_r
             address = next((a for a in socket.gethostbyname_ex(socket.gethostname())[2] if a != "127.0.0.1"), None)
             if address is not None:
                 assert probe.connect_ex((address, port)) != 0
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         try:
             out, err = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGABRT)
             out, err = process.communicate(timeout=30)
-            pytest.fail(f"mgs view did not stop within 60 s of Ctrl-C; its output:\n{out}\n{err}")
+            pytest.fail(f"mgs view did not stop within 60 s of {stop.name}; its output:\n{out}\n{err}")
     finally:
         process.kill()
     assert process.returncode == 0 and out.strip() == "viewer stopped", (out, err)
