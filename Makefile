@@ -12,6 +12,8 @@ test: setup
 	$(PYTHON) -m pytest -q tests
 	@# the C++ kernels' tests again, built for the AVX2 baseline most x86 CPUs have (the run above used -march=native)
 	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64-v3 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
+	@# and for plain x86-64 (SSE2): 16-byte vectors, NEON's width, run here (aarch64 builds are only compiled)
+	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
 
 demo: setup
 	$(PYTHON) -m momentum_gs.cli demo
