@@ -20,6 +20,12 @@ class Interrupted(Exception):
     """
 
 
+def listing(names, limit: int = 3) -> str:
+    """The first ``limit`` of ``names``, comma-separated, with ", ..." when there are more: lists in messages."""
+    names = list(names)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
 def one_line(exc: BaseException, limit: int | None = None) -> str:
     """``Type: first line of the message`` (at most ``limit`` characters of it), for errors such as torch's
     loading errors that run to many lines."""

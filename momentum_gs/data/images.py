@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from momentum_gs.data.camera import Camera
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, listing
 
 MANIFEST = ".mgs_cache.json"
 
@@ -194,9 +194,8 @@ def prepare_images(jobs: Sequence[ImageJob], workers: int = 0) -> list[Path]:
             (todo if job.src.is_file() else missing).append(job)
         paths.append(found or job.dst)
     if missing:
-        names = ", ".join(job.src.name for job in missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise UserError(f"{len(missing)} image(s) listed in the COLMAP model are missing from "
-                        f"{missing[0].src.parent}: {names}")
+                        f"{missing[0].src.parent}: {listing(job.src.name for job in missing)}")
     if todo:
         _build_all(todo, manifests, workers or os.cpu_count() or 1)
     return paths

@@ -7,19 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from momentum_gs.data.colmap import ColmapModel
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, listing
 
 SPLITS = ("train", "val")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
-
-
-def _listing(names: Sequence[str], limit: int = 3) -> str:
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def _ensure_free(out_dir: Path) -> None:
@@ -73,7 +69,7 @@ def _check_model(model: ColmapModel, images_dir: Path, sparse_dir: Path, needs_p
     missing = sorted(im.name for im in model.images.values() if not (images_dir / im.name).is_file())
     if missing:
         raise UserError(f"{len(missing)} of the {len(model.images)} images listed in the COLMAP model {sparse_dir} "
-                        f"are missing from {images_dir}: {_listing(missing)}")
+                        f"are missing from {images_dir}: {listing(missing)}")
     if not model.images:
         raise UserError(f"the COLMAP model in {sparse_dir} has no registered images")
     if needs_points and len(model.points) == 0:

@@ -13,10 +13,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
-from momentum_gs.data.convert.common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _listing, _place, _staged
+from momentum_gs.data.convert.common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _place, _staged
 from momentum_gs.data.images import read_image
 from momentum_gs.data.scene import _sparse_dir
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, listing
 
 GREY = 128  # colour of generated points: Scaffold-GS anchors learn their features, point colours go unused
 GROUND_BAND = 0.1  # generated points lie up to this fraction of the median camera altitude above the ground
@@ -165,7 +165,7 @@ def _read_frames(json_paths: Sequence[Path], image_roots: Sequence[Path], fallba
     if missing:
         where = ", ".join(map(str, [*image_roots, "the transforms file's folder"]))
         raise UserError(f"{len(missing)} image(s) listed in {', '.join(map(str, json_paths))} are missing (looked "
-                        f"in {where}): {_listing(missing)}; pass the folders they are relative to with --images")
+                        f"in {where}): {listing(missing)}; pass the folders they are relative to with --images")
     return frames
 
 
@@ -183,7 +183,7 @@ def _name_frames(frames: list[_Frame], sequential: bool) -> None:
     counts = Counter(f.name for f in frames)
     shared = sorted(name for name, n in counts.items() if n > 1)
     if shared:
-        raise UserError(f"{len(shared)} image name(s) are used by several frames of one split: {_listing(shared)}")
+        raise UserError(f"{len(shared)} image name(s) are used by several frames of one split: {listing(shared)}")
 
 
 def ground_points(cam_to_world: np.ndarray, intrinsics: np.ndarray, count: int, rng: np.random.Generator,

@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from momentum_gs.data.colmap import ColmapModel, read_model, write_model
-from momentum_gs.data.convert.common import SPLITS, _check_model, _ensure_free, _listing, _place, _staged
+from momentum_gs.data.convert.common import SPLITS, _check_model, _ensure_free, _place, _staged
 from momentum_gs.data.scene import _sparse_dir
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, listing
 
 
 def _model_dir(folder: Path) -> Path:
@@ -87,7 +87,7 @@ def split_model(images_dir: str | Path, sparse_dir: str | Path, val_names: Itera
     val_names = set(val_names)
     unknown = sorted(val_names - {im.name for im in model.images.values()})
     if unknown:
-        raise UserError(f"{len(unknown)} held-out image(s) are not in the model {sparse_dir}: {_listing(unknown)}")
+        raise UserError(f"{len(unknown)} held-out image(s) are not in the model {sparse_dir}: {listing(unknown)}")
     val = {i: replace(im, xys=None, point3d_ids=None) for i, im in model.images.items() if im.name in val_names}
     train = {i: im for i, im in model.images.items() if im.name not in val_names}
     if not val or not train:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from momentum_gs.errors import listing
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.partition.draw import map_window, scale_bar
 
@@ -51,8 +52,8 @@ def problem(report: dict, gps_extent: float | None) -> str | None:
         return (f"the photos form {len(models)} disconnected models ({sizes} photos of their own): parts of the "
                 f"capture do not overlap; add photos that bridge them, or {retry}")
     if k < n / 2:
-        left = ", ".join(report["images_left_out"][:5]) + (", ..." if len(report["images_left_out"]) > 5 else "")
-        return (f"only {k} of {n} photos registered (left out: {left}); {HINT_OVERLAP}; {retry}, "
+        return (f"only {k} of {n} photos registered (left out: {listing(report['images_left_out'], 5)}); "
+                f"{HINT_OVERLAP}; {retry}, "
                 "or --single-camera when one camera took them all")
     if report["gps_fit_failed"]:
         return ("the model could not be fitted to the photos' GPS (no similarity agrees with 3 or more of them); "
