@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from momentum_gs.config import Config, load_config, resolve_device, use_threads
 from momentum_gs.errors import UserError
@@ -23,7 +24,7 @@ from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.io.finite import require_finite
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
-from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene
+from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearance_from_state, decoder_from_state
 from momentum_gs.partition.partition import Partition
 
 
@@ -44,21 +45,31 @@ def concatenate(anchor_sets: list[AnchorSet]) -> AnchorSet:
     return AnchorSet.from_dict(state)
 
 
+def checkpoint_parts(ckpt: dict, cfg: Config, device: torch.device
+                     ) -> tuple[Partition | None, list[AnchorSet], list[Decoder], nn.Embedding | None]:
+    """A checkpoint's partition (None for one block), each block's anchors cropped to its cell, each block's
+    decoder (one shared decoder, the same object for every block, unless the blocks were trained independently)
+    and the appearance table (shared decoder only)."""
+    partition = Partition.load(ckpt["partition"]) if ckpt.get("partition") else None
+    anchors = [cropped_anchors(state, b, partition, device) for b, state in enumerate(ckpt["blocks"])]
+    if independent_blocks(ckpt):
+        return partition, anchors, [decoder_from_state(state["decoder"], cfg.model, device)
+                                    for state in ckpt["blocks"]], None
+    shared = decoder_from_state(ckpt["decoder"], cfg.model, device)
+    return partition, anchors, [shared] * len(anchors), appearance_from_state(ckpt.get("appearance"), device)
+
+
+def independent_blocks(ckpt: dict) -> bool:
+    """Whether each block of the checkpoint has a decoder of its own (an ablation) instead of a shared one."""
+    return "decoder" in ckpt["blocks"][0]
+
+
 def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianScene | PartsScene:
     """The merged scene of a checkpoint written by the trainer."""
-    partition = None
-    if ckpt.get("partition"):
-        partition = Partition.load(ckpt["partition"])
-    anchors = [cropped_anchors(state, b, partition, device) for b, state in enumerate(ckpt["blocks"])]
-    if "decoder" in ckpt["blocks"][0]:  # independent blocks: one decoder each
-        decoders = []
-        for state in ckpt["blocks"]:
-            decoder = Decoder.from_config(cfg.model).to(device)
-            decoder.load_state_dict(state["decoder"])
-            decoders.append(decoder)
+    _, anchors, decoders, appearance = checkpoint_parts(ckpt, cfg, device)
+    if independent_blocks(ckpt):
         return PartsScene(list(zip(anchors, decoders)))
-    state = {"anchors": concatenate(anchors).to_dict(), "decoder": ckpt["decoder"], "appearance": ckpt["appearance"]}
-    return GaussianScene.from_dict(state, cfg.model, device)
+    return GaussianScene(AnchorSet.from_dict(concatenate(anchors).to_dict(), device=device), decoders[0], appearance)
 
 
 def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: str, diverged: str

@@ -80,14 +80,25 @@ class GaussianScene(nn.Module):
     def from_dict(cls, state: dict, cfg: ModelConfig, device: torch.device | str = "cpu") -> "GaussianScene":
         """The inverse of :meth:`to_dict`; ``cfg`` gives the decoder's shape."""
         anchors = AnchorSet.from_dict(state["anchors"], device=device)
-        decoder = Decoder.from_config(cfg).to(device)
-        decoder.load_state_dict(state["decoder"])
-        appearance = None
-        if state.get("appearance") is not None:
-            weight = state["appearance"]["weight"]
-            appearance = nn.Embedding(weight.shape[0], weight.shape[1], device=device)
-            appearance.load_state_dict(state["appearance"])
-        return cls(anchors, decoder, appearance)
+        return cls(anchors, decoder_from_state(state["decoder"], cfg, device),
+                   appearance_from_state(state.get("appearance"), device))
+
+
+def decoder_from_state(state: dict, cfg: ModelConfig, device: torch.device | str = "cpu") -> Decoder:
+    """A decoder of ``cfg``'s shape holding a saved state dict."""
+    decoder = Decoder.from_config(cfg).to(device)
+    decoder.load_state_dict(state)
+    return decoder
+
+
+def appearance_from_state(state: dict | None, device: torch.device | str = "cpu") -> nn.Embedding | None:
+    """The appearance table of a saved state dict (None: the model has none)."""
+    if state is None:
+        return None
+    weight = state["weight"]
+    appearance = nn.Embedding(weight.shape[0], weight.shape[1], device=device)
+    appearance.load_state_dict(state)
+    return appearance
 
 
 class PartsScene(nn.Module):

@@ -21,35 +21,18 @@ class RunSource:
 
     def __init__(self, run_dir: str | Path, device: torch.device | None = None):
         from momentum_gs.data.scene import load_scene
-        from momentum_gs.io.run_folder import cropped_anchors, read_checkpoint
-        from momentum_gs.model.decoder import Decoder
-        from momentum_gs.model.gaussian_scene import GaussianScene
-        from momentum_gs.partition.partition import Partition
+        from momentum_gs.io.run_folder import checkpoint_parts, read_checkpoint
 
         run_dir = Path(run_dir)
         cfg, _, ckpt, self.device = read_checkpoint(
             run_dir, device, f", so there is no model to view; train the run (`mgs train --resume --out {run_dir}`) "
             "or pick another", "the run diverged: view an earlier checkpoint or train again")
-        self.partition = None
-        if ckpt.get("partition"):
-            if not Path(ckpt["partition"]).is_file():
-                raise UserError(f"the partition file {ckpt['partition']} of {run_dir} is missing; put it back (it "
-                                "says which anchors belong to which block) or view a copy of the run made with it")
-            self.partition = Partition.load(ckpt["partition"])
-        self.anchors = [cropped_anchors(state, b, self.partition, self.device)
-                        for b, state in enumerate(ckpt["blocks"])]
-        if "decoder" in ckpt["blocks"][0]:  # independent blocks: one decoder each
-            self.decoders = []
-            for state in ckpt["blocks"]:
-                decoder = Decoder.from_config(cfg.model).to(self.device)
-                decoder.load_state_dict(state["decoder"])
-                self.decoders.append(decoder.eval())
-            self.appearance = None
-        else:
-            shared = GaussianScene.from_dict({"anchors": ckpt["blocks"][0]["anchors"], "decoder": ckpt["decoder"],
-                                              "appearance": ckpt.get("appearance")}, cfg.model, self.device)
-            self.decoders = [shared.decoder.eval()] * len(self.anchors)
-            self.appearance = shared.appearance
+        if ckpt.get("partition") and not Path(ckpt["partition"]).is_file():
+            raise UserError(f"the partition file {ckpt['partition']} of {run_dir} is missing; put it back (it says "
+                            "which anchors belong to which block) or view a copy of the run made with it")
+        self.partition, self.anchors, self.decoders, self.appearance = checkpoint_parts(ckpt, cfg, self.device)
+        for decoder in self.decoders:
+            decoder.eval()
         self.cfg, self.step, self.run_dir = cfg, int(ckpt["step"]), run_dir
         self.cameras = load_scene(cfg.data, images=False).train
         self.lock = contextlib.nullcontext()
