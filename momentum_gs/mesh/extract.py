@@ -112,6 +112,8 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
         raise UserError(f"the mesh is written as PLY: give --out a name ending in .ply, not {out.name}")
     started = time.perf_counter()
     cfg, model, step = load_run(run_dir, device)
+    # a scene from `mgs sfm` with GPS: said with the mesh; read first, so a bad georef.json stops it before the fusion
+    georef = read_georef(Path(cfg.data.path))
     device = model.device
     scene = load_scene(cfg.data)
     partition = Partition.load(cfg.blocks.partition) if cfg.blocks.partition else None
@@ -169,7 +171,6 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
         if block_meshes and len(piece.faces):  # only once every block has made its piece: no half a set
             write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, rotation))
     vertices, faces, colors = _world(surface, rotation)
-    georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: say where the mesh is
     write_mesh(out, vertices, faces, colors, comments=[ply_comment(georef)] if georef else [])
     sidecar = write_sidecar(out, georef, vertices)
     summary = {"run": str(Path(run_dir).resolve()), "step": step, "mesh": str(out.resolve()), "voxel": voxel,
