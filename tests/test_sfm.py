@@ -75,6 +75,34 @@ def test_corrupt_and_truncated_jpegs(tmp_path, capsys):
     assert not (tmp_path / "out" / "sparse").exists()
 
 
+def test_a_photo_that_cannot_be_read_or_copied_is_one_line(tmp_path, capsys, monkeypatch):
+    from momentum_gs.data.sfm import photos as P
+
+    paths = write_photos(tmp_path / "photos", 2)
+    real_fromfile = np.fromfile
+
+    def unreadable(path, *args, **kwargs):
+        if str(path) == str(paths[1]):
+            raise PermissionError(13, "Permission denied")
+        return real_fromfile(path, *args, **kwargs)
+
+    monkeypatch.setattr(P.np, "fromfile", unreadable)
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out")
+    assert err == f"error: photo {paths[1]} cannot be read (Permission denied); fix its permissions or copy it again"
+    monkeypatch.setattr(P.np, "fromfile", real_fromfile)
+
+    def no_link(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(P.os, "link", no_link)
+    monkeypatch.setattr(P.shutil, "copy2", full_disk)
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out2")
+    assert err.startswith("error: cannot write ") and "p00.jpg (No space left on device)" in err
+
+
 def test_unwritable_output(tmp_path, capsys):
     write_photos(tmp_path / "photos", 2)
     blocker = tmp_path / "file"

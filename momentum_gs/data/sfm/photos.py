@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from momentum_gs.errors import UserError
+from momentum_gs.io.atomic import write_failed
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
@@ -50,7 +51,11 @@ def find_photos(folder: Path, skip: Path | None = None) -> list[Path]:
 
 def check_photo(path: Path) -> tuple[int, int]:
     """(width, height) of a photo that decodes fully; a UserError names a corrupt or truncated one."""
-    data = np.fromfile(path, np.uint8)
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:  # no read permission, an I/O error
+        raise UserError(f"photo {path} cannot be read ({exc.strerror or exc}); fix its permissions or copy it "
+                        "again")
     # libjpeg fills a truncated JPEG's missing rows with grey and only warns: its end marker is checked first.
     if path.suffix.lower() in (".jpg", ".jpeg") and data.size > 2 and data[:2].tobytes() == b"\xff\xd8" \
             and b"\xff\xd9" not in data[-4096:].tobytes():
@@ -79,7 +84,10 @@ def gather_photos(photos: list[Path], images_dir: Path) -> dict[str, tuple[int, 
         try:
             os.link(src, dst)
         except OSError:
-            shutil.copy2(src, dst)
+            try:
+                shutil.copy2(src, dst)
+            except OSError as exc:  # a full disk
+                raise write_failed(dst, exc) from exc
     return sizes
 
 
