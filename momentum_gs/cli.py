@@ -12,6 +12,9 @@ import warnings
 from pathlib import Path
 
 from momentum_gs.data.convert import cli as convert_cli
+from momentum_gs.data.sfm import SfmOptions
+from momentum_gs.data.sfm.colmap_steps import EXHAUSTIVE_MAX
+from momentum_gs.data.sfm.level import ALTITUDE_MODES
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
@@ -122,26 +125,33 @@ def _parser() -> argparse.ArgumentParser:
                help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
     mesh.add_argument("--device", help="render and fuse on this device (default: the run's config)")
     sfm = sub.add_parser("sfm", help="photos (or a video) to a training scene: COLMAP's SfM via pycolmap, "
-                         "georeferenced in ENU metres when the photos carry GPS")
+                         "georeferenced in level ENU metres when the photos carry GPS")
     sfm.add_argument("photos", nargs="?", help="folder of photos (JPEG, PNG, TIFF; subfolders too)")
     sfm.add_argument("--out", required=True,
                      help="scene folder to write (images/ + sparse/0, sfm.json, cameras.png)")
-    sfm.add_argument("--matcher", default="auto", help="auto, exhaustive, sequential, spatial or vocab (auto: "
-                     "exhaustive up to 100 photos, then spatial with GPS, else sequential)")
-    sfm.add_argument("--camera-model", default="OPENCV", help="COLMAP camera model (OPENCV; SIMPLE_RADIAL, ...)")
+    sfm.add_argument("--matcher", default="auto", help="auto, exhaustive, sequential, spatial or vocab (default "
+                     f"auto: exhaustive up to {EXHAUSTIVE_MAX} photos, then spatial with GPS, else sequential)")
+    sfm.add_argument("--camera-model", default="OPENCV", help="COLMAP camera model (default OPENCV; SIMPLE_RADIAL, ...)")
     cams = sfm.add_mutually_exclusive_group()
     cams.add_argument("--single-camera", dest="camera_mode", action="store_const", const="single",
                       help="one camera for all photos (default: one per EXIF camera and image size)")
     cams.add_argument("--per-image", dest="camera_mode", action="store_const", const="per-image",
                       help="one camera per photo (zooming lenses)")
-    add_number(sfm, "--max-size", kind=int, allowed=Range(64, MAX_WIDTH), default=3200,
-               help="longest image side for feature extraction, px")
+    add_number(sfm, "--max-size", kind=int, allowed=Range(64, MAX_WIDTH), default=SfmOptions.max_size,
+               help=f"longest image side for feature extraction, px (default {SfmOptions.max_size})")
+    sfm.add_argument("--gps-altitude", default="auto", choices=ALTITUDE_MODES,
+                     help="the photos' GPS altitude: auto (default) uses it only where it agrees with the level the "
+                          "photos show, use trusts it, ignore levels by the photos alone")
+    sfm.add_argument("--keep-largest", action="store_true",
+                     help="a capture in disconnected parts: write the largest part (default: refuse)")
+    sfm.add_argument("--overwrite", action="store_true",
+                     help="replace a scene already in --out, once this run has succeeded (default: refuse)")
     sfm.add_argument("--video", help="a video to sample into frames instead of PHOTOS")
     add_number(sfm, "--fps", kind=float, allowed=Range(0, 1000, open_low=True), default=2.0,
-               help="frames a second taken from --video")
-    sfm.add_argument("--vocab-tree", help="COLMAP vocabulary tree file, for --matcher vocab")
+               help="frames a second taken from --video (default 2)")
+    sfm.add_argument("--vocab-tree", help="COLMAP vocabulary tree file, for --matcher vocab (no default)")
     add_number(sfm, "--threads", kind=int, allowed=Range(-1, 4096), default=-1,
-               help="CPU threads for COLMAP (-1: all)")
+               help="CPU threads for COLMAP (default -1: all)")
     view = sub.add_parser("view", help="a live web viewer of a trained run: fly through it, switch blocks on and "
                                        "off, see the cameras and the cells")
     view.add_argument("run_dir")
@@ -366,12 +376,13 @@ def cmd_synth(args) -> None:
 
 def cmd_sfm(args) -> None:
     """``mgs sfm``: structure from motion on a folder of photos, into a training scene."""
-    from momentum_gs.data.sfm import SfmOptions, run_lines, run_sfm
+    from momentum_gs.data.sfm import run_lines, run_sfm
 
     if (args.photos is None) == (args.video is None):
         raise UserError("give either a folder of photos (mgs sfm PHOTOS --out DATA) or --video FILE")
     opts = SfmOptions(matcher=args.matcher, camera_model=args.camera_model, camera_mode=args.camera_mode or "auto",
-                      max_size=args.max_size, vocab_tree=args.vocab_tree, threads=args.threads)
+                      max_size=args.max_size, vocab_tree=args.vocab_tree, threads=args.threads,
+                      gps_altitude=args.gps_altitude, keep_largest=args.keep_largest, overwrite=args.overwrite)
     report = run_sfm(Path(args.photos) if args.photos else None, Path(args.out), opts,
                      video=Path(args.video) if args.video else None, fps=args.fps)
     print("\n".join(run_lines(report, Path(args.out))))

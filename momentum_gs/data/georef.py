@@ -62,14 +62,15 @@ def enu_to_wgs84(enu: np.ndarray, origin: np.ndarray) -> np.ndarray:
 
 
 def usable_gps(gps: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """(the positions that can be used, names of the photos whose GPS is (0, 0) or not finite).
+    """(the positions that can be used, names of the photos whose GPS is (0, 0) or not finite); a missing
+    altitude (NaN) alone keeps the position.
 
     (0, 0) is what many cameras write before they have a satellite fix: it is a missing position, not a
     place in the Gulf of Guinea.
     """
     good, bad = {}, []
     for name, lla in gps.items():
-        ok = np.isfinite(lla).all() and not (abs(lla[0]) < 1e-9 and abs(lla[1]) < 1e-9) and abs(lla[0]) <= 90
+        ok = np.isfinite(lla[:2]).all() and not (abs(lla[0]) < 1e-9 and abs(lla[1]) < 1e-9) and abs(lla[0]) <= 90
         (good.__setitem__(name, lla) if ok else bad.append(name))
     return good, sorted(bad)
 

@@ -3,8 +3,9 @@
 ``run_sfm(photos, out)`` writes ``out/images`` + ``out/sparse/0`` (the layout `mgs train` reads; the camera
 keeps its distortion, which the image cache undistorts), ``out/sfm.json`` (the checks' figures),
 ``out/cameras.png`` and, when the photos carry GPS, ``out/georef.json``: the scene is then in East-North-Up
-metres at the capture's centre, z up. ``sparse/0`` appears only when every check passed; a failed run
-leaves ``sfm.json`` (``"ok": false`` and the reason) and the picture, for diagnosis.
+metres at the capture's centre, levelled (:mod:`momentum_gs.data.sfm.level` says how up is found and when the
+GPS altitude is trusted). Nothing in ``out`` changes unless every check passed; a failed run leaves its
+report (``"ok": false`` and the reason) and picture in ``out/sfm/``, for diagnosis, with the cached features.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from momentum_gs.data.sfm import colmap_steps as steps
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
+from momentum_gs.data.sfm import colmap_steps as steps
+from momentum_gs.data.sfm.georeference import georeference, gps_origin, to_enu
+from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
 from momentum_gs.data.sfm.report import draw_cameras, problem, summary, summary_lines
-from momentum_gs.errors import UserError
+from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text
 
-REPORT_NAME, PICTURE_NAME = "sfm.json", "cameras.png"
+REPORT_NAME, PICTURE_NAME, WORK_NAME = "sfm.json", "cameras.png", "sfm"
+SCENE_PARTS = ("images", "sparse", GEOREF_NAME, REPORT_NAME)  # an OUT holding any of these holds a scene
 
 
 @dataclass
@@ -39,55 +43,87 @@ class SfmOptions:
     vocab_tree: str | None = None  # COLMAP vocabulary tree file, for --matcher vocab
     threads: int = -1  # CPU threads for COLMAP (-1: all)
     seed: int = 0  # COLMAP's random seed (RANSAC, mapping)
+    gps_altitude: str = "auto"  # auto: used where it agrees with the photos' level; use; ignore
+    keep_largest: bool = False  # write the largest connected part of a capture that does not connect
+    overwrite: bool = False  # replace the scene already in OUT (after this run succeeds)
 
 
 def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None = None, fps: float = 2.0) -> dict:
     """Photos (or a video) in, a training scene in ``out``; returns the report (also ``out/sfm.json``).
 
-    Raises a UserError for bad input, and after writing the report when a check fails.
+    Everything is made inside ``out/sfm`` and moved into place only when every check passed, so a failing run
+    changes nothing else in ``out`` (its report and picture are then ``out/sfm/sfm.json`` and
+    ``out/sfm/cameras.png``). Raises a UserError for bad input, and after writing the report when a check fails.
     """
     pycolmap = steps.import_pycolmap()
     _check_options(opts)
     out = Path(out)
-    images_dir = out / "images"
+    work = out / WORK_NAME
+    in_place = photos is not None and Path(photos).resolve() == (out / "images").resolve()
     if video is None:  # the photos are checked before anything is made: bad input leaves no empty folder
         inside = out.resolve() in (Path(photos).resolve(), *Path(photos).resolve().parents)  # DATA/images given
         found = find_photos(Path(photos), skip=None if inside else out)
+    _refuse_existing_scene(out, in_place, opts.overwrite)
     _writable(out)
+    staged = out / "images" if in_place else work / "images"
     if video is not None:
-        found = sample_video(Path(video), fps, images_dir)
-    sizes = gather_photos(found, images_dir)
-    names = [p.name for p in found]
-    for stale in (out / "sparse" / "0", out / GEOREF_NAME, out / REPORT_NAME):  # a failed rerun must not
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)  # leave the old result
-    database = _database(out / "sfm", names, opts)
+        found = sample_video(Path(video), fps, staged)
+    sizes, skipped = gather_photos(found, staged, prune=not in_place)
+    if skipped:
+        print(f"left out {len(skipped)} photo(s) that do not decode cleanly: "
+              + listing([f"{n} ({why})" for n, why in sorted(skipped.items())], 5))
+    names = sorted(sizes)
+    if len(names) < 2:
+        raise UserError(f"only {len(names)} photo(s) can be read; structure from motion needs at least two "
+                        "overlapping photos")
+    exif_gps, gps_lines = read_gps({n: staged / n for n in names})
+    gps, no_fix = usable_gps(exif_gps)
+    for line in gps_lines + ([f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: "
+                              f"{', '.join(no_fix[:5])}"] if no_fix else []):
+        print(line)
+    database = _database(work, names, opts)
     started = time.perf_counter()
-    steps.extract(pycolmap, database, images_dir, camera_groups(images_dir, sizes), opts.camera_model,
+    steps.extract(pycolmap, database, staged, camera_groups(staged, sizes), opts.camera_model,
                   opts.camera_mode, opts.max_size, opts.threads)
-    gps, no_fix = usable_gps(steps.read_gps(pycolmap, database))
-    steps.drop_gps(pycolmap, database, no_fix)
+    origin = gps_origin(gps) if gps else None
+    enu = to_enu(gps, origin) if gps else {}
+    steps.write_priors(pycolmap, database, enu, horizontal_only=opts.gps_altitude != "use")
     matcher = steps.choose_matcher(opts.matcher, len(names), len(gps) >= len(names) / 2)
-    steps.match(pycolmap, database, matcher, len(names), opts.threads, opts.vocab_tree)
-    work = out / "sfm" / "models"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    models = steps.map_images(pycolmap, database, images_dir, work, len(names), opts.threads, opts.seed,
+    pairs = steps.image_pairs(pycolmap, database, matcher, len(names), opts.vocab_tree)
+    steps.match(pycolmap, database, pairs, work, opts.threads, matcher)
+    models_dir = work / "models"
+    shutil.rmtree(models_dir, ignore_errors=True)
+    models_dir.mkdir(parents=True)
+    models = steps.map_images(pycolmap, database, staged, models_dir, len(names), opts.threads, opts.seed,
                               gps_priors=len(gps) >= 3)
-    geo, extent = _georeference(pycolmap, models[0] if models else None, gps, no_fix)
+    model = models[0] if models else None
+    geo, extent, level_problem, lines = (georeference(pycolmap, model, enu, origin, opts.gps_altitude, names)
+                                         if model is not None and gps else (None, None, None, []))
+    if model is not None and not gps:
+        print("no GPS in the photos' EXIF - the model stays in COLMAP's frame (arbitrary scale and orientation), "
+              "not georeferenced")
+    elif model is not None and geo is None:
+        print("GPS in fewer than 3 registered photos - the model stays in COLMAP's frame, not georeferenced")
+    for line in lines:
+        print(line)
     report = summary(models, names, geo, matcher)
+    report["photos_not_decoded"] = skipped
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["options"] = asdict(opts)
-    report["problem"] = problem(report, extent)
+    report["georeference"] = geo
+    report["problem"] = level_problem or problem(report, extent, opts.keep_largest)
     report["ok"] = report["problem"] is None
-    _write(out, models[0] if models else None, report, geo)
-    shutil.rmtree(work, ignore_errors=True)
-    if report["problem"]:
-        raise UserError(report["problem"] + f" (figures in {out / REPORT_NAME})")
+    shutil.rmtree(models_dir, ignore_errors=True)
+    if not report["ok"]:
+        _write_report(work, model, report)
+        raise UserError(report["problem"] + f" (figures in {work / REPORT_NAME})")
+    _publish(out, work, staged, in_place, model, report, geo, opts.overwrite)
     return report
 
 
 def _check_options(opts: SfmOptions) -> None:
     from momentum_gs.data.colmap import SUPPORTED_MODELS
+    from momentum_gs.data.sfm.level import ALTITUDE_MODES
 
     if opts.matcher not in steps.MATCHERS:
         raise UserError(f"unknown matcher '{opts.matcher}' (choose from {', '.join(steps.MATCHERS)})")
@@ -96,6 +132,21 @@ def _check_options(opts: SfmOptions) -> None:
                         f"{', '.join(SUPPORTED_MODELS)})")
     if opts.max_size < 64:
         raise UserError(f"--max-size {opts.max_size} is too small for features; use 1000 or more")
+    if opts.gps_altitude not in ALTITUDE_MODES:
+        raise UserError(f"--gps-altitude {opts.gps_altitude}: choose from {', '.join(ALTITUDE_MODES)}")
+    if opts.matcher == "vocab":  # before any work: a file COLMAP cannot read would abort the process later
+        steps.check_vocab_tree(Path(opts.vocab_tree) if opts.vocab_tree else None)
+
+
+def _refuse_existing_scene(out: Path, in_place: bool, overwrite: bool) -> None:
+    """A UserError when ``out`` already holds a scene and ``overwrite`` was not asked for (photos in
+    ``out/images`` given as the input are not a scene of their own)."""
+    if overwrite or not out.is_dir():
+        return
+    held = [part for part in SCENE_PARTS if (out / part).exists() and not (part == "images" and in_place)]
+    if held:
+        raise UserError(f"{out} already holds a scene ({', '.join(held)}); give another --out, or --overwrite to "
+                        "replace it once this run has succeeded")
 
 
 def _writable(out: Path) -> None:
@@ -125,59 +176,41 @@ def _database(folder: Path, names: list[str], opts: SfmOptions) -> Path:
     return database
 
 
-def _georeference(pycolmap, model, gps: dict, no_fix: list[str]) -> tuple[dict | None, float | None]:
-    """Fit ``model`` to its photos' GPS in ENU metres (in place); (georef dict or None, capture extent in m)."""
-    from momentum_gs.data.georef import wgs84_to_enu
-
-    if no_fix:
-        print(f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: {', '.join(no_fix[:5])}")
-    if model is None:
-        return None, None
-    registered = {model.image(i).name for i in model.reg_image_ids()}
-    used = {n: v for n, v in gps.items() if n in registered}
-    if len(used) < 3:
-        print("no GPS in the photos' EXIF" if not gps else f"GPS in only {len(used)} registered photos",
-              "- the model stays in COLMAP's frame (arbitrary scale and orientation), not georeferenced")
-        return None, None
-    lla = np.stack(list(used.values()))
-    origin = lla.mean(0)
-    enu = dict(zip(used, wgs84_to_enu(lla, origin)))
-    extent = float(np.linalg.norm(np.ptp(np.stack(list(enu.values())), 0)))
-    sim = steps.align_to_enu(pycolmap, model, enu, extent)
-    geo = {"origin": {"lat": origin[0], "lon": origin[1], "alt": origin[2]}, "ellipsoid": "WGS84",
-           "frame": "local East-North-Up, metres, z up (x east, y north)", "images_used": len(used)}
-    if sim is None:
-        geo["transform"] = None
-        return geo, extent
-    centres = {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
-    residual = np.stack([centres[n] - enu[n] for n in used])
-    geo["transform"] = {"enu_from_colmap": np.asarray(sim.matrix()).tolist(), "scale": float(np.asarray(sim.scale))}
-    geo["residual_rms_m"] = float(np.sqrt((residual ** 2).sum(1).mean()))
-    geo["residual_horizontal_rms_m"] = float(np.sqrt((residual[:, :2] ** 2).sum(1).mean()))
-    geo["residual_vertical_rms_m"] = float(np.sqrt((residual[:, 2] ** 2).mean()))
-    return geo, extent
-
-
-def _write(out: Path, model, report: dict, geo: dict | None) -> None:
-    """The picture, then (checks passed) the model through a staging folder and the georeference, then the
-    report last, so a ``sfm.json`` saying ``ok`` means everything beside it is complete."""
-    georeferenced = report["georeferenced"]
+def _write_report(folder: Path, model, report: dict) -> None:
+    """The picture (when there is a model), then the report."""
     if model is not None:
-        draw_cameras(out / PICTURE_NAME, model, report, georeferenced)
-    if report["ok"]:
-        staging = out / ".sparse-staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
-            model.write_binary(str(staging))
-            (out / "sparse").mkdir(exist_ok=True)
-            os.replace(staging, out / "sparse" / "0")
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise UserError(f"cannot write the model into {out / 'sparse' / '0'} ({exc.strerror or exc})")
-        if georeferenced:
-            atomic_write_text(out / GEOREF_NAME, json.dumps(geo, indent=2) + "\n")
-    atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+        draw_cameras(folder / PICTURE_NAME, model, report, report["georeferenced"])
+    atomic_write_text(folder / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+
+
+def _publish(out: Path, work: Path, staged: Path, in_place: bool, model, report: dict, geo: dict | None,
+             overwrite: bool) -> None:
+    """Move the scene into place: the model written in ``work``, then (with ``overwrite``) the old scene moved
+    aside, the new images, model and georeference renamed into ``out``, the old scene deleted; the report
+    last, so a ``sfm.json`` beside ``sparse/0`` means everything beside it is complete."""
+    staging, old = work / "sparse-new", work / "replaced"
+    for folder in (staging, old):
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        (staging / "sparse" / "0").mkdir(parents=True)
+        model.write_binary(str(staging / "sparse" / "0"))
+        if geo is not None and geo.get("transform") is not None:
+            atomic_write_text(staging / GEOREF_NAME, json.dumps(geo, indent=2) + "\n")
+        old.mkdir()
+        for part in SCENE_PARTS + (PICTURE_NAME,):
+            if (out / part).exists() and not (part == "images" and in_place):
+                os.replace(out / part, old / part)
+        if not in_place:
+            os.replace(staged, out / "images")
+        os.replace(staging / "sparse", out / "sparse")
+        if (staging / GEOREF_NAME).exists():
+            os.replace(staging / GEOREF_NAME, out / GEOREF_NAME)
+    except OSError as exc:
+        raise UserError(f"cannot write the scene into {out} ({exc.strerror or exc}); the previous files, if any, "
+                        f"are in {old}")
+    _write_report(out, model, report)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_lines(report: dict, out: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """The pycolmap calls of `mgs sfm`: SIFT extraction, matching, incremental mapping, alignment to GPS.
 
-Only glue lives here; COLMAP does the work. pycolmap is an optional dependency (``momentum_gs[sfm]``),
+Only glue lives here; COLMAP does the work (in chunks or a thread, so that every phase shows progress). pycolmap is an optional dependency (``momentum_gs[sfm]``),
 imported when `mgs sfm` runs. Features and matches stay in ``DATA/sfm/database.db``: COLMAP skips images
 whose features and pairs whose matches are already there, so a rerun with other mapping options redoes
 neither (``features.json`` beside it records what the features were extracted with; a change starts over).
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,10 @@ CAMERA_MODES = ("auto", "single", "per-image")
 EXHAUSTIVE_MAX = 100
 SPATIAL_NEIGHBOURS = 30  # pairs per photo for spatial matching: its nearest GPS neighbours
 EXTRACT_CHUNK = 4  # photos per extraction call, so the progress bar moves
+MATCH_CHUNKS = 20  # matching calls per run (at least MATCH_CHUNK_MIN pairs each), so the bar moves and has an ETA
+MATCH_CHUNK_MIN = 64  # each call reloads its photos' features: 32-pair calls made brighton_beach's matching 40 % slower
+GPS_STD = 5.0  # metres, a consumer GPS's horizontal standard deviation (prior in bundle adjustment)
+FREE_VERTICAL_STD = 1000.0  # metres: an altitude prior this loose does not pull the model
 
 
 def import_pycolmap():
@@ -76,35 +83,78 @@ def extract(pycolmap, database: Path, images_dir: Path, groups: list[list[str]],
             bar.update(len(chunk))
 
 
-def match(pycolmap, database: Path, matcher: str, n_images: int, threads: int, vocab_tree: Path | None) -> None:
-    """Match feature pairs chosen by ``matcher`` and verify them geometrically (pairs already matched are kept)."""
-    options = pycolmap.FeatureMatchingOptions()
-    options.num_threads = threads
-    kwargs = dict(matching_options=options, device=pycolmap.Device.cpu)
-    with tqdm(total=1, desc=f"matching ({matcher})", unit="step", dynamic_ncols=True) as bar:
+def image_pairs(pycolmap, database: Path, matcher: str, n_images: int, vocab_tree: Path | None) -> list[tuple[str, str]]:
+    """The photo pairs ``matcher`` chooses (COLMAP's own pair generators), as name pairs."""
+    db = pycolmap.Database.open(database)
+    try:
+        names = {im.image_id: im.name for im in db.read_all_images()}
         if matcher == "exhaustive":
-            pycolmap.match_exhaustive(database, **kwargs)
+            generator = pycolmap.ExhaustivePairGenerator(pycolmap.ExhaustivePairingOptions(), db)
         elif matcher == "spatial":
             pairing = pycolmap.SpatialPairingOptions()
             pairing.max_num_neighbors = min(SPATIAL_NEIGHBOURS, n_images - 1)
             pairing.max_distance = 1e9  # metres: the neighbour count limits the pairs, not a radius
-            pycolmap.match_spatial(database, pairing_options=pairing, **kwargs)
+            pairing.ignore_z = True  # the altitude may drift; neighbours on the ground are what overlap
+            generator = pycolmap.SpatialPairGenerator(pairing, db)
         elif matcher == "sequential":
-            pycolmap.match_sequential(database, **kwargs)
+            generator = pycolmap.SequentialPairGenerator(pycolmap.SequentialPairingOptions(), db)
         else:
-            if vocab_tree is None or not Path(vocab_tree).is_file():
-                raise UserError("--matcher vocab needs a vocabulary tree file: --vocab-tree FILE (COLMAP's "
-                                "vocab_tree_*.bin from colmap.github.io/install.html), or use --matcher sequential")
             pairing = pycolmap.VocabTreePairingOptions()
-            pairing.vocab_tree_path = str(vocab_tree)
-            pycolmap.match_vocabtree(database, pairing_options=pairing, **kwargs)
-        bar.update(1)
+            pairing.vocab_tree_path = str(check_vocab_tree(vocab_tree))
+            generator = pycolmap.VocabTreePairGenerator(pairing, db)
+        pairs = generator.all_pairs()
+    finally:
+        db.close()
+    return [(names[a], names[b]) for a, b in pairs]
+
+
+def check_vocab_tree(path: Path | None) -> Path:
+    """``path`` if pycolmap reads it as a vocabulary tree; a UserError otherwise. The file is read in a child
+    process first: COLMAP aborts the whole process (SIGABRT) on a file it cannot parse."""
+    if path is None or not Path(path).is_file():
+        raise UserError("--matcher vocab needs a vocabulary tree file: --vocab-tree FILE (COLMAP's "
+                        "vocab_tree_*.bin from colmap.github.io/install.html), or use --matcher sequential")
+    probe = "import sys, pycolmap; pycolmap.VisualIndex.read(sys.argv[1])"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"--vocab-tree {path}: reading it took more than 10 minutes; give COLMAP's vocab_tree_*.bin")
+    if done.returncode != 0:
+        raise UserError(f"--vocab-tree {path} is not a vocabulary tree pycolmap {pycolmap_version()} can read; "
+                        "download the one for this COLMAP version (colmap.github.io/install.html), or use "
+                        "--matcher sequential")
+    return Path(path)
+
+
+def pycolmap_version() -> str:
+    return getattr(sys.modules.get("pycolmap"), "__version__", "?")
+
+
+def match(pycolmap, database: Path, pairs: list[tuple[str, str]], work_dir: Path, threads: int,
+          matcher: str) -> None:
+    """Match the features of ``pairs`` and verify them geometrically, in ``MATCH_CHUNKS`` calls so that
+    the bar moves and shows an ETA (pairs already matched are skipped by COLMAP)."""
+    chunk_size = max(MATCH_CHUNK_MIN, math.ceil(len(pairs) / MATCH_CHUNKS))
+    options = pycolmap.FeatureMatchingOptions()
+    options.num_threads = threads
+    listing_path = work_dir / "pairs.txt"
+    with tqdm(total=len(pairs), desc=f"matching ({matcher})", unit="pair", dynamic_ncols=True) as bar:
+        for start in range(0, len(pairs), chunk_size):
+            chunk = pairs[start:start + chunk_size]
+            listing_path.write_text("".join(f"{a} {b}\n" for a, b in chunk))
+            pairing = pycolmap.ImportedPairingOptions()
+            pairing.match_list_path = str(listing_path)
+            pycolmap.match_image_pairs(database, matching_options=options, pairing_options=pairing,
+                                       device=pycolmap.Device.cpu)
+            bar.update(len(chunk))
+    listing_path.unlink(missing_ok=True)
 
 
 def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_images: int, threads: int,
                seed: int, gps_priors: bool) -> list:
     """Incremental mapping (with the GPS positions as pose priors in bundle adjustment when ``gps_priors``);
-    the reconstructions it made, largest first."""
+    the reconstructions it made, largest first. COLMAP runs in a thread so that the bar keeps its clock
+    going through the final adjustments after the last photo is registered."""
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads, options.random_seed = threads, seed
     # GPS priors keep a weakly textured or nearly planar capture from bending (focal length and shape trade
@@ -116,57 +166,57 @@ def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_ima
     def step(count: int) -> None:  # a second model registers photos again: the bar stops at the total
         bar.update(min(count, bar.total - bar.n))
 
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["models"] = pycolmap.incremental_mapping(database, images_dir, work_dir, options,
+                                                            initial_image_pair_callback=lambda: step(2),
+                                                            next_image_callback=lambda: step(1))
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=work, name="colmap-mapping", daemon=True)
+    worker.start()
     try:
-        found = pycolmap.incremental_mapping(database, images_dir, work_dir, options,
-                                             initial_image_pair_callback=lambda: step(2),
-                                             next_image_callback=lambda: step(1))
+        labelled = False
+        while worker.is_alive():
+            worker.join(0.5)
+            if not labelled and bar.n >= bar.total:
+                bar.set_description("mapping (final bundle adjustment)")
+                labelled = True
+            bar.refresh()
     finally:
         bar.close()
-    return sorted(found.values(), key=lambda r: -r.num_reg_images())
+    if "error" in result:
+        raise result["error"]
+    return sorted(result["models"].values(), key=lambda r: -r.num_reg_images())
 
 
-def read_gps(pycolmap, database: Path) -> dict[str, np.ndarray]:
-    """Photo name → [3] (lat°, lon°, alt m) from the EXIF GPS that COLMAP's image reader stored as pose priors."""
+def write_priors(pycolmap, database: Path, enu: dict[str, np.ndarray], horizontal_only: bool) -> None:
+    """Replace the database's pose priors (COLMAP's own reading of the EXIF) with ``enu``: photo name → [3]
+    east, north, up metres, as Cartesian priors. ``horizontal_only``: the altitude is flattened to 0 and given a
+    standard deviation of ``FREE_VERTICAL_STD`` m, so that a drifting altitude cannot bend the model; the
+    horizontal one is ``GPS_STD`` m. Otherwise COLMAP's default (1 m in every direction)."""
     db = pycolmap.Database.open(database)
     try:
-        names = {im.image_id: im.name for im in db.read_all_images()}
-        gps = {}
-        for prior in db.read_all_pose_priors():
-            if prior.coordinate_system == pycolmap.PosePriorCoordinateSystem.WGS84 and prior.has_position():
-                gps[names[prior.corr_data_id.id]] = np.asarray(prior.position, np.float64)
-    finally:
-        db.close()
-    return gps
-
-
-def drop_gps(pycolmap, database: Path, names: list[str]) -> None:
-    """Remove the GPS priors of the photos ``names`` from the database (positions without a fix), so that
-    neither spatial matching nor mapping uses them."""
-    if not names:
-        return
-    db = pycolmap.Database.open(database)
-    try:
-        ids = {im.image_id for im in db.read_all_images() if im.name in set(names)}
-        keep = [p for p in db.read_all_pose_priors() if p.corr_data_id.id not in ids]
         db.clear_pose_priors()
-        for prior in keep:
-            db.write_pose_prior(prior)
+        for image in db.read_all_images():
+            if image.name not in enu:
+                continue
+            position = np.array(enu[image.name], np.float64)
+            prior = dict(coordinate_system=pycolmap.PosePriorCoordinateSystem.CARTESIAN,
+                         corr_data_id=pycolmap.data_t(sensor_id=pycolmap.sensor_t(type=pycolmap.SensorType.CAMERA,
+                                                                                  id=image.camera_id),
+                                                      id=image.image_id))
+            if horizontal_only:
+                position[2] = 0.0
+                prior["position_covariance"] = np.diag([GPS_STD ** 2, GPS_STD ** 2, FREE_VERTICAL_STD ** 2])
+            db.write_pose_prior(pycolmap.PosePrior(position=position, **prior))
     finally:
         db.close()
 
 
-def align_to_enu(pycolmap, reconstruction, enu: dict[str, np.ndarray], extent: float):
-    """Fit ``reconstruction`` to the ENU positions by a similarity (RANSAC, pycolmap) and apply it.
-
-    Returns the ``pycolmap.Sim3d`` (new-from-old world), or None when no fit was found.
-    """
-    names = sorted(enu)
-    ransac = pycolmap.RANSACOptions()
-    ransac.max_error = max(5.0, 0.05 * extent)  # metres: consumer GPS is good to a few metres
-    ransac.random_seed = 0
-    sim = pycolmap.align_reconstruction_to_locations(reconstruction, names, np.stack([enu[n] for n in names]),
-                                                     3, ransac)
-    if sim is None or not math.isfinite(float(np.asarray(sim.scale))) or float(np.asarray(sim.scale)) <= 0:
-        return None
-    reconstruction.transform(sim)
-    return sim
+def transform(pycolmap, reconstruction, matrix: np.ndarray) -> None:
+    """Apply the similarity ``[s R | t]`` ([3, 4]) to the cameras and points of ``reconstruction``."""
+    reconstruction.transform(pycolmap.Sim3d(np.asarray(matrix, np.float64)))

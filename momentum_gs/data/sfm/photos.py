@@ -1,7 +1,8 @@
 """The photos of `mgs sfm`: found, checked and gathered into ``DATA/images`` before any SfM runs.
 
-Every problem a folder of photos can have (none, one, a file that will not decode, a truncated JPEG, two
-photos of the same name in different subfolders) is one error line here, before anything is extracted.
+Every problem a folder of photos can have (none, one, two photos of the same name in different subfolders)
+is one error line here, before anything is extracted; a photo that does not decode cleanly (truncated,
+corrupt data the decoder warns about, more pixels than OpenCV decodes) is named and left out.
 Photos are hard-linked into ``images/`` when the folders share a file system and copied otherwise; a video
 is sampled into numbered JPEG frames with OpenCV.
 """
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -49,8 +53,39 @@ def find_photos(folder: Path, skip: Path | None = None) -> list[Path]:
     return sorted(photos, key=lambda p: p.name)
 
 
+class Unreadable(ValueError):
+    """A photo whose data does not decode cleanly (the reason is the message): left out of the run."""
+
+
+# What libjpeg and libpng write to stderr for damaged data while still returning a picture (grey or garbled
+# rows); benign notes such as libpng's "iCCP: known incorrect sRGB profile" are not among them.
+DECODER_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters", "libpng error",
+                  "CRC error", "IDAT: Too much image data", "Not enough image data")
+
+
+@contextmanager
+def _stderr_text(into: list[str]):
+    """Capture what C libraries write to file descriptor 2 inside the block into ``into[0]``."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            into.append(capture.read().decode("utf-8", "replace"))
+
+
 def check_photo(path: Path) -> tuple[int, int]:
-    """(width, height) of a photo that decodes fully; a UserError names a corrupt or truncated one."""
+    """(width, height) of a photo that decodes fully and cleanly.
+
+    Raises :class:`Unreadable` (the photo is left out) for a file that is empty, corrupt, truncated, not an
+    image, declares more pixels than OpenCV decodes, or whose decoder reports damaged data; a UserError for a
+    file that cannot be read at all (permissions, an I/O error), which the user has to fix.
+    """
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:  # no read permission, an I/O error
@@ -59,24 +94,40 @@ def check_photo(path: Path) -> tuple[int, int]:
     # libjpeg fills a truncated JPEG's missing rows with grey and only warns: its end marker is checked first.
     if path.suffix.lower() in (".jpg", ".jpeg") and data.size > 2 and data[:2].tobytes() == b"\xff\xd8" \
             and b"\xff\xd9" not in data[-4096:].tobytes():
-        raise UserError(f"photo {path} cannot be read (truncated: its end is missing); remove it from the folder "
-                        "or copy it again")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+        raise Unreadable("truncated: its end is missing")
+    messages: list[str] = []
+    try:
+        with _stderr_text(messages):
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    except cv2.error as exc:
+        if "MAX_IMAGE_PIXELS" in str(exc):
+            raise Unreadable("its header declares more pixels than OpenCV decodes (2^30; "
+                             "OPENCV_IO_MAX_IMAGE_PIXELS raises the limit)") from None
+        raise Unreadable(f"OpenCV cannot decode it: {str(exc).strip().splitlines()[-1][:120]}") from None
+    damage = [line.strip() for line in messages[0].splitlines() if any(m in line for m in DECODER_DAMAGE)]
     if image is None:
-        raise UserError(f"photo {path} cannot be read (empty, corrupt or not an image); remove it from the folder "
-                        "or copy it again")
+        raise Unreadable("empty, corrupt or not an image")
+    if damage:
+        raise Unreadable(f"the decoder reports damaged data: {damage[0][:120]}")
     return image.shape[1], image.shape[0]
 
 
-def gather_photos(photos: list[Path], images_dir: Path) -> dict[str, tuple[int, int]]:
-    """Check every photo and link (or copy) it into ``images_dir``; returns name → (width, height).
+def gather_photos(photos: list[Path], images_dir: Path,
+                  prune: bool = False) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """Check every photo and link (or copy) those that decode cleanly into ``images_dir``.
 
-    A file already there with the same size and time is kept, so a rerun does not copy again.
+    Returns (name → (width, height) of the photos kept, name → reason of those left out). A file already
+    there with the same size and time is kept, so a rerun does not copy again; ``prune``: other files in
+    ``images_dir`` (a staging folder of ours) are removed.
     """
     images_dir.mkdir(parents=True, exist_ok=True)
-    sizes = {}
+    sizes, skipped = {}, {}
     for src in tqdm(photos, desc="check photos", unit="photo", dynamic_ncols=True):
-        sizes[src.name] = check_photo(src)
+        try:
+            sizes[src.name] = check_photo(src)
+        except Unreadable as exc:
+            skipped[src.name] = str(exc)
+            continue
         dst = images_dir / src.name
         if dst.exists() and (dst.samefile(src) or _same_file_data(src, dst)):
             continue
@@ -88,7 +139,11 @@ def gather_photos(photos: list[Path], images_dir: Path) -> dict[str, tuple[int, 
                 shutil.copy2(src, dst)
             except OSError as exc:  # a full disk
                 raise write_failed(dst, exc) from exc
-    return sizes
+    if prune:
+        for stale in images_dir.iterdir():
+            if stale.name not in sizes and stale.is_file():
+                stale.unlink()
+    return sizes, skipped
 
 
 def _same_file_data(a: Path, b: Path) -> bool:

@@ -37,30 +37,40 @@ def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: 
         "gps_fit_failed": geo is not None and geo.get("transform") is None,
         "gps_residual_rms_m": geo.get("residual_rms_m") if geo else None,
         "gps_residual_horizontal_rms_m": geo.get("residual_horizontal_rms_m") if geo else None,
+        "gps_residual_vertical_rms_m": geo.get("residual_vertical_rms_m") if geo else None,
+        "gps_tilt_vs_photos_deg": geo.get("tilt_gps_vs_photos_deg") if geo else None,
+        "gps_altitude_drift_m": geo.get("altitude_drift_m") if geo else None,
+        "fit": geo.get("fit") if geo else None,
+        "up_from": geo.get("up_from") if geo else None,
     }
 
 
-def problem(report: dict, gps_extent: float | None) -> str | None:
-    """The one line saying what went wrong and what to try, or None for a run the checks accept."""
+def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) -> str | None:
+    """The one line saying what went wrong and what to try, or None for a run the checks accept.
+
+    ``keep_largest``: a capture in disconnected parts (or with fewer than half its photos registered) is
+    accepted, its largest part written."""
     n, k, models = report["images_total"], report["images_registered"], report["models"]
     retry = "try --matcher exhaustive" if report["matcher"] != "exhaustive" else "try more photos"
     if k == 0:
         return (f"no model could be built: no two of the {n} photos share enough matched features "
                 f"({HINT_OVERLAP}); check that the photos overlap, or {retry}")
-    if len([m for m in models[1:] if m >= 3]) > 0:
+    if len([m for m in models[1:] if m >= 3]) > 0 and not keep_largest:
         sizes = ", ".join(map(str, models))
         return (f"the photos form {len(models)} disconnected models ({sizes} photos of their own): parts of the "
-                f"capture do not overlap; add photos that bridge them, or {retry}")
-    if k < n / 2:
+                f"capture do not overlap; add photos that bridge them, {retry}, or keep the largest part "
+                "(--keep-largest)")
+    if k < n / 2 and not keep_largest:
         return (f"only {k} of {n} photos registered (left out: {listing(report['images_left_out'], 5)}); "
                 f"{HINT_OVERLAP}; {retry}, "
                 "or --single-camera when one camera took them all")
     if report["gps_fit_failed"]:
         return ("the model could not be fitted to the photos' GPS (no similarity agrees with 3 or more of them); "
                 f"the reconstruction is likely mismatched ({retry}), or the GPS tags are wrong")
-    rms = report["gps_residual_rms_m"]
+    rms = report["gps_residual_horizontal_rms_m"]
     if rms is not None and gps_extent and rms > max(GPS_RESIDUAL_LIMIT * gps_extent, 1.0):
-        return (f"the model does not fit the photos' GPS: residual {rms:.1f} m RMS over a {gps_extent:.0f} m capture; "
+        return (f"the model does not fit the photos' GPS: residual {rms:.1f} m RMS horizontally over a "
+                f"{gps_extent:.0f} m capture; "
                 f"the reconstruction is likely folded or mismatched ({retry}), or the GPS tags are wrong")
     return None
 
@@ -71,9 +81,17 @@ def summary_lines(report: dict) -> list[str]:
     lines = [f"registered {report['images_registered']} of {report['images_total']} photos"
              + (f" (left out: {', '.join(report['images_left_out'])})" if report["images_left_out"] else ""),
              f"{report['points']} points, mean reprojection error " + (f"{error:.2f} px" if error is not None else "-")]
+    if report["images_left_out"] and len(report["models"]) > 1:
+        share = report["images_registered"] / report["images_total"]
+        lines.append(f"kept the largest connected part: {report['images_registered']} of {report['images_total']} "
+                     f"photos ({share:.0%} of the capture); the other parts hold {', '.join(map(str, report['models'][1:]))}")
     if report["georeferenced"]:
-        lines.append(f"georeferenced: ENU metres, z up; GPS residual {report['gps_residual_rms_m']:.2f} m RMS "
-                     f"({report['gps_residual_horizontal_rms_m']:.2f} m horizontal)")
+        vertical = report["gps_residual_vertical_rms_m"]
+        altitude = (f", {vertical:.2f} m vertically" if report["fit"] == "gps" else
+                    " (altitude: the GPS median" + (f"; its residual {vertical:.1f} m RMS)" if vertical is not None
+                                                    else "; none in EXIF)"))
+        lines.append(f"georeferenced: ENU metres, z up from {report['up_from']}; GPS residual "
+                     f"{report['gps_residual_horizontal_rms_m']:.2f} m RMS horizontally{altitude}")
     return lines
 
 
