@@ -308,7 +308,9 @@ def cmd_export(args) -> None:
         what = "the layout 3DGS viewers read"
     print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {degree}, {how}) to {path} "
           f"({path.stat().st_size / 2**20:.1f} MB), {what}")
-    sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy())
+    # opacities (in (0, 1) on StandardGaussians): faint stray Gaussians do not stretch the side-car's box
+    sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy(),
+                            gaussians.opacities.detach().cpu().numpy())
     if sidecar:
         print(f"georeference (WGS84 origin of the ENU frame, the scene's centre and corners): {sidecar}")
 

@@ -63,16 +63,66 @@ def test_duplicate_names_in_subfolders(tmp_path, capsys):
     assert "two photos are named p00.jpg" in err and "flight1" in err and "flight2" in err
 
 
-def test_corrupt_and_truncated_jpegs(tmp_path, capsys):
-    photos = write_photos(tmp_path / "photos", 3)
-    data = photos[1].read_bytes()
-    photos[1].write_bytes(data[: len(data) // 2])  # a copy cut short
-    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out")
-    assert "p01.jpg" in err and "truncated" in err
-    photos[1].write_bytes(b"\x00garbage" * 100)
-    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out")
-    assert "p01.jpg" in err and "corrupt" in err
-    assert not (tmp_path / "out" / "sparse").exists()
+def damage(path, how: str) -> None:
+    """Damage a JPEG as a bad card or copy does: cut short, cut short with its end marker kept, or garbled in
+    the middle of its compressed data."""
+    data = bytearray(path.read_bytes())
+    half = len(data) // 2
+    if how == "truncated":
+        data = data[:half]
+    elif how == "truncated, end marker kept":
+        data = data[:half] + b"\xff\xd9"
+    else:
+        for i in range(half, half + 40):
+            data[i] = 0xFF if i % 7 == 0 else data[i] ^ 0x5A
+    path.write_bytes(bytes(data))
+
+
+def huge_png(path, side: int) -> None:
+    """A PNG whose header declares side × side pixels (with a few bytes of data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("how", ["truncated", "truncated, end marker kept", "corrupt data"])
+def test_a_damaged_photo_is_named_and_left_out(tmp_path, how):
+    from momentum_gs.data.sfm.photos import Unreadable, check_photo, gather_photos
+
+    photos = write_photos(tmp_path / "photos", 3, size=(320, 240))
+    damage(photos[1], how)
+    with pytest.raises(Unreadable, match="truncated|damaged"):
+        check_photo(photos[1])
+    sizes, skipped = gather_photos(photos, tmp_path / "images")
+    assert sorted(sizes) == ["p00.jpg", "p02.jpg"] and list(skipped) == ["p01.jpg"]
+    assert not (tmp_path / "images" / "p01.jpg").exists()
+
+
+@pytest.mark.parametrize("side", [40000, 65500])
+def test_a_photo_declaring_too_many_pixels_is_left_out(tmp_path, side):
+    from momentum_gs.data.sfm.photos import Unreadable, check_photo
+
+    huge_png(tmp_path / "huge.png", side)
+    with pytest.raises(Unreadable, match="declares more pixels than OpenCV decodes"):
+        check_photo(tmp_path / "huge.png")
+
+
+def test_damaged_and_garbage_photos_are_listed_and_the_run_goes_on(tmp_path, capsys):
+    photos = write_photos(tmp_path / "photos", 4)
+    damage(photos[1], "corrupt data")
+    photos[2].write_bytes(b"\x00garbage" * 100)
+    huge_png(tmp_path / "photos" / "p04.png", 40000)
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out", "--threads", "1")
+    assert "no model could be built: no two of the 2 photos" in err  # only the two clean photos went on
+    report = json.loads((tmp_path / "out" / "sfm" / "sfm.json").read_text())
+    assert sorted(report["photos_not_decoded"]) == ["p01.jpg", "p02.jpg", "p04.png"]
+    assert "damaged data" in report["photos_not_decoded"]["p01.jpg"]
+    assert "not an image" in report["photos_not_decoded"]["p02.jpg"]
 
 
 def test_a_photo_that_cannot_be_read_or_copied_is_one_line(tmp_path, capsys, monkeypatch):
@@ -118,10 +168,46 @@ def test_photos_with_no_overlap_fail_with_a_report(tmp_path, capsys):
     out = tmp_path / "out"
     err = sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1")
     assert "no model could be built" in err and "overlap" in err
-    report = json.loads((out / "sfm.json").read_text())
+    report = json.loads((out / "sfm" / "sfm.json").read_text())  # a failed run's report stays in the work folder
     assert report["ok"] is False and report["problem"] in err and report["images_total"] == 4
-    assert not (out / "sparse" / "0").exists()  # no model left as if it were complete
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["p00.jpg", "p01.jpg", "p02.jpg", "p03.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["sfm"]  # nothing else in OUT: no model, no images
+    assert sorted(p.name for p in (out / "sfm" / "images").iterdir()) == ["p00.jpg", "p01.jpg", "p02.jpg", "p03.jpg"]
+
+
+def scene_files(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_existing_scene_is_refused_and_survives_a_failed_overwrite(tmp_path, capsys):
+    out = tmp_path / "site"
+    write_photos(out / "images", 2, start=10)
+    (out / "sparse" / "0").mkdir(parents=True)
+    (out / "sparse" / "0" / "cameras.bin").write_bytes(b"the previous model")
+    (out / "georef.json").write_text('{"origin": {"lat": 1, "lon": 2, "alt": 3}}')
+    before = scene_files(out)
+    write_photos(tmp_path / "photos", 3)  # noise: this run will fail
+    err = sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1")
+    assert "already holds a scene (images, sparse, georef.json)" in err and "--overwrite" in err
+    assert scene_files(out) == before and not (out / "sfm").exists()
+    err = sfm_error(capsys, tmp_path / "photos", "--out", out, "--threads", "1", "--overwrite")
+    assert "no model could be built" in err
+    after = {k: v for k, v in scene_files(out).items() if not k.startswith("sfm/")}
+    assert after == before  # the failed run replaced nothing
+
+
+def test_frames_of_a_video_do_not_replace_photos_already_in_out(tmp_path, capsys):
+    out = tmp_path / "site"
+    (out / "images").mkdir(parents=True)
+    keep = out / "images" / "flight_00000.jpg"
+    keep.write_bytes(b"a user's photo, same name as the first frame")
+    video = tmp_path / "flight.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for i in range(10):
+        writer.write(texture(i))
+    writer.release()
+    err = sfm_error(capsys, "--video", video, "--out", out)
+    assert "already holds a scene (images)" in err
+    assert keep.read_bytes() == b"a user's photo, same name as the first frame"
 
 
 def test_features_are_kept_for_a_rerun_until_their_options_change(tmp_path, capsys):
@@ -225,16 +311,20 @@ def test_the_checks_that_fail_a_run():
     from momentum_gs.data.sfm.report import problem
 
     ok = {"images_total": 18, "images_registered": 18, "images_left_out": [], "models": [18],
-          "matcher": "exhaustive", "gps_fit_failed": False, "gps_residual_rms_m": 0.6}
+          "matcher": "exhaustive", "gps_fit_failed": False, "gps_residual_horizontal_rms_m": 0.6}
     assert problem(ok, 120.0) is None
     assert "2 disconnected models (12, 6 photos" in problem({**ok, "models": [12, 6]}, 120.0)
+    assert "--keep-largest" in problem({**ok, "models": [12, 6]}, 120.0)
+    assert problem({**ok, "models": [8, 10], "images_registered": 8}, 120.0, keep_largest=True) is None
     assert problem({**ok, "models": [18, 2]}, 120.0) is None  # two strays are left out, not a second part
     few = problem({**ok, "images_registered": 8, "images_left_out": [f"p{i}" for i in range(10)],
                    "matcher": "sequential"}, 120.0)
     assert "only 8 of 18" in few and "p0, p1, p2, p3, p4, ..." in few and "--matcher exhaustive" in few
-    assert "residual 30.0 m RMS over a 120 m capture" in problem({**ok, "gps_residual_rms_m": 30.0}, 120.0)
-    assert problem({**ok, "gps_residual_rms_m": 0.9}, 2.0) is None  # a tiny capture: 1 m is allowed
-    assert "could not be fitted" in problem({**ok, "gps_fit_failed": True, "gps_residual_rms_m": None}, None)
+    assert "residual 30.0 m RMS horizontally over a 120 m capture" in problem(
+        {**ok, "gps_residual_horizontal_rms_m": 30.0}, 120.0)
+    assert problem({**ok, "gps_residual_horizontal_rms_m": 0.9}, 2.0) is None  # a tiny capture: 1 m is allowed
+    assert "could not be fitted" in problem({**ok, "gps_fit_failed": True, "gps_residual_horizontal_rms_m": None},
+                                            None)
 
 
 def test_photos_already_in_the_output_folder(tmp_path, capsys):
@@ -242,3 +332,56 @@ def test_photos_already_in_the_output_folder(tmp_path, capsys):
     write_photos(out / "images", 3)
     err = sfm_error(capsys, out / "images", "--out", out, "--threads", "1")
     assert "no model could be built: no two of the 3 photos" in err and "try more photos" in err
+
+
+def exif_photo(path, gps: dict) -> None:
+    """A small JPEG with the GPS tags ``gps`` (piexif GPSIFD keys) in its EXIF."""
+    piexif = pytest.importorskip("piexif")
+    cv2.imwrite(str(path), texture(0, (64, 48)))
+    piexif.insert(piexif.dump({"GPS": gps}), str(path))
+
+
+def test_gps_tags_are_read_and_checked(tmp_path):
+    piexif = pytest.importorskip("piexif")
+    from momentum_gs.data.sfm.gps import read_gps
+
+    G = piexif.GPSIFD
+    lat, lon = ((46, 1), (50, 1), (3333, 100)), ((92, 1), (0, 1), (0, 1))
+    base = {G.GPSLatitudeRef: b"N", G.GPSLatitude: lat, G.GPSLongitudeRef: b"W", G.GPSLongitude: lon,
+            G.GPSAltitudeRef: 0, G.GPSAltitude: (2000, 10)}
+    cases = {
+        "west.jpg": {},
+        "lower.jpg": {G.GPSLongitudeRef: b"w"},  # lower case: still west
+        "unknown_ref.jpg": {G.GPSLongitudeRef: b"X"},
+        "far_lon.jpg": {G.GPSLongitude: ((451, 1), (0, 1), (0, 1)), G.GPSLongitudeRef: b"E"},
+        "zero_den.jpg": {G.GPSLatitude: ((46, 0), (50, 1), (0, 1))},
+        "no_alt.jpg": {G.GPSAltitude: (200, 0)},  # an altitude that cannot be parsed: horizontal kept
+        "below.jpg": {G.GPSAltitudeRef: 1},
+    }
+    paths = {}
+    for name, change in cases.items():
+        exif_photo(tmp_path / name, {**base, **change})
+        paths[name] = tmp_path / name
+    cv2.imwrite(str(tmp_path / "none.jpg"), texture(1, (64, 48)))
+    paths["none.jpg"] = tmp_path / "none.jpg"
+    found, lines = read_gps(paths)
+    assert sorted(found) == ["below.jpg", "lower.jpg", "no_alt.jpg", "west.jpg"]
+    expected_lat = 46 + 50 / 60 + 33.33 / 3600
+    np.testing.assert_allclose(found["west.jpg"], [expected_lat, -92.0, 200.0])
+    np.testing.assert_allclose(found["lower.jpg"], found["west.jpg"])
+    assert np.isnan(found["no_alt.jpg"][2]) and found["no_alt.jpg"][1] == -92.0
+    assert found["below.jpg"][2] == -200.0
+    text = "\n".join(lines)
+    assert "longitude reference 'X' is not E or W (unknown_ref.jpg)" in text
+    assert "longitude 451° is outside ±180° (far_lon.jpg)" in text
+    assert "latitude is a fraction with a zero denominator (46/0) (zero_den.jpg)" in text
+    assert len(lines) == 3
+
+
+def test_a_vocabulary_tree_pycolmap_cannot_read_is_one_line(tmp_path, capsys):
+    write_photos(tmp_path / "photos", 2)
+    (tmp_path / "tree.bin").write_bytes(b"not a vocabulary tree" * 100)
+    err = sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "out", "--matcher", "vocab",
+                    "--vocab-tree", tmp_path / "tree.bin")
+    assert "is not a vocabulary tree pycolmap" in err and "--matcher sequential" in err
+    assert not (tmp_path / "out").exists()

@@ -70,3 +70,81 @@ def test_sfm_on_brighton_photos(tmp_path, capsys):
     assert len(scene.train) + len(scene.test) == 18 and len(scene.points) == report["points"]
     up = estimate_up(scene.train)  # what `mgs partition` and the configs' automatic up axis find
     assert np.degrees(np.arccos(up[2])) < 2.0
+
+
+def nadir_and_level(scene) -> tuple[float, float]:
+    """(degrees of the mean optical axis from straight down, degrees of the camera centres' plane from level):
+    brighton_beach is a nadir flight at a constant altitude."""
+    model = read_model(scene / "sparse" / "0")
+    rot = [qvec_to_rotmat(im.qvec) for im in model.images.values()]
+    looking = np.mean([r[2] for r in rot], 0)
+    centres = np.stack(list(camera_centres(model).values()))
+    normal = np.linalg.svd(centres - centres.mean(0))[2][2]
+    return (float(np.degrees(np.arccos(-looking[2] / np.linalg.norm(looking)))),
+            float(np.degrees(np.arccos(abs(normal[2])))))
+
+
+@pytest.fixture(scope="module")
+def drifting(tmp_path_factory):
+    """brighton_beach's photos with their EXIF altitude climbing by 100 m over the flight, run through mgs sfm;
+    (the scene, its report, a folder holding the feature cache for the variants)."""
+    from tests.helpers.exif_variants import altitude_ramp, copy_with_gps
+
+    root = tmp_path_factory.mktemp("drift")
+    copy_with_gps(DATA / "input", root / "photos", altitude_ramp(100.0))
+    assert main(["sfm", str(root / "photos"), "--out", str(root / "scene"), "--threads", "2"]) == 0
+    return root / "scene", json.loads((root / "scene" / "sfm.json").read_text()), root
+
+
+def rerun(root, name: str, edit, *options) -> tuple:
+    """The same photos with another EXIF edit, reusing the first run's features and matches."""
+    import shutil
+
+    from tests.helpers.exif_variants import copy_with_gps
+
+    copy_with_gps(DATA / "input", root / f"photos_{name}", edit)
+    (root / name / "sfm").mkdir(parents=True)
+    for cached in ("database.db", "features.json"):
+        shutil.copy(root / "scene" / "sfm" / cached, root / name / "sfm" / cached)
+    code = main(["sfm", str(root / f"photos_{name}"), "--out", str(root / name), "--threads", "2", *options])
+    return code, root / name
+
+
+def test_a_drifting_altitude_leaves_the_scene_level(drifting, capsys):
+    scene, report, _ = drifting
+    assert report["ok"] and report["fit"] == "level" and "nadir" in report["up_from"]
+    assert report["gps_altitude_drift_m"] == pytest.approx(100, abs=10)  # the drift it found, reported
+    assert report["gps_tilt_vs_photos_deg"] > 10  # what fitting the raw altitude would have done
+    assert report["gps_residual_horizontal_rms_m"] < 1.0
+    nadir, plane = nadir_and_level(scene)
+    assert nadir < 2.0 and plane < 2.0
+    geo = json.loads((scene / "georef.json").read_text())
+    assert geo["fit"] == "level" and geo["altitude_drift_m"] == report["gps_altitude_drift_m"]
+
+
+@pytest.mark.parametrize("variant", ["noise", "far"])
+def test_noisy_or_wrong_gps_leaves_the_scene_level(drifting, capsys, variant):
+    from tests.helpers.exif_variants import altitude_noise, altitude_ramp, chain, moved
+
+    _, _, root = drifting
+    edit = chain(altitude_ramp(100.0), altitude_noise(20.0) if variant == "noise" else moved(5, 500.0))
+    code, scene = rerun(root, variant, edit)
+    printed = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((scene / "sfm.json").read_text())
+    assert report["fit"] == "level" and report["gps_residual_horizontal_rms_m"] < 1.0
+    nadir, plane = nadir_and_level(scene)
+    assert nadir < 2.0 and plane < 2.0
+    if variant == "far":  # the photo 500 m off is named and left out of the fit
+        assert report["georeference"]["gps_outliers"] == {"DJI_0023.JPG": pytest.approx(500, abs=5)}
+        assert "DJI_0023.JPG (50" in printed
+
+
+def test_trusting_a_drifting_altitude_is_refused(drifting, capsys):
+    _, _, root = drifting
+    from tests.helpers.exif_variants import altitude_ramp
+
+    code, scene = rerun(root, "use", altitude_ramp(100.0), "--gps-altitude", "use")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: cannot level the scene with the GPS altitudes: they tilt it")
+    assert "--gps-altitude auto" in err and not (scene / "sparse").exists()

@@ -3,8 +3,11 @@
 `mgs sfm` fits the reconstruction to the photos' GPS positions in ENU metres at the capture's centre, so
 the scene is metric with z up; ``DATA/georef.json`` keeps the origin and the fit. Export and mesh commands
 copy it into a side-car JSON beside their outputs, with the scene's centre and corners in latitude and
-longitude, so a GIS user can place the result. The conversions are the standard WGS84 formulas in numpy (no
-pycolmap needed to export); tests check them against pycolmap's ``GPSTransform``.
+longitude, so a GIS user can place the result. The corners are robust bounds, not min/max: per axis the 1st
+and 99th percentiles of the points (weighted by the Gaussians' opacities in an export), so a few stray
+Gaussians far out do not stretch the box; the centre is the (weighted) median. The conversions are the
+standard WGS84 formulas in numpy (no pycolmap needed to export); tests check them against pycolmap's
+``GPSTransform``.
 """
 
 from __future__ import annotations
@@ -95,18 +98,71 @@ def origin_of(georef: dict) -> np.ndarray:
     return np.array([o["lat"], o["lon"], o["alt"]], np.float64)
 
 
-def sidecar(georef: dict, points: np.ndarray) -> dict:
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray:
+    """Quantile(s) ``q`` of [N] ``values`` with [N] positive ``weights``: each sorted value stands at the middle
+    of its share of the total weight, ``(cumsum(w) - w / 2) / sum(w)``, and ``q`` is interpolated linearly
+    between those positions (clamped to the smallest and largest value outside them). With equal weights this
+    is numpy's ``method="hazen"``, and q = 0.5 is the plain median; one value is every quantile of itself."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    return np.interp(q, (cum - w / 2) / cum[-1], v)
+
+
+def _usable(points: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The [N, 3] points (and their weights) with every coordinate finite and a finite positive weight."""
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    keep = np.isfinite(points).all(1)
+    if weights is not None:
+        weights = np.asarray(weights, np.float64).reshape(-1)
+        if len(weights) != len(points):
+            raise ValueError(f"{len(weights)} weights for {len(points)} points")
+        keep &= np.isfinite(weights) & (weights > 0)
+        weights = weights[keep]
+    if not keep.any():
+        raise ValueError("no point with finite coordinates (and a positive weight) to take bounds of")
+    return points[keep], weights
+
+
+def robust_bounds(points: np.ndarray, weights: np.ndarray | None = None,
+                  q: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) [3]: per axis, the ``q`` and ``1 - q`` weighted quantiles of [N, 3] ``points`` (see
+    ``weighted_quantile``). ``weights`` [N] (the Gaussians' opacities, say; None: all equal) make faint points
+    count for little. Points with a non-finite coordinate and non-positive or non-finite weights are left out;
+    one point is its own bounds; a ValueError when none is left. ``q`` = 0 gives min/max."""
+    if not 0 <= q < 0.5:
+        raise ValueError(f"q must be in [0, 0.5), not {q}")
+    points, weights = _usable(points, weights)
+    if weights is None:
+        weights = np.ones(len(points))
+    bounds = np.array([weighted_quantile(points[:, axis], weights, [q, 1 - q]) for axis in range(3)])
+    return bounds[:, 0], bounds[:, 1]
+
+
+SIDECAR_QUANTILE = 0.01  # the side-car's corners: the 1st and 99th percentiles
+
+
+def sidecar(georef: dict, points: np.ndarray, weights: np.ndarray | None = None) -> dict:
     """The side-car of an output whose [N, 3] ``points`` are in the scene's ENU frame: the frame, its origin,
-    and the points' centre and bounding-box corners in WGS84."""
+    the points' centre (median; weighted by ``weights`` [N], the Gaussians' opacities, where given) and the
+    four corners of their robust bounding box (``robust_bounds``), at its low altitude, in WGS84."""
     origin = origin_of(georef)
-    lo, hi = points.min(0), points.max(0)
+    usable, w = _usable(points, weights)
+    lo, hi = robust_bounds(usable, w, SIDECAR_QUANTILE)
     corners = np.array([[lo[0], lo[1], lo[2]], [hi[0], lo[1], lo[2]], [hi[0], hi[1], lo[2]], [lo[0], hi[1], lo[2]]])
-    centre = enu_to_wgs84(np.median(points, 0)[None], origin)[0]
+    middle = np.median(usable, 0) if w is None else np.array([weighted_quantile(usable[:, a], w, 0.5)
+                                                              for a in range(3)])
+    centre = enu_to_wgs84(middle[None], origin)[0]
+    weighted = " weighted by opacity" if weights is not None else ""
+    low, high = 100 * SIDECAR_QUANTILE, 100 * (1 - SIDECAR_QUANTILE)
     return {
         "frame": "local East-North-Up, metres, z up (x east, y north), on the WGS84 ellipsoid",
         "origin": georef["origin"],
         "centre_wgs84": {"lat": centre[0], "lon": centre[1], "alt": centre[2]},
         "corners_wgs84": [dict(zip(("lat", "lon", "alt"), c)) for c in enu_to_wgs84(corners, origin).tolist()],
+        "extent_rule": (f"centre: the median of the points{weighted}; corners: per axis, percentiles {low:g} to "
+                        f"{high:g} of the points{weighted}, so a few stray points do not "
+                        "stretch the box; the four corners are at its low altitude"),
         "to_wgs84": "ECEF = ECEF(origin) + R^T @ [x, y, z]; R's rows are east, north, up at the origin",
         "gps_residual_rms_m": georef.get("residual_rms_m"),
     }
@@ -118,10 +174,12 @@ def ply_comment(georef: dict) -> str:
     return f"georef ENU metres z-up origin WGS84 lat {o['lat']:.9f} lon {o['lon']:.9f} alt {o['alt']:.3f}"
 
 
-def write_sidecar(output: Path, georef: dict | None, points: np.ndarray) -> Path | None:
-    """Write ``<output>.georef.json`` for a georeferenced scene; returns its path (None without georef)."""
+def write_sidecar(output: Path, georef: dict | None, points: np.ndarray,
+                  weights: np.ndarray | None = None) -> Path | None:
+    """Write ``<output>.georef.json`` for a georeferenced scene (``sidecar``: ``weights`` [N], the Gaussians'
+    opacities, or None); returns its path (None without georef)."""
     if georef is None or len(points) == 0:
         return None
     path = Path(output).with_name(Path(output).name + ".georef.json")
-    atomic_write_text(path, json.dumps(sidecar(georef, np.asarray(points, np.float64)), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(sidecar(georef, points, weights), indent=2) + "\n")
     return path

@@ -82,20 +82,30 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
                               f"{', '.join(no_fix[:5])}"] if no_fix else []):
         print(line)
     database = _database(work, names, opts)
-    started = time.perf_counter()
+    started = clock = time.perf_counter()
+    phases = {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[phase], clock = round(now - clock, 1), now
+
     steps.extract(pycolmap, database, staged, camera_groups(staged, sizes), opts.camera_model,
                   opts.camera_mode, opts.max_size, opts.threads)
     origin = gps_origin(gps) if gps else None
     enu = to_enu(gps, origin) if gps else {}
     steps.write_priors(pycolmap, database, enu, horizontal_only=opts.gps_altitude != "use")
+    lap("features")
     matcher = steps.choose_matcher(opts.matcher, len(names), len(gps) >= len(names) / 2)
     pairs = steps.image_pairs(pycolmap, database, matcher, len(names), opts.vocab_tree)
     steps.match(pycolmap, database, pairs, work, opts.threads, matcher)
+    lap("matching")
     models_dir = work / "models"
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir(parents=True)
     models = steps.map_images(pycolmap, database, staged, models_dir, len(names), opts.threads, opts.seed,
                               gps_priors=len(gps) >= 3)
+    lap("mapping")
     model = models[0] if models else None
     geo, extent, level_problem, lines = (georeference(pycolmap, model, enu, origin, opts.gps_altitude, names)
                                          if model is not None and gps else (None, None, None, []))
@@ -109,6 +119,8 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     report = summary(models, names, geo, matcher)
     report["photos_not_decoded"] = skipped
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["phase_seconds"] = phases
+    report["pairs_matched"] = len(pairs)
     report["options"] = asdict(opts)
     report["georeference"] = geo
     report["problem"] = level_problem or problem(report, extent, opts.keep_largest)
