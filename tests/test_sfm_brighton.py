@@ -148,3 +148,30 @@ def test_trusting_a_drifting_altitude_is_refused(drifting, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("error: cannot level the scene with the GPS altitudes: they tilt it")
     assert "--gps-altitude auto" in err and not (scene / "sparse").exists()
+
+
+def test_a_capture_in_two_parts_is_refused_or_its_larger_part_kept(tmp_path, capsys):
+    """Ten of brighton_beach's photos, and five others mirrored left to right: the mirrored ones match each
+    other (a mirrored world) but not the ten, so the capture is two parts."""
+    import cv2
+
+    photos = sorted((DATA / "input").iterdir())
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, photo in enumerate(photos[:10] + photos[12:17]):
+        image = cv2.resize(cv2.imread(str(photo)), (800, 450), interpolation=cv2.INTER_AREA)
+        mirrored = i >= 10
+        cv2.imwrite(str(folder / (f"m_{photo.stem}.jpg" if mirrored else f"{photo.stem}.jpg")),
+                    image[:, ::-1] if mirrored else image)
+    out = tmp_path / "scene"
+    assert main(["sfm", str(folder), "--out", str(out), "--threads", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "disconnected models (10, 5 photos" in err and "--keep-largest" in err
+    assert not (out / "sparse").exists()
+    assert main(["sfm", str(folder), "--out", str(out), "--threads", "2", "--keep-largest"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept the largest connected part: 10 of 15 photos (67% of the capture)" in printed
+    report = json.loads((out / "sfm.json").read_text())
+    assert report["images_left_out"] == sorted(f"m_{p.stem}.jpg" for p in photos[12:17])
+    assert sorted(im.name for im in read_model(out / "sparse" / "0").images.values()) == \
+        sorted(f"{p.stem}.jpg" for p in photos[:10])
