@@ -17,8 +17,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
 from momentum_gs.data.sfm.georeference import georeference, gps_origin, to_enu
@@ -39,7 +37,8 @@ class SfmOptions:
     matcher: str = "auto"  # auto | exhaustive | sequential | spatial | vocab
     camera_model: str = "OPENCV"  # COLMAP camera model; a distorted one is undistorted by the image cache
     camera_mode: str = "auto"  # auto: one camera per EXIF camera and image size; single; per-image
-    max_size: int = 3200  # longest image side for feature extraction, pixels
+    max_size: int = 1600  # longest image side for feature extraction, px: 12 MP photos at 1600 peaked at 1.2 GB
+    # on 2 threads (docs/benchmarks.md, "mgs sfm against --max-size"); 3200 took 29 s of CPU a photo and ~5 GB
     vocab_tree: str | None = None  # COLMAP vocabulary tree file, for --matcher vocab
     threads: int = -1  # CPU threads for COLMAP (-1: all)
     seed: int = 0  # COLMAP's random seed (RANSAC, mapping)
