@@ -27,7 +27,9 @@ CAMERA_MODES = ("auto", "single", "per-image")
 EXHAUSTIVE_MAX = 100
 SPATIAL_NEIGHBOURS = 30  # pairs per photo for spatial matching: its nearest GPS neighbours
 EXTRACT_CHUNK = 4  # photos per extraction call, so the progress bar moves
-MATCH_CHUNKS = 20  # matching calls per run (at least MATCH_CHUNK_MIN pairs each), so the bar moves and has an ETA
+# Matching calls per run (at least MATCH_CHUNK_MIN pairs each). One: split into 20 calls, the synthetic city's
+# 16 photos came out as 3 disconnected models instead of one (tests/test_sfm_synthetic.py), not yet understood.
+MATCH_CHUNKS = 1
 MATCH_CHUNK_MIN = 64  # each call reloads its photos' features: 32-pair calls made brighton_beach's matching 40 % slower
 GPS_STD = 5.0  # metres, a consumer GPS's horizontal standard deviation (prior in bundle adjustment)
 FREE_VERTICAL_STD = 1000.0  # metres: an altitude prior this loose does not pull the model
@@ -134,7 +136,7 @@ def match(pycolmap, database: Path, pairs: list[tuple[str, str]], work_dir: Path
           matcher: str) -> None:
     """Match the features of ``pairs`` and verify them geometrically, in ``MATCH_CHUNKS`` calls so that
     the bar moves and shows an ETA (pairs already matched are skipped by COLMAP)."""
-    chunk_size = max(MATCH_CHUNK_MIN, math.ceil(len(pairs) / MATCH_CHUNKS))
+    chunk_size = max(MATCH_CHUNK_MIN, math.ceil(len(pairs) / MATCH_CHUNKS)) if MATCH_CHUNKS > 1 else len(pairs)
     options = pycolmap.FeatureMatchingOptions()
     options.num_threads = threads
     listing_path = work_dir / "pairs.txt"

@@ -119,15 +119,13 @@ def photo_up(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
              seed: int = 0) -> tuple[np.ndarray | None, str]:
     """(unit up in the model's frame or None, what it was taken from) from the cameras and sparse points.
 
-    In order: the mean viewing direction of cameras that look nearly straight down (a nadir survey: a
-    gimbal holds them to gravity within a degree or two); the direction square to every camera's image rows
-    when those are level (``ROLL_MAX_DEG``) and point several ways (obliques from several headings, eye-level
-    captures); the ground plane for cameras that look down at an angle; the cameras' image-up vectors.
+    In order: the direction square to every camera's image rows when those are level (``ROLL_MAX_DEG``) and
+    point several ways (a survey flown in several headings, eye-level captures); the mean viewing direction of
+    cameras that look nearly straight down in one heading (a gimbal holds them to gravity within a degree or
+    two); the ground plane for cameras that look down at an angle; the cameras' image-up vectors.
     """
     look = rotations[:, 2, :].mean(0)  # mean optical axis
     image_up = -rotations[:, 1, :].mean(0)  # OpenCV's y points down the image
-    if np.linalg.norm(look) >= NADIR:
-        return -_unit(look), "the cameras' mean viewing direction (a nadir survey)"
     rows = rotations[:, 0, :]
     evals, evecs = np.linalg.eigh(rows.T @ rows / len(rows))
     roll = float(np.degrees(np.arcsin(np.sqrt(max(evals[0], 0.0)))))
@@ -135,6 +133,8 @@ def photo_up(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
         up = evecs[:, 0]
         hint = image_up if np.linalg.norm(image_up) > 0.1 else -look
         return up * (1.0 if up @ hint >= 0 else -1.0), "the cameras' level image rows"
+    if np.linalg.norm(look) >= NADIR:
+        return -_unit(look), "the cameras' mean viewing direction (a nadir survey)"
     if np.linalg.norm(look) >= COHERENT:
         normal = dominant_plane(points, -_unit(look), centres, np.random.default_rng(seed))
         if normal is not None:
