@@ -12,9 +12,7 @@ import warnings
 from pathlib import Path
 
 from momentum_gs.data.convert import cli as convert_cli
-from momentum_gs.data.sfm import SfmOptions
-from momentum_gs.data.sfm.colmap_steps import EXHAUSTIVE_MAX
-from momentum_gs.data.sfm.level import ALTITUDE_MODES
+from momentum_gs.data.sfm.options import ALTITUDE_MODES, EXHAUSTIVE_MAX, SfmOptions
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
@@ -378,7 +376,7 @@ def cmd_synth(args) -> None:
 
 def cmd_sfm(args) -> None:
     """``mgs sfm``: structure from motion on a folder of photos, into a training scene."""
-    from momentum_gs.data.sfm import run_lines, run_sfm
+    from momentum_gs.data.sfm.run import run_lines, run_sfm
 
     if (args.photos is None) == (args.video is None):
         raise UserError("give either a folder of photos (mgs sfm PHOTOS --out DATA) or --video FILE")

@@ -1,6 +1,7 @@
 """The pycolmap calls of `mgs sfm`: SIFT extraction, matching, incremental mapping, alignment to GPS.
 
-Only glue lives here; COLMAP does the work (in chunks or a thread, so that every phase shows progress). pycolmap is an optional dependency (``momentum_gs[sfm]``),
+Only glue lives here; COLMAP does the work (mapping in a thread, so that its bar keeps its clock). pycolmap is
+an optional dependency (``momentum_gs[sfm]``),
 imported when `mgs sfm` runs. Features and matches stay in ``DATA/sfm/database.db``: COLMAP skips images
 whose features and pairs whose matches are already there, so a rerun with other mapping options redoes
 neither (``features.json`` beside it records what the features were extracted with; a change starts over).
@@ -9,7 +10,6 @@ neither (``features.json`` beside it records what the features were extracted wi
 from __future__ import annotations
 
 import importlib
-import math
 import subprocess
 import sys
 import threading
@@ -18,19 +18,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from momentum_gs.data.sfm.options import EXHAUSTIVE_MAX
 from momentum_gs.errors import UserError
 
-MATCHERS = ("auto", "exhaustive", "sequential", "spatial", "vocab")
-CAMERA_MODES = ("auto", "single", "per-image")
-# Exhaustive matching costs a pair per two photos: 153 pairs took 13 s on 2 cores (brighton_beach, 2000 px,
-# up to 8192 features), so 100 photos (4950 pairs) take about 7 minutes; beyond that, neighbours only.
-EXHAUSTIVE_MAX = 100
 SPATIAL_NEIGHBOURS = 30  # pairs per photo for spatial matching: its nearest GPS neighbours
 EXTRACT_CHUNK = 4  # photos per extraction call, so the progress bar moves
-# Matching calls per run (at least MATCH_CHUNK_MIN pairs each). One: split into 20 calls, the synthetic city's
-# 16 photos came out as 3 disconnected models instead of one (tests/test_sfm_synthetic.py), not yet understood.
-MATCH_CHUNKS = 1
-MATCH_CHUNK_MIN = 64  # each call reloads its photos' features: 32-pair calls made brighton_beach's matching 40 % slower
 GPS_STD = 5.0  # metres, a consumer GPS's horizontal standard deviation (prior in bundle adjustment)
 FREE_VERTICAL_STD = 1000.0  # metres: an altitude prior this loose does not pull the model
 
@@ -102,7 +94,7 @@ def image_pairs(pycolmap, database: Path, matcher: str, n_images: int, vocab_tre
             generator = pycolmap.SequentialPairGenerator(pycolmap.SequentialPairingOptions(), db)
         else:
             pairing = pycolmap.VocabTreePairingOptions()
-            pairing.vocab_tree_path = str(check_vocab_tree(vocab_tree))
+            pairing.vocab_tree_path = str(vocab_tree)  # checked with the options, before any work
             generator = pycolmap.VocabTreePairGenerator(pairing, db)
         pairs = generator.all_pairs()
     finally:
@@ -134,21 +126,21 @@ def pycolmap_version() -> str:
 
 def match(pycolmap, database: Path, pairs: list[tuple[str, str]], work_dir: Path, threads: int,
           matcher: str) -> None:
-    """Match the features of ``pairs`` and verify them geometrically, in ``MATCH_CHUNKS`` calls so that
-    the bar moves and shows an ETA (pairs already matched are skipped by COLMAP)."""
-    chunk_size = max(MATCH_CHUNK_MIN, math.ceil(len(pairs) / MATCH_CHUNKS)) if MATCH_CHUNKS > 1 else len(pairs)
+    """Match the features of ``pairs`` and verify them geometrically, in one call (pairs already matched are
+    skipped by COLMAP). Split into 20 calls for a moving bar, the synthetic city's 16 photos came out as 3
+    disconnected models instead of one (not yet understood), and 32-pair calls made brighton_beach's matching
+    40 % slower: the bar shows the pair count, not an ETA."""
     options = pycolmap.FeatureMatchingOptions()
     options.num_threads = threads
     listing_path = work_dir / "pairs.txt"
     with tqdm(total=len(pairs), desc=f"matching ({matcher})", unit="pair", dynamic_ncols=True) as bar:
-        for start in range(0, len(pairs), chunk_size):
-            chunk = pairs[start:start + chunk_size]
-            listing_path.write_text("".join(f"{a} {b}\n" for a, b in chunk))
+        if pairs:
+            listing_path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
             pairing = pycolmap.ImportedPairingOptions()
             pairing.match_list_path = str(listing_path)
             pycolmap.match_image_pairs(database, matching_options=options, pairing_options=pairing,
                                        device=pycolmap.Device.cpu)
-            bar.update(len(chunk))
+            bar.update(len(pairs))
     listing_path.unlink(missing_ok=True)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.sfm import level as L
+from momentum_gs.data.sfm.colmap_steps import transform
 from momentum_gs.errors import UserError, listing
 
 INLIER_MIN_M, INLIER_FRACTION = 5.0, 0.05  # horizontal inlier threshold: max(5 m, 5 % of the capture's extent)
@@ -49,8 +50,6 @@ def georeference(pycolmap, model, enu: dict[str, np.ndarray], origin: np.ndarray
     metres, the problem that fails the run or None, lines for the console). ``order``: the photos in
     capture order (their names sorted), for the altitude's drift.
     """
-    from momentum_gs.data.sfm.colmap_steps import transform
-
     registered = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
     used = [n for n in order if n in enu and n in registered]
     if len(used) < 3:
@@ -67,7 +66,8 @@ def georeference(pycolmap, model, enu: dict[str, np.ndarray], origin: np.ndarray
     level = L.level_fit(centres, target, up, threshold) if up is not None else None
     gps = L.gps_fit(centres, target, threshold) if mode != "ignore" else None
     tilt = L.angle_deg(gps.up(), up) if gps is not None and up is not None else None
-    drift = L.altitude_drift(level.residuals[:, 2], np.array([order.index(n) for n in used])) if level else None
+    position = {n: i for i, n in enumerate(order)}
+    drift = L.altitude_drift(level.residuals[:, 2], np.array([position[n] for n in used])) if level else None
     geo = {"origin": {"lat": float(origin[0]), "lon": float(origin[1]), "alt": float(origin[2])},
            "ellipsoid": "WGS84", "images_used": len(used), "gps_altitude": mode,
            "altitude_in_exif": int(np.isfinite(target[:, 2]).sum()),

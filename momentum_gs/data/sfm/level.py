@@ -25,7 +25,6 @@ import numpy as np
 
 from momentum_gs.errors import UserError
 
-ALTITUDE_MODES = ("auto", "use", "ignore")
 TILT_AGREE_DEG = 2.0  # auto uses the GPS altitudes when their fit's up is within this of the photos' up
 TILT_REFUSE_DEG = 10.0  # --gps-altitude use refuses a scene tilted more than this from the photos' up
 NADIR = 0.9  # mean optical axis at least this long: the cameras look nearly straight down (within ~25°)

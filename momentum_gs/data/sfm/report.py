@@ -88,8 +88,8 @@ def summary_lines(report: dict) -> list[str]:
     if report["georeferenced"]:
         vertical = report["gps_residual_vertical_rms_m"]
         altitude = (f", {vertical:.2f} m vertically" if report["fit"] == "gps" else
-                    " (altitude: the GPS median" + (f"; its residual {vertical:.1f} m RMS)" if vertical is not None
-                                                    else "; none in EXIF)"))
+                    f" (height: the GPS altitudes' median; their residual {vertical:.1f} m RMS)" if vertical is not None
+                    else " (no GPS altitude: z = 0 at the cameras' median height)")
         lines.append(f"georeferenced: ENU metres, z up from {report['up_from']}; GPS residual "
                      f"{report['gps_residual_horizontal_rms_m']:.2f} m RMS horizontally{altitude}")
     return lines

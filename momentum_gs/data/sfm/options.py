@@ -1,0 +1,33 @@
+"""The options of `mgs sfm` and their defaults: the one place the command line and the run read them from.
+
+Kept free of heavy imports (no numpy, OpenCV or torch), since the command line builds its parser from it at
+start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MATCHERS = ("auto", "exhaustive", "sequential", "spatial", "vocab")
+CAMERA_MODES = ("auto", "single", "per-image")
+ALTITUDE_MODES = ("auto", "use", "ignore")
+# Exhaustive matching costs a pair per two photos: 153 pairs took 13 s on 2 cores (brighton_beach, 2000 px,
+# up to 8192 features), so 100 photos (4950 pairs) take about 7 minutes; beyond that, neighbours only.
+EXHAUSTIVE_MAX = 100
+
+
+@dataclass
+class SfmOptions:
+    """How `mgs sfm` runs (the command line's options)."""
+
+    matcher: str = "auto"  # auto | exhaustive | sequential | spatial | vocab
+    camera_model: str = "OPENCV"  # COLMAP camera model; a distorted one is undistorted by the image cache
+    camera_mode: str = "auto"  # auto: one camera per EXIF camera and image size; single; per-image
+    max_size: int = 1600  # longest image side for feature extraction, px: 12 MP photos at 1600 peaked at 1.2 GB
+    # on 2 threads (docs/benchmarks.md, "mgs sfm against --max-size"); 3200 took 29 s of CPU a photo and ~5 GB
+    vocab_tree: str | None = None  # COLMAP vocabulary tree file, for --matcher vocab
+    threads: int = -1  # CPU threads for COLMAP (-1: all)
+    seed: int = 0  # COLMAP's random seed (RANSAC, mapping)
+    gps_altitude: str = "auto"  # auto: used where it agrees with the photos' level; use; ignore
+    keep_largest: bool = False  # write the largest connected part of a capture that does not connect
+    overwrite: bool = False  # replace the scene already in OUT (after this run succeeds)

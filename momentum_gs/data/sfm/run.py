@@ -1,0 +1,209 @@
+"""`mgs sfm`'s run: the photos checked and staged, COLMAP's steps, the georeference, the checks, and the scene
+moved into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from momentum_gs.data.georef import GEOREF_NAME, usable_gps
+from momentum_gs.data.sfm import colmap_steps as steps
+from momentum_gs.data.sfm.georeference import georeference, gps_origin, to_enu
+from momentum_gs.data.sfm.gps import read_gps
+from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
+from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
+from momentum_gs.data.sfm.report import draw_cameras, problem, summary, summary_lines
+from momentum_gs.errors import UserError, listing
+from momentum_gs.io.atomic import atomic_write_text
+
+REPORT_NAME, PICTURE_NAME, WORK_NAME = "sfm.json", "cameras.png", "sfm"
+SCENE_PARTS = ("images", "sparse", GEOREF_NAME, REPORT_NAME)  # an OUT holding any of these holds a scene
+
+
+def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None = None, fps: float = 2.0) -> dict:
+    """Photos (or a video) in, a training scene in ``out``; returns the report (also ``out/sfm.json``).
+
+    Everything is made inside ``out/sfm`` and moved into place only when every check passed, so a failing run
+    changes nothing else in ``out`` (its report and picture are then ``out/sfm/sfm.json`` and
+    ``out/sfm/cameras.png``). Raises a UserError for bad input, and after writing the report when a check fails.
+    """
+    pycolmap = steps.import_pycolmap()
+    _check_options(opts)
+    out = Path(out)
+    work = out / WORK_NAME
+    in_place = photos is not None and Path(photos).resolve() == (out / "images").resolve()
+    if video is None:  # the photos are checked before anything is made: bad input leaves no empty folder
+        inside = out.resolve() in (Path(photos).resolve(), *Path(photos).resolve().parents)  # DATA/images given
+        found = find_photos(Path(photos), skip=None if inside else out)
+    _refuse_existing_scene(out, in_place, opts.overwrite)
+    _writable(out)
+    staged = out / "images" if in_place else work / "images"
+    if video is not None:
+        found = sample_video(Path(video), fps, staged)
+    sizes, skipped = gather_photos(found, staged, prune=not in_place)
+    if skipped:
+        print(f"left out {len(skipped)} photo(s) that do not decode cleanly: "
+              + listing([f"{n} ({why})" for n, why in sorted(skipped.items())], 5))
+    names = sorted(sizes)
+    if len(names) < 2:
+        raise UserError(f"only {len(names)} photo(s) can be read; structure from motion needs at least two "
+                        "overlapping photos")
+    exif_gps, gps_lines = read_gps({n: staged / n for n in names})
+    gps, no_fix = usable_gps(exif_gps)
+    for line in gps_lines + ([f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: "
+                              f"{', '.join(no_fix[:5])}"] if no_fix else []):
+        print(line)
+    database = _database(work, names, opts)
+    started = clock = time.perf_counter()
+    phases = {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[phase], clock = round(now - clock, 1), now
+
+    steps.extract(pycolmap, database, staged, camera_groups(staged, sizes), opts.camera_model,
+                  opts.camera_mode, opts.max_size, opts.threads)
+    origin = gps_origin(gps) if gps else None
+    enu = to_enu(gps, origin) if gps else {}
+    steps.write_priors(pycolmap, database, enu, horizontal_only=opts.gps_altitude != "use")
+    lap("features")
+    matcher = steps.choose_matcher(opts.matcher, len(names), len(gps) >= len(names) / 2)
+    pairs = steps.image_pairs(pycolmap, database, matcher, len(names), opts.vocab_tree)
+    steps.match(pycolmap, database, pairs, work, opts.threads, matcher)
+    lap("matching")
+    models_dir = work / "models"
+    shutil.rmtree(models_dir, ignore_errors=True)
+    models_dir.mkdir(parents=True)
+    models = steps.map_images(pycolmap, database, staged, models_dir, len(names), opts.threads, opts.seed,
+                              gps_priors=len(gps) >= 3)
+    lap("mapping")
+    model = models[0] if models else None
+    geo, extent, level_problem, lines = (georeference(pycolmap, model, enu, origin, opts.gps_altitude, names)
+                                         if model is not None and gps else (None, None, None, []))
+    if model is not None and not gps:
+        print("no GPS in the photos' EXIF - the model stays in COLMAP's frame (arbitrary scale and orientation), "
+              "not georeferenced")
+    elif model is not None and geo is None:
+        print("GPS in fewer than 3 registered photos - the model stays in COLMAP's frame, not georeferenced")
+    for line in lines:
+        print(line)
+    report = summary(models, names, geo, matcher)
+    report["photos_not_decoded"] = skipped
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["phase_seconds"] = phases
+    report["pairs_matched"] = len(pairs)
+    report["options"] = asdict(opts)
+    report["georeference"] = geo
+    report["problem"] = level_problem or problem(report, extent, opts.keep_largest)
+    report["ok"] = report["problem"] is None
+    shutil.rmtree(models_dir, ignore_errors=True)
+    if not report["ok"]:
+        _write_report(work, model, report)
+        raise UserError(report["problem"] + f" (figures in {work / REPORT_NAME})")
+    _publish(out, work, staged, in_place, model, report, geo, opts.overwrite)
+    return report
+
+
+def _check_options(opts: SfmOptions) -> None:
+    from momentum_gs.data.colmap import SUPPORTED_MODELS
+
+    if opts.matcher not in MATCHERS:
+        raise UserError(f"unknown matcher '{opts.matcher}' (choose from {', '.join(MATCHERS)})")
+    if opts.camera_model not in SUPPORTED_MODELS:
+        raise UserError(f"camera model '{opts.camera_model}' is not one training reads (choose from "
+                        f"{', '.join(SUPPORTED_MODELS)})")
+    if opts.max_size < 64:
+        raise UserError(f"--max-size {opts.max_size} is too small for features; use 1000 or more")
+    if opts.gps_altitude not in ALTITUDE_MODES:
+        raise UserError(f"--gps-altitude {opts.gps_altitude}: choose from {', '.join(ALTITUDE_MODES)}")
+    if opts.matcher == "vocab":  # before any work: a file COLMAP cannot read would abort the process later
+        steps.check_vocab_tree(Path(opts.vocab_tree) if opts.vocab_tree else None)
+
+
+def _refuse_existing_scene(out: Path, in_place: bool, overwrite: bool) -> None:
+    """A UserError when ``out`` already holds a scene and ``overwrite`` was not asked for (photos in
+    ``out/images`` given as the input are not a scene of their own)."""
+    if overwrite or not out.is_dir():
+        return
+    held = _scene_parts(out, in_place)
+    if held:
+        raise UserError(f"{out} already holds a scene ({', '.join(held)}); give another --out, or --overwrite to "
+                        "replace it once this run has succeeded")
+
+
+def _scene_parts(out: Path, in_place: bool, parts: tuple[str, ...] = SCENE_PARTS) -> list[str]:
+    """Which of ``parts`` ``out`` holds (its ``images`` not counted when they are the input photos)."""
+    return [part for part in parts if (out / part).exists() and not (part == "images" and in_place)]
+
+
+def _writable(out: Path) -> None:
+    """A UserError unless ``out`` can be created and written."""
+    probe = out / f".mgs-write-test{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {out} ({exc.strerror or exc}); choose a writable output folder with --out")
+
+
+def _database(folder: Path, names: list[str], opts: SfmOptions) -> Path:
+    """The feature database, started afresh when the photos or the extraction options changed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    database, stamp_path = folder / "database.db", folder / "features.json"
+    stamp = {"photos": sorted(names), "camera_model": opts.camera_model, "camera_mode": opts.camera_mode,
+             "max_size": opts.max_size}
+    try:
+        old = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old != stamp:
+        database.unlink(missing_ok=True)
+        atomic_write_text(stamp_path, json.dumps(stamp, indent=1) + "\n")
+    return database
+
+
+def _write_report(folder: Path, model, report: dict) -> None:
+    """The picture (when there is a model), then the report."""
+    if model is not None:
+        draw_cameras(folder / PICTURE_NAME, model, report, report["georeferenced"])
+    atomic_write_text(folder / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+
+
+def _publish(out: Path, work: Path, staged: Path, in_place: bool, model, report: dict, geo: dict | None,
+             overwrite: bool) -> None:
+    """Move the scene into place: the model written in ``work``, then (with ``overwrite``) the old scene moved
+    aside, the new images, model and georeference renamed into ``out``, the old scene deleted; the report
+    last, so a ``sfm.json`` beside ``sparse/0`` means everything beside it is complete."""
+    staging, old = work / "sparse-new", work / "replaced"
+    for folder in (staging, old):
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        (staging / "sparse" / "0").mkdir(parents=True)
+        model.write_binary(str(staging / "sparse" / "0"))
+        if geo is not None and geo.get("transform") is not None:
+            atomic_write_text(staging / GEOREF_NAME, json.dumps(geo, indent=2) + "\n")
+        old.mkdir()
+        for part in _scene_parts(out, in_place, SCENE_PARTS + (PICTURE_NAME,)):
+            os.replace(out / part, old / part)
+        if not in_place:
+            os.replace(staged, out / "images")
+        os.replace(staging / "sparse", out / "sparse")
+        if (staging / GEOREF_NAME).exists():
+            os.replace(staging / GEOREF_NAME, out / GEOREF_NAME)
+    except OSError as exc:
+        raise UserError(f"cannot write the scene into {out} ({exc.strerror or exc}); the previous files, if any, "
+                        f"are in {old}")
+    _write_report(out, model, report)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_lines(report: dict, out: Path) -> list[str]:
+    """The summary printed by the command line."""
+    return summary_lines(report) + [f"scene written to {out}; next: mgs train --data {out} --out runs/{out.name}"]
