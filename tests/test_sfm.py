@@ -327,6 +327,23 @@ def test_the_checks_that_fail_a_run():
                                             None)
 
 
+def test_models_count_only_photos_no_earlier_model_has():
+    """COLMAP may rebuild part of a capture again as a smaller model: those photos are not another part."""
+    from types import SimpleNamespace
+
+    from momentum_gs.data.sfm.report import summary
+
+    def model(*names):
+        return SimpleNamespace(reg_image_ids=lambda: range(len(names)), image=lambda i: SimpleNamespace(name=names[i]),
+                               num_points3D=lambda: 0, compute_mean_reprojection_error=lambda: 0.0, cameras={})
+
+    names = [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(5)]
+    parts = [model(*names[:10]), model(*names[10:]), model(*names[10:13]), model("a1", "a2", "b4")]
+    report = summary(parts, names, None, "exhaustive")
+    assert report["models"] == [10, 5]
+    assert report["images_left_out"] == names[10:]
+
+
 def test_photos_already_in_the_output_folder(tmp_path, capsys):
     out = tmp_path / "site"
     write_photos(out / "images", 3)

@@ -22,8 +22,12 @@ def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: 
     models, GPS fit."""
     best = reconstructions[0] if reconstructions else None
     registered = sorted(best.image(i).name for i in best.reg_image_ids()) if best else []
-    # COLMAP may rebuild part of a capture as a second model of photos the first has too: not disconnected.
-    others = [{r.image(i).name for i in r.reg_image_ids()} - set(registered) for r in reconstructions[1:]]
+    # COLMAP may rebuild part of a capture as another model of photos an earlier one has too: not disconnected.
+    others, seen = [], set(registered)
+    for r in reconstructions[1:]:
+        own = {r.image(i).name for i in r.reg_image_ids()} - seen
+        others.append(own)
+        seen |= own
     return {
         "images_total": len(names),
         "images_registered": len(registered),
