@@ -402,3 +402,32 @@ def test_a_vocabulary_tree_pycolmap_cannot_read_is_one_line(tmp_path, capsys):
                     "--vocab-tree", tmp_path / "tree.bin")
     assert "is not a vocabulary tree pycolmap" in err and "--matcher sequential" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_colmap_log_lines_are_followed_and_the_rest_passes_through(tmp_path, capfd):
+    """Matching's bar reads COLMAP's log from standard error as it is written (glog buffers its files)."""
+    from types import SimpleNamespace
+
+    from momentum_gs.data.sfm.colmap_log import blocks_done, follow
+
+    fake = SimpleNamespace(logging=SimpleNamespace(minloglevel=3, logtostderr=False))
+    seen, levels = [], []
+    with follow(fake, seen.append, tmp_path / "colmap.log") as stderr:
+        levels.append((fake.logging.minloglevel, fake.logging.logtostderr))
+        os.write(2, b"I20261124 02:47:10.134572 1405 pairing.cc:938] Processing block [3/8]\n")
+        os.write(2, b"a library's own warning\n")
+        print("bar", file=stderr, flush=True)
+    assert levels == [(0, True)] and (fake.logging.minloglevel, fake.logging.logtostderr) == (3, False)
+    assert [blocks_done(line) for line in seen] == [(2, 8)]
+    assert "Processing block [3/8]" in (tmp_path / "colmap.log").read_text()
+    err = capfd.readouterr().err
+    assert "a library's own warning" in err and "bar" in err and "Processing block" not in err
+    assert blocks_done("I20261124 feature_matching.cc:218] in 3.6s") is None
+
+
+def test_matching_blocks_are_sized_for_a_moving_bar():
+    from momentum_gs.data.sfm.colmap_steps import match_block_size
+
+    assert match_block_size(153) == 8  # 20 blocks for brighton_beach's exhaustive pairs
+    assert match_block_size(9000) == 225  # 40 for 300 photos' spatial pairs
+    assert match_block_size(10**6) == 1225  # never more than COLMAP's own default

@@ -15,6 +15,7 @@ from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.synthetic import SynthPreset, intrinsics, look_at_pose
 from momentum_gs.data.synthetic.city import make_city
 from momentum_gs.data.synthetic.render import render
+from momentum_gs.data.synthetic.survey import focal_35mm, gps_exif
 
 pycolmap = pytest.importorskip("pycolmap")
 piexif = pytest.importorskip("piexif")
@@ -35,27 +36,6 @@ def flight() -> list[np.ndarray]:
     return poses
 
 
-def rational(value: float, den: int) -> tuple[int, int]:
-    return int(round(value * den)), den
-
-
-def gps_exif(lat: float, lon: float, alt: float) -> bytes:
-    """EXIF with a GPS position (degrees, minutes, seconds), the camera and its 35 mm focal length."""
-    def dms(value: float) -> tuple:
-        value = abs(value)
-        d, m = int(value), int(value * 60) % 60
-        return (d, 1), (m, 1), rational(value * 3600 - d * 3600 - m * 60, 1_000_000)
-
-    focal_35 = 17.5 / np.tan(np.radians(PRESET.hfov_deg) / 2)  # COLMAP takes the 35 mm frame as 35 mm wide
-    return piexif.dump({
-        "0th": {piexif.ImageIFD.Make: b"Synthetic", piexif.ImageIFD.Model: b"City Drone"},
-        "Exif": {piexif.ExifIFD.FocalLengthIn35mmFilm: int(round(focal_35))},
-        "GPS": {piexif.GPSIFD.GPSLatitudeRef: b"N" if lat >= 0 else b"S", piexif.GPSIFD.GPSLatitude: dms(lat),
-                piexif.GPSIFD.GPSLongitudeRef: b"E" if lon >= 0 else b"W", piexif.GPSIFD.GPSLongitude: dms(lon),
-                piexif.GPSIFD.GPSAltitudeRef: 0, piexif.GPSIFD.GPSAltitude: rational(alt, 1000)},
-    })
-
-
 def write_views(folder, poses: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Render the views as JPEGs with GPS EXIF (pycolmap converts ENU to WGS84); returns name → centre."""
     city = make_city(np.random.default_rng([0, 0]), PRESET.blocks, max_height=30.0)
@@ -68,7 +48,7 @@ def write_views(folder, poses: list[np.ndarray]) -> dict[str, np.ndarray]:
         cv2.imwrite(str(folder / name), np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., ::-1],
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
         lla = pycolmap.GPSTransform().enu_to_ellipsoid(centres[name][None], *ORIGIN)[0]
-        piexif.insert(gps_exif(*lla) if i != 5 else gps_exif(0.0, 0.0, 0.0), str(folder / name))
+        piexif.insert(gps_exif(*(lla if i != 5 else (0.0, 0.0, 0.0)), focal_35mm(PRESET.hfov_deg)), str(folder / name))
     return centres
 
 

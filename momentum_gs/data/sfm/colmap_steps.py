@@ -1,8 +1,7 @@
 """The pycolmap calls of `mgs sfm`: SIFT extraction, matching, incremental mapping, alignment to GPS.
 
-Only glue lives here; COLMAP does the work (mapping in a thread, so that its bar keeps its clock). pycolmap is
-an optional dependency (``momentum_gs[sfm]``),
-imported when `mgs sfm` runs. Features and matches stay in ``DATA/sfm/database.db``: COLMAP skips images
+Only glue lives here; COLMAP does the work (matching and mapping in a thread, so that their bars keep their
+clocks). pycolmap is an optional dependency (``momentum_gs[sfm]``), imported when `mgs sfm` runs. Features and matches stay in ``DATA/sfm/database.db``: COLMAP skips images
 whose features and pairs whose matches are already there, so a rerun with other mapping options redoes
 neither (``features.json`` beside it records what the features were extracted with; a change starts over).
 """
@@ -14,16 +13,19 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
+from momentum_gs.data.sfm.colmap_log import blocks_done, follow
 from momentum_gs.data.sfm.options import EXHAUSTIVE_MAX
 from momentum_gs.errors import UserError
 
 SPATIAL_NEIGHBOURS = 30  # pairs per photo for spatial matching: its nearest GPS neighbours
 EXTRACT_CHUNK = 4  # photos per extraction call, so the progress bar moves
 GPS_STD = 5.0  # metres, a consumer GPS's horizontal standard deviation (prior in bundle adjustment)
+MATCH_UPDATES, MATCH_BLOCK_MIN = 40, 8  # matching's blocks: about this many, of at least this many pairs
 FREE_VERTICAL_STD = 1000.0  # metres: an altitude prior this loose does not pull the model
 
 
@@ -124,24 +126,64 @@ def pycolmap_version() -> str:
     return getattr(sys.modules.get("pycolmap"), "__version__", "?")
 
 
+def match_block_size(n_pairs: int) -> int:
+    """Pairs per block of COLMAP's matching: about ``MATCH_UPDATES`` blocks, so that the bar moves, but at
+    least ``MATCH_BLOCK_MIN`` pairs (each block is matched on every thread) and at most COLMAP's default."""
+    return int(min(max(np.ceil(n_pairs / MATCH_UPDATES), MATCH_BLOCK_MIN), 1225))
+
+
 def match(pycolmap, database: Path, pairs: list[tuple[str, str]], work_dir: Path, threads: int,
           matcher: str) -> None:
     """Match the features of ``pairs`` and verify them geometrically, in one call (pairs already matched are
-    skipped by COLMAP). Split into 20 calls for a moving bar, the synthetic city's 16 photos came out as 3
-    disconnected models instead of one (not yet understood), and 32-pair calls made brighton_beach's matching
-    40 % slower: the bar shows the pair count, not an ETA."""
+    skipped by COLMAP), its progress read from COLMAP's log (``work_dir/colmap.log``) block by block.
+    Separate calls for a moving bar split the synthetic city's 16 photos into 3 disconnected models (not
+    understood) and were slower: the blocks of one call are not separate calls."""
+    if not pairs:
+        return
     options = pycolmap.FeatureMatchingOptions()
     options.num_threads = threads
     listing_path = work_dir / "pairs.txt"
-    with tqdm(total=len(pairs), desc=f"matching ({matcher})", unit="pair", dynamic_ncols=True) as bar:
-        if pairs:
-            listing_path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
-            pairing = pycolmap.ImportedPairingOptions()
-            pairing.match_list_path = str(listing_path)
-            pycolmap.match_image_pairs(database, matching_options=options, pairing_options=pairing,
-                                       device=pycolmap.Device.cpu)
-            bar.update(len(pairs))
+    listing_path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    pairing = pycolmap.ImportedPairingOptions()
+    pairing.match_list_path = str(listing_path)
+    pairing.block_size = match_block_size(len(pairs))
+    done = [0]
+
+    def on_line(line: str) -> None:
+        blocks = blocks_done(line)
+        if blocks is not None:
+            done[0] = min(blocks[0] * pairing.block_size, len(pairs))
+
+    with follow(pycolmap, on_line, work_dir / "colmap.log") as stderr, \
+            tqdm(total=len(pairs), desc=f"matching ({matcher})", unit="pair", dynamic_ncols=True, file=stderr) as bar:
+        def poll() -> None:
+            bar.update(done[0] - bar.n)
+
+        in_thread(lambda: pycolmap.match_image_pairs(database, matching_options=options, pairing_options=pairing,
+                                                     device=pycolmap.Device.cpu), poll, "colmap-matching")
+        bar.update(bar.total - bar.n)
     listing_path.unlink(missing_ok=True)
+
+
+def in_thread(work: Callable, poll: Callable[[], None], name: str):
+    """``work()`` in a thread while ``poll()`` runs every half second in this one (COLMAP's calls hold no
+    Python lock, so the bars keep their clocks going); its result, or its exception raised here."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.5)
+        poll()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_images: int, threads: int,
@@ -155,36 +197,20 @@ def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_ima
     # off against each other without them); COLMAP's robust loss on them absorbs a few wrong positions.
     options.use_prior_position = options.use_robust_loss_on_prior_position = gps_priors
     options.min_model_size = 3  # a small set's second model must show up, to be reported as disconnected
-    bar = tqdm(total=n_images, desc="mapping", unit="photo", dynamic_ncols=True)
+    with tqdm(total=n_images, desc="mapping", unit="photo", dynamic_ncols=True) as bar:
+        def step(count: int) -> None:  # a second model registers photos again: the bar stops at the total
+            bar.update(min(count, bar.total - bar.n))
 
-    def step(count: int) -> None:  # a second model registers photos again: the bar stops at the total
-        bar.update(min(count, bar.total - bar.n))
-
-    result: dict = {}
-
-    def work() -> None:
-        try:
-            result["models"] = pycolmap.incremental_mapping(database, images_dir, work_dir, options,
-                                                            initial_image_pair_callback=lambda: step(2),
-                                                            next_image_callback=lambda: step(1))
-        except BaseException as exc:  # re-raised in the caller's thread
-            result["error"] = exc
-
-    worker = threading.Thread(target=work, name="colmap-mapping", daemon=True)
-    worker.start()
-    try:
-        labelled = False
-        while worker.is_alive():
-            worker.join(0.5)
-            if not labelled and bar.n >= bar.total:
+        def poll() -> None:
+            if bar.n >= bar.total and not bar.desc.endswith("adjustment)"):
                 bar.set_description("mapping (final bundle adjustment)")
-                labelled = True
             bar.refresh()
-    finally:
-        bar.close()
-    if "error" in result:
-        raise result["error"]
-    return sorted(result["models"].values(), key=lambda r: -r.num_reg_images())
+
+        models = in_thread(lambda: pycolmap.incremental_mapping(database, images_dir, work_dir, options,
+                                                                initial_image_pair_callback=lambda: step(2),
+                                                                next_image_callback=lambda: step(1)),
+                           poll, "colmap-mapping")
+    return sorted(models.values(), key=lambda r: -r.num_reg_images())
 
 
 def write_priors(pycolmap, database: Path, enu: dict[str, np.ndarray], horizontal_only: bool) -> None:
