@@ -53,15 +53,17 @@ def main() -> None:
     args = parser.parse_args()
     count = sum(1 for p in args.photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff"))
     print(f"CPU: {cpu()}; {args.threads} COLMAP threads; {count} photos in {args.photos}")
-    print("| photos | --max-size | features s | matching s (pairs) | mapping s | wall s | peak memory MB | registered |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| photos | --max-size | features s | matcher | matching s (pairs) | mapping s | wall s | peak memory MB "
+          "| registered | GPS RMS m (horizontal) |")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         # one child per run: ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so sizes go upward
         r = run(args.photos, args.work / f"s{size}", size, args.threads, args.extra)
         rep, ph = r["report"], r["report"].get("phase_seconds", {})
-        print(f"| {count} | {size} | {ph.get('features', '-')} | {ph.get('matching', '-')} "
+        print(f"| {count} | {size} | {ph.get('features', '-')} | {rep.get('matcher', '-')} | {ph.get('matching', '-')} "
               f"({rep.get('pairs_matched', '-')}) | {ph.get('mapping', '-')} | {r['wall']:.0f} | {r['peak_mb']:.0f} | "
-              f"{rep.get('images_registered', '-')}/{rep.get('images_total', '-')} |"
+              f"{rep.get('images_registered', '-')}/{rep.get('images_total', '-')} | "
+              f"{rep.get('gps_residual_horizontal_rms_m') or '-'} |"
               + (f" exit {r['rc']}: {r['tail']}" if r["rc"] else ""), flush=True)
 
 

@@ -15,19 +15,26 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
         --index-url https://download.pytorch.org/whl/cpu "torch==$TORCH_VERSION" 2>/dev/null \
     || "$PYTHON" -m pip install -q "torch==$TORCH_VERSION"
 fi
-installed=$("$PYTHON" -c "import torch; print(torch.__version__.split('+')[0])")
+# -W ignore: torch warns "Failed to initialize NumPy" when numpy is not installed yet (it comes next)
+installed=$("$PYTHON" -W ignore -c "import torch; print(torch.__version__.split('+')[0])")
 constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 # A constraint (not a requirement): pip may keep the installed torch but never replace it.
 echo "torch==$installed" > "$constraints"
 # Installed already, from this checkout? (Asked from another folder, so the checkout itself cannot answer.)
 here=$PWD
+# The CPU kernels, built now (once per install and CPU target) rather than silently in the first command.
+build_kernels() {
+    "$PYTHON" -c "from momentum_gs.render.fused import compositor_in_use; print('setup:', compositor_in_use())"
+}
 if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, ninja, pytest, pycolmap, piexif, viser, websocket" \
     2>/dev/null) \
    && [ "$(cd / && "$PYTHON" -c 'import momentum_gs, pathlib; print(pathlib.Path(momentum_gs.__file__).resolve().parents[1])' 2>/dev/null)" = "$here" ]; then
     echo "setup: momentum_gs and its dependencies are installed (torch $installed)"
+    build_kernels
     exit 0
 fi
 echo "setup: installing momentum_gs[$EXTRAS] (torch $installed kept)"
 PIP_CONSTRAINT="$constraints" "$PYTHON" -m pip install -q -e ".[$EXTRAS]"
 "$PYTHON" -c "import torch, momentum_gs; print(f'setup: momentum_gs {momentum_gs.__version__} with torch {torch.__version__}')"
+build_kernels

@@ -16,15 +16,16 @@ supports float32 and float64 and any number of colour channels, and matches ``co
 ``projection.project_gaussians`` and ``tiles.intersect_tiles`` (the references, and the fallbacks): the same
 values to rounding, the same gradients, the same pairs in the same order.
 
-It is compiled at first use by ``torch.utils.cpp_extension.load`` (needs ninja and a C++ compiler; about
-10 to 40 s), for the target ``MOMENTUM_GS_MARCH`` names (a ``-march`` value; default ``native``, this CPU, so
-the extension's name carries a digest of the CPU's features; ``x86-64-v3`` builds for AVX2 on any x86-64
-machine that has it) and cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``):
-later processes load it in milliseconds. The vector width follows the target (``csrc/simd.h``), and the
-build reports which it got (``Build.target``: "avx2, 32-byte vectors"). The environment variable
-``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders: ``auto`` (default: fused when it builds, else
-the torch one), ``fused`` (an error if it does not build) or ``torch``. GPU tensors always take the torch
-compositor.
+It is compiled by ``make setup``, else at first use, by ``torch.utils.cpp_extension.load`` (needs ninja and a
+C++ compiler; 1 to 5 minutes on 2 cores, said before it starts), for the target ``MOMENTUM_GS_MARCH`` names
+(a ``-march`` value; default ``native``, this CPU, so the extension's name carries a digest of the CPU's
+features; ``x86-64-v3`` builds for AVX2 on any x86-64 machine that has it), and cached under
+``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) in a folder named after the target, the
+sources' location and their text, one per install: later processes load it in milliseconds. The vector
+width follows the target (``csrc/simd.h``), and the build reports which it got (``Build.target``: "avx2,
+32-byte vectors"). The environment variable ``MOMENTUM_GS_COMPOSITOR`` picks the kernels of CPU renders:
+``auto`` (default: fused when it builds, else the torch one), ``fused`` (an error if it does not build) or
+``torch``. GPU tensors always take the torch compositor.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -95,8 +97,9 @@ def march() -> str:
 
 @functools.lru_cache(maxsize=None)
 def build() -> Build:
-    """Compile (first time on this machine and target) or load the extension, once per process; raises only
-    for a bad ``MOMENTUM_GS_MARCH`` (a failed build is a ``Build`` without ops)."""
+    """Compile (first time in this install, for this target) or load the extension, once per process; raises
+    only for a bad ``MOMENTUM_GS_MARCH`` (a failed build is a ``Build`` without ops, said in one line). A
+    compile says so before it starts and shows its elapsed time while it runs."""
     start = time.perf_counter()
     target = march()
     try:
@@ -104,7 +107,7 @@ def build() -> Build:
         from torch.utils.cpp_extension import load
 
         name = f"momentum_gs_kernels_{_build_digest(target)}"
-        with _build_lock(name):
+        with _build_lock(name) as folder, _announce(name, folder, target):
             load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=[*FLAGS, f"-march={target}"],
                  extra_include_paths=[str(CSRC)], extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
         ops = torch.ops.momentum_gs
@@ -114,9 +117,58 @@ def build() -> Build:
         ops.ssim_forward, ops.ssim_backward, ops.children_forward, ops.children_backward, ops.untile  # noqa: B018
         built_for = ops.build_target()
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch compositor takes over
-        return Build(None, _first_error(exc), time.perf_counter() - start, target)
+        failed = Build(None, _first_error(exc), time.perf_counter() - start, target)
+        print(f"the CPU kernels did not build ({failed.note}): CPU renders take the slower PyTorch path",
+              file=sys.stderr, flush=True)
+        return failed
     seconds = time.perf_counter() - start
     return Build(ops, f"ready in {seconds:.2f} s", seconds, target, built_for)
+
+
+BUILD_SECONDS = "build_seconds"  # in a build's folder: how long its compile took, for the next estimate
+
+
+def _estimate(root: Path) -> str:
+    """How long a compile will take: the last one in ``root`` (any target), else what 2 cores take."""
+    times = sorted(((path.stat().st_mtime, path.read_text().strip()) for path in root.glob(f"*/{BUILD_SECONDS}")),
+                   reverse=True)
+    return f"about {float(times[0][1]):.0f} s, as the last one here" if times else "1 to 5 minutes on 2 cores"
+
+
+@contextlib.contextmanager
+def _announce(name: str, folder: Path | None, target: str):
+    """Around torch's load: when there is no build to load, one line before the compile and its elapsed time
+    while it runs (a bar on standard error); the compile's time is kept for the next estimate."""
+    if folder is None or (folder / f"{name}.so").exists():
+        yield
+        return
+    print(f"building the CPU kernels for -march={target} (once per install and target, "
+          f"{_estimate(folder.parent)}) in {folder}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    with _ticking("building the CPU kernels"):
+        yield
+    if (folder / f"{name}.so").exists():
+        (folder / BUILD_SECONDS).write_text(f"{time.perf_counter() - start:.1f}\n")
+
+
+@contextlib.contextmanager
+def _ticking(label: str):
+    """A bar without a total on standard error, its elapsed time refreshed every second while the block runs."""
+    from tqdm import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=label, bar_format="{desc}: {elapsed}", file=sys.stderr) as bar:
+        def tick() -> None:
+            while not done.wait(1.0):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def _checked_build(mode: str) -> Build:
@@ -403,11 +455,13 @@ def describe_cpu() -> str:
 
 
 def _build_digest(target: str) -> str:
-    """8 hex digits naming the build: its -march, the flags, the headers' text (which the extension's own
-    versioning does not see) and, for ``native``, this CPU's instruction set, so that a shared cache never
-    loads a -march=native build on another kind of CPU."""
+    """8 hex digits naming the build: its -march, the flags, where the sources are and their text (so that two
+    checkouts or environments sharing torch's cache never rebuild or load each other's build) and, for
+    ``native``, this CPU's instruction set, so that a shared cache never loads a -march=native build on
+    another kind of CPU."""
     # "build.lock": builds take _build_lock; a folder shared with builds that did not could lose a live lock
-    identity = " ".join([platform.machine(), target, "build.lock", *FLAGS, *(path.read_text() for path in HEADERS)])
+    identity = " ".join([platform.machine(), target, "build.lock", *FLAGS, str(CSRC.resolve()),
+                         *(path.read_text() for path in [*HEADERS, *SOURCES])])
     if target == "native":
         cpu = _cpuinfo()
         identity += platform.processor() + " ".join(cpu.get(key, "") for key in ("flags", "Features", "model name"))
@@ -416,24 +470,30 @@ def _build_digest(target: str) -> str:
 
 @contextlib.contextmanager
 def _build_lock(name: str):
-    """Holds a lock around torch's build of extension ``name`` that the kernel releases when the process ends.
+    """Holds a lock around torch's build of extension ``name`` that the kernel releases when the process ends;
+    yields the build's folder (None where there is no ``flock``: Windows).
 
     torch's own lock is a file that a killed build (Ctrl-C during the first build, the OOM killer) leaves behind,
     and every later build then waits for it for ever. Under this lock (``flock``), no other build of ours is
-    running, so torch's file can only be such a leftover, and it is removed. Where ``flock`` is missing
-    (Windows), torch's lock alone is used."""
+    running, so torch's file can only be such a leftover, and it is removed. Waiting for another process's
+    build is said, with the time waited."""
     try:
         import fcntl
         from torch.utils.cpp_extension import _get_build_directory
 
         folder = Path(_get_build_directory(name, False))
     except Exception:  # noqa: BLE001 - no fcntl, or torch's layout changed: its own lock alone
-        yield
+        yield None
         return
     with open(folder / "build.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process's build of the CPU kernels ({folder})", file=sys.stderr, flush=True)
+            with _ticking("waiting for the CPU kernels"):
+                fcntl.flock(handle, fcntl.LOCK_EX)
         (folder / "lock").unlink(missing_ok=True)
-        yield
+        yield folder
 
 
 def _put_pip_ninja_on_path() -> None:

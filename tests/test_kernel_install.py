@@ -1,0 +1,108 @@
+"""The CPU kernels' build as an install sees it: one build per install (two checkouts or environments sharing
+torch's cache never rebuild or load each other's), a compile announced before it starts, waiting on another
+process's build said, and every file the kernels include shipped in the package."""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from momentum_gs.render import fused
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _install_at(monkeypatch, csrc: Path) -> None:
+    """Point ``fused`` at the kernel sources in ``csrc``, as another install's module would be."""
+    monkeypatch.setattr(fused, "CSRC", csrc)
+    monkeypatch.setattr(fused, "SOURCES", [csrc / path.name for path in fused.SOURCES])
+    monkeypatch.setattr(fused, "HEADERS", [csrc / path.name for path in fused.HEADERS])
+
+
+def test_two_installs_side_by_side_never_share_a_build(tmp_path, monkeypatch):
+    here = fused._build_digest("x86-64-v3")
+    other = tmp_path / "other-checkout" / "momentum_gs" / "render" / "csrc"
+    shutil.copytree(fused.CSRC, other)
+    _install_at(monkeypatch, other)
+    there = fused._build_digest("x86-64-v3")
+    assert there != here  # the same sources elsewhere: a build of their own, neither rebuilds the other's
+    assert fused._build_digest("x86-64-v3") == there  # and the same install finds its build again
+    (other / "composite.cpp").write_text((other / "composite.cpp").read_text() + "\n// edited\n")
+    assert fused._build_digest("x86-64-v3") != there  # an edited source is another build, not a rebuild over it
+
+
+def test_a_compile_is_announced_before_it_starts_and_timed_for_the_next(tmp_path, capsys):
+    folder = tmp_path / "momentum_gs_kernels_abcd1234"
+    folder.mkdir()
+    with fused._announce(folder.name, folder, "x86-64-v3"):
+        assert "building the CPU kernels for -march=x86-64-v3" in capsys.readouterr().err  # before the work
+        time.sleep(0.1)
+        (folder / f"{folder.name}.so").write_bytes(b"")
+    assert "building the CPU kernels: 00:00" in capsys.readouterr().err  # the bar's elapsed time
+    seconds = float((folder / fused.BUILD_SECONDS).read_text())
+    assert 0.1 <= seconds < 5
+    assert fused._estimate(tmp_path) == f"about {seconds:.0f} s, as the last one here"
+    with fused._announce(folder.name, folder, "x86-64-v3"):  # a build to load: nothing said
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_waiting_for_another_process_build_is_said(tmp_path, monkeypatch, capsys):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setattr(cpp_extension, "_get_build_directory", lambda name, verbose: str(tmp_path))
+    other = open(tmp_path / "build.lock", "w")  # noqa: SIM115 - held by "another process" until the timer
+    fcntl.flock(other, fcntl.LOCK_EX)
+    threading.Timer(1.5, other.close).start()
+    start = time.perf_counter()
+    with fused._build_lock("momentum_gs_kernels_test") as folder:
+        waited = time.perf_counter() - start
+    assert folder == tmp_path and waited >= 1.0
+    assert f"waiting for another process's build of the CPU kernels ({tmp_path})" in capsys.readouterr().err
+
+
+def _installed_layout(tmp_path: Path) -> Path:
+    """The package as a wheel holds it: a wheel built from a copy of the project's files (no egg-info, whose
+    file list would hide a missing entry), unpacked; returns the unpacked folder."""
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "momentum_gs", source / "momentum_gs", ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "installed")
+    return tmp_path / "installed"
+
+
+def test_the_wheel_ships_every_file_the_kernels_need(tmp_path):
+    """What ``pip install .`` or a wheel gets: the whole csrc tree, and every file a kernel includes resolves
+    there, without the checkout; then the compiler's view: each shipped source preprocesses with only the
+    shipped folder and torch's headers."""
+    from torch.utils.cpp_extension import include_paths
+
+    installed = _installed_layout(tmp_path)
+    shipped = installed / "momentum_gs" / "render" / "csrc"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in fused.CSRC.iterdir())
+    assert (installed / "momentum_gs" / "io" / "viewer.html").is_file()
+    for source in shipped.iterdir():
+        for included in re.findall(r'#include\s+"([^"]+)"', source.read_text()):
+            assert (shipped / included).is_file(), f"{source.name} includes {included}, which is not shipped"
+    if shutil.which("g++") is None:
+        pytest.skip("no g++: the shipped sources are not preprocessed")
+    for source in sorted(shipped.glob("*.cpp")):
+        done = subprocess.run(["g++", "-std=c++20", "-E", f"-I{shipped}", *(f"-isystem{p}" for p in include_paths()),
+                               str(source), "-o", "/dev/null"], capture_output=True, text=True)
+        assert done.returncode == 0, f"{source.name}: {done.stderr.strip().splitlines()[:1]}"
