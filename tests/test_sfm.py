@@ -431,3 +431,14 @@ def test_matching_blocks_are_sized_for_a_moving_bar():
     assert match_block_size(153) == 8  # 20 blocks for brighton_beach's exhaustive pairs
     assert match_block_size(9000) == 225  # 40 for 300 photos' spatial pairs
     assert match_block_size(10**6) == 1225  # never more than COLMAP's own default
+
+
+def test_the_next_run_folder_is_named_after_the_scene_and_new(tmp_path):
+    from momentum_gs.data.sfm.run import run_folder_for
+
+    runs = tmp_path / "runs"
+    assert run_folder_for(tmp_path / "harbour", runs) == runs / "harbour"
+    assert run_folder_for(tmp_path / "harbour" / "data", runs) == runs / "harbour"  # not runs/data for every site
+    (runs / "harbour").mkdir(parents=True)
+    (runs / "harbour-2").mkdir()
+    assert run_folder_for(tmp_path / "harbour", runs) == runs / "harbour-3"  # never an existing run

@@ -1,9 +1,10 @@
 """The pycolmap calls of `mgs sfm`: SIFT extraction, matching, incremental mapping, alignment to GPS.
 
 Only glue lives here; COLMAP does the work (matching and mapping in a thread, so that their bars keep their
-clocks). pycolmap is an optional dependency (``momentum_gs[sfm]``), imported when `mgs sfm` runs. Features and matches stay in ``DATA/sfm/database.db``: COLMAP skips images
-whose features and pairs whose matches are already there, so a rerun with other mapping options redoes
-neither (``features.json`` beside it records what the features were extracted with; a change starts over).
+clocks). pycolmap is an optional dependency (``momentum_gs[sfm]``), imported when `mgs sfm` runs. Features and
+matches stay in ``DATA/sfm/database.db``: COLMAP skips images whose features and pairs whose matches are
+already there, so a rerun with other mapping options redoes neither (``features.json`` beside it records what
+the features were extracted with; a change starts over).
 """
 
 from __future__ import annotations

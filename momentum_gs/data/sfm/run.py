@@ -204,6 +204,22 @@ def _publish(out: Path, work: Path, staged: Path, in_place: bool, model, report:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def run_lines(report: dict, out: Path) -> list[str]:
+def run_lines(report: dict, out: Path, runs: Path = Path("runs")) -> list[str]:
     """The summary printed by the command line."""
-    return summary_lines(report) + [f"scene written to {out}; next: mgs train --data {out} --out runs/{out.name}"]
+    run = run_folder_for(out, runs)
+    return summary_lines(report) + [f"scene written to {out}; next: mgs train --data {out} --out {run}"]
+
+
+GENERIC_NAMES = {"data", "scene", "out", "output", "sfm", "colmap", "dataset", "model", "sparse"}
+
+
+def run_folder_for(scene: Path, runs: Path) -> Path:
+    """A run folder under ``runs`` named after the scene (after its parent folder when the scene's own name says
+    nothing, as ``site/data`` does), with ``-2``, ``-3``... when that run exists already."""
+    resolved = scene.resolve()
+    name = resolved.parent.name if resolved.name.lower() in GENERIC_NAMES and resolved.parent.name else resolved.name
+    candidate, n = runs / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = runs / f"{name}-{n}"
+    return candidate
