@@ -295,6 +295,33 @@ DEFAULT_STEPS = 30_000
 SCALED_WITH_STEPS = ("strategy.start_stat", "strategy.update_from", "strategy.update_until")
 
 
+# Step counts of a block's schedule, and what happens when one lies past the block's last step (optim.steps).
+SCHEDULE_KEYS = {
+    "strategy.start_stat": "growth never gathers statistics",
+    "strategy.update_from": "the anchors never grow",
+    "strategy.update_until": "growth and pruning run to the last step, with no settling after them",
+    "optim.lr_max_steps": "the learning rates stop part of the way down their decay",
+    "weighting.warmup": "the blocks are never re-weighted",
+    "geometry.depth_normal_from": "the depth-normal term never applies",
+}
+
+
+def schedule_warnings(cfg: Config) -> list[str]:
+    """One line per schedule key that lies past the end of the run (a config written for a longer run, cut
+    with ``optim.steps``), with the value that keeps the default's proportion of the run."""
+    steps, lines = cfg.optim.steps, []
+    for key, effect in SCHEDULE_KEYS.items():
+        value = _get(cfg, key)
+        if value <= steps:
+            continue
+        section, name = key.split(".")
+        default = getattr(type(getattr(cfg, section))(), name)
+        proportional = 0 if key == "optim.lr_max_steps" else round(default * steps / DEFAULT_STEPS)
+        lines.append(f"{key}={value} is past the run's last step (optim.steps={steps}): {effect}; for the default's "
+                     f"share of the run give {key}={proportional}")
+    return lines
+
+
 def _apply(cfg: Any, key: str, value: Any, explicit: set[str] | None = None) -> None:
     """Set dotted ``key`` on the config tree, checking that it exists and converting its type; the keys set
     are added to ``explicit``."""

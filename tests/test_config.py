@@ -1,5 +1,7 @@
 """The typed config tree: files, dotted overrides, type checks, round trip."""
 
+from pathlib import Path
+
 import pytest
 
 from momentum_gs.config import Config, load_config, save_config, to_dict
@@ -98,3 +100,18 @@ def test_the_growth_schedule_follows_the_run_length_unless_set(tmp_path):
     save_config(mixed, tmp_path / "saved.yaml")
     again = load_config(tmp_path / "saved.yaml", ["optim.steps=9000"])  # a resume that lengthens the run
     assert (again.strategy.start_stat, again.strategy.update_from, again.strategy.update_until) == (100, 10, 4000)
+
+
+def test_a_schedule_past_the_end_of_a_cut_run_is_said_with_the_value_to_give():
+    """configs/brighton_beach.yaml grows until step 1500 of 2000: cut to 1200 steps, growth would never settle."""
+    from momentum_gs.config import schedule_warnings
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "brighton_beach.yaml"
+    assert schedule_warnings(load_config(config)) == []
+    (line,) = schedule_warnings(load_config(config, ["optim.steps=1200"]))
+    assert line.startswith("strategy.update_until=1500 is past the run's last step (optim.steps=1200)")
+    assert line.endswith("give strategy.update_until=600")
+    assert schedule_warnings(load_config(config, ["optim.steps=1200", "strategy.update_until=600"])) == []
+    lines = schedule_warnings(load_config(None, ["optim.steps=3000", "weighting.warmup=5000"]))
+    assert [line.split("=")[0] for line in lines] == ["optim.lr_max_steps", "weighting.warmup"]
+    assert lines[0].endswith("optim.lr_max_steps=0") and lines[1].endswith("weighting.warmup=100")

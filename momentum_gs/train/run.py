@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from momentum_gs.config import Config, load_config
+from momentum_gs.config import Config, load_config, schedule_warnings
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import alive, atomic_write_text, remove_stale_temporaries
 
@@ -90,7 +90,7 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
                     print(f"removed {stale.name}, left by a write that was killed", flush=True)
         scene = load_scene(cfg.data)
         if world.is_main and not resume:
-            for line in scene_warnings(scene.train, scene.points, cfg.render.near):
+            for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
                 print(f"warning: {line}", file=sys.stderr, flush=True)
         trainer = Trainer(cfg, scene, out_dir, device, world)
         compositor = compositor_in_use(device)  # builds the fused compositor on a machine's first CPU run
