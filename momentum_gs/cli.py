@@ -16,8 +16,12 @@ from momentum_gs.data.sfm.options import ALTITUDE_MODES, EXHAUSTIVE_MAX, SfmOpti
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
-from momentum_gs.ranges import (COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MAX_WIDTH, MESH, PORT,
+from momentum_gs.ranges import (AT_LEAST_0, COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MAX_WIDTH, MESH, PORT,
                                 POSITIVE, SEED, Range, add_number)
+
+# `mgs export`'s refinement on a CPU stops at the steps that fit in this many seconds (500 steps of a 320-px
+# aerial scene took about 40 minutes on 2 cores); on a GPU it runs all of them.
+REFINE_BUDGET_CPU = 180.0
 
 
 
@@ -74,7 +78,10 @@ def _parser() -> argparse.ArgumentParser:
                              "compresses higher degrees slowly on a CPU); splat and html keep degree 0")
     add_number(export, "--refine", kind=int, allowed=COUNT, default=500, metavar="STEPS",
                help="train the baked Gaussians this many steps against the photos and the model's renders "
-                    "(default 500; 0: the bake alone, in seconds)")
+                    "(default 500, cut to --refine-budget; 0: the bake alone, in seconds)")
+    add_number(export, "--refine-budget", kind=float, allowed=AT_LEAST_0, default=None, metavar="SECONDS",
+               help="cut the refinement to the steps that fit in this time, measured on its first steps "
+                    f"(default {REFINE_BUDGET_CPU:.0f} on a CPU, no limit on a GPU; 0: no limit)")
     video = sub.add_parser("render", help="render a fly-through video (MP4) of a trained run along a camera path")
     video.add_argument("run_dir")
     video.add_argument("--path", required=True, metavar="training|orbit|FILE.json",
@@ -282,8 +289,11 @@ def cmd_export(args) -> None:
     if args.refine:
         from momentum_gs.train.distill import refine
 
-        gaussians = refine(model, gaussians, cameras, ImageLoader(cameras), cfg.render, args.refine)
-        how += f", refined {args.refine} steps"
+        budget = args.refine_budget if args.refine_budget is not None else (
+            REFINE_BUDGET_CPU if model.device.type == "cpu" else 0)
+        gaussians, steps = refine(model, gaussians, cameras, ImageLoader(cameras), cfg.render, args.refine,
+                                  budget_s=budget or None)
+        how += f", refined {steps} steps" + (f" (of {args.refine}, in {budget:.0f} s)" if steps < args.refine else "")
     if args.format == "splat":
         from momentum_gs.io.splat import save_splat
 

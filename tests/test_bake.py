@@ -155,11 +155,25 @@ def test_refining_the_bake_fits_the_photos_better(trained, tmp_path):
                                  "--sh-degree", "1", "--refine", str(steps)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert ("refined 40 steps" in result.stdout) == (steps == 40)
+        assert ("s a step here: about" in result.stderr and "--refine N to shorten" in result.stderr) == (steps == 40)
         g = load_standard_ply(out / "point_cloud.ply")
         with torch.no_grad():
             scores[steps] = (len(g), np.mean([float(psnr(g.render(c, cfg.render).clamp(0, 1), photos[i]))
                                               for i, c in enumerate(cameras)]))
     assert scores[40][0] <= scores[0][0] and scores[40][1] > scores[0][1] + 0.3, scores
+
+
+def test_the_refinement_is_cut_to_its_time_budget(trained, tmp_path):
+    """Its first steps are timed; the steps that fit in ``--refine-budget`` run, the schedules over them."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--out",
+                             str(tmp_path / "e"), "--sh-degree", "0", "--refine", "400", "--refine-budget", "0.001"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "5 of the 400 steps fit in the 0 s budget" in result.stderr and "--refine N to choose" in result.stderr
+    assert "refined 5 steps (of 400, in 0 s)" in result.stdout
 
 
 def test_a_splat_file_round_trips_within_its_quantisation(tmp_path):

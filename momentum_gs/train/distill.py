@@ -25,6 +25,7 @@ merged model is the one teacher of one global student, and every training view o
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ from momentum_gs.io.bake import StandardGaussians, bake, eval_sh, standard_ply_b
 from momentum_gs.losses import l1, psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, gaussian_tensors, rasterize
 from momentum_gs.ranges import DISTILL, check_settings
+
+
+PROBE_STEPS = 5  # steps timed before the run's length is estimated (and cut to a time budget)
 
 
 @dataclass
@@ -255,9 +259,14 @@ def evenly(items: list, count: int) -> list:
 
 def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cfg: RenderConfig,
             cfg: DistillConfig, teacher_gaussians: StandardGaussians | None = None,
-            show_progress: bool = True) -> tuple[StandardGaussians, dict]:
+            show_progress: bool = True, budget_s: float | None = None,
+            steps_option: str = "--steps") -> tuple[StandardGaussians, dict]:
     """Train a student of ``model`` (see the module notes); ``photos[i]`` is training view i's [H, W, 3] image
     (a list, or an :class:`~momentum_gs.data.images.ImageLoader`).
+
+    After ``PROBE_STEPS`` steps the time of a step is measured and the whole run's time printed, with
+    ``steps_option``, the option that shortens it. ``budget_s``: the run is cut to the steps that fit in it
+    (at least ``PROBE_STEPS``), its schedules (decay, pruning) rescaled to the new length.
     Returns the student and a record of what happened (sizes, the pruning, the time of each stage)."""
     cfg.check()
     if not isinstance(model, GaussianScene):
@@ -299,11 +308,14 @@ def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cf
     rates = learning_rates(camera_extent(train_cameras))
     optimizer = torch.optim.Adam([{"params": [getattr(student, name)], "lr": lr, "name": name}
                                   for name, lr in rates.items()], eps=1e-15)
-    prune_steps = {max(1, cfg.steps // 3), max(1, 2 * cfg.steps // 3)} if cfg.steps >= 3 else set()
+    total = cfg.steps
+    prune_steps = _prune_steps(total)
     order = torch.randperm(len(train_cameras), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     record = {"teacher_gaussians": len(teacher), "initial_gaussians": count, "pruned": []}
-    bar = tqdm(range(1, cfg.steps + 1), desc="distill", unit="step", disable=not show_progress)
-    for step in bar:
+    bar = tqdm(total=total, desc="distill", unit="step", disable=not show_progress)
+    step, loop_start = 0, time.perf_counter()
+    while step < total:
+        step += 1
         i = order[(step - 1) % len(order)]
         camera = train_cameras[i].to(device)
         image = student.render(camera, render_cfg)
@@ -313,7 +325,7 @@ def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cf
         loss = colour + cfg.lambda_distill * l1(image, label)
         if cfg.lambda_structure:
             loss = loss + cfg.lambda_structure * structure_loss(hist, teacher_hist, student.means)
-        decay = 0.01 ** (step / cfg.steps)  # positions: exponential decay to 1 % over the run, as 3DGS
+        decay = 0.01 ** (step / total)  # positions: exponential decay to 1 % over the run, as 3DGS
         optimizer.param_groups[0]["lr"] = rates["means"] * decay
         loss.backward()
         optimizer.step()
@@ -327,8 +339,16 @@ def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cf
                     keep[torch.argsort(blending_weights(g, measured, render_cfg), stable=True)[:cut]] = False
             student.keep(keep, optimizer)
             record["pruned"].append({"step": step, "kept": int(keep.sum()), "of": int(keep.numel())})
-        if step % 50 == 0 or step == cfg.steps:
+        if step % 50 == 0 or step == total:
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", gaussians=student.means.shape[0])
+        bar.update(1)
+        if step == PROBE_STEPS and total > PROBE_STEPS:
+            per_step = (time.perf_counter() - loop_start) / step
+            total, line = _sized(total, per_step, budget_s, steps_option)
+            prune_steps, bar.total = _prune_steps(total), total
+            record["estimate"] = {"seconds_per_step": per_step, "steps": total, "estimated_s": per_step * total}
+            bar.write(f"{bar.desc}: {line}", file=sys.stderr)
+    bar.close()
     times["train_s"] = time.perf_counter() - started
     with torch.no_grad():
         g = student.gaussians()
@@ -337,14 +357,32 @@ def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cf
     return result, record
 
 
+def _prune_steps(total: int) -> set[int]:
+    """The steps that prune: one and two thirds of the run."""
+    return {max(1, total // 3), max(1, 2 * total // 3)} if total >= 3 else set()
+
+
+def _sized(total: int, per_step: float, budget_s: float | None, option: str) -> tuple[int, str]:
+    """(the steps to run, the line that says so) from the measured time of a step."""
+    fits = max(PROBE_STEPS, int(budget_s / per_step)) if budget_s else total
+    if fits < total:
+        return fits, (f"{per_step:.2f} s a step here: {fits} of the {total} steps fit in the {budget_s:.0f} s budget "
+                      f"(about {per_step * fits / 60:.1f} min in all; {option} N to choose)")
+    return total, (f"{per_step:.2f} s a step here: about {per_step * total / 60:.1f} min for {total} steps "
+                   f"({option} N to shorten)")
+
+
 def refine(model: GaussianScene, gaussians: StandardGaussians, cameras: list[Camera], photos,
-           render_cfg: RenderConfig, steps: int, show_progress: bool = True) -> StandardGaussians:
-    """The baked ``gaussians`` trained further for ``steps`` steps, all of them kept (distillation with ratio 1,
-    no pruning beyond the opacity floor, no structure term): what ``mgs export --refine`` does."""
+           render_cfg: RenderConfig, steps: int, show_progress: bool = True,
+           budget_s: float | None = None) -> tuple[StandardGaussians, int]:
+    """The baked ``gaussians`` trained further for ``steps`` steps (fewer when ``budget_s`` cuts them), all of
+    them kept (distillation with ratio 1, no pruning beyond the opacity floor, no structure term): what
+    ``mgs export --refine`` does. Returns them and the steps run."""
     cfg = DistillConfig(ratio=1.0, steps=steps, sh_degree=gaussians.degree, prune_fraction=0.0,
                         lambda_structure=0.0)
-    return distill(model, cameras, photos, render_cfg, cfg, teacher_gaussians=gaussians,
-                   show_progress=show_progress)[0]
+    refined, record = distill(model, cameras, photos, render_cfg, cfg, teacher_gaussians=gaussians,
+                              show_progress=show_progress, budget_s=budget_s, steps_option="--refine")
+    return refined, record.get("estimate", {}).get("steps", steps)
 
 
 def _resize_sh(sh: torch.Tensor, degree: int) -> torch.Tensor:
