@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import cv2
 import numpy as np
@@ -13,8 +14,16 @@ import torch
 from momentum_gs.cli import main
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap import rotmat_to_qvec
-from momentum_gs.eval.camera_path import (interpolate_keys, look_at, orbit_path, poses_of, rotation_angle, slerp,
-                                          training_path, vertical_fov)
+from momentum_gs.eval.camera_path import (
+    interpolate_keys,
+    look_at,
+    orbit_path,
+    poses_of,
+    rotation_angle,
+    slerp,
+    training_path,
+    vertical_fov,
+)
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
 from momentum_gs.io.run_folder import load_run
 
@@ -261,3 +270,26 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained, tmp_path, c
 def _error(capsys, run: str, path: str, out) -> str:
     assert main(["render", run, "--path", path, "--out", str(out)]) == 2
     return capsys.readouterr().err
+
+
+def test_a_long_loop_says_its_time_after_its_first_items(capsys):
+    """The estimate is measured on the first items and names the option that shortens the loop."""
+    import time
+
+    from momentum_gs.estimate import estimate_line, sized
+
+    slow = list(sized(range(40), 40, "render", "frame", "--frames or --size", file=sys.stderr))
+    assert slow == list(range(40))
+    quick = capsys.readouterr().err
+    assert "about" not in quick  # 40 instant frames: the bar alone
+
+    def frames():
+        for i in range(6):
+            time.sleep(0.2)
+            yield i
+
+    assert list(sized(frames(), 300, "render", "frame", "--frames or --size", file=sys.stderr)) == list(range(6))
+    line = next(line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "a frame here" in line)
+    assert line.startswith("render: 0.2") and line.endswith("min for 300 frames (--frames or --size to shorten)")
+    assert estimate_line("mesh", 2.0, 4, "block", "a larger --voxel") == \
+        "mesh: 2.00 s a block here: about 8 s for 4 blocks (a larger --voxel to shorten)"

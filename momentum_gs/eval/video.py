@@ -20,10 +20,10 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from momentum_gs.config import RenderConfig
 from momentum_gs.errors import UserError
+from momentum_gs.estimate import sized
 from momentum_gs.eval.camera_path import ORBIT_FRAMES, CameraPath, orbit_path, through_keys, training_path
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
 from momentum_gs.io.atomic import write_failed
@@ -132,7 +132,8 @@ def render_frames(model, path: CameraPath, render_cfg: RenderConfig, timing: lis
     """[H, W, 3] uint8 RGB frames of ``path`` rendered by ``model``, with a progress bar; the seconds each
     render took are appended to ``timing``."""
     model.eval()
-    for camera in tqdm(path.cameras(), desc="render", unit="frame", dynamic_ncols=True):
+    cameras = path.cameras()
+    for camera in sized(cameras, len(cameras), "render", "frame", "--frames or --size", dynamic_ncols=True):
         started = time.perf_counter()
         image = model.render(camera, render_cfg, appearance_index=None).output.image
         pixels = image.clamp(0, 1).mul(255).round().byte().cpu().numpy()  # waits for the device

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from momentum_gs.errors import UserError
+from momentum_gs.estimate import sized
 from momentum_gs.mesh.marching import CUBE_CORNERS, Surface, marching_tetrahedra, stitch
 from momentum_gs.mesh.tsdf import DepthView, Grid, fuse, sees_box
 from momentum_gs.ranges import MESH, check_settings
@@ -135,7 +135,7 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     num_blocks = partition.num_blocks if partition is not None else 1
     renders = _RenderCache(model, cfg.render, settings, device)
     pieces, per_block = {}, []
-    for block in tqdm(range(num_blocks), desc="mesh", unit="block"):
+    for block in sized(range(num_blocks), num_blocks, "mesh", "block", "a larger --voxel"):
         if block not in ranges:
             per_block.append({"block": block, "views": 0, "vertices": 0, "faces": 0, "note": "outside the region"})
             continue
