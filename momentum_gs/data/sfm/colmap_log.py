@@ -36,7 +36,7 @@ def follow(pycolmap, on_line: Callable[[str], None], log_path: Path) -> Iterator
     real = os.fdopen(os.dup(saved), "w", buffering=1)
 
     def pump() -> None:
-        with open(read_end, "rb") as pipe, open(log_path, "a", encoding="utf-8") as log:
+        with open(read_end, "rb") as pipe, open(log_path, "a", encoding="utf-8", buffering=1) as log:
             for raw in pipe:
                 line = raw.decode("utf-8", "replace")
                 if GLOG_LINE.match(line):
