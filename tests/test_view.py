@@ -23,6 +23,7 @@ import torch
 from momentum_gs.cli import main
 from momentum_gs.errors import UserError
 from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
+from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.view.frames import camera_pose, cell_boxes, render_frame, viewer_camera
 from tests.helpers.browser import CHROMIUM, Browser, free_port
 
@@ -100,20 +101,77 @@ def test_frames_of_all_blocks_are_the_merged_scene_and_each_block_is_its_part(bl
     cfg, merged, step = load_run(blocks_run, torch.device("cpu"))
     assert source.num_blocks == 2 and source.step == step and source.partition is not None
     camera = source.cameras[0].scaled(96, 72)
-    frame, drawn = render_frame(source.parts((0, 1)), source.appearance, camera, cfg.render)
+    frame, drawn, _ = render_frame(source.parts((0, 1)), source.appearance, camera, cfg.render)
     with torch.no_grad():
         ours = merged.render(camera, cfg.render).output.image.clamp(0, 1).mul(255).round().byte().numpy()
     assert frame.shape == (72, 96, 3) and drawn > 100
     assert np.abs(frame.astype(int) - ours).max() <= 1  # the same Gaussians, decoded block by block
     alone = [render_frame(source.parts((b,)), source.appearance, camera, cfg.render)[1] for b in (0, 1)]
     assert sum(alone) == drawn and min(alone) > 0
-    empty, none = render_frame(source.parts(()), source.appearance, camera, cfg.render)
+    empty, none, _ = render_frame(source.parts(()), source.appearance, camera, cfg.render)
     assert none == 0 and (empty == np.round(np.array(cfg.render.background) * 255)).all()
-    depth, _ = render_frame(source.parts((0, 1)), source.appearance, camera, cfg.render, "depth")
-    normal, _ = render_frame(source.parts((0, 1)), source.appearance, camera, cfg.render, "normal")
+    depth, _, _ = render_frame(source.parts((0, 1)), source.appearance, camera, cfg.render, "depth")
+    normal, _, _ = render_frame(source.parts((0, 1)), source.appearance, camera, cfg.render, "normal")
     for image in (depth, normal):
         assert image.shape == (72, 96, 3) and image.dtype == np.uint8 and image.std() > 5
         assert np.abs(image.astype(int) - frame).mean() > 10  # not the colour image
+
+
+def test_frames_carry_their_depth_and_the_panel_settings(blocks_run):
+    """The depth sent with a frame (for the overlays' occlusion) is the render's; the background colour and the
+    depth mode's near/far come from the panel."""
+    from momentum_gs.view.frames import FAR, FrameSettings
+    from momentum_gs.view.sources import RunSource
+
+    source = RunSource(blocks_run, torch.device("cpu"))
+    camera = source.cameras[0].scaled(96, 72)
+    parts, cfg = source.parts((0, 1)), source.cfg.render
+    _, _, depth = render_frame(parts, source.appearance, camera, cfg)
+    with torch.no_grad():
+        view = render_view(parts, camera, cfg, source.appearance, None, extras=("depth",)).output
+    covered = (view.alpha[..., 0] > 0.5).numpy()
+    assert depth.shape == (72, 96) and covered.any()
+    np.testing.assert_allclose(depth[covered], view.normalised_depth()[..., 0].numpy()[covered], rtol=1e-5)
+    assert (depth[~covered] == FAR).all()
+    red, _, _ = render_frame(source.parts(()), source.appearance, camera, cfg, FrameSettings(background=(1, 0, 0)))
+    assert (red == [255, 0, 0]).all()
+    lo, hi = np.percentile(depth[covered], [2, 98])
+    auto, _, _ = render_frame(parts, source.appearance, camera, cfg, "depth")
+    same, _, _ = render_frame(parts, source.appearance, camera, cfg, FrameSettings("depth", near=lo, far=hi))
+    wide, _, _ = render_frame(parts, source.appearance, camera, cfg, FrameSettings("depth", near=0, far=10 * hi))
+    assert np.abs(same.astype(int) - auto).max() <= 1 and np.abs(wide.astype(int) - auto).mean() > 10
+
+
+@needs_viser
+def test_the_host_and_the_address_printed(blocks_run):
+    from momentum_gs.view.server import Viewer, check_port
+    from momentum_gs.view.sources import RunSource
+
+    with pytest.raises(UserError, match="--host is empty; give the address to listen on"):
+        check_port("", 8080)
+    viewer = Viewer(RunSource(blocks_run, torch.device("cpu")), "0.0.0.0", free_port(), log=lambda line: None)
+    try:
+        assert viewer.url == f"http://{socket.gethostname()}:{viewer.port}"  # not http://0.0.0.0:PORT
+    finally:
+        viewer.close()
+
+
+@needs_viser
+def test_a_client_that_is_not_a_browser_prints_no_traceback(blocks_run, capfd):
+    """A bare TCP connection (a port scanner, a health check) made the websockets server log its stack."""
+    from momentum_gs.view.server import Viewer
+    from momentum_gs.view.sources import RunSource
+
+    viewer = Viewer(RunSource(blocks_run, torch.device("cpu")), "127.0.0.1", free_port(), log=lambda line: None)
+    try:
+        for payload in (b"", b"GARBAGE\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", viewer.port)) as bare:
+                bare.sendall(payload)
+                time.sleep(0.3)
+        time.sleep(0.5)
+    finally:
+        viewer.close()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):

@@ -140,12 +140,13 @@ def scores(image: torch.Tensor, gt: torch.Tensor, lpips) -> dict:
             "lpips": None if lpips is None else float(lpips(image, gt))}
 
 
-def depth_picture(output) -> np.ndarray:
-    """[H, W, 3] uint8 RGB of the depth (depth / alpha, near = red, far = blue, between the 2nd and 98th
-    percentile of the covered pixels); black where alpha ≤ 0.5."""
+def depth_picture(output, near: float | None = None, far: float | None = None) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of the depth (depth / alpha, near = red, far = blue, from ``near`` to ``far``, by
+    default the 2nd and 98th percentile of the covered pixels); black where alpha ≤ 0.5."""
     covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
     depth = output.normalised_depth()[..., 0].detach().cpu().numpy()
     lo, hi = np.percentile(depth[covered], [2, 98]) if covered.any() else (0.0, 1.0)
+    lo, hi = near if near is not None else lo, far if far is not None else hi
     scaled = np.clip((depth - lo) / max(hi - lo, 1e-12), 0, 1)
     coloured = cv2.applyColorMap(np.round(255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
     coloured[~covered] = 0

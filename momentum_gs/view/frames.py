@@ -4,6 +4,7 @@ sizes of progressive rendering, and the partition's cells as boxes in the world.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -47,22 +48,48 @@ def frame_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     return max(8, round(width * scale)), max(8, round(height * scale))
 
 
+FAR = 1e9  # the depth sent for a pixel the scene does not cover: every overlay is in front of it
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """What the viewer's panel sets for a frame: the render mode, the background colour (RGB in [0, 1]; None:
+    the run's) and the depth mode's near and far (None: the 2nd and 98th percentiles of the frame)."""
+
+    mode: str = "rgb"
+    background: tuple[float, float, float] | None = None
+    near: float | None = None
+    far: float | None = None
+
+
 @torch.no_grad()
-def render_frame(parts, appearance, camera: Camera, render_cfg, mode: str = "rgb") -> tuple[np.ndarray, int]:
-    """([H, W, 3] uint8 RGB frame, Gaussians drawn) of ``parts`` (a list of (anchors, decoder)) from ``camera``
-    with the mean appearance code. ``mode`` "depth" and "normal" show the pictures of ``mgs eval --maps``
-    (:func:`~momentum_gs.eval.evaluate.depth_picture`, :func:`~momentum_gs.eval.evaluate.normal_picture`).
-    No parts: the background colour alone."""
+def render_frame(parts, appearance, camera: Camera, render_cfg,
+                 settings: FrameSettings | str = "rgb") -> tuple[np.ndarray, int, np.ndarray | None]:
+    """([H, W, 3] uint8 RGB frame, Gaussians drawn, [H, W] float32 camera-space depth or None) of ``parts`` (a
+    list of (anchors, decoder)) from ``camera`` with the mean appearance code. The depth (``FAR`` where the
+    scene covers at most half a pixel) lets the browser hide the overlays behind the scene. ``mode`` "depth"
+    and "normal" show the pictures of ``mgs eval --maps`` (:func:`~momentum_gs.eval.evaluate.depth_picture`,
+    :func:`~momentum_gs.eval.evaluate.normal_picture`); ``settings`` may be a mode alone. No parts: the
+    background colour alone, no depth."""
+    if isinstance(settings, str):
+        settings = FrameSettings(settings)
+    if settings.background is not None:
+        render_cfg = replace(render_cfg, background=list(settings.background))
     if not parts:
         colour = np.clip(np.asarray(render_cfg.background) * 255, 0, 255).round().astype(np.uint8)
-        return np.broadcast_to(colour, (camera.height, camera.width, 3)).copy(), 0
-    extras = () if mode == "rgb" else (mode,)
+        return np.broadcast_to(colour, (camera.height, camera.width, 3)).copy(), 0, None
+    extras = ("depth",) if settings.mode != "normal" else ("depth", "normal")
     view = render_view(parts, camera, render_cfg, appearance, None, extras=extras)
-    if mode == "depth":
-        return depth_picture(view.output), view.num_gaussians
-    if mode == "normal":
-        return normal_picture(view.output), view.num_gaussians
-    return view.output.image.clamp(0, 1).mul(255).round().byte().cpu().numpy(), view.num_gaussians
+    output = view.output
+    covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
+    depth = np.where(covered, output.normalised_depth()[..., 0].detach().cpu().numpy(), FAR).astype(np.float32)
+    if settings.mode == "depth":
+        image = depth_picture(output, settings.near, settings.far)
+    elif settings.mode == "normal":
+        image = normal_picture(output)
+    else:
+        image = output.image.clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    return image, view.num_gaussians, depth
 
 
 def cell_boxes(partition) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

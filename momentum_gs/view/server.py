@@ -25,17 +25,22 @@ import numpy as np
 
 from momentum_gs.errors import UserError, one_line
 from momentum_gs.ranges import PORT
-from momentum_gs.view.frames import (MODES, block_rgb, camera_pose, cell_boxes, frame_size, render_frame,
-                                     viewer_camera)
+from momentum_gs.view.frames import (MODES, FrameSettings, block_rgb, camera_pose, cell_boxes, frame_size,
+                                     render_frame, viewer_camera)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+ANY_HOST = ("0.0.0.0", "::")
 PREVIEW_PIXELS = 160 * 120  # the frame while the camera moves: interactive on a CPU
 SETTLE_S = 0.2  # the camera rests this long before the full frame is rendered
 REFRESH_S = 1.0  # while training, a resting camera's frame is redrawn at most this often
 
 
 def check_port(host: str, port: int) -> None:
-    """A UserError when ``port`` cannot be bound on ``host`` (viser would quietly take the next free one)."""
+    """A UserError when ``port`` cannot be bound on ``host`` (viser would quietly take the next free one), or
+    when ``host`` is empty (it would listen everywhere and print an address no browser opens)."""
+    if not host.strip():
+        raise UserError("--host is empty; give the address to listen on: 127.0.0.1 (this machine, the default) "
+                        "or 0.0.0.0 (every interface)")
     if not PORT.holds(port):
         raise UserError(f"--port {port}: give a port between 1 and 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -74,6 +79,14 @@ def own_random_for_pings() -> None:
 
     if not isinstance(connection.random, random.Random):
         connection.random = random.Random()
+
+
+def quiet_handshake_errors() -> None:
+    """No traceback on the console for a client that is not a browser (a bare TCP connect, a port scanner):
+    the websockets server logs a failed opening handshake with its whole stack at ERROR."""
+    import logging
+
+    logging.getLogger("websockets.server").setLevel(logging.CRITICAL)
 
 
 @dataclass
@@ -120,6 +133,7 @@ class Viewer:
         with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: our line names the address
             self.server = viser.ViserServer(host=host, port=port, verbose=False)
         own_random_for_pings()
+        quiet_handshake_errors()
         # a frame for a browser that left while it was rendered is dropped: nothing to warn about
         warnings.filterwarnings("ignore", message=r"Queued a \w+ on a closed connection", category=UserWarning)
         self.host, self.port = host, self.server.get_port()
@@ -140,8 +154,10 @@ class Viewer:
 
     @property
     def url(self) -> str:
-        """The address to open in a browser."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The address to open in a browser: for a viewer on every interface (0.0.0.0, ::), this machine's
+        name, which other machines can open too."""
+        host = socket.gethostname() if self.host in ANY_HOST else self.host
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     # ---- controls and scene ------------------------------------------------------------------------------
@@ -153,9 +169,14 @@ class Viewer:
         self.frame_text = gui.add_markdown("no frame yet")
         self.mode = gui.add_dropdown("Render", MODES, initial_value="rgb")
         self.resolution = gui.add_slider("Resolution", min=0.1, max=1.0, step=0.05, initial_value=1.0)
+        background = np.clip(np.asarray(self.source.cfg.render.background, np.float64) * 255, 0, 255).round()
+        self.background = gui.add_rgb("Background", initial_value=tuple(int(c) for c in background))
+        with gui.add_folder("Depth range", expand_by_default=False):  # 0, 0: each frame's 2nd-98th percentile
+            self.near = gui.add_number("Near", initial_value=0.0, min=0.0, step=0.01)
+            self.far = gui.add_number("Far", initial_value=0.0, min=0.0, step=0.01)
         self.show_cameras = gui.add_checkbox("Cameras", initial_value=True)
         self.show_cells = gui.add_checkbox("Cells", initial_value=self.source.partition is not None)
-        for handle in (self.mode, self.resolution):
+        for handle in (self.mode, self.resolution, self.background, self.near, self.far):
             handle.on_update(lambda _: self._changed())
         self.show_cameras.on_update(lambda _: self._set_visible(self.frustums, self.show_cameras.value))
         self.show_cells.on_update(lambda _: self._set_visible(self.boxes, self.show_cells.value))
@@ -220,6 +241,18 @@ class Viewer:
         else:
             paused.set()
             self.pause.label = "Resume"
+
+    @property
+    def frame_settings(self) -> FrameSettings:
+        """The panel's render mode, background and depth range."""
+        near, far = float(self.near.value), float(self.far.value)
+        return FrameSettings(self.mode.value, tuple(c / 255 for c in self.background.value),
+                             near if far > near else None, far if far > near else None)
+
+    @property
+    def overlays_shown(self) -> bool:
+        """Whether frustums or cells are drawn over the frames (their depth is then sent with each frame)."""
+        return bool(self.show_cameras.value or (self.show_cells.value and self.boxes))
 
     @property
     def blocks(self) -> tuple[int, ...]:
@@ -299,19 +332,22 @@ class Viewer:
         else:
             return False
         camera = viewer_camera(position, wxyz, fov, *size).to(self.source.device)
-        mode, blocks = self.mode.value, self.blocks
+        settings, blocks = self.frame_settings, self.blocks
         started = time.perf_counter()
         with self.source.lock:
             version = self.source.version
-            image, gaussians = render_frame(self.source.parts(blocks), self.source.appearance, camera,
-                                            self.source.cfg.render, mode)
+            image, gaussians, depth = render_frame(self.source.parts(blocks), self.source.appearance, camera,
+                                                   self.source.cfg.render, settings)
         seconds = time.perf_counter() - started
-        client.scene.set_background_image(image, format="png" if full else "jpeg", jpeg_quality=85)
+        # with the depth, the browser hides frustums and cells where the scene is in front of them (viser keeps
+        # depths up to 167.77 scene units: farther overlays are drawn over the scene)
+        client.scene.set_background_image(image, format="png" if full else "jpeg", jpeg_quality=85,
+                                          depth=depth if self.overlays_shown else None)
         state.sent_at = time.perf_counter()
         if full:
             state.full, state.version = True, version
             self.frames += 1
-            self.last_frame = Frame(client_id, camera, mode, blocks, version, seconds, self.frames)
+            self.last_frame = Frame(client_id, camera, settings.mode, blocks, version, seconds, self.frames)
             self.frame_text.content = (f"{size[0]}×{size[1]} frame in {seconds * 1000:.0f} ms, "
                                        f"{gaussians} Gaussians")
             if self.first_frame_s is None:
