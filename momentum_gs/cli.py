@@ -44,8 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: runs/<scene name>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--viewer", action="store_true",
-                       help="serve the live viewer while training (`mgs view`'s page: the loaded blocks, the step, "
-                            "loss and PSNR, a pause button)")
+                       help="serve the live viewer while training (`mgs view`'s page: every block, the step, loss and "
+                            "PSNR, a pause button), and the final model after it until Ctrl-C")
+    train.add_argument("--viewer-exit", action="store_true",
+                       help="with --viewer: stop the viewer when the training ends")
     add_number(train, "--port", kind=int, allowed=PORT, default=8080, help="the viewer's port (default 8080)")
     train.add_argument("--host", default="127.0.0.1",
                        help="the viewer's address (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
@@ -224,9 +226,8 @@ def cmd_train(args) -> None:
     from momentum_gs.train.run import describe, train_from_args
 
     viewer = (args.host, args.port) if args.viewer else None
-    summary = train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume, viewer=viewer)
-    if summary["is_main"]:
-        print(describe(summary))
+    train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume, viewer=viewer,
+                    keep_viewer=not args.viewer_exit, report=lambda summary: print(describe(summary)))
 
 
 def cmd_table(args) -> None:
@@ -336,12 +337,11 @@ def cmd_render(args) -> None:
 
 def cmd_view(args) -> None:
     """``mgs view``: serve the live viewer of a trained run until Ctrl-C or SIGTERM."""
-    import signal
     import time
 
     from momentum_gs.config import resolve_device
     from momentum_gs.render.fused import compositor_in_use
-    from momentum_gs.view.server import Viewer, check_port, import_viser, warn_if_open
+    from momentum_gs.view.server import Viewer, check_port, import_viser, serve_until_interrupted, warn_if_open
     from momentum_gs.view.sources import RunSource
 
     started = time.perf_counter()
@@ -351,23 +351,8 @@ def cmd_view(args) -> None:
     print(compositor_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
     viewer = Viewer(source, args.host, args.port, started=started)
     warn_if_open(args.host)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: closed as Ctrl-C closes it
-    try:
-        print(f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) at {viewer.url}; "
-              "Ctrl-C to stop",
-              flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        viewer.close()
-        print("viewer stopped", flush=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame) -> None:
-    """A signal handler that stops the main thread as Ctrl-C does."""
-    raise KeyboardInterrupt
+    serve_until_interrupted(viewer, f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) "
+                                    f"at {viewer.url}; Ctrl-C to stop")
 
 
 def cmd_synth(args) -> None:

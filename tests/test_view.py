@@ -473,3 +473,67 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
         thread.join(timeout=300)
     a, b = (load_checkpoint(latest_checkpoint(run / "ckpt")) for run in (without, tmp_path / "with"))
     assert a["step"] == b["step"] == 300 and checksum(a) == checksum(b)  # the same run, random streams and all
+
+
+def test_the_training_view_draws_every_block_the_parked_ones_as_last_trained(block_config, tmp_path):
+    """While 1 of 2 blocks trains, the other is drawn from its parked state, which follows it each time it is
+    parked again; all blocks together are the sum of each alone."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.train.trainer import Trainer
+    from momentum_gs.view.sources import TrainingSource
+
+    trainer = Trainer(block_config, load_scene(block_config.data), tmp_path / "run", torch.device("cpu"))
+    trainer.view = source = TrainingSource(trainer)
+    camera = trainer.scene.train[0].scaled(64, 48)
+
+    def frame(blocks):
+        with source.lock:
+            return render_frame(source.parts(blocks), source.appearance, camera, block_config.render)
+
+    trainer.train(until=1)
+    (parked,) = [b.id for b in trainer.blocks if not b.loaded]
+    first, drawn, _ = frame((parked,))
+    assert drawn > 0 and "parked (as last trained): " + str(parked) in source.status()
+    steps = trainer.blocks[parked].steps
+    while trainer.blocks[parked].loaded or trainer.blocks[parked].steps == steps:  # trained again, parked again
+        trainer.train(until=trainer.step + 1)
+    again, _, _ = frame((parked,))
+    assert np.abs(again.astype(int) - first).mean() > 0.1  # its newer state, not the first one kept
+    alone = [frame((b,))[1] for b in (0, 1)]
+    assert frame((0, 1))[1] == sum(alone) and min(alone) > 0
+
+
+@needs_viser
+@pytest.mark.parametrize("exit_with_training", [False, True], ids=["serves-on", "viewer-exit"])
+def test_after_training_the_viewer_serves_the_final_model_until_ctrl_c(tiny_scene, tmp_path, exit_with_training):
+    """`mgs train --viewer` keeps the page up with the final model (the run written and unlocked first), until
+    Ctrl-C; `--viewer-exit` ends with the training."""
+    from tests.conftest import TINY_OVERRIDES
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONFAULTHANDLER": "1"}
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv = ['mgs'] + sys.argv[1:]; runpy.run_module('momentum_gs.cli', run_name='__main__')")
+    argv = ["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), "--viewer", "--port", str(port),
+            *(["--viewer-exit"] if exit_with_training else []), *TINY_OVERRIDES, "log.tensorboard=false"]
+    process = subprocess.Popen([sys.executable, "-c", start, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        if exit_with_training:
+            out, err = process.communicate(timeout=600)
+            assert process.returncode == 0 and "training done" not in out, (out, err)
+            return
+        lines = []
+        while not (lines and lines[-1].startswith("training done")):
+            line = process.stdout.readline()
+            assert line, f"mgs train ended: {''.join(lines)}{process.stderr.read()}"
+            lines.append(line)
+        assert f"the viewer serves the final model at http://127.0.0.1:{port} until Ctrl-C" in lines[-1]
+        assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / ".lock").exists()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+            assert answer.status == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and out.strip().endswith("viewer stopped"), (out, err)

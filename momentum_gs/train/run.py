@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from momentum_gs.config import Config, load_config, schedule_warnings
@@ -52,12 +53,15 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
     return cfg
 
 
-def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = None) -> dict:
+def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = None, keep_viewer: bool = False,
+          report: Callable[[dict], None] | None = None) -> dict:
     """Load the scene, train (continuing from the last checkpoint with ``resume``), return a summary.
 
     Under ``torchrun`` every process calls this; they join one process group and share the work
     (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
-    ``viewer`` (host, port) serves the live viewer of the training on rank 0 (:mod:`momentum_gs.view`).
+    ``viewer`` (host, port) serves the live viewer of the training on rank 0 (:mod:`momentum_gs.view`);
+    ``keep_viewer``: after a training that ran to its end, it serves the final model until Ctrl-C (the run's
+    lock released, its summary written and given to ``report`` first).
     """
     from momentum_gs.data.sanity import scene_warnings
     from momentum_gs.data.scene import load_scene
@@ -72,7 +76,7 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
     if not resume and latest_checkpoint(out_dir / "ckpt") is not None:
         raise UserError(f"{out_dir} already holds a trained run; use --resume to continue it or another --out")
     world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
-    lock, made_folder, live = None, not out_dir.exists(), None
+    lock, made_folder, live, kept = None, not out_dir.exists(), None, None
     if viewer is not None and world.is_main:  # a busy port or no viser: one line before anything is made
         from momentum_gs.view.server import check_port, import_viser
 
@@ -111,6 +115,8 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
                       file=sys.stderr, flush=True)
         with stop_on_signals(trainer, enabled=not world.distributed):
             summary = trainer.train()
+        if live is not None and keep_viewer and not trainer.stop_requested:
+            kept, live = live, None  # not closed below: it goes on serving the final model
     except BaseException:
         if lock is not None:
             lock.release()
@@ -128,17 +134,27 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
     summary["out"], summary["is_main"], summary["compositor"] = str(out_dir), world.is_main, compositor
     if world.is_main:
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+        if report is not None:
+            report(summary)
+    if kept is not None:
+        from momentum_gs.view.server import serve_until_interrupted
+
+        trainer.view.finished = True
+        serve_until_interrupted(kept, f"training done: the viewer serves the final model at {kept.url} until Ctrl-C "
+                                      "(--viewer-exit stops it with the training)")
     return summary
 
 
 def start_live_viewer(trainer, host: str, port: int):
     """Serve the viewer of ``trainer``'s loaded blocks (:class:`~momentum_gs.view.server.Viewer`); its frames
     are rendered in their own thread, between the trainer's steps."""
+    from tqdm import tqdm
+
     from momentum_gs.view.server import Viewer, warn_if_open
     from momentum_gs.view.sources import TrainingSource
 
     trainer.view = TrainingSource(trainer)
-    viewer = Viewer(trainer.view, host, port)
+    viewer = Viewer(trainer.view, host, port, log=lambda line: tqdm.write(line, file=sys.stderr))  # above the bar
     warn_if_open(host)
     print(f"viewer of the training at {viewer.url}", flush=True)
     return viewer
@@ -228,10 +244,10 @@ def describe(summary: dict) -> str:
     return line + next_step
 
 
-def train_from_args(config, data, out, overrides, resume: bool = False, viewer: tuple[str, int] | None = None
-                    ) -> dict:
+def train_from_args(config, data, out, overrides, resume: bool = False, viewer: tuple[str, int] | None = None,
+                    keep_viewer: bool = False, report: Callable[[dict], None] | None = None) -> dict:
     """``mgs train``. After ``torchrun --max-restarts`` restarts a failed job, it resumes by itself. ``viewer``
-    (host, port): serve the live viewer (rank 0)."""
+    (host, port): serve the live viewer (rank 0); ``keep_viewer`` and ``report``: as :func:`train`."""
     from momentum_gs.io.checkpoint import latest_checkpoint
     from momentum_gs.train.distributed import restart_count
 
@@ -244,7 +260,7 @@ def train_from_args(config, data, out, overrides, resume: bool = False, viewer: 
             raise UserError(f"blocks.partition={cfg.blocks.partition} is made by one process: run `mgs partition "
                             f"--data {cfg.data.path} --out PART.npz --blocks N` first and pass blocks.partition=PART.npz")
         auto_partition_in_run(cfg)
-    return train(cfg, resume=resume, viewer=viewer)
+    return train(cfg, resume=resume, viewer=viewer, keep_viewer=keep_viewer, report=report)
 
 
 def auto_partition_in_run(cfg: Config) -> None:

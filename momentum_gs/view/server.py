@@ -361,3 +361,23 @@ class Viewer:
         self._thread.join(timeout=10)
         with contextlib.redirect_stdout(io.StringIO()):
             self.server.stop()
+
+
+def serve_until_interrupted(viewer: Viewer, line: str) -> None:
+    """Print ``line``, then serve until Ctrl-C or SIGTERM (a service manager's stop), close the viewer and say
+    so."""
+    import signal
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        print(line, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        viewer.close()
+        print("viewer stopped", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -71,6 +71,8 @@ class TrainingSource:
         self.paused = threading.Event()
         self.version = 0  # the step the trainer has finished
         self.metrics = None  # the last step's Metrics (on the device until read)
+        self.finished = False  # set when training has ended and the viewer goes on showing the result
+        self._parked_parts: dict[int, tuple[int, tuple]] = {}  # block id → (its steps when parked, its part)
 
     @property
     def appearance(self):
@@ -83,9 +85,39 @@ class TrainingSource:
         return len(self.trainer.blocks)
 
     def parts(self, blocks) -> list:
-        """The (anchors, decoder) parts of the loaded blocks among ``blocks`` (call under :attr:`lock`)."""
-        loaded = [self.trainer.blocks[b] for b in sorted(blocks) if 0 <= b < self.num_blocks]
-        return [(block.anchors, block.decoder or self.trainer.decoder) for block in loaded if block.loaded]
+        """The (anchors, decoder) parts of ``blocks`` (call under :attr:`lock`): a loaded block as it trains, a
+        parked one as it was parked (with the shared decoder as it is now)."""
+        parts = []
+        for b in sorted(blocks):
+            if not 0 <= b < self.num_blocks:
+                continue
+            block = self.trainer.blocks[b]
+            if block.loaded:
+                parts.append((block.anchors, block.decoder or self.trainer.decoder))
+            elif (parked := self._parked(block)) is not None:
+                parts.append(parked)
+        return parts
+
+    def _parked(self, block):
+        """(anchors, decoder) of a parked block from the trainer's block store, rebuilt once each time it is
+        parked (its step count tells); None when the store does not hold it."""
+        from momentum_gs.model.anchors import AnchorSet
+        from momentum_gs.model.decoder import Decoder
+
+        cached = self._parked_parts.get(block.id)
+        if cached is not None and cached[0] == block.steps:
+            return cached[1]
+        if block.id not in self.trainer.store:
+            return None
+        state = self.trainer.store.peek(block.id)
+        anchors = AnchorSet.from_dict(state["anchors"], device=self.device)
+        decoder = self.trainer.decoder
+        if "decoder" in state:  # independent blocks: each its own decoder
+            decoder = Decoder.from_config(self.cfg.model).to(self.device)
+            decoder.load_state_dict(state["decoder"])
+            decoder.eval()
+        self._parked_parts[block.id] = (block.steps, (anchors, decoder))
+        return anchors, decoder
 
     def step_done(self, step: int, metrics) -> None:
         """After a step (the trainer's thread): remember it; wait here while the viewer's pause is on."""
@@ -100,6 +132,10 @@ class TrainingSource:
         if self.metrics is not None:
             values = self.metrics.read()
             line += f", loss {values['loss']:.4f}, PSNR {values['psnr']:.2f} dB"
+        if self.finished:
+            return line + "; **training done**: the final model, until Ctrl-C in the terminal"
         loaded = [str(block.id) for block in trainer.blocks if block.loaded]
-        line += f"; blocks loaded: {', '.join(loaded) or 'none'}"
+        parked = [str(block.id) for block in trainer.blocks if not block.loaded and block.id in trainer.store]
+        line += f"; blocks training: {', '.join(loaded) or 'none'}"
+        line += f"; parked (as last trained): {', '.join(parked)}" if parked else ""
         return line + (" (paused)" if self.paused.is_set() else "")
