@@ -83,6 +83,12 @@ def test_eval_and_export_round_trip(tiny_config, tmp_path, monkeypatch):
     for key in ("psnr", "ssim", "num_test_views", "num_anchors", "num_gaussians", "seconds_per_view", "storage_mb"):
         assert results[key] is not None, key
     assert results["lpips"] is None and "vgg16-397923af.pth" in results["lpips_note"]
+    from momentum_gs.eval.evaluate import summary_lines
+
+    assert any("vgg16-397923af.pth" in line for line in summary_lines(results, tiny_config.out))
+    again = evaluate_run(tiny_config.out, save_images=False)  # the whole hint once per run, then a short line
+    assert [line for line in summary_lines(again, tiny_config.out) if line.startswith("LPIPS")] == \
+        ["LPIPS not computed: its weights are still missing (lpips_note in eval/results.json)"]
     assert results["num_test_views"] == 2 and "psnr_cc" not in results
     assert 5.0 < results["psnr"] < 60.0 and 0.0 < results["ssim"] <= 1.0
     assert len(list((tmp_path / "run" / "eval" / "renders").glob("*.png"))) == 2

@@ -123,6 +123,7 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     results["lpips_convention"] = lpips.convention if lpips is not None else None
     if lpips_note:
         results["lpips_note"] = lpips_note
+        results["lpips_note_said_before"] = _said_before(run_dir / "eval" / "results.json", lpips_note)
     results["peak_render_memory_mb"] = (torch.cuda.max_memory_allocated(model.device) / 2**20
                                         if model.device.type == "cuda" else None)  # CPU: not measured
     if strip:  # renders on top, ground truth below, a few held-out views side by side
@@ -206,6 +207,14 @@ def _lpips(metrics: MetricsConfig, device: torch.device):
         return None, str(missing)
 
 
+def _said_before(results_path: Path, note: str) -> bool:
+    """Whether the run's previous evaluation (its ``results.json``) carried the same LPIPS note."""
+    try:
+        return json.loads(results_path.read_text()).get("lpips_note") == note
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def summarize(per_view: list[dict], seconds: list[float], model, step: int) -> dict:
     """Means over views and the model's size, as written to ``results.json``. The FPS is the paper's: one over
     the mean render time of the views after the first ``WARMUP_VIEWS`` (all views, when there are no more than
@@ -285,7 +294,9 @@ def summary_lines(results: dict, run_dir: str | Path) -> list[str]:
                         f"{results['median_depth_rel_error']:.1%}" if results.get("median_depth_abs_error") else ""))
     if "psnr_cc" in results:
         lines.append(f"colour-corrected: PSNR {results['psnr_cc']:.2f} dB, SSIM {results['ssim_cc']:.4f}")
-    if results.get("lpips_note"):
+    if results.get("lpips_note_said_before"):  # the whole hint once per run: it does not change
+        lines.append("LPIPS not computed: its weights are still missing (lpips_note in eval/results.json)")
+    elif results.get("lpips_note"):
         lines.append(f"LPIPS not computed: {results['lpips_note']}")
     if (run_dir / "eval" / "strip.png").is_file():
         lines.append(f"held-out renders over ground truth: {run_dir / 'eval' / 'strip.png'}")
