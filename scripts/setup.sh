@@ -8,12 +8,21 @@ PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 EXTRAS=${EXTRAS:-test,sfm}
 cd "$(dirname "$0")/.."
+# pip -q says nothing for minutes while it downloads and unpacks: a line every 10 s says it is still at work.
+ticking() {
+    "$@" & local pid=$! start=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
+        kill -0 "$pid" 2>/dev/null && echo "setup: pip is still at work ($((SECONDS - start)) s)"
+    done
+    wait "$pid"
+}
 
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
     echo "setup: installing the CPU build of PyTorch $TORCH_VERSION"
-    "$PYTHON" -m pip install -q --retries 0 --timeout 15 \
+    ticking "$PYTHON" -m pip install -q --retries 0 --timeout 15 \
         --index-url https://download.pytorch.org/whl/cpu "torch==$TORCH_VERSION" 2>/dev/null \
-    || "$PYTHON" -m pip install -q "torch==$TORCH_VERSION"
+    || ticking "$PYTHON" -m pip install -q "torch==$TORCH_VERSION"
 fi
 # -W ignore: torch warns "Failed to initialize NumPy" when numpy is not installed yet (it comes next)
 installed=$("$PYTHON" -W ignore -c "import torch; print(torch.__version__.split('+')[0])")
@@ -35,6 +44,6 @@ if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, 
     exit 0
 fi
 echo "setup: installing momentum_gs[$EXTRAS] (torch $installed kept)"
-PIP_CONSTRAINT="$constraints" "$PYTHON" -m pip install -q -e ".[$EXTRAS]"
+PIP_CONSTRAINT="$constraints" ticking "$PYTHON" -m pip install -q -e ".[$EXTRAS]"
 "$PYTHON" -c "import torch, momentum_gs; print(f'setup: momentum_gs {momentum_gs.__version__} with torch {torch.__version__}')"
 build_kernels
