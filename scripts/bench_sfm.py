@@ -1,7 +1,7 @@
 """`mgs sfm` against photo count and --max-size: seconds per phase (features, matching, mapping), wall time
 and peak memory (the child process's maximum resident set), one fresh output folder per run.
 
-    python scripts/bench_sfm.py PHOTOS --sizes 1600 2400 3200 [--threads 2] [--work /tmp/bench_sfm]
+    python scripts/bench_sfm.py PHOTOS --sizes 1600 2400 3200 [--threads 2] [--work /tmp/bench_sfm] [-- --matcher spatial]
 
 Prints one Markdown table row per run; the CPU's model and ISA head the table.
 """
@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1600, 2400, 3200])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_sfm"))
-    parser.add_argument("extra", nargs="*", help="more mgs sfm options, after --")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # more mgs sfm options, after --
+    args.extra = [a for a in extra if a != "--"]
     count = sum(1 for p in args.photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff"))
     print(f"CPU: {cpu()}; {args.threads} COLMAP threads; {count} photos in {args.photos}")
     print("| photos | --max-size | features s | matcher | matching s (pairs) | mapping s | wall s | peak memory MB "

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
+from momentum_gs.estimate import estimate_line
 from momentum_gs.io.bake import StandardGaussians, bake, eval_sh, standard_ply_bytes
 from momentum_gs.losses import l1, psnr, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, gaussian_tensors, rasterize
@@ -344,10 +345,10 @@ def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cf
         bar.update(1)
         if step == PROBE_STEPS and total > PROBE_STEPS:
             per_step = (time.perf_counter() - loop_start) / step
-            total, line = _sized(total, per_step, budget_s, steps_option)
+            total, line = _sized(bar.desc, total, per_step, budget_s, steps_option)
             prune_steps, bar.total = _prune_steps(total), total
             record["estimate"] = {"seconds_per_step": per_step, "steps": total, "estimated_s": per_step * total}
-            bar.write(f"{bar.desc}: {line}", file=sys.stderr)
+            bar.write(line, file=sys.stderr)
     bar.close()
     times["train_s"] = time.perf_counter() - started
     with torch.no_grad():
@@ -362,14 +363,13 @@ def _prune_steps(total: int) -> set[int]:
     return {max(1, total // 3), max(1, 2 * total // 3)} if total >= 3 else set()
 
 
-def _sized(total: int, per_step: float, budget_s: float | None, option: str) -> tuple[int, str]:
+def _sized(what: str, total: int, per_step: float, budget_s: float | None, option: str) -> tuple[int, str]:
     """(the steps to run, the line that says so) from the measured time of a step."""
     fits = max(PROBE_STEPS, int(budget_s / per_step)) if budget_s else total
     if fits < total:
-        return fits, (f"{per_step:.2f} s a step here: {fits} of the {total} steps fit in the {budget_s:.0f} s budget "
-                      f"(about {per_step * fits / 60:.1f} min in all; {option} N to choose)")
-    return total, (f"{per_step:.2f} s a step here: about {per_step * total / 60:.1f} min for {total} steps "
-                   f"({option} N to shorten)")
+        return fits, (f"{what}: {per_step:.2f} s a step here: {fits} of the {total} steps fit in the {budget_s:.0f} s "
+                      f"budget (about {per_step * fits / 60:.1f} min in all; {option} N to choose)")
+    return total, estimate_line(what, per_step, total, "step", f"{option} N")
 
 
 def refine(model: GaussianScene, gaussians: StandardGaussians, cameras: list[Camera], photos,
