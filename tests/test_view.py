@@ -537,3 +537,44 @@ def test_after_training_the_viewer_serves_the_final_model_until_ctrl_c(tiny_scen
     finally:
         process.kill()
     assert process.returncode == 0 and out.strip().endswith("viewer stopped"), (out, err)
+
+
+@needs_browser
+@pytest.mark.slow
+def test_chromium_shows_a_training_block_before_and_after_it_is_parked(block_config, tmp_path):
+    """The page of a training shows every block: a block that was training and is now parked is still drawn
+    (from its parked state), where before only the loaded blocks were."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.train.trainer import Trainer
+    from momentum_gs.view.server import Viewer
+    from momentum_gs.view.sources import TrainingSource
+
+    trainer = Trainer(block_config, load_scene(block_config.data), tmp_path / "run", torch.device("cpu"))
+    trainer.view = source = TrainingSource(trainer)
+    trainer.train(until=1)
+    (training,) = [b.id for b in trainer.blocks if b.loaded]
+    viewer = Viewer(source, "127.0.0.1", free_port(), log=lambda line: None)
+    viewer.show_cameras.value = viewer.show_cells.value = False  # the background image alone
+    browser = Browser(tmp_path / "profile", *SHOT)
+
+    def ours(camera, blocks):
+        with source.lock:
+            image = render_frame(source.parts(blocks), source.appearance, camera, block_config.render)[0]
+        return image.astype(np.float64) / 255
+
+    try:
+        browser.open(viewer.url)
+        before, frame = _shot(browser, viewer, 0, source.cameras[0])
+        assert _correlation(before, ours(frame.camera, (0, 1))) > 0.99
+        while trainer.blocks[training].loaded:  # train until that block is parked
+            trainer.train(until=trainer.step + 1)
+        source.version += 1  # a new model version: the resting camera's frame is redrawn
+        after, frame_after = _shot(browser, viewer, frame.count)
+        loaded_only = ours(frame_after.camera, [b.id for b in trainer.blocks if b.loaded])
+        everything = ours(frame_after.camera, (0, 1))
+        assert _correlation(after, everything) > 0.99  # the parked block is in the picture
+        assert np.abs(everything - loaded_only).max(-1).mean() > 0.02  # and it draws a part of it
+        assert _correlation(after, loaded_only) < _correlation(after, everything) - 0.01
+    finally:
+        browser.close()
+        viewer.close()
