@@ -310,9 +310,11 @@ def schedule_warnings(cfg: Config) -> list[str]:
     """One line per schedule key that lies past the end of the run (a config written for a longer run, cut
     with ``optim.steps``), with the value that keeps the default's proportion of the run."""
     steps, lines = cfg.optim.steps, []
+    unused = {"weighting.warmup": not cfg.weighting.enabled,
+              "geometry.depth_normal_from": not cfg.geometry.lambda_depth_normal}
     for key, effect in SCHEDULE_KEYS.items():
         value = _get(cfg, key)
-        if value <= steps:
+        if value <= steps or unused.get(key, False):  # a key of a part that is off schedules nothing
             continue
         section, name = key.split(".")
         default = getattr(type(getattr(cfg, section))(), name)

@@ -112,6 +112,9 @@ def test_a_schedule_past_the_end_of_a_cut_run_is_said_with_the_value_to_give():
     assert line.startswith("strategy.update_until=1500 is past the run's last step (optim.steps=1200)")
     assert line.endswith("give strategy.update_until=600")
     assert schedule_warnings(load_config(config, ["optim.steps=1200", "strategy.update_until=600"])) == []
-    lines = schedule_warnings(load_config(None, ["optim.steps=3000", "weighting.warmup=5000"]))
+    assert [line.split("=")[0] for line in schedule_warnings(load_config(None, ["optim.steps=300"]))] == \
+        ["optim.lr_max_steps"]  # the block weighting is off by default: its warm-up schedules nothing
+    lines = schedule_warnings(load_config(None, ["optim.steps=3000", "weighting.enabled=true",
+                                                 "weighting.warmup=5000"]))
     assert [line.split("=")[0] for line in lines] == ["optim.lr_max_steps", "weighting.warmup"]
     assert lines[0].endswith("optim.lr_max_steps=0") and lines[1].endswith("weighting.warmup=100")

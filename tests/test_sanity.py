@@ -82,7 +82,7 @@ def test_mgs_train_warns_in_one_line_and_goes_on(tiny_scene, tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no other warning on the way
         status = main(["train", "--data", str(scene), "--out", str(tmp_path / "run"), "optim.steps=1",
-                       "log.tensorboard=false", "device=cpu"])
+                       "optim.lr_max_steps=0", "log.tensorboard=false", "device=cpu"])  # a schedule within the run
     err = capsys.readouterr().err
     assert status == 0
     warned = [line for line in err.splitlines() if line.startswith("warning: ")]
