@@ -8,11 +8,11 @@ PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 EXTRAS=${EXTRAS:-test,sfm}
 cd "$(dirname "$0")/.."
-# pip -q says nothing for minutes while it downloads and unpacks: a line every 8 s says it is still at work.
+# pip -q says nothing for minutes while it downloads and unpacks: a line every 5 s says it is still at work.
 ticking() {
     "$@" & local pid=$! start=$SECONDS
     while kill -0 "$pid" 2>/dev/null; do
-        for _ in 1 2 3 4 5 6 7 8; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
+        for _ in 1 2 3 4 5; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
         kill -0 "$pid" 2>/dev/null && echo "setup: pip is still at work ($((SECONDS - start)) s)"
     done
     wait "$pid"
