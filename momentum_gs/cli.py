@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from momentum_gs.data.convert import cli as convert_cli
-from momentum_gs.data.sfm.options import ALTITUDE_MODES, EXHAUSTIVE_MAX, SfmOptions
+from momentum_gs.data.sfm.options import ALTITUDE_MODES, EXHAUSTIVE_MAX, EXHAUSTIVE_MAX_GPS, SfmOptions
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
@@ -137,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     sfm.add_argument("--out", required=True,
                      help="scene folder to write (images/ + sparse/0, sfm.json, cameras.png)")
     sfm.add_argument("--matcher", default="auto", help="auto, exhaustive, sequential, spatial or vocab (default "
-                     f"auto: exhaustive up to {EXHAUSTIVE_MAX} photos, then spatial with GPS, else sequential)")
+                     f"auto: with GPS exhaustive up to {EXHAUSTIVE_MAX_GPS} photos, then spatial; without, "
+                     f"exhaustive up to {EXHAUSTIVE_MAX}, then sequential)")
     sfm.add_argument("--camera-model", default="OPENCV", help="COLMAP camera model (default OPENCV; SIMPLE_RADIAL, ...)")
     cams = sfm.add_mutually_exclusive_group()
     cams.add_argument("--single-camera", dest="camera_mode", action="store_const", const="single",

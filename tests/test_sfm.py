@@ -285,7 +285,9 @@ def test_sidecar_places_points():
 
 def test_matcher_rule():
     assert choose_matcher("auto", 18, True) == "exhaustive"
-    assert choose_matcher("auto", EXHAUSTIVE_MAX + 1, True) == "spatial"
+    assert choose_matcher("auto", 60, True) == "exhaustive" and choose_matcher("auto", 61, True) == "spatial"
+    assert choose_matcher("auto", 100, True) == "spatial"  # 2.4x faster at 100 photos, the same result
+    assert choose_matcher("auto", 100, False) == "exhaustive"  # without GPS: sequential needs capture order
     assert choose_matcher("auto", EXHAUSTIVE_MAX + 1, False) == "sequential"
     assert choose_matcher("sequential", 5, True) == "sequential"
 

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from momentum_gs.data.sfm.colmap_log import blocks_done, follow
-from momentum_gs.data.sfm.options import EXHAUSTIVE_MAX
+from momentum_gs.data.sfm.options import EXHAUSTIVE_MAX, EXHAUSTIVE_MAX_GPS
 from momentum_gs.errors import UserError
 
 SPATIAL_NEIGHBOURS = 30  # pairs per photo for spatial matching: its nearest GPS neighbours
@@ -42,11 +42,12 @@ def import_pycolmap():
 
 
 def choose_matcher(requested: str, n_images: int, has_gps: bool) -> str:
-    """The matcher ``auto`` stands for: exhaustive up to ``EXHAUSTIVE_MAX`` photos, then spatial when the
-    photos carry GPS, else sequential (photos named in capture order, as drones and video frames are)."""
+    """The matcher ``auto`` stands for: with GPS, exhaustive up to ``EXHAUSTIVE_MAX_GPS`` photos, then
+    spatial; without, exhaustive up to ``EXHAUSTIVE_MAX``, then sequential (photos named in capture order, as
+    drones and video frames are)."""
     if requested != "auto":
         return requested
-    if n_images <= EXHAUSTIVE_MAX:
+    if n_images <= (EXHAUSTIVE_MAX_GPS if has_gps else EXHAUSTIVE_MAX):
         return "exhaustive"
     return "spatial" if has_gps else "sequential"
 

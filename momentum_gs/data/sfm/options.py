@@ -11,9 +11,11 @@ from dataclasses import dataclass
 MATCHERS = ("auto", "exhaustive", "sequential", "spatial", "vocab")
 CAMERA_MODES = ("auto", "single", "per-image")
 ALTITUDE_MODES = ("auto", "use", "ignore")
-# Exhaustive matching costs a pair per two photos: 153 pairs took 13 s on 2 cores (brighton_beach, 2000 px,
-# up to 8192 features), so 100 photos (4950 pairs) take about 7 minutes; beyond that, neighbours only.
-EXHAUSTIVE_MAX = 100
+# Exhaustive matching costs a pair per two photos. With GPS, spatial matching (30 neighbours a photo) makes
+# as many pairs at 61 photos, and at 100 photos of a survey it took 208 s against exhaustive's 688 s for the
+# same registration and GPS residual (docs/benchmarks.md): exhaustive up to 60 photos. Without GPS the
+# alternative is sequential matching, which needs photos in capture order: exhaustive up to 100.
+EXHAUSTIVE_MAX, EXHAUSTIVE_MAX_GPS = 100, 60
 
 
 @dataclass
