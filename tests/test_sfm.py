@@ -431,7 +431,7 @@ def test_matching_blocks_are_sized_for_a_moving_bar():
     from momentum_gs.data.sfm.colmap_steps import match_block_size
 
     assert match_block_size(153) == 8  # 20 blocks for brighton_beach's exhaustive pairs
-    assert match_block_size(9000) == 225  # 40 for 300 photos' spatial pairs
+    assert match_block_size(5200) == 130  # about 40 blocks for 300 photos' distinct spatial pairs
     assert match_block_size(10**6) == 1225  # never more than COLMAP's own default
 
 
@@ -444,3 +444,18 @@ def test_the_next_run_folder_is_named_after_the_scene_and_new(tmp_path):
     (runs / "harbour").mkdir(parents=True)
     (runs / "harbour-2").mkdir()
     assert run_folder_for(tmp_path / "harbour", runs) == runs / "harbour-3"  # never an existing run
+
+
+def test_a_pair_listed_from_both_sides_is_matched_once():
+    """Spatial pairing lists each photo's neighbours, so a pair comes from both of its photos."""
+    from types import SimpleNamespace
+
+    from momentum_gs.data.sfm.colmap_steps import image_pairs
+
+    images = [SimpleNamespace(image_id=i, name=f"p{i}.jpg") for i in (1, 2, 3)]
+    db = SimpleNamespace(read_all_images=lambda: images, close=lambda: None)
+    generator = SimpleNamespace(all_pairs=lambda: [(1, 2), (2, 1), (1, 3), (3, 2), (2, 3)])
+    fake = SimpleNamespace(Database=SimpleNamespace(open=lambda path: db), SpatialPairingOptions=SimpleNamespace,
+                           SpatialPairGenerator=lambda pairing, database: generator)
+    assert image_pairs(fake, "db", "spatial", 3, None) == [("p1.jpg", "p2.jpg"), ("p1.jpg", "p3.jpg"),
+                                                           ("p2.jpg", "p3.jpg")]

@@ -103,7 +103,9 @@ def image_pairs(pycolmap, database: Path, matcher: str, n_images: int, vocab_tre
         pairs = generator.all_pairs()
     finally:
         db.close()
-    return [(names[a], names[b]) for a, b in pairs]
+    # a pair generator lists a pair once from each side (spatial: each photo's neighbours): once is enough
+    unique = dict.fromkeys((a, b) if a < b else (b, a) for a, b in pairs)
+    return [(names[a], names[b]) for a, b in unique]
 
 
 def check_vocab_tree(path: Path | None) -> Path:
@@ -154,7 +156,7 @@ def match(pycolmap, database: Path, pairs: list[tuple[str, str]], work_dir: Path
     def on_line(line: str) -> None:
         blocks = blocks_done(line)
         if blocks is not None:
-            done[0] = min(blocks[0] * pairing.block_size, len(pairs))
+            done[0] = round(len(pairs) * blocks[0] / max(blocks[1], 1))
 
     with follow(pycolmap, on_line, work_dir / "colmap.log") as stderr, \
             tqdm(total=len(pairs), desc=f"matching ({matcher})", unit="pair", dynamic_ncols=True, file=stderr) as bar:
