@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -152,7 +153,7 @@ def test_trusting_a_drifting_altitude_is_refused(drifting, capsys):
 
 def test_a_capture_in_two_parts_is_refused_or_its_larger_part_kept(tmp_path, capsys):
     """Ten of brighton_beach's photos, and five others mirrored left to right: the mirrored ones match each
-    other (a mirrored world) but not the ten, so the capture is two parts."""
+    other (a mirrored world) but not the ten, so the capture is in two parts or more."""
     import cv2
 
     photos = sorted((DATA / "input").iterdir())
@@ -166,7 +167,9 @@ def test_a_capture_in_two_parts_is_refused_or_its_larger_part_kept(tmp_path, cap
     out = tmp_path / "scene"
     assert main(["sfm", str(folder), "--out", str(out), "--threads", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "disconnected models (10, 5 photos" in err and "--keep-largest" in err
+    # the ten form one model; the mirrored five one or more (COLMAP's mapper splits them differently from
+    # machine to machine: 5, or 5 and 3 of them again, or 3 and 2)
+    assert re.search(r"disconnected models \(10, [0-9, ]+ photos of their own\)", err) and "--keep-largest" in err
     assert not (out / "sparse").exists()
     assert main(["sfm", str(folder), "--out", str(out), "--threads", "2", "--keep-largest"]) == 0
     printed = capsys.readouterr().out
