@@ -126,7 +126,9 @@ def test_frames_carry_their_depth_and_the_panel_settings(blocks_run):
     source = RunSource(blocks_run, torch.device("cpu"))
     camera = source.cameras[0].scaled(96, 72)
     parts, cfg = source.parts((0, 1)), source.cfg.render
-    _, _, depth = render_frame(parts, source.appearance, camera, cfg)
+    image, _, depth = render_frame(parts, source.appearance, camera, cfg)
+    plain, _, none = render_frame(parts, source.appearance, camera, cfg, with_depth=False)  # overlays hidden
+    assert none is None and np.array_equal(plain, image)
     with torch.no_grad():
         view = render_view(parts, camera, cfg, source.appearance, None, extras=("depth",)).output
     covered = (view.alpha[..., 0] > 0.5).numpy()

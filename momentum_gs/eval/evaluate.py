@@ -146,7 +146,8 @@ def depth_picture(output, near: float | None = None, far: float | None = None) -
     default the 2nd and 98th percentile of the covered pixels); black where alpha ≤ 0.5."""
     covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
     depth = output.normalised_depth()[..., 0].detach().cpu().numpy()
-    lo, hi = np.percentile(depth[covered], [2, 98]) if covered.any() else (0.0, 1.0)
+    if near is None or far is None:
+        lo, hi = np.percentile(depth[covered], [2, 98]) if covered.any() else (0.0, 1.0)
     lo, hi = near if near is not None else lo, far if far is not None else hi
     scaled = np.clip((depth - lo) / max(hi - lo, 1e-12), 0, 1)
     coloured = cv2.applyColorMap(np.round(255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]

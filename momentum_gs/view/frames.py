@@ -63,14 +63,14 @@ class FrameSettings:
 
 
 @torch.no_grad()
-def render_frame(parts, appearance, camera: Camera, render_cfg,
-                 settings: FrameSettings | str = "rgb") -> tuple[np.ndarray, int, np.ndarray | None]:
+def render_frame(parts, appearance, camera: Camera, render_cfg, settings: FrameSettings | str = "rgb",
+                 with_depth: bool = True) -> tuple[np.ndarray, int, np.ndarray | None]:
     """([H, W, 3] uint8 RGB frame, Gaussians drawn, [H, W] float32 camera-space depth or None) of ``parts`` (a
     list of (anchors, decoder)) from ``camera`` with the mean appearance code. The depth (``FAR`` where the
     scene covers at most half a pixel) lets the browser hide the overlays behind the scene. ``mode`` "depth"
     and "normal" show the pictures of ``mgs eval --maps`` (:func:`~momentum_gs.eval.evaluate.depth_picture`,
-    :func:`~momentum_gs.eval.evaluate.normal_picture`); ``settings`` may be a mode alone. No parts: the
-    background colour alone, no depth."""
+    :func:`~momentum_gs.eval.evaluate.normal_picture`); ``settings`` may be a mode alone. No parts, or not
+    ``with_depth``: no depth (and none rendered unless the mode shows it); no parts: the background colour."""
     if isinstance(settings, str):
         settings = FrameSettings(settings)
     if settings.background is not None:
@@ -78,11 +78,13 @@ def render_frame(parts, appearance, camera: Camera, render_cfg,
     if not parts:
         colour = np.clip(np.asarray(render_cfg.background) * 255, 0, 255).round().astype(np.uint8)
         return np.broadcast_to(colour, (camera.height, camera.width, 3)).copy(), 0, None
-    extras = ("depth",) if settings.mode != "normal" else ("depth", "normal")
+    extras = (("depth",) if with_depth or settings.mode == "depth" else ()) + (
+        ("normal",) if settings.mode == "normal" else ())
     view = render_view(parts, camera, render_cfg, appearance, None, extras=extras)
-    output = view.output
-    covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
-    depth = np.where(covered, output.normalised_depth()[..., 0].detach().cpu().numpy(), FAR).astype(np.float32)
+    output, depth = view.output, None
+    if with_depth:
+        covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
+        depth = np.where(covered, output.normalised_depth()[..., 0].detach().cpu().numpy(), FAR).astype(np.float32)
     if settings.mode == "depth":
         image = depth_picture(output, settings.near, settings.far)
     elif settings.mode == "normal":

@@ -251,7 +251,7 @@ class Viewer:
 
     @property
     def overlays_shown(self) -> bool:
-        """Whether frustums or cells are drawn over the frames (their depth is then sent with each frame)."""
+        """Whether frustums or cells are drawn over the frames (each frame's depth is then rendered and sent)."""
         return bool(self.show_cameras.value or (self.show_cells.value and self.boxes))
 
     @property
@@ -337,12 +337,11 @@ class Viewer:
         with self.source.lock:
             version = self.source.version
             image, gaussians, depth = render_frame(self.source.parts(blocks), self.source.appearance, camera,
-                                                   self.source.cfg.render, settings)
+                                                   self.source.cfg.render, settings, with_depth=self.overlays_shown)
         seconds = time.perf_counter() - started
         # with the depth, the browser hides frustums and cells where the scene is in front of them (viser keeps
         # depths up to 167.77 scene units: farther overlays are drawn over the scene)
-        client.scene.set_background_image(image, format="png" if full else "jpeg", jpeg_quality=85,
-                                          depth=depth if self.overlays_shown else None)
+        client.scene.set_background_image(image, format="png" if full else "jpeg", jpeg_quality=85, depth=depth)
         state.sent_at = time.perf_counter()
         if full:
             state.full, state.version = True, version
