@@ -93,6 +93,7 @@ class TrainingSource:
                 continue
             block = self.trainer.blocks[b]
             if block.loaded:
+                self._parked_parts.pop(block.id, None)  # training again: its parked copy is out of date
                 parts.append((block.anchors, block.decoder or self.trainer.decoder))
             elif (parked := self._parked(block)) is not None:
                 parts.append(parked)
