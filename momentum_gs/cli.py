@@ -16,12 +16,12 @@ from momentum_gs.data.sfm.options import ALTITUDE_MODES, EXHAUSTIVE_MAX, EXHAUST
 from momentum_gs import __version__
 from momentum_gs.config import RANGES
 from momentum_gs.errors import DataWarning, Interrupted, UserError
+from momentum_gs.export.refine import REFINE_BUDGET_CPU
+from momentum_gs.export.run import FORMATS
+from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.ranges import (AT_LEAST_0, COUNT, DISTILL, FINITE, MAX_BLOCKS, MAX_FRAMES, MAX_WIDTH, MESH, PORT,
                                 POSITIVE, SEED, Range, add_number)
 
-# `mgs export`'s refinement on a CPU stops at the steps that fit in this many seconds (500 steps of a 320-px
-# aerial scene took about 40 minutes on 2 cores); on a GPU it runs all of them.
-REFINE_BUDGET_CPU = 180.0
 
 
 
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="output folder (default: RUN_DIR/export; the Scaffold-GS layout goes to "
                                       "RUN_DIR/export/scaffold)")
-    export.add_argument("--format", choices=("ply", "splat", "spz", "html", "sog", "scaffold"), default="ply",
+    export.add_argument("--format", choices=FORMATS, default="ply",
                         help="ply: standard 3D Gaussians with SH colours, baked from the training views (what "
                              "3DGS viewers read); splat: the 32-byte-per-Gaussian web-viewer file (colour "
                              "without view dependence); spz: the ply's Gaussians quantised and gzipped (several times "
@@ -254,75 +254,9 @@ def cmd_eval(args) -> None:
 
 def cmd_export(args) -> None:
     """``mgs export``: the trained scene as a standard 3DGS PLY, or in the Scaffold-GS layout."""
-    from momentum_gs.io.run_folder import load_run
-    from momentum_gs.model.gaussian_scene import GaussianScene
+    from momentum_gs.export.run import export_run
 
-    run_dir = Path(args.run_dir)
-    cfg, model, _ = load_run(run_dir)
-    if not isinstance(model, GaussianScene):
-        raise UserError("this run trained independent decoders per block; both export layouts need one decoder")
-    if args.format == "scaffold":
-        from momentum_gs.io.ply import export_scene
-
-        out = export_scene(model, cfg.model, args.out or run_dir / "export" / "scaffold")
-        print(f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
-              f"{out / 'point_cloud.ply'} and {out / 'decoder.pt'}")
-        return
-    from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
-    from momentum_gs.data.images import ImageLoader
-    from momentum_gs.data.scene import load_scene
-    from momentum_gs.io.bake import bake, save_standard_ply
-
-    out = Path(args.out or run_dir / "export")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; the export needs a folder (--out)")
-    command = None
-    if args.format == "sog":
-        from momentum_gs.io.web import splat_transform_command
-
-        command = splat_transform_command()  # before baking: a missing tool is said at once
-    degree = 0 if args.format in ("splat", "html") else args.sh_degree  # those two keep no view dependence
-    if degree is None:
-        degree = 0 if args.format == "sog" else 3
-    georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: the export says where it is
-    cameras = load_scene(cfg.data).train
-    gaussians = bake(model, cameras, cfg.render, degree=degree)
-    how = "baked from the training views"
-    if args.refine:
-        from momentum_gs.train.distill import refine
-
-        budget = args.refine_budget if args.refine_budget is not None else (
-            REFINE_BUDGET_CPU if model.device.type == "cpu" else 0)
-        gaussians, steps = refine(model, gaussians, cameras, ImageLoader(cameras), cfg.render, args.refine,
-                                  budget_s=budget or None)
-        how += f", refined {steps} steps" + (f" (of {args.refine}, in {budget:.0f} s)" if steps < args.refine else "")
-    if args.format == "splat":
-        from momentum_gs.io.splat import save_splat
-
-        path, what = save_splat(gaussians, out / "scene.splat"), "the .splat file web viewers read"
-    elif args.format == "spz":
-        from momentum_gs.io.spz import save_spz
-
-        path, what = save_spz(gaussians, out / "scene.spz"), "the .spz file web viewers read"
-    elif args.format == "html":
-        from momentum_gs.io.web import save_viewer
-
-        path = save_viewer(gaussians, cameras[0], cfg.render.background, out / "scene.html")
-        what = "a page that shows the scene in a web browser"
-    elif args.format == "sog":
-        from momentum_gs.io.web import save_with_splat_transform
-
-        path, what = save_with_splat_transform(command, gaussians, out / "scene.sog"), "PlayCanvas's compressed format"
-    else:
-        path = save_standard_ply(gaussians, out / "point_cloud.ply", [ply_comment(georef)] if georef else [])
-        what = "the layout 3DGS viewers read"
-    print(f"exported {len(gaussians)} standard 3D Gaussians (SH degree {degree}, {how}) to {path} "
-          f"({path.stat().st_size / 2**20:.1f} MB), {what}")
-    # opacities (in (0, 1) on StandardGaussians): faint stray Gaussians do not stretch the side-car's box
-    sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy(),
-                            gaussians.opacities.detach().cpu().numpy())
-    if sidecar:
-        print(f"georeference (WGS84 origin of the ENU frame, the scene's centre and corners): {sidecar}")
+    print("\n".join(export_run(args.run_dir, args.format, args.out, args.sh_degree, args.refine, args.refine_budget)))
 
 
 def cmd_render(args) -> None:
@@ -442,15 +376,16 @@ def cmd_mesh(args) -> None:
 def cmd_distill(args) -> None:
     """``mgs distill``: a compact standard 3DGS student of a trained run (Distilled-3DGS)."""
     from momentum_gs.config import resolve_device
-    from momentum_gs.train.distill import DistillConfig, distill_run, summary_lines
+    from momentum_gs.export.distill import DistillConfig
+    from momentum_gs.export.run import distill_run, distill_summary_lines
 
     cfg = DistillConfig(ratio=args.ratio, steps=args.steps, sh_degree=args.sh_degree,
                         teachers=tuple(t.strip() for t in args.teachers.split(",") if t.strip()),
                         lambda_structure=args.lambda_structure, lambda_distill=args.lambda_distill, seed=args.seed)
-    out = Path(args.out or Path(args.run_dir) / "distill")
+    out = Path(args.out or RunFolder(args.run_dir).distill)
     device = resolve_device(args.device) if args.device else None
     summary = distill_run(args.run_dir, out, cfg, device)
-    print("\n".join(summary_lines(summary, out)))
+    print("\n".join(distill_summary_lines(summary, out)))
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "synth": cmd_synth, "demo": cmd_demo,

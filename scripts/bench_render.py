@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from momentum_gs.data.scene import load_scene
-from momentum_gs.io.run_folder import load_run
+from momentum_gs.trained import load_run
 from momentum_gs.model.gaussian_scene import PartsScene, gaussian_tensors, rasterize, resolve_backend
 from momentum_gs.model.neural import anchor_mask, generate_gaussians
 from momentum_gs.render.fused import compositor_in_use, describe_cpu

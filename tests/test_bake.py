@@ -11,9 +11,9 @@ from plyfile import PlyData
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.io.bake import (SH_C0, StandardGaussians, bake, eval_sh, load_standard_ply, ply_columns,
+from momentum_gs.export.bake import (SH_C0, StandardGaussians, bake, eval_sh, load_standard_ply, ply_columns,
                                  save_standard_ply, sh_basis)
-from momentum_gs.io.run_folder import load_run
+from momentum_gs.trained import load_run
 from momentum_gs.losses import psnr
 
 
@@ -177,7 +177,7 @@ def test_the_refinement_is_cut_to_its_time_budget(trained, tmp_path):
 
 
 def test_a_splat_file_round_trips_within_its_quantisation(tmp_path):
-    from momentum_gs.io.splat import load_splat, save_splat
+    from momentum_gs.export.splat import load_splat, save_splat
 
     g = torch.Generator().manual_seed(3)
     n = 200
@@ -207,7 +207,7 @@ def test_export_as_splat_from_the_command_line(trained, tmp_path):
     import subprocess
     import sys
 
-    from momentum_gs.io.splat import load_splat
+    from momentum_gs.export.splat import load_splat
 
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--format", "splat",
                              "--out", str(tmp_path / "e"), "--refine", "0"], capture_output=True, text=True)

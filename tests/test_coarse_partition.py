@@ -14,7 +14,7 @@ import torch
 from momentum_gs.config import DataConfig
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.io.run_folder import load_run
+from momentum_gs.trained import load_run
 from momentum_gs.losses import ssim
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene

@@ -222,7 +222,7 @@ def test_a_trained_model_renders_its_depth_and_normals(tiny_scene, tmp_path):
     """One level up: ``GaussianScene.render(..., extras=...)`` gives the same image, a depth inside the range
     of the Gaussians it drew, and normals that face the camera."""
     from momentum_gs.data.scene import load_scene
-    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.trained import load_run
     from tests.conftest import train_tiny
 
     run = train_tiny(tiny_scene, tmp_path / "run", ("optim.steps=6",))

@@ -67,7 +67,7 @@ def test_flatten_loss():
 
 def _mean_smallest_scale(trainer: Trainer) -> float:
     """Mean smallest child scale of the Gaussians decoded for every training view."""
-    from momentum_gs.io.run_folder import merge_checkpoint
+    from momentum_gs.trained import merge_checkpoint
 
     model = merge_checkpoint(trainer.state(), trainer.cfg, torch.device("cpu"))
     with torch.no_grad():

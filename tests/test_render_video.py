@@ -25,7 +25,7 @@ from momentum_gs.eval.camera_path import (
     vertical_fov,
 )
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
-from momentum_gs.io.run_folder import load_run
+from momentum_gs.trained import load_run
 
 
 def _rot(axis: str, degrees: float) -> np.ndarray:

@@ -10,8 +10,8 @@ import torch
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.eval.evaluate import evaluate_run
-from momentum_gs.io.run_folder import load_run, merge_checkpoint
-from momentum_gs.io.ply import export_scene, load_export
+from momentum_gs.trained import load_run, merge_checkpoint
+from momentum_gs.export.ply import export_scene, load_export
 from momentum_gs.losses import psnr
 from momentum_gs.train.run import train
 from momentum_gs.train.trainer import Trainer

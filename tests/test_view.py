@@ -94,7 +94,7 @@ def test_the_cells_are_boxes_around_their_blocks(partition_file):
 
 
 def test_frames_of_all_blocks_are_the_merged_scene_and_each_block_is_its_part(blocks_run):
-    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.trained import load_run
     from momentum_gs.view.sources import RunSource
 
     source = RunSource(blocks_run, torch.device("cpu"))
@@ -347,7 +347,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 @needs_browser
 @pytest.mark.slow
 def test_chromium_shows_our_render_from_the_browser_camera_and_a_block_switched_off(blocks_run, tmp_path):
-    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.trained import load_run
     from momentum_gs.model.gaussian_scene import GaussianScene
     from momentum_gs.view.server import Viewer
     from momentum_gs.view.sources import RunSource

@@ -19,9 +19,9 @@ import torch
 from momentum_gs.cli import main
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
-from momentum_gs.io.bake import StandardGaussians
-from momentum_gs.io.splat import load_splat, save_splat
-from momentum_gs.io.web import save_viewer, save_with_splat_transform, viewer_page
+from momentum_gs.export.bake import StandardGaussians
+from momentum_gs.export.splat import load_splat, save_splat
+from momentum_gs.export.web import save_viewer, save_with_splat_transform, viewer_page
 from momentum_gs.losses import psnr
 
 
@@ -173,7 +173,7 @@ def _browser_against_ours(page: Path, camera: Camera, render_cfg, out: Path) -> 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")
 def test_chromium_draws_the_exported_page_as_our_renderer_draws_the_scene(trained, tmp_path):
     from momentum_gs.data.scene import load_scene
-    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.trained import load_run
 
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--format", "html",
                              "--out", str(tmp_path), "--refine", "0"], capture_output=True, text=True)
@@ -194,7 +194,7 @@ def test_chromium_blends_overlapping_gaussians_back_to_front_as_our_renderer_doe
     """200 large, mostly opaque, anisotropic Gaussians piled up in depth: where the order of blending shows
     (the tiny city is nearly flat, and a front-to-back sort costs it only 2 dB)."""
     from momentum_gs.config import RenderConfig
-    from momentum_gs.io.bake import SH_C0
+    from momentum_gs.export.bake import SH_C0
 
     g, n = torch.Generator().manual_seed(1), 200
     corner, size = torch.tensor([-3.0, -2.25, 5.0]), torch.tensor([6.0, 4.5, 6.0])

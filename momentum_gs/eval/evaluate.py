@@ -26,7 +26,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.eval.colour import colour_correct
 from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.io.run_folder import load_run
+from momentum_gs.trained import load_run
 from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import resolve_backend
 

@@ -177,7 +177,7 @@ def render_video(run_dir: str | Path, path_spec: str, out: str | Path, fps: floa
         size: ``"WxH"`` (default: the training images' size, or the file's, made even); device: where to
         render (default: the run's config).
     """
-    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.trained import load_run
 
     out = Path(out)
     from_file, wanted = check_request(path_spec, out, frames, size, fps)

@@ -1,7 +1,7 @@
 """A model that is not finite is never used or written as if it were.
 
 A run can diverge to NaN or inf with a valid checkpoint (a bad run, not a tampered file). Every command that
-loads a trained model for use checks it where it is loaded (:func:`momentum_gs.io.run_folder.load_run`), and
+loads a trained model for use checks it where it is loaded (:func:`momentum_gs.trained.load_run`), and
 every export writer checks the Gaussians it is about to write, with :func:`require_finite`: one line naming
 the first tensor that holds NaN or inf and how many of its values do, and nothing written.
 """

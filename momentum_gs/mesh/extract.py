@@ -101,7 +101,7 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.atomic import atomic_write_bytes
     from momentum_gs.io.mesh import read_mesh, write_mesh
-    from momentum_gs.io.run_folder import load_run
+    from momentum_gs.trained import load_run
     from momentum_gs.partition.partition import Partition
 
     if settings.depth not in DEPTHS:

@@ -70,7 +70,7 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
     if reassign:
         partition.validate(cameras=False)  # cameras come next; a cell without points stays an error
     if coarse_run is not None:
-        from momentum_gs.io.run_folder import load_run
+        from momentum_gs.trained import load_run
 
         cfg, model, _ = load_run(Path(coarse_run))
         drops = ssim_drops(model, partition, scene.train, cfg.render)

@@ -21,7 +21,7 @@ class RunSource:
 
     def __init__(self, run_dir: str | Path, device: torch.device | None = None):
         from momentum_gs.data.scene import load_scene
-        from momentum_gs.io.run_folder import checkpoint_parts, read_checkpoint
+        from momentum_gs.trained import checkpoint_parts, read_checkpoint
 
         run_dir = Path(run_dir)
         cfg, _, ckpt, self.device = read_checkpoint(

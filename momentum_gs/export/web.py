@@ -2,7 +2,7 @@
 ``splat-transform`` command.
 
 The viewer is ``viewer.html`` beside this module with the scene filled in: the ``.splat`` records
-(:mod:`momentum_gs.io.splat`, base64), one training camera to open on and the background colour, as JSON
+(:mod:`momentum_gs.export.splat`, base64), one training camera to open on and the background colour, as JSON
 in the page. It needs no network and no server (it opens from a local file) and draws with WebGL2: each
 Gaussian projected as our renderer projects it, sorted back to front on the CPU, blended over the
 background. ``splat-transform`` (Node.js) converts our standard PLY into the formats of PlayCanvas's
@@ -21,9 +21,9 @@ from pathlib import Path
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text, write_failed
-from momentum_gs.io.bake import StandardGaussians, save_standard_ply
+from momentum_gs.export.bake import StandardGaussians, save_standard_ply
 from momentum_gs.io.programs import find_program
-from momentum_gs.io.splat import splat_bytes
+from momentum_gs.export.splat import splat_bytes
 
 VIEWER = Path(__file__).with_name("viewer.html")
 NEAR = 0.01  # world units: the renderer's near plane, below which a Gaussian is not drawn

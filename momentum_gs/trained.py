@@ -1,0 +1,102 @@
+"""A trained run read back: its config, its latest checkpoint, and the blocks merged into one scene.
+
+:func:`load_run` is what ``mgs eval``, ``mgs export``, ``mgs mesh``, ``mgs render`` and the coarse partition
+rule read; the viewer reads a checkpoint's parts (:func:`checkpoint_parts`). The paths of a run folder are
+:class:`momentum_gs.io.run_folder.RunFolder`'s.
+
+Merging crops each block's anchors to its cell and concatenates them. With a shared decoder the result is
+one :class:`GaussianScene` (one anchor set, the single decoder). With independent decoders (an ablation)
+each block keeps its decoder and the result is a :class:`PartsScene`. Without a partition (one block)
+nothing is cropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from momentum_gs.config import Config, load_config, resolve_device, use_threads
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
+from momentum_gs.io.finite import require_finite
+from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.model.anchors import AnchorSet
+from momentum_gs.model.decoder import Decoder
+from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearance_from_state, decoder_from_state
+from momentum_gs.partition.partition import Partition
+
+
+def cropped_anchors(state: dict, block: int, partition, device: torch.device) -> AnchorSet:
+    """Block ``block``'s anchors from its saved state, keeping only those inside its own cell."""
+    anchors = AnchorSet.from_dict(state["anchors"], device=device)
+    if partition is not None:
+        keep = torch.as_tensor(partition.block_of(anchors.positions.detach().cpu().numpy()) == block)
+        anchors.edit(None, keep=keep.to(device))
+    return anchors
+
+
+def concatenate(anchor_sets: list[AnchorSet]) -> AnchorSet:
+    """One anchor set holding all rows of ``anchor_sets`` (same feature size and k)."""
+    names = ("positions", "offsets", "features", "scalings")
+    state = {name: torch.cat([getattr(a, name).detach() for a in anchor_sets]) for name in names}
+    state["voxel_size"] = anchor_sets[0].voxel_size
+    return AnchorSet.from_dict(state)
+
+
+def checkpoint_parts(ckpt: dict, cfg: Config, device: torch.device
+                     ) -> tuple[Partition | None, list[AnchorSet], list[Decoder], nn.Embedding | None]:
+    """A checkpoint's partition (None for one block), each block's anchors cropped to its cell, each block's
+    decoder (one shared decoder, the same object for every block, unless the blocks were trained independently)
+    and the appearance table (shared decoder only)."""
+    partition = Partition.load(ckpt["partition"]) if ckpt.get("partition") else None
+    anchors = [cropped_anchors(state, b, partition, device) for b, state in enumerate(ckpt["blocks"])]
+    if independent_blocks(ckpt):
+        return partition, anchors, [decoder_from_state(state["decoder"], cfg.model, device)
+                                    for state in ckpt["blocks"]], None
+    shared = decoder_from_state(ckpt["decoder"], cfg.model, device)
+    return partition, anchors, [shared] * len(anchors), appearance_from_state(ckpt.get("appearance"), device)
+
+
+def independent_blocks(ckpt: dict) -> bool:
+    """Whether each block of the checkpoint has a decoder of its own (an ablation) instead of a shared one."""
+    return "decoder" in ckpt["blocks"][0]
+
+
+def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianScene | PartsScene:
+    """The merged scene of a checkpoint written by the trainer."""
+    _, anchors, decoders, appearance = checkpoint_parts(ckpt, cfg, device)
+    if independent_blocks(ckpt):
+        return PartsScene(list(zip(anchors, decoders)))
+    return GaussianScene(AnchorSet.from_dict(concatenate(anchors).to_dict(), device=device), decoders[0], appearance)
+
+
+def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: str, diverged: str
+                    ) -> tuple[Config, Path, dict, torch.device]:
+    """A run folder's config, its latest checkpoint (the path and the contents, whose model tensors are checked
+    finite) and the device to use; one line when the folder is not a run, holds no checkpoint (the line goes on
+    with ``no_checkpoint``) or its model is not finite (``diverged`` says what to do)."""
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise UserError(f"{folder.root} is not a run folder (no config.yaml); train one with `mgs train`")
+    cfg = load_config(folder.config)
+    path = latest_checkpoint(folder.ckpt)
+    if path is None:
+        raise UserError(f"{folder.ckpt} holds no checkpoint{no_checkpoint}")
+    device = device or resolve_device(cfg.device)
+    use_threads(cfg.threads, device)
+    ckpt = load_checkpoint(path, map_location="cpu")
+    blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
+    model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}
+    require_finite(model_parts, f"the model in {path}", diverged)
+    return cfg, path, ckpt, device
+
+
+def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config, GaussianScene | PartsScene, int]:
+    """The config, the merged model of the latest checkpoint, and its step, of a run folder."""
+    cfg, _, ckpt, device = read_checkpoint(
+        run_dir, device, "; training did not finish a save",
+        "the run diverged: resume or evaluate an earlier checkpoint of ckpt/, or train again (a lower learning rate, "
+        "or check the data)")
+    return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])
