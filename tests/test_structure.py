@@ -1,10 +1,14 @@
-"""The package's shape: no import circles, counting imports inside functions too (a lazy import hides a
-circle without removing it)."""
+"""The package's shape: no import circles between modules or between packages, counting imports inside
+functions too (a lazy import hides a circle without removing it); packages on floors, imports running down
+only; files and functions of a readable size; imports inside functions only to defer an optional dependency."""
 
 from __future__ import annotations
 
 import ast
+from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "momentum_gs"
 
@@ -63,3 +67,67 @@ def test_the_package_has_no_import_circle():
 def test_the_cycle_finder_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+# The floors, lowest first. A package may import its own floor and the floors below (top-level modules such as
+# errors.py count as packages of their own; "momentum_gs" is the package's __init__, its version).
+FLOORS = [
+    {"momentum_gs", "errors", "ranges", "estimate", "io", "draw"},  # plumbing every floor uses
+    {"config"},
+    {"data"},
+    {"render"},
+    {"model"},
+    {"losses"},
+    {"partition"},  # the coarse rule renders a coarse model: model and losses are below
+    {"trained"},  # a trained run read back: config, checkpoint, partition and model together
+    {"eval", "mesh"},
+    {"view"},
+    {"train", "export"},  # the viewer of a training sits below both; the export scores with eval's metrics
+    {"commands"},
+    {"cli"},
+]
+UP_ALLOWED: set[tuple[str, str]] = set()  # (from, to) package arrows that may run up the floors
+
+
+def package_of(module: str) -> str:
+    """``momentum_gs.data.sfm.run`` → ``data``; ``momentum_gs`` → ``momentum_gs``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, dict[str, set[str]]]:
+    """package → package it imports → the module arrows (``a -> b``) that make that import."""
+    packages: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for module, targets in graph.items():
+        packages[package_of(module)]  # every package is a node, importing or not
+        for target in targets:
+            if package_of(target) != package_of(module):
+                packages[package_of(module)][package_of(target)].add(f"{module} -> {target}")
+    return packages
+
+
+def floor_of(package: str) -> int:
+    return next(i for i, floor in enumerate(FLOORS) if package in floor)
+
+
+def test_every_package_is_on_a_floor():
+    unplaced = set(package_graph(import_graph())) - set().union(*FLOORS)
+    assert not unplaced, f"place these packages on a floor of FLOORS: {sorted(unplaced)}"
+
+
+def test_the_packages_have_no_import_circle():
+    packages = package_graph(import_graph())
+    assert find_cycle({p: set(targets) for p, targets in packages.items()}) == []
+
+
+def test_imports_run_down_the_floors():
+    packages = package_graph(import_graph())
+    up = {(a, b): arrows for a, targets in packages.items() for b, arrows in targets.items()
+          if floor_of(b) > floor_of(a) and (a, b) not in UP_ALLOWED}
+    assert not up, "imports running up the floors:\n" + "\n".join(sorted(set().union(*up.values())))
+
+
+def test_the_floor_check_sees_an_arrow_up():
+    assert floor_of("data") < floor_of("partition")
+    packages = package_graph({"momentum_gs.data.x": {"momentum_gs.partition.y"}, "momentum_gs.partition.y": set()})
+    assert packages["data"]["partition"] == {"momentum_gs.data.x -> momentum_gs.partition.y"}

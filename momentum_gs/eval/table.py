@@ -330,14 +330,3 @@ def table_main(run_dirs: list[str | Path], out_dir: str | Path, ablation: bool =
     plot_fps_vs_storage(rows, out / "fps_vs_storage.png")
     written += ["psnr_vs_steps.png", "fps_vs_storage.png"]
     return text + f"\n{len(rows)} run{'s' * (len(rows) != 1)}; wrote {', '.join(written)} into {out}"
-
-
-def run(args) -> None:
-    """``mgs table``: print the tables and where they were written."""
-    labels = {}
-    for item in args.label:
-        run_name, _, row = item.partition("=")
-        if row.lower() not in PAPER_ABLATION:
-            raise UserError(f"--label {item!r} must look like RUN=ROW with ROW one of a..f")
-        labels[Path(run_name).name] = row.lower()
-    print(table_main(args.run_dirs, args.out, ablation=args.ablation, labels=labels))

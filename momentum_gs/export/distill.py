@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, gaussi
 from momentum_gs.ranges import DISTILL, check_settings
 
 
+ShDegree = Literal[0, 1, 2, 3]
 PROBE_STEPS = 5  # steps timed before the run's length is estimated (and cut to a time budget)
 
 
@@ -54,7 +56,7 @@ class DistillConfig:
 
     ratio: float = 0.15  # the student's first size, a fraction of the teacher's Gaussians
     steps: int = 3000
-    sh_degree: int = 3
+    sh_degree: ShDegree = 3
     teachers: tuple[str, ...] = ("model", "noise", "dropout")
     noise: float = 0.1
     dropout: float = 0.2
@@ -64,7 +66,7 @@ class DistillConfig:
     voxels: int = 128
     prune_fraction: float = 0.1
     opacity_floor: float = 0.005
-    init: str = "merge"  # merge: moment-matched groups of the teacher's Gaussians; top: the most important
+    init: Literal["merge", "top"] = "merge"  # merge: moment-matched groups of the teacher's Gaussians; top: the most important
     importance_views: int = 64  # training views that measure importance (evenly spaced)
     seed: int = 0
 

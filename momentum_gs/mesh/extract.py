@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -40,6 +41,9 @@ JUMP_SAFE_TRUNC = 1.75
 SCORE_SAMPLES = 1_000_000
 
 
+DepthKind = Literal["median", "mean"]  # the rendered depth fused: where transmittance crosses 0.5, or the mean
+
+
 @dataclass
 class MeshSettings:
     """How ``mgs mesh`` fuses: ``voxel`` world units (None: the region's longest horizontal side / 400),
@@ -48,7 +52,7 @@ class MeshSettings:
 
     voxel: float | None = None
     trunc_voxels: float = 2.0
-    depth: str = "median"
+    depth: DepthKind = "median"
     min_alpha: float = 0.5
     region_percentile: float = 0.5
 

@@ -7,10 +7,12 @@ start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-MATCHERS = ("auto", "exhaustive", "sequential", "spatial", "vocab")
-CAMERA_MODES = ("auto", "single", "per-image")
-ALTITUDE_MODES = ("auto", "use", "ignore")
+Matcher = Literal["auto", "exhaustive", "sequential", "spatial", "vocab"]
+CameraMode = Literal["auto", "single", "per-image"]
+AltitudeMode = Literal["auto", "use", "ignore"]
+MATCHERS, CAMERA_MODES, ALTITUDE_MODES = get_args(Matcher), get_args(CameraMode), get_args(AltitudeMode)
 # Exhaustive matching costs a pair per two photos (0.14 s a pair on 2 cores at --max-size 1600). With GPS,
 # spatial matching (30 neighbours a photo) made 1749 distinct pairs for 100 photos of a survey, 208 s against
 # exhaustive's 688 s for the same registration and GPS residual (docs/benchmarks.md), and makes fewer pairs
@@ -23,14 +25,14 @@ EXHAUSTIVE_MAX, EXHAUSTIVE_MAX_GPS = 100, 60
 class SfmOptions:
     """How `mgs sfm` runs (the command line's options)."""
 
-    matcher: str = "auto"  # auto | exhaustive | sequential | spatial | vocab
+    matcher: Matcher = "auto"  # auto | exhaustive | sequential | spatial | vocab
     camera_model: str = "OPENCV"  # COLMAP camera model; a distorted one is undistorted by the image cache
-    camera_mode: str = "auto"  # auto: one camera per EXIF camera and image size; single; per-image
+    camera_mode: CameraMode = "auto"  # auto: one camera per EXIF camera and image size; single; per-image
     max_size: int = 1600  # longest image side for feature extraction, px: 12 MP photos at 1600 peaked at 1.2 GB
     # on 2 threads (docs/benchmarks.md, "mgs sfm against --max-size"); 3200 took 29 s of CPU a photo and ~5 GB
     vocab_tree: str | None = None  # COLMAP vocabulary tree file, for --matcher vocab
     threads: int = -1  # CPU threads for COLMAP (-1: all)
     seed: int = 0  # COLMAP's random seed (RANSAC, mapping)
-    gps_altitude: str = "auto"  # auto: used where it agrees with the photos' level; use; ignore
+    gps_altitude: AltitudeMode = "auto"  # auto: used where it agrees with the photos' level; use; ignore
     keep_largest: bool = False  # write the largest connected part of a capture that does not connect
     overwrite: bool = False  # replace the scene already in OUT (after this run succeeds)

@@ -1,15 +1,17 @@
-"""The ``mgs convert`` command line (kept apart from :mod:`momentum_gs.data.convert` so that building the
-parser does not import PyTorch)."""
+"""``mgs convert {matrixcity,mill19,downsample}``: bring a public dataset into the train/ + val/ COLMAP layout,
+check it, or pre-build its downsampled images."""
 
 from __future__ import annotations
 
+import argparse
+
+from momentum_gs.data.convert import check_mill19, downsample, matrixcity_to_colmap, prepare_mill19
 from momentum_gs.ranges import FINITE, MAX_WIDTH, POSITIVE, SEED, Range, add_number
 
 
-def add_parser(subparsers) -> None:
-    """Register ``mgs convert {matrixcity,mill19,downsample}``."""
-    convert = subparsers.add_parser("convert", help="bring a public dataset into the train/ + val/ COLMAP layout")
-    kinds = convert.add_subparsers(dest="convert_kind", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The kinds of ``mgs convert`` and their options."""
+    kinds = parser.add_subparsers(dest="convert_kind", required=True)
     mc = kinds.add_parser("matrixcity", help="MatrixCity transforms.json (NeRF convention) to COLMAP")
     mc.add_argument("--train", nargs="+", required=True, metavar="JSON", help="training transforms files")
     mc.add_argument("--test", nargs="+", required=True, metavar="JSON", help="test transforms files (become val/)")
@@ -43,10 +45,8 @@ def add_parser(subparsers) -> None:
                help="fit this width instead (data.max_width)")
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
     """``mgs convert ...``: convert, check or downsample, and print what was done."""
-    from momentum_gs.data.convert import check_mill19, downsample, matrixcity_to_colmap, prepare_mill19
-
     if args.convert_kind == "matrixcity":
         counts = matrixcity_to_colmap({"train": args.train, "val": args.test}, args.images, args.out,
                                       points=args.points, num_points=args.num_points, up=args.up,

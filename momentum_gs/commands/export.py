@@ -1,0 +1,38 @@
+"""``mgs export``: the trained scene as standard 3D Gaussians (PLY, .splat, .spz, SOG, a web page) or in the
+Scaffold-GS layout."""
+
+from __future__ import annotations
+
+import argparse
+
+from momentum_gs.export.refine import REFINE_BUDGET_CPU
+from momentum_gs.export.run import FORMATS, export_run
+from momentum_gs.ranges import AT_LEAST_0, COUNT, add_number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mgs export``."""
+    parser.add_argument("run_dir")
+    parser.add_argument("--out", help="output folder (default: RUN_DIR/export; the Scaffold-GS layout goes to "
+                                      "RUN_DIR/export/scaffold)")
+    parser.add_argument("--format", choices=FORMATS, default="ply",
+                        help="ply: standard 3D Gaussians with SH colours, baked from the training views (what "
+                             "3DGS viewers read); splat: the 32-byte-per-Gaussian web-viewer file (colour "
+                             "without view dependence); spz: the ply's Gaussians quantised and gzipped (several times "
+                             "smaller, read by web viewers); html: scene.html, a viewer page with the scene "
+                             "inside that opens in a browser (no network needed); sog: PlayCanvas SOG, made by "
+                             "the splat-transform command (Node.js); scaffold: the anchor PLY + decoder.pt")
+    parser.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3),
+                        help="SH degree of --format ply and spz (default 3) and sog (default 0: splat-transform "
+                             "compresses higher degrees slowly on a CPU); splat and html keep degree 0")
+    add_number(parser, "--refine", kind=int, allowed=COUNT, default=500, metavar="STEPS",
+               help="train the baked Gaussians this many steps against the photos and the model's renders "
+                    "(default 500, cut to --refine-budget; 0: the bake alone, in seconds)")
+    add_number(parser, "--refine-budget", kind=float, allowed=AT_LEAST_0, default=None, metavar="SECONDS",
+               help="cut the refinement to the steps that fit in this time, measured on its first steps "
+                    f"(default {REFINE_BUDGET_CPU:.0f} on a CPU, no limit on a GPU; 0: no limit)")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Export, and print what was written."""
+    print("\n".join(export_run(args.run_dir, args.format, args.out, args.sh_degree, args.refine, args.refine_budget)))

@@ -1,0 +1,74 @@
+"""``mgs train``: train a run (or continue one with ``--resume``); ``blocks.partition=auto:N`` partitions the
+scene into N blocks inside the run folder first."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from momentum_gs.config import Config
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import latest_checkpoint
+from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.partition.run import partition_main
+from momentum_gs.ranges import PORT, add_number
+from momentum_gs.train.distributed import restart_count
+from momentum_gs.train.run import describe, prepare_config, train
+
+AUTO = "auto:"  # blocks.partition = "auto:N": N blocks made for the run, in RUN/partition.npz
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mgs train``."""
+    parser.add_argument("--config", help="YAML file with the settings that differ from the defaults")
+    parser.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
+    parser.add_argument("--out", help="run folder (default: runs/<scene name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--viewer", action="store_true",
+                        help="serve the live viewer while training (`mgs view`'s page: every block, the step, loss "
+                             "and PSNR, a pause button), and the final model after it until Ctrl-C")
+    parser.add_argument("--viewer-exit", action="store_true",
+                        help="with --viewer: stop the viewer when the training ends")
+    add_number(parser, "--port", kind=int, allowed=PORT, default=8080, help="the viewer's port (default 8080)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the viewer's address (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                             "network)")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train, and print the summary."""
+    viewer = (args.host, args.port) if args.viewer else None
+    train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume, viewer=viewer,
+                    keep_viewer=not args.viewer_exit, report=lambda summary: print(describe(summary)))
+
+
+def train_from_args(config, data, out, overrides, resume: bool = False, viewer: tuple[str, int] | None = None,
+                    keep_viewer: bool = False, report=None) -> dict:
+    """``mgs train``. After ``torchrun --max-restarts`` restarts a failed job, it resumes by itself. ``viewer``
+    (host, port): serve the live viewer (rank 0); ``keep_viewer`` and ``report``: as
+    :func:`~momentum_gs.train.run.train`."""
+    if not resume and restart_count() > 0:
+        folder = RunFolder(out or prepare_config(config, data, out, overrides, resume=False).out)
+        resume = latest_checkpoint(folder.ckpt) is not None
+    cfg = prepare_config(config, data, out, overrides, resume)
+    if cfg.blocks.partition.startswith(AUTO):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError(f"blocks.partition={cfg.blocks.partition} is made by one process: run `mgs partition "
+                            f"--data {cfg.data.path} --out PART.npz --blocks N` first and pass blocks.partition=PART.npz")
+        auto_partition_in_run(cfg)
+    return train(cfg, resume=resume, viewer=viewer, keep_viewer=keep_viewer, report=report)
+
+
+def auto_partition_in_run(cfg: Config) -> None:
+    """Resolve ``blocks.partition = "auto:N"``: partition the scene into N blocks as ``<out>/partition.npz`` (kept
+    when it is already there, e.g. on resume) and point the config at it."""
+    spec = cfg.blocks.partition[len(AUTO):]
+    if not spec.isdigit() or int(spec) < 1:
+        raise UserError(f"blocks.partition={cfg.blocks.partition}: after auto: comes a number of blocks, e.g. auto:4")
+    path = (Path(cfg.out) / "partition.npz").resolve()
+    cfg.blocks.partition = str(path)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(partition_main(cfg.data, str(path), num_blocks=int(spec)))
