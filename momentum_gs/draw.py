@@ -175,6 +175,7 @@ def draw_axes(image: np.ndarray, box: tuple[int, int, int, int], xs: Sequence[fl
     left, top, right, bottom = box
 
     def to_px(x: float, y: float) -> Pixel:
+        """Data (x, y) → pixel (x right, y down)."""
         return (round(left + (x - x0) / (x1 - x0) * (right - left)),
                 round(bottom - (y - y0) / (y1 - y0) * (bottom - top)))
 
