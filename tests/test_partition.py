@@ -279,7 +279,8 @@ def test_bad_requests_are_user_errors(survey):
 
 
 def test_map_rings_name_the_blocks_a_camera_joins_by_coverage_and_the_scale_bar_is_round(survey):
-    from momentum_gs.partition.draw import coverage_blocks, scale_bar
+    from momentum_gs.draw import scale_bar
+    from momentum_gs.partition.draw import coverage_blocks
 
     p = auto_partition(survey, 4)
     extra = coverage_blocks(p, len(survey.train))

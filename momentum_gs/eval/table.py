@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from momentum_gs.config import load_config
+from momentum_gs.draw import BLACK, TAB10, blank, dot, draw_axes, put_text, save_png
 from momentum_gs.errors import UserError
 
 # The paper's held-out scores (PSNR dB, SSIM, LPIPS-VGG), by dataset (SPEC §3.5).
@@ -188,73 +189,18 @@ def write_csv(rows: list[dict], path: str | Path, paper: dict[str, dict] | None 
 
 # --- plots -------------------------------------------------------------------------------------------------
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-BLACK, GREY, WHITE = (0, 0, 0), (225, 225, 225), (255, 255, 255)
-PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-           (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]  # matplotlib's tab10, BGR
 SIZE, PLOT_BOX = (820, 480), (70, 40, 620, 420)  # canvas (w, h); axes (left, top, right, bottom) in pixels
-
-
-def _text(img: np.ndarray, text: str, x: int, y: int, align: str = "left", scale: float = 0.42, color=BLACK) -> None:
-    """Draw ``text`` with its baseline at y, starting at (left), centred on (center) or ending at (right) x."""
-    width = cv2.getTextSize(text, FONT, scale, 1)[0][0]
-    x -= {"left": 0, "center": width // 2, "right": width}[align]
-    cv2.putText(img, text, (int(x), int(y)), FONT, scale, color, 1, cv2.LINE_AA)
-
-
-def _ticks(lo: float, hi: float, count: int = 6) -> tuple[np.ndarray, int]:
-    """Round tick values inside [lo, hi] and the decimals their labels need."""
-    raw = (hi - lo) / count
-    step = 10 ** math.floor(math.log10(raw))
-    step *= next(m for m in (1, 2, 5, 10) if raw <= step * m)
-    return np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step), max(0, -math.floor(math.log10(step)))
-
-
-def _limits(values: list[float]) -> tuple[float, float]:
-    """A data range padded by 5 % (a unit range around a single value, [0, 1] without data)."""
-    if not values:
-        return 0.0, 1.0
-    lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.05 if hi > lo else max(abs(lo) * 0.05, 0.5)
-    return lo - pad, hi + pad
-
-
-def _axes(img: np.ndarray, xs: list[float], ys: list[float], xlabel: str, ylabel: str, title: str):
-    """Frame, grid, ticks and labels for data ``xs``/``ys``; returns the (x, y) → pixel (int, int) mapping."""
-    (x0, x1), (y0, y1) = _limits(xs), _limits(ys)
-    left, top, right, bottom = PLOT_BOX
-
-    def to_px(x: float, y: float) -> tuple[int, int]:
-        return (round(left + (x - x0) / (x1 - x0) * (right - left)),
-                round(bottom - (y - y0) / (y1 - y0) * (bottom - top)))
-
-    ticks, digits = _ticks(x0, x1)
-    for t in ticks:
-        px = to_px(t, y0)[0]
-        cv2.line(img, (px, top), (px, bottom), GREY, 1)
-        _text(img, f"{t:.{digits}f}", px, bottom + 16, "center")
-    ticks, digits = _ticks(y0, y1)
-    for t in ticks:
-        py = to_px(x0, t)[1]
-        cv2.line(img, (left, py), (right, py), GREY, 1)
-        _text(img, f"{t:.{digits}f}", left - 5, py + 4, "right")
-    cv2.rectangle(img, (left, top), (right, bottom), BLACK, 1)
-    _text(img, xlabel, (left + right) // 2, bottom + 40, "center", 0.5)
-    _text(img, title, (left + right) // 2, top - 15, "center", 0.55)
-    label = np.full((24, bottom - top, 3), 255, np.uint8)  # the y label, drawn flat and turned upright
-    _text(label, ylabel, label.shape[1] // 2, 17, "center", 0.5)
-    img[top:bottom, 8:32] = np.minimum(img[top:bottom, 8:32], cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE))
-    return to_px
+NOTE_GREY = (90, 90, 90)
 
 
 def _legend(img: np.ndarray, names: list[str], notes: list[str] = ()) -> None:
     """Colour swatches and names to the right of the axes, then grey notes."""
     x, y = PLOT_BOX[2] + 15, PLOT_BOX[1] + 10
     for i, name in enumerate(names):
-        cv2.rectangle(img, (x, y + 20 * i - 9), (x + 14, y + 20 * i + 1), PALETTE[i % len(PALETTE)], -1)
-        _text(img, name[:22], x + 20, y + 20 * i)
+        cv2.rectangle(img, (x, y + 20 * i - 9), (x + 14, y + 20 * i + 1), TAB10[i % len(TAB10)], -1)
+        put_text(img, name[:22], x + 20, y + 20 * i)
     for j, note in enumerate(notes):
-        _text(img, note, x, y + 20 * (len(names) + j) + 10, color=(90, 90, 90), scale=0.38)
+        put_text(img, note, x, y + 20 * (len(names) + j) + 10, 0.38, NOTE_GREY)
 
 
 def _smooth(values: np.ndarray) -> np.ndarray:
@@ -267,38 +213,36 @@ def _smooth(values: np.ndarray) -> np.ndarray:
 
 def plot_psnr_vs_steps(rows: list[dict], path: str | Path) -> None:
     """PNG: training PSNR (smoothed line, from ``train.log``) and held-out PSNR (dot) against steps per block."""
-    img = np.full((SIZE[1], SIZE[0], 3), 255, np.uint8)
+    img = blank(*SIZE)
     held_out = [(r["steps_per_block"], r["psnr"]) for r in rows]
     xs = [x for r in rows for x, _ in r["curve"]] + [x for x, y in held_out if None not in (x, y)]
     ys = [y for r in rows for _, y in r["curve"]] + [y for x, y in held_out if None not in (x, y)]
-    to_px = _axes(img, xs, ys, "steps per block", "PSNR (dB)", "PSNR against training steps per block")
+    to_px = draw_axes(img, PLOT_BOX, xs, ys, "steps per block", "PSNR (dB)", "PSNR against training steps per block")
     for i, (r, (x, y)) in enumerate(zip(rows, held_out)):
-        color = PALETTE[i % len(PALETTE)]
+        color = TAB10[i % len(TAB10)]
         if r["curve"]:
             steps, values = np.array(r["curve"]).T
             line = np.array([to_px(s, v) for s, v in zip(steps, _smooth(values))], np.int32)
             cv2.polylines(img, [line], False, color, 2, cv2.LINE_AA)
         if None not in (x, y):
-            cv2.circle(img, to_px(x, y), 6, color, -1, cv2.LINE_AA)
-            cv2.circle(img, to_px(x, y), 6, BLACK, 1, cv2.LINE_AA)
+            dot(img, to_px(x, y), 6, color, rim=BLACK)
     _legend(img, [r["run"] for r in rows], ["line: training PSNR", "dot: held-out PSNR"])
-    cv2.imwrite(str(path), img)
+    save_png(path, img)
 
 
 def plot_fps_vs_storage(rows: list[dict], path: str | Path) -> None:
     """PNG: a scatter of rendering speed (FPS) against storage (MB), each dot labelled with its run."""
-    img = np.full((SIZE[1], SIZE[0], 3), 255, np.uint8)
+    img = blank(*SIZE)
     points = [(i, r["storage_mb"], r["fps"]) for i, r in enumerate(rows) if None not in (r["storage_mb"], r["fps"])]
-    to_px = _axes(img, [p[1] for p in points], [p[2] for p in points], "storage (MB)", "FPS",
-                  "Rendering speed against storage")
+    to_px = draw_axes(img, PLOT_BOX, [p[1] for p in points], [p[2] for p in points], "storage (MB)", "FPS",
+                      "Rendering speed against storage")
     for i, mb, fps in points:
         px, py = to_px(mb, fps)
-        cv2.circle(img, (px, py), 6, PALETTE[i % len(PALETTE)], -1, cv2.LINE_AA)
-        cv2.circle(img, (px, py), 6, BLACK, 1, cv2.LINE_AA)
-        _text(img, rows[i]["run"], px + 9, py - 7)
+        dot(img, (px, py), 6, TAB10[i % len(TAB10)], rim=BLACK)
+        put_text(img, rows[i]["run"], px + 9, py - 7)
     notes = [] if points else ["no run has both FPS and", "storage (eval/results.json", "storage_mb or export/)"]
     _legend(img, [r["run"] for r in rows], notes)
-    cv2.imwrite(str(path), img)
+    save_png(path, img)
 
 
 # --- command line ------------------------------------------------------------------------------------------

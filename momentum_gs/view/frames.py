@@ -11,6 +11,7 @@ import torch
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
+from momentum_gs.draw import distinct_colors
 from momentum_gs.eval.evaluate import depth_picture, normal_picture
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.partition.contraction import uncontract
@@ -108,6 +109,4 @@ def cell_boxes(partition) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 def block_rgb(n: int) -> np.ndarray:
     """[n, 3] uint8 RGB colours of the blocks, the same as ``partition.png``'s."""
-    from momentum_gs.partition.draw import block_colors
-
-    return block_colors(n)[:, ::-1].copy()
+    return distinct_colors(n)[:, ::-1].copy()

@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from momentum_gs.draw import BLACK, blank, dot, map_window, put_pixels, put_text, save_png, scale_bar
 from momentum_gs.errors import listing
-from momentum_gs.io.atomic import atomic_write_bytes
-from momentum_gs.partition.draw import map_window, scale_bar
 
 SIZE = 800  # picture side, pixels
+POINT_GREY, CAMERA_RED = (110, 110, 110), (40, 40, 220)  # BGR
 GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run
 HINT_OVERLAP = "photos of a survey need 60-80 % overlap and texture"
 
@@ -101,34 +101,26 @@ def summary_lines(report: dict) -> list[str]:
 
 def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) -> None:
     """Top-down (x right, y up) picture of the registered camera centres (red) over the sparse points (grey)."""
-    image = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    image = blank(SIZE, SIZE)
     cams = np.array([reconstruction.image(i).projection_center() for i in reconstruction.reg_image_ids()])
     cams = cams.reshape(-1, 3)
     pts = np.array([p.xyz for p in reconstruction.points3D.values()]).reshape(-1, 3)
-    corner, side = map_window(cams[:, :2], pts[:, :2])  # partition.png's window: cameras and most points
-    scale, centre = SIZE / side, corner + side / 2
-
-    def pixel(xy: np.ndarray) -> np.ndarray:
-        uv = (xy - centre) * scale * np.array([1, -1]) + SIZE / 2
-        return np.round(uv).astype(np.int32)
-
-    for u, v in pixel(pts[:, :2]):
-        if 0 <= u < SIZE and 0 <= v < SIZE:
-            image[v, u] = (110, 110, 110)
-    for u, v in pixel(cams[:, :2]):
-        cv2.circle(image, (int(u), int(v)), 5, (40, 40, 220), -1, cv2.LINE_AA)
-    _legend(image, report, georeferenced, scale)
-    atomic_write_bytes(path, cv2.imencode(".png", image)[1].tobytes())
+    window = map_window(cams[:, :2], pts[:, :2], SIZE)  # partition.png's window: cameras and most points
+    put_pixels(image, window.pixels(pts[:, :2]), POINT_GREY)
+    for u, v in window.pixels(cams[:, :2]):
+        dot(image, (int(u), int(v)), 5, CAMERA_RED)
+    _legend(image, report, georeferenced, window.pixels_per_unit)
+    save_png(path, image)
 
 
-def _legend(image: np.ndarray, report: dict, georeferenced: bool, scale: float) -> None:
-    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+def _legend(image: np.ndarray, report: dict, georeferenced: bool, pixels_per_unit: float) -> None:
+    """What the colours are and the frame, in the upper left; a scale bar in the lower left."""
     lines = [f"{report['images_registered']}/{report['images_total']} photos registered (red), "
              f"{report['points']} points (grey)",
              "top view: x east, y north (metres)" if georeferenced else "top view: x, y of COLMAP's frame"]
     for row, text in enumerate(lines):
-        cv2.putText(image, text, (10, 22 + 20 * row), font, 0.5, black, 1, cv2.LINE_AA)
-    bar, length = scale_bar(scale, SIZE)
-    cv2.line(image, (10, SIZE - 15), (10 + length, SIZE - 15), black, 2)
+        put_text(image, text, 10, 22 + 20 * row, 0.5)
+    bar, length = scale_bar(pixels_per_unit, SIZE)
+    cv2.line(image, (10, SIZE - 15), (10 + length, SIZE - 15), BLACK, 2)
     unit = " m" if georeferenced else " units"
-    cv2.putText(image, f"{bar:g}{unit}", (15 + length, SIZE - 10), font, 0.5, black, 1, cv2.LINE_AA)
+    put_text(image, f"{bar:g}{unit}", 15 + length, SIZE - 10, 0.5)
