@@ -1,4 +1,5 @@
-"""The ``mgs`` command: train, eval, export, render, distill, mesh, synth, demo, partition, table, config.
+"""The ``mgs`` command: train, eval, export, render, distill, mesh, sfm, view, synth, demo, partition, table,
+convert, config.
 
 Bad input raises :class:`~momentum_gs.errors.UserError`; ``main`` prints it as one ``error:`` line and
 exits with status 2, without a traceback.
