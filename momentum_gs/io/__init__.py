@@ -1,2 +1,5 @@
-"""Plumbing every floor uses: atomic writes, finiteness checks, memory budgets, external programs, checkpoints
-(named, versioned dictionaries), mesh files and the run folder's layout."""
+"""Plumbing every floor uses: ``atomic`` (write beside the target, then rename), ``finite`` (no non-finite
+model is used or written), ``budget`` (a request's memory checked before the work), ``programs`` (outside
+programs from the PATH only), ``checkpoint`` (named, versioned dictionaries, read without unpickling),
+``mesh`` (triangle-mesh PLY) and ``run_folder`` (the paths of a run folder).
+"""

@@ -30,7 +30,7 @@ from momentum_gs.partition.contraction import Array, _like, contract
 
 # Around its cell, a block also starts from the points within this fraction of the cell size. Half a cell
 # gives a block the geometry its views see just beyond its cell; with a tenth, blocks explained that
-# geometry with floaters in front of their cameras, which the merge's crop keeps (docs/benchmarks.md).
+# geometry with floaters in front of their cameras, which the merge's crop keeps (docs/benchmarks/training.md).
 DEFAULT_MARGIN = 0.5
 
 FORMAT = "momentum_gs.partition"

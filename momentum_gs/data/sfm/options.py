@@ -13,11 +13,11 @@ Matcher = Literal["auto", "exhaustive", "sequential", "spatial", "vocab"]
 CameraMode = Literal["auto", "single", "per-image"]
 AltitudeMode = Literal["auto", "use", "ignore"]
 MATCHERS, CAMERA_MODES, ALTITUDE_MODES = get_args(Matcher), get_args(CameraMode), get_args(AltitudeMode)
-# Exhaustive matching costs a pair per two photos (0.14 s a pair on 2 cores at --max-size 1600). With GPS,
-# spatial matching (30 neighbours a photo) made 1749 distinct pairs for 100 photos of a survey, 208 s against
-# exhaustive's 688 s for the same registration and GPS residual (docs/benchmarks.md), and makes fewer pairs
-# than exhaustive from about 36 photos: exhaustive up to 60 photos, with a margin. Without GPS the
-# alternative is sequential matching, which needs photos in capture order: exhaustive up to 100.
+# Exhaustive matching costs a pair per two photos. With GPS, spatial matching (30 neighbours a photo) matched
+# far fewer pairs of a 100-photo survey in far less time, for the same registration and GPS residual
+# (measured in docs/benchmarks/sfm.md, "Against photo count"), and makes fewer pairs than exhaustive from
+# about 36 photos: exhaustive up to 60 photos, with a margin. Without GPS the alternative is sequential
+# matching, which needs photos in capture order: exhaustive up to 100.
 EXHAUSTIVE_MAX, EXHAUSTIVE_MAX_GPS = 100, 60
 
 
@@ -28,8 +28,8 @@ class SfmOptions:
     matcher: Matcher = "auto"  # auto | exhaustive | sequential | spatial | vocab
     camera_model: str = "OPENCV"  # COLMAP camera model; a distorted one is undistorted by the image cache
     camera_mode: CameraMode = "auto"  # auto: one camera per EXIF camera and image size; single; per-image
-    max_size: int = 1600  # longest image side for feature extraction, px: 12 MP photos at 1600 peaked at 1.2 GB
-    # on 2 threads (docs/benchmarks.md, "mgs sfm against --max-size"); 3200 took 29 s of CPU a photo and ~5 GB
+    max_size: int = 1600  # longest image side for feature extraction, px: the largest size measured whose peak
+    # memory on 12 MP photos stays within the 2 GB goal (docs/benchmarks/sfm.md, "Cost against `--max-size`")
     vocab_tree: str | None = None  # COLMAP vocabulary tree file, for --matcher vocab
     threads: int = -1  # CPU threads for COLMAP (-1: all)
     seed: int = 0  # COLMAP's random seed (RANSAC, mapping)
