@@ -10,10 +10,9 @@ fixed Gaussian per child by decoding every training view once:
   looks in the renders that show it), with a small ridge on the coefficients beyond the constant one (few
   views cannot pin down 16 coefficients);
 - scale and rotation: the same weighted mean of log-scales and of sign-aligned quaternions.
-On the demo city these choices measured, at SH degree 3 against the model's 24.36 dB on held-out views:
-opacity averaged over every view with the anchor in sight (a dropped child counting 0) −1.58 dB, over the
-views that draw it −1.32 dB; adding the distance weight (power 2) −0.98 dB, (power 4) −0.86 dB,
-(power 8) −0.88 dB (docs/benchmarks.md).
+Each choice was measured against its alternatives on the demo city's held-out views (opacity averaged over
+every view with the anchor in sight, over the views that draw it; distance weights of power 2, 4 and 8):
+docs/benchmarks/export.md.
 Children never drawn, or whose baked opacity is below 1/255, are left out.
 
 The file: float32 vertices ``x y z nx ny nz f_dc_0..2 f_rest_0..(3(K−1)−1) opacity scale_0..2 rot_0..3`` in

@@ -12,8 +12,8 @@ teacher's Gaussians. What it learns from:
 - structure: 1 − the cosine similarity of 128³ voxel histograms of the student's and the teacher's
   Gaussian centres, over the box holding 99 % of the teacher's centres. The student's histogram spreads each
   centre over its 8 nearest voxels (trilinear weights), so the term has a gradient for the positions. It is
-  off by default (``lambda_structure`` 0): on the demo city every weight tried (0.01, 0.1, 1) gave a student
-  0.13–0.59 dB worse than none (and it costs about 40 % of a CPU student step).
+  off by default (``lambda_structure`` 0): on the demo city every weight tried (0.01, 0.1, 1) gave a worse
+  student than none, and the term makes a CPU step dearer (docs/benchmarks/export.md).
 The teacher's Gaussians are the baked export (:func:`momentum_gs.export.bake.bake`): one Gaussian per child
 drawn by some training view. The student starts as the ``ratio`` most important of them, importance being
 the Gaussian's total blending weight over the training views, then prunes twice (at a third and at two thirds
@@ -62,7 +62,7 @@ class DistillConfig:
     dropout: float = 0.2
     lambda_dssim: float = 0.2
     lambda_distill: float = 1.0
-    lambda_structure: float = 0.0  # off: every weight tried cost PSNR (docs/benchmarks.md)
+    lambda_structure: float = 0.0  # off: every weight tried cost PSNR (docs/benchmarks/export.md)
     voxels: int = 128
     prune_fraction: float = 0.1
     opacity_floor: float = 0.005

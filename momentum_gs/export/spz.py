@@ -27,16 +27,16 @@ Our choices, where the format leaves one:
   the spz library writes; ``version=2`` writes the older layout for viewers that predate it. Both are read;
   version 4 (a zstd container with a 32-byte header) is refused with a message;
 - fractional bits: 12, as the spz library writes (2^-12 units, 2.4 mm on the demo city whose unit is 10 m),
-  fewer where the scene reaches beyond ±2048 units so that no coordinate wraps around; on the demo city (SH
-  degree 3) the most bits that fit (18) made the file 6% larger and its held-out PSNR no higher;
+  fewer where the scene reaches beyond ±2048 units so that no coordinate wraps around; on the demo city the
+  most bits that fit (18) made the file larger and its held-out PSNR no higher (docs/benchmarks/export.md);
 - SH bits: all 8 by default; the spz library's default of 5 bits for degree 1 and 4 above (``sh_bits=(5, 4)``)
   rounds the small coefficients that baking fits (|c| < 0.05 on the demo city) to 0 and with them all view
-  dependence: on the demo city at degree 3, held-out PSNR 23.36 dB (0.71 MB) against 23.49 dB (1.01 MB) with
-  8 bits and 23.50 dB for the 10.3 MB PLY;
+  dependence, which costs held-out PSNR (docs/benchmarks/export.md);
 - flags 0 (the Gaussians are drawn the classic 3DGS way, without mip-splatting's anti-aliasing); on reading,
   the anti-aliasing flag is accepted and ignored, any other flag (such as header extensions) refused;
-- the Gaussians keep their order; gzip at zlib's default level 6, as the spz library (level 9 made the demo
-  city's file 3% smaller and took 10× as long), with a zero timestamp, so the same scene gives the same bytes.
+- the Gaussians keep their order; gzip at zlib's default level 6, as the spz library (level 9 made the file
+  a little smaller and took far longer: docs/benchmarks/export.md), with a zero timestamp, so the same scene
+  gives the same bytes.
 """
 
 from __future__ import annotations
