@@ -21,6 +21,7 @@ import numpy as np
 from momentum_gs.config import load_config
 from momentum_gs.draw import BLACK, TAB10, blank, dot, draw_axes, put_text, save_png
 from momentum_gs.errors import UserError
+from momentum_gs.io.run_folder import RunFolder
 
 # The paper's held-out scores (PSNR dB, SSIM, LPIPS-VGG), by dataset (SPEC §3.5).
 PAPER_RESULTS = {
@@ -70,15 +71,16 @@ def gather(run_dirs: list[str | Path], labels: dict[str, str] | None = None) -> 
 
 def _gather_one(run: Path, labels: dict[str, str]) -> dict:
     """The row of one run folder (see :func:`gather`)."""
-    results_path = run / "eval" / "results.json"
+    folder = RunFolder(run)
+    results_path = folder.results
     if not results_path.is_file():
         raise UserError(f"{run} has no eval/results.json; run `mgs eval {run}` first")
     try:
         results = json.loads(results_path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{results_path} is not valid JSON ({exc.msg}); run `mgs eval {run}` again")
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    cfg = load_config(run / "config.yaml") if (run / "config.yaml").is_file() else None
+    summary = json.loads(folder.summary.read_text()) if folder.summary.is_file() else {}
+    cfg = load_config(folder.config) if folder.config.is_file() else None
     dataset = Path(cfg.data.path).name if cfg and cfg.data.path else None
     num_blocks = summary.get("num_blocks") or _partition_blocks(cfg)
     active = cfg.blocks.active if cfg else 1
@@ -87,12 +89,12 @@ def _gather_one(run: Path, labels: dict[str, str]) -> dict:
     paper = PAPER_RESULTS.get(paper_key(dataset), {})
     return {"run": run.name, "label": labels.get(run.name, ablation_label(run.name)), "dataset": dataset,
             **{k: results.get(k) for k in ("psnr", "ssim", "lpips", *CC_KEYS, "fps", "num_anchors", "num_gaussians")},
-            "storage_mb": results.get("storage_mb", _folder_mb(run / "export")),
+            "storage_mb": results.get("storage_mb", _folder_mb(folder.export)),
             "num_blocks": num_blocks, "active": active,
             "steps_per_block": None if step is None else round(step * scale),
             "train_seconds": summary.get("seconds"),
             **{f"paper_{k}": paper.get(k) for k in ("psnr", "ssim", "lpips")},
-            "curve": _training_curve(run / "train.log", scale)}
+            "curve": _training_curve(folder.train_log, scale)}
 
 
 def _partition_blocks(cfg) -> int | None:

@@ -15,6 +15,7 @@ import torch
 from momentum_gs.config import LogConfig
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.train.distributed import SINGLE, World
 
 
@@ -61,9 +62,9 @@ class TrainLogger:
         if enabled and cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
 
-            self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
+            self.writer = SummaryWriter(str(RunFolder(out_dir).tensorboard))
         self.wandb = _start_wandb(out_dir, cfg, run_config) if enabled and cfg.wandb else None
-        self.log_file = _open_log(Path(out_dir) / "train.log", start) if enabled else None
+        self.log_file = _open_log(RunFolder(out_dir).train_log, start) if enabled else None
         self.rank_file = None
         if world.distributed:
             (Path(out_dir) / "logs").mkdir(parents=True, exist_ok=True)
