@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from momentum_gs.config import Config, load_config, resolve_device, use_threads
+from momentum_gs.config import Config, load_config, resolve_device
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.io.finite import require_finite
@@ -85,7 +85,6 @@ def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: s
     if path is None:
         raise UserError(f"{folder.ckpt} holds no checkpoint{no_checkpoint}")
     device = device or resolve_device(cfg.device)
-    use_threads(cfg.threads, device)
     ckpt = load_checkpoint(path, map_location="cpu")
     blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
     model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}

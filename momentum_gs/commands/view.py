@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from momentum_gs.commands.common import add_device, device_of
+from momentum_gs.commands.common import add_device, device_of, use_run_threads
 from momentum_gs.ranges import PORT, add_number
 from momentum_gs.render.fused import compositor_in_use
 from momentum_gs.view.server import Viewer, check_port, import_viser, serve_until_interrupted, warn_if_open
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Serve the viewer until interrupted."""
+    use_run_threads(args.run_dir, device_of(args))
     started = time.perf_counter()
     check_port(args.host, args.port)  # before the model loads: a busy port is one line at once
     import_viser()

@@ -22,6 +22,7 @@ from momentum_gs.config import load_config
 from momentum_gs.draw import BLACK, TAB10, blank, dot, draw_axes, put_text, save_png
 from momentum_gs.errors import UserError
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.partition import Partition
 
 # The paper's held-out scores (PSNR dB, SSIM, LPIPS-VGG), by dataset (SPEC §3.5).
 PAPER_RESULTS = {
@@ -102,8 +103,6 @@ def _partition_blocks(cfg) -> int | None:
     if cfg is None or not cfg.blocks.partition:
         return 1 if cfg is not None else None
     try:
-        from momentum_gs.partition import Partition
-
         return Partition.load(cfg.blocks.partition).num_blocks
     except (OSError, UserError, KeyError, ValueError):
         return None

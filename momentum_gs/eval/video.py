@@ -22,12 +22,14 @@ import numpy as np
 import torch
 
 from momentum_gs.config import RenderConfig
+from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
 from momentum_gs.eval.camera_path import ORBIT_FRAMES, CameraPath, orbit_path, through_keys, training_path
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
 from momentum_gs.io.atomic import write_failed
 from momentum_gs.ranges import MAX_FRAMES
+from momentum_gs.trained import load_run
 
 GENERATED = ("training", "orbit")
 DEFAULT_FPS = 30.0
@@ -118,8 +120,6 @@ def build_path(path_spec: str, from_file: CameraPath | None, cfg, model, frames:
         path = from_file if frames in (None, from_file.num_frames) else through_keys(from_file, frames)
         width, height = size or even(path.width, path.height)
         return replace(path.resized(width, height), fps=fps or path.fps)
-    from momentum_gs.data.scene import load_scene
-
     cameras = load_scene(cfg.data, images=False).train
     width, height = size or even(np.median([c.width for c in cameras]), np.median([c.height for c in cameras]))
     if path_spec == "training":
@@ -177,8 +177,6 @@ def render_video(run_dir: str | Path, path_spec: str, out: str | Path, fps: floa
         size: ``"WxH"`` (default: the training images' size, or the file's, made even); device: where to
         render (default: the run's config).
     """
-    from momentum_gs.trained import load_run
-
     out = Path(out)
     from_file, wanted = check_request(path_spec, out, frames, size, fps)
     cfg, model, _ = load_run(Path(run_dir), device)

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
+from momentum_gs.config import resolve_device
 from momentum_gs.errors import UserError
 
 
@@ -63,8 +64,6 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
     ``device_name`` is the config's ``device``: with ``auto`` or ``cuda`` each process takes GPU
     ``LOCAL_RANK``. ``backend`` ``auto`` is NCCL on GPUs and gloo on CPUs.
     """
-    from momentum_gs.config import resolve_device
-
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return SINGLE, resolve_device(device_name)
     world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))

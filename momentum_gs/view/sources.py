@@ -12,7 +12,11 @@ from pathlib import Path
 
 import torch
 
+from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
+from momentum_gs.model.anchors import AnchorSet
+from momentum_gs.model.decoder import Decoder
+from momentum_gs.trained import checkpoint_parts, read_checkpoint
 
 
 class RunSource:
@@ -20,9 +24,6 @@ class RunSource:
     kept apart so that any subset renders. Never changes, so its lock does nothing."""
 
     def __init__(self, run_dir: str | Path, device: torch.device | None = None):
-        from momentum_gs.data.scene import load_scene
-        from momentum_gs.trained import checkpoint_parts, read_checkpoint
-
         run_dir = Path(run_dir)
         cfg, _, ckpt, self.device = read_checkpoint(
             run_dir, device, f", so there is no model to view; train the run (`mgs train --resume --out {run_dir}`) "
@@ -102,9 +103,6 @@ class TrainingSource:
     def _parked(self, block):
         """(anchors, decoder) of a parked block from the trainer's block store, rebuilt once each time it is
         parked (its step count tells); None when the store does not hold it."""
-        from momentum_gs.model.anchors import AnchorSet
-        from momentum_gs.model.decoder import Decoder
-
         cached = self._parked_parts.get(block.id)
         if cached is not None and cached[0] == block.steps:
             return cached[1]
