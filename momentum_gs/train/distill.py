@@ -143,7 +143,7 @@ def merge(gaussians: StandardGaussians, weights: torch.Tensor, count: int) -> St
     colour coefficients and opacity (at least the seed's)."""
     from scipy.spatial import cKDTree
 
-    from momentum_gs.data.colmap import rotmat_to_qvec
+    from momentum_gs.data.colmap.model import rotmat_to_qvec
     from momentum_gs.render.projection import quat_to_rotmat
 
     g = gaussians

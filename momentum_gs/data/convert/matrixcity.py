@@ -12,7 +12,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
+from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
 from momentum_gs.data.convert.common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _place, _staged
 from momentum_gs.data.images import read_image
 from momentum_gs.data.scene import _sparse_dir

@@ -110,7 +110,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
 
 
 def _check_options(opts: SfmOptions) -> None:
-    from momentum_gs.data.colmap import SUPPORTED_MODELS
+    from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 
     if opts.matcher not in MATCHERS:
         raise UserError(f"unknown matcher '{opts.matcher}' (choose from {', '.join(MATCHERS)})")
