@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData
 
-from momentum_gs.data.colmap import qvec_to_rotmat, read_model
+from momentum_gs.data.colmap.folder import read_model
+from momentum_gs.data.colmap.model import qvec_to_rotmat
 from momentum_gs.data.georef import wgs84_to_enu
 
 

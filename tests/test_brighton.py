@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from momentum_gs.config import DataConfig
-from momentum_gs.data.colmap import ColmapModel, qvec_to_rotmat, read_model, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
+from momentum_gs.data.colmap.model import ColmapModel, qvec_to_rotmat
 from momentum_gs.data.images import ImageLoader, read_image
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.undistort import opencv_intrinsics

@@ -105,7 +105,7 @@ def _broken_copy(tiny_scene, tmp_path, how):
     import cv2
     import numpy as np
 
-    from momentum_gs.data.colmap import read_model, write_model
+    from momentum_gs.data.colmap.folder import read_model, write_model
 
     scene = tmp_path / "broken"
     shutil.copytree(tiny_scene, scene)

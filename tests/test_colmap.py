@@ -7,8 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from momentum_gs.data.colmap import (SUPPORTED_MODELS, ColmapCamera, ColmapImage, ColmapModel, qvec_to_rotmat,
-                                     read_model, rotmat_to_qvec, write_model)
+from momentum_gs.data.colmap.folder import read_model, write_model
+from momentum_gs.data.colmap.model import (SUPPORTED_MODELS, ColmapCamera, ColmapImage, ColmapModel, qvec_to_rotmat,
+                                           rotmat_to_qvec)
 from momentum_gs.errors import UserError
 
 

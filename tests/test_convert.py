@@ -15,7 +15,8 @@ from plyfile import PlyData, PlyElement
 from momentum_gs.cli import main
 from momentum_gs.config import DataConfig
 from momentum_gs.data import convert
-from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
+from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
 from momentum_gs.data.images import read_image
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError

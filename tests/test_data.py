@@ -12,7 +12,8 @@ import torch
 
 from momentum_gs.config import DataConfig
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
+from momentum_gs.data.colmap.folder import write_model
+from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
 from momentum_gs.data.images import ImageLoader, default_cache_root
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.undistort import opencv_intrinsics, pinhole_intrinsics

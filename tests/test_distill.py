@@ -12,7 +12,7 @@ import torch
 
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.colmap import rotmat_to_qvec
+from momentum_gs.data.colmap.model import rotmat_to_qvec
 from momentum_gs.data.scene import load_scene
 from momentum_gs.export.bake import StandardGaussians, load_standard_ply
 from momentum_gs.trained import load_run

@@ -13,7 +13,7 @@ import torch
 
 from momentum_gs.cli import main
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.colmap import rotmat_to_qvec
+from momentum_gs.data.colmap.model import rotmat_to_qvec
 from momentum_gs.eval.camera_path import (
     interpolate_keys,
     look_at,

@@ -13,7 +13,7 @@ import torch
 
 from momentum_gs.cli import main
 from momentum_gs.config import DataConfig
-from momentum_gs.data.colmap import read_model, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
 from momentum_gs.data.sanity import scene_warnings
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import DataWarning

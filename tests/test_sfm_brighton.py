@@ -10,7 +10,8 @@ import pytest
 
 from momentum_gs.cli import main
 from momentum_gs.config import DataConfig
-from momentum_gs.data.colmap import qvec_to_rotmat, read_model
+from momentum_gs.data.colmap.folder import read_model
+from momentum_gs.data.colmap.model import qvec_to_rotmat
 from momentum_gs.data.scene import load_scene
 from momentum_gs.partition.frame import estimate_up
 from momentum_gs.data.georef import wgs84_to_enu

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from momentum_gs.cli import main
-from momentum_gs.data.colmap import qvec_to_rotmat, read_model
+from momentum_gs.data.colmap.folder import read_model
+from momentum_gs.data.colmap.model import qvec_to_rotmat
 from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.synthetic import SynthPreset, intrinsics, look_at_pose
 from momentum_gs.data.synthetic.city import make_city

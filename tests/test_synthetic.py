@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from momentum_gs.data.colmap import qvec_to_rotmat, read_model, rotmat_to_qvec
+from momentum_gs.data.colmap.folder import read_model
+from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.data.synthetic import (PRESETS, flight_path, intrinsics, look_at_pose, make_synthetic_scene,
                                         scene_bounds)
 from momentum_gs.data.synthetic.city import BOX_BUILDING, make_city
@@ -75,7 +76,7 @@ def test_poses_read_back(tiny):
 def test_held_out_depths_land_on_the_ground_or_above(tiny):
     """Each held-out view's depth map, back-projected with its COLMAP pose, gives points on or above the ground
     (z = 0), some of them on it: camera-space z in the model's units, not the distance along the ray."""
-    from momentum_gs.data.colmap import qvec_to_rotmat
+    from momentum_gs.data.colmap.model import qvec_to_rotmat
 
     p = PRESETS["tiny"]
     val = read_model(tiny / "val" / "sparse" / "0")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from momentum_gs.data.colmap import qvec_to_rotmat, read_model
+from momentum_gs.data.colmap.folder import read_model
+from momentum_gs.data.colmap.model import qvec_to_rotmat
 from momentum_gs.data.synthetic import PRESETS, intrinsics, look_at_pose
 from momentum_gs.data.synthetic.city import BOX_BUILDING, City, ground_albedo, make_city
 from momentum_gs.data.synthetic.mesh import city_mesh, ground_half_size, observed

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from momentum_gs.config import load_config
-from momentum_gs.data.colmap import read_model, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
 from momentum_gs.errors import Interrupted, UserError
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.checkpoint import (checksum, latest_checkpoint, load_checkpoint, save_checkpoint)

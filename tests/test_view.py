@@ -22,7 +22,7 @@ import torch
 
 from momentum_gs.cli import main
 from momentum_gs.errors import UserError
-from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
+from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.view.frames import camera_pose, cell_boxes, render_frame, viewer_camera
 from tests.helpers.browser import CHROMIUM, Browser, free_port

@@ -19,7 +19,8 @@ import torch
 
 from momentum_gs.config import DataConfig
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.colmap import ColmapModel, qvec_to_rotmat, read_model
+from momentum_gs.data.colmap.folder import read_model
+from momentum_gs.data.colmap.model import ColmapModel, qvec_to_rotmat
 from momentum_gs.data.images import ImageJob, cache_suffix, default_cache_root, prepare_images, target_size
 from momentum_gs.data.undistort import pinhole_intrinsics
 from momentum_gs.errors import UserError

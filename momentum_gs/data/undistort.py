@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from momentum_gs.data.colmap import ColmapCamera, check_camera
+from momentum_gs.data.colmap.model import ColmapCamera, check_camera
 
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
+from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.errors import UserError
 from momentum_gs.partition.frame import camera_arrays, estimate_up
 

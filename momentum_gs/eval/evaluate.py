@@ -29,6 +29,8 @@ from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.trained import load_run
 from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import resolve_backend
+from momentum_gs.partition.assign import view_coverage
+from momentum_gs.partition.partition import Partition
 
 STRIP_VIEWS = 4  # held-out views shown in eval/strip.png
 WARMUP_VIEWS = 5  # views excluded from the timing (allocator and cache warm-up), as the paper's FPS
@@ -87,15 +89,29 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         raise UserError(f"the scene {cfg.data.path} has no held-out views to evaluate")
     model.eval()
     lpips, lpips_note = _lpips(metrics, model.device)
+    per_view, seconds, strip = _evaluate_views(model, cfg, scene, lpips, metrics.colour_correction, run_dir,
+                                               save_images, maps)
+    results = _results(per_view, seconds, model, step, lpips, lpips_note, run_dir)
+    if strip:  # renders on top, ground truth below, a few held-out views side by side
+        write_strip(strip, run_dir / "eval" / "strip.png")
+    if cfg.blocks.partition:
+        results.update(per_block(per_view, scene, cfg.blocks.partition))
+    atomic_write_text(run_dir / "eval" / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run_dir / "eval" / "per_view.json", json.dumps(per_view, indent=2) + "\n")
+    return results
+
+
+def _evaluate_views(model, cfg, scene, lpips, colour_correction: bool, run_dir: Path, save_images: bool,
+                    maps: bool) -> tuple[list[dict], list[float], list[tuple[torch.Tensor, str, float]]]:
+    """Render, time and score every held-out view, writing its renders and maps as asked: (the per-view scores,
+    the render seconds, the strip's first ``STRIP_VIEWS`` columns)."""
     loader = ImageLoader(scene.test, cache=False, prefetch=cfg.data.prefetch)
     per_view, seconds, strip = [], [], []
     if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(model.device)
     views = loader.iterate(range(len(scene.test)), model.device)
     depth_dir = ground_truth_depths(scene.root)
-    extras = ("depth", "normal") if maps else ("depth",) if depth_dir is not None else ()
-    if depth_dir is not None and resolve_backend(cfg.render.backend, model.device) == "torch":
-        extras += ("median_depth",)  # only the torch backend has it
+    extras = _render_extras(cfg.render.backend, model.device, depth_dir, maps)
     if len(scene.test) <= WARMUP_VIEWS:  # too few views to drop the first renders from the timing: warm up first
         warm = scene.test[0].to(model.device)
         for _ in range(WARMUP_VIEWS):
@@ -105,20 +121,47 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         started = _synchronized_time(gt.device)
         view = model.render(camera, cfg.render, appearance_index=None, extras=extras)
         seconds.append(_synchronized_time(gt.device) - started)
-        image = view.output.image.clamp(0, 1)
-        per_view.append({"name": camera.name, **scores(image, gt, lpips), "num_gaussians": view.num_gaussians})
-        if depth_dir is not None:
-            per_view[-1].update(depth_errors(view.output, depth_dir / f"{Path(camera.name).stem}.npy"))
+        image, entry = _view_scores(view, camera.name, gt, lpips, depth_dir)
+        per_view.append(entry)
         if maps:
-            picture = map_picture(view.output)
-            (run_dir / "eval" / "maps").mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(run_dir / "eval" / "maps" / f"{Path(camera.name).stem}.png"), picture[..., ::-1])
-        if metrics.colour_correction:
-            per_view[-1].update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
+            _write_maps(view.output, run_dir / "eval" / "maps", camera.name)
+        if colour_correction:
+            entry.update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
         if save_images:
             save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
             if len(strip) < STRIP_VIEWS:
-                strip.append((torch.cat([image, gt], dim=0).cpu(), camera.name, per_view[-1]["psnr"]))
+                strip.append((torch.cat([image, gt], dim=0).cpu(), camera.name, entry["psnr"]))
+    return per_view, seconds, strip
+
+
+def _render_extras(backend: str, device: torch.device, depth_dir: Path | None, maps: bool) -> tuple[str, ...]:
+    """The extra channels each held-out render needs: depth for a ground truth or the maps, normal for the maps,
+    the median depth too where there is a ground truth and the backend has it."""
+    extras = ("depth", "normal") if maps else ("depth",) if depth_dir is not None else ()
+    if depth_dir is not None and resolve_backend(backend, device) == "torch":
+        extras += ("median_depth",)  # only the torch backend has it
+    return extras
+
+
+def _view_scores(view, name: str, gt: torch.Tensor, lpips, depth_dir: Path | None) -> tuple[torch.Tensor, dict]:
+    """(the render clamped to [0, 1], its entry of ``per_view.json``: scores, Gaussians and depth errors)."""
+    image = view.output.image.clamp(0, 1)
+    entry = {"name": name, **scores(image, gt, lpips), "num_gaussians": view.num_gaussians}
+    if depth_dir is not None:
+        entry.update(depth_errors(view.output, depth_dir / f"{Path(name).stem}.npy"))
+    return image, entry
+
+
+def _write_maps(output, folder: Path, name: str) -> None:
+    """The view's depth and normal maps (:func:`map_picture`) as ``folder/NAME.png``."""
+    picture = map_picture(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{Path(name).stem}.png"), picture[..., ::-1])
+
+
+def _results(per_view: list[dict], seconds: list[float], model, step: int, lpips, lpips_note: str | None,
+             run_dir: Path) -> dict:
+    """``results.json``: :func:`summarize`, the LPIPS convention or why it is missing, the peak render memory."""
     results = summarize(per_view, seconds, model, step)
     results["lpips_convention"] = lpips.convention if lpips is not None else None
     if lpips_note:
@@ -126,12 +169,6 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         results["lpips_note_said_before"] = _said_before(run_dir / "eval" / "results.json", lpips_note)
     results["peak_render_memory_mb"] = (torch.cuda.max_memory_allocated(model.device) / 2**20
                                         if model.device.type == "cuda" else None)  # CPU: not measured
-    if strip:  # renders on top, ground truth below, a few held-out views side by side
-        write_strip(strip, run_dir / "eval" / "strip.png")
-    if cfg.blocks.partition:
-        results.update(per_block(per_view, scene, cfg.blocks.partition))
-    atomic_write_text(run_dir / "eval" / "results.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(run_dir / "eval" / "per_view.json", json.dumps(per_view, indent=2) + "\n")
     return results
 
 
@@ -251,8 +288,6 @@ def per_block(per_view: list[dict], scene, partition_path: str, share: float = 0
     ``seams``: the views whose content is shared by more than one block (each owning at least ``share`` of
     it, by the partition's projected-point coverage) against the views that stay inside one block.
     """
-    from momentum_gs.partition import Partition, view_coverage
-
     partition = Partition.load(partition_path)
     centres = np.stack([camera.center.double().numpy() for camera in scene.test])
     owners = partition.block_of(centres)

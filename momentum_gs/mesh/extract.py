@@ -14,17 +14,25 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 import torch
 
+from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
+from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
+from momentum_gs.eval.geometry import mesh_scores
+from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.mesh import read_mesh, write_mesh
 from momentum_gs.mesh.marching import CUBE_CORNERS, Surface, marching_tetrahedra, stitch
+from momentum_gs.mesh.picture import shade_mesh
 from momentum_gs.mesh.tsdf import DepthView, Grid, fuse, sees_box
+from momentum_gs.partition.partition import Partition
 from momentum_gs.ranges import MESH, check_settings
+from momentum_gs.trained import load_run
 
 # The largest grid one block may fuse (points): about 28 bytes each, so 1.8 GB; and the largest scene grid,
 # whose cubes are visited once to find each block's range.
@@ -32,7 +40,6 @@ MAX_BLOCK_POINTS = 1 << 26
 MAX_GRID_POINTS = 1 << 36
 # Renders kept for the next block (depth + colour), in bytes.
 RENDER_CACHE_BYTES = 1 << 29
-DEPTHS = ("median", "mean")
 # From this truncation (voxels) on, a tetrahedron (diagonal √3 voxels) crossed by a real surface cannot reach
 # both TSDF clamps, so tetrahedra that do are depth edges and are dropped (marching_tetrahedra's drop_jumps).
 JUMP_SAFE_TRUNC = 1.75
@@ -42,6 +49,7 @@ SCORE_SAMPLES = 1_000_000
 
 
 DepthKind = Literal["median", "mean"]  # the rendered depth fused: where transmittance crosses 0.5, or the mean
+DEPTHS = get_args(DepthKind)
 
 
 @dataclass
@@ -95,39 +103,68 @@ def block_ranges(partition, origin: np.ndarray, voxel: float, dims: np.ndarray,
     return {block: (lo, hi) for block, (lo, hi) in ranges.items()}
 
 
+@dataclass
+class _SceneGrid:
+    """The global grid over the scene's region, in the partition's grid frame (z up), world units."""
+
+    lo: np.ndarray  # [3] the region's low corner
+    hi: np.ndarray  # [3] its high corner
+    voxel: float
+    origin: np.ndarray  # [3] the grid's point (0, 0, 0)
+    dims: np.ndarray  # [3] int64 grid points per axis
+    rotation: np.ndarray  # [3, 3] world → grid frame
+
+
 def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings(), block_meshes: bool = False,
                  device: torch.device | None = None, threshold: float | None = None) -> dict:
     """Fuse, extract and write ``out`` (binary PLY, vertex colours); returns the summary also written to
     ``out`` with suffix ``.json``. ``block_meshes``: also write each block's piece as ``<out stem>_block<n>.ply``.
     When the scene has a ground-truth mesh (``mgs synth`` writes ``mesh.ply``), the summary scores the mesh
     against it (``momentum_gs.eval.geometry``) at ``threshold`` world units (default 2 voxels)."""
-    from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
-    from momentum_gs.data.scene import load_scene
-    from momentum_gs.io.atomic import atomic_write_bytes
-    from momentum_gs.io.mesh import read_mesh, write_mesh
-    from momentum_gs.trained import load_run
-    from momentum_gs.partition.partition import Partition
-
-    if settings.depth not in DEPTHS:
-        raise UserError(f"unknown depth {settings.depth!r} for the mesh; choose one of {', '.join(DEPTHS)}")
-    check_settings(settings, MESH, {"voxel": "--voxel", "trunc_voxels": "--trunc"})  # before the run loads
-    out = Path(out)
-    if out.suffix.lower() != ".ply":
-        raise UserError(f"the mesh is written as PLY: give --out a name ending in .ply, not {out.name}")
+    out = _checked_request(settings, out)  # before the run loads
     started = time.perf_counter()
     cfg, model, step = load_run(run_dir, device)
     # a scene from `mgs sfm` with GPS: said with the mesh; read first, so a bad georef.json stops it before the fusion
     georef = read_georef(Path(cfg.data.path))
-    device = model.device
     scene = load_scene(cfg.data)
     partition = Partition.load(cfg.blocks.partition) if cfg.blocks.partition else None
+    grid = _scene_grid(model, partition, settings)
+    pieces, per_block = _fuse_blocks(model, cfg, scene.train, partition, grid, settings)
+    mesh, sidecar = _write_meshes(out, pieces, grid, settings, georef, block_meshes)
+    vertices, faces, _ = mesh
+    summary = {"run": str(Path(run_dir).resolve()), "step": step, "mesh": str(out.resolve()), "voxel": grid.voxel,
+               "trunc": settings.trunc_voxels * grid.voxel, "depth": settings.depth,
+               "region": [grid.lo.tolist(), grid.hi.tolist()], "vertices": len(vertices), "faces": len(faces),
+               "blocks": per_block, "seconds": round(time.perf_counter() - started, 2),
+               "georef": str(sidecar) if sidecar else None}
+    truth, scores = _ground_truth(Path(cfg.data.path), mesh, threshold or 2 * grid.voxel, partition)
+    if scores is not None:
+        summary["ground_truth"] = scores
+    _write_picture(out.with_suffix(".png"), scene.train, grid, [mesh] + ([truth] if truth is not None else []))
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(summary, indent=1) + "\n").encode())
+    return summary
+
+
+def _checked_request(settings: MeshSettings, out: Path) -> Path:
+    """``out`` as a Path, once the settings are in range and ``out`` names a PLY file; a UserError otherwise."""
+    if settings.depth not in DEPTHS:
+        raise UserError(f"unknown depth {settings.depth!r} for the mesh; choose one of {', '.join(DEPTHS)}")
+    check_settings(settings, MESH, {"voxel": "--voxel", "trunc_voxels": "--trunc"})
+    out = Path(out)
+    if out.suffix.lower() != ".ply":
+        raise UserError(f"the mesh is written as PLY: give --out a name ending in .ply, not {out.name}")
+    return out
+
+
+def _scene_grid(model, partition, settings: MeshSettings) -> _SceneGrid:
+    """The global grid over the anchors' region, one voxel beyond it on every side; a UserError when there is no
+    region or the grid would be too large."""
     rotation = partition.rotation if partition is not None else np.eye(3)
     positions = _anchor_positions(model)
     lo, hi = region_of(positions, rotation, settings.region_percentile)
     voxel = settings.voxel or default_voxel(lo, hi)
     if not voxel > 0:
         raise UserError("the anchors span no horizontal extent, so there is no default voxel; give --voxel")
-    trunc = settings.trunc_voxels * voxel
     origin = np.floor(lo / voxel) * voxel - voxel
     dims = np.ceil((hi - origin) / voxel).astype(np.int64) + 2
     if (dims < 2).any():
@@ -135,63 +172,87 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     if np.prod(dims.astype(np.float64)) > MAX_GRID_POINTS:
         raise UserError(f"voxel {voxel:.4g} makes a grid of {np.prod(dims.astype(np.float64)):.3g} points over the "
                         f"scene; give a larger --voxel (the default here is {default_voxel(lo, hi):.4g})")
-    ranges = block_ranges(partition, origin, voxel, dims, rotation)
+    return _SceneGrid(lo, hi, voxel, origin, dims, rotation)
+
+
+def _fuse_blocks(model, cfg, cameras: list, partition, grid: _SceneGrid, settings: MeshSettings
+                 ) -> tuple[dict[int, Surface], list[dict]]:
+    """({block: its piece of the surface}, one summary entry per block), block by block."""
+    ranges = block_ranges(partition, grid.origin, grid.voxel, grid.dims, grid.rotation)
     num_blocks = partition.num_blocks if partition is not None else 1
-    renders = _RenderCache(model, cfg.render, settings, device)
+    renders = _RenderCache(model, cfg.render, settings, model.device)
     pieces, per_block = {}, []
     for block in sized(range(num_blocks), num_blocks, "mesh", "block", "a larger --voxel"):
         if block not in ranges:
             per_block.append({"block": block, "views": 0, "vertices": 0, "faces": 0, "note": "outside the region"})
             continue
-        first, last = ranges[block]
-        shape = tuple(int(n) for n in last - first + 2)  # the owned cubes' corner points
-        if np.prod(shape) > MAX_BLOCK_POINTS:
-            raise UserError(f"block {block} would need {np.prod(shape):,} grid points at voxel {voxel:.4g}; "
-                            f"give a larger --voxel (at least {voxel * (np.prod(shape) / MAX_BLOCK_POINTS) ** (1 / 3):.3g})")
-        grid = Grid(torch.as_tensor(origin + voxel * first, dtype=torch.float64, device=device), voxel, shape,
-                    torch.as_tensor(rotation, dtype=torch.float64, device=device))
-        corners = _box_corners(grid)
-        views = [i for i, cam in enumerate(scene.train)
-                 if sees_box(cam.K, cam.world_to_cam, cam.width, cam.height, corners.cpu())]
-        if not views:
-            raise UserError(f"block {block}: no training view sees its cell; check the partition "
-                            f"({cfg.blocks.partition}) against the scene")
-        tsdf, weight, color = fuse(grid, [renders.get(scene.train[i]) for i in views], trunc)
-        cubes = tuple(n - 1 for n in shape)
-        owned = (np.ones(cubes, bool) if partition is None else
-                 partition.block_of(_cube_centres(origin, voxel, first, cubes, rotation)).reshape(cubes) == block)
-        piece = marching_tetrahedra(tsdf.cpu().numpy(), weight.cpu().numpy() > 0, owned,
-                                    np.asarray(origin + voxel * first), voxel, first, dims,
-                                    color.cpu().numpy().astype(np.float64),
-                                    drop_jumps=settings.trunc_voxels >= JUMP_SAFE_TRUNC)
+        piece, views, points = _mesh_block(block, *ranges[block], grid, cameras, partition, renders,
+                                           cfg.blocks.partition)
         pieces[block] = piece
-        per_block.append({"block": block, "views": len(views), "grid_points": int(np.prod(shape)),
+        per_block.append({"block": block, "views": views, "grid_points": points,
                           "vertices": len(piece.vertices), "faces": len(piece.faces)})
+    return pieces, per_block
+
+
+def _mesh_block(block: int, first: np.ndarray, last: np.ndarray, grid: _SceneGrid, cameras: list, partition,
+                renders: _RenderCache, partition_path: str) -> tuple[Surface, int, int]:
+    """(the surface of the cubes ``block`` owns, from ``first`` to ``last``, the views fused, the grid points)."""
+    settings, device, origin, voxel = renders.settings, renders.device, grid.origin, grid.voxel
+    shape = tuple(int(n) for n in last - first + 2)  # the owned cubes' corner points
+    if np.prod(shape) > MAX_BLOCK_POINTS:
+        raise UserError(f"block {block} would need {np.prod(shape):,} grid points at voxel {voxel:.4g}; "
+                        f"give a larger --voxel (at least {voxel * (np.prod(shape) / MAX_BLOCK_POINTS) ** (1 / 3):.3g})")
+    block_grid = Grid(torch.as_tensor(origin + voxel * first, dtype=torch.float64, device=device), voxel, shape,
+                      torch.as_tensor(grid.rotation, dtype=torch.float64, device=device))
+    corners = _box_corners(block_grid)
+    views = [i for i, cam in enumerate(cameras)
+             if sees_box(cam.K, cam.world_to_cam, cam.width, cam.height, corners.cpu())]
+    if not views:
+        raise UserError(f"block {block}: no training view sees its cell; check the partition "
+                        f"({partition_path}) against the scene")
+    tsdf, weight, color = fuse(block_grid, [renders.get(cameras[i]) for i in views], settings.trunc_voxels * voxel)
+    cubes = tuple(n - 1 for n in shape)
+    owned = (np.ones(cubes, bool) if partition is None else
+             partition.block_of(_cube_centres(origin, voxel, first, cubes, grid.rotation)).reshape(cubes) == block)
+    piece = marching_tetrahedra(tsdf.cpu().numpy(), weight.cpu().numpy() > 0, owned,
+                                np.asarray(origin + voxel * first), voxel, first, grid.dims,
+                                color.cpu().numpy().astype(np.float64),
+                                drop_jumps=settings.trunc_voxels >= JUMP_SAFE_TRUNC)
+    return piece, len(views), int(np.prod(shape))
+
+
+def _write_meshes(out: Path, pieces: dict[int, Surface], grid: _SceneGrid, settings: MeshSettings, georef,
+                  block_meshes: bool) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], Path | None]:
+    """Stitch the pieces and write the mesh (with ``block_meshes``, each block's piece too) and its georeference
+    side-car; returns the world-frame (vertices, faces, colours) and the side-car's path (None without one)."""
     surface = stitch(list(pieces.values()))
     if len(surface.faces) == 0:
-        raise UserError(f"the fused depths give no surface at voxel {voxel:.4g} (truncation {trunc:.4g}); "
-                        f"try a voxel nearer {default_voxel(lo, hi):.4g} (the default)")
+        raise UserError(f"the fused depths give no surface at voxel {grid.voxel:.4g} (truncation "
+                        f"{settings.trunc_voxels * grid.voxel:.4g}); try a voxel nearer "
+                        f"{default_voxel(grid.lo, grid.hi):.4g} (the default)")
     for block, piece in pieces.items():
         if block_meshes and len(piece.faces):  # only once every block has made its piece: no half a set
-            write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, rotation))
-    vertices, faces, colors = _world(surface, rotation)
+            write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, grid.rotation))
+    vertices, faces, colors = _world(surface, grid.rotation)
     write_mesh(out, vertices, faces, colors, comments=[ply_comment(georef)] if georef else [])
-    sidecar = write_sidecar(out, georef, vertices)
-    summary = {"run": str(Path(run_dir).resolve()), "step": step, "mesh": str(out.resolve()), "voxel": voxel,
-               "trunc": trunc, "depth": settings.depth, "region": [lo.tolist(), hi.tolist()],
-               "vertices": len(vertices), "faces": len(faces), "blocks": per_block,
-               "seconds": round(time.perf_counter() - started, 2), "georef": str(sidecar) if sidecar else None}
-    truth_path = ground_truth_mesh(Path(cfg.data.path))
-    truth = read_mesh(truth_path) if truth_path is not None else None
-    if truth is not None:
-        summary["ground_truth"] = {"truth": str(truth_path), **score_against(vertices, faces, truth[:2],
-                                                                             threshold or 2 * voxel, partition)}
-    camera = overview_camera(scene.train, (lo + hi) / 2 @ rotation)
-    meshes = [(vertices, faces, colors)] + ([truth] if truth is not None else [])
+    return (vertices, faces, colors), write_sidecar(out, georef, vertices)
+
+
+def _ground_truth(data_dir: Path, mesh: tuple, threshold: float, partition) -> tuple[tuple | None, dict | None]:
+    """(the scene's ground-truth mesh, the mesh's scores against it at ``threshold``), or (None, None)."""
+    truth_path = ground_truth_mesh(data_dir)
+    if truth_path is None:
+        return None, None
+    truth = read_mesh(truth_path)
+    vertices, faces, _ = mesh
+    return truth, {"truth": str(truth_path), **score_against(vertices, faces, truth[:2], threshold, partition)}
+
+
+def _write_picture(path: Path, cameras: list, grid: _SceneGrid, meshes: list[tuple]) -> None:
+    """The meshes side by side, shaded, from the training camera that looks nearest the region's centre."""
+    camera = overview_camera(cameras, (grid.lo + grid.hi) / 2 @ grid.rotation)
     picture = np.concatenate([_picture(*mesh, camera) for mesh in meshes], axis=1)
-    atomic_write_bytes(out.with_suffix(".png"), cv2.imencode(".png", picture[..., ::-1])[1].tobytes())
-    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(summary, indent=1) + "\n").encode())
-    return summary
+    atomic_write_bytes(path, cv2.imencode(".png", picture[..., ::-1])[1].tobytes())
 
 
 PICTURE_WIDTH = 960
@@ -209,8 +270,6 @@ def overview_camera(cameras: list, centre: np.ndarray):
 
 def _picture(vertices, faces, colors, camera) -> np.ndarray:
     """[H, W, 3] uint8 shaded picture of a mesh from ``camera``, scaled to ``PICTURE_WIDTH`` pixels wide."""
-    from momentum_gs.mesh.picture import shade_mesh
-
     scale = PICTURE_WIDTH / camera.width
     K = camera.K.double().numpy().copy()
     K[:2] *= scale
@@ -282,8 +341,6 @@ def score_against(vertices: np.ndarray, faces: np.ndarray, truth: tuple[np.ndarr
     """Accuracy, completeness, Chamfer and F-score of a mesh against the ground truth's (vertices, faces), for
     the whole scene and per block (the samples the partition puts in the block), both within the ground
     truth's xy extent: beyond it nothing says what is right."""
-    from momentum_gs.eval.geometry import mesh_scores
-
     gt_vertices, gt_faces = truth
     lo, hi = gt_vertices[:, :2].min(0), gt_vertices[:, :2].max(0)
     count = count or SCORE_SAMPLES

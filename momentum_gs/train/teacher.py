@@ -134,32 +134,46 @@ def consistency_loss(student: NeuralGaussians, teacher: DecodedAnchors, gradient
                          f"{tuple(student.neural_opacity.shape)}: decode the student's inputs")
     if gradient not in GRADIENTS:
         raise ValueError(f"unknown consistency gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
-
-    def kept(values: torch.Tensor, width: int) -> torch.Tensor:  # the kept children's rows
-        return values.reshape(-1, width).index_select(0, student.kept)
-
-    scalings = student.anchor_scalings
-    if gradient == "reference":
-        t_scalings = scalings  # the teacher's child scales share the anchors' (differentiable) log-scales
-    else:
-        teacher = DecodedAnchors(teacher.opacity.detach(), teacher.cov.detach(), teacher.color.detach())
-        t_scalings = scalings.detach()
-    if gradient == "decoder_only":
-        if decoder is None:
-            raise ValueError("teacher.gradient=decoder_only needs the student decoder")
-        inputs = student.inputs
-        fixed = DecoderInputs(inputs.features.detach(), inputs.view_dirs.detach(), inputs.dists.detach(),
-                              None if inputs.appearance is None else inputs.appearance.detach())
-        again = decoder.decode(fixed)
-        s_opacity, s_colors = again.opacity, kept(again.color, 3)
-        s_scales, s_quats = kept(child_scales(again.cov, t_scalings), 3), kept(child_rotations(again.cov), 4)
-    else:  # the rendered values themselves
-        s_opacity, s_colors, s_scales, s_quats = student.neural_opacity, student.colors, student.scales, student.quats
+    teacher, t_scalings = _teacher_side(student, teacher, gradient)
+    s_opacity, s_colors, s_scales, s_quats = _student_side(student, gradient, decoder, t_scalings)
     parts = {
         "opacity": _mse(s_opacity, teacher.opacity),
-        "color": _mse(s_colors, kept(teacher.color, 3)),
-        "scale": _mse(s_scales, kept(child_scales(teacher.cov, t_scalings), 3)),
-        "rotation": _mse(s_quats, kept(child_rotations(teacher.cov), 4)),
+        "color": _mse(s_colors, _kept(teacher.color, 3, student.kept)),
+        "scale": _mse(s_scales, _kept(child_scales(teacher.cov, t_scalings), 3, student.kept)),
+        "rotation": _mse(s_quats, _kept(child_rotations(teacher.cov), 4, student.kept)),
     }
     total = parts["opacity"] + parts["color"] + parts["scale"] + parts["rotation"]
     return total, {name: value.detach() for name, value in parts.items()}
+
+
+def _kept(values: torch.Tensor, width: int, kept: torch.Tensor) -> torch.Tensor:
+    """The ``kept`` children's rows of per-child ``values`` viewed as [-1, width]."""
+    return values.reshape(-1, width).index_select(0, kept)
+
+
+def _teacher_side(student: NeuralGaussians, teacher: DecodedAnchors, gradient: str
+                  ) -> tuple[DecodedAnchors, torch.Tensor]:
+    """(the teacher's outputs, the anchor log-scales its child scales use): as given for ``"reference"``, else
+    detached into a constant target."""
+    scalings = student.anchor_scalings
+    if gradient == "reference":
+        return teacher, scalings  # the teacher's child scales share the anchors' (differentiable) log-scales
+    teacher = DecodedAnchors(teacher.opacity.detach(), teacher.cov.detach(), teacher.color.detach())
+    return teacher, scalings.detach()
+
+
+def _student_side(student: NeuralGaussians, gradient: str, decoder: nn.Module | None, t_scalings: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The student's (opacity, kept colours, kept scales, kept quaternions): the rendered values themselves, or
+    for ``"decoder_only"`` the student decoder's outputs for detached inputs."""
+    if gradient != "decoder_only":
+        return student.neural_opacity, student.colors, student.scales, student.quats
+    if decoder is None:
+        raise ValueError("teacher.gradient=decoder_only needs the student decoder")
+    inputs = student.inputs
+    fixed = DecoderInputs(inputs.features.detach(), inputs.view_dirs.detach(), inputs.dists.detach(),
+                          None if inputs.appearance is None else inputs.appearance.detach())
+    again = decoder.decode(fixed)
+    s_colors = _kept(again.color, 3, student.kept)
+    s_scales = _kept(child_scales(again.cov, t_scalings), 3, student.kept)
+    return again.opacity, s_colors, s_scales, _kept(child_rotations(again.cov), 4, student.kept)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.colmap import qvec_to_rotmat, rotmat_to_qvec
+from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.draw import distinct_colors
 from momentum_gs.eval.evaluate import depth_picture, normal_picture
 from momentum_gs.model.gaussian_scene import render_view

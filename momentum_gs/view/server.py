@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import random
+import signal
 import socket
 import sys
 import threading
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from momentum_gs.errors import UserError, one_line
+from momentum_gs.partition.frame import estimate_up
 from momentum_gs.ranges import PORT
 from momentum_gs.view.frames import (MODES, FrameSettings, block_rgb, camera_pose, cell_boxes, frame_size,
                                      render_frame, viewer_camera)
@@ -84,8 +87,6 @@ def own_random_for_pings() -> None:
 def quiet_handshake_errors() -> None:
     """No traceback on the console for a client that is not a browser (a bare TCP connect, a port scanner):
     the websockets server logs a failed opening handshake with its whole stack at ERROR."""
-    import logging
-
     logging.getLogger("websockets.server").setLevel(logging.CRITICAL)
 
 
@@ -194,8 +195,6 @@ class Viewer:
 
     def _build_scene(self) -> None:
         """Frustums of the training cameras (coloured by block) and boxes of the partition's cells."""
-        from momentum_gs.partition.frame import estimate_up
-
         scene, cameras, partition = self.server.scene, self.source.cameras, self.source.partition
         up = partition.up if partition is not None and partition.up is not None else estimate_up(cameras, False)
         if up is not None:
@@ -306,31 +305,51 @@ class Viewer:
         if client is None or state is None:
             self.clients.pop(client_id, None)
             return False
+        view = self._browser_view(client, state)  # (position, wxyz, fov, width, height)
+        needed = None if view is None else self._frame_needed(state, *view)  # (size, full)
+        if needed is None:
+            return False
+        position, wxyz, fov, _, _ = view
+        self._send_frame(client_id, client, state, position, wxyz, fov, *needed)
+        return True
+
+    def _browser_view(self, client, state: ClientState) -> tuple | None:
+        """(position, wxyz, fov, width, height) of the browser's camera, or None while there is nothing to draw:
+        its camera not sent yet, a new browser just flown to the first training camera, an empty canvas."""
         cam = client.camera
         try:
             position, wxyz, fov = cam.position.copy(), cam.wxyz.copy(), float(cam.fov)
             width, height = int(cam.image_width), int(cam.image_height)
         except AssertionError:  # the browser has not sent its camera yet
-            return False
+            return None
         if not state.arrived:  # a new browser starts at the first training camera
             state.arrived = True
             if self.source.cameras:
                 self.fly_to(client, self.source.cameras[0])
-                return False
+                return None
         if width < 1 or height < 1:
-            return False
+            return None
+        return position, wxyz, fov, width, height
+
+    def _frame_needed(self, state: ClientState, position, wxyz, fov: float, width: int, height: int
+                      ) -> tuple[tuple[int, int], bool] | None:
+        """(frame size, whether it is the full frame) of the frame the browser needs now, or None: the small
+        frame as soon as the camera (or a control) moves, the full one once it rests, again when the model changed."""
         key = (tuple(np.round(position, 6)), tuple(np.round(wxyz, 6)), round(fov, 6), width, height, self.settings)
         now = time.perf_counter()
         version = self.source.version
         full = key == state.camera_key  # else the camera (or a control) moved: the small frame now
         if not full:
             state.camera_key, state.changed_at, state.full = key, now, False
-            size = frame_size(width, height, PREVIEW_PIXELS)
-        elif (not state.full and now - state.changed_at >= SETTLE_S) or (
+            return frame_size(width, height, PREVIEW_PIXELS), full
+        if (not state.full and now - state.changed_at >= SETTLE_S) or (
                 state.full and version != state.version and now - state.sent_at >= REFRESH_S):
-            size = frame_size(width, height, int(width * height * self.resolution.value ** 2))
-        else:
-            return False
+            return frame_size(width, height, int(width * height * self.resolution.value ** 2)), full
+        return None
+
+    def _send_frame(self, client_id: int, client, state: ClientState, position, wxyz, fov: float,
+                    size: tuple[int, int], full: bool) -> None:
+        """Render the frame of ``size`` and send it; a full frame is counted and reported."""
         camera = viewer_camera(position, wxyz, fov, *size).to(self.source.device)
         settings, blocks = self.frame_settings, self.blocks
         started = time.perf_counter()
@@ -352,7 +371,6 @@ class Viewer:
             if self.first_frame_s is None:
                 self.first_frame_s = state.sent_at - self.started
                 self.log(f"viewer: first frame {self.first_frame_s:.1f} s after the start")
-        return True
 
     def close(self) -> None:
         """Stop rendering and serving."""
@@ -365,8 +383,6 @@ class Viewer:
 def serve_until_interrupted(viewer: Viewer, line: str) -> None:
     """Print ``line``, then serve until Ctrl-C or SIGTERM (a service manager's stop), close the viewer and say
     so."""
-    import signal
-
     def interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from momentum_gs.data.colmap import ColmapModel
+from momentum_gs.data.colmap.model import ColmapModel
 from momentum_gs.errors import UserError, listing
 
 SPLITS = ("train", "val")

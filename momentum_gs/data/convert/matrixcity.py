@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from plyfile import PlyData, PlyParseError
 
-from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, read_model, rotmat_to_qvec, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
+from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
 from momentum_gs.data.convert.common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _place, _staged
 from momentum_gs.data.images import read_image
 from momentum_gs.data.scene import _sparse_dir
@@ -228,8 +230,6 @@ def read_points(path: str | Path, scale: float = 1.0) -> tuple[np.ndarray, np.nd
         model = read_model(_sparse_dir(path) or path, keypoints=False)
         xyz, rgb = model.points, model.colors
     else:
-        from plyfile import PlyData, PlyParseError
-
         try:
             vertex = PlyData.read(str(path))["vertex"].data
         except (OSError, ValueError, KeyError, IndexError, PlyParseError) as exc:
@@ -288,26 +288,13 @@ def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path
     Returns:
         {"train": images, "val": images, "points": points, "rescaled": poses whose rotation had a scale}.
     """
-    splits = {("val" if k == "test" else k): [Path(p) for p in v] for k, v in transforms_json_paths.items()}
-    if set(splits) != set(SPLITS) or not all(splits.values()):
-        raise UserError("MatrixCity conversion needs training and test transforms files (train and val/test)")
-    if not scale > 0 or (points is None and num_points < 1):
-        raise UserError(f"the scale must be > 0 and the number of random points >= 1 (got {scale}, {num_points})")
+    splits = _checked_splits(transforms_json_paths, points, num_points, scale)
     out_dir = Path(out_dir)
     roots = [image_root] if isinstance(image_root, (str, Path)) else list(image_root or [])
     roots = [Path(root) for root in roots]
     _ensure_free(out_dir)
-    fallback = {k: v for k, v in _load_json(splits["train"][0]).items() if k != "frames"}
-    frames = {split: _read_frames(paths, roots, fallback, scale) for split, paths in splits.items()}
-    for split_frames in frames.values():
-        _name_frames(split_frames, sequential_names)
-    if points is not None:
-        xyz, rgb = read_points(points, scale)
-    else:
-        train = frames["train"]
-        xyz = ground_points(np.stack([f.cam_to_world for f in train]), np.array([f.intrinsics for f in train]),
-                            num_points, np.random.default_rng(seed), up, ground_height * scale)
-        rgb = np.full((len(xyz), 3), GREY, np.uint8)
+    frames = _split_frames(splits, roots, scale, sequential_names)
+    xyz, rgb = _initial_points(frames["train"], points, num_points, scale, up, ground_height, seed)
     with _staged(out_dir) as stage:
         for split, split_frames in frames.items():
             cloud = (xyz, rgb) if split == "train" else (np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
@@ -315,3 +302,36 @@ def matrixcity_to_colmap(transforms_json_paths: Mapping[str, Sequence[str | Path
             _place(((f.src, f.name) for f in split_frames), stage / split / "images", copy)
     rescaled = sum(abs(f.rotation_scale - 1) > 1e-3 for split_frames in frames.values() for f in split_frames)
     return {"train": len(frames["train"]), "val": len(frames["val"]), "points": len(xyz), "rescaled": rescaled}
+
+
+def _checked_splits(transforms_json_paths: Mapping[str, Sequence[str | Path]], points: str | Path | None,
+                    num_points: int, scale: float) -> dict[str, list[Path]]:
+    """split → its transforms files ("test" taken as "val"); a UserError unless both splits have files and the
+    scale and number of random points make sense."""
+    splits = {("val" if k == "test" else k): [Path(p) for p in v] for k, v in transforms_json_paths.items()}
+    if set(splits) != set(SPLITS) or not all(splits.values()):
+        raise UserError("MatrixCity conversion needs training and test transforms files (train and val/test)")
+    if not scale > 0 or (points is None and num_points < 1):
+        raise UserError(f"the scale must be > 0 and the number of random points >= 1 (got {scale}, {num_points})")
+    return splits
+
+
+def _split_frames(splits: dict[str, list[Path]], roots: list[Path], scale: float, sequential_names: bool
+                  ) -> dict[str, list[_Frame]]:
+    """split → its frames, named; intrinsics a file does not give come from the first training file."""
+    fallback = {k: v for k, v in _load_json(splits["train"][0]).items() if k != "frames"}
+    frames = {split: _read_frames(paths, roots, fallback, scale) for split, paths in splits.items()}
+    for split_frames in frames.values():
+        _name_frames(split_frames, sequential_names)
+    return frames
+
+
+def _initial_points(train: list[_Frame], points: str | Path | None, num_points: int, scale: float,
+                    up: Sequence[float], ground_height: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """[P, 3] positions and [P, 3] uint8 colours of the training split's points: those of ``points`` when given,
+    else ``num_points`` grey random points in the training cameras' view of the ground."""
+    if points is not None:
+        return read_points(points, scale)
+    xyz = ground_points(np.stack([f.cam_to_world for f in train]), np.array([f.intrinsics for f in train]),
+                        num_points, np.random.default_rng(seed), up, ground_height * scale)
+    return xyz, np.full((len(xyz), 3), GREY, np.uint8)

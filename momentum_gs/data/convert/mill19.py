@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from momentum_gs.data.colmap import ColmapModel, read_model, write_model
+from momentum_gs.data.colmap.folder import read_model, write_model
+from momentum_gs.data.colmap.model import ColmapModel
 from momentum_gs.data.convert.common import SPLITS, _check_model, _ensure_free, _place, _staged
 from momentum_gs.data.scene import _sparse_dir
 from momentum_gs.errors import UserError, listing

@@ -10,6 +10,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
 from momentum_gs.data.sfm.georeference import georeference, gps_origin, to_enu
@@ -36,69 +39,26 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     out = Path(out)
     work = out / WORK_NAME
     in_place = photos is not None and Path(photos).resolve() == (out / "images").resolve()
-    if video is None:  # the photos are checked before anything is made: bad input leaves no empty folder
-        inside = out.resolve() in (Path(photos).resolve(), *Path(photos).resolve().parents)  # DATA/images given
-        found = find_photos(Path(photos), skip=None if inside else out)
-    _refuse_existing_scene(out, in_place, opts.overwrite)
-    _writable(out)
     staged = out / "images" if in_place else work / "images"
-    if video is not None:
-        found = sample_video(Path(video), fps, staged)
-    sizes, skipped = gather_photos(found, staged, prune=not in_place)
-    if skipped:
-        print(f"left out {len(skipped)} photo(s) that do not decode cleanly: "
-              + listing([f"{n} ({why})" for n, why in sorted(skipped.items())], 5))
+    sizes, skipped = _stage_photos(photos, video, fps, out, staged, in_place, opts.overwrite)
     names = sorted(sizes)
-    if len(names) < 2:
-        raise UserError(f"only {len(names)} photo(s) can be read; structure from motion needs at least two "
-                        "overlapping photos")
-    exif_gps, gps_lines = read_gps({n: staged / n for n in names})
-    gps, no_fix = usable_gps(exif_gps)
-    for line in gps_lines + ([f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: "
-                              f"{', '.join(no_fix[:5])}"] if no_fix else []):
-        print(line)
+    gps = _photo_gps(staged, names)
     database = _database(work, names, opts)
-    started = clock = time.perf_counter()
-    phases = {}
-
-    def lap(phase: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        phases[phase], clock = round(now - clock, 1), now
-
-    steps.extract(pycolmap, database, staged, camera_groups(staged, sizes), opts.camera_model,
-                  opts.camera_mode, opts.max_size, opts.threads)
-    origin = gps_origin(gps) if gps else None
-    enu = to_enu(gps, origin) if gps else {}
-    steps.write_priors(pycolmap, database, enu, horizontal_only=opts.gps_altitude != "use")
-    lap("features")
+    laps = _Laps()
+    origin, enu = _extract_features(pycolmap, database, staged, sizes, gps, opts)
+    laps("features")
     matcher = steps.choose_matcher(opts.matcher, len(names), len(gps) >= len(names) / 2)
     pairs = steps.image_pairs(pycolmap, database, matcher, len(names), opts.vocab_tree)
     steps.match(pycolmap, database, pairs, work, opts.threads, matcher)
-    lap("matching")
+    laps("matching")
     models_dir = work / "models"
-    shutil.rmtree(models_dir, ignore_errors=True)
-    models_dir.mkdir(parents=True)
-    models = steps.map_images(pycolmap, database, staged, models_dir, len(names), opts.threads, opts.seed,
-                              gps_priors=len(gps) >= 3)
-    lap("mapping")
+    models = _map_images(pycolmap, database, staged, models_dir, len(names), len(gps), opts)
+    laps("mapping")
     model = models[0] if models else None
-    geo, extent, level_problem, lines = (georeference(pycolmap, model, enu, origin, opts.gps_altitude, names)
-                                         if model is not None and gps else (None, None, None, []))
-    if model is not None and not gps:
-        print("no GPS in the photos' EXIF - the model stays in COLMAP's frame (arbitrary scale and orientation), "
-              "not georeferenced")
-    elif model is not None and geo is None:
-        print("GPS in fewer than 3 registered photos - the model stays in COLMAP's frame, not georeferenced")
-    for line in lines:
-        print(line)
+    geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names)
     report = summary(models, names, geo, matcher)
-    report["photos_not_decoded"] = skipped
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    report["phase_seconds"] = phases
-    report["pairs_matched"] = len(pairs)
-    report["options"] = asdict(opts)
-    report["georeference"] = geo
+    report.update(photos_not_decoded=skipped, seconds=round(time.perf_counter() - laps.started, 1),
+                  phase_seconds=laps.phases, pairs_matched=len(pairs), options=asdict(opts), georeference=geo)
     report["problem"] = level_problem or problem(report, extent, opts.keep_largest)
     report["ok"] = report["problem"] is None
     shutil.rmtree(models_dir, ignore_errors=True)
@@ -109,9 +69,89 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     return report
 
 
-def _check_options(opts: SfmOptions) -> None:
-    from momentum_gs.data.colmap import SUPPORTED_MODELS
+class _Laps:
+    """The seconds of each phase of a run, each from the end of the one before; ``started``: the first's start."""
 
+    def __init__(self):
+        self.started = self.clock = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase], self.clock = round(now - self.clock, 1), now
+
+
+def _stage_photos(photos: Path | None, video: Path | None, fps: float, out: Path, staged: Path, in_place: bool,
+                  overwrite: bool) -> tuple[dict, dict[str, str]]:
+    """The photos (or the video's frames) checked and gathered into ``staged``: (name → size, left-out photo →
+    why). Bad input is refused before anything is made; fewer than two readable photos are a UserError."""
+    if video is None:  # the photos are checked before anything is made: bad input leaves no empty folder
+        inside = out.resolve() in (Path(photos).resolve(), *Path(photos).resolve().parents)  # DATA/images given
+        found = find_photos(Path(photos), skip=None if inside else out)
+    _refuse_existing_scene(out, in_place, overwrite)
+    _writable(out)
+    if video is not None:
+        found = sample_video(Path(video), fps, staged)
+    sizes, skipped = gather_photos(found, staged, prune=not in_place)
+    if skipped:
+        print(f"left out {len(skipped)} photo(s) that do not decode cleanly: "
+              + listing([f"{n} ({why})" for n, why in sorted(skipped.items())], 5))
+    if len(sizes) < 2:
+        raise UserError(f"only {len(sizes)} photo(s) can be read; structure from motion needs at least two "
+                        "overlapping photos")
+    return sizes, skipped
+
+
+def _photo_gps(staged: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """name → [3] latitude, longitude, altitude of the photos whose EXIF has a usable GPS fix; says what it found."""
+    exif_gps, gps_lines = read_gps({n: staged / n for n in names})
+    gps, no_fix = usable_gps(exif_gps)
+    for line in gps_lines + ([f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: "
+                              f"{', '.join(no_fix[:5])}"] if no_fix else []):
+        print(line)
+    return gps
+
+
+def _extract_features(pycolmap, database: Path, staged: Path, sizes: dict, gps: dict[str, np.ndarray],
+                      opts: SfmOptions) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """COLMAP's features of the photos, then their GPS as pose priors; returns the ENU origin (None without GPS)
+    and name → [3] ENU metres."""
+    steps.extract(pycolmap, database, staged, camera_groups(staged, sizes), opts.camera_model,
+                  opts.camera_mode, opts.max_size, opts.threads)
+    origin = gps_origin(gps) if gps else None
+    enu = to_enu(gps, origin) if gps else {}
+    steps.write_priors(pycolmap, database, enu, horizontal_only=opts.gps_altitude != "use")
+    return origin, enu
+
+
+def _map_images(pycolmap, database: Path, staged: Path, models_dir: Path, num_photos: int, num_gps: int,
+                opts: SfmOptions) -> list:
+    """COLMAP's models of the matched photos, largest first, mapped in a fresh ``models_dir``."""
+    shutil.rmtree(models_dir, ignore_errors=True)
+    models_dir.mkdir(parents=True)
+    return steps.map_images(pycolmap, database, staged, models_dir, num_photos, opts.threads, opts.seed,
+                            gps_priors=num_gps >= 3)
+
+
+def _georeference(pycolmap, model, gps: dict[str, np.ndarray], enu: dict[str, np.ndarray],
+                  origin: np.ndarray | None, mode: str, names: list[str]
+                  ) -> tuple[dict | None, float | None, str | None]:
+    """The model georeferenced in place when the photos have GPS (:func:`georeference`), saying what was done:
+    (the georeference or None, the capture's extent in metres or None, the problem that fails the run or None)."""
+    geo, extent, level_problem, lines = (georeference(pycolmap, model, enu, origin, mode, names)
+                                         if model is not None and gps else (None, None, None, []))
+    if model is not None and not gps:
+        print("no GPS in the photos' EXIF - the model stays in COLMAP's frame (arbitrary scale and orientation), "
+              "not georeferenced")
+    elif model is not None and geo is None:
+        print("GPS in fewer than 3 registered photos - the model stays in COLMAP's frame, not georeferenced")
+    for line in lines:
+        print(line)
+    return geo, extent, level_problem
+
+
+def _check_options(opts: SfmOptions) -> None:
+    """A UserError for an option the run cannot use, before any work."""
     if opts.matcher not in MATCHERS:
         raise UserError(f"unknown matcher '{opts.matcher}' (choose from {', '.join(MATCHERS)})")
     if opts.camera_model not in SUPPORTED_MODELS:

@@ -23,7 +23,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from momentum_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
+from momentum_gs.data.colmap.folder import write_model
+from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
 from momentum_gs.data.synthetic.city import City, make_city
 from momentum_gs.data.synthetic.mesh import COUNTRYSIDE, CityMesh, ground_truth_mesh, mesh_colors
 from momentum_gs.data.synthetic.render import cast_camera, render, shade
