@@ -26,6 +26,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.eval.colour import colour_correct
 from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.trained import load_run
 from momentum_gs.losses import psnr, ssim
 from momentum_gs.model.gaussian_scene import resolve_backend
@@ -93,11 +94,11 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
                                                save_images, maps)
     results = _results(per_view, seconds, model, step, lpips, lpips_note, run_dir)
     if strip:  # renders on top, ground truth below, a few held-out views side by side
-        write_strip(strip, run_dir / "eval" / "strip.png")
+        write_strip(strip, RunFolder(run_dir).strip)
     if cfg.blocks.partition:
         results.update(per_block(per_view, scene, cfg.blocks.partition))
-    atomic_write_text(run_dir / "eval" / "results.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(run_dir / "eval" / "per_view.json", json.dumps(per_view, indent=2) + "\n")
+    atomic_write_text(RunFolder(run_dir).results, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(RunFolder(run_dir).per_view, json.dumps(per_view, indent=2) + "\n")
     return results
 
 
@@ -124,11 +125,11 @@ def _evaluate_views(model, cfg, scene, lpips, colour_correction: bool, run_dir: 
         image, entry = _view_scores(view, camera.name, gt, lpips, depth_dir)
         per_view.append(entry)
         if maps:
-            _write_maps(view.output, run_dir / "eval" / "maps", camera.name)
+            _write_maps(view.output, RunFolder(run_dir).map_picture(camera.name))
         if colour_correction:
             entry.update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
         if save_images:
-            save_side_by_side(image, gt, run_dir / "eval" / "renders" / f"{Path(camera.name).stem}.png")
+            save_side_by_side(image, gt, RunFolder(run_dir).render_picture(camera.name))
             if len(strip) < STRIP_VIEWS:
                 strip.append((torch.cat([image, gt], dim=0).cpu(), camera.name, entry["psnr"]))
     return per_view, seconds, strip
@@ -152,11 +153,11 @@ def _view_scores(view, name: str, gt: torch.Tensor, lpips, depth_dir: Path | Non
     return image, entry
 
 
-def _write_maps(output, folder: Path, name: str) -> None:
-    """The view's depth and normal maps (:func:`map_picture`) as ``folder/NAME.png``."""
+def _write_maps(output, path: Path) -> None:
+    """The view's depth and normal maps (:func:`map_picture`) as the PNG ``path``."""
     picture = map_picture(output)
-    folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / f"{Path(name).stem}.png"), picture[..., ::-1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), picture[..., ::-1])
 
 
 def _results(per_view: list[dict], seconds: list[float], model, step: int, lpips, lpips_note: str | None,
@@ -166,7 +167,7 @@ def _results(per_view: list[dict], seconds: list[float], model, step: int, lpips
     results["lpips_convention"] = lpips.convention if lpips is not None else None
     if lpips_note:
         results["lpips_note"] = lpips_note
-        results["lpips_note_said_before"] = _said_before(run_dir / "eval" / "results.json", lpips_note)
+        results["lpips_note_said_before"] = _said_before(RunFolder(run_dir).results, lpips_note)
     results["peak_render_memory_mb"] = (torch.cuda.max_memory_allocated(model.device) / 2**20
                                         if model.device.type == "cuda" else None)  # CPU: not measured
     return results
@@ -334,8 +335,9 @@ def summary_lines(results: dict, run_dir: str | Path) -> list[str]:
         lines.append("LPIPS not computed: its weights are still missing (lpips_note in eval/results.json)")
     elif results.get("lpips_note"):
         lines.append(f"LPIPS not computed: {results['lpips_note']}")
-    if (run_dir / "eval" / "strip.png").is_file():
-        lines.append(f"held-out renders over ground truth: {run_dir / 'eval' / 'strip.png'}")
+    folder = RunFolder(run_dir)
+    if folder.strip.is_file():
+        lines.append(f"held-out renders over ground truth: {folder.strip}")
     lines.append(f"next: mgs export {run_dir}")
-    lines.append(str(run_dir / "eval" / "results.json"))  # last, for scripts
+    lines.append(str(folder.results))  # last, for scripts
     return lines
