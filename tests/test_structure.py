@@ -8,6 +8,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+from momentum_gs.cli import COMMANDS
+
 PACKAGE = Path(__file__).resolve().parents[1] / "momentum_gs"
 
 
@@ -30,6 +32,8 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.Import):
                 targets.update(a.name for a in node.names if a.name.startswith("momentum_gs"))
         graph[name] = {t for t in targets if t in modules and t != name}
+    # the command line imports the module of the command given by name (momentum_gs.cli.command_module)
+    graph["momentum_gs.cli"] |= {f"momentum_gs.commands.{command}" for command in COMMANDS}
     return graph
 
 
@@ -60,6 +64,7 @@ def test_the_package_has_no_import_circle():
     graph = import_graph()
     assert "momentum_gs.trained" in graph["momentum_gs.eval.evaluate"]  # the graph sees real edges
     assert find_cycle(graph) == []
+    assert "momentum_gs.commands.train" in graph["momentum_gs.cli"]  # the commands the table names
 
 
 def test_the_cycle_finder_finds_a_circle():
@@ -129,3 +134,63 @@ def test_the_floor_check_sees_an_arrow_up():
     assert floor_of("data") < floor_of("partition")
     packages = package_graph({"momentum_gs.data.x": {"momentum_gs.partition.y"}, "momentum_gs.partition.y": set()})
     assert packages["data"]["partition"] == {"momentum_gs.data.x -> momentum_gs.partition.y"}
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+# What a function may import inside itself: optional dependencies, or ones heavy to import that only some runs
+# need, each with the reason it waits.
+DEFERRED = {
+    "gsplat": "optional (CUDA): pip install .[cuda]",
+    "piexif": "optional (sfm): pip install .[sfm]",
+    "viser": "optional (viewer): pip install .[viewer]",
+    "websockets": "comes with viser",
+    "wandb": "optional (logging)",
+    "torch.utils.tensorboard": "imports TensorBoard's stack, only when logging to it",
+    "torch.utils.cpp_extension": "imports the compiler tool chain, only when the CPU kernels are built",
+    "ninja": "the build tool's pip wheel, only when the CPU kernels are built",
+    "fcntl": "POSIX only: the kernels' build lock",
+}
+
+
+def _sources():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_no_file_or_function_is_too_long():
+    long_files, long_functions = [], []
+    for path in _sources():
+        text = path.read_text()
+        if text.count("\n") > MAX_FILE_LINES:
+            long_files.append(f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{path.relative_to(PACKAGE)}: {node.name}, {lines} lines")
+    assert not long_files and not long_functions, "\n".join(long_files + long_functions)
+
+
+def function_level_imports(tree: ast.Module) -> list[str]:
+    """The modules imported inside the functions of ``tree``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom) and sub.level == 0:
+                    found.append(sub.module)
+                elif isinstance(sub, ast.Import):
+                    found.extend(a.name for a in sub.names)
+    return found
+
+
+def test_functions_import_only_deferred_dependencies():
+    hidden = [f"{path.relative_to(PACKAGE)}: {module}" for path in _sources()
+              for module in function_level_imports(ast.parse(path.read_text()))
+              if not any(module == d or module.startswith(d + ".") for d in DEFERRED)]
+    assert not hidden, "imports inside functions (move them to the top, or defer a dependency in DEFERRED):\n" + \
+        "\n".join(hidden)
+
+
+def test_the_import_check_sees_a_function_level_import():
+    tree = ast.parse("import os\ndef f():\n    from momentum_gs.config import Config\n    import viser\n")
+    assert function_level_imports(tree) == ["momentum_gs.config", "viser"]
