@@ -38,7 +38,7 @@ def main() -> None:
         cfg = load_config("configs/demo.yaml", [f"data.path={args.data}", f"blocks.partition={args.partition}",
                                                 "log.tensorboard=false", "threads=1", *extra, *args.overrides])
         trainers[name] = Trainer(cfg, load_scene(cfg.data), folder / name, torch.device("cpu"))
-        trainers[name].activate([0])
+        trainers[name].placement.activate([0])
     times = {name: [] for name in trainers}
     views = [int(v) for v in trainers["off"].blocks[0].cameras]
     for i in range(args.steps):

@@ -45,7 +45,7 @@ def measure(trainer: Trainer, blocks: list[int], views: int) -> dict:
     out = {name: 0.0 for name in TERMS} | {"ratio_reference": 0.0, "ratio_student": 0.0, "child_scale": 0.0}
     count = 0
     for b in blocks:
-        block = trainer.activate([b])[0]
+        block = trainer.placement.activate([b])[0]
         for index in block.cameras[:: max(len(block.cameras) // views, 1)][:views]:
             camera, gt = trainer.cameras[index], trainer.loader[index]
             view = render_view([(block.anchors, trainer.decoder)], camera, cfg.render, trainer.appearance, camera.uid)

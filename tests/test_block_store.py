@@ -16,7 +16,8 @@ from momentum_gs.model import (
     update_learning_rates,
 )
 from momentum_gs.render import render
-from momentum_gs.train.block_store import BlockStore, block_state, restore_block
+from momentum_gs.train.block_store import BlockStore
+from momentum_gs.train.blocks import block_state, restore_block
 
 # Statistics from step 1 and an adjustment every 3 steps; a child needs 3 visits to grow and an anchor 6 to be
 # pruned, so the statistics gathered before a block was swapped out decide what happens after it comes back.
@@ -203,7 +204,7 @@ def test_the_trainer_gives_the_same_blocks_whether_it_parks_them_or_keeps_them_a
     bringing it back must give exactly what keeping both on the device gives."""
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.checkpoint import checksum
-    from momentum_gs.train import blocks as B
+    from momentum_gs.train.placement import Placement
     from momentum_gs.train.trainer import Trainer
 
     scene = load_scene(block_config.data)
@@ -212,7 +213,7 @@ def test_the_trainer_gives_the_same_blocks_whether_it_parks_them_or_keeps_them_a
         block_config.blocks.offload = offload
         trainer = Trainer(block_config, scene, tmp_path / name, torch.device("cpu"))
         trainer.train()
-        return checksum(trainer.state()), trainer.store.nbytes() + trainer.store.disk_bytes()
+        return checksum(trainer.state()), trainer.placement.store.nbytes() + trainer.placement.store.disk_bytes()
 
     parked, parked_bytes = run("memory")
     on_disk, disk_bytes = run("disk", "disk")
@@ -221,10 +222,10 @@ def test_the_trainer_gives_the_same_blocks_whether_it_parks_them_or_keeps_them_a
     def keep_everything_loaded(self, active):
         for b in active:
             if not self.blocks[b].loaded:
-                B.load(self.blocks[b], self.store.take(b), self.cfg, self.device)
+                self.blocks[b].load_state_dict(self.store.take(b), self.cfg, self.device)
         return [self.blocks[b] for b in active]
 
-    monkeypatch.setattr(Trainer, "activate", keep_everything_loaded)
+    monkeypatch.setattr(Placement, "activate", keep_everything_loaded)
     kept, kept_bytes = run("kept")
     assert kept_bytes == 0  # nothing parked
     assert parked == kept == on_disk

@@ -273,7 +273,7 @@ def test_a_blocks_weight_scales_its_loss_gradient(tiny_config):
     grads = {}
     for weight in (1.0, 3.0):
         trainer = Trainer(tiny_config, scene, Path(tiny_config.out) / str(weight), torch.device("cpu"))
-        (block,) = trainer.activate([0])
+        (block,) = trainer.placement.activate([0])
         seen = []
         block.anchors.features.register_hook(lambda g: seen.append(g.clone()))
         view = block.cameras[0]

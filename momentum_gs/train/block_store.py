@@ -1,13 +1,8 @@
 """Where inactive blocks wait: their complete training state in host memory, or one file per block.
 
-A block's state is a named, versioned dictionary (:func:`block_state`): its anchors (``AnchorSet.to_dict``),
-its anchor optimizer's state dict (Adam moments and step counts, and the param groups with their learning-
-rate schedules) and its growing/pruning strategy's state dict (statistics and generator state), all on the
-CPU. :func:`restore_block` rebuilds the three objects on a device so that training continues exactly as if
-the block had never left (``tests/test_block_store.py`` checks it bit for bit).
-
-The shared decoder and its optimizer are not part of a block: they stay on the device (the reference
-code kept a stale copy of the decoder's Adam moments in every block; we do not).
+The store holds block states as :meth:`~momentum_gs.train.blocks.Block.state_dict` makes them (the format is
+:mod:`momentum_gs.train.blocks`'s), on the CPU, and hands them back as they were put: it never builds or reads
+their sections.
 """
 
 from __future__ import annotations
@@ -17,14 +12,8 @@ from typing import Any
 
 import torch
 
-from momentum_gs.config import Config
 from momentum_gs.io.checkpoint import atomic_save, map_tensors
-from momentum_gs.model.anchors import AnchorSet
-from momentum_gs.model.optim import make_anchor_optimizer
-from momentum_gs.model.strategy import GrowPruneStrategy
 
-FORMAT = "momentum_gs.block"
-VERSION = 1
 MODES = ("memory", "disk")
 
 
@@ -38,41 +27,6 @@ def _tensor_bytes(obj: Any) -> int:
 
     map_tensors(obj, count)
     return total
-
-
-def block_state(anchors: AnchorSet, optimizer: torch.optim.Optimizer, strategy: GrowPruneStrategy) -> dict:
-    """A CPU copy of one block's complete training state (shares no memory with the live objects).
-
-    Call it between steps (after ``zero_grad``): gradients are not kept.
-    """
-    state = {"anchors": anchors.to_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
-    # copy=True: on a CPU run .to("cpu") would otherwise alias the live Adam moments, updated in place.
-    state = map_tensors(state, lambda t: t.detach().to("cpu", copy=True))
-    return {"format": FORMAT, "version": VERSION, **state}
-
-
-def restore_block(state: dict, cfg: Config, device: torch.device | str) -> tuple[AnchorSet, torch.optim.Adam,
-                                                                               GrowPruneStrategy]:
-    """Rebuild (anchors, anchor optimizer, strategy) on ``device`` from :func:`block_state`'s dictionary.
-
-    The optimizer is made by ``make_anchor_optimizer`` over the new anchors, then loaded: the saved param
-    groups, with their extent-scaled schedules, replace the fresh ones, and the moments move to
-    ``device`` (Adam's step counts stay on the CPU, as Adam keeps them). ``cfg.strategy`` gives the
-    strategy's settings; its statistics and generator come from ``state``. On a CPU device the new
-    objects may share memory with ``state``: pass a state you own (``BlockStore.take`` returns one).
-    """
-    if state.get("format") != FORMAT or state.get("version", 0) > VERSION:
-        raise ValueError(f"not a block state this version reads (format {state.get('format')!r}, "
-                         f"version {state.get('version')!r})")
-    anchors = AnchorSet.from_dict(state["anchors"], device=device)
-    optimizer = make_anchor_optimizer(anchors, cfg.optim, extent=1.0)  # schedules come from the state
-    saved = [group.get("name") for group in state["optimizer"]["param_groups"]]
-    if saved != [group["name"] for group in optimizer.param_groups]:
-        raise ValueError(f"block optimizer groups {saved} do not match {[g['name'] for g in optimizer.param_groups]}")
-    optimizer.load_state_dict(state["optimizer"])
-    strategy = GrowPruneStrategy.from_config(cfg, anchors)
-    strategy.load_state_dict(state["strategy"])
-    return anchors, optimizer, strategy
 
 
 class BlockStore:

@@ -1,8 +1,12 @@
 """Training: n blocks of Scaffold-GS anchors, k active at a time, one shared decoder, a momentum teacher.
 
-One block (no partition) is plain Scaffold-GS. ``Trainer.train()`` reads top to bottom, and one step is:
-schedules → pick blocks → fetch views → render → losses → backward → strategy hooks → gradient averaging →
-optimizer step → teacher update (before the next step's forward) → logging → evaluation/checkpoint.
+One block (no partition) is plain Scaffold-GS. ``Trainer.train()`` reads top to bottom. The scheduler picks
+every step's blocks and views up front (``view_plan``); then one step is: fetch views (the images, prefetched)
+→ place blocks (send each active block to the process that trains it, load it on the device) → schedules
+(learning rates) → teacher update (the EMA of the decoder as the previous step's optimizer step left it, taken
+before this step's forward) → for each active block: render → losses → backward → strategy hooks → the block's
+optimizer step; then gradient averaging (the shared decoder's, over processes) → the decoder's optimizer step →
+logging → evaluation/checkpoint. Where the blocks are is :mod:`momentum_gs.train.placement`'s business.
 """
 
 from __future__ import annotations
@@ -27,17 +31,14 @@ from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
 from momentum_gs.partition.run import load_partition_for
-from momentum_gs.train import blocks as B
 from momentum_gs.train import distributed as D
-from momentum_gs.train.block_store import BlockStore
+from momentum_gs.train.blocks import Block
+from momentum_gs.train.placement import Placement
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, rng_state, seed_everything, set_rng_state
 from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.weighting import BlockWeighting
-
-
-EVERYONE = -1  # holder of a block every process has an identical copy of (at the start, after a resume)
 
 
 class Trainer:
@@ -51,9 +52,8 @@ class Trainer:
         world: the training processes (:mod:`momentum_gs.train.distributed`); each trains its share of
             the active blocks, and all of them hold the same decoder and teacher.
 
-    Every process starts with a copy of every block. Once a block has trained, only the process that
-    trained it keeps it (``holder``); when the scheduler hands it to another process, it is sent there.
-    ``holder`` is computed from the schedule alone, so every process agrees on it without talking.
+    The blocks themselves, and which process and device hold each, are :attr:`placement`'s
+    (:class:`~momentum_gs.train.placement.Placement`).
     """
 
     def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device,
@@ -82,10 +82,7 @@ class Trainer:
                                         world_size=world.size)
         self.weighting = BlockWeighting(n, cfg.weighting.lam, cfg.weighting.sigma, cfg.weighting.ema,
                                         cfg.weighting.warmup, cfg.weighting.enabled)
-        offload = self.out_dir / "offload" / (f"rank{world.rank}" if world.distributed else "")
-        self.store = BlockStore(cfg.blocks.offload, offload if cfg.blocks.offload == "disk" else None)
-        self.blocks = [self._build_block(b) for b in range(n)]
-        self.holder = [EVERYONE] * n  # which process keeps each block (EVERYONE: all hold the same copy)
+        self.placement = Placement(cfg, scene, self.partition, self.decoder, device, world, self.out_dir)
         self.reducer = D.StepReducer(self._shared_parameters(), world)
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
                                   cache_bytes=cfg.data.cache_bytes)
@@ -93,7 +90,6 @@ class Trainer:
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
-        self.peak_loaded = {"anchors": 0, "total_anchors": 0, "offloaded_bytes": 0}  # largest device share seen
         self.logger: TrainLogger | None = None  # while train() runs
         # The first global step whose loss was not finite (0: none yet), kept on the device so that checking
         # it costs no host sync per step; read when the logger reads anyway, and before every checkpoint.
@@ -109,72 +105,16 @@ class Trainer:
             appearance = make_appearance(len(self.scene.train), self.cfg.model.appearance_dim)
         return decoder.to(self.device), None if appearance is None else appearance.to(self.device)
 
+    @property
+    def blocks(self) -> list[Block]:
+        """The blocks of the run, in block order (:attr:`placement`'s)."""
+        return self.placement.blocks
+
     def _shared_parameters(self) -> list[torch.Tensor]:
         """The parameters of the shared decoder's optimizer, in its order (empty for independent blocks)."""
         if self.decoder_opt is None:
             return []
         return [p for group in self.decoder_opt.param_groups for p in group["params"]]
-
-    def _build_block(self, b: int) -> B.Block:
-        """Block ``b`` from its points and cameras, parked in the store."""
-        if self.partition is None:
-            points, cameras = self.scene.points, list(range(len(self.scene.train)))
-        else:
-            points = self.scene.points[self.partition.block_points[b]]
-            cameras = [int(i) for i in self.partition.block_cameras[b]]
-        decoder = None
-        if not self.cfg.blocks.shared_decoder:
-            decoder = Decoder.from_config(self.cfg.model).to(self.device)
-            decoder.load_state_dict(self.decoder.state_dict())
-        block = B.new_block(self.cfg, self.scene, b, points, cameras, self.device, decoder)
-        self.store.put(b, B.unload(block))
-        return block
-
-    # ---- which blocks, which views ------------------------------------------------------------------
-    def exchange(self, step: int) -> None:
-        """Move the blocks active at ``step`` to the processes that train them (collective when G > 1).
-
-        Moves are taken in block order by every process, so each send meets its receive in turn.
-        """
-        world, active = self.world, self.scheduler.active(step)
-        for rank in range(world.size):
-            for b in self.scheduler.assign(active, world.size, rank):
-                source = self.holder[b]
-                if source == rank:
-                    continue
-                if source == EVERYONE:  # everyone holds the same copy: the others drop theirs
-                    if world.rank != rank:
-                        self._take(b)
-                elif world.rank == source:
-                    D.send_state(self._take(b), rank)
-                elif world.rank == rank:
-                    state = D.receive_state(source)
-                    self.blocks[b].steps = int(state["steps"])
-                    self.store.put(b, state)
-                self.holder[b] = rank
-
-    def _take(self, b: int) -> dict:
-        """Block ``b``'s state, removed from this process (unloaded first if it is on the device)."""
-        block = self.blocks[b]
-        return B.unload(block) if block.loaded else self.store.take(b)
-
-    def _holds(self, b: int) -> bool:
-        """True if this process keeps the authoritative copy of block ``b`` (rank 0 for shared copies)."""
-        return self.holder[b] == self.world.rank or (self.holder[b] == EVERYONE and self.world.is_main)
-
-    def activate(self, active: list[int]) -> list[B.Block]:
-        """Make exactly ``active`` loaded: park the others in the store, bring these in."""
-        for block in self.blocks:
-            if block.loaded and block.id not in active:
-                self.store.put(block.id, B.unload(block))
-        for b in active:
-            if not self.blocks[b].loaded:
-                B.load(self.blocks[b], self.store.take(b), self.cfg, self.device)
-        loaded = sum(block.anchors.num_anchors for block in self.blocks if block.loaded)
-        if loaded > self.peak_loaded["anchors"]:
-            self.peak_loaded = {"anchors": loaded, "total_anchors": self.local_anchors(),
-                                "offloaded_bytes": self.store.nbytes() + self.store.disk_bytes()}
-        return [self.blocks[b] for b in active]
 
     # ---- the loop -------------------------------------------------------------------------------------
     def train(self, until: int | None = None) -> dict:
@@ -217,7 +157,8 @@ class Trainer:
         seconds = time.perf_counter() - started
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
                 "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
-                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(), "peak_loaded": self.peak_loaded,
+                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(),
+                "peak_loaded": self.placement.peak_loaded,
                 "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
                 "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
                 "checkpoint": checkpoint and str(checkpoint)}
@@ -229,17 +170,18 @@ class Trainer:
         over all active blocks of all processes, and over this process's blocks (on the device until read).
         """
         step = self.step + 1
-        self.exchange(step)
-        active = self.activate([b for b, _, _ in views])
-        if self.decoder_opt is not None:
+        # place blocks: the active ones to the processes that train them, and onto the device
+        self.placement.exchange([self.scheduler.blocks_for(step, self.world.size, r) for r in range(self.world.size)])
+        active = self.placement.activate([b for b, _, _ in views])
+        if self.decoder_opt is not None:  # schedules
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
-        if self.teacher is not None:
+        if self.teacher is not None:  # teacher update, for the previous step's optimizer step
             self.teacher.update(self.decoder, self.cfg.teacher.momentum)
         metrics = [self.block_step(block, view, gt, self.weighting.weight(block.id, block.steps + 1))
                    for block, (_, view, gt) in zip(active, views)]  # weights on the host
         names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
         k = self.scheduler.num_active
-        sums = self.reducer.reduce(k, values.sum(dim=0))
+        sums = self.reducer.reduce(k, values.sum(dim=0))  # gradient averaging, and the metrics' sums
         # summed over every process, so all of them see a bad loss at the same step
         self.first_bad_step = torch.where(torch.isfinite(sums[0]) | (self.first_bad_step > 0),
                                           self.first_bad_step, torch.full_like(self.first_bad_step, step))
@@ -249,7 +191,7 @@ class Trainer:
         self.step = step
         return Metrics(names, sums / k), Metrics(names, values.mean(dim=0))
 
-    def block_step(self, block: B.Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
+    def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
         step = block.steps + 1  # a block's schedules follow its own steps
         update_learning_rates(block.optimizer, step)
@@ -286,7 +228,7 @@ class Trainer:
             return {"loss": loss.detach(), **parts, "psnr": psnr(view.output.image.detach().clamp(0, 1), gt),
                     **dict(zip(("weight", "num_gaussians", "num_anchors"), sizes.to(self.device, non_blocking=True)))}
 
-    def strategy_hooks(self, block: B.Block, step: int, view, camera) -> None:
+    def strategy_hooks(self, block: Block, step: int, view, camera) -> None:
         """Accumulate screen-space statistics, then grow and prune when the block's schedule says so."""
         if block.strategy.should_collect(step) and view.output.means2d.grad is not None:
             block.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
@@ -298,7 +240,7 @@ class Trainer:
         """Learning rates and anchor counts of the loaded blocks, and now and then a render, for TensorBoard
         and Weights & Biases (rank 0's blocks)."""
         log, step = self.logger, self.step
-        loaded = [block for block in self.blocks if block.loaded]
+        loaded = self.placement.loaded()
         if step % self.cfg.log.progress_every == 0:
             optimizers = [self.decoder_opt or loaded[0].decoder_optimizer, loaded[0].optimizer]
             values = {f"lr/{group['name']}": group["lr"] for opt in optimizers for group in opt.param_groups}
@@ -336,7 +278,7 @@ class Trainer:
             self.save()
 
     @torch.no_grad()
-    def validate(self, block: B.Block) -> tuple[float, float]:
+    def validate(self, block: Block) -> tuple[float, float]:
         """Mean PSNR (the paper's: mean of per-channel PSNRs) and SSIM of a loaded block over its validation views."""
         scores = []
         for index in block.val_views:
@@ -344,7 +286,7 @@ class Trainer:
             scores.append((float(channel_mean_psnr(image, gt)), float(ssim(image, gt))))
         return tuple(float(v) for v in np.mean(scores, axis=0))
 
-    def render_train_view(self, block: B.Block, index: int) -> torch.Tensor:
+    def render_train_view(self, block: Block, index: int) -> torch.Tensor:
         """[H, W, 3] render of training view ``index`` by a loaded block."""
         camera = self.cameras[index]
         parts = [(block.anchors, block.decoder or self.decoder)]
@@ -354,14 +296,9 @@ class Trainer:
         """Global step → the step count of a block at that point (k of n blocks train each step)."""
         return step * self.scheduler.num_active // len(self.blocks)
 
-    def local_anchors(self) -> int:
-        """Anchors of the blocks this process keeps (before merging)."""
-        return sum(int((b.anchors.positions if b.loaded else self.store.peek(b.id)["anchors"]["positions"]).shape[0])
-                   for b in self.blocks if self._holds(b.id))
-
     def num_anchors(self) -> int:
         """Anchors over all blocks of all processes (collective when G > 1)."""
-        return int(D.all_reduce_sum(torch.tensor([self.local_anchors()], dtype=torch.float64), self.world))
+        return int(D.all_reduce_sum(torch.tensor([self.placement.local_anchors()], dtype=torch.float64), self.world))
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def state(self) -> dict | None:
@@ -369,12 +306,9 @@ class Trainer:
 
         Each process contributes the blocks it keeps; rank 0 gets the whole state, the others None.
         """
-        mine = {b.id: B.snapshot(b) if b.loaded else self.store.peek(b.id) for b in self.blocks if self._holds(b.id)}
-        gathered = D.gather_to_main(mine, self.world)
-        if not self.world.is_main:
+        blocks = self.placement.gather_states()
+        if blocks is None:  # not rank 0
             return None
-        held = {b: state for part in gathered for b, state in part.items()}
-        blocks = [held[b] for b in range(len(self.blocks))]
         return {
             "blocks": blocks,
             "decoder": self.decoder.state_dict(),
@@ -429,21 +363,11 @@ class Trainer:
     def _restore(self, path: Path, ckpt: dict) -> None:
         """:meth:`load`'s body: every section of ``ckpt`` into the trainer (a block's own sections checked now,
         though the block is restored when it is next loaded)."""
-        missing = [f"blocks[{b}].{key}" for b, state in enumerate(ckpt["blocks"]) for key in ("steps", "anchors")
-                   if key not in state]
-        if missing:
-            raise KeyError(f"no {missing[0]}")
-        if len(ckpt["blocks"]) != len(self.blocks):
-            raise UserError(f"{path} holds {len(ckpt['blocks'])} blocks; this run has {len(self.blocks)}")
+        self.placement.check_states(path, ckpt["blocks"])
         if ckpt.get("partition_sha256", self.partition_digest) != self.partition_digest:
             raise UserError(f"the partition file {self.cfg.blocks.partition} is not the one {path} was trained "
                             "with (it was replaced or changed); put the original back or start a new run")
-        for block, state in zip(self.blocks, ckpt["blocks"]):
-            if block.loaded:
-                B.unload(block)
-            block.steps = int(state["steps"])
-            self.store.put(block.id, state)
-        self.holder = [EVERYONE] * len(self.blocks)
+        self.placement.restore(ckpt["blocks"])
         self.decoder.load_state_dict(ckpt["decoder"])
         if self.appearance is not None:
             self.appearance.load_state_dict(ckpt["appearance"])

@@ -106,17 +106,11 @@ class TrainingSource:
         cached = self._parked_parts.get(block.id)
         if cached is not None and cached[0] == block.steps:
             return cached[1]
-        if block.id not in self.trainer.store:
+        part = self.trainer.placement.parked_part(block.id, self.trainer.decoder)
+        if part is None:
             return None
-        state = self.trainer.store.peek(block.id)
-        anchors = AnchorSet.from_dict(state["anchors"], device=self.device)
-        decoder = self.trainer.decoder
-        if "decoder" in state:  # independent blocks: each its own decoder
-            decoder = Decoder.from_config(self.cfg.model).to(self.device)
-            decoder.load_state_dict(state["decoder"])
-            decoder.eval()
-        self._parked_parts[block.id] = (block.steps, (anchors, decoder))
-        return anchors, decoder
+        self._parked_parts[block.id] = (block.steps, part)
+        return part
 
     def step_done(self, step: int, metrics) -> None:
         """After a step (the trainer's thread): remember it; wait here while the viewer's pause is on."""
@@ -134,7 +128,7 @@ class TrainingSource:
         if self.finished:
             return line + "; **training done**: the final model, until Ctrl-C in the terminal"
         loaded = [str(block.id) for block in trainer.blocks if block.loaded]
-        parked = [str(block.id) for block in trainer.blocks if not block.loaded and block.id in trainer.store]
+        parked = [str(block.id) for block in trainer.blocks if not block.loaded and trainer.placement.parked(block.id)]
         line += f"; blocks training: {', '.join(loaded) or 'none'}"
         line += f"; parked (as last trained): {', '.join(parked)}" if parked else ""
         return line + (" (paused)" if self.paused.is_set() else "")
