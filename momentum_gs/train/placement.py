@@ -15,6 +15,7 @@ import torch
 from momentum_gs.config import Config
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import UserError
+from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.partition.partition import Partition
@@ -41,7 +42,7 @@ class Placement:
     def __init__(self, cfg: Config, scene: SceneData, partition: Partition | None, decoder: Decoder,
                  device: torch.device, world: D.World, out_dir: Path):
         self.cfg, self.device, self.world = cfg, device, world
-        offload = Path(out_dir) / "offload" / (f"rank{world.rank}" if world.distributed else "")
+        offload = RunFolder(out_dir).offload / (f"rank{world.rank}" if world.distributed else "")
         self.store = BlockStore(cfg.blocks.offload, offload if cfg.blocks.offload == "disk" else None)
         n = 1 if partition is None else partition.num_blocks
         self.blocks = [self._build(b, scene, partition, decoder) for b in range(n)]

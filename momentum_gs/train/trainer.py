@@ -25,6 +25,7 @@ from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import Interrupted, UserError, one_line
 from momentum_gs.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
+from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.losses import (channel_mean_psnr, depth_normal_loss, flatten_loss, psnr, reconstruction_loss,
                                 ssim)
 from momentum_gs.model.decoder import Decoder, make_appearance
@@ -59,6 +60,7 @@ class Trainer:
     def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device,
                  world: D.World = D.SINGLE):
         self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
+        self.folder = RunFolder(out_dir)
         use_threads(cfg.threads, device)
         seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
@@ -127,7 +129,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         end = self.total_steps if until is None else min(until, self.total_steps)
         if self.world.is_main:
-            save_config(cfg, self.out_dir / "config.yaml")
+            save_config(cfg, self.folder.config)
         logger = self.logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps,
                                            world=self.world, run_config=to_dict(cfg))
         started, first_step = time.perf_counter(), self.step
@@ -326,7 +328,7 @@ class Trainer:
         checkpoint; the last good checkpoint stays the latest."""
         bad = int(self.first_bad_step)
         if bad:
-            last = latest_checkpoint(self.out_dir / "ckpt")
+            last = latest_checkpoint(self.folder.ckpt)
             keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
             raise UserError(f"training diverged: the loss is not finite from global step {bad} on (NaN or inf); "
                             f"stopped without saving; {keep}. Check the data and lower the learning rates")
@@ -335,7 +337,7 @@ class Trainer:
         """Write ``ckpt/step_<N>.pt`` (rank 0 writes, every process takes part) and return its path; refuses
         (UserError) when a loss since the start was not finite."""
         self.check_finite()
-        path = self.out_dir / "ckpt" / f"step_{self.step}.pt"
+        path = self.folder.checkpoint(self.step)
         state = self.state()
         if state is not None:
             save_checkpoint(path, self.step, state)
@@ -381,7 +383,7 @@ class Trainer:
 
     def resume(self) -> Path | None:
         """Load the latest checkpoint of the run folder, if any; returns its path (None if there is none)."""
-        path = latest_checkpoint(self.out_dir / "ckpt")
+        path = latest_checkpoint(self.folder.ckpt)
         if path is not None:
             self.load(path)
         return path
