@@ -5,6 +5,7 @@ only; files and functions of a readable size; imports inside functions only to d
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -194,3 +195,11 @@ def test_functions_import_only_deferred_dependencies():
 def test_the_import_check_sees_a_function_level_import():
     tree = ast.parse("import os\ndef f():\n    from momentum_gs.config import Config\n    import viser\n")
     assert function_level_imports(tree) == ["momentum_gs.config", "viser"]
+
+
+def test_the_readme_layout_table_matches_the_tree():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(momentum_gs/[\w/.]+)` \|", readme, re.M))
+    packages = {f"momentum_gs/{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages - rows == set(), "packages the README's layout table does not name"
+    assert {row for row in rows if not (PACKAGE.parent / row).exists()} == set(), "rows naming nothing"
