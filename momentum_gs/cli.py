@@ -341,7 +341,7 @@ def cmd_view(args) -> None:
     import time
 
     from momentum_gs.config import resolve_device
-    from momentum_gs.render.fused import compositor_in_use
+    from momentum_gs.render.kernels import kernels_in_use
     from momentum_gs.view.server import Viewer, check_port, import_viser, serve_until_interrupted, warn_if_open
     from momentum_gs.view.sources import RunSource
 
@@ -349,7 +349,7 @@ def cmd_view(args) -> None:
     check_port(args.host, args.port)  # before the model loads: a busy port is one line at once
     import_viser()
     source = RunSource(args.run_dir, resolve_device(args.device) if args.device else None)
-    print(compositor_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
+    print(kernels_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
     viewer = Viewer(source, args.host, args.port, started=started)
     warn_if_open(args.host)
     serve_until_interrupted(viewer, f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) "

@@ -10,13 +10,16 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 from momentum_gs.errors import UserError
 from momentum_gs.ranges import (AT_LEAST_0, COUNT, FINITE, FRACTION, MAX_BLOCKS, MAX_WIDTH, POSITIVE, SEED,
                                  STEPS, Range, check_number)
+
+if TYPE_CHECKING:  # for the annotations: the functions that use torch import it themselves
+    import torch
 
 
 # Every key with a fixed set of values has a Literal type; the check and `mgs config --explain` read it.
@@ -27,6 +30,7 @@ CONSISTENCY_GRADIENTS, ANCHOR_FILTERS = get_args(Gradient), get_args(AnchorFilte
 Policy = Literal["round_robin", "random"]
 Offload = Literal["memory", "disk"]
 Backend = Literal["auto", "torch", "gsplat"]
+Kernels = Literal["auto", "cpp", "torch"]  # render.kernels
 ProcessBackend = Literal["auto", "nccl", "gloo"]
 WandbMode = Literal["offline", "online"]
 Switch = Literal["auto", "true", "false"]
@@ -152,7 +156,8 @@ class GeometryConfig:
 
 @dataclass
 class RenderConfig:
-    """Rasterizer backend and rendering settings."""
+    """Rasterizer backend and rendering settings (the environment variable ``MOMENTUM_GS_KERNELS`` overrides
+    ``kernels``)."""
 
     backend: Backend = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
     tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
@@ -162,6 +167,7 @@ class RenderConfig:
     # EWA footprint touches a 16-px tile of the image) or "bound" (a circle that contains every footprint the
     # rasterizer could draw; never drops a drawn anchor, decodes more off-screen ones)
     anchor_filter: AnchorFilter = "reference"
+    kernels: Kernels = "auto"  # "cpp": our C++ kernels on a CPU, "torch": PyTorch ops, "auto": cpp where they build
 
 
 @dataclass

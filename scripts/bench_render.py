@@ -28,7 +28,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.io.run_folder import load_run
 from momentum_gs.model.gaussian_scene import PartsScene, gaussian_tensors, rasterize, resolve_backend
 from momentum_gs.model.neural import anchor_mask, generate_gaussians
-from momentum_gs.render.fused import compositor_in_use, describe_cpu
+from momentum_gs.render.kernels import describe_cpu, kernels_in_use
 
 
 def synchronized(device: torch.device) -> float:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if not cameras:
         sys.exit(f"bench_render.py: {cfg.data.path} has no held-out views")
     width, height = cameras[0].width, cameras[0].height
-    kernels = compositor_in_use(device) if backend == "torch" else "gsplat"
+    kernels = kernels_in_use(device) if backend == "torch" else "gsplat"
 
     with torch.no_grad():
         for i in range(args.warmup):

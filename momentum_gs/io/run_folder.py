@@ -26,6 +26,7 @@ from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearance_from_state, decoder_from_state
 from momentum_gs.partition.partition import Partition
+from momentum_gs.render.kernels import use_kernels
 
 
 def cropped_anchors(state: dict, block: int, partition, device: torch.device) -> AnchorSet:
@@ -86,6 +87,7 @@ def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: s
         raise UserError(f"{run_dir}/ckpt holds no checkpoint{no_checkpoint}")
     device = device or resolve_device(cfg.device)
     use_threads(cfg.threads, device)
+    use_kernels(cfg.render.kernels)
     ckpt = load_checkpoint(path, map_location="cpu")
     blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
     model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}

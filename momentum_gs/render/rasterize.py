@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from momentum_gs.render.composite import median_pairs, pair_coefficients
-from momentum_gs.render.fused import composite_gaussians, composite_image, intersect, project, use_fused
+from momentum_gs.render.kernels.build import use_cpp
+from momentum_gs.render.kernels.ops import composite_gaussians, composite_image, intersect, project
 from momentum_gs.render.projection import surface_values
 from momentum_gs.render.tiles import TilePlan, reach
 
@@ -115,7 +116,7 @@ def _render_torch(means, quats, scales, opacities, colors, world_to_cam, K, widt
     if blended:  # the maps ride along as colour channels: one compositing pass, gradients included
         colors = torch.cat([colors, extra_values(means, quats, scales, world_to_cam, blended)], dim=-1)
     for_backward = differentiated(proj.means2d, proj.conics, opacities, colors)
-    if not for_backward and use_fused(colors) and means.dtype == colors.dtype == opacities.dtype == background.dtype:
+    if not for_backward and use_cpp(colors) and means.dtype == colors.dtype == opacities.dtype == background.dtype:
         # eval, video, export: no tiles tensor for autograd, one pass for the untiling, crop and background
         image, rest = composite_image(proj.means2d, proj.conics, opacities, colors, plan, background, width,
                                       height)

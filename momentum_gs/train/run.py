@@ -66,7 +66,7 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
     from momentum_gs.data.sanity import scene_warnings
     from momentum_gs.data.scene import load_scene
     from momentum_gs.io.checkpoint import latest_checkpoint
-    from momentum_gs.render.fused import compositor_in_use
+    from momentum_gs.render.kernels import kernels_in_use
     from momentum_gs.train import distributed as D
     from momentum_gs.train.trainer import Trainer
 
@@ -97,7 +97,7 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
             for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
                 print(f"warning: {line}", file=sys.stderr, flush=True)
         trainer = Trainer(cfg, scene, out_dir, device, world)
-        compositor = compositor_in_use(device)  # builds the fused compositor on a machine's first CPU run
+        compositor = kernels_in_use(device)  # builds the C++ kernels on a machine's first CPU run
         if world.is_main:
             print(compositor, flush=True)
         if resume:
