@@ -29,7 +29,8 @@ AnchorFilter = Literal["reference", "bound"]  # render.anchor_filter
 CONSISTENCY_GRADIENTS, ANCHOR_FILTERS = get_args(Gradient), get_args(AnchorFilter)
 Policy = Literal["round_robin", "random"]
 Offload = Literal["memory", "disk"]
-Backend = Literal["auto", "torch", "gsplat"]
+Backend = Literal["auto", "builtin", "gsplat"]
+BACKEND_ALIASES = {"torch": "builtin"}  # render.backend's old names, still read (config files, the command line)
 Kernels = Literal["auto", "cpp", "torch"]  # render.kernels
 ProcessBackend = Literal["auto", "nccl", "gloo"]
 WandbMode = Literal["offline", "online"]
@@ -159,8 +160,10 @@ class RenderConfig:
     """Rasterizer backend and rendering settings (the environment variable ``MOMENTUM_GS_KERNELS`` overrides
     ``kernels``)."""
 
-    backend: Backend = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
-    tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
+    # "builtin" (our tile rasterizer: PyTorch ops on any device, our C++ kernels on a CPU; "torch" is its old
+    # name), "gsplat" (gsplat's CUDA rasterizer) or "auto" (gsplat on a CUDA device where it imports, else builtin)
+    backend: Backend = "auto"
+    tile_size: int = 8  # the builtin rasterizer's tile edge in pixels
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
     near: float = 0.2  # anchors closer than this (camera z, world units) are culled
     # which anchors are decoded for a view: "reference" (the paper's visible_filter: the anchor Gaussian's
@@ -346,6 +349,8 @@ def _apply(cfg: Any, key: str, value: Any, explicit: set[str] | None = None) -> 
     if leaf not in names:
         raise UserError(f"unknown config key '{key}' (see `mgs config` for the valid keys)")
     hint = get_type_hints(type(node))[leaf]
+    if key == "render.backend" and isinstance(value, str):
+        value = BACKEND_ALIASES.get(value, value)  # an old run folder's config.yaml says "torch"
     if dataclasses.is_dataclass(getattr(node, leaf)):
         if not isinstance(value, dict):
             raise UserError(f"config key '{key}' is a section; give its fields, e.g. {key}.<field>=...")

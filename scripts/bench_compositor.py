@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from momentum_gs.render import composite, render
+from momentum_gs.render.builtin import CHUNK_ELEMS_CPU
 from momentum_gs.render.composite import CompositeTiles, pair_coefficients
 from momentum_gs.render.kernels.build import build
 from momentum_gs.render.kernels.ops import FusedCompositeTiles, FusedGaussianTiles, intersect, project
 from momentum_gs.render.projection import project_gaussians
-from momentum_gs.render.rasterize import CHUNK_ELEMS_CPU
 from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,7 +46,7 @@ def flops_per_slot(channels: int) -> tuple[int, int]:
 
 
 def compositor_inputs(scene: dict, tile_size: int = 8) -> tuple:
-    """(coefs, opacities, colors, plan) of ``scene`` as the torch backend hands them to the compositor."""
+    """(coefs, opacities, colors, plan) of ``scene`` as the builtin backend hands them to the compositor."""
     w, h = scene["width"], scene["height"]
     proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["world_to_cam"], scene["K"],
                              w, h, 0.01, 1e10, 0.3)

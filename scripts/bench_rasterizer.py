@@ -1,14 +1,14 @@
 """Time the rasterizer (forward, backward, total) on random scenes and print a markdown table.
 
-    python scripts/bench_rasterizer.py [--device cpu] [--threads 2] [--backend torch] [--repeats 5]
+    python scripts/bench_rasterizer.py [--device cpu] [--threads 2] [--backend builtin] [--repeats 5]
                                        [--compositor torch|fused|both|auto] [--sizes 256x192x30000 ...]
 
 Scene: Gaussians spread uniformly over the view frustum at depths 2..10, with per-axis screen-space
 standard deviations log-uniform in 0.5..3.5 pixels (3σ footprints of about 3 to 20 pixels across),
 random rotations, opacities U(0.1, 0.9), random colours. Seeded, so runs are comparable.
 
-``--compositor`` picks the CPU compositor of the "torch" backend (``MOMENTUM_GS_KERNELS``; fused is its cpp): ``both``
-alternates the two run by run in one process (the machine's load hits both alike) and adds the medians of
+``--compositor`` picks the CPU kernels of the "builtin" backend (``MOMENTUM_GS_KERNELS``, fused meaning cpp):
+``both`` alternates the two run by run in one process (the machine's load hits both alike) and adds the medians of
 the fused/torch ratios of each pair of runs, forward, backward and total.
 """
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--backend", default="builtin")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (median reported)")
     parser.add_argument("--compositor", default={"cpp": "fused"}.get(kernels_mode(), kernels_mode()),
                         choices=("auto", "torch", "fused", "both"), help="CPU compositor; both: interleaved")

@@ -67,7 +67,7 @@ def first_frame(run: str, port: int) -> tuple[float, str]:
     try:
         build = ""
         for line in view.stdout:
-            if line.startswith("compositor:"):
+            if line.startswith("kernels:"):
                 build = line.strip()
             if "Ctrl-C to stop" in line:
                 break

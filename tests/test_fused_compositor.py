@@ -131,10 +131,10 @@ def test_gaussian_rows_get_their_pairs_gradients(tile_size, monkeypatch):
 def test_fused_render_makes_no_pair_tensors(monkeypatch):
     """A fused render reads the Gaussians' rows in C++: no per-pair coefficients or gathers in PyTorch (the
     median depth, which has no gradient, still makes them); the torch compositor makes them."""
-    from momentum_gs.render import rasterize
+    from momentum_gs.render import builtin
 
     calls = []
-    for module in (ops, rasterize):
+    for module in (ops, builtin):
         made = module.pair_coefficients
         monkeypatch.setattr(module, "pair_coefficients", lambda *a, made=made: calls.append(1) or made(*a))
     scene = random_scene(80, 20, 14, seed=6)

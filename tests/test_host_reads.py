@@ -27,10 +27,10 @@ from host_reads import CudaSyncs, HostReads, uncounted  # noqa: E402
 def _counting_trainer(cfg, monkeypatch) -> tuple[Trainer, list[dict]]:
     """A trainer whose steps are counted, each step's reads by kind in the returned list.
 
-    Not counted: the "torch" rasterizer's forward (a GPU run uses gsplat's) and Adam's steps, whose step
+    Not counted: the "builtin" rasterizer's forward (a GPU run uses gsplat's) and Adam's steps, whose step
     counters live on the host (they are read with ``.item()`` there, not from the device).
     """
-    monkeypatch.setitem(rasterize.BACKENDS, "torch", uncounted(rasterize.BACKENDS["torch"]))
+    monkeypatch.setitem(rasterize.BACKENDS, "builtin", uncounted(rasterize.BACKENDS["builtin"]))
     monkeypatch.setattr(torch.optim.Adam, "step", uncounted(torch.optim.Adam.step))
     trainer = Trainer(cfg, load_scene(cfg.data), Path(cfg.out), torch.device("cpu"))
     steps, train_step = [], trainer.train_step

@@ -94,8 +94,8 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     views = loader.iterate(range(len(scene.test)), model.device)
     depth_dir = ground_truth_depths(scene.root)
     extras = ("depth", "normal") if maps else ("depth",) if depth_dir is not None else ()
-    if depth_dir is not None and resolve_backend(cfg.render.backend, model.device) == "torch":
-        extras += ("median_depth",)  # only the torch backend has it
+    if depth_dir is not None and resolve_backend(cfg.render.backend, model.device) == "builtin":
+        extras += ("median_depth",)  # only the builtin backend has it
     if len(scene.test) <= WARMUP_VIEWS:  # too few views to drop the first renders from the timing: warm up first
         warm = scene.test[0].to(model.device)
         for _ in range(WARMUP_VIEWS):
