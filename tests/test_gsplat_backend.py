@@ -115,7 +115,7 @@ def test_without_gsplat_auto_falls_back_and_gsplat_says_how_to_install(monkeypat
 def test_importing_the_package_does_not_import_gsplat():
     code = ("import sys, torch, momentum_gs.render, momentum_gs.model\n"
             "from momentum_gs.model.gaussian_scene import resolve_backend\n"
-            "assert resolve_backend('auto', torch.device('cpu')) == 'torch'\n"
+            "assert resolve_backend('auto', torch.device('cpu')) == 'builtin'\n"
             "assert 'gsplat' not in sys.modules, 'gsplat was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
