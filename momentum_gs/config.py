@@ -10,13 +10,16 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 from momentum_gs.errors import UserError
 from momentum_gs.ranges import (AT_LEAST_0, COUNT, FINITE, FRACTION, MAX_BLOCKS, MAX_WIDTH, POSITIVE, SEED,
                                  STEPS, Range, check_number)
+
+if TYPE_CHECKING:  # for the annotations: the functions that use torch import it themselves
+    import torch
 
 
 # Every key with a fixed set of values has a Literal type; the check and `mgs config --explain` read it.
@@ -26,7 +29,9 @@ AnchorFilter = Literal["reference", "bound"]  # render.anchor_filter
 CONSISTENCY_GRADIENTS, ANCHOR_FILTERS = get_args(Gradient), get_args(AnchorFilter)
 Policy = Literal["round_robin", "random"]
 Offload = Literal["memory", "disk"]
-Backend = Literal["auto", "torch", "gsplat"]
+Backend = Literal["auto", "builtin", "gsplat"]
+BACKEND_ALIASES = {"torch": "builtin"}  # render.backend's old names, still read (config files, the command line)
+Kernels = Literal["auto", "cpp", "torch"]  # render.kernels
 ProcessBackend = Literal["auto", "nccl", "gloo"]
 WandbMode = Literal["offline", "online"]
 Switch = Literal["auto", "true", "false"]
@@ -152,16 +157,20 @@ class GeometryConfig:
 
 @dataclass
 class RenderConfig:
-    """Rasterizer backend and rendering settings."""
+    """Rasterizer backend and rendering settings (the environment variable ``MOMENTUM_GS_KERNELS`` overrides
+    ``kernels``)."""
 
-    backend: Backend = "auto"  # "torch" (pure PyTorch, CPU/GPU), "gsplat" (CUDA) or "auto"
-    tile_size: int = 8  # pure-PyTorch rasterizer tile edge in pixels
+    # "builtin" (our tile rasterizer: PyTorch ops on any device, our C++ kernels on a CPU; "torch" is its old
+    # name), "gsplat" (gsplat's CUDA rasterizer) or "auto" (gsplat on a CUDA device where it imports, else builtin)
+    backend: Backend = "auto"
+    tile_size: int = 8  # the builtin rasterizer's tile edge in pixels
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
     near: float = 0.2  # anchors closer than this (camera z, world units) are culled
     # which anchors are decoded for a view: "reference" (the paper's visible_filter: the anchor Gaussian's
     # EWA footprint touches a 16-px tile of the image) or "bound" (a circle that contains every footprint the
     # rasterizer could draw; never drops a drawn anchor, decodes more off-screen ones)
     anchor_filter: AnchorFilter = "reference"
+    kernels: Kernels = "auto"  # "cpp": our C++ kernels on a CPU, "torch": PyTorch ops, "auto": cpp where they build
 
 
 @dataclass
@@ -340,6 +349,8 @@ def _apply(cfg: Any, key: str, value: Any, explicit: set[str] | None = None) -> 
     if leaf not in names:
         raise UserError(f"unknown config key '{key}' (see `mgs config` for the valid keys)")
     hint = get_type_hints(type(node))[leaf]
+    if key == "render.backend" and isinstance(value, str):
+        value = BACKEND_ALIASES.get(value, value)  # an old run folder's config.yaml says "torch"
     if dataclasses.is_dataclass(getattr(node, leaf)):
         if not isinstance(value, dict):
             raise UserError(f"config key '{key}' is a section; give its fields, e.g. {key}.<field>=...")

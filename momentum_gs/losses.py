@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from momentum_gs.config import OptimConfig
-from momentum_gs.render.fused import FusedMeanSSIM, use_fused
+from momentum_gs.render.kernels.build import use_cpp
+from momentum_gs.render.kernels.ops import FusedMeanSSIM
 
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
@@ -115,8 +116,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11, sigma: float =
         a, b: [H, W, 3] or [B, H, W, 3] in [0, 1].
     """
     window = _cached_window(window_size, sigma, a.dtype, a.device)
-    # the same function in C++ (momentum_gs/render/csrc/ssim.cpp), for windows of up to 63 taps
-    if use_fused(a) and a.dtype == b.dtype and window_size <= 63:
+    # the same function in C++ (momentum_gs/render/kernels/csrc/ssim.cpp), for windows of up to 63 taps
+    if use_cpp(a) and a.dtype == b.dtype and window_size <= 63:
         batch = a if a.dim() == 4 else a[None]
         return FusedMeanSSIM.apply(batch, b if b.dim() == 4 else b[None], window, SSIM_C1, SSIM_C2)
     return _MeanSSIM.apply(_to_nchw(a), _to_nchw(b), window)

@@ -5,7 +5,7 @@
 
 Flops are counted per evaluated slot (one pixel × one pair: every pixel of a tile, padded to whole vectors,
 for every pair of the tile up to the one after which all its pixels are done), as the fused kernel executes
-them (csrc/composite.cpp; an FMA is 2, exp is its 21-flop polynomial, compares and selects are not counted):
+them (kernels/csrc/composite.cpp; an FMA is 2, exp is its 21-flop polynomial, compares and selects are not counted):
 forward 34 + 2D + 1 (log α 10, exp 21, T and w 3, colour and alpha 2D + 1), backward 51 + 4D (the forward
 step 34, g·ĉ 2D, colour gradients 2D, the running sum 2, ∂L/∂log α 4, the six feature sums 11). The peak
 is torch's float32 matmul (2048², MKL) on one thread.
@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 from momentum_gs.render import composite, render
+from momentum_gs.render.builtin import CHUNK_ELEMS_CPU
 from momentum_gs.render.composite import CompositeTiles, pair_coefficients
-from momentum_gs.render.fused import FusedCompositeTiles, FusedGaussianTiles, build, intersect, project
+from momentum_gs.render.kernels.build import build
+from momentum_gs.render.kernels.ops import FusedCompositeTiles, FusedGaussianTiles, intersect, project
 from momentum_gs.render.projection import project_gaussians
-from momentum_gs.render.rasterize import CHUNK_ELEMS_CPU
 from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,7 +46,7 @@ def flops_per_slot(channels: int) -> tuple[int, int]:
 
 
 def compositor_inputs(scene: dict, tile_size: int = 8) -> tuple:
-    """(coefs, opacities, colors, plan) of ``scene`` as the torch backend hands them to the compositor."""
+    """(coefs, opacities, colors, plan) of ``scene`` as the builtin backend hands them to the compositor."""
     w, h = scene["width"], scene["height"]
     proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["world_to_cam"], scene["K"],
                              w, h, 0.01, 1e10, 0.3)
@@ -186,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if build().ops is None:
-        raise SystemExit(f"the fused compositor did not build: {build().note}")
+        raise SystemExit(f"the C++ kernels did not build: {build().note}")
     roofline(args.repeats) if args.what == "roofline" else scaling(args.repeats)
 
 

@@ -4,13 +4,13 @@
 
 The kernels and what each is timed on (seeded, as ``bench_rasterizer``'s scenes: 10k Gaussians at 128×96,
 30k at 256×192, in front of the camera):
-  projection   ``fused.project`` / ``projection.project_gaussians``: the scene's Gaussians to the image;
-  tile lists   ``fused.intersect`` / ``tiles.intersect_tiles`` (forward only: no gradient);
+  projection   ``ops.project`` / ``projection.project_gaussians``: the scene's Gaussians to the image;
+  tile lists   ``ops.intersect`` / ``tiles.intersect_tiles`` (forward only: no gradient);
   compositor   ``FusedGaussianTiles`` / ``pair_coefficients`` + gathers + ``CompositeTiles``;
   ssim         ``FusedMeanSSIM`` / ``losses._MeanSSIM`` on two RGB images of the size;
   children     ``FusedChildren`` / ``neural.kept_children``: 1 visible anchor per 10 Gaussians, 10 children
                each, about half kept;
-  anchor filter ``fused.reference_visible`` / ``neural.reference_visible_anchors`` (forward only) over one
+  anchor filter ``ops.reference_visible`` / ``neural.reference_visible_anchors`` (forward only) over one
                anchor per Gaussian.
 Each repeat times both paths back to back, in alternating order (the machine's load hits both alike); the
 table gives the medians and the median of the repeats' fused / torch ratios (below 1: the C++ is faster; the
@@ -32,7 +32,7 @@ import torch
 from momentum_gs import losses
 from momentum_gs.model import neural
 from momentum_gs.model.decoder import DecodedAnchors
-from momentum_gs.render import fused
+from momentum_gs.render.kernels import build, ops
 from momentum_gs.render.composite import CompositeTiles, pair_coefficients
 from momentum_gs.render.projection import project_gaussians
 from momentum_gs.render.tiles import TilePlan, intersect_tiles, reach
@@ -64,7 +64,7 @@ def _scene(size: tuple[int, int]) -> dict:
 
 def projection(size, path):
     scene = _scene(size)
-    fn = fused.project if path == "fused" else project_gaussians
+    fn = ops.project if path == "fused" else project_gaussians
     weights = [torch.rand(len(scene["means"]), n) for n in (2, 3)] + [torch.rand(len(scene["means"]))]
 
     def forward():
@@ -86,7 +86,7 @@ def tile_lists(size, path):
     scene, proj = _projected(size)
     extents = reach(proj.covars2d, scene["opacities"], proj.radii)
     tiles = -(-size[0] // TILE), -(-size[1] // TILE)
-    fn = fused.intersect if path == "fused" else intersect_tiles
+    fn = ops.intersect if path == "fused" else intersect_tiles
 
     def forward():
         return fn(proj.means2d, extents, proj.depths, *tiles, TILE)
@@ -97,14 +97,14 @@ def compositor(size, path):
     scene, proj = _projected(size)
     extents = reach(proj.covars2d, scene["opacities"], proj.radii)
     tiles_x, tiles_y = -(-size[0] // TILE), -(-size[1] // TILE)
-    gauss_ids, tile_ids, offsets = fused.intersect(proj.means2d, extents, proj.depths, tiles_x, tiles_y, TILE)
+    gauss_ids, tile_ids, offsets = ops.intersect(proj.means2d, extents, proj.depths, tiles_x, tiles_y, TILE)
     plan = TilePlan(TILE, tiles_x, tiles_y, gauss_ids, tile_ids, 1 << 18, offsets)
     weight = torch.rand(plan.num_tiles, 4, TILE * TILE)
 
     def forward():
         means2d, conics, opacities, colors = _leaves(proj.means2d, proj.conics, scene["opacities"], scene["colors"])
         if path == "fused":
-            return [fused.FusedGaussianTiles.apply(means2d, conics, opacities, colors, plan)]
+            return [ops.FusedGaussianTiles.apply(means2d, conics, opacities, colors, plan)]
         coefs = pair_coefficients(means2d, conics, plan)
         return [CompositeTiles.apply(coefs, opacities[plan.gauss_ids], colors[plan.gauss_ids], plan, True)]
     return forward, _backward_of([weight])
@@ -120,7 +120,7 @@ def ssim(size, path):
     def forward():
         (a,) = _leaves(x)
         if path == "fused":
-            return [fused.FusedMeanSSIM.apply(a[None], y[None], window, losses.SSIM_C1, losses.SSIM_C2)]
+            return [ops.FusedMeanSSIM.apply(a[None], y[None], window, losses.SSIM_C1, losses.SSIM_C2)]
         return [losses._MeanSSIM.apply(losses._to_nchw(a), losses._to_nchw(y), window)]
     return forward, _backward_of([torch.ones(())])
 
@@ -141,7 +141,7 @@ def children(size, path):
         leaves = _leaves(positions, offsets, scalings, opacity, cov, color)
         p, o, s, op, cv, col = leaves
         if path == "fused":
-            return list(fused.FusedChildren.apply(p, o, s, anchor_index, op, cv, col, kept))
+            return list(ops.FusedChildren.apply(p, o, s, anchor_index, op, cv, col, kept))
         decoded = DecodedAnchors(opacity=op, cov=cv, color=col)
         view = _AnchorRows(p, o)
         return list(neural.kept_children(view, anchor_index, s.index_select(0, anchor_index), decoded, kept))
@@ -177,7 +177,7 @@ def time_kernel(make: Kernel, size: tuple[int, int], repeats: int) -> dict:
     times = {(path, phase): [] for path in runs for phase in ("forward", "backward")}
     for repeat in range(repeats + 1):  # the first is a warm-up
         for path in (("torch", "fused") if repeat % 2 else ("fused", "torch")):
-            os.environ[fused.MODE_VARIABLE] = path
+            os.environ[build.KERNELS_VARIABLE] = build.OLD_MODES[path]
             forward, backward = runs[path]
             start = time.perf_counter()
             out = forward()
@@ -207,10 +207,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    built = fused.build()
+    built = build.build()
     if built.ops is None:
         sys.exit(f"the C++ kernels did not build: {built.note}")
-    print(f"cpu: {fused.describe_cpu()}")
+    print(f"cpu: {build.describe_cpu()}")
     print(f"kernels: {built.target} for -march={built.march}; torch {torch.__version__}, {args.threads} thread(s), "
           f"medians of {args.repeats}\n")
     print("| kernel | image | forward s torch / C++ (ratio) | backward s torch / C++ (ratio) |")

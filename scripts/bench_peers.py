@@ -8,9 +8,9 @@ reference of its CUDA kernels in ``gsplat/cuda/_torch_impl.py``, loaded here by 
 package would build its CUDA extension). Of it, on a CPU:
 
 - the projection (``_quat_scale_to_covar_preci`` + ``_fully_fused_projection``) runs, forward and backward,
-  and is timed against ours: the fused C++ ``fused.project`` and the PyTorch ``project_gaussians``;
+  and is timed against ours: the fused C++ ``ops.project`` and the PyTorch ``project_gaussians``;
 - the tile intersection ``_isect_tiles`` runs but loops over Gaussians in Python: timed up to
-  ``--isect-max`` Gaussians (no gradient; ours are ``fused.intersect`` and ``intersect_tiles``);
+  ``--isect-max`` Gaussians (no gradient; ours are ``ops.intersect`` and ``intersect_tiles``);
 - the compositing ``_rasterize_to_pixels`` cannot run: it calls the CUDA kernel
   ``rasterize_to_indices_in_range``, and its ``accumulate`` needs nerfacc's CUDA scans.
 """
@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from momentum_gs.render import render
-from momentum_gs.render.fused import MODE_VARIABLE, compositor_in_use, intersect, project
 from momentum_gs.render.gsplat_backend import gsplat_reference
+from momentum_gs.render.kernels.build import KERNELS_VARIABLE, OLD_MODES, kernels_in_use
+from momentum_gs.render.kernels.ops import intersect, project
 from momentum_gs.render.projection import project_gaussians
 from momentum_gs.render.tiles import intersect_tiles, reach
 
@@ -37,13 +38,13 @@ from bench_rasterizer import PARAMS, SIZES, random_scene  # noqa: E402
 
 
 def _render(scene: dict, compositor: str) -> None:
-    os.environ[MODE_VARIABLE] = compositor
+    os.environ[KERNELS_VARIABLE] = OLD_MODES[compositor]
     params = {k: scene[k].clone().requires_grad_() for k in PARAMS}
     render(**(scene | params)).image.sum().backward()
 
 
 def _ours_projection(scene: dict, fn=project) -> None:
-    os.environ[MODE_VARIABLE] = "fused"  # for fused.project; project_gaussians is the PyTorch one whatever it says
+    os.environ[KERNELS_VARIABLE] = "cpp"  # for ops.project; project_gaussians is the PyTorch one whatever it says
     params = {k: scene[k].clone().requires_grad_() for k in ("means", "quats", "scales")}
     proj = fn(params["means"], params["quats"], params["scales"], scene["world_to_cam"], scene["K"],
                              scene["width"], scene["height"], 0.01, 1e10, 0.3)
@@ -60,7 +61,7 @@ def _gsplat_projection(ref, scene: dict) -> None:
 
 
 def _ours_isect(scene: dict, tile: int = 16, fn=intersect) -> None:
-    os.environ[MODE_VARIABLE] = "fused"
+    os.environ[KERNELS_VARIABLE] = "cpp"
     proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["world_to_cam"], scene["K"],
                              scene["width"], scene["height"], 0.01, 1e10, 0.3)
     extents = reach(proj.covars2d, scene["opacities"], proj.radii)
@@ -95,9 +96,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ref = gsplat_reference()
-    os.environ[MODE_VARIABLE] = "fused"
+    os.environ[KERNELS_VARIABLE] = "cpp"
     print(f"threads={args.threads} torch={torch.__version__} gsplat reference: {'yes' if ref else 'not installed'}; "
-          f"{compositor_in_use()}\n")
+          f"{kernels_in_use()}\n")
     print("| image | Gaussians | render fused s | render torch s | projection ours fused / torch s "
           "| projection gsplat-ref s | isect ours fused / torch s | isect gsplat-ref s | composite gsplat-ref |\n"
           "|---|---:|---:|---:|---:|---:|---:|---:|---|")

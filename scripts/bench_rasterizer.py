@@ -1,14 +1,14 @@
 """Time the rasterizer (forward, backward, total) on random scenes and print a markdown table.
 
-    python scripts/bench_rasterizer.py [--device cpu] [--threads 2] [--backend torch] [--repeats 5]
+    python scripts/bench_rasterizer.py [--device cpu] [--threads 2] [--backend builtin] [--repeats 5]
                                        [--compositor torch|fused|both|auto] [--sizes 256x192x30000 ...]
 
 Scene: Gaussians spread uniformly over the view frustum at depths 2..10, with per-axis screen-space
 standard deviations log-uniform in 0.5..3.5 pixels (3σ footprints of about 3 to 20 pixels across),
 random rotations, opacities U(0.1, 0.9), random colours. Seeded, so runs are comparable.
 
-``--compositor`` picks the CPU compositor of the "torch" backend (``MOMENTUM_GS_COMPOSITOR``): ``both``
-alternates the two run by run in one process (the machine's load hits both alike) and adds the medians of
+``--compositor`` picks the CPU kernels of the "builtin" backend (``MOMENTUM_GS_KERNELS``, fused meaning cpp):
+``both`` alternates the two run by run in one process (the machine's load hits both alike) and adds the medians of
 the fused/torch ratios of each pair of runs, forward, backward and total.
 """
 
@@ -22,7 +22,7 @@ import time
 import torch
 
 from momentum_gs.render import render
-from momentum_gs.render.fused import MODE_VARIABLE, compositor_in_use, describe_cpu
+from momentum_gs.render.kernels.build import KERNELS_VARIABLE, OLD_MODES, describe_cpu, kernels_in_use, kernels_mode
 
 SIZES = [(64, 48, 2_000), (128, 96, 10_000), (256, 192, 30_000)]
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
@@ -70,7 +70,7 @@ def time_render(scene: dict, backend: str, repeats: int, compositors: tuple[str,
     times = {mode: [] for mode in compositors}
     for i in range(repeats + 1):
         for mode in compositors:
-            os.environ[MODE_VARIABLE] = mode
+            os.environ[KERNELS_VARIABLE] = OLD_MODES[mode]
             fwd, bwd, drawn = time_once(scene, backend)
             if i > 0:
                 times[mode].append((fwd, bwd))
@@ -91,9 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--backend", default="builtin")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (median reported)")
-    parser.add_argument("--compositor", default=os.environ.get(MODE_VARIABLE, "auto"),
+    parser.add_argument("--compositor", default={"cpp": "fused"}.get(kernels_mode(), kernels_mode()),
                         choices=("auto", "torch", "fused", "both"), help="CPU compositor; both: interleaved")
     parser.add_argument("--sizes", nargs="*", help="WIDTHxHEIGHTxGAUSSIANS (default: the three standard sizes)")
     args = parser.parse_args()
@@ -106,8 +106,8 @@ def main() -> None:
     if device.type == "cpu":
         print(f"cpu: {describe_cpu()}")  # the kernels' build target is in the compositor line below
     for mode in modes:
-        os.environ[MODE_VARIABLE] = mode
-        print(f"{mode}: {compositor_in_use(device)}")
+        os.environ[KERNELS_VARIABLE] = OLD_MODES[mode]
+        print(f"{mode}: {kernels_in_use(device)}")
     if len(modes) == 1:
         print("\n| image | Gaussians | drawn | forward s | backward s | total s |\n|---|---:|---:|---:|---:|---:|")
     else:

@@ -8,7 +8,7 @@ every view, each render call timed alone (RGB only, at the run's evaluation reso
 times the three phases apart, synchronised after each (so its total is a little above the first's), and
 ``--profile`` prints PyTorch's profiler table of a few warm renders.
 
-    python scripts/bench_render.py RUN [--device cuda] [--backend torch|gsplat] [--rounds 5] [--profile]
+    python scripts/bench_render.py RUN [--device cuda] [--backend builtin|gsplat] [--rounds 5] [--profile]
         [--downsample N] [--json FILE]
 """
 
@@ -28,7 +28,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.trained import load_run
 from momentum_gs.model.gaussian_scene import PartsScene, gaussian_tensors, rasterize, resolve_backend
 from momentum_gs.model.neural import anchor_mask, generate_gaussians
-from momentum_gs.render.fused import compositor_in_use, describe_cpu
+from momentum_gs.render.kernels import describe_cpu, kernels_in_use
 
 
 def synchronized(device: torch.device) -> float:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--device", help="default: the run's config")
-    parser.add_argument("--backend", help="torch or gsplat (default: the run's render.backend)")
+    parser.add_argument("--backend", help="builtin or gsplat (default: the run's render.backend)")
     parser.add_argument("--warmup", type=int, default=5, help="renders before the clock starts (the paper's 5)")
     parser.add_argument("--rounds", type=int, default=5, help="timed passes over the held-out views")
     parser.add_argument("--profile", action="store_true", help="print the profiler's table of 3 warm renders")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if not cameras:
         sys.exit(f"bench_render.py: {cfg.data.path} has no held-out views")
     width, height = cameras[0].width, cameras[0].height
-    kernels = compositor_in_use(device) if backend == "torch" else "gsplat"
+    kernels = kernels_in_use(device) if backend == "builtin" else "gsplat"
 
     with torch.no_grad():
         for i in range(args.warmup):

@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["128x96", "256x192"], help="WxH")
     args = parser.parse_args()
     from momentum_gs.losses import ssim
-    from momentum_gs.render.fused import describe_cpu
+    from momentum_gs.render.kernels import describe_cpu
 
     torch.set_num_threads(1)
     print(describe_cpu())

@@ -68,7 +68,7 @@ def main() -> None:
     if not (before / "momentum_gs").is_dir():
         raise SystemExit(f"--before {before} is not a momentum_gs checkout (no momentum_gs folder in it)")
     sys.path.insert(0, str(after))
-    from momentum_gs.render.fused import describe_cpu, march
+    from momentum_gs.render.kernels.build import describe_cpu, march
 
     print(f"cpu: {describe_cpu()}; the kernels built with -march={march()} (MOMENTUM_GS_MARCH)", flush=True)
     rows = []

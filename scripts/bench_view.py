@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from momentum_gs.render.fused import compositor_in_use, describe_cpu  # noqa: E402
+from momentum_gs.render.kernels import describe_cpu, kernels_in_use  # noqa: E402
 from momentum_gs.view.frames import camera_pose, frame_size, render_frame, viewer_camera  # noqa: E402
 from momentum_gs.view.server import PREVIEW_PIXELS  # noqa: E402
 from momentum_gs.view.sources import RunSource  # noqa: E402
@@ -67,7 +67,7 @@ def first_frame(run: str, port: int) -> tuple[float, str]:
     try:
         build = ""
         for line in view.stdout:
-            if line.startswith("compositor:"):
+            if line.startswith("kernels:"):
                 build = line.strip()
             if "Ctrl-C to stop" in line:
                 break
@@ -104,7 +104,7 @@ def main() -> None:
     source = RunSource(args.run, device)
     print(f"{args.run}: {source.num_blocks} block(s), {sum(a.num_anchors for a in source.anchors)} anchors, "
           f"{len(source.cameras)} camera poses; {describe_cpu() if device.type == 'cpu' else device}; "
-          f"{compositor_in_use(device)}; {torch.get_num_threads()} thread(s)")
+          f"{kernels_in_use(device)}; {torch.get_num_threads()} thread(s)")
     print("| canvas | full frame (PNG) FPS | Gaussians | moving-camera frame (JPEG) | FPS |")
     print("|---|---:|---:|---|---:|")
     for text in args.sizes:

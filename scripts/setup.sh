@@ -34,7 +34,7 @@ echo "torch==$installed" > "$constraints"
 here=$PWD
 # The CPU kernels, built now (once per install and CPU target) rather than silently in the first command.
 build_kernels() {
-    "$PYTHON" -c "from momentum_gs.render.fused import compositor_in_use; print('setup:', compositor_in_use())"
+    "$PYTHON" -c "from momentum_gs.render.kernels import kernels_in_use; print('setup:', kernels_in_use())"
 }
 if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, ninja, pytest, pycolmap, piexif, viser, websocket" \
     2>/dev/null) \

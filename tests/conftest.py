@@ -10,15 +10,15 @@ import pytest
 from momentum_gs.config import load_config
 
 
-@pytest.fixture(params=["fused", "torch"])
+@pytest.fixture(params=["cpp", "torch"])
 def kernels(request, monkeypatch):
-    """Runs a test with the C++ kernels (momentum_gs/render/csrc) and with the pure-PyTorch path (the
-    reference), through ``MOMENTUM_GS_COMPOSITOR``; skips the C++ run where the kernels did not build."""
-    from momentum_gs.render import fused
+    """Runs a test with the C++ kernels (momentum_gs/render/kernels/csrc) and with the PyTorch ops (the
+    reference), through ``MOMENTUM_GS_KERNELS``; skips the C++ run where the kernels did not build."""
+    from momentum_gs.render.kernels import build
 
-    if request.param == "fused" and fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
-    monkeypatch.setenv(fused.MODE_VARIABLE, request.param)
+    if request.param == "cpp" and build.build().ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
+    monkeypatch.setenv(build.KERNELS_VARIABLE, request.param)
     return request.param
 
 

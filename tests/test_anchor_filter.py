@@ -12,7 +12,7 @@ from momentum_gs.data.camera import Camera
 from momentum_gs.model import AnchorSet, Decoder, generate_gaussians, reference_visible_anchors, visible_anchors, voxelize
 from momentum_gs.model.gaussian_scene import decode_parts
 from momentum_gs.model.neural import fused_reference_visible_anchors
-from momentum_gs.render import fused
+from momentum_gs.render.kernels import build
 
 FILTERS = {"torch": reference_visible_anchors, "fused": fused_reference_visible_anchors}
 
@@ -96,8 +96,8 @@ def _reference(positions, scales, camera: Camera, dtype=torch.float32, rule=refe
 @pytest.mark.parametrize("implementation", list(FILTERS))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_reference_filter_matches_brute_force(dtype, implementation):
-    if implementation == "fused" and fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    if implementation == "fused" and build.build().ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
     camera = _off_axis_camera()
     positions, scales = _random_anchors(camera, 2000, seed=1)
     if dtype == torch.float32:  # the float64 twin sees exactly the float32 inputs
@@ -112,8 +112,8 @@ def test_reference_filter_matches_brute_force(dtype, implementation):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_reference_filter_equals_torch(dtype, monkeypatch):
     """The C++ filter against the PyTorch one on 60 000 anchors over three cameras, and anchor_mask's switch."""
-    if fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    if build.build().ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
     cameras = [_off_axis_camera(), _camera(64, 48, 70.0, 60.0, 30.0, 25.0, (0.1, 0.2, -0.3)), _off_axis_camera(33, 17)]
     for seed, camera in enumerate(cameras):
         positions, scales = _random_anchors(camera, 20_000, seed=10 + seed)
@@ -126,9 +126,9 @@ def test_fused_reference_filter_equals_torch(dtype, monkeypatch):
     monkeypatch.setattr(neural, "fused_reference_visible_anchors",
                         lambda *a, **k: calls.append("fused") or fused_reference_visible_anchors(*a, **k))
     anchors = AnchorSet.from_points(torch.as_tensor(positions[:500], dtype=torch.float32), voxel_size=0.5)
-    for mode, expected in (("fused", ["fused"]), ("torch", [])):
+    for mode, expected in (("cpp", ["fused"]), ("torch", [])):
         calls.clear()
-        monkeypatch.setenv(fused.MODE_VARIABLE, mode)
+        monkeypatch.setenv(build.KERNELS_VARIABLE, mode)
         neural.anchor_mask(anchors, cameras[-1])
         assert calls == expected, mode
 

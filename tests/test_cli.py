@@ -93,7 +93,7 @@ def test_bad_kernel_switch(tiny_scene, tmp_path, monkeypatch):
 
 
 def test_bad_device_and_backend(tiny_scene, tmp_path):
-    for override, fragment in (("device=cuda:7", "not available"), ("render.backend=nope", "'render.backend' must be one of auto, torch, gsplat")):
+    for override, fragment in (("device=cuda:7", "not available"), ("render.backend=nope", "'render.backend' must be one of auto, builtin, gsplat")):
         result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2", override)
         _assert_one_line_error(result, fragment)
 

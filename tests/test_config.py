@@ -23,6 +23,20 @@ def test_file_then_overrides(tmp_path):
     assert cfg.render.background == (1.0, 1.0, 1.0) and cfg.log.tensorboard is False
 
 
+def test_the_old_backend_name_torch_is_read_as_builtin(tmp_path):
+    """render.backend "torch" (the builtin rasterizer's old name) in a file or an override is "builtin", and the
+    resolved config says "builtin"."""
+    path = tmp_path / "old.yaml"
+    path.write_text("render:\n  backend: torch\n")
+    assert load_config(path).render.backend == "builtin"
+    assert load_config(overrides=["render.backend=torch"]).render.backend == "builtin"
+    save_config(load_config(path), tmp_path / "resolved.yaml")
+    assert "backend: builtin" in (tmp_path / "resolved.yaml").read_text()
+    assert "torch" not in (tmp_path / "resolved.yaml").read_text()
+    with pytest.raises(UserError, match=r"^config key 'render.backend' must be one of auto, builtin, gsplat, got 'cpp'$"):
+        load_config(overrides=["render.backend=cpp"])
+
+
 def test_resolved_config_is_a_valid_config(tmp_path):
     cfg = load_config(overrides=["model.voxel_size=0.25", "data.path=/somewhere"])
     save_config(cfg, tmp_path / "resolved.yaml")

@@ -130,16 +130,16 @@ def test_map_gradients_match_dense_reference(crowded):
 def test_default_render_is_unchanged(monkeypatch):
     """Without extras the compositor sees only the colours and the output has no maps; with them, the
     image, alpha and gradients of an image loss are those of the plain render."""
-    from momentum_gs.render import rasterize
+    from momentum_gs.render import builtin
 
     widths = []
-    composite = rasterize.composite_gaussians  # the fused compositor or the torch one, whichever renders use
+    composite = builtin.composite_gaussians  # the C++ compositor or the torch one, whichever renders use
 
     def recorded(means2d, conics, opacities, colors, *rest):
         widths.append(colors.shape[-1])
         return composite(means2d, conics, opacities, colors, *rest)
 
-    monkeypatch.setattr(rasterize, "composite_gaussians", recorded)
+    monkeypatch.setattr(builtin, "composite_gaussians", recorded)
     scene = random_scene(150, 33, 27, seed=3, behind=4, opaque=6)
     outs, grads = [], []
     for extras in ((), EXTRAS):
@@ -262,7 +262,7 @@ def test_depth_errors_compare_the_normalised_depth_with_the_ground_truth_where_b
     import numpy as np
 
     from momentum_gs.eval.evaluate import depth_errors
-    from momentum_gs.render.rasterize import RenderOutput
+    from momentum_gs.render import RenderOutput
 
     alpha = torch.tensor([[1.0, 0.5], [0.8, 0.2]])[..., None]
     depth = alpha * torch.tensor([[2.0, 9.0], [4.0, 9.0]])[..., None]  # normalised: 2, 9, 4, 9

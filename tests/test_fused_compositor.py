@@ -10,11 +10,12 @@ import sys
 import pytest
 import torch
 
-from momentum_gs.render import fused, render
+from momentum_gs.render import render
+from momentum_gs.render.kernels import build, ops
 from tests.test_rasterize import PARAMS, _crowded_scene, _with_grad, random_scene
 
-BUILD = fused.build()  # compiled here on the first run on a machine (about 10 s), loaded from the cache after
-pytestmark = pytest.mark.skipif(BUILD.ops is None, reason=f"the fused compositor did not build: {BUILD.note}")
+BUILD = build.build()  # compiled here on the first run on a machine (about 10 s), loaded from the cache after
+pytestmark = pytest.mark.skipif(BUILD.ops is None, reason=f"the C++ kernels did not build: {BUILD.note}")
 F64 = torch.float64
 
 
@@ -29,7 +30,7 @@ def _loss(out, extras=()) -> torch.Tensor:
 
 def _run(scene: dict, mode: str, monkeypatch, extras=(), **options) -> dict:
     """Render with the compositor ``mode`` and backpropagate ``_loss``: outputs and gradients by name."""
-    monkeypatch.setenv(fused.MODE_VARIABLE, mode)
+    monkeypatch.setenv(build.KERNELS_VARIABLE, mode)
     inputs = _with_grad(scene)
     out = render(**inputs, extras=extras, **options)
     _loss(out, extras).backward()
@@ -51,7 +52,7 @@ SCENES = {
 @pytest.mark.parametrize("name", list(SCENES))
 def test_float64_matches_torch_compositor(name, tile_size, monkeypatch):
     scene, extras = SCENES[name](), ("depth", "normal")
-    fast = _run(scene, "fused", monkeypatch, extras, tile_size=tile_size)
+    fast = _run(scene, "cpp", monkeypatch, extras, tile_size=tile_size)
     reference = _run(scene, "torch", monkeypatch, extras, tile_size=tile_size)
     for key, value in reference.items():
         assert value.abs().max() > 0, key
@@ -66,7 +67,7 @@ def test_float32_as_accurate_as_torch_compositor(tile_size, monkeypatch):
     scene = SCENES["crowded"]()
     exact = _run(scene, "torch", monkeypatch, tile_size=tile_size)
     fast, reference = (_run(_as(scene, torch.float32), mode, monkeypatch, tile_size=tile_size)
-                       for mode in ("fused", "torch"))
+                       for mode in ("cpp", "torch"))
     for key, truth in exact.items():
         assert fast[key].dtype == torch.float32, key
         error, reference_error = ((x.double() - truth).abs().max().item() for x in (fast[key], reference[key]))
@@ -78,7 +79,7 @@ def test_any_number_of_channels(monkeypatch):
     for channels in (1, 5):
         colors = torch.rand(150, channels, generator=torch.Generator().manual_seed(channels), dtype=F64)
         case = scene | {"colors": colors, "background": torch.full((channels,), 0.3, dtype=F64)}
-        fast, reference = (_run(case, mode, monkeypatch) for mode in ("fused", "torch"))
+        fast, reference = (_run(case, mode, monkeypatch) for mode in ("cpp", "torch"))
         for key, value in reference.items():
             torch.testing.assert_close(fast[key], value, atol=1e-12, rtol=1e-10, msg=key)
 
@@ -113,7 +114,7 @@ def test_gaussian_rows_get_their_pairs_gradients(tile_size, monkeypatch):
         rows, plan = _gaussian_rows(scene, tile_size)
         means2d, conics, opacities, colors = rows
         if fast:
-            out = fused.FusedGaussianTiles.apply(means2d, conics, opacities, colors, plan)
+            out = ops.FusedGaussianTiles.apply(means2d, conics, opacities, colors, plan)
         else:
             coefs = pair_coefficients(means2d, conics, plan)
             out = CompositeTiles.apply(coefs, opacities[plan.gauss_ids], colors[plan.gauss_ids], plan, True)
@@ -130,15 +131,15 @@ def test_gaussian_rows_get_their_pairs_gradients(tile_size, monkeypatch):
 def test_fused_render_makes_no_pair_tensors(monkeypatch):
     """A fused render reads the Gaussians' rows in C++: no per-pair coefficients or gathers in PyTorch (the
     median depth, which has no gradient, still makes them); the torch compositor makes them."""
-    from momentum_gs.render import rasterize
+    from momentum_gs.render import builtin
 
     calls = []
-    for module in (fused, rasterize):
+    for module in (ops, builtin):
         made = module.pair_coefficients
         monkeypatch.setattr(module, "pair_coefficients", lambda *a, made=made: calls.append(1) or made(*a))
     scene = random_scene(80, 20, 14, seed=6)
-    for mode, extras, expected in (("fused", ("depth", "normal"), 0), ("torch", (), 1),
-                                   ("fused", ("median_depth",), 1)):
+    for mode, extras, expected in (("cpp", ("depth", "normal"), 0), ("torch", (), 1),
+                                   ("cpp", ("median_depth",), 1)):
         calls.clear()
         _run(scene, mode, monkeypatch, extras)
         assert len(calls) == expected, (mode, extras)
@@ -146,7 +147,7 @@ def test_fused_render_makes_no_pair_tensors(monkeypatch):
 
 def test_empty_scenes(monkeypatch):
     for scene in (random_scene(0, 16, 12), random_scene(5, 16, 12, behind=5)):
-        fast = _run(scene, "fused", monkeypatch)
+        fast = _run(scene, "cpp", monkeypatch)
         assert (fast["alpha"] == 0).all() and torch.equal(fast["image"], scene["background"].expand(12, 16, 3))
         assert all((fast[k] == 0).all() for k in PARAMS)
 
@@ -159,7 +160,7 @@ def test_bit_for_bit_reproducible_with_any_thread_count(monkeypatch):
         runs = []
         for threads in (1, 1, 2):
             torch.set_num_threads(threads)
-            runs.append(_run(scene, "fused", monkeypatch, tile_size=8))
+            runs.append(_run(scene, "cpp", monkeypatch, tile_size=8))
     finally:
         torch.set_num_threads(previous)
     for key in runs[0]:
@@ -173,18 +174,18 @@ def test_switch_picks_the_compositor(monkeypatch):
     weights = composite._weights
     monkeypatch.setattr(composite, "_weights", lambda *a, **k: calls.append(1) or weights(*a, **k))
     scene = random_scene(50, 16, 12, seed=2)
-    for mode, torch_calls in (("torch", True), ("fused", False), ("auto", False)):
+    for mode, torch_calls in (("torch", True), ("cpp", False), ("auto", False)):
         calls.clear()
         _run(scene, mode, monkeypatch)
         assert bool(calls) == torch_calls, mode
-        assert fused.compositor_in_use().startswith(f"compositor: {'torch' if torch_calls else 'fused'}")
-    monkeypatch.setenv(fused.MODE_VARIABLE, "numba")
+        assert build.kernels_in_use().startswith(f"kernels: {'torch' if torch_calls else 'cpp'}")
+    monkeypatch.setenv(build.OLD_VARIABLE, "numba")
     with pytest.raises(ValueError, match="MOMENTUM_GS_COMPOSITOR"):
         render(**scene)
 
 
 def test_cached_build_loads_in_under_a_second():
-    code = "from momentum_gs.render.fused import build; b = build(); print(b.ops is not None, b.seconds)"
+    code = "from momentum_gs.render.kernels.build import build; b = build(); print(b.ops is not None, b.seconds)"
     ok, seconds = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True).stdout.split()
     assert ok == "True" and float(seconds) < 1.0
@@ -212,7 +213,7 @@ def test_fused_projection_matches_torch(eps2d):
 
     tensors, size = _projection_scene()
     results = []
-    for project in (fused.project, project_gaussians):
+    for project in (ops.project, project_gaussians):
         inputs = [t.clone().requires_grad_() for t in tensors[:3]]
         proj = project(*inputs, *tensors[3:], **size, eps2d=eps2d)
         gen = torch.Generator().manual_seed(3)
@@ -238,7 +239,7 @@ def test_fused_projection_gradcheck():
     keep = torch.cat([torch.arange(20, 30), torch.arange(100, 115)])  # clamped slopes, ordinary ones
 
     def outputs(means, quats, scales):
-        proj = fused.project(means, quats, scales, *tensors[3:], **size)
+        proj = ops.project(means, quats, scales, *tensors[3:], **size)
         return proj.means2d, proj.conics, proj.depths
 
     inputs = [t[keep].clone().requires_grad_() for t in tensors[:3]]
@@ -249,7 +250,7 @@ def test_projection_with_a_camera_gradient_takes_torch():
     """The fused projection gives no gradient to the camera: a pose that requires one takes the reference."""
     tensors, size = _projection_scene()
     pose = tensors[3].clone().requires_grad_()
-    proj = fused.project(*tensors[:3], pose, tensors[4], **size)
+    proj = ops.project(*tensors[:3], pose, tensors[4], **size)
     proj.means2d.sum().backward()
     assert pose.grad is not None and pose.grad.abs().max() > 0
 
@@ -274,7 +275,7 @@ def test_fused_tile_lists_equal_torch(seed, dtype):
     from momentum_gs.render.tiles import intersect_tiles
 
     inputs, tiles_x, tiles_y, tile_size = _intersect_inputs(seed, dtype)
-    gauss_ids, tile_ids, offsets = fused.intersect(*inputs, tiles_x, tiles_y, tile_size)
+    gauss_ids, tile_ids, offsets = ops.intersect(*inputs, tiles_x, tiles_y, tile_size)
     reference_gauss, reference_tiles = intersect_tiles(*inputs, tiles_x, tiles_y, tile_size)
     assert len(reference_gauss) > 1000
     assert torch.equal(gauss_ids, reference_gauss) and torch.equal(tile_ids, reference_tiles)
@@ -285,7 +286,7 @@ def test_fused_tile_lists_equal_torch(seed, dtype):
 def test_fused_tile_lists_of_nothing():
     inputs, tiles_x, tiles_y, tile_size = _intersect_inputs(0)
     inputs[1] = torch.zeros_like(inputs[1])
-    gauss_ids, tile_ids, offsets = fused.intersect(*inputs, tiles_x, tiles_y, tile_size)
+    gauss_ids, tile_ids, offsets = ops.intersect(*inputs, tiles_x, tiles_y, tile_size)
     assert gauss_ids.numel() == tile_ids.numel() == 0 and torch.equal(offsets, torch.zeros(36, dtype=torch.long))
 
 
@@ -298,10 +299,10 @@ def test_projection_and_tile_lists_bit_for_bit_with_any_thread_count():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             inputs = [t.clone().requires_grad_() for t in big]
-            proj = fused.project(*inputs, *tensors[3:], **size)
+            proj = ops.project(*inputs, *tensors[3:], **size)
             (proj.means2d.sum() + proj.conics.sum()).backward()
             extents = proj.covars2d.diagonal(dim1=1, dim2=2).sqrt() * 3 * (proj.radii > 0)[:, None]
-            lists = fused.intersect(proj.means2d, extents, proj.depths, 6, 5, 8)
+            lists = ops.intersect(proj.means2d, extents, proj.depths, 6, 5, 8)
             runs.append([proj.means2d, proj.conics, *lists] + [t.grad for t in inputs])
     finally:
         torch.set_num_threads(previous)
@@ -322,8 +323,8 @@ def test_row_culling_keeps_every_row_where_alpha_rounds_to_the_cut():
     means2d, conics = torch.tensor([[4.5, 3.5037594]]), torch.tensor([[0.25, 0.0, 1 / 5.249e5]])
     colors, ids = torch.ones(1, 1), torch.zeros(1, dtype=torch.long)
     plan = TilePlan(8, 1, 1, ids, ids, 1 << 18)
-    culled = fused.FusedGaussianTiles.apply(means2d, conics, opacity.reshape(1), colors, plan)
-    unculled = fused.FusedCompositeTiles.apply(pair_coefficients(means2d, conics, plan), opacity.reshape(1), colors,
+    culled = ops.FusedGaussianTiles.apply(means2d, conics, opacity.reshape(1), colors, plan)
+    unculled = ops.FusedCompositeTiles.apply(pair_coefficients(means2d, conics, plan), opacity.reshape(1), colors,
                                                plan)
     assert (unculled[0, -1].reshape(8, 8) > 0).any(1).sum() >= 2  # more than the one row of the exact band
     assert torch.equal(culled, unculled)
@@ -344,8 +345,8 @@ def test_column_culling_keeps_every_column_where_alpha_rounds_to_the_cut(tile_si
     conics = torch.tensor([[1 / 5.249e5, 0.0, 0.25]])
     colors, ids = torch.ones(1, 1), torch.zeros(1, dtype=torch.long)
     plan = TilePlan(tile_size, 1, 1, ids, ids, 1 << 18)
-    culled = fused.FusedGaussianTiles.apply(means2d, conics, opacity.reshape(1), colors, plan)
-    unculled = fused.FusedCompositeTiles.apply(pair_coefficients(means2d, conics, plan), opacity.reshape(1), colors,
+    culled = ops.FusedGaussianTiles.apply(means2d, conics, opacity.reshape(1), colors, plan)
+    unculled = ops.FusedCompositeTiles.apply(pair_coefficients(means2d, conics, plan), opacity.reshape(1), colors,
                                                plan)
     drawn = (unculled[0, -1].reshape(tile_size, tile_size) > 0).any(0).nonzero().flatten().tolist()
     assert drawn == [tile_size // 2 - 1, tile_size // 2]  # the exact band's column and the one across the middle
@@ -361,7 +362,7 @@ def test_more_channels_than_the_kernels_stack_row(threads, monkeypatch):
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        fast, reference = (_run(case, mode, monkeypatch) for mode in ("fused", "torch"))
+        fast, reference = (_run(case, mode, monkeypatch) for mode in ("cpp", "torch"))
     finally:
         torch.set_num_threads(previous)
     for key, value in reference.items():
@@ -376,7 +377,7 @@ def test_a_huge_gaussian_is_drawn_with_the_largest_radius():
     tensors, size = _projection_scene()
     scales = tensors[2].clone()
     scales[100:102] = torch.tensor([1e8, 1e30], dtype=F64)[:, None]
-    for project in (fused.project, project_gaussians):
+    for project in (ops.project, project_gaussians):
         radii = project(tensors[0], tensors[1], scales, *tensors[3:], **size).radii
         assert radii[100] == radii[101] == RADIUS_MAX
 
@@ -384,11 +385,11 @@ def test_a_huge_gaussian_is_drawn_with_the_largest_radius():
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("tile_size", [6, 8])  # 37 × 29 is a multiple of neither: the crop is exercised
 def test_render_without_gradients_untiles_in_one_pass_with_the_same_bits(dtype, tile_size, monkeypatch):
-    """A render nobody differentiates (eval, video) takes ``fused.composite_image``: the same image, alpha and
+    """A render nobody differentiates (eval, video) takes ``ops.composite_image``: the same image, alpha and
     maps bit for bit as the differentiable path's separate untiling, crop and background ops. Its tiles
     buffer is reused from render to render, so the second scene (fewer Gaussians, on the first's buffer)
     must show nothing of the first, and its tiles without pairs are background."""
-    monkeypatch.setenv(fused.MODE_VARIABLE, "fused")
+    monkeypatch.setenv(build.KERNELS_VARIABLE, "cpp")
     extras = ("depth", "normal")
     for seed, num in ((5, 60), (6, 8)):
         scene = _as(random_scene(num, 37, 29, seed=seed, behind=2, opaque=3), dtype)
@@ -405,17 +406,17 @@ def test_render_without_gradients_untiles_in_one_pass_with_the_same_bits(dtype, 
 
 def test_a_lock_left_by_a_killed_build_does_not_stop_the_next_build():
     """torch's build lock is a file: a build killed half-way (Ctrl-C during the first run) leaves it, and torch
-    then waits for it for ever. ``fused.build`` removes it under a lock of its own, which the kernel releases."""
+    then waits for it for ever. ``build.build`` removes it under a lock of its own, which the kernel releases."""
     from pathlib import Path
 
     from torch.utils.cpp_extension import _get_build_directory
 
-    if fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
-    stale = Path(_get_build_directory(f"momentum_gs_kernels_{fused._build_digest(fused.march())}", False)) / "lock"
+    if build.build().ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
+    stale = Path(_get_build_directory(f"momentum_gs_kernels_{build._build_digest(build.march())}", False)) / "lock"
     stale.touch()
     try:
-        program = "from momentum_gs.render.fused import build; print(build().note)"
+        program = "from momentum_gs.render.kernels.build import build; print(build().note)"
         result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
     finally:
         left = stale.exists()

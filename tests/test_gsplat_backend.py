@@ -1,4 +1,4 @@
-"""The "gsplat" backend: picked and refused clearly on any machine; on a GPU with gsplat, equal to "torch".
+"""The "gsplat" backend: picked and refused clearly on any machine; on a GPU with gsplat, equal to "builtin".
 
 Parity scenes keep every opacity below 0.99, where both backends clamp nothing (gsplat clamps α at 0.999,
 ours at 0.99); both draw each Gaussian on the pixels of its α >= 1/255 ellipse (gsplat_backend's docstring
@@ -92,9 +92,9 @@ def _densification_stats(out, width: int, height: int) -> GrowPruneStrategy:
 
 # --- any machine --------------------------------------------------------------------------------------------
 
-def test_auto_is_torch_on_cpu_and_gsplat_is_refused_there():
-    assert resolve_backend("auto", CPU) == "torch"
-    assert resolve_backend("torch", CPU) == "torch"
+def test_auto_is_builtin_on_cpu_and_gsplat_is_refused_there():
+    assert resolve_backend("auto", CPU) == "builtin"
+    assert resolve_backend("torch", CPU) == "builtin"  # the old name
     with pytest.raises(UserError, match="'gsplat' needs a CUDA device, not cpu"):
         resolve_backend("gsplat", CPU)
     with pytest.raises(UserError, match="needs a CUDA device"):  # render() on CPU tensors says the same
@@ -105,7 +105,7 @@ def test_without_gsplat_auto_falls_back_and_gsplat_says_how_to_install(monkeypat
     monkeypatch.setitem(sys.modules, "gsplat", None)  # makes `import gsplat` fail, installed or not
     gsplat_backend.load_gsplat.cache_clear()  # the import is tried once per process
     try:
-        assert resolve_backend("auto", CUDA) == "torch"
+        assert resolve_backend("auto", CUDA) == "builtin"
         with pytest.raises(UserError, match=r"gsplat is not installed: pip install \.\[cuda\]"):
             resolve_backend("gsplat", CUDA)
     finally:
@@ -115,7 +115,7 @@ def test_without_gsplat_auto_falls_back_and_gsplat_says_how_to_install(monkeypat
 def test_importing_the_package_does_not_import_gsplat():
     code = ("import sys, torch, momentum_gs.render, momentum_gs.model\n"
             "from momentum_gs.model.gaussian_scene import resolve_backend\n"
-            "assert resolve_backend('auto', torch.device('cpu')) == 'torch'\n"
+            "assert resolve_backend('auto', torch.device('cpu')) == 'builtin'\n"
             "assert 'gsplat' not in sys.modules, 'gsplat was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -200,9 +200,9 @@ def test_adapter_plumbing_with_a_stand_in_gsplat(monkeypatch):
 
 @needs_gsplat
 @pytest.mark.parametrize("width, height, seed", [(64, 48, 0), (75, 41, 1)])  # the second: not a tile multiple
-def test_gsplat_matches_torch_forward_and_backward(width, height, seed):
+def test_gsplat_matches_builtin_forward_and_backward(width, height, seed):
     scene = random_scene(300, width, height, seed=seed, device="cuda")
-    (ours, our_grads), (theirs, their_grads) = (_render_with_grads(scene, b) for b in ("torch", "gsplat"))
+    (ours, our_grads), (theirs, their_grads) = (_render_with_grads(scene, b) for b in ("builtin", "gsplat"))
     assert theirs.image.shape == (height, width, 3) and theirs.alpha.shape == (height, width, 1)
     assert _rel(theirs.image, ours.image) < 1e-3 and _rel(theirs.alpha, ours.alpha) < 1e-3
     for name in PARAMS:
@@ -230,10 +230,10 @@ def test_training_reaches_the_same_psnr_with_either_backend(tiny_config, tmp_pat
     from momentum_gs.train.run import train
 
     psnr = {}
-    for backend in ("torch", "gsplat"):
+    for backend in ("builtin", "gsplat"):
         cfg = copy.deepcopy(tiny_config)
         cfg.device, cfg.render.backend, cfg.out = "cuda", backend, str(tmp_path / backend)
         cfg.optim.steps = 150
         train(cfg)
         psnr[backend] = evaluate_run(cfg.out, save_images=False)["psnr"]
-    assert abs(psnr["gsplat"] - psnr["torch"]) < 0.2, psnr
+    assert abs(psnr["gsplat"] - psnr["builtin"]) < 0.2, psnr

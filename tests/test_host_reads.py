@@ -17,7 +17,7 @@ import torch
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.render import rasterize
-from momentum_gs.render.fused import use_fused
+from momentum_gs.render.kernels.build import use_cpp
 from momentum_gs.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
@@ -27,10 +27,10 @@ from host_reads import CudaSyncs, HostReads, uncounted  # noqa: E402
 def _counting_trainer(cfg, monkeypatch) -> tuple[Trainer, list[dict]]:
     """A trainer whose steps are counted, each step's reads by kind in the returned list.
 
-    Not counted: the "torch" rasterizer's forward (a GPU run uses gsplat's) and Adam's steps, whose step
+    Not counted: the "builtin" rasterizer's forward (a GPU run uses gsplat's) and Adam's steps, whose step
     counters live on the host (they are read with ``.item()`` there, not from the device).
     """
-    monkeypatch.setitem(rasterize.BACKENDS, "torch", uncounted(rasterize.BACKENDS["torch"]))
+    monkeypatch.setitem(rasterize.BACKENDS, "builtin", uncounted(rasterize.BACKENDS["builtin"]))
     monkeypatch.setattr(torch.optim.Adam, "step", uncounted(torch.optim.Adam.step))
     trainer = Trainer(cfg, load_scene(cfg.data), Path(cfg.out), torch.device("cpu"))
     steps, train_step = [], trainer.train_step
@@ -53,7 +53,7 @@ def test_a_training_step_reads_two_sizes_from_the_device(tiny_config, monkeypatc
     adjusting = {s for s in range(1, len(steps) + 1) if trainer.blocks[0].strategy.should_adjust(s)}
     plain = [counts for s, counts in enumerate(steps, start=1) if s not in adjusting]
     assert len(plain) >= 18
-    clamp_check = 0 if use_fused(torch.zeros(0)) else 1
+    clamp_check = 0 if use_cpp(torch.zeros(0)) else 1
     for counts in plain:
         # the two sizes; one host-side read of the block weights; the torch compositor's backward checks
         # once whether any opacity reaches its clamp (the fused one and gsplat's backward do not)

@@ -16,42 +16,42 @@ from pathlib import Path
 
 import pytest
 
-from momentum_gs.render import fused
+from momentum_gs.render.kernels import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _install_at(monkeypatch, csrc: Path) -> None:
-    """Point ``fused`` at the kernel sources in ``csrc``, as another install's module would be."""
-    monkeypatch.setattr(fused, "CSRC", csrc)
-    monkeypatch.setattr(fused, "SOURCES", [csrc / path.name for path in fused.SOURCES])
-    monkeypatch.setattr(fused, "HEADERS", [csrc / path.name for path in fused.HEADERS])
+    """Point ``build`` at the kernel sources in ``csrc``, as another install's module would be."""
+    monkeypatch.setattr(build, "CSRC", csrc)
+    monkeypatch.setattr(build, "SOURCES", [csrc / path.name for path in build.SOURCES])
+    monkeypatch.setattr(build, "HEADERS", [csrc / path.name for path in build.HEADERS])
 
 
 def test_two_installs_side_by_side_never_share_a_build(tmp_path, monkeypatch):
-    here = fused._build_digest("x86-64-v3")
-    other = tmp_path / "other-checkout" / "momentum_gs" / "render" / "csrc"
-    shutil.copytree(fused.CSRC, other)
+    here = build._build_digest("x86-64-v3")
+    other = tmp_path / "other-checkout" / "momentum_gs" / "render" / "kernels" / "csrc"
+    shutil.copytree(build.CSRC, other)
     _install_at(monkeypatch, other)
-    there = fused._build_digest("x86-64-v3")
+    there = build._build_digest("x86-64-v3")
     assert there != here  # the same sources elsewhere: a build of their own, neither rebuilds the other's
-    assert fused._build_digest("x86-64-v3") == there  # and the same install finds its build again
+    assert build._build_digest("x86-64-v3") == there  # and the same install finds its build again
     (other / "composite.cpp").write_text((other / "composite.cpp").read_text() + "\n// edited\n")
-    assert fused._build_digest("x86-64-v3") != there  # an edited source is another build, not a rebuild over it
+    assert build._build_digest("x86-64-v3") != there  # an edited source is another build, not a rebuild over it
 
 
 def test_a_compile_is_announced_before_it_starts_and_timed_for_the_next(tmp_path, capsys):
     folder = tmp_path / "momentum_gs_kernels_abcd1234"
     folder.mkdir()
-    with fused._announce(folder.name, folder, "x86-64-v3"):
+    with build._announce(folder.name, folder, "x86-64-v3"):
         assert "building the CPU kernels for -march=x86-64-v3" in capsys.readouterr().err  # before the work
         time.sleep(0.1)
         (folder / f"{folder.name}.so").write_bytes(b"")
     assert "building the CPU kernels: 00:00" in capsys.readouterr().err  # the bar's elapsed time
-    seconds = float((folder / fused.BUILD_SECONDS).read_text())
+    seconds = float((folder / build.BUILD_SECONDS).read_text())
     assert 0.1 <= seconds < 5
-    assert fused._estimate(tmp_path) == f"about {seconds:.0f} s, as the last one here"
-    with fused._announce(folder.name, folder, "x86-64-v3"):  # a build to load: nothing said
+    assert build._estimate(tmp_path) == f"about {seconds:.0f} s, as the last one here"
+    with build._announce(folder.name, folder, "x86-64-v3"):  # a build to load: nothing said
         pass
     assert capsys.readouterr().err == ""
 
@@ -64,7 +64,7 @@ def test_waiting_for_another_process_build_is_said(tmp_path, monkeypatch, capsys
     fcntl.flock(other, fcntl.LOCK_EX)
     threading.Timer(1.5, other.close).start()
     start = time.perf_counter()
-    with fused._build_lock("momentum_gs_kernels_test") as folder:
+    with build._build_lock("momentum_gs_kernels_test") as folder:
         waited = time.perf_counter() - start
     assert folder == tmp_path and waited >= 1.0
     assert f"waiting for another process's build of the CPU kernels ({tmp_path})" in capsys.readouterr().err
@@ -94,8 +94,8 @@ def test_the_wheel_ships_every_file_the_kernels_need(tmp_path):
     from torch.utils.cpp_extension import include_paths
 
     installed = _installed_layout(tmp_path)
-    shipped = installed / "momentum_gs" / "render" / "csrc"
-    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in fused.CSRC.iterdir())
+    shipped = installed / "momentum_gs" / "render" / "kernels" / "csrc"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in build.CSRC.iterdir())
     assert (installed / "momentum_gs" / "io" / "viewer.html").is_file()
     for source in shipped.iterdir():
         for included in re.findall(r'#include\s+"([^"]+)"', source.read_text()):

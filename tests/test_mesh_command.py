@@ -119,7 +119,7 @@ def test_a_block_no_view_sees_is_refused(block_run, tmp_path, monkeypatch):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_mesh_made_on_a_gpu_is_the_cpu_one(block_run, tmp_path):
-    """Rendering and fusing on the GPU (the torch backend there too: median depth) gives the CPU's mesh up to
+    """Rendering and fusing on the GPU (the builtin backend there too: median depth) gives the CPU's mesh up to
     the rounding of a few TSDF values at the zero crossing."""
     cpu = extract_mesh(block_run, tmp_path / "cpu.ply", device=torch.device("cpu"))
     gpu = extract_mesh(block_run, tmp_path / "gpu.ply", device=torch.device("cuda"))

@@ -14,7 +14,7 @@ from momentum_gs.model import AnchorSet, Decoder, generate_gaussians, make_appea
 from momentum_gs.model.decoder import DecodedAnchors
 from momentum_gs.model.neural import child_rotations, child_scales, child_shapes, kept_children
 from momentum_gs.model.optim import ADAM_EPS, make_anchor_optimizer, make_decoder_optimizer
-from momentum_gs.render import fused
+from momentum_gs.render.kernels import build, ops
 
 
 def _camera(width=100, height=100, f=100.0) -> Camera:
@@ -112,7 +112,7 @@ def _two_anchor_model():
 def test_generate_gaussians_matches_hand_computation(kernels):
     anchors, decoder = _two_anchor_model()
     neural = generate_gaussians(anchors, decoder, _camera())
-    assert ("FusedChildren" in type(neural.means.grad_fn).__name__) == (kernels == "fused")
+    assert ("FusedChildren" in type(neural.means.grad_fn).__name__) == (kernels == "cpp")
     assert neural.visible.tolist() == [True, True]
     assert neural.selection.tolist() == [True, False, True, False] and neural.num == 2
     s = 1 / (1 + math.exp(-1.0))  # sigmoid(1)
@@ -170,7 +170,7 @@ def _children_and_grads(anchors, index, decoded, kept, weights, use_fused):
     """The five outputs and the gradients of Σ weights·outputs w.r.t. the six float inputs."""
     inputs = [anchors.positions, anchors.offsets, anchors.scalings, decoded.opacity, decoded.cov, decoded.color]
     if use_fused:
-        outputs = fused.FusedChildren.apply(anchors.positions, anchors.offsets, anchors.scalings, index,
+        outputs = ops.FusedChildren.apply(anchors.positions, anchors.offsets, anchors.scalings, index,
                                             decoded.opacity, decoded.cov, decoded.color, kept)
     else:
         outputs = kept_children(anchors, index, anchors.scalings.index_select(0, index), decoded, kept)
@@ -180,9 +180,9 @@ def _children_and_grads(anchors, index, decoded, kept, weights, use_fused):
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_fused_children_match_the_reference(dtype, tol):
-    """csrc/children.cpp gives kept_children's outputs and gradients, at 1 and 2 threads the same bits."""
-    if fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    """kernels/csrc/children.cpp gives kept_children's outputs and gradients, at 1 and 2 threads the same bits."""
+    if build.build().ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
     case = _children_case(dtype)
     expected, expected_grads = _children_and_grads(*case, use_fused=False)
     assert len(case[3]) > 500
@@ -203,8 +203,8 @@ def test_fused_children_match_the_reference(dtype, tol):
 
 
 def test_fused_children_gradcheck():
-    if fused.build().ops is None:
-        pytest.skip(f"the fused kernels did not build: {fused.build().note}")
+    if build.build().ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
     anchors, index, decoded, kept, _ = _children_case(torch.float64, n=12, v=7, k=3, seed=1)
     with torch.no_grad():
         decoded.cov[:2, 0, 3:] = 1.0  # away from the eps branch, where finite differences do not apply
@@ -212,7 +212,7 @@ def test_fused_children_gradcheck():
                                                                  decoded.opacity, decoded.cov, decoded.color)]
 
     def children(positions, offsets, scalings, opacity, cov, color):
-        return fused.FusedChildren.apply(positions, offsets, scalings, index, opacity, cov, color, kept)
+        return ops.FusedChildren.apply(positions, offsets, scalings, index, opacity, cov, color, kept)
 
     assert torch.autograd.gradcheck(children, inputs)
 

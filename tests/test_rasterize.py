@@ -138,7 +138,7 @@ def test_backward_from_kept_weights_equals_backward_that_recomputes_them(monkeyp
     without gradients, it keeps nothing and the backward recomputes them: the same gradients, bit for bit."""
     from momentum_gs.render import composite
 
-    monkeypatch.setenv("MOMENTUM_GS_COMPOSITOR", "torch")  # the torch compositor's bookkeeping, not the fused one's
+    monkeypatch.setenv("MOMENTUM_GS_KERNELS", "torch")  # the torch compositor's bookkeeping, not the C++ one's
     calls = []
     weights = composite._weights
 

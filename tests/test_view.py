@@ -234,7 +234,7 @@ def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c_or_sigte
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline()
-        line = process.stdout.readline() if line.startswith("compositor:") else line
+        line = process.stdout.readline() if line.startswith("kernels:") else line
         assert f"at http://127.0.0.1:{port}; Ctrl-C to stop" in line and "2 block(s)" in line, line
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
             page = answer.read().decode("utf-8", "replace")

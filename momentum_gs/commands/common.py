@@ -8,6 +8,7 @@ import torch
 
 from momentum_gs.config import load_config, resolve_device, use_threads
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.render.kernels import use_kernels
 
 
 def add_device(parser: argparse.ArgumentParser, what: str = "render") -> None:
@@ -20,10 +21,12 @@ def device_of(args: argparse.Namespace) -> torch.device | None:
     return resolve_device(args.device) if args.device else None
 
 
-def use_run_threads(run_dir, device: torch.device | None = None) -> None:
-    """Set this process's thread count as the run ``run_dir`` trained with (its config's ``threads``, for
-    ``device`` or the run's), before the command reads it; a folder that is no run is said by the reader."""
+def use_run_settings(run_dir, device: torch.device | None = None) -> None:
+    """Set this process's thread count and CPU kernels as the run ``run_dir`` trained with (its config's
+    ``threads``, for ``device`` or the run's, and ``render.kernels``), before the command reads it; a folder
+    that is no run is said by the reader."""
     config = RunFolder(run_dir).config
     if config.is_file():
         cfg = load_config(config)
         use_threads(cfg.threads, device or resolve_device(cfg.device))
+        use_kernels(cfg.render.kernels)

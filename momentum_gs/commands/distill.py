@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import get_args
 
-from momentum_gs.commands.common import add_device, device_of, use_run_threads
+from momentum_gs.commands.common import add_device, device_of, use_run_settings
 from momentum_gs.export.distill import TEACHERS, DistillConfig, ShDegree
 from momentum_gs.export.run import distill_run, distill_summary_lines
 from momentum_gs.io.run_folder import RunFolder
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Distil, and print the summary."""
-    use_run_threads(args.run_dir, device_of(args))
+    use_run_settings(args.run_dir, device_of(args))
     cfg = DistillConfig(ratio=args.ratio, steps=args.steps, sh_degree=args.sh_degree,
                         teachers=tuple(t.strip() for t in args.teachers.split(",") if t.strip()),
                         lambda_structure=args.lambda_structure, lambda_distill=args.lambda_distill, seed=args.seed)

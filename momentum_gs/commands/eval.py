@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from momentum_gs.commands.common import add_device, device_of, use_run_threads
+from momentum_gs.commands.common import add_device, device_of, use_run_settings
 from momentum_gs.eval.evaluate import evaluate_run, summary_lines
 
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Score the run and print the summary."""
-    use_run_threads(args.run_dir, device_of(args))
+    use_run_settings(args.run_dir, device_of(args))
     given = {"lpips_backbone": args.lpips_backbone, "lpips_heads": args.lpips_heads,
              "colour_correction": args.colour_correction or None}  # None: keep the run's setting
     metrics = {name: value for name, value in given.items() if value is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from momentum_gs.commands.common import use_run_threads
+from momentum_gs.commands.common import use_run_settings
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.run import FORMATS, export_run
 from momentum_gs.ranges import AT_LEAST_0, COUNT, add_number
@@ -36,5 +36,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Export, and print what was written."""
-    use_run_threads(args.run_dir)
+    use_run_settings(args.run_dir)
     print("\n".join(export_run(args.run_dir, args.format, args.out, args.sh_degree, args.refine, args.refine_budget)))

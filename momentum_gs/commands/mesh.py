@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import get_args
 
-from momentum_gs.commands.common import add_device, device_of, use_run_threads
+from momentum_gs.commands.common import add_device, device_of, use_run_settings
 from momentum_gs.mesh.extract import DepthKind, MeshSettings, extract_mesh, summary_lines
 from momentum_gs.ranges import MESH, POSITIVE, add_number
 
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Make the mesh and print the summary."""
-    use_run_threads(args.run_dir, device_of(args))
+    use_run_settings(args.run_dir, device_of(args))
     settings = MeshSettings(voxel=args.voxel, trunc_voxels=args.trunc, depth=args.depth)
     summary = extract_mesh(Path(args.run_dir), Path(args.out), settings, block_meshes=args.blocks,
                            device=device_of(args), threshold=args.threshold)

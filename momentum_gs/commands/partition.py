@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from momentum_gs.commands.common import use_run_threads
+from momentum_gs.commands.common import use_run_settings
 from momentum_gs.config import RANGES, load_config
 from momentum_gs.errors import UserError
 from momentum_gs.partition.run import check_coarse, partition_main
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     check_coarse(args.coarse is not None, args.cameras_from, args.ssim_threshold)  # before the run is loaded
     coarse = None
     if args.coarse is not None:
-        use_run_threads(args.coarse)
+        use_run_settings(args.coarse)
         coarse_cfg, model, _ = load_run(Path(args.coarse))
         coarse = (model, coarse_cfg.render)
     print(partition_main(cfg.data, args.out, num_blocks=blocks, block_dim=grid,

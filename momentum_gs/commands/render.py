@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from momentum_gs.commands.common import add_device, device_of, use_run_threads
+from momentum_gs.commands.common import add_device, device_of, use_run_settings
 from momentum_gs.eval.video import render_video
 from momentum_gs.ranges import MAX_FRAMES, Range, add_number
 
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Render the video and print where it went."""
-    use_run_threads(args.run_dir, device_of(args))
+    use_run_settings(args.run_dir, device_of(args))
     result = render_video(args.run_dir, args.path, args.out, fps=args.fps, frames=args.frames, size=args.size,
                           device=device_of(args))
     print(result.summary())

@@ -139,8 +139,8 @@ def _render_extras(backend: str, device: torch.device, depth_dir: Path | None, m
     """The extra channels each held-out render needs: depth for a ground truth or the maps, normal for the maps,
     the median depth too where there is a ground truth and the backend has it."""
     extras = ("depth", "normal") if maps else ("depth",) if depth_dir is not None else ()
-    if depth_dir is not None and resolve_backend(backend, device) == "torch":
-        extras += ("median_depth",)  # only the torch backend has it
+    if depth_dir is not None and resolve_backend(backend, device) == "builtin":
+        extras += ("median_depth",)  # only the builtin backend has it
     return extras
 
 

@@ -314,7 +314,7 @@ class _RenderCache:
             return self.kept[camera.name]
         camera = camera.to(self.device)
         median = self.settings.depth == "median"
-        out = self.model.render(camera, self.render_cfg, appearance_index=camera.uid, backend="torch",
+        out = self.model.render(camera, self.render_cfg, appearance_index=camera.uid, backend="builtin",
                                 extras=("median_depth",) if median else ("depth",)).output
         depth = out.median_depth if median else out.normalised_depth()
         depth = torch.where(out.alpha >= self.settings.min_alpha, depth, 0.0)[..., 0]

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from momentum_gs.config import ModelConfig, RenderConfig
+from momentum_gs.config import BACKEND_ALIASES, ModelConfig, RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder, appearance_code
 from momentum_gs.model.neural import NeuralGaussians, generate_gaussians
-from momentum_gs.render import RenderOutput, render
+from momentum_gs.render import BACKENDS, RenderOutput, render
+from momentum_gs.render.gsplat_backend import gsplat_problem
 
 GAUSSIAN_FIELDS = ("means", "quats", "scales", "opacities", "colors")  # what a render takes from the Gaussians
 
@@ -185,13 +186,12 @@ def background_tensor(colour: tuple[float, ...], device: torch.device) -> torch.
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
-    """``"auto"`` → "gsplat" on a CUDA device where gsplat imports, else "torch"; otherwise ``name``, checked
-    (a backend that cannot run on ``device`` is a UserError). gsplat is never imported for a CPU device."""
-    from momentum_gs.render import BACKENDS
-    from momentum_gs.render.gsplat_backend import gsplat_problem
-
+    """``"auto"`` → "gsplat" on a CUDA device where gsplat imports, else "builtin"; otherwise ``name`` (an old
+    name such as "torch" read as today's), checked (a backend that cannot run on ``device`` is a UserError).
+    gsplat is never imported for a CPU device."""
     if name == "auto":
-        return "gsplat" if gsplat_problem(device) is None else "torch"
+        return "gsplat" if gsplat_problem(device) is None else "builtin"
+    name = BACKEND_ALIASES.get(name, name)
     if name not in BACKENDS:
         raise UserError(f"render backend '{name}' is not available (available: {', '.join(BACKENDS)}, auto)")
     if name == "gsplat" and (problem := gsplat_problem(device)) is not None:

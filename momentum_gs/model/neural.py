@@ -28,7 +28,8 @@ from momentum_gs.config import ANCHOR_FILTERS
 from momentum_gs.data.camera import Camera
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import DecodedAnchors, Decoder, DecoderInputs
-from momentum_gs.render.fused import FusedChildren, reference_visible, use_fused
+from momentum_gs.render.kernels.build import use_cpp
+from momentum_gs.render.kernels.ops import FusedChildren, reference_visible
 from momentum_gs.render.projection import ALPHA_REACH
 
 REFERENCE_TILE = 16  # pixels; the tile edge (BLOCK_X = BLOCK_Y) of the reference rasterizer
@@ -180,7 +181,7 @@ def anchor_mask(anchors: AnchorSet, camera: Camera, near: float = 0.2, anchor_fi
     if anchor_filter not in ANCHOR_FILTERS:
         raise ValueError(f"anchor_filter must be one of {ANCHOR_FILTERS}, got {anchor_filter!r}")
     rule = reference_visible_anchors if anchor_filter == "reference" else visible_anchors
-    if rule is reference_visible_anchors and use_fused(anchors.positions):
+    if rule is reference_visible_anchors and use_cpp(anchors.positions):
         rule = fused_reference_visible_anchors
     with torch.no_grad():
         scales = _exp_columns(anchors.scalings, 0)
@@ -189,7 +190,7 @@ def anchor_mask(anchors: AnchorSet, camera: Camera, near: float = 0.2, anchor_fi
 
 def fused_reference_visible_anchors(positions: torch.Tensor, scales: torch.Tensor, world_to_cam: torch.Tensor,
                                     K: torch.Tensor, width: int, height: int, near: float = 0.2) -> torch.Tensor:
-    """:func:`reference_visible_anchors` in one C++ loop (``fused.reference_visible``; CPU tensors)."""
+    """:func:`reference_visible_anchors` in one C++ loop (``kernels.ops.reference_visible``; CPU tensors)."""
     return reference_visible(positions, scales, world_to_cam, K, width, height, near, REFERENCE_FOV_REACH,
                              REFERENCE_BLUR, REFERENCE_TILE)
 
@@ -264,7 +265,7 @@ def generate_gaussians(anchors: AnchorSet, decoder: Decoder, camera: Camera,
     selection = (decoded.opacity > 0).reshape(-1)
     kept = selection.nonzero()[:, 0]
     tensors = (anchors.positions, anchors.offsets, anchors.scalings, decoded.opacity, decoded.cov, decoded.color)
-    if use_fused(anchors.positions) and all(t.dtype == anchors.positions.dtype for t in tensors):
+    if use_cpp(anchors.positions) and all(t.dtype == anchors.positions.dtype for t in tensors):
         means, quats, scales, opacities, colors = FusedChildren.apply(
             anchors.positions, anchors.offsets, anchors.scalings, anchor_index, decoded.opacity, decoded.cov,
             decoded.color, kept)
@@ -291,7 +292,7 @@ def kept_children(anchors: AnchorSet, anchor_index: torch.Tensor, scalings: torc
                   kept: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(means [M, 3], quats [M, 4], scales [M, 3], opacities [M], colors [M, 3]) of the children ``kept`` ([M]
     long, among the V·k) of the visible anchors ``anchor_index`` ([V]), whose log-scales ``scalings`` [V, 6]
-    are gathered already. The reference for ``fused.FusedChildren``, which does the same in one C++ loop."""
+    are gathered already. The reference for ``kernels.ops.FusedChildren``, which does the same in one C++ loop."""
     positions = anchors.positions.index_select(0, anchor_index)
     means = positions[:, None] + anchors.offsets.index_select(0, anchor_index) * _exp_columns(scalings, 0)[:, None]
     scales, quats = child_shapes(decoded.cov, scalings)

@@ -1,11 +1,10 @@
-"""Rendering: one ``render()`` with named backends ("torch": pure-PyTorch tile rasterizer)."""
+"""Rendering: one ``render()`` with named backends ("builtin": our tile rasterizer, PyTorch ops on any device
+and our C++ kernels on a CPU; "gsplat": gsplat's CUDA rasterizer)."""
 
-from momentum_gs.render.gsplat_backend import render_gsplat
+from momentum_gs.render.output import EXTRA_CHANNELS, RenderOutput
 from momentum_gs.render.projection import Projection, project_gaussians, quat_to_rotmat
-from momentum_gs.render.rasterize import BACKENDS, EXTRA_CHANNELS, RenderOutput, render
+from momentum_gs.render.rasterize import BACKENDS, render
 from momentum_gs.render.reference import render_dense
-
-BACKENDS["gsplat"] = render_gsplat  # imports gsplat on its first call only (CUDA; pip install .[cuda])
 
 __all__ = [
     "BACKENDS",

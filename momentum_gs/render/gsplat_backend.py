@@ -3,7 +3,7 @@
 gsplat is imported on the first call, never at package import, and its CUDA extension is compiled by gsplat
 itself (JIT, minutes) the first time one of its kernels runs; that needs a GPU and nvcc.
 
-Against the "torch" backend (:mod:`momentum_gs.render.rasterize`), gsplat 1.5.3 has the same pinhole
+Against the "builtin" backend (:mod:`momentum_gs.render.builtin`), gsplat 1.5.3 has the same pinhole
 projection and frustum-clamped EWA Jacobian, the same ``eps2d`` dilation, pixel centres at (j + 0.5, i + 0.5),
 α skipped below 1/255, the early stop at T <= 1e-4 and the background weighted by T_final. Its 2D-mean
 gradient is in pixels like ours (gsplat's own strategy also scales it by width/2, height/2 into NDC), so
@@ -21,7 +21,7 @@ gradient is in pixels like ours (gsplat's own strategy also scales it by width/2
 - ``means2d`` rows of the Gaussians gsplat culls are 0 (ours keeps their projection); their gradient is 0
   with either backend.
 
-The depth and normal maps (``extras``) are made as in the torch backend: extra colour channels over a zero
+The depth and normal maps (``extras``) are made as in the builtin backend: extra colour channels over a zero
 background (which is also how gsplat's own "RGB+D" mode makes its depth, from the same camera z).
 """
 
@@ -36,8 +36,9 @@ import torch
 from torch import Tensor
 
 from momentum_gs.errors import UserError
+from momentum_gs.render.builtin import render_builtin
+from momentum_gs.render.output import RenderOutput, differentiated, extra_values, split_extras
 from momentum_gs.render.projection import project_gaussians
-from momentum_gs.render.rasterize import BACKENDS, RenderOutput, differentiated, extra_values, split_extras
 
 GSPLAT_TILE_SIZE = 16
 
@@ -73,9 +74,9 @@ def gsplat_problem(device: torch.device | str) -> str | None:
     device = torch.device(device)
     if device.type != "cuda":
         return (f"render backend 'gsplat' needs a CUDA device, not {device.type}: "
-                "set device=cuda, or render.backend=torch")
+                "set device=cuda, or render.backend=builtin")
     if load_gsplat() is None:
-        return "gsplat is not installed: pip install .[cuda] on a machine with CUDA (or set render.backend=torch)"
+        return "gsplat is not installed: pip install .[cuda] on a machine with CUDA (or set render.backend=builtin)"
     return None
 
 
@@ -94,11 +95,10 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     if problem is not None:
         raise UserError(problem)
     if "median_depth" in extras:
-        raise UserError("render backend 'gsplat' has no median depth: render it with render.backend=torch")
-    if means.shape[0] == 0:  # nothing to launch kernels on: the torch path gives the background
-        return BACKENDS["torch"](means, quats, scales, opacities, colors, world_to_cam, K, width, height,
-                                 background, near=near, far=far, eps2d=eps2d, tile_size=tile_size,
-                                 extras=extras)
+        raise UserError("render backend 'gsplat' has no median depth: render it with render.backend=builtin")
+    if means.shape[0] == 0:  # nothing to launch kernels on: the builtin rasterizer gives the background
+        return render_builtin(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background,
+                              near=near, far=far, eps2d=eps2d, tile_size=tile_size, extras=extras)
     from gsplat import rasterization
 
     channels = colors.shape[-1]

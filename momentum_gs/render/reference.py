@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from momentum_gs.render.projection import ALPHA_REACH
-from momentum_gs.render.rasterize import RenderOutput, check_extras
+from momentum_gs.render.output import RenderOutput, check_extras
 
 
 def _rotation(quats: Tensor) -> Tensor:

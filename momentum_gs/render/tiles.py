@@ -47,7 +47,7 @@ class TilePlan:
     @functools.cached_property
     def chunks(self) -> list[tuple[Tensor, Tensor]]:
         """(tiles [B], pairs [B, L]) per chunk: the tiles composited together and, for each, its pairs in
-        depth order, padded with the index M (a transparent dummy pair). Made on first use: the fused
+        depth order, padded with the index M (a transparent dummy pair). Made on first use: the C++
         compositor reads ``tile_offsets`` instead."""
         return plan_chunks(self.tile_ids, self.num_tiles, self.chunk_elems, self.tile_size * self.tile_size)
 

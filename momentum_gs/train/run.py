@@ -20,7 +20,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text, remove_stale_temporaries
 from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.io.run_folder import RunFolder
-from momentum_gs.render.fused import compositor_in_use
+from momentum_gs.render.kernels import kernels_in_use
 from momentum_gs.train import distributed as D
 from momentum_gs.train.lock import RunLock
 from momentum_gs.train.trainer import Trainer
@@ -148,7 +148,7 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool) -> tup
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)
     trainer = Trainer(cfg, scene, folder.root, device, world)
-    compositor = compositor_in_use(device)  # builds the fused compositor on a machine's first CPU run
+    compositor = kernels_in_use(device)  # builds the C++ kernels on a machine's first CPU run
     if world.is_main:
         print(compositor, flush=True)
     if resume:

@@ -32,6 +32,7 @@ from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
 from momentum_gs.partition.run import load_partition_for
+from momentum_gs.render.kernels import use_kernels
 from momentum_gs.train import distributed as D
 from momentum_gs.train.blocks import Block
 from momentum_gs.train.placement import Placement
@@ -62,6 +63,7 @@ class Trainer:
         self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
         self.folder = RunFolder(out_dir)
         use_threads(cfg.threads, device)
+        use_kernels(cfg.render.kernels)
         seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
         # the partition file's content, so a resume notices a file replaced under the same name

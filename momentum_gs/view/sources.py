@@ -14,8 +14,6 @@ import torch
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.model.anchors import AnchorSet
-from momentum_gs.model.decoder import Decoder
 from momentum_gs.trained import checkpoint_parts, read_checkpoint
 
 
