@@ -1,7 +1,7 @@
 """Finding, compiling and loading the C++ CPU kernels (``csrc/``), and which kernels a render takes.
 
 They are compiled by ``make setup``, else at first use, by ``torch.utils.cpp_extension.load`` (needs ninja and
-a C++ compiler; 1 to 5 minutes on 2 cores, said before it starts), for the target ``MOMENTUM_GS_MARCH`` names
+a C++ compiler; a few minutes on 2 cores, said before it starts), for the target ``MOMENTUM_GS_MARCH`` names
 (a ``-march`` value; default ``native``, this CPU, so the extension's name carries a digest of the CPU's
 features; ``x86-64-v3`` builds for AVX2 on any x86-64 machine that has it), and cached under
 ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) in a folder named after the target, the
@@ -33,6 +33,7 @@ from typing import get_args
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from momentum_gs.config import Kernels
 from momentum_gs.errors import UserError
@@ -166,8 +167,6 @@ def _announce(name: str, folder: Path | None, target: str):
 @contextlib.contextmanager
 def _ticking(label: str):
     """A bar without a total on standard error, its elapsed time refreshed every second while the block runs."""
-    from tqdm import tqdm
-
     done = threading.Event()
     with tqdm(desc=label, bar_format="{desc}: {elapsed}", file=sys.stderr) as bar:
         def tick() -> None:

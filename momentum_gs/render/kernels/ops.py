@@ -158,7 +158,7 @@ def composite_image(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: 
     differentiable path's untiling, crop and background ops (three roundings each, as those ops).
 
     The tiles are composited into a buffer kept per thread and reused while the size stays: a full-resolution
-    view's tiles (34 MB at 1949×1093) are above glibc's mmap threshold, so a fresh one is new pages that the
+    view's tiles (docs/benchmarks/rendering.md) are above glibc's mmap threshold, so a fresh one is new pages that the
     kernel faults in one by one on every render. CPU tensors, ``use_cpp`` true, no gradients."""
     inputs = [t.detach().contiguous() for t in (means2d, conics, opacities, colors)]
     shape = (plan.num_tiles, colors.shape[1] + 1, plan.tile_size * plan.tile_size)
