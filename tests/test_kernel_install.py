@@ -96,7 +96,7 @@ def test_the_wheel_ships_every_file_the_kernels_need(tmp_path):
     installed = _installed_layout(tmp_path)
     shipped = installed / "momentum_gs" / "render" / "kernels" / "csrc"
     assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in build.CSRC.iterdir())
-    assert (installed / "momentum_gs" / "io" / "viewer.html").is_file()
+    assert (installed / "momentum_gs" / "export" / "viewer.html").is_file()
     for source in shipped.iterdir():
         for included in re.findall(r'#include\s+"([^"]+)"', source.read_text()):
             assert (shipped / included).is_file(), f"{source.name} includes {included}, which is not shipped"
