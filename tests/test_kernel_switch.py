@@ -113,3 +113,27 @@ def test_bad_values_on_the_command_line_are_one_line(tiny_scene, tmp_path, monke
     monkeypatch.setenv(build.KERNELS_VARIABLE, "numba")
     _assert_one_line_error(mgs(*train), "MOMENTUM_GS_KERNELS='numba'; expected one of auto, cpp, torch")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_command_that_reads_a_run_takes_its_kernels_and_threads(switch, tmp_path):
+    """`mgs eval`, `view`, `export`... set the process as the run trained (``use_run_settings``); loading a run
+    in code changes nothing."""
+    import torch
+
+    from momentum_gs.commands.common import use_run_settings
+    from momentum_gs.config import save_config
+    from momentum_gs.io.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    save_config(load_config(overrides=["render.kernels=torch", "threads=2", "device=cpu"]), run.config)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        use_run_settings(run.root)
+        assert build.kernels_mode() == "torch" and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    switch.setattr(build, "_configured", "auto")
+    use_run_settings(tmp_path / "not_a_run")  # no config.yaml: left to the reader to say
+    assert build.kernels_mode() == "auto"

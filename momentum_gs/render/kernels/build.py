@@ -69,7 +69,8 @@ class ModeError(UserError, ValueError):
 def use_kernels(setting: str) -> None:
     """Make ``setting`` (a config's ``render.kernels``: auto, cpp or torch) the kernels of this process's CPU
     renders, unless the environment overrides it (:func:`kernels_mode`); ``ModeError`` for another value.
-    Called where a config starts to be used (a training, a trained run loaded), as ``use_threads``."""
+    Called where a config starts to be used (the trainer; the commands that read a trained run), as
+    ``use_threads``."""
     global _configured
     if setting not in MODES:
         raise ModeError(f"config key 'render.kernels' must be one of {', '.join(MODES)}, got {setting!r}")
