@@ -46,7 +46,7 @@ def frames_per_second(source: RunSource, width: int, height: int, preview: bool,
     drawn, started = [], time.perf_counter()
     for _ in range(rounds):
         for camera in cameras:
-            image, gaussians = render_frame(source.parts(blocks), source.appearance, camera, source.cfg.render)
+            image, gaussians, _ = render_frame(source.parts(blocks), source.appearance, camera, source.cfg.render)
             ok, _ = cv2.imencode(".jpg" if preview else ".png", image[..., ::-1],
                                  [cv2.IMWRITE_JPEG_QUALITY, 85] if preview else [])
             assert ok
