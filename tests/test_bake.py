@@ -172,7 +172,8 @@ def test_the_refinement_is_cut_to_its_time_budget(trained, tmp_path):
                              str(tmp_path / "e"), "--sh-degree", "0", "--refine", "400", "--refine-budget", "0.001"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "5 of the 400 steps fit in the 0 s budget" in result.stderr and "--refine N to choose" in result.stderr
+    assert "refine: " in result.stderr and "5 of the 400 steps fit in the 0 s budget" in result.stderr
+    assert "--refine N to choose" in result.stderr and "distill" not in result.stderr
     assert "refined 5 steps (of 400, in 0 s)" in result.stdout
 
 

@@ -129,14 +129,14 @@ def evenly(items: list, count: int) -> list:
 def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cfg: RenderConfig,
             cfg: DistillConfig, teacher_gaussians: StandardGaussians | None = None,
             show_progress: bool = True, budget_s: float | None = None,
-            steps_option: str = "--steps") -> tuple[StandardGaussians, dict]:
+            steps_option: str = "--steps", label: str = "distill") -> tuple[StandardGaussians, dict]:
     """Train a student of ``model`` (see the module notes); ``photos[i]`` is training view i's [H, W, 3] image
     (a list, or an :class:`~momentum_gs.data.images.ImageLoader`).
 
     After ``PROBE_STEPS`` steps the time of a step is measured and the whole run's time printed, with
     ``steps_option``, the option that shortens it. ``budget_s``: the run is cut to the steps that fit in it
-    (at least ``PROBE_STEPS``), its schedules (decay, pruning) rescaled to the new length.
-    Returns the student and a record of what happened (sizes, the pruning, the time of each stage)."""
+    (at least ``PROBE_STEPS``), its schedules (decay, pruning) rescaled to the new length. ``label`` names the
+    training in its progress bar and estimate line. Returns the student and a record of what happened (sizes, the pruning, the time of each stage)."""
     cfg.check()
     if not isinstance(model, GaussianScene):
         raise UserError("distillation needs one shared decoder; this run trained independent decoders per block")
@@ -158,7 +158,7 @@ def distill(model: GaussianScene, train_cameras: list[Camera], photos, render_cf
     student = Student(_first_student(teacher, measured, render_cfg, cfg, count)).to(model.device)
     record = {"teacher_gaussians": len(teacher), "initial_gaussians": count, "pruned": []}
     run = _StudentRun(student, teacher, train_cameras, measured, render_cfg, cfg)
-    _train_student(run, photos, labels, record, show_progress, budget_s, steps_option)
+    _train_student(run, photos, labels, record, show_progress, budget_s, steps_option, label)
     times["train_s"] = time.perf_counter() - started
     with torch.no_grad():
         g = student.gaussians()
@@ -237,14 +237,14 @@ class _StudentRun:
 
 
 def _train_student(run: _StudentRun, photos, labels: list[torch.Tensor], record: dict, show_progress: bool,
-                   budget_s: float | None, steps_option: str) -> None:
+                   budget_s: float | None, steps_option: str, label: str) -> None:
     """The student's steps, pruning at a third and two thirds; the length is measured (and maybe cut to
     ``budget_s``) after ``PROBE_STEPS`` steps. Writes the pruning and the estimate into ``record``."""
     cfg, device = run.cfg, run.student.means.device
     total = cfg.steps
     prune_steps = _prune_steps(total)
     order = torch.randperm(len(run.cameras), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    bar = tqdm(total=total, desc="distill", unit="step", disable=not show_progress)
+    bar = tqdm(total=total, desc=label, unit="step", disable=not show_progress)
     step, loop_start = 0, time.perf_counter()
     while step < total:
         step += 1

@@ -29,6 +29,7 @@ def refine(model: GaussianScene, gaussians: StandardGaussians, cameras: list[Cam
     cfg = DistillConfig(ratio=1.0, steps=steps, sh_degree=gaussians.degree, prune_fraction=0.0,
                         lambda_structure=0.0)
     refined, record = distill(model, cameras, photos, render_cfg, cfg, teacher_gaussians=gaussians,
-                              show_progress=show_progress, budget_s=budget_s, steps_option="--refine")
+                              show_progress=show_progress, budget_s=budget_s, steps_option="--refine",
+                              label="refine")
     return refined, record.get("estimate", {}).get("steps", steps)
 
