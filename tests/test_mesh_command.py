@@ -125,3 +125,16 @@ def test_a_mesh_made_on_a_gpu_is_the_cpu_one(block_run, tmp_path):
     gpu = extract_mesh(block_run, tmp_path / "gpu.ply", device=torch.device("cuda"))
     assert abs(gpu["faces"] - cpu["faces"]) <= 0.01 * cpu["faces"]
     assert gpu["ground_truth"]["scene"]["fscore"] == pytest.approx(cpu["ground_truth"]["scene"]["fscore"], abs=0.01)
+
+
+def test_a_one_block_mesh_says_its_time_after_its_first_views(tiny_scene, tmp_path, monkeypatch, capsys):
+    """The bar counts views over every block, so a mesh of one block is sized too (a bar over blocks had one
+    item, too few to measure, and stayed silent until the end)."""
+    from momentum_gs import estimate
+
+    run = train_tiny(tiny_scene, tmp_path / "run")
+    monkeypatch.setattr(estimate, "QUIET_BELOW_S", 0.0)
+    extract_mesh(run, tmp_path / "mesh.ply", MeshSettings(depth="mean"))
+    err = capsys.readouterr().err.replace("\r", "\n")
+    line = next((line for line in err.splitlines() if "a view here" in line), None)
+    assert line is not None and line.startswith("mesh: ") and line.endswith("(a larger --voxel to shorten)"), err

@@ -177,48 +177,65 @@ def _scene_grid(model, partition, settings: MeshSettings) -> _SceneGrid:
 
 def _fuse_blocks(model, cfg, cameras: list, partition, grid: _SceneGrid, settings: MeshSettings
                  ) -> tuple[dict[int, Surface], list[dict]]:
-    """({block: its piece of the surface}, one summary entry per block), block by block."""
+    """({block: its piece of the surface}, one summary entry per block), block by block, with one progress bar
+    over every view fused in every block (a one-block mesh is sized after its first views too)."""
     ranges = block_ranges(partition, grid.origin, grid.voxel, grid.dims, grid.rotation)
     num_blocks = partition.num_blocks if partition is not None else 1
     renders = _RenderCache(model, cfg.render, settings, model.device)
+    grids = {block: _block_grid(block, *ranges[block], grid, renders.device) for block in ranges}
+    views = {block: _block_views(block, block_grid, cameras, cfg.blocks.partition)
+             for block, (block_grid, _) in grids.items()}
+    ticks = sized(range(sum(map(len, views.values()))), sum(map(len, views.values())), "mesh", "view",
+                  "a larger --voxel")
     pieces, per_block = {}, []
-    for block in sized(range(num_blocks), num_blocks, "mesh", "block", "a larger --voxel"):
+    for block in range(num_blocks):
         if block not in ranges:
             per_block.append({"block": block, "views": 0, "vertices": 0, "faces": 0, "note": "outside the region"})
             continue
-        piece, views, points = _mesh_block(block, *ranges[block], grid, cameras, partition, renders,
-                                           cfg.blocks.partition)
+        block_grid, first = grids[block]
+        rendered = (renders.get(cameras[i]) for i, _ in zip(views[block], ticks))  # each view ticks the bar
+        piece = _mesh_block(block, block_grid, first, grid, rendered, partition, settings)
         pieces[block] = piece
-        per_block.append({"block": block, "views": views, "grid_points": points,
+        per_block.append({"block": block, "views": len(views[block]), "grid_points": int(np.prod(block_grid.shape)),
                           "vertices": len(piece.vertices), "faces": len(piece.faces)})
+    for _ in ticks:  # closes the bar
+        pass
     return pieces, per_block
 
 
-def _mesh_block(block: int, first: np.ndarray, last: np.ndarray, grid: _SceneGrid, cameras: list, partition,
-                renders: _RenderCache, partition_path: str) -> tuple[Surface, int, int]:
-    """(the surface of the cubes ``block`` owns, from ``first`` to ``last``, the views fused, the grid points)."""
-    settings, device, origin, voxel = renders.settings, renders.device, grid.origin, grid.voxel
+def _block_grid(block: int, first: np.ndarray, last: np.ndarray, grid: _SceneGrid, device) -> tuple[Grid, np.ndarray]:
+    """(the grid of the cubes ``block`` owns, from ``first`` to ``last``, its first cube's index)."""
+    voxel = grid.voxel
     shape = tuple(int(n) for n in last - first + 2)  # the owned cubes' corner points
     if np.prod(shape) > MAX_BLOCK_POINTS:
         raise UserError(f"block {block} would need {np.prod(shape):,} grid points at voxel {voxel:.4g}; "
                         f"give a larger --voxel (at least {voxel * (np.prod(shape) / MAX_BLOCK_POINTS) ** (1 / 3):.3g})")
-    block_grid = Grid(torch.as_tensor(origin + voxel * first, dtype=torch.float64, device=device), voxel, shape,
-                      torch.as_tensor(grid.rotation, dtype=torch.float64, device=device))
-    corners = _box_corners(block_grid)
-    views = [i for i, cam in enumerate(cameras)
-             if sees_box(cam.K, cam.world_to_cam, cam.width, cam.height, corners.cpu())]
+    return Grid(torch.as_tensor(grid.origin + voxel * first, dtype=torch.float64, device=device), voxel, shape,
+                torch.as_tensor(grid.rotation, dtype=torch.float64, device=device)), first
+
+
+def _block_views(block: int, block_grid: Grid, cameras: list, partition_path: str) -> list[int]:
+    """The training views that see ``block``'s grid; one line when none does."""
+    corners = _box_corners(block_grid).cpu()
+    views = [i for i, cam in enumerate(cameras) if sees_box(cam.K, cam.world_to_cam, cam.width, cam.height, corners)]
     if not views:
         raise UserError(f"block {block}: no training view sees its cell; check the partition "
                         f"({partition_path}) against the scene")
-    tsdf, weight, color = fuse(block_grid, [renders.get(cameras[i]) for i in views], settings.trunc_voxels * voxel)
-    cubes = tuple(n - 1 for n in shape)
+    return views
+
+
+def _mesh_block(block: int, block_grid: Grid, first: np.ndarray, grid: _SceneGrid, views, partition,
+                settings: MeshSettings) -> Surface:
+    """The surface of the cubes ``block`` owns, fused from ``views`` (depth views, taken one at a time)."""
+    origin, voxel = grid.origin, grid.voxel
+    tsdf, weight, color = fuse(block_grid, views, settings.trunc_voxels * voxel)
+    cubes = tuple(n - 1 for n in block_grid.shape)
     owned = (np.ones(cubes, bool) if partition is None else
              partition.block_of(_cube_centres(origin, voxel, first, cubes, grid.rotation)).reshape(cubes) == block)
-    piece = marching_tetrahedra(tsdf.cpu().numpy(), weight.cpu().numpy() > 0, owned,
-                                np.asarray(origin + voxel * first), voxel, first, grid.dims,
-                                color.cpu().numpy().astype(np.float64),
-                                drop_jumps=settings.trunc_voxels >= JUMP_SAFE_TRUNC)
-    return piece, len(views), int(np.prod(shape))
+    return marching_tetrahedra(tsdf.cpu().numpy(), weight.cpu().numpy() > 0, owned,
+                               np.asarray(origin + voxel * first), voxel, first, grid.dims,
+                               color.cpu().numpy().astype(np.float64),
+                               drop_jumps=settings.trunc_voxels >= JUMP_SAFE_TRUNC)
 
 
 def _write_meshes(out: Path, pieces: dict[int, Surface], grid: _SceneGrid, settings: MeshSettings, georef,

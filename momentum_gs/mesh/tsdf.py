@@ -9,6 +9,7 @@ zero level set is the fused surface (:mod:`momentum_gs.mesh.marching`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -48,8 +49,8 @@ class Grid:
         return (self.origin + self.voxel * ijk.to(torch.float64)) @ self.rotation
 
 
-def fuse(grid: Grid, views: list[DepthView], trunc: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Fuse ``views`` into ``grid`` with truncation ``trunc`` (world units).
+def fuse(grid: Grid, views: Iterable[DepthView], trunc: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Fuse ``views`` (any iterable, taken one at a time) into ``grid`` with truncation ``trunc`` (world units).
 
     Returns: tsdf [X, Y, Z] float32 in [-1, 1] (1 where unseen), weight [X, Y, Z] float32 (views that
         observed each point), color [X, Y, Z, 3] float32 mean colour of the views that saw it near the surface.
@@ -60,11 +61,10 @@ def fuse(grid: Grid, views: list[DepthView], trunc: float) -> tuple[Tensor, Tens
     weight = torch.zeros(total, dtype=torch.float32, device=device)
     color_sum = torch.zeros(total, 3, dtype=torch.float32, device=device)
     color_weight = torch.zeros(total, dtype=torch.float32, device=device)
-    for start in range(0, total, POINTS_PER_CHUNK):
-        stop = min(start + POINTS_PER_CHUNK, total)
-        points = grid.world_points(start, stop)
-        for view in views:
-            sdf, pixel = _view_sdf(points, view)
+    for view in views:  # view by view, so that a caller can show progress per view (``views`` may be lazy)
+        for start in range(0, total, POINTS_PER_CHUNK):
+            stop = min(start + POINTS_PER_CHUNK, total)
+            sdf, pixel = _view_sdf(grid.world_points(start, stop), view)
             used = sdf > -trunc
             tsdf_sum[start:stop] += torch.where(used, (sdf / trunc).clamp(max=1.0), 0.0).float()
             weight[start:stop] += used.float()
