@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from momentum_gs.export.bake import StandardGaussians
 
@@ -42,3 +43,133 @@ class Tile:
         yield self
         for child in self.children:
             yield from child.walk()
+
+
+def build_tree(gaussians: StandardGaussians, name: str, max_per_tile: int) -> Tile:
+    """The level-of-detail tree of ``gaussians`` (on the CPU): leaves of at most ``max_per_tile`` Gaussians cut
+    by a k-d tree, parents merged from their children (see the module notes)."""
+    if max_per_tile < 1:
+        raise ValueError(f"max_per_tile must be at least 1, got {max_per_tile}")
+    if len(gaussians) <= max_per_tile:
+        return Tile(gaussians, extent(gaussians), 0.0, name)
+    means = gaussians.means.numpy()
+    axis = int(np.argmax(means.max(0) - means.min(0)))
+    order = np.argsort(means[:, axis], kind="stable")
+    half = len(order) // 2
+    children = [build_tree(take(gaussians, part), f"{name}-{i}", max_per_tile)
+                for i, part in enumerate((order[:half], order[half:]))]
+    return merge_tiles(children, name, max_per_tile)
+
+
+def merge_tiles(children: list[Tile], name: str, max_per_tile: int) -> Tile:
+    """A parent of ``children``: their content merged down to at most ``max_per_tile`` Gaussians."""
+    content = concatenate([child.gaussians for child in children])
+    merged, error = merge_to(content, max_per_tile)
+    box = np.stack([np.min([c.box[0] for c in children], 0), np.max([c.box[1] for c in children], 0)])
+    box = np.stack([np.minimum(box[0], extent(merged)[0]), np.maximum(box[1], extent(merged)[1])])
+    return Tile(merged, box, error + max(child.geometric_error for child in children), name, children)
+
+
+def merge_to(gaussians: StandardGaussians, budget: int) -> tuple[StandardGaussians, float]:
+    """(``gaussians`` merged to at most ``budget`` Gaussians, the 90th percentile of the members' error). The
+    groups are the occupied cells of the finest cubic grid whose occupied cells fit the budget, its cell size
+    found by bisection."""
+    if len(gaussians) <= budget:
+        return gaussians, 0.0
+    means = gaussians.means.numpy().astype(np.float64)
+    high = float(np.ptp(means, 0).max()) * 1.001 + 1e-9  # one cell holds everything
+    low, groups = high / (2 * budget), np.zeros(len(means), np.int64)
+    for _ in range(30):
+        size = (low + high) / 2
+        labels = _cells(means, size)
+        if labels.max() + 1 <= budget:
+            high, groups = size, labels
+        else:
+            low = size
+        if high - low < 0.01 * high:
+            break
+    return moment_match(gaussians, groups)
+
+
+def _cells(means: np.ndarray, size: float) -> np.ndarray:
+    """Each point's cell of the cubic grid of ``size``, numbered 0..cells-1 in key order."""
+    cells = np.floor((means - means.min(0)) / size).astype(np.int64)
+    n = cells.max(0) + 1
+    keys = (cells[:, 0] * n[1] + cells[:, 1]) * n[2] + cells[:, 2]
+    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
+def moment_match(gaussians: StandardGaussians, groups: np.ndarray) -> tuple[StandardGaussians, float]:
+    """One Gaussian per group (labels 0..G-1) with the group's weighted mean and covariance (weights opacity ×
+    surface), its weighted mean colour coefficients and the opacity that keeps its coverage; and the 90th
+    percentile of the members' error (centre distance plus the change of the largest scale)."""
+    means = gaussians.means.numpy().astype(np.float64)
+    scales = gaussians.scales.numpy().astype(np.float64)
+    opacity = gaussians.opacities.numpy().astype(np.float64)
+    rot = quat_to_matrix(gaussians.quats.numpy().astype(np.float64))
+    count = int(groups.max()) + 1
+    surface = np.sort(scales, 1)[:, 1:].prod(1)
+    w = opacity * surface + 1e-30
+    total = np.bincount(groups, w, count)
+    sums = lambda values: np.stack([np.bincount(groups, w * v, count) for v in values.reshape(len(w), -1).T], 1)  # noqa: E731
+    mean = sums(means) / total[:, None]
+    d = means - mean[groups]
+    cov = np.einsum("mij,mj,mkj->mik", rot, scales**2, rot) + d[:, :, None] * d[:, None, :]
+    cov = (sums(cov) / total[:, None]).reshape(count, 3, 3)
+    values, vectors = np.linalg.eigh(cov)
+    new_scales = np.sqrt(np.clip(values, 1e-20, None))
+    vectors[:, :, 2] *= np.sign(np.linalg.det(vectors))[:, None]  # a rotation, not a reflection
+    sh = gaussians.sh.numpy().astype(np.float64)
+    new_sh = (sums(sh) / total[:, None]).reshape(count, *sh.shape[1:])
+    new_surface = np.sort(new_scales, 1)[:, 1:].prod(1)
+    new_opacity = np.clip(np.bincount(groups, opacity * surface, count) / new_surface, 1 / 255, 1.0)
+    error = np.linalg.norm(d, axis=1) + np.abs(new_scales.max(1)[groups] - scales.max(1))
+    merged = StandardGaussians(*(torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in
+                                 (mean, matrix_to_quat(vectors), new_scales, new_opacity, new_sh)))
+    return merged, float(np.percentile(error, 90))
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """[M, 3, 3] rotation matrices of unit quaternions [M, 4] (w first)."""
+    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1).reshape(-1, 3, 3)
+
+
+def matrix_to_quat(r: np.ndarray) -> np.ndarray:
+    """[M, 4] unit quaternions (w first, w >= 0) of rotation matrices [M, 3, 3] (Shepperd's method: the
+    largest of the four squared components decides the formula, so no division by a small number)."""
+    t = np.stack([1 + r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2], 1 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2],
+                  1 - r[:, 0, 0] + r[:, 1, 1] - r[:, 2, 2], 1 - r[:, 0, 0] - r[:, 1, 1] + r[:, 2, 2]], 1)
+    pick = np.argmax(t, 1)
+    s = np.sqrt(np.clip(t[np.arange(len(r)), pick], 1e-12, None)) * 2  # 4 × the largest component
+    a, b = lambda i, j: r[:, i, j] + r[:, j, i], lambda i, j: r[:, i, j] - r[:, j, i]  # noqa: E731
+    q = np.select([pick[:, None] == k for k in range(4)], [
+        np.stack([s / 4, b(2, 1) / s, b(0, 2) / s, b(1, 0) / s], 1),
+        np.stack([b(2, 1) / s, s / 4, a(0, 1) / s, a(0, 2) / s], 1),
+        np.stack([b(0, 2) / s, a(0, 1) / s, s / 4, a(1, 2) / s], 1),
+        np.stack([b(1, 0) / s, a(0, 2) / s, a(1, 2) / s, s / 4], 1)])
+    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
+
+
+def extent(gaussians: StandardGaussians) -> np.ndarray:
+    """[2, 3] min and max corners of the Gaussians' 3-sigma spheres (largest scale)."""
+    means = gaussians.means.numpy()
+    reach = 3 * gaussians.scales.numpy().max(1, keepdims=True)
+    return np.stack([(means - reach).min(0), (means + reach).max(0)]).astype(np.float64)
+
+
+def take(gaussians: StandardGaussians, index: np.ndarray) -> StandardGaussians:
+    """The Gaussians at ``index``."""
+    index = torch.from_numpy(np.asarray(index, np.int64))
+    return StandardGaussians(*(t.index_select(0, index) for t in _fields(gaussians)))
+
+
+def concatenate(parts: list[StandardGaussians]) -> StandardGaussians:
+    """The Gaussians of ``parts`` one after the other (the same SH degree)."""
+    return StandardGaussians(*(torch.cat(ts) for ts in zip(*(_fields(p) for p in parts))))
+
+
+def _fields(g: StandardGaussians) -> tuple[torch.Tensor, ...]:
+    return g.means, g.quats, g.scales, g.opacities, g.sh
