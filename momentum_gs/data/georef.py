@@ -26,14 +26,15 @@ _F = 1 / 298.257223563  # WGS84 flattening
 _E2 = _F * (2 - _F)  # first eccentricity squared
 
 
-def _ecef(lla: np.ndarray) -> np.ndarray:
+def wgs84_to_ecef(lla: np.ndarray) -> np.ndarray:
+    """[N, 3] (latitude°, longitude°, altitude m) on WGS84 → [N, 3] Earth-centred Earth-fixed metres."""
     lat, lon, alt = np.radians(lla[:, 0]), np.radians(lla[:, 1]), lla[:, 2]
     n = _A / np.sqrt(1 - _E2 * np.sin(lat) ** 2)
     return np.stack([(n + alt) * np.cos(lat) * np.cos(lon), (n + alt) * np.cos(lat) * np.sin(lon),
                      (n * (1 - _E2) + alt) * np.sin(lat)], 1)
 
 
-def _enu_axes(origin: np.ndarray) -> np.ndarray:
+def enu_axes(origin: np.ndarray) -> np.ndarray:
     """[3, 3] rows: east, north and up at ``origin`` (lat, lon in degrees), in ECEF."""
     lat, lon = np.radians(origin[0]), np.radians(origin[1])
     return np.array([[-np.sin(lon), np.cos(lon), 0.0],
@@ -44,7 +45,7 @@ def _enu_axes(origin: np.ndarray) -> np.ndarray:
 def wgs84_to_enu(lla: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """[N, 3] (latitude°, longitude°, altitude m) → [N, 3] east, north, up metres at ``origin`` (lat, lon, alt)."""
     lla = np.atleast_2d(np.asarray(lla, np.float64))
-    return (_ecef(lla) - _ecef(np.asarray(origin, np.float64)[None])) @ _enu_axes(origin).T
+    return (wgs84_to_ecef(lla) - wgs84_to_ecef(np.asarray(origin, np.float64)[None])) @ enu_axes(origin).T
 
 
 def enu_to_wgs84(enu: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -52,7 +53,7 @@ def enu_to_wgs84(enu: np.ndarray, origin: np.ndarray) -> np.ndarray:
     spherical guess refined by five fixed-point steps (well under a millimetre for any point near the Earth's
     surface)."""
     enu = np.atleast_2d(np.asarray(enu, np.float64))
-    x, y, z = (_ecef(np.asarray(origin, np.float64)[None]) + enu @ _enu_axes(origin)).T
+    x, y, z = (wgs84_to_ecef(np.asarray(origin, np.float64)[None]) + enu @ enu_axes(origin)).T
     lon = np.arctan2(y, x)
     p = np.hypot(x, y)
     lat = np.arctan2(z, p * (1 - _E2))
