@@ -1,7 +1,8 @@
 """A trained run read back: its config, its latest checkpoint, and the blocks merged into one scene.
 
 :func:`load_run` is what ``mgs eval``, ``mgs export``, ``mgs mesh``, ``mgs render`` and the coarse partition
-rule read; the viewer reads a checkpoint's parts (:func:`checkpoint_parts`). The paths of a run folder are
+rule read; the viewer reads a checkpoint's parts (:func:`checkpoint_parts`); the tiled export reads each block
+as a scene of its own (:func:`load_blocks`). The paths of a run folder are
 :class:`momentum_gs.io.run_folder.RunFolder`'s.
 
 Merging crops each block's anchors to its cell and concatenates them. With a shared decoder the result is
@@ -99,3 +100,18 @@ def load_run(run_dir: Path, device: torch.device | None = None) -> tuple[Config,
         "the run diverged: resume or evaluate an earlier checkpoint of ckpt/, or train again (a lower learning rate, "
         "or check the data)")
     return cfg, merge_checkpoint(ckpt, cfg, device), int(ckpt["step"])
+
+
+def load_blocks(run_dir: Path, device: torch.device | None = None
+                ) -> tuple[Config, Partition | None, list[GaussianScene], int]:
+    """The config, the partition (None for one block), each block as a scene of its own (its anchors cropped to
+    its cell, the shared decoder and appearance table) and the step, of a run folder: what an export that
+    works block by block reads. One line for a run whose blocks have decoders of their own."""
+    cfg, _, ckpt, device = read_checkpoint(
+        run_dir, device, "; training did not finish a save",
+        "the run diverged: export an earlier checkpoint of ckpt/, or train again")
+    if independent_blocks(ckpt):
+        raise UserError("this run trained independent decoders per block; a block-by-block export needs the shared "
+                        "decoder of a Momentum-GS run")
+    partition, anchors, decoders, appearance = checkpoint_parts(ckpt, cfg, device)
+    return cfg, partition, [GaussianScene(a, d, appearance) for a, d in zip(anchors, decoders)], int(ckpt["step"])

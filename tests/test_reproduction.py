@@ -76,7 +76,7 @@ def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
     assert (tmp_path / "abl" / "table" / "psnr_vs_steps.png").is_file()
     mean = (runs[0]["psnr"] + runs[1]["psnr"]) / 2
     summary = (tmp_path / "abl" / "ablation.md").read_text()
-    assert f"| a | – |" in summary and f"{mean:.2f} ± " in summary and "| 2 |" in summary
+    assert "| a | – |" in summary and f"{mean:.2f} ± " in summary and "| 2 |" in summary
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "train:" not in again.stderr  # both runs were finished: nothing retrained
     longer = [arg if arg != "8" else "9" for arg in command]  # the same runs asked for at another length

@@ -91,6 +91,10 @@ class StandardGaussians:
     def __len__(self) -> int:
         return self.means.shape[0]
 
+    def to(self, device: torch.device | str) -> "StandardGaussians":
+        """The same Gaussians on ``device``."""
+        return StandardGaussians(*(t.to(device) for t in (self.means, self.quats, self.scales, self.opacities, self.sh)))
+
     def require_finite(self, target: str | Path) -> None:
         """A UserError (one line, see ``io.finite``) when a value is NaN or inf: nothing such is written."""
         fields = {name: getattr(self, name) for name in ("means", "quats", "scales", "opacities", "sh")}

@@ -28,11 +28,11 @@ from momentum_gs.export.bake import StandardGaussians
 class Tile:
     """One tile of a level-of-detail tree.
 
-    gaussians: its content (on the CPU); box: [2, 3] min and max corners, world units, holding the 3-sigma
+    gaussians: its content (on the CPU; None once written, in an export that streams its tiles); box: [2, 3] min and max corners, world units, holding the 3-sigma
     extent of its content and every descendant's; geometric_error: world units, 0 for a leaf; children: the
     finer tiles it is replaced by; name: a file-name-safe id unique in the tree (e.g. ``b3-0-1``)."""
 
-    gaussians: StandardGaussians
+    gaussians: StandardGaussians | None
     box: np.ndarray
     geometric_error: float
     name: str

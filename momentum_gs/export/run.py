@@ -21,6 +21,7 @@ from momentum_gs.export.ply import export_scene
 from momentum_gs.export.refine import default_budget, refine
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
+from momentum_gs.export.tiled import TILE_SIZE, export_tiles
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, splat_transform_command
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
@@ -28,20 +29,27 @@ from momentum_gs.losses import psnr
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.trained import load_run
 
-FORMATS = ("ply", "splat", "spz", "html", "sog", "scaffold")
+FORMATS = ("ply", "splat", "spz", "html", "sog", "3dtiles", "scaffold")
 WHAT = {"ply": "the layout 3DGS viewers read", "splat": "the .splat file web viewers read",
         "spz": "the .spz file web viewers read", "html": "a page that shows the scene in a web browser",
         "sog": "PlayCanvas's compressed format"}
 
 
 def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = None, sh_degree: int | None = None,
-               refine_steps: int = 0, refine_budget: float | None = None) -> list[str]:
+               refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE) -> list[str]:
     """Write a run's merged model in ``fmt`` to ``out`` (default ``RUN/export``); returns the lines to print.
 
     ``sh_degree``: the baked Gaussians' SH degree (default 3; 0 for sog; splat and html keep none).
     ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
-    (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit)."""
+    (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile
+    of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default)."""
     folder = RunFolder(run_dir)
+    if fmt == "3dtiles":
+        if refine_steps:
+            raise UserError("--refine is not available with --format 3dtiles: its tiles are baked from the training "
+                            "views block by block; give --refine 0")
+        return export_tiles(folder.root, out or folder.export / "3dtiles", 3 if sh_degree is None else sh_degree,
+                            tile_size)
     cfg, model, _ = load_run(folder.root)
     if not isinstance(model, GaussianScene):
         raise UserError("this run trained independent decoders per block; both export layouts need one decoder")

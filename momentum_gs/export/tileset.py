@@ -59,12 +59,14 @@ def box_volume(box: np.ndarray) -> list[float]:
     return ((lo + hi) / 2).tolist() + half.reshape(-1).tolist()
 
 
-def tile_json(tile: Tile, out: Path, content: Callable[[StandardGaussians, Path], object]) -> dict:
-    """The JSON of ``tile`` and its descendants, writing each one's content under ``out/tiles`` on the way."""
+def tile_json(tile: Tile, out: Path, content: Callable[[StandardGaussians, Path], object] | None) -> dict:
+    """The JSON of ``tile`` and its descendants, writing each one's content under ``out/tiles`` on the way (a
+    tile whose ``gaussians`` is None had its content written already)."""
     entry = {"boundingVolume": {"box": box_volume(tile.box)}, "geometricError": float(tile.geometric_error)}
-    if len(tile.gaussians):
+    if tile.gaussians is None or len(tile.gaussians):
         uri = f"{TILES_FOLDER}/{tile.name}.glb"
-        content(tile.gaussians, out / uri)
+        if tile.gaussians is not None and content is not None:
+            content(tile.gaussians, out / uri)
         entry["content"] = {"uri": uri}
     if tile.children:
         entry["children"] = [tile_json(child, out, content) for child in tile.children]
@@ -72,9 +74,10 @@ def tile_json(tile: Tile, out: Path, content: Callable[[StandardGaussians, Path]
 
 
 def write_tileset(root: Tile, out: str | Path, georef: dict | None,
-                  content: Callable[[StandardGaussians, Path], object] = save_glb) -> Path:
+                  content: Callable[[StandardGaussians, Path], object] | None = save_glb) -> Path:
     """Write the tree under ``root`` as a 3D Tiles 1.1 tileset in the folder ``out``: ``tiles/<name>.glb``
-    for every tile with content (written by ``content(gaussians, path)``), then ``tileset.json``; placed on
+    for every tile with content (written by ``content(gaussians, path)``; None: written already), then
+    ``tileset.json``; placed on
     the globe when ``georef`` (``data.georef.read_georef``'s dictionary) is given. Returns the tileset path."""
     out = Path(out)
     root_json = {**tile_json(root, out, content), "refine": "REPLACE"}

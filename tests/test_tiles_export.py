@@ -1,0 +1,99 @@
+"""``mgs export --format 3dtiles``: a run as a 3D Tiles tileset whose tree follows the partition, tiles bounded,
+levels merged, placed on the globe by the scene's georef.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from momentum_gs.cli import main
+from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
+from momentum_gs.export.gltf import load_glb
+from tests.conftest import train_tiny
+
+ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
+
+
+@pytest.fixture(scope="module")
+def block_runs(tiny_scene, tmp_path_factory):
+    """The tiny scene trained as 2 blocks; a georef.json beside its photos (written after the training: the
+    export reads it)."""
+    from momentum_gs.config import load_config
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.partition import auto_partition
+
+    folder = tmp_path_factory.mktemp("tiles")
+    scene = shutil.copytree(tiny_scene, folder / "scene")
+    cfg = load_config()
+    cfg.data.path = str(scene)
+    auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
+    run = train_tiny(scene, folder / "run", (f"blocks.partition={folder / 'partition.npz'}",))
+    (scene / "georef.json").write_text(json.dumps({"origin": ORIGIN}))
+    return run, scene
+
+
+def _aabb(tile: dict) -> np.ndarray:
+    """[2, 3] the axis-aligned box around a tile's oriented box (centre, three half-axes)."""
+    box = np.asarray(tile["boundingVolume"]["box"], np.float64)
+    reach = np.abs(box[3:].reshape(3, 3)).sum(0)
+    return np.stack([box[:3] - reach, box[:3] + reach])
+
+
+def _tiles(tile: dict):
+    yield tile
+    for child in tile.get("children", []):
+        yield from _tiles(child)
+
+
+def test_the_tileset_follows_the_blocks_and_is_placed_on_the_globe(block_runs, tmp_path, capsys):
+    run, _ = block_runs
+    out = tmp_path / "tiles"
+    assert main(["export", str(run), "--format", "3dtiles", "--tile-size", "300", "--sh-degree", "1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "placed on the globe" in printed and f"{ORIGIN['lat']:.6f}" in printed
+    tileset = json.loads((out / "tileset.json").read_text())
+    root = tileset["root"]
+    assert [child["content"]["uri"] for child in root["children"]] == ["tiles/b0.glb", "tiles/b1.glb"]
+    assert root["refine"] == "REPLACE" and tileset["geometricError"] >= root["geometricError"] > 0
+    total = 0
+    for tile in _tiles(root):
+        g = load_glb(out / tile["content"]["uri"])
+        assert 0 < len(g) <= 300 and g.sh.shape[1] == 4
+        for child in tile.get("children", []):
+            assert child["geometricError"] <= tile["geometricError"]
+            assert np.all(_aabb(child)[0] >= _aabb(tile)[0] - 1e-6) and np.all(_aabb(child)[1] <= _aabb(tile)[1] + 1e-6)
+        if not tile.get("children"):
+            assert tile["geometricError"] == 0
+            total += len(g)
+    assert f"exported {total} standard 3D Gaussians" in printed
+    # the root's transform takes the ENU origin to the ECEF position of the georef's origin
+    matrix = np.asarray(root["transform"], np.float64).reshape(4, 4).T  # column-major
+    ecef = wgs84_to_ecef(np.array([[ORIGIN["lat"], ORIGIN["lon"], ORIGIN["alt"]]]))[0]
+    assert np.allclose(matrix[:3, 3], ecef, atol=1e-3)
+    centre = np.asarray(root["boundingVolume"]["box"][:3])
+    lla = enu_to_wgs84(centre[None], [ORIGIN["lat"], ORIGIN["lon"], ORIGIN["alt"]])[0]
+    assert abs(lla[0] - ORIGIN["lat"]) < 0.01 and abs(lla[1] - ORIGIN["lon"]) < 0.01
+
+
+def test_without_a_georeference_the_tileset_stays_in_the_scene_frame(block_runs, tmp_path, capsys):
+    run, scene = block_runs
+    georef = scene / "georef.json"
+    kept = georef.read_text()
+    georef.unlink()
+    try:
+        assert main(["export", str(run), "--format", "3dtiles", "--out", str(tmp_path / "t")]) == 0
+    finally:
+        georef.write_text(kept)
+    assert "not placed on the globe" in capsys.readouterr().out
+    assert "transform" not in json.loads((tmp_path / "t" / "tileset.json").read_text())["root"]
+
+
+def test_the_tiles_refuse_a_refinement_in_one_line(block_runs, tmp_path, capsys):
+    run, _ = block_runs
+    assert main(["export", str(run), "--format", "3dtiles", "--refine", "5", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--refine" in err[0] and "3dtiles" in err[0]
