@@ -21,8 +21,8 @@ from momentum_gs.errors import DataWarning, Interrupted, UserError
 COMMANDS = {  # name: what it does; its module is momentum_gs.commands.<name>
     "train": "train a model on a COLMAP scene",
     "eval": "render and score the held-out views of a run",
-    "export": "write the trained scene as a standard 3DGS PLY (or .splat, .spz, SOG, a web page, or the Scaffold-GS "
-              "anchors and decoder)",
+    "export": "write the trained scene as a standard 3DGS PLY (or .splat, .spz, SOG, a web page, 3D Tiles with "
+              "levels of detail, or the Scaffold-GS anchors and decoder)",
     "render": "render a fly-through video (MP4) of a trained run along a camera path",
     "distill": "distil a trained run into a compact standard 3DGS PLY (a student taught by the model, a noisy and a "
                "dropout copy)",
