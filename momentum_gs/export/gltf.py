@@ -211,6 +211,4 @@ def load_glb(path: str | Path, device: torch.device | str = "cpu") -> StandardGa
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
         raise UserError(f"{path} is not a GLB of Gaussians ({EXTENSION}) as mgs export writes them: {reason}")
-    g = turn_about_x(g, Y_UP_TO_Z_UP)
-    return StandardGaussians(**{name: getattr(g, name).to(device) for name in
-                                ("means", "quats", "scales", "opacities", "sh")})
+    return turn_about_x(g, Y_UP_TO_Z_UP).to(device)

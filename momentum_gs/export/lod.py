@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from momentum_gs.data.colmap.model import rotmat_to_qvec
 from momentum_gs.export.bake import StandardGaussians
+from momentum_gs.render.projection import quat_to_rotmat
 
 
 @dataclass
@@ -106,7 +108,7 @@ def moment_match(gaussians: StandardGaussians, groups: np.ndarray) -> tuple[Stan
     means = gaussians.means.numpy().astype(np.float64)
     scales = gaussians.scales.numpy().astype(np.float64)
     opacity = gaussians.opacities.numpy().astype(np.float64)
-    rot = quat_to_matrix(gaussians.quats.numpy().astype(np.float64))
+    rot = quat_to_rotmat(gaussians.quats.double()).numpy()
     count = int(groups.max()) + 1
     surface = np.sort(scales, 1)[:, 1:].prod(1)
     w = opacity * surface + 1e-30
@@ -125,32 +127,8 @@ def moment_match(gaussians: StandardGaussians, groups: np.ndarray) -> tuple[Stan
     new_opacity = np.clip(np.bincount(groups, opacity * surface, count) / new_surface, 1 / 255, 1.0)
     error = np.linalg.norm(d, axis=1) + np.abs(new_scales.max(1)[groups] - scales.max(1))
     merged = StandardGaussians(*(torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in
-                                 (mean, matrix_to_quat(vectors), new_scales, new_opacity, new_sh)))
+                                 (mean, rotmat_to_qvec(vectors), new_scales, new_opacity, new_sh)))
     return merged, float(np.percentile(error, 90))
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """[M, 3, 3] rotation matrices of unit quaternions [M, 4] (w first)."""
-    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1).reshape(-1, 3, 3)
-
-
-def matrix_to_quat(r: np.ndarray) -> np.ndarray:
-    """[M, 4] unit quaternions (w first, w >= 0) of rotation matrices [M, 3, 3] (Shepperd's method: the
-    largest of the four squared components decides the formula, so no division by a small number)."""
-    t = np.stack([1 + r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2], 1 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2],
-                  1 - r[:, 0, 0] + r[:, 1, 1] - r[:, 2, 2], 1 - r[:, 0, 0] - r[:, 1, 1] + r[:, 2, 2]], 1)
-    pick = np.argmax(t, 1)
-    s = np.sqrt(np.clip(t[np.arange(len(r)), pick], 1e-12, None)) * 2  # 4 × the largest component
-    a, b = lambda i, j: r[:, i, j] + r[:, j, i], lambda i, j: r[:, i, j] - r[:, j, i]  # noqa: E731
-    q = np.select([pick[:, None] == k for k in range(4)], [
-        np.stack([s / 4, b(2, 1) / s, b(0, 2) / s, b(1, 0) / s], 1),
-        np.stack([b(2, 1) / s, s / 4, a(0, 1) / s, a(0, 2) / s], 1),
-        np.stack([b(0, 2) / s, a(0, 1) / s, s / 4, a(1, 2) / s], 1),
-        np.stack([b(1, 0) / s, a(0, 2) / s, a(1, 2) / s, s / 4], 1)])
-    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
 
 
 def extent(gaussians: StandardGaussians) -> np.ndarray:

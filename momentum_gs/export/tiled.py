@@ -29,12 +29,12 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
     """Write ``out/tileset.json`` and ``out/tiles/*.glb`` of a run; returns the lines to print."""
     if tile_size < 1:
         raise UserError(f"--tile-size must be at least 1, got {tile_size}")
-    cfg, _, blocks, _ = load_blocks(Path(run_dir))
-    cameras = load_scene(cfg.data).train
-    georef = read_georef(Path(cfg.data.path))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; the tileset needs a folder (--out)")
+    cfg, _, blocks, _ = load_blocks(Path(run_dir))
+    cameras = load_scene(cfg.data).train
+    georef = read_georef(Path(cfg.data.path))
     (out / "tiles").mkdir(parents=True, exist_ok=True)
     roots, gaussians, tiles = [], 0, 0
     for b in sized(range(len(blocks)), len(blocks), "tiles", "block", "--tile-size larger or --sh-degree lower"):
