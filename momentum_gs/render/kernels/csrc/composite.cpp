@@ -390,13 +390,13 @@ void zero_empty_tiles(const at::Tensor& offsets, int64_t channels, int64_t count
   }
 }
 
-template <typename T>
-void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
-                   const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor& out) {
+// Every tile's forward pass from ``src`` (PairRows or GaussianRows) into ``out``; tiles with no pair are zeroed.
+template <typename T, typename Src>
+void forward_tiles(const Src& src, int64_t tile_size, const at::Tensor& offsets, c10::ArrayRef<double> limits,
+                   at::Tensor& out) {
   const Pixels<T> px(tile_size);
   const Limits<T> lim(limits);
-  const int64_t depth = colors.size(1), channels = depth + 1;
-  const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), depth};
+  const int64_t channels = src.depth + 1;
   T* dst = out.data_ptr<T>();
   with_depth(src.depth, [&](auto kDepth) {
     for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
@@ -405,6 +405,13 @@ void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const a
                      });
   });
   zero_empty_tiles(offsets, channels, px.count, dst);
+}
+
+template <typename T>
+void forward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
+                   const at::Tensor& offsets, int64_t tile_size, c10::ArrayRef<double> limits, at::Tensor& out) {
+  const PairRows<T> src{coefs.data_ptr<T>(), opacities.data_ptr<T>(), colors.data_ptr<T>(), colors.size(1)};
+  forward_tiles<T>(src, tile_size, offsets, limits, out);
 }
 
 template <typename T>
@@ -481,17 +488,7 @@ GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conic
 template <typename T>
 void gaussians_forward_typed(const GaussianRows<T>& src, const at::Tensor& offsets, c10::ArrayRef<double> limits,
                              at::Tensor& out) {
-  const Pixels<T> px(src.tile_size);
-  const Limits<T> lim(limits);
-  const int64_t channels = src.depth + 1;
-  T* dst = out.data_ptr<T>();
-  with_depth(src.depth, [&](auto kDepth) {
-    for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
-                     [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
-                       forward_tile<kDepth>(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
-                     });
-  });
-  zero_empty_tiles(offsets, channels, px.count, dst);
+  forward_tiles<T>(src, src.tile_size, offsets, limits, out);
 }
 
 constexpr int64_t kMaxInlineChannels = 32;  // colour channels of a pair's gradient row kept on the stack
