@@ -23,26 +23,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "without view dependence); spz: the ply's Gaussians quantised and gzipped (several times "
                              "smaller, read by web viewers); html: scene.html, a viewer page with the scene "
                              "inside that opens in a browser (no network needed); sog: PlayCanvas SOG, made by "
-                             "the splat-transform command (Node.js); 3dtiles: an OGC 3D Tiles 1.1 tileset (tileset.json and "
-                             "glTF KHR_gaussian_splatting tiles) with levels of detail, block by block, placed on the "
+                             "the splat-transform command (Node.js); sog-lod: PlayCanvas's streamed SOG "
+                             "(lod-meta.json and chunks) with levels of detail block by block, also through "
+                             "splat-transform; 3dtiles: an OGC 3D Tiles 1.1 tileset (tileset.json and glTF "
+                             "KHR_gaussian_splatting tiles) with levels of detail, block by block, placed on the "
                              "globe when the scene has a georef.json; scaffold: the anchor PLY + decoder.pt")
     parser.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3),
-                        help="SH degree of --format ply and spz (default 3) and sog (default 0: splat-transform "
-                             "compresses higher degrees slowly on a CPU); splat and html keep degree 0")
+                        help="SH degree of --format ply, spz and 3dtiles (default 3) and sog and sog-lod (default "
+                             "0: splat-transform compresses higher degrees slowly on a CPU); splat and html keep "
+                             "degree 0")
     add_number(parser, "--refine", kind=int, allowed=COUNT, default=None, metavar="STEPS",
                help="train the baked Gaussians this many steps against the photos and the model's renders "
-                    "(default 500, cut to --refine-budget; 0: the bake alone, in seconds; 3dtiles: 0, the only "
-                    "choice)")
+                    "(default 500, cut to --refine-budget; 0: the bake alone, in seconds; 3dtiles and sog-lod: 0, "
+                    "the only choice)")
     add_number(parser, "--refine-budget", kind=float, allowed=AT_LEAST_0, default=None, metavar="SECONDS",
                help="cut the refinement to the steps that fit in this time, measured on its first steps "
                     f"(default {REFINE_BUDGET_CPU:.0f} on a CPU, no limit on a GPU; 0: no limit)")
     add_number(parser, "--tile-size", kind=int, allowed=TILE, default=TILE_SIZE, metavar="GAUSSIANS",
-               help=f"3dtiles: Gaussians per tile at most (default {TILE_SIZE}); the coarser levels have as many")
+               help=f"3dtiles: Gaussians per tile at most, sog-lod: per finest piece (default {TILE_SIZE}); the "
+                    "coarser levels have as many")
 
 
 def run(args: argparse.Namespace) -> None:
     """Export, and print what was written."""
     use_run_settings(args.run_dir)
-    refine = args.refine if args.refine is not None else (0 if args.format == "3dtiles" else 500)
+    refine = args.refine if args.refine is not None else (0 if args.format in ("3dtiles", "sog-lod") else 500)
     print("\n".join(export_run(args.run_dir, args.format, args.out, args.sh_degree, refine, args.refine_budget,
                                args.tile_size)))

@@ -19,6 +19,7 @@ from momentum_gs.export.bake import StandardGaussians, bake, save_standard_ply, 
 from momentum_gs.export.distill import DistillConfig, distill
 from momentum_gs.export.ply import export_scene
 from momentum_gs.export.refine import default_budget, refine
+from momentum_gs.export.sog_lod import export_sog_lod
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
 from momentum_gs.export.tiled import TILE_SIZE, export_tiles
@@ -29,7 +30,7 @@ from momentum_gs.losses import psnr
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.trained import load_run
 
-FORMATS = ("ply", "splat", "spz", "html", "sog", "3dtiles", "scaffold")
+FORMATS = ("ply", "splat", "spz", "html", "sog", "sog-lod", "3dtiles", "scaffold")
 WHAT = {"ply": "the layout 3DGS viewers read", "splat": "the .splat file web viewers read",
         "spz": "the .spz file web viewers read", "html": "a page that shows the scene in a web browser",
         "sog": "PlayCanvas's compressed format"}
@@ -42,12 +43,15 @@ def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = N
     ``sh_degree``: the baked Gaussians' SH degree (default 3; 0 for sog; splat and html keep none).
     ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
     (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile
-    of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default)."""
+    of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default) and per leaf
+    of ``sog-lod`` (:mod:`momentum_gs.export.sog_lod`, ``RUN/export/sog-lod``)."""
     folder = RunFolder(run_dir)
-    if fmt == "3dtiles":
+    if fmt in ("3dtiles", "sog-lod"):
         if refine_steps:
-            raise UserError("--refine is not available with --format 3dtiles: its tiles are baked from the training "
+            raise UserError(f"--refine is not available with --format {fmt}: its levels are baked from the training "
                             "views block by block; give --refine 0")
+        if fmt == "sog-lod":  # degree 0 by default, as sog: splat-transform compresses higher degrees slowly
+            return export_sog_lod(folder.root, out or folder.export / "sog-lod", sh_degree or 0, tile_size)
         return export_tiles(folder.root, out or folder.export / "3dtiles", 3 if sh_degree is None else sh_degree,
                             tile_size)
     cfg, model, _ = load_run(folder.root)

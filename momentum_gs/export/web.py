@@ -59,10 +59,10 @@ def save_viewer(gaussians: StandardGaussians, camera: Camera, background: tuple[
     return Path(path)
 
 
-def splat_transform_command() -> list[str]:
+def splat_transform_command(what: str = "--format sog") -> list[str]:
     """How to run ``splat-transform``: the command on the PATH (never one in the working folder, e.g. its
     ./node_modules: see :mod:`momentum_gs.io.programs`); a UserError saying what to install when it is not there."""
-    return [find_program("splat-transform", "--format sog", INSTALL_SPLAT_TRANSFORM)]
+    return [find_program("splat-transform", what, INSTALL_SPLAT_TRANSFORM)]
 
 
 def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, out: Path) -> Path:
@@ -77,7 +77,7 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
         raise write_failed(out, exc)
     try:
         ply, made = save_standard_ply(gaussians, folder / "point_cloud.ply"), folder / out.name
-        result = run_splat_transform(command, ply, made)
+        result = run_splat_transform(command, [str(ply)], made)
         if result.returncode != 0 or not made.is_file():
             raise UserError(f"splat-transform could not write {out.name}: {reason(result)}")
         made.replace(out)
@@ -86,13 +86,14 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
     return out
 
 
-def run_splat_transform(command: list[str], ply: Path, made: Path) -> subprocess.CompletedProcess:
-    """Convert ``ply`` into ``made`` on the GPU splat-transform finds (WebGPU) or, where that fails, on the CPU,
-    where compressing SH degrees 1-3 takes minutes (docs/web.md)."""
+def run_splat_transform(command: list[str], inputs: list[str], made: Path) -> subprocess.CompletedProcess:
+    """Convert ``inputs`` (files, each maybe followed by its actions) into ``made`` on the GPU splat-transform
+    finds (WebGPU) or, where that fails, on the CPU, where compressing SH degrees 1-3 takes minutes
+    (docs/web.md). ``-w``: a failed try may leave part of a multi-file output, which the next overwrites."""
     for device in ([], ["--gpu", "cpu"]):
         made.unlink(missing_ok=True)  # a failed try can leave an empty file, which the next would refuse
         try:
-            result = subprocess.run([*command, *device, "--quiet", str(ply), str(made)], capture_output=True,
+            result = subprocess.run([*command, *device, "--quiet", "-w", *inputs, str(made)], capture_output=True,
                                     text=True)
         except OSError as exc:  # e.g. its `#!/usr/bin/env node` finds no node
             raise UserError(f"cannot run splat-transform ({exc.strerror}); {INSTALL_SPLAT_TRANSFORM}")
