@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from momentum_gs.errors import UserError, one_line
-from momentum_gs.io.atomic import temporary_path, write_failed
+from momentum_gs.io.atomic import new_temporary, temporary_path, write_failed
+from momentum_gs.io.safe_path import not_a_link
 
 FORMAT = "momentum_gs.checkpoint"
 VERSION = 2
@@ -35,11 +36,12 @@ CHECKSUM = "checksum"
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file and a rename, so a crash never leaves half a file; a full disk
-    is one line, and the temporary file is removed."""
-    path = Path(path)
+    is one line, and the temporary file is removed. A ``path`` that is a symbolic link is refused."""
+    path = not_a_link(path)
     tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = new_temporary(path)
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save's zip writer as a RuntimeError

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import alive
+from momentum_gs.io.run_folder import RunFolder
 
 
 class RunLock:
@@ -15,7 +16,7 @@ class RunLock:
     same folder stops with one line; a lock whose process is gone (killed) is taken over with a note."""
 
     def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / ".lock"
+        self.path = RunFolder(out_dir).lock
         mine = f"{socket.gethostname()} {os.getpid()}\n"
         for _ in range(2):
             try:
