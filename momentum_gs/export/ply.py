@@ -21,6 +21,7 @@ from momentum_gs.config import Config, ModelConfig, validate
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.checkpoint import load_verified, save_verified
+from momentum_gs.io.foreign import read_ply_vertices, require_finite_fields
 from momentum_gs.io.layout import Number, check_layout
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene
@@ -61,20 +62,19 @@ def save_anchor_ply(anchors: AnchorSet, path: str | Path) -> None:
 
 
 def load_anchor_ply(path: str | Path, voxel_size: float, device: torch.device | str = "cpu") -> AnchorSet:
-    """Read a Scaffold-GS anchor PLY back into an :class:`AnchorSet`."""
-    try:
-        vertex = PlyData.read(str(path))["vertex"]
-    except Exception as exc:
-        raise UserError(f"cannot read anchor PLY {path}: {exc}")
-    names = vertex.data.dtype.names
+    """Read a Scaffold-GS anchor PLY back into an :class:`AnchorSet`; a header announcing more vertices than the
+    file holds, or a value that is NaN or inf, is a UserError (:mod:`momentum_gs.io.foreign`)."""
+    vertex = read_ply_vertices(path, "anchor PLY")
+    names = vertex.dtype.names
     k = sum(name.startswith("f_offset_") for name in names) // 3
     c = sum(name.startswith("f_anchor_feat_") for name in names)
     missing = [name for name in _ply_columns(k, c) if name not in names]
     if missing or k == 0:
         raise UserError(f"{path} is not a Scaffold-GS anchor PLY (missing {missing[:3] or 'f_offset_*'})")
+    require_finite_fields(vertex, path, "the anchor PLY")
     column = lambda prefix, count: np.stack([vertex[f"{prefix}{i}"] for i in range(count)], axis=1)  # noqa: E731
     as_tensor = lambda array: torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32)  # noqa: E731
-    n = len(vertex.data)
+    n = len(vertex)
     state = {
         "positions": as_tensor(np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)),
         "offsets": as_tensor(column("f_offset_", 3 * k).reshape(n, 3, k).transpose(0, 2, 1)),
