@@ -17,6 +17,9 @@ class RunLock:
 
     def __init__(self, out_dir: Path):
         self.path = RunFolder(out_dir).lock
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise UserError(f"{self.path} is a folder, not a run's lock file; remove it (if no training uses "
+                            f"{out_dir}) and start again")
         mine = f"{socket.gethostname()} {os.getpid()}\n"
         for _ in range(2):
             try:
