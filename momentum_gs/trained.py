@@ -5,6 +5,10 @@ rule read; the viewer reads a checkpoint's parts (:func:`checkpoint_parts`); the
 as a scene of its own (:func:`load_blocks`). The paths of a run folder are
 :class:`momentum_gs.io.run_folder.RunFolder`'s.
 
+Before any of it is used, a checkpoint is checked against the config it claims (the run's ``config.yaml``, or
+the config a resumed training runs with) by :func:`checkpoint_problem`: :func:`checkpoint_layout` is the one
+description of every tensor a checkpoint holds, its dtype and its shape from the config, and of its step.
+
 Merging crops each block's anchors to its cell and concatenates them. With a shared decoder the result is
 one :class:`GaussianScene` (one anchor set, the single decoder). With independent decoders (an ablation)
 each block keeps its decoder and the result is a :class:`PartsScene`. Without a partition (one block)
@@ -18,10 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from momentum_gs.config import Config, load_config, resolve_device
+from momentum_gs.config import Config, ModelConfig, load_config, resolve_device
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.io.finite import require_finite
+from momentum_gs.io.layout import NOTHING, Maybe, Number, Tensor, Whole, layout_problem
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
@@ -29,6 +34,81 @@ from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearan
 from momentum_gs.partition.partition import Partition
 
 
+# ---- what a checkpoint holds ---------------------------------------------------------------------------------
+F32 = torch.float32
+
+
+def model_layout(model: ModelConfig) -> dict:
+    """The decoder's state dict (the shapes a decoder of ``model``'s sizes has, made on the meta device: no
+    memory) and the appearance table ([views, appearance_dim], none when ``appearance_dim`` is 0): what a
+    checkpoint and an exported decoder file hold of the model."""
+    with torch.device("meta"):
+        decoder = Decoder.from_config(model)
+    sizes = (f"model.feat_dim={model.feat_dim}, n_offsets={model.n_offsets}, hidden_dim={model.hidden_dim}, "
+             f"appearance_dim={model.appearance_dim}, add_distance={model.add_distance}")
+    a = model.appearance_dim
+    return {"decoder": {name: Tensor(F32, tuple(t.shape), sizes) for name, t in decoder.state_dict().items()},
+            "appearance": {"weight": Tensor(F32, (None, a), f"model.appearance_dim={a}")} if a else NOTHING}
+
+
+def adam_layout(params: list[Tensor]) -> dict:
+    """Adam's state dict over parameters of the layouts ``params``, in order: each one's step count and moments
+    (absent until the parameter's first step)."""
+    return {"state": {i: Maybe({"step": Tensor(F32, ()), "exp_avg": p, "exp_avg_sq": p}) for i, p in enumerate(params)}}
+
+
+def block_layout(state: dict, model: ModelConfig, decoder: dict, step: int) -> dict:
+    """One entry of a checkpoint's ``blocks`` (see :mod:`momentum_gs.train.blocks`): its N anchors (N read from
+    their positions), its optimizer and growth statistics over them, its steps (at most the checkpoint's), and
+    for independent blocks its own decoder."""
+    saved = state.get("anchors") if isinstance(state, dict) else None
+    positions = saved.get("positions") if isinstance(saved, dict) else None
+    rows = positions.shape[0] if torch.is_tensor(positions) and positions.dim() else None
+    k, c = model.n_offsets, model.feat_dim
+    anchors = {"positions": Tensor(F32, (rows, 3)), "offsets": Tensor(F32, (rows, k, 3), f"model.n_offsets={k}"),
+               "features": Tensor(F32, (rows, c), f"model.feat_dim={c}"), "scalings": Tensor(F32, (rows, 6)),
+               "voxel_size": Number(0.0)}
+    children = None if rows is None else rows * k
+    layout = {"anchors": anchors, "steps": Whole(0, step, "at most the checkpoint's step"),
+              "optimizer": Maybe(adam_layout([anchors["offsets"], anchors["features"], anchors["scalings"]])),
+              "strategy": Maybe({"opacity_accum": Tensor(F32, (rows,)), "anchor_visits": Tensor(F32, (rows,)),
+                                 "offset_grad_accum": Tensor(F32, (children,), f"anchors × model.n_offsets={k}"),
+                                 "offset_visits": Tensor(F32, (children,), f"anchors × model.n_offsets={k}"),
+                                 "generator": Tensor(torch.uint8, (None,))})}
+    if isinstance(state, dict) and "decoder" in state:  # an independent block
+        layout.update(decoder=decoder, decoder_optimizer=Maybe(adam_layout(list(decoder.values()))))
+    return layout
+
+
+def checkpoint_layout(ckpt: dict, cfg: Config) -> dict:
+    """The one description of a checkpoint of a run with config ``cfg`` (:mod:`momentum_gs.io.layout`): every
+    tensor with its dtype and its shape from ``cfg.model`` (the anchors' count, the views' and the blocks' are
+    read from the file), and the step: a whole number no larger than the schedule of ``cfg`` reaches, ``optim.steps``
+    per block times the blocks (k ≥ 1 active blocks at a time run ⌈optim.steps · n / k⌉ global steps)."""
+    blocks = ckpt.get("blocks") if isinstance(ckpt.get("blocks"), list) else []
+    n, steps = max(len(blocks), 1), cfg.optim.steps
+    step = ckpt.get("step") if type(ckpt.get("step")) is int else 0
+    model = model_layout(cfg.model)
+    decoder, appearance = model["decoder"], model["appearance"]
+    shared = list(decoder.values()) + ([appearance["weight"]] if appearance is not NOTHING else [])
+    per_block = {"psnr": torch.float64, "ssim": torch.float64, "evaluations": torch.int64}
+    return {
+        "step": Whole(0, steps * n, f"optim.steps={steps} per block × {n} block{'s' * (n > 1)}"),
+        "blocks": [block_layout(state, cfg.model, decoder, step) for state in blocks] or [{}],
+        "decoder": decoder, "appearance": appearance, "decoder_optimizer": Maybe(adam_layout(shared)),
+        "teacher": Maybe(decoder),
+        "weighting": Maybe({name: Tensor(dtype, (n,), f"{n} blocks") for name, dtype in per_block.items()}),
+        "rng": Maybe({"torch": Tensor(torch.uint8, (None,)),
+                      "numpy": Maybe({"keys": Tensor(torch.int64, (624,), "numpy's MT19937 state")})}),
+    }
+
+
+def checkpoint_problem(ckpt: dict, cfg: Config) -> str | None:
+    """The first part of ``ckpt`` that does not fit :func:`checkpoint_layout` of ``cfg``, in words, or None."""
+    return layout_problem(ckpt, checkpoint_layout(ckpt, cfg))
+
+
+# ---- a run read back ------------------------------------------------------------------------------------------
 def cropped_anchors(state: dict, block: int, partition, device: torch.device) -> AnchorSet:
     """Block ``block``'s anchors from its saved state, keeping only those inside its own cell."""
     anchors = AnchorSet.from_dict(state["anchors"], device=device)
@@ -87,6 +167,10 @@ def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: s
         raise UserError(f"{folder.ckpt} holds no checkpoint{no_checkpoint}")
     device = device or resolve_device(cfg.device)
     ckpt = load_checkpoint(path, map_location="cpu")
+    problem = checkpoint_problem(ckpt, cfg)
+    if problem is not None:
+        raise UserError(f"{path} does not fit the run's {folder.config.name} ({problem}): the run folder holds files "
+                        "of different runs; put back the config the checkpoint was trained with")
     blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
     model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}
     require_finite(model_parts, f"the model in {path}", diverged)

@@ -101,19 +101,6 @@ def test_the_package_never_unpickles():
     assert loads and all("weights_only=True" in line for line in loads)
 
 
-def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
-    """Version 1 held numpy's generator state as a numpy array and had no checksum."""
-    np.random.seed(3)
-    legacy = {"format": "momentum_gs.checkpoint", "version": 1, "step": 5,
-              "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": (3, tuple(range(625)), None)}}
-    torch.save(legacy, tmp_path / "step_5.pt")
-    expected = np.random.rand(3)
-    loaded = load_checkpoint(tmp_path / "step_5.pt")
-    np.random.seed(0)
-    np.random.set_state(loaded["rng"]["numpy"])
-    assert loaded["step"] == 5 and np.array_equal(np.random.rand(3), expected)
-
-
 def test_generator_states_round_trip_through_a_checkpoint(tmp_path):
     np.random.seed(7)
     torch.manual_seed(7)

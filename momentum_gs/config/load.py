@@ -33,14 +33,13 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
     """Turn a YAML/command-line value into the field's declared type, or raise a UserError."""
     origin = get_origin(type_)
     try:
-        if type_ is bool:
-            if isinstance(value, str):
-                if value.lower() in ("true", "1", "yes", "on"):
-                    return True
-                if value.lower() in ("false", "0", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(value)
+        if type_ is bool:  # true/false (YAML's spellings), or 1/0; anything else is a slip ([1] is not true)
+            text = value.lower() if isinstance(value, str) else value
+            if text in ("true", "1", "yes", "on") or (type(value) is int and value == 1) or value is True:
+                return True
+            if text in ("false", "0", "no", "off") or (type(value) is int and value == 0) or value is False:
+                return False
+            raise ValueError
         if origin is tuple:
             items = yaml.safe_load(value) if isinstance(value, str) else value
             item_type = get_args(type_)[0]
@@ -53,8 +52,8 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
                 raise UserError(f"config key '{key}' must be one of {', '.join(get_args(type_))}, got {value!r}")
             return text
         if type_ in (int, float, str):
-            if type_ is not str and not isinstance(value, (int, float, str)):
-                raise ValueError
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError  # true is not 1, and [1] or {a: 1} is not a name
             if type_ is int and isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
                 value = float(value)  # "1e3": YAML reads exponents without a dot as text
             if type_ is int and isinstance(value, float) and not value.is_integer():

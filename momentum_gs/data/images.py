@@ -4,7 +4,9 @@ Cache folders sit next to ``images/`` (or under a separate cache root for read-o
 ``images_4`` (factor 4), ``images_w1600`` (at most 1600 px wide), ``images_undistorted[_4|_w1600]``
 (distorted cameras). Cached files are PNG named ``<stem>.png``, the name Momentum-GS's own ``images_4``
 uses, so a folder it made is reused. Each folder keeps ``.mgs_cache.json`` with the source file's size and
-time and the recipe of every file, so a changed source or camera rebuilds only what changed.
+time and the recipe of every file, so a changed source or camera rebuilds only what changed. Before building,
+the files to write are checked: a cache folder that is a link leading out of the cache root, or a cached file
+or manifest that is a link, is refused in one line (nothing is written through it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from tqdm import tqdm
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError, listing
+from momentum_gs.io.atomic import atomic_write_text, new_temporary, temporary_path
+from momentum_gs.io.safe_path import inside, not_a_link
 
 MANIFEST = ".mgs_cache.json"
 
@@ -126,12 +130,14 @@ def _build(job: ImageJob) -> None:
     if (image.shape[1], image.shape[0]) != job.size:
         image = cv2.resize(image, job.size, interpolation=cv2.INTER_AREA)
     _, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    tmp = job.dst.with_name(f".{job.dst.name}.{os.getpid()}.tmp")  # unique per process: ranks may race
+    tmp = temporary_path(job.dst)  # unique per process: ranks may race
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = new_temporary(job.dst)  # made anew: never written through a link left there
         tmp.write_bytes(encoded.tobytes())
         os.replace(tmp, job.dst)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write the cached image {job.dst}: {exc.strerror or exc} (set MGS_CACHE or pass "
                         "a writable cache folder)")
 
@@ -158,9 +164,15 @@ def _read_manifest(folder: Path) -> dict:
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
-    tmp = folder / f"{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=0, sort_keys=True))
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=0, sort_keys=True))
+
+
+def _check_writable(todo: list[ImageJob], root: Path | None) -> None:
+    """Before anything is cached: no link between ``root`` (the cache root) and a file to write leads outside
+    ``root``, and no file to replace (a cached image, a manifest) is a link (:mod:`momentum_gs.io.safe_path`)."""
+    for path in {p for job in todo for p in (job.dst, job.dst.parent / MANIFEST)}:
+        inside(path, root or path.parent)
+        not_a_link(path)
 
 
 def _build_all(todo: list[ImageJob], manifests: dict[Path, dict], workers: int) -> None:
@@ -177,11 +189,13 @@ def _build_all(todo: list[ImageJob], manifests: dict[Path, dict], workers: int) 
             _write_manifest(folder, manifests[folder])  # keep what was built, even when one image failed
 
 
-def prepare_images(jobs: Sequence[ImageJob], workers: int = 0) -> list[Path]:
+def prepare_images(jobs: Sequence[ImageJob], workers: int = 0, root: Path | None = None) -> list[Path]:
     """Build or reuse the cached images of ``jobs`` and return the file to load for each, in order.
 
     Raises a UserError naming the missing images, or the first image whose size disagrees with its camera.
-    ``workers`` threads decode and encode in parallel (0: one per CPU core).
+    ``workers`` threads decode and encode in parallel (0: one per CPU core). ``root``: the folder the cache
+    folders are in; nothing is written through a link below it that leads elsewhere (None: each cached file's
+    folder).
     """
     manifests = {folder: _read_manifest(folder) for folder in {job.dst.parent for job in jobs if job.dst}}
     paths, todo, missing = [], [], []
@@ -197,6 +211,7 @@ def prepare_images(jobs: Sequence[ImageJob], workers: int = 0) -> list[Path]:
         raise UserError(f"{len(missing)} image(s) listed in the COLMAP model are missing from "
                         f"{missing[0].src.parent}: {listing(job.src.name for job in missing)}")
     if todo:
+        _check_writable(todo, root)
         _build_all(todo, manifests, workers or os.cpu_count() or 1)
     return paths
 

@@ -97,7 +97,7 @@ def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: 
         cameras.append(cam.scaled(*size) if size != full_size else cam)
     if not images:
         return cameras
-    paths = prepare_images(jobs)
+    paths = prepare_images(jobs, root=cache_root)
     return [replace(cam, image_path=path) for cam, path in zip(cameras, paths)]
 
 

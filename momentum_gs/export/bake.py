@@ -39,6 +39,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.budget import require_memory
 from momentum_gs.io.finite import require_finite
+from momentum_gs.io.foreign import read_ply_vertices, require_finite_fields
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, rasterize
 
 SH_C0 = 0.28209479177387814
@@ -197,23 +198,25 @@ def standard_ply_bytes(gaussians: StandardGaussians, comments: list[str] = ()) -
 
 
 def load_standard_ply(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:
-    """Read a standard 3DGS PLY (any SH degree 0–3) written by us or by the original code."""
-    try:
-        vertex = PlyData.read(str(path))["vertex"]
-    except Exception as exc:  # plyfile raises several types for a damaged or foreign file
-        raise UserError(f"cannot read the 3DGS PLY {path}: {exc}")
-    names = vertex.data.dtype.names
+    """Read a standard 3DGS PLY (any SH degree 0–3) written by us or by the original code; a header announcing
+    more vertices than the file holds, or a value that is NaN or inf, is a UserError (:mod:`momentum_gs.io.foreign`)."""
+    vertex = read_ply_vertices(path, "3DGS PLY")
+    names = vertex.dtype.names
     rest = sum(name.startswith("f_rest_") for name in names)
     K = rest // 3 + 1
     needed = [name for name in ply_columns(math.isqrt(K) - 1) if name not in ("nx", "ny", "nz")]  # unused, optional
     if rest % 3 or math.isqrt(K) ** 2 != K or any(name not in names for name in needed):
         raise UserError(f"{path} is not a standard 3DGS PLY (needs {', '.join(ply_columns(0)[:9])}, ...)")
+    require_finite_fields(vertex, path, "the 3DGS PLY")
     column = lambda names_: torch.as_tensor(np.stack([vertex[c] for c in names_], 1), dtype=torch.float32)  # noqa: E731
-    n = len(vertex.data)
+    n = len(vertex)
     sh = column(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :]
     if rest:
         sh = torch.cat([sh, column([f"f_rest_{i}" for i in range(rest)]).reshape(n, 3, K - 1).transpose(1, 2)], 1)
+    scales = column(["scale_0", "scale_1", "scale_2"]).exp()
+    require_finite({"scales": scales}, f"the 3DGS PLY {path}", "its log scales overflow float32 (above 88); the file "
+                   "was written from a model that diverged")
     return StandardGaussians(means=column(["x", "y", "z"]).to(device),
                              quats=torch.nn.functional.normalize(column([f"rot_{i}" for i in range(4)]), dim=-1).to(device),
-                             scales=column(["scale_0", "scale_1", "scale_2"]).exp().to(device),
-                             opacities=torch.sigmoid(column(["opacity"])[:, 0]).to(device), sh=sh.to(device))
+                             scales=scales.to(device), opacities=torch.sigmoid(column(["opacity"])[:, 0]).to(device),
+                             sh=sh.to(device))

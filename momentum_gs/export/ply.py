@@ -17,15 +17,19 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement
 
-from momentum_gs.config import ModelConfig
+from momentum_gs.config import Config, ModelConfig, validate
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.checkpoint import load_verified, save_verified
+from momentum_gs.io.foreign import read_ply_vertices, require_finite_fields
+from momentum_gs.io.layout import Number, check_layout
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene
+from momentum_gs.trained import model_layout
 
 PLY_NAME, DECODER_NAME = "point_cloud.ply", "decoder.pt"
 DECODER_FORMAT, DECODER_VERSION = "momentum_gs.decoder", 2
+AGAIN = "export the run again: `mgs export RUN --format scaffold`"
 
 
 def _ply_columns(k: int, c: int) -> list[str]:
@@ -58,20 +62,19 @@ def save_anchor_ply(anchors: AnchorSet, path: str | Path) -> None:
 
 
 def load_anchor_ply(path: str | Path, voxel_size: float, device: torch.device | str = "cpu") -> AnchorSet:
-    """Read a Scaffold-GS anchor PLY back into an :class:`AnchorSet`."""
-    try:
-        vertex = PlyData.read(str(path))["vertex"]
-    except Exception as exc:
-        raise UserError(f"cannot read anchor PLY {path}: {exc}")
-    names = vertex.data.dtype.names
+    """Read a Scaffold-GS anchor PLY back into an :class:`AnchorSet`; a header announcing more vertices than the
+    file holds, or a value that is NaN or inf, is a UserError (:mod:`momentum_gs.io.foreign`)."""
+    vertex = read_ply_vertices(path, "anchor PLY")
+    names = vertex.dtype.names
     k = sum(name.startswith("f_offset_") for name in names) // 3
     c = sum(name.startswith("f_anchor_feat_") for name in names)
     missing = [name for name in _ply_columns(k, c) if name not in names]
     if missing or k == 0:
         raise UserError(f"{path} is not a Scaffold-GS anchor PLY (missing {missing[:3] or 'f_offset_*'})")
+    require_finite_fields(vertex, path, "the anchor PLY")
     column = lambda prefix, count: np.stack([vertex[f"{prefix}{i}"] for i in range(count)], axis=1)  # noqa: E731
     as_tensor = lambda array: torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32)  # noqa: E731
-    n = len(vertex.data)
+    n = len(vertex)
     state = {
         "positions": as_tensor(np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)),
         "offsets": as_tensor(column("f_offset_", 3 * k).reshape(n, 3, k).transpose(0, 2, 1)),
@@ -95,17 +98,33 @@ def export_scene(model: GaussianScene, cfg: ModelConfig, out_dir: str | Path) ->
     return out_dir
 
 
+def _model_config(meta: dict, path: Path) -> ModelConfig:
+    """The model sizes stored in a decoder file, each of its type and in its config range, or a UserError."""
+    saved, defaults = meta.get("model_config"), vars(ModelConfig())
+    wrong = (["model_config"] if not isinstance(saved, dict) else
+             [key for key, value in saved.items() if key not in defaults or type(value) is not type(defaults[key])])
+    if wrong:
+        raise UserError(f"{path} has no valid model sizes ({wrong[0]}); " + AGAIN)
+    cfg = ModelConfig(**saved)
+    validate(Config(model=cfg))  # the config's ranges: a size of 10⁹ is refused before a decoder is made
+    return cfg
+
+
 def load_export(folder: str | Path, device: torch.device | str = "cpu") -> tuple[GaussianScene, ModelConfig]:
     """Load what :func:`export_scene` wrote; returns the scene and its model config."""
     folder = Path(folder)
     for name in (PLY_NAME, DECODER_NAME):
         if not (folder / name).is_file():
             raise UserError(f"{folder / name} is missing; run `mgs export RUN_DIR` first")
-    meta = load_verified(folder / DECODER_NAME, DECODER_FORMAT, DECODER_VERSION, "decoder file")
-    try:
-        cfg = ModelConfig(**meta["model_config"])
-    except (TypeError, KeyError) as exc:
-        raise UserError(f"{folder / DECODER_NAME} has no valid model sizes ({exc}); export the run again")
+    meta = load_verified(folder / DECODER_NAME, DECODER_FORMAT, DECODER_VERSION, "decoder file", AGAIN)
+    cfg = _model_config(meta, folder / DECODER_NAME)
+    # the decoder's tensors against the sizes the file gives, before any is loaded (trained.model_layout)
+    check_layout(meta, {**model_layout(cfg), "voxel_size": Number(0.0)}, folder / DECODER_NAME,
+                 "the decoder does not fit the model sizes stored beside it; " + AGAIN)
     anchors = load_anchor_ply(folder / PLY_NAME, meta["voxel_size"], device)
+    if (anchors.n_offsets, anchors.feat_dim) != (cfg.n_offsets, cfg.feat_dim):
+        raise UserError(f"{folder / PLY_NAME} holds anchors of {anchors.n_offsets} offsets and {anchors.feat_dim} "
+                        f"features, but {DECODER_NAME} decodes {cfg.n_offsets} and {cfg.feat_dim} (model.n_offsets, "
+                        f"model.feat_dim): the two files come from different exports; " + AGAIN)
     state = {"anchors": anchors.to_dict(), "decoder": meta["decoder"], "appearance": meta["appearance"]}
     return GaussianScene.from_dict(state, cfg, device), cfg

@@ -26,6 +26,7 @@ from momentum_gs.export.tiled import TILE_SIZE, export_tiles
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, splat_transform_command
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.io.safe_path import inside
 from momentum_gs.losses import psnr
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.trained import load_run
@@ -39,6 +40,8 @@ WHAT = {"ply": "the layout 3DGS viewers read", "splat": "the .splat file web vie
 def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = None, sh_degree: int | None = None,
                refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE) -> list[str]:
     """Write a run's merged model in ``fmt`` to ``out`` (default ``RUN/export``); returns the lines to print.
+    Nothing is written through a link: below ``RUN`` none may lead out of it, and a file to write that is a link
+    is refused (:mod:`momentum_gs.io.safe_path`).
 
     ``sh_degree``: the baked Gaussians' SH degree (default 3; 0 for sog; splat and html keep none).
     ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
@@ -51,14 +54,14 @@ def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = N
             raise UserError(f"--refine is not available with --format {fmt}: its levels are baked from the training "
                             "views block by block; give --refine 0")
         if fmt == "sog-lod":  # degree 0 by default, as sog: splat-transform compresses higher degrees slowly
-            return export_sog_lod(folder.root, out or folder.export / "sog-lod", sh_degree or 0, tile_size)
-        return export_tiles(folder.root, out or folder.export / "3dtiles", 3 if sh_degree is None else sh_degree,
+            return export_sog_lod(folder.root, out or folder.path("export", "sog-lod"), sh_degree or 0, tile_size)
+        return export_tiles(folder.root, out or folder.path("export", "3dtiles"), 3 if sh_degree is None else sh_degree,
                             tile_size)
     cfg, model, _ = load_run(folder.root)
     if not isinstance(model, GaussianScene):
         raise UserError("this run trained independent decoders per block; both export layouts need one decoder")
     if fmt == "scaffold":
-        path = export_scene(model, cfg.model, out or folder.export / "scaffold")
+        path = export_scene(model, cfg.model, out or folder.path("export", "scaffold"))
         return [f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
                 f"{path / 'point_cloud.ply'} and {path / 'decoder.pt'}"]
     out = Path(out or folder.export)
@@ -173,7 +176,7 @@ def _held_out(model: GaussianScene, baked: StandardGaussians, student: StandardG
             image = rendered[name]["images"][v]
             columns.append((torch.cat([image, truths[v]], 0), f"{name} {cameras[v].name}",
                             float(psnr(image, truths[v]))))
-    write_strip(columns, strip)
+    write_strip(columns, inside(strip, strip.parent))  # written in place: not through a link leading elsewhere
     return {name: {k: v for k, v in r.items() if k != "images"} for name, r in rendered.items()}
 
 

@@ -17,6 +17,7 @@ import torch
 
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.foreign import require_finite_fields
 from momentum_gs.export.bake import SH_C0, StandardGaussians
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
@@ -46,13 +47,15 @@ def splat_bytes(gaussians: StandardGaussians) -> bytes:
 
 
 def load_splat(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:
-    """Read a ``.splat`` file into Gaussians of SH degree 0."""
+    """Read a ``.splat`` file into Gaussians of SH degree 0. The file has no header: its size gives the count
+    (what is read is what the file holds, never more); a position or scale that is NaN or inf is a UserError."""
     data = Path(path).read_bytes() if Path(path).is_file() else None
     if data is None:
         raise UserError(f"splat file not found: {path}")
     if len(data) % RECORD.itemsize:
         raise UserError(f"{path} is not a .splat file: {len(data)} bytes is not a multiple of 32")
     records = np.frombuffer(data, RECORD)
+    require_finite_fields(records, path, "the .splat file")
     rgba = torch.from_numpy(records["rgba"].astype(np.float32) / 255)
     quats = torch.from_numpy((records["rotation"].astype(np.float32) - 128) / 128)
     return StandardGaussians(means=torch.from_numpy(records["position"].copy()).to(device),

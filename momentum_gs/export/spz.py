@@ -42,7 +42,6 @@ Our choices, where the format leaves one:
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import struct
 import zlib
@@ -53,6 +52,7 @@ import torch
 
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.budget import require_memory
 from momentum_gs.export.bake import StandardGaussians, sh_basis
 
 MAGIC = 0x5053474E
@@ -63,6 +63,10 @@ COLOUR_SCALE = 0.15
 ROOT_HALF = math.sqrt(0.5)
 OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])  # the three smallest, per largest index
 FLIP = np.array([1.0, -1.0, -1.0])  # right-down-front ↔ right-up-back: half a turn about x
+# Deflate's most expansion: one length/distance pair (at least 2 bits) gives at most 258 bytes, so 8 bits give at
+# most 1032 (zlib's technical notes). A header counting more than that many times the file's size is false.
+MAX_DEFLATE_RATIO = 1032
+CHUNK = 1 << 20  # bytes decompressed at a time
 
 
 def save_spz(gaussians: StandardGaussians, path: str | Path, version: int = 3,
@@ -152,28 +156,68 @@ def pack_first_three(xyzw: np.ndarray) -> np.ndarray:
 
 
 def read_payload(path: Path) -> tuple[tuple, bytes]:
-    """The header fields and the array bytes of a ``.spz`` file, checked against the header's sizes."""
-    data = path.read_bytes()
-    if data[:4] == b"NGSP":
-        version = int.from_bytes(data[4:8], "little")
+    """The header fields and the array bytes of a ``.spz`` file, checked against the header's sizes.
+
+    The gzip stream is decompressed as it is read, into a buffer of exactly the size the header's count gives,
+    and no further than one byte past it: a stream that decompresses to more (a gzip bomb) is refused, and so is
+    a count that the file's size cannot hold (:func:`check_count`)."""
+    with open(path, "rb") as f:
+        start = f.read(8)
+    if start[:4] == b"NGSP":
+        version = int.from_bytes(start[4:8], "little")
         raise UserError(f"{path} is a .spz file of version {version} (zstd streams); this reader reads versions 2 "
                         "and 3: write it again as version 3")
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        with gzip.open(path, "rb") as stream:
             head = stream.read(HEADER.size)
             if len(head) < HEADER.size:
                 raise UserError(f"{path} is truncated: {len(head)} bytes where the .spz header needs 16")
             header = HEADER.unpack(head)
             check_header(path, header)
             size = array_bytes(header)
-            body = stream.read(size)
-            stream.read(1)  # reaches the end of a whole file, where gzip checks its length and CRC
+            check_count(path, header, size)
+            body = read_at_most(stream, size)
+            extra = stream.read(1)  # at the end of a whole file gzip checks its length and CRC
     except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"{path} is not a readable .spz file (its gzip stream is damaged or truncated: {exc})")
     if len(body) < size:
         raise UserError(f"{path} is truncated: {len(body)} bytes of Gaussians where the header announces "
                         f"{header[2]} Gaussians ({size} bytes); write the file again")
+    if extra:
+        raise UserError(f"{path} decompresses to more than its header's {header[2]} Gaussians ({size} bytes): it is "
+                        "damaged or not a .spz file; write the file again")
     return header, body
+
+
+def read_at_most(stream, size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``, read chunk by chunk into one buffer of that size (fewer at its end)."""
+    buffer, filled = bytearray(size), 0
+    view = memoryview(buffer)
+    while filled < size:
+        got = stream.readinto(view[filled:filled + CHUNK])
+        if not got:
+            break
+        filled += got
+    view.release()
+    del buffer[filled:]
+    return bytes(buffer)
+
+
+def check_count(path: Path, header: tuple, size: int) -> None:
+    """A UserError for a header counting no Gaussians, or more than the file can hold: gzip's deflate expands its
+    input at most :data:`MAX_DEFLATE_RATIO` times, so the header and arrays are at most that many times the
+    file's size. Then the memory that reading them takes is checked (:func:`momentum_gs.io.budget.require_memory`)."""
+    _, _, n, degree, _, _, _ = header
+    if n == 0:
+        raise UserError(f"{path} holds no Gaussians (its header counts 0); write the file again from a scene")
+    disk = path.stat().st_size
+    if HEADER.size + size > MAX_DEFLATE_RATIO * disk:
+        raise UserError(f"{path}: its header announces {n} Gaussians ({HEADER.size + size} bytes), more than "
+                        f"{MAX_DEFLATE_RATIO} times the file's {disk} bytes, the most that gzip can expand to; the "
+                        "file is damaged or not a .spz file")
+    floats = 11 + 3 * (degree + 1) ** 2  # per Gaussian: means, quats, scales, opacity, SH
+    require_memory(size + n * floats * 20, torch.device("cpu"), f"reading {path} ({n} Gaussians)",
+                   "read it on a machine with more memory")
 
 
 def check_header(path: Path, header: tuple) -> None:

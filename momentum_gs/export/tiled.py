@@ -20,6 +20,7 @@ from momentum_gs.export.bake import bake
 from momentum_gs.export.gltf import save_glb
 from momentum_gs.export.lod import Tile, build_tree, merge_tiles
 from momentum_gs.export.tileset import write_tileset
+from momentum_gs.io.safe_path import inside
 from momentum_gs.trained import load_blocks
 
 TILE_SIZE = 32_768  # Gaussians per tile at most
@@ -35,7 +36,7 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
     cfg, _, blocks, _ = load_blocks(Path(run_dir))
     cameras = load_scene(cfg.data).train
     georef = read_georef(Path(cfg.data.path))
-    (out / "tiles").mkdir(parents=True, exist_ok=True)
+    inside(out / "tiles", out).mkdir(parents=True, exist_ok=True)  # not a link out of the folder named
     roots, gaussians, tiles = [], 0, 0
     for b in sized(range(len(blocks)), len(blocks), "tiles", "block", "--tile-size larger or --sh-degree lower"):
         if blocks[b].num_anchors == 0:

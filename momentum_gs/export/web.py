@@ -23,6 +23,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text, write_failed
 from momentum_gs.export.bake import StandardGaussians, save_standard_ply
 from momentum_gs.io.programs import find_program
+from momentum_gs.io.safe_path import not_a_link
 from momentum_gs.export.splat import splat_bytes
 
 VIEWER = Path(__file__).with_name("viewer.html")
@@ -80,7 +81,7 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
         result = run_splat_transform(command, [str(ply)], made)
         if result.returncode != 0 or not made.is_file():
             raise UserError(f"splat-transform could not write {out.name}: {reason(result)}")
-        made.replace(out)
+        made.replace(not_a_link(out))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return out

@@ -1,6 +1,8 @@
 """Writing files so that a kill or a full disk never leaves half of one: a temporary file beside the target,
-then a rename. Temporary files are named ``.<name>.tmp<pid>``; :func:`remove_stale_temporaries` clears those
-that a killed write left behind."""
+then a rename. Temporary files are named ``.<name>.tmp<pid>`` and made anew by this process (never opened
+through a link left there); :func:`remove_stale_temporaries` clears those that a killed write left behind. A
+target that is a symbolic link is refused (:func:`momentum_gs.io.safe_path.not_a_link`): the rename would
+replace the link with a file."""
 
 from __future__ import annotations
 
@@ -8,11 +10,23 @@ import os
 from pathlib import Path
 
 from momentum_gs.errors import UserError
+from momentum_gs.io.safe_path import not_a_link
 
 
 def temporary_path(path: Path) -> Path:
     """The temporary file that a write of ``path`` by this process goes through."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def new_temporary(path: Path) -> Path:
+    """:func:`temporary_path` of ``path``, created empty by this call (one left by a killed write of a process
+    with the same id is removed first; creating it fails rather than follow a link put there); its folder must
+    exist."""
+    tmp = temporary_path(path)
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "xb"):
+        pass
+    return tmp
 
 
 def write_failed(path: Path, exc: BaseException) -> UserError:
@@ -22,17 +36,20 @@ def write_failed(path: Path, exc: BaseException) -> UserError:
     return UserError(f"cannot write {path} ({reason}); free some disk space or choose another folder")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename; on failure the temporary file is
-    removed and a UserError names the file."""
-    path = Path(path)
+def atomic_write_bytes(path: str | Path, data: bytes, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (``sync``: on the disk before the
+    rename); on failure the temporary file is removed and a UserError names the file. A ``path`` that is a
+    symbolic link is refused."""
+    path = not_a_link(path)
     tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        tmp = new_temporary(path)
+        with open(tmp, "r+b") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -6,12 +6,15 @@ of tensors and plain Python values. Nothing is positional, so a later version ca
 old files.
 
 Every file is read with ``torch.load(weights_only=True)``: only tensors, containers and plain values can come
-out of it, never an object whose unpickling runs code. Version 1 files hold numpy's generator state as a numpy
-array; the three numpy globals that rebuild a plain array are allowed for them, nothing else.
+out of it, never an object whose unpickling runs code. Version 1 files held numpy's generator state as a numpy
+array; the three numpy globals that rebuild a plain array are allowed, nothing else, so that such a file is
+read far enough to be refused by its version.
 
 ``checksum`` is a SHA-256 over every value in the file (keys, dtypes, shapes and tensor bytes), checked on
 load: a file changed after it was written (flipped bits, a partial copy) is refused with one line instead of
-resuming into different results. See docs/decisions/0007-trust.md.
+resuming into different results. No version skips it: a file of version 1 (before the checksum) is refused with
+a line saying how to make it again, as writing an old version number would otherwise let any change through.
+See docs/decisions/0007-trust.md.
 """
 
 from __future__ import annotations
@@ -26,20 +29,29 @@ import numpy as np
 import torch
 
 from momentum_gs.errors import UserError, one_line
-from momentum_gs.io.atomic import temporary_path, write_failed
+from momentum_gs.io.atomic import new_temporary, temporary_path, write_failed
+from momentum_gs.io.safe_path import not_a_link
+from momentum_gs.ranges import MAX_BLOCKS, MAX_STEPS
 
 FORMAT = "momentum_gs.checkpoint"
 VERSION = 2
 CHECKSUM = "checksum"
+FIRST_CHECKSUMMED = 2  # the first version of every verified format (checkpoints, exported decoders)
+# The most global steps any valid config schedules: optim.steps per block (at most MAX_STEPS) times the blocks
+# (at most MAX_BLOCKS), one active at a time. A run's own config bounds its steps far lower (trained.py).
+MAX_STEP = MAX_STEPS * MAX_BLOCKS
+REMAKE = ("no command converts a checkpoint that old: train the run again with this version of momentum_gs "
+          "(`mgs train`)")
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file and a rename, so a crash never leaves half a file; a full disk
-    is one line, and the temporary file is removed."""
-    path = Path(path)
+    is one line, and the temporary file is removed. A ``path`` that is a symbolic link is refused."""
+    path = not_a_link(path)
     tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = new_temporary(path)
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save's zip writer as a RuntimeError
@@ -84,14 +96,16 @@ def save_verified(path: str | Path, header: dict[str, Any], parts: dict[str, Any
 
 
 def _numpy_globals() -> list:
-    """What rebuilds a plain numpy array in a pickle (version 1 checkpoints hold numpy's generator state)."""
+    """What rebuilds a plain numpy array in a pickle (version 1 checkpoints held numpy's generator state)."""
     core = getattr(np, "_core", None) or np.core
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-def load_verified(path: str | Path, fmt: str, version: int, what: str) -> dict[str, Any]:
-    """Read a file written by :func:`save_verified` (or a version-1 one without a checksum) onto the CPU,
-    without running code from it; a missing, unreadable, foreign, newer or altered file is a UserError."""
+def load_verified(path: str | Path, fmt: str, version: int, what: str,
+                  remake: str = "write it again with this version of momentum_gs") -> dict[str, Any]:
+    """Read a file written by :func:`save_verified` onto the CPU, without running code from it; a missing,
+    unreadable, foreign, newer, older-than-the-checksum or altered file is a UserError (``remake`` says how to
+    make the file again, for one written before files carried a checksum)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
@@ -107,15 +121,19 @@ def load_verified(path: str | Path, fmt: str, version: int, what: str) -> dict[s
         raise UserError(f"{what} {path} is unreadable ({one_line(exc, 100)}); it is damaged or not a {what}")
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise UserError(f"{path} is not a momentum_gs {what}")
-    found = obj.get("version", 0)
-    if not isinstance(found, int) or found > version:
+    found = obj.get("version")
+    if type(found) is not int or found < 1:
+        raise UserError(f"{what} {path} has no valid version ({found!r}); it is damaged or not a {what}")
+    if found > version:
         raise UserError(f"{path} has {what} version {found}; this momentum_gs reads up to {version}")
-    if found >= 2:
-        stored = obj.pop(CHECKSUM, None)
-        if stored != checksum(obj):
-            raise UserError(f"{what} {path} does not match its checksum: the file changed after it was written "
-                            "(disk or copy error); use another copy" + (" or an older checkpoint" if
-                                                                        fmt == FORMAT else ""))
+    if found < FIRST_CHECKSUMMED:  # no version skips the checksum: an old number would let any change through
+        raise UserError(f"{what} {path} is of version {found}, written before files carried a checksum, so it "
+                        f"cannot be checked and is not loaded; {remake}")
+    stored = obj.pop(CHECKSUM, None)
+    if stored != checksum(obj):
+        raise UserError(f"{what} {path} does not match its checksum: the file changed after it was written "
+                        "(disk or copy error); use another copy" + (" or an older checkpoint" if
+                                                                    fmt == FORMAT else ""))
     return obj
 
 
@@ -125,8 +143,14 @@ def save_checkpoint(path: str | Path, step: int, parts: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`, or raise a UserError saying what is wrong."""
-    ckpt = load_verified(path, FORMAT, VERSION, "checkpoint")
+    """Read a checkpoint written by :func:`save_checkpoint`, or raise a UserError saying what is wrong; its
+    step is a whole number in [0, :data:`MAX_STEP`]. What its parts must hold for a given config is
+    :func:`momentum_gs.trained.check_checkpoint`'s business."""
+    ckpt = load_verified(path, FORMAT, VERSION, "checkpoint", REMAKE)
+    step = ckpt.get("step")
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
+        raise UserError(f"checkpoint {path} stores step {step!r} ({type(step).__name__}); a step is a whole number "
+                        f"from 0 to {MAX_STEP}: the file was not written by momentum_gs; use another checkpoint")
     device = torch.device(map_location)
     return map_tensors(ckpt, lambda t: t.to(device))
 

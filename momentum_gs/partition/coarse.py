@@ -93,9 +93,11 @@ def import_camera_matrix(partition: Partition, path: str | Path, camera_names: l
     path = Path(path)
     if not path.is_file():
         raise UserError(f"camera matrix {path} not found (the reference ships data_partitions/block8_ssim*.npy)")
-    try:
-        matrix = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    if path.stat().st_size == 0:
+        raise UserError(f"camera matrix {path} is empty (0 bytes); copy it again from the reference's data_partitions/")
+    try:  # mapped, not read: a header announcing more than the file holds is refused, never allocated
+        matrix = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
         raise UserError(f"camera matrix {path} is not a .npy array ({str(exc).splitlines()[0]})") from None
     if not isinstance(matrix, np.ndarray):  # an .npz archive, say
         matrix.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import alive
+from momentum_gs.io.run_folder import RunFolder
 
 
 class RunLock:
@@ -15,7 +16,10 @@ class RunLock:
     same folder stops with one line; a lock whose process is gone (killed) is taken over with a note."""
 
     def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / ".lock"
+        self.path = RunFolder(out_dir).lock
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise UserError(f"{self.path} is a folder, not a run's lock file; remove it (if no training uses "
+                            f"{out_dir}) and start again")
         mine = f"{socket.gethostname()} {os.getpid()}\n"
         for _ in range(2):
             try:

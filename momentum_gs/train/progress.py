@@ -67,8 +67,9 @@ class TrainLogger:
         self.log_file = _open_log(RunFolder(out_dir).train_log, start) if enabled else None
         self.rank_file = None
         if world.distributed:
-            (Path(out_dir) / "logs").mkdir(parents=True, exist_ok=True)
-            self.rank_file = _open_log(Path(out_dir) / "logs" / f"rank{world.rank}.log", start)
+            path = RunFolder(out_dir).rank_log(world.rank)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.rank_file = _open_log(path, start)
         self._since_refresh = 0
 
     def log(self, step: int, metrics: Metrics | dict, local: Metrics | dict | None = None) -> None:
@@ -135,7 +136,7 @@ def _start_wandb(out_dir: Path, cfg: LogConfig, run_config: dict | None):
         import wandb
     except ImportError:
         raise UserError("log.wandb=true needs Weights & Biases: pip install wandb (or set log.wandb=false)")
-    folder = Path(out_dir) / "wandb"
+    folder = RunFolder(out_dir).wandb
     folder.mkdir(parents=True, exist_ok=True)
     run_id = folder / "run_id"
     if not run_id.is_file():

@@ -41,6 +41,7 @@ from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, rng_state, seed_everything, set_rng_state
 from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.weighting import BlockWeighting
+from momentum_gs.trained import checkpoint_problem
 
 
 class Trainer:
@@ -356,13 +357,17 @@ class Trainer:
         one process, so a checkpoint resumes with any number of processes.
         """
         ckpt = load_checkpoint(path, map_location="cpu")  # parked blocks stay on the CPU
-        try:
-            self._restore(path, ckpt)
-        except UserError:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a section missing, a shape
-            raise UserError(f"{path} does not fit this run ({one_line(exc, 160)}); resume it with the config it was "
-                            "trained with, or start a new run in another folder") from None
+        problem = checkpoint_problem(ckpt, self.cfg)  # every tensor's shape and the step, before anything loads
+        if problem is None:
+            try:
+                self._restore(path, ckpt)
+            except UserError:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a section missing
+                problem = one_line(exc, 160)
+        if problem is not None:
+            raise UserError(f"{path} does not fit this run ({problem}); resume it with the config it was trained "
+                            "with, or start a new run in another folder")
 
     def _restore(self, path: Path, ckpt: dict) -> None:
         """:meth:`load`'s body: every section of ``ckpt`` into the trainer (a block's own sections checked now,
