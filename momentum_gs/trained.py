@@ -23,10 +23,17 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.io.finite import require_finite
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.io.schema import Number, Obj, read_json
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearance_from_state, decoder_from_state
 from momentum_gs.partition.partition import Partition
+from momentum_gs.ranges import AT_LEAST_0, MAX_BLOCKS, MAX_STEPS, Range
+
+# What is read back of a run's ``summary.json`` (``mgs table``); the training writes more, not looked into.
+RUN_SUMMARY = Obj({"steps": Number(Range(0, MAX_STEPS), whole=True),
+                   "seconds": Number(AT_LEAST_0, unit="seconds of training"),
+                   "num_blocks": Number(Range(1, MAX_BLOCKS), whole=True)})
 
 
 def cropped_anchors(state: dict, block: int, partition, device: torch.device) -> AnchorSet:
@@ -115,3 +122,12 @@ def load_blocks(run_dir: Path, device: torch.device | None = None
                         "decoder of a Momentum-GS run")
     partition, anchors, decoders, appearance = checkpoint_parts(ckpt, cfg, device)
     return cfg, partition, [GaussianScene(a, d, appearance) for a, d in zip(anchors, decoders)], int(ckpt["step"])
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """The run's ``summary.json`` checked against :data:`RUN_SUMMARY`, or None when training wrote none (yet);
+    a UserError names the file, the key and what was expected."""
+    path = RunFolder(run_dir).summary
+    if not path.exists():
+        return None
+    return read_json(path, RUN_SUMMARY, "the run summary", "delete it, or train the run again to write it")
