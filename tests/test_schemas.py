@@ -1,5 +1,6 @@
 """Each JSON file type is read through one declared schema, checked right after reading and before any work:
-a bad value is one line naming the file, the key and what was expected."""
+a bad value is one line naming the file, the key and what was expected. A run finds its own partition when it
+is moved or copied, and a partition that is not the run's is one line."""
 
 from __future__ import annotations
 
@@ -10,20 +11,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from momentum_gs.cli import main
+from momentum_gs.config import load_config
 from momentum_gs.data.georef import read_georef
+from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.camera_path_json import read_path_json
 from momentum_gs.eval.table import gather
+from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from momentum_gs.io.mesh import write_mesh
 from momentum_gs.io.schema import FileName, ListOf, Number, Obj, check
 from momentum_gs.mesh import extract
 from momentum_gs.mesh.extract import ground_truth_mesh
+from momentum_gs.partition import auto_partition
 from momentum_gs.partition.partition import Partition
 from momentum_gs.partition.run import scene_up
 from momentum_gs.ranges import Range
-from tests.conftest import train_tiny
+from momentum_gs.trained import load_run
+from tests.conftest import TINY_OVERRIDES, train_tiny
 from tests.test_table import make_run
 
 ORIGIN = {"lat": 46.5, "lon": 6.6, "alt": 400.0}
@@ -301,3 +308,79 @@ def test_a_bad_run_summary_is_one_line(tmp_path, content, message):
     with pytest.raises(UserError) as error:
         gather([run])
     assert str(error.value).startswith(f"the run summary {summary}") and message in str(error.value)
+
+
+# ---- a run and its partition ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def moved_run(tiny_scene, tmp_path_factory) -> Path:
+    """A run of 2 blocks (blocks.partition=auto:2: the partition inside the run folder), moved to another folder
+    after training, so the absolute path its checkpoint records no longer exists."""
+    from momentum_gs.commands.train import train_from_args
+
+    folder = tmp_path_factory.mktemp("moved")
+    train_from_args(None, str(tiny_scene), str(folder / "trained"),
+                    [*TINY_OVERRIDES, "blocks.partition=auto:2", "optim.steps=6"])
+    return Path(shutil.move(folder / "trained", folder / "here"))
+
+
+def copy_run(moved_run: Path, tmp_path) -> Path:
+    return Path(shutil.copytree(moved_run, tmp_path / "copy"))
+
+
+def _edit_checkpoint(run: Path, **change) -> None:
+    """The run's latest checkpoint with ``change`` (None: the key removed), as an older version would write it."""
+    path = latest_checkpoint(run / "ckpt")
+    ckpt = load_checkpoint(path)
+    ckpt.update(change)
+    parts = {k: v for k, v in ckpt.items() if k not in ("format", "version", "step") and v is not None}
+    save_checkpoint(path, ckpt["step"], parts)
+
+
+def test_a_moved_run_finds_its_own_partition(moved_run, tmp_path):
+    from momentum_gs.view.sources import RunSource
+
+    assert not (moved_run.parent / "trained").exists()
+    cfg, model, _ = load_run(moved_run, torch.device("cpu"))
+    assert Path(cfg.blocks.partition) == moved_run / "partition.npz"
+    source = RunSource(moved_run, torch.device("cpu"))
+    assert source.num_blocks == 2 and source.partition.num_blocks == 2
+    copy = copy_run(moved_run, tmp_path)
+    (moved_run / "partition.npz").rename(moved_run / "partition.kept")  # the copy reads its own, not this one
+    try:
+        assert Path(load_run(copy, torch.device("cpu"))[0].blocks.partition) == copy / "partition.npz"
+    finally:
+        (moved_run / "partition.kept").rename(moved_run / "partition.npz")
+
+
+def test_a_partition_that_is_not_the_runs_is_one_line(moved_run, tmp_path, capsys):
+    from momentum_gs.view.sources import RunSource
+
+    copy = copy_run(moved_run, tmp_path)
+    cfg = load_config(overrides=[f"data.path={load_run(copy)[0].data.path}"])
+    auto_partition(load_scene(cfg.data), 1).save(copy / "partition.npz")
+    with pytest.raises(UserError, match="partition.npz is not the one checkpoint .* was trained with"):
+        RunSource(copy, torch.device("cpu"))
+    _edit_checkpoint(copy, partition_sha256=None)  # a checkpoint from before the digest: the blocks are compared
+    with pytest.raises(UserError, match=r"the run's checkpoint holds 2 blocks but the partition file .*copy/"
+                                        r"partition.npz has 1; use the partition the run was trained with"):
+        RunSource(copy, torch.device("cpu"))  # an IndexError in the viewer before
+    refused(capsys, ["export", str(copy), "--format", "scaffold", "--out", str(tmp_path / "e")], "holds 2 blocks")
+
+
+def test_a_checkpoint_cannot_name_a_partition_outside_its_run(moved_run, tmp_path):
+    copy = copy_run(moved_run, tmp_path)
+    _edit_checkpoint(copy, partition_in_run="../elsewhere.npz")
+    with pytest.raises(UserError, match='partition_in_run is "../elsewhere.npz", expected a path inside the run '
+                                        "folder"):
+        load_run(copy)
+
+
+def test_a_moved_run_resumes_with_its_own_partition(moved_run, tmp_path):
+    from momentum_gs.commands.train import train_from_args
+
+    copy = copy_run(moved_run, tmp_path)
+    before = load_checkpoint(latest_checkpoint(copy / "ckpt"))["step"]
+    summary = train_from_args(None, None, str(copy), ["optim.steps=8"], resume=True)
+    ckpt = load_checkpoint(latest_checkpoint(copy / "ckpt"))
+    assert summary["steps"] == ckpt["step"] > before
+    assert (ckpt["partition"], ckpt["partition_in_run"]) == (str(copy / "partition.npz"), "partition.npz")
