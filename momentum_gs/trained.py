@@ -9,6 +9,10 @@ Before any of it is used, a checkpoint is checked against the config it claims (
 the config a resumed training runs with) by :func:`checkpoint_problem`: :func:`checkpoint_layout` is the one
 description of every tensor a checkpoint holds, its dtype and its shape from the config, and of its step.
 
+A run finds the partition it was trained with through its checkpoint (:func:`run_partition`): first the path
+recorded relative to the run folder, so a moved or copied run finds its own, then the absolute path older
+checkpoints record; the partition is checked to be the one trained with (its digest, its number of blocks).
+
 Merging crops each block's anchors to its cell and concatenates them. With a shared decoder the result is
 one :class:`GaussianScene` (one anchor set, the single decoder). With independent decoders (an ablation)
 each block keeps its decoder and the result is a :class:`PartsScene`. Without a partition (one block)
@@ -17,6 +21,7 @@ nothing is cropped.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -28,10 +33,22 @@ from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.io.finite import require_finite
 from momentum_gs.io.layout import NOTHING, Maybe, Number, Tensor, Whole, layout_problem
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.io import schema
+from momentum_gs.io.schema import FileName, Obj, Text, check, read_json
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearance_from_state, decoder_from_state
 from momentum_gs.partition.partition import Partition
+from momentum_gs.ranges import AT_LEAST_0, MAX_BLOCKS, MAX_STEPS, Range
+
+# What is read back of a run's ``summary.json`` (``mgs table``); the training writes more, not looked into.
+RUN_SUMMARY = Obj({"steps": schema.Number(Range(0, MAX_STEPS), whole=True),
+                   "seconds": schema.Number(AT_LEAST_0, unit="seconds of training"),
+                   "num_blocks": schema.Number(Range(1, MAX_BLOCKS), whole=True)})
+# What a checkpoint says of its partition: the absolute path, the path inside the run folder, the file's digest.
+PARTITION_RECORD = Obj({}, {"partition": schema.Maybe(Text()),
+                            "partition_in_run": schema.Maybe(FileName("the run folder")),
+                            "partition_sha256": Text()})
 
 
 # ---- what a checkpoint holds ---------------------------------------------------------------------------------
@@ -126,12 +143,40 @@ def concatenate(anchor_sets: list[AnchorSet]) -> AnchorSet:
     return AnchorSet.from_dict(state)
 
 
+def run_partition(folder: RunFolder, ckpt: dict, where: str) -> Path | None:
+    """The partition file the checkpoint ``where`` of the run ``folder`` was trained with (None: one block, no
+    partition): the first of its path relative to the run folder, its absolute path and ``RUN/partition.npz``
+    that exists and, when the checkpoint records the file's digest, has that content; a UserError when there is
+    none."""
+    record = check({k: ckpt[k] for k in PARTITION_RECORD.optional if k in ckpt}, PARTITION_RECORD, where)
+    if not record.get("partition"):
+        return None
+    candidates = [folder.root / record["partition_in_run"]] if record.get("partition_in_run") else []
+    candidates = [p for p in [*candidates, Path(record["partition"]), folder.partition] if p.is_file()]
+    digest = record.get("partition_sha256")
+    for path in candidates:
+        if not digest or hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+            return path
+    if candidates:
+        raise UserError(f"the partition file {candidates[0]} is not the one {where} was trained with (its content "
+                        "changed); put the original back, or use the run with the partition it was trained with")
+    raise UserError(f"the partition file {record['partition']} of {folder.root} is missing; put it back (it says "
+                    "which anchors belong to which block) or use a copy of the run made with it")
+
+
 def checkpoint_parts(ckpt: dict, cfg: Config, device: torch.device
                      ) -> tuple[Partition | None, list[AnchorSet], list[Decoder], nn.Embedding | None]:
-    """A checkpoint's partition (None for one block), each block's anchors cropped to its cell, each block's
-    decoder (one shared decoder, the same object for every block, unless the blocks were trained independently)
-    and the appearance table (shared decoder only)."""
-    partition = Partition.load(ckpt["partition"]) if ckpt.get("partition") else None
+    """A checkpoint's partition (``cfg.blocks.partition``, as :func:`read_checkpoint` found it; None for one
+    block), each block's anchors cropped to its cell, each block's decoder (one shared decoder, the same object
+    for every block, unless the blocks were trained independently) and the appearance table (shared decoder
+    only). A UserError when the partition's blocks are not the checkpoint's."""
+    partition = Partition.load(cfg.blocks.partition) if cfg.blocks.partition else None
+    blocks = len(ckpt["blocks"])
+    if (partition.num_blocks if partition is not None else 1) != blocks:
+        found = f"the partition file {cfg.blocks.partition} has {partition.num_blocks}" if partition is not None \
+            else "the run names no partition file (one block)"
+        raise UserError(f"the run's checkpoint holds {blocks} blocks but {found}; use the partition the run was "
+                        "trained with")
     anchors = [cropped_anchors(state, b, partition, device) for b, state in enumerate(ckpt["blocks"])]
     if independent_blocks(ckpt):
         return partition, anchors, [decoder_from_state(state["decoder"], cfg.model, device)
@@ -155,9 +200,10 @@ def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianS
 
 def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: str, diverged: str
                     ) -> tuple[Config, Path, dict, torch.device]:
-    """A run folder's config, its latest checkpoint (the path and the contents, whose model tensors are checked
-    finite) and the device to use; one line when the folder is not a run, holds no checkpoint (the line goes on
-    with ``no_checkpoint``) or its model is not finite (``diverged`` says what to do)."""
+    """A run folder's config (``blocks.partition`` set to the file :func:`run_partition` finds), its latest
+    checkpoint (the path and the contents, whose model tensors are checked finite) and the device to use; one
+    line when the folder is not a run, holds no checkpoint (the line goes on with ``no_checkpoint``), its model is
+    not finite (``diverged`` says what to do) or its partition is missing or another."""
     folder = RunFolder(run_dir)
     if not folder.config.is_file():
         raise UserError(f"{folder.root} is not a run folder (no config.yaml); train one with `mgs train`")
@@ -174,6 +220,8 @@ def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: s
     blocks = [{k: v for k, v in block.items() if k in ("anchors", "decoder")} for block in ckpt["blocks"]]
     model_parts = {"blocks": blocks, "decoder": ckpt.get("decoder"), "appearance": ckpt.get("appearance")}
     require_finite(model_parts, f"the model in {path}", diverged)
+    partition = run_partition(folder, ckpt, f"checkpoint {path}")
+    cfg.blocks.partition = str(partition) if partition is not None else ""
     return cfg, path, ckpt, device
 
 
@@ -199,3 +247,12 @@ def load_blocks(run_dir: Path, device: torch.device | None = None
                         "decoder of a Momentum-GS run")
     partition, anchors, decoders, appearance = checkpoint_parts(ckpt, cfg, device)
     return cfg, partition, [GaussianScene(a, d, appearance) for a, d in zip(anchors, decoders)], int(ckpt["step"])
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """The run's ``summary.json`` checked against :data:`RUN_SUMMARY`, or None when training wrote none (yet);
+    a UserError names the file, the key and what was expected."""
+    path = RunFolder(run_dir).summary
+    if not path.exists():
+        return None
+    return read_json(path, RUN_SUMMARY, "the run summary", "delete it, or train the run again to write it")

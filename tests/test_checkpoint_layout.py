@@ -46,6 +46,7 @@ def _written_layout(trainer: Trainer) -> dict:
         "teacher": None if trainer.teacher is None else _cpu(trainer.teacher.state_dict()),
         "weighting": trainer.weighting.state_dict(),
         "partition": trainer.cfg.blocks.partition,
+        "partition_in_run": trainer.folder.relative(trainer.cfg.blocks.partition),
         "partition_sha256": trainer.partition_digest,
         "rng": rng_state(),
     }

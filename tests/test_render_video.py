@@ -264,7 +264,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained, tmp_path, c
         assert len(err) == 1 and err[0].startswith("error: "), (name, err)
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), name
     assert "is not a rotation" in _error(capsys, run, cases["not a rotation"][2], out)
-    assert "'fov' is 180, expected the vertical field of view" in _error(capsys, run, cases["fov 180"][2], out)
+    assert "camera_path[1].fov is 180, expected a finite number in (0, 180) (the vertical field of view" in \
+        _error(capsys, run, cases["fov 180"][2], out)
 
 
 def _error(capsys, run: str, path: str, out) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from momentum_gs.config import Config
 from momentum_gs.errors import UserError
@@ -67,7 +66,7 @@ def auto_partition_in_run(cfg: Config) -> None:
     spec = cfg.blocks.partition[len(AUTO):]
     if not spec.isdigit() or int(spec) < 1:
         raise UserError(f"blocks.partition={cfg.blocks.partition}: after auto: comes a number of blocks, e.g. auto:4")
-    path = (Path(cfg.out) / "partition.npz").resolve()
+    path = RunFolder(cfg.out).partition.resolve()
     cfg.blocks.partition = str(path)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

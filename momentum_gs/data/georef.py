@@ -17,10 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.schema import Maybe, Number, Obj, read_json
+from momentum_gs.ranges import Range
 
 GEOREF_NAME = "georef.json"
+# Heights on the WGS84 ellipsoid a scene can have: from below the deepest ocean floor (about -11 km, with the
+# geoid's -106 m) to the edge of space (100 km, the Karman line, above any aircraft or balloon that films).
+ALTITUDE = Range(-12_000, 100_000)
+# What export and mesh read of ``georef.json`` (`mgs sfm` writes more figures, which they do not read). The origin
+# is copied into the side-car, so it holds exactly its three numbers.
+GEOREF = Obj({"origin": Obj({"lat": Number(Range(-90, 90), unit="degrees"),
+                             "lon": Number(Range(-180, 180), unit="degrees"),
+                             "alt": Number(ALTITUDE, unit="metres on the WGS84 ellipsoid")}, refuse_unknown=True)},
+             {"residual_rms_m": Maybe(Number(Range(0, 1e7), unit="metres"))})
 _A = 6378137.0  # WGS84 semi-major axis, metres
 _F = 1 / 298.257223563  # WGS84 flattening
 _E2 = _F * (2 - _F)  # first eccentricity squared
@@ -80,17 +90,12 @@ def usable_gps(gps: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[
 
 
 def read_georef(data_dir: Path) -> dict | None:
-    """The scene's ``georef.json`` (origin, fit), or None for a scene without one."""
+    """The scene's ``georef.json`` (origin, fit) checked against :data:`GEOREF`, or None for a scene without one;
+    a UserError names the file, the key and what was expected."""
     path = Path(data_dir) / GEOREF_NAME
-    if not path.is_file():
+    if not path.exists():
         return None
-    try:
-        info = json.loads(path.read_text())
-        origin = info["origin"]
-        np.asarray([origin["lat"], origin["lon"], origin["alt"]], np.float64)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path} is not a georeference written by mgs sfm ({exc}); delete it or run mgs sfm again")
-    return info
+    return read_json(path, GEOREF, "the georeference", "correct it, or run mgs sfm again to write it")
 
 
 def origin_of(georef: dict) -> np.ndarray:

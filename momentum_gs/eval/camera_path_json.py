@@ -16,7 +16,6 @@ size gives it). One entry is one video frame; ``fps`` (else frames / ``seconds``
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,20 @@ import numpy as np
 from momentum_gs.errors import UserError
 from momentum_gs.eval.camera_path import CameraPath
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.schema import ListOf, Number, Obj, OneOf, check, read_json
+from momentum_gs.ranges import FINITE, MAX_FRAMES, MAX_WIDTH, Range
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z; its own inverse (CV_TO_GL is the same matrix)
 ROTATION_TOLERANCE = 1e-4  # largest |R^T R - I| entry accepted (files written in float32 are off by ~1e-7)
+SIDE = Number(Range(1, MAX_WIDTH), whole=True, unit="pixels")
+MATRIX = OneOf((ListOf(Number(FINITE), 16, 16), ListOf(ListOf(Number(FINITE), 4, 4), 4, 4)),
+               "16 finite numbers (a row-major 4x4 matrix) or a 4x4 list of them")
+CAMERA = Obj({"camera_to_world": MATRIX,
+              "fov": Number(Range(0, 180, open_low=True, open_high=True), unit="the vertical field of view, degrees")})
+# What is read of a camera-path file; nerfstudio's other keys (keyframes, aspect, crop...) are not looked into.
+CAMERA_PATH = Obj({"render_width": SIDE, "render_height": SIDE, "camera_path": ListOf(CAMERA, 2, MAX_FRAMES)},
+                  {"fps": Number(Range(0, 1000, open_low=True), unit="frames per second"),
+                   "seconds": Number(Range(1e-3, 1e6), unit="the video's length")})
 
 
 def path_to_json(path: CameraPath) -> dict:
@@ -50,68 +60,29 @@ def write_path_json(path: CameraPath, file: str | Path) -> Path:
 def read_path_json(file: str | Path) -> CameraPath:
     """The camera path in a nerfstudio camera-path file (see the module docstring); a UserError names the
     first thing wrong with it."""
-    file = Path(file)
-    if not file.is_file():
-        raise UserError(f"camera path {file} does not exist")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"camera path {file} is not valid JSON ({str(exc).splitlines()[0][:100]})")
-    except RecursionError:
-        raise UserError(f"camera path {file} is nested too deeply to be a camera path (nerfstudio's format is flat)")
-    return path_from_json(data, str(file))
+    return _camera_path(read_json(file, CAMERA_PATH, "camera path"), f"camera path {file}")
 
 
 def path_from_json(data, where: str = "camera path") -> CameraPath:
-    """The :class:`CameraPath` of a parsed camera-path dictionary; ``where`` names it in errors."""
-    if not isinstance(data, dict) or not isinstance(data.get("camera_path"), list):
-        raise UserError(f"{where}: expected an object with a 'camera_path' list (nerfstudio's camera-path format)")
+    """The :class:`CameraPath` of a parsed camera-path dictionary (checked against :data:`CAMERA_PATH`);
+    ``where`` names it in errors."""
+    return _camera_path(check(data, CAMERA_PATH, where), where)
+
+
+def _camera_path(data: dict, where: str) -> CameraPath:
+    """The :class:`CameraPath` of a dictionary that has :data:`CAMERA_PATH`'s shape."""
     frames = data["camera_path"]
-    if len(frames) < 2:
-        raise UserError(f"{where}: 'camera_path' has {len(frames)} cameras; a video needs at least 2")
-    width = int(_positive(data, "render_width", where, integer=True))
-    height = int(_positive(data, "render_height", where, integer=True))
-    poses, fovs = [], []
-    for i, frame in enumerate(frames):
-        at = f"{where}: camera_path[{i}]"
-        if not isinstance(frame, dict):
-            raise UserError(f"{at} is not an object with 'camera_to_world' and 'fov'")
-        poses.append(_pose(frame.get("camera_to_world"), at) @ GL_TO_CV)
-        fov = frame.get("fov")
-        if not _number(fov) or not 0 < fov < 180:
-            raise UserError(f"{at}: 'fov' is {json.dumps(fov)}, expected the vertical field of view in degrees, "
-                            "in (0, 180)")
-        fovs.append(float(fov))
-    if "fps" in data:
-        fps = _positive(data, "fps", where)
-    elif "seconds" in data:
-        fps = len(frames) / _positive(data, "seconds", where)
-    else:
-        fps = 30.0
-    return CameraPath(np.stack(poses), np.array(fovs, np.float64), width, height, float(fps))
+    poses = [_pose(frame["camera_to_world"], f"{where}: camera_path[{i}]") @ GL_TO_CV
+             for i, frame in enumerate(frames)]
+    fovs = [float(frame["fov"]) for frame in frames]
+    fps = data["fps"] if "fps" in data else len(frames) / data["seconds"] if "seconds" in data else 30.0
+    return CameraPath(np.stack(poses), np.array(fovs, np.float64), int(data["render_width"]),
+                      int(data["render_height"]), float(fps))
 
 
-def _number(value) -> bool:
-    """Whether ``value`` is a finite JSON number (not a bool; json reads NaN and Infinity as floats)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive(data: dict, key: str, where: str, integer: bool = False) -> float:
-    """``data[key]``, checked to be a finite positive number (a whole one with ``integer``)."""
-    value = data.get(key)
-    if not _number(value) or value <= 0 or (integer and value != int(value)):
-        kind = "a positive whole number" if integer else "a positive number"
-        raise UserError(f"{where}: '{key}' is {json.dumps(value)}, expected {kind}")
-    return float(value)
-
-
-def _pose(value, where: str) -> np.ndarray:
-    """[4, 4] float64 camera-to-world matrix (OpenGL axes) from 16 numbers or a nested 4x4 list, checked to be
-    a rigid transform; the rotation is re-orthonormalised."""
-    if isinstance(value, list) and len(value) == 4 and all(isinstance(row, list) for row in value):
-        value = [x for row in value for x in row]
-    if not isinstance(value, list) or len(value) != 16 or not all(_number(x) for x in value):
-        raise UserError(f"{where}: 'camera_to_world' must be 16 finite numbers (a row-major 4x4 matrix)")
+def _pose(value: list, where: str) -> np.ndarray:
+    """[4, 4] float64 camera-to-world matrix (OpenGL axes) from 16 numbers or a nested 4x4 list (their shape
+    checked by :data:`CAMERA_PATH`), checked to be a rigid transform; the rotation is re-orthonormalised."""
     matrix = np.array(value, np.float64).reshape(4, 4)
     if np.abs(matrix[3] - [0, 0, 0, 1]).max() > 1e-6:
         raise UserError(f"{where}: the last row of 'camera_to_world' is {matrix[3].tolist()}, not [0, 0, 0, 1]")

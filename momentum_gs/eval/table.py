@@ -23,6 +23,7 @@ from momentum_gs.draw import BLACK, TAB10, blank, dot, draw_axes, put_text, save
 from momentum_gs.errors import UserError
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.partition import Partition
+from momentum_gs.trained import read_summary
 
 # The paper's held-out scores (PSNR dB, SSIM, LPIPS-VGG), by dataset (SPEC §3.5).
 PAPER_RESULTS = {
@@ -80,7 +81,7 @@ def _gather_one(run: Path, labels: dict[str, str]) -> dict:
         results = json.loads(results_path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{results_path} is not valid JSON ({exc.msg}); run `mgs eval {run}` again")
-    summary = json.loads(folder.summary.read_text()) if folder.summary.is_file() else {}
+    summary = read_summary(run) or {}
     cfg = load_config(folder.config) if folder.config.is_file() else None
     dataset = Path(cfg.data.path).name if cfg and cfg.data.path else None
     num_blocks = summary.get("num_blocks") or _partition_blocks(cfg)

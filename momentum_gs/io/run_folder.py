@@ -3,8 +3,10 @@
 ``RUN/`` holds ``config.yaml`` (the resolved config, itself a valid config file), ``ckpt/step_<N>.pt``
 (checkpoints), ``offload/`` (parked blocks while training), ``.lock`` (while a training writes), ``train.log``,
 ``logs/rank<r>.log`` (distributed), ``wandb/``, ``tb/`` (TensorBoard),
-``summary.json``, ``eval/`` (``results.json``, ``per_view.json``, ``strip.png``, ``renders/``, ``maps/``) and
-``export/``. Paths only: what is in the files is read by the modules that own them.
+``summary.json``, ``eval/`` (``results.json``, ``per_view.json``, ``strip.png``, ``renders/``, ``maps/``),
+``export/`` and, for ``blocks.partition=auto:N``, ``partition.npz``. Paths only: what is in the files is read by
+the modules that own them. A file of the run is named relative to ``root`` (:meth:`RunFolder.relative`), so a
+moved or copied run folder still finds it.
 
 Every path it gives is checked on the way (:func:`momentum_gs.io.safe_path.inside`): a link inside the run
 folder that leads out of it (``ckpt -> /elsewhere``) is refused in one line before anything is read or written
@@ -36,6 +38,18 @@ class RunFolder:
     def config(self) -> Path:
         """The resolved config the run trained with."""
         return self.path("config.yaml")
+
+    def relative(self, path: str | Path) -> str | None:
+        """``path`` relative to the run folder (``/``-separated) when it lies inside it, else None."""
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return None
+
+    @property
+    def partition(self) -> Path:
+        """The partition ``blocks.partition=auto:N`` makes for the run."""
+        return self.path("partition.npz")
 
     @property
     def ckpt(self) -> Path:

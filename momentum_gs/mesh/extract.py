@@ -22,6 +22,7 @@ import torch
 
 from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
 from momentum_gs.data.scene import load_scene
+from momentum_gs.data.scene_info import SCENE_INFO_NAME, read_scene_info
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
 from momentum_gs.eval.geometry import mesh_scores
@@ -124,8 +125,10 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     out = _checked_request(settings, out)  # before the run loads
     started = time.perf_counter()
     cfg, model, step = load_run(run_dir, device)
-    # a scene from `mgs sfm` with GPS: said with the mesh; read first, so a bad georef.json stops it before the fusion
+    # a scene from `mgs sfm` with GPS: said with the mesh; read first, like the ground truth, so a bad georef.json,
+    # scene.json or ground-truth mesh stops it before the fusion
     georef = read_georef(Path(cfg.data.path))
+    truth = read_ground_truth(Path(cfg.data.path))
     scene = load_scene(cfg.data)
     partition = Partition.load(cfg.blocks.partition) if cfg.blocks.partition else None
     grid = _scene_grid(model, partition, settings)
@@ -137,10 +140,10 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
                "region": [grid.lo.tolist(), grid.hi.tolist()], "vertices": len(vertices), "faces": len(faces),
                "blocks": per_block, "seconds": round(time.perf_counter() - started, 2),
                "georef": str(sidecar) if sidecar else None}
-    truth, scores = _ground_truth(Path(cfg.data.path), mesh, threshold or 2 * grid.voxel, partition)
-    if scores is not None:
-        summary["ground_truth"] = scores
-    _write_picture(out.with_suffix(".png"), scene.train, grid, [mesh] + ([truth] if truth is not None else []))
+    if truth is not None:
+        summary["ground_truth"] = {"truth": str(truth[0]), **score_against(vertices, faces, truth[1][:2],
+                                                                           threshold or 2 * grid.voxel, partition)}
+    _write_picture(out.with_suffix(".png"), scene.train, grid, [mesh] + ([truth[1]] if truth is not None else []))
     atomic_write_bytes(out.with_suffix(".json"), (json.dumps(summary, indent=1) + "\n").encode())
     return summary
 
@@ -255,14 +258,18 @@ def _write_meshes(out: Path, pieces: dict[int, Surface], grid: _SceneGrid, setti
     return (vertices, faces, colors), write_sidecar(out, georef, vertices)
 
 
-def _ground_truth(data_dir: Path, mesh: tuple, threshold: float, partition) -> tuple[tuple | None, dict | None]:
-    """(the scene's ground-truth mesh, the mesh's scores against it at ``threshold``), or (None, None)."""
-    truth_path = ground_truth_mesh(data_dir)
-    if truth_path is None:
-        return None, None
-    truth = read_mesh(truth_path)
-    vertices, faces, _ = mesh
-    return truth, {"truth": str(truth_path), **score_against(vertices, faces, truth[:2], threshold, partition)}
+def read_ground_truth(data_dir: Path) -> tuple[Path, tuple] | None:
+    """(the path, (vertices, faces, colours)) of the scene's ground-truth mesh (:func:`ground_truth_mesh`), or
+    None; a UserError for one whose vertices are not all finite (it would score every mesh infinitely far)."""
+    path = ground_truth_mesh(data_dir)
+    if path is None:
+        return None
+    truth = read_mesh(path)
+    bad = int((~np.isfinite(truth[0]).all(1)).sum())
+    if bad:
+        raise UserError(f"the ground-truth mesh {path} has {bad} vertices that are not finite (NaN or infinite); "
+                        f"make the scene again with mgs synth, or remove the mesh from {data_dir / SCENE_INFO_NAME}")
+    return path, truth
 
 
 def _write_picture(path: Path, cameras: list, grid: _SceneGrid, meshes: list[tuple]) -> None:
@@ -345,11 +352,10 @@ class _RenderCache:
 
 
 def ground_truth_mesh(data_dir: Path) -> Path | None:
-    """The scene's ground-truth mesh (``mesh.ply`` named in ``scene.json`` by ``mgs synth``), or None."""
-    info = data_dir / "scene.json"
-    if not info.is_file():
-        return None
-    name = json.loads(info.read_text()).get("mesh")
+    """The scene's ground-truth mesh (``mesh.ply`` named in ``scene.json`` by ``mgs synth``, a file inside the
+    scene's folder: :mod:`momentum_gs.data.scene_info`), or None when the scene names none or it is gone."""
+    info = read_scene_info(data_dir)
+    name = info.get("mesh") if info else None
     return data_dir / name if name and (data_dir / name).is_file() else None
 
 

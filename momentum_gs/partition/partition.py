@@ -26,7 +26,9 @@ import torch
 
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.schema import Flag, ListOf, Maybe, Number, Obj, Text, check, parse_json
 from momentum_gs.partition.contraction import Array, _like, contract
+from momentum_gs.ranges import AT_LEAST_0, FRACTION, MAX_BLOCKS, Range
 
 # Around its cell, a block also starts from the points within this fraction of the cell size. Half a cell
 # gives a block the geometry its views see just beyond its cell; with a tenth, blocks explained that
@@ -35,6 +37,15 @@ DEFAULT_MARGIN = 0.5
 
 FORMAT = "momentum_gs.partition"
 VERSION = 1
+# The file's JSON header, as :meth:`Partition.save` writes it: another key means another version of the format.
+META = Obj({"format": Text((FORMAT,)), "version": Number(Range(VERSION, VERSION), whole=True),
+            "block_dim": ListOf(Number(Range(1, MAX_BLOCKS), whole=True), 3, 3), "margin": Number(AT_LEAST_0),
+            "splits": Text(("uniform", "balanced")), "criterion": Text(), "coverage_threshold": Maybe(Number(FRACTION)),
+            "camera_names": ListOf(Text()), "has_up": Flag()}, refuse_unknown=True)
+# The file's arrays: the real ones hold finite numbers, the rest integers (ids, indices and offsets).
+REAL_ARRAYS = ("box_min", "box_max", "rotation", "up", "edges_x", "edges_y", "edges_z", "camera_coverage")
+INDEX_ARRAYS = ("point_block", "block_points_flat", "block_points_offsets", "block_cameras_flat",
+                "block_cameras_offsets", "camera_block")
 
 
 def uniform_edges(block_dim: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -253,14 +264,8 @@ class Partition:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"partition file {path} not found; make it with `mgs partition`")
+        arrays, meta = _read(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError("not a partition file")
-            if meta.get("version") != VERSION:
-                raise ValueError(f"version {meta.get('version')}, this code reads {VERSION}")
             n = int(np.prod(meta["block_dim"]))
             partition = cls(
                 arrays["box_min"], arrays["box_max"], tuple(meta["block_dim"]), arrays["point_block"],
@@ -273,11 +278,33 @@ class Partition:
                 camera_names=list(meta["camera_names"]))
         except UserError as exc:
             raise UserError(f"partition file {path} is invalid: {exc}") from None
-        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise UserError(f"partition file {path} is corrupt or not a partition ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); run `mgs partition` "
-                            "again") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _corrupt(path, exc) from None
         return partition
+
+
+def _corrupt(path: Path, exc: Exception) -> UserError:
+    """The one line for a partition file that does not read."""
+    return UserError(f"partition file {path} is corrupt or not a partition ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); run `mgs partition` again")
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(the arrays, the JSON header checked against :data:`META`) of a partition file; the arrays of
+    :data:`REAL_ARRAYS` are checked to hold finite numbers, those of :data:`INDEX_ARRAYS` integers."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        meta_text = str(arrays["meta"])
+        for name in REAL_ARRAYS + INDEX_ARRAYS:
+            kinds = "fiu" if name in REAL_ARRAYS else "iu"
+            if name in arrays and (arrays[name].dtype.kind not in kinds or not np.isfinite(arrays[name]).all()):
+                raise ValueError(f"{name} holds {arrays[name].dtype} values that are not all "
+                                 f"{'finite numbers' if name in REAL_ARRAYS else 'integers'}")
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise _corrupt(path, exc) from None
+    source = f"partition file {path}"
+    return arrays, check(parse_json(meta_text, source), META, source, "run `mgs partition` again")
 
 
 def _pack(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

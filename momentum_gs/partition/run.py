@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from momentum_gs.config import DataConfig
 from momentum_gs.data.scene import load_scene
+from momentum_gs.data.scene_info import SCENE_INFO_NAME, read_scene_info
 from momentum_gs.errors import UserError
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.auto import auto_partition
@@ -18,15 +18,15 @@ from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
 
 
 def scene_up(root: Path) -> np.ndarray | None:
-    """The ``up`` vector recorded in ``root/scene.json`` (synthetic scenes), or None."""
-    path = Path(root) / "scene.json"
-    if not path.is_file():
+    """The ``up`` vector recorded in ``root/scene.json`` (synthetic scenes), or None; a UserError for a
+    ``scene.json`` that does not read (:mod:`momentum_gs.data.scene_info`) or an up of length zero."""
+    info = read_scene_info(root)
+    if info is None or "up" not in info:
         return None
-    try:
-        up = np.asarray(json.loads(path.read_text()).get("up"), np.float64)
-    except (ValueError, TypeError, AttributeError):
-        return None  # only a hint: an unreadable one is ignored and up is estimated from the cameras
-    return up if up.shape == (3,) and np.linalg.norm(up) > 0 else None
+    up = np.asarray(info["up"], np.float64)
+    if np.linalg.norm(up) < 1e-6:
+        raise UserError(f"{Path(root) / SCENE_INFO_NAME}: up is {info['up']}, expected a direction (not zero)")
+    return up
 
 
 def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int | None = None,

@@ -58,6 +58,9 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
     # (`mgs eval RUN` run from elsewhere, a resumed run, another node).
     cfg.data.path = str(Path(cfg.data.path).resolve())
     if cfg.blocks.partition and not cfg.blocks.partition.startswith("auto:"):
+        own = RunFolder(cfg.out).partition  # a moved run resumes with the partition inside it (auto:N)
+        if resume and not Path(cfg.blocks.partition).is_file() and own.is_file():
+            cfg.blocks.partition = str(own)
         cfg.blocks.partition = str(Path(cfg.blocks.partition).resolve())
     return cfg
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from momentum_gs.data.scene import load_scene
-from momentum_gs.errors import UserError
 from momentum_gs.trained import checkpoint_parts, read_checkpoint
 
 
@@ -26,14 +25,16 @@ class RunSource:
         cfg, _, ckpt, self.device = read_checkpoint(
             run_dir, device, f", so there is no model to view; train the run (`mgs train --resume --out {run_dir}`) "
             "or pick another", "the run diverged: view an earlier checkpoint or train again")
-        if ckpt.get("partition") and not Path(ckpt["partition"]).is_file():
-            raise UserError(f"the partition file {ckpt['partition']} of {run_dir} is missing; put it back (it says "
-                            "which anchors belong to which block) or view a copy of the run made with it")
+        # read_checkpoint found the run's own partition (moved or copied runs too) and checked it is the one trained
+        # with; checkpoint_parts checks its blocks are the checkpoint's, and below its cameras are the scene's
         self.partition, self.anchors, self.decoders, self.appearance = checkpoint_parts(ckpt, cfg, self.device)
         for decoder in self.decoders:
             decoder.eval()
         self.cfg, self.step, self.run_dir = cfg, int(ckpt["step"]), run_dir
-        self.cameras = load_scene(cfg.data, images=False).train
+        scene = load_scene(cfg.data, images=False)
+        if self.partition is not None:
+            self.partition.check_scene(len(scene.points), [camera.name for camera in scene.train])
+        self.cameras = scene.train
         self.lock = contextlib.nullcontext()
         self.version = 0  # the model never changes
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from momentum_gs.data.colmap.folder import write_model
 from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
+from momentum_gs.data.scene_info import SCENE_INFO_NAME, read_scene_info
 from momentum_gs.data.synthetic.city import City, make_city
 from momentum_gs.data.synthetic.mesh import COUNTRYSIDE, CityMesh, ground_truth_mesh, mesh_colors
 from momentum_gs.data.synthetic.render import cast_camera, render, shade
@@ -263,12 +264,15 @@ def _write_info(out_dir: Path, preset: str, seed: int, vary_exposure: bool, p: S
         "mesh_bounds": (np.stack([mesh.vertices.min(0), mesh.vertices.max(0)]) / p.metres_per_unit).tolist(),
         "exposure_gains": gains if vary_exposure else None,  # per image name, RGB
     }  # fmt: skip
-    (out_dir / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
+    (out_dir / SCENE_INFO_NAME).write_text(json.dumps(info, indent=1) + "\n")
 
 
 def scene_bounds(out_dir: Path) -> np.ndarray:
-    """[2, 3] (min, max) box of the city in model units (z up), read from ``out_dir/scene.json``."""
-    path = Path(out_dir) / "scene.json"
-    if not path.is_file():
-        raise UserError(f"{path} not found: {out_dir} is not a synthetic scene written by `mgs synth`")
-    return np.array(json.loads(path.read_text())["city_bounds"], dtype=np.float64)
+    """[2, 3] (min, max) box of the city in model units (z up), read from ``out_dir/scene.json``
+    (:func:`~momentum_gs.data.scene_info.read_scene_info`)."""
+    info = read_scene_info(out_dir)
+    if info is None or "city_bounds" not in info:
+        lacks = "not found" if info is None else "has no city_bounds"
+        raise UserError(f"{Path(out_dir) / SCENE_INFO_NAME} {lacks}: {out_dir} is not a synthetic scene written by "
+                        "`mgs synth`")
+    return np.array(info["city_bounds"], dtype=np.float64)
