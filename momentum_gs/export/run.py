@@ -36,20 +36,22 @@ WHAT = {"ply": "the layout 3DGS viewers read", "splat": "the .splat file web vie
 
 
 def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = None, sh_degree: int | None = None,
-               refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE) -> list[str]:
+               refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE,
+               tile_compression: str = "spz") -> list[str]:
     """Write a run's merged model in ``fmt`` to ``out`` (default ``RUN/export``); returns the lines to print.
 
     ``sh_degree``: the baked Gaussians' SH degree (default 3; 0 for sog; splat and html keep none).
     ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
     (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile
-    of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default)."""
+    of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default);
+    ``tile_compression``: its tiles as SPZ streams ("spz") or float32 attributes ("none")."""
     folder = RunFolder(run_dir)
     if fmt == "3dtiles":
         if refine_steps:
             raise UserError("--refine is not available with --format 3dtiles: its tiles are baked from the training "
                             "views block by block; give --refine 0")
         return export_tiles(folder.root, out or folder.export / "3dtiles", 3 if sh_degree is None else sh_degree,
-                            tile_size)
+                            tile_size, tile_compression)
     cfg, model, _ = load_run(folder.root)
     if not isinstance(model, GaussianScene):
         raise UserError("this run trained independent decoders per block; both export layouts need one decoder")

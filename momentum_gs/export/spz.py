@@ -74,9 +74,14 @@ def save_spz(gaussians: StandardGaussians, path: str | Path, version: int = 3,
         raise UserError(f"cannot write .spz version {version}; choose 2 or 3")
     if not all(1 <= bits <= 8 for bits in sh_bits):
         raise UserError(f"SH bits {sh_bits} out of range; each is 1 to 8")
-    payload = pack(flip_frame(gaussians), version, sh_bits)
-    atomic_write_bytes(path, gzip.compress(payload, compresslevel=6, mtime=0))
+    atomic_write_bytes(path, spz_stream(flip_frame(gaussians), version, sh_bits))
     return Path(path)
+
+
+def spz_stream(gaussians: StandardGaussians, version: int = 3, sh_bits: tuple[int, int] = (8, 8)) -> bytes:
+    """The bytes of a ``.spz`` stream of ``gaussians`` taken as they are, in the stream's frame (no turn): what
+    :func:`save_spz` writes after its turn, and what a glTF tile embeds."""
+    return gzip.compress(pack(gaussians, version, sh_bits), compresslevel=6, mtime=0)
 
 
 def load_spz(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:
@@ -153,7 +158,12 @@ def pack_first_three(xyzw: np.ndarray) -> np.ndarray:
 
 def read_payload(path: Path) -> tuple[tuple, bytes]:
     """The header fields and the array bytes of a ``.spz`` file, checked against the header's sizes."""
-    data = path.read_bytes()
+    return stream_payload(Path(path).read_bytes(), path)
+
+
+def stream_payload(data: bytes, path: Path | str) -> tuple[tuple, bytes]:
+    """The header fields and the array bytes of the ``.spz`` stream ``data`` (``path`` names it in messages),
+    checked against the header's sizes."""
     if data[:4] == b"NGSP":
         version = int.from_bytes(data[4:8], "little")
         raise UserError(f"{path} is a .spz file of version {version} (zstd streams); this reader reads versions 2 "
