@@ -210,7 +210,8 @@ def test_cesium_draws_the_city_as_our_renderer_does_from_the_same_camera(city, c
         ours = ours_gaussians.render(camera.scaled(*SHOT), RenderConfig(background=(0.0, 0.0, 0.0))).clamp(0, 1)
     covered = (shot.max(-1) > 0.05).mean()
     correlation = float(np.corrcoef(shot.ravel(), ours.numpy().ravel())[0, 1])
-    # measured 100% covered, correlation 0.982 (27.9 dB); the SPZ streams written in the extension README's
-    # Left-Up-Front frame instead, which Cesium reads as they are: -0.01
+    # measured 100% covered, correlation 0.982 (27.9 dB). Against our render with the camera 0.25 m east
+    # (0.5 m): 0.917 (0.770); from another training view: 0.32-0.36; the SPZ streams written in the extension
+    # README's Left-Up-Front frame instead, which Cesium reads as they are: -0.01
     assert covered > 0.9 and correlation > 0.95, (covered, correlation)
     assert [r for r in browser.requests if not r.startswith(("http://127.0.0.1:", "blob:http://127.0.0.1:", "data:"))] == []

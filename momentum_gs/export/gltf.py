@@ -43,7 +43,7 @@ splats. As that extension's README and CesiumJS 1.145's loader lay it out:
   a turn about the vertical. We follow the one implementation;
 - the node carries a ``matrix`` that is a translation to the tile's centre, and the stream holds positions
   relative to it: 24-bit fixed point keeps 12 fractional bits (0.24 mm in metres) however far the tile lies
-  from the origin. CesiumJS multiplies every splat by the first node's ``matrix`` and fails without one.
+  from the origin (CesiumJS applies the first node's ``matrix`` to every splat).
 """
 
 from __future__ import annotations
