@@ -11,7 +11,7 @@ import pytest
 
 from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
-from momentum_gs.export.gltf import load_glb
+from momentum_gs.export.gltf import COMPRESSION, EXTENSION, load_glb
 from tests.conftest import train_tiny
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
@@ -59,6 +59,9 @@ def test_the_tileset_follows_the_blocks_and_is_placed_on_the_globe(block_runs, t
     root = tileset["root"]
     assert [child["content"]["uri"] for child in root["children"]] == ["tiles/b0.glb", "tiles/b1.glb"]
     assert root["refine"] == "REPLACE" and tileset["geometricError"] >= root["geometricError"] > 0
+    # SPZ tiles by default, which the tileset declares as required (what CesiumJS asks before it draws splats)
+    assert tileset["extensions"]["3DTILES_content_gltf"]["extensionsRequired"] == [EXTENSION, COMPRESSION]
+    assert "in SPZ streams" in printed
     total = 0
     for tile in _tiles(root):
         g = load_glb(out / tile["content"]["uri"])
@@ -85,11 +88,15 @@ def test_without_a_georeference_the_tileset_stays_in_the_scene_frame(block_runs,
     kept = georef.read_text()
     georef.unlink()
     try:
-        assert main(["export", str(run), "--format", "3dtiles", "--out", str(tmp_path / "t")]) == 0
+        assert main(["export", str(run), "--format", "3dtiles", "--tile-compression", "none",
+                     "--out", str(tmp_path / "t")]) == 0
     finally:
         georef.write_text(kept)
     assert "not placed on the globe" in capsys.readouterr().out
-    assert "transform" not in json.loads((tmp_path / "t" / "tileset.json").read_text())["root"]
+    tileset = json.loads((tmp_path / "t" / "tileset.json").read_text())
+    assert "transform" not in tileset["root"]
+    assert tileset["extensions"]["3DTILES_content_gltf"] == {"extensionsUsed": [EXTENSION]}  # float32 tiles
+    assert len(load_glb(tmp_path / "t" / tileset["root"]["content"]["uri"])) > 0
 
 
 def test_the_tiles_refuse_a_refinement_in_one_line(block_runs, tmp_path, capsys):

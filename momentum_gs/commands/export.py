@@ -8,6 +8,7 @@ import argparse
 from momentum_gs.commands.common import use_run_settings
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.run import FORMATS, export_run
+from momentum_gs.export.gltf import COMPRESSIONS
 from momentum_gs.export.tiled import TILE_SIZE
 from momentum_gs.ranges import AT_LEAST_0, COUNT, TILE, add_number
 
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_number(parser, "--tile-size", kind=int, allowed=TILE, default=TILE_SIZE, metavar="GAUSSIANS",
                help=f"3dtiles: Gaussians per tile at most, sog-lod: per finest piece (default {TILE_SIZE}); the "
                     "coarser levels have as many")
+    parser.add_argument("--tile-compression", choices=COMPRESSIONS, default="spz",
+                        help="3dtiles: each tile's Gaussians as one SPZ stream (default; glTF "
+                             "KHR_gaussian_splatting_compression_spz_2, several times smaller, what CesiumJS draws "
+                             "as splats) or as float32 attributes (none: exact, but CesiumJS cannot draw them)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -49,4 +54,4 @@ def run(args: argparse.Namespace) -> None:
     use_run_settings(args.run_dir)
     refine = args.refine if args.refine is not None else (0 if args.format in ("3dtiles", "sog-lod") else 500)
     print("\n".join(export_run(args.run_dir, args.format, args.out, args.sh_degree, refine, args.refine_budget,
-                               args.tile_size)))
+                               args.tile_size, args.tile_compression)))

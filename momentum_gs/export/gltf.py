@@ -25,6 +25,25 @@ its basis functions (obtained by least squares, exact to rounding) — so that a
 Gaussians lie where they lie in our scene, with their colours seen from the same sides. A node matrix would
 do the same with less work here, but the spec only asks renderers to turn the SH by a node's rotation
 ("SHOULD"), and viewers have drawn splats under node matrices wrongly; turned data needs no such support.
+
+Compressed (``compression="spz"``), the Gaussians are one ``.spz`` stream (``export.spz``, version 3, 8-bit SH)
+in the draft extension ``KHR_gaussian_splatting_compression_spz_2``, which CesiumJS needs to draw tiles as
+splats. As that extension's README and CesiumJS 1.145's loader lay it out:
+- the primitive's ``KHR_gaussian_splatting`` object holds ``extensions.KHR_gaussian_splatting_compression_spz_2
+  .bufferView``: the buffer view holding the stream; the attributes are ``POSITION``, ``COLOR_0`` (the DC
+  colour and the opacity: the extension maps SPZ's colours and alphas there), ``SCALE``, ``ROTATION`` and
+  ``SH_DEGREE_l_COEF_n`` for l ≥ 1 only; their accessors have no ``bufferView`` (the data comes from the
+  stream) and say the decoded type and count, ``COLOR_0`` unsigned bytes (CesiumJS fills it with bytes and
+  reads the accessor's type), ``POSITION`` with the min and max of the decoded positions. CesiumJS takes the
+  SH degree from how many SH attributes there are (3, 8 or 15), so no ``SH_DEGREE_0`` or ``OPACITY`` is listed;
+- both extensions are in ``extensionsUsed`` and ``extensionsRequired``: without the stream nothing can be read;
+- the frame: CesiumJS decodes the stream with no coordinate conversion (the spz library's UNSPECIFIED), so the
+  stream holds the glTF (y-up) values themselves. The README asks writers to pack from Left-Up-Front, which
+  the spz library turns to its Right-Up-Back (x and z negated): a reader that follows it sees our tiles half
+  a turn about the vertical. We follow the one implementation;
+- the node carries a ``matrix`` that is a translation to the tile's centre, and the stream holds positions
+  relative to it: 24-bit fixed point keeps 12 fractional bits (0.24 mm in metres) however far the tile lies
+  from the origin (CesiumJS applies the first node's ``matrix`` to every splat).
 """
 
 from __future__ import annotations
@@ -39,9 +58,13 @@ import torch
 
 from momentum_gs.errors import UserError
 from momentum_gs.export.bake import SH_C0, StandardGaussians, sh_basis
+from momentum_gs.export.spz import spz_stream, stream_payload, unpack
 from momentum_gs.io.atomic import atomic_write_bytes
 
 EXTENSION = "KHR_gaussian_splatting"
+COMPRESSION = "KHR_gaussian_splatting_compression_spz_2"
+COMPRESSIONS = ("spz", "none")  # the tile contents mgs export writes: an SPZ stream, or float32 attributes
+SPZ_VERSION = 3  # the spz library's current layout; CesiumJS's decoder reads versions 2 and 3
 PRIMITIVE = {"kernel": "ellipse", "colorSpace": "srgb_rec709_display"}
 GLB_MAGIC, GLB_VERSION, JSON_CHUNK, BIN_CHUNK = 0x46546C67, 2, 0x4E4F534A, 0x004E4942
 FLOAT, UNSIGNED_BYTE, ARRAY_BUFFER, POINTS = 5126, 5121, 34962, 0
@@ -101,11 +124,28 @@ def glb_attributes(g: StandardGaussians) -> dict[str, np.ndarray]:
     return out
 
 
-def glb_bytes(gaussians: StandardGaussians) -> bytes:
-    """The bytes of a GLB holding ``gaussians`` (world frame, z up; see the module notes for the layout)."""
+def glb_bytes(gaussians: StandardGaussians, compression: str = "none") -> bytes:
+    """The bytes of a GLB holding ``gaussians`` (world frame, z up) as float32 attributes (``compression``
+    "none") or as one SPZ stream ("spz"); see the module notes for both layouts."""
     if len(gaussians) == 0:
         raise UserError("a GLB of Gaussians needs at least one Gaussian (glTF accessors cannot be empty)")
-    attributes = glb_attributes(turn_about_x(gaussians, -Y_UP_TO_Z_UP))
+    if compression not in COMPRESSIONS:
+        raise UserError(f"unknown tile compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
+    turned = turn_about_x(gaussians, -Y_UP_TO_Z_UP)
+    document, binary = spz_document(turned) if compression == "spz" else float_document(turned)
+    binary += b"\0" * (-len(binary) % 4)
+    document = {"asset": {"version": "2.0", "generator": "momentum_gs"}, **document,
+                "scene": 0, "scenes": [{"nodes": [0]}], "buffers": [{"byteLength": len(binary)}]}
+    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    chunks = struct.pack("<II", len(text), JSON_CHUNK) + text + struct.pack("<II", len(binary), BIN_CHUNK) + binary
+    return struct.pack("<III", GLB_MAGIC, GLB_VERSION, 12 + len(chunks)) + chunks
+
+
+def float_document(g: StandardGaussians) -> tuple[dict, bytes]:
+    """(the glTF JSON less its asset, scene and buffer, the binary chunk) of ``g`` (glTF's frame) as float32
+    attributes, one buffer view each."""
+    attributes = glb_attributes(g)
     views, accessors, blobs, offset = [], [], [], 0
     for name, values in attributes.items():
         blob = np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()
@@ -119,25 +159,39 @@ def glb_bytes(gaussians: StandardGaussians) -> bytes:
         accessors.append(accessor)
         blobs.append(blob)
         offset += len(blob)  # every attribute's element is a multiple of 4 bytes: views stay aligned
-    binary = b"".join(blobs)
-    document = {
-        "asset": {"version": "2.0", "generator": "momentum_gs"},
-        "extensionsUsed": [EXTENSION],
-        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": [{"attributes": {name: i for i, name in enumerate(attributes)}, "mode": POINTS,
-                                    "extensions": {EXTENSION: dict(PRIMITIVE)}}]}],
-        "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": len(binary)}],
-    }
-    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)
-    chunks = struct.pack("<II", len(text), JSON_CHUNK) + text + struct.pack("<II", len(binary), BIN_CHUNK) + binary
-    return struct.pack("<III", GLB_MAGIC, GLB_VERSION, 12 + len(chunks)) + chunks
+    primitive = {"attributes": {name: i for i, name in enumerate(attributes)}, "mode": POINTS,
+                 "extensions": {EXTENSION: dict(PRIMITIVE)}}
+    return {"extensionsUsed": [EXTENSION], "nodes": [{"mesh": 0}], "meshes": [{"primitives": [primitive]}],
+            "accessors": accessors, "bufferViews": views}, b"".join(blobs)
 
 
-def save_glb(gaussians: StandardGaussians, path: str | Path) -> Path:
-    """Write ``gaussians`` as a GLB (``glb_bytes``), atomically; returns the path."""
+def spz_document(g: StandardGaussians) -> tuple[dict, bytes]:
+    """(the glTF JSON less its asset, scene and buffer, the binary chunk) of ``g`` (glTF's frame) as one SPZ
+    stream in ``KHR_gaussian_splatting_compression_spz_2``, relative to its node's translation."""
+    means = g.means.double()
+    centre = (means.min(0).values + means.max(0).values) / 2
+    stream = spz_stream(StandardGaussians(means=(means - centre).float(), quats=g.quats, scales=g.scales,
+                                          opacities=g.opacities, sh=g.sh), SPZ_VERSION)
+    decoded = unpack(stream_payload(stream, "the tile's SPZ stream")).means.numpy()
+    kinds = {"POSITION": "VEC3", "COLOR_0": "VEC4", f"{EXTENSION}:SCALE": "VEC3", f"{EXTENSION}:ROTATION": "VEC4"}
+    kinds.update({name: "VEC3" for name in sh_names(g.degree)[1:]})
+    accessors = [{"componentType": FLOAT, "count": len(g), "type": kind} for kind in kinds.values()]
+    accessors[0].update(min=decoded.min(0).tolist(), max=decoded.max(0).tolist())
+    accessors[1].update(componentType=UNSIGNED_BYTE, normalized=True)
+    primitive = {"attributes": {name: i for i, name in enumerate(kinds)}, "mode": POINTS,
+                 "extensions": {EXTENSION: {**PRIMITIVE, "extensions": {COMPRESSION: {"bufferView": 0}}}}}
+    matrix = np.eye(4)
+    matrix[:3, 3] = centre.numpy()
+    return {"extensionsUsed": [EXTENSION, COMPRESSION], "extensionsRequired": [EXTENSION, COMPRESSION],
+            "nodes": [{"mesh": 0, "matrix": matrix.T.reshape(-1).tolist()}], "meshes": [{"primitives": [primitive]}],
+            "accessors": accessors, "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": len(stream)}]}, stream
+
+
+def save_glb(gaussians: StandardGaussians, path: str | Path, compression: str = "none") -> Path:
+    """Write ``gaussians`` as a GLB (``glb_bytes``, ``compression`` "none" or "spz"), atomically; returns the
+    path."""
     gaussians.require_finite(path)
-    atomic_write_bytes(path, glb_bytes(gaussians))
+    atomic_write_bytes(path, glb_bytes(gaussians, compression))
     return Path(path)
 
 
@@ -178,12 +232,23 @@ def read_accessor(document: dict, binary: bytes, index: int) -> np.ndarray:
 
 
 def read_gaussians(document: dict, binary: bytes) -> StandardGaussians:
-    """The Gaussians of the first ``KHR_gaussian_splatting`` primitive of a GLB, as stored (glTF's frame)."""
-    primitives = [p for mesh in document.get("meshes", []) for p in mesh.get("primitives", [])
-                  if EXTENSION in p.get("extensions", {})]
-    if not primitives:
+    """The Gaussians of the first ``KHR_gaussian_splatting`` primitive of a GLB (float32 attributes or an SPZ
+    stream) in glTF's frame, moved by its node's translation."""
+    found = [(m, p) for m, mesh in enumerate(document.get("meshes", [])) for p in mesh.get("primitives", [])
+             if EXTENSION in p.get("extensions", {})]
+    if not found:
         raise ValueError(f"no {EXTENSION} primitive")
-    attributes = primitives[0]["attributes"]
+    mesh, primitive = found[0]
+    spz = primitive["extensions"][EXTENSION].get("extensions", {}).get(COMPRESSION)
+    g = (read_spz(document, binary, primitive["attributes"], spz) if spz is not None
+         else read_floats(document, binary, primitive["attributes"]))
+    offset = torch.from_numpy(node_offset(document, mesh))
+    return StandardGaussians(means=(g.means.double() + offset).float(), quats=g.quats, scales=g.scales,
+                             opacities=g.opacities, sh=g.sh)
+
+
+def read_floats(document: dict, binary: bytes, attributes: dict) -> StandardGaussians:
+    """The Gaussians of a primitive's float32 attributes, as stored."""
     names = ["POSITION"] + [f"{EXTENSION}:{n}" for n in ("ROTATION", "SCALE", "OPACITY")] + sh_names(0)
     missing = [name for name in names if name not in attributes]
     if missing:
@@ -201,14 +266,45 @@ def read_gaussians(document: dict, binary: bytes) -> StandardGaussians:
                              sh=torch.stack([t[name] for name in sh_names(degree)], 1))
 
 
+def read_spz(document: dict, binary: bytes, attributes: dict, spz: dict) -> StandardGaussians:
+    """The Gaussians of a primitive's ``KHR_gaussian_splatting_compression_spz_2`` stream, as stored, checked
+    against the count and SH attributes the primitive announces."""
+    view = document["bufferViews"][spz["bufferView"]]
+    start, length = view.get("byteOffset", 0), view["byteLength"]
+    if view.get("buffer", 0) != 0 or start + length > len(binary):
+        raise ValueError("the SPZ stream's buffer view lies outside the GLB's binary chunk")
+    g = unpack(stream_payload(binary[start:start + length], "the SPZ stream"))
+    count = document["accessors"][attributes["POSITION"]]["count"]
+    sh = sorted(name for name in attributes if name.startswith(f"{EXTENSION}:SH_DEGREE_"))
+    if count != len(g) or sh != sorted(sh_names(g.degree)[1:]):
+        raise ValueError(f"the SPZ stream holds {len(g)} Gaussians of SH degree {g.degree}, the attributes announce "
+                         f"{count} and {len(sh)} SH coefficients")
+    return g
+
+
+def node_offset(document: dict, mesh: int) -> np.ndarray:
+    """[3] float64 the translation of the first node holding ``mesh`` (a ValueError for any other transform)."""
+    nodes = [node for node in document.get("nodes", []) if node.get("mesh") == mesh]
+    if not nodes:
+        raise ValueError(f"no node holds mesh {mesh}")
+    node = nodes[0]
+    matrix = np.asarray(node.get("matrix", np.eye(4).reshape(-1)), np.float64).reshape(4, 4).T  # column-major
+    matrix[:3, 3] += np.asarray(node.get("translation", [0.0, 0.0, 0.0]), np.float64)
+    if (not np.allclose(matrix[:3, :3], np.eye(3)) or not np.allclose(matrix[3], [0, 0, 0, 1])
+            or node.get("rotation", [0, 0, 0, 1]) != [0, 0, 0, 1] or node.get("scale", [1, 1, 1]) != [1, 1, 1]):
+        raise ValueError("its node moves it by more than a translation")
+    return matrix[:3, 3]
+
+
 def load_glb(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:
-    """Read a GLB of Gaussians written by :func:`save_glb` (or any float ``KHR_gaussian_splatting`` primitive)
-    back into our frame and convention; a UserError in one line for any other file."""
+    """Read a GLB of Gaussians written by :func:`save_glb` (or any float or SPZ ``KHR_gaussian_splatting``
+    primitive under a node that only moves it) back into our frame and convention; a UserError in one line for
+    any other file."""
     try:
         g = read_gaussians(*read_chunks(Path(path).read_bytes()))
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (UserError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
         raise UserError(f"{path} is not a GLB of Gaussians ({EXTENSION}) as mgs export writes them: {reason}")
     return turn_about_x(g, Y_UP_TO_Z_UP).to(device)

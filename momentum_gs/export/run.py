@@ -38,7 +38,8 @@ WHAT = {"ply": "the layout 3DGS viewers read", "splat": "the .splat file web vie
 
 
 def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = None, sh_degree: int | None = None,
-               refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE) -> list[str]:
+               refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE,
+               tile_compression: str = "spz") -> list[str]:
     """Write a run's merged model in ``fmt`` to ``out`` (default ``RUN/export``); returns the lines to print.
     Nothing is written through a link: below ``RUN`` none may lead out of it, and a file to write that is a link
     is refused (:mod:`momentum_gs.io.safe_path`).
@@ -47,7 +48,8 @@ def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = N
     ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
     (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile
     of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default) and per leaf
-    of ``sog-lod`` (:mod:`momentum_gs.export.sog_lod`, ``RUN/export/sog-lod``)."""
+    of ``sog-lod`` (:mod:`momentum_gs.export.sog_lod`, ``RUN/export/sog-lod``); ``tile_compression``: the
+    tiles as SPZ streams ("spz") or float32 attributes ("none")."""
     folder = RunFolder(run_dir)
     if fmt in ("3dtiles", "sog-lod"):
         if refine_steps:
@@ -56,7 +58,7 @@ def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = N
         if fmt == "sog-lod":  # degree 0 by default, as sog: splat-transform compresses higher degrees slowly
             return export_sog_lod(folder.root, out or folder.path("export", "sog-lod"), sh_degree or 0, tile_size)
         return export_tiles(folder.root, out or folder.path("export", "3dtiles"), 3 if sh_degree is None else sh_degree,
-                            tile_size)
+                            tile_size, tile_compression)
     cfg, model, _ = load_run(folder.root)
     if not isinstance(model, GaussianScene):
         raise UserError("this run trained independent decoders per block; both export layouts need one decoder")

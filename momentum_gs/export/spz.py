@@ -42,6 +42,7 @@ Our choices, where the format leaves one:
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
 import zlib
@@ -78,9 +79,14 @@ def save_spz(gaussians: StandardGaussians, path: str | Path, version: int = 3,
         raise UserError(f"cannot write .spz version {version}; choose 2 or 3")
     if not all(1 <= bits <= 8 for bits in sh_bits):
         raise UserError(f"SH bits {sh_bits} out of range; each is 1 to 8")
-    payload = pack(flip_frame(gaussians), version, sh_bits)
-    atomic_write_bytes(path, gzip.compress(payload, compresslevel=6, mtime=0))
+    atomic_write_bytes(path, spz_stream(flip_frame(gaussians), version, sh_bits))
     return Path(path)
+
+
+def spz_stream(gaussians: StandardGaussians, version: int = 3, sh_bits: tuple[int, int] = (8, 8)) -> bytes:
+    """The bytes of a ``.spz`` stream of ``gaussians`` taken as they are, in the stream's frame (no turn): what
+    :func:`save_spz` writes after its turn, and what a glTF tile embeds."""
+    return gzip.compress(pack(gaussians, version, sh_bits), compresslevel=6, mtime=0)
 
 
 def load_spz(path: str | Path, device: torch.device | str = "cpu") -> StandardGaussians:
@@ -161,21 +167,34 @@ def read_payload(path: Path) -> tuple[tuple, bytes]:
     The gzip stream is decompressed as it is read, into a buffer of exactly the size the header's count gives,
     and no further than one byte past it: a stream that decompresses to more (a gzip bomb) is refused, and so is
     a count that the file's size cannot hold (:func:`check_count`)."""
+    path = Path(path)
     with open(path, "rb") as f:
         start = f.read(8)
+    return _payload(start, lambda: gzip.open(path, "rb"), path, path.stat().st_size)
+
+
+def stream_payload(data: bytes, path: Path | str) -> tuple[tuple, bytes]:
+    """The header fields and the array bytes of the ``.spz`` stream ``data`` (``path`` names it in messages),
+    checked as :func:`read_payload` checks a file."""
+    return _payload(data[:8], lambda: gzip.GzipFile(fileobj=io.BytesIO(data)), path, len(data))
+
+
+def _payload(start: bytes, open_stream, path, disk: int) -> tuple[tuple, bytes]:
+    """:func:`read_payload` of a stream whose first bytes are ``start``, opened by ``open_stream()``, ``disk``
+    bytes compressed."""
     if start[:4] == b"NGSP":
         version = int.from_bytes(start[4:8], "little")
         raise UserError(f"{path} is a .spz file of version {version} (zstd streams); this reader reads versions 2 "
                         "and 3: write it again as version 3")
     try:
-        with gzip.open(path, "rb") as stream:
+        with open_stream() as stream:
             head = stream.read(HEADER.size)
             if len(head) < HEADER.size:
                 raise UserError(f"{path} is truncated: {len(head)} bytes where the .spz header needs 16")
             header = HEADER.unpack(head)
             check_header(path, header)
             size = array_bytes(header)
-            check_count(path, header, size)
+            check_count(path, header, size, disk)
             body = read_at_most(stream, size)
             extra = stream.read(1)  # at the end of a whole file gzip checks its length and CRC
     except (OSError, EOFError, zlib.error) as exc:
@@ -203,14 +222,13 @@ def read_at_most(stream, size: int) -> bytes:
     return bytes(buffer)
 
 
-def check_count(path: Path, header: tuple, size: int) -> None:
+def check_count(path: Path, header: tuple, size: int, disk: int) -> None:
     """A UserError for a header counting no Gaussians, or more than the file can hold: gzip's deflate expands its
     input at most :data:`MAX_DEFLATE_RATIO` times, so the header and arrays are at most that many times the
     file's size. Then the memory that reading them takes is checked (:func:`momentum_gs.io.budget.require_memory`)."""
     _, _, n, degree, _, _, _ = header
     if n == 0:
         raise UserError(f"{path} holds no Gaussians (its header counts 0); write the file again from a scene")
-    disk = path.stat().st_size
     if HEADER.size + size > MAX_DEFLATE_RATIO * disk:
         raise UserError(f"{path}: its header announces {n} Gaussians ({HEADER.size + size} bytes), more than "
                         f"{MAX_DEFLATE_RATIO} times the file's {disk} bytes, the most that gzip can expand to; the "

@@ -13,10 +13,12 @@ The file, as the 3D Tiles 1.1 specification lays it out:
 The GLB contents are y-up glTF turned so that the loader's y-up → z-up turn puts them back in the scene's
 z-up frame (``export.gltf``); boxes and transform are in that z-up frame.
 
-The tileset declares the glTF extension its content uses with the ``3DTILES_content_gltf`` extension (its
-``extensionsUsed`` lists ``KHR_gaussian_splatting``), which is where CesiumJS looks for a tileset's glTF
-extensions. The GLBs only *use* the extension (a viewer without it draws the Gaussians as points), so it is
-not listed as required.
+The tileset declares the glTF extensions its content uses with the ``3DTILES_content_gltf`` extension, which is
+where CesiumJS looks for a tileset's glTF extensions. Float32 tiles only *use* ``KHR_gaussian_splatting`` (a
+viewer without it draws the Gaussians as points), so it is listed in ``extensionsUsed`` alone. SPZ tiles
+(``KHR_gaussian_splatting_compression_spz_2``) cannot be read without either extension, so both are listed in
+``extensionsUsed`` and ``extensionsRequired``; CesiumJS 1.145 sends a tileset's glTF tiles to its splat renderer
+only when both are in ``extensionsRequired`` there (otherwise it loads them as ordinary models).
 
 The GLBs are written as the tree is walked, and ``tileset.json`` last, each atomically: a reader never finds a
 tileset that names a tile not yet written.
@@ -32,7 +34,7 @@ import numpy as np
 
 from momentum_gs.data.georef import enu_axes, origin_of, wgs84_to_ecef
 from momentum_gs.export.bake import StandardGaussians
-from momentum_gs.export.gltf import EXTENSION, save_glb
+from momentum_gs.export.gltf import COMPRESSION, EXTENSION, save_glb
 from momentum_gs.export.lod import Tile
 from momentum_gs.io.atomic import atomic_write_text
 
@@ -59,6 +61,13 @@ def box_volume(box: np.ndarray) -> list[float]:
     return ((lo + hi) / 2).tolist() + half.reshape(-1).tolist()
 
 
+def gltf_extensions(compression: str) -> dict:
+    """The ``3DTILES_content_gltf`` object of tiles of ``compression`` ("none" or "spz")."""
+    if compression == "spz":
+        return {"extensionsUsed": [EXTENSION, COMPRESSION], "extensionsRequired": [EXTENSION, COMPRESSION]}
+    return {"extensionsUsed": [EXTENSION]}
+
+
 def tile_json(tile: Tile, out: Path, content: Callable[[StandardGaussians, Path], object] | None) -> dict:
     """The JSON of ``tile`` and its descendants, writing each one's content under ``out/tiles`` on the way (a
     tile whose ``gaussians`` is None had its content written already)."""
@@ -74,11 +83,13 @@ def tile_json(tile: Tile, out: Path, content: Callable[[StandardGaussians, Path]
 
 
 def write_tileset(root: Tile, out: str | Path, georef: dict | None,
-                  content: Callable[[StandardGaussians, Path], object] | None = save_glb) -> Path:
+                  content: Callable[[StandardGaussians, Path], object] | None = save_glb,
+                  compression: str = "none") -> Path:
     """Write the tree under ``root`` as a 3D Tiles 1.1 tileset in the folder ``out``: ``tiles/<name>.glb``
     for every tile with content (written by ``content(gaussians, path)``; None: written already), then
-    ``tileset.json``; placed on
-    the globe when ``georef`` (``data.georef.read_georef``'s dictionary) is given. Returns the tileset path."""
+    ``tileset.json``, which declares the glTF extensions of tiles of ``compression`` ("none" or "spz", as
+    ``content`` writes them); placed on the globe when ``georef`` (``data.georef.read_georef``'s dictionary) is
+    given. Returns the tileset path."""
     out = Path(out)
     root_json = {**tile_json(root, out, content), "refine": "REPLACE"}
     if georef is not None:
@@ -87,7 +98,7 @@ def write_tileset(root: Tile, out: str | Path, georef: dict | None,
     tileset = {
         "asset": {"version": "1.1", "generator": "momentum_gs"},
         "extensionsUsed": [CONTENT_GLTF],
-        "extensions": {CONTENT_GLTF: {"extensionsUsed": [EXTENSION]}},
+        "extensions": {CONTENT_GLTF: gltf_extensions(compression)},
         "geometricError": max(2 * float(root.geometric_error), diagonal, 1e-6),
         "root": root_json,
     }
