@@ -132,3 +132,13 @@ def test_the_viewer_takes_the_drawer_and_closes_it(city):
     finally:
         viewer.close()
     assert drawer.cache._thread is None or not drawer.cache._thread.is_alive()
+
+
+def test_mgs_view_offers_the_levels_and_checks_the_frame_time(capsys):
+    from momentum_gs.cli import main
+
+    assert main(["view", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--lod, --no-lod" in out and "--frame-time" in out
+    assert main(["view", "run", "--frame-time", "0"]) == 2
+    assert "argument --frame-time: must be in [0.001, 60], got '0'" in capsys.readouterr().err

@@ -37,7 +37,7 @@ BAKE_VIEWS = 16  # training views a block's Gaussians are baked from (those that
 PIXEL_ERROR = 1.0  # pixels: a level is fine enough where its geometric error covers at most this much
 FRAME_TIME = 0.1  # seconds a moving camera's frame aims at
 REST_FACTOR = 10  # the resting camera's full frame may take this many times as long
-SECONDS_PER_GAUSSIAN = 1.0e-6  # the first guess of a Gaussian's cost, before frames are timed (see the module notes)
+SECONDS_PER_GAUSSIAN = 1.3e-6  # the first guess of a Gaussian's cost, before frames are timed (see the module notes)
 RATE_WEIGHT = 0.3  # weight of the latest frame in the running mean of the seconds a Gaussian costs
 MIN_TIMED = 1000  # frames of fewer Gaussians leave the rate alone: fixed costs dominate their time
 
