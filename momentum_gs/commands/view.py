@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> None:
     print(kernels_in_use(source.device), flush=True)  # builds the CPU kernels before the first frame
     lod = levels_needed(source, args.frame_time) if args.lod is None else args.lod
     if lod:
-        print(f"levels of detail: on, {placed_gaussians(source.parts(range(source.num_blocks)))} Gaussians in the run "
-              f"for a budget of about {FrameBudget(args.frame_time).gaussians} a moving frame (--no-lod draws every "
-              "block whole)", flush=True)
+        print(f"levels of detail: on, {placed_gaussians(source.parts(range(source.num_blocks))):,} Gaussians in the "
+              f"run for a budget of about {FrameBudget(args.frame_time).gaussians:,} a moving frame (--no-lod draws "
+              "every block whole)", flush=True)
     viewer = Viewer(source, args.host, args.port, started=started, drawer=FrameDrawer(source, lod, args.frame_time))
     warn_if_open(args.host)
     serve_until_interrupted(viewer, f"viewer of {args.run_dir} (step {source.step}, {source.num_blocks} block(s)) "
