@@ -66,6 +66,7 @@ COUNT = Range(0, MAX_STEPS)  # 0 allowed (usually "off" or "all")
 STEPS = Range(1, MAX_STEPS)
 SEED = Range(0, MAX_SEED)
 PORT = Range(1, 65535)  # a TCP port
+FRAME_SECONDS = Range(0.001, 60)  # a frame time the viewer aims at: a millisecond to a minute
 TILE = Range(1, 1 << 24)  # Gaussians in one tile: 16 M of SH degree 3 are 4 GB, more than any viewer loads
 
 

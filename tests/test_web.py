@@ -135,6 +135,26 @@ def test_export_html_and_its_refusals_from_the_command_line(trained, tmp_path, m
     assert not (tmp_path / "sog").exists()
 
 
+
+def test_a_run_over_the_page_limit_is_refused_in_one_line_naming_the_tileset(trained, tmp_path, monkeypatch, capsys):
+    """Above the count a browser was measured to open in reasonable time (docs/web.md), the page is not written:
+    one line that says so and names the tileset export instead."""
+    from momentum_gs.export import web
+
+    monkeypatch.setattr(web, "HTML_MAX_GAUSSIANS", 50)
+    capsys.readouterr()
+    assert main(["export", str(trained), "--format", "html", "--out", str(tmp_path / "e"), "--refine", "0"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert re.fullmatch(r"error: [\d,]+ Gaussians are more than a browser opens in one page in reasonable time "
+                        r"\(at most 50, docs/web.md\); export the run as a tileset .*: --format 3dtiles", errors[0])
+    assert not (tmp_path / "e" / "scene.html").exists()
+    assert save_viewer(_gaussians(50), _camera(), (0, 0, 0), tmp_path / "fifty.html").is_file()
+    with pytest.raises(UserError, match="51 Gaussians are more than"):
+        save_viewer(_gaussians(51), _camera(), (0, 0, 0), tmp_path / "more.html")
+    assert not (tmp_path / "more.html").exists()
+
 # ---- In a real browser: headless Chromium with software WebGL (SwiftShader) draws the exported page.
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)

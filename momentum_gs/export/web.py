@@ -28,6 +28,10 @@ from momentum_gs.export.splat import splat_bytes
 
 VIEWER = Path(__file__).with_name("viewer.html")
 NEAR = 0.01  # world units: the renderer's near plane, below which a Gaussian is not drawn
+# The most Gaussians the one-file page carries: in headless Chromium on the development machine, every page up to this
+# size showed its first frame within ten seconds and then redrew smoothly, and larger ones did not always (docs/web.md,
+# scripts/bench_web_load.py). A larger scene goes to the tileset, which viewers stream by level of detail.
+HTML_MAX_GAUSSIANS = 500_000
 INSTALL_SPLAT_TRANSFORM = ("install Node.js 22 or newer and run `npm install -g @playcanvas/splat-transform` "
                            "(on Node.js 18 or 20: `npm install -g @playcanvas/splat-transform@2.7.1`)")
 
@@ -54,7 +58,12 @@ def viewer_page(gaussians: StandardGaussians, camera: Camera, background: tuple[
 
 def save_viewer(gaussians: StandardGaussians, camera: Camera, background: tuple[float, float, float],
                 path: str | Path) -> Path:
-    """Write :func:`viewer_page` to ``path`` atomically; returns the path."""
+    """Write :func:`viewer_page` to ``path`` atomically; returns the path. More than ``HTML_MAX_GAUSSIANS``
+    Gaussians are refused in one line (a browser would take too long to open the page; see docs/web.md)."""
+    if len(gaussians) > HTML_MAX_GAUSSIANS:
+        raise UserError(f"{len(gaussians):,} Gaussians are more than a browser opens in one page in reasonable time "
+                        f"(at most {HTML_MAX_GAUSSIANS:,}, docs/web.md); export the run as a tileset with levels of "
+                        "detail, which viewers stream: --format 3dtiles")
     gaussians.require_finite(path)
     atomic_write_text(path, viewer_page(gaussians, camera, background))
     return Path(path)

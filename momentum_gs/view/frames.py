@@ -13,7 +13,8 @@ from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.draw import distinct_colors
 from momentum_gs.eval.evaluate import depth_picture, normal_picture
-from momentum_gs.model.gaussian_scene import render_view
+from momentum_gs.model.gaussian_scene import decode_parts, gaussian_tensors, rasterize
+from momentum_gs.model.standard import eval_sh
 from momentum_gs.partition.contraction import uncontract
 
 MODES = ("rgb", "depth", "normal")  # what a frame shows: the image, or one of the render's extra maps
@@ -65,24 +66,27 @@ class FrameSettings:
 
 @torch.no_grad()
 def render_frame(parts, appearance, camera: Camera, render_cfg, settings: FrameSettings | str = "rgb",
-                 with_depth: bool = True) -> tuple[np.ndarray, int, np.ndarray | None]:
+                 with_depth: bool = True, coarse=()) -> tuple[np.ndarray, int, np.ndarray | None]:
     """([H, W, 3] uint8 RGB frame, Gaussians drawn, [H, W] float32 camera-space depth or None) of ``parts`` (a
-    list of (anchors, decoder)) from ``camera`` with the mean appearance code. The depth (``FAR`` where the
-    scene covers at most half a pixel) lets the browser hide the overlays behind the scene. ``mode`` "depth"
-    and "normal" show the pictures of ``mgs eval --maps`` (:func:`~momentum_gs.eval.evaluate.depth_picture`,
-    :func:`~momentum_gs.eval.evaluate.normal_picture`); ``settings`` may be a mode alone. No parts, or not
-    ``with_depth``: no depth (and none rendered unless the mode shows it); no parts: the background colour."""
+    list of (anchors, decoder)) from ``camera`` with the mean appearance code, and of ``coarse`` (standard
+    Gaussians on the parts' device: the coarser levels of blocks not decoded, :mod:`momentum_gs.view.levels`).
+    The depth (``FAR`` where the scene covers at most half a pixel) lets the browser hide the overlays behind
+    the scene. ``mode`` "depth" and "normal" show the pictures of ``mgs eval --maps``
+    (:func:`~momentum_gs.eval.evaluate.depth_picture`, :func:`~momentum_gs.eval.evaluate.normal_picture`);
+    ``settings`` may be a mode alone. Nothing to draw, or not ``with_depth``: no depth (and none rendered unless
+    the mode shows it); nothing to draw: the background colour."""
     if isinstance(settings, str):
         settings = FrameSettings(settings)
     if settings.background is not None:
         render_cfg = replace(render_cfg, background=list(settings.background))
-    if not parts:
+    if not parts and not coarse:
         colour = np.clip(np.asarray(render_cfg.background) * 255, 0, 255).round().astype(np.uint8)
         return np.broadcast_to(colour, (camera.height, camera.width, 3)).copy(), 0, None
     extras = (("depth",) if with_depth or settings.mode == "depth" else ()) + (
         ("normal",) if settings.mode == "normal" else ())
-    view = render_view(parts, camera, render_cfg, appearance, None, extras=extras)
-    output, depth = view.output, None
+    camera = camera.to(parts[0][0].positions.device if parts else coarse[0].means.device)
+    tensors = frame_gaussians(parts, coarse, appearance, camera, render_cfg)
+    output, depth = rasterize(tensors, camera, render_cfg, extras=extras), None
     if with_depth:
         covered = (output.alpha[..., 0] > 0.5).detach().cpu().numpy()
         depth = np.where(covered, output.normalised_depth()[..., 0].detach().cpu().numpy(), FAR).astype(np.float32)
@@ -92,7 +96,18 @@ def render_frame(parts, appearance, camera: Camera, render_cfg, settings: FrameS
         image = normal_picture(output)
     else:
         image = output.image.clamp(0, 1).mul(255).round().byte().cpu().numpy()
-    return image, view.num_gaussians, depth
+    return image, int(tensors[0].shape[0]), depth
+
+
+def frame_gaussians(parts, coarse, appearance, camera: Camera, render_cfg) -> list[torch.Tensor]:
+    """The means, quats, scales, opacities and colours (:func:`~momentum_gs.model.gaussian_scene.rasterize`'s
+    tensors) of ``parts`` decoded from ``camera`` and of the standard Gaussians ``coarse`` with their colours
+    seen from it, all together (``camera`` on their device)."""
+    groups = [gaussian_tensors(decode_parts(parts, camera, render_cfg, appearance))] if parts else []
+    for g in coarse:
+        dirs = torch.nn.functional.normalize(g.means - camera.center.to(g.means), dim=-1)
+        groups.append([g.means, g.quats, g.scales, g.opacities, eval_sh(g.sh, dirs)])
+    return groups[0] if len(groups) == 1 else [torch.cat(ts) for ts in zip(*groups)]
 
 
 def cell_boxes(partition) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

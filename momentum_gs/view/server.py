@@ -28,8 +28,9 @@ import numpy as np
 from momentum_gs.errors import UserError, one_line
 from momentum_gs.partition.frame import estimate_up
 from momentum_gs.ranges import PORT
+from momentum_gs.view.drawer import FrameDrawer
 from momentum_gs.view.frames import (MODES, FrameSettings, block_rgb, camera_pose, cell_boxes, frame_size,
-                                     render_frame, viewer_camera)
+                                     viewer_camera)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 ANY_HOST = ("0.0.0.0", "::")
@@ -119,16 +120,17 @@ class Viewer:
     """A viser server showing ``source`` (:mod:`momentum_gs.view.sources`) at http://host:port.
 
     Args:
-        source: what to render. host, port: where to listen (127.0.0.1: this machine only).
+        source: what to render; drawer: how (:class:`~momentum_gs.view.drawer.FrameDrawer`; default every block whole).
+        host, port: where to listen (127.0.0.1: this machine only). log: where the one-line reports go.
         started: ``time.perf_counter()`` when the command started, to report the time to the first frame.
-        log: where the one-line reports go.
     """
 
     def __init__(self, source, host: str = "127.0.0.1", port: int = 8080, started: float | None = None,
-                 log=None):
+                 log=None, drawer: FrameDrawer | None = None):
         check_port(host, port)
         viser = import_viser()
         self.source, self.log = source, log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.drawer = drawer or FrameDrawer(source)
         self.started = time.perf_counter() if started is None else started
         state = random.getstate()  # rich, imported by viser's server, draws from Python's stream on import
         with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: our line names the address
@@ -355,8 +357,7 @@ class Viewer:
         started = time.perf_counter()
         with self.source.lock:
             version = self.source.version
-            image, gaussians, depth = render_frame(self.source.parts(blocks), self.source.appearance, camera,
-                                                   self.source.cfg.render, settings, with_depth=self.overlays_shown)
+            image, gaussians, depth = self.drawer.render(blocks, camera, settings, self.overlays_shown, full)
         seconds = time.perf_counter() - started
         # with the depth, the browser hides frustums and cells where the scene is in front of them (viser keeps
         # depths up to 167.77 scene units: farther overlays are drawn over the scene)
@@ -367,7 +368,7 @@ class Viewer:
             self.frames += 1
             self.last_frame = Frame(client_id, camera, settings.mode, blocks, version, seconds, self.frames)
             self.frame_text.content = (f"{size[0]}×{size[1]} frame in {seconds * 1000:.0f} ms, "
-                                       f"{gaussians} Gaussians")
+                                       f"{gaussians} Gaussians" + (f"; {self.drawer.text}" if self.drawer.text else ""))
             if self.first_frame_s is None:
                 self.first_frame_s = state.sent_at - self.started
                 self.log(f"viewer: first frame {self.first_frame_s:.1f} s after the start")
@@ -376,6 +377,7 @@ class Viewer:
         """Stop rendering and serving."""
         self._stop.set()
         self._thread.join(timeout=10)
+        self.drawer.close()
         with contextlib.redirect_stdout(io.StringIO()):
             self.server.stop()
 
