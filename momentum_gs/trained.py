@@ -31,23 +31,22 @@ from momentum_gs.config import Config, ModelConfig, load_config, resolve_device
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
 from momentum_gs.io.finite import require_finite
-from momentum_gs.io.layout import NOTHING, Maybe, Number, Tensor, Whole, layout_problem
 from momentum_gs.io.run_folder import RunFolder
-from momentum_gs.io import schema
-from momentum_gs.io.schema import FileName, Obj, Text, check, read_json
+from momentum_gs.io.schema import (NOTHING, FileName, Items, Kind, Maybe, Nothing, Number, Obj, Tensor, Text, check,
+                                   problem, read_json)
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import GaussianScene, PartsScene, appearance_from_state, decoder_from_state
 from momentum_gs.partition.partition import Partition
-from momentum_gs.ranges import AT_LEAST_0, MAX_BLOCKS, MAX_STEPS, Range
+from momentum_gs.ranges import AT_LEAST_0, MAX_BLOCKS, MAX_STEPS, POSITIVE, Range
 
 # What is read back of a run's ``summary.json`` (``mgs table``); the training writes more, not looked into.
-RUN_SUMMARY = Obj({"steps": schema.Number(Range(0, MAX_STEPS), whole=True),
-                   "seconds": schema.Number(AT_LEAST_0, unit="seconds of training"),
-                   "num_blocks": schema.Number(Range(1, MAX_BLOCKS), whole=True)})
+RUN_SUMMARY = Obj({"steps": Number(Range(0, MAX_STEPS), whole=True),
+                   "seconds": Number(AT_LEAST_0, note="seconds of training"),
+                   "num_blocks": Number(Range(1, MAX_BLOCKS), whole=True)})
 # What a checkpoint says of its partition: the absolute path, the path inside the run folder, the file's digest.
-PARTITION_RECORD = Obj({}, {"partition": schema.Maybe(Text()),
-                            "partition_in_run": schema.Maybe(FileName("the run folder")),
+PARTITION_RECORD = Obj({}, {"partition": Maybe(Text()),
+                            "partition_in_run": Maybe(FileName("the run folder")),
                             "partition_sha256": Text()})
 
 
@@ -55,7 +54,7 @@ PARTITION_RECORD = Obj({}, {"partition": schema.Maybe(Text()),
 F32 = torch.float32
 
 
-def model_layout(model: ModelConfig) -> dict:
+def model_layout(model: ModelConfig) -> Obj:
     """The decoder's state dict (the shapes a decoder of ``model``'s sizes has, made on the meta device: no
     memory) and the appearance table ([views, appearance_dim], none when ``appearance_dim`` is 0): what a
     checkpoint and an exported decoder file hold of the model."""
@@ -64,17 +63,20 @@ def model_layout(model: ModelConfig) -> dict:
     sizes = (f"model.feat_dim={model.feat_dim}, n_offsets={model.n_offsets}, hidden_dim={model.hidden_dim}, "
              f"appearance_dim={model.appearance_dim}, add_distance={model.add_distance}")
     a = model.appearance_dim
-    return {"decoder": {name: Tensor(F32, tuple(t.shape), sizes) for name, t in decoder.state_dict().items()},
-            "appearance": {"weight": Tensor(F32, (None, a), f"model.appearance_dim={a}")} if a else NOTHING}
+    parts = {"decoder": Obj({name: Tensor(F32, tuple(t.shape), sizes) for name, t in decoder.state_dict().items()})}
+    if not a:
+        return Obj(parts, {"appearance": Nothing(f"model.appearance_dim={a}")})
+    return Obj({**parts, "appearance": Obj({"weight": Tensor(F32, (None, a), f"model.appearance_dim={a}")})})
 
 
-def adam_layout(params: list[Tensor]) -> dict:
-    """Adam's state dict over parameters of the layouts ``params``, in order: each one's step count and moments
-    (absent until the parameter's first step)."""
-    return {"state": {i: Maybe({"step": Tensor(F32, ()), "exp_avg": p, "exp_avg_sq": p}) for i, p in enumerate(params)}}
+def adam_layout(params: list[Kind]) -> Obj:
+    """Adam's state dict over parameters of the kinds ``params`` (:class:`Tensor`), in order: each one's step
+    count and moments (absent until the parameter's first step)."""
+    return Obj({"state": Obj({}, {i: Maybe(Obj({"step": Tensor(F32, ()), "exp_avg": p, "exp_avg_sq": p}))
+                                  for i, p in enumerate(params)})})
 
 
-def block_layout(state: dict, model: ModelConfig, decoder: dict, step: int) -> dict:
+def block_layout(state: dict, model: ModelConfig, decoder: Obj, step: int) -> Obj:
     """One entry of a checkpoint's ``blocks`` (see :mod:`momentum_gs.train.blocks`): its N anchors (N read from
     their positions), its optimizer and growth statistics over them, its steps (at most the checkpoint's), and
     for independent blocks its own decoder."""
@@ -82,47 +84,52 @@ def block_layout(state: dict, model: ModelConfig, decoder: dict, step: int) -> d
     positions = saved.get("positions") if isinstance(saved, dict) else None
     rows = positions.shape[0] if torch.is_tensor(positions) and positions.dim() else None
     k, c = model.n_offsets, model.feat_dim
-    anchors = {"positions": Tensor(F32, (rows, 3)), "offsets": Tensor(F32, (rows, k, 3), f"model.n_offsets={k}"),
-               "features": Tensor(F32, (rows, c), f"model.feat_dim={c}"), "scalings": Tensor(F32, (rows, 6)),
-               "voxel_size": Number(0.0)}
-    children = None if rows is None else rows * k
-    layout = {"anchors": anchors, "steps": Whole(0, step, "at most the checkpoint's step"),
-              "optimizer": Maybe(adam_layout([anchors["offsets"], anchors["features"], anchors["scalings"]])),
-              "strategy": Maybe({"opacity_accum": Tensor(F32, (rows,)), "anchor_visits": Tensor(F32, (rows,)),
-                                 "offset_grad_accum": Tensor(F32, (children,), f"anchors × model.n_offsets={k}"),
-                                 "offset_visits": Tensor(F32, (children,), f"anchors × model.n_offsets={k}"),
-                                 "generator": Tensor(torch.uint8, (None,))})}
+    offsets, features = Tensor(F32, (rows, k, 3), f"model.n_offsets={k}"), Tensor(F32, (rows, c), f"model.feat_dim={c}")
+    scalings, children = Tensor(F32, (rows, 6)), None if rows is None else rows * k
+    anchors = Obj({"positions": Tensor(F32, (rows, 3)), "offsets": offsets, "features": features,
+                   "scalings": scalings, "voxel_size": Number(POSITIVE)})
+    strategy = Obj({"opacity_accum": Tensor(F32, (rows,)), "anchor_visits": Tensor(F32, (rows,)),
+                    "offset_grad_accum": Tensor(F32, (children,), f"anchors × model.n_offsets={k}"),
+                    "offset_visits": Tensor(F32, (children,), f"anchors × model.n_offsets={k}"),
+                    "generator": Tensor(torch.uint8, (None,))})
+    required = {"anchors": anchors, "steps": Number(Range(0, step), whole=True, note="at most the checkpoint's step")}
+    optional = {"optimizer": Maybe(adam_layout([offsets, features, scalings])), "strategy": Maybe(strategy)}
     if isinstance(state, dict) and "decoder" in state:  # an independent block
-        layout.update(decoder=decoder, decoder_optimizer=Maybe(adam_layout(list(decoder.values()))))
-    return layout
+        required["decoder"] = decoder
+        optional["decoder_optimizer"] = Maybe(adam_layout(list(decoder.required.values())))
+    return Obj(required, optional)
 
 
-def checkpoint_layout(ckpt: dict, cfg: Config) -> dict:
-    """The one description of a checkpoint of a run with config ``cfg`` (:mod:`momentum_gs.io.layout`): every
-    tensor with its dtype and its shape from ``cfg.model`` (the anchors' count, the views' and the blocks' are
-    read from the file), and the step: a whole number no larger than the schedule of ``cfg`` reaches, ``optim.steps``
-    per block times the blocks (k ≥ 1 active blocks at a time run ⌈optim.steps · n / k⌉ global steps)."""
+def checkpoint_layout(ckpt: dict, cfg: Config) -> Obj:
+    """The one description of a checkpoint of a run with config ``cfg`` (a :mod:`momentum_gs.io.schema` kind):
+    every tensor with its dtype and its shape from ``cfg.model`` (the anchors' count, the views' and the blocks'
+    are read from the file), and the step: a whole number no larger than the schedule of ``cfg`` reaches,
+    ``optim.steps`` per block times the blocks (k ≥ 1 active blocks at a time run ⌈optim.steps · n / k⌉ global
+    steps)."""
     blocks = ckpt.get("blocks") if isinstance(ckpt.get("blocks"), list) else []
     n, steps = max(len(blocks), 1), cfg.optim.steps
     step = ckpt.get("step") if type(ckpt.get("step")) is int else 0
     model = model_layout(cfg.model)
-    decoder, appearance = model["decoder"], model["appearance"]
-    shared = list(decoder.values()) + ([appearance["weight"]] if appearance is not NOTHING else [])
+    decoder, appearance = model.required["decoder"], model.required.get("appearance", NOTHING)
+    shared = list(decoder.required.values()) + ([appearance.required["weight"]] if appearance is not NOTHING else [])
     per_block = {"psnr": torch.float64, "ssim": torch.float64, "evaluations": torch.int64}
-    return {
-        "step": Whole(0, steps * n, f"optim.steps={steps} per block × {n} block{'s' * (n > 1)}"),
-        "blocks": [block_layout(state, cfg.model, decoder, step) for state in blocks] or [{}],
-        "decoder": decoder, "appearance": appearance, "decoder_optimizer": Maybe(adam_layout(shared)),
-        "teacher": Maybe(decoder),
-        "weighting": Maybe({name: Tensor(dtype, (n,), f"{n} blocks") for name, dtype in per_block.items()}),
-        "rng": Maybe({"torch": Tensor(torch.uint8, (None,)),
-                      "numpy": Maybe({"keys": Tensor(torch.int64, (624,), "numpy's MT19937 state")})}),
+    schedule = f"optim.steps={steps} per block × {n} block{'s' * (n > 1)}"
+    required = {
+        "step": Number(Range(0, steps * n), whole=True, note=schedule),
+        "blocks": Items(tuple(block_layout(state, cfg.model, decoder, step) for state in blocks) or (Obj({}),)),
+        **model.required,
     }
+    return Obj(required, {
+        **model.optional, "decoder_optimizer": Maybe(adam_layout(shared)), "teacher": Maybe(decoder),
+        "weighting": Maybe(Obj({name: Tensor(dtype, (n,), f"{n} blocks") for name, dtype in per_block.items()})),
+        "rng": Maybe(Obj({"torch": Tensor(torch.uint8, (None,))},
+                         {"numpy": Maybe(Obj({"keys": Tensor(torch.int64, (624,), "numpy's MT19937 state")}))})),
+    })
 
 
 def checkpoint_problem(ckpt: dict, cfg: Config) -> str | None:
     """The first part of ``ckpt`` that does not fit :func:`checkpoint_layout` of ``cfg``, in words, or None."""
-    return layout_problem(ckpt, checkpoint_layout(ckpt, cfg))
+    return problem(ckpt, checkpoint_layout(ckpt, cfg))
 
 
 # ---- a run read back ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from momentum_gs.eval.camera_path_json import read_path_json
 from momentum_gs.eval.table import gather
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from momentum_gs.io.mesh import write_mesh
-from momentum_gs.io.schema import FileName, ListOf, Number, Obj, check
+from momentum_gs.io.schema import NOTHING, FileName, Items, ListOf, Maybe, Number, Obj, Tensor, check
 from momentum_gs.mesh import extract
 from momentum_gs.mesh.extract import ground_truth_mesh
 from momentum_gs.partition import auto_partition
@@ -73,6 +73,30 @@ def test_the_checker_names_the_key_and_what_was_expected():
     for data, message in cases:
         with pytest.raises(UserError, match="^" + re.escape(f"x.json: {message}")):
             check(data, schema, "x.json")
+
+
+def test_the_checker_reads_tensors_and_what_may_be_absent():
+    """The kinds a checkpoint is declared with: a tensor's dtype and shape (None: any size), a list of one kind
+    per item, a part that may be absent or None (Maybe) and one that must be (NOTHING)."""
+    schema = Obj({"w": Tensor(torch.float32, (None, 3), "model.feat_dim=3"),
+                  "blocks": Items((Obj({"steps": Number(Range(0, 5), whole=True)}),))},
+                 {"teacher": Maybe(Obj({"w": Tensor(torch.float32, (2,))})), "appearance": NOTHING})
+    good = {"w": torch.zeros(7, 3), "blocks": [{"steps": 5}]}
+    for fine in (good, {**good, "teacher": None}, {**good, "appearance": None}):
+        assert check(fine, schema, "c.pt") is fine
+    cases = [({**good, "w": torch.zeros(7, 4)}, "w has shape (7, 4), expected float32 of shape (*, 3) "
+                                                "(model.feat_dim=3)"),
+             ({**good, "w": torch.zeros(7, 3, dtype=torch.float64)}, "w has dtype float64, expected float32"),
+             ({**good, "w": [0.0] * 3}, "w is a list of 3, expected a tensor, float32 of shape (*, 3)"),
+             ({**good, "blocks": []}, "blocks is a list of 0, expected a list of 1"),
+             ({**good, "blocks": [{"steps": 6}]}, "blocks[0].steps is 6, expected a whole number in [0, 5]"),
+             ({**good, "teacher": {"w": torch.zeros(3)}}, "teacher.w has shape (3,), expected float32 of shape (2,)"),
+             ({**good, "appearance": {"weight": torch.zeros(2, 1)}}, "appearance is an object of 1 keys, expected "
+                                                                    "none"),
+             ({"blocks": [{"steps": 1}]}, "w is missing, expected float32 of shape (*, 3)")]
+    for data, message in cases:
+        with pytest.raises(UserError, match="^" + re.escape(f"c.pt: {message}")):
+            check(data, schema, "c.pt")
 
 
 # ---- georef.json ----------------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_no_version_skips_the_checksum(tmp_path):
 
 @pytest.mark.parametrize("step, fragment", [
     ("24", "stores step '24' (str); a step is a whole number from 0 to"),
-    (10**9, "step is 1000000000, expected a whole number from 0 to 24 (optim.steps=24 per block × 1 block)"),
+    (10**9, "step is 1000000000, expected a whole number in [0, 24] (optim.steps=24 per block × 1 block)"),
     (-1, "stores step -1 (int)"),
 ])
 def test_a_step_of_another_type_or_past_the_schedule_is_refused(trained, tmp_path, step, fragment):

@@ -27,10 +27,10 @@ GEOREF_NAME = "georef.json"
 ALTITUDE = Range(-12_000, 100_000)
 # What export and mesh read of ``georef.json`` (`mgs sfm` writes more figures, which they do not read). The origin
 # is copied into the side-car, so it holds exactly its three numbers.
-GEOREF = Obj({"origin": Obj({"lat": Number(Range(-90, 90), unit="degrees"),
-                             "lon": Number(Range(-180, 180), unit="degrees"),
-                             "alt": Number(ALTITUDE, unit="metres on the WGS84 ellipsoid")}, refuse_unknown=True)},
-             {"residual_rms_m": Maybe(Number(Range(0, 1e7), unit="metres"))})
+GEOREF = Obj({"origin": Obj({"lat": Number(Range(-90, 90), note="degrees"),
+                             "lon": Number(Range(-180, 180), note="degrees"),
+                             "alt": Number(ALTITUDE, note="metres on the WGS84 ellipsoid")}, refuse_unknown=True)},
+             {"residual_rms_m": Maybe(Number(Range(0, 1e7), note="metres"))})
 _A = 6378137.0  # WGS84 semi-major axis, metres
 _F = 1 / 298.257223563  # WGS84 flattening
 _E2 = _F * (2 - _F)  # first eccentricity squared

@@ -28,15 +28,15 @@ from momentum_gs.ranges import FINITE, MAX_FRAMES, MAX_WIDTH, Range
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z; its own inverse (CV_TO_GL is the same matrix)
 ROTATION_TOLERANCE = 1e-4  # largest |R^T R - I| entry accepted (files written in float32 are off by ~1e-7)
-SIDE = Number(Range(1, MAX_WIDTH), whole=True, unit="pixels")
+SIDE = Number(Range(1, MAX_WIDTH), whole=True, note="pixels")
 MATRIX = OneOf((ListOf(Number(FINITE), 16, 16), ListOf(ListOf(Number(FINITE), 4, 4), 4, 4)),
                "16 finite numbers (a row-major 4x4 matrix) or a 4x4 list of them")
 CAMERA = Obj({"camera_to_world": MATRIX,
-              "fov": Number(Range(0, 180, open_low=True, open_high=True), unit="the vertical field of view, degrees")})
+              "fov": Number(Range(0, 180, open_low=True, open_high=True), note="the vertical field of view, degrees")})
 # What is read of a camera-path file; nerfstudio's other keys (keyframes, aspect, crop...) are not looked into.
 CAMERA_PATH = Obj({"render_width": SIDE, "render_height": SIDE, "camera_path": ListOf(CAMERA, 2, MAX_FRAMES)},
-                  {"fps": Number(Range(0, 1000, open_low=True), unit="frames per second"),
-                   "seconds": Number(Range(1e-3, 1e6), unit="the video's length")})
+                  {"fps": Number(Range(0, 1000, open_low=True), note="frames per second"),
+                   "seconds": Number(Range(1e-3, 1e6), note="the video's length")})
 
 
 def path_to_json(path: CameraPath) -> dict:

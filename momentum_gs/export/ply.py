@@ -22,9 +22,10 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.checkpoint import load_verified, save_verified
 from momentum_gs.io.foreign import read_ply_vertices, require_finite_fields
-from momentum_gs.io.layout import Number, check_layout
+from momentum_gs.io.schema import Number, Obj, check
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.gaussian_scene import GaussianScene
+from momentum_gs.ranges import POSITIVE
 from momentum_gs.trained import model_layout
 
 PLY_NAME, DECODER_NAME = "point_cloud.ply", "decoder.pt"
@@ -119,8 +120,9 @@ def load_export(folder: str | Path, device: torch.device | str = "cpu") -> tuple
     meta = load_verified(folder / DECODER_NAME, DECODER_FORMAT, DECODER_VERSION, "decoder file", AGAIN)
     cfg = _model_config(meta, folder / DECODER_NAME)
     # the decoder's tensors against the sizes the file gives, before any is loaded (trained.model_layout)
-    check_layout(meta, {**model_layout(cfg), "voxel_size": Number(0.0)}, folder / DECODER_NAME,
-                 "the decoder does not fit the model sizes stored beside it; " + AGAIN)
+    model = model_layout(cfg)
+    check(meta, Obj({**model.required, "voxel_size": Number(POSITIVE)}, model.optional), str(folder / DECODER_NAME),
+          "the decoder does not fit the model sizes stored beside it; " + AGAIN)
     anchors = load_anchor_ply(folder / PLY_NAME, meta["voxel_size"], device)
     if (anchors.n_offsets, anchors.feat_dim) != (cfg.n_offsets, cfg.feat_dim):
         raise UserError(f"{folder / PLY_NAME} holds anchors of {anchors.n_offsets} offsets and {anchors.feat_dim} "

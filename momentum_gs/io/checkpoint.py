@@ -145,7 +145,7 @@ def save_checkpoint(path: str | Path, step: int, parts: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, or raise a UserError saying what is wrong; its
     step is a whole number in [0, :data:`MAX_STEP`]. What its parts must hold for a given config is
-    :func:`momentum_gs.trained.check_checkpoint`'s business."""
+    :func:`momentum_gs.trained.checkpoint_problem`'s business."""
     ckpt = load_verified(path, FORMAT, VERSION, "checkpoint", REMAKE)
     step = ckpt.get("step")
     if type(step) is not int or not 0 <= step <= MAX_STEP:

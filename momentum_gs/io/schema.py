@@ -1,24 +1,36 @@
-"""The declared shape of each JSON file the project reads, checked right after reading and before any work.
+"""The declared shape of each file the project reads, checked right after reading and before any work.
 
-A schema is a tree of a few kinds: :class:`Number` (finite, in a :class:`~momentum_gs.ranges.Range`, whole or
-not; booleans are not numbers), :class:`Text`, :class:`Flag`, :class:`Maybe` (null or a kind),
-:class:`ListOf`, :class:`OneOf`, :class:`Obj` (named fields; unknown keys ignored or refused) and
-:class:`FileName` (a path that stays inside the folder of the file naming it). :func:`read_json` reads a file
-as UTF-8 JSON and checks it; the first thing wrong is one line naming the file, the key (``origin.lat``,
-``camera_path[3].fov``) and what was expected, e.g.::
+One mechanism for every file type: the JSON files (georef.json, scene.json, camera paths, the partition
+file's header, a run's summary) and the nested dictionaries of a checkpoint or an exported decoder. A schema is
+a tree of a few kinds: :class:`Number` (finite, in a :class:`~momentum_gs.ranges.Range`, whole or not;
+booleans are not numbers), :class:`Text`, :class:`Flag`, :class:`Maybe` (null or a kind), :data:`NOTHING`
+(null only), :class:`ListOf`, :class:`Items` (a list of one kind per position), :class:`OneOf`, :class:`Obj`
+(named fields, required or optional; unknown keys ignored or refused), :class:`FileName` (a path that stays
+inside the folder of the file naming it) and :class:`Tensor` (a dtype and a shape, any size along an axis given
+as None). An optional key may be absent; a required one whose kind is :class:`Maybe` must be there.
+
+:func:`read_json` reads a file as UTF-8 JSON and checks it; :func:`check` checks a value already read (a loaded
+checkpoint); the first thing wrong is one line naming the file, the key (``origin.lat``,
+``camera_path[3].fov``, ``blocks[0].anchors.features``) and what was expected, e.g.::
 
     the georeference DATA/georef.json: origin.lat is "45.1", expected a finite number in [-90, 90] (degrees)
+    RUN/ckpt/step_30.pt: decoder.mlp_cov.2.weight has shape (35, 32), expected float32 of shape (70, 32) (...)
 
 Only what a schema declares is looked into, so a value nested a thousand levels deep is refused at the first
 level; a file nested deeper than the JSON reader can follow is refused as such.
+
+The module imports no torch (reading a JSON file stays light); a tensor can only exist once torch is loaded, so
+:class:`Tensor` finds it among the loaded modules.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from momentum_gs.errors import UserError
 from momentum_gs.ranges import FINITE, Range
@@ -27,17 +39,18 @@ MAX_JSON_BYTES = 64 << 20  # larger than any file these schemas describe (a 100,
 
 
 class _Mismatch(Exception):
-    """``key`` holds ``value``, not ``expected``: turned into the one-line UserError by :func:`check`."""
+    """``key`` holds ``value``, not ``expected``: turned into the one-line UserError by :func:`check`. ``found``
+    says what is wrong when "is <value>" would not (``has shape (3, 3)``)."""
 
-    def __init__(self, key: str, value, expected: str):
+    def __init__(self, key: str, value, expected: str, found: str = ""):
         super().__init__(key)
-        self.key, self.value, self.expected = key, value, expected
+        self.key, self.value, self.expected, self.found = key, value, expected, found
 
-    def line(self, source: str) -> str:
-        """The one-line message, ``source`` naming the file."""
+    def words(self) -> str:
+        """What is wrong, without the file: ``origin.lat is "45.1", expected a finite number``."""
         if self.value is _UNKNOWN:
-            return f"{source}: {self.key} is not a key of this file ({self.expected})"
-        return f"{source}: {self.key or 'the top level'} is {shown(self.value)}, expected {self.expected}"
+            return f"{self.key} is not a key of this file ({self.expected})"
+        return f"{self.key or 'the top level'} {self.found or 'is ' + shown(self.value)}, expected {self.expected}"
 
 
 _MISSING, _UNKNOWN = object(), object()  # a required key absent; a key the schema refuses
@@ -54,17 +67,17 @@ class Kind:
 
 @dataclass(frozen=True)
 class Number(Kind):
-    """A finite JSON number (not true/false) within ``allowed``; ``whole``: an integer value; ``unit`` is said."""
+    """A finite number (not true/false) within ``allowed``; ``whole``: an integer value; ``note`` is said in
+    brackets after what is expected (the unit, or the setting the bound comes from)."""
 
     allowed: Range = FINITE
     whole: bool = False
-    unit: str = ""
+    note: str = ""
 
     @property
     def expected(self) -> str:
         bounds = "" if str(self.allowed) == "finite" else f" {self.allowed}"
-        unit = f" ({self.unit})" if self.unit else ""
-        return f"a {'whole' if self.whole else 'finite'} number{bounds}{unit}"
+        return f"a {'whole' if self.whole else 'finite'} number{bounds}{_note(self.note)}"
 
     def check(self, value, key: str) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -119,6 +132,25 @@ class Maybe(Kind):
 
 
 @dataclass(frozen=True)
+class Nothing(Kind):
+    """null (None) only, or, as an optional key of an :class:`Obj`, absent: a part a file of these settings does
+    not have (``note`` says which setting)."""
+
+    note: str = ""
+
+    @property
+    def expected(self) -> str:
+        return "none" + _note(self.note)
+
+    def check(self, value, key: str) -> None:
+        if value is not None:
+            raise _Mismatch(key, value, self.expected)
+
+
+NOTHING = Nothing()
+
+
+@dataclass(frozen=True)
 class ListOf(Kind):
     """A list of ``least`` to ``most`` (None: any number of) values of ``item``."""
 
@@ -139,6 +171,24 @@ class ListOf(Kind):
             raise _Mismatch(key, value, self.expected)
         for i, item in enumerate(value):
             self.item.check(item, f"{key}[{i}]")
+
+
+@dataclass(frozen=True)
+class Items(Kind):
+    """A list of exactly ``len(kinds)`` values, the i-th of ``kinds[i]`` (a checkpoint's blocks, each with its own
+    number of anchors)."""
+
+    kinds: tuple[Kind, ...]
+
+    @property
+    def expected(self) -> str:
+        return f"a list of {len(self.kinds)}"
+
+    def check(self, value, key: str) -> None:
+        if not isinstance(value, list) or len(value) != len(self.kinds):
+            raise _Mismatch(key, value, self.expected)
+        for i, (item, kind) in enumerate(zip(value, self.kinds)):
+            kind.check(item, f"{key}[{i}]")
 
 
 @dataclass(frozen=True)
@@ -167,8 +217,8 @@ class Obj(Kind):
     """An object with every key of ``required``, any of ``optional``; other keys are ignored, or refused with
     ``refuse_unknown`` (a format that names its version and changes it with its keys)."""
 
-    required: dict[str, Kind]
-    optional: dict[str, Kind] = field(default_factory=dict)
+    required: dict[Any, Kind]
+    optional: dict[Any, Kind] = field(default_factory=dict)
     refuse_unknown: bool = False
 
     expected = "an object"
@@ -179,15 +229,15 @@ class Obj(Kind):
         prefix = f"{key}." if key else ""
         for name, kind in self.required.items():
             if name not in value:
-                raise _Mismatch(prefix + name, _MISSING, kind.expected)
-            kind.check(value[name], prefix + name)
+                raise _Mismatch(f"{prefix}{name}", _MISSING, kind.expected)
+            kind.check(value[name], f"{prefix}{name}")
         for name, kind in self.optional.items():
             if name in value:
-                kind.check(value[name], prefix + name)
+                kind.check(value[name], f"{prefix}{name}")
         unknown = [name for name in value if name not in self.required and name not in self.optional]
         if self.refuse_unknown and unknown:
-            known = ", ".join([*self.required, *self.optional])
-            raise _Mismatch(prefix + unknown[0], _UNKNOWN, f"known: {known}")
+            known = ", ".join(map(str, [*self.required, *self.optional]))
+            raise _Mismatch(f"{prefix}{unknown[0]}", _UNKNOWN, f"known: {known}")
 
 
 @dataclass(frozen=True)
@@ -209,26 +259,80 @@ class FileName(Kind):
             raise _Mismatch(key, value, self.expected)
 
 
+@dataclass(frozen=True)
+class Tensor(Kind):
+    """A tensor of ``dtype`` (a ``torch.dtype``) and ``shape`` (None: any size along that axis); ``note`` says
+    which settings give the sizes (``model.feat_dim=32``)."""
+
+    dtype: Any
+    shape: tuple[int | None, ...]
+    note: str = ""
+
+    @property
+    def expected(self) -> str:
+        sizes = ", ".join("*" if n is None else str(n) for n in self.shape) + "," * (len(self.shape) == 1)
+        return f"{_dtype(self.dtype)} of shape ({sizes}){_note(self.note)}"
+
+    def check(self, value, key: str) -> None:
+        if not _is_tensor(value):
+            raise _Mismatch(key, value, "a tensor, " + self.expected)
+        if value.dtype != self.dtype:
+            raise _Mismatch(key, value, self.expected, f"has dtype {_dtype(value.dtype)}")
+        shape = tuple(value.shape)
+        if len(shape) != len(self.shape) or any(n is not None and n != m for n, m in zip(self.shape, shape)):
+            raise _Mismatch(key, value, self.expected, f"has shape {shape}")
+
+
+def _is_tensor(value) -> bool:
+    """Whether ``value`` is a torch tensor (none can exist before torch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.is_tensor(value)
+
+
+def _dtype(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _note(note: str) -> str:
+    return f" ({note})" if note else ""
+
+
 def shown(value) -> str:
     """``value`` as a message shows it: scalars as JSON (``"45.1"``, ``NaN``, ``null``), at most 40 characters;
-    lists and objects by their size."""
+    lists and objects by their size, tensors by their dtype and shape, other values by their type."""
     if value is _MISSING:
         return "missing"
     if isinstance(value, dict):
         return f"an object of {len(value)} keys"
     if isinstance(value, list):
         return f"a list of {len(value)}"
-    text = json.dumps(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
+    if _is_tensor(value):
+        return f"a {_dtype(value.dtype)} tensor of shape {tuple(value.shape)}"
+    if type(value) is int:
+        text = str(value)
+    elif value is None or isinstance(value, (bool, float, str)):
+        text = json.dumps(value)
+    else:
+        return f"of type {type(value).__name__}"
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def problem(data, schema: Kind) -> str | None:
+    """The first thing in ``data`` that does not fit ``schema``, in words (``blocks[0].steps is 40, expected a
+    whole number in [0, 30] (...)``), or None when it fits."""
+    try:
+        schema.check(data, "")
+    except _Mismatch as exc:
+        return exc.words()
+    return None
 
 
 def check(data, schema: Kind, source: str, fix: str = ""):
     """``data`` when it has the shape of ``schema``; else a UserError ``<source>: <key> is <value>, expected
     <what>`` (``source`` names the file), followed by ``; <fix>`` when given."""
-    try:
-        schema.check(data, "")
-    except _Mismatch as exc:
-        raise UserError(exc.line(source) + (f"; {fix}" if fix else "")) from None
+    wrong = problem(data, schema)
+    if wrong is not None:
+        raise UserError(f"{source}: {wrong}" + (f"; {fix}" if fix else ""))
     return data
 
 
