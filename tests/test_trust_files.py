@@ -291,3 +291,14 @@ def test_exports_never_write_through_a_link(trained, tmp_path):
     with pytest.raises(UserError, match=r"tiles is a link to .*outside, outside .*out"):
         export_tiles(trained[0], out)
     assert sorted(p.name for p in outside.iterdir()) == ["keep.splat"]
+
+
+def test_a_resume_drops_log_lines_whose_step_is_not_a_number(tmp_path):
+    from momentum_gs.train.progress import _open_log
+
+    log = tmp_path / "train.log"
+    lines = ['{"step": 5, "loss": 1}\n', '{"step": "7"}\n', '[1, 2]\n', '{"step": NaN}\n', '{"step": 12}\n',
+             '{"step": 3, "loss": 2}\n', '{"ste']
+    log.write_text("".join(lines))
+    _open_log(log, start=10).close()  # used to raise TypeError comparing "7" with 10
+    assert log.read_text() == lines[0] + lines[5]

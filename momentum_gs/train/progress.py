@@ -156,11 +156,13 @@ def _open_log(path: Path, start: int):
 
 
 def _step_of(line: str) -> float:
-    """The step of one log line; a line cut off by a kill counts as after every step."""
+    """The step of one log line; a line cut off by a kill, or one whose step is not a number, counts as after
+    every step (and is dropped on a resume)."""
     try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
+        step = json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         return float("inf")
+    return step if type(step) in (int, float) and step == step else float("inf")
 
 
 def counter_bar(desc: str, unit: str):
