@@ -50,6 +50,7 @@ BROKEN = [
     ("config yaml", "d: 2001-02-30\n", "not valid YAML: day is out of range"),
     ("config yaml", "render:\n  background: '[0, 0'\n", "'render.background' expects tuple"),
     ("config yaml", "seed: 0x" + "f" * 5000 + "\n", "got an integer of 20000 bits"),
+    ("config yaml", "optim:\n  steps: " + "9" * 400 + "\n", "'optim.steps' must be in [1, 1000000000], got 9999"),
     ("config yaml", "__class__.seed: 3\n", "unknown config key '__class__.seed'"),
     ("config yaml", "log:\n  tensorboard: [1]\n", "'log.tensorboard' expects bool"),
     ("config yaml", "optim:\n  steps: true\n", "'optim.steps' expects int"),

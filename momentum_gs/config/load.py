@@ -240,6 +240,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             raise UserError(f"override '{item}': the value is not valid YAML (quote it, or fix the brackets)")
         _apply(cfg, key.strip(), parsed, explicit)
+    reason = check_number(cfg.optim.steps, RANGES["optim.steps"])
+    if reason:  # before the scaling below divides by it (10^400 steps overflow a float)
+        raise UserError(f"config key 'optim.steps' {reason}")
     for key in SCALED_WITH_STEPS:
         if key not in explicit and cfg.optim.steps != DEFAULT_STEPS:
             section, name = key.split(".")
