@@ -13,8 +13,9 @@ import yaml
 from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.ranges import (COUNT, FINITE, FLOAT32_MAX, FLOAT32_TINY, FRACTION, LEARNING_RATE, LOG_SCALE, MARGIN,
-                                 MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_WIDTH, SEED, STEPS, WEIGHT, Range, check_number, shown)
+from momentum_gs.ranges import (COUNT, FINITE, FLOAT32_MAX, FLOAT32_TINY, FRACTION, LEARNING_RATE, LOG_SCALE,
+                                 MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_WIDTH, SEED, STEPS, WEIGHT, Range,
+                                 check_number, shown)
 
 
 def to_dict(cfg: Any) -> dict:

@@ -43,6 +43,8 @@ YAML_NUMBERS = (".nan", ".inf", "-.inf", "~", "!!binary x", "2001-02-30", "&a [*
 BINARY_WORDS = (b"\0" * 8, b"\xff" * 8, struct.pack("<q", -1), struct.pack("<Q", 1 << 63), struct.pack("<Q", 1 << 32),
                 struct.pack("<d", float("nan")), struct.pack("<d", float("inf")), struct.pack("<d", -1e300),
                 struct.pack("<d", 1e-320), struct.pack("<I", 1 << 31), struct.pack("<i", -1), struct.pack("<I", 17))
+# Openers (and closers) of nested structures: JSON and YAML flow lists and mappings, YAML block mappings and lists.
+NESTINGS = ((b"[", b"]"), (b"{", b"}"), (b'{"a":', b"}"), (b"a:\n ", b""), (b"- ", b""))
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 
 
@@ -140,7 +142,7 @@ def number_mutations(draw, valid: bytes, yaml_words: bool = False) -> bytes:
 def deep_nesting(draw, valid: bytes) -> bytes:
     """``valid`` (text) with brackets or braces opened (and maybe closed) thousands deep at one place."""
     depth = draw(st.integers(50, MAX_NESTING))
-    opener, closer = draw(st.sampled_from([(b"[", b"]"), (b"{", b"}"), (b'{"a":', b"}"), (b"a:\n ", b""), (b"- ", b"")]))
+    opener, closer = draw(st.sampled_from(NESTINGS))
     closed = draw(st.booleans())
     at = draw(st.integers(0, len(valid)))
     return valid[:at] + opener * depth + (closer * depth if closed else b"") + valid[at:]
