@@ -18,15 +18,20 @@ from momentum_gs.errors import UserError
 
 @dataclass(frozen=True)
 class Range:
-    """The values a number may take: ``low`` ≤ (or <) value ≤ (or <) ``high``; None is unbounded."""
+    """The values a number may take: ``low`` ≤ (or <) value ≤ (or <) ``high``; None is unbounded. ``why`` says
+    what breaks outside (the physics behind a bound), and follows the range in messages."""
 
     low: float | None = None
     high: float | None = None
     open_low: bool = False
     open_high: bool = False
+    why: str = ""
 
     def holds(self, value: float) -> bool:
-        if not math.isfinite(value):
+        try:
+            if not math.isfinite(value):
+                return False
+        except OverflowError:  # an int too large for a float: past any bound
             return False
         above = self.low is None or (value > self.low if self.open_low else value >= self.low)
         below = self.high is None or (value < self.high if self.open_high else value <= self.high)
@@ -44,10 +49,10 @@ class Range:
 
 
 def _text(bound: float | None) -> str:
-    """A bound as written: whole numbers in full (4294967295, not 4.29497e+09), others as %g."""
+    """A bound as written: whole numbers in full (4294967295, not 4.29497e+09) below 2^53, others as %g."""
     if bound is None:
         return ""
-    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 2**53 else f"{bound:g}"
 
 
 # Bounds on counts. Beyond them a run would not finish in years or would overflow what it indexes; a larger
@@ -57,6 +62,18 @@ MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 MAX_WIDTH = 1 << 16  # pixels on a side of an image or a frame
 MAX_BLOCKS = 1 << 16  # blocks of a partition
 MAX_FRAMES = 108_000  # frames in one video (an hour at 30 fps): its path's cameras are all made before rendering
+
+# float32, the type of every tensor the model trains and renders (positions, scales, depths): its largest
+# number and its smallest normal one (numpy.finfo(numpy.float32).max and .tiny).
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+# The largest mean NDC gradient growing may wait for. One Gaussian's gradient of the L1 image loss (a mean over
+# pixels, at most 1) with respect to its NDC position is at most about 2.5 (sqrt(2 pi) times its size over the
+# image's, for a Gaussian as large as the image); measured gradients stay below 0.05.
+MAX_NDC_GRADIENT = 10.0
+# Loss weights: beyond 2^24 a weighted term's gradient leaves the image loss's (weight 1) below float32's
+# resolution (2^-24) where both reach the same parameters, so the images stop training them.
+MAX_WEIGHT = float(1 << 24)
 
 FINITE = Range()
 POSITIVE = Range(0, open_low=True)
@@ -68,11 +85,40 @@ SEED = Range(0, MAX_SEED)
 PORT = Range(1, 65535)  # a TCP port
 FRAME_SECONDS = Range(0.001, 60)  # a frame time the viewer aims at: a millisecond to a minute
 TILE = Range(1, 1 << 24)  # Gaussians in one tile: 16 M of SH degree 3 are 4 GB, more than any viewer loads
+# A length in world units: the model holds positions and sizes as float32.
+LENGTH = Range(0, FLOAT32_MAX, open_low=True, why="lengths are float32 world units, at most 3.4e38")
+# A log-scale (log world units): a covariance holds the squared scale exp(2 s), which must stay a finite float32
+# above its smallest normal number (1.2e-38) to render.
+# Rounded inwards to 0.01: the exact bounds round to a float32 whose exponential is already past them.
+LOG_SCALE = Range(math.ceil(50 * math.log(FLOAT32_TINY)) / 100, math.floor(50 * math.log(FLOAT32_MAX)) / 100,
+                  why="exp(2 x value), a covariance's squared scale, must be a finite float32 above 1.2e-38")
+WEIGHT = Range(0, MAX_WEIGHT, why="above 2^24 a term's gradient drowns the image loss's below float32's resolution")
+# Adam moves every parameter by about its learning rate per step, whatever the gradient: above 1 a single step
+# crosses the whole useful range of features, log-scales and MLP weights (offsets: the scene's extent).
+LEARNING_RATE = Range(0, 1, open_low=True, why="Adam moves a parameter by about its learning rate per step; above 1 "
+                      "one step crosses the whole useful range of features, log-scales and MLP weights")
+# A block's margin, a fraction of its cell per side: at 1 a block already holds 3 x 3 cells' points (its
+# neighbours' whole cells); blocks exist to be much smaller than the scene.
+MARGIN = Range(0, 1, why="at 1 a block already takes its neighbours' whole cells (3 x 3 cells' points); wider "
+               "blocks are no longer parts of the scene")
 
 
 def check_number(value: float, allowed: Range) -> str | None:
-    """None if ``value`` is allowed, else the reason ("must be in [0, 1], got nan")."""
-    return None if allowed.holds(value) else f"must be {allowed}, got {value!r}"
+    """None if ``value`` is allowed, else the reason ("must be in [0, 1], got nan"), with the range's ``why``."""
+    return None if allowed.holds(value) else f"must be {allowed}, got {shown(value)}{_because(allowed)}"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for a message: at most ``limit`` characters, and an int too long to print as its size."""
+    try:
+        text = repr(value)
+    except ValueError:  # Python refuses to print ints of more than 4300 digits
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _because(allowed: Range) -> str:
+    return f" ({allowed.why})" if allowed.why else ""
 
 
 class Number:
@@ -90,7 +136,8 @@ class Number:
             raise argparse.ArgumentTypeError(f"expects {'a whole number' if self.kind is int else 'a number'}, "
                                              f"got {text!r}")
         if not self.allowed.holds(value):
-            raise argparse.ArgumentTypeError(f"must be {self.allowed}, got {text!r}")  # as typed: '1e3', not 1000.0
+            # as typed: '1e3', not 1000.0
+            raise argparse.ArgumentTypeError(f"must be {self.allowed}, got {text!r}{_because(self.allowed)}")
         return value
 
 
@@ -105,13 +152,15 @@ def add_number(parser: argparse.ArgumentParser, *flags: str, kind: type, allowed
 # The settings of ``mgs distill`` (train.distill.DistillConfig) and ``mgs mesh`` (mesh.extract.MeshSettings): their
 # command-line options and the dataclasses' checks read these tables.
 DISTILL: dict[str, Range] = {
-    "ratio": Range(0, 1, open_low=True), "steps": STEPS, "sh_degree": Range(0, 3), "noise": AT_LEAST_0,
-    "dropout": Range(0, 1, open_high=True), "lambda_dssim": FRACTION, "lambda_distill": AT_LEAST_0,
-    "lambda_structure": AT_LEAST_0, "voxels": Range(2, 4096), "prune_fraction": FRACTION, "opacity_floor": FRACTION,
+    "ratio": Range(0, 1, open_low=True), "steps": STEPS, "sh_degree": Range(0, 3),
+    "noise": Range(0, 10, why="the noisy teacher's log-scales move by N(0, noise^2): beyond 10 exp(2 x log-scale) "
+                   "leaves float32 within a few standard deviations"),
+    "dropout": Range(0, 1, open_high=True), "lambda_dssim": FRACTION, "lambda_distill": WEIGHT,
+    "lambda_structure": WEIGHT, "voxels": Range(2, 4096), "prune_fraction": FRACTION, "opacity_floor": FRACTION,
     "importance_views": Range(1, 10**6), "seed": SEED,
 }
 MESH: dict[str, Range] = {
-    "voxel": POSITIVE, "trunc_voxels": Range(0.5, 1000), "min_alpha": Range(0, 1, open_low=True),
+    "voxel": LENGTH, "trunc_voxels": Range(0.5, 1000), "min_alpha": Range(0, 1, open_low=True),
     "region_percentile": Range(0, 50, open_high=True),
 }
 

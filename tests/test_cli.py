@@ -78,7 +78,7 @@ def test_train_partitions_by_itself_when_the_config_says_auto(tiny_scene, tmp_pa
 @pytest.mark.parametrize("args, fragment", [
     (("config", "model.nope=1"), "unknown config key 'model.nope'"),
     (("config", "strategy.update_interval=0"), "must be in [1, 1000000000]"),
-    (("config", "optim.mlp_color_lr_final=0"), "must be > 0"),
+    (("config", "optim.mlp_color_lr_final=0"), "must be in (0, 1]"),
     (("synth", "x", "--preset", "huge"), "unknown preset 'huge'"),
 ])
 def test_other_bad_input(args, fragment, tmp_path):

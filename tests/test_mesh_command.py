@@ -95,7 +95,7 @@ def test_mean_depth_gives_a_mesh_too(block_run, tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (("--voxel", "1e-5"), "give a larger --voxel"),
     (("--voxel", "1000"), "give no surface"),
-    (("--voxel", "-1"), "argument --voxel: must be > 0, got '-1'"),
+    (("--voxel", "-1"), "argument --voxel: must be in (0, 3.40282e+38], got '-1'"),
 ])
 def test_bad_mesh_settings_are_one_line(block_run, tmp_path, args, fragment):
     out = tmp_path / "m.ply"

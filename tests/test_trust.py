@@ -230,7 +230,7 @@ def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint
 @pytest.mark.parametrize("override, fragment", [
     ("optim.lambda_dssim=.nan", "'optim.lambda_dssim' must be a finite number"),
     ("optim.feature_lr=.nan", "'optim.feature_lr' must be a finite number"),
-    ("optim.mlp_color_lr=0", "'optim.mlp_color_lr' must be > 0"),
+    ("optim.mlp_color_lr=0", "'optim.mlp_color_lr' must be in (0, 1]"),
     ("teacher.lambda_cons=.inf", "finite"),
     ("seed=-1", "'seed' must be in [0, 4294967295]"),
     ("blocks.policy=foo", "'blocks.policy' must be one of round_robin, random"),
@@ -238,7 +238,7 @@ def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint
     ("teacher.gradient=foo", "'teacher.gradient' must be one of reference, student, decoder_only"),
     ("teacher.momentum=1.5", "'teacher.momentum' must be in [0, 1]"),
     ("weighting.ema=1", "'weighting.ema' must be in [0, 1)"),
-    ("weighting.sigma=0", "'weighting.sigma' must be > 0"),
+    ("weighting.sigma=0", "'weighting.sigma' must be in [0.01, 1000]"),
     ("optim.lambda_dssim=2", "'optim.lambda_dssim' must be in [0, 1]"),
     ("render.background=[0,0,2]", "each item of config key 'render.background' must be in [0, 1], got 2.0"),
     ("optim.steps=[1", "not valid YAML"),

@@ -8,7 +8,7 @@ from typing import get_args
 
 from momentum_gs.commands.common import add_device, device_of, use_run_settings
 from momentum_gs.mesh.extract import DepthKind, MeshSettings, extract_mesh, summary_lines
-from momentum_gs.ranges import MESH, POSITIVE, add_number
+from momentum_gs.ranges import LENGTH, MESH, add_number
 
 DEFAULT = MeshSettings()
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", default=DEFAULT.depth, choices=get_args(DepthKind),
                         help="which rendered depth to fuse: median (where transmittance crosses 0.5) or mean")
     parser.add_argument("--blocks", action="store_true", help="also write each block's piece as OUT_block<n>.ply")
-    add_number(parser, "--threshold", kind=float, allowed=POSITIVE,
+    add_number(parser, "--threshold", kind=float, allowed=LENGTH,
                help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
     add_device(parser, "render and fuse")
 

@@ -1,5 +1,6 @@
 """The typed config tree: dataclasses with defaults (``tree``), YAML files for what differs and dotted overrides
-(``load``), ``mgs config --explain`` (``explain``), the device and threads a config asks for (``device``).
+(``load``), its lengths against a scene's size (``scale``), ``mgs config --explain`` (``explain``), the device and
+threads a config asks for (``device``).
 
 ``load_config(path, overrides)`` builds a :class:`Config`; ``save_config`` writes the fully resolved tree,
 which is itself a valid config file. The names below are the package's public face.
@@ -8,6 +9,7 @@ which is itself a valid config file. The names below are the package's public fa
 from momentum_gs.config.device import resolve_device, use_threads
 from momentum_gs.config.explain import explain
 from momentum_gs.config.load import RANGES, load_config, save_config, schedule_warnings, to_dict, validate
+from momentum_gs.config.scale import check_scene_scale
 from momentum_gs.config.tree import (ANCHOR_FILTERS, BACKEND_ALIASES, CONSISTENCY_GRADIENTS, BlocksConfig, Config,
                                      DataConfig, DistributedConfig, GeometryConfig, Kernels, LogConfig, MetricsConfig,
                                      ModelConfig, OptimConfig, PartitionConfig, RenderConfig, StrategyConfig,
@@ -16,5 +18,5 @@ from momentum_gs.config.tree import (ANCHOR_FILTERS, BACKEND_ALIASES, CONSISTENC
 __all__ = ["ANCHOR_FILTERS", "BACKEND_ALIASES", "CONSISTENCY_GRADIENTS", "RANGES", "BlocksConfig", "Config",
            "DataConfig", "DistributedConfig", "GeometryConfig", "Kernels", "LogConfig", "MetricsConfig",
            "ModelConfig", "OptimConfig", "PartitionConfig", "RenderConfig", "StrategyConfig", "TeacherConfig",
-           "WeightingConfig", "explain", "load_config", "resolve_device", "save_config", "schedule_warnings",
-           "to_dict", "use_threads", "validate"]
+           "WeightingConfig", "check_scene_scale", "explain", "load_config", "resolve_device", "save_config",
+           "schedule_warnings", "to_dict", "use_threads", "validate"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -12,8 +13,9 @@ import yaml
 from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.ranges import (AT_LEAST_0, COUNT, FINITE, FRACTION, MAX_BLOCKS, MAX_WIDTH, POSITIVE, SEED,
-                                 STEPS, Range, check_number)
+from momentum_gs.ranges import (COUNT, FINITE, FLOAT32_MAX, FLOAT32_TINY, FRACTION, LEARNING_RATE, LOG_SCALE,
+                                 MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_WIDTH, SEED, STEPS, WEIGHT, Range,
+                                 check_number, shown)
 
 
 def to_dict(cfg: Any) -> dict:
@@ -33,13 +35,8 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
     """Turn a YAML/command-line value into the field's declared type, or raise a UserError."""
     origin = get_origin(type_)
     try:
-        if type_ is bool:  # true/false (YAML's spellings), or 1/0; anything else is a slip ([1] is not true)
-            text = value.lower() if isinstance(value, str) else value
-            if text in ("true", "1", "yes", "on") or (type(value) is int and value == 1) or value is True:
-                return True
-            if text in ("false", "0", "no", "off") or (type(value) is int and value == 0) or value is False:
-                return False
-            raise ValueError
+        if type_ is bool:
+            return _boolean(value)
         if origin is tuple:
             items = yaml.safe_load(value) if isinstance(value, str) else value
             item_type = get_args(type_)[0]
@@ -49,22 +46,42 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
         if origin is Literal:
             text = str(value).lower() if isinstance(value, bool) else value  # YAML's true/false for auto|true|false
             if text not in get_args(type_):
-                raise UserError(f"config key '{key}' must be one of {', '.join(get_args(type_))}, got {value!r}")
+                raise UserError(f"config key '{key}' must be one of {', '.join(get_args(type_))}, got {shown(value)}")
             return text
         if type_ in (int, float, str):
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError  # true is not 1, and [1] or {a: 1} is not a name
-            if type_ is int and isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
-                value = float(value)  # "1e3": YAML reads exponents without a dot as text
-            if type_ is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            out = type_(value)
-            if type_ is float and not math.isfinite(out):
-                raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
-            return out
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"config key '{key}' expects {getattr(type_, '__name__', type_)}, got {value!r}")
+            return _scalar(value, type_, key)
+    except (TypeError, ValueError, OverflowError, yaml.YAMLError, RecursionError):
+        raise UserError(f"config key '{key}' expects {getattr(type_, '__name__', type_)}, got {shown(value)}")
     return value
+
+
+def _boolean(value: Any) -> bool:
+    """A bool from YAML's true/false, 0/1 or the words true|false|yes|no|on|off; ValueError for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        if value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if value.lower() in ("false", "0", "no", "off"):
+            return False
+    raise ValueError
+
+
+def _scalar(value: Any, type_: type, key: str) -> Any:
+    """An int, float or str from a YAML scalar; ValueError for a list, a mapping, a bool where a number goes, or
+    a number that is not one of ``type_``."""
+    if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+        raise ValueError  # true is not 1, and [1] or {a: 1} is not a name
+    if type_ is int and isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+        value = float(value)  # "1e3": YAML reads exponents without a dot as text
+    if type_ is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError
+    out = type_(value)
+    if type_ is float and not math.isfinite(out):
+        raise UserError(f"config key '{key}' must be a finite number, got {shown(value)}")
+    return out
 
 
 # Keys whose defaults are counted in steps of the default run (optim.steps = 30000): unless set, they follow
@@ -102,16 +119,19 @@ def schedule_warnings(cfg: Config) -> list[str]:
     return lines
 
 
+_KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)  # section.key: dotted Python names
+
+
 def _apply(cfg: Any, key: str, value: Any, explicit: set[str] | None = None) -> None:
     """Set dotted ``key`` on the config tree, checking that it exists and converting its type; the keys set
     are added to ``explicit``."""
-    if not isinstance(key, str) or not key:
-        raise UserError(f"config key {key!r} is not a name; keys look like section.key (see `mgs config`)")
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise UserError(f"config key {shown(key)} is not a name; keys look like section.key (see `mgs config`)")
     *parents, leaf = key.split(".")
     node = cfg
     for part in parents:
         child = getattr(node, part, None)
-        if not dataclasses.is_dataclass(child):
+        if not dataclasses.is_dataclass(child) or isinstance(child, type):  # a section, not a class (__class__)
             raise UserError(f"unknown config key '{key}' (see `mgs config` for the valid keys)")
         node = child
     names = {f.name for f in dataclasses.fields(node)}
@@ -158,22 +178,59 @@ def _safe_load_unique(text: str) -> Any:
         loader.dispose()
 
 
+# A config file holds a few dozen keys (the fully resolved config is about 3 KB): a larger file is not one, and
+# its YAML is not parsed (PyYAML keeps hundreds of bytes per node).
+MAX_CONFIG_BYTES = 1 << 18
+# Nor does it nest deeper than a section, its keys and their lists; PyYAML takes time quadratic in the depth.
+MAX_CONFIG_NESTING = 64
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of the YAML nesting depth of ``text``: its deepest brackets (quotes not told apart) or its
+    deepest block indentation (a level per two columns of leading spaces, dashes, colons and question marks)."""
+    depth = deepest = 0
+    for bracket in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if bracket in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    indent = max((len(line) - len(line.lstrip(" -?:")) for line in text.splitlines()), default=0)
+    return max(deepest, (indent + 1) // 2)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping of a YAML config file, or a one-line UserError: missing, too large, not UTF-8, not YAML, a key
+    given twice, not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"config file {path} holds {path.stat().st_size} bytes, more than a config file's "
+                            f"{MAX_CONFIG_BYTES} at most; is it the right file?")
+        text = path.read_text(encoding="utf-8")
+        if _nesting(text) > MAX_CONFIG_NESTING:
+            raise UserError(f"config file {path} nests {_nesting(text)} levels deep; a config file holds sections of "
+                            f"keys with flat lists (at most {MAX_CONFIG_NESTING} levels are read)")
+        loaded = _safe_load_unique(text) or {}
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text")
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {(str(exc).splitlines() or [''])[0]}")
+    except (ValueError, OverflowError) as exc:  # a tagged scalar PyYAML cannot build (a date 2001-02-30, !!int x)
+        raise UserError(f"config file {path} is not valid YAML: {(str(exc).splitlines() or [''])[0]}")
+    except RecursionError:
+        raise UserError(f"config file {path} is not valid YAML: nested too deeply")
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file at ``path`` (if given), then ``key=value`` overrides, in that order."""
     cfg, explicit = Config(), set()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            loaded = _safe_load_unique(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError:
-            raise UserError(f"config file {path} is not UTF-8 text")
-        except yaml.YAMLError as exc:
-            raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}")
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
-        for key, value in loaded.items():
+        for key, value in read_config_file(path).items():
             _apply(cfg, key, value, explicit)
     for item in overrides or []:
         if "=" not in item:
@@ -181,9 +238,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, value = item.split("=", 1)
         try:
             parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             raise UserError(f"override '{item}': the value is not valid YAML (quote it, or fix the brackets)")
         _apply(cfg, key.strip(), parsed, explicit)
+    reason = check_number(cfg.optim.steps, RANGES["optim.steps"])
+    if reason:  # before the scaling below divides by it (10^400 steps overflow a float)
+        raise UserError(f"config key 'optim.steps' {reason}")
     for key in SCALED_WITH_STEPS:
         if key not in explicit and cfg.optim.steps != DEFAULT_STEPS:
             section, name = key.split(".")
@@ -192,34 +252,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(cfg)
 
 
-# The numbers' ranges: values outside would divide by zero, break a schedule, make the loss meaningless or ask
-# for more than any machine has. Every number must also be finite; tuple keys give the range of each item.
+# The numbers' ranges: values outside would divide by zero, break a schedule, make the loss meaningless, leave
+# float32 or ask for more than any machine has. Every number must also be finite; tuple keys give the range of
+# each item. The bounds that depend on the scene (its extent and coordinates) are checked by config.scale.
 _LEARNING_RATES = [f"optim.{f.name}" for f in dataclasses.fields(OptimConfig)
                    if f.name.endswith("_lr") or f.name.endswith("_lr_final")]
+_FLOAT32 = "float32's largest number; the renderer's positions and depths are float32"
 RANGES: dict[str, Range] = {
     "data.downsample": Range(1, MAX_WIDTH), "data.max_width": Range(0, MAX_WIDTH), "data.test_every": COUNT,
     "data.test_offset": COUNT, "data.prefetch": Range(0, 1024), "data.cache_bytes": Range(0, 2**62),
-    "model.feat_dim": Range(1, 4096), "model.n_offsets": Range(1, 1024), "model.voxel_size": AT_LEAST_0,
+    "model.feat_dim": Range(1, 4096), "model.n_offsets": Range(1, 1024),
+    "model.voxel_size": Range(0, FLOAT32_MAX, why=f"0 is automatic; at most {_FLOAT32}"),
     "model.hidden_dim": Range(1, 4096), "model.appearance_dim": Range(0, 4096), "model.max_points": COUNT,
-    "optim.steps": STEPS, "optim.lr_max_steps": COUNT, **{key: POSITIVE for key in _LEARNING_RATES},
-    "optim.lambda_dssim": FRACTION, "optim.lambda_scale": AT_LEAST_0,
+    "optim.steps": STEPS, "optim.lr_max_steps": COUNT, **{key: LEARNING_RATE for key in _LEARNING_RATES},
+    "optim.lambda_dssim": FRACTION, "optim.lambda_scale": WEIGHT,
     "strategy.start_stat": COUNT, "strategy.update_from": COUNT, "strategy.update_interval": STEPS,
     "strategy.update_until": COUNT, "strategy.init_factor": Range(1, 1 << 20),
     "strategy.hierarchy_factor": Range(1, 1 << 20), "strategy.levels": Range(0, 64),
-    "strategy.grad_threshold": POSITIVE, "strategy.min_opacity": AT_LEAST_0, "strategy.success_threshold": FRACTION,
-    "strategy.max_child_log_scale": FINITE,
+    "strategy.grad_threshold": Range(0, MAX_NDC_GRADIENT, open_low=True, why=(
+        "a mean NDC gradient above it is out of reach (one Gaussian's is at most about 2.5, measured ones stay "
+        "below 0.05), so the anchors would never grow; strategy.levels=0 turns growing off")),
+    "strategy.min_opacity": Range(0, 1024, why="it bounds the opacity summed over an anchor's model.n_offsets "
+                                  "children, each below 1"),
+    "strategy.success_threshold": FRACTION, "strategy.max_child_log_scale": LOG_SCALE,
     "blocks.active": Range(1, MAX_BLOCKS), "blocks.interval": STEPS,
-    "teacher.momentum": FRACTION, "teacher.lambda_cons": AT_LEAST_0,
+    "teacher.momentum": FRACTION, "teacher.lambda_cons": WEIGHT,
     "weighting.eval_interval": STEPS, "weighting.val_every": STEPS,
-    "weighting.ema": Range(0, 1, open_high=True), "weighting.lam": AT_LEAST_0, "weighting.sigma": POSITIVE,
+    "weighting.ema": Range(0, 1, open_high=True), "weighting.lam": WEIGHT,
+    "weighting.sigma": Range(0.01, 1000, why="a PSNR gap in dB: below 0.01 dB every block but the best weighs 2, "
+                             "above 1000 dB (past any gap float32 images give) every block weighs 1"),
     "weighting.warmup": COUNT,
-    "render.tile_size": Range(1, 1024), "render.background": FRACTION, "render.near": AT_LEAST_0,
-    "geometry.lambda_flatten": AT_LEAST_0, "geometry.lambda_depth_normal": AT_LEAST_0,
+    "render.tile_size": Range(1, 1024), "render.background": FRACTION,
+    "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
+    "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT,
     "geometry.depth_normal_from": COUNT,
     "log.progress_every": STEPS, "log.image_every": COUNT, "log.checkpoint_every": COUNT,
     "log.keep_checkpoints": COUNT,
     "partition.blocks": Range(0, MAX_BLOCKS), "partition.grid": Range(0, MAX_BLOCKS), "partition.box": FINITE,
-    "partition.margin": AT_LEAST_0, "partition.coverage": FRACTION,
+    "partition.margin": MARGIN, "partition.coverage": FRACTION,
     "distributed.check_every": COUNT, "distributed.timeout_s": Range(1, 10**7), "seed": SEED,
     "threads": Range(0, 4096),
 }
@@ -242,7 +312,27 @@ def validate(cfg: Config) -> Config:
             if reason:
                 shown = f"each item of config key '{key}'" if isinstance(value, tuple) else f"config key '{key}'"
                 raise UserError(f"{shown} {reason}")
+    _check_together(cfg)
     return cfg
+
+
+def _check_together(cfg: Config) -> None:
+    """The bounds that one key puts on another: a voxel float32 can hold, growing levels whose thresholds a
+    gradient can reach, a pruning bound the anchors' children can pass."""
+    voxel, strategy = cfg.model.voxel_size, cfg.strategy
+    if 0 < voxel < FLOAT32_TINY:
+        raise UserError(f"config key 'model.voxel_size' must be 0 (automatic) or at least {FLOAT32_TINY:.3g}, got "
+                        f"{voxel!r} (float32's smallest normal number: the anchor grid is float32)")
+    top = strategy.grad_threshold * 2.0 ** (strategy.levels - 1)
+    if strategy.levels > 1 and top > MAX_NDC_GRADIENT:
+        useful = 1 + int(math.floor(math.log2(MAX_NDC_GRADIENT / strategy.grad_threshold)))
+        raise UserError(f"config key 'strategy.levels' is {strategy.levels}, but level l grows where the mean NDC "
+                        f"gradient passes strategy.grad_threshold x 2^l, and from level {useful} on that is above "
+                        f"{MAX_NDC_GRADIENT:g}, out of any gradient's reach; give strategy.levels={useful} at most")
+    if strategy.min_opacity >= cfg.model.n_offsets:
+        raise UserError(f"config key 'strategy.min_opacity' is {strategy.min_opacity!r}, but an anchor's "
+                        f"model.n_offsets={cfg.model.n_offsets} children sum to less than {cfg.model.n_offsets} "
+                        "(each opacity is below 1): every anchor would be pruned")
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

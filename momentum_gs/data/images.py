@@ -33,6 +33,8 @@ from momentum_gs.io.atomic import atomic_write_text, new_temporary, temporary_pa
 from momentum_gs.io.safe_path import inside, not_a_link
 
 MANIFEST = ".mgs_cache.json"
+# An entry is about 60 bytes: 64 MiB describes a million images, more than a cache folder holds.
+MAX_MANIFEST_BYTES = 1 << 26
 
 
 def target_size(width: int, height: int, downsample: int = 1, max_width: int = 0) -> tuple[int, int]:
@@ -156,11 +158,20 @@ def _reusable(job: ImageJob, manifest: dict) -> Path | None:
     return next((c for c in candidates if c.stat().st_mtime >= job.src.stat().st_mtime), None)
 
 
-def _read_manifest(folder: Path) -> dict:
+def read_manifest(folder: Path) -> dict[str, str]:
+    """{cached file name: signature of what it was made from} of ``folder``'s manifest. A manifest that is
+    missing, unreadable, larger than any cache needs, not JSON or not such a mapping is ignored ({}; entries that
+    are not text are dropped): the images it would describe are rebuilt, never trusted."""
+    path = folder / MANIFEST
     try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return {}
+        entries = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8 text
         return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {name: signature for name, signature in entries.items() if isinstance(signature, str)}
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
@@ -197,7 +208,7 @@ def prepare_images(jobs: Sequence[ImageJob], workers: int = 0, root: Path | None
     folders are in; nothing is written through a link below it that leads elsewhere (None: each cached file's
     folder).
     """
-    manifests = {folder: _read_manifest(folder) for folder in {job.dst.parent for job in jobs if job.dst}}
+    manifests = {folder: read_manifest(folder) for folder in {job.dst.parent for job in jobs if job.dst}}
     paths, todo, missing = [], [], []
     for job in jobs:
         if job.dst is None:  # used as it is

@@ -168,13 +168,16 @@ def _scene_grid(model, partition, settings: MeshSettings) -> _SceneGrid:
     voxel = settings.voxel or default_voxel(lo, hi)
     if not voxel > 0:
         raise UserError("the anchors span no horizontal extent, so there is no default voxel; give --voxel")
+    with np.errstate(over="ignore"):  # counted in float64 before any cast: a tiny voxel overflows int64
+        points = np.prod((hi - lo) / voxel + 4)
+    if not points <= MAX_GRID_POINTS:
+        raise UserError(f"voxel {voxel:.4g} makes a grid of {points:.3g} points over the scene's region (sides "
+                        f"{np.round(hi - lo, 4).tolist()} world units); give a larger --voxel (the default here is "
+                        f"{default_voxel(lo, hi):.4g})")
     origin = np.floor(lo / voxel) * voxel - voxel
     dims = np.ceil((hi - origin) / voxel).astype(np.int64) + 2
     if (dims < 2).any():
         raise UserError(f"the scene's region {lo.tolist()}…{hi.tolist()} is empty; is the run trained?")
-    if np.prod(dims.astype(np.float64)) > MAX_GRID_POINTS:
-        raise UserError(f"voxel {voxel:.4g} makes a grid of {np.prod(dims.astype(np.float64)):.3g} points over the "
-                        f"scene; give a larger --voxel (the default here is {default_voxel(lo, hi):.4g})")
     return _SceneGrid(lo, hi, voxel, origin, dims, rotation)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from momentum_gs.config import Config, load_config, schedule_warnings
+from momentum_gs.config import Config, check_scene_scale, load_config, schedule_warnings
 from momentum_gs.data.sanity import scene_warnings
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
@@ -147,6 +147,7 @@ def _open_folder(folder: RunFolder, is_main: bool) -> RunLock | None:
 def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool) -> tuple[Trainer, str]:
     """The scene loaded (its warnings said), the trainer made (resumed) and the kernels in use, in words."""
     scene = load_scene(cfg.data)
+    check_scene_scale(cfg, scene.points, [cam.center.tolist() for cam in scene.train])  # before any warning of units
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)

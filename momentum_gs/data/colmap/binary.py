@@ -133,7 +133,9 @@ def read_points_bin(path: Path) -> np.ndarray:
     data, out, columns = np.frombuffer(cur.buf, np.uint8), np.empty(len(offsets), POINT_RECORD), np.arange(POINT_RECORD.itemsize)
     for s in range(0, len(offsets), 1 << 16):  # gather in chunks: the index array holds 51 int64s per point
         out[s : s + (1 << 16)] = data[offsets[s : s + (1 << 16), None] + columns].reshape(-1).view(POINT_RECORD)
-    if POINT_RECORD.itemsize * len(out) + 8 * int(out["n"].sum()) != end - _U64.size:
+    # each length below the file's size first, so that their uint64 sum cannot wrap around
+    if len(out) and (out["n"].max() > len(cur.buf) or
+                     POINT_RECORD.itemsize * len(out) + 8 * int(out["n"].sum()) != end - _U64.size):
         cur.fail("its track lengths do not add up to its size")
     cur.pos = end
     cur.done()

@@ -14,9 +14,14 @@ from momentum_gs.errors import UserError
 _STEMS = ("cameras", "images", "points3D")
 
 
-def _index_point_ids(images: dict[int, ColmapImage], point_ids: np.ndarray) -> None:
-    """Turn the COLMAP point ids of the images' keypoints into rows of the point arrays (-1 = none)."""
+def _index_point_ids(images: dict[int, ColmapImage], point_ids: np.ndarray, path: Path) -> None:
+    """Turn the COLMAP point ids of the images' keypoints into rows of the point arrays (-1 = none); a point id
+    given twice in ``path`` is a UserError."""
     order = np.append(np.argsort(point_ids, kind="stable"), -1)
+    twice = np.flatnonzero(np.diff(point_ids[order[:-1]]) == 0)
+    if len(twice):
+        raise UserError(f"{path}: point id {int(point_ids[order[twice[0]]])} appears twice; the model is corrupt "
+                        "(re-export it from COLMAP)")
     # The sentinel after the largest id keeps searchsorted's answer a valid index that matches nothing.
     sorted_ids = np.append(point_ids[order[:-1]], np.iinfo(np.int64).max)
     for image in images.values():
@@ -56,7 +61,7 @@ def read_model(sparse_dir: Path, keypoints: bool = True) -> ColmapModel:
         if image.camera_id not in cameras:
             raise UserError(f"{files['images']}: image {image.name} uses camera {image.camera_id}, "
                             f"which {files['cameras']} does not define")
-    _index_point_ids(images, points["id"].astype(np.int64))
+    _index_point_ids(images, points["id"].astype(np.int64), files["points3D"])
     model = ColmapModel(cameras, images, points["xyz"].copy(), points["rgb"].copy(), points["error"].copy())
     validate_model(model, files)
     return model

@@ -6,12 +6,14 @@ Point ids are not kept: ``ColmapImage.point3d_ids`` are rows of ``ColmapModel.po
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from momentum_gs.errors import UserError
+from momentum_gs.ranges import FLOAT32_MAX, MAX_WIDTH, shown
 
 # Every model id COLMAP defines, so that an unsupported one is named in the error instead of "unknown".
 CAMERA_MODELS: dict[int, str] = dict(enumerate(
@@ -110,16 +112,23 @@ def image_name_problem(name: str) -> str | None:
     return None
 
 
+def _float32(values: np.ndarray) -> bool:
+    """Whether every value is finite in float32, the type cameras and points are trained in (NaN is not)."""
+    return bool((np.abs(values) <= FLOAT32_MAX).all())
+
+
 def validate_model(model: ColmapModel, files: dict[str, Path]) -> None:
     """Refuse, with one line naming the record, what would poison training or reach outside the dataset:
-    non-finite or zero-length poses, non-positive or non-finite focal lengths, non-positive sizes, non-finite
-    parameters or points, image names that leave ``images/`` and names that appear twice."""
+    poses, parameters or points that are not finite in float32, zero-length quaternions, non-positive focal
+    lengths, sizes outside 1 to ``MAX_WIDTH`` pixels, image names that leave ``images/`` and names that appear
+    twice."""
     for cam in model.cameras.values():
         where = f"{files['cameras']}: camera {cam.id}"
-        if cam.width <= 0 or cam.height <= 0:
-            raise UserError(f"{where} has size {cam.width}x{cam.height}; width and height must be positive")
-        if not np.isfinite(cam.params).all():
-            raise UserError(f"{where} has non-finite parameters {cam.params.tolist()}")
+        if not (0 < cam.width <= MAX_WIDTH and 0 < cam.height <= MAX_WIDTH):
+            raise UserError(f"{where} has size {cam.width}x{cam.height}; width and height must be positive and "
+                            f"at most {MAX_WIDTH} pixels")
+        if not _float32(cam.params):
+            raise UserError(f"{where} has non-finite parameters {shown(cam.params.tolist())} (float32's range counts)")
         if (cam.params[: _FOCALS[cam.model]] <= 0).any():
             raise UserError(f"{where} has focal length {cam.params[: _FOCALS[cam.model]].tolist()}; it must be "
                             "positive (pixels)")
@@ -133,14 +142,14 @@ def validate_model(model: ColmapModel, files: dict[str, Path]) -> None:
             raise UserError(f"{files['images']}: images {names[image.name]} and {image.id} are both named "
                             f"{image.name!r}; each image needs its own file")
         names[image.name] = image.id
-        norm = float(np.linalg.norm(image.qvec))
-        if not (np.isfinite(image.qvec).all() and np.isfinite(image.tvec).all()):
-            raise UserError(f"{where} has a non-finite pose (q {image.qvec.tolist()}, t {image.tvec.tolist()}); "
-                            "drop the image or fix its pose")
+        if not (_float32(image.qvec) and _float32(image.tvec)):
+            raise UserError(f"{where} has a non-finite pose in float32 (q {shown(image.qvec.tolist())}, t "
+                            f"{shown(image.tvec.tolist())}); drop the image or fix its pose")
+        norm = math.hypot(*image.qvec.tolist())
         if not 1e-6 < norm < 1e6:
             raise UserError(f"{where} has a rotation quaternion of length {norm:.3g}, which is not a rotation; "
                             "drop the image or fix its pose")
-    bad = ~np.isfinite(model.points).all(axis=1)
+    bad = ~(np.abs(model.points) <= FLOAT32_MAX).all(axis=1)  # NaN too
     if bad.any():
         raise UserError(f"{files['points3D']}: {int(bad.sum())} of {len(bad)} points have non-finite coordinates "
-                        f"(first: row {int(np.flatnonzero(bad)[0])}); the model is corrupt")
+                        f"in float32 (first: row {int(np.flatnonzero(bad)[0])}); the model is corrupt")

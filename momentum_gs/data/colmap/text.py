@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,26 @@ from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel
 from momentum_gs.errors import DataWarning, UserError
 
 _BAD_LINE = "{} line {} is corrupt: expected {}"
+# COLMAP's ids: camera_t and image_t are 32-bit, point3D_t 64-bit, all unsigned; a keypoint's point is -1 or an id.
+_ID32 = (0, 2**32)
 
 
-def _text_records(path: Path) -> list[tuple[int, str]]:
-    """(line number, line) of every line of a text model, comments dropped; blank lines are kept."""
+def _whole(text: str, low: int, high: int) -> int:
+    """``int(text)`` when it lies in [low, high); ValueError otherwise."""
+    value = int(text)
+    if not low <= value < high:
+        raise ValueError(text)
+    return value
+
+
+def _text_records(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of every line of a text model, comments dropped; blank lines are kept. One at a time:
+    a list of pairs would take some 100 bytes per line, of what may be a blank line of 1 byte."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a UTF-8 text file (corrupt, or a binary model named .txt?)")
-    return [(i, line) for i, line in enumerate(lines, 1) if not line.lstrip().startswith("#")]
+    return ((i, line) for i, line in enumerate(lines, 1) if not line.lstrip().startswith("#"))
 
 
 def read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
@@ -29,9 +41,11 @@ def read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
     for lineno, line in (r for r in _text_records(path) if r[1].strip()):
         try:
             f = line.split()
-            cam = ColmapCamera(int(f[0]), f[1], int(f[2]), int(f[3]), np.array(f[4:], dtype=np.float64))
-        except (ValueError, IndexError):
-            raise UserError(_BAD_LINE.format(path, lineno, "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"))
+            cam = ColmapCamera(_whole(f[0], *_ID32), f[1], _whole(f[2], 0, 2**64), _whole(f[3], 0, 2**64),
+                               np.array(f[4:], dtype=np.float64))
+        except (ValueError, IndexError, OverflowError):
+            raise UserError(_BAD_LINE.format(path, lineno, "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[] (a 32-bit id, "
+                                             "whole sizes)"))
         check_camera(cam.id, cam.model, len(cam.params), f"{path} line {lineno}")
         add_record(cameras, cam.id, cam, "camera", path)
     return cameras
@@ -46,14 +60,18 @@ def read_images_txt(path: Path, keypoints: bool) -> dict[int, ColmapImage]:
         try:
             f = line.split(maxsplit=9)  # the name is the rest of the line and may hold spaces
             pose = np.array(f[1:8], dtype=np.float64)
-            image = ColmapImage(int(f[0]), pose[:4], pose[4:7], int(f[8]), f[9].strip())
+            image = ColmapImage(_whole(f[0], *_ID32), pose[:4], pose[4:7], _whole(f[8], *_ID32), f[9].strip())
         except (ValueError, IndexError):
             raise UserError(_BAD_LINE.format(path, lineno, "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME"))
         lineno, keypoint_line = next(records, (lineno + 1, ""))  # always present, blank without keypoints
         try:
             kps = np.array(keypoint_line.split(), dtype=np.float64).reshape(-1, 3)
+            ids = kps[:, 2]
+            if not ((ids >= -1) & (ids < 2.0**63) & (ids == np.round(ids))).all():  # NaN fails too
+                raise ValueError
         except ValueError:
-            raise UserError(_BAD_LINE.format(path, lineno, "X Y POINT3D_ID triples (or a blank line)"))
+            raise UserError(_BAD_LINE.format(path, lineno, "X Y POINT3D_ID triples, the id -1 or a point's (or a "
+                                             "blank line)"))
         if keypoints:
             image.xys, image.point3d_ids = kps[:, :2], kps[:, 2].astype(np.int64)
         add_record(images, image.id, image, "image", path)
@@ -68,9 +86,12 @@ def read_points_txt(path: Path) -> np.ndarray:
         try:
             if len(f) < 8 or len(f) % 2:
                 raise ValueError
-            rows.append((int(f[0]), *map(float, f[1:4]), *map(int, f[4:7]), float(f[7]), (len(f) - 8) // 2))
+            rgb = (_whole(v, -2**31, 2**31) for v in f[4:7])
+            row = (_whole(f[0], 0, 2**64), *map(float, f[1:4]), *rgb, float(f[7]), (len(f) - 8) // 2)
         except ValueError:
-            raise UserError(_BAD_LINE.format(path, lineno, "POINT3D_ID X Y Z R G B ERROR TRACK[]"))
+            raise UserError(_BAD_LINE.format(path, lineno, "POINT3D_ID X Y Z R G B ERROR TRACK[] (ids from 0 to "
+                                             "2^64 - 1, colours whole numbers)"))
+        rows.append(row)
     out, table = np.empty(len(rows), POINT_RECORD), np.array(rows, dtype=np.float64).reshape(-1, 9)
     rgb = table[:, 4:7]
     outside = ((rgb < 0) | (rgb > 255)).any(axis=1)
