@@ -54,6 +54,20 @@ def train_tiny(scene: Path, out: Path, overrides: tuple[str, ...] = ()) -> Path:
     return Path(out)
 
 
+def train_two_blocks(tiny_scene: Path, folder: Path) -> tuple[Path, Path]:
+    """The tiny scene copied into ``folder/scene`` and trained as 2 blocks into ``folder/run``: (run, scene)."""
+    import shutil
+
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.partition import auto_partition
+
+    scene = shutil.copytree(tiny_scene, folder / "scene")
+    cfg = load_config()
+    cfg.data.path = str(scene)
+    auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
+    return train_tiny(scene, folder / "run", (f"blocks.partition={folder / 'partition.npz'}",)), scene
+
+
 @pytest.fixture
 def tiny_config(tiny_scene, tmp_path):
     """A config that trains the tiny scene for 24 steps into ``tmp_path/run``."""

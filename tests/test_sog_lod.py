@@ -25,7 +25,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.export.lod import build_tree
 from momentum_gs.export.sog_lod import LevelFiles, level_cuts, write_streamed_sog
-from tests.conftest import train_tiny
+from tests.conftest import train_two_blocks
 from tests.helpers.browser import CHROMIUM, Browser, free_port
 
 SPLAT_TRANSFORM = shutil.which("splat-transform")
@@ -110,14 +110,7 @@ def test_the_real_splat_transform_writes_every_level(tmp_path):
 
 @needs_tool
 def test_mgs_export_sog_lod_from_a_run_of_two_blocks(tiny_scene, tmp_path, capsys):
-    from momentum_gs.config import load_config
-    from momentum_gs.data.scene import load_scene
-    from momentum_gs.partition import auto_partition
-
-    cfg = load_config()
-    cfg.data.path = str(tiny_scene)
-    auto_partition(load_scene(cfg.data), 2).save(tmp_path / "partition.npz")
-    run = train_tiny(tiny_scene, tmp_path / "run", (f"blocks.partition={tmp_path / 'partition.npz'}",))
+    run, _ = train_two_blocks(tiny_scene, tmp_path)
     assert main(["export", str(run), "--format", "sog-lod", "--refine", "3"]) == 2
     assert "--refine is not available with --format sog-lod" in capsys.readouterr().err
     assert main(["export", str(run), "--format", "sog-lod", "--tile-size", "300"]) == 0

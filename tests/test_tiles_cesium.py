@@ -85,17 +85,10 @@ def cesium_build() -> Path:
 @pytest.fixture(scope="module")
 def city(cesium_build, tiny_scene, tmp_path_factory):
     """(the tiny scene trained as 2 blocks with a georef.json beside its photos, its SPZ tileset's folder)."""
-    from momentum_gs.config import load_config
-    from momentum_gs.data.scene import load_scene
-    from momentum_gs.partition import auto_partition
-    from tests.conftest import train_tiny
+    from tests.conftest import train_two_blocks
 
     folder = tmp_path_factory.mktemp("cesium")
-    scene = shutil.copytree(tiny_scene, folder / "scene")
-    cfg = load_config()
-    cfg.data.path = str(scene)
-    auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
-    run = train_tiny(scene, folder / "run", (f"blocks.partition={folder / 'partition.npz'}",))
+    run, scene = train_two_blocks(tiny_scene, folder)
     (scene / "georef.json").write_text(json.dumps({"origin": ORIGIN}))
     assert main(["export", str(run), "--format", "3dtiles", "--tile-size", "300", "--out", str(folder / "3dtiles")]) == 0
     return scene, folder / "3dtiles"

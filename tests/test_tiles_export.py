@@ -4,7 +4,6 @@ levels merged, placed on the globe by the scene's georef.json."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.export.gltf import COMPRESSION, EXTENSION, load_glb
-from tests.conftest import train_tiny
+from tests.conftest import train_two_blocks
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 
@@ -21,16 +20,7 @@ ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 def block_runs(tiny_scene, tmp_path_factory):
     """The tiny scene trained as 2 blocks; a georef.json beside its photos (written after the training: the
     export reads it)."""
-    from momentum_gs.config import load_config
-    from momentum_gs.data.scene import load_scene
-    from momentum_gs.partition import auto_partition
-
-    folder = tmp_path_factory.mktemp("tiles")
-    scene = shutil.copytree(tiny_scene, folder / "scene")
-    cfg = load_config()
-    cfg.data.path = str(scene)
-    auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
-    run = train_tiny(scene, folder / "run", (f"blocks.partition={folder / 'partition.npz'}",))
+    run, scene = train_two_blocks(tiny_scene, tmp_path_factory.mktemp("tiles"))
     (scene / "georef.json").write_text(json.dumps({"origin": ORIGIN}))
     return run, scene
 
