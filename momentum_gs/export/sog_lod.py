@@ -12,7 +12,6 @@ spatial chunks. ``splat-transform`` reads every level at once, so its memory gro
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from momentum_gs.data.scene import load_scene
@@ -21,8 +20,7 @@ from momentum_gs.estimate import sized
 from momentum_gs.export.bake import StandardGaussians, bake, save_standard_ply
 from momentum_gs.export.lod import Tile, build_tree, concatenate, merge_tiles
 from momentum_gs.export.tiled import TILE_SIZE
-from momentum_gs.export.web import reason, run_splat_transform, splat_transform_command
-from momentum_gs.io.atomic import write_failed
+from momentum_gs.export.web import reason, run_splat_transform, splat_transform_command, work_folder_beside
 from momentum_gs.trained import load_blocks
 
 
@@ -91,15 +89,10 @@ def write_streamed_sog(command: list[str], trees, out: Path, tile_size: int) -> 
     """Write ``out/lod-meta.json`` and its chunks from the block ``trees`` (an iterable of (tree, name), each
     tree still holding its content). The format is made in a folder beside ``out`` and moved into place when
     complete: a failed or killed conversion leaves ``out`` as it was. Returns (the meta file, the levels)."""
+    work = work_folder_beside(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise write_failed(out, exc)
-    try:
-        files = LevelFiles(work, tile_size)
         (work / "levels").mkdir()
-        files.folder = work / "levels"
+        files = LevelFiles(work / "levels", tile_size)
         for tree, name in trees:
             files.add_block(tree, name)
         if not files.roots:

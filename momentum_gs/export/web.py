@@ -80,11 +80,7 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
     picks the format (.sog, .html, ...). Both are made in a temporary folder beside ``out`` and the result is
     moved into place when complete: a failed or killed conversion leaves nothing behind."""
     gaussians.require_finite(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise write_failed(out, exc)
+    folder = work_folder_beside(out)
     try:
         ply, made = save_standard_ply(gaussians, folder / "point_cloud.ply"), folder / out.name
         result = run_splat_transform(command, [str(ply)], made)
@@ -94,6 +90,16 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+def work_folder_beside(out: Path) -> Path:
+    """A new hidden working folder in ``out``'s folder (made if needed), where a result is made before it is
+    moved into place; a one-line UserError when it cannot be made."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise write_failed(out, exc)
 
 
 def run_splat_transform(command: list[str], inputs: list[str], made: Path) -> subprocess.CompletedProcess:
