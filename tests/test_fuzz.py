@@ -3,6 +3,7 @@ bound proportional to the file. A short, reproducible run (derandomized); ``scri
 
 from __future__ import annotations
 
+import gzip
 import re
 import struct
 
@@ -11,6 +12,7 @@ import pytest
 
 from momentum_gs.config import Config
 from momentum_gs.errors import UserError
+from momentum_gs.export.spz import HEADER, MAGIC
 from tests.helpers.fuzz import MEMORY_CONSTANT, Reader, check_read, fuzz_reader
 from tests.helpers.fuzz_registry import READERS
 
@@ -55,6 +57,9 @@ BROKEN = [
     ("config yaml", "log:\n  tensorboard: [1]\n", "'log.tensorboard' expects bool"),
     ("config yaml", "optim:\n  steps: true\n", "'optim.steps' expects int"),
     ("config yaml", '"a\\nb": 1\n', "config key 'a\\nb' is not a name"),  # a key with a newline in it
+    ("checkpoint", "G@", "unreadable (error: unpack requires a buffer of 8 bytes)"),  # a pickled float cut short
+    ("scene.json", '{"up": [0, 1e300, 1e300]}', "up[1] is 1e+300, expected a finite number in [-1, 1]"),
+    ("georef.json", '{"origin": {"lat": 1, "lon": 2, "alt": 1' + "0" * 400 + "}}", "origin.alt is 1000"),
     ("image cache manifest", '["a.png"]', None),
     ("image cache manifest", "[" * 100000, None),
     ("image cache manifest", '{"a.png": {"x": 1}}', None),
@@ -84,6 +89,8 @@ LARGE = {
     "colmap points3D.bin": struct.pack("<Q", 4000) + b"".join(
         struct.pack("<Q3d3BdQQ", i + 1, 0, 0, 0, 1, 2, 3, 0.5, 1, 0) for i in range(4000)),
     "image cache manifest": ("{" + ",".join(f'"{i}":""' for i in range(40000)) + "}").encode(),
+    # Zeros at SH degree 3: gzip near its 1032x expansion, the most Gaussians a header may count for the file's size.
+    "spz": gzip.compress(HEADER.pack(MAGIC, 3, 200_000, 3, 12, 0, 0) + bytes(200_000 * 65), 9, mtime=0),
 }
 
 

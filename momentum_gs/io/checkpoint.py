@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import struct
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,8 +117,8 @@ def load_verified(path: str | Path, fmt: str, version: int, what: str,
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path} holds objects other than tensors and plain values, and loading it could run "
                         f"code; refused ({one_line(exc, 100).split('. ')[0][:120]}). Use a {what} written by momentum_gs")
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError,
-            IndexError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            OverflowError, struct.error) as exc:  # struct.error: a pickle cut short inside a number
         raise UserError(f"{what} {path} is unreadable ({one_line(exc, 100)}); it is damaged or not a {what}")
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise UserError(f"{path} is not a momentum_gs {what}")

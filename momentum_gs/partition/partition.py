@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             if name in arrays and (arrays[name].dtype.kind not in kinds or not np.isfinite(arrays[name]).all()):
                 raise ValueError(f"{name} holds {arrays[name].dtype} values that are not all "
                                  f"{'finite numbers' if name in REAL_ARRAYS else 'integers'}")
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged member
         raise _corrupt(path, exc) from None
     source = f"partition file {path}"
     return arrays, check(parse_json(meta_text, source), META, source, "run `mgs partition` again")
