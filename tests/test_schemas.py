@@ -255,7 +255,7 @@ PATH_CASES = {
                         "camera_path[0].fov is 1000000000"),
     "a fov of true": ({**PATH, "camera_path": [CAMERA, {**CAMERA, "fov": True}]}, "camera_path[1].fov is true"),
     "text in a matrix": ({**PATH, "camera_path": [CAMERA, {**CAMERA, "camera_to_world": ["1"] * 16}]},
-                         "camera_path[1].camera_to_world is a list of 16, expected 16 finite numbers (a row-major "
+                         "camera_path[1].camera_to_world is a list of 16, expected 16 numbers within ±1e15 (a row-major "
                          "4x4 matrix) or a 4x4 list of them"),
     "a nested matrix": ({**PATH, "camera_path": [{**CAMERA, "camera_to_world": json.loads("[" * 500 + "]" * 500)}] * 2},
                         "camera_path[0].camera_to_world is a list of 1"),

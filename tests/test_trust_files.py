@@ -302,3 +302,36 @@ def test_a_resume_drops_log_lines_whose_step_is_not_a_number(tmp_path):
     log.write_text("".join(lines))
     _open_log(log, start=10).close()  # used to raise TypeError comparing "7" with 10
     assert log.read_text() == lines[0] + lines[5]
+
+
+def test_the_three_files_the_long_fuzz_run_broke_are_refused_in_one_line(tmp_path):
+    """Found by scripts/fuzz_readers.py: an 11-byte file in torch's old layout announcing a 3 GB string, a mesh
+    PLY whose colours are NaN, a camera path whose pose entries overflow a matrix product."""
+    import json
+    import warnings
+
+    from momentum_gs.eval.camera_path_json import read_path_json
+    from momentum_gs.io.checkpoint import load_checkpoint
+    from momentum_gs.io.mesh import read_mesh
+
+    tiny = tmp_path / "step_1.pt"
+    tiny.write_bytes(b'X\xcf\xaf\xee\xbef"\x92rc\xca')
+    with pytest.raises(UserError, match="is not a zip archive as torch.save writes"):
+        load_checkpoint(tiny)
+    mesh = tmp_path / "mesh.ply"
+    mesh.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+                    "property float red\nproperty float green\nproperty float blue\nelement face 1\n"
+                    "property list uchar int vertex_indices\nend_header\n0 0 0 nan 0 0\n1 0 0 0 0 0\n0 1 0 0 0 0\n"
+                    "3 0 1 2\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match="colours that are not numbers"):
+            read_mesh(mesh)
+    pose = [1e300, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"render_width": 48, "render_height": 36,
+                                "camera_path": [{"camera_to_world": pose, "fov": 50}] * 2}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match=r"camera_path\[0\]\.camera_to_world .*16 numbers within ±1e15"):
+            read_path_json(path)

@@ -29,8 +29,11 @@ from momentum_gs.ranges import FINITE, MAX_FRAMES, MAX_WIDTH, Range
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z; its own inverse (CV_TO_GL is the same matrix)
 ROTATION_TOLERANCE = 1e-4  # largest |R^T R - I| entry accepted (files written in float32 are off by ~1e-7)
 SIDE = Number(Range(1, MAX_WIDTH), whole=True, note="pixels")
-MATRIX = OneOf((ListOf(Number(FINITE), 16, 16), ListOf(ListOf(Number(FINITE), 4, 4), 4, 4)),
-               "16 finite numbers (a row-major 4x4 matrix) or a 4x4 list of them")
+# a pose's entries: a rotation's are within [-1, 1], a position within 1e15 model units (products of such
+# entries stay far from float64's overflow)
+ENTRY = Number(Range(-1e15, 1e15), note="a rotation's entries are within [-1, 1], a position's within 1e15")
+MATRIX = OneOf((ListOf(ENTRY, 16, 16), ListOf(ListOf(ENTRY, 4, 4), 4, 4)),
+               "16 numbers within ±1e15 (a row-major 4x4 matrix) or a 4x4 list of them")
 CAMERA = Obj({"camera_to_world": MATRIX,
               "fov": Number(Range(0, 180, open_low=True, open_high=True), note="the vertical field of view, degrees")})
 # What is read of a camera-path file; nerfstudio's other keys (keyframes, aspect, crop...) are not looked into.

@@ -102,6 +102,9 @@ def _numpy_globals() -> list:
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes (its zip layout, the default since torch 1.6) starts
+
+
 def load_verified(path: str | Path, fmt: str, version: int, what: str,
                   remake: str = "write it again with this version of momentum_gs") -> dict[str, Any]:
     """Read a file written by :func:`save_verified` onto the CPU, without running code from it; a missing,
@@ -110,6 +113,9 @@ def load_verified(path: str | Path, fmt: str, version: int, what: str,
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:  # torch's older, non-zip layout can announce sizes the file does not hold
+            raise UserError(f"{what} {path} is not a zip archive as torch.save writes; it is damaged or not a {what}")
     try:
         # Read onto the CPU first: a file written on a GPU must open on a machine without one.
         with torch.serialization.safe_globals(_numpy_globals()):

@@ -71,6 +71,16 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     vertex, face = ply["vertex"].data, ply["face"].data
     if not {"x", "y", "z"} <= set(vertex.dtype.names) or "vertex_indices" not in face.dtype.names:
         raise UserError(f"{path} is not a triangle mesh (needs vertex x, y, z and face vertex_indices)")
+    with np.errstate(invalid="raise", over="raise"):
+        try:
+            vertices, faces, colors = _columns(path, vertex, face)
+        except FloatingPointError:
+            raise UserError(f"{path} has face indices or colours that are not numbers (NaN or inf)")
+    return vertices, faces, colors
+
+
+def _columns(path: Path, vertex: np.ndarray, face: np.ndarray):
+    """(vertices, faces, colours) of a mesh PLY's vertex and face data (see :func:`read_mesh`)."""
     vertices = np.stack([vertex[name] for name in "xyz"], axis=1).astype(np.float64)
     faces = _triangles(path, face["vertex_indices"])
     if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
