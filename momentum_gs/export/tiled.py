@@ -18,6 +18,8 @@ where ``tileset.json`` is written.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +115,7 @@ def write_tiles(blocks: Iterable[StandardGaussians], out: str | Path, tile_size:
     def done(tile: Tile) -> None:
         path = out / TILES_FOLDER / f"{tile.name}.glb"
         content(tile.gaussians, path)
+        _give_back_freed_memory()
         written.tiles += 1
         written.tile_bytes += path.stat().st_size if path.is_file() else 0
 
@@ -188,3 +191,22 @@ def _empty(sh_degree: int) -> StandardGaussians:
 def _levels(tile: Tile) -> int:
     """The number of levels of the tree under ``tile``, itself included."""
     return 1 + max((_levels(child) for child in tile.children), default=0)
+
+
+def _give_back_freed_memory() -> None:
+    """Hand the C heap's freed pages back to the system (glibc's ``malloc_trim``; nothing elsewhere). glibc keeps
+    freed blocks of up to 32 MB in its heaps, and the merges' arrays, of sizes that change from tile to tile,
+    leave holes there that only a trim gives back: without it the resident memory crept up block after block
+    (docs/benchmarks/export.md)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """The C library's ``malloc_trim``, or None where there is none."""
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):  # TypeError: no process handle (Windows)
+        return None
