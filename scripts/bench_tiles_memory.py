@@ -11,7 +11,7 @@ the export itself (writing the GLBs included), wall-clock and CPU (all threads: 
 moves less with the neighbours' load than the wall time), the CPU time per million Gaussians (flat when the time
 is linear), the peak resident memory (``getrusage`` ru_maxrss,
 which counts torch's and numpy's buffers alike) and that peak above the baseline. The first line names the CPU
-and its ISA. ``--without-trim`` leaves out the export's trim of the C heap after each block (see
+and its ISA. ``--without-trim`` leaves out the export's trim of the C heap after each tile (see
 ``export.tiled._give_back_freed_memory``), to show what it saves.
 """
 
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--per-block", type=int, default=PER_BLOCK)
     parser.add_argument("--tile-size", type=int, default=tiled.TILE_SIZE)
     parser.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
-    parser.add_argument("--without-trim", action="store_true", help="no trim of the C heap after each block")
+    parser.add_argument("--without-trim", action="store_true", help="no trim of the C heap after each tile")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one size, JSON on stdout
     args = parser.parse_args()
     if args.child:
