@@ -122,3 +122,17 @@ def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_pat
     for tile in tiles:
         assert len(load_glb(tmp_path / tile["content"]["uri"])) <= 400
         assert all(child["geometricError"] <= tile["geometricError"] for child in tile.get("children", []))
+
+
+def test_small_blocks_gather_until_they_fill_a_tile(tmp_path):
+    """Blocks of 300 Gaussians under tiles of 1000: blocks 0-3 fill one tile of theirs; blocks 4 and 5, 600
+    together, join the root as they are rather than as a copy of theirs; every tile above the blocks merges."""
+    from momentum_gs.export.generated import generated_city
+    from momentum_gs.export.tiled import write_tiles
+
+    write_tiles(generated_city(6, 300, degree=0), tmp_path, tile_size=1000)
+    root = json.loads((tmp_path / "tileset.json").read_text())["root"]
+    uris = lambda tile: [c["content"]["uri"] for c in tile.get("children", [])]  # noqa: E731
+    assert uris(root) == ["tiles/g0-3.glb", "tiles/b4.glb", "tiles/b5.glb"]
+    assert uris(root["children"][0]) == [f"tiles/b{b}.glb" for b in range(4)]
+    assert root["geometricError"] > root["children"][0]["geometricError"] > 0

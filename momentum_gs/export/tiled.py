@@ -4,11 +4,12 @@
 run's blocks baked one at a time by :func:`bake_blocks`, or a generated scene) and holds one block at a time:
 - each block is cut into a tree of tiles (:mod:`momentum_gs.export.lod`) that is written as it is built, leaves
   first, each parent once its two children are merged, whose contents are then let go;
-- above the blocks, each block's root waits only for its partner: two blocks' roots are merged into a tile of
-  theirs, two such tiles into one above them, and so on (a binary counter over the blocks in the order they
-  come, which for a partition is its block order: x first, then y), so at most one tile per level above the
-  blocks waits in memory. The top one is the tileset's root.
-So the memory held is one block, its tree's tiles along one path and one tile per level above the blocks:
+- above the blocks, the blocks' roots wait for partners until together they hold more than a tile's worth;
+  then they are merged into a tile of theirs, which waits likewise at the level above (:class:`BlockLevels`):
+  full blocks pair up, two such tiles merge into one above them and so on, in the order the blocks come (for a
+  partition its block order: x first, then y); small blocks gather until they fill a tile. Each level above the
+  blocks holds at most a tile's worth of Gaussians and one more tile. The top tile is the tileset's root.
+So the memory held is one block, its tree's tiles along one path and about two tiles per level above the blocks:
 bounded by the block and tile sizes, whatever the number of blocks; the time grows linearly with the Gaussians.
 The tiles are GLB files (glTF ``KHR_gaussian_splatting``, :mod:`momentum_gs.export.gltf`). With the scene's
 ``georef.json`` (``mgs sfm`` with GPS photos) the root's transform puts the scene on the globe (WGS84); without
@@ -136,46 +137,63 @@ def write_tiles(blocks: Iterable[StandardGaussians], out: str | Path, tile_size:
 
 
 class BlockLevels:
-    """The levels above the blocks' trees, built as the blocks come: a binary counter whose entries are the
-    tiles still waiting for a partner (at most one per level). ``done(tile)`` writes a tile; a block's root is
-    written already when it is added, the tiles above are written once named (the top one is ``root``)."""
+    """The levels above the blocks' trees, built as the blocks come. At each level, tiles wait for partners
+    until together they hold more Gaussians than a tile may; then they are merged into one tile of the level
+    above (two full blocks' roots pair up; small ones gather until they fill a tile), which waits there in turn.
+    So each level holds at most a tile's worth of Gaussians and one more tile. ``done(tile)`` writes a tile; a
+    block's root is written already when it is added, a tile above once it is named (the top one is ``root``)."""
 
     def __init__(self, tile_size: int, done: Callable[[Tile], object]):
         self.tile_size, self.done = tile_size, done
-        self.waiting: list[tuple[int, int, Tile]] = []  # (level above the blocks, first block, tile)
-        self.unwritten: set[int] = set()  # ids of the waiting tiles not yet written
+        self.levels: list[list[tuple[int, int, Tile]]] = []  # per level: (first block, last block, tile) waiting
+        self.unwritten: set[int] = set()  # ids of the tiles above the blocks not yet written
 
     def add(self, tile: Tile, block: int) -> None:
-        """Take block ``block``'s root ``tile`` (written, its content kept) and merge what pairs up."""
-        level, first = 0, block
-        while self.waiting and self.waiting[-1][0] == level:
-            _, first, left = self.waiting.pop()
-            tile = self._merge([left, tile], f"g{first}-{block}")
-            level += 1
-        self.waiting.append((level, first, tile))
+        """Take block ``block``'s root ``tile`` (written, its content kept) and merge what fills a tile."""
+        self._wait(0, (block, block, tile))
 
     def finish(self) -> Tile | None:
-        """The tileset's root (None when no block came): the one tile left, or the tiles left merged."""
-        if not self.waiting:
+        """The tileset's root (None when no block came). From the lowest level up, what waits is merged into the
+        level above when it holds more than a tile's worth, else it joins the level above as it is (no tile above
+        the blocks copies its children unmerged); at the top level it is merged into the root."""
+        carry: list[tuple[int, int, Tile]] = []
+        for level, waiting in enumerate(self.levels):
+            entries = waiting + carry  # the blocks in order: what comes up from below came later
+            if not any(self.levels[level + 1:]):
+                carry = [self._merge(entries, "root")] if len(entries) > 1 else entries
+                break
+            full = len(entries) > 1 and sum(len(tile.gaussians) for _, _, tile in entries) > self.tile_size
+            carry = [self._merge(entries)] if full else entries
+        if not carry:
             return None
-        tiles = [tile for _, _, tile in self.waiting]
-        root = tiles[0] if len(tiles) == 1 else self._merge(tiles, "root")
+        root = carry[0][2]
         if id(root) in self.unwritten:
             root.name = "root"
             self._write(root)
-        root.gaussians, self.waiting = None, []
+        root.gaussians, self.levels = None, []
         return root
 
-    def _merge(self, children: list[Tile], name: str) -> Tile:
-        """The parent of ``children`` (written ones and unwritten ones, whose turn it is now); they let their
-        content go."""
-        parent = merge_tiles(children, name, self.tile_size)
+    def _wait(self, level: int, entry: tuple[int, int, Tile]) -> None:
+        if level == len(self.levels):
+            self.levels.append([])
+        waiting = self.levels[level]
+        waiting.append(entry)
+        if len(waiting) > 1 and sum(len(tile.gaussians) for _, _, tile in waiting) > self.tile_size:
+            self.levels[level] = []
+            self._wait(level + 1, self._merge(waiting))
+
+    def _merge(self, entries: list[tuple[int, int, Tile]], name: str | None = None) -> tuple[int, int, Tile]:
+        """The parent of the tiles of ``entries`` (named ``g<first block>-<last block>`` unless ``name``), which
+        write their content if it is not written yet and let it go."""
+        first, last = entries[0][0], entries[-1][1]
+        children = [tile for _, _, tile in entries]
+        parent = merge_tiles(children, name or f"g{first}-{last}", self.tile_size)
         for child in children:
             if id(child) in self.unwritten:
                 self._write(child)
             child.gaussians = None
         self.unwritten.add(id(parent))
-        return parent
+        return first, last, parent
 
     def _write(self, tile: Tile) -> None:
         self.unwritten.discard(id(tile))
