@@ -215,9 +215,10 @@ def _give_back_freed_memory() -> None:
     """Hand the C heap's freed pages back to the system (glibc's ``malloc_trim``; nothing elsewhere), after each
     tile. glibc keeps freed blocks of up to 32 MB in its heaps, and the merges' arrays, of sizes that change from
     tile to tile, leave holes there that only a trim gives back. On the generated city of 16 blocks (5 M
-    Gaussians) the resident memory above the start was 1.1 GiB without a trim, 0.45 to 0.62 GiB in runs with a
-    trim after each block, 0.38 to 0.40 GiB with one after each tile, which costs about 15 % more time: the next
-    merge faults the pages handed back in again (docs/benchmarks/export.md)."""
+    Gaussians) the resident memory above the start was 0.48 to 1.1 GiB in runs without a trim, 0.45 to 0.62 GiB
+    with a trim after each block, 0.38 to 0.40 GiB with one after each tile (docs/benchmarks/export.md). The
+    trim costs time, as the next merge faults the pages handed back in again: about a fifth more CPU time on
+    1.25 M Gaussians."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
