@@ -123,3 +123,18 @@ def test_a_merged_level_looks_like_the_finest_far_better_than_dropping_gaussians
     dropped = take(g, np.random.default_rng(0).choice(len(g), len(merged), replace=False))
     merged_psnr, dropped_psnr = (float(psnr(x.render(camera, render_cfg), finest)) for x in (merged, dropped))
     assert merged_psnr > 25 and merged_psnr > dropped_psnr + 8, (merged_psnr, dropped_psnr)
+
+
+def test_a_streamed_tree_hands_each_tile_over_once_after_its_children_and_keeps_only_the_root():
+    g = random_gaussians(3000, seed=2)
+    kept = build_tree(g, "b0", 256)
+    handed = []
+    streamed = build_tree(g, "b0", 256, done=lambda tile: handed.append((tile.name, tile.gaussians.means.clone())))
+    tiles = list(streamed.walk())
+    assert sorted(name for name, _ in handed) == sorted(t.name for t in tiles)  # each once
+    order = [name for name, _ in handed]
+    assert all(order.index(child.name) < order.index(tile.name) for tile in tiles for child in tile.children)
+    assert streamed.gaussians is not None and all(t.gaussians is None for t in tiles[1:])
+    same = dict(handed)  # the content handed over is what the tree built without streaming holds
+    assert all(torch.equal(same[t.name], t.gaussians.means) for t in kept.walk())
+    assert [t.geometric_error for t in tiles] == [t.geometric_error for t in kept.walk()]

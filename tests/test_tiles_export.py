@@ -11,6 +11,7 @@ import pytest
 from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.export.gltf import COMPRESSION, EXTENSION, load_glb
+from momentum_gs.export.lod import take
 from tests.conftest import train_two_blocks
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
@@ -94,3 +95,41 @@ def test_the_tiles_refuse_a_refinement_in_one_line(block_runs, tmp_path, capsys)
     assert main(["export", str(run), "--format", "3dtiles", "--refine", "5", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--refine" in err[0] and "3dtiles" in err[0]
+
+
+def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_path):
+    """Blocks 0-3 pair up into g0-3, block 4 waits alone; the root merges the two. Every tile is written once,
+    every Gaussian is in one leaf, an empty block is skipped but keeps the numbering."""
+    from momentum_gs.export.generated import generated_city
+    from momentum_gs.export.tiled import write_tiles
+
+    blocks = list(generated_city(5, 1500, degree=0))
+    blocks.insert(2, take(blocks[0], np.arange(0)))
+    written = write_tiles(iter(blocks), tmp_path, tile_size=400)
+    tileset = json.loads((tmp_path / "tileset.json").read_text())
+    root = tileset["root"]
+    assert root["content"]["uri"] == "tiles/root.glb"
+    assert [c["content"]["uri"] for c in root["children"]] == ["tiles/g0-4.glb", "tiles/b5.glb"]
+    assert [c["content"]["uri"] for c in root["children"][0]["children"]] == ["tiles/g0-1.glb", "tiles/g3-4.glb"]
+    tiles = list(_tiles(root))
+    assert written.tiles == len(tiles) == len(list((tmp_path / "tiles").glob("*.glb")))
+    assert written.blocks == 5 and written.gaussians == 7500 and written.levels == 1 + 2 + 3
+    leaves = [load_glb(tmp_path / t["content"]["uri"]) for t in tiles if "children" not in t]
+    assert sum(len(g) for g in leaves) == 7500
+    for tile in tiles:
+        assert len(load_glb(tmp_path / tile["content"]["uri"])) <= 400
+        assert all(child["geometricError"] <= tile["geometricError"] for child in tile.get("children", []))
+
+
+def test_small_blocks_gather_until_they_fill_a_tile(tmp_path):
+    """Blocks of 300 Gaussians under tiles of 1000: blocks 0-3 fill one tile of theirs; blocks 4 and 5, 600
+    together, join the root as they are rather than as a copy of theirs; every tile above the blocks merges."""
+    from momentum_gs.export.generated import generated_city
+    from momentum_gs.export.tiled import write_tiles
+
+    write_tiles(generated_city(6, 300, degree=0), tmp_path, tile_size=1000)
+    root = json.loads((tmp_path / "tileset.json").read_text())["root"]
+    uris = lambda tile: [c["content"]["uri"] for c in tile.get("children", [])]  # noqa: E731
+    assert uris(root) == ["tiles/g0-3.glb", "tiles/b4.glb", "tiles/b5.glb"]
+    assert uris(root["children"][0]) == [f"tiles/b{b}.glb" for b in range(4)]
+    assert root["geometricError"] > root["children"][0]["geometricError"] > 0

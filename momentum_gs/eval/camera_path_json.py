@@ -24,7 +24,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.eval.camera_path import CameraPath
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import ListOf, Number, Obj, OneOf, check, read_json
-from momentum_gs.ranges import FINITE, MAX_FRAMES, MAX_WIDTH, Range
+from momentum_gs.ranges import MAX_FRAMES, MAX_WIDTH, Range
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z; its own inverse (CV_TO_GL is the same matrix)
 ROTATION_TOLERANCE = 1e-4  # largest |R^T R - I| entry accepted (files written in float32 are off by ~1e-7)

@@ -16,6 +16,7 @@ from the camera, with a screen-space error in pixels to decide when to open a ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,8 +31,9 @@ from momentum_gs.model.lod import extent, merge_to, moment_match  # noqa: F401
 class Tile:
     """One tile of a level-of-detail tree.
 
-    gaussians: its content (on the CPU; None once written, in an export that streams its tiles); box: [2, 3] min and max corners, world units, holding the 3-sigma
-    extent of its content and every descendant's; geometric_error: world units, 0 for a leaf; children: the
+    gaussians: its content (on the CPU; None once let go, in a tree that streams its tiles: ``build_tree``'s
+    ``done``); box: [2, 3] min and max corners, world units, holding the 3-sigma extent of its content and every
+    descendant's; geometric_error: world units, 0 for a leaf; children: the
     finer tiles it is replaced by; name: a file-name-safe id unique in the tree (e.g. ``b3-0-1``)."""
 
     gaussians: StandardGaussians | None
@@ -47,20 +49,45 @@ class Tile:
             yield from child.walk()
 
 
-def build_tree(gaussians: StandardGaussians, name: str, max_per_tile: int) -> Tile:
+def build_tree(gaussians: StandardGaussians, name: str, max_per_tile: int,
+               done: Callable[[Tile], object] | None = None) -> Tile:
     """The level-of-detail tree of ``gaussians`` (on the CPU): leaves of at most ``max_per_tile`` Gaussians cut
-    by a k-d tree, parents merged from their children (see the module notes)."""
+    by a k-d tree, parents merged from their children (see the module notes).
+
+    With ``done``, the tree streams: each tile is handed to ``done`` as soon as its content is final (a leaf
+    when it is cut, a parent when it is merged), and a parent's children let their content go once it is
+    merged (their ``gaussians`` become None); only the root keeps its content. Besides ``gaussians`` itself,
+    the tree then holds at most about ``max_per_tile`` × (depth + 4) Gaussians at once: the contents waiting
+    for their sibling along one path from the root, and one merge. Without ``done`` every tile keeps its
+    content."""
     if max_per_tile < 1:
         raise ValueError(f"max_per_tile must be at least 1, got {max_per_tile}")
-    if len(gaussians) <= max_per_tile:
-        return Tile(gaussians, extent(gaussians), 0.0, name)
     means = gaussians.means.numpy()
-    axis = int(np.argmax(means.max(0) - means.min(0)))
-    order = np.argsort(means[:, axis], kind="stable")
-    half = len(order) // 2
-    children = [build_tree(take(gaussians, part), f"{name}-{i}", max_per_tile)
-                for i, part in enumerate((order[:half], order[half:]))]
-    return merge_tiles(children, name, max_per_tile)
+    return _subtree(gaussians, means, np.arange(len(means)), name, max_per_tile, done)
+
+
+def _subtree(gaussians: StandardGaussians, means: np.ndarray, index: np.ndarray, name: str, max_per_tile: int,
+             done: Callable[[Tile], object] | None) -> Tile:
+    """The tree of the rows ``index`` of ``gaussians`` (``means`` its means as numpy): :func:`build_tree`. The
+    cut sorts row numbers, not Gaussians: a subtree copies only its leaves' rows."""
+    if len(index) <= max_per_tile:
+        content = gaussians if len(index) == len(gaussians) else take(gaussians, index)
+        tile = Tile(content, extent(content), 0.0, name)
+    else:
+        points = means[index]
+        axis = int(np.argmax(points.max(0) - points.min(0)))
+        order = index[np.argsort(points[:, axis], kind="stable")]
+        del points
+        half = len(order) // 2
+        children = [_subtree(gaussians, means, part, f"{name}-{i}", max_per_tile, done)
+                    for i, part in enumerate((order[:half], order[half:]))]
+        tile = merge_tiles(children, name, max_per_tile)
+        if done is not None:
+            for child in children:
+                child.gaussians = None
+    if done is not None:
+        done(tile)
+    return tile
 
 
 def merge_tiles(children: list[Tile], name: str, max_per_tile: int) -> Tile:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.estimate import sized
-from momentum_gs.export.bake import StandardGaussians, bake, save_standard_ply
+from momentum_gs.export.bake import StandardGaussians, save_standard_ply
 from momentum_gs.export.lod import Tile, build_tree, concatenate, merge_tiles
-from momentum_gs.export.tiled import TILE_SIZE
+from momentum_gs.export.tiled import TILE_SIZE, bake_blocks
 from momentum_gs.export.web import reason, run_splat_transform, splat_transform_command, work_folder_beside
 from momentum_gs.trained import load_blocks
 
@@ -129,16 +128,15 @@ def export_sog_lod(run_dir: str | Path, out: str | Path, sh_degree: int = 0, til
     command = splat_transform_command("--format sog-lod")  # before baking: a missing tool is said at once
     cfg, _, blocks, _ = load_blocks(Path(run_dir))
     cameras = load_scene(cfg.data).train
-    count = [0]
+    count, total = [0], len(blocks)
 
     def trees():
-        for b in sized(range(len(blocks)), len(blocks), "levels", "block", "--tile-size larger"):
-            if blocks[b].num_anchors:
-                baked = bake(blocks[b], cameras, cfg.render, degree=sh_degree, show_progress=len(blocks) == 1)
+        for b, baked in enumerate(bake_blocks(blocks, cameras, cfg.render, sh_degree)):
+            if len(baked):
                 count[0] += len(baked)
-                yield build_tree(baked.to("cpu"), f"b{b}", tile_size), f"b{b}"
+                yield build_tree(baked, f"b{b}", tile_size), f"b{b}"
 
     meta, levels = write_streamed_sog(command, trees(), out, tile_size)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    return [f"exported {count[0]} standard 3D Gaussians (SH degree {sh_degree}) of {len(blocks)} block(s) in "
+    return [f"exported {count[0]} standard 3D Gaussians (SH degree {sh_degree}) of {total} block(s) in "
             f"{levels} levels of detail to {meta} ({size:.1f} MB), PlayCanvas's streamed SOG"]

@@ -296,13 +296,16 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+        if not all(isinstance(a, np.ndarray) for a in arrays.values()):  # a member that is not a .npy array
+            raise ValueError("a member of the archive is not an array")
         meta_text = str(arrays["meta"])
         for name in REAL_ARRAYS + INDEX_ARRAYS:
             kinds = "fiu" if name in REAL_ARRAYS else "iu"
             if name in arrays and (arrays[name].dtype.kind not in kinds or not np.isfinite(arrays[name]).all()):
                 raise ValueError(f"{name} holds {arrays[name].dtype} values that are not all "
                                  f"{'finite numbers' if name in REAL_ARRAYS else 'integers'}")
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged member
+    except (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile,
+            zlib.error) as exc:  # a damaged member, or one compressed by a method zipfile does not read
         raise _corrupt(path, exc) from None
     source = f"partition file {path}"
     return arrays, check(parse_json(meta_text, source), META, source, "run `mgs partition` again")
