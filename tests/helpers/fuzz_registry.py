@@ -21,7 +21,7 @@ from momentum_gs.data.colmap.model import SUPPORTED_MODELS, ColmapCamera, Colmap
 from momentum_gs.data.georef import read_georef
 from momentum_gs.data.images import MANIFEST, ImageJob, prepare_images
 from momentum_gs.eval.camera_path_json import read_path_json
-from momentum_gs.export.bake import StandardGaussians
+from momentum_gs.export.bake import StandardGaussians, load_standard_ply, save_standard_ply
 from momentum_gs.export.ply import load_anchor_ply, save_anchor_ply
 from momentum_gs.export.splat import load_splat, save_splat
 from momentum_gs.export.spz import load_spz, save_spz
@@ -154,6 +154,11 @@ def _splat():
     return _through_file("g.splat", lambda rng, path: save_splat(_gaussians(rng), path), load_splat)
 
 
+def _standard_ply():
+    return _through_file("point_cloud.ply", lambda rng, path: save_standard_ply(_gaussians(rng, 1), path),
+                         load_standard_ply)
+
+
 def _anchor_ply():
     def write(rng, path):
         n = int(rng.integers(1, 6))
@@ -226,6 +231,7 @@ READERS: list[Reader] = [
     Reader("colmap points3D.txt", _colmap_sample("points3D.txt"), _colmap_read("points3D.txt"), True, 64),
     Reader("config yaml", _config_sample, _config_read, text=True, memory_factor=1024),
     Reader("image cache manifest", _manifest_sample, _manifest_read, text=True, memory_factor=64),
+    _made("3dgs ply", _standard_ply),
     _made("anchor ply", _anchor_ply),
     _made("spz", _spz, memory_factor=SPZ_MEMORY_FACTOR),
     _made("splat", _splat),
