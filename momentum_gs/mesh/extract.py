@@ -125,8 +125,7 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
     out = _checked_request(settings, out)  # before the run loads
     started = time.perf_counter()
     cfg, model, step = load_run(run_dir, device)
-    # a scene from `mgs sfm` with GPS: said with the mesh; read first, like the ground truth, so a bad georef.json,
-    # scene.json or ground-truth mesh stops it before the fusion
+    # read first, so a bad georef.json (GPS from `mgs sfm`), scene.json or ground truth stops it before the fusion
     georef = read_georef(Path(cfg.data.path))
     truth = read_ground_truth(Path(cfg.data.path))
     scene = load_scene(cfg.data)
@@ -264,8 +263,7 @@ def _write_meshes(out: Path, pieces: dict[int, Surface], grid: _SceneGrid, setti
 def read_ground_truth(data_dir: Path) -> tuple[Path, tuple] | None:
     """(the path, (vertices, faces, colours)) of the scene's ground-truth mesh (:func:`ground_truth_mesh`), or
     None; a UserError for one whose vertices are not all finite (it would score every mesh infinitely far)."""
-    path = ground_truth_mesh(data_dir)
-    if path is None:
+    if (path := ground_truth_mesh(data_dir)) is None:
         return None
     truth = read_mesh(path)
     bad = int((~np.isfinite(truth[0]).all(1)).sum())
