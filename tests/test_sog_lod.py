@@ -3,13 +3,9 @@ splat-transform, read back by PlayCanvas's engine in headless Chromium."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import math
 import shutil
-import subprocess
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -26,7 +22,8 @@ from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.export.lod import build_tree
 from momentum_gs.export.sog_lod import LevelFiles, level_cuts, write_streamed_sog
 from tests.conftest import train_two_blocks
-from tests.helpers.browser import CHROMIUM, Browser, free_port
+from tests.helpers.browser import CHROMIUM, Browser, serve_folder
+from tests.helpers.tools import fake_tool, npm_global_root
 
 SPLAT_TRANSFORM = shutil.which("splat-transform")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "playcanvas" / "index.html"
@@ -74,18 +71,11 @@ def test_a_shallower_block_repeats_its_root_and_the_merged_roots_are_the_coarses
     assert tagged[-1] == ("root.ply", deep)
 
 
-def _fake_tool(folder: Path, script: str) -> list[str]:
-    tool = folder / "splat-transform"
-    tool.write_text("#!/bin/sh\n" + script)
-    tool.chmod(0o755)
-    return [str(tool)]
-
-
 def test_a_failed_conversion_leaves_the_old_output_and_no_working_files(tmp_path):
     out = tmp_path / "export" / "sog-lod"
     out.mkdir(parents=True)
     (out / "lod-meta.json").write_text("old")
-    fails = _fake_tool(tmp_path, 'for a; do last="$a"; done\necho "Error: out of memory" >&2\nexit 1\n')
+    fails = fake_tool(tmp_path, 'for a; do last="$a"; done\necho "Error: out of memory" >&2\nexit 1\n')
     with pytest.raises(UserError, match="could not write lod-meta.json: Error: out of memory"):
         write_streamed_sog(fails, [(build_tree(_letter_l(500), "b0", 200), "b0")], out, 200)
     assert (out / "lod-meta.json").read_text() == "old" and sorted(p.name for p in out.parent.iterdir()) == ["sog-lod"]
@@ -127,26 +117,11 @@ def _pose(camera: Camera) -> list[float]:
     return to_world.T.reshape(-1).tolist()
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _served(folder: Path) -> http.server.ThreadingHTTPServer:
-    """``folder`` served on 127.0.0.1 from a thread."""
-    handler = functools.partial(_Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def _engine() -> Path | None:
     """PlayCanvas's engine build from a global npm install, or None."""
-    if shutil.which("npm") is None:
-        return None
-    root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True).stdout.strip()
-    engine = Path(root) / "playcanvas" / "build" / "playcanvas.min.js"
-    return engine if root and engine.is_file() else None
+    root = npm_global_root()
+    engine = root / "playcanvas" / "build" / "playcanvas.min.js" if root else None
+    return engine if engine and engine.is_file() else None
 
 
 @needs_tool
@@ -168,7 +143,7 @@ def test_playcanvas_streams_the_levels_and_draws_what_our_renderer_draws(tmp_pat
     with torch.no_grad():
         ours = gaussians.render(camera, RenderConfig(background=(0, 0, 0))).clamp(0, 1).numpy()
     view = {"fov": math.degrees(2 * math.atan(size[1] / 2 / f)), "camera_to_world": _pose(camera)}
-    server, browser = _served(tmp_path / "site"), Browser(tmp_path / "profile", *size)
+    server, browser = serve_folder(tmp_path / "site"), Browser(tmp_path / "profile", *size)
     try:
         browser.open(f"http://127.0.0.1:{server.server_port}/index.html#" + urllib.parse.quote(json.dumps(view)))
         deadline, state = time.time() + 60, {}

@@ -6,14 +6,10 @@ are served from 127.0.0.1, no base imagery, no terrain, no Cesium ion token."""
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import shutil
-import subprocess
-import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +22,8 @@ from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.export.gltf import load_glb
 from momentum_gs.export.lod import concatenate
 from momentum_gs.export.tileset import enu_to_ecef_matrix
-from tests.helpers.browser import CHROMIUM, Browser
+from tests.helpers.browser import CHROMIUM, Browser, serve_folder
+from tests.helpers.tools import npm_global_root
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 SHOT = (384, 288)  # 8× the tiny scene's 48×36 views
@@ -63,11 +60,9 @@ window.settle = (frames) => new Promise((done) => {
 
 def _cesium_build() -> Path | None:
     """Cesium's Build/Cesium folder of the npm package installed globally (.ci/run installs it), or None."""
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        return None
-    root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=60).stdout.strip()
-    build = Path(root) / "cesium" / "Build" / "Cesium"
-    return build if (build / "Cesium.js").is_file() else None
+    root = npm_global_root() if shutil.which("node") else None
+    build = root / "cesium" / "Build" / "Cesium" if root else None
+    return build if build and (build / "Cesium.js").is_file() else None
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +96,10 @@ def cesium(cesium_build, city, tmp_path_factory):
     shutil.copy(EXAMPLE, site / "index.html")
     (site / "Cesium").symlink_to(cesium_build, target_is_directory=True)
     (site / "3dtiles").symlink_to(city[1], target_is_directory=True)
-    handler = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *_: None})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_folder(site)
     browser = Browser(site / "profile", *SHOT)
     try:
-        yield browser, f"http://127.0.0.1:{server.server_address[1]}/index.html"
+        yield browser, f"http://127.0.0.1:{server.server_port}/index.html"
     finally:
         browser.close()
         server.shutdown()

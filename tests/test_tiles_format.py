@@ -23,6 +23,7 @@ from momentum_gs.export.gltf import EXTENSION, glb_bytes, load_glb, save_glb
 from momentum_gs.export.lod import Tile
 from momentum_gs.export.tileset import box_volume, enu_to_ecef_matrix, write_tileset
 from momentum_gs.render.projection import quat_to_rotmat
+from tests.helpers.tools import npm_global_root
 
 # 3D Tiles 1.1, "y-up to z-up": glTF content is turned π/2 about x as it loads: world = TURN @ glTF.
 TURN = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -260,10 +261,7 @@ def _node_with(package: str) -> dict | None:
     node = shutil.which("node")
     if node is None:
         return None
-    paths = [os.environ.get("NODE_PATH", "")]
-    if shutil.which("npm"):
-        root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=60)
-        paths.append(root.stdout.strip())
+    paths = [os.environ.get("NODE_PATH", ""), str(npm_global_root() or "")]
     env = {**os.environ, "NODE_PATH": os.pathsep.join(p for p in paths if p)}
     found = subprocess.run([node, "-e", f"require.resolve('{package}')"], env=env, capture_output=True, timeout=60)
     return env if found.returncode == 0 else None

@@ -23,6 +23,7 @@ from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.export.splat import load_splat, save_splat
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, viewer_page
 from momentum_gs.losses import psnr
+from tests.helpers.tools import fake_tool
 
 
 def _gaussians(n: int = 300, seed: int = 0) -> StandardGaussians:
@@ -74,23 +75,15 @@ def test_the_page_carries_the_splat_records_the_camera_and_nothing_from_the_netw
     assert list(failing.iterdir()) == []
 
 
-def _fake_tool(folder: Path, script: str) -> list[str]:
-    """A stand-in for the ``splat-transform`` command: a shell script (its last argument is the output)."""
-    tool = folder / "splat-transform"
-    tool.write_text("#!/bin/sh\n" + script)
-    tool.chmod(0o755)
-    return [str(tool)]
-
-
 def test_the_splat_transform_conversion_is_atomic_and_says_why_it_failed(tmp_path):
     gaussians, out = _gaussians(), tmp_path / "export"
     # without a GPU the first try fails (leaving an empty file, as splat-transform does) and the CPU one works
-    cpu_only = _fake_tool(tmp_path, 'for a; do ply="$last"; last="$a"; done\n'
+    cpu_only = fake_tool(tmp_path, 'for a; do ply="$last"; last="$a"; done\n'
                                     'case "$*" in *"--gpu cpu"*) test -s "$ply" && echo SOG > "$last";;\n'
                                     '*) : > "$last"; echo "TypeError: no GPU adapter" >&2; exit 1;; esac\n')
     path = save_with_splat_transform(cpu_only, gaussians, out / "scene.sog")
     assert path.read_text() == "SOG\n" and [p.name for p in out.iterdir()] == ["scene.sog"]
-    fails = _fake_tool(tmp_path, 'for a; do last="$a"; done\necho half > "$last"\necho "Error: out of memory" >&2\n'
+    fails = fake_tool(tmp_path, 'for a; do last="$a"; done\necho half > "$last"\necho "Error: out of memory" >&2\n'
                                  'exit 1\n')
     with pytest.raises(UserError, match="could not write scene.sog: Error: out of memory"):
         save_with_splat_transform(fails, gaussians, out / "scene.sog")

@@ -5,6 +5,8 @@ resolves (only addresses such as 127.0.0.1 connect), as on a machine without a n
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
 import json
 import shutil
 import socket
@@ -23,6 +25,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def serve_folder(folder) -> http.server.ThreadingHTTPServer:
+    """``folder`` served on 127.0.0.1 (a free port: ``server.server_port``) from a thread, without a log line
+    per request; ``server.shutdown()`` stops it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 class Browser:
