@@ -13,6 +13,7 @@ import torch
 
 from momentum_gs.config import load_config
 from momentum_gs.data.camera import Camera
+from momentum_gs.eval import camera_path
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.decoder import Decoder
 
@@ -23,9 +24,7 @@ def look_at(eye, target, width: int, height: int, focal: float) -> Camera:
     eye, target = np.asarray(eye, np.float64), np.asarray(target, np.float64)
     forward = (target - eye) / np.linalg.norm(target - eye)
     up = np.array([0.0, 0.0, 1.0]) if abs(forward[2]) < 0.99 else np.array([0.0, 1.0, 0.0])
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    R = np.stack([right, np.cross(forward, right), forward])  # rows: the camera's x (right), y (down), z axes
+    R = camera_path.look_at(eye, target, up)[:3, :3].T  # rows: the camera's x (right), y (down), z axes
     world_to_cam = np.eye(4)
     world_to_cam[:3, :3], world_to_cam[:3, 3] = R, -R @ eye
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
