@@ -10,19 +10,25 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from momentum_gs.errors import UserError
 
 
 def nonfinite(obj: Any, name: str = "") -> Iterator[tuple[str, int, int]]:
-    """(dotted name, NaN-or-inf count, size) of every floating-point tensor in the nested dicts, lists and
-    tuples ``obj`` that holds a value that is not finite."""
+    """(dotted name, NaN-or-inf count, size) of every floating-point tensor or numpy array in the nested dicts,
+    lists and tuples ``obj`` that holds a value that is not finite."""
     if torch.is_tensor(obj):
         if obj.is_floating_point() or obj.is_complex():
             bad = obj.numel() - int(torch.isfinite(obj).sum())
             if bad:
                 yield name, bad, obj.numel()
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "fc":
+            bad = obj.size - int(np.count_nonzero(np.isfinite(obj)))
+            if bad:
+                yield name, bad, obj.size
     elif isinstance(obj, dict):
         for key, value in obj.items():
             yield from nonfinite(value, f"{name}.{key}" if name else str(key))
@@ -31,11 +37,11 @@ def nonfinite(obj: Any, name: str = "") -> Iterator[tuple[str, int, int]]:
             yield from nonfinite(value, f"{name}[{i}]")
 
 
-def require_finite(obj: Any, what: str, advice: str) -> None:
-    """A UserError when a tensor in ``obj`` (see :func:`nonfinite`) holds NaN or inf: "<what> is not finite:
-    <tensor> holds N NaN/inf of M values (and K more tensors); <advice>"."""
+def require_finite(obj: Any, what: str, advice: str, noun: str = "tensor") -> None:
+    """A UserError when a tensor or array in ``obj`` (see :func:`nonfinite`) holds NaN or inf: "<what> is not
+    finite: <name> holds N NaN/inf of M values (and K more <noun>s); <advice>"."""
     found = list(nonfinite(obj))
     if found:
         name, bad, total = found[0]
-        more = f" (and {len(found) - 1} more tensor{'s' * (len(found) > 2)})" if len(found) > 1 else ""
+        more = f" (and {len(found) - 1} more {noun}{'s' * (len(found) > 2)})" if len(found) > 1 else ""
         raise UserError(f"{what} is not finite: {name} holds {bad} NaN/inf of {total} values{more}; {advice}")

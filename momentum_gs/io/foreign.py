@@ -15,6 +15,7 @@ import numpy as np
 from plyfile import PlyData
 
 from momentum_gs.errors import UserError
+from momentum_gs.io.finite import require_finite
 
 MAX_HEADER = 1 << 20  # bytes: a PLY header is a few kB; a file without end_header within this is not a PLY
 SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
@@ -66,16 +67,8 @@ def read_ply_vertices(path: str | Path, what: str) -> np.ndarray:
 
 def require_finite_fields(records: np.ndarray, path: str | Path, what: str) -> None:
     """A UserError naming the first floating-point field of ``records`` (a structured array read from ``path``)
-    that holds NaN or inf, how many of its values do, and how many other fields hold some."""
-    bad = []
-    for name in records.dtype.names:
-        column = records[name]
-        if column.dtype.kind == "f":
-            count = int(column.size - np.count_nonzero(np.isfinite(column)))
-            if count:
-                bad.append((name, count, column.size))
-    if bad:
-        name, count, size = bad[0]
-        more = f" (and {len(bad) - 1} more attribute{'s' * (len(bad) > 2)})" if len(bad) > 1 else ""
-        raise UserError(f"{what} {path} is not finite: {name} holds {count} NaN/inf of {size} values{more}; it was "
-                        "written from a model that diverged or it is damaged: export it again from a good model")
+    that holds NaN or inf, how many of its values do, and how many other fields hold some
+    (:func:`momentum_gs.io.finite.require_finite`)."""
+    require_finite({name: records[name] for name in records.dtype.names}, f"{what} {path}",
+                   "it was written from a model that diverged or it is damaged: export it again from a good model",
+                   "attribute")
