@@ -131,7 +131,7 @@ def export_sog_lod(run_dir: str | Path, out: str | Path, sh_degree: int = 0, til
     count, total = [0], len(blocks)
 
     def trees():
-        for b, baked in enumerate(bake_blocks(blocks, cameras, cfg.render, sh_degree)):
+        for b, baked in enumerate(bake_blocks(blocks, cameras, cfg.render, sh_degree, "levels")):
             if len(baked):
                 count[0] += len(baked)
                 yield build_tree(baked, f"b{b}", tile_size), f"b{b}"

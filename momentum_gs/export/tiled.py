@@ -92,12 +92,12 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
 
 
 def bake_blocks(blocks: list[GaussianScene], cameras: list[Camera], render_cfg: RenderConfig,
-                sh_degree: int) -> Iterator[StandardGaussians]:
-    """Each block of ``blocks`` baked in turn (:func:`~momentum_gs.export.bake.bake`), on the CPU; a block
-    without anchors gives no Gaussians. The list is emptied as it goes: a block's anchors are let go once it is
-    baked."""
+                sh_degree: int, desc: str = "tiles") -> Iterator[StandardGaussians]:
+    """Each block of ``blocks`` baked in turn (:func:`~momentum_gs.export.bake.bake`), on the CPU, under a
+    progress bar named ``desc``; a block without anchors gives no Gaussians. The list is emptied as it goes: a
+    block's anchors are let go once it is baked."""
     count = len(blocks)
-    for _ in sized(range(count), count, "tiles", "block", "--tile-size larger or --sh-degree lower"):
+    for _ in sized(range(count), count, desc, "block", "--tile-size larger or --sh-degree lower"):
         block = blocks.pop(0)
         if block.num_anchors == 0:
             yield _empty(sh_degree)
