@@ -23,6 +23,26 @@ def kernels(request, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def brighton_sfm(tmp_path_factory) -> tuple[Path, str]:
+    """(the scene `mgs sfm` makes of brighton_beach's 18 drone photos, what it printed): made once per session
+    (about a minute on 2 cores). Tests that write into the scene (an image cache) copy it first."""
+    import contextlib
+    import io
+
+    from momentum_gs.cli import main
+    from tests.test_brighton import DATA
+
+    if DATA is None:
+        pytest.skip("brighton_beach dataset not found (set MGS_SHARED)")
+    pytest.importorskip("pycolmap")
+    out, printed = tmp_path_factory.mktemp("brighton_sfm") / "scene", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["sfm", str(DATA / "input"), "--out", str(out), "--threads", "2"])
+    assert code == 0, printed.getvalue()
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory) -> Path:
     """The ``tiny`` synthetic city in the Mill-19 layout (train/ + val/)."""
     from momentum_gs.data.synthetic import make_synthetic_scene

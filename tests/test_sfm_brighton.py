@@ -34,10 +34,8 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
     return s, R, mu_d - s * R @ mu_s
 
 
-def test_sfm_on_brighton_photos(tmp_path, capsys):
-    out = tmp_path / "scene"
-    assert main(["sfm", str(DATA / "input"), "--out", str(out), "--threads", "2"]) == 0
-    printed = capsys.readouterr().out
+def test_sfm_on_brighton_photos(brighton_sfm):
+    out, printed = brighton_sfm
     assert "registered 18 of 18 photos" in printed and "georeferenced" in printed
     report = json.loads((out / "sfm.json").read_text())
     assert report["ok"] and report["images_registered"] == 18 and report["images_left_out"] == []

@@ -1,0 +1,92 @@
+"""brighton_beach from its photos to the globe: `mgs sfm` on the 18 drone photos (their GPS in EXIF gives
+georef.json), a short training as 2 blocks, `mgs export --format 3dtiles`, and the tileset in CesiumJS (headless
+Chromium, offline; tests/helpers/cesium.py): it loads, its root box holds every photo's GPS position, from a
+photo's own camera it draws what our renderer draws, and from far above it loads fewer splats than near."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from momentum_gs.cli import main
+from momentum_gs.config import RenderConfig, load_config
+from momentum_gs.data.georef import wgs84_to_ecef
+from momentum_gs.data.scene import load_scene
+from momentum_gs.export.gltf import load_glb
+from momentum_gs.export.lod import concatenate
+from momentum_gs.partition import auto_partition
+from scripts.sfm_placement import exif_gps
+from tests.conftest import train_tiny
+from tests.helpers.cesium import CesiumPage, cesium_build, inside_box
+from tests.test_brighton import DATA
+
+pytestmark = pytest.mark.slow
+WIDTH = 96  # training images' width: 96×54 of the photos' 1949×1093
+SHOT = (4 * WIDTH, 4 * 54)
+
+
+@pytest.fixture(scope="module")
+def brighton(brighton_sfm, tmp_path_factory):
+    """(the scene from `mgs sfm`, its SPZ tileset's folder, its training views), trained as 2 blocks."""
+    cesium_build()  # skip before any training without CesiumJS or Chromium
+    folder = tmp_path_factory.mktemp("brighton_tiles")
+    scene = shutil.copytree(brighton_sfm[0], folder / "scene")
+    cfg = load_config(overrides=[f"data.max_width={WIDTH}"])
+    cfg.data.path = str(scene)
+    auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
+    run = train_tiny(scene, folder / "run", (f"data.max_width={WIDTH}", "optim.steps=60", "strategy.update_until=40",
+                                             f"blocks.partition={folder / 'partition.npz'}"))
+    out = folder / "3dtiles"
+    assert main(["export", str(run), "--format", "3dtiles", "--tile-size", "2000", "--out", str(out)]) == 0
+    return scene, out, load_scene(cfg.data, images=False).train
+
+
+@pytest.fixture(scope="module")
+def cesium(brighton, tmp_path_factory):
+    page = CesiumPage(tmp_path_factory.mktemp("site"), {"brighton": brighton[1]}, SHOT)
+    try:
+        page.open("brighton", json.loads((brighton[0] / "georef.json").read_text())["origin"])
+        yield page
+    finally:
+        page.close()
+
+
+def test_the_root_box_holds_every_photos_gps_position(brighton, cesium):
+    box = cesium.root_box()
+    gps = np.stack([exif_gps(p) for p in sorted((DATA / "input").glob("*.JPG"))])
+    assert len(gps) == 18 and inside_box(wgs84_to_ecef(gps), box).all()
+    above = gps.mean(0) + [0.0, 0.0, 500.0]  # the box is the scene's, not the globe's
+    assert not inside_box(wgs84_to_ecef(above[None]), box).any()
+
+
+def test_from_a_photos_camera_cesium_draws_what_our_renderer_draws(brighton, cesium):
+    camera = brighton[2][0]
+    fov = 2 * np.arctan(camera.width / 2 / float(camera.K[0, 0]))
+    drawn = cesium.view(torch.linalg.inv(camera.world_to_cam).double().numpy(), fov, 1)
+    assert drawn["failures"] == [] and drawn["selected"] == len(drawn["tiles"]) > 0, drawn
+    gaussians = concatenate([load_glb(brighton[1] / u.split("/brighton/", 1)[1]) for u in drawn["tiles"]])
+    assert drawn["splats"] == len(gaussians)
+    shot = cesium.browser.screenshot()
+    with torch.no_grad():
+        ours = gaussians.render(camera.scaled(*SHOT), RenderConfig(background=(0.0, 0.0, 0.0))).clamp(0, 1).numpy()
+    covered = (shot.max(-1) > 0.05).mean()
+    correlation = float(np.corrcoef(shot.ravel(), ours.ravel())[0, 1])
+    # measured: 50% of the pixels drawn (60 steps leave the sea on the left nearly empty, in our render too),
+    # correlation 0.999
+    assert covered > 0.3 and correlation > 0.95, (covered, correlation)
+    assert cesium.offsite_requests() == []
+
+
+def test_from_far_above_cesium_loads_fewer_splats_than_near(brighton, cesium):
+    camera = brighton[2][0]
+    near = cesium.view(torch.linalg.inv(camera.world_to_cam).double().numpy(), np.radians(60), 16)
+    above = np.diag([1.0, -1.0, -1.0, 1.0])  # looking straight down, north up the image
+    above[2, 3] = 3000.0
+    far = cesium.view(above, np.radians(60), 16)
+    # measured (79 tiles): near 16-18 tiles of 31-35 k splats, 3 km above 1 tile of 1987 (the root)
+    assert far["failures"] == near["failures"] == []
+    assert 0 < far["splats"] < near["splats"] / 2 and far["selected"] < near["selected"], (far, near)
