@@ -10,8 +10,8 @@ from momentum_gs.ranges import COORDINATE, DOWNSAMPLE, FIT_WIDTH, FLOAT32_MAX, S
 
 GROUND_POINTS = Range(1, 10**9, why="at least one point; 10^9 take 24 GB as float64 positions, more than a scene "
                       "needs to seed its anchors")
-UP = Range(-FLOAT32_MAX, FLOAT32_MAX, why="only the direction counts (it is normalised), so a component beyond float32's "
-           "largest number (3.4e38) is a typing slip")
+UP = Range(-FLOAT32_MAX, FLOAT32_MAX, why="only the direction counts (it is normalised), so a component "
+           "beyond float32's largest number (3.4e38) is a typing slip")
 SCALE = Range(0, FLOAT32_MAX, open_low=True, why="a factor on every position: 0 folds the scene into one point, and "
               "beyond float32's largest number (3.4e38) a position of 1 leaves float32")
 
