@@ -170,10 +170,10 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool) -> tup
     """The scene loaded (its warnings said), the trainer made (resumed) and the kernels in use, in words."""
     scene = load_scene(cfg.data)
     check_scene_scale(cfg, scene.points, [cam.center.tolist() for cam in scene.train])  # before any warning of units
+    trainer = Trainer(cfg, scene, folder.root, device, world)  # its blocks check an automatic voxel size
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)
-    trainer = Trainer(cfg, scene, folder.root, device, world)
     compositor = kernels_in_use(device)  # builds the C++ kernels on a machine's first CPU run
     if world.is_main:
         print(compositor, flush=True)
