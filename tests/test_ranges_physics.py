@@ -5,6 +5,7 @@ coordinates once it is read; each refusal says that reason."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,3 +158,15 @@ def test_training_refuses_growing_too_fine_for_the_automatic_voxel_in_one_line(t
     assert captured.err.startswith("error: config keys 'strategy.levels' (8) and 'strategy.hierarchy_factor' (1024) "
                                    "make growing's finest cell") and "too fine to number in 64 bits" in captured.err
     assert not run.exists()  # nothing trained, nothing left
+
+
+@pytest.mark.parametrize("shape", [["--grid", "2", "1", "1"], ["--grid", "2", "2", "1"], ["--blocks", "2"]])
+def test_a_margin_that_makes_every_block_the_whole_scene_is_refused(shape, tiny_scene, tmp_path, capsys):
+    out = tmp_path / "p.npz"
+    assert main(["partition", "--data", str(tiny_scene), "--out", str(out), *shape, "--margin", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: with a margin of 1 (a fraction of a cell's size, on "
+                                                         "each side) every block of the "), err
+    assert re.search(r"grid starts from all \d+ SfM points: the blocks are copies of the whole scene, not parts", err)
+    assert not out.exists()
+    assert main(["partition", "--data", str(tiny_scene), "--out", str(out), *shape, "--margin", "0.5"]) == 0
