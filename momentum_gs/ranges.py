@@ -80,11 +80,24 @@ POSITIVE = Range(0, open_low=True)
 AT_LEAST_0 = Range(0)
 FRACTION = Range(0, 1)
 COUNT = Range(0, MAX_STEPS)  # 0 allowed (usually "off" or "all")
-STEPS = Range(1, MAX_STEPS)
-SEED = Range(0, MAX_SEED)
-PORT = Range(1, 65535)  # a TCP port
-FRAME_SECONDS = Range(0.001, 60)  # a frame time the viewer aims at: a millisecond to a minute
-TILE = Range(1, 1 << 24)  # Gaussians in one tile: 16 M of SH degree 3 are 4 GB, more than any viewer loads
+STEPS = Range(1, MAX_STEPS, why="at least one step; 10^9 take 11 days at 1000 steps a second, so more is a typing "
+              "slip")
+SEED = Range(0, MAX_SEED, why="numpy's seeds are 32-bit")
+PORT = Range(1, 65535, why="a TCP port is 16 bits, and port 0 would be one the system picks and no one knows")
+# A frame time the viewer aims at: a millisecond to a minute.
+FRAME_SECONDS = Range(0.001, 60, why="a millisecond is a 1000 fps target, beyond any screen, and a frame of a minute "
+                      "is no longer a moving camera: outside is a typing slip")
+# Gaussians in one tile: 16 M of SH degree 3 are 4 GB, more than any viewer loads.
+TILE = Range(1, 1 << 24, why="a tile holds at least one Gaussian, and 16 M of SH degree 3 are 4 GB, more than any "
+             "viewer loads")
+# A coordinate in world units: the model holds positions as float32.
+COORDINATE = Range(-FLOAT32_MAX, FLOAT32_MAX, why="world coordinates are float32, at most 3.4e38 in size")
+# Shrinking the images (data.downsample, data.max_width): a scene's images are at most MAX_WIDTH pixels a side.
+DOWNSAMPLE = Range(1, MAX_WIDTH, why="a whole factor: 1 keeps the images, and beyond 65536, the widest image a scene "
+                   "holds, every image is less than a pixel")
+FIT_WIDTH = Range(0, MAX_WIDTH, why="pixels, 0 for off; no image of a scene is wider than 65536")
+# The fraction of a view's content a block owns (partition.coverage): a camera joins blocks owning at least it.
+COVERAGE = Range(0, 1, why="a fraction of a view's content, which no block owns more than all of")
 # A length in world units: the model holds positions and sizes as float32.
 LENGTH = Range(0, FLOAT32_MAX, open_low=True, why="lengths are float32 world units, at most 3.4e38")
 # A log-scale (log world units): a covariance holds the squared scale exp(2 s), which must stay a finite float32
@@ -152,7 +165,8 @@ def add_number(parser: argparse.ArgumentParser, *flags: str, kind: type, allowed
 # The settings of ``mgs distill`` (train.distill.DistillConfig) and ``mgs mesh`` (mesh.extract.MeshSettings): their
 # command-line options and the dataclasses' checks read these tables.
 DISTILL: dict[str, Range] = {
-    "ratio": Range(0, 1, open_low=True), "steps": STEPS, "sh_degree": Range(0, 3),
+    "ratio": Range(0, 1, open_low=True, why="a fraction of the baked export's Gaussians: the student starts from "
+                   "some of them, and no more than there are"), "steps": STEPS, "sh_degree": Range(0, 3),
     "noise": Range(0, 10, why="the noisy teacher's log-scales move by N(0, noise^2): beyond 10 exp(2 x log-scale) "
                    "leaves float32 within a few standard deviations"),
     "dropout": Range(0, 1, open_high=True), "lambda_dssim": FRACTION, "lambda_distill": WEIGHT,
@@ -160,7 +174,10 @@ DISTILL: dict[str, Range] = {
     "importance_views": Range(1, 10**6), "seed": SEED,
 }
 MESH: dict[str, Range] = {
-    "voxel": LENGTH, "trunc_voxels": Range(0.5, 1000), "min_alpha": Range(0, 1, open_low=True),
+    "voxel": LENGTH,
+    "trunc_voxels": Range(0.5, 1000, why="below half a voxel a surface between two grid points reaches neither; "
+                          "1000 voxels is a quarter of the largest grid's side, a band that smears every surface"),
+    "min_alpha": Range(0, 1, open_low=True),
     "region_percentile": Range(0, 50, open_high=True),
 }
 

@@ -76,7 +76,7 @@ def test_every_numeric_option_of_every_command_is_checked_and_says_its_range():
     (["distill", "run", "--lambda-distill", "-1"], "--lambda-distill: must be in [0, 16777216], got '-1'"),
     (["distill", "run", "--lambda-structure", "inf"], "--lambda-structure: must be in [0, 16777216], got 'inf'"),
     (["distill", "run", "--seed", "-1"], "argument --seed: must be in [0, 4294967295], got '-1'"),
-    (["distill", "run", "--steps", "0"], "argument --steps: must be in [1, 1000000000], got '0' (see mgs distill"),
+    (["distill", "run", "--steps", "0"], "argument --steps: must be in [1, 1000000000], got '0' (at least one step"),
     (["distill", "run", "--seed", str(2**32)], "argument --seed: must be in [0, 4294967295], got '4294967296'"),
     (["partition", "--data", "d", "--out", "p.npz", "--margin", "-1"], "--margin: must be in [0, 1], got '-1'"),
     (["partition", "--data", "d", "--out", "p.npz", "--coverage", "nan"], "argument --coverage: must be in [0, 1]"),

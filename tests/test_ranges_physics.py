@@ -5,6 +5,7 @@ coordinates once it is read; each refusal says that reason."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from momentum_gs.cli import main
-from momentum_gs.config import Config, check_scene_scale, load_config
+from momentum_gs.config import Config, check_anchor_grid, check_scene_scale, load_config
 from momentum_gs.errors import UserError
 from momentum_gs.mesh import extract
 from momentum_gs.mesh.extract import MeshSettings
@@ -132,3 +133,40 @@ def test_a_range_gives_its_reason():
     assert check_number(1 << 20000, Range(0, 1)) == "must be in [0, 1], got an integer of 20001 bits"
     assert str(Range(0, FLOAT32_MAX)) == "in [0, 3.40282e+38]"
     assert Config().strategy.max_child_log_scale < LOG_SCALE.high and math.isfinite(LOG_SCALE.low)
+
+
+def test_an_automatic_voxel_is_checked_once_the_points_give_it():
+    points = np.random.default_rng(0).uniform(-50, 50, (200, 3))
+    cfg = load_config(overrides=["strategy.levels=8", "strategy.hierarchy_factor=1024"])  # voxel_size=0: automatic
+    check_scene_scale(cfg, points, np.zeros((1, 3)))  # the voxel is not known yet
+    with pytest.raises(UserError, match=r"growing's finest cell 2\^-\d+ world units, too fine to number in 64 bits"):
+        check_anchor_grid(cfg, 5.0, points, block=1)
+    with pytest.raises(UserError, match=r"the automatic voxel size of block 0 \(model.voxel_size=0: its points' "
+                                        r"spacing\) is 200, at least block 0's extent"):
+        check_anchor_grid(load_config(), 200.0, points, block=0)
+    check_anchor_grid(load_config(), 5.0, points, block=0)
+
+
+def test_training_refuses_growing_too_fine_for_the_automatic_voxel_in_one_line(tiny_scene, tmp_path, capsys):
+    from tests.conftest import TINY_OVERRIDES
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_scene), "--out", str(run), *TINY_OVERRIDES, "strategy.levels=8",
+                 "strategy.hierarchy_factor=1024"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1, captured.err  # no warning before it
+    assert captured.err.startswith("error: config keys 'strategy.levels' (8) and 'strategy.hierarchy_factor' (1024) "
+                                   "make growing's finest cell") and "too fine to number in 64 bits" in captured.err
+    assert not run.exists()  # nothing trained, nothing left
+
+
+@pytest.mark.parametrize("shape", [["--grid", "2", "1", "1"], ["--grid", "2", "2", "1"], ["--blocks", "2"]])
+def test_a_margin_that_makes_every_block_the_whole_scene_is_refused(shape, tiny_scene, tmp_path, capsys):
+    out = tmp_path / "p.npz"
+    assert main(["partition", "--data", str(tiny_scene), "--out", str(out), *shape, "--margin", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: with a margin of 1 (a fraction of a cell's size, on "
+                                                         "each side) every block of the "), err
+    assert re.search(r"grid starts from all \d+ SfM points: the blocks are copies of the whole scene, not parts", err)
+    assert not out.exists()
+    assert main(["partition", "--data", str(tiny_scene), "--out", str(out), *shape, "--margin", "0.5"]) == 0

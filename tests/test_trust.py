@@ -424,7 +424,8 @@ def test_a_replaced_partition_file_is_refused_on_resume(tiny_config, tmp_path):
     auto_partition(scene, 2).save(tmp_path / "partition.npz")
     tiny_config.blocks.partition, tiny_config.optim.steps = str(tmp_path / "partition.npz"), 6
     train(tiny_config)
-    auto_partition(scene, 2, margin=0.05).save(tmp_path / "partition.npz")  # same scene, other cells
+    assert tiny_config.blocks.partition == str((tmp_path / "run" / "partition.npz").resolve())  # the run's copy
+    auto_partition(scene, 2, margin=0.05).save(tiny_config.blocks.partition)  # same scene, other cells
     tiny_config.optim.steps = 8
     with pytest.raises(UserError, match="is not the one .*step_12.pt was trained with"):
         train(tiny_config, resume=True)

@@ -194,6 +194,7 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
     moved = tmp_path / "moved"
     shutil.copytree(blocks_run, moved)
+    (moved / "partition.npz").unlink()  # the run's copy of the partition, and the file its config names
     partition = Path(yaml.safe_load((moved / "config.yaml").read_text())["blocks"]["partition"])
     hidden = partition.with_suffix(".hidden")
     partition.rename(hidden)

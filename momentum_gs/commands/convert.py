@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 
 from momentum_gs.data.convert import check_mill19, downsample, matrixcity_to_colmap, prepare_mill19
-from momentum_gs.ranges import FINITE, MAX_WIDTH, POSITIVE, SEED, Range, add_number
+from momentum_gs.ranges import COORDINATE, DOWNSAMPLE, FIT_WIDTH, FLOAT32_MAX, SEED, Range, add_number
+
+GROUND_POINTS = Range(1, 10**9, why="at least one point; 10^9 take 24 GB as float64 positions, more than a scene "
+                      "needs to seed its anchors")
+UP = Range(-FLOAT32_MAX, FLOAT32_MAX, why="only the direction counts (it is normalised), so a component "
+           "beyond float32's largest number (3.4e38) is a typing slip")
+SCALE = Range(0, FLOAT32_MAX, open_low=True, why="a factor on every position: 0 folds the scene into one point, and "
+              "beyond float32's largest number (3.4e38) a position of 1 leaves float32")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,13 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mc.add_argument("--images", nargs="+", metavar="DIR", help="folders holding the images (e.g. aerial/train "
                     "aerial/test); each JSON's folder is tried last")
     mc.add_argument("--points", help="initial points in the same frame: .ply or COLMAP model folder")
-    add_number(mc, "--num-points", kind=int, allowed=Range(1, 10**9), default=100_000,
+    add_number(mc, "--num-points", kind=int, allowed=GROUND_POINTS, default=100_000,
                help="random ground points when --points is not given")
-    add_number(mc, "--up", kind=float, allowed=FINITE, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"),
+    add_number(mc, "--up", kind=float, allowed=UP, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"),
                help="world up")
-    add_number(mc, "--ground-height", kind=float, allowed=FINITE, default=0.0,
+    add_number(mc, "--ground-height", kind=float, allowed=COORDINATE, default=0.0,
                help="ground height along --up (JSON units)")
-    add_number(mc, "--scale", kind=float, allowed=POSITIVE, default=1.0, help="multiply positions by this")
+    add_number(mc, "--scale", kind=float, allowed=SCALE, default=1.0, help="multiply positions by this")
     mc.add_argument("--sequential-names", action="store_true", help="name images 0000.png... (CityGaussian's names)")
     mc.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
     add_number(mc, "--seed", kind=int, allowed=SEED, default=0)
@@ -39,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mill.add_argument("--check", action="store_true", help="only check SRC")
     down = kinds.add_parser("downsample", help="pre-build the images_<N> cache that training reads")
     down.add_argument("scene")
-    add_number(down, "--factor", kind=int, allowed=Range(1, MAX_WIDTH), default=4,
+    add_number(down, "--factor", kind=int, allowed=DOWNSAMPLE, default=4,
                help="integer factor (data.downsample)")
-    add_number(down, "--max-width", kind=int, allowed=Range(0, MAX_WIDTH), default=0,
+    add_number(down, "--max-width", kind=int, allowed=FIT_WIDTH, default=0,
                help="fit this width instead (data.max_width)")
 
 

@@ -10,7 +10,11 @@ from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.run import FORMATS, export_run
 from momentum_gs.export.gltf import COMPRESSIONS
 from momentum_gs.export.tiled import TILE_SIZE
-from momentum_gs.ranges import AT_LEAST_0, COUNT, TILE, add_number
+from momentum_gs.ranges import MAX_STEPS, TILE, Range, add_number
+
+REFINE_STEPS = Range(0, MAX_STEPS, why="0 is the bake alone, and 10^9 steps take 11 days at 1000 steps a second, so "
+                     "more is a typing slip")
+REFINE_SECONDS = Range(0, why="seconds, 0 for no limit: a time cannot be negative")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SH degree of --format ply, spz and 3dtiles (default 3) and sog and sog-lod (default "
                              "0: splat-transform compresses higher degrees slowly on a CPU); splat and html keep "
                              "degree 0")
-    add_number(parser, "--refine", kind=int, allowed=COUNT, default=None, metavar="STEPS",
+    add_number(parser, "--refine", kind=int, allowed=REFINE_STEPS, default=None, metavar="STEPS",
                help="train the baked Gaussians this many steps against the photos and the model's renders "
                     "(default 500, cut to --refine-budget; 0: the bake alone, in seconds; 3dtiles and sog-lod: 0, "
                     "the only choice)")
-    add_number(parser, "--refine-budget", kind=float, allowed=AT_LEAST_0, default=None, metavar="SECONDS",
+    add_number(parser, "--refine-budget", kind=float, allowed=REFINE_SECONDS, default=None, metavar="SECONDS",
                help="cut the refinement to the steps that fit in this time, measured on its first steps "
                     f"(default {REFINE_BUDGET_CPU:.0f} on a CPU, no limit on a GPU; 0: no limit)")
     add_number(parser, "--tile-size", kind=int, allowed=TILE, default=TILE_SIZE, metavar="GAUSSIANS",

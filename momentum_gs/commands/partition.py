@@ -9,19 +9,26 @@ from momentum_gs.commands.common import use_run_settings
 from momentum_gs.config import RANGES, load_config
 from momentum_gs.errors import UserError
 from momentum_gs.partition.run import check_coarse, partition_main
-from momentum_gs.ranges import FINITE, MAX_BLOCKS, Range, add_number
+from momentum_gs.ranges import COORDINATE, MAX_BLOCKS, Range, add_number
 from momentum_gs.trained import load_run
+
+BLOCKS = Range(1, MAX_BLOCKS, why="a run trains 1 to 65536 blocks (its checkpoint's limit), and every block needs "
+               "training cameras of its own")
+GRID = Range(1, MAX_BLOCKS, why="cells along one axis: at least one, and a partition file holds at most 65536")
+# 1 - SSIM between a camera's render with and without a block (partition.coarse).
+SSIM_DROP = Range(0, 1, open_low=True, open_high=True, why="at 0 any change at all would put a camera in the block, "
+                  "and 1 - SSIM reaches 1 only where the two renders are no longer correlated at all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs partition`` (defaults: the config's partition section)."""
     parser.add_argument("--data", required=True, help="scene folder")
     parser.add_argument("--out", required=True, help="partition file to write (.npz); the map goes beside it (.png)")
-    add_number(parser, "--blocks", kind=int, allowed=Range(1, MAX_BLOCKS),
+    add_number(parser, "--blocks", kind=int, allowed=BLOCKS,
                help="number of blocks (automatic box and balanced grid)")
-    add_number(parser, "--grid", kind=int, allowed=Range(1, MAX_BLOCKS), nargs=3, metavar=("X", "Y", "Z"),
+    add_number(parser, "--grid", kind=int, allowed=GRID, nargs=3, metavar=("X", "Y", "Z"),
                help="block grid instead of --blocks")
-    add_number(parser, "--box", kind=float, allowed=FINITE, nargs=6, metavar="V",
+    add_number(parser, "--box", kind=float, allowed=COORDINATE, nargs=6, metavar="V",
                help="scene box: xmin ymin zmin xmax ymax zmax")
     add_number(parser, "--margin", kind=float, allowed=RANGES["partition.margin"],
                help="extra points around a cell, fraction of its size (0.5)")
@@ -30,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uniform", action="store_true", help="uniform cells in contracted space (the reference)")
     parser.add_argument("--coarse", metavar="RUN", help="a trained run of the scene: cameras join a block when "
                         "removing its anchors changes their render (1 - SSIM > --ssim-threshold), as the reference")
-    add_number(parser, "--ssim-threshold", kind=float, allowed=Range(0, 1, open_low=True, open_high=True),
+    add_number(parser, "--ssim-threshold", kind=float, allowed=SSIM_DROP,
                default=0.05, help="with --coarse (reference: 0.03-0.05)")
     parser.add_argument("--cameras-from", metavar="NPY", help="the reference's data_partitions/block{n}_ssim{t}.npy: "
                         "take its camera assignment over (with the paper's --box and --grid, and --uniform)")

@@ -13,6 +13,12 @@ from momentum_gs.errors import UserError
 from momentum_gs.ranges import MAX_WIDTH, Range, add_number
 
 DEFAULT = SfmOptions()
+MAX_SIZE = Range(64, MAX_WIDTH, why="a SIFT feature's descriptor spans a few tens of pixels, so below 64 a photo has "
+                 "room for almost none; scenes hold images of at most 65536 pixels a side")
+VIDEO_FPS = Range(0, 1000, open_low=True, why="above the video's own frame rate every frame is taken, and 1000 is "
+                  "beyond any camera's (slow motion films at 960)")
+THREADS = Range(-1, 4096, why="-1 is every core (COLMAP reads 0 the same way); 4096 threads are more than any "
+                "machine's cores, so more is a typing slip")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="one camera for all photos (default: one per EXIF camera and image size)")
     cams.add_argument("--per-image", dest="camera_mode", action="store_const", const="per-image",
                       help="one camera per photo (zooming lenses)")
-    add_number(parser, "--max-size", kind=int, allowed=Range(64, MAX_WIDTH), default=DEFAULT.max_size,
+    add_number(parser, "--max-size", kind=int, allowed=MAX_SIZE, default=DEFAULT.max_size,
                help=f"longest image side for feature extraction, px (default {DEFAULT.max_size})")
     parser.add_argument("--gps-altitude", default=DEFAULT.gps_altitude, choices=get_args(AltitudeMode),
                         help="the photos' GPS altitude: auto (default) uses it only where it agrees with the level "
@@ -40,10 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a scene already in --out, once this run has succeeded (default: refuse)")
     parser.add_argument("--video", help="a video to sample into frames instead of PHOTOS")
-    add_number(parser, "--fps", kind=float, allowed=Range(0, 1000, open_low=True), default=2.0,
+    add_number(parser, "--fps", kind=float, allowed=VIDEO_FPS, default=2.0,
                help="frames a second taken from --video (default 2)")
     parser.add_argument("--vocab-tree", help="COLMAP vocabulary tree file, for --matcher vocab (no default)")
-    add_number(parser, "--threads", kind=int, allowed=Range(-1, 4096), default=DEFAULT.threads,
+    add_number(parser, "--threads", kind=int, allowed=THREADS, default=DEFAULT.threads,
                help="CPU threads for COLMAP (default -1: all)")
 
 

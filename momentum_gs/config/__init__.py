@@ -9,7 +9,7 @@ which is itself a valid config file. The names below are the package's public fa
 from momentum_gs.config.device import resolve_device, use_threads
 from momentum_gs.config.explain import explain
 from momentum_gs.config.load import RANGES, load_config, save_config, schedule_warnings, to_dict, validate
-from momentum_gs.config.scale import check_scene_scale
+from momentum_gs.config.scale import check_anchor_grid, check_scene_scale
 from momentum_gs.config.tree import (ANCHOR_FILTERS, BACKEND_ALIASES, CONSISTENCY_GRADIENTS, BlocksConfig, Config,
                                      DataConfig, DistributedConfig, GeometryConfig, Kernels, LogConfig, MetricsConfig,
                                      ModelConfig, OptimConfig, PartitionConfig, RenderConfig, StrategyConfig,
@@ -18,5 +18,5 @@ from momentum_gs.config.tree import (ANCHOR_FILTERS, BACKEND_ALIASES, CONSISTENC
 __all__ = ["ANCHOR_FILTERS", "BACKEND_ALIASES", "CONSISTENCY_GRADIENTS", "RANGES", "BlocksConfig", "Config",
            "DataConfig", "DistributedConfig", "GeometryConfig", "Kernels", "LogConfig", "MetricsConfig",
            "ModelConfig", "OptimConfig", "PartitionConfig", "RenderConfig", "StrategyConfig", "TeacherConfig",
-           "WeightingConfig", "check_scene_scale", "explain", "load_config", "resolve_device", "save_config",
-           "schedule_warnings", "to_dict", "use_threads", "validate"]
+           "WeightingConfig", "check_anchor_grid", "check_scene_scale", "explain", "load_config", "resolve_device",
+           "save_config", "schedule_warnings", "to_dict", "use_threads", "validate"]

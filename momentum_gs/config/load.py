@@ -13,9 +13,9 @@ import yaml
 from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.ranges import (COUNT, FINITE, FLOAT32_MAX, FLOAT32_TINY, FRACTION, LEARNING_RATE, LOG_SCALE,
-                                 MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_WIDTH, SEED, STEPS, WEIGHT, Range,
-                                 check_number, shown)
+from momentum_gs.ranges import (COORDINATE, COUNT, COVERAGE, DOWNSAMPLE, FIT_WIDTH, FLOAT32_MAX, FLOAT32_TINY,
+                                 FRACTION, LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, SEED, STEPS,
+                                 WEIGHT, Range, check_number, shown)
 
 
 def to_dict(cfg: Any) -> dict:
@@ -259,7 +259,7 @@ _LEARNING_RATES = [f"optim.{f.name}" for f in dataclasses.fields(OptimConfig)
                    if f.name.endswith("_lr") or f.name.endswith("_lr_final")]
 _FLOAT32 = "float32's largest number; the renderer's positions and depths are float32"
 RANGES: dict[str, Range] = {
-    "data.downsample": Range(1, MAX_WIDTH), "data.max_width": Range(0, MAX_WIDTH), "data.test_every": COUNT,
+    "data.downsample": DOWNSAMPLE, "data.max_width": FIT_WIDTH, "data.test_every": COUNT,
     "data.test_offset": COUNT, "data.prefetch": Range(0, 1024), "data.cache_bytes": Range(0, 2**62),
     "model.feat_dim": Range(1, 4096), "model.n_offsets": Range(1, 1024),
     "model.voxel_size": Range(0, FLOAT32_MAX, why=f"0 is automatic; at most {_FLOAT32}"),
@@ -288,8 +288,8 @@ RANGES: dict[str, Range] = {
     "geometry.depth_normal_from": COUNT,
     "log.progress_every": STEPS, "log.image_every": COUNT, "log.checkpoint_every": COUNT,
     "log.keep_checkpoints": COUNT,
-    "partition.blocks": Range(0, MAX_BLOCKS), "partition.grid": Range(0, MAX_BLOCKS), "partition.box": FINITE,
-    "partition.margin": MARGIN, "partition.coverage": FRACTION,
+    "partition.blocks": Range(0, MAX_BLOCKS), "partition.grid": Range(0, MAX_BLOCKS), "partition.box": COORDINATE,
+    "partition.margin": MARGIN, "partition.coverage": COVERAGE,
     "distributed.check_every": COUNT, "distributed.timeout_s": Range(1, 10**7), "seed": SEED,
     "threads": Range(0, 4096),
 }

@@ -4,7 +4,8 @@
 (checkpoints), ``offload/`` (parked blocks while training), ``.lock`` (while a training writes), ``train.log``,
 ``logs/rank<r>.log`` (distributed), ``wandb/``, ``tb/`` (TensorBoard),
 ``summary.json``, ``eval/`` (``results.json``, ``per_view.json``, ``strip.png``, ``renders/``, ``maps/``),
-``export/`` and, for ``blocks.partition=auto:N``, ``partition.npz``. Paths only: what is in the files is read by
+``export/`` and ``partition.npz`` (made there for ``blocks.partition=auto:N``, or a copy of the partition file
+given from another folder). Paths only: what is in the files is read by
 the modules that own them. A file of the run is named relative to ``root`` (:meth:`RunFolder.relative`), so a
 moved or copied run folder still finds it.
 
@@ -48,7 +49,7 @@ class RunFolder:
 
     @property
     def partition(self) -> Path:
-        """The partition ``blocks.partition=auto:N`` makes for the run."""
+        """The run's partition: made there for ``blocks.partition=auto:N``, or a copy of the one given."""
         return self.path("partition.npz")
 
     @property

@@ -199,7 +199,7 @@ class Partition:
 
     def validate(self, cameras: bool = True) -> None:
         """Raise a UserError naming the first block whose cell holds no SfM point or (with ``cameras``) that has
-        no cameras."""
+        no cameras, or when the margin makes every block start from every point of the scene."""
         n = self.num_blocks
         hint = f"use fewer blocks (--blocks {max(1, n // 2)}) or a larger box" if n > 1 else "check the box"
         points, _ = self.cell_counts()
@@ -209,6 +209,18 @@ class Partition:
                 raise UserError(f"block {b} (cell {cell}) has no training cameras; {hint}")
             if points[b] == 0:
                 raise UserError(f"block {b} (cell {cell}) has no SfM points in its cell; {hint}")
+        self._check_margin()
+
+    def _check_margin(self) -> None:
+        """One line when every block of several starts from every SfM point: each cell grown by the margin
+        (``margin`` × the cell's size on each side, contracted units) covers the whole scene, so the blocks are
+        copies of it, not parts."""
+        total = len(self.point_block)
+        if self.num_blocks > 1 and total > 0 and all(len(indices) == total for indices in self.block_points):
+            grid = "x".join(str(d) for d in self.block_dim)
+            raise UserError(f"with a margin of {self.margin:g} (a fraction of a cell's size, on each side) every block "
+                            f"of the {grid} grid starts from all {total} SfM points: the blocks are copies of the whole "
+                            "scene, not parts of it; give a smaller margin (--margin, partition.margin) or more cells")
 
     def check_scene(self, num_points: int, camera_names: list[str]) -> None:
         """Raise a UserError if the partition was made for another point cloud or training split."""

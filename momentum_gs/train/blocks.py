@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from momentum_gs.config import Config
+from momentum_gs.config import Config, check_anchor_grid
 from momentum_gs.data.scene import SceneData
 from momentum_gs.io.checkpoint import map_tensors
 from momentum_gs.model.anchors import AnchorSet
@@ -166,6 +166,8 @@ def new_block(cfg: Config, scene: SceneData, block_id: int, points: np.ndarray, 
     """A fresh block on ``device`` from its starting points [P, 3] and its training cameras."""
     extent = camera_extent(scene, cameras)
     anchors = AnchorSet.from_config(points, cfg.model, seed=cfg.seed + block_id, device=device)
+    if cfg.model.voxel_size <= 0:  # automatic: the grid these points gave, checked as a given one is before training
+        check_anchor_grid(cfg, anchors.voxel_size, points, block_id)
     block = Block(block_id, cameras, validation_views(cameras, cfg.weighting.val_every), extent,
                   anchors=anchors, optimizer=make_anchor_optimizer(anchors, cfg.optim, extent),
                   strategy=GrowPruneStrategy.from_config(cfg, anchors))

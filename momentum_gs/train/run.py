@@ -17,7 +17,7 @@ from momentum_gs.config import Config, check_scene_scale, load_config, schedule_
 from momentum_gs.data.sanity import scene_warnings
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.io.atomic import atomic_write_text, remove_stale_temporaries
+from momentum_gs.io.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.render.kernels import kernels_in_use
@@ -58,8 +58,8 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
     # (`mgs eval RUN` run from elsewhere, a resumed run, another node).
     cfg.data.path = str(Path(cfg.data.path).resolve())
     if cfg.blocks.partition and not cfg.blocks.partition.startswith("auto:"):
-        own = RunFolder(cfg.out).partition  # a moved run resumes with the partition inside it (auto:N)
-        if resume and not Path(cfg.blocks.partition).is_file() and own.is_file():
+        own = RunFolder(cfg.out).partition  # a resumed run uses its own copy (auto:N, or the one made at its start)
+        if resume and own.is_file():
             cfg.blocks.partition = str(own)
         cfg.blocks.partition = str(Path(cfg.blocks.partition).resolve())
     return cfg
@@ -81,9 +81,10 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
     if viewer is not None and world.is_main:  # a busy port or no viser: one line before anything is made
         check_port(*viewer)
         import_viser()
-    lock, made_folder, live, kept = None, not folder.root.exists(), None, None
+    lock, made_folder, live, kept, copied = None, not folder.root.exists(), None, None, False
     try:
         lock = _open_folder(folder, world.is_main)
+        copied = not resume and keep_partition_in_run(cfg, folder)
         trainer, compositor = _trainer(cfg, folder, device, world, resume)
         if viewer is not None and world.is_main:
             live = _try_live_viewer(trainer, *viewer)
@@ -95,6 +96,8 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
         if lock is not None:
             lock.release()
             lock = None
+        if copied and latest_checkpoint(folder.ckpt) is None:  # a start that failed: nothing refers to the copy
+            folder.partition.unlink(missing_ok=True)
         if made_folder and world.is_main and folder.root.is_dir() and not any(folder.root.iterdir()):
             folder.root.rmdir()  # a run that failed before writing anything leaves no empty folder behind
         raise
@@ -115,6 +118,25 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
         serve_until_interrupted(kept, f"training done: the viewer serves the final model at {kept.url} until Ctrl-C "
                                       "(--viewer-exit stops it with the training)")
     return summary
+
+
+def keep_partition_in_run(cfg: Config, folder: RunFolder) -> bool:
+    """Copy a partition file that lies outside the run folder into it, as ``RUN/partition.npz`` (atomically), and
+    point ``cfg`` at the copy: the checkpoints then record it relative to the run, so a moved or copied run finds
+    the partition it was trained with. True when this call wrote the copy; a different partition already there
+    is refused in one line (a missing file is said when the trainer loads it)."""
+    source = Path(cfg.blocks.partition) if cfg.blocks.partition else None
+    if source is None or not source.is_file() or folder.relative(source) is not None:
+        return False
+    own, data = folder.partition, source.read_bytes()
+    wrote = not own.is_file()
+    if wrote:
+        atomic_write_bytes(own, data)
+    elif own.read_bytes() != data:
+        raise UserError(f"{own} holds another partition than blocks.partition={source}; the run keeps its "
+                        "partition there: remove it, or train into another folder")
+    cfg.blocks.partition = str(own.resolve())
+    return wrote
 
 
 def _refuse_folder(folder: RunFolder, resume: bool) -> None:
@@ -148,10 +170,10 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool) -> tup
     """The scene loaded (its warnings said), the trainer made (resumed) and the kernels in use, in words."""
     scene = load_scene(cfg.data)
     check_scene_scale(cfg, scene.points, [cam.center.tolist() for cam in scene.train])  # before any warning of units
+    trainer = Trainer(cfg, scene, folder.root, device, world)  # its blocks check an automatic voxel size
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)
-    trainer = Trainer(cfg, scene, folder.root, device, world)
     compositor = kernels_in_use(device)  # builds the C++ kernels on a machine's first CPU run
     if world.is_main:
         print(compositor, flush=True)

@@ -322,7 +322,7 @@ class Trainer:
             "teacher": None if self.teacher is None else self.teacher.state_dict(),
             "weighting": self.weighting.state_dict(),
             "partition": self.cfg.blocks.partition,
-            # the same file relative to the run folder when it lies inside (auto:N), so a moved run finds its own
+            # the same file relative to the run folder, where train.run puts a copy of it, so a moved run finds its own
             "partition_in_run": self.folder.relative(self.cfg.blocks.partition) if self.cfg.blocks.partition else None,
             "partition_sha256": self.partition_digest,
             "rng": rng_state(),
