@@ -13,6 +13,7 @@ from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.export.gltf import COMPRESSION, EXTENSION, load_glb
 from momentum_gs.export.lod import take
 from tests.conftest import train_two_blocks
+from tests.helpers.tileset_rules import tileset_problems
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 
@@ -116,6 +117,7 @@ def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_pat
     assert written.blocks == 5 and written.gaussians == 7500 and written.levels == 1 + 2 + 3
     leaves = [load_glb(tmp_path / t["content"]["uri"]) for t in tiles if "children" not in t]
     assert sum(len(g) for g in leaves) == 7500
+    assert tileset_problems(tmp_path) == []
     for tile in tiles:
         assert len(load_glb(tmp_path / tile["content"]["uri"])) <= 400
         assert all(child["geometricError"] <= tile["geometricError"] for child in tile.get("children", []))
@@ -133,3 +135,36 @@ def test_small_blocks_gather_until_they_fill_a_tile(tmp_path):
     assert uris(root) == ["tiles/g0-3.glb", "tiles/b4.glb", "tiles/b5.glb"]
     assert uris(root["children"][0]) == [f"tiles/b{b}.glb" for b in range(4)]
     assert root["geometricError"] > root["children"][0]["geometricError"] > 0
+    assert tileset_problems(tmp_path) == []
+
+
+def _first_leaf(tileset: dict) -> dict:
+    return next(t for t in _tiles(tileset["root"]) if "children" not in t)
+
+
+def _moved(box: list[float]) -> list[float]:
+    return [c + 50.0 for c in box[:3]] + box[3:]
+
+
+MISTAKES = {  # words of the problem found: a mistake made on a copy of the tileset
+    "geometricError": lambda t: _first_leaf(t).update(geometricError=t["root"]["geometricError"] + 1),
+    "positions leave the tile's box": lambda t: _first_leaf(t)["boundingVolume"].update(box=_moved(_first_leaf(t)["boundingVolume"]["box"])),
+    "not a file inside": lambda t: _first_leaf(t)["content"].update(uri="../outside.glb"),
+    "refine": lambda t: t["root"].update(refine="MERGE"),
+}
+
+
+@pytest.mark.parametrize("compression", ["spz", "none"])
+def test_the_tileset_keeps_the_rules_of_3d_tiles(block_runs, tmp_path, compression):
+    """The rules a 3D Tiles validator checks (tests/helpers/tileset_rules.py): none broken; and each of four
+    mistakes made on purpose is found."""
+    out = tmp_path / "t"
+    assert main(["export", str(block_runs[0]), "--format", "3dtiles", "--tile-size", "300",
+                 "--tile-compression", compression, "--out", str(out)]) == 0
+    assert tileset_problems(out) == []
+    written = (out / "tileset.json").read_text()
+    for words, mistake in MISTAKES.items():
+        broken = json.loads(written)
+        mistake(broken)
+        (out / "tileset.json").write_text(json.dumps(broken))
+        assert any(words in p for p in tileset_problems(out)), (words, tileset_problems(out))
