@@ -80,6 +80,12 @@ POSITIVE = Range(0, open_low=True)
 AT_LEAST_0 = Range(0)
 FRACTION = Range(0, 1)
 COUNT = Range(0, MAX_STEPS)  # 0 allowed (usually "off" or "all")
+# A step of the schedule (where something starts or stops) and steps between two events (0: never).
+STEP = Range(0, MAX_STEPS, why="a step of the run; runs stop at 10^9 steps, so a later one is never reached")
+EVERY = Range(0, MAX_STEPS, why="steps between two, 0 for never; runs stop at 10^9 steps")
+# The loss (1 - λ) L1 + λ D-SSIM: a mix of two terms.
+SSIM_MIX = Range(0, 1, why="the loss is (1 - λ) L1 + λ D-SSIM: outside [0, 1] one term's weight turns negative and "
+                 "the loss rewards error")
 STEPS = Range(1, MAX_STEPS, why="at least one step; 10^9 take 11 days at 1000 steps a second, so more is a typing "
               "slip")
 SEED = Range(0, MAX_SEED, why="numpy's seeds are 32-bit")
@@ -166,19 +172,28 @@ def add_number(parser: argparse.ArgumentParser, *flags: str, kind: type, allowed
 # command-line options and the dataclasses' checks read these tables.
 DISTILL: dict[str, Range] = {
     "ratio": Range(0, 1, open_low=True, why="a fraction of the baked export's Gaussians: the student starts from "
-                   "some of them, and no more than there are"), "steps": STEPS, "sh_degree": Range(0, 3),
+                   "some of them, and no more than there are"), "steps": STEPS,
+    "sh_degree": Range(0, 3, why="the degrees of spherical harmonics the model and the formats hold"),
     "noise": Range(0, 10, why="the noisy teacher's log-scales move by N(0, noise^2): beyond 10 exp(2 x log-scale) "
                    "leaves float32 within a few standard deviations"),
-    "dropout": Range(0, 1, open_high=True), "lambda_dssim": FRACTION, "lambda_distill": WEIGHT,
-    "lambda_structure": WEIGHT, "voxels": Range(2, 4096), "prune_fraction": FRACTION, "opacity_floor": FRACTION,
-    "importance_views": Range(1, 10**6), "seed": SEED,
+    "dropout": Range(0, 1, open_high=True, why="the chance that the dropout teacher drops a Gaussian: at 1 it drops "
+                     "every one and renders nothing"),
+    "lambda_dssim": SSIM_MIX, "lambda_distill": WEIGHT, "lambda_structure": WEIGHT,
+    "voxels": Range(2, 4096, why="cells per side of the structure loss's histogram: one cell compares nothing, and "
+                    "4096^3 cells are 69 G counters, more memory than any machine has"),
+    "prune_fraction": Range(0, 1, why="a fraction of the student's Gaussians"),
+    "opacity_floor": Range(0, 1, why="an opacity, which lies in [0, 1]"),
+    "importance_views": Range(1, 10**6, why="views rendered to score importance: at least one, and a million renders "
+                              "take days: a typing slip"), "seed": SEED,
 }
 MESH: dict[str, Range] = {
     "voxel": LENGTH,
     "trunc_voxels": Range(0.5, 1000, why="below half a voxel a surface between two grid points reaches neither; "
                           "1000 voxels is a quarter of the largest grid's side, a band that smears every surface"),
-    "min_alpha": Range(0, 1, open_low=True),
-    "region_percentile": Range(0, 50, open_high=True),
+    "min_alpha": Range(0, 1, open_low=True, why="a pixel's accumulated opacity, in [0, 1]; at 0 the empty sky gives "
+                       "depths"),
+    "region_percentile": Range(0, 50, open_high=True, why="the share of the anchors cut at each end of each axis: at 50 "
+                               "the two ends meet and the region is empty"),
 }
 
 

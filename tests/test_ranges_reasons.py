@@ -1,4 +1,4 @@
-"""Every numeric option of ``mgs`` says why its range is what it is: the reason follows the range in the one-line
+"""Every numeric option of ``mgs`` and every config key says why its range is what it is: the reason follows the range in the one-line
 refusal (what the number means, or that a larger value can only be a typing slip)."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import argparse
 import pytest
 
 from momentum_gs.cli import _parser, main
-from momentum_gs.ranges import Number
+from momentum_gs.config import RANGES, load_config
+from momentum_gs.errors import UserError
+from momentum_gs.ranges import DISTILL, MESH, Number
 
 
 def _numbers(parser: argparse.ArgumentParser, path: str = "mgs"):
@@ -60,3 +62,25 @@ def test_an_option_out_of_range_says_why_in_one_line(argv, fragment, reason, cap
     assert fragment in err, err
     assert reason in err.split(fragment, 1)[1], err  # the reason follows the range
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_every_config_key_and_setting_gives_a_reason():
+    """The config keys' ranges and the ``mgs distill``/``mgs mesh`` settings' say why, as the options' do."""
+    tables = {"config": RANGES, "distill": DISTILL, "mesh": MESH}
+    silent = [f"{table} {key}" for table, ranges in tables.items() for key, allowed in ranges.items()
+              if len(allowed.why.strip()) < 20]
+    assert len(RANGES) > 60 and not silent, f"ranges without a reason: {silent}"
+
+
+@pytest.mark.parametrize("override, fragment, reason", [
+    ("optim.lambda_dssim=1.5", "must be in [0, 1], got 1.5", "one term's weight turns negative"),
+    ("teacher.momentum=-0.1", "must be in [0, 1], got -0.1", "overshoots both and diverges"),
+    ("model.feat_dim=100000", "must be in [1, 4096], got 100000", "16 KB an anchor"),
+    ("render.background=[0, 2, 0]", "must be in [0, 1], got 2", "like the images'"),
+    ("log.checkpoint_every=1e12", "must be in [0, 1000000000]", "runs stop at 10^9 steps"),
+])
+def test_a_config_key_out_of_range_says_why(override, fragment, reason):
+    with pytest.raises(UserError) as caught:
+        load_config(overrides=[override])
+    message = str(caught.value)
+    assert "\n" not in message and fragment in message and reason in message.split(fragment, 1)[1], message

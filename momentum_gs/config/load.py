@@ -13,9 +13,9 @@ import yaml
 from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.ranges import (COORDINATE, COUNT, COVERAGE, DOWNSAMPLE, FIT_WIDTH, FLOAT32_MAX, FLOAT32_TINY,
-                                 FRACTION, LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, SEED, STEPS,
-                                 WEIGHT, Range, check_number, shown)
+from momentum_gs.ranges import (COORDINATE, COVERAGE, DOWNSAMPLE, EVERY, FIT_WIDTH, FLOAT32_MAX, FLOAT32_TINY,
+                                 LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_STEPS, SEED,
+                                 SSIM_MIX, STEP, STEPS, WEIGHT, Range, check_number, shown)
 
 
 def to_dict(cfg: Any) -> dict:
@@ -259,39 +259,74 @@ _LEARNING_RATES = [f"optim.{f.name}" for f in dataclasses.fields(OptimConfig)
                    if f.name.endswith("_lr") or f.name.endswith("_lr_final")]
 _FLOAT32 = "float32's largest number; the renderer's positions and depths are float32"
 RANGES: dict[str, Range] = {
-    "data.downsample": DOWNSAMPLE, "data.max_width": FIT_WIDTH, "data.test_every": COUNT,
-    "data.test_offset": COUNT, "data.prefetch": Range(0, 1024), "data.cache_bytes": Range(0, 2**62),
-    "model.feat_dim": Range(1, 4096), "model.n_offsets": Range(1, 1024),
+    "data.downsample": DOWNSAMPLE, "data.max_width": FIT_WIDTH,
+    "data.test_every": Range(0, MAX_STEPS, why="every n-th image is held out, 0 for none; no scene holds 10^9 images"),
+    "data.test_offset": Range(0, MAX_STEPS, why="an image's index in the scene; no scene holds 10^9 images"),
+    "data.prefetch": Range(0, 1024, why="images decoded ahead, each waiting in memory: 1024 full-size photos already "
+                           "take tens of GB"),
+    "data.cache_bytes": Range(0, 2**62, why="bytes, 0 for a quarter of the RAM; 2^62 bytes is more than any machine "
+                              "addresses"),
+    "model.feat_dim": Range(1, 4096, why="floats per anchor feature: at least one, and 4096 (128x the paper's 32) "
+                            "take 16 KB an anchor, past any GPU at a city's million anchors"),
+    "model.n_offsets": Range(1, 1024, why="Gaussians per anchor: at least one, and 1024 (100x the paper's 10) "
+                             "multiply every frame's Gaussians past what any renderer draws"),
     "model.voxel_size": Range(0, FLOAT32_MAX, why=f"0 is automatic; at most {_FLOAT32}"),
-    "model.hidden_dim": Range(1, 4096), "model.appearance_dim": Range(0, 4096), "model.max_points": COUNT,
-    "optim.steps": STEPS, "optim.lr_max_steps": COUNT, **{key: LEARNING_RATE for key in _LEARNING_RATES},
-    "optim.lambda_dssim": FRACTION, "optim.lambda_scale": WEIGHT,
-    "strategy.start_stat": COUNT, "strategy.update_from": COUNT, "strategy.update_interval": STEPS,
-    "strategy.update_until": COUNT, "strategy.init_factor": Range(1, 1 << 20),
-    "strategy.hierarchy_factor": Range(1, 1 << 20), "strategy.levels": Range(0, 64),
+    "model.hidden_dim": Range(1, 4096, why="the decoder MLPs' width: at least one, and at 4096 (128x the paper's 32) "
+                              "each Gaussian costs 16 M multiply-adds a layer"),
+    "model.appearance_dim": Range(0, 4096, why="floats per image's appearance code, 0 for none; the MLPs reading it "
+                                  "are at most 4096 wide"),
+    "model.max_points": Range(0, MAX_STEPS, why="SfM points kept, 0 for all; no reconstruction holds 10^9"),
+    "optim.steps": STEPS, "optim.lr_max_steps": Range(0, MAX_STEPS, why="the steps the learning rates decay over, "
+                                                      "0 for optim.steps; runs stop at 10^9 steps"),
+    **{key: LEARNING_RATE for key in _LEARNING_RATES},
+    "optim.lambda_dssim": SSIM_MIX, "optim.lambda_scale": WEIGHT,
+    "strategy.start_stat": STEP, "strategy.update_from": STEP, "strategy.update_interval": STEPS,
+    "strategy.update_until": STEP,
+    "strategy.init_factor": Range(1, 1 << 20, why="the coarsest growing cell in voxels: below 1 it is finer than the "
+                                  "anchors' own grid, and 2^20 voxels span more than float32 resolves at a voxel"),
+    "strategy.hierarchy_factor": Range(1, 1 << 20, why="how much finer each growing level's cell is: below 1 the "
+                                       "levels would grow coarser, and 2^20 leaves float32 within two levels"),
+    "strategy.levels": Range(0, 64, why="growing levels, 0 for none; level l waits for a gradient 2^l times the "
+                             "threshold, out of reach long before 64"),
     "strategy.grad_threshold": Range(0, MAX_NDC_GRADIENT, open_low=True, why=(
         "a mean NDC gradient above it is out of reach (one Gaussian's is at most about 2.5, measured ones stay "
         "below 0.05), so the anchors would never grow; strategy.levels=0 turns growing off")),
     "strategy.min_opacity": Range(0, 1024, why="it bounds the opacity summed over an anchor's model.n_offsets "
                                   "children, each below 1"),
-    "strategy.success_threshold": FRACTION, "strategy.max_child_log_scale": LOG_SCALE,
-    "blocks.active": Range(1, MAX_BLOCKS), "blocks.interval": STEPS,
-    "teacher.momentum": FRACTION, "teacher.lambda_cons": WEIGHT,
+    "strategy.success_threshold": Range(0, 1, why="a fraction of the steps between updates in which an anchor was "
+                                        "seen"),
+    "strategy.max_child_log_scale": LOG_SCALE,
+    "blocks.active": Range(1, MAX_BLOCKS, why="blocks in memory at once: at least one, and no partition has more "
+                           f"than {MAX_BLOCKS}"),
+    "blocks.interval": STEPS,
+    "teacher.momentum": Range(0, 1, why="the teacher becomes m x teacher + (1 - m) x student: outside [0, 1] it "
+                              "overshoots both and diverges"),
+    "teacher.lambda_cons": WEIGHT,
     "weighting.eval_interval": STEPS, "weighting.val_every": STEPS,
-    "weighting.ema": Range(0, 1, open_high=True), "weighting.lam": WEIGHT,
+    "weighting.ema": Range(0, 1, open_high=True, why="a PSNR is smoothed as e x old + (1 - e) x new: at 1 it never "
+                           "takes a new value, outside [0, 1] it diverges"),
+    "weighting.lam": WEIGHT,
     "weighting.sigma": Range(0.01, 1000, why="a PSNR gap in dB: below 0.01 dB every block but the best weighs 2, "
                              "above 1000 dB (past any gap float32 images give) every block weighs 1"),
-    "weighting.warmup": COUNT,
-    "render.tile_size": Range(1, 1024), "render.background": FRACTION,
+    "weighting.warmup": STEP,
+    "render.tile_size": Range(1, 1024, why="pixels on a side of the rasteriser's tiles: at least one, and a tile of "
+                              "1024 is as large as the images, so tiling stops sorting anything out"),
+    "render.background": Range(0, 1, why="a colour's channels, in [0, 1] like the images'"),
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
     "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT,
-    "geometry.depth_normal_from": COUNT,
-    "log.progress_every": STEPS, "log.image_every": COUNT, "log.checkpoint_every": COUNT,
-    "log.keep_checkpoints": COUNT,
-    "partition.blocks": Range(0, MAX_BLOCKS), "partition.grid": Range(0, MAX_BLOCKS), "partition.box": COORDINATE,
-    "partition.margin": MARGIN, "partition.coverage": COVERAGE,
-    "distributed.check_every": COUNT, "distributed.timeout_s": Range(1, 10**7), "seed": SEED,
-    "threads": Range(0, 4096),
+    "geometry.depth_normal_from": STEP,
+    "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,
+    "log.keep_checkpoints": Range(0, MAX_STEPS, why="checkpoints kept, 0 for all; a run writes fewer than 10^9"),
+    "partition.blocks": Range(0, MAX_BLOCKS, why=f"0 picks the count from the scene; a partition has at most "
+                              f"{MAX_BLOCKS} blocks, each trained in turn or on its own GPU"),
+    "partition.grid": Range(0, MAX_BLOCKS, why=f"cells along an axis, 0 to pick them; a partition has at most "
+                            f"{MAX_BLOCKS} blocks"),
+    "partition.box": COORDINATE, "partition.margin": MARGIN, "partition.coverage": COVERAGE,
+    "distributed.check_every": EVERY,
+    "distributed.timeout_s": Range(1, 10**7, why="seconds a process waits for the others: at least one, and 10^7 s "
+                                   "(four months) is past any run"),
+    "seed": SEED,
+    "threads": Range(0, 4096, why="0 is every core; no machine has 4096 cores, so more is a typing slip"),
 }
 
 
