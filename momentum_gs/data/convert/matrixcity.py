@@ -110,6 +110,14 @@ def _intrinsics(levels: Sequence[dict], size: tuple[int, int] | None, where: str
     return w, h, fx, fy, cx, cy
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a name the system cannot take (too long, not encodable) is none."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
     """The image a frame's ``file_path`` names, looked for under each root as given, as ``<folder>/input/<name>``
     (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes. A
@@ -124,7 +132,7 @@ def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
             base = root / tail
             candidates = [base] if base.suffix in IMAGE_SUFFIXES else []
             candidates += [base.with_name(base.name + suffix) for suffix in IMAGE_SUFFIXES]
-            found = next((c for c in candidates if c.is_file()), None)
+            found = next((c for c in candidates if _is_file(c)), None)
             if found is not None:
                 return found
     return None
