@@ -63,6 +63,8 @@ BROKEN = [
     ("image cache manifest", '["a.png"]', None),
     ("image cache manifest", "[" * 100000, None),
     ("image cache manifest", '{"a.png": {"x": 1}}', None),
+    ("transforms.json", '{"w": 32, "h": 24, "fl_x": 9, "frames": [{"file_path": "block_1/' + "x" * 300 + '", '
+     '"transform_matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}]}', "1 image(s) listed"),  # a name too long
 ]
 
 

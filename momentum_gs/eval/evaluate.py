@@ -25,6 +25,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.colour import colour_correct
 from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
+from momentum_gs.eval.results_file import read_results
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.trained import load_run
@@ -249,8 +250,8 @@ def _lpips(metrics: MetricsConfig, device: torch.device):
 def _said_before(results_path: Path, note: str) -> bool:
     """Whether the run's previous evaluation (its ``results.json``) carried the same LPIPS note."""
     try:
-        return json.loads(results_path.read_text()).get("lpips_note") == note
-    except (OSError, ValueError, AttributeError):
+        return results_path.is_file() and read_results(results_path).get("lpips_note") == note
+    except UserError:  # a damaged one is written again: the whole note is said again
         return False
 
 

@@ -10,9 +10,8 @@ against storage.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -20,8 +19,10 @@ import numpy as np
 
 from momentum_gs.config import load_config
 from momentum_gs.draw import BLACK, TAB10, blank, dot, draw_axes, put_text, save_png
-from momentum_gs.errors import UserError
+from momentum_gs.errors import DataWarning, UserError
+from momentum_gs.eval.results_file import read_results
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.io.train_log import read_log
 from momentum_gs.partition import Partition
 from momentum_gs.trained import read_summary
 
@@ -77,10 +78,7 @@ def _gather_one(run: Path, labels: dict[str, str]) -> dict:
     results_path = folder.results
     if not results_path.is_file():
         raise UserError(f"{run} has no eval/results.json; run `mgs eval {run}` first")
-    try:
-        results = json.loads(results_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{results_path} is not valid JSON ({exc.msg}); run `mgs eval {run}` again")
+    results = read_results(results_path)
     summary = read_summary(run) or {}
     cfg = load_config(folder.config) if folder.config.is_file() else None
     dataset = Path(cfg.data.path).name if cfg and cfg.data.path else None
@@ -116,17 +114,14 @@ def _folder_mb(folder: Path) -> float | None:
 
 
 def _training_curve(log: Path, scale: float) -> list[tuple[float, float]]:
-    """(steps per block, training PSNR) of each logged step of a ``train.log`` (JSON lines)."""
-    points = []
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a killed run
-            continue
-        value = entry.get("psnr") if isinstance(entry, dict) else None
-        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(entry.get("step"), int):
-            points.append((entry["step"] * scale, float(value)))
-    return points
+    """(steps per block, training PSNR) of each logged step of a ``train.log`` (JSON lines,
+    :data:`~momentum_gs.io.train_log.LOG_LINE`). A line that does not fit is left out of the curve and said in
+    one warning per file (the first such line, and how many more)."""
+    entries, wrong = read_log(log)
+    if wrong:
+        more = f" (and {len(wrong) - 1} more line{'s' * (len(wrong) > 2)})" if len(wrong) > 1 else ""
+        warnings.warn(f"{wrong[0]}; left out of the training curve{more}", DataWarning, stacklevel=2)
+    return [(entry["step"] * scale, float(entry["psnr"])) for entry in entries if "psnr" in entry]
 
 
 def _fmt(value, digits: int) -> str:

@@ -53,16 +53,23 @@ def read_ply_vertices(path: str | Path, what: str) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
+    require_counts_fit(path, what)
+    try:
+        return PlyData.read(str(path))["vertex"].data
+    except Exception as exc:  # plyfile raises several types for a damaged or foreign file
+        raise UserError(f"cannot read the {what} {path}: {exc}")
+
+
+def require_counts_fit(path: Path, what: str) -> None:
+    """A UserError unless the element counts of the PLY header at ``path`` fit the bytes after it (each row at its
+    smallest: a binary row the sum of its properties' sizes, a list's length only, an ASCII row 2 characters per
+    property), so that no reader allocates for rows the file cannot hold."""
     fmt, header, elements = ply_header(path, what)
     need, have = sum(count * row for _, count, row in elements), path.stat().st_size - header
     if need > have:
         counts = ", ".join(f"{count} {name}" for name, count, _ in elements)
         raise UserError(f"{path}: its header announces {counts}, at least {need} bytes of {fmt or 'PLY'} data, but "
                         f"the file holds {have} bytes after it; the file is truncated or its header is wrong")
-    try:
-        return PlyData.read(str(path))["vertex"].data
-    except Exception as exc:  # plyfile raises several types for a damaged or foreign file
-        raise UserError(f"cannot read the {what} {path}: {exc}")
 
 
 def require_finite_fields(records: np.ndarray, path: str | Path, what: str) -> None:

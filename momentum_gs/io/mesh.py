@@ -12,6 +12,7 @@ from plyfile import PlyData, PlyElement
 
 from momentum_gs.errors import UserError, one_line
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.foreign import require_counts_fit
 
 
 def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None,
@@ -58,6 +59,7 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     path = Path(path)
     if not path.is_file():
         raise UserError(f"mesh {path} not found")
+    require_counts_fit(path, "mesh PLY")
     try:  # triangles read as one block; anything else (quads, a broken file) goes through the general reader
         ply = PlyData.read(str(path), known_list_len={"face": {"vertex_indices": 3}})
     except Exception:

@@ -16,6 +16,7 @@ from momentum_gs.config import LogConfig
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.io.train_log import log_entry
 from momentum_gs.train.distributed import SINGLE, World
 
 
@@ -156,13 +157,13 @@ def _open_log(path: Path, start: int):
 
 
 def _step_of(line: str) -> float:
-    """The step of one log line; a line cut off by a kill, or one whose step is not a number, counts as after
-    every step (and is dropped on a resume)."""
+    """The step of one log line; a line cut off by a kill, or one that does not fit
+    :data:`~momentum_gs.io.train_log.LOG_LINE` (a step that is not a whole number, a PSNR that is not a number),
+    counts as after every step (and is dropped on a resume)."""
     try:
-        step = json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        return log_entry(line, "a train.log line")["step"]
+    except UserError:
         return float("inf")
-    return step if type(step) in (int, float) and step == step else float("inf")
 
 
 def counter_bar(desc: str, unit: str):

@@ -18,18 +18,22 @@ import yaml
 from momentum_gs.config import Config, load_config, to_dict
 from momentum_gs.data.colmap.folder import read_model, write_model
 from momentum_gs.data.colmap.model import SUPPORTED_MODELS, ColmapCamera, ColmapImage, ColmapModel
+from momentum_gs.data.convert.matrixcity import _read_frames
 from momentum_gs.data.georef import read_georef
 from momentum_gs.data.images import MANIFEST, ImageJob, prepare_images
 from momentum_gs.eval.camera_path_json import read_path_json
+from momentum_gs.eval.results_file import read_results
 from momentum_gs.export.bake import StandardGaussians, load_standard_ply, save_standard_ply
 from momentum_gs.export.ply import load_anchor_ply, save_anchor_ply
 from momentum_gs.export.splat import load_splat, save_splat
 from momentum_gs.export.spz import load_spz, save_spz
 from momentum_gs.io.checkpoint import load_checkpoint, save_checkpoint
 from momentum_gs.io.mesh import read_mesh, write_mesh
+from momentum_gs.io.train_log import read_log
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.partition.partition import Partition
 from momentum_gs.partition.run import scene_up
+from momentum_gs.train.progress import _open_log
 from tests.helpers.fuzz import Reader
 
 # ---- COLMAP models ------------------------------------------------------------------------------------------
@@ -204,6 +208,57 @@ def _scene_json():
     return _json_file("scene.json", lambda rng: {"up": rng.normal(size=3).tolist()}, lambda path: scene_up(path.parent))
 
 
+def _results_json():
+    def make(rng):
+        return {"psnr": float(rng.uniform(15, 35)), "ssim": float(rng.uniform(0.5, 1)),
+                "lpips": [None, float(rng.uniform(0, 0.5))][int(rng.integers(2))], "num_test_views": 4,
+                "num_anchors": int(rng.integers(0, 10**6)), "num_gaussians": int(rng.integers(0, 10**7)),
+                "storage_mb": float(rng.uniform(0, 100)), "fps": float(rng.uniform(1, 300)),
+                "step": int(rng.integers(0, 10**5)), "lpips_note": "put the weights in ...",
+                "lpips_note_said_before": bool(rng.integers(2))}
+    return _json_file("results.json", make, read_results)
+
+
+def _transforms_json():
+    """A transforms file of 3 frames (one image, poses 4x4 and 3x4, intrinsics per file and per frame, with lens
+    distortion), read as ``mgs convert matrixcity`` reads a split: poses, intrinsics and distortion made into
+    frames. Every sample takes every path, so that the warm-up read makes numpy's first-use allocations."""
+    def make(rng):
+        frames = []
+        for i in range(3):
+            pose = np.eye(4)
+            pose[:3, 3] = rng.normal(size=3) * 10
+            frame = {"file_path": ["../block_1/a", "block_1/a.png", "block_1/input/a"][i % 3],
+                     "transform_matrix": pose[:4 - i % 2].tolist()}
+            if i == 1:
+                frame.update({"fl_x": 40.0, "fl_y": 41.0, "cx": 16.0, "cy": 12.0, "k1": 0.01, "p2": 0.001})
+            frames.append(frame)
+        return {"camera_angle_x": float(rng.uniform(0.3, 2)), "w": 32, "h": 24, "frames": frames}
+
+    def read(path):
+        image = path.parent / "block_1" / "input" / "a.png"
+        if not image.is_file():
+            image.parent.mkdir(parents=True)
+            cv2.imwrite(str(image), np.zeros((24, 32, 3), np.uint8))
+        return _read_frames([path], [path.parent], {}, 1.0)
+    return _json_file("transforms.json", make, read)
+
+
+def _train_log():
+    """A train.log of 1 to 20 lines, read as a resume (dropping the lines after step 50) and ``mgs table`` do."""
+    def sample(rng):
+        lines = [json.dumps({"step": 10 * i, "loss": float(rng.uniform(0, 1)), "psnr": float(rng.uniform(10, 30)),
+                             "num_gaussians": int(rng.integers(0, 1000))}) for i in range(1, int(rng.integers(2, 21)))]
+        return ("\n".join(lines) + "\n").encode()
+
+    def read(data, workdir):
+        (workdir / "train.log").write_bytes(data)
+        entries = read_log(workdir / "train.log")
+        _open_log(workdir / "train.log", 50).close()
+        return entries
+    return sample, read
+
+
 def _partition():
     def write(rng, path):
         points = np.zeros(4, np.int64)
@@ -241,4 +296,7 @@ READERS: list[Reader] = [
     _made("georef.json", _georef, text=True),
     _made("scene.json", _scene_json, text=True),
     _made("camera-path json", _camera_path, text=True),
+    _made("results.json", _results_json, text=True),
+    _made("transforms.json", _transforms_json, text=True),
+    _made("train.log", _train_log, text=True),
 ]

@@ -3,7 +3,6 @@ layout, with random ground points where no point cloud is given."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -11,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from plyfile import PlyData, PlyParseError
 
 from momentum_gs.data.colmap.folder import read_model, write_model
 from momentum_gs.data.colmap.model import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec
 from momentum_gs.data.convert.common import IMAGE_SUFFIXES, SPLITS, _ensure_free, _place, _staged
+from momentum_gs.data.convert.nerf_transforms import read_transforms
 from momentum_gs.data.images import read_image
 from momentum_gs.data.scene import _sparse_dir
 from momentum_gs.errors import UserError, listing
+from momentum_gs.io.foreign import read_ply_vertices, require_finite_fields
 
 GREY = 128  # colour of generated points: Scaffold-GS anchors learn their features, point colours go unused
 GROUND_BAND = 0.1  # generated points lie up to this fraction of the median camera altitude above the ground
@@ -110,34 +110,32 @@ def _intrinsics(levels: Sequence[dict], size: tuple[int, int] | None, where: str
     return w, h, fx, fy, cx, cy
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a name the system cannot take (too long, not encodable) is none."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
     """The image a frame's ``file_path`` names, looked for under each root as given, as ``<folder>/input/<name>``
-    (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes."""
+    (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes. A
+    path that leads out of its root (``../block_1/0000``, as MatrixCity's pose files write them) is looked for
+    by its folder and name only, so that no file outside the roots is read."""
     rel = PurePosixPath(file_path.replace("\\", "/"))
-    block = rel.parent.name  # "" when file_path is a bare name: then only the name itself is tried
+    block = rel.parent.name if rel.parent.name not in ("", "..") else ""  # "": only the name itself is tried
     blocks = [f"{block}/input/{rel.name}", f"{block}/{rel.name}"] if block else []
-    tails = dict.fromkeys([str(rel), *blocks, rel.name])
+    tails = dict.fromkeys([*[str(rel)] * (".." not in rel.parts), *blocks, rel.name])
     for root in roots:
         for tail in tails:
             base = root / tail
             candidates = [base] if base.suffix in IMAGE_SUFFIXES else []
             candidates += [base.with_name(base.name + suffix) for suffix in IMAGE_SUFFIXES]
-            found = next((c for c in candidates if c.is_file()), None)
+            found = next((c for c in candidates if _is_file(c)), None)
             if found is not None:
                 return found
     return None
-
-
-def _load_json(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}")
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}")
-    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
-        raise UserError(f"{path} has no frames (expected a NeRF/MatrixCity transforms.json with a 'frames' list)")
-    return meta
 
 
 def _read_frames(json_paths: Sequence[Path], image_roots: Sequence[Path], fallback: dict, scale: float
@@ -145,18 +143,15 @@ def _read_frames(json_paths: Sequence[Path], image_roots: Sequence[Path], fallba
     """All frames of one split's transforms files; a UserError names the missing images (all files first)."""
     frames, missing = [], []
     for path in json_paths:
-        meta, size = _load_json(path), None
+        meta, size = read_transforms(path), None
         roots = [*image_roots, path.parent]
         for i, frame in enumerate(meta["frames"]):
             where = f"{path} frame {i}"
-            matrix = frame.get("transform_matrix", frame.get("rot_mat")) if isinstance(frame, dict) else None
-            if matrix is None or "file_path" not in frame:
-                raise UserError(f"{where}: a frame needs file_path and transform_matrix")
-            src = _find_image(str(frame["file_path"]), roots)
+            src = _find_image(frame["file_path"], roots)
             if src is None:
-                missing.append(str(frame["file_path"]))
+                missing.append(frame["file_path"])
                 continue
-            rigid, rotation_scale = _rigid(matrix, where)
+            rigid, rotation_scale = _rigid(frame.get("transform_matrix", frame.get("rot_mat")), where)
             cam_to_world = opengl_to_opencv(rigid)
             cam_to_world[:3, 3] *= scale
             levels = (frame, meta, fallback)
@@ -230,10 +225,8 @@ def read_points(path: str | Path, scale: float = 1.0) -> tuple[np.ndarray, np.nd
         model = read_model(_sparse_dir(path) or path, keypoints=False)
         xyz, rgb = model.points, model.colors
     else:
-        try:
-            vertex = PlyData.read(str(path))["vertex"].data
-        except (OSError, ValueError, KeyError, IndexError, PlyParseError) as exc:
-            raise UserError(f"cannot read a point cloud from {path} ({exc}); give a .ply with vertex x, y, z")
+        vertex = read_ply_vertices(path, "point cloud PLY")
+        require_finite_fields(vertex, path, "the point cloud")
         if not {"x", "y", "z"} <= set(vertex.dtype.names):
             raise UserError(f"{path}: the vertex element has no x, y, z properties")
         xyz = np.stack([vertex[k] for k in "xyz"], 1).astype(np.float64)
@@ -319,7 +312,7 @@ def _checked_splits(transforms_json_paths: Mapping[str, Sequence[str | Path]], p
 def _split_frames(splits: dict[str, list[Path]], roots: list[Path], scale: float, sequential_names: bool
                   ) -> dict[str, list[_Frame]]:
     """split → its frames, named; intrinsics a file does not give come from the first training file."""
-    fallback = {k: v for k, v in _load_json(splits["train"][0]).items() if k != "frames"}
+    fallback = {k: v for k, v in read_transforms(splits["train"][0]).items() if k != "frames"}
     frames = {split: _read_frames(paths, roots, fallback, scale) for split, paths in splits.items()}
     for split_frames in frames.values():
         _name_frames(split_frames, sequential_names)

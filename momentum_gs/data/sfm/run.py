@@ -22,6 +22,7 @@ from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photo
 from momentum_gs.data.sfm.report import draw_cameras, problem, summary, summary_lines
 from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.schema import parse_json
 
 REPORT_NAME, PICTURE_NAME, WORK_NAME = "sfm.json", "cameras.png", "sfm"
 SCENE_PARTS = ("images", "sparse", GEOREF_NAME, REPORT_NAME)  # an OUT holding any of these holds a scene
@@ -198,9 +199,9 @@ def _database(folder: Path, names: list[str], opts: SfmOptions) -> Path:
     database, stamp_path = folder / "database.db", folder / "features.json"
     stamp = {"photos": sorted(names), "camera_model": opts.camera_model, "camera_mode": opts.camera_mode,
              "max_size": opts.max_size}
-    try:
-        old = json.loads(stamp_path.read_text())
-    except (OSError, ValueError):
+    try:  # compared whole with the stamp: one that does not parse (or is nested too deeply) differs
+        old = parse_json(stamp_path.read_text(), str(stamp_path))
+    except (OSError, ValueError, UserError):
         old = None
     if old != stamp:
         database.unlink(missing_ok=True)
