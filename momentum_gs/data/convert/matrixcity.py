@@ -4,10 +4,11 @@ layout, with random ground points where no point cloud is given."""
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -110,10 +111,10 @@ def _intrinsics(levels: Sequence[dict], size: tuple[int, int] | None, where: str
     return w, h, fx, fy, cx, cy
 
 
-def _is_file(path: Path) -> bool:
+def _is_file(path: str) -> bool:
     """Whether ``path`` is a file; a name the system cannot take (too long, not encodable) is none."""
     try:
-        return path.is_file()
+        return os.path.isfile(path)
     except (OSError, ValueError):
         return False
 
@@ -122,19 +123,23 @@ def _find_image(file_path: str, roots: Sequence[Path]) -> Path | None:
     """The image a frame's ``file_path`` names, looked for under each root as given, as ``<folder>/input/<name>``
     (MatrixCity's untarred blocks) and as ``<name>``; a path without a suffix tries the usual image suffixes. A
     path that leads out of its root (``../block_1/0000``, as MatrixCity's pose files write them) is looked for
-    by its folder and name only, so that no file outside the roots is read."""
-    rel = PurePosixPath(file_path.replace("\\", "/"))
-    block = rel.parent.name if rel.parent.name not in ("", "..") else ""  # "": only the name itself is tried
-    blocks = [f"{block}/input/{rel.name}", f"{block}/{rel.name}"] if block else []
-    tails = dict.fromkeys([*[str(rel)] * (".." not in rel.parts), *blocks, rel.name])
+    by its folder and name only, so that no file outside the roots is read. The candidates are plain strings:
+    pathlib (Python 3.11) interns every part of a path it makes, and names read from a file have no place in the
+    interpreter's table of interned strings."""
+    parts = [part for part in file_path.replace("\\", "/").split("/") if part not in ("", ".")]
+    if not parts:
+        return None
+    name, block = parts[-1], parts[-2] if len(parts) > 1 and parts[-2] != ".." else ""
+    blocks = [f"{block}/input/{name}", f"{block}/{name}"] if block else []
+    tails = dict.fromkeys([*["/".join(parts)] * (".." not in parts), *blocks, name])
     for root in roots:
         for tail in tails:
-            base = root / tail
-            candidates = [base] if base.suffix in IMAGE_SUFFIXES else []
-            candidates += [base.with_name(base.name + suffix) for suffix in IMAGE_SUFFIXES]
+            base = os.path.join(str(root), tail)
+            candidates = [base] if os.path.splitext(base)[1] in IMAGE_SUFFIXES else []
+            candidates += [base + suffix for suffix in IMAGE_SUFFIXES]
             found = next((c for c in candidates if _is_file(c)), None)
             if found is not None:
-                return found
+                return Path(found)
     return None
 
 
