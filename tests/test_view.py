@@ -475,6 +475,8 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
         browser.close()
         thread.join(timeout=300)
     a, b = (load_checkpoint(latest_checkpoint(run / "ckpt")) for run in (without, tmp_path / "with"))
+    # each run keeps its own copy of the partition, and names it by its own path: all else is the same
+    assert [Path(c.pop("partition")) for c in (a, b)] == [without / "partition.npz", tmp_path / "with" / "partition.npz"]
     assert a["step"] == b["step"] == 300 and checksum(a) == checksum(b)  # the same run, random streams and all
 
 
