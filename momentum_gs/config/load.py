@@ -13,6 +13,7 @@ import yaml
 from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.schema import read_text
 from momentum_gs.ranges import (COORDINATE, COVERAGE, DOWNSAMPLE, EVERY, FIT_WIDTH, FLOAT32_MAX, FLOAT32_TINY,
                                  LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_STEPS, SEED,
                                  SSIM_MIX, STEP, STEPS, WEIGHT, Range, check_number, shown)
@@ -200,21 +201,14 @@ def read_config_file(path: str | Path) -> dict:
     """The mapping of a YAML config file, or a one-line UserError: missing, too large, not UTF-8, not YAML, a key
     given twice, not a mapping."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file not found: {path}")
+    text = read_text(path, f"config file {path}", MAX_CONFIG_BYTES, "a YAML config file")
+    if _nesting(text) > MAX_CONFIG_NESTING:
+        raise UserError(f"config file {path} nests {_nesting(text)} levels deep; a config file holds sections of "
+                        f"keys with flat lists (at most {MAX_CONFIG_NESTING} levels are read)")
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise UserError(f"config file {path} holds {path.stat().st_size} bytes, more than a config file's "
-                            f"{MAX_CONFIG_BYTES} at most; is it the right file?")
-        text = path.read_text(encoding="utf-8")
-        if _nesting(text) > MAX_CONFIG_NESTING:
-            raise UserError(f"config file {path} nests {_nesting(text)} levels deep; a config file holds sections of "
-                            f"keys with flat lists (at most {MAX_CONFIG_NESTING} levels are read)")
         loaded = _safe_load_unique(text) or {}
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}")
-    except UnicodeDecodeError:
-        raise UserError(f"config file {path} is not UTF-8 text")
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {(str(exc).splitlines() or [''])[0]}")
     except (ValueError, OverflowError) as exc:  # a tagged scalar PyYAML cannot build (a date 2001-02-30, !!int x)

@@ -348,23 +348,33 @@ def parse_json(text: str, source: str):
         raise UserError(f"{source} is not valid JSON ({str(exc).splitlines()[0][:80]})") from None
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB" if n >= 2**10 else f"{n} bytes"
+
+
+def read_text(path: str | Path, source: str, max_bytes: int, expected: str) -> str:
+    """The UTF-8 text of the file at ``path`` (``source`` names it in messages, ``expected`` says what it should
+    be: "a JSON file"); a one-line UserError for a folder, a missing or unreadable file, one larger than
+    ``max_bytes`` or not UTF-8."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{source} is a folder, expected {expected}")
+    if not path.is_file():
+        raise UserError(f"{source} does not exist")
+    try:
+        if path.stat().st_size > max_bytes:
+            raise UserError(f"{source} is {_size(path.stat().st_size)}; {expected} of at most {_size(max_bytes)} "
+                            "is read: is it the right file?")
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source} is not UTF-8 text (byte {exc.start}), expected {expected}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {source} ({exc.strerror or exc})") from None
+
+
 def read_json(path: str | Path, schema: Kind, what: str, fix: str = ""):
     """The JSON file ``path`` (``what`` it is, for messages) read as UTF-8 and checked against ``schema``; a
     UserError in one line names the file and, for a value of the wrong shape, its key and what was expected
     (then ``fix``, how to put it right)."""
-    path = Path(path)
     source = f"{what} {path}"
-    if path.is_dir():
-        raise UserError(f"{source} is a folder, expected a JSON file")
-    if not path.is_file():
-        raise UserError(f"{source} does not exist")
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise UserError(f"{source} is {path.stat().st_size / 2**20:.0f} MB; a JSON file of at most "
-                            f"{MAX_JSON_BYTES >> 20} MB is read")
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{source} is not UTF-8 text (byte {exc.start}), expected a JSON file") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {source} ({exc.strerror or exc})") from None
-    return check(parse_json(text, source), schema, source, fix)
+    return check(parse_json(read_text(path, source, MAX_JSON_BYTES, "a JSON file"), source), schema, source, fix)
