@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from momentum_gs.cli import main
-from momentum_gs.config import RenderConfig, load_config
+from momentum_gs.config import load_config
 from momentum_gs.data.georef import wgs84_to_ecef
 from momentum_gs.data.scene import load_scene
 from momentum_gs.export.gltf import load_glb
@@ -23,10 +20,11 @@ from momentum_gs.export.lod import concatenate
 from momentum_gs.partition import auto_partition
 from scripts.sfm_placement import exif_gps
 from tests.conftest import train_tiny
-from tests.helpers.cesium import CesiumPage, cesium_build, inside_box
+from tests.helpers.cesium import (CesiumPage, camera_pose, cesium_build, correlation, horizontal_fov, inside_box,
+                                  render_on_black)
 from tests.helpers.tileset_rules import tileset_problems
 from tests.test_brighton import DATA
-from tests.test_tiles_format import _node_with
+from tests.test_tiles_format import _node_with, _reports
 
 pytestmark = pytest.mark.slow
 WIDTH = 96  # training images' width: 96×54 of the photos' 1949×1093
@@ -68,10 +66,7 @@ def test_the_tileset_keeps_the_rules_of_3d_tiles_and_its_tiles_those_of_gltf(bri
     if env is None:
         pytest.skip("node or the npm package gltf-validator is missing (.ci/run installs it)")
     files = sorted((brighton[1] / "tiles").glob("*.glb"))
-    script = Path(__file__).parent / "helpers" / "validate_gltf.js"
-    done = subprocess.run(["node", str(script), *map(str, files)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    reports = json.loads(done.stdout)
+    reports = _reports(files, env)
     assert len(reports) == len(files) > 10
     for report in reports:
         messages = report["issues"]["messages"]
@@ -89,25 +84,22 @@ def test_the_root_box_holds_every_photos_gps_position(brighton, cesium):
 
 def test_from_a_photos_camera_cesium_draws_what_our_renderer_draws(brighton, cesium):
     camera = brighton[2][0]
-    fov = 2 * np.arctan(camera.width / 2 / float(camera.K[0, 0]))
-    drawn = cesium.view(torch.linalg.inv(camera.world_to_cam).double().numpy(), fov, 1)
+    drawn = cesium.view(camera_pose(camera), horizontal_fov(camera), 1)
     assert drawn["failures"] == [] and drawn["selected"] == len(drawn["tiles"]) > 0, drawn
     gaussians = concatenate([load_glb(brighton[1] / u.split("/brighton/", 1)[1]) for u in drawn["tiles"]])
     assert drawn["splats"] == len(gaussians)
     shot = cesium.browser.screenshot()
-    with torch.no_grad():
-        ours = gaussians.render(camera.scaled(*SHOT), RenderConfig(background=(0.0, 0.0, 0.0))).clamp(0, 1).numpy()
-    covered = (shot.max(-1) > 0.05).mean()
-    correlation = float(np.corrcoef(shot.ravel(), ours.ravel())[0, 1])
+    ours = render_on_black(gaussians, camera, SHOT)
+    covered, alike = (shot.max(-1) > 0.05).mean(), correlation(shot, ours)
     # measured: 50% of the pixels drawn (60 steps leave the sea on the left nearly empty, in our render too),
     # correlation 0.999
-    assert covered > 0.3 and correlation > 0.95, (covered, correlation)
+    assert covered > 0.3 and alike > 0.95, (covered, alike)
     assert cesium.offsite_requests() == []
 
 
 def test_from_far_above_cesium_loads_fewer_splats_than_near(brighton, cesium):
     camera = brighton[2][0]
-    near = cesium.view(torch.linalg.inv(camera.world_to_cam).double().numpy(), np.radians(60), 16)
+    near = cesium.view(camera_pose(camera), np.radians(60), 16)
     above = np.diag([1.0, -1.0, -1.0, 1.0])  # looking straight down, north up the image
     above[2, 3] = 3000.0
     far = cesium.view(above, np.radians(60), 16)

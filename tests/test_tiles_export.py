@@ -13,7 +13,7 @@ from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.export.gltf import COMPRESSION, EXTENSION, load_glb
 from momentum_gs.export.lod import take
 from tests.conftest import train_two_blocks
-from tests.helpers.tileset_rules import tileset_problems
+from tests.helpers.tileset_rules import tiles, tileset_problems
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 
@@ -34,12 +34,6 @@ def _aabb(tile: dict) -> np.ndarray:
     return np.stack([box[:3] - reach, box[:3] + reach])
 
 
-def _tiles(tile: dict):
-    yield tile
-    for child in tile.get("children", []):
-        yield from _tiles(child)
-
-
 def test_the_tileset_follows_the_blocks_and_is_placed_on_the_globe(block_runs, tmp_path, capsys):
     run, _ = block_runs
     out = tmp_path / "tiles"
@@ -55,7 +49,7 @@ def test_the_tileset_follows_the_blocks_and_is_placed_on_the_globe(block_runs, t
     assert tileset["extensions"]["3DTILES_content_gltf"]["extensionsRequired"] == [EXTENSION, COMPRESSION]
     assert "in SPZ streams" in printed
     total = 0
-    for tile in _tiles(root):
+    for tile in tiles(root):
         g = load_glb(out / tile["content"]["uri"])
         assert 0 < len(g) <= 300 and g.sh.shape[1] == 4
         for child in tile.get("children", []):
@@ -112,13 +106,13 @@ def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_pat
     assert root["content"]["uri"] == "tiles/root.glb"
     assert [c["content"]["uri"] for c in root["children"]] == ["tiles/g0-4.glb", "tiles/b5.glb"]
     assert [c["content"]["uri"] for c in root["children"][0]["children"]] == ["tiles/g0-1.glb", "tiles/g3-4.glb"]
-    tiles = list(_tiles(root))
-    assert written.tiles == len(tiles) == len(list((tmp_path / "tiles").glob("*.glb")))
+    every = list(tiles(root))
+    assert written.tiles == len(every) == len(list((tmp_path / "tiles").glob("*.glb")))
     assert written.blocks == 5 and written.gaussians == 7500 and written.levels == 1 + 2 + 3
-    leaves = [load_glb(tmp_path / t["content"]["uri"]) for t in tiles if "children" not in t]
+    leaves = [load_glb(tmp_path / t["content"]["uri"]) for t in every if "children" not in t]
     assert sum(len(g) for g in leaves) == 7500
     assert tileset_problems(tmp_path) == []
-    for tile in tiles:
+    for tile in every:
         assert len(load_glb(tmp_path / tile["content"]["uri"])) <= 400
         assert all(child["geometricError"] <= tile["geometricError"] for child in tile.get("children", []))
 
@@ -139,7 +133,7 @@ def test_small_blocks_gather_until_they_fill_a_tile(tmp_path):
 
 
 def _first_leaf(tileset: dict) -> dict:
-    return next(t for t in _tiles(tileset["root"]) if "children" not in t)
+    return next(t for t in tiles(tileset["root"]) if "children" not in t)
 
 
 def _moved(box: list[float]) -> list[float]:

@@ -23,6 +23,7 @@ from momentum_gs.export.gltf import EXTENSION, glb_bytes, load_glb, save_glb
 from momentum_gs.export.lod import Tile
 from momentum_gs.export.tileset import box_volume, enu_to_ecef_matrix, write_tileset
 from momentum_gs.render.projection import quat_to_rotmat
+from tests.helpers.tileset_rules import glb_chunks as _chunks
 from tests.helpers.tools import npm_global_root
 
 # 3D Tiles 1.1, "y-up to z-up": glTF content is turned π/2 about x as it loads: world = TURN @ glTF.
@@ -44,16 +45,6 @@ def _directions(n: int, seed: int) -> torch.Tensor:
     """[n, 3] float64 unit directions, random but the same on every run."""
     g = torch.Generator().manual_seed(seed)
     return torch.nn.functional.normalize(torch.randn(n, 3, dtype=torch.float64, generator=g), dim=-1)
-
-
-def _chunks(data: bytes) -> tuple[dict, bytes, list[int]]:
-    """The GLB's JSON, its binary chunk and the chunk lengths, read by hand from the GLB layout."""
-    magic, version, length = struct.unpack_from("<III", data)
-    assert (magic, version, length) == (0x46546C67, 2, len(data))
-    json_length, json_type = struct.unpack_from("<II", data, 12)
-    bin_length, bin_type = struct.unpack_from("<II", data, 20 + json_length)
-    assert (json_type, bin_type) == (0x4E4F534A, 0x004E4942) and 28 + json_length + bin_length == len(data)
-    return (json.loads(data[20:20 + json_length]), data[28 + json_length:], [json_length, bin_length])
 
 
 def _glb(doc: dict, binary: bytes) -> bytes:
@@ -267,11 +258,17 @@ def _node_with(package: str) -> dict | None:
     return env if found.returncode == 0 else None
 
 
-def _validate(path: Path, env: dict) -> list[dict]:
+def _reports(paths: list[Path], env: dict) -> list[dict]:
+    """The Khronos validator's report on each of ``paths``, in order (tests/helpers/validate_gltf.js)."""
     script = Path(__file__).parent / "helpers" / "validate_gltf.js"
-    done = subprocess.run(["node", str(script), str(path)], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["node", str(script), *map(str, paths)], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["issues"]["messages"]
+    return json.loads(done.stdout)
+
+
+def _validate(path: Path, env: dict) -> list[dict]:
+    return _reports([path], env)[0]["issues"]["messages"]
 
 
 def test_khronos_gltf_validator_finds_no_error(tmp_path):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from momentum_gs.config import RenderConfig
 from momentum_gs.export.tileset import enu_to_ecef_matrix
 from tests.helpers.browser import CHROMIUM, Browser, serve_folder
 from tests.helpers.tools import npm_global_root
@@ -129,8 +131,21 @@ def inside_box(points: np.ndarray, box: tuple[np.ndarray, np.ndarray]) -> np.nda
     return np.abs(np.linalg.solve(half_axes, (points - centre).T)).max(0) <= 1
 
 
-def tiles(tile: dict):
-    """Every tile of a tileset's tree, parents first."""
-    yield tile
-    for child in tile.get("children", []):
-        yield from tiles(child)
+def camera_pose(camera) -> np.ndarray:
+    """[4, 4] float64 camera-to-world of one of our cameras (OpenCV axes), as :meth:`CesiumPage.view` takes it."""
+    return torch.linalg.inv(camera.world_to_cam).double().numpy()
+
+
+def horizontal_fov(camera) -> float:
+    """The camera's horizontal field of view in radians (CesiumJS's on a canvas wider than high)."""
+    return 2 * np.arctan(camera.width / 2 / float(camera.K[0, 0]))
+
+
+def render_on_black(gaussians, camera, size: tuple[int, int]) -> np.ndarray:
+    """[H, W, 3] our render of ``gaussians`` from ``camera`` scaled to ``size``, on CesiumJS's black (globe hidden)."""
+    with torch.no_grad():
+        return gaussians.render(camera.scaled(*size), RenderConfig(background=(0.0, 0.0, 0.0))).clamp(0, 1).numpy()
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])

@@ -47,6 +47,24 @@ def tileset_problems(folder: Path, tolerance: float = 1e-3) -> list[str]:
     return problems
 
 
+def tiles(tile: dict):
+    """Every tile of a tileset's tree, parents first."""
+    yield tile
+    for child in tile.get("children", []):
+        yield from tiles(child)
+
+
+def glb_chunks(data: bytes) -> tuple[dict, bytes, list[int]]:
+    """The GLB's JSON, its binary chunk and the chunk lengths, read by hand from the GLB layout (an
+    AssertionError for anything else)."""
+    magic, version, length = struct.unpack_from("<III", data)
+    assert (magic, version, length) == (0x46546C67, 2, len(data))
+    json_length, json_type = struct.unpack_from("<II", data, 12)
+    bin_length, bin_type = struct.unpack_from("<II", data, 20 + json_length)
+    assert (json_type, bin_type) == (0x4E4F534A, 0x004E4942) and 28 + json_length + bin_length == len(data)
+    return (json.loads(data[20:20 + json_length]), data[28 + json_length:], [json_length, bin_length])
+
+
 def _check_tile(tile: dict, parent: dict | None, where: str, folder: Path, tolerance: float, out: list[str]) -> None:
     volume = tile.get("boundingVolume", {})
     kinds = [k for k in VOLUME_LENGTHS if k in volume]
@@ -76,11 +94,10 @@ def _content_problems(tile: dict, folder: Path, tolerance: float) -> list[str]:
     path = (folder / uri).resolve()
     if not uri or "://" in uri or uri.startswith("/") or not path.is_relative_to(folder) or not path.is_file():
         return [f"content uri {uri!r} is not a file inside the tileset's folder"]
-    data = path.read_bytes()
-    if len(data) < 20 or data[:4] != b"glTF" or struct.unpack_from("<I", data, 4)[0] != 2:
+    try:
+        doc = glb_chunks(path.read_bytes())[0]
+    except (AssertionError, struct.error, ValueError):
         return [f"{uri} is not a GLB of glTF 2"]
-    (length,) = struct.unpack_from("<I", data, 12)
-    doc = json.loads(data[20:20 + length])
     problems = []
     for node in doc.get("nodes", []):
         matrix = np.asarray(node.get("matrix", np.eye(4).ravel()), np.float64).reshape(4, 4).T  # column-major
