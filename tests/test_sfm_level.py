@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from momentum_gs.data.sfm import level as L
+from momentum_gs.data.sfm.up import Views, find_up
 from momentum_gs.errors import UserError
+
+
+def photo_up(rotations, centres, points):
+    """(the photos' best up or None, what it came from), the points standing in for what each camera sees."""
+    views = Views(rotations, centres, np.full(centres.shape, np.nan), points)
+    ups, found = find_up(views)
+    return (ups[0].axis if ups else None), found
 
 
 def random_rotation(rng) -> np.ndarray:
@@ -67,7 +75,7 @@ def flight():
 
 def test_photo_up_of_a_nadir_survey(flight):
     centres, c, rot, pts, true_up = flight
-    up, source = L.photo_up(rot, c, pts)
+    up, source = photo_up(rot, c, pts)
     assert "nadir" in source and L.angle_deg(up, true_up) < 1.0
 
 
@@ -75,7 +83,7 @@ def test_drifting_altitude_is_not_used_and_the_scene_stays_level(flight):
     centres, c, rot, pts, true_up = flight
     gps = centres + np.c_[np.zeros((len(centres), 2)), np.linspace(0, 110, len(centres))]  # +110 m over the flight
     gps[:, :2] += np.random.default_rng(1).normal(0, 1.0, (len(gps), 2))  # consumer GPS, horizontally
-    up, source = L.photo_up(rot, c, pts)
+    up, source = photo_up(rot, c, pts)
     level = L.level_fit(c, gps, up, threshold=5.0)
     raw = L.gps_fit(c, gps, threshold=50.0)
     assert levelled(raw, true_up) > 10  # the 7-parameter fit to the raw altitudes tilts the scene
@@ -91,7 +99,7 @@ def test_drifting_altitude_is_not_used_and_the_scene_stays_level(flight):
 
 def test_agreeing_altitude_is_used(flight):
     centres, c, rot, pts, true_up = flight
-    up, source = L.photo_up(rot, c, pts)
+    up, source = photo_up(rot, c, pts)
     level, gps = L.level_fit(c, centres, up, 5.0), L.gps_fit(c, centres, 5.0)
     fit, how = L.choose("auto", level, gps, up, source)
     assert fit is gps and "agree" in how and levelled(fit, true_up) < 1.0
@@ -102,7 +110,7 @@ def test_one_photo_far_off_does_not_drag_the_fit(flight):
     centres, c, rot, pts, true_up = flight
     gps = centres.copy()
     gps[5, 0] += 500.0
-    fit = L.level_fit(c, gps, L.photo_up(rot, c, pts)[0], 5.0)
+    fit = L.level_fit(c, gps, photo_up(rot, c, pts)[0], 5.0)
     assert not fit.inliers[5] and fit.inliers.sum() == len(c) - 1
     assert np.sqrt((fit.residuals[fit.inliers, :2] ** 2).sum(1).mean()) < 0.5
     assert np.linalg.norm(fit.residuals[5, :2]) == pytest.approx(500, abs=2)
@@ -112,7 +120,7 @@ def test_a_frame_that_cannot_be_levelled_is_refused():
     rng = np.random.default_rng(3)
     rotations = np.stack([random_rotation(rng) for _ in range(40)])  # views and image rows every way
     centres = rng.normal(0, 10, (40, 3))
-    up, source = L.photo_up(rotations, centres, rng.normal(0, 10, (500, 3)))
+    up, source = photo_up(rotations, centres, rng.normal(0, 10, (500, 3)))
     assert up is None and "do not show which way is up" in source
     with pytest.raises(UserError, match="cannot level the scene: the photos do not show which way is up.*ignore"):
         L.choose("ignore", None, None, up, source)
@@ -131,5 +139,5 @@ def test_level_image_rows_of_obliques_from_several_headings():
         x /= np.linalg.norm(x)
         rotations.append(np.stack([x, np.cross(z, x), z]))
     R = random_rotation(rng)
-    up, source = L.photo_up(np.array(rotations) @ R.T, rng.normal(0, 1, (12, 3)), np.zeros((0, 3)))
+    up, source = photo_up(np.array(rotations) @ R.T, rng.normal(0, 1, (12, 3)), np.zeros((0, 3)))
     assert "image rows" in source and L.angle_deg(up, R @ [0, 0, 1.0]) < 0.1

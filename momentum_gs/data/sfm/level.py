@@ -1,18 +1,20 @@
-"""Which way is up, and the fit of a reconstruction to its photos' GPS that keeps the scene level.
+"""The fit of a reconstruction to its photos' GPS that keeps the scene level.
 
 GPS horizontal and vertical are different measurements: a consumer drone's horizontal position is good to a
 few metres, its (barometric) altitude may drift by a hundred metres over a flight. A 7-parameter similarity
 fitted to the raw positions turns such a drift into a tilt of the whole scene. So:
 
-- **up from the photos** (:func:`photo_up`): the mean viewing direction of a nadir survey, the normal of the
-  cameras' level image rows, the ground plane of the sparse points, or the cameras' image-up vectors;
+- **up** comes from the photos (:mod:`momentum_gs.data.sfm.up`);
 - **the level fit** (:func:`level_fit`): the model rotated so that this up is +z, then a robust 2-D
   similarity (scale, heading, east/north shift; RANSAC then least squares on the inliers) to the photos' east
   and north, and the height offset from the median altitude difference;
 - **the GPS fit** (:func:`gps_fit`): the robust 3-D similarity to the positions with their altitudes, whose
   up is compared with the photos' (the tilt);
+- both take as inliers the photos within a threshold derived from the GPS noise the residuals show
+  (:func:`noise_threshold`), so a 15 m GPS keeps its fixes;
 - :func:`choose` takes the GPS fit only where its altitude agrees (``auto``: tilt within ``TILT_AGREE_DEG``),
-  and refuses a frame that cannot be levelled.
+  and refuses a frame that cannot be levelled;
+- :func:`plan_fits` measures whether the plan fits the GPS better mirrored (an upside-down scene).
 
 All arrays are float64; points and centres are [N, 3], rotations [N, 3, 3] world-to-camera.
 """
@@ -27,13 +29,9 @@ from momentum_gs.errors import UserError
 
 TILT_AGREE_DEG = 2.0  # auto uses the GPS altitudes when their fit's up is within this of the photos' up
 TILT_REFUSE_DEG = 10.0  # --gps-altitude use refuses a scene tilted more than this from the photos' up
-NADIR = 0.9  # mean optical axis at least this long: the cameras look nearly straight down (within ~25°)
-SPREAD = 0.05  # image rows point several ways: second eigenvalue of their scatter at least this of the first
-ROLL_MAX_DEG = 5.0  # RMS angle of the image rows out of the level plane for them to count as level
-COHERENT = 0.7  # length of the mean of unit vectors above which the cameras "agree" on a direction
-PLANE_CONE_DEG = 45.0  # the ground plane's normal lies within this of the cameras' mean viewing direction
-PLANE_MIN_INLIERS = 0.2  # fraction of the sparse points on the ground plane
-PLANE_TOLERANCE = 0.01  # inlier distance, fraction of the points' extent (5th to 95th percentile)
+NOISE_QUANTILE = 3.5  # inliers lie within this many times the GPS noise estimated from the residuals
+MIRROR_RATIO = 0.5  # a plan fitted with a reflection "clearly" better: its median residual below this of the proper one's
+CHI_MEDIAN = {2: 1.1774, 3: 1.5382}  # median length of a 2-D / 3-D vector of unit normal components
 
 
 @dataclass
@@ -46,6 +44,8 @@ class Fit:
     translation: np.ndarray
     inliers: np.ndarray  # [N] bool: photos whose horizontal residual is within the threshold
     residuals: np.ndarray = field(repr=False)  # [N, 3] enu - fit(centre)
+    threshold: float = 0.0  # metres: the inlier threshold used (the given floor, or more for a noisy GPS)
+    noise: float = 0.0  # metres: the GPS noise per axis the residuals show
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         return self.scale * x @ self.rotation.T + self.translation
@@ -76,71 +76,6 @@ def rotation_to_z(up: np.ndarray) -> np.ndarray:
         return np.diag([1.0, -1.0, -1.0])
     vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
-
-
-def dominant_plane(points: np.ndarray, around: np.ndarray, centres: np.ndarray,
-                   rng: np.random.Generator, trials: int = 400) -> np.ndarray | None:
-    """Unit normal (towards the cameras) of the plane holding the most sparse points among planes within
-    ``PLANE_CONE_DEG`` of ``around``, or None when no plane holds ``PLANE_MIN_INLIERS`` of them with the
-    cameras above it."""
-    if len(points) < 30:
-        return None
-    pts = points[rng.choice(len(points), min(len(points), 20000), replace=False)]
-    lo, hi = np.percentile(pts, [5, 95], axis=0)
-    tolerance = PLANE_TOLERANCE * max(float(np.linalg.norm(hi - lo)), 1e-12)
-    a, b, c = (pts[rng.integers(0, len(pts), trials)] for _ in range(3))
-    normals = np.cross(b - a, c - a)
-    length = np.linalg.norm(normals, axis=1)
-    ok = length > 1e-12
-    normals = normals[ok] / length[ok, None]
-    anchors = a[ok]
-    normals *= np.sign(normals @ around)[:, None] + (normals @ around == 0)[:, None]
-    within = normals @ _unit(around) >= np.cos(np.radians(PLANE_CONE_DEG))
-    normals, anchors = normals[within], anchors[within]
-    if not len(normals):
-        return None
-    counts = (np.abs((pts[None] - anchors[:, None]) @ normals[..., None])[..., 0] < tolerance).sum(1)
-    best = int(np.argmax(counts))
-    inliers = np.abs((pts - anchors[best]) @ normals[best]) < tolerance
-    if inliers.mean() < PLANE_MIN_INLIERS:
-        return None
-    on = pts[inliers]
-    normal = np.linalg.svd(on - on.mean(0), full_matrices=False)[2][2]
-    heights = (centres - on.mean(0)) @ normal
-    if np.median(heights) < 0:
-        normal, heights = -normal, -heights
-    if (heights > 0).mean() < 0.9 or angle_deg(normal, around) > PLANE_CONE_DEG:
-        return None
-    return normal
-
-
-def photo_up(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
-             seed: int = 0) -> tuple[np.ndarray | None, str]:
-    """(unit up in the model's frame or None, what it was taken from) from the cameras and sparse points.
-
-    In order: the direction square to every camera's image rows when those are level (``ROLL_MAX_DEG``) and
-    point several ways (a survey flown in several headings, eye-level captures); the mean viewing direction of
-    cameras that look nearly straight down in one heading (a gimbal holds them to gravity within a degree or
-    two); the ground plane for cameras that look down at an angle; the cameras' image-up vectors.
-    """
-    look = rotations[:, 2, :].mean(0)  # mean optical axis
-    image_up = -rotations[:, 1, :].mean(0)  # OpenCV's y points down the image
-    rows = rotations[:, 0, :]
-    evals, evecs = np.linalg.eigh(rows.T @ rows / len(rows))
-    roll = float(np.degrees(np.arcsin(np.sqrt(max(evals[0], 0.0)))))
-    if evals[1] >= SPREAD * evals[2] and roll <= ROLL_MAX_DEG:
-        up = evecs[:, 0]
-        hint = image_up if np.linalg.norm(image_up) > 0.1 else -look
-        return up * (1.0 if up @ hint >= 0 else -1.0), "the cameras' level image rows"
-    if np.linalg.norm(look) >= NADIR:
-        return -_unit(look), "the cameras' mean viewing direction (a nadir survey)"
-    if np.linalg.norm(look) >= COHERENT:
-        normal = dominant_plane(points, -_unit(look), centres, np.random.default_rng(seed))
-        if normal is not None:
-            return normal, "the ground plane of the sparse points"
-    if np.linalg.norm(image_up) >= COHERENT:
-        return _unit(image_up), "the cameras' image-up vectors"
-    return None, "the photos do not show which way is up (their views and image rows point every way)"
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -187,16 +122,40 @@ def robust_similarity(src: np.ndarray, dst: np.ndarray, threshold: float, rng: n
     return s, R, t, best
 
 
-def level_fit(centres: np.ndarray, enu: np.ndarray, up: np.ndarray, threshold: float,
-              seed: int = 0) -> Fit | None:
-    """The model turned so that ``up`` is +z, fitted horizontally to the photos' east and north; the height
-    offset is the median of the altitude differences (photos without altitude, NaN, are left out of it)."""
-    R0 = rotation_to_z(up)
-    level = centres @ R0.T
-    found = robust_similarity(level[:, :2], enu[:, :2], threshold, np.random.default_rng(seed))
+def noise_threshold(residuals: np.ndarray, floor: float) -> tuple[float, float]:
+    """(the inlier threshold, the GPS noise per axis) from [N, D] residuals of a robust fit: the noise is the
+    median residual over the median length of a D-dimensional unit normal vector (half the photos may be far
+    off), the threshold ``NOISE_QUANTILE`` times it, never below ``floor``."""
+    norms = np.linalg.norm(residuals[np.isfinite(residuals).all(1)], axis=1)
+    noise = float(np.median(norms)) / CHI_MEDIAN[residuals.shape[1]] if len(norms) else 0.0
+    return max(floor, NOISE_QUANTILE * noise), noise
+
+
+def _robust_to_noise(src: np.ndarray, dst: np.ndarray, floor: float, seed: int
+                     ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+    """:func:`robust_similarity` at ``floor``, then again at the threshold its residuals' noise gives:
+    (s, R, t, inliers, threshold, noise) or None."""
+    found = robust_similarity(src, dst, floor, np.random.default_rng(seed))
     if found is None:
         return None
-    s, R2, t2, inliers = found
+    s, R, t, _ = found
+    threshold, noise = noise_threshold(s * src @ R.T + t - dst, floor)
+    if threshold > floor:
+        found = robust_similarity(src, dst, threshold, np.random.default_rng(seed)) or found
+    return (*found, threshold, noise)
+
+
+def level_fit(centres: np.ndarray, enu: np.ndarray, up: np.ndarray, threshold: float,
+              seed: int = 0) -> Fit | None:
+    """The model turned so that ``up`` is +z, fitted horizontally to the photos' east and north (inliers
+    within ``threshold`` metres, or more for a noisy GPS); the height offset is the median of the altitude
+    differences (photos without altitude, NaN, are left out of it)."""
+    R0 = rotation_to_z(up)
+    level = centres @ R0.T
+    found = _robust_to_noise(level[:, :2], enu[:, :2], threshold, seed)
+    if found is None:
+        return None
+    s, R2, t2, inliers, used_threshold, noise = found
     rotation = np.eye(3)
     rotation[:2, :2] = R2
     rotation = rotation @ R0
@@ -204,24 +163,49 @@ def level_fit(centres: np.ndarray, enu: np.ndarray, up: np.ndarray, threshold: f
     usable = inliers & np.isfinite(heights)
     tz = float(np.median(heights[usable])) if usable.any() else -s * float(np.median(level[:, 2]))
     translation = np.array([t2[0], t2[1], tz])
-    fit = Fit("level", s, rotation, translation, inliers, np.zeros_like(enu))
+    fit = Fit("level", s, rotation, translation, inliers, np.zeros_like(enu), used_threshold, noise)
     fit.residuals = enu - fit.apply(centres)
     return fit
+
+
+def along_a_line(points: np.ndarray, ratio: float = 0.1) -> bool:
+    """Whether [N, D] points lie along one line (their second singular value below ``ratio`` of the first): a
+    3-D fit to them can turn freely about that line."""
+    spread = np.linalg.svd(points - points.mean(0), compute_uv=False)
+    return len(spread) < 2 or spread[1] < ratio * spread[0]
 
 
 def gps_fit(centres: np.ndarray, enu: np.ndarray, threshold: float, seed: int = 0) -> Fit | None:
     """The robust 3-D similarity to the GPS positions with their altitudes (photos without one left out)."""
     has_alt = np.isfinite(enu[:, 2])
-    if has_alt.sum() < 3:
+    if has_alt.sum() < 3 or along_a_line(centres[has_alt]):
         return None
-    found = robust_similarity(centres[has_alt], enu[has_alt], threshold, np.random.default_rng(seed))
+    found = _robust_to_noise(centres[has_alt], enu[has_alt], threshold, seed)
     if found is None:
         return None
-    s, R, t, _ = found
-    fit = Fit("gps", s, R, t, np.zeros(len(centres), bool), np.zeros_like(enu))
+    s, R, t, _, used_threshold, noise = found
+    fit = Fit("gps", s, R, t, np.zeros(len(centres), bool), np.zeros_like(enu), used_threshold, noise)
     fit.residuals = enu - fit.apply(centres)
-    fit.inliers = np.linalg.norm(fit.residuals[:, :2], axis=1) < threshold
+    fit.inliers = np.linalg.norm(fit.residuals[:, :2], axis=1) < used_threshold
     return fit
+
+
+def plan_fits(fit: Fit, centres: np.ndarray, enu: np.ndarray, seed: int = 0) -> tuple[float, float] | None:
+    """(median horizontal residual of the best proper 2-D similarity, of the best one with a reflection), in
+    metres, from the fitted plan of ``centres`` to the photos' east and north; None with fewer than 3 photos.
+    A reflection fitting clearly better means the scene is upside down (a proper rotation cannot fix it)."""
+    plan, target = fit.apply(centres)[:, :2], enu[:, :2]
+    if len(plan) < 3:
+        return None
+    medians = []
+    for flip in (np.array([1.0, 1.0]), np.array([1.0, -1.0])):
+        found = robust_similarity(plan * flip, target, fit.threshold, np.random.default_rng(seed))
+        if found is None:
+            medians.append(float("inf"))
+            continue
+        s, R, t, _ = found
+        medians.append(float(np.median(np.linalg.norm(s * (plan * flip) @ R.T + t - target, axis=1))))
+    return medians[0], medians[1]
 
 
 def altitude_drift(residuals: np.ndarray, order: np.ndarray) -> float | None:
@@ -251,9 +235,11 @@ def choose(mode: str, level: Fit | None, gps: Fit | None, up: np.ndarray | None,
     if up is None:
         if mode == "auto" and gps is not None:
             return gps, "the GPS altitudes only (not checked: the photos do not show which way is up)"
-        why = "the photos have no usable GPS altitude" if mode == "auto" else "--gps-altitude ignore"
-        raise UserError(f"cannot level the scene: {up_source}, and {why}; photograph the ground from above "
-                        "(a survey) or keep the GPS altitudes (--gps-altitude auto)")
+        why = ("the GPS altitudes cannot settle it (none usable, or the photos lie along one line)" if mode == "auto"
+               else "--gps-altitude ignore")
+        raise UserError(f"cannot level the scene: {up_source}, and {why}; photograph the ground straight down or "
+                        "in several headings, keep the GPS altitudes (--gps-altitude auto), or give ground control "
+                        "points (--gcp)")
     if level is None:
         raise UserError("the model could not be fitted to the photos' GPS horizontally (no similarity agrees with "
                         "2 or more of them); the reconstruction is likely mismatched, or the GPS tags are wrong")

@@ -46,6 +46,7 @@ def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: 
         "gps_altitude_drift_m": geo.get("altitude_drift_m") if geo else None,
         "fit": geo.get("fit") if geo else None,
         "up_from": geo.get("up_from") if geo else None,
+        "verified": geo.get("verified") if geo else None,
     }
 
 
@@ -91,11 +92,14 @@ def summary_lines(report: dict) -> list[str]:
                      f"photos ({share:.0%} of the capture); the other parts hold {', '.join(map(str, report['models'][1:]))}")
     if report["georeferenced"]:
         vertical = report["gps_residual_vertical_rms_m"]
-        altitude = (f", {vertical:.2f} m vertically" if report["fit"] == "gps" else
-                    f" (height: the GPS altitudes' median; their residual {vertical:.1f} m RMS)" if vertical is not None
-                    else " (no GPS altitude: z = 0 at the cameras' median height)")
-        lines.append(f"georeferenced: ENU metres, z up from {report['up_from']}; GPS residual "
-                     f"{report['gps_residual_horizontal_rms_m']:.2f} m RMS horizontally{altitude}")
+        altitude = (f"GPS residual {vertical:.2f} m vertically" if report["fit"] == "gps" else
+                    f"height: the GPS altitudes' median (their residual {vertical:.1f} m RMS)" if vertical is not None
+                    else "no GPS altitude: z = 0 at the cameras' median height")
+        verified = report["verified"] or {}
+        up = verified.get("up") or f"z from {report['up_from']}"
+        lines.append(f"georeferenced: ENU metres; {up}; {verified.get('placed')}")
+        lines.append(f"up from {report['up_from']}; {altitude}")
+    return lines
     return lines
 
 

@@ -1,0 +1,100 @@
+"""The georeference's choice, in arrays: up from the photos, the fits to the GPS, the checks, and a refit from
+the next up when a fit fails them. :mod:`momentum_gs.data.sfm.georeference` feeds it a pycolmap model; the
+flight-matrix tests feed it generated flights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from momentum_gs.data.sfm import level as L
+from momentum_gs.data.sfm.checks import Check, Placed, claims, place, verify
+from momentum_gs.data.sfm.up import Up, Views, find_up
+from momentum_gs.errors import UserError
+
+INLIER_MIN_M, INLIER_FRACTION = 5.0, 0.05  # horizontal inlier threshold's floor: max(5 m, 5 % of the extent)
+
+
+@dataclass
+class Placement:
+    """What the georeference found: the fit to write (None when refused), how its up was found, its checks
+    and claims, the problem that refuses it, and the figures that compare the fits."""
+
+    fit: L.Fit | None
+    up_from: str
+    checks: list[Check] = field(default_factory=list)
+    claims: tuple[str | None, str | None] = (None, None)
+    problem: str | None = None
+    lines: list[str] = field(default_factory=list)  # what was tried before, for the console
+    up: Up | None = None  # the photos' up the fit was made with (None: GPS altitudes alone)
+    gps: L.Fit | None = None  # the fit to the GPS with altitudes, for the tilt
+    level: L.Fit | None = None  # the level fit of the chosen up, for the drift and the vertical residual
+
+    @property
+    def tilt(self) -> float | None:
+        return L.angle_deg(self.gps.up(), self.up.axis) if self.gps is not None and self.up is not None else None
+
+
+def inlier_floor(target: np.ndarray) -> tuple[float, float]:
+    """(the inlier threshold's floor, the capture's horizontal extent: its 5th to 95th percentile), metres, of
+    the photos' ENU positions [U, 3]."""
+    extent = float(np.linalg.norm(np.percentile(target[:, :2], 95, 0) - np.percentile(target[:, :2], 5, 0)))
+    return max(INLIER_MIN_M, INLIER_FRACTION * extent), extent
+
+
+def place_on_gps(views: Views, centres: np.ndarray, target: np.ndarray, mode: str, threshold: float,
+                 seed: int = 0) -> Placement:
+    """Fit the model (``views``, its frame) to the photos' ENU ``target`` [U, 3] (their model-frame
+    ``centres`` [U, 3]), with ``--gps-altitude mode``; inliers within ``threshold`` metres or the GPS noise's
+    threshold.
+
+    Each up the photos suggest is tried, best first (:func:`~momentum_gs.data.sfm.up.find_up`); the first
+    whose fit passes every check (:mod:`~momentum_gs.data.sfm.checks`) and makes both claims is taken. When
+    none does, the first's failures refuse the run."""
+    gps = L.gps_fit(centres, target, threshold, seed) if mode != "ignore" else None
+    votes = [(gps.up(), "the GPS altitudes")] if gps is not None else []
+    ups, found = find_up(views, votes, seed)
+    tried: list[Placement] = []
+    for up in ups or [None]:
+        level = L.level_fit(centres, target, up.axis, threshold, seed) if up is not None else None
+        attempt = Placement(None, found if up is None else up.describe(), up=up, gps=gps, level=level)
+        try:
+            fit, attempt.up_from = L.choose(mode, level, gps, None if up is None else up.axis, attempt.up_from)
+        except UserError as exc:
+            attempt.problem = str(exc)
+            tried.append(attempt)
+            continue
+        attempt.checks = verify(Placed(place(views, fit), fit, centres, target))
+        attempt.claims = claims(attempt.checks)
+        attempt.problem = _refusal(attempt, fit, up)
+        if attempt.problem is None:
+            attempt.fit, attempt.lines = fit, [_retried(t) for t in tried]
+            return attempt
+        tried.append(attempt)
+    first = tried[0]
+    first.lines = [c.line() for c in first.checks if not c.passed]
+    return first
+
+
+def _refusal(attempt: Placement, fit: L.Fit, up: Up | None) -> str | None:
+    """The one line refusing a fit whose checks failed or could not make a claim, else None."""
+    failed = [c for c in attempt.checks if not c.passed]
+    if failed:
+        more = f" (and {len(failed) - 1} more check(s) failed, listed above)" if len(failed) > 1 else ""
+        return failed[0].line() + more
+    up_claim, placed = attempt.claims
+    if placed is None:
+        return ("the georeference could not be verified: no check of the GPS fixes and of a mirror ran; give "
+                "photos with GPS from at least 3 places")
+    if up_claim is None and not (up is None and fit.name == "gps"):
+        return ("the georeference could not be verified: the photos neither stand above what they see nor show "
+                "an image-up, so nothing confirms that z is up; use --gps-altitude use to trust the GPS altitudes")
+    return None
+
+
+def _retried(attempt: Placement) -> str:
+    """A console line for an up that was tried and failed before the one taken."""
+    why = attempt.problem or "no claim"
+    return f"up from {attempt.up.source if attempt.up else 'the GPS'} was refused ({why}); tried the next source"
