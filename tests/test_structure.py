@@ -143,6 +143,7 @@ MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
 DEFERRED = {
     "gsplat": "optional (CUDA): pip install .[cuda]",
     "piexif": "optional (sfm): pip install .[sfm]",
+    "pyproj": "optional (maps, GCPs in other projections): pip install .[maps]",
     "viser": "optional (viewer): pip install .[viewer]",
     "websockets": "comes with viser",
     "wandb": "optional (logging)",
