@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from momentum_gs.data.sfm import checks as C
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.checks import Check, Placed, claims, place, verify
+from momentum_gs.data.sfm.gcp import fit_gcps
 from momentum_gs.data.sfm.up import Up, Views, find_up
 from momentum_gs.errors import UserError
 
@@ -31,6 +33,8 @@ class Placement:
     up: Up | None = None  # the photos' up the fit was made with (None: GPS altitudes alone)
     gps: L.Fit | None = None  # the fit to the GPS with altitudes, for the tilt
     level: L.Fit | None = None  # the level fit of the chosen up, for the drift and the vertical residual
+    gcp_residuals: dict[str, np.ndarray] | None = None  # GCP name → [3] ENU residual, for a fit to GCPs
+    gcp_skipped: dict[str, str] = field(default_factory=dict)  # GCP name → why it is not in the fit
 
     @property
     def tilt(self) -> float | None:
@@ -88,7 +92,7 @@ def _refusal(attempt: Placement, fit: L.Fit, up: Up | None) -> str | None:
     if placed is None:
         return ("the georeference could not be verified: no check of the GPS fixes and of a mirror ran; give "
                 "photos with GPS from at least 3 places")
-    if up_claim is None and not (up is None and fit.name == "gps"):
+    if up_claim is None and not (up is None and fit.name in ("gps", "gcp")):
         return ("the georeference could not be verified: the photos neither stand above what they see nor show "
                 "an image-up, so nothing confirms that z is up; use --gps-altitude use to trust the GPS altitudes")
     return None
@@ -98,3 +102,30 @@ def _retried(attempt: Placement) -> str:
     """A console line for an up that was tried and failed before the one taken."""
     why = attempt.problem or "no claim"
     return f"up from {attempt.up.source if attempt.up else 'the GPS'} was refused ({why}); tried the next source"
+
+
+def place_on_gcps(views: Views, model_points: dict[str, np.ndarray | None], enu: dict[str, np.ndarray],
+                  skipped: dict[str, str]) -> Placement:
+    """Fit the model to its ground control points: ``model_points`` (name → [3] triangulated in the model, or
+    None) to their ``enu`` positions (name → [3] metres); ``skipped``: why a point was not triangulated.
+    The fit is checked as a GPS fit is (above the ground, looking down, not mirrored) and by its GCP residuals."""
+    try:
+        found = fit_gcps(model_points, enu, skipped)
+    except UserError as exc:
+        return Placement(None, "the ground control points", problem=str(exc))
+    names = found.used
+    centres, target = np.stack([model_points[n] for n in names]), np.stack([enu[n] for n in names])
+    residuals = np.stack([found.residuals[n] for n in names])
+    fit = L.Fit("gcp", found.scale, found.rotation, found.translation, np.ones(len(names), bool), residuals,
+                threshold=C.GCP_RMS_MAX)
+    attempt = Placement(None, "the ground control points' heights", gcp_residuals=found.residuals,
+                        gcp_skipped=found.skipped)
+    attempt.checks = verify(Placed(place(views, fit), fit, centres, target, found.residuals))
+    attempt.claims = claims(attempt.checks)
+    attempt.problem = _refusal(attempt, fit, None)
+    attempt.lines = [f"GCP {n}: {np.linalg.norm(r):.3f} m (east {r[0]:+.3f}, north {r[1]:+.3f}, up {r[2]:+.3f})"
+                     for n, r in found.residuals.items()]
+    attempt.lines += [f"GCP {n} not used: {why}" for n, why in found.skipped.items()]
+    if attempt.problem is None:
+        attempt.fit = fit
+    return attempt

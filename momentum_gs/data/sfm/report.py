@@ -92,7 +92,9 @@ def summary_lines(report: dict) -> list[str]:
                      f"photos ({share:.0%} of the capture); the other parts hold {', '.join(map(str, report['models'][1:]))}")
     if report["georeferenced"]:
         vertical = report["gps_residual_vertical_rms_m"]
-        altitude = (f"GPS residual {vertical:.2f} m vertically" if report["fit"] == "gps" else
+        altitude = (f"ground control points within {report['gps_residual_rms_m']:.3f} m RMS (each in sfm.json)"
+                    if report["fit"] == "gcp" else
+                    f"GPS residual {vertical:.2f} m vertically" if report["fit"] == "gps" else
                     f"height: the GPS altitudes' median (their residual {vertical:.1f} m RMS)" if vertical is not None
                     else "no GPS altitude: z = 0 at the cameras' median height")
         verified = report["verified"] or {}

@@ -15,7 +15,8 @@ import numpy as np
 from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
-from momentum_gs.data.sfm.georeference import georeference, gps_origin, to_enu
+from momentum_gs.data.sfm.gcp import read_gcp_list, to_wgs84
+from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georeference_gcps, gps_origin, to_enu
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
@@ -37,6 +38,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     """
     pycolmap = steps.import_pycolmap()
     _check_options(opts)
+    control = _read_gcps(opts.gcp)
     out = Path(out)
     work = out / WORK_NAME
     in_place = photos is not None and Path(photos).resolve() == (out / "images").resolve()
@@ -56,7 +58,10 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     models = _map_images(pycolmap, database, staged, models_dir, len(names), len(gps), opts)
     laps("mapping")
     model = models[0] if models else None
-    geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names)
+    if control is not None and model is not None:
+        geo, extent, level_problem = _georeference_gcps(pycolmap, model, control, origin)
+    else:
+        geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names)
     report = summary(models, names, geo, matcher)
     report.update(photos_not_decoded=skipped, seconds=round(time.perf_counter() - laps.started, 1),
                   phase_seconds=laps.phases, pairs_matched=len(pairs), options=asdict(opts), georeference=geo)
@@ -149,6 +154,28 @@ def _georeference(pycolmap, model, gps: dict[str, np.ndarray], enu: dict[str, np
     for line in lines:
         print(line)
     return geo, extent, level_problem
+
+
+def _read_gcps(path: str | None) -> tuple[str, list] | None:
+    """(projection, GCPs) of ``--gcp``, read and converted once before any work (a bad file is refused in one
+    line), or None without it."""
+    if path is None:
+        return None
+    projection, gcps = read_gcp_list(Path(path))
+    to_wgs84(projection, np.stack([g.geo for g in gcps]))
+    return projection, gcps
+
+
+def _georeference_gcps(pycolmap, model, control: tuple[str, list], origin: np.ndarray | None
+                       ) -> tuple[dict, None, str | None]:
+    """The model placed on its ground control points (:func:`georeference_gcps`); the ENU origin is the photos'
+    GPS origin when they have one, else the GCPs' own."""
+    projection, gcps = control
+    geo, problem, lines = georeference_gcps(pycolmap, model, gcps, projection,
+                                            origin if origin is not None else gcp_origin(gcps, projection))
+    for line in lines:
+        print(line)
+    return geo, None, problem
 
 
 def _check_options(opts: SfmOptions) -> None:
