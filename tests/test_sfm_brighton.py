@@ -177,3 +177,36 @@ def test_a_capture_in_two_parts_is_refused_or_its_larger_part_kept(tmp_path, cap
     assert report["images_left_out"] == sorted(f"m_{p.stem}.jpg" for p in photos[12:17])
     assert sorted(im.name for im in read_model(out / "sparse" / "0").images.values()) == \
         sorted(f"{p.stem}.jpg" for p in photos[:10])
+
+
+def test_photos_turned_half_a_turn_come_out_right_side_up(tmp_path, capsys):
+    """brighton_beach as if the camera hung upside down: every photo turned half a turn (960 x 540), its EXIF
+    kept. The scene must come out level, looking down, above the ground and at its GPS (not mirrored)."""
+    import cv2
+    import piexif
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted((DATA / "input").iterdir()):
+        image = cv2.rotate(cv2.resize(cv2.imread(str(photo)), (960, 540), interpolation=cv2.INTER_AREA),
+                           cv2.ROTATE_180)
+        cv2.imwrite(str(folder / photo.name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        exif = piexif.load(str(photo))
+        piexif.insert(piexif.dump({"0th": {}, "Exif": {}, "GPS": exif["GPS"]}), str(folder / photo.name))
+    out = tmp_path / "scene"
+    assert main(["sfm", str(folder), "--out", str(out), "--threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"georeferenced: ENU metres; z up: cameras [\d.]+ m above the ground they see, looking \d+° "
+                     r"from straight down; 18 of 18 GPS fixes within", printed), printed
+    nadir, plane = nadir_and_level(out)
+    assert nadir < 2.0 and plane < 2.0
+    model = read_model(out / "sparse" / "0")
+    image_up = np.mean([-qvec_to_rotmat(im.qvec)[1] for im in model.images.values()], 0)
+    geo = json.loads((out / "georef.json").read_text())
+    origin = [geo["origin"][k] for k in ("lat", "lon", "alt")]
+    mine = camera_centres(model)
+    for name in ("DJI_0018.JPG", "DJI_0035.JPG"):  # at their own GPS positions: not mirrored
+        np.testing.assert_allclose(mine[name][:2], wgs84_to_enu(exif_gps(DATA / "input" / name), origin)[0][:2],
+                                   atol=1.5)
+    assert np.median(np.stack(list(mine.values()))[:, 2]) > np.median(model.points[:, 2]) + 20  # above the ground
+    assert abs(image_up[2]) < 0.1  # the image-up vectors lie level: they could not have given the sign
