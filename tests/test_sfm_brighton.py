@@ -210,3 +210,48 @@ def test_photos_turned_half_a_turn_come_out_right_side_up(tmp_path, capsys):
                                    atol=1.5)
     assert np.median(np.stack(list(mine.values()))[:, 2]) > np.median(model.points[:, 2]) + 20  # above the ground
     assert abs(image_up[2]) < 0.1  # the image-up vectors lie level: they could not have given the sign
+
+
+def test_ground_control_points_place_the_scene_where_they_say(brighton_sfm, tmp_path, capsys):
+    """Five sparse points of the GPS-placed scene, given as GCPs in UTM 3 m further east with their marks in the
+    photos: `mgs sfm --gcp` puts every camera 3 m east of where the GPS put it, and reports each point."""
+    import shutil
+
+    import pycolmap
+
+    from momentum_gs.data.georef import enu_to_wgs84
+    from momentum_gs.data.sfm.gcp import wgs84_to_utm, write_gcp_list
+
+    scene, _ = brighton_sfm
+    out = tmp_path / "scene"
+    shutil.copytree(scene, out)  # the features and matches cached in sfm/ come along
+    origin = np.array([json.loads((scene / "georef.json").read_text())["origin"][k] for k in ("lat", "lon", "alt")])
+    rec = pycolmap.Reconstruction(str(scene / "sparse" / "0"))
+    ids = [i for i, p in rec.points3D.items() if p.track.length() >= 4 and p.error < 1.0]
+    xyz = np.stack([rec.points3D[i].xyz for i in ids])
+    lo, hi = np.percentile(xyz[:, :2], 10, 0), np.percentile(xyz[:, :2], 90, 0)
+    targets = [lo, hi, [lo[0], hi[1]], [hi[0], lo[1]], (lo + hi) / 2]
+    chosen = [ids[int(np.argmin(np.linalg.norm(xyz[:, :2] - t, axis=1)))] for t in targets]
+    shift = np.array([3.0, 0.0, 0.0])
+    lla = enu_to_wgs84(np.stack([rec.points3D[i].xyz for i in chosen]) + shift, origin)
+    zone = int((lla[0, 1] + 180) // 6) + 1
+    utm = wgs84_to_utm(lla, zone, lla[0, 0] < 0)
+    rows = []
+    for k, i in enumerate(chosen):  # four marks a point, one a photo (a track may hold two in one photo)
+        marks = {rec.images[e.image_id].name: rec.images[e.image_id].points2D[e.point2D_idx].xy
+                 for e in rec.points3D[i].track.elements}
+        rows += [(utm[k], xy, name, f"gcp{k}") for name, xy in sorted(marks.items())[:4]]
+    write_gcp_list(tmp_path / "gcp_list.txt", f"WGS84 UTM {zone}{'S' if lla[0, 0] < 0 else 'N'}", rows)
+
+    assert main(["sfm", str(DATA / "input"), "--out", str(out), "--gcp", str(tmp_path / "gcp_list.txt"),
+                 "--overwrite", "--threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "ground control points within" in printed and printed.count("GCP gcp") == 5, printed
+    report = json.loads((out / "sfm.json").read_text())
+    assert report["fit"] == "gcp" and report["gps_residual_rms_m"] < 0.3
+    new_origin = np.array([json.loads((out / "georef.json").read_text())["origin"][k] for k in ("lat", "lon", "alt")])
+    before, after = camera_centres(read_model(scene / "sparse" / "0")), camera_centres(read_model(out / "sparse" / "0"))
+    names = sorted(before)
+    moved = wgs84_to_enu(enu_to_wgs84(np.stack([after[n] for n in names]), new_origin), origin)
+    np.testing.assert_allclose(moved - np.stack([before[n] for n in names]), np.tile(shift, (len(names), 1)),
+                               atol=0.25)
