@@ -220,7 +220,8 @@ def test_ground_control_points_place_the_scene_where_they_say(brighton_sfm, tmp_
     import pycolmap
 
     from momentum_gs.data.georef import enu_to_wgs84
-    from momentum_gs.data.sfm.gcp import wgs84_to_utm, write_gcp_list
+    from momentum_gs.data.sfm.gcp import write_gcp_list
+    from momentum_gs.data.utm import wgs84_to_utm
 
     scene, _ = brighton_sfm
     out = tmp_path / "scene"
@@ -249,6 +250,7 @@ def test_ground_control_points_place_the_scene_where_they_say(brighton_sfm, tmp_
     assert "ground control points within" in printed and printed.count("GCP gcp") == 5, printed
     report = json.loads((out / "sfm.json").read_text())
     assert report["fit"] == "gcp" and report["gps_residual_rms_m"] < 0.3
+    assert sorted(report["georeference"]["gcp_residuals_m"]) == [f"gcp{k}" for k in range(5)]
     new_origin = np.array([json.loads((out / "georef.json").read_text())["origin"][k] for k in ("lat", "lon", "alt")])
     before, after = camera_centres(read_model(scene / "sparse" / "0")), camera_centres(read_model(out / "sparse" / "0"))
     names = sorted(before)

@@ -11,6 +11,7 @@ import pytest
 
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_enu
 from momentum_gs.data.sfm import gcp as G
+from momentum_gs.data.utm import utm_to_wgs84, wgs84_to_utm
 from momentum_gs.errors import UserError
 
 FOCAL, WIDTH, HEIGHT = 1000.0, 4000, 3000  # pixels
@@ -141,16 +142,16 @@ def meridian_arc(lat_deg: float) -> float:
 
 def test_utm_published_values():
     # on the central meridian the northing is 0.9996 times the meridian arc: 4,984,944.378 m to 45°
-    np.testing.assert_allclose(G.wgs84_to_utm([[45.0, 9.0, 0.0]], 32, False)[0], [500000, 4982950.400, 0],
+    np.testing.assert_allclose(wgs84_to_utm([[45.0, 9.0, 0.0]], 32, False)[0], [500000, 4982950.400, 0],
                                atol=1e-3)
-    np.testing.assert_allclose(G.wgs84_to_utm([[-45.0, 15.0, 7.0]], 33, True)[0],
+    np.testing.assert_allclose(wgs84_to_utm([[-45.0, 15.0, 7.0]], 33, True)[0],
                                [500000, 10_000_000 - 4982950.400, 7], atol=1e-3)
-    np.testing.assert_allclose(G.wgs84_to_utm([[0.0, 3.0, 0.0]], 31, False)[0], [500000, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(wgs84_to_utm([[0.0, 3.0, 0.0]], 31, False)[0], [500000, 0, 0], atol=1e-9)
     # the CN Tower, 43°38'33.24"N 79°23'13.7"W: zone 17, 630084 E 4833438 N (the lon's 0.1" is 2 m)
     lla = [[43 + 38 / 60 + 33.24 / 3600, -(79 + 23 / 60 + 13.7 / 3600), 0.0]]
-    np.testing.assert_allclose(G.wgs84_to_utm(lla, 17, False)[0, :2], [630084, 4833438], atol=1.0)
+    np.testing.assert_allclose(wgs84_to_utm(lla, 17, False)[0, :2], [630084, 4833438], atol=1.0)
     for lat in (10.0, 37.5, 60.0, 84.0):
-        assert G.wgs84_to_utm([[lat, 9.0, 0.0]], 32, False)[0, 1] == pytest.approx(0.9996 * meridian_arc(lat),
+        assert wgs84_to_utm([[lat, 9.0, 0.0]], 32, False)[0, 1] == pytest.approx(0.9996 * meridian_arc(lat),
                                                                                    abs=1e-4)
 
 
@@ -167,13 +168,13 @@ def test_utm_round_trip_and_pycolmap():
     gps = pycolmap.GPSTransform(pycolmap.GPSTransformEllipsoid.WGS84)
     for south in (False, True):
         part = lla[(lla[:, 0] < 0) == south]
-        utm = G.wgs84_to_utm(part, 32, south)
-        back = G.utm_to_wgs84(utm, 32, south)
+        utm = wgs84_to_utm(part, 32, south)
+        back = utm_to_wgs84(utm, 32, south)
         assert np.abs(back[:, :2] - part[:, :2]).max() * 111e3 < 1e-6  # metres: nanometres
         np.testing.assert_array_equal(back[:, 2], part[:, 2])
         theirs, zone = gps.ellipsoid_to_utm(part[np.abs(part[:, 1] - 9) < 3])
         assert zone == 32
-        np.testing.assert_allclose(theirs, G.wgs84_to_utm(part[np.abs(part[:, 1] - 9) < 3], 32, south), atol=1e-5)
+        np.testing.assert_allclose(theirs, wgs84_to_utm(part[np.abs(part[:, 1] - 9) < 3], 32, south), atol=1e-5)
         # pycolmap's inverse series is shorter: a few tenths of a millimetre
         assert np.abs(gps.utm_to_ellipsoid(utm, 32, not south) - back).max() * 111e3 < 1e-3
 
@@ -184,8 +185,8 @@ def test_utm_against_pyproj():
     for south, code in ((False, "EPSG:32632"), (True, "EPSG:32732")):
         part = lla[(lla[:, 0] < 0) == south]
         east, north = pyproj.Transformer.from_crs("EPSG:4326", code, always_xy=True).transform(part[:, 1], part[:, 0])
-        np.testing.assert_allclose(G.wgs84_to_utm(part, 32, south)[:, :2], np.c_[east, north], atol=1e-6)
-        back = G._pyproj(code, G.wgs84_to_utm(part, 32, south))  # pyproj's path of to_wgs84
+        np.testing.assert_allclose(wgs84_to_utm(part, 32, south)[:, :2], np.c_[east, north], atol=1e-6)
+        back = G._pyproj(code, wgs84_to_utm(part, 32, south))  # pyproj's path of to_wgs84
         np.testing.assert_allclose(back, part, atol=1e-9)
     swiss = G.to_wgs84("EPSG:2056", [[2600000.0, 1200000.0, 500.0]])[0]  # LV95's origin: Bern
     np.testing.assert_allclose(swiss[:2], [46.9510827861, 7.4386324175], atol=1e-6)
@@ -193,7 +194,7 @@ def test_utm_against_pyproj():
 
 def test_to_wgs84_forms_agree():
     lla = np.array([[-33.9, 18.4, 10.0], [-34.1, 18.9, np.nan]])
-    utm = G.wgs84_to_utm(lla, 34, True)
+    utm = wgs84_to_utm(lla, 34, True)
     for projection in ("WGS84 UTM 34S", "EPSG:32734", "+proj=utm +zone=34 +south +datum=WGS84 +units=m +no_defs"):
         out = G.to_wgs84(projection, utm)
         np.testing.assert_allclose(out, lla, atol=1e-10)
@@ -302,7 +303,7 @@ def test_gcp_list_to_fit(tmp_path):
     enu_true, cams, (s, R, t) = scene(rng)
     origin = np.array([47.37, 8.54, 420.0])
     lla = enu_to_wgs84(enu_true, origin)
-    utm = G.wgs84_to_utm(lla, 32, False)
+    utm = wgs84_to_utm(lla, 32, False)
     rows = [(utm[k], pixel(P, enu_true[k]) + rng.normal(0, 0.5, 2), f"img{i:03d}.jpg", f"gcp{k}")
             for k in range(len(utm)) for i, P in enumerate(cams) if visible(P, enu_true[k])]
     path = tmp_path / "gcp_list.txt"
