@@ -2,7 +2,7 @@
 
     python scripts/bench_export.py RUN [--degrees 0 1 2 3] [--out DIR] [--refine STEPS] [--device cuda]
 
-Bakes RUN's merged model from its training views (``momentum_gs.export.bake``), writes each PLY and ``.spz``
+Bakes RUN's merged model from its training views (``momentum_gs.model.standard.bake``), writes each PLY and ``.spz``
 file (and, at degree 0, the ``.splat`` file), reads it back, renders the held-out views with SH evaluation and
 prints a markdown table beside the model's own held-out PSNR (what ``mgs eval`` reports).
 """
@@ -18,12 +18,13 @@ import torch
 
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
-from momentum_gs.export.bake import bake, load_standard_ply, save_standard_ply
-from momentum_gs.trained import load_run
-from momentum_gs.export.splat import load_splat, save_splat
-from momentum_gs.export.spz import load_spz, save_spz
 from momentum_gs.export.refine import refine
 from momentum_gs.export.run import held_out_scores
+from momentum_gs.export.splat import load_splat, save_splat
+from momentum_gs.export.spz import load_spz, save_spz
+from momentum_gs.export.standard_ply import load_standard_ply, save_standard_ply
+from momentum_gs.model.standard import bake
+from momentum_gs.trained import load_run
 
 
 def main() -> None:

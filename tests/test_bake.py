@@ -11,10 +11,10 @@ from plyfile import PlyData
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.export.bake import (SH_C0, StandardGaussians, bake, eval_sh, load_standard_ply, ply_columns,
-                                 save_standard_ply, sh_basis)
-from momentum_gs.trained import load_run
+from momentum_gs.export.standard_ply import load_standard_ply, ply_columns, save_standard_ply
 from momentum_gs.losses import psnr
+from momentum_gs.model.standard import SH_C0, StandardGaussians, bake, eval_sh, sh_basis
+from momentum_gs.trained import load_run
 
 
 def _random_dirs(n: int, seed: int = 0) -> torch.Tensor:

@@ -14,12 +14,13 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap.model import rotmat_to_qvec
 from momentum_gs.data.scene import load_scene
-from momentum_gs.export.bake import StandardGaussians, load_standard_ply
-from momentum_gs.trained import load_run
-from momentum_gs.render.projection import quat_to_rotmat
 from momentum_gs.export.distill import DistillConfig, teacher_renders
+from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.export.student import Student, VoxelHistogram, blending_weights, merge, structure_loss
 from momentum_gs.model.gaussian_scene import rasterize
+from momentum_gs.model.standard import StandardGaussians
+from momentum_gs.render.projection import quat_to_rotmat
+from momentum_gs.trained import load_run
 
 RENDER = RenderConfig(background=[0.0, 0.0, 0.0])
 

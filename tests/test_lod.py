@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.data.colmap.model import rotmat_to_qvec
 from momentum_gs.export.lod import build_tree, concatenate, merge_to, moment_match, take
+from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render.projection import quat_to_rotmat
 
 
@@ -95,7 +95,7 @@ def test_take_and_concatenate_are_inverse():
 
 def _ground(n: int) -> StandardGaussians:
     """``n`` flat Gaussians tiling a 10 × 10 ground at z = 0 with smoothly varying colours."""
-    from momentum_gs.export.bake import SH_C0
+    from momentum_gs.model.standard import SH_C0
 
     xy = torch.rand(n, 2, generator=torch.Generator().manual_seed(0)) * 10 - 5
     colour = torch.stack([0.5 + 0.4 * torch.sin(xy[:, 0] * 1.3), 0.5 + 0.4 * torch.cos(xy[:, 1] * 0.9),

@@ -16,9 +16,10 @@ import torch
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
-from momentum_gs.export.bake import StandardGaussians, load_standard_ply, save_standard_ply
 from momentum_gs.export.spz import flip_frame, load_spz, read_payload, save_spz, unpack
+from momentum_gs.export.standard_ply import load_standard_ply, save_standard_ply
 from momentum_gs.losses import psnr
+from momentum_gs.model.standard import StandardGaussians
 
 
 def _gaussians(n: int, degree: int, seed: int = 0, extent: float = 5.0) -> StandardGaussians:

@@ -476,8 +476,8 @@ def test_programs_are_never_taken_from_the_working_folder(tmp_path, monkeypatch)
     """A splat-transform (or node) in the folder a user works in, in its ./node_modules/.bin, or reached through
     a PATH entry that is empty, "." or the working folder itself is not found, let alone run: `mgs export
     --format sog` says in one line how to install the tool. One on an absolute PATH folder is found."""
-    from momentum_gs.io.programs import find_program, trusted_path
     from momentum_gs.export.web import splat_transform_command
+    from momentum_gs.io.programs import find_program, trusted_path
 
     work, ran = tmp_path / "downloaded_run", tmp_path / "it_ran"
     for folder in (work, work / "node_modules" / ".bin"):
@@ -502,9 +502,10 @@ def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_writ
     """A run whose checkpoint holds NaN (a valid checksum: a diverged run, not a tampered file) is refused by
     every command that loads it, in one line naming the tensor and the count; no export file is written. The
     writers themselves refuse Gaussians with NaN or inf too (a finite model can still bake to inf)."""
-    from momentum_gs.export.bake import StandardGaussians, save_standard_ply
     from momentum_gs.export.splat import save_splat
     from momentum_gs.export.spz import save_spz
+    from momentum_gs.export.standard_ply import save_standard_ply
+    from momentum_gs.model.standard import StandardGaussians
     from tests.conftest import train_tiny
     from tests.test_cli import _assert_one_line_error, mgs
 

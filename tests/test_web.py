@@ -19,10 +19,10 @@ import torch
 from momentum_gs.cli import main
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
-from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.export.splat import load_splat, save_splat
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, viewer_page
 from momentum_gs.losses import psnr
+from momentum_gs.model.standard import StandardGaussians
 from tests.helpers.tools import fake_tool
 
 
@@ -207,7 +207,7 @@ def test_chromium_blends_overlapping_gaussians_back_to_front_as_our_renderer_doe
     """200 large, mostly opaque, anisotropic Gaussians piled up in depth: where the order of blending shows
     (the tiny city is nearly flat, and a front-to-back sort costs it only 2 dB)."""
     from momentum_gs.config import RenderConfig
-    from momentum_gs.export.bake import SH_C0
+    from momentum_gs.model.standard import SH_C0
 
     g, n = torch.Generator().manual_seed(1), 200
     corner, size = torch.tensor([-3.0, -2.25, 5.0]), torch.tensor([6.0, 4.5, 6.0])

@@ -14,7 +14,7 @@ teacher's Gaussians. What it learns from:
   centre over its 8 nearest voxels (trilinear weights), so the term has a gradient for the positions. It is
   off by default (``lambda_structure`` 0): on the demo city every weight tried (0.01, 0.1, 1) gave a worse
   student than none, and the term makes a CPU step dearer (docs/benchmarks/export.md).
-The teacher's Gaussians are the baked export (:func:`momentum_gs.export.bake.bake`): one Gaussian per child
+The teacher's Gaussians are the baked export (:func:`momentum_gs.model.standard.bake`): one Gaussian per child
 drawn by some training view. The student starts as the ``ratio`` most important of them, importance being
 the Gaussian's total blending weight over the training views, then prunes twice (at a third and at two thirds
 of its steps) the ``prune_fraction`` least important and every Gaussian below ``opacity_floor``.
@@ -38,11 +38,11 @@ from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import estimate_line
-from momentum_gs.export.bake import StandardGaussians, bake
 from momentum_gs.export.student import (Student, VoxelHistogram, blending_weights, camera_extent,
                                         learning_rates, merge, structure_loss)
 from momentum_gs.losses import l1, ssim
 from momentum_gs.model.gaussian_scene import GaussianScene, decode_parts, gaussian_tensors, rasterize
+from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.ranges import DISTILL, check_settings
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from momentum_gs.export.bake import SH_C0, StandardGaussians
+from momentum_gs.model.standard import SH_C0, StandardGaussians
 
 GROUND_SHARE = 0.4  # of each block's Gaussians
 FACADES = np.array([[0.80, 0.75, 0.66], [0.62, 0.36, 0.28], [0.70, 0.70, 0.72], [0.88, 0.86, 0.82],

@@ -57,9 +57,9 @@ import numpy as np
 import torch
 
 from momentum_gs.errors import UserError
-from momentum_gs.export.bake import SH_C0, StandardGaussians, sh_basis
 from momentum_gs.export.spz import spz_stream, stream_payload, unpack
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.model.standard import SH_C0, StandardGaussians, sh_basis
 
 EXTENSION = "KHR_gaussian_splatting"
 COMPRESSION = "KHR_gaussian_splatting_compression_spz_2"

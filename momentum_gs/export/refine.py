@@ -6,9 +6,9 @@ import torch
 
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
-from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.export.distill import DistillConfig, distill
 from momentum_gs.model.gaussian_scene import GaussianScene
+from momentum_gs.model.standard import StandardGaussians
 
 # On a CPU the refinement stops at the steps that fit in this many seconds (the steps it takes there are
 # measured in docs/benchmarks); on a GPU it runs all of them.

@@ -15,13 +15,13 @@ from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import scores, write_strip
-from momentum_gs.export.bake import StandardGaussians, bake, save_standard_ply, standard_ply_bytes
 from momentum_gs.export.distill import DistillConfig, distill
 from momentum_gs.export.ply import export_scene
 from momentum_gs.export.refine import default_budget, refine
 from momentum_gs.export.sog_lod import export_sog_lod
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
+from momentum_gs.export.standard_ply import save_standard_ply, standard_ply_bytes
 from momentum_gs.export.tiled import TILE_SIZE, export_tiles
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, splat_transform_command
 from momentum_gs.io.atomic import atomic_write_text
@@ -29,6 +29,7 @@ from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.io.safe_path import inside
 from momentum_gs.losses import psnr
 from momentum_gs.model.gaussian_scene import GaussianScene
+from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.trained import load_run
 
 FORMATS = ("ply", "splat", "spz", "html", "sog", "sog-lod", "3dtiles", "scaffold")

@@ -18,7 +18,7 @@ import torch
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.foreign import require_finite_fields
-from momentum_gs.export.bake import SH_C0, StandardGaussians
+from momentum_gs.model.standard import SH_C0, StandardGaussians
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
 assert RECORD.itemsize == 32

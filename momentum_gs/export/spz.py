@@ -54,7 +54,7 @@ import torch
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.budget import require_memory
-from momentum_gs.export.bake import StandardGaussians, sh_basis
+from momentum_gs.model.standard import StandardGaussians, sh_basis
 
 MAGIC = 0x5053474E
 HEADER = struct.Struct("<IIIBBBB")  # magic, version, points, SH degree, fractional bits, flags, reserved

@@ -11,8 +11,8 @@ from torch import nn
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap.model import rotmat_to_qvec
-from momentum_gs.export.bake import StandardGaussians, eval_sh
 from momentum_gs.model.gaussian_scene import rasterize
+from momentum_gs.model.standard import StandardGaussians, eval_sh
 from momentum_gs.render.projection import quat_to_rotmat
 
 

@@ -34,12 +34,12 @@ from momentum_gs.data.georef import read_georef
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
-from momentum_gs.export.bake import StandardGaussians, bake
 from momentum_gs.export.gltf import COMPRESSIONS, save_glb
 from momentum_gs.export.lod import Tile, build_tree, merge_tiles
 from momentum_gs.export.tileset import TILES_FOLDER, write_tileset
 from momentum_gs.io.safe_path import inside
 from momentum_gs.model.gaussian_scene import GaussianScene
+from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.trained import load_blocks
 
 TILE_SIZE = 32_768  # Gaussians per tile at most
@@ -93,7 +93,7 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
 
 def bake_blocks(blocks: list[GaussianScene], cameras: list[Camera], render_cfg: RenderConfig,
                 sh_degree: int, desc: str = "tiles") -> Iterator[StandardGaussians]:
-    """Each block of ``blocks`` baked in turn (:func:`~momentum_gs.export.bake.bake`), on the CPU, under a
+    """Each block of ``blocks`` baked in turn (:func:`~momentum_gs.model.standard.bake`), on the CPU, under a
     progress bar named ``desc``; a block without anchors gives no Gaussians. The list is emptied as it goes: a
     block's anchors are let go once it is baked."""
     count = len(blocks)

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from momentum_gs.data.georef import enu_axes, origin_of, wgs84_to_ecef
-from momentum_gs.export.bake import StandardGaussians
 from momentum_gs.export.gltf import COMPRESSION, EXTENSION, save_glb
 from momentum_gs.export.lod import Tile
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.model.standard import StandardGaussians
 
 TILESET_NAME, TILES_FOLDER = "tileset.json", "tiles"
 CONTENT_GLTF = "3DTILES_content_gltf"

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
+from momentum_gs.export.splat import splat_bytes
+from momentum_gs.export.standard_ply import save_standard_ply
 from momentum_gs.io.atomic import atomic_write_text, write_failed
-from momentum_gs.export.bake import StandardGaussians, save_standard_ply
 from momentum_gs.io.programs import find_program
 from momentum_gs.io.safe_path import not_a_link
-from momentum_gs.export.splat import splat_bytes
+from momentum_gs.model.standard import StandardGaussians
 
 VIEWER = Path(__file__).with_name("viewer.html")
 NEAR = 0.01  # world units: the renderer's near plane, below which a Gaussian is not drawn

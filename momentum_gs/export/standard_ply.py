@@ -1,5 +1,6 @@
-"""Standard 3D Gaussians (:mod:`momentum_gs.model.standard`: the Gaussians, their SH colours and the bake of a
-trained scene into them) as the PLY file every 3DGS viewer reads.
+"""The standard 3DGS PLY, the file every 3DGS viewer reads: standard 3D Gaussians
+(:class:`~momentum_gs.model.standard.StandardGaussians`, baked from a trained scene by
+:func:`~momentum_gs.model.standard.bake`) written and read back.
 
 The file: float32 vertices ``x y z nx ny nz f_dc_0..2 f_rest_0..(3(K−1)−1) opacity scale_0..2 rot_0..3`` in
 the scene's own world frame, with K = (degree + 1)² and f_rest stored channel by channel (all of red's
@@ -21,10 +22,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_bytes
 from momentum_gs.io.finite import require_finite
 from momentum_gs.io.foreign import read_ply_vertices, require_finite_fields
-# the Gaussians, their SH and the bake live in model/standard.py (the viewer's levels use them); the exports
-# import them from here
-from momentum_gs.model.standard import (SH_C0, SH_C1, SH_C2, SH_C3, StandardGaussians, bake, eval_sh,  # noqa: F401
-                                        sh_basis)
+from momentum_gs.model.standard import StandardGaussians
 
 
 def ply_columns(degree: int) -> list[str]:
