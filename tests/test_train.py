@@ -10,11 +10,11 @@ import torch
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.eval.evaluate import evaluate_run
-from momentum_gs.trained import load_run, merge_checkpoint
-from momentum_gs.export.ply import export_scene, load_export
+from momentum_gs.export.scaffold import export_scene, load_export
 from momentum_gs.losses import psnr
 from momentum_gs.train.run import train
 from momentum_gs.train.trainer import Trainer
+from momentum_gs.trained import load_run, merge_checkpoint
 
 
 def _params(trainer: Trainer) -> dict[str, torch.Tensor]:

@@ -79,7 +79,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path, command)
 
 
 def test_an_exported_decoder_that_would_run_code_is_refused(trained, tmp_path):
-    from momentum_gs.export.ply import load_export
+    from momentum_gs.export.scaffold import load_export
 
     export, marker = tmp_path / "export", tmp_path / "pwned"
     shutil.copytree(trained[0] / "export" / "scaffold", export)

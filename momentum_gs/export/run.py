@@ -16,8 +16,8 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import scores, write_strip
 from momentum_gs.export.distill import DistillConfig, distill
-from momentum_gs.export.ply import export_scene
 from momentum_gs.export.refine import default_budget, refine
+from momentum_gs.export.scaffold import export_scene
 from momentum_gs.export.sog_lod import export_sog_lod
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz

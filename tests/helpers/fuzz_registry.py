@@ -23,7 +23,7 @@ from momentum_gs.data.georef import read_georef
 from momentum_gs.data.images import MANIFEST, ImageJob, prepare_images
 from momentum_gs.eval.camera_path_json import read_path_json
 from momentum_gs.eval.results_file import read_results
-from momentum_gs.export.ply import load_anchor_ply, save_anchor_ply
+from momentum_gs.export.scaffold import load_anchor_ply, save_anchor_ply
 from momentum_gs.export.splat import load_splat, save_splat
 from momentum_gs.export.spz import load_spz, save_spz
 from momentum_gs.export.standard_ply import load_standard_ply, save_standard_ply
