@@ -52,9 +52,9 @@ from momentum_gs.config import load_config  # noqa: E402
 from momentum_gs.data.camera import Camera  # noqa: E402
 from momentum_gs.eval.camera_path import look_at  # noqa: E402
 from momentum_gs.export.generated import generated_city  # noqa: E402
-from momentum_gs.export.gltf import load_glb  # noqa: E402
-from momentum_gs.export.lod import concatenate  # noqa: E402
-from momentum_gs.export.tiled import export_tiles, write_tiles  # noqa: E402
+from momentum_gs.export.tiles.blocks import export_tiles, write_tiles  # noqa: E402
+from momentum_gs.export.tiles.gltf import load_glb  # noqa: E402
+from momentum_gs.export.tiles.lod import concatenate  # noqa: E402
 from momentum_gs.losses import psnr  # noqa: E402
 from momentum_gs.render.kernels import describe_cpu  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Peak memory and time of the 3D Tiles export (``export.tiled.write_tiles``) on a generated city of 1, 4 and 16
+"""Peak memory and time of the 3D Tiles export (``export.tiles.blocks.write_tiles``) on a generated city of 1, 4 and 16
 blocks (16 blocks of 312 500 Gaussians: 5 M), SH degree 3, tiles of 32 768 Gaussians.
 
     python scripts/bench_tiles_memory.py [--blocks 1 4 16] [--per-block 312500] [--tile-size 32768] [--without-trim]
@@ -12,7 +12,7 @@ moves less with the neighbours' load than the wall time), the CPU time per milli
 is linear), the peak resident memory (``getrusage`` ru_maxrss,
 which counts torch's and numpy's buffers alike) and that peak above the baseline. The first line names the CPU
 and its ISA. ``--without-trim`` leaves out the export's trim of the C heap after each tile (see
-``export.tiled._give_back_freed_memory``), to show what it saves.
+``export.tiles.blocks._give_back_freed_memory``), to show what it saves.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
-from momentum_gs.export import tiled  # noqa: E402
 from momentum_gs.export.generated import generated_city  # noqa: E402
+from momentum_gs.export.tiles import blocks as tile_blocks  # noqa: E402
 from momentum_gs.render.kernels import describe_cpu  # noqa: E402
 
 PER_BLOCK = 312_500  # 16 blocks: 5 M Gaussians
@@ -63,7 +63,7 @@ def measure(blocks: int, per_block: int, tile_size: int, degree: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench_tiles_"))
     try:
         wall, cpu = time.perf_counter(), time.process_time()
-        written = tiled.write_tiles(timed_blocks(), out, tile_size)
+        written = tile_blocks.write_tiles(timed_blocks(), out, tile_size)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -77,14 +77,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--per-block", type=int, default=PER_BLOCK)
-    parser.add_argument("--tile-size", type=int, default=tiled.TILE_SIZE)
+    parser.add_argument("--tile-size", type=int, default=tile_blocks.TILE_SIZE)
     parser.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
     parser.add_argument("--without-trim", action="store_true", help="no trim of the C heap after each tile")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one size, JSON on stdout
     args = parser.parse_args()
     if args.child:
         if args.without_trim:
-            tiled._give_back_freed_memory = lambda: None
+            tile_blocks._give_back_freed_memory = lambda: None
         print(json.dumps(measure(args.blocks[0], args.per_block, args.tile_size, args.sh_degree)))
         return
     print(f"cpu: {describe_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")

@@ -1,4 +1,5 @@
-"""Levels of detail (export/lod.py): moment-matched merges, the k-d tree of tiles and what its levels look like."""
+"""Levels of detail (export/tiles/lod.py): moment-matched merges, the k-d tree of tiles and what its levels
+look like."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from momentum_gs.data.colmap.model import rotmat_to_qvec
-from momentum_gs.export.lod import build_tree, concatenate, merge_to, moment_match, take
+from momentum_gs.export.tiles.lod import build_tree, concatenate, take
+from momentum_gs.model.lod import merge_to, moment_match
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render.projection import quat_to_rotmat
 

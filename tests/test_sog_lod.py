@@ -18,8 +18,8 @@ from momentum_gs.cli import main
 from momentum_gs.config import RenderConfig
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
-from momentum_gs.export.lod import build_tree
-from momentum_gs.export.sog_lod import LevelFiles, level_cuts, write_streamed_sog
+from momentum_gs.export.tiles.lod import build_tree
+from momentum_gs.export.tiles.sog_lod import LevelFiles, level_cuts, write_streamed_sog
 from momentum_gs.model.standard import StandardGaussians
 from tests.conftest import train_two_blocks
 from tests.helpers.browser import CHROMIUM, Browser, serve_folder

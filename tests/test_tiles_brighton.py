@@ -15,8 +15,8 @@ from momentum_gs.cli import main
 from momentum_gs.config import load_config
 from momentum_gs.data.georef import wgs84_to_ecef
 from momentum_gs.data.scene import load_scene
-from momentum_gs.export.gltf import load_glb
-from momentum_gs.export.lod import concatenate
+from momentum_gs.export.tiles.gltf import load_glb
+from momentum_gs.export.tiles.lod import concatenate
 from momentum_gs.partition import auto_partition
 from scripts.sfm_placement import exif_gps
 from tests.conftest import train_tiny

@@ -15,8 +15,8 @@ import torch
 
 from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
-from momentum_gs.export.gltf import load_glb
-from momentum_gs.export.lod import concatenate
+from momentum_gs.export.tiles.gltf import load_glb
+from momentum_gs.export.tiles.lod import concatenate
 from momentum_gs.losses import psnr
 from tests.helpers.cesium import (CesiumPage, camera_pose, cesium_build, correlation, horizontal_fov, inside_box,
                                   render_on_black)

@@ -10,8 +10,8 @@ import pytest
 
 from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
-from momentum_gs.export.gltf import COMPRESSION, EXTENSION, load_glb
-from momentum_gs.export.lod import take
+from momentum_gs.export.tiles.gltf import COMPRESSION, EXTENSION, load_glb
+from momentum_gs.export.tiles.lod import take
 from tests.conftest import train_two_blocks
 from tests.helpers.tileset_rules import tiles, tileset_problems
 
@@ -96,7 +96,7 @@ def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_pat
     """Blocks 0-3 pair up into g0-3, block 4 waits alone; the root merges the two. Every tile is written once,
     every Gaussian is in one leaf, an empty block is skipped but keeps the numbering."""
     from momentum_gs.export.generated import generated_city
-    from momentum_gs.export.tiled import write_tiles
+    from momentum_gs.export.tiles.blocks import write_tiles
 
     blocks = list(generated_city(5, 1500, degree=0))
     blocks.insert(2, take(blocks[0], np.arange(0)))
@@ -121,7 +121,7 @@ def test_small_blocks_gather_until_they_fill_a_tile(tmp_path):
     """Blocks of 300 Gaussians under tiles of 1000: blocks 0-3 fill one tile of theirs; blocks 4 and 5, 600
     together, join the root as they are rather than as a copy of theirs; every tile above the blocks merges."""
     from momentum_gs.export.generated import generated_city
-    from momentum_gs.export.tiled import write_tiles
+    from momentum_gs.export.tiles.blocks import write_tiles
 
     write_tiles(generated_city(6, 300, degree=0), tmp_path, tile_size=1000)
     root = json.loads((tmp_path / "tileset.json").read_text())["root"]

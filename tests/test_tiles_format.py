@@ -18,10 +18,10 @@ import torch
 
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.errors import UserError
-from momentum_gs.export.gltf import EXTENSION, glb_bytes, load_glb, save_glb
-from momentum_gs.export.lod import Tile
 from momentum_gs.export.standard_ply import save_standard_ply
-from momentum_gs.export.tileset import box_volume, enu_to_ecef_matrix, write_tileset
+from momentum_gs.export.tiles.gltf import EXTENSION, glb_bytes, load_glb, save_glb
+from momentum_gs.export.tiles.lod import Tile
+from momentum_gs.export.tiles.tileset import box_volume, enu_to_ecef_matrix, write_tileset
 from momentum_gs.model.standard import StandardGaussians, sh_basis
 from momentum_gs.render.projection import quat_to_rotmat
 from tests.helpers.tileset_rules import glb_chunks as _chunks

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from momentum_gs.export.generated import generated_city
-from momentum_gs.export.tiled import write_tiles
+from momentum_gs.export.tiles.blocks import write_tiles
 from momentum_gs.model.standard import StandardGaussians
 
 PER_BLOCK, TILE = 20_000, 2048

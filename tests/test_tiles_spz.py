@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from momentum_gs.errors import UserError
-from momentum_gs.export.gltf import COMPRESSION, EXTENSION, glb_bytes, load_glb, save_glb
 from momentum_gs.export.spz import stream_payload, unpack
-from momentum_gs.export.tileset import write_tileset
+from momentum_gs.export.tiles.gltf import COMPRESSION, EXTENSION, glb_bytes, load_glb, save_glb
+from momentum_gs.export.tiles.tileset import write_tileset
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render.projection import quat_to_rotmat
 from tests.test_tiles_format import TURN, _chunks, _gaussians, _glb, _node_with, _tree, _validate

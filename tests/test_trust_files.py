@@ -23,7 +23,7 @@ from momentum_gs.export.scaffold import export_scene, load_anchor_ply, load_expo
 from momentum_gs.export.splat import load_splat, splat_bytes
 from momentum_gs.export.spz import HEADER, MAGIC, load_spz, save_spz
 from momentum_gs.export.standard_ply import load_standard_ply, ply_columns, save_standard_ply, standard_ply_bytes
-from momentum_gs.export.tiled import export_tiles
+from momentum_gs.export.tiles.blocks import export_tiles
 from momentum_gs.io.atomic import atomic_write_text, temporary_path
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, load_verified, save_checkpoint, save_verified
 from momentum_gs.model.anchors import AnchorSet

@@ -8,8 +8,8 @@ import argparse
 from momentum_gs.commands.common import use_run_settings
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.run import FORMATS, export_run
-from momentum_gs.export.gltf import COMPRESSIONS
-from momentum_gs.export.tiled import TILE_SIZE
+from momentum_gs.export.tiles.blocks import TILE_SIZE
+from momentum_gs.export.tiles.gltf import COMPRESSIONS
 from momentum_gs.ranges import MAX_STEPS, TILE, Range, add_number
 
 REFINE_STEPS = Range(0, MAX_STEPS, why="0 is the bake alone, and 10^9 steps take 11 days at 1000 steps a second, so "

@@ -18,11 +18,11 @@ from momentum_gs.eval.evaluate import scores, write_strip
 from momentum_gs.export.distill import DistillConfig, distill
 from momentum_gs.export.refine import default_budget, refine
 from momentum_gs.export.scaffold import export_scene
-from momentum_gs.export.sog_lod import export_sog_lod
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
 from momentum_gs.export.standard_ply import save_standard_ply, standard_ply_bytes
-from momentum_gs.export.tiled import TILE_SIZE, export_tiles
+from momentum_gs.export.tiles.blocks import TILE_SIZE, export_tiles
+from momentum_gs.export.tiles.sog_lod import export_sog_lod
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, splat_transform_command
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
@@ -48,8 +48,8 @@ def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = N
     ``sh_degree``: the baked Gaussians' SH degree (default 3; 0 for sog; splat and html keep none).
     ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
     (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile
-    of ``3dtiles`` (:mod:`momentum_gs.export.tiled`, written to ``RUN/export/3dtiles`` by default) and per leaf
-    of ``sog-lod`` (:mod:`momentum_gs.export.sog_lod`, ``RUN/export/sog-lod``); ``tile_compression``: the
+    of ``3dtiles`` (:mod:`momentum_gs.export.tiles.blocks`, written to ``RUN/export/3dtiles`` by default) and per leaf
+    of ``sog-lod`` (:mod:`momentum_gs.export.tiles.sog_lod`, ``RUN/export/sog-lod``); ``tile_compression``: the
     tiles as SPZ streams ("spz") or float32 attributes ("none")."""
     folder = RunFolder(run_dir)
     if fmt in ("3dtiles", "sog-lod"):

@@ -1,5 +1,5 @@
 """Coarser copies of standard Gaussians by merging: the levels of detail of the 3D Tiles export
-(:mod:`momentum_gs.export.lod`) and of the live viewer (:mod:`momentum_gs.view.levels`).
+(:mod:`momentum_gs.export.tiles.lod`) and of the live viewer (:mod:`momentum_gs.view.levels`).
 
 Gaussians that fall in one cell of a grid sized for the budget are replaced by one whose mean and covariance
 are the weighted mean and covariance of the group (moment matching), weights opacity × surface (the product of

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from momentum_gs.config import RenderConfig
-from momentum_gs.export.tileset import enu_to_ecef_matrix
+from momentum_gs.export.tiles.tileset import enu_to_ecef_matrix
 from tests.helpers.browser import CHROMIUM, Browser, serve_folder
 from tests.helpers.tools import npm_global_root
 

@@ -2,7 +2,7 @@
 
 :func:`write_tiles` takes the Gaussians as a stream of blocks (any iterable of :class:`StandardGaussians`: a
 run's blocks baked one at a time by :func:`bake_blocks`, or a generated scene) and holds one block at a time:
-- each block is cut into a tree of tiles (:mod:`momentum_gs.export.lod`) that is written as it is built, leaves
+- each block is cut into a tree of tiles (:mod:`momentum_gs.export.tiles.lod`) that is written as it is built, leaves
   first, each parent once its two children are merged, whose contents are then let go;
 - above the blocks, the blocks' roots wait for partners until together they hold more than a tile's worth;
   then they are merged into a tile of theirs, which waits likewise at the level above (:class:`BlockLevels`):
@@ -12,7 +12,7 @@ run's blocks baked one at a time by :func:`bake_blocks`, or a generated scene) a
 So the memory held is one block, its tree's tiles along one path and about two tiles per level above the blocks:
 bounded by the block and tile sizes, whatever the number of blocks; the time grows linearly with the Gaussians.
 The tiles are GLB files (glTF ``KHR_gaussian_splatting``, by default as SPZ streams, which CesiumJS draws:
-:mod:`momentum_gs.export.gltf`). With the scene's
+:mod:`momentum_gs.export.tiles.gltf`). With the scene's
 ``georef.json`` (``mgs sfm`` with GPS photos) the root's transform puts the scene on the globe (WGS84); without
 one the tileset stays in the scene's own frame. Only the tree's boxes and errors stay in memory to the end,
 where ``tileset.json`` is written.
@@ -34,9 +34,9 @@ from momentum_gs.data.georef import read_georef
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
-from momentum_gs.export.gltf import COMPRESSIONS, save_glb
-from momentum_gs.export.lod import Tile, build_tree, merge_tiles
-from momentum_gs.export.tileset import TILES_FOLDER, write_tileset
+from momentum_gs.export.tiles.gltf import COMPRESSIONS, save_glb
+from momentum_gs.export.tiles.lod import Tile, build_tree, merge_tiles
+from momentum_gs.export.tiles.tileset import TILES_FOLDER, write_tileset
 from momentum_gs.io.safe_path import inside
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.model.standard import StandardGaussians, bake
@@ -112,7 +112,7 @@ def write_tiles(blocks: Iterable[StandardGaussians], out: str | Path, tile_size:
     """Write ``blocks`` (an iterable of per-block Gaussians, read once, one block at a time; block ``i`` names
     its tiles ``b<i>...``, an empty block is skipped) as the 3D Tiles tileset ``out/tileset.json`` with its
     tiles ``out/tiles/<name>.glb``, each written by ``content(gaussians, path, compression)`` as soon as it is
-    final (``compression``: "spz" or "none", :func:`momentum_gs.export.gltf.save_glb`); placed
+    final (``compression``: "spz" or "none", :func:`momentum_gs.export.tiles.gltf.save_glb`); placed
     on the globe when ``georef`` (``data.georef.read_georef``'s dictionary) is given. See the module notes for
     the tree and the memory it holds."""
     if tile_size < 1:

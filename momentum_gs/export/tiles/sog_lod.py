@@ -16,9 +16,9 @@ from pathlib import Path
 
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.export.lod import Tile, build_tree, concatenate, merge_tiles
 from momentum_gs.export.standard_ply import save_standard_ply
-from momentum_gs.export.tiled import TILE_SIZE, bake_blocks
+from momentum_gs.export.tiles.blocks import TILE_SIZE, bake_blocks
+from momentum_gs.export.tiles.lod import Tile, build_tree, concatenate, merge_tiles
 from momentum_gs.export.web import reason, run_splat_transform, splat_transform_command, work_folder_beside
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.trained import load_blocks

@@ -11,7 +11,7 @@ The file, as the 3D Tiles 1.1 specification lays it out:
   column-major, from ENU metres to Earth-centred Earth-fixed metres, so the tiles stand on the globe. Without a
   georeference there is no transform, and a viewer places the tileset at the Earth's centre unless told where.
 The GLB contents are y-up glTF turned so that the loader's y-up → z-up turn puts them back in the scene's
-z-up frame (``export.gltf``); boxes and transform are in that z-up frame.
+z-up frame (``export.tiles.gltf``); boxes and transform are in that z-up frame.
 
 The tileset declares the glTF extensions its content uses with the ``3DTILES_content_gltf`` extension, which is
 where CesiumJS looks for a tileset's glTF extensions. Float32 tiles only *use* ``KHR_gaussian_splatting`` (a
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from momentum_gs.data.georef import enu_axes, origin_of, wgs84_to_ecef
-from momentum_gs.export.gltf import COMPRESSION, EXTENSION, save_glb
-from momentum_gs.export.lod import Tile
+from momentum_gs.export.tiles.gltf import COMPRESSION, EXTENSION, save_glb
+from momentum_gs.export.tiles.lod import Tile
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.model.standard import StandardGaussians
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from momentum_gs.model.lod import extent, merge_to
 from momentum_gs.model.standard import StandardGaussians
-# the merge lives in model/lod.py (the live viewer's levels use it too); the names stay importable from here
-from momentum_gs.model.lod import extent, merge_to, moment_match  # noqa: F401
 
 
 @dataclass
