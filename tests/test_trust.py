@@ -476,8 +476,8 @@ def test_programs_are_never_taken_from_the_working_folder(tmp_path, monkeypatch)
     """A splat-transform (or node) in the folder a user works in, in its ./node_modules/.bin, or reached through
     a PATH entry that is empty, "." or the working folder itself is not found, let alone run: `mgs export
     --format sog` says in one line how to install the tool. One on an absolute PATH folder is found."""
-    from momentum_gs.export.web import splat_transform_command
     from momentum_gs.io.programs import find_program, trusted_path
+    from momentum_gs.io.splat_transform import splat_transform_command
 
     work, ran = tmp_path / "downloaded_run", tmp_path / "it_ran"
     for folder in (work, work / "node_modules" / ".bin"):

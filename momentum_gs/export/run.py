@@ -23,10 +23,11 @@ from momentum_gs.export.spz import save_spz
 from momentum_gs.export.standard_ply import save_standard_ply, standard_ply_bytes
 from momentum_gs.export.tiles.blocks import TILE_SIZE, export_tiles
 from momentum_gs.export.tiles.sog_lod import export_sog_lod
-from momentum_gs.export.web import save_viewer, save_with_splat_transform, splat_transform_command
+from momentum_gs.export.web import save_viewer, save_with_splat_transform
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.io.safe_path import inside
+from momentum_gs.io.splat_transform import splat_transform_command
 from momentum_gs.losses import psnr
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.model.standard import StandardGaussians, bake

@@ -5,8 +5,8 @@ The viewer is ``viewer.html`` beside this module with the scene filled in: the `
 (:mod:`momentum_gs.export.splat`, base64), one training camera to open on and the background colour, as JSON
 in the page. It needs no network and no server (it opens from a local file) and draws with WebGL2: each
 Gaussian projected as our renderer projects it, sorted back to front on the CPU, blended over the
-background. ``splat-transform`` (Node.js) converts our standard PLY into the formats of PlayCanvas's
-viewers; docs/web.md says which of its versions runs on which Node.js.
+background. ``splat-transform`` (Node.js, :mod:`momentum_gs.io.splat_transform`) converts our standard PLY into
+the formats of PlayCanvas's viewers.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError
 from momentum_gs.export.splat import splat_bytes
 from momentum_gs.export.standard_ply import save_standard_ply
-from momentum_gs.io.atomic import atomic_write_text, write_failed
-from momentum_gs.io.programs import find_program
+from momentum_gs.io.atomic import atomic_write_text, work_folder_beside
 from momentum_gs.io.safe_path import not_a_link
+from momentum_gs.io.splat_transform import run_splat_transform
 from momentum_gs.model.standard import StandardGaussians
 
 VIEWER = Path(__file__).with_name("viewer.html")
@@ -33,8 +31,6 @@ NEAR = 0.01  # world units: the renderer's near plane, below which a Gaussian is
 # size showed its first frame within ten seconds and then redrew smoothly, and larger ones did not always (docs/web.md,
 # scripts/bench_web_load.py). A larger scene goes to the tileset, which viewers stream by level of detail.
 HTML_MAX_GAUSSIANS = 500_000
-INSTALL_SPLAT_TRANSFORM = ("install Node.js 22 or newer and run `npm install -g @playcanvas/splat-transform` "
-                           "(on Node.js 18 or 20: `npm install -g @playcanvas/splat-transform@2.7.1`)")
 
 
 def orbit_distance(gaussians: StandardGaussians, camera: Camera) -> float:
@@ -70,12 +66,6 @@ def save_viewer(gaussians: StandardGaussians, camera: Camera, background: tuple[
     return Path(path)
 
 
-def splat_transform_command(what: str = "--format sog") -> list[str]:
-    """How to run ``splat-transform``: the command on the PATH (never one in the working folder, e.g. its
-    ./node_modules: see :mod:`momentum_gs.io.programs`); a UserError saying what to install when it is not there."""
-    return [find_program("splat-transform", what, INSTALL_SPLAT_TRANSFORM)]
-
-
 def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, out: Path) -> Path:
     """Write ``gaussians`` as a standard PLY and convert it with splat-transform into ``out``, whose extension
     picks the format (.sog, .html, ...). Both are made in a temporary folder beside ``out`` and the result is
@@ -84,45 +74,8 @@ def save_with_splat_transform(command: list[str], gaussians: StandardGaussians, 
     folder = work_folder_beside(out)
     try:
         ply, made = save_standard_ply(gaussians, folder / "point_cloud.ply"), folder / out.name
-        result = run_splat_transform(command, [str(ply)], made)
-        if result.returncode != 0 or not made.is_file():
-            raise UserError(f"splat-transform could not write {out.name}: {reason(result)}")
+        run_splat_transform(command, [str(ply)], made)
         made.replace(not_a_link(out))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return out
-
-
-def work_folder_beside(out: Path) -> Path:
-    """A new hidden working folder in ``out``'s folder (made if needed), where a result is made before it is
-    moved into place; a one-line UserError when it cannot be made."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise write_failed(out, exc)
-
-
-def run_splat_transform(command: list[str], inputs: list[str], made: Path) -> subprocess.CompletedProcess:
-    """Convert ``inputs`` (files, each maybe followed by its actions) into ``made`` on the GPU splat-transform
-    finds (WebGPU) or, where that fails, on the CPU, where compressing SH degrees 1-3 takes minutes
-    (docs/web.md). ``-w``: a failed try may leave part of a multi-file output, which the next overwrites."""
-    for device in ([], ["--gpu", "cpu"]):
-        made.unlink(missing_ok=True)  # a failed try can leave an empty file, which the next would refuse
-        try:
-            result = subprocess.run([*command, *device, "--quiet", "-w", *inputs, str(made)], capture_output=True,
-                                    text=True)
-        except OSError as exc:  # e.g. its `#!/usr/bin/env node` finds no node
-            raise UserError(f"cannot run splat-transform ({exc.strerror}); {INSTALL_SPLAT_TRANSFORM}")
-        if result.returncode == 0 and made.is_file():
-            break
-    return result
-
-
-def reason(result: subprocess.CompletedProcess) -> str:
-    """The line of a failed splat-transform's output that says why (its first error line, else its last)."""
-    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    if errors:
-        return errors[0][:200]
-    return lines[-1][:200] if lines else f"exit status {result.returncode}"

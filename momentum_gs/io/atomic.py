@@ -1,12 +1,14 @@
 """Writing files so that a kill or a full disk never leaves half of one: a temporary file beside the target,
-then a rename. Temporary files are named ``.<name>.tmp<pid>`` and made anew by this process (never opened
-through a link left there); :func:`remove_stale_temporaries` clears those that a killed write left behind. A
-target that is a symbolic link is refused (:func:`momentum_gs.io.safe_path.not_a_link`): the rename would
-replace the link with a file."""
+then a rename (a result of several files is made in a working folder beside it, :func:`work_folder_beside`,
+then moved into place). Temporary files are named ``.<name>.tmp<pid>`` and made anew by this process (never
+opened through a link left there); :func:`remove_stale_temporaries` clears those that a killed write left
+behind. A target that is a symbolic link is refused (:func:`momentum_gs.io.safe_path.not_a_link`): the rename
+would replace the link with a file."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from momentum_gs.errors import UserError
@@ -59,6 +61,16 @@ def atomic_write_bytes(path: str | Path, data: bytes, sync: bool = True) -> None
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def work_folder_beside(out: Path) -> Path:
+    """A new hidden working folder in ``out``'s folder (made if needed), where a result is made before it is
+    moved into place; a one-line UserError when it cannot be made."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise write_failed(out, exc)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -19,7 +19,8 @@ from momentum_gs.errors import UserError
 from momentum_gs.export.standard_ply import save_standard_ply
 from momentum_gs.export.tiles.blocks import TILE_SIZE, bake_blocks
 from momentum_gs.export.tiles.lod import Tile, build_tree, concatenate, merge_tiles
-from momentum_gs.export.web import reason, run_splat_transform, splat_transform_command, work_folder_beside
+from momentum_gs.io.atomic import work_folder_beside
+from momentum_gs.io.splat_transform import run_splat_transform, splat_transform_command
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.trained import load_blocks
 
@@ -99,9 +100,7 @@ def write_streamed_sog(command: list[str], trees, out: Path, tile_size: int) -> 
             raise UserError("no block of the run holds anchors in its cell; nothing to export")
         made = work / "sog-lod" / "lod-meta.json"
         made.parent.mkdir()
-        result = run_splat_transform(command, files.arguments(), made)
-        if result.returncode != 0 or not made.is_file():
-            raise UserError(f"splat-transform could not write lod-meta.json: {reason(result)}")
+        run_splat_transform(command, files.arguments(), made)
         _replace_folder(made.parent, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
