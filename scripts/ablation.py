@@ -2,7 +2,7 @@
 """Run the ablation rows a–f of the paper (SPEC §3.4) on one scene and write the table beside the paper's.
 
 Every row trains the same number of steps per block, as the paper does, with the Momentum-GS settings of
-configs/ablation/*.yaml; a run shorter than the paper's 60k steps per block compresses every step-counted
+momentum_gs/configs/ablation/*.yaml; a run shorter than the paper's 60k steps per block compresses every step-counted
 setting by the one factor steps / 60000 (``schedule_overrides``). The table reports each row's total
 block-steps and wall time beside its metrics.
 
@@ -31,13 +31,13 @@ from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.partition.run import partition_main
 from momentum_gs.train.run import train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ablation"
+CONFIGS = Path(__file__).resolve().parents[1] / "momentum_gs" / "configs" / "ablation"
 # row: (config file, number of blocks); the settings' names and the paper's numbers are in PAPER_ABLATION
 ROWS = {"a": ("a_one_block", 1), "b": ("b_parallel4", 4), "c": ("c_independent4", 4),
         "d": ("d_independent8", 8), "e": ("e_momentum8", 8), "f": ("f_full8", 8)}
 
 
-# The step-counted settings of the paper's runs (60k steps per block; configs/datasets/*.yaml). A shorter run
+# The step-counted settings of the paper's runs (60k steps per block; the shipped datasets/*.yaml). A shorter run
 # multiplies every one of them by the same factor, steps / 60000 (at least 1 step each). Not compressed:
 # strategy.update_interval (25), the number of views whose statistics each growing/pruning decision averages
 # (an anchor needs > 0.8 x 25 visits). Compressed to 1 step it let every anchor grow after one view:

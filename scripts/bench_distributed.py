@@ -32,7 +32,7 @@ def run(procs: int, args, out: Path) -> dict:
     """Train once with ``procs`` processes; returns the run's summary.json."""
     if out.exists():
         shutil.rmtree(out)
-    mgs = ["-m", "momentum_gs.cli", "train", "--config", str(REPO / "configs" / "demo.yaml"),
+    mgs = ["-m", "momentum_gs.cli", "train", "--config", str(REPO / "momentum_gs" / "configs" / "demo.yaml"),
            "--data", str(args.data), "--out", str(out), f"blocks.partition={args.out / 'partition.npz'}",
            f"blocks.active={args.active}", f"optim.steps={args.steps}", "log.tensorboard=false",
            "weighting.enabled=false", f"device={args.device}", *args.overrides]

@@ -2,7 +2,7 @@
 
     python scripts/bench_geometry_step.py DATA PARTITION [--steps 150] [key=value ...]
 
-Two trainers of configs/demo.yaml on the scene DATA with the partition file PARTITION: "off" (defaults) and
+Two trainers of the shipped demo.yaml on the scene DATA with the partition file PARTITION: "off" (defaults) and
 "on" (``geometry.lambda_flatten=0.1 geometry.lambda_depth_normal=0.05``, the depth-normal term from step 0).
 They take turns on block 0's views (the order alternating), and the medians after 30 warm-up steps are printed.
 """
@@ -23,6 +23,7 @@ from momentum_gs.train.trainer import Trainer
 
 GEOMETRY = ["geometry.lambda_flatten=0.1", "geometry.lambda_depth_normal=0.05", "geometry.depth_normal_from=0"]
 WARMUP = 30
+DEMO = Path(__file__).resolve().parents[1] / "momentum_gs" / "configs" / "demo.yaml"
 
 
 def main() -> None:
@@ -35,8 +36,8 @@ def main() -> None:
     torch.set_num_threads(1)
     trainers, folder = {}, Path(tempfile.mkdtemp())
     for name, extra in (("off", []), ("on", GEOMETRY)):
-        cfg = load_config("configs/demo.yaml", [f"data.path={args.data}", f"blocks.partition={args.partition}",
-                                                "log.tensorboard=false", "threads=1", *extra, *args.overrides])
+        cfg = load_config(DEMO, [f"data.path={args.data}", f"blocks.partition={args.partition}",
+                                "log.tensorboard=false", "threads=1", *extra, *args.overrides])
         trainers[name] = Trainer(cfg, load_scene(cfg.data), folder / name, torch.device("cpu"))
         trainers[name].placement.activate([0])
     times = {name: [] for name in trainers}

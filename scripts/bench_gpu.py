@@ -11,7 +11,7 @@ GPU's name. Peak training memory is ``torch.cuda.max_memory_allocated`` of the t
     python scripts/bench_gpu.py --steps 2000 [--scenes city brighton] [--backends torch gsplat] [key=value ...]
 
 The city (``mgs synth --preset city8`` by default) is generated and partitioned into --blocks blocks under
---out when missing, and trained block-wise with configs/demo.yaml; brighton_beach with its own config.
+--out when missing, and trained block-wise with the shipped demo.yaml; brighton_beach with its own config.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "momentum_gs" / "configs"  # the shipped configs
 SHARED = Path(os.environ.get("MGS_SHARED", REPO.parent / "shared"))
 
 # `mgs ARGS` in a child process (argv: peak file, device, ARGS) that afterwards writes its peak memory (MB) to
@@ -54,8 +55,8 @@ def scenes(args) -> dict[str, tuple[Path, list[str]]]:
         mgs("partition", "--data", str(city), "--out", str(partition), "--blocks", str(args.blocks))
     if "brighton" in args.scenes and not (args.brighton / "sparse").is_dir():
         sys.exit(f"bench_gpu.py: brighton_beach not found at {args.brighton}; pass --brighton PATH")
-    table = {"city": (city, ["--config", str(REPO / "configs" / "demo.yaml"), f"blocks.partition={partition}"]),
-             "brighton": (args.brighton, ["--config", str(REPO / "configs" / "brighton_beach.yaml"),
+    table = {"city": (city, ["--config", str(CONFIGS / "demo.yaml"), f"blocks.partition={partition}"]),
+             "brighton": (args.brighton, ["--config", str(CONFIGS / "brighton_beach.yaml"),
                                           "data.downsample=1"])}
     return {name: table[name] for name in args.scenes}
 

@@ -79,7 +79,7 @@ for part in "${parts[@]}"; do
     fps)
       brighton=${BRIGHTON:-../shared/datasets/brighton_beach}
       run_part fps bash -c "set -e
-        $PYTHON -m momentum_gs.cli train --config configs/brighton_beach.yaml --data '$brighton' --out '$work/fps' \
+        $PYTHON -m momentum_gs.cli train --config brighton_beach.yaml --data '$brighton' --out '$work/fps' \
           data.downsample=1 optim.steps=${FPS_STEPS:-2000} device=cuda render.backend=gsplat log.tensorboard=false
         $PYTHON scripts/bench_render.py '$work/fps' --backend gsplat --rounds 10 --profile --json '$out/fps_gsplat.json'
         $PYTHON scripts/bench_render.py '$work/fps' --backend torch --rounds 3 --json '$out/fps_torch.json'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train on every GPU of this machine, one process per GPU:
 #
-#   scripts/train_multi_gpu.sh --config configs/ablation/f_full8.yaml --data data/city --out runs/city8 \
+#   scripts/train_multi_gpu.sh --config ablation/f_full8.yaml --data data/city --out runs/city8 \
 #       blocks.partition=runs/city8/partition.npz blocks.active=4
 #
 # NPROC sets the number of processes (default: the number of GPUs, or 2 CPU processes on a machine without

@@ -39,6 +39,13 @@ def test_unknown_config_key(tiny_scene, tmp_path):
     assert not (tmp_path / "r" / "ckpt").exists()
 
 
+def test_a_config_that_is_neither_a_file_nor_shipped(tiny_scene, tmp_path):
+    result = mgs("train", "--config", "nope", "--data", str(tiny_scene), "--out", str(tmp_path / "r"))
+    _assert_one_line_error(result, "config file not found: nope (neither a file nor a shipped config: brighton_beach, "
+                                   "demo, demo_single, ablation/a_one_block")
+    assert not (tmp_path / "r").exists()
+
+
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
     _assert_one_line_error(mgs("eval", str(tmp_path)), "not a run folder")
 

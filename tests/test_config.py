@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from momentum_gs.config import Config, load_config, save_config, to_dict
+from momentum_gs.config import SHIPPED, Config, find_config, load_config, save_config, shipped_names, to_dict
 from momentum_gs.errors import UserError
 
 
@@ -82,6 +82,22 @@ def test_bad_files(tmp_path):
         load_config(unknown)
 
 
+def test_a_config_is_a_path_or_the_name_of_a_shipped_one(tmp_path, monkeypatch):
+    """``--config`` takes a file, or a shipped config's name with or without ``.yaml``, from any folder; a file
+    of that name in the working folder wins; anything else is one line naming what is shipped."""
+    monkeypatch.chdir(tmp_path)
+    assert {"demo", "demo_single", "brighton_beach", "ablation/f_full8", "datasets/rubble"} <= set(shipped_names())
+    for name in ("demo.yaml", "demo", "ablation/f_full8", "datasets/rubble.yaml"):
+        assert find_config(name) == SHIPPED / (name if name.endswith(".yaml") else f"{name}.yaml")
+    assert load_config("brighton_beach").optim.steps == load_config(SHIPPED / "brighton_beach.yaml").optim.steps
+    (tmp_path / "demo.yaml").write_text("optim:\n  steps: 77\n")
+    assert find_config("demo.yaml") == Path("demo.yaml") and load_config("demo.yaml").optim.steps == 77
+    for wrong in ("nope", "ablation", "../configs/demo", str(tmp_path / "demo")):
+        with pytest.raises(UserError, match=r"^config file not found: .*\(neither a file nor a shipped config: "
+                                            r"brighton_beach, demo, demo_single, ablation/a_one_block, .*\)$"):
+            find_config(wrong)
+
+
 def test_deterministic_kernels_are_on_for_cpu_runs_unless_asked_otherwise(tmp_path):
     import torch
 
@@ -117,10 +133,10 @@ def test_the_growth_schedule_follows_the_run_length_unless_set(tmp_path):
 
 
 def test_a_schedule_past_the_end_of_a_cut_run_is_said_with_the_value_to_give():
-    """configs/brighton_beach.yaml grows until step 1500 of 2000: cut to 1200 steps, growth would never settle."""
+    """brighton_beach.yaml grows until step 1500 of 2000: cut to 1200 steps, growth would never settle."""
     from momentum_gs.config import schedule_warnings
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "brighton_beach.yaml"
+    config = SHIPPED / "brighton_beach.yaml"
     assert schedule_warnings(load_config(config)) == []
     (line,) = schedule_warnings(load_config(config, ["optim.steps=1200"]))
     assert line.startswith("strategy.update_until=1500 is past the run's last step (optim.steps=1200)")

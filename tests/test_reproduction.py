@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from momentum_gs.config import load_config, save_config
+from momentum_gs.config import SHIPPED, load_config, save_config
 
 REPO = Path(__file__).parents[1]
 # dataset: (box, grid, λ_cons, σ) from the paper's training scripts (SPEC §3.2–3.3)
@@ -23,7 +23,7 @@ PAPER = {
 
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_dataset_configs_hold_the_papers_settings(name):
-    cfg = load_config(REPO / "configs" / "datasets" / f"{name}.yaml")
+    cfg = load_config(SHIPPED / "datasets" / f"{name}.yaml")
     box, grid, lambda_cons, sigma = PAPER[name]
     assert cfg.partition.box == tuple(float(v) for v in box) and cfg.partition.grid == grid
     assert cfg.teacher.enabled and cfg.teacher.lambda_cons == lambda_cons
@@ -31,7 +31,7 @@ def test_dataset_configs_hold_the_papers_settings(name):
     assert cfg.optim.steps == 60000 and cfg.optim.lr_max_steps == 30000
     assert (cfg.data.downsample, cfg.data.max_width) == ((1, 1600) if name == "matrixcity" else (4, 0))
     script = (REPO / "scripts" / "datasets" / f"{name}.sh").read_text()
-    assert f"configs/datasets/{name}.yaml" in script
+    assert f"momentum_gs/configs/datasets/{name}.yaml" in script
 
 
 def test_every_script_parses():

@@ -113,24 +113,23 @@ def _shipped_schedules():
     import sys
     from pathlib import Path
 
-    from momentum_gs.config import load_config
+    from momentum_gs.config import SHIPPED, load_config
 
-    repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     try:
         import ablation
     finally:
         sys.path.pop(0)
     out = []
-    for path in sorted((repo / "configs" / "datasets").glob("*.yaml")):
+    for path in sorted((SHIPPED / "datasets").glob("*.yaml")):
         cfg = load_config(path)
         n = cfg.partition.blocks or int(torch.tensor(cfg.partition.grid).prod())
         out.append((path.stem, n, cfg.blocks.active, cfg.blocks.interval, cfg.weighting.eval_interval, cfg.optim.steps))
     for steps in (300, 500, 600, 1000, 1500, 3000):
-        cfg = load_config(repo / "configs" / "ablation" / "f_full8.yaml", ablation.schedule_overrides(steps))
+        cfg = load_config(SHIPPED / "ablation" / "f_full8.yaml", ablation.schedule_overrides(steps))
         out.append((f"ablation f, {steps} steps", ablation.ROWS["f"][1], cfg.blocks.active, cfg.blocks.interval,
                     cfg.weighting.eval_interval, steps))
-    demo = load_config(repo / "configs" / "demo.yaml")
+    demo = load_config(SHIPPED / "demo.yaml")
     out.append(("demo", int(demo.blocks.partition.split(":")[1]), demo.blocks.active, demo.blocks.interval,
                 demo.weighting.eval_interval, demo.optim.steps))
     return out

@@ -11,7 +11,8 @@ from momentum_gs.config import explain, load_config, to_dict
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs config``."""
-    parser.add_argument("--config")
+    parser.add_argument("--config", help="a YAML config file, or the name of a shipped one (demo, brighton_beach, "
+                        "ablation/f_full8, ...)")
     parser.add_argument("--explain", nargs="?", const="", metavar="KEY",
                         help="each key (or those of KEY, a key or a section) with its type, allowed values, default "
                              "and meaning")

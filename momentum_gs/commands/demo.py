@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from momentum_gs.commands.train import AUTO, auto_partition_in_run
+from momentum_gs.config import SHIPPED, find_config
 from momentum_gs.data.synthetic import make_synthetic_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import evaluate_run, summary_lines
@@ -14,16 +15,16 @@ from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.train.progress import counter_bar
 from momentum_gs.train.run import describe, prepare_config, train
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEMO_CONFIG = SHIPPED / "demo.yaml"  # the shipped one, whatever the working folder holds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs demo``."""
     parser.add_argument("--data", default="data/synthetic_demo", help="where the synthetic scene is (made if missing)")
     parser.add_argument("--out", default="runs/demo", help="run folder")
-    parser.add_argument("--config", default="demo.yaml",
-                        help="a config in configs/ (default: Momentum-GS, 4 blocks, 2 active; "
-                             "demo_single.yaml: one block)")
+    parser.add_argument("--config", default=str(DEMO_CONFIG),
+                        help="a config file, or the name of a shipped one (default: demo, Momentum-GS, 4 blocks, "
+                             "2 active; demo_single: one block)")
     parser.add_argument("--preset", default="demo", help="the synthetic scene made when --data is missing: tiny, "
                                                          "demo, small or city8")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides")
@@ -34,13 +35,12 @@ def run(args: argparse.Namespace) -> None:
     print(demo(Path(args.data), Path(args.out), args.overrides, args.config, args.preset))
 
 
-def demo(data_dir: Path, out_dir: Path, overrides: list[str], config_name: str = "demo.yaml",
+def demo(data_dir: Path, out_dir: Path, overrides: list[str], config: str | Path = DEMO_CONFIG,
          preset: str = "demo") -> Path:
-    """Make the synthetic city if missing, partition it when the config trains blocks, train, evaluate; returns
-    the path of results.json (the strip of held-out views and the map lie beside it)."""
-    config, folder = REPO_CONFIGS / config_name, RunFolder(out_dir)
-    if not config.is_file():
-        raise UserError(f"demo config {config} not found; run the demo from a source checkout of momentum_gs")
+    """Make the synthetic city if missing, partition it when the config (a path, or the name of a shipped one)
+    trains blocks, train, evaluate; returns the path of results.json (the strip of held-out views and the map
+    lie beside it)."""
+    config, folder = find_config(config), RunFolder(out_dir)  # before the city is made
     if folder.ckpt.is_dir():
         raise UserError(f"{out_dir} already holds a run; remove it or pass --out for a new one")
     if not (data_dir / "train").is_dir():

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                default=0.05, help="with --coarse (reference: 0.03-0.05)")
     parser.add_argument("--cameras-from", metavar="NPY", help="the reference's data_partitions/block{n}_ssim{t}.npy: "
                         "take its camera assignment over (with the paper's --box and --grid, and --uniform)")
-    parser.add_argument("--config", help="YAML config: its data section reads the scene, its partition section "
-                        "sets the defaults")
+    parser.add_argument("--config", help="YAML config (a file, or the name of a shipped one, e.g. datasets/rubble): "
+                        "its data section reads the scene, its partition section sets the defaults")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.downsample=4")
 
 
@@ -69,5 +69,5 @@ def run(args: argparse.Namespace) -> None:
                          coverage_threshold=part.coverage if args.coverage is None else args.coverage,
                          balance=False if args.uniform else None, coarse=coarse,
                          ssim_threshold=args.ssim_threshold, camera_matrix=args.cameras_from))
-    print(f"next: mgs train --config configs/ablation/f_full8.yaml --data {cfg.data.path} --out RUN "
+    print(f"next: mgs train --config ablation/f_full8.yaml --data {cfg.data.path} --out RUN "
           f"blocks.partition={args.out}")

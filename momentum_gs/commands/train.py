@@ -20,7 +20,8 @@ AUTO = "auto:"  # blocks.partition = "auto:N": N blocks made for the run, in RUN
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs train``."""
-    parser.add_argument("--config", help="YAML file with the settings that differ from the defaults")
+    parser.add_argument("--config", help="YAML file with the settings that differ from the defaults, or the name "
+                        "of a shipped one (demo, brighton_beach, ablation/f_full8, datasets/rubble, ...)")
     parser.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
     parser.add_argument("--out", help="run folder (default: runs/<scene name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from momentum_gs.config.shipped import find_config
 from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
@@ -198,11 +199,9 @@ def _nesting(text: str) -> int:
 
 
 def read_config_file(path: str | Path) -> dict:
-    """The mapping of a YAML config file, or a one-line UserError: missing, too large, not UTF-8, not YAML, a key
-    given twice, not a mapping."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"config file not found: {path}")
+    """The mapping of a YAML config file, a path or the name of a shipped one (:func:`find_config`), or a one-line
+    UserError: missing, too large, not UTF-8, not YAML, a key given twice, not a mapping."""
+    path = find_config(path)
     text = read_text(path, f"config file {path}", MAX_CONFIG_BYTES, "a YAML config file")
     if _nesting(text) > MAX_CONFIG_NESTING:
         raise UserError(f"config file {path} nests {_nesting(text)} levels deep; a config file holds sections of "
@@ -221,7 +220,8 @@ def read_config_file(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path`` (if given), then ``key=value`` overrides, in that order."""
+    """Defaults, then the YAML file ``path`` (if given; a path, or the name of a shipped config), then
+    ``key=value`` overrides, in that order."""
     cfg, explicit = Config(), set()
     if path is not None:
         for key, value in read_config_file(path).items():

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The paper's building run (configs/datasets/building.yaml):  scripts/datasets/building.sh DATA_DIR [RUN_DIR] [key=value ...]
+# The paper's building run (momentum_gs/configs/datasets/building.yaml):  scripts/datasets/building.sh DATA_DIR [RUN_DIR] [key=value ...]
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [RUN_DIR] [key=value ...]}
 RUN=${2:-runs/building}
 shift $(( $# < 2 ? $# : 2 ))
-exec "$(dirname "$0")/run.sh" "$(dirname "$0")/../../configs/datasets/building.yaml" "$DATA" "$RUN" "$@"
+exec "$(dirname "$0")/run.sh" "$(dirname "$0")/../../momentum_gs/configs/datasets/building.yaml" "$DATA" "$RUN" "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The paper's sciart run (configs/datasets/sciart.yaml):  scripts/datasets/sciart.sh DATA_DIR [RUN_DIR] [key=value ...]
+# The paper's sciart run (momentum_gs/configs/datasets/sciart.yaml):  scripts/datasets/sciart.sh DATA_DIR [RUN_DIR] [key=value ...]
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [RUN_DIR] [key=value ...]}
 RUN=${2:-runs/sciart}
 shift $(( $# < 2 ? $# : 2 ))
-exec "$(dirname "$0")/run.sh" "$(dirname "$0")/../../configs/datasets/sciart.yaml" "$DATA" "$RUN" "$@"
+exec "$(dirname "$0")/run.sh" "$(dirname "$0")/../../momentum_gs/configs/datasets/sciart.yaml" "$DATA" "$RUN" "$@"
