@@ -3,10 +3,10 @@
     python scripts/bench_tile_levels.py RUN --tile-size 4096 [--size 960x540] [--fov 60] [--max-sse 16]
     python scripts/bench_tile_levels.py --generated 1 --per-block 100000 --tile-size 8192
 
-The run (or the generated city of ``export.generated``) is exported as a tileset into a temporary folder (or
-``--out``), which is then read back as a viewer reads it. Every tile with children is rendered by our renderer
-(``StandardGaussians.render``) next to the finest level under it (all the leaves below the tile), from the same
-camera, on the same background (a tile of error 0 holds its children's Gaussians unmerged and is left out), at the distance where its ``geometricError`` projects to CesiumJS's default
+The run (or the generated city of ``tests/helpers/standard_city.py``) is exported as a tileset into a
+temporary folder (or ``--out``), which is then read back as a viewer reads it. Every tile with children is
+rendered by our renderer (``StandardGaussians.render``) next to the finest level under it (all the leaves below
+the tile), from the same camera, on the same background (a tile of error 0 holds its children's Gaussians unmerged and is left out), at the distance where its ``geometricError`` projects to CesiumJS's default
 maximum screen-space error. CesiumJS (``Cesium3DTile``, ``PerspectiveFrustum``):
 
     sse = geometricError · H / (d · 2 tan(fovy / 2)),   fovy = fov if W ≤ H else 2 atan(tan(fov / 2) · H / W),
@@ -51,12 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from momentum_gs.config import load_config  # noqa: E402
 from momentum_gs.data.camera import Camera  # noqa: E402
 from momentum_gs.eval.camera_path import look_at  # noqa: E402
-from momentum_gs.export.generated import generated_city  # noqa: E402
 from momentum_gs.export.tiles.blocks import export_tiles, write_tiles  # noqa: E402
 from momentum_gs.export.tiles.gltf import load_glb  # noqa: E402
 from momentum_gs.export.tiles.lod import concatenate  # noqa: E402
 from momentum_gs.losses import psnr  # noqa: E402
 from momentum_gs.render.kernels import describe_cpu  # noqa: E402
+from tests.helpers.standard_city import generated_city  # noqa: E402
 
 EDGE = 0.05  # luminance change per pixel that makes an edge
 

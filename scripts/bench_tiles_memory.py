@@ -1,11 +1,12 @@
-"""Peak memory and time of the 3D Tiles export (``export.tiles.blocks.write_tiles``) on a generated city of 1, 4 and 16
-blocks (16 blocks of 312 500 Gaussians: 5 M), SH degree 3, tiles of 32 768 Gaussians.
+"""Peak memory and time of the 3D Tiles export (``export.tiles.blocks.write_tiles``) on a generated city of 1, 4
+and 16 blocks (16 blocks of 312 500 Gaussians: 5 M), SH degree 3, tiles of 32 768 Gaussians.
 
     python scripts/bench_tiles_memory.py [--blocks 1 4 16] [--per-block 312500] [--tile-size 32768] [--without-trim]
 
 Each size runs in a fresh Python process (peak resident memory only grows within a process): it imports, notes
-its resident memory (the baseline: Python, torch, numpy), then writes the tileset of ``export.generated``'s city
-(made block by block as the export asks for it) into a temporary folder, removed afterwards. Reported per size:
+its resident memory (the baseline: Python, torch, numpy), then writes the tileset of the city of
+``tests/helpers/standard_city.py`` (made block by block as the export asks for it) into a temporary folder,
+removed afterwards. Reported per size:
 the Gaussians, the tiles and levels written, their size on disk, the time spent making the blocks, the time of
 the export itself (writing the GLBs included), wall-clock and CPU (all threads: on a shared machine the CPU time
 moves less with the neighbours' load than the wall time), the CPU time per million Gaussians (flat when the time
@@ -31,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
-from momentum_gs.export.generated import generated_city  # noqa: E402
 from momentum_gs.export.tiles import blocks as tile_blocks  # noqa: E402
 from momentum_gs.render.kernels import describe_cpu  # noqa: E402
+from tests.helpers.standard_city import generated_city  # noqa: E402
 
 PER_BLOCK = 312_500  # 16 blocks: 5 M Gaussians
 

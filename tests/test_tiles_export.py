@@ -95,7 +95,7 @@ def test_the_tiles_refuse_a_refinement_in_one_line(block_runs, tmp_path, capsys)
 def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_path):
     """Blocks 0-3 pair up into g0-3, block 4 waits alone; the root merges the two. Every tile is written once,
     every Gaussian is in one leaf, an empty block is skipped but keeps the numbering."""
-    from momentum_gs.export.generated import generated_city
+    from tests.helpers.standard_city import generated_city
     from momentum_gs.export.tiles.blocks import write_tiles
 
     blocks = list(generated_city(5, 1500, degree=0))
@@ -120,7 +120,7 @@ def test_the_levels_above_five_generated_blocks_pair_them_up_to_one_root(tmp_pat
 def test_small_blocks_gather_until_they_fill_a_tile(tmp_path):
     """Blocks of 300 Gaussians under tiles of 1000: blocks 0-3 fill one tile of theirs; blocks 4 and 5, 600
     together, join the root as they are rather than as a copy of theirs; every tile above the blocks merges."""
-    from momentum_gs.export.generated import generated_city
+    from tests.helpers.standard_city import generated_city
     from momentum_gs.export.tiles.blocks import write_tiles
 
     write_tiles(generated_city(6, 300, degree=0), tmp_path, tile_size=1000)

@@ -17,9 +17,9 @@ import weakref
 import numpy as np
 import pytest
 
-from momentum_gs.export.generated import generated_city
 from momentum_gs.export.tiles.blocks import write_tiles
 from momentum_gs.model.standard import StandardGaussians
+from tests.helpers.standard_city import generated_city
 
 PER_BLOCK, TILE = 20_000, 2048
 

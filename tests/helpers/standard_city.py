@@ -1,5 +1,6 @@
-"""A generated city of standard 3D Gaussians, made block by block: a scene of any size for the tiled export's
-benchmarks and tests, without a trained run.
+"""A generated city of standard 3D Gaussians, made block by block: a scene of any size for the 3D Tiles export's
+tests and benchmarks (scripts/bench_tiles_memory.py, scripts/bench_tile_levels.py), without a trained run. (The
+viewer's generated city, of anchors and a decoder, is tests/helpers/generated_city.py.)
 
 The blocks are squares of ``block_size`` metres on a grid (as many columns as the square root of the block
 count, rounded up), world frame z up, ground at z = 0. Each block holds a ground plane (40 % of its Gaussians)
