@@ -8,7 +8,6 @@ import fcntl
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -17,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from momentum_gs.render.kernels import build
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.wheel import build_wheel
 
 
 def _install_at(monkeypatch, csrc: Path) -> None:
@@ -71,18 +69,9 @@ def test_waiting_for_another_process_build_is_said(tmp_path, monkeypatch, capsys
 
 
 def _installed_layout(tmp_path: Path) -> Path:
-    """The package as a wheel holds it: a wheel built from a copy of the project's files (no egg-info, whose
-    file list would hide a missing entry), unpacked; returns the unpacked folder."""
-    source = tmp_path / "source"
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    shutil.copytree(ROOT / "momentum_gs", source / "momentum_gs", ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
-                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+    """The package as a wheel holds it (:func:`~tests.helpers.wheel.build_wheel`), unpacked; returns the unpacked
+    folder."""
+    with zipfile.ZipFile(build_wheel(tmp_path)) as archive:
         archive.extractall(tmp_path / "installed")
     return tmp_path / "installed"
 
