@@ -70,7 +70,7 @@ def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
 
 
 def test_train_partitions_by_itself_when_the_config_says_auto(tiny_scene, tmp_path):
-    """blocks.partition=auto:N (as in configs/demo.yaml) works with `mgs train` too: the partition is made in
+    """blocks.partition=auto:N (as in the shipped demo.yaml) works with `mgs train` too: the partition is made in
     the run folder and the saved config names it; a malformed count is one line."""
     run = tmp_path / "run"
     trained = mgs("train", "--data", str(tiny_scene), "--out", str(run), "blocks.partition=auto:2", "optim.steps=4",
