@@ -168,7 +168,7 @@ def add_number(parser: argparse.ArgumentParser, *flags: str, kind: type, allowed
     return parser.add_argument(*flags, type=Number(kind, allowed), help=text, **kwargs)
 
 
-# The settings of ``mgs distill`` (train.distill.DistillConfig) and ``mgs mesh`` (mesh.extract.MeshSettings): their
+# The settings of ``mgs distill`` (train.distill.DistillConfig) and ``mgs mesh`` (mesh.settings.MeshSettings): their
 # command-line options and the dataclasses' checks read these tables.
 DISTILL: dict[str, Range] = {
     "ratio": Range(0, 1, open_low=True, why="a fraction of the baked export's Gaussians: the student starts from "

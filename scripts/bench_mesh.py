@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from momentum_gs.mesh.extract import MeshSettings, extract_mesh
+from momentum_gs.mesh.extract import extract_mesh
+from momentum_gs.mesh.settings import MeshSettings
 
 
 def main() -> None:

@@ -11,11 +11,13 @@ import torch
 from scipy.spatial import cKDTree
 
 from momentum_gs.errors import UserError
+from momentum_gs.eval import geometry
 from momentum_gs.eval.geometry import sample_surface
 from momentum_gs.io.mesh import read_mesh
-from momentum_gs.mesh import extract
-from momentum_gs.mesh.extract import MeshSettings, extract_mesh
+from momentum_gs.mesh import blocks, extract
+from momentum_gs.mesh.extract import extract_mesh
 from momentum_gs.mesh.marching import Surface, stitch
+from momentum_gs.mesh.settings import MeshSettings
 from tests.conftest import train_tiny
 from tests.test_cli import _assert_one_line_error, mgs
 
@@ -35,7 +37,7 @@ def block_run(tiny_scene, tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def fewer_score_samples(monkeypatch):
-    monkeypatch.setattr(extract, "SCORE_SAMPLES", 50_000)
+    monkeypatch.setattr(geometry, "SCORE_SAMPLES", 50_000)
 
 
 def _edges(surface: Surface) -> dict[tuple[int, int], int]:
@@ -110,7 +112,7 @@ def test_bad_mesh_input_is_one_line(block_run, tmp_path):
 
 
 def test_a_block_no_view_sees_is_refused(block_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(extract, "sees_box", lambda *args: False)
+    monkeypatch.setattr(blocks, "sees_box", lambda *args: False)
     with pytest.raises(UserError, match="block 0: no training view sees its cell"):
         extract_mesh(block_run, tmp_path / "m.ply")
     assert not (tmp_path / "m.ply").exists()

@@ -145,7 +145,7 @@ def test_every_numeric_config_key_has_a_range_and_refuses_nan_inf_negative_and_h
 
 
 def test_the_settings_tables_check_the_python_api_too():
-    from momentum_gs.mesh.extract import MeshSettings
+    from momentum_gs.mesh.settings import MeshSettings
     from momentum_gs.export.distill import DistillConfig
 
     for name, bad in (("lambda_structure", math.nan), ("lambda_distill", -1.0), ("seed", 2**32), ("dropout", 1.0),

@@ -17,7 +17,7 @@ from momentum_gs.cli import main
 from momentum_gs.config import Config, check_anchor_grid, check_scene_scale, load_config
 from momentum_gs.errors import UserError
 from momentum_gs.mesh import extract
-from momentum_gs.mesh.extract import MeshSettings
+from momentum_gs.mesh.settings import MeshSettings
 from momentum_gs.ranges import FLOAT32_MAX, FLOAT32_TINY, LOG_SCALE, MAX_NDC_GRADIENT, Range, check_number
 
 

@@ -19,12 +19,12 @@ from momentum_gs.data.georef import read_georef
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.camera_path_json import read_path_json
+from momentum_gs.eval.geometry import ground_truth_mesh
 from momentum_gs.eval.table import gather
 from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from momentum_gs.io.mesh import write_mesh
 from momentum_gs.io.schema import NOTHING, FileName, Items, ListOf, Maybe, Number, Obj, Tensor, check
 from momentum_gs.mesh import extract
-from momentum_gs.mesh.extract import ground_truth_mesh
 from momentum_gs.partition import auto_partition
 from momentum_gs.partition.partition import Partition
 from momentum_gs.partition.run import scene_up
@@ -161,7 +161,7 @@ def scene_files(scene_run, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("the work started before the input was checked")
 
-    monkeypatch.setattr(extract, "_fuse_blocks", no_work)
+    monkeypatch.setattr(extract, "fuse_blocks", no_work)
     monkeypatch.setattr("momentum_gs.export.run._baked", no_work)
     yield scene, run
     shutil.rmtree(scene / "georef.json", ignore_errors=True)

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import get_args
 
 from momentum_gs.commands.common import add_device, device_of, use_run_settings
-from momentum_gs.mesh.extract import DepthKind, MeshSettings, extract_mesh, summary_lines
+from momentum_gs.mesh.extract import extract_mesh, summary_lines
+from momentum_gs.mesh.settings import DepthKind, MeshSettings
 from momentum_gs.ranges import LENGTH, MESH, add_number
 
 DEFAULT = MeshSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``mgs mesh`` (defaults: :class:`~momentum_gs.mesh.extract.MeshSettings`'s)."""
+    """The options of ``mgs mesh`` (defaults: :class:`~momentum_gs.mesh.settings.MeshSettings`'s)."""
     parser.add_argument("run_dir")
     parser.add_argument("--out", required=True, help="the mesh, .ply (a summary .json is written beside it)")
     add_number(parser, "--voxel", kind=float, allowed=MESH["voxel"], default=DEFAULT.voxel,

@@ -5,12 +5,25 @@ Both meshes are sampled densely and uniformly by area, and each sample's distanc
 scores about half the sample spacing, sqrt(area / count), so ``count`` should make that small against the
 threshold. Accuracy looks from the prediction to the ground truth (is what was built right?), completeness
 from the ground truth to the prediction (was everything built?), as in DTU and Tanks and Temples.
+
+A scene made by ``mgs synth`` names its ground-truth mesh in ``scene.json``; ``mgs mesh`` reads it here
+(:func:`read_ground_truth`) and scores its mesh against it, whole and per block (:func:`score_against`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy.spatial import cKDTree
+
+from momentum_gs.data.scene_info import SCENE_INFO_NAME, read_scene_info
+from momentum_gs.errors import UserError
+from momentum_gs.io.mesh import read_mesh
+
+# Surface samples per mesh when scoring against a ground truth: the point-to-point floor is about half their
+# spacing, sqrt(area / count) (0.013 units on the demo city).
+SCORE_SAMPLES = 1_000_000
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -69,4 +82,52 @@ def mesh_scores(pred_vertices: np.ndarray, pred_faces: np.ndarray, gt_vertices: 
     scores.update(accuracy=float(to_gt.mean()), completeness=float(to_pred.mean()),
                   chamfer=float(to_gt.mean() + to_pred.mean()) / 2, precision=precision, recall=recall,
                   fscore=2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0)
+    return scores
+
+
+def ground_truth_mesh(data_dir: Path) -> Path | None:
+    """The scene's ground-truth mesh (``mesh.ply`` named in ``scene.json`` by ``mgs synth``, a file inside the
+    scene's folder: :mod:`momentum_gs.data.scene_info`), or None when the scene names none or it is gone."""
+    info = read_scene_info(data_dir)
+    name = info.get("mesh") if info else None
+    return data_dir / name if name and (data_dir / name).is_file() else None
+
+
+def read_ground_truth(data_dir: Path) -> tuple[Path, tuple] | None:
+    """(the path, (vertices, faces, colours)) of the scene's ground-truth mesh (:func:`ground_truth_mesh`), or
+    None; a UserError for one whose vertices are not all finite (it would score every mesh infinitely far)."""
+    path = ground_truth_mesh(data_dir)
+    if path is None:
+        return None
+    truth = read_mesh(path)
+    bad = int((~np.isfinite(truth[0]).all(1)).sum())
+    if bad:
+        raise UserError(f"the ground-truth mesh {path} has {bad} vertices that are not finite (NaN or infinite); "
+                        f"make the scene again with mgs synth, or remove the mesh from {data_dir / SCENE_INFO_NAME}")
+    return path, truth
+
+
+def score_against(vertices: np.ndarray, faces: np.ndarray, truth: tuple[np.ndarray, np.ndarray], threshold: float,
+                  partition, count: int | None = None) -> dict:
+    """Accuracy, completeness, Chamfer and F-score (:func:`mesh_scores`) of a mesh (vertices [V, 3], faces
+    [F, 3], world units) against the ground truth's (vertices, faces), for the whole scene and, with a
+    ``partition`` of several blocks, per block (the samples the partition puts in the block); both within the
+    ground truth's xy extent: beyond it nothing says what is right. ``count``: samples per mesh
+    (``SCORE_SAMPLES`` when None)."""
+    gt_vertices, gt_faces = truth
+    lo, hi = gt_vertices[:, :2].min(0), gt_vertices[:, :2].max(0)
+    count = count or SCORE_SAMPLES
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        return np.all((points[:, :2] >= lo) & (points[:, :2] <= hi), axis=1)
+
+    def in_block(block: int):
+        return lambda points: inside(points) & (partition.block_of(points) == block)
+
+    scores = {"threshold": threshold, "samples": count,
+              "scene": mesh_scores(vertices, faces, gt_vertices, gt_faces, threshold, count, region=inside)}
+    if partition is not None and partition.num_blocks > 1:
+        scores["blocks"] = [mesh_scores(vertices, faces, gt_vertices, gt_faces, threshold, count,
+                                        region=in_block(block))
+                            for block in range(partition.num_blocks)]
     return scores

@@ -1,12 +1,18 @@
 """A shaded picture of a triangle mesh from a pinhole camera with OpenCV (no OpenGL): flat-shaded triangles
-filled far to near (the painter's algorithm), which is right for the small triangles of an extracted mesh."""
+filled far to near (the painter's algorithm), which is right for the small triangles of an extracted mesh; and
+the overview ``mgs mesh`` writes beside its mesh, seen from the training camera that looks at the scene."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from momentum_gs.io.atomic import atomic_write_bytes
+
 SUBPIXEL_BITS = 4  # fixed-point corners: 1/16 pixel
+PICTURE_WIDTH = 960  # pixels of each mesh's picture in the overview
 
 
 def shade_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None, K: np.ndarray,
@@ -39,3 +45,30 @@ def shade_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | Non
     for corners, colour in zip(fixed, rgb[order][:, ::-1].tolist()):
         fill(canvas, corners, colour, cv2.LINE_8, SUBPIXEL_BITS)
     return np.ascontiguousarray(canvas[..., ::-1])
+
+
+def write_overview(path: Path, cameras: list, centre: np.ndarray, meshes: list[tuple]) -> None:
+    """The ``meshes`` ((vertices, faces, colours) each) side by side, shaded, from the training camera that looks
+    nearest the world point ``centre`` [3], as a PNG at ``path``."""
+    camera = overview_camera(cameras, centre)
+    picture = np.concatenate([_picture(*mesh, camera) for mesh in meshes], axis=1)
+    atomic_write_bytes(path, cv2.imencode(".png", picture[..., ::-1])[1].tobytes())
+
+
+def overview_camera(cameras: list, centre: np.ndarray):
+    """The training camera whose optical axis passes nearest the world point ``centre``."""
+    def miss(cam) -> float:
+        w2c = cam.world_to_cam.double().numpy()
+        p = w2c[:3, :3] @ centre + w2c[:3, 3]
+        return float(np.hypot(p[0], p[1]) / max(p[2], 1e-9)) if p[2] > 0 else np.inf
+
+    return min(cameras, key=miss)
+
+
+def _picture(vertices, faces, colors, camera) -> np.ndarray:
+    """[H, W, 3] uint8 shaded picture of a mesh from ``camera``, scaled to ``PICTURE_WIDTH`` pixels wide."""
+    scale = PICTURE_WIDTH / camera.width
+    K = camera.K.double().numpy().copy()
+    K[:2] *= scale
+    return shade_mesh(vertices, faces, colors, K, camera.world_to_cam.double().numpy(), PICTURE_WIDTH,
+                      round(camera.height * scale))
