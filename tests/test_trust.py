@@ -211,7 +211,7 @@ def test_an_image_name_leaving_the_folder_writes_nothing_outside(trained, tmp_pa
 
 # ---- a loss that stops being finite ------------------------------------------------------------------------
 def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, monkeypatch):
-    import momentum_gs.train.trainer as T
+    import momentum_gs.train.block_step as T
 
     real, calls = T.reconstruction_loss, {"n": 0}
 

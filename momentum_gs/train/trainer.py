@@ -6,7 +6,8 @@ every step's blocks and views up front (``view_plan``); then one step is: fetch 
 (learning rates) → teacher update (the EMA of the decoder as the previous step's optimizer step left it, taken
 before this step's forward) → for each active block: render → losses → backward → strategy hooks → the block's
 optimizer step; then gradient averaging (the shared decoder's, over processes) → the decoder's optimizer step →
-logging → evaluation/checkpoint. Where the blocks are is :mod:`momentum_gs.train.placement`'s business.
+logging → evaluation/checkpoint. Where the blocks are is :mod:`momentum_gs.train.placement`'s business, one
+block's step :mod:`momentum_gs.train.block_step`'s, and saving and resuming :mod:`momentum_gs.train.checkpointing`'s.
 """
 
 from __future__ import annotations
@@ -23,28 +24,27 @@ import torch
 from momentum_gs.config import Config, save_config, to_dict, use_threads
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
-from momentum_gs.errors import Interrupted, UserError, one_line
-from momentum_gs.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
+from momentum_gs.errors import Interrupted, UserError
 from momentum_gs.io.run_folder import RunFolder
-from momentum_gs.losses import (channel_mean_psnr, depth_normal_loss, flatten_loss, psnr, reconstruction_loss,
-                                ssim)
+from momentum_gs.losses import channel_mean_psnr, ssim
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
 from momentum_gs.partition.run import load_partition_for
 from momentum_gs.render.kernels import use_kernels
 from momentum_gs.train import distributed as D
+from momentum_gs.train.block_step import BlockStep
 from momentum_gs.train.blocks import Block
+from momentum_gs.train.checkpointing import Checkpointing
 from momentum_gs.train.placement import Placement
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.scheduler import BlockScheduler
-from momentum_gs.train.seeding import deterministic_kernels, rng_state, seed_everything, set_rng_state
+from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.weighting import BlockWeighting
-from momentum_gs.trained import checkpoint_problem
 
 
-class Trainer:
+class Trainer(BlockStep, Checkpointing):
     """Trains every block of ``scene`` (one block without a partition).
 
     Args:
@@ -56,12 +56,18 @@ class Trainer:
             the active blocks, and all of them hold the same decoder and teacher.
 
     The blocks themselves, and which process and device hold each, are :attr:`placement`'s
-    (:class:`~momentum_gs.train.placement.Placement`).
+    (:class:`~momentum_gs.train.placement.Placement`); :meth:`block_step` comes from
+    :class:`~momentum_gs.train.block_step.BlockStep`, :meth:`save`, :meth:`load` and :meth:`resume` from
+    :class:`~momentum_gs.train.checkpointing.Checkpointing`.
     """
 
     def __init__(self, cfg: Config, scene: SceneData, out_dir: Path, device: torch.device,
                  world: D.World = D.SINGLE):
-        self.cfg, self.scene, self.out_dir, self.device, self.world = cfg, scene, Path(out_dir), device, world
+        self.cfg = cfg
+        self.scene = scene
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.world = world
         self.folder = RunFolder(out_dir)
         use_threads(cfg.threads, device)
         use_kernels(cfg.render.kernels)
@@ -176,7 +182,8 @@ class Trainer:
         """
         step = self.step + 1
         # place blocks: the active ones to the processes that train them, and onto the device
-        self.placement.exchange([self.scheduler.blocks_for(step, self.world.size, r) for r in range(self.world.size)])
+        wanted = [self.scheduler.blocks_for(step, self.world.size, rank) for rank in range(self.world.size)]
+        self.placement.exchange(wanted)
         active = self.placement.activate([b for b, _, _ in views])
         if self.decoder_opt is not None:  # schedules
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
@@ -184,7 +191,8 @@ class Trainer:
             self.teacher.update(self.decoder, self.cfg.teacher.momentum)
         metrics = [self.block_step(block, view, gt, self.weighting.weight(block.id, block.steps + 1))
                    for block, (_, view, gt) in zip(active, views)]  # weights on the host
-        names, values = list(metrics[0]), torch.stack([torch.stack(list(m.values())) for m in metrics])
+        names = list(metrics[0])
+        values = torch.stack([torch.stack(list(m.values())) for m in metrics])  # [blocks, metrics]
         k = self.scheduler.num_active
         sums = self.reducer.reduce(k, values.sum(dim=0))  # gradient averaging, and the metrics' sums
         # summed over every process, so all of them see a bad loss at the same step
@@ -195,51 +203,6 @@ class Trainer:
             self.decoder_opt.zero_grad(set_to_none=True)
         self.step = step
         return Metrics(names, sums / k), Metrics(names, values.mean(dim=0))
-
-    def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
-        """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
-        step = block.steps + 1  # a block's schedules follow its own steps
-        update_learning_rates(block.optimizer, step)
-        if block.decoder_optimizer is not None:
-            update_learning_rates(block.decoder_optimizer, step)
-        camera = self.cameras[view_index]
-        decoder = block.decoder or self.decoder
-        geometry = self.cfg.geometry
-        depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
-        view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
-                           extras=("depth", "normal") if depth_normal else ())
-        loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
-        if geometry.lambda_flatten > 0:
-            term = geometry.lambda_flatten * flatten_loss(view.gaussians.scales)
-            parts["flatten"], loss = term.detach(), loss + term
-        if geometry.lambda_depth_normal > 0:
-            term = (depth_normal_loss(view.output.depth, view.output.alpha, view.output.normal, camera.K.to(gt))
-                    if depth_normal else loss.new_zeros(()))  # every step logs the same terms
-            term = geometry.lambda_depth_normal * term
-            parts["depth_normal"], loss = term.detach(), loss + term
-        if self.teacher is not None:
-            cons, _ = self.teacher.consistency(view.gaussians, self.cfg.teacher.gradient, decoder)
-            parts["consistency"] = self.cfg.teacher.lambda_cons * cons.detach()
-            loss = loss + self.cfg.teacher.lambda_cons * cons
-        (loss * weight).backward()
-        self.strategy_hooks(block, step, view, camera)
-        for opt in (block.optimizer, block.decoder_optimizer):
-            if opt is not None:
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-        block.steps = step
-        with torch.no_grad():  # kept on the device: the logger reads them only when it shows them
-            sizes = torch.tensor([weight, view.gaussians.num, block.anchors.num_anchors], dtype=torch.float32)
-            return {"loss": loss.detach(), **parts, "psnr": psnr(view.output.image.detach().clamp(0, 1), gt),
-                    **dict(zip(("weight", "num_gaussians", "num_anchors"), sizes.to(self.device, non_blocking=True)))}
-
-    def strategy_hooks(self, block: Block, step: int, view, camera) -> None:
-        """Accumulate screen-space statistics, then grow and prune when the block's schedule says so."""
-        if block.strategy.should_collect(step) and view.output.means2d.grad is not None:
-            block.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
-                                      camera.width, camera.height)
-        if block.strategy.should_adjust(step):
-            block.strategy.adjust(block.anchors, block.optimizer)
 
     def record(self) -> None:
         """Learning rates and anchor counts of the loaded blocks, and now and then a render, for TensorBoard
@@ -257,7 +220,8 @@ class Trainer:
             index = (block.val_views or block.cameras)[0]
             with torch.no_grad():
                 image = self.render_train_view(block, index)
-            log.image(step, f"views/block{block.id}", torch.cat([image, self.loader[index].to(image.device)], dim=1))
+            gt = self.loader[index].to(image.device)
+            log.image(step, f"views/block{block.id}", torch.cat([image, gt], dim=1))  # the render beside its photo
 
     def after_step(self) -> None:
         """Block-weighting validation (shared by all processes), replica checks and periodic checkpoints."""
@@ -287,7 +251,8 @@ class Trainer:
         """Mean PSNR (the paper's: mean of per-channel PSNRs) and SSIM of a loaded block over its validation views."""
         scores = []
         for index in block.val_views:
-            image, gt = self.render_train_view(block, index).clamp(0, 1), self.loader[index].to(self.device)
+            image = self.render_train_view(block, index).clamp(0, 1)
+            gt = self.loader[index].to(self.device)
             scores.append((float(channel_mean_psnr(image, gt)), float(ssim(image, gt))))
         return tuple(float(v) for v in np.mean(scores, axis=0))
 
@@ -303,98 +268,5 @@ class Trainer:
 
     def num_anchors(self) -> int:
         """Anchors over all blocks of all processes (collective when G > 1)."""
-        return int(D.all_reduce_sum(torch.tensor([self.placement.local_anchors()], dtype=torch.float64), self.world))
-
-    # ---- checkpoints ------------------------------------------------------------------------------------
-    def state(self) -> dict | None:
-        """Everything needed to continue exactly where training stands (collective when G > 1).
-
-        Each process contributes the blocks it keeps; rank 0 gets the whole state, the others None.
-        """
-        blocks = self.placement.gather_states()
-        if blocks is None:  # not rank 0
-            return None
-        return {
-            "blocks": blocks,
-            "decoder": self.decoder.state_dict(),
-            "appearance": None if self.appearance is None else self.appearance.state_dict(),
-            "decoder_optimizer": None if self.decoder_opt is None else self.decoder_opt.state_dict(),
-            "teacher": None if self.teacher is None else self.teacher.state_dict(),
-            "weighting": self.weighting.state_dict(),
-            "partition": self.cfg.blocks.partition,
-            # the same file relative to the run folder, where train.run puts a copy of it, so a moved run finds its own
-            "partition_in_run": self.folder.relative(self.cfg.blocks.partition) if self.cfg.blocks.partition else None,
-            "partition_sha256": self.partition_digest,
-            "rng": rng_state(),
-        }
-
-    def check_finite(self) -> None:
-        """Stop with one line if a step's loss was not finite (NaN or inf), before the model reaches a
-        checkpoint; the last good checkpoint stays the latest."""
-        bad = int(self.first_bad_step)
-        if bad:
-            last = latest_checkpoint(self.folder.ckpt)
-            keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-            raise UserError(f"training diverged: the loss is not finite from global step {bad} on (NaN or inf); "
-                            f"stopped without saving; {keep}. Check the data and lower the learning rates")
-
-    def save(self) -> Path:
-        """Write ``ckpt/step_<N>.pt`` (rank 0 writes, every process takes part) and return its path; refuses
-        (UserError) when a loss since the start was not finite."""
-        self.check_finite()
-        path = self.folder.checkpoint(self.step)
-        state = self.state()
-        if state is not None:
-            save_checkpoint(path, self.step, state)
-            keep = self.cfg.log.keep_checkpoints
-            for old in checkpoints(path.parent)[:-keep] if keep else []:
-                old.unlink(missing_ok=True)
-        D.barrier(self.world)  # the file exists for everyone once save() returns
-        return path
-
-    def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (blocks, decoder, teacher, optimizers, generators).
-
-        Every process reads the whole checkpoint and holds every block until the schedule hands each to
-        one process, so a checkpoint resumes with any number of processes.
-        """
-        ckpt = load_checkpoint(path, map_location="cpu")  # parked blocks stay on the CPU
-        problem = checkpoint_problem(ckpt, self.cfg)  # every tensor's shape and the step, before anything loads
-        if problem is None:
-            try:
-                self._restore(path, ckpt)
-            except UserError:
-                raise
-            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a section missing
-                problem = one_line(exc, 160)
-        if problem is not None:
-            raise UserError(f"{path} does not fit this run ({problem}); resume it with the config it was trained "
-                            "with, or start a new run in another folder")
-
-    def _restore(self, path: Path, ckpt: dict) -> None:
-        """:meth:`load`'s body: every section of ``ckpt`` into the trainer (a block's own sections checked now,
-        though the block is restored when it is next loaded)."""
-        self.placement.check_states(path, ckpt["blocks"])
-        if ckpt.get("partition_sha256", self.partition_digest) != self.partition_digest:
-            raise UserError(f"the partition file {self.cfg.blocks.partition} is not the one {path} was trained "
-                            "with (it was replaced or changed); put the original back or start a new run")
-        self.placement.restore(ckpt["blocks"])
-        self.decoder.load_state_dict(ckpt["decoder"])
-        if self.appearance is not None:
-            self.appearance.load_state_dict(ckpt["appearance"])
-        if self.decoder_opt is not None:
-            self.decoder_opt.load_state_dict(ckpt["decoder_optimizer"])
-        if self.teacher is not None:
-            self.teacher.load_state_dict(ckpt["teacher"])
-        self.weighting.load_state_dict(ckpt["weighting"])
-        set_rng_state(ckpt["rng"])
-        self.step = int(ckpt["step"])
-
-    def resume(self) -> Path | None:
-        """Load the latest checkpoint of the run folder, if any; returns its path (None if there is none)."""
-        path = latest_checkpoint(self.folder.ckpt)
-        if path is not None:
-            self.load(path)
-        return path
-
-
+        local = torch.tensor([self.placement.local_anchors()], dtype=torch.float64)
+        return int(D.all_reduce_sum(local, self.world))

@@ -1,0 +1,86 @@
+"""One block's training step, the inner phase of the trainer's loop: render the block's view → losses
+(reconstruction, the geometry terms, the teacher's consistency) → backward → strategy hooks (grow and prune)
+→ the block's optimizer step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from momentum_gs.config import Config
+from momentum_gs.losses import depth_normal_loss, flatten_loss, psnr, reconstruction_loss
+from momentum_gs.model.decoder import Decoder
+from momentum_gs.model.gaussian_scene import render_view
+from momentum_gs.model.optim import update_learning_rates
+from momentum_gs.train.blocks import Block
+from momentum_gs.train.teacher import MomentumTeacher
+
+
+class BlockStep:
+    """The block step of :class:`~momentum_gs.train.trainer.Trainer`, which sets the attributes below."""
+
+    cfg: Config
+    device: torch.device
+    cameras: list  # the training cameras, on the device
+    decoder: Decoder  # the shared decoder
+    appearance: torch.nn.Embedding | None
+    teacher: MomentumTeacher | None
+
+    def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
+        """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
+        step = block.steps + 1  # a block's schedules follow its own steps
+        update_learning_rates(block.optimizer, step)
+        if block.decoder_optimizer is not None:
+            update_learning_rates(block.decoder_optimizer, step)
+        camera = self.cameras[view_index]
+        decoder = block.decoder or self.decoder
+        geometry = self.cfg.geometry
+        depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
+        view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
+                           extras=("depth", "normal") if depth_normal else ())
+        loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
+        (loss * weight).backward()
+        self.strategy_hooks(block, step, view, camera)
+        for opt in (block.optimizer, block.decoder_optimizer):
+            if opt is not None:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        block.steps = step
+        with torch.no_grad():  # kept on the device: the logger reads them only when it shows them
+            image = view.output.image.detach().clamp(0, 1)
+            sizes = torch.tensor([weight, view.gaussians.num, block.anchors.num_anchors], dtype=torch.float32)
+            sizes = sizes.to(self.device, non_blocking=True)
+            return {"loss": loss.detach(), **parts, "psnr": psnr(image, gt),
+                    "weight": sizes[0], "num_gaussians": sizes[1], "num_anchors": sizes[2]}
+
+    def block_loss(self, view, gt: torch.Tensor, camera, decoder: Decoder,
+                   depth_normal: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the loss of a rendered ``view`` against ``gt`` [H, W, 3], its weighted terms detached, by name).
+        ``depth_normal``: whether the depth-normal term is on yet (before that it logs a zero)."""
+        geometry, teacher = self.cfg.geometry, self.cfg.teacher
+        loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
+        if geometry.lambda_flatten > 0:
+            term = geometry.lambda_flatten * flatten_loss(view.gaussians.scales)
+            parts["flatten"] = term.detach()
+            loss = loss + term
+        if geometry.lambda_depth_normal > 0:
+            if depth_normal:
+                term = depth_normal_loss(view.output.depth, view.output.alpha, view.output.normal, camera.K.to(gt))
+            else:
+                term = loss.new_zeros(())  # every step logs the same terms
+            term = geometry.lambda_depth_normal * term
+            parts["depth_normal"] = term.detach()
+            loss = loss + term
+        if self.teacher is not None:
+            cons, _ = self.teacher.consistency(view.gaussians, teacher.gradient, decoder)
+            parts["consistency"] = teacher.lambda_cons * cons.detach()
+            loss = loss + teacher.lambda_cons * cons
+        return loss, parts
+
+    def strategy_hooks(self, block: Block, step: int, view, camera) -> None:
+        """Accumulate screen-space statistics, then grow and prune when the block's schedule says so."""
+        if block.strategy.should_collect(step) and view.output.means2d.grad is not None:
+            block.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
+                                      camera.width, camera.height)
+        if block.strategy.should_adjust(step):
+            block.strategy.adjust(block.anchors, block.optimizer)
