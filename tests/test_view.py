@@ -146,7 +146,8 @@ def test_frames_carry_their_depth_and_the_panel_settings(blocks_run):
 
 @needs_viser
 def test_the_host_and_the_address_printed(blocks_run):
-    from momentum_gs.view.server import Viewer, check_port
+    from momentum_gs.view.server import Viewer
+    from momentum_gs.view.serving import check_port
     from momentum_gs.view.sources import RunSource
 
     with pytest.raises(UserError, match="--host is empty; give the address to listen on"):
@@ -211,7 +212,7 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
         assert err == f"error: port {port} on 127.0.0.1 is in use (another viewer?); pass --port with a free one\n"
     assert main(["view", str(blocks_run), "--port", "70000"]) == 2
     assert "argument --port: must be in [1, 65535], got '70000'" in capsys.readouterr().err
-    from momentum_gs.view.server import warn_if_open
+    from momentum_gs.view.serving import warn_if_open
 
     warn_if_open("127.0.0.1")
     assert capsys.readouterr().err == ""

@@ -11,7 +11,8 @@ from momentum_gs.ranges import FRAME_SECONDS, PORT, add_number
 from momentum_gs.render.kernels import kernels_in_use
 from momentum_gs.view.drawer import FrameDrawer
 from momentum_gs.view.levels import FRAME_TIME, REST_FACTOR, FrameBudget, levels_needed, placed_gaussians
-from momentum_gs.view.server import Viewer, check_port, import_viser, serve_until_interrupted, warn_if_open
+from momentum_gs.view.server import Viewer
+from momentum_gs.view.serving import check_port, import_viser, serve_until_interrupted, warn_if_open
 from momentum_gs.view.sources import RunSource
 
 

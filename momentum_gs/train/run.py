@@ -24,7 +24,8 @@ from momentum_gs.render.kernels import kernels_in_use
 from momentum_gs.train import distributed as D
 from momentum_gs.train.lock import RunLock
 from momentum_gs.train.trainer import Trainer
-from momentum_gs.view.server import Viewer, check_port, import_viser, serve_until_interrupted, warn_if_open
+from momentum_gs.view.server import Viewer
+from momentum_gs.view.serving import check_port, import_viser, serve_until_interrupted, warn_if_open
 from momentum_gs.view.sources import TrainingSource
 
 

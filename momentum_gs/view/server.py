@@ -5,18 +5,16 @@ block, and a render mode (RGB, depth, normals).
 
 Frames are rendered by one thread, one browser after another; nothing here runs in the trainer's thread but
 :meth:`~momentum_gs.view.sources.TrainingSource.step_done`. A frame that fails is reported on one line and the
-viewer goes on; a browser that goes away mid-frame is forgotten.
+viewer goes on; a browser that goes away mid-frame is forgotten. The panel is :mod:`momentum_gs.view.panel`'s,
+the frustums and cells :mod:`momentum_gs.view.overlays`', the port check and the wait for Ctrl-C
+:mod:`momentum_gs.view.serving`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
-import logging
 import random
-import signal
-import socket
 import sys
 import threading
 import time
@@ -25,70 +23,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from momentum_gs.errors import UserError, one_line
-from momentum_gs.partition.frame import estimate_up
-from momentum_gs.ranges import PORT
+from momentum_gs.errors import one_line
 from momentum_gs.view.drawer import FrameDrawer
-from momentum_gs.view.frames import (MODES, FrameSettings, block_rgb, camera_pose, cell_boxes, frame_size,
-                                     viewer_camera)
+from momentum_gs.view.frames import camera_pose, frame_size, viewer_camera
+from momentum_gs.view.overlays import add_overlays
+from momentum_gs.view.panel import ViewerPanel
+from momentum_gs.view.serving import (browser_url, check_port, import_viser, own_random_for_pings,
+                                      quiet_handshake_errors)
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-ANY_HOST = ("0.0.0.0", "::")
 PREVIEW_PIXELS = 160 * 120  # the frame while the camera moves: interactive on a CPU
 SETTLE_S = 0.2  # the camera rests this long before the full frame is rendered
 REFRESH_S = 1.0  # while training, a resting camera's frame is redrawn at most this often
-
-
-def check_port(host: str, port: int) -> None:
-    """A UserError when ``port`` cannot be bound on ``host`` (viser would quietly take the next free one), or
-    when ``host`` is empty (it would listen everywhere and print an address no browser opens)."""
-    if not host.strip():
-        raise UserError("--host is empty; give the address to listen on: 127.0.0.1 (this machine, the default) "
-                        "or 0.0.0.0 (every interface)")
-    if not PORT.holds(port):
-        raise UserError(f"--port {port}: give a port between 1 and 65535")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # as the server binds: connections of a viewer that just stopped (TIME_WAIT) do not block the port,
-        # a program listening on it does
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port} on {host} is in use (another viewer?); pass --port with a free one")
-            raise UserError(f"cannot serve the viewer on {host}:{port} ({exc.strerror or exc}); check --host")
-
-
-def warn_if_open(host: str) -> None:
-    """One warning line when the viewer listens beyond this machine."""
-    if host not in LOCAL_HOSTS:
-        print(f"warning: the viewer listens on {host}: anyone who can reach this machine can see the scene "
-              "(the default, 127.0.0.1, keeps it to this machine)", file=sys.stderr, flush=True)
-
-
-def import_viser():
-    """The viser module, or a UserError saying how to install it."""
-    try:
-        import viser
-    except ImportError:
-        raise UserError("the viewer needs the viser package: pip install 'momentum_gs[view]'") from None
-    return viser
-
-
-def own_random_for_pings() -> None:
-    """Give the websockets library its own random generator: it draws the payload of every keep-alive ping from
-    Python's global one, which training seeds and saves in its checkpoints (the viewer must not move it)."""
-    from websockets.asyncio import connection
-
-    if not isinstance(connection.random, random.Random):
-        connection.random = random.Random()
-
-
-def quiet_handshake_errors() -> None:
-    """No traceback on the console for a client that is not a browser (a bare TCP connect, a port scanner):
-    the websockets server logs a failed opening handshake with its whole stack at ERROR."""
-    logging.getLogger("websockets.server").setLevel(logging.CRITICAL)
+STATUS_EVERY_S = 0.5  # how often the panel's status line is read from the source
 
 
 @dataclass
@@ -116,20 +62,23 @@ class Frame:
     count: int = field(default=0)
 
 
-class Viewer:
+class Viewer(ViewerPanel):
     """A viser server showing ``source`` (:mod:`momentum_gs.view.sources`) at http://host:port.
 
     Args:
-        source: what to render; drawer: how (:class:`~momentum_gs.view.drawer.FrameDrawer`; default every block whole).
-        host, port: where to listen (127.0.0.1: this machine only). log: where the one-line reports go.
+        source: what to render.
+        host, port: where to listen (127.0.0.1: this machine only).
         started: ``time.perf_counter()`` when the command started, to report the time to the first frame.
+        log: where the one-line reports go (default: standard error).
+        drawer: how to render (:class:`~momentum_gs.view.drawer.FrameDrawer`; default every block whole).
     """
 
     def __init__(self, source, host: str = "127.0.0.1", port: int = 8080, started: float | None = None,
                  log=None, drawer: FrameDrawer | None = None):
         check_port(host, port)
         viser = import_viser()
-        self.source, self.log = source, log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.source = source
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.drawer = drawer or FrameDrawer(source)
         self.started = time.perf_counter() if started is None else started
         state = random.getstate()  # rich, imported by viser's server, draws from Python's stream on import
@@ -139,16 +88,17 @@ class Viewer:
         quiet_handshake_errors()
         # a frame for a browser that left while it was rendered is dropped: nothing to warn about
         warnings.filterwarnings("ignore", message=r"Queued a \w+ on a closed connection", category=UserWarning)
-        self.host, self.port = host, self.server.get_port()
+        self.host = host
+        self.port = self.server.get_port()
         self.clients: dict[int, ClientState] = {}
-        self.settings = 0  # bumped by every control change: a new frame for everyone
+        self.settings = 0
         self.last_frame: Frame | None = None
         self.first_frame_s: float | None = None
         self.frames = 0
         self._errors: set[str] = set()
         self._stop = threading.Event()
         self._build_gui()
-        self._build_scene()
+        self.frustums, self.boxes = add_overlays(self.server.scene, self.source, self.fly_to)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(lambda client: self.clients.pop(client.client_id, None))
         random.setstate(state)
@@ -157,108 +107,8 @@ class Viewer:
 
     @property
     def url(self) -> str:
-        """The address to open in a browser: for a viewer on every interface (0.0.0.0, ::), this machine's
-        name, which other machines can open too."""
-        host = socket.gethostname() if self.host in ANY_HOST else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
-
-    # ---- controls and scene ------------------------------------------------------------------------------
-    def _build_gui(self) -> None:
-        """The panel: status, render mode, resolution, what to show, a switch per block (and pause)."""
-        gui = self.server.gui
-        gui.configure_theme(show_share_button=False, control_width="medium")  # sharing would go online
-        self.status = gui.add_markdown(self.source.status())
-        self.frame_text = gui.add_markdown("no frame yet")
-        self.mode = gui.add_dropdown("Render", MODES, initial_value="rgb")
-        self.resolution = gui.add_slider("Resolution", min=0.1, max=1.0, step=0.05, initial_value=1.0)
-        background = np.clip(np.asarray(self.source.cfg.render.background, np.float64) * 255, 0, 255).round()
-        self.background = gui.add_rgb("Background", initial_value=tuple(int(c) for c in background))
-        with gui.add_folder("Depth range", expand_by_default=False):  # 0, 0: each frame's 2nd-98th percentile
-            self.near = gui.add_number("Near", initial_value=0.0, min=0.0, step=0.01)
-            self.far = gui.add_number("Far", initial_value=0.0, min=0.0, step=0.01)
-        self.show_cameras = gui.add_checkbox("Cameras", initial_value=True)
-        self.show_cells = gui.add_checkbox("Cells", initial_value=self.source.partition is not None)
-        for handle in (self.mode, self.resolution, self.background, self.near, self.far):
-            handle.on_update(lambda _: self._changed())
-        self.show_cameras.on_update(lambda _: self._set_visible(self.frustums, self.show_cameras.value))
-        self.show_cells.on_update(lambda _: self._set_visible(self.boxes, self.show_cells.value))
-        self.block_boxes = []
-        with gui.add_folder("Blocks"):
-            for b in range(self.source.num_blocks):
-                box = gui.add_checkbox(f"block {b}", initial_value=True)
-                box.on_update(lambda _: self._changed())
-                self.block_boxes.append(box)
-            gui.add_button("All blocks").on_click(lambda _: self._all_blocks())
-        self.pause = None
-        if hasattr(self.source, "paused"):
-            self.pause = gui.add_button("Pause")
-            self.pause.on_click(lambda _: self._toggle_pause())
-
-    def _build_scene(self) -> None:
-        """Frustums of the training cameras (coloured by block) and boxes of the partition's cells."""
-        scene, cameras, partition = self.server.scene, self.source.cameras, self.source.partition
-        up = partition.up if partition is not None and partition.up is not None else estimate_up(cameras, False)
-        if up is not None:
-            scene.set_up_direction(tuple(float(v) for v in up))
-        colours = block_rgb(max(self.source.num_blocks, 1))
-        centres = np.stack([camera_pose(c)[0] for c in cameras]) if cameras else np.zeros((1, 3))
-        extent = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) or 1.0
-        self.frustums = []
-        for i, camera in enumerate(cameras):
-            position, wxyz, fov, aspect = camera_pose(camera)
-            block = int(partition.camera_block[i]) if partition is not None and partition.camera_block is not None \
-                else 0
-            frustum = scene.add_camera_frustum(f"/cameras/{i}", fov=fov, aspect=aspect, scale=0.04 * extent,
-                                               color=tuple(int(c) for c in colours[block]), wxyz=wxyz,
-                                               position=position)
-            frustum.on_click(lambda event, camera=camera: self.fly_to(event.client, camera))
-            self.frustums.append(frustum)
-        self.boxes = []
-        if partition is not None:
-            for b, (centre, size, wxyz) in enumerate(cell_boxes(partition)):
-                colour = tuple(int(c) for c in colours[b])
-                self.boxes.append(scene.add_box(f"/cells/{b}", color=colour, dimensions=size, wireframe=True,
-                                                wxyz=wxyz, position=centre))
-                self.boxes.append(scene.add_label(f"/cells/{b}/label", f"block {b}", position=(0.0, 0.0, 0.0)))
-
-    def _set_visible(self, handles, visible: bool) -> None:
-        for handle in handles:
-            handle.visible = visible
-
-    def _changed(self) -> None:
-        self.settings += 1
-
-    def _all_blocks(self) -> None:
-        for box in self.block_boxes:
-            box.value = True
-        self._changed()
-
-    def _toggle_pause(self) -> None:
-        paused = self.source.paused
-        if paused.is_set():
-            paused.clear()
-            self.pause.label = "Pause"
-        else:
-            paused.set()
-            self.pause.label = "Resume"
-
-    @property
-    def frame_settings(self) -> FrameSettings:
-        """The panel's render mode, background and depth range."""
-        near, far = float(self.near.value), float(self.far.value)
-        return FrameSettings(self.mode.value, tuple(c / 255 for c in self.background.value),
-                             near if far > near else None, far if far > near else None)
-
-    @property
-    def overlays_shown(self) -> bool:
-        """Whether frustums or cells are drawn over the frames (each frame's depth is then rendered and sent)."""
-        return bool(self.show_cameras.value or (self.show_cells.value and self.boxes))
-
-    @property
-    def blocks(self) -> tuple[int, ...]:
-        """The blocks switched on."""
-        return tuple(b for b, box in enumerate(self.block_boxes) if box.value)
+        """The address to open in a browser (this machine's name for a viewer on every interface)."""
+        return browser_url(self.host, self.port)
 
     def fly_to(self, client, camera) -> None:
         """Put ``client``'s camera where training camera ``camera`` is, with its field of view."""
@@ -284,16 +134,20 @@ class Viewer:
                     if client_id not in self.server.get_clients():
                         self.clients.pop(client_id, None)
                     self._report(f"viewer: a frame failed ({one_line(exc, 200)})")
-            if time.perf_counter() - status_at > 0.5:
+            if time.perf_counter() - status_at > STATUS_EVERY_S:
                 status_at = time.perf_counter()
-                try:
-                    with self.source.lock:
-                        text = self.source.status()
-                    self.status.content = text
-                except Exception as exc:
-                    self._report(f"viewer: the status failed ({one_line(exc, 200)})")
+                self._show_status()
             if not busy:
                 self._stop.wait(0.02)
+
+    def _show_status(self) -> None:
+        """The source's status line into the panel; a failure is reported once."""
+        try:
+            with self.source.lock:
+                text = self.source.status()
+            self.status.content = text
+        except Exception as exc:
+            self._report(f"viewer: the status failed ({one_line(exc, 200)})")
 
     def _report(self, line: str) -> None:
         if line not in self._errors:
@@ -307,12 +161,15 @@ class Viewer:
         if client is None or state is None:
             self.clients.pop(client_id, None)
             return False
-        view = self._browser_view(client, state)  # (position, wxyz, fov, width, height)
-        needed = None if view is None else self._frame_needed(state, *view)  # (size, full)
+        view = self._browser_view(client, state)
+        if view is None:
+            return False
+        needed = self._frame_needed(state, *view)
         if needed is None:
             return False
         position, wxyz, fov, _, _ = view
-        self._send_frame(client_id, client, state, position, wxyz, fov, *needed)
+        size, full = needed
+        self._send_frame(client_id, client, state, position, wxyz, fov, size, full)
         return True
 
     def _browser_view(self, client, state: ClientState) -> tuple | None:
@@ -340,13 +197,15 @@ class Viewer:
         key = (tuple(np.round(position, 6)), tuple(np.round(wxyz, 6)), round(fov, 6), width, height, self.settings)
         now = time.perf_counter()
         version = self.source.version
-        full = key == state.camera_key  # else the camera (or a control) moved: the small frame now
-        if not full:
-            state.camera_key, state.changed_at, state.full = key, now, False
-            return frame_size(width, height, PREVIEW_PIXELS), full
-        if (not state.full and now - state.changed_at >= SETTLE_S) or (
-                state.full and version != state.version and now - state.sent_at >= REFRESH_S):
-            return frame_size(width, height, int(width * height * self.resolution.value ** 2)), full
+        if key != state.camera_key:  # the camera (or a control) moved: the small frame now
+            state.camera_key = key
+            state.changed_at = now
+            state.full = False
+            return frame_size(width, height, PREVIEW_PIXELS), False
+        settled = not state.full and now - state.changed_at >= SETTLE_S
+        stale = state.full and version != state.version and now - state.sent_at >= REFRESH_S
+        if settled or stale:
+            return frame_size(width, height, int(width * height * self.resolution.value ** 2)), True
         return None
 
     def _send_frame(self, client_id: int, client, state: ClientState, position, wxyz, fov: float,
@@ -364,11 +223,14 @@ class Viewer:
         client.scene.set_background_image(image, format="png" if full else "jpeg", jpeg_quality=85, depth=depth)
         state.sent_at = time.perf_counter()
         if full:
-            state.full, state.version = True, version
+            state.full = True
+            state.version = version
             self.frames += 1
             self.last_frame = Frame(client_id, camera, settings.mode, blocks, version, seconds, self.frames)
-            self.frame_text.content = (f"{size[0]}×{size[1]} frame in {seconds * 1000:.0f} ms, "
-                                       f"{gaussians} Gaussians" + (f"; {self.drawer.text}" if self.drawer.text else ""))
+            text = f"{size[0]}×{size[1]} frame in {seconds * 1000:.0f} ms, {gaussians} Gaussians"
+            if self.drawer.text:
+                text += f"; {self.drawer.text}"
+            self.frame_text.content = text
             if self.first_frame_s is None:
                 self.first_frame_s = state.sent_at - self.started
                 self.log(f"viewer: first frame {self.first_frame_s:.1f} s after the start")
@@ -380,21 +242,3 @@ class Viewer:
         self.drawer.close()
         with contextlib.redirect_stdout(io.StringIO()):
             self.server.stop()
-
-
-def serve_until_interrupted(viewer: Viewer, line: str) -> None:
-    """Print ``line``, then serve until Ctrl-C or SIGTERM (a service manager's stop), close the viewer and say
-    so."""
-    def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        print(line, flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        viewer.close()
-        print("viewer stopped", flush=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
