@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
 from momentum_gs.export.tiles import blocks as tile_blocks  # noqa: E402
+from momentum_gs.export.tiles.lod import TILE_SIZE  # noqa: E402
 from momentum_gs.render.kernels import describe_cpu  # noqa: E402
 from tests.helpers.standard_city import generated_city  # noqa: E402
 
@@ -78,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--per-block", type=int, default=PER_BLOCK)
-    parser.add_argument("--tile-size", type=int, default=tile_blocks.TILE_SIZE)
+    parser.add_argument("--tile-size", type=int, default=TILE_SIZE)
     parser.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
     parser.add_argument("--without-trim", action="store_true", help="no trim of the C heap after each tile")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one size, JSON on stdout

@@ -1,46 +1,60 @@
-"""``mgs export``: the trained scene as standard 3D Gaussians (PLY, .splat, .spz, SOG, a web page) or in the
-Scaffold-GS layout."""
+"""``mgs export``: the trained scene in a format of :data:`~momentum_gs.export.formats.FORMATS` (standard 3D
+Gaussians as PLY, .splat, .spz, SOG or a web page, levels of detail in tiles, or the Scaffold-GS layout); the
+choices, defaults and most of the help come from that table."""
 
 from __future__ import annotations
 
 import argparse
 
 from momentum_gs.commands.common import use_run_settings
+from momentum_gs.export.formats import FORMATS, REFINE_STEPS
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
-from momentum_gs.export.run import FORMATS, export_run
-from momentum_gs.export.tiles.blocks import TILE_SIZE
+from momentum_gs.export.run import export_run
 from momentum_gs.export.tiles.gltf import COMPRESSIONS
+from momentum_gs.export.tiles.lod import TILE_SIZE
 from momentum_gs.ranges import MAX_STEPS, TILE, Range, add_number
 
-REFINE_STEPS = Range(0, MAX_STEPS, why="0 is the bake alone, and 10^9 steps take 11 days at 1000 steps a second, so "
-                     "more is a typing slip")
+STEPS = Range(0, MAX_STEPS, why="0 is the bake alone, and 10^9 steps take 11 days at 1000 steps a second, so more "
+              "is a typing slip")
 REFINE_SECONDS = Range(0, why="seconds, 0 for no limit: a time cannot be negative")
+
+
+def _names(test) -> str:
+    """The formats for which ``test(format)`` holds, as "a, b and c"."""
+    names = [name for name, spec in FORMATS.items() if test(spec)]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def format_help() -> str:
+    """--format's help: each format, what it writes and what it is (:data:`FORMATS`)."""
+    return "; ".join(f"{name}: {spec.output}, {spec.what}" + (" (through splat-transform, Node.js)"
+                                                              if spec.splat_transform else "")
+                     for name, spec in FORMATS.items())
+
+
+def sh_degree_help() -> str:
+    """--sh-degree's help: each format's default degree, and those that hold one degree only (:data:`FORMATS`)."""
+    def grouped(chosen: bool, words: str) -> str:
+        degrees = sorted({s.sh_degree for s in FORMATS.values() if s.sh_choice == chosen and s.sh_degree is not None})
+        return ", ".join(words.format(degree=d, names=_names(lambda s: s.sh_choice == chosen and s.sh_degree == d))
+                         for d in reversed(degrees))
+
+    return (f"SH degree of the baked Gaussians (default {grouped(True, '{degree} for {names}')}); "
+            f"{grouped(False, '{names} hold degree {degree} only')}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs export``."""
     parser.add_argument("run_dir")
-    parser.add_argument("--out", help="output folder (default: RUN_DIR/export; the Scaffold-GS layout goes to "
-                                      "RUN_DIR/export/scaffold)")
-    parser.add_argument("--format", choices=FORMATS, default="ply",
-                        help="ply: standard 3D Gaussians with SH colours, baked from the training views (what "
-                             "3DGS viewers read); splat: the 32-byte-per-Gaussian web-viewer file (colour "
-                             "without view dependence); spz: the ply's Gaussians quantised and gzipped (several times "
-                             "smaller, read by web viewers); html: scene.html, a viewer page with the scene "
-                             "inside that opens in a browser (no network needed); sog: PlayCanvas SOG, made by "
-                             "the splat-transform command (Node.js); sog-lod: PlayCanvas's streamed SOG "
-                             "(lod-meta.json and chunks) with levels of detail block by block, also through "
-                             "splat-transform; 3dtiles: an OGC 3D Tiles 1.1 tileset (tileset.json and glTF "
-                             "KHR_gaussian_splatting tiles) with levels of detail, block by block, placed on the "
-                             "globe when the scene has a georef.json; scaffold: the anchor PLY + decoder.pt")
-    parser.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3),
-                        help="SH degree of --format ply, spz and 3dtiles (default 3) and sog and sog-lod (default "
-                             "0: splat-transform compresses higher degrees slowly on a CPU); splat and html keep "
-                             "degree 0")
-    add_number(parser, "--refine", kind=int, allowed=REFINE_STEPS, default=None, metavar="STEPS",
+    parser.add_argument("--out", help="output folder (default: RUN_DIR/export; "
+                                      f"{_names(lambda s: s.folder)} go to RUN_DIR/export/FORMAT)")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="ply",
+                        help=f"what is written: {format_help()}")
+    parser.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), help=sh_degree_help())
+    add_number(parser, "--refine", dest="refine_steps", kind=int, allowed=STEPS, default=None, metavar="STEPS",
                help="train the baked Gaussians this many steps against the photos and the model's renders "
-                    "(default 500, cut to --refine-budget; 0: the bake alone, in seconds; 3dtiles and sog-lod: 0, "
-                    "the only choice)")
+                    f"(default {REFINE_STEPS}, cut to --refine-budget; 0: the bake alone, in seconds; "
+                    f"{_names(lambda s: s.refine_steps is None)}: 0, the only choice)")
     add_number(parser, "--refine-budget", kind=float, allowed=REFINE_SECONDS, default=None, metavar="SECONDS",
                help="cut the refinement to the steps that fit in this time, measured on its first steps "
                     f"(default {REFINE_BUDGET_CPU:.0f} on a CPU, no limit on a GPU; 0: no limit)")
@@ -56,6 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Export, and print what was written."""
     use_run_settings(args.run_dir)
-    refine = args.refine if args.refine is not None else (0 if args.format in ("3dtiles", "sog-lod") else 500)
-    print("\n".join(export_run(args.run_dir, args.format, args.out, args.sh_degree, refine, args.refine_budget,
-                               args.tile_size, args.tile_compression)))
+    print("\n".join(export_run(args.run_dir, format=args.format, out=args.out, sh_degree=args.sh_degree,
+                               refine_steps=args.refine_steps, refine_budget=args.refine_budget,
+                               tile_size=args.tile_size, tile_compression=args.tile_compression)))

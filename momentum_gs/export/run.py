@@ -1,5 +1,6 @@
-"""A trained run out of the program: ``mgs export`` (standard 3DGS PLY, .splat, .spz, SOG, a web page, or the
-Scaffold-GS layout) and ``mgs distill`` (a compact student PLY with its scores)."""
+"""A trained run out of the program: ``mgs export`` (in a format of :data:`~momentum_gs.export.formats.FORMATS`:
+the standard 3DGS PLY, .splat, .spz, SOG, a web page, levels of detail in tiles, or the Scaffold-GS layout) and
+``mgs distill`` (a compact student PLY with its scores)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_gs.data.georef import ply_comment, read_georef, write_sidecar
+from momentum_gs.data.georef import read_georef, write_sidecar
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import scores, write_strip
 from momentum_gs.export.distill import DistillConfig, distill
+from momentum_gs.export.formats import FORMATS, Context, Request, merged_model
 from momentum_gs.export.refine import default_budget, refine
-from momentum_gs.export.scaffold import export_scene
-from momentum_gs.export.splat import save_splat
-from momentum_gs.export.spz import save_spz
 from momentum_gs.export.standard_ply import save_standard_ply, standard_ply_bytes
-from momentum_gs.export.tiles.blocks import TILE_SIZE, export_tiles
-from momentum_gs.export.tiles.sog_lod import export_sog_lod
-from momentum_gs.export.web import save_viewer, save_with_splat_transform
+from momentum_gs.export.tiles.lod import TILE_SIZE
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.io.safe_path import inside
@@ -33,54 +30,51 @@ from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.trained import load_run
 
-FORMATS = ("ply", "splat", "spz", "html", "sog", "sog-lod", "3dtiles", "scaffold")
-WHAT = {"ply": "the layout 3DGS viewers read", "splat": "the .splat file web viewers read",
-        "spz": "the .spz file web viewers read", "html": "a page that shows the scene in a web browser",
-        "sog": "PlayCanvas's compressed format"}
+
+def export_run(run_dir: str | Path, *, format: str = "ply", out: str | Path | None = None,
+               sh_degree: int | None = None, refine_steps: int | None = None, refine_budget: float | None = None,
+               tile_size: int = TILE_SIZE, tile_compression: str = "spz") -> list[str]:
+    """Write a run's merged model in ``format`` (a key of :data:`~momentum_gs.export.formats.FORMATS`) to
+    ``out``; returns the lines to print. Nothing is written through a link: below ``RUN`` none may lead out of
+    it, and a file to write that is a link is refused (:mod:`momentum_gs.io.safe_path`).
+
+    ``out``: the folder the format's file goes into (default ``RUN/export``), or the folder a format of its own
+    folder writes (default ``RUN/export/<format>``). ``sh_degree``: the baked Gaussians' SH degree;
+    ``refine_steps``: steps of training them further; each None: the format's default. ``refine_budget``:
+    seconds the refinement may take (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit).
+    ``tile_size``: Gaussians per tile of the formats with levels of detail (:mod:`momentum_gs.export.tiles`);
+    ``tile_compression``: the 3D Tiles' tiles as SPZ streams ("spz") or float32 attributes ("none")."""
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {format}")
+    spec, run = FORMATS[format], RunFolder(run_dir)
+    if refine_steps and spec.refine_steps is None:
+        raise UserError(f"--refine is not available with --format {format}: its levels are baked from the training "
+                        "views block by block; give --refine 0")
+    default_out = run.path("export", spec.output.rstrip("/")) if spec.folder else run.export
+    request = Request(run=run, format=format, out=Path(out or default_out),
+                      sh_degree=sh_degree if sh_degree is not None and spec.sh_choice else spec.sh_degree,
+                      refine_steps=(spec.refine_steps or 0) if refine_steps is None else refine_steps,
+                      refine_budget=refine_budget, tile_size=tile_size, tile_compression=tile_compression)
+    return spec.write(request) if spec.folder else _export_baked(request)
 
 
-def export_run(run_dir: str | Path, fmt: str = "ply", out: str | Path | None = None, sh_degree: int | None = None,
-               refine_steps: int = 0, refine_budget: float | None = None, tile_size: int = TILE_SIZE,
-               tile_compression: str = "spz") -> list[str]:
-    """Write a run's merged model in ``fmt`` to ``out`` (default ``RUN/export``); returns the lines to print.
-    Nothing is written through a link: below ``RUN`` none may lead out of it, and a file to write that is a link
-    is refused (:mod:`momentum_gs.io.safe_path`).
-
-    ``sh_degree``: the baked Gaussians' SH degree (default 3; 0 for sog; splat and html keep none).
-    ``refine_steps``: steps of training the baked Gaussians further; ``refine_budget``: seconds they may take
-    (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile
-    of ``3dtiles`` (:mod:`momentum_gs.export.tiles.blocks`, written to ``RUN/export/3dtiles`` by default) and per leaf
-    of ``sog-lod`` (:mod:`momentum_gs.export.tiles.sog_lod`, ``RUN/export/sog-lod``); ``tile_compression``: the
-    tiles as SPZ streams ("spz") or float32 attributes ("none")."""
-    folder = RunFolder(run_dir)
-    if fmt in ("3dtiles", "sog-lod"):
-        if refine_steps:
-            raise UserError(f"--refine is not available with --format {fmt}: its levels are baked from the training "
-                            "views block by block; give --refine 0")
-        if fmt == "sog-lod":  # degree 0 by default, as sog: splat-transform compresses higher degrees slowly
-            return export_sog_lod(folder.root, out or folder.path("export", "sog-lod"), sh_degree or 0, tile_size)
-        return export_tiles(folder.root, out or folder.path("export", "3dtiles"), 3 if sh_degree is None else sh_degree,
-                            tile_size, tile_compression)
-    cfg, model, _ = load_run(folder.root)
-    if not isinstance(model, GaussianScene):
-        raise UserError("this run trained independent decoders per block; both export layouts need one decoder")
-    if fmt == "scaffold":
-        path = export_scene(model, cfg.model, out or folder.path("export", "scaffold"))
-        return [f"exported the merged model, {model.anchors.num_anchors} anchors, in the Scaffold-GS layout: "
-                f"{path / 'point_cloud.ply'} and {path / 'decoder.pt'}"]
-    out = Path(out or folder.export)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; the export needs a folder (--out)")
-    command = splat_transform_command() if fmt == "sog" else None  # before baking: a missing tool is said at once
-    degree = 0 if fmt in ("splat", "html") else sh_degree  # those two keep no view dependence
-    if degree is None:
-        degree = 0 if fmt == "sog" else 3
+def _export_baked(request: Request) -> list[str]:
+    """A one-file format: the merged model baked from the training views (and refined) and written into the
+    folder ``request.out``, with the georeference side-car when the scene has one; returns the lines to print."""
+    spec = FORMATS[request.format]
+    cfg, model = merged_model(request.run)
+    if request.out.exists() and not request.out.is_dir():
+        raise UserError(f"{request.out} is a file; the export needs a folder (--out)")
+    # before baking: a missing tool is said at once
+    command = splat_transform_command(f"--format {request.format}") if spec.splat_transform else None
     georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: the export says where it is
     cameras = load_scene(cfg.data).train
-    gaussians, how = _baked(model, cameras, cfg.render, degree, refine_steps, refine_budget)
-    path = _write(fmt, gaussians, out, cameras[0], cfg.render.background, command, georef)
-    lines = [f"exported {len(gaussians)} standard 3D Gaussians (SH degree {degree}, {how}) to {path} "
-             f"({path.stat().st_size / 2**20:.1f} MB), {WHAT[fmt]}"]
+    gaussians, how = _baked(model, cameras, cfg.render, request.sh_degree, request.refine_steps,
+                            request.refine_budget)
+    path = spec.write(gaussians, request.out / spec.output, Context(cameras[0], cfg.render.background, georef,
+                                                                    command))
+    lines = [f"exported {len(gaussians)} standard 3D Gaussians (SH degree {request.sh_degree}, {how}) to {path} "
+             f"({path.stat().st_size / 2**20:.1f} MB), {spec.what}"]
     # opacities (in (0, 1) on StandardGaussians): faint stray Gaussians do not stretch the side-car's box
     sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy(),
                             gaussians.opacities.detach().cpu().numpy())
@@ -100,19 +94,6 @@ def _baked(model: GaussianScene, cameras, render_cfg, degree: int, refine_steps:
                                   budget_s=budget or None)
         how += f", refined {steps} steps" + (f" (of {refine_steps}, in {budget:.0f} s)" if steps < refine_steps else "")
     return gaussians, how
-
-
-def _write(fmt: str, gaussians: StandardGaussians, out: Path, camera, background, command, georef) -> Path:
-    """Write ``gaussians`` in ``fmt`` into the folder ``out``; returns the file."""
-    if fmt == "splat":
-        return save_splat(gaussians, out / "scene.splat")
-    if fmt == "spz":
-        return save_spz(gaussians, out / "scene.spz")
-    if fmt == "html":
-        return save_viewer(gaussians, camera, background, out / "scene.html")
-    if fmt == "sog":
-        return save_with_splat_transform(command, gaussians, out / "scene.sog")
-    return save_standard_ply(gaussians, out / "point_cloud.ply", [ply_comment(georef)] if georef else [])
 
 
 def ply_megabytes(gaussians: StandardGaussians) -> float:

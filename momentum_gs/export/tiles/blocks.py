@@ -35,14 +35,12 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
 from momentum_gs.export.tiles.gltf import COMPRESSIONS, save_glb
-from momentum_gs.export.tiles.lod import Tile, build_tree, merge_tiles
+from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, merge_tiles
 from momentum_gs.export.tiles.tileset import TILES_FOLDER, write_tileset
 from momentum_gs.io.safe_path import inside
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.trained import load_blocks
-
-TILE_SIZE = 32_768  # Gaussians per tile at most
 
 
 @dataclass
@@ -59,14 +57,12 @@ class TilesWritten:
 
 
 def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_size: int = TILE_SIZE,
-                 compression: str = "spz") -> list[str]:
-    """Write ``out/tileset.json`` and ``out/tiles/*.glb`` of a run, baked block by block, the tiles' Gaussians as
-    one SPZ stream each (``compression`` "spz", what CesiumJS draws) or float32 attributes ("none"); returns the
-    lines to print."""
-    if compression not in COMPRESSIONS:
-        raise UserError(f"--tile-compression must be one of {', '.join(COMPRESSIONS)}, got {compression}")
-    if tile_size < 1:
-        raise UserError(f"--tile-size must be at least 1, got {tile_size}")
+                 tile_compression: str = "spz") -> list[str]:
+    """Write ``out/tileset.json`` and ``out/tiles/*.glb`` of a run, baked block by block, tiles of at most
+    ``tile_size`` Gaussians, each tile's Gaussians as one SPZ stream (``tile_compression`` "spz", what CesiumJS
+    draws) or float32 attributes ("none"); returns the lines to print."""
+    if tile_compression not in COMPRESSIONS:
+        raise UserError(f"--tile-compression must be one of {', '.join(COMPRESSIONS)}, got {tile_compression}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; the tileset needs a folder (--out)")
@@ -75,12 +71,13 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
     georef = read_georef(Path(cfg.data.path))
     if all(block.num_anchors == 0 for block in blocks):
         raise UserError("no block of the run holds anchors in its cell; nothing to export")
-    written = write_tiles(bake_blocks(blocks, cameras, cfg.render, sh_degree), out, tile_size, georef, compression)
+    written = write_tiles(bake_blocks(blocks, cameras, cfg.render, sh_degree), out, tile_size, georef,
+                          tile_compression)
     lines = [f"exported {written.gaussians} standard 3D Gaussians (SH degree {sh_degree}) of {written.blocks} "
              f"block(s) as {written.tiles} tiles of at most {tile_size} Gaussians in {written.levels} levels to "
              f"{written.path} ({written.tile_bytes / 2**20:.1f} MB of tiles), 3D Tiles 1.1 with glTF "
              f"KHR_gaussian_splatting"
-             + (" in SPZ streams (KHR_gaussian_splatting_compression_spz_2)" if compression == "spz" else "")]
+             + (" in SPZ streams (KHR_gaussian_splatting_compression_spz_2)" if tile_compression == "spz" else "")]
     if georef:
         o = georef["origin"]
         lines.append(f"placed on the globe: the scene's origin at latitude {o['lat']:.6f}, longitude {o['lon']:.6f}, "
@@ -107,23 +104,22 @@ def bake_blocks(blocks: list[GaussianScene], cameras: list[Camera], render_cfg: 
 
 
 def write_tiles(blocks: Iterable[StandardGaussians], out: str | Path, tile_size: int = TILE_SIZE,
-                georef: dict | None = None, compression: str = "spz",
+                georef: dict | None = None, tile_compression: str = "spz",
                 content: Callable[[StandardGaussians, Path, str], object] = save_glb) -> TilesWritten:
     """Write ``blocks`` (an iterable of per-block Gaussians, read once, one block at a time; block ``i`` names
     its tiles ``b<i>...``, an empty block is skipped) as the 3D Tiles tileset ``out/tileset.json`` with its
-    tiles ``out/tiles/<name>.glb``, each written by ``content(gaussians, path, compression)`` as soon as it is
-    final (``compression``: "spz" or "none", :func:`momentum_gs.export.tiles.gltf.save_glb`); placed
+    tiles ``out/tiles/<name>.glb`` of at most ``tile_size`` Gaussians, each written by ``content(gaussians, path,
+    tile_compression)`` as soon as it is final (``tile_compression``: "spz" or "none",
+    :func:`momentum_gs.export.tiles.gltf.save_glb`); placed
     on the globe when ``georef`` (``data.georef.read_georef``'s dictionary) is given. See the module notes for
     the tree and the memory it holds."""
-    if tile_size < 1:
-        raise UserError(f"the tile size must be at least 1, got {tile_size}")
     out = Path(out)
     inside(out / TILES_FOLDER, out).mkdir(parents=True, exist_ok=True)  # not a link out of the folder named
     written = TilesWritten(out, 0, 0, 0, 0, 0)
 
     def done(tile: Tile) -> None:
         path = out / TILES_FOLDER / f"{tile.name}.glb"
-        content(tile.gaussians, path, compression)
+        content(tile.gaussians, path, tile_compression)
         _give_back_freed_memory()
         written.tiles += 1
         written.tile_bytes += path.stat().st_size if path.is_file() else 0
@@ -139,7 +135,7 @@ def write_tiles(blocks: Iterable[StandardGaussians], out: str | Path, tile_size:
     root = above.finish()
     if root is None:
         raise UserError("no block holds a Gaussian; nothing to export")
-    written.path = write_tileset(root, out, georef, content=None, compression=compression)
+    written.path = write_tileset(root, out, georef, content=None, compression=tile_compression)
     written.levels = _levels(root)
     return written
 

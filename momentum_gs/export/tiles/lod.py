@@ -1,9 +1,9 @@
 """Levels of detail of baked Gaussians: a tree of tiles whose parents hold coarser versions of their children.
 
 A block's Gaussians are cut by a k-d tree (the median of the box's longest axis) until every leaf holds at most
-``max_per_tile`` Gaussians. A parent holds a coarser copy of everything below it, at most ``max_per_tile``
-Gaussians, made by merging its children's content: Gaussians that fall in one cell of a grid sized for the
-budget are replaced by one whose mean and covariance are the weighted mean and covariance of the group
+``tile_size`` Gaussians. A parent holds a coarser copy of everything below it, at most ``tile_size``
+Gaussians, made by merging its children's content: Gaussians that fall in one cell of a grid sized for
+``tile_size`` are replaced by one whose mean and covariance are the weighted mean and covariance of the group
 (moment matching), weights opacity × surface (the product of the two largest scales), the colour
 coefficients averaged with the same weights, and the opacity chosen so that the merged Gaussian covers about
 what the group covered (its summed opacity × surface over the merged surface, capped at 1).
@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from momentum_gs.errors import UserError
 from momentum_gs.model.lod import extent, merge_to
 from momentum_gs.model.standard import StandardGaussians
+from momentum_gs.ranges import TILE, check_number
+
+TILE_SIZE = 32_768  # Gaussians per tile at most, by default (--tile-size)
 
 
 @dataclass
@@ -48,28 +52,29 @@ class Tile:
             yield from child.walk()
 
 
-def build_tree(gaussians: StandardGaussians, name: str, max_per_tile: int,
+def build_tree(gaussians: StandardGaussians, name: str, tile_size: int,
                done: Callable[[Tile], object] | None = None) -> Tile:
-    """The level-of-detail tree of ``gaussians`` (on the CPU): leaves of at most ``max_per_tile`` Gaussians cut
+    """The level-of-detail tree of ``gaussians`` (on the CPU): leaves of at most ``tile_size`` Gaussians cut
     by a k-d tree, parents merged from their children (see the module notes).
 
     With ``done``, the tree streams: each tile is handed to ``done`` as soon as its content is final (a leaf
     when it is cut, a parent when it is merged), and a parent's children let their content go once it is
     merged (their ``gaussians`` become None); only the root keeps its content. Besides ``gaussians`` itself,
-    the tree then holds at most about ``max_per_tile`` × (depth + 4) Gaussians at once: the contents waiting
+    the tree then holds at most about ``tile_size`` × (depth + 4) Gaussians at once: the contents waiting
     for their sibling along one path from the root, and one merge. Without ``done`` every tile keeps its
     content."""
-    if max_per_tile < 1:
-        raise ValueError(f"max_per_tile must be at least 1, got {max_per_tile}")
+    reason = check_number(tile_size, TILE)  # the one check of the tile size: every tree is built here
+    if reason:
+        raise UserError(f"the tile size (--tile-size) {reason}")
     means = gaussians.means.numpy()
-    return _subtree(gaussians, means, np.arange(len(means)), name, max_per_tile, done)
+    return _subtree(gaussians, means, np.arange(len(means)), name, tile_size, done)
 
 
-def _subtree(gaussians: StandardGaussians, means: np.ndarray, index: np.ndarray, name: str, max_per_tile: int,
+def _subtree(gaussians: StandardGaussians, means: np.ndarray, index: np.ndarray, name: str, tile_size: int,
              done: Callable[[Tile], object] | None) -> Tile:
     """The tree of the rows ``index`` of ``gaussians`` (``means`` its means as numpy): :func:`build_tree`. The
     cut sorts row numbers, not Gaussians: a subtree copies only its leaves' rows."""
-    if len(index) <= max_per_tile:
+    if len(index) <= tile_size:
         content = gaussians if len(index) == len(gaussians) else take(gaussians, index)
         tile = Tile(content, extent(content), 0.0, name)
     else:
@@ -78,9 +83,9 @@ def _subtree(gaussians: StandardGaussians, means: np.ndarray, index: np.ndarray,
         order = index[np.argsort(points[:, axis], kind="stable")]
         del points
         half = len(order) // 2
-        children = [_subtree(gaussians, means, part, f"{name}-{i}", max_per_tile, done)
+        children = [_subtree(gaussians, means, part, f"{name}-{i}", tile_size, done)
                     for i, part in enumerate((order[:half], order[half:]))]
-        tile = merge_tiles(children, name, max_per_tile)
+        tile = merge_tiles(children, name, tile_size)
         if done is not None:
             for child in children:
                 child.gaussians = None
@@ -89,10 +94,10 @@ def _subtree(gaussians: StandardGaussians, means: np.ndarray, index: np.ndarray,
     return tile
 
 
-def merge_tiles(children: list[Tile], name: str, max_per_tile: int) -> Tile:
-    """A parent of ``children``: their content merged down to at most ``max_per_tile`` Gaussians."""
+def merge_tiles(children: list[Tile], name: str, tile_size: int) -> Tile:
+    """A parent of ``children``: their content merged down to at most ``tile_size`` Gaussians."""
     content = concatenate([child.gaussians for child in children])
-    merged, error = merge_to(content, max_per_tile)
+    merged, error = merge_to(content, tile_size)
     box = np.stack([np.min([c.box[0] for c in children], 0), np.max([c.box[1] for c in children], 0)])
     box = np.stack([np.minimum(box[0], extent(merged)[0]), np.maximum(box[1], extent(merged)[1])])
     return Tile(merged, box, error + max(child.geometric_error for child in children), name, children)

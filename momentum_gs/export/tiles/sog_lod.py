@@ -17,8 +17,8 @@ from pathlib import Path
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.export.standard_ply import save_standard_ply
-from momentum_gs.export.tiles.blocks import TILE_SIZE, bake_blocks
-from momentum_gs.export.tiles.lod import Tile, build_tree, concatenate, merge_tiles
+from momentum_gs.export.tiles.blocks import bake_blocks
+from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, concatenate, merge_tiles
 from momentum_gs.io.atomic import work_folder_beside
 from momentum_gs.io.splat_transform import run_splat_transform, splat_transform_command
 from momentum_gs.model.standard import StandardGaussians
