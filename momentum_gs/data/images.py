@@ -91,14 +91,6 @@ def fit_size(image: np.ndarray, width: int, height: int, path: Path) -> np.ndarr
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def load_image(path: Path, width: int | None = None, height: int | None = None) -> torch.Tensor:
-    """[H, W, 3] float32 RGB in [0, 1]; checked against (and fitted to) ``width`` x ``height`` if given."""
-    image = read_image(path)
-    if width is not None and height is not None:
-        image = fit_size(image, width, height, path)
-    return torch.from_numpy(image).float().div_(255.0)
-
-
 @dataclass(frozen=True)
 class ImageJob:
     """One image to bring to the size (and undistortion) its camera wants.

@@ -23,7 +23,7 @@ import numpy as np
 from momentum_gs.errors import UserError
 from momentum_gs.eval.camera_path import CameraPath
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.io.schema import ListOf, Number, Obj, OneOf, check, read_json
+from momentum_gs.io.schema import ListOf, Number, Obj, OneOf, read_json
 from momentum_gs.ranges import MAX_FRAMES, MAX_WIDTH, Range
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z; its own inverse (CV_TO_GL is the same matrix)
@@ -64,12 +64,6 @@ def read_path_json(file: str | Path) -> CameraPath:
     """The camera path in a nerfstudio camera-path file (see the module docstring); a UserError names the
     first thing wrong with it."""
     return _camera_path(read_json(file, CAMERA_PATH, "camera path"), f"camera path {file}")
-
-
-def path_from_json(data, where: str = "camera path") -> CameraPath:
-    """The :class:`CameraPath` of a parsed camera-path dictionary (checked against :data:`CAMERA_PATH`);
-    ``where`` names it in errors."""
-    return _camera_path(check(data, CAMERA_PATH, where), where)
 
 
 def _camera_path(data: dict, where: str) -> CameraPath:

@@ -8,6 +8,8 @@
   (where inactive blocks wait);
 - around it: ``run`` (configs, run folders and resume for ``mgs train`` and ``mgs demo``), ``distributed``
   (several processes), ``seeding`` (runs that repeat bit for bit), ``progress`` (bar, log file,
-  TensorBoard);
-- ``distill``: a trained scene distilled into a compact standard 3DGS student (``mgs distill``).
+  TensorBoard).
+
+Distillation into a standard 3DGS student (``mgs distill``) is ``export/distill.py``; ``mgs demo`` is
+``commands/demo.py``.
 """

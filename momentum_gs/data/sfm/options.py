@@ -12,7 +12,7 @@ from typing import Literal, get_args
 Matcher = Literal["auto", "exhaustive", "sequential", "spatial", "vocab"]
 CameraMode = Literal["auto", "single", "per-image"]
 AltitudeMode = Literal["auto", "use", "ignore"]
-MATCHERS, CAMERA_MODES, ALTITUDE_MODES = get_args(Matcher), get_args(CameraMode), get_args(AltitudeMode)
+MATCHERS, ALTITUDE_MODES = get_args(Matcher), get_args(AltitudeMode)
 # Exhaustive matching costs a pair per two photos. With GPS, spatial matching (30 neighbours a photo) matched
 # far fewer pairs of a 100-photo survey in far less time, for the same registration and GPS residual
 # (measured in docs/benchmarks/sfm.md, "Against photo count"), and makes fewer pairs than exhaustive from

@@ -102,7 +102,6 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"georeferenced: ENU metres; {up}; {verified.get('placed')}")
         lines.append(f"up from {report['up_from']}; {altitude}")
     return lines
-    return lines
 
 
 def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) -> None:
