@@ -55,7 +55,7 @@ def main() -> None:
         started = time.perf_counter()
         gaussians = bake(model, scene.train, cfg.render, degree=degree, show_progress=False)
         if args.refine:
-            gaussians = refine(model, gaussians, scene.train, photos, cfg.render, args.refine, show_progress=False)
+            gaussians, _ = refine(model, gaussians, scene.train, photos, cfg.render, args.refine, show_progress=False)
         path = save_standard_ply(gaussians, out / f"point_cloud_sh{degree}.ply")
         seconds = time.perf_counter() - started
         baked = load_standard_ply(path, device)
