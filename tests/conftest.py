@@ -1,5 +1,5 @@
 """Shared fixtures: a tiny synthetic scene (made once per session), a tiny training config, and a test run
-with each set of CPU kernels."""
+with each set of CPU kernels. Functions and constants the tests share are in tests/helpers/, not here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from momentum_gs.config import load_config
+from tests.helpers.brighton import DATA
+from tests.helpers.tiny_training import TINY_OVERRIDES
 
 
 @pytest.fixture(params=["cpp", "torch"])
@@ -30,7 +32,6 @@ def brighton_sfm(tmp_path_factory) -> tuple[Path, str]:
     import io
 
     from momentum_gs.cli import main
-    from tests.test_brighton import DATA
 
     if DATA is None:
         pytest.skip("brighton_beach dataset not found (set MGS_SHARED)")
@@ -48,44 +49,6 @@ def tiny_scene(tmp_path_factory) -> Path:
     from momentum_gs.data.synthetic import make_synthetic_scene
 
     return make_synthetic_scene(tmp_path_factory.mktemp("scene") / "tiny", "tiny", seed=0)
-
-
-# A few dozen steps with growing and pruning inside the window, on the tiny scene.
-TINY_OVERRIDES = [
-    "optim.steps=24",
-    "strategy.start_stat=2",
-    "strategy.update_from=6",
-    "strategy.update_interval=6",
-    "strategy.update_until=100",
-    "strategy.success_threshold=0.3",
-    "log.tensorboard=false",
-    "log.progress_every=1",
-    "device=cpu",
-]
-
-
-def train_tiny(scene: Path, out: Path, overrides: tuple[str, ...] = ()) -> Path:
-    """Train the tiny config (plus ``overrides``) on ``scene`` into ``out``; returns ``out``."""
-    from momentum_gs.train.run import train
-
-    cfg = load_config(overrides=TINY_OVERRIDES + list(overrides))
-    cfg.data.path, cfg.out = str(scene), str(out)
-    train(cfg)
-    return Path(out)
-
-
-def train_two_blocks(tiny_scene: Path, folder: Path) -> tuple[Path, Path]:
-    """The tiny scene copied into ``folder/scene`` and trained as 2 blocks into ``folder/run``: (run, scene)."""
-    import shutil
-
-    from momentum_gs.data.scene import load_scene
-    from momentum_gs.partition import auto_partition
-
-    scene = shutil.copytree(tiny_scene, folder / "scene")
-    cfg = load_config()
-    cfg.data.path = str(scene)
-    auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
-    return train_tiny(scene, folder / "run", (f"blocks.partition={folder / 'partition.npz'}",)), scene
 
 
 @pytest.fixture

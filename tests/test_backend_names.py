@@ -8,9 +8,9 @@ from momentum_gs.eval.evaluate import evaluate_run
 from momentum_gs.render import BACKENDS, render
 from momentum_gs.render.builtin import render_builtin
 from momentum_gs.render.gsplat_backend import render_gsplat
-from tests.conftest import train_tiny
-from tests.test_cli import mgs
-from tests.test_rasterize import random_scene
+from tests.helpers.cli import mgs
+from tests.helpers.render_scenes import random_scene
+from tests.helpers.tiny_training import train_tiny
 
 
 def test_the_backends_are_one_table():

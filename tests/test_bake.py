@@ -15,6 +15,7 @@ from momentum_gs.export.standard_ply import load_standard_ply, ply_columns, save
 from momentum_gs.losses import psnr
 from momentum_gs.model.standard import SH_C0, StandardGaussians, bake, eval_sh, sh_basis
 from momentum_gs.trained import load_run
+from tests.helpers.tiny_training import train_tiny
 
 
 def _random_dirs(n: int, seed: int = 0) -> torch.Tensor:
@@ -78,8 +79,6 @@ def test_the_ply_round_trips_in_the_3dgs_layout(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory):
-    from tests.conftest import train_tiny
-
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("bake") / "run", ("optim.steps=60",))
 
 

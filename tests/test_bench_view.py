@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.tiny_training import train_tiny
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_view.py"
 
 
 def test_bench_view_prints_frames_per_second_and_gaussians_drawn(tiny_scene, tmp_path):
-    from tests.conftest import train_tiny
-
     run = train_tiny(tiny_scene, tmp_path / "run")
     result = subprocess.run([sys.executable, str(SCRIPT), str(run), "--sizes", "64x48", "--rounds", "1"],
                             capture_output=True, text=True, timeout=300)

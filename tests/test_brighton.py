@@ -5,7 +5,6 @@ The dataset folder is read-only: every test that caches images copies a few of t
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,21 +18,10 @@ from momentum_gs.data.colmap.model import ColmapModel, qvec_to_rotmat
 from momentum_gs.data.images import ImageLoader, read_image
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.undistort import opencv_intrinsics
+from tests.helpers.brighton import DATA, camera_centres
 
 
-def _dataset() -> Path | None:
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "datasets" / "brighton_beach"]
-    if os.environ.get("MGS_SHARED"):
-        candidates.append(Path(os.environ["MGS_SHARED"]) / "datasets" / "brighton_beach")
-    return next((c for c in candidates if (c / "sparse" / "0").is_dir()), None)
-
-
-DATA = _dataset()
 pytestmark = pytest.mark.skipif(DATA is None, reason="brighton_beach dataset not found (set MGS_SHARED)")
-
-
-def camera_centres(model: ColmapModel) -> dict[str, np.ndarray]:
-    return {im.name: -qvec_to_rotmat(im.qvec).T @ im.tvec for im in model.images.values()}
 
 
 def reprojection_errors(model: ColmapModel, distorted: bool) -> np.ndarray:

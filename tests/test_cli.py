@@ -1,57 +1,42 @@
 """The command line: one clear line and status 2 for bad input, never a traceback."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def mgs(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "momentum_gs.cli", *args], capture_output=True, text=True, cwd=cwd)
-
-
-def _assert_one_line_error(result, fragment):
-    """Status 2, no traceback, and exactly one ``error:`` line, the last thing printed (a progress bar that
-    was running may stand before it)."""
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
-    errors = [line for line in lines if "error: " in line]
-    assert len(errors) == 1 and lines[-1].startswith("error: "), result.stderr
-    assert fragment in lines[-1]
-    assert "Traceback" not in result.stderr
+from tests.helpers.cli import assert_one_line_error, mgs
 
 
 def test_missing_scene(tmp_path):
-    _assert_one_line_error(mgs("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")),
-                           "nowhere")
+    assert_one_line_error(mgs("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")),
+                          "nowhere")
     assert not (tmp_path / "r").exists()  # a failed start leaves no empty run folder
     (tmp_path / "kept").mkdir()  # ... but never removes a folder the user made
-    _assert_one_line_error(mgs("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "kept")),
-                           "nowhere")
+    assert_one_line_error(mgs("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "kept")),
+                          "nowhere")
     assert (tmp_path / "kept").is_dir()
 
 
 def test_unknown_config_key(tiny_scene, tmp_path):
     result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.stepz=3")
-    _assert_one_line_error(result, "unknown config key 'optim.stepz'")
+    assert_one_line_error(result, "unknown config key 'optim.stepz'")
     assert not (tmp_path / "r" / "ckpt").exists()
 
 
 def test_a_config_that_is_neither_a_file_nor_shipped(tiny_scene, tmp_path):
     result = mgs("train", "--config", "nope", "--data", str(tiny_scene), "--out", str(tmp_path / "r"))
-    _assert_one_line_error(result, "config file not found: nope (neither a file nor a shipped config: brighton_beach, "
-                                   "demo, demo_single, ablation/a_one_block")
+    assert_one_line_error(result, "config file not found: nope (neither a file nor a shipped config: brighton_beach, "
+                                  "demo, demo_single, ablation/a_one_block")
     assert not (tmp_path / "r").exists()
 
 
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
-    _assert_one_line_error(mgs("eval", str(tmp_path)), "not a run folder")
+    assert_one_line_error(mgs("eval", str(tmp_path)), "not a run folder")
 
 
 def test_resume_without_a_run(tmp_path):
-    _assert_one_line_error(mgs("train", "--resume", "--out", str(tmp_path / "r")), "cannot resume")
+    assert_one_line_error(mgs("train", "--resume", "--out", str(tmp_path / "r")), "cannot resume")
 
 
 def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
@@ -61,7 +46,7 @@ def test_train_eval_export_from_the_command_line(tiny_scene, tmp_path):
     assert trained.returncode == 0, trained.stderr
     assert "trained 4 steps" in trained.stdout
     again = mgs("train", "--data", str(tiny_scene), "--out", str(run))
-    _assert_one_line_error(again, "already holds a trained run")
+    assert_one_line_error(again, "already holds a trained run")
     evaluated = mgs("eval", str(run), "--no-images")
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.strip().splitlines()[-1].endswith("results.json")
@@ -78,8 +63,8 @@ def test_train_partitions_by_itself_when_the_config_says_auto(tiny_scene, tmp_pa
     assert trained.returncode == 0, trained.stderr
     assert (run / "partition.npz").is_file() and (run / "partition.png").is_file()
     assert f"partition: {(run / 'partition.npz').resolve()}" in (run / "config.yaml").read_text()
-    _assert_one_line_error(mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "bad"),
-                               "blocks.partition=auto:two", "device=cpu"), "after auto: comes a number of blocks")
+    assert_one_line_error(mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "bad"),
+                              "blocks.partition=auto:two", "device=cpu"), "after auto: comes a number of blocks")
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -89,20 +74,20 @@ def test_train_partitions_by_itself_when_the_config_says_auto(tiny_scene, tmp_pa
     (("synth", "x", "--preset", "huge"), "unknown preset 'huge'"),
 ])
 def test_other_bad_input(args, fragment, tmp_path):
-    _assert_one_line_error(mgs(*args, cwd=tmp_path), fragment)
+    assert_one_line_error(mgs(*args, cwd=tmp_path), fragment)
 
 
 def test_bad_kernel_switch(tiny_scene, tmp_path, monkeypatch):
     monkeypatch.setenv("MOMENTUM_GS_COMPOSITOR", "numba")
     result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2")
-    _assert_one_line_error(result, "MOMENTUM_GS_COMPOSITOR='numba'; expected one of auto, fused, torch")
+    assert_one_line_error(result, "MOMENTUM_GS_COMPOSITOR='numba'; expected one of auto, fused, torch")
     assert not (tmp_path / "r").exists()
 
 
 def test_bad_device_and_backend(tiny_scene, tmp_path):
     for override, fragment in (("device=cuda:7", "not available"), ("render.backend=nope", "'render.backend' must be one of auto, builtin, gsplat")):
         result = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2", override)
-        _assert_one_line_error(result, fragment)
+        assert_one_line_error(result, fragment)
 
 
 def _broken_copy(tiny_scene, tmp_path, how):
@@ -152,7 +137,7 @@ def test_bad_scene_gives_one_line_and_keeps_files(tiny_scene, tmp_path, how, fra
     scene = _broken_copy(tiny_scene, tmp_path, how)
     before = sorted(p.relative_to(scene) for p in scene.rglob("*"))
     result = mgs("train", "--data", str(scene), "--out", str(tmp_path / "run"), "log.tensorboard=false")
-    _assert_one_line_error(result, fragment)
+    assert_one_line_error(result, fragment)
     assert sorted(p.relative_to(scene) for p in scene.rglob("*") if "images_" not in str(p)) == \
         [p for p in before if "images_" not in str(p)]
     assert not (tmp_path / "run" / "ckpt").exists()

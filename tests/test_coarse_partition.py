@@ -21,6 +21,7 @@ from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.partition import Partition
 from momentum_gs.partition.run import partition_main
 from momentum_gs.partition.coarse import assign_by_drops, import_camera_matrix, ssim_drops
+from tests.helpers.tiny_training import TINY_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,8 +31,6 @@ def coarse_run(tiny_scene, tmp_path_factory) -> Path:
     """A one-block run of the tiny scene: the coarse model."""
     from momentum_gs.config import load_config
     from momentum_gs.train.run import train
-
-    from conftest import TINY_OVERRIDES
 
     cfg = load_config(overrides=TINY_OVERRIDES)
     cfg.data.path, cfg.out = str(tiny_scene), str(tmp_path_factory.mktemp("coarse") / "run")

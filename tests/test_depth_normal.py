@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from momentum_gs.render import render, render_dense
-from tests.test_rasterize import (PARAMS, _crowded_scene, _with_grad, _weighted_loss, assert_gradients_match_dense,
-                                  random_scene)
+from tests.helpers.render_scenes import (PARAMS, assert_gradients_match_dense, crowded_scene, random_scene,
+                                         weighted_loss, with_grad)
+from tests.helpers.tiny_training import train_tiny
 
 F64 = torch.float64
 EXTRAS = ("depth", "normal")
@@ -20,7 +21,7 @@ SURFACE_PARAMS = ("means", "quats", "scales", "opacities")  # what the depth and
 DENSE_SCENES = [
     pytest.param(lambda: random_scene(150, 37, 29, seed=0, behind=5, opaque=4), id="random"),
     pytest.param(lambda: random_scene(80, 21, 18, seed=2) | {"tile_size": 4}, id="small-tiles"),
-    pytest.param(_crowded_scene, id="crowded"),
+    pytest.param(crowded_scene, id="crowded"),
 ]
 
 
@@ -116,13 +117,13 @@ def test_map_gradients_match_finite_differences():
     def loss(*params):
         return _maps_loss(render(**fixed, **dict(zip(SURFACE_PARAMS, params)), extras=EXTRAS))
 
-    inputs = tuple(_with_grad(scene)[k] for k in SURFACE_PARAMS)
+    inputs = tuple(with_grad(scene)[k] for k in SURFACE_PARAMS)
     assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("crowded", [False, True])
 def test_map_gradients_match_dense_reference(crowded):
-    scene = _crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
+    scene = crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
     grads = assert_gradients_match_dense(scene, _maps_loss, SURFACE_PARAMS, extras=EXTRAS)
     assert (grads["colors"] == 0).all()  # the maps do not depend on the colours
 
@@ -143,9 +144,9 @@ def test_default_render_is_unchanged(monkeypatch):
     scene = random_scene(150, 33, 27, seed=3, behind=4, opaque=6)
     outs, grads = [], []
     for extras in ((), EXTRAS):
-        inputs = _with_grad(scene)
+        inputs = with_grad(scene)
         out = render(**inputs, extras=extras)
-        _weighted_loss(out).backward()
+        weighted_loss(out).backward()
         outs.append(out)
         grads.append([inputs[k].grad for k in PARAMS] + [out.means2d.grad])
     assert widths == [3, 3 + 1 + 3]
@@ -189,8 +190,8 @@ def test_median_depth_matches_dense_reference_and_its_gradient(scene):
 
     def loss(out):
         gen = torch.Generator().manual_seed(4)
-        return _weighted_loss(out) + (out.median_depth * torch.randn(out.median_depth.shape, generator=gen,
-                                                                     dtype=F64)).sum()
+        return weighted_loss(out) + (out.median_depth * torch.randn(out.median_depth.shape, generator=gen,
+                                                                    dtype=F64)).sum()
 
     assert_gradients_match_dense(scene, loss, extras=extras)
 
@@ -223,7 +224,6 @@ def test_a_trained_model_renders_its_depth_and_normals(tiny_scene, tmp_path):
     of the Gaussians it drew, and normals that face the camera."""
     from momentum_gs.data.scene import load_scene
     from momentum_gs.trained import load_run
-    from tests.conftest import train_tiny
 
     run = train_tiny(tiny_scene, tmp_path / "run", ("optim.steps=6",))
     cfg, model, _ = load_run(run, torch.device("cpu"))

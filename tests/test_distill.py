@@ -21,6 +21,7 @@ from momentum_gs.model.gaussian_scene import rasterize
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render.projection import quat_to_rotmat
 from momentum_gs.trained import load_run
+from tests.helpers.tiny_training import train_tiny
 
 RENDER = RenderConfig(background=[0.0, 0.0, 0.0])
 
@@ -133,8 +134,6 @@ def test_pruning_keeps_the_optimizer_moments_of_the_kept_gaussians():
 
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory):
-    from tests.conftest import train_tiny
-
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("distill") / "run", ("optim.steps=60",))
 
 

@@ -18,6 +18,7 @@ from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.train.distributed import StepReducer, World, process_group_backend
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
+from tests.helpers.tiny_training import TINY_OVERRIDES
 
 HELPERS = Path(__file__).parent / "helpers"
 SCRIPTS = Path(__file__).parents[1] / "scripts"
@@ -49,7 +50,6 @@ def torchrun(args: list[str], nproc: int = 2, script: list[str] | None = None, e
 @pytest.fixture(scope="module")
 def dist_setup(tiny_scene, tmp_path_factory):
     """A 2-block config with 2 active blocks, teacher and weighting on, and its 2-process run."""
-    from conftest import TINY_OVERRIDES
     from momentum_gs.partition import auto_partition
 
     root = tmp_path_factory.mktemp("dist")

@@ -13,8 +13,8 @@ from momentum_gs.draw import (BLACK, TAB10, blank, distinct_colors, dot, map_win
                               round_number, save_png, ticks, wrap_text)
 from momentum_gs.eval.table import PLOT_BOX, gather, plot_psnr_vs_steps
 from momentum_gs.partition import auto_partition, draw_partition
-from tests.test_partition import lawnmower_scene
-from tests.test_table import make_run
+from tests.helpers.run_folders import make_run
+from tests.helpers.survey import lawnmower_scene
 
 WHITE = np.array([255, 255, 255])
 

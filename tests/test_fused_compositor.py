@@ -12,7 +12,7 @@ import torch
 
 from momentum_gs.render import render
 from momentum_gs.render.kernels import build, ops
-from tests.test_rasterize import PARAMS, _crowded_scene, _with_grad, random_scene
+from tests.helpers.render_scenes import PARAMS, crowded_scene, random_scene, with_grad
 
 BUILD = build.build()  # compiled here on the first run on a machine (about 10 s), loaded from the cache after
 pytestmark = pytest.mark.skipif(BUILD.ops is None, reason=f"the C++ kernels did not build: {BUILD.note}")
@@ -31,7 +31,7 @@ def _loss(out, extras=()) -> torch.Tensor:
 def _run(scene: dict, mode: str, monkeypatch, extras=(), **options) -> dict:
     """Render with the compositor ``mode`` and backpropagate ``_loss``: outputs and gradients by name."""
     monkeypatch.setenv(build.KERNELS_VARIABLE, mode)
-    inputs = _with_grad(scene)
+    inputs = with_grad(scene)
     out = render(**inputs, extras=extras, **options)
     _loss(out, extras).backward()
     maps = {name: getattr(out, name) for name in ("image", "alpha") + tuple(extras)}
@@ -44,7 +44,7 @@ def _as(scene: dict, dtype: torch.dtype) -> dict:
 
 SCENES = {
     "random": lambda: random_scene(200, 37, 29, seed=3, behind=4, opaque=6),  # opaque: α clamped at 0.99
-    "crowded": _crowded_scene,  # pixels reach the early stop
+    "crowded": crowded_scene,  # pixels reach the early stop
 }
 
 
@@ -396,7 +396,7 @@ def test_render_without_gradients_untiles_in_one_pass_with_the_same_bits(dtype, 
         scene["background"] = torch.tensor([0.3, 0.55, 0.9], dtype=dtype)
         with torch.no_grad():
             one_pass = render(**scene, extras=extras, tile_size=tile_size)
-        several = render(**_with_grad(scene), extras=extras, tile_size=tile_size)
+        several = render(**with_grad(scene), extras=extras, tile_size=tile_size)
         for name in ("image", "alpha") + extras:
             assert getattr(one_pass, name).shape == getattr(several, name).shape, name
             assert torch.equal(getattr(one_pass, name), getattr(several, name).detach()), name

@@ -12,7 +12,7 @@ from plyfile import PlyData
 
 from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, robust_bounds, sidecar, weighted_quantile, wgs84_to_enu
-from tests.conftest import train_tiny
+from tests.helpers.tiny_training import train_tiny
 
 ORIGIN = {"lat": -33.8568, "lon": 151.2153, "alt": 40.0}  # southern and eastern hemispheres: signs matter
 

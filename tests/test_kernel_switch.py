@@ -11,8 +11,8 @@ from momentum_gs.config import load_config
 from momentum_gs.errors import UserError
 from momentum_gs.render import render
 from momentum_gs.render.kernels import build
-from tests.test_cli import _assert_one_line_error, mgs
-from tests.test_rasterize import random_scene
+from tests.helpers.cli import assert_one_line_error, mgs
+from tests.helpers.render_scenes import random_scene
 
 
 @pytest.fixture
@@ -108,10 +108,10 @@ def test_training_takes_the_config_value_and_the_variable_overrides_it(tiny_scen
 def test_bad_values_on_the_command_line_are_one_line(tiny_scene, tmp_path, monkeypatch):
     monkeypatch.delenv(build.OLD_VARIABLE, raising=False)
     train = ("train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "optim.steps=2")
-    _assert_one_line_error(mgs(*train, "render.kernels=fused"),
-                           "config key 'render.kernels' must be one of auto, cpp, torch, got 'fused'")
+    assert_one_line_error(mgs(*train, "render.kernels=fused"),
+                          "config key 'render.kernels' must be one of auto, cpp, torch, got 'fused'")
     monkeypatch.setenv(build.KERNELS_VARIABLE, "numba")
-    _assert_one_line_error(mgs(*train), "MOMENTUM_GS_KERNELS='numba'; expected one of auto, cpp, torch")
+    assert_one_line_error(mgs(*train), "MOMENTUM_GS_KERNELS='numba'; expected one of auto, cpp, torch")
     assert not (tmp_path / "r").exists()
 
 

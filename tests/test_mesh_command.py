@@ -18,8 +18,8 @@ from momentum_gs.mesh import blocks, extract
 from momentum_gs.mesh.extract import extract_mesh
 from momentum_gs.mesh.marching import Surface, stitch
 from momentum_gs.mesh.settings import MeshSettings
-from tests.conftest import train_tiny
-from tests.test_cli import _assert_one_line_error, mgs
+from tests.helpers.cli import assert_one_line_error, mgs
+from tests.helpers.tiny_training import train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +101,14 @@ def test_mean_depth_gives_a_mesh_too(block_run, tmp_path):
 ])
 def test_bad_mesh_settings_are_one_line(block_run, tmp_path, args, fragment):
     out = tmp_path / "m.ply"
-    _assert_one_line_error(mgs("mesh", str(block_run), "--out", str(out), *args), fragment)
+    assert_one_line_error(mgs("mesh", str(block_run), "--out", str(out), *args), fragment)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_bad_mesh_input_is_one_line(block_run, tmp_path):
-    _assert_one_line_error(mgs("mesh", str(tmp_path / "nothing"), "--out", str(tmp_path / "m.ply")),
-                           "not a run folder")
-    _assert_one_line_error(mgs("mesh", str(block_run), "--out", str(tmp_path / "m.obj")), "ending in .ply")
+    assert_one_line_error(mgs("mesh", str(tmp_path / "nothing"), "--out", str(tmp_path / "m.ply")),
+                          "not a run folder")
+    assert_one_line_error(mgs("mesh", str(block_run), "--out", str(tmp_path / "m.obj")), "ending in .ply")
 
 
 def test_a_block_no_view_sees_is_refused(block_run, tmp_path, monkeypatch):

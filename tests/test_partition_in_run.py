@@ -19,7 +19,7 @@ from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.partition import auto_partition
 from momentum_gs.train.run import keep_partition_in_run, train
 from momentum_gs.trained import load_run
-from tests.conftest import train_two_blocks
+from tests.helpers.tiny_training import train_two_blocks
 
 
 def test_a_moved_run_loads_and_resumes_without_the_partition_it_was_given(tiny_scene, tmp_path):

@@ -19,6 +19,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.mesh import extract
 from momentum_gs.mesh.settings import MeshSettings
 from momentum_gs.ranges import FLOAT32_MAX, FLOAT32_TINY, LOG_SCALE, MAX_NDC_GRADIENT, Range, check_number
+from tests.helpers.tiny_training import TINY_OVERRIDES
 
 
 def _refused(override: str) -> str:
@@ -148,8 +149,6 @@ def test_an_automatic_voxel_is_checked_once_the_points_give_it():
 
 
 def test_training_refuses_growing_too_fine_for_the_automatic_voxel_in_one_line(tiny_scene, tmp_path, capsys):
-    from tests.conftest import TINY_OVERRIDES
-
     run = tmp_path / "run"
     assert main(["train", "--data", str(tiny_scene), "--out", str(run), *TINY_OVERRIDES, "strategy.levels=8",
                  "strategy.hierarchy_factor=1024"]) == 2

@@ -8,57 +8,10 @@ import pytest
 import torch
 
 from momentum_gs.render import render, render_dense
+from tests.helpers.render_scenes import (PARAMS, assert_gradients_match_dense, crowded_scene, random_scene,
+                                         weighted_loss, with_grad)
 
 F64 = torch.float64
-PARAMS = ("means", "quats", "scales", "opacities", "colors")
-
-
-def _random_pose(gen: torch.Generator) -> torch.Tensor:
-    """[4, 4] float64 world_to_cam: a random rotation and translation."""
-    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=F64))
-    pose = torch.eye(4, dtype=F64)
-    pose[:3, :3] = q * torch.sign(torch.linalg.det(q))
-    pose[:3, 3] = torch.randn(3, generator=gen, dtype=F64)
-    return pose
-
-
-def random_scene(num: int, width: int, height: int, seed: int = 0, behind: int = 0, opaque: int = 0,
-                 min_opacity: float = 0.05) -> dict:
-    """``render`` keyword arguments in float64: Gaussians of 0.3..4 px σ around and inside a
-    non-centred, non-square-pixel camera, random pose; ``behind`` of them behind the camera, the next
-    ``opaque`` ones with o > 0.99 centred on pixel centres (so that α is clamped there)."""
-    gen = torch.Generator().manual_seed(seed)
-    fx, fy, cx, cy = 1.1 * width, 0.8 * width, 0.4 * width + 0.3, 0.6 * height - 0.2
-    K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=F64)
-    z = 1.5 + 4.5 * torch.rand(num, generator=gen, dtype=F64)
-    z[:behind] *= -1
-    size = torch.tensor([width, height], dtype=F64)
-    pix = (torch.rand(num, 2, generator=gen, dtype=F64) * 1.4 - 0.2) * size  # some straddle the border
-    pix[behind:behind + opaque] = pix[behind:behind + opaque].floor() + 0.5
-    cam = torch.cat([(pix - K[:2, 2]) / K.diagonal()[:2] * z.abs()[:, None], z[:, None]], dim=-1)
-    world_to_cam = _random_pose(gen)
-    means = (cam - world_to_cam[:3, 3]) @ world_to_cam[:3, :3]  # inverse rigid transform, row-wise
-    sigma_px = 0.3 * (4 / 0.3) ** torch.rand(num, 3, generator=gen, dtype=F64)
-    opacities = min_opacity + (0.95 - min_opacity) * torch.rand(num, generator=gen, dtype=F64)
-    opacities[behind:behind + opaque] = 0.995
-    return dict(
-        means=means, quats=torch.randn(num, 4, generator=gen, dtype=F64),
-        scales=sigma_px * z.abs()[:, None] / K[0, 0], opacities=opacities,
-        colors=torch.rand(num, 3, generator=gen, dtype=F64), world_to_cam=world_to_cam, K=K,
-        width=width, height=height, background=torch.tensor([0.2, 0.5, 0.8], dtype=F64),
-    )
-
-
-def _with_grad(scene: dict) -> dict:
-    return scene | {k: scene[k].clone().requires_grad_() for k in PARAMS}
-
-
-def _weighted_loss(out, seed: int = 1) -> torch.Tensor:
-    """A scalar that depends on every pixel of image and alpha with random weights."""
-    gen = torch.Generator().manual_seed(seed)
-    w_img = torch.randn(out.image.shape, generator=gen, dtype=out.image.dtype)
-    w_alpha = torch.randn(out.alpha.shape, generator=gen, dtype=out.alpha.dtype)
-    return (out.image * w_img).sum() + (out.alpha * w_alpha).sum()
 
 
 @pytest.mark.parametrize("width, height, tile_size, num, seed", [
@@ -86,42 +39,17 @@ def test_float32_close_to_float64():
     torch.testing.assert_close(render(**scene32).image.double(), render(**scene).image, atol=2e-4, rtol=0)
 
 
-def _crowded_scene() -> dict:
-    """Opaque enough that some pixels reach the early stop (T_final just above 1e-4)."""
-    scene = random_scene(400, 24, 18, seed=1, behind=5, opaque=4, min_opacity=0.5)
-    t_final = 1 - render_dense(**scene).alpha
-    assert t_final.min() > 1e-4 and (t_final < 2e-4).any()
-    return scene
-
-
 def test_crowded_scene_matches_dense_reference():
-    scene = _crowded_scene()
+    scene = crowded_scene()
     tiled, dense = render(**scene), render_dense(**scene)
     torch.testing.assert_close(tiled.image, dense.image, atol=1e-10, rtol=0)
     torch.testing.assert_close(tiled.alpha, dense.alpha, atol=1e-10, rtol=0)
 
 
-def assert_gradients_match_dense(scene: dict, loss, params=PARAMS, **options) -> dict:
-    """Backpropagate ``loss(output)`` through ``render`` and ``render_dense`` (with ``options``); the gradients
-    of ``params`` and ``means2d`` must be non-zero and equal. Returns the tiled renderer's gradients by name
-    (every input and ``means2d``)."""
-    grads = []
-    for fn in (render, render_dense):
-        inputs = _with_grad(scene)
-        out = fn(**inputs, **options)
-        loss(out).backward()
-        grads.append({**{k: v.grad for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.requires_grad},
-                      "means2d": out.means2d.grad})
-    for name in params + ("means2d",):
-        assert grads[0][name].abs().max() > 0, name
-        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-9, rtol=1e-7, msg=name)
-    return grads[0]
-
-
 @pytest.mark.parametrize("crowded", [False, True])
 def test_gradients_match_dense_reference(crowded):
-    scene = _crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
-    assert_gradients_match_dense(scene, _weighted_loss)
+    scene = crowded_scene() if crowded else random_scene(120, 30, 22, seed=5, behind=4, opaque=6)
+    assert_gradients_match_dense(scene, weighted_loss)
 
 
 @pytest.fixture
@@ -152,13 +80,13 @@ def test_backward_from_kept_weights_equals_backward_that_recomputes_them(monkeyp
     for budget in (1 << 30, 0):
         monkeypatch.setattr(composite, "SAVE_FOR_BACKWARD_BYTES", budget)
         calls.clear()
-        inputs = _with_grad(scene)
+        inputs = with_grad(scene)
         out = render(**inputs)
         chunks = len(calls)
-        _weighted_loss(out).backward(retain_graph=True)
+        weighted_loss(out).backward(retain_graph=True)
         assert calls == (["mask"] * chunks if budget else ["plain"] * chunks + ["mask"] * chunks)
         first = [inputs[k].grad.clone() for k in PARAMS] + [out.means2d.grad.clone()]
-        _weighted_loss(out).backward()  # a second backward recomputes what the first one freed
+        weighted_loss(out).backward()  # a second backward recomputes what the first one freed
         grads[budget] = first
         for g, name in zip(first, PARAMS):
             assert torch.equal(inputs[name].grad, 2 * g), name
@@ -166,7 +94,7 @@ def test_backward_from_kept_weights_equals_backward_that_recomputes_them(monkeyp
         assert kept.abs().max() > 0 and torch.equal(kept, recomputed), name
     calls.clear()
     with torch.no_grad():
-        render(**_with_grad(scene))
+        render(**with_grad(scene))
     assert calls and set(calls) == {"plain"}
 
 
@@ -175,14 +103,14 @@ def test_gradients_match_finite_differences():
     fixed = {k: v for k, v in scene.items() if k not in PARAMS}
 
     def loss(*params):
-        return _weighted_loss(render(**fixed, **dict(zip(PARAMS, params))))
+        return weighted_loss(render(**fixed, **dict(zip(PARAMS, params))))
 
-    assert torch.autograd.gradcheck(loss, tuple(_with_grad(scene)[k] for k in PARAMS), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(loss, tuple(with_grad(scene)[k] for k in PARAMS), eps=1e-6, atol=1e-6)
 
 
 def test_means2d_grad_marks_drawn_gaussians_and_points_the_right_way():
     scene = random_scene(60, 24, 18, seed=7, behind=6)
-    inputs = _with_grad(scene)
+    inputs = with_grad(scene)
     out = render(**inputs)
     out.image.sum().backward()
     drawn = out.radii > 0
@@ -196,7 +124,7 @@ def test_means2d_grad_marks_drawn_gaussians_and_points_the_right_way():
 
     # One Gaussian; the loss weights pixels by their column: moving the splat right must increase it.
     one = _centred_gaussian(width=21, height=15, cx=10.5, cy=7.5)
-    one_in = _with_grad(one)
+    one_in = with_grad(one)
     out = render(**one_in)
     columns = torch.arange(21, dtype=F64)[None, :, None]
     (out.image * columns).sum().backward()
@@ -252,7 +180,7 @@ def test_stack_composites_by_depth_and_stops_early():
 def test_empty_and_fully_culled_scenes_give_the_background():
     background = torch.tensor([0.1, 0.2, 0.3], dtype=F64)
     for scene in (random_scene(0, 16, 12), random_scene(5, 16, 12, behind=5)):
-        inputs = _with_grad(scene | {"background": background})
+        inputs = with_grad(scene | {"background": background})
         out = render(**inputs)
         assert out.image.shape == (12, 16, 3) and out.radii.shape == (len(scene["means"]),)
         torch.testing.assert_close(out.image, background.expand(12, 16, 3))

@@ -26,6 +26,7 @@ from momentum_gs.eval.camera_path import (
 )
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
 from momentum_gs.trained import load_run
+from tests.helpers.tiny_training import train_tiny
 
 
 def _rot(axis: str, degrees: float) -> np.ndarray:
@@ -160,8 +161,6 @@ def test_a_hand_written_nerfstudio_camera_is_read_in_the_opengl_convention(tmp_p
 
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory):
-    from tests.conftest import train_tiny
-
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("render") / "run")
 
 

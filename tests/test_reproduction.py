@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from momentum_gs.config import SHIPPED, load_config, save_config
+from tests.helpers.tiny_training import TINY_OVERRIDES
 
 REPO = Path(__file__).parents[1]
 # dataset: (box, grid, λ_cons, σ) from the paper's training scripts (SPEC §3.2–3.3)
@@ -42,8 +43,6 @@ def test_every_script_parses():
 
 def test_dataset_script_partitions_trains_evaluates_and_tabulates(tiny_scene, tmp_path):
     """scripts/datasets/run.sh on the tiny city with a config that names 2 blocks."""
-    from conftest import TINY_OVERRIDES
-
     cfg = load_config(overrides=TINY_OVERRIDES + ["partition.blocks=2", "blocks.active=2", "optim.steps=6",
                                                   "teacher.enabled=true", "metrics.colour_correction=true"])
     save_config(cfg, tmp_path / "config.yaml")
@@ -62,8 +61,6 @@ def test_dataset_script_partitions_trains_evaluates_and_tabulates(tiny_scene, tm
 def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
     """scripts/ablation_sweep.sh with row a only, two seeds, a few steps: the runs, the script's mean ± std
     table and mgs table; running it again trains nothing."""
-    from conftest import TINY_OVERRIDES
-
     env = {**os.environ, "PYTHON": sys.executable, "TORCH_HOME": str(tmp_path / "hub")}
     overrides = [o for o in TINY_OVERRIDES if not o.startswith(("optim.steps", "strategy."))]
     command = ["bash", str(REPO / "scripts" / "ablation_sweep.sh"), str(tmp_path / "abl"), "--rows", "a",

@@ -30,8 +30,8 @@ from momentum_gs.partition.partition import Partition
 from momentum_gs.partition.run import scene_up
 from momentum_gs.ranges import Range
 from momentum_gs.trained import load_run
-from tests.conftest import TINY_OVERRIDES, train_tiny
-from tests.test_table import make_run
+from tests.helpers.run_folders import make_run
+from tests.helpers.tiny_training import TINY_OVERRIDES, train_tiny
 
 ORIGIN = {"lat": 46.5, "lon": 6.6, "alt": 400.0}
 DEEP = "[" * 100_000 + "]" * 100_000  # deeper than the json module follows: RecursionError

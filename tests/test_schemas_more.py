@@ -19,7 +19,7 @@ from momentum_gs.errors import DataWarning, UserError
 from momentum_gs.eval.table import table_main
 from momentum_gs.io.mesh import read_mesh
 from momentum_gs.train.progress import _open_log
-from tests.test_table import make_run
+from tests.helpers.run_folders import make_run
 
 
 def one_line(exc: pytest.ExceptionInfo, *fragments: str) -> str:

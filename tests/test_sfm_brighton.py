@@ -16,7 +16,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.partition.frame import estimate_up
 from momentum_gs.data.georef import wgs84_to_enu
 from scripts.sfm_placement import exif_gps
-from tests.test_brighton import DATA, camera_centres
+from tests.helpers.brighton import DATA, camera_centres
 
 pytest.importorskip("pycolmap")
 pytestmark = [pytest.mark.slow,

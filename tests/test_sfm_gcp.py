@@ -13,14 +13,9 @@ from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_enu
 from momentum_gs.data.sfm import gcp as G
 from momentum_gs.data.utm import utm_to_wgs84, wgs84_to_utm
 from momentum_gs.errors import UserError
+from tests.helpers.rotations import random_rotation
 
 FOCAL, WIDTH, HEIGHT = 1000.0, 4000, 3000  # pixels
-
-
-def random_rotation(rng) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q @ np.diag(np.sign(np.diag(r)))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:

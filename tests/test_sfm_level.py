@@ -10,6 +10,7 @@ import pytest
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.up import Views, find_up
 from momentum_gs.errors import UserError
+from tests.helpers.rotations import random_rotation
 
 
 def photo_up(rotations, centres, points):
@@ -17,12 +18,6 @@ def photo_up(rotations, centres, points):
     views = Views(rotations, centres, np.full(centres.shape, np.nan), points)
     ups, found = find_up(views)
     return (ups[0].axis if ups else None), found
-
-
-def random_rotation(rng) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q @ np.diag(np.sign(np.diag(r)))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 def nadir(yaw: float, tilt_deg: float = 0.0, rng=None) -> np.ndarray:

@@ -21,8 +21,8 @@ from momentum_gs.errors import UserError
 from momentum_gs.export.tiles.lod import build_tree
 from momentum_gs.export.tiles.sog_lod import LevelFiles, level_cuts, write_streamed_sog
 from momentum_gs.model.standard import StandardGaussians
-from tests.conftest import train_two_blocks
 from tests.helpers.browser import CHROMIUM, Browser, serve_folder
+from tests.helpers.tiny_training import train_two_blocks
 from tests.helpers.tools import fake_tool, npm_global_root
 
 SPLAT_TRANSFORM = shutil.which("splat-transform")

@@ -20,6 +20,7 @@ from momentum_gs.export.spz import flip_frame, load_spz, read_payload, save_spz,
 from momentum_gs.export.standard_ply import load_standard_ply, save_standard_ply
 from momentum_gs.losses import psnr
 from momentum_gs.model.standard import StandardGaussians
+from tests.helpers.tiny_training import train_tiny
 
 
 def _gaussians(n: int, degree: int, seed: int = 0, extent: float = 5.0) -> StandardGaussians:
@@ -247,8 +248,6 @@ def _camera() -> Camera:
 
 def test_export_as_spz_from_the_command_line(tiny_scene, tmp_path):
     import sys
-
-    from tests.conftest import train_tiny
 
     run = train_tiny(tiny_scene, tmp_path / "run")
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(run), "--format", "spz",

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import cv2
 import pytest
 
-from momentum_gs.config import load_config, save_config
 from momentum_gs.errors import UserError
 from momentum_gs.cli import main
 from momentum_gs.eval.table import PAPER_ABLATION, PAPER_RESULTS, gather, paper_key, table_main
-
-
-def make_run(root, name, dataset="rubble-pixsfm", psnr=24.5, lpips=None, steps=200, blocks=1, active=1, **extra):
-    """A run folder as training and ``mgs eval`` leave it: config, summary, train.log, eval/results.json."""
-    folder = root / name
-    (folder / "eval").mkdir(parents=True)
-    save_config(load_config(overrides=[f"data.path=/data/{dataset}", f"blocks.active={active}"]), folder / "config.yaml")
-    global_steps = steps * blocks // active
-    (folder / "summary.json").write_text(json.dumps({"steps": global_steps, "seconds": 12.5, "num_blocks": blocks}))
-    log = [json.dumps({"step": s, "loss": 0.1, "psnr": 15 + 8 * s / global_steps}) for s in range(10, global_steps + 1, 10)]
-    (folder / "train.log").write_text("\n".join(log) + "\n{\"step\": 99")  # a line cut short by a killed run
-    results = {"psnr": psnr, "ssim": 0.8, "lpips": lpips, "num_test_views": 4, "num_anchors": 1234,
-               "num_gaussians": 5678, "seconds_per_view": 0.02, "fps": 50.0, "step": global_steps, **extra}
-    (folder / "eval" / "results.json").write_text(json.dumps(results))
-    return folder
+from tests.helpers.cli import assert_one_line_error, mgs
+from tests.helpers.run_folders import make_run
 
 
 def test_paper_numbers_and_dataset_names():
@@ -99,10 +84,8 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_an_out_that_is_a_file_is_one_line_and_the_file_is_kept(tmp_path):
-    from tests.test_cli import _assert_one_line_error, mgs
-
     run = make_run(tmp_path, "ours_rubble")
     out = tmp_path / "tables.md"
     out.write_text("mine\n")
-    _assert_one_line_error(mgs("table", str(run), "--out", str(out)), f"--out {out} is a file")
+    assert_one_line_error(mgs("table", str(run), "--out", str(out)), f"--out {out} is a file")
     assert out.read_text() == "mine\n"

@@ -19,12 +19,13 @@ from momentum_gs.export.tiles.gltf import load_glb
 from momentum_gs.export.tiles.lod import concatenate
 from momentum_gs.partition import auto_partition
 from scripts.sfm_placement import exif_gps
-from tests.conftest import train_tiny
+from tests.helpers.brighton import DATA
 from tests.helpers.cesium import (CesiumPage, camera_pose, cesium_build, correlation, horizontal_fov, inside_box,
                                   render_on_black)
+from tests.helpers.gltf_validator import validator_reports
 from tests.helpers.tileset_rules import tileset_problems
-from tests.test_brighton import DATA
-from tests.test_tiles_format import _node_with, _reports
+from tests.helpers.tiny_training import train_tiny
+from tests.helpers.tools import node_with
 
 pytestmark = pytest.mark.slow
 WIDTH = 96  # training images' width: 96×54 of the photos' 1949×1093
@@ -62,11 +63,11 @@ def test_the_tileset_keeps_the_rules_of_3d_tiles_and_its_tiles_those_of_gltf(bri
     or warning but those the validator (2.0.0-dev.3.10, older than the extension) raises on the extension's
     attribute names, which it does not know (tests/test_tiles_format.py)."""
     assert tileset_problems(brighton[1]) == []
-    env = _node_with("gltf-validator")
+    env = node_with("gltf-validator")
     if env is None:
         pytest.skip("node or the npm package gltf-validator is missing (.ci/run installs it)")
     files = sorted((brighton[1] / "tiles").glob("*.glb"))
-    reports = _reports(files, env)
+    reports = validator_reports(files, env)
     assert len(reports) == len(files) > 10
     for report in reports:
         messages = report["issues"]["messages"]

@@ -21,6 +21,7 @@ from momentum_gs.losses import psnr
 from tests.helpers.cesium import (CesiumPage, camera_pose, cesium_build, correlation, horizontal_fov, inside_box,
                                   render_on_black)
 from tests.helpers.tileset_rules import tiles
+from tests.helpers.tiny_training import train_two_blocks
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 SHOT = (384, 288)  # 8× the tiny scene's 48×36 views
@@ -29,8 +30,6 @@ SHOT = (384, 288)  # 8× the tiny scene's 48×36 views
 @pytest.fixture(scope="module")
 def city(tiny_scene, tmp_path_factory):
     """(the tiny scene trained as 2 blocks with a georef.json beside its photos, its SPZ tileset's folder)."""
-    from tests.conftest import train_two_blocks
-
     cesium_build()  # skip before any training without CesiumJS or Chromium
     folder = tmp_path_factory.mktemp("cesium")
     run, scene = train_two_blocks(tiny_scene, folder)

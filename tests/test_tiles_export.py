@@ -12,8 +12,8 @@ from momentum_gs.cli import main
 from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.export.tiles.gltf import COMPRESSION, EXTENSION, load_glb
 from momentum_gs.export.tiles.lod import take
-from tests.conftest import train_two_blocks
 from tests.helpers.tileset_rules import tiles, tileset_problems
+from tests.helpers.tiny_training import train_two_blocks
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 

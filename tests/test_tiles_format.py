@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import struct
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,26 +17,15 @@ from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_ecef
 from momentum_gs.errors import UserError
 from momentum_gs.export.standard_ply import save_standard_ply
 from momentum_gs.export.tiles.gltf import EXTENSION, glb_bytes, load_glb, save_glb
-from momentum_gs.export.tiles.lod import Tile
 from momentum_gs.export.tiles.tileset import box_volume, enu_to_ecef_matrix, write_tileset
-from momentum_gs.model.standard import StandardGaussians, sh_basis
+from momentum_gs.model.standard import sh_basis
 from momentum_gs.render.projection import quat_to_rotmat
-from tests.helpers.tileset_rules import glb_chunks as _chunks
-from tests.helpers.tools import npm_global_root
+from tests.helpers.gltf_validator import validator_messages
+from tests.helpers.tiles import TURN, glb_of, random_gaussians, two_leaf_tree
+from tests.helpers.tileset_rules import glb_chunks
+from tests.helpers.tools import node_with
 
-# 3D Tiles 1.1, "y-up to z-up": glTF content is turned π/2 about x as it loads: world = TURN @ glTF.
-TURN = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 ORIGIN = {"lat": 47.3769, "lon": 8.5417, "alt": 408.0}
-
-
-def _gaussians(n: int, degree: int = 3, seed: int = 0, centre=(0.0, 0.0, 0.0)) -> StandardGaussians:
-    """Random Gaussians around ``centre``, random SH coefficients of ``degree``."""
-    g = torch.Generator().manual_seed(seed)
-    return StandardGaussians(means=torch.randn(n, 3, generator=g) * 4 + torch.tensor(centre, dtype=torch.float32),
-                             quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
-                             scales=torch.exp(torch.rand(n, 3, generator=g) * 5 - 6),
-                             opacities=torch.rand(n, generator=g) * 0.98 + 0.01,
-                             sh=torch.randn(n, (degree + 1) ** 2, 3, generator=g) * 0.5)
 
 
 def _directions(n: int, seed: int) -> torch.Tensor:
@@ -48,17 +34,9 @@ def _directions(n: int, seed: int) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.randn(n, 3, dtype=torch.float64, generator=g), dim=-1)
 
 
-def _glb(doc: dict, binary: bytes) -> bytes:
-    """A GLB of ``doc`` and ``binary`` (a changed copy of one of ours)."""
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    return (struct.pack("<III", 0x46546C67, 2, 28 + len(text) + len(binary)) + struct.pack("<II", len(text), 0x4E4F534A)
-            + text + struct.pack("<II", len(binary), 0x004E4942) + binary)
-
-
 def _stored(data: bytes) -> dict[str, np.ndarray]:
     """Every attribute of the primitive as stored, [count, width], read straight from the accessors."""
-    doc, binary, _ = _chunks(data)
+    doc, binary, _ = glb_chunks(data)
     out = {}
     for name, index in doc["meshes"][0]["primitives"][0]["attributes"].items():
         acc = doc["accessors"][index]
@@ -86,7 +64,7 @@ def test_our_sh_basis_is_the_extensions_appendix_a():
 
 @pytest.mark.parametrize("degree", [0, 1, 3])
 def test_glb_round_trip_gives_back_the_gaussians(tmp_path, degree):
-    g = _gaussians(200, degree, seed=degree)
+    g = random_gaussians(200, degree, seed=degree)
     back = load_glb(save_glb(g, tmp_path / "t.glb"))
     assert back.sh.shape == g.sh.shape
     assert torch.allclose(back.means, g.means, atol=1e-5) and torch.allclose(back.scales, g.scales, rtol=1e-6)
@@ -97,7 +75,7 @@ def test_glb_round_trip_gives_back_the_gaussians(tmp_path, degree):
 def test_stored_data_turned_y_up_to_z_up_is_our_scene(tmp_path):
     """What a 3D Tiles viewer does with the file — turn it π/2 about x, colour each Gaussian along the view
     direction in the file's frame — gives our positions, covariances and colours."""
-    g = _gaussians(300, 3, seed=4)
+    g = random_gaussians(300, 3, seed=4)
     stored = _stored(glb_bytes(g))
     means = stored["POSITION"].astype(np.float64) @ TURN.T
     assert np.abs(means - g.means.numpy()).max() < 1e-5
@@ -118,9 +96,9 @@ def test_stored_data_turned_y_up_to_z_up_is_our_scene(tmp_path):
 
 
 def test_glb_json_and_layout(tmp_path):
-    g = _gaussians(37, 3, seed=1)
+    g = random_gaussians(37, 3, seed=1)
     data = save_glb(g, tmp_path / "t.glb").read_bytes()
-    doc, binary, lengths = _chunks(data)
+    doc, binary, lengths = glb_chunks(data)
     assert doc["asset"]["version"] == "2.0" and all(n % 4 == 0 for n in lengths) and len(data) % 4 == 0
     assert doc["extensionsUsed"] == [EXTENSION] and "extensionsRequired" not in doc
     primitive = doc["meshes"][0]["primitives"][0]
@@ -150,17 +128,17 @@ def test_glb_json_and_layout(tmp_path):
 
 
 def test_load_glb_refuses_other_files_in_one_line(tmp_path):
-    good = glb_bytes(_gaussians(5))
-    doc, binary, _ = _chunks(good)
+    good = glb_bytes(random_gaussians(5))
+    doc, binary, _ = glb_chunks(good)
     del doc["meshes"][0]["primitives"][0]["extensions"]
-    cases = {"plain.glb": _glb(doc, binary), "short.glb": good[:-8], "text.glb": b"ply\nformat ascii 1.0\nend_header\n" * 2}
+    cases = {"plain.glb": glb_of(doc, binary), "short.glb": good[:-8], "text.glb": b"ply\nformat ascii 1.0\nend_header\n" * 2}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(UserError) as caught:
             load_glb(tmp_path / name)
         assert "\n" not in str(caught.value) and name in str(caught.value)
     with pytest.raises(UserError):
-        glb_bytes(_gaussians(0))
+        glb_bytes(random_gaussians(0))
 
 
 def test_enu_to_ecef_matrix_places_enu_points_where_georef_does():
@@ -179,13 +157,6 @@ def test_box_volume_is_centre_and_half_axes():
     assert box_volume(np.array([[-1.0, 2.0, 0.0], [3.0, 4.0, 10.0]])) == [1, 3, 5, 2, 0, 0, 0, 1, 0, 0, 0, 5]
 
 
-def _tree() -> Tile:
-    """A root tile and two leaves splitting its box in x."""
-    boxes = [np.array([[-10.0, -10, -5], [0, 10, 5]]), np.array([[0.0, -10, -5], [10, 10, 5]])]
-    leaves = [Tile(_gaussians(20, seed=i, centre=b.mean(0)), b, 0.0, f"b0-{i}") for i, b in enumerate(boxes)]
-    return Tile(_gaussians(15, seed=9), np.array([[-10.0, -10, -5], [10, 10, 5]]), 0.7, "b0", leaves)
-
-
 def _inside(child: list[float], parent: list[float]) -> bool:
     """Whether the axis-aligned 3D Tiles box ``child`` lies in ``parent``."""
     lo_hi = lambda box: (np.array(box[:3]) - np.diag(np.reshape(box[3:], (3, 3))),  # noqa: E731
@@ -196,7 +167,7 @@ def _inside(child: list[float], parent: list[float]) -> bool:
 
 @pytest.mark.parametrize("georef", [None, {"origin": ORIGIN}])
 def test_write_tileset(tmp_path, georef):
-    root = _tree()
+    root = two_leaf_tree()
     path = write_tileset(root, tmp_path / "out", georef)
     tileset = json.loads(path.read_text())
     assert path.name == "tileset.json" and tileset["asset"]["version"] == "1.1"
@@ -229,7 +200,7 @@ def test_playcanvas_splat_transform_writes_a_glb_we_read_as_the_same_scene(tmp_p
     tool = shutil.which("splat-transform")
     if tool is None:
         pytest.skip("splat-transform is not on PATH (.ci/run installs it)")
-    g = _gaussians(200, 3, seed=6)
+    g = random_gaussians(200, 3, seed=6)
     save_standard_ply(g, tmp_path / "ours.ply")
     subprocess.run([tool, "-q", "-w", str(tmp_path / "ours.ply"), str(tmp_path / "theirs.glb")], check=True,
                    capture_output=True, timeout=120)
@@ -248,43 +219,19 @@ def test_playcanvas_splat_transform_writes_a_glb_we_read_as_the_same_scene(tmp_p
     assert (theirs - torch.einsum("mk,mkc->mc", sh_basis(dirs, 3), g.sh.double())).abs().max() < 1e-5
 
 
-def _node_with(package: str) -> dict | None:
-    """The environment under which ``node`` finds the npm ``package`` (global installs included), or None."""
-    node = shutil.which("node")
-    if node is None:
-        return None
-    paths = [os.environ.get("NODE_PATH", ""), str(npm_global_root() or "")]
-    env = {**os.environ, "NODE_PATH": os.pathsep.join(p for p in paths if p)}
-    found = subprocess.run([node, "-e", f"require.resolve('{package}')"], env=env, capture_output=True, timeout=60)
-    return env if found.returncode == 0 else None
-
-
-def _reports(paths: list[Path], env: dict) -> list[dict]:
-    """The Khronos validator's report on each of ``paths``, in order (tests/helpers/validate_gltf.js)."""
-    script = Path(__file__).parent / "helpers" / "validate_gltf.js"
-    done = subprocess.run(["node", str(script), *map(str, paths)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def _validate(path: Path, env: dict) -> list[dict]:
-    return _reports([path], env)[0]["issues"]["messages"]
-
-
 def test_khronos_gltf_validator_finds_no_error(tmp_path):
     """The validator (2.0.0-dev.3.10) predates the extension: it calls names prefixed with an extension invalid
     (KhronosGroup/glTF-Validator#252, open) and cannot check the extension itself. Those, and nothing else."""
-    env = _node_with("gltf-validator")
+    env = node_with("gltf-validator")
     if env is None:
         pytest.skip("node or the npm package gltf-validator is missing (.ci/run installs it)")
-    g = _gaussians(64, 3, seed=2)
-    issues = _validate(save_glb(g, tmp_path / "t.glb"), env)
+    g = random_gaussians(64, 3, seed=2)
+    issues = validator_messages(save_glb(g, tmp_path / "t.glb"), env)
     prefix = f"/meshes/0/primitives/0/attributes/{EXTENSION}:"
     tolerated = [m for m in issues if m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE" and m["pointer"].startswith(prefix)]
     assert len(tolerated) == 3 + 16  # rotation, scale, opacity and 16 SH coefficients
     assert [m for m in issues if m not in tolerated and m["severity"] <= 1] == []  # no other error or warning
-    doc, binary, _ = _chunks((tmp_path / "t.glb").read_bytes())  # the validator does see a real mistake
+    doc, binary, _ = glb_chunks((tmp_path / "t.glb").read_bytes())  # the validator does see a real mistake
     doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]["max"][0] += 1.0
-    (tmp_path / "bad.glb").write_bytes(_glb(doc, binary))
-    assert any(m["code"] == "ACCESSOR_MAX_MISMATCH" for m in _validate(tmp_path / "bad.glb", env))
+    (tmp_path / "bad.glb").write_bytes(glb_of(doc, binary))
+    assert any(m["code"] == "ACCESSOR_MAX_MISMATCH" for m in validator_messages(tmp_path / "bad.glb", env))

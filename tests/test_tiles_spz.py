@@ -17,14 +17,17 @@ from momentum_gs.export.tiles.gltf import COMPRESSION, EXTENSION, glb_bytes, loa
 from momentum_gs.export.tiles.tileset import write_tileset
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render.projection import quat_to_rotmat
-from tests.test_tiles_format import TURN, _chunks, _gaussians, _glb, _node_with, _tree, _validate
+from tests.helpers.gltf_validator import validator_messages
+from tests.helpers.tiles import TURN, glb_of, random_gaussians, two_leaf_tree
+from tests.helpers.tileset_rules import glb_chunks
+from tests.helpers.tools import node_with
 
 FAR = (3000.0, -2000.0, 40.0)  # a tile 3.6 km from the origin: positions are stored relative to its centre
 
 
 def _stream(data: bytes) -> tuple[dict, StandardGaussians, np.ndarray]:
     """(the GLB's JSON, its SPZ stream decoded as it is stored, the node's translation), read by hand."""
-    doc, binary, _ = _chunks(data)
+    doc, binary, _ = glb_chunks(data)
     spz = doc["meshes"][0]["primitives"][0]["extensions"][EXTENSION]["extensions"][COMPRESSION]
     view = doc["bufferViews"][spz["bufferView"]]
     stored = unpack(stream_payload(binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]], "stream"))
@@ -35,7 +38,7 @@ def _stream(data: bytes) -> tuple[dict, StandardGaussians, np.ndarray]:
 
 @pytest.mark.parametrize("degree", [0, 1, 3])
 def test_spz_tiles_read_back_as_the_gaussians_within_the_quantisation(tmp_path, degree):
-    g = _gaussians(400, degree, seed=degree, centre=FAR)
+    g = random_gaussians(400, degree, seed=degree, centre=FAR)
     g.sh.clamp_(-0.6, 0.6)  # SPZ holds SH coefficients in [-1, 1], after the turn (which can grow them 1.41×)
     back = load_glb(save_glb(g, tmp_path / "t.glb", "spz"))
     assert back.sh.shape == g.sh.shape
@@ -52,7 +55,7 @@ def test_spz_tiles_read_back_as_the_gaussians_within_the_quantisation(tmp_path, 
 
 
 def test_spz_tile_layout_is_the_extensions_and_cesiums(tmp_path):
-    g = _gaussians(300, 3, seed=5, centre=FAR)
+    g = random_gaussians(300, 3, seed=5, centre=FAR)
     doc, stored, translation = _stream(save_glb(g, tmp_path / "t.glb", "spz").read_bytes())
     assert doc["extensionsUsed"] == doc["extensionsRequired"] == [EXTENSION, COMPRESSION]
     primitive = doc["meshes"][0]["primitives"][0]
@@ -71,7 +74,7 @@ def test_spz_tile_layout_is_the_extensions_and_cesiums(tmp_path):
     position = doc["accessors"][primitive["attributes"]["POSITION"]]
     assert position["min"] == stored.means.numpy().min(0).tolist() and position["max"] == stored.means.numpy().max(0).tolist()
     assert doc["bufferViews"] == [{"buffer": 0, "byteOffset": 0, "byteLength": doc["bufferViews"][0]["byteLength"]}]
-    binary = _chunks(save_glb(g, tmp_path / "t.glb", "spz").read_bytes())[1]
+    binary = glb_chunks(save_glb(g, tmp_path / "t.glb", "spz").read_bytes())[1]
     assert binary[:2] == b"\x1f\x8b" and doc["buffers"] == [{"byteLength": len(binary)}] and len(binary) % 4 == 0
     header = stream_payload(binary[:doc["bufferViews"][0]["byteLength"]], "stream")[0]
     assert header[1] == 3 and header[3] == 3  # SPZ version 3, SH degree 3
@@ -82,7 +85,7 @@ def test_spz_tile_layout_is_the_extensions_and_cesiums(tmp_path):
 def test_the_spz_stream_holds_gltf_y_up_values_as_cesium_reads_them(tmp_path):
     """CesiumJS decodes the stream with no coordinate conversion and turns glTF y-up to z-up: the stored values,
     moved by the node and turned, are our scene (not the extension README's Right-Up-Back packing of them)."""
-    g = _gaussians(300, 1, seed=7, centre=FAR)
+    g = random_gaussians(300, 1, seed=7, centre=FAR)
     _, stored, translation = _stream(glb_bytes(g, "spz"))
     means = (stored.means.double().numpy() + translation) @ TURN.T
     assert np.abs(means - g.means.numpy()).max() < 2.0**-12
@@ -94,42 +97,42 @@ def test_the_spz_stream_holds_gltf_y_up_values_as_cesium_reads_them(tmp_path):
 
 
 def test_the_tileset_requires_both_extensions_for_spz_tiles(tmp_path):
-    path = write_tileset(_tree(), tmp_path / "out", None, functools.partial(save_glb, compression="spz"), "spz")
+    path = write_tileset(two_leaf_tree(), tmp_path / "out", None, functools.partial(save_glb, compression="spz"), "spz")
     tileset = json.loads(path.read_text())
     assert tileset["extensions"]["3DTILES_content_gltf"] == {"extensionsUsed": [EXTENSION, COMPRESSION],
                                                              "extensionsRequired": [EXTENSION, COMPRESSION]}
-    assert torch.allclose(load_glb(path.parent / "tiles" / "b0-1.glb").means, _tree().children[1].gaussians.means,
-                          atol=2.0**-11)
+    assert torch.allclose(load_glb(path.parent / "tiles" / "b0-1.glb").means,
+                          two_leaf_tree().children[1].gaussians.means, atol=2.0**-11)
 
 
 def test_damaged_spz_tiles_are_refused_in_one_line(tmp_path):
-    good = glb_bytes(_gaussians(20, 1, seed=3), "spz")
-    doc, binary, _ = _chunks(good)
+    good = glb_bytes(random_gaussians(20, 1, seed=3), "spz")
+    doc, binary, _ = glb_chunks(good)
     more = json.loads(json.dumps(doc))
     more["accessors"][0]["count"] = 21
     turned = json.loads(json.dumps(doc))
     turned["nodes"][0]["matrix"][:3] = [0.0, 1.0, 0.0]
     cut = json.loads(json.dumps(doc))
     cut["bufferViews"][0]["byteLength"] -= 40
-    cases = {"count.glb": _glb(more, binary), "turned.glb": _glb(turned, binary), "cut.glb": _glb(cut, binary),
-             "outside.glb": _glb(doc, binary[:-64])}
+    cases = {"count.glb": glb_of(more, binary), "turned.glb": glb_of(turned, binary), "cut.glb": glb_of(cut, binary),
+             "outside.glb": glb_of(doc, binary[:-64])}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(UserError) as caught:
             load_glb(tmp_path / name)
         assert "\n" not in str(caught.value) and name in str(caught.value), str(caught.value)
     with pytest.raises(UserError, match="choose one of spz, none"):
-        glb_bytes(_gaussians(5), "draco")
+        glb_bytes(random_gaussians(5), "draco")
 
 
 def test_khronos_gltf_validator_finds_no_error_in_an_spz_tile(tmp_path):
     """Besides the extension's attribute names (that version predates the extension), the validator says
     only that it cannot check the two extensions and that the SPZ buffer view may be unused (it is read by the
     extension it does not know): infos, no errors or warnings."""
-    env = _node_with("gltf-validator")
+    env = node_with("gltf-validator")
     if env is None:
         pytest.skip("node or the npm package gltf-validator is missing (.ci/run installs it)")
-    issues = _validate(save_glb(_gaussians(64, 3, seed=2, centre=FAR), tmp_path / "t.glb", "spz"), env)
+    issues = validator_messages(save_glb(random_gaussians(64, 3, seed=2, centre=FAR), tmp_path / "t.glb", "spz"), env)
     prefix = f"/meshes/0/primitives/0/attributes/{EXTENSION}:"
     tolerated = [m for m in issues if m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE" and m["pointer"].startswith(prefix)]
     assert len(tolerated) == 2 + 15  # scale, rotation and the 15 SH coefficients of degrees 1 to 3

@@ -15,6 +15,7 @@ from momentum_gs.losses import psnr
 from momentum_gs.train.run import train
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.trained import load_run, merge_checkpoint
+from tests.helpers.lpips_weights import fake_backbone, fake_heads
 
 
 def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -138,8 +139,6 @@ def _assert_scaffold_ply_layout(path: Path, anchors) -> None:
 
 
 def test_eval_reports_lpips_and_colour_corrected_scores(tiny_config, tmp_path):
-    from test_lpips import fake_backbone, fake_heads
-
     from momentum_gs.eval.lpips import PAPER_CONVENTION
 
     torch.save(fake_backbone(), tmp_path / "vgg16.pth")

@@ -24,19 +24,11 @@ from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.checkpoint import (checksum, latest_checkpoint, load_checkpoint, save_checkpoint)
 from momentum_gs.train.run import train
 from momentum_gs.train.seeding import rng_state, set_rng_state
+from tests.helpers.cli import assert_ends_in_error, assert_one_line_error, mgs
+from tests.helpers.run_folders import copy_run
+from tests.helpers.tiny_training import train_tiny
 
 PACKAGE = Path(__file__).resolve().parents[1] / "momentum_gs"
-
-
-def mgs(*args):
-    return subprocess.run([sys.executable, "-m", "momentum_gs.cli", *args], capture_output=True, text=True)
-
-
-def one_line_error(result, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
-    assert lines[-1].startswith("error: ") and fragment in lines[-1], result.stderr
-    assert "Traceback" not in result.stderr
 
 
 class MakesAFile:
@@ -53,17 +45,9 @@ class MakesAFile:
 def trained(tiny_scene, tmp_path_factory):
     """A tiny trained run (two checkpoints) and its export, made once; tests copy the run (and the scene)
     before changing either."""
-    from tests.conftest import train_tiny
-
     run = train_tiny(tiny_scene, tmp_path_factory.mktemp("trust") / "run", ("log.checkpoint_every=12",))
     assert mgs("export", str(run), "--format", "scaffold").returncode == 0
     return run, tiny_scene
-
-
-def copy_run(trained, tmp_path) -> Path:
-    run = tmp_path / "run"
-    shutil.copytree(trained[0], run)
-    return run
 
 
 # ---- files that would run code ---------------------------------------------------------------------------
@@ -74,7 +58,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path, command)
                run / "ckpt" / "step_999.pt")
     args = {"eval": ("eval", str(run), "--no-images"), "export": ("export", str(run)),
             "resume": ("train", "--resume", "--out", str(run))}[command]
-    one_line_error(mgs(*args), "could run code; refused")
+    assert_ends_in_error(mgs(*args), "could run code; refused")
     assert not marker.exists()
 
 
@@ -203,8 +187,8 @@ def test_an_image_name_leaving_the_folder_writes_nothing_outside(trained, tmp_pa
     write_model(model, sparse, binary=False)
     for stem in ("cameras", "images", "points3D"):
         (sparse / f"{stem}.bin").unlink(missing_ok=True)
-    one_line_error(mgs("train", "--data", str(scene), "--out", str(tmp_path / "r"), "data.downsample=2",
-                       "device=cpu"), "outside the images folder")
+    assert_ends_in_error(mgs("train", "--data", str(scene), "--out", str(tmp_path / "r"), "data.downsample=2",
+                             "device=cpu"), "outside the images folder")
     assert victim.read_bytes() == b"keep me" and sorted(p.name for p in victim.parent.iterdir()) == ["photo.jpg",
                                                                                                      "photo.png"]
 
@@ -307,8 +291,8 @@ def test_a_second_writer_into_the_same_run_is_refused(trained, tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (run / ".lock").write_text(f"{socket.gethostname()} {owner.pid}\n")
-        one_line_error(mgs("train", "--resume", "--out", str(run), "optim.steps=30"),
-                       f"in use by another training process (pid {owner.pid})")
+        assert_ends_in_error(mgs("train", "--resume", "--out", str(run), "optim.steps=30"),
+                             f"in use by another training process (pid {owner.pid})")
     finally:
         owner.kill()
     assert (run / ".lock").exists() and latest_checkpoint(run / "ckpt").name == "step_24.pt"
@@ -326,15 +310,15 @@ def test_resume_accepts_the_same_model_overrides_and_refuses_a_change(trained, t
 
 def test_run_folder_that_is_a_file_is_one_line(trained, tmp_path):
     (tmp_path / "afile").write_text("x")
-    one_line_error(mgs("train", "--data", str(trained[1]), "--out", str(tmp_path / "afile"), "device=cpu"),
-                   "is a file")
+    assert_ends_in_error(mgs("train", "--data", str(trained[1]), "--out", str(tmp_path / "afile"), "device=cpu"),
+                         "is a file")
 
 
 def test_partition_into_a_folder_is_one_line_and_leaves_nothing(trained, tmp_path):
     folder = tmp_path / "parts"
     folder.mkdir()
-    one_line_error(mgs("partition", "--data", str(trained[1]), "--blocks", "2", "--out", str(folder)),
-                   "is a folder; give the partition a file name")
+    assert_ends_in_error(mgs("partition", "--data", str(trained[1]), "--blocks", "2", "--out", str(folder)),
+                         "is a folder; give the partition a file name")
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
 
 
@@ -412,8 +396,8 @@ def test_config_explain_and_version_from_the_command_line():
     assert len(sections) >= 13  # one line per key: the top-level keys that are not sections, and each section's
     assert len(every) == len(load_config().__dataclass_fields__) - len(sections) + sum(
         len(v.__dataclass_fields__) for v in sections)
-    one_line_error(mgs("config", "--explain", "teacher.nope"), "unknown config key or section 'teacher.nope'")
-    one_line_error(mgs("config", "blocks.policy=foo"), "'blocks.policy' must be one of round_robin, random")
+    assert_ends_in_error(mgs("config", "--explain", "teacher.nope"), "unknown config key or section 'teacher.nope'")
+    assert_ends_in_error(mgs("config", "blocks.policy=foo"), "'blocks.policy' must be one of round_robin, random")
 
 
 def test_a_replaced_partition_file_is_refused_on_resume(tiny_config, tmp_path):
@@ -440,7 +424,8 @@ def test_integer_keys_take_exponents_that_are_whole_numbers():
 
 def test_export_into_a_file_is_one_line(trained, tmp_path):
     (tmp_path / "afile").write_text("x")
-    one_line_error(mgs("export", str(trained[0]), "--out", str(tmp_path / "afile")), "is a file; the export needs a folder")
+    assert_ends_in_error(mgs("export", str(trained[0]), "--out", str(tmp_path / "afile")),
+                         "is a file; the export needs a folder")
     assert (tmp_path / "afile").read_text() == "x"
 
 
@@ -506,8 +491,6 @@ def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_writ
     from momentum_gs.export.spz import save_spz
     from momentum_gs.export.standard_ply import save_standard_ply
     from momentum_gs.model.standard import StandardGaussians
-    from tests.conftest import train_tiny
-    from tests.test_cli import _assert_one_line_error, mgs
 
     run = train_tiny(tiny_scene, tmp_path / "run")
     path = latest_checkpoint(run / "ckpt")
@@ -517,7 +500,7 @@ def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_writ
     for command in (["eval", str(run), "--no-images"], ["export", str(run)], ["export", str(run), "--format", "spz"],
                     ["render", str(run), "--path", "orbit", "--out", str(tmp_path / "orbit.mp4"), "--frames", "2"],
                     ["distill", str(run), "--out", str(tmp_path / "student")]):
-        _assert_one_line_error(mgs(*command), "blocks[0].anchors.features holds 3 NaN/inf of")
+        assert_one_line_error(mgs(*command), "blocks[0].anchors.features holds 3 NaN/inf of")
     assert not any(p.exists() for p in (run / "export", run / "eval", tmp_path / "orbit.mp4", tmp_path / "student"))
 
     n = 4

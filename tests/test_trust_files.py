@@ -30,9 +30,10 @@ from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.train.run import train
 from momentum_gs.trained import load_run
-from tests.conftest import train_tiny
-from tests.test_data import make_folder
-from tests.test_trust import copy_run, mgs, one_line_error
+from tests.helpers.cli import assert_ends_in_error, mgs
+from tests.helpers.colmap_folder import make_folder
+from tests.helpers.run_folders import copy_run
+from tests.helpers.tiny_training import train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,9 @@ def test_anchors_of_another_shape_than_the_config_are_one_line(trained, tmp_path
     n = load_checkpoint(path)["blocks"][0]["anchors"]["features"].shape[0]
     rewrite(path, lambda ckpt: ckpt["blocks"][0]["anchors"].update(features=torch.zeros(n, 16)))
     args = {"eval": ("eval", str(run), "--no-images"), "resume": ("train", "--resume", "--out", str(run), "optim.steps=30")}
-    one_line_error(mgs(*args[command]), f"blocks[0].anchors.features has shape ({n}, 16), expected float32 of shape "
-                                        f"({n}, 32) (model.feat_dim=32)")
+    assert_ends_in_error(mgs(*args[command]),
+                         f"blocks[0].anchors.features has shape ({n}, 16), expected float32 of shape ({n}, 32) "
+                         "(model.feat_dim=32)")
 
 
 def test_a_decoder_of_another_size_is_refused_by_the_library_loaders(trained, tmp_path):
@@ -200,14 +202,15 @@ def test_a_camera_matrix_that_is_empty_or_shorter_than_its_header_is_one_line(tr
             np.lib.format.write_array_header_1_0(f, {"descr": "|b1", "fortran_order": False, "shape": (10**6, 10**6)})
     else:
         matrix.write_bytes(content)
-    one_line_error(mgs("partition", "--data", str(trained[1]), "--blocks", "2", "--out", str(tmp_path / "p.npz"),
-                       "--cameras-from", str(matrix)), fragment)
+    assert_ends_in_error(mgs("partition", "--data", str(trained[1]), "--blocks", "2", "--out", str(tmp_path / "p.npz"),
+                             "--cameras-from", str(matrix)), fragment)
 
 
 def test_a_lock_that_is_a_folder_is_one_line(trained, tmp_path):
     run = copy_run(trained, tmp_path)
     (run / ".lock").mkdir()
-    one_line_error(mgs("train", "--resume", "--out", str(run), "optim.steps=30"), ".lock is a folder, not a run's lock file")
+    assert_ends_in_error(mgs("train", "--resume", "--out", str(run), "optim.steps=30"),
+                         ".lock is a folder, not a run's lock file")
 
 
 @pytest.mark.parametrize("override, fragment", [
@@ -273,7 +276,7 @@ def test_a_run_folder_link_leading_outside_is_refused(trained, tmp_path):
     cfg = load_config(run / "config.yaml", ["optim.steps=30", f"out={run}"])
     with pytest.raises(UserError, match=r"ckpt is a link to .*outside, outside .*run: nothing is written through it"):
         train(cfg, resume=True)
-    one_line_error(mgs("eval", str(run), "--no-images"), "ckpt is a link to")
+    assert_ends_in_error(mgs("eval", str(run), "--no-images"), "ckpt is a link to")
     assert sorted(p.name for p in outside.iterdir()) == before and not (run / "eval").exists()
 
 

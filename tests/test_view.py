@@ -26,6 +26,7 @@ from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.view.frames import camera_pose, cell_boxes, render_frame, viewer_camera
 from tests.helpers.browser import CHROMIUM, Browser, free_port
+from tests.helpers.tiny_training import TINY_OVERRIDES, train_tiny
 
 HAVE_VISER = all(importlib.util.find_spec(name) for name in ("viser", "websocket"))
 needs_browser = pytest.mark.skipif(CHROMIUM is None or not HAVE_VISER,
@@ -51,8 +52,6 @@ def partition_file(tiny_scene, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def blocks_run(tiny_scene, partition_file, tmp_path_factory) -> Path:
     """The tiny scene trained as 2 blocks."""
-    from tests.conftest import train_tiny
-
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("view") / "run", (f"blocks.partition={partition_file}",))
 
 
@@ -427,7 +426,6 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
     from momentum_gs.config import load_config
     from momentum_gs.io.checkpoint import checksum, latest_checkpoint, load_checkpoint
     from momentum_gs.train import run as run_module
-    from tests.conftest import TINY_OVERRIDES, train_tiny
 
     overrides = (f"blocks.partition={partition_file}",) + TRAIN_STEPS
     without = train_tiny(tiny_scene, tmp_path / "without", overrides)
@@ -514,8 +512,6 @@ def test_the_training_view_draws_every_block_the_parked_ones_as_last_trained(blo
 def test_after_training_the_viewer_serves_the_final_model_until_ctrl_c(tiny_scene, tmp_path, exit_with_training):
     """`mgs train --viewer` keeps the page up with the final model (the run written and unlocked first), until
     Ctrl-C; `--viewer-exit` ends with the training."""
-    from tests.conftest import TINY_OVERRIDES
-
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONFAULTHANDLER": "1"}
     start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "

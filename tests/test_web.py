@@ -23,6 +23,7 @@ from momentum_gs.export.splat import load_splat, save_splat
 from momentum_gs.export.web import save_viewer, save_with_splat_transform, viewer_page
 from momentum_gs.losses import psnr
 from momentum_gs.model.standard import StandardGaussians
+from tests.helpers.tiny_training import train_tiny
 from tests.helpers.tools import fake_tool
 
 
@@ -98,8 +99,6 @@ def test_the_real_splat_transform_writes_a_sog_archive(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory):
-    from tests.conftest import train_tiny
-
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("web") / "run")
 
 
