@@ -1,6 +1,7 @@
 """The package's shape: no import circles between modules or between packages, counting imports inside
 functions too (a lazy import hides a circle without removing it); packages on floors, imports running down
-only; files and functions of a readable size; imports inside functions only to defer an optional dependency."""
+only; files and functions of a readable size; imports inside functions only to defer an optional dependency.
+And the tests': no test module imports another or conftest; what they share is in tests/helpers/."""
 
 from __future__ import annotations
 
@@ -223,6 +224,35 @@ def test_functions_import_only_deferred_dependencies():
 def test_the_import_check_sees_a_function_level_import():
     tree = ast.parse("import os\ndef f():\n    from momentum_gs.config import Config\n    import viser\n")
     assert function_level_imports(tree) == ["momentum_gs.config", "viser"]
+
+
+TESTS = PACKAGE.parent / "tests"
+
+
+def imported_test_modules(tree: ast.Module) -> list[str]:
+    """The test modules (``test_*``) and ``conftest`` that ``tree`` imports, anywhere in it."""
+    imported = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""  # `from . import conftest` has no module
+            imported.append(base)
+            imported.extend(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+    return [name for name in imported if name and re.fullmatch(r"test_\w*|conftest", name.split(".")[-1])]
+
+
+def test_test_modules_import_no_other_test_module_nor_conftest():
+    found = [f"{path.relative_to(TESTS.parent)}: {module}" for path in sorted(TESTS.rglob("*.py"))
+             for module in imported_test_modules(ast.parse(path.read_text()))]
+    assert not found, "imports of a test module or of conftest (move what they share to tests/helpers/; " \
+        "fixtures stay in conftest.py and are asked for by name):\n" + "\n".join(found)
+
+
+def test_the_test_import_check_sees_a_test_module_imported():
+    tree = ast.parse("from tests.helpers.cli import mgs\nfrom tests.test_cli import mgs\nimport tests.test_data\n"
+                     "def f():\n    from conftest import TINY_OVERRIDES\n    from tests import test_table\n")
+    assert sorted(imported_test_modules(tree)) == ["conftest", "tests.test_cli", "tests.test_data", "tests.test_table"]
 
 
 def test_the_readme_layout_table_matches_the_tree():
