@@ -3,6 +3,8 @@ where a run folder or a command line gives it."""
 
 from __future__ import annotations
 
+import pytest
+
 from momentum_gs.config import load_config
 from momentum_gs.eval.evaluate import evaluate_run
 from momentum_gs.render import BACKENDS, render
@@ -25,6 +27,7 @@ def test_the_command_line_reads_torch_as_builtin():
     assert "  backend: builtin" in done.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_an_old_run_folder_whose_config_says_torch_still_loads(tiny_scene, tmp_path):
     """A run trained before the rename: its config.yaml says ``backend: torch`` and has no ``render.kernels``;
     it loads, renders and evaluates, as ``builtin``."""

@@ -82,6 +82,7 @@ def trained(tiny_scene, tmp_path_factory):
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("bake") / "run", ("optim.steps=60",))
 
 
+@pytest.mark.slow
 def test_the_baked_file_renders_what_the_model_renders(trained, tmp_path):
     """Baked from the training views, read back by the standard loader, rendered with SH: close to the model
     on its training views, and a higher SH degree fits them at least as well."""
@@ -101,6 +102,7 @@ def test_the_baked_file_renders_what_the_model_renders(trained, tmp_path):
     assert scores[0] > 30 and scores[3] >= scores[0] - 0.1, scores
 
 
+@pytest.mark.slow
 def test_export_from_the_command_line_writes_a_standard_ply_and_refuses_bad_input(trained, tmp_path):
     import subprocess
     import sys
@@ -121,6 +123,7 @@ def test_export_from_the_command_line_writes_a_standard_ply_and_refuses_bad_inpu
     assert not (tmp_path / "n").exists()
 
 
+@pytest.mark.slow
 def test_a_bake_that_cannot_fit_in_memory_is_refused_before_it_starts(trained, tmp_path, capsys, monkeypatch):
     from momentum_gs.cli import main
     from momentum_gs.io import budget
@@ -136,6 +139,7 @@ def test_a_bake_that_cannot_fit_in_memory_is_refused_before_it_starts(trained, t
     assert main(["export", str(trained), "--out", str(tmp_path / "e"), "--refine", "0", "--sh-degree", "0"]) == 0
 
 
+@pytest.mark.slow
 def test_refining_the_bake_fits_the_photos_better(trained, tmp_path):
     """``--refine N`` trains the baked Gaussians: closer to the training photos than the bake alone, the same
     Gaussians (none pruned here) in the same layout."""
@@ -162,6 +166,7 @@ def test_refining_the_bake_fits_the_photos_better(trained, tmp_path):
     assert scores[40][0] <= scores[0][0] and scores[40][1] > scores[0][1] + 0.3, scores
 
 
+@pytest.mark.slow
 def test_the_refinement_is_cut_to_its_time_budget(trained, tmp_path):
     """Its first steps are timed; the steps that fit in ``--refine-budget`` run, the schedules over them."""
     import subprocess
@@ -203,6 +208,7 @@ def test_a_splat_file_round_trips_within_its_quantisation(tmp_path):
         load_splat(tmp_path / "bad.splat")
 
 
+@pytest.mark.slow
 def test_export_as_splat_from_the_command_line(trained, tmp_path):
     import subprocess
     import sys

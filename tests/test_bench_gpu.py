@@ -15,6 +15,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_bench_gpu_prints_one_row_per_run_on_the_cpu(tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(

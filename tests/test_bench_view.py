@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.tiny_training import train_tiny
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_view.py"
 
 
+@pytest.mark.slow
 def test_bench_view_prints_frames_per_second_and_gaussians_drawn(tiny_scene, tmp_path):
     run = train_tiny(tiny_scene, tmp_path / "run")
     result = subprocess.run([sys.executable, str(SCRIPT), str(run), "--sizes", "64x48", "--rounds", "1"],

@@ -198,6 +198,7 @@ def test_restore_onto_a_gpu_and_back():
     _assert_identical(block_state(*restored), state)
 
 
+@pytest.mark.slow
 def test_the_trainer_gives_the_same_blocks_whether_it_parks_them_or_keeps_them_all_loaded(block_config, tmp_path,
                                                                                          monkeypatch):
     """The real trainer, 2 blocks, 1 active: parking the inactive block in host memory or on disk and

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test waits out a silence of seconds
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_gaps.py"
 
 

@@ -12,6 +12,8 @@ from momentum_gs.io.checkpoint import checksum, latest_checkpoint, load_checkpoi
 from momentum_gs.train.seeding import rng_state
 from momentum_gs.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # trains the tiny scene
+
 
 def _cpu(obj):
     """A CPU copy of every tensor in a nested state."""

@@ -55,6 +55,7 @@ def _without_block(model: GaussianScene, partition: Partition, block: int) -> Ga
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_the_drop_is_what_removing_the_blocks_anchors_does_to_the_render(coarse_run, grid, tiny_scene):
     cfg, model, _ = load_run(coarse_run, torch.device("cpu"))
     cameras = load_scene(DataConfig(path=str(tiny_scene))).train
@@ -117,6 +118,7 @@ def test_the_references_matrix_is_read_in_image_name_order(grid, tmp_path):
         import_camera_matrix(grid, tmp_path / "counts.npy", names)
 
 
+@pytest.mark.slow
 def test_mgs_partition_with_a_coarse_run(coarse_run, tiny_scene, tmp_path):
     out = tmp_path / "ssim.npz"
     mgs = [sys.executable, "-m", "momentum_gs.cli", "partition", "--data", str(tiny_scene), "--out", str(out),

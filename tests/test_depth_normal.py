@@ -219,6 +219,7 @@ def test_bad_extras_raise_and_normalised_depth_needs_depth():
         render(**scene).normalised_depth()
 
 
+@pytest.mark.slow
 def test_a_trained_model_renders_its_depth_and_normals(tiny_scene, tmp_path):
     """One level up: ``GaussianScene.render(..., extras=...)`` gives the same image, a depth inside the range
     of the Gaussians it drew, and normals that face the camera."""

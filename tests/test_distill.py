@@ -137,6 +137,7 @@ def trained(tiny_scene, tmp_path_factory):
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("distill") / "run", ("optim.steps=60",))
 
 
+@pytest.mark.slow
 def test_the_teachers_are_the_model_a_noisy_copy_and_a_dropout_copy(trained):
     cfg, model, _ = load_run(trained, torch.device("cpu"))
     camera = load_scene(cfg.data).train[0]
@@ -155,6 +156,7 @@ def _mgs(*args):
     return subprocess.run([sys.executable, "-m", "momentum_gs.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_distill_writes_a_smaller_standard_ply_that_renders_the_scene(trained, tmp_path):
     out = tmp_path / "student"
     result = _mgs("distill", str(trained), "--out", str(out), "--steps", "30", "--ratio", "0.3", "--sh-degree", "1")
@@ -175,6 +177,7 @@ def test_distill_writes_a_smaller_standard_ply_that_renders_the_scene(trained, t
     torch.testing.assert_close(load_standard_ply(tmp_path / "again" / "point_cloud.ply").means, student.means)
 
 
+@pytest.mark.slow
 def test_distill_refuses_bad_input_in_one_line(trained, tmp_path):
     for args, message in [((str(tmp_path / "nowhere"),), "not a run folder"),
                           ((str(trained), "--ratio", "0"), "argument --ratio: must be in (0, 1], got '0'"),

@@ -94,6 +94,7 @@ def final_state(run: Path) -> dict:
     return load_checkpoint(run / "ckpt" / "step_12.pt", map_location="cpu")
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(dist_setup):
     cfg, root, result = dist_setup
     with one_thread():
@@ -115,6 +116,7 @@ def test_two_processes_train_like_one(dist_setup):
     assert summary["allreduce_bytes_per_step"] >= 4 * decoder_floats  # the whole decoder gradient, once
 
 
+@pytest.mark.slow
 def test_a_killed_worker_restarts_and_resumes(dist_setup):
     cfg, root, _ = dist_setup
     result = torchrun(["train", "--config", str(root / "config.yaml"), "--out", str(root / "crashed")],
@@ -123,6 +125,7 @@ def test_a_killed_worker_restarts_and_resumes(dist_setup):
     assert_same_state(final_state(root / "crashed"), final_state(root / "two"))
 
 
+@pytest.mark.slow
 def test_a_two_process_checkpoint_resumes_in_one_process(dist_setup):
     cfg, root, _ = dist_setup
     run = root / "resumed_in_one"
@@ -173,6 +176,7 @@ def test_on_gpus_host_tensors_and_block_states_go_through_gloo():
 
 
 @pytest.mark.parametrize("active", [2, 3])
+@pytest.mark.slow
 def test_blocks_moving_between_processes_and_uneven_shares_train_like_one_process(dist_setup, active):
     """3 blocks on 2 processes: with k = 2 blocks change hands between rounds; with k = 3 one process trains
     two blocks per step."""
@@ -193,6 +197,7 @@ def test_blocks_moving_between_processes_and_uneven_shares_train_like_one_proces
 
 
 @pytest.mark.parametrize("check_every, caught", [(2, True), (0, False)])
+@pytest.mark.slow
 def test_a_replica_that_drifts_is_caught_by_the_check(dist_setup, tmp_path, check_every, caught):
     """Process 1's decoder nudged after step 3: with ``distributed.check_every=2`` the job stops at step 4
     naming the decoder; without the check it trains on with two different decoders."""

@@ -75,6 +75,7 @@ def _mean_smallest_scale(trainer: Trainer) -> float:
     return float(torch.cat([v.gaussians.scales.amin(-1) for v in views]).mean())
 
 
+@pytest.mark.slow
 def test_training_with_the_geometry_terms(tiny_config, tmp_path):
     """Both terms are logged (the depth-normal one 0 before its start step), the loss stays finite, and
     flattening makes the Gaussians flatter than the same run without it."""

@@ -39,6 +39,7 @@ def check_sidecar(path, points: np.ndarray, weights: np.ndarray | None = None) -
     assert max(abs(lat - ORIGIN["lat"]) for lat in lats) < 0.01 and len({round(lat, 6) for lat in lats}) == 2
 
 
+@pytest.mark.slow
 def test_export_and_mesh_carry_the_georeference(georeferenced_run, tmp_path, capsys):
     export = ["export", str(georeferenced_run), "--out", str(tmp_path / "e"), "--sh-degree", "0", "--refine", "0"]
     assert main(export) == 0
@@ -57,6 +58,7 @@ def test_export_and_mesh_carry_the_georeference(georeferenced_run, tmp_path, cap
     check_sidecar(tmp_path / "m.ply.georef.json", np.stack([mesh["vertex"][k] for k in "xyz"], 1).astype(np.float64))
 
 
+@pytest.mark.slow
 def test_a_scene_without_georeference_gets_no_sidecar(tiny_scene, tmp_path):
     run = train_tiny(tiny_scene, tmp_path / "run", ("optim.steps=4",))
     assert main(["export", str(run), "--out", str(tmp_path / "e"), "--sh-degree", "0", "--refine", "0"]) == 0

@@ -121,6 +121,7 @@ def test_importing_the_package_does_not_import_gsplat():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_cli_reports_gsplat_on_cpu_in_one_line(tiny_scene, tmp_path):
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "train", "--data", str(tiny_scene), "--out",
                              str(tmp_path / "r"), "optim.steps=2", "device=cpu", "render.backend=gsplat"],

@@ -45,6 +45,7 @@ def _counting_trainer(cfg, monkeypatch) -> tuple[Trainer, list[dict]]:
     return trainer, steps
 
 
+@pytest.mark.slow
 def test_a_training_step_reads_two_sizes_from_the_device(tiny_config, monkeypatch):
     tiny_config.teacher.enabled = True  # the consistency loss gathers the kept children too
     tiny_config.log.progress_every = 8

@@ -91,6 +91,7 @@ def test_a_render_takes_the_kernels_the_config_names(switch):
         assert bool(calls) == (mode == "torch"), mode
 
 
+@pytest.mark.slow
 def test_training_takes_the_config_value_and_the_variable_overrides_it(tiny_scene, tmp_path, monkeypatch):
     monkeypatch.delenv(build.OLD_VARIABLE, raising=False)
     monkeypatch.delenv(build.KERNELS_VARIABLE, raising=False)

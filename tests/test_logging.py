@@ -11,6 +11,8 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # each test trains the tiny scene
+
 
 @pytest.fixture
 def logged_config(tiny_config, tmp_path):

@@ -21,6 +21,8 @@ from momentum_gs.mesh.settings import MeshSettings
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.tiny_training import train_tiny
 
+pytestmark = pytest.mark.slow  # each test meshes a trained run (a module fixture trains it)
+
 
 @pytest.fixture(scope="module")
 def block_run(tiny_scene, tmp_path_factory) -> Path:

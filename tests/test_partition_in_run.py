@@ -22,6 +22,7 @@ from momentum_gs.trained import load_run
 from tests.helpers.tiny_training import train_two_blocks
 
 
+@pytest.mark.slow
 def test_a_moved_run_loads_and_resumes_without_the_partition_it_was_given(tiny_scene, tmp_path):
     run, _ = train_two_blocks(tiny_scene, tmp_path / "first")
     given = tmp_path / "first" / "partition.npz"

@@ -174,6 +174,7 @@ def _frames(video) -> list[np.ndarray]:
         frames.append(frame)
 
 
+@pytest.mark.slow
 def test_render_writes_a_video_and_a_path_that_renders_the_same_again(trained, tmp_path, capsys):
     out = tmp_path / "fly.mp4"
     assert main(["render", str(trained), "--path", "training", "--out", str(out), "--frames", "6",
@@ -202,6 +203,7 @@ def test_render_writes_a_video_and_a_path_that_renders_the_same_again(trained, t
     assert len(_frames(orbit)) == 4 and cv2.VideoCapture(str(orbit)).get(cv2.CAP_PROP_FPS) == 12
 
 
+@pytest.mark.slow
 def test_a_render_that_fails_midway_leaves_no_file(trained, tmp_path, monkeypatch):
     from momentum_gs.eval import video
 
@@ -227,6 +229,7 @@ def _camera_file(folder, name: str, **change) -> str:
     return str(folder / name)
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()

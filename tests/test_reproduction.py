@@ -41,6 +41,7 @@ def test_every_script_parses():
         assert result.returncode == 0, (script, result.stderr)
 
 
+@pytest.mark.slow
 def test_dataset_script_partitions_trains_evaluates_and_tabulates(tiny_scene, tmp_path):
     """scripts/datasets/run.sh on the tiny city with a config that names 2 blocks."""
     cfg = load_config(overrides=TINY_OVERRIDES + ["partition.blocks=2", "blocks.active=2", "optim.steps=6",
@@ -58,6 +59,7 @@ def test_dataset_script_partitions_trains_evaluates_and_tabulates(tiny_scene, tm
     assert f"{results['psnr']:.2f}" in table
 
 
+@pytest.mark.slow
 def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
     """scripts/ablation_sweep.sh with row a only, two seeds, a few steps: the runs, the script's mean ± std
     table and mgs table; running it again trains nothing."""
@@ -81,6 +83,7 @@ def test_ablation_sweep_script_feeds_the_table(tiny_scene, tmp_path):
     assert refused.returncode != 0 and "trained with 8 steps per block, not 9" in refused.stderr
 
 
+@pytest.mark.slow
 def test_consistency_terms_script_reads_every_checkpoint(tiny_config, tmp_path):
     """scripts/consistency_terms.py on a teacher run: one row per checkpoint, the four terms, and the
     paper's gradient form pulling the anchors less than a constant target does."""

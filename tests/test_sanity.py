@@ -69,6 +69,7 @@ def test_colours_past_8_bits_are_clipped_and_said(tiny_scene, tmp_path):
     np.testing.assert_array_equal(read.colors[1:], model.colors[1:])
 
 
+@pytest.mark.slow
 def test_mgs_train_warns_in_one_line_and_goes_on(tiny_scene, tmp_path, capsys):
     scene = tmp_path / "scene"
     shutil.copytree(tiny_scene, scene)

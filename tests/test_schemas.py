@@ -172,6 +172,7 @@ def scene_files(scene_run, monkeypatch):
 
 @pytest.mark.parametrize("case", ["latitude as a string", "altitude null", "NaN", "latitude 500", "1e308",
                                   "deep nesting"])
+@pytest.mark.slow
 def test_export_and_mesh_refuse_a_bad_georef_before_any_work(scene_files, tmp_path, capsys, case):
     scene, run = scene_files
     content, message = GEOREF_CASES[case]
@@ -182,6 +183,7 @@ def test_export_and_mesh_refuse_a_bad_georef_before_any_work(scene_files, tmp_pa
     assert not list(tmp_path.rglob("*.georef.json")) and not (tmp_path / "m.ply").exists()
 
 
+@pytest.mark.slow
 def test_export_refuses_a_georef_folder(scene_files, tmp_path, capsys):
     scene, run = scene_files
     (scene / "georef.json").mkdir()
@@ -226,6 +228,7 @@ def test_scene_json_absolute_paths_and_a_zero_up_are_refused(tmp_path):
     assert scene_up(tmp_path).tolist() == [0, 0, 1] and ground_truth_mesh(tmp_path) is None
 
 
+@pytest.mark.slow
 def test_mesh_refuses_a_ground_truth_outside_the_scene_or_not_finite(scene_files, tmp_path, capsys):
     scene, run = scene_files
     info = json.loads((scene / "scene.json").read_text())
@@ -360,6 +363,7 @@ def _edit_checkpoint(run: Path, **change) -> None:
     save_checkpoint(path, ckpt["step"], parts)
 
 
+@pytest.mark.slow
 def test_a_moved_run_finds_its_own_partition(moved_run, tmp_path):
     from momentum_gs.view.sources import RunSource
 
@@ -376,6 +380,7 @@ def test_a_moved_run_finds_its_own_partition(moved_run, tmp_path):
         (moved_run / "partition.kept").rename(moved_run / "partition.npz")
 
 
+@pytest.mark.slow
 def test_a_partition_that_is_not_the_runs_is_one_line(moved_run, tmp_path, capsys):
     from momentum_gs.view.sources import RunSource
 
@@ -391,6 +396,7 @@ def test_a_partition_that_is_not_the_runs_is_one_line(moved_run, tmp_path, capsy
     refused(capsys, ["export", str(copy), "--format", "scaffold", "--out", str(tmp_path / "e")], "holds 2 blocks")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_cannot_name_a_partition_outside_its_run(moved_run, tmp_path):
     copy = copy_run(moved_run, tmp_path)
     _edit_checkpoint(copy, partition_in_run="../elsewhere.npz")
@@ -399,6 +405,7 @@ def test_a_checkpoint_cannot_name_a_partition_outside_its_run(moved_run, tmp_pat
         load_run(copy)
 
 
+@pytest.mark.slow
 def test_a_moved_run_resumes_with_its_own_partition(moved_run, tmp_path):
     from momentum_gs.commands.train import train_from_args
 

@@ -112,6 +112,7 @@ def test_a_photo_declaring_too_many_pixels_is_left_out(tmp_path, side):
         check_photo(tmp_path / "huge.png")
 
 
+@pytest.mark.slow
 def test_damaged_and_garbage_photos_are_listed_and_the_run_goes_on(tmp_path, capsys):
     photos = write_photos(tmp_path / "photos", 4)
     damage(photos[1], "corrupt data")
@@ -163,6 +164,7 @@ def test_unwritable_output(tmp_path, capsys):
         assert "cannot write to" in sfm_error(capsys, tmp_path / "photos", "--out", tmp_path / "ro")
 
 
+@pytest.mark.slow
 def test_photos_with_no_overlap_fail_with_a_report(tmp_path, capsys):
     write_photos(tmp_path / "photos", 4)  # unrelated noise: nothing matches geometrically
     out = tmp_path / "out"
@@ -178,6 +180,7 @@ def scene_files(folder) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_an_existing_scene_is_refused_and_survives_a_failed_overwrite(tmp_path, capsys):
     out = tmp_path / "site"
     write_photos(out / "images", 2, start=10)
@@ -210,6 +213,7 @@ def test_frames_of_a_video_do_not_replace_photos_already_in_out(tmp_path, capsys
     assert keep.read_bytes() == b"a user's photo, same name as the first frame"
 
 
+@pytest.mark.slow
 def test_features_are_kept_for_a_rerun_until_their_options_change(tmp_path, capsys):
     import sqlite3
 
@@ -230,6 +234,7 @@ def test_features_are_kept_for_a_rerun_until_their_options_change(tmp_path, caps
     assert not marked()  # features of another camera model: started afresh
 
 
+@pytest.mark.slow
 def test_one_camera_per_camera_and_size(tmp_path):
     import pycolmap
 
@@ -346,6 +351,7 @@ def test_models_count_only_photos_no_earlier_model_has():
     assert report["images_left_out"] == names[10:]
 
 
+@pytest.mark.slow
 def test_photos_already_in_the_output_folder(tmp_path, capsys):
     out = tmp_path / "site"
     write_photos(out / "images", 3)

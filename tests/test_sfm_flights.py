@@ -39,6 +39,7 @@ def test_every_flight_is_right_side_up_or_refused(case):
         assert up.startswith("z up: cameras") and "GPS fixes within" in placed
 
 
+@pytest.mark.slow
 def test_most_of_the_matrix_is_placed_not_refused():
     rows = [run_case(c) for c in SUBSET]
     refused = [r for r in rows if r["outcome"] == "refused"]

@@ -99,6 +99,7 @@ def test_the_real_splat_transform_writes_every_level(tmp_path):
 
 
 @needs_tool
+@pytest.mark.slow
 def test_mgs_export_sog_lod_from_a_run_of_two_blocks(tiny_scene, tmp_path, capsys):
     run, _ = train_two_blocks(tiny_scene, tmp_path)
     assert main(["export", str(run), "--format", "sog-lod", "--refine", "3"]) == 2
@@ -126,6 +127,7 @@ def _engine() -> Path | None:
 
 @needs_tool
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")
+@pytest.mark.slow
 def test_playcanvas_streams_the_levels_and_draws_what_our_renderer_draws(tmp_path):
     engine = _engine()
     if engine is None:

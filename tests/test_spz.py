@@ -246,6 +246,7 @@ def _camera() -> Camera:
     return Camera(name="view", width=32, height=24, K=K, world_to_cam=torch.eye(4))
 
 
+@pytest.mark.slow
 def test_export_as_spz_from_the_command_line(tiny_scene, tmp_path):
     import sys
 

@@ -34,6 +34,7 @@ def _aabb(tile: dict) -> np.ndarray:
     return np.stack([box[:3] - reach, box[:3] + reach])
 
 
+@pytest.mark.slow
 def test_the_tileset_follows_the_blocks_and_is_placed_on_the_globe(block_runs, tmp_path, capsys):
     run, _ = block_runs
     out = tmp_path / "tiles"
@@ -68,6 +69,7 @@ def test_the_tileset_follows_the_blocks_and_is_placed_on_the_globe(block_runs, t
     assert abs(lla[0] - ORIGIN["lat"]) < 0.01 and abs(lla[1] - ORIGIN["lon"]) < 0.01
 
 
+@pytest.mark.slow
 def test_without_a_georeference_the_tileset_stays_in_the_scene_frame(block_runs, tmp_path, capsys):
     run, scene = block_runs
     georef = scene / "georef.json"
@@ -85,6 +87,7 @@ def test_without_a_georeference_the_tileset_stays_in_the_scene_frame(block_runs,
     assert len(load_glb(tmp_path / "t" / tileset["root"]["content"]["uri"])) > 0
 
 
+@pytest.mark.slow
 def test_the_tiles_refuse_a_refinement_in_one_line(block_runs, tmp_path, capsys):
     run, _ = block_runs
     assert main(["export", str(run), "--format", "3dtiles", "--refine", "5", "--out", str(tmp_path / "t")]) == 2
@@ -149,6 +152,7 @@ MISTAKES = {  # words of the problem found: a mistake made on a copy of the tile
 
 
 @pytest.mark.parametrize("compression", ["spz", "none"])
+@pytest.mark.slow
 def test_the_tileset_keeps_the_rules_of_3d_tiles(block_runs, tmp_path, compression):
     """The rules a 3D Tiles validator checks (tests/helpers/tileset_rules.py): none broken; and each of four
     mistakes made on purpose is found."""

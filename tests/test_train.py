@@ -42,6 +42,7 @@ def _train_view_psnr(trainer: Trainer) -> float:
     return sum(values) / len(values)
 
 
+@pytest.mark.slow
 def test_training_improves_and_writes_a_run(tiny_config):
     trainer = Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cpu"))
     before = _train_view_psnr(trainer)
@@ -56,6 +57,7 @@ def test_training_improves_and_writes_a_run(tiny_config):
     assert cfg == tiny_config
 
 
+@pytest.mark.slow
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
     scene = load_scene(tiny_config.data)
     straight = Trainer(tiny_config, scene, tmp_path / "straight", torch.device("cpu"))
@@ -75,6 +77,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_eval_and_export_round_trip(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))  # no LPIPS weights anywhere
     train(tiny_config)
@@ -138,6 +141,7 @@ def _assert_scaffold_ply_layout(path: Path, anchors) -> None:
     assert not np.stack([vertex["nx"], vertex["ny"], vertex["nz"]]).any()
 
 
+@pytest.mark.slow
 def test_eval_reports_lpips_and_colour_corrected_scores(tiny_config, tmp_path):
     from momentum_gs.eval.lpips import PAPER_CONVENTION
 
@@ -155,6 +159,7 @@ def test_eval_reports_lpips_and_colour_corrected_scores(tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("offload", ["memory", "disk"])
+@pytest.mark.slow
 def test_block_run_resumes_exactly(block_config, tmp_path, offload):
     block_config.blocks.offload = offload
     scene = load_scene(block_config.data)
@@ -182,6 +187,7 @@ def test_block_run_resumes_exactly(block_config, tmp_path, offload):
         torch.testing.assert_close(value, resumed.teacher.state_dict()[name], rtol=0, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_merged_block_run_evaluates_and_crops_to_cells(block_config):
     from momentum_gs.io.checkpoint import latest_checkpoint, load_checkpoint
     from momentum_gs.partition import Partition
@@ -202,6 +208,7 @@ def test_merged_block_run_evaluates_and_crops_to_cells(block_config):
     assert set(results["per_block"]) == {"0", "1"}
 
 
+@pytest.mark.slow
 def test_independent_blocks_keep_their_own_decoders(block_config, tmp_path):
     block_config.blocks.shared_decoder = False
     block_config.teacher.enabled = False
@@ -220,6 +227,7 @@ def test_independent_blocks_keep_their_own_decoders(block_config, tmp_path):
     assert image.shape == (scene.test[0].height, scene.test[0].width, 3) and image.max() > 0
 
 
+@pytest.mark.slow
 def test_two_runs_are_identical(tiny_config, tmp_path):
     """Same seed, same result, bit for bit, with the default two threads (deterministic kernels)."""
     scene = load_scene(tiny_config.data)
@@ -244,6 +252,7 @@ def test_a_run_config_names_its_scene_and_partition_by_absolute_paths(tiny_scene
     assert cfg.out == "runs/x"
 
 
+@pytest.mark.slow
 def test_block_weighting_validates_every_block_when_rounds_alias_with_the_interval(tiny_config, tmp_path):
     """8 blocks, 4 active, rounds of 2 steps: the round-robin cycle is 4 global steps, equal to the
     validation interval. Validating at global multiples would see only blocks 4-7; each block's own count
@@ -284,6 +293,7 @@ def test_a_blocks_weight_scales_its_loss_gradient(tiny_config):
         torch.testing.assert_close(b, 3 * a, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_eval_fps_is_timed_warm_when_there_are_few_views(tiny_config, monkeypatch):
     """With no more held-out views than the paper drops from its timing (5), eval renders that many times first
     and times every view: a cold first render (here 0.5 s) is not in the FPS, and no view is left untimed."""

@@ -52,6 +52,7 @@ def trained(tiny_scene, tmp_path_factory):
 
 # ---- files that would run code ---------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["eval", "export", "resume"])
+@pytest.mark.slow
 def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path, command):
     run, marker = copy_run(trained, tmp_path), tmp_path / "pwned"
     torch.save({"format": "momentum_gs.checkpoint", "version": 2, "step": 999, "x": MakesAFile(marker)},
@@ -62,6 +63,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path, command)
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_an_exported_decoder_that_would_run_code_is_refused(trained, tmp_path):
     from momentum_gs.export.scaffold import load_export
 
@@ -156,12 +158,14 @@ BAD_MODELS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_MODELS))
+@pytest.mark.slow
 def test_a_bad_model_is_refused_with_one_line(trained, tmp_path, case):
     change, fragment = BAD_MODELS[case]
     with pytest.raises(UserError, match=re.escape(fragment)):
         read_model(_broken_model(trained[1], tmp_path, change))
 
 
+@pytest.mark.slow
 def test_duplicate_image_ids_are_refused(trained, tmp_path):
     sparse = _broken_model(trained[1], tmp_path, lambda m: None)
     lines = (sparse / "images.txt").read_text().splitlines(keepends=True)
@@ -173,6 +177,7 @@ def test_duplicate_image_ids_are_refused(trained, tmp_path):
         read_model(sparse)
 
 
+@pytest.mark.slow
 def test_an_image_name_leaving_the_folder_writes_nothing_outside(trained, tmp_path):
     scene = tmp_path / "scene"
     shutil.copytree(trained[1], scene)
@@ -194,6 +199,7 @@ def test_an_image_name_leaving_the_folder_writes_nothing_outside(trained, tmp_pa
 
 
 # ---- a loss that stops being finite ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, monkeypatch):
     import momentum_gs.train.block_step as T
 
@@ -272,6 +278,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temporary(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_resume_removes_temporaries_of_killed_writes_and_takes_over_a_stale_lock(trained, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -286,6 +293,7 @@ def test_resume_removes_temporaries_of_killed_writes_and_takes_over_a_stale_lock
     assert "left by a write that was killed" in out and "its process" in out
 
 
+@pytest.mark.slow
 def test_a_second_writer_into_the_same_run_is_refused(trained, tmp_path):
     run = copy_run(trained, tmp_path)
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -298,6 +306,7 @@ def test_a_second_writer_into_the_same_run_is_refused(trained, tmp_path):
     assert (run / ".lock").exists() and latest_checkpoint(run / "ckpt").name == "step_24.pt"
 
 
+@pytest.mark.slow
 def test_resume_accepts_the_same_model_overrides_and_refuses_a_change(trained, tmp_path):
     from momentum_gs.train.run import prepare_config
 
@@ -308,12 +317,14 @@ def test_resume_accepts_the_same_model_overrides_and_refuses_a_change(trained, t
         prepare_config(None, None, str(run), ["model.feat_dim=16"], resume=True)
 
 
+@pytest.mark.slow
 def test_run_folder_that_is_a_file_is_one_line(trained, tmp_path):
     (tmp_path / "afile").write_text("x")
     assert_ends_in_error(mgs("train", "--data", str(trained[1]), "--out", str(tmp_path / "afile"), "device=cpu"),
                          "is a file")
 
 
+@pytest.mark.slow
 def test_partition_into_a_folder_is_one_line_and_leaves_nothing(trained, tmp_path):
     folder = tmp_path / "parts"
     folder.mkdir()
@@ -322,6 +333,7 @@ def test_partition_into_a_folder_is_one_line_and_leaves_nothing(trained, tmp_pat
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_that_resumes_to_the_same_run(tiny_config, tmp_path, monkeypatch):
     import momentum_gs.train.trainer as T
 
@@ -346,6 +358,7 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes_to_the_same_run(tiny_config, tm
     assert checksum(load_checkpoint(Path(expected["checkpoint"]))) == checksum(load_checkpoint(Path(resumed["checkpoint"])))
 
 
+@pytest.mark.slow
 def test_old_checkpoints_beyond_the_kept_number_are_removed(tiny_config):
     tiny_config.log.checkpoint_every, tiny_config.log.keep_checkpoints = 3, 2
     train(tiny_config)
@@ -384,6 +397,7 @@ def test_every_enumerated_key_refuses_other_values_and_accepts_its_own():
             assert load_config(overrides=[f"{key}={value}"]) is not None
 
 
+@pytest.mark.slow
 def test_config_explain_and_version_from_the_command_line():
     from momentum_gs import __version__
 
@@ -400,6 +414,7 @@ def test_config_explain_and_version_from_the_command_line():
     assert_ends_in_error(mgs("config", "blocks.policy=foo"), "'blocks.policy' must be one of round_robin, random")
 
 
+@pytest.mark.slow
 def test_a_replaced_partition_file_is_refused_on_resume(tiny_config, tmp_path):
     from momentum_gs.data.scene import load_scene
     from momentum_gs.partition import auto_partition
@@ -422,6 +437,7 @@ def test_integer_keys_take_exponents_that_are_whole_numbers():
             load_config(overrides=[bad])
 
 
+@pytest.mark.slow
 def test_export_into_a_file_is_one_line(trained, tmp_path):
     (tmp_path / "afile").write_text("x")
     assert_ends_in_error(mgs("export", str(trained[0]), "--out", str(tmp_path / "afile")),
@@ -483,6 +499,7 @@ def test_programs_are_never_taken_from_the_working_folder(tmp_path, monkeypatch)
     assert splat_transform_command() == [str(tools)] and find_program("splat-transform", "x", "y") == str(tools)
 
 
+@pytest.mark.slow
 def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_written(tiny_scene, tmp_path):
     """A run whose checkpoint holds NaN (a valid checksum: a diverged run, not a tampered file) is refused by
     every command that loads it, in one line naming the tensor and the count; no export file is written. The
@@ -513,6 +530,7 @@ def test_a_model_that_is_not_finite_is_refused_where_it_is_loaded_and_never_writ
         assert not (tmp_path / name).exists()
 
 
+@pytest.mark.slow
 def test_resuming_a_checkpoint_of_another_structure_is_one_line(trained, tmp_path):
     """A checkpoint (valid checksum) missing a section, a block missing its own, or holding a decoder of another
     shape: `--resume` says the file does not fit the run in one line, instead of a KeyError or a

@@ -82,6 +82,7 @@ def test_no_version_skips_the_checksum(tmp_path):
     (10**9, "step is 1000000000, expected a whole number in [0, 24] (optim.steps=24 per block × 1 block)"),
     (-1, "stores step -1 (int)"),
 ])
+@pytest.mark.slow
 def test_a_step_of_another_type_or_past_the_schedule_is_refused(trained, tmp_path, step, fragment):
     run = copy_run(trained, tmp_path)
     rewrite(latest_checkpoint(run / "ckpt"), lambda ckpt: None, step=step)
@@ -90,6 +91,7 @@ def test_a_step_of_another_type_or_past_the_schedule_is_refused(trained, tmp_pat
 
 
 @pytest.mark.parametrize("command", ["eval", "resume"])
+@pytest.mark.slow
 def test_anchors_of_another_shape_than_the_config_are_one_line(trained, tmp_path, command):
     run = copy_run(trained, tmp_path)
     path = latest_checkpoint(run / "ckpt")
@@ -101,6 +103,7 @@ def test_anchors_of_another_shape_than_the_config_are_one_line(trained, tmp_path
                          "(model.feat_dim=32)")
 
 
+@pytest.mark.slow
 def test_a_decoder_of_another_size_is_refused_by_the_library_loaders(trained, tmp_path):
     """load_run (a checkpoint) and load_export (an exported decoder file) check every tensor against the model
     sizes before loading: one line naming the tensor, the shape found and the one expected; an exported anchor
@@ -195,6 +198,7 @@ def test_a_ply_header_announcing_more_vertices_than_the_file_holds_is_one_line(t
 # ---- a camera matrix, a lock, config values --------------------------------------------------------------------
 @pytest.mark.parametrize("content, fragment", [(b"", "is empty (0 bytes)"),
                                                (None, "is not a .npy array (mmap length is greater than file size)")])
+@pytest.mark.slow
 def test_a_camera_matrix_that_is_empty_or_shorter_than_its_header_is_one_line(trained, tmp_path, content, fragment):
     matrix = tmp_path / "block2_ssim0.05.npy"
     if content is None:  # a header announcing a million × a million cameras, and no data
@@ -206,6 +210,7 @@ def test_a_camera_matrix_that_is_empty_or_shorter_than_its_header_is_one_line(tr
                              "--cameras-from", str(matrix)), fragment)
 
 
+@pytest.mark.slow
 def test_a_lock_that_is_a_folder_is_one_line(trained, tmp_path):
     run = copy_run(trained, tmp_path)
     (run / ".lock").mkdir()
@@ -268,6 +273,7 @@ def test_the_image_cache_never_writes_through_a_link_leading_elsewhere(tmp_path,
     assert (data / "images_2" / MANIFEST).is_symlink() or link != "manifest"
 
 
+@pytest.mark.slow
 def test_a_run_folder_link_leading_outside_is_refused(trained, tmp_path):
     run, outside = copy_run(trained, tmp_path), tmp_path / "outside"
     shutil.move(run / "ckpt", outside)
@@ -280,6 +286,7 @@ def test_a_run_folder_link_leading_outside_is_refused(trained, tmp_path):
     assert sorted(p.name for p in outside.iterdir()) == before and not (run / "eval").exists()
 
 
+@pytest.mark.slow
 def test_exports_never_write_through_a_link(trained, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

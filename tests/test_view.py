@@ -92,6 +92,7 @@ def test_the_cells_are_boxes_around_their_blocks(partition_file):
     assert np.isclose(sum(size.prod() for _, size, _ in boxes), np.prod(partition.box_max - partition.box_min))
 
 
+@pytest.mark.slow
 def test_frames_of_all_blocks_are_the_merged_scene_and_each_block_is_its_part(blocks_run):
     from momentum_gs.trained import load_run
     from momentum_gs.view.sources import RunSource
@@ -116,6 +117,7 @@ def test_frames_of_all_blocks_are_the_merged_scene_and_each_block_is_its_part(bl
         assert np.abs(image.astype(int) - frame).mean() > 10  # not the colour image
 
 
+@pytest.mark.slow
 def test_frames_carry_their_depth_and_the_panel_settings(blocks_run):
     """The depth sent with a frame (for the overlays' occlusion) is the render's; the background colour and the
     depth mode's near/far come from the panel."""
@@ -144,6 +146,7 @@ def test_frames_carry_their_depth_and_the_panel_settings(blocks_run):
 
 
 @needs_viser
+@pytest.mark.slow
 def test_the_host_and_the_address_printed(blocks_run):
     from momentum_gs.view.server import Viewer
     from momentum_gs.view.serving import check_port
@@ -159,6 +162,7 @@ def test_the_host_and_the_address_printed(blocks_run):
 
 
 @needs_viser
+@pytest.mark.slow
 def test_a_client_that_is_not_a_browser_prints_no_traceback(blocks_run, capfd):
     """A bare TCP connection (a port scanner, a health check) made the websockets server log its stack."""
     from momentum_gs.view.server import Viewer
@@ -176,6 +180,7 @@ def test_a_client_that_is_not_a_browser_prints_no_traceback(blocks_run, capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
     import shutil
 
@@ -222,6 +227,7 @@ def test_the_refusals_are_one_line_each(blocks_run, tmp_path, capsys):
 
 @needs_viser
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c_or_sigterm(blocks_run, stop):
     """Ctrl-C, or SIGTERM (a service manager's stop), closes the viewer and says so."""
     port = free_port()
@@ -257,6 +263,7 @@ def test_mgs_view_serves_its_page_from_this_machine_and_stops_on_ctrl_c_or_sigte
 
 
 @needs_viser
+@pytest.mark.slow
 def test_a_failing_frame_is_one_line_and_the_viewer_goes_on(blocks_run):
     from momentum_gs.view.server import ClientState, Viewer
     from momentum_gs.view.sources import RunSource
@@ -284,6 +291,7 @@ def test_a_failing_frame_is_one_line_and_the_viewer_goes_on(blocks_run):
 
 
 @needs_viser
+@pytest.mark.slow
 def test_training_goes_on_when_the_viewer_cannot_start(tiny_config, monkeypatch, capsys):
     from momentum_gs.train.run import train
     from momentum_gs.view import server
@@ -479,6 +487,7 @@ def test_chromium_watches_a_run_train_and_the_viewer_changes_nothing(tiny_scene,
     assert a["step"] == b["step"] == 300 and checksum(a) == checksum(b)  # the same run, random streams and all
 
 
+@pytest.mark.slow
 def test_the_training_view_draws_every_block_the_parked_ones_as_last_trained(block_config, tmp_path):
     """While 1 of 2 blocks trains, the other is drawn from its parked state, which follows it each time it is
     parked again; all blocks together are the sum of each alone."""
@@ -509,6 +518,7 @@ def test_the_training_view_draws_every_block_the_parked_ones_as_last_trained(blo
 
 @needs_viser
 @pytest.mark.parametrize("exit_with_training", [False, True], ids=["serves-on", "viewer-exit"])
+@pytest.mark.slow
 def test_after_training_the_viewer_serves_the_final_model_until_ctrl_c(tiny_scene, tmp_path, exit_with_training):
     """`mgs train --viewer` keeps the page up with the final model (the run written and unlocked first), until
     Ctrl-C; `--viewer-exit` ends with the training."""

@@ -102,6 +102,7 @@ def trained(tiny_scene, tmp_path_factory):
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("web") / "run")
 
 
+@pytest.mark.slow
 def test_export_html_and_its_refusals_from_the_command_line(trained, tmp_path, monkeypatch, capsys):
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--format", "html",
                              "--out", str(tmp_path / "e"), "--refine", "0"], capture_output=True, text=True)
@@ -128,6 +129,7 @@ def test_export_html_and_its_refusals_from_the_command_line(trained, tmp_path, m
 
 
 
+@pytest.mark.slow
 def test_a_run_over_the_page_limit_is_refused_in_one_line_naming_the_tileset(trained, tmp_path, monkeypatch, capsys):
     """Above the count a browser was measured to open in reasonable time (docs/web.md), the page is not written:
     one line that says so and names the tileset export instead."""
@@ -183,6 +185,7 @@ def _browser_against_ours(page: Path, camera: Camera, render_cfg, out: Path) -> 
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")
+@pytest.mark.slow
 def test_chromium_draws_the_exported_page_as_our_renderer_draws_the_scene(trained, tmp_path):
     from momentum_gs.data.scene import load_scene
     from momentum_gs.trained import load_run
