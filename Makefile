@@ -1,7 +1,11 @@
 PYTHON ?= python3
 KERNEL_TESTS = tests/test_fused_compositor.py tests/test_losses.py tests/test_model.py tests/test_anchor_filter.py
 
-.PHONY: setup test demo bench
+# One line naming the CPU kernels, built first for the target MOMENTUM_GS_MARCH names: a build under pytest would
+# be silent (pytest captures what a test prints), this one shows its progress bar.
+KERNELS = $(PYTHON) -c "from momentum_gs.render.kernels import kernels_in_use; print(kernels_in_use())"
+
+.PHONY: setup test test-fast demo bench
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -9,11 +13,17 @@ setup:
 test: setup
 	@# gsplat's pure-PyTorch reference functions (no CUDA build, no dependencies) for the projection's peer check
 	$(PYTHON) -m pip install -q --no-deps gsplat==1.5.3 || echo "gsplat not installed: the peer check against it is skipped"
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q --durations=15 tests
 	@# the C++ kernels' tests again, built for the AVX2 baseline most x86 CPUs have (the run above used -march=native)
-	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64-v3 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
+	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64-v3 $(KERNELS) && \
+		MOMENTUM_GS_MARCH=x86-64-v3 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
 	@# and for plain x86-64 (SSE2): 16-byte vectors, NEON's width, run here (aarch64 builds are only compiled)
-	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
+	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64 $(KERNELS) && \
+		MOMENTUM_GS_MARCH=x86-64 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
+
+# The inner loop: every test but those marked slow (training, kernel builds, COLMAP, browsers, over ~5 s each).
+test-fast: setup
+	$(PYTHON) -m pytest -q -m "not slow" --durations=10 tests
 
 demo: setup
 	$(PYTHON) -m momentum_gs.cli demo
