@@ -21,7 +21,7 @@ test: setup
 	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64 $(KERNELS) && \
 		MOMENTUM_GS_MARCH=x86-64 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi
 
-# The inner loop: every test but those marked slow (training, kernel builds, COLMAP, browsers, over ~5 s each).
+# The inner loop: every test but those marked slow (training, kernel builds, COLMAP, or over ~5 s each).
 test-fast: setup
 	$(PYTHON) -m pytest -q -m "not slow" --durations=10 tests
 
