@@ -20,6 +20,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "parallel.h"
+
 namespace {
 
 constexpr double kNormEps = 1e-12;  // F.normalize's eps
@@ -70,7 +72,7 @@ inline T sigmoid(T x) {
 template <typename T, typename Fn>
 void for_each_anchor(const Shapes& s, const int64_t* anchor, const int64_t* children, const T* scl, Fn fn) {
   const int64_t k = s.k;
-  at::parallel_for(0, s.v, 256, [&](int64_t begin, int64_t end) {
+  mgs::chunks(s.v, 256, [&](int64_t begin, int64_t end) {
     int64_t m = std::lower_bound(children, children + s.m, begin * k) - children;
     for (int64_t v = begin; v < end; ++v) {
       const int64_t a = anchor[v], first = m;
