@@ -221,8 +221,11 @@ def test_independent_blocks_keep_their_own_decoders(block_config, tmp_path):
     assert image.shape == (scene.test[0].height, scene.test[0].width, 3) and image.max() > 0
 
 
-def test_two_runs_are_identical(tiny_config, tmp_path):
-    """Same seed, same result, bit for bit, with the default two threads (deterministic kernels)."""
+@pytest.mark.parametrize("kernel_threads", [2], indirect=True)
+def test_two_runs_are_identical(tiny_config, tmp_path, kernel_threads):
+    """Same seed, same result, bit for bit, on two threads (deterministic kernels), the C++ kernels splitting
+    even the tiny scene's views over both (conftest.py's kernel_threads)."""
+    tiny_config.threads = kernel_threads
     scene = load_scene(tiny_config.data)
     runs = []
     for name in ("one", "two"):
