@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from momentum_gs.config import Kernels
+from momentum_gs.config import Kernels, threads_in_use
 from momentum_gs.errors import UserError
 
 KERNELS_VARIABLE = "MOMENTUM_GS_KERNELS"
@@ -210,9 +210,7 @@ def kernels_in_use(device: torch.device | str = "cpu") -> str:
     if built.ops is None:
         return f"kernels: torch (the C++ kernels did not build: {built.note})"
     names = " + ".join(path.name for path in SOURCES)
-    return (f"kernels: cpp ({names}; {built.target} for -march={built.march}; {built.note}, "
-            f"{torch.get_num_threads()} thread(s))")
-
+    return f"kernels: cpp ({names}; {built.target} for -march={built.march}; {built.note}; {threads_in_use()})"
 
 
 def _first_error(exc: Exception) -> str:
