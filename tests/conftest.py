@@ -24,7 +24,7 @@ def kernels(request, monkeypatch):
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}thread")
 def kernel_threads(request):
-    """Runs a test at 1, 2 and 3 of torch's intra-op threads (the C++ kernels' threads), with every kernel's
+    """Runs a test at 1, 2 and 3 of torch's intra-op threads (the C++ kernels' threads too), with every kernel's
     grain at its smallest (``split_small_work``, csrc/parallel.h), so that a test's small inputs are split over
     the threads as a large view's are; both restored after. A test of the PyTorch path alone (``kernels`` =
     torch) runs at 1 thread only: the kernels' threads are not what it tests."""
@@ -37,6 +37,8 @@ def kernel_threads(request):
         pytest.skip("the PyTorch path: run at one thread")
     ops = build.build().ops
     previous = torch.get_num_threads(), ops is not None and ops.split_small_work(True)
+    if ops is not None:
+        ops.set_kernel_threads(0, 0)  # the kernels follow torch's count, whatever a trainer set before
     torch.set_num_threads(request.param)
     yield request.param
     torch.set_num_threads(previous[0])

@@ -1,6 +1,7 @@
 """The config's ``threads``: a number is taken as it is, 0 (auto) is the physical cores this process may use
 (its affinity, SMT siblings once, a cgroup's CPU quota), shared by the ``torchrun`` processes of the machine;
-the kernels' line says how many and why."""
+PyTorch's own ops take them on large views only, the C++ kernels always; the kernels' line says how many and
+why."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import os
 import pytest
 import torch
 
-from momentum_gs.config import device, load_config, threads_in_use, use_threads
+from momentum_gs.config import device, kernel_threads, load_config, threads_in_use, use_threads
 from momentum_gs.errors import UserError
+from momentum_gs.render.kernels import build
 
 
 @pytest.fixture
@@ -40,6 +42,8 @@ def machine(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     yield make
     torch.set_num_threads(before)
+    if build.build.cache_info().currsize and build.build().ops is not None:
+        build.build().ops.set_kernel_threads(0, 0)  # the kernels follow torch's count again
 
 
 def test_auto_is_the_physical_cores_this_process_may_use(machine):
@@ -86,8 +90,33 @@ def test_a_number_an_omp_variable_and_a_gpu_device_are_taken_as_they_are(machine
         load_config(overrides=["threads=-1"])
 
 
+def test_small_views_keep_pytorchs_ops_on_one_thread_and_the_kernels_on_all(machine):
+    machine([0, 1, 2, 3], allowed={0, 1, 2, 3})
+    small = device.TORCH_OPS_MIN_PIXELS - 1
+    assert use_threads(0, torch.device("cpu"), pixels=small) == 4
+    assert torch.get_num_threads() == 1 and kernel_threads() == 4
+    assert threads_in_use() == (f"4 threads (threads=0: the 4 physical cores this process may use; PyTorch's ops "
+                                f"on 1: views of {small} pixels, under {device.TORCH_OPS_MIN_PIXELS})")
+    assert use_threads(2, torch.device("cpu"), pixels=small + 1) == 2 and torch.get_num_threads() == 2
+    assert use_threads(3, torch.device("cpu")) == 3 and torch.get_num_threads() == 3  # views not known: all
+    assert use_threads(0, torch.device("meta"), pixels=small) == 3  # not a CPU device: PyTorch's default stays
+
+
+def test_the_kernels_take_their_count_and_follow_a_later_torch_count(machine):
+    ops = build.build().ops
+    if ops is None:
+        pytest.skip(f"the C++ kernels did not build: {build.build().note}")
+    machine([0, 1, 2], allowed={0, 1, 2})
+    use_threads(0, torch.device("cpu"), pixels=100)
+    build.use_kernels("auto")  # passes the count on, as the trainer does after use_threads
+    assert (ops.kernel_thread_count(), torch.get_num_threads()) == (3, 1)
+    torch.set_num_threads(2)  # a later choice of torch's count: the kernels follow it
+    assert ops.kernel_thread_count() == 2 and kernel_threads() == 2
+    assert threads_in_use() == "2 threads (torch.set_num_threads or PyTorch's default)"
+
+
 def test_the_kernels_line_says_how_many_threads_and_why(machine):
-    from momentum_gs.render.kernels import build, kernels_in_use
+    from momentum_gs.render.kernels import kernels_in_use
 
     machine([0, 1], allowed={0, 1})
     use_threads(0, torch.device("cpu"))

@@ -12,37 +12,54 @@ from momentum_gs.errors import UserError
 
 SYS_CPU = Path("/sys/devices/system/cpu")
 CGROUP = Path("/sys/fs/cgroup")
-_why = {"threads": 0, "why": ""}  # what the last use_threads set, and why (threads_in_use)
+# PyTorch's own ops (the decoder, Adam, the losses' image ops) take the threads only on views of at least this
+# many pixels: on smaller ones their many small parallel regions cost more than they save (2-core machine,
+# idle: two threads trained 128×96 views at 0.77× and 487×273 at 1.11× of one; 650×364 broke even; 975×547
+# gained 1.54×), while the C++ kernels gained 1.33-1.37× at every size with PyTorch's ops on one thread.
+TORCH_OPS_MIN_PIXELS = 250_000
+_plan = {"kernels": 0, "torch": 0, "why": ""}  # the last use_threads's counts and why (threads_in_use)
 
 
-def use_threads(setting: int, device: torch.device) -> int:
-    """Set the process's intra-op thread count (torch's, which the C++ kernels share) from the config's
-    ``threads``; returns the count in use.
+def use_threads(setting: int, device: torch.device, pixels: int | None = None) -> int:
+    """Set the process's CPU threads from the config's ``threads``; returns the C++ kernels' count.
 
     0 (auto) on a CPU device is the physical cores this process may use (:func:`cores`), divided among the
-    ``torchrun`` processes of this machine; unless ``OMP_NUM_THREADS`` is set, which stays. The C++ kernels
-    split every large view over them and give the same bits at any count (csrc/parallel.h). On a GPU the
-    host's work is light and PyTorch's default stays. N > 0 is N threads.
+    ``torchrun`` processes of this machine, unless ``OMP_NUM_THREADS`` is set, which stays; N > 0 is N. The
+    C++ kernels split every view over them and give the same bits at any count (csrc/parallel.h). PyTorch's
+    own intra-op threads are the same count where the views (``pixels`` each, None: not known) have at least
+    ``TORCH_OPS_MIN_PIXELS``, else one. The kernels take their count from :func:`kernel_threads` (the
+    render's ``use_kernels`` passes it on). On a GPU the host's work is light and PyTorch's default stays.
     """
-    if setting > 0:
-        torch.set_num_threads(setting)
-        why = f"threads={setting} in the config"
-    elif torch.device(device).type != "cpu":
-        why = "PyTorch's default (not a CPU device)"
+    if torch.device(device).type != "cpu":
+        count, why = torch.get_num_threads(), "PyTorch's default (not a CPU device)"
+    elif setting > 0:
+        count, why = setting, f"threads={setting} in the config"
     elif "OMP_NUM_THREADS" in os.environ:
-        why = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+        value = os.environ["OMP_NUM_THREADS"].strip()
+        count = int(value) if value.isdigit() and int(value) > 0 else torch.get_num_threads()
+        why = f"OMP_NUM_THREADS={value}"
     else:
         count, why = auto_threads()
-        torch.set_num_threads(count)
-    _why.update(threads=torch.get_num_threads(), why=why)
-    return torch.get_num_threads()
+    small = torch.device(device).type == "cpu" and pixels is not None and pixels < TORCH_OPS_MIN_PIXELS
+    ops = 1 if small else count
+    torch.set_num_threads(ops)
+    note = f"; PyTorch's ops on 1: views of {pixels} pixels, under {TORCH_OPS_MIN_PIXELS}" if ops != count else ""
+    _plan.update(kernels=count, torch=ops, why=why + note)
+    return count
+
+
+def kernel_threads() -> int:
+    """The C++ kernels' thread count: the last :func:`use_threads`'s, while torch's count is still the one it
+    set; else torch's count."""
+    return _plan["kernels"] if _plan["torch"] == torch.get_num_threads() else torch.get_num_threads()
 
 
 def threads_in_use() -> str:
-    """torch's intra-op thread count and why, in words: "2 threads (threads=0: the 2 physical cores this
-    process may use)"; why is the last :func:`use_threads`'s, where the count is still the one it set."""
-    count = torch.get_num_threads()
-    why = _why["why"] if _why["threads"] == count else "torch.set_num_threads or PyTorch's default"
+    """The kernels' thread count and why, and PyTorch's where it differs, in words: "2 threads (threads=0: the 2
+    physical cores this process may use)"; why is the last :func:`use_threads`'s, where torch's count is still
+    the one it set."""
+    count = kernel_threads()
+    why = _plan["why"] if _plan["torch"] == torch.get_num_threads() else "torch.set_num_threads or PyTorch's default"
     return f"{count} thread{'s' if count != 1 else ''} ({why})"
 
 

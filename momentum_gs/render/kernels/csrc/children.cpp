@@ -66,9 +66,10 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
-// Runs fn(a, e_shift, e_size, first, last) for every visible anchor v (its row a = anchor_index[v]) on
-// torch's threads, in chunks of anchors: e_shift and e_size are exp(scaling[a, 0:3]) and exp(scaling[a, 3:6]),
-// taken once for the anchor's children, which are kept[first:last] (consecutive: kept is ascending).
+// Runs fn(a, e_shift, e_size, first, last) for every visible anchor v (its row a = anchor_index[v]) on the
+// kernels' threads (parallel.h), in chunks of anchors: e_shift and e_size are exp(scaling[a, 0:3]) and
+// exp(scaling[a, 3:6]), taken once for the anchor's children, which are kept[first:last] (consecutive: kept is
+// ascending).
 template <typename T, typename Fn>
 void for_each_anchor(const Shapes& s, const int64_t* anchor, const int64_t* children, const T* scl, Fn fn) {
   const int64_t k = s.k;

@@ -7,7 +7,7 @@
 // α skipped below 1/255, and the pixel done once T·(1 − α) would be <= 1e-4 (that pair dropped too).
 // Output per tile [D + 1, P]: Σ wᵢcᵢ and Σ wᵢ (alpha), wᵢ = αᵢTᵢ.
 //
-// Layout of the work: one tile at a time per thread (tiles handed out dynamically on torch's intra-op threads,
+// Layout of the work: one tile at a time per thread (tiles handed out dynamically on the kernels' threads,
 // parallel.h; each tile writes only its own output rows and its own pairs' gradients, so the result does not
 // depend on the scheduling), pairs front to back in the outer loop and the tile's pixels in the inner,
 // vectorised loop. The backward recomputes α and T front to back, exactly as the forward did, and gets
@@ -352,14 +352,14 @@ inline void with_depth(int64_t depth, Fn fn) {
 
 constexpr int64_t kPairsPerThread = 4096;  // below this many pairs per thread, fewer threads (parallel.h)
 
-// The number of threads the tiles of ``offsets`` [T + 1] take: one per kPairsPerThread pairs, up to torch's.
+// The number of threads the tiles of ``offsets`` [T + 1] take: one per kPairsPerThread pairs, up to all.
 inline int64_t tile_threads(const at::Tensor& offsets) {
   const int64_t num_tiles = offsets.numel() - 1;
   const int64_t num_pairs = offsets.data_ptr<int64_t>()[num_tiles];
   return std::min(mgs::workers(num_pairs, kPairsPerThread), std::max<int64_t>(num_tiles, 1));
 }
 
-// Runs fn(tile, begin, end, scratch) for every tile on ``threads`` of torch's intra-op threads (parallel.h),
+// Runs fn(tile, begin, end, scratch) for every tile on ``threads`` of the kernels' threads (parallel.h),
 // tiles handed out one at a time (their costs differ by orders of magnitude), one scratch per thread; a tile
 // without pairs gets ``empty(tile)`` instead.
 template <typename T, typename Fn, typename Empty>
@@ -708,6 +708,15 @@ void untile(const at::Tensor& per_tile, const at::Tensor& background, int64_t ti
 // Sets parallel.h's split_small (every grain 1, for tests) and returns its previous value.
 bool split_small_work(bool on) { return mgs::split_small().exchange(on); }
 
+// The kernels take ``count`` threads while torch's count is ``torch`` (parallel.h; count 0: torch's).
+void set_kernel_threads(int64_t count, int64_t torch) {
+  mgs::kernel_threads().torch.store(torch);
+  mgs::kernel_threads().count.store(std::max<int64_t>(count, 0));
+}
+
+// The threads a kernel called now may take (parallel.h's threads()).
+int64_t kernel_thread_count() { return mgs::threads(); }
+
 // What this build was compiled for (simd.h): "avx2, 32-byte vectors".
 std::string build_target() {
   return std::string(MGS_ISA) + ", " + std::to_string(MGS_VECTOR_BYTES) + "-byte vectors";
@@ -718,6 +727,8 @@ std::string build_target() {
 TORCH_LIBRARY(momentum_gs, m) {
   m.def("build_target() -> str", &build_target);
   m.def("split_small_work(bool on) -> bool", &split_small_work);
+  m.def("set_kernel_threads(int count, int torch) -> ()", &set_kernel_threads);
+  m.def("kernel_thread_count() -> int", &kernel_thread_count);
   m.def("untile(Tensor per_tile, Tensor background, int tiles_x, Tensor(a!) image, Tensor(b!) rest) -> ()",
         &untile);
   m.def("composite_forward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "

@@ -6,7 +6,7 @@
 // + eps2d·I, conic = adj(Σ₂d) / det, the same culling and radii; the tile lists sorted by tile, then by depth
 // (ties by index, as a stable argsort), with the same box per Gaussian. The backward is the chain rule of the
 // reference's autograd graph written out per Gaussian (including its where/clamp branches), so gradients
-// agree to rounding. Per-Gaussian work runs on torch's intra-op threads; every output element is written by
+// agree to rounding. Per-Gaussian work runs on the kernels' threads (parallel.h); every output element is written by
 // one Gaussian's iteration, so results do not depend on the thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>

@@ -10,7 +10,7 @@
 // Images are [B, H, W, C] (channels last, as the renderer and the photos are): every row of W·C values is
 // filtered along x by shifting it C values per tap, so no transposes are needed, and the blur is streamed row
 // by row (blur_rows): S, the maps and the gradients of a row are made as soon as its blurred moments are,
-// from a few rows that stay in the cache. Torch's threads take ranges of rows (parallel.h), each streamed with
+// from a few rows that stay in the cache. The kernels' threads take ranges of rows (parallel.h), each streamed with
 // the K/2 rows above and below it; the sum of S is taken in double per fixed band of rows and the bands'
 // sums added in order: the same bits at any thread count.
 #include <ATen/Parallel.h>
@@ -170,7 +170,7 @@ void forward_rows(const T* x, const T* y, const T* window, int64_t taps, int64_t
 }
 
 // fn(b, first, last) for output rows [first, last) of image b, covering every row of the batch's B images
-// once, in whole bands of kBandRows rows split over torch's threads (each range streams its rows with K/2
+// once, in whole bands of kBandRows rows split over the kernels' threads (each range streams its rows with K/2
 // rows more on each side; at least kMinValues values and two bands a range).
 template <typename Fn>
 void for_each_rows(int64_t batch, int64_t height, int64_t row, const Fn& fn) {
