@@ -45,7 +45,7 @@ OLD_MODES = {"auto": "auto", "fused": "cpp", "torch": "torch"}
 MARCH_VARIABLE = "MOMENTUM_GS_MARCH"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("composite.cpp", "projection.cpp", "ssim.cpp", "children.cpp")]
-HEADERS = [CSRC / name for name in ("simd.h", "parallel.h")]
+HEADERS = [CSRC / name for name in ("simd.h", "parallel.h", "pool.h")]
 FLAGS = ["-O3", "-ffp-contract=fast", "-fopenmp"]
 _configured = "auto"  # the render.kernels of this process's config (use_kernels)
 
