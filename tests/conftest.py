@@ -24,6 +24,30 @@ def kernels(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}thread")
+def kernel_threads(request):
+    """Runs a test at 1, 2 and 3 of torch's intra-op threads (the C++ kernels' threads too), with every kernel's
+    grain at its smallest (``split_small_work``, csrc/parallel.h), so that a test's small inputs are split over
+    the threads as a large view's are; both restored after. A test of the PyTorch path alone (``kernels`` =
+    torch) runs at 1 thread only: the kernels' threads are not what it tests."""
+    import torch
+
+    from momentum_gs.render.kernels import build
+
+    params = getattr(request.node, "callspec", None)
+    if request.param > 1 and params is not None and params.params.get("kernels") == "torch":
+        pytest.skip("the PyTorch path: run at one thread")
+    ops = build.build().ops
+    previous = torch.get_num_threads(), ops is not None and ops.split_small_work(True)
+    if ops is not None:
+        ops.set_kernel_threads(0, 0)  # the kernels follow torch's count, whatever a trainer set before
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(previous[0])
+    if ops is not None:
+        ops.split_small_work(previous[1])
+
+
 @pytest.fixture(scope="session")
 def brighton_sfm(tmp_path_factory) -> tuple[Path, str]:
     """(the scene `mgs sfm` makes of brighton_beach's 18 drone photos, what it printed): made once per session

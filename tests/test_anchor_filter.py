@@ -14,6 +14,8 @@ from momentum_gs.model.gaussian_scene import decode_parts
 from momentum_gs.model.neural import fused_reference_visible_anchors
 from momentum_gs.render.kernels import build
 
+pytestmark = pytest.mark.usefixtures("kernel_threads")  # each test at 1, 2 and 3 threads (conftest.py)
+
 FILTERS = {"torch": reference_visible_anchors, "fused": fused_reference_visible_anchors}
 
 

@@ -15,7 +15,8 @@ from momentum_gs.render.kernels import build, ops
 from tests.helpers.render_scenes import PARAMS, crowded_scene, random_scene, with_grad
 
 BUILD = build.build()  # compiled here on the first run on a machine (about 10 s), loaded from the cache after
-pytestmark = pytest.mark.skipif(BUILD.ops is None, reason=f"the C++ kernels did not build: {BUILD.note}")
+pytestmark = [pytest.mark.skipif(BUILD.ops is None, reason=f"the C++ kernels did not build: {BUILD.note}"),
+              pytest.mark.usefixtures("kernel_threads")]  # each test at 1, 2 and 3 threads (conftest.py)
 F64 = torch.float64
 
 
@@ -153,18 +154,18 @@ def test_empty_scenes(monkeypatch):
 
 
 def test_bit_for_bit_reproducible_with_any_thread_count(monkeypatch):
-    """Each tile is one thread's, whichever: the same bits run to run and with 1 or 2 threads."""
+    """Each tile is one thread's, whichever: the same bits run to run and with 1, 2 or 3 threads."""
     scene = _as(random_scene(3000, 192, 144, seed=11, behind=4, opaque=6), torch.float32)  # 432 tiles
     previous = torch.get_num_threads()
     try:
         runs = []
-        for threads in (1, 1, 2):
+        for threads in (1, 1, 2, 3):
             torch.set_num_threads(threads)
             runs.append(_run(scene, "cpp", monkeypatch, tile_size=8))
     finally:
         torch.set_num_threads(previous)
     for key in runs[0]:
-        assert torch.equal(runs[0][key], runs[1][key]) and torch.equal(runs[0][key], runs[2][key]), key
+        assert all(torch.equal(runs[0][key], run[key]) for run in runs[1:]), key
 
 
 def test_switch_picks_the_compositor(monkeypatch):
@@ -296,7 +297,7 @@ def test_projection_and_tile_lists_bit_for_bit_with_any_thread_count():
     previous = torch.get_num_threads()
     try:
         runs = []
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             inputs = [t.clone().requires_grad_() for t in big]
             proj = ops.project(*inputs, *tensors[3:], **size)
@@ -307,8 +308,8 @@ def test_projection_and_tile_lists_bit_for_bit_with_any_thread_count():
     finally:
         torch.set_num_threads(previous)
     assert runs[0][2].numel() > 0
-    for first, second in zip(*runs):
-        assert torch.equal(first, second)
+    for run in runs[1:]:
+        assert all(torch.equal(first, other) for first, other in zip(runs[0], run))
 
 
 def test_row_culling_keeps_every_row_where_alpha_rounds_to_the_cut():
@@ -353,18 +354,12 @@ def test_column_culling_keeps_every_column_where_alpha_rounds_to_the_cut(tile_si
     assert torch.equal(culled, unculled)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_more_channels_than_the_kernels_stack_row(threads, monkeypatch):
-    """40 colour channels (the backward's per-pair row on the stack holds 32) on one and on two threads."""
+def test_more_channels_than_the_kernels_stack_row(monkeypatch):
+    """40 colour channels (the backward's per-pair row on the stack holds 32), at each thread count."""
     scene = random_scene(120, 24, 16, seed=13, opaque=2)
     colors = torch.rand(120, 40, generator=torch.Generator().manual_seed(1), dtype=F64)
     case = scene | {"colors": colors, "background": torch.zeros(40, dtype=F64)}
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        fast, reference = (_run(case, mode, monkeypatch) for mode in ("cpp", "torch"))
-    finally:
-        torch.set_num_threads(previous)
+    fast, reference = (_run(case, mode, monkeypatch) for mode in ("cpp", "torch"))
     for key, value in reference.items():
         torch.testing.assert_close(fast[key], value, atol=1e-12, rtol=1e-10, msg=key)
 

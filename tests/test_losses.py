@@ -10,6 +10,8 @@ from scipy import ndimage
 from momentum_gs.config import OptimConfig
 from momentum_gs.losses import gaussian_window, l1, psnr, reconstruction_loss, scale_regularizer, ssim
 
+pytestmark = pytest.mark.usefixtures("kernel_threads")  # each test at 1, 2 and 3 threads (conftest.py)
+
 
 def _image(seed=0, h=24, w=32):
     """A smooth random image in [0, 1], [h, w, 3]."""
@@ -70,7 +72,8 @@ def _dense_reference_ssim(a: torch.Tensor, b: torch.Tensor, size: int = 11, sigm
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
 
 
-@pytest.mark.parametrize("shape", [(24, 32, 3), (7, 5, 3), (1, 1, 3), (13, 4, 3), (2, 9, 6, 3)])
+# (70, 9, 3): five bands of rows (csrc/ssim.cpp), split over the threads; (2, 9, 6, 3): a batch
+@pytest.mark.parametrize("shape", [(24, 32, 3), (7, 5, 3), (1, 1, 3), (13, 4, 3), (70, 9, 3), (2, 9, 6, 3)])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_ssim_value_and_gradients_match_dense_window(shape, dtype, rtol, kernels):
     g = torch.Generator().manual_seed(sum(shape))
@@ -97,6 +100,24 @@ def test_ssim_gradcheck(grad_a, grad_b, kernels):
     batch = torch.rand(2, 3, 12, 3, generator=g, dtype=torch.float64, requires_grad=True)
     target = torch.rand(2, 3, 12, 3, generator=g, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda t: ssim(t, target), (batch,))
+
+
+def test_fused_ssim_gives_the_same_bits_at_any_thread_count(kernels):
+    """The C++ SSIM's sum is taken per fixed band of rows, whichever threads take them: its value and gradients
+    are the same bits at 1, 2 and 3 threads (every grain at its smallest here, conftest.py)."""
+    g = torch.Generator().manual_seed(4)
+    a, b = (torch.rand(2, 83, 21, 3, generator=g).requires_grad_(True) for _ in range(2))
+    previous = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            value = ssim(a, b)
+            runs.append([value.detach(), *torch.autograd.grad(value, (a, b))])
+    finally:
+        torch.set_num_threads(previous)
+    for run in runs[1:]:
+        assert all(torch.equal(x, y) for x, y in zip(runs[0], run))
 
 
 def test_ssim_without_grad_and_repeated_calls_agree(kernels):

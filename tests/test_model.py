@@ -16,6 +16,8 @@ from momentum_gs.model.neural import child_rotations, child_scales, child_shapes
 from momentum_gs.model.optim import ADAM_EPS, make_anchor_optimizer, make_decoder_optimizer
 from momentum_gs.render.kernels import build, ops
 
+pytestmark = pytest.mark.usefixtures("kernel_threads")  # each test at 1, 2 and 3 threads (conftest.py)
+
 
 def _camera(width=100, height=100, f=100.0) -> Camera:
     """Camera at the origin looking down +z (identity pose), principal point at the image centre."""
@@ -180,7 +182,7 @@ def _children_and_grads(anchors, index, decoded, kept, weights, use_fused):
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_fused_children_match_the_reference(dtype, tol):
-    """kernels/csrc/children.cpp gives kept_children's outputs and gradients, at 1 and 2 threads the same bits."""
+    """kernels/csrc/children.cpp gives kept_children's outputs and gradients, at 1, 2 and 3 threads the same bits."""
     if build.build().ops is None:
         pytest.skip(f"the C++ kernels did not build: {build.build().note}")
     case = _children_case(dtype)
@@ -189,13 +191,13 @@ def test_fused_children_match_the_reference(dtype, tol):
     threads = torch.get_num_threads()
     try:
         runs = []
-        for n in (1, 2):
+        for n in (1, 2, 3):
             torch.set_num_threads(n)
             runs.append(_children_and_grads(*case, use_fused=True))
     finally:
         torch.set_num_threads(threads)
-    for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
-        assert torch.equal(a, b)
+    for run in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0][0] + runs[0][1], run[0] + run[1]))
     outputs, grads = runs[0]
     for got, want in zip(outputs + grads, expected + expected_grads):
         torch.testing.assert_close(got, want, rtol=tol, atol=tol)

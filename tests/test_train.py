@@ -228,8 +228,11 @@ def test_independent_blocks_keep_their_own_decoders(block_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_runs_are_identical(tiny_config, tmp_path):
-    """Same seed, same result, bit for bit, with the default two threads (deterministic kernels)."""
+@pytest.mark.parametrize("kernel_threads", [2], indirect=True)
+def test_two_runs_are_identical(tiny_config, tmp_path, kernel_threads):
+    """Same seed, same result, bit for bit, on two threads (deterministic kernels), the C++ kernels splitting
+    even the tiny scene's views over both (conftest.py's kernel_threads)."""
+    tiny_config.threads = kernel_threads
     scene = load_scene(tiny_config.data)
     runs = []
     for name in ("one", "two"):
@@ -239,6 +242,20 @@ def test_two_runs_are_identical(tiny_config, tmp_path):
     assert runs[0].keys() == runs[1].keys()
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+@pytest.mark.parametrize("kernel_threads", [3], indirect=True)
+def test_the_kernels_threads_change_no_bit_of_a_training(tiny_config, tmp_path, kernel_threads):
+    """On views under TORCH_OPS_MIN_PIXELS PyTorch's ops keep one thread and the C++ kernels give the same bits
+    at any count: a training on 3 threads ends as one on 1, bit for bit."""
+    scene = load_scene(tiny_config.data)
+    runs = []
+    for threads in (1, kernel_threads):
+        tiny_config.threads = threads
+        trainer = Trainer(tiny_config, scene, tmp_path / f"threads{threads}", torch.device("cpu"))
+        trainer.train()
+        runs.append(_params(trainer))
+    assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
 
 
 def test_a_run_config_names_its_scene_and_partition_by_absolute_paths(tiny_scene, monkeypatch):

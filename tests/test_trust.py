@@ -445,25 +445,6 @@ def test_export_into_a_file_is_one_line(trained, tmp_path):
     assert (tmp_path / "afile").read_text() == "x"
 
 
-def test_threads_follow_the_config_and_default_to_one_on_a_cpu(monkeypatch):
-    from momentum_gs.config import use_threads
-
-    before = torch.get_num_threads()
-    try:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        torch.set_num_threads(2)
-        assert use_threads(0, torch.device("cpu")) == 1  # auto on a CPU device
-        assert use_threads(2, torch.device("cpu")) == 2  # a number is taken as it is
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        assert use_threads(0, torch.device("cpu")) == 2  # auto leaves a thread count the user set alone
-        torch.set_num_threads(2)
-        assert use_threads(0, torch.device("meta")) == 2  # not a CPU device: PyTorch's default stays
-    finally:
-        torch.set_num_threads(before)
-    with pytest.raises(UserError, match="threads"):
-        load_config(overrides=["threads=-1"])
-
-
 def _program(folder: Path, name: str, marker: Path) -> Path:
     """An executable shell script ``folder/name`` that, if it ever runs, creates ``marker``."""
     folder.mkdir(parents=True, exist_ok=True)

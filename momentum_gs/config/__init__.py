@@ -7,7 +7,7 @@ read as a path or as one of their names (``shipped``).
 which is itself a valid config file. The names below are the package's public face.
 """
 
-from momentum_gs.config.device import resolve_device, use_threads
+from momentum_gs.config.device import kernel_threads, resolve_device, threads_in_use, use_threads
 from momentum_gs.config.explain import explain
 from momentum_gs.config.load import RANGES, load_config, save_config, schedule_warnings, to_dict, validate
 from momentum_gs.config.scale import check_anchor_grid, check_scene_scale
@@ -20,6 +20,6 @@ from momentum_gs.config.tree import (ANCHOR_FILTERS, BACKEND_ALIASES, CONSISTENC
 __all__ = ["ANCHOR_FILTERS", "BACKEND_ALIASES", "CONSISTENCY_GRADIENTS", "RANGES", "SHIPPED", "BlocksConfig",
            "Config", "DataConfig", "DistributedConfig", "GeometryConfig", "Kernels", "LogConfig", "MetricsConfig",
            "ModelConfig", "OptimConfig", "PartitionConfig", "RenderConfig", "StrategyConfig", "TeacherConfig",
-           "WeightingConfig", "check_anchor_grid", "check_scene_scale", "explain", "find_config", "load_config",
-           "resolve_device", "save_config", "schedule_warnings", "shipped_names", "to_dict", "use_threads",
-           "validate"]
+           "WeightingConfig", "check_anchor_grid", "check_scene_scale", "explain", "find_config", "kernel_threads",
+           "load_config", "resolve_device", "save_config", "schedule_warnings", "shipped_names", "threads_in_use",
+           "to_dict", "use_threads", "validate"]

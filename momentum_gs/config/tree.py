@@ -225,7 +225,8 @@ class Config:
     # GPUs, where gsplat's backward adds with atomics anyway and deterministic kernels cost time), "true", "false"
     deterministic: Switch = "auto"
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
-    # intra-op CPU threads per process: 0 = auto (1 on a CPU device, which trained fastest on a 2-core machine,
-    # unless OMP_NUM_THREADS is set; PyTorch's default on a GPU), N = N threads
+    # intra-op CPU threads per process, PyTorch's and the C++ kernels': 0 = auto (on a CPU device the physical
+    # cores this process may use, shared by torchrun's processes, unless OMP_NUM_THREADS is set; PyTorch's
+    # default on a GPU), N = N threads
     threads: int = 0
     out: str = ""  # run folder (default: runs/<scene name>)

@@ -69,8 +69,8 @@ class Trainer(BlockStep, Checkpointing):
         self.device = device
         self.world = world
         self.folder = RunFolder(out_dir)
-        use_threads(cfg.threads, device)
-        use_kernels(cfg.render.kernels)
+        use_threads(cfg.threads, device, pixels=max((cam.width * cam.height for cam in scene.train), default=None))
+        use_kernels(cfg.render.kernels)  # after use_threads: passes the kernels' thread count on
         seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
         # the partition file's content, so a resume notices a file replaced under the same name

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from momentum_gs.config import Kernels
+from momentum_gs.config import Kernels, kernel_threads, threads_in_use
 from momentum_gs.errors import UserError
 
 KERNELS_VARIABLE = "MOMENTUM_GS_KERNELS"
@@ -45,7 +45,7 @@ OLD_MODES = {"auto": "auto", "fused": "cpp", "torch": "torch"}
 MARCH_VARIABLE = "MOMENTUM_GS_MARCH"
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / name for name in ("composite.cpp", "projection.cpp", "ssim.cpp", "children.cpp")]
-HEADERS = [CSRC / "simd.h"]
+HEADERS = [CSRC / name for name in ("simd.h", "parallel.h", "pool.h")]
 FLAGS = ["-O3", "-ffp-contract=fast", "-fopenmp"]
 _configured = "auto"  # the render.kernels of this process's config (use_kernels)
 
@@ -69,12 +69,21 @@ class ModeError(UserError, ValueError):
 def use_kernels(setting: str) -> None:
     """Make ``setting`` (a config's ``render.kernels``: auto, cpp or torch) the kernels of this process's CPU
     renders, unless the environment overrides it (:func:`kernels_mode`); ``ModeError`` for another value.
-    Called where a config starts to be used (the trainer; the commands that read a trained run), as
-    ``use_threads``."""
+    Called where a config starts to be used (the trainer; the commands that read a trained run), after
+    ``use_threads``, whose kernel thread count it passes on to loaded kernels (:func:`build` does on loading)."""
     global _configured
     if setting not in MODES:
         raise ModeError(f"config key 'render.kernels' must be one of {', '.join(MODES)}, got {setting!r}")
     _configured = setting
+    if build.cache_info().currsize:
+        _pass_threads(build().ops)
+
+
+def _pass_threads(ops) -> None:
+    """The kernels' thread count (``config.kernel_threads``) into the loaded kernels ``ops`` (None: not built),
+    with torch's count it goes with: a later ``torch.set_num_threads`` makes the kernels follow torch's."""
+    if ops is not None:
+        ops.set_kernel_threads(kernel_threads(), torch.get_num_threads())
 
 
 def kernels_mode() -> str:
@@ -130,6 +139,7 @@ def build() -> Build:
         ops.project_forward, ops.project_backward, ops.intersect_tiles, ops.reference_visible  # noqa: B018
         ops.ssim_forward, ops.ssim_backward, ops.children_forward, ops.children_backward, ops.untile  # noqa: B018
         built_for = ops.build_target()
+        _pass_threads(ops)
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch ops take over
         failed = Build(None, _first_error(exc), time.perf_counter() - start, target)
         print(f"the CPU kernels did not build ({failed.note}): CPU renders take the slower PyTorch path",
@@ -210,9 +220,7 @@ def kernels_in_use(device: torch.device | str = "cpu") -> str:
     if built.ops is None:
         return f"kernels: torch (the C++ kernels did not build: {built.note})"
     names = " + ".join(path.name for path in SOURCES)
-    return (f"kernels: cpp ({names}; {built.target} for -march={built.march}; {built.note}, "
-            f"{torch.get_num_threads()} thread(s))")
-
+    return f"kernels: cpp ({names}; {built.target} for -march={built.march}; {built.note}; {threads_in_use()})"
 
 
 def _first_error(exc: Exception) -> str:

@@ -9,10 +9,10 @@ of the visible anchors (``FusedChildren``, ``csrc/children.cpp``, with the seman
 ``neural.kept_children``).
 
 ``csrc/composite.cpp`` walks each tile's pairs front to back over the tile's pixels (vectorised, early
-exit once every pixel is done) on torch's intra-op threads, one tile per thread at a time, and its backward
-recomputes α and T the same way instead of keeping them: no [tiles, P, L] temporaries, no padding. It
-supports float32 and float64 and any number of colour channels, and matches ``composite.CompositeTiles``
-(the reference, and the fallback) to rounding.
+exit once every pixel is done) on the kernels' threads (``csrc/parallel.h``), one tile per thread at a time,
+and its backward recomputes α and T the same way instead of keeping them: no [tiles, P, L] temporaries, no
+padding. It supports float32 and float64 and any number of colour channels, and matches
+``composite.CompositeTiles`` (the reference, and the fallback) to rounding.
 
 ``csrc/projection.cpp`` does the projection and the tile lists with the semantics of
 ``projection.project_gaussians`` and ``tiles.intersect_tiles`` (the references, and the fallbacks): the same

@@ -20,6 +20,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "parallel.h"
+
 namespace {
 
 constexpr double kNormEps = 1e-12;  // F.normalize's eps
@@ -64,13 +66,14 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
-// Runs fn(a, e_shift, e_size, first, last) for every visible anchor v (its row a = anchor_index[v]) on
-// torch's threads, in chunks of anchors: e_shift and e_size are exp(scaling[a, 0:3]) and exp(scaling[a, 3:6]),
-// taken once for the anchor's children, which are kept[first:last] (consecutive: kept is ascending).
+// Runs fn(a, e_shift, e_size, first, last) for every visible anchor v (its row a = anchor_index[v]) on the
+// kernels' threads (parallel.h), in chunks of anchors: e_shift and e_size are exp(scaling[a, 0:3]) and
+// exp(scaling[a, 3:6]), taken once for the anchor's children, which are kept[first:last] (consecutive: kept is
+// ascending).
 template <typename T, typename Fn>
 void for_each_anchor(const Shapes& s, const int64_t* anchor, const int64_t* children, const T* scl, Fn fn) {
   const int64_t k = s.k;
-  at::parallel_for(0, s.v, 256, [&](int64_t begin, int64_t end) {
+  mgs::chunks(s.v, 256, [&](int64_t begin, int64_t end) {
     int64_t m = std::lower_bound(children, children + s.m, begin * k) - children;
     for (int64_t v = begin; v < end; ++v) {
       const int64_t a = anchor[v], first = m;

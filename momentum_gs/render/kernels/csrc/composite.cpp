@@ -7,18 +7,18 @@
 // α skipped below 1/255, and the pixel done once T·(1 − α) would be <= 1e-4 (that pair dropped too).
 // Output per tile [D + 1, P]: Σ wᵢcᵢ and Σ wᵢ (alpha), wᵢ = αᵢTᵢ.
 //
-// Layout of the work: one tile at a time per thread (tiles handed out dynamically; each tile writes only
-// its own output rows and its own pairs' gradients, so the result does not depend on the scheduling),
-// pairs front to back in the outer loop and the tile's pixels in the inner, vectorised loop. The backward
-// recomputes α and T front to back, exactly as the forward did, and gets Σ_{j>i} wⱼ(g·ĉⱼ) as the pixel's
-// total g·Y minus the running prefix, as the reference does.
+// Layout of the work: one tile at a time per thread (tiles handed out dynamically on the kernels' threads,
+// parallel.h; each tile writes only its own output rows and its own pairs' gradients, so the result does not
+// depend on the scheduling), pairs front to back in the outer loop and the tile's pixels in the inner,
+// vectorised loop. The backward recomputes α and T front to back, exactly as the forward did, and gets
+// Σ_{j>i} wⱼ(g·ĉⱼ) as the pixel's total g·Y minus the running prefix, as the reference does.
 // Colour depth 3 (RGB) is compiled with the depth as a constant, so that the colour loops unroll and the
 // backward's colour sums stay in registers; any other depth is read at run time (the same arithmetic).
 //
 // Two entry points: composite_* reads per-pair rows (coefs, opacities, colours [M, ...]); gaussians_* reads
 // per-Gaussian rows (means2d, conics, opacities, colours [N, ...]) through the sorted gauss_ids, makes each
 // pair's coefficients in its tile's coordinates (composite.pair_coefficients) inside the tile loop, and sums
-// the pairs' gradients per Gaussian in pair order on one thread, so that no [M, ...] tensor is made.
+// the pairs' gradients per Gaussian in pair order (add_pairs), so that no [M, ...] tensor is made.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
@@ -29,11 +29,13 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "parallel.h"
 #include "simd.h"
 
 namespace {
@@ -61,10 +63,14 @@ struct Limits {  // composite.py's constants, in the compute type; passed in by 
         tiny(std::numeric_limits<T>::min()) {}
 };
 
+// GCC may leave a call in the per-pixel loop where a tile loop is reachable from two call sites (one thread
+// and the pool's, parallel.h): 22 % slower forward. The pixel step is inlined by order.
+#define MGS_PIXEL_STEP __attribute__((always_inline)) inline
+
 // exp(x) for x in [ln(1/255) − 1, 0] (the clamped log α): Cody–Waite reduction x = n ln2 + r with
 // n = round(x / ln2) (by truncating a positive number: x > −16 ln2), a Cephes polynomial (float) or Padé
 // form (double) in r, and 2ⁿ written into the exponent bits.
-inline VecF exp_narrow(VecF x) {
+MGS_PIXEL_STEP VecF exp_narrow(VecF x) {
   const MaskF ni = __builtin_convertvector(x * 1.44269504088896341f + 16.5f, MaskF) - 16;
   const VecF n = __builtin_convertvector(ni, VecF);
   VecF r = x - n * 0.693359375f;
@@ -78,7 +84,7 @@ inline VecF exp_narrow(VecF x) {
   return p * (VecF)((ni + 127) << 23);
 }
 
-inline VecD exp_narrow(VecD x) {
+MGS_PIXEL_STEP VecD exp_narrow(VecD x) {
   const MaskD ni = __builtin_convertvector(x * 1.4426950408889634073599 + 16.5, MaskD) - 16;
   const VecD n = __builtin_convertvector(ni, VecD);
   VecD r = x - n * 6.93145751953125e-1;
@@ -165,7 +171,7 @@ struct PairStep {
   const Limits<T>& lim;
   PairStep(const T* k, T log_opacity, const Limits<T>& lim_)
       : k0(k[0]), k1(k[1]), k2(k[2]), k3(k[3]), k4(k[4]), lc(log_opacity - k[5]), lim(lim_) {}
-  inline V operator()(const Pixels<T>& px, int64_t b, V& trans, M& live, V& raw, V& after) const {
+  MGS_PIXEL_STEP V operator()(const Pixels<T>& px, int64_t b, V& trans, M& live, V& raw, V& after) const {
     raw = lc - (k0 * px.uu[b] + k1 * px.uv[b] + k2 * px.vv[b] + k3 * px.u[b] + k4 * px.v[b]);
     V clamped = raw < lim.log_alpha_skip ? V{} + lim.log_alpha_skip : raw;
     clamped = clamped > lim.log_alpha_max ? V{} + lim.log_alpha_max : clamped;
@@ -348,24 +354,30 @@ inline void with_depth(int64_t depth, Fn fn) {
   }
 }
 
-// The number of threads for_each_tile runs on.
-inline int tile_threads(int64_t num_tiles) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), num_tiles)));
+constexpr int64_t kPairsPerThread = 4096;  // below this many pairs per thread, fewer threads (parallel.h)
+
+// The number of threads the tiles of ``offsets`` [T + 1] take: one per kPairsPerThread pairs, up to all.
+inline int64_t tile_threads(const at::Tensor& offsets) {
+  const int64_t num_tiles = offsets.numel() - 1;
+  const int64_t num_pairs = offsets.data_ptr<int64_t>()[num_tiles];
+  return std::min(mgs::workers(num_pairs, kPairsPerThread), std::max<int64_t>(num_tiles, 1));
 }
 
-// Runs fn(tile, begin, end, scratch) for every non-empty tile on torch's number of intra-op threads
-// (OpenMP; the same libgomp torch loads), tiles handed out one at a time (their costs differ by orders of
-// magnitude), one scratch per thread. Without OpenMP the pragmas are ignored and it runs serially.
-template <typename T, typename Fn>
-void for_each_tile(const int64_t* offsets, int64_t num_tiles, const Pixels<T>& px, int64_t channels, Fn fn) {
-#pragma omp parallel num_threads(tile_threads(num_tiles))
-  {
-    Scratch<T> scratch(px.blocks, channels);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < num_tiles; ++t) {
-      if (offsets[t + 1] > offsets[t]) fn(t, offsets[t], offsets[t + 1], scratch);
-    }
-  }
+// Runs fn(tile, begin, end, scratch) for every tile on ``threads`` of the kernels' threads (parallel.h),
+// tiles handed out one at a time (their costs differ by orders of magnitude), one scratch per thread; a tile
+// without pairs gets ``empty(tile)`` instead.
+template <typename T, typename Fn, typename Empty>
+void for_each_tile(const at::Tensor& offsets_tensor, int64_t threads, const Pixels<T>& px, int64_t channels, Fn fn,
+                   Empty empty) {
+  const int64_t* offsets = offsets_tensor.data_ptr<int64_t>();
+  mgs::dynamic_items(offsets_tensor.numel() - 1, threads,
+                     [&] { return Scratch<T>(px.blocks, channels); }, [&](int64_t t, Scratch<T>& scratch) {
+                       if (offsets[t + 1] > offsets[t]) {
+                         fn(t, offsets[t], offsets[t + 1], scratch);
+                       } else {
+                         empty(t);
+                       }
+                     });
 }
 
 void check_inputs(const at::Tensor& coefs, const at::Tensor& opacities, const at::Tensor& colors,
@@ -381,15 +393,6 @@ void check_inputs(const at::Tensor& coefs, const at::Tensor& opacities, const at
   TORCH_CHECK(offsets.scalar_type() == at::kLong && offsets.is_contiguous(), "composite: offsets int64");
 }
 
-// Zeroes the output [C, P] of every tile without pairs (for_each_tile skips them): out needs no zero fill.
-template <typename T>
-void zero_empty_tiles(const at::Tensor& offsets, int64_t channels, int64_t count, T* out) {
-  const int64_t* off = offsets.data_ptr<int64_t>();
-  for (int64_t t = 0; t + 1 < offsets.numel(); ++t) {
-    if (off[t + 1] == off[t]) std::fill(out + t * channels * count, out + (t + 1) * channels * count, T(0));
-  }
-}
-
 // Every tile's forward pass from ``src`` (PairRows or GaussianRows) into ``out``; tiles with no pair are zeroed.
 template <typename T, typename Src>
 void forward_tiles(const Src& src, int64_t tile_size, const at::Tensor& offsets, c10::ArrayRef<double> limits,
@@ -399,12 +402,12 @@ void forward_tiles(const Src& src, int64_t tile_size, const at::Tensor& offsets,
   const int64_t channels = src.depth + 1;
   T* dst = out.data_ptr<T>();
   with_depth(src.depth, [&](auto kDepth) {
-    for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+    for_each_tile<T>(offsets, tile_threads(offsets), px, channels,
                      [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
                        forward_tile<kDepth>(px, lim, src, t, begin, end, dst + t * channels * px.count, s);
-                     });
+                     },
+                     [&](int64_t t) { std::fill_n(dst + t * channels * px.count, channels * px.count, T(0)); });
   });
-  zero_empty_tiles(offsets, channels, px.count, dst);
 }
 
 template <typename T>
@@ -432,10 +435,11 @@ void backward_typed(const at::Tensor& coefs, const at::Tensor& opacities, const 
     std::memcpy(gcol + depth * i, color_totals, depth * sizeof(T));
   };
   with_depth(depth, [&](auto kDepth) {
-    for_each_tile<T>(offsets.data_ptr<int64_t>(), offsets.numel() - 1, px, channels,
+    for_each_tile<T>(offsets, tile_threads(offsets), px, channels,
                      [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
                        backward_tile<kDepth>(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
-                     });
+                     },
+                     [](int64_t) {});
   });
 }
 
@@ -468,7 +472,7 @@ GaussianRows<T> gaussian_rows(const at::Tensor& means2d, const at::Tensor& conic
   const int64_t n = means2d.size(0);
   rows.log_opacities.resize(n), rows.bands.resize(n), rows.widths.resize(n);
   const double alpha_min = limits[0];
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+  mgs::chunks(n, 2048, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       const T o = rows.opacities[g];
       rows.log_opacities[g] = std::log(std::max(o, std::numeric_limits<T>::min()));
@@ -502,9 +506,25 @@ inline void add_pair(const T* row, int64_t n, int64_t depth, T* gm, T* gk, T* go
   for (int64_t d = 0; d < depth; ++d) gc[depth * n + d] += row[6 + d];
 }
 
+// The pairs' rows [M, 6 + D] added into their Gaussians' gradients, each Gaussian's in pair order (as one
+// thread adds them pair by pair), the Gaussians split over threads by index: each thread reads every pair's
+// Gaussian and adds the rows of those in its range. The same bits at any thread count.
+template <typename T>
+void add_pairs(const T* rows, const int64_t* gauss_ids, int64_t num_pairs, int64_t num_gaussians, int64_t depth,
+               T* gm, T* gk, T* go, T* gc) {
+  const int64_t width = 6 + depth, threads = mgs::workers(num_pairs, kPairsPerThread);
+  mgs::chunks(num_gaussians, (num_gaussians + threads - 1) / threads, [&](int64_t first, int64_t last) {
+    for (int64_t i = 0; i < num_pairs; ++i) {
+      const int64_t n = gauss_ids[i];
+      if (n >= first && n < last) add_pair(rows + width * i, n, depth, gm, gk, go, gc);
+    }
+  });
+}
+
 // Per pair, the gradients of its Gaussian's rows [mean x, y, conic a, b, c, opacity, colour D] (the chain
-// rule through pair_coefficients), into its own row of ``pairs`` [M, 6 + D]; then summed per Gaussian in
-// pair order, on one thread: the same bits at any thread count.
+// rule through pair_coefficients), on one thread straight into its Gaussian's (tiles, and so pairs, come in
+// order), on several into its own row of a [M, 6 + D] buffer, summed per Gaussian in pair order after
+// (add_pairs): the same sums in the same order, so the same bits at any thread count.
 template <typename T>
 void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offsets, c10::ArrayRef<double> limits,
                               const at::Tensor& out, const at::Tensor& grad_out, at::Tensor& grad_means2d,
@@ -512,15 +532,14 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   const Pixels<T> px(src.tile_size);
   const Limits<T> lim(limits);
   const int64_t depth = src.depth, channels = depth + 1, block = channels * px.count, width = 6 + depth;
-  const int64_t num_tiles = offsets.numel() - 1, num_pairs = offsets.data_ptr<int64_t>()[num_tiles];
+  const int64_t num_pairs = offsets.data_ptr<int64_t>()[offsets.numel() - 1], threads = tile_threads(offsets);
   T *gm = grad_means2d.data_ptr<T>(), *gk = grad_conics.data_ptr<T>(), *go = grad_opacities.data_ptr<T>(),
     *gc = grad_colors.data_ptr<T>();
-  // On one thread the tiles, and so the pairs, come in order: each pair's gradients go straight into its
-  // Gaussian's (the same sums in the same order). On several (or with more channels than the stack row
-  // holds), into the pair's row, summed in order after.
-  const bool direct = tile_threads(num_tiles) == 1 && depth <= kMaxInlineChannels;
-  std::vector<T> pairs(direct ? 0 : num_pairs * width, T(0));  // pairs after a tile's early stop keep zeros
-  T* rows = pairs.data();
+  // the buffer also where a row has more channels than the stack row holds; each tile zeroes its rows first
+  // (those after its early stop stay zero), on its thread
+  const bool direct = threads == 1 && depth <= kMaxInlineChannels;
+  std::unique_ptr<T[]> pairs(direct ? nullptr : new T[num_pairs * width]);
+  T* rows = pairs.get();
   // src by reference: a copy would copy its per-Gaussian vectors
   auto sink = [=, &src](int64_t i, const T*, const T* grad_k, T grad_o, const T* color_totals, int64_t depth,
                         const double* mean) {
@@ -541,14 +560,14 @@ void gaussians_backward_typed(const GaussianRows<T>& src, const at::Tensor& offs
   };
   const T *y = out.data_ptr<T>(), *g = grad_out.data_ptr<T>();
   with_depth(depth, [&](auto kDepth) {
-    for_each_tile<T>(offsets.data_ptr<int64_t>(), num_tiles, px, channels,
+    for_each_tile<T>(offsets, threads, px, channels,
                      [&](int64_t t, int64_t begin, int64_t end, Scratch<T>& s) {
+                       if (rows != nullptr) std::fill(rows + width * begin, rows + width * end, T(0));
                        backward_tile<kDepth>(px, lim, src, t, begin, end, y + t * block, g + t * block, sink, s);
-                     });
+                     },
+                     [](int64_t) {});
   });
-  if (!pairs.empty()) {
-    for (int64_t i = 0; i < num_pairs; ++i) add_pair(rows + width * i, src.gauss_ids[i], depth, gm, gk, go, gc);
-  }
+  if (rows != nullptr) add_pairs(rows, src.gauss_ids, num_pairs, grad_means2d.size(0), depth, gm, gk, go, gc);
 }
 
 // out [T, D+1, P] (any values on entry) gets the composited colour and alpha of every tile; offsets [T+1].
@@ -663,7 +682,7 @@ void untile_typed(const at::Tensor& per_tile, const at::Tensor& background, int6
   const T* bg = background.data_ptr<T>();
   T* img = image.data_ptr<T>();
   T* out = rest.data_ptr<T>();
-  at::parallel_for(0, image.size(0), 16, [&](int64_t y0, int64_t y1) {
+  mgs::chunks(image.size(0), 16, [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y) untile_row(tiles, bg, y, width, size, tiles_x, channels, depth, img, out);
   });
 }
@@ -690,6 +709,18 @@ void untile(const at::Tensor& per_tile, const at::Tensor& background, int64_t ti
   }
 }
 
+// Sets parallel.h's split_small (every grain 1, for tests) and returns its previous value.
+bool split_small_work(bool on) { return mgs::split_small().exchange(on); }
+
+// The kernels take ``count`` threads while torch's count is ``torch`` (parallel.h; count 0: torch's).
+void set_kernel_threads(int64_t count, int64_t torch) {
+  mgs::kernel_threads().torch.store(torch);
+  mgs::kernel_threads().count.store(std::max<int64_t>(count, 0));
+}
+
+// The threads a kernel called now may take (parallel.h's threads()).
+int64_t kernel_thread_count() { return mgs::threads(); }
+
 // What this build was compiled for (simd.h): "avx2, 32-byte vectors".
 std::string build_target() {
   return std::string(MGS_ISA) + ", " + std::to_string(MGS_VECTOR_BYTES) + "-byte vectors";
@@ -699,6 +730,9 @@ std::string build_target() {
 
 TORCH_LIBRARY(momentum_gs, m) {
   m.def("build_target() -> str", &build_target);
+  m.def("split_small_work(bool on) -> bool", &split_small_work);
+  m.def("set_kernel_threads(int count, int torch) -> ()", &set_kernel_threads);
+  m.def("kernel_thread_count() -> int", &kernel_thread_count);
   m.def("untile(Tensor per_tile, Tensor background, int tiles_x, Tensor(a!) image, Tensor(b!) rest) -> ()",
         &untile);
   m.def("composite_forward(Tensor coefs, Tensor opacities, Tensor colors, Tensor offsets, int tile_size, "

@@ -6,7 +6,7 @@
 // + eps2d·I, conic = adj(Σ₂d) / det, the same culling and radii; the tile lists sorted by tile, then by depth
 // (ties by index, as a stable argsort), with the same box per Gaussian. The backward is the chain rule of the
 // reference's autograd graph written out per Gaussian (including its where/clamp branches), so gradients
-// agree to rounding. Per-Gaussian work runs on torch's intra-op threads; every output element is written by
+// agree to rounding. Per-Gaussian work runs on the kernels' threads (parallel.h); every output element is written by
 // one Gaussian's iteration, so results do not depend on the thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -20,6 +20,8 @@
 #include <tuple>
 #include <utility>
 #include <vector>
+
+#include "parallel.h"
 
 namespace {
 
@@ -106,7 +108,7 @@ void forward_typed(const at::Tensor& means, const at::Tensor& quats, const at::T
   T *m2 = means2d.data_ptr<T>(), *cov = covars2d.data_ptr<T>(), *con = conics.data_ptr<T>(),
     *dep = depths.data_ptr<T>();
   int32_t* rad = radii.data_ptr<int32_t>();
-  at::parallel_for(0, means.size(0), kGrain, [&](int64_t begin, int64_t end) {
+  mgs::chunks(means.size(0), kGrain, [&](int64_t begin, int64_t end) {
     Projected<T> s;
     for (int64_t n = begin; n < end; ++n) {
       project_one(cam, m + 3 * n, q + 4 * n, sc + 3 * n, s);
@@ -143,7 +145,7 @@ void backward_typed(const at::Tensor& means, const at::Tensor& quats, const at::
   const T *m = means.data_ptr<T>(), *q = quats.data_ptr<T>(), *sc = scales.data_ptr<T>();
   const T *gm2 = grad_means2d.data_ptr<T>(), *gcon = grad_conics.data_ptr<T>(), *gdep = grad_depths.data_ptr<T>();
   T *gm = grad_means.data_ptr<T>(), *gq = grad_quats.data_ptr<T>(), *gs = grad_scales.data_ptr<T>();
-  at::parallel_for(0, means.size(0), kGrain, [&](int64_t begin, int64_t end) {
+  mgs::chunks(means.size(0), kGrain, [&](int64_t begin, int64_t end) {
     Projected<T> s;
     for (int64_t n = begin; n < end; ++n) {
       project_one(cam, m + 3 * n, q + 4 * n, sc + 3 * n, s);
@@ -309,7 +311,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> intersect_typed(const at::Tensor&
   const T *m = means2d.data_ptr<T>(), *e = extents.data_ptr<T>(), *d = depths.data_ptr<T>();
   const T size = T(tile_size);
   std::vector<Box> boxes(n);
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+  mgs::chunks(n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       Box& b = boxes[i];
       b = {0, 0, 0, 0};
@@ -390,7 +392,7 @@ void visible_typed(const at::Tensor& positions, const at::Tensor& scales, const 
     const T end = std::min(std::max(std::trunc((centre + radius + tile - 1) / tile), T(0)), tiles);
     return end != first;
   };
-  at::parallel_for(0, positions.size(0), kGrain, [&](int64_t begin, int64_t end) {
+  mgs::chunks(positions.size(0), kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       const T* q = p + 3 * n;
       T t[3];

@@ -10,22 +10,29 @@
 // Images are [B, H, W, C] (channels last, as the renderer and the photos are): every row of W·C values is
 // filtered along x by shifting it C values per tap, so no transposes are needed, and the blur is streamed row
 // by row (blur_rows): S, the maps and the gradients of a row are made as soon as its blurred moments are,
-// from a few rows that stay in the cache. Each image's work is one thread's; the sum of S is taken in double
-// in pixel order: the same bits at any thread count.
+// from a few rows that stay in the cache. The kernels' threads take ranges of rows (parallel.h), each streamed with
+// the K/2 rows above and below it; the sum of S is taken in double per fixed band of rows and the bands'
+// sums added in order: the same bits at any thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "parallel.h"
 #include "simd.h"
 
 namespace {
 
 constexpr int64_t kMaxTaps = 63;  // window taps (losses.ssim uses PyTorch's path for wider windows)
+constexpr int64_t kBandRows = 16;  // Σ S is summed per band of this many rows, then band by band: fixed bands
+constexpr int64_t kMinValues = 32768;  // values (pixels × channels) below which a second thread costs more
+
+using Sums = std::array<double, 4>;
 
 using mgs::load;
 using mgs::store;
@@ -61,16 +68,17 @@ inline void weighted_sum(int64_t n, int64_t first, int64_t last, const T* window
   }
 }
 
-// The blur, streamed row by row: input row r of each of ``planes`` planes (``source(r, rows)`` sets rows[p] to
-// it) is blurred along x (shifted by C values per tap) into a ring of the last K such rows; as soon as the K
-// rows around output row o are in, they are combined along y and ``sink(o, blurred)`` gets blurred[p], row o
-// of plane p. Zero padding: taps outside the row or the image are left out. Every output value is the sum,
-// from 0 and in tap order, of its taps (a vector of outputs at a time, kept in a register): the arithmetic of
-// a whole-image pass along x then y, with a working set of K rows instead of whole planes, which stays in
-// the cache at any image size.
+// The blur of output rows [first, last), streamed row by row: input row r of each of ``planes`` planes
+// (``source(r, rows)`` sets rows[p] to it), from ``first`` − K/2 to ``last`` + K/2 within the image, is blurred
+// along x (shifted by C values per tap) into a ring of the last K such rows; as soon as the K rows around
+// output row o are in, they are combined along y and ``sink(o, blurred)`` gets blurred[p], row o of plane p.
+// Zero padding: taps outside the row or the image are left out. Every output value is the sum, from 0 and in
+// tap order, of its taps (a vector of outputs at a time, kept in a register): the arithmetic of a whole-image
+// pass along x then y, with a working set of K rows instead of whole planes, which stays in the cache at any
+// image size, and the same values whatever range of rows a call is given (threads take ranges of rows).
 template <typename T, typename Source, typename Sink>
 void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, const T* window, int64_t taps,
-               Source source, Sink sink) {
+               int64_t first, int64_t last, Source source, Sink sink) {
   const int64_t row = width * channels, half = taps / 2, reach = half * channels;
   thread_local std::vector<T> ring, out, padded;  // reused: fresh pages cost more than the work
   ring.resize(taps * planes * row), out.resize(planes * row);
@@ -81,15 +89,16 @@ void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, 
   T* blurred[8];
   for (int64_t p = 0; p < planes; ++p) blurred[p] = out.data() + p * row;
   auto along_y = [&](int64_t o) {  // output row o from ring rows o − half … o + half (those inside the image)
-    const int64_t first = std::max<int64_t>(0, half - o), last = std::min<int64_t>(taps, height + half - o);
+    const int64_t low = std::max<int64_t>(0, half - o), high = std::min<int64_t>(taps, height + half - o);
     for (int64_t p = 0; p < planes; ++p) {
       const T* taps_of[kMaxTaps];
-      for (int64_t k = first; k < last; ++k) taps_of[k] = ring.data() + (((o - half + k) % taps) * planes + p) * row;
-      weighted_sum(row, first, last, window, [&](int64_t k) { return taps_of[k]; }, blurred[p]);
+      for (int64_t k = low; k < high; ++k) taps_of[k] = ring.data() + (((o - half + k) % taps) * planes + p) * row;
+      weighted_sum(row, low, high, window, [&](int64_t k) { return taps_of[k]; }, blurred[p]);
     }
     sink(o, static_cast<T* const*>(blurred));
   };
-  for (int64_t r = 0; r < height; ++r) {
+  const int64_t end = std::min(height, last + half);
+  for (int64_t r = std::max<int64_t>(0, first - half); r < end; ++r) {
     source(r, lines);
     for (int64_t p = 0; p < planes; ++p) {
       std::memcpy(padded.data() + reach, lines[p], row * sizeof(T));
@@ -97,9 +106,9 @@ void blur_rows(int64_t planes, int64_t height, int64_t width, int64_t channels, 
       weighted_sum(row, 0, taps, window, [&](int64_t k) { return line + k * channels; },
                    ring.data() + ((r % taps) * planes + p) * row);
     }
-    if (r >= half) along_y(r - half);
+    if (r - half >= first) along_y(r - half);
   }
-  for (int64_t o = std::max<int64_t>(0, height - half); o < height; ++o) along_y(o);
+  for (int64_t o = std::max(first, end - half); o < last; ++o) along_y(o);
 }
 
 // One row of n values: S from the moments, and the four maps the backward blurs.
@@ -123,11 +132,14 @@ void ssim_row(const T* __restrict__ mu_x, const T* __restrict__ mu_y, const T* _
   }
 }
 
-// Per image b: the moments, S, and the four maps the backward blurs (∂S/∂μx and ∂S/∂μy halved, S / B2,
-// A1 / D) into maps [4, B, H·W·C]; returns Σ S over the image in double.
+// One image's output rows [first, last): the moments, S, and the four maps the backward blurs (∂S/∂μx and
+// ∂S/∂μy halved, S / B2, A1 / D) into maps [4, B, H·W·C]; Σ S of the rows of band j (kBandRows rows) into
+// sums[j], four running sums in double by pixel index mod 4 (values past the last whole group of four in
+// sums[j][0]).
 template <typename T>
-double forward_image(const T* x, const T* y, const T* window, int64_t taps, int64_t height, int64_t width,
-                     int64_t channels, T c1, T c2, T* maps, int64_t map_stride) {
+void forward_rows(const T* x, const T* y, const T* window, int64_t taps, int64_t height, int64_t width,
+                  int64_t channels, T c1, T c2, int64_t first, int64_t last, T* maps, int64_t map_stride,
+                  Sums* sums) {
   const int64_t row = width * channels, size = height * row;
   thread_local std::vector<T> products, values;  // one row of x² + y² and xy; one row of S
   products.resize(2 * row), values.resize(row);
@@ -137,25 +149,41 @@ double forward_image(const T* x, const T* y, const T* window, int64_t taps, int6
     for (int64_t i = 0; i < row; ++i) sq[i] = xr[i] * xr[i] + yr[i] * yr[i], xy[i] = xr[i] * yr[i];
     lines[0] = xr, lines[1] = yr, lines[2] = sq, lines[3] = xy;
   };
-  double sums[4] = {0, 0, 0, 0};  // four running sums in double, added in a fixed order
   const int64_t blocked = size / 4 * 4;  // values past it go to sums[0]
   auto sink = [&](int64_t o, T* const* moments) {
     const int64_t at = o * row;
     ssim_row(moments[0], moments[1], moments[2], moments[3], c1, c2, row, values.data(), maps + at,
              maps + map_stride + at, maps + 2 * map_stride + at, maps + 3 * map_stride + at);
     const T* s_row = values.data();
+    double* band = sums[o / kBandRows].data();
     int64_t i = 0;
     if (at % 4 == 0) {  // whole groups of four start the row: four running sums in a vector register
-      double group[4] = {sums[0], sums[1], sums[2], sums[3]};  // a local: the captured sums would go to memory
+      double group[4] = {band[0], band[1], band[2], band[3]};  // a local: the sums in memory would stay there
       for (; i + 4 <= row && at + i + 4 <= blocked; i += 4) {
         for (int j = 0; j < 4; ++j) group[j] += double(s_row[i + j]);
       }
-      for (int j = 0; j < 4; ++j) sums[j] = group[j];
+      for (int j = 0; j < 4; ++j) band[j] = group[j];
     }
-    for (; i < row; ++i) sums[at + i < blocked ? (at + i) & 3 : 0] += double(s_row[i]);
+    for (; i < row; ++i) band[at + i < blocked ? (at + i) & 3 : 0] += double(s_row[i]);
   };
-  blur_rows<T>(4, height, width, channels, window, taps, source, sink);
-  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
+  blur_rows<T>(4, height, width, channels, window, taps, first, last, source, sink);
+}
+
+// fn(b, first, last) for output rows [first, last) of image b, covering every row of the batch's B images
+// once, in whole bands of kBandRows rows split over the kernels' threads (each range streams its rows with K/2
+// rows more on each side; at least kMinValues values and two bands a range).
+template <typename Fn>
+void for_each_rows(int64_t batch, int64_t height, int64_t row, const Fn& fn) {
+  const int64_t bands = (height + kBandRows - 1) / kBandRows;
+  const int64_t band_values = std::max<int64_t>(1, row * kBandRows);
+  const int64_t min_bands = std::max<int64_t>(2, (kMinValues + band_values - 1) / band_values);
+  mgs::chunks(batch * bands, min_bands, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin / bands; b * bands < end; ++b) {
+      const int64_t first = std::max(begin, b * bands) - b * bands;
+      const int64_t last = std::min(end, (b + 1) * bands) - b * bands;
+      fn(b, first * kBandRows, std::min(height, last * kBandRows));
+    }
+  });
 }
 
 void check(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window) {
@@ -168,22 +196,21 @@ void check(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "ssim: float32 or float64");
 }
 
+// Σ S: the bands' sums, added image by image and band by band (fixed bands: the same bits at any thread count).
 template <typename T>
 double forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, double c1, double c2,
                      at::Tensor& maps) {
   const int64_t batch = x.size(0), height = x.size(1), width = x.size(2), channels = x.size(3);
-  const int64_t size = height * width * channels;
-  std::vector<double> totals(batch);
+  const int64_t size = height * width * channels, bands = (height + kBandRows - 1) / kBandRows;
+  std::vector<Sums> sums(batch * bands, Sums{0, 0, 0, 0});
   const T *xs = x.data_ptr<T>(), *ys = y.data_ptr<T>(), *w = window.data_ptr<T>();
   T* m = maps.data_ptr<T>();
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      totals[b] = forward_image<T>(xs + b * size, ys + b * size, w, window.size(0), height, width, channels,
-                                   T(c1), T(c2), m + b * size, batch * size);
-    }
+  for_each_rows(batch, height, width * channels, [&](int64_t b, int64_t first, int64_t last) {
+    forward_rows<T>(xs + b * size, ys + b * size, w, window.size(0), height, width, channels, T(c1), T(c2), first,
+                    last, m + b * size, batch * size, sums.data() + b * bands);
   });
   double total = 0;
-  for (const double t : totals) total += t;
+  for (const Sums& band : sums) total += (band[0] + band[1]) + (band[2] + band[3]);
   return total;
 }
 
@@ -206,31 +233,29 @@ void backward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
   T *gx = need_x ? grad_x.data_ptr<T>() : nullptr, *gy = need_y ? grad_y.data_ptr<T>() : nullptr;
   const T twice = T(2 * scale);
   const int64_t row = width * channels;
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      // the maps are read where they are; ∂S/∂μy's is blurred only when y needs a gradient
-      const T* map = m + b * size;  // map j of image b: map + j·B·size
-      const T* planes[4] = {map, map + 2 * batch * size, map + 3 * batch * size, map + batch * size};
-      const T *xb = xs + b * size, *yb = ys + b * size;
-      T *gxb = need_x ? gx + b * size : nullptr, *gyb = need_y ? gy + b * size : nullptr;
-      auto source = [&](int64_t r, const T** lines) {
-        for (int p = 0; p < 4; ++p) lines[p] = planes[p] + r * row;
-      };
-      auto sink = [&](int64_t o, T* const* blurred) {
-        const T *__restrict__ by_mean_x = blurred[0], *__restrict__ by_sq = blurred[1],
-                *__restrict__ by_xy = blurred[2], *__restrict__ by_mean_y = blurred[3];
-        const T *__restrict__ xr = xb + o * row, *__restrict__ yr = yb + o * row;
-        if (need_x) {
-          T* __restrict__ g = gxb + o * row;
-          for (int64_t i = 0; i < row; ++i) g[i] = twice * (by_mean_x[i] - by_sq[i] * xr[i] + by_xy[i] * yr[i]);
-        }
-        if (need_y) {
-          T* __restrict__ g = gyb + o * row;
-          for (int64_t i = 0; i < row; ++i) g[i] = twice * (by_mean_y[i] - by_sq[i] * yr[i] + by_xy[i] * xr[i]);
-        }
-      };
-      blur_rows<T>(need_y ? 4 : 3, height, width, channels, w, window.size(0), source, sink);
-    }
+  for_each_rows(batch, height, row, [&](int64_t b, int64_t first, int64_t last) {
+    // the maps are read where they are; ∂S/∂μy's is blurred only when y needs a gradient
+    const T* map = m + b * size;  // map j of image b: map + j·B·size
+    const T* planes[4] = {map, map + 2 * batch * size, map + 3 * batch * size, map + batch * size};
+    const T *xb = xs + b * size, *yb = ys + b * size;
+    T *gxb = need_x ? gx + b * size : nullptr, *gyb = need_y ? gy + b * size : nullptr;
+    auto source = [&](int64_t r, const T** lines) {
+      for (int p = 0; p < 4; ++p) lines[p] = planes[p] + r * row;
+    };
+    auto sink = [&](int64_t o, T* const* blurred) {
+      const T *__restrict__ by_mean_x = blurred[0], *__restrict__ by_sq = blurred[1],
+              *__restrict__ by_xy = blurred[2], *__restrict__ by_mean_y = blurred[3];
+      const T *__restrict__ xr = xb + o * row, *__restrict__ yr = yb + o * row;
+      if (need_x) {
+        T* __restrict__ g = gxb + o * row;
+        for (int64_t i = 0; i < row; ++i) g[i] = twice * (by_mean_x[i] - by_sq[i] * xr[i] + by_xy[i] * yr[i]);
+      }
+      if (need_y) {
+        T* __restrict__ g = gyb + o * row;
+        for (int64_t i = 0; i < row; ++i) g[i] = twice * (by_mean_y[i] - by_sq[i] * yr[i] + by_xy[i] * xr[i]);
+      }
+    };
+    blur_rows<T>(need_y ? 4 : 3, height, width, channels, w, window.size(0), first, last, source, sink);
   });
 }
 
