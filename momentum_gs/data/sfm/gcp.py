@@ -43,6 +43,20 @@ class Gcp:
     line: int = 0  # the line it first appears on
 
 
+@dataclass
+class Control:
+    """A GCP list as a run uses it: its projection, its points, and their positions in WGS84, converted once."""
+
+    projection: str
+    gcps: list[Gcp]
+    lla: np.ndarray  # [M, 3] latitude°, longitude°, height m (NaN where the file gives none) of each GCP
+
+
+def read_control(path: Path) -> Control:
+    """The GCP list at ``path``, read and converted to WGS84 (a UserError for a bad file or position)."""
+    projection, gcps = read_gcp_list(path)
+    return Control(projection, gcps, to_wgs84(projection, np.stack([g.geo for g in gcps])))
+
 def projection_kind(line: str) -> tuple[str, int, bool] | None:
     """("wgs84", 0, False), ("utm", zone, south) or ("pyproj", 0, False) for a projection line; None for a line
     that names no projection."""

@@ -13,7 +13,7 @@ import numpy as np
 from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.colmap_steps import transform
-from momentum_gs.data.sfm.gcp import Gcp, to_wgs84, triangulate_with_reason
+from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
 from momentum_gs.data.sfm.placement import Placement, inlier_floor, place_on_gcps, place_on_gps
 from momentum_gs.data.sfm.up import Views
 from momentum_gs.errors import listing
@@ -137,19 +137,18 @@ def _fit_figures(placement: Placement, outliers: dict[str, float]) -> dict:
     }
 
 
-def gcp_origin(gcps: list[Gcp], projection: str) -> np.ndarray:
+def gcp_origin(control: Control) -> np.ndarray:
     """[3] ENU origin from the ground control points alone: their median latitude, longitude and height."""
-    lla = to_wgs84(projection, np.stack([g.geo for g in gcps]))
+    lla = control.lla
     heights = lla[np.isfinite(lla[:, 2]), 2]
     return np.array([np.median(lla[:, 0]), np.median(lla[:, 1]), np.median(heights) if len(heights) else 0.0])
 
 
-def georeference_gcps(pycolmap, model, gcps: list[Gcp], projection: str, origin: np.ndarray
-                      ) -> tuple[dict, str | None, list[str]]:
+def georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray) -> tuple[dict, str | None, list[str]]:
     """Fit ``model`` to its ground control points and apply the fit (in place) when it passes its checks:
     (the georeference for ``georef.json``, the problem that fails the run or None, lines for the console)."""
     images = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
-    lla = to_wgs84(projection, np.stack([g.geo for g in gcps]))
+    gcps, lla = control.gcps, control.lla
     enu = dict(zip([g.name for g in gcps], wgs84_to_enu(np.nan_to_num(lla, nan=origin[2]), origin)))
     for g, row in zip(gcps, lla):
         enu[g.name][2] = enu[g.name][2] if np.isfinite(row[2]) else np.nan
@@ -162,7 +161,7 @@ def georeference_gcps(pycolmap, model, gcps: list[Gcp], projection: str, origin:
             skipped[g.name] = why
     placement = place_on_gcps(model_views(model), points, enu, skipped)
     geo = {"origin": {"lat": float(origin[0]), "lon": float(origin[1]), "alt": float(origin[2])},
-           "ellipsoid": "WGS84", "gcp_projection": projection,
+           "ellipsoid": "WGS84", "gcp_projection": control.projection,
            "checks": [{"name": c.name, "passed": c.passed, "said": c.said} for c in placement.checks],
            "verified": {"up": placement.claims[0], "placed": placement.claims[1]}, "transform": None,
            "gcp_skipped": placement.gcp_skipped or skipped}

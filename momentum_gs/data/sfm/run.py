@@ -15,7 +15,7 @@ import numpy as np
 from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
-from momentum_gs.data.sfm.gcp import read_gcp_list, to_wgs84
+from momentum_gs.data.sfm.gcp import Control, read_control
 from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georeference_gcps, gps_origin, to_enu
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
@@ -38,7 +38,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     """
     pycolmap = steps.import_pycolmap()
     _check_options(opts)
-    control = _read_gcps(opts.gcp)
+    control = read_control(Path(opts.gcp)) if opts.gcp is not None else None  # a bad file: refused before any work
     out = Path(out)
     work = out / WORK_NAME
     in_place = photos is not None and Path(photos).resolve() == (out / "images").resolve()
@@ -156,23 +156,12 @@ def _georeference(pycolmap, model, gps: dict[str, np.ndarray], enu: dict[str, np
     return geo, extent, level_problem
 
 
-def _read_gcps(path: str | None) -> tuple[str, list] | None:
-    """(projection, GCPs) of ``--gcp``, read and converted once before any work (a bad file is refused in one
-    line), or None without it."""
-    if path is None:
-        return None
-    projection, gcps = read_gcp_list(Path(path))
-    to_wgs84(projection, np.stack([g.geo for g in gcps]))
-    return projection, gcps
-
-
-def _georeference_gcps(pycolmap, model, control: tuple[str, list], origin: np.ndarray | None
+def _georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray | None
                        ) -> tuple[dict, None, str | None]:
     """The model placed on its ground control points (:func:`georeference_gcps`); the ENU origin is the photos'
     GPS origin when they have one, else the GCPs' own."""
-    projection, gcps = control
-    geo, problem, lines = georeference_gcps(pycolmap, model, gcps, projection,
-                                            origin if origin is not None else gcp_origin(gcps, projection))
+    geo, problem, lines = georeference_gcps(pycolmap, model, control,
+                                            origin if origin is not None else gcp_origin(control))
     for line in lines:
         print(line)
     return geo, None, problem
