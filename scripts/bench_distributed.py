@@ -8,7 +8,10 @@ markdown table: global steps/s, block-steps/s, the bytes of the one all-reduce e
 gradients, their presence flags and the step's metrics) and what a ring all-reduce sends per process
 (2·(G−1)/G times that).
 
-    python scripts/bench_distributed.py --out runs/bench_dist --procs 1 2 [--device cuda] [key=value ...]
+    python scripts/bench_distributed.py --out runs/bench_dist --procs 1 2 [--config NAME] [--rounds R]
+        [--device cuda] [key=value ...]
+
+``--rounds R`` repeats the rows R times, interleaved, and gives each round's steps/s and the median.
 
 Without a scene at --data, the synthetic ``demo`` city is generated there.
 """
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +36,7 @@ def run(procs: int, args, out: Path) -> dict:
     """Train once with ``procs`` processes; returns the run's summary.json."""
     if out.exists():
         shutil.rmtree(out)
-    mgs = ["-m", "momentum_gs.cli", "train", "--config", str(REPO / "momentum_gs" / "configs" / "demo.yaml"),
+    mgs = ["-m", "momentum_gs.cli", "train", "--config", args.config,
            "--data", str(args.data), "--out", str(out), f"blocks.partition={args.out / 'partition.npz'}",
            f"blocks.active={args.active}", f"optim.steps={args.steps}", "log.tensorboard=false",
            "weighting.enabled=false", f"device={args.device}", *args.overrides]
@@ -58,23 +62,32 @@ def main() -> None:
     parser.add_argument("--active", type=int, default=2)
     parser.add_argument("--steps", type=int, default=100, help="steps per block")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", default="demo", help="a config file or the name of a shipped one")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every run")
     args = parser.parse_args()
     from momentum_gs.config import load_config
     from momentum_gs.data.synthetic import make_synthetic_scene
     from momentum_gs.partition.run import partition_main
 
-    if not (args.data / "train").is_dir():
+    if not args.data.exists():
         make_synthetic_scene(args.data, "demo", seed=0)
     args.out.mkdir(parents=True, exist_ok=True)
-    partition_main(load_config(overrides=[f"data.path={args.data}"]).data, args.out / "partition.npz",
+    partition_main(load_config(args.config, [f"data.path={args.data}", *args.overrides]).data, args.out / "partition.npz",
                    num_blocks=args.blocks)
+    speeds = {procs: [] for procs in args.procs}
+    buffers = {}
+    for _ in range(args.rounds):
+        for procs in args.procs:
+            summary = run(procs, args, args.out / f"g{procs}")
+            speeds[procs].append(summary["steps_per_second"])
+            buffers[procs] = summary["allreduce_bytes_per_step"]
     rows = []
     for procs in args.procs:
-        summary = run(procs, args, args.out / f"g{procs}")
-        buffer = summary["allreduce_bytes_per_step"]
-        rows.append((procs, summary["steps_per_second"], summary["steps_per_second"] * args.active, buffer,
-                     2 * (procs - 1) / procs * buffer))
+        sps, buffer = statistics.median(speeds[procs]), buffers[procs]
+        rows.append((procs, sps, sps * args.active, buffer, 2 * (procs - 1) / procs * buffer))
+    print("steps/s of each round: " + "; ".join(f"{p}: " + ", ".join(f"{v:.2f}" for v in speeds[p])
+                                                for p in args.procs))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {os.cpu_count()} cores"
     print(f"\n{args.blocks} blocks, {args.active} active, {args.steps} steps per block; {device}\n")
     print("| processes | global steps/s | block-steps/s | all-reduce buffer (bytes/step) | sent per process (bytes/step) |")

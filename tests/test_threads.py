@@ -69,7 +69,7 @@ def test_torchrun_processes_share_the_cores(machine, monkeypatch):
     machine([0, 1, 2, 3, 4, 5, 6, 7], allowed=set(range(8)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
     assert device.auto_threads() == (2, "threads=0: the 8 physical cores this process may use, shared by 3 "
-                                        "torchrun processes")
+                                        "training processes")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
     assert use_threads(0, torch.device("cpu")) == 1
 

@@ -12,7 +12,9 @@ from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.partition.run import partition_main
 from momentum_gs.ranges import PORT, add_number
-from momentum_gs.train.distributed import restart_count
+from momentum_gs.train.distributed import launched_by_torchrun, restart_count
+from momentum_gs.train.launch import choose_processes, launch
+from momentum_gs.train.launch import describe as describe_processes
 from momentum_gs.train.run import describe, prepare_config, train
 
 AUTO = "auto:"  # blocks.partition = "auto:N": N blocks made for the run, in RUN/partition.npz
@@ -38,10 +40,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Train, and print the summary."""
+    """Train, and print the summary; on a CPU with several blocks trained at once, in several processes
+    (:mod:`momentum_gs.train.launch`)."""
     viewer = (args.host, args.port) if args.viewer else None
+    if not launched_by_torchrun():
+        cfg = prepare_config(args.config, args.data, args.out, args.overrides, args.resume)
+        processes, why = choose_processes(cfg)
+        if processes > 1:
+            if cfg.blocks.partition.startswith(AUTO):
+                auto_partition_in_run(cfg)
+            print(f"processes: {describe_processes(processes)} ({why})", flush=True)
+            code = launch(processes, _process_argv(args, cfg))
+            if code:
+                raise SystemExit(code)
+            return
     train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume, viewer=viewer,
                     keep_viewer=not args.viewer_exit, report=lambda summary: print(describe(summary)))
+
+
+def _process_argv(args: argparse.Namespace, cfg: Config) -> list[str]:
+    """The command line of each training process: this one's, with the scene, the run folder and the partition
+    (made above for ``auto:N``) resolved."""
+    argv = ["train", "--data", cfg.data.path, "--out", cfg.out, "--port", str(args.port), "--host", args.host]
+    argv += ["--config", args.config] if args.config else []
+    argv += [flag for flag, on in (("--resume", args.resume), ("--viewer", args.viewer),
+                                   ("--viewer-exit", args.viewer_exit)) if on]
+    return argv + list(args.overrides) + [f"blocks.partition={cfg.blocks.partition}"]
 
 
 def train_from_args(config, data, out, overrides, resume: bool = False, viewer: tuple[str, int] | None = None,

@@ -70,7 +70,7 @@ def auto_threads() -> tuple[int, str]:
     local = os.environ.get("LOCAL_WORLD_SIZE", "")
     processes = int(local) if local.isdigit() else 1
     if processes > 1:
-        return max(1, count // processes), f"threads=0: {why}, shared by {processes} torchrun processes"
+        return max(1, count // processes), f"threads=0: {why}, shared by {processes} training processes"
     return count, f"threads=0: {why}"
 
 

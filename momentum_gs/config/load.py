@@ -317,6 +317,8 @@ RANGES: dict[str, Range] = {
                             f"{MAX_BLOCKS} blocks"),
     "partition.box": COORDINATE, "partition.margin": MARGIN, "partition.coverage": COVERAGE,
     "distributed.check_every": EVERY,
+    "distributed.processes": Range(0, 4096, why="0 picks the count; no machine has 4096 cores, so more is a typing "
+                                   "slip"),
     "distributed.timeout_s": Range(1, 10**7, why="seconds a process waits for the others: at least one, and 10^7 s "
                                    "(four months) is past any run"),
     "seed": SEED,

@@ -196,8 +196,12 @@ class MetricsConfig:
 
 @dataclass
 class DistributedConfig:
-    """Several processes under ``torchrun`` (ignored by a single process)."""
+    """Several processes: under ``torchrun``, or started by ``mgs train`` itself on a CPU."""
 
+    # processes ``mgs train`` starts on a CPU (without torchrun) for blocks.active >= 2: 0 = auto (one per active
+    # block, up to the physical cores, each with its share of them; 1.2x the block-steps/s of one process on as
+    # many threads, docs/benchmarks/training.md), 1 = one process, N = N
+    processes: int = 0
     backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
     timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)

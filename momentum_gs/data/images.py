@@ -220,11 +220,14 @@ def prepare_images(jobs: Sequence[ImageJob], workers: int = 0, root: Path | None
 
 
 def default_cache_bytes() -> int:
-    """A quarter of this machine's physical memory (1 GiB where it cannot be read)."""
+    """A quarter of this machine's physical memory (1 GiB where it cannot be read), shared by the training
+    processes started on this machine (``LOCAL_WORLD_SIZE``)."""
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    processes = int(local) if local.isdigit() and int(local) > 0 else 1
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 // processes
     except (ValueError, OSError, AttributeError):
-        return 1 << 30
+        return (1 << 30) // processes
 
 
 class ImageCache:

@@ -1,0 +1,126 @@
+"""``mgs train`` on a CPU with several active blocks: how many processes it starts, that they train like one
+process, and that a failed one is said in a line and stops the others."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from momentum_gs.config import load_config, save_config
+from momentum_gs.data import images
+from momentum_gs.data.scene import load_scene
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import load_checkpoint
+from momentum_gs.partition import auto_partition
+from momentum_gs.train import launch
+from momentum_gs.train.trainer import Trainer
+from tests.helpers.tiny_training import TINY_OVERRIDES
+
+
+@pytest.fixture
+def two_blocks(tiny_scene, tmp_path):
+    """The tiny config with a 2-block partition, 2 active blocks."""
+    cfg = load_config(overrides=TINY_OVERRIDES)
+    cfg.data.path, cfg.out = str(tiny_scene), str(tmp_path / "run")
+    auto_partition(load_scene(cfg.data), 2).save(tmp_path / "partition.npz")
+    cfg.blocks.partition, cfg.blocks.active = str(tmp_path / "partition.npz"), 2
+    return cfg
+
+
+@pytest.fixture
+def cores(monkeypatch):
+    """Set the physical cores :func:`~momentum_gs.config.device.cores` reports."""
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+
+    def set_cores(count: int) -> None:
+        monkeypatch.setattr(launch, "cores", lambda: (count, f"the {count} physical cores this process may use"))
+
+    return set_cores
+
+
+def test_one_process_per_active_block_up_to_the_cores(two_blocks, cores):
+    cores(2)
+    count, why = launch.choose_processes(two_blocks)
+    assert count == 2 and "blocks.active=2" in why and "distributed.processes=1" in why
+    cores(16)
+    assert launch.choose_processes(two_blocks)[0] == 2  # no more processes than active blocks
+    cores(1)
+    assert launch.choose_processes(two_blocks)[0] == 1
+    two_blocks.blocks.partition = "auto:8"
+    two_blocks.blocks.active = 8
+    cores(4)
+    assert launch.choose_processes(two_blocks)[0] == 4
+
+
+def test_one_active_block_a_setting_of_one_and_torchrun_keep_one_process(two_blocks, cores, monkeypatch):
+    cores(8)
+    two_blocks.blocks.active = 1
+    assert launch.choose_processes(two_blocks) == (1, "one block trained at a time")
+    two_blocks.blocks.active = 2
+    two_blocks.distributed.processes = 1
+    assert launch.choose_processes(two_blocks) == (1, "distributed.processes=1")
+    two_blocks.distributed.processes = 0
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert launch.choose_processes(two_blocks) == (1, "started by torchrun")
+
+
+def test_more_processes_than_active_blocks_is_refused_before_any_start(two_blocks, cores):
+    cores(8)
+    two_blocks.distributed.processes = 3
+    with pytest.raises(UserError, match="at most 2"):
+        launch.choose_processes(two_blocks)
+
+
+def test_the_image_cache_is_shared_by_the_processes_of_a_machine(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    alone = images.default_cache_bytes()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert images.default_cache_bytes() == alone // 4
+
+
+def test_a_failed_process_is_said_in_its_lines_and_stops_the_others(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(launch, "GRACE_S", 0.5)
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    log = open(tmp_path / "process_1.log", "wb")
+    failing = subprocess.Popen([sys.executable, "-c", "print('loading'); print('error: the scene is gone'); "
+                                "raise SystemExit(2)"], stdout=log, stderr=subprocess.STDOUT)
+    started = time.monotonic()
+    code = launch._wait([waiting, failing], [None, log])
+    log.close()
+    assert code == 2 and time.monotonic() - started < 10
+    assert waiting.returncode is not None  # stopped, not left running
+    err = capsys.readouterr().err
+    assert "training process 1 of 2 failed (exit status 2)" in err and "error: the scene is gone" in err
+    assert "loading" not in err  # the error line, not the whole log
+
+
+@pytest.mark.slow
+def test_mgs_train_starts_its_processes_and_they_train_like_one(two_blocks, tmp_path):
+    cfg = two_blocks
+    cfg.optim.steps, cfg.blocks.interval, cfg.log.checkpoint_every = 8, 3, 8
+    cfg.teacher.enabled = True
+    save_config(cfg, tmp_path / "config.yaml")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "train", "--config", str(tmp_path / "config.yaml"),
+                             "--out", str(tmp_path / "two"), "distributed.processes=0"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "processes: 2 processes of 1 thread each" in result.stdout
+    assert result.stdout.count("trained 8 steps") == 1  # process 0 reports; the other is quiet
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = Trainer(cfg, load_scene(cfg.data), tmp_path / "one", torch.device("cpu"))
+        one.train()
+    finally:
+        torch.set_num_threads(before)
+    two = load_checkpoint(tmp_path / "two" / "ckpt" / "step_8.pt", map_location="cpu")
+    for key in ("decoder", "teacher"):
+        for name, value in one.state()[key].items():
+            torch.testing.assert_close(value, two[key][name], rtol=0, atol=1e-6, msg=f"{key}.{name}")
