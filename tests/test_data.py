@@ -75,12 +75,31 @@ def test_principal_point_and_downsample_cache(tmp_path):
 
 def test_max_width_cache(tmp_path):
     make_folder(tmp_path, n=2)
-    scene = load_scene(DataConfig(path=str(tmp_path), max_width=40, downsample=4, test_every=0))
+    scene = load_scene(DataConfig(path=str(tmp_path), max_width=40, test_every=0))
     cam = scene.train[0]
     assert (cam.width, cam.height) == (40, 30) and cam.image_path.parent.name == "images_w40"
     assert ImageLoader([cam])[0].shape == (30, 40, 3)
+    assert scene.source_size == (W, H)
     wide = load_scene(DataConfig(path=str(tmp_path), max_width=100, test_every=0)).train[0]
     assert wide.image_path.parent.name == "images" and wide.width == W  # already narrow enough
+
+
+def test_max_width_caps_what_downsample_leaves(tmp_path):
+    make_folder(tmp_path, n=2)  # 64×48
+    capped = load_scene(DataConfig(path=str(tmp_path), max_width=20, downsample=2, test_every=0)).train[0]
+    assert (capped.width, capped.height) == (20, 15) and capped.image_path.parent.name == "images_w20"
+    narrow = load_scene(DataConfig(path=str(tmp_path), max_width=40, downsample=2, test_every=0)).train[0]
+    assert (narrow.width, narrow.height) == (32, 24) and narrow.image_path.parent.name == "images_2"
+
+
+def test_photos_wider_than_1600_train_at_1600_by_default():
+    from momentum_gs.data.images import target_size
+
+    data = DataConfig()
+    assert target_size(4000, 3000, data.downsample, data.max_width) == (1600, 1200)
+    assert target_size(1200, 900, data.downsample, data.max_width) == (1200, 900)
+    assert target_size(4000, 3000, 16, data.max_width) == (250, 188)  # brighton_beach.yaml's 1/16 stays
+    assert target_size(4000, 3000, 1, 0) == (4000, 3000)
 
 
 def test_foreign_downsampled_folder_is_reused(tmp_path):

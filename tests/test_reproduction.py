@@ -30,7 +30,7 @@ def test_dataset_configs_hold_the_papers_settings(name):
     assert cfg.teacher.enabled and cfg.teacher.lambda_cons == lambda_cons
     assert cfg.weighting.enabled and cfg.weighting.sigma == sigma
     assert cfg.optim.steps == 60000 and cfg.optim.lr_max_steps == 30000
-    assert (cfg.data.downsample, cfg.data.max_width) == ((1, 1600) if name == "matrixcity" else (4, 0))
+    assert (cfg.data.downsample, cfg.data.max_width) == ((1, 1600) if name == "matrixcity" else (4, 1600))
     script = (REPO / "scripts" / "datasets" / f"{name}.sh").read_text()
     assert f"momentum_gs/configs/datasets/{name}.yaml" in script
 

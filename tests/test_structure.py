@@ -156,6 +156,7 @@ DEFERRED = {
     "torch.utils.cpp_extension": "imports the compiler tool chain, only when the CPU kernels are built",
     "ninja": "the build tool's pip wheel, only when the CPU kernels are built",
     "fcntl": "POSIX only: the kernels' build lock",
+    "resource": "POSIX only: the training probe's peak memory",
 }
 
 

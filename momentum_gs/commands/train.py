@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 from momentum_gs.config import Config
 from momentum_gs.errors import UserError
@@ -15,8 +16,10 @@ from momentum_gs.ranges import PORT, add_number
 from momentum_gs.train.distributed import launched_by_torchrun, restart_count
 from momentum_gs.train.launch import choose_processes, launch
 from momentum_gs.train.launch import describe as describe_processes
+from momentum_gs.train.plan import parse_duration
 from momentum_gs.train.run import describe, prepare_config, train
 
+STARTED = "MGS_STARTED"  # the launching command's start (time.time()), which --time counts from
 AUTO = "auto:"  # blocks.partition = "auto:N": N blocks made for the run, in RUN/partition.npz
 
 
@@ -27,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
     parser.add_argument("--out", help="run folder (default: runs/<scene name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--time", type=_duration, metavar="DURATION",
+                        help="train to this budget (30m, 2h, 1h30m; s for seconds), counted from the command's start: the steps "
+                             "(and if they would be few, the image size) are chosen from a short probe, and every "
+                             "schedule is scaled to them")
     parser.add_argument("--viewer", action="store_true",
                         help="serve the live viewer while training (`mgs view`'s page: every block, the step, loss "
                              "and PSNR, a pause button), and the final model after it until Ctrl-C")
@@ -39,10 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
 
 
+def _duration(text: str) -> float:
+    """argparse's type of ``--time``: seconds, or one line saying what is wrong."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def run(args: argparse.Namespace) -> None:
     """Train, and print the summary; on a CPU with several blocks trained at once, in several processes
     (:mod:`momentum_gs.train.launch`)."""
     viewer = (args.host, args.port) if args.viewer else None
+    started = float(os.environ.get(STARTED, "") or time.time())  # a launched process counts from the launch
+    if args.time is not None and args.resume:
+        raise UserError("--time fits a new run's steps and schedules; a resumed run keeps its own (leave out --time, "
+                        "or start a new run)")
     if not launched_by_torchrun():
         cfg = prepare_config(args.config, args.data, args.out, args.overrides, args.resume)
         processes, why = choose_processes(cfg)
@@ -50,12 +69,14 @@ def run(args: argparse.Namespace) -> None:
             if cfg.blocks.partition.startswith(AUTO):
                 auto_partition_in_run(cfg)
             print(f"processes: {describe_processes(processes)} ({why})", flush=True)
+            os.environ[STARTED] = repr(started)
             code = launch(processes, _process_argv(args, cfg))
             if code:
                 raise SystemExit(code)
             return
     train_from_args(args.config, args.data, args.out, args.overrides, resume=args.resume, viewer=viewer,
-                    keep_viewer=not args.viewer_exit, report=lambda summary: print(describe(summary)))
+                    keep_viewer=not args.viewer_exit, report=lambda summary: print(describe(summary)),
+                    budget=args.time, started=started)
 
 
 def _process_argv(args: argparse.Namespace, cfg: Config) -> list[str]:
@@ -63,13 +84,15 @@ def _process_argv(args: argparse.Namespace, cfg: Config) -> list[str]:
     (made above for ``auto:N``) resolved."""
     argv = ["train", "--data", cfg.data.path, "--out", cfg.out, "--port", str(args.port), "--host", args.host]
     argv += ["--config", args.config] if args.config else []
+    argv += ["--time", f"{args.time}s"] if args.time is not None else []
     argv += [flag for flag, on in (("--resume", args.resume), ("--viewer", args.viewer),
                                    ("--viewer-exit", args.viewer_exit)) if on]
     return argv + list(args.overrides) + [f"blocks.partition={cfg.blocks.partition}"]
 
 
 def train_from_args(config, data, out, overrides, resume: bool = False, viewer: tuple[str, int] | None = None,
-                    keep_viewer: bool = False, report=None) -> dict:
+                    keep_viewer: bool = False, report=None, budget: float | None = None,
+                    started: float | None = None) -> dict:
     """``mgs train``. After ``torchrun --max-restarts`` restarts a failed job, it resumes by itself. ``viewer``
     (host, port): serve the live viewer (rank 0); ``keep_viewer`` and ``report``: as
     :func:`~momentum_gs.train.run.train`."""
@@ -82,7 +105,8 @@ def train_from_args(config, data, out, overrides, resume: bool = False, viewer: 
             raise UserError(f"blocks.partition={cfg.blocks.partition} is made by one process: run `mgs partition "
                             f"--data {cfg.data.path} --out PART.npz --blocks N` first and pass blocks.partition=PART.npz")
         auto_partition_in_run(cfg)
-    return train(cfg, resume=resume, viewer=viewer, keep_viewer=keep_viewer, report=report)
+    return train(cfg, resume=resume, viewer=viewer, keep_viewer=keep_viewer, report=report, budget=budget,
+                 started=started, plan=True)
 
 
 def auto_partition_in_run(cfg: Config) -> None:

@@ -28,7 +28,8 @@ class DataConfig:
 
     path: str = ""  # scene folder: images/ + sparse/0, or train/ + val/ (Mill-19 layout)
     downsample: int = 1  # integer factor; cached as images_<factor>
-    max_width: int = 0  # if > 0, downsample so that width <= max_width (overrides `downsample`)
+    # images wider than this (after `downsample`) are shrunk to it, as the 3DGS code does by default; 0 = off
+    max_width: int = 1600
     test_every: int = 8  # single-folder layout: every n-th image (sorted by name) is held out
     test_offset: int = 0  # ... starting at this index (0: images 0, n, 2n, ... as Scaffold-GS/3DGS)
     prefetch: int = 4  # images decoded ahead of use by the background loader
@@ -199,8 +200,8 @@ class DistributedConfig:
     """Several processes: under ``torchrun``, or started by ``mgs train`` itself on a CPU."""
 
     # processes ``mgs train`` starts on a CPU (without torchrun) for blocks.active >= 2: 0 = auto (one per active
-    # block, up to the physical cores, each with its share of them; 1.2x the block-steps/s of one process on as
-    # many threads, docs/benchmarks/training.md), 1 = one process, N = N
+    # block, up to the physical cores, each with its share of them: faster than one process on as many threads,
+    # docs/benchmarks/training.md), 1 = one process, N = N
     processes: int = 0
     backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)

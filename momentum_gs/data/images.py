@@ -37,19 +37,24 @@ MANIFEST = ".mgs_cache.json"
 MAX_MANIFEST_BYTES = 1 << 26
 
 
+def capped(width: int, downsample: int = 1, max_width: int = 0) -> bool:
+    """True when ``max_width`` (> 0) makes an image of ``width`` pixels narrower than ``downsample`` alone does."""
+    return max_width > 0 and width / max(int(downsample), 1) > max_width
+
+
 def target_size(width: int, height: int, downsample: int = 1, max_width: int = 0) -> tuple[int, int]:
-    """(width, height) in pixels after dividing by ``downsample``, or fitting ``max_width`` if > 0."""
-    if max_width > 0:
-        scale = min(1.0, max_width / width)
-    else:
-        scale = 1.0 / max(int(downsample), 1)
+    """(width, height) in pixels after dividing by ``downsample``, then fitting ``max_width`` if > 0 and narrower."""
+    scale = max_width / width if capped(width, downsample, max_width) else 1.0 / max(int(downsample), 1)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def cache_suffix(downsample: int = 1, max_width: int = 0, undistorted: bool = False) -> str:
-    """The cache folder suffix: ``"4"``, ``"w1600"``, ``"undistorted_4"``, ... (``""``: no cache)."""
+def cache_suffix(downsample: int = 1, max_width: int = 0, undistorted: bool = False, width: int | None = None
+                 ) -> str:
+    """The cache folder suffix: ``"4"``, ``"w1600"``, ``"undistorted_4"``, ... (``""``: no cache). With ``width``,
+    ``max_width`` names the folder only where it shrinks an image of that width (``None``: wherever it is set)."""
     parts = ["undistorted"] if undistorted else []
-    if max_width > 0:
+    cap = max_width > 0 and (width is None or capped(width, downsample, max_width))
+    if cap:
         parts.append(f"w{max_width}")
     elif downsample > 1:
         parts.append(str(downsample))

@@ -35,6 +35,8 @@ class SceneData:
         root: the scene folder.
         train, test: cameras; ``uid`` is the index within the split.
         points: [P, 3] float32 SfM points in world units; colors: [P, 3] uint8 RGB.
+        source_size: (width, height) of the widest photo of the training split as stored, before any
+            downsampling ((0, 0) where not known).
     """
 
     name: str
@@ -43,6 +45,7 @@ class SceneData:
     test: list[Camera]
     points: np.ndarray
     colors: np.ndarray
+    source_size: tuple[int, int] = (0, 0)
 
 
 def _sparse_dir(folder: Path) -> Path | None:
@@ -84,7 +87,7 @@ def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: 
         K, undistorter = intrinsics[image.camera_id]
         size = target_size(colmap_cam.width, colmap_cam.height, cfg.downsample, cfg.max_width)
         full_size = (colmap_cam.width, colmap_cam.height)
-        suffix = cache_suffix(cfg.downsample, cfg.max_width, undistorter is not None)
+        suffix = cache_suffix(cfg.downsample, cfg.max_width, undistorter is not None, colmap_cam.width)
         dst = None
         if undistorter is not None or size != full_size:
             folder = cache_root / f"{images_dir.name}_{suffix}"
@@ -152,4 +155,6 @@ def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: boo
         raise UserError(f"{root}: no training images left (data.test_every={cfg.test_every} holds out all of them)")
     train = [replace(cam, uid=i) for i, cam in enumerate(train)]
     test = [replace(cam, uid=i) for i, cam in enumerate(test)]
-    return SceneData(root.resolve().name, root, train, test, model.points.astype(np.float32), model.colors)
+    widest = max(model.cameras.values(), key=lambda camera: camera.width, default=None)
+    source = (widest.width, widest.height) if widest is not None else (0, 0)
+    return SceneData(root.resolve().name, root, train, test, model.points.astype(np.float32), model.colors, source)

@@ -1,9 +1,8 @@
 """Several training processes on one CPU machine, started by ``mgs train`` itself.
 
-With k ≥ 2 blocks trained at once (``blocks.active``), processes share a machine's cores better than threads:
-on the idle 2-core machine two processes of one thread trained 1.23-1.25× the block-steps/s of one process of
-two threads (docs/benchmarks/training.md), because each process keeps its own PyTorch ops, image loading and
-tile lists on its own core, where threads split only the kernels. So ``distributed.processes: 0`` (auto) on a CPU
+With k ≥ 2 blocks trained at once (``blocks.active``), processes share a machine's cores better than threads
+(measured in docs/benchmarks/training.md, "Processes or threads for several active blocks"): each process keeps
+its own PyTorch ops, image loading and tile lists on its own core, where threads split only the kernels. So ``distributed.processes: 0`` (auto) on a CPU
 starts one process per active block, up to the physical cores, and each takes its share of the cores
 (:func:`~momentum_gs.config.device.auto_threads` divides them by ``LOCAL_WORLD_SIZE``). The processes are the
 ones ``torchrun`` would start (gloo, :mod:`~momentum_gs.train.distributed`), without its launcher's output:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -51,11 +52,12 @@ class TrainLogger:
         world: the training processes. Only rank 0 prints, writes TensorBoard and ``train.log`` (metrics
             of all processes); with several processes each one also logs its own blocks' metrics to
             ``logs/rank<r>.log``.
+        quiet: show and record nothing (a probe's steps).
     """
 
     def __init__(self, out_dir: Path, cfg: LogConfig, start: int, total: int, world: World = SINGLE,
-                 run_config: dict | None = None):
-        enabled = world.is_main
+                 run_config: dict | None = None, quiet: bool = False):
+        enabled = world.is_main and not quiet
         self.cfg, self.enabled = cfg, enabled
         self.bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
                         disable=not enabled, file=sys.stderr, mininterval=0.5)
@@ -72,6 +74,7 @@ class TrainLogger:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.rank_file = _open_log(path, start)
         self._since_refresh = 0
+        self.started = time.perf_counter()
 
     def log(self, step: int, metrics: Metrics | dict, local: Metrics | dict | None = None) -> None:
         """Record ``metrics`` (name → number, over all processes) and this process's ``local`` ones at ``step``.
@@ -91,7 +94,8 @@ class TrainLogger:
                                  gaussians=f"{metrics['num_gaussians']:.0f}", refresh=False)
             self.bar.update(self._since_refresh)
             self._since_refresh = 0
-            self.log_file.write(json.dumps({"step": step, **metrics}) + "\n")
+            seconds = round(time.perf_counter() - self.started, 3)  # wall time since this start (a resume restarts it)
+            self.log_file.write(json.dumps({"step": step, **metrics, "seconds": seconds}) + "\n")
             self.log_file.flush()
             self.scalars(step, {f"train/{name}": value for name, value in metrics.items()})
 

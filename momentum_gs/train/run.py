@@ -8,12 +8,13 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
-from momentum_gs.config import Config, check_scene_scale, load_config, schedule_warnings
+from momentum_gs.config import Config, check_scene_scale, load_config, schedule_warnings, threads_in_use
 from momentum_gs.data.sanity import scene_warnings
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
@@ -22,6 +23,7 @@ from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.render.kernels import kernels_in_use
 from momentum_gs.train import distributed as D
+from momentum_gs.train import plan as P
 from momentum_gs.train.lock import RunLock
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.view.server import Viewer
@@ -67,7 +69,8 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
 
 
 def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = None, keep_viewer: bool = False,
-          report: Callable[[dict], None] | None = None) -> dict:
+          report: Callable[[dict], None] | None = None, budget: float | None = None, started: float | None = None,
+          plan: bool = False) -> dict:
     """Load the scene, train (continuing from the last checkpoint with ``resume``), return a summary.
 
     Under ``torchrun`` every process calls this; they join one process group and share the work
@@ -86,7 +89,8 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
     try:
         lock = _open_folder(folder, world.is_main)
         copied = not resume and keep_partition_in_run(cfg, folder)
-        trainer, compositor = _trainer(cfg, folder, device, world, resume)
+        deadline = None if budget is None else (started or time.time()) + budget
+        trainer, compositor = _trainer(cfg, folder, device, world, resume, plan, deadline, budget)
         if viewer is not None and world.is_main:
             live = _try_live_viewer(trainer, *viewer)
         with stop_on_signals(trainer, enabled=not world.distributed):
@@ -110,6 +114,8 @@ def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = No
             lock.release()
         D.close_world(world)
     summary["out"], summary["is_main"], summary["compositor"] = str(folder.root), world.is_main, compositor
+    if budget is not None:
+        summary["budget_s"], summary["wall_s"] = budget, time.time() - (started or time.time())
     if world.is_main:
         atomic_write_text(folder.summary, json.dumps(summary, indent=1) + "\n")
         if report is not None:
@@ -167,10 +173,17 @@ def _open_folder(folder: RunFolder, is_main: bool) -> RunLock | None:
     return lock
 
 
-def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool) -> tuple[Trainer, str]:
-    """The scene loaded (its warnings said), the trainer made (resumed) and the kernels in use, in words."""
+def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool, plan: bool = False,
+             deadline: float | None = None, budget: float | None = None) -> tuple[Trainer, str]:
+    """The scene loaded (its warnings said), the run probed and fitted to its budget (its plan said), the trainer
+    made (resumed) and the kernels in use, in words."""
     scene = load_scene(cfg.data)
     check_scene_scale(cfg, scene.points, [cam.center.tolist() for cam in scene.train])  # before any warning of units
+    measured, fitted = None, ""
+    if (plan or deadline is not None) and not resume:
+        measured = P.probe(cfg, scene, device, world)
+        if deadline is not None:
+            scene, measured, fitted = P.fit_to_budget(cfg, scene, device, world, measured, deadline, budget)
     trainer = Trainer(cfg, scene, folder.root, device, world)  # its blocks check an automatic voxel size
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
@@ -178,6 +191,12 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool) -> tup
     compositor = kernels_in_use(device)  # builds the C++ kernels on a machine's first CPU run
     if world.is_main:
         print(compositor, flush=True)
+        if not resume:
+            threads = threads_in_use().split(" (")[0] + (f" in each of {world.size} processes" if world.distributed else "")
+            lines = P.plan_lines(cfg, scene, trainer.total_steps, len(trainer.blocks), threads, measured,
+                                 trainer.loader.cache.capacity_bytes)
+            for line in ([fitted] if fitted else []) + lines:
+                print(line, flush=True)
     if resume:
         checkpoint = trainer.resume()
         if checkpoint is None:
@@ -240,6 +259,9 @@ def describe(summary: dict) -> str:
                "margins (`mgs eval` counts the merged model, each block cropped to its cell)")
     line = (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
             f"({summary['steps_per_second']:.2f} steps/s), {anchors} -> {summary['out']}")
+    if summary.get("budget_s"):
+        line += (f"; {P.duration(summary['wall_s'])} from the command's start, against a budget of "
+                 f"{P.duration(summary['budget_s'])}")
     peak = summary.get("peak_loaded", {})
     next_step = f"\nnext: mgs eval {summary['out']}"
     if summary.get("processes", 1) > 1:

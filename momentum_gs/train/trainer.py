@@ -128,11 +128,12 @@ class Trainer(BlockStep, Checkpointing):
         return [p for group in self.decoder_opt.param_groups for p in group["params"]]
 
     # ---- the loop -------------------------------------------------------------------------------------
-    def train(self, until: int | None = None) -> dict:
+    def train(self, until: int | None = None, quiet: bool = False) -> dict:
         """Train from ``self.step`` to the last step (or stop after global step ``until``); returns a summary.
 
         Stopping at ``until`` writes no final checkpoint, so the run folder is left exactly as a run killed
-        after that step (schedules still span the whole run); call :meth:`save` to keep the state.
+        after that step (schedules still span the whole run); call :meth:`save` to keep the state. ``quiet``:
+        no progress bar and no logs (a probe's steps).
         """
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +141,7 @@ class Trainer(BlockStep, Checkpointing):
         if self.world.is_main:
             save_config(cfg, self.folder.config)
         logger = self.logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps,
-                                           world=self.world, run_config=to_dict(cfg))
+                                           world=self.world, run_config=to_dict(cfg), quiet=quiet)
         started, first_step = time.perf_counter(), self.step
         plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
                                         self.world.size, self.world.rank)
