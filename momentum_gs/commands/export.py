@@ -9,7 +9,7 @@ import argparse
 from momentum_gs.commands.common import use_run_settings
 from momentum_gs.export.formats import FORMATS, REFINE_STEPS
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
-from momentum_gs.export.run import export_run
+from momentum_gs.export.shared import export_formats, parse_formats
 from momentum_gs.export.tiles.gltf import COMPRESSIONS
 from momentum_gs.export.tiles.lod import TILE_SIZE
 from momentum_gs.ranges import MAX_STEPS, TILE, Range, add_number
@@ -43,13 +43,23 @@ def sh_degree_help() -> str:
             f"{grouped(False, '{names} hold degree {degree} only')}")
 
 
+def _formats(text: str) -> list[str]:
+    """argparse's type of ``--format``: the format names, or one line saying what is wrong."""
+    try:
+        return parse_formats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs export``."""
     parser.add_argument("run_dir")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/export; "
-                                      f"{_names(lambda s: s.folder)} go to RUN_DIR/export/FORMAT)")
-    parser.add_argument("--format", choices=tuple(FORMATS), default="ply",
-                        help=f"what is written: {format_help()}")
+                                      f"{_names(lambda s: s.folder)} go to RUN_DIR/export/FORMAT; given, one of "
+                                      "them alone goes to --out itself, several to --out/FORMAT)")
+    parser.add_argument("--format", type=_formats, default=["ply"], metavar="FORMAT[,FORMAT...]",
+                        help=f"what is written: {format_help()}. Several, separated by commas (3dtiles,html,ply), "
+                             "share one bake")
     parser.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), help=sh_degree_help())
     add_number(parser, "--refine", dest="refine_steps", kind=int, allowed=STEPS, default=None, metavar="STEPS",
                help="train the baked Gaussians this many steps against the photos and the model's renders "
@@ -61,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_number(parser, "--tile-size", kind=int, allowed=TILE, default=TILE_SIZE, metavar="GAUSSIANS",
                help=f"3dtiles: Gaussians per tile at most, sog-lod: per finest piece (default {TILE_SIZE}); the "
                     "coarser levels have as many")
+    parser.add_argument("--keep-floaters", action="store_true",
+                        help="keep the Gaussians far outside what the photos saw (under the ground, beyond the "
+                             "capture), which an export drops by default and counts")
     parser.add_argument("--tile-compression", choices=COMPRESSIONS, default="spz",
                         help="3dtiles: each tile's Gaussians as one SPZ stream (default; glTF "
                              "KHR_gaussian_splatting_compression_spz_2, several times smaller, what CesiumJS draws "
@@ -70,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Export, and print what was written."""
     use_run_settings(args.run_dir)
-    print("\n".join(export_run(args.run_dir, format=args.format, out=args.out, sh_degree=args.sh_degree,
-                               refine_steps=args.refine_steps, refine_budget=args.refine_budget,
-                               tile_size=args.tile_size, tile_compression=args.tile_compression)))
+    print("\n".join(export_formats(args.run_dir, args.format, out=args.out, sh_degree=args.sh_degree,
+                                   refine_steps=args.refine_steps, refine_budget=args.refine_budget,
+                                   tile_size=args.tile_size, tile_compression=args.tile_compression,
+                                   keep_floaters=args.keep_floaters)))

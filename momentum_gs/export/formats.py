@@ -48,6 +48,7 @@ class Request:
     refine_budget: float | None
     tile_size: int
     tile_compression: str
+    keep_floaters: bool = False  # keep the Gaussians far outside what the photos saw (export.floaters)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _scaffold(request: Request) -> list[str]:
 
 def _tiles(request: Request) -> list[str]:
     return export_tiles(request.run.root, request.out, sh_degree=request.sh_degree, tile_size=request.tile_size,
-                        tile_compression=request.tile_compression)
+                        tile_compression=request.tile_compression, keep_floaters=request.keep_floaters)
 
 
 def _sog_lod(request: Request) -> list[str]:

@@ -34,6 +34,7 @@ from momentum_gs.data.georef import read_georef
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
+from momentum_gs.export.floaters import drop_floaters, dropped_line, views_of
 from momentum_gs.export.tiles.gltf import COMPRESSIONS, save_glb
 from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, merge_tiles
 from momentum_gs.export.tiles.tileset import TILES_FOLDER, write_tileset
@@ -57,22 +58,41 @@ class TilesWritten:
 
 
 def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_size: int = TILE_SIZE,
-                 tile_compression: str = "spz") -> list[str]:
+                 tile_compression: str = "spz", keep_floaters: bool = False) -> list[str]:
     """Write ``out/tileset.json`` and ``out/tiles/*.glb`` of a run, baked block by block, tiles of at most
     ``tile_size`` Gaussians, each tile's Gaussians as one SPZ stream (``tile_compression`` "spz", what CesiumJS
-    draws) or float32 attributes ("none"); returns the lines to print."""
+    draws) or float32 attributes ("none"), without the Gaussians far outside what the photos saw unless
+    ``keep_floaters`` (:mod:`momentum_gs.export.floaters`); returns the lines to print."""
     if tile_compression not in COMPRESSIONS:
         raise UserError(f"--tile-compression must be one of {', '.join(COMPRESSIONS)}, got {tile_compression}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; the tileset needs a folder (--out)")
     cfg, _, blocks, _ = load_blocks(Path(run_dir))
-    cameras = load_scene(cfg.data).train
+    scene = load_scene(cfg.data)
     georef = read_georef(Path(cfg.data.path))
     if all(block.num_anchors == 0 for block in blocks):
         raise UserError("no block of the run holds anchors in its cell; nothing to export")
-    written = write_tiles(bake_blocks(blocks, cameras, cfg.render, sh_degree), out, tile_size, georef,
+    box = views_of(scene, georef, keep_floaters)
+    counts = [0, 0]  # Gaussians baked, dropped
+
+    def kept(stream: Iterable[StandardGaussians]) -> Iterator[StandardGaussians]:
+        for gaussians in stream:
+            counts[0] += len(gaussians)
+            gaussians, dropped = drop_floaters(gaussians, box)
+            counts[1] += dropped
+            yield gaussians
+            del gaussians
+
+    written = write_tiles(kept(bake_blocks(blocks, scene.train, cfg.render, sh_degree)), out, tile_size, georef,
                           tile_compression)
+    return tiles_lines(written, sh_degree, tile_size, tile_compression, georef, cfg.data.path,
+                       dropped_line(counts[1], counts[0]))
+
+
+def tiles_lines(written: "TilesWritten", sh_degree: int, tile_size: int, tile_compression: str, georef: dict | None,
+                data_path: str, dropped: str = "") -> list[str]:
+    """The lines a 3D Tiles export prints: what it wrote, where it stands on the globe, and what was dropped."""
     lines = [f"exported {written.gaussians} standard 3D Gaussians (SH degree {sh_degree}) of {written.blocks} "
              f"block(s) as {written.tiles} tiles of at most {tile_size} Gaussians in {written.levels} levels to "
              f"{written.path} ({written.tile_bytes / 2**20:.1f} MB of tiles), 3D Tiles 1.1 with glTF "
@@ -81,11 +101,11 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
     if georef:
         o = georef["origin"]
         lines.append(f"placed on the globe: the scene's origin at latitude {o['lat']:.6f}, longitude {o['lon']:.6f}, "
-                     f"{o['alt']:.1f} m (WGS84, from {Path(cfg.data.path) / 'georef.json'})")
+                     f"{o['alt']:.1f} m (WGS84, from {Path(data_path) / 'georef.json'})")
     else:
         lines.append("not placed on the globe: the scene has no georef.json (mgs sfm writes one from photos with "
                      "GPS), so the tileset is in the scene's own frame")
-    return lines
+    return lines + ([dropped] if dropped else [])
 
 
 def bake_blocks(blocks: list[GaussianScene], cameras: list[Camera], render_cfg: RenderConfig,

@@ -1,0 +1,89 @@
+"""Gaussians far from what the photos saw, dropped at export.
+
+Training leaves a few Gaussians where no photo constrains them: beyond the capture's edge, under the ground (seen
+through it), behind the cameras. They cost little in the photos' views but stretch every box an export derives
+from the Gaussians: a 3D Tiles root box several times the scene, a viewer that opens far away through a shell of
+strays. :func:`kept_by_views` keeps a Gaussian whose centre lies in front of at least one training camera and
+inside its image, widened by :data:`MARGIN` on each side; in a georeferenced scene (East-North-Up metres, z up) it
+also drops those deeper under the ground (the SfM points' median height) than the cameras fly above it (their
+median height over that ground): nadir photos barely tell depth apart, and training leaves colour on Gaussians
+well under the ground that the photos do see, which dropping would take from the renders, but none that deep.
+An export drops the rest and says how many (``--keep-floaters`` keeps them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from momentum_gs.data.camera import Camera
+from momentum_gs.data.scene import SceneData
+from momentum_gs.model.standard import StandardGaussians
+
+MARGIN = 0.05  # the images widened by this share of their size on each side
+DEPTH = 1.0  # how deep under the ground is kept, in flight heights
+CHUNK = 1 << 18  # Gaussians tested at once
+
+
+def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray | None = None,
+                  z_up: bool = False) -> torch.Tensor:
+    """[N] bool: the Gaussians at ``means`` [N, 3] kept (module notes); ``points`` [P, 3], the SfM points, and
+    ``z_up`` give the floor in a georeferenced scene."""
+    means = means.detach().to("cpu", torch.float64)
+    keep = torch.zeros(len(means), dtype=torch.bool)
+    if not cameras:
+        return ~keep
+    rotations = torch.stack([c.world_to_cam[:3, :3] for c in cameras]).double()  # [C, 3, 3]
+    shifts = torch.stack([c.world_to_cam[:3, 3] for c in cameras]).double()  # [C, 3]
+    K = torch.stack([c.K for c in cameras]).double()
+    size = torch.tensor([[c.width, c.height] for c in cameras], dtype=torch.float64)
+    low, high = -MARGIN * size, (1 + MARGIN) * size  # [C, 2] pixel bounds
+    for start in range(0, len(means), CHUNK):
+        x = means[start:start + CHUNK]
+        cam = torch.einsum("cij,nj->cni", rotations, x) + shifts[:, None]  # [C, n, 3]
+        depth = cam[..., 2]
+        pixel = torch.einsum("cij,cnj->cni", K[:, :2, :], cam) / depth.clamp_min(1e-9)[..., None]
+        seen = (depth > 0) & ((pixel >= low[:, None]) & (pixel <= high[:, None])).all(-1)
+        keep[start:start + CHUNK] = seen.any(0)
+    if z_up and points is not None and len(points):
+        ground = float(np.median(np.asarray(points, np.float64).reshape(-1, 3)[:, 2]))
+        height = float(np.median([camera.center[2].item() for camera in cameras])) - ground
+        if height > 0:
+            keep &= means[:, 2] >= ground - DEPTH * height
+    return keep
+
+
+@dataclass(frozen=True)
+class Views:
+    """What :func:`kept_by_views` tests against: the training cameras, the SfM points, whether z is up."""
+
+    cameras: list[Camera]
+    points: np.ndarray
+    z_up: bool
+
+
+def views_of(scene: SceneData, georef: dict | None, keep_floaters: bool) -> Views | None:
+    """The :class:`Views` of ``scene`` (z up when it has a georef), or None with ``keep_floaters``."""
+    return None if keep_floaters else Views(scene.train, scene.points, georef is not None)
+
+
+def drop_floaters(gaussians: StandardGaussians, views: Views | None) -> tuple[StandardGaussians, int]:
+    """``gaussians`` kept by :func:`kept_by_views` (``views`` None: all of them), and how many were dropped."""
+    if views is None or len(gaussians) == 0:
+        return gaussians, 0
+    inside = kept_by_views(gaussians.means, views.cameras, views.points, views.z_up).to(gaussians.means.device)
+    dropped = int((~inside).sum())
+    if dropped == 0:
+        return gaussians, 0
+    return StandardGaussians(*(t[inside] for t in (gaussians.means, gaussians.quats, gaussians.scales,
+                                                    gaussians.opacities, gaussians.sh))), dropped
+
+
+def dropped_line(dropped: int, total: int) -> str:
+    """The line saying how many Gaussians an export dropped, or "" when none was."""
+    if not dropped:
+        return ""
+    return (f"dropped {dropped:,} of {total:,} Gaussians ({100 * dropped / max(total, 1):.1f} %) that no photo saw "
+            "(beyond the capture, under the ground; --keep-floaters keeps them)")

@@ -1,0 +1,165 @@
+"""`mgs run`'s pieces: one bake shared by several exports, the floaters an export drops, the stages kept and redone,
+and the site's page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from momentum_gs.data.scene import load_scene
+from momentum_gs.config import DataConfig
+from momentum_gs.errors import UserError
+from momentum_gs.export.floaters import Views, drop_floaters, kept_by_views
+from momentum_gs.export.shared import export_formats, parse_formats, with_degree
+from momentum_gs.export.standard_ply import load_standard_ply
+from momentum_gs.export.tiles.gltf import load_glb
+from momentum_gs.site import stages
+from momentum_gs.site.folder import Site
+from momentum_gs.site.page import page_html
+from tests.helpers.tiles import random_gaussians
+from tests.helpers.tiny_training import train_tiny
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_scene, tmp_path_factory):
+    """The tiny scene trained briefly (its own copy, which a test may give a georef)."""
+    folder = tmp_path_factory.mktemp("site")
+    scene = shutil.copytree(tiny_scene, folder / "scene")
+    return train_tiny(scene, folder / "run"), scene
+
+
+def _leaves(tileset: Path) -> list[Path]:
+    """The content files of the tileset's leaves."""
+    found = []
+
+    def walk(tile: dict) -> None:
+        if tile.get("children"):
+            for child in tile["children"]:
+                walk(child)
+        elif "content" in tile:
+            found.append(tileset.parent / tile["content"]["uri"])
+
+    walk(json.loads(tileset.read_text())["root"])
+    return found
+
+
+def _sorted_rows(values: torch.Tensor) -> np.ndarray:
+    rows = values.detach().cpu().numpy().astype(np.float64)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_several_formats_share_one_bake(trained, tmp_path):
+    run, _ = trained
+    lines = export_formats(run, ["3dtiles", "html", "ply"], out=tmp_path / "out", refine_steps=0,
+                           tile_compression="none")
+    assert sum(line.startswith("one bake for 3dtiles, html, ply") for line in lines) == 1
+    ply = load_standard_ply(tmp_path / "out" / "point_cloud.ply")
+    tiles = [load_glb(path) for path in _leaves(tmp_path / "out" / "3dtiles" / "tileset.json")]
+    leaves = torch.cat([t.means for t in tiles]), torch.cat([t.opacities.reshape(-1) for t in tiles])
+    assert len(leaves[0]) == len(ply) > 0
+    # the same Gaussians (the tiles keep float32 positions about their box's centre: equal to rounding)
+    np.testing.assert_allclose(_sorted_rows(leaves[0]), _sorted_rows(ply.means), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.sort(leaves[1].numpy()), np.sort(ply.opacities.reshape(-1).numpy()), rtol=0,
+                               atol=1e-6)
+    assert (tmp_path / "out" / "scene.html").stat().st_size > 0
+    assert ply.degree == 3
+
+
+def test_format_lists_are_read_and_a_wrong_name_is_one_line():
+    assert parse_formats("3dtiles, html,ply,ply") == ["3dtiles", "html", "ply"]
+    with pytest.raises(ValueError, match="'glb' is not a format"):
+        parse_formats("ply,glb")
+    result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", "RUN", "--format", "ply,glb"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "'glb' is not a format" in result.stderr
+
+
+def test_cutting_the_colours_keeps_the_gaussians():
+    gaussians = random_gaussians(50, degree=3)
+    dc = with_degree(gaussians, 0)
+    assert dc.degree == 0 and torch.equal(dc.means, gaussians.means) and torch.equal(dc.sh[:, 0], gaussians.sh[:, 0])
+
+
+def test_gaussians_no_photo_saw_are_dropped_and_the_seen_kept(tiny_scene):
+    scene = load_scene(DataConfig(path=str(tiny_scene)))
+    points = scene.points.astype(np.float64)
+    seen = torch.tensor(points[::7], dtype=torch.float32)  # SfM points: each seen by some photo
+    centre = points.mean(0)
+    extent = float(np.ptp(points, axis=0).max())
+    away = torch.tensor(np.array([centre + [50 * extent, 0, 0], centre + [0, -40 * extent, 0]]), dtype=torch.float32)
+    means = torch.cat([seen, away])
+    keep = kept_by_views(means, scene.train)
+    assert keep[: len(seen)].all() and not keep[len(seen):].any()
+    # z up (a georeferenced scene): far under the ground is dropped even where the photos look
+    below = torch.tensor([[*centre[:2], points[:, 2].min() - 0.5 * extent]], dtype=torch.float32)
+    assert kept_by_views(below, scene.train).all()  # the photos look there: seen through the ground
+    assert not kept_by_views(below, scene.train, points, z_up=True).any()
+    gaussians = random_gaussians(len(means), degree=0)
+    gaussians.means = means
+    kept, dropped = drop_floaters(gaussians, Views(scene.train, points, False))
+    assert dropped == 2 and len(kept) == len(seen)
+    assert drop_floaters(gaussians, None) == (gaussians, 0)
+
+
+def _site_with_scene(tiny_scene: Path, tmp_path: Path) -> Site:
+    """A site whose sfm stage is done: the tiny scene as its scene."""
+    site = Site(tmp_path / "site")
+    shutil.copytree(tiny_scene, site.scene)
+    site.load()
+    site.record["photos"] = str((tmp_path / "photos").resolve())
+    site.mark("sfm", 1.0)
+    (tmp_path / "photos").mkdir()
+    return site
+
+
+@pytest.mark.slow
+def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_path, monkeypatch):
+    site = _site_with_scene(tiny_scene, tmp_path)
+    said = []
+    stages.run_stages(tmp_path / "photos", site, 20.0, "auto", None, say=said.append)
+    assert [stage for stage in stages.STAGES if Site(site.root).load().done(stage)] == list(stages.STAGES)
+    assert "sfm: done before" in said[0]
+    checkpoint = next((site.run / "ckpt").glob("*.pt"))
+    stamp = checkpoint.stat().st_mtime_ns
+    page = site.page.read_text()
+    assert "held-out views" in page and "export/point_cloud.ply" in page and "run/eval/strip.png" in page
+    said.clear()
+    stages.run_stages(tmp_path / "photos", site, 20.0, "auto", None, say=said.append)
+    assert all("done before" in line for line in said)
+    said.clear()
+    stages.run_stages(tmp_path / "photos", site, 20.0, "auto", "export", say=said.append)
+    assert checkpoint.stat().st_mtime_ns == stamp and "== export" in said and "== page" in said
+
+    def broken(*args, **kwargs):
+        raise UserError("the export broke")
+
+    monkeypatch.setattr(stages, "export_formats", broken)
+    with pytest.raises(UserError, match="the export broke"):
+        stages.run_stages(tmp_path / "photos", site, 20.0, "auto", "export", say=said.append)
+    record = Site(site.root).load()
+    assert record.done("train") and record.done("eval") and not record.done("export")
+    assert checkpoint.stat().st_mtime_ns == stamp
+
+
+def test_a_site_made_from_other_photos_is_refused(tiny_scene, tmp_path):
+    site = _site_with_scene(tiny_scene, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(UserError, match="was made from the photos in"):
+        stages.run_stages(other, site, None, "auto", None, say=lambda line: None)
+
+
+def test_the_page_without_cesium_shows_the_scene_in_its_own_viewer(tmp_path):
+    site = Site(tmp_path / "site")
+    (site.export).mkdir(parents=True)
+    (site.export / "scene.html").write_text("<html></html>")
+    page = page_html(site.load(), globe=False)
+    assert '<iframe src="export/scene.html">' in page and "npm install -g cesium" in page
+    assert "Cesium.Cesium3DTileset.fromUrl(\"export/3dtiles/tileset.json\")" in page_html(site, globe=True)
