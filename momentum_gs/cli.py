@@ -1,5 +1,5 @@
 """The ``mgs`` command: a table of the sub-commands, each a module of :mod:`momentum_gs.commands` with
-``add_arguments(parser)`` and ``run(args)``: train, eval, export, render, distill, mesh, sfm, view, synth, demo,
+``add_arguments(parser)`` and ``run(args)``: run, train, eval, export, render, distill, mesh, sfm, view, synth, demo,
 partition, table, convert, config.
 
 Only the module of the command given is imported (``mgs --help`` and a bad command line answer at once). Bad
@@ -19,6 +19,8 @@ from momentum_gs import __version__
 from momentum_gs.errors import DataWarning, Interrupted, UserError
 
 COMMANDS = {  # name: what it does; its module is momentum_gs.commands.<name>
+    "run": "photos to a site in one command: sfm, training (--time), evaluation, one bake for 3D Tiles, a web page "
+           "and a PLY, and SITE/index.html with the city on the globe",
     "train": "train a model on a COLMAP scene",
     "eval": "render and score the held-out views of a run",
     "export": "write the trained scene as a standard 3DGS PLY (or .splat, .spz, SOG, a web page, 3D Tiles with "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from momentum_gs.commands.train import train_from_args
+from momentum_gs.train.start import train_from_args
 from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError

@@ -342,7 +342,7 @@ def test_a_bad_run_summary_is_one_line(tmp_path, content, message):
 def moved_run(tiny_scene, tmp_path_factory) -> Path:
     """A run of 2 blocks (blocks.partition=auto:2: the partition inside the run folder), moved to another folder
     after training, so the absolute path its checkpoint records no longer exists."""
-    from momentum_gs.commands.train import train_from_args
+    from momentum_gs.train.start import train_from_args
 
     folder = tmp_path_factory.mktemp("moved")
     train_from_args(None, str(tiny_scene), str(folder / "trained"),
@@ -407,7 +407,7 @@ def test_a_checkpoint_cannot_name_a_partition_outside_its_run(moved_run, tmp_pat
 
 @pytest.mark.slow
 def test_a_moved_run_resumes_with_its_own_partition(moved_run, tmp_path):
-    from momentum_gs.commands.train import train_from_args
+    from momentum_gs.train.start import train_from_args
 
     copy = copy_run(moved_run, tmp_path)
     before = load_checkpoint(latest_checkpoint(copy / "ckpt"))["step"]

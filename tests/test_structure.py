@@ -89,6 +89,7 @@ FLOORS = [
     {"eval", "mesh"},
     {"view"},
     {"train", "export"},  # the viewer of a training sits below both; the export scores with eval's metrics
+    {"site"},  # mgs run: every stage's work, from the SfM to the page
     {"commands"},
     {"cli"},
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from momentum_gs.commands.train import AUTO, auto_partition_in_run
+from momentum_gs.train.start import AUTO, auto_partition_in_run
 from momentum_gs.config import SHIPPED, find_config
 from momentum_gs.data.synthetic import make_synthetic_scene
 from momentum_gs.errors import UserError

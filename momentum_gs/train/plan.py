@@ -3,7 +3,7 @@
 A short probe trains a throwaway copy of the run (the same scene, config, device and processes, in a temporary
 folder) for a few steps and times them; the run itself then starts from step 0 with its own seeds, so the probe
 changes no bit of it. The first model is the smallest the run will see: anchors grow while ``strategy``'s
-window is open, and the steps slow with them. :data:`GROWTH` is that slowdown over a whole run, between the ones
+window is open, and the steps slow with them. :data:`GROWTH` is that slowdown over a whole run, within the range
 measured on brighton_beach and the demo city (docs/benchmarks/training.md, "The plan and --time"), so that a
 budget is neither overrun nor left unused by much.
 
@@ -33,14 +33,14 @@ from momentum_gs.errors import UserError
 from momentum_gs.train import distributed as D
 from momentum_gs.train.trainer import Trainer
 
-GROWTH = 1.25  # a whole run's mean step time over its first steps' (module docstring)
+GROWTH = 1.35  # a whole run's mean step time over its first steps' (module docstring)
 PROBE_WARMUP = 2  # steps that load the kernels and the first images, not timed
 PROBE_SECONDS = 10.0  # about how long the timed steps take
 PROBE_STEPS = (3, 20)  # the fewest and the most timed steps (a fixed 5 with several processes)
 LONG_S = 3600.0  # past this, the plan names what shortens the run
 RESERVE = (1.0, 0.01)  # seconds and share of the budget kept for the last checkpoint and the summary
 MIN_STEPS = 30  # the fewest steps a budget may leave
-SMALL_STEPS = 1000  # under this many steps per block a budget shrinks the images (at most SHRINKS times)
+SMALL_STEPS = 2000  # under this many steps per block a budget shrinks the images (at most SHRINKS times)
 SHRINKS = 2
 # The schedules that --time scales with the steps, besides SCHEDULE_KEYS (0 = off stays off).
 SCALED = (*SCHEDULE_KEYS, "weighting.eval_interval", "log.image_every", "log.checkpoint_every", "blocks.interval")
@@ -187,6 +187,12 @@ def _agreed(world: D.World, value: int) -> int:
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
     return int(box[0])
+
+
+def reserve_seconds(budget: float) -> float:
+    """Seconds of a budget kept for the last checkpoint and the summary (:data:`RESERVE`)."""
+    fixed, share = RESERVE
+    return fixed + share * budget
 
 
 def steps_for_budget(cfg: Config, probe: Probe, seconds_left: float) -> int:

@@ -185,6 +185,8 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool, plan: 
         if deadline is not None:
             scene, measured, fitted = P.fit_to_budget(cfg, scene, device, world, measured, deadline, budget)
     trainer = Trainer(cfg, scene, folder.root, device, world)  # its blocks check an automatic voxel size
+    if deadline is not None:  # a pace slower than the probe's says ends at the budget, with its checkpoint
+        trainer.deadline = deadline - P.reserve_seconds(budget)
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)
@@ -262,6 +264,9 @@ def describe(summary: dict) -> str:
     if summary.get("budget_s"):
         line += (f"; {P.duration(summary['wall_s'])} from the command's start, against a budget of "
                  f"{P.duration(summary['budget_s'])}")
+    if summary.get("stopped_at_deadline"):
+        line += ("\nstopped at the budget before the planned last step: the steps went slower than the probe's pace "
+                 "as the anchors grew (the learning rates had not finished their decay)")
     peak = summary.get("peak_loaded", {})
     next_step = f"\nnext: mgs eval {summary['out']}"
     if summary.get("processes", 1) > 1:

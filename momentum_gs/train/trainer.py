@@ -106,6 +106,9 @@ class Trainer(BlockStep, Checkpointing):
         # it costs no host sync per step; read when the logger reads anyway, and before every checkpoint.
         self.first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
         self.stop_requested = False  # set by SIGINT/SIGTERM (single process): checkpoint, then stop
+        # time.time() past which train() stops after the step, writing its checkpoint (``--time``; None: never)
+        self.deadline: float | None = None
+        self.stopped_at_deadline = False
         self.view = None  # a live viewer's source (momentum_gs.view.sources.TrainingSource) on rank 0, or None
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
@@ -158,6 +161,9 @@ class Trainer(BlockStep, Checkpointing):
                 self.after_step()
                 if self.view is not None:
                     self.view.step_done(self.step, metrics)  # waits here while the viewer's pause is on
+                if self.step % cfg.log.progress_every == 0 and self._past_deadline():
+                    self.stopped_at_deadline = True
+                    break
                 if self.stop_requested:
                     path = self.save()
                     raise Interrupted(f"interrupted at step {self.step}; saved {path}; continue with "
@@ -165,7 +171,7 @@ class Trainer(BlockStep, Checkpointing):
         finally:
             logger.close()  # ends the progress bar's line, so an error message stands on its own
             self.logger = None
-        checkpoint = self.save() if self.step == self.total_steps else None
+        checkpoint = self.save() if self.step == self.total_steps or self.stopped_at_deadline else None
         seconds = time.perf_counter() - started
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
                 "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
@@ -173,7 +179,17 @@ class Trainer(BlockStep, Checkpointing):
                 "peak_loaded": self.placement.peak_loaded,
                 "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
                 "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
+                "stopped_at_deadline": self.stopped_at_deadline,
                 "checkpoint": checkpoint and str(checkpoint)}
+
+    def _past_deadline(self) -> bool:
+        """Whether :attr:`deadline` has passed (process 0's clock decides for every process)."""
+        if self.deadline is None:
+            return False
+        past = torch.tensor([float(time.time() >= self.deadline)])
+        if self.world.distributed:
+            torch.distributed.broadcast(past, src=0)
+        return bool(past.item())
 
     def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> tuple[Metrics, Metrics]:
         """One global step: every active block takes one step on its view; the decoder takes one averaged step.

@@ -1,0 +1,130 @@
+"""The stages of ``mgs run PHOTOS --out SITE``: sfm, train, eval, export, page, each kept once done.
+
+``SITE/stages.json`` records the photos and each finished stage (with its seconds); running again skips the
+finished stages, ``--from STAGE`` redoes that stage and the ones after it, and a stage that fails leaves the
+earlier ones as they were (each writes only its own folder). The folders:
+
+- ``SITE/scene``: the training scene of ``mgs sfm`` (images/, sparse/0, sfm.json, cameras.png, georef.json);
+- ``SITE/run``: the training run (a partition of its own when there are several blocks), ``SITE/run/eval``;
+- ``SITE/export``: one bake shared by the 3D Tiles, the web page and the PLY (:mod:`momentum_gs.export.shared`);
+- ``SITE/index.html``: the page of the site (:mod:`momentum_gs.site.page`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from momentum_gs.config import DataConfig
+from momentum_gs.config.device import cores
+from momentum_gs.data.georef import read_georef
+from momentum_gs.data.scene import load_scene
+from momentum_gs.data.sfm.options import SfmOptions
+from momentum_gs.data.sfm.run import run_sfm, summary_lines as sfm_lines
+from momentum_gs.errors import UserError
+from momentum_gs.eval.evaluate import evaluate_run, summary_lines as eval_lines
+from momentum_gs.export.refine import REFINE_BUDGET_CPU
+from momentum_gs.export.shared import export_formats
+from momentum_gs.io.checkpoint import latest_checkpoint
+from momentum_gs.site.folder import Site
+from momentum_gs.site.page import write_page
+from momentum_gs.train.start import start as start_training
+
+STAGES = ("sfm", "train", "eval", "export", "page")
+PHOTOS_PER_BLOCK = 150  # --blocks auto: a block per this many photos ...
+BLOCK_METRES = 150.0  # ... and at least this wide (georeferenced scenes)
+MAX_AUTO_BLOCKS = 8
+EXPORTS = ["3dtiles", "html", "ply"]
+REFINE_SHARE = 0.2  # with --time, the export's refinement gets this share of the training's budget, at most its default
+
+
+def auto_blocks(photos: int, scene_dir: Path) -> tuple[int, str]:
+    """(blocks, why) for ``--blocks auto``: one per :data:`PHOTOS_PER_BLOCK` photos, each at least
+    :data:`BLOCK_METRES` across in a georeferenced scene, at most :data:`MAX_AUTO_BLOCKS`."""
+    by_photos = max(1, round(photos / PHOTOS_PER_BLOCK))
+    why = f"one per {PHOTOS_PER_BLOCK} photos"
+    if read_georef(scene_dir) is not None:
+        points = load_scene(DataConfig(path=str(scene_dir)), images=False).points
+        if len(points):
+            lo, hi = np.quantile(points[:, :2], [0.01, 0.99], axis=0)
+            by_area = max(1, math.floor(float(np.prod(hi - lo)) / BLOCK_METRES**2))
+            if by_area < by_photos:
+                by_photos, why = by_area, f"each block at least {BLOCK_METRES:.0f} m across"
+    count = min(MAX_AUTO_BLOCKS, by_photos)
+    return count, f"--blocks auto: {why}, at most {MAX_AUTO_BLOCKS}"
+
+
+def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, first: str | None,
+               say=print) -> dict:
+    """Run the stages not yet done (all from ``first`` on); returns the record. Each stage's own lines are printed
+    as it goes (``say``)."""
+    site.root.mkdir(parents=True, exist_ok=True)
+    site.load()
+    photos = photos.resolve()
+    known = site.record.get("photos")
+    if known and known != str(photos) and first != "sfm":
+        raise UserError(f"{site.root} was made from the photos in {known}, not {photos}: give those, another --out, "
+                        "or --from sfm to start again from these")
+    site.record["photos"] = str(photos)
+    if first is not None:
+        site.forget(list(STAGES[STAGES.index(first):]))
+    steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks,
+                                                                                       first == "train"),
+             "eval": lambda: _eval(site), "export": lambda: _export(site, budget), "page": lambda: write_page(site)}
+    for stage in STAGES:
+        if site.done(stage):
+            say(f"{stage}: done before ({site.record['stages'][stage]['seconds']:.0f} s); --from {stage} redoes it")
+            continue
+        say(f"== {stage}")
+        started = time.perf_counter()
+        for line in steps[stage]() or []:
+            say(line)
+        site.mark(stage, time.perf_counter() - started)
+    return site.record
+
+
+def _sfm(photos: Path, site: Site, again: bool) -> list[str]:
+    report = run_sfm(photos, site.scene, SfmOptions(overwrite=again or site.scene.exists()))
+    return sfm_lines(report)
+
+
+def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[str]:
+    if again and site.run.exists():
+        shutil.rmtree(site.run)
+    resume = site.run.is_dir() and latest_checkpoint(site.run / "ckpt") is not None
+    images = site.scene / "images"
+    photos = sum(1 for p in images.iterdir() if p.is_file()) if images.is_dir() else 0
+    count, why = (int(blocks), f"--blocks {blocks}") if blocks != "auto" else auto_blocks(photos, site.scene)
+    overrides = []
+    lines = []
+    if count > 1:
+        active = min(count, cores()[0])
+        overrides += [f"blocks.partition=auto:{count}", f"blocks.active={active}"]
+        lines.append(f"blocks: {count} ({why}), {active} trained at a time")
+    else:
+        lines.append(f"blocks: 1 ({why})")
+    for line in lines:
+        print(line, flush=True)
+    if resume:
+        print(f"train: {site.run} holds a killed training; resuming it", flush=True)
+    args = argparse.Namespace(config=None, data=str(site.scene), out=str(site.run), resume=resume,
+                              time=None if resume else budget, viewer=False, viewer_exit=False, port=8080,
+                              host="127.0.0.1", overrides=[] if resume else overrides)
+    start_training(args)
+    return []
+
+
+def _eval(site: Site) -> list[str]:
+    return eval_lines(evaluate_run(site.run), site.run)
+
+
+def _export(site: Site, budget: float | None) -> list[str]:
+    refine_budget = None if budget is None else min(REFINE_BUDGET_CPU, REFINE_SHARE * budget)
+    if site.export.exists():
+        shutil.rmtree(site.export)
+    return export_formats(site.run, EXPORTS, out=site.export, refine_budget=refine_budget)
