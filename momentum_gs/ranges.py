@@ -96,6 +96,9 @@ FRAME_SECONDS = Range(0.001, 60, why="a millisecond is a 1000 fps target, beyond
 # Gaussians in one tile: 16 M of SH degree 3 are 4 GB, more than any viewer loads.
 TILE = Range(1, 1 << 24, why="a tile holds at least one Gaussian, and 16 M of SH degree 3 are 4 GB, more than any "
              "viewer loads")
+# Files one export of tiles may write (3D Tiles, streamed SOG): past it a user uploads or serves a folder no server
+# lists comfortably, and a --tile-size far too small for the scene is the usual cause.
+MAX_TILE_FILES = 100_000
 # A coordinate in world units: the model holds positions as float32.
 COORDINATE = Range(-FLOAT32_MAX, FLOAT32_MAX, why="world coordinates are float32, at most 3.4e38 in size")
 # Shrinking the images (data.downsample, data.max_width): a scene's images are at most MAX_WIDTH pixels a side.

@@ -163,3 +163,22 @@ def test_the_page_without_cesium_shows_the_scene_in_its_own_viewer(tmp_path):
     page = page_html(site.load(), globe=False)
     assert '<iframe src="export/scene.html">' in page and "npm install -g cesium" in page
     assert "Cesium.Cesium3DTileset.fromUrl(\"export/3dtiles/tileset.json\")" in page_html(site, globe=True)
+
+
+def test_a_tile_size_that_would_write_too_many_files_is_refused_before_the_first(trained, tmp_path, monkeypatch):
+    from momentum_gs.export.run import export_run
+    from momentum_gs.export.tiles import lod
+
+    assert lod.tiles_at_most([32768], 32768) == 2 and lod.tiles_at_most([40000], 32768) == 4  # 1 or 3, + 1 above
+    with pytest.raises(UserError, match=r"--tile-size 1 would cut 228,357 Gaussians into up to 524,288 tile files, "
+                                        r"more than the 100,000 one export may write; --tile-size 8 or more"):
+        lod.check_tile_count([228_357], 1)
+    lod.check_tile_count([228_357], 8)
+    run, _ = trained
+    monkeypatch.setattr(lod, "MAX_TILE_FILES", 6)
+    for name in ("3dtiles", "ply,3dtiles"):
+        out = tmp_path / name
+        with pytest.raises(UserError, match="would cut"):
+            export_formats(run, parse_formats(name), out=out, tile_size=64, refine_steps=0) if "," in name else \
+                export_run(run, format=name, out=out, tile_size=64)
+        assert not (out / "tiles").exists() and not (out / "3dtiles").exists() and not (out / "point_cloud.ply").exists()

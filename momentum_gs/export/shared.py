@@ -20,7 +20,7 @@ from momentum_gs.export.floaters import views_of
 from momentum_gs.export.formats import FORMATS, Context, merged_model
 from momentum_gs.export.run import baked_for_export, export_run
 from momentum_gs.export.tiles.blocks import tiles_lines, write_tiles
-from momentum_gs.export.tiles.lod import TILE_SIZE
+from momentum_gs.export.tiles.lod import TILE_SIZE, check_tile_count
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.io.splat_transform import splat_transform_command
 from momentum_gs.model.standard import StandardGaussians
@@ -93,6 +93,8 @@ def _export_shared(run: RunFolder, names: list[str], out: Path, options: dict) -
                                                options["refine_budget"], box)
     lines = [f"one bake for {', '.join(names)}: {len(gaussians)} standard 3D Gaussians, SH degree {degree}, {how}"]
     lines += [dropped] if dropped else []
+    if "3dtiles" in names:  # before any format's file
+        check_tile_count([len(gaussians)], options["tile_size"])
     context = Context(scene.train[0], cfg.render.background, georef, command)
     for name in names:
         spec, own = FORMATS[name], with_degree(gaussians, degrees[name])

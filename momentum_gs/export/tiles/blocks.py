@@ -36,7 +36,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
 from momentum_gs.export.floaters import drop_floaters, dropped_line, views_of
 from momentum_gs.export.tiles.gltf import COMPRESSIONS, save_glb
-from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, merge_tiles
+from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, check_tile_count, merge_tiles
 from momentum_gs.export.tiles.tileset import TILES_FOLDER, write_tileset
 from momentum_gs.io.safe_path import inside
 from momentum_gs.model.gaussian_scene import GaussianScene
@@ -73,6 +73,7 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
     georef = read_georef(Path(cfg.data.path))
     if all(block.num_anchors == 0 for block in blocks):
         raise UserError("no block of the run holds anchors in its cell; nothing to export")
+    check_tile_count([block.num_anchors * block.anchors.n_offsets for block in blocks], tile_size)
     box = views_of(scene, georef, keep_floaters)
     counts = [0, 0]  # Gaussians baked, dropped
 

@@ -16,6 +16,7 @@ from the camera, with a screen-space error in pixels to decide when to open a ti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,9 +26,34 @@ import torch
 from momentum_gs.errors import UserError
 from momentum_gs.model.lod import extent, merge_to
 from momentum_gs.model.standard import StandardGaussians
-from momentum_gs.ranges import TILE, check_number
+from momentum_gs.ranges import MAX_TILE_FILES, TILE, check_number
 
 TILE_SIZE = 32_768  # Gaussians per tile at most, by default (--tile-size)
+
+
+def tiles_at_most(counts: list[int], tile_size: int) -> int:
+    """An upper bound of the tiles the trees of blocks of ``counts`` Gaussians make (median cuts until a leaf holds
+    ``tile_size`` at most: at most 2^d leaves at depth d = ⌈log2(n / tile_size)⌉, 2^(d+1) − 1 tiles), plus one tile
+    above the blocks for each block."""
+    total = 0
+    for n in counts:
+        depth = max(0, math.ceil(math.log2(n / tile_size))) if n > tile_size else 0
+        total += 2 ** (depth + 1) - 1 if n else 0
+    return total + len(counts)
+
+
+def check_tile_count(counts: list[int], tile_size: int, option: str = "--tile-size") -> None:
+    """Refuse, in one line and before any file is written, tiles of ``tile_size`` Gaussians for blocks of
+    ``counts`` Gaussians (an upper bound each) whose files could pass :data:`~momentum_gs.ranges.MAX_TILE_FILES`,
+    with the ``option`` value that keeps them under."""
+    count = tiles_at_most(counts, tile_size)
+    if count <= MAX_TILE_FILES:
+        return
+    fit = tile_size
+    while tiles_at_most(counts, fit) > MAX_TILE_FILES:
+        fit *= 2
+    raise UserError(f"{option} {tile_size} would cut {sum(counts):,} Gaussians into up to {count:,} tile files, more "
+                    f"than the {MAX_TILE_FILES:,} one export may write; {option} {fit} or more keeps them under")
 
 
 @dataclass

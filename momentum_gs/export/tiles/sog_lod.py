@@ -18,7 +18,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.export.standard_ply import save_standard_ply
 from momentum_gs.export.tiles.blocks import bake_blocks
-from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, concatenate, merge_tiles
+from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, check_tile_count, concatenate, merge_tiles
 from momentum_gs.io.atomic import work_folder_beside
 from momentum_gs.io.splat_transform import run_splat_transform, splat_transform_command
 from momentum_gs.model.standard import StandardGaussians
@@ -127,6 +127,7 @@ def export_sog_lod(run_dir: str | Path, out: str | Path, sh_degree: int = 0, til
         raise UserError(f"{out} is a file; the streamed SOG needs a folder (--out)")
     command = splat_transform_command("--format sog-lod")  # before baking: a missing tool is said at once
     cfg, _, blocks, _ = load_blocks(Path(run_dir))
+    check_tile_count([block.num_anchors * block.anchors.n_offsets for block in blocks], tile_size)
     cameras = load_scene(cfg.data).train
     count, total = [0], len(blocks)
 
