@@ -389,7 +389,8 @@ def test_gps_tags_are_read_and_checked(tmp_path):
         paths[name] = tmp_path / name
     cv2.imwrite(str(tmp_path / "none.jpg"), texture(1, (64, 48)))
     paths["none.jpg"] = tmp_path / "none.jpg"
-    found, lines = read_gps(paths)
+    found, lines, problems = read_gps(paths)
+    assert sum(map(len, problems.values())) == len(cases) + 1 - len(found) - 1  # the photo without GPS is none
     assert sorted(found) == ["below.jpg", "lower.jpg", "no_alt.jpg", "west.jpg"]
     expected_lat = 46 + 50 / 60 + 33.33 / 3600
     np.testing.assert_allclose(found["west.jpg"], [expected_lat, -92.0, 200.0])
@@ -465,3 +466,26 @@ def test_a_pair_listed_from_both_sides_is_matched_once():
                            SpatialPairGenerator=lambda pairing, database: generator)
     assert image_pairs(fake, "db", "spatial", 3, None) == [("p1.jpg", "p2.jpg"), ("p1.jpg", "p3.jpg"),
                                                            ("p2.jpg", "p3.jpg")]
+
+
+def test_the_counts_of_photos_add_up_with_the_damaged_ones():
+    from momentum_gs.data.sfm.report import summary_lines
+
+    report = {"images_registered": 8, "images_total": 9, "images_left_out": ["far.jpg"], "points": 100,
+              "mean_reprojection_error_px": 0.5, "models": [8], "georeferenced": False,
+              "photos_not_decoded": {"bad.jpg": "truncated"}}
+    assert summary_lines(report)[0] == "registered 8 of 10 photos (2 left out: far.jpg, not registered, bad.jpg, damaged)"
+    clean = {**report, "images_registered": 9, "images_left_out": [], "photos_not_decoded": {}}
+    assert summary_lines(clean)[0] == "registered 9 of 9 photos"
+
+
+def test_photos_whose_gps_is_all_unusable_are_not_called_photos_without_gps(capsys):
+    from momentum_gs.data.sfm.run import _georeference
+
+    assert _georeference(None, object(), {}, {}, None, "auto", [], {"longitude 451 is outside ±180°": 10}) == \
+        (None, None, None)
+    said = capsys.readouterr().out
+    assert "10 photo(s) carry GPS, none usable (longitude 451 is outside ±180°: 10)" in said
+    assert "no GPS in the photos' EXIF" not in said
+    _georeference(None, object(), {}, {}, None, "auto", [], {})
+    assert "no GPS in the photos' EXIF" in capsys.readouterr().out

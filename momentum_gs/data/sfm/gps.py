@@ -87,9 +87,9 @@ def photo_gps(path: Path) -> np.ndarray | None:
     return np.array([lat, lon, alt], np.float64)
 
 
-def read_gps(photos: dict[str, Path]) -> tuple[dict[str, np.ndarray], list[str]]:
+def read_gps(photos: dict[str, Path]) -> tuple[dict[str, np.ndarray], list[str], dict[str, list[str]]]:
     """(name → [3] lat, lon, alt for the photos with a usable position, lines naming the photos whose GPS tags
-    were found but cannot be used, grouped by reason)."""
+    were found but cannot be used, grouped by reason, and those photos by reason)."""
     found: dict[str, np.ndarray] = {}
     problems: dict[str, list[str]] = {}
     for name, path in photos.items():
@@ -102,4 +102,4 @@ def read_gps(photos: dict[str, Path]) -> tuple[dict[str, np.ndarray], list[str]]
             found[name] = lla
     lines = [f"GPS not used in {len(names)} photo(s): {reason} ({listing(sorted(names), 5)})"
              for reason, names in sorted(problems.items())]
-    return found, lines
+    return found, lines, problems

@@ -83,8 +83,11 @@ def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) 
 def summary_lines(report: dict) -> list[str]:
     """The short summary printed at the end."""
     error = report["mean_reprojection_error_px"]
-    lines = [f"registered {report['images_registered']} of {report['images_total']} photos"
-             + (f" (left out: {', '.join(report['images_left_out'])})" if report["images_left_out"] else ""),
+    damaged = report.get("photos_not_decoded") or {}
+    left = ([f"{name}, not registered" for name in report["images_left_out"]]
+            + [f"{name}, damaged" for name in sorted(damaged)])
+    lines = [f"registered {report['images_registered']} of {report['images_total'] + len(damaged)} photos"
+             + (f" ({len(left)} left out: {listing(left, 5)})" if left else ""),
              f"{report['points']} points, mean reprojection error " + (f"{error:.2f} px" if error is not None else "-")]
     if report["images_left_out"] and len(report["models"]) > 1:
         share = report["images_registered"] / report["images_total"]

@@ -45,7 +45,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     staged = out / "images" if in_place else work / "images"
     sizes, skipped = _stage_photos(photos, video, fps, out, staged, in_place, opts.overwrite)
     names = sorted(sizes)
-    gps = _photo_gps(staged, names)
+    gps, unusable = _photo_gps(staged, names)
     database = _database(work, names, opts)
     laps = _Laps()
     origin, enu = _extract_features(pycolmap, database, staged, sizes, gps, opts)
@@ -61,7 +61,8 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     if control is not None and model is not None:
         geo, extent, level_problem = _georeference_gcps(pycolmap, model, control, origin)
     else:
-        geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names)
+        geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names,
+                                                   unusable)
     report = summary(models, names, geo, matcher)
     report.update(photos_not_decoded=skipped, seconds=round(time.perf_counter() - laps.started, 1),
                   phase_seconds=laps.phases, pairs_matched=len(pairs), options=asdict(opts), georeference=geo)
@@ -108,14 +109,18 @@ def _stage_photos(photos: Path | None, video: Path | None, fps: float, out: Path
     return sizes, skipped
 
 
-def _photo_gps(staged: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """name → [3] latitude, longitude, altitude of the photos whose EXIF has a usable GPS fix; says what it found."""
-    exif_gps, gps_lines = read_gps({n: staged / n for n in names})
+def _photo_gps(staged: Path, names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """(name → [3] latitude, longitude, altitude of the photos whose EXIF has a usable GPS fix, the photos whose
+    GPS tags are there but unusable, counted by reason); says what it found."""
+    exif_gps, gps_lines, problems = read_gps({n: staged / n for n in names})
     gps, no_fix = usable_gps(exif_gps)
     for line in gps_lines + ([f"GPS of (0, 0) or invalid (no fix) in {len(no_fix)} photo(s), not used: "
                               f"{', '.join(no_fix[:5])}"] if no_fix else []):
         print(line)
-    return gps
+    unusable = {reason: len(found) for reason, found in problems.items()}
+    if no_fix:
+        unusable["(0, 0) or no fix"] = len(no_fix)
+    return gps, unusable
 
 
 def _extract_features(pycolmap, database: Path, staged: Path, sizes: dict, gps: dict[str, np.ndarray],
@@ -140,13 +145,19 @@ def _map_images(pycolmap, database: Path, staged: Path, models_dir: Path, num_ph
 
 
 def _georeference(pycolmap, model, gps: dict[str, np.ndarray], enu: dict[str, np.ndarray],
-                  origin: np.ndarray | None, mode: str, names: list[str]
+                  origin: np.ndarray | None, mode: str, names: list[str], unusable: dict[str, int] | None = None
                   ) -> tuple[dict | None, float | None, str | None]:
     """The model georeferenced in place when the photos have GPS (:func:`georeference`), saying what was done:
-    (the georeference or None, the capture's extent in metres or None, the problem that fails the run or None)."""
+    (the georeference or None, the capture's extent in metres or None, the problem that fails the run or None).
+    ``unusable``: the photos whose GPS tags are there but unusable, counted by reason."""
     geo, extent, level_problem, lines = (georeference(pycolmap, model, enu, origin, mode, names)
                                          if model is not None and gps else (None, None, None, []))
-    if model is not None and not gps:
+    if model is not None and not gps and unusable:
+        carried = sum(unusable.values())
+        reasons = "; ".join(f"{reason}: {count}" for reason, count in sorted(unusable.items()))
+        print(f"{carried} photo(s) carry GPS, none usable ({reasons}) - the model stays in COLMAP's frame (arbitrary "
+              "scale and orientation), not georeferenced")
+    elif model is not None and not gps:
         print("no GPS in the photos' EXIF - the model stays in COLMAP's frame (arbitrary scale and orientation), "
               "not georeferenced")
     elif model is not None and geo is None:

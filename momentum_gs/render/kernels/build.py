@@ -142,8 +142,9 @@ def build() -> Build:
         _pass_threads(ops)
     except Exception as exc:  # no compiler, no ninja, a compile error: the torch ops take over
         failed = Build(None, _first_error(exc), time.perf_counter() - start, target)
-        print(f"the CPU kernels did not build ({failed.note}): CPU renders take the slower PyTorch path",
-              file=sys.stderr, flush=True)
+        if _choice()[0] != "cpp":  # forced, the render refuses in one line (_checked_build) instead
+            print(f"the CPU kernels did not build ({failed.note}): CPU renders take the slower PyTorch path",
+                  file=sys.stderr, flush=True)
         return failed
     seconds = time.perf_counter() - start
     return Build(ops, f"ready in {seconds:.2f} s", seconds, target, built_for)
@@ -194,11 +195,26 @@ def _ticking(label: str):
 
 
 def _checked_build(mode: str, source: str) -> Build:
-    """``build()``, raising when ``mode`` (set by ``source``) is "cpp" and it did not build."""
+    """``build()``; a UserError when ``mode`` (set by ``source``) is "cpp" and it did not build, naming the cache
+    folder, the cause and the ways out."""
     built = build()
     if built.ops is None and mode == "cpp":
-        raise RuntimeError(f"{source} but the C++ kernels did not build: {built.note}")
+        raise UserError(f"{source}, but the C++ kernels cannot be built or loaded ({built.note}); their cache is "
+                        f"{cache_root()}: remove that folder so that they build afresh, point TORCH_EXTENSIONS_DIR "
+                        "at a folder this user can write, or set render.kernels=auto to take the PyTorch path")
     return built
+
+
+def cache_root() -> str:
+    """The folder of torch's extension builds: ``TORCH_EXTENSIONS_DIR``, else torch's default."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return os.environ["TORCH_EXTENSIONS_DIR"]
+    try:
+        from torch.utils.cpp_extension import get_default_build_root
+
+        return get_default_build_root()
+    except Exception:  # noqa: BLE001 - torch's layout changed: say where it usually is
+        return str(Path.home() / ".cache" / "torch_extensions")
 
 
 def use_cpp(tensor: Tensor) -> bool:
