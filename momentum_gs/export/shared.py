@@ -19,8 +19,9 @@ from momentum_gs.errors import UserError
 from momentum_gs.export.floaters import views_of
 from momentum_gs.export.formats import FORMATS, Context, merged_model
 from momentum_gs.export.run import baked_for_export, export_run
-from momentum_gs.export.tiles.blocks import tiles_lines, write_tiles
+from momentum_gs.export.tiles.blocks import TILESET_NAMES, tiles_lines, write_tiles
 from momentum_gs.export.tiles.lod import TILE_SIZE, check_tile_count
+from momentum_gs.io.folders import written_whole
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.io.splat_transform import splat_transform_command
 from momentum_gs.model.standard import StandardGaussians
@@ -99,7 +100,9 @@ def _export_shared(run: RunFolder, names: list[str], out: Path, options: dict) -
     for name in names:
         spec, own = FORMATS[name], with_degree(gaussians, degrees[name])
         if name == "3dtiles":
-            written = write_tiles([own], out / "3dtiles", options["tile_size"], georef, options["tile_compression"])
+            with written_whole(out / "3dtiles", "a 3D Tiles export", TILESET_NAMES) as work:
+                written = write_tiles([own], work, options["tile_size"], georef, options["tile_compression"])
+            written.path = out / "3dtiles" / written.path.name
             lines += tiles_lines(written, degrees[name], options["tile_size"], options["tile_compression"], georef,
                                  cfg.data.path)
             continue

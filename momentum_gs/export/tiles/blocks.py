@@ -38,10 +38,14 @@ from momentum_gs.export.floaters import drop_floaters, dropped_line, views_of
 from momentum_gs.export.tiles.gltf import COMPRESSIONS, save_glb
 from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, check_tile_count, merge_tiles
 from momentum_gs.export.tiles.tileset import TILES_FOLDER, write_tileset
+from momentum_gs.io.folders import written_whole
 from momentum_gs.io.safe_path import inside
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.trained import load_blocks
+
+
+TILESET_NAMES = {"tileset.json", TILES_FOLDER}  # what a tileset's folder holds at its top
 
 
 @dataclass
@@ -85,8 +89,10 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
             yield gaussians
             del gaussians
 
-    written = write_tiles(kept(bake_blocks(blocks, scene.train, cfg.render, sh_degree)), out, tile_size, georef,
-                          tile_compression)
+    with written_whole(out, "a 3D Tiles export", TILESET_NAMES) as work:
+        written = write_tiles(kept(bake_blocks(blocks, scene.train, cfg.render, sh_degree)), work, tile_size, georef,
+                              tile_compression)
+    written.path = out / written.path.name
     return tiles_lines(written, sh_degree, tile_size, tile_compression, georef, cfg.data.path,
                        dropped_line(counts[1], counts[0]))
 

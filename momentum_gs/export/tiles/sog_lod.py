@@ -19,7 +19,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.export.standard_ply import save_standard_ply
 from momentum_gs.export.tiles.blocks import bake_blocks
 from momentum_gs.export.tiles.lod import TILE_SIZE, Tile, build_tree, check_tile_count, concatenate, merge_tiles
-from momentum_gs.io.atomic import work_folder_beside
+from momentum_gs.io.folders import written_whole
 from momentum_gs.io.splat_transform import run_splat_transform, splat_transform_command
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.trained import load_blocks
@@ -86,38 +86,25 @@ class LevelFiles:
         return self.depth + (len(self.roots) > 1)
 
 
+LEVELS_FOLDER = ".levels"  # the levels' PLY files, inside the folder being made
+
+
 def write_streamed_sog(command: list[str], trees, out: Path, tile_size: int) -> tuple[Path, int]:
     """Write ``out/lod-meta.json`` and its chunks from the block ``trees`` (an iterable of (tree, name), each
     tree still holding its content). The format is made in a folder beside ``out`` and moved into place when
-    complete: a failed or killed conversion leaves ``out`` as it was. Returns (the meta file, the levels)."""
-    work = work_folder_beside(out)
-    try:
-        (work / "levels").mkdir()
-        files = LevelFiles(work / "levels", tile_size)
+    complete (:func:`~momentum_gs.io.folders.written_whole`): a failed or killed conversion leaves ``out`` as it
+    was. Returns (the meta file, the levels)."""
+    with written_whole(out, "a streamed SOG export", {"lod-meta.json"}) as made:
+        levels = made / LEVELS_FOLDER  # splat-transform's input, removed once it has read it
+        levels.mkdir()
+        files = LevelFiles(levels, tile_size)
         for tree, name in trees:
             files.add_block(tree, name)
         if not files.roots:
             raise UserError("no block of the run holds anchors in its cell; nothing to export")
-        made = work / "sog-lod" / "lod-meta.json"
-        made.parent.mkdir()
-        run_splat_transform(command, files.arguments(), made)
-        _replace_folder(made.parent, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        run_splat_transform(command, files.arguments(), made / "lod-meta.json")
+        shutil.rmtree(levels)
     return out / "lod-meta.json", files.levels
-
-
-def _replace_folder(made: Path, out: Path) -> None:
-    """Put the folder ``made`` where ``out`` is, the old ``out`` (if any) removed only once ``made`` is there."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    made.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
 
 
 def export_sog_lod(run_dir: str | Path, out: str | Path, sh_degree: int = 0, tile_size: int = TILE_SIZE) -> list[str]:
