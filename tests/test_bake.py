@@ -216,7 +216,8 @@ def test_export_as_splat_from_the_command_line(trained, tmp_path):
     from momentum_gs.export.splat import load_splat
 
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "export", str(trained), "--format", "splat",
-                             "--out", str(tmp_path / "e"), "--refine", "0"], capture_output=True, text=True)
+                             "--out", str(tmp_path / "e"), "--refine", "0", "--keep-floaters"], capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stderr
     splat = load_splat(tmp_path / "e" / "scene.splat")
     ply = load_standard_ply(save_standard_ply(bake(*_model_and_cameras(trained), degree=0, show_progress=False),

@@ -75,10 +75,17 @@ def test_the_tileset_keeps_the_rules_of_3d_tiles_and_its_tiles_those_of_gltf(bri
         assert [m for m in messages if m not in unknown and m["severity"] <= 1] == [], report["uri"]
 
 
-def test_the_root_box_holds_every_photos_gps_position(brighton, cesium):
+def test_the_root_box_holds_the_ground_under_every_photos_gps_position(brighton, cesium):
+    """The box holds the scene (the Gaussians the photos saw, floaters dropped at export), not the cameras above
+    it: the ground straight under each photo's GPS position (at the SfM points' median height) lies in it."""
     box = cesium.root_box()
     gps = np.stack([exif_gps(p) for p in sorted((DATA / "input").glob("*.JPG"))])
-    assert len(gps) == 18 and inside_box(wgs84_to_ecef(gps), box).all()
+    origin = json.loads((brighton[0] / "georef.json").read_text())["origin"]
+    ground = origin["alt"] + float(np.median(load_scene(load_config(overrides=[f"data.path={brighton[0]}"]).data,
+                                                        images=False).points[:, 2]))
+    under = gps.copy()
+    under[:, 2] = ground
+    assert len(gps) == 18 and inside_box(wgs84_to_ecef(under), box).all()
     above = gps.mean(0) + [0.0, 0.0, 500.0]  # the box is the scene's, not the globe's
     assert not inside_box(wgs84_to_ecef(above[None]), box).any()
 
