@@ -108,10 +108,10 @@ def test_mgs_train_starts_its_processes_and_they_train_like_one(two_blocks, tmp_
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "train", "--config", str(tmp_path / "config.yaml"),
-                             "--out", str(tmp_path / "two"), "distributed.processes=0"],
+                             "--out", str(tmp_path / "two"), "distributed.processes=2"],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "processes: 2 processes of 1 thread each" in result.stdout
+    assert "processes: 2 processes of 1 thread each (distributed.processes=2)" in result.stdout
     assert result.stdout.count("trained 8 steps") == 1  # process 0 reports; the other is quiet
     before = torch.get_num_threads()
     torch.set_num_threads(1)
