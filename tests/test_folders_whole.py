@@ -109,3 +109,34 @@ def test_the_leftovers_of_a_killed_write_are_removed_by_the_next(tmp_path):
         (work / "x").write_text("x")
     assert not leftover.exists() and mine.exists()
     shutil.rmtree(mine)
+
+
+KILLED_EVAL = """
+import os, sys
+from momentum_gs.eval import evaluate
+real, count = evaluate.save_side_by_side, [0]
+def dying(*args):
+    real(*args)
+    count[0] += 1
+    if count[0] == 2:
+        os._exit(9)
+evaluate.save_side_by_side = dying
+evaluate.evaluate_run(sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_an_evaluation_killed_midway_leaves_the_last_renders_whole(run, tmp_path):
+    from momentum_gs.eval.evaluate import evaluate_run
+
+    evaluate_run(run)
+    renders = run / "eval" / "renders"
+    clean = files(renders)
+    assert len(clean) > 2 and MARK in clean
+    gone = next(name for name in clean if name != MARK)
+    (renders / gone).unlink()  # tell the old folder apart
+    killed = subprocess.run([sys.executable, "-c", KILLED_EVAL, str(run)], capture_output=True, timeout=300)
+    assert killed.returncode == 9
+    assert files(renders) == [name for name in clean if name != gone]  # the last complete folder, untouched
+    evaluate_run(run)
+    assert files(renders) == clean and [p.name for p in renders.parent.iterdir() if ".partial" in p.name] == []

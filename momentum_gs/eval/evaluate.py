@@ -9,6 +9,7 @@ the same three after a per-image quadratic colour map, as ``*_cc``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -27,6 +28,7 @@ from momentum_gs.eval.colour import colour_correct
 from momentum_gs.eval.lpips import LPIPSWeightsMissing, load_lpips
 from momentum_gs.eval.results_file import read_results
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.folders import written_whole
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.trained import load_run
 from momentum_gs.losses import psnr, ssim
@@ -91,8 +93,14 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
         raise UserError(f"the scene {cfg.data.path} has no held-out views to evaluate")
     model.eval()
     lpips, lpips_note = _lpips(metrics, model.device)
-    per_view, seconds, strip = _evaluate_views(model, cfg, scene, lpips, metrics.colour_correction, run_dir,
-                                               save_images, maps)
+    folder, names = RunFolder(run_dir), {f"{Path(camera.name).stem}.png" for camera in scene.test}
+    with contextlib.ExitStack() as whole:  # each folder of pictures replaces the last whole, once complete
+        renders = (whole.enter_context(written_whole(folder.render_picture("x").parent, "the held-out renders",
+                                                     names)) if save_images else None)
+        pictures = (whole.enter_context(written_whole(folder.map_picture("x").parent, "the held-out maps", names))
+                    if maps else None)
+        per_view, seconds, strip = _evaluate_views(model, cfg, scene, lpips, metrics.colour_correction, renders,
+                                                   pictures)
     results = _results(per_view, seconds, model, step, lpips, lpips_note, run_dir)
     if strip:  # renders on top, ground truth below, a few held-out views side by side
         write_strip(strip, RunFolder(run_dir).strip)
@@ -103,10 +111,12 @@ def evaluate_run(run_dir: str | Path, save_images: bool = True, device: torch.de
     return results
 
 
-def _evaluate_views(model, cfg, scene, lpips, colour_correction: bool, run_dir: Path, save_images: bool,
-                    maps: bool) -> tuple[list[dict], list[float], list[tuple[torch.Tensor, str, float]]]:
-    """Render, time and score every held-out view, writing its renders and maps as asked: (the per-view scores,
-    the render seconds, the strip's first ``STRIP_VIEWS`` columns)."""
+def _evaluate_views(model, cfg, scene, lpips, colour_correction: bool, renders: Path | None,
+                    pictures: Path | None) -> tuple[list[dict], list[float], list[tuple[torch.Tensor, str, float]]]:
+    """Render, time and score every held-out view, writing its render beside its photo into ``renders`` and its
+    maps into ``pictures`` (None: not written): (the per-view scores, the render seconds, the strip's first
+    ``STRIP_VIEWS`` columns)."""
+    maps, save_images = pictures is not None, renders is not None
     loader = ImageLoader(scene.test, cache=False, prefetch=cfg.data.prefetch)
     per_view, seconds, strip = [], [], []
     if model.device.type == "cuda":
@@ -126,11 +136,11 @@ def _evaluate_views(model, cfg, scene, lpips, colour_correction: bool, run_dir: 
         image, entry = _view_scores(view, camera.name, gt, lpips, depth_dir)
         per_view.append(entry)
         if maps:
-            _write_maps(view.output, RunFolder(run_dir).map_picture(camera.name))
+            _write_maps(view.output, pictures / f"{Path(camera.name).stem}.png")
         if colour_correction:
             entry.update({f"{k}_cc": v for k, v in scores(colour_correct(image, gt), gt, lpips).items()})
         if save_images:
-            save_side_by_side(image, gt, RunFolder(run_dir).render_picture(camera.name))
+            save_side_by_side(image, gt, renders / f"{Path(camera.name).stem}.png")
             if len(strip) < STRIP_VIEWS:
                 strip.append((torch.cat([image, gt], dim=0).cpu(), camera.name, entry["psnr"]))
     return per_view, seconds, strip
