@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from momentum_gs.config import load_config, resolve_device, use_threads
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.render.kernels import use_kernels
+
+T = TypeVar("T")
+
+
+def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as argparse's ``type=``: the ValueError it raises becomes argparse's one-line error."""
+    def checked(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc))
+
+    return checked
+
 
 
 def add_device(parser: argparse.ArgumentParser, what: str = "render") -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from momentum_gs.commands.common import use_run_settings
+from momentum_gs.commands.common import argument_type, use_run_settings
 from momentum_gs.export.formats import FORMATS, REFINE_STEPS
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.shared import export_formats, parse_formats
@@ -43,21 +43,14 @@ def sh_degree_help() -> str:
             f"{grouped(False, '{names} hold degree {degree} only')}")
 
 
-def _formats(text: str) -> list[str]:
-    """argparse's type of ``--format``: the format names, or one line saying what is wrong."""
-    try:
-        return parse_formats(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs export``."""
     parser.add_argument("run_dir")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/export; "
                                       f"{_names(lambda s: s.folder)} go to RUN_DIR/export/FORMAT; given, one of "
                                       "them alone goes to --out itself, several to --out/FORMAT)")
-    parser.add_argument("--format", type=_formats, default=["ply"], metavar="FORMAT[,FORMAT...]",
+    parser.add_argument("--format", type=argument_type(parse_formats), default=["ply"],
+                        metavar="FORMAT[,FORMAT...]",
                         help=f"what is written: {format_help()}. Several, separated by commas (3dtiles,html,ply), "
                              "share one bake")
     parser.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), help=sh_degree_help())

@@ -7,17 +7,11 @@ import argparse
 import time
 from pathlib import Path
 
+from momentum_gs.commands.train import DURATION
 from momentum_gs.errors import UserError
 from momentum_gs.site.folder import Site
 from momentum_gs.site.stages import MAX_AUTO_BLOCKS, STAGES, run_stages
-from momentum_gs.train.plan import duration, parse_duration
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
+from momentum_gs.train.plan import duration
 
 
 def _blocks(text: str) -> str:
@@ -31,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photos", help="folder of photos (JPEG, PNG, TIFF; with GPS in their EXIF the site is placed "
                                        "on the globe)")
     parser.add_argument("--out", required=True, help="the site's folder: scene/, run/, export/, index.html")
-    parser.add_argument("--time", type=_duration, metavar="DURATION",
+    parser.add_argument("--time", type=DURATION, metavar="DURATION",
                         help="the training's budget (30m, 2h, 1h30m; s for seconds): its steps are fitted to it "
                              "(default: the config's steps, with the plan saying how long they take)")
     parser.add_argument("--blocks", type=_blocks, default="auto",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from momentum_gs.commands.common import argument_type
 from momentum_gs.ranges import PORT, add_number
 from momentum_gs.train.plan import parse_duration
 from momentum_gs.train.start import start
+
+DURATION = argument_type(parse_duration)  # --time's type, mgs run's too
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="scene folder (images/ + sparse/0, or train/ + val/)")
     parser.add_argument("--out", help="run folder (default: runs/<scene name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--time", type=_duration, metavar="DURATION",
+    parser.add_argument("--time", type=DURATION, metavar="DURATION",
                         help="train to this budget (30m, 2h, 1h30m; s for seconds), counted from the command's start: the steps "
                              "(and if they would be few, the image size) are chosen from a short probe, and every "
                              "schedule is scaled to them")
@@ -31,14 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the viewer's address (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
                              "network)")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
-
-
-def _duration(text: str) -> float:
-    """argparse's type of ``--time``: seconds, or one line saying what is wrong."""
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
 
 
 def run(args: argparse.Namespace) -> None:
