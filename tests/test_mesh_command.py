@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +76,9 @@ def test_mesh_of_a_block_run(block_run, tiny_scene, tmp_path, monkeypatch):
     seam = _edges(block_pieces[0]).keys() & _edges(block_pieces[1]).keys()
     uses = _edges(surface)
     assert len(seam) > 10 and all(uses[edge] == 2 for edge in seam)
-    pieces = [read_mesh(tmp_path / f"city_block{b}.ply") for b in range(2)]
+    assert sorted(path.name for path in (tmp_path / "city_blocks").iterdir()) == [".momentum_gs", "block0.ply",
+                                                                                  "block1.ply"]
+    pieces = [read_mesh(tmp_path / "city_blocks" / f"block{b}.ply") for b in range(2)]
     assert sum(len(p[1]) for p in pieces) == len(faces) and all(len(p[1]) > 100 for p in pieces)
     assert len(vertices) < sum(len(p[0]) for p in pieces)  # shared border vertices counted once
     # in the scene's frame, near the ground truth: the median distance is about 2 pixels' footprint
@@ -111,6 +115,43 @@ def test_bad_mesh_input_is_one_line(block_run, tmp_path):
     assert_one_line_error(mgs("mesh", str(tmp_path / "nothing"), "--out", str(tmp_path / "m.ply")),
                           "not a run folder")
     assert_one_line_error(mgs("mesh", str(block_run), "--out", str(tmp_path / "m.obj")), "ending in .ply")
+
+
+KILLED_MESH = """
+import os, sys
+from momentum_gs.mesh import extract
+real = extract.write_mesh
+def dying(path, *args, **kwargs):
+    real(path, *args, **kwargs)
+    if path.name == "block0.ply":
+        os._exit(9)  # as a kill after the first piece: nothing runs after it
+extract.write_mesh = dying
+from momentum_gs.cli import main
+sys.exit(main(["mesh", sys.argv[1], "--out", sys.argv[2], "--voxel", "0.15", "--blocks"]))
+"""
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_block_meshes_killed_midway_then_made_again_are_a_clean_set(block_run, tmp_path):
+    clean = extract_mesh(block_run, tmp_path / "clean.ply", MeshSettings(voxel=0.15), block_meshes=True)
+    assert _files(Path(clean["block_meshes"])) == [".momentum_gs", "block0.ply", "block1.ply"]
+    out = tmp_path / "city.ply"
+    killed = subprocess.run([sys.executable, "-c", KILLED_MESH, str(block_run), str(out)], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert not (tmp_path / "city_blocks").exists()  # no half a set where the pieces go
+    extract_mesh(block_run, out, MeshSettings(voxel=0.15), block_meshes=True)
+    assert _files(tmp_path / "city_blocks") == _files(Path(clean["block_meshes"]))
+    assert not [path.name for path in tmp_path.iterdir() if ".partial" in path.name]  # the kill's leftovers gone
+    (tmp_path / "other.ply").write_bytes(b"")
+    (tmp_path / "other_blocks").mkdir()
+    (tmp_path / "other_blocks" / "notes.txt").write_text("a user's file")
+    assert_one_line_error(mgs("mesh", str(block_run), "--out", str(tmp_path / "other.ply"), "--blocks"),
+                          "holds files that are not the blocks' meshes")
+    assert (tmp_path / "other_blocks" / "notes.txt").read_text() == "a user's file"
 
 
 def test_a_block_no_view_sees_is_refused(block_run, tmp_path, monkeypatch):

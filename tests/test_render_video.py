@@ -215,6 +215,14 @@ def test_a_render_that_fails_midway_leaves_no_file(trained, tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="out of memory"):
         video.render_video(trained, "orbit", tmp_path / "fly.mp4", frames=4, size="32x24")
     assert list(tmp_path.iterdir()) == []  # neither the video, its temporary file, nor the path JSON
+    # A killed render (its process gone) leaves its half a video hidden beside; the next render of it removes it,
+    # and only it: another video's leftover stays for that video's next render.
+    dead = 2 ** 22 + 12345  # above the kernel's largest process id
+    (tmp_path / f".fly.mp4.tmp{dead}.mp4").write_bytes(b"half")
+    (tmp_path / f".other.mp4.tmp{dead}.mp4").write_bytes(b"half")
+    monkeypatch.undo()
+    video.render_video(trained, "orbit", tmp_path / "fly.mp4", frames=2, size="32x24")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.mp4.tmp{dead}.mp4", "fly.json", "fly.mp4"]
 
 
 def _pose(sx: float, sy: float, sz: float) -> list[float]:

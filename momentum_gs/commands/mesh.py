@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help=f"TSDF truncation in voxels (default {DEFAULT.trunc_voxels:g})")
     parser.add_argument("--depth", default=DEFAULT.depth, choices=get_args(DepthKind),
                         help="which rendered depth to fuse: median (where transmittance crosses 0.5) or mean")
-    parser.add_argument("--blocks", action="store_true", help="also write each block's piece as OUT_block<n>.ply")
+    parser.add_argument("--blocks", action="store_true", help="also write each block's piece as block<n>.ply in the folder OUT_blocks (OUT without .ply)")
     add_number(parser, "--threshold", kind=float, allowed=LENGTH,
                help="F-score distance against a ground-truth mesh, world units (default 2 voxels)")
     add_device(parser, "render and fuse")

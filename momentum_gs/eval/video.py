@@ -27,7 +27,7 @@ from momentum_gs.errors import UserError
 from momentum_gs.estimate import sized
 from momentum_gs.eval.camera_path import ORBIT_FRAMES, CameraPath, orbit_path, through_keys, training_path
 from momentum_gs.eval.camera_path_json import read_path_json, write_path_json
-from momentum_gs.io.atomic import write_failed
+from momentum_gs.io.atomic import remove_stale_temporaries, write_failed
 from momentum_gs.ranges import MAX_FRAMES
 from momentum_gs.trained import load_run
 
@@ -147,6 +147,7 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: float, width: int,
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}{out.suffix}")  # OpenCV picks the container by suffix
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out.parent, out.name)  # a killed render's half a video
     except OSError as exc:
         raise write_failed(out, exc)
     check_side(width, height)

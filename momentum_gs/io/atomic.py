@@ -73,11 +73,11 @@ def work_folder_beside(out: Path) -> Path:
         raise write_failed(out, exc)
 
 
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files (``.<name>.tmp<pid>``, or ``.<name>.tmp<pid>.<suffix>``) that writes killed midway left in ``folder``
-    (only those whose process is gone); returns them."""
+def remove_stale_temporaries(folder: str | Path, name: str = "*") -> list[Path]:
+    """Delete the temporary files (``.<name>.tmp<pid>``, or ``.<name>.tmp<pid>.<suffix>``) that writes killed
+    midway left in ``folder`` (only those whose process is gone; ``name``: only those of that file); returns them."""
     stale = []
-    for p in Path(folder).glob(".*.tmp*"):
+    for p in Path(folder).glob(f".{name}.tmp*"):
         pid = p.name.rsplit(".tmp", 1)[-1].split(".", 1)[0]  # a suffix may follow (a video's container)
         if p.is_file() and pid.isdigit() and not alive(int(pid)):
             p.unlink(missing_ok=True)

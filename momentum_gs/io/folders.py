@@ -44,17 +44,23 @@ def ours(out: Path, names: set[str]) -> bool:
     return not entries or MARK in entries or entries <= names
 
 
+def check_replaceable(out: Path, what: str, names: set[str] = frozenset()) -> None:
+    """A UserError in one line when ``out`` is a file or a folder holding files that are not ours (:func:`ours`):
+    for a command to check before its work what :func:`written_whole` checks before writing."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; {what} needs a folder (--out)")
+    if not ours(out, names):
+        raise UserError(f"{out} holds files that are not {what} (no {MARK} in it): give a new or empty folder, "
+                        f"or remove them; an earlier export of ours there would be replaced whole")
+
+
 @contextlib.contextmanager
 def written_whole(out: str | Path, what: str, names: set[str]) -> Iterator[Path]:
     """Yield a new folder beside ``out`` to write ``what`` into (``names``: the entries it makes at its top);
     when the block ends it replaces ``out`` whole, when it fails it is removed. An ``out`` that is a file, or a
     folder holding other files (:func:`ours`), is refused in one line before anything is written."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; {what} needs a folder (--out)")
-    if not ours(out, names):
-        raise UserError(f"{out} holds files that are not {what} (no {MARK} in it): give a new or empty folder, "
-                        f"or remove them; an earlier export of ours there would be replaced whole")
+    check_replaceable(out, what, names)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(out)

@@ -23,6 +23,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.geometry import read_ground_truth, score_against
 from momentum_gs.io.atomic import atomic_write_bytes
+from momentum_gs.io.folders import check_replaceable, written_whole
 from momentum_gs.io.mesh import write_mesh
 from momentum_gs.mesh.blocks import fuse_blocks
 from momentum_gs.mesh.marching import Surface, stitch
@@ -37,10 +38,13 @@ from momentum_gs.trained import load_run
 def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings(), block_meshes: bool = False,
                  device: torch.device | None = None, threshold: float | None = None) -> dict:
     """Fuse, extract and write ``out`` (binary PLY, vertex colours); returns the summary also written to
-    ``out`` with suffix ``.json``. ``block_meshes``: also write each block's piece as ``<out stem>_block<n>.ply``.
+    ``out`` with suffix ``.json``. ``block_meshes``: also write each block's piece as ``block<n>.ply`` in the folder
+    ``<out stem>_blocks`` (:func:`block_folder`), written whole.
     When the scene has a ground-truth mesh (``mgs synth`` writes ``mesh.ply``), the summary scores the mesh
     against it (``momentum_gs.eval.geometry``) at ``threshold`` world units (default 2 voxels)."""
     out = _checked_request(settings, out)  # before the run loads
+    if block_meshes:
+        check_replaceable(block_folder(out), "the blocks' meshes")
     started = time.perf_counter()
     cfg, model, step = load_run(run_dir, device)
     # A scene from `mgs sfm` with GPS has a georeference, said with the mesh. It is read first, like the ground
@@ -57,7 +61,8 @@ def extract_mesh(run_dir: Path, out: Path, settings: MeshSettings = MeshSettings
                "trunc": settings.trunc_voxels * grid.voxel, "depth": settings.depth,
                "region": [grid.lo.tolist(), grid.hi.tolist()], "vertices": len(vertices), "faces": len(faces),
                "blocks": per_block, "seconds": round(time.perf_counter() - started, 2),
-               "georef": str(sidecar) if sidecar else None}
+               "georef": str(sidecar) if sidecar else None,
+               "block_meshes": str(block_folder(out).resolve()) if block_meshes else None}
     pictured = [mesh]
     if truth is not None:
         truth_path, truth_mesh = truth
@@ -109,12 +114,19 @@ def _write_meshes(out: Path, pieces: dict[int, Surface], grid: SceneGrid, settin
         raise UserError(f"the fused depths give no surface at voxel {grid.voxel:.4g} (truncation "
                         f"{settings.trunc_voxels * grid.voxel:.4g}); try a voxel nearer "
                         f"{default_voxel(grid.lo, grid.hi):.4g} (the default)")
-    for block, piece in pieces.items():
-        if block_meshes and len(piece.faces):  # only once every block has made its piece: no half a set
-            write_mesh(out.with_name(f"{out.stem}_block{block}.ply"), *_world(piece, grid.rotation))
+    if block_meshes:  # only once every block has made its piece, and the folder whole: no half a set, no stale
+        pieces_made = {f"block{block}.ply": piece for block, piece in pieces.items() if len(piece.faces)}
+        with written_whole(block_folder(out), "the blocks' meshes", set(pieces_made)) as work:
+            for name, piece in pieces_made.items():
+                write_mesh(work / name, *_world(piece, grid.rotation))
     vertices, faces, colors = _world(surface, grid.rotation)
     write_mesh(out, vertices, faces, colors, comments=[ply_comment(georef)] if georef else [])
     return (vertices, faces, colors), write_sidecar(out, georef, vertices)
+
+
+def block_folder(out: Path) -> Path:
+    """Where ``mgs mesh --blocks`` writes the blocks' pieces: the folder ``<out stem>_blocks`` beside ``out``."""
+    return out.with_name(f"{out.stem}_blocks")
 
 
 def _world(surface: Surface, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -136,6 +148,8 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"against {truth['truth']} at {truth['threshold']:.3g}: F-score {s['fscore']:.3f} (precision "
                      f"{s['precision']:.3f}, recall {s['recall']:.3f}), Chamfer {s['chamfer']:.4g} (accuracy "
                      f"{s['accuracy']:.4g}, completeness {s['completeness']:.4g})")
+    if summary.get("block_meshes"):
+        lines.append(f"the blocks' pieces: {summary['block_meshes']}")
     if summary.get("georef"):
         lines.append(f"georeference (WGS84 origin of the ENU frame, corners): {summary['georef']}")
     lines.append(f"summary: {Path(summary['mesh']).with_suffix('.json')}")
