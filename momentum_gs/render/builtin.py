@@ -19,11 +19,11 @@ CHUNK_ELEMS_GPU = 1 << 24
 
 
 def render_builtin(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background,
-                   near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = ()
-                   ) -> RenderOutput:
+                   near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = (),
+                   orthographic: bool = False) -> RenderOutput:
     """The tile rasterizer (same arguments as ``render``, background resolved): the C++ kernels where
     ``use_cpp``, else PyTorch ops."""
-    proj = project(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
+    proj = project(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d, orthographic)
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)

@@ -82,9 +82,10 @@ def gsplat_problem(device: torch.device | str) -> str | None:
 
 def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                   world_to_cam: Tensor, K: Tensor, width: int, height: int, background: Tensor,
-                  near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = ()
-                  ) -> RenderOutput:
-    """``render``'s backend function (background resolved) through ``gsplat.rasterization``.
+                  near: float, far: float, eps2d: float, tile_size: int, extras: tuple[str, ...] = (),
+                  orthographic: bool = False) -> RenderOutput:
+    """``render``'s backend function (background resolved) through ``gsplat.rasterization`` (an orthographic
+    camera as its ``camera_model="ortho"``).
 
     Same arguments and units as :func:`momentum_gs.render.render`; the tensors must be on a CUDA device and
     are rendered in float32 (gsplat's kernels). Returns image [H, W, D], alpha [H, W, 1], radii [N] int32
@@ -98,7 +99,8 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         raise UserError("render backend 'gsplat' has no median depth: render it with render.backend=builtin")
     if means.shape[0] == 0:  # nothing to launch kernels on: the builtin rasterizer gives the background
         return render_builtin(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background,
-                              near=near, far=far, eps2d=eps2d, tile_size=tile_size, extras=extras)
+                              near=near, far=far, eps2d=eps2d, tile_size=tile_size, extras=extras,
+                              orthographic=orthographic)
     from gsplat import rasterization
 
     channels = colors.shape[-1]
@@ -112,10 +114,12 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         *gaussians, world_to_cam.float()[None].contiguous(), K.float()[None].contiguous(), width, height,
         near_plane=near, far_plane=far, eps2d=eps2d, packed=False, tile_size=GSPLAT_TILE_SIZE,
         backgrounds=background.float()[None], render_mode="RGB", rasterize_mode="classic",
+        camera_model="ortho" if orthographic else "pinhole",
     )
     if differentiated(means, quats, scales):
         with torch.no_grad():  # for the densification statistics: the Gaussians our rasterizer would draw
-            radii = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d).radii
+            radii = project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d,
+                                      orthographic).radii
     else:  # nothing will collect statistics from this render: gsplat's radii, without a second projection
         per_axis = meta["radii"][0]
         radii = torch.where((per_axis > 0).all(dim=-1), per_axis.amax(dim=-1), 0).to(torch.int32)

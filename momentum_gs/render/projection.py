@@ -51,9 +51,14 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     return torch.stack(rows, dim=-1).reshape(-1, 3, 3)
 
 
-def _ewa_jacobian(p_cam: Tensor, z_safe: Tensor, K: Tensor, width: int, height: int) -> Tensor:
-    """[N, 2, 3] Jacobian of (fx·x/z + cx, fy·y/z + cy) w.r.t. the camera point (pixels / world unit)."""
+def _ewa_jacobian(p_cam: Tensor, z_safe: Tensor, K: Tensor, width: int, height: int,
+                  orthographic: bool = False) -> Tensor:
+    """[N, 2, 3] Jacobian of (fx·x/z + cx, fy·y/z + cy) w.r.t. the camera point (pixels / world unit); with
+    ``orthographic``, of (fx·x + cx, fy·y + cy): [[fx, 0, 0], [0, fy, 0]] for every point, exact."""
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if orthographic:
+        zero, one = torch.zeros_like(z_safe), torch.ones_like(z_safe)
+        return torch.stack([torch.stack([fx * one, zero, zero], -1), torch.stack([zero, fy * one, zero], -1)], -2)
     margin_x, margin_y = FRUSTUM_MARGIN * 0.5 * width / fx, FRUSTUM_MARGIN * 0.5 * height / fy
     # Ray slopes limited to the (widened) frustum, so off-screen Gaussians keep a sane footprint.
     sx = torch.clamp(p_cam[:, 0] / z_safe, -(cx / fx + margin_x), (width - cx) / fx + margin_x)
@@ -66,9 +71,10 @@ def _ewa_jacobian(p_cam: Tensor, z_safe: Tensor, K: Tensor, width: int, height: 
 
 def project_gaussians(
     means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor, K: Tensor,
-    width: int, height: int, near: float = 0.01, far: float = 1e10, eps2d: float = 0.3,
+    width: int, height: int, near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, orthographic: bool = False,
 ) -> Projection:
-    """Project Gaussians into one pinhole camera and cull the ones that cannot be drawn.
+    """Project Gaussians into one pinhole camera (or, ``orthographic``, one looking along parallel rays: pixel
+    (fx·x + cx, fy·y + cy), fx pixels per world unit) and cull the ones that cannot be drawn.
 
     Args:
         means: [N, 3] world positions. quats: [N, 4] (w, x, y, z). scales: [N, 3] world units (activated).
@@ -85,10 +91,11 @@ def project_gaussians(
     depths = p_cam[:, 2]
     in_range = (depths > near) & (depths < far)
     z_safe = torch.where(in_range, depths, torch.ones_like(depths))
-    means2d = p_cam[:, :2] / z_safe[:, None] * K.diagonal()[:2] + K[:2, 2]  # views: no index tensor to copy
+    plane = p_cam[:, :2] if orthographic else p_cam[:, :2] / z_safe[:, None]
+    means2d = plane * K.diagonal()[:2] + K[:2, 2]  # views: no index tensor to copy
 
     # Σ_cam = (W R S)(W R S)ᵀ and Σ_2d = (J W R S)(J W R S)ᵀ: symmetric PSD by construction.
-    jacobian = _ewa_jacobian(p_cam, z_safe, K, width, height)
+    jacobian = _ewa_jacobian(p_cam, z_safe, K, width, height, orthographic)
     half_cov = jacobian @ (R_wc @ quat_to_rotmat(quats)) * scales[:, None, :]
     eye = torch.eye(2, dtype=means.dtype, device=means.device)
     covars2d = half_cov @ half_cov.transpose(1, 2) + eps2d * eye

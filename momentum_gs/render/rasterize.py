@@ -21,7 +21,7 @@ def render(
     world_to_cam: Tensor, K: Tensor, width: int, height: int,
     background: Tensor | None = None, backend: str = "builtin",
     near: float = 0.01, far: float = 1e10, eps2d: float = 0.3, tile_size: int = 8,
-    extras: Sequence[str] = (),
+    extras: Sequence[str] = (), orthographic: bool = False,
 ) -> RenderOutput:
     """Render N 3D Gaussians into one pinhole camera by EWA splatting and front-to-back compositing.
 
@@ -39,6 +39,8 @@ def render(
         extras: names from ``EXTRA_CHANNELS`` ("depth", "normal", "median_depth") of the maps to add to the
             output; "depth" and "normal" are composited as extra colour channels (background 0) in the same
             pass as the image, "median_depth" by a second pass without gradients that picks a Gaussian.
+        orthographic: parallel rays along the camera's z instead of a pinhole: pixel (fx·x + cx, fy·y + cy),
+            fx and fy in pixels per world unit (a map's camera looking straight down).
 
     Semantics follow gsplat/3DGS: α = min(0.99, o·exp(-½dᵀΣ⁻¹d)) per pixel centre, skipped below
     1/255, composited by increasing depth until the transmittance would drop to 1e-4 or below;
@@ -52,7 +54,7 @@ def render(
         background = torch.zeros(colors.shape[-1], dtype=colors.dtype, device=colors.device)
     return BACKENDS[backend](
         means, quats, scales, opacities, colors, world_to_cam.to(means), K.to(means), width, height,
-        background, near=near, far=far, eps2d=eps2d, tile_size=tile_size, extras=extras,
+        background, near=near, far=far, eps2d=eps2d, tile_size=tile_size, extras=extras, orthographic=orthographic,
     )
 
 

@@ -39,14 +39,18 @@ _LIMITS = [ALPHA_MIN, math.log(ALPHA_MAX), _LOG_ALPHA_SKIP, TRANS_MIN]
 
 
 def project(means: Tensor, quats: Tensor, scales: Tensor, world_to_cam: Tensor, K: Tensor, width: int,
-            height: int, near: float = 0.01, far: float = 1e10, eps2d: float = 0.3) -> Projection:
+            height: int, near: float = 0.01, far: float = 1e10, eps2d: float = 0.3,
+            orthographic: bool = False) -> Projection:
     """``projection.project_gaussians`` (same arguments and result), as one C++ loop per Gaussian where
-    ``use_cpp`` and the camera needs no gradient (``FusedProjection``); else that function itself."""
+    ``use_cpp`` and the camera needs no gradient (``FusedProjection``; an orthographic camera only where nothing
+    needs one); else that function itself."""
     tensors = (means, quats, scales, world_to_cam, K)
     if (not use_cpp(means) or any(t.dtype != means.dtype for t in tensors)
-            or world_to_cam.requires_grad or K.requires_grad):
-        return project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d)
-    settings = [float(width), float(height), near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH]
+            or world_to_cam.requires_grad or K.requires_grad
+            or (orthographic and any(t.requires_grad for t in tensors))):
+        return project_gaussians(means, quats, scales, world_to_cam, K, width, height, near, far, eps2d,
+                                 orthographic)
+    settings = [float(width), float(height), near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH, float(orthographic)]
     means2d, covars2d, conics, depths, radii = FusedProjection.apply(means, quats, scales, world_to_cam, K, settings)
     return Projection(means2d, covars2d, conics, depths, radii)
 

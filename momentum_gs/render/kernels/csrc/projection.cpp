@@ -33,6 +33,7 @@ struct Camera {
   T R[9], t[3], fx, fy, cx, cy, width, height, near, far, eps2d;
   T lo_x, hi_x, lo_y, hi_y;  // the clamp of the ray slopes x/z, y/z used by the Jacobian
   T reach;                   // Mahalanobis distance of the on-image test (ALPHA_REACH)
+  bool ortho;                // parallel rays: pixel (fx x + cx, fy y + cy), J = [[fx, 0, 0], [0, fy, 0]]
 
   Camera(const at::Tensor& world_to_cam, const at::Tensor& K, c10::ArrayRef<double> settings) {
     const T* w = world_to_cam.data_ptr<T>();
@@ -44,6 +45,7 @@ struct Camera {
     fx = k[0], fy = k[4], cx = k[2], cy = k[5];
     width = T(settings[0]), height = T(settings[1]), near = T(settings[2]), far = T(settings[3]);
     eps2d = T(settings[4]), reach = T(settings[6]);
+    ortho = settings.size() > 7 && settings[7] != 0.0;
     const T margin = T(settings[5]);  // FRUSTUM_MARGIN
     const T margin_x = margin * T(0.5) * width / fx, margin_y = margin * T(0.5) * height / fy;
     lo_x = -(cx / fx + margin_x), hi_x = (width - cx) / fx + margin_x;
@@ -66,18 +68,17 @@ struct Projected {
 };
 
 template <typename T>
-void project_one(const Camera<T>& cam, const T* mean, const T* quat, const T* scale, Projected<T>& s) {
-  const T* R = cam.R;
-  for (int i = 0; i < 3; ++i) s.p[i] = R[3 * i] * mean[0] + R[3 * i + 1] * mean[1] + R[3 * i + 2] * mean[2] + cam.t[i];
-  const T z = s.p[2];
-  s.in_range = z > cam.near && z < cam.far;
-  s.z_safe = s.in_range ? z : T(1);
+void perspective_jacobian(const Camera<T>& cam, Projected<T>& s) {
   s.u = s.p[0] / s.z_safe, s.v = s.p[1] / s.z_safe;
   const T su = std::min(std::max(s.u, cam.lo_x), cam.hi_x), sv = std::min(std::max(s.v, cam.lo_y), cam.hi_y);
   s.clamp_u = !(s.u >= cam.lo_x && s.u <= cam.hi_x), s.clamp_v = !(s.v >= cam.lo_y && s.v <= cam.hi_y);
   s.J[0] = cam.fx / s.z_safe, s.J[1] = 0, s.J[2] = -cam.fx * su / s.z_safe;
   s.J[3] = 0, s.J[4] = cam.fy / s.z_safe, s.J[5] = -cam.fy * sv / s.z_safe;
+}
 
+template <typename T>
+void finish_projection(const Camera<T>& cam, const T* quat, const T* scale, Projected<T>& s) {
+  const T* R = cam.R;
   s.norm = std::max(std::sqrt(quat[0] * quat[0] + quat[1] * quat[1] + quat[2] * quat[2] + quat[3] * quat[3]),
                     T(1e-12));
   for (int i = 0; i < 4; ++i) s.q[i] = quat[i] / s.norm;
@@ -98,6 +99,22 @@ void project_one(const Camera<T>& cam, const T* mean, const T* quat, const T* sc
   s.det = s.a * s.c - s.b * s.b;
   s.valid = s.in_range && s.det > 0;
   s.det_safe = s.valid ? s.det : T(1);
+}
+
+template <typename T>
+void project_one(const Camera<T>& cam, const T* mean, const T* quat, const T* scale, Projected<T>& s) {
+  const T* R = cam.R;
+  for (int i = 0; i < 3; ++i) s.p[i] = R[3 * i] * mean[0] + R[3 * i + 1] * mean[1] + R[3 * i + 2] * mean[2] + cam.t[i];
+  const T z = s.p[2];
+  s.in_range = z > cam.near && z < cam.far;
+  s.z_safe = s.in_range ? z : T(1);
+  if (cam.ortho) {  // forward only: project_backward refuses this camera
+    s.u = s.p[0], s.v = s.p[1], s.clamp_u = s.clamp_v = false;
+    s.J[0] = cam.fx, s.J[1] = 0, s.J[2] = 0, s.J[3] = 0, s.J[4] = cam.fy, s.J[5] = 0;
+  } else {
+    perspective_jacobian(cam, s);
+  }
+  finish_projection(cam, quat, scale, s);
 }
 
 template <typename T>
@@ -219,7 +236,7 @@ void check_projection(const at::Tensor& means, const at::Tensor& quats, const at
   TORCH_CHECK(type == at::kFloat || type == at::kDouble, "project: float32 or float64");
 }
 
-// settings: width, height, near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH. Outputs (allocated by the caller):
+// settings: width, height, near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH[, orthographic (0 or 1)]. Outputs (allocated by the caller):
 // means2d [N, 2], covars2d [N, 2, 2], conics [N, 3], depths [N], radii int32 [N].
 void project_forward(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
                      const at::Tensor& world_to_cam, const at::Tensor& K, c10::ArrayRef<double> settings,
@@ -242,6 +259,7 @@ void project_backward(const at::Tensor& means, const at::Tensor& quats, const at
                       const at::Tensor& grad_means2d, const at::Tensor& grad_conics, const at::Tensor& grad_depths,
                       at::Tensor grad_means, at::Tensor grad_quats, at::Tensor grad_scales) {
   check_projection(means, quats, scales, world_to_cam, K);
+  TORCH_CHECK(!(settings.size() > 7 && settings[7] != 0.0), "project: an orthographic camera is forward only");
   TORCH_CHECK(grad_means2d.is_contiguous() && grad_conics.is_contiguous() && grad_depths.is_contiguous(),
               "project: output gradients contiguous");
   if (means.scalar_type() == at::kFloat) {
