@@ -1,6 +1,6 @@
 """The ``mgs`` command: a table of the sub-commands, each a module of :mod:`momentum_gs.commands` with
-``add_arguments(parser)`` and ``run(args)``: run, train, eval, export, render, distill, mesh, sfm, view, synth, demo,
-partition, table, convert, config.
+``add_arguments(parser)`` and ``run(args)``: run, train, eval, export, render, distill, mesh, ortho, sfm, view, synth,
+demo, partition, table, convert, config.
 
 Only the module of the command given is imported (``mgs --help`` and a bad command line answer at once). Bad
 input raises :class:`~momentum_gs.errors.UserError`; ``main`` prints it as one ``error:`` line and exits with
@@ -30,6 +30,8 @@ COMMANDS = {  # name: what it does; its module is momentum_gs.commands.<name>
                "dropout copy)",
     "mesh": "a coloured triangle mesh of a trained run: rendered depths fused into a TSDF block by block, stitched "
             "into one PLY (docs/surfaces.md)",
+    "ortho": "a true orthophoto and a surface model of a trained run, splatted straight down, as Cloud-Optimized "
+             "GeoTIFFs in the UTM zone of a georeferenced scene (docs/maps.md)",
     "sfm": "photos (or a video) to a training scene: COLMAP's SfM via pycolmap, georeferenced in level ENU metres "
            "when the photos carry GPS",
     "view": "a live web viewer of a trained run: fly through it, switch blocks on and off, see the cameras and the "

@@ -37,7 +37,7 @@ def test_a_five_minute_budget_makes_the_site_in_under_ten_minutes(site):
     out, seconds = site
     assert seconds < 600
     stages = json.loads((out / "stages.json").read_text())["stages"]
-    assert all(stages[name]["done"] for name in ("sfm", "train", "eval", "export", "page"))
+    assert all(stages[name]["done"] for name in ("sfm", "train", "eval", "export", "maps", "page"))
     # 17.5-17.6 dB measured (docs/benchmarks/site.md): the forest in the held-out photos keeps it under 20
     results = json.loads((out / "run" / "eval" / "results.json").read_text())
     assert results["psnr"] >= 17.0, results["psnr"]
@@ -50,6 +50,29 @@ def test_the_tileset_stands_on_the_photos_gps_and_is_no_larger_than_what_they_se
     check = json.loads((tmp_path / "check.json").read_text())
     assert check["photos_compared"] == 18 and check["gps_horizontal_max_m"] <= 2.0
     assert max(check["root_over_footprint"]) <= 1.5 and min(check["root_over_footprint"]) >= 0.5
+
+
+def test_the_maps_are_where_the_photos_gps_says_in_a_projected_crs(site):
+    """The orthophoto and the DSM on one grid in the UTM zone, centred within 10 m of the photos' GPS, pixels of
+    at most 0.25 m, covering at least half of what the photos see; the DSM's heights near the SfM points'."""
+    rasterio = pytest.importorskip("rasterio")
+    from momentum_gs.data.georef import origin_of, read_georef, wgs84_to_enu
+    from momentum_gs.data.sfm.gps import photo_gps
+
+    out, _ = site
+    with rasterio.open(out / "maps" / "orthophoto.tif") as ortho, rasterio.open(out / "maps" / "dsm.tif") as dsm:
+        assert ortho.crs.to_epsg() == dsm.crs.to_epsg() == 32615 and ortho.crs.is_projected  # Duluth, MN: UTM 15N
+        assert ortho.transform == dsm.transform and ortho.shape == dsm.shape and ortho.count == 4
+        assert ortho.res[0] <= 0.25 and ortho.driver == "GTiff" and ortho.overviews(1)  # a COG: overviews inside
+        covered = (ortho.read(4) >= 128).mean()
+        centre = ortho.xy(ortho.height / 2, ortho.width / 2)
+    summary = json.loads((out / "maps" / "maps.json").read_text())
+    georef = read_georef(out / "scene")
+    gps = np.array([photo_gps(photo) for photo in sorted((DATA / "input").iterdir())])
+    photos = wgs84_to_enu(gps, origin_of(georef))[:, :2].mean(0)
+    map_centre = wgs84_to_enu(np.array([[*summary["centre_wgs84"], 0.0]]), origin_of(georef))[0, :2]
+    assert np.linalg.norm(map_centre - photos) <= 10.0, (map_centre, photos, centre)
+    assert covered >= 0.5, covered
 
 
 def test_the_page_shows_the_city_on_the_globe(site):

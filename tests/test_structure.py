@@ -89,6 +89,7 @@ FLOORS = [
     {"eval", "mesh"},
     {"view"},
     {"train", "export"},  # the viewer of a training sits below both; the export scores with eval's metrics
+    {"maps"},  # the orthophoto bakes as the export does
     {"site"},  # mgs run: every stage's work, from the SfM to the page
     {"commands"},
     {"cli"},
@@ -150,6 +151,8 @@ DEFERRED = {
     "gsplat": "optional (CUDA): pip install .[cuda]",
     "piexif": "optional (sfm): pip install .[sfm]",
     "pyproj": "optional (maps, GCPs in other projections): pip install .[maps]",
+    "rasterio": "optional (maps: GeoTIFFs): pip install .[maps]",
+    "laspy": "optional (maps: LAS point clouds): pip install .[maps]",
     "viser": "optional (viewer): pip install .[viewer]",
     "websockets": "comes with viser",
     "wandb": "optional (logging)",

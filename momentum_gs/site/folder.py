@@ -30,6 +30,10 @@ class Site:
         return self.root / "export"
 
     @property
+    def maps(self) -> Path:
+        return self.root / "maps"
+
+    @property
     def page(self) -> Path:
         return self.root / "index.html"
 

@@ -125,7 +125,8 @@ def _pictures(site: Site) -> str:
     """The site's pictures with their captions."""
     pictures = [(site.scene / "cameras.png", "the photos' positions over the SfM points"),
                 (site.run / "partition.png", "the blocks of the partition"),
-                (site.run / "eval" / "strip.png", "held-out photos: render above, photo below")]
+                (site.run / "eval" / "strip.png", "held-out photos: render above, photo below"),
+                (site.maps / "orthophoto.png", "the orthophoto (maps/orthophoto.tif; the surface model: maps/dsm.tif)")]
     return "\n".join(f'<figure><img src="{_relative(site, p)}"><figcaption>{html.escape(caption)}</figcaption>'
                      "</figure>" for p, caption in pictures if p.is_file())
 
@@ -136,6 +137,8 @@ def _files(site: Site) -> str:
                    ) if site.export.is_dir() else []
     files += [p for p in (site.run / "eval" / "results.json", site.run / "config.yaml", site.run / "summary.json",
                           site.scene / "sfm.json", site.scene / "georef.json", site.record_path) if p.is_file()]
+    files += sorted(p for p in site.maps.iterdir() if p.is_file() and not p.name.startswith(".")
+                    ) if site.maps.is_dir() else []
     items = "".join(f'<li><a href="{_relative(site, p)}">{html.escape(_relative(site, p))}</a> '
                     f"({p.stat().st_size / 2**20:.1f} MB)</li>" for p in files)
     return f"<ul>{items}</ul>"

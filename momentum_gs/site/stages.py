@@ -1,4 +1,4 @@
-"""The stages of ``mgs run PHOTOS --out SITE``: sfm, train, eval, export, page, each kept once done.
+"""The stages of ``mgs run PHOTOS --out SITE``: sfm, train, eval, export, maps, page, each kept once done.
 
 ``SITE/stages.json`` records the photos and each finished stage (with its seconds); running again skips the
 finished stages, ``--from STAGE`` redoes that stage and the ones after it, and a stage that fails leaves the
@@ -7,6 +7,7 @@ earlier ones as they were (each writes only its own folder). The folders:
 - ``SITE/scene``: the training scene of ``mgs sfm`` (images/, sparse/0, sfm.json, cameras.png, georef.json);
 - ``SITE/run``: the training run (a partition of its own when there are several blocks), ``SITE/run/eval``;
 - ``SITE/export``: one bake shared by the 3D Tiles, the web page and the PLY (:mod:`momentum_gs.export.shared`);
+- ``SITE/maps``: the orthophoto and the surface model (:mod:`momentum_gs.maps.make`);
 - ``SITE/index.html``: the page of the site (:mod:`momentum_gs.site.page`).
 """
 
@@ -31,11 +32,12 @@ from momentum_gs.eval.evaluate import evaluate_run, summary_lines as eval_lines
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.shared import export_formats
 from momentum_gs.io.checkpoint import latest_checkpoint
+from momentum_gs.maps.make import make_maps, summary_lines as maps_lines
 from momentum_gs.site.folder import Site
 from momentum_gs.site.page import write_page
 from momentum_gs.train.start import start as start_training
 
-STAGES = ("sfm", "train", "eval", "export", "page")
+STAGES = ("sfm", "train", "eval", "export", "maps", "page")
 PHOTOS_PER_BLOCK = 150  # --blocks auto: a block per this many photos ...
 BLOCK_METRES = 150.0  # ... and at least this wide (georeferenced scenes)
 MAX_AUTO_BLOCKS = 8
@@ -75,7 +77,8 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
         site.forget(list(STAGES[STAGES.index(first):]))
     steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks,
                                                                                        first == "train"),
-             "eval": lambda: _eval(site), "export": lambda: _export(site, budget), "page": lambda: write_page(site)}
+             "eval": lambda: _eval(site), "export": lambda: _export(site, budget),
+             "maps": lambda: maps_lines(make_maps(site.run, site.maps)), "page": lambda: write_page(site)}
     for stage in STAGES:
         if site.done(stage):
             say(f"{stage}: done before ({site.record['stages'][stage]['seconds']:.0f} s); --from {stage} redoes it")

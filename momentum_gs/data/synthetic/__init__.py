@@ -220,7 +220,7 @@ def make_synthetic_scene(out_dir: Path, preset: str = "demo", seed: int = 0, var
     """
     p, out_dir = _resolve(preset, overrides), Path(out_dir)
     _prepare(out_dir)
-    city = make_city(np.random.default_rng([seed, _CITY]), p.blocks, max_height=min(35.0, 0.65 * p.altitude))
+    city = _city(p, seed)
     poses = flight_path(np.random.default_rng([seed, _PATH]), city, p)
     gains = _exposure_gains(seed, len(poses))
     images, depths = [], []
@@ -265,6 +265,23 @@ def _write_info(out_dir: Path, preset: str, seed: int, vary_exposure: bool, p: S
         "exposure_gains": gains if vary_exposure else None,  # per image name, RGB
     }  # fmt: skip
     (out_dir / SCENE_INFO_NAME).write_text(json.dumps(info, indent=1) + "\n")
+
+
+def _city(p: SynthPreset, seed: int) -> City:
+    """The city of preset ``p`` and ``seed``, metres."""
+    return make_city(np.random.default_rng([seed, _CITY]), p.blocks, max_height=min(35.0, 0.65 * p.altitude))
+
+
+def city_of(out_dir: Path) -> tuple[City, float]:
+    """The city a synthetic scene was made from (metres), rebuilt from its ``scene.json``, and the scene's metres
+    per model unit; a UserError for a folder that is not a synthetic scene."""
+    info = read_scene_info(out_dir)
+    if info is None or "settings" not in info or "seed" not in info:
+        raise UserError(f"{Path(out_dir) / SCENE_INFO_NAME} does not say how the scene was made: {out_dir} is not a "
+                        "synthetic scene written by `mgs synth`")
+    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in info["settings"].items()}
+    p = SynthPreset(**settings)
+    return _city(p, int(info["seed"])), p.metres_per_unit
 
 
 def scene_bounds(out_dir: Path) -> np.ndarray:

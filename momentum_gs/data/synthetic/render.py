@@ -130,6 +130,17 @@ def cast_camera(city: City, K: np.ndarray, world_to_cam: np.ndarray,
     return hits, o, d
 
 
+def top_down(city: City, xy: np.ndarray, top: float, shadows: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The true orthophoto of the city: [N, 3] colours (as the photos shade them) and [N] heights (metres) of the
+    surfaces first met by vertical rays falling from height ``top`` through ground points ``xy`` [N, 2] metres."""
+    o = np.column_stack([xy, np.full(len(xy), float(top))])
+    d = np.broadcast_to(np.array([0.0, 0.0, -1.0]), o.shape)
+    hits = Hits(np.full(len(o), float(top)), np.zeros(len(o), np.int64), np.tile([0.0, 0.0, 1.0], (len(o), 1)))
+    lo, hi = _prim_aabbs(city)
+    _cast(city, hits, o, d, np.asarray(xy, np.float64), np.column_stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]]))
+    return shade(city, hits, o, d, shadows), top - hits.t
+
+
 def in_shadow(city: City, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """[N] bool: the sun is blocked by a box or sphere for surface ``points`` [N, 3] with ``normals`` [N, 3]."""
     e1 = np.cross(SUN, [0.0, 0.0, 1.0])

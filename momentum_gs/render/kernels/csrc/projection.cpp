@@ -236,8 +236,8 @@ void check_projection(const at::Tensor& means, const at::Tensor& quats, const at
   TORCH_CHECK(type == at::kFloat || type == at::kDouble, "project: float32 or float64");
 }
 
-// settings: width, height, near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH[, orthographic (0 or 1)]. Outputs (allocated by the caller):
-// means2d [N, 2], covars2d [N, 2, 2], conics [N, 3], depths [N], radii int32 [N].
+// settings: width, height, near, far, eps2d, FRUSTUM_MARGIN, ALPHA_REACH[, orthographic (0 or 1)].
+// Outputs (allocated by the caller): means2d [N, 2], covars2d [N, 2, 2], conics [N, 3], depths [N], radii int32 [N].
 void project_forward(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
                      const at::Tensor& world_to_cam, const at::Tensor& K, c10::ArrayRef<double> settings,
                      at::Tensor means2d, at::Tensor covars2d, at::Tensor conics, at::Tensor depths, at::Tensor radii) {

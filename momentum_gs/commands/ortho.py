@@ -1,0 +1,27 @@
+"""``mgs ortho``: a true orthophoto and a surface model (DSM) of a trained run, as GeoTIFFs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from momentum_gs.commands.common import use_run_settings
+from momentum_gs.maps.make import make_maps, summary_lines
+from momentum_gs.ranges import LENGTH, add_number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mgs ortho``."""
+    parser.add_argument("run_dir")
+    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, orthophoto.png and maps.json "
+                                      "(default RUN/maps; an earlier one there is replaced whole)")
+    add_number(parser, "--gsd", kind=float, allowed=LENGTH,
+               help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
+                    "at the training size)")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Make the maps and print the summary."""
+    use_run_settings(args.run_dir)
+    summary = make_maps(Path(args.run_dir), args.out, args.gsd)
+    print("\n".join(summary_lines(summary)))

@@ -1,0 +1,79 @@
+"""The map's files: ``orthophoto.tif`` (RGB + alpha, uint8) and ``dsm.tif`` (float32 heights, nodata
+:data:`~momentum_gs.maps.ortho.NODATA`) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
+its wheel; no GeoTIFF tag by hand), and ``orthophoto.png``, a preview at most :data:`PREVIEW` pixels a side.
+
+Without rasterio the two rasters are plain TIFFs written by OpenCV, each with its world file (``.tfw``: the pixel
+size and the top-left pixel's centre, which GIS tools read), and the CRS is said for the user to set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from momentum_gs.data.map_frame import MapFrame
+from momentum_gs.maps.ortho import NODATA, MapGrid, Rasters
+
+PREVIEW = 1024  # the preview's longest side, pixels
+ORTHOPHOTO, DSM, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "orthophoto.png"
+NAMES = {ORTHOPHOTO, DSM, PREVIEW_NAME, "maps.json", "orthophoto.tfw", "dsm.tfw"}
+
+
+def has_rasterio() -> bool:
+    """Whether rasterio can be imported (``pip install .[maps]``)."""
+    return importlib.util.find_spec("rasterio") is not None
+
+
+def write_map_files(rasters: Rasters, frame: MapFrame, grid: MapGrid, folder: Path) -> str:
+    """Write the orthophoto, the DSM and the preview into ``folder``; returns how, in one line."""
+    _write_preview(rasters.rgba, folder / PREVIEW_NAME)
+    if has_rasterio():
+        _write_cog(rasters.rgba.transpose(2, 0, 1), folder / ORTHOPHOTO, frame, grid, None)
+        _write_cog(rasters.dsm[None], folder / DSM, frame, grid, NODATA)
+        return "Cloud-Optimized GeoTIFFs (rasterio)"
+    bgra = cv2.cvtColor(rasters.rgba, cv2.COLOR_RGBA2BGRA)
+    for name, image in ((ORTHOPHOTO, bgra), (DSM, rasters.dsm)):
+        if not cv2.imwrite(str(folder / name), image):
+            raise OSError(f"OpenCV could not write {folder / name}")
+        _write_world_file(folder / Path(name).with_suffix(".tfw"), grid)
+    crs = f"EPSG:{frame.epsg}" if frame.epsg else "no CRS"
+    return (f"plain TIFFs with world files (.tfw), without their CRS ({crs}: set it in the GIS tool): rasterio is "
+            "not installed; pip install 'momentum_gs[maps]' writes Cloud-Optimized GeoTIFFs")
+
+
+def _write_cog(bands: np.ndarray, path: Path, frame: MapFrame, grid: MapGrid, nodata: float | None) -> None:
+    """[B, H, W] ``bands`` as a Cloud-Optimized GeoTIFF (deflate, internal overviews): a GeoTIFF made in memory,
+    then copied by GDAL's COG driver."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+    from rasterio.io import MemoryFile
+    from rasterio.shutil import copy as gdal_copy
+
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=bands.shape[0], dtype=bands.dtype,
+                   transform=rasterio.Affine(grid.gsd, 0.0, grid.x0, 0.0, -grid.gsd, grid.y0), nodata=nodata,
+                   crs=rasterio.crs.CRS.from_epsg(frame.epsg) if frame.epsg else None)
+    with MemoryFile() as memory, memory.open(**profile) as made:
+        made.write(bands)
+        if bands.shape[0] == 4:
+            made.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+        gdal_copy(made, str(path), driver="COG", compress="DEFLATE",
+                  predictor="3" if bands.dtype == np.float32 else "2")
+
+
+def _write_preview(rgba: np.ndarray, path: Path) -> None:
+    """``rgba`` shrunk (area average) to at most :data:`PREVIEW` pixels a side, as an RGBA PNG."""
+    height, width = rgba.shape[:2]
+    factor = min(1.0, PREVIEW / max(height, width))
+    small = rgba if factor == 1.0 else cv2.resize(rgba, (max(1, round(width * factor)), max(1, round(height * factor))),
+                                                  interpolation=cv2.INTER_AREA)
+    if not cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGBA2BGRA)):
+        raise OSError(f"OpenCV could not write {path}")
+
+
+def _write_world_file(path: Path, grid: MapGrid) -> None:
+    """An ESRI world file: pixel width, two rotations, negative pixel height, the top-left pixel's centre."""
+    values = [grid.gsd, 0.0, 0.0, -grid.gsd, grid.x0 + 0.5 * grid.gsd, grid.y0 - 0.5 * grid.gsd]
+    path.write_text("".join(f"{v:.10f}\n" for v in values))

@@ -1,0 +1,114 @@
+"""``mgs ortho RUN``: the run baked into standard Gaussians (as the export bakes, the Gaussians no photo saw
+dropped), splatted straight down onto the map's grid (:mod:`momentum_gs.maps.ortho`) in the map's frame
+(:mod:`momentum_gs.data.map_frame`), written (:mod:`momentum_gs.maps.files`) into a folder written whole, with
+``maps.json``: the CRS, the grid, the coverage, the seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from momentum_gs.data.georef import enu_to_wgs84, read_georef, robust_bounds
+from momentum_gs.data.scene import load_scene
+from momentum_gs.errors import UserError
+from momentum_gs.export.floaters import views_of
+from momentum_gs.export.formats import merged_model
+from momentum_gs.export.run import baked_for_export
+from momentum_gs.io.folders import written_whole
+from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.maps.files import NAMES, write_map_files
+from momentum_gs.data.map_frame import MapFrame, frame_of
+from momentum_gs.maps.ortho import SOLID, MapGrid, grid_over, splat_map
+from momentum_gs.model.gaussian_scene import resolve_backend
+
+SH_DEGREE = 1  # the map looks from one direction: degree 1 holds what it needs
+EXTENT_QUANTILE = 0.01  # the map covers the Gaussians' 1st to 99th percentiles (opacity-weighted)
+
+
+def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
+              show_progress: bool = True) -> dict:
+    """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
+    the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size)."""
+    started = time.perf_counter()
+    run = RunFolder(run_dir)
+    out = Path(out) if out is not None else run.root / "maps"
+    if gsd is not None and not gsd > 0:
+        raise UserError(f"--gsd {gsd}: give a pixel size above 0 (metres in a georeferenced scene)")
+    cfg, model = merged_model(run)
+    georef = read_georef(Path(cfg.data.path))
+    scene = load_scene(cfg.data, images=False)
+    gaussians, how, dropped = baked_for_export(model, scene.train, cfg.render, SH_DEGREE, 0, None,
+                                               views_of(scene, georef, False))
+    if len(gaussians) == 0:
+        raise UserError("the run's model has no Gaussians that a training photo saw: nothing to map")
+    frame = frame_of(gaussians.means.detach().double().cpu().numpy(), scene.train, georef, cfg.data.path)
+    placed = frame.to_map(gaussians.means.detach().double().cpu().numpy())
+    weights = gaussians.opacities.detach().double().cpu().numpy()
+    lo, hi = robust_bounds(placed, weights, EXTENT_QUANTILE)
+    gsd_said = _gsd_line(gsd, scene.train, scene.points, frame)
+    grid = grid_over(lo, hi, gsd if gsd is not None else _photo_gsd(scene.train, scene.points, frame))
+    backend = resolve_backend(cfg.render.backend, gaussians.means.device)
+    with written_whole(out, "the maps", NAMES) as work:
+        rasters = splat_map(gaussians, frame, grid, backend, show_progress)
+        written = write_map_files(rasters, frame, grid, work)
+        summary = _summary(run, out, frame, grid, rasters, len(gaussians), how, dropped, gsd_said, written,
+                           time.perf_counter() - started)
+        (work / "maps.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _photo_gsd(cameras: list, points: np.ndarray, frame: MapFrame) -> float:
+    """The photos' ground sampling distance at the training size, map units: the median over the training
+    photos of their height above the ground (the SfM points' median height) over their focal length."""
+    ground = float(np.median(frame.to_map(points)[:, 2])) if len(points) else 0.0
+    heights = np.array([frame.to_map(c.center.detach().double().cpu().numpy()[None])[0, 2] for c in cameras]) - ground
+    focal = np.array([float(c.K[0, 0]) for c in cameras])
+    if not (heights > 0).any():
+        raise UserError("the training cameras are not above the ground the SfM points show, so the photos give no "
+                        "ground sampling distance; give --gsd")
+    gsd = float(np.median(heights[heights > 0] / focal[heights > 0])) * frame.scale
+    digits = 3 - int(np.floor(np.log10(gsd)))  # three significant digits: a round pixel size
+    return round(gsd, max(digits, 0))
+
+
+def _gsd_line(gsd: float | None, cameras: list, points: np.ndarray, frame: MapFrame) -> str:
+    """Where the pixel size came from, in words."""
+    if gsd is not None:
+        return f"{gsd:g} (--gsd)"
+    unit = "m" if frame.epsg else " units"
+    width = cameras[0].width if cameras else 0
+    return (f"{_photo_gsd(cameras, points, frame):g}{unit}: the photos' ground sampling distance at the training "
+            f"size ({width} px wide; --gsd sets another)")
+
+
+def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters, gaussians: int, how: str,
+             dropped: str, gsd_said: str, written: str, seconds: float) -> dict:
+    """What ``maps.json`` records and ``mgs ortho`` prints."""
+    covered = float((rasters.rgba[..., 3] >= round(255 * SOLID)).mean())
+    centre = grid.centre()
+    summary = {"run": str(run.root.resolve()), "out": str(out.resolve()), "crs": frame.what, "epsg": frame.epsg,
+               "gsd": grid.gsd, "gsd_from": gsd_said, "width": grid.width, "height": grid.height,
+               "top_left": [grid.x0, grid.y0], "centre": centre.tolist(), "covered": round(covered, 4),
+               "gaussians": gaussians, "bake": how, "dropped": dropped, "files": written,
+               "seconds": round(seconds, 2)}
+    if frame.origin is not None:
+        world = frame.to_world(centre[None], np.zeros(1))
+        summary["centre_wgs84"] = enu_to_wgs84(world, frame.origin)[0, :2].round(7).tolist()
+    return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """What ``mgs ortho`` prints."""
+    out = Path(summary["out"])
+    lines = [f"map frame: {summary['crs']}",
+             f"pixel: {summary['gsd_from']}",
+             f"baked {summary['gaussians']:,} standard Gaussians ({summary['bake']})"]
+    lines += [summary["dropped"]] if summary["dropped"] else []
+    lines += [f"orthophoto: {out / 'orthophoto.tif'} ({summary['width']:,} × {summary['height']:,} pixels, "
+              f"{100 * summary['covered']:.0f} % covered), surface model: {out / 'dsm.tif'}; {summary['files']}",
+              f"preview: {out / 'orthophoto.png'}; summary: {out / 'maps.json'} ({summary['seconds']:.0f} s)"]
+    return lines
+

@@ -1,0 +1,131 @@
+"""A true orthophoto and a surface model from standard Gaussians: splatted by a camera looking straight down along
+parallel rays (``render(..., orthographic=True)``), tile by tile over the map's grid.
+
+Each pixel is the Gaussians' colour seen from straight above, composited front to back: roofs cover what is under
+them and facades take no pixels, with no surface model and no occlusion test. Its expected depth (``depth`` /
+alpha) gives the surface's height on the same grid; pixels with alpha under :data:`SOLID` have none (nodata). A
+tile renders only the Gaussians whose 3σ reach touches it, so memory is bounded by the tile, not the map.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from momentum_gs.errors import UserError
+from momentum_gs.estimate import sized
+from momentum_gs.data.map_frame import MapFrame
+from momentum_gs.model.standard import StandardGaussians, eval_sh
+from momentum_gs.render import render
+
+TILE = 1024  # pixels a side rendered at once
+SOLID = 0.5  # alpha from which a pixel has a height
+MAX_PIXELS = 1 << 30  # the map's pixels at most (a 32768² map): past it, a larger --gsd
+CLEARANCE = 0.05  # the camera above the highest Gaussian, in shares of the map's extent
+NODATA = -9999.0  # the DSM's value where nothing was drawn
+
+
+@dataclass(frozen=True)
+class MapGrid:
+    """The raster: ``x0``, ``y0`` the map coordinates of its top-left corner, ``gsd`` map units a pixel (rows go
+    south), ``width`` × ``height`` pixels."""
+
+    x0: float
+    y0: float
+    gsd: float
+    width: int
+    height: int
+
+    def centre(self) -> np.ndarray:
+        """[2] map (x, y) of the raster's centre."""
+        return np.array([self.x0 + 0.5 * self.width * self.gsd, self.y0 - 0.5 * self.height * self.gsd])
+
+
+def grid_over(lo: np.ndarray, hi: np.ndarray, gsd: float) -> MapGrid:
+    """The raster of pixel ``gsd`` whose corners lie on multiples of it and that covers map (x, y) ``lo``-``hi``;
+    a UserError when it would pass :data:`MAX_PIXELS`."""
+    x0, y0 = math.floor(lo[0] / gsd) * gsd, math.ceil(hi[1] / gsd) * gsd
+    width, height = max(1, math.ceil((hi[0] - x0) / gsd)), max(1, math.ceil((y0 - lo[1]) / gsd))
+    if width * height > MAX_PIXELS:
+        fits = gsd * math.sqrt(width * height / MAX_PIXELS)
+        raise UserError(f"--gsd {gsd:.4g} makes a map of {width:,} × {height:,} pixels, more than {MAX_PIXELS:,}; "
+                        f"give --gsd {fits:.3g} or more")
+    return MapGrid(x0, y0, gsd, width, height)
+
+
+@dataclass
+class Rasters:
+    """``rgba`` [H, W, 4] uint8 (colour not premultiplied, alpha the coverage) and ``dsm`` [H, W] float32 heights
+    (:data:`NODATA` where alpha < :data:`SOLID`)."""
+
+    rgba: np.ndarray
+    dsm: np.ndarray
+
+
+def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, backend: str = "builtin",
+              show_progress: bool = True, depth: str = "mean") -> Rasters:
+    """Render ``gaussians`` (world frame) onto ``grid`` of ``frame``, tile by tile, with a progress bar;
+    ``depth``: the DSM from the expected depth ("mean") or the depth where the transmittance crosses 0.5
+    ("median")."""
+    means = gaussians.means.detach()
+    down = -torch.as_tensor(frame.rotation[2], dtype=means.dtype, device=means.device)
+    colours = eval_sh(gaussians.sh.detach(), down.expand_as(means).contiguous()).clamp(0, 1)
+    placed = frame.to_map(means.double().cpu().numpy())
+    reach = 3 * gaussians.scales.detach().amax(-1).double().cpu().numpy() * frame.scale  # map units
+    top = float(placed[:, 2].max()) + CLEARANCE * max(grid.width, grid.height) * grid.gsd / frame.scale
+    rgba = np.zeros((grid.height, grid.width, 4), np.uint8)
+    dsm = np.full((grid.height, grid.width), NODATA, np.float32)
+    tiles = [(row, col) for row in range(0, grid.height, TILE) for col in range(0, grid.width, TILE)]
+    for row, col in sized(tiles, len(tiles), "orthophoto", "tile", "--gsd", disable=not show_progress):
+        h, w = min(TILE, grid.height - row), min(TILE, grid.width - col)
+        left, upper = grid.x0 + col * grid.gsd, grid.y0 - row * grid.gsd
+        near = ((placed[:, 0] + reach > left) & (placed[:, 0] - reach < left + w * grid.gsd)
+                & (placed[:, 1] - reach < upper) & (placed[:, 1] + reach > upper - h * grid.gsd))
+        if not near.any():
+            continue
+        keep = torch.from_numpy(np.flatnonzero(near)).to(means.device)
+        corner = frame.to_world(np.array([[left, upper]]), np.array([top]))[0]
+        out = render(means[keep], gaussians.quats.detach()[keep], gaussians.scales.detach()[keep],
+                     gaussians.opacities.detach()[keep], colours[keep], _looking_down(frame, corner, means),
+                     _pixels_per_unit(frame, grid, means), w, h, backend=backend, near=0.0, orthographic=True,
+                     extras=("depth", "median_depth") if depth == "median" else ("depth",))
+        _store(out, rgba, dsm, row, col, frame, grid, top, depth)
+    return Rasters(rgba, dsm)
+
+
+def _looking_down(frame: MapFrame, corner: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """[4, 4] world → camera of the map's camera at world point ``corner``: x along the map's x, y along its
+    south, z down (OpenCV axes)."""
+    rotation = np.stack([frame.rotation[0], -frame.rotation[1], -frame.rotation[2]])
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, -rotation @ corner
+    return torch.as_tensor(pose, dtype=like.dtype, device=like.device)
+
+
+def _pixels_per_unit(frame: MapFrame, grid: MapGrid, like: torch.Tensor) -> torch.Tensor:
+    """[3, 3] K of the map's camera: pixels per world unit on both axes, the corner at pixel (0, 0)."""
+    f = frame.scale / grid.gsd
+    return torch.tensor([[f, 0.0, 0.0], [0.0, f, 0.0], [0.0, 0.0, 1.0]], dtype=like.dtype, device=like.device)
+
+
+def _store(out, rgba: np.ndarray, dsm: np.ndarray, row: int, col: int, frame: MapFrame, grid: MapGrid,
+           top: float, kind: str = "mean") -> None:
+    """Put one tile's render into the rasters: colour unpremultiplied, heights where alpha ≥ :data:`SOLID`."""
+    alpha = out.alpha[..., 0].double().cpu().numpy()
+    image = out.image.double().cpu().numpy()
+    depth = out.depth[..., 0].double().cpu().numpy() / np.maximum(alpha, 1e-12)
+    if kind == "median":
+        depth = out.median_depth[..., 0].double().cpu().numpy()
+    h, w = alpha.shape
+    colour = np.clip(image / np.maximum(alpha, 1e-12)[..., None], 0, 1)
+    rgba[row:row + h, col:col + w, :3] = np.round(255 * colour * (alpha[..., None] > 1e-6))
+    rgba[row:row + h, col:col + w, 3] = np.round(255 * np.clip(alpha, 0, 1))
+    solid = alpha >= SOLID
+    if solid.any():
+        rows, cols = np.nonzero(solid)
+        xy = np.column_stack([grid.x0 + (col + cols + 0.5) * grid.gsd, grid.y0 - (row + rows + 0.5) * grid.gsd])
+        world = frame.to_world(xy, top - depth[rows, cols])
+        dsm[row + rows, col + cols] = frame.heights(world)

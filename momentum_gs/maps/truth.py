@@ -1,0 +1,53 @@
+"""The maps of a synthetic scene against its truth: the city's own orthophoto and heights (vertical rays cast into
+the ray-cast city, :func:`~momentum_gs.data.synthetic.render.top_down`) on the same grid.
+
+Scores, over the pixels both draw (alpha ≥ ``SOLID``, the city's ground ring included): the orthophoto's PSNR, its
+shift against the truth by phase correlation (pixels, x and y), and the DSM's RMSE and median absolute error in
+metres.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from momentum_gs.data.synthetic import city_of
+from momentum_gs.data.synthetic.render import top_down
+from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
+
+SUPERSAMPLE = 3  # rays per pixel along each axis for the truth's colour
+
+
+def true_maps(scene_dir: Path, grid: MapGrid) -> tuple[np.ndarray, np.ndarray, float]:
+    """The truth on ``grid`` (the scene's own frame, model units): [H, W, 3] colour in [0, 1], [H, W] heights in
+    metres, and the scene's metres per unit."""
+    city, metres = city_of(scene_dir)
+    s = SUPERSAMPLE
+    cols = (np.arange(grid.width * s) + 0.5) / s
+    rows = (np.arange(grid.height * s) + 0.5) / s
+    x, y = np.meshgrid(grid.x0 + cols * grid.gsd, grid.y0 - rows * grid.gsd)
+    xy = np.column_stack([x.ravel(), y.ravel()]) * metres
+    colour, _ = top_down(city, xy, city.bounds()[1, 2] + 10.0)
+    colour = colour.reshape(grid.height, s, grid.width, s, 3).mean(axis=(1, 3))
+    centres_x, centres_y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
+                                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
+    _, heights = top_down(city, np.column_stack([centres_x.ravel(), centres_y.ravel()]) * metres,
+                          city.bounds()[1, 2] + 10.0, shadows=False)
+    return colour, heights.reshape(grid.height, grid.width), metres
+
+
+def score(rgba: np.ndarray, dsm: np.ndarray, truth_colour: np.ndarray, truth_height: np.ndarray,
+          metres: float) -> dict:
+    """The scores of the module notes; ``dsm`` in model units (the scene's own frame)."""
+    drawn = (rgba[..., 3] >= round(255 * SOLID)) & (dsm != NODATA)
+    colour = rgba[..., :3].astype(np.float64) / 255
+    error = ((colour - truth_colour)[drawn] ** 2).mean()
+    grey = lambda image: np.where(drawn, image.mean(-1), 0.0).astype(np.float64)  # noqa: E731
+    window = cv2.createHanningWindow(grey(colour).shape[::-1], cv2.CV_64F)
+    (dx, dy), _ = cv2.phaseCorrelate(grey(truth_colour), grey(colour), window)
+    miss = (dsm.astype(np.float64) * metres - truth_height)[drawn]
+    return {"pixels": int(drawn.sum()), "covered": float(drawn.mean()), "psnr": float(-10 * np.log10(error)),
+            "shift_px": [float(dx), float(dy)], "dsm_rmse_m": float(np.sqrt((miss ** 2).mean())),
+            "dsm_median_abs_m": float(np.median(np.abs(miss)))}
