@@ -14,6 +14,7 @@ from momentum_gs.data.synthetic import city_of
 from momentum_gs.data.synthetic.render import top_down
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data import map_frame as frames
+from momentum_gs.export.las import save_las
 from momentum_gs.maps import files
 from momentum_gs.maps.make import make_maps
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
@@ -129,3 +130,28 @@ def test_bad_requests_are_one_line(run, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a user's file")
     assert_one_line_error(mgs("ortho", str(run), "--out", str(tmp_path / "mine")), "holds files that are not the maps")
+
+
+def test_the_las_export_holds_the_centres_in_utm_with_their_colours(tmp_path):
+    laspy = pytest.importorskip("laspy")
+    pyproj = pytest.importorskip("pyproj")
+    rng = np.random.default_rng(1)
+    n = 500
+    enu = rng.uniform([-300, -200, -5], [300, 200, 40], (n, 3))
+    colour = rng.uniform(0, 1, (n, 3))
+    gaussians = StandardGaussians(torch.tensor(enu), torch.tensor([[1.0, 0, 0, 0]]).double().expand(n, 4),
+                                  torch.full((n, 3), 0.1, dtype=torch.float64),
+                                  torch.full((n,), 0.5, dtype=torch.float64),
+                                  torch.tensor((colour - 0.5) / SH_C0)[:, None, :])
+    path = save_las(gaussians, tmp_path / "points.las", GEOREF)
+    cloud = laspy.read(path)
+    assert str(cloud.header.version) == "1.4" and cloud.header.point_format.id == 7
+    assert cloud.header.parse_crs().to_epsg() == 32615
+    lla = enu_to_wgs84(enu, np.array([46.8426, -91.9946, 198.3]))
+    east, north = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32615", always_xy=True).transform(lla[:, 1], lla[:, 0])
+    assert np.abs(np.asarray(cloud.x) - east).max() < 0.01 and np.abs(np.asarray(cloud.y) - north).max() < 0.01
+    assert np.abs(np.asarray(cloud.z) - lla[:, 2]).max() < 0.002
+    np.testing.assert_allclose(np.asarray(cloud.red) / 65535, colour[:, 0], atol=1e-4)
+    assert (np.asarray(cloud.intensity) == 32768).all()
+    plain = laspy.read(save_las(gaussians, tmp_path / "plain.las", None))  # no georef: the scene's coordinates
+    assert plain.header.parse_crs() is None and np.abs(np.asarray(plain.x) - enu[:, 0]).max() < 0.001

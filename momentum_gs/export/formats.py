@@ -19,6 +19,7 @@ from momentum_gs.config import Config
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.georef import ply_comment
 from momentum_gs.errors import UserError
+from momentum_gs.export.las import save_las
 from momentum_gs.export.scaffold import export_scene
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
@@ -117,6 +118,10 @@ FORMATS: dict[str, Format] = {
     "sog": Format("PlayCanvas's compressed format", "scene.sog",
                   lambda g, path, c: save_with_splat_transform(c.splat_transform, g, path), sh_degree=0,
                   splat_transform=True),
+    # points for GIS: their colour without view dependence, nothing refined by default
+    "las": Format("the Gaussians' centres and colours as a LAS 1.4 point cloud, in the UTM zone of a georeferenced "
+                  "scene", "points.las", lambda g, path, c: save_las(g, path, c.georef), sh_degree=0, sh_choice=False,
+                  refine_steps=0),
     # the levels are baked from the training views block by block: nothing to refine
     "sog-lod": Format("PlayCanvas's streamed SOG (lod-meta.json and chunks) with levels of detail, block by block",
                       "sog-lod/", _sog_lod, sh_degree=0, refine_steps=None, splat_transform=True),
