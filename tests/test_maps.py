@@ -155,3 +155,39 @@ def test_the_las_export_holds_the_centres_in_utm_with_their_colours(tmp_path):
     assert (np.asarray(cloud.intensity) == 32768).all()
     plain = laspy.read(save_las(gaussians, tmp_path / "plain.las", None))  # no georef: the scene's coordinates
     assert plain.header.parse_crs() is None and np.abs(np.asarray(plain.x) - enu[:, 0]).max() < 0.001
+
+
+@pytest.mark.slow
+def test_a_small_survey_from_photos_to_maps_on_the_globe(tmp_path):
+    """16 generated photos with GPS (640 × 480, Zürich; a 4 × 4 grid 15 m apart, 50 m up, 10-25° off straight
+    down in four headings) → mgs sfm → 150 steps → make_maps: a projected EPSG CRS, the map's centre within
+    10 m of the photos' GPS, pixels of at most 0.25 m, half or more of the footprint covered."""
+    pytest.importorskip("pycolmap")
+    pytest.importorskip("piexif")
+    rasterio = pytest.importorskip("rasterio")
+    from momentum_gs.data.georef import wgs84_to_enu
+    from momentum_gs.data.synthetic import SynthPreset, look_at_pose
+    from momentum_gs.data.synthetic.survey import ORIGIN, city_for, write_photo
+
+    poses = []
+    for row, y in enumerate(np.linspace(-30, 15, 4)):
+        for col, x in enumerate(np.linspace(-22.5, 22.5, 4)[:: 1 if row % 2 == 0 else -1]):
+            yaw, pitch = np.radians(90.0 * (row + col)), np.radians(65.0 + 5 * col)
+            poses.append(look_at_pose(np.array([x, y, 50.0 + 2 * col]), yaw, pitch))
+    preset = SynthPreset(width=640, height=480, hfov_deg=70.0)
+    city = city_for(poses, 50.0, preset.hfov_deg)
+    centres = np.stack([-p[:3, :3].T @ p[:3, 3] for p in poses])
+    (tmp_path / "photos").mkdir()
+    for i, (pose, lla) in enumerate(zip(poses, enu_to_wgs84(centres, ORIGIN))):
+        write_photo(tmp_path / "photos" / f"view{i:02d}.jpg", city, preset, pose, lla)
+    assert main(["sfm", str(tmp_path / "photos"), "--out", str(tmp_path / "scene"), "--threads", "1"]) == 0
+    run = train_tiny(tmp_path / "scene", tmp_path / "run", ("optim.steps=150",))
+    summary = make_maps(run, show_progress=False)
+    with rasterio.open(run / "maps" / "orthophoto.tif") as ortho:
+        assert ortho.crs.to_epsg() == 32632 and ortho.crs.is_projected and ortho.res[0] <= 0.25
+        covered = (ortho.read(4) >= 128).mean()
+    with rasterio.open(run / "maps" / "dsm.tif") as dsm:
+        assert dsm.transform == ortho.transform and dsm.shape == ortho.shape
+    centre = wgs84_to_enu(np.array([[*summary["centre_wgs84"], 0.0]]), ORIGIN)[0, :2]
+    gps = centres[:, :2].mean(0)
+    assert np.linalg.norm(centre - gps) <= 10.0 and covered >= 0.5, (centre, gps, covered)

@@ -1,0 +1,104 @@
+"""Score the maps of `mgs ortho` (RUN/maps, or --maps DIR).
+
+    python scripts/ortho_check.py RUN [--maps DIR] [--json OUT]
+
+A synthetic scene (`mgs synth`): the orthophoto against the city's true orthophoto (vertical rays into the ray-cast
+city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres).
+A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
+4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
+point's height (median absolute difference, metres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from momentum_gs.config import load_config  # noqa: E402
+from momentum_gs.data.georef import read_georef  # noqa: E402
+from momentum_gs.data.map_frame import frame_of  # noqa: E402
+from momentum_gs.data.scene import load_scene  # noqa: E402
+from momentum_gs.data.scene_info import read_scene_info  # noqa: E402
+from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid  # noqa: E402
+from momentum_gs.maps.truth import score, true_maps  # noqa: E402
+from momentum_gs.trained import load_run  # noqa: E402
+
+SHIFTS = np.arange(-4.0, 4.0 + 1e-9, 0.25)  # pixels tried along each axis
+
+
+def read_maps(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(rgba [H, W, 4] uint8, dsm [H, W] float32, maps.json) of a maps folder."""
+    import rasterio  # OpenCV's TIFF reader premultiplies the colour by the alpha
+
+    summary = json.loads((folder / "maps.json").read_text())
+    with rasterio.open(folder / "orthophoto.tif") as ortho, rasterio.open(folder / "dsm.tif") as surface:
+        return ortho.read().transpose(1, 2, 0), surface.read(1), summary
+
+
+def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapGrid) -> dict:
+    """The georeferenced scene's SfM points against the maps (module notes)."""
+    cfg, model, _ = load_run(run)
+    scene = load_scene(cfg.data, images=False)
+    georef = read_georef(Path(cfg.data.path))
+    means = np.concatenate([a.positions.detach().double().cpu().numpy()
+                            for a in ([model.anchors] if hasattr(model, "anchors") else model.anchor_sets)])
+    frame = frame_of(means, scene.train, georef, cfg.data.path)
+    placed = frame.to_map(scene.points.astype(np.float64))
+    col = (placed[:, 0] - grid.x0) / grid.gsd - 0.5  # pixel coordinates, centres at integers
+    row = (grid.y0 - placed[:, 1]) / grid.gsd - 0.5
+    inside = (col > 5) & (col < grid.width - 6) & (row > 5) & (row < grid.height - 6)
+    ri, ci = np.round(row[inside]).astype(int), np.round(col[inside]).astype(int)
+    solid = rgba[ri, ci, 3] >= round(255 * SOLID)
+    colours = scene.colors[inside][solid].astype(np.float32)
+    c, r = col[inside][solid].astype(np.float32), row[inside][solid].astype(np.float32)
+    image = rgba[..., :3].astype(np.float32)
+    errors = np.zeros((len(SHIFTS), len(SHIFTS)))
+    for i, dy in enumerate(SHIFTS):
+        for j, dx in enumerate(SHIFTS):
+            xs, ys = (c + np.float32(dx))[None], (r + np.float32(dy))[None]
+            sampled = cv2.remap(image, xs, ys, cv2.INTER_LINEAR)[0]
+            errors[i, j] = np.median(np.abs(sampled - colours).sum(-1))
+    i, j = np.unravel_index(errors.argmin(), errors.shape)
+    heights = dsm[ri[solid], ci[solid]]
+    drawn = heights != NODATA
+    point_heights = frame.heights(scene.points[inside][solid].astype(np.float64))
+    return {"points": int(solid.sum()), "best_shift_px": [float(SHIFTS[j]), float(SHIFTS[i])],
+            "colour_error_at_0": float(errors[len(SHIFTS) // 2, len(SHIFTS) // 2]),
+            "colour_error_at_best": float(errors[i, j]),
+            "dsm_minus_points_median_m": float(np.median(heights[drawn] - point_heights[drawn])),
+            "dsm_points_median_abs_m": float(np.median(np.abs(heights[drawn] - point_heights[drawn])))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--maps", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    folder = args.maps or args.run / "maps"
+    rgba, dsm, summary = read_maps(folder)
+    grid = MapGrid(*summary["top_left"], summary["gsd"], summary["width"], summary["height"])
+    data = Path(load_config(args.run / "config.yaml").data.path)
+    info = read_scene_info(data)
+    row = {"run": str(args.run), "gsd": grid.gsd, "size": [grid.width, grid.height], "covered": summary["covered"],
+           "seconds": summary["seconds"], "crs": summary["crs"]}
+    if info is not None and "settings" in info:
+        colour, heights, metres = true_maps(data, grid)
+        row["truth"] = score(rgba, dsm, colour, heights, metres)
+        row["truth"]["gsd_m"] = grid.gsd * metres
+    if read_georef(data) is not None:
+        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid)
+    print(json.dumps(row, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(row, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
