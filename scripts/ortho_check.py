@@ -3,7 +3,8 @@
     python scripts/ortho_check.py RUN [--maps DIR] [--json OUT]
 
 A synthetic scene (`mgs synth`): the orthophoto against the city's true orthophoto (vertical rays into the ray-cast
-city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres).
+city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres),
+over the whole map and under the cameras (the convex hull of the training cameras' centres).
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres).
@@ -76,6 +77,20 @@ def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapG
             "dsm_points_median_abs_m": float(np.median(np.abs(heights[drawn] - point_heights[drawn])))}
 
 
+def under_cameras(run: Path, grid: MapGrid) -> np.ndarray:
+    """[H, W] uint8, 1 inside the convex hull of the training cameras' centres on the map (what the flight
+    flew over), 0 outside."""
+    cfg, _, _ = load_run(run)
+    scene = load_scene(cfg.data, images=False)
+    centres = np.stack([camera.center.detach().double().cpu().numpy() for camera in scene.train])
+    frame = frame_of(centres, scene.train, read_georef(Path(cfg.data.path)), cfg.data.path)
+    placed = frame.to_map(centres)
+    pixels = np.column_stack([(placed[:, 0] - grid.x0) / grid.gsd, (grid.y0 - placed[:, 1]) / grid.gsd])
+    mask = np.zeros((grid.height, grid.width), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(cv2.convexHull(pixels.astype(np.float32))[:, 0]).astype(np.int32), 1)
+    return mask
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -93,6 +108,9 @@ def main() -> None:
         colour, heights, metres = true_maps(data, grid)
         row["truth"] = score(rgba, dsm, colour, heights, metres)
         row["truth"]["gsd_m"] = grid.gsd * metres
+        under = rgba.copy()
+        under[..., 3] *= under_cameras(args.run, grid)
+        row["truth_under_cameras"] = score(under, dsm, colour, heights, metres)
     if read_georef(data) is not None:
         row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid)
     print(json.dumps(row, indent=1))

@@ -80,7 +80,8 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
 
 
-def test_gaussians_on_the_citys_surface_give_its_orthophoto_and_heights(tiny_scene):
+@pytest.mark.parametrize("depth", ["mean", "median"])
+def test_gaussians_on_the_citys_surface_give_its_orthophoto_and_heights(tiny_scene, depth):
     """Flat Gaussians laid on the city's surfaces with their colours (from vertical rays on a grid twice as fine):
     splatted onto the map, they give the city's orthophoto in place and its heights. The rasterizer's low-pass
     (0.3 pixel²) widens what stands above the ground by about half a pixel: roof and tree edges miss by their
@@ -98,7 +99,8 @@ def test_gaussians_on_the_citys_surface_give_its_orthophoto_and_heights(tiny_sce
                                   torch.tensor([[0.6 * fine, 0.6 * fine, 1e-4]]).double().expand(n, 3).contiguous(),
                                   torch.full((n,), 0.99, dtype=torch.float64),
                                   torch.tensor((colour - 0.5) / SH_C0)[:, None, :])
-    rasters = splat_map(gaussians, frames.own_frame(np.array([0.0, 0.0, 1.0]), "z"), grid, show_progress=False)
+    rasters = splat_map(gaussians, frames.own_frame(np.array([0.0, 0.0, 1.0]), "z"), grid, show_progress=False,
+                        depth=depth)
     truth_colour, truth_height, _ = true_maps(tiny_scene, grid)
     scores = score(rasters.rgba, rasters.dsm, truth_colour, truth_height, metres)
     assert scores["covered"] == 1.0 and max(map(abs, scores["shift_px"])) < 0.25 and scores["psnr"] > 17, scores
@@ -125,6 +127,7 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
 @pytest.mark.slow
 def test_bad_requests_are_one_line(run, tmp_path):
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "0"), "--gsd")
+    assert_one_line_error(mgs("ortho", str(run), "--depth", "max"), "--depth")
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "1e-6"), "give --gsd")
     assert_one_line_error(mgs("ortho", str(tmp_path / "nothing")), "not a run folder")
     (tmp_path / "mine").mkdir()

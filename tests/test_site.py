@@ -148,6 +148,22 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     assert checkpoint.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
+def test_a_site_trained_in_two_blocks_goes_to_the_page(tiny_scene, tmp_path):
+    """--blocks 2: the run holds a partition of two blocks and a model for each, and every later stage (the
+    evaluation, the one bake, the maps, the page) works from the blocks as from one."""
+    site = _site_with_scene(tiny_scene, tmp_path)
+    stages.run_stages(tmp_path / "photos", site, 20.0, "2", None, say=lambda line: None)
+    record = Site(site.root).load()
+    assert all(record.done(stage) for stage in stages.STAGES)
+    summary = json.loads((site.run / "summary.json").read_text())
+    assert summary["num_blocks"] == 2 and (site.run / "partition.png").is_file()
+    assert json.loads((site.run / "eval" / "results.json").read_text())["psnr"] > 10.0
+    page = site.page.read_text()
+    assert "2 block(s)" in page and "run/partition.png" in page and "maps/orthophoto.png" in page
+    assert (site.export / "point_cloud.ply").is_file() and (site.root / "maps" / "orthophoto.tif").is_file()
+
+
 def test_a_site_made_from_other_photos_is_refused(tiny_scene, tmp_path):
     site = _site_with_scene(tiny_scene, tmp_path)
     other = tmp_path / "other"

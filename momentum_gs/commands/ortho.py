@@ -7,6 +7,7 @@ from pathlib import Path
 
 from momentum_gs.commands.common import use_run_settings
 from momentum_gs.maps.make import make_maps, summary_lines
+from momentum_gs.maps.ortho import DEPTHS
 from momentum_gs.ranges import LENGTH, add_number
 
 
@@ -18,10 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_number(parser, "--gsd", kind=float, allowed=LENGTH,
                help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
                     "at the training size)")
+    parser.add_argument("--depth", choices=DEPTHS, default="mean",
+                        help="the DSM from the expected depth (mean, default: blends across roof edges) or the "
+                             "depth where the view from above turns opaque (median: roof or ground, no blend)")
 
 
 def run(args: argparse.Namespace) -> None:
     """Make the maps and print the summary."""
     use_run_settings(args.run_dir)
-    summary = make_maps(Path(args.run_dir), args.out, args.gsd)
+    summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth)
     print("\n".join(summary_lines(summary)))

@@ -29,9 +29,10 @@ EXTENT_QUANTILE = 0.01  # the map covers the Gaussians' 1st to 99th percentiles 
 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
-              show_progress: bool = True) -> dict:
+              show_progress: bool = True, depth: str = "mean") -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
-    the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size)."""
+    the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
+    ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`)."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     out = Path(out) if out is not None else run.root / "maps"
@@ -52,10 +53,10 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     grid = grid_over(lo, hi, gsd if gsd is not None else _photo_gsd(scene.train, scene.points, frame))
     backend = resolve_backend(cfg.render.backend, gaussians.means.device)
     with written_whole(out, "the maps", NAMES) as work:
-        rasters = splat_map(gaussians, frame, grid, backend, show_progress)
+        rasters = splat_map(gaussians, frame, grid, backend, show_progress, depth)
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, len(gaussians), how, dropped, gsd_said, written,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, depth)
         (work / "maps.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -85,14 +86,14 @@ def _gsd_line(gsd: float | None, cameras: list, points: np.ndarray, frame: MapFr
 
 
 def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters, gaussians: int, how: str,
-             dropped: str, gsd_said: str, written: str, seconds: float) -> dict:
+             dropped: str, gsd_said: str, written: str, seconds: float, depth: str) -> dict:
     """What ``maps.json`` records and ``mgs ortho`` prints."""
     covered = float((rasters.rgba[..., 3] >= round(255 * SOLID)).mean())
     centre = grid.centre()
     summary = {"run": str(run.root.resolve()), "out": str(out.resolve()), "crs": frame.what, "epsg": frame.epsg,
                "gsd": grid.gsd, "gsd_from": gsd_said, "width": grid.width, "height": grid.height,
                "top_left": [grid.x0, grid.y0], "centre": centre.tolist(), "covered": round(covered, 4),
-               "gaussians": gaussians, "bake": how, "dropped": dropped, "files": written,
+               "depth": depth, "gaussians": gaussians, "bake": how, "dropped": dropped, "files": written,
                "seconds": round(seconds, 2)}
     if frame.origin is not None:
         world = frame.to_world(centre[None], np.zeros(1))

@@ -26,6 +26,7 @@ SOLID = 0.5  # alpha from which a pixel has a height
 MAX_PIXELS = 1 << 30  # the map's pixels at most (a 32768² map): past it, a larger --gsd
 CLEARANCE = 0.05  # the camera above the highest Gaussian, in shares of the map's extent
 NODATA = -9999.0  # the DSM's value where nothing was drawn
+DEPTHS = ("mean", "median")  # what the DSM is made from (splat_map)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, back
     """Render ``gaussians`` (world frame) onto ``grid`` of ``frame``, tile by tile, with a progress bar;
     ``depth``: the DSM from the expected depth ("mean") or the depth where the transmittance crosses 0.5
     ("median")."""
+    if depth not in DEPTHS:
+        raise ValueError(f"depth {depth!r}: one of {DEPTHS}")
     means = gaussians.means.detach()
     down = -torch.as_tensor(frame.rotation[2], dtype=means.dtype, device=means.device)
     colours = eval_sh(gaussians.sh.detach(), down.expand_as(means).contiguous()).clamp(0, 1)
