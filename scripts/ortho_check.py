@@ -91,6 +91,19 @@ def under_cameras(run: Path, grid: MapGrid) -> np.ndarray:
     return mask
 
 
+def away_from_steps(rgba: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metres: float, reach: int = 5,
+                    step_m: float = 1.0) -> dict:
+    """The DSM's RMSE (metres) over the drawn pixels more than ``reach`` pixels from a step of over ``step_m`` in
+    the true heights, and the share of the squared error within that reach of one."""
+    drawn = (rgba[..., 3] >= round(255 * SOLID)) & (dsm != NODATA)
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    truth = heights.astype(np.float32)
+    near = (cv2.dilate(truth, kernel) - cv2.erode(truth, kernel)) > step_m
+    squared = (dsm.astype(np.float64) * metres - heights) ** 2
+    return {"dsm_rmse_away_from_steps_m": float(np.sqrt(squared[drawn & ~near].mean())),
+            "squared_error_near_steps": float(squared[drawn & near].sum() / squared[drawn].sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -111,6 +124,7 @@ def main() -> None:
         under = rgba.copy()
         under[..., 3] *= under_cameras(args.run, grid)
         row["truth_under_cameras"] = score(under, dsm, colour, heights, metres)
+        row["truth_under_cameras"].update(away_from_steps(under, dsm, heights, metres))
     if read_georef(data) is not None:
         row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid)
     print(json.dumps(row, indent=1))

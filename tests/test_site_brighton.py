@@ -54,7 +54,7 @@ def test_the_tileset_stands_on_the_photos_gps_and_is_no_larger_than_what_they_se
 
 def test_the_maps_are_where_the_photos_gps_says_in_a_projected_crs(site):
     """The orthophoto and the DSM on one grid in the UTM zone, centred within 10 m of the photos' GPS, pixels of
-    at most 0.25 m, covering at least half of what the photos see; the DSM's heights near the SfM points'."""
+    at most 0.25 m, covering at least half of what the photos see."""
     rasterio = pytest.importorskip("rasterio")
     from momentum_gs.data.georef import origin_of, read_georef, wgs84_to_enu
     from momentum_gs.data.sfm.gps import photo_gps
@@ -73,6 +73,18 @@ def test_the_maps_are_where_the_photos_gps_says_in_a_projected_crs(site):
     map_centre = wgs84_to_enu(np.array([[*summary["centre_wgs84"], 0.0]]), origin_of(georef))[0, :2]
     assert np.linalg.norm(map_centre - photos) <= 10.0, (map_centre, photos, centre)
     assert covered >= 0.5, covered
+
+
+def test_the_maps_agree_with_the_sfm_points(site, tmp_path):
+    """Each SfM point's colour lands on its easting/northing in the orthophoto (the best of ±4 pixels' shifts is
+    none), and the DSM is within half a metre of the points' heights for half of them (0.11 m measured)."""
+    pytest.importorskip("rasterio")
+    out, _ = site
+    subprocess.run([sys.executable, str(SCRIPTS / "ortho_check.py"), str(out / "run"), "--maps", str(out / "maps"),
+                    "--json", str(tmp_path / "check.json")], check=True, capture_output=True, timeout=600)
+    points = json.loads((tmp_path / "check.json").read_text())["sparse_points"]
+    assert points["points"] > 3000 and max(map(abs, points["best_shift_px"])) <= 0.5, points
+    assert points["dsm_points_median_abs_m"] <= 0.5, points
 
 
 def test_the_page_shows_the_city_on_the_globe(site):

@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_number(parser, "--gsd", kind=float, allowed=LENGTH,
                help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
                     "at the training size)")
-    parser.add_argument("--depth", choices=DEPTHS, default="mean",
-                        help="the DSM from the expected depth (mean, default: blends across roof edges) or the "
-                             "depth where the view from above turns opaque (median: roof or ground, no blend)")
+    parser.add_argument("--depth", choices=DEPTHS, default="median",
+                        help="the DSM from the depth where the view from above turns opaque (median, default: a "
+                             "roof or the ground, as mgs mesh fuses) or from the expected depth (mean: blends "
+                             "across roof edges and with faint Gaussians above the surface)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -61,6 +61,7 @@ HEADER = struct.Struct("<IIIBBBB")  # magic, version, points, SH degree, fractio
 VERSIONS = (2, 3)
 ANTIALIASED = 0x1
 COLOUR_SCALE = 0.15
+SMALLEST_SCALE = math.exp(-10.0)  # byte 0 of a log scale: a flattened axis (scale 0) is stored as this
 ROOT_HALF = math.sqrt(0.5)
 OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])  # the three smallest, per largest index
 FLIP = np.array([1.0, -1.0, -1.0])  # right-down-front ↔ right-up-back: half a turn about x
@@ -132,7 +133,7 @@ def pack(g: StandardGaussians, version: int, sh_bits: tuple[int, int]) -> bytes:
     xyzw = quats[:, [1, 2, 3, 0]] / np.linalg.norm(quats, axis=1, keepdims=True)
     rotations = pack_smallest_three(xyzw) if version == 3 else pack_first_three(xyzw)
     arrays = [fixed & 0xFF, opacities * 255, sh[:, 0] * (COLOUR_SCALE * 255) + 127.5,
-              (np.log(scales) + 10) * 16, rotations, quantise_sh(sh[:, 1:], sh_bits)]
+              (np.log(np.maximum(scales, SMALLEST_SCALE)) + 10) * 16, rotations, quantise_sh(sh[:, 1:], sh_bits)]
     body = b"".join(np.clip(np.round(a), 0, 255).astype(np.uint8).tobytes() for a in arrays)
     return HEADER.pack(MAGIC, version, n, g.degree, bits, 0, 0) + body
 

@@ -29,7 +29,7 @@ EXTENT_QUANTILE = 0.01  # the map covers the Gaussians' 1st to 99th percentiles 
 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
-              show_progress: bool = True, depth: str = "mean") -> dict:
+              show_progress: bool = True, depth: str = "median") -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
     the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
     ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`)."""

@@ -2,8 +2,9 @@
 parallel rays (``render(..., orthographic=True)``), tile by tile over the map's grid.
 
 Each pixel is the Gaussians' colour seen from straight above, composited front to back: roofs cover what is under
-them and facades take no pixels, with no surface model and no occlusion test. Its expected depth (``depth`` /
-alpha) gives the surface's height on the same grid; pixels with alpha under :data:`SOLID` have none (nodata). A
+them and facades take no pixels, with no surface model and no occlusion test. Its median depth (where the
+transmittance crosses one half; or the expected depth, ``depth`` / alpha) gives the surface's height on the same
+grid; pixels with alpha under :data:`SOLID` have none (nodata). A
 tile renders only the Gaussians whose 3σ reach touches it, so memory is bounded by the tile, not the map.
 """
 
@@ -67,10 +68,10 @@ class Rasters:
 
 
 def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, backend: str = "builtin",
-              show_progress: bool = True, depth: str = "mean") -> Rasters:
+              show_progress: bool = True, depth: str = "median") -> Rasters:
     """Render ``gaussians`` (world frame) onto ``grid`` of ``frame``, tile by tile, with a progress bar;
-    ``depth``: the DSM from the expected depth ("mean") or the depth where the transmittance crosses 0.5
-    ("median")."""
+    ``depth``: the DSM from the depth where the transmittance crosses 0.5 ("median", as ``mgs mesh`` fuses) or
+    from the expected depth ("mean")."""
     if depth not in DEPTHS:
         raise ValueError(f"depth {depth!r}: one of {DEPTHS}")
     means = gaussians.means.detach()
