@@ -104,11 +104,26 @@ def away_from_steps(rgba: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metr
             "squared_error_near_steps": float(squared[drawn & near].sum() / squared[drawn].sum())}
 
 
+def picture(rgba: np.ndarray, dsm: np.ndarray, colour: np.ndarray, heights: np.ndarray, metres: float,
+            path: Path, width: int = 1500) -> None:
+    """The orthophoto | the true orthophoto | the DSM's absolute error (0 black, 5 m or more white), ``width`` wide."""
+    drawn = (rgba[..., 3] >= round(255 * SOLID)) & (dsm != NODATA)
+    error = np.where(drawn, np.clip(np.abs(dsm.astype(np.float64) * metres - heights) / 5.0, 0, 1), 0)
+    panels = [rgba[..., :3].astype(np.float64) / 255, colour, np.repeat(error[..., None], 3, -1)]
+    image = np.concatenate(panels, axis=1)
+    scale = width / image.shape[1]
+    image = cv2.resize(image, (width, round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., ::-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--maps", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--picture", type=Path, default=None,
+                        help="synthetic scene: the orthophoto, the truth and the DSM's error (black 0, white 5 m "
+                             "or more) side by side, as an image")
     args = parser.parse_args()
     folder = args.maps or args.run / "maps"
     rgba, dsm, summary = read_maps(folder)
@@ -125,6 +140,8 @@ def main() -> None:
         under[..., 3] *= under_cameras(args.run, grid)
         row["truth_under_cameras"] = score(under, dsm, colour, heights, metres)
         row["truth_under_cameras"].update(away_from_steps(under, dsm, heights, metres))
+        if args.picture:
+            picture(rgba, dsm, colour, heights, metres, args.picture)
     if read_georef(data) is not None:
         row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid)
     print(json.dumps(row, indent=1))
