@@ -116,14 +116,25 @@ def picture(rgba: np.ndarray, dsm: np.ndarray, colour: np.ndarray, heights: np.n
     cv2.imwrite(str(path), np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., ::-1])
 
 
+def picture_heights(rgba: np.ndarray, dsm: np.ndarray, path: Path, width: int = 1500) -> None:
+    """The orthophoto | the DSM in colour (its 2nd to 98th percentile from blue to red, nodata black)."""
+    drawn = dsm != NODATA
+    lo, hi = np.percentile(dsm[drawn], [2, 98]) if drawn.any() else (0.0, 1.0)
+    level = np.round(np.clip((dsm - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+    heights = np.where(drawn[..., None], cv2.applyColorMap(level, cv2.COLORMAP_TURBO), 0)
+    image = np.concatenate([rgba[..., 2::-1], heights], axis=1)
+    scale = width / image.shape[1]
+    cv2.imwrite(str(path), cv2.resize(image, (width, round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--maps", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--picture", type=Path, default=None,
-                        help="synthetic scene: the orthophoto, the truth and the DSM's error (black 0, white 5 m "
-                             "or more) side by side, as an image")
+                        help="an image: the orthophoto, the truth and the DSM's error (black 0, white 5 m or more) "
+                             "side by side on a synthetic scene; else the orthophoto beside the DSM in colour")
     args = parser.parse_args()
     folder = args.maps or args.run / "maps"
     rgba, dsm, summary = read_maps(folder)
@@ -142,6 +153,8 @@ def main() -> None:
         row["truth_under_cameras"].update(away_from_steps(under, dsm, heights, metres))
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)
+    elif args.picture:
+        picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:
         row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid)
     print(json.dumps(row, indent=1))
