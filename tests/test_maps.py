@@ -15,6 +15,7 @@ from momentum_gs.data.synthetic.render import top_down
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data import map_frame as frames
 from momentum_gs.export.las import save_las
+from momentum_gs.export.shared import export_formats
 from momentum_gs.maps import files
 from momentum_gs.maps.make import make_maps
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
@@ -110,6 +111,24 @@ def test_gaussians_on_the_citys_surface_give_its_orthophoto_and_heights(tiny_sce
 
 
 @pytest.mark.slow
+def test_the_maps_of_the_exported_ply_are_the_maps_of_the_bake(run, tmp_path):
+    """An export's PLY (the same bake, no refinement, SH degree 3 against the map's 1) gives the same coverage and
+    heights as a bake of its own: the map reads the shared Gaussians in the scene's frame."""
+    export_formats(run, ["ply"], out=tmp_path / "export", refine_steps=0)
+    ply = tmp_path / "export" / "point_cloud.ply"
+    read = make_maps(run, tmp_path / "from_ply", show_progress=False, gaussians=ply)
+    baked = make_maps(run, tmp_path / "baked", show_progress=False)
+    assert read["bake"] == f"read from {ply}" and read["gaussians"] == baked["gaussians"]
+    grid = ("top_left", "width", "height")
+    assert [read[key] for key in grid] == [baked[key] for key in grid]
+    rasterio = pytest.importorskip("rasterio")
+    with rasterio.open(tmp_path / "from_ply" / "dsm.tif") as a, rasterio.open(tmp_path / "baked" / "dsm.tif") as b:
+        mine, theirs = a.read(1), b.read(1)
+    drawn = (mine != NODATA) & (theirs != NODATA)
+    assert drawn.sum() >= 0.99 * (theirs != NODATA).sum() and np.abs(mine - theirs)[drawn].max() < 1e-3
+
+
+@pytest.mark.slow
 def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(files, "has_rasterio", lambda: False)
     assert main(["ortho", str(run), "--out", str(tmp_path / "maps"), "--gsd", "0.2"]) == 0
@@ -128,6 +147,7 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
 def test_bad_requests_are_one_line(run, tmp_path):
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "0"), "--gsd")
     assert_one_line_error(mgs("ortho", str(run), "--depth", "max"), "--depth")
+    assert_one_line_error(mgs("ortho", str(run), "--gaussians", str(tmp_path / "none.ply")), "not found")
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "1e-6"), "give --gsd")
     assert_one_line_error(mgs("ortho", str(tmp_path / "nothing")), "not a run folder")
     (tmp_path / "mine").mkdir()

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_number(parser, "--gsd", kind=float, allowed=LENGTH,
                help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
                     "at the training size)")
+    parser.add_argument("--gaussians", metavar="PLY",
+                        help="map this standard 3DGS PLY of the run (mgs export's point_cloud.ply, refined) instead "
+                             "of baking the run again")
     parser.add_argument("--depth", choices=DEPTHS, default="median",
                         help="the DSM from the depth where the view from above turns opaque (median, default: a "
                              "roof or the ground, as mgs mesh fuses) or from the expected depth (mean: blends "
@@ -28,5 +31,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Make the maps and print the summary."""
     use_run_settings(args.run_dir)
-    summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth)
+    summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth, gaussians=args.gaussians)
     print("\n".join(summary_lines(summary)))

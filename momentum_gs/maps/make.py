@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from momentum_gs.data.georef import enu_to_wgs84, read_georef, robust_bounds
+from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.export.floaters import views_of
 from momentum_gs.export.formats import merged_model
 from momentum_gs.export.run import baked_for_export
+from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.io.folders import written_whole
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.maps.files import NAMES, write_map_files
@@ -29,20 +31,27 @@ EXTENT_QUANTILE = 0.01  # the map covers the Gaussians' 1st to 99th percentiles 
 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
-              show_progress: bool = True, depth: str = "median") -> dict:
+              show_progress: bool = True, depth: str = "median", gaussians: str | Path | None = None) -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
     the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
-    ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`)."""
+    ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`); ``gaussians``: a
+    standard 3DGS PLY of the run (an export of it, in the scene's frame) mapped instead of a new bake."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     out = Path(out) if out is not None else run.root / "maps"
     if gsd is not None and not gsd > 0:
         raise UserError(f"--gsd {gsd}: give a pixel size above 0 (metres in a georeferenced scene)")
-    cfg, model = merged_model(run)
-    georef = read_georef(Path(cfg.data.path))
-    scene = load_scene(cfg.data, images=False)
-    gaussians, how, dropped = baked_for_export(model, scene.train, cfg.render, SH_DEGREE, 0, None,
-                                               views_of(scene, georef, False))
+    if gaussians is not None:
+        cfg = load_config(run.config)
+        georef = read_georef(Path(cfg.data.path))
+        scene = load_scene(cfg.data, images=False)
+        gaussians, how, dropped = load_standard_ply(gaussians), f"read from {gaussians}", ""
+    else:
+        cfg, model = merged_model(run)
+        georef = read_georef(Path(cfg.data.path))
+        scene = load_scene(cfg.data, images=False)
+        gaussians, how, dropped = baked_for_export(model, scene.train, cfg.render, SH_DEGREE, 0, None,
+                                                   views_of(scene, georef, False))
     if len(gaussians) == 0:
         raise UserError("the run's model has no Gaussians that a training photo saw: nothing to map")
     frame = frame_of(gaussians.means.detach().double().cpu().numpy(), scene.train, georef, cfg.data.path)
@@ -106,7 +115,7 @@ def summary_lines(summary: dict) -> list[str]:
     out = Path(summary["out"])
     lines = [f"map frame: {summary['crs']}",
              f"pixel: {summary['gsd_from']}",
-             f"baked {summary['gaussians']:,} standard Gaussians ({summary['bake']})"]
+             f"{summary['gaussians']:,} standard Gaussians ({summary['bake']})"]
     lines += [summary["dropped"]] if summary["dropped"] else []
     lines += [f"orthophoto: {out / 'orthophoto.tif'} ({summary['width']:,} × {summary['height']:,} pixels, "
               f"{100 * summary['covered']:.0f} % covered), surface model: {out / 'dsm.tif'}; {summary['files']}",

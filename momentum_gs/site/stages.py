@@ -7,7 +7,7 @@ earlier ones as they were (each writes only its own folder). The folders:
 - ``SITE/scene``: the training scene of ``mgs sfm`` (images/, sparse/0, sfm.json, cameras.png, georef.json);
 - ``SITE/run``: the training run (a partition of its own when there are several blocks), ``SITE/run/eval``;
 - ``SITE/export``: one bake shared by the 3D Tiles, the web page and the PLY (:mod:`momentum_gs.export.shared`);
-- ``SITE/maps``: the orthophoto and the surface model (:mod:`momentum_gs.maps.make`);
+- ``SITE/maps``: the orthophoto and the surface model of the export's Gaussians (:mod:`momentum_gs.maps.make`);
 - ``SITE/index.html``: the page of the site (:mod:`momentum_gs.site.page`).
 """
 
@@ -29,6 +29,7 @@ from momentum_gs.data.sfm.options import SfmOptions
 from momentum_gs.data.sfm.run import run_sfm, summary_lines as sfm_lines
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import evaluate_run, summary_lines as eval_lines
+from momentum_gs.export.formats import FORMATS
 from momentum_gs.export.refine import REFINE_BUDGET_CPU
 from momentum_gs.export.shared import export_formats
 from momentum_gs.io.checkpoint import latest_checkpoint
@@ -78,7 +79,7 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
     steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks,
                                                                                        first == "train"),
              "eval": lambda: _eval(site), "export": lambda: _export(site, budget),
-             "maps": lambda: maps_lines(make_maps(site.run, site.maps)), "page": lambda: write_page(site)}
+             "maps": lambda: _maps(site), "page": lambda: write_page(site)}
     for stage in STAGES:
         if site.done(stage):
             say(f"{stage}: done before ({site.record['stages'][stage]['seconds']:.0f} s); --from {stage} redoes it")
@@ -120,6 +121,12 @@ def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[s
                               host="127.0.0.1", overrides=[] if resume else overrides)
     start_training(args)
     return []
+
+
+def _maps(site: Site) -> list[str]:
+    """The maps of the export's Gaussians (baked once, refined, floaters dropped), or of a bake of their own."""
+    shared = site.export / FORMATS["ply"].output
+    return maps_lines(make_maps(site.run, site.maps, gaussians=shared if shared.is_file() else None))
 
 
 def _eval(site: Site) -> list[str]:
