@@ -1,5 +1,6 @@
 """End to end on the tiny synthetic city: train, resume, evaluate, export."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.eval.evaluate import evaluate_run
 from momentum_gs.export.scaffold import export_scene, load_export
 from momentum_gs.losses import psnr
+from momentum_gs.model.gaussian_scene import render_view
+from momentum_gs.render.output import RenderOutput
+from momentum_gs.train.block_step import on_random_background
 from momentum_gs.train.run import train
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.trained import load_run, merge_checkpoint
@@ -333,3 +337,41 @@ def test_eval_fps_is_timed_warm_when_there_are_few_views(tiny_config, monkeypatc
     assert results["num_test_views"] == 2 <= evaluate.WARMUP_VIEWS
     assert len(calls) == evaluate.WARMUP_VIEWS + 2
     assert results["seconds_per_view"] < 0.25 and results["fps"] > 4
+
+
+def test_a_random_background_shows_through_only_where_the_render_is_transparent():
+    """The render over a random colour: unchanged where alpha is 1, the colour where it is 0, and the loss's
+    gradient reaches the alpha (what makes a see-through scene opaque)."""
+    image = torch.full((2, 2, 3), 0.25)
+    alpha = torch.tensor([[[1.0], [0.0]], [[0.5], [1.0]]], requires_grad=True)
+    output = RenderOutput(image, alpha, torch.zeros(1), torch.zeros(1, 2), torch.zeros(1))
+    torch.manual_seed(0)
+    composited = on_random_background(output, [0.0, 0.0, 0.0])
+    torch.manual_seed(0)
+    colour = torch.rand(3)
+    torch.testing.assert_close(composited[0, 0], image[0, 0])
+    torch.testing.assert_close(composited[0, 1], image[0, 1] + colour)
+    torch.testing.assert_close(composited[1, 0], image[1, 0] + 0.5 * colour)
+    composited.sum().backward()
+    assert (alpha.grad[..., 0] == -colour.sum()).all()
+
+
+def test_training_with_a_random_background_draws_a_new_colour_each_step(tiny_config):
+    """optim.random_background: the loss changes with the colour drawn (same view, same model), and the
+    default leaves it as it was."""
+    scene = load_scene(tiny_config.data)
+    losses = {}
+    for flag in (False, True):
+        cfg = copy.deepcopy(tiny_config)
+        cfg.optim.random_background = flag
+        trainer = Trainer(cfg, scene, Path(cfg.out) / str(flag), torch.device("cpu"))
+        (block,) = trainer.placement.activate([0])
+        view = block.cameras[0]
+        rendered = render_view([(block.anchors, trainer.decoder)], trainer.cameras[view], cfg.render,
+                               trainer.appearance, trainer.cameras[view].uid)
+        torch.manual_seed(1)
+        first = trainer.block_loss(rendered, trainer.loader[view], trainer.cameras[view], trainer.decoder, False)[0]
+        torch.manual_seed(2)
+        second = trainer.block_loss(rendered, trainer.loader[view], trainer.cameras[view], trainer.decoder, False)[0]
+        losses[flag] = (float(first.detach()), float(second.detach()))
+    assert losses[False][0] == losses[False][1] and losses[True][0] != losses[True][1]

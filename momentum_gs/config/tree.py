@@ -70,6 +70,9 @@ class OptimConfig:
     appearance_lr_final: float = 0.0005
     lambda_dssim: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
     lambda_scale: float = 0.01  # volume regulariser on child scales
+    # Compare each step's render composited over a random colour instead of render.background: a scene the
+    # photos show opaque cannot let the background through (off: Scaffold-GS and the paper's code do not)
+    random_background: bool = False
 
 
 @dataclass

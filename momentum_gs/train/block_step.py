@@ -58,7 +58,10 @@ class BlockStep:
         """(the loss of a rendered ``view`` against ``gt`` [H, W, 3], its weighted terms detached, by name).
         ``depth_normal``: whether the depth-normal term is on yet (before that it logs a zero)."""
         geometry, teacher = self.cfg.geometry, self.cfg.teacher
-        loss, parts = reconstruction_loss(view.output.image, gt, view.gaussians.scales, self.cfg.optim)
+        image = view.output.image
+        if self.cfg.optim.random_background:
+            image = on_random_background(view.output, self.cfg.render.background)
+        loss, parts = reconstruction_loss(image, gt, view.gaussians.scales, self.cfg.optim)
         if geometry.lambda_flatten > 0:
             term = geometry.lambda_flatten * flatten_loss(view.gaussians.scales)
             parts["flatten"] = term.detach()
@@ -84,3 +87,11 @@ class BlockStep:
                                       camera.width, camera.height)
         if block.strategy.should_adjust(step):
             block.strategy.adjust(block.anchors, block.optimizer)
+
+
+def on_random_background(output, background: list[float]) -> torch.Tensor:
+    """[H, W, 3] the render ``output`` composited over a random colour instead of ``background``:
+    image + (1 − alpha)·(colour − background), differentiable through the alpha."""
+    image = output.image
+    colour = torch.rand(3, device=image.device, dtype=image.dtype)
+    return image + (1.0 - output.alpha) * (colour - torch.as_tensor(background, dtype=image.dtype, device=image.device))
