@@ -86,6 +86,13 @@ def georeferenced_frame(georef: dict, lo: np.ndarray, hi: np.ndarray) -> MapFram
     return MapFrame(rotation, scale, np.array([b.real, b.imag]), epsg, origin, residual, what)
 
 
+def site_frame(points: np.ndarray, georef: dict) -> MapFrame:
+    """The UTM frame of a scene with ``georef``, fitted over the site its [N, 3] world ``points`` span (their 1st
+    to 99th percentiles)."""
+    lo, hi = robust_bounds(points, None, EXTENT_QUANTILE)
+    return georeferenced_frame(georef, lo, hi)
+
+
 def own_frame(up: np.ndarray, said: str) -> MapFrame:
     """The scene's own frame with unit ``up`` [3] (world coordinates), ``said`` where the up came from."""
     up = np.asarray(up, np.float64) / np.linalg.norm(up)
@@ -108,8 +115,7 @@ def frame_of(points: np.ndarray, cameras: list, georef: dict | None, data_path: 
     """The map's frame of a scene (module notes) whose content lies at [N, 3] world ``points`` (the Gaussians'
     centres), seen by ``cameras`` (the training views), with ``georef`` (None: none) and its folder."""
     if georef is not None:
-        lo, hi = robust_bounds(points, None, EXTENT_QUANTILE)
-        return georeferenced_frame(georef, lo, hi)
+        return site_frame(points, georef)
     info = read_scene_info(data_path)
     if info is not None and "up" in info:
         return own_frame(np.array(info["up"], np.float64), "from scene.json")

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from momentum_gs.data.georef import robust_bounds
-from momentum_gs.data.map_frame import EXTENT_QUANTILE, georeferenced_frame
+from momentum_gs.data.map_frame import site_frame
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import new_temporary, write_failed
 from momentum_gs.model.standard import SH_C0, StandardGaussians
@@ -27,8 +26,7 @@ def las_points(gaussians: StandardGaussians, georef: dict | None) -> tuple[np.nd
     means = gaussians.means.detach().double().cpu().numpy()
     if georef is None or len(means) == 0:
         return means, None
-    lo, hi = robust_bounds(means, None, EXTENT_QUANTILE)
-    frame = georeferenced_frame(georef, lo, hi)
+    frame = site_frame(means, georef)
     return np.column_stack([frame.to_map(means)[:, :2], frame.heights(means)]), frame.epsg
 
 

@@ -95,7 +95,7 @@ def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, back
         out = render(means[keep], gaussians.quats.detach()[keep], gaussians.scales.detach()[keep],
                      gaussians.opacities.detach()[keep], colours[keep], _looking_down(frame, corner, means),
                      _pixels_per_unit(frame, grid, means), w, h, backend=backend, near=0.0, orthographic=True,
-                     extras=("depth", "median_depth") if depth == "median" else ("depth",))
+                     extras=("median_depth",) if depth == "median" else ("depth",))
         _store(out, rgba, dsm, row, col, frame, grid, top, depth)
     return Rasters(rgba, dsm)
 
@@ -116,13 +116,15 @@ def _pixels_per_unit(frame: MapFrame, grid: MapGrid, like: torch.Tensor) -> torc
 
 
 def _store(out, rgba: np.ndarray, dsm: np.ndarray, row: int, col: int, frame: MapFrame, grid: MapGrid,
-           top: float, kind: str = "mean") -> None:
-    """Put one tile's render into the rasters: colour unpremultiplied, heights where alpha ≥ :data:`SOLID`."""
+           top: float, kind: str) -> None:
+    """Put one tile's render into the rasters: colour unpremultiplied, heights where alpha ≥ :data:`SOLID`
+    (``kind`` "median": the median depth; "mean": the expected depth)."""
     alpha = out.alpha[..., 0].double().cpu().numpy()
     image = out.image.double().cpu().numpy()
-    depth = out.depth[..., 0].double().cpu().numpy() / np.maximum(alpha, 1e-12)
     if kind == "median":
         depth = out.median_depth[..., 0].double().cpu().numpy()
+    else:
+        depth = out.depth[..., 0].double().cpu().numpy() / np.maximum(alpha, 1e-12)
     h, w = alpha.shape
     colour = np.clip(image / np.maximum(alpha, 1e-12)[..., None], 0, 1)
     rgba[row:row + h, col:col + w, :3] = np.round(255 * colour * (alpha[..., None] > 1e-6))
