@@ -14,9 +14,11 @@ from momentum_gs.data.synthetic import city_of
 from momentum_gs.data.synthetic.render import top_down
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data import map_frame as frames
+from momentum_gs.errors import UserError
 from momentum_gs.export.las import save_las
 from momentum_gs.export.shared import export_formats
 from momentum_gs.maps import files
+from momentum_gs.maps import make
 from momentum_gs.maps.make import make_maps
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
 from momentum_gs.maps.truth import score, true_maps
@@ -126,6 +128,25 @@ def test_the_maps_of_the_exported_ply_are_the_maps_of_the_bake(run, tmp_path):
         mine, theirs = a.read(1), b.read(1)
     drawn = (mine != NODATA) & (theirs != NODATA)
     assert drawn.sum() >= 0.99 * (theirs != NODATA).sum() and np.abs(mine - theirs)[drawn].max() < 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth, expected", [("median", "builtin"), ("mean", "gsplat")])
+def test_the_median_depth_is_drawn_by_the_builtin_rasterizer_where_gsplat_is_chosen(run, tmp_path, monkeypatch,
+                                                                                     depth, expected):
+    """On a CUDA device "auto" picks gsplat, which has no median depth: the default DSM takes the builtin
+    rasterizer there, the mean depth keeps gsplat."""
+    used = []
+
+    def splat(gaussians, frame, grid, backend, show_progress, depth):
+        used.append(backend)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(make, "resolve_backend", lambda name, device: "gsplat")
+    monkeypatch.setattr(make, "splat_map", splat)
+    with pytest.raises(UserError, match="stop here"):
+        make.make_maps(run, tmp_path / "maps", show_progress=False, depth=depth)
+    assert used == [expected]
 
 
 @pytest.mark.slow

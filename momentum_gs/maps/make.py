@@ -61,6 +61,8 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     gsd_said = _gsd_line(gsd, scene.train, scene.points, frame)
     grid = grid_over(lo, hi, gsd if gsd is not None else _photo_gsd(scene.train, scene.points, frame))
     backend = resolve_backend(cfg.render.backend, gaussians.means.device)
+    if depth == "median" and backend == "gsplat":
+        backend = "builtin"  # gsplat has no median depth; the builtin rasterizer draws it on any device
     with written_whole(out, "the maps", NAMES) as work:
         rasters = splat_map(gaussians, frame, grid, backend, show_progress, depth)
         written = write_map_files(rasters, frame, grid, work)
