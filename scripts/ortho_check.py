@@ -142,7 +142,7 @@ def main() -> None:
     data = Path(load_config(args.run / "config.yaml").data.path)
     info = read_scene_info(data)
     row = {"run": str(args.run), "gsd": grid.gsd, "size": [grid.width, grid.height], "covered": summary["covered"],
-           "seconds": summary["seconds"], "crs": summary["crs"]}
+           "seen_covered": summary.get("seen_covered"), "seconds": summary["seconds"], "crs": summary["crs"]}
     if info is not None and "settings" in info:
         colour, heights, metres = true_maps(data, grid)
         row["truth"] = score(rgba, dsm, colour, heights, metres)

@@ -72,7 +72,7 @@ def test_the_maps_are_where_the_photos_gps_says_in_a_projected_crs(site):
     photos = wgs84_to_enu(gps, origin_of(georef))[:, :2].mean(0)
     map_centre = wgs84_to_enu(np.array([[*summary["centre_wgs84"], 0.0]]), origin_of(georef))[0, :2]
     assert np.linalg.norm(map_centre - photos) <= 10.0, (map_centre, photos, centre)
-    assert covered >= 0.5, covered
+    assert summary["covered"] == pytest.approx(covered, abs=1e-3) and summary["seen_covered"] >= 0.5, summary
 
 
 def test_the_maps_agree_with_the_sfm_points(site, tmp_path):

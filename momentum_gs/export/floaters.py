@@ -8,6 +8,9 @@ inside its image, widened by :data:`MARGIN` on each side; in a georeferenced sce
 also drops those deeper under the ground (the SfM points' median height) than the cameras fly above it (their
 median height over that ground): nadir photos barely tell depth apart, and training leaves colour on Gaussians
 well under the ground that the photos do see, which dropping would take from the renders, but none that deep.
+There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images
+widened by the same margin), across the ground: a photo looking obliquely sees, through the ground, a cone of
+space that widens without end below it, and a model trained opaque fills it far beyond the capture.
 An export drops the rest and says how many (``--keep-floaters`` keeps them).
 """
 
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 from momentum_gs.data.camera import Camera
+from momentum_gs.data.footprint import ground_points
 from momentum_gs.data.scene import SceneData
 from momentum_gs.model.standard import StandardGaussians
 
@@ -52,6 +56,10 @@ def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray
         height = float(np.median([camera.center[2].item() for camera in cameras])) - ground
         if height > 0:
             keep &= means[:, 2] >= ground - DEPTH * height
+        seen = ground_points(cameras, points, np.eye(3)[2], MARGIN)
+        if seen is not None:
+            lo, hi = torch.from_numpy(seen[:, :2].min(0)), torch.from_numpy(seen[:, :2].max(0))
+            keep &= ((means[:, :2] >= lo) & (means[:, :2] <= hi)).all(1)
     return keep
 
 

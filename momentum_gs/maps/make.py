@@ -9,8 +9,10 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from momentum_gs.data.footprint import footprints, ground_points
 from momentum_gs.data.georef import enu_to_wgs84, read_georef, robust_bounds
 from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
@@ -27,7 +29,7 @@ from momentum_gs.maps.ortho import SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.model.gaussian_scene import resolve_backend
 
 SH_DEGREE = 1  # the map looks from one direction: degree 1 holds what it needs
-EXTENT_QUANTILE = 0.01  # the map covers the Gaussians' 1st to 99th percentiles (opacity-weighted)
+EXTENT_QUANTILE = 0.01  # without SfM points, the map covers the Gaussians' 1st to 99th percentiles (by opacity)
 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
@@ -55,9 +57,7 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     if len(gaussians) == 0:
         raise UserError("the run's model has no Gaussians that a training photo saw: nothing to map")
     frame = frame_of(gaussians.means.detach().double().cpu().numpy(), scene.train, georef, cfg.data.path)
-    placed = frame.to_map(gaussians.means.detach().double().cpu().numpy())
-    weights = gaussians.opacities.detach().double().cpu().numpy()
-    lo, hi = robust_bounds(placed, weights, EXTENT_QUANTILE)
+    lo, hi = _extent(gaussians, frame, scene.train, scene.points)
     gsd_said = _gsd_line(gsd, scene.train, scene.points, frame)
     grid = grid_over(lo, hi, gsd if gsd is not None else _photo_gsd(scene.train, scene.points, frame))
     backend = resolve_backend(cfg.render.backend, gaussians.means.device)
@@ -66,10 +66,40 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     with written_whole(out, "the maps", NAMES) as work:
         rasters = splat_map(gaussians, frame, grid, backend, show_progress, depth)
         written = write_map_files(rasters, frame, grid, work)
-        summary = _summary(run, out, frame, grid, rasters, len(gaussians), how, dropped, gsd_said, written,
+        seen = seen_ground(grid, frame, scene.train, scene.points)
+        summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
         (work / "maps.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _extent(gaussians, frame: MapFrame, cameras: list, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) [2] map (x, y) the map covers: the ground the photos see (:mod:`momentum_gs.data.footprint`) where
+    the Gaussians reach it; without SfM points, the Gaussians' 1st to 99th percentiles, weighted by opacity."""
+    placed = frame.to_map(gaussians.means.detach().double().cpu().numpy())
+    seen = ground_points(cameras, points, frame.rotation[2])
+    if seen is None:
+        lo, hi = robust_bounds(placed, gaussians.opacities.detach().double().cpu().numpy(), EXTENT_QUANTILE)
+        return lo[:2], hi[:2]
+    seen = frame.to_map(seen)[:, :2]
+    lo, hi = np.maximum(seen.min(0), placed[:, :2].min(0)), np.minimum(seen.max(0), placed[:, :2].max(0))
+    if (lo >= hi).any():
+        raise UserError("the run's Gaussians lie beyond the ground its photos see: nothing to map")
+    return lo, hi
+
+
+def seen_ground(grid: MapGrid, frame: MapFrame, cameras: list, points: np.ndarray) -> np.ndarray | None:
+    """[H, W] bool: the pixels of ``grid`` on the ground some photo sees (each photo's
+    :func:`~momentum_gs.data.footprint.footprints` quadrilateral, filled), or None without SfM ``points``."""
+    found = footprints(cameras, points, frame.rotation[2])
+    if not found:
+        return None
+    mask = np.zeros((grid.height, grid.width), np.uint8)
+    for seen in found:
+        xy = frame.to_map(seen[1:])[:, :2]
+        pixels = np.column_stack([(xy[:, 0] - grid.x0) / grid.gsd, (grid.y0 - xy[:, 1]) / grid.gsd])
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(pixels).astype(np.int32)), 1)
+    return mask.astype(bool)
 
 
 def _photo_gsd(cameras: list, points: np.ndarray, frame: MapFrame) -> float:
@@ -96,14 +126,18 @@ def _gsd_line(gsd: float | None, cameras: list, points: np.ndarray, frame: MapFr
             f"size ({width} px wide; --gsd sets another)")
 
 
-def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters, gaussians: int, how: str,
-             dropped: str, gsd_said: str, written: str, seconds: float, depth: str) -> dict:
-    """What ``maps.json`` records and ``mgs ortho`` prints."""
-    covered = float((rasters.rgba[..., 3] >= round(255 * SOLID)).mean())
+def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters, seen: np.ndarray | None,
+             gaussians: int, how: str, dropped: str, gsd_said: str, written: str, seconds: float, depth: str) -> dict:
+    """What ``maps.json`` records and ``mgs ortho`` prints: ``covered`` the share of the grid drawn (alpha at
+    least :data:`SOLID`), ``seen_covered`` that of the ground the photos see (``seen``: where, or None)."""
+    solid = rasters.rgba[..., 3] >= round(255 * SOLID)
+    covered = float(solid.mean())
+    seen_covered = float(solid[seen].mean()) if seen is not None and seen.any() else None
     centre = grid.centre()
     summary = {"run": str(run.root.resolve()), "out": str(out.resolve()), "crs": frame.what, "epsg": frame.epsg,
                "gsd": grid.gsd, "gsd_from": gsd_said, "width": grid.width, "height": grid.height,
                "top_left": [grid.x0, grid.y0], "centre": centre.tolist(), "covered": round(covered, 4),
+               "seen_covered": None if seen_covered is None else round(seen_covered, 4),
                "depth": depth, "gaussians": gaussians, "bake": how, "dropped": dropped, "files": written,
                "seconds": round(seconds, 2)}
     if frame.origin is not None:
@@ -119,8 +153,11 @@ def summary_lines(summary: dict) -> list[str]:
              f"pixel: {summary['gsd_from']}",
              f"{summary['gaussians']:,} standard Gaussians ({summary['bake']})"]
     lines += [summary["dropped"]] if summary["dropped"] else []
+    seen = summary.get("seen_covered")
+    covered = f"{100 * summary['covered']:.0f} % covered" + (
+        f", {100 * seen:.0f} % of the ground the photos see" if seen is not None else "")
     lines += [f"orthophoto: {out / 'orthophoto.tif'} ({summary['width']:,} × {summary['height']:,} pixels, "
-              f"{100 * summary['covered']:.0f} % covered), surface model: {out / 'dsm.tif'}; {summary['files']}",
+              f"{covered}), surface model: {out / 'dsm.tif'}; {summary['files']}",
               f"preview: {out / 'orthophoto.png'}; summary: {out / 'maps.json'} ({summary['seconds']:.0f} s)"]
     return lines
 

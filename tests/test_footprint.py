@@ -1,0 +1,65 @@
+"""The ground the photos see (data/footprint.py), and what the exports and maps take from it: Gaussians beyond it
+dropped, a map over it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from momentum_gs.data.footprint import REACH, ground_points
+from momentum_gs.data.map_frame import own_frame
+from momentum_gs.export.floaters import kept_by_views
+from momentum_gs.maps.make import seen_ground
+from momentum_gs.maps.ortho import MapGrid
+from tests.helpers.generated_city import look_at
+
+UP = np.array([0.0, 0.0, 1.0])
+GROUND = np.array([[x, y, 0.0] for x in (-5.0, 0.0, 5.0) for y in (-5.0, 0.0, 5.0)])  # SfM points at z = 0
+
+
+def test_a_nadir_photo_sees_its_image_cast_onto_the_ground():
+    camera = look_at([3.0, -2.0, 50.0], [3.0, -2.0, 0.0], 400, 300, 200.0)  # 50 m up, 400 px over 200 px focal
+    found = ground_points([camera], GROUND, UP)
+    assert found.shape == (5, 3) and np.allclose(found[:, 2], 0.0, atol=1e-4)
+    assert np.allclose(found[0], [3.0, -2.0, 0.0], atol=1e-4)  # the camera's foot
+    lo, hi = found[:, :2].min(0), found[:, :2].max(0)
+    assert np.allclose(hi - lo, [100.0, 75.0], atol=1e-3)  # 50 m × 400 / 200 across, 50 × 300 / 200 along
+    widened = ground_points([camera], GROUND, UP, margin=0.1)
+    assert np.allclose(np.ptp(widened[:, :2], 0), [120.0, 90.0], atol=1e-3)
+
+
+def test_a_photo_towards_the_horizon_is_cut_at_its_reach():
+    height = 30.0
+    camera = look_at([0.0, 0.0, height], [100.0, 0.0, height], 400, 300, 200.0)  # level: half its rays look up
+    found = ground_points([camera], GROUND, UP)
+    reach = np.linalg.norm(found[:, :2], axis=1)
+    assert reach.max() == pytest.approx(REACH * height, rel=1e-5)
+    assert (found[1:, 0] > 0).all()  # all ahead of the camera
+    # a camera under the ground sees none of it; with no SfM points there is no ground
+    assert ground_points([look_at([0, 0, -5.0], [0, 0, -10.0], 40, 30, 20.0)], GROUND, UP) is None
+    assert ground_points([camera], np.zeros((0, 3)), UP) is None
+
+
+def test_under_the_ground_beyond_what_the_photos_see_is_dropped_where_z_is_up():
+    """An oblique photo sees, through the ground, a cone widening below it: a Gaussian there, under the ground
+    and beyond its footprint, stays in front of the camera and inside its image."""
+    camera = look_at([0.0, 0.0, 40.0], [40.0, 0.0, 0.0], 400, 300, 300.0)  # 45° down towards +x
+    found = ground_points([camera], GROUND, UP, 0.05)
+    beyond = [found[:, 0].max() + 30.0, 0.0, -30.0]  # 30 m under the ground, 30 m past the far edge
+    on = [40.0, 0.0, 0.0]  # where it looks, on the ground
+    means = torch.tensor([beyond, on], dtype=torch.float32)
+    assert kept_by_views(means, [camera]).all()  # both in the photo
+    assert kept_by_views(means, [camera], GROUND, z_up=True).tolist() == [False, True]
+
+
+def test_the_map_knows_which_of_its_pixels_a_photo_sees():
+    camera = look_at([10.0, 20.0, 50.0], [10.0, 20.0, 0.0], 400, 300, 200.0)  # sees 100 × 75 m around (10, 20)
+    frame = own_frame(UP, "up")
+    grid = MapGrid(-100.0, 100.0, 0.5, 400, 400)  # x -100..100, y 100..-100
+    seen = seen_ground(grid, frame, [camera], GROUND)
+    assert seen.sum() == pytest.approx(100 * 75 / 0.25, rel=0.02)
+    rows, cols = np.nonzero(seen)
+    assert -100 + 0.5 * cols.mean() == pytest.approx(10.0, abs=0.5)
+    assert 100 - 0.5 * rows.mean() == pytest.approx(20.0, abs=0.5)
+    assert seen_ground(grid, frame, [camera], np.zeros((0, 3))) is None
