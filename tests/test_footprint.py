@@ -9,10 +9,11 @@ import torch
 
 from momentum_gs.data.footprint import REACH, ground_points
 from momentum_gs.data.map_frame import own_frame
-from momentum_gs.export.floaters import kept_by_views
+from momentum_gs.export.floaters import SIZE, Views, capped, drop_floaters, kept_by_views, largest_size
 from momentum_gs.maps.make import seen_ground
 from momentum_gs.maps.ortho import MapGrid
 from tests.helpers.generated_city import look_at
+from tests.helpers.tiles import random_gaussians
 
 UP = np.array([0.0, 0.0, 1.0])
 GROUND = np.array([[x, y, 0.0] for x in (-5.0, 0.0, 5.0) for y in (-5.0, 0.0, 5.0)])  # SfM points at z = 0
@@ -63,3 +64,21 @@ def test_the_map_knows_which_of_its_pixels_a_photo_sees():
     assert -100 + 0.5 * cols.mean() == pytest.approx(10.0, abs=0.5)
     assert 100 - 0.5 * rows.mean() == pytest.approx(20.0, abs=0.5)
     assert seen_ground(grid, frame, [camera], np.zeros((0, 3))) is None
+
+
+def test_an_export_caps_the_sizes_over_the_ground_it_keeps():
+    cameras = [look_at([x, 0.0, 50.0], [x, 0.0, 0.0], 400, 300, 200.0) for x in (-20.0, 20.0)]
+    views = Views(cameras, GROUND, z_up=True)
+    seen = ground_points(cameras, GROUND, UP)
+    size = largest_size(views)
+    assert size == pytest.approx(SIZE * np.ptp(seen[:, :2], 0).max() / 2) and 5.0 < size < 20.0  # 140 m across
+    gaussians = random_gaussians(3, degree=0)
+    gaussians.means = torch.zeros(3, 3)
+    gaussians.scales = torch.tensor([[0.5, 0.5, 0.1], [3 * size, 0.5, 0.1], [2 * size, 2 * size, size]])
+    kept, dropped = drop_floaters(gaussians, views)
+    assert dropped == 0 and torch.equal(kept.scales[0], gaussians.scales[0])
+    assert kept.scales.max() == pytest.approx(size) and kept.scales[1, 1] == 0.5
+    assert torch.equal(kept.means, gaussians.means) and torch.equal(kept.opacities, gaussians.opacities)
+    # no ground in the scene's own frame: nothing capped
+    assert largest_size(Views(cameras, GROUND, z_up=False)) is None
+    assert torch.equal(capped(gaussians, Views(cameras, GROUND, z_up=False)).scales, gaussians.scales)

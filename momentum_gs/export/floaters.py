@@ -11,7 +11,11 @@ well under the ground that the photos do see, which dropping would take from the
 There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images
 widened by the same margin), across the ground: a photo looking obliquely sees, through the ground, a cone of
 space that widens without end below it, and a model trained opaque fills it far beyond the capture.
-An export drops the rest and says how many (``--keep-floaters`` keeps them).
+There, too, no Gaussian is larger than a tenth of the half-size of that ground (:data:`SIZE`, the share above
+which 3DGS's training prunes a Gaussian as too large for the scene): a model trained over random backgrounds
+paints what it cannot place onto a few huge opaque Gaussians under the ground, whose 3σ reach, not their centres,
+sets the boxes; their scales are capped (:func:`capped`), which keeps their colour where the photos see them.
+An export drops the rest and says how many (``--keep-floaters`` keeps them all as they are).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from momentum_gs.model.standard import StandardGaussians
 
 MARGIN = 0.05  # the images widened by this share of their size on each side
 DEPTH = 1.0  # how deep under the ground is kept, in flight heights
+SIZE = 0.1  # the largest scale kept, in half-sizes of the ground the photos see (3DGS prunes above 0.1 × radius)
 CHUNK = 1 << 18  # Gaussians tested at once
 
 
@@ -77,16 +82,35 @@ def views_of(scene: SceneData, georef: dict | None, keep_floaters: bool) -> View
     return None if keep_floaters else Views(scene.train, scene.points, georef is not None)
 
 
+def largest_size(views: Views | None) -> float | None:
+    """The largest scale an export keeps (module notes): :data:`SIZE` of the half-size of the ground the photos
+    see, or None (no cap: ``views`` None or not z up, or no ground)."""
+    if views is None or not views.z_up:
+        return None
+    seen = ground_points(views.cameras, views.points, np.eye(3)[2])
+    return None if seen is None else SIZE * float(np.ptp(seen[:, :2], axis=0).max()) / 2
+
+
+def capped(gaussians: StandardGaussians, views: Views | None) -> StandardGaussians:
+    """``gaussians`` with every scale above :func:`largest_size` set to it (``views`` None: as they are)."""
+    size = largest_size(views)
+    if size is None or len(gaussians) == 0 or not bool((gaussians.scales > size).any()):
+        return gaussians
+    return StandardGaussians(gaussians.means, gaussians.quats, gaussians.scales.clamp(max=size),
+                             gaussians.opacities, gaussians.sh)
+
+
 def drop_floaters(gaussians: StandardGaussians, views: Views | None) -> tuple[StandardGaussians, int]:
-    """``gaussians`` kept by :func:`kept_by_views` (``views`` None: all of them), and how many were dropped."""
+    """``gaussians`` kept by :func:`kept_by_views`, :func:`capped` (``views`` None: all of them, as they are), and
+    how many were dropped."""
     if views is None or len(gaussians) == 0:
         return gaussians, 0
     inside = kept_by_views(gaussians.means, views.cameras, views.points, views.z_up).to(gaussians.means.device)
     dropped = int((~inside).sum())
-    if dropped == 0:
-        return gaussians, 0
-    return StandardGaussians(*(t[inside] for t in (gaussians.means, gaussians.quats, gaussians.scales,
-                                                    gaussians.opacities, gaussians.sh))), dropped
+    if dropped:
+        gaussians = StandardGaussians(*(t[inside] for t in (gaussians.means, gaussians.quats, gaussians.scales,
+                                                             gaussians.opacities, gaussians.sh)))
+    return capped(gaussians, views), dropped
 
 
 def dropped_line(dropped: int, total: int) -> str:

@@ -17,7 +17,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import scores, write_strip
 from momentum_gs.export.distill import DistillConfig, distill
-from momentum_gs.export.floaters import drop_floaters, dropped_line, views_of
+from momentum_gs.export.floaters import capped, drop_floaters, dropped_line, views_of
 from momentum_gs.export.formats import FORMATS, Context, Request, merged_model
 from momentum_gs.export.refine import default_budget, refine
 from momentum_gs.export.standard_ply import save_standard_ply, standard_ply_bytes
@@ -101,6 +101,7 @@ def baked_for_export(model: GaussianScene, cameras, render_cfg, degree: int, ref
         budget = refine_budget if refine_budget is not None else default_budget(model.device)
         gaussians, steps = refine(model, gaussians, cameras, ImageLoader(cameras), render_cfg, refine_steps,
                                   budget_s=budget or None)
+        gaussians = capped(gaussians, box)  # the refinement may have grown them again
         how += f", refined {steps} steps" + (f" (of {refine_steps}, in {budget:.0f} s)" if steps < refine_steps else "")
     return gaussians, how, dropped_line(dropped, baked)
 

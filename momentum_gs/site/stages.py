@@ -39,6 +39,9 @@ from momentum_gs.site.page import write_page
 from momentum_gs.train.start import start as start_training
 
 STAGES = ("sfm", "train", "eval", "export", "maps", "page")
+# What the site's training sets beyond mgs train's defaults (the paper's): a city seen in photos is opaque, and
+# its maps need it so (a black background let through in the forest left holes in the surface model)
+SITE_TRAINING = ("optim.random_background=true",)
 PHOTOS_PER_BLOCK = 150  # --blocks auto: a block per this many photos ...
 BLOCK_METRES = 150.0  # ... and at least this wide (georeferenced scenes)
 MAX_AUTO_BLOCKS = 8
@@ -104,7 +107,7 @@ def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[s
     images = site.scene / "images"
     photos = sum(1 for p in images.iterdir() if p.is_file()) if images.is_dir() else 0
     count, why = (int(blocks), f"--blocks {blocks}") if blocks != "auto" else auto_blocks(photos, site.scene)
-    overrides = []
+    overrides = list(SITE_TRAINING)
     lines = []
     if count > 1:
         active = min(count, cores()[0])
