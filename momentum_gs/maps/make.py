@@ -25,7 +25,7 @@ from momentum_gs.io.folders import written_whole
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.maps.files import NAMES, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
-from momentum_gs.maps.ortho import SOLID, MapGrid, grid_over, splat_map
+from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.model.gaussian_scene import resolve_backend
 
 SH_DEGREE = 1  # the map looks from one direction: degree 1 holds what it needs
@@ -65,8 +65,11 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         backend = "builtin"  # gsplat has no median depth; the builtin rasterizer draws it on any device
     with written_whole(out, "the maps", NAMES) as work:
         rasters = splat_map(gaussians, frame, grid, backend, show_progress, depth)
-        written = write_map_files(rasters, frame, grid, work)
         seen = seen_ground(grid, frame, scene.train, scene.points)
+        if seen is not None:  # no photo sees the rest: what the Gaussians draw there is a guess
+            rasters.rgba[~seen] = 0
+            rasters.dsm[~seen] = NODATA
+        written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
         (work / "maps.json").write_text(json.dumps(summary, indent=1) + "\n")
