@@ -82,3 +82,18 @@ def test_an_export_caps_the_sizes_over_the_ground_it_keeps():
     # no ground in the scene's own frame: nothing capped
     assert largest_size(Views(cameras, GROUND, z_up=False)) is None
     assert torch.equal(capped(gaussians, Views(cameras, GROUND, z_up=False)).scales, gaussians.scales)
+
+
+def test_a_valley_the_photos_look_into_is_kept():
+    """Most SfM points on a plateau at z = 0, a tenth in a valley 10 m lower: an oblique photo's far rays reach the
+    valley floor beyond where they would meet the plateau's height, and what lies there is kept."""
+    camera = look_at([0.0, 0.0, 50.0], [50.0, 0.0, 0.0], 400, 300, 300.0)  # 45° down towards +x
+    plateau = np.array([[x, y, 0.0] for x in np.linspace(-20, 60, 9) for y in np.linspace(-20, 20, 10)])
+    valley = np.array([[x, 0.0, -10.0] for x in np.linspace(120, 180, 10)])
+    points = np.concatenate([plateau, valley])
+    ray = (camera.cam_to_world[:3, :3].double() @ torch.linalg.solve(camera.K.double(),
+                                                                       torch.tensor([200.0, 0.0, 1.0],
+                                                                                    dtype=torch.float64)))
+    floor = camera.center.double() + ray * (-10.0 - 50.0) / ray[2]  # the image's top edge, on the valley floor
+    assert floor[0] > ground_points([camera], points, UP, 0.05)[:, 0].max()  # beyond the plateau's footprint
+    assert kept_by_views(floor[None].float(), [camera], points, z_up=True).all()

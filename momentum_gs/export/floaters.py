@@ -9,7 +9,8 @@ also drops those deeper under the ground (the SfM points' median height) than th
 median height over that ground): nadir photos barely tell depth apart, and training leaves colour on Gaussians
 well under the ground that the photos do see, which dropping would take from the renders, but none that deep.
 There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images
-widened by the same margin), across the ground: a photo looking obliquely sees, through the ground, a cone of
+widened by the same margin, their rays met with the low ground, :data:`LOW`, so that a valley below the median
+ground that the photos look into is kept), across the ground: a photo looking obliquely sees, through the ground, a cone of
 space that widens without end below it, and a model trained opaque fills it far beyond the capture.
 There, too, no Gaussian is larger than a tenth of the half-size of that ground (:data:`SIZE`, the share above
 which 3DGS's training prunes a Gaussian as too large for the scene): a model trained over random backgrounds
@@ -32,6 +33,7 @@ from momentum_gs.model.standard import StandardGaussians
 
 MARGIN = 0.05  # the images widened by this share of their size on each side
 DEPTH = 1.0  # how deep under the ground is kept, in flight heights
+LOW = 0.01  # the ground met by the photos' rays across it: the SfM points' 1st percentile of height, the low ground
 SIZE = 0.1  # the largest scale kept, in half-sizes of the ground the photos see (3DGS prunes above 0.1 × radius)
 CHUNK = 1 << 18  # Gaussians tested at once
 
@@ -61,7 +63,7 @@ def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray
         height = float(np.median([camera.center[2].item() for camera in cameras])) - ground
         if height > 0:
             keep &= means[:, 2] >= ground - DEPTH * height
-        seen = ground_points(cameras, points, np.eye(3)[2], MARGIN)
+        seen = ground_points(cameras, points, np.eye(3)[2], MARGIN, LOW)
         if seen is not None:
             lo, hi = torch.from_numpy(seen[:, :2].min(0)), torch.from_numpy(seen[:, :2].max(0))
             keep &= ((means[:, :2] >= lo) & (means[:, :2] <= hi)).all(1)
