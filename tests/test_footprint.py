@@ -97,3 +97,16 @@ def test_a_valley_the_photos_look_into_is_kept():
     floor = camera.center.double() + ray * (-10.0 - 50.0) / ray[2]  # the image's top edge, on the valley floor
     assert floor[0] > ground_points([camera], points, UP, 0.05)[:, 0].max()  # beyond the plateau's footprint
     assert kept_by_views(floor[None].float(), [camera], points, z_up=True).all()
+
+
+def test_a_facade_a_low_photo_looks_at_is_kept():
+    """A photo 10 m up looking out nearly level at a facade 60 m away: its rays reach the ground's cut (four flight
+    heights) before the facade, whose SfM points keep it."""
+    camera = look_at([0.0, 0.0, 10.0], [60.0, 0.0, 5.0], 400, 300, 300.0)
+    ground = np.array([[x, y, 0.0] for x in np.linspace(5, 40, 8) for y in np.linspace(-10, 10, 5)])
+    facade = np.array([[60.0, y, z] for y in np.linspace(-10, 10, 5) for z in np.linspace(0, 20, 5)])
+    points = np.concatenate([ground, facade])
+    on_it = torch.tensor([[60.0, 2.0, 8.0]])
+    assert ground_points([camera], points, UP, 0.05, 0.01)[:, 0].max() < 60.0  # beyond the rays' reach
+    assert kept_by_views(on_it, [camera], points, z_up=True).all()
+    assert not kept_by_views(torch.tensor([[150.0, 2.0, 8.0]]), [camera], points, z_up=True).any()

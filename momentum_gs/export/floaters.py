@@ -10,7 +10,8 @@ median height over that ground): nadir photos barely tell depth apart, and train
 well under the ground that the photos do see, which dropping would take from the renders, but none that deep.
 There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images
 widened by the same margin, their rays met with the low ground, :data:`LOW`, so that a valley below the median
-ground that the photos look into is kept), across the ground: a photo looking obliquely sees, through the ground, a cone of
+ground that the photos look into is kept) and beyond the SfM points (their 1st to 99th percentiles: a photo taken
+low and looking out places a facade farther than its rays' reach), across the ground: a photo looking obliquely sees, through the ground, a cone of
 space that widens without end below it, and a model trained opaque fills it far beyond the capture.
 There, too, no Gaussian is larger than a tenth of the half-size of that ground (:data:`SIZE`, the share above
 which 3DGS's training prunes a Gaussian as too large for the scene): a model trained over random backgrounds
@@ -28,6 +29,7 @@ import torch
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.footprint import ground_points
+from momentum_gs.data.georef import robust_bounds
 from momentum_gs.data.scene import SceneData
 from momentum_gs.model.standard import StandardGaussians
 
@@ -65,8 +67,9 @@ def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray
             keep &= means[:, 2] >= ground - DEPTH * height
         seen = ground_points(cameras, points, np.eye(3)[2], MARGIN, LOW)
         if seen is not None:
-            lo, hi = torch.from_numpy(seen[:, :2].min(0)), torch.from_numpy(seen[:, :2].max(0))
-            keep &= ((means[:, :2] >= lo) & (means[:, :2] <= hi)).all(1)
+            lo, hi = robust_bounds(points, None, LOW)  # what the photos placed, however far they looked
+            lo, hi = np.minimum(seen.min(0), lo)[:2], np.maximum(seen.max(0), hi)[:2]
+            keep &= ((means[:, :2] >= torch.from_numpy(lo)) & (means[:, :2] <= torch.from_numpy(hi))).all(1)
     return keep
 
 
