@@ -11,8 +11,9 @@ well under the ground that the photos do see, which dropping would take from the
 There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images
 widened by the same margin, their rays met with the low ground, :data:`LOW`, so that a valley below the median
 ground that the photos look into is kept) and beyond the SfM points (their 1st to 99th percentiles: a photo taken
-low and looking out places a facade farther than its rays' reach), across the ground: a photo looking obliquely sees, through the ground, a cone of
-space that widens without end below it, and a model trained opaque fills it far beyond the capture.
+low and looking out places a facade farther than its rays' reach), across the ground: a photo looking obliquely
+sees, through the ground, a cone of space that widens without end below it, and a model trained opaque fills it
+far beyond the capture.
 There, too, no Gaussian is larger than a tenth of the half-size of that ground (:data:`SIZE`, the share above
 which 3DGS's training prunes a Gaussian as too large for the scene): a model trained over random backgrounds
 paints what it cannot place onto a few huge opaque Gaussians under the ground, whose 3σ reach, not their centres,
