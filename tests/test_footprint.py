@@ -85,11 +85,11 @@ def test_an_export_caps_the_sizes_over_the_ground_it_keeps():
 
 
 def test_a_valley_the_photos_look_into_is_kept():
-    """Most SfM points on a plateau at z = 0, a tenth in a valley 10 m lower: an oblique photo's far rays reach the
+    """Most SfM points on a plateau at z = 0, a fifth in a valley 10 m lower: an oblique photo's far rays reach the
     valley floor beyond where they would meet the plateau's height, and what lies there is kept."""
     camera = look_at([0.0, 0.0, 50.0], [50.0, 0.0, 0.0], 400, 300, 300.0)  # 45° down towards +x
     plateau = np.array([[x, y, 0.0] for x in np.linspace(-20, 60, 9) for y in np.linspace(-20, 20, 10)])
-    valley = np.array([[x, 0.0, -10.0] for x in np.linspace(120, 180, 10)])
+    valley = np.array([[x, 0.0, -10.0] for x in np.linspace(120, 180, 23)])
     points = np.concatenate([plateau, valley])
     ray = (camera.cam_to_world[:3, :3].double() @ torch.linalg.solve(camera.K.double(),
                                                                        torch.tensor([200.0, 0.0, 1.0],

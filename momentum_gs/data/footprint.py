@@ -17,16 +17,16 @@ REACH = 4.0  # the farthest ground a photo sees, in its flight heights from its 
 
 
 def footprints(cameras: list, points: np.ndarray, up: np.ndarray, margin: float = 0.0,
-               level: float = 0.5) -> list[np.ndarray]:
+               ground: float | None = None) -> list[np.ndarray]:
     """Per training camera above the ground, a [5, 3] array of world points: its foot, then its four corner rays
     met with the ground (module notes), the image widened by ``margin`` of its size on each side. The ground: the
-    plane across unit ``up`` [3] at the SfM ``points``' ``level`` quantile of height (0.5: their median; lower
-    reaches the low ground of a valley the photos look into). Empty without ``points``."""
+    plane across unit ``up`` [3] at height ``ground`` along it (None: the SfM ``points``' median height; a lower
+    one reaches the low ground of a valley the photos look into). Empty without ``points``."""
     points = np.asarray(points, np.float64).reshape(-1, 3)
     if not len(points) or not cameras:
         return []
     up = np.asarray(up, np.float64) / np.linalg.norm(up)
-    ground = float(np.quantile(points @ up, level))
+    ground = float(np.median(points @ up)) if ground is None else ground
     found = []
     for camera in cameras:
         centre = camera.center.detach().double().cpu().numpy()
@@ -53,8 +53,8 @@ def footprints(cameras: list, points: np.ndarray, up: np.ndarray, margin: float 
 
 
 def ground_points(cameras: list, points: np.ndarray, up: np.ndarray, margin: float = 0.0,
-                  level: float = 0.5) -> np.ndarray | None:
+                  ground: float | None = None) -> np.ndarray | None:
     """[M, 3] world points: every :func:`footprints` point (the cameras' feet and their corners on the ground),
     or None where there is none."""
-    found = footprints(cameras, points, up, margin, level)
+    found = footprints(cameras, points, up, margin, ground)
     return np.concatenate(found) if found else None

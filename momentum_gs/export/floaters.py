@@ -8,12 +8,13 @@ inside its image, widened by :data:`MARGIN` on each side; in a georeferenced sce
 also drops those deeper under the ground (the SfM points' median height) than the cameras fly above it (their
 median height over that ground): nadir photos barely tell depth apart, and training leaves colour on Gaussians
 well under the ground that the photos do see, which dropping would take from the renders, but none that deep.
-There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images
-widened by the same margin, their rays met with the low ground, :data:`LOW`, so that a valley below the median
-ground that the photos look into is kept) and beyond the SfM points (their 1st to 99th percentiles: a photo taken
-low and looking out places a facade farther than its rays' reach), across the ground: a photo looking obliquely
-sees, through the ground, a cone of space that widens without end below it, and a model trained opaque fills it
-far beyond the capture.
+There it also drops those beyond the ground the photos see (:mod:`momentum_gs.data.footprint`, the images widened by
+the same margin, their rays met with the low ground, :data:`LOW`, so that a valley below the median ground that the
+photos look into is kept, but no deeper than what is kept; not the 1st percentile: a nadir survey's SfM points reach
+hundreds of metres under the ground where rays meet at a slant) and beyond the SfM points (their 1st to 99th
+percentiles: a photo taken low and looking out places a facade farther than its rays' reach), across the ground: a
+photo looking obliquely sees, through the ground, a cone of space that widens without end below it, and a model
+trained opaque fills it far beyond the capture.
 There, too, no Gaussian is larger than a tenth of the half-size of that ground (:data:`SIZE`, the share above
 which 3DGS's training prunes a Gaussian as too large for the scene): a model trained over random backgrounds
 paints what it cannot place onto a few huge opaque Gaussians under the ground, whose 3σ reach, not their centres,
@@ -36,7 +37,8 @@ from momentum_gs.model.standard import StandardGaussians
 
 MARGIN = 0.05  # the images widened by this share of their size on each side
 DEPTH = 1.0  # how deep under the ground is kept, in flight heights
-LOW = 0.01  # the ground met by the photos' rays across it: the SfM points' 1st percentile of height, the low ground
+LOW = 0.1  # the photos' rays met with the low ground: the SfM points' 10th percentile of height (no deeper than kept)
+PLACED = 0.01  # ... and the box of the SfM points' 1st to 99th percentiles
 SIZE = 0.1  # the largest scale kept, in half-sizes of the ground the photos see (3DGS prunes above 0.1 × radius)
 CHUNK = 1 << 18  # Gaussians tested at once
 
@@ -62,13 +64,15 @@ def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray
         seen = (depth > 0) & ((pixel >= low[:, None]) & (pixel <= high[:, None])).all(-1)
         keep[start:start + CHUNK] = seen.any(0)
     if z_up and points is not None and len(points):
-        ground = float(np.median(np.asarray(points, np.float64).reshape(-1, 3)[:, 2]))
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        ground = float(np.median(points[:, 2]))
         height = float(np.median([camera.center[2].item() for camera in cameras])) - ground
         if height > 0:
             keep &= means[:, 2] >= ground - DEPTH * height
-        seen = ground_points(cameras, points, np.eye(3)[2], MARGIN, LOW)
+        deepest = max(float(np.quantile(points[:, 2], LOW)), ground - DEPTH * max(height, 0.0))
+        seen = ground_points(cameras, points, np.eye(3)[2], MARGIN, deepest)
         if seen is not None:
-            lo, hi = robust_bounds(points, None, LOW)  # what the photos placed, however far they looked
+            lo, hi = robust_bounds(points, None, PLACED)  # what the photos placed, however far they looked
             lo, hi = np.minimum(seen.min(0), lo)[:2], np.maximum(seen.max(0), hi)[:2]
             keep &= ((means[:, :2] >= torch.from_numpy(lo)) & (means[:, :2] <= torch.from_numpy(hi))).all(1)
     return keep
