@@ -103,6 +103,22 @@ def update_learning_rates(optimizer: torch.optim.Optimizer, step: int) -> None:
             group["lr"] = expon_lr(step, group["lr_init"], group["lr_final"], group["max_steps"])
 
 
+def retarget_schedules(optimizer: torch.optim.Optimizer, step: int, max_steps: int) -> None:
+    """Make every scheduled group of ``optimizer`` end its decay at ``max_steps``, going on from the rate it has at
+    ``step``: the rest of the log-linear decay to ``lr_final`` is drawn again over the steps left, its start moved
+    so that the rate at ``step`` does not jump. Groups already on ``max_steps`` are left as they are; the new
+    schedule is the group's own, so a checkpoint keeps it."""
+    for group in optimizer.param_groups:
+        if "lr_init" not in group or group["max_steps"] == max_steps:
+            continue
+        init, final = group["lr_init"], group["lr_final"]
+        if init != final and step < max_steps:
+            now = expon_lr(step, init, final, group["max_steps"])
+            t = step / max(max_steps, 1)
+            group["lr_init"] = math.exp((math.log(now) - t * math.log(final)) / (1.0 - t))
+        group["max_steps"] = max_steps
+
+
 def param_group(optimizer: torch.optim.Optimizer, name: str) -> dict:
     """The param group called ``name`` (KeyError if there is none)."""
     for group in optimizer.param_groups:

@@ -11,7 +11,7 @@ from momentum_gs.config import Config
 from momentum_gs.losses import depth_normal_loss, flatten_loss, psnr, reconstruction_loss
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import render_view
-from momentum_gs.model.optim import update_learning_rates
+from momentum_gs.model.optim import decay_steps, retarget_schedules, update_learning_rates
 from momentum_gs.train.blocks import Block
 from momentum_gs.train.teacher import MomentumTeacher
 
@@ -29,9 +29,10 @@ class BlockStep:
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
         step = block.steps + 1  # a block's schedules follow its own steps
-        update_learning_rates(block.optimizer, step)
-        if block.decoder_optimizer is not None:
-            update_learning_rates(block.decoder_optimizer, step)
+        for opt in (block.optimizer, block.decoder_optimizer):
+            if opt is not None:  # a re-planned run's decays end on its new last step (Trainer.retarget)
+                retarget_schedules(opt, block.steps, decay_steps(self.cfg.optim))
+                update_learning_rates(opt, step)
         camera = self.cameras[view_index]
         decoder = block.decoder or self.decoder
         geometry = self.cfg.geometry

@@ -170,6 +170,15 @@ def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     return tensor
 
 
+def agreed(world: World, value: int) -> int:
+    """Rank 0's ``value`` on every process."""
+    if not world.distributed:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return int(box[0])
+
+
 def checksum(tensors: Sequence[torch.Tensor]) -> float:
     """A float64 fingerprint of ``tensors`` (sum of values plus a position-weighted sum)."""
     total = torch.zeros((), dtype=torch.float64)

@@ -4,12 +4,13 @@ A short probe trains a throwaway copy of the run (the same scene, config, device
 folder) for a few steps and times them; the run itself then starts from step 0 with its own seeds, so the probe
 changes no bit of it. The first model is the smallest the run will see: anchors grow while ``strategy``'s
 window is open, and the steps slow with them. :data:`GROWTH` is that slowdown over a whole run, within the range
-measured on brighton_beach and the demo city (docs/benchmarks/training.md, "The plan and --time"), so that a
-budget is neither overrun nor left unused by much.
+measured on brighton_beach and the demo city (docs/benchmarks/training.md, "The plan and --time"); a guess, since
+the growth depends on the scene.
 
 ``--time`` (:func:`fit_to_budget`) picks the steps that fit the budget at that pace and scales every schedule of
 the config to them (:func:`fit_to_steps`), so that growth, the learning-rate decays, the re-weighting, the
-validations and the checkpoints keep their share of the run.
+validations and the checkpoints keep their share of the run. Once the growth window has closed the run plans its
+end again from its own pace (:mod:`momentum_gs.train.replan`).
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def fit_to_budget(cfg: Config, scene: SceneData, device: torch.device, world: D.
     decides for every process. Returns the scene and probe it ends with and the line that says the fit."""
     shrinks = 0
     while True:
-        steps = _agreed(world, steps_for_budget(cfg, measured, deadline - time.time()))
+        steps = D.agreed(world, steps_for_budget(cfg, measured, deadline - time.time()))
         width = max(camera.width for camera in scene.train)
         if steps >= SMALL_STEPS or shrinks == SHRINKS or width < 200:
             break
@@ -178,15 +179,6 @@ def fit_to_budget(cfg: Config, scene: SceneData, device: torch.device, world: D.
     fit_to_steps(cfg, steps)
     return scene, measured, (f"time: {steps} steps fit the {duration(budget)} budget (instead of {before}); every "
                              f"schedule scaled by {steps / before:.3g}")
-
-
-def _agreed(world: D.World, value: int) -> int:
-    """Rank 0's ``value`` on every process."""
-    if not world.distributed:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return int(box[0])
 
 
 def reserve_seconds(budget: float) -> float:

@@ -121,6 +121,17 @@ class TrainLogger:
 
             self.wandb.log({name: wandb.Image(np.ascontiguousarray(pixels))}, step=step)
 
+    def retotal(self, total: int) -> None:
+        """The run's last step moved to ``total`` (a re-plan): the bar counts to it."""
+        self.bar.total = total
+        self.bar.refresh()
+
+    def write(self, line: str) -> None:
+        """Print ``line`` above the bar (rank 0, not quiet)."""
+        if self.enabled:
+            tqdm.write(line, file=sys.stdout)
+            sys.stdout.flush()
+
     def close(self) -> None:
         """Flush the bar, TensorBoard and the log file."""
         if self._since_refresh and self.enabled:

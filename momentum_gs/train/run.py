@@ -25,6 +25,7 @@ from momentum_gs.render.kernels import kernels_in_use
 from momentum_gs.train import distributed as D
 from momentum_gs.train import plan as P
 from momentum_gs.train.lock import RunLock
+from momentum_gs.train.replan import replan_window
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.view.server import Viewer
 from momentum_gs.view.serving import check_port, import_viser, serve_until_interrupted, warn_if_open
@@ -187,6 +188,8 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool, plan: 
     trainer = Trainer(cfg, scene, folder.root, device, world)  # its blocks check an automatic voxel size
     if deadline is not None:  # a pace slower than the probe's says ends at the budget, with its checkpoint
         trainer.deadline = deadline - P.reserve_seconds(budget)
+        if not resume:  # planned again once the growth window has closed (momentum_gs.train.replan)
+            trainer.replan = replan_window(cfg, trainer.total_steps, len(trainer.blocks), trainer.scheduler.num_active)
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)
@@ -267,6 +270,11 @@ def describe(summary: dict) -> str:
     if summary.get("stopped_at_deadline"):
         line += ("\nstopped at the budget before the planned last step: the steps went slower than the probe's pace "
                  "as the anchors grew (the learning rates had not finished their decay)")
+    if summary.get("replanned"):
+        re = summary["replanned"]
+        line += (f"\nplanned again from step {re['at_step']} on, once the anchors had stopped growing ({re['times']} "
+                 f"times, at last {re['seconds_per_step']:.3g} s a step): {re['steps']} steps instead of "
+                 f"{re['planned_steps']}")
     peak = summary.get("peak_loaded", {})
     next_step = f"\nnext: mgs eval {summary['out']}"
     if summary.get("processes", 1) > 1:

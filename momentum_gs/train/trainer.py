@@ -29,7 +29,7 @@ from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.losses import channel_mean_psnr, ssim
 from momentum_gs.model.decoder import Decoder, make_appearance
 from momentum_gs.model.gaussian_scene import render_view
-from momentum_gs.model.optim import make_decoder_optimizer, update_learning_rates
+from momentum_gs.model.optim import decay_steps, make_decoder_optimizer, retarget_schedules, update_learning_rates
 from momentum_gs.partition.run import load_partition_for
 from momentum_gs.render.kernels import use_kernels
 from momentum_gs.train import distributed as D
@@ -38,13 +38,14 @@ from momentum_gs.train.blocks import Block
 from momentum_gs.train.checkpointing import Checkpointing
 from momentum_gs.train.placement import Placement
 from momentum_gs.train.progress import Metrics, TrainLogger
+from momentum_gs.train.replan import Replanning
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.weighting import BlockWeighting
 
 
-class Trainer(BlockStep, Checkpointing):
+class Trainer(BlockStep, Checkpointing, Replanning):
     """Trains every block of ``scene`` (one block without a partition).
 
     Args:
@@ -109,6 +110,8 @@ class Trainer(BlockStep, Checkpointing):
         # time.time() past which train() stops after the step, writing its checkpoint (``--time``; None: never)
         self.deadline: float | None = None
         self.stopped_at_deadline = False
+        self.replan: tuple[int, int] | None = None  # --time: the steps that time the pace, re-plan (Replanning)
+        self.replanned: dict | None = None  # what the re-plan found and did
         self.view = None  # a live viewer's source (momentum_gs.view.sources.TrainingSource) on rank 0, or None
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
@@ -146,6 +149,27 @@ class Trainer(BlockStep, Checkpointing):
         logger = self.logger = TrainLogger(self.out_dir, cfg.log, start=self.step, total=self.total_steps,
                                            world=self.world, run_config=to_dict(cfg), quiet=quiet)
         started, first_step = time.perf_counter(), self.step
+        try:
+            while self.step < end and not self.stopped_at_deadline:  # a re-plan that lengthens the run comes back
+                end = self._train_to(end, replan=until is None)
+        finally:
+            logger.close()  # ends the progress bar's line, so an error message stands on its own
+            self.logger = None
+        checkpoint = self.save() if self.step == self.total_steps or self.stopped_at_deadline else None
+        seconds = time.perf_counter() - started
+        return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
+                "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
+                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(),
+                "peak_loaded": self.placement.peak_loaded,
+                "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
+                "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
+                "stopped_at_deadline": self.stopped_at_deadline, "replanned": self.replanned,
+                "checkpoint": checkpoint and str(checkpoint)}
+
+    def _train_to(self, end: int, replan: bool) -> int:
+        """:meth:`train`'s loop from :attr:`step` to global step ``end``; returns the run's end as it stands after
+        (``replan``: a ``--time`` run's re-plan, :class:`~momentum_gs.train.replan.Replanning`, may move it)."""
+        cfg, logger = self.cfg, self.logger
         plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
                                         self.world.size, self.world.rank)
         images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
@@ -168,19 +192,11 @@ class Trainer(BlockStep, Checkpointing):
                     path = self.save()
                     raise Interrupted(f"interrupted at step {self.step}; saved {path}; continue with "
                                       f"`mgs train --resume --out {self.out_dir}`")
+                if replan and self.replan_due():
+                    return self.replan_now()  # the loop starts again from here to the new end
         finally:
-            logger.close()  # ends the progress bar's line, so an error message stands on its own
-            self.logger = None
-        checkpoint = self.save() if self.step == self.total_steps or self.stopped_at_deadline else None
-        seconds = time.perf_counter() - started
-        return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
-                "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
-                "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(),
-                "peak_loaded": self.placement.peak_loaded,
-                "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
-                "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
-                "stopped_at_deadline": self.stopped_at_deadline,
-                "checkpoint": checkpoint and str(checkpoint)}
+            images.close()  # the decodes it had started ahead are dropped
+        return end
 
     def _past_deadline(self) -> bool:
         """Whether :attr:`deadline` has passed (process 0's clock decides for every process)."""
@@ -203,6 +219,7 @@ class Trainer(BlockStep, Checkpointing):
         self.placement.exchange(wanted)
         active = self.placement.activate([b for b, _, _ in views])
         if self.decoder_opt is not None:  # schedules
+            retarget_schedules(self.decoder_opt, self.block_equivalent(self.step), decay_steps(self.cfg.optim))
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
         if self.teacher is not None:  # teacher update, for the previous step's optimizer step
             self.teacher.update(self.decoder, self.cfg.teacher.momentum)
