@@ -109,3 +109,4 @@ def test_a_60_s_budget_ends_near_60_s_with_every_schedule_inside_and_the_plan_ne
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert said and 1 / 1.5 <= int(said.group(1)) / summary["seconds"] <= 1.5, (said, summary["seconds"])
     assert summary["budget_s"] == 60 and "against a budget of 60 s" in result.stdout
+    assert summary["replanned"]["times"] >= 1 and "planned again from step" in result.stdout  # tests/test_replan.py

@@ -22,7 +22,8 @@ from momentum_gs.config import save_config
 from momentum_gs.config.load import SCHEDULE_KEYS
 from momentum_gs.train import distributed as D
 
-MARGIN = 0.97  # the share of the time left that the steps are planned into (the pace still wavers a little)
+MARGIN = 0.9  # the share of the time left that the steps are planned into: the pace wavers by a tenth, and each
+# re-plan takes back most of what the one before kept in hand
 AGAIN = 0.1  # planned again after each such share of the run, the pace timed since the window closed
 
 

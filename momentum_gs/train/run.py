@@ -267,7 +267,10 @@ def describe(summary: dict) -> str:
     if summary.get("budget_s"):
         line += (f"; {P.duration(summary['wall_s'])} from the command's start, against a budget of "
                  f"{P.duration(summary['budget_s'])}")
-    if summary.get("stopped_at_deadline"):
+    if summary.get("stopped_at_deadline") and summary.get("replanned"):
+        line += (f"\nstopped at the budget {summary['replanned']['steps'] - summary['steps']} steps before the planned "
+                 "last step: the last steps went slower than those before")
+    elif summary.get("stopped_at_deadline"):
         line += ("\nstopped at the budget before the planned last step: the steps went slower than the probe's pace "
                  "as the anchors grew (the learning rates had not finished their decay)")
     if summary.get("replanned"):
