@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,25 +25,8 @@ from momentum_gs.config import DataConfig  # noqa: E402
 from momentum_gs.data import map_frame as frames  # noqa: E402
 from momentum_gs.data.scene import load_scene  # noqa: E402
 from momentum_gs.data.synthetic import city_of  # noqa: E402
-from momentum_gs.data.synthetic.render import top_down  # noqa: E402
 from momentum_gs.maps.ortho import MapGrid, splat_map  # noqa: E402
-from momentum_gs.maps.truth import score, true_maps  # noqa: E402
-from momentum_gs.model.standard import SH_C0, StandardGaussians  # noqa: E402
-
-
-def laid_on_the_city(city, metres: float, grid: MapGrid) -> StandardGaussians:
-    """Flat, nearly opaque Gaussians on the city's surfaces, two a pixel of ``grid`` each way (model units)."""
-    fine = 0.5 * grid.gsd
-    x, y = np.meshgrid(grid.x0 + (np.arange(2 * grid.width) + 0.5) * fine,
-                       grid.y0 - (np.arange(2 * grid.height) + 0.5) * fine)
-    xy = np.column_stack([x.ravel(), y.ravel()])
-    colour, height = top_down(city, xy * metres, city.bounds()[1, 2] + 10.0)
-    n = len(xy)
-    return StandardGaussians(torch.tensor(np.column_stack([xy, height / metres])),
-                             torch.tensor([[1.0, 0, 0, 0]]).double().expand(n, 4).contiguous(),
-                             torch.tensor([[0.6 * fine, 0.6 * fine, 1e-4 / metres]]).double().expand(n, 3).contiguous(),
-                             torch.full((n,), 0.99, dtype=torch.float64),
-                             torch.tensor((colour - 0.5) / SH_C0)[:, None, :])
+from momentum_gs.maps.truth import laid_on_the_city, score, true_maps  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import torch
 
 from momentum_gs.cli import main
 from momentum_gs.data.synthetic import city_of
-from momentum_gs.data.synthetic.render import top_down
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data import map_frame as frames
 from momentum_gs.errors import UserError
@@ -21,7 +20,7 @@ from momentum_gs.maps import files
 from momentum_gs.maps import make
 from momentum_gs.maps.make import make_maps
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
-from momentum_gs.maps.truth import score, true_maps
+from momentum_gs.maps.truth import laid_on_the_city, score, true_maps
 from momentum_gs.model.standard import SH_C0, StandardGaussians
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.tiny_training import train_tiny
@@ -91,17 +90,7 @@ def test_gaussians_on_the_citys_surface_give_its_orthophoto_and_heights(tiny_sce
     height there, and trees look larger than the truth's 3 × 3 rays a pixel see them (PSNR about 19.5 dB)."""
     city, metres = city_of(tiny_scene)
     grid = MapGrid(-3.6, 3.6, 0.1, 72, 72)  # model units: the 72 × 72 m city in 1 m pixels
-    fine = 0.5 * grid.gsd
-    x, y = np.meshgrid(grid.x0 + (np.arange(2 * grid.width) + 0.5) * fine,
-                       grid.y0 - (np.arange(2 * grid.height) + 0.5) * fine)
-    xy = np.column_stack([x.ravel(), y.ravel()])
-    colour, height = top_down(city, xy * metres, city.bounds()[1, 2] + 10.0)
-    n = len(xy)
-    means = torch.tensor(np.column_stack([xy, height / metres]))
-    gaussians = StandardGaussians(means, torch.tensor([[1.0, 0, 0, 0]]).double().expand(n, 4).contiguous(),
-                                  torch.tensor([[0.6 * fine, 0.6 * fine, 1e-4]]).double().expand(n, 3).contiguous(),
-                                  torch.full((n,), 0.99, dtype=torch.float64),
-                                  torch.tensor((colour - 0.5) / SH_C0)[:, None, :])
+    gaussians = laid_on_the_city(city, metres, grid)
     rasters = splat_map(gaussians, frames.own_frame(np.array([0.0, 0.0, 1.0]), "z"), grid, show_progress=False,
                         depth=depth)
     truth_colour, truth_height, _ = true_maps(tiny_scene, grid)

@@ -12,12 +12,30 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from momentum_gs.data.synthetic import city_of
 from momentum_gs.data.synthetic.render import top_down
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
+from momentum_gs.model.standard import SH_C0, StandardGaussians
 
 SUPERSAMPLE = 3  # rays per pixel along each axis for the truth's colour
+
+
+def laid_on_the_city(city, metres: float, grid: MapGrid) -> StandardGaussians:
+    """Flat, nearly opaque Gaussians on the city's surfaces with their colours, two a pixel of ``grid`` each way
+    (from vertical rays; model units): what perfect geometry gives a map, no training between."""
+    fine = 0.5 * grid.gsd
+    x, y = np.meshgrid(grid.x0 + (np.arange(2 * grid.width) + 0.5) * fine,
+                       grid.y0 - (np.arange(2 * grid.height) + 0.5) * fine)
+    xy = np.column_stack([x.ravel(), y.ravel()])
+    colour, height = top_down(city, xy * metres, city.bounds()[1, 2] + 10.0)
+    n = len(xy)
+    return StandardGaussians(torch.tensor(np.column_stack([xy, height / metres])),
+                             torch.tensor([[1.0, 0, 0, 0]]).double().expand(n, 4).contiguous(),
+                             torch.tensor([[0.6 * fine, 0.6 * fine, 1e-4 / metres]]).double().expand(n, 3).contiguous(),
+                             torch.full((n,), 0.99, dtype=torch.float64),
+                             torch.tensor((colour - 0.5) / SH_C0)[:, None, :])
 
 
 def true_maps(scene_dir: Path, grid: MapGrid) -> tuple[np.ndarray, np.ndarray, float]:
