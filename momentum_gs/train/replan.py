@@ -25,6 +25,7 @@ from momentum_gs.train import distributed as D
 MARGIN = 0.9  # the share of the time left that the steps are planned into: the pace wavers by a tenth, and each
 # re-plan takes back most of what the one before kept in hand
 AGAIN = 0.1  # planned again after each such share of the run, the pace timed since the window closed
+FIRST = 0.05  # the share of the run timed after the window closes before the first re-plan
 
 
 class Replanning:
@@ -52,12 +53,12 @@ class Replanning:
         left = max(0, math.floor(MARGIN * (self.deadline - time.time()) / pace))
         before = self.total_steps
         self.retarget(D.agreed(self.world, self.step + left))
-        first = self.replanned is None
-        self.replanned = {"at_step": self.step, "planned_steps": before, "times": 0} if first else self.replanned
+        if self.replanned is None:
+            self.replanned = {"at_step": self.step, "planned_steps": before, "times": 0}
         self.replanned.update(seconds_per_step=pace, steps=self.total_steps, times=self.replanned["times"] + 1)
         later = self.step + max(10, round(AGAIN * self.total_steps))  # again, over a longer stretch of steps
         self.replan = (start, later) if later < (1 - AGAIN / 2) * self.total_steps else None
-        if first and self.logger is not None and self.world.is_main:
+        if self.replanned["times"] == 1 and self.logger is not None and self.world.is_main:
             self.logger.write(f"time: the steps after the growth window take {pace:.3g} s each; {self.total_steps} "
                               f"steps fit the budget instead of {before}, the schedules still to come rescaled")
         return self.total_steps
@@ -67,8 +68,8 @@ class Replanning:
         every point of :data:`~momentum_gs.config.load.SCHEDULE_KEYS` still ahead moved to keep its share of the
         steps left. The optimizers' decays follow at their next step (``decay_steps`` against their own)."""
         cfg, n, k = self.cfg, len(self.blocks), self.scheduler.num_active
-        steps = max(self.block_equivalent(self.step), total * k // n, 1)
         now = self.block_equivalent(self.step)
+        steps = max(now, total * k // n, 1)
         ratio = (steps - now) / max(cfg.optim.steps - now, 1)
         for key in SCHEDULE_KEYS:
             section, name = key.split(".")
@@ -86,10 +87,10 @@ class Replanning:
 
 def replan_window(cfg, total_steps: int, num_blocks: int, num_active: int) -> tuple[int, int] | None:
     """The global steps (from, at) between which a ``--time`` run times its pace and at which it plans again:
-    from the close of the growth window (half the run where there is none) for a twentieth of the run, at least
-    10 steps; None where that would leave under a tenth of the run to plan."""
+    from the close of the growth window (half the run where there is none) for :data:`FIRST` of the run, at least
+    10 steps; None where that would leave under :data:`AGAIN` of the run to plan."""
     strategy = cfg.strategy
     closes = strategy.update_until if 0 < strategy.update_until < cfg.optim.steps else cfg.optim.steps // 2
     start = math.ceil(closes * num_blocks / num_active)
-    at = start + max(10, round(0.05 * total_steps))
-    return (start, at) if at < 0.9 * total_steps else None
+    at = start + max(10, round(FIRST * total_steps))
+    return (start, at) if at < (1 - AGAIN) * total_steps else None

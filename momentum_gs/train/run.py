@@ -274,10 +274,10 @@ def describe(summary: dict) -> str:
         line += ("\nstopped at the budget before the planned last step: the steps went slower than the probe's pace "
                  "as the anchors grew (the learning rates had not finished their decay)")
     if summary.get("replanned"):
-        re = summary["replanned"]
-        line += (f"\nplanned again from step {re['at_step']} on, once the anchors had stopped growing ({re['times']} "
-                 f"times, at last {re['seconds_per_step']:.3g} s a step): {re['steps']} steps instead of "
-                 f"{re['planned_steps']}")
+        again = summary["replanned"]
+        line += (f"\nplanned again from step {again['at_step']} on, once the anchors had stopped growing "
+                 f"({again['times']} times, at last {again['seconds_per_step']:.3g} s a step): {again['steps']} steps "
+                 f"instead of {again['planned_steps']}")
     peak = summary.get("peak_loaded", {})
     next_step = f"\nnext: mgs eval {summary['out']}"
     if summary.get("processes", 1) > 1:
