@@ -77,6 +77,19 @@ def test_the_ply_round_trips_in_the_3dgs_layout(tmp_path):
         load_standard_ply(tmp_path / "other.ply")
 
 
+def test_a_flattened_axis_is_written_as_a_ply_we_can_read_back(tmp_path):
+    """A scale of exactly 0 (a sigmoid that underflowed in the bake) was written as log 0 = -inf, a file our own
+    reader refuses: it is written as the smallest normal float32 instead."""
+    scales = torch.tensor([[0.1, 0.2, 0.0], [0.3, 0.4, 0.5]])
+    gaussians = StandardGaussians(means=torch.zeros(2, 3), quats=torch.tensor([[1.0, 0, 0, 0]] * 2), scales=scales,
+                                  opacities=torch.full((2,), 0.5), sh=torch.zeros(2, 1, 3))
+    path = save_standard_ply(gaussians, tmp_path / "flat.ply")
+    assert np.isfinite(PlyData.read(str(path))["vertex"]["scale_2"]).all()
+    back = load_standard_ply(path)
+    assert 0 < back.scales[0, 2] < 1e-37
+    torch.testing.assert_close(back.scales[1], scales[1])
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory):
     return train_tiny(tiny_scene, tmp_path_factory.mktemp("bake") / "run", ("optim.steps=60",))

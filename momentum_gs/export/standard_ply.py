@@ -46,7 +46,7 @@ def standard_ply_bytes(gaussians: StandardGaussians, comments: list[str] = ()) -
     n, K = len(g), g.sh.shape[1]
     opacity = g.opacities.clamp(1e-6, 1 - 1e-6)
     columns = [g.means, torch.zeros(n, 3), g.sh[:, 0, :], g.sh[:, 1:, :].transpose(1, 2).reshape(n, 3 * (K - 1)),
-               torch.log(opacity / (1 - opacity))[:, None], g.scales.log(), g.quats]
+               torch.log(opacity / (1 - opacity))[:, None], g.log_scales(), g.quats]
     data = torch.cat([c.detach().float().cpu() for c in columns], 1).numpy()
     vertex = np.empty(n, dtype=[(name, "<f4") for name in ply_columns(g.degree)])
     for i, name in enumerate(vertex.dtype.names):

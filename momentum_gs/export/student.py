@@ -103,7 +103,7 @@ class Student(nn.Module):
         super().__init__()
         o = g.opacities.clamp(1e-4, 1 - 1e-4)
         self.means = nn.Parameter(g.means.clone())
-        self.log_scales = nn.Parameter(g.scales.log())
+        self.log_scales = nn.Parameter(g.log_scales())
         self.quats = nn.Parameter(g.quats.clone())
         self.logits = nn.Parameter(torch.log(o / (1 - o)))
         self.sh_dc = nn.Parameter(g.sh[:, :1].clone())

@@ -90,6 +90,11 @@ class StandardGaussians:
         """The same Gaussians on ``device``."""
         return StandardGaussians(*(t.to(device) for t in (self.means, self.quats, self.scales, self.opacities, self.sh)))
 
+    def log_scales(self) -> torch.Tensor:
+        """[M, 3] the scales' logarithms, as files and optimizers hold them: a flattened axis (a scale of 0, a
+        sigmoid that underflowed) is taken as the smallest normal float32, so that its log is finite (−87.3)."""
+        return self.scales.clamp_min(torch.finfo(torch.float32).tiny).log()
+
     def require_finite(self, target: str | Path) -> None:
         """A UserError (one line, see ``io.finite``) when a value is NaN or inf: nothing such is written."""
         fields = {name: getattr(self, name) for name in ("means", "quats", "scales", "opacities", "sh")}
