@@ -1,6 +1,7 @@
 """``mgs train`` on a CPU with several active blocks: how many processes it starts, that they train like one
 process, and that a failed one is said in a line and stops the others."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.partition import auto_partition
 from momentum_gs.train import launch
 from momentum_gs.train.trainer import Trainer
+from tests.helpers import processes
 from tests.helpers.tiny_training import TINY_OVERRIDES
 
 
@@ -76,24 +78,23 @@ def test_more_processes_than_active_blocks_is_refused_before_any_start(two_block
         launch.choose_processes(two_blocks)
 
 
-def test_the_image_cache_is_shared_by_the_processes_of_a_machine(monkeypatch):
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+def test_the_image_cache_is_shared_by_the_processes_of_a_machine():
     alone = images.default_cache_bytes()
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert images.default_cache_bytes() == alone // 4
+    assert images.default_cache_bytes(4) == alone // 4
 
 
 def test_a_failed_process_is_said_in_its_lines_and_stops_the_others(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
-    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    log = open(tmp_path / "process_1.log", "wb")
-    failing = subprocess.Popen([sys.executable, "-c", "print('loading'); print('error: the scene is gone'); "
-                                "raise SystemExit(2)"], stdout=log, stderr=subprocess.STDOUT)
+    spawn = multiprocessing.get_context("spawn")
+    log = str(tmp_path / "process_1.log")
+    waiting = spawn.Process(target=processes.wait_a_minute)
+    failing = spawn.Process(target=processes.fail_in_lines, args=(log,))
+    waiting.start()
+    failing.start()
     started = time.monotonic()
     code = launch._wait([waiting, failing], [None, log])
-    log.close()
-    assert code == 2 and time.monotonic() - started < 10
-    assert waiting.returncode is not None  # stopped, not left running
+    assert code == 2 and time.monotonic() - started < 20
+    assert waiting.exitcode is not None  # stopped, not left running
     err = capsys.readouterr().err
     assert "training process 1 of 2 failed (exit status 2)" in err and "error: the scene is gone" in err
     assert "loading" not in err  # the error line, not the whole log

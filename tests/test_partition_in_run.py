@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from momentum_gs.train.start import train_from_args
+from momentum_gs.train.request import TrainRequest
+from momentum_gs.train.start import train_request
 from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
@@ -33,7 +34,7 @@ def test_a_moved_run_loads_and_resumes_without_the_partition_it_was_given(tiny_s
     given.unlink()
     cfg, _, step = load_run(moved, torch.device("cpu"))
     assert Path(cfg.blocks.partition) == moved / "partition.npz" and step == ckpt["step"]
-    summary = train_from_args(None, None, str(moved), ["optim.steps=26"], resume=True)
+    summary = train_request(TrainRequest(out=str(moved), overrides=("optim.steps=26",), resume=True))
     assert summary["steps"] > step and not run.exists()
     assert load_checkpoint(latest_checkpoint(moved / "ckpt"))["partition_in_run"] == "partition.npz"
 

@@ -342,11 +342,12 @@ def test_a_bad_run_summary_is_one_line(tmp_path, content, message):
 def moved_run(tiny_scene, tmp_path_factory) -> Path:
     """A run of 2 blocks (blocks.partition=auto:2: the partition inside the run folder), moved to another folder
     after training, so the absolute path its checkpoint records no longer exists."""
-    from momentum_gs.train.start import train_from_args
+    from momentum_gs.train.request import TrainRequest
+    from momentum_gs.train.start import train_request
 
     folder = tmp_path_factory.mktemp("moved")
-    train_from_args(None, str(tiny_scene), str(folder / "trained"),
-                    [*TINY_OVERRIDES, "blocks.partition=auto:2", "optim.steps=6"])
+    train_request(TrainRequest(data=str(tiny_scene), out=str(folder / "trained"),
+                               overrides=(*TINY_OVERRIDES, "blocks.partition=auto:2", "optim.steps=6")))
     return Path(shutil.move(folder / "trained", folder / "here"))
 
 
@@ -407,11 +408,12 @@ def test_a_checkpoint_cannot_name_a_partition_outside_its_run(moved_run, tmp_pat
 
 @pytest.mark.slow
 def test_a_moved_run_resumes_with_its_own_partition(moved_run, tmp_path):
-    from momentum_gs.train.start import train_from_args
+    from momentum_gs.train.request import TrainRequest
+    from momentum_gs.train.start import train_request
 
     copy = copy_run(moved_run, tmp_path)
     before = load_checkpoint(latest_checkpoint(copy / "ckpt"))["step"]
-    summary = train_from_args(None, None, str(copy), ["optim.steps=8"], resume=True)
+    summary = train_request(TrainRequest(out=str(copy), overrides=("optim.steps=8",), resume=True))
     ckpt = load_checkpoint(latest_checkpoint(copy / "ckpt"))
     assert summary["steps"] == ckpt["step"] > before
     assert (ckpt["partition"], ckpt["partition_in_run"]) == (str(copy / "partition.npz"), "partition.npz")

@@ -65,13 +65,12 @@ def test_a_quota_of_none_or_more_than_the_cores_leaves_the_cores(machine, cpu_ma
     assert device.cores()[0] == count
 
 
-def test_torchrun_processes_share_the_cores(machine, monkeypatch):
+def test_the_processes_of_a_machine_share_the_cores(machine):
     machine([0, 1, 2, 3, 4, 5, 6, 7], allowed=set(range(8)))
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
-    assert device.auto_threads() == (2, "threads=0: the 8 physical cores this process may use, shared by 3 "
-                                        "training processes")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
-    assert use_threads(0, torch.device("cpu")) == 1
+    assert device.auto_threads(3) == (2, "threads=0: the 8 physical cores this process may use, shared by 3 "
+                                         "training processes")
+    assert use_threads(0, torch.device("cpu"), processes=16) == 1
+    assert use_threads(0, torch.device("cpu")) == 8
 
 
 def test_a_number_an_omp_variable_and_a_gpu_device_are_taken_as_they_are(machine, monkeypatch):

@@ -8,6 +8,7 @@ import argparse
 from momentum_gs.commands.common import argument_type
 from momentum_gs.ranges import PORT, add_number
 from momentum_gs.train.plan import parse_duration
+from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.start import start
 
 DURATION = argument_type(parse_duration)  # --time's type, mgs run's too
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.steps=2000")
 
 
+def request_of(args: argparse.Namespace) -> TrainRequest:
+    """The training ``mgs train``'s options ask for."""
+    return TrainRequest(config=args.config, data=args.data, out=args.out, overrides=tuple(args.overrides),
+                        budget=args.time, viewer=(args.host, args.port) if args.viewer else None,
+                        keep_viewer=not args.viewer_exit, resume=args.resume)
+
+
 def run(args: argparse.Namespace) -> None:
     """Train, and print the summary (:func:`momentum_gs.train.start.start`)."""
-    start(args)
+    start(request_of(args))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from momentum_gs.config import environment
 from momentum_gs.errors import UserError
 
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -20,11 +21,11 @@ TORCH_OPS_MIN_PIXELS = 250_000
 _plan = {"kernels": 0, "torch": 0, "why": ""}  # the last use_threads's counts and why (threads_in_use)
 
 
-def use_threads(setting: int, device: torch.device, pixels: int | None = None) -> int:
+def use_threads(setting: int, device: torch.device, pixels: int | None = None, processes: int = 1) -> int:
     """Set the process's CPU threads from the config's ``threads``; returns the C++ kernels' count.
 
     0 (auto) on a CPU device is the physical cores this process may use (:func:`cores`), divided among the
-    ``torchrun`` processes of this machine, unless ``OMP_NUM_THREADS`` is set, which stays; N > 0 is N. The
+    ``processes`` training processes of this machine, unless ``OMP_NUM_THREADS`` is set, which stays; N > 0 is N. The
     C++ kernels split every view over them and give the same bits at any count (csrc/parallel.h). PyTorch's
     own intra-op threads are the same count where the views (``pixels`` each, None: not known) have at least
     ``TORCH_OPS_MIN_PIXELS``, else one. The kernels take their count from :func:`kernel_threads` (the
@@ -34,12 +35,11 @@ def use_threads(setting: int, device: torch.device, pixels: int | None = None) -
         count, why = torch.get_num_threads(), "PyTorch's default (not a CPU device)"
     elif setting > 0:
         count, why = setting, f"threads={setting} in the config"
-    elif "OMP_NUM_THREADS" in os.environ:
-        value = os.environ["OMP_NUM_THREADS"].strip()
+    elif (value := environment.omp_threads()) is not None:
         count = int(value) if value.isdigit() and int(value) > 0 else torch.get_num_threads()
         why = f"OMP_NUM_THREADS={value}"
     else:
-        count, why = auto_threads()
+        count, why = auto_threads(processes)
     small = torch.device(device).type == "cpu" and pixels is not None and pixels < TORCH_OPS_MIN_PIXELS
     ops = 1 if small else count
     torch.set_num_threads(ops)
@@ -63,12 +63,10 @@ def threads_in_use() -> str:
     return f"{count} thread{'s' if count != 1 else ''} ({why})"
 
 
-def auto_threads() -> tuple[int, str]:
-    """(threads, why) of ``threads: 0`` on a CPU: :func:`cores`, divided among the processes ``torchrun``
-    started on this machine (``LOCAL_WORLD_SIZE``), at least 1."""
+def auto_threads(processes: int = 1) -> tuple[int, str]:
+    """(threads, why) of ``threads: 0`` on a CPU: :func:`cores`, divided among the ``processes`` training
+    processes of this machine, at least 1."""
     count, why = cores()
-    local = os.environ.get("LOCAL_WORLD_SIZE", "")
-    processes = int(local) if local.isdigit() else 1
     if processes > 1:
         return max(1, count // processes), f"threads=0: {why}, shared by {processes} training processes"
     return count, f"threads=0: {why}"

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from momentum_gs.config import environment
 from momentum_gs.data.camera import Camera
 from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text, new_temporary, temporary_path
@@ -69,7 +70,7 @@ def default_cache_root(images_dir: Path) -> Path:
     if os.access(parent, os.W_OK) and parent.stat().st_mode & 0o222:
         return parent
     digest = hashlib.sha1(str(parent).encode()).hexdigest()[:10]
-    return Path(os.environ.get("MGS_CACHE", "~/.cache/momentum_gs")).expanduser() / f"{parent.name}-{digest}"
+    return Path(environment.text("MGS_CACHE") or "~/.cache/momentum_gs").expanduser() / f"{parent.name}-{digest}"
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -224,11 +225,10 @@ def prepare_images(jobs: Sequence[ImageJob], workers: int = 0, root: Path | None
     return paths
 
 
-def default_cache_bytes() -> int:
-    """A quarter of this machine's physical memory (1 GiB where it cannot be read), shared by the training
-    processes started on this machine (``LOCAL_WORLD_SIZE``)."""
-    local = os.environ.get("LOCAL_WORLD_SIZE", "")
-    processes = int(local) if local.isdigit() and int(local) > 0 else 1
+def default_cache_bytes(processes: int = 1) -> int:
+    """A quarter of this machine's physical memory (1 GiB where it cannot be read), shared by the ``processes``
+    training processes of this machine."""
+    processes = max(1, processes)
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 // processes
     except (ValueError, OSError, AttributeError):
@@ -295,14 +295,15 @@ class ImageLoader:
     Nothing is read at construction. ``iterate`` decodes ``prefetch`` images ahead of use on background
     threads, in the order it is given (the scheduler's view order). With ``cache`` on, decoded images stay
     in memory as uint8 (a quarter of the float size) in an :class:`ImageCache` of at most ``cache_bytes``
-    (0: a quarter of the machine's memory), least recently used out first.
+    (0: a quarter of the machine's memory, shared by its ``processes`` training processes), least recently used out first.
     """
 
     _pool: ThreadPoolExecutor | None = None
 
-    def __init__(self, cameras: list[Camera], cache: bool = True, prefetch: int = 4, cache_bytes: int = 0):
+    def __init__(self, cameras: list[Camera], cache: bool = True, prefetch: int = 4, cache_bytes: int = 0,
+                 processes: int = 1):
         self.cameras, self.prefetch = list(cameras), max(0, int(prefetch))
-        budget = (cache_bytes or default_cache_bytes()) if cache else 0
+        budget = (cache_bytes or default_cache_bytes(processes)) if cache else 0
         self.cache = ImageCache([(cam.width, cam.height) for cam in self.cameras], budget)
 
     def __len__(self) -> int:

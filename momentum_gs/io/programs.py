@@ -18,7 +18,7 @@ def trusted_path() -> str:
     """The PATH's absolute folders, without the working folder (``os.pathsep``-joined)."""
     here = Path.cwd().resolve()
     kept = []
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
+    for entry in os.get_exec_path():
         if not entry or not os.path.isabs(entry):
             continue
         try:

@@ -52,8 +52,10 @@ class Site:
     def done(self, stage: str) -> bool:
         return bool(self.record["stages"].get(stage, {}).get("done"))
 
-    def mark(self, stage: str, seconds: float) -> None:
-        self.record["stages"][stage] = {"done": True, "seconds": round(seconds, 1)}
+    def mark(self, stage: str, seconds: float, options: dict | None = None) -> None:
+        """Record ``stage`` as done in ``seconds``, with the ``options`` of ``mgs run`` it ran with."""
+        self.record["stages"][stage] = {"done": True, "seconds": round(seconds, 1),
+                                        **({"options": options} if options is not None else {})}
         self.save()
 
     def forget(self, stages: list[str]) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from momentum_gs.config import environment
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.site.folder import Site
 
@@ -41,7 +41,7 @@ td { padding: 2px 14px 2px 0; vertical-align: top } .note { color: #555 }"""
 
 def find_cesium() -> Path | None:
     """CesiumJS's browser build (the folder holding ``Cesium.js``), or None (module notes)."""
-    candidates = [Path(os.environ[CESIUM_ENV])] if os.environ.get(CESIUM_ENV) else []
+    candidates = [Path(environment.text(CESIUM_ENV))] if environment.text(CESIUM_ENV) else []
     candidates.append(Path("node_modules") / "cesium" / "Build" / "Cesium")
     npm = shutil.which("npm")
     if npm:

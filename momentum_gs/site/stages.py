@@ -1,7 +1,8 @@
 """The stages of ``mgs run PHOTOS --out SITE``: sfm, train, eval, export, maps, page, each kept once done.
 
-``SITE/stages.json`` records the photos and each finished stage (with its seconds); running again skips the
-finished stages, ``--from STAGE`` redoes that stage and the ones after it, and a stage that fails leaves the
+``SITE/stages.json`` records the photos and each finished stage (with its seconds and the options it ran with);
+running again skips the finished stages, redoes those from the first one a changed option affects
+(:mod:`momentum_gs.site.options`), ``--from STAGE`` redoes that stage and the ones after it, and a stage that fails leaves the
 earlier ones as they were (each writes only its own folder). The folders:
 
 - ``SITE/scene``: the training scene of ``mgs sfm`` (images/, sparse/0, sfm.json, cameras.png, georef.json);
@@ -13,7 +14,6 @@ earlier ones as they were (each writes only its own folder). The folders:
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
 import time
@@ -35,7 +35,9 @@ from momentum_gs.export.shared import export_formats
 from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.maps.make import make_maps, summary_lines as maps_lines
 from momentum_gs.site.folder import Site
+from momentum_gs.site.options import first_changed, options_of
 from momentum_gs.site.page import write_page
+from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.start import start as start_training
 
 STAGES = ("sfm", "train", "eval", "export", "maps", "page")
@@ -67,8 +69,8 @@ def auto_blocks(photos: int, scene_dir: Path) -> tuple[int, str]:
 
 def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, first: str | None,
                say=print) -> dict:
-    """Run the stages not yet done (all from ``first`` on); returns the record. Each stage's own lines are printed
-    as it goes (``say``)."""
+    """Run the stages not yet done (all from ``first`` on, and from the first stage an option changed since it ran,
+    :mod:`momentum_gs.site.options`); returns the record. Each stage's own lines are printed as it goes (``say``)."""
     site.root.mkdir(parents=True, exist_ok=True)
     site.load()
     photos = photos.resolve()
@@ -77,10 +79,15 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
         raise UserError(f"{site.root} was made from the photos in {known}, not {photos}: give those, another --out, "
                         "or --from sfm to start again from these")
     site.record["photos"] = str(photos)
+    options = options_of(budget, blocks)
+    changed = first_changed(STAGES, site.record, options)
+    if changed is not None and (first is None or STAGES.index(changed[0]) < STAGES.index(first)):
+        first = changed[0]
+        say(changed[1])
     if first is not None:
         site.forget(list(STAGES[STAGES.index(first):]))
-    steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks,
-                                                                                       first == "train"),
+    redo = first is not None and STAGES.index(first) <= STAGES.index("train")  # not a killed training to resume
+    steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks, redo),
              "eval": lambda: _eval(site), "export": lambda: _export(site, budget),
              "maps": lambda: _maps(site), "page": lambda: write_page(site)}
     for stage in STAGES:
@@ -91,7 +98,7 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
         started = time.perf_counter()
         for line in steps[stage]() or []:
             say(line)
-        site.mark(stage, time.perf_counter() - started)
+        site.mark(stage, time.perf_counter() - started, options)
     return site.record
 
 
@@ -119,10 +126,8 @@ def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[s
         print(line, flush=True)
     if resume:
         print(f"train: {site.run} holds a killed training; resuming it", flush=True)
-    args = argparse.Namespace(config=None, data=str(site.scene), out=str(site.run), resume=resume,
-                              time=None if resume else budget, viewer=False, viewer_exit=False, port=8080,
-                              host="127.0.0.1", overrides=[] if resume else overrides)
-    start_training(args)
+    start_training(TrainRequest(data=str(site.scene), out=str(site.run), resume=resume,
+                                budget=None if resume else budget, overrides=() if resume else tuple(overrides)))
     return []
 
 

@@ -8,21 +8,21 @@ decoder, then one all-reduce sums the decoder gradients of all processes (and th
 single flat bucket, and every process takes the same optimizer step, so the decoders and teachers stay
 identical without ever being sent.
 
-Without ``torchrun`` (or with ``WORLD_SIZE=1``) the world is a single process and nothing here talks to
+``mgs train`` on a CPU starts its own processes (:mod:`momentum_gs.train.launch`), each handed its place and
+the rendezvous port as a value (:class:`Rendezvous`). Without either (or with ``WORLD_SIZE=1``) the world is a single process and nothing here talks to
 anyone: the same code trains on one CPU or GPU.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.distributed as dist
 
-from momentum_gs.config import resolve_device
+from momentum_gs.config import environment, resolve_device
 from momentum_gs.errors import UserError
 
 
@@ -33,6 +33,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1  # the training processes of this machine, which share its cores and memory
 
     @property
     def distributed(self) -> bool:
@@ -48,25 +49,42 @@ class World:
 SINGLE = World()
 
 
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the processes that ``mgs train`` started itself (:mod:`momentum_gs.train.launch`) meet: this process's
+    place, and the loopback port of process 0's store."""
+
+    world: World
+    port: int
+
+
 def launched_by_torchrun() -> bool:
     """True inside a process started by ``torchrun`` (or another launcher that sets WORLD_SIZE and RANK)."""
-    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+    return environment.torchrun_world() is not None
 
 
 def restart_count() -> int:
     """How many times ``torchrun --max-restarts`` has restarted this job (0 on the first attempt)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    return environment.restart_count()
 
 
-def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.0) -> tuple[World, torch.device]:
-    """Join the process group when launched by ``torchrun``; returns the world and this process's device.
+def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.0,
+               rendezvous: Rendezvous | None = None) -> tuple[World, torch.device]:
+    """Join the process group of ``rendezvous`` (the processes ``mgs train`` started) or of ``torchrun``; returns
+    the world and this process's device.
 
     ``device_name`` is the config's ``device``: with ``auto`` or ``cuda`` each process takes GPU
     ``LOCAL_RANK``. ``backend`` ``auto`` is NCCL on GPUs and gloo on CPUs.
     """
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    started = environment.torchrun_world()
+    if rendezvous is not None:
+        world = rendezvous.world
+    elif started is not None:
+        world = World(started.rank, started.size, started.local_rank, started.local_size)
+    else:
+        world = SINGLE
+    if world.size == 1:
         return SINGLE, resolve_device(device_name)
-    world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
     device = resolve_device(device_name)
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
@@ -77,11 +95,14 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
     backend = process_group_backend(backend, device)
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=timeout_s)
-        # The store of a job restarted by torchrun can still hold the previous attempt's addresses; keys
-        # under a per-attempt prefix keep the new processes from dialling the dead ones.
-        store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
-        store = dist.PrefixStore(f"momentum_gs/attempt_{restart_count()}", store)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout,
+        if rendezvous is not None:
+            store = dist.TCPStore("127.0.0.1", rendezvous.port, world.size, world.is_main, timeout=timeout)
+        else:
+            # The store of a job restarted by torchrun can still hold the previous attempt's addresses; keys
+            # under a per-attempt prefix keep the new processes from dialling the dead ones.
+            store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+            store = dist.PrefixStore(f"momentum_gs/attempt_{restart_count()}", store)
+        dist.init_process_group(backend, store=store, rank=world.rank, world_size=world.size, timeout=timeout,
                                 **({"device_id": device} if "nccl" in backend else {}))
     return world, device
 

@@ -4,26 +4,29 @@ With k ≥ 2 blocks trained at once (``blocks.active``), processes share a machi
 (measured in docs/benchmarks/training.md, "Processes or threads for several active blocks"): each process keeps
 its own PyTorch ops, image loading and tile lists on its own core, where threads split only the kernels. So ``distributed.processes: 0`` (auto) on a CPU
 starts one process per active block, up to the physical cores, and each takes its share of the cores
-(:func:`~momentum_gs.config.device.auto_threads` divides them by ``LOCAL_WORLD_SIZE``). The processes are the
-ones ``torchrun`` would start (gloo, :mod:`~momentum_gs.train.distributed`), without its launcher's output:
-process 0 prints as a single process does, the others are quiet unless they fail.
+(:func:`~momentum_gs.config.device.auto_threads` divides them by the processes). They join as ``torchrun``'s would
+(gloo, :mod:`~momentum_gs.train.distributed`), but each is handed the resolved config, the
+:class:`~momentum_gs.train.request.TrainRequest` and its place as values: no command line or environment variable
+carries them. Process 0 prints as a single process does, the others are quiet unless they fail.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from momentum_gs.config import Config, resolve_device
+from momentum_gs.config import Config, environment, resolve_device
 from momentum_gs.config.device import cores
-from momentum_gs.errors import UserError
+from momentum_gs.errors import Interrupted, UserError
 from momentum_gs.partition.partition import Partition
-from momentum_gs.train.distributed import launched_by_torchrun
+from momentum_gs.train.distributed import Rendezvous, World, launched_by_torchrun
+from momentum_gs.train.request import TrainRequest
+from momentum_gs.train.run import describe as describe_run, train
 
 GRACE_S = 10.0  # after one process fails, how long the others get to end by themselves
 
@@ -66,49 +69,66 @@ def _blocks(cfg: Config) -> int:
 def describe(processes: int) -> str:
     """"2 processes of 1 thread each": the split the processes' own kernel lines will show."""
     count, _ = cores()
-    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    threads = environment.omp_threads() or ""
     each = int(threads) if threads.isdigit() and int(threads) > 0 else max(1, count // processes)
     return f"{processes} processes of {each} thread{'s' if each != 1 else ''} each"
 
 
-def launch(processes: int, argv: list[str]) -> int:
-    """Run ``mgs ARGV`` in ``processes`` processes joined by gloo on this machine; returns the exit status.
+def launch(processes: int, cfg: Config, request: TrainRequest) -> int:
+    """Train ``cfg`` (resolved, its partition made) as ``request`` asks, in ``processes`` processes joined by gloo on
+    this machine; returns the exit status.
 
-    Process 0 writes to this terminal; the others' output goes to files that are said (their last lines) only
-    when one of them fails. When one process fails, the others get :data:`GRACE_S` to end and are then stopped.
+    Each process is handed the config, the request and its place as values (:class:`~momentum_gs.train.distributed
+    .Rendezvous`). Process 0 writes to this terminal; the others' output goes to files that are said (their last
+    lines) only when one of them fails. When one process fails, the others get :data:`GRACE_S` to end and are then
+    stopped.
     """
     port = _free_port()
-    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(processes),
-                LOCAL_WORLD_SIZE=str(processes))
-    command = [sys.executable, "-m", "momentum_gs.cli", *argv]
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter each: no thread or lock of this one copied
     with tempfile.TemporaryDirectory(prefix="mgs-processes-") as logs:
         children, outputs = [], []
         try:
             for rank in range(processes):
-                env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank), GROUP_RANK="0")
-                if rank == 0:
-                    children.append(subprocess.Popen(command, env=env))
-                    outputs.append(None)
-                    continue
-                log = open(Path(logs) / f"process_{rank}.log", "wb")
+                log = None if rank == 0 else str(Path(logs) / f"process_{rank}.log")
+                place = Rendezvous(World(rank, processes, rank, processes), port)
+                child = spawn.Process(target=train_process, args=(cfg, request, place, log), name=f"mgs-train-{rank}")
+                child.start()
+                children.append(child)
                 outputs.append(log)
-                children.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
             return _wait(children, outputs)
         except KeyboardInterrupt:  # every process got the Ctrl-C too: let them write their checkpoints
             _stop(children, grace=60.0)
             return 130
         finally:
             _stop(children, grace=0.0)
-            for log in outputs:
-                if log is not None:
-                    log.close()
 
 
-def _wait(children: list[subprocess.Popen], outputs: list) -> int:
-    """Wait for every process; after the first failure the rest get :data:`GRACE_S`. The status of process 0 when
-    it failed, else the first failed one's, whose last lines are said."""
+def train_process(cfg: Config, request: TrainRequest, place: Rendezvous, log: str | None) -> None:
+    """One training process of :func:`launch`: its output to ``log`` (None: this terminal), bad input said in one
+    ``error:`` line and exit status 2, as ``mgs`` says it."""
+    if log is not None:
+        with open(log, "ab") as file:
+            os.dup2(file.fileno(), 1)
+            os.dup2(file.fileno(), 2)
+    viewer = request.viewer if place.world.is_main else None
+    try:
+        train(cfg, resume=request.resume, viewer=viewer, keep_viewer=request.keep_viewer,
+              report=lambda summary: print(describe_run(summary), flush=True), budget=request.budget,
+              started=request.started, plan=True, rendezvous=place)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(str(exc) or "interrupted", file=sys.stderr, flush=True)
+        raise SystemExit(130)
+
+
+def _wait(children: list, outputs: list[str | None]) -> int:
+    """Wait for every process (:class:`multiprocessing.Process`); after the first failure the rest get
+    :data:`GRACE_S`. The status of process 0 when it failed, else the first failed one's, whose last lines
+    (in its file of ``outputs``) are said."""
     while True:
-        codes = [child.poll() for child in children]
+        codes = [child.exitcode for child in children]
         failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed or all(code is not None for code in codes):
             break
@@ -116,35 +136,38 @@ def _wait(children: list[subprocess.Popen], outputs: list) -> int:
     if not failed:
         return 0
     deadline = time.monotonic() + GRACE_S  # the others often fail the same way: their own status is the better one
-    while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+    while any(child.exitcode is None for child in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    codes = [child.poll() for child in children]
+    codes = [child.exitcode for child in children]
     _stop(children, grace=0.0)
     if codes[0] not in (None, 0):  # process 0 failed by itself and said why on this terminal
-        return codes[0]
+        return _status(codes[0])
     rank = failed[0]
-    outputs[rank].flush()
-    lines = Path(outputs[rank].name).read_text(errors="replace").strip().splitlines()
+    lines = Path(outputs[rank]).read_text(errors="replace").strip().splitlines() if outputs[rank] else []
     said = [line for line in lines if line.startswith("error:")] or lines[-5:]
-    print(f"training process {rank} of {len(children)} failed (exit status {codes[rank]}):", file=sys.stderr)
+    print(f"training process {rank} of {len(children)} failed (exit status {_status(codes[rank])}):",
+          file=sys.stderr)
     print("\n".join(said), file=sys.stderr)
-    return codes[rank] or 1
+    return _status(codes[rank]) or 1
 
 
-def _stop(children: list[subprocess.Popen], grace: float) -> None:
+def _status(code: int) -> int:
+    """A process's exit status as a shell gives it: 128 + N for one ended by signal N."""
+    return 128 - code if code < 0 else code
+
+
+def _stop(children: list, grace: float) -> None:
     """Wait up to ``grace`` seconds for the processes to end, then terminate the rest (and kill what stays)."""
     deadline = time.monotonic() + grace
     for child in children:
-        try:
-            child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        child.join(timeout=max(0.0, deadline - time.monotonic()))
+        if child.exitcode is None:
             child.terminate()
     for child in children:
-        try:
-            child.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
+        child.join(timeout=5.0)
+        if child.exitcode is None:
             child.kill()
-            child.wait()
+            child.join()
 
 
 def _free_port() -> int:

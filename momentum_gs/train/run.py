@@ -71,18 +71,18 @@ def prepare_config(config: str | None, data: str | None, out: str | None, overri
 
 def train(cfg: Config, resume: bool = False, viewer: tuple[str, int] | None = None, keep_viewer: bool = False,
           report: Callable[[dict], None] | None = None, budget: float | None = None, started: float | None = None,
-          plan: bool = False) -> dict:
+          plan: bool = False, rendezvous: D.Rendezvous | None = None) -> dict:
     """Load the scene, train (continuing from the last checkpoint with ``resume``), return a summary.
 
-    Under ``torchrun`` every process calls this; they join one process group and share the work
-    (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
+    Under ``torchrun``, or in the processes ``mgs train`` started (each with its ``rendezvous``), every process calls
+    this; they join one process group and share the work (:mod:`momentum_gs.train.distributed`). ``summary["is_main"]`` is True on the process that reports.
     ``viewer`` (host, port) serves the live viewer of the training on rank 0 (:mod:`momentum_gs.view`);
     ``keep_viewer``: after a training that ran to its end, it serves the final model until Ctrl-C (the run's
     lock released, its summary written and given to ``report`` first).
     """
     folder = RunFolder(cfg.out)
     _refuse_folder(folder, resume)
-    world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
+    world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s, rendezvous)
     if viewer is not None and world.is_main:  # a busy port or no viser: one line before anything is made
         check_port(*viewer)
         import_viser()

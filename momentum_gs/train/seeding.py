@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 import torch
+
+from momentum_gs.config import environment
 
 
 def deterministic_kernels(setting: str, device: torch.device) -> bool:
@@ -35,7 +36,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if deterministic:
         torch.utils.deterministic.fill_uninitialized_memory = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        environment.set_default("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def rng_state() -> dict:

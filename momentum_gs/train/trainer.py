@@ -70,7 +70,8 @@ class Trainer(BlockStep, Checkpointing, Replanning):
         self.device = device
         self.world = world
         self.folder = RunFolder(out_dir)
-        use_threads(cfg.threads, device, pixels=max((cam.width * cam.height for cam in scene.train), default=None))
+        use_threads(cfg.threads, device, pixels=max((cam.width * cam.height for cam in scene.train), default=None),
+                    processes=world.local_size)
         use_kernels(cfg.render.kernels)  # after use_threads: passes the kernels' thread count on
         seed_everything(cfg.seed, deterministic_kernels(cfg.deterministic, device))
         self.partition = load_partition_for(scene, cfg.blocks.partition) if cfg.blocks.partition else None
@@ -97,7 +98,7 @@ class Trainer(BlockStep, Checkpointing, Replanning):
         self.placement = Placement(cfg, scene, self.partition, self.decoder, device, world, self.out_dir)
         self.reducer = D.StepReducer(self._shared_parameters(), world)
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
-                                  cache_bytes=cfg.data.cache_bytes)
+                                  cache_bytes=cfg.data.cache_bytes, processes=world.local_size)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps

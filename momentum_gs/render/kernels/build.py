@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from momentum_gs.config import Kernels, kernel_threads, threads_in_use
+from momentum_gs.config import Kernels, environment, kernel_threads, threads_in_use
 from momentum_gs.errors import UserError
 
 KERNELS_VARIABLE = "MOMENTUM_GS_KERNELS"
@@ -102,7 +102,7 @@ def _choice() -> tuple[str, str]:
 def _from_variable(variable: str, modes: dict[str, str]) -> tuple[str, str] | None:
     """(mode, "VARIABLE=value") of environment variable ``variable``, whose values are ``modes``' keys; None
     when it is unset or empty."""
-    value = os.environ.get(variable, "").strip().lower()
+    value = environment.text(variable).lower()
     if not value:
         return None
     if value not in modes:
@@ -112,7 +112,7 @@ def _from_variable(variable: str, modes: dict[str, str]) -> tuple[str, str] | No
 
 def march() -> str:
     """The ``-march`` the kernels are built for: ``MOMENTUM_GS_MARCH``, else ``native``."""
-    value = os.environ.get(MARCH_VARIABLE, "").strip() or "native"
+    value = environment.text(MARCH_VARIABLE) or "native"
     if not all(c.isalnum() or c in "-_.+" for c in value):
         raise UserError(f"{MARCH_VARIABLE}={value!r} is not a -march value (e.g. native, x86-64-v3, armv8-a)")
     return value
@@ -207,8 +207,8 @@ def _checked_build(mode: str, source: str) -> Build:
 
 def cache_root() -> str:
     """The folder of torch's extension builds: ``TORCH_EXTENSIONS_DIR``, else torch's default."""
-    if os.environ.get("TORCH_EXTENSIONS_DIR"):
-        return os.environ["TORCH_EXTENSIONS_DIR"]
+    if environment.text("TORCH_EXTENSIONS_DIR"):
+        return environment.text("TORCH_EXTENSIONS_DIR")
     try:
         from torch.utils.cpp_extension import get_default_build_root
 
@@ -331,4 +331,4 @@ def _put_pip_ninja_on_path() -> None:
             import ninja
         except ImportError:
             return
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        environment.prepend_path(ninja.BIN_DIR)
