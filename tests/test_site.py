@@ -22,6 +22,7 @@ from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.export.tiles.gltf import load_glb
 from momentum_gs.site import stages
 from momentum_gs.site.folder import Site
+from momentum_gs.site.options import AFFECTS, first_changed
 from momentum_gs.site.page import page_html
 from tests.helpers.tiles import random_gaussians
 from tests.helpers.tiny_training import train_tiny
@@ -136,13 +137,30 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     said.clear()
     stages.run_stages(tmp_path / "photos", site, 20.0, "auto", "export", say=said.append)
     assert checkpoint.stat().st_mtime_ns == stamp and "== export" in said and "== page" in said
+    # another --time: the training and what follows it are redone, and the line says why
+    said.clear()
+    stages.run_stages(tmp_path / "photos", site, 24.0, "auto", None, say=said.append)
+    assert said[0] == "--time was 20 s, now 24 s: redoing train and the stages after it"
+    assert "sfm: done before" in said[1] and [line for line in said if line.startswith("== ")] == [
+        f"== {stage}" for stage in stages.STAGES[1:]]
+    retrained = json.loads((site.run / "summary.json").read_text())
+    assert retrained["budget_s"] == 24.0
+    checkpoint = next((site.run / "ckpt").glob("*.pt"))
+    stamp = checkpoint.stat().st_mtime_ns
+    assert all(entry["options"] == {"time": 24.0, "blocks": "auto"}
+               for entry in Site(site.root).load().record["stages"].values() if "options" in entry)
+    # the same options again: every stage is skipped
+    said.clear()
+    stages.run_stages(tmp_path / "photos", site, 24.0, "auto", None, say=said.append)
+    assert len(said) == len(stages.STAGES) and all("done before" in line for line in said)
+    assert checkpoint.stat().st_mtime_ns == stamp
 
     def broken(*args, **kwargs):
         raise UserError("the export broke")
 
     monkeypatch.setattr(stages, "export_formats", broken)
     with pytest.raises(UserError, match="the export broke"):
-        stages.run_stages(tmp_path / "photos", site, 20.0, "auto", "export", say=said.append)
+        stages.run_stages(tmp_path / "photos", site, 24.0, "auto", "export", say=said.append)
     record = Site(site.root).load()
     assert record.done("train") and record.done("eval") and not record.done("export")
     assert checkpoint.stat().st_mtime_ns == stamp
@@ -162,6 +180,22 @@ def test_a_site_trained_in_two_blocks_goes_to_the_page(tiny_scene, tmp_path):
     page = site.page.read_text()
     assert "2 block(s)" in page and "run/partition.png" in page and "maps/orthophoto.png" in page
     assert (site.export / "point_cloud.ply").is_file() and (site.root / "maps" / "orthophoto.tif").is_file()
+
+
+def test_a_changed_option_redoes_the_first_stage_it_affects():
+    done = {"done": True, "seconds": 1.0}
+    record = {"stages": {"sfm": {**done, "options": {"time": 60.0, "blocks": "auto"}},
+                         "train": {**done, "options": {"time": 60.0, "blocks": "auto"}},
+                         "eval": {**done, "options": {"time": 60.0, "blocks": "auto"}}}}
+    same = {"time": 60.0, "blocks": "auto"}
+    assert first_changed(stages.STAGES, record, same) is None
+    assert first_changed(stages.STAGES, record, {"time": 60.0, "blocks": "2"}) == (
+        "train", "--blocks was auto, now 2: redoing train and the stages after it")
+    assert first_changed(stages.STAGES, record, {"time": None, "blocks": "auto"})[1] == (
+        "--time was 60 s, now none (the config's steps): redoing train and the stages after it")
+    old = {"stages": {stage: done for stage in stages.STAGES}}  # a site of before the options were recorded
+    assert first_changed(stages.STAGES, old, {"time": 1.0, "blocks": "3"}) is None
+    assert set(AFFECTS.values()) <= set(stages.STAGES)
 
 
 def test_a_site_made_from_other_photos_is_refused(tiny_scene, tmp_path):

@@ -266,3 +266,76 @@ def test_the_readme_layout_table_matches_the_tree():
     packages = {f"momentum_gs/{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert packages - rows == set(), "packages the README's layout table does not name"
     assert {row for row in rows if not (PACKAGE.parent / row).exists()} == set(), "rows naming nothing"
+
+
+# ---- settings travel as values --------------------------------------------------------------------------------
+# Where the package may read the environment: config/ (environment.py names every variable) and the command line.
+ENVIRONMENT_READERS = ("config/", "cli.py")
+
+
+def environment_reads(source: str) -> list[int]:
+    """Lines of ``source`` that read the environment: ``os.environ``, ``os.environb``, ``os.getenv``, or
+    ``from os import environ/getenv``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+                and node.attr in ("environ", "environb", "getenv", "getenvb")):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            if any(alias.name in ("environ", "environb", "getenv", "getenvb") for alias in node.names):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_environment_is_read_only_in_config_and_the_command_line():
+    found = []
+    for path in _sources():
+        where = path.relative_to(PACKAGE).as_posix()
+        if where.startswith(ENVIRONMENT_READERS):
+            continue
+        found += [f"{where}:{line}" for line in environment_reads(path.read_text())]
+    assert not found, ("the environment read outside config/ and cli.py (add the variable to "
+                       "config/environment.py and read it there):\n" + "\n".join(found))
+
+
+def argv_builds(source: str) -> list[int]:
+    """Lines of ``source`` that build a command line of the package's own, to be parsed again: an
+    ``argparse.Namespace`` made by hand, a parser's ``parse_args``/``parse_known_args``, the name of the command
+    line's module, or a call of its ``main``."""
+    tree, lines = ast.parse(source), []
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("Namespace", "parse_args", "parse_known_args"):
+                lines.append(node.lineno)
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and "momentum_gs.cli" in node.value
+              and id(node) not in docstrings):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "momentum_gs.cli":
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_no_command_line_is_built_again_inside_the_package():
+    found = []
+    for path in _sources():
+        where = path.relative_to(PACKAGE).as_posix()
+        if where == "cli.py":
+            continue
+        found += [f"{where}:{line}" for line in argv_builds(path.read_text())]
+    assert not found, ("a command line built inside the package (hand the value on instead, e.g. a "
+                       "TrainRequest):\n" + "\n".join(found))
+
+
+def test_the_guards_see_what_they_forbid():
+    assert environment_reads("import os\nx = os.environ.get('A')\ny = os.getenv('B')\n") == [2, 3]
+    assert environment_reads("from os import environ\n") == [1]
+    assert environment_reads("import os\nos.cpu_count()\n") == []
+    built = ("import argparse, sys\nargs = argparse.Namespace(config=None)\n"
+             "argv = [sys.executable, '-m', 'momentum_gs.cli', 'train']\nparser.parse_args(argv)\n")
+    assert argv_builds(built) == [2, 3, 4]
+    assert argv_builds("import subprocess\nsubprocess.run(['npm', 'root', '-g'])\n") == []
