@@ -205,6 +205,14 @@ def merge_checkpoint(ckpt: dict, cfg: Config, device: torch.device) -> GaussianS
     return GaussianScene(AnchorSet.from_dict(concatenate(anchors).to_dict(), device=device), decoders[0], appearance)
 
 
+def run_config(run_dir: str | Path) -> Config:
+    """The config a run folder saved; one line when the folder is not a run (a missing folder included)."""
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise UserError(f"{folder.root} is not a run folder (no config.yaml); train one with `mgs train`")
+    return load_config(folder.config)
+
+
 def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: str, diverged: str
                     ) -> tuple[Config, Path, dict, torch.device]:
     """A run folder's config (``blocks.partition`` set to the file :func:`run_partition` finds), its latest
@@ -212,9 +220,7 @@ def read_checkpoint(run_dir: Path, device: torch.device | None, no_checkpoint: s
     line when the folder is not a run, holds no checkpoint (the line goes on with ``no_checkpoint``), its model is
     not finite (``diverged`` says what to do) or its partition is missing or another."""
     folder = RunFolder(run_dir)
-    if not folder.config.is_file():
-        raise UserError(f"{folder.root} is not a run folder (no config.yaml); train one with `mgs train`")
-    cfg = load_config(folder.config)
+    cfg = run_config(folder.root)
     path = latest_checkpoint(folder.ckpt)
     if path is None:
         raise UserError(f"{folder.ckpt} holds no checkpoint{no_checkpoint}")

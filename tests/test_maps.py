@@ -159,7 +159,10 @@ def test_bad_requests_are_one_line(run, tmp_path):
     assert_one_line_error(mgs("ortho", str(run), "--depth", "max"), "--depth")
     assert_one_line_error(mgs("ortho", str(run), "--gaussians", str(tmp_path / "none.ply")), "not found")
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "1e-6"), "give --gsd")
+    assert_one_line_error(mgs("ortho", str(run), "--gsd", "1e30"), "under 8 pixels across; give --gsd")
     assert_one_line_error(mgs("ortho", str(tmp_path / "nothing")), "not a run folder")
+    assert_one_line_error(mgs("ortho", str(tmp_path / "nothing"), "--gaussians", str(tmp_path / "x.ply")),
+                          "nothing is not a run folder")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a user's file")
     assert_one_line_error(mgs("ortho", str(run), "--out", str(tmp_path / "mine")), "holds files that are not the maps")

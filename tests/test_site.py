@@ -24,6 +24,7 @@ from momentum_gs.site import stages
 from momentum_gs.site.folder import Site
 from momentum_gs.site.options import AFFECTS, first_changed
 from momentum_gs.site.page import page_html
+from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.tiles import random_gaussians
 from tests.helpers.tiny_training import train_tiny
 
@@ -180,6 +181,14 @@ def test_a_site_trained_in_two_blocks_goes_to_the_page(tiny_scene, tmp_path):
     page = site.page.read_text()
     assert "2 block(s)" in page and "run/partition.png" in page and "maps/orthophoto.png" in page
     assert (site.export / "point_cloud.ply").is_file() and (site.root / "maps" / "orthophoto.tif").is_file()
+
+
+def test_a_site_folder_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "site").write_text("a user's file")
+    assert_one_line_error(mgs("run", str(tmp_path / "photos"), "--out", str(tmp_path / "site")),
+                          "is a file; the site needs a folder")
+    assert (tmp_path / "site").read_text() == "a user's file"
 
 
 def test_a_changed_option_redoes_the_first_stage_it_affects():

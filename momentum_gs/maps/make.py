@@ -14,7 +14,6 @@ import numpy as np
 
 from momentum_gs.data.footprint import footprints, ground_points
 from momentum_gs.data.georef import enu_to_wgs84, read_georef, robust_bounds
-from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.export.floaters import views_of
@@ -22,6 +21,7 @@ from momentum_gs.export.formats import merged_model
 from momentum_gs.export.run import baked_for_export
 from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.io.folders import written_whole
+from momentum_gs.trained import run_config
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.maps.files import NAMES, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
@@ -44,7 +44,7 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     if gsd is not None and not gsd > 0:
         raise UserError(f"--gsd {gsd}: give a pixel size above 0 (metres in a georeferenced scene)")
     if gaussians is not None:
-        cfg = load_config(run.config)
+        cfg = run_config(run.root)
         georef = read_georef(Path(cfg.data.path))
         scene = load_scene(cfg.data, images=False)
         gaussians, how, dropped = load_standard_ply(gaussians), f"read from {gaussians}", ""

@@ -24,6 +24,7 @@ from momentum_gs.render import render
 
 TILE = 1024  # pixels a side rendered at once
 SOLID = 0.5  # alpha from which a pixel has a height
+MIN_SIDE = 8  # the map's longer side in pixels at least: a coarser --gsd would map nothing a user could read
 MAX_PIXELS = 1 << 30  # the map's pixels at most (a 32768² map): past it, a larger --gsd
 CLEARANCE = 0.05  # the camera above the highest Gaussian, in shares of the map's extent
 NODATA = -9999.0  # the DSM's value where nothing was drawn
@@ -48,9 +49,14 @@ class MapGrid:
 
 def grid_over(lo: np.ndarray, hi: np.ndarray, gsd: float) -> MapGrid:
     """The raster of pixel ``gsd`` whose corners lie on multiples of it and that covers map (x, y) ``lo``-``hi``;
-    a UserError when it would pass :data:`MAX_PIXELS`."""
+    a UserError when it would pass :data:`MAX_PIXELS` or be under :data:`MIN_SIDE` pixels across."""
     x0, y0 = math.floor(lo[0] / gsd) * gsd, math.ceil(hi[1] / gsd) * gsd
     width, height = max(1, math.ceil((hi[0] - x0) / gsd)), max(1, math.ceil((y0 - lo[1]) / gsd))
+    if max(width, height) < MIN_SIDE:
+        fits = max(hi[0] - lo[0], hi[1] - lo[1]) / MIN_SIDE
+        raise UserError(f"--gsd {gsd:.4g} makes a map of {width} × {height} pixels over the "
+                        f"{hi[0] - lo[0]:.4g} × {hi[1] - lo[1]:.4g} the photos see, under {MIN_SIDE} pixels across; "
+                        f"give --gsd {fits:.3g} or less")
     if width * height > MAX_PIXELS:
         fits = gsd * math.sqrt(width * height / MAX_PIXELS)
         raise UserError(f"--gsd {gsd:.4g} makes a map of {width:,} × {height:,} pixels, more than {MAX_PIXELS:,}; "

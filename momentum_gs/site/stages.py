@@ -71,6 +71,8 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
                say=print) -> dict:
     """Run the stages not yet done (all from ``first`` on, and from the first stage an option changed since it ran,
     :mod:`momentum_gs.site.options`); returns the record. Each stage's own lines are printed as it goes (``say``)."""
+    if site.root.exists() and not site.root.is_dir():
+        raise UserError(f"--out {site.root} is a file; the site needs a folder: give another --out")
     site.root.mkdir(parents=True, exist_ok=True)
     site.load()
     photos = photos.resolve()
