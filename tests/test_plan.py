@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from momentum_gs.config import load_config, schedule_warnings
+from momentum_gs.config.load import INTERVAL_KEYS, SCHEDULE_KEYS
 from momentum_gs.data.scene import load_scene
 from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.train import plan as P
@@ -40,7 +41,7 @@ def test_a_bad_time_is_one_line_from_the_command(tmp_path):
 @pytest.mark.parametrize("config, steps", [(None, 500), ("brighton_beach", 300), ("demo", 90)])
 def test_every_schedule_keeps_its_share_of_a_fitted_run(config, steps):
     cfg = load_config(config)
-    before = {key: P.setting(cfg, key) for key in P.SCALED}
+    before = {key: P.setting(cfg, key) for key in (*SCHEDULE_KEYS, *INTERVAL_KEYS)}
     old = cfg.optim.steps
     P.fit_to_steps(cfg, steps)
     assert cfg.optim.steps == steps and schedule_warnings(cfg) == []

@@ -10,7 +10,7 @@ import torch
 from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.model.optim import expon_lr, retarget_schedules, update_learning_rates
-from momentum_gs.train.replan import replan_window
+from momentum_gs.train.replan import TimeBudget, replan_window
 from momentum_gs.train.trainer import Trainer
 from tests.helpers.tiny_training import TINY_OVERRIDES
 
@@ -57,7 +57,7 @@ def test_a_replanned_run_ends_on_its_new_last_step_with_every_decay_done(tiny_sc
                                      "strategy.update_until=12"])
     cfg.data.path, cfg.out = str(tiny_scene), str(tmp_path / "run")
     trainer = Trainer(cfg, load_scene(cfg.data), tmp_path / "run", torch.device("cpu"))
-    trainer.replan, trainer.deadline = (12, 20), time.time() + 3600
+    trainer.budget = TimeBudget(time.time() + 3600, (12, 20))
     # the run's end as its re-plans would find it, set by hand: 10 steps after the first (shorter) or 50 (longer)
     monkeypatch.setattr("momentum_gs.train.replan.MARGIN", 0.0)
     original = trainer.retarget

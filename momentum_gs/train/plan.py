@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from momentum_gs.config import Config
-from momentum_gs.config.load import SCHEDULE_KEYS
+from momentum_gs.config.load import scale_schedules
 from momentum_gs.data.scene import SceneData, load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.train import distributed as D
@@ -43,8 +43,6 @@ RESERVE = (1.0, 0.01)  # seconds and share of the budget kept for the last check
 MIN_STEPS = 30  # the fewest steps a budget may leave
 SMALL_STEPS = 2000  # under this many steps per block a budget shrinks the images (at most SHRINKS times)
 SHRINKS = 2
-# The schedules that --time scales with the steps, besides SCHEDULE_KEYS (0 = off stays off).
-SCALED = (*SCHEDULE_KEYS, "weighting.eval_interval", "log.image_every", "log.checkpoint_every", "blocks.interval")
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?")
 
 
@@ -196,15 +194,10 @@ def steps_for_budget(cfg: Config, probe: Probe, seconds_left: float) -> int:
 
 
 def fit_to_steps(cfg: Config, steps: int) -> None:
-    """Set ``optim.steps`` to ``steps`` and scale every schedule of :data:`SCALED` by the same factor (each at least
-    1; 0, off, stays off), so that each keeps its share of the run; the growth window keeps at least two of its
+    """Set ``optim.steps`` to ``steps`` and scale every schedule by the same factor (:func:`~momentum_gs.config.load
+    .scale_schedules`), so that each keeps its share of the run; the growth window keeps at least two of its
     intervals."""
-    ratio = steps / cfg.optim.steps
-    for key in SCALED:
-        section, name = key.split(".")
-        value = setting(cfg, key)
-        if value > 0:
-            setattr(getattr(cfg, section), name, max(1, round(value * ratio)))
+    scale_schedules(cfg, steps / cfg.optim.steps)
     cfg.optim.steps = steps
     strategy = cfg.strategy
     window = strategy.update_until - strategy.update_from

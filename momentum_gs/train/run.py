@@ -25,7 +25,7 @@ from momentum_gs.render.kernels import kernels_in_use
 from momentum_gs.train import distributed as D
 from momentum_gs.train import plan as P
 from momentum_gs.train.lock import RunLock
-from momentum_gs.train.replan import replan_window
+from momentum_gs.train.replan import TimeBudget, replan_window
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.view.server import Viewer
 from momentum_gs.view.serving import check_port, import_viser, serve_until_interrupted, warn_if_open
@@ -186,10 +186,11 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool, plan: 
         if deadline is not None:
             scene, measured, fitted = P.fit_to_budget(cfg, scene, device, world, measured, deadline, budget)
     trainer = Trainer(cfg, scene, folder.root, device, world)  # its blocks check an automatic voxel size
-    if deadline is not None:  # a pace slower than the probe's says ends at the budget, with its checkpoint
-        trainer.deadline = deadline - P.reserve_seconds(budget)
-        if not resume:  # planned again once the growth window has closed (momentum_gs.train.replan)
-            trainer.replan = replan_window(cfg, trainer.total_steps, len(trainer.blocks), trainer.scheduler.num_active)
+    if deadline is not None:  # a pace slower than the probe's says ends at the budget, with its checkpoint; planned
+        # again once the growth window has closed (momentum_gs.train.replan)
+        window = None if resume else replan_window(cfg, trainer.total_steps, len(trainer.blocks),
+                                                   trainer.scheduler.num_active)
+        trainer.budget = TimeBudget(deadline - P.reserve_seconds(budget), window, world)
     if world.is_main and not resume:
         for line in [*schedule_warnings(cfg), *scene_warnings(scene.train, scene.points, cfg.render.near)]:
             print(f"warning: {line}", file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from momentum_gs.config import Config, save_config, to_dict, use_threads
+from momentum_gs.config.load import scale_schedules
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import Interrupted, UserError
@@ -38,14 +39,14 @@ from momentum_gs.train.blocks import Block
 from momentum_gs.train.checkpointing import Checkpointing
 from momentum_gs.train.placement import Placement
 from momentum_gs.train.progress import Metrics, TrainLogger
-from momentum_gs.train.replan import Replanning
+from momentum_gs.train.replan import TimeBudget
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.weighting import BlockWeighting
 
 
-class Trainer(BlockStep, Checkpointing, Replanning):
+class Trainer(BlockStep, Checkpointing):
     """Trains every block of ``scene`` (one block without a partition).
 
     Args:
@@ -108,11 +109,9 @@ class Trainer(BlockStep, Checkpointing, Replanning):
         # it costs no host sync per step; read when the logger reads anyway, and before every checkpoint.
         self.first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
         self.stop_requested = False  # set by SIGINT/SIGTERM (single process): checkpoint, then stop
-        # time.time() past which train() stops after the step, writing its checkpoint (``--time``; None: never)
-        self.deadline: float | None = None
+        self.budget: TimeBudget | None = None  # --time: the deadline, past which train() stops after the step, and
+        # the re-plans of the run's end
         self.stopped_at_deadline = False
-        self.replan: tuple[int, int] | None = None  # --time: the steps that time the pace, re-plan (Replanning)
-        self.replanned: dict | None = None  # what the re-plan found and did
         self.view = None  # a live viewer's source (momentum_gs.view.sources.TrainingSource) on rank 0, or None
 
     def _initial_decoder(self) -> tuple[Decoder, torch.nn.Embedding | None]:
@@ -164,12 +163,13 @@ class Trainer(BlockStep, Checkpointing, Replanning):
                 "peak_loaded": self.placement.peak_loaded,
                 "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
                 "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
-                "stopped_at_deadline": self.stopped_at_deadline, "replanned": self.replanned,
+                "stopped_at_deadline": self.stopped_at_deadline,
+                "replanned": self.budget.replanned if self.budget is not None else None,
                 "checkpoint": checkpoint and str(checkpoint)}
 
     def _train_to(self, end: int, replan: bool) -> int:
         """:meth:`train`'s loop from :attr:`step` to global step ``end``; returns the run's end as it stands after
-        (``replan``: a ``--time`` run's re-plan, :class:`~momentum_gs.train.replan.Replanning`, may move it)."""
+        (``replan``: a ``--time`` run's re-plan, :meth:`replan_now`, may move it)."""
         cfg, logger = self.cfg, self.logger
         plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
                                         self.world.size, self.world.rank)
@@ -186,27 +186,46 @@ class Trainer(BlockStep, Checkpointing, Replanning):
                 self.after_step()
                 if self.view is not None:
                     self.view.step_done(self.step, metrics)  # waits here while the viewer's pause is on
-                if self.step % cfg.log.progress_every == 0 and self._past_deadline():
+                if self.step % cfg.log.progress_every == 0 and self.budget is not None and self.budget.past():
                     self.stopped_at_deadline = True
                     break
                 if self.stop_requested:
                     path = self.save()
                     raise Interrupted(f"interrupted at step {self.step}; saved {path}; continue with "
                                       f"`mgs train --resume --out {self.out_dir}`")
-                if replan and self.replan_due():
+                if replan and self.budget is not None and self.budget.replan_due(self.step):
                     return self.replan_now()  # the loop starts again from here to the new end
         finally:
             images.close()  # the decodes it had started ahead are dropped
         return end
 
-    def _past_deadline(self) -> bool:
-        """Whether :attr:`deadline` has passed (process 0's clock decides for every process)."""
-        if self.deadline is None:
-            return False
-        past = torch.tensor([float(time.time() >= self.deadline)])
-        if self.world.distributed:
-            torch.distributed.broadcast(past, src=0)
-        return bool(past.item())
+    def replan_now(self) -> int:
+        """Move the run's end to what its :attr:`budget` says fits the deadline, and say so; returns the new last
+        global step."""
+        before = self.total_steps
+        total, pace = self.budget.last_step(self.step)
+        self.retarget(total)
+        line = self.budget.moved(self.step, before, self.total_steps, pace)
+        if line and self.logger is not None and self.world.is_main:
+            self.logger.write(line)
+        return self.total_steps
+
+    def retarget(self, total: int) -> None:
+        """Make global step ``total`` (at least the current one) the run's last: ``optim.steps`` set to match, and
+        every schedule point still ahead moved to keep its share of the steps left
+        (:func:`~momentum_gs.config.load.scale_schedules`); the config.yaml written again. The optimizers' decays
+        follow at their next step (``decay_steps`` against their own)."""
+        cfg, n, k = self.cfg, len(self.blocks), self.scheduler.num_active
+        now = self.block_equivalent(self.step)
+        steps = max(now, total * k // n, 1)
+        scale_schedules(cfg, (steps - now) / max(cfg.optim.steps - now, 1), since=now)
+        self.weighting.warmup_steps = cfg.weighting.warmup
+        cfg.optim.steps = steps
+        self.total_steps = max(self.step, math.ceil(steps * n / k))
+        if self.logger is not None:
+            self.logger.retotal(self.total_steps)
+        if self.world.is_main:
+            save_config(cfg, self.folder.config)
 
     def train_step(self, views: list[tuple[int, int, torch.Tensor]]) -> tuple[Metrics, Metrics]:
         """One global step: every active block takes one step on its view; the decoder takes one averaged step.
