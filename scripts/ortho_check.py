@@ -28,7 +28,7 @@ from momentum_gs.data.map_frame import frame_of  # noqa: E402
 from momentum_gs.data.scene import load_scene  # noqa: E402
 from momentum_gs.data.scene_info import read_scene_info  # noqa: E402
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid  # noqa: E402
-from momentum_gs.maps.truth import score, true_maps  # noqa: E402
+from tests.helpers.map_truth import score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
 
 SHIFTS = np.arange(-4.0, 4.0 + 1e-9, 0.25)  # pixels tried along each axis

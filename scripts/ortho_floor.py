@@ -26,7 +26,7 @@ from momentum_gs.data import map_frame as frames  # noqa: E402
 from momentum_gs.data.scene import load_scene  # noqa: E402
 from momentum_gs.data.synthetic import city_of  # noqa: E402
 from momentum_gs.maps.ortho import MapGrid, splat_map  # noqa: E402
-from momentum_gs.maps.truth import laid_on_the_city, score, true_maps  # noqa: E402
+from tests.helpers.map_truth import laid_on_the_city, score, true_maps  # noqa: E402
 
 
 def main() -> None:

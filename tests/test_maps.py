@@ -20,7 +20,7 @@ from momentum_gs.maps import files
 from momentum_gs.maps import make
 from momentum_gs.maps.make import make_maps
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
-from momentum_gs.maps.truth import laid_on_the_city, score, true_maps
+from tests.helpers.map_truth import laid_on_the_city, score, true_maps
 from momentum_gs.model.standard import SH_C0, StandardGaussians
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.tiny_training import train_tiny
