@@ -162,7 +162,7 @@ def scene_files(scene_run, monkeypatch):
         raise AssertionError("the work started before the input was checked")
 
     monkeypatch.setattr(extract, "fuse_blocks", no_work)
-    monkeypatch.setattr("momentum_gs.export.run.baked_for_export", no_work)
+    monkeypatch.setattr("momentum_gs.export.shared.baked_for_export", no_work)
     yield scene, run
     shutil.rmtree(scene / "georef.json", ignore_errors=True)
     (scene / "georef.json").unlink(missing_ok=True)

@@ -17,7 +17,8 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.config import DataConfig
 from momentum_gs.errors import UserError
 from momentum_gs.export.floaters import Views, drop_floaters, kept_by_views
-from momentum_gs.export.shared import export_formats, parse_formats, with_degree
+from momentum_gs.export.bake import with_degree
+from momentum_gs.export.shared import export_formats, parse_formats
 from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.export.tiles.gltf import load_glb
 from momentum_gs.site import stages
@@ -225,7 +226,7 @@ def test_the_page_without_cesium_shows_the_scene_in_its_own_viewer(tmp_path):
 
 
 def test_a_tile_size_that_would_write_too_many_files_is_refused_before_the_first(trained, tmp_path, monkeypatch):
-    from momentum_gs.export.run import export_run
+    from momentum_gs.export.shared import export_run
     from momentum_gs.export.tiles import lod
 
     assert lod.tiles_at_most([32768], 32768) == 2 and lod.tiles_at_most([40000], 32768) == 4  # 1 or 3, + 1 above

@@ -287,13 +287,19 @@ def environment_reads(source: str) -> list[int]:
     return sorted(lines)
 
 
-def test_the_environment_is_read_only_in_config_and_the_command_line():
+def found_in_package(find, allowed: tuple[str, ...]) -> list[str]:
+    """``path:line`` of every line ``find(source)`` names in the package's files, but those whose path (relative
+    to the package) starts with one of ``allowed``."""
     found = []
     for path in _sources():
         where = path.relative_to(PACKAGE).as_posix()
-        if where.startswith(ENVIRONMENT_READERS):
-            continue
-        found += [f"{where}:{line}" for line in environment_reads(path.read_text())]
+        if not where.startswith(allowed):
+            found += [f"{where}:{line}" for line in find(path.read_text())]
+    return found
+
+
+def test_the_environment_is_read_only_in_config_and_the_command_line():
+    found = found_in_package(environment_reads, ENVIRONMENT_READERS)
     assert not found, ("the environment read outside config/ and cli.py (add the variable to "
                        "config/environment.py and read it there):\n" + "\n".join(found))
 
@@ -321,12 +327,7 @@ def argv_builds(source: str) -> list[int]:
 
 
 def test_no_command_line_is_built_again_inside_the_package():
-    found = []
-    for path in _sources():
-        where = path.relative_to(PACKAGE).as_posix()
-        if where == "cli.py":
-            continue
-        found += [f"{where}:{line}" for line in argv_builds(path.read_text())]
+    found = found_in_package(argv_builds, ("cli.py",))
     assert not found, ("a command line built inside the package (hand the value on instead, e.g. a "
                        "TrainRequest):\n" + "\n".join(found))
 

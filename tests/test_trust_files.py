@@ -18,7 +18,7 @@ from momentum_gs.config import DataConfig, load_config
 from momentum_gs.data.images import MANIFEST
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
-from momentum_gs.export.run import export_run
+from momentum_gs.export.shared import export_run
 from momentum_gs.export.scaffold import export_scene, load_anchor_ply, load_export, save_anchor_ply
 from momentum_gs.export.splat import load_splat, splat_bytes
 from momentum_gs.export.spz import HEADER, MAGIC, load_spz, save_spz

@@ -1,12 +1,13 @@
 """The formats of ``mgs export``, in one table, :data:`FORMATS`: for each format its writer, the SH degree it
 bakes by default, whether the baked Gaussians may be refined and how many steps by default, what it writes
 and one line saying what it is. The command's choices, help and defaults and
-:func:`~momentum_gs.export.run.export_run`'s dispatch all read it; no other place describes a format.
+:func:`~momentum_gs.export.shared.export_formats`'s dispatch all read it; no other place describes a format.
 
 A format that writes one file (its ``output`` a file name) is baked from the run's merged model, maybe
 refined, and written into the output folder by ``write(gaussians, path, context)``
-(:func:`~momentum_gs.export.run.export_run` does the rest); one that writes a folder (its ``output`` ends in
-``/``) does its own work in ``write(request)`` and returns the lines to print.
+(:func:`~momentum_gs.export.shared.export_formats` does the rest); one that writes a folder (its ``output`` ends
+in ``/``) does its own work in ``write(request)`` and returns the lines to print. A folder format with a
+``from_bake`` writer (3D Tiles) also takes the Gaussians of a bake shared with other formats.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from momentum_gs.export.scaffold import export_scene
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
 from momentum_gs.export.standard_ply import save_standard_ply
-from momentum_gs.export.tiles.blocks import export_tiles
+from momentum_gs.export.tiles.blocks import TILESET_NAMES, export_tiles, tiles_lines, write_tiles
+from momentum_gs.export.tiles.lod import TILE_SIZE, check_tile_count
+from momentum_gs.io.folders import written_whole
 from momentum_gs.export.tiles.sog_lod import export_sog_lod
 from momentum_gs.export.web import save_viewer, save_with_splat_transform
 from momentum_gs.io.run_folder import RunFolder
@@ -54,14 +57,18 @@ class Request:
 
 @dataclass(frozen=True)
 class Context:
-    """What a one-file format's writer may need besides the Gaussians: the first training camera (the page
-    opens on it), the background colour (RGB in [0, 1]), the scene's georeference (None without one) and the
-    splat-transform command (found before the bake; None for a format without it)."""
+    """What a writer of baked Gaussians may need besides them: the first training camera (the page opens on it),
+    the background colour (RGB in [0, 1]), the scene's georeference (None without one), the splat-transform
+    command (found before the bake; None for a format without it), the tiles' size and compression, and the
+    scene's folder."""
 
     camera: Camera
     background: tuple[float, float, float]
     georef: dict | None
     splat_transform: list[str] | None
+    tile_size: int = TILE_SIZE
+    tile_compression: str = "spz"
+    data_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,21 @@ class Format:
     sh_choice: bool = True  # whether --sh-degree changes it (False: the format holds that degree only)
     refine_steps: int | None = REFINE_STEPS  # --refine's default; None: refining is refused (only 0 is taken)
     splat_transform: bool = False  # made by PlayCanvas's splat-transform (Node.js), found before any baking
+    # a folder format that also takes a shared bake: from_bake(gaussians, folder, Context, sh_degree) -> lines; and
+    # check(gaussians, Context), which refuses in one line before any format's file is written
+    from_bake: Callable | None = None
+    check: Callable | None = None
 
     @property
     def folder(self) -> bool:
         """Whether the format writes a folder of its own (rather than one file into the output folder)."""
         return self.output.endswith("/")
+
+    def takes_bake(self, alone: bool) -> bool:
+        """Whether it is written from baked Gaussians given to it: a one-file format always; a folder format with
+        ``from_bake`` when it shares the bake with other formats (``alone``: exported on its own, it does its own
+        work, e.g. 3D Tiles block by block in the memory of one block)."""
+        return not self.folder or (self.from_bake is not None and not alone)
 
 
 def merged_model(run: RunFolder) -> tuple[Config, GaussianScene]:
@@ -100,6 +117,14 @@ def _scaffold(request: Request) -> list[str]:
 def _tiles(request: Request) -> list[str]:
     return export_tiles(request.run.root, request.out, sh_degree=request.sh_degree, tile_size=request.tile_size,
                         tile_compression=request.tile_compression, keep_floaters=request.keep_floaters)
+
+
+def _tiles_from_bake(gaussians, folder: Path, context: Context, sh_degree: int) -> list[str]:
+    with written_whole(folder, "a 3D Tiles export", TILESET_NAMES) as work:
+        written = write_tiles([gaussians], work, context.tile_size, context.georef, context.tile_compression)
+    written.path = folder / written.path.name
+    return tiles_lines(written, sh_degree, context.tile_size, context.tile_compression, context.georef,
+                       context.data_path)
 
 
 def _sog_lod(request: Request) -> list[str]:
@@ -127,7 +152,8 @@ FORMATS: dict[str, Format] = {
                       "sog-lod/", _sog_lod, sh_degree=0, refine_steps=None, splat_transform=True),
     "3dtiles": Format("an OGC 3D Tiles 1.1 tileset (tileset.json and glTF KHR_gaussian_splatting tiles) with "
                       "levels of detail, block by block, placed on the globe when the scene has a georef.json",
-                      "3dtiles/", _tiles, refine_steps=None),
+                      "3dtiles/", _tiles, refine_steps=None, from_bake=_tiles_from_bake,
+                      check=lambda g, c: check_tile_count([len(g)], c.tile_size)),
     # the anchors and the decoder as they are: nothing baked, a --refine given is not used
     "scaffold": Format("the anchor PLY and decoder.pt of the Scaffold-GS layout", "scaffold/", _scaffold,
                        sh_degree=None, sh_choice=False, refine_steps=0),

@@ -1,6 +1,5 @@
-"""A trained run out of the program: ``mgs export`` (in a format of :data:`~momentum_gs.export.formats.FORMATS`:
-the standard 3DGS PLY, .splat, .spz, SOG, a web page, levels of detail in tiles, or the Scaffold-GS layout) and
-``mgs distill`` (a compact student PLY with its scores)."""
+"""``mgs distill``: a compact student PLY of a trained run, with its scores (``mgs export`` is
+:mod:`momentum_gs.export.shared`)."""
 
 from __future__ import annotations
 
@@ -11,99 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_gs.data.georef import read_georef, write_sidecar
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.eval.evaluate import scores, write_strip
 from momentum_gs.export.distill import DistillConfig, distill
-from momentum_gs.export.floaters import capped, drop_floaters, dropped_line, views_of
-from momentum_gs.export.formats import FORMATS, Context, Request, merged_model
-from momentum_gs.export.refine import default_budget, refine
 from momentum_gs.export.standard_ply import save_standard_ply, standard_ply_bytes
-from momentum_gs.export.tiles.lod import TILE_SIZE
 from momentum_gs.io.atomic import atomic_write_text
-from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.io.safe_path import inside
-from momentum_gs.io.splat_transform import splat_transform_command
 from momentum_gs.losses import psnr
 from momentum_gs.model.gaussian_scene import GaussianScene
 from momentum_gs.model.standard import StandardGaussians, bake
 from momentum_gs.trained import load_run
-
-
-def export_run(run_dir: str | Path, *, format: str = "ply", out: str | Path | None = None,
-               sh_degree: int | None = None, refine_steps: int | None = None, refine_budget: float | None = None,
-               tile_size: int = TILE_SIZE, tile_compression: str = "spz", keep_floaters: bool = False) -> list[str]:
-    """Write a run's merged model in ``format`` (a key of :data:`~momentum_gs.export.formats.FORMATS`) to
-    ``out``; returns the lines to print. Nothing is written through a link: below ``RUN`` none may lead out of
-    it, and a file to write that is a link is refused (:mod:`momentum_gs.io.safe_path`).
-
-    ``out``: the folder the format's file goes into (default ``RUN/export``), or the folder a format of its own
-    folder writes (default ``RUN/export/<format>``). ``sh_degree``: the baked Gaussians' SH degree;
-    ``refine_steps``: steps of training them further; each None: the format's default. ``refine_budget``:
-    seconds the refinement may take (default :func:`~momentum_gs.export.refine.default_budget`; 0: no limit).
-    ``tile_size``: Gaussians per tile of the formats with levels of detail (:mod:`momentum_gs.export.tiles`);
-    ``tile_compression``: the 3D Tiles' tiles as SPZ streams ("spz") or float32 attributes ("none").
-    ``keep_floaters``: keep the Gaussians far outside what the photos saw (:mod:`momentum_gs.export.floaters`)."""
-    if format not in FORMATS:
-        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {format}")
-    spec, run = FORMATS[format], RunFolder(run_dir)
-    if refine_steps and spec.refine_steps is None:
-        raise UserError(f"--refine is not available with --format {format}: its levels are baked from the training "
-                        "views block by block; give --refine 0")
-    default_out = run.path("export", spec.output.rstrip("/")) if spec.folder else run.export
-    request = Request(run=run, format=format, out=Path(out or default_out),
-                      sh_degree=sh_degree if sh_degree is not None and spec.sh_choice else spec.sh_degree,
-                      refine_steps=(spec.refine_steps or 0) if refine_steps is None else refine_steps,
-                      refine_budget=refine_budget, tile_size=tile_size, tile_compression=tile_compression,
-                      keep_floaters=keep_floaters)
-    return spec.write(request) if spec.folder else _export_baked(request)
-
-
-def _export_baked(request: Request) -> list[str]:
-    """A one-file format: the merged model baked from the training views (and refined) and written into the
-    folder ``request.out``, with the georeference side-car when the scene has one; returns the lines to print."""
-    spec = FORMATS[request.format]
-    cfg, model = merged_model(request.run)
-    if request.out.exists() and not request.out.is_dir():
-        raise UserError(f"{request.out} is a file; the export needs a folder (--out)")
-    # before baking: a missing tool is said at once
-    command = splat_transform_command(f"--format {request.format}") if spec.splat_transform else None
-    georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: the export says where it is
-    scene = load_scene(cfg.data)
-    cameras = scene.train
-    box = views_of(scene, georef, request.keep_floaters)
-    gaussians, how, dropped = baked_for_export(model, cameras, cfg.render, request.sh_degree, request.refine_steps,
-                                     request.refine_budget, box)
-    path = spec.write(gaussians, request.out / spec.output, Context(cameras[0], cfg.render.background, georef,
-                                                                    command))
-    lines = [dropped] if dropped else []
-    lines += [f"exported {len(gaussians)} standard 3D Gaussians (SH degree {request.sh_degree}, {how}) to {path} "
-             f"({path.stat().st_size / 2**20:.1f} MB), {spec.what}"]
-    # opacities (in (0, 1) on StandardGaussians): faint stray Gaussians do not stretch the side-car's box
-    sidecar = write_sidecar(path, georef, gaussians.means.detach().cpu().numpy(),
-                            gaussians.opacities.detach().cpu().numpy())
-    if sidecar:
-        lines.append(f"georeference (WGS84 origin of the ENU frame, the scene's centre and corners): {sidecar}")
-    return lines
-
-
-def baked_for_export(model: GaussianScene, cameras, render_cfg, degree: int, refine_steps: int,
-           refine_budget: float | None, box=None) -> tuple[StandardGaussians, str, str]:
-    """The model baked from the training views, without the Gaussians no view of ``box`` saw (None: all kept;
-    :mod:`momentum_gs.export.floaters`), and refined; how, in words; the line saying what was dropped ("": none)."""
-    gaussians = bake(model, cameras, render_cfg, degree=degree)
-    baked = len(gaussians)
-    gaussians, dropped = drop_floaters(gaussians, box)
-    how = "baked from the training views"
-    if refine_steps:
-        budget = refine_budget if refine_budget is not None else default_budget(model.device)
-        gaussians, steps = refine(model, gaussians, cameras, ImageLoader(cameras), render_cfg, refine_steps,
-                                  budget_s=budget or None)
-        gaussians = capped(gaussians, box)  # the refinement may have grown them again
-        how += f", refined {steps} steps" + (f" (of {refine_steps}, in {budget:.0f} s)" if steps < refine_steps else "")
-    return gaussians, how, dropped_line(dropped, baked)
 
 
 def ply_megabytes(gaussians: StandardGaussians) -> float:

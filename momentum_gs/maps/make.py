@@ -18,7 +18,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.export.floaters import views_of
 from momentum_gs.export.formats import merged_model
-from momentum_gs.export.run import baked_for_export
+from momentum_gs.export.bake import baked_for_export
 from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.io.folders import written_whole
 from momentum_gs.trained import run_config
