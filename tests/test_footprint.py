@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from momentum_gs.data.footprint import REACH, ground_points
+from momentum_gs.data.footprint import REACH, ground_of, ground_points
 from momentum_gs.data.map_frame import own_frame
 from momentum_gs.export.floaters import SIZE, Views, capped, drop_floaters, kept_by_views, largest_size
 from momentum_gs.maps.make import seen_ground
@@ -58,12 +58,12 @@ def test_the_map_knows_which_of_its_pixels_a_photo_sees():
     camera = look_at([10.0, 20.0, 50.0], [10.0, 20.0, 0.0], 400, 300, 200.0)  # sees 100 × 75 m around (10, 20)
     frame = own_frame(UP, "up")
     grid = MapGrid(-100.0, 100.0, 0.5, 400, 400)  # x -100..100, y 100..-100
-    seen = seen_ground(grid, frame, [camera], GROUND)
+    seen = seen_ground(grid, frame, ground_of([camera], GROUND, UP))
     assert seen.sum() == pytest.approx(100 * 75 / 0.25, rel=0.02)
     rows, cols = np.nonzero(seen)
     assert -100 + 0.5 * cols.mean() == pytest.approx(10.0, abs=0.5)
     assert 100 - 0.5 * rows.mean() == pytest.approx(20.0, abs=0.5)
-    assert seen_ground(grid, frame, [camera], np.zeros((0, 3))) is None
+    assert seen_ground(grid, frame, ground_of([camera], np.zeros((0, 3)), UP)) is None
 
 
 def test_an_export_caps_the_sizes_over_the_ground_it_keeps():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from momentum_gs.data import footprint
 from momentum_gs.data.scene import load_scene
 from momentum_gs.config import DataConfig
 from momentum_gs.errors import UserError
@@ -73,6 +74,39 @@ def test_several_formats_share_one_bake(trained, tmp_path):
                                atol=1e-6)
     assert (tmp_path / "out" / "scene.html").stat().st_size > 0
     assert ply.degree == 3
+
+
+@pytest.mark.slow
+def test_the_ground_the_photos_see_is_worked_out_once_for_the_export_and_the_maps(trained, tmp_path, monkeypatch):
+    """A georeferenced site: its export (floaters dropped, sizes capped, refined, capped again) and its maps (extent
+    and seen pixels) all stand on one Ground, read from the cameras once."""
+    run, scene = trained
+    (scene / "georef.json").write_text(json.dumps({"origin": {"lat": 50.8, "lon": -0.1, "alt": 20.0}}))
+    calls = []
+    real = footprint.ground_of
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for module in list(sys.modules.values()):  # every module that took the function by name
+        if getattr(module, "ground_of", None) is real:
+            monkeypatch.setattr(module, "ground_of", counted)
+    site = Site(tmp_path / "site")
+    shutil.copytree(run, site.run)
+    (tmp_path / "photos").mkdir()
+    site.load()
+    site.record["photos"] = str((tmp_path / "photos").resolve())
+    for stage in ("sfm", "train", "eval"):
+        site.mark(stage, 1.0, {"time": 20.0, "blocks": "auto"})
+    try:
+        said = []
+        stages.run_stages(tmp_path / "photos", site, 20.0, "auto", None, say=said.append)
+    finally:
+        (scene / "georef.json").unlink()
+    assert "== export" in said and "== maps" in said and any("dropped" in line or "one bake" in line for line in said)
+    assert (site.maps / "orthophoto.tif").is_file() and (site.export / "point_cloud.ply").is_file()
+    assert len(calls) == 1
 
 
 def test_format_lists_are_read_and_a_wrong_name_is_one_line():

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from momentum_gs.data.camera import Camera
-from momentum_gs.data.footprint import ground_points
+from momentum_gs.data.footprint import Ground, ground_of
 from momentum_gs.data.georef import robust_bounds
 from momentum_gs.data.scene import SceneData
 from momentum_gs.model.standard import StandardGaussians
@@ -44,9 +44,10 @@ CHUNK = 1 << 18  # Gaussians tested at once
 
 
 def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray | None = None,
-                  z_up: bool = False) -> torch.Tensor:
+                  z_up: bool = False, ground: Ground | None = None) -> torch.Tensor:
     """[N] bool: the Gaussians at ``means`` [N, 3] kept (module notes); ``points`` [P, 3], the SfM points, and
-    ``z_up`` give the floor in a georeferenced scene."""
+    ``z_up`` give the floor in a georeferenced scene; ``ground``: the cameras' :class:`~momentum_gs.data.footprint
+    .Ground` with z up (None: worked out here)."""
     means = means.detach().to("cpu", torch.float64)
     keep = torch.zeros(len(means), dtype=torch.bool)
     if not cameras:
@@ -65,12 +66,12 @@ def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray
         keep[start:start + CHUNK] = seen.any(0)
     if z_up and points is not None and len(points):
         points = np.asarray(points, np.float64).reshape(-1, 3)
-        ground = float(np.median(points[:, 2]))
-        height = float(np.median([camera.center[2].item() for camera in cameras])) - ground
+        level = float(np.median(points[:, 2]))
+        height = float(np.median([camera.center[2].item() for camera in cameras])) - level
         if height > 0:
-            keep &= means[:, 2] >= ground - DEPTH * height
-        deepest = max(float(np.quantile(points[:, 2], LOW)), ground - DEPTH * max(height, 0.0))
-        seen = ground_points(cameras, points, np.eye(3)[2], MARGIN, deepest)
+            keep &= means[:, 2] >= level - DEPTH * height
+        deepest = max(float(np.quantile(points[:, 2], LOW)), level - DEPTH * max(height, 0.0))
+        seen = (ground or ground_of(cameras, points, np.eye(3)[2])).points(MARGIN, deepest)
         if seen is not None:
             lo, hi = robust_bounds(points, None, PLACED)  # what the photos placed, however far they looked
             lo, hi = np.minimum(seen.min(0), lo)[:2], np.maximum(seen.max(0), hi)[:2]
@@ -80,16 +81,24 @@ def kept_by_views(means: torch.Tensor, cameras: list[Camera], points: np.ndarray
 
 @dataclass(frozen=True)
 class Views:
-    """What :func:`kept_by_views` tests against: the training cameras, the SfM points, whether z is up."""
+    """What :func:`kept_by_views` tests against: the training cameras, the SfM points, whether z is up, and with z
+    up the ground the cameras see (:class:`~momentum_gs.data.footprint.Ground`; None: worked out when asked)."""
 
     cameras: list[Camera]
     points: np.ndarray
     z_up: bool
+    ground: Ground | None = None
 
 
-def views_of(scene: SceneData, georef: dict | None, keep_floaters: bool) -> Views | None:
-    """The :class:`Views` of ``scene`` (z up when it has a georef), or None with ``keep_floaters``."""
-    return None if keep_floaters else Views(scene.train, scene.points, georef is not None)
+def views_of(scene: SceneData, georef: dict | None, keep_floaters: bool, ground: Ground | None = None
+             ) -> Views | None:
+    """The :class:`Views` of ``scene`` (z up when it has a georef, with ``ground`` or the ground worked out here),
+    or None with ``keep_floaters``."""
+    if keep_floaters:
+        return None
+    if georef is not None and ground is None:
+        ground = ground_of(scene.train, scene.points, np.eye(3)[2])
+    return Views(scene.train, scene.points, georef is not None, ground if georef is not None else None)
 
 
 def largest_size(views: Views | None) -> float | None:
@@ -97,7 +106,7 @@ def largest_size(views: Views | None) -> float | None:
     see, or None (no cap: ``views`` None or not z up, or no ground)."""
     if views is None or not views.z_up:
         return None
-    seen = ground_points(views.cameras, views.points, np.eye(3)[2])
+    seen = (views.ground or ground_of(views.cameras, views.points, np.eye(3)[2])).points()
     return None if seen is None else SIZE * float(np.ptp(seen[:, :2], axis=0).max()) / 2
 
 
@@ -115,7 +124,8 @@ def drop_floaters(gaussians: StandardGaussians, views: Views | None) -> tuple[St
     how many were dropped."""
     if views is None or len(gaussians) == 0:
         return gaussians, 0
-    inside = kept_by_views(gaussians.means, views.cameras, views.points, views.z_up).to(gaussians.means.device)
+    inside = kept_by_views(gaussians.means, views.cameras, views.points, views.z_up, views.ground)
+    inside = inside.to(gaussians.means.device)
     dropped = int((~inside).sum())
     if dropped:
         gaussians = StandardGaussians(*(t[inside] for t in (gaussians.means, gaussians.quats, gaussians.scales,

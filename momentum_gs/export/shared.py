@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from momentum_gs.data.footprint import Ground
 from momentum_gs.data.georef import read_georef, write_sidecar
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
@@ -43,7 +44,8 @@ def export_run(run_dir: str | Path, *, format: str = "ply", out: str | Path | No
 
 def export_formats(run_dir: str | Path, formats: list[str], *, out: str | Path | None = None,
                    sh_degree: int | None = None, refine_steps: int | None = None, refine_budget: float | None = None,
-                   tile_size: int = TILE_SIZE, tile_compression: str = "spz", keep_floaters: bool = False) -> list[str]:
+                   tile_size: int = TILE_SIZE, tile_compression: str = "spz", keep_floaters: bool = False,
+                   ground: Ground | None = None) -> list[str]:
     """Write a run in each of ``formats`` (keys of :data:`~momentum_gs.export.formats.FORMATS`); returns the lines
     to print. Nothing is written through a link: below ``RUN`` none may lead out of it, and a file to write that
     is a link is refused (:mod:`momentum_gs.io.safe_path`).
@@ -55,7 +57,8 @@ def export_formats(run_dir: str | Path, formats: list[str], *, out: str | Path |
     :func:`~momentum_gs.export.refine.default_budget`; 0: no limit). ``tile_size``: Gaussians per tile of the
     formats with levels of detail (:mod:`momentum_gs.export.tiles`); ``tile_compression``: the 3D Tiles' tiles as
     SPZ streams ("spz") or float32 attributes ("none"). ``keep_floaters``: keep the Gaussians far outside what the
-    photos saw (:mod:`momentum_gs.export.floaters`)."""
+    photos saw (:mod:`momentum_gs.export.floaters`); ``ground``: the ground they see, z up
+    (:class:`~momentum_gs.data.footprint.Ground`; None: worked out when needed)."""
     for name in formats:
         if name not in FORMATS:
             raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {name}")
@@ -70,7 +73,7 @@ def export_formats(run_dir: str | Path, formats: list[str], *, out: str | Path |
     requests = {name: _request(run, name, out, alone, sh_degree, refine_steps, refine_budget, tile_size,
                                tile_compression, keep_floaters) for name in formats}
     baked = [name for name in formats if FORMATS[name].takes_bake(alone)]
-    lines = _export_baked([requests[name] for name in baked]) if baked else []
+    lines = _export_baked([requests[name] for name in baked], ground) if baked else []
     for name in formats:
         if name not in baked:
             lines += FORMATS[name].write(requests[name])
@@ -93,7 +96,7 @@ def _request(run: RunFolder, name: str, out: Path, alone: bool, sh_degree, refin
                    keep_floaters=keep_floaters)
 
 
-def _export_baked(requests: list[Request]) -> list[str]:
+def _export_baked(requests: list[Request], ground: Ground | None = None) -> list[str]:
     """The formats of ``requests`` (all of one run) from one bake; returns the lines to print."""
     first = requests[0]
     names = [request.format for request in requests]
@@ -104,7 +107,7 @@ def _export_baked(requests: list[Request]) -> list[str]:
     command = splat_transform_command(f"--format {'sog' if len(names) > 1 else first.format}") if splat else None
     georef = read_georef(Path(cfg.data.path))  # a scene from `mgs sfm` with GPS: the export says where it is
     scene = load_scene(cfg.data)
-    box = views_of(scene, georef, first.keep_floaters)
+    box = views_of(scene, georef, first.keep_floaters, ground)
     degree = max(request.sh_degree for request in requests)
     gaussians, how, dropped = baked_for_export(model, scene.train, cfg.render, degree, steps, first.refine_budget,
                                                box)

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from momentum_gs.data.footprint import footprints, ground_points
+from momentum_gs.data.footprint import Ground, ground_of
 from momentum_gs.data.georef import enu_to_wgs84, read_georef, robust_bounds
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
@@ -33,11 +33,14 @@ EXTENT_QUANTILE = 0.01  # without SfM points, the map covers the Gaussians' 1st 
 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
-              show_progress: bool = True, depth: str = "median", gaussians: str | Path | None = None) -> dict:
+              show_progress: bool = True, depth: str = "median", gaussians: str | Path | None = None,
+              ground: Ground | None = None) -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
     the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
     ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`); ``gaussians``: a
-    standard 3DGS PLY of the run (an export of it, in the scene's frame) mapped instead of a new bake."""
+    standard 3DGS PLY of the run (an export of it, in the scene's frame) mapped instead of a new bake; ``ground``:
+    the ground its photos see (:class:`~momentum_gs.data.footprint.Ground`; None, or another up than the map's:
+    worked out here, once)."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     out = Path(out) if out is not None else run.root / "maps"
@@ -52,12 +55,16 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         cfg, model = merged_model(run)
         georef = read_georef(Path(cfg.data.path))
         scene = load_scene(cfg.data, images=False)
+        if ground is None and georef is not None:  # z up: the floaters' ground is the map's
+            ground = ground_of(scene.train, scene.points, np.eye(3)[2])
         gaussians, how, dropped = baked_for_export(model, scene.train, cfg.render, SH_DEGREE, 0, None,
-                                                   views_of(scene, georef, False))
+                                                   views_of(scene, georef, False, ground))
     if len(gaussians) == 0:
         raise UserError("the run's model has no Gaussians that a training photo saw: nothing to map")
     frame = frame_of(gaussians.means.detach().double().cpu().numpy(), scene.train, georef, cfg.data.path)
-    lo, hi = _extent(gaussians, frame, scene.train, scene.points)
+    if ground is None or not np.allclose(ground.up, frame.rotation[2]):
+        ground = ground_of(scene.train, scene.points, frame.rotation[2])
+    lo, hi = _extent(gaussians, frame, ground)
     gsd_said = _gsd_line(gsd, scene.train, scene.points, frame)
     grid = grid_over(lo, hi, gsd if gsd is not None else _photo_gsd(scene.train, scene.points, frame))
     backend = resolve_backend(cfg.render.backend, gaussians.means.device)
@@ -65,7 +72,7 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         backend = "builtin"  # gsplat has no median depth; the builtin rasterizer draws it on any device
     with written_whole(out, "the maps", NAMES) as work:
         rasters = splat_map(gaussians, frame, grid, backend, show_progress, depth)
-        seen = seen_ground(grid, frame, scene.train, scene.points)
+        seen = seen_ground(grid, frame, ground)
         if seen is not None:  # no photo sees the rest: what the Gaussians draw there is a guess
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
@@ -76,11 +83,11 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     return summary
 
 
-def _extent(gaussians, frame: MapFrame, cameras: list, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _extent(gaussians, frame: MapFrame, ground: Ground) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) [2] map (x, y) the map covers: the ground the photos see (:mod:`momentum_gs.data.footprint`) where
     the Gaussians reach it; without SfM points, the Gaussians' 1st to 99th percentiles, weighted by opacity."""
     placed = frame.to_map(gaussians.means.detach().double().cpu().numpy())
-    seen = ground_points(cameras, points, frame.rotation[2])
+    seen = ground.points()
     if seen is None:
         lo, hi = robust_bounds(placed, gaussians.opacities.detach().double().cpu().numpy(), EXTENT_QUANTILE)
         return lo[:2], hi[:2]
@@ -91,10 +98,10 @@ def _extent(gaussians, frame: MapFrame, cameras: list, points: np.ndarray) -> tu
     return lo, hi
 
 
-def seen_ground(grid: MapGrid, frame: MapFrame, cameras: list, points: np.ndarray) -> np.ndarray | None:
+def seen_ground(grid: MapGrid, frame: MapFrame, ground: Ground) -> np.ndarray | None:
     """[H, W] bool: the pixels of ``grid`` on the ground some photo sees (each photo's
-    :func:`~momentum_gs.data.footprint.footprints` quadrilateral, filled), or None without SfM ``points``."""
-    found = footprints(cameras, points, frame.rotation[2])
+    :meth:`~momentum_gs.data.footprint.Ground.footprints` quadrilateral, filled), or None without SfM points."""
+    found = ground.footprints()
     if not found:
         return None
     mask = np.zeros((grid.height, grid.width), np.uint8)

@@ -23,6 +23,7 @@ import numpy as np
 
 from momentum_gs.config import DataConfig
 from momentum_gs.config.device import cores
+from momentum_gs.data.footprint import Ground, ground_of
 from momentum_gs.data.georef import read_georef
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.sfm.options import SfmOptions
@@ -35,6 +36,7 @@ from momentum_gs.export.shared import export_formats
 from momentum_gs.io.checkpoint import latest_checkpoint
 from momentum_gs.maps.make import make_maps, summary_lines as maps_lines
 from momentum_gs.site.folder import Site
+from momentum_gs.trained import run_config
 from momentum_gs.site.options import first_changed, options_of
 from momentum_gs.site.page import write_page
 from momentum_gs.train.request import TrainRequest
@@ -89,9 +91,16 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
     if first is not None:
         site.forget(list(STAGES[STAGES.index(first):]))
     redo = first is not None and STAGES.index(first) <= STAGES.index("train")  # not a killed training to resume
+    grounds: list[Ground | None] = []  # the ground the photos see, worked out once for the export and the maps
+
+    def ground() -> Ground | None:
+        if not grounds:
+            grounds.append(site_ground(site))
+        return grounds[0]
+
     steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks, redo),
-             "eval": lambda: _eval(site), "export": lambda: _export(site, budget),
-             "maps": lambda: _maps(site), "page": lambda: write_page(site)}
+             "eval": lambda: _eval(site), "export": lambda: _export(site, budget, ground()),
+             "maps": lambda: _maps(site, ground()), "page": lambda: write_page(site)}
     for stage in STAGES:
         if site.done(stage):
             say(f"{stage}: done before ({site.record['stages'][stage]['seconds']:.0f} s); --from {stage} redoes it")
@@ -133,18 +142,28 @@ def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[s
     return []
 
 
-def _maps(site: Site) -> list[str]:
+def site_ground(site: Site) -> Ground | None:
+    """The ground the site's training photos see, z up, of a georeferenced scene (:class:`~momentum_gs.data.footprint
+    .Ground`; None without a georef: the maps work out their own up)."""
+    cfg = run_config(site.run)
+    if read_georef(Path(cfg.data.path)) is None:
+        return None
+    scene = load_scene(cfg.data, images=False)
+    return ground_of(scene.train, scene.points, np.eye(3)[2])
+
+
+def _maps(site: Site, ground: Ground | None) -> list[str]:
     """The maps of the export's Gaussians (baked once, refined, floaters dropped), or of a bake of their own."""
     shared = site.export / FORMATS["ply"].output
-    return maps_lines(make_maps(site.run, site.maps, gaussians=shared if shared.is_file() else None))
+    return maps_lines(make_maps(site.run, site.maps, gaussians=shared if shared.is_file() else None, ground=ground))
 
 
 def _eval(site: Site) -> list[str]:
     return eval_lines(evaluate_run(site.run), site.run)
 
 
-def _export(site: Site, budget: float | None) -> list[str]:
+def _export(site: Site, budget: float | None, ground: Ground | None) -> list[str]:
     refine_budget = None if budget is None else min(REFINE_BUDGET_CPU, REFINE_SHARE * budget)
     if site.export.exists():
         shutil.rmtree(site.export)
-    return export_formats(site.run, EXPORTS, out=site.export, refine_budget=refine_budget)
+    return export_formats(site.run, EXPORTS, out=site.export, refine_budget=refine_budget, ground=ground)
