@@ -27,7 +27,7 @@ from momentum_gs.io.schema import NOTHING, FileName, Items, ListOf, Maybe, Numbe
 from momentum_gs.mesh import extract
 from momentum_gs.partition import auto_partition
 from momentum_gs.partition.partition import Partition
-from momentum_gs.partition.run import scene_up
+from momentum_gs.data.up import recorded_up
 from momentum_gs.ranges import Range
 from momentum_gs.trained import load_run
 from tests.helpers.run_folders import make_run
@@ -208,7 +208,7 @@ def test_a_bad_scene_json_is_one_line(tmp_path, case):
     write_mesh(tmp_path / "outside.ply", np.eye(3), np.array([[0, 1, 2]]))
     content, message = SCENE_CASES[case]
     write(scene / "scene.json", content)
-    for reader in (ground_truth_mesh, scene_up):  # one schema for every reader of the file
+    for reader in (ground_truth_mesh, recorded_up):  # one schema for every reader of the file
         with pytest.raises(UserError, match=f"the scene description {scene / 'scene.json'}"):
             reader(scene)
     with pytest.raises(UserError) as error:
@@ -223,9 +223,9 @@ def test_scene_json_absolute_paths_and_a_zero_up_are_refused(tmp_path):
         ground_truth_mesh(tmp_path)
     write(tmp_path / "scene.json", {"up": [0, 0, 0]})
     with pytest.raises(UserError, match=r"up is \[0, 0, 0\], expected a direction"):
-        scene_up(tmp_path)
+        recorded_up(tmp_path)
     write(tmp_path / "scene.json", {"up": [0, 0, 1], "mesh": "gone.ply"})
-    assert scene_up(tmp_path).tolist() == [0, 0, 1] and ground_truth_mesh(tmp_path) is None
+    assert recorded_up(tmp_path).tolist() == [0, 0, 1] and ground_truth_mesh(tmp_path) is None
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from momentum_gs.config import DataConfig
 from momentum_gs.data.colmap.folder import read_model
 from momentum_gs.data.colmap.model import qvec_to_rotmat
 from momentum_gs.data.scene import load_scene
-from momentum_gs.partition.frame import estimate_up
+from momentum_gs.data.up import estimate_up
 from momentum_gs.data.georef import wgs84_to_enu
 from scripts.sfm_placement import exif_gps
 from tests.helpers.brighton import DATA, camera_centres

@@ -7,9 +7,9 @@ It is fitted by least squares to a grid of points carried through WGS84 exactly 
 its largest residual is kept and said. Heights are exact per point: the altitude above the origin's datum (the
 EXIF altitudes') of the ENU point, the Earth's curvature included.
 
-A scene without a georeference is mapped in its own frame, its unit the scene's: the up axis from the scene's
-``scene.json`` (the synthetic city) or opposite to the training cameras' mean viewing direction (a nadir flight),
-the map's x along the world's x axis laid flat.
+A scene without a georeference is mapped in its own frame, its unit the scene's: the scene's up
+(:func:`~momentum_gs.data.up.scene_up`: a ``scene.json``'s, as the synthetic city records, else the training
+cameras'), the map's x along the world's x axis laid flat.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from momentum_gs.data.georef import enu_to_wgs84, origin_of, robust_bounds
-from momentum_gs.data.scene_info import read_scene_info
+from momentum_gs.data.up import scene_up
 from momentum_gs.data.utm import wgs84_to_utm
 
 FIT_POINTS = 11  # per side of the grid the similarity is fitted to
@@ -105,18 +105,10 @@ def own_frame(up: np.ndarray, said: str) -> MapFrame:
     return MapFrame(rotation, 1.0, np.zeros(2), None, None, 0.0, what)
 
 
-def camera_up(cameras: list) -> np.ndarray:
-    """[3] opposite to the training cameras' mean viewing direction (their optical axes, world coordinates)."""
-    forward = np.stack([c.world_to_cam[2, :3].detach().cpu().double().numpy() for c in cameras])
-    return -forward.mean(0)
-
-
 def frame_of(points: np.ndarray, cameras: list, georef: dict | None, data_path: str) -> MapFrame:
     """The map's frame of a scene (module notes) whose content lies at [N, 3] world ``points`` (the Gaussians'
     centres), seen by ``cameras`` (the training views), with ``georef`` (None: none) and its folder."""
     if georef is not None:
         return site_frame(points, georef)
-    info = read_scene_info(data_path)
-    if info is not None and "up" in info:
-        return own_frame(np.array(info["up"], np.float64), "from scene.json")
-    return own_frame(camera_up(cameras), "opposite to the photos' mean viewing direction")
+    up, said = scene_up(data_path, cameras)
+    return own_frame(up, said)

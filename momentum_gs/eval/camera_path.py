@@ -23,7 +23,7 @@ import torch
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.errors import UserError
-from momentum_gs.partition.frame import camera_arrays, estimate_up
+from momentum_gs.data.up import camera_arrays, estimate_up
 
 FRAMES_PER_CAMERA = 10  # default frames from one training camera to the next
 MAX_DEFAULT_FRAMES = 900  # the default training path stops growing here (30 s at 30 fps)

@@ -4,7 +4,8 @@ from momentum_gs.partition.assign import assign_cameras, assign_points, make_par
 from momentum_gs.partition.auto import auto_box, auto_partition, balanced_edges, choose_grid, quantile_cuts
 from momentum_gs.partition.contraction import contract, uncontract
 from momentum_gs.partition.draw import draw_partition
-from momentum_gs.partition.frame import estimate_up, up_rotation
+from momentum_gs.data.up import estimate_up
+from momentum_gs.partition.frame import up_rotation
 from momentum_gs.partition.partition import Partition, uniform_edges
 
 __all__ = [

@@ -23,7 +23,7 @@ import torch
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.scene import SceneData
-from momentum_gs.partition.frame import camera_arrays, estimate_up
+from momentum_gs.data.up import camera_arrays, estimate_up
 from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
 
 

@@ -24,7 +24,8 @@ from momentum_gs.data.scene import SceneData
 from momentum_gs.errors import UserError
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.contraction import contract
-from momentum_gs.partition.frame import camera_arrays, estimate_up, up_rotation
+from momentum_gs.data.up import camera_arrays, estimate_up
+from momentum_gs.partition.frame import up_rotation
 from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition, uniform_edges
 
 

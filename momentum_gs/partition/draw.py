@@ -17,7 +17,8 @@ from momentum_gs.data.scene import SceneData
 from momentum_gs.draw import (MapWindow, blank, distinct_colors, dot, map_window, put_pixels, put_text, save_png,
                               scale_bar, wrap_text)
 from momentum_gs.errors import UserError
-from momentum_gs.partition.frame import camera_arrays, map_axes
+from momentum_gs.data.up import camera_arrays
+from momentum_gs.partition.frame import map_axes
 from momentum_gs.partition.partition import Partition
 
 LINE_PX = 20  # legend line height

@@ -1,43 +1,8 @@
-"""The scene's up axis and the grid frame: estimating up from the cameras, aligning it with a world axis."""
+"""The grid frame: the scene's up (:mod:`momentum_gs.data.up`) aligned with a world axis."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from momentum_gs.data.camera import Camera
-from momentum_gs.errors import UserError
-
-
-def camera_arrays(cameras: list[Camera]) -> tuple[np.ndarray, np.ndarray]:
-    """([C, 3] centres, [C, 3, 3] world-to-camera rotations) in float64 world units."""
-    if not cameras:
-        return np.zeros((0, 3)), np.zeros((0, 3, 3))
-    poses = np.stack([cam.world_to_cam.double().cpu().numpy() for cam in cameras])
-    R, t = poses[:, :3, :3], poses[:, :3, 3]
-    return -np.einsum("cji,cj->ci", R, t), R
-
-
-def estimate_up(cameras: list[Camera], strict: bool = True) -> np.ndarray | None:
-    """[3] unit world up direction estimated from the training cameras.
-
-    A flat layout of camera centres (a drone flight at constant altitude, or cars on flat ground) gives the
-    plane normal, oriented like the cameras' own up vectors (−R[1], OpenCV y is down) or, for nadir views
-    whose up vectors cancel out, against the mean viewing direction. Otherwise the mean of −R[1] is used
-    (street views, orbits). Raises a UserError (or returns None if not ``strict``) when neither works.
-    """
-    centres, R = camera_arrays(cameras)
-    mean_up = -R[:, 1, :].mean(0) if len(R) else np.zeros(3)
-    if len(centres) >= 3:
-        evals, evecs = np.linalg.eigh(np.cov((centres - centres.mean(0)).T))
-        if evals[1] > 1e-12 and evals[0] < 0.05 * evals[1] and evals[1] > 0.01 * evals[2]:  # a plane, not a line
-            normal = evecs[:, 0]
-            sign = normal @ mean_up if abs(normal @ mean_up) > 0.1 else -(normal @ R[:, 2, :].mean(0))
-            return normal * (1.0 if sign >= 0 else -1.0)
-    if np.linalg.norm(mean_up) > 0.1:
-        return mean_up / np.linalg.norm(mean_up)
-    if strict:
-        raise UserError("cannot tell the scene's up direction from the cameras; give it (e.g. --up 0,0,1)")
-    return None
 
 
 def up_rotation(up: np.ndarray, snap_deg: float = 10.0) -> tuple[np.ndarray, int]:

@@ -8,25 +8,13 @@ import numpy as np
 
 from momentum_gs.config import DataConfig
 from momentum_gs.data.scene import load_scene
-from momentum_gs.data.scene_info import SCENE_INFO_NAME, read_scene_info
+from momentum_gs.data.up import scene_up
 from momentum_gs.errors import UserError
 from momentum_gs.partition.assign import make_partition
 from momentum_gs.partition.auto import auto_partition
 from momentum_gs.partition.coarse import assign_by_drops, check_threshold, import_camera_matrix, ssim_drops
 from momentum_gs.partition.draw import draw_partition
 from momentum_gs.partition.partition import DEFAULT_MARGIN, Partition
-
-
-def scene_up(root: Path) -> np.ndarray | None:
-    """The ``up`` vector recorded in ``root/scene.json`` (synthetic scenes), or None; a UserError for a
-    ``scene.json`` that does not read (:mod:`momentum_gs.data.scene_info`) or an up of length zero."""
-    info = read_scene_info(root)
-    if info is None or "up" not in info:
-        return None
-    up = np.asarray(info["up"], np.float64)
-    if np.linalg.norm(up) < 1e-6:
-        raise UserError(f"{Path(root) / SCENE_INFO_NAME}: up is {info['up']}, expected a direction (not zero)")
-    return up
 
 
 def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int | None = None,
@@ -53,7 +41,7 @@ def partition_main(data_cfg: DataConfig, out_path: str | Path, num_blocks: int |
     """
     check_coarse(coarse is not None, camera_matrix, ssim_threshold)
     scene = load_scene(data_cfg, images=coarse is not None)  # only the coarse rule compares with images
-    up = scene_up(Path(data_cfg.path)) if up is None else up
+    up = scene_up(data_cfg.path, scene.train, strict=False)[0] if up is None else up
     if balance is None:
         balance = box is None or block_dim is None
     reassign = coarse is not None or camera_matrix is not None

@@ -25,6 +25,7 @@ from momentum_gs.config import DataConfig
 from momentum_gs.config.device import cores
 from momentum_gs.data.footprint import Ground, ground_of
 from momentum_gs.data.georef import read_georef
+from momentum_gs.data.up import scene_up
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.sfm.options import SfmOptions
 from momentum_gs.data.sfm.run import run_sfm, summary_lines as sfm_lines
@@ -143,13 +144,12 @@ def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[s
 
 
 def site_ground(site: Site) -> Ground | None:
-    """The ground the site's training photos see, z up, of a georeferenced scene (:class:`~momentum_gs.data.footprint
-    .Ground`; None without a georef: the maps work out their own up)."""
+    """The ground the site's training photos see (:class:`~momentum_gs.data.footprint.Ground`), across the scene's
+    up (:func:`~momentum_gs.data.up.scene_up`: z in a georeferenced scene); None where the photos tell no up."""
     cfg = run_config(site.run)
-    if read_georef(Path(cfg.data.path)) is None:
-        return None
     scene = load_scene(cfg.data, images=False)
-    return ground_of(scene.train, scene.points, np.eye(3)[2])
+    up, _ = scene_up(cfg.data.path, scene.train, strict=False)
+    return None if up is None else ground_of(scene.train, scene.points, up)
 
 
 def _maps(site: Site, ground: Ground | None) -> list[str]:

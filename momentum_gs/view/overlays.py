@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from momentum_gs.partition.frame import estimate_up
+from momentum_gs.data.up import estimate_up
 from momentum_gs.view.frames import block_rgb, camera_pose, cell_boxes
 
 FRUSTUM_SCALE = 0.04  # a frustum's size, as a fraction of the cameras' spread around their centre

@@ -33,7 +33,7 @@ from momentum_gs.io.train_log import read_log
 from momentum_gs.model.anchors import AnchorSet
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.partition.partition import Partition
-from momentum_gs.partition.run import scene_up
+from momentum_gs.data.up import recorded_up
 from momentum_gs.train.progress import _open_log
 from tests.helpers.fuzz import Reader
 
@@ -206,7 +206,7 @@ def _georef():
 
 
 def _scene_json():
-    return _json_file("scene.json", lambda rng: {"up": rng.normal(size=3).tolist()}, lambda path: scene_up(path.parent))
+    return _json_file("scene.json", lambda rng: {"up": rng.normal(size=3).tolist()}, lambda path: recorded_up(path.parent))
 
 
 def _results_json():
