@@ -222,6 +222,10 @@ def test_a_small_survey_from_photos_to_maps_on_the_globe(tmp_path):
     with rasterio.open(run / "maps" / "orthophoto.tif") as ortho:
         assert ortho.crs.to_epsg() == 32632 and ortho.crs.is_projected and ortho.res[0] <= 0.25
         covered = (ortho.read(4) >= 128).mean()
+        corners = [(x, y) for x in (ortho.bounds.left, ortho.bounds.right) for y in (ortho.bounds.bottom, ortho.bounds.top)]
+    pyproj = pytest.importorskip("pyproj")  # the bounds the site's globe lays the orthophoto in, checked by PROJ
+    lon, lat = pyproj.Transformer.from_crs(32632, 4326, always_xy=True).transform(*np.array(corners).T)
+    assert summary["bounds_wgs84"] == pytest.approx([min(lon), min(lat), max(lon), max(lat)], abs=1e-7)
     with rasterio.open(run / "maps" / "dsm.tif") as dsm:
         assert dsm.transform == ortho.transform and dsm.shape == ortho.shape
     centre = wgs84_to_enu(np.array([[*summary["centre_wgs84"], 0.0]]), ORIGIN)[0, :2]

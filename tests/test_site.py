@@ -25,6 +25,7 @@ from momentum_gs.export.tiles.gltf import load_glb
 from momentum_gs.site import stages
 from momentum_gs.site.folder import Site
 from momentum_gs.site.options import AFFECTS, first_changed
+from momentum_gs.site.outputs import outputs
 from momentum_gs.site.page import page_html
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.tiles import random_gaussians
@@ -250,13 +251,29 @@ def test_a_site_made_from_other_photos_is_refused(tiny_scene, tmp_path):
         stages.run_stages(other, site, None, "auto", None, say=lambda line: None)
 
 
-def test_the_page_without_cesium_shows_the_scene_in_its_own_viewer(tmp_path):
-    site = Site(tmp_path / "site")
-    (site.export).mkdir(parents=True)
+def test_the_page_shows_what_the_stages_recorded(tmp_path):
+    site = Site(tmp_path / "site").load()
+    (site.export / "3dtiles").mkdir(parents=True)
     (site.export / "scene.html").write_text("<html></html>")
-    page = page_html(site.load(), globe=False)
+    (site.export / "3dtiles" / "tileset.json").write_text("{}")
+    page = page_html(site, globe=False)
+    assert "scene.html" not in page and "No export to show yet" in page  # nothing recorded: nothing shown
+    site.mark("export", 2.0, None, outputs("export", site))
+    page = page_html(site, globe=False)
     assert '<iframe src="export/scene.html">' in page and "npm install -g cesium" in page
-    assert "Cesium.Cesium3DTileset.fromUrl(\"export/3dtiles/tileset.json\")" in page_html(site, globe=True)
+    assert "stage export</td><td>2 s" in page and '<a href="export/scene.html">' in page
+    globe = page_html(site, globe=True)
+    assert 'Cesium.Cesium3DTileset.fromUrl("export/3dtiles/tileset.json")' in globe
+    assert "const ground = null;" in globe  # no maps: the globe has no ground layer
+    site.maps.mkdir()
+    (site.maps / "orthophoto.png").write_bytes(b"png")
+    (site.maps / "maps.json").write_text(json.dumps({"width": 10, "height": 8, "gsd": 0.5, "covered": 0.9,
+                                                     "bounds_wgs84": [-0.2, 50.8, -0.1, 50.9]}))
+    site.mark("maps", 1.0, None, outputs("maps", site))
+    globe = page_html(site, globe=True)
+    assert ('const ground = {"picture": "maps/orthophoto.png", "west_south_east_north": [-0.2, 50.8, -0.1, 50.9]};'
+            in globe) and "SingleTileImageryProvider" in globe
+    assert "10 × 8 pixels of 0.5 m, 90 % covered" in globe and '<img src="maps/orthophoto.png">' in globe
 
 
 def test_a_tile_size_that_would_write_too_many_files_is_refused_before_the_first(trained, tmp_path, monkeypatch):

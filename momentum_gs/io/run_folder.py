@@ -22,8 +22,26 @@ from pathlib import Path
 from momentum_gs.io.safe_path import inside
 
 
+class Layout:
+    """The pattern of the program's folders (a run folder, a site): a ``root`` and the paths named below it, each
+    checked on the way (module notes), and a path of the folder named relative to its root."""
+
+    root: Path
+
+    def path(self, *parts: str) -> Path:
+        """``root/parts...``, once checked that no link on the way leads outside the folder."""
+        return inside(self.root.joinpath(*parts), self.root)
+
+    def relative(self, path: str | Path) -> str | None:
+        """``path`` relative to the folder (``/``-separated) when it lies inside it, else None."""
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True)
-class RunFolder:
+class RunFolder(Layout):
     """The paths of the run folder ``root``."""
 
     root: Path
@@ -31,21 +49,15 @@ class RunFolder:
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    def path(self, *parts: str) -> Path:
-        """``root/parts...``, once checked that no link on the way leads outside the run folder."""
-        return inside(self.root.joinpath(*parts), self.root)
-
     @property
     def config(self) -> Path:
         """The resolved config the run trained with."""
         return self.path("config.yaml")
 
-    def relative(self, path: str | Path) -> str | None:
-        """``path`` relative to the run folder (``/``-separated) when it lies inside it, else None."""
-        try:
-            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            return None
+    @property
+    def partition_picture(self) -> Path:
+        """The map of the run's partition, beside it."""
+        return self.path("partition.png")
 
     @property
     def partition(self) -> Path:

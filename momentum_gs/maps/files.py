@@ -19,7 +19,8 @@ from momentum_gs.maps.ortho import NODATA, MapGrid, Rasters
 
 PREVIEW = 1024  # the preview's longest side, pixels
 ORTHOPHOTO, DSM, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "orthophoto.png"
-NAMES = {ORTHOPHOTO, DSM, PREVIEW_NAME, "maps.json", "orthophoto.tfw", "dsm.tfw"}
+SUMMARY_NAME = "maps.json"
+NAMES = {ORTHOPHOTO, DSM, PREVIEW_NAME, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw"}
 
 
 def has_rasterio() -> bool:

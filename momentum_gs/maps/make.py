@@ -23,7 +23,7 @@ from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.io.folders import written_whole
 from momentum_gs.trained import run_config
 from momentum_gs.io.run_folder import RunFolder
-from momentum_gs.maps.files import NAMES, write_map_files
+from momentum_gs.maps.files import NAMES, SUMMARY_NAME, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.model.gaussian_scene import resolve_backend
@@ -79,7 +79,7 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
-        (work / "maps.json").write_text(json.dumps(summary, indent=1) + "\n")
+        (work / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
@@ -153,6 +153,11 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
     if frame.origin is not None:
         world = frame.to_world(centre[None], np.zeros(1))
         summary["centre_wgs84"] = enu_to_wgs84(world, frame.origin)[0, :2].round(7).tolist()
+        x1, y1 = grid.x0 + grid.width * grid.gsd, grid.y0 - grid.height * grid.gsd
+        corners = np.array([[grid.x0, grid.y0], [x1, grid.y0], [x1, y1], [grid.x0, y1]])
+        lat_lon = enu_to_wgs84(frame.to_world(corners, np.zeros(4)), frame.origin)[:, :2]
+        summary["bounds_wgs84"] = [round(float(v), 8) for v in (lat_lon[:, 1].min(), lat_lon[:, 0].min(),
+                                                                 lat_lon[:, 1].max(), lat_lon[:, 0].max())]
     return summary
 
 

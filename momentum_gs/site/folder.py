@@ -7,39 +7,55 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from momentum_gs.io.atomic import atomic_write_text
+from momentum_gs.io.run_folder import Layout, RunFolder
 from momentum_gs.io.schema import parse_json
 
 
 @dataclass
-class Site:
-    """The folders of a site and its record of finished stages."""
+class Site(Layout):
+    """The folders of a site (the pattern of :class:`~momentum_gs.io.run_folder.Layout`, as a run folder's) and its
+    record of finished stages."""
 
     root: Path
     record: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.root = Path(self.root)
+
     @property
     def scene(self) -> Path:
-        return self.root / "scene"
+        """The training scene ``mgs sfm`` made."""
+        return self.path("scene")
 
     @property
     def run(self) -> Path:
-        return self.root / "run"
+        """The training run."""
+        return self.path("run")
+
+    @property
+    def run_folder(self) -> RunFolder:
+        """The training run's own layout."""
+        return RunFolder(self.run)
 
     @property
     def export(self) -> Path:
-        return self.root / "export"
+        """The exports of one bake."""
+        return self.path("export")
 
     @property
     def maps(self) -> Path:
-        return self.root / "maps"
+        """The orthophoto and the surface model."""
+        return self.path("maps")
 
     @property
     def page(self) -> Path:
-        return self.root / "index.html"
+        """The site's page."""
+        return self.path("index.html")
 
     @property
     def record_path(self) -> Path:
-        return self.root / "stages.json"
+        """The record of the finished stages and the options they ran with."""
+        return self.path("stages.json")
 
     def load(self) -> "Site":
         """Read ``stages.json`` (an empty record when there is none)."""
@@ -52,10 +68,12 @@ class Site:
     def done(self, stage: str) -> bool:
         return bool(self.record["stages"].get(stage, {}).get("done"))
 
-    def mark(self, stage: str, seconds: float, options: dict | None = None) -> None:
-        """Record ``stage`` as done in ``seconds``, with the ``options`` of ``mgs run`` it ran with."""
+    def mark(self, stage: str, seconds: float, options: dict | None = None, outputs: dict | None = None) -> None:
+        """Record ``stage`` as done in ``seconds``, with the ``options`` of ``mgs run`` it ran with and the
+        ``outputs`` it made (:mod:`momentum_gs.site.outputs`)."""
         self.record["stages"][stage] = {"done": True, "seconds": round(seconds, 1),
-                                        **({"options": options} if options is not None else {})}
+                                        **({"options": options} if options is not None else {}),
+                                        **({"outputs": outputs} if outputs is not None else {})}
         self.save()
 
     def forget(self, stages: list[str]) -> None:

@@ -39,6 +39,7 @@ from momentum_gs.maps.make import make_maps, summary_lines as maps_lines
 from momentum_gs.site.folder import Site
 from momentum_gs.trained import run_config
 from momentum_gs.site.options import first_changed, options_of
+from momentum_gs.site.outputs import outputs
 from momentum_gs.site.page import write_page
 from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.start import start as start_training
@@ -110,7 +111,7 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
         started = time.perf_counter()
         for line in steps[stage]() or []:
             say(line)
-        site.mark(stage, time.perf_counter() - started, options)
+        site.mark(stage, time.perf_counter() - started, options, outputs(stage, site))
     return site.record
 
 
