@@ -357,3 +357,43 @@ def test_fit_refuses_too_few_or_collinear():
     with pytest.raises(UserError, match=too_few) as info:
         G.fit_gcps({n: model[n] for n in ("g0", "g1", "g3")}, enu, {"g4": "its rays are nearly parallel"})
     assert "\n" not in str(info.value) and "g4: its rays are nearly parallel" in str(info.value)
+
+
+def test_marks_on_photos_not_in_the_folder_are_refused_before_any_feature(tmp_path, monkeypatch):
+    pytest.importorskip("pycolmap")
+    import cv2
+
+    from momentum_gs.data.sfm import run as sfm_run
+    from momentum_gs.data.sfm.options import SfmOptions
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.JPG", "c.jpg"):
+        cv2.imwrite(str(photos / name), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    rows = [(np.array([500100.0, 5200300.0, 412.0]), np.array([10.0, 20.0]), image, "gcp1")
+            for image in ("a.jpg", "b.jpg", "IMG_9.JPG")]
+    G.write_gcp_list(tmp_path / "gcp_list.txt", "WGS84 UTM 32N", rows)
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features were extracted before the GCP list was checked")
+
+    monkeypatch.setattr(sfm_run, "_extract_features", no_features)
+    with pytest.raises(UserError) as error:
+        sfm_run.run_sfm(photos, tmp_path / "scene", SfmOptions(gcp=str(tmp_path / "gcp_list.txt")))
+    said = str(error.value)
+    assert "2 of the photos its marks name are not among the 3 photos" in said and "\n" not in said
+    assert "IMG_9.JPG" in said and "b.jpg (the folder has b.JPG)" in said
+
+
+def test_too_few_photos_registered_is_said_before_any_placement_check():
+    from momentum_gs.data.sfm.report import problem, registration_problem
+
+    report = {"images_total": 16, "images_registered": 3, "models": [3], "matcher": "exhaustive",
+              "images_left_out": [f"p{i:02d}.jpg" for i in range(13)], "gps_fit_failed": True,
+              "gps_residual_horizontal_rms_m": 1.9e-14}
+    said = registration_problem(report)
+    assert said.startswith("only 3 of 16 photos registered") and "GPS" not in said
+    assert problem(report, 100.0) == said
+    assert registration_problem({**report, "images_registered": 15, "images_left_out": ["p00.jpg"],
+                                 "models": [15]}) is None

@@ -52,6 +52,22 @@ class Control:
     lla: np.ndarray  # [M, 3] latitude°, longitude°, height m (NaN where the file gives none) of each GCP
 
 
+def check_marks(control: Control, photos: list[str], damaged: dict[str, str], source: str | Path) -> None:
+    """Refuse, in one line and before any work, a GCP list (read from ``source``) whose marks name photos that are
+    not among ``photos`` (the staged names); ``damaged``: photos left out as unreadable, said as such."""
+    known = set(photos)
+    missing = sorted({image for gcp in control.gcps for image, _ in gcp.marks if image not in known})
+    if not missing:
+        return
+    lower = {name.lower(): name for name in photos}
+    hints = [f"{name} (damaged: {damaged[name]})" if name in damaged else
+             f"{name} (the folder has {lower[name.lower()]})" if name.lower() in lower else name for name in missing]
+    marks = sum(len(gcp.marks) for gcp in control.gcps)
+    raise UserError(f"{source}: {len(missing)} of the photos its marks name are not among the {len(photos)} photos: "
+                    f"{listing(hints, 5)}; give the marks on photos of the folder by their file names "
+                    f"({marks} marks in all)")
+
+
 def read_control(path: Path) -> Control:
     """The GCP list at ``path``, read and converted to WGS84 (a UserError for a bad file or position)."""
     projection, gcps = read_gcp_list(path)

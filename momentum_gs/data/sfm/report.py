@@ -50,11 +50,10 @@ def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: 
     }
 
 
-def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) -> str | None:
-    """The one line saying what went wrong and what to try, or None for a run the checks accept.
-
-    ``keep_largest``: a capture in disconnected parts (or with fewer than half its photos registered) is
-    accepted, its largest part written."""
+def registration_problem(report: dict, keep_largest: bool = False) -> str | None:
+    """The line saying why too few photos registered (none, disconnected parts, under half), or None. Said before
+    any placement check: a model of 3 photos is not a georeference problem. ``keep_largest``: a capture in
+    disconnected parts (or with fewer than half its photos registered) is accepted, its largest part written."""
     n, k, models = report["images_total"], report["images_registered"], report["models"]
     retry = "try --matcher exhaustive" if report["matcher"] != "exhaustive" else "try more photos"
     if k == 0:
@@ -69,6 +68,16 @@ def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) 
         return (f"only {k} of {n} photos registered (left out: {listing(report['images_left_out'], 5)}); "
                 f"{HINT_OVERLAP}; {retry}, "
                 "or --single-camera when one camera took them all")
+    return None
+
+
+def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) -> str | None:
+    """The one line saying what went wrong and what to try, or None for a run the checks accept: the
+    registration's (:func:`registration_problem`), then the fit to the photos' GPS."""
+    retry = "try --matcher exhaustive" if report["matcher"] != "exhaustive" else "try more photos"
+    found = registration_problem(report, keep_largest)
+    if found is not None:
+        return found
     if report["gps_fit_failed"]:
         return ("the model could not be fitted to the photos' GPS (no similarity agrees with 3 or more of them); "
                 f"the reconstruction is likely mismatched ({retry}), or the GPS tags are wrong")

@@ -15,12 +15,12 @@ import numpy as np
 from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
-from momentum_gs.data.sfm.gcp import Control, read_control
+from momentum_gs.data.sfm.gcp import Control, check_marks, read_control
 from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georeference_gcps, gps_origin, to_enu
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
-from momentum_gs.data.sfm.report import draw_cameras, problem, summary, summary_lines
+from momentum_gs.data.sfm.report import draw_cameras, problem, registration_problem, summary, summary_lines
 from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import parse_json
@@ -45,6 +45,8 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     staged = out / "images" if in_place else work / "images"
     sizes, skipped = _stage_photos(photos, video, fps, out, staged, in_place, opts.overwrite)
     names = sorted(sizes)
+    if control is not None:  # before any feature is extracted
+        check_marks(control, names, skipped, opts.gcp)
     gps, unusable = _photo_gps(staged, names)
     database = _database(work, names, opts)
     laps = _Laps()
@@ -66,7 +68,8 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     report = summary(models, names, geo, matcher)
     report.update(photos_not_decoded=skipped, seconds=round(time.perf_counter() - laps.started, 1),
                   phase_seconds=laps.phases, pairs_matched=len(pairs), options=asdict(opts), georeference=geo)
-    report["problem"] = level_problem or problem(report, extent, opts.keep_largest)
+    report["problem"] = (registration_problem(report, opts.keep_largest) or level_problem
+                         or problem(report, extent, opts.keep_largest))
     report["ok"] = report["problem"] is None
     shutil.rmtree(models_dir, ignore_errors=True)
     if not report["ok"]:
