@@ -26,7 +26,7 @@ def options_of(budget: float | None, blocks: str) -> dict:
 
 
 def said(option: str, value) -> str:
-    """An option's value as the command line gives it: "20 s", "the config's steps", "auto"."""
+    """An option's value in words, as the command line gives it (a duration, a number of blocks, auto)."""
     if option == "time":
         return "none (the config's steps)" if value is None else duration(float(value))
     return str(value)
