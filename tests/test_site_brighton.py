@@ -110,9 +110,13 @@ def test_the_page_shows_the_city_on_the_globe(site):
                 if ((tileset.tilesLoaded && ++frames > 5) || performance.now() - start > 60000) {
                   off(); done(tileset.statistics.numberOfPointsSelected); } }); })""")["result"]["value"]
         assert drawn > 1000
+        assert browser.evaluate("widget.scene.primitives.length") == 2  # the tileset and the orthophoto under it
+        time.sleep(3)  # the frames drawn reach the screen
         shot = browser.screenshot()
-        map_area = shot[:500]  # the map's div: 560 px high, at the top after the title
-        coloured = (map_area.max(-1) - map_area.min(-1) > 0.08).mean()  # splats, not the black globe's space
+        map_area = shot[100:500, 20:780].reshape(-1, 3)  # inside the map's div (560 px high, below the title)
+        colours, counts = np.unique((map_area * 255).round().astype(np.int32), axis=0, return_counts=True)
+        globe = colours[counts.argmax()]  # the globe's own colour, where neither the city nor its map stands
+        coloured = (np.abs(map_area * 255 - globe).max(-1) > 20).mean()
         assert coloured > 0.05, coloured
         import cv2
 

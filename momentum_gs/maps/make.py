@@ -29,6 +29,7 @@ from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.model.gaussian_scene import resolve_backend
 
 SH_DEGREE = 1  # the map looks from one direction: degree 1 holds what it needs
+LOW_GROUND = 5  # the percentile of the surface model's heights called the low ground
 EXTENT_QUANTILE = 0.01  # without SfM points, the map covers the Gaussians' 1st to 99th percentiles (by opacity)
 
 
@@ -150,6 +151,9 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
                "seen_covered": None if seen_covered is None else round(seen_covered, 4),
                "depth": depth, "gaussians": gaussians, "bake": how, "dropped": dropped, "files": written,
                "seconds": round(seconds, 2)}
+    valid = rasters.dsm != NODATA
+    if valid.any():  # the low ground: what a picture of the map is laid on, under the city
+        summary["low_ground_height"] = round(float(np.percentile(rasters.dsm[valid], LOW_GROUND)), 3)
     if frame.origin is not None:
         world = frame.to_world(centre[None], np.zeros(1))
         summary["centre_wgs84"] = enu_to_wgs84(world, frame.origin)[0, :2].round(7).tolist()

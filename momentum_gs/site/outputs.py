@@ -94,7 +94,7 @@ def _maps(site: Site) -> dict:
     preview = site.maps / PREVIEW_NAME
     found = {"numbers": numbers, "files": sorted(site.maps / name for name in MAP_NAMES),
              "pictures": [(preview, f"the orthophoto (the map files below: {ORTHOPHOTO}, the surface model {DSM})")]}
-    bounds = summary.get("bounds_wgs84")
-    if preview.is_file() and isinstance(bounds, list) and len(bounds) == 4:
-        found["ground"] = {"picture": site.relative(preview), "west_south_east_north": bounds}
+    bounds, height = summary.get("bounds_wgs84"), summary.get("low_ground_height")
+    if preview.is_file() and isinstance(bounds, list) and len(bounds) == 4 and isinstance(height, (int, float)):
+        found["ground"] = {"picture": site.relative(preview), "west_south_east_north": bounds, "height": height}
     return found

@@ -2,8 +2,9 @@
 link to every file of the site.
 
 The page is made from what the stages recorded (:mod:`momentum_gs.site.outputs`), not from file names of its own.
-The map is CesiumJS drawing the site's 3D Tiles over the site's own orthophoto as the globe's ground, offline (no
-ion token, no other imagery, no terrain): the page loads
+The map is CesiumJS drawing the site's 3D Tiles over the site's own orthophoto, laid at the height of its low ground
+(the surface model's 5th percentile, in the tiles' datum) in the orthophoto's WGS84 bounds, offline (no ion token,
+no other imagery, no terrain): the page loads
 ``Cesium/Cesium.js`` beside it, a copy of the npm package's browser build made here when it is found (the
 ``MGS_CESIUM`` folder, ``./node_modules/cesium/Build/Cesium``, or npm's global packages). Without it the page
 shows the scene in the exported self-contained viewer (``export/scene.html``) and says how to get the globe.
@@ -31,9 +32,20 @@ MAP = """<div id="map"></div>
 <script>
   const widget = window.widget = new Cesium.CesiumWidget("map", { baseLayer: false, skyBox: false, skyAtmosphere: false });
   const ground = %s;
-  if (ground) {  // the site's own orthophoto as the globe's ground, offline
-    widget.imageryLayers.add(Cesium.ImageryLayer.fromProviderAsync(Cesium.SingleTileImageryProvider.fromUrl(
-      ground.picture, { rectangle: Cesium.Rectangle.fromDegrees(...ground.west_south_east_north) })));
+  if (ground) {  // the site's own orthophoto, laid at its low ground's height (the tiles' datum) under the city
+    widget.scene.primitives.add(new Cesium.Primitive({
+      geometryInstances: new Cesium.GeometryInstance({ geometry: new Cesium.RectangleGeometry({
+        rectangle: Cesium.Rectangle.fromDegrees(...ground.west_south_east_north), height: ground.height,
+        vertexFormat: Cesium.EllipsoidSurfaceAppearance.VERTEX_FORMAT }) }),
+      appearance: new Cesium.EllipsoidSurfaceAppearance({ aboveGround: true, translucent: false,
+        material: new Cesium.Material({ fabric: { uniforms: { image: ground.picture }, source: `
+          czm_material czm_getMaterial(czm_materialInput materialInput) {
+            czm_material material = czm_getDefaultMaterial(materialInput);
+            vec4 colour = texture(image, materialInput.st);
+            if (colour.a < 0.5) discard;  // no photo saw it: the globe shows through
+            material.diffuse = colour.rgb;
+            return material;
+          }` } }) }) }));
   }
   window.loaded = Cesium.Cesium3DTileset.fromUrl(%s).then((tileset) => {
     widget.scene.primitives.add(window.tileset = tileset);
