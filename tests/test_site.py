@@ -268,11 +268,12 @@ def test_the_page_shows_what_the_stages_recorded(tmp_path):
     site.maps.mkdir()
     (site.maps / "orthophoto.png").write_bytes(b"png")
     (site.maps / "maps.json").write_text(json.dumps({"width": 10, "height": 8, "gsd": 0.5, "covered": 0.9,
-                                                     "bounds_wgs84": [-0.2, 50.8, -0.1, 50.9]}))
+                                                     "bounds_wgs84": [-0.2, 50.8, -0.1, 50.9],
+                                                     "low_ground_height": 12.5}))
     site.mark("maps", 1.0, None, outputs("maps", site))
     globe = page_html(site, globe=True)
-    assert ('const ground = {"picture": "maps/orthophoto.png", "west_south_east_north": [-0.2, 50.8, -0.1, 50.9]};'
-            in globe) and "SingleTileImageryProvider" in globe
+    assert ('const ground = {"picture": "maps/orthophoto.png", "west_south_east_north": [-0.2, 50.8, -0.1, 50.9], '
+            '"height": 12.5};' in globe) and "RectangleGeometry" in globe
     assert "10 × 8 pixels of 0.5 m, 90 % covered" in globe and '<img src="maps/orthophoto.png">' in globe
 
 
