@@ -16,7 +16,7 @@ import warnings
 from types import ModuleType
 
 from momentum_gs import __version__
-from momentum_gs.errors import DataWarning, Interrupted, UserError
+from momentum_gs.errors import DataWarning, exit_status
 
 COMMANDS = {  # name: what it does; its module is momentum_gs.commands.<name>
     "run": "photos to a site in one command: sfm, training (--time), evaluation, one bake for 3D Tiles, a web page "
@@ -99,20 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or a bad command line (one line said already)
         return exc.code if isinstance(exc.code, int) else 2
-    try:
-        with warnings.catch_warnings():  # restores the warning printer after the command
-            warnings.showwarning = _one_line_warnings(warnings.showwarning)
-            command_module(args.command).run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Interrupted as exc:
-        print(str(exc), file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:  # outside training, or a second Ctrl-C while the checkpoint is written
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    with warnings.catch_warnings():  # restores the warning printer after the command
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return exit_status(lambda: command_module(args.command).run(args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The one exception type the command line turns into a one-line message."""
+"""The one exception type the command line turns into a one-line message, and how a command's end is said."""
+
+import sys
+from collections.abc import Callable
 
 
 class UserError(Exception):
@@ -31,3 +34,21 @@ def one_line(exc: BaseException, limit: int | None = None) -> str:
     loading errors that run to many lines."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+
+def exit_status(work: Callable[[], object]) -> int:
+    """Run ``work`` and return the exit status a command ends with: 0; 2 after a :class:`UserError`, said as one
+    ``error:`` line; 130 after :class:`Interrupted` (its message) or Ctrl-C ("interrupted"). ``mgs`` and each
+    training process it starts end this way."""
+    try:
+        work()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:  # outside training, or a second Ctrl-C while the checkpoint is written
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+    return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from momentum_gs.config import Config, environment, resolve_device
 from momentum_gs.config.device import cores
-from momentum_gs.errors import Interrupted, UserError
+from momentum_gs.errors import UserError, exit_status
 from momentum_gs.partition.partition import Partition
 from momentum_gs.train.distributed import Rendezvous, World, launched_by_torchrun
 from momentum_gs.train.request import TrainRequest
@@ -104,23 +104,16 @@ def launch(processes: int, cfg: Config, request: TrainRequest) -> int:
 
 
 def train_process(cfg: Config, request: TrainRequest, place: Rendezvous, log: str | None) -> None:
-    """One training process of :func:`launch`: its output to ``log`` (None: this terminal), bad input said in one
-    ``error:`` line and exit status 2, as ``mgs`` says it."""
+    """One training process of :func:`launch`: its output to ``log`` (None: this terminal); it ends as ``mgs`` does
+    (:func:`~momentum_gs.errors.exit_status`: bad input in one ``error:`` line, status 2)."""
     if log is not None:
         with open(log, "ab") as file:
             os.dup2(file.fileno(), 1)
             os.dup2(file.fileno(), 2)
-    viewer = request.viewer if place.world.is_main else None
-    try:
-        train(cfg, resume=request.resume, viewer=viewer, keep_viewer=request.keep_viewer,
-              report=lambda summary: print(describe_run(summary), flush=True), budget=request.budget,
-              started=request.started, plan=True, rendezvous=place)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        print(str(exc) or "interrupted", file=sys.stderr, flush=True)
-        raise SystemExit(130)
+    raise SystemExit(exit_status(lambda: train(
+        cfg, resume=request.resume, viewer=request.viewer, keep_viewer=request.keep_viewer,
+        report=lambda summary: print(describe_run(summary), flush=True), budget=request.budget,
+        started=request.started, plan=True, rendezvous=place)))  # the viewer: process 0's, as train() decides
 
 
 def _wait(children: list, outputs: list[str | None]) -> int:
