@@ -107,13 +107,13 @@ SCHEDULE_KEYS = {
 INTERVAL_KEYS = ("weighting.eval_interval", "log.image_every", "log.checkpoint_every", "blocks.interval")
 
 
-def scale_schedules(cfg: Config, factor: float, since: int = 0) -> None:
+def scale_schedules(cfg: Config, factor: float, since: int = 0, intervals: bool = True) -> None:
     """Scale ``cfg``'s schedules by ``factor`` in place: every point of :data:`SCHEDULE_KEYS` after step ``since``
     keeps its share of the steps after it (moved to since + (point − since) × factor, at least one step past
-    ``since``); the caller sets ``optim.steps`` to the new end. With ``since`` = 0 (a run not started) the intervals of
-    :data:`INTERVAL_KEYS` are scaled too (each at least 1; 0, off, stays off); a run under way keeps its
-    intervals. Used by ``--time``'s plan before the first step and by its re-plan during the run."""
-    keys = (*SCHEDULE_KEYS, *(INTERVAL_KEYS if since == 0 else ()))
+    ``since``); the caller sets ``optim.steps`` to the new end. With ``intervals`` the intervals of
+    :data:`INTERVAL_KEYS` are scaled too (each at least 1; 0, off, stays off): a run not started yet; a run under
+    way keeps its intervals. Used by ``--time``'s plan before the first step and by its re-plan during the run."""
+    keys = (*SCHEDULE_KEYS, *(INTERVAL_KEYS if intervals else ()))
     for key in keys:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

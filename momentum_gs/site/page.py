@@ -85,7 +85,7 @@ def write_page(site: Site) -> list[str]:
     elif cesium is None:
         lines.append("CesiumJS not found (npm install -g cesium@1.145.0, or MGS_CESIUM=its Build/Cesium folder): the "
                      "page shows the scene in its own viewer instead of on the globe")
-    atomic_write_text(site.page, page_html(site, cesium is not None))
+    atomic_write_text(site.page, page_html(site, cesium is not None, made))
     lines.append(f"page: {site.page}; to look at it: python -m http.server -d {site.root} 8000, then open "
                  "http://localhost:8000/")
     return lines
@@ -109,10 +109,11 @@ def recorded(site: Site) -> dict:
     return made
 
 
-def page_html(site: Site, globe: bool) -> str:
-    """The page's HTML (module notes); ``globe``: CesiumJS lies beside it."""
+def page_html(site: Site, globe: bool, made: dict | None = None) -> str:
+    """The page's HTML (module notes); ``globe``: CesiumJS lies beside it; ``made``: :func:`recorded` (None: read
+    here)."""
     name = html.escape(site.root.resolve().name)
-    made = recorded(site)
+    made = recorded(site) if made is None else made
     if globe and made.get("tileset"):
         view = MAP % (json.dumps(made.get("ground")), json.dumps(made["tileset"]))
     elif made.get("viewer"):

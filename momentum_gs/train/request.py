@@ -39,8 +39,3 @@ class TrainRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
-
-    @property
-    def deadline(self) -> float | None:
-        """``time.time()`` by which the budget is spent (None without one)."""
-        return None if self.budget is None else self.started + self.budget

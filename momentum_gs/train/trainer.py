@@ -218,7 +218,7 @@ class Trainer(BlockStep, Checkpointing):
         cfg, n, k = self.cfg, len(self.blocks), self.scheduler.num_active
         now = self.block_equivalent(self.step)
         steps = max(now, total * k // n, 1)
-        scale_schedules(cfg, (steps - now) / max(cfg.optim.steps - now, 1), since=now)
+        scale_schedules(cfg, (steps - now) / max(cfg.optim.steps - now, 1), since=now, intervals=False)
         self.weighting.warmup_steps = cfg.weighting.warmup
         cfg.optim.steps = steps
         self.total_steps = max(self.step, math.ceil(steps * n / k))
