@@ -25,9 +25,8 @@ from momentum_gs.export.scaffold import export_scene
 from momentum_gs.export.splat import save_splat
 from momentum_gs.export.spz import save_spz
 from momentum_gs.export.standard_ply import save_standard_ply
-from momentum_gs.export.tiles.blocks import TILESET_NAMES, export_tiles, tiles_lines, write_tiles
+from momentum_gs.export.tiles.blocks import export_tiles, tiles_lines, write_tiles_whole
 from momentum_gs.export.tiles.lod import TILE_SIZE, check_tile_count
-from momentum_gs.io.folders import written_whole
 from momentum_gs.export.tiles.sog_lod import export_sog_lod
 from momentum_gs.export.web import save_viewer, save_with_splat_transform
 from momentum_gs.io.run_folder import RunFolder
@@ -120,9 +119,7 @@ def _tiles(request: Request) -> list[str]:
 
 
 def _tiles_from_bake(gaussians, folder: Path, context: Context, sh_degree: int) -> list[str]:
-    with written_whole(folder, "a 3D Tiles export", TILESET_NAMES) as work:
-        written = write_tiles([gaussians], work, context.tile_size, context.georef, context.tile_compression)
-    written.path = folder / written.path.name
+    written = write_tiles_whole([gaussians], folder, context.tile_size, context.georef, context.tile_compression)
     return tiles_lines(written, sh_degree, context.tile_size, context.tile_compression, context.georef,
                        context.data_path)
 

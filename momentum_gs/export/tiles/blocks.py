@@ -89,12 +89,20 @@ def export_tiles(run_dir: str | Path, out: str | Path, sh_degree: int = 3, tile_
             yield gaussians
             del gaussians
 
-    with written_whole(out, "a 3D Tiles export", TILESET_NAMES) as work:
-        written = write_tiles(kept(bake_blocks(blocks, scene.train, cfg.render, sh_degree)), work, tile_size, georef,
-                              tile_compression)
-    written.path = out / written.path.name
+    written = write_tiles_whole(kept(bake_blocks(blocks, scene.train, cfg.render, sh_degree)), out, tile_size,
+                                georef, tile_compression)
     return tiles_lines(written, sh_degree, tile_size, tile_compression, georef, cfg.data.path,
                        dropped_line(counts[1], counts[0]))
+
+
+def write_tiles_whole(blocks: Iterable[StandardGaussians], out: Path, tile_size: int, georef: dict | None,
+                      tile_compression: str) -> "TilesWritten":
+    """:func:`write_tiles` into the folder ``out``, replaced whole (a killed export leaves the one before it); the
+    tileset's path in the result is the one in ``out``."""
+    with written_whole(out, "a 3D Tiles export", TILESET_NAMES) as work:
+        written = write_tiles(blocks, work, tile_size, georef, tile_compression)
+    written.path = out / written.path.name
+    return written
 
 
 def tiles_lines(written: "TilesWritten", sh_degree: int, tile_size: int, tile_compression: str, georef: dict | None,
