@@ -14,6 +14,7 @@ earlier ones as they were (each writes only its own folder). The folders:
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import time
@@ -93,13 +94,7 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
     if first is not None:
         site.forget(list(STAGES[STAGES.index(first):]))
     redo = first is not None and STAGES.index(first) <= STAGES.index("train")  # not a killed training to resume
-    grounds: list[Ground | None] = []  # the ground the photos see, worked out once for the export and the maps
-
-    def ground() -> Ground | None:
-        if not grounds:
-            grounds.append(site_ground(site))
-        return grounds[0]
-
+    ground = functools.cache(lambda: site_ground(site))  # the ground the photos see: once, for the export and maps
     steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks, redo),
              "eval": lambda: _eval(site), "export": lambda: _export(site, budget, ground()),
              "maps": lambda: _maps(site, ground()), "page": lambda: write_page(site)}
