@@ -24,7 +24,7 @@ from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.export.tiles.gltf import load_glb
 from momentum_gs.site import stages
 from momentum_gs.site.folder import Site
-from momentum_gs.site.options import AFFECTS, first_changed
+from momentum_gs.site.options import AFFECTS, first_changed, options_of
 from momentum_gs.site.outputs import outputs
 from momentum_gs.site.page import page_html
 from tests.helpers.cli import assert_one_line_error, mgs
@@ -241,6 +241,17 @@ def test_a_changed_option_redoes_the_first_stage_it_affects():
     old = {"stages": {stage: done for stage in stages.STAGES}}  # a site of before the options were recorded
     assert first_changed(stages.STAGES, old, {"time": 1.0, "blocks": "3"}) is None
     assert set(AFFECTS.values()) <= set(stages.STAGES)
+
+
+def test_new_ground_control_redoes_the_sfm(tmp_path):
+    done = {"done": True, "seconds": 1.0}
+    before = options_of(60.0, "auto")
+    record = {"stages": {stage: {**done, "options": before} for stage in stages.STAGES}}
+    (tmp_path / "gcp_list.txt").write_text("EPSG:4326\n")
+    assert first_changed(stages.STAGES, record, options_of(60.0, "auto")) is None
+    now = options_of(60.0, "auto", gcp=tmp_path / "gcp_list.txt")
+    assert first_changed(stages.STAGES, record, now) == (
+        "sfm", f"--gcp was none, now {(tmp_path / 'gcp_list.txt').resolve()}: redoing sfm and the stages after it")
 
 
 def test_a_site_made_from_other_photos_is_refused(tiny_scene, tmp_path):

@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=_blocks, default="auto",
                         help=f"blocks the scene is trained in: auto (default: sized from the photos and the "
                              f"capture's extent, at most {MAX_AUTO_BLOCKS}) or a number")
+    parser.add_argument("--gcp", type=Path, help="ground control points (OpenDroneMap's gcp_list.txt, as mgs sfm "
+                        "--gcp): the site is placed and adjusted on them (default: PHOTOS/gcp_list.txt if there is one)")
+    parser.add_argument("--check", type=Path, help="check points in the same format: never used in a fit; their "
+                        "errors, RMSE, CE90 and LE90 go into the scene's sfm.json and the site's page")
     parser.add_argument("--from", dest="first", choices=STAGES,
                         help="redo this stage and the ones after it (default: only the stages not done yet)")
 
@@ -42,6 +46,10 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"{photos} is not a folder of photos")
     started = time.perf_counter()
     site = Site(Path(args.out))
-    run_stages(photos, site, args.time, args.blocks, args.first)
+    for listed in (args.gcp, args.check):  # before any work
+        if listed is not None and not listed.is_file():
+            raise UserError(f"{listed} is not a file; give a gcp_list.txt (a projection line, then 'x y z pixel_x "
+                            "pixel_y image [name]' lines)")
+    run_stages(photos, site, args.time, args.blocks, args.first, gcp=args.gcp, check=args.check)
     print(f"site done in {duration(time.perf_counter() - started)}: {site.page} (python -m http.server -d "
           f"{site.root} 8000, then open http://localhost:8000/)")

@@ -42,8 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the photos' GPS altitude: auto (default) uses it only where it agrees with the level "
                              "the photos show, use trusts it, ignore levels by the photos alone")
     parser.add_argument("--gcp", help="ground control points in OpenDroneMap's gcp_list.txt format (a projection "
-                        "line, then 'x y z pixel_x pixel_y image [name]' lines): the scene is placed on them instead "
-                        "of the photos' GPS, each point's residual reported")
+                        "line, then 'x y z pixel_x pixel_y image [name]' lines): the scene is placed on them and "
+                        "adjusted on them and the photos' GPS together (default: PHOTOS/gcp_list.txt if there is "
+                        "one)")
+    parser.add_argument("--check", help="check points, in the same format as --gcp: never used in a fit, each "
+                        "measured against the result (east, north, up error, RMSE, CE90 and LE90 in sfm.json)")
     parser.add_argument("--keep-largest", action="store_true",
                         help="a capture in disconnected parts: write the largest part (default: refuse)")
     parser.add_argument("--overwrite", action="store_true",
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> None:
     opts = SfmOptions(matcher=args.matcher, camera_model=args.camera_model,
                       camera_mode=args.camera_mode or DEFAULT.camera_mode, max_size=args.max_size,
                       vocab_tree=args.vocab_tree, threads=args.threads, gps_altitude=args.gps_altitude,
-                      keep_largest=args.keep_largest, overwrite=args.overwrite, gcp=args.gcp)
+                      keep_largest=args.keep_largest, overwrite=args.overwrite, gcp=args.gcp,
+                      check=args.check)
     report = run_sfm(Path(args.photos) if args.photos else None, Path(args.out), opts,
                      video=Path(args.video) if args.video else None, fps=args.fps)
     print("\n".join(run_lines(report, Path(args.out))))

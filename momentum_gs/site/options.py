@@ -8,6 +8,7 @@ a rerun skips what is done. (OpenDroneMap keeps the same kind of table of its op
 |---|---|---|
 | ``--time`` | train | the steps and every schedule are fitted to it; the export's refinement takes a share of it |
 | ``--blocks`` | train | the partition the run is trained in |
+| ``--gcp``, ``--check`` | sfm | the ground control the scene is placed and adjusted on; the points it is measured on |
 
 The photos are not an option of this table: a site made from other photos is refused unless ``--from sfm`` says to
 start again (:func:`~momentum_gs.site.stages.run_stages`).
@@ -15,20 +16,25 @@ start again (:func:`~momentum_gs.site.stages.run_stages`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from momentum_gs.train.plan import duration
 
-AFFECTS = {"time": "train", "blocks": "train"}  # option: the first stage it changes
+AFFECTS = {"time": "train", "blocks": "train", "gcp": "sfm", "check": "sfm"}  # option: the first stage it changes
 
 
-def options_of(budget: float | None, blocks: str) -> dict:
-    """The options of one ``mgs run``, as recorded in ``stages.json``."""
-    return {"time": budget, "blocks": blocks}
+def options_of(budget: float | None, blocks: str, gcp: Path | None = None, check: Path | None = None) -> dict:
+    """The options of one ``mgs run``, as recorded in ``stages.json`` (the control files by their full paths)."""
+    return {"time": budget, "blocks": blocks, "gcp": None if gcp is None else str(Path(gcp).resolve()),
+            "check": None if check is None else str(Path(check).resolve())}
 
 
 def said(option: str, value) -> str:
     """An option's value in words, as the command line gives it (a duration, a number of blocks, auto)."""
     if option == "time":
         return "none (the config's steps)" if value is None else duration(float(value))
+    if option in ("gcp", "check"):
+        return "none" if value is None else str(value)
     return str(value)
 
 

@@ -51,9 +51,24 @@ def _sfm(site: Site) -> dict:
                     ["SfM points", str(report.get("points", "?"))]]
         if report.get("gps_residual_horizontal_rms_m") is not None:
             numbers.append(["GPS residual (horizontal RMS)", f"{report['gps_residual_horizontal_rms_m']:.2f} m"])
+        numbers += _accuracy(report)
     return {"numbers": numbers,
             "pictures": [(site.scene / PICTURE_NAME, "the photos' positions over the SfM points")],
             "files": [site.scene / REPORT_NAME, site.scene / GEOREF_NAME]}
+
+
+def _accuracy(report: dict) -> list[list[str]]:
+    """The check points' accuracy (measured against points no fit used) and the GCPs' fit (not a check)."""
+    numbers, check = [], report.get("check_points") or {}
+    if check.get("count"):
+        text = f"{check['rmse_horizontal_m']:.3f} m RMSE, CE90 {check['ce90_m']:.3f} m horizontally"
+        if "rmse_vertical_m" in check:
+            text += f"; {check['rmse_vertical_m']:.3f} m RMSE, LE90 {check['le90_m']:.3f} m vertically"
+        numbers.append([f"accuracy on {check['count']} check points (never used in a fit)", text])
+    if report.get("fit") == "gcp" and report.get("gps_residual_rms_m") is not None:
+        numbers.append(["ground control points (fitted to them, not a check)",
+                        f"{report['gps_residual_rms_m']:.3f} m RMS before the adjustment"])
+    return numbers
 
 
 def _train(site: Site) -> dict:

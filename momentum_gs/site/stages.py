@@ -73,9 +73,10 @@ def auto_blocks(photos: int, scene_dir: Path) -> tuple[int, str]:
 
 
 def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, first: str | None,
-               say=print) -> dict:
+               say=print, gcp: Path | None = None, check: Path | None = None) -> dict:
     """Run the stages not yet done (all from ``first`` on, and from the first stage an option changed since it ran,
-    :mod:`momentum_gs.site.options`); returns the record. Each stage's own lines are printed as it goes (``say``)."""
+    :mod:`momentum_gs.site.options`); returns the record. Each stage's own lines are printed as it goes (``say``).
+    ``gcp``, ``check``: the ground control and check points of the SfM (`mgs sfm --gcp`, ``--check``)."""
     if site.root.exists() and not site.root.is_dir():
         raise UserError(f"--out {site.root} is a file; the site needs a folder: give another --out")
     site.root.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,7 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
         raise UserError(f"{site.root} was made from the photos in {known}, not {photos}: give those, another --out, "
                         "or --from sfm to start again from these")
     site.record["photos"] = str(photos)
-    options = options_of(budget, blocks)
+    options = options_of(budget, blocks, gcp, check)
     changed = first_changed(STAGES, site.record, options)
     if changed is not None and (first is None or STAGES.index(changed[0]) < STAGES.index(first)):
         first = changed[0]
@@ -95,7 +96,7 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
         site.forget(list(STAGES[STAGES.index(first):]))
     redo = first is not None and STAGES.index(first) <= STAGES.index("train")  # not a killed training to resume
     ground = functools.cache(lambda: site_ground(site))  # the ground the photos see: once, for the export and maps
-    steps = {"sfm": lambda: _sfm(photos, site, first == "sfm"), "train": lambda: _train(site, budget, blocks, redo),
+    steps = {"sfm": lambda: _sfm(photos, site, first == "sfm", gcp, check), "train": lambda: _train(site, budget, blocks, redo),
              "eval": lambda: _eval(site), "export": lambda: _export(site, budget, ground()),
              "maps": lambda: _maps(site, ground()), "page": lambda: write_page(site)}
     for stage in STAGES:
@@ -110,8 +111,10 @@ def run_stages(photos: Path, site: Site, budget: float | None, blocks: str, firs
     return site.record
 
 
-def _sfm(photos: Path, site: Site, again: bool) -> list[str]:
-    report = run_sfm(photos, site.scene, SfmOptions(overwrite=again or site.scene.exists()))
+def _sfm(photos: Path, site: Site, again: bool, gcp: Path | None, check: Path | None) -> list[str]:
+    report = run_sfm(photos, site.scene, SfmOptions(overwrite=again or site.scene.exists(),
+                                                    gcp=None if gcp is None else str(gcp),
+                                                    check=None if check is None else str(check)))
     return sfm_lines(report)
 
 

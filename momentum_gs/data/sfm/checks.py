@@ -125,7 +125,7 @@ def mirror(p: Placed) -> Check | None:
         return None
     if L.along_a_line(measured, LINE):
         return Check("mirror", True, "a mirror cannot be told from fixes along one line")
-    fitted = L.plan_fits(p.fit, p.centres, p.enu)
+    fitted = L.plan_fits(p.fit, p.centres, p.enu, robust=p.gcp_residuals is None)
     if fitted is None:
         return None
     proper, mirrored = fitted

@@ -13,6 +13,7 @@ import numpy as np
 from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.colmap_steps import transform
+from momentum_gs.data.sfm.control import control_enu
 from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
 from momentum_gs.data.sfm.placement import Placement, inlier_floor, place_on_gcps, place_on_gps
 from momentum_gs.data.sfm.up import Views
@@ -148,10 +149,7 @@ def georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray) -> 
     """Fit ``model`` to its ground control points and apply the fit (in place) when it passes its checks:
     (the georeference for ``georef.json``, the problem that fails the run or None, lines for the console)."""
     images = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
-    gcps, lla = control.gcps, control.lla
-    enu = dict(zip([g.name for g in gcps], wgs84_to_enu(np.nan_to_num(lla, nan=origin[2]), origin)))
-    for g, row in zip(gcps, lla):
-        enu[g.name][2] = enu[g.name][2] if np.isfinite(row[2]) else np.nan
+    gcps, enu = control.gcps, control_enu(control, origin)
     points, skipped = {}, {}
     for g in gcps:
         rays = [(images[name].cam_from_world().matrix(), np.asarray(images[name].camera.cam_from_img(pixel)))

@@ -190,22 +190,32 @@ def gps_fit(centres: np.ndarray, enu: np.ndarray, threshold: float, seed: int = 
     return fit
 
 
-def plan_fits(fit: Fit, centres: np.ndarray, enu: np.ndarray, seed: int = 0) -> tuple[float, float] | None:
-    """(median horizontal residual of the best proper 2-D similarity, of the best one with a reflection), in
-    metres, from the fitted plan of ``centres`` to the photos' east and north; None with fewer than 3 photos.
-    A reflection fitting clearly better means the scene is upside down (a proper rotation cannot fix it)."""
+def plan_fits(fit: Fit, centres: np.ndarray, enu: np.ndarray, seed: int = 0, robust: bool = True
+              ) -> tuple[float, float] | None:
+    """(horizontal residual of the best proper 2-D similarity, of the best one with a reflection), in metres, from
+    the fitted plan of ``centres`` to their east and north; None with fewer than 3 points. A reflection fitting
+    clearly better means the scene is upside down (a proper rotation cannot fix it).
+
+    ``robust`` (GPS fixes, some of them wrong): RANSAC fits, compared by their median residual. Otherwise
+    (surveyed ground control, every point trusted): least squares on every point, compared by the RMS, since a
+    median of a few points is fitted exactly by a reflection through three of them (a rectangle's diagonal and its
+    centre, as GCPs are often laid out)."""
     plan, target = fit.apply(centres)[:, :2], enu[:, :2]
     if len(plan) < 3:
         return None
-    medians = []
+    residuals = []
     for flip in (np.array([1.0, 1.0]), np.array([1.0, -1.0])):
-        found = robust_similarity(plan * flip, target, fit.threshold, np.random.default_rng(seed))
+        if robust:
+            found = robust_similarity(plan * flip, target, fit.threshold, np.random.default_rng(seed))
+        else:
+            found = similarity(plan * flip, target)
         if found is None:
-            medians.append(float("inf"))
+            residuals.append(float("inf"))
             continue
-        s, R, t, _ = found
-        medians.append(float(np.median(np.linalg.norm(s * (plan * flip) @ R.T + t - target, axis=1))))
-    return medians[0], medians[1]
+        s, R, t = found[:3]
+        lengths = np.linalg.norm(s * (plan * flip) @ R.T + t - target, axis=1)
+        residuals.append(float(np.median(lengths) if robust else np.sqrt(np.mean(lengths ** 2))))
+    return residuals[0], residuals[1]
 
 
 def altitude_drift(residuals: np.ndarray, order: np.ndarray) -> float | None:

@@ -36,4 +36,5 @@ class SfmOptions:
     gps_altitude: AltitudeMode = "auto"  # auto: used where it agrees with the photos' level; use; ignore
     keep_largest: bool = False  # write the largest connected part of a capture that does not connect
     overwrite: bool = False  # replace the scene already in OUT (after this run succeeds)
-    gcp: str | None = None  # ground control points (OpenDroneMap's gcp_list.txt), fitted in place of the GPS
+    gcp: str | None = None  # ground control points (OpenDroneMap's gcp_list.txt): placed on, then adjusted with the GPS
+    check: str | None = None  # check points, in the same format: never used in a fit, measured against the result

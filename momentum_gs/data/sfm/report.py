@@ -47,6 +47,8 @@ def summary(reconstructions: list, names: list[str], geo: dict | None, matcher: 
         "fit": geo.get("fit") if geo else None,
         "up_from": geo.get("up_from") if geo else None,
         "verified": geo.get("verified") if geo else None,
+        "adjustment": geo.get("adjustment") if geo else None,
+        "check_points": geo.get("check_points") if geo else None,
     }
 
 
@@ -104,7 +106,8 @@ def summary_lines(report: dict) -> list[str]:
                      f"photos ({share:.0%} of the capture); the other parts hold {', '.join(map(str, report['models'][1:]))}")
     if report["georeferenced"]:
         vertical = report["gps_residual_vertical_rms_m"]
-        altitude = (f"ground control points within {report['gps_residual_rms_m']:.3f} m RMS (each in sfm.json)"
+        altitude = (f"ground control points within {report['gps_residual_rms_m']:.3f} m RMS before the adjustment "
+                    "(each in sfm.json; fitted to them, not an independent check)"
                     if report["fit"] == "gcp" else
                     f"GPS residual {vertical:.2f} m vertically" if report["fit"] == "gps" else
                     f"height: the GPS altitudes' median (their residual {vertical:.1f} m RMS)" if vertical is not None
@@ -113,7 +116,19 @@ def summary_lines(report: dict) -> list[str]:
         up = verified.get("up") or f"z from {report['up_from']}"
         lines.append(f"georeferenced: ENU metres; {up}; {verified.get('placed')}")
         lines.append(f"up from {report['up_from']}; {altitude}")
+    lines += check_lines(report.get("check_points"))
     return lines
+
+
+def check_lines(check: dict | None) -> list[str]:
+    """The accuracy measured on check points, in a line (none without check points)."""
+    if not check or not check.get("count"):
+        return [] if not check else ["no check point could be measured (each says why in sfm.json)"]
+    text = (f"accuracy on {check['count']} check points: horizontal RMSE {check['rmse_horizontal_m']:.3f} m, "
+            f"CE90 {check['ce90_m']:.3f} m")
+    if "rmse_vertical_m" in check:
+        text += f"; vertical RMSE {check['rmse_vertical_m']:.3f} m, LE90 {check['le90_m']:.3f} m"
+    return [text]
 
 
 def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) -> None:

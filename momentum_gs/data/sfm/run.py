@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
+from momentum_gs.data.sfm.control import adjust_on_control, check_points, has_heights, without_flat_heights
 from momentum_gs.data.sfm.gcp import Control, check_marks, read_control
 from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georeference_gcps, gps_origin, to_enu
 from momentum_gs.data.sfm.gps import read_gps
@@ -26,6 +27,7 @@ from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import parse_json
 
 REPORT_NAME, PICTURE_NAME, WORK_NAME = "sfm.json", "cameras.png", "sfm"
+GCP_LIST_NAME = "gcp_list.txt"  # OpenDroneMap's name for the ground control beside the photos
 SCENE_PARTS = ("images", "sparse", GEOREF_NAME, REPORT_NAME)  # an OUT holding any of these holds a scene
 
 
@@ -38,15 +40,18 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     """
     pycolmap = steps.import_pycolmap()
     _check_options(opts)
-    control = read_control(Path(opts.gcp)) if opts.gcp is not None else None  # a bad file: refused before any work
+    opts = _beside_photos(photos, opts)
+    control = _read_control(opts.gcp, "ground control points")  # a bad file: refused before any work
+    check = _read_control(opts.check, "check points")
     out = Path(out)
     work = out / WORK_NAME
     in_place = photos is not None and Path(photos).resolve() == (out / "images").resolve()
     staged = out / "images" if in_place else work / "images"
     sizes, skipped = _stage_photos(photos, video, fps, out, staged, in_place, opts.overwrite)
     names = sorted(sizes)
-    if control is not None:  # before any feature is extracted
-        check_marks(control, names, skipped, opts.gcp)
+    for listed, source in ((control, opts.gcp), (check, opts.check)):
+        if listed is not None:  # before any feature is extracted
+            check_marks(listed, names, skipped, source)
     gps, unusable = _photo_gps(staged, names)
     database = _database(work, names, opts)
     laps = _Laps()
@@ -60,11 +65,13 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     models = _map_images(pycolmap, database, staged, models_dir, len(names), len(gps), opts)
     laps("mapping")
     model = models[0] if models else None
-    if control is not None and model is not None:
+    if control is not None and model is not None and (has_heights(control) >= 3 or not gps):
         geo, extent, level_problem = _georeference_gcps(pycolmap, model, control, origin)
-    else:
+    else:  # GCPs without heights are used in the adjustment, on a model the GPS placed
         geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names,
                                                    unusable)
+    if geo is not None and geo.get("transform") is not None and level_problem is None:
+        _on_control(pycolmap, model, geo, control, check, enu)
     report = summary(models, names, geo, matcher)
     report.update(photos_not_decoded=skipped, seconds=round(time.perf_counter() - laps.started, 1),
                   phase_seconds=laps.phases, pairs_matched=len(pairs), options=asdict(opts), georeference=geo)
@@ -179,6 +186,42 @@ def _georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray | N
     for line in lines:
         print(line)
     return geo, None, problem
+
+
+def _beside_photos(photos: Path | None, opts: SfmOptions) -> SfmOptions:
+    """``opts`` with the ``gcp_list.txt`` beside the photos as the ground control when none is given (as
+    OpenDroneMap does), said in one line."""
+    found = Path(photos) / GCP_LIST_NAME if photos is not None else None
+    if opts.gcp is not None or found is None or not found.is_file():
+        return opts
+    print(f"ground control points: {found} (a {GCP_LIST_NAME} beside the photos is used; --gcp gives another)")
+    return replace(opts, gcp=str(found))
+
+
+def _read_control(path: str | None, what: str) -> Control | None:
+    """The GCP list at ``path`` (None without one), with heights that say nothing taken as unknown (said)."""
+    if path is None:
+        return None
+    control, line = without_flat_heights(read_control(Path(path)), f"{what} of {path}")
+    if line:
+        print(line)
+    return control
+
+
+def _on_control(pycolmap, model, geo: dict, control: Control | None, check: Control | None,
+                enu: dict[str, np.ndarray]) -> None:
+    """The placed model adjusted on its ground control and GPS, then measured on its check points; the figures
+    into ``geo``, the lines said."""
+    origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")])
+    lines = []
+    if control is not None:
+        geo["adjustment"], said = adjust_on_control(pycolmap, model, control, origin, enu)
+        lines += said
+    if check is not None:
+        geo["check_points"], said = check_points(model, check, origin)
+        lines += said
+    for line in lines:
+        print(line)
 
 
 def _check_options(opts: SfmOptions) -> None:

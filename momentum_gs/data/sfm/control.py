@@ -1,0 +1,130 @@
+"""Ground control in `mgs sfm` after the model is placed: the adjustment on the GCPs and the GPS together
+(:mod:`momentum_gs.data.sfm.adjust`), and the check points, which no fit ever sees, measured against the result.
+
+Accuracy follows the NSSDA (FGDC-STD-007.3-1998), as ASPRS's standard for digital geospatial data does: errors
+assumed normal, CE90 = 2.1460 / sqrt(2) x the horizontal RMSE (RMSE_r; the x and y errors alike), LE90 = 1.6449 x
+the vertical RMSE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from momentum_gs.data.georef import wgs84_to_enu
+from momentum_gs.data.sfm.adjust import GPS_FLOOR_M, Anchor, adjust
+from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
+
+CE90_PER_RMSE_R = 2.1460 / np.sqrt(2.0)  # 90 % of a circular normal error within this many RMSE_r
+LE90_PER_RMSE_Z = 1.6449  # 90 % of a normal error within this many standard deviations
+RAYLEIGH_MEDIAN = 1.1774  # the median length of a circular normal error, in standard deviations per axis
+
+
+def without_flat_heights(control: Control, what: str) -> tuple[Control, str | None]:
+    """``control`` with heights that say nothing (every one the same, or none given) made unknown (NaN), and the
+    line that says so; a list of one point keeps its height."""
+    heights = control.lla[:, 2]
+    given = heights[np.isfinite(heights)]
+    if len(control.gcps) < 2 or (len(given) == len(heights) and np.ptp(given) > 0):
+        return control, None
+    if len(given) and len(given) < len(heights):
+        return control, None  # some with and some without: each is taken as given
+    lla = control.lla.copy()
+    lla[:, 2] = np.nan
+    said = "no heights" if not len(given) else f"every height {given[0]:g} m"
+    return Control(control.projection, control.gcps, lla), \
+        f"the {what} give {said}: taken as unknown, so they are used horizontally only"
+
+
+def has_heights(control: Control) -> int:
+    """How many of ``control``'s points have a height."""
+    return int(np.isfinite(control.lla[:, 2]).sum())
+
+
+def control_enu(control: Control, origin: np.ndarray) -> dict[str, np.ndarray]:
+    """GCP name → [3] east, north, up metres at ``origin`` (up NaN where the height is unknown)."""
+    lla = control.lla
+    enu = wgs84_to_enu(np.where(np.isfinite(lla), lla, origin[None]), origin)
+    enu[~np.isfinite(lla[:, 2]), 2] = np.nan
+    return dict(zip([g.name for g in control.gcps], enu))
+
+
+def gps_std(model, gps_enu: dict[str, np.ndarray]) -> np.ndarray | None:
+    """[3] the GPS's standard deviation (east, north, up NaN) measured on the placed ``model``: from the median
+    horizontal distance between each camera and its fix, bias included, at least ``GPS_FLOOR_M``; None with
+    fewer than 3 fixes."""
+    centres = {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
+    names = [n for n in gps_enu if n in centres]
+    if len(names) < 3:
+        return None
+    distance = np.linalg.norm(np.stack([centres[n][:2] - gps_enu[n][:2] for n in names]), axis=1)
+    sigma = max(GPS_FLOOR_M, float(np.median(distance)) / RAYLEIGH_MEDIAN)
+    return np.array([sigma, sigma, np.nan])
+
+
+def adjust_on_control(pycolmap, model, control: Control, origin: np.ndarray,
+                      gps_enu: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
+    """Adjust the placed ``model`` in place on the GCPs of ``control`` and the photos' GPS (``gps_enu``, horizontal
+    only, weighted by what it measures against the model): (figures for ``georef.json``, console lines)."""
+    enu = control_enu(control, origin)
+    anchors = [Anchor(g.name, enu[g.name], g.marks) for g in control.gcps]
+    horizontal = {n: np.array([p[0], p[1], np.nan]) for n, p in gps_enu.items()}
+    std = gps_std(model, horizontal)
+    done = adjust(pycolmap, model, anchors, horizontal if std is not None else None, std)
+    figures = done.figures()
+    residual = np.stack(list(done.gcp_residuals.values()))
+    rms = float(np.sqrt(np.nanmean(np.nansum(residual ** 2, 1))))
+    gps_text = f" and {done.gps_used} GPS fixes (weighted as {std[0]:.2g} m)" if done.gps_used else ""
+    lines = [f"adjusted on {len(anchors)} GCPs{gps_text} in {done.seconds:.0f} s: cameras moved "
+             f"{done.camera_moved_m[0]:.3g} m RMS (largest {done.camera_moved_m[1]:.3g} m); tie points "
+             f"{done.tie_rms_px[0]:.2f} -> {done.tie_rms_px[1]:.2f} px; GCPs {rms:.3f} m from their survey "
+             "(fitted to them, so not an independent check: give check points with --check)"]
+    return figures, lines
+
+
+def check_points(model, check: Control, origin: np.ndarray) -> tuple[dict, list[str]]:
+    """The check points of ``check`` triangulated from their marks in the placed ``model`` and compared with
+    their survey: (figures for ``sfm.json``, console lines)."""
+    images = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
+    enu = control_enu(check, origin)
+    errors, skipped = {}, {}
+    for g in check.gcps:
+        rays = [(images[name].cam_from_world().matrix(), np.asarray(images[name].camera.cam_from_img(pixel)))
+                for name, pixel in g.marks if name in images]
+        point, why = triangulate_with_reason(rays)
+        if point is None:
+            skipped[g.name] = why
+        else:
+            errors[g.name] = point - enu[g.name]
+    figures = {"points": {n: [None if not np.isfinite(v) else round(float(v), 4) for v in e]
+                          for n, e in errors.items()},
+               "skipped": skipped, **accuracy(np.stack(list(errors.values())) if errors else np.zeros((0, 3)))}
+    return figures, accuracy_lines(figures)
+
+
+def accuracy(errors: np.ndarray) -> dict:
+    """The NSSDA figures of [K, 3] east, north, up errors in metres (up NaN where the height is unknown)."""
+    out = {"count": len(errors), "frame": "east, north, up metres at the site's origin; model - survey"}
+    if not len(errors):
+        return out
+    known = np.isfinite(errors)
+    rmse = np.array([np.sqrt(np.mean(errors[known[:, k], k] ** 2)) if known[:, k].any() else np.nan
+                     for k in range(3)])
+    horizontal = float(np.hypot(rmse[0], rmse[1]))
+    out.update(rmse_east_m=float(rmse[0]), rmse_north_m=float(rmse[1]), rmse_horizontal_m=horizontal,
+               ce90_m=CE90_PER_RMSE_R * horizontal, mean_east_m=float(errors[:, 0].mean()),
+               mean_north_m=float(errors[:, 1].mean()), vertical_count=int(known[:, 2].sum()))
+    if out["vertical_count"]:
+        out.update(rmse_vertical_m=float(rmse[2]), le90_m=LE90_PER_RMSE_Z * float(rmse[2]),
+                   mean_up_m=float(errors[known[:, 2], 2].mean()))
+    return out
+
+
+def accuracy_lines(figures: dict) -> list[str]:
+    """The console lines of :func:`check_points`' figures."""
+    lines = []
+    for n, e in figures["points"].items():
+        e = np.array(e, np.float64)  # a height not known is None there, NaN here
+        lines.append(f"check point {n}: {np.linalg.norm(np.nan_to_num(e)):.3f} m (east {e[0]:+.3f}, north "
+                     f"{e[1]:+.3f}" + (f", up {e[2]:+.3f})" if np.isfinite(e[2]) else ", no height)"))
+    lines += [f"check point {n} not measured: {why}" for n, why in figures["skipped"].items()]
+    return lines

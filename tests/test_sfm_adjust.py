@@ -1,0 +1,162 @@
+"""The control adjustment of `mgs sfm` (GCPs and GPS weighted in one least squares) and the check points'
+accuracy figures, on pycolmap's synthetic reconstructions and generated errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from momentum_gs.data.sfm import level as L
+from momentum_gs.data.sfm.adjust import Anchor, adjust, rodrigues
+from momentum_gs.data.sfm.control import CE90_PER_RMSE_R, LE90_PER_RMSE_Z, accuracy, gps_std, without_flat_heights
+from momentum_gs.data.sfm.gcp import Control, Gcp
+
+pycolmap = pytest.importorskip("pycolmap")
+
+
+def reconstruction(seed: int = 0):
+    """pycolmap's synthetic scene (12 photos of 300 points, exact observations) and its true camera centres."""
+    pycolmap.set_random_seed(seed)
+    options = pycolmap.SyntheticDatasetOptions(
+        num_rigs=1, num_frames_per_rig=12, num_points3D=300, camera_model_id=pycolmap.CameraModelId.SIMPLE_PINHOLE,
+        camera_params=[1280.0, 512.0, 384.0], num_points2D_without_point3D=0)
+    model = pycolmap.synthesize_dataset(options)
+    return model, {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
+
+
+SITE_SCALE = 0.08  # this scene is about 8 units across: a unit here is 12.5 m of a 100 m site
+
+
+def anchors_of(model, count: int = 5) -> list[Anchor]:
+    """``count`` of the model's points as GCPs at their true positions, marked where the model sees them, surveyed
+    to 2 cm of a 100 m site."""
+    out = []
+    for k, pid in enumerate(sorted(model.points3D)[:count]):
+        point = model.points3D[pid]
+        marks = [(model.image(e.image_id).name, model.image(e.image_id).points2D[e.point2D_idx].xy.copy())
+                 for e in point.track.elements]
+        out.append(Anchor(f"g{k}", point.xyz.copy(), marks, np.full(3, 0.02 * SITE_SCALE)))
+    return out
+
+
+def warp(model, bend: float) -> None:
+    """Bend the model's cameras and points out of shape (a scale drift along x, a bow in z)."""
+    def moved(x: np.ndarray) -> np.ndarray:
+        return x + bend * np.array([x[0] ** 2, x[0] * x[1], x[1] ** 2])
+
+    for i in model.reg_image_ids():
+        image = model.image(i)
+        rotation = image.cam_from_world().rotation.matrix()
+        centre = moved(image.projection_center())
+        model.frame(image.frame_id).set_cam_from_world(
+            image.camera_id, pycolmap.Rigid3d(pycolmap.Rotation3d(rotation), -rotation @ centre))
+    for point in model.points3D.values():
+        point.xyz = moved(point.xyz)
+
+
+def centre_errors(model, truth: dict[str, np.ndarray]) -> np.ndarray:
+    return np.array([np.linalg.norm(model.image(i).projection_center() - truth[model.image(i).name])
+                     for i in model.reg_image_ids()])
+
+
+def test_rodrigues_is_a_rotation_and_matches_pycolmap():
+    w = np.random.default_rng(0).normal(0, 1, (20, 3))
+    w[0] = 0
+    R = rodrigues(w)
+    assert np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-12) and np.allclose(np.linalg.det(R), 1)
+    for vector, matrix in zip(w, R):
+        assert np.allclose(pycolmap.Rotation3d(vector).matrix(), matrix, atol=1e-12)
+
+
+def test_gcps_bend_a_warped_model_back():
+    model, truth = reconstruction()
+    anchors = anchors_of(model)  # surveyed where the points truly are
+    warp(model, 0.05)
+    assert centre_errors(model, truth).max() > 0.3  # of a scene about 8 units across
+    done = adjust(pycolmap, model, anchors)
+    assert centre_errors(model, truth).max() < 1e-3
+    assert done.tie_rms_px[0] > 10 and done.tie_rms_px[1] < 0.05 and done.marks_rms_px < 0.05
+    assert max(np.linalg.norm(r) for r in done.gcp_residuals.values()) < 1e-3
+    points = np.array([p.xyz for p in model.points3D.values()])  # every point refined, not only the sampled ones
+    assert np.isfinite(points).all() and model.compute_mean_reprojection_error() < 0.05
+
+
+def test_gcps_outweigh_a_15_m_gps_and_a_wrong_fix_is_bounded():
+    model, truth = reconstruction(1)
+    rng = np.random.default_rng(1)
+    gps = {n: c + rng.normal(0, 15 * SITE_SCALE, 3) for n, c in truth.items()}  # a 15 m GPS
+    gps[sorted(gps)[0]] = gps[sorted(gps)[0]] + 250 * SITE_SCALE  # one fix far off: the loss bounds its pull
+    anchors = anchors_of(model)
+    warp(model, 0.03)
+    std = np.full(3, 15 * SITE_SCALE)
+    adjust(pycolmap, model, anchors, gps, std)
+    assert centre_errors(model, truth).max() < 0.05 * SITE_SCALE  # 5 cm
+    model2, _ = reconstruction(1)
+    warp(model2, 0.03)
+    adjust(pycolmap, model2, [], gps, std)  # the GPS alone leaves the cameras where it says
+    assert centre_errors(model2, truth).max() > 1.0 * SITE_SCALE
+
+
+def test_gps_std_is_measured_with_its_bias():
+    class Image:
+        def __init__(self, name, centre):
+            self.name, self.centre = name, centre
+
+        def projection_center(self):
+            return self.centre
+
+    class Model:
+        images = {i: Image(f"p{i}", np.zeros(3)) for i in range(400)}
+
+        def reg_image_ids(self):
+            return list(self.images)
+
+        def image(self, i):
+            return self.images[i]
+
+    rng = np.random.default_rng(0)
+    gps = {f"p{i}": np.r_[rng.normal(0, 3.0, 2), 0.0] for i in range(400)}
+    assert gps_std(Model(), gps)[0] == pytest.approx(3.0, rel=0.1)
+    assert gps_std(Model(), {n: p + [4.0, 0, 0] for n, p in gps.items()})[0] > 4.0  # a bias weighs the GPS less
+    assert gps_std(Model(), {n: p * 0 for n, p in gps.items()})[0] == 0.5  # never better than the floor
+    assert gps_std(Model(), dict(list(gps.items())[:2])) is None
+
+
+def test_ce90_and_le90_hold_90_percent_of_normal_errors():
+    rng = np.random.default_rng(0)
+    errors = rng.normal(0, [0.05, 0.05, 0.08], (20000, 3))
+    figures = accuracy(errors)
+    within_h = np.mean(np.hypot(errors[:, 0], errors[:, 1]) <= figures["ce90_m"])
+    within_v = np.mean(np.abs(errors[:, 2]) <= figures["le90_m"])
+    assert within_h == pytest.approx(0.9, abs=0.01) and within_v == pytest.approx(0.9, abs=0.01)
+    assert figures["ce90_m"] == pytest.approx(CE90_PER_RMSE_R * figures["rmse_horizontal_m"])
+    assert figures["le90_m"] == pytest.approx(LE90_PER_RMSE_Z * figures["rmse_vertical_m"])
+    flat = accuracy(np.c_[errors[:10, :2], np.full(10, np.nan)])  # no heights: no vertical figure
+    assert flat["vertical_count"] == 0 and "le90_m" not in flat and flat["count"] == 10
+
+
+def control(heights) -> Control:
+    lla = np.array([[47.0 + i * 1e-4, 8.0, h] for i, h in enumerate(heights)], np.float64)
+    return Control("EPSG:4326", [Gcp(f"g{i}", row[[1, 0, 2]]) for i, row in enumerate(lla)], lla)
+
+
+def test_heights_that_say_nothing_are_unknown():
+    kept, line = without_flat_heights(control([412.0, 415.5, 409.1]), "GCPs")
+    assert line is None and np.isfinite(kept.lla[:, 2]).all()
+    flat, line = without_flat_heights(control([0.0, 0.0, 0.0]), "GCPs of x.txt")
+    assert np.isnan(flat.lla[:, 2]).all() and "every height 0 m" in line and "horizontally only" in line
+    none, line = without_flat_heights(control([np.nan] * 3), "GCPs")
+    assert np.isnan(none.lla[:, 2]).all() and "no heights" in line
+    mixed, line = without_flat_heights(control([410.0, np.nan, 411.0]), "GCPs")
+    assert line is None and np.isfinite(mixed.lla[[0, 2], 2]).all()
+
+
+def test_a_symmetric_gcp_layout_is_not_taken_for_a_mirror():
+    """Corners and centre of a rectangle: a reflection through a diagonal fits three of the five exactly, so the
+    median residual called such a layout mirrored; every point's RMS does not."""
+    rng = np.random.default_rng(0)
+    enu = np.array([[-20, -28, 0], [20, -28, 0], [20, 12, 0], [-20, 12, 0], [0, -8, 0]], np.float64)
+    model = enu + rng.normal(0, 0.02, enu.shape)
+    fit = L.Fit("gcp", 1.0, np.eye(3), np.zeros(3), np.ones(5, bool), enu - model, threshold=1.0)
+    proper, mirrored = L.plan_fits(fit, model, enu, robust=False)
+    assert proper < 0.05 and mirrored > 5.0
