@@ -1,7 +1,11 @@
 """The georeference of `mgs sfm` over the whole matrix of generated flights: every case right side up or
 refused, none written wrong. Prints a Markdown table per pattern and the refusals' reasons.
 
-    python scripts/sfm_flight_matrix.py [--workers 2] [--seed 0] [--json rows.json]
+    python scripts/sfm_flight_matrix.py [--matrix base] [--workers 2] [--seed 0] [--json rows.json]
+
+``--matrix distortions``: reconstructions out of shape (sheared, drifting in scale, folded), which must be refused;
+``consumer``: a GPS wandering slowly by 15 m, which must still be placed; ``misregistered``: 4 photos registered
+far from where they were taken, which must be taken out.
 
 The flights are generated (momentum_gs.data.synthetic.survey.make_flight: poses, sparse points, the median of
 what each camera sees, GPS with noise and altitude drift) and put in a random model frame; the georeference
@@ -19,7 +23,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from momentum_gs.data.sfm.flight_matrix import matrix, run_case
+from momentum_gs.data.sfm.flight_matrix import consumer_gps, distortions, matrix, misregistrations, run_case
+
+MATRICES = {"base": matrix, "distortions": distortions, "consumer": consumer_gps, "misregistered": misregistrations}
 
 
 def cpu_name() -> str:
@@ -37,7 +43,7 @@ def table(rows: list[dict]) -> list[str]:
     """Markdown: per pattern, cases right side up, refused and wrong, and the worst tilt and fix share placed."""
     by = defaultdict(list)
     for r in rows:
-        by[r["pattern"]].append(r)
+        by[r["pattern"] + (f", {r['distortion']}" if r.get("distortion") else "")].append(r)
     lines = ["| pattern | cases | right side up | refused | **written wrong** | worst tilt placed | fewest fixes used |",
              "|---|---|---|---|---|---|---|"]
     for pattern, group in by.items():
@@ -52,15 +58,16 @@ def table(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--matrix", choices=MATRICES, default="base")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every case's row here")
     args = parser.parse_args()
-    cases, start = matrix(args.seed), time.perf_counter()
+    cases, start = MATRICES[args.matrix](args.seed), time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(tqdm(pool.map(run_case, cases, chunksize=8), total=len(cases), desc="flights", unit="case"))
-    print(f"{len(rows)} cases in {time.perf_counter() - start:.0f} s on {args.workers} worker(s), {cpu_name()}, "
-          f"seed {args.seed}\n")
+    print(f"{args.matrix}: {len(rows)} cases in {time.perf_counter() - start:.0f} s on {args.workers} worker(s), "
+          f"{cpu_name()}, seed {args.seed}\n")
     print("\n".join(table(rows)))
     reasons = Counter((r["pattern"], r["pitch"], (r["why"] or "").split(":")[0]) for r in rows
                       if r["outcome"] == "refused")

@@ -135,9 +135,12 @@ def test_noisy_or_wrong_gps_leaves_the_scene_level(drifting, capsys, variant):
     assert report["fit"] == "level" and report["gps_residual_horizontal_rms_m"] < 1.0
     nadir, plane = nadir_and_level(scene)
     assert nadir < 2.0 and plane < 2.0
-    if variant == "far":  # the photo 500 m off is named and left out of the fit
-        assert report["georeference"]["gps_outliers"] == {"DJI_0023.JPG": pytest.approx(500, abs=5)}
-        assert "DJI_0023.JPG (50" in printed
+    if variant == "far":  # the photo 500 m from its GPS, where the others agree to a metre, is taken out, named
+        assert report["georeference"]["photos_taken_out"] == {"DJI_0023.JPG": pytest.approx(500, abs=5)}
+        assert report["georeference"]["gps_outliers"] == {}
+        assert "took 1 photo(s) out of the model" in printed and "DJI_0023.JPG (50" in printed
+        assert "DJI_0023.JPG" in report["images_left_out"] and "DJI_0023.JPG, misregistered" in printed
+        assert "DJI_0023.JPG" not in {im.name for im in read_model(scene / "sparse" / "0").images.values()}
 
 
 def test_trusting_a_drifting_altitude_is_refused(drifting, capsys):

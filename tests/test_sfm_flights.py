@@ -9,10 +9,10 @@ import pytest
 
 from momentum_gs.data.sfm import checks as C
 from momentum_gs.data.sfm import up as U
-from momentum_gs.data.sfm.flight_matrix import Case, matrix, run_case
+from momentum_gs.data.sfm.flight_matrix import Case, consumer_gps, distortions, matrix, misregistrations, run_case
 from momentum_gs.data.sfm.placement import inlier_floor, place_on_gps
 from momentum_gs.data.sfm.up import Views
-from momentum_gs.data.synthetic.survey import make_flight, to_model_frame
+from momentum_gs.data.synthetic.survey import make_flight, to_model_frame, wander
 
 SUBSET = matrix()[::48]  # 60 cases spread over every dimension of the matrix
 
@@ -98,3 +98,43 @@ def test_a_noisy_gps_keeps_its_fixes():
     sets it."""
     row = run_case(Case("lawnmower", 0, 0, 0.0, 15.0, True, True))
     assert row["outcome"] == "right" and row["fixes_used"] >= 0.9 and row["residual_m"] < 30
+
+
+SHEARED = [c for c in distortions() if c.distortion == "shear" and c.pattern != "strip"]  # a strip's cameras
+# lie on the line a shear moves along: its cameras are not out of shape
+
+
+@pytest.mark.parametrize("case", SHEARED[::2], ids=lambda c: f"{c.pattern}-n{c.noise:g}")
+def test_a_sheared_model_is_refused_whatever_the_gps_noise(case):
+    row = run_case(case)
+    assert row["outcome"] == "refused" and row["why"].startswith("check 'shape' failed: the model is out of shape")
+
+
+def test_a_linear_map_sees_shear_not_a_wandering_gps():
+    rng = np.random.default_rng(0)
+    placed = np.c_[np.tile(np.linspace(-100, 100, 10), 6), np.repeat(np.linspace(-60, 60, 6), 10)]
+    noise = rng.normal(0, 5.0, placed.shape)
+    sheared = placed + np.c_[0.2 * placed[:, 1], np.zeros(len(placed))]
+    deviation, error = C.linear_map(placed, sheared + noise)
+    assert deviation == pytest.approx(0.2, abs=0.03) and deviation > C.SHAPE_SIGMAS * error
+    wandering = placed + wander(len(placed), 15.0, rng) + noise  # a slow 15 m error in capture order
+    deviation, error = C.linear_map(placed, wandering)
+    assert deviation <= C.SHAPE_MAX or deviation <= C.SHAPE_SIGMAS * error
+
+
+@pytest.mark.parametrize("case", consumer_gps()[::16], ids=lambda c: f"{c.pattern}-r{c.roll:g}-p{c.pitch:g}")
+def test_a_wandering_consumer_gps_is_still_placed(case):
+    """5 m of noise and 15 m of slow wander (about 17 m RMS): placed right, or refused only for a level a single
+    strip cannot show; never refused as out of shape."""
+    row = run_case(case)
+    assert row["outcome"] in ("right", "refused"), row
+    assert row["outcome"] == "right" or (row["pattern"] in ("strip", "corridor") and "shape" not in row["why"])
+
+
+@pytest.mark.parametrize("case", [c for c in misregistrations() if c.noise <= 5.0],
+                         ids=lambda c: f"{c.pattern}-n{c.noise:g}-w{c.wander:g}")
+def test_photos_registered_far_from_their_gps_are_taken_out(case):
+    """4 photos registered 115-415 m from where they were taken: taken out of the model (the GPS left out of the
+    fit would keep them in the scene, in the wrong place), the rest placed right."""
+    row = run_case(case)
+    assert row["outcome"] == "right" and len(row["taken_out"]) == 4, row

@@ -8,6 +8,9 @@ in its result, East-North-Up metres, against what holds for any capture, whateve
 - ``looking``: and look below the horizon;
 - ``image_up``: an eye-level capture's photos are upright (their image-up vectors point up);
 - ``fixes``: the fit uses most GPS fixes (``FIXES_MIN`` within the noise-derived threshold);
+- ``shape``: the model is not sheared or stretched: its cameras' layout maps onto their GPS positions by a
+  similarity (:func:`shape`; run on the fit that passed the others, since a model out of shape is so whatever
+  its up);
 - ``mirror``: a plan fitted with a reflection does not fit the GPS clearly better than the proper one;
 - ``gcp``: the ground control points lie where the fit puts them.
 
@@ -30,6 +33,9 @@ LOOK_SHARE = 0.8  # share of an aerial capture's cameras that must look below th
 UPRIGHT = 0.3  # an eye-level capture's mean image-up has at least this along z
 GCP_RMS_MAX = 1.0  # metres: ground control points fitted worse than this are a marking or a model error
 LINE = 0.1  # GPS fixes "along a line": the plan's second singular value below this of the first
+SHAPE_MAX = 0.1  # a linear map from the cameras to their GPS this far from the identity is a distorted model ...
+SHAPE_SIGMAS = 4.0  # ... when it is also this many standard errors from it (a noisy GPS measures it loosely)
+SHAPE_MIN_PHOTOS = 6  # photos the map needs to be measured
 Z = np.array([0.0, 0.0, 1.0])
 
 
@@ -116,6 +122,62 @@ def fixes(p: Placed) -> Check | None:
     return Check("fixes", False, f"only {said}; the fit should use {FIXES_MIN:.0%}",
                  "the reconstruction is likely folded or mismatched (try --matcher exhaustive), or the GPS tags "
                  "are wrong")
+
+
+def effective_count(residuals: np.ndarray) -> float:
+    """How many independent values [N, D] residuals in capture order hold: N over 1 + twice the sum of their
+    autocorrelations up to the first lag that is not positive (a slowly wandering GPS error makes neighbours
+    alike, so its residuals count as a few)."""
+    r = residuals - residuals.mean(0)
+    power = float((r ** 2).sum())
+    if power == 0 or len(r) < 3:
+        return float(len(r))
+    total = 0.0
+    for lag in range(1, len(r) // 2):
+        rho = float((r[lag:] * r[:-lag]).sum()) / power
+        if rho <= 0:
+            break
+        total += rho
+    return len(r) / (1 + 2 * total)
+
+
+def linear_map(placed: np.ndarray, gps: np.ndarray) -> tuple[float, float] | None:
+    """(how far from the identity, its standard error) of the linear map taking the placed cameras [N, 2] (in
+    capture order) to their GPS positions, least squares (the model exact, the GPS noisy). The error counts the
+    residuals' :func:`effective_count`, so a GPS error wandering with time is not taken for a model out of shape.
+    Along one line, only the scale along it. None with fewer than ``SHAPE_MIN_PHOTOS`` photos."""
+    if len(placed) < SHAPE_MIN_PHOTOS:
+        return None
+    local = placed - placed.mean(0)
+    _, sv, vt = np.linalg.svd(local, full_matrices=False)
+    rank = 2 if sv[1] > LINE * sv[0] else 1
+    basis = vt[:rank].T  # [2, r] the directions the cameras spread along
+    design = np.c_[local @ basis, np.ones(len(placed))]
+    target = (gps - placed) @ basis  # the GPS's disagreement: a linear part is a model out of shape
+    solved, *_ = np.linalg.lstsq(design, target, rcond=None)  # [r + 1, r]
+    residual = target - design @ solved
+    sigma = float(np.sqrt((residual ** 2).sum() / max(1, residual.size - solved.size)))
+    inflation = np.sqrt(len(placed) / max(effective_count(residual), 1.0))
+    return float(np.linalg.norm(solved[:rank], 2)), sigma / float(sv[rank - 1]) * inflation
+
+
+def shape(p: Placed) -> Check | None:
+    """The model's shape against the GPS: the linear map from the placed cameras to their GPS positions. One
+    further than ``SHAPE_MAX`` from the identity, and beyond what the GPS's noise explains (a wandering GPS explains
+    more), is a sheared or stretched model. None for a fit to ground control points or too few photos."""
+    if p.gcp_residuals is not None:
+        return None
+    keep = p.fit.inliers & np.isfinite(p.enu[:, :2]).all(1)
+    found = linear_map(p.fit.apply(p.centres[keep])[:, :2], p.enu[keep, :2])
+    if found is None:
+        return None
+    deviation, error = found
+    said = f"the cameras' layout matches their GPS to {deviation:.0%} (± {error:.0%})"
+    if deviation <= SHAPE_MAX or deviation <= SHAPE_SIGMAS * error:
+        return Check("shape", True, said)
+    return Check("shape", False, f"the model is out of shape: {said}, more than {SHAPE_MAX:.0%} and "
+                 f"{SHAPE_SIGMAS:g} standard errors (a sheared or stretched reconstruction)",
+                 "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)")
 
 
 def mirror(p: Placed) -> Check | None:

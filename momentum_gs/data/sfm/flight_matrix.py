@@ -1,7 +1,12 @@
 """The georeference against a matrix of generated flights: every pattern, camera mount, gimbal pitch, altitude
 drift, GPS noise, with and without EXIF altitude, fixed-wing and multirotor. Every case must end right side up
-(level, not mirrored, the GPS fitted within twice its noise with most fixes used) or refused; none written
-wrong. ``scripts/sfm_flight_matrix.py`` runs the whole matrix; the tests run a subset.
+(level, not mirrored, the GPS fitted within twice its noise with most fixes used, the cameras within twice the
+GPS's error of where they truly are) or refused; none written wrong. ``scripts/sfm_flight_matrix.py`` runs the
+whole matrix; the tests run a subset.
+
+Two more matrices: :func:`distortions`, reconstructions out of shape (sheared, drifting in scale, folded) that
+must be refused, and :func:`consumer_gps`, a GPS wandering slowly by 15 m as a consumer receiver's does, that
+must still be placed.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from momentum_gs.data.sfm import checks as C
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.placement import inlier_floor, place_on_gps
 from momentum_gs.data.sfm.up import Views
-from momentum_gs.data.synthetic.survey import PATTERNS, make_flight, to_model_frame
+from momentum_gs.data.synthetic.survey import DISTORTIONS, PATTERNS, Flight, distort, make_flight, to_model_frame
 
 ROLLS, PITCHES, DRIFTS, NOISES = (0, 90, 180, 270), (-20, 0, 20, 45), (0.0, 120.0, -120.0), (1.0, 5.0, 15.0)
 LEVEL_DEG, RESIDUAL_NOISES, FIXES_USED = 2.0, 2.0, 0.9  # what "right side up" means
@@ -32,6 +38,9 @@ class Case:
     altitude_in_exif: bool
     fixed_wing: bool
     seed: int = 0
+    wander: float = 0.0  # metres RMS of the GPS's slow horizontal error
+    distortion: str = ""  # how the reconstruction is out of shape (survey.DISTORTIONS), or not
+    misregistered: int = 0  # photos registered far from where they were taken
 
 
 def matrix(seed: int = 0) -> list[Case]:
@@ -40,13 +49,47 @@ def matrix(seed: int = 0) -> list[Case]:
                                                             (True, False), (True, False))]
 
 
+def distortions(seed: int = 0) -> list[Case]:
+    """Every pattern out of shape each way, with 1, 5 and 15 m of GPS noise, fixed-wing and multirotor (90 cases)."""
+    return [Case(p, 0, 0, 0.0, noise, True, wing, seed=seed, distortion=kind)
+            for p, kind, noise, wing in itertools.product(PATTERNS, DISTORTIONS, NOISES, (True, False))]
+
+
+def consumer_gps(seed: int = 0) -> list[Case]:
+    """Every pattern, mount and pitch with a consumer GPS: 5 m of noise and 15 m of slow wander (about 17 m RMS)."""
+    return [Case(p, roll, pitch, 0.0, 5.0, alt, wing, seed=seed, wander=15.0)
+            for p, roll, pitch, alt, wing in itertools.product(PATTERNS, ROLLS, PITCHES, (True, False), (True, False))]
+
+
+def misplaced(case: Case, flight: Flight) -> tuple[Flight, np.ndarray]:
+    """The flight with ``case.misregistered`` photos registered 115-415 m from where they were taken (cameras and
+    what they see moved together, in a random direction), and their indices."""
+    rng = np.random.default_rng([case.seed, 9])
+    moved = np.linspace(0, len(flight.centres) - 1, case.misregistered + 2)[1:-1].astype(int)
+    angle = rng.uniform(0, 2 * np.pi, len(moved))
+    shift = rng.uniform(115, 415, len(moved))[:, None] * np.c_[np.cos(angle), np.sin(angle), np.zeros(len(moved))]
+    centres, seen = flight.centres.copy(), flight.seen.copy()
+    centres[moved] += shift
+    seen[moved] += shift
+    return Flight(flight.rotations, centres, flight.points, seen, flight.gps), moved
+
+
+def misregistrations(seed: int = 0) -> list[Case]:
+    """Every pattern with 4 photos of 60 registered 115-415 m off, with 1, 5 and 15 m of GPS noise (30 cases)."""
+    return [Case(p, 0, 0, 0.0, noise, True, True, seed=seed, misregistered=4)
+            for p, noise in itertools.product(PATTERNS, NOISES)] + \
+        [Case(p, 0, 0, 0.0, 5.0, True, True, seed=seed, misregistered=4, wander=15.0) for p in PATTERNS]
+
+
 def run_case(case: Case, mode: str = "auto") -> dict:
     """The case's outcome: ``right`` (level within ``LEVEL_DEG``, residual within ``RESIDUAL_NOISES`` times
-    the noise, ``FIXES_USED`` of the fixes used), ``refused`` (with the line) or ``wrong`` (with why)."""
+    the noise, ``FIXES_USED`` of the fixes used, the cameras within ``RESIDUAL_NOISES`` times the GPS's error of
+    the truth, the misregistered photos taken out), ``refused`` (with the line) or ``wrong`` (with why)."""
     flight = make_flight(case.pattern, mount_roll_deg=case.roll, pitch_deg=case.pitch, fixed_wing=case.fixed_wing,
                          drift_m=case.drift, gps_noise_m=case.noise, altitude_in_exif=case.altitude_in_exif,
-                         seed=case.seed)
-    model, true_up = to_model_frame(flight, case.seed)
+                         seed=case.seed, gps_wander_m=case.wander)
+    built, moved = misplaced(case, flight)
+    model, true_up = to_model_frame(distort(built, case.distortion) if case.distortion else built, case.seed)
     threshold, _ = inlier_floor(flight.gps)
     views = Views(model.rotations, model.centres, model.seen, model.points)
     placement = place_on_gps(views, model.centres, flight.gps, mode, threshold, case.seed)
@@ -54,13 +97,20 @@ def run_case(case: Case, mode: str = "auto") -> dict:
     if placement.fit is None:
         return row
     fit = placement.fit
+    kept = np.setdiff1d(np.arange(len(flight.centres)), list(placement.misregistered))
     tilt = L.angle_deg(fit.up(), true_up)
     residual = float(np.sqrt((fit.residuals[fit.inliers, :2] ** 2).sum(1).mean()))
-    used = float(fit.inliers.mean())
+    used = float(fit.inliers[kept].mean())
+    truth = float(np.sqrt(((fit.apply(model.centres[kept]) - flight.centres[kept])[:, :2] ** 2).sum(1).mean()))
+    error = np.hypot(case.noise, case.wander)
     row.update(tilt_deg=round(tilt, 2), residual_m=round(residual, 2), fixes_used=round(used, 3), fit=fit.name,
-               claims=placement.claims)
+               claims=placement.claims, truth_m=round(truth, 2), taken_out=sorted(placement.misregistered))
     wrong = [why for bad, why in ((tilt > LEVEL_DEG, f"tilted {tilt:.1f}°"),
-                                  (residual > RESIDUAL_NOISES * case.noise, f"residual {residual:.1f} m"),
-                                  (used < FIXES_USED, f"{used:.0%} of the fixes used")) if bad]
+                                  (residual > RESIDUAL_NOISES * error, f"residual {residual:.1f} m"),
+                                  (truth > RESIDUAL_NOISES * error + 1.0, f"cameras {truth:.1f} m from the truth"),
+                                  (set(moved) != set(placement.misregistered),
+                                   f"took out {sorted(placement.misregistered)}, misregistered {moved.tolist()}"),
+                                  (used < (FIXES_USED if not case.wander else C.FIXES_MIN),
+                                   f"{used:.0%} of the fixes used")) if bad]
     row.update(outcome="wrong" if wrong else "right", why="; ".join(wrong) or None)
     return row

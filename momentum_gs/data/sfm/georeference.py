@@ -15,7 +15,8 @@ from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.colmap_steps import transform
 from momentum_gs.data.sfm.control import control_enu
 from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
-from momentum_gs.data.sfm.placement import Placement, inlier_floor, place_on_gcps, place_on_gps
+from momentum_gs.data.sfm.placement import (MISREGISTERED_NOISES, Placement, inlier_floor, place_on_gcps,
+                                            place_on_gps, spread)
 from momentum_gs.data.sfm.up import Views
 from momentum_gs.errors import listing
 
@@ -66,10 +67,13 @@ def georeference(pycolmap, model, enu: dict[str, np.ndarray], origin: np.ndarray
     geo = _figures(origin, used, target, mode, placement, np.array([position[n] for n in used]))
     if placement.fit is None:
         return geo, extent, placement.problem, placement.lines
-    lines, outliers = _fit_lines(mode, placement, used, geo)
-    geo.update(_fit_figures(placement, outliers))
+    taken_out = {used[i]: round(d, 1) for i, d in placement.misregistered.items()}
+    lines, outliers = _fit_lines(mode, placement, used, geo, set(taken_out))
+    geo.update(_fit_figures(placement, outliers), photos_taken_out=taken_out)
     transform(pycolmap, model, placement.fit.matrix())
-    return geo, extent, None, placement.lines + lines
+    for name in taken_out:
+        model.deregister_frame(registered[name].frame_id)
+    return geo, extent, None, placement.lines + lines + _taken_out_lines(taken_out, placement.fit)
 
 
 def model_views(model) -> Views:
@@ -104,8 +108,20 @@ def _figures(origin: np.ndarray, used: list[str], target: np.ndarray, mode: str,
             "transform": None}
 
 
-def _fit_lines(mode: str, placement: Placement, used: list[str], geo: dict) -> tuple[list[str], dict[str, float]]:
-    """(the console lines about the chosen fit, photo → horizontal metres of the GPS left out of it)."""
+def _taken_out_lines(taken_out: dict[str, float], fit) -> list[str]:
+    """The line naming the photos taken out of the model as misregistered (none when there are none)."""
+    if not taken_out:
+        return []
+    shown = [f"{n} ({d:g} m)" for n, d in sorted(taken_out.items(), key=lambda kv: -kv[1])]
+    return [f"took {len(taken_out)} photo(s) out of the model: registered far from where their GPS says they were "
+            f"taken, over {MISREGISTERED_NOISES:g} times the {spread(fit):.2g} m RMS by which the other photos disagree "
+            f"with their GPS (a misplaced photo would train a wrong scene): {listing(shown, 5)}"]
+
+
+def _fit_lines(mode: str, placement: Placement, used: list[str], geo: dict, taken_out: set[str]
+               ) -> tuple[list[str], dict[str, float]]:
+    """(the console lines about the chosen fit, photo → horizontal metres of the GPS left out of it); the photos
+    ``taken_out`` of the model are not among them."""
     fit, lines = placement.fit, []
     if mode == "auto" and fit is placement.level and placement.tilt is not None:
         drift = geo["altitude_drift_m"]
@@ -114,7 +130,7 @@ def _fit_lines(mode: str, placement: Placement, used: list[str], geo: dict) -> t
                      f"{drift_text} (vertical residual {geo['vertical_rms_level_m']:.1f} m RMS); levelled by the "
                      "photos instead")
     outliers = {n: round(float(np.linalg.norm(r[:2])), 1) for n, r, ok in zip(used, fit.residuals, fit.inliers)
-                if not ok}
+                if not ok and n not in taken_out}
     if outliers:
         shown = [f"{n} ({d:g} m)" for n, d in sorted(outliers.items(), key=lambda kv: -kv[1])]
         lines.append(f"GPS of {len(outliers)} photo(s) disagrees with the model by more than {fit.threshold:.0f} m "

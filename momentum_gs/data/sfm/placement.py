@@ -11,11 +11,13 @@ import numpy as np
 
 from momentum_gs.data.sfm import checks as C
 from momentum_gs.data.sfm import level as L
-from momentum_gs.data.sfm.checks import Check, Placed, claims, place, verify
+from momentum_gs.data.sfm.checks import Check, Placed, claims, place, shape, verify
 from momentum_gs.data.sfm.gcp import fit_gcps
 from momentum_gs.data.sfm.up import Up, Views, find_up
 from momentum_gs.errors import UserError
 
+MISREGISTERED_NOISES, MISREGISTERED_MIN_M = 6.0, 10.0  # a photo this far from its GPS (times the RMS by which the
+# others disagree with theirs, and metres) was registered in the wrong place: a GPS that good is not that wrong once
 INLIER_MIN_M, INLIER_FRACTION = 5.0, 0.05  # horizontal inlier threshold's floor: max(5 m, 5 % of the extent)
 
 
@@ -35,6 +37,7 @@ class Placement:
     level: L.Fit | None = None  # the level fit of the chosen up, for the drift and the vertical residual
     gcp_residuals: dict[str, np.ndarray] | None = None  # GCP name → [3] ENU residual, for a fit to GCPs
     gcp_skipped: dict[str, str] = field(default_factory=dict)  # GCP name → why it is not in the fit
+    misregistered: dict[int, float] = field(default_factory=dict)  # photo (index) → metres from its GPS, taken out
 
     @property
     def tilt(self) -> float | None:
@@ -70,16 +73,48 @@ def place_on_gps(views: Views, centres: np.ndarray, target: np.ndarray, mode: st
             attempt.problem = str(exc)
             tried.append(attempt)
             continue
-        attempt.checks = verify(Placed(place(views, fit), fit, centres, target))
+        placed = Placed(place(views, fit), fit, centres, target)
+        attempt.checks = verify(placed)
         attempt.claims = claims(attempt.checks)
         attempt.problem = _refusal(attempt, fit, up)
         if attempt.problem is None:
-            attempt.fit, attempt.lines = fit, [_retried(t) for t in tried]
-            return attempt
+            return _in_shape(attempt, fit, placed, tried)
         tried.append(attempt)
     first = tried[0]
     first.lines = [c.line() for c in first.checks if not c.passed]
     return first
+
+
+def _in_shape(attempt: Placement, fit: L.Fit, placed: Placed, tried: list[Placement]) -> Placement:
+    """The placement that passed every check, refused when its model is out of shape (:func:`~.checks.shape`).
+    Not a reason to try the next up: a model out of shape is so whatever its up, and a wrong up can fit a
+    wandering GPS loosely enough to pass."""
+    attempt.lines = [_retried(t) for t in tried]
+    found = shape(placed)
+    if found is not None:
+        attempt.checks.append(found)
+    if found is not None and not found.passed:
+        attempt.problem = found.line()
+        attempt.lines.append(found.line())
+        return attempt
+    attempt.fit = fit
+    attempt.misregistered = misregistered(fit)
+    return attempt
+
+
+def misregistered(fit: L.Fit) -> dict[int, float]:
+    """The photos (indices) whose GPS the fit left out by more than ``MISREGISTERED_NOISES`` times the RMS by
+    which the fit's other photos disagree with theirs (and ``MISREGISTERED_MIN_M``), with their horizontal
+    distance: registered in the wrong place, since one fix of a GPS that agrees so well elsewhere is not that wrong."""
+    distance = np.linalg.norm(np.nan_to_num(fit.residuals[:, :2]), axis=1)
+    far = max(MISREGISTERED_MIN_M, MISREGISTERED_NOISES * spread(fit))
+    return {int(i): float(distance[i]) for i in np.flatnonzero(~fit.inliers & (distance > far))}
+
+
+def spread(fit: L.Fit) -> float:
+    """The RMS horizontal distance of the fit's inliers from their GPS, metres."""
+    inliers = np.nan_to_num(fit.residuals[fit.inliers, :2])
+    return float(np.sqrt((inliers ** 2).sum(1).mean())) if len(inliers) else 0.0
 
 
 def _refusal(attempt: Placement, fit: L.Fit, up: Up | None) -> str | None:

@@ -95,7 +95,9 @@ def summary_lines(report: dict) -> list[str]:
     """The short summary printed at the end."""
     error = report["mean_reprojection_error_px"]
     damaged = report.get("photos_not_decoded") or {}
-    left = ([f"{name}, not registered" for name in report["images_left_out"]]
+    taken_out = (report.get("georeference") or {}).get("photos_taken_out") or {}
+    left = ([f"{name}, {'misregistered' if name in taken_out else 'not registered'}"
+             for name in report["images_left_out"]]
             + [f"{name}, damaged" for name in sorted(damaged)])
     lines = [f"registered {report['images_registered']} of {report['images_total'] + len(damaged)} photos"
              + (f" ({len(left)} left out: {listing(left, 5)})" if left else ""),

@@ -270,15 +270,18 @@ def _seen(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray) -> np.
 
 def make_flight(pattern: str, n: int = 60, altitude: float = 80.0, mount_roll_deg: float = 0.0,
                 pitch_deg: float = 0.0, fixed_wing: bool = True, drift_m: float = 0.0,
-                gps_noise_m: float = 1.0, altitude_in_exif: bool = True, seed: int = 0) -> Flight:
+                gps_noise_m: float = 1.0, altitude_in_exif: bool = True, seed: int = 0,
+                gps_wander_m: float = 0.0) -> Flight:
     """A ``flight_poses`` flight over a ground with buildings, in the true ENU frame (metres). Its GPS is the
     true centre plus N(0, ``gps_noise_m``) per axis, the altitude also drifting linearly from 0 at the first
-    photo to ``drift_m`` at the last (NaN altitudes when ``altitude_in_exif`` is False)."""
+    photo to ``drift_m`` at the last (NaN altitudes when ``altitude_in_exif`` is False), and east and north
+    wandering slowly by ``gps_wander_m`` RMS (:func:`wander`), as a consumer receiver's do."""
     rotations, centres = flight_poses(pattern, n, altitude, mount_roll_deg, pitch_deg, fixed_wing, seed)
     points = _scene(rotations, centres, np.random.default_rng([seed, PATTERNS.index(pattern), n, 1]))
     rng = np.random.default_rng([seed, PATTERNS.index(pattern), n, 2])
     gps = centres + rng.normal(0, gps_noise_m, centres.shape)
     gps[:, 2] += np.linspace(0.0, drift_m, n)
+    gps[:, :2] += wander(n, gps_wander_m, np.random.default_rng([seed, PATTERNS.index(pattern), n, 4]))
     if not altitude_in_exif:
         gps[:, 2] = np.nan
     return Flight(rotations, centres, points, _seen(rotations, centres, points), gps)
@@ -306,3 +309,57 @@ def to_model_frame(flight: Flight, seed: int = 0) -> tuple[Flight, np.ndarray]:
     model = Flight(flight.rotations @ R.T, move(flight.centres), move(flight.points), move(flight.seen),
                    flight.gps.copy())
     return model, R @ np.array([0.0, 0.0, 1.0])
+
+
+WANDER_PERIODS = (0.6, 1.3, 2.9)  # the slow GPS error's periods, in flights: it changes over minutes, not photos
+
+
+def wander(n: int, rms: float, rng: np.random.Generator) -> np.ndarray:
+    """[n, 2] a slowly wandering horizontal GPS error over ``n`` photos in capture order, ``rms`` metres RMS: a
+    sum of sinusoids of ``WANDER_PERIODS`` flights with random phases and directions."""
+    if rms == 0 or n == 0:
+        return np.zeros((n, 2))
+    t = np.arange(n) / n
+    out = sum(np.sin(2 * np.pi * t[:, None] / period + rng.uniform(0, 2 * np.pi, 2)) * rng.normal(1.0, 0.3, 2)
+              for period in WANDER_PERIODS)
+    out -= out.mean(0)
+    return out * rms / np.sqrt((out ** 2).sum(1).mean())
+
+
+DISTORTIONS = ("shear", "scale_drift", "fold")  # how SfM gets a survey out of shape
+SHEAR, SCALE_DRIFT, FOLD_DEG = 0.3, 0.3, 30.0
+
+
+def distort(flight: Flight, kind: str) -> Flight:
+    """The flight as a distorted reconstruction would have it (its GPS unchanged): ``shear`` moves east by
+    ``SHEAR`` of the distance north; ``scale_drift`` stretches along the flight's long axis from 1 - ``SCALE_DRIFT``
+    at one end to 1 + ``SCALE_DRIFT`` at the other; ``fold`` turns the half beyond the middle of the long axis
+    ``FOLD_DEG`` about a level hinge there (cameras, points and what they see together)."""
+    centre = flight.centres.mean(0)
+    _, _, vt = np.linalg.svd(flight.centres[:, :2] - centre[:2])
+    axis = np.r_[vt[0], 0.0]  # the long axis, horizontal
+    half = np.abs((flight.centres - centre) @ axis).max() or 1.0
+    rotate = np.eye(3)
+    if kind == "fold":
+        hinge = np.cross([0.0, 0.0, 1.0], axis)
+        k = np.array([[0, -hinge[2], hinge[1]], [hinge[2], 0, -hinge[0]], [-hinge[1], hinge[0], 0]])
+        a = np.radians(FOLD_DEG)
+        rotate = np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+    def move(x: np.ndarray) -> np.ndarray:
+        along = (x - centre) @ axis
+        if kind == "shear":
+            return x + np.outer((x[:, 1] - centre[1]) * SHEAR, [1.0, 0.0, 0.0])
+        if kind == "scale_drift":
+            return x + np.outer(along * SCALE_DRIFT * along / (2 * half), axis)
+        if kind == "fold":
+            beyond = np.isfinite(along) & (along > 0)
+            hinge_point = centre * [1, 1, 0]
+            out = x.copy()
+            out[beyond] = (x[beyond] - hinge_point) @ rotate.T + hinge_point
+            return out
+        raise ValueError(f"unknown distortion {kind!r}: one of {', '.join(DISTORTIONS)}")
+
+    folded = ((flight.centres - centre) @ axis > 0) if kind == "fold" else np.zeros(len(flight.centres), bool)
+    rotations = np.where(folded[:, None, None], flight.rotations @ rotate.T, flight.rotations)
+    return Flight(rotations, move(flight.centres), move(flight.points), move(flight.seen), flight.gps.copy())
