@@ -4,7 +4,8 @@ and with GCPs whose heights are all 0 (horizontal control), over several seeds.
     python scripts/bench_control.py OUT [--seeds 0 1 2] [--gps-noise 15] [--mark-px 0.5]
 
 Each seed renders the 16-view flight of tests/helpers/control_survey.py with its own GPS error and marking error,
-then runs `mgs sfm` (one COLMAP thread) three times. Prints a Markdown table.
+then runs `mgs sfm` (one COLMAP thread) three times. Prints a Markdown table (COLMAP's progress bars go to the
+terminal: keep the lines starting with "|").
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def one(root: Path, name: str, options: list[str]) -> tuple[dict, float]:
                     str(root / "check.txt"), *[str(root / o) if o.endswith(".txt") else o for o in options]])
     seconds = time.perf_counter() - started
     if code != 0:
-        return {}, seconds
+        failed = json.loads((out / "sfm" / "sfm.json").read_text()) if (out / "sfm" / "sfm.json").is_file() else {}
+        return {"refused": failed.get("problem", f"exit {code}")}, seconds
     report = json.loads((out / "sfm.json").read_text())
     return {**report["check_points"], "adjust_s": (report.get("adjustment") or {}).get("seconds")}, seconds
 
@@ -59,8 +61,8 @@ def main() -> None:
         write_control(root / "check.txt", poses, CHECK_SPOTS, "check", args.mark_px, seed + 100)
         for name, options in RUNS.items():
             c, seconds = one(root, name, options)
-            if not c:
-                print(f"| {seed} | {name} | refused | | | | | {seconds:.0f} | |")
+            if "refused" in c:
+                print(f"| {seed} | {name} | refused: {c['refused'].split(';')[0]} | | | | | {seconds:.0f} | |")
                 continue
             print(f"| {seed} | {name} | {c['count']} | {c['rmse_horizontal_m']:.3f} | {c['ce90_m']:.3f} | "
                   f"{c.get('rmse_vertical_m', float('nan')):.3f} | {c.get('le90_m', float('nan')):.3f} | "

@@ -24,6 +24,7 @@ from momentum_gs.config import environment
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.site.folder import Site
 from momentum_gs.site.outputs import outputs
+from momentum_gs.site.report import REPORT_PAGE, write_report
 
 CESIUM_ENV = "MGS_CESIUM"
 MAP = """<div id="map"></div>
@@ -86,6 +87,7 @@ def write_page(site: Site) -> list[str]:
         lines.append("CesiumJS not found (npm install -g cesium@1.145.0, or MGS_CESIUM=its Build/Cesium folder): the "
                      "page shows the scene in its own viewer instead of on the globe")
     atomic_write_text(site.page, page_html(site, cesium is not None, made))
+    lines.append(f"accuracy report: {write_report(site)}")
     lines.append(f"page: {site.page}; to look at it: python -m http.server -d {site.root} 8000, then open "
                  "http://localhost:8000/")
     return lines
@@ -128,7 +130,9 @@ def page_html(site: Site, globe: bool, made: dict | None = None) -> str:
     files = "".join(f'<li><a href="{html.escape(path)}">{html.escape(path)}</a> ({_megabytes(site.root / path)})</li>'
                     for path in made["files"])
     parts = [f"<!doctype html>\n<meta charset=\"utf-8\"><title>{name}</title>\n<style>{STYLE}</style>",
-             f"<h1>{name}</h1>", view, "<h2>Numbers</h2>", f"<table>{rows}</table>", "<h2>Pictures</h2>", pictures,
+             f"<h1>{name}</h1>", view, "<h2>Numbers</h2>", f"<table>{rows}</table>",
+             f'<p><a href="{REPORT_PAGE}">The accuracy report</a>: the placement, the ground control and check '
+             "points, each measured against what it says.</p>", "<h2>Pictures</h2>", pictures,
              "<h2>Files</h2>", f"<ul>{files}</ul>"]
     return "\n".join(parts) + "\n"
 

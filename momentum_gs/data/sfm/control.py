@@ -70,7 +70,7 @@ def adjust_on_control(pycolmap, model, control: Control, origin: np.ndarray,
     horizontal = {n: np.array([p[0], p[1], np.nan]) for n, p in gps_enu.items()}
     std = gps_std(model, horizontal)
     done = adjust(pycolmap, model, anchors, horizontal if std is not None else None, std)
-    figures = done.figures()
+    figures = {**done.figures(), "survey_lla": _lla(control)}
     residual = np.stack(list(done.gcp_residuals.values()))
     rms = float(np.sqrt(np.nanmean(np.nansum(residual ** 2, 1))))
     gps_text = f" and {done.gps_used} GPS fixes (weighted as {std[0]:.2g} m)" if done.gps_used else ""
@@ -97,8 +97,15 @@ def check_points(model, check: Control, origin: np.ndarray) -> tuple[dict, list[
             errors[g.name] = point - enu[g.name]
     figures = {"points": {n: [None if not np.isfinite(v) else round(float(v), 4) for v in e]
                           for n, e in errors.items()},
-               "skipped": skipped, **accuracy(np.stack(list(errors.values())) if errors else np.zeros((0, 3)))}
+               "skipped": skipped, "survey_lla": _lla(check), **accuracy(np.stack(list(errors.values())) if errors else np.zeros((0, 3)))}
     return figures, accuracy_lines(figures)
+
+
+def _lla(control: Control) -> dict[str, list]:
+    """Point name → [latitude°, longitude°, height m or None] as surveyed, for the report's map."""
+    return {g.name: [round(float(row[0]), 9), round(float(row[1]), 9),
+                     None if not np.isfinite(row[2]) else round(float(row[2]), 4)]
+            for g, row in zip(control.gcps, control.lla)}
 
 
 def accuracy(errors: np.ndarray) -> dict:

@@ -1,0 +1,69 @@
+"""``SITE/report.html``: the check points' errors and accuracy, the GCPs' residuals said to be no check, and each
+point drawn on the orthophoto at its surveyed place (UTM per point) with its error as an arrow."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import cv2
+import numpy as np
+
+from momentum_gs.data.georef import enu_to_wgs84
+from momentum_gs.data.sfm.control import accuracy
+from momentum_gs.data.utm import wgs84_to_utm
+from momentum_gs.site.folder import Site
+from momentum_gs.site.report import ARROW_SHARE, write_report
+
+ORIGIN = np.array([47.3769, 8.5417, 420.0])  # zone 32N
+
+
+def site_with(tmp_path, check: bool = True) -> tuple[Site, dict, dict]:
+    """A site whose scene was placed on GCPs and measured on check points, with a 400 x 300 px map of 0.25 m."""
+    site = Site(tmp_path / "site")
+    site.scene.mkdir(parents=True)
+    site.maps.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    spots = {f"check{k}": np.array([x, y, 0.0]) for k, (x, y) in enumerate([(-20, -10), (15, 5), (0, 20)])}
+    lla = {n: enu_to_wgs84(p[None], ORIGIN)[0].tolist() for n, p in spots.items()}
+    errors = {n: rng.normal(0, 0.05, 3).round(4).tolist() for n in spots}
+    figures = {"points": errors, "skipped": {}, "survey_lla": lla, **accuracy(np.array(list(errors.values())))}
+    gcp_lla = {"gcp0": enu_to_wgs84(np.array([[10.0, -15.0, 0.0]]), ORIGIN)[0].tolist()}
+    adjustment = {"gcp_residuals_m": {"gcp0": [0.01, -0.02, None]}, "survey_lla": gcp_lla, "camera_moved_rms_m": 0.4,
+                  "tie_rms_px_before": 0.8, "tie_rms_px_after": 0.7, "gps_std_m": 12.0}
+    geo = {"adjustment": adjustment, **({"check_points": figures} if check else {}), "photos_taken_out": {}}
+    sfm = {"images_registered": 15, "images_total": 16, "georeferenced": True, "fit": "gcp", "georeference": geo}
+    (site.scene / "sfm.json").write_text(json.dumps(sfm))
+    centre = wgs84_to_utm(ORIGIN[None], 32, False)[0]
+    maps = {"epsg": 32632, "top_left": [centre[0] - 50.0, centre[1] + 37.5], "gsd": 0.25, "width": 400,
+            "height": 300, "covered": 0.9, "crs": "EPSG:32632"}
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    cv2.imwrite(str(site.maps / "orthophoto.png"), np.zeros((300, 400, 4), np.uint8))
+    return site, figures, maps
+
+
+def test_the_report_gives_each_check_point_and_draws_it_where_it_was_surveyed(tmp_path):
+    site, figures, maps = site_with(tmp_path)
+    page = write_report(site).read_text()
+    assert "no fit used" in page and "not an independent check" in page
+    assert f"CE90 {figures['ce90_m']:.3f} m" in page and f"LE90 {figures['le90_m']:.3f} m" in page
+    for name, error in figures["points"].items():
+        assert f"<td>{name}</td><td>{error[0]:+.3f}</td><td>{error[1]:+.3f}</td><td>{error[2]:+.3f}</td>" in page
+    lines = re.findall(r'<line x1="([-\d.]+)" y1="([-\d.]+)" x2="([-\d.]+)" y2="([-\d.]+)" stroke="([^"]+)"', page)
+    assert len(lines) == 4  # three check points and one GCP
+    longest = max(np.hypot(*e[:2]) for e in figures["points"].values())
+    for (name, lla), (x1, y1, x2, y2, colour) in zip(figures["survey_lla"].items(), lines):
+        e, n = wgs84_to_utm(np.array([lla[:2] + [0.0]]), 32, False)[0, :2]
+        assert np.allclose([float(x1), float(y1)], [(e - maps["top_left"][0]) / 0.25, (maps["top_left"][1] - n) / 0.25],
+                           atol=0.1)
+        error = figures["points"][name]
+        scale = ARROW_SHARE * 400 / longest  # grid pixels a metre
+        assert np.allclose([float(x2) - float(x1), float(y1) - float(y2)], np.array(error[:2]) * scale, atol=0.1)
+        assert colour == "#ff2d55"
+
+
+def test_a_site_without_check_points_says_how_to_give_them(tmp_path):
+    site, _, _ = site_with(tmp_path, check=False)
+    page = write_report(site).read_text()
+    assert "No check points: give them with <code>--check FILE</code>" in page
+    assert page.count("<line ") == 1  # the GCP's residual alone
