@@ -30,6 +30,7 @@ from momentum_gs.errors import UserError
 TILT_AGREE_DEG = 2.0  # auto uses the GPS altitudes when their fit's up is within this of the photos' up
 TILT_REFUSE_DEG = 10.0  # --gps-altitude use refuses a scene tilted more than this from the photos' up
 NOISE_QUANTILE = 3.5  # inliers lie within this many times the GPS noise estimated from the residuals
+THRESHOLD_MIN_M = 5.0  # the inlier threshold, once the noise is measured, never below this
 MIRROR_RATIO = 0.5  # a plan fitted with a reflection "clearly" better: its median residual below this of the proper one's
 CHI_MEDIAN = {2: 1.1774, 3: 1.5382}  # median length of a 2-D / 3-D vector of unit normal components
 
@@ -133,14 +134,16 @@ def noise_threshold(residuals: np.ndarray, floor: float) -> tuple[float, float]:
 
 def _robust_to_noise(src: np.ndarray, dst: np.ndarray, floor: float, seed: int
                      ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
-    """:func:`robust_similarity` at ``floor``, then again at the threshold its residuals' noise gives:
-    (s, R, t, inliers, threshold, noise) or None."""
+    """:func:`robust_similarity` at ``floor`` (which may scale with the capture's extent: nothing is known of the
+    noise yet), then again at the threshold its residuals' noise gives, never below ``THRESHOLD_MIN_M`` but not
+    held up by the extent: (s, R, t, inliers, threshold, noise) or None. A 50 m disagreement on a 1 km site whose
+    GPS agrees to a metre elsewhere is then an outlier, not agreement."""
     found = robust_similarity(src, dst, floor, np.random.default_rng(seed))
     if found is None:
         return None
     s, R, t, _ = found
-    threshold, noise = noise_threshold(s * src @ R.T + t - dst, floor)
-    if threshold > floor:
+    threshold, noise = noise_threshold(s * src @ R.T + t - dst, THRESHOLD_MIN_M)
+    if threshold != floor:
         found = robust_similarity(src, dst, threshold, np.random.default_rng(seed)) or found
     return (*found, threshold, noise)
 
