@@ -63,3 +63,19 @@ def test_gcps_with_every_height_0_place_horizontally_and_say_so(survey, capsys):
     errors = np.array(list(check["points"].values()), np.float64)
     assert np.hypot(errors[:, 0], errors[:, 1]).max() < 2 * GSD_M  # the height is the GPS's: metres off, and said
     assert check["le90_m"] > 1.0 and check["vertical_count"] == len(CHECK_SPOTS)
+
+
+@pytest.mark.slow
+def test_gcps_without_heights_place_a_survey_the_gps_cannot(tmp_path, capsys):
+    """Seed 1's 15 m GPS does not fit the model (22.6 m RMS over an 84 m capture: refused alone); GCPs whose
+    heights are all 0 place it horizontally, and the check points measure it."""
+    poses = flight()
+    write_photos(tmp_path / "photos", poses, gps_noise_m=15.0, seed=1)
+    write_control(tmp_path / "flat.txt", poses, GCP_SPOTS, "gcp", mark_px=0.5, seed=1, height=False)
+    write_control(tmp_path / "check.txt", poses, CHECK_SPOTS, "check", mark_px=0.5, seed=101)
+    assert main(["sfm", str(tmp_path / "photos"), "--out", str(tmp_path / "gps"), "--threads", "1"]) == 2
+    check = sfm(tmp_path, "flat", "--gcp", str(tmp_path / "flat.txt"))
+    printed = capsys.readouterr().out
+    assert "placing it on the ground control points, horizontally" in printed and "give no heights" in printed
+    errors = np.array(list(check["points"].values()), np.float64)
+    assert np.hypot(errors[:, 0], errors[:, 1]).max() < 2 * GSD_M

@@ -8,7 +8,7 @@ import pytest
 
 from momentum_gs.cli import main
 from momentum_gs.data.sfm.gcp import triangulate_with_reason
-from momentum_gs.data.sfm.placement import inlier_floor, place_on_gcps, place_on_gps
+from momentum_gs.data.sfm.placement import inlier_floor, place_on_gcps, place_on_gcps_level, place_on_gps
 from momentum_gs.data.sfm.up import Views
 from momentum_gs.data.synthetic.survey import HFOV_DEG, make_flight, to_model_frame
 
@@ -57,6 +57,22 @@ def test_five_gcps_place_a_survey_within_5_cm_where_a_15_m_gps_cannot():
     assert len(placement.lines) == 5 and all(line.startswith("GCP gcp") for line in placement.lines)
     gps = place_on_gps(views, model.centres, flight.gps, "auto", inlier_floor(flight.gps)[0])
     assert np.linalg.norm(gps.fit.apply(model.centres) - flight.centres, axis=1).max() > 1.0  # the GPS alone
+
+
+def test_gcps_without_heights_place_a_survey_horizontally():
+    flight, model, points, truth = gcp_survey()
+    views = Views(model.rotations, model.centres, model.seen, model.points)
+    enu = {n: np.r_[p[:2], np.nan] for n, p in truth.items()}
+    assert place_on_gcps(views, points, enu, {}).fit is None  # a 3-D fit needs their heights
+    placement = place_on_gcps_level(views, points, enu, {})
+    assert placement.fit is not None, placement.problem
+    placed = placement.fit.apply(model.centres)
+    # the photos' up, not the GCPs, levels it: a tenth of a degree off leans cameras 80 m up by 0.14 m
+    assert np.abs(placed[:, :2] - flight.centres[:, :2]).max() < 0.15  # metres, every camera
+    ground = np.median([p[2] for p in truth.values()])  # z = 0 at the GCPs' median height
+    assert np.abs(placed[:, 2] - (flight.centres[:, 2] - ground)).max() < 0.3  # the same lean over 230 m
+    assert placement.claims[0].startswith("z up: cameras") and "5 ground control points within" in placement.claims[1]
+    assert all(line.endswith("no height)") for line in placement.lines)
 
 
 def test_a_gcp_marked_wrong_fails_the_gcp_check():

@@ -202,7 +202,7 @@ def gcp(p: Placed) -> Check | None:
     """The ground control points where the fit puts them (None for a fit to GPS)."""
     if p.gcp_residuals is None:
         return None
-    norms = {name: float(np.linalg.norm(r)) for name, r in p.gcp_residuals.items()}
+    norms = {name: float(np.linalg.norm(np.nan_to_num(r))) for name, r in p.gcp_residuals.items()}  # no height: 0
     rms = float(np.sqrt(np.mean(np.square(list(norms.values())))))
     worst = max(norms, key=norms.get)
     said = f"{len(norms)} ground control points within {rms:.3g} m RMS (worst {worst}: {norms[worst]:.3g} m)"

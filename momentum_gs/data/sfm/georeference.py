@@ -16,7 +16,7 @@ from momentum_gs.data.sfm.colmap_steps import transform
 from momentum_gs.data.sfm.control import control_enu
 from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
 from momentum_gs.data.sfm.placement import (MISREGISTERED_NOISES, Placement, inlier_floor, place_on_gcps,
-                                            place_on_gps, spread)
+                                            place_on_gcps_level, place_on_gps, spread)
 from momentum_gs.data.sfm.up import Views
 from momentum_gs.errors import listing
 
@@ -173,7 +173,14 @@ def georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray) -> 
         points[g.name], why = triangulate_with_reason(rays)
         if points[g.name] is None:
             skipped[g.name] = why
-    placement = place_on_gcps(model_views(model), points, enu, skipped)
+    with_height = [n for n, p in points.items() if p is not None and np.isfinite(enu[n][2])]
+    if len(with_height) >= 3:
+        placement = place_on_gcps(model_views(model), points, enu, skipped)
+    else:  # horizontal control: levelled by the photos, z = 0 at the GCPs' median height
+        placement = place_on_gcps_level(model_views(model), points, enu, skipped)
+        if placement.fit is not None:
+            placement.lines.append(f"the GCPs give no heights ({len(with_height)} of {len(points)} do): the scene is "
+                                   "levelled by the photos and z = 0 at the GCPs' median height")
     geo = {"origin": {"lat": float(origin[0]), "lon": float(origin[1]), "alt": float(origin[2])},
            "ellipsoid": "WGS84", "gcp_projection": control.projection,
            "checks": [{"name": c.name, "passed": c.passed, "said": c.said} for c in placement.checks],
@@ -186,7 +193,8 @@ def georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray) -> 
                 "up_from": placement.up_from,
                 "transform": {"enu_from_colmap": fit.matrix().tolist(), "scale": float(fit.scale)},
                 "gcp_residuals_m": {n: [round(float(v), 4) for v in r] for n, r in placement.gcp_residuals.items()},
-                "residual_rms_m": _rms(fit.residuals), "residual_horizontal_rms_m": _rms(fit.residuals[:, :2]),
+                "residual_rms_m": _rms(fit.residuals) if np.isfinite(fit.residuals[:, 2]).all()
+                else _rms(fit.residuals[:, :2]), "residual_horizontal_rms_m": _rms(fit.residuals[:, :2]),
                 "residual_vertical_rms_m": _rms(fit.residuals[:, 2])})
     transform(pycolmap, model, fit.matrix())
     return geo, None, placement.lines

@@ -164,3 +164,40 @@ def place_on_gcps(views: Views, model_points: dict[str, np.ndarray | None], enu:
     if attempt.problem is None:
         attempt.fit = fit
     return attempt
+
+
+def place_on_gcps_level(views: Views, model_points: dict[str, np.ndarray | None], enu: dict[str, np.ndarray],
+                        skipped: dict[str, str], seed: int = 0) -> Placement:
+    """Fit the model to ground control points without heights (``enu`` up NaN): levelled by the photos' up
+    (:func:`~momentum_gs.data.sfm.up.find_up`), fitted to the points' east and north, z = 0 at the cameras' median
+    height. Checked as :func:`place_on_gcps` is; each up the photos suggest is tried, best first."""
+    names = [n for n in enu if model_points.get(n) is not None and np.isfinite(enu[n][:2]).all()]
+    if len(names) < 3:
+        why = "; ".join(f"{n}: {skipped.get(n, 'not triangulated')}" for n in enu if n not in names)
+        return Placement(None, "the ground control points", problem=(
+            f"{len(names)} of {len(enu)} ground control points can be used horizontally, 3 or more are needed"
+            + (f" ({why})" if why else "") + "; mark every GCP on 2 or more photos from different places"))
+    centres, target = np.stack([model_points[n] for n in names]), np.stack([enu[n] for n in names])
+    ups, found = find_up(views, [], seed)
+    tried: list[Placement] = []
+    for up in ups:
+        fit = L.level_fit(centres, target, up.axis, C.GCP_RMS_MAX, seed)
+        if fit is None:
+            continue
+        fit.inliers[:] = True  # surveyed points: every one counts (the gcp check judges them)
+        residuals = dict(zip(names, fit.residuals))
+        attempt = Placement(None, up.describe(), up=up, gcp_residuals=residuals,
+                            gcp_skipped={n: skipped.get(n, "not triangulated") for n in enu if n not in names})
+        attempt.checks = verify(Placed(place(views, fit), fit, centres, target, residuals))
+        attempt.claims = claims(attempt.checks)
+        attempt.problem = _refusal(attempt, fit, up)
+        attempt.lines = [f"GCP {n}: {np.linalg.norm(r[:2]):.3f} m (east {r[0]:+.3f}, north {r[1]:+.3f}; no height)"
+                         for n, r in residuals.items()]
+        if attempt.problem is None:
+            attempt.fit = fit
+            return attempt
+        tried.append(attempt)
+    if not tried:
+        return Placement(None, found, problem=f"cannot level the scene on ground control points without heights: "
+                         f"{found}; give the GCPs' heights")
+    return tried[0]

@@ -21,7 +21,7 @@ from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georefer
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
-from momentum_gs.data.sfm.report import draw_cameras, problem, registration_problem, summary, summary_lines
+from momentum_gs.data.sfm.report import GPS_RESIDUAL_LIMIT, draw_cameras, problem, registration_problem, summary, summary_lines
 from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import parse_json
@@ -65,11 +65,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     models = _map_images(pycolmap, database, staged, models_dir, len(names), len(gps), opts)
     laps("mapping")
     model = models[0] if models else None
-    if control is not None and model is not None and (has_heights(control) >= 3 or not gps):
-        geo, extent, level_problem = _georeference_gcps(pycolmap, model, control, origin)
-    else:  # GCPs without heights are used in the adjustment, on a model the GPS placed
-        geo, extent, level_problem = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names,
-                                                   unusable)
+    geo, extent, level_problem = _place(pycolmap, model, control, gps, enu, origin, opts, names, unusable)
     if geo is not None and geo.get("transform") is not None and level_problem is None:
         _on_control(pycolmap, model, geo, control, check, enu)
     report = summary(models, names, geo, matcher)
@@ -152,6 +148,23 @@ def _map_images(pycolmap, database: Path, staged: Path, models_dir: Path, num_ph
     models_dir.mkdir(parents=True)
     return steps.map_images(pycolmap, database, staged, models_dir, num_photos, opts.threads, opts.seed,
                             gps_priors=num_gps >= 3)
+
+
+def _place(pycolmap, model, control: Control | None, gps: dict, enu: dict, origin: np.ndarray | None,
+           opts: SfmOptions, names: list[str], unusable: dict[str, int]) -> tuple[dict | None, float | None, str | None]:
+    """The model placed: on its GCPs when they have heights (or the photos have no GPS), else on the GPS, and on
+    GCPs without heights (horizontally) when the GPS alone cannot place it."""
+    if control is not None and model is not None and (has_heights(control) >= 3 or not gps):
+        return _georeference_gcps(pycolmap, model, control, origin)
+    placed = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names, unusable)
+    geo, extent, level_problem = placed
+    rms = (geo or {}).get("residual_horizontal_rms_m")
+    fits = (geo is not None and geo.get("transform") is not None and level_problem is None
+            and not (rms is not None and extent and rms > max(GPS_RESIDUAL_LIMIT * extent, 1.0)))
+    if control is None or model is None or fits:
+        return placed
+    print("the photos' GPS cannot place the scene; placing it on the ground control points, horizontally")
+    return _georeference_gcps(pycolmap, model, control, origin)
 
 
 def _georeference(pycolmap, model, gps: dict[str, np.ndarray], enu: dict[str, np.ndarray],
