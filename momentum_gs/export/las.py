@@ -2,7 +2,9 @@
 x, y, z, intensity, RGB), written by laspy, for GIS tools and point-cloud software.
 
 In a georeferenced scene the points are in the WGS84 UTM zone of the origin (easting, northing, height above the
-EXIF altitudes' datum; :mod:`momentum_gs.data.map_frame`, the frame of ``mgs ortho``), the CRS in a WKT record
+EXIF altitudes' datum; the zone of :mod:`momentum_gs.data.map_frame`, the frame of ``mgs ortho``), each point
+converted on its own (ENU to WGS84 to UTM), not by the similarity the rasters are drawn with, whose miss grows
+with the site (about a centimetre over 5 km at a zone's edge); the CRS in a WKT record
 (pyproj); without a georeference they keep the scene's coordinates and no CRS. The colour is the Gaussian's
 view-independent one (SH degree 0) in 16 bits; the intensity is its opacity.
 """
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data.map_frame import site_frame
+from momentum_gs.data.utm import wgs84_to_utm
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import new_temporary, write_failed
 from momentum_gs.model.standard import SH_C0, StandardGaussians
@@ -27,7 +31,9 @@ def las_points(gaussians: StandardGaussians, georef: dict | None) -> tuple[np.nd
     if georef is None or len(means) == 0:
         return means, None
     frame = site_frame(means, georef)
-    return np.column_stack([frame.to_map(means)[:, :2], frame.heights(means)]), frame.epsg
+    lla = enu_to_wgs84(means, frame.origin)
+    easting_northing = wgs84_to_utm(lla, frame.epsg % 100, frame.epsg // 100 == 327)[:, :2]
+    return np.column_stack([easting_northing, lla[:, 2]]), frame.epsg
 
 
 def save_las(gaussians: StandardGaussians, path: str | Path, georef: dict | None) -> Path:
