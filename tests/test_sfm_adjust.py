@@ -3,13 +3,17 @@ accuracy figures, on pycolmap's synthetic reconstructions and generated errors."
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
+from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.adjust import Anchor, adjust, rodrigues
 from momentum_gs.data.sfm.control import CE90_PER_RMSE_R, LE90_PER_RMSE_Z, accuracy, gps_std, without_flat_heights
 from momentum_gs.data.sfm.gcp import Control, Gcp
+from momentum_gs.data.sfm.report import CHECK_MAGENTA, SIZE, draw_cameras
+from momentum_gs.draw import map_window
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -160,3 +164,22 @@ def test_a_symmetric_gcp_layout_is_not_taken_for_a_mirror():
     fit = L.Fit("gcp", 1.0, np.eye(3), np.zeros(3), np.ones(5, bool), enu - model, threshold=1.0)
     proper, mirrored = L.plan_fits(fit, model, enu, robust=False)
     assert proper < 0.05 and mirrored > 5.0
+
+
+def test_the_picture_draws_each_check_point_where_it_was_surveyed(tmp_path):
+    model, _ = reconstruction()
+    origin = np.array([47.0, 8.0, 400.0])
+    spot = np.array([[0.5, -0.5, 0.0]])  # ENU metres, inside the cameras' spread
+    lla = enu_to_wgs84(spot, origin)[0].tolist()
+    geo = {"origin": {"lat": origin[0], "lon": origin[1], "alt": origin[2]},
+           "check_points": {"points": {"c0": [0.03, 0.0, 0.01]}, "survey_lla": {"c0": lla}}}
+    report = {"images_registered": 12, "images_total": 12, "points": 300, "georeference": geo}
+    draw_cameras(tmp_path / "cameras.png", model, report, True)
+    image = cv2.imread(str(tmp_path / "cameras.png"))
+    cams = np.array([model.image(i).projection_center() for i in model.reg_image_ids()])
+    points = np.array([p.xyz for p in model.points3D.values()])
+    (u, v), = map_window(cams[:, :2], points[:, :2], SIZE).pixels(spot[:, :2])
+    magenta = np.all(image == CHECK_MAGENTA, axis=2)
+    ys, xs = np.nonzero(magenta)
+    assert len(xs) and np.hypot(xs - u, ys - v).min() < 9  # the ring around the surveyed place
+    assert xs.max() > u + 40  # the arrow points east (the error is +0.03 m east, drawn 60 px long)

@@ -8,10 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.draw import BLACK, blank, dot, map_window, put_pixels, put_text, save_png, scale_bar
 from momentum_gs.errors import listing
 
 SIZE = 800  # picture side, pixels
+ARROW_PX = 60  # the largest control point error's arrow, pixels
+CHECK_MAGENTA, GCP_ORANGE = (200, 0, 200), (0, 140, 255)  # BGR
 POINT_GREY, CAMERA_RED = (110, 110, 110), (40, 40, 220)  # BGR
 GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run
 HINT_OVERLAP = "photos of a survey need 60-80 % overlap and texture"
@@ -143,15 +146,42 @@ def draw_cameras(path: Path, reconstruction, report: dict, georeferenced: bool) 
     put_pixels(image, window.pixels(pts[:, :2]), POINT_GREY)
     for u, v in window.pixels(cams[:, :2]):
         dot(image, (int(u), int(v)), 5, CAMERA_RED)
-    _legend(image, report, georeferenced, window.pixels_per_unit)
+    said = _control_arrows(image, window, report.get("georeference") or {}) if georeferenced else None
+    _legend(image, report, georeferenced, window.pixels_per_unit, said)
     save_png(path, image)
 
 
-def _legend(image: np.ndarray, report: dict, georeferenced: bool, pixels_per_unit: float) -> None:
+def _control_arrows(image: np.ndarray, window, geo: dict) -> str | None:
+    """The check points (magenta) and GCPs (orange) at their surveyed places, each error an arrow magnified alike
+    (the largest ``ARROW_PX`` long); the legend's line, or None without such points."""
+    origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")]) if geo.get("origin") else None
+    check, adjustment = geo.get("check_points") or {}, geo.get("adjustment") or {}
+    drawn = [(colour, lla[name], sign * np.array(e[:2], np.float64))
+             for colour, errors, lla, sign in ((CHECK_MAGENTA, check.get("points") or {}, check.get("survey_lla") or {},
+                                                1.0),
+                                               (GCP_ORANGE, adjustment.get("gcp_residuals_m") or {},
+                                                adjustment.get("survey_lla") or {}, -1.0))
+             for name, e in errors.items() if name in lla]
+    if origin is None or not drawn:
+        return None
+    longest = max(float(np.hypot(*error)) for *_, error in drawn) or 1.0
+    for colour, lla, error in drawn:
+        at = wgs84_to_enu(np.array([[lla[0], lla[1], lla[2] if lla[2] is not None else origin[2]]]), origin)[0, :2]
+        (u, v), = window.pixels(at[None])
+        tip = (int(u + error[0] / longest * ARROW_PX), int(v - error[1] / longest * ARROW_PX))
+        cv2.circle(image, (int(u), int(v)), 7, colour, 2)
+        cv2.arrowedLine(image, (int(u), int(v)), tip, colour, 2, tipLength=0.25)
+    return (f"check points (magenta), GCPs (orange): the model's error as an arrow, {ARROW_PX} px = "
+            f"{100 * longest:.1f} cm")
+
+
+def _legend(image: np.ndarray, report: dict, georeferenced: bool, pixels_per_unit: float,
+            control: str | None = None) -> None:
     """What the colours are and the frame, in the upper left; a scale bar in the lower left."""
     lines = [f"{report['images_registered']}/{report['images_total']} photos registered (red), "
              f"{report['points']} points (grey)",
              "top view: x east, y north (metres)" if georeferenced else "top view: x, y of COLMAP's frame"]
+    lines += [control] if control else []
     for row, text in enumerate(lines):
         put_text(image, text, 10, 22 + 20 * row, 0.5)
     bar, length = scale_bar(pixels_per_unit, SIZE)
