@@ -51,6 +51,19 @@ class MapFrame:
         local = np.column_stack([(np.asarray(xy, np.float64) - self.offset) / self.scale, up])
         return local @ self.rotation
 
+    def local(self, lo: np.ndarray, hi: np.ndarray, height: float) -> "MapFrame":
+        """The frame refitted over the map rectangle ``lo``-``hi`` [2] (a tile of the raster) at ENU ``height``: the
+        same CRS, its similarity fitted there, so that a site of several kilometres lands on the grid where PROJ
+        puts each point (one similarity over 5 km at a zone's edge misses by over a centimetre). A frame without a
+        georeference is exact already and is returned as it is."""
+        if self.origin is None:
+            return self
+        corners = self.to_world(np.array([lo, [hi[0], lo[1]], hi, [lo[0], hi[1]]], np.float64), np.zeros(4))
+        origin = {"lat": float(self.origin[0]), "lon": float(self.origin[1]), "alt": float(self.origin[2])}
+        low, high = corners.min(0), corners.max(0)
+        low[2] = high[2] = height
+        return georeferenced_frame({"origin": origin}, low, high)
+
     def heights(self, world: np.ndarray) -> np.ndarray:
         """[N] heights of [N, 3] world points: metres above the georeference's datum, or world units up."""
         world = np.asarray(world, np.float64)

@@ -83,6 +83,7 @@ def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, back
     means = gaussians.means.detach()
     down = -torch.as_tensor(frame.rotation[2], dtype=means.dtype, device=means.device)
     colours = eval_sh(gaussians.sh.detach(), down.expand_as(means).contiguous()).clamp(0, 1)
+    world_z = means.double().cpu().numpy()[:, 2]
     placed = frame.to_map(means.double().cpu().numpy())
     reach = 3 * gaussians.scales.detach().amax(-1).double().cpu().numpy() * frame.scale  # map units
     top = float(placed[:, 2].max()) + CLEARANCE * max(grid.width, grid.height) * grid.gsd / frame.scale
@@ -97,12 +98,14 @@ def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, back
         if not near.any():
             continue
         keep = torch.from_numpy(np.flatnonzero(near)).to(means.device)
-        corner = frame.to_world(np.array([[left, upper]]), np.array([top]))[0]
+        tile = frame.local(np.array([left, upper - h * grid.gsd]), np.array([left + w * grid.gsd, upper]),
+                           float(np.median(world_z[near])))  # each tile on the grid as PROJ puts its points
+        corner = tile.to_world(np.array([[left, upper]]), np.array([top]))[0]
         out = render(means[keep], gaussians.quats.detach()[keep], gaussians.scales.detach()[keep],
-                     gaussians.opacities.detach()[keep], colours[keep], _looking_down(frame, corner, means),
-                     _pixels_per_unit(frame, grid, means), w, h, backend=backend, near=0.0, orthographic=True,
+                     gaussians.opacities.detach()[keep], colours[keep], _looking_down(tile, corner, means),
+                     _pixels_per_unit(tile, grid, means), w, h, backend=backend, near=0.0, orthographic=True,
                      extras=("median_depth",) if depth == "median" else ("depth",))
-        _store(out, rgba, dsm, row, col, frame, grid, top, depth)
+        _store(out, rgba, dsm, row, col, tile, grid, top, depth)
     return Rasters(rgba, dsm)
 
 
