@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from momentum_gs.cli import main as mgs  # noqa: E402
-from tests.helpers.control_survey import CHECK_SPOTS, GCP_SPOTS, GSD_M, flight, write_control, write_photos  # noqa: E402
+from tests.helpers.control_survey import (CHECK_SPOTS, GCP_SPOTS, GSD_M, flight, write_control,  # noqa: E402
+                                          write_photos)
 
 RUNS = {"GPS alone": [], "GPS + GCPs": ["--gcp", "gcp.txt"], "GPS + GCPs, heights 0": ["--gcp", "flat.txt"]}
 
@@ -50,7 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}; GSD {GSD_M:.3f} m; GPS {args.gps_noise:g} m per axis; "
           f"marks {args.mark_px:g} px; {len(GCP_SPOTS)} GCPs, {len(CHECK_SPOTS)} check points\n")
-    print("| seed | run | check points | horizontal RMSE m | CE90 m | vertical RMSE m | LE90 m | sfm s | adjustment s |")
+    print("| seed | run | check points | horizontal RMSE m | CE90 m | vertical RMSE m | LE90 m | sfm s | "
+          "adjustment s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
         root = args.out / f"seed{seed}"

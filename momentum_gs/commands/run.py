@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"blocks the scene is trained in: auto (default: sized from the photos and the "
                              f"capture's extent, at most {MAX_AUTO_BLOCKS}) or a number")
     parser.add_argument("--gcp", type=Path, help="ground control points (OpenDroneMap's gcp_list.txt, as mgs sfm "
-                        "--gcp): the site is placed and adjusted on them (default: PHOTOS/gcp_list.txt if there is one)")
+                        "--gcp): the site is placed and adjusted on them (default: PHOTOS/gcp_list.txt if there "
+                        "is one)")
     parser.add_argument("--check", type=Path, help="check points in the same format: never used in a fit; their "
                         "errors, RMSE, CE90 and LE90 go into the scene's sfm.json and the site's page")
     parser.add_argument("--from", dest="first", choices=STAGES,

@@ -7,7 +7,8 @@ points could not bend a model. Here the cameras, the GCPs and a sample of the ti
 tracks) are solved together as a sparse least squares problem (scipy's trust-region solver; every residual is in
 standard deviations). A Huber loss beyond ``HUBER`` of them, so that a wrong fix or mark pulls with a bounded force,
 is applied by reweighting (a few solves, each weighted by the last one's residuals): scipy's own robust loss
-converged far more slowly from the same start. Then pycolmap refines every tie point with the cameras held. Intrinsics stay as mapping refined them.
+converged far more slowly from the same start. Then pycolmap refines every tie point with the cameras held.
+Intrinsics stay as mapping refined them.
 
 Arrays are float64: rotations [N, 3, 3] world-to-camera, centres [N, 3], normalized image coordinates [M, 2].
 """

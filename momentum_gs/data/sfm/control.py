@@ -97,7 +97,8 @@ def check_points(model, check: Control, origin: np.ndarray) -> tuple[dict, list[
             errors[g.name] = point - enu[g.name]
     figures = {"points": {n: [None if not np.isfinite(v) else round(float(v), 4) for v in e]
                           for n, e in errors.items()},
-               "skipped": skipped, "survey_lla": _lla(check), **accuracy(np.stack(list(errors.values())) if errors else np.zeros((0, 3)))}
+               "skipped": skipped, "survey_lla": _lla(check),
+               **accuracy(np.stack(list(errors.values())) if errors else np.zeros((0, 3)))}
     return figures, accuracy_lines(figures)
 
 

@@ -114,8 +114,8 @@ def _taken_out_lines(taken_out: dict[str, float], fit) -> list[str]:
         return []
     shown = [f"{n} ({d:g} m)" for n, d in sorted(taken_out.items(), key=lambda kv: -kv[1])]
     return [f"took {len(taken_out)} photo(s) out of the model: registered far from where their GPS says they were "
-            f"taken, over {MISREGISTERED_NOISES:g} times the {spread(fit):.2g} m RMS by which the other photos disagree "
-            f"with their GPS (a misplaced photo would train a wrong scene): {listing(shown, 5)}"]
+            f"taken, over {MISREGISTERED_NOISES:g} times the {spread(fit):.2g} m RMS by which the other photos "
+            f"disagree with their GPS (a misplaced photo would train a wrong scene): {listing(shown, 5)}"]
 
 
 def _fit_lines(mode: str, placement: Placement, used: list[str], geo: dict, taken_out: set[str]

@@ -21,7 +21,8 @@ from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georefer
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
-from momentum_gs.data.sfm.report import GPS_RESIDUAL_LIMIT, draw_cameras, problem, registration_problem, summary, summary_lines
+from momentum_gs.data.sfm.report import (GPS_RESIDUAL_LIMIT, draw_cameras, problem, registration_problem, summary,
+                                         summary_lines)
 from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import parse_json
@@ -151,7 +152,8 @@ def _map_images(pycolmap, database: Path, staged: Path, models_dir: Path, num_ph
 
 
 def _place(pycolmap, model, control: Control | None, gps: dict, enu: dict, origin: np.ndarray | None,
-           opts: SfmOptions, names: list[str], unusable: dict[str, int]) -> tuple[dict | None, float | None, str | None]:
+           opts: SfmOptions, names: list[str], unusable: dict[str, int]
+           ) -> tuple[dict | None, float | None, str | None]:
     """The model placed: on its GCPs when they have heights (or the photos have no GPS), else on the GPS, and on
     GCPs without heights (horizontally) when the GPS alone cannot place it."""
     if control is not None and model is not None and (has_heights(control) >= 3 or not gps):
