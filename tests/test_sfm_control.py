@@ -79,3 +79,18 @@ def test_gcps_without_heights_place_a_survey_the_gps_cannot(tmp_path, capsys):
     assert "placing it on the ground control points, horizontally" in printed and "give no heights" in printed
     errors = np.array(list(check["points"].values()), np.float64)
     assert np.hypot(errors[:, 0], errors[:, 1]).max() < 2 * GSD_M
+
+
+@pytest.mark.slow
+def test_photos_without_gps_are_placed_on_gcps(tmp_path, capsys):
+    """25 views with no GPS at all (a 5 x 5 grid: the 4 x 4 one does not connect without GPS priors) and GCPs with
+    heights: placed on the GCPs, the check points within 2 and 3 GSD."""
+    poses = flight(5)
+    write_photos(tmp_path / "photos", poses, gps_noise_m=None)
+    write_control(tmp_path / "gcp.txt", poses, GCP_SPOTS, "gcp", mark_px=0.5)
+    write_control(tmp_path / "check.txt", poses, CHECK_SPOTS, "check", mark_px=0.5, seed=1)
+    check = sfm(tmp_path, "scene", "--gcp", str(tmp_path / "gcp.txt"))
+    printed = capsys.readouterr().out
+    assert "adjusted on 5 GCPs in" in printed and "GPS fixes" not in printed.split("adjusted on")[1].split("\n")[0]
+    errors = np.array(list(check["points"].values()), np.float64)
+    assert np.hypot(errors[:, 0], errors[:, 1]).max() < 2 * GSD_M and np.abs(errors[:, 2]).max() < 3 * GSD_M

@@ -23,12 +23,12 @@ GCP_SPOTS = ((-20.0, -28.0), (20.0, -28.0), (20.0, 12.0), (-20.0, 12.0), (0.0, -
 CHECK_SPOTS = ((-10.0, -18.0), (10.0, 2.0), (8.0, -20.0), (-8.0, 4.0))
 
 
-def flight() -> list[np.ndarray]:
-    """world_to_cam [4, 4] of a 4 x 4 survey grid 15 m apart, about 50 m up, looking 10-25° off straight down in
-    four headings."""
+def flight(side: int = 4) -> list[np.ndarray]:
+    """world_to_cam [4, 4] of a ``side`` x ``side`` survey grid over 45 m x 45 m (15 m apart for 4), about 50 m up,
+    looking 10-25° off straight down in four headings."""
     poses = []
-    for row, y in enumerate(np.linspace(-30, 15, 4)):
-        for col, x in enumerate(np.linspace(-22.5, 22.5, 4)[:: 1 if row % 2 == 0 else -1]):
+    for row, y in enumerate(np.linspace(-30, 15, side)):
+        for col, x in enumerate(np.linspace(-22.5, 22.5, side)[:: 1 if row % 2 == 0 else -1]):
             yaw, pitch = np.radians(90.0 * (row + col)), np.radians(65.0 + 5 * col)
             poses.append(look_at_pose(np.array([x, y, 50.0 + 2 * col]), yaw, pitch))
     return poses
