@@ -184,7 +184,7 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     assert retrained["budget_s"] == 24.0
     checkpoint = next((site.run / "ckpt").glob("*.pt"))
     stamp = checkpoint.stat().st_mtime_ns
-    assert all(entry["options"] == {"time": 24.0, "blocks": "auto"}
+    assert all(entry["options"] == options_of(24.0, "auto")
                for entry in Site(site.root).load().record["stages"].values() if "options" in entry)
     # the same options again: every stage is skipped
     said.clear()
