@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
@@ -13,50 +12,16 @@ from momentum_gs.cli import main
 from momentum_gs.data.colmap.folder import read_model
 from momentum_gs.data.colmap.model import qvec_to_rotmat
 from momentum_gs.data.georef import wgs84_to_enu
-from momentum_gs.data.synthetic import SynthPreset, intrinsics, look_at_pose
-from momentum_gs.data.synthetic.city import make_city
-from momentum_gs.data.synthetic.render import render
-from momentum_gs.data.synthetic.survey import focal_35mm, gps_exif
+from momentum_gs.data.synthetic import intrinsics
+from tests.helpers.control_survey import ORIGIN, PRESET, flight, write_photos
 
 pycolmap = pytest.importorskip("pycolmap")
 piexif = pytest.importorskip("piexif")
 
-ORIGIN = np.array([47.3769, 8.5417, 420.0])  # Zürich: lat°, lon°, m; the city's (0, 0, 0), x east, y north
-PRESET = SynthPreset(blocks=(3, 3), width=640, height=480, altitude=50.0, hfov_deg=70.0)
-
-
-def flight() -> list[np.ndarray]:
-    """world_to_cam [4, 4] of a 4 x 4 survey grid 15 m apart, about 50 m up, looking 10-25° off straight down
-    in four headings (oblique views from several sides pin down the focal length; the altitude varies by a
-    few metres, so that the cameras are not all in one plane)."""
-    poses = []
-    for row, y in enumerate(np.linspace(-30, 15, 4)):
-        for col, x in enumerate(np.linspace(-22.5, 22.5, 4)[:: 1 if row % 2 == 0 else -1]):
-            yaw, pitch = np.radians(90.0 * (row + col)), np.radians(65.0 + 5 * col)
-            poses.append(look_at_pose(np.array([x, y, 50.0 + 2 * col]), yaw, pitch))
-    return poses
-
-
-def write_views(folder, poses: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Render the views as JPEGs with GPS EXIF (pycolmap converts ENU to WGS84); returns name → centre."""
-    city = make_city(np.random.default_rng([0, 0]), PRESET.blocks, max_height=30.0)
-    folder.mkdir()
-    centres = {}
-    for i, world_to_cam in enumerate(poses):
-        name = f"view{i:02d}.jpg"
-        centres[name] = -world_to_cam[:3, :3].T @ world_to_cam[:3, 3]
-        image = render(city, intrinsics(PRESET), world_to_cam, PRESET.width, PRESET.height, 1, True)
-        cv2.imwrite(str(folder / name), np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., ::-1],
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
-        lla = pycolmap.GPSTransform().enu_to_ellipsoid(centres[name][None], *ORIGIN)[0]
-        piexif.insert(gps_exif(*(lla if i != 5 else (0.0, 0.0, 0.0)), focal_35mm(PRESET.hfov_deg)), str(folder / name))
-    return centres
-
-
 @pytest.mark.slow
 def test_sfm_recovers_known_poses_and_scale(tmp_path, capsys):
     poses = flight()
-    truth = write_views(tmp_path / "photos", poses)
+    truth = write_photos(tmp_path / "photos", poses, gps_noise_m=0.0, no_fix=(5,))  # exact GPS, one photo without
     out = tmp_path / "scene"
     # one thread: COLMAP is then deterministic (with two, centre errors varied from 0.7 to 1.2 m run to run)
     assert main(["sfm", str(tmp_path / "photos"), "--out", str(out), "--threads", "1"]) == 0

@@ -34,9 +34,10 @@ def flight(side: int = 4) -> list[np.ndarray]:
     return poses
 
 
-def write_photos(folder: Path, poses: list[np.ndarray], gps_noise_m: float | None, seed: int = 0
-                 ) -> dict[str, np.ndarray]:
-    """The views as JPEGs, with GPS EXIF ``gps_noise_m`` off per axis (None: no GPS); name → true centre."""
+def write_photos(folder: Path, poses: list[np.ndarray], gps_noise_m: float | None, seed: int = 0,
+                 no_fix: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """The views as JPEGs, with GPS EXIF ``gps_noise_m`` off per axis (None: no GPS; the views of ``no_fix`` carry
+    latitude and longitude 0, as a receiver without a fix writes); name → true centre."""
     import piexif
 
     city = make_city(np.random.default_rng([0, 0]), PRESET.blocks, max_height=30.0)
@@ -51,7 +52,8 @@ def write_photos(folder: Path, poses: list[np.ndarray], gps_noise_m: float | Non
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
         if gps_noise_m is not None:
             lla = enu_to_wgs84((centres[name] + rng.normal(0, gps_noise_m, 3))[None], ORIGIN)[0]
-            piexif.insert(gps_exif(*lla, focal_35mm(PRESET.hfov_deg)), str(folder / name))
+            piexif.insert(gps_exif(*(lla if i not in no_fix else (0.0, 0.0, 0.0)), focal_35mm(PRESET.hfov_deg)),
+                          str(folder / name))
     return centres
 
 
