@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from momentum_gs.data.sfm.control import drawn_errors
 from momentum_gs.data.sfm.run import REPORT_NAME as SFM_REPORT
 from momentum_gs.data.utm import wgs84_to_utm
 from momentum_gs.io.atomic import atomic_write_text
@@ -139,10 +140,7 @@ def _arrows(maps: dict, check: dict, adjustment: dict) -> tuple[str, str]:
     """(SVG arrows in the grid's pixels, the legend) of the check points' and GCPs' horizontal errors, each drawn
     from its surveyed place (UTM per point), magnified alike."""
     epsg, (x0, y0), gsd = maps.get("epsg"), maps["top_left"], maps["gsd"]
-    kinds = [("check", check.get("points") or {}, check.get("survey_lla") or {}, 1.0),
-             ("gcp", adjustment.get("gcp_residuals_m") or {}, adjustment.get("survey_lla") or {}, -1.0)]
-    drawn = [(kind, name, lla[name], sign * np.array(e[:2], np.float64)) for kind, errors, lla, sign in kinds
-             for name, e in errors.items() if name in lla]
+    drawn = drawn_errors({"check_points": check, "adjustment": adjustment})
     if epsg is None or not drawn:
         return "", "No point to draw: the map has no CRS, or no check point or GCP was measured."
     zone, south = int(epsg) % 100, int(epsg) // 100 == 327

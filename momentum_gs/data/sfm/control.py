@@ -13,10 +13,10 @@ import numpy as np
 from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.sfm.adjust import GPS_FLOOR_M, Anchor, adjust
 from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
+from momentum_gs.data.sfm.level import CHI_MEDIAN
 
 CE90_PER_RMSE_R = 2.1460 / np.sqrt(2.0)  # 90 % of a circular normal error within this many RMSE_r
 LE90_PER_RMSE_Z = 1.6449  # 90 % of a normal error within this many standard deviations
-RAYLEIGH_MEDIAN = 1.1774  # the median length of a circular normal error, in standard deviations per axis
 
 
 def without_flat_heights(control: Control, what: str) -> tuple[Control, str | None]:
@@ -57,7 +57,7 @@ def gps_std(model, gps_enu: dict[str, np.ndarray]) -> np.ndarray | None:
     if len(names) < 3:
         return None
     distance = np.linalg.norm(np.stack([centres[n][:2] - gps_enu[n][:2] for n in names]), axis=1)
-    sigma = max(GPS_FLOOR_M, float(np.median(distance)) / RAYLEIGH_MEDIAN)
+    sigma = max(GPS_FLOOR_M, float(np.median(distance)) / CHI_MEDIAN[2])
     return np.array([sigma, sigma, np.nan])
 
 
@@ -81,20 +81,26 @@ def adjust_on_control(pycolmap, model, control: Control, origin: np.ndarray,
     return figures, lines
 
 
+def triangulate_marks(model, control: Control) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
+    """(point name → [3] its position in ``model``'s frame triangulated from its marks on the registered photos, or
+    None; name → why a point could not be triangulated)."""
+    images = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
+    points, skipped = {}, {}
+    for g in control.gcps:
+        rays = [(images[name].cam_from_world().matrix(), np.asarray(images[name].camera.cam_from_img(pixel)))
+                for name, pixel in g.marks if name in images]
+        points[g.name], why = triangulate_with_reason(rays)
+        if points[g.name] is None:
+            skipped[g.name] = why
+    return points, skipped
+
+
 def check_points(model, check: Control, origin: np.ndarray) -> tuple[dict, list[str]]:
     """The check points of ``check`` triangulated from their marks in the placed ``model`` and compared with
     their survey: (figures for ``sfm.json``, console lines)."""
-    images = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
     enu = control_enu(check, origin)
-    errors, skipped = {}, {}
-    for g in check.gcps:
-        rays = [(images[name].cam_from_world().matrix(), np.asarray(images[name].camera.cam_from_img(pixel)))
-                for name, pixel in g.marks if name in images]
-        point, why = triangulate_with_reason(rays)
-        if point is None:
-            skipped[g.name] = why
-        else:
-            errors[g.name] = point - enu[g.name]
+    points, skipped = triangulate_marks(model, check)
+    errors = {name: point - enu[name] for name, point in points.items() if point is not None}
     figures = {"points": {n: [None if not np.isfinite(v) else round(float(v), 4) for v in e]
                           for n, e in errors.items()},
                "skipped": skipped, "survey_lla": _lla(check),
@@ -107,6 +113,17 @@ def _lla(control: Control) -> dict[str, list]:
     return {g.name: [round(float(row[0]), 9), round(float(row[1]), 9),
                      None if not np.isfinite(row[2]) else round(float(row[2]), 4)]
             for g, row in zip(control.gcps, control.lla)}
+
+
+def drawn_errors(geo: dict) -> list[tuple[str, str, list, np.ndarray]]:
+    """(kind "check" or "gcp", name, [latitude°, longitude°, height or None] as surveyed, [2] east and north error
+    from the survey to the model, metres) of each point of a georeference's check points and GCP adjustment, for
+    the pictures (a GCP's residual is survey - model: turned round)."""
+    check, adjustment = geo.get("check_points") or {}, geo.get("adjustment") or {}
+    kinds = [("check", check.get("points") or {}, check.get("survey_lla") or {}, 1.0),
+             ("gcp", adjustment.get("gcp_residuals_m") or {}, adjustment.get("survey_lla") or {}, -1.0)]
+    return [(kind, name, lla[name], sign * np.array(e[:2], np.float64)) for kind, errors, lla, sign in kinds
+            for name, e in errors.items() if name in lla]
 
 
 def accuracy(errors: np.ndarray) -> dict:

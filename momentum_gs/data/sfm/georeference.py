@@ -13,8 +13,8 @@ import numpy as np
 from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.colmap_steps import transform
-from momentum_gs.data.sfm.control import control_enu
-from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
+from momentum_gs.data.sfm.control import control_enu, triangulate_marks
+from momentum_gs.data.sfm.gcp import Control
 from momentum_gs.data.sfm.placement import (MISREGISTERED_NOISES, Placement, inlier_floor, place_on_gcps,
                                             place_on_gcps_level, place_on_gps, spread)
 from momentum_gs.data.sfm.up import Views
@@ -164,15 +164,8 @@ def gcp_origin(control: Control) -> np.ndarray:
 def georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray) -> tuple[dict, str | None, list[str]]:
     """Fit ``model`` to its ground control points and apply the fit (in place) when it passes its checks:
     (the georeference for ``georef.json``, the problem that fails the run or None, lines for the console)."""
-    images = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
-    gcps, enu = control.gcps, control_enu(control, origin)
-    points, skipped = {}, {}
-    for g in gcps:
-        rays = [(images[name].cam_from_world().matrix(), np.asarray(images[name].camera.cam_from_img(pixel)))
-                for name, pixel in g.marks if name in images]
-        points[g.name], why = triangulate_with_reason(rays)
-        if points[g.name] is None:
-            skipped[g.name] = why
+    enu = control_enu(control, origin)
+    points, skipped = triangulate_marks(model, control)
     with_height = [n for n, p in points.items() if p is not None and np.isfinite(enu[n][2])]
     if len(with_height) >= 3:
         placement = place_on_gcps(model_views(model), points, enu, skipped)

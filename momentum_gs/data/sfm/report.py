@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from momentum_gs.data.georef import wgs84_to_enu
+from momentum_gs.data.sfm.control import drawn_errors
 from momentum_gs.draw import BLACK, blank, dot, map_window, put_pixels, put_text, save_png, scale_bar
 from momentum_gs.errors import listing
 
@@ -155,17 +156,12 @@ def _control_arrows(image: np.ndarray, window, geo: dict) -> str | None:
     """The check points (magenta) and GCPs (orange) at their surveyed places, each error an arrow magnified alike
     (the largest ``ARROW_PX`` long); the legend's line, or None without such points."""
     origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")]) if geo.get("origin") else None
-    check, adjustment = geo.get("check_points") or {}, geo.get("adjustment") or {}
-    drawn = [(colour, lla[name], sign * np.array(e[:2], np.float64))
-             for colour, errors, lla, sign in ((CHECK_MAGENTA, check.get("points") or {}, check.get("survey_lla") or {},
-                                                1.0),
-                                               (GCP_ORANGE, adjustment.get("gcp_residuals_m") or {},
-                                                adjustment.get("survey_lla") or {}, -1.0))
-             for name, e in errors.items() if name in lla]
+    drawn = drawn_errors(geo)
     if origin is None or not drawn:
         return None
     longest = max(float(np.hypot(*error)) for *_, error in drawn) or 1.0
-    for colour, lla, error in drawn:
+    for kind, _, lla, error in drawn:
+        colour = CHECK_MAGENTA if kind == "check" else GCP_ORANGE
         at = wgs84_to_enu(np.array([[lla[0], lla[1], lla[2] if lla[2] is not None else origin[2]]]), origin)[0, :2]
         (u, v), = window.pixels(at[None])
         tip = (int(u + error[0] / longest * ARROW_PX), int(v - error[1] / longest * ARROW_PX))
