@@ -83,8 +83,9 @@ def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, back
     means = gaussians.means.detach()
     down = -torch.as_tensor(frame.rotation[2], dtype=means.dtype, device=means.device)
     colours = eval_sh(gaussians.sh.detach(), down.expand_as(means).contiguous()).clamp(0, 1)
-    world_z = means.double().cpu().numpy()[:, 2]
-    placed = frame.to_map(means.double().cpu().numpy())
+    world = means.double().cpu().numpy()
+    world_z = world[:, 2]
+    placed = frame.to_map(world)
     reach = 3 * gaussians.scales.detach().amax(-1).double().cpu().numpy() * frame.scale  # map units
     top = float(placed[:, 2].max()) + CLEARANCE * max(grid.width, grid.height) * grid.gsd / frame.scale
     rgba = np.zeros((grid.height, grid.width, 4), np.uint8)
