@@ -11,6 +11,8 @@ in its result, East-North-Up metres, against what holds for any capture, whateve
 - ``shape``: the model is not sheared or stretched: its cameras' layout maps onto their GPS positions by a
   similarity (:func:`shape`; run on the fit that passed the others, since a model out of shape is so whatever
   its up);
+- ``field``: the GPS residuals do not depend on place, nor follow capture order more slowly and widely than a GPS
+  wanders (:mod:`~momentum_gs.data.sfm.field`: a model drifting in scale, bent or folded; run beside ``shape``);
 - ``mirror``: a plan fitted with a reflection does not fit the GPS clearly better than the proper one;
 - ``gcp``: the ground control points lie where the fit puts them.
 
@@ -25,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from momentum_gs.data.sfm import field as F
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.up import Views, aerial_side
 
@@ -177,6 +180,23 @@ def shape(p: Placed) -> Check | None:
         return Check("shape", True, said)
     return Check("shape", False, f"the model is out of shape: {said}, more than {SHAPE_MAX:.0%} and "
                  f"{SHAPE_SIGMAS:g} standard errors (a sheared or stretched reconstruction)",
+                 "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)")
+
+
+def field(p: Placed) -> Check | None:
+    """The GPS residuals' structure (:mod:`~momentum_gs.data.sfm.field`): a model whose disagreement with the GPS
+    depends on place, or is slower and wider than a GPS's error, is out of shape. None for a fit to ground control
+    points or too few photos."""
+    if p.gcp_residuals is not None:
+        return None
+    keep = p.fit.inliers & np.isfinite(p.enu[:, :2]).all(1)
+    found = F.measure(p.fit.apply(p.centres[keep])[:, :2], p.fit.residuals[keep])
+    if found is None:
+        return None
+    why = F.problem(found)
+    if why is None:
+        return Check("field", True, F.describe(found))
+    return Check("field", False, f"the model is out of shape: {why}",
                  "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)")
 
 

@@ -86,16 +86,17 @@ def place_on_gps(views: Views, centres: np.ndarray, target: np.ndarray, mode: st
 
 
 def _in_shape(attempt: Placement, fit: L.Fit, placed: Placed, tried: list[Placement]) -> Placement:
-    """The placement that passed every check, refused when its model is out of shape (:func:`~.checks.shape`).
+    """The placement that passed every check, refused when its model is out of shape (:func:`~.checks.shape`,
+    :func:`~.checks.field`).
     Not a reason to try the next up: a model out of shape is so whatever its up, and a wrong up can fit a
     wandering GPS loosely enough to pass."""
     attempt.lines = [_retried(t) for t in tried]
-    found = shape(placed)
-    if found is not None:
-        attempt.checks.append(found)
-    if found is not None and not found.passed:
-        attempt.problem = found.line()
-        attempt.lines.append(found.line())
+    found = [c for c in (shape(placed), C.field(placed)) if c is not None]
+    attempt.checks += found
+    failed = [c for c in found if not c.passed]
+    if failed:
+        attempt.problem = failed[0].line()
+        attempt.lines += [c.line() for c in failed]
         return attempt
     attempt.fit = fit
     attempt.misregistered = misregistered(fit)
