@@ -192,15 +192,20 @@ def in_thread(work: Callable, poll: Callable[[], None], name: str):
 
 def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_images: int, threads: int,
                seed: int, gps_priors: bool) -> list:
-    """Incremental mapping (with the GPS positions as pose priors in bundle adjustment when ``gps_priors``);
-    the reconstructions it made, largest first. COLMAP runs in a thread so that the bar keeps its clock
-    going through the final adjustments after the last photo is registered."""
+    """Incremental mapping (with the GPS positions as pose priors in bundle adjustment when ``gps_priors``, the
+    focal lengths held when the EXIF gives them, then refined once); the reconstructions it made, largest first.
+    COLMAP runs in a thread so that the bar keeps its clock going through the final adjustments after the last
+    photo is registered."""
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads, options.random_seed = threads, seed
     # GPS priors keep a weakly textured or nearly planar capture from bending (focal length and shape trade
-    # off against each other without them); COLMAP's robust loss on them absorbs a few wrong positions.
+    # off against each other without them); COLMAP's robust loss on them absorbs a few wrong positions. The
+    # horizontal priors cannot hold the height, so a focal known from EXIF is held while mapping and refined once
+    # at the end (refine_intrinsics): refined from the first pairs, it drifted by a third on a nadir survey.
     options.use_prior_position = options.use_robust_loss_on_prior_position = gps_priors
     options.min_model_size = 3  # a small set's second model must show up, to be reported as disconnected
+    held = focal_known(pycolmap, database)
+    options.ba_refine_focal_length = not held  # refined from the first pairs, a focal drifts with the height
     with tqdm(total=n_images, desc="mapping", unit="photo", dynamic_ncols=True) as bar:
         def step(count: int) -> None:  # a second model registers photos again: the bar stops at the total
             bar.update(min(count, bar.total - bar.n))
@@ -214,7 +219,29 @@ def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_ima
                                                                 initial_image_pair_callback=lambda: step(2),
                                                                 next_image_callback=lambda: step(1)),
                            poll, "colmap-mapping")
-    return sorted(models.values(), key=lambda r: -r.num_reg_images())
+    models = sorted(models.values(), key=lambda r: -r.num_reg_images())
+    for model in models if held else []:
+        refine_intrinsics(pycolmap, model)
+    return models
+
+
+def focal_known(pycolmap, database: Path) -> bool:
+    """Whether every camera of ``database`` has its focal length from the photos' EXIF."""
+    db = pycolmap.Database.open(database)
+    try:
+        cameras = db.read_all_cameras()
+    finally:
+        db.close()
+    return bool(cameras) and all(c.has_prior_focal_length for c in cameras)
+
+
+def refine_intrinsics(pycolmap, model) -> None:
+    """One bundle adjustment of the whole ``model`` refining the focal lengths and distortion too, once every
+    photo is in: a focal held at the EXIF's through mapping is corrected from all the views together."""
+    options = pycolmap.BundleAdjustmentOptions(refine_focal_length=True, refine_principal_point=False,
+                                               refine_extra_params=True)
+    options.print_summary = False
+    pycolmap.bundle_adjustment(model, options)
 
 
 def write_priors(pycolmap, database: Path, enu: dict[str, np.ndarray], horizontal_only: bool) -> None:
