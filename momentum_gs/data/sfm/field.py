@@ -36,8 +36,8 @@ MAD_TO_SIGMA = 1.4826
 @dataclass
 class Field:
     """The residuals' parts, metres: ``noise`` from photo to photo (RMS in the plan), ``slow`` (RMS of the
-    horizontal part that follows capture order), ``place`` (RMS of the horizontal part that depends on place beyond it) with its F
-    statistic, and the same for the heights (NaN without altitudes)."""
+    horizontal part that follows capture order), ``place`` (RMS of the horizontal part that depends on place
+    beyond it) with its F statistic, and the same for the heights (NaN without altitudes)."""
 
     photos: int
     noise: float
@@ -132,8 +132,9 @@ def problem(found: Field) -> str | None:
         return (f"the GPS disagrees with the model slowly by {found.slow:.3g} m RMS, more than a GPS wanders "
                 f"({WANDER_MAX_M:g} m)")
     if found.slow > max(WANDER_FLOOR_M, WANDER_NOISES * found.noise):
-        return (f"the GPS disagrees with the model slowly by {found.slow:.3g} m RMS, {found.slow / max(found.noise, 1e-9):.2g} "
-                f"times its {found.noise:.3g} m of noise from photo to photo (a GPS's slow error is smaller)")
+        times = found.slow / max(found.noise, 1e-9)
+        return (f"the GPS disagrees with the model slowly by {found.slow:.3g} m RMS, {times:.2g} times its "
+                f"{found.noise:.3g} m of noise from photo to photo (a GPS's slow error is smaller)")
     return None
 
 
