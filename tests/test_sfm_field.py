@@ -77,3 +77,12 @@ def test_a_model_drifting_in_scale_or_folded_is_refused_against_a_good_gps(case)
     """A GPS right to 1 m: the model out of shape is refused, never written."""
     row = run_case(case)
     assert row["outcome"] == "refused", row
+
+
+def test_a_slow_part_many_times_the_noise_is_not_a_gps():
+    """Along a line a 6 m bend under 1 m of noise: within what a GPS wanders in metres, not against its noise."""
+    line = np.c_[np.linspace(-600, 600, 60), np.zeros(60)]
+    bent = residuals(line, 1.0, 3, heights=False)
+    bent[:, 0] += 6.0 * np.sqrt(2) * np.sin(np.linspace(0, 2 * np.pi, 60))
+    found = F.measure(line, bent)
+    assert found.slow < F.WANDER_MAX_M and "times its" in F.problem(found)
