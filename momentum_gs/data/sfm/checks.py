@@ -39,6 +39,7 @@ LINE = 0.1  # GPS fixes "along a line": the plan's second singular value below t
 SHAPE_MAX = 0.1  # a linear map from the cameras to their GPS this far from the identity is a distorted model ...
 SHAPE_SIGMAS = 4.0  # ... when it is also this many standard errors from it (a noisy GPS measures it loosely)
 SHAPE_MIN_PHOTOS = 6  # photos the map needs to be measured
+OUT_OF_SHAPE_FIX = "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)"
 Z = np.array([0.0, 0.0, 1.0])
 
 
@@ -170,7 +171,7 @@ def shape(p: Placed) -> Check | None:
     more), is a sheared or stretched model. None for a fit to ground control points or too few photos."""
     if p.gcp_residuals is not None:
         return None
-    keep = p.fit.inliers & np.isfinite(p.enu[:, :2]).all(1)
+    keep = _used_fixes(p)
     found = linear_map(p.fit.apply(p.centres[keep])[:, :2], p.enu[keep, :2])
     if found is None:
         return None
@@ -179,8 +180,12 @@ def shape(p: Placed) -> Check | None:
     if deviation <= SHAPE_MAX or deviation <= SHAPE_SIGMAS * error:
         return Check("shape", True, said)
     return Check("shape", False, f"the model is out of shape: {said}, more than {SHAPE_MAX:.0%} and "
-                 f"{SHAPE_SIGMAS:g} standard errors (a sheared or stretched reconstruction)",
-                 "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)")
+                 f"{SHAPE_SIGMAS:g} standard errors (a sheared or stretched reconstruction)", OUT_OF_SHAPE_FIX)
+
+
+def _used_fixes(p: Placed) -> np.ndarray:
+    """[U] bool: the photos whose GPS fix the fit used (inliers with a horizontal position)."""
+    return p.fit.inliers & np.isfinite(p.enu[:, :2]).all(1)
 
 
 def field(p: Placed) -> Check | None:
@@ -189,15 +194,14 @@ def field(p: Placed) -> Check | None:
     points or too few photos."""
     if p.gcp_residuals is not None:
         return None
-    keep = p.fit.inliers & np.isfinite(p.enu[:, :2]).all(1)
+    keep = _used_fixes(p)
     found = F.measure(p.fit.apply(p.centres[keep])[:, :2], p.fit.residuals[keep])
     if found is None:
         return None
     why = F.problem(found)
     if why is None:
         return Check("field", True, F.describe(found))
-    return Check("field", False, f"the model is out of shape: {why}",
-                 "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)")
+    return Check("field", False, f"the model is out of shape: {why}", OUT_OF_SHAPE_FIX)
 
 
 def mirror(p: Placed) -> Check | None:

@@ -220,8 +220,9 @@ def map_images(pycolmap, database: Path, images_dir: Path, work_dir: Path, n_ima
                                                                 next_image_callback=lambda: step(1)),
                            poll, "colmap-mapping")
     models = sorted(models.values(), key=lambda r: -r.num_reg_images())
-    for model in models if held else []:
-        refine_intrinsics(pycolmap, model)
+    if held:
+        for model in models:
+            refine_intrinsics(pycolmap, model)
     return models
 
 

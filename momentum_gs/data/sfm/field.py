@@ -3,12 +3,12 @@ part that depends on place, which is the model out of shape.
 
 A GPS's error is a function of time: independent from photo to photo, plus a slow wander over minutes. A model
 out of shape (drifting in scale, bent, folded) disagrees with the GPS as a function of place. Where the flight
-comes back over a place at another time (rows, cross lines, corridors flown both ways) the two can be told apart
-(not along one line, where place and time are one):
+comes back over a place at another time (rows, cross lines, corridors flown both ways) the two can be told apart:
 the residuals are fitted in capture order by ``WANDER_TERMS`` slow terms alone, then with smooth functions of place
-added, and an F test says whether place explains what time does not. Along one line, place and time are the same;
-there, only the size of the slow part can say that the model is wrong: a slow error more than ``WANDER_NOISES``
-times the noise from photo to photo, or more than ``WANDER_MAX_M`` metres, is more than a GPS wanders.
+added, and an F test says whether place explains what time does not. Along one line, place and time are the same
+and the test is skipped; there, only the size of the slow part can say that the model is wrong: a slow error more
+than ``WANDER_NOISES`` times the noise from photo to photo, or more than ``WANDER_MAX_M`` metres, is more than a
+GPS wanders.
 
 Heights are tested the same way, with a barometric drift (a quadratic in time) and a tilt (a plane, the photos' up
 is only known to a degree or two) in place of the wander: a fold about a level hinge shows as a roof or a valley
@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from momentum_gs.data.sfm import level as L
 
 WANDER_TERMS = 6  # cosine terms in capture order beyond the mean: an error that changes over a sixth of a flight
 FIELD_DEGREE = 3  # smooth functions of place: the monomials of the plan coordinates up to this degree
@@ -62,21 +64,13 @@ def slow_terms(n: int, terms: int = WANDER_TERMS) -> np.ndarray:
     return np.stack([np.cos(np.pi * k * i) for k in range(terms + 1)], 1)
 
 
-def along_a_line(plan: np.ndarray) -> bool:
-    """Whether the plan positions [N, 2] lie along one line: there, place and capture order are one."""
-    sv = np.linalg.svd(plan - plan.mean(0), compute_uv=False)
-    return bool(sv[1] <= LINE * sv[0])
-
-
 def place_terms(plan: np.ndarray, degree: int = FIELD_DEGREE, lowest: int = 1) -> np.ndarray:
     """[N, K] the monomials of degree ``lowest`` to ``degree`` of the plan positions [N, 2] in their principal
-    axes, scaled to [-1, 1]; of the first axis only when the photos lie along a line."""
+    axes, scaled to [-1, 1]."""
     local = plan - plan.mean(0)
     _, _, vt = np.linalg.svd(local, full_matrices=False)
     axes = local @ vt.T
     axes /= np.abs(axes).max(0).clip(1e-12)
-    if along_a_line(plan):
-        return np.stack([axes[:, 0] ** d for d in range(lowest, degree + 1)], 1)
     return np.stack([axes[:, 0] ** (d - b) * axes[:, 1] ** b for d in range(lowest, degree + 1)
                      for b in range(d + 1)], 1)
 
@@ -107,16 +101,19 @@ def measure(plan: np.ndarray, residuals: np.ndarray) -> Field | None:
     if n < FIELD_MIN_PHOTOS:
         return None
     horizontal = residuals[:, :2]
-    slow, place = slow_terms(n), place_terms(plan)
+    slow = slow_terms(n)
     solved, *_ = np.linalg.lstsq(slow, horizontal, rcond=None)
     slow_part = slow[:, 1:] @ solved[1:]
-    found = Field(n, noise_from_neighbours(horizontal), float(np.sqrt((slow_part ** 2).sum(1).mean())),
-                  *((0.0, 0.0) if along_a_line(plan) else _f_test(horizontal, slow, place)))
+    found = Field(n, noise_from_neighbours(horizontal), float(np.sqrt((slow_part ** 2).sum(1).mean())), 0.0, 0.0)
+    if L.along_a_line(plan, LINE):  # place and capture order are one: only the slow part's size can tell
+        return found
+    place = place_terms(plan)
+    found.place, found.place_f = _f_test(horizontal, slow, place)
     known = np.isfinite(residuals[:, 2])
-    if known.sum() >= FIELD_MIN_PHOTOS and not along_a_line(plan):
+    if known.sum() >= FIELD_MIN_PHOTOS:
         t = np.linspace(-1.0, 1.0, n)
-        drift_and_tilt = np.c_[np.ones(n), t, t ** 2, place_terms(plan, 1)][known]
-        found.height, found.height_f = _f_test(residuals[known, 2:], drift_and_tilt, place_terms(plan, lowest=2)[known])
+        drift_and_tilt = np.c_[np.ones(n), t, t ** 2, place[:, :2]][known]  # the degree-1 terms: a tilt
+        found.height, found.height_f = _f_test(residuals[known, 2:], drift_and_tilt, place[known, 2:])
     return found
 
 
