@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,11 @@ from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.train.distributed import StepReducer, World, process_group_backend
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
+from tests.helpers.states import flat_tensors, one_thread
 from tests.helpers.tiny_training import TINY_OVERRIDES
 
 HELPERS = Path(__file__).parent / "helpers"
 SCRIPTS = Path(__file__).parents[1] / "scripts"
-
-
-@contextmanager
-def one_thread():
-    """Run torch on one thread, as torchrun's workers do: the sums then happen in the same order."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def torchrun(args: list[str], nproc: int = 2, script: list[str] | None = None, env: dict | None = None,
@@ -70,21 +59,10 @@ def dist_setup(tiny_scene, tmp_path_factory):
     return cfg, root, result
 
 
-def _flat(state, prefix=""):
-    """name → tensor for every tensor of a nested checkpoint state."""
-    if torch.is_tensor(state):
-        return {prefix: state}
-    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
-    out = {}
-    for key, value in items:
-        out.update(_flat(value, f"{prefix}.{key}"))
-    return out
-
-
 def assert_same_state(a: dict, b: dict, atol: float = 1e-6) -> None:
     """Every block, the decoder, the teacher, the optimizers and the weighting agree."""
-    fa, fb = _flat({k: a[k] for k in ("blocks", "decoder", "teacher", "decoder_optimizer", "weighting")}), \
-        _flat({k: b[k] for k in ("blocks", "decoder", "teacher", "decoder_optimizer", "weighting")})
+    fa, fb = flat_tensors({k: a[k] for k in ("blocks", "decoder", "teacher", "decoder_optimizer", "weighting")}), \
+        flat_tensors({k: b[k] for k in ("blocks", "decoder", "teacher", "decoder_optimizer", "weighting")})
     assert fa.keys() == fb.keys()
     for name in fa:
         torch.testing.assert_close(fa[name], fb[name], rtol=0, atol=atol, msg=name)
@@ -139,8 +117,14 @@ def test_a_two_process_checkpoint_resumes_in_one_process(dist_setup):
     assert_same_state(trainer.state(), final_state(root / "two"))
 
 
-def test_more_processes_than_active_blocks_is_a_clear_error(tiny_config):
-    with pytest.raises(UserError, match="blocks.active >= 2"):
+def test_more_processes_than_active_blocks_is_a_clear_error(block_config):
+    with pytest.raises(UserError, match="blocks.active >= 2"):  # 2 blocks, 1 active
+        Trainer(block_config, load_scene(block_config.data), Path(block_config.out), torch.device("cpu"),
+                World(rank=0, size=2))
+
+
+def test_processes_on_one_block_not_planned_for_it_is_a_clear_error(tiny_config):
+    with pytest.raises(UserError, match="distributed.view_processes=2"):  # one block: planned for 2 views a step
         Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cpu"),
                 World(rank=0, size=2))
 

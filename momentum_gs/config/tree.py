@@ -68,6 +68,8 @@ class OptimConfig:
     mlp_color_lr_final: float = 0.00005
     appearance_lr: float = 0.05
     appearance_lr_final: float = 0.0005
+    adam_beta1: float = 0.9  # Adam's moment decays (torch's defaults, as the reference's)
+    adam_beta2: float = 0.999
     lambda_dssim: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
     lambda_scale: float = 0.01  # volume regulariser on child scales
     # Compare each step's render composited over a random colour instead of render.background: a scene the
@@ -206,6 +208,11 @@ class DistributedConfig:
     # block, up to the physical cores, each with its share of them: faster than one process on as many threads,
     # docs/benchmarks/training.md), 1 = one process, N = N
     processes: int = 0
+    # processes that train one block together, each on its own view of every step, their gradients averaged
+    # (1 = the reference: one view a step; 0 = one per physical core on a CPU). With V views a step the run takes
+    # 1/V of the steps, its schedules follow, and learning rates and Adam's decays follow the square-root rule
+    # (momentum_gs.train.views; docs/decisions/0017-every-core.md). Only for a scene of one block.
+    view_processes: int = 1
     backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
     timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)

@@ -53,16 +53,16 @@ def _group(name: str, params, init: float, final: float, max_steps: int) -> dict
             "max_steps": max_steps}
 
 
-def _adam(groups: list[dict]) -> torch.optim.Adam:
-    """Adam (lr set per group, eps ``ADAM_EPS``) over ``groups``; fused where every tensor is on a
-    ``FUSED_ADAM_DEVICES`` device.
+def _adam(groups: list[dict], cfg: OptimConfig) -> torch.optim.Adam:
+    """Adam (lr set per group, eps ``ADAM_EPS``, betas ``cfg.adam_beta1``, ``cfg.adam_beta2``) over ``groups``; fused
+    where every tensor is on a ``FUSED_ADAM_DEVICES`` device.
 
     The fused kernel is the same update as the per-tensor loop (same moments, bias corrections and eps, up to
     float rounding: one pass over each tensor instead of about ten element-wise ops).
     """
     devices = {p.device.type for group in groups for p in group["params"]}
     fused = True if devices and devices <= set(FUSED_ADAM_DEVICES) else None
-    return torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS, fused=fused)
+    return torch.optim.Adam(groups, lr=0.0, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=ADAM_EPS, fused=fused)
 
 
 def make_anchor_optimizer(anchors, cfg: OptimConfig, extent: float) -> torch.optim.Adam:
@@ -79,7 +79,7 @@ def make_anchor_optimizer(anchors, cfg: OptimConfig, extent: float) -> torch.opt
         _group("feature", [anchors.features], cfg.feature_lr, cfg.feature_lr, decay_steps(cfg)),
         _group("scaling", [anchors.scalings], cfg.scaling_lr, cfg.scaling_lr, decay_steps(cfg)),
     ]
-    return _adam(groups)
+    return _adam(groups, cfg)
 
 
 def make_decoder_optimizer(decoder: nn.Module, appearance: nn.Module | None, cfg: OptimConfig) -> torch.optim.Adam:
@@ -93,7 +93,7 @@ def make_decoder_optimizer(decoder: nn.Module, appearance: nn.Module | None, cfg
     if appearance is not None:
         groups.append(_group("appearance", appearance.parameters(), cfg.appearance_lr, cfg.appearance_lr_final,
                              decay_steps(cfg)))
-    return _adam(groups)
+    return _adam(groups, cfg)
 
 
 def update_learning_rates(optimizer: torch.optim.Optimizer, step: int) -> None:

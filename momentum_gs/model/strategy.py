@@ -65,11 +65,14 @@ class GrowPruneStrategy:
             the paper's code do (the default, ``strategy.reference_level_skip``). False keeps growing at the
             finer levels once the coarse cells are all taken (0 vs 1540 new anchors in one round of the
             side-by-side test scene; docs/decisions/0003).
+        views: views a step (:mod:`momentum_gs.train.views`): statistics summed over that many views a step, so
+            that the visits an interval brings are ``update_interval`` × ``views``.
     """
 
     def __init__(self, cfg: StrategyConfig, anchors: AnchorSet, seed: int = 0,
-                 max_child_log_scale: float | None = 0.05, reference_level_skip: bool = True):
+                 max_child_log_scale: float | None = 0.05, reference_level_skip: bool = True, views: int = 1):
         self.cfg = cfg
+        self.views = views
         self.max_child_log_scale = max_child_log_scale
         self.reference_level_skip = reference_level_skip
         self.generator = torch.Generator().manual_seed(seed)
@@ -83,7 +86,8 @@ class GrowPruneStrategy:
     def from_config(cls, cfg: Config, anchors: AnchorSet) -> "GrowPruneStrategy":
         """The strategy of one anchor set as ``cfg.strategy`` and ``cfg.seed`` configure it."""
         return cls(cfg.strategy, anchors, seed=cfg.seed, max_child_log_scale=cfg.strategy.max_child_log_scale,
-                   reference_level_skip=cfg.strategy.reference_level_skip)
+                   reference_level_skip=cfg.strategy.reference_level_skip,
+                   views=max(1, cfg.distributed.view_processes))
 
     def should_collect(self, step: int) -> bool:
         """Statistics window: ``start_stat < step < update_until``."""
@@ -128,10 +132,10 @@ class GrowPruneStrategy:
         """Grow, reset, prune, clamp; edits ``anchors`` and ``optimizer`` in place. Returns counts."""
         cfg, k = self.cfg, anchors.n_offsets
         grown = self._grow(anchors)
-        eligible = self.offset_visits > cfg.update_interval * cfg.success_threshold * 0.5
+        eligible = self.offset_visits > cfg.update_interval * self.views * cfg.success_threshold * 0.5
         self.offset_grad_accum[eligible] = 0.0
         self.offset_visits[eligible] = 0.0
-        settled = self.anchor_visits > cfg.update_interval * cfg.success_threshold
+        settled = self.anchor_visits > cfg.update_interval * self.views * cfg.success_threshold
         prune = settled & (self.opacity_accum < cfg.min_opacity * self.anchor_visits)
         self.opacity_accum[settled] = 0.0
         self.anchor_visits[settled] = 0.0
@@ -146,7 +150,7 @@ class GrowPruneStrategy:
         """New anchor rows over all levels (coarse to fine), or None."""
         cfg, k = self.cfg, anchors.n_offsets
         grads = torch.nan_to_num(self.offset_grad_accum / self.offset_visits, nan=0.0)
-        eligible = self.offset_visits > cfg.update_interval * cfg.success_threshold * 0.5
+        eligible = self.offset_visits > cfg.update_interval * self.views * cfg.success_threshold * 0.5
         child_pos = anchors.child_positions().reshape(-1, 3)
         occupied, positions, features, sizes = anchors.positions, [], [], []
         for level in range(cfg.levels):

@@ -13,7 +13,9 @@ from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import decay_steps, retarget_schedules, update_learning_rates
 from momentum_gs.train.blocks import Block
+from momentum_gs.train.distributed import World
 from momentum_gs.train.teacher import MomentumTeacher
+from momentum_gs.train.views import average_gradients, sum_growth_statistics
 
 
 class BlockStep:
@@ -25,6 +27,10 @@ class BlockStep:
     decoder: Decoder  # the shared decoder
     appearance: torch.nn.Embedding | None
     teacher: MomentumTeacher | None
+    decoder_opt: torch.optim.Optimizer | None  # the shared decoder's
+    world: World
+    views: int  # views a step: processes that train this block together, each on its own view
+    gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -41,6 +47,10 @@ class BlockStep:
                            extras=("depth", "normal") if depth_normal else ())
         loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
         (loss * weight).backward()
+        if self.views > 1:  # several processes on this block, one view each: their gradients averaged
+            optimizers = (block.optimizer, block.decoder_optimizer, self.decoder_opt)
+            params = [p for opt in optimizers if opt is not None for group in opt.param_groups for p in group["params"]]
+            self.gradient_bytes = average_gradients(params, self.world)
         self.strategy_hooks(block, step, view, camera)
         for opt in (block.optimizer, block.decoder_optimizer):
             if opt is not None:
@@ -87,6 +97,8 @@ class BlockStep:
             block.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
                                       camera.width, camera.height)
         if block.strategy.should_adjust(step):
+            if self.views > 1:
+                sum_growth_statistics(block.strategy, self.world)
             block.strategy.adjust(block.anchors, block.optimizer)
 
 

@@ -40,6 +40,9 @@ def choose_processes(cfg: Config) -> tuple[int, str]:
     if resolve_device(cfg.device).type != "cpu":
         return 1, "not a CPU device (torchrun starts one process per GPU)"
     blocks = _blocks(cfg)
+    views = cfg.distributed.view_processes
+    if views != 1:
+        return _view_processes(views, blocks)
     if setting > 0:
         if setting > min(active, blocks):
             raise UserError(f"distributed.processes={setting} but {min(active, blocks)} block(s) are trained at once "
@@ -54,6 +57,21 @@ def choose_processes(cfg: Config) -> tuple[int, str]:
     chosen = min(count, active, blocks)
     return chosen, (f"distributed.processes=0: one per active block (blocks.active={active}) on {why}; "
                     "distributed.processes=1 trains them in one process")
+
+
+def _view_processes(views: int, blocks: int) -> tuple[int, str]:
+    """(processes, why) for ``distributed.view_processes`` = ``views`` (not 1) on a scene of ``blocks`` blocks."""
+    if blocks != 1:
+        raise UserError(f"distributed.view_processes={views} trains a scene of one block in several processes, but "
+                        f"this one has {blocks} blocks: set distributed.view_processes=1 (its blocks spread over "
+                        "processes by themselves)")
+    if views > 1:
+        return views, f"distributed.view_processes={views}: each on its own view of every step"
+    count, why = cores()
+    if count < 2:
+        return 1, why
+    return count, (f"distributed.view_processes=0: one per physical core on {why}, each on its own view of every "
+                   "step; distributed.view_processes=1 trains in one process")
 
 
 def _blocks(cfg: Config) -> int:

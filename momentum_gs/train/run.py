@@ -263,8 +263,10 @@ def describe(summary: dict) -> str:
     anchors = (f"{summary['num_anchors']} anchors" if summary.get("num_blocks", 1) == 1 else
                f"{summary['num_anchors']} anchors trained over the {summary['num_blocks']} blocks with their "
                "margins (`mgs eval` counts the merged model, each block cropped to its cell)")
-    line = (f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
-            f"({summary['steps_per_second']:.2f} steps/s), {anchors} -> {summary['out']}")
+    views = summary.get("views_per_step", 1)
+    pace = f"{summary['steps_per_second']:.2f} steps/s" + (f", {views} views a step" if views > 1 else "")
+    pace += f", {summary.get('views_per_second', summary['steps_per_second']):.2f} views/s"
+    line = f"trained {summary['steps']} steps in {summary['seconds']:.0f} s ({pace}), {anchors} -> {summary['out']}"
     if summary.get("budget_s"):
         line += (f"; {P.duration(summary['wall_s'])} from the command's start, against a budget of "
                  f"{P.duration(summary['budget_s'])}")

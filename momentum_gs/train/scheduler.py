@@ -112,12 +112,14 @@ class BlockScheduler:
         return self.assign(self.active(step), world_size, rank)
 
     def view_plan(self, start: int, end: int, cameras: list[list[int]], seed: int, world_size: int = 1,
-                  rank: int = 0) -> list[list[tuple[int, int]]]:
+                  rank: int = 0, views: int = 1, member: int = 0) -> list[list[tuple[int, int]]]:
         """For global steps ``start .. end-1``: the (block, training view) pairs process ``rank`` trains.
 
         ``cameras[b]`` are block b's training views. A pure function of the schedule: each block walks
         through a fresh random permutation of its own views per epoch, seeded by (seed, block, epoch), so a
-        resumed run (with any number of processes) sees the same views.
+        resumed run (with any number of processes) sees the same views. With ``views`` views a step (processes
+        that train a block together, :mod:`momentum_gs.train.views`) a block's step takes the next ``views`` of
+        that walk, and ``member`` picks this process's.
         """
         counts = self.counts_before(start)
         plan, orders = [], {}
@@ -126,7 +128,7 @@ class BlockScheduler:
             entries = []
             for b in self.active(step + 1):
                 if b in mine:
-                    epoch, position = divmod(counts[b], len(cameras[b]))
+                    epoch, position = divmod(counts[b] * views + member, len(cameras[b]))
                     if (b, epoch) not in orders:
                         orders[(b, epoch)] = np.random.default_rng([seed, b, epoch]).permutation(len(cameras[b]))
                     entries.append((b, cameras[b][orders[(b, epoch)][position]]))

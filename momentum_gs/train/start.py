@@ -14,6 +14,7 @@ from momentum_gs.train.launch import choose_processes, launch
 from momentum_gs.train.launch import describe as describe_processes
 from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.run import describe, prepare_config, train
+from momentum_gs.train.views import per_view_rule
 
 AUTO = "auto:"  # blocks.partition = "auto:N": N blocks made for the run, in RUN/partition.npz
 
@@ -27,6 +28,8 @@ def start(request: TrainRequest) -> dict | None:
     if not launched_by_torchrun():
         cfg = prepare_config(request.config, request.data, request.out, list(request.overrides), request.resume)
         processes, why = choose_processes(cfg)
+        if cfg.distributed.view_processes != 1 and not request.resume:  # a resumed run's config is planned already
+            per_view_rule(cfg, processes)
         if processes > 1:
             if cfg.blocks.partition.startswith(AUTO):
                 auto_partition_in_run(cfg)

@@ -89,15 +89,22 @@ class Trainer(BlockStep, Checkpointing):
         self.decoder, self.appearance = self._initial_decoder()
         self.decoder_opt = make_decoder_optimizer(self.decoder, self.appearance, cfg.optim) if shared else None
         self.teacher = MomentumTeacher(self.decoder) if cfg.teacher.enabled else None
-        if cfg.blocks.active < world.size:
+        # views a step: one, or one per process where the processes share a scene of one block (train.views)
+        self.views = world.size if n == 1 and world.distributed else 1
+        if max(self.views, cfg.distributed.view_processes) > 1 and cfg.distributed.view_processes != self.views:
+            raise UserError(f"{world.size} processes on a scene of one block train it together, one view each: "
+                            f"set distributed.view_processes={world.size} (`mgs train` plans the run for it)")
+        if cfg.blocks.active < world.size and self.views == 1:
             raise UserError(f"{world.size} processes but blocks.active={cfg.blocks.active}: every process needs "
                             f"an active block, so set blocks.active >= {world.size} (or start fewer processes)")
         self.scheduler = BlockScheduler(n, cfg.blocks.active, cfg.blocks.policy, cfg.blocks.interval, cfg.seed,
-                                        world_size=world.size)
+                                        world_size=world.size // self.views)
         self.weighting = BlockWeighting(n, cfg.weighting.lam, cfg.weighting.sigma, cfg.weighting.ema,
                                         cfg.weighting.warmup, cfg.weighting.enabled)
         self.placement = Placement(cfg, scene, self.partition, self.decoder, device, world, self.out_dir)
-        self.reducer = D.StepReducer(self._shared_parameters(), world)
+        # the decoder's gradients, with the step's metrics; with several views a step the block step averages them
+        self.reducer = D.StepReducer(self._shared_parameters() if self.views == 1 else [], world)
+        self.gradient_bytes = 0
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
                                   cache_bytes=cfg.data.cache_bytes, processes=world.local_size)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
@@ -157,11 +164,14 @@ class Trainer(BlockStep, Checkpointing):
             self.logger = None
         checkpoint = self.save() if self.step == self.total_steps or self.stopped_at_deadline else None
         seconds = time.perf_counter() - started
+        views = self.scheduler.num_active * self.views  # views of a global step, over all processes
         return {"steps": self.step, "steps_run": self.step - first_step, "seconds": seconds,
-                "steps_per_second": (self.step - first_step) / max(seconds, 1e-9),
+                "steps_per_second": (self.step - first_step) / max(seconds, 1e-9), "views_per_step": views,
+                "views_per_second": (self.step - first_step) * views / max(seconds, 1e-9),
                 "num_blocks": len(self.blocks), "num_anchors": self.num_anchors(),
                 "peak_loaded": self.placement.peak_loaded,
-                "processes": self.world.size, "allreduce_bytes_per_step": self.reducer.bytes_per_step,
+                "processes": self.world.size, "allreduce_bytes_per_step":
+                    self.reducer.bytes_per_step + self.gradient_bytes,
                 "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
                 "stopped_at_deadline": self.stopped_at_deadline,
                 "replanned": self.budget.replanned if self.budget is not None else None,
@@ -171,8 +181,9 @@ class Trainer(BlockStep, Checkpointing):
         """:meth:`train`'s loop from :attr:`step` to global step ``end``; returns the run's end as it stands after
         (``replan``: a ``--time`` run's re-plan, :meth:`replan_now`, may move it)."""
         cfg, logger = self.cfg, self.logger
+        groups, place = self.world.size // self.views, self.world.rank // self.views
         plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
-                                        self.world.size, self.world.rank)
+                                        groups, place, views=self.views, member=self.world.rank % self.views)
         images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
         try:
             for entries in plan:
@@ -235,8 +246,9 @@ class Trainer(BlockStep, Checkpointing):
         """
         step = self.step + 1
         # place blocks: the active ones to the processes that train them, and onto the device
-        wanted = [self.scheduler.blocks_for(step, self.world.size, rank) for rank in range(self.world.size)]
-        self.placement.exchange(wanted)
+        if self.views == 1:  # with several views a step every process holds the one block
+            wanted = [self.scheduler.blocks_for(step, self.world.size, rank) for rank in range(self.world.size)]
+            self.placement.exchange(wanted)
         active = self.placement.activate([b for b, _, _ in views])
         if self.decoder_opt is not None:  # schedules
             retarget_schedules(self.decoder_opt, self.block_equivalent(self.step), decay_steps(self.cfg.optim))
@@ -247,7 +259,7 @@ class Trainer(BlockStep, Checkpointing):
                    for block, (_, view, gt) in zip(active, views)]  # weights on the host
         names = list(metrics[0])
         values = torch.stack([torch.stack(list(m.values())) for m in metrics])  # [blocks, metrics]
-        k = self.scheduler.num_active
+        k = self.scheduler.num_active * self.views
         sums = self.reducer.reduce(k, values.sum(dim=0))  # gradient averaging, and the metrics' sums
         # summed over every process, so all of them see a bad loss at the same step
         self.first_bad_step = torch.where(torch.isfinite(sums[0]) | (self.first_bad_step > 0),
@@ -282,8 +294,9 @@ class Trainer(BlockStep, Checkpointing):
         cfg = self.cfg
         due = self.scheduler.due(self.step, cfg.weighting.eval_interval) if cfg.weighting.enabled else []
         if due:  # every process knows which blocks are due, so all of them join the all-reduce
+            measures = self.views == 1 or self.world.is_main  # a block that every process holds: process 0 measures
             results = {b: self.validate(self.blocks[b]) for b in due
-                       if self.blocks[b].loaded and self.blocks[b].val_views}
+                       if self.blocks[b].loaded and self.blocks[b].val_views and measures}
             table = self.weighting.measurements(len(self.blocks), results)
             self.weighting.apply(D.all_reduce_sum(table, self.world))
             if self.logger is not None:
@@ -297,6 +310,9 @@ class Trainer(BlockStep, Checkpointing):
             D.check_replicas(self._shared_parameters(), self.world, "the online decoder", self.step)
             if self.teacher is not None:
                 D.check_replicas(list(self.teacher.state_dict().values()), self.world, "the teacher", self.step)
+            if self.views > 1:  # every process holds the one block
+                D.check_replicas(list(self.blocks[0].anchors.state_dict().values()), self.world, "the block",
+                                 self.step)
         if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
             self.save()
 

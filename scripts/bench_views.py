@@ -1,0 +1,133 @@
+"""Views per second on one block: one process of one thread, one process of every core's threads, V processes of
+one thread each on their own views (``distributed.view_processes``), and the machine's ceiling.
+
+    python scripts/bench_views.py --data DATA [--config brighton_beach.yaml] [--views 2] [--rounds 3]
+        [--steps 60] [--warmup 20] [--idle 120] [KEY=VALUE ...]
+
+Each run trains the block as ``mgs train`` does, in fresh processes of this checkout, and times the training views
+after ``--warmup`` views (which fill the image cache and load the kernels); the views a run sees are the same
+number in every setting (``--steps`` views, so V processes take ``--steps`` / V steps). The settings:
+
+- ``threads=1``: one process, one thread (the reference's loop on one core);
+- ``threads=0``: one process, the physical cores' threads (the kernels and, on large views, PyTorch's ops);
+- ``views=V``: V processes of one thread, joined by gloo, one view each per step (:mod:`momentum_gs.train.views`);
+- ``ceiling``: V independent one-thread runs at once, their views/s added: what this machine gives V one-thread
+  processes that never talk (memory bandwidth, caches, clocks shared).
+
+The ratios are against the median of ``threads=1``. With ``--idle S`` each run first waits up to S seconds for the
+machine to be idle. Rounds go through the settings in order; the table gives every round and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_threads import ROOT, wait_for_idle  # noqa: E402  (a script beside this one)
+
+DRIVER = """
+import json, shutil, sys, time
+from pathlib import Path
+from momentum_gs.data.scene import load_scene
+from momentum_gs.train import distributed as D
+from momentum_gs.train.run import prepare_config
+from momentum_gs.train.trainer import Trainer
+from momentum_gs.train.views import per_view_rule
+
+config, data, out, warmup, steps, views, overrides = (sys.argv[1] or None), sys.argv[2], Path(sys.argv[3]), \\
+    int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7:]
+shutil.rmtree(out, ignore_errors=True)
+cfg = prepare_config(config, data, str(out), ["log.tensorboard=false"] + overrides, False)
+cfg.distributed.view_processes = views
+per_view_rule(cfg, views)
+cfg.optim.steps = warmup + steps
+world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
+trainer = Trainer(cfg, load_scene(cfg.data), out, device, world)
+trainer.train(until=warmup)
+wall = time.perf_counter()
+trainer.train(until=warmup + steps)
+wall = time.perf_counter() - wall
+print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors()}))
+D.close_world(world)
+"""
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
+    """Views/s of one run of ``setting`` (module notes)."""
+    views = args.views if setting == "views" else 1
+    copies = args.views if setting in ("views", "ceiling") else 1
+    threads = "0" if setting == "threads=0" else "1"
+    port, children = _port(), []
+    for rank in range(copies):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("OMP_NUM_THREADS", None)
+        if setting == "views":
+            env.update(RANK=str(rank), WORLD_SIZE=str(copies), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(copies),
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        command = [sys.executable, "-c", DRIVER, args.config or "", args.data, str(tmp / f"run{rank}"),
+                   str(args.warmup // views), str(args.steps // views), str(views), *args.overrides,
+                   f"threads={threads}"]
+        children.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True))
+    results = []
+    for child in children:
+        out, err = child.communicate()
+        if child.returncode != 0:
+            raise SystemExit(f"a run of {setting} failed:\n{err.strip()[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    if setting == "views":
+        return results[0]["views_s"]
+    return sum(r["views_s"] for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="scene folder (mgs synth output or a COLMAP capture)")
+    parser.add_argument("--config", help="a config file or a shipped config's name")
+    parser.add_argument("--views", type=int, default=2, help="V: processes on the block, views a step")
+    parser.add_argument("--settings", nargs="+", default=["threads=1", "threads=0", "views", "ceiling"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60, help="views timed (a multiple of --views)")
+    parser.add_argument("--warmup", type=int, default=20, help="views before the timing")
+    parser.add_argument("--idle", type=float, default=0, help="wait up to this many seconds for an idle machine")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.downsample=2")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from momentum_gs.config.device import cores
+    from momentum_gs.render.kernels.build import describe_cpu, march
+
+    print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}",
+          flush=True)
+    results: dict[str, list[float]] = {setting: [] for setting in args.settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):
+            for setting in args.settings:
+                before = wait_for_idle(args.idle) if args.idle else None
+                results[setting].append(run(args, setting, Path(tmp)))
+                idle = "" if before is None else f", {before:.0%} busy before"
+                print(f"round {i + 1}, {setting}: {results[setting][-1]:.2f} views/s{idle}", flush=True)
+    base = statistics.median(results["threads=1"]) if results.get("threads=1") else None
+    print(f"\n| setting (V = {args.views}) | views/s, each round | median | against threads=1 |")
+    print("|---|---|---:|---:|")
+    for setting, rates in results.items():
+        median = statistics.median(rates)
+        ratio = f"{median / base:.2f}" if base else "-"
+        print(f"| {setting} | {', '.join(f'{r:.2f}' for r in rates)} | {median:.2f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

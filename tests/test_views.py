@@ -1,0 +1,138 @@
+"""Several processes on one block, one view each a step (``distributed.view_processes``): the plan per view seen,
+each process's views, the averaged step, and runs that repeat bit for bit."""
+
+import pytest
+import torch
+
+from momentum_gs.config import load_config
+from momentum_gs.data.scene import load_scene
+from momentum_gs.errors import UserError
+from momentum_gs.io.checkpoint import load_checkpoint
+from momentum_gs.model.gaussian_scene import render_view
+from momentum_gs.model.optim import update_learning_rates
+from momentum_gs.train.launch import choose_processes
+from momentum_gs.train.scheduler import BlockScheduler
+from momentum_gs.train.trainer import Trainer
+from momentum_gs.train.views import per_view_rule
+from tests.helpers.cli import assert_one_line_error, mgs
+from tests.helpers.states import flat_tensors, one_thread
+from tests.helpers.tiny_training import TINY_OVERRIDES
+
+
+def test_the_rule_plans_a_run_per_view_seen():
+    cfg = load_config(overrides=["optim.steps=3000", "strategy.update_interval=100", "teacher.momentum=0.9"])
+    before = load_config(overrides=["optim.steps=3000", "strategy.update_interval=100", "teacher.momentum=0.9"])
+    per_view_rule(cfg, 4)
+    assert cfg.optim.steps == 750 and cfg.strategy.update_interval == 25
+    assert cfg.strategy.update_until == round(before.strategy.update_until / 4)
+    assert cfg.strategy.start_stat == round(before.strategy.start_stat / 4)
+    assert cfg.optim.lr_max_steps == round(before.optim.lr_max_steps / 4)
+    assert cfg.optim.feature_lr == pytest.approx(2 * before.optim.feature_lr)
+    assert cfg.optim.mlp_color_lr_final == pytest.approx(2 * before.optim.mlp_color_lr_final)
+    assert cfg.optim.adam_beta1 == pytest.approx(0.9 ** 4) and cfg.optim.adam_beta2 == pytest.approx(0.999 ** 4)
+    assert cfg.teacher.momentum == pytest.approx(0.9 ** 4)
+    assert cfg.distributed.view_processes == 4
+    same = load_config(overrides=["optim.steps=3000"])
+    per_view_rule(same, 1)
+    assert same == load_config(overrides=["optim.steps=3000"])
+
+
+@pytest.mark.parametrize("views", [2, 3])
+def test_each_process_takes_its_own_views_of_one_walk(views):
+    scheduler = BlockScheduler(1, 1)
+    cameras = [list(range(10, 22))]  # 12 views
+    walk = [v for entries in scheduler.view_plan(0, 12, cameras, seed=3) for _, v in entries]
+    plans = [scheduler.view_plan(0, 12 // views, cameras, seed=3, views=views, member=m) for m in range(views)]
+    steps = [[plan[s][0][1] for plan in plans] for s in range(12 // views)]
+    assert [v for step in steps for v in step] == walk  # the one walk, cut into steps of `views`
+    assert sorted(walk) == cameras[0]  # an epoch sees every view once
+    later = [scheduler.view_plan(s, s + 1, cameras, seed=3, views=views, member=m)[0][0][1]
+             for s in (1, 3) for m in range(views)]
+    assert later == [v for s in (1, 3) for v in steps[s]]  # a resumed run takes up the same walk
+
+
+def test_the_launcher_starts_one_process_per_core_or_as_asked(tiny_config, monkeypatch):
+    monkeypatch.setattr("momentum_gs.train.launch.cores", lambda: (4, "4 cores"))
+    tiny_config.distributed.view_processes = 0
+    assert choose_processes(tiny_config)[0] == 4
+    tiny_config.distributed.view_processes = 3
+    assert choose_processes(tiny_config)[0] == 3
+    tiny_config.distributed.view_processes = 1
+    assert choose_processes(tiny_config)[0] == 1
+    monkeypatch.setattr("momentum_gs.train.launch.cores", lambda: (1, "1 core"))
+    tiny_config.distributed.view_processes = 0
+    assert choose_processes(tiny_config)[0] == 1
+
+
+def test_view_processes_on_a_scene_of_several_blocks_is_one_clear_line(block_config):
+    block_config.distributed.view_processes = 2
+    with pytest.raises(UserError, match="scene of one block"):
+        choose_processes(block_config)
+
+
+def test_a_single_process_refuses_a_config_planned_for_several(tiny_config, tmp_path):
+    tiny_config.distributed.view_processes = 2
+    with pytest.raises(UserError, match="distributed.view_processes=1"):
+        Trainer(tiny_config, load_scene(tiny_config.data), tmp_path / "run", torch.device("cpu"))
+
+
+def _two_view_run(scene, out, *extra):
+    result = mgs("train", "--data", str(scene), "--out", str(out), *TINY_OVERRIDES, "log.checkpoint_every=2",
+                 "log.keep_checkpoints=0", "distributed.view_processes=2", "distributed.check_every=1", *extra)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_step_of_their_two_views_averaged(tiny_scene, tmp_path):
+    """Step 1 of two processes on the block against one process that renders both views, averages their gradients
+    and steps with the rule's learning rates and decays."""
+    result = _two_view_run(tiny_scene, tmp_path / "two")
+    assert "2 views a step" in result.stdout and "distributed.view_processes=2" in result.stdout
+    trained = load_checkpoint(tmp_path / "two" / "ckpt" / "step_1.pt", map_location="cpu")
+    cfg = load_config(overrides=TINY_OVERRIDES + ["log.checkpoint_every=2"])
+    cfg.data.path = str(tiny_scene)
+    per_view_rule(cfg, 2)
+    cfg.distributed.view_processes = 1  # one process, doing by hand what the two do together
+    with one_thread():
+        trainer = Trainer(cfg, load_scene(cfg.data), tmp_path / "one", torch.device("cpu"))
+        block = trainer.placement.activate([0])[0]
+        initial = flat_tensors({"anchors": {k: v.clone() for k, v in block.anchors.state_dict().items()}})
+        views = [trainer.scheduler.view_plan(0, 1, [block.cameras], cfg.seed, views=2, member=m)[0][0][1]
+                 for m in range(2)]
+        assert views[0] != views[1]
+        for index in views:
+            camera = trainer.cameras[index]
+            view = render_view([(block.anchors, trainer.decoder)], camera, cfg.render, trainer.appearance, camera.uid)
+            trainer.block_loss(view, trainer.loader[index], camera, trainer.decoder, False)[0].backward()
+        for opt in (block.optimizer, trainer.decoder_opt):
+            for p in (p for group in opt.param_groups for p in group["params"] if p.grad is not None):
+                p.grad /= 2
+            update_learning_rates(opt, 1)
+            opt.step()
+    assert block.optimizer.param_groups[0]["betas"] == pytest.approx((0.81, 0.999 ** 2))
+    expected = {"anchors": block.anchors.state_dict(), "decoder": trainer.decoder.state_dict()}
+    got = {"anchors": trained["blocks"][0]["anchors"], "decoder": trained["decoder"]}
+    flat_expected, flat_got = flat_tensors(expected), flat_tensors(got)
+    assert set(flat_expected) <= set(flat_got)
+    for name, value in flat_expected.items():
+        torch.testing.assert_close(flat_got[name], value, rtol=0, atol=1e-6, msg=name)
+    assert not torch.equal(flat_expected[".anchors.features"], initial[".anchors.features"])  # a step was taken
+
+
+@pytest.mark.slow
+def test_two_view_runs_repeat_bit_for_bit_and_resume(tiny_scene, tmp_path):
+    _two_view_run(tiny_scene, tmp_path / "a", "teacher.enabled=true")
+    _two_view_run(tiny_scene, tmp_path / "b", "teacher.enabled=true")
+    a, b = (load_checkpoint(tmp_path / run / "ckpt" / "step_12.pt", map_location="cpu") for run in ("a", "b"))
+    fa, fb = flat_tensors(a["blocks"]), flat_tensors(b["blocks"])
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert all(torch.equal(a["decoder"][k], b["decoder"][k]) for k in a["decoder"])
+    saved = load_config(str(tmp_path / "a" / "config.yaml"))
+    assert saved.distributed.view_processes == 2 and saved.optim.steps == 12  # planned once, for 2 views a step
+    resumed = mgs("train", "--resume", "--out", str(tmp_path / "a"))
+    assert resumed.returncode == 0 and "2 processes" in resumed.stdout, resumed.stderr[-3000:]
+    assert load_config(str(tmp_path / "a" / "config.yaml")).optim.steps == 12  # not planned again
+    refused = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "c"), *TINY_OVERRIDES,
+                  "distributed.view_processes=2", "blocks.partition=auto:2")
+    assert_one_line_error(refused, "scene of one block")
