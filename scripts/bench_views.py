@@ -16,6 +16,10 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
 
 The ratios are against the median of ``threads=1``. With ``--idle S`` each run first waits up to S seconds for the
 machine to be idle. Rounds go through the settings in order; the table gives every round and the medians.
+
+``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
+``mgs train --time`` (as a user would, its plan included), then ``mgs eval`` scores the held-out views; the table
+gives the held-out PSNR of each seed, their mean, the steps and the views trained.
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ config, data, out, warmup, steps, views, overrides = (sys.argv[1] or None), sys.
     int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7:]
 shutil.rmtree(out, ignore_errors=True)
 cfg = prepare_config(config, data, str(out), ["log.tensorboard=false"] + overrides, False)
-cfg.distributed.view_processes = views
 per_view_rule(cfg, views)
 cfg.optim.steps = warmup + steps
 world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
@@ -94,6 +97,45 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
     return sum(r["views_s"] for r in results)
 
 
+def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dict:
+    """Held-out PSNR, steps and views of one ``mgs train --time`` run of ``setting`` (module notes)."""
+    extra = {"threads=1": ["threads=1"], "threads=0": ["threads=0"],
+             "views": [f"distributed.view_processes={args.views}"]}[setting]
+    config = ["--config", args.config] if args.config else []
+    train = [sys.executable, "-m", "momentum_gs.cli", "train", *config, "--data", args.data, "--out", str(out),
+             "--time", args.time, f"seed={seed}", "log.tensorboard=false", *args.overrides, *extra]
+    for command in (train, [sys.executable, "-m", "momentum_gs.cli", "eval", str(out), "--no-images"]):
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command[3:5])} of {setting} failed:\n{done.stderr.strip()[-2000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    psnr = json.loads((out / "eval" / "results.json").read_text())["psnr"]
+    return {"psnr": psnr, "steps": summary["steps"], "views": summary["steps"] * summary.get("views_per_step", 1)}
+
+
+def main_quality(args: argparse.Namespace) -> None:
+    """The ``--time`` table (module notes)."""
+    settings = [s for s in args.settings if s != "ceiling"]
+    rows: dict[str, list[dict]] = {setting: [] for setting in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for setting in settings:
+                if args.idle:
+                    wait_for_idle(args.idle)
+                rows[setting].append(quality(args, setting, seed, Path(tmp) / f"{setting}_{seed}"))
+                row = rows[setting][-1]
+                print(f"seed {seed}, {setting}: PSNR {row['psnr']:.2f} dB, {row['steps']} steps, {row['views']} views",
+                      flush=True)
+    print(f"\n| setting (--time {args.time}) | held-out PSNR, each seed | mean | steps | views trained |")
+    print("|---|---|---:|---|---|")
+    for setting, runs in rows.items():
+        psnrs = ", ".join(f"{r['psnr']:.2f}" for r in runs)
+        print(f"| {setting} | {psnrs} | "
+              f"{statistics.mean(r['psnr'] for r in runs):.2f} | {', '.join(str(r['steps']) for r in runs)} | "
+              f"{', '.join(str(r['views']) for r in runs)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="scene folder (mgs synth output or a COLMAP capture)")
@@ -104,6 +146,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="views timed (a multiple of --views)")
     parser.add_argument("--warmup", type=int, default=20, help="views before the timing")
     parser.add_argument("--idle", type=float, default=0, help="wait up to this many seconds for an idle machine")
+    parser.add_argument("--time", help="measure held-out PSNR of `mgs train --time TIME` runs instead (e.g. 3m)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the --time runs")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.downsample=2")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -112,6 +156,9 @@ def main() -> None:
 
     print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}",
           flush=True)
+    if args.time:
+        main_quality(args)
+        return
     results: dict[str, list[float]] = {setting: [] for setting in args.settings}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):

@@ -124,7 +124,7 @@ def test_more_processes_than_active_blocks_is_a_clear_error(block_config):
 
 
 def test_processes_on_one_block_not_planned_for_it_is_a_clear_error(tiny_config):
-    with pytest.raises(UserError, match="distributed.view_processes=2"):  # one block: planned for 2 views a step
+    with pytest.raises(UserError, match="planned_views=1"):  # one block on 2 processes: 2 views a step
         Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cpu"),
                 World(rank=0, size=2))
 

@@ -1,10 +1,16 @@
 """Several processes on one block, one view each a step (``distributed.view_processes``): the plan per view seen,
 each process's views, the averaged step, and runs that repeat bit for bit."""
 
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from momentum_gs.config import load_config
+from momentum_gs.config import load_config, save_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import load_checkpoint
@@ -13,7 +19,8 @@ from momentum_gs.model.optim import update_learning_rates
 from momentum_gs.train.launch import choose_processes
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
-from momentum_gs.train.views import per_view_rule
+from momentum_gs.train.distributed import World
+from momentum_gs.train.views import average_gradients, per_view_rule
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.states import flat_tensors, one_thread
 from tests.helpers.tiny_training import TINY_OVERRIDES
@@ -31,7 +38,17 @@ def test_the_rule_plans_a_run_per_view_seen():
     assert cfg.optim.mlp_color_lr_final == pytest.approx(2 * before.optim.mlp_color_lr_final)
     assert cfg.optim.adam_beta1 == pytest.approx(0.9 ** 4) and cfg.optim.adam_beta2 == pytest.approx(0.999 ** 4)
     assert cfg.teacher.momentum == pytest.approx(0.9 ** 4)
-    assert cfg.distributed.view_processes == 4
+    assert cfg.distributed.planned_views == 4
+    planned = load_config(overrides=["optim.steps=3000"])
+    per_view_rule(planned, 4)
+    per_view_rule(planned, 4)  # planned once: a run's config.yaml given to a new run
+    assert planned == cfg
+    per_view_rule(planned, 2)  # planned again for another count, from the one it had
+    assert planned.optim.steps == 1500
+    assert planned.optim.feature_lr == pytest.approx(math.sqrt(2) * before.optim.feature_lr)
+    assert planned.optim.adam_beta1 == pytest.approx(0.81)
+    per_view_rule(planned, 1)
+    assert planned.optim.steps == 3000 and planned.optim.feature_lr == pytest.approx(before.optim.feature_lr)
     same = load_config(overrides=["optim.steps=3000"])
     per_view_rule(same, 1)
     assert same == load_config(overrides=["optim.steps=3000"])
@@ -71,8 +88,8 @@ def test_view_processes_on_a_scene_of_several_blocks_is_one_clear_line(block_con
 
 
 def test_a_single_process_refuses_a_config_planned_for_several(tiny_config, tmp_path):
-    tiny_config.distributed.view_processes = 2
-    with pytest.raises(UserError, match="distributed.view_processes=1"):
+    tiny_config.distributed.planned_views = 2
+    with pytest.raises(UserError, match="planned_views=2: start it with `mgs train`"):
         Trainer(tiny_config, load_scene(tiny_config.data), tmp_path / "run", torch.device("cpu"))
 
 
@@ -93,7 +110,7 @@ def test_two_processes_take_the_step_of_their_two_views_averaged(tiny_scene, tmp
     cfg = load_config(overrides=TINY_OVERRIDES + ["log.checkpoint_every=2"])
     cfg.data.path = str(tiny_scene)
     per_view_rule(cfg, 2)
-    cfg.distributed.view_processes = 1  # one process, doing by hand what the two do together
+    cfg.distributed.planned_views = 1  # one process, doing by hand what the two do together
     with one_thread():
         trainer = Trainer(cfg, load_scene(cfg.data), tmp_path / "one", torch.device("cpu"))
         block = trainer.placement.activate([0])[0]
@@ -129,10 +146,47 @@ def test_two_view_runs_repeat_bit_for_bit_and_resume(tiny_scene, tmp_path):
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
     assert all(torch.equal(a["decoder"][k], b["decoder"][k]) for k in a["decoder"])
     saved = load_config(str(tmp_path / "a" / "config.yaml"))
-    assert saved.distributed.view_processes == 2 and saved.optim.steps == 12  # planned once, for 2 views a step
+    assert saved.distributed.planned_views == 2 and saved.optim.steps == 12  # planned once, for 2 views a step
     resumed = mgs("train", "--resume", "--out", str(tmp_path / "a"))
     assert resumed.returncode == 0 and "2 processes" in resumed.stdout, resumed.stderr[-3000:]
     assert load_config(str(tmp_path / "a" / "config.yaml")).optim.steps == 12  # not planned again
     refused = mgs("train", "--data", str(tiny_scene), "--out", str(tmp_path / "c"), *TINY_OVERRIDES,
                   "distributed.view_processes=2", "blocks.partition=auto:2")
     assert_one_line_error(refused, "scene of one block")
+
+
+def test_gradients_sent_by_rows_come_back_to_their_rows(monkeypatch):
+    monkeypatch.setattr("momentum_gs.train.views.SPARSE_FROM", 0)
+    torch.manual_seed(0)
+    features, offsets, unused = (torch.nn.Parameter(torch.randn(shape)) for shape in ((6, 4), (6, 3, 3), (6, 2)))
+    features.grad = torch.randn(6, 4) * torch.tensor([1.0, 0, 1, 0, 0, 1])[:, None]
+    offsets.grad = torch.randn(6, 3, 3) * torch.tensor([0.0, 0, 1, 1, 0, 0])[:, None, None]
+    decoder = torch.nn.Parameter(torch.randn(5))
+    decoder.grad = torch.randn(5)
+    before = [features.grad.clone(), offsets.grad.clone(), decoder.grad.clone()]
+    average_gradients([features, offsets, unused], [decoder], World())
+    assert unused.grad is None  # no view reached it
+    for after, expected in zip((features.grad, offsets.grad, decoder.grad), before):
+        assert torch.equal(after, expected)
+
+
+@pytest.mark.slow
+def test_the_rows_the_views_reached_train_the_bits_every_row_trains(tiny_scene, tmp_path):
+    """The all-reduce of the touched rows (forced here, under torchrun) against that of every row (the tiny scene's
+    few anchors): the same checkpoint, bit for bit."""
+    cfg = load_config(overrides=TINY_OVERRIDES + ["teacher.enabled=true", "distributed.view_processes=2"])
+    cfg.data.path = str(tiny_scene)
+    per_view_rule(cfg, 2)
+    save_config(cfg, tmp_path / "planned.yaml")
+    every = mgs("train", "--config", str(tmp_path / "planned.yaml"), "--out", str(tmp_path / "every"))
+    assert every.returncode == 0, every.stderr[-3000:]
+    rows = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(Path(__file__).parent / "helpers" / "sparse_views.py"), "train", "--config",
+                           str(tmp_path / "planned.yaml"), "--out", str(tmp_path / "rows")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert rows.returncode == 0, rows.stderr[-3000:]
+    a, b = (load_checkpoint(tmp_path / run / "ckpt" / "step_12.pt", map_location="cpu") for run in ("every", "rows"))
+    fa, fb = flat_tensors([a["blocks"], a["decoder"]]), flat_tensors([b["blocks"], b["decoder"]])
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert a["blocks"][0]["anchors"]["features"].abs().sum() > 0  # trained

@@ -213,6 +213,9 @@ class DistributedConfig:
     # 1/V of the steps, its schedules follow, and learning rates and Adam's decays follow the square-root rule
     # (momentum_gs.train.views; docs/decisions/0017-every-core.md). Only for a scene of one block.
     view_processes: int = 1
+    # the views a step this config's steps, schedules and rates are planned for: written by `mgs train` into the run's
+    # config.yaml, so that a config taken from a run is planned again only for another count (1 = as given)
+    planned_views: int = 1
     backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
     timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)

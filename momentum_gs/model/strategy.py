@@ -87,7 +87,7 @@ class GrowPruneStrategy:
         """The strategy of one anchor set as ``cfg.strategy`` and ``cfg.seed`` configure it."""
         return cls(cfg.strategy, anchors, seed=cfg.seed, max_child_log_scale=cfg.strategy.max_child_log_scale,
                    reference_level_skip=cfg.strategy.reference_level_skip,
-                   views=max(1, cfg.distributed.view_processes))
+                   views=cfg.distributed.planned_views)
 
     def should_collect(self, step: int) -> bool:
         """Statistics window: ``start_stat < step < update_until``."""

@@ -48,9 +48,10 @@ class BlockStep:
         loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
         (loss * weight).backward()
         if self.views > 1:  # several processes on this block, one view each: their gradients averaged
-            optimizers = (block.optimizer, block.decoder_optimizer, self.decoder_opt)
-            params = [p for opt in optimizers if opt is not None for group in opt.param_groups for p in group["params"]]
-            self.gradient_bytes = average_gradients(params, self.world)
+            rows = [p for group in block.optimizer.param_groups for p in group["params"]]
+            shared = [p for opt in (block.decoder_optimizer, self.decoder_opt) if opt is not None
+                      for group in opt.param_groups for p in group["params"]]
+            self.gradient_bytes = average_gradients(rows, shared, self.world)
         self.strategy_hooks(block, step, view, camera)
         for opt in (block.optimizer, block.decoder_optimizer):
             if opt is not None:

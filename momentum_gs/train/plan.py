@@ -41,7 +41,7 @@ PROBE_STEPS = (3, 20)  # the fewest and the most timed steps (a fixed 5 with sev
 LONG_S = 3600.0  # past this, the plan names what shortens the run
 RESERVE = (1.0, 0.01)  # seconds and share of the budget kept for the last checkpoint and the summary
 MIN_STEPS = 30  # the fewest steps a budget may leave
-SMALL_STEPS = 2000  # under this many steps per block a budget shrinks the images (at most SHRINKS times)
+SMALL_STEPS = 2000  # under this many steps (views) per block a budget shrinks the images (at most SHRINKS times)
 SHRINKS = 2
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -152,13 +152,14 @@ def fit_to_budget(cfg: Config, scene: SceneData, device: torch.device, world: D.
                   deadline: float, budget: float) -> tuple[SceneData, Probe, str]:
     """Fit ``cfg`` to end by ``deadline`` (``time.time()``; ``budget`` seconds from the command's start): the steps
     that fit at ``measured``'s pace, every schedule scaled to them (:func:`fit_to_steps`); with fewer than
-    :data:`SMALL_STEPS` per block, the images halved (up to :data:`SHRINKS` times, each probed again). Rank 0
+    :data:`SMALL_STEPS` views per block, the images halved (up to :data:`SHRINKS` times, each probed again). Rank 0
     decides for every process. Returns the scene and probe it ends with and the line that says the fit."""
     shrinks = 0
     while True:
         steps = D.agreed(world, steps_for_budget(cfg, measured, deadline - time.time()))
         width = max(camera.width for camera in scene.train)
-        if steps >= SMALL_STEPS or shrinks == SHRINKS or width < 200:
+        views = cfg.distributed.planned_views  # views a step (momentum_gs.train.views)
+        if steps * views >= SMALL_STEPS or shrinks == SHRINKS or width < 200:
             break
         shrinks += 1
         cfg.data.max_width = width // 2

@@ -28,8 +28,10 @@ def start(request: TrainRequest) -> dict | None:
     if not launched_by_torchrun():
         cfg = prepare_config(request.config, request.data, request.out, list(request.overrides), request.resume)
         processes, why = choose_processes(cfg)
-        if cfg.distributed.view_processes != 1 and not request.resume:  # a resumed run's config is planned already
-            per_view_rule(cfg, processes)
+        if not request.resume:  # a resumed run's config is planned already
+            per_view_rule(cfg, processes if cfg.distributed.view_processes != 1 else 1)
+            if cfg.distributed.view_processes != 1:
+                cfg.distributed.view_processes = processes  # resolved: a resumed run starts as many
         if processes > 1:
             if cfg.blocks.partition.startswith(AUTO):
                 auto_partition_in_run(cfg)

@@ -91,9 +91,11 @@ class Trainer(BlockStep, Checkpointing):
         self.teacher = MomentumTeacher(self.decoder) if cfg.teacher.enabled else None
         # views a step: one, or one per process where the processes share a scene of one block (train.views)
         self.views = world.size if n == 1 and world.distributed else 1
-        if max(self.views, cfg.distributed.view_processes) > 1 and cfg.distributed.view_processes != self.views:
-            raise UserError(f"{world.size} processes on a scene of one block train it together, one view each: "
-                            f"set distributed.view_processes={world.size} (`mgs train` plans the run for it)")
+        if cfg.distributed.planned_views != self.views:
+            raise UserError(f"{world.size} process(es) on a scene of {n} block(s) take {self.views} view(s) a step, "
+                            f"but the config is planned for distributed.planned_views="
+                            f"{cfg.distributed.planned_views}: start it with `mgs train`, which plans it "
+                            "(distributed.view_processes sets the processes)")
         if cfg.blocks.active < world.size and self.views == 1:
             raise UserError(f"{world.size} processes but blocks.active={cfg.blocks.active}: every process needs "
                             f"an active block, so set blocks.active >= {world.size} (or start fewer processes)")

@@ -2,8 +2,8 @@
 
 A scene of one block cannot spread blocks over processes. Instead, V processes hold the same block; at every
 step each renders a different training view (:meth:`~momentum_gs.train.scheduler.BlockScheduler.view_plan`'s
-``views``), the block's and the decoder's gradients are averaged over the V views with one all-reduce
-(:func:`average_gradients`), the growth statistics are summed over them before each growth
+``views``), the block's and the decoder's gradients are averaged over the V views with one all-reduce of the
+rows the views reached (:func:`average_gradients`), the growth statistics are summed over them before each growth
 (:func:`sum_growth_statistics`), and every process takes the same optimizer step: the copies stay identical
 without ever being sent. Each process keeps its own PyTorch ops, image loading and tile lists on its own core,
 where threads in one process split only the kernels (docs/benchmarks/training.md, "Where a one-block step goes").
@@ -18,7 +18,9 @@ V views a step are a batch, so the run is planned per view seen (:func:`per_view
   Adaptive Gradient Algorithms" (NeurIPS 2022);
 - the teacher's momentum m → m^V: its average spans as many views as before.
 
-The resolved V is written into the run's config, which a resumed run reads as it is.
+The V a config is planned for is written into it (``distributed.planned_views``), with the processes
+(``distributed.view_processes`` resolved): a resumed run reads it as it is, and a run's config.yaml given to a new
+run is planned again only for another V.
 """
 
 from __future__ import annotations
@@ -31,34 +33,65 @@ from momentum_gs.config import Config
 from momentum_gs.config.load import scale_schedules
 from momentum_gs.train import distributed as D
 
+SPARSE_FROM = 1_000_000  # block gradient values past which only the rows the views reached are all-reduced
 LEARNING_RATES = ("offset_lr", "offset_lr_final", "feature_lr", "scaling_lr", "mlp_opacity_lr", "mlp_opacity_lr_final",
                   "mlp_cov_lr", "mlp_cov_lr_final", "mlp_color_lr", "mlp_color_lr_final", "appearance_lr",
                   "appearance_lr_final")
 
 
 def per_view_rule(cfg: Config, views: int) -> None:
-    """Plan ``cfg`` (in place) for ``views`` views a step (module notes); 1 changes nothing."""
-    if views <= 1:
+    """Plan ``cfg`` (in place) for ``views`` views a step (module notes), from the views it is planned for now
+    (``distributed.planned_views``): a config planned for as many changes nothing, one planned for another count is
+    planned again by their ratio."""
+    ratio = views / cfg.distributed.planned_views
+    cfg.distributed.planned_views = views
+    if ratio == 1:
         return
     optim = cfg.optim
-    steps = max(1, math.ceil(optim.steps / views))
-    scale_schedules(cfg, 1.0 / views)  # lr_max_steps among them (0 is `steps`, which follows by itself)
+    steps = max(1, math.ceil(optim.steps / ratio))
+    scale_schedules(cfg, 1.0 / ratio)  # lr_max_steps among them (0 is `steps`, which follows by itself)
     optim.steps = steps
-    cfg.strategy.update_interval = max(1, round(cfg.strategy.update_interval / views))
-    root = math.sqrt(views)
+    cfg.strategy.update_interval = max(1, round(cfg.strategy.update_interval / ratio))
+    root = math.sqrt(ratio)
     for key in LEARNING_RATES:
         setattr(optim, key, getattr(optim, key) * root)
-    optim.adam_beta1, optim.adam_beta2 = optim.adam_beta1 ** views, optim.adam_beta2 ** views
-    cfg.teacher.momentum = cfg.teacher.momentum ** views
-    cfg.distributed.view_processes = views
+    optim.adam_beta1, optim.adam_beta2 = optim.adam_beta1 ** ratio, optim.adam_beta2 ** ratio
+    cfg.teacher.momentum = cfg.teacher.momentum ** ratio
 
 
-def average_gradients(params: list[torch.Tensor], world: D.World) -> int:
-    """Each of ``params``' gradients averaged over the processes (in place; a gradient no process has stays None);
-    returns the bytes all-reduced."""
-    reducer = D.StepReducer(params, world)
+def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], world: D.World) -> int:
+    """The gradients of ``rows`` (the block's parameters, one row per anchor) and of ``shared`` (the decoder's) averaged
+    over the processes, in place; returns the bytes all-reduced.
+
+    A view reaches only the anchors it sees. Past :data:`SPARSE_FROM` values, only the rows some process has a
+    gradient in are sent: which ones is summed first (one number per anchor), then those rows and the decoder's
+    gradients in one all-reduce; below it, every row at once (a collective costs about what a million values do, on
+    the 2-core machine: docs/benchmarks/training.md). A gradient no process has stays None, as with one process
+    (Adam then skips it).
+    """
+    count = rows[0].shape[0] if rows else 0
+    if sum(p.numel() for p in rows) < SPARSE_FROM:
+        reducer = D.StepReducer(rows + shared, world)
+        reducer.reduce(world.size, [])
+        return reducer.bytes_per_step
+    touched = torch.zeros(count, device=rows[0].device if rows else None)
+    for p in rows:
+        if p.grad is not None:
+            touched += p.grad.reshape(count, -1).ne(0).any(dim=1)
+    index = D.all_reduce_sum(touched, world).nonzero().squeeze(1)
+    packed = []
+    for p in rows:  # stand-ins holding the touched rows' gradients, for the reducer
+        holder = torch.empty((len(index), *p.shape[1:]), device=p.device, dtype=p.dtype)
+        holder.grad = None if p.grad is None else p.grad.index_select(0, index)
+        packed.append(holder)
+    reducer = D.StepReducer(packed + shared, world)
     reducer.reduce(world.size, [])
-    return reducer.bytes_per_step
+    for p, holder in zip(rows, packed):
+        if holder.grad is not None:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.index_copy_(0, index, holder.grad)
+    return reducer.bytes_per_step + touched.numel() * touched.element_size()
 
 
 def sum_growth_statistics(strategy, world: D.World) -> None:
