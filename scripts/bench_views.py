@@ -111,7 +111,8 @@ def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dic
             raise SystemExit(f"{' '.join(command[3:5])} of {setting} failed:\n{done.stderr.strip()[-2000:]}")
     summary = json.loads((out / "summary.json").read_text())
     psnr = json.loads((out / "eval" / "results.json").read_text())["psnr"]
-    return {"psnr": psnr, "steps": summary["steps"], "views": summary["steps"] * summary.get("views_per_step", 1)}
+    return {"psnr": psnr, "steps": summary["steps"], "views": summary["steps"] * summary.get("views_per_step", 1),
+            "seconds": summary["seconds"], "anchors": summary["num_anchors"]}
 
 
 def main_quality(args: argparse.Namespace) -> None:
@@ -125,15 +126,15 @@ def main_quality(args: argparse.Namespace) -> None:
                     wait_for_idle(args.idle)
                 rows[setting].append(quality(args, setting, seed, Path(tmp) / f"{setting}_{seed}"))
                 row = rows[setting][-1]
-                print(f"seed {seed}, {setting}: PSNR {row['psnr']:.2f} dB, {row['steps']} steps, {row['views']} views",
-                      flush=True)
-    print(f"\n| setting (--time {args.time}) | held-out PSNR, each seed | mean | steps | views trained |")
-    print("|---|---|---:|---|---|")
+                print(f"seed {seed}, {setting}: PSNR {row['psnr']:.2f} dB, {row['steps']} steps, {row['views']} views "
+                      f"in {row['seconds']:.0f} s, {row['anchors']} anchors", flush=True)
+    print(f"\n| setting (--time {args.time}) | held-out PSNR, each seed | mean | steps | views trained | anchors |")
+    print("|---|---|---:|---|---|---|")
     for setting, runs in rows.items():
         psnrs = ", ".join(f"{r['psnr']:.2f}" for r in runs)
         print(f"| {setting} | {psnrs} | "
               f"{statistics.mean(r['psnr'] for r in runs):.2f} | {', '.join(str(r['steps']) for r in runs)} | "
-              f"{', '.join(str(r['views']) for r in runs)} |")
+              f"{', '.join(str(r['views']) for r in runs)} | {', '.join(str(r['anchors']) for r in runs)} |")
 
 
 def main() -> None:
