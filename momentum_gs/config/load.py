@@ -139,6 +139,8 @@ def schedule_warnings(cfg: Config) -> list[str]:
     return lines
 
 
+ADAM_BETA = Range(0, 1, open_high=True, why="Adam's moments decay as b x old + (1 - b) x new: at 1 they never take a "
+                  "gradient, outside [0, 1] they diverge")
 _KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)  # section.key: dotted Python names
 
 
@@ -314,6 +316,7 @@ RANGES: dict[str, Range] = {
     "teacher.momentum": Range(0, 1, why="the teacher becomes m x teacher + (1 - m) x student: outside [0, 1] it "
                               "overshoots both and diverges"),
     "teacher.lambda_cons": WEIGHT,
+    "optim.adam_beta1": ADAM_BETA, "optim.adam_beta2": ADAM_BETA,
     "weighting.eval_interval": STEPS, "weighting.val_every": STEPS,
     "weighting.ema": Range(0, 1, open_high=True, why="a PSNR is smoothed as e x old + (1 - e) x new: at 1 it never "
                            "takes a new value, outside [0, 1] it diverges"),
@@ -337,6 +340,10 @@ RANGES: dict[str, Range] = {
     "distributed.check_every": EVERY,
     "distributed.processes": Range(0, 4096, why="0 picks the count; no machine has 4096 cores, so more is a typing "
                                    "slip"),
+    "distributed.view_processes": Range(0, 4096, why="0 is one per physical core; no machine has 4096 cores, so more "
+                                        "is a typing slip"),
+    "distributed.planned_views": Range(1, 4096, why="the views a step a config is planned for, as `mgs train` writes "
+                                       "it: at least one, and one a process"),
     "distributed.timeout_s": Range(1, 10**7, why="seconds a process waits for the others: at least one, and 10^7 s "
                                    "(four months) is past any run"),
     "seed": SEED,
