@@ -269,8 +269,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 # The numbers' ranges: values outside would divide by zero, break a schedule, make the loss meaningless, leave
 # float32 or ask for more than any machine has. Every number must also be finite; tuple keys give the range of
 # each item. The bounds that depend on the scene (its extent and coordinates) are checked by config.scale.
-_LEARNING_RATES = [f"optim.{f.name}" for f in dataclasses.fields(OptimConfig)
-                   if f.name.endswith("_lr") or f.name.endswith("_lr_final")]
+# the optimizer's learning rates: every optim key named *_lr or *_lr_final
+LEARNING_RATES = [f.name for f in dataclasses.fields(OptimConfig) if f.name.endswith(("_lr", "_lr_final"))]
 _FLOAT32 = "float32's largest number; the renderer's positions and depths are float32"
 RANGES: dict[str, Range] = {
     "data.downsample": DOWNSAMPLE, "data.max_width": FIT_WIDTH,
@@ -292,7 +292,7 @@ RANGES: dict[str, Range] = {
     "model.max_points": Range(0, MAX_STEPS, why="SfM points kept, 0 for all; no reconstruction holds 10^9"),
     "optim.steps": STEPS, "optim.lr_max_steps": Range(0, MAX_STEPS, why="the steps the learning rates decay over, "
                                                       "0 for optim.steps; runs stop at 10^9 steps"),
-    **{key: LEARNING_RATE for key in _LEARNING_RATES},
+    **{f"optim.{key}": LEARNING_RATE for key in LEARNING_RATES},
     "optim.lambda_dssim": SSIM_MIX, "optim.lambda_scale": WEIGHT,
     "strategy.start_stat": STEP, "strategy.update_from": STEP, "strategy.update_interval": STEPS,
     "strategy.update_until": STEP,

@@ -30,13 +30,10 @@ import math
 import torch
 
 from momentum_gs.config import Config
-from momentum_gs.config.load import scale_schedules
+from momentum_gs.config.load import LEARNING_RATES, scale_schedules
 from momentum_gs.train import distributed as D
 
 SPARSE_FROM = 1_000_000  # block gradient values past which only the rows the views reached are all-reduced
-LEARNING_RATES = ("offset_lr", "offset_lr_final", "feature_lr", "scaling_lr", "mlp_opacity_lr", "mlp_opacity_lr_final",
-                  "mlp_cov_lr", "mlp_cov_lr_final", "mlp_color_lr", "mlp_color_lr_final", "appearance_lr",
-                  "appearance_lr_final")
 
 
 def per_view_rule(cfg: Config, views: int) -> None:
@@ -69,12 +66,12 @@ def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], worl
     the 2-core machine: docs/benchmarks/training.md). A gradient no process has stays None, as with one process
     (Adam then skips it).
     """
-    count = rows[0].shape[0] if rows else 0
     if sum(p.numel() for p in rows) < SPARSE_FROM:
         reducer = D.StepReducer(rows + shared, world)
         reducer.reduce(world.size, [])
         return reducer.bytes_per_step
-    touched = torch.zeros(count, device=rows[0].device if rows else None)
+    count = rows[0].shape[0]
+    touched = torch.zeros(count, device=rows[0].device)
     for p in rows:
         if p.grad is not None:
             touched += p.grad.reshape(count, -1).ne(0).any(dim=1)
