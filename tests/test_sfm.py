@@ -330,6 +330,10 @@ def test_the_checks_that_fail_a_run():
     assert "residual 30.0 m RMS horizontally over a 120 m capture" in problem(
         {**ok, "gps_residual_horizontal_rms_m": 30.0}, 120.0)
     assert problem({**ok, "gps_residual_horizontal_rms_m": 0.9}, 2.0) is None  # a tiny capture: 1 m is allowed
+    # a large site keeps no more than a GPS can be wrong by: 16 m (a consumer GPS) passes, 45 m does not
+    assert problem({**ok, "gps_residual_horizontal_rms_m": 16.0}, 1500.0) is None
+    assert "45.0 m RMS horizontally over a 1500 m capture (at most 30 m)" in problem(
+        {**ok, "gps_residual_horizontal_rms_m": 45.0}, 1500.0)
     assert "could not be fitted" in problem({**ok, "gps_fit_failed": True, "gps_residual_horizontal_rms_m": None},
                                             None)
 

@@ -17,7 +17,8 @@ SIZE = 800  # picture side, pixels
 ARROW_PX = 60  # the largest control point error's arrow, pixels
 CHECK_MAGENTA, GCP_ORANGE = (200, 0, 200), (0, 140, 255)  # BGR
 POINT_GREY, CAMERA_RED = (110, 110, 110), (40, 40, 220)  # BGR
-GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run
+GPS_RESIDUAL_LIMIT = 0.2  # a GPS fit residual (RMS) above this fraction of the capture's extent fails the run ...
+GPS_RESIDUAL_MAX_M = 30.0  # ... and above this whatever the extent: twice a consumer GPS's worst (10-20 m)
 HINT_OVERLAP = "photos of a survey need 60-80 % overlap and texture"
 
 
@@ -77,6 +78,13 @@ def registration_problem(report: dict, keep_largest: bool = False) -> str | None
     return None
 
 
+def residual_limit(extent: float) -> float:
+    """Metres: the largest horizontal GPS residual (RMS) a capture of ``extent`` metres may keep. A share of the
+    extent for a small capture, never more than ``GPS_RESIDUAL_MAX_M``: on a 1 km site a share would pass a model
+    wrong by 100 m, while a GPS is not wrong by more than 20 m however far the drone flew."""
+    return min(max(GPS_RESIDUAL_LIMIT * extent, 1.0), GPS_RESIDUAL_MAX_M)
+
+
 def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) -> str | None:
     """The one line saying what went wrong and what to try, or None for a run the checks accept: the
     registration's (:func:`registration_problem`), then the fit to the photos' GPS."""
@@ -88,9 +96,9 @@ def problem(report: dict, gps_extent: float | None, keep_largest: bool = False) 
         return ("the model could not be fitted to the photos' GPS (no similarity agrees with 3 or more of them); "
                 f"the reconstruction is likely mismatched ({retry}), or the GPS tags are wrong")
     rms = report["gps_residual_horizontal_rms_m"]
-    if rms is not None and gps_extent and rms > max(GPS_RESIDUAL_LIMIT * gps_extent, 1.0):
+    if rms is not None and gps_extent and rms > residual_limit(gps_extent):
         return (f"the model does not fit the photos' GPS: residual {rms:.1f} m RMS horizontally over a "
-                f"{gps_extent:.0f} m capture; "
+                f"{gps_extent:.0f} m capture (at most {residual_limit(gps_extent):.3g} m); "
                 f"the reconstruction is likely folded or mismatched ({retry}), or the GPS tags are wrong")
     return None
 

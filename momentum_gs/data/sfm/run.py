@@ -21,7 +21,7 @@ from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georefer
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
-from momentum_gs.data.sfm.report import (GPS_RESIDUAL_LIMIT, draw_cameras, problem, registration_problem, summary,
+from momentum_gs.data.sfm.report import (draw_cameras, problem, registration_problem, residual_limit, summary,
                                          summary_lines)
 from momentum_gs.errors import UserError, listing
 from momentum_gs.io.atomic import atomic_write_text
@@ -162,7 +162,7 @@ def _place(pycolmap, model, control: Control | None, gps: dict, enu: dict, origi
     geo, extent, level_problem = placed
     rms = (geo or {}).get("residual_horizontal_rms_m")
     fits = (geo is not None and geo.get("transform") is not None and level_problem is None
-            and not (rms is not None and extent and rms > max(GPS_RESIDUAL_LIMIT * extent, 1.0)))
+            and not (rms is not None and extent and rms > residual_limit(extent)))
     if control is None or model is None or fits:
         return placed
     print("the photos' GPS cannot place the scene; placing it on the ground control points, horizontally")
