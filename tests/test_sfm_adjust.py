@@ -10,8 +10,11 @@ import pytest
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.adjust import Anchor, adjust, rodrigues
+from momentum_gs.data.sfm.colmap_steps import transform
 from momentum_gs.data.sfm.control import CE90_PER_RMSE_R, LE90_PER_RMSE_Z, accuracy, gps_std, without_flat_heights
 from momentum_gs.data.sfm.gcp import Control, Gcp
+from momentum_gs.data.sfm.georeference import take_out_far_from_gps
+from momentum_gs.data.sfm.placement import far_from_gps
 from momentum_gs.data.sfm.report import CHECK_MAGENTA, SIZE, draw_cameras
 from momentum_gs.draw import map_window
 
@@ -137,6 +140,30 @@ def test_ce90_and_le90_hold_90_percent_of_normal_errors():
     assert figures["le90_m"] == pytest.approx(LE90_PER_RMSE_Z * figures["rmse_vertical_m"])
     flat = accuracy(np.c_[errors[:10, :2], np.full(10, np.nan)])  # no heights: no vertical figure
     assert flat["vertical_count"] == 0 and "le90_m" not in flat and flat["count"] == 10
+
+
+def test_a_photo_far_from_its_gps_is_taken_out_of_a_model_placed_on_gcps():
+    """Placed on ground control, a model whose GPS agrees to 3 m (with a 5 m common bias) but for two photos
+    registered 150 m away: those two leave the model, named; a consumer GPS wandering 15 m takes out none."""
+    model, truth = reconstruction(2)
+    transform(pycolmap, model, np.c_[np.eye(3) / SITE_SCALE, np.zeros(3)])  # metres
+    rng = np.random.default_rng(2)
+    gps = {n: c / SITE_SCALE + rng.normal(0, 3.0, 3) + [5.0, -4.0, 0.0] for n, c in truth.items()}
+    names = sorted(gps)
+    for name in names[3:5]:
+        image = model.find_image_with_name(name)
+        rotation = image.cam_from_world().rotation.matrix()
+        centre = image.projection_center() + [150.0, 0.0, 0.0]
+        model.frame(image.frame_id).set_cam_from_world(
+            image.camera_id, pycolmap.Rigid3d(pycolmap.Rotation3d(rotation), -rotation @ centre))
+    taken_out, lines = take_out_far_from_gps(model, gps)
+    assert sorted(taken_out) == names[3:5] and all(145 < d < 155 for d in taken_out.values())
+    assert len(lines) == 1 and names[3] in lines[0] and "took 2 photo(s) out" in lines[0]
+    assert {model.image(i).name for i in model.reg_image_ids()} == set(names) - set(names[3:5])
+    centres = np.array([c / SITE_SCALE for c in truth.values()])
+    wander = 15.0 * np.c_[np.sin(np.linspace(0, 3, len(centres))), np.cos(np.linspace(0, 2, len(centres)))]
+    assert far_from_gps(centres, centres + np.c_[wander, np.zeros(len(centres))])[0] == {}
+    assert far_from_gps(centres[:5], centres[:5] + np.array([[200.0, 0, 0]] + [[0, 0, 0]] * 4))[0] == {}  # too few to tell
 
 
 def control(heights) -> Control:

@@ -15,8 +15,8 @@ from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.colmap_steps import transform
 from momentum_gs.data.sfm.control import control_enu, triangulate_marks
 from momentum_gs.data.sfm.gcp import Control
-from momentum_gs.data.sfm.placement import (MISREGISTERED_NOISES, Placement, inlier_floor, place_on_gcps,
-                                            place_on_gcps_level, place_on_gps, spread)
+from momentum_gs.data.sfm.placement import (MISREGISTERED_NOISES, Placement, far_from_gps, inlier_floor,
+                                            place_on_gcps, place_on_gcps_level, place_on_gps, spread)
 from momentum_gs.data.sfm.up import Views
 from momentum_gs.errors import listing
 
@@ -73,7 +73,7 @@ def georeference(pycolmap, model, enu: dict[str, np.ndarray], origin: np.ndarray
     transform(pycolmap, model, placement.fit.matrix())
     for name in taken_out:
         model.deregister_frame(registered[name].frame_id)
-    return geo, extent, None, placement.lines + lines + _taken_out_lines(taken_out, placement.fit)
+    return geo, extent, None, placement.lines + lines + _taken_out_lines(taken_out, spread(placement.fit))
 
 
 def model_views(model) -> Views:
@@ -108,13 +108,31 @@ def _figures(origin: np.ndarray, used: list[str], target: np.ndarray, mode: str,
             "transform": None}
 
 
-def _taken_out_lines(taken_out: dict[str, float], fit) -> list[str]:
-    """The line naming the photos taken out of the model as misregistered (none when there are none)."""
+def take_out_far_from_gps(model, enu: dict[str, np.ndarray]) -> tuple[dict[str, float], list[str]]:
+    """The photos of a ``model`` placed on ground control (ENU metres, the frame of ``enu``) that were registered far
+    from where their GPS says they were taken (:func:`~.placement.far_from_gps`), taken out of the model (in place):
+    (name → horizontal metres, the console line). A GPS that agrees with the control elsewhere is not that wrong
+    at one photo: the photo is misplaced, and would train a wrong scene."""
+    registered = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
+    names = sorted(n for n in enu if n in registered)
+    if not names:
+        return {}, []
+    found, rms = far_from_gps(np.stack([registered[n].projection_center() for n in names]),
+                              np.stack([enu[n] for n in names]))
+    taken_out = {names[i]: round(d, 1) for i, d in found.items()}
+    for name in taken_out:
+        model.deregister_frame(registered[name].frame_id)
+    return taken_out, _taken_out_lines(taken_out, rms)
+
+
+def _taken_out_lines(taken_out: dict[str, float], rms: float) -> list[str]:
+    """The line naming the photos taken out of the model as misregistered (none when there are none); ``rms``: by
+    how much the other photos disagree with their GPS."""
     if not taken_out:
         return []
     shown = [f"{n} ({d:g} m)" for n, d in sorted(taken_out.items(), key=lambda kv: -kv[1])]
     return [f"took {len(taken_out)} photo(s) out of the model: registered far from where their GPS says they were "
-            f"taken, over {MISREGISTERED_NOISES:g} times the {spread(fit):.2g} m RMS by which the other photos "
+            f"taken, over {MISREGISTERED_NOISES:g} times the {rms:.2g} m RMS by which the other photos "
             f"disagree with their GPS (a misplaced photo would train a wrong scene): {listing(shown, 5)}"]
 
 

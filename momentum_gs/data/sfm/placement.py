@@ -112,6 +112,24 @@ def misregistered(fit: L.Fit) -> dict[int, float]:
     return {int(i): float(distance[i]) for i in np.flatnonzero(~fit.inliers & (distance > far))}
 
 
+def far_from_gps(centres: np.ndarray, gps: np.ndarray) -> tuple[dict[int, float], float]:
+    """For a model placed on ground control (``centres`` [N, 3] ENU): (the photos, by index, whose GPS ``gps``
+    [N, 3] disagrees with them as :func:`misregistered` says, with the horizontal metres; the RMS by which the
+    others disagree). The GPS's common offset from the control (a datum, a receiver's bias) is taken out first:
+    it moves every photo alike, so it measures the GPS, not a photo. Too few photos to measure (under
+    ``checks.SHAPE_MIN_PHOTOS``): none."""
+    if len(centres) < C.SHAPE_MIN_PHOTOS:
+        return {}, 0.0
+    offsets = centres[:, :2] - gps[:, :2]
+    residuals = offsets - np.median(offsets, 0)
+    threshold, _ = L.noise_threshold(residuals, L.THRESHOLD_MIN_M)
+    distance = np.linalg.norm(residuals, axis=1)
+    inliers = distance < threshold
+    rms = float(np.sqrt((distance[inliers] ** 2).mean())) if inliers.any() else 0.0
+    far = max(MISREGISTERED_MIN_M, MISREGISTERED_NOISES * rms)
+    return {int(i): float(distance[i]) for i in np.flatnonzero(~inliers & (distance > far))}, rms
+
+
 def spread(fit: L.Fit) -> float:
     """The RMS horizontal distance of the fit's inliers from their GPS, metres."""
     inliers = np.nan_to_num(fit.residuals[fit.inliers, :2])

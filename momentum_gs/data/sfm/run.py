@@ -17,7 +17,8 @@ from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
 from momentum_gs.data.sfm.control import adjust_on_control, check_points, has_heights, without_flat_heights
 from momentum_gs.data.sfm.gcp import Control, check_marks, read_control
-from momentum_gs.data.sfm.georeference import gcp_origin, georeference, georeference_gcps, gps_origin, to_enu
+from momentum_gs.data.sfm.georeference import (gcp_origin, georeference, georeference_gcps, gps_origin,
+                                               take_out_far_from_gps, to_enu)
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.sfm.options import ALTITUDE_MODES, MATCHERS, SfmOptions
 from momentum_gs.data.sfm.photos import camera_groups, find_photos, gather_photos, sample_video
@@ -157,7 +158,7 @@ def _place(pycolmap, model, control: Control | None, gps: dict, enu: dict, origi
     """The model placed: on its GCPs when they have heights (or the photos have no GPS), else on the GPS, and on
     GCPs without heights (horizontally) when the GPS alone cannot place it."""
     if control is not None and model is not None and (has_heights(control) >= 3 or not gps):
-        return _georeference_gcps(pycolmap, model, control, origin)
+        return _georeference_gcps(pycolmap, model, control, origin, enu)
     placed = _georeference(pycolmap, model, gps, enu, origin, opts.gps_altitude, names, unusable)
     geo, extent, level_problem = placed
     rms = (geo or {}).get("residual_horizontal_rms_m")
@@ -192,12 +193,16 @@ def _georeference(pycolmap, model, gps: dict[str, np.ndarray], enu: dict[str, np
     return geo, extent, level_problem
 
 
-def _georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray | None
-                       ) -> tuple[dict, None, str | None]:
+def _georeference_gcps(pycolmap, model, control: Control, origin: np.ndarray | None,
+                       enu: dict[str, np.ndarray] | None = None) -> tuple[dict, None, str | None]:
     """The model placed on its ground control points (:func:`georeference_gcps`); the ENU origin is the photos'
-    GPS origin when they have one, else the GCPs' own."""
+    GPS origin when they have one, else the GCPs' own. ``enu``: the photos' GPS in that frame, which names the
+    photos registered far from where they were taken, taken out."""
     geo, problem, lines = georeference_gcps(pycolmap, model, control,
                                             origin if origin is not None else gcp_origin(control))
+    if problem is None and geo.get("transform") is not None and enu:
+        geo["photos_taken_out"], said = take_out_far_from_gps(model, enu)
+        lines = lines + said
     for line in lines:
         print(line)
     return geo, None, problem
