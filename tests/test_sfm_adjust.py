@@ -17,33 +17,9 @@ from momentum_gs.data.sfm.georeference import take_out_far_from_gps
 from momentum_gs.data.sfm.placement import far_from_gps
 from momentum_gs.data.sfm.report import CHECK_MAGENTA, SIZE, draw_cameras
 from momentum_gs.draw import map_window
+from tests.helpers.colmap_model import SITE_SCALE, anchors_of, reconstruction
 
 pycolmap = pytest.importorskip("pycolmap")
-
-
-def reconstruction(seed: int = 0):
-    """pycolmap's synthetic scene (12 photos of 300 points, exact observations) and its true camera centres."""
-    pycolmap.set_random_seed(seed)
-    options = pycolmap.SyntheticDatasetOptions(
-        num_rigs=1, num_frames_per_rig=12, num_points3D=300, camera_model_id=pycolmap.CameraModelId.SIMPLE_PINHOLE,
-        camera_params=[1280.0, 512.0, 384.0], num_points2D_without_point3D=0)
-    model = pycolmap.synthesize_dataset(options)
-    return model, {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
-
-
-SITE_SCALE = 0.08  # this scene is about 8 units across: a unit here is 12.5 m of a 100 m site
-
-
-def anchors_of(model, count: int = 5) -> list[Anchor]:
-    """``count`` of the model's points as GCPs at their true positions, marked where the model sees them, surveyed
-    to 2 cm of a 100 m site."""
-    out = []
-    for k, pid in enumerate(sorted(model.points3D)[:count]):
-        point = model.points3D[pid]
-        marks = [(model.image(e.image_id).name, model.image(e.image_id).points2D[e.point2D_idx].xy.copy())
-                 for e in point.track.elements]
-        out.append(Anchor(f"g{k}", point.xyz.copy(), marks, np.full(3, 0.02 * SITE_SCALE)))
-    return out
 
 
 def warp(model, bend: float) -> None:
@@ -163,7 +139,8 @@ def test_a_photo_far_from_its_gps_is_taken_out_of_a_model_placed_on_gcps():
     centres = np.array([c / SITE_SCALE for c in truth.values()])
     wander = 15.0 * np.c_[np.sin(np.linspace(0, 3, len(centres))), np.cos(np.linspace(0, 2, len(centres)))]
     assert far_from_gps(centres, centres + np.c_[wander, np.zeros(len(centres))])[0] == {}
-    assert far_from_gps(centres[:5], centres[:5] + np.array([[200.0, 0, 0]] + [[0, 0, 0]] * 4))[0] == {}  # too few to tell
+    one_far = np.array([[200.0, 0, 0]] + [[0, 0, 0]] * 4)
+    assert far_from_gps(centres[:5], centres[:5] + one_far)[0] == {}  # too few photos to tell
 
 
 def control(heights) -> Control:

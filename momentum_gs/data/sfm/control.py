@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from momentum_gs.data.georef import wgs84_to_enu
-from momentum_gs.data.sfm.adjust import GPS_FLOOR_M, Anchor, adjust
+from momentum_gs.data.sfm.adjust import GCP_STD_M, GPS_FLOOR_M, Anchor, adjust
 from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
 from momentum_gs.data.sfm.level import CHI_MEDIAN
 
@@ -66,19 +66,38 @@ def adjust_on_control(pycolmap, model, control: Control, origin: np.ndarray,
     """Adjust the placed ``model`` in place on the GCPs of ``control`` and the photos' GPS (``gps_enu``, horizontal
     only, weighted by what it measures against the model): (figures for ``georef.json``, console lines)."""
     enu = control_enu(control, origin)
-    anchors = [Anchor(g.name, enu[g.name], g.marks) for g in control.gcps]
+    anchors = [Anchor(g.name, enu[g.name], g.marks, survey_std(g)) for g in control.gcps]
     horizontal = {n: np.array([p[0], p[1], np.nan]) for n, p in gps_enu.items()}
     std = gps_std(model, horizontal)
     done = adjust(pycolmap, model, anchors, horizontal if std is not None else None, std)
-    figures = {**done.figures(), "survey_lla": _lla(control)}
+    figures = {**done.figures(), "survey_lla": _lla(control),
+               "gcp_std_m": {a.name: [round(float(a.std[0]), 4), round(float(a.std[2]), 4)] for a in anchors}}
     residual = np.stack(list(done.gcp_residuals.values()))
     rms = float(np.sqrt(np.nanmean(np.nansum(residual ** 2, 1))))
     gps_text = f" and {done.gps_used} GPS fixes (weighted as {std[0]:.2g} m)" if done.gps_used else ""
     lines = [f"adjusted on {len(anchors)} GCPs{gps_text} in {done.seconds:.0f} s: cameras moved "
              f"{done.camera_moved_m[0]:.3g} m RMS (largest {done.camera_moved_m[1]:.3g} m); tie points "
              f"{done.tie_rms_px[0]:.2f} -> {done.tie_rms_px[1]:.2f} px; GCPs {rms:.3f} m from their survey "
-             "(fitted to them, so not an independent check: give check points with --check)"]
+             "(fitted to them, so not an independent check: give check points with --check)", _weights_line(control)]
     return figures, lines
+
+
+def survey_std(gcp) -> np.ndarray:
+    """[3] east, north, up standard deviation of a GCP's survey, metres: its file's accuracy, else the default."""
+    return np.array(GCP_STD_M) if gcp.accuracy is None else gcp.accuracy[[0, 0, 1]].astype(np.float64)
+
+
+def _weights_line(control: Control) -> str:
+    """How the GCPs were weighed: the file's accuracies (their range), the default, or both."""
+    given = np.array([g.accuracy for g in control.gcps if g.accuracy is not None]).reshape(-1, 2)
+    default = f"{GCP_STD_M[0]:g} m horizontally and {GCP_STD_M[2]:g} m vertically"
+    if not len(given):
+        return f"GCPs weighed as surveyed to {default} (the default: the GCP list gives no accuracies)"
+    ranges = [f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}" for lo, hi in zip(given.min(0), given.max(0))]
+    rest = (f"; the other {len(control.gcps) - len(given)} to {default}, the default"
+            if len(given) < len(control.gcps) else "")
+    return (f"GCPs weighed by the accuracies their list gives, {len(given)} of {len(control.gcps)}: {ranges[0]} m "
+            f"horizontally, {ranges[1]} m vertically{rest}")
 
 
 def triangulate_marks(model, control: Control) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:

@@ -8,6 +8,10 @@ UTM easting, northing, height; anything else, such as a PROJ string, needs pypro
 pixels counted from the top-left corner of the original photo. UTM is converted by :mod:`momentum_gs.data.utm`; a UTM
 height goes through unchanged.
 
+OpenDroneMap leaves ``extra1 extra2`` free. When both are numbers they are read as the point's survey accuracy,
+horizontal (per axis) then vertical, metres: the order of ODM's own ``geo.txt`` accuracy columns and of Pix4D's
+GCP files. A point without them gets the adjustment's default.
+
 All arrays are float64: geo [M, 3], pixels [2], world-to-camera [3, 4], model points [3].
 """
 
@@ -28,6 +32,7 @@ from momentum_gs.io.schema import read_text
 MAX_GCP_BYTES = 16 << 20  # a GCP list of 200,000 lines; a larger file is not one
 PARALLEL_DEG = 1.0  # rays within this of each other do not fix a point's depth
 COLLINEAR = 0.01  # GCPs whose spread across their line is below this fraction of the spread along it
+ACCURACY_M = (1e-4, 10.0)  # a survey accuracy (metres) in the extras: 0.1 mm to 10 m, else it is not one
 ALTITUDE = (-12_000.0, 100_000.0)  # heights a GCP can have (metres): the ocean floor to the edge of space
 PROJECTIONS = ("EPSG:4326, WGS84 UTM 32N, EPSG:32632 (UTM north; EPSG:327zz south) or a PROJ string "
                "(+proj=utm +zone=32 +datum=WGS84)")
@@ -41,6 +46,7 @@ class Gcp:
     geo: np.ndarray  # [3] in the file's projection; the height may be NaN
     marks: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (image name, [2] pixel x, y)
     line: int = 0  # the line it first appears on
+    accuracy: np.ndarray | None = None  # [2] metres, horizontal (per axis) and vertical, as the file gives; or None
 
 
 @dataclass
@@ -180,10 +186,14 @@ def _add_row(groups: dict[tuple, Gcp], fields: list[str], kind: str, where: str,
         raise UserError(f"{where}: {problem}")
     image, name = fields[5], fields[6] if len(fields) > 6 else ""
     key = ("name", name) if name else ("geo", tuple(None if np.isnan(v) else v for v in geo))
-    gcp = groups.setdefault(key, Gcp(name or f"line {n}", geo, [], n))
+    accuracy = _accuracy(fields[7:9], where)
+    gcp = groups.setdefault(key, Gcp(name or f"line {n}", geo, [], n, accuracy))
     if not np.array_equal(gcp.geo, geo, equal_nan=True):
         raise UserError(f"{where}: GCP {_short(name)} is at {fields[0]} {fields[1]} {fields[2]}, but at "
                         f"{' '.join(f'{v:.10g}' for v in gcp.geo)} on line {gcp.line}; give one position per name")
+    if not np.array_equal(*(np.full(2, np.nan) if a is None else a for a in (gcp.accuracy, accuracy)), equal_nan=True):
+        raise UserError(f"{where}: GCP {_short(gcp.name)} has another accuracy ({' '.join(fields[7:9]) or 'none'}) "
+                        f"than on line {gcp.line}; give one per point")
     for other, seen in gcp.marks:
         if other == image and not np.array_equal(seen, pixel):
             raise UserError(f"{where}: GCP {_short(gcp.name)} is marked twice on {_short(image)}, at "
@@ -192,17 +202,36 @@ def _add_row(groups: dict[tuple, Gcp], fields: list[str], kind: str, where: str,
         gcp.marks.append((image, pixel))
 
 
+def _accuracy(extras: list[str], where: str) -> np.ndarray | None:
+    """[2] horizontal and vertical accuracy, metres, when a line's two extras are numbers; None otherwise (extras
+    that are words are the file's own). Numbers that cannot be an accuracy are refused in one line."""
+    try:
+        values = np.array([float(text) for text in extras]) if len(extras) == 2 else None
+    except ValueError:
+        return None
+    if values is None:
+        return None
+    if not (np.isfinite(values).all() and (values >= ACCURACY_M[0]).all() and (values <= ACCURACY_M[1]).all()):
+        raise UserError(f"{where}: extra1 extra2 ({' '.join(extras)}) are read as the point's horizontal and "
+                        f"vertical accuracy, which must be {ACCURACY_M[0]:g} to {ACCURACY_M[1]:g} m; give them in "
+                        "metres, or write another word in one of the two to keep them the file's own")
+    return values
+
+
 def write_gcp_list(path: Path, projection: str, rows) -> None:
-    """Write a ``gcp_list.txt``: ``rows`` of ([3] geo, [2] pixel, image name, GCP name or None), tab-separated,
-    numbers written exactly (NaN as ``NaN``)."""
+    """Write a ``gcp_list.txt``: ``rows`` of ([3] geo, [2] pixel, image name, GCP name or None[, [2] accuracy,
+    metres]), tab-separated, numbers written exactly (NaN as ``NaN``)."""
     def number(v) -> str:
         return "NaN" if np.isnan(v) else repr(float(v))
 
     lines = [projection]
-    for geo, pixel, image, name in rows:
+    for geo, pixel, image, name, *accuracy in rows:
         if any(not t or len(t.split()) != 1 for t in (image, name or "-")):
             raise ValueError(f"image and GCP names must be single words, not {image!r}, {name!r}")
-        lines.append("\t".join([*map(number, geo), *map(number, pixel), image, *([name] if name else [])]))
+        if accuracy and accuracy[0] is not None and not name:
+            raise ValueError("an accuracy is written after the GCP's name: give the point a name")
+        extras = [*map(number, accuracy[0])] if accuracy and accuracy[0] is not None else []
+        lines.append("\t".join([*map(number, geo), *map(number, pixel), image, *([name] if name else []), *extras]))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
