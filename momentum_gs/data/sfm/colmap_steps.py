@@ -245,26 +245,46 @@ def refine_intrinsics(pycolmap, model) -> None:
     pycolmap.bundle_adjustment(model, options)
 
 
+def prior_positions(enu: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The positions written as COLMAP's pose priors: ``enu`` with a missing altitude (NaN) at the others' median
+    (0 when none has one).
+
+    The altitudes are kept, not flattened to 0, even when they are given no weight: before each bundle adjustment
+    with priors, COLMAP aligns the model to them by a robust similarity in 3D, and a target lying exactly in one
+    plane fails that alignment, after which COLMAP leaves every prior out of the adjustment ("Alignment w.r.t. prior
+    positions failed"). Without altitudes (:func:`priors_usable`) the priors are not used in mapping."""
+    names = sorted(enu)
+    positions = np.stack([np.asarray(enu[n], np.float64) for n in names]) if names else np.zeros((0, 3))
+    known = np.isfinite(positions[:, 2])
+    positions[~known, 2] = np.median(positions[known, 2]) if known.any() else 0.0
+    return dict(zip(names, positions))
+
+
+def priors_usable(enu: dict[str, np.ndarray]) -> bool:
+    """Whether COLMAP's mapping can keep ``enu`` as pose priors: 3 photos or more with an altitude, so that the
+    priors do not all lie in one plane (:func:`prior_positions`)."""
+    return sum(bool(np.isfinite(p[2])) for p in enu.values()) >= 3
+
+
 def write_priors(pycolmap, database: Path, enu: dict[str, np.ndarray], horizontal_only: bool) -> None:
     """Replace the database's pose priors (COLMAP's own reading of the EXIF) with ``enu``: photo name → [3]
-    east, north, up metres, as Cartesian priors. ``horizontal_only``: the altitude is flattened to 0 and given a
-    standard deviation of ``FREE_VERTICAL_STD`` m, so that a drifting altitude cannot bend the model; the
+    east, north, up metres, as Cartesian priors (:func:`prior_positions`). ``horizontal_only``: the altitude is given
+    a standard deviation of ``FREE_VERTICAL_STD`` m, so that a drifting altitude cannot bend the model; the
     horizontal one is ``GPS_STD`` m. Otherwise COLMAP's default (1 m in every direction)."""
+    positions = prior_positions(enu)
     db = pycolmap.Database.open(database)
     try:
         db.clear_pose_priors()
         for image in db.read_all_images():
-            if image.name not in enu:
+            if image.name not in positions:
                 continue
-            position = np.array(enu[image.name], np.float64)
             prior = dict(coordinate_system=pycolmap.PosePriorCoordinateSystem.CARTESIAN,
                          corr_data_id=pycolmap.data_t(sensor_id=pycolmap.sensor_t(type=pycolmap.SensorType.CAMERA,
                                                                                   id=image.camera_id),
                                                       id=image.image_id))
             if horizontal_only:
-                position[2] = 0.0
                 prior["position_covariance"] = np.diag([GPS_STD ** 2, GPS_STD ** 2, FREE_VERTICAL_STD ** 2])
-            db.write_pose_prior(pycolmap.PosePrior(position=position, **prior))
+            db.write_pose_prior(pycolmap.PosePrior(position=positions[image.name], **prior))
     finally:
         db.close()
 

@@ -64,7 +64,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     steps.match(pycolmap, database, pairs, work, opts.threads, matcher)
     laps("matching")
     models_dir = work / "models"
-    models = _map_images(pycolmap, database, staged, models_dir, len(names), len(gps), opts)
+    models = _map_images(pycolmap, database, staged, models_dir, len(names), steps.priors_usable(enu), opts)
     laps("mapping")
     model = models[0] if models else None
     geo, extent, level_problem = _place(pycolmap, model, control, gps, enu, origin, opts, names, unusable)
@@ -143,13 +143,13 @@ def _extract_features(pycolmap, database: Path, staged: Path, sizes: dict, gps: 
     return origin, enu
 
 
-def _map_images(pycolmap, database: Path, staged: Path, models_dir: Path, num_photos: int, num_gps: int,
+def _map_images(pycolmap, database: Path, staged: Path, models_dir: Path, num_photos: int, gps_priors: bool,
                 opts: SfmOptions) -> list:
-    """COLMAP's models of the matched photos, largest first, mapped in a fresh ``models_dir``."""
+    """COLMAP's models of the matched photos, largest first, mapped in a fresh ``models_dir`` (with the GPS as pose
+    priors when ``gps_priors``)."""
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir(parents=True)
-    return steps.map_images(pycolmap, database, staged, models_dir, num_photos, opts.threads, opts.seed,
-                            gps_priors=num_gps >= 3)
+    return steps.map_images(pycolmap, database, staged, models_dir, num_photos, opts.threads, opts.seed, gps_priors)
 
 
 def _place(pycolmap, model, control: Control | None, gps: dict, enu: dict, origin: np.ndarray | None,
