@@ -210,3 +210,19 @@ def depth_normal_loss(depth: torch.Tensor, alpha: torch.Tensor, normal: torch.Te
     per_pixel = alpha - (normal * surface).sum(-1, keepdim=True)
     count = valid.sum()
     return torch.where(valid, per_pixel, torch.zeros_like(per_pixel)).sum() / count.clamp(min=1)
+
+
+SPARSE_DEPTH_BETA = 0.05  # relative depth error where the sparse-depth term turns from quadratic to linear
+
+
+def sparse_depth_loss(depth: torch.Tensor, alpha: torch.Tensor, pixels: torch.Tensor, targets: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
+    """The weighted mean, over the SfM points a photo saw (``pixels`` [n, 2] int64 x, y; ``targets`` [n] depths;
+    ``weights`` [n]), of the smooth-L1 relative error of the rendered depth (``depth`` / ``alpha``, [H, W, 1]) there:
+    robust to a wrong point, and the same pull near and far. Points on pixels the render leaves mostly empty
+    (α ≤ 0.5) are left out; 0 when none is left."""
+    a = alpha[pixels[:, 1], pixels[:, 0], 0]
+    rendered = depth[pixels[:, 1], pixels[:, 0], 0] / a.clamp(min=1e-6)
+    error = F.smooth_l1_loss(rendered / targets, torch.ones_like(targets), reduction="none", beta=SPARSE_DEPTH_BETA)
+    w = torch.where(a > 0.5, weights, torch.zeros_like(weights))
+    return (w * error).sum() / w.sum().clamp(min=1e-12)

@@ -328,7 +328,7 @@ RANGES: dict[str, Range] = {
                               "1024 is as large as the images, so tiling stops sorting anything out"),
     "render.background": Range(0, 1, why="a colour's channels, in [0, 1] like the images'"),
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
-    "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT,
+    "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT, "geometry.lambda_sparse_depth": WEIGHT,
     "geometry.depth_normal_from": STEP,
     "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,
     "log.keep_checkpoints": Range(0, MAX_STEPS, why="checkpoints kept, 0 for all; a run writes fewer than 10^9"),

@@ -144,6 +144,8 @@ class GeometryConfig:
     lambda_flatten: float = 0.0  # weight of the mean smallest child scale (world units): discs, not blobs
     lambda_depth_normal: float = 0.0  # weight of α − n̄·N, rendered normals against the rendered depth's normals
     depth_normal_from: int = 0  # a block's step from which the depth-normal term applies (geometry forms first)
+    # weight of the rendered depth's relative error at the SfM points each photo saw (momentum_gs.data.sparse_depth)
+    lambda_sparse_depth: float = 0.0
 
 
 @dataclass

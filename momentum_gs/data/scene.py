@@ -11,7 +11,7 @@ Images are brought to the loaded resolution (and undistorted) once, into cache f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ class SceneData:
         points: [P, 3] float32 SfM points in world units; colors: [P, 3] uint8 RGB.
         source_size: (width, height) of the widest photo of the training split as stored, before any
             downsampling ((0, 0) where not known).
+        errors: [P] the points' reprojection errors, pixels.
+        observed: training image name → [n] int64 rows of ``points`` its keypoints triangulated; empty unless
+            asked for (``load_scene(observations=True)``).
     """
 
     name: str
@@ -46,6 +49,8 @@ class SceneData:
     points: np.ndarray
     colors: np.ndarray
     source_size: tuple[int, int] = (0, 0)
+    errors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    observed: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _sparse_dir(folder: Path) -> Path | None:
@@ -104,14 +109,15 @@ def _cameras(model: ColmapModel, images_dir: Path, cfg: DataConfig, cache_root: 
     return [replace(cam, image_path=path) for cam, path in zip(cameras, paths)]
 
 
-def _load_split(folder: Path, cfg: DataConfig, cache_root: Path | None, needs_points: bool, images: bool = True
-                ) -> tuple[ColmapModel, list[Camera]]:
-    """Read one folder's model and make its cameras (images cached under ``cache_root`` if given)."""
+def _load_split(folder: Path, cfg: DataConfig, cache_root: Path | None, needs_points: bool, images: bool = True,
+                keypoints: bool = False) -> tuple[ColmapModel, list[Camera]]:
+    """Read one folder's model (its images' keypoints too when ``keypoints``) and make its cameras (images cached
+    under ``cache_root`` if given)."""
     sparse = _sparse_dir(folder)
     if sparse is None:
         raise UserError(f"{folder} has no COLMAP model: expected sparse/0/ (or sparse/) with cameras, images "
                         "and points3D (.bin or .txt)")
-    model = read_model(sparse, keypoints=False)
+    model = read_model(sparse, keypoints=keypoints)
     if not model.images:
         raise UserError(f"the COLMAP model in {sparse} has no registered images")
     if needs_points and len(model.points) == 0:
@@ -123,7 +129,8 @@ def _load_split(folder: Path, cfg: DataConfig, cache_root: Path | None, needs_po
     return model, _cameras(model, images_dir, cfg, cache_root or default_cache_root(images_dir), images)
 
 
-def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: bool = True) -> SceneData:
+def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: bool = True,
+               observations: bool = False) -> SceneData:
     """Load the scene at ``cfg.path``: cameras of both splits and the SfM point cloud.
 
     Args:
@@ -132,6 +139,7 @@ def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: boo
             (for read-only datasets; by default a read-only dataset caches under ``$MGS_CACHE``).
         images: False for work that needs only poses and points (partitioning): the images are neither
             checked nor cached, and the cameras have no ``image_path``.
+        observations: also read which points each training image observed (``SceneData.observed``).
     """
     if not cfg.path:
         raise UserError("data.path is not set: give the scene folder, e.g. data.path=data/mill19/rubble")
@@ -141,14 +149,14 @@ def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: boo
     folders = _split_folders(root)
     cache = Path(cache_dir) if cache_dir is not None else None
     if "all" in folders:
-        model, cameras = _load_split(root, cfg, cache, needs_points=True, images=images)
+        model, cameras = _load_split(root, cfg, cache, needs_points=True, images=images, keypoints=observations)
         held_out = [i % cfg.test_every == cfg.test_offset % cfg.test_every if cfg.test_every > 0 else False
                     for i in range(len(cameras))]
         train = [cam for cam, out in zip(cameras, held_out) if not out]
         test = [cam for cam, out in zip(cameras, held_out) if out]
     else:
         model, train = _load_split(folders["train"], cfg, cache / "train" if cache else None, needs_points=True,
-                                   images=images)
+                                   images=images, keypoints=observations)
         test = _load_split(folders["test"], cfg, cache / folders["test"].name if cache else None, False,
                            images=images)[1]
     if not train:
@@ -157,4 +165,8 @@ def load_scene(cfg: DataConfig, cache_dir: Path | str | None = None, images: boo
     test = [replace(cam, uid=i) for i, cam in enumerate(test)]
     widest = max(model.cameras.values(), key=lambda camera: camera.width, default=None)
     source = (widest.width, widest.height) if widest is not None else (0, 0)
-    return SceneData(root.resolve().name, root, train, test, model.points.astype(np.float32), model.colors, source)
+    observed = {im.name: np.asarray(im.point3d_ids, np.int64)[np.asarray(im.point3d_ids) >= 0]
+                for im in model.images.values() if observations and im.point3d_ids is not None}
+    observed = {cam.name: observed[cam.name] for cam in train if cam.name in observed}
+    return SceneData(root.resolve().name, root, train, test, model.points.astype(np.float32), model.colors, source,
+                     model.errors.astype(np.float32), observed)

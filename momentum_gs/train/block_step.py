@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from momentum_gs.config import Config
-from momentum_gs.losses import depth_normal_loss, flatten_loss, psnr, reconstruction_loss
+from momentum_gs.losses import depth_normal_loss, flatten_loss, psnr, reconstruction_loss, sparse_depth_loss
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import decay_steps, retarget_schedules, update_learning_rates
@@ -30,6 +30,7 @@ class BlockStep:
     decoder_opt: torch.optim.Optimizer | None  # the shared decoder's
     world: World
     views: int  # views a step: processes that train this block together, each on its own view
+    sparse_depths: list | None  # per training camera its SfM depths (geometry.lambda_sparse_depth), or None
     gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
@@ -43,8 +44,9 @@ class BlockStep:
         decoder = block.decoder or self.decoder
         geometry = self.cfg.geometry
         depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
+        extras = ("depth", "normal") if depth_normal else ("depth",) if geometry.lambda_sparse_depth > 0 else ()
         view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
-                           extras=("depth", "normal") if depth_normal else ())
+                           extras=extras)
         loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
         (loss * weight).backward()
         if self.views > 1:  # several processes on this block, one view each: their gradients averaged
@@ -85,6 +87,12 @@ class BlockStep:
                 term = loss.new_zeros(())  # every step logs the same terms
             term = geometry.lambda_depth_normal * term
             parts["depth_normal"] = term.detach()
+            loss = loss + term
+        if geometry.lambda_sparse_depth > 0:
+            known = self.sparse_depths[camera.uid]
+            term = geometry.lambda_sparse_depth * sparse_depth_loss(view.output.depth, view.output.alpha, known.pixels,
+                                                                    known.depths, known.weights)
+            parts["sparse_depth"] = term.detach()
             loss = loss + term
         if self.teacher is not None:
             cons, _ = self.teacher.consistency(view.gaussians, teacher.gradient, decoder)

@@ -166,7 +166,7 @@ def fit_to_budget(cfg: Config, scene: SceneData, device: torch.device, world: D.
         if world.is_main:
             print(f"time: {steps} steps at {width} px wide fit {duration(budget)}; halving the images to "
                   f"data.max_width={cfg.data.max_width} and probing again", flush=True)
-        scene = load_scene(cfg.data)
+        scene = load_scene(cfg.data, observations=bool(scene.observed))
         measured = probe(cfg, scene, device, world)
     least = min(cfg.optim.steps, MIN_STEPS)
     if steps < least:

@@ -178,7 +178,7 @@ def _trainer(cfg: Config, folder: RunFolder, device, world, resume: bool, plan: 
              deadline: float | None = None, budget: float | None = None) -> tuple[Trainer, str]:
     """The scene loaded (its warnings said), the run probed and fitted to its budget (its plan said), the trainer
     made (resumed) and the kernels in use, in words."""
-    scene = load_scene(cfg.data)
+    scene = load_scene(cfg.data, observations=cfg.geometry.lambda_sparse_depth > 0)
     check_scene_scale(cfg, scene.points, [cam.center.tolist() for cam in scene.train])  # before any warning of units
     measured, fitted = None, ""
     if (plan or deadline is not None) and not resume:

@@ -25,6 +25,7 @@ from momentum_gs.config import Config, save_config, to_dict, use_threads
 from momentum_gs.config.load import scale_schedules
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import SceneData
+from momentum_gs.data.sparse_depth import scene_depths
 from momentum_gs.errors import Interrupted, UserError
 from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.losses import channel_mean_psnr, ssim
@@ -110,6 +111,7 @@ class Trainer(BlockStep, Checkpointing):
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
                                   cache_bytes=cfg.data.cache_bytes, processes=world.local_size)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
+        self.sparse_depths = scene_depths(scene, cfg.render.near, device) if cfg.geometry.lambda_sparse_depth else None
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
