@@ -87,5 +87,4 @@ def test_training_with_sparse_depths_pulls_the_depth_to_them(tiny_config, tmp_pa
     anchored.train()
     log = [json.loads(line) for line in open(tmp_path / "anchored" / "train.log")]
     assert all(r["sparse_depth"] >= 0 and np.isfinite(r["loss"]) for r in log)
-    print(depth_error(plain), depth_error(anchored))
     assert depth_error(anchored) < 0.8 * depth_error(plain)
