@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -24,19 +23,9 @@ from concurrent.futures import ProcessPoolExecutor
 from tqdm import tqdm
 
 from momentum_gs.data.sfm.flight_matrix import consumer_gps, distortions, matrix, misregistrations, run_case
+from momentum_gs.render.kernels.build import describe_cpu
 
 MATRICES = {"base": matrix, "distortions": distortions, "consumer": consumer_gps, "misregistered": misregistrations}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -67,7 +56,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(tqdm(pool.map(run_case, cases, chunksize=8), total=len(cases), desc="flights", unit="case"))
     print(f"{args.matrix}: {len(rows)} cases in {time.perf_counter() - start:.0f} s on {args.workers} worker(s), "
-          f"{cpu_name()}, seed {args.seed}\n")
+          f"{describe_cpu()}, seed {args.seed}\n")
     print("\n".join(table(rows)))
     reasons = Counter((r["pattern"], r["pitch"], (r["why"] or "").split(":")[0]) for r in rows
                       if r["outcome"] == "refused")

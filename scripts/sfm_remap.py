@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -29,17 +28,7 @@ from momentum_gs.data.sfm import colmap_steps as steps
 from momentum_gs.data.sfm.georeference import georeference, gps_origin, to_enu
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.synthetic.survey import ORIGIN, survey_poses
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from momentum_gs.render.kernels.build import describe_cpu
 
 
 def exif_focal(pycolmap, database: Path) -> float:
@@ -110,7 +99,7 @@ def main() -> None:
     focal = exif_focal(pycolmap, args.data / "sfm" / "database.db")
     rows = [remap(pycolmap, args.data, seed, args.threads, drift, args.survey_seed)
             for drift in args.drift for seed in args.seeds]
-    print(f"\n{args.data}, {args.threads} thread(s), {cpu_name()}, pycolmap {pycolmap.__version__}; "
+    print(f"\n{args.data}, {args.threads} thread(s), {describe_cpu()}, pycolmap {pycolmap.__version__}; "
           f"EXIF focal {focal:.1f} px\n")
     print("| altitude drift (m) | seed | registered | focal (px) | placed | GPS residual (m RMS, horizontal) "
           "| cameras from the truth (m RMS, horizontal) | seconds |")
