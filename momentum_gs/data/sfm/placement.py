@@ -107,9 +107,15 @@ def misregistered(fit: L.Fit) -> dict[int, float]:
     """The photos (indices) whose GPS the fit left out by more than ``MISREGISTERED_NOISES`` times the RMS by
     which the fit's other photos disagree with theirs (and ``MISREGISTERED_MIN_M``), with their horizontal
     distance: registered in the wrong place, since one fix of a GPS that agrees so well elsewhere is not that wrong."""
-    distance = np.linalg.norm(np.nan_to_num(fit.residuals[:, :2]), axis=1)
-    far = max(MISREGISTERED_MIN_M, MISREGISTERED_NOISES * spread(fit))
-    return {int(i): float(distance[i]) for i in np.flatnonzero(~fit.inliers & (distance > far))}
+    return _far(np.linalg.norm(np.nan_to_num(fit.residuals[:, :2]), axis=1), fit.inliers)[0]
+
+
+def _far(distance: np.ndarray, inliers: np.ndarray) -> tuple[dict[int, float], float]:
+    """(the outliers, by index, more than ``MISREGISTERED_NOISES`` times the inliers' RMS ``distance`` (and
+    ``MISREGISTERED_MIN_M``) from their GPS, with that distance; the inliers' RMS), metres."""
+    rms = float(np.sqrt((distance[inliers] ** 2).mean())) if inliers.any() else 0.0
+    far = max(MISREGISTERED_MIN_M, MISREGISTERED_NOISES * rms)
+    return {int(i): float(distance[i]) for i in np.flatnonzero(~inliers & (distance > far))}, rms
 
 
 def far_from_gps(centres: np.ndarray, gps: np.ndarray) -> tuple[dict[int, float], float]:
@@ -124,10 +130,7 @@ def far_from_gps(centres: np.ndarray, gps: np.ndarray) -> tuple[dict[int, float]
     residuals = offsets - np.median(offsets, 0)
     threshold, _ = L.noise_threshold(residuals, L.THRESHOLD_MIN_M)
     distance = np.linalg.norm(residuals, axis=1)
-    inliers = distance < threshold
-    rms = float(np.sqrt((distance[inliers] ** 2).mean())) if inliers.any() else 0.0
-    far = max(MISREGISTERED_MIN_M, MISREGISTERED_NOISES * rms)
-    return {int(i): float(distance[i]) for i in np.flatnonzero(~inliers & (distance > far))}, rms
+    return _far(distance, distance < threshold)
 
 
 def spread(fit: L.Fit) -> float:
