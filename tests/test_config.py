@@ -148,3 +148,20 @@ def test_a_schedule_past_the_end_of_a_cut_run_is_said_with_the_value_to_give():
                                                  "weighting.warmup=5000"]))
     assert [line.split("=")[0] for line in lines] == ["optim.lr_max_steps", "weighting.warmup"]
     assert lines[0].endswith("optim.lr_max_steps=0") and lines[1].endswith("weighting.warmup=100")
+
+
+def test_the_maps_geometry_preset_fills_only_the_keys_not_given(tmp_path):
+    assert load_config().geometry.lambda_sparse_depth == 0.0  # "none": the reference method
+    assert load_config(overrides=["geometry.preset=maps"]).geometry.lambda_sparse_depth == 0.2
+    given = load_config(overrides=["geometry.preset=maps", "geometry.lambda_sparse_depth=0"])
+    assert given.geometry.lambda_sparse_depth == 0.0  # a key given wins, in either order
+    given = load_config(overrides=["geometry.lambda_sparse_depth=0.5", "geometry.preset=maps"])
+    assert given.geometry.lambda_sparse_depth == 0.5
+    path = tmp_path / "maps.yaml"
+    path.write_text("geometry:\n  preset: maps\n")
+    cfg = load_config(path)
+    assert cfg.geometry.lambda_sparse_depth == 0.2
+    save_config(cfg, tmp_path / "saved.yaml")  # a run's config.yaml reads back the same
+    assert load_config(tmp_path / "saved.yaml").geometry == cfg.geometry
+    with pytest.raises(UserError, match="one of none, maps"):
+        load_config(overrides=["geometry.preset=map"])

@@ -15,7 +15,7 @@ import torch
 
 from momentum_gs.data import footprint
 from momentum_gs.data.scene import load_scene
-from momentum_gs.config import DataConfig
+from momentum_gs.config import DataConfig, load_config
 from momentum_gs.errors import UserError
 from momentum_gs.export.floaters import Views, drop_floaters, kept_by_views
 from momentum_gs.export.bake import with_degree
@@ -164,6 +164,8 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     stages.run_stages(tmp_path / "photos", site, 20.0, "auto", None, say=said.append)
     assert [stage for stage in stages.STAGES if Site(site.root).load().done(stage)] == list(stages.STAGES)
     assert "sfm: done before" in said[0]
+    geometry = load_config(site.run / "config.yaml").geometry  # trained for maps: heights anchored to SfM points
+    assert geometry.preset == "maps" and geometry.lambda_sparse_depth == 0.2
     checkpoint = next((site.run / "ckpt").glob("*.pt"))
     stamp = checkpoint.stat().st_mtime_ns
     page = site.page.read_text()

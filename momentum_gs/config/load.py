@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from momentum_gs.config.shipped import find_config
-from momentum_gs.config.tree import (BACKEND_ALIASES, Config, OptimConfig)
+from momentum_gs.config.tree import BACKEND_ALIASES, GEOMETRY_PRESETS, Config, OptimConfig
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import read_text
@@ -255,6 +255,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             raise UserError(f"override '{item}': the value is not valid YAML (quote it, or fix the brackets)")
         _apply(cfg, key.strip(), parsed, explicit)
+    for key, value in GEOMETRY_PRESETS[cfg.geometry.preset].items():
+        if key not in explicit:  # a key the config gives wins over the preset
+            _apply(cfg, key, value)
     reason = check_number(cfg.optim.steps, RANGES["optim.steps"])
     if reason:  # before the scaling below divides by it (10^400 steps overflow a float)
         raise UserError(f"config key 'optim.steps' {reason}")

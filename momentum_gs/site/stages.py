@@ -48,7 +48,8 @@ from momentum_gs.train.start import start as start_training
 STAGES = ("sfm", "train", "eval", "export", "maps", "page")
 # What the site's training sets beyond mgs train's defaults (the paper's): a city seen in photos is opaque, and
 # its maps need it so (a black background let through in the forest left holes in the surface model)
-SITE_TRAINING = ("optim.random_background=true",)
+# the site's training: the surface model's geometry anchored to the SfM points (docs/decisions/0023)
+SITE_TRAINING = ("optim.random_background=true", "geometry.preset=maps")
 PHOTOS_PER_BLOCK = 150  # --blocks auto: a block per this many photos ...
 BLOCK_METRES = 150.0  # ... and at least this wide (georeferenced scenes)
 MAX_AUTO_BLOCKS = 8
