@@ -77,8 +77,15 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     scores = score(rgba, heights, colour, truth, metres)
     # 200 steps on 8 photos of 48×36 pixels: the colours land in place, the heights are still loose (±15 m)
     assert scores["covered"] > 0.2 and max(map(abs, scores["shift_px"])) < 1.0 and scores["psnr"] > 14, scores
-    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [".momentum_gs", "dsm.tif", "maps.json",
-                                                                     "orthophoto.png", "orthophoto.tif"]
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [".momentum_gs", "dsm.tif", "dsm_spread.tif",
+                                                                     "maps.json", "orthophoto.png", "orthophoto.tif"]
+    with rasterio.open(maps / "dsm_spread.tif") as spread:  # the DSM's spread over the photos, on its grid
+        band = spread.read(1)
+        assert spread.transform == ortho.transform and spread.nodata == NODATA
+    assert (band[heights == NODATA] == NODATA).all() and (band[band != NODATA] >= 0).all()
+    measured = band != NODATA
+    assert summary["spread_measured"] == pytest.approx(measured.sum() / (heights != NODATA).sum(), abs=1e-4)
+    assert summary["spread_median"] == pytest.approx(np.median(band[measured]), rel=1e-3)
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
 
 
@@ -144,6 +151,7 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
     assert main(["ortho", str(run), "--out", str(tmp_path / "maps"), "--gsd", "0.2"]) == 0
     said = capsys.readouterr().out
     assert "rasterio is not installed" in said and "world files" in said
+    assert "spread over the photos" in said and (tmp_path / "maps" / "dsm_spread.tfw").is_file()
     world = (tmp_path / "maps" / "orthophoto.tfw").read_text().split()
     summary = json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert float(world[0]) == 0.2 and float(world[4]) == pytest.approx(summary["top_left"][0] + 0.1)
@@ -151,6 +159,9 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
 
     dsm = cv2.imread(str(tmp_path / "maps" / "dsm.tif"), cv2.IMREAD_UNCHANGED)
     assert dsm.dtype == np.float32 and dsm.shape == (summary["height"], summary["width"]) and (dsm != NODATA).any()
+    assert main(["ortho", str(run), "--out", str(tmp_path / "bare"), "--gsd", "0.2", "--no-spread"]) == 0
+    assert not (tmp_path / "bare" / "dsm_spread.tif").exists()
+    assert "spread_median" not in json.loads((tmp_path / "bare" / "maps.json").read_text())
 
 
 @pytest.mark.slow

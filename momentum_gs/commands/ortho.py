@@ -14,7 +14,7 @@ from momentum_gs.ranges import LENGTH, add_number
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs ortho``."""
     parser.add_argument("run_dir")
-    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, orthophoto.png and maps.json "
+    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, dsm_spread.tif, orthophoto.png and maps.json "
                                       "(default RUN/maps; an earlier one there is replaced whole)")
     add_number(parser, "--gsd", kind=float, allowed=LENGTH,
                help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
@@ -26,10 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the DSM from the depth where the view from above turns opaque (median, default: a "
                              "roof or the ground, as mgs mesh fuses) or from the expected depth (mean: blends "
                              "across roof edges and with faint Gaussians above the surface)")
+    parser.add_argument("--no-spread", dest="spread", action="store_false",
+                        help="leave out dsm_spread.tif, the DSM's spread over the training photos (each photo is "
+                             "rendered once for it)")
 
 
 def run(args: argparse.Namespace) -> None:
     """Make the maps and print the summary."""
     use_run_settings(args.run_dir)
-    summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth, gaussians=args.gaussians)
+    summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth, gaussians=args.gaussians,
+                        spread=args.spread)
     print("\n".join(summary_lines(summary)))

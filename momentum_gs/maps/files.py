@@ -1,5 +1,6 @@
-"""The map's files: ``orthophoto.tif`` (RGB + alpha, uint8) and ``dsm.tif`` (float32 heights, nodata
-:data:`~momentum_gs.maps.ortho.NODATA`) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
+"""The map's files: ``orthophoto.tif`` (RGB + alpha, uint8), ``dsm.tif`` (float32 heights, nodata
+:data:`~momentum_gs.maps.ortho.NODATA`) and ``dsm_spread.tif`` (float32, the DSM's spread over the training photos:
+:mod:`momentum_gs.maps.spread`) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
 its wheel; no GeoTIFF tag by hand), and ``orthophoto.png``, a preview at most :data:`PREVIEW` pixels a side.
 
 Without rasterio the two rasters are plain TIFFs written by OpenCV, each with its world file (``.tfw``: the pixel
@@ -18,9 +19,9 @@ from momentum_gs.data.map_frame import MapFrame
 from momentum_gs.maps.ortho import NODATA, MapGrid, Rasters
 
 PREVIEW = 1024  # the preview's longest side, pixels
-ORTHOPHOTO, DSM, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "orthophoto.png"
+ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "dsm_spread.tif", "orthophoto.png"
 SUMMARY_NAME = "maps.json"
-NAMES = {ORTHOPHOTO, DSM, PREVIEW_NAME, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw"}
+NAMES = {ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw", "dsm_spread.tfw"}
 
 
 def has_rasterio() -> bool:
@@ -29,14 +30,17 @@ def has_rasterio() -> bool:
 
 
 def write_map_files(rasters: Rasters, frame: MapFrame, grid: MapGrid, folder: Path) -> str:
-    """Write the orthophoto, the DSM and the preview into ``folder``; returns how, in one line."""
+    """Write the orthophoto, the DSM, its spread (where measured) and the preview into ``folder``; returns how, in
+    one line."""
     _write_preview(rasters.rgba, folder / PREVIEW_NAME)
+    heights = [(DSM, rasters.dsm)] + ([(SPREAD, rasters.spread)] if rasters.spread is not None else [])
     if has_rasterio():
         _write_cog(rasters.rgba.transpose(2, 0, 1), folder / ORTHOPHOTO, frame, grid, None)
-        _write_cog(rasters.dsm[None], folder / DSM, frame, grid, NODATA)
+        for name, band in heights:
+            _write_cog(band[None], folder / name, frame, grid, NODATA)
         return "Cloud-Optimized GeoTIFFs (rasterio)"
     bgra = cv2.cvtColor(rasters.rgba, cv2.COLOR_RGBA2BGRA)
-    for name, image in ((ORTHOPHOTO, bgra), (DSM, rasters.dsm)):
+    for name, image in [(ORTHOPHOTO, bgra)] + heights:
         if not cv2.imwrite(str(folder / name), image):
             raise OSError(f"OpenCV could not write {folder / name}")
         _write_world_file(folder / Path(name).with_suffix(".tfw"), grid)

@@ -26,6 +26,7 @@ from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.maps.files import NAMES, SUMMARY_NAME, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
+from momentum_gs.maps.spread import photo_spread
 from momentum_gs.model.gaussian_scene import resolve_backend
 
 SH_DEGREE = 1  # the map looks from one direction: degree 1 holds what it needs
@@ -35,13 +36,14 @@ EXTENT_QUANTILE = 0.01  # without SfM points, the map covers the Gaussians' 1st 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
               show_progress: bool = True, depth: str = "median", gaussians: str | Path | None = None,
-              ground: Ground | None = None) -> dict:
+              ground: Ground | None = None, spread: bool = True) -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
     the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
     ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`); ``gaussians``: a
     standard 3DGS PLY of the run (an export of it, in the scene's frame) mapped instead of a new bake; ``ground``:
     the ground its photos see (:class:`~momentum_gs.data.footprint.Ground`; None, or another up than the map's:
-    worked out here, once)."""
+    worked out here, once); ``spread``: with the DSM's spread over the training photos
+    (:mod:`momentum_gs.maps.spread`)."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     out = Path(out) if out is not None else run.root / "maps"
@@ -77,6 +79,8 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         if seen is not None:  # no photo sees the rest: what the Gaussians draw there is a guess
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
+        if spread:
+            rasters.spread = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, backend, show_progress)
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
@@ -151,6 +155,7 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
                "seen_covered": None if seen_covered is None else round(seen_covered, 4),
                "depth": depth, "gaussians": gaussians, "bake": how, "dropped": dropped, "files": written,
                "seconds": round(seconds, 2)}
+    summary.update(_spread_summary(rasters, grid.gsd))
     valid = rasters.dsm != NODATA
     if valid.any():  # the low ground: what a picture of the map is laid on, under the city
         summary["low_ground_height"] = round(float(np.percentile(rasters.dsm[valid], LOW_GROUND)), 3)
@@ -163,6 +168,21 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
         summary["bounds_wgs84"] = [round(float(v), 8) for v in (lat_lon[:, 1].min(), lat_lon[:, 0].min(),
                                                                  lat_lon[:, 1].max(), lat_lon[:, 0].max())]
     return summary
+
+
+def _spread_summary(rasters, gsd: float) -> dict:
+    """``spread_median`` (the DSM's units) and ``spread_within_pixel``, the share of the DSM's heights whose spread
+    is at most one pixel's size, over the heights with a spread; ``spread_measured``, the share of the DSM's heights
+    that have one. Nothing without a spread."""
+    if rasters.spread is None:
+        return {}
+    heights, measured = rasters.dsm != NODATA, rasters.spread != NODATA
+    values = rasters.spread[measured]
+    if not values.size:
+        return {"spread_measured": 0.0}
+    return {"spread_measured": round(float(measured.sum() / max(heights.sum(), 1)), 4),
+            "spread_median": round(float(np.median(values)), 4),
+            "spread_within_pixel": round(float(np.mean(values <= gsd)), 4)}
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -178,5 +198,9 @@ def summary_lines(summary: dict) -> list[str]:
     lines += [f"orthophoto: {out / 'orthophoto.tif'} ({summary['width']:,} × {summary['height']:,} pixels, "
               f"{covered}), surface model: {out / 'dsm.tif'}; {summary['files']}",
               f"preview: {out / 'orthophoto.png'}; summary: {out / 'maps.json'} ({summary['seconds']:.0f} s)"]
+    if "spread_median" in summary:
+        lines.append(f"the surface model's spread over the photos that see it: median {summary['spread_median']:.3g}, "
+                     f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size "
+                     f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'})")
     return lines
 

@@ -15,7 +15,7 @@ from momentum_gs.data.georef import GEOREF_NAME
 from momentum_gs.data.sfm.run import PICTURE_NAME, REPORT_NAME
 from momentum_gs.export.formats import FORMATS
 from momentum_gs.export.tiles.tileset import TILES_FOLDER, TILESET_NAME
-from momentum_gs.maps.files import DSM, ORTHOPHOTO, PREVIEW_NAME, SUMMARY_NAME
+from momentum_gs.maps.files import DSM, ORTHOPHOTO, PREVIEW_NAME, SPREAD, SUMMARY_NAME
 from momentum_gs.maps.files import NAMES as MAP_NAMES
 from momentum_gs.site.folder import Site
 
@@ -106,6 +106,10 @@ def _maps(site: Site) -> dict:
     if summary:
         numbers.append(["maps", f"{summary.get('width', 0):,} × {summary.get('height', 0):,} pixels of "
                                 f"{summary.get('gsd', 0):.3g} m, {100 * summary.get('covered', 0):.0f} % covered"])
+        spread, within = summary.get("spread_median"), summary.get("spread_within_pixel")
+        if isinstance(spread, (int, float)) and isinstance(within, (int, float)):
+            numbers.append(["surface model's spread over the photos", f"median {spread:.3g} m, "
+                            f"{100 * within:.0f} % of its heights within a pixel ({SPREAD})"])
     preview = site.maps / PREVIEW_NAME
     found = {"numbers": numbers, "files": sorted(site.maps / name for name in MAP_NAMES),
              "pictures": [(preview, f"the orthophoto (the map files below: {ORTHOPHOTO}, the surface model {DSM})")]}

@@ -1,0 +1,72 @@
+"""How far the surface model may be off, pixel by pixel: the heights the training photos' own depths give a pixel,
+against the DSM's height there.
+
+Each training photo is rendered from where it was taken with its median depth (where a pixel turns opaque, as the
+DSM is made from above). Each pixel of it drawn solid (alpha ≥ :data:`~momentum_gs.maps.ortho.SOLID`) is a point
+on the surface that photo sees; it lands in one cell of the map's grid with a height. A cell's *spread* is the root
+mean square of those heights minus the DSM's, over the photos whose points land there, where at least
+:data:`MIN_PHOTOS` do. Where the trained surface is one that every photo agrees on, the spread is small; where the
+photos each place it elsewhere (roof edges, trees, surfaces seen only at a slant), the spread is large, and the
+DSM's error with it (docs/benchmarks/maps.md measures how far it follows the true error).
+
+The sums are kept per cell, a photo at a time: memory is three arrays of the map's size, whatever the photos.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from momentum_gs.data.map_frame import MapFrame
+from momentum_gs.estimate import sized
+from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
+from momentum_gs.model.standard import StandardGaussians
+from momentum_gs.render import render
+
+MIN_PHOTOS = 2  # photos whose points land in a cell for it to have a spread
+
+
+@torch.no_grad()
+def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, dsm: np.ndarray,
+                 backend: str = "builtin", show_progress: bool = True) -> np.ndarray:
+    """[H, W] float32: each cell's spread (module notes) in the DSM's units, :data:`NODATA` where the DSM has no
+    height or fewer than :data:`MIN_PHOTOS` of ``cameras`` (the training views, world frame) see the cell."""
+    heights = dsm.astype(np.float64).ravel()
+    drawn = heights != NODATA
+    squares, points, photos = np.zeros(heights.size), np.zeros(heights.size), np.zeros(heights.size)
+    means = gaussians.means.detach()
+    grey = means.new_zeros(len(means), 3)  # only the depth is read
+    for camera in sized(cameras, len(cameras), "spread", "photo", "--gsd", disable=not show_progress):
+        camera = camera.to(means.device)
+        out = render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(), grey,
+                     camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
+                     backend=backend, extras=("median_depth",))
+        cells, height = _cells(_surface_points(out.alpha[..., 0], out.median_depth[..., 0], camera), frame, grid)
+        seen = drawn[cells]
+        cells, difference = cells[seen], height[seen] - heights[cells[seen]]
+        squares += np.bincount(cells, difference * difference, heights.size)
+        points += np.bincount(cells, minlength=heights.size)
+        photos[np.unique(cells)] += 1
+    spread = np.sqrt(squares / np.maximum(points, 1))
+    return np.where(drawn & (photos >= MIN_PHOTOS), spread, NODATA).reshape(dsm.shape).astype(np.float32)
+
+
+def _surface_points(alpha: torch.Tensor, depth: torch.Tensor, camera) -> np.ndarray:
+    """[M, 3] world points of the pixels of a render drawn solid: each pixel's centre at its (z) depth."""
+    rows, cols = torch.nonzero(alpha >= SOLID, as_tuple=True)
+    z = depth[rows, cols].double()
+    K = camera.K.double()
+    x = (cols.double() + 0.5 - K[0, 2]) / K[0, 0] * z
+    y = (rows.double() + 0.5 - K[1, 2]) / K[1, 1] * z
+    to_world = torch.linalg.inv(camera.world_to_cam.double())
+    world = torch.stack([x, y, z], -1) @ to_world[:3, :3].T + to_world[:3, 3]
+    return world.cpu().numpy()
+
+
+def _cells(world: np.ndarray, frame: MapFrame, grid: MapGrid) -> tuple[np.ndarray, np.ndarray]:
+    """([K] flat cell index on ``grid``, [K] height) of the [M, 3] world points that land on it."""
+    placed = frame.to_map(world)
+    col = np.floor((placed[:, 0] - grid.x0) / grid.gsd).astype(np.int64)
+    row = np.floor((grid.y0 - placed[:, 1]) / grid.gsd).astype(np.int64)
+    inside = (col >= 0) & (col < grid.width) & (row >= 0) & (row < grid.height)
+    return row[inside] * grid.width + col[inside], frame.heights(world[inside])

@@ -1,0 +1,52 @@
+"""The DSM's spread over the training photos (momentum_gs.maps.spread): zero where the Gaussians lie on the surface
+the map gives, the offset where the map is moved off it, nodata where fewer than two photos or no height."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from momentum_gs.config import DataConfig
+from momentum_gs.data import map_frame as frames
+from momentum_gs.data.scene import load_scene
+from momentum_gs.data.synthetic import city_of
+from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
+from momentum_gs.maps.spread import photo_spread
+from tests.helpers.map_truth import laid_on_the_city, true_maps
+
+SHARPER = 4  # the tiny city's 48 × 36 photos rendered this many times larger: pixels finer than the map's
+
+
+@pytest.fixture(scope="module")
+def laid(tiny_scene):
+    """(Gaussians laid on the tiny city, its map frame, grid, DSM, training cameras, true heights)."""
+    city, metres = city_of(tiny_scene)
+    grid = MapGrid(-3.6, 3.6, 0.1, 72, 72)  # model units: the 72 × 72 m city in 1 m pixels
+    gaussians = laid_on_the_city(city, metres, grid)
+    frame = frames.own_frame(np.array([0.0, 0.0, 1.0]), "z")
+    dsm = splat_map(gaussians, frame, grid, show_progress=False).dsm
+    cameras = [camera.scaled(SHARPER * camera.width, SHARPER * camera.height)
+               for camera in load_scene(DataConfig(path=str(tiny_scene)), images=False).train]
+    return gaussians, frame, grid, dsm, cameras, true_maps(tiny_scene, grid)[1]
+
+
+def test_the_spread_is_nil_on_the_surface_and_the_offset_off_it(laid):
+    gaussians, frame, grid, dsm, cameras, truth = laid
+    spread = photo_spread(gaussians, cameras, frame, grid, dsm, show_progress=False)
+    measured = spread != NODATA
+    assert measured.mean() > 0.8  # the rest: seen by fewer than two photos
+    ground = measured & (truth == 0)
+    assert np.median(spread[ground]) < 0.3 * grid.gsd  # every photo puts the open ground where the map does
+    assert np.percentile(spread[measured], 90) > 2 * grid.gsd  # roof edges: the photos' pixels straddle them
+    lifted = photo_spread(gaussians, cameras, frame, grid, dsm + 5 * grid.gsd, show_progress=False)
+    assert abs(np.median(lifted[ground]) - 5 * grid.gsd) < 0.3 * grid.gsd  # a map 5 pixels high: spread 5 pixels
+
+
+def test_no_spread_without_a_height_or_a_second_photo(laid):
+    gaussians, frame, grid, dsm, cameras, _ = laid
+    holed = dsm.copy()
+    holed[:, :36] = NODATA
+    spread = photo_spread(gaussians, cameras, frame, grid, holed, show_progress=False)
+    assert (spread[:, :36] == NODATA).all() and (spread[:, 36:] != NODATA).mean() > 0.8
+    alone = photo_spread(gaussians, cameras[:1], frame, grid, dsm, show_progress=False)
+    assert (alone == NODATA).all()
