@@ -4,7 +4,8 @@
 
 A synthetic scene (`mgs synth`): the orthophoto against the city's true orthophoto (vertical rays into the ray-cast
 city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres),
-over the whole map and under the cameras (the convex hull of the training cameras' centres).
+over the whole map and under the cameras (the convex hull of the training cameras' centres), and where the maps
+have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels).
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres).
@@ -104,6 +105,35 @@ def away_from_steps(rgba: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metr
             "squared_error_near_steps": float(squared[drawn & near].sum() / squared[drawn].sum())}
 
 
+SPREAD_BANDS_PX = (0, 0.5, 1, 2, 5, 10, 30, np.inf)  # the spread's bands the error is told by, pixels
+
+
+def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metres: float,
+                 gsd_m: float) -> dict | None:
+    """The DSM's error under the cameras by its spread (``dsm_spread.tif``; None without): per band of the spread,
+    the share of the pixels, the error's RMSE and median (pixels); the share of pixels whose error is at most their
+    spread and one pixel."""
+    import rasterio
+
+    if not (folder / "dsm_spread.tif").is_file():
+        return None
+    with rasterio.open(folder / "dsm_spread.tif") as file:
+        spread = file.read(1).astype(np.float64)
+    drawn = (under[..., 3] >= round(255 * SOLID)) & (dsm != NODATA)
+    measured = drawn & (spread != NODATA)
+    error = np.abs(dsm.astype(np.float64) * metres - heights)[measured] / gsd_m
+    band = spread[measured] * metres / gsd_m
+    rows = []
+    for lo, hi in zip(SPREAD_BANDS_PX[:-1], SPREAD_BANDS_PX[1:]):
+        inside = (band >= lo) & (band < hi)
+        if inside.any():
+            rows.append({"spread_px": [lo, hi if np.isfinite(hi) else None], "share": float(inside.mean()),
+                         "rmse_px": float(np.sqrt(np.mean(error[inside] ** 2))),
+                         "median_px": float(np.median(error[inside]))})
+    return {"measured": float(measured.sum() / max(drawn.sum(), 1)), "bands": rows,
+            "within_spread_and_a_pixel": float(np.mean(error <= band + 1.0))}
+
+
 def picture(rgba: np.ndarray, dsm: np.ndarray, colour: np.ndarray, heights: np.ndarray, metres: float,
             path: Path, width: int = 1500) -> None:
     """The orthophoto | the true orthophoto | the DSM's absolute error (0 black, 5 m or more white), ``width`` wide."""
@@ -151,6 +181,7 @@ def main() -> None:
         under[..., 3] *= under_cameras(args.run, grid)
         row["truth_under_cameras"] = score(under, dsm, colour, heights, metres)
         row["truth_under_cameras"].update(away_from_steps(under, dsm, heights, metres))
+        row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)
     elif args.picture:
