@@ -75,7 +75,8 @@ def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapG
             "colour_error_at_0": float(errors[len(SHIFTS) // 2, len(SHIFTS) // 2]),
             "colour_error_at_best": float(errors[i, j]),
             "dsm_minus_points_median_m": float(np.median(heights[drawn] - point_heights[drawn])),
-            "dsm_points_median_abs_m": float(np.median(np.abs(heights[drawn] - point_heights[drawn])))}
+            "dsm_points_median_abs_m": float(np.median(np.abs(heights[drawn] - point_heights[drawn]))),
+            "dsm_points_p90_abs_m": float(np.percentile(np.abs(heights[drawn] - point_heights[drawn]), 90))}
 
 
 def under_cameras(run: Path, grid: MapGrid) -> np.ndarray:
