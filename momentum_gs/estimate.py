@@ -23,12 +23,12 @@ def estimate_line(what: str, per_item: float, total: int, unit: str, option: str
 
 def sized(items: Iterable[T], total: int, desc: str, unit: str, option: str, **bar_options) -> Iterator[T]:
     """``items`` through a tqdm bar; after ``PROBE`` of them, when the rest will take ``QUIET_BELOW_S`` or more,
-    the line of :func:`estimate_line` is written above the bar."""
+    the line of :func:`estimate_line` is written above the bar (nothing where ``disable`` turns the bar off)."""
     started = time.perf_counter()
     with tqdm(items, total=total, desc=desc, unit=unit, **bar_options) as bar:
         for count, item in enumerate(bar, 1):
             yield item
-            if count == PROBE and total > PROBE:
+            if count == PROBE and total > PROBE and not bar.disable:  # a bar turned off has no stream
                 per_item = (time.perf_counter() - started) / count
                 if per_item * (total - count) >= QUIET_BELOW_S:
                     bar.write(estimate_line(desc, per_item, total, unit, option), file=bar.fp)

@@ -302,5 +302,8 @@ def test_a_long_loop_says_its_time_after_its_first_items(capsys):
     assert list(sized(frames(), 300, "render", "frame", "--frames or --size", file=sys.stderr)) == list(range(6))
     line = next(line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "a frame here" in line)
     assert line.startswith("render: 0.2") and line.endswith("min for 300 frames (--frames or --size to shorten)")
+    # a bar turned off (show_progress=False) says nothing, however long the loop
+    assert list(sized(frames(), 300, "render", "frame", "--frames", disable=True, file=sys.stderr)) == list(range(6))
+    assert "a frame here" not in capsys.readouterr().err
     assert estimate_line("mesh", 2.0, 4, "block", "a larger --voxel") == \
         "mesh: 2.00 s a block here: about 8 s for 4 blocks (a larger --voxel to shorten)"
