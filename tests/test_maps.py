@@ -77,8 +77,8 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     scores = score(rgba, heights, colour, truth, metres)
     # 200 steps on 8 photos of 48×36 pixels: the colours land in place, the heights are still loose (±15 m)
     assert scores["covered"] > 0.2 and max(map(abs, scores["shift_px"])) < 1.0 and scores["psnr"] > 14, scores
-    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [".momentum_gs", "dsm.tif", "dsm_spread.tif",
-                                                                     "maps.json", "orthophoto.png", "orthophoto.tif"]
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+        ".momentum_gs", "dsm.tif", "dsm_spread.png", "dsm_spread.tif", "maps.json", "orthophoto.png", "orthophoto.tif"]
     with rasterio.open(maps / "dsm_spread.tif") as spread:  # the DSM's spread over the photos, on its grid
         band = spread.read(1)
         assert spread.transform == ortho.transform and spread.nodata == NODATA

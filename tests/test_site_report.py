@@ -12,6 +12,8 @@ import numpy as np
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data.sfm.control import accuracy
 from momentum_gs.data.utm import wgs84_to_utm
+from momentum_gs.maps.files import SPREAD_PREVIEW, spread_picture
+from momentum_gs.maps.ortho import NODATA
 from momentum_gs.site.folder import Site
 from momentum_gs.site.report import ARROW_SHARE, write_report
 
@@ -67,3 +69,19 @@ def test_a_site_without_check_points_says_how_to_give_them(tmp_path):
     page = write_report(site).read_text()
     assert "No check points: give them with <code>--check FILE</code>" in page
     assert page.count("<line ") == 1  # the GCP's residual alone
+
+
+def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(tmp_path):
+    site, _, maps = site_with(tmp_path)
+    assert "how far it may be off" not in write_report(site).read_text()  # maps made without the spread
+    maps.update(spread_median=0.42, spread_within_pixel=0.31, spread_measured=0.53)
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    spread = np.full((300, 400), NODATA, np.float32)
+    spread[:, 200:] = np.linspace(0, 10 * maps["gsd"], 200, dtype=np.float32)
+    cv2.imwrite(str(site.maps / SPREAD_PREVIEW), spread_picture(spread, maps["gsd"])[..., [2, 1, 0, 3]])
+    page = write_report(site).read_text()
+    assert "0.42 m from it" in page and "31 % of them within a pixel" in page and "53 %" in page
+    assert "not the ground" in page and f'<img src="maps/{SPREAD_PREVIEW}">' in page
+    picture = cv2.imread(str(site.maps / SPREAD_PREVIEW), cv2.IMREAD_UNCHANGED)
+    assert (picture[:, :200, 3] == 0).all() and (picture[:, 200:, 3] == 255).all()  # no spread: see-through
+    assert picture[0, 200, 0] > picture[0, 200, 2] and picture[0, -1, 2] > picture[0, -1, 0]  # blue, then red

@@ -1,7 +1,8 @@
 """The map's files: ``orthophoto.tif`` (RGB + alpha, uint8), ``dsm.tif`` (float32 heights, nodata
 :data:`~momentum_gs.maps.ortho.NODATA`) and ``dsm_spread.tif`` (float32, the DSM's spread over the training photos:
 :mod:`momentum_gs.maps.spread`) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
-its wheel; no GeoTIFF tag by hand), and ``orthophoto.png``, a preview at most :data:`PREVIEW` pixels a side.
+its wheel; no GeoTIFF tag by hand), and ``orthophoto.png``, a preview at most :data:`PREVIEW` pixels a side
+(``dsm_spread.png`` the spread's).
 
 Without rasterio the two rasters are plain TIFFs written by OpenCV, each with its world file (``.tfw``: the pixel
 size and the top-left pixel's centre, which GIS tools read), and the CRS is said for the user to set.
@@ -20,8 +21,11 @@ from momentum_gs.maps.ortho import NODATA, MapGrid, Rasters
 
 PREVIEW = 1024  # the preview's longest side, pixels
 ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "dsm_spread.tif", "orthophoto.png"
+SPREAD_PREVIEW = "dsm_spread.png"
 SUMMARY_NAME = "maps.json"
-NAMES = {ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw", "dsm_spread.tfw"}
+NAMES = {ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME, SPREAD_PREVIEW, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw",
+         "dsm_spread.tfw"}
+SPREAD_FULL_PX = 5.0  # the spread's preview is brightest from this many pixels' worth of spread
 
 
 def has_rasterio() -> bool:
@@ -33,7 +37,10 @@ def write_map_files(rasters: Rasters, frame: MapFrame, grid: MapGrid, folder: Pa
     """Write the orthophoto, the DSM, its spread (where measured) and the preview into ``folder``; returns how, in
     one line."""
     _write_preview(rasters.rgba, folder / PREVIEW_NAME)
-    heights = [(DSM, rasters.dsm)] + ([(SPREAD, rasters.spread)] if rasters.spread is not None else [])
+    heights = [(DSM, rasters.dsm)]
+    if rasters.spread is not None:
+        heights.append((SPREAD, rasters.spread))
+        _write_preview(spread_picture(rasters.spread, grid.gsd), folder / SPREAD_PREVIEW)
     if has_rasterio():
         _write_cog(rasters.rgba.transpose(2, 0, 1), folder / ORTHOPHOTO, frame, grid, None)
         for name, band in heights:
@@ -66,6 +73,15 @@ def _write_cog(bands: np.ndarray, path: Path, frame: MapFrame, grid: MapGrid, no
             made.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
         gdal_copy(made, str(path), driver="COG", compress="DEFLATE",
                   predictor="3" if bands.dtype == np.float32 else "2")
+
+
+def spread_picture(spread: np.ndarray, gsd: float) -> np.ndarray:
+    """[H, W, 4] uint8 RGBA of the DSM's ``spread`` (the DSM's units, ``gsd`` a pixel's size in them): none dark blue,
+    :data:`SPREAD_FULL_PX` pixels' worth or more dark red (OpenCV's turbo colours), transparent where none."""
+    measured = spread != NODATA
+    level = np.round(np.clip(np.where(measured, spread, 0) / (SPREAD_FULL_PX * gsd), 0, 1) * 255).astype(np.uint8)
+    rgb = cv2.applyColorMap(level, cv2.COLORMAP_TURBO)[..., ::-1]
+    return np.concatenate([rgb, np.where(measured, 255, 0).astype(np.uint8)[..., None]], axis=-1)
 
 
 def _write_preview(rgba: np.ndarray, path: Path) -> None:

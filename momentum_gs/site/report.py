@@ -5,7 +5,8 @@
 - the ground control points: their residuals after the adjustment, which was fitted to them (not a check either);
 - the check points, which no fit ever saw: each point's east, north and up error, then RMSE, CE90 and LE90;
 - the map: its pixel size and coverage, and the orthophoto with each point's horizontal error drawn as an arrow
-  from its surveyed place, magnified (the scale is on the picture).
+  from its surveyed place, magnified (the scale is on the picture);
+- the surface model's spread over the training photos (``dsm_spread.tif``), and its picture.
 
 Made from the scene's ``sfm.json`` and the maps' ``maps.json``; a site without them gets a report that says so.
 """
@@ -22,7 +23,7 @@ from momentum_gs.data.sfm.run import REPORT_NAME as SFM_REPORT
 from momentum_gs.data.utm import wgs84_to_utm
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.site.outputs import read_json
-from momentum_gs.maps.files import PREVIEW_NAME, SUMMARY_NAME
+from momentum_gs.maps.files import PREVIEW_NAME, SPREAD_FULL_PX, SPREAD_PREVIEW, SUMMARY_NAME
 from momentum_gs.site.folder import Site
 
 REPORT_PAGE = "report.html"
@@ -38,15 +39,16 @@ def write_report(site: Site) -> Path:
     """Write ``SITE/report.html`` (module notes); returns its path."""
     sfm = read_json(site.scene / SFM_REPORT) or {}
     maps = read_json(site.maps / SUMMARY_NAME) or None
-    picture = site.relative(site.maps / PREVIEW_NAME) if (site.maps / PREVIEW_NAME).is_file() else None
+    picture, spread = (site.relative(site.maps / name) if (site.maps / name).is_file() else None
+                       for name in (PREVIEW_NAME, SPREAD_PREVIEW))
     path = site.root / REPORT_PAGE
-    atomic_write_text(path, report_html(site.root.resolve().name, sfm, maps, picture))
+    atomic_write_text(path, report_html(site.root.resolve().name, sfm, maps, picture, spread))
     return path
 
 
-def report_html(name: str, sfm: dict, maps: dict | None, picture: str | None) -> str:
-    """The report's HTML from the scene's ``sfm.json``, the maps' ``maps.json`` (None: no maps) and the path of the
-    orthophoto's preview (None: none)."""
+def report_html(name: str, sfm: dict, maps: dict | None, picture: str | None, spread: str | None = None) -> str:
+    """The report's HTML from the scene's ``sfm.json``, the maps' ``maps.json`` (None: no maps) and the paths of the
+    orthophoto's preview and of the DSM's spread's (None: none)."""
     geo = sfm.get("georeference") or {}
     adjustment, check = geo.get("adjustment") or {}, geo.get("check_points") or {}
     parts = [f"<!doctype html>\n<meta charset=\"utf-8\"><title>{html.escape(name)}: accuracy</title>\n"
@@ -67,7 +69,7 @@ def report_html(name: str, sfm: dict, maps: dict | None, picture: str | None) ->
     else:
         parts.append('<p class="note">No check points: give them with <code>--check FILE</code> (the gcp_list.txt '
                      "format) to measure the site against points no fit used.</p>")
-    parts += ["<h2>Map</h2>", _map(maps, picture, check, adjustment)]
+    parts += ["<h2>Map</h2>", _map(maps, picture, check, adjustment), _spread(maps, spread)]
     return "\n".join(parts) + "\n"
 
 
@@ -134,6 +136,23 @@ def _map(maps: dict | None, picture: str | None, check: dict, adjustment: dict) 
     arrows, legend = _arrows(maps, check, adjustment)
     return text + (f'<div class="map"><img src="{html.escape(picture)}"><svg viewBox="0 0 {maps["width"]} '
                    f'{maps["height"]}">{arrows}</svg></div><p class="note">{legend}</p>')
+
+
+def _spread(maps: dict | None, picture: str | None) -> str:
+    """The surface model's spread over the photos (``maps.json``'s figures and its picture), said to be measured
+    against the photos' own depths, not the ground."""
+    if not maps or "spread_median" not in maps:
+        return ""
+    text = ("<h3>Surface model: how far it may be off</h3><p>The training photos' own depths put its heights "
+            f'{maps["spread_median"]:.3g} m from it (the median of the spread), '
+            f'{100 * maps["spread_within_pixel"]:.0f} % of them within a pixel; {100 * maps["spread_measured"]:.0f} % '
+            'of its heights are seen by two photos or more (dsm_spread.tif, per pixel).</p><p class="note">Measured '
+            "against the photos, not the ground: it shows where the photos disagree (roof edges, trees, what was "
+            "seen at a slant), not an error they share.</p>")
+    if picture is None:
+        return text
+    return text + (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Dark blue: no spread; '
+                   f"dark red: {SPREAD_FULL_PX:g} pixels' worth or more; empty: fewer than two photos.</p>")
 
 
 def _arrows(maps: dict, check: dict, adjustment: dict) -> tuple[str, str]:
