@@ -8,7 +8,8 @@ over the whole map and under the cameras (the convex hull of the training camera
 have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels).
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
-point's height (median absolute difference, metres).
+point's height (median absolute difference, metres); where the training kept every n-th point out of its SfM
+depths (`geometry.sparse_depth_holdout`), the same for those points alone, which it never trained towards.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from momentum_gs.data.georef import read_georef  # noqa: E402
 from momentum_gs.data.map_frame import frame_of  # noqa: E402
 from momentum_gs.data.scene import load_scene  # noqa: E402
 from momentum_gs.data.scene_info import read_scene_info  # noqa: E402
+from momentum_gs.data.sparse_depth import held_out  # noqa: E402
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid  # noqa: E402
 from tests.helpers.map_truth import score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
@@ -44,8 +46,9 @@ def read_maps(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         return ortho.read().transpose(1, 2, 0), surface.read(1), summary
 
 
-def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapGrid) -> dict:
-    """The georeferenced scene's SfM points against the maps (module notes)."""
+def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapGrid, every: int | None = None) -> dict:
+    """The georeferenced scene's SfM points against the maps (module notes); ``every``: the held-out points are every
+    n-th (None: the run's ``geometry.sparse_depth_holdout``; a run trained without them scored on the same)."""
     cfg, model, _ = load_run(run)
     scene = load_scene(cfg.data, images=False)
     georef = read_georef(Path(cfg.data.path))
@@ -70,13 +73,22 @@ def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapG
     i, j = np.unravel_index(errors.argmin(), errors.shape)
     heights = dsm[ri[solid], ci[solid]]
     drawn = heights != NODATA
-    point_heights = frame.heights(scene.points[inside][solid].astype(np.float64))
-    return {"points": int(solid.sum()), "best_shift_px": [float(SHIFTS[j]), float(SHIFTS[i])],
-            "colour_error_at_0": float(errors[len(SHIFTS) // 2, len(SHIFTS) // 2]),
-            "colour_error_at_best": float(errors[i, j]),
-            "dsm_minus_points_median_m": float(np.median(heights[drawn] - point_heights[drawn])),
-            "dsm_points_median_abs_m": float(np.median(np.abs(heights[drawn] - point_heights[drawn]))),
-            "dsm_points_p90_abs_m": float(np.percentile(np.abs(heights[drawn] - point_heights[drawn]), 90))}
+    difference = heights[drawn] - frame.heights(scene.points[inside][solid].astype(np.float64))[drawn]
+    row = {"points": int(solid.sum()), "best_shift_px": [float(SHIFTS[j]), float(SHIFTS[i])],
+           "colour_error_at_0": float(errors[len(SHIFTS) // 2, len(SHIFTS) // 2]),
+           "colour_error_at_best": float(errors[i, j]), **_height_figures(difference)}
+    every = cfg.geometry.sparse_depth_holdout if every is None else every
+    if every:  # the points the training's depths never used: an independent check
+        held = held_out(len(scene.points), every)[np.flatnonzero(inside)[solid][drawn]]
+        row["held_out"] = {"points": int(held.sum()), **_height_figures(difference[held])}
+    return row
+
+
+def _height_figures(difference: np.ndarray) -> dict:
+    """The DSM minus the points' heights (metres): median, median absolute, 90th percentile of the absolute."""
+    return {"dsm_minus_points_median_m": float(np.median(difference)),
+            "dsm_points_median_abs_m": float(np.median(np.abs(difference))),
+            "dsm_points_p90_abs_m": float(np.percentile(np.abs(difference), 90))}
 
 
 def under_cameras(run: Path, grid: MapGrid) -> np.ndarray:
@@ -163,6 +175,8 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--maps", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--held-out", type=int, default=None, metavar="N",
+                        help="score every N-th SfM point apart (default: the run's geometry.sparse_depth_holdout)")
     parser.add_argument("--picture", type=Path, default=None,
                         help="an image: the orthophoto, the truth and the DSM's error (black 0, white 5 m or more) "
                              "side by side on a synthetic scene; else the orthophoto beside the DSM in colour")
@@ -188,7 +202,7 @@ def main() -> None:
     elif args.picture:
         picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:
-        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid)
+        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out)
     print(json.dumps(row, indent=1))
     if args.json:
         args.json.write_text(json.dumps(row, indent=1) + "\n")

@@ -11,7 +11,7 @@ import torch
 
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.scene import load_scene
-from momentum_gs.data.sparse_depth import ERROR_PX, TRACK_FULL, scene_depths, sparse_depths
+from momentum_gs.data.sparse_depth import ERROR_PX, TRACK_FULL, held_out, scene_depths, sparse_depths
 from momentum_gs.errors import UserError
 from momentum_gs.losses import sparse_depth_loss
 from momentum_gs.train.trainer import Trainer
@@ -34,6 +34,10 @@ def test_each_photo_gets_the_points_it_saw_projected_and_weighed():
     torch.testing.assert_close(a.weights, torch.tensor([full, full / 2]))  # 3 photos saw both; 1 px halves
     assert b.weights[-1] == pytest.approx(1 / TRACK_FULL)
     assert len(sparse_depths([camera("d.png")], points, errors, observed, 0.2)[0].depths) == 0
+    # every 2nd point (rows 0, 2, 4) held out to check against: a keeps point 1, b points 1 and 3... of those it saw
+    a, b = sparse_depths([camera("a.png"), camera("b.png")], points, errors, observed, near=0.2, holdout=2)
+    assert a.depths.tolist() == [2.0] and b.depths.tolist() == [2.0]
+    assert held_out(5, 2).tolist() == [True, False, True, False, True] and not held_out(5, 0).any()
 
 
 def test_the_loss_pulls_the_rendered_depth_to_the_points_and_skips_empty_pixels():

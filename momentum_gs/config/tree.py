@@ -150,6 +150,8 @@ class GeometryConfig:
     depth_normal_from: int = 0  # a block's step from which the depth-normal term applies (geometry forms first)
     # weight of the rendered depth's relative error at the SfM points each photo saw (momentum_gs.data.sparse_depth)
     lambda_sparse_depth: float = 0.0
+    # every n-th SfM point (by its row in the model) kept out of those depths, to check the surface against (0: none)
+    sparse_depth_holdout: int = 0
     # "none" (the reference) or "maps" (what `mgs run` trains with): the SfM points as depth anchors,
     # geometry.lambda_sparse_depth 0.2 where the config does not give that key
     preset: GeometryPreset = "none"

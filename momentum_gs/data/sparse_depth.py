@@ -32,15 +32,24 @@ class SparseDepth:
         return SparseDepth(self.pixels.to(device), self.depths.to(device), self.weights.to(device))
 
 
+def held_out(count: int, every: int) -> np.ndarray:
+    """[count] bool: the SfM points kept out of the depths, every ``every``-th row from the first (0: none)."""
+    rows = np.arange(count)
+    return rows % every == 0 if every > 0 else np.zeros(count, bool)
+
+
 def sparse_depths(cameras: list, points: np.ndarray, errors: np.ndarray, observed: dict[str, np.ndarray],
-                  near: float) -> list[SparseDepth]:
+                  near: float, holdout: int = 0) -> list[SparseDepth]:
     """Per camera (at its loaded size), the points of ``points`` [P, 3] that its photo observed (``observed``: image
-    name → point rows), projected into it: those in front of ``near`` and inside the image."""
+    name → point rows), projected into it: those in front of ``near`` and inside the image, but for the rows
+    :func:`held_out` keeps out (``holdout``: every n-th, 0 none)."""
     counts = np.bincount(np.concatenate([*observed.values(), np.zeros(0, np.int64)]), minlength=len(points))
     weight = np.minimum(counts, TRACK_FULL) / TRACK_FULL / (1.0 + (np.asarray(errors) / ERROR_PX) ** 2)
+    kept = ~held_out(len(points), holdout)
     out = []
     for camera in cameras:
         rows = np.unique(observed.get(camera.name, np.zeros(0, np.int64)))
+        rows = rows[kept[rows]]
         world_to_cam = camera.world_to_cam.double().numpy()
         local = points[rows].astype(np.float64) @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
         z = local[:, 2]
@@ -53,11 +62,12 @@ def sparse_depths(cameras: list, points: np.ndarray, errors: np.ndarray, observe
     return out
 
 
-def scene_depths(scene, near: float, device: torch.device) -> list[SparseDepth]:
+def scene_depths(scene, near: float, device: torch.device, holdout: int = 0) -> list[SparseDepth]:
     """:func:`sparse_depths` of a scene's training cameras (loaded with ``observations=True``), on ``device``; a
     UserError when no training photo has a point it saw (a model written without its tracks)."""
     if not any(len(rows) for rows in scene.observed.values()):
         raise UserError(f"geometry.lambda_sparse_depth needs the SfM points each photo saw, but the COLMAP model of "
                         f"{scene.root} lists none for its training photos (written without keypoints or tracks); "
                         "give the model as the mapper wrote it, or set geometry.lambda_sparse_depth=0")
-    return [known.to(device) for known in sparse_depths(scene.train, scene.points, scene.errors, scene.observed, near)]
+    return [known.to(device) for known in sparse_depths(scene.train, scene.points, scene.errors, scene.observed, near,
+                                                         holdout)]
