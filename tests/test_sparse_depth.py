@@ -61,7 +61,7 @@ def test_the_scene_says_which_points_each_training_photo_saw(tiny_config):
     assert all(len(rows) and rows.max() < len(scene.points) for rows in scene.observed.values())
     assert scene.errors.shape == (len(scene.points),)
     with pytest.raises(UserError, match="lists none for its training photos"):
-        scene_depths(plain, 0.2, torch.device("cpu"))
+        scene_depths(plain, tiny_config, torch.device("cpu"))
 
 
 def depth_error(trainer: Trainer) -> float:

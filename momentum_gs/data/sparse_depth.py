@@ -62,12 +62,13 @@ def sparse_depths(cameras: list, points: np.ndarray, errors: np.ndarray, observe
     return out
 
 
-def scene_depths(scene, near: float, device: torch.device, holdout: int = 0) -> list[SparseDepth]:
-    """:func:`sparse_depths` of a scene's training cameras (loaded with ``observations=True``), on ``device``; a
-    UserError when no training photo has a point it saw (a model written without its tracks)."""
+def scene_depths(scene, cfg, device: torch.device) -> list[SparseDepth]:
+    """:func:`sparse_depths` of a scene's training cameras (loaded with ``observations=True``), on ``device``, with
+    ``cfg``'s near plane and held-out points (``geometry.sparse_depth_holdout``); a UserError when no training photo
+    has a point it saw (a model written without its tracks)."""
     if not any(len(rows) for rows in scene.observed.values()):
         raise UserError(f"geometry.lambda_sparse_depth needs the SfM points each photo saw, but the COLMAP model of "
                         f"{scene.root} lists none for its training photos (written without keypoints or tracks); "
                         "give the model as the mapper wrote it, or set geometry.lambda_sparse_depth=0")
-    return [known.to(device) for known in sparse_depths(scene.train, scene.points, scene.errors, scene.observed, near,
-                                                         holdout)]
+    return [known.to(device) for known in sparse_depths(scene.train, scene.points, scene.errors, scene.observed,
+                                                         cfg.render.near, cfg.geometry.sparse_depth_holdout)]

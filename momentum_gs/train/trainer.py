@@ -111,8 +111,7 @@ class Trainer(BlockStep, Checkpointing):
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
                                   cache_bytes=cfg.data.cache_bytes, processes=world.local_size)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
-        self.sparse_depths = (scene_depths(scene, cfg.render.near, device, cfg.geometry.sparse_depth_holdout)
-                              if cfg.geometry.lambda_sparse_depth else None)
+        self.sparse_depths = scene_depths(scene, cfg, device) if cfg.geometry.lambda_sparse_depth else None
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
