@@ -9,7 +9,7 @@ mean square of those heights minus the DSM's, over the photos whose points land 
 photos each place it elsewhere (roof edges, trees, surfaces seen only at a slant), the spread is large, and the
 DSM's error with it (docs/benchmarks/maps.md measures how far it follows the true error).
 
-The sums are kept per cell, a photo at a time: memory is three arrays of the map's size, whatever the photos.
+The sums are kept per cell, a photo at a time: memory is ten bytes a cell of the map, whatever the photos.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     height or fewer than :data:`MIN_PHOTOS` of ``cameras`` (the training views, world frame) see the cell."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
-    squares, points, photos = np.zeros(heights.size), np.zeros(heights.size), np.zeros(heights.size)
+    squares = np.zeros(heights.size, np.float32)
+    points, photos = np.zeros(heights.size, np.int32), np.zeros(heights.size, np.uint16)
     means = gaussians.means.detach()
     grey = means.new_zeros(len(means), 3)  # only the depth is read
-    for camera in sized(cameras, len(cameras), "spread", "photo", "--gsd", disable=not show_progress):
+    for camera in sized(cameras, len(cameras), "spread", "photo", "--no-spread", disable=not show_progress):
         camera = camera.to(means.device)
         out = render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(), grey,
                      camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
@@ -44,9 +45,10 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         cells, height = _cells(_surface_points(out.alpha[..., 0], out.median_depth[..., 0], camera), frame, grid)
         seen = drawn[cells]
         cells, difference = cells[seen], height[seen] - heights[cells[seen]]
-        squares += np.bincount(cells, difference * difference, heights.size)
-        points += np.bincount(cells, minlength=heights.size)
-        photos[np.unique(cells)] += 1
+        touched, each = np.unique(cells, return_inverse=True)  # sums over the cells this photo reaches alone
+        squares[touched] += np.bincount(each, difference * difference).astype(np.float32)
+        points[touched] += np.bincount(each).astype(np.int32)
+        photos[touched] += 1
     spread = np.sqrt(squares / np.maximum(points, 1))
     return np.where(drawn & (photos >= MIN_PHOTOS), spread, NODATA).reshape(dsm.shape).astype(np.float32)
 
