@@ -83,6 +83,7 @@ COUNT = Range(0, MAX_STEPS)  # 0 allowed (usually "off" or "all")
 # A step of the schedule (where something starts or stops) and steps between two events (0: never).
 STEP = Range(0, MAX_STEPS, why="a step of the run; runs stop at 10^9 steps, so a later one is never reached")
 EVERY = Range(0, MAX_STEPS, why="steps between two, 0 for never; runs stop at 10^9 steps")
+HOLDOUT = Range(0, MAX_STEPS, why="every n-th SfM point kept out, 0 for none; no model holds 10^9 points")
 # The loss (1 - λ) L1 + λ D-SSIM: a mix of two terms.
 SSIM_MIX = Range(0, 1, why="the loss is (1 - λ) L1 + λ D-SSIM: outside [0, 1] one term's weight turns negative and "
                  "the loss rewards error")

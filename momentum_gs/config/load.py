@@ -15,7 +15,7 @@ from momentum_gs.config.tree import BACKEND_ALIASES, GEOMETRY_PRESETS, Config, O
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import read_text
-from momentum_gs.ranges import (COORDINATE, COUNT, COVERAGE, DOWNSAMPLE, EVERY, FIT_WIDTH, FLOAT32_MAX, FLOAT32_TINY,
+from momentum_gs.ranges import (COORDINATE, COVERAGE, DOWNSAMPLE, EVERY, FIT_WIDTH, HOLDOUT, FLOAT32_MAX, FLOAT32_TINY,
                                  LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_STEPS, SEED,
                                  SSIM_MIX, STEP, STEPS, WEIGHT, Range, check_number, shown)
 
@@ -332,7 +332,7 @@ RANGES: dict[str, Range] = {
     "render.background": Range(0, 1, why="a colour's channels, in [0, 1] like the images'"),
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
     "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT, "geometry.lambda_sparse_depth": WEIGHT,
-    "geometry.sparse_depth_holdout": COUNT,
+    "geometry.sparse_depth_holdout": HOLDOUT,
     "geometry.depth_normal_from": STEP,
     "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,
     "log.keep_checkpoints": Range(0, MAX_STEPS, why="checkpoints kept, 0 for all; a run writes fewer than 10^9"),
