@@ -146,6 +146,22 @@ def test_the_median_depth_is_drawn_by_the_builtin_rasterizer_where_gsplat_is_cho
 
 
 @pytest.mark.slow
+def test_the_spread_takes_the_builtin_rasterizer_where_the_mean_depth_keeps_gsplat(run, tmp_path, monkeypatch):
+    """The spread is drawn from each photo's median depth, which gsplat has not: with the DSM on gsplat (here the
+    builtin standing in for it, on a CPU), the spread still renders with the builtin rasterizer."""
+    asked = []
+
+    def splat(gaussians, frame, grid, backend, show_progress, depth):
+        asked.append(backend)
+        return splat_map(gaussians, frame, grid, "builtin", show_progress, depth)
+
+    monkeypatch.setattr(make, "resolve_backend", lambda name, device: "gsplat")
+    monkeypatch.setattr(make, "splat_map", splat)
+    summary = make.make_maps(run, tmp_path / "maps", show_progress=False, depth="mean")
+    assert asked == ["gsplat"] and summary["spread_measured"] > 0 and (tmp_path / "maps" / "dsm_spread.tif").is_file()
+
+
+@pytest.mark.slow
 def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(files, "has_rasterio", lambda: False)
     assert main(["ortho", str(run), "--out", str(tmp_path / "maps"), "--gsd", "0.2"]) == 0

@@ -14,8 +14,8 @@ from momentum_gs.ranges import LENGTH, add_number
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs ortho``."""
     parser.add_argument("run_dir")
-    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, dsm_spread.tif, orthophoto.png and maps.json "
-                                      "(default RUN/maps; an earlier one there is replaced whole)")
+    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, dsm_spread.tif, orthophoto.png and "
+                                      "maps.json (default RUN/maps; an earlier one there is replaced whole)")
     add_number(parser, "--gsd", kind=float, allowed=LENGTH,
                help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
                     "at the training size)")

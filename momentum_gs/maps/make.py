@@ -80,7 +80,7 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
         if spread:
-            rasters.spread = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, backend, show_progress)
+            rasters.spread = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, show_progress)
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)

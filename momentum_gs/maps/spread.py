@@ -28,9 +28,10 @@ MIN_PHOTOS = 2  # photos whose points land in a cell for it to have a spread
 
 @torch.no_grad()
 def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, dsm: np.ndarray,
-                 backend: str = "builtin", show_progress: bool = True) -> np.ndarray:
+                 show_progress: bool = True) -> np.ndarray:
     """[H, W] float32: each cell's spread (module notes) in the DSM's units, :data:`NODATA` where the DSM has no
-    height or fewer than :data:`MIN_PHOTOS` of ``cameras`` (the training views, world frame) see the cell."""
+    height or fewer than :data:`MIN_PHOTOS` of ``cameras`` (the training views, world frame) see the cell. Rendered
+    by the builtin rasterizer on any device, the one that draws the median depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
     squares = np.zeros(heights.size, np.float32)
@@ -41,7 +42,7 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         camera = camera.to(means.device)
         out = render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(), grey,
                      camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
-                     backend=backend, extras=("median_depth",))
+                     backend="builtin", extras=("median_depth",))
         cells, height = _cells(_surface_points(out.alpha[..., 0], out.median_depth[..., 0], camera), frame, grid)
         seen = drawn[cells]
         cells, difference = cells[seen], height[seen] - heights[cells[seen]]
