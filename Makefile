@@ -1,4 +1,6 @@
 PYTHON ?= python3
+# pytest-xdist's workers for make test: the CI machine's 2 cores (each training test uses the cores it finds)
+TEST_WORKERS ?= 2
 KERNEL_TESTS = tests/test_fused_compositor.py tests/test_losses.py tests/test_model.py tests/test_anchor_filter.py
 
 # One line naming the CPU kernels, built first for the target MOMENTUM_GS_MARCH names: a build under pytest would
@@ -13,7 +15,10 @@ setup:
 test: setup
 	@# gsplat's pure-PyTorch reference functions (no CUDA build, no dependencies) for the projection's peer check
 	$(PYTHON) -m pip install -q --no-deps gsplat==1.5.3 || echo "gsplat not installed: the peer check against it is skipped"
-	$(PYTHON) -m pytest -q --durations=15 tests
+	@# two workers (pytest-xdist), each file's tests on one (tests/conftest.py); then the tests that measure the
+	@# wall clock, alone
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not clock" --durations=15 tests
+	$(PYTHON) -m pytest -q -m clock --durations=5 tests
 	@# the C++ kernels' tests again, built for the AVX2 baseline most x86 CPUs have (the run above used -march=native)
 	if [ "$$(uname -m)" = x86_64 ]; then MOMENTUM_GS_MARCH=x86-64-v3 $(KERNELS) && \
 		MOMENTUM_GS_MARCH=x86-64-v3 $(PYTHON) -m pytest -q $(KERNEL_TESTS); fi

@@ -36,7 +36,7 @@ here=$PWD
 build_kernels() {
     "$PYTHON" -c "from momentum_gs.render.kernels import kernels_in_use; print('setup:', kernels_in_use())"
 }
-if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, ninja, pytest, hypothesis, pycolmap, piexif, pyproj, rasterio, laspy, viser, websocket" \
+if (cd / && "$PYTHON" -c "import torch, numpy, scipy, plyfile, cv2, tqdm, yaml, tensorboard, ninja, pytest, xdist, hypothesis, pycolmap, piexif, pyproj, rasterio, laspy, viser, websocket" \
     2>/dev/null) \
    && [ "$(cd / && "$PYTHON" -c 'import momentum_gs, pathlib; print(pathlib.Path(momentum_gs.__file__).resolve().parents[1])' 2>/dev/null)" = "$here" ]; then
     echo "setup: momentum_gs and its dependencies are installed (torch $installed)"

@@ -12,6 +12,24 @@ from tests.helpers.brighton import DATA
 from tests.helpers.tiny_training import TINY_OVERRIDES
 
 
+SHARED_SESSION_FIXTURES = ("brighton_sfm",)  # a minute each: the files using one run on one worker
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """For pytest-xdist's ``--dist loadgroup`` (`make test` runs two workers): each file's tests stay together on
+    one worker, so that a module's fixture (a training, an SfM run) is made once; the files that use one of
+    ``SHARED_SESSION_FIXTURES`` share a worker, so that it too is made once. Runs before xdist names the groups."""
+    shared = {}
+    for item in items:
+        for name in SHARED_SESSION_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                shared.setdefault(item.path, name)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(shared.get(item.path, item.path.stem)))
+
+
 @pytest.fixture(params=["cpp", "torch"])
 def kernels(request, monkeypatch):
     """Runs a test with the C++ kernels (momentum_gs/render/kernels/csrc) and with the PyTorch ops (the

@@ -94,6 +94,7 @@ def test_the_probe_changes_no_bit_of_the_run(tiny_scene, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.clock
 def test_a_60_s_budget_ends_near_60_s_with_every_schedule_inside_and_the_plan_near_the_truth(tiny_scene, tmp_path):
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "momentum_gs.cli", "train", "--data", str(tiny_scene), "--out",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -85,21 +86,23 @@ def nadir_and_level(scene) -> tuple[float, float]:
 
 
 @pytest.fixture(scope="module")
-def drifting(tmp_path_factory):
-    """brighton_beach's photos with their EXIF altitude climbing by 100 m over the flight, run through mgs sfm;
-    (the scene, its report, a folder holding the feature cache for the variants)."""
+def drifting(tmp_path_factory, brighton_sfm):
+    """brighton_beach's photos with their EXIF altitude climbing by 100 m over the flight, run through mgs sfm
+    from the features and matches of the session's run (the EXIF does not change them; the GPS priors are written
+    afresh each run); (the scene, its report, a folder holding the feature cache for the variants)."""
     from tests.helpers.exif_variants import altitude_ramp, copy_with_gps
 
     root = tmp_path_factory.mktemp("drift")
     copy_with_gps(DATA / "input", root / "photos", altitude_ramp(100.0))
+    (root / "scene" / "sfm").mkdir(parents=True)
+    for cached in ("database.db", "features.json"):
+        shutil.copy(brighton_sfm[0] / "sfm" / cached, root / "scene" / "sfm" / cached)
     assert main(["sfm", str(root / "photos"), "--out", str(root / "scene"), "--threads", "2"]) == 0
     return root / "scene", json.loads((root / "scene" / "sfm.json").read_text()), root
 
 
 def rerun(root, name: str, edit, *options) -> tuple:
     """The same photos with another EXIF edit, reusing the first run's features and matches."""
-    import shutil
-
     from tests.helpers.exif_variants import copy_with_gps
 
     copy_with_gps(DATA / "input", root / f"photos_{name}", edit)
@@ -218,8 +221,6 @@ def test_photos_turned_half_a_turn_come_out_right_side_up(tmp_path, capsys):
 def test_ground_control_points_place_the_scene_where_they_say(brighton_sfm, tmp_path, capsys):
     """Five sparse points of the GPS-placed scene, given as GCPs in UTM 3 m further east with their marks in the
     photos: `mgs sfm --gcp` puts every camera 3 m east of where the GPS put it, and reports each point."""
-    import shutil
-
     import pycolmap
 
     from momentum_gs.data.georef import enu_to_wgs84

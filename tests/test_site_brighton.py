@@ -1,4 +1,4 @@
-"""`mgs run` on brighton_beach's 18 drone photos with a 5-minute training budget: a site in under 10 minutes, its
+"""`mgs run` on brighton_beach's 18 drone photos with a 2-minute training budget: a site in under 6 minutes, its
 held-out scores, its tileset where the photos' GPS says and no larger than what they see, and its page showing
 the city in CesiumJS (headless Chromium, offline)."""
 
@@ -17,7 +17,7 @@ from momentum_gs.cli import main
 from tests.helpers.brighton import DATA
 from tests.helpers.browser import CHROMIUM, Browser, serve_folder
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.clock]  # the 6 minutes and the PSNR need the machine to itself
 SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
@@ -29,16 +29,16 @@ def site(tmp_path_factory):
     pytest.importorskip("pycolmap")
     out = tmp_path_factory.mktemp("brighton_site") / "site"
     started = time.monotonic()
-    assert main(["run", str(DATA / "input"), "--out", str(out), "--time", "5m"]) == 0
+    assert main(["run", str(DATA / "input"), "--out", str(out), "--time", "2m"]) == 0
     return out, time.monotonic() - started
 
 
-def test_a_five_minute_budget_makes_the_site_in_under_ten_minutes(site):
+def test_a_two_minute_budget_makes_the_site_in_under_six_minutes(site):
     out, seconds = site
-    assert seconds < 600
+    assert seconds < 360
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert all(stages[name]["done"] for name in ("sfm", "train", "eval", "export", "maps", "page"))
-    # 17.5-17.9 dB measured (docs/benchmarks/site.md): the foliage, not fitted finely in 5 minutes, keeps it under 20
+    # 18.8 dB measured, 17.5-18.3 dB with 5 minutes (docs/benchmarks/site.md): the foliage keeps it under 20
     results = json.loads((out / "run" / "eval" / "results.json").read_text())
     assert results["psnr"] >= 17.0, results["psnr"]
 
