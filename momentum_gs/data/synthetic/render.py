@@ -56,11 +56,14 @@ def _hit_box(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tu
     inv = 1.0 / np.where(np.abs(d) < 1e-12, 1e-12, d)
     t0, t1 = (lo - o) * inv, (hi - o) * inv
     t_in, t_out = np.minimum(t0, t1), np.maximum(t0, t1)
-    near, far = t_in.max(axis=1), t_out.min(axis=1)
+    # the three axes compared pairwise, not reduced over the last axis of 3: the same values, several times faster
+    near = np.maximum(np.maximum(t_in[:, 0], t_in[:, 1]), t_in[:, 2])
+    far = np.minimum(np.minimum(t_out[:, 0], t_out[:, 1]), t_out[:, 2])
     t = np.where((near <= far) & (near > 1e-6), near, np.inf)
-    axis = t_in.argmax(axis=1)
+    axis = np.where(t_in[:, 0] == near, 0, np.where(t_in[:, 1] == near, 1, 2))  # argmax's first maximum
+    rows = np.arange(len(d))
     normal = np.zeros_like(d)
-    normal[np.arange(len(d)), axis] = -np.sign(d[np.arange(len(d)), axis])
+    normal[rows, axis] = -np.sign(d[rows, axis])
     return t, normal
 
 
@@ -85,10 +88,12 @@ def _cast(city: City, hits: Hits, o: np.ndarray, d: np.ndarray, key: np.ndarray,
     u_sorted, n_boxes = key[order, 0], len(city.box_min)
     lo = np.searchsorted(u_sorted, rects[:, 0], side="left")
     hi = np.searchsorted(u_sorted, rects[:, 1], side="right")
-    v_min, v_max = key[:, 1].min(initial=np.inf), key[:, 1].max(initial=-np.inf)
+    v = np.ascontiguousarray(key[:, 1])
+    v_min, v_max = v.min(initial=np.inf), v.max(initial=-np.inf)
     for p in np.flatnonzero((hi > lo) & (rects[:, 2] <= v_max) & (rects[:, 3] >= v_min)):
         ray = order[lo[p]:hi[p]]
-        ray = ray[(key[ray, 1] >= rects[p, 2]) & (key[ray, 1] <= rects[p, 3])]
+        v_ray = v[ray]
+        ray = ray[(v_ray >= rects[p, 2]) & (v_ray <= rects[p, 3])]
         if len(ray) == 0:
             continue
         ray_o = o[ray] if o.ndim == 2 else o
