@@ -94,11 +94,16 @@ def drifting(tmp_path_factory, brighton_sfm):
 
     root = tmp_path_factory.mktemp("drift")
     copy_with_gps(DATA / "input", root / "photos", altitude_ramp(100.0))
-    (root / "scene" / "sfm").mkdir(parents=True)
-    for cached in ("database.db", "features.json"):
-        shutil.copy(brighton_sfm[0] / "sfm" / cached, root / "scene" / "sfm" / cached)
+    _copy_features(brighton_sfm[0], root / "scene")
     assert main(["sfm", str(root / "photos"), "--out", str(root / "scene"), "--threads", "2"]) == 0
     return root / "scene", json.loads((root / "scene" / "sfm.json").read_text()), root
+
+
+def _copy_features(scene, out) -> None:
+    """``scene``'s cached features and matches into the scene folder ``out``, for `mgs sfm --out out` to reuse."""
+    (out / "sfm").mkdir(parents=True)
+    for cached in ("database.db", "features.json"):
+        shutil.copy(scene / "sfm" / cached, out / "sfm" / cached)
 
 
 def rerun(root, name: str, edit, *options) -> tuple:
@@ -106,9 +111,7 @@ def rerun(root, name: str, edit, *options) -> tuple:
     from tests.helpers.exif_variants import copy_with_gps
 
     copy_with_gps(DATA / "input", root / f"photos_{name}", edit)
-    (root / name / "sfm").mkdir(parents=True)
-    for cached in ("database.db", "features.json"):
-        shutil.copy(root / "scene" / "sfm" / cached, root / name / "sfm" / cached)
+    _copy_features(root / "scene", root / name)
     code = main(["sfm", str(root / f"photos_{name}"), "--out", str(root / name), "--threads", "2", *options])
     return code, root / name
 

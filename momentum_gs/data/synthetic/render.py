@@ -56,7 +56,7 @@ def _hit_box(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tu
     inv = 1.0 / np.where(np.abs(d) < 1e-12, 1e-12, d)
     t0, t1 = (lo - o) * inv, (hi - o) * inv
     t_in, t_out = np.minimum(t0, t1), np.maximum(t0, t1)
-    # the three axes compared pairwise, not reduced over the last axis of 3: the same values, several times faster
+    # the three axes compared pairwise rather than reduced over a last axis of 3: the same values, faster
     near = np.maximum(np.maximum(t_in[:, 0], t_in[:, 1]), t_in[:, 2])
     far = np.minimum(np.minimum(t_out[:, 0], t_out[:, 1]), t_out[:, 2])
     t = np.where((near <= far) & (near > 1e-6), near, np.inf)
