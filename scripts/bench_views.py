@@ -10,7 +10,9 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
 
 - ``threads=1``: one process, one thread (the reference's loop on one core);
 - ``threads=0``: one process, the physical cores' threads (the kernels and, on large views, PyTorch's ops);
-- ``views=V``: V processes of one thread, joined by gloo, one view each per step (:mod:`momentum_gs.train.views`);
+- ``views=V``: V processes of one thread, joined by gloo, one view each per step (:mod:`momentum_gs.train.views`),
+  a step's views paired by their cost (``distributed.balance_views``);
+- ``views-plain``: the same with a plain random walk of the views (``distributed.balance_views=false``);
 - ``ceiling``: V independent one-thread runs at once, their views/s added: what this machine gives V one-thread
   processes that never talk (memory bandwidth, caches, clocks shared).
 
@@ -63,6 +65,9 @@ D.close_world(world)
 """
 
 
+VIEWS = ("views", "views-plain")  # the settings of V processes on one block
+
+
 def _port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -71,19 +76,19 @@ def _port() -> int:
 
 def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
     """Views/s of one run of ``setting`` (module notes)."""
-    views = args.views if setting == "views" else 1
-    copies = args.views if setting in ("views", "ceiling") else 1
+    views = args.views if setting in VIEWS else 1
+    copies = args.views if setting in (*VIEWS, "ceiling") else 1
     threads = "0" if setting == "threads=0" else "1"
     port, children = _port(), []
     for rank in range(copies):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("OMP_NUM_THREADS", None)
-        if setting == "views":
+        if setting in VIEWS:
             env.update(RANK=str(rank), WORLD_SIZE=str(copies), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(copies),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         command = [sys.executable, "-c", DRIVER, args.config or "", args.data, str(tmp / f"run{rank}"),
                    str(args.warmup // views), str(args.steps // views), str(views), *args.overrides,
-                   f"threads={threads}"]
+                   f"threads={threads}", f"distributed.balance_views={setting != 'views-plain'}"]
         children.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          text=True))
     results = []
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
         if child.returncode != 0:
             raise SystemExit(f"a run of {setting} failed:\n{err.strip()[-2000:]}")
         results.append(json.loads(out.strip().splitlines()[-1]))
-    if setting == "views":
+    if setting in VIEWS:
         return results[0]["views_s"]
     return sum(r["views_s"] for r in results)
 
@@ -100,7 +105,8 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
 def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dict:
     """Held-out PSNR, steps and views of one ``mgs train --time`` run of ``setting`` (module notes)."""
     extra = {"threads=1": ["threads=1"], "threads=0": ["threads=0"],
-             "views": [f"distributed.view_processes={args.views}"]}[setting]
+             "views": [f"distributed.view_processes={args.views}"],
+             "views-plain": [f"distributed.view_processes={args.views}", "distributed.balance_views=false"]}[setting]
     config = ["--config", args.config] if args.config else []
     train = [sys.executable, "-m", "momentum_gs.cli", "train", *config, "--data", args.data, "--out", str(out),
              "--time", args.time, f"seed={seed}", "log.tensorboard=false", *args.overrides, *extra]

@@ -227,6 +227,9 @@ class DistributedConfig:
     # the views a step this config's steps, schedules and rates are planned for: written by `mgs train` into the run's
     # config.yaml, so that a config taken from a run is planned again only for another count (1 = as given)
     planned_views: int = 1
+    # with several views a step: pair each step's views by their cost (the SfM points each sees), so that no process
+    # waits long for the others (momentum_gs.train.scheduler.balanced_walk); false: a plain random walk
+    balance_views: bool = True
     backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
     timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)

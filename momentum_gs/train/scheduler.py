@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 POLICIES = ("round_robin", "random")
+JITTER = 2.0  # ranks by which balanced_walk moves a view at random: a view swaps with its neighbour about half the time
 
 
 class BlockScheduler:
@@ -112,14 +113,16 @@ class BlockScheduler:
         return self.assign(self.active(step), world_size, rank)
 
     def view_plan(self, start: int, end: int, cameras: list[list[int]], seed: int, world_size: int = 1,
-                  rank: int = 0, views: int = 1, member: int = 0) -> list[list[tuple[int, int]]]:
+                  rank: int = 0, views: int = 1, member: int = 0,
+                  costs: list[list[float]] | None = None) -> list[list[tuple[int, int]]]:
         """For global steps ``start .. end-1``: the (block, training view) pairs process ``rank`` trains.
 
         ``cameras[b]`` are block b's training views. A pure function of the schedule: each block walks
         through a fresh random permutation of its own views per epoch, seeded by (seed, block, epoch), so a
         resumed run (with any number of processes) sees the same views. With ``views`` views a step (processes
         that train a block together, :mod:`momentum_gs.train.views`) a block's step takes the next ``views`` of
-        that walk, and ``member`` picks this process's.
+        that walk, and ``member`` picks this process's; with ``costs`` (``costs[b][i]``: the work of
+        ``cameras[b][i]``) each epoch's walk is :func:`balanced_walk`, so that a step's views cost about the same.
         """
         counts = self.counts_before(start)
         plan, orders = [], {}
@@ -130,11 +133,36 @@ class BlockScheduler:
                 if b in mine:
                     epoch, position = divmod(counts[b] * views + member, len(cameras[b]))
                     if (b, epoch) not in orders:
-                        orders[(b, epoch)] = np.random.default_rng([seed, b, epoch]).permutation(len(cameras[b]))
+                        rng = np.random.default_rng([seed, b, epoch])
+                        orders[(b, epoch)] = (rng.permutation(len(cameras[b])) if costs is None or views == 1 else
+                                              balanced_walk(costs[b], views, -epoch * len(cameras[b]) % views, rng))
                     entries.append((b, cameras[b][orders[(b, epoch)][position]]))
                 counts[b] += 1
             plan.append(entries)
         return plan
+
+
+def balanced_walk(costs: list[float], views: int, head: int, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's order of ``len(costs)`` views for steps of ``views`` views, each step's views of about the same
+    cost: with one process per view, a step waits for its costliest view.
+
+    The views are sorted by cost, each rank moved by up to :data:`JITTER` ranks at random (so that a view is not
+    always paired with the same one), cut into steps of ``views`` neighbours, and the steps shuffled. The epoch's
+    first ``head`` positions finish a step that began in the previous epoch, and its last (n − head) mod ``views``
+    begin one that ends in the next. Those take views of the middle cost, the head from the cheaper half and the
+    tail from the costlier, so that such a step is balanced too and never takes one view twice.
+    """
+    n = len(costs)
+    rank = np.argsort(np.argsort(np.asarray(costs, dtype=np.float64), kind="stable"), kind="stable")
+    ordered = np.argsort(rank + rng.uniform(0.0, JITTER, n), kind="stable")
+    if n < 2 * views:  # too few views to pair by cost
+        return ordered
+    tail = (n - head) % views
+    lower, upper = ordered[rank[ordered] < n // 2], ordered[rank[ordered] >= n // 2]
+    first, last = lower[len(lower) - head:], upper[:tail]
+    rest = ordered[~np.isin(ordered, np.concatenate([first, last]))]
+    steps = rest.reshape(-1, views)[rng.permutation(len(rest) // views)]
+    return np.concatenate([first, steps.reshape(-1), last])
 
 
 def _check_world(num_active: int, world_size: int, rank: int) -> None:

@@ -44,6 +44,7 @@ from momentum_gs.train.replan import TimeBudget
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
+from momentum_gs.train.views import view_costs
 from momentum_gs.train.weighting import BlockWeighting
 
 
@@ -187,7 +188,8 @@ class Trainer(BlockStep, Checkpointing):
         cfg, logger = self.cfg, self.logger
         groups, place = self.world.size // self.views, self.world.rank // self.views
         plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
-                                        groups, place, views=self.views, member=self.world.rank % self.views)
+                                        groups, place, views=self.views, member=self.world.rank % self.views,
+                                        costs=self._view_costs())
         images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
         try:
             for entries in plan:
@@ -339,6 +341,13 @@ class Trainer(BlockStep, Checkpointing):
     def block_equivalent(self, step: int) -> int:
         """Global step → the step count of a block at that point (k of n blocks train each step)."""
         return step * self.scheduler.num_active // len(self.blocks)
+
+    def _view_costs(self) -> list[list[float]] | None:
+        """Each block's views' work, to pair a step's views by it (:mod:`momentum_gs.train.views`); None with one
+        view a step, or with ``distributed.balance_views`` off (a plain random walk)."""
+        if self.views == 1 or not self.cfg.distributed.balance_views:
+            return None
+        return [view_costs(self.scene, block.cameras) for block in self.blocks]
 
     def num_anchors(self) -> int:
         """Anchors over all blocks of all processes (collective when G > 1)."""

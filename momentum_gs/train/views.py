@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from momentum_gs.config import Config
 from momentum_gs.config.load import LEARNING_RATES, scale_schedules
+from momentum_gs.data.scene import SceneData
 from momentum_gs.train import distributed as D
 
 SPARSE_FROM = 1_000_000  # block gradient values past which only the rows the views reached are all-reduced
+COST_POINTS = 200_000  # SfM points at most that view_costs projects (every k-th)
 
 
 def per_view_rule(cfg: Config, views: int) -> None:
@@ -54,6 +57,27 @@ def per_view_rule(cfg: Config, views: int) -> None:
         setattr(optim, key, getattr(optim, key) * root)
     optim.adam_beta1, optim.adam_beta2 = optim.adam_beta1 ** ratio, optim.adam_beta2 ** ratio
     cfg.teacher.momentum = cfg.teacher.momentum ** ratio
+
+
+def view_costs(scene: SceneData, cameras: list[int]) -> list[float]:
+    """The work of training each of ``cameras`` (indices into ``scene.train``), for :func:`~momentum_gs.train.
+    scheduler.balanced_walk`: the SfM points in front of the camera and inside its image.
+
+    A step of V views waits for its costliest, and a view's cost grows with the anchors it sees, which grow from
+    these points (docs/benchmarks/training.md, "Pairing the views by cost"). A function of the scene alone, so that
+    the walk stays a pure function of the schedule and the seed.
+    """
+    points = torch.from_numpy(np.ascontiguousarray(scene.points[::max(1, -(-len(scene.points) // COST_POINTS))]))
+    costs = []
+    for index in cameras:
+        camera = scene.train[index]
+        xyz = points.float() @ camera.world_to_cam[:3, :3].T + camera.world_to_cam[:3, 3]
+        z = xyz[:, 2].clamp_min(1e-9)
+        u = camera.K[0, 0] * xyz[:, 0] / z + camera.K[0, 2]
+        v = camera.K[1, 1] * xyz[:, 1] / z + camera.K[1, 2]
+        seen = (xyz[:, 2] > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        costs.append(float(seen.sum()))
+    return costs
 
 
 def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], world: D.World) -> int:
