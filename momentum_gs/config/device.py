@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from momentum_gs.config import environment
+from momentum_gs.config.allocator import keep_freed_memory
 from momentum_gs.errors import UserError
 
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -29,8 +30,12 @@ def use_threads(setting: int, device: torch.device, pixels: int | None = None, p
     C++ kernels split every view over them and give the same bits at any count (csrc/parallel.h). PyTorch's
     own intra-op threads are the same count where the views (``pixels`` each, None: not known) have at least
     ``TORCH_OPS_MIN_PIXELS``, else one. The kernels take their count from :func:`kernel_threads` (the
-    render's ``use_kernels`` passes it on). On a GPU the host's work is light and PyTorch's default stays.
+    render's ``use_kernels`` passes it on). On a GPU the host's work is light and PyTorch's default stays. On a
+    CPU the allocator keeps the memory a step frees for the next (:func:`~momentum_gs.config.allocator.
+    keep_freed_memory`).
     """
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()
     if torch.device(device).type != "cpu":
         count, why = torch.get_num_threads(), "PyTorch's default (not a CPU device)"
     elif setting > 0:
