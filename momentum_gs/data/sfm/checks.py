@@ -13,6 +13,8 @@ in its result, East-North-Up metres, against what holds for any capture, whateve
   its up);
 - ``field``: the GPS residuals do not depend on place, nor follow capture order more slowly and widely than a GPS
   wanders (:mod:`~momentum_gs.data.sfm.field`: a model drifting in scale, bent or folded; run beside ``shape``);
+- ``bend``: the photos of opposite thirds of the site see the vertical at the same angle in their own frames (a
+  folded or bent model turns one part's cameras against the other's; run beside ``shape``);
 - ``mirror``: a plan fitted with a reflection does not fit the GPS clearly better than the proper one;
 - ``gcp``: the ground control points lie where the fit puts them.
 
@@ -39,6 +41,8 @@ LINE = 0.1  # GPS fixes "along a line": the plan's second singular value below t
 SHAPE_MAX = 0.1  # a linear map from the cameras to their GPS this far from the identity is a distorted model ...
 SHAPE_SIGMAS = 4.0  # ... when it is also this many standard errors from it (a noisy GPS measures it loosely)
 SHAPE_MIN_PHOTOS = 6  # photos the map needs to be measured
+BEND_DEG = 10.0  # the photos of opposite thirds of a site see the vertical this far apart: a folded or bent model
+BEND_MIN_PHOTOS, BEND_AREA = 5, 0.5  # photos a third needs; a site this wide for its long side: its sides too
 OUT_OF_SHAPE_FIX = "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)"
 Z = np.array([0.0, 0.0, 1.0])
 
@@ -202,6 +206,50 @@ def field(p: Placed) -> Check | None:
     if why is None:
         return Check("field", True, F.describe(found))
     return Check("field", False, f"the model is out of shape: {why}", OUT_OF_SHAPE_FIX)
+
+
+def bend(p: Placed) -> Check | None:
+    """The cameras' attitude the same everywhere (:func:`attitude_by_place`): a model folded or bent turns the
+    photos of one part against the other's, while a gimbal holds every photo at one angle to the vertical wherever
+    it was taken. None for too few photos."""
+    found = attitude_by_place(p.views)
+    if found is None:
+        return None
+    angle, where = found
+    said = f"the photos at {where} stand {angle:.1f}° apart from the vertical"
+    if angle <= BEND_DEG:
+        return Check("bend", True, said)
+    return Check("bend", False, f"the model is folded or bent: {said}, more than {BEND_DEG:g}° (photos taken at "
+                 "different gimbal angles in different parts can look so too)", OUT_OF_SHAPE_FIX)
+
+
+def attitude_by_place(views: Views) -> tuple[float, str] | None:
+    """(the largest angle between the vertical as the photos of a third of the site see it and as those of the
+    opposite third see it, degrees; which thirds), along the plan's long axis, and its short one where the site is
+    an area (at least ``BEND_AREA`` as wide as long); None with under ``BEND_MIN_PHOTOS`` a third.
+
+    A gimbal holds the camera at one attitude to the vertical: the vertical in the camera's frame is the same for
+    every photo, whatever its heading. That attitude is the median over the photos of the placed vertical in each
+    camera's frame; turned back into the world by each camera's rotation, it is the vertical as that photo sees it.
+    Each third's is the median of its photos': robust to a few photos that turn, as a fixed wing's do in turns."""
+    plan = views.centres[:, :2] - views.centres[:, :2].mean(0)
+    if len(plan) < 3 * BEND_MIN_PHOTOS:
+        return None
+    sv, vt = np.linalg.svd(plan, full_matrices=False)[1:]
+    attitude = np.median(views.rotations @ Z, 0)  # the vertical in the cameras' frame
+    seen = np.einsum("nji,j->ni", views.rotations, attitude / np.linalg.norm(attitude))  # [N, 3] each photo's up
+    worst = None
+    for k, name in ((0, "the two ends"), (1, "the two sides")):
+        if k == 1 and sv[1] < BEND_AREA * sv[0]:
+            break
+        along = plan @ vt[k]
+        low, high = along <= np.quantile(along, 1 / 3), along >= np.quantile(along, 2 / 3)
+        if min(low.sum(), high.sum()) < BEND_MIN_PHOTOS:
+            continue
+        angle = L.angle_deg(np.median(seen[low], 0), np.median(seen[high], 0))
+        if worst is None or angle > worst[0]:
+            worst = (angle, name)
+    return worst
 
 
 def mirror(p: Placed) -> Check | None:
