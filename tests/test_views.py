@@ -20,7 +20,7 @@ from momentum_gs.train.launch import choose_processes
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.train.distributed import World
-from momentum_gs.train.views import average_gradients, per_view_rule, view_costs
+from momentum_gs.train.views import average_gradients, per_view_rule
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.states import flat_tensors, one_thread
 from tests.helpers.tiny_training import TINY_OVERRIDES
@@ -115,8 +115,7 @@ def test_two_processes_take_the_step_of_their_two_views_averaged(tiny_scene, tmp
         trainer = Trainer(cfg, load_scene(cfg.data), tmp_path / "one", torch.device("cpu"))
         block = trainer.placement.activate([0])[0]
         initial = flat_tensors({"anchors": {k: v.clone() for k, v in block.anchors.state_dict().items()}})
-        costs = [view_costs(trainer.scene, block.cameras)]  # the two processes pair their views by them
-        views = [trainer.scheduler.view_plan(0, 1, [block.cameras], cfg.seed, views=2, member=m, costs=costs)[0][0][1]
+        views = [trainer.scheduler.view_plan(0, 1, [block.cameras], cfg.seed, views=2, member=m)[0][0][1]
                  for m in range(2)]
         assert views[0] != views[1]
         for index in views:
@@ -140,8 +139,9 @@ def test_two_processes_take_the_step_of_their_two_views_averaged(tiny_scene, tmp
 
 @pytest.mark.slow
 def test_two_view_runs_repeat_bit_for_bit_and_resume(tiny_scene, tmp_path):
-    _two_view_run(tiny_scene, tmp_path / "a", "teacher.enabled=true")
-    _two_view_run(tiny_scene, tmp_path / "b", "teacher.enabled=true")
+    paired = ("teacher.enabled=true", "distributed.balance_views=true")  # the walk paired by cost, resumed too
+    _two_view_run(tiny_scene, tmp_path / "a", *paired)
+    _two_view_run(tiny_scene, tmp_path / "b", *paired)
     a, b = (load_checkpoint(tmp_path / run / "ckpt" / "step_12.pt", map_location="cpu") for run in ("a", "b"))
     fa, fb = flat_tensors(a["blocks"]), flat_tensors(b["blocks"])
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)

@@ -228,8 +228,9 @@ class DistributedConfig:
     # config.yaml, so that a config taken from a run is planned again only for another count (1 = as given)
     planned_views: int = 1
     # with several views a step: pair each step's views by their cost (the SfM points each sees), so that no process
-    # waits long for the others (momentum_gs.train.scheduler.balanced_walk); false: a plain random walk
-    balance_views: bool = True
+    # waits long for the others (momentum_gs.train.scheduler.balanced_walk; 3-6 % more views/s, but 0.2 dB less
+    # held-out PSNR for the same time on brighton_beach: docs/benchmarks/training.md); false: a plain random walk
+    balance_views: bool = False
     backend: ProcessBackend = "auto"  # "auto" (nccl on GPUs, gloo on CPUs), "nccl" or "gloo"
     check_every: int = 0  # steps between checks that the decoder and teacher are identical everywhere (0 = off)
     timeout_s: float = 1800.0  # a collective waiting longer than this fails the job (torchrun may restart it)
