@@ -16,7 +16,7 @@ from momentum_gs.data.sfm.gcp import fit_gcps
 from momentum_gs.data.sfm.up import Up, Views, find_up
 from momentum_gs.errors import UserError
 
-MISREGISTERED_NOISES, MISREGISTERED_MIN_M = 6.0, 10.0  # a photo this far from its GPS (times the RMS by which the
+MISREGISTERED_NOISES, MISREGISTERED_MIN_M = 5.0, 10.0  # a photo this far from its GPS (times the RMS by which the
 # others disagree with theirs, and metres) was registered in the wrong place: a GPS that good is not that wrong once
 INLIER_MIN_M, INLIER_FRACTION = 5.0, 0.05  # horizontal inlier threshold's floor: max(5 m, 5 % of the extent)
 
