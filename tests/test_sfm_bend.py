@@ -62,3 +62,13 @@ def test_the_check_refuses_no_good_flight():
     rows = [run_case(c) for c in matrix(0)[::37]]
     assert not [r for r in rows if "bend" in (r["why"] or "")]
     assert sum(r["outcome"] == "right" for r in rows) >= 0.8 * len(rows)
+
+
+def test_photos_at_eye_level_are_not_held_to_a_gimbal():
+    """A handheld capture tilts as the hand does: the check does not run on photos that stand among what they see."""
+    views = _views("lawnmower", fold=True)
+    placed = C.Placed(views, None, views.centres, views.centres)
+    assert not C.bend(placed).passed  # from above: refused
+    level = Views(views.rotations, views.centres, views.centres + [5.0, 0.0, 0.0], views.points)  # what each sees
+    # lies level with it, 5 m away
+    assert C.bend(C.Placed(level, None, views.centres, views.centres)) is None

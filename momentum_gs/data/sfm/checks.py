@@ -211,8 +211,9 @@ def field(p: Placed) -> Check | None:
 def bend(p: Placed) -> Check | None:
     """The cameras' attitude the same everywhere (:func:`attitude_by_place`): a model folded or bent turns the
     photos of one part against the other's, while a gimbal holds every photo at one angle to the vertical wherever
-    it was taken. None for too few photos."""
-    found = attitude_by_place(p.views)
+    it was taken. None for too few photos, and for a capture that is not aerial (photos held by hand at eye level
+    have no gimbal: they tilt as the hand does)."""
+    found = attitude_by_place(p.views) if aerial_side(p.views, Z) == 1 else None
     if found is None:
         return None
     angle, where = found
