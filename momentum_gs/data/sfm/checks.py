@@ -13,8 +13,9 @@ in its result, East-North-Up metres, against what holds for any capture, whateve
   its up);
 - ``field``: the GPS residuals do not depend on place, nor follow capture order more slowly and widely than a GPS
   wanders (:mod:`~momentum_gs.data.sfm.field`: a model drifting in scale, bent or folded; run beside ``shape``);
-- ``bend``: the photos of opposite thirds of the site see the vertical at the same angle in their own frames (a
-  folded or bent model turns one part's cameras against the other's; run beside ``shape``);
+- ``bend``: the photos of opposite thirds of an aerial site see the same vertical, the gimbal's one attitude turned
+  back into the world through each camera (a folded or bent model turns one part's cameras against the other's; run
+  beside ``shape``);
 - ``mirror``: a plan fitted with a reflection does not fit the GPS clearly better than the proper one;
 - ``gcp``: the ground control points lie where the fit puts them.
 
