@@ -227,6 +227,9 @@ def test_auto_picks_gsplat_on_a_gpu():
 
 @needs_gsplat
 def test_training_reaches_the_same_psnr_with_either_backend(tiny_config, tmp_path):
+    """150 steps with the anchors' set fixed. With growing and pruning on, this comparison is chaos, not parity:
+    gsplat's atomic sums differ run to run, one decision to grow or prune differs, and the tiny scene's PSNR then
+    spreads by over a dB between runs of one backend. Growing and pruning's inputs are compared exactly above."""
     from momentum_gs.eval.evaluate import evaluate_run
     from momentum_gs.train.run import train
 
@@ -235,6 +238,7 @@ def test_training_reaches_the_same_psnr_with_either_backend(tiny_config, tmp_pat
         cfg = copy.deepcopy(tiny_config)
         cfg.device, cfg.render.backend, cfg.out = "cuda", backend, str(tmp_path / backend)
         cfg.optim.steps = 150
+        cfg.strategy.update_from = cfg.optim.steps + 1  # no growing or pruning
         train(cfg)
         psnr[backend] = evaluate_run(cfg.out, save_images=False)["psnr"]
     assert abs(psnr["gsplat"] - psnr["builtin"]) < 0.2, psnr
