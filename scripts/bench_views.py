@@ -2,7 +2,7 @@
 one thread each on their own views (``distributed.view_processes``), and the machine's ceiling.
 
     python scripts/bench_views.py --data DATA [--config brighton_beach.yaml] [--views 2] [--rounds 3]
-        [--steps 60] [--warmup 20] [--idle 120] [KEY=VALUE ...]
+        [--steps 60] [--warmup 20] [--idle 120] [--view-threads 1] [KEY=VALUE ...]
 
 Each run trains the block as ``mgs train`` does, in fresh processes of this checkout, and times the training views
 after ``--warmup`` views (which fill the image cache and load the kernels); the views a run sees are the same
@@ -15,6 +15,9 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
 - ``views-plain``: the same with a plain random walk of the views (``distributed.balance_views=false``);
 - ``ceiling``: V independent one-thread runs at once, their views/s added: what this machine gives V one-thread
   processes that never talk (memory bandwidth, caches, clocks shared).
+
+``--view-threads T`` gives each view process T threads instead of one: V processes of T threads, the split a machine
+of many cores can choose between (``mgs`` gives each of V processes the physical cores ÷ V).
 
 The ratios are against the median of ``threads=1``. With ``--idle S`` each run first waits up to S seconds for the
 machine to be idle. Rounds go through the settings in order; the table gives every round and the medians.
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
     """Views/s of one run of ``setting`` (module notes)."""
     views = args.views if setting in VIEWS else 1
     copies = args.views if setting in (*VIEWS, "ceiling") else 1
-    threads = "0" if setting == "threads=0" else "1"
+    threads = "0" if setting == "threads=0" else str(args.view_threads) if setting in VIEWS else "1"
     port, children = _port(), []
     for rank in range(copies):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -149,6 +152,8 @@ def main() -> None:
     parser.add_argument("--config", help="a config file or a shipped config's name")
     parser.add_argument("--views", type=int, default=2, help="V: processes on the block, views a step")
     parser.add_argument("--settings", nargs="+", default=["threads=1", "threads=0", "views", "ceiling"])
+    parser.add_argument("--view-threads", type=int, default=1,
+                        help="threads of each view process (views settings): on many cores, V processes of T threads")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60, help="views timed (a multiple of --views)")
     parser.add_argument("--warmup", type=int, default=20, help="views before the timing")
@@ -175,7 +180,8 @@ def main() -> None:
                 idle = "" if before is None else f", {before:.0%} busy before"
                 print(f"round {i + 1}, {setting}: {results[setting][-1]:.2f} views/s{idle}", flush=True)
     base = statistics.median(results["threads=1"]) if results.get("threads=1") else None
-    print(f"\n| setting (V = {args.views}) | views/s, each round | median | against threads=1 |")
+    threads = f", {args.view_threads} threads each" if args.view_threads != 1 else ""
+    print(f"\n| setting (V = {args.views}{threads}) | views/s, each round | median | against threads=1 |")
     print("|---|---|---:|---:|")
     for setting, rates in results.items():
         median = statistics.median(rates)

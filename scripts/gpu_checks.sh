@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and benchmark that needs a CUDA GPU, in parts that each fit in a few minutes.
 #
-#   bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed] [fps]     (no part named: all five)
+#   bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed] [fps] [cores]   (none named: the first five)
 #
 #   tests        python -m pytest -m cuda tests/: gsplat against the torch backend (image and every gradient,
 #                the same PSNR after training), the pinned image loader, blocks restored onto the GPU, and
@@ -14,13 +14,16 @@
 #   fps          brighton_beach at full resolution (1949x1093) trained FPS_STEPS steps (default 2000) with gsplat,
 #                then scripts/bench_render.py with each backend: the evaluation render's FPS the paper's way
 #                (render call alone, warm, synchronised) and its phases; BRIGHTON names the scene folder
+#   cores        one block of brighton_beach at 1/2 on the host's CPU (device=cpu), scripts/bench_views.py: one
+#                thread, one process of every core, V view processes of one thread (V = 2 to the cores) and of
+#                cores/V threads each, and the ceiling of 4 one-thread runs; one round each (about 5 minutes)
 #
 # Writes OUT/gpu.txt (the GPU and the software), OUT/<part>.log for each part and OUT/summary.txt (each
 # part's exit status); the training runs themselves go under WORK (default runs/gpu_checks). A failing part is reported and the next one still runs; the exit status is the
 # number of failed parts. Needs `pip install .[cuda]` (gsplat 1.5.3 compiles its kernels on first use).
 set -u
 if [ $# -lt 1 ]; then
-  echo "usage: bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed] [fps]" >&2
+  echo "usage: bash scripts/gpu_checks.sh OUT [tests] [bench] [knn] [distributed] [fps] [cores]" >&2
   exit 2
 fi
 out=$(realpath -m "$1")
@@ -29,8 +32,8 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests bench knn distributed fps)
 for part in "${parts[@]}"; do
   case $part in
-    tests|bench|knn|distributed|fps) ;;
-    *) echo "gpu_checks.sh: unknown part '$part' (tests, bench, knn, distributed, fps)" >&2; exit 2 ;;
+    tests|bench|knn|distributed|fps|cores) ;;
+    *) echo "gpu_checks.sh: unknown part '$part' (tests, bench, knn, distributed, fps, cores)" >&2; exit 2 ;;
   esac
 done
 PYTHON=${PYTHON:-python}
@@ -84,6 +87,20 @@ for part in "${parts[@]}"; do
         $PYTHON scripts/bench_render.py '$work/fps' --backend gsplat --rounds 10 --profile --json '$out/fps_gsplat.json'
         $PYTHON scripts/bench_render.py '$work/fps' --backend torch --rounds 3 --json '$out/fps_torch.json'
         $PYTHON -m momentum_gs.cli eval '$work/fps' --no-images" ;;
+    cores)
+      brighton=${BRIGHTON:-../shared/datasets/brighton_beach}
+      count=$($PYTHON -c "from momentum_gs.config.device import cores; print(cores()[0])")
+      views="$PYTHON scripts/bench_views.py --data '$brighton' --config brighton_beach.yaml --rounds 1 --steps 64 \
+        --warmup 16"
+      run_part cores bash -c "set -e
+        $views --views 4 --settings threads=1 threads=0 ceiling -- data.downsample=2 device=cpu
+        for v in 2 4 8 16; do
+          [ \$v -le $count ] || continue
+          $views --views \$v --settings views-plain -- data.downsample=2 device=cpu
+          if [ \$v -lt $count ]; then
+            $views --views \$v --view-threads \$(($count / \$v)) --settings views-plain -- data.downsample=2 device=cpu
+          fi
+        done" ;;
   esac || failed=$((failed + 1))
 done
 echo "gpu_checks.sh: ${#parts[@]} part(s), $failed failed; logs in $out"
