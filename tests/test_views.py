@@ -81,6 +81,21 @@ def test_the_launcher_starts_one_process_per_core_or_as_asked(tiny_config, monke
     assert choose_processes(tiny_config)[0] == 1
 
 
+def test_view_processes_are_at_most_the_training_views(tiny_config, monkeypatch):
+    """A step of more views than the scene has would take one twice: 64 cores start one process per view, and more
+    processes than views asked for are one clear line."""
+    train = len(load_scene(tiny_config.data, images=False).train)
+    monkeypatch.setattr("momentum_gs.train.launch.cores", lambda: (64, "64 cores"))
+    tiny_config.distributed.view_processes = 0
+    count, why = choose_processes(tiny_config)
+    assert 2 <= count == train < 64 and f"at most one per training view ({train})" in why
+    tiny_config.distributed.view_processes = train
+    assert choose_processes(tiny_config)[0] == train
+    tiny_config.distributed.view_processes = train + 1
+    with pytest.raises(UserError, match=f"the scene has {train} training views: .* at most {train}"):
+        choose_processes(tiny_config)
+
+
 def test_view_processes_on_a_scene_of_several_blocks_is_one_clear_line(block_config):
     block_config.distributed.view_processes = 2
     with pytest.raises(UserError, match="scene of one block"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from momentum_gs.config import Config, environment, resolve_device
 from momentum_gs.config.device import cores
+from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError, exit_status
 from momentum_gs.partition.partition import Partition
 from momentum_gs.train.distributed import Rendezvous, World, launched_by_torchrun
@@ -42,7 +43,7 @@ def choose_processes(cfg: Config) -> tuple[int, str]:
     blocks = _blocks(cfg)
     views = cfg.distributed.view_processes
     if views != 1:
-        return _view_processes(views, blocks)
+        return _view_processes(views, blocks, cfg)
     if setting > 0:
         if setting > min(active, blocks):
             raise UserError(f"distributed.processes={setting} but {min(active, blocks)} block(s) are trained at once "
@@ -59,15 +60,23 @@ def choose_processes(cfg: Config) -> tuple[int, str]:
                     "distributed.processes=1 trains them in one process")
 
 
-def _view_processes(views: int, blocks: int) -> tuple[int, str]:
-    """(processes, why) for ``distributed.view_processes`` = ``views`` (not 1) on a scene of ``blocks`` blocks."""
+def _view_processes(views: int, blocks: int, cfg: Config) -> tuple[int, str]:
+    """(processes, why) for ``distributed.view_processes`` = ``views`` (not 1) on a scene of ``blocks`` blocks,
+    at most one per training view: a step of more views than the scene has would take one twice."""
     if blocks != 1:
         raise UserError(f"distributed.view_processes={views} trains a scene of one block in several processes, but "
                         f"this one has {blocks} blocks: set distributed.view_processes=1 (its blocks spread over "
                         "processes by themselves)")
+    train = len(load_scene(cfg.data, images=False).train)
     if views > 1:
+        if views > train:
+            raise UserError(f"distributed.view_processes={views} but the scene has {train} training views: each "
+                            f"process trains its own view of every step, so set it to at most {train} (or 0 to "
+                            "choose)")
         return views, f"distributed.view_processes={views}: each on its own view of every step"
     count, why = cores()
+    if count > train:
+        count, why = train, f"{why}, at most one per training view ({train})"
     if count < 2:
         return 1, why
     return count, (f"distributed.view_processes=0: one per physical core on {why}, each on its own view of every "
