@@ -23,7 +23,8 @@ The ratios are against the median of ``threads=1``. With ``--idle S`` each run f
 machine to be idle. Rounds go through the settings in order; the table gives every round and the medians.
 
 ``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
-``mgs train --time`` (as a user would, its plan included), then ``mgs eval`` scores the held-out views; the table
+``mgs train --time`` (as a user would, its plan included), then ``mgs eval`` scores the held-out views at the
+size asked (a plan that trained on smaller images is scored on the same pixels as the others); the table
 gives the held-out PSNR of each seed, their mean, the steps and the views trained.
 """
 
@@ -118,10 +119,27 @@ def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dic
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(command[3:5])} of {setting} failed:\n{done.stderr.strip()[-2000:]}")
+        if command is train:
+            trained_width = at_asked_size(out, args)
     summary = json.loads((out / "summary.json").read_text())
     psnr = json.loads((out / "eval" / "results.json").read_text())["psnr"]
     return {"psnr": psnr, "steps": summary["steps"], "views": summary["steps"] * summary.get("views_per_step", 1),
-            "seconds": summary["seconds"], "anchors": summary["num_anchors"]}
+            "seconds": summary["seconds"], "anchors": summary["num_anchors"], "trained_width": trained_width}
+
+
+def at_asked_size(out: Path, args: argparse.Namespace) -> int:
+    """Point the run's config back at the image size the overrides ask for, so that every setting is scored on the
+    same pixels: a ``--time`` plan may train on smaller images, and a PSNR on smaller images is not comparable.
+    Returns the width cap the run trained under (its ``data.max_width``)."""
+    from momentum_gs.config import find_config, load_config, save_config
+
+    cfg = load_config(out / "config.yaml")
+    trained = cfg.data.max_width
+    asked = load_config(find_config(args.config) if args.config else None,
+                        [o for o in args.overrides if o.startswith("data.")])
+    cfg.data.max_width = asked.data.max_width
+    save_config(cfg, out / "config.yaml")
+    return trained
 
 
 def main_quality(args: argparse.Namespace) -> None:
@@ -135,7 +153,8 @@ def main_quality(args: argparse.Namespace) -> None:
                     wait_for_idle(args.idle)
                 rows[setting].append(quality(args, setting, seed, Path(tmp) / f"{setting}_{seed}"))
                 row = rows[setting][-1]
-                print(f"seed {seed}, {setting}: PSNR {row['psnr']:.2f} dB, {row['steps']} steps, {row['views']} views "
+                print(f"seed {seed}, {setting}: PSNR {row['psnr']:.2f} dB at the asked size (trained under "
+                      f"data.max_width={row['trained_width']}), {row['steps']} steps, {row['views']} views "
                       f"in {row['seconds']:.0f} s, {row['anchors']} anchors", flush=True)
     print(f"\n| setting (--time {args.time}) | held-out PSNR, each seed | mean | steps | views trained | anchors |")
     print("|---|---|---:|---|---|---|")
