@@ -114,13 +114,16 @@ def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dic
     config = ["--config", args.config] if args.config else []
     train = [sys.executable, "-m", "momentum_gs.cli", "train", *config, "--data", args.data, "--out", str(out),
              "--time", args.time, f"seed={seed}", "log.tensorboard=false", *args.overrides, *extra]
-    for command in (train, [sys.executable, "-m", "momentum_gs.cli", "eval", str(out), "--no-images"]):
+
+    def mgs(command: list[str]) -> None:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(command[3:5])} of {setting} failed:\n{done.stderr.strip()[-2000:]}")
-        if command is train:
-            trained_width = at_asked_size(out, args)
+
+    mgs(train)
+    trained_width = at_asked_size(out, args)
+    mgs([sys.executable, "-m", "momentum_gs.cli", "eval", str(out), "--no-images"])
     summary = json.loads((out / "summary.json").read_text())
     psnr = json.loads((out / "eval" / "results.json").read_text())["psnr"]
     return {"psnr": psnr, "steps": summary["steps"], "views": summary["steps"] * summary.get("views_per_step", 1),
