@@ -15,8 +15,9 @@
 #                then scripts/bench_render.py with each backend: the evaluation render's FPS the paper's way
 #                (render call alone, warm, synchronised) and its phases; BRIGHTON names the scene folder
 #   cores        one block of brighton_beach at 1/2 on the host's CPU (device=cpu), scripts/bench_views.py: one
-#                thread, one process of every core, V view processes of one thread (V = 2 to the cores) and of
-#                cores/V threads each, and the ceiling of 4 one-thread runs; one round each (about 5 minutes)
+#                thread, one process of every core, V view processes of one thread (V = 2, 4, 8 and 15, its
+#                training views, up to the cores) and of cores/V threads each, and the ceiling of 4 one-thread
+#                runs; one round each (about 5 minutes)
 #
 # Writes OUT/gpu.txt (the GPU and the software), OUT/<part>.log for each part and OUT/summary.txt (each
 # part's exit status); the training runs themselves go under WORK (default runs/gpu_checks). A failing part is reported and the next one still runs; the exit status is the
@@ -94,10 +95,10 @@ for part in "${parts[@]}"; do
         --warmup 16"
       run_part cores bash -c "set -e
         $views --views 4 --settings threads=1 threads=0 ceiling -- data.downsample=2 device=cpu
-        for v in 2 4 8 16; do
+        for v in 2 4 8 15; do
           [ \$v -le $count ] || continue
           $views --views \$v --settings views-plain -- data.downsample=2 device=cpu
-          if [ \$v -lt $count ]; then
+          if [ \$(($count / \$v)) -ge 2 ]; then
             $views --views \$v --view-threads \$(($count / \$v)) --settings views-plain -- data.downsample=2 device=cpu
           fi
         done" ;;
