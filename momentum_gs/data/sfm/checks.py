@@ -16,6 +16,9 @@ in its result, East-North-Up metres, against what holds for any capture, whateve
 - ``bend``: the photos of opposite thirds of an aerial site see the same vertical, the gimbal's one attitude turned
   back into the world through each camera (a folded or bent model turns one part's cameras against the other's; run
   beside ``shape``);
+- ``square``: cameras placed level do not look square onto ground that slopes (a model drifting in scale raises its
+  cameras above the ground along the flight; fitted level to the GPS, its ground slopes under them; run beside
+  ``shape``);
 - ``mirror``: a plan fitted with a reflection does not fit the GPS clearly better than the proper one;
 - ``gcp``: the ground control points lie where the fit puts them.
 
@@ -32,7 +35,7 @@ import numpy as np
 
 from momentum_gs.data.sfm import field as F
 from momentum_gs.data.sfm import level as L
-from momentum_gs.data.sfm.up import Views, aerial_side
+from momentum_gs.data.sfm.up import AGREE_DEG, NADIR, Views, aerial_side, dominant_plane
 
 FIXES_MIN = 0.7  # share of the GPS fixes the fit must use
 LOOK_SHARE = 0.8  # share of an aerial capture's cameras that must look below the horizon
@@ -43,6 +46,7 @@ SHAPE_MAX = 0.1  # a linear map from the cameras to their GPS this far from the 
 SHAPE_SIGMAS = 4.0  # ... when it is also this many standard errors from it (a noisy GPS measures it loosely)
 SHAPE_MIN_PHOTOS = 6  # photos the map needs to be measured
 BEND_DEG = 10.0  # the photos of opposite thirds of a site see the vertical this far apart: a folded or bent model
+SQUARE_DEG = 5.0  # level cameras that look square onto ground this steep: the model's flight plane tilted
 BEND_MIN_PHOTOS, BEND_AREA = 5, 0.5  # photos a third needs; a site this wide for its long side: its sides too
 OUT_OF_SHAPE_FIX = "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)"
 Z = np.array([0.0, 0.0, 1.0])
@@ -223,6 +227,32 @@ def bend(p: Placed) -> Check | None:
         return Check("bend", True, said)
     return Check("bend", False, f"the model is folded or bent: {said}, more than {BEND_DEG:g}° (photos taken at "
                  "different gimbal angles in different parts can look so too)", OUT_OF_SHAPE_FIX)
+
+
+def square(p: Placed) -> Check | None:
+    """The ground the cameras see against the way they fly. A model drifting in scale along a flight makes the
+    cameras' height above the ground drift with it: fitted level to the GPS, its ground then slopes, and the cameras,
+    which looked straight down at it, look square onto that slope. Refused when the placed cameras fly level (within
+    ``AGREE_DEG``) and look square (within ``AGREE_DEG``) onto ground sloping more than ``SQUARE_DEG``. None for a
+    capture that does not look one way, or whose ground the sparse points do not show."""
+    look = p.views.look()
+    if len(p.views.centres) < SHAPE_MIN_PHOTOS or np.linalg.norm(look) < NADIR:
+        return None
+    normal = dominant_plane(p.views.points, look, np.random.default_rng(0))
+    if normal is None:
+        return None
+    normal = normal if normal[2] >= 0 else -normal
+    plan = p.views.centres[:, :2] - p.views.centres[:, :2].mean(0)
+    slope = np.linalg.lstsq(plan, p.views.centres[:, 2] - p.views.centres[:, 2].mean(), rcond=None)[0]
+    flight = float(np.degrees(np.arctan(np.linalg.norm(slope))))
+    ground, facing = L.angle_deg(normal, Z), L.angle_deg(-look, normal)
+    said = (f"the cameras fly {flight:.1f}° from level and look {facing:.1f}° from square onto ground sloping "
+            f"{ground:.1f}°")
+    if ground <= SQUARE_DEG or facing > AGREE_DEG or flight > AGREE_DEG:
+        return Check("square", True, said)
+    return Check("square", False, f"the model drifts in scale along the flight: {said}, as a model whose cameras' "
+                 "height above the ground grows along it does (a level flight over a slope with the gimbal tilted as "
+                 "steeply, towards it, looks so too)", OUT_OF_SHAPE_FIX)
 
 
 def attitude_by_place(views: Views) -> tuple[float, str] | None:

@@ -28,6 +28,7 @@ FIELD_DEGREE = 3  # smooth functions of place: the monomials of the plan coordin
 FIELD_F = 8.0  # the place terms explain this many times what noise would (F statistic) ...
 FIELD_MIN_M = 1.0  # ... and this much, metres RMS: the model is out of shape
 HEIGHT_F, HEIGHT_MIN_M = 5.0, 2.0  # the same for the heights, beyond a drift and a tilt
+TILT_MAX_DEG = 3.0  # the heights' tilt beyond the drift, as significant as HEIGHT_F: more than the photos' up errs
 WANDER_NOISES, WANDER_FLOOR_M = 3.0, 2.0  # a slow error beyond this many times the noise, and these metres, ...
 WANDER_MAX_M = 20.0  # ... or beyond these metres RMS, is more than a GPS wanders
 FIELD_MIN_PHOTOS = 30  # photos the test needs (it fits up to 17 terms per axis)
@@ -48,6 +49,8 @@ class Field:
     place_f: float
     height: float = float("nan")
     height_f: float = float("nan")
+    tilt_deg: float = float("nan")  # the plane of the altitudes' residuals beyond a drift in time, and its F
+    tilt_f: float = float("nan")
 
 
 def noise_from_neighbours(residuals: np.ndarray) -> float:
@@ -114,7 +117,17 @@ def measure(plan: np.ndarray, residuals: np.ndarray) -> Field | None:
         t = np.linspace(-1.0, 1.0, n)
         drift_and_tilt = np.c_[np.ones(n), t, t ** 2, place[:, :2]][known]  # the degree-1 terms: a tilt
         found.height, found.height_f = _f_test(residuals[known, 2:], drift_and_tilt, place[known, 2:])
+        found.tilt_deg, found.tilt_f = _tilt(plan[known], residuals[known, 2], np.c_[np.ones(n), t, t ** 2][known])
     return found
+
+
+def _tilt(plan: np.ndarray, heights: np.ndarray, drift: np.ndarray) -> tuple[float, float]:
+    """(degrees, F statistic) of the plane the heights' residuals [K] rise along over the plan [K, 2] beyond a
+    ``drift`` in time: a model drifting in scale raises its cameras above the ground along the flight, which its
+    up from the photos leaves in the heights, not in the plan."""
+    local = plan - plan.mean(0)
+    solved, *_ = np.linalg.lstsq(np.c_[drift, local], heights, rcond=None)
+    return float(np.degrees(np.arctan(np.linalg.norm(solved[-2:])))), _f_test(heights[:, None], drift, local)[1]
 
 
 def problem(found: Field) -> str | None:
@@ -125,6 +138,10 @@ def problem(found: Field) -> str | None:
     if found.height_f > HEIGHT_F and found.height > HEIGHT_MIN_M:
         return (f"the GPS altitudes disagree with the model's heights by {found.height:.3g} m RMS that depends on "
                 f"place (F = {found.height_f:.3g}), beyond a drift and a tilt (a folded or bent reconstruction)")
+    if found.tilt_f > HEIGHT_F and found.tilt_deg > TILT_MAX_DEG:
+        return (f"the model's cameras rise {found.tilt_deg:.3g}° across the site against their GPS altitudes, "
+                f"beyond a drift in time (F = {found.tilt_f:.3g}; the photos' up errs by a degree or two): a model "
+                "drifting in scale raises its cameras above the ground along the flight")
     if found.slow > WANDER_MAX_M:
         return (f"the GPS disagrees with the model slowly by {found.slow:.3g} m RMS, more than a GPS wanders "
                 f"({WANDER_MAX_M:g} m)")

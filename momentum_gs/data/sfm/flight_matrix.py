@@ -4,8 +4,8 @@ drift, GPS noise, with and without EXIF altitude, fixed-wing and multirotor. Eve
 GPS's error of where they truly are) or refused; none written wrong. ``scripts/sfm_flight_matrix.py`` runs the
 whole matrix; the tests run a subset.
 
-Two more matrices: :func:`distortions`, reconstructions out of shape (sheared, drifting in scale, folded) that
-must be refused, and :func:`consumer_gps`, a GPS wandering slowly by 15 m as a consumer receiver's does, that
+Two more matrices: :func:`distortions`, reconstructions out of shape (sheared, drifting in scale, stretched, folded)
+that must be refused, and :func:`consumer_gps`, a GPS wandering slowly by 15 m as a consumer receiver's does, that
 must still be placed.
 """
 
@@ -50,7 +50,7 @@ def matrix(seed: int = 0) -> list[Case]:
 
 
 def distortions(seed: int = 0) -> list[Case]:
-    """Every pattern out of shape each way, with 1, 5 and 15 m of GPS noise, fixed-wing and multirotor (90 cases)."""
+    """Every pattern out of shape each way, with 1, 5 and 15 m of GPS noise, fixed-wing and multirotor (120 cases)."""
     return [Case(p, 0, 0, 0.0, noise, True, wing, seed=seed, distortion=kind)
             for p, kind, noise, wing in itertools.product(PATTERNS, DISTORTIONS, NOISES, (True, False))]
 

@@ -87,11 +87,12 @@ def place_on_gps(views: Views, centres: np.ndarray, target: np.ndarray, mode: st
 
 def _in_shape(attempt: Placement, fit: L.Fit, placed: Placed, tried: list[Placement]) -> Placement:
     """The placement that passed every check, refused when its model is out of shape (:func:`~.checks.shape`,
-    :func:`~.checks.field`, :func:`~.checks.bend`).
+    :func:`~.checks.field`, :func:`~.checks.bend`,
+    :func:`~.checks.square`).
     Not a reason to try the next up: a model out of shape is so whatever its up, and a wrong up can fit a
     wandering GPS loosely enough to pass."""
     attempt.lines = [_retried(t) for t in tried]
-    found = [c for c in (shape(placed), C.field(placed), C.bend(placed)) if c is not None]
+    found = [c for c in (shape(placed), C.field(placed), C.bend(placed), C.square(placed)) if c is not None]
     attempt.checks += found
     failed = [c for c in found if not c.passed]
     if failed:

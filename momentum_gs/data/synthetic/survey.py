@@ -326,19 +326,23 @@ def wander(n: int, rms: float, rng: np.random.Generator) -> np.ndarray:
     return out * rms / np.sqrt((out ** 2).sum(1).mean())
 
 
-DISTORTIONS = ("shear", "scale_drift", "fold")  # how SfM gets a survey out of shape
+DISTORTIONS = ("shear", "scale_drift", "stretch", "fold")  # how SfM gets a survey out of shape
 SHEAR, SCALE_DRIFT, FOLD_DEG = 0.3, 0.3, 30.0
 
 
 def distort(flight: Flight, kind: str) -> Flight:
     """The flight as a distorted reconstruction would have it (its GPS unchanged): ``shear`` moves east by
-    ``SHEAR`` of the distance north; ``scale_drift`` stretches along the flight's long axis from 1 - ``SCALE_DRIFT``
-    at one end to 1 + ``SCALE_DRIFT`` at the other; ``fold`` turns the half beyond the middle of the long axis
-    ``FOLD_DEG`` about a level hinge there (cameras, points and what they see together)."""
+    ``SHEAR`` of the distance north; ``scale_drift`` scales the model from 1 - ``SCALE_DRIFT`` at one end of the
+    flight's long axis to 1 + ``SCALE_DRIFT`` at the other, every offset together as SfM's scale drifts (along the
+    axis, across it and the heights above the ground, so each camera sees what it saw at the same angles);
+    ``stretch`` is that drift along the axis alone, heights and widths kept (the angles the cameras see their
+    ground at change by degrees, more than a bundle adjustment keeps); ``fold`` turns the half beyond the middle of
+    the long axis ``FOLD_DEG`` about a level hinge there (cameras, points and what they see together)."""
     centre = flight.centres.mean(0)
     _, _, vt = np.linalg.svd(flight.centres[:, :2] - centre[:2])
     axis = np.r_[vt[0], 0.0]  # the long axis, horizontal
     half = np.abs((flight.centres - centre) @ axis).max() or 1.0
+    ground = float(np.median(flight.points[:, 2]))
     rotate = np.eye(3)
     if kind == "fold":
         hinge = np.cross([0.0, 0.0, 1.0], axis)
@@ -350,8 +354,14 @@ def distort(flight: Flight, kind: str) -> Flight:
         along = (x - centre) @ axis
         if kind == "shear":
             return x + np.outer((x[:, 1] - centre[1]) * SHEAR, [1.0, 0.0, 0.0])
-        if kind == "scale_drift":
+        if kind == "stretch":
             return x + np.outer(along * SCALE_DRIFT * along / (2 * half), axis)
+        if kind == "scale_drift":
+            across = x - centre - np.outer(along, axis)
+            across[:, 2] = x[:, 2] - ground  # heights scale about the ground
+            scale = 1 + SCALE_DRIFT * np.nan_to_num(along) / half
+            return np.r_[centre[:2], ground] + np.outer(along + SCALE_DRIFT * along ** 2 / (2 * half), axis) \
+                + scale[:, None] * across
         if kind == "fold":
             beyond = np.isfinite(along) & (along > 0)
             hinge_point = centre * [1, 1, 0]
