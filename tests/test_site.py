@@ -161,7 +161,7 @@ def _site_with_scene(tiny_scene: Path, tmp_path: Path) -> Site:
 def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_path, monkeypatch):
     site = _site_with_scene(tiny_scene, tmp_path)
     said = []
-    stages.run_stages(tmp_path / "photos", site, 20.0, "auto", None, say=said.append)
+    stages.run_stages(tmp_path / "photos", site, 30.0, "auto", None, say=said.append)
     assert [stage for stage in stages.STAGES if Site(site.root).load().done(stage)] == list(stages.STAGES)
     assert "sfm: done before" in said[0]
     geometry = load_config(site.run / "config.yaml").geometry  # trained for maps: heights anchored to SfM points
@@ -171,26 +171,26 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     page = site.page.read_text()
     assert "held-out views" in page and "export/point_cloud.ply" in page and "run/eval/strip.png" in page
     said.clear()
-    stages.run_stages(tmp_path / "photos", site, 20.0, "auto", None, say=said.append)
+    stages.run_stages(tmp_path / "photos", site, 30.0, "auto", None, say=said.append)
     assert all("done before" in line for line in said)
     said.clear()
-    stages.run_stages(tmp_path / "photos", site, 20.0, "auto", "export", say=said.append)
+    stages.run_stages(tmp_path / "photos", site, 30.0, "auto", "export", say=said.append)
     assert checkpoint.stat().st_mtime_ns == stamp and "== export" in said and "== page" in said
     # another --time: the training and what follows it are redone, and the line says why
     said.clear()
-    stages.run_stages(tmp_path / "photos", site, 24.0, "auto", None, say=said.append)
-    assert said[0] == "--time was 20 s, now 24 s: redoing train and the stages after it"
+    stages.run_stages(tmp_path / "photos", site, 36.0, "auto", None, say=said.append)
+    assert said[0] == "--time was 30 s, now 36 s: redoing train and the stages after it"
     assert "sfm: done before" in said[1] and [line for line in said if line.startswith("== ")] == [
         f"== {stage}" for stage in stages.STAGES[1:]]
     retrained = json.loads((site.run / "summary.json").read_text())
-    assert retrained["budget_s"] == 24.0
+    assert retrained["budget_s"] == 36.0
     checkpoint = next((site.run / "ckpt").glob("*.pt"))
     stamp = checkpoint.stat().st_mtime_ns
-    assert all(entry["options"] == options_of(24.0, "auto")
+    assert all(entry["options"] == options_of(36.0, "auto")
                for entry in Site(site.root).load().record["stages"].values() if "options" in entry)
     # the same options again: every stage is skipped
     said.clear()
-    stages.run_stages(tmp_path / "photos", site, 24.0, "auto", None, say=said.append)
+    stages.run_stages(tmp_path / "photos", site, 36.0, "auto", None, say=said.append)
     assert len(said) == len(stages.STAGES) and all("done before" in line for line in said)
     assert checkpoint.stat().st_mtime_ns == stamp
 
@@ -199,7 +199,7 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
 
     monkeypatch.setattr(stages, "export_formats", broken)
     with pytest.raises(UserError, match="the export broke"):
-        stages.run_stages(tmp_path / "photos", site, 24.0, "auto", "export", say=said.append)
+        stages.run_stages(tmp_path / "photos", site, 36.0, "auto", "export", say=said.append)
     record = Site(site.root).load()
     assert record.done("train") and record.done("eval") and not record.done("export")
     assert checkpoint.stat().st_mtime_ns == stamp
