@@ -1,5 +1,6 @@
 """The DSM's spread over the training photos (momentum_gs.maps.spread): zero where the Gaussians lie on the surface
-the map gives, the offset where the map is moved off it, nodata where fewer than two photos or no height."""
+the map gives, nodata where fewer than two photos or no height; a map moved off the surface is held back within the
+heights the photos see."""
 
 from __future__ import annotations
 
@@ -30,23 +31,33 @@ def laid(tiny_scene):
     return gaussians, frame, grid, dsm, cameras, true_maps(tiny_scene, grid)[1]
 
 
-def test_the_spread_is_nil_on_the_surface_and_the_offset_off_it(laid):
+def test_the_spread_is_nil_on_the_surface(laid):
     gaussians, frame, grid, dsm, cameras, truth = laid
-    spread = photo_spread(gaussians, cameras, frame, grid, dsm, show_progress=False)
-    measured = spread != NODATA
+    found = photo_spread(gaussians, cameras, frame, grid, dsm, show_progress=False)
+    spread, measured = found.spread, found.spread != NODATA
     assert measured.mean() > 0.8  # the rest: seen by fewer than two photos
     ground = measured & (truth == 0)
     assert np.median(spread[ground]) < 0.3 * grid.gsd  # every photo puts the open ground where the map does
     assert np.percentile(spread[measured], 90) > 2 * grid.gsd  # roof edges: the photos' pixels straddle them
-    lifted = photo_spread(gaussians, cameras, frame, grid, dsm + 5 * grid.gsd, show_progress=False)
-    assert abs(np.median(lifted[ground]) - 5 * grid.gsd) < 0.3 * grid.gsd  # a map 5 pixels high: spread 5 pixels
+    assert np.median(np.abs(found.dsm - dsm)[ground]) < 0.3 * grid.gsd  # on the surface, the DSM stays
+
+
+def test_a_map_off_the_surface_is_held_within_the_photos_heights(laid):
+    gaussians, frame, grid, dsm, cameras, truth = laid
+    found = photo_spread(gaussians, cameras, frame, grid, dsm + 5 * grid.gsd, show_progress=False)
+    ground = (found.spread != NODATA) & (truth == 0)
+    assert np.median(np.abs(found.dsm - dsm)[ground]) < 0.5 * grid.gsd  # 5 pixels above every photo: held back
+    assert np.median(found.spread[ground]) < 0.5 * grid.gsd  # and measured against the height it was held at
+    assert found.held > 0.5
+    kept = found.spread == NODATA
+    assert np.array_equal(found.dsm[kept], (dsm + 5 * grid.gsd)[kept])  # no second photo: nothing to hold it to
 
 
 def test_no_spread_without_a_height_or_a_second_photo(laid):
     gaussians, frame, grid, dsm, cameras, _ = laid
     holed = dsm.copy()
     holed[:, :36] = NODATA
-    spread = photo_spread(gaussians, cameras, frame, grid, holed, show_progress=False)
+    spread = photo_spread(gaussians, cameras, frame, grid, holed, show_progress=False).spread
     assert (spread[:, :36] == NODATA).all() and (spread[:, 36:] != NODATA).mean() > 0.8
-    alone = photo_spread(gaussians, cameras[:1], frame, grid, dsm, show_progress=False)
+    alone = photo_spread(gaussians, cameras[:1], frame, grid, dsm, show_progress=False).spread
     assert (alone == NODATA).all()

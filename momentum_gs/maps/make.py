@@ -79,11 +79,15 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         if seen is not None:  # no photo sees the rest: what the Gaussians draw there is a guess
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
-        if spread:
-            rasters.spread = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, show_progress)
+        held = None
+        if spread:  # the spread's pass also holds the DSM within the photos' heights
+            found = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, show_progress)
+            rasters.spread, rasters.dsm, held = found.spread, found.dsm, found.held
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
+        if held is not None:  # the share of the measured heights moved into the photos' range
+            summary["dsm_held"] = round(held, 4)
         (work / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -201,6 +205,7 @@ def summary_lines(summary: dict) -> list[str]:
     if "spread_median" in summary:
         lines.append(f"the surface model's spread over the photos that see it: median {summary['spread_median']:.3g}, "
                      f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size "
-                     f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'})")
+                     f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'}); "
+                     f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees")
     return lines
 

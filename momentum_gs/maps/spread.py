@@ -9,10 +9,18 @@ mean square of those heights minus the DSM's, over the photos whose points land 
 photos each place it elsewhere (roof edges, trees, surfaces seen only at a slant), the spread is large, and the
 DSM's error with it (docs/benchmarks/maps.md measures how far it follows the true error).
 
-The sums are kept per cell, a photo at a time: memory is ten bytes a cell of the map, whatever the photos.
+The same pass holds the DSM within the heights the photos see (:class:`PhotoHeights`' ``dsm``): where the view from
+above puts a cell's height above the highest or below the lowest that any photo's own depth puts there, the
+nearest of those is taken, and the spread is measured against it. The view from above sees the Gaussians at an
+angle no training photo saw them at, so it can draw a height that no photo agrees with (docs/benchmarks/maps.md
+measures what it changes).
+
+The sums are kept per cell, a photo at a time: memory is 22 bytes a cell of the map, whatever the photos.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,15 +34,27 @@ from momentum_gs.render import render
 MIN_PHOTOS = 2  # photos whose points land in a cell for it to have a spread
 
 
+@dataclass
+class PhotoHeights:
+    """What the training photos' own depths say of a DSM: ``spread`` [H, W] (module notes; :data:`NODATA` where
+    fewer than :data:`MIN_PHOTOS` photos see a cell or the DSM has no height) and ``dsm`` [H, W], the DSM held within
+    the heights the photos see, and ``held``, the share of the DSM's measured heights that moved."""
+
+    spread: np.ndarray
+    dsm: np.ndarray
+    held: float
+
+
 @torch.no_grad()
 def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, dsm: np.ndarray,
-                 show_progress: bool = True) -> np.ndarray:
-    """[H, W] float32: each cell's spread (module notes) in the DSM's units, :data:`NODATA` where the DSM has no
-    height or fewer than :data:`MIN_PHOTOS` of ``cameras`` (the training views, world frame) see the cell. Rendered
-    by the builtin rasterizer on any device, the one that draws the median depth (as ``mgs mesh`` renders it)."""
+                 show_progress: bool = True) -> PhotoHeights:
+    """The DSM's spread over ``cameras`` (the training views, world frame) and the DSM held within their heights
+    (module notes), in the DSM's units. Rendered by the builtin rasterizer on any device, the one that draws the
+    median depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
-    squares = np.zeros(heights.size, np.float32)
+    sums, squares = np.zeros(heights.size, np.float32), np.zeros(heights.size, np.float32)
+    lowest, highest = np.full(heights.size, np.inf, np.float32), np.full(heights.size, -np.inf, np.float32)
     points, photos = np.zeros(heights.size, np.int32), np.zeros(heights.size, np.uint16)
     means = gaussians.means.detach()
     grey = means.new_zeros(len(means), 3)  # only the depth is read
@@ -47,11 +67,19 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         seen = drawn[cells]
         cells, difference = cells[seen], height[seen] - heights[cells[seen]]
         touched, each = np.unique(cells, return_inverse=True)  # sums over the cells this photo reaches alone
+        sums[touched] += np.bincount(each, difference).astype(np.float32)
         squares[touched] += np.bincount(each, difference * difference).astype(np.float32)
+        np.minimum.at(lowest, cells, difference.astype(np.float32))
+        np.maximum.at(highest, cells, difference.astype(np.float32))
         points[touched] += np.bincount(each).astype(np.int32)
         photos[touched] += 1
-    spread = np.sqrt(squares / np.maximum(points, 1))
-    return np.where(drawn & (photos >= MIN_PHOTOS), spread, NODATA).reshape(dsm.shape).astype(np.float32)
+    measured = drawn & (photos >= MIN_PHOTOS)
+    shift = np.where(measured, np.clip(0.0, lowest, highest), 0.0)  # from the DSM to the nearest photo's height
+    count = np.maximum(points, 1)
+    spread = np.sqrt(np.maximum(squares / count - 2 * shift * sums / count + shift * shift, 0.0))
+    held = np.where(drawn, heights + shift, heights).reshape(dsm.shape).astype(dsm.dtype)
+    return PhotoHeights(np.where(measured, spread, NODATA).reshape(dsm.shape).astype(np.float32), held,
+                        float((shift[measured] != 0).mean()) if measured.any() else 0.0)
 
 
 def _surface_points(alpha: torch.Tensor, depth: torch.Tensor, camera) -> np.ndarray:
