@@ -39,18 +39,23 @@ def test_level_cameras_square_onto_a_slope_are_a_drift():
     assert C.square(placed(flight, flight.centres)).passed  # as flown: level ground, cameras looking straight down
 
 
+def _tilt(degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
 @pytest.mark.parametrize("pattern", ["lawnmower", "crosshatch", "orbit"])
-def test_a_level_flight_over_a_slope_is_not_a_drift(pattern):
-    """Nadir photos flown level over ground that slopes 10°: the cameras do not look square onto it."""
+@pytest.mark.parametrize("slope, gimbal", [(10.0, 0.0), (7.0, 3.0)])
+def test_a_level_flight_over_a_slope_is_not_a_drift(pattern, slope, gimbal):
+    """Photos flown level over ground that slopes: nadir, or with the gimbal a few degrees off towards the slope
+    (4° from square onto 7°), the cameras do not look square onto it."""
     flight = make_flight(pattern, seed=1)
-    a = np.radians(10.0)
-    tilt = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     centre = flight.points.mean(0)
-    points, seen = (flight.points - centre) @ tilt.T + centre, (flight.seen - centre) @ tilt.T + centre
-    sloped = type(flight)(flight.rotations, flight.centres, points, seen, flight.gps)
+    points, seen = (flight.points - centre) @ _tilt(slope).T + centre, (flight.seen - centre) @ _tilt(slope).T + centre
+    sloped = type(flight)(flight.rotations @ _tilt(gimbal).T, flight.centres, points, seen, flight.gps)
     found = C.square(placed(sloped, flight.centres))
     assert found is not None and found.passed, found.line()
-    assert "sloping 10" in found.line()
+    assert f"sloping {slope:g}" in found.line() and f"{slope - gimbal:.0f}." in found.line()
 
 
 def test_cameras_rising_against_their_altitudes_beyond_a_drift_are_refused():

@@ -47,6 +47,7 @@ SHAPE_SIGMAS = 4.0  # ... when it is also this many standard errors from it (a n
 SHAPE_MIN_PHOTOS = 6  # photos the map needs to be measured
 BEND_DEG = 10.0  # the photos of opposite thirds of a site see the vertical this far apart: a folded or bent model
 SQUARE_DEG = 5.0  # level cameras that look square onto ground this steep: the model's flight plane tilted
+SQUARE_SHARE = 3.0  # ... and within a third of the slope from square (a nadir gimbal a few degrees off is not)
 BEND_MIN_PHOTOS, BEND_AREA = 5, 0.5  # photos a third needs; a site this wide for its long side: its sides too
 OUT_OF_SHAPE_FIX = "try --matcher exhaustive or more overlap between the photos, or give ground control points (--gcp)"
 Z = np.array([0.0, 0.0, 1.0])
@@ -233,7 +234,8 @@ def square(p: Placed) -> Check | None:
     """The ground the cameras see against the way they fly. A model drifting in scale along a flight makes the
     cameras' height above the ground drift with it: fitted level to the GPS, its ground then slopes, and the cameras,
     which looked straight down at it, look square onto that slope. Refused when the placed cameras fly level (within
-    ``AGREE_DEG``) and look square (within ``AGREE_DEG``) onto ground sloping more than ``SQUARE_DEG``. None for a
+    ``AGREE_DEG``) and look square (within ``AGREE_DEG`` and a ``SQUARE_SHARE``-th of the slope) onto ground sloping
+    more than ``SQUARE_DEG``. None for a
     capture that does not look one way, or whose ground the sparse points do not show."""
     look = p.views.look()
     if len(p.views.centres) < SHAPE_MIN_PHOTOS or np.linalg.norm(look) < NADIR:
@@ -248,7 +250,7 @@ def square(p: Placed) -> Check | None:
     ground, facing = L.angle_deg(normal, Z), L.angle_deg(-look, normal)
     said = (f"the cameras fly {flight:.1f}° from level and look {facing:.1f}° from square onto ground sloping "
             f"{ground:.1f}°")
-    if ground <= SQUARE_DEG or facing > AGREE_DEG or flight > AGREE_DEG:
+    if ground <= SQUARE_DEG or facing > min(AGREE_DEG, ground / SQUARE_SHARE) or flight > AGREE_DEG:
         return Check("square", True, said)
     return Check("square", False, f"the model drifts in scale along the flight: {said}, as a model whose cameras' "
                  "height above the ground grows along it does (a level flight over a slope with the gimbal tilted as "
