@@ -77,7 +77,7 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     shift = np.where(measured, np.clip(0.0, lowest, highest), 0.0)  # from the DSM to the nearest photo's height
     count = np.maximum(points, 1)
     spread = np.sqrt(np.maximum(squares / count - 2 * shift * sums / count + shift * shift, 0.0))
-    held = np.where(drawn, heights + shift, heights).reshape(dsm.shape).astype(dsm.dtype)
+    held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell is not measured
     return PhotoHeights(np.where(measured, spread, NODATA).reshape(dsm.shape).astype(np.float32), held,
                         float((shift[measured] != 0).mean()) if measured.any() else 0.0)
 

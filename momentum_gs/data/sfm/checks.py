@@ -235,8 +235,8 @@ def square(p: Placed) -> Check | None:
     cameras' height above the ground drift with it: fitted level to the GPS, its ground then slopes, and the cameras,
     which looked straight down at it, look square onto that slope. Refused when the placed cameras fly level (within
     ``AGREE_DEG``) and look square (within ``AGREE_DEG`` and a ``SQUARE_SHARE``-th of the slope) onto ground sloping
-    more than ``SQUARE_DEG``. None for a
-    capture that does not look one way, or whose ground the sparse points do not show."""
+    more than ``SQUARE_DEG``. None for a capture that does not look one way, or whose ground the sparse points do not
+    show."""
     look = p.views.look()
     if len(p.views.centres) < SHAPE_MIN_PHOTOS or np.linalg.norm(look) < NADIR:
         return None
