@@ -93,7 +93,8 @@ def instrument(timers: Timers, trainer) -> None:
     block_step.render_view = timers.wrap("decoder and anchor ops (forward)", block_step.render_view)
     block_step.reconstruction_loss = timers.wrap("other losses", block_step.reconstruction_loss)
     torch.Tensor.backward = timers.wrap("backward of PyTorch's ops", torch.Tensor.backward)
-    block_step.BlockStep.strategy_hooks = timers.wrap("growth statistics", block_step.BlockStep.strategy_hooks)
+    for hook in ("collect_statistics", "grow_and_prune"):
+        setattr(block_step.BlockStep, hook, timers.wrap("growth statistics", getattr(block_step.BlockStep, hook)))
     teacher.MomentumTeacher.update = timers.wrap("teacher", teacher.MomentumTeacher.update)
     teacher.MomentumTeacher.consistency = timers.wrap("teacher", teacher.MomentumTeacher.consistency)
     for block in trainer.blocks:

@@ -13,6 +13,8 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
 - ``views=V``: V processes of one thread, joined by gloo, one view each per step (:mod:`momentum_gs.train.views`),
   a step's views paired by their cost (``distributed.balance_views``);
 - ``views-plain``: the same with a plain random walk of the views (``distributed.balance_views=false``);
+- ``views-dealt``: V processes of ``--per-process`` views each a step (``distributed.views_per_process``), the step's
+  views from the plain random walk, dealt to the processes by their cost;
 - ``ceiling``: V independent one-thread runs at once, their views/s added: what this machine gives V one-thread
   processes that never talk (memory bandwidth, caches, clocks shared).
 
@@ -69,7 +71,7 @@ D.close_world(world)
 """
 
 
-VIEWS = ("views", "views-plain")  # the settings of V processes on one block
+VIEWS = ("views", "views-plain", "views-dealt")  # the settings of V processes on one block
 
 
 def _port() -> int:
@@ -80,8 +82,10 @@ def _port() -> int:
 
 def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
     """Views/s of one run of ``setting`` (module notes)."""
-    views = args.views if setting in VIEWS else 1
+    per = args.per_process if setting == "views-dealt" else 1
+    views = args.views * per if setting in VIEWS else 1
     copies = args.views if setting in (*VIEWS, "ceiling") else 1
+    extra = [f"distributed.views_per_process={per}"] if per > 1 else []
     threads = "0" if setting == "threads=0" else str(args.view_threads) if setting in VIEWS else "1"
     port, children = _port(), []
     for rank in range(copies):
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         command = [sys.executable, "-c", DRIVER, args.config or "", args.data, str(tmp / f"run{rank}"),
                    str(args.warmup // views), str(args.steps // views), str(views), *args.overrides,
-                   f"threads={threads}", f"distributed.balance_views={setting != 'views-plain'}"]
+                   f"threads={threads}", f"distributed.balance_views={setting == 'views'}", *extra]
         children.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          text=True))
     results = []
@@ -110,7 +114,9 @@ def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dic
     """Held-out PSNR, steps and views of one ``mgs train --time`` run of ``setting`` (module notes)."""
     extra = {"threads=1": ["threads=1"], "threads=0": ["threads=0"],
              "views": [f"distributed.view_processes={args.views}"],
-             "views-plain": [f"distributed.view_processes={args.views}", "distributed.balance_views=false"]}[setting]
+             "views-plain": [f"distributed.view_processes={args.views}", "distributed.balance_views=false"],
+             "views-dealt": [f"distributed.view_processes={args.views}", "distributed.balance_views=false",
+                             f"distributed.views_per_process={args.per_process}"]}[setting]
     config = ["--config", args.config] if args.config else []
     train = [sys.executable, "-m", "momentum_gs.cli", "train", *config, "--data", args.data, "--out", str(out),
              "--time", args.time, f"seed={seed}", "log.tensorboard=false", *args.overrides, *extra]
@@ -174,6 +180,7 @@ def main() -> None:
     parser.add_argument("--config", help="a config file or a shipped config's name")
     parser.add_argument("--views", type=int, default=2, help="V: processes on the block, views a step")
     parser.add_argument("--settings", nargs="+", default=["threads=1", "threads=0", "views", "ceiling"])
+    parser.add_argument("--per-process", type=int, default=2, help="views a process renders a step in views-dealt")
     parser.add_argument("--view-threads", type=int, default=1,
                         help="threads of each view process (views settings): on many cores, V processes of T threads")
     parser.add_argument("--rounds", type=int, default=3)

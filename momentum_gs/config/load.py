@@ -332,8 +332,7 @@ RANGES: dict[str, Range] = {
     "render.background": Range(0, 1, why="a colour's channels, in [0, 1] like the images'"),
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
     "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT, "geometry.lambda_sparse_depth": WEIGHT,
-    "geometry.sparse_depth_holdout": HOLDOUT,
-    "geometry.depth_normal_from": STEP,
+    "geometry.sparse_depth_holdout": HOLDOUT, "geometry.depth_normal_from": STEP,
     "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,
     "log.keep_checkpoints": Range(0, MAX_STEPS, why="checkpoints kept, 0 for all; a run writes fewer than 10^9"),
     "partition.blocks": Range(0, MAX_BLOCKS, why=f"0 picks the count from the scene; a partition has at most "
@@ -346,6 +345,7 @@ RANGES: dict[str, Range] = {
                                    "slip"),
     "distributed.view_processes": Range(0, 4096, why="0 is one per physical core; no machine has 4096 cores, so more "
                                         "is a typing slip"),
+    "distributed.views_per_process": Range(1, 64, why="views a process renders a step: one or more, 64 at most"),
     "distributed.planned_views": Range(1, 4096, why="the views a step a config is planned for, as `mgs train` writes "
                                        "it: at least one, and one a process"),
     "distributed.timeout_s": Range(1, 10**7, why="seconds a process waits for the others: at least one, and 10^7 s "

@@ -224,6 +224,11 @@ class DistributedConfig:
     # 1/V of the steps, its schedules follow, and learning rates and Adam's decays follow the square-root rule
     # (momentum_gs.train.views; docs/decisions/0017-every-core.md). Only for a scene of one block.
     view_processes: int = 1
+    # views each of those processes renders a step (with view_processes other than 1): its gradients summed before the
+    # average, so a step takes view_processes x views_per_process views, planned as above. A step's views are dealt
+    # to the processes by their cost (the SfM points each sees), so that they finish together; which views a step
+    # takes is the same plain random walk (momentum_gs.train.scheduler.deal_by_cost)
+    views_per_process: int = 1
     # the views a step this config's steps, schedules and rates are planned for: written by `mgs train` into the run's
     # config.yaml, so that a config taken from a run is planned again only for another count (1 = as given)
     planned_views: int = 1

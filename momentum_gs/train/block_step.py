@@ -29,43 +29,58 @@ class BlockStep:
     teacher: MomentumTeacher | None
     decoder_opt: torch.optim.Optimizer | None  # the shared decoder's
     world: World
-    views: int  # views a step: processes that train this block together, each on its own view
+    view_processes: int  # processes that train this block together, each on its own views
     sparse_depths: list | None  # per training camera its SfM depths (geometry.lambda_sparse_depth), or None
     gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
+        return self.block_step_on(block, [(view_index, gt)], weight)[0]
+
+    def block_step_on(self, block: Block, pairs: list[tuple[int, torch.Tensor]], weight: float) -> list[dict]:
+        """One step of one block on this process's (training view, image [H, W, 3]) ``pairs``: their gradients summed,
+        then averaged over the views of every process; one metrics dict per view."""
         step = block.steps + 1  # a block's schedules follow its own steps
         for opt in (block.optimizer, block.decoder_optimizer):
             if opt is not None:  # a re-planned run's decays end on its new last step (Trainer.retarget)
                 retarget_schedules(opt, block.steps, decay_steps(self.cfg.optim))
                 update_learning_rates(opt, step)
-        camera = self.cameras[view_index]
         decoder = block.decoder or self.decoder
         geometry = self.cfg.geometry
         depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
         extras = ("depth", "normal") if depth_normal else ("depth",) if geometry.lambda_sparse_depth > 0 else ()
-        view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
-                           extras=extras)
-        loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
-        (loss * weight).backward()
-        if self.views > 1:  # several processes on this block, one view each: their gradients averaged
+        seen = []
+        for view_index, gt in pairs:
+            camera = self.cameras[view_index]
+            view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
+                               extras=extras)
+            loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
+            (loss * weight).backward()
+            self.collect_statistics(block, step, view, camera)
+            seen.append((loss.detach(), parts, view.output.image.detach().clamp(0, 1), view.gaussians.num, gt))
+        if self.view_processes > 1:  # several processes on this block: the gradients of every view averaged
             rows = [p for group in block.optimizer.param_groups for p in group["params"]]
             shared = [p for opt in (block.decoder_optimizer, self.decoder_opt) if opt is not None
                       for group in opt.param_groups for p in group["params"]]
+            if len(pairs) > 1:  # this process's views summed; the all-reduce averages over the processes
+                for p in rows + shared:
+                    if p.grad is not None:
+                        p.grad.div_(len(pairs))
             self.gradient_bytes = average_gradients(rows, shared, self.world)
-        self.strategy_hooks(block, step, view, camera)
+        self.grow_and_prune(block, step)
         for opt in (block.optimizer, block.decoder_optimizer):
             if opt is not None:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         block.steps = step
         with torch.no_grad():  # kept on the device: the logger reads them only when it shows them
-            image = view.output.image.detach().clamp(0, 1)
-            sizes = torch.tensor([weight, view.gaussians.num, block.anchors.num_anchors], dtype=torch.float32)
-            sizes = sizes.to(self.device, non_blocking=True)
-            return {"loss": loss.detach(), **parts, "psnr": psnr(image, gt),
-                    "weight": sizes[0], "num_gaussians": sizes[1], "num_anchors": sizes[2]}
+            out = []
+            for loss, parts, image, gaussians, gt in seen:
+                sizes = torch.tensor([weight, gaussians, block.anchors.num_anchors], dtype=torch.float32)
+                sizes = sizes.to(self.device, non_blocking=True)
+                out.append({"loss": loss, **parts, "psnr": psnr(image, gt),
+                            "weight": sizes[0], "num_gaussians": sizes[1], "num_anchors": sizes[2]})
+            return out
 
     def block_loss(self, view, gt: torch.Tensor, camera, decoder: Decoder,
                    depth_normal: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -100,13 +115,17 @@ class BlockStep:
             loss = loss + teacher.lambda_cons * cons
         return loss, parts
 
-    def strategy_hooks(self, block: Block, step: int, view, camera) -> None:
-        """Accumulate screen-space statistics, then grow and prune when the block's schedule says so."""
+
+    def collect_statistics(self, block: Block, step: int, view, camera) -> None:
+        """Accumulate a rendered view's screen-space statistics for growth, when the block's schedule says so."""
         if block.strategy.should_collect(step) and view.output.means2d.grad is not None:
             block.strategy.step_stats(view.gaussians, view.output.radii, view.output.means2d.grad,
                                       camera.width, camera.height)
+
+    def grow_and_prune(self, block: Block, step: int) -> None:
+        """Grow and prune when the block's schedule says so, from every view's statistics."""
         if block.strategy.should_adjust(step):
-            if self.views > 1:
+            if self.view_processes > 1:
                 sum_growth_statistics(block.strategy, self.world)
             block.strategy.adjust(block.anchors, block.optimizer)
 

@@ -67,19 +67,21 @@ def _view_processes(views: int, blocks: int, cfg: Config) -> tuple[int, str]:
         raise UserError(f"distributed.view_processes={views} trains a scene of one block in several processes, but "
                         f"this one has {blocks} blocks: set distributed.view_processes=1 (its blocks spread over "
                         "processes by themselves)")
-    train = len(load_scene(cfg.data, images=False).train)
+    train, per = len(load_scene(cfg.data, images=False).train), cfg.distributed.views_per_process
+    each = "its own view" if per == 1 else f"its own {per} views"
     if views > 1:
-        if views > train:
-            raise UserError(f"distributed.view_processes={views} but the scene has {train} training views: each "
-                            f"process trains its own view of every step, so set it to at most {train} (or 0 to "
-                            "choose)")
-        return views, f"distributed.view_processes={views}: each on its own view of every step"
+        if views * per > train:
+            raise UserError(f"distributed.view_processes={views} with views_per_process={per} but the scene has "
+                            f"{train} training views: each process trains {each} of every step, so set it to at "
+                            f"most {train // per} (or 0 to choose)")
+        return views, f"distributed.view_processes={views}: each on {each} of every step"
     count, why = cores()
-    if count > train:
-        count, why = train, f"{why}, at most one per training view ({train})"
+    if count * per > train:
+        count, why = train // per, f"{why}, at most one per {'training view' if per == 1 else f'{per} training views'} " \
+            f"({train})"
     if count < 2:
         return 1, why
-    return count, (f"distributed.view_processes=0: one per physical core on {why}, each on its own view of every "
+    return count, (f"distributed.view_processes=0: one per physical core on {why}, each on {each} of every "
                    "step; distributed.view_processes=1 trains in one process")
 
 

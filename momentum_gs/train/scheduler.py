@@ -114,32 +114,61 @@ class BlockScheduler:
 
     def view_plan(self, start: int, end: int, cameras: list[list[int]], seed: int, world_size: int = 1,
                   rank: int = 0, views: int = 1, member: int = 0,
-                  costs: list[list[float]] | None = None) -> list[list[tuple[int, int]]]:
+                  costs: list[list[float]] | None = None, per_process: int = 1,
+                  deal: list[list[float]] | None = None) -> list[list[tuple[int, int]]]:
         """For global steps ``start .. end-1``: the (block, training view) pairs process ``rank`` trains.
 
         ``cameras[b]`` are block b's training views. A pure function of the schedule: each block walks
         through a fresh random permutation of its own views per epoch, seeded by (seed, block, epoch), so a
         resumed run (with any number of processes) sees the same views. With ``views`` views a step (processes
         that train a block together, :mod:`momentum_gs.train.views`) a block's step takes the next ``views`` of
-        that walk, and ``member`` picks this process's; with ``costs`` (``costs[b][i]``: the work of
-        ``cameras[b][i]``) each epoch's walk is :func:`balanced_walk`, so that a step's views cost about the same.
+        that walk, and ``member`` picks this process's ``per_process`` of them: the next ones, or with ``deal``
+        (``deal[b][i]``: the work of ``cameras[b][i]``) those :func:`deal_by_cost` deals it. With ``costs`` (the
+        same) each epoch's walk is :func:`balanced_walk`, so that a step's views cost about the same.
         """
         counts = self.counts_before(start)
         plan, orders = [], {}
+
+        def walk(b: int, at: int) -> int:
+            epoch, position = divmod(at, len(cameras[b]))
+            if (b, epoch) not in orders:
+                rng = np.random.default_rng([seed, b, epoch])
+                orders[(b, epoch)] = (balanced_walk(costs[b], views, -epoch * len(cameras[b]) % views, rng)
+                                      if costs is not None and views > 1 else
+                                      rng.permutation(len(cameras[b])))
+            return int(orders[(b, epoch)][position])
+
         for step in range(start, end):
             mine = self.blocks_for(step + 1, world_size, rank)  # steps count from 1
             entries = []
             for b in self.active(step + 1):
                 if b in mine:
-                    epoch, position = divmod(counts[b] * views + member, len(cameras[b]))
-                    if (b, epoch) not in orders:
-                        rng = np.random.default_rng([seed, b, epoch])
-                        orders[(b, epoch)] = (rng.permutation(len(cameras[b])) if costs is None or views == 1 else
-                                              balanced_walk(costs[b], views, -epoch * len(cameras[b]) % views, rng))
-                    entries.append((b, cameras[b][orders[(b, epoch)][position]]))
+                    if per_process == 1:
+                        picked = [walk(b, counts[b] * views + member)]
+                    else:
+                        taken = [walk(b, counts[b] * views + i) for i in range(views)]
+                        share = (deal_by_cost([deal[b][i] for i in taken], per_process)[member] if deal is not None
+                                 else range(member * per_process, (member + 1) * per_process))
+                        picked = [taken[i] for i in share]
+                    entries += [(b, cameras[b][i]) for i in picked]
                 counts[b] += 1
             plan.append(entries)
         return plan
+
+
+def deal_by_cost(costs: list[float], per_process: int) -> list[list[int]]:
+    """The positions of a step's ``len(costs)`` views dealt to ``len(costs) // per_process`` processes,
+    ``per_process`` each, so that their summed costs are about equal: the costliest first, each to the process with
+    the least work so far among those with room (ties to the lowest rank). A step waits for its slowest process;
+    the step's views, and so its gradient, are the same whoever renders them."""
+    processes = len(costs) // per_process
+    load, shares = [0.0] * processes, [[] for _ in range(processes)]
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        room = [p for p in range(processes) if len(shares[p]) < per_process]
+        p = min(room, key=lambda p: (load[p], p))
+        shares[p].append(i)
+        load[p] += costs[i]
+    return [sorted(share) for share in shares]
 
 
 def balanced_walk(costs: list[float], views: int, head: int, rng: np.random.Generator) -> np.ndarray:

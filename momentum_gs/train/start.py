@@ -29,7 +29,8 @@ def start(request: TrainRequest) -> dict | None:
         cfg = prepare_config(request.config, request.data, request.out, list(request.overrides), request.resume)
         processes, why = choose_processes(cfg)
         if not request.resume:  # a resumed run's config is planned already
-            per_view_rule(cfg, processes if cfg.distributed.view_processes != 1 else 1)
+            together = processes if cfg.distributed.view_processes != 1 else 1
+            per_view_rule(cfg, together * cfg.distributed.views_per_process if together > 1 else 1)
             if cfg.distributed.view_processes != 1:
                 cfg.distributed.view_processes = processes  # resolved: a resumed run starts as many
         if processes > 1:

@@ -91,23 +91,17 @@ class Trainer(BlockStep, Checkpointing):
         self.decoder, self.appearance = self._initial_decoder()
         self.decoder_opt = make_decoder_optimizer(self.decoder, self.appearance, cfg.optim) if shared else None
         self.teacher = MomentumTeacher(self.decoder) if cfg.teacher.enabled else None
-        # views a step: one, or one per process where the processes share a scene of one block (train.views)
-        self.views = world.size if n == 1 and world.distributed else 1
-        if cfg.distributed.planned_views != self.views:
-            raise UserError(f"{world.size} process(es) on a scene of {n} block(s) take {self.views} view(s) a step, "
-                            f"but the config is planned for distributed.planned_views="
-                            f"{cfg.distributed.planned_views}: start it with `mgs train`, which plans it "
-                            "(distributed.view_processes sets the processes)")
-        if cfg.blocks.active < world.size and self.views == 1:
+        self.view_processes, self.views = views_a_step(cfg, world, n)
+        if cfg.blocks.active < world.size and self.view_processes == 1:
             raise UserError(f"{world.size} processes but blocks.active={cfg.blocks.active}: every process needs "
                             f"an active block, so set blocks.active >= {world.size} (or start fewer processes)")
         self.scheduler = BlockScheduler(n, cfg.blocks.active, cfg.blocks.policy, cfg.blocks.interval, cfg.seed,
-                                        world_size=world.size // self.views)
+                                        world_size=world.size // self.view_processes)
         self.weighting = BlockWeighting(n, cfg.weighting.lam, cfg.weighting.sigma, cfg.weighting.ema,
                                         cfg.weighting.warmup, cfg.weighting.enabled)
         self.placement = Placement(cfg, scene, self.partition, self.decoder, device, world, self.out_dir)
         # the decoder's gradients, with the step's metrics; with several views a step the block step averages them
-        self.reducer = D.StepReducer(self._shared_parameters() if self.views == 1 else [], world)
+        self.reducer = D.StepReducer(self._shared_parameters() if self.view_processes == 1 else [], world)
         self.gradient_bytes = 0
         self.loader = ImageLoader(scene.train, cache=cfg.data.cache_images, prefetch=cfg.data.prefetch,
                                   cache_bytes=cfg.data.cache_bytes, processes=world.local_size)
@@ -186,10 +180,12 @@ class Trainer(BlockStep, Checkpointing):
         """:meth:`train`'s loop from :attr:`step` to global step ``end``; returns the run's end as it stands after
         (``replan``: a ``--time`` run's re-plan, :meth:`replan_now`, may move it)."""
         cfg, logger = self.cfg, self.logger
-        groups, place = self.world.size // self.views, self.world.rank // self.views
+        together = self.view_processes
+        costs = self._view_costs()
         plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
-                                        groups, place, views=self.views, member=self.world.rank % self.views,
-                                        costs=self._view_costs())
+                                        self.world.size // together, self.world.rank // together, views=self.views,
+                                        member=self.world.rank % together, per_process=self.views // together,
+                                        costs=costs if self.cfg.distributed.balance_views else None, deal=costs)
         images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
         try:
             for entries in plan:
@@ -252,17 +248,20 @@ class Trainer(BlockStep, Checkpointing):
         """
         step = self.step + 1
         # place blocks: the active ones to the processes that train them, and onto the device
-        if self.views == 1:  # with several views a step every process holds the one block
+        if self.view_processes == 1:  # with several processes on a block every process holds the one block
             wanted = [self.scheduler.blocks_for(step, self.world.size, rank) for rank in range(self.world.size)]
             self.placement.exchange(wanted)
-        active = self.placement.activate([b for b, _, _ in views])
         if self.decoder_opt is not None:  # schedules
             retarget_schedules(self.decoder_opt, self.block_equivalent(self.step), decay_steps(self.cfg.optim))
             update_learning_rates(self.decoder_opt, self.block_equivalent(step))
         if self.teacher is not None:  # teacher update, for the previous step's optimizer step
             self.teacher.update(self.decoder, self.cfg.teacher.momentum)
-        metrics = [self.block_step(block, view, gt, self.weighting.weight(block.id, block.steps + 1))
-                   for block, (_, view, gt) in zip(active, views)]  # weights on the host
+        mine: dict[int, list[tuple[int, torch.Tensor]]] = {}  # this process's views by block, in order
+        for b, view, gt in views:
+            mine.setdefault(b, []).append((view, gt))
+        active = self.placement.activate(list(mine))
+        metrics = [m for block, pairs in zip(active, mine.values())  # weights on the host
+                   for m in self.block_step_on(block, pairs, self.weighting.weight(block.id, block.steps + 1))]
         names = list(metrics[0])
         values = torch.stack([torch.stack(list(m.values())) for m in metrics])  # [blocks, metrics]
         k = self.scheduler.num_active * self.views
@@ -300,7 +299,7 @@ class Trainer(BlockStep, Checkpointing):
         cfg = self.cfg
         due = self.scheduler.due(self.step, cfg.weighting.eval_interval) if cfg.weighting.enabled else []
         if due:  # every process knows which blocks are due, so all of them join the all-reduce
-            measures = self.views == 1 or self.world.is_main  # a block that every process holds: process 0 measures
+            measures = self.view_processes == 1 or self.world.is_main  # a block that every process holds: process 0 measures
             results = {b: self.validate(self.blocks[b]) for b in due
                        if self.blocks[b].loaded and self.blocks[b].val_views and measures}
             table = self.weighting.measurements(len(self.blocks), results)
@@ -316,7 +315,7 @@ class Trainer(BlockStep, Checkpointing):
             D.check_replicas(self._shared_parameters(), self.world, "the online decoder", self.step)
             if self.teacher is not None:
                 D.check_replicas(list(self.teacher.state_dict().values()), self.world, "the teacher", self.step)
-            if self.views > 1:  # every process holds the one block
+            if self.view_processes > 1:  # every process holds the one block
                 D.check_replicas(list(self.blocks[0].anchors.state_dict().values()), self.world, "the block",
                                  self.step)
         if cfg.log.checkpoint_every and self.step % cfg.log.checkpoint_every == 0:
@@ -343,9 +342,9 @@ class Trainer(BlockStep, Checkpointing):
         return step * self.scheduler.num_active // len(self.blocks)
 
     def _view_costs(self) -> list[list[float]] | None:
-        """Each block's views' work, to pair a step's views by it (:mod:`momentum_gs.train.views`); None with one
-        view a step, or with ``distributed.balance_views`` off (a plain random walk)."""
-        if self.views == 1 or not self.cfg.distributed.balance_views:
+        """Each block's views' work, to pair a step's views by it or deal them to the processes
+        (:mod:`momentum_gs.train.views`); None with one view a process a step and ``distributed.balance_views`` off."""
+        if self.views == 1 or (self.views == self.view_processes and not self.cfg.distributed.balance_views):
             return None
         return [view_costs(self.scene, block.cameras) for block in self.blocks]
 
@@ -353,3 +352,17 @@ class Trainer(BlockStep, Checkpointing):
         """Anchors over all blocks of all processes (collective when G > 1)."""
         local = torch.tensor([self.placement.local_anchors()], dtype=torch.float64)
         return int(D.all_reduce_sum(local, self.world))
+
+
+def views_a_step(cfg: Config, world: D.World, blocks: int) -> tuple[int, int]:
+    """(processes that train a block together, views a step): all processes where they share a scene of one block
+    (:mod:`momentum_gs.train.views`), each on ``distributed.views_per_process`` views; else one process, one view.
+    A config planned for another count (``distributed.planned_views``) is refused in one line."""
+    together = world.size if blocks == 1 and world.distributed else 1
+    views = together * (cfg.distributed.views_per_process if together > 1 else 1)
+    if cfg.distributed.planned_views != views:
+        raise UserError(f"{world.size} process(es) on a scene of {blocks} block(s) take {views} view(s) a step, "
+                        f"but the config is planned for distributed.planned_views="
+                        f"{cfg.distributed.planned_views}: start it with `mgs train`, which plans it "
+                        "(distributed.view_processes sets the processes)")
+    return together, views

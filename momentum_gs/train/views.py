@@ -7,6 +7,8 @@ rows the views reached (:func:`average_gradients`), the growth statistics are su
 (:func:`sum_growth_statistics`), and every process takes the same optimizer step: the copies stay identical
 without ever being sent. Each process keeps its own PyTorch ops, image loading and tile lists on its own core,
 where threads in one process split only the kernels (docs/benchmarks/training.md, "Where a one-block step goes").
+With ``distributed.views_per_process`` = k each process renders k views a step, dealt to the processes by their cost
+(:func:`~momentum_gs.train.scheduler.deal_by_cost`), its gradients summed and divided by k before the average.
 
 V views a step are a batch, so the run is planned per view seen (:func:`per_view_rule`), once, when it starts:
 

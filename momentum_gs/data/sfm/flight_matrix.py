@@ -81,15 +81,22 @@ def misregistrations(seed: int = 0) -> list[Case]:
         [Case(p, 0, 0, 0.0, 5.0, True, True, seed=seed, misregistered=4, wander=15.0) for p in PATTERNS]
 
 
-def run_case(case: Case, mode: str = "auto") -> dict:
-    """The case's outcome: ``right`` (level within ``LEVEL_DEG``, residual within ``RESIDUAL_NOISES`` times
-    the noise, ``FIXES_USED`` of the fixes used, the cameras within ``RESIDUAL_NOISES`` times the GPS's error of
-    the truth, the misregistered photos taken out), ``refused`` (with the line) or ``wrong`` (with why)."""
+def build(case: Case) -> tuple[Flight, Flight, np.ndarray, np.ndarray]:
+    """(the flight as flown, the reconstruction in its model frame, the true up in that frame, the misregistered
+    photos' indices) of ``case``."""
     flight = make_flight(case.pattern, mount_roll_deg=case.roll, pitch_deg=case.pitch, fixed_wing=case.fixed_wing,
                          drift_m=case.drift, gps_noise_m=case.noise, altitude_in_exif=case.altitude_in_exif,
                          seed=case.seed, gps_wander_m=case.wander)
     built, moved = misplaced(case, flight)
     model, true_up = to_model_frame(distort(built, case.distortion) if case.distortion else built, case.seed)
+    return flight, model, true_up, moved
+
+
+def run_case(case: Case, mode: str = "auto") -> dict:
+    """The case's outcome: ``right`` (level within ``LEVEL_DEG``, residual within ``RESIDUAL_NOISES`` times
+    the noise, ``FIXES_USED`` of the fixes used, the cameras within ``RESIDUAL_NOISES`` times the GPS's error of
+    the truth, the misregistered photos taken out), ``refused`` (with the line) or ``wrong`` (with why)."""
+    flight, model, true_up, moved = build(case)
     threshold, _ = inlier_floor(flight.gps)
     views = Views(model.rotations, model.centres, model.seen, model.points)
     placement = place_on_gps(views, model.centres, flight.gps, mode, threshold, case.seed)
