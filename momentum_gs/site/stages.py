@@ -53,7 +53,6 @@ SITE_TRAINING = ("optim.random_background=true", "geometry.preset=maps")
 PHOTOS_PER_BLOCK = 150  # --blocks auto: a block per this many photos ...
 BLOCK_METRES = 150.0  # ... and at least this wide (georeferenced scenes)
 MAX_AUTO_BLOCKS = 8
-SITE_VIEWS_PER_PROCESS = 2  # a one-block site's view processes each render this many views a step, dealt by cost
 EXPORTS = ["3dtiles", "html", "ply"]
 REFINE_SHARE = 0.2  # with --time, the export's refinement gets this share of the training's budget, at most its default
 
@@ -133,8 +132,8 @@ def _train(site: Site, budget: float | None, blocks: str, again: bool) -> list[s
         active = min(count, cores()[0])
         overrides += [f"blocks.partition=auto:{count}", f"blocks.active={active}"]
         lines.append(f"blocks: {count} ({why}), {active} trained at a time")
-    else:  # one block: a process per core on a CPU, each on two views of every step (momentum_gs.train.views)
-        overrides += ["distributed.view_processes=0", f"distributed.views_per_process={SITE_VIEWS_PER_PROCESS}"]
+    else:  # one block: a process per core on a CPU, each on its own view of every step (momentum_gs.train.views)
+        overrides.append("distributed.view_processes=0")
         lines.append(f"blocks: 1 ({why})")
     for line in lines:
         print(line, flush=True)
