@@ -103,13 +103,13 @@ class Browser:
                     self.answers[message["id"]] = message
                     self.answered.notify_all()
 
-    def call(self, method: str, **params) -> dict:
-        """Send one DevTools command to the page and return its result."""
+    def call(self, method: str, wait_s: float = 60.0, **params) -> dict:
+        """Send one DevTools command to the page and return its result, waiting up to ``wait_s`` seconds."""
         self.next_id += 1
         number = self.next_id
         self.socket.send(json.dumps({"id": number, "method": method, "params": params}))
         with self.answered:
-            if not self.answered.wait_for(lambda: number in self.answers, timeout=60):
+            if not self.answered.wait_for(lambda: number in self.answers, timeout=wait_s):
                 raise RuntimeError(f"{method}: no answer from Chromium")
             message = self.answers.pop(number)
         if "error" in message:

@@ -37,8 +37,9 @@ window.view = (position, direction, up, fov, sse) => {
                                        up: Cesium.Cartesian3.fromArray(up)}});
 };
 // what the last frame drew, once the tileset has had nothing to load and the splat renderer has drawn what it
-// selected (its sorting runs in a worker, some frames behind) for `frames` frames in a row, or after 40 s;
-// `tiles`: the content addresses of the tiles the last frame showed
+// selected (its sorting runs in a worker, some frames behind) for `frames` frames in a row, or after 120 s (beside
+// a busy test worker the software renderer took over 40 s); `settled`: whether it got there; `tiles`: the content
+// addresses of the tiles the last frame showed
 window.settle = (frames) => new Promise((done) => {
   let calm = 0;
   const start = performance.now();
@@ -47,10 +48,10 @@ window.settle = (frames) => new Promise((done) => {
     calm = tileset.tilesLoaded && splats === s.numberOfPointsSelected ? calm + 1 : 0;
     const tiles = [...window.visible];
     window.visible = new Set();
-    if (calm < frames && performance.now() - start < 40000) return;
+    if (calm < frames && performance.now() - start < 120000) return;
     off();
     done({selected: s.selected, points: s.numberOfPointsSelected, ready: s.numberOfTilesWithContentReady,
-          splats: splats, failures: window.failures, tiles: tiles});
+          splats: splats, settled: calm >= frames, failures: window.failures, tiles: tiles});
   });
 });
 """
@@ -86,9 +87,11 @@ class CesiumPage:
         self.browser.close()
         self.server.shutdown()
 
-    def run(self, expression: str):
-        """The value of ``expression`` in the page, promises awaited; a failure in the page fails the test."""
-        answer = self.browser.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+    def run(self, expression: str, wait_s: float = 60.0):
+        """The value of ``expression`` in the page, promises awaited (up to ``wait_s`` seconds); a failure in the
+        page fails the test."""
+        answer = self.browser.call("Runtime.evaluate", wait_s, expression=expression, awaitPromise=True,
+                                   returnByValue=True)
         assert "exceptionDetails" not in answer, answer["exceptionDetails"]
         return answer["result"].get("value")
 
@@ -112,7 +115,7 @@ class CesiumPage:
         pose = to_ecef @ camera_to_world
         args = [pose[:3, 3], pose[:3, 2], -pose[:3, 1]]
         self.run(f"window.view({', '.join(json.dumps(a.tolist()) for a in args)}, {fov}, {sse})")
-        return self.run("window.settle(3)")
+        return self.run("window.settle(3)", wait_s=150.0)
 
     def root_box(self) -> tuple[np.ndarray, np.ndarray]:
         """(centre, half axes as columns) of the tileset's root bounding box in Earth-centred coordinates."""
