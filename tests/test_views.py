@@ -14,8 +14,6 @@ from momentum_gs.config import load_config, save_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import load_checkpoint
-from momentum_gs.model.gaussian_scene import render_view
-from momentum_gs.model.optim import update_learning_rates
 from momentum_gs.train.launch import choose_processes
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.trainer import Trainer
@@ -23,7 +21,7 @@ from momentum_gs.train.distributed import World
 from momentum_gs.train.views import average_gradients, per_view_rule
 from tests.helpers.cli import assert_one_line_error, mgs
 from tests.helpers.states import flat_tensors, one_thread
-from tests.helpers.tiny_training import TINY_OVERRIDES
+from tests.helpers.tiny_training import TINY_OVERRIDES, step_by_hand
 
 
 def test_the_rule_plans_a_run_per_view_seen():
@@ -133,15 +131,7 @@ def test_two_processes_take_the_step_of_their_two_views_averaged(tiny_scene, tmp
         views = [trainer.scheduler.view_plan(0, 1, [block.cameras], cfg.seed, views=2, member=m)[0][0][1]
                  for m in range(2)]
         assert views[0] != views[1]
-        for index in views:
-            camera = trainer.cameras[index]
-            view = render_view([(block.anchors, trainer.decoder)], camera, cfg.render, trainer.appearance, camera.uid)
-            trainer.block_loss(view, trainer.loader[index], camera, trainer.decoder, False)[0].backward()
-        for opt in (block.optimizer, trainer.decoder_opt):
-            for p in (p for group in opt.param_groups for p in group["params"] if p.grad is not None):
-                p.grad /= 2
-            update_learning_rates(opt, 1)
-            opt.step()
+        step_by_hand(trainer, block, views)
     assert block.optimizer.param_groups[0]["betas"] == pytest.approx((0.81, 0.999 ** 2))
     expected = {"anchors": block.anchors.state_dict(), "decoder": trainer.decoder.state_dict()}
     got = {"anchors": trained["blocks"][0]["anchors"], "decoder": trained["decoder"]}

@@ -8,15 +8,13 @@ from momentum_gs.config import load_config
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError
 from momentum_gs.io.checkpoint import load_checkpoint
-from momentum_gs.model.gaussian_scene import render_view
-from momentum_gs.model.optim import update_learning_rates
 from momentum_gs.train.launch import choose_processes
 from momentum_gs.train.scheduler import BlockScheduler, deal_by_cost
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.train.views import per_view_rule, view_costs
 from tests.helpers.cli import mgs
 from tests.helpers.states import flat_tensors, one_thread
-from tests.helpers.tiny_training import TINY_OVERRIDES
+from tests.helpers.tiny_training import TINY_OVERRIDES, step_by_hand
 
 
 def test_a_steps_views_are_dealt_so_that_the_processes_finish_together():
@@ -43,6 +41,8 @@ def test_the_processes_views_are_the_walks_next_views_whoever_renders_them(proce
         mine = [[v for _, v in plan[s]] for plan in plans]
         assert all(len(m) == 2 for m in mine)
         assert sorted(v for m in mine for v in m) == sorted(walk[s * views:(s + 1) * views])
+        step = walk[s * views:(s + 1) * views]  # dealt as deal_by_cost deals the step's views, in walk order
+        assert mine == [[step[i] for i in share] for share in deal_by_cost([costs[0][v - 10] for v in step], 2)]
     plain = [scheduler.view_plan(0, 1, cameras, seed=3, views=views, member=m, per_process=2)[0]
              for m in range(processes)]
     assert [v for entries in plain for _, v in entries] == walk[:views]  # without costs: the walk's order
@@ -87,15 +87,7 @@ def test_two_processes_of_two_views_take_the_step_of_four_views_averaged_and_rep
         views = [v for m in range(2) for _, v in trainer.scheduler.view_plan(0, 1, [block.cameras], cfg.seed, views=4,
                                                                              member=m, per_process=2, deal=costs)[0]]
         assert len(set(views)) == 4
-        for index in views:
-            camera = trainer.cameras[index]
-            view = render_view([(block.anchors, trainer.decoder)], camera, cfg.render, trainer.appearance, camera.uid)
-            trainer.block_loss(view, trainer.loader[index], camera, trainer.decoder, False)[0].backward()
-        for opt in (block.optimizer, trainer.decoder_opt):
-            for p in (p for group in opt.param_groups for p in group["params"] if p.grad is not None):
-                p.grad /= 4
-            update_learning_rates(opt, 1)
-            opt.step()
+        step_by_hand(trainer, block, views)
     assert block.optimizer.param_groups[0]["betas"] == pytest.approx((0.9 ** 4, 0.999 ** 4))
     expected = flat_tensors({"anchors": block.anchors.state_dict(), "decoder": trainer.decoder.state_dict()})
     got = flat_tensors({"anchors": runs["a"]["blocks"][0]["anchors"], "decoder": runs["a"]["decoder"]})

@@ -115,7 +115,6 @@ class BlockStep:
             loss = loss + teacher.lambda_cons * cons
         return loss, parts
 
-
     def collect_statistics(self, block: Block, step: int, view, camera) -> None:
         """Accumulate a rendered view's screen-space statistics for growth, when the block's schedule says so."""
         if block.strategy.should_collect(step) and view.output.means2d.grad is not None:

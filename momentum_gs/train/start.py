@@ -14,7 +14,7 @@ from momentum_gs.train.launch import choose_processes, launch
 from momentum_gs.train.launch import describe as describe_processes
 from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.run import describe, prepare_config, train
-from momentum_gs.train.views import per_view_rule
+from momentum_gs.train.views import per_view_rule, views_per_step
 
 AUTO = "auto:"  # blocks.partition = "auto:N": N blocks made for the run, in RUN/partition.npz
 
@@ -29,8 +29,7 @@ def start(request: TrainRequest) -> dict | None:
         cfg = prepare_config(request.config, request.data, request.out, list(request.overrides), request.resume)
         processes, why = choose_processes(cfg)
         if not request.resume:  # a resumed run's config is planned already
-            together = processes if cfg.distributed.view_processes != 1 else 1
-            per_view_rule(cfg, together * cfg.distributed.views_per_process if together > 1 else 1)
+            per_view_rule(cfg, views_per_step(cfg, processes if cfg.distributed.view_processes != 1 else 1))
             if cfg.distributed.view_processes != 1:
                 cfg.distributed.view_processes = processes  # resolved: a resumed run starts as many
         if processes > 1:

@@ -44,7 +44,7 @@ from momentum_gs.train.replan import TimeBudget
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
-from momentum_gs.train.views import view_costs
+from momentum_gs.train.views import view_costs, views_per_step
 from momentum_gs.train.weighting import BlockWeighting
 
 
@@ -359,7 +359,7 @@ def views_a_step(cfg: Config, world: D.World, blocks: int) -> tuple[int, int]:
     (:mod:`momentum_gs.train.views`), each on ``distributed.views_per_process`` views; else one process, one view.
     A config planned for another count (``distributed.planned_views``) is refused in one line."""
     together = world.size if blocks == 1 and world.distributed else 1
-    views = together * (cfg.distributed.views_per_process if together > 1 else 1)
+    views = views_per_step(cfg, together)
     if cfg.distributed.planned_views != views:
         raise UserError(f"{world.size} process(es) on a scene of {blocks} block(s) take {views} view(s) a step, "
                         f"but the config is planned for distributed.planned_views="

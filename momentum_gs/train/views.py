@@ -61,6 +61,12 @@ def per_view_rule(cfg: Config, views: int) -> None:
     cfg.teacher.momentum = cfg.teacher.momentum ** ratio
 
 
+def views_per_step(cfg: Config, processes: int) -> int:
+    """The views a step of ``processes`` processes on one block: ``distributed.views_per_process`` each where there
+    are several, one alone."""
+    return processes * cfg.distributed.views_per_process if processes > 1 else 1
+
+
 def view_costs(scene: SceneData, cameras: list[int]) -> list[float]:
     """The work of training each of ``cameras`` (indices into ``scene.train``), for :func:`~momentum_gs.train.
     scheduler.balanced_walk`: the SfM points in front of the camera and inside its image.

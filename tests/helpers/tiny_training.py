@@ -40,3 +40,22 @@ def train_two_blocks(tiny_scene: Path, folder: Path) -> tuple[Path, Path]:
     cfg.data.path = str(scene)
     auto_partition(load_scene(cfg.data), 2).save(folder / "partition.npz")
     return train_tiny(scene, folder / "run", (f"blocks.partition={folder / 'partition.npz'}",)), scene
+
+
+def step_by_hand(trainer, block, views: list[int]) -> None:
+    """What processes on one block do together in their first step, in one process: render each of ``views``,
+    back-propagate its loss, average the gradients over the views and take the block's and the decoder's step at
+    step 1's learning rates."""
+    from momentum_gs.model.gaussian_scene import render_view
+    from momentum_gs.model.optim import update_learning_rates
+
+    for index in views:
+        camera = trainer.cameras[index]
+        view = render_view([(block.anchors, trainer.decoder)], camera, trainer.cfg.render, trainer.appearance,
+                           camera.uid)
+        trainer.block_loss(view, trainer.loader[index], camera, trainer.decoder, False)[0].backward()
+    for opt in (block.optimizer, trainer.decoder_opt):
+        for p in (p for group in opt.param_groups for p in group["params"] if p.grad is not None):
+            p.grad /= len(views)
+        update_learning_rates(opt, 1)
+        opt.step()
