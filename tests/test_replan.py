@@ -81,3 +81,72 @@ def test_a_replanned_run_ends_on_its_new_last_step_with_every_decay_done(tiny_sc
     assert saved.optim.steps == 20 + steps_left and saved.optim.lr_max_steps in (0, 20 + steps_left)
     assert math.isclose(saved.weighting.warmup, cfg.weighting.warmup)
     assert (tmp_path / "run" / "ckpt" / f"step_{20 + steps_left}.pt").is_file()
+
+
+class _Clock:
+    """The two clocks the budget reads, moved by hand: ``tick`` seconds each."""
+
+    def __init__(self, monkeypatch):
+        self.now = 1000.0
+        monkeypatch.setattr("momentum_gs.train.replan.time.perf_counter", lambda: self.now)
+        monkeypatch.setattr("momentum_gs.train.replan.time.time", lambda: self.now)
+
+
+@pytest.mark.parametrize("pace,first_behind", [(1.0, 140), (0.5, None)])
+def test_a_run_behind_before_its_window_is_planned_again_at_its_recent_pace(monkeypatch, pace, first_behind):
+    clock = _Clock(monkeypatch)
+    budget = TimeBudget(clock.now + 700, window=(500, 550))  # 1000 steps planned; 700 s to go
+    assert not budget.behind(0, 1000)
+    for step in range(10, 101, 10):  # the first model: 0.2 s a step
+        clock.now += 2.0
+        assert not budget.behind(step, 1000)
+    found = None
+    for step in range(110, 200, 10):  # then ``pace`` s a step
+        clock.now += 10 * pace
+        if budget.behind(step, 1000):
+            found = step
+            break
+    # timed over the last 50 steps (5 % of the run): at step 140, 10 steps of 0.2 s and 40 of 1 s, 0.84 s a step;
+    # the 860 steps left would take 722 s of the 640 left. At 0.5 s a step the run keeps up
+    assert found == first_behind
+    if found is not None:
+        total, recent = budget.early_step(found)
+        assert recent == pytest.approx(0.84)
+        assert total == found + math.floor(0.9 * 640 / (0.84 * 1.35))
+        budget.moved_early(found, 1000, total, recent, (400, 420))
+        assert budget.behind_plan == {"at_step": found, "planned_steps": 1000, "times": 1, "seconds_per_step": recent,
+                                      "steps": total}
+        assert budget.window == (400, 420)
+        clock.now += 100  # very slow now, but the pace is timed anew: too few steps since the re-plan to judge
+        assert not budget.behind(found + 10, total)
+    assert not budget.behind(budget.window[0], 1000)  # from the window on, its own re-plan decides
+
+
+def test_a_run_planned_again_early_moves_its_window_and_still_ends_with_every_decay_done(tiny_scene, tmp_path,
+                                                                                         monkeypatch):
+    cfg = load_config(overrides=[*TINY_OVERRIDES, "optim.steps=100", "optim.lr_max_steps=100",
+                                     "strategy.update_until=60", "log.progress_every=10"])
+    cfg.data.path, cfg.out = str(tiny_scene), str(tmp_path / "run")
+    trainer = Trainer(cfg, load_scene(cfg.data), tmp_path / "run", torch.device("cpu"))
+    trainer.budget = budget = TimeBudget(time.time() + 3600, replan_window(cfg, 100, 1, 1))
+    assert budget.window == (60, 70)
+    # behind at step 20: the end moves from 100 to 60 steps, and growth closes at 20 + (60 - 20) · 40 / 80 = 40
+    monkeypatch.setattr(budget, "behind", lambda step, total: step == 20 and budget.behind_plan is None)
+    monkeypatch.setattr(budget, "early_step", lambda step: (60, 0.5))
+    monkeypatch.setattr(budget, "last_step", lambda step: (60, 0.4))  # the window's re-plan keeps that end
+    rates = []
+    real_step = trainer.train_step
+
+    def step_and_record(views):
+        out = real_step(views)
+        rates.append(trainer.decoder_opt.param_groups[0]["lr"])
+        return out
+    monkeypatch.setattr(trainer, "train_step", step_and_record)
+    summary = trainer.train()
+    assert cfg.strategy.update_until == 40
+    assert summary["behind_plan"]["at_step"] == 20 and summary["behind_plan"]["planned_steps"] == 100
+    assert summary["replanned"]["at_step"] == 50  # the moved window's: timed from step 40
+    assert summary["steps"] == 60 and trainer.total_steps == 60
+    assert rates[-1] == pytest.approx(cfg.optim.mlp_opacity_lr_final, rel=1e-6)
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(rates, rates[1:]))  # no jump upwards at either re-plan
+    assert load_config(tmp_path / "run" / "config.yaml").optim.steps == 60
