@@ -12,14 +12,6 @@ that a pace that wavers is averaged out. The schedules still to come keep their 
 final value at the new last step (:func:`~momentum_gs.model.optim.retarget_schedules`); the trainer does that
 (:meth:`~momentum_gs.train.trainer.Trainer.retarget`) and writes the run's config.yaml again, so that a resumed
 run keeps the new end.
-
-A run can also fall behind before its window closes: the probe's pace, times :data:`GROWTH`, is too fast a guess
-where each step renders several views a process (docs/benchmarks/training.md). Such a run would reach the deadline
-with its window still open and never be planned again. So, before the window closes, the run times the last
-:data:`FIRST` of its steps at each progress check: where the steps left at that pace alone already end past the
-deadline (and the steps only slow while the anchors grow), it plans its end again at once, at that pace times
-:data:`GROWTH`, and its window moves with the rescaled schedules. The re-plan after the window then sets the end
-from the pace that holds.
 """
 
 from __future__ import annotations
@@ -35,7 +27,6 @@ MARGIN = 0.9  # the share of the time left that the steps are planned into: the 
 # re-plan takes back most of what the one before kept in hand
 AGAIN = 0.1  # planned again after each such share of the run, the pace timed since the window closed
 FIRST = 0.05  # the share of the run timed after the window closes before the first re-plan
-GROWTH = 1.35  # a whole run's mean step time over its first steps' (momentum_gs.train.plan)
 
 
 class TimeBudget:
@@ -51,10 +42,7 @@ class TimeBudget:
     def __init__(self, deadline: float, window: tuple[int, int] | None = None, world: D.World = D.SINGLE):
         self.deadline, self.window, self.world = deadline, window, world
         self.replanned: dict | None = None  # what the re-plans found and did, for the summary
-        self.behind_plan: dict | None = None  # what the re-plans before the window found and did, for the summary
         self._paced_since: float | None = None
-        self._marks: list[tuple[int, float]] = []  # (global step, clock) at the progress checks before the window
-        self._recent_pace = 0.0  # seconds a step over the last marks
 
     def past(self) -> bool:
         """Whether the deadline has passed (process 0's clock decides for every process)."""
@@ -69,45 +57,9 @@ class TimeBudget:
         if self.window is None:
             return False
         start, at = self.window
-        if self._paced_since is None and step >= start:  # past it only where a re-plan moved the window here
+        if step == start:
             self._paced_since = time.perf_counter()
         return step == at and self._paced_since is not None
-
-    def behind(self, step: int, total: int) -> bool:
-        """At a progress check (global step ``step`` of ``total``) before the window opens: whether the steps left,
-        at the pace of the last :data:`FIRST` of the run, already end past the deadline (rank 0 decides)."""
-        if self.window is None or step >= self.window[0]:
-            return False
-        now = time.perf_counter()
-        self._marks.append((step, now))
-        span = max(10, round(FIRST * total))
-        while len(self._marks) > 2 and step - self._marks[1][0] >= span:
-            self._marks.pop(0)
-        since, then = self._marks[0]
-        late = False
-        if step - since >= span:
-            self._recent_pace = (now - then) / (step - since)
-            late = time.time() + (total - step) * self._recent_pace > self.deadline
-        flag = torch.tensor([float(late)])
-        if self.world.distributed:
-            torch.distributed.broadcast(flag, src=0)
-        return bool(flag.item())
-
-    def early_step(self, step: int) -> tuple[int, float]:
-        """At a re-plan before the window (global step ``step``): the last global step that fits the deadline at
-        the recent pace times :data:`GROWTH` (rank 0 decides for every process), and that recent pace."""
-        ahead = MARGIN * (self.deadline - time.time()) / (self._recent_pace * GROWTH)
-        return D.agreed(self.world, step + max(0, math.floor(ahead))), self._recent_pace
-
-    def moved_early(self, step: int, before: int, total: int, pace: float, window: tuple[int, int] | None) -> str:
-        """Record that the re-plan before the window, at ``step``, moved the run's end from ``before`` to ``total``
-        global steps at the recent ``pace``, and move the window to ``window``; returns the line that says so."""
-        if self.behind_plan is None:
-            self.behind_plan = {"at_step": step, "planned_steps": before, "times": 0}
-        self.behind_plan.update(seconds_per_step=pace, steps=total, times=self.behind_plan["times"] + 1)
-        self.window, self._marks = window, []
-        return (f"time: behind the plan at step {step} while the anchors grow ({pace:.3g} s a step); {total} steps "
-                f"fit the budget instead of {before}, the schedules still to come rescaled")
 
     def last_step(self, step: int) -> tuple[int, float]:
         """At a re-plan (global step ``step``): the last global step that fits the deadline at the pace timed since

@@ -270,18 +270,12 @@ def describe(summary: dict) -> str:
     if summary.get("budget_s"):
         line += (f"; {P.duration(summary['wall_s'])} from the command's start, against a budget of "
                  f"{P.duration(summary['budget_s'])}")
-    replanned = summary.get("replanned") or summary.get("behind_plan")
-    if summary.get("stopped_at_deadline") and replanned:
-        line += (f"\nstopped at the budget {replanned['steps'] - summary['steps']} steps before the planned "
+    if summary.get("stopped_at_deadline") and summary.get("replanned"):
+        line += (f"\nstopped at the budget {summary['replanned']['steps'] - summary['steps']} steps before the planned "
                  "last step: the last steps went slower than those before")
     elif summary.get("stopped_at_deadline"):
         line += ("\nstopped at the budget before the planned last step: the steps went slower than the probe's pace "
                  "as the anchors grew (the learning rates had not finished their decay)")
-    if summary.get("behind_plan"):
-        behind = summary["behind_plan"]
-        line += (f"\nplanned again from step {behind['at_step']} on, behind the plan while the anchors grew "
-                 f"({behind['times']} times, at last {behind['seconds_per_step']:.3g} s a step): {behind['steps']} "
-                 f"steps instead of {behind['planned_steps']}")
     if summary.get("replanned"):
         again = summary["replanned"]
         line += (f"\nplanned again from step {again['at_step']} on, once the anchors had stopped growing "

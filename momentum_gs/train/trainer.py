@@ -40,7 +40,7 @@ from momentum_gs.train.blocks import Block
 from momentum_gs.train.checkpointing import Checkpointing
 from momentum_gs.train.placement import Placement
 from momentum_gs.train.progress import Metrics, TrainLogger
-from momentum_gs.train.replan import TimeBudget, replan_window
+from momentum_gs.train.replan import TimeBudget
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
@@ -174,7 +174,6 @@ class Trainer(BlockStep, Checkpointing):
                 "blocks": self.weighting.report(self.scheduler.counts_before(self.step)),
                 "stopped_at_deadline": self.stopped_at_deadline,
                 "replanned": self.budget.replanned if self.budget is not None else None,
-                "behind_plan": self.budget.behind_plan if self.budget is not None else None,
                 "checkpoint": checkpoint and str(checkpoint)}
 
     def _train_to(self, end: int, replan: bool) -> int:
@@ -209,25 +208,17 @@ class Trainer(BlockStep, Checkpointing):
                                       f"`mgs train --resume --out {self.out_dir}`")
                 if replan and self.budget is not None and self.budget.replan_due(self.step):
                     return self.replan_now()  # the loop starts again from here to the new end
-                if (replan and self.budget is not None and self.step % cfg.log.progress_every == 0
-                        and self.budget.behind(self.step, self.total_steps)):
-                    return self.replan_now(early=True)
         finally:
             images.close()  # the decodes it had started ahead are dropped
         return end
 
-    def replan_now(self, early: bool = False) -> int:
+    def replan_now(self) -> int:
         """Move the run's end to what its :attr:`budget` says fits the deadline, and say so; returns the new last
-        global step. ``early``: the run fell behind before the growth window closed; the window moves with the
-        rescaled schedules."""
-        before, budget = self.total_steps, self.budget
-        total, pace = budget.early_step(self.step) if early else budget.last_step(self.step)
+        global step."""
+        before = self.total_steps
+        total, pace = self.budget.last_step(self.step)
         self.retarget(total)
-        if early:
-            window = replan_window(self.cfg, self.total_steps, len(self.blocks), self.scheduler.num_active)
-            line = budget.moved_early(self.step, before, self.total_steps, pace, window)
-        else:
-            line = budget.moved(self.step, before, self.total_steps, pace)
+        line = self.budget.moved(self.step, before, self.total_steps, pace)
         if line and self.logger is not None and self.world.is_main:
             self.logger.write(line)
         return self.total_steps
