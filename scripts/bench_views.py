@@ -21,7 +21,9 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
 ``--view-threads T`` gives each view process T threads instead of one: V processes of T threads, the split a machine
 of many cores can choose between (``mgs`` gives each of V processes the physical cores ÷ V).
 
-The ratios are against the median of ``threads=1``. With ``--idle S`` each run first waits up to S seconds for the
+The ratios are against the median of ``threads=1``. For the settings of V processes, each process also times its
+collectives (``torch.distributed``'s all-reduces and broadcasts): their share of its timed wall clock is what the
+transfers cost plus the wait for a slower process. With ``--idle S`` each run first waits up to S seconds for the
 machine to be idle. Rounds go through the settings in order; the table gives every round and the medians.
 
 ``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
@@ -48,6 +50,7 @@ from bench_threads import ROOT, wait_for_idle  # noqa: E402  (a script beside th
 DRIVER = """
 import json, shutil, sys, time
 from pathlib import Path
+import torch.distributed as dist
 from momentum_gs.data.scene import load_scene
 from momentum_gs.train import distributed as D
 from momentum_gs.train.run import prepare_config
@@ -56,6 +59,19 @@ from momentum_gs.train.views import per_view_rule
 
 config, data, out, warmup, steps, views, overrides = (sys.argv[1] or None), sys.argv[2], Path(sys.argv[3]), \\
     int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7:]
+spent = [0.0]  # seconds in the collectives: their transfer, and the wait for the other processes
+
+def timed(collective):
+    def call(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return collective(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - started
+    return call
+
+for name in ("all_reduce", "broadcast", "broadcast_object_list", "all_gather", "all_gather_object", "barrier"):
+    setattr(dist, name, timed(getattr(dist, name)))
 shutil.rmtree(out, ignore_errors=True)
 cfg = prepare_config(config, data, str(out), ["log.tensorboard=false"] + overrides, False)
 per_view_rule(cfg, views)
@@ -63,10 +79,10 @@ cfg.optim.steps = warmup + steps
 world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
 trainer = Trainer(cfg, load_scene(cfg.data), out, device, world)
 trainer.train(until=warmup)
-wall = time.perf_counter()
+wall, spent[0] = time.perf_counter(), 0.0
 trainer.train(until=warmup + steps)
 wall = time.perf_counter() - wall
-print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors()}))
+print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall}))
 D.close_world(world)
 """
 
@@ -80,8 +96,9 @@ def _port() -> int:
         return probe.getsockname()[1]
 
 
-def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
-    """Views/s of one run of ``setting`` (module notes)."""
+def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[float]]:
+    """Views/s of one run of ``setting`` (module notes), and for V processes on one block the share of each one's
+    time spent in the collectives (their transfers and the waits for the slower process)."""
     per = args.per_process if setting == "views-dealt" else 1
     views = args.views * per if setting in VIEWS else 1
     copies = args.views if setting in (*VIEWS, "ceiling") else 1
@@ -106,8 +123,8 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> float:
             raise SystemExit(f"a run of {setting} failed:\n{err.strip()[-2000:]}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     if setting in VIEWS:
-        return results[0]["views_s"]
-    return sum(r["views_s"] for r in results)
+        return results[0]["views_s"], [r["collectives"] for r in results]
+    return sum(r["views_s"] for r in results), []
 
 
 def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dict:
@@ -201,21 +218,28 @@ def main() -> None:
         main_quality(args)
         return
     results: dict[str, list[float]] = {setting: [] for setting in args.settings}
+    waits: dict[str, list[list[float]]] = {setting: [] for setting in args.settings}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
             for setting in args.settings:
                 before = wait_for_idle(args.idle) if args.idle else None
-                results[setting].append(run(args, setting, Path(tmp)))
+                rate, shares = run(args, setting, Path(tmp))
+                results[setting].append(rate)
+                waits[setting].append(shares)
                 idle = "" if before is None else f", {before:.0%} busy before"
-                print(f"round {i + 1}, {setting}: {results[setting][-1]:.2f} views/s{idle}", flush=True)
+                said = f", in collectives {' / '.join(f'{s:.0%}' for s in shares)}" if shares else ""
+                print(f"round {i + 1}, {setting}: {rate:.2f} views/s{said}{idle}", flush=True)
     base = statistics.median(results["threads=1"]) if results.get("threads=1") else None
     threads = f", {args.view_threads} threads each" if args.view_threads != 1 else ""
-    print(f"\n| setting (V = {args.views}{threads}) | views/s, each round | median | against threads=1 |")
-    print("|---|---|---:|---:|")
+    print(f"\n| setting (V = {args.views}{threads}) | views/s, each round | median | against threads=1 "
+          "| in collectives, each process (median) |")
+    print("|---|---|---:|---:|---|")
     for setting, rates in results.items():
         median = statistics.median(rates)
         ratio = f"{median / base:.2f}" if base else "-"
-        print(f"| {setting} | {', '.join(f'{r:.2f}' for r in rates)} | {median:.2f} | {ratio} |")
+        shares = [statistics.median(s) for s in zip(*waits[setting])] if waits[setting][0] else []
+        share = " / ".join(f"{s:.0%}" for s in shares) or "-"
+        print(f"| {setting} | {', '.join(f'{r:.2f}' for r in rates)} | {median:.2f} | {ratio} | {share} |")
 
 
 if __name__ == "__main__":
