@@ -16,7 +16,9 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
 - ``views-dealt``: V processes of ``--per-process`` views each a step (``distributed.views_per_process``), the step's
   views from the plain random walk, dealt to the processes by their cost;
 - ``ceiling``: V independent one-thread runs at once, their views/s added: what this machine gives V one-thread
-  processes that never talk (memory bandwidth, caches, clocks shared).
+  processes that never talk (memory bandwidth, caches, clocks shared). Their timed steps start together (each waits
+  for the others' warm-up), and each goes on training after its timed steps until every run has timed its own, so
+  that no run is timed while it has the machine to itself.
 
 ``--view-threads T`` gives each view process T threads instead of one: V processes of T threads, the split a machine
 of many cores can choose between (``mgs`` gives each of V processes the physical cores ÷ V).
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -48,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_threads import ROOT, wait_for_idle  # noqa: E402  (a script beside this one)
 
 DRIVER = """
-import json, shutil, sys, time
+import json, os, shutil, sys, time
 from pathlib import Path
 import torch.distributed as dist
 from momentum_gs.data.scene import load_scene
@@ -75,13 +78,28 @@ for name in ("all_reduce", "broadcast", "broadcast_object_list", "all_gather", "
 shutil.rmtree(out, ignore_errors=True)
 cfg = prepare_config(config, data, str(out), ["log.tensorboard=false"] + overrides, False)
 per_view_rule(cfg, views)
-cfg.optim.steps = warmup + steps
+cfg.optim.steps = warmup + 2 * steps  # room for the ceiling's steps past its timed ones
+sync = os.environ.get("BENCH_SYNC")  # the ceiling's runs: a folder where each says it is ready, then done
+
+def everyone(word):
+    Path(sync, word + os.environ["BENCH_RANK"]).touch()
+    return lambda: all(Path(sync, f"{word}{r}").exists() for r in range(int(os.environ["BENCH_COPIES"])))
+
 world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
 trainer = Trainer(cfg, load_scene(cfg.data), out, device, world)
 trainer.train(until=warmup)
+if sync:
+    ready = everyone("ready")
+    while not ready():
+        time.sleep(0.005)
 wall, spent[0] = time.perf_counter(), 0.0
 trainer.train(until=warmup + steps)
 wall = time.perf_counter() - wall
+if sync:  # go on training until every run has timed its steps: none is timed on a machine it has to itself
+    done, step = everyone("done"), warmup + steps
+    while not done() and step < cfg.optim.steps:
+        step += 1
+        trainer.train(until=step, quiet=True)
 print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall}))
 D.close_world(world)
 """
@@ -104,10 +122,14 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
     copies = args.views if setting in (*VIEWS, "ceiling") else 1
     extra = [f"distributed.views_per_process={per}"] if per > 1 else []
     threads = "0" if setting == "threads=0" else str(args.view_threads) if setting in VIEWS else "1"
-    port, children = _port(), []
+    port, children, sync = _port(), [], tmp / "sync"
+    shutil.rmtree(sync, ignore_errors=True)
+    sync.mkdir(parents=True)
     for rank in range(copies):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("OMP_NUM_THREADS", None)
+        if setting == "ceiling":
+            env.update(BENCH_SYNC=str(sync), BENCH_RANK=str(rank), BENCH_COPIES=str(copies))
         if setting in VIEWS:
             env.update(RANK=str(rank), WORLD_SIZE=str(copies), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(copies),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
