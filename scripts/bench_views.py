@@ -26,7 +26,8 @@ of many cores can choose between (``mgs`` gives each of V processes the physical
 The ratios are against the median of ``threads=1``. For the settings of V processes, each process also times its
 collectives (``torch.distributed``'s all-reduces and broadcasts): their share of its timed wall clock is what the
 transfers cost plus the wait for a slower process. With ``--idle S`` each run first waits up to S seconds for the
-machine to be idle. Rounds go through the settings in order; the table gives every round and the medians.
+machine to be idle. ``--profile`` runs the timed steps under cProfile (slower: compare its runs with each other) and
+adds each process's C++ kernels' milliseconds a view, of the last round. Rounds go through the settings in order; the table gives every round and the medians.
 
 ``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
 ``mgs train --time`` (as a user would, its plan included), then ``mgs eval`` scores the held-out views at the
@@ -51,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_threads import ROOT, wait_for_idle  # noqa: E402  (a script beside this one)
 
 DRIVER = """
-import json, os, shutil, sys, time
+import cProfile, json, os, pstats, shutil, sys, time
 from pathlib import Path
 import torch.distributed as dist
 from momentum_gs.data.scene import load_scene
@@ -92,15 +93,26 @@ if sync:
     ready = everyone("ready")
     while not ready():
         time.sleep(0.005)
+profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
 wall, spent[0] = time.perf_counter(), 0.0
+if profile:
+    profile.enable()
 trainer.train(until=warmup + steps)
 wall = time.perf_counter() - wall
+kernels = {}  # the C++ kernels' seconds a view of this process
+if profile:
+    profile.disable()
+    mine = steps * views // world.size  # the views this process rendered
+    for (_, _, name), row in pstats.Stats(profile).stats.items():
+        if "momentum_gs." in name:
+            kernels[name.split("momentum_gs.")[-1].rstrip(">}")] = row[2] / mine
 if sync:  # go on training until every run has timed its steps: none is timed on a machine it has to itself
     done, step = everyone("done"), warmup + steps
     while not done() and step < cfg.optim.steps:
         step += 1
         trainer.train(until=step, quiet=True)
-print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall}))
+print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall,
+                  "kernels": kernels}))
 D.close_world(world)
 """
 
@@ -114,9 +126,10 @@ def _port() -> int:
         return probe.getsockname()[1]
 
 
-def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[float]]:
-    """Views/s of one run of ``setting`` (module notes), and for V processes on one block the share of each one's
-    time spent in the collectives (their transfers and the waits for the slower process)."""
+def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[float], list[dict]]:
+    """Views/s of one run of ``setting`` (module notes); for V processes on one block the share of each one's
+    time spent in the collectives (their transfers and the waits for the slower process); with ``--profile``, each
+    process's C++ kernels' seconds a view."""
     per = args.per_process if setting == "views-dealt" else 1
     views = args.views * per if setting in VIEWS else 1
     copies = args.views if setting in (*VIEWS, "ceiling") else 1
@@ -130,6 +143,8 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
         env.pop("OMP_NUM_THREADS", None)
         if setting == "ceiling":
             env.update(BENCH_SYNC=str(sync), BENCH_RANK=str(rank), BENCH_COPIES=str(copies))
+        if args.profile:
+            env.update(BENCH_PROFILE="1")
         if setting in VIEWS:
             env.update(RANK=str(rank), WORLD_SIZE=str(copies), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(copies),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -144,9 +159,10 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
         if child.returncode != 0:
             raise SystemExit(f"a run of {setting} failed:\n{err.strip()[-2000:]}")
         results.append(json.loads(out.strip().splitlines()[-1]))
+    kernels = [r["kernels"] for r in results]
     if setting in VIEWS:
-        return results[0]["views_s"], [r["collectives"] for r in results]
-    return sum(r["views_s"] for r in results), []
+        return results[0]["views_s"], [r["collectives"] for r in results], kernels
+    return sum(r["views_s"] for r in results), [], kernels
 
 
 def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dict:
@@ -228,6 +244,8 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0, help="wait up to this many seconds for an idle machine")
     parser.add_argument("--time", help="measure held-out PSNR of `mgs train --time TIME` runs instead (e.g. 3m)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the --time runs")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the timed steps (cProfile): each process's C++ kernels' milliseconds a view")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.downsample=2")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -241,11 +259,12 @@ def main() -> None:
         return
     results: dict[str, list[float]] = {setting: [] for setting in args.settings}
     waits: dict[str, list[list[float]]] = {setting: [] for setting in args.settings}
+    kernels: dict[str, list[dict]] = {}  # each process's kernels' seconds a view, in the last round
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
             for setting in args.settings:
                 before = wait_for_idle(args.idle) if args.idle else None
-                rate, shares = run(args, setting, Path(tmp))
+                rate, shares, kernels[setting] = run(args, setting, Path(tmp))
                 results[setting].append(rate)
                 waits[setting].append(shares)
                 idle = "" if before is None else f", {before:.0%} busy before"
@@ -262,6 +281,19 @@ def main() -> None:
         shares = [statistics.median(s) for s in zip(*waits[setting])] if waits[setting][0] else []
         share = " / ".join(f"{s:.0%}" for s in shares) or "-"
         print(f"| {setting} | {', '.join(f'{r:.2f}' for r in rates)} | {median:.2f} | {ratio} | {share} |")
+    if args.profile:
+        print_kernels(kernels)
+
+
+def print_kernels(kernels: dict[str, list[dict]]) -> None:
+    """The ``--profile`` table: the C++ kernels' milliseconds a view, each process of each setting (last round)."""
+    names = sorted({n for runs in kernels.values() for r in runs for n in r},
+                   key=lambda n: -max(r.get(n, 0) for runs in kernels.values() for r in runs))[:6]
+    print(f"\n| setting, process (last round) | {' | '.join(names)} |")
+    print("|---|" + "---:|" * len(names))
+    for setting, runs in kernels.items():
+        for rank, r in enumerate(runs):
+            print(f"| {setting}, {rank} | " + " | ".join(f"{1000 * r.get(n, 0):.1f} ms" for n in names) + " |")
 
 
 if __name__ == "__main__":
