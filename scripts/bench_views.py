@@ -27,7 +27,8 @@ The ratios are against the median of ``threads=1``. For the settings of V proces
 collectives (``torch.distributed``'s all-reduces and broadcasts): their share of its timed wall clock is what the
 transfers cost plus the wait for a slower process. With ``--idle S`` each run first waits up to S seconds for the
 machine to be idle. ``--profile`` runs the timed steps under cProfile (slower: compare its runs with each other) and
-adds each process's C++ kernels' milliseconds a view, of the last round. Rounds go through the settings in order; the table gives every round and the medians.
+adds each process's C++ kernels' milliseconds a view, of the last round. Rounds go through the settings in order;
+the table gives every round and the medians.
 
 ``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
 ``mgs train --time`` (as a user would, its plan included), then ``mgs eval`` scores the held-out views at the
