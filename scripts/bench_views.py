@@ -91,8 +91,10 @@ world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distribute
 trainer = Trainer(cfg, load_scene(cfg.data), out, device, world)
 trainer.train(until=warmup)
 if sync:
-    ready = everyone("ready")
-    while not ready():
+    ready, since = everyone("ready"), time.monotonic()
+    while not ready():  # a twin that failed never comes: this one ends too, and the bench says which failed
+        if time.monotonic() - since > 600:
+            sys.exit("the other ceiling runs did not finish their warm-up within 600 s of this one")
         time.sleep(0.005)
 profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
 wall, spent[0] = time.perf_counter(), 0.0
