@@ -11,7 +11,8 @@ from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data.sfm import level as L
 from momentum_gs.data.sfm.adjust import Anchor, adjust, rodrigues
 from momentum_gs.data.sfm.colmap_steps import transform
-from momentum_gs.data.sfm.control import CE90_PER_RMSE_R, LE90_PER_RMSE_Z, accuracy, gps_std, without_flat_heights
+from momentum_gs.data.sfm.control import (CE90_PER_RMSE_R, LE90_PER_RMSE_Z, accuracy, adjust_on_gps, gps_std,
+                                          without_flat_heights)
 from momentum_gs.data.sfm.gcp import Control, Gcp
 from momentum_gs.data.sfm.georeference import take_out_far_from_gps
 from momentum_gs.data.sfm.placement import far_from_gps
@@ -187,3 +188,19 @@ def test_the_picture_draws_each_check_point_where_it_was_surveyed(tmp_path):
     ys, xs = np.nonzero(magenta)
     assert len(xs) and np.hypot(xs - u, ys - v).min() < 9  # the ring around the surveyed place
     assert xs.max() > u + 40  # the arrow points east (the error is +0.03 m east, drawn 60 px long)
+
+
+def test_the_gps_alone_bends_a_warped_model_back_to_its_photos():
+    model, truth = reconstruction(2)
+    rng = np.random.default_rng(2)
+    gps = {n: c + np.r_[rng.normal(0, 0.01, 2), 0.0] for n, c in truth.items()}  # horizontal: altitudes unused
+    warp(model, 0.05)
+    before = centre_errors(model, truth)
+    figures, lines = adjust_on_gps(pycolmap, model, gps)
+    after = np.array([np.linalg.norm((model.image(i).projection_center() - truth[model.image(i).name])[:2])
+                      for i in model.reg_image_ids()])
+    assert before.max() > 0.3 and after.max() < 0.03  # of a scene about 8 units across
+    assert figures["tie_rms_px_before"] > 10 and figures["tie_rms_px_after"] < 0.05
+    assert figures["gps_residual_median_m_after"] < figures["gps_residual_median_m_before"]
+    assert len(lines) == 1 and "adjusted on 12 GPS fixes" in lines[0]
+    assert adjust_on_gps(pycolmap, model, dict(list(gps.items())[:2])) == (None, [])  # too few fixes: untouched

@@ -29,6 +29,7 @@ GPS_FLOOR_M = 0.5  # no photo's GPS is taken to be better than this
 FREE_STD_M = 100.0  # each camera's pull to where it starts: defines what no control fixes (a horizontal control's up)
 HUBER = 3.0  # standard deviations: beyond this a residual counts linearly
 REWEIGHTS = 3  # solves, each weighted by the residuals of the one before
+FTOL, XTOL = 1e-6, 1e-5  # a solve's end: its cost's change (Ceres' default), its step against the unknowns
 MAX_TIE_POINTS = 20_000  # the tie points solved with the control (the longest tracks); the rest are refined after
 
 
@@ -219,12 +220,7 @@ def adjust(pycolmap, model, anchors: list[Anchor], gps: dict[str, np.ndarray] | 
     x0 = problem.start()
     before = _rms(problem.reprojection(*problem.split(x0)[:2], problem.tie[0], problem.points[problem.tie[1]],
                                        problem.tie[2]))
-    x, sparsity = x0, problem.sparsity()
-    for _ in range(REWEIGHTS):
-        x = least_squares(problem.residuals, x, jac_sparsity=sparsity, method="trf", tr_solver="lsmr",
-                          max_nfev=50).x
-        problem.reweight(x)
-    rotations, centres, points, gcps = problem.split(x)
+    rotations, centres, points, gcps = problem.split(_solve(problem, x0))
     _write_back(pycolmap, model, problem, rotations, centres, points)
     moved = np.linalg.norm(centres - problem.centres, axis=1)
     mc, mg, mxy = problem.mark
@@ -235,6 +231,35 @@ def adjust(pycolmap, model, anchors: list[Anchor], gps: dict[str, np.ndarray] | 
                     (float(np.sqrt((moved ** 2).mean())), float(moved.max())),
                     None if gps_std is None or not len(problem.gps[0]) else float(gps_std[0]), len(problem.gps[0]),
                     time.perf_counter() - started)
+
+
+def _solve(problem: _Problem, x: np.ndarray) -> np.ndarray:
+    """The unknowns that fit ``problem`` from ``x``: ``REWEIGHTS`` solves, each Huber-weighted by the last. Each
+    unknown is scaled by its column of the Jacobian (radians of turn and metres of move differ by orders), and a
+    solve ends once its steps are ``XTOL`` of the unknowns: unscaled, or at scipy's default 1e-8, it crept on
+    through every evaluation allowed on a 60-photo flight, to the same cameras."""
+    sparsity = problem.sparsity()
+    for _ in range(REWEIGHTS):
+        x = least_squares(problem.residuals, x, jac_sparsity=sparsity, method="trf", tr_solver="lsmr",
+                          x_scale="jac", ftol=FTOL, xtol=XTOL, max_nfev=50).x
+        problem.reweight(x)
+    return x
+
+
+def adjust_views(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
+                 tie: tuple[np.ndarray, np.ndarray, np.ndarray], focal_px: float, gps: np.ndarray,
+                 gps_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The adjustment of cameras and points given as arrays, placed in ENU metres, with no GCPs: ``tie`` (camera
+    index [M], point index [M], normalized xy [M, 2]) seen by cameras of ``focal_px``, and ``gps`` [N, 3] (NaN where
+    an axis or a photo is not used) weighted by ``gps_std`` [3]: (rotations, centres, points) adjusted."""
+    n = len(centres)
+    known = np.isfinite(gps).any(1)
+    gc = np.flatnonzero(known)
+    problem = _Problem(list(range(n)), rotations, centres, np.full(n, float(focal_px)), list(range(len(points))),
+                       points, tie, [], np.zeros((0, 3)), (np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2))),
+                       (gc, gps[gc], np.asarray(gps_std, np.float64)))
+    r, c, p, _ = problem.split(_solve(problem, problem.start()))
+    return r, c, p
 
 
 def _rms(residuals: np.ndarray) -> float:

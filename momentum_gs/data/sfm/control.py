@@ -82,6 +82,31 @@ def adjust_on_control(pycolmap, model, control: Control, origin: np.ndarray,
     return figures, lines
 
 
+def adjust_on_gps(pycolmap, model, gps_enu: dict[str, np.ndarray]) -> tuple[dict | None, list[str]]:
+    """Adjust the placed ``model`` in place on its photos and their GPS alone (no ground control; horizontal, weighted
+    by what it measures against the model), so that a model the photos allow to bend is bent to its GPS: (figures
+    for ``georef.json``, console lines); (None, []) with fewer than 3 fixes on registered photos."""
+    horizontal = {n: np.array([p[0], p[1], np.nan]) for n, p in gps_enu.items()}
+    std = gps_std(model, horizontal)
+    if std is None:
+        return None, []
+    before = _gps_median(model, horizontal)
+    done = adjust(pycolmap, model, [], horizontal, std)
+    after = _gps_median(model, horizontal)
+    figures = {**done.figures(), "gps_residual_median_m_before": round(before, 3),
+               "gps_residual_median_m_after": round(after, 3)}
+    return figures, [f"adjusted on {done.gps_used} GPS fixes (weighted as {std[0]:.2g} m) in {done.seconds:.0f} s: "
+                     f"cameras moved {done.camera_moved_m[0]:.3g} m RMS (largest {done.camera_moved_m[1]:.3g} m); "
+                     f"tie points {done.tie_rms_px[0]:.2f} -> {done.tie_rms_px[1]:.2f} px; median distance to the "
+                     f"GPS {before:.3g} -> {after:.3g} m"]
+
+
+def _gps_median(model, horizontal: dict[str, np.ndarray]) -> float:
+    """The median horizontal distance, metres, between the registered photos and their GPS fixes."""
+    centres = {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
+    return float(np.median([np.linalg.norm(centres[n][:2] - p[:2]) for n, p in horizontal.items() if n in centres]))
+
+
 def survey_std(gcp) -> np.ndarray:
     """[3] east, north, up standard deviation of a GCP's survey, metres: its file's accuracy, else the default."""
     return np.array(GCP_STD_M) if gcp.accuracy is None else gcp.accuracy[[0, 0, 1]].astype(np.float64)

@@ -15,7 +15,8 @@ import numpy as np
 from momentum_gs.data.colmap.model import SUPPORTED_MODELS
 from momentum_gs.data.georef import GEOREF_NAME, usable_gps
 from momentum_gs.data.sfm import colmap_steps as steps
-from momentum_gs.data.sfm.control import adjust_on_control, check_points, has_heights, without_flat_heights
+from momentum_gs.data.sfm.control import (adjust_on_control, adjust_on_gps, check_points, has_heights,
+                                          without_flat_heights)
 from momentum_gs.data.sfm.gcp import Control, check_marks, read_control
 from momentum_gs.data.sfm.georeference import (gcp_origin, georeference, georeference_gcps, gps_origin,
                                                take_out_far_from_gps, to_enu)
@@ -230,12 +231,17 @@ def _read_control(path: str | None, what: str) -> Control | None:
 
 def _on_control(pycolmap, model, geo: dict, control: Control | None, check: Control | None,
                 enu: dict[str, np.ndarray]) -> None:
-    """The placed model adjusted on its ground control and GPS, then measured on its check points; the figures
-    into ``geo``, the lines said."""
+    """The placed model adjusted on its ground control and GPS (on its GPS alone without control), then measured
+    on its check points; the figures into ``geo``, the lines said."""
     origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")])
     lines = []
     if control is not None:
         geo["adjustment"], said = adjust_on_control(pycolmap, model, control, origin, enu)
+        lines += said
+    elif enu:
+        adjusted, said = adjust_on_gps(pycolmap, model, enu)
+        if adjusted is not None:
+            geo["adjustment"] = adjusted
         lines += said
     if check is not None:
         geo["check_points"], said = check_points(model, check, origin)
