@@ -145,3 +145,24 @@ def test_under_15_m_of_noise_the_photo_moved_least_is_taken_out_too():
     times that from its fix (6 times the spread kept it in, written wrong)."""
     rows = [run_case(c) for c in misregistrations(2) if c.noise == 15.0]  # seed 2: the 2 kept in at 6 times
     assert all(r["outcome"] == "right" and len(r["taken_out"]) == 4 for r in rows), rows
+
+
+STRETCHED = [Case("corridor", 0, 0, 0.0, 5.0, True, True, seed=s, distortion="stretch") for s in (0, 1, 2)]
+
+
+@pytest.mark.parametrize("case", STRETCHED, ids=lambda c: f"seed{c.seed}")
+def test_a_stretch_the_gps_cannot_tell_from_its_noise_is_undone_by_the_photos(case):
+    """A corridor stretched along its axis under 5 m of GPS noise passes every check of the placement (the GPS
+    cannot tell the stretch from its own error: written wrong); adjusted on its photos and GPS, as `mgs sfm` adjusts
+    a placed model, it is right."""
+    placed, adjusted = run_case(case), run_case(case, adjusted=True)
+    assert placed["outcome"] == "wrong", placed
+    assert adjusted["outcome"] == "right" and adjusted["truth_m"] < placed["truth_m"] / 2, adjusted
+
+
+@pytest.mark.parametrize("case", consumer_gps()[8::64], ids=lambda c: f"{c.pattern}-r{c.roll:g}-p{c.pitch:g}")
+def test_the_adjustment_keeps_a_wandering_consumer_gps_right(case):
+    """The adjustment on a consumer GPS (15 m of slow wander): the photos hold the shape, so what was placed right
+    stays right."""
+    placed, adjusted = run_case(case), run_case(case, adjusted=True)
+    assert adjusted["outcome"] == placed["outcome"] and placed["outcome"] in ("right", "refused"), adjusted

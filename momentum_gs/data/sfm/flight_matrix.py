@@ -18,12 +18,15 @@ import numpy as np
 
 from momentum_gs.data.sfm import checks as C
 from momentum_gs.data.sfm import level as L
+from momentum_gs.data.sfm.adjust import GPS_FLOOR_M, adjust_views
 from momentum_gs.data.sfm.placement import inlier_floor, place_on_gps
 from momentum_gs.data.sfm.up import Views
-from momentum_gs.data.synthetic.survey import DISTORTIONS, PATTERNS, Flight, distort, make_flight, to_model_frame
+from momentum_gs.data.synthetic.survey import (ASPECT, DISTORTIONS, HFOV_DEG, PATTERNS, Flight, distort, make_flight,
+                                               to_model_frame)
 
 ROLLS, PITCHES, DRIFTS, NOISES = (0, 90, 180, 270), (-20, 0, 20, 45), (0.0, 120.0, -120.0), (1.0, 5.0, 15.0)
 LEVEL_DEG, RESIDUAL_NOISES, FIXES_USED = 2.0, 2.0, 0.9  # what "right side up" means
+PHOTO_WIDTH_PX, MARK_NOISE_PX, TIE_TRACKS = 4000, 0.5, 1000  # the photos of an adjusted case: 12 MP at 4:3
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,48 @@ def build(case: Case) -> tuple[Flight, Flight, np.ndarray, np.ndarray]:
     return flight, model, true_up, moved
 
 
-def run_case(case: Case, mode: str = "auto") -> dict:
+def tie_observations(flight: Flight, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """What the photos of ``flight`` see (``PHOTO_WIDTH_PX`` wide, each mark ``MARK_NOISE_PX`` off): (camera index
+    [M], point index [M], normalized xy [M, 2], focal length in pixels) of the ``TIE_TRACKS`` longest tracks."""
+    tx = np.tan(np.radians(HFOV_DEG) / 2)
+    cam, point, xy = [], [], []
+    for i, (rotation, centre) in enumerate(zip(flight.rotations, flight.centres)):
+        local = (flight.points - centre) @ rotation.T
+        z = np.where(local[:, 2] > 0, local[:, 2], np.inf)
+        inside = np.flatnonzero((np.abs(local[:, 0] / z) < tx) & (np.abs(local[:, 1] / z) < tx / ASPECT))
+        cam.append(np.full(len(inside), i))
+        point.append(inside)
+        xy.append(local[inside, :2] / local[inside, 2:])
+    cam, point, xy = map(np.concatenate, (cam, point, xy))
+    longest = np.argsort(-np.bincount(point, minlength=len(flight.points)), kind="stable")[:TIE_TRACKS]
+    keep = np.isin(point, longest)
+    focal = PHOTO_WIDTH_PX / 2 / tx
+    return cam[keep], point[keep], xy[keep] + np.random.default_rng([seed, 5]).normal(0, MARK_NOISE_PX / focal,
+                                                                                      (keep.sum(), 2)), focal
+
+
+def adjusted_centres(flight: Flight, model: Flight, fit: L.Fit, kept: np.ndarray, seed: int) -> np.ndarray:
+    """[K, 3] ENU centres of the ``kept`` cameras once ``model``, placed by ``fit``, is adjusted on its photos
+    (:func:`tie_observations` of ``flight``) and its horizontal GPS, weighted as `mgs sfm` weighs it
+    (:func:`momentum_gs.data.sfm.control.adjust_on_gps`)."""
+    cam, point, xy, focal = tie_observations(flight, seed)
+    mine = np.isin(cam, kept)
+    cam, point, xy = cam[mine], point[mine], xy[mine]
+    index, points = np.full(len(flight.centres), -1), np.unique(point)
+    index[kept] = np.arange(len(kept))
+    centres, gps = fit.apply(model.centres[kept]), np.c_[flight.gps[kept, :2], np.full(len(kept), np.nan)]
+    sigma = max(GPS_FLOOR_M, float(np.median(np.linalg.norm(centres[:, :2] - gps[:, :2], axis=1))) / L.CHI_MEDIAN[2])
+    _, adjusted, _ = adjust_views(model.rotations[kept] @ fit.rotation.T, centres, fit.apply(model.points[points]),
+                                  (index[cam], np.searchsorted(points, point), xy), focal, gps,
+                                  np.array([sigma, sigma, np.nan]))
+    return adjusted
+
+
+def run_case(case: Case, mode: str = "auto", adjusted: bool = False) -> dict:
     """The case's outcome: ``right`` (level within ``LEVEL_DEG``, residual within ``RESIDUAL_NOISES`` times
     the noise, ``FIXES_USED`` of the fixes used, the cameras within ``RESIDUAL_NOISES`` times the GPS's error of
-    the truth, the misregistered photos taken out), ``refused`` (with the line) or ``wrong`` (with why)."""
+    the truth, the misregistered photos taken out), ``refused`` (with the line) or ``wrong`` (with why).
+    ``adjusted``: a placed model is adjusted on its photos and GPS (:func:`adjusted_centres`) and measured after."""
     flight, model, true_up, moved = build(case)
     threshold, _ = inlier_floor(flight.gps)
     views = Views(model.rotations, model.centres, model.seen, model.points)
@@ -108,7 +149,14 @@ def run_case(case: Case, mode: str = "auto") -> dict:
     tilt = L.angle_deg(fit.up(), true_up)
     residual = float(np.sqrt((fit.residuals[fit.inliers, :2] ** 2).sum(1).mean()))
     used = float(fit.inliers[kept].mean())
-    truth = float(np.sqrt(((fit.apply(model.centres[kept]) - flight.centres[kept])[:, :2] ** 2).sum(1).mean()))
+    centres = fit.apply(model.centres[kept])
+    if adjusted:
+        centres = adjusted_centres(flight, model, fit, kept, case.seed)
+        inside = fit.inliers[kept]
+        residual = float(np.sqrt(((centres - flight.gps[kept])[inside, :2] ** 2).sum(1).mean()))
+        moved_by = (centres - fit.apply(model.centres[kept]))[:, :2]
+        row["moved_m"] = round(float(np.sqrt((moved_by ** 2).sum(1).mean())), 2)
+    truth = float(np.sqrt(((centres - flight.centres[kept])[:, :2] ** 2).sum(1).mean()))
     error = np.hypot(case.noise, case.wander)
     row.update(tilt_deg=round(tilt, 2), residual_m=round(residual, 2), fixes_used=round(used, 3), fit=fit.name,
                claims=placement.claims, truth_m=round(truth, 2), taken_out=sorted(placement.misregistered))
