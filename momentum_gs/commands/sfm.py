@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "one)")
     parser.add_argument("--check", help="check points, in the same format as --gcp: never used in a fit, each "
                         "measured against the result (east, north, up error, RMSE, CE90 and LE90 in sfm.json)")
+    parser.add_argument("--adjust-gps", action="store_true",
+                        help="without --gcp: adjust the placed scene on its photos and its GPS together, so the GPS "
+                        "straightens what the photos allow to bend (default: off)")
     parser.add_argument("--keep-largest", action="store_true",
                         help="a capture in disconnected parts: write the largest part (default: refuse)")
     parser.add_argument("--overwrite", action="store_true",
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
                       camera_mode=args.camera_mode or DEFAULT.camera_mode, max_size=args.max_size,
                       vocab_tree=args.vocab_tree, threads=args.threads, gps_altitude=args.gps_altitude,
                       keep_largest=args.keep_largest, overwrite=args.overwrite, gcp=args.gcp,
-                      check=args.check)
+                      check=args.check, adjust_gps=args.adjust_gps)
     report = run_sfm(Path(args.photos) if args.photos else None, Path(args.out), opts,
                      video=Path(args.video) if args.video else None, fps=args.fps)
     print("\n".join(run_lines(report, Path(args.out))))

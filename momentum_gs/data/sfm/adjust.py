@@ -29,7 +29,11 @@ GPS_FLOOR_M = 0.5  # no photo's GPS is taken to be better than this
 FREE_STD_M = 100.0  # each camera's pull to where it starts: defines what no control fixes (a horizontal control's up)
 HUBER = 3.0  # standard deviations: beyond this a residual counts linearly
 REWEIGHTS = 3  # solves, each weighted by the residuals of the one before
-FTOL, XTOL = 1e-6, 1e-5  # a solve's end: its cost's change (Ceres' default), its step against the unknowns
+# Each unknown scaled by its column of the Jacobian (radians of turn and metres of move differ by orders), and a
+# solve ended at a cost change of 1e-6 (Ceres' default) or a step of 1e-5 of the unknowns: unscaled, at scipy's
+# defaults, the solver crept on through every evaluation allowed on a generated 60-photo flight, to the same
+# cameras. Used by :func:`adjust_views`; `mgs sfm`'s adjustment keeps scipy's defaults until measured with them.
+SCALED = {"x_scale": "jac", "ftol": 1e-6, "xtol": 1e-5}
 MAX_TIE_POINTS = 20_000  # the tie points solved with the control (the longest tracks); the rest are refined after
 
 
@@ -220,7 +224,7 @@ def adjust(pycolmap, model, anchors: list[Anchor], gps: dict[str, np.ndarray] | 
     x0 = problem.start()
     before = _rms(problem.reprojection(*problem.split(x0)[:2], problem.tie[0], problem.points[problem.tie[1]],
                                        problem.tie[2]))
-    rotations, centres, points, gcps = problem.split(_solve(problem, x0))
+    rotations, centres, points, gcps = problem.split(_solve(problem, x0, {}))
     _write_back(pycolmap, model, problem, rotations, centres, points)
     moved = np.linalg.norm(centres - problem.centres, axis=1)
     mc, mg, mxy = problem.mark
@@ -233,15 +237,13 @@ def adjust(pycolmap, model, anchors: list[Anchor], gps: dict[str, np.ndarray] | 
                     time.perf_counter() - started)
 
 
-def _solve(problem: _Problem, x: np.ndarray) -> np.ndarray:
-    """The unknowns that fit ``problem`` from ``x``: ``REWEIGHTS`` solves, each Huber-weighted by the last. Each
-    unknown is scaled by its column of the Jacobian (radians of turn and metres of move differ by orders), and a
-    solve ends once its steps are ``XTOL`` of the unknowns: unscaled, or at scipy's default 1e-8, it crept on
-    through every evaluation allowed on a 60-photo flight, to the same cameras."""
+def _solve(problem: _Problem, x: np.ndarray, options: dict) -> np.ndarray:
+    """The unknowns that fit ``problem`` from ``x``: ``REWEIGHTS`` solves, each Huber-weighted by the last, with
+    scipy's ``options`` (:data:`SCALED`, or its defaults)."""
     sparsity = problem.sparsity()
     for _ in range(REWEIGHTS):
         x = least_squares(problem.residuals, x, jac_sparsity=sparsity, method="trf", tr_solver="lsmr",
-                          x_scale="jac", ftol=FTOL, xtol=XTOL, max_nfev=50).x
+                          max_nfev=50, **options).x
         problem.reweight(x)
     return x
 
@@ -258,7 +260,7 @@ def adjust_views(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
     problem = _Problem(list(range(n)), rotations, centres, np.full(n, float(focal_px)), list(range(len(points))),
                        points, tie, [], np.zeros((0, 3)), (np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2))),
                        (gc, gps[gc], np.asarray(gps_std, np.float64)))
-    r, c, p, _ = problem.split(_solve(problem, problem.start()))
+    r, c, p, _ = problem.split(_solve(problem, problem.start(), SCALED))
     return r, c, p
 
 

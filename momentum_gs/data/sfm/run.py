@@ -70,7 +70,7 @@ def run_sfm(photos: Path | None, out: Path, opts: SfmOptions, video: Path | None
     model = models[0] if models else None
     geo, extent, level_problem = _place(pycolmap, model, control, gps, enu, origin, opts, names, unusable)
     if geo is not None and geo.get("transform") is not None and level_problem is None:
-        _on_control(pycolmap, model, geo, control, check, enu)
+        _on_control(pycolmap, model, geo, control, check, enu if control is not None or opts.adjust_gps else {})
     report = summary(models, names, geo, matcher)
     report.update(photos_not_decoded=skipped, seconds=round(time.perf_counter() - laps.started, 1),
                   phase_seconds=laps.phases, pairs_matched=len(pairs), options=asdict(opts), georeference=geo)
@@ -231,8 +231,8 @@ def _read_control(path: str | None, what: str) -> Control | None:
 
 def _on_control(pycolmap, model, geo: dict, control: Control | None, check: Control | None,
                 enu: dict[str, np.ndarray]) -> None:
-    """The placed model adjusted on its ground control and GPS (on its GPS alone without control), then measured
-    on its check points; the figures into ``geo``, the lines said."""
+    """The placed model adjusted on its ground control and GPS (on its GPS alone, ``enu``, without control), then
+    measured on its check points; the figures into ``geo``, the lines said."""
     origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")])
     lines = []
     if control is not None:
