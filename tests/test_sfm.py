@@ -493,3 +493,20 @@ def test_photos_whose_gps_is_all_unusable_are_not_called_photos_without_gps(caps
     assert "no GPS in the photos' EXIF" not in said
     _georeference(None, object(), {}, {}, None, "auto", [], {})
     assert "no GPS in the photos' EXIF" in capsys.readouterr().out
+
+
+def test_adjust_gps_is_off_unless_asked_for(tmp_path, monkeypatch):
+    """`--adjust-gps` reaches the run's options; without it the GPS-placed scene is not adjusted."""
+    import momentum_gs.commands.sfm as command
+    from momentum_gs.errors import UserError
+
+    seen = []
+
+    def fake_run(photos, out, opts, video=None, fps=2.0):
+        seen.append(opts.adjust_gps)
+        raise UserError("stopped before any work")
+
+    monkeypatch.setattr(command, "run_sfm", fake_run)
+    for extra in ([], ["--adjust-gps"]):
+        assert main(["sfm", str(tmp_path), "--out", str(tmp_path / "out"), *extra]) != 0
+    assert seen == [False, True]
