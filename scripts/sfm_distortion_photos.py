@@ -23,7 +23,7 @@ from momentum_gs.data.sfm import field as F
 from momentum_gs.data.sfm.flight_matrix import Case, build, consumer_gps, run_case
 from momentum_gs.data.sfm.placement import inlier_floor, place_on_gps
 from momentum_gs.data.sfm.up import Views
-from momentum_gs.data.synthetic.survey import ASPECT, DISTORTIONS, HFOV_DEG, PATTERNS, distort, make_flight
+from momentum_gs.data.synthetic.survey import DISTORTIONS, HFOV_DEG, PATTERNS, distort, in_frame, make_flight
 
 WIDTH_PX = 4000
 
@@ -31,12 +31,10 @@ WIDTH_PX = 4000
 def reprojection(flight, model) -> np.ndarray:
     """Pixels between each point's projection by the true and by the distorted camera, over every camera and the
     points inside its frame."""
-    tx, focal = np.tan(np.radians(HFOV_DEG) / 2), WIDTH_PX / 2 / np.tan(np.radians(HFOV_DEG) / 2)
+    focal = WIDTH_PX / 2 / np.tan(np.radians(HFOV_DEG) / 2)
     errors = []
     for R, c, R2, c2 in zip(flight.rotations, flight.centres, model.rotations, model.centres):
-        cam = (flight.points - c) @ R.T
-        z = np.where(cam[:, 2] > 0, cam[:, 2], np.inf)
-        inside = (cam[:, 2] > 0) & (np.abs(cam[:, 0] / z) < tx) & (np.abs(cam[:, 1] / z) < tx / ASPECT)
+        cam, inside = in_frame(R, c, flight.points)
         moved = (model.points[inside] - c2) @ R2.T
         errors.append(np.linalg.norm(cam[inside, :2] / cam[inside, 2:] - moved[:, :2] / moved[:, 2:], axis=1) * focal)
     return np.concatenate(errors)

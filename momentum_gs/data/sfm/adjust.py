@@ -22,6 +22,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.sparse import coo_matrix
 
+from momentum_gs.data.sfm.level import CHI_MEDIAN
+
 TIE_STD_PX = 1.0  # a tie point's reprojection, as COLMAP weighs it
 MARK_STD_PX = 1.0  # a GCP marked by hand on a photo
 GCP_STD_M = (0.02, 0.02, 0.03)  # a surveyed GCP (RTK): east, north, up
@@ -262,6 +264,13 @@ def adjust_views(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
                        (gc, gps[gc], np.asarray(gps_std, np.float64)))
     r, c, p, _ = problem.split(_solve(problem, problem.start(), SCALED))
     return r, c, p
+
+
+def gps_std_from(distance: np.ndarray) -> np.ndarray:
+    """[3] the standard deviation (east, north; up NaN) of a GPS whose fixes lie ``distance`` [N] metres from their
+    cameras horizontally: their median over a 2-D normal's median length (bias included), at least ``GPS_FLOOR_M``."""
+    sigma = max(GPS_FLOOR_M, float(np.median(distance)) / CHI_MEDIAN[2])
+    return np.array([sigma, sigma, np.nan])
 
 
 def _rms(residuals: np.ndarray) -> float:

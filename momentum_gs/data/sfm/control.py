@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from momentum_gs.data.georef import wgs84_to_enu
-from momentum_gs.data.sfm.adjust import GCP_STD_M, GPS_FLOOR_M, Anchor, adjust
+from momentum_gs.data.sfm.adjust import GCP_STD_M, Anchor, adjust, gps_std_from
 from momentum_gs.data.sfm.gcp import Control, triangulate_with_reason
-from momentum_gs.data.sfm.level import CHI_MEDIAN
 
 CE90_PER_RMSE_R = 2.1460 / np.sqrt(2.0)  # 90 % of a circular normal error within this many RMSE_r
 LE90_PER_RMSE_Z = 1.6449  # 90 % of a normal error within this many standard deviations
@@ -50,15 +49,10 @@ def control_enu(control: Control, origin: np.ndarray) -> dict[str, np.ndarray]:
 
 def gps_std(model, gps_enu: dict[str, np.ndarray]) -> np.ndarray | None:
     """[3] the GPS's standard deviation (east, north, up NaN) measured on the placed ``model``: from the median
-    horizontal distance between each camera and its fix, bias included, at least ``GPS_FLOOR_M``; None with
+    horizontal distance between each camera and its fix, bias included (:func:`gps_std_from`); None with
     fewer than 3 fixes."""
-    centres = {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
-    names = [n for n in gps_enu if n in centres]
-    if len(names) < 3:
-        return None
-    distance = np.linalg.norm(np.stack([centres[n][:2] - gps_enu[n][:2] for n in names]), axis=1)
-    sigma = max(GPS_FLOOR_M, float(np.median(distance)) / CHI_MEDIAN[2])
-    return np.array([sigma, sigma, np.nan])
+    distance = _gps_distances(model, gps_enu)
+    return gps_std_from(distance) if len(distance) >= 3 else None
 
 
 def adjust_on_control(pycolmap, model, control: Control, origin: np.ndarray,
@@ -90,9 +84,9 @@ def adjust_on_gps(pycolmap, model, gps_enu: dict[str, np.ndarray]) -> tuple[dict
     std = gps_std(model, horizontal)
     if std is None:
         return None, []
-    before = _gps_median(model, horizontal)
+    before = float(np.median(_gps_distances(model, horizontal)))
     done = adjust(pycolmap, model, [], horizontal, std)
-    after = _gps_median(model, horizontal)
+    after = float(np.median(_gps_distances(model, horizontal)))
     figures = {**done.figures(), "gps_residual_median_m_before": round(before, 3),
                "gps_residual_median_m_after": round(after, 3)}
     return figures, [f"adjusted on {done.gps_used} GPS fixes (weighted as {std[0]:.2g} m) in {done.seconds:.0f} s: "
@@ -101,10 +95,10 @@ def adjust_on_gps(pycolmap, model, gps_enu: dict[str, np.ndarray]) -> tuple[dict
                      f"GPS {before:.3g} -> {after:.3g} m"]
 
 
-def _gps_median(model, horizontal: dict[str, np.ndarray]) -> float:
-    """The median horizontal distance, metres, between the registered photos and their GPS fixes."""
+def _gps_distances(model, gps_enu: dict[str, np.ndarray]) -> np.ndarray:
+    """[N] the horizontal distance, metres, between each registered photo with a fix and its fix."""
     centres = {model.image(i).name: model.image(i).projection_center() for i in model.reg_image_ids()}
-    return float(np.median([np.linalg.norm(centres[n][:2] - p[:2]) for n, p in horizontal.items() if n in centres]))
+    return np.array([np.linalg.norm(centres[n][:2] - p[:2]) for n, p in gps_enu.items() if n in centres])
 
 
 def survey_std(gcp) -> np.ndarray:

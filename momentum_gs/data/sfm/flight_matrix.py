@@ -18,11 +18,11 @@ import numpy as np
 
 from momentum_gs.data.sfm import checks as C
 from momentum_gs.data.sfm import level as L
-from momentum_gs.data.sfm.adjust import GPS_FLOOR_M, adjust_views
+from momentum_gs.data.sfm.adjust import adjust_views, gps_std_from
 from momentum_gs.data.sfm.placement import inlier_floor, place_on_gps
 from momentum_gs.data.sfm.up import Views
-from momentum_gs.data.synthetic.survey import (ASPECT, DISTORTIONS, HFOV_DEG, PATTERNS, Flight, distort, make_flight,
-                                               to_model_frame)
+from momentum_gs.data.synthetic.survey import (DISTORTIONS, HFOV_DEG, PATTERNS, Flight, distort, in_frame,
+                                               make_flight, to_model_frame)
 
 ROLLS, PITCHES, DRIFTS, NOISES = (0, 90, 180, 270), (-20, 0, 20, 45), (0.0, 120.0, -120.0), (1.0, 5.0, 15.0)
 LEVEL_DEG, RESIDUAL_NOISES, FIXES_USED = 2.0, 2.0, 0.9  # what "right side up" means
@@ -98,19 +98,17 @@ def build(case: Case) -> tuple[Flight, Flight, np.ndarray, np.ndarray]:
 def tie_observations(flight: Flight, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """What the photos of ``flight`` see (``PHOTO_WIDTH_PX`` wide, each mark ``MARK_NOISE_PX`` off): (camera index
     [M], point index [M], normalized xy [M, 2], focal length in pixels) of the ``TIE_TRACKS`` longest tracks."""
-    tx = np.tan(np.radians(HFOV_DEG) / 2)
     cam, point, xy = [], [], []
     for i, (rotation, centre) in enumerate(zip(flight.rotations, flight.centres)):
-        local = (flight.points - centre) @ rotation.T
-        z = np.where(local[:, 2] > 0, local[:, 2], np.inf)
-        inside = np.flatnonzero((np.abs(local[:, 0] / z) < tx) & (np.abs(local[:, 1] / z) < tx / ASPECT))
+        local, inside = in_frame(rotation, centre, flight.points)
+        inside = np.flatnonzero(inside)
         cam.append(np.full(len(inside), i))
         point.append(inside)
         xy.append(local[inside, :2] / local[inside, 2:])
     cam, point, xy = map(np.concatenate, (cam, point, xy))
     longest = np.argsort(-np.bincount(point, minlength=len(flight.points)), kind="stable")[:TIE_TRACKS]
     keep = np.isin(point, longest)
-    focal = PHOTO_WIDTH_PX / 2 / tx
+    focal = PHOTO_WIDTH_PX / 2 / np.tan(np.radians(HFOV_DEG) / 2)
     return cam[keep], point[keep], xy[keep] + np.random.default_rng([seed, 5]).normal(0, MARK_NOISE_PX / focal,
                                                                                       (keep.sum(), 2)), focal
 
@@ -125,10 +123,9 @@ def adjusted_centres(flight: Flight, model: Flight, fit: L.Fit, kept: np.ndarray
     index, points = np.full(len(flight.centres), -1), np.unique(point)
     index[kept] = np.arange(len(kept))
     centres, gps = fit.apply(model.centres[kept]), np.c_[flight.gps[kept, :2], np.full(len(kept), np.nan)]
-    sigma = max(GPS_FLOOR_M, float(np.median(np.linalg.norm(centres[:, :2] - gps[:, :2], axis=1))) / L.CHI_MEDIAN[2])
     _, adjusted, _ = adjust_views(model.rotations[kept] @ fit.rotation.T, centres, fit.apply(model.points[points]),
                                   (index[cam], np.searchsorted(points, point), xy), focal, gps,
-                                  np.array([sigma, sigma, np.nan]))
+                                  gps_std_from(np.linalg.norm(centres[:, :2] - gps[:, :2], axis=1)))
     return adjusted
 
 

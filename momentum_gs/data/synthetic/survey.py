@@ -254,15 +254,21 @@ def _scene(rotations: np.ndarray, centres: np.ndarray, rng: np.random.Generator)
     return np.column_stack([xy, height + rng.normal(0, 0.2, len(xy))])
 
 
-def _seen(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """[N, 3] per camera the component-wise median of the ``points`` [P, 3] inside its frame (a pinhole of
-    ``HFOV_DEG``, ``ASPECT``) and in front of it; a NaN row where there are none."""
+def in_frame(rotation: np.ndarray, centre: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``points`` [P, 3] in the frame of the camera at ``rotation`` (world to camera) and ``centre``, [P] whether
+    each is in front of it and inside its photo: a pinhole of ``HFOV_DEG``, ``ASPECT``)."""
     tx = np.tan(np.radians(HFOV_DEG) / 2)
+    cam = (points - centre) @ rotation.T
+    z = np.where(cam[:, 2] > 0, cam[:, 2], np.inf)
+    return cam, (cam[:, 2] > 0) & (np.abs(cam[:, 0] / z) < tx) & (np.abs(cam[:, 1] / z) < tx / ASPECT)
+
+
+def _seen(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """[N, 3] per camera the component-wise median of the ``points`` [P, 3] inside its frame and in front of it
+    (:func:`in_frame`); a NaN row where there are none."""
     seen = np.full((len(centres), 3), np.nan)
     for i, (R, c) in enumerate(zip(rotations, centres)):
-        cam = (points - c) @ R.T
-        z = np.where(cam[:, 2] > 0, cam[:, 2], np.inf)
-        inside = (cam[:, 2] > 0) & (np.abs(cam[:, 0] / z) < tx) & (np.abs(cam[:, 1] / z) < tx / ASPECT)
+        _, inside = in_frame(R, c, points)
         if inside.any():
             seen[i] = np.median(points[inside], axis=0)
     return seen
