@@ -495,8 +495,8 @@ def test_photos_whose_gps_is_all_unusable_are_not_called_photos_without_gps(caps
     assert "no GPS in the photos' EXIF" in capsys.readouterr().out
 
 
-def test_adjust_gps_is_off_unless_asked_for(tmp_path, monkeypatch):
-    """`--adjust-gps` reaches the run's options; without it the GPS-placed scene is not adjusted."""
+def test_the_gps_adjustment_is_on_unless_turned_off(tmp_path, monkeypatch):
+    """The adjustment on the GPS is in the run's options by default; `--no-adjust-gps` turns it off."""
     import momentum_gs.commands.sfm as command
     from momentum_gs.errors import UserError
 
@@ -507,6 +507,6 @@ def test_adjust_gps_is_off_unless_asked_for(tmp_path, monkeypatch):
         raise UserError("stopped before any work")
 
     monkeypatch.setattr(command, "run_sfm", fake_run)
-    for extra in ([], ["--adjust-gps"]):
+    for extra in ([], ["--no-adjust-gps"], ["--adjust-gps"]):
         assert main(["sfm", str(tmp_path), "--out", str(tmp_path / "out"), *extra]) != 0
-    assert seen == [False, True]
+    assert seen == [True, False, True]

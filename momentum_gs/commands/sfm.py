@@ -47,9 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "one)")
     parser.add_argument("--check", help="check points, in the same format as --gcp: never used in a fit, each "
                         "measured against the result (east, north, up error, RMSE, CE90 and LE90 in sfm.json)")
-    parser.add_argument("--adjust-gps", action="store_true",
+    parser.add_argument("--adjust-gps", action=argparse.BooleanOptionalAction, default=True,
                         help="without --gcp: adjust the placed scene on its photos and its GPS together, so the GPS "
-                        "straightens what the photos allow to bend (default: off)")
+                        "straightens what the photos allow to bend (default: on; --no-adjust-gps leaves the scene "
+                        "as the GPS placed it)")
     parser.add_argument("--keep-largest", action="store_true",
                         help="a capture in disconnected parts: write the largest part (default: refuse)")
     parser.add_argument("--overwrite", action="store_true",

@@ -37,5 +37,5 @@ class SfmOptions:
     keep_largest: bool = False  # write the largest connected part of a capture that does not connect
     overwrite: bool = False  # replace the scene already in OUT (after this run succeeds)
     gcp: str | None = None  # ground control points (OpenDroneMap's gcp_list.txt): placed on, then adjusted with the GPS
-    adjust_gps: bool = False  # without ground control: adjust the placed model on its photos and its GPS
+    adjust_gps: bool = True  # without ground control: adjust the placed model on its photos and its GPS
     check: str | None = None  # check points, in the same format: never used in a fit, measured against the result
