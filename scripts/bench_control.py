@@ -1,10 +1,10 @@
-"""Ground control and check points on generated surveys: the check points' errors with the GPS alone, with GCPs,
-and with GCPs whose heights are all 0 (horizontal control), over several seeds.
+"""Ground control and check points on generated surveys: the check points' errors with the GPS alone (placed, and
+adjusted on it), with GCPs, and with GCPs whose heights are all 0 (horizontal control), over several seeds.
 
     python scripts/bench_control.py OUT [--seeds 0 1 2] [--gps-noise 15] [--mark-px 0.5]
 
 Each seed renders the 16-view flight of tests/helpers/control_survey.py with its own GPS error and marking error,
-then runs `mgs sfm` (one COLMAP thread) three times. Prints a Markdown table (COLMAP's progress bars go to the
+then runs `mgs sfm` (one COLMAP thread) four times. Prints a Markdown table (COLMAP's progress bars go to the
 terminal: keep the lines starting with "|").
 """
 
@@ -25,7 +25,7 @@ from momentum_gs.cli import main as mgs  # noqa: E402
 from tests.helpers.control_survey import (CHECK_SPOTS, GCP_SPOTS, GSD_M, flight, write_control,  # noqa: E402
                                           write_photos)
 
-RUNS = {"GPS alone": [], "GPS + GCPs": ["--gcp", "gcp.txt"], "GPS + GCPs, heights 0": ["--gcp", "flat.txt"]}
+RUNS = {"GPS alone, placed": ["--no-adjust-gps"], "GPS alone, adjusted": [], "GPS + GCPs": ["--gcp", "gcp.txt"], "GPS + GCPs, heights 0": ["--gcp", "flat.txt"]}
 
 
 def one(root: Path, name: str, options: list[str]) -> tuple[dict, float]:

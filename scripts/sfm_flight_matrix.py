@@ -1,12 +1,13 @@
 """The georeference of `mgs sfm` over the whole matrix of generated flights: every case right side up or
 refused, none written wrong. Prints a Markdown table per pattern and the refusals' reasons.
 
-    python scripts/sfm_flight_matrix.py [--matrix base] [--workers 2] [--seed 0] [--adjust] [--json rows.json]
+    python scripts/sfm_flight_matrix.py [--matrix base] [--workers 2] [--seed 0] [--adjust] [--every K] [--json rows.json]
 
 ``--matrix distortions``: reconstructions out of shape (sheared, drifting in scale, folded), which must be refused;
 ``consumer``: a GPS wandering slowly by 15 m, which must still be placed; ``misregistered``: 4 photos registered
 far from where they were taken, which must be taken out. ``--adjust``: each model placed is adjusted on its photos
-and its GPS, as `mgs sfm` adjusts it, and measured after (about 15 s a placed case).
+and its GPS, as `mgs sfm` adjusts it, and measured after (about 15 s a placed case); ``--every K`` runs every K-th case of the matrix, a sample spread
+over it.
 
 The flights are generated (momentum_gs.data.synthetic.survey.make_flight: poses, sparse points, the median of
 what each camera sees, GPS with noise and altitude drift) and put in a random model frame; the georeference
@@ -54,13 +55,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--adjust", action="store_true",
                         help="adjust each placed model on its photos and GPS")
+    parser.add_argument("--every", type=int, default=1, help="run every K-th case (default: all)")
     parser.add_argument("--json", help="write every case's row here")
     args = parser.parse_args()
-    cases, start = MATRICES[args.matrix](args.seed), time.perf_counter()
+    cases, start = MATRICES[args.matrix](args.seed)[::args.every], time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         run = functools.partial(run_case, adjusted=args.adjust)
         rows = list(tqdm(pool.map(run, cases, chunksize=8), total=len(cases), desc="flights", unit="case"))
-    print(f"{args.matrix}{', adjusted' if args.adjust else ''}: {len(rows)} cases in "
+    print(f"{args.matrix}{', adjusted' if args.adjust else ''}{f', every {args.every}th case' if args.every > 1 else ''}: "
+          f"{len(rows)} cases in "
           f"{time.perf_counter() - start:.0f} s on {args.workers} worker(s), "
           f"{describe_cpu()}, seed {args.seed}\n")
     print("\n".join(table(rows)))
