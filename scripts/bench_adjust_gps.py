@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import platform
 import shutil
 import time
@@ -22,18 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from momentum_gs.cli import main as mgs
-from momentum_gs.data.georef import enu_to_wgs84, wgs84_to_enu
+from momentum_gs.data.georef import enu_to_wgs84, origin_of, read_georef, wgs84_to_enu
 from momentum_gs.data.sfm.control import adjust_on_gps
 from momentum_gs.data.sfm.georeference import to_enu
 from momentum_gs.data.sfm.gps import read_gps
 from momentum_gs.data.synthetic.survey import ORIGIN, write_survey
 
 
-def to_truth(scene: Path, model, truth: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """([K] horizontal, [K] vertical metres) between each registered camera of ``model`` (in ``scene``'s frame)
-    and where it was."""
-    geo = json.loads((scene / "georef.json").read_text())
-    origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")])
+def to_truth(model, origin: np.ndarray, truth: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """([K] horizontal, [K] vertical metres) between each registered camera of ``model`` (ENU at ``origin``) and
+    where it was."""
     ids = model.reg_image_ids()
     placed = np.stack([model.image(i).projection_center() for i in ids])
     true = wgs84_to_enu(enu_to_wgs84(np.stack([truth[model.image(i).name] for i in ids]), ORIGIN), origin)
@@ -70,14 +67,11 @@ def main() -> None:
         if code != 0:
             print(f"| {threads} | refused | | | | | {seconds:.0f} s |")
             continue
-        model = pycolmap.Reconstruction(str(placed / "sparse" / "0"))
-        print(row("placed", threads, args.photos, *to_truth(placed, model, truth), f"mgs sfm {seconds:.0f} s"))
-        geo = json.loads((placed / "georef.json").read_text())
-        names = [model.image(i).name for i in model.reg_image_ids()]
-        gps, _, _ = read_gps({n: photos / n for n in names})
-        origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")])
+        model, origin = pycolmap.Reconstruction(str(placed / "sparse" / "0")), origin_of(read_georef(placed))
+        print(row("placed", threads, args.photos, *to_truth(model, origin, truth), f"mgs sfm {seconds:.0f} s"))
+        gps, _, _ = read_gps({model.image(i).name: photos / model.image(i).name for i in model.reg_image_ids()})
         figures, _ = adjust_on_gps(pycolmap, model, to_enu(gps, origin))
-        print(row("adjusted", threads, args.photos, *to_truth(placed, model, truth),
+        print(row("adjusted", threads, args.photos, *to_truth(model, origin, truth),
                   f"moved {figures['camera_moved_rms_m']:.3f} m RMS, {figures['camera_moved_max_m']:.3f} m at most, "
                   f"in {figures['seconds']:.1f} s"))
 

@@ -25,7 +25,8 @@ from momentum_gs.cli import main as mgs  # noqa: E402
 from tests.helpers.control_survey import (CHECK_SPOTS, GCP_SPOTS, GSD_M, flight, write_control,  # noqa: E402
                                           write_photos)
 
-RUNS = {"GPS alone, placed": ["--no-adjust-gps"], "GPS alone, adjusted": [], "GPS + GCPs": ["--gcp", "gcp.txt"], "GPS + GCPs, heights 0": ["--gcp", "flat.txt"]}
+RUNS = {"GPS alone, placed": ["--no-adjust-gps"], "GPS alone, adjusted": [], "GPS + GCPs": ["--gcp", "gcp.txt"],
+        "GPS + GCPs, heights 0": ["--gcp", "flat.txt"]}
 
 
 def one(root: Path, name: str, options: list[str]) -> tuple[dict, float]:

@@ -1,13 +1,14 @@
 """The georeference of `mgs sfm` over the whole matrix of generated flights: every case right side up or
 refused, none written wrong. Prints a Markdown table per pattern and the refusals' reasons.
 
-    python scripts/sfm_flight_matrix.py [--matrix base] [--workers 2] [--seed 0] [--adjust] [--every K] [--json rows.json]
+    python scripts/sfm_flight_matrix.py [--matrix base] [--workers 2] [--seed 0] [--adjust] [--every K]
+                                        [--json rows.json]
 
 ``--matrix distortions``: reconstructions out of shape (sheared, drifting in scale, folded), which must be refused;
 ``consumer``: a GPS wandering slowly by 15 m, which must still be placed; ``misregistered``: 4 photos registered
 far from where they were taken, which must be taken out. ``--adjust``: each model placed is adjusted on its photos
-and its GPS, as `mgs sfm` adjusts it, and measured after (about 15 s a placed case); ``--every K`` runs every K-th case of the matrix, a sample spread
-over it.
+and its GPS, as `mgs sfm` adjusts it, and measured after (about 15 s a placed case). ``--every K`` runs every K-th
+case of the matrix, a sample spread over it.
 
 The flights are generated (momentum_gs.data.synthetic.survey.make_flight: poses, sparse points, the median of
 what each camera sees, GPS with noise and altitude drift) and put in a random model frame; the georeference
@@ -62,8 +63,8 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         run = functools.partial(run_case, adjusted=args.adjust)
         rows = list(tqdm(pool.map(run, cases, chunksize=8), total=len(cases), desc="flights", unit="case"))
-    print(f"{args.matrix}{', adjusted' if args.adjust else ''}{f', every {args.every}th case' if args.every > 1 else ''}: "
-          f"{len(rows)} cases in "
+    sample = f", every {args.every}th case" if args.every > 1 else ""
+    print(f"{args.matrix}{', adjusted' if args.adjust else ''}{sample}: {len(rows)} cases in "
           f"{time.perf_counter() - start:.0f} s on {args.workers} worker(s), "
           f"{describe_cpu()}, seed {args.seed}\n")
     print("\n".join(table(rows)))

@@ -81,10 +81,10 @@ def adjust_on_gps(pycolmap, model, gps_enu: dict[str, np.ndarray]) -> tuple[dict
     by what it measures against the model), so that a model the photos allow to bend is bent to its GPS: (figures
     for ``georef.json``, console lines); (None, []) with fewer than 3 fixes on registered photos."""
     horizontal = {n: np.array([p[0], p[1], np.nan]) for n, p in gps_enu.items()}
-    std = gps_std(model, horizontal)
-    if std is None:
+    distance = _gps_distances(model, horizontal)
+    if len(distance) < 3:
         return None, []
-    before = float(np.median(_gps_distances(model, horizontal)))
+    std, before = gps_std_from(distance), float(np.median(distance))
     done = adjust(pycolmap, model, [], horizontal, std)
     after = float(np.median(_gps_distances(model, horizontal)))
     figures = {**done.figures(), "gps_residual_median_m_before": round(before, 3),
