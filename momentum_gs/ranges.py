@@ -115,6 +115,8 @@ LENGTH = Range(0, FLOAT32_MAX, open_low=True, why="lengths are float32 world uni
 # Rounded inwards to 0.01: the exact bounds round to a float32 whose exponential is already past them.
 LOG_SCALE = Range(math.ceil(50 * math.log(FLOAT32_TINY)) / 100, math.floor(50 * math.log(FLOAT32_MAX)) / 100,
                   why="exp(2 x value), a covariance's squared scale, must be a finite float32 above 1.2e-38")
+ADAM_BETA = Range(0, 1, open_high=True, why="Adam's moments decay as b x old + (1 - b) x new: at 1 they never take a "
+                  "gradient, outside [0, 1] they diverge")
 WEIGHT = Range(0, MAX_WEIGHT, why="above 2^24 a term's gradient drowns the image loss's below float32's resolution")
 # Adam moves every parameter by about its learning rate per step, whatever the gradient: above 1 a single step
 # crosses the whole useful range of features, log-scales and MLP weights (offsets: the scene's extent).

@@ -51,6 +51,29 @@ def test_auto_voxel_size_is_a_length():
     assert math.isclose(AnchorSet.from_points(10 * square, -1.0).voxel_size, 10 * math.sqrt(4.0 / 3.0), rel_tol=1e-6)
 
 
+def test_an_automatic_grid_is_bounded_by_the_photos_pixel_footprint():
+    from momentum_gs.config.tree import ModelConfig
+    from momentum_gs.data.camera import Camera
+    from momentum_gs.model.anchors import photo_footprint
+
+    # a camera 10 above a plane of points 2 apart, looking straight down with a focal of 100 px: a pixel covers 0.1
+    down = torch.eye(4)
+    down[:3, :3] = torch.tensor([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]])
+    down[2, 3] = 10.0
+    camera = Camera("a.png", 64, 48, torch.tensor([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]]), down)
+    grid = np.stack(np.meshgrid(np.arange(-10, 11, 2.0), np.arange(-10, 11, 2.0), [0.0]), -1).reshape(-1, 3)
+    assert math.isclose(photo_footprint([camera], grid), 0.1, rel_tol=1e-9)
+    assert photo_footprint([camera], grid + [0, 0, 20.0]) == 0.0  # every point behind the camera
+    plain = AnchorSet.from_config(grid, ModelConfig(), cameras=[camera])
+    assert math.isclose(plain.voxel_size, 2.0, rel_tol=1e-6)  # the points' spacing
+    capped = AnchorSet.from_config(grid, ModelConfig(voxel_max_footprints=6), cameras=[camera])
+    assert math.isclose(capped.voxel_size, 0.6, rel_tol=1e-6)  # at most 6 pixels' footprint
+    loose = AnchorSet.from_config(grid, ModelConfig(voxel_max_footprints=60), cameras=[camera])
+    assert math.isclose(loose.voxel_size, 2.0, rel_tol=1e-6)  # a bound above the spacing changes nothing
+    given = AnchorSet.from_config(grid, ModelConfig(voxel_size=1.5, voxel_max_footprints=6), cameras=[camera])
+    assert given.voxel_size == 1.5  # a grid the config gives is taken as it is
+
+
 def test_to_dict_round_trip():
     anchors = AnchorSet.from_points(np.random.default_rng(0).normal(size=(50, 3)), 0.3, feat_dim=4, n_offsets=2)
     with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from pathlib import Path
@@ -15,9 +16,9 @@ from momentum_gs.config.tree import BACKEND_ALIASES, GEOMETRY_PRESETS, Config, O
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import read_text
-from momentum_gs.ranges import (COORDINATE, COVERAGE, DOWNSAMPLE, EVERY, FIT_WIDTH, HOLDOUT, FLOAT32_MAX, FLOAT32_TINY,
-                                 LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT, MAX_STEPS, SEED,
-                                 SSIM_MIX, STEP, STEPS, WEIGHT, Range, check_number, shown)
+from momentum_gs.ranges import (ADAM_BETA, COORDINATE, COVERAGE, DOWNSAMPLE, EVERY, FIT_WIDTH, HOLDOUT, FLOAT32_MAX,
+                                 FLOAT32_TINY, LEARNING_RATE, LOG_SCALE, MARGIN, MAX_BLOCKS, MAX_NDC_GRADIENT,
+                                 MAX_STEPS, SEED, SSIM_MIX, STEP, STEPS, WEIGHT, Range, check_number, shown)
 
 
 def to_dict(cfg: Any) -> dict:
@@ -100,6 +101,7 @@ SCHEDULE_KEYS = {
     "optim.lr_max_steps": "the learning rates stop part of the way down their decay",
     "weighting.warmup": "the blocks are never re-weighted",
     "geometry.depth_normal_from": "the depth-normal term never applies",
+    "geometry.multiview_from": "the multi-view term never applies",
 }
 
 
@@ -126,7 +128,8 @@ def schedule_warnings(cfg: Config) -> list[str]:
     with ``optim.steps``), with the value that keeps the default's proportion of the run."""
     steps, lines = cfg.optim.steps, []
     unused = {"weighting.warmup": not cfg.weighting.enabled,
-              "geometry.depth_normal_from": not cfg.geometry.lambda_depth_normal}
+              "geometry.depth_normal_from": not cfg.geometry.lambda_depth_normal,
+              "geometry.multiview_from": not cfg.geometry.lambda_multiview}
     for key, effect in SCHEDULE_KEYS.items():
         value = _get(cfg, key)
         if value <= steps or unused.get(key, False):  # a key of a part that is off schedules nothing
@@ -139,8 +142,6 @@ def schedule_warnings(cfg: Config) -> list[str]:
     return lines
 
 
-ADAM_BETA = Range(0, 1, open_high=True, why="Adam's moments decay as b x old + (1 - b) x new: at 1 they never take a "
-                  "gradient, outside [0, 1] they diverge")
 _KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)  # section.key: dotted Python names
 
 
@@ -288,6 +289,7 @@ RANGES: dict[str, Range] = {
     "model.n_offsets": Range(1, 1024, why="Gaussians per anchor: at least one, and 1024 (100x the paper's 10) "
                              "multiply every frame's Gaussians past what any renderer draws"),
     "model.voxel_size": Range(0, FLOAT32_MAX, why=f"0 is automatic; at most {_FLOAT32}"),
+    "model.voxel_max_footprints": Range(0, 1e6, why="pixels' footprints, 0 for no bound; a million is past any scene"),
     "model.hidden_dim": Range(1, 4096, why="the decoder MLPs' width: at least one, and at 4096 (128x the paper's 32) "
                               "each Gaussian costs 16 M multiply-adds a layer"),
     "model.appearance_dim": Range(0, 4096, why="floats per image's appearance code, 0 for none; the MLPs reading it "
@@ -331,8 +333,8 @@ RANGES: dict[str, Range] = {
                               "1024 is as large as the images, so tiling stops sorting anything out"),
     "render.background": Range(0, 1, why="a colour's channels, in [0, 1] like the images'"),
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
-    "geometry.lambda_flatten": WEIGHT, "geometry.lambda_depth_normal": WEIGHT, "geometry.lambda_sparse_depth": WEIGHT,
-    "geometry.sparse_depth_holdout": HOLDOUT, "geometry.depth_normal_from": STEP,
+    **{f"geometry.lambda_{term}": WEIGHT for term in ("flatten", "depth_normal", "sparse_depth", "multiview")},
+    "geometry.sparse_depth_holdout": HOLDOUT, "geometry.depth_normal_from": STEP, "geometry.multiview_from": STEP,
     "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,
     "log.keep_checkpoints": Range(0, MAX_STEPS, why="checkpoints kept, 0 for all; a run writes fewer than 10^9"),
     "partition.blocks": Range(0, MAX_BLOCKS, why=f"0 picks the count from the scene; a partition has at most "
@@ -356,10 +358,7 @@ RANGES: dict[str, Range] = {
 
 
 def _get(cfg: Config, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
+    return functools.reduce(getattr, key.split("."), cfg)
 
 
 def validate(cfg: Config) -> Config:

@@ -48,6 +48,9 @@ class ModelConfig:
     feat_dim: int = 32  # anchor feature size c
     n_offsets: int = 10  # neural Gaussians per anchor k
     voxel_size: float = 0.0  # anchor grid spacing in world units; <= 0: median 3-NN distance of the points
+    # with voxel_size <= 0: the grid at most this many of the training photos' pixel footprints on what they see
+    # (momentum_gs.model.anchors.photo_footprint); 0: no bound, the points' spacing alone
+    voxel_max_footprints: float = 0.0
     hidden_dim: int = 32  # width of the decoder MLPs
     appearance_dim: int = 0  # per-image appearance embedding size (0 = off)
     add_distance: bool = False  # feed the camera distance to the decoder MLPs
@@ -152,6 +155,10 @@ class GeometryConfig:
     lambda_sparse_depth: float = 0.0
     # every n-th SfM point (by its row in the model) kept out of those depths, to check the surface against (0: none)
     sparse_depth_holdout: int = 0
+    # weight of the photos' disagreement where the rendered depth carries a pixel into a neighbouring photo
+    # (momentum_gs.train.multiview): (1 − NCC) / 2 of grey windows of 14 × 14 pixels
+    lambda_multiview: float = 0.0
+    multiview_from: int = 500  # a block's step from which the multi-view term applies (a surface forms first)
     # "none" (the reference) or "maps" (what `mgs run` trains with): the SfM points as depth anchors,
     # geometry.lambda_sparse_depth 0.2 where the config does not give that key
     preset: GeometryPreset = "none"

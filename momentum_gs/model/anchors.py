@@ -54,6 +54,18 @@ def auto_voxel_size(points: np.ndarray) -> float:
     return spacing
 
 
+def photo_footprint(cameras: list, points: np.ndarray) -> float:
+    """What a pixel of the photos covers where they look (world units): the median over ``cameras`` of the median
+    depth of the [P, 3] ``points`` in front of each, over its focal length; 0 without any."""
+    sizes = []
+    for camera in cameras:
+        w2c = camera.world_to_cam.detach().double().cpu().numpy()
+        depth = (np.asarray(points, np.float64) @ w2c[:3, :3].T + w2c[:3, 3])[:, 2]
+        if (depth > 0).any():
+            sizes.append(float(np.median(depth[depth > 0])) / float(camera.K[0, 0]))
+    return float(np.median(sizes)) if sizes else 0.0
+
+
 def voxelize(points: np.ndarray, voxel_size: float) -> np.ndarray:
     """[N, 3] float32 distinct grid points ``round(p / voxel_size) * voxel_size`` (world units) of [P, 3]
     ``points``, sorted.
@@ -98,12 +110,13 @@ class AnchorSet(nn.Module):
         self.scalings = nn.Parameter(initial_log_scales(positions) if scalings is None else scalings.float())
 
     @classmethod
-    def from_points(cls, points, voxel_size: float, feat_dim: int = 32, n_offsets: int = 10,
-                    max_points: int = 0, seed: int = 0, device: torch.device | str = "cpu") -> "AnchorSet":
+    def from_points(cls, points, voxel_size: float, feat_dim: int = 32, n_offsets: int = 10, max_points: int = 0,
+                    seed: int = 0, device: torch.device | str = "cpu", voxel_cap: float = 0.0) -> "AnchorSet":
         """Anchors from [P, 3] SfM points (numpy or tensor, world units).
 
-        ``voxel_size <= 0`` picks it with :func:`auto_voxel_size`; ``max_points > 0`` first keeps a random
-        subset (numpy generator seeded with ``seed``) of at most that many points.
+        ``voxel_size <= 0`` picks it with :func:`auto_voxel_size`, at most ``voxel_cap`` where that is above 0;
+        ``max_points > 0`` first keeps a random subset (numpy generator seeded with ``seed``) of at most that many
+        points.
         """
         points = points.detach().cpu().numpy() if torch.is_tensor(points) else np.asarray(points)
         points = points.astype(np.float64).reshape(-1, 3)
@@ -112,13 +125,18 @@ class AnchorSet(nn.Module):
             points = points[np.sort(rng.choice(len(points), max_points, replace=False))]
         if voxel_size <= 0:
             voxel_size = auto_voxel_size(points)
+            voxel_size = min(voxel_size, voxel_cap) if voxel_cap > 0 else voxel_size
         positions = torch.as_tensor(voxelize(points, voxel_size), dtype=torch.float32, device=device)
         return cls(positions, voxel_size, feat_dim, n_offsets)
 
     @classmethod
-    def from_config(cls, points, cfg: ModelConfig, seed: int = 0, device: torch.device | str = "cpu") -> "AnchorSet":
-        """:meth:`from_points` with ``voxel_size``, ``feat_dim``, ``n_offsets``, ``max_points`` from ``cfg``."""
-        return cls.from_points(points, cfg.voxel_size, cfg.feat_dim, cfg.n_offsets, cfg.max_points, seed, device)
+    def from_config(cls, points, cfg: ModelConfig, seed: int = 0, device: torch.device | str = "cpu",
+                    cameras: list | None = None) -> "AnchorSet":
+        """:meth:`from_points` with ``voxel_size``, ``feat_dim``, ``n_offsets``, ``max_points`` from ``cfg``; with
+        ``cfg.voxel_max_footprints`` and the training ``cameras``, an automatic grid at most that many of their
+        :func:`photo_footprint`."""
+        cap = cfg.voxel_max_footprints * photo_footprint(cameras, points) if cfg.voxel_max_footprints and cameras else 0
+        return cls.from_points(points, cfg.voxel_size, cfg.feat_dim, cfg.n_offsets, cfg.max_points, seed, device, cap)
 
     @property
     def num_anchors(self) -> int:

@@ -13,6 +13,7 @@ from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import decay_steps, retarget_schedules, update_learning_rates
 from momentum_gs.train.blocks import Block
+from momentum_gs.train.multiview import ViewDepths, multiview_loss
 from momentum_gs.train.distributed import World
 from momentum_gs.train.teacher import MomentumTeacher
 from momentum_gs.train.views import average_gradients, sum_growth_statistics
@@ -32,6 +33,9 @@ class BlockStep:
     view_processes: int  # processes that train this block together, each on its own views
     sparse_depths: list | None  # per training camera its SfM depths (geometry.lambda_sparse_depth), or None
     gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
+    neighbours: list[list[int]] | None  # per training camera its neighbours (geometry.lambda_multiview), or None
+    view_depths: ViewDepths  # the surface each view rendered when last trained (geometry.lambda_multiview)
+    loader: object  # the training photos by index
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -48,13 +52,18 @@ class BlockStep:
         decoder = block.decoder or self.decoder
         geometry = self.cfg.geometry
         depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
-        extras = ("depth", "normal") if depth_normal else ("depth",) if geometry.lambda_sparse_depth > 0 else ()
+        depth = geometry.lambda_sparse_depth > 0 or geometry.lambda_multiview > 0
+        extras = ("depth", "normal") if depth_normal else ("depth",) if depth else ()
         seen = []
         for view_index, gt in pairs:
             camera = self.cameras[view_index]
             view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
                                extras=extras)
             loss, parts = self.block_loss(view, gt, camera, decoder, depth_normal)
+            if geometry.lambda_multiview > 0:
+                term = geometry.lambda_multiview * self.multiview_term(block, view, gt, camera, step)
+                parts["multiview"] = term.detach()
+                loss = loss + term
             (loss * weight).backward()
             self.collect_statistics(block, step, view, camera)
             seen.append((loss.detach(), parts, view.output.image.detach().clamp(0, 1), view.gaussians.num, gt))
@@ -114,6 +123,22 @@ class BlockStep:
             parts["consistency"] = teacher.lambda_cons * cons.detach()
             loss = loss + teacher.lambda_cons * cons
         return loss, parts
+
+    def multiview_term(self, block: Block, view, gt: torch.Tensor, camera, step: int) -> torch.Tensor:
+        """The multi-view term of a rendered ``view`` against one of its neighbours (taken in turn by step), from
+        ``geometry.multiview_from`` on; 0 before, and while no neighbour has been trained yet. Keeps the view's
+        surface for the views it neighbours."""
+        output = view.output
+        term = output.depth.sum() * 0.0
+        if step > self.cfg.geometry.multiview_from:
+            candidates = [j for j in self.neighbours[camera.uid] if self.view_depths.get(block.id, j) is not None]
+            if candidates:
+                other = candidates[step % len(candidates)]
+                photo = self.loader[other].to(gt.device)
+                term = multiview_loss(output.depth, output.alpha, gt, camera, photo,
+                                      self.view_depths.get(block.id, other), self.cameras[other])
+        self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach())
+        return term
 
     def collect_statistics(self, block: Block, step: int, view, camera) -> None:
         """Accumulate a rendered view's screen-space statistics for growth, when the block's schedule says so."""

@@ -165,7 +165,8 @@ def new_block(cfg: Config, scene: SceneData, block_id: int, points: np.ndarray, 
               device: torch.device, decoder: Decoder | None = None) -> Block:
     """A fresh block on ``device`` from its starting points [P, 3] and its training cameras."""
     extent = camera_extent(scene, cameras)
-    anchors = AnchorSet.from_config(points, cfg.model, seed=cfg.seed + block_id, device=device)
+    anchors = AnchorSet.from_config(points, cfg.model, seed=cfg.seed + block_id, device=device,
+                                    cameras=[scene.train[i] for i in cameras])
     if cfg.model.voxel_size <= 0:  # automatic: the grid these points gave, checked as a given one is before training
         check_anchor_grid(cfg, anchors.voxel_size, points, block_id)
     block = Block(block_id, cameras, validation_views(cameras, cfg.weighting.val_every), extent,

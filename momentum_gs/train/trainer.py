@@ -38,6 +38,7 @@ from momentum_gs.train import distributed as D
 from momentum_gs.train.block_step import BlockStep
 from momentum_gs.train.blocks import Block
 from momentum_gs.train.checkpointing import Checkpointing
+from momentum_gs.train.multiview import ViewDepths, neighbour_views
 from momentum_gs.train.placement import Placement
 from momentum_gs.train.progress import Metrics, TrainLogger
 from momentum_gs.train.replan import TimeBudget
@@ -107,6 +108,8 @@ class Trainer(BlockStep, Checkpointing):
                                   cache_bytes=cfg.data.cache_bytes, processes=world.local_size)
         self.cameras = [camera.to(device) for camera in scene.train]  # copied once, not every step
         self.sparse_depths = scene_depths(scene, cfg, device) if cfg.geometry.lambda_sparse_depth else None
+        self.neighbours = neighbour_views(scene.train) if cfg.geometry.lambda_multiview else None
+        self.view_depths = ViewDepths()
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
