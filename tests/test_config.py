@@ -153,6 +153,8 @@ def test_a_schedule_past_the_end_of_a_cut_run_is_said_with_the_value_to_give():
 def test_the_maps_geometry_preset_fills_only_the_keys_not_given(tmp_path):
     assert load_config().geometry.lambda_sparse_depth == 0.0  # "none": the reference method
     assert load_config(overrides=["geometry.preset=maps"]).geometry.lambda_sparse_depth == 0.2
+    assert load_config().model.voxel_max_footprints == 0.0
+    assert load_config(overrides=["geometry.preset=maps"]).model.voxel_max_footprints == 6.0
     given = load_config(overrides=["geometry.preset=maps", "geometry.lambda_sparse_depth=0"])
     assert given.geometry.lambda_sparse_depth == 0.0  # a key given wins, in either order
     given = load_config(overrides=["geometry.lambda_sparse_depth=0.5", "geometry.preset=maps"])

@@ -23,7 +23,8 @@ Switch = Literal["auto", "true", "false"]
 GeometryPreset = Literal["none", "maps"]  # geometry.preset
 # What each geometry.preset sets, for the keys a config does not give (docs/decisions/0023): "maps", the SfM points
 # as depth anchors, what made every figure of the surface model better at 1.09 times the time a step
-GEOMETRY_PRESETS: dict[str, dict[str, float]] = {"none": {}, "maps": {"geometry.lambda_sparse_depth": 0.2}}
+GEOMETRY_PRESETS: dict[str, dict[str, float]] = {
+    "none": {}, "maps": {"geometry.lambda_sparse_depth": 0.2, "model.voxel_max_footprints": 6.0}}
 
 
 @dataclass
