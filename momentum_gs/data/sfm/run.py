@@ -236,9 +236,12 @@ def _on_control(pycolmap, model, geo: dict, control: Control | None, check: Cont
     origin = np.array([geo["origin"][k] for k in ("lat", "lon", "alt")])
     lines = []
     if control is not None:
+        print(f"adjusting the model on {len(control.gcps)} GCPs, its tie points and its photos' GPS ...", flush=True)
         geo["adjustment"], said = adjust_on_control(pycolmap, model, control, origin, enu)
         lines += said
     elif enu:
+        print(f"adjusting the model on its tie points and {len(enu)} photos' GPS (--no-adjust-gps leaves it as "
+              "placed) ...", flush=True)
         adjusted, said = adjust_on_gps(pycolmap, model, enu)
         if adjusted is not None:
             geo["adjustment"] = adjusted
