@@ -57,10 +57,10 @@ def auto_voxel_size(points: np.ndarray) -> float:
 def photo_footprint(cameras: list, points: np.ndarray) -> float:
     """What a pixel of the photos covers where they look (world units): the median over ``cameras`` of the median
     depth of the [P, 3] ``points`` in front of each, over its focal length; 0 without any."""
-    sizes = []
+    points, sizes = np.asarray(points, np.float64), []
     for camera in cameras:
         w2c = camera.world_to_cam.detach().double().cpu().numpy()
-        depth = (np.asarray(points, np.float64) @ w2c[:3, :3].T + w2c[:3, 3])[:, 2]
+        depth = points @ w2c[2, :3] + w2c[2, 3]
         if (depth > 0).any():
             sizes.append(float(np.median(depth[depth > 0])) / float(camera.K[0, 0]))
     return float(np.median(sizes)) if sizes else 0.0
@@ -135,7 +135,8 @@ class AnchorSet(nn.Module):
         """:meth:`from_points` with ``voxel_size``, ``feat_dim``, ``n_offsets``, ``max_points`` from ``cfg``; with
         ``cfg.voxel_max_footprints`` and the training ``cameras``, an automatic grid at most that many of their
         :func:`photo_footprint`."""
-        cap = cfg.voxel_max_footprints * photo_footprint(cameras, points) if cfg.voxel_max_footprints and cameras else 0
+        bounded = cfg.voxel_size <= 0 and cfg.voxel_max_footprints > 0 and cameras  # a given grid is taken as it is
+        cap = cfg.voxel_max_footprints * photo_footprint(cameras, points) if bounded else 0.0
         return cls.from_points(points, cfg.voxel_size, cfg.feat_dim, cfg.n_offsets, cfg.max_points, seed, device, cap)
 
     @property
