@@ -1,11 +1,13 @@
 """Score the maps of `mgs ortho` (RUN/maps, or --maps DIR).
 
-    python scripts/ortho_check.py RUN [--maps DIR] [--json OUT]
+    python scripts/ortho_check.py RUN [--maps DIR] [--json OUT] [--floor]
 
 A synthetic scene (`mgs synth`): the orthophoto against the city's true orthophoto (vertical rays into the ray-cast
 city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres),
 over the whole map and under the cameras (the convex hull of the training cameras' centres), and where the maps
-have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels).
+have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels). With --floor, the same scores of
+perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by the same renderer
+(tests/helpers/map_truth.py), what no training can beat.
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres); where the training kept every n-th point out of its SfM
@@ -26,12 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from momentum_gs.config import load_config  # noqa: E402
 from momentum_gs.data.georef import read_georef  # noqa: E402
-from momentum_gs.data.map_frame import frame_of  # noqa: E402
+from momentum_gs.data.map_frame import frame_of, own_frame  # noqa: E402
 from momentum_gs.data.scene import load_scene  # noqa: E402
 from momentum_gs.data.scene_info import read_scene_info  # noqa: E402
+from momentum_gs.data.synthetic import city_of  # noqa: E402
 from momentum_gs.data.sparse_depth import held_out  # noqa: E402
-from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid  # noqa: E402
-from tests.helpers.map_truth import score, true_maps  # noqa: E402
+from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, splat_map  # noqa: E402
+from tests.helpers.map_truth import laid_on_the_city, score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
 
 SHIFTS = np.arange(-4.0, 4.0 + 1e-9, 0.25)  # pixels tried along each axis
@@ -118,6 +121,20 @@ def away_from_steps(rgba: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metr
             "squared_error_near_steps": float(squared[drawn & near].sum() / squared[drawn].sum())}
 
 
+def floor_under_cameras(data: Path, grid: MapGrid, under: np.ndarray, colour: np.ndarray, heights: np.ndarray,
+                        metres: float, depth: str) -> dict:
+    """The scores under the cameras (``under``: [H, W], 1 inside) of perfect geometry on ``grid``: flat Gaussians laid
+    on the synthetic city of ``data``, mapped as ``mgs ortho`` maps with ``depth``."""
+    city, _ = city_of(data)
+    rasters = splat_map(laid_on_the_city(city, metres, grid), own_frame(np.array([0.0, 0.0, 1.0]), "z"), grid,
+                        show_progress=False, depth=depth)
+    rgba = rasters.rgba.copy()
+    rgba[..., 3] *= under
+    found = score(rgba, rasters.dsm, colour, heights, metres)
+    found.update(away_from_steps(rgba, rasters.dsm, heights, metres))
+    return found
+
+
 SPREAD_BANDS_PX = (0, 0.5, 1, 2, 5, 10, 30, np.inf)  # the spread's bands the error is told by, pixels
 
 
@@ -180,6 +197,9 @@ def main() -> None:
     parser.add_argument("--picture", type=Path, default=None,
                         help="an image: the orthophoto, the truth and the DSM's error (black 0, white 5 m or more) "
                              "side by side on a synthetic scene; else the orthophoto beside the DSM in colour")
+    parser.add_argument("--floor", action="store_true",
+                        help="on a synthetic scene, also score perfect geometry on the same grid (about a minute for "
+                             "a million pixels)")
     args = parser.parse_args()
     folder = args.maps or args.run / "maps"
     rgba, dsm, summary = read_maps(folder)
@@ -192,10 +212,14 @@ def main() -> None:
         colour, heights, metres = true_maps(data, grid)
         row["truth"] = score(rgba, dsm, colour, heights, metres)
         row["truth"]["gsd_m"] = grid.gsd * metres
+        mask = under_cameras(args.run, grid)
         under = rgba.copy()
-        under[..., 3] *= under_cameras(args.run, grid)
+        under[..., 3] *= mask
         row["truth_under_cameras"] = score(under, dsm, colour, heights, metres)
         row["truth_under_cameras"].update(away_from_steps(under, dsm, heights, metres))
+        if args.floor:
+            row["floor_under_cameras"] = floor_under_cameras(data, grid, mask, colour, heights, metres,
+                                                             summary.get("depth", "median"))
         row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)
