@@ -223,8 +223,12 @@ def main() -> None:
         row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)
-    elif args.picture:
-        picture_heights(rgba, dsm, args.picture)
+    else:
+        if args.floor:
+            print(f"--floor: {data} is not a synthetic scene (mgs synth), so there is no true city to lay Gaussians "
+                  "on; the other scores follow", file=sys.stderr)
+        if args.picture:
+            picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:
         row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out)
     print(json.dumps(row, indent=1))
