@@ -3,7 +3,9 @@ photo, compared there; the neighbours chosen; hidden and textureless pixels left
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.data.synthetic import make_synthetic_scene
 from momentum_gs.train.multiview import ViewDepths, multiview_loss, neighbour_views
 from momentum_gs.train.trainer import Trainer
+from tests.helpers.host_reads import CudaSyncs
 
 W, H, F = 96, 72, 80.0
 GROUND = 5.0  # the cameras' height above the textured ground
@@ -40,13 +43,14 @@ def photo(c: Camera, textured: bool = True) -> torch.Tensor:
     return grey[..., None].expand(H, W, 3).contiguous()
 
 
-def loss_and_slope(depth: float, neighbour_surface: float = GROUND, textured: bool = True) -> tuple[float, float]:
+def loss_and_slope(depth: float, neighbour_surface: float = GROUND, textured: bool = True,
+                   device: torch.device = torch.device("cpu")) -> tuple[float, float]:
     a, b = camera(0.0), camera(1.0)
-    alpha = torch.ones(H, W, 1)
+    alpha = torch.ones(H, W, 1, device=device)
     kept = ViewDepths()
-    kept.keep(0, 1, torch.full((H, W, 1), neighbour_surface), alpha)
-    d = torch.full((H, W, 1), depth, requires_grad=True)
-    loss = multiview_loss(d * alpha, alpha, photo(a, textured), a, photo(b, textured), kept.get(0, 1), b)
+    kept.keep(0, 1, torch.full((H, W, 1), neighbour_surface, device=device), alpha, photo(b, textured).to(device))
+    d = torch.full((H, W, 1), depth, requires_grad=True, device=device)
+    loss = multiview_loss(d * alpha, alpha, photo(a, textured).to(device), a, kept.grey(1), kept.get(0, 1), b)
     loss.backward()
     return float(loss.detach()), float(d.grad.sum())
 
@@ -78,14 +82,20 @@ def test_the_neighbours_are_the_nearest_photos_looking_the_same_way():
     assert neighbour_views(cameras, count=2, max_angle_deg=50.0)[0] == [4, 1]
 
 
+def nadir_config(config, folder: Path):
+    """``config`` on a small mapping flight (photos nearly straight down, neighbours looking the same way), 40 steps,
+    the term from step 12."""
+    config.data.path = str(make_synthetic_scene(folder, "tiny", seed=0, width=96, height=72, pitch_deg=(75.0, 89.0),
+                                                n_train=12))
+    config.optim.steps = 40
+    config.geometry.lambda_multiview = 0.2
+    config.geometry.multiview_from = 12
+    return config
+
+
 @pytest.mark.slow
 def test_a_training_with_the_multiview_term(tiny_config, tmp_path):
-    # a small mapping flight: photos nearly straight down, neighbours looking the same way
-    tiny_config.data.path = str(make_synthetic_scene(tmp_path / "nadir", "tiny", seed=0, width=96, height=72,
-                                                     pitch_deg=(75.0, 89.0), n_train=12))
-    tiny_config.optim.steps = 40
-    tiny_config.geometry.lambda_multiview = 0.2
-    tiny_config.geometry.multiview_from = 12
+    nadir_config(tiny_config, tmp_path / "nadir")
     scene = load_scene(tiny_config.data)
     trainer = Trainer(tiny_config, scene, tmp_path / "run", torch.device("cpu"))
     trainer.train()
@@ -94,3 +104,41 @@ def test_a_training_with_the_multiview_term(tiny_config, tmp_path):
     assert all(r["multiview"] == 0 for r in log if r["step"] <= 12)
     assert any(r["multiview"] > 0 for r in log if r["step"] > 12)
     assert len(trainer.view_depths.depths) == len(scene.train)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("depth", [4.85, 5.05])
+def test_on_a_gpu_the_term_is_the_cpus(depth):
+    cpu = loss_and_slope(depth)
+    assert loss_and_slope(depth, device=torch.device("cuda")) == pytest.approx(cpu, rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(importlib.util.find_spec("gsplat") is None, reason="gsplat not installed (pip install .[cuda])")
+def test_on_a_gpu_the_term_makes_a_step_wait_for_nothing_more(tiny_config, tmp_path, monkeypatch):
+    """With gsplat on a GPU, a plain step with the term on waits only where a step without it does: the two sizes
+    of ``generate_gaussians`` (tests/test_host_reads.py); the neighbour's photo is already on the GPU."""
+    nadir_config(tiny_config, tmp_path / "nadir")
+    tiny_config.log.progress_every = 8
+    tiny_config.device, tiny_config.render.backend = "cuda", "gsplat"
+    trainer = Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cuda"))
+    steps, train_step = [], trainer.train_step
+
+    def watched(views):
+        with CudaSyncs() as syncs:
+            out = train_step(views)
+        steps.append(syncs.sites)
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", watched)
+    trainer.train()
+    log = [json.loads(line) for line in open(Path(tiny_config.out) / "train.log")]
+    assert any(r["multiview"] > 0 for r in log if r["step"] > 12)
+    block = trainer.blocks[0]
+    plain = [sites for s, sites in enumerate(steps, start=1)
+             if s > 13 and not block.strategy.should_adjust(s) and s % tiny_config.log.progress_every]
+    assert len(plain) >= 10
+    for sites in plain:
+        assert sorted(site for site in sites if site != "gsplat") == ["neural.py:generate_gaussians"] * 2, sites

@@ -35,7 +35,6 @@ class BlockStep:
     gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
     neighbours: list[list[int]] | None  # per training camera its neighbours (geometry.lambda_multiview), or None
     view_depths: ViewDepths  # the surface each view rendered when last trained (geometry.lambda_multiview)
-    loader: object  # the training photos by index
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -134,10 +133,9 @@ class BlockStep:
             candidates = [j for j in self.neighbours[camera.uid] if self.view_depths.get(block.id, j) is not None]
             if candidates:
                 other = candidates[step % len(candidates)]
-                photo = self.loader[other].to(gt.device)
-                term = multiview_loss(output.depth, output.alpha, gt, camera, photo,
+                term = multiview_loss(output.depth, output.alpha, gt, camera, self.view_depths.grey(other),
                                       self.view_depths.get(block.id, other), self.cameras[other])
-        self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach())
+        self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach(), gt)
         return term
 
     def collect_statistics(self, block: Block, step: int, view, camera) -> None:
