@@ -48,9 +48,10 @@ def loss_and_slope(depth: float, neighbour_surface: float = GROUND, textured: bo
     a, b = camera(0.0), camera(1.0)
     alpha = torch.ones(H, W, 1, device=device)
     kept = ViewDepths()
-    kept.keep(0, 1, torch.full((H, W, 1), neighbour_surface, device=device), alpha, photo(b, textured).to(device))
+    kept.keep(0, 1, torch.full((H, W, 1), neighbour_surface, device=device), alpha)
+    grey, other_grey = kept.grey(0, photo(a, textured).to(device)), kept.grey(1, photo(b, textured).to(device))
     d = torch.full((H, W, 1), depth, requires_grad=True, device=device)
-    loss = multiview_loss(d * alpha, alpha, photo(a, textured).to(device), a, kept.grey(1), kept.get(0, 1), b)
+    loss = multiview_loss(d * alpha, alpha, grey, a, other_grey, kept.get(0, 1), b)
     loss.backward()
     return float(loss.detach()), float(d.grad.sum())
 

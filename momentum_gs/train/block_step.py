@@ -129,13 +129,14 @@ class BlockStep:
         surface for the views it neighbours."""
         output = view.output
         term = output.depth.sum() * 0.0
+        grey = self.view_depths.grey(camera.uid, gt)
         if step > self.cfg.geometry.multiview_from:
             candidates = [j for j in self.neighbours[camera.uid] if self.view_depths.get(block.id, j) is not None]
             if candidates:
                 other = candidates[step % len(candidates)]
-                term = multiview_loss(output.depth, output.alpha, gt, camera, self.view_depths.grey(other),
+                term = multiview_loss(output.depth, output.alpha, grey, camera, self.view_depths.grey(other),
                                       self.view_depths.get(block.id, other), self.cameras[other])
-        self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach(), gt)
+        self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach())
         return term
 
     def collect_statistics(self, block: Block, step: int, view, camera) -> None:

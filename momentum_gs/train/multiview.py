@@ -41,29 +41,28 @@ def neighbour_views(cameras: list, count: int = 4, max_angle_deg: float = 30.0) 
 class ViewDepths:
     """The surface (camera z at 1/SCALE size, the nearest of each SCALE × SCALE pixels, float16) each training view
     rendered when it was last trained, by (block, view): what tells whether a neighbour sees a pixel; and each view's
-    photo as the term compares it (grey, 1/SCALE size), kept where the photo already is (on the training device), so
-    that a neighbour's photo is neither decoded nor copied again."""
+    photo as the term compares it (grey, 1/SCALE size), made once, where the photo is (on the training device)."""
 
     def __init__(self) -> None:
         self.depths: dict[tuple[int, int], torch.Tensor] = {}
         self.greys: dict[int, torch.Tensor] = {}
 
-    def keep(self, block: int, view: int, depth: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor) -> None:
-        """Keep a rendered view's surface (``depth``, ``alpha`` [H, W, 1], blended; empty pixels are infinitely far)
-        and its ``photo`` [H, W, 3]."""
+    def keep(self, block: int, view: int, depth: torch.Tensor, alpha: torch.Tensor) -> None:
+        """Keep a rendered view's surface (``depth``, ``alpha`` [H, W, 1], blended); empty pixels are infinitely far."""
         with torch.no_grad():
             z = torch.where(alpha > 0.5, depth / alpha.clamp(min=1e-6), torch.full_like(depth, math.inf))
-            z = -F.max_pool2d(-z.permute(2, 0, 1)[None], SCALE)[0, 0]
-            self.depths[(block, view)] = z.to(torch.float16)
-            if view not in self.greys:
-                self.greys[view] = _half(photo.to(torch.float32)).mean(-1)
+            self.depths[(block, view)] = _blocks(z).amin(3).amin(1)[..., 0].to(torch.float16)
 
     def get(self, block: int, view: int) -> torch.Tensor | None:
         return self.depths.get((block, view))
 
-    def grey(self, view: int) -> torch.Tensor:
-        """[H / SCALE, W / SCALE] the photo of a ``view`` kept."""
-        return self.greys[view]
+    def grey(self, view: int, photo: torch.Tensor | None = None) -> torch.Tensor | None:
+        """[H / SCALE, W / SCALE] ``view``'s photo as the term compares it, made from ``photo`` [H, W, 3] the first
+        time it is given; None before."""
+        if view not in self.greys and photo is not None:
+            with torch.no_grad():
+                self.greys[view] = _half(photo.to(torch.float32)).mean(-1)
+        return self.greys.get(view)
 
 
 def _halved_K(camera, like: torch.Tensor) -> torch.Tensor:
@@ -128,24 +127,31 @@ def _window_ncc(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple[t
     return cov / torch.sqrt((var_a * var_b).clamp(min=1e-12)), kept
 
 
+def _blocks(image: torch.Tensor) -> torch.Tensor:
+    """[H, W, C] → [H // SCALE, SCALE, W // SCALE, SCALE, C]: each SCALE × SCALE pixels (a last odd row or column
+    left out), a view where it can be. Reduced over dimension 3, then 1, it is pooled in a fraction of the time that
+    PyTorch's pooling takes on the same [H, W, C] image (channels-last to it)."""
+    h, w = image.shape[0] // SCALE, image.shape[1] // SCALE
+    return image[:h * SCALE, :w * SCALE].reshape(h, SCALE, w, SCALE, image.shape[2])
+
+
 def _half(image: torch.Tensor) -> torch.Tensor:
     """[H, W, C] → [H // SCALE, W // SCALE, C], the mean of each SCALE × SCALE pixels."""
-    return F.avg_pool2d(image.permute(2, 0, 1)[None], SCALE)[0].permute(1, 2, 0)
+    return _blocks(image).mean(3).mean(1)
 
 
-def multiview_loss(depth: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor, camera, other_grey: torch.Tensor,
+def multiview_loss(depth: torch.Tensor, alpha: torch.Tensor, grey: torch.Tensor, camera, other_grey: torch.Tensor,
                    other_depth: torch.Tensor, other) -> torch.Tensor:
-    """The mean of (1 − NCC) / 2 over ``camera``'s textured windows seen by ``other``, at 1/SCALE size: its ``photo``
-    [H, W, 3] against the neighbour's photo (``other_grey``, kept by :class:`ViewDepths`) sampled where the rendered
-    surface (``depth``, ``alpha`` [H, W, 1], blended) lands in ``other``. ``other_depth`` is the neighbour's surface
-    kept by :class:`ViewDepths`. 0 where no window is left."""
+    """The mean of (1 − NCC) / 2 over ``camera``'s textured windows seen by ``other``, at 1/SCALE size: its photo
+    (``grey``) against the neighbour's (``other_grey``) sampled where the rendered surface (``depth``, ``alpha``
+    [H, W, 1], blended) lands in ``other``; both photos and ``other_depth``, the neighbour's surface, as
+    :class:`ViewDepths` keeps them. 0 where no window is left."""
     depth, alpha = _half(depth), _half(alpha)
     z = depth[..., 0] / alpha[..., 0].clamp(min=1e-6)
     x, y, zo = _in_other(z, camera, other)
-    grey = other_grey.to(z)
-    ho, wo = grey.shape
+    ho, wo = other_grey.shape
     grid = torch.stack([2.0 * x / wo - 1.0, 2.0 * y / ho - 1.0], dim=-1)[None]
-    seen = F.grid_sample(grey[None, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0]
+    seen = F.grid_sample(other_grey.to(z)[None, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0]
     with torch.no_grad():
         surface = other_depth.to(z)
         sx = x.long().clamp(0, surface.shape[1] - 1)
@@ -153,7 +159,7 @@ def multiview_loss(depth: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor
         visible = zo <= surface[sy, sx] * (1.0 + OCCLUDED)
         inside = (x >= 0.5) & (x <= wo - 0.5) & (y >= 0.5) & (y <= ho - 0.5) & (zo > 0)
         mask = inside & visible & (alpha[..., 0] > 0.5)
-    ncc, kept = _window_ncc(_half(photo.to(z)).mean(-1), seen, mask)
+    ncc, kept = _window_ncc(grey.to(z), seen, mask)
     # the mean over the kept windows, 0 where none is kept, written without reading ``kept`` on the host (on a GPU
     # a read waits for the whole step's work)
     error = torch.where(kept, (1.0 - ncc.clamp(-1.0, 1.0)) * 0.5, torch.zeros_like(ncc))
