@@ -151,7 +151,8 @@ def multiview_loss(depth: torch.Tensor, alpha: torch.Tensor, grey: torch.Tensor,
     x, y, zo = _in_other(z, camera, other)
     ho, wo = other_grey.shape
     grid = torch.stack([2.0 * x / wo - 1.0, 2.0 * y / ho - 1.0], dim=-1)[None]
-    seen = F.grid_sample(other_grey.to(z)[None, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0]
+    seen = F.grid_sample(other_grey.to(z)[None, None], grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)[0, 0]
     with torch.no_grad():
         surface = other_depth.to(z)
         sx = x.long().clamp(0, surface.shape[1] - 1)
