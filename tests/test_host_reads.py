@@ -21,7 +21,7 @@ from momentum_gs.render.kernels.build import use_cpp
 from momentum_gs.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from host_reads import CudaSyncs, HostReads, uncounted  # noqa: E402
+from host_reads import HostReads, plain_step_syncs, uncounted  # noqa: E402
 
 
 def _counting_trainer(cfg, monkeypatch) -> tuple[Trainer, list[dict]]:
@@ -68,26 +68,11 @@ def test_a_training_step_reads_two_sizes_from_the_device(tiny_config, monkeypatc
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.skipif(importlib.util.find_spec("gsplat") is None, reason="gsplat not installed (pip install .[cuda])")
-def test_on_a_gpu_a_training_step_waits_only_for_the_two_sizes(tiny_config, monkeypatch):
+def test_on_a_gpu_a_training_step_waits_only_for_the_two_sizes(tiny_config):
     """What the dispatch count above cannot see: blocking copies and stream waits. On a GPU with the gsplat
     backend, every synchronizing call of a plain step from our code is one of the two ``nonzero`` sizes."""
     tiny_config.teacher.enabled = True
-    tiny_config.log.progress_every = 8
-    tiny_config.device, tiny_config.render.backend = "cuda", "gsplat"
-    trainer = Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cuda"))
-    steps, train_step = [], trainer.train_step
-
-    def watched(views):
-        with CudaSyncs() as syncs:
-            out = train_step(views)
-        steps.append(syncs.sites)
-        return out
-
-    monkeypatch.setattr(trainer, "train_step", watched)
-    trainer.train()
-    block = trainer.blocks[0]
-    plain = [sites for s, sites in enumerate(steps, start=1)
-             if s > 1 and not block.strategy.should_adjust(s) and s % tiny_config.log.progress_every]
+    plain = plain_step_syncs(tiny_config)
     assert len(plain) >= 16
     for sites in plain:
         ours = sorted(site for site in sites if site != "gsplat")

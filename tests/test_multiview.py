@@ -16,7 +16,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.data.synthetic import make_synthetic_scene
 from momentum_gs.train.multiview import ViewDepths, multiview_loss, neighbour_views
 from momentum_gs.train.trainer import Trainer
-from tests.helpers.host_reads import CudaSyncs
+from tests.helpers.host_reads import plain_step_syncs
 
 W, H, F = 96, 72, 80.0
 GROUND = 5.0  # the cameras' height above the textured ground
@@ -118,28 +118,13 @@ def test_on_a_gpu_the_term_is_the_cpus(depth):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.skipif(importlib.util.find_spec("gsplat") is None, reason="gsplat not installed (pip install .[cuda])")
-def test_on_a_gpu_the_term_makes_a_step_wait_for_nothing_more(tiny_config, tmp_path, monkeypatch):
+def test_on_a_gpu_the_term_makes_a_step_wait_for_nothing_more(tiny_config, tmp_path):
     """With gsplat on a GPU, a plain step with the term on waits only where a step without it does: the two sizes
     of ``generate_gaussians`` (tests/test_host_reads.py); the neighbour's photo is already on the GPU."""
     nadir_config(tiny_config, tmp_path / "nadir")
-    tiny_config.log.progress_every = 8
-    tiny_config.device, tiny_config.render.backend = "cuda", "gsplat"
-    trainer = Trainer(tiny_config, load_scene(tiny_config.data), Path(tiny_config.out), torch.device("cuda"))
-    steps, train_step = [], trainer.train_step
-
-    def watched(views):
-        with CudaSyncs() as syncs:
-            out = train_step(views)
-        steps.append(syncs.sites)
-        return out
-
-    monkeypatch.setattr(trainer, "train_step", watched)
-    trainer.train()
+    plain = plain_step_syncs(tiny_config, after=13)
     log = [json.loads(line) for line in open(Path(tiny_config.out) / "train.log")]
     assert any(r["multiview"] > 0 for r in log if r["step"] > 12)
-    block = trainer.blocks[0]
-    plain = [sites for s, sites in enumerate(steps, start=1)
-             if s > 13 and not block.strategy.should_adjust(s) and s % tiny_config.log.progress_every]
     assert len(plain) >= 10
     for sites in plain:
         assert sorted(site for site in sites if site != "gsplat") == ["neural.py:generate_gaussians"] * 2, sites

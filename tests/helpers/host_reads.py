@@ -105,3 +105,28 @@ class CudaSyncs:
                 self.sites.append(library)
                 return
         self.sites.append("elsewhere")
+
+
+def plain_step_syncs(config, after: int = 1) -> list[list[str]]:
+    """Train ``config`` on the GPU with the gsplat backend, logging progress every 8 steps, each step watched by
+    :class:`CudaSyncs`; per plain step past step ``after`` (one that neither grows, prunes nor logs progress), where
+    its synchronizing calls came from."""
+    from momentum_gs.data.scene import load_scene
+    from momentum_gs.train.trainer import Trainer
+
+    config.device, config.render.backend = "cuda", "gsplat"
+    config.log.progress_every = 8
+    trainer = Trainer(config, load_scene(config.data), Path(config.out), torch.device("cuda"))
+    steps, train_step = [], trainer.train_step
+
+    def watched(views):
+        with CudaSyncs() as syncs:
+            out = train_step(views)
+        steps.append(syncs.sites)
+        return out
+
+    trainer.train_step = watched
+    trainer.train()
+    strategy = trainer.blocks[0].strategy
+    return [sites for s, sites in enumerate(steps, start=1)
+            if s > after and not strategy.should_adjust(s) and s % config.log.progress_every]
