@@ -34,7 +34,7 @@ class BlockStep:
     sparse_depths: list | None  # per training camera its SfM depths (geometry.lambda_sparse_depth), or None
     gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
     neighbours: list[list[int]] | None  # per training camera its neighbours (geometry.lambda_multiview), or None
-    view_depths: ViewDepths  # the surface each view rendered when last trained (geometry.lambda_multiview)
+    view_depths: ViewDepths  # each view's surface when last trained, and its photo (geometry.lambda_multiview)
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
