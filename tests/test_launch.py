@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,6 +100,17 @@ def test_a_failed_process_is_said_in_its_lines_and_stops_the_others(monkeypatch,
     assert "training process 1 of 2 failed (exit status 2)" in err and "error: the scene is gone" in err
     assert "loading" not in err  # the error line, not the whole log
 
+
+
+def test_a_training_process_ends_with_its_status_and_its_output_without_the_teardown(tmp_path):
+    """A C++ thread freed in the interpreter's teardown could abort a process whose training was done."""
+    log = tmp_path / "out.log"
+    with open(log, "wb") as file:
+        child = subprocess.run([sys.executable, "-c", "from tests.helpers import processes; "
+                                "processes.leave_after_a_teardown_that_aborts()"],
+                               stdout=file, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent, timeout=120)
+    assert child.returncode == 3  # not 134 (-6): the teardown, which would abort, did not run
+    assert log.read_text() == "trained\n"  # flushed before the end
 
 @pytest.mark.slow
 def test_mgs_train_starts_its_processes_and_they_train_like_one(two_blocks, tmp_path):

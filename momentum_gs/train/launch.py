@@ -12,6 +12,7 @@ carries them. Process 0 prints as a single process does, the others are quiet un
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -139,10 +140,24 @@ def train_process(cfg: Config, request: TrainRequest, place: Rendezvous, log: st
         with open(log, "ab") as file:
             os.dup2(file.fileno(), 1)
             os.dup2(file.fileno(), 2)
-    raise SystemExit(exit_status(lambda: train(
+    leave(exit_status(lambda: train(
         cfg, resume=request.resume, viewer=request.viewer, keep_viewer=request.keep_viewer,
         report=lambda summary: print(describe_run(summary), flush=True), budget=request.budget,
         started=request.started, plan=True, rendezvous=place)))  # the viewer: process 0's, as train() decides
+
+
+def leave(status: int) -> None:
+    """End a training process with ``status`` once its work is done and said: its output flushed, then out at once.
+
+    The interpreter's teardown is skipped. Its checkpoints, summary and logs are written and closed by then, and the
+    teardown could only undo a finished training: a thread of a C++ library (gloo's, the image decoders') still
+    joinable when its object is freed aborts the process (``terminate called without an active exception``, status
+    134), which a two-process training did now and then after its last checkpoint.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _wait(children: list, outputs: list[str | None]) -> int:
