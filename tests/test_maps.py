@@ -261,6 +261,7 @@ def test_a_5_km_corridor_at_a_zone_edge_is_exact_per_point_in_the_las(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_small_survey_from_photos_to_maps_on_the_globe(tmp_path):
     """16 generated photos with GPS (640 × 480, Zürich; a 4 × 4 grid 15 m apart, 50 m up, 10-25° off straight
     down in four headings) → mgs sfm → 150 steps → make_maps: a projected EPSG CRS, the map's centre within

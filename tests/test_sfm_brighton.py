@@ -20,7 +20,7 @@ from scripts.sfm_placement import exif_gps
 from tests.helpers.brighton import DATA, camera_centres
 
 pytest.importorskip("pycolmap")
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.heavy,
               pytest.mark.skipif(DATA is None, reason="brighton_beach dataset not found (set MGS_SHARED)")]
 
 

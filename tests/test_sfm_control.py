@@ -12,6 +12,8 @@ import pytest
 from momentum_gs.cli import main
 from tests.helpers.control_survey import CHECK_SPOTS, GCP_SPOTS, GSD_M, flight, write_control, write_photos
 
+pytestmark = pytest.mark.heavy  # COLMAP on photos: make test-heavy
+
 pytest.importorskip("pycolmap")
 pytest.importorskip("piexif")
 

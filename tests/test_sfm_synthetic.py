@@ -15,6 +15,8 @@ from momentum_gs.data.georef import wgs84_to_enu
 from momentum_gs.data.synthetic import intrinsics
 from tests.helpers.control_survey import ORIGIN, PRESET, flight, write_photos
 
+pytestmark = pytest.mark.heavy  # COLMAP on photos: make test-heavy
+
 pycolmap = pytest.importorskip("pycolmap")
 piexif = pytest.importorskip("piexif")
 

@@ -17,7 +17,8 @@ from momentum_gs.cli import main
 from tests.helpers.brighton import DATA
 from tests.helpers.browser import CHROMIUM, Browser, serve_folder
 
-pytestmark = [pytest.mark.slow, pytest.mark.clock]  # the 6 minutes and the PSNR need the machine to itself
+# the 6 minutes and the PSNR need the machine to itself; the SfM of real photos makes it heavy
+pytestmark = [pytest.mark.slow, pytest.mark.clock, pytest.mark.heavy]
 SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 

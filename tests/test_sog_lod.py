@@ -128,6 +128,7 @@ def _engine() -> Path | None:
 @needs_tool
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_playcanvas_streams_the_levels_and_draws_what_our_renderer_draws(tmp_path):
     engine = _engine()
     if engine is None:

@@ -27,7 +27,7 @@ from tests.helpers.tileset_rules import tileset_problems
 from tests.helpers.tiny_training import train_tiny
 from tests.helpers.tools import node_with
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 WIDTH = 96  # training images' width: 96×54 of the photos' 1949×1093
 SHOT = (4 * WIDTH, 4 * 54)
 

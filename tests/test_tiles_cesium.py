@@ -23,7 +23,7 @@ from tests.helpers.cesium import (CesiumPage, camera_pose, cesium_build, correla
 from tests.helpers.tileset_rules import tiles
 from tests.helpers.tiny_training import train_two_blocks
 
-pytestmark = pytest.mark.slow  # trains the tiny city as 2 blocks, then a browser
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # trains the tiny city as 2 blocks, then a browser
 
 ORIGIN = {"lat": 50.8225, "lon": -0.1372, "alt": 12.0}
 SHOT = (384, 288)  # 8× the tiny scene's 48×36 views

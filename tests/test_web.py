@@ -186,6 +186,7 @@ def _browser_against_ours(page: Path, camera: Camera, render_cfg, out: Path) -> 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_chromium_draws_the_exported_page_as_our_renderer_draws_the_scene(trained, tmp_path):
     from momentum_gs.data.scene import load_scene
     from momentum_gs.trained import load_run
@@ -205,6 +206,7 @@ def test_chromium_draws_the_exported_page_as_our_renderer_draws_the_scene(traine
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")
+@pytest.mark.heavy
 def test_chromium_blends_overlapping_gaussians_back_to_front_as_our_renderer_does(tmp_path):
     """200 large, mostly opaque, anisotropic Gaussians piled up in depth: where the order of blending shows
     (the tiny city is nearly flat, and a front-to-back sort costs it only 2 dB)."""
