@@ -1,11 +1,14 @@
 """The DSM's spread over the training photos (momentum_gs.maps.spread): zero where the Gaussians lie on the surface
 the map gives, nodata where fewer than two photos or no height; a map moved off the surface is held back within the
-heights the photos see."""
+heights the photos see, and a height the photos see through is taken down to what they see."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
 from momentum_gs.config import DataConfig
 from momentum_gs.data import map_frame as frames
@@ -13,6 +16,8 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.data.synthetic import city_of
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
 from momentum_gs.maps.spread import photo_spread
+from momentum_gs.model.standard import StandardGaussians
+from tests.helpers.generated_city import look_at
 from tests.helpers.map_truth import laid_on_the_city, true_maps
 
 SHARPER = 4  # the tiny city's 48 × 36 photos rendered this many times larger: pixels finer than the map's
@@ -61,3 +66,39 @@ def test_no_spread_without_a_height_or_a_second_photo(laid):
     assert (spread[:, :36] == NODATA).all() and (spread[:, 36:] != NODATA).mean() > 0.8
     alone = photo_spread(gaussians, cameras[:1], frame, grid, dsm, show_progress=False).spread
     assert (alone == NODATA).all()
+
+
+def _ground_and_a_faint_column() -> StandardGaussians:
+    """Opaque flat Gaussians on the ground z = 0 over [-1.5, 1.5]², and above its centre a column of faint ones (z 0.3
+    to 0.9): a straight-down ray crosses every one of them and stops in the column, a slanted ray one or two and goes
+    on to the ground."""
+    side = np.arange(-1.5, 1.5, 0.015) + 0.0075
+    x, y = np.meshgrid(side, side)
+    ground = np.column_stack([x.ravel(), y.ravel(), np.zeros(x.size)])
+    column = np.column_stack([np.zeros(13), np.zeros(13), np.linspace(0.3, 0.9, 13)])
+    means = np.concatenate([ground, column])
+    scales = np.concatenate([np.tile([0.009, 0.009, 1e-4], (len(ground), 1)), np.tile([0.03, 0.03, 0.02], (13, 1))])
+    opacities = np.concatenate([np.full(len(ground), 0.99), np.full(13, 0.2)])
+    n = len(means)
+    return StandardGaussians(torch.tensor(means), torch.tensor([[1.0, 0, 0, 0]]).double().expand(n, 4).contiguous(),
+                             torch.tensor(scales), torch.tensor(opacities), torch.zeros(n, 1, 3, dtype=torch.float64))
+
+
+def test_a_height_that_photos_see_through_is_taken_down_to_the_ground():
+    gaussians = _ground_and_a_faint_column()
+    frame = frames.own_frame(np.array([0.0, 0.0, 1.0]), "z")
+    grid = MapGrid(-0.5, 0.5, 0.02, 50, 50)
+    dsm = splat_map(gaussians, frame, grid, show_progress=False).dsm
+    centre = (slice(24, 26), slice(24, 26))
+    assert dsm[centre].min() > 0.3  # from above, the column is drawn
+    down = look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
+    slanted = [look_at((2.0 * math.cos(a), 2.0 * math.sin(a), 2.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
+               for a in np.linspace(0.0, 2 * math.pi, 4, endpoint=False)]
+    found = photo_spread(gaussians, [down, *slanted], frame, grid, dsm, show_progress=False)
+    assert np.abs(found.dsm[centre]).max() < 0.05  # four photos see the ground through it: the ground's height
+    assert found.through > 0
+    elsewhere = np.ones(dsm.shape, bool)
+    elsewhere[20:30, 20:30] = False
+    assert np.abs(found.dsm[elsewhere] - dsm[elsewhere]).max() < 0.02  # the open ground stays
+    alone = photo_spread(gaussians, [down, *slanted[:1]], frame, grid, dsm, show_progress=False)
+    assert alone.dsm[centre].min() > 0.3  # one photo through it against one at it: it stays

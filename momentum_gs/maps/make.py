@@ -79,15 +79,15 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         if seen is not None:  # no photo sees the rest: what the Gaussians draw there is a guess
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
-        held = None
-        if spread:  # the spread's pass also holds the DSM within the photos' heights
+        found = None
+        if spread:  # the spread's pass also holds the DSM within the photos' heights, and below what they see through
             found = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, show_progress)
-            rasters.spread, rasters.dsm, held = found.spread, found.dsm, found.held
+            rasters.spread, rasters.dsm = found.spread, found.dsm
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
-        if held is not None:  # the share of the measured heights moved into the photos' range
-            summary["dsm_held"] = round(held, 4)
+        if found is not None:  # the shares of the measured heights moved: in all, and down what photos see through
+            summary["dsm_held"], summary["dsm_seen_through"] = round(found.held, 4), round(found.through, 4)
         (work / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -206,6 +206,8 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"the surface model's spread over the photos that see it: median {summary['spread_median']:.3g}, "
                      f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size "
                      f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'}); "
-                     f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees")
+                     f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees"
+                     + (f", {100 * summary['dsm_seen_through']:.1f} % down where photos see through them"
+                        if "dsm_seen_through" in summary else ""))
     return lines
 

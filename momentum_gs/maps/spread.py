@@ -15,7 +15,15 @@ nearest of those is taken, and the spread is measured against it. The view from 
 angle no training photo saw them at, so it can draw a height that no photo agrees with (docs/benchmarks/maps.md
 measures what it changes).
 
-The sums are kept per cell, a photo at a time: memory is 22 bytes a cell of the map, whatever the photos.
+A second pass looks through the photos again for what they see past (:func:`seen_through`). Each held height is a
+point in space; a photo that looks at it and sees its own surface farther away, by more than :data:`THROUGH` of the
+distance, sees through it: nothing is there for that photo. Where at least :data:`MIN_THROUGH` photos see through a
+height and more see through it than see a surface there, the height is one that the view from above alone draws, and
+the lowest height a photo puts in that cell is taken. Such heights lie inside the photos' range, where the hold
+cannot reach them: on the synthetic flight, courtyards and alleys between buildings drawn at a roof's height
+(docs/benchmarks/maps.md measures what it changes).
+
+The sums are kept per cell, a photo at a time: memory is 30 bytes a cell of the map, whatever the photos.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render import render
 
 MIN_PHOTOS = 2  # photos whose points land in a cell for it to have a spread
+THROUGH = 0.03  # a photo whose surface lies this share of the distance beyond a height sees through it
+MIN_THROUGH = 2  # photos that see through a height, and more than see a surface there, for it to be taken down
 
 
 @dataclass
@@ -43,6 +53,7 @@ class PhotoHeights:
     spread: np.ndarray
     dsm: np.ndarray
     held: float
+    through: float = 0.0  # the share of the measured heights taken down because photos see through them
 
 
 @torch.no_grad()
@@ -56,6 +67,7 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     sums, squares = np.zeros(heights.size, np.float32), np.zeros(heights.size, np.float32)
     lowest, highest = np.full(heights.size, np.inf, np.float32), np.full(heights.size, -np.inf, np.float32)
     points, photos = np.zeros(heights.size, np.int32), np.zeros(heights.size, np.uint16)
+    boxes = []  # each photo's rows and columns of the map, for the second pass
     means = gaussians.means.detach()
     grey = means.new_zeros(len(means), 3)  # only the depth is read
     for camera in sized(cameras, len(cameras), "spread", "photo", "--no-spread", disable=not show_progress):
@@ -64,6 +76,7 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
                      camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
                      backend="builtin", extras=("median_depth",))
         cells, height = _cells(_surface_points(out.alpha[..., 0], out.median_depth[..., 0], camera), frame, grid)
+        boxes.append(_box(cells, grid))
         seen = drawn[cells]
         cells, difference = cells[seen], height[seen] - heights[cells[seen]]
         touched, each = np.unique(cells, return_inverse=True)  # sums over the cells this photo reaches alone
@@ -75,11 +88,101 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         photos[touched] += 1
     measured = drawn & (photos >= MIN_PHOTOS)
     shift = np.where(measured, np.clip(0.0, lowest, highest), 0.0)  # from the DSM to the nearest photo's height
+    moved = shift != 0
+    through, there = seen_through(gaussians, cameras, frame, grid, heights + shift, measured, boxes, show_progress)
+    down = measured & (through >= MIN_THROUGH) & (through > there) & (lowest < shift)
+    shift[down] = lowest[down]  # the lowest height a photo puts in the cell
     count = np.maximum(points, 1)
     spread = np.sqrt(np.maximum(squares / count - 2 * shift * sums / count + shift * shift, 0.0))
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell is not measured
+    share = (lambda mask: float(mask.sum() / measured.sum()) if measured.any() else 0.0)
     return PhotoHeights(np.where(measured, spread, NODATA).reshape(dsm.shape).astype(np.float32), held,
-                        float((shift[measured] != 0).mean()) if measured.any() else 0.0)
+                        share(measured & moved | down), share(down))
+
+
+@torch.no_grad()
+def seen_through(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, heights: np.ndarray,
+                 measured: np.ndarray, boxes: list, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """([H * W] photos that see through, [H * W] photos that see a surface at) the point of each ``measured`` cell of
+    ``grid`` at its height of ``heights`` (both flat; the DSM's units). A photo that sees the point's pixel drawn
+    solid sees through it where its median depth there lies beyond the point's by more than :data:`THROUGH` of the
+    point's, and sees a surface at it within that. Each photo is rendered once more, as :func:`photo_spread` renders
+    it, and tests the cells in and near its ``boxes`` entry, a band of rows at a time: memory is 8 bytes a cell."""
+    through, there = np.zeros(heights.size, np.uint16), np.zeros(heights.size, np.uint16)
+    up = _ups(frame, grid, heights, measured)
+    means = gaussians.means.detach()
+    grey = means.new_zeros(len(means), 3)
+    for camera, box in zip(sized(cameras, len(cameras), "seen through", "photo", "--no-spread",
+                                 disable=not show_progress), boxes):
+        if box is None:
+            continue
+        camera = camera.to(means.device)
+        out = render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(), grey,
+                     camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
+                     backend="builtin", extras=("median_depth",))
+        for cells in _bands(grid, box, measured):
+            world = torch.from_numpy(frame.to_world(_centres(grid, cells), up[cells])).to(means.device)
+            to_cam, K = camera.world_to_cam.to(world), camera.K.to(world)
+            local = world @ to_cam[:3, :3].T + to_cam[:3, 3]
+            z = local[:, 2]
+            u = K[0, 0] * local[:, 0] / z + K[0, 2]
+            v = K[1, 1] * local[:, 1] / z + K[1, 2]
+            inside = (z > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+            col, row = u.clamp(0, camera.width - 1).long(), v.clamp(0, camera.height - 1).long()
+            solid = inside & (out.alpha[row, col, 0] >= SOLID)
+            depth = out.median_depth[row, col, 0].to(world)
+            through[cells] += (solid & (depth > z * (1 + THROUGH))).cpu().numpy()
+            there[cells] += (solid & ((depth - z).abs() <= z * THROUGH)).cpu().numpy()
+    return through, there
+
+
+BAND_CELLS = 1 << 20  # cells a photo tests at once in the second pass
+BOX_MARGIN = 0.25  # a photo's box widened by this share of its size each way: points above the ground it sees
+
+
+def _box(cells: np.ndarray, grid: MapGrid) -> tuple[int, int, int, int] | None:
+    """(first row, last row, first column, last column) of the flat ``cells`` a photo's points land in, widened by
+    :data:`BOX_MARGIN` within the grid; None for none."""
+    if cells.size == 0:
+        return None
+    rows, cols = np.divmod(cells, grid.width)
+    (r0, r1), (c0, c1) = (rows.min(), rows.max()), (cols.min(), cols.max())
+    dr, dc = int((r1 - r0) * BOX_MARGIN) + 2, int((c1 - c0) * BOX_MARGIN) + 2
+    return max(0, r0 - dr), min(grid.height - 1, r1 + dr), max(0, c0 - dc), min(grid.width - 1, c1 + dc)
+
+
+def _bands(grid: MapGrid, box: tuple[int, int, int, int], measured: np.ndarray):
+    """The flat indices of the ``measured`` cells inside ``box``, about :data:`BAND_CELLS` at a time."""
+    r0, r1, c0, c1 = box
+    rows = max(1, BAND_CELLS // (c1 - c0 + 1))
+    plane = measured.reshape(grid.height, grid.width)
+    for top in range(r0, r1 + 1, rows):
+        r, c = np.nonzero(plane[top:min(top + rows, r1 + 1), c0:c1 + 1])
+        if r.size:
+            yield (r + top) * grid.width + c + c0
+
+
+def _centres(grid: MapGrid, cells: np.ndarray) -> np.ndarray:
+    """[K, 2] map (x, y) of the centres of the flat ``cells`` of ``grid``."""
+    rows, cols = np.divmod(cells, grid.width)
+    return np.column_stack([grid.x0 + (cols + 0.5) * grid.gsd, grid.y0 - (rows + 0.5) * grid.gsd])
+
+
+def _ups(frame: MapFrame, grid: MapGrid, heights: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """[H * W] float32: each ``measured`` cell's height of ``heights`` (:meth:`MapFrame.heights`' units: above the
+    datum in a georeferenced frame) as world units along the map's up, 0 elsewhere, by two steps of Newton's method
+    (exact in a scene's own frame, where they are world units already), :data:`BAND_CELLS` at a time."""
+    up = np.zeros(heights.size, np.float32)
+    cells = np.flatnonzero(measured)
+    for start in range(0, cells.size, BAND_CELLS):
+        part = cells[start:start + BAND_CELLS]
+        xy, guess = _centres(grid, part), np.zeros(part.size)
+        for _ in range(2):
+            at = frame.heights(frame.to_world(xy, guess))
+            rate = frame.heights(frame.to_world(xy, guess + 1.0)) - at  # heights a world unit up adds
+            guess = guess + (heights[part] - at) / rate
+        up[part] = guess
+    return up
 
 
 def _surface_points(alpha: torch.Tensor, depth: torch.Tensor, camera) -> np.ndarray:
