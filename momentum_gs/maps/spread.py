@@ -48,12 +48,13 @@ MIN_THROUGH = 2  # photos that see through a height, and more than see a surface
 class PhotoHeights:
     """What the training photos' own depths say of a DSM: ``spread`` [H, W] (module notes; :data:`NODATA` where
     fewer than :data:`MIN_PHOTOS` photos see a cell or the DSM has no height) and ``dsm`` [H, W], the DSM held within
-    the heights the photos see, and ``held``, the share of the DSM's measured heights that moved."""
+    the heights the photos see and below what they see through, ``held``, the share of the DSM's measured heights
+    that moved into the photos' range, and ``through``, the share taken down after, where photos see through them."""
 
     spread: np.ndarray
     dsm: np.ndarray
     held: float
-    through: float = 0.0  # the share of the measured heights taken down because photos see through them
+    through: float = 0.0
 
 
 @torch.no_grad()
@@ -97,7 +98,7 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell is not measured
     share = (lambda mask: float(mask.sum() / measured.sum()) if measured.any() else 0.0)
     return PhotoHeights(np.where(measured, spread, NODATA).reshape(dsm.shape).astype(np.float32), held,
-                        share(measured & moved | down), share(down))
+                        share(measured & moved), share(down))
 
 
 @torch.no_grad()

@@ -149,10 +149,10 @@ def train_process(cfg: Config, request: TrainRequest, place: Rendezvous, log: st
 def leave(status: int) -> None:
     """End a training process with ``status`` once its work is done and said: its output flushed, then out at once.
 
-    The interpreter's teardown is skipped. Its checkpoints, summary and logs are written and closed by then, and the
-    teardown could only undo a finished training: a thread of a C++ library (gloo's, the image decoders') still
-    joinable when its object is freed aborts the process (``terminate called without an active exception``, status
-    134), which a two-process training did now and then after its last checkpoint.
+    The interpreter's teardown is skipped. The training's checkpoints, summary and logs are written and closed by
+    then, so the teardown has nothing left to do that matters, and it can undo a finished training: a two-process
+    training ended now and then after its last checkpoint with ``terminate called without an active exception``
+    (status 134), which a C++ thread still joinable when its object is freed gives.
     """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
