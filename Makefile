@@ -6,6 +6,9 @@ KERNEL_TESTS = tests/test_fused_compositor.py tests/test_losses.py tests/test_mo
 # One line naming the CPU kernels, built first for the target MOMENTUM_GS_MARCH names: a build under pytest would
 # be silent (pytest captures what a test prints), this one shows its progress bar.
 KERNELS = $(PYTHON) -c "from momentum_gs.render.kernels import kernels_in_use; print(kernels_in_use())"
+# gsplat's pure-PyTorch reference functions (no CUDA build, no dependencies) for the projection's peer check
+GSPLAT_REFERENCE = $(PYTHON) -m pip install -q --no-deps gsplat==1.5.3 \
+	|| echo "gsplat not installed: the peer check against it is skipped"
 
 .PHONY: setup test test-heavy test-fast demo bench
 
@@ -13,8 +16,7 @@ setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
 test: setup
-	@# gsplat's pure-PyTorch reference functions (no CUDA build, no dependencies) for the projection's peer check
-	$(PYTHON) -m pip install -q --no-deps gsplat==1.5.3 || echo "gsplat not installed: the peer check against it is skipped"
+	$(GSPLAT_REFERENCE)
 	@# two workers (pytest-xdist), each file's tests on one (tests/conftest.py); then the tests that measure the
 	@# wall clock, alone. The heavy tests (COLMAP on photos, a real browser) are make test-heavy's.
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not clock and not heavy" --durations=15 tests
@@ -30,7 +32,7 @@ test: setup
 # and generated, from brighton_beach's SfM to the 2-minute site, and the pages drawn in a real browser. CI runs them
 # after make test, in the same two steps.
 test-heavy: setup
-	$(PYTHON) -m pip install -q --no-deps gsplat==1.5.3 || echo "gsplat not installed: the peer check against it is skipped"
+	$(GSPLAT_REFERENCE)
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "heavy and not clock" --durations=10 tests
 	$(PYTHON) -m pytest -q -m "heavy and clock" --durations=5 tests
 

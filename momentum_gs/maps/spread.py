@@ -69,13 +69,9 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     lowest, highest = np.full(heights.size, np.inf, np.float32), np.full(heights.size, -np.inf, np.float32)
     points, photos = np.zeros(heights.size, np.int32), np.zeros(heights.size, np.uint16)
     boxes = []  # each photo's rows and columns of the map, for the second pass
-    means = gaussians.means.detach()
-    grey = means.new_zeros(len(means), 3)  # only the depth is read
+    device = gaussians.means.device
     for camera in sized(cameras, len(cameras), "spread", "photo", "--no-spread", disable=not show_progress):
-        camera = camera.to(means.device)
-        out = render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(), grey,
-                     camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
-                     backend="builtin", extras=("median_depth",))
+        out = _median_depth(gaussians, camera.to(device))
         cells, height = _cells(_surface_points(out.alpha[..., 0], out.median_depth[..., 0], camera), frame, grid)
         boxes.append(_box(cells, grid))
         seen = drawn[cells]
@@ -110,19 +106,18 @@ def seen_through(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     point's, and sees a surface at it within that. Each photo is rendered once more, as :func:`photo_spread` renders
     it, and tests the cells in and near its ``boxes`` entry, a band of rows at a time: memory is 8 bytes a cell."""
     through, there = np.zeros(heights.size, np.uint16), np.zeros(heights.size, np.uint16)
+    if not measured.any():  # nothing to test: no photo is rendered again
+        return through, there
     up = _ups(frame, grid, heights, measured)
-    means = gaussians.means.detach()
-    grey = means.new_zeros(len(means), 3)
+    device = gaussians.means.device
     for camera, box in zip(sized(cameras, len(cameras), "seen through", "photo", "--no-spread",
                                  disable=not show_progress), boxes):
         if box is None:
             continue
-        camera = camera.to(means.device)
-        out = render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(), grey,
-                     camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype), camera.width, camera.height,
-                     backend="builtin", extras=("median_depth",))
+        camera = camera.to(device)
+        out = _median_depth(gaussians, camera)
         for cells in _bands(grid, box, measured):
-            world = torch.from_numpy(frame.to_world(_centres(grid, cells), up[cells])).to(means.device)
+            world = torch.from_numpy(frame.to_world(_centres(grid, cells), up[cells])).to(device)
             to_cam, K = camera.world_to_cam.to(world), camera.K.to(world)
             local = world @ to_cam[:3, :3].T + to_cam[:3, 3]
             z = local[:, 2]
@@ -135,6 +130,15 @@ def seen_through(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
             through[cells] += (solid & (depth > z * (1 + THROUGH))).cpu().numpy()
             there[cells] += (solid & ((depth - z).abs() <= z * THROUGH)).cpu().numpy()
     return through, there
+
+
+def _median_depth(gaussians: StandardGaussians, camera):
+    """The render of ``gaussians`` from ``camera`` (on their device) with its median depth, by the builtin rasterizer,
+    the one that draws it on any device (as ``mgs mesh`` renders it); its colours are not read."""
+    means = gaussians.means.detach()
+    return render(means, gaussians.quats.detach(), gaussians.scales.detach(), gaussians.opacities.detach(),
+                  means.new_zeros(len(means), 3), camera.world_to_cam.to(means.dtype), camera.K.to(means.dtype),
+                  camera.width, camera.height, backend="builtin", extras=("median_depth",))
 
 
 BAND_CELLS = 1 << 20  # cells a photo tests at once in the second pass
