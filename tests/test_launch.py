@@ -112,6 +112,18 @@ def test_a_training_process_ends_with_its_status_and_its_output_without_the_tear
     assert child.returncode == 3  # not 134 (-6): the teardown, which would abort, did not run
     assert log.read_text() == "trained\n"  # flushed before the end
 
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_mgs_ends_a_process_that_joined_a_process_group_without_the_teardown(joined, tmp_path):
+    """Under torchrun a gloo worker may still free a collective's tensors when the teardown begins, which aborts;
+    ``mgs`` skips the teardown of such a process, and of no other."""
+    child = subprocess.run([sys.executable, "-c", "import sys; from tests.helpers import processes; "
+                            "processes.end_mgs_after_a_teardown_that_aborts(sys.argv[1])", str(int(joined))],
+                           capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    assert child.returncode == (0 if joined else -6)  # -6: the teardown ran, and aborted
+    assert child.stdout.startswith("momentum_gs ")  # the version, flushed before the end
+
+
 @pytest.mark.slow
 def test_mgs_train_starts_its_processes_and_they_train_like_one(two_blocks, tmp_path):
     cfg = two_blocks

@@ -47,6 +47,7 @@ class World:
 
 
 SINGLE = World()
+_joined = [False]  # whether this process has joined a process group (init_world), for joined()
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,15 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
             store = dist.PrefixStore(f"momentum_gs/attempt_{restart_count()}", store)
         dist.init_process_group(backend, store=store, rank=world.rank, world_size=world.size, timeout=timeout,
                                 **({"device_id": device} if "nccl" in backend else {}))
+    _joined[0] = True
     return world, device
+
+
+def joined() -> bool:
+    """True once this process has joined a process group (:func:`init_world`), left or not: its collectives' worker
+    threads may still hold its tensors, so it must end without the interpreter's teardown
+    (:func:`~momentum_gs.train.launch.leave`)."""
+    return _joined[0]
 
 
 def process_group_backend(backend: str, device: torch.device) -> str:

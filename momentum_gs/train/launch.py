@@ -150,9 +150,10 @@ def leave(status: int) -> None:
     """End a training process with ``status`` once its work is done and said: its output flushed, then out at once.
 
     The interpreter's teardown is skipped. The training's checkpoints, summary and logs are written and closed by
-    then, so the teardown has nothing left to do that matters, and it can undo a finished training: a two-process
-    training ended now and then after its last checkpoint with ``terminate called without an active exception``
-    (status 134), which a C++ thread still joinable when its object is freed gives.
+    then, so the teardown has nothing left to do that matters, and it can undo a finished training: a gloo worker
+    thread frees a finished collective's tensors a moment after the collective returns; where that comes after the
+    interpreter began its teardown, the thread's taking of the interpreter's lock ends it inside a C++ destructor,
+    and the process aborts with ``terminate called without an active exception`` (status 134).
     """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -5,9 +5,8 @@ Run under ``torchrun``: on the first attempt, process 1 dies right after global 
 """
 
 import os
-import sys
 
-from momentum_gs.cli import main
+from momentum_gs.cli import entry
 from momentum_gs.train.distributed import restart_count
 from momentum_gs.train.trainer import Trainer
 
@@ -26,4 +25,4 @@ def crash_after(step: int) -> None:
 
 if __name__ == "__main__":
     crash_after(int(os.environ["CRASH_AFTER_STEP"]))
-    sys.exit(main())
+    entry()

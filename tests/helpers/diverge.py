@@ -5,11 +5,10 @@ shared decoder, as a silent hardware or library fault would; ``distributed.check
 """
 
 import os
-import sys
 
 import torch
 
-from momentum_gs.cli import main
+from momentum_gs.cli import entry
 from momentum_gs.train.trainer import Trainer
 
 
@@ -28,4 +27,4 @@ def diverge_after(step: int) -> None:
 
 if __name__ == "__main__":
     diverge_after(int(os.environ["DIVERGE_AFTER_STEP"]))
-    sys.exit(main())
+    entry()

@@ -26,3 +26,17 @@ def leave_after_a_teardown_that_aborts() -> None:
     print("trained", flush=False)
     atexit.register(os.abort)
     leave(3)
+
+
+def end_mgs_after_a_teardown_that_aborts(joined: str) -> None:
+    """Run ``mgs --version`` as the ``mgs`` program does, in a process whose teardown would abort; with ``joined``
+    "1" as one that joined a process group (as under ``torchrun``)."""
+    import atexit
+
+    from momentum_gs.cli import entry
+    from momentum_gs.train import distributed
+
+    distributed._joined[0] = joined == "1"
+    atexit.register(os.abort)
+    sys.argv = ["mgs", "--version"]
+    entry()
