@@ -107,13 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """``mgs`` as a program (the console script, ``python -m momentum_gs.cli``, ``torchrun -m momentum_gs.cli``): runs
     :func:`main` and ends with its status; a process that joined a process group ends without the interpreter's
-    teardown (:func:`~momentum_gs.train.launch.leave`)."""
+    teardown (:func:`~momentum_gs.train.distributed.leave`)."""
     status = main()
     distributed = sys.modules.get("momentum_gs.train.distributed")  # imported only by what may have joined one
     if distributed is not None and distributed.joined():
-        from momentum_gs.train.launch import leave
-
-        leave(status)
+        distributed.leave(status)
     sys.exit(status)
 
 

@@ -117,7 +117,7 @@ if sync:  # go on training until every run has timed its steps: none is timed on
 print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall,
                   "kernels": kernels}), flush=True)
 D.close_world(world)
-os._exit(0)  # not through the teardown, which a gloo worker still freeing tensors can abort (launch.leave)
+os._exit(0)  # not through the teardown, which a gloo worker still freeing tensors can abort (distributed.leave)
 """
 
 

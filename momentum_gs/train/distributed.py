@@ -15,7 +15,10 @@ anyone: the same code trains on one CPU or GPU.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -112,8 +115,23 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
 def joined() -> bool:
     """True once this process has joined a process group (:func:`init_world`), left or not: its collectives' worker
     threads may still hold its tensors, so it must end without the interpreter's teardown
-    (:func:`~momentum_gs.train.launch.leave`)."""
+    (:func:`leave`)."""
     return _joined[0]
+
+
+def leave(status: int) -> None:
+    """End a training process with ``status`` once its work is done and said: its output flushed, then out at once.
+
+    The interpreter's teardown is skipped. The training's checkpoints, summary and logs are written and closed by
+    then, so the teardown has nothing left to do that matters, and it can undo a finished training: a gloo worker
+    thread frees a finished collective's tensors a moment after the collective returns; where that comes after the
+    interpreter began its teardown, the thread's taking of the interpreter's lock ends it inside a C++ destructor,
+    and the process aborts with ``terminate called without an active exception`` (status 134).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def process_group_backend(backend: str, device: torch.device) -> str:

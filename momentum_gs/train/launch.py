@@ -12,7 +12,6 @@ carries them. Process 0 prints as a single process does, the others are quiet un
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import socket
@@ -26,7 +25,7 @@ from momentum_gs.config.device import cores
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError, exit_status
 from momentum_gs.partition.partition import Partition
-from momentum_gs.train.distributed import Rendezvous, World, launched_by_torchrun
+from momentum_gs.train.distributed import Rendezvous, World, launched_by_torchrun, leave
 from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.run import describe as describe_run, train
 
@@ -144,21 +143,6 @@ def train_process(cfg: Config, request: TrainRequest, place: Rendezvous, log: st
         cfg, resume=request.resume, viewer=request.viewer, keep_viewer=request.keep_viewer,
         report=lambda summary: print(describe_run(summary), flush=True), budget=request.budget,
         started=request.started, plan=True, rendezvous=place)))  # the viewer: process 0's, as train() decides
-
-
-def leave(status: int) -> None:
-    """End a training process with ``status`` once its work is done and said: its output flushed, then out at once.
-
-    The interpreter's teardown is skipped. The training's checkpoints, summary and logs are written and closed by
-    then, so the teardown has nothing left to do that matters, and it can undo a finished training: a gloo worker
-    thread frees a finished collective's tensors a moment after the collective returns; where that comes after the
-    interpreter began its teardown, the thread's taking of the interpreter's lock ends it inside a C++ destructor,
-    and the process aborts with ``terminate called without an active exception`` (status 134).
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(status)
 
 
 def _wait(children: list, outputs: list[str | None]) -> int:

@@ -21,7 +21,7 @@ def leave_after_a_teardown_that_aborts() -> None:
     """Print a line, arrange for the interpreter's teardown to abort the process, then end as a training process does."""
     import atexit
 
-    from momentum_gs.train.launch import leave
+    from momentum_gs.train.distributed import leave
 
     print("trained", flush=False)
     atexit.register(os.abort)
