@@ -71,7 +71,8 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     boxes = []  # each photo's rows and columns of the map, for the second pass
     device = gaussians.means.device
     for camera in sized(cameras, len(cameras), "spread", "photo", "--no-spread", disable=not show_progress):
-        out = _median_depth(gaussians, camera.to(device))
+        camera = camera.to(device)  # _surface_points reads it beside the render
+        out = _median_depth(gaussians, camera)
         cells, height = _cells(_surface_points(out.alpha[..., 0], out.median_depth[..., 0], camera), frame, grid)
         boxes.append(_box(cells, grid))
         seen = drawn[cells]
