@@ -115,9 +115,9 @@ if sync:  # go on training until every run has timed its steps: none is timed on
         step += 1
         trainer.train(until=step, quiet=True)
 print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall,
-                  "kernels": kernels}), flush=True)
+                  "kernels": kernels}))
 D.close_world(world)
-os._exit(0)  # not through the teardown, which a gloo worker still freeing tensors can abort (distributed.leave)
+D.leave(0)  # not through the teardown, which a gloo worker still freeing tensors can abort
 """
 
 

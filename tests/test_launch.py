@@ -114,7 +114,7 @@ def test_a_training_process_ends_with_its_status_and_its_output_without_the_tear
 
 
 @pytest.mark.parametrize("joined", [True, False])
-def test_mgs_ends_a_process_that_joined_a_process_group_without_the_teardown(joined, tmp_path):
+def test_mgs_ends_a_process_that_joined_a_process_group_without_the_teardown(joined):
     """Under torchrun a gloo worker may still free a collective's tensors when the teardown begins, which aborts;
     ``mgs`` skips the teardown of such a process, and of no other."""
     child = subprocess.run([sys.executable, "-c", "import sys; from tests.helpers import processes; "

@@ -120,9 +120,10 @@ def joined() -> bool:
 
 
 def leave(status: int) -> None:
-    """End a training process with ``status`` once its work is done and said: its output flushed, then out at once.
+    """End a process that joined a process group with ``status`` once its work is done and said: its output flushed,
+    then out at once.
 
-    The interpreter's teardown is skipped. The training's checkpoints, summary and logs are written and closed by
+    The interpreter's teardown is skipped. A training's checkpoints, summary and logs are written and closed by
     then, so the teardown has nothing left to do that matters, and it can undo a finished training: a gloo worker
     thread frees a finished collective's tensors a moment after the collective returns; where that comes after the
     interpreter began its teardown, the thread's taking of the interpreter's lock ends it inside a C++ destructor,
