@@ -107,6 +107,21 @@ def test_a_training_with_the_multiview_term(tiny_config, tmp_path):
     assert len(trainer.view_depths.depths) == len(scene.train)
 
 
+@pytest.mark.slow
+def test_the_term_only_on_its_steps_and_until_its_last(tiny_config, tmp_path):
+    nadir_config(tiny_config, tmp_path / "nadir")
+    tiny_config.geometry.multiview_every, tiny_config.geometry.multiview_until = 3, 30
+    tiny_config.log.progress_every = 1
+    trainer = Trainer(tiny_config, load_scene(tiny_config.data), tmp_path / "run", torch.device("cpu"))
+    trainer.train()
+    log = {r["step"]: r["multiview"] for r in map(json.loads, open(tmp_path / "run" / "train.log"))}
+    assert sorted(log) == list(range(1, 41))
+    on = {step for step, term in log.items() if term > 0}
+    assert on and on <= {step for step in range(13, 31) if step % 3 == 0}
+    assert len(on) >= 4  # most of its steps find a neighbour trained already
+    assert len(trainer.view_depths.depths) == len(trainer.scene.train)  # every view's surface kept all the same
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("depth", [4.85, 5.05])

@@ -102,6 +102,7 @@ SCHEDULE_KEYS = {
     "weighting.warmup": "the blocks are never re-weighted",
     "geometry.depth_normal_from": "the depth-normal term never applies",
     "geometry.multiview_from": "the multi-view term never applies",
+    "geometry.multiview_until": "the multi-view term applies to the last step",
 }
 
 
@@ -127,9 +128,9 @@ def schedule_warnings(cfg: Config) -> list[str]:
     """One line per schedule key that lies past the end of the run (a config written for a longer run, cut
     with ``optim.steps``), with the value that keeps the default's proportion of the run."""
     steps, lines = cfg.optim.steps, []
-    unused = {"weighting.warmup": not cfg.weighting.enabled,
-              "geometry.depth_normal_from": not cfg.geometry.lambda_depth_normal,
-              "geometry.multiview_from": not cfg.geometry.lambda_multiview}
+    mv_off = not cfg.geometry.lambda_multiview
+    unused = {"weighting.warmup": not cfg.weighting.enabled, "geometry.multiview_from": mv_off,
+              "geometry.depth_normal_from": not cfg.geometry.lambda_depth_normal, "geometry.multiview_until": mv_off}
     for key, effect in SCHEDULE_KEYS.items():
         value = _get(cfg, key)
         if value <= steps or unused.get(key, False):  # a key of a part that is off schedules nothing
@@ -335,6 +336,7 @@ RANGES: dict[str, Range] = {
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
     **{f"geometry.lambda_{term}": WEIGHT for term in ("flatten", "depth_normal", "sparse_depth", "multiview")},
     "geometry.sparse_depth_holdout": HOLDOUT, "geometry.depth_normal_from": STEP, "geometry.multiview_from": STEP,
+    "geometry.multiview_until": STEP, "geometry.multiview_every": STEPS,
     "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,
     "log.keep_checkpoints": Range(0, MAX_STEPS, why="checkpoints kept, 0 for all; a run writes fewer than 10^9"),
     "partition.blocks": Range(0, MAX_BLOCKS, why=f"0 picks the count from the scene; a partition has at most "
@@ -352,8 +354,7 @@ RANGES: dict[str, Range] = {
                                        "it: at least one, and one a process"),
     "distributed.timeout_s": Range(1, 10**7, why="seconds a process waits for the others: at least one, and 10^7 s "
                                    "(four months) is past any run"),
-    "seed": SEED,
-    "threads": Range(0, 4096, why="0 is every core; no machine has 4096 cores, so more is a typing slip"),
+    "seed": SEED, "threads": Range(0, 4096, why="0 is every core; no machine has 4096 cores, so more is a typing slip"),
 }
 
 

@@ -124,16 +124,19 @@ class BlockStep:
         return loss, parts
 
     def multiview_term(self, block: Block, view, gt: torch.Tensor, camera, step: int) -> torch.Tensor:
-        """The multi-view term of a rendered ``view`` against one of its neighbours (taken in turn by step), from
-        ``geometry.multiview_from`` on; 0 before, and while no neighbour has been trained yet. Keeps the view's
-        surface for the views it neighbours."""
+        """The multi-view term of a rendered ``view`` against one of its neighbours (taken in turn by step), after
+        ``geometry.multiview_from`` and up to ``geometry.multiview_until`` (0: the last step), on every
+        ``geometry.multiview_every``-th step; 0 on other steps, and while no neighbour has been trained yet. Keeps the
+        view's surface for the views it neighbours at every step."""
         output = view.output
         term = output.depth.sum() * 0.0
         grey = self.view_depths.grey(camera.uid, gt)
-        if step > self.cfg.geometry.multiview_from:
+        geometry = self.cfg.geometry
+        if (step > geometry.multiview_from and (not geometry.multiview_until or step <= geometry.multiview_until)
+                and step % geometry.multiview_every == 0):
             candidates = [j for j in self.neighbours[camera.uid] if self.view_depths.get(block.id, j) is not None]
             if candidates:
-                other = candidates[step % len(candidates)]
+                other = candidates[step // geometry.multiview_every % len(candidates)]
                 term = multiview_loss(output.depth, output.alpha, grey, camera, self.view_depths.grey(other),
                                       self.view_depths.get(block.id, other), self.cameras[other])
         self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach())
