@@ -155,6 +155,9 @@ def test_the_maps_geometry_preset_fills_only_the_keys_not_given(tmp_path):
     assert load_config(overrides=["geometry.preset=maps"]).geometry.lambda_sparse_depth == 0.2
     assert load_config().model.voxel_max_footprints == 0.0
     assert load_config(overrides=["geometry.preset=maps"]).model.voxel_max_footprints == 6.0
+    geometry = load_config(overrides=["geometry.preset=maps"]).geometry
+    assert (geometry.lambda_multiview, geometry.multiview_every) == (0.15, 3)
+    assert load_config(overrides=["geometry.preset=maps", "geometry.lambda_multiview=0"]).geometry.lambda_multiview == 0
     given = load_config(overrides=["geometry.preset=maps", "geometry.lambda_sparse_depth=0"])
     assert given.geometry.lambda_sparse_depth == 0.0  # a key given wins, in either order
     given = load_config(overrides=["geometry.lambda_sparse_depth=0.5", "geometry.preset=maps"])

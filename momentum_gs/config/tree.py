@@ -22,9 +22,10 @@ WandbMode = Literal["offline", "online"]
 Switch = Literal["auto", "true", "false"]
 GeometryPreset = Literal["none", "maps"]  # geometry.preset
 # What each geometry.preset sets, for the keys a config does not give (docs/decisions/0023): "maps", the SfM points
-# as depth anchors, what made every figure of the surface model better at 1.09 times the time a step
-GEOMETRY_PRESETS: dict[str, dict[str, float]] = {
-    "none": {}, "maps": {"geometry.lambda_sparse_depth": 0.2, "model.voxel_max_footprints": 6.0}}
+# as depth anchors, an anchor grid bounded by the photos' pixels and the multi-view term on every third step
+GEOMETRY_PRESETS: dict[str, dict[str, float | int]] = {
+    "none": {}, "maps": {"geometry.lambda_sparse_depth": 0.2, "model.voxel_max_footprints": 6.0,
+                         "geometry.lambda_multiview": 0.15, "geometry.multiview_every": 3}}
 
 
 @dataclass
