@@ -166,6 +166,7 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     assert "sfm: done before" in said[0]
     geometry = load_config(site.run / "config.yaml").geometry  # trained for maps: heights anchored to SfM points
     assert geometry.preset == "maps" and geometry.lambda_sparse_depth == 0.2 and geometry.lambda_multiview == 0.15
+    assert load_config(site.run / "config.yaml").distributed.views_per_process == 2  # one block: two views a process
     checkpoint = next((site.run / "ckpt").glob("*.pt"))
     stamp = checkpoint.stat().st_mtime_ns
     page = site.page.read_text()
