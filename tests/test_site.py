@@ -164,9 +164,10 @@ def test_stages_run_once_are_kept_and_redone_from_the_one_asked(tiny_scene, tmp_
     stages.run_stages(tmp_path / "photos", site, 30.0, "auto", None, say=said.append)
     assert [stage for stage in stages.STAGES if Site(site.root).load().done(stage)] == list(stages.STAGES)
     assert "sfm: done before" in said[0]
-    geometry = load_config(site.run / "config.yaml").geometry  # trained for maps: heights anchored to SfM points
+    trained = load_config(site.run / "config.yaml")
+    geometry = trained.geometry  # trained for maps: heights anchored to SfM points
     assert geometry.preset == "maps" and geometry.lambda_sparse_depth == 0.2 and geometry.lambda_multiview == 0.15
-    assert load_config(site.run / "config.yaml").distributed.views_per_process == 2  # one block: two views a process
+    assert trained.distributed.views_per_process == 2  # one block: two views a process
     checkpoint = next((site.run / "ckpt").glob("*.pt"))
     stamp = checkpoint.stat().st_mtime_ns
     page = site.page.read_text()

@@ -163,8 +163,8 @@ class GeometryConfig:
     multiview_from: int = 500  # a block's step from which the multi-view term applies (a surface forms first)
     multiview_until: int = 0  # a block's step after which it no longer applies (0: to the last step)
     multiview_every: int = 1  # the term on every n-th step of a block only (each view's surface kept at every step)
-    # "none" (the reference) or "maps" (what `mgs run` trains with): the SfM points as depth anchors,
-    # geometry.lambda_sparse_depth 0.2 where the config does not give that key
+    # "none" (the reference) or "maps" (what `mgs run` trains with): the SfM points as depth anchors, an anchor grid
+    # bounded by the photos' pixels and the multi-view term on every third step, where the config does not give them
     preset: GeometryPreset = "none"
 
 
