@@ -122,6 +122,8 @@ WEIGHT = Range(0, MAX_WEIGHT, why="above 2^24 a term's gradient drowns the image
 # crosses the whole useful range of features, log-scales and MLP weights (offsets: the scene's extent).
 LEARNING_RATE = Range(0, 1, open_low=True, why="Adam moves a parameter by about its learning rate per step; above 1 "
                       "one step crosses the whole useful range of features, log-scales and MLP weights")
+DESPIKE = Range(0, 255, why="pixels a side of the window a DSM's spike takes the median of, 0 for none; a wider one "
+                "takes 65 000 heights a cell and flattens whole buildings")
 # A block's margin, a fraction of its cell per side: at 1 a block already holds 3 x 3 cells' points (its
 # neighbours' whole cells); blocks exist to be much smaller than the scene.
 MARGIN = Range(0, 1, why="at 1 a block already takes its neighbours' whole cells (3 x 3 cells' points); wider "

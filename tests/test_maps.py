@@ -91,6 +91,7 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     assert summary["spread_measured"] == pytest.approx(measured.sum() / (heights != NODATA).sum(), abs=1e-4)
     assert summary["spread_median"] == pytest.approx(np.median(band[measured]), rel=1e-3)
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
+    assert summary["despike_window"] == 13 and 0 <= summary["dsm_despiked"] < 0.5  # the spikes: a share of heights
 
 
 @pytest.mark.parametrize("depth", ["mean", "median"])
@@ -197,13 +198,23 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
     assert dsm.dtype == np.float32 and dsm.shape == (summary["height"], summary["width"]) and (dsm != NODATA).any()
     assert main(["ortho", str(run), "--out", str(tmp_path / "bare"), "--gsd", "0.2", "--no-spread"]) == 0
     assert not (tmp_path / "bare" / "dsm_spread.tif").exists()
-    assert "spread_median" not in json.loads((tmp_path / "bare" / "maps.json").read_text())
+    bare = json.loads((tmp_path / "bare" / "maps.json").read_text())
+    assert "spread_median" not in bare and bare["despike_window"] == 13  # despiked without the spread too
+    assert main(["ortho", str(run), "--out", str(tmp_path / "kept"), "--gsd", "0.2", "--no-spread",
+                 "--despike", "0"]) == 0
+    assert "dsm_despiked" not in json.loads((tmp_path / "kept" / "maps.json").read_text())
+    kept = cv2.imread(str(tmp_path / "kept" / "dsm.tif"), cv2.IMREAD_UNCHANGED)
+    despiked = cv2.imread(str(tmp_path / "bare" / "dsm.tif"), cv2.IMREAD_UNCHANGED)
+    changed = (kept != despiked).mean()
+    assert changed == pytest.approx(bare["dsm_despiked"] * (kept != NODATA).mean(), abs=1e-4)
 
 
 @pytest.mark.slow
 def test_bad_requests_are_one_line(run, tmp_path):
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "0"), "--gsd")
     assert_one_line_error(mgs("ortho", str(run), "--depth", "max"), "--depth")
+    assert_one_line_error(mgs("ortho", str(run), "--despike", "4"), "--despike 4: the window has a middle cell only")
+    assert_one_line_error(mgs("ortho", str(run), "--despike", "-1"), "--despike")
     assert_one_line_error(mgs("ortho", str(run), "--gaussians", str(tmp_path / "none.ply")), "not found")
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "1e-6"), "give --gsd")
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "1e30"), "under 8 pixels across; give --gsd")

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from momentum_gs.commands.common import use_run_settings
+from momentum_gs.maps.despike import WINDOW
 from momentum_gs.maps.make import make_maps, summary_lines
 from momentum_gs.maps.ortho import DEPTHS
-from momentum_gs.ranges import LENGTH, add_number
+from momentum_gs.ranges import DESPIKE, LENGTH, add_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-spread", dest="spread", action="store_false",
                         help="leave out dsm_spread.tif, the DSM's spread over the training photos (each photo is "
                              "rendered once for it)")
+    add_number(parser, "--despike", kind=int, allowed=DESPIKE, default=WINDOW, metavar="PIXELS",
+               help="a DSM height more than 3 pixels' size off the median of the PIXELS × PIXELS around it takes "
+                    "that median: spikes out, steps kept, features under about 0.7 × PIXELS across flattened "
+                    f"(default {WINDOW}; 0 keeps every height)")
 
 
 def run(args: argparse.Namespace) -> None:
     """Make the maps and print the summary."""
     use_run_settings(args.run_dir)
     summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth, gaussians=args.gaussians,
-                        spread=args.spread)
+                        spread=args.spread, despike_window=args.despike)
     print("\n".join(summary_lines(summary)))

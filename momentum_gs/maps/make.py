@@ -26,6 +26,7 @@ from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.maps.files import NAMES, SUMMARY_NAME, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
+from momentum_gs.maps.despike import WINDOW, check_window, despike
 from momentum_gs.maps.spread import photo_spread
 from momentum_gs.model.gaussian_scene import resolve_backend
 
@@ -36,19 +37,21 @@ EXTENT_QUANTILE = 0.01  # without SfM points, the map covers the Gaussians' 1st 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
               show_progress: bool = True, depth: str = "median", gaussians: str | Path | None = None,
-              ground: Ground | None = None, spread: bool = True) -> dict:
+              ground: Ground | None = None, spread: bool = True, despike_window: int = WINDOW) -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
     the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
     ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`); ``gaussians``: a
     standard 3DGS PLY of the run (an export of it, in the scene's frame) mapped instead of a new bake; ``ground``:
     the ground its photos see (:class:`~momentum_gs.data.footprint.Ground`; None, or another up than the map's:
     worked out here, once); ``spread``: with the DSM's spread over the training photos
-    (:mod:`momentum_gs.maps.spread`)."""
+    (:mod:`momentum_gs.maps.spread`); ``despike_window``: the cells a side of the window whose median a DSM's spike
+    takes (:mod:`momentum_gs.maps.despike`; 0: the DSM as the Gaussians and the photos draw it)."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     out = Path(out) if out is not None else run.root / "maps"
     if gsd is not None and not gsd > 0:
         raise UserError(f"--gsd {gsd}: give a pixel size above 0 (metres in a georeferenced scene)")
+    check_window(despike_window)
     if gaussians is not None:
         cfg = run_config(run.root)
         georef = read_georef(Path(cfg.data.path))
@@ -79,17 +82,32 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
         if seen is not None:  # no photo sees the rest: what the Gaussians draw there is a guess
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
-        found = None
-        if spread:  # the spread's pass also holds the DSM within the photos' heights, and below what they see through
-            found = photo_spread(gaussians, scene.train, frame, grid, rasters.dsm, show_progress)
-            rasters.spread, rasters.dsm = found.spread, found.dsm
+        found, despiked = _settle_heights(rasters, gaussians, scene.train, frame, grid, show_progress, spread,
+                                          despike_window)
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
         if found is not None:  # the shares of the measured heights moved: in all, and down what photos see through
             summary["dsm_held"], summary["dsm_seen_through"] = round(found.held, 4), round(found.through, 4)
+        if despike_window:  # the share of the heights that were spikes
+            summary["despike_window"], summary["dsm_despiked"] = despike_window, round(despiked, 4)
         (work / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _settle_heights(rasters, gaussians, cameras: list, frame: MapFrame, grid: MapGrid, show_progress: bool,
+                    spread: bool, despike_window: int) -> tuple:
+    """The DSM of ``rasters`` held within the photos' heights, below what they see through and despiked, with its
+    spread, where ``spread``; else despiked alone where ``despike_window``. Returns (the spread's
+    :class:`~momentum_gs.maps.spread.PhotoHeights` or None, the share of the heights the despike moved)."""
+    if spread:
+        found = photo_spread(gaussians, cameras, frame, grid, rasters.dsm, show_progress, despike_window)
+        rasters.spread, rasters.dsm = found.spread, found.dsm
+        return found, found.despiked
+    if not despike_window:
+        return None, 0.0
+    rasters.dsm, spiked = despike(rasters.dsm, grid.gsd, despike_window)
+    return None, float(spiked.sum() / max((rasters.dsm != NODATA).sum(), 1))
 
 
 def _extent(gaussians, frame: MapFrame, ground: Ground) -> tuple[np.ndarray, np.ndarray]:
@@ -209,5 +227,10 @@ def summary_lines(summary: dict) -> list[str]:
                      f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees"
                      + (f", {100 * summary['dsm_seen_through']:.1f} % down where photos see through them"
                         if "dsm_seen_through" in summary else ""))
+    if "dsm_despiked" in summary:
+        window = summary["despike_window"]
+        lines.append(f"{100 * summary['dsm_despiked']:.1f} % of the surface model's heights stood more than 3 pixels' "
+                     f"size off the median of the {window} × {window} pixels around them and took it (--despike 0 "
+                     "keeps them)")
     return lines
 

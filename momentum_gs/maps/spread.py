@@ -35,6 +35,7 @@ import torch
 
 from momentum_gs.data.map_frame import MapFrame
 from momentum_gs.estimate import sized
+from momentum_gs.maps.despike import despike
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render import render
@@ -48,21 +49,25 @@ MIN_THROUGH = 2  # photos that see through a height, and more than see a surface
 class PhotoHeights:
     """What the training photos' own depths say of a DSM: ``spread`` [H, W] (module notes; :data:`NODATA` where
     fewer than :data:`MIN_PHOTOS` photos see a cell or the DSM has no height) and ``dsm`` [H, W], the DSM held within
-    the heights the photos see and below what they see through, ``held``, the share of the DSM's measured heights
-    that moved into the photos' range, and ``through``, the share taken down after, where photos see through them."""
+    the heights the photos see and below what they see through, then despiked (:mod:`momentum_gs.maps.despike`),
+    ``held``, the share of the DSM's measured heights that moved into the photos' range, ``through``, the share taken
+    down after, where photos see through them, and ``despiked``, the share of all its heights that the despike
+    moved."""
 
     spread: np.ndarray
     dsm: np.ndarray
     held: float
     through: float = 0.0
+    despiked: float = 0.0
 
 
 @torch.no_grad()
 def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, dsm: np.ndarray,
-                 show_progress: bool = True) -> PhotoHeights:
+                 show_progress: bool = True, despike_window: int = 0) -> PhotoHeights:
     """The DSM's spread over ``cameras`` (the training views, world frame) and the DSM held within their heights
-    (module notes), in the DSM's units. Rendered by the builtin rasterizer on any device, the one that draws the
-    median depth (as ``mgs mesh`` renders it)."""
+    (module notes), in the DSM's units; with ``despike_window`` (cells, 0: none), the held DSM despiked, and the
+    spread measured from the heights it ends with. Rendered by the builtin rasterizer on any device, the one that
+    draws the median depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
     sums, squares = np.zeros(heights.size, np.float32), np.zeros(heights.size, np.float32)
@@ -90,12 +95,17 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     through, there = seen_through(gaussians, cameras, frame, grid, heights + shift, measured, boxes, show_progress)
     down = measured & (through >= MIN_THROUGH) & (through > there) & (lowest < shift)
     shift[down] = lowest[down]  # the lowest height a photo puts in the cell
+    spiked = np.zeros(heights.size, bool)
+    if despike_window:
+        held, spiked = despike((heights + shift).reshape(dsm.shape), grid.gsd, despike_window)
+        spiked = spiked.ravel()
+        shift[spiked] = held.ravel()[spiked] - heights[spiked]
     count = np.maximum(points, 1)
     spread = np.sqrt(np.maximum(squares / count - 2 * shift * sums / count + shift * shift, 0.0))
-    held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell is not measured
+    held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell has no height
     share = (lambda mask: float(mask.sum() / measured.sum()) if measured.any() else 0.0)
     return PhotoHeights(np.where(measured, spread, NODATA).reshape(dsm.shape).astype(np.float32), held,
-                        share(measured & moved), share(down))
+                        share(measured & moved), share(down), float(spiked.sum() / max(drawn.sum(), 1)))
 
 
 @torch.no_grad()
