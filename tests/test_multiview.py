@@ -14,6 +14,7 @@ import torch
 from momentum_gs.data.camera import Camera
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.synthetic import make_synthetic_scene
+from momentum_gs.train.block_step import in_turn
 from momentum_gs.train.multiview import ViewDepths, multiview_loss, neighbour_views
 from momentum_gs.train.trainer import Trainer
 from tests.helpers.host_reads import plain_step_syncs
@@ -120,6 +121,15 @@ def test_the_term_only_on_its_steps_and_until_its_last(tiny_config, tmp_path):
     assert on and on <= {step for step in range(13, 31) if step % 3 == 0}
     assert len(on) >= 4  # most of its steps find a neighbour trained already
     assert len(trainer.view_depths.depths) == len(trainer.scene.train)  # every view's surface kept all the same
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 4])
+def test_the_neighbours_are_taken_in_turn_over_the_terms_steps(every):
+    """n steps of the term in a row use each of n neighbours once (taken by the step itself, every 2nd step would
+    use half of 4)."""
+    for count in (1, 2, 3, 4, 5):
+        steps = range(every, every * (count + 1), every)
+        assert sorted(in_turn(list(range(count)), step, every) for step in steps) == list(range(count))
 
 
 @pytest.mark.cuda

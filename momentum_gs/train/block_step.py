@@ -136,7 +136,7 @@ class BlockStep:
                 and step % geometry.multiview_every == 0):
             candidates = [j for j in self.neighbours[camera.uid] if self.view_depths.get(block.id, j) is not None]
             if candidates:
-                other = candidates[step // geometry.multiview_every % len(candidates)]
+                other = in_turn(candidates, step, geometry.multiview_every)
                 term = multiview_loss(output.depth, output.alpha, grey, camera, self.view_depths.grey(other),
                                       self.view_depths.get(block.id, other), self.cameras[other])
         self.view_depths.keep(block.id, camera.uid, output.depth.detach(), output.alpha.detach())
@@ -154,6 +154,12 @@ class BlockStep:
             if self.view_processes > 1:
                 sum_growth_statistics(block.strategy, self.world)
             block.strategy.adjust(block.anchors, block.optimizer)
+
+
+def in_turn(candidates: list, step: int, every: int):
+    """The neighbour for the multi-view term on ``step``: ``candidates`` taken in turn over the term's steps (every
+    ``every``-th step), so that each of them is used whatever ``every`` and their number."""
+    return candidates[step // every % len(candidates)]
 
 
 def on_random_background(output, background: list[float]) -> torch.Tensor:
