@@ -12,7 +12,8 @@ the synthetic city's truth and against perfect geometry.
 
 Cells without a height (:data:`~momentum_gs.maps.ortho.NODATA`) stay so, and take no part: for the median each is
 given the nearest height within its band. The map is worked through in bands of :data:`BAND` rows (each with the
-window's reach above and below), on the threads PyTorch may use, so memory is a few bands' worth whatever the map.
+window's reach above and below), one a thread on the threads PyTorch may use: about 30 bytes a cell of a band
+(float32 heights, int32 nearest cells) a thread, whatever the map's length.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from momentum_gs.maps.ortho import NODATA
 
 WINDOW = 13  # cells a side of the window whose median a spike takes (odd)
 STEP = 3.0  # pixels' size off that median from which a height is a spike
-BAND = 512  # rows of the map worked on at once
+BAND = 256  # rows of the map worked on at once, by each thread
 
 
 def despike(dsm: np.ndarray, cell: float, window: int = WINDOW, step: float = STEP,
@@ -40,11 +41,12 @@ def despike(dsm: np.ndarray, cell: float, window: int = WINDOW, step: float = ST
     check_window(window)
     if window == 0:
         return dsm.copy(), np.zeros(dsm.shape, bool)
+    found, spikes = dsm.copy(), np.zeros(dsm.shape, bool)
     starts = range(0, dsm.shape[0], band)
-    work = partial(_band, dsm, band=band, window=window, off=step * cell)
+    work = partial(_band, dsm, found, spikes, band=band, window=window, off=step * cell)
     with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(starts)))) as pool:
-        done = list(pool.map(work, starts))
-    return np.concatenate([heights for heights, _ in done]), np.concatenate([spike for _, spike in done])
+        list(pool.map(work, starts))  # each band writes its own rows of found and spikes
+    return found, spikes
 
 
 def check_window(window: int) -> None:
@@ -54,16 +56,19 @@ def check_window(window: int) -> None:
                         "least 3; give one (or 0 to keep every height)")
 
 
-def _band(dsm: np.ndarray, start: int, band: int, window: int, off: float) -> tuple[np.ndarray, np.ndarray]:
+def _band(dsm: np.ndarray, found: np.ndarray, spikes: np.ndarray, start: int, band: int, window: int,
+          off: float) -> None:
     """:func:`despike` on the rows ``start`` to ``start + band`` of ``dsm``, read with the window's reach around
-    them: (their heights, their spikes)."""
-    top, bottom = max(start - window // 2, 0), min(start + band + window // 2, dsm.shape[0])
-    core = slice(start - top, min(start + band, dsm.shape[0]) - top)
-    heights = dsm[top:bottom].astype(np.float64)
+    them, written into the same rows of ``found`` (the heights) and ``spikes``."""
+    end = min(start + band, dsm.shape[0])
+    top, bottom = max(start - window // 2, 0), min(end + window // 2, dsm.shape[0])
+    rows, core = slice(start, end), slice(start - top, end - top)
+    heights = dsm[top:bottom].astype(np.float32)
     valid = heights != NODATA
     if not valid.any():
-        return dsm[start:start + band].copy(), np.zeros(heights[core].shape, bool)
+        return
     nearest = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
     median = ndimage.median_filter(heights[tuple(nearest)], size=window, mode="nearest")
-    spike = valid & (np.abs(heights - median) > off)
-    return np.where(spike, median, heights)[core].astype(dsm.dtype), spike[core]
+    spike = (valid & (np.abs(heights - median) > off))[core]
+    found[rows][spike] = median[core][spike]
+    spikes[rows] = spike
