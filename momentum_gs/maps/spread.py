@@ -23,6 +23,9 @@ the lowest height a photo puts in that cell is taken. Such heights lie inside th
 cannot reach them: on the synthetic flight, courtyards and alleys between buildings drawn at a roof's height
 (docs/benchmarks/maps.md measures what it changes).
 
+Given a window (``mgs ortho --despike``), the heights these passes chose are then despiked
+(:mod:`momentum_gs.maps.despike`), and the spread is measured from the heights that ends with.
+
 The sums are kept per cell, a photo at a time: memory is 30 bytes a cell of the map, whatever the photos.
 """
 
