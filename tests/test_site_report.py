@@ -85,3 +85,8 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     picture = cv2.imread(str(site.maps / SPREAD_PREVIEW), cv2.IMREAD_UNCHANGED)
     assert (picture[:, :200, 3] == 0).all() and (picture[:, 200:, 3] == 255).all()  # no spread: see-through
     assert picture[0, 200, 0] > picture[0, 200, 2] and picture[0, -1, 2] > picture[0, -1, 0]  # blue, then red
+    assert "took it (mgs ortho --despike)" not in page  # maps made before the despike
+    maps.update(despike_window=13, dsm_despiked=0.0649)
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    page = write_report(site).read_text()
+    assert "6.5 % of its heights stood more than 3 pixels off the median of the 13 × 13" in page

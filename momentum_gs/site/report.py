@@ -149,6 +149,10 @@ def _spread(maps: dict | None, picture: str | None) -> str:
             'of its heights are seen by two photos or more (dsm_spread.tif, per pixel).</p><p class="note">Measured '
             "against the photos, not the ground: it shows where the photos disagree (roof edges, trees, what was "
             "seen at a slant), not an error they share.</p>")
+    if isinstance(maps.get("dsm_despiked"), (int, float)):
+        window = maps.get("despike_window")
+        text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
+                 f"median of the {window} × {window} pixels around them and took it (mgs ortho --despike).</p>")
     if picture is None:
         return text
     return text + (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Dark blue: no spread; '
