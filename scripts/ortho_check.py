@@ -7,7 +7,7 @@ city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's
 over the whole map and under the cameras (the convex hull of the training cameras' centres), and where the maps
 have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels). With --floor, the same scores of
 perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by the same renderer and
-despiked as the maps were (tests/helpers/map_truth.py), what no training can beat.
+despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can beat.
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres); where the training kept every n-th point out of its SfM
@@ -34,6 +34,7 @@ from momentum_gs.data.scene_info import read_scene_info  # noqa: E402
 from momentum_gs.data.synthetic import city_of  # noqa: E402
 from momentum_gs.data.sparse_depth import held_out  # noqa: E402
 from momentum_gs.maps.despike import despike  # noqa: E402
+from momentum_gs.maps.guide import guided_median  # noqa: E402
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, splat_map  # noqa: E402
 from tests.helpers.map_truth import laid_on_the_city, score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
@@ -123,15 +124,19 @@ def away_from_steps(rgba: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metr
 
 
 def floor_under_cameras(data: Path, grid: MapGrid, under: np.ndarray, colour: np.ndarray, heights: np.ndarray,
-                        metres: float, depth: str, despike_window: int) -> dict:
+                        metres: float, depth: str, despike_window: int, guided: bool) -> dict:
     """The scores under the cameras (``under``: [H, W], 1 inside) of perfect geometry on ``grid``: flat Gaussians laid
     on the synthetic city of ``data``, mapped as ``mgs ortho`` maps with ``depth``, then despiked as they were
-    (``despike_window``, 0 for not)."""
+    (``despike_window``, 0 for not) and, where they were ``guided``, guided by their orthophoto with every height
+    agreed on (a spread of 0: on perfect geometry the photos agree)."""
     city, _ = city_of(data)
     rasters = splat_map(laid_on_the_city(city, metres, grid), own_frame(np.array([0.0, 0.0, 1.0]), "z"), grid,
                         show_progress=False, depth=depth)
     if despike_window:
         rasters.dsm = despike(rasters.dsm, grid.gsd, despike_window)[0]
+    if guided:
+        rasters.dsm = guided_median(rasters.dsm, rasters.rgba[..., :3], np.zeros(rasters.dsm.shape, np.float32),
+                                     grid.gsd)
     rgba = rasters.rgba.copy()
     rgba[..., 3] *= under
     found = score(rgba, rasters.dsm, colour, heights, metres)
@@ -224,7 +229,8 @@ def main() -> None:
         if args.floor:
             row["floor_under_cameras"] = floor_under_cameras(data, grid, mask, colour, heights, metres,
                                                              summary.get("depth", "median"),
-                                                             summary.get("despike_window", 0))
+                                                             summary.get("despike_window", 0),
+                                                             "dsm_guided" in summary)
         row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)

@@ -92,6 +92,11 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     assert summary["spread_median"] == pytest.approx(np.median(band[measured]), rel=1e-3)
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert summary["despike_window"] == 13 and 0 <= summary["dsm_despiked"] < 0.5  # the spikes: a share of heights
+    unguided = make_maps(run, tmp_path / "unguided", show_progress=False, guide=False)
+    assert "dsm_guided" not in unguided and 0 < summary["dsm_guided"] < 1
+    with rasterio.open(tmp_path / "unguided" / "dsm.tif") as dsm:
+        kept = dsm.read(1)
+    assert ((kept != heights).mean() == pytest.approx(summary["dsm_guided"] * (heights != NODATA).mean(), abs=1e-4))
 
 
 @pytest.mark.parametrize("depth", ["mean", "median"])
@@ -132,11 +137,12 @@ def test_the_check_scores_perfect_geometry_on_the_runs_own_grid(run, tmp_path):
 @pytest.mark.slow
 def test_the_maps_of_the_exported_ply_are_the_maps_of_the_bake(run, tmp_path):
     """An export's PLY (the same bake, no refinement, SH degree 3 against the map's 1) gives the same coverage and
-    heights as a bake of its own: the map reads the shared Gaussians in the scene's frame."""
+    heights as a bake of its own: the map reads the shared Gaussians in the scene's frame. (Without the guided median:
+    its colours are the PLY's, whose SH degree differs, and weigh the heights a little differently.)"""
     export_formats(run, ["ply"], out=tmp_path / "export", refine_steps=0)
     ply = tmp_path / "export" / "point_cloud.ply"
-    read = make_maps(run, tmp_path / "from_ply", show_progress=False, gaussians=ply)
-    baked = make_maps(run, tmp_path / "baked", show_progress=False)
+    read = make_maps(run, tmp_path / "from_ply", show_progress=False, gaussians=ply, guide=False)
+    baked = make_maps(run, tmp_path / "baked", show_progress=False, guide=False)
     assert read["bake"] == f"read from {ply}" and read["gaussians"] == baked["gaussians"]
     grid = ("top_left", "width", "height")
     assert [read[key] for key in grid] == [baked[key] for key in grid]
@@ -189,6 +195,9 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
     said = capsys.readouterr().out
     assert "rasterio is not installed" in said and "world files" in said
     assert "spread over the photos" in said and (tmp_path / "maps" / "dsm_spread.tfw").is_file()
+    assert "weighted by the orthophoto's colours" in said
+    assert main(["ortho", str(run), "--out", str(tmp_path / "unguided"), "--gsd", "0.2", "--no-guide"]) == 0
+    assert "dsm_guided" not in json.loads((tmp_path / "unguided" / "maps.json").read_text())
     world = (tmp_path / "maps" / "orthophoto.tfw").read_text().split()
     summary = json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert float(world[0]) == 0.2 and float(world[4]) == pytest.approx(summary["top_left"][0] + 0.1)

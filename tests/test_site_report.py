@@ -90,3 +90,7 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     (site.maps / "maps.json").write_text(json.dumps(maps))
     page = write_report(site).read_text()
     assert "6.5 % of its heights stood more than 3 pixels off the median of the 13 × 13" in page
+    assert "--no-guide" not in page  # maps made before the guided median
+    maps.update(dsm_guided=0.399)
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    assert "39.9 % then took the median of the 7 × 7 pixels" in write_report(site).read_text()

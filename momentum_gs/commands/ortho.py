@@ -34,11 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="a DSM height more than 3 pixels' size off the median of the PIXELS × PIXELS around it takes "
                     "that median: spikes out, steps kept, features under about 0.7 × PIXELS across flattened "
                     f"(default {WINDOW}; 0 keeps every height)")
+    parser.add_argument("--no-guide", dest="guide", action="store_false",
+                        help="keep the DSM's heights as the despike leaves them: by default each then takes the "
+                             "median of the 7 × 7 pixels around it, weighted by how alike their colours in the "
+                             "orthophoto are and how well the photos agree on them (needs the spread)")
 
 
 def run(args: argparse.Namespace) -> None:
     """Make the maps and print the summary."""
     use_run_settings(args.run_dir)
     summary = make_maps(Path(args.run_dir), args.out, args.gsd, depth=args.depth, gaussians=args.gaussians,
-                        spread=args.spread, despike_window=args.despike)
+                        spread=args.spread, despike_window=args.despike, guide=args.guide)
     print("\n".join(summary_lines(summary)))

@@ -37,7 +37,8 @@ EXTENT_QUANTILE = 0.01  # without SfM points, the map covers the Gaussians' 1st 
 
 def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | None = None,
               show_progress: bool = True, depth: str = "median", gaussians: str | Path | None = None,
-              ground: Ground | None = None, spread: bool = True, despike_window: int = WINDOW) -> dict:
+              ground: Ground | None = None, spread: bool = True, despike_window: int = WINDOW,
+              guide: bool = True) -> dict:
     """Write the orthophoto, the DSM and their preview of a run into ``out`` (default ``RUN/maps``); returns
     the summary (also ``maps.json``). ``gsd``: map units a pixel (default: the photos' at the training size);
     ``depth``: the DSM's depth, "mean" or "median" (:func:`~momentum_gs.maps.ortho.splat_map`); ``gaussians``: a
@@ -45,7 +46,9 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
     the ground its photos see (:class:`~momentum_gs.data.footprint.Ground`; None, or another up than the map's:
     worked out here, once); ``spread``: with the DSM's spread over the training photos
     (:mod:`momentum_gs.maps.spread`); ``despike_window``: the cells a side of the window whose median a DSM's spike
-    takes (:mod:`momentum_gs.maps.despike`; 0: the DSM as the Gaussians and the photos draw it)."""
+    takes (:mod:`momentum_gs.maps.despike`; 0: the DSM as the Gaussians and the photos draw it); ``guide``: with the
+    spread, each height then at the median of its window weighted by the orthophoto's colours and by the spread
+    (:mod:`momentum_gs.maps.guide`)."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     out = Path(out) if out is not None else run.root / "maps"
@@ -83,31 +86,43 @@ def make_maps(run_dir: str | Path, out: str | Path | None = None, gsd: float | N
             rasters.rgba[~seen] = 0
             rasters.dsm[~seen] = NODATA
         found, despiked = _settle_heights(rasters, gaussians, scene.train, frame, grid, show_progress, spread,
-                                          despike_window)
+                                          despike_window, guide)
         written = write_map_files(rasters, frame, grid, work)
         summary = _summary(run, out, frame, grid, rasters, seen, len(gaussians), how, dropped, gsd_said, written,
                            time.perf_counter() - started, depth)
-        if found is not None:  # the shares of the measured heights moved: in all, and down what photos see through
-            summary["dsm_held"], summary["dsm_seen_through"] = round(found.held, 4), round(found.through, 4)
-        if despike_window:  # the share of the heights that were spikes
-            summary["despike_window"], summary["dsm_despiked"] = despike_window, round(despiked, 4)
+        summary.update(_settled(found, despike_window, despiked, guide))
         (work / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
 def _settle_heights(rasters, gaussians, cameras: list, frame: MapFrame, grid: MapGrid, show_progress: bool,
-                    spread: bool, despike_window: int) -> tuple:
-    """The DSM of ``rasters`` held within the photos' heights, below what they see through and despiked, with its
-    spread, where ``spread``; else despiked alone where ``despike_window``. Returns (the spread's
-    :class:`~momentum_gs.maps.spread.PhotoHeights` or None, the share of the heights the despike moved)."""
+                    spread: bool, despike_window: int, guide: bool) -> tuple:
+    """The DSM of ``rasters`` held within the photos' heights, below what they see through, despiked and guided by
+    the orthophoto (where ``guide``), with its spread, where ``spread``; else despiked alone where
+    ``despike_window``. Returns (the spread's :class:`~momentum_gs.maps.spread.PhotoHeights` or None, the share of
+    the heights the despike moved)."""
     if spread:
-        found = photo_spread(gaussians, cameras, frame, grid, rasters.dsm, show_progress, despike_window)
+        found = photo_spread(gaussians, cameras, frame, grid, rasters.dsm, show_progress, despike_window,
+                             rasters.rgba[..., :3] if guide else None)
         rasters.spread, rasters.dsm = found.spread, found.dsm
         return found, found.despiked
     if not despike_window:
         return None, 0.0
     rasters.dsm, spiked = despike(rasters.dsm, grid.gsd, despike_window)
     return None, float(spiked.sum() / max((rasters.dsm != NODATA).sum(), 1))
+
+
+def _settled(found, despike_window: int, despiked: float, guide: bool) -> dict:
+    """``maps.json``'s shares of the heights that :func:`_settle_heights` moved: of the measured ones, in all and down
+    what photos see through (with the spread, ``found``), and of all of them, the spikes and the guided ones."""
+    shares = {}
+    if found is not None:
+        shares.update(dsm_held=round(found.held, 4), dsm_seen_through=round(found.through, 4))
+        if guide:
+            shares["dsm_guided"] = round(found.guided, 4)
+    if despike_window:
+        shares.update(despike_window=despike_window, dsm_despiked=round(despiked, 4))
+    return shares
 
 
 def _extent(gaussians, frame: MapFrame, ground: Ground) -> tuple[np.ndarray, np.ndarray]:
@@ -232,5 +247,9 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"{100 * summary['dsm_despiked']:.1f} % of the surface model's heights stood more than 3 pixels' "
                      f"size off the median of the {window} × {window} pixels around them and took it (--despike 0 "
                      "keeps them)")
+    if "dsm_guided" in summary:
+        lines.append(f"{100 * summary['dsm_guided']:.1f} % of its heights then took the median of the 7 × 7 pixels "
+                     "around them weighted by the orthophoto's colours and the photos' agreement (--no-guide keeps "
+                     "them)")
     return lines
 

@@ -24,7 +24,9 @@ cannot reach them: on the synthetic flight, courtyards and alleys between buildi
 (docs/benchmarks/maps.md measures what it changes).
 
 Given a window (``mgs ortho --despike``), the heights these passes chose are then despiked
-(:mod:`momentum_gs.maps.despike`), and the spread is measured from the heights that ends with.
+(:mod:`momentum_gs.maps.despike`). Given the orthophoto's colours, each height then takes the median of the heights
+around it weighted by colour and by their spread (:mod:`momentum_gs.maps.guide`; ``mgs ortho --no-guide`` leaves
+it out). The spread is measured from the heights that ends with.
 
 The sums are kept per cell, a photo at a time: memory is 30 bytes a cell of the map, whatever the photos.
 """
@@ -32,6 +34,7 @@ The sums are kept per cell, a photo at a time: memory is 30 bytes a cell of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -39,6 +42,7 @@ import torch
 from momentum_gs.data.map_frame import MapFrame
 from momentum_gs.estimate import sized
 from momentum_gs.maps.despike import despike
+from momentum_gs.maps.guide import guided_median
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render import render
@@ -54,22 +58,24 @@ class PhotoHeights:
     fewer than :data:`MIN_PHOTOS` photos see a cell or the DSM has no height) and ``dsm`` [H, W], the DSM held within
     the heights the photos see and below what they see through, then despiked (:mod:`momentum_gs.maps.despike`),
     ``held``, the share of the DSM's measured heights that moved into the photos' range, ``through``, the share taken
-    down after, where photos see through them, and ``despiked``, the share of all its heights that the despike
-    moved."""
+    down after, where photos see through them, ``despiked``, the share of all its heights that the despike
+    moved, and ``guided``, the share that the guided median moved (:mod:`momentum_gs.maps.guide`)."""
 
     spread: np.ndarray
     dsm: np.ndarray
     held: float
     through: float = 0.0
     despiked: float = 0.0
+    guided: float = 0.0
 
 
 @torch.no_grad()
 def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, dsm: np.ndarray,
-                 show_progress: bool = True, despike_window: int = 0) -> PhotoHeights:
+                 show_progress: bool = True, despike_window: int = 0, colour: np.ndarray | None = None) -> PhotoHeights:
     """The DSM's spread over ``cameras`` (the training views, world frame) and the DSM held within their heights
-    (module notes), in the DSM's units; with ``despike_window`` (cells, 0: none), the held DSM despiked, and the
-    spread measured from the heights it ends with. Rendered by the builtin rasterizer on any device, the one that
+    (module notes), in the DSM's units; with ``despike_window`` (cells, 0: none), the held DSM despiked; with
+    ``colour`` ([H, W, 3], the orthophoto's), its heights then guided by it and by their spread
+    (:mod:`momentum_gs.maps.guide`); the spread measured from the heights it ends with. Rendered by the builtin rasterizer on any device, the one that
     draws the median depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
@@ -103,12 +109,27 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         held, spiked = despike((heights + shift).reshape(dsm.shape), grid.gsd, despike_window)
         spiked = spiked.ravel()
         shift[spiked] = held.ravel()[spiked] - heights[spiked]
-    count = np.maximum(points, 1)
-    spread = np.sqrt(np.maximum(squares / count - 2 * shift * sums / count + shift * shift, 0.0))
+    spread = partial(_spread, sums, squares, points, measured, dsm.shape)
+    guided = np.zeros(heights.size, bool)
+    if colour is not None:
+        before = (heights + shift).reshape(dsm.shape).astype(np.float32)
+        after = guided_median(before, colour, spread(shift), grid.gsd).ravel()
+        guided = drawn & (after != before.ravel())
+        shift[guided] = after[guided] - heights[guided]
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell has no height
     share = (lambda mask: float(mask.sum() / measured.sum()) if measured.any() else 0.0)
-    return PhotoHeights(np.where(measured, spread, NODATA).reshape(dsm.shape).astype(np.float32), held,
-                        share(measured & moved), share(down), float(spiked.sum() / max(drawn.sum(), 1)))
+    return PhotoHeights(spread(shift), held, share(measured & moved), share(down),
+                        float(spiked.sum() / max(drawn.sum(), 1)), float(guided.sum() / max(drawn.sum(), 1)))
+
+
+def _spread(sums: np.ndarray, squares: np.ndarray, points: np.ndarray, measured: np.ndarray, shape: tuple,
+            shift: np.ndarray) -> np.ndarray:
+    """[H, W] float32: the root mean square of the photos' heights minus the DSM's moved by ``shift``, from the
+    per-cell ``sums`` and ``squares`` of their differences to the DSM over ``points`` points (:data:`NODATA` where
+    not ``measured``)."""
+    count = np.maximum(points, 1)
+    spread = np.sqrt(np.maximum(squares / count - 2 * shift * sums / count + shift * shift, 0.0))
+    return np.where(measured, spread, NODATA).reshape(shape).astype(np.float32)
 
 
 @torch.no_grad()

@@ -153,6 +153,9 @@ def _spread(maps: dict | None, picture: str | None) -> str:
         window = maps.get("despike_window")
         text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
                  f"median of the {window} × {window} pixels around them and took it (mgs ortho --despike).</p>")
+    if isinstance(maps.get("dsm_guided"), (int, float)):
+        text += (f'<p class="note">{100 * maps["dsm_guided"]:.1f} % then took the median of the 7 × 7 pixels around '
+                 "them, weighted by the orthophoto's colours and the photos' agreement (mgs ortho --no-guide).</p>")
     if picture is None:
         return text
     return text + (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Dark blue: no spread; '

@@ -1,0 +1,86 @@
+"""The DSM's heights guided by the orthophoto and the photos' agreement (momentum_gs.maps.guide): ground drawn at a
+roof's height beside the roof, where the photos disagree and the orthophoto shows the ground, goes back down; the
+edge stays where the colours put it; only heights already there are chosen; the cells without a height stay; the
+map worked in bands is the map worked whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from momentum_gs.maps.guide import SPREAD, guided_median
+from momentum_gs.maps.ortho import NODATA
+
+CELL = 0.5  # a pixel's size, in the heights' units
+ROOF, GROUND = (200, 90, 60), (120, 120, 120)
+
+
+def _a_building() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(heights [60, 80], colours [60, 80, 3], spread [60, 80]): a 20 × 30-cell roof 12 above flat ground, its
+    colours as they are, every height agreed on by the photos (spread a tenth of a cell)."""
+    dsm = np.zeros((60, 80), np.float32)
+    dsm[20:40, 25:55] = 12.0
+    colour = np.empty((60, 80, 3), np.uint8)
+    colour[:] = GROUND
+    colour[20:40, 25:55] = ROOF
+    return dsm, colour, np.full(dsm.shape, 0.1 * CELL, np.float32)
+
+
+def test_ground_drawn_at_the_roofs_height_beside_it_goes_back_down():
+    truth, colour, spread = _a_building()
+    drawn = truth.copy()
+    drawn[40:43, 25:55] = 12.0  # the roof drawn 3 cells too far south, where the orthophoto shows the ground
+    spread[40:43, 25:55] = 12.0  # and the photos put those cells at heights 12 apart
+    found = guided_median(drawn, colour, spread, CELL)
+    np.testing.assert_array_equal(found, truth)  # the overhang down, the roof and its edges where they are
+    agreed = guided_median(drawn, colour, np.full(drawn.shape, 0.1 * CELL, np.float32), CELL)
+    assert (agreed[40:43, 30:50] == 12.0).all()  # where the photos agree on the overhang, it stays
+
+
+def test_a_wide_spread_gives_way_to_the_heights_the_photos_agree_on():
+    dsm, colour, spread = _a_building()
+    colour[:] = GROUND  # no colour to tell roof from ground
+    dsm[5:8, 5:8] = 4.0  # a 3 × 3 patch drawn high, which the photos disagree on
+    spread[5:8, 5:8] = 2 * SPREAD * CELL
+    found = guided_median(dsm, colour, spread, CELL)
+    assert (found[5:8, 5:8] == 0.0).all()
+    spread[5:8, 5:8] = 0.1 * CELL  # agreed on, the patch is a majority of no window: only its middle has 9 of 49
+    assert (guided_median(dsm, colour, spread, CELL)[5:8, 5:8] == 0.0).all()
+    assert (guided_median(dsm, colour, spread, CELL, reach=1)[6, 6] == 4.0)  # in a 3 × 3 window it is all there is
+
+
+def test_only_heights_that_are_there_are_chosen_and_the_cells_without_one_stay():
+    rng = np.random.default_rng(0)
+    dsm, colour, spread = _a_building()
+    dsm += rng.normal(0, 0.2, dsm.shape).astype(np.float32)
+    colour = np.clip(colour + rng.normal(0, 20, colour.shape), 0, 255).astype(np.uint8)
+    spread = rng.uniform(0, 20 * CELL, dsm.shape).astype(np.float32)
+    spread[rng.random(dsm.shape) < 0.1] = NODATA  # seen by fewer than two photos
+    holes = rng.random(dsm.shape) < 0.05
+    dsm[holes] = NODATA
+    found = guided_median(dsm, colour, spread, CELL)
+    assert (found[holes] == NODATA).all() and (found[~holes] != NODATA).all()
+    rows, cols = np.nonzero(~holes)
+    for row, col in zip(rows[::97], cols[::97]):  # each height is one of its window's
+        window = dsm[max(row - 3, 0):row + 4, max(col - 3, 0):col + 4]
+        assert found[row, col] in window[window != NODATA]
+    between = (found > 1.5) & (found < 10.5)  # nothing made up between the ground and the roof
+    assert not between.any()
+
+
+def test_the_bands_give_the_map_worked_whole():
+    rng = np.random.default_rng(1)
+    dsm, colour, spread = _a_building()
+    dsm += rng.normal(0, 0.3, dsm.shape).astype(np.float32)
+    spread = rng.uniform(0, 10 * CELL, dsm.shape).astype(np.float32)
+    dsm[rng.random(dsm.shape) < 0.02] = NODATA
+    whole = guided_median(dsm, colour, spread, CELL, band_cells=10**7)
+    banded = guided_median(dsm, colour, spread, CELL, band_cells=3 * 80)
+    assert not np.array_equal(whole, dsm) and np.array_equal(banded, whole) and banded.dtype == dsm.dtype
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 5), (9, 1)])
+def test_maps_smaller_than_the_window(shape):
+    dsm = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    found = guided_median(dsm, np.zeros((*shape, 3), np.uint8), np.zeros(shape, np.float32), CELL)
+    assert found.shape == shape and np.isin(found, dsm).all()
