@@ -42,7 +42,7 @@ def guided_median(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell:
     found = dsm.copy()
     rows = max(1, band_cells // max(dsm.shape[1], 1))
     starts = range(0, dsm.shape[0], rows)
-    work = partial(_band, dsm, colour.astype(np.float32), trust, found, rows=rows, reach=reach)
+    work = partial(_band, dsm, colour, trust, found, rows=rows, reach=reach)
     with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(starts)))) as pool:
         list(pool.map(work, starts))  # each band writes its own rows of found
     return found
@@ -59,8 +59,9 @@ def _band(dsm: np.ndarray, colour: np.ndarray, trust: np.ndarray, found: np.ndar
     down, across = np.arange(start - reach, end + reach), np.arange(-reach, width + reach)  # with the window's reach
     near, wide = np.clip(down, 0, height - 1), np.clip(across, 0, width - 1)
     heights, colours, trusts = (a[near][:, wide] for a in (dsm, colour, trust))
+    colours = colours.astype(np.float32)
     trusts = trusts * ((down == near)[:, None] & (across == wide)[None, :])  # past the border: no weight
-    own = colour[start:end]
+    own = colour[start:end].astype(np.float32)
     side = 2 * reach + 1
     values = np.empty((end - start, width, side * side), np.float32)
     weights = np.empty_like(values)
