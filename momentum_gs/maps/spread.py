@@ -59,7 +59,8 @@ class PhotoHeights:
     the heights the photos see and below what they see through, then despiked (:mod:`momentum_gs.maps.despike`),
     ``held``, the share of the DSM's measured heights that moved into the photos' range, ``through``, the share taken
     down after, where photos see through them, ``despiked``, the share of all its heights that the despike
-    moved, and ``guided``, the share that the guided median moved (:mod:`momentum_gs.maps.guide`)."""
+    moved, and ``guided``, the share of all its heights that the guided median moved
+    (:mod:`momentum_gs.maps.guide`)."""
 
     spread: np.ndarray
     dsm: np.ndarray
@@ -75,8 +76,8 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     """The DSM's spread over ``cameras`` (the training views, world frame) and the DSM held within their heights
     (module notes), in the DSM's units; with ``despike_window`` (cells, 0: none), the held DSM despiked; with
     ``colour`` ([H, W, 3], the orthophoto's), its heights then guided by it and by their spread
-    (:mod:`momentum_gs.maps.guide`); the spread measured from the heights it ends with. Rendered by the builtin rasterizer on any device, the one that
-    draws the median depth (as ``mgs mesh`` renders it)."""
+    (:mod:`momentum_gs.maps.guide`); the spread measured from the heights it ends with. Rendered by the builtin
+    rasterizer on any device, the one that draws the median depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
     sums, squares = np.zeros(heights.size, np.float32), np.zeros(heights.size, np.float32)
