@@ -12,8 +12,8 @@ there: it makes up no height between a roof and the ground, as a mean would. doc
 it changes, against the synthetic city's truth and against brighton_beach's SfM points that the training never saw.
 
 Cells without a height (:data:`~momentum_gs.maps.ortho.NODATA`) stay so and take no part. The map is worked through
-in bands of about :data:`BAND_CELLS` cells, one a thread on the threads PyTorch may use: about 1.2 kB a cell of a
-band (each window's heights, weights and their order) a thread.
+in bands of about :data:`BAND_CELLS` cells, one a thread on the threads PyTorch may use. Each thread holds its
+band's windows: for each cell, each neighbour's height, weight and place in the order (float32, float32, int64).
 """
 
 from __future__ import annotations
