@@ -1,7 +1,7 @@
 """The DSM's heights guided by the orthophoto and the photos' agreement (momentum_gs.maps.guide): ground drawn at a
 roof's height beside the roof, where the photos disagree and the orthophoto shows the ground, goes back down; the
-edge stays where the colours put it; only heights already there are chosen; the cells without a height stay; the
-map worked in bands is the map worked whole."""
+edge stays where the colours put it; only heights already there are chosen; the cells without a height stay and
+count for nothing, as nothing past the map's border does; the map worked in bands is the map worked whole."""
 
 from __future__ import annotations
 
@@ -40,13 +40,12 @@ def test_ground_drawn_at_the_roofs_height_beside_it_goes_back_down():
 def test_a_wide_spread_gives_way_to_the_heights_the_photos_agree_on():
     dsm, colour, spread = _a_building()
     colour[:] = GROUND  # no colour to tell roof from ground
-    dsm[5:8, 5:8] = 4.0  # a 3 × 3 patch drawn high, which the photos disagree on
-    spread[5:8, 5:8] = 2 * SPREAD * CELL
+    dsm[5:10, 5:10] = 4.0  # a 5 × 5 patch drawn high: its middle's window holds 25 of its cells and 24 others
+    spread[5:10, 5:10] = 2 * SPREAD * CELL  # which the photos disagree on
     found = guided_median(dsm, colour, spread, CELL)
-    assert (found[5:8, 5:8] == 0.0).all()
-    spread[5:8, 5:8] = 0.1 * CELL  # agreed on, the patch is a majority of no window: only its middle has 9 of 49
-    assert (guided_median(dsm, colour, spread, CELL)[5:8, 5:8] == 0.0).all()
-    assert (guided_median(dsm, colour, spread, CELL, reach=1)[6, 6] == 4.0)  # in a 3 × 3 window it is all there is
+    assert (found[5:10, 5:10] == 0.0).all()
+    spread[5:10, 5:10] = 0.1 * CELL  # agreed on, the patch's middle keeps its height: a majority of its window
+    assert guided_median(dsm, colour, spread, CELL)[7, 7] == 4.0
 
 
 def test_only_heights_that_are_there_are_chosen_and_the_cells_without_one_stay():
@@ -66,6 +65,17 @@ def test_only_heights_that_are_there_are_chosen_and_the_cells_without_one_stay()
         assert found[row, col] in window[window != NODATA]
     between = (found > 1.5) & (found < 10.5)  # nothing made up between the ground and the roof
     assert not between.any()
+    island = np.full((20, 20), NODATA, np.float32)  # nine heights among cells without one, spread or not
+    island[9:12, 9:12] = np.arange(1, 10, dtype=np.float32).reshape(3, 3)
+    found = guided_median(island, np.zeros((20, 20, 3), np.uint8), np.full((20, 20), CELL, np.float32), CELL)
+    assert found[10, 10] == 5.0 and (found[island == NODATA] == NODATA).all()
+
+
+def test_past_the_maps_border_nothing_counts():
+    dsm = np.zeros((30, 30), np.float32)
+    dsm[0] = 4.0  # the border row drawn apart: inside the map, its cells' windows hold 7 of it and 21 others
+    found = guided_median(dsm, np.zeros((30, 30, 3), np.uint8), np.zeros((30, 30), np.float32), CELL)
+    assert (found[0, 3:-3] == 0.0).all() and (found[1:] == 0.0).all()
 
 
 def test_the_bands_give_the_map_worked_whole():
