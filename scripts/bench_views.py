@@ -27,7 +27,8 @@ The ratios are against the median of ``threads=1``. For the settings of V proces
 collectives (``torch.distributed``'s all-reduces and broadcasts): their share of its timed wall clock is what the
 transfers cost plus the wait for a slower process. With ``--idle S`` each run first waits up to S seconds for the
 machine to be idle. ``--profile`` runs the timed steps under cProfile (slower: compare its runs with each other) and
-adds each process's C++ kernels' milliseconds a view, of the last round. Rounds go through the settings in order;
+adds each process's C++ kernels' milliseconds a view, of the last round. ``--apart`` puts a barrier before each
+all-reduce and says, each round, how much of the collectives' share was the wait in it. Rounds go through the settings in order;
 the table gives every round and the medians.
 
 ``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
@@ -77,6 +78,16 @@ def timed(collective):
 
 for name in ("all_reduce", "broadcast", "broadcast_object_list", "all_gather", "all_gather_object", "barrier"):
     setattr(dist, name, timed(getattr(dist, name)))
+waited = [0.0]  # of those, in the barrier before each all-reduce (--apart): the wait for the slower process
+if os.environ.get("BENCH_APART"):
+    barrier, reduce = dist.barrier, dist.all_reduce
+
+    def apart(*args, **kwargs):
+        started = time.perf_counter()
+        barrier()
+        waited[0] += time.perf_counter() - started
+        return reduce(*args, **kwargs)
+    dist.all_reduce = apart
 shutil.rmtree(out, ignore_errors=True)
 cfg = prepare_config(config, data, str(out), ["log.tensorboard=false"] + overrides, False)
 per_view_rule(cfg, views)
@@ -97,7 +108,7 @@ if sync:
             sys.exit("the other ceiling runs did not finish their warm-up within 600 s of this one")
         time.sleep(0.005)
 profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
-wall, spent[0] = time.perf_counter(), 0.0
+wall, spent[0], waited[0] = time.perf_counter(), 0.0, 0.0
 if profile:
     profile.enable()
 trainer.train(until=warmup + steps)
@@ -115,6 +126,7 @@ if sync:  # go on training until every run has timed its steps: none is timed on
         step += 1
         trainer.train(until=step, quiet=True)
 print(json.dumps({"views_s": steps * views / wall, "anchors": trainer.num_anchors(), "collectives": spent[0] / wall,
+                  "waiting": waited[0] / wall,
                   "kernels": kernels}))
 D.close_world(world)
 D.leave(0)  # not through the teardown, which a gloo worker still freeing tensors can abort
@@ -149,6 +161,8 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
             env.update(BENCH_SYNC=str(sync), BENCH_RANK=str(rank), BENCH_COPIES=str(copies))
         if args.profile:
             env.update(BENCH_PROFILE="1")
+        if args.apart:
+            env.update(BENCH_APART="1")
         if setting in VIEWS:
             env.update(RANK=str(rank), WORLD_SIZE=str(copies), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(copies),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -165,6 +179,10 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
         results.append(json.loads(out.strip().splitlines()[-1]))
     kernels = [r["kernels"] for r in results]
     if setting in VIEWS:
+        if args.apart:
+            waiting = " / ".join(f"{r['waiting']:.0%}" for r in results)
+            print(f"  waiting for the slower process: {waiting} of each process's time; the rest of its collectives "
+                  "is the transfers", flush=True)
         return results[0]["views_s"], [r["collectives"] for r in results], kernels
     return sum(r["views_s"] for r in results), [], kernels
 
@@ -250,6 +268,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the --time runs")
     parser.add_argument("--profile", action="store_true",
                         help="profile the timed steps (cProfile): each process's C++ kernels' milliseconds a view")
+    parser.add_argument("--apart", action="store_true",
+                        help="a barrier before each all-reduce: the wait for the slower process timed apart")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.downsample=2")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))

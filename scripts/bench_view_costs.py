@@ -1,0 +1,132 @@
+"""How well a view's cost can be told before it is rendered: what dealing a step's views to the processes by it
+would leave them waiting.
+
+    python scripts/bench_view_costs.py --data DATA [--config brighton_beach.yaml] [--warmup 100] [--steps 400]
+        [--views 4] [--processes 2] [--seed 0] [KEY=VALUE ...]
+
+One process of one thread trains one view a step as ``mgs train`` does; after ``--warmup`` steps it times each of
+the next ``--steps`` steps and notes, for its view:
+
+- ``sfm``: the SfM points in front of the camera and inside its image (:func:`~momentum_gs.train.views.view_costs`,
+  what ``distributed.views_per_process`` deals by);
+- ``anchors``: the anchors in its frustum at that step, before the render;
+- ``gaussians``: the Gaussians the render drew;
+- ``pairs``: the Gaussian × tile pairs of the render's tile lists.
+
+The last two are known only once the view is rendered; ``anchors`` before, from the model every process holds.
+The timed steps are then cut into groups of ``--views`` consecutive views, as steps of ``--processes`` processes
+would take them, each group dealt by each cost with :func:`~momentum_gs.train.scheduler.deal_by_cost`. The table
+gives each cost's correlation with a view's time and the mean |difference| between the summed times of the two
+processes' shares (with more processes: the slowest share less the mean share), against dealing at random and
+by the measured times themselves (the best a deal can do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import momentum_gs.render.builtin as builtin
+from momentum_gs.config.device import cores
+from momentum_gs.data.scene import load_scene
+from momentum_gs.model.neural import visible_anchors
+from momentum_gs.render.kernels.build import describe_cpu, march
+from momentum_gs.train import distributed as D
+from momentum_gs.train.run import prepare_config
+from momentum_gs.train.scheduler import deal_by_cost
+from momentum_gs.train.trainer import Trainer
+from momentum_gs.train.views import view_costs
+
+COSTS = ("random", "sfm", "anchors", "gaussians", "pairs", "time")
+
+
+def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
+    """Each timed step's view, time (s) and costs (module notes)."""
+    torch.set_num_threads(1)
+    cfg = prepare_config(args.config, args.data, str(out),
+                         ["log.tensorboard=false", "threads=1", f"seed={args.seed}"] + args.overrides, False)
+    world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
+    scene = load_scene(cfg.data)
+    trainer = Trainer(cfg, scene, out, device, world)
+    trainer.train(until=args.warmup, quiet=True)
+    block = trainer.blocks[0]
+    sfm = dict(zip(block.cameras, view_costs(scene, block.cameras)))
+    rows: list[list[float]] = []
+    drawn, pairs = [], []
+    step, block_step, intersect = trainer.train_step, trainer.block_step_on, builtin.intersect
+
+    def timed_step(views):
+        camera, anchors = scene.train[views[0][1]], block.anchors
+        with torch.no_grad():
+            seen = visible_anchors(anchors.positions, anchors.scalings[:, :3].exp(), camera.world_to_cam, camera.K,
+                                   camera.width, camera.height)
+        started = time.perf_counter()
+        result = step(views)
+        rows.append([views[0][1], time.perf_counter() - started, sfm[views[0][1]], float(seen.sum())])
+        return result
+
+    def counted_block_step(*a, **k):
+        metrics = block_step(*a, **k)
+        drawn.append(float(metrics[0]["num_gaussians"]))
+        return metrics
+
+    def counted_intersect(*a, **k):
+        lists = intersect(*a, **k)
+        pairs.append(float(lists[0].numel()))
+        return lists
+
+    trainer.train_step, trainer.block_step_on, builtin.intersect = timed_step, counted_block_step, counted_intersect
+    trainer.train(until=args.warmup + args.steps, quiet=True)
+    table = np.array(rows)
+    return {"view": table[:, 0].astype(int), "time": table[:, 1], "sfm": table[:, 2], "anchors": table[:, 3],
+            "gaussians": np.array(drawn), "pairs": np.array(pairs[-len(rows):])}
+
+
+def waiting(times: np.ndarray, costs: np.ndarray, views: int, processes: int) -> float:
+    """Mean over the groups of ``views`` consecutive views of the slowest share's time less the mean share's,
+    each group dealt by ``costs``; for two processes, half the |difference| of their shares."""
+    waits = []
+    for start in range(0, len(times) - views + 1, views):
+        shares = deal_by_cost(list(costs[start:start + views]), views // processes)
+        sums = [sum(times[start + i] for i in share) for share in shares]
+        waits.append(max(sums) - float(np.mean(sums)))
+    return float(np.mean(waits))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--config", default="brighton_beach.yaml")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--views", type=int, default=4, help="views a step")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="config overrides KEY=VALUE")
+    args = parser.parse_args()
+    if args.views % args.processes:
+        sys.exit(f"--views {args.views} does not deal evenly to --processes {args.processes}: give a multiple")
+    print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="view_costs_") as tmp:
+        measured = measure(args, Path(tmp) / "run")
+    times = measured["time"] * 1000.0
+    measured["random"] = np.random.default_rng(args.seed).random(len(times))
+    print(f"{len(times)} views timed after {args.warmup}: {times.mean():.1f} ms a view on the mean, "
+          f"standard deviation {times.std():.1f} ms")
+    print(f"\n| dealt by | correlation with a view's time | mean wait a step (slowest share − mean share), "
+          f"{args.views} views to {args.processes} processes |\n|---|---:|---:|")
+    for name in COSTS:
+        costs = times if name == "time" else measured[name]
+        correlation = "-" if name == "random" else f"{np.corrcoef(costs, times)[0, 1]:.2f}"
+        print(f"| {name} | {correlation} | {waiting(times, costs, args.views, args.processes):.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
