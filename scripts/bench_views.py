@@ -28,8 +28,8 @@ collectives (``torch.distributed``'s all-reduces and broadcasts): their share of
 transfers cost plus the wait for a slower process. With ``--idle S`` each run first waits up to S seconds for the
 machine to be idle. ``--profile`` runs the timed steps under cProfile (slower: compare its runs with each other) and
 adds each process's C++ kernels' milliseconds a view, of the last round. ``--apart`` puts a barrier before each
-all-reduce and says, each round, how much of the collectives' share was the wait in it. Rounds go through the settings in order;
-the table gives every round and the medians.
+all-reduce and says, each round, how much of the collectives' share was the wait in it. Rounds go through the
+settings in order; the table gives every round and the medians.
 
 ``--time 3m --seeds 0 1`` measures quality for the time instead: each setting but the ceiling trains with
 ``mgs train --time`` (as a user would, its plan included), then ``mgs eval`` scores the held-out views at the
