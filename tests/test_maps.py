@@ -93,7 +93,7 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert summary["despike_window"] == 13 and 0 <= summary["dsm_despiked"] < 0.5  # the spikes: a share of heights
     unguided = make_maps(run, tmp_path / "unguided", show_progress=False, guide=False)
-    assert "dsm_guided" not in unguided and 0 < summary["dsm_guided"] < 1
+    assert "dsm_guided" not in unguided and 0 < summary["dsm_guided"] < 1 and summary["guide_window"] == 7
     with rasterio.open(tmp_path / "unguided" / "dsm.tif") as dsm:
         kept = dsm.read(1)
     assert ((kept != heights).mean() == pytest.approx(summary["dsm_guided"] * (heights != NODATA).mean(), abs=1e-4))
@@ -205,10 +205,13 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
 
     dsm = cv2.imread(str(tmp_path / "maps" / "dsm.tif"), cv2.IMREAD_UNCHANGED)
     assert dsm.dtype == np.float32 and dsm.shape == (summary["height"], summary["width"]) and (dsm != NODATA).any()
+    capsys.readouterr()
     assert main(["ortho", str(run), "--out", str(tmp_path / "bare"), "--gsd", "0.2", "--no-spread"]) == 0
     assert not (tmp_path / "bare" / "dsm_spread.tif").exists()
     bare = json.loads((tmp_path / "bare" / "maps.json").read_text())
     assert "spread_median" not in bare and bare["despike_window"] == 13  # despiked without the spread too
+    assert bare["dsm_guided"] is None  # the guide weighs by the spread: asked for, not done, and said so
+    assert "were not guided by the orthophoto" in capsys.readouterr().out
     assert main(["ortho", str(run), "--out", str(tmp_path / "kept"), "--gsd", "0.2", "--no-spread",
                  "--despike", "0"]) == 0
     assert "dsm_despiked" not in json.loads((tmp_path / "kept" / "maps.json").read_text())

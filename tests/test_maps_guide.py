@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from momentum_gs.maps.guide import SPREAD, guided_median
+from momentum_gs.maps.make import summary_lines
 from momentum_gs.maps.ortho import NODATA
 
 CELL = 0.5  # a pixel's size, in the heights' units
@@ -94,3 +95,13 @@ def test_maps_smaller_than_the_window(shape):
     dsm = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
     found = guided_median(dsm, np.zeros((*shape, 3), np.uint8), np.zeros(shape, np.float32), CELL)
     assert found.shape == shape and np.isin(found, dsm).all()
+
+
+def test_mgs_ortho_says_the_window_and_when_the_guide_could_not_run(tmp_path):
+    summary = {"out": str(tmp_path), "crs": "EPSG:32632", "gsd_from": "0.05 m", "gaussians": 10, "bake": "baked",
+               "dropped": "", "covered": 0.9, "width": 10, "height": 10, "files": "GeoTIFF", "seconds": 1.0}
+    assert not any("guided" in line or "weighted by" in line for line in summary_lines(summary))  # not asked for
+    said = summary_lines({**summary, "dsm_guided": 0.25, "guide_window": 9})
+    assert any(line.startswith("25.0 % of its heights then took the median of the 9 × 9 pixels") for line in said)
+    said = summary_lines({**summary, "dsm_guided": None, "guide_window": 7})
+    assert any("not guided by the orthophoto" in line and "--no-spread" in line for line in said)

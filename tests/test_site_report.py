@@ -94,3 +94,10 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     maps.update(dsm_guided=0.399)
     (site.maps / "maps.json").write_text(json.dumps(maps))
     assert "39.9 % then took the median of the 7 × 7 pixels" in write_report(site).read_text()
+    maps.update(guide_window=9)  # the window maps.json records
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    assert "of the 9 × 9 pixels around them, weighted" in write_report(site).read_text()
+    maps.update(guide_window="<b>9</b>")  # not a number: the guide's own window, and nothing of the file's text
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    page = write_report(site).read_text()
+    assert "of the 7 × 7 pixels around them, weighted" in page and "<b>9</b>" not in page

@@ -12,20 +12,19 @@ the synthetic city's truth and against perfect geometry.
 
 Cells without a height (:data:`~momentum_gs.maps.ortho.NODATA`) stay so, and take no part: for the median each is
 given the nearest height within its band. The map is worked through in bands of :data:`BAND` rows (each with the
-window's reach above and below), one a thread on the threads PyTorch may use: about 30 bytes a cell of a band
+window's reach above and below; :mod:`momentum_gs.maps.bands`), one a thread: about 30 bytes a cell of a band
 (float32 heights, int32 nearest cells) a thread, whatever the map's length.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from momentum_gs.errors import UserError
+from momentum_gs.maps.bands import in_bands
 from momentum_gs.maps.ortho import NODATA
 
 WINDOW = 13  # cells a side of the window whose median a spike takes (odd)
@@ -34,18 +33,16 @@ BAND = 256  # rows of the map worked on at once, by each thread
 
 
 def despike(dsm: np.ndarray, cell: float, window: int = WINDOW, step: float = STEP,
-            band: int = BAND) -> tuple[np.ndarray, np.ndarray]:
+            band: int = BAND, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(the DSM with its spikes at their windows' medians, [H, W] bool: the cells changed). ``dsm``: [H, W] heights
     (:data:`~momentum_gs.maps.ortho.NODATA` where none); ``cell``: a pixel's size in the heights' units; ``window``:
-    odd, at least 3, or 0 for none; ``step``: pixels' size."""
+    odd, at least 3, or 0 for none; ``step``: pixels' size; ``show_progress``: a bar of the bands done."""
     check_window(window)
     if window == 0:
         return dsm.copy(), np.zeros(dsm.shape, bool)
     found, spikes = dsm.copy(), np.zeros(dsm.shape, bool)
-    starts = range(0, dsm.shape[0], band)
     work = partial(_band, dsm, found, spikes, band=band, window=window, off=step * cell)
-    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(starts)))) as pool:
-        list(pool.map(work, starts))  # each band writes its own rows of found and spikes
+    in_bands(work, dsm.shape[0], band, "despike", "--despike 0", show_progress)  # each band writes its own rows
     return found, spikes
 
 

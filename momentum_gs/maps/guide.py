@@ -12,39 +12,38 @@ there: it makes up no height between a roof and the ground, as a mean would. doc
 it changes, against the synthetic city's truth and against brighton_beach's SfM points that the training never saw.
 
 Cells without a height (:data:`~momentum_gs.maps.ortho.NODATA`) stay so and take no part. The map is worked through
-in bands of about :data:`BAND_CELLS` cells, one a thread on the threads PyTorch may use. Each thread holds its
-band's windows: for each cell, each neighbour's height, weight and place in the order (float32, float32, int64).
+in bands of about :data:`BAND_CELLS` cells (:mod:`momentum_gs.maps.bands`). Each thread holds its band's windows:
+for each cell, each neighbour's height, weight and place in the order (float32, float32, int64).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
-import torch
 
+from momentum_gs.maps.bands import in_bands
 from momentum_gs.maps.ortho import NODATA
 
-REACH = 3  # cells each way of the window: 7 × 7
+REACH = 3  # cells each way of the window
+WINDOW = 2 * REACH + 1  # cells a side of the window, as maps.json records it
 COLOUR = 30.0  # the colour distance (RGB, 0-255) at which a neighbour's weight falls to exp(-1/2)
 SPREAD = 8.0  # pixels' size of spread at which a neighbour's weight halves
 BAND_CELLS = 1 << 16  # cells of the map worked on at once, by each thread
 
 
 def guided_median(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell: float, reach: int = REACH,
-                  band_cells: int = BAND_CELLS) -> np.ndarray:
+                  band_cells: int = BAND_CELLS, show_progress: bool = False) -> np.ndarray:
     """The heights of ``dsm`` ([H, W], :data:`~momentum_gs.maps.ortho.NODATA` where none) at the weighted medians of
     their windows (module notes). ``colour``: [H, W, 3] the orthophoto's; ``spread``: [H, W] each height's spread
-    over the photos (NODATA where fewer than two see it); ``cell``: a pixel's size in the heights' units."""
+    over the photos (NODATA where fewer than two see it); ``cell``: a pixel's size in the heights' units;
+    ``show_progress``: a bar of the bands done."""
     trust = np.where(spread == NODATA, 0.5, 1.0 / (1.0 + (spread / (SPREAD * cell)) ** 2)).astype(np.float32)
     trust[dsm == NODATA] = 0.0  # a cell without a height gives none
     found = dsm.copy()
     rows = max(1, band_cells // max(dsm.shape[1], 1))
-    starts = range(0, dsm.shape[0], rows)
     work = partial(_band, dsm, colour, trust, found, rows=rows, reach=reach)
-    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(starts)))) as pool:
-        list(pool.map(work, starts))  # each band writes its own rows of found
+    in_bands(work, dsm.shape[0], rows, "guide", "--no-guide", show_progress)  # each band writes its rows of found
     return found
 
 

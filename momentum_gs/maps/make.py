@@ -27,6 +27,7 @@ from momentum_gs.maps.files import NAMES, SUMMARY_NAME, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.maps.despike import WINDOW, check_window, despike
+from momentum_gs.maps.guide import WINDOW as GUIDE_WINDOW
 from momentum_gs.maps.spread import photo_spread
 from momentum_gs.model.gaussian_scene import resolve_backend
 
@@ -108,18 +109,19 @@ def _settle_heights(rasters, gaussians, cameras: list, frame: MapFrame, grid: Ma
         return found, found.despiked
     if not despike_window:
         return None, 0.0
-    rasters.dsm, spiked = despike(rasters.dsm, grid.gsd, despike_window)
+    rasters.dsm, spiked = despike(rasters.dsm, grid.gsd, despike_window, show_progress=show_progress)
     return None, float(spiked.sum() / max((rasters.dsm != NODATA).sum(), 1))
 
 
 def _settled(found, despike_window: int, despiked: float, guide: bool) -> dict:
     """``maps.json``'s shares of the heights that :func:`_settle_heights` moved: of the measured ones, in all and down
-    what photos see through (with the spread, ``found``), and of all of them, the spikes and the guided ones."""
+    what photos see through (with the spread, ``found``), and of all of them, the spikes and the guided ones (None:
+    asked for, but the guide weighs by the spread, which was not measured)."""
     shares = {}
     if found is not None:
         shares.update(dsm_held=round(found.held, 4), dsm_seen_through=round(found.through, 4))
-        if guide:
-            shares["dsm_guided"] = round(found.guided, 4)
+    if guide:
+        shares.update(dsm_guided=None if found is None else round(found.guided, 4), guide_window=GUIDE_WINDOW)
     if despike_window:
         shares.update(despike_window=despike_window, dsm_despiked=round(despiked, 4))
     return shares
@@ -247,9 +249,13 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"{100 * summary['dsm_despiked']:.1f} % of the surface model's heights stood more than 3 pixels' "
                      f"size off the median of the {window} × {window} pixels around them and took it (--despike 0 "
                      "keeps them)")
-    if "dsm_guided" in summary:
-        lines.append(f"{100 * summary['dsm_guided']:.1f} % of its heights then took the median of the 7 × 7 pixels "
-                     "around them weighted by the orthophoto's colours and the photos' agreement (--no-guide keeps "
-                     "them)")
+    window = summary.get("guide_window", GUIDE_WINDOW)
+    if summary.get("dsm_guided") is not None:
+        lines.append(f"{100 * summary['dsm_guided']:.1f} % of its heights then took the median of the {window} × "
+                     f"{window} pixels around them weighted by the orthophoto's colours and the photos' agreement "
+                     "(--no-guide keeps them)")
+    elif "dsm_guided" in summary:
+        lines.append("the surface model's heights were not guided by the orthophoto: the guide weighs each height by "
+                     "the photos' spread, which --no-spread does not measure")
     return lines
 

@@ -107,14 +107,15 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     shift[down] = lowest[down]  # the lowest height a photo puts in the cell
     spiked = np.zeros(heights.size, bool)
     if despike_window:
-        held, spiked = despike((heights + shift).reshape(dsm.shape), grid.gsd, despike_window)
+        held, spiked = despike((heights + shift).reshape(dsm.shape), grid.gsd, despike_window,
+                               show_progress=show_progress)
         spiked = spiked.ravel()
         shift[spiked] = held.ravel()[spiked] - heights[spiked]
     spread = partial(_spread, sums, squares, points, measured, dsm.shape)
     guided = np.zeros(heights.size, bool)
     if colour is not None:
         before = (heights + shift).reshape(dsm.shape).astype(np.float32)
-        after = guided_median(before, colour, spread(shift), grid.gsd).ravel()
+        after = guided_median(before, colour, spread(shift), grid.gsd, show_progress=show_progress).ravel()
         guided = drawn & (after != before.ravel())
         shift[guided] = after[guided] - heights[guided]
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell has no height

@@ -24,6 +24,7 @@ from momentum_gs.data.utm import wgs84_to_utm
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.site.outputs import read_json
 from momentum_gs.maps.files import PREVIEW_NAME, SPREAD_FULL_PX, SPREAD_PREVIEW, SUMMARY_NAME
+from momentum_gs.maps.guide import WINDOW as GUIDE_WINDOW
 from momentum_gs.site.folder import Site
 
 REPORT_PAGE = "report.html"
@@ -154,8 +155,11 @@ def _spread(maps: dict | None, picture: str | None) -> str:
         text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
                  f"median of the {window} × {window} pixels around them and took it (mgs ortho --despike).</p>")
     if isinstance(maps.get("dsm_guided"), (int, float)):
-        text += (f'<p class="note">{100 * maps["dsm_guided"]:.1f} % then took the median of the 7 × 7 pixels around '
-                 "them, weighted by the orthophoto's colours and the photos' agreement (mgs ortho --no-guide).</p>")
+        window = maps.get("guide_window")
+        window = window if isinstance(window, int) and not isinstance(window, bool) else GUIDE_WINDOW
+        text += (f'<p class="note">{100 * maps["dsm_guided"]:.1f} % then took the median of the {window} × {window} '
+                 "pixels around them, weighted by the orthophoto's colours and the photos' agreement (mgs ortho "
+                 "--no-guide).</p>")
     if picture is None:
         return text
     return text + (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Dark blue: no spread; '
