@@ -2,7 +2,7 @@
 would leave them waiting.
 
     python scripts/bench_view_costs.py --data DATA [--config brighton_beach.yaml] [--warmup 100] [--steps 400]
-        [--views 4] [--processes 2] [--seed 0] [KEY=VALUE ...]
+        [--deals 4x2 [8x4 ...]] [--seed 0] [KEY=VALUE ...]
 
 One process of one thread trains one view a step as ``mgs train`` does; after ``--warmup`` steps it times each of
 the next ``--steps`` steps and notes, for its view:
@@ -14,11 +14,13 @@ the next ``--steps`` steps and notes, for its view:
 - ``pairs``: the Gaussian × tile pairs of the render's tile lists.
 
 The last two are known only once the view is rendered; ``anchors`` before, from the model every process holds.
-The timed steps are then cut into groups of ``--views`` consecutive views, as steps of ``--processes`` processes
-would take them, each group dealt by each cost with :func:`~momentum_gs.train.scheduler.deal_by_cost`. The table
-gives each cost's correlation with a view's time and the mean |difference| between the summed times of the two
-processes' shares (with more processes: the slowest share less the mean share), against dealing at random and
-by the measured times themselves (the best a deal can do).
+For each of ``--deals`` (V x P: V views a step to P processes) the timed views are then cut into groups of V
+consecutive views, as steps of P processes of V / P views each would take them, each group dealt by each cost with
+:func:`~momentum_gs.train.scheduler.deal_by_cost`. The table gives each cost's correlation with a view's time and
+the mean wait a step: the slowest share's summed time less the mean share's (for two processes, half their
+|difference|), also as a share of the mean share's time; against dealing at random and by the measured times
+themselves (the best a deal can do). The times are one thread's, the views trained one a step: the deals are
+what the same views would cost, not a run of P processes.
 """
 
 from __future__ import annotations
@@ -100,19 +102,28 @@ def waiting(times: np.ndarray, costs: np.ndarray, views: int, processes: int) ->
     return float(np.mean(waits))
 
 
+def deal_shape(text: str) -> tuple[int, int]:
+    """"4x2" → (4 views a step, 2 processes); an argparse error unless the views deal evenly."""
+    try:
+        views, processes = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give views x processes, e.g. 4x2") from None
+    if processes < 1 or views < processes or views % processes:
+        raise argparse.ArgumentTypeError(f"{text}: {views} views do not deal evenly to {processes} processes")
+    return views, processes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--config", default="brighton_beach.yaml")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--views", type=int, default=4, help="views a step")
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--deals", type=deal_shape, nargs="+", default=[(4, 2)],
+                        help="views a step x processes, each dealt on the same timed views (e.g. 4x2 8x4 14x7)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="config overrides KEY=VALUE")
     args = parser.parse_args()
-    if args.views % args.processes:
-        sys.exit(f"--views {args.views} does not deal evenly to --processes {args.processes}: give a multiple")
     print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="view_costs_") as tmp:
         measured = measure(args, Path(tmp) / "run")
@@ -120,13 +131,14 @@ def main() -> None:
     measured["random"] = np.random.default_rng(args.seed).random(len(times))
     print(f"{len(times)} views timed after {args.warmup}: {times.mean():.1f} ms a view on the mean, "
           f"standard deviation {times.std():.1f} ms")
-    print(f"\n| dealt by | correlation with a view's time | mean wait a step (slowest share − mean share), "
-          f"{args.views} views to {args.processes} processes |\n|---|---:|---:|")
+    heads = " | ".join(f"{v} views to {p} processes" for v, p in args.deals)
+    print("\nMean wait a step (slowest share − mean share), and its share of the mean share's time:\n")
+    print(f"| dealt by | correlation with a view's time | {heads} |\n|---|---:|" + "---:|" * len(args.deals))
     for name in COSTS:
         costs = times if name == "time" else measured[name]
         correlation = "-" if name == "random" else f"{np.corrcoef(costs, times)[0, 1]:.2f}"
-        print(f"| {name} | {correlation} | {waiting(times, costs, args.views, args.processes):.1f} ms |")
-
+        waits = [(waiting(times, costs, v, p), times.mean() * v / p) for v, p in args.deals]
+        print(f"| {name} | {correlation} | " + " | ".join(f"{w:.1f} ms ({w / share:.1%})" for w, share in waits) + " |")
 
 if __name__ == "__main__":
     main()

@@ -230,7 +230,7 @@ def main() -> None:
             row["floor_under_cameras"] = floor_under_cameras(data, grid, mask, colour, heights, metres,
                                                              summary.get("depth", "median"),
                                                              summary.get("despike_window", 0),
-                                                             "dsm_guided" in summary)
+                                                             summary.get("dsm_guided") is not None)
         row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)

@@ -222,6 +222,21 @@ def test_without_rasterio_plain_tiffs_with_world_files_and_one_line(run, tmp_pat
 
 
 @pytest.mark.slow
+def test_the_photos_agree_on_the_heights_that_are_right(run, tmp_path):
+    """``scripts/photo_agreement.py`` on the tiny city: its two groups, in the table and the JSON it prints; a height
+    within a pixel of the truth is about the same point as the true one, so the photos agree about as well on it."""
+    make_maps(run, tmp_path / "maps", show_progress=False)
+    said = subprocess.run([sys.executable, str(SCRIPTS / "photo_agreement.py"), str(run), "--maps",
+                           str(tmp_path / "maps"), "--off", "2"], check=True, capture_output=True, text=True,
+                          timeout=600).stdout
+    found = json.loads(said[said.index("{"):])
+    right, wrong = found["within a pixel of the truth"], found["over 2 pixels off"]
+    assert right["heights"] > 100 and right["measured"] == right["heights"], found
+    assert abs(right["DSM"]["median"] - right["truth"]["median"]) < 3, found
+    assert wrong["heights"] > 0 and "| over 2 pixels off |" in said, found
+
+
+@pytest.mark.slow
 def test_bad_requests_are_one_line(run, tmp_path):
     assert_one_line_error(mgs("ortho", str(run), "--gsd", "0"), "--gsd")
     assert_one_line_error(mgs("ortho", str(run), "--depth", "max"), "--depth")
