@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from momentum_gs.model.anchors import knn_mean_squared_distance
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_knn.py"
+from tests.helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_knn", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_knn")
 
 
 def test_torch_knn_matches_scipy(bench):

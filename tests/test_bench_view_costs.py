@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers.tiny_training import TINY_OVERRIDES
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_view_costs.py"
+from tests.helpers.scripts import load_script
+from tests.helpers.tiny_training import TINY_OVERRIDES
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_view_costs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_view_costs")
 
 
 def test_a_deal_by_the_times_themselves_waits_least(bench):

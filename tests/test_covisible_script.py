@@ -3,21 +3,14 @@ unhidden, and not from one it lies behind or where a nearer surface hides it."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from tests.helpers.generated_city import look_at
-
-SCRIPT = Path(__file__).parents[1] / "scripts" / "covisible_psnr.py"
+from tests.helpers.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("covisible_psnr", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("covisible_psnr")
 
 
 def test_points_a_camera_sees_unhidden_are_covisible_and_others_not():

@@ -3,27 +3,16 @@ the photos that see a point."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from tests.helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPTS))  # it reads ortho_check.py beside it
-    try:
-        spec = importlib.util.spec_from_file_location("photo_agreement", SCRIPTS / "photo_agreement.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return module
+    return load_script("photo_agreement")  # it reads ortho_check.py beside it
 
 
 def test_colours_between_pixels_are_read_bilinearly(script):
