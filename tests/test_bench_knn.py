@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from momentum_gs.model.anchors import knn_mean_squared_distance
-from tests.helpers.scripts import load_script
+from tests.helpers.script_module import load_script
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from tests.helpers.scripts import load_script
+from tests.helpers.script_module import load_script
 from tests.helpers.tiny_training import TINY_OVERRIDES
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from tests.helpers.generated_city import look_at
-from tests.helpers.scripts import load_script
+from tests.helpers.script_module import load_script
 
 
 def _script():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.scripts import load_script
+from tests.helpers.script_module import load_script
 
 
 @pytest.fixture(scope="module")

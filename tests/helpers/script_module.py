@@ -1,4 +1,5 @@
-"""A script of scripts/ loaded as a module, so that a test can call its parts."""
+"""A script of scripts/ loaded as a module, so that a test can call its parts. (Not named ``scripts.py``: a test
+that puts tests/helpers on the import path would make ``scripts`` this module, not the folder.)"""
 
 from __future__ import annotations
 
