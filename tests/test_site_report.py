@@ -90,6 +90,11 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     (site.maps / "maps.json").write_text(json.dumps(maps))
     page = write_report(site).read_text()
     assert "6.5 % of its heights stood more than 3 pixels off the median of the 13 × 13" in page
+    maps.update(despike_window="<i>9</i>")  # not a number: the despike's own window, and nothing of the file's text
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    page = write_report(site).read_text()
+    assert "median of the 13 × 13 pixels around them and took it" in page and "<i>9</i>" not in page
+    maps.update(despike_window=13)
     assert "--no-guide" not in page  # maps made before the guided median
     maps.update(dsm_guided=0.399)
     (site.maps / "maps.json").write_text(json.dumps(maps))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from momentum_gs.commands.common import use_run_settings
 from momentum_gs.maps.despike import WINDOW
+from momentum_gs.maps.guide import WINDOW as GUIDE_WINDOW
 from momentum_gs.maps.make import make_maps, summary_lines
 from momentum_gs.maps.ortho import DEPTHS
 from momentum_gs.ranges import DESPIKE, LENGTH, add_number
@@ -36,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     f"(default {WINDOW}; 0 keeps every height)")
     parser.add_argument("--no-guide", dest="guide", action="store_false",
                         help="keep the DSM's heights as the despike leaves them: by default each then takes the "
-                             "median of the 7 × 7 pixels around it, weighted by how alike their colours in the "
-                             "orthophoto are and how well the photos agree on them (needs the spread)")
+                             f"median of the {GUIDE_WINDOW} × {GUIDE_WINDOW} pixels around it, weighted by how alike "
+                             "their colours in the orthophoto are and how well the photos agree on them (needs the "
+                             "spread)")
 
 
 def run(args: argparse.Namespace) -> None:

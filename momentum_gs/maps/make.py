@@ -249,8 +249,8 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"{100 * summary['dsm_despiked']:.1f} % of the surface model's heights stood more than 3 pixels' "
                      f"size off the median of the {window} × {window} pixels around them and took it (--despike 0 "
                      "keeps them)")
-    window = summary.get("guide_window", GUIDE_WINDOW)
     if summary.get("dsm_guided") is not None:
+        window = summary.get("guide_window", GUIDE_WINDOW)
         lines.append(f"{100 * summary['dsm_guided']:.1f} % of its heights then took the median of the {window} × "
                      f"{window} pixels around them weighted by the orthophoto's colours and the photos' agreement "
                      "(--no-guide keeps them)")

@@ -23,6 +23,7 @@ from momentum_gs.data.sfm.run import REPORT_NAME as SFM_REPORT
 from momentum_gs.data.utm import wgs84_to_utm
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.site.outputs import read_json
+from momentum_gs.maps.despike import WINDOW as DESPIKE_WINDOW
 from momentum_gs.maps.files import PREVIEW_NAME, SPREAD_FULL_PX, SPREAD_PREVIEW, SUMMARY_NAME
 from momentum_gs.maps.guide import WINDOW as GUIDE_WINDOW
 from momentum_gs.site.folder import Site
@@ -139,6 +140,13 @@ def _map(maps: dict | None, picture: str | None, check: dict, adjustment: dict) 
                    f'{maps["height"]}">{arrows}</svg></div><p class="note">{legend}</p>')
 
 
+def _window(maps: dict, key: str, default: int) -> int:
+    """``maps.json``'s window side at ``key`` where it is a whole number, else ``default`` (the window the maps'
+    code uses): nothing else of the file is written into the page."""
+    window = maps.get(key)
+    return window if isinstance(window, int) and not isinstance(window, bool) else default
+
+
 def _spread(maps: dict | None, picture: str | None) -> str:
     """The surface model's spread over the photos (``maps.json``'s figures and its picture), said to be measured
     against the photos' own depths, not the ground."""
@@ -151,12 +159,11 @@ def _spread(maps: dict | None, picture: str | None) -> str:
             "against the photos, not the ground: it shows where the photos disagree (roof edges, trees, what was "
             "seen at a slant), not an error they share.</p>")
     if isinstance(maps.get("dsm_despiked"), (int, float)):
-        window = maps.get("despike_window")
+        window = _window(maps, "despike_window", DESPIKE_WINDOW)
         text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
                  f"median of the {window} × {window} pixels around them and took it (mgs ortho --despike).</p>")
     if isinstance(maps.get("dsm_guided"), (int, float)):
-        window = maps.get("guide_window")
-        window = window if isinstance(window, int) and not isinstance(window, bool) else GUIDE_WINDOW
+        window = _window(maps, "guide_window", GUIDE_WINDOW)
         text += (f'<p class="note">{100 * maps["dsm_guided"]:.1f} % then took the median of the {window} × {window} '
                  "pixels around them, weighted by the orthophoto's colours and the photos' agreement (mgs ortho "
                  "--no-guide).</p>")
