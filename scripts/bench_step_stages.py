@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -163,11 +162,9 @@ def main() -> None:
     if args.child is not None:
         child(args)
         return
-    from momentum_gs.config.device import cores
-    from momentum_gs.render.kernels.build import describe_cpu, march
+    from bench_threads import machine_line  # a script beside this one
 
-    print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}; "
-          f"Python {platform.python_version()}", flush=True)
+    print(f"{machine_line()}; Python {platform.python_version()}", flush=True)
     runs: dict[str, list[dict]] = {t: [] for t in args.threads}
     for round_ in range(args.rounds):
         for threads in args.threads:

@@ -69,6 +69,17 @@ def busy_share(seconds: float = 2.0) -> float:
     return 1 - (idle2 - idle) / max(1, total2 - total)
 
 
+def machine_line() -> str:
+    """"cpu: <model; ISA>; <the cores this process may use>; kernels -march=<build>; load <1 min>": the first line a
+    bench prints, so that its figures name the machine they were measured on (this checkout's package)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from momentum_gs.config.device import cores
+    from momentum_gs.render.kernels.build import describe_cpu, march
+
+    return f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}"
+
+
 def wait_for_idle(limit: float) -> float:
     """Waits until the machine is under 8 % busy over 2 s, at most ``limit`` seconds; returns the last share."""
     deadline = time.monotonic() + limit

@@ -26,8 +26,6 @@ what the same views would cost, not a run of P processes.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,15 +34,15 @@ import numpy as np
 import torch
 
 import momentum_gs.render.builtin as builtin
-from momentum_gs.config.device import cores
 from momentum_gs.data.scene import load_scene
 from momentum_gs.model.neural import visible_anchors
-from momentum_gs.render.kernels.build import describe_cpu, march
 from momentum_gs.train import distributed as D
 from momentum_gs.train.run import prepare_config
 from momentum_gs.train.scheduler import deal_by_cost
 from momentum_gs.train.trainer import Trainer
 from momentum_gs.train.views import view_costs
+
+from bench_threads import machine_line  # a script beside this one
 
 COSTS = ("random", "sfm", "anchors", "gaussians", "pairs", "time")
 
@@ -124,7 +122,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="config overrides KEY=VALUE")
     args = parser.parse_args()
-    print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}")
+    print(machine_line())
     with tempfile.TemporaryDirectory(prefix="view_costs_") as tmp:
         measured = measure(args, Path(tmp) / "run")
     times = measured["time"] * 1000.0

@@ -51,7 +51,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_threads import ROOT, wait_for_idle  # noqa: E402  (a script beside this one)
+from bench_threads import ROOT, machine_line, wait_for_idle  # noqa: E402  (a script beside this one)
 
 DRIVER = """
 import cProfile, json, os, pstats, shutil, sys, time
@@ -272,12 +272,7 @@ def main() -> None:
                         help="a barrier before each all-reduce: the wait for the slower process timed apart")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.downsample=2")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from momentum_gs.config.device import cores
-    from momentum_gs.render.kernels.build import describe_cpu, march
-
-    print(f"cpu: {describe_cpu()}; {cores()[1]}; kernels -march={march()}; load {os.getloadavg()[0]:.2f}",
-          flush=True)
+    print(machine_line(), flush=True)
     if args.time:
         main_quality(args)
         return

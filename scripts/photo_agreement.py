@@ -37,15 +37,10 @@ LEVELS = 3.0  # RGB levels under which an agreement counts as the same colour
 
 
 def sample(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """[N, 3] bilinear colours of ``image`` [H, W, 3] at pixel coordinates ``u``, ``v`` (pixel centres at +0.5)."""
-    height, width = image.shape[:2]
-    x, y = u - 0.5, v - 0.5
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    xa, xb = np.clip(x0, 0, width - 1), np.clip(x0 + 1, 0, width - 1)
-    ya, yb = np.clip(y0, 0, height - 1), np.clip(y0 + 1, 0, height - 1)
-    return (image[ya, xa] * (1 - fx) * (1 - fy) + image[ya, xb] * fx * (1 - fy) + image[yb, xa] * (1 - fx) * fy
-            + image[yb, xb] * fx * fy)
+    """[N, 3] bilinear colours of ``image`` [H, W, 3] float32 at pixel coordinates ``u``, ``v`` (pixel centres at
+    +0.5; OpenCV's, at integers)."""
+    xs, ys = (np.asarray(a - 0.5, np.float32)[None] for a in (u, v))
+    return cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
 
 
 def colours(world: np.ndarray, cameras: list, images: list[np.ndarray]) -> np.ndarray:
@@ -89,11 +84,12 @@ def main() -> None:
     args = parser.parse_args()
     rgba, dsm, summary = read_maps(args.maps or args.run / "maps")
     grid = MapGrid(*summary["top_left"], summary["gsd"], summary["width"], summary["height"])
-    data = Path(load_config(args.run / "config.yaml").data.path)
-    if read_scene_info(data) is None or "settings" not in read_scene_info(data):
+    cfg = load_config(args.run / "config.yaml")
+    data, info = Path(cfg.data.path), read_scene_info(Path(cfg.data.path))
+    if info is None or "settings" not in info:
         sys.exit(f"{data} is not a synthetic scene (mgs synth): there are no true heights to compare with")
     _, heights, metres = true_maps(data, grid)
-    scene = load_scene(load_config(args.run / "config.yaml").data)
+    scene = load_scene(cfg.data)
     frame = frame_of(np.zeros((1, 3)), scene.train, None, str(data))
     images = [cv2.imread(str(camera.image_path))[..., ::-1].astype(np.float32) for camera in scene.train]
     drawn = (rgba[..., 3] >= round(255 * SOLID)) & (dsm != NODATA) & (under_cameras(args.run, grid) > 0)
