@@ -124,6 +124,9 @@ def checkpoint_layout(ckpt: dict, cfg: Config) -> Obj:
         "weighting": Maybe(Obj({name: Tensor(dtype, (n,), f"{n} blocks") for name, dtype in per_block.items()})),
         "rng": Maybe(Obj({"torch": Tensor(torch.uint8, (None,))},
                          {"numpy": Maybe(Obj({"keys": Tensor(torch.int64, (624,), "numpy's MT19937 state")}))})),
+        "view_work": Maybe(Obj({"recorded": Number(Range(0, steps * n), whole=True, note=schedule),
+                                **{name: Tensor(dtype, (None,)) for name, dtype in
+                                   (("views", torch.int64), ("steps", torch.int64), ("work", torch.float64))}})),
     })
 
 

@@ -11,9 +11,12 @@ the next ``--steps`` steps and notes, for its view:
   what ``distributed.views_per_process`` deals by);
 - ``anchors``: the anchors in its frustum at that step, before the render;
 - ``gaussians``: the Gaussians the render drew;
-- ``pairs``: the Gaussian × tile pairs of the render's tile lists.
+- ``pairs``: the Gaussian × tile pairs of the render's tile lists;
+- ``last pairs`` and ``last time``: the same view's pairs and time at its render before (warm-up steps included).
 
-The last two are known only once the view is rendered; ``anchors`` before, from the model every process holds.
+``gaussians`` and ``pairs`` are known only once the view is rendered; ``anchors`` before, from the model every
+process holds; ``last pairs`` from a render every process could have been told of (the same count for every run of a
+seed and thread count); ``last time`` too, but it is not the same from run to run.
 For each of ``--deals`` (V x P: V views a step to P processes) the timed views are then cut into groups of V
 consecutive views, as steps of P processes of V / P views each would take them, each group dealt by each cost with
 :func:`~momentum_gs.train.scheduler.deal_by_cost`. The table gives each cost's correlation with a view's time and
@@ -44,7 +47,7 @@ from momentum_gs.train.views import view_costs
 
 from bench_threads import machine_line  # a script beside this one
 
-COSTS = ("random", "sfm", "anchors", "gaussians", "pairs", "time")
+COSTS = ("random", "sfm", "anchors", "gaussians", "pairs", "last pairs", "last time", "time")
 
 
 def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
@@ -55,21 +58,25 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
     world, device = D.init_world(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
     scene = load_scene(cfg.data)
     trainer = Trainer(cfg, scene, out, device, world)
-    trainer.train(until=args.warmup, quiet=True)
     block = trainer.blocks[0]
     sfm = dict(zip(block.cameras, view_costs(scene, block.cameras)))
     rows: list[list[float]] = []
-    drawn, pairs = [], []
+    drawn, pairs, last = [], [], {}  # last: view -> (pairs, time) at its render before
     step, block_step, intersect = trainer.train_step, trainer.block_step_on, builtin.intersect
 
     def timed_step(views):
-        camera, anchors = scene.train[views[0][1]], block.anchors
-        with torch.no_grad():
-            seen = visible_anchors(anchors.positions, anchors.scalings[:, :3].exp(), camera.world_to_cam, camera.K,
-                                   camera.width, camera.height)
+        view, camera, timed = views[0][1], scene.train[views[0][1]], trainer.step >= args.warmup
+        if timed:  # the block is loaded by the first step
+            with torch.no_grad():
+                anchors = block.anchors
+                seen = visible_anchors(anchors.positions, anchors.scalings[:, :3].exp(), camera.world_to_cam,
+                                       camera.K, camera.width, camera.height)
         started = time.perf_counter()
         result = step(views)
-        rows.append([views[0][1], time.perf_counter() - started, sfm[views[0][1]], float(seen.sum())])
+        seconds = time.perf_counter() - started
+        if timed:
+            rows.append([view, seconds, sfm[view], float(seen.sum()), drawn[-1], pairs[-1], *last.get(view, ())])
+        last[view] = (pairs[-1], seconds)
         return result
 
     def counted_block_step(*a, **k):
@@ -83,10 +90,15 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
         return lists
 
     trainer.train_step, trainer.block_step_on, builtin.intersect = timed_step, counted_block_step, counted_intersect
-    trainer.train(until=args.warmup + args.steps, quiet=True)
+    try:
+        trainer.train(until=args.warmup + args.steps, quiet=True)
+    finally:
+        trainer.train_step, trainer.block_step_on, builtin.intersect = step, block_step, intersect
+    missing = sum(1 for row in rows if len(row) < 8)
+    if missing:
+        raise SystemExit(f"{missing} timed views had not been rendered in the warm-up: give a longer --warmup")
     table = np.array(rows)
-    return {"view": table[:, 0].astype(int), "time": table[:, 1], "sfm": table[:, 2], "anchors": table[:, 3],
-            "gaussians": np.array(drawn), "pairs": np.array(pairs[-len(rows):])}
+    return dict(zip(("view", "time", "sfm", "anchors", "gaussians", "pairs", "last pairs", "last time"), table.T))
 
 
 def waiting(times: np.ndarray, costs: np.ndarray, views: int, processes: int) -> float:

@@ -14,7 +14,9 @@ number in every setting (``--steps`` views, so V processes take ``--steps`` / V 
   a step's views paired by their cost (``distributed.balance_views``);
 - ``views-plain``: the same with a plain random walk of the views (``distributed.balance_views=false``);
 - ``views-dealt``: V processes of ``--per-process`` views each a step (``distributed.views_per_process``), the step's
-  views from the plain random walk, dealt to the processes by their cost;
+  views from the plain random walk, dealt to the processes by their cost (``distributed.deal_by``'s default: each
+  view's tile pairs at its last render);
+- ``views-sfm``: the same, dealt by the SfM points each view sees (``distributed.deal_by=sfm``);
 - ``ceiling``: V independent one-thread runs at once, their views/s added: what this machine gives V one-thread
   processes that never talk (memory bandwidth, caches, clocks shared). Their timed steps start together (each waits
   for the others' warm-up), and each goes on training after its timed steps until every run has timed its own, so
@@ -133,7 +135,7 @@ D.leave(0)  # not through the teardown, which a gloo worker still freeing tensor
 """
 
 
-VIEWS = ("views", "views-plain", "views-dealt")  # the settings of V processes on one block
+VIEWS = ("views", "views-plain", "views-dealt", "views-sfm")  # the settings of V processes on one block
 
 
 def _port() -> int:
@@ -146,10 +148,11 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
     """Views/s of one run of ``setting`` (module notes); for V processes on one block the share of each one's
     time spent in the collectives (their transfers and the waits for the slower process); with ``--profile``, each
     process's C++ kernels' seconds a view."""
-    per = args.per_process if setting == "views-dealt" else 1
+    per = args.per_process if setting in ("views-dealt", "views-sfm") else 1
     views = args.views * per if setting in VIEWS else 1
     copies = args.views if setting in (*VIEWS, "ceiling") else 1
     extra = [f"distributed.views_per_process={per}"] if per > 1 else []
+    extra += ["distributed.deal_by=sfm"] if setting == "views-sfm" else []
     threads = "0" if setting == "threads=0" else str(args.view_threads) if setting in VIEWS else "1"
     port, children, sync = _port(), [], tmp / "sync"
     shutil.rmtree(sync, ignore_errors=True)
@@ -193,7 +196,9 @@ def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dic
              "views": [f"distributed.view_processes={args.views}"],
              "views-plain": [f"distributed.view_processes={args.views}", "distributed.balance_views=false"],
              "views-dealt": [f"distributed.view_processes={args.views}", "distributed.balance_views=false",
-                             f"distributed.views_per_process={args.per_process}"]}[setting]
+                             f"distributed.views_per_process={args.per_process}"]}
+    extra["views-sfm"] = extra["views-dealt"] + ["distributed.deal_by=sfm"]
+    extra = extra[setting]
     config = ["--config", args.config] if args.config else []
     train = [sys.executable, "-m", "momentum_gs.cli", "train", *config, "--data", args.data, "--out", str(out),
              "--time", args.time, f"seed={seed}", "log.tensorboard=false", *args.overrides, *extra]

@@ -27,11 +27,26 @@ def test_a_deal_by_the_times_themselves_waits_least(bench):
 
 
 def test_each_timed_view_gets_every_cost(bench, tiny_scene, tmp_path):
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("optim.steps", "log."))] + ["optim.steps=40"]
-    args = argparse.Namespace(config=None, data=str(tiny_scene), seed=0, warmup=4, steps=8, overrides=overrides)
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("optim.steps", "log."))] + ["optim.steps=60"]
+    args = argparse.Namespace(config=None, data=str(tiny_scene), seed=0, warmup=12, steps=24, overrides=overrides)
     measured = bench.measure(args, tmp_path / "run")
-    assert {len(v) for v in measured.values()} == {8}
+    assert {len(v) for v in measured.values()} == {24}
     assert (measured["time"] > 0).all()
-    for name in ("sfm", "anchors", "gaussians", "pairs"):
+    for name in ("sfm", "anchors", "gaussians", "pairs", "last pairs", "last time"):
         assert (measured[name] > 0).all(), name
     assert (measured["pairs"] >= measured["gaussians"]).all()  # a drawn Gaussian covers one tile at least
+    views, seen = measured["view"], 0
+    for i in range(len(views)):  # a view timed before: its last pairs and time are those of that render
+        before = [j for j in range(i) if views[j] == views[i]]
+        if before:
+            seen += 1
+            assert measured["last pairs"][i] == measured["pairs"][before[-1]]
+            assert measured["last time"][i] == measured["time"][before[-1]]
+    assert seen > 0
+
+
+def test_a_bench_too_short_to_render_every_view_first_says_so(bench, tiny_scene, tmp_path):
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("optim.steps", "log."))] + ["optim.steps=20"]
+    args = argparse.Namespace(config=None, data=str(tiny_scene), seed=0, warmup=1, steps=6, overrides=overrides)
+    with pytest.raises(SystemExit, match="longer --warmup"):
+        bench.measure(args, tmp_path / "run")

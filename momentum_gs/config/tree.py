@@ -18,6 +18,7 @@ Backend = Literal["auto", "builtin", "gsplat"]
 BACKEND_ALIASES = {"torch": "builtin"}  # render.backend's old names, still read (config files, the command line)
 Kernels = Literal["auto", "cpp", "torch"]  # render.kernels
 ProcessBackend = Literal["auto", "nccl", "gloo"]
+ViewDeal = Literal["pairs", "sfm"]
 WandbMode = Literal["offline", "online"]
 Switch = Literal["auto", "true", "false"]
 GeometryPreset = Literal["none", "maps"]  # geometry.preset
@@ -237,9 +238,13 @@ class DistributedConfig:
     view_processes: int = 1
     # views each of those processes renders a step (with view_processes other than 1): its gradients summed before the
     # average, so a step takes view_processes x views_per_process views, planned as above. A step's views are dealt
-    # to the processes by their cost (the SfM points each sees), so that they finish together; which views a step
-    # takes is the same plain random walk (momentum_gs.train.scheduler.deal_by_cost)
+    # to the processes by their cost (deal_by), so that they finish together; which views a step takes is the same
+    # plain random walk (momentum_gs.train.scheduler.deal_by_cost)
     views_per_process: int = 1
+    # what a view's cost is, to deal a step's views by: "pairs", the Gaussian x tile pairs of its last render that
+    # every process was told of (the SfM points until each view has one), or "sfm", the SfM points it sees. Either way
+    # a step takes the same views (momentum_gs.train.views.WorkDeal; docs/decisions/0017-every-core.md)
+    deal_by: ViewDeal = "pairs"
     # the views a step this config's steps, schedules and rates are planned for: written by `mgs train` into the run's
     # config.yaml, so that a config taken from a run is planned again only for another count (1 = as given)
     planned_views: int = 1

@@ -52,7 +52,7 @@ def render_builtin(means, quats, scales, opacities, colors, world_to_cam, K, wid
         picked = median_pairs(coefs, opacities[gauss_ids].detach(), plan)[:, None, :]
         z_pairs = torch.cat([proj.depths[gauss_ids], proj.depths.new_zeros(1)])  # the last row: nothing drawn
         maps["median_depth"] = _untile(z_pairs[picked], plan)[:height, :width]
-    return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths, **maps)
+    return RenderOutput(image, alpha, proj.radii, proj.means2d, proj.depths, pairs=int(gauss_ids.numel()), **maps)
 
 
 def _untile(per_tile: Tensor, plan: TilePlan) -> Tensor:

@@ -34,6 +34,7 @@ class RenderOutput:
         median_depth: [H, W, 1] camera z of the Gaussian at which the pixel's transmittance crosses 0.5
             (the last drawn one if it never does; 0 where nothing is drawn). Its gradient reaches only that
             Gaussian's z (the choice is piecewise constant). None unless asked for.
+        pairs: the Gaussian × tile pairs composited (the render's work); None where the backend does not count them.
     """
 
     image: Tensor
@@ -44,6 +45,7 @@ class RenderOutput:
     depth: Tensor | None = None
     normal: Tensor | None = None
     median_depth: Tensor | None = None
+    pairs: int | None = None
 
     def normalised_depth(self, eps: float = 1e-10) -> Tensor:
         """[H, W, 1] depth / alpha: the mean z of what a pixel sees (0 where nothing is drawn)."""

@@ -35,6 +35,7 @@ class BlockStep:
     gradient_bytes: int  # the block step's all-reduce of gradients (with several views a step)
     neighbours: list[list[int]] | None  # per training camera its neighbours (geometry.lambda_multiview), or None
     view_depths: ViewDepths  # each view's surface when last trained, and its photo (geometry.lambda_multiview)
+    view_work: list[float]  # the work of each view of the last block_step_on, in order (WorkDeal's costs)
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
@@ -53,7 +54,7 @@ class BlockStep:
         depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
         depth = geometry.lambda_sparse_depth > 0 or geometry.lambda_multiview > 0
         extras = ("depth", "normal") if depth_normal else ("depth",) if depth else ()
-        seen = []
+        seen, self.view_work = [], []
         for view_index, gt in pairs:
             camera = self.cameras[view_index]
             view = render_view([(block.anchors, decoder)], camera, self.cfg.render, self.appearance, camera.uid,
@@ -66,6 +67,8 @@ class BlockStep:
             (loss * weight).backward()
             self.collect_statistics(block, step, view, camera)
             seen.append((loss.detach(), parts, view.output.image.detach().clamp(0, 1), view.gaussians.num, gt))
+            work = view.output.pairs
+            self.view_work.append(float(view.gaussians.num if work is None else work))
         if self.view_processes > 1:  # several processes on this block: the gradients of every view averaged
             rows = [p for group in block.optimizer.param_groups for p in group["params"]]
             shared = [p for opt in (block.decoder_optimizer, self.decoder_opt) if opt is not None

@@ -17,6 +17,7 @@ from momentum_gs.train import distributed as D
 from momentum_gs.train.placement import Placement
 from momentum_gs.train.seeding import rng_state, set_rng_state
 from momentum_gs.train.teacher import MomentumTeacher
+from momentum_gs.train.views import WorkDeal
 from momentum_gs.train.weighting import BlockWeighting
 from momentum_gs.trained import checkpoint_problem
 
@@ -36,6 +37,7 @@ class Checkpointing:
     weighting: BlockWeighting
     partition_digest: str  # the partition file's SHA-256 ("" without a partition)
     first_bad_step: torch.Tensor  # the first global step whose loss was not finite (0: none yet)
+    deal: WorkDeal | None  # the deal by each view's last work, where several processes share a step's views
 
     def state(self) -> dict | None:
         """Everything needed to continue exactly where training stands (collective when G > 1).
@@ -46,7 +48,7 @@ class Checkpointing:
         if blocks is None:  # not rank 0
             return None
         partition = self.cfg.blocks.partition
-        return {
+        state = {
             "blocks": blocks,
             "decoder": self.decoder.state_dict(),
             "appearance": None if self.appearance is None else self.appearance.state_dict(),
@@ -60,6 +62,9 @@ class Checkpointing:
             "partition_sha256": self.partition_digest,
             "rng": rng_state(),
         }
+        if self.deal is not None:  # only where processes deal a step's views by their work
+            state["view_work"] = self.deal.state_dict()
+        return state
 
     def check_finite(self) -> None:
         """Stop with one line if a step's loss was not finite (NaN or inf), before the model reaches a
@@ -121,6 +126,8 @@ class Checkpointing:
             self.teacher.load_state_dict(ckpt["teacher"])
         self.weighting.load_state_dict(ckpt["weighting"])
         set_rng_state(ckpt["rng"])
+        if self.deal is not None and ckpt.get("view_work") is not None:  # else dealt by the SfM points until renders
+            self.deal.load_state_dict(ckpt["view_work"])
         self.step = int(ckpt["step"])
 
     def resume(self) -> Path | None:

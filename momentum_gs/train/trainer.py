@@ -45,7 +45,7 @@ from momentum_gs.train.replan import TimeBudget
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
-from momentum_gs.train.views import view_costs, views_per_step
+from momentum_gs.train.views import WorkDeal, view_costs, views_per_step
 from momentum_gs.train.weighting import BlockWeighting
 
 
@@ -110,6 +110,8 @@ class Trainer(BlockStep, Checkpointing):
         self.sparse_depths = scene_depths(scene, cfg, device) if cfg.geometry.lambda_sparse_depth else None
         self.neighbours = neighbour_views(scene.train) if cfg.geometry.lambda_multiview else None
         self.view_depths = ViewDepths()
+        self.view_work: list[float] = []
+        self.deal = self._work_deal()
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
         self.step = 0  # global steps completed
@@ -185,13 +187,22 @@ class Trainer(BlockStep, Checkpointing):
         cfg, logger = self.cfg, self.logger
         together = self.view_processes
         costs = self._view_costs()
-        plan = self.scheduler.view_plan(self.step, end, [b.cameras for b in self.blocks], self.cfg.seed,
-                                        self.world.size // together, self.world.rank // together, views=self.views,
-                                        member=self.world.rank % together, per_process=self.views // together,
-                                        costs=costs if self.cfg.distributed.balance_views else None, deal=costs)
-        images = self.loader.iterate([view for entries in plan for _, view in entries], self.device)
+        member, per = self.world.rank % together, self.views // together
+        walk = costs if self.cfg.distributed.balance_views else None
+        cameras = [b.cameras for b in self.blocks]
+        if self.deal is None:
+            plan = self.scheduler.view_plan(self.step, end, cameras, self.cfg.seed, self.world.size // together,
+                                            self.world.rank // together, views=self.views, member=member,
+                                            per_process=per, costs=walk, deal=costs)
+            mine = plan.__getitem__
+        else:  # every view of each step, dealt only when its images are first asked for (WorkDeal)
+            plan = self.scheduler.view_plan(self.step, end, cameras, self.cfg.seed, views=self.views,
+                                            per_process=self.views, costs=walk)
+            mine = self.deal.plan(plan, self.step, member, per)
+        steps = range(len(plan))
+        images = self.loader.iterate((view for i in steps for _, view in mine(i)), self.device)
         try:
-            for entries in plan:
+            for entries in map(mine, steps):
                 views = [(b, v, next(images)[1]) for b, v in entries]
                 with self.view.lock if self.view is not None else contextlib.nullcontext():
                     metrics, local = self.train_step(views)
@@ -268,7 +279,13 @@ class Trainer(BlockStep, Checkpointing):
         names = list(metrics[0])
         values = torch.stack([torch.stack(list(m.values())) for m in metrics])  # [blocks, metrics]
         k = self.scheduler.num_active * self.views
-        sums = self.reducer.reduce(k, values.sum(dim=0))  # gradient averaging, and the metrics' sums
+        sums = values.sum(dim=0)
+        if self.deal is not None:  # each view's work rides along (one block: the views are this step's, in order)
+            sums = torch.cat([sums, self.deal.slots([v for _, v, _ in views], self.view_work).to(sums)])
+        sums = self.reducer.reduce(k, sums)  # gradient averaging, and the metrics' sums
+        if self.deal is not None:
+            sums, work = sums[:len(names)], sums[len(names):]
+            self.deal.record(step, work.tolist())
         # summed over every process, so all of them see a bad loss at the same step
         self.first_bad_step = torch.where(torch.isfinite(sums[0]) | (self.first_bad_step > 0),
                                           self.first_bad_step, torch.full_like(self.first_bad_step, step))
@@ -302,7 +319,8 @@ class Trainer(BlockStep, Checkpointing):
         cfg = self.cfg
         due = self.scheduler.due(self.step, cfg.weighting.eval_interval) if cfg.weighting.enabled else []
         if due:  # every process knows which blocks are due, so all of them join the all-reduce
-            measures = self.view_processes == 1 or self.world.is_main  # a block that every process holds: process 0 measures
+            # a block that every process holds: process 0 measures
+            measures = self.view_processes == 1 or self.world.is_main
             results = {b: self.validate(self.blocks[b]) for b in due
                        if self.blocks[b].loaded and self.blocks[b].val_views and measures}
             table = self.weighting.measurements(len(self.blocks), results)
@@ -350,6 +368,15 @@ class Trainer(BlockStep, Checkpointing):
         if self.views == 1 or (self.views == self.view_processes and not self.cfg.distributed.balance_views):
             return None
         return [view_costs(self.scene, block.cameras) for block in self.blocks]
+
+    def _work_deal(self) -> WorkDeal | None:
+        """The deal by each view's work at its last render, where processes share a step's views several each and
+        ``distributed.deal_by`` is "pairs"; else None (:meth:`_train_to` deals by :meth:`_view_costs`)."""
+        if self.view_processes == 1 or self.views == self.view_processes or self.cfg.distributed.deal_by != "pairs":
+            return None
+        per = self.views // self.view_processes
+        cameras = self.blocks[0].cameras  # view processes train a scene of one block
+        return WorkDeal(cameras, view_costs(self.scene, cameras), lag=1 + math.ceil(self.cfg.data.prefetch / per))
 
     def num_anchors(self) -> int:
         """Anchors over all blocks of all processes (collective when G > 1)."""

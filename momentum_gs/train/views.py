@@ -8,7 +8,9 @@ rows the views reached (:func:`average_gradients`), the growth statistics are su
 without ever being sent. Each process keeps its own PyTorch ops, image loading and tile lists on its own core,
 where threads in one process split only the kernels (docs/benchmarks/training.md, "Where a one-block step goes").
 With ``distributed.views_per_process`` = k each process renders k views a step, dealt to the processes by their cost
-(:func:`~momentum_gs.train.scheduler.deal_by_cost`), its gradients summed and divided by k before the average.
+(:func:`~momentum_gs.train.scheduler.deal_by_cost`), its gradients summed and divided by k before the average. The
+cost (``distributed.deal_by``) is by default a view's Gaussian × tile pairs at its last render, which every process
+is told of with the step's metrics (:class:`WorkDeal`); else the SfM points it sees (:func:`view_costs`).
 
 V views a step are a batch, so the run is planned per view seen (:func:`per_view_rule`), once, when it starts:
 
@@ -28,6 +30,8 @@ run is planned again only for another V.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,6 +40,7 @@ from momentum_gs.config import Config
 from momentum_gs.config.load import LEARNING_RATES, scale_schedules
 from momentum_gs.data.scene import SceneData
 from momentum_gs.train import distributed as D
+from momentum_gs.train.scheduler import deal_by_cost
 
 SPARSE_FROM = 1_000_000  # block gradient values past which only the rows the views reached are all-reduced
 COST_POINTS = 200_000  # SfM points at most that view_costs projects (every k-th)
@@ -130,3 +135,102 @@ def sum_growth_statistics(strategy, world: D.World) -> None:
     flat = D.all_reduce_sum(torch.cat([s.reshape(-1) for s in stats]), world)
     for s, part in zip(stats, flat.split([s.numel() for s in stats])):
         s.copy_(part.view_as(s))
+
+
+class WorkDeal:
+    """Deals each step's views to the processes by their work at their last render (``distributed.deal_by: pairs``).
+
+    A view's Gaussian × tile pairs tell its time far better than the SfM points it sees (docs/benchmarks/training.md,
+    "More processes, more wait"), but they are known only once it is rendered, by the process that rendered it. So
+    each process adds its views' pairs to the step's metrics (:meth:`slots`), which every process sums, and every
+    process keeps the same record of them (:meth:`record`). Step t is dealt by each view's pairs at its last render up
+    to step t − ``lag``: the images of the steps ahead are loaded before the steps behind are done, and the deal must
+    not depend on how far the loading has got. ``lag`` is one step more than the images loaded ahead span. Until each
+    of a step's views has been rendered (the first steps of a run) the step is dealt by ``sfm``. The record goes into
+    checkpoints, so that a resumed run deals as before.
+
+    Args:
+        cameras: the block's training views (indices into the scene's training cameras).
+        sfm: their costs until rendered (:func:`view_costs`), in the same order.
+        lag: steps between a render and the first deal that uses it (at least 1).
+    """
+
+    def __init__(self, cameras: list[int], sfm: list[float], lag: int):
+        self.index = {view: i for i, view in enumerate(cameras)}
+        self.sfm, self.lag = list(sfm), max(1, int(lag))
+        self.history: dict[int, list[tuple[int, float]]] = {}  # view -> its last (step, pairs), oldest first
+        self.recorded = 0  # the last step whose work is in the record
+        self.taken: dict[int, list[int]] = {}  # step -> its views, from when it was dealt until it is recorded
+
+    def plan(self, steps: list[list[tuple[int, int]]], start: int, member: int,
+             per_process: int) -> Callable[[int], list[tuple[int, int]]]:
+        """For global steps start+1 .. start+len(steps), each of ``steps`` every (block, view) of the step in walk
+        order: the function of i that gives process ``member``'s ``per_process`` of step start+1+i, each step dealt
+        once, when first asked for."""
+        self.recorded = max(self.recorded, start)
+        dealt: dict[int, list[tuple[int, int]]] = {}
+
+        def mine(i: int) -> list[tuple[int, int]]:
+            if i not in dealt:
+                step, entries = start + 1 + i, steps[i]
+                views = [view for _, view in entries]
+                self.taken[step] = views
+                costs = self.costs(step, views) or [self.sfm[self.index[view]] for view in views]
+                dealt[i] = [entries[j] for j in deal_by_cost(costs, per_process)[member]]
+            return dealt[i]
+        return mine
+
+    def costs(self, step: int, views: list[int]) -> list[float] | None:
+        """Each of ``views``' pairs at its last render up to step ``step`` − lag; None unless every one has one."""
+        before = step - self.lag
+        if before > self.recorded:
+            raise RuntimeError(f"step {step} dealt before step {before}'s work was recorded: a lag of {self.lag} "
+                               "is shorter than the images loaded ahead")
+        found = []
+        for view in views:
+            past = [work for at, work in self.history.get(view, ()) if at <= before]
+            if not past:
+                return None
+            found.append(past[-1])
+        return found
+
+    def slots(self, views: list[int], work: list[float]) -> torch.Tensor:
+        """This process's ``work`` of its ``views`` this step, one slot per block view (the others 0), then one
+        more per block view counting its renders, to sum over the processes."""
+        n = len(self.index)
+        found = torch.zeros(2 * n, dtype=torch.float32)
+        for view, value in zip(views, work):
+            found[self.index[view]] += value
+            found[n + self.index[view]] += 1
+        return found
+
+    def record(self, step: int, summed: list[float]) -> None:
+        """Step ``step``'s :meth:`slots` summed over the processes into the record. A view a step took twice (where
+        it spans two walks) was rendered twice from the same model: its work is their mean. Each view must have
+        been rendered as often as the step took it: else the processes dealt it differently (RuntimeError)."""
+        n, taken = len(self.index), Counter(self.taken.pop(step))
+        renders = {view: summed[n + i] for view, i in self.index.items() if summed[n + i] or view in taken}
+        if renders != {view: float(times) for view, times in taken.items()}:
+            raise RuntimeError(f"step {step}'s views were rendered {renders} times, not {dict(taken)}: the processes "
+                               "dealt them differently")
+        for view, times in taken.items():
+            past = self.history.setdefault(view, [])
+            past.append((step, summed[self.index[view]] / times))
+            del past[:-2 * self.lag - 2]  # what a deal up to the images loaded ahead may still ask for
+        self.recorded = step
+
+    def state_dict(self) -> dict:
+        entries = [(view, at, work) for view, past in sorted(self.history.items()) for at, work in past]
+        views, steps, works = zip(*entries) if entries else ((), (), ())
+        return {"recorded": self.recorded, "views": torch.tensor(views, dtype=torch.int64),
+                "steps": torch.tensor(steps, dtype=torch.int64), "work": torch.tensor(works, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not len(state["views"]) == len(state["steps"]) == len(state["work"]):
+            raise ValueError("the deal's record has views, steps and work of different lengths")
+        self.history = {}
+        for view, at, work in zip(state["views"].tolist(), state["steps"].tolist(), state["work"].tolist()):
+            if view not in self.index:
+                raise ValueError(f"the deal's record has view {view}, which the block does not train")
+            self.history.setdefault(view, []).append((at, work))
+        self.recorded = int(state["recorded"])
