@@ -1,7 +1,9 @@
 """Training: n blocks of Scaffold-GS anchors, k active at a time, one shared decoder, a momentum teacher.
 
 One block (no partition) is plain Scaffold-GS. ``Trainer.train()`` reads top to bottom. The scheduler picks
-every step's blocks and views up front (``view_plan``); then one step is: fetch views (the images, prefetched)
+every step's blocks and views up front (``view_plan``; processes that share a step's views deal them as their
+images are first asked for, :class:`~momentum_gs.train.views.WorkDeal`); then one step is: fetch views (the
+images, prefetched)
 → place blocks (send each active block to the process that trains it, load it on the device) → schedules
 (learning rates) → teacher update (the EMA of the decoder as the previous step's optimizer step left it, taken
 before this step's forward) → for each active block: render → losses → backward → strategy hooks → the block's
