@@ -2,10 +2,13 @@
 points until every view has been rendered, the record shared by the processes and kept in checkpoints, and two
 processes of two views that run, record and resume through it."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from momentum_gs.config import load_config
+from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.train.scheduler import deal_by_cost
@@ -23,7 +26,7 @@ STEPS = [[(0, 10), (0, 11), (0, 12), (0, 13)], [(0, 14), (0, 15), (0, 10), (0, 1
 def _render(deals: list[WorkDeal], step: int, work: dict[int, float], start: int = 0) -> list[list[int]]:
     """Step ``step`` dealt by each of ``deals`` (one per process, of two), rendered with ``work`` and recorded by
     all, as the trainer does; returns each process's views."""
-    mine = [[view for _, view in deal.plan(STEPS, start, member, 2)(step - start - 1)]
+    mine = [[view for _, view in deal.plan(STEPS, start, member)(step - start - 1)]
             for member, deal in enumerate(deals)]
     summed = sum(deal.slots(views, [work[v] for v in views]) for deal, views in zip(deals, mine))
     for deal in deals:
@@ -32,7 +35,7 @@ def _render(deals: list[WorkDeal], step: int, work: dict[int, float], start: int
 
 
 def test_steps_are_dealt_by_the_sfm_points_until_their_views_were_rendered_then_by_their_work():
-    deals = [WorkDeal(CAMERAS, SFM, lag=1) for _ in range(2)]
+    deals = [WorkDeal(CAMERAS, SFM, prefetch=0, per_process=2) for _ in range(2)]
     work = {10: 9.0, 11: 1.0, 12: 1.0, 13: 9.0, 14: 5.0, 15: 5.0}  # 10 and 13 costly, though the SfM says 13 and 12
     first = _render(deals, 1, work)
     views = [10, 11, 12, 13]
@@ -49,8 +52,8 @@ def test_steps_are_dealt_by_the_sfm_points_until_their_views_were_rendered_then_
 
 
 def test_a_deal_waits_its_lag_and_is_refused_ahead_of_the_record():
-    deal = WorkDeal(CAMERAS, SFM, lag=2)
-    deal.plan(STEPS, 0, 0, 2)(0)
+    deal = WorkDeal(CAMERAS, SFM, prefetch=2, per_process=2)
+    deal.plan(STEPS, 0, 0)(0)
     deal.record(1, [7.0] * 4 + [0.0] * 2 + [1.0] * 4 + [0.0] * 2)
     assert deal.costs(2, [10, 11]) is None  # rendered at step 1: first used for step 3
     assert deal.costs(3, [10, 11]) == [7.0, 7.0]
@@ -59,7 +62,7 @@ def test_a_deal_waits_its_lag_and_is_refused_ahead_of_the_record():
 
 
 def test_a_view_taken_twice_in_a_step_counts_once_and_a_different_deal_is_caught():
-    deal = WorkDeal(CAMERAS, SFM, lag=1)
+    deal = WorkDeal(CAMERAS, SFM, prefetch=0, per_process=2)
     deal.taken[1] = [10, 11, 10, 12]  # a step across two walks takes 10 twice
     deal.record(1, [8.0, 3.0, 5.0, 0, 0, 0, 2.0, 1.0, 1.0, 0, 0, 0])
     assert deal.costs(2, [10, 11, 12]) == [4.0, 3.0, 5.0]
@@ -69,20 +72,52 @@ def test_a_view_taken_twice_in_a_step_counts_once_and_a_different_deal_is_caught
 
 
 def test_the_record_comes_back_from_its_state_and_deals_the_same():
-    deals = [WorkDeal(CAMERAS, SFM, lag=1) for _ in range(2)]
+    deals = [WorkDeal(CAMERAS, SFM, prefetch=0, per_process=2) for _ in range(2)]
     work = {10: 9.0, 11: 1.0, 12: 1.0, 13: 9.0, 14: 5.0, 15: 5.0}
     for step in (1, 2, 3):
         _render(deals, step, work)
     state = deals[0].state_dict()
     assert state["recorded"] == 3 and state["work"].dtype == torch.float64
-    resumed = [WorkDeal(CAMERAS, SFM, lag=1) for _ in range(2)]
+    resumed = [WorkDeal(CAMERAS, SFM, prefetch=0, per_process=2) for _ in range(2)]
     for deal in resumed:
         deal.load_state_dict(state)
     assert resumed[0].history == deals[0].history
     assert _render(resumed, 4, work, start=3) == _render(deals, 4, work, start=3)
     broken = dict(state, views=torch.tensor([99] * len(state["views"])))
     with pytest.raises(ValueError, match="view 99"):
-        WorkDeal(CAMERAS, SFM, lag=1).load_state_dict(broken)
+        WorkDeal(CAMERAS, SFM, prefetch=0, per_process=2).load_state_dict(broken)
+
+
+@pytest.mark.parametrize("prefetch, per_process", [(0, 1), (1, 1), (4, 2), (4, 3), (7, 2), (8, 4)])
+def test_the_lag_covers_the_images_the_loader_asks_for_ahead(prefetch, per_process, monkeypatch):
+    """The trainer's loop as it is: the loader pulls views ahead through the deal, each step is recorded once its
+    images are taken and it is trained. With the lag one step shorter the deal is asked for a step too early."""
+    monkeypatch.setattr(ImageLoader, "_decode", lambda self, i: torch.zeros(1))
+    views = len(CAMERAS)
+    walk = [[(0, CAMERAS[(s * 2 * per_process + j) % views]) for j in range(2 * per_process)] for s in range(12)]
+
+    def train(shorter: bool) -> None:
+        deal = WorkDeal(CAMERAS, SFM, prefetch, per_process)
+        deal.lag -= shorter
+        mine = deal.plan(walk, 0, 0)
+        loader = ImageLoader([SimpleNamespace(width=1, height=1)] * views, cache=False, prefetch=prefetch)
+        images = loader.iterate(CAMERAS.index(view) for i in range(len(walk)) for _, view in mine(i))
+        for i, entries in enumerate(map(mine, range(len(walk)))):
+            for _ in entries:
+                next(images)
+            summed = [0.0] * (2 * views)
+            for _, view in walk[i]:
+                summed[CAMERAS.index(view)] += 5.0
+                summed[views + CAMERAS.index(view)] += 1.0
+            deal.record(i + 1, summed)
+        images.close()
+        loader.close()
+        assert deal.costs(len(walk) + 1, CAMERAS) == [5.0] * views
+
+    train(shorter=False)
+    if deal_lag := WorkDeal(CAMERAS, SFM, prefetch, per_process).lag - 1:  # a lag of 1 cannot be shorter
+        with pytest.raises(RuntimeError, match=f"lag of {deal_lag}"):
+            train(shorter=True)
 
 
 @pytest.mark.slow
@@ -104,7 +139,7 @@ def test_two_processes_of_two_views_deal_by_their_work_repeat_bit_for_bit_and_re
                                             if k != "recorded")
     train = len(load_scene(load_config(str(tmp_path / "a" / "config.yaml")).data, images=False).train)
     assert len(set(record["views"].tolist())) == train and (record["work"] > 0).all()  # every view has its pairs
-    deal = WorkDeal(sorted(set(record["views"].tolist())), [1.0] * train, lag=3)
+    deal = WorkDeal(sorted(set(record["views"].tolist())), [1.0] * train, prefetch=4, per_process=2)
     deal.load_state_dict(record)
     assert deal.costs(13, sorted(set(record["views"].tolist()))) is not None  # the next step is dealt by the pairs
     resumed = mgs("train", "--resume", "--out", str(tmp_path / "a"))

@@ -200,7 +200,7 @@ class Trainer(BlockStep, Checkpointing):
         else:  # every view of each step, dealt only when its images are first asked for (WorkDeal)
             plan = self.scheduler.view_plan(self.step, end, cameras, self.cfg.seed, views=self.views,
                                             per_process=self.views, costs=walk)
-            mine = self.deal.plan(plan, self.step, member, per)
+            mine = self.deal.plan(plan, self.step, member)
         steps = range(len(plan))
         images = self.loader.iterate((view for i in steps for _, view in mine(i)), self.device)
         try:
@@ -376,9 +376,9 @@ class Trainer(BlockStep, Checkpointing):
         ``distributed.deal_by`` is "pairs"; else None (:meth:`_train_to` deals by :meth:`_view_costs`)."""
         if self.view_processes == 1 or self.views == self.view_processes or self.cfg.distributed.deal_by != "pairs":
             return None
-        per = self.views // self.view_processes
         cameras = self.blocks[0].cameras  # view processes train a scene of one block
-        return WorkDeal(cameras, view_costs(self.scene, cameras), lag=1 + math.ceil(self.cfg.data.prefetch / per))
+        return WorkDeal(cameras, view_costs(self.scene, cameras), self.cfg.data.prefetch,
+                        self.views // self.view_processes)
 
     def num_anchors(self) -> int:
         """Anchors over all blocks of all processes (collective when G > 1)."""

@@ -144,29 +144,33 @@ class WorkDeal:
     "More processes, more wait"), but they are known only once it is rendered, by the process that rendered it. So
     each process adds its views' pairs to the step's metrics (:meth:`slots`), which every process sums, and every
     process keeps the same record of them (:meth:`record`). Step t is dealt by each view's pairs at its last render up
-    to step t − ``lag``: the images of the steps ahead are loaded before the steps behind are done, and the deal must
-    not depend on how far the loading has got. ``lag`` is one step more than the images loaded ahead span. Until each
-    of a step's views has been rendered (the first steps of a run) the step is dealt by ``sfm``. The record goes into
-    checkpoints, so that a resumed run deals as before.
+    to step t − :attr:`lag`: the images of the steps ahead are loaded before the steps behind are done, and the deal
+    must not depend on how far the loading has got. The lag is one step more than the images asked for ahead span. Until
+    each of a step's views has been rendered (the first steps of a run) the step is dealt by ``sfm``. The record goes
+    into checkpoints, so that a resumed run deals as before.
 
     Args:
         cameras: the block's training views (indices into the scene's training cameras).
         sfm: their costs until rendered (:func:`view_costs`), in the same order.
-        lag: steps between a render and the first deal that uses it (at least 1).
+        prefetch: the images the loader decodes ahead of use (``data.prefetch``).
+        per_process: the views each process renders a step.
     """
 
-    def __init__(self, cameras: list[int], sfm: list[float], lag: int):
+    def __init__(self, cameras: list[int], sfm: list[float], prefetch: int, per_process: int):
         self.index = {view: i for i, view in enumerate(cameras)}
-        self.sfm, self.lag = list(sfm), max(1, int(lag))
+        self.sfm, self.per_process = list(sfm), per_process
+        # steps from a render to the first deal by it: taking a step's last image, the loader asks for the views
+        # up to prefetch - 1 past it (ImageLoader.iterate), while the steps before this one are recorded
+        self.lag = 1 + math.ceil(max(0, prefetch - 1) / per_process)
         self.history: dict[int, list[tuple[int, float]]] = {}  # view -> its last (step, pairs), oldest first
         self.recorded = 0  # the last step whose work is in the record
         self.taken: dict[int, list[int]] = {}  # step -> its views, from when it was dealt until it is recorded
 
-    def plan(self, steps: list[list[tuple[int, int]]], start: int, member: int,
-             per_process: int) -> Callable[[int], list[tuple[int, int]]]:
+    def plan(self, steps: list[list[tuple[int, int]]], start: int,
+             member: int) -> Callable[[int], list[tuple[int, int]]]:
         """For global steps start+1 .. start+len(steps), each of ``steps`` every (block, view) of the step in walk
-        order: the function of i that gives process ``member``'s ``per_process`` of step start+1+i, each step dealt
-        once, when first asked for."""
+        order: the function of i that gives process ``member``'s views of step start+1+i, each step dealt once, when
+        first asked for."""
         self.recorded = max(self.recorded, start)
         dealt: dict[int, list[tuple[int, int]]] = {}
 
@@ -176,7 +180,7 @@ class WorkDeal:
                 views = [view for _, view in entries]
                 self.taken[step] = views
                 costs = self.costs(step, views) or [self.sfm[self.index[view]] for view in views]
-                dealt[i] = [entries[j] for j in deal_by_cost(costs, per_process)[member]]
+                dealt[i] = [entries[j] for j in deal_by_cost(costs, self.per_process)[member]]
             return dealt[i]
         return mine
 
