@@ -19,11 +19,13 @@ import contextlib
 import datetime
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.distributed as dist
+import tqdm
 
 from momentum_gs.config import environment, resolve_device
 from momentum_gs.errors import UserError
@@ -89,6 +91,7 @@ def init_world(device_name: str, backend: str = "auto", timeout_s: float = 1800.
         world = SINGLE
     if world.size == 1:
         return SINGLE, resolve_device(device_name)
+    bars_without_process_lock()
     device = resolve_device(device_name)
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
@@ -117,6 +120,15 @@ def joined() -> bool:
     threads may still hold its tensors, so it must end without the interpreter's teardown
     (:func:`leave`)."""
     return _joined[0]
+
+
+def bars_without_process_lock() -> None:
+    """Progress bars guarded by a thread lock from here on, not tqdm's default lock across processes (a named
+    semaphore). A process of a group ends by :func:`leave`, without the teardown that would release that semaphore,
+    and Python's resource tracker then warns, as the run ends, of "leaked semaphore objects". Each process's bars
+    are its own: a thread lock is all they need. Called where a process joins a group, and first thing by the
+    processes ``mgs train`` starts."""
+    tqdm.tqdm.set_lock(threading.RLock())
 
 
 def leave(status: int) -> None:
