@@ -9,8 +9,8 @@ single flat bucket, and every process takes the same optimizer step, so the deco
 identical without ever being sent.
 
 ``mgs train`` on a CPU starts its own processes (:mod:`momentum_gs.train.launch`), each handed its place and
-the rendezvous port as a value (:class:`Rendezvous`). Without either (or with ``WORLD_SIZE=1``) the world is a single process and nothing here talks to
-anyone: the same code trains on one CPU or GPU.
+the rendezvous port as a value (:class:`Rendezvous`). Without either (or with ``WORLD_SIZE=1``) the world is a
+single process and nothing here talks to anyone: the same code trains on one CPU or GPU.
 """
 
 from __future__ import annotations

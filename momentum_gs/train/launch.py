@@ -2,8 +2,9 @@
 
 With k ≥ 2 blocks trained at once (``blocks.active``), processes share a machine's cores better than threads
 (measured in docs/benchmarks/training.md, "Processes or threads for several active blocks"): each process keeps
-its own PyTorch ops, image loading and tile lists on its own core, where threads split only the kernels. So ``distributed.processes: 0`` (auto) on a CPU
-starts one process per active block, up to the physical cores, and each takes its share of the cores
+its own PyTorch ops, image loading and tile lists on its own core, where threads split only the kernels. So
+``distributed.processes: 0`` (auto) on a CPU starts one process per active block, up to the physical cores, and each
+takes its share of the cores
 (:func:`~momentum_gs.config.device.auto_threads` divides them by the processes). They join as ``torchrun``'s would
 (gloo, :mod:`~momentum_gs.train.distributed`), but each is handed the resolved config, the
 :class:`~momentum_gs.train.request.TrainRequest` and its place as values: no command line or environment variable
@@ -77,8 +78,8 @@ def _view_processes(views: int, blocks: int, cfg: Config) -> tuple[int, str]:
         return views, f"distributed.view_processes={views}: each on {each} of every step"
     count, why = cores()
     if count * per > train:
-        count, why = train // per, f"{why}, at most one per {'training view' if per == 1 else f'{per} training views'} " \
-            f"({train})"
+        bound = "training view" if per == 1 else f"{per} training views"
+        count, why = train // per, f"{why}, at most one per {bound} ({train})"
     if count < 2:
         return 1, why
     return count, (f"distributed.view_processes=0: one per physical core on {why}, each on {each} of every "
