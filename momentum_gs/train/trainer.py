@@ -113,6 +113,7 @@ class Trainer(BlockStep, Checkpointing):
         self.neighbours = neighbour_views(scene.train) if cfg.geometry.lambda_multiview else None
         self.view_depths = ViewDepths()
         self.view_work: list[float] = []
+        self.sfm_costs = self._view_costs()  # a function of the scene alone: once
         self.deal = self._work_deal()
         k = self.scheduler.num_active  # the scheduler owns k from here on
         self.total_steps = math.ceil(cfg.optim.steps * n / k)  # every block gets ~optim.steps
@@ -188,9 +189,8 @@ class Trainer(BlockStep, Checkpointing):
         (``replan``: a ``--time`` run's re-plan, :meth:`replan_now`, may move it)."""
         cfg, logger = self.cfg, self.logger
         together = self.view_processes
-        costs = self._view_costs()
-        member, per = self.world.rank % together, self.views // together
-        walk = costs if self.cfg.distributed.balance_views else None
+        costs, member, per = self.sfm_costs, self.world.rank % together, self.views // together
+        walk = costs if self.cfg.distributed.balance_views else None  # a walk paired by the SfM points' costs
         cameras = [b.cameras for b in self.blocks]
         if self.deal is None:
             plan = self.scheduler.view_plan(self.step, end, cameras, self.cfg.seed, self.world.size // together,
@@ -372,12 +372,12 @@ class Trainer(BlockStep, Checkpointing):
         return [view_costs(self.scene, block.cameras) for block in self.blocks]
 
     def _work_deal(self) -> WorkDeal | None:
-        """The deal by each view's work at its last render, where processes share a step's views several each and
-        ``distributed.deal_by`` is "pairs"; else None (:meth:`_train_to` deals by :meth:`_view_costs`)."""
+        """The deal by each view's work at its last render (of the one block view processes train), where processes
+        share a step's views several each and ``distributed.deal_by`` is "pairs"; else None (:meth:`_train_to` deals
+        by :attr:`sfm_costs`)."""
         if self.view_processes == 1 or self.views == self.view_processes or self.cfg.distributed.deal_by != "pairs":
             return None
-        cameras = self.blocks[0].cameras  # view processes train a scene of one block
-        return WorkDeal(cameras, view_costs(self.scene, cameras), self.cfg.data.prefetch,
+        return WorkDeal(self.blocks[0].cameras, self.sfm_costs[0], self.cfg.data.prefetch,
                         self.views // self.view_processes)
 
     def num_anchors(self) -> int:
