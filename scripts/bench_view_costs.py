@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import momentum_gs.render.builtin as builtin
 from momentum_gs.data.scene import load_scene
 from momentum_gs.model.neural import visible_anchors
 from momentum_gs.train import distributed as D
@@ -61,8 +60,8 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
     block = trainer.blocks[0]
     sfm = dict(zip(block.cameras, view_costs(scene, block.cameras)))
     rows: list[list[float]] = []
-    drawn, pairs, last = [], [], {}  # last: view -> (pairs, time) at its render before
-    step, block_step, intersect = trainer.train_step, trainer.block_step_on, builtin.intersect
+    drawn, last = [], {}  # last: view -> (pairs, time) at its render before
+    step, block_step = trainer.train_step, trainer.block_step_on
 
     def timed_step(views):
         view, camera, timed = views[0][1], scene.train[views[0][1]], trainer.step >= args.warmup
@@ -73,10 +72,10 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
                                        camera.K, camera.width, camera.height)
         started = time.perf_counter()
         result = step(views)
-        seconds = time.perf_counter() - started
+        seconds, pairs = time.perf_counter() - started, trainer.view_work[0]  # the render's pairs (WorkDeal's)
         if timed:
-            rows.append([view, seconds, sfm[view], float(seen.sum()), drawn[-1], pairs[-1], *last.get(view, ())])
-        last[view] = (pairs[-1], seconds)
+            rows.append([view, seconds, sfm[view], float(seen.sum()), drawn[-1], pairs, *last.get(view, ())])
+        last[view] = (pairs, seconds)
         return result
 
     def counted_block_step(*a, **k):
@@ -84,16 +83,11 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, np.ndarray]:
         drawn.append(float(metrics[0]["num_gaussians"]))
         return metrics
 
-    def counted_intersect(*a, **k):
-        lists = intersect(*a, **k)
-        pairs.append(float(lists[0].numel()))
-        return lists
-
-    trainer.train_step, trainer.block_step_on, builtin.intersect = timed_step, counted_block_step, counted_intersect
+    trainer.train_step, trainer.block_step_on = timed_step, counted_block_step
     try:
         trainer.train(until=args.warmup + args.steps, quiet=True)
     finally:
-        trainer.train_step, trainer.block_step_on, builtin.intersect = step, block_step, intersect
+        trainer.train_step, trainer.block_step_on = step, block_step
     missing = sum(1 for row in rows if len(row) < 8)
     if missing:
         raise SystemExit(f"{missing} timed views had not been rendered in the warm-up: give a longer --warmup")
