@@ -192,13 +192,12 @@ def run(args: argparse.Namespace, setting: str, tmp: Path) -> tuple[float, list[
 
 def quality(args: argparse.Namespace, setting: str, seed: int, out: Path) -> dict:
     """Held-out PSNR, steps and views of one ``mgs train --time`` run of ``setting`` (module notes)."""
+    dealt = [f"distributed.view_processes={args.views}", "distributed.balance_views=false",
+             f"distributed.views_per_process={args.per_process}"]
     extra = {"threads=1": ["threads=1"], "threads=0": ["threads=0"],
              "views": [f"distributed.view_processes={args.views}"],
              "views-plain": [f"distributed.view_processes={args.views}", "distributed.balance_views=false"],
-             "views-dealt": [f"distributed.view_processes={args.views}", "distributed.balance_views=false",
-                             f"distributed.views_per_process={args.per_process}"]}
-    extra["views-sfm"] = extra["views-dealt"] + ["distributed.deal_by=sfm"]
-    extra = extra[setting]
+             "views-dealt": dealt, "views-sfm": dealt + ["distributed.deal_by=sfm"]}[setting]
     config = ["--config", args.config] if args.config else []
     train = [sys.executable, "-m", "momentum_gs.cli", "train", *config, "--data", args.data, "--out", str(out),
              "--time", args.time, f"seed={seed}", "log.tensorboard=false", *args.overrides, *extra]
