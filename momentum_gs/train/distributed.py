@@ -126,8 +126,8 @@ def bars_without_process_lock() -> None:
     """Progress bars guarded by a thread lock from here on, not tqdm's default lock across processes (a named
     semaphore). A process of a group ends by :func:`leave`, without the teardown that would release that semaphore,
     and Python's resource tracker then warns, as the run ends, of "leaked semaphore objects". Each process's bars
-    are its own: a thread lock is all they need. Called where a process joins a group, and first thing by the
-    processes ``mgs train`` starts."""
+    are its own: a thread lock is all they need. Called where a process joins a group (:func:`init_world`), before
+    any bar of its training."""
     tqdm.tqdm.set_lock(threading.RLock())
 
 

@@ -26,7 +26,7 @@ from momentum_gs.config.device import cores
 from momentum_gs.data.scene import load_scene
 from momentum_gs.errors import UserError, exit_status
 from momentum_gs.partition.partition import Partition
-from momentum_gs.train.distributed import Rendezvous, World, bars_without_process_lock, launched_by_torchrun, leave
+from momentum_gs.train.distributed import Rendezvous, World, launched_by_torchrun, leave
 from momentum_gs.train.request import TrainRequest
 from momentum_gs.train.run import describe as describe_run, train
 
@@ -136,7 +136,6 @@ def launch(processes: int, cfg: Config, request: TrainRequest) -> int:
 def train_process(cfg: Config, request: TrainRequest, place: Rendezvous, log: str | None) -> None:
     """One training process of :func:`launch`: its output to ``log`` (None: this terminal); it ends as ``mgs`` does
     (:func:`~momentum_gs.errors.exit_status`: bad input in one ``error:`` line, status 2)."""
-    bars_without_process_lock()
     if log is not None:
         with open(log, "ab") as file:
             os.dup2(file.fileno(), 1)
