@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from momentum_gs.config import Config
@@ -36,14 +38,20 @@ class BlockStep:
     neighbours: list[list[int]] | None  # per training camera its neighbours (geometry.lambda_multiview), or None
     view_depths: ViewDepths  # each view's surface when last trained, and its photo (geometry.lambda_multiview)
     view_work: list[float]  # the work of each view of the last block_step_on, in order (WorkDeal's costs)
+    ridden: torch.Tensor  # the sums of the last block_step_on's ``ride`` over the processes
 
     def block_step(self, block: Block, view_index: int, gt: torch.Tensor, weight: float) -> dict:
         """One step of one block on training view ``view_index`` with image ``gt`` [H, W, 3]."""
         return self.block_step_on(block, [(view_index, gt)], weight)[0]
 
-    def block_step_on(self, block: Block, pairs: list[tuple[int, torch.Tensor]], weight: float) -> list[dict]:
+    def block_step_on(self, block: Block, pairs: list[tuple[int, torch.Tensor]], weight: float,
+                      ride: Callable[[list[dict]], torch.Tensor] | None = None) -> list[dict]:
         """One step of one block on this process's (training view, image [H, W, 3]) ``pairs``: their gradients summed,
-        then averaged over the views of every process; one metrics dict per view."""
+        then averaged over the views of every process; one metrics dict per view.
+
+        ``ride``, with several processes on the block: makes, from the views' metrics (their anchor counts taken before
+        the growth), the values to sum over the processes in the gradients' all-reduce (one collective a step instead of
+        two); their sums are left in :attr:`ridden`."""
         step = block.steps + 1  # a block's schedules follow its own steps
         for opt in (block.optimizer, block.decoder_optimizer):
             if opt is not None:  # a re-planned run's decays end on its new last step (Trainer.retarget)
@@ -69,6 +77,7 @@ class BlockStep:
             seen.append((loss.detach(), parts, view.output.image.detach().clamp(0, 1), view.gaussians.num, gt))
             work = view.output.pairs
             self.view_work.append(float(view.gaussians.num if work is None else work))
+        out = self.view_metrics(seen, weight, block.anchors.num_anchors)
         if self.view_processes > 1:  # several processes on this block: the gradients of every view averaged
             rows = [p for group in block.optimizer.param_groups for p in group["params"]]
             shared = [p for opt in (block.decoder_optimizer, self.decoder_opt) if opt is not None
@@ -77,21 +86,31 @@ class BlockStep:
                 for p in rows + shared:
                     if p.grad is not None:
                         p.grad.div_(len(pairs))
-            self.gradient_bytes = average_gradients(rows, shared, self.world)
+            self.gradient_bytes, self.ridden = average_gradients(rows, shared, self.world, ride and ride(out))
+        before = block.anchors.num_anchors
         self.grow_and_prune(block, step)
         for opt in (block.optimizer, block.decoder_optimizer):
             if opt is not None:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         block.steps = step
-        with torch.no_grad():  # kept on the device: the logger reads them only when it shows them
-            out = []
-            for loss, parts, image, gaussians, gt in seen:
-                sizes = torch.tensor([weight, gaussians, block.anchors.num_anchors], dtype=torch.float32)
-                sizes = sizes.to(self.device, non_blocking=True)
-                out.append({"loss": loss, **parts, "psnr": psnr(image, gt),
-                            "weight": sizes[0], "num_gaussians": sizes[1], "num_anchors": sizes[2]})
-            return out
+        if block.anchors.num_anchors != before:  # grown or pruned: the metrics count the anchors after
+            anchors = torch.tensor(float(block.anchors.num_anchors)).to(self.device, non_blocking=True)
+            for metrics in out:
+                metrics["num_anchors"] = anchors
+        return out
+
+    @torch.no_grad()
+    def view_metrics(self, seen: list[tuple], weight: float, anchors: int) -> list[dict]:
+        """One dict a view of ``seen`` ((loss, its terms, image, Gaussians drawn, photo) each): the loss, its terms, the
+        PSNR, the block's ``weight``, the Gaussians and the ``anchors``; kept on the device, as the logger reads them
+        only when it shows them."""
+        out = []
+        for loss, parts, image, gaussians, gt in seen:
+            sizes = torch.tensor([weight, gaussians, anchors], dtype=torch.float32).to(self.device, non_blocking=True)
+            out.append({"loss": loss, **parts, "psnr": psnr(image, gt),
+                        "weight": sizes[0], "num_gaussians": sizes[1], "num_anchors": sizes[2]})
+        return out
 
     def block_loss(self, view, gt: torch.Tensor, camera, decoder: Decoder,
                    depth_normal: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

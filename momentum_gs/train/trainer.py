@@ -1,15 +1,14 @@
 """Training: n blocks of Scaffold-GS anchors, k active at a time, one shared decoder, a momentum teacher.
 
-One block (no partition) is plain Scaffold-GS. ``Trainer.train()`` reads top to bottom. The scheduler picks
-every step's blocks and views up front (``view_plan``; processes that share a step's views deal them as their
-images are first asked for, :class:`~momentum_gs.train.views.WorkDeal`); then one step is: fetch views (the
-images, prefetched)
-→ place blocks (send each active block to the process that trains it, load it on the device) → schedules
-(learning rates) → teacher update (the EMA of the decoder as the previous step's optimizer step left it, taken
-before this step's forward) → for each active block: render → losses → backward → strategy hooks → the block's
-optimizer step; then gradient averaging (the shared decoder's, over processes) → the decoder's optimizer step →
-logging → evaluation/checkpoint. Where the blocks are is :mod:`momentum_gs.train.placement`'s business, one
-block's step :mod:`momentum_gs.train.block_step`'s, and saving and resuming :mod:`momentum_gs.train.checkpointing`'s.
+One block (no partition) is plain Scaffold-GS. ``Trainer.train()`` reads top to bottom. The scheduler picks every
+step's blocks and views up front (``view_plan``; processes that share a step's views deal them as their images are
+first asked for, :class:`~momentum_gs.train.views.WorkDeal`); then one step is: fetch views (the images, prefetched)
+→ place blocks (send each active block to the process that trains it, load it on the device) → schedules (learning
+rates) → teacher update (the EMA of the decoder as the previous step's optimizer step left it, taken before this
+step's forward) → for each active block: render → losses → backward → strategy hooks → the block's optimizer step;
+then gradient averaging (the shared decoder's, over processes) → the decoder's optimizer step → logging →
+evaluation/checkpoint. Where the blocks are is :mod:`momentum_gs.train.placement`'s business, one block's step
+:mod:`momentum_gs.train.block_step`'s, and saving and resuming :mod:`momentum_gs.train.checkpointing`'s.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from momentum_gs.train.replan import TimeBudget
 from momentum_gs.train.scheduler import BlockScheduler
 from momentum_gs.train.seeding import deterministic_kernels, seed_everything
 from momentum_gs.train.teacher import MomentumTeacher
-from momentum_gs.train.views import WorkDeal, view_costs, views_per_step
+from momentum_gs.train.views import WorkDeal, step_sums, view_costs, views_per_step
 from momentum_gs.train.weighting import BlockWeighting
 
 
@@ -276,15 +275,16 @@ class Trainer(BlockStep, Checkpointing):
         for b, view, gt in views:
             mine.setdefault(b, []).append((view, gt))
         active = self.placement.activate(list(mine))
+        ride = None if self.view_processes == 1 else lambda out: step_sums(out, self.deal, views, self.view_work)
         metrics = [m for block, pairs in zip(active, mine.values())  # weights on the host
-                   for m in self.block_step_on(block, pairs, self.weighting.weight(block.id, block.steps + 1))]
+                   for m in self.block_step_on(block, pairs, self.weighting.weight(block.id, block.steps + 1), ride)]
         names = list(metrics[0])
         values = torch.stack([torch.stack(list(m.values())) for m in metrics])  # [blocks, metrics]
         k = self.scheduler.num_active * self.views
-        sums = values.sum(dim=0)
-        if self.deal is not None:  # each view's work rides along (one block: the views are this step's, in order)
-            sums = torch.cat([sums, self.deal.slots([v for _, v, _ in views], self.view_work).to(sums)])
-        sums = self.reducer.reduce(k, sums)  # gradient averaging, and the metrics' sums
+        # the decoder's gradients averaged, the metrics summed; with view processes, with the block's gradients
+        sums = self.reducer.reduce(k, values.sum(dim=0)) if ride is None else self.ridden
+        if ride is not None:  # every process holds the block: its anchors counted after their growth
+            sums[names.index("num_anchors")] = values[:, names.index("num_anchors")].mean() * k
         if self.deal is not None:
             sums, work = sums[:len(names)], sums[len(names):]
             self.deal.record(step, work.tolist())

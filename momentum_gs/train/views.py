@@ -93,9 +93,11 @@ def view_costs(scene: SceneData, cameras: list[int]) -> list[float]:
     return costs
 
 
-def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], world: D.World) -> int:
+def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], world: D.World,
+                      riders: torch.Tensor | None = None) -> tuple[int, torch.Tensor]:
     """The gradients of ``rows`` (the block's parameters, one row per anchor) and of ``shared`` (the decoder's) averaged
-    over the processes, in place; returns the bytes all-reduced.
+    over the processes, in place; returns the bytes all-reduced and ``riders`` (values of this process, such as the
+    step's metrics, sent in the same all-reduce) summed over the processes.
 
     A view reaches only the anchors it sees. Past :data:`SPARSE_FROM` values, only the rows some process has a
     gradient in are sent: which ones is summed first (one number per anchor), then those rows and the decoder's
@@ -103,10 +105,10 @@ def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], worl
     the 2-core machine: docs/benchmarks/training.md). A gradient no process has stays None, as with one process
     (Adam then skips it).
     """
+    riders = torch.zeros(0) if riders is None else riders
     if sum(p.numel() for p in rows) < SPARSE_FROM:
         reducer = D.StepReducer(rows + shared, world)
-        reducer.reduce(world.size, [])
-        return reducer.bytes_per_step
+        return reducer.bytes_per_step, reducer.reduce(world.size, riders)
     count = rows[0].shape[0]
     touched = torch.zeros(count, device=rows[0].device)
     for p in rows:
@@ -119,13 +121,24 @@ def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], worl
         holder.grad = None if p.grad is None else p.grad.index_select(0, index)
         packed.append(holder)
     reducer = D.StepReducer(packed + shared, world)
-    reducer.reduce(world.size, [])
+    riders = reducer.reduce(world.size, riders)
     for p, holder in zip(rows, packed):
         if holder.grad is not None:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             p.grad.index_copy_(0, index, holder.grad)
-    return reducer.bytes_per_step + touched.numel() * touched.element_size()
+    return reducer.bytes_per_step + touched.numel() * touched.element_size(), riders
+
+
+def step_sums(metrics: list[dict], deal: WorkDeal | None, views: list[tuple[int, int, torch.Tensor]],
+              work: list[float]) -> torch.Tensor:
+    """The sums of this process's views' ``metrics`` (one dict a view), then, where ``deal`` deals a step's views, each
+    view's ``work`` in its slot (:meth:`WorkDeal.slots`; ``views``: this step's (block, view, image) triples): what a
+    step of view processes sums over them, with the gradients (:func:`average_gradients`)."""
+    sums = torch.stack([torch.stack(list(m.values())) for m in metrics]).sum(dim=0)
+    if deal is None:
+        return sums
+    return torch.cat([sums, deal.slots([v for _, v, _ in views], work).to(sums)])
 
 
 def sum_growth_statistics(strategy, world: D.World) -> None:
