@@ -2,6 +2,8 @@
 points until every view has been rendered, the record shared by the processes and kept in checkpoints, and two
 processes of two views that run, record and resume through it."""
 
+import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +13,7 @@ from momentum_gs.config import load_config
 from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.io.checkpoint import load_checkpoint
+from momentum_gs.io.run_folder import RunFolder
 from momentum_gs.train.scheduler import deal_by_cost
 from momentum_gs.train.views import WorkDeal
 from tests.helpers.cli import mgs
@@ -132,9 +135,19 @@ def test_two_processes_of_two_views_deal_by_their_work_repeat_bit_for_bit_and_re
                      "distributed.check_every=1")
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "leaked semaphore" not in result.stderr  # tqdm's lock across processes, left by leave()
+        sent = re.search(r"(\d+) bytes all-reduced per step", result.stdout)
+        assert sent and int(sent.group(1)) > 0, result.stdout[-2000:]  # the gradients and the metrics, together
         states.append(load_checkpoint(out / "ckpt" / "step_12.pt", map_location="cpu"))
     a, b = (flat_tensors([state["blocks"], state["decoder"]]) for state in states)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    folder = RunFolder(tmp_path / "a")  # the metrics ride with the gradients: summed over both, anchors after growth
+    ranks = [{row["step"]: row for row in map(json.loads, folder.rank_log(r).read_text().splitlines())} for r in (0, 1)]
+    logged = [json.loads(line) for line in folder.train_log.read_text().splitlines()]
+    for row in logged:
+        local = [ranks[r][row["step"]] for r in (0, 1)]
+        assert row["loss"] == pytest.approx((local[0]["loss"] + local[1]["loss"]) / 2, rel=1e-5)
+        assert row["num_anchors"] == local[0]["num_anchors"] == local[1]["num_anchors"]
+    assert len(logged) == 12 and len({row["num_anchors"] for row in logged}) > 1  # grown within the twelve steps
     record = states[0]["view_work"]
     assert record["recorded"] == 12 and all(torch.equal(record[k], states[1]["view_work"][k]) for k in record
                                             if k != "recorded")

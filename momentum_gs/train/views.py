@@ -108,7 +108,8 @@ def average_gradients(rows: list[torch.Tensor], shared: list[torch.Tensor], worl
     riders = torch.zeros(0) if riders is None else riders
     if sum(p.numel() for p in rows) < SPARSE_FROM:
         reducer = D.StepReducer(rows + shared, world)
-        return reducer.bytes_per_step, reducer.reduce(world.size, riders)
+        riders = reducer.reduce(world.size, riders)
+        return reducer.bytes_per_step, riders
     count = rows[0].shape[0]
     touched = torch.zeros(count, device=rows[0].device)
     for p in rows:
