@@ -2,7 +2,6 @@
 points until every view has been rendered, the record shared by the processes and kept in checkpoints, and two
 processes of two views that run, record and resume through it."""
 
-import json
 import re
 from types import SimpleNamespace
 
@@ -14,6 +13,7 @@ from momentum_gs.data.images import ImageLoader
 from momentum_gs.data.scene import load_scene
 from momentum_gs.io.checkpoint import load_checkpoint
 from momentum_gs.io.run_folder import RunFolder
+from momentum_gs.io.train_log import read_log
 from momentum_gs.train.scheduler import deal_by_cost
 from momentum_gs.train.views import WorkDeal
 from tests.helpers.cli import mgs
@@ -141,8 +141,9 @@ def test_two_processes_of_two_views_deal_by_their_work_repeat_bit_for_bit_and_re
     a, b = (flat_tensors([state["blocks"], state["decoder"]]) for state in states)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     folder = RunFolder(tmp_path / "a")  # the metrics ride with the gradients: summed over both, anchors after growth
-    ranks = [{row["step"]: row for row in map(json.loads, folder.rank_log(r).read_text().splitlines())} for r in (0, 1)]
-    logged = [json.loads(line) for line in folder.train_log.read_text().splitlines()]
+    (logged, wrong), *own = (read_log(path) for path in (folder.train_log, folder.rank_log(0), folder.rank_log(1)))
+    assert not wrong and not any(dropped for _, dropped in own)
+    ranks = [{row["step"]: row for row in entries} for entries, _ in own]
     for row in logged:
         local = [ranks[r][row["step"]] for r in (0, 1)]
         assert row["loss"] == pytest.approx((local[0]["loss"] + local[1]["loss"]) / 2, rel=1e-5)
