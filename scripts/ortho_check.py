@@ -36,6 +36,7 @@ from momentum_gs.data.sparse_depth import held_out  # noqa: E402
 from momentum_gs.maps.despike import despike  # noqa: E402
 from momentum_gs.maps.guide import guided_median  # noqa: E402
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, splat_map  # noqa: E402
+from momentum_gs.maps.solve import solved_heights  # noqa: E402
 from tests.helpers.map_truth import laid_on_the_city, score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
 
@@ -135,8 +136,9 @@ def floor_under_cameras(data: Path, grid: MapGrid, under: np.ndarray, colour: np
     if despike_window:
         rasters.dsm = despike(rasters.dsm, grid.gsd, despike_window)[0]
     if guided:
-        rasters.dsm = guided_median(rasters.dsm, rasters.rgba[..., :3], np.zeros(rasters.dsm.shape, np.float32),
-                                     grid.gsd)
+        agreed = np.zeros(rasters.dsm.shape, np.float32)
+        rasters.dsm = guided_median(rasters.dsm, rasters.rgba[..., :3], agreed, grid.gsd)
+        rasters.dsm = solved_heights(rasters.dsm, rasters.rgba[..., :3], agreed, grid.gsd)
     rgba = rasters.rgba.copy()
     rgba[..., 3] *= under
     found = score(rgba, rasters.dsm, colour, heights, metres)

@@ -96,7 +96,8 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     assert "dsm_guided" not in unguided and 0 < summary["dsm_guided"] < 1 and summary["guide_window"] == 7
     with rasterio.open(tmp_path / "unguided" / "dsm.tif") as dsm:
         kept = dsm.read(1)
-    assert ((kept != heights).mean() == pytest.approx(summary["dsm_guided"] * (heights != NODATA).mean(), abs=1e-4))
+    moved, drawn = (kept != heights).mean(), (heights != NODATA).mean()  # by the guide, then by the solve
+    assert summary["dsm_guided"] * drawn <= moved + 1e-4 and 0 <= summary["dsm_solved"] * drawn <= moved + 1e-4
 
 
 @pytest.mark.parametrize("depth", ["mean", "median"])

@@ -121,7 +121,8 @@ def _settled(found, despike_window: int, despiked: float, guide: bool) -> dict:
     if found is not None:
         shares.update(dsm_held=round(found.held, 4), dsm_seen_through=round(found.through, 4))
     if guide:
-        shares.update(dsm_guided=None if found is None else round(found.guided, 4), guide_window=GUIDE_WINDOW)
+        shares.update(dsm_guided=None if found is None else round(found.guided, 4), guide_window=GUIDE_WINDOW,
+                      dsm_solved=None if found is None else round(found.solved, 4))
     if despike_window:
         shares.update(despike_window=despike_window, dsm_despiked=round(despiked, 4))
     return shares
@@ -254,6 +255,10 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"{100 * summary['dsm_guided']:.1f} % of its heights then took the median of the {window} × "
                      f"{window} pixels around them weighted by the orthophoto's colours and the photos' agreement "
                      "(--no-guide keeps them)")
+        if summary.get("dsm_solved") is not None:
+            lines.append(f"{100 * summary['dsm_solved']:.1f} % then moved by more than a pixel's size, settled over "
+                         "the map where the photos disagree on them, from the alike-coloured heights they agree on "
+                         "(--no-guide keeps them)")
     elif "dsm_guided" in summary:
         lines.append("the surface model's heights were not guided by the orthophoto: the guide weighs each height by "
                      "the photos' spread, which --no-spread does not measure")

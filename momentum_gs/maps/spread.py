@@ -25,8 +25,9 @@ cannot reach them: on the synthetic flight, courtyards and alleys between buildi
 
 Given a window (``mgs ortho --despike``), the heights these passes chose are then despiked
 (:mod:`momentum_gs.maps.despike`). Given the orthophoto's colours, each height then takes the median of the heights
-around it weighted by colour and by their spread (:mod:`momentum_gs.maps.guide`; ``mgs ortho --no-guide`` leaves
-it out). The spread is measured from the heights that ends with.
+around it weighted by colour and by their spread (:mod:`momentum_gs.maps.guide`), and the heights are then settled
+over the whole map by the same (:mod:`momentum_gs.maps.solve`; ``mgs ortho --no-guide`` leaves both out). The spread
+is measured from the heights that ends with.
 
 The sums are kept per cell, a photo at a time: memory is 30 bytes a cell of the map, whatever the photos.
 """
@@ -44,6 +45,7 @@ from momentum_gs.estimate import sized
 from momentum_gs.maps.despike import despike
 from momentum_gs.maps.guide import guided_median
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
+from momentum_gs.maps.solve import solved_heights
 from momentum_gs.model.standard import StandardGaussians
 from momentum_gs.render import render
 
@@ -59,8 +61,9 @@ class PhotoHeights:
     the heights the photos see and below what they see through, then despiked (:mod:`momentum_gs.maps.despike`),
     ``held``, the share of the DSM's measured heights that moved into the photos' range, ``through``, the share taken
     down after, where photos see through them, ``despiked``, the share of all its heights that the despike
-    moved, and ``guided``, the share of all its heights that the guided median moved
-    (:mod:`momentum_gs.maps.guide`)."""
+    moved, ``guided``, the share of all its heights that the guided median moved (:mod:`momentum_gs.maps.guide`),
+    and ``solved``, the share that the solve over the map then moved by more than a cell
+    (:mod:`momentum_gs.maps.solve`)."""
 
     spread: np.ndarray
     dsm: np.ndarray
@@ -68,6 +71,7 @@ class PhotoHeights:
     through: float = 0.0
     despiked: float = 0.0
     guided: float = 0.0
+    solved: float = 0.0
 
 
 @torch.no_grad()
@@ -76,8 +80,9 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     """The DSM's spread over ``cameras`` (the training views, world frame) and the DSM held within their heights
     (module notes), in the DSM's units; with ``despike_window`` (cells, 0: none), the held DSM despiked; with
     ``colour`` ([H, W, 3], the orthophoto's), its heights then guided by it and by their spread
-    (:mod:`momentum_gs.maps.guide`); the spread measured from the heights it ends with. Rendered by the builtin
-    rasterizer on any device, the one that draws the median depth (as ``mgs mesh`` renders it)."""
+    (:mod:`momentum_gs.maps.guide`) and settled over the map (:mod:`momentum_gs.maps.solve`); the spread measured
+    from the heights it ends with. Rendered by the builtin rasterizer on any device, the one that draws the median
+    depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
     sums, squares = np.zeros(heights.size, np.float32), np.zeros(heights.size, np.float32)
@@ -112,16 +117,19 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         spiked = spiked.ravel()
         shift[spiked] = held.ravel()[spiked] - heights[spiked]
     spread = partial(_spread, sums, squares, points, measured, dsm.shape)
-    guided = np.zeros(heights.size, bool)
+    guided, solved = np.zeros(heights.size, bool), np.zeros(heights.size, bool)
     if colour is not None:
         before = (heights + shift).reshape(dsm.shape).astype(np.float32)
-        after = guided_median(before, colour, spread(shift), grid.gsd, show_progress=show_progress).ravel()
-        guided = drawn & (after != before.ravel())
-        shift[guided] = after[guided] - heights[guided]
+        agreement = spread(shift)
+        after = guided_median(before, colour, agreement, grid.gsd, show_progress=show_progress)
+        guided = drawn & (after.ravel() != before.ravel())
+        settled = solved_heights(after, colour, agreement, grid.gsd).ravel()
+        solved = drawn & (np.abs(settled - after.ravel()) > grid.gsd)
+        shift[drawn] = settled[drawn] - heights[drawn]
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell has no height
     share = (lambda mask: float(mask.sum() / measured.sum()) if measured.any() else 0.0)
     return PhotoHeights(spread(shift), held, share(measured & moved), share(down),
-                        float(spiked.sum() / max(drawn.sum(), 1)), float(guided.sum() / max(drawn.sum(), 1)))
+                        *(float(moved.sum() / max(drawn.sum(), 1)) for moved in (spiked, guided, solved)))
 
 
 def _spread(sums: np.ndarray, squares: np.ndarray, points: np.ndarray, measured: np.ndarray, shape: tuple,
