@@ -226,3 +226,24 @@ def sparse_depth_loss(depth: torch.Tensor, alpha: torch.Tensor, pixels: torch.Te
     error = F.smooth_l1_loss(rendered / targets, torch.ones_like(targets), reduction="none", beta=SPARSE_DEPTH_BETA)
     w = torch.where(a > 0.5, weights, torch.zeros_like(weights))
     return (w * error).sum() / w.sum().clamp(min=1e-12)
+
+
+DEPTH_SMOOTH_EDGE = 10.0  # per unit of colour step (0-1) between two pixels: their depth step's weight falls by e
+
+
+def depth_smooth_loss(depth: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor,
+                      edge: float = DEPTH_SMOOTH_EDGE) -> torch.Tensor:
+    """Mean, over the pairs of neighbouring pixels (across and down) that the render covers (α > 0.5 at both), of
+    the step of the rendered log depth (``depth`` / ``alpha``, [H, W, 1]) between them times exp(−``edge`` · c), for
+    c the mean step of the ``photo``'s channels ([H, W, 3], 0-1) there: the depth held flat where the photo shows no
+    edge, and free to step where it does. 0 where no pair is covered."""
+    log_depth = (depth / alpha.clamp(min=1e-6)).clamp(min=1e-6).log()[..., 0]
+    solid = alpha[..., 0] > 0.5
+    total, count = log_depth.new_zeros(()), log_depth.new_zeros(())
+    for dim in (0, 1):
+        both = solid.narrow(dim, 0, solid.shape[dim] - 1) & solid.narrow(dim, 1, solid.shape[dim] - 1)
+        calm = torch.exp(-edge * photo.diff(dim=dim).abs().mean(-1))
+        step = log_depth.diff(dim=dim).abs() * calm
+        total = total + torch.where(both, step, torch.zeros_like(step)).sum()
+        count = count + both.sum()
+    return total / count.clamp(min=1)

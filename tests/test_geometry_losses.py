@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from momentum_gs.data.scene import load_scene
-from momentum_gs.losses import depth_normal_loss, depth_to_normals, flatten_loss
+from momentum_gs.losses import (DEPTH_SMOOTH_EDGE, depth_normal_loss, depth_smooth_loss, depth_to_normals,
+                                flatten_loss)
 from momentum_gs.train.trainer import Trainer
 
 F64 = torch.float64
@@ -65,6 +66,33 @@ def test_flatten_loss():
     assert flatten_loss(torch.zeros(0, 3)) == 0
 
 
+def test_depth_smooth_loss_weighs_depth_steps_by_the_photo():
+    """A flat depth costs nothing; a step where the photo shows none costs its log-depth step over the pairs; the
+    same step where the photo steps too costs exp(-edge x the photo's step) as much; uncovered pixels take no part;
+    the gradient pulls a lone raised pixel towards its neighbours."""
+    alpha = torch.ones(6, 8, 1, dtype=F64)
+    flat, photo = torch.full((6, 8, 1), 2.0, dtype=F64), torch.full((6, 8, 3), 0.5, dtype=F64)
+    assert depth_smooth_loss(flat, alpha, photo) == 0
+    stepped = flat.clone()
+    stepped[:, 4:] = 3.0  # a step between columns 3 and 4, 6 pairs of the 6 x 7 + 5 x 8 = 82
+    pairs = 6 * 7 + 5 * 8
+    expected = 6 * torch.log(torch.tensor(1.5, dtype=F64)) / pairs
+    torch.testing.assert_close(depth_smooth_loss(stepped, alpha, photo), expected)
+    edged = photo.clone()
+    edged[:, 4:] = 0.8  # the photo steps by 0.3 at the same place
+    calm = torch.exp(torch.tensor(-0.3 * DEPTH_SMOOTH_EDGE, dtype=F64))
+    torch.testing.assert_close(depth_smooth_loss(stepped, alpha, edged), expected * calm)
+    empty = alpha.clone()
+    empty[:, 4] = 0.2  # column 4 uncovered: the step's pairs are gone, and the 5 pairs down column 4 with them
+    assert depth_smooth_loss(stepped * empty, empty, photo) == 0
+    bump = flat.clone().requires_grad_()
+    lift = torch.zeros_like(flat)
+    lift[2, 3] = 0.5
+    raised = bump + lift
+    depth_smooth_loss(raised, alpha, photo).backward()
+    assert bump.grad[2, 3, 0] > 0 and (bump.grad[1, 3, 0] < 0) and bump.grad[0, 0, 0] == 0
+
+
 def _mean_smallest_scale(trainer: Trainer) -> float:
     """Mean smallest child scale of the Gaussians decoded for every training view."""
     from momentum_gs.trained import merge_checkpoint
@@ -77,7 +105,7 @@ def _mean_smallest_scale(trainer: Trainer) -> float:
 
 @pytest.mark.slow
 def test_training_with_the_geometry_terms(tiny_config, tmp_path):
-    """Both terms are logged (the depth-normal one 0 before its start step), the loss stays finite, and
+    """The terms are logged (the depth-normal one 0 before its start step), the loss stays finite, and
     flattening makes the Gaussians flatter than the same run without it."""
     scene = load_scene(tiny_config.data)
     plain = Trainer(tiny_config, scene, tmp_path / "plain", torch.device("cpu"))
@@ -85,10 +113,12 @@ def test_training_with_the_geometry_terms(tiny_config, tmp_path):
     tiny_config.geometry.lambda_flatten = 100.0
     tiny_config.geometry.lambda_depth_normal = 0.1
     tiny_config.geometry.depth_normal_from = 12
+    tiny_config.geometry.lambda_depth_smooth = 0.5
     shaped = Trainer(tiny_config, scene, tmp_path / "shaped", torch.device("cpu"))
     shaped.train()
     log = [json.loads(line) for line in open(Path(tmp_path / "shaped" / "train.log"))]
     assert all(r["depth_normal"] == 0 for r in log[:12]) and all(r["depth_normal"] > 0 for r in log[12:])
     assert all(r["flatten"] > 0 for r in log) and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert all(r["depth_smooth"] >= 0 for r in log) and any(r["depth_smooth"] > 0 for r in log)
     assert "flatten" not in json.loads(open(tmp_path / "plain" / "train.log").readline())
     assert _mean_smallest_scale(shaped) < 0.8 * _mean_smallest_scale(plain)

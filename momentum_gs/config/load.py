@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from momentum_gs.config.shipped import find_config
-from momentum_gs.config.tree import BACKEND_ALIASES, GEOMETRY_PRESETS, Config, OptimConfig
+from momentum_gs.config.tree import BACKEND_ALIASES, GEOMETRY_PRESETS, GEOMETRY_TERMS, Config, OptimConfig
 from momentum_gs.errors import UserError
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.io.schema import read_text
@@ -334,7 +334,7 @@ RANGES: dict[str, Range] = {
                               "1024 is as large as the images, so tiling stops sorting anything out"),
     "render.background": Range(0, 1, why="a colour's channels, in [0, 1] like the images'"),
     "render.near": Range(0, FLOAT32_MAX, why=f"camera depths in world units, at most {_FLOAT32}"),
-    **{f"geometry.lambda_{term}": WEIGHT for term in ("flatten", "depth_normal", "sparse_depth", "multiview")},
+    **{f"geometry.lambda_{term}": WEIGHT for term in GEOMETRY_TERMS},
     "geometry.sparse_depth_holdout": HOLDOUT, "geometry.depth_normal_from": STEP, "geometry.multiview_from": STEP,
     "geometry.multiview_until": STEP, "geometry.multiview_every": STEPS,
     "log.progress_every": STEPS, "log.image_every": EVERY, "log.checkpoint_every": EVERY,

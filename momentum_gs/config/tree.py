@@ -22,6 +22,7 @@ ViewDeal = Literal["pairs", "sfm"]
 WandbMode = Literal["offline", "online"]
 Switch = Literal["auto", "true", "false"]
 GeometryPreset = Literal["none", "maps"]  # geometry.preset
+GEOMETRY_TERMS = ("flatten", "depth_normal", "sparse_depth", "multiview", "depth_smooth")  # geometry.lambda_*
 # What each geometry.preset sets, for the keys a config does not give (docs/decisions/0023): "maps", the SfM points
 # as depth anchors, an anchor grid bounded by the photos' pixels and the multi-view term on every third step
 GEOMETRY_PRESETS: dict[str, dict[str, float | int]] = {
@@ -164,6 +165,8 @@ class GeometryConfig:
     multiview_from: int = 500  # a block's step from which the multi-view term applies (a surface forms first)
     multiview_until: int = 0  # a block's step after which it no longer applies (0: to the last step)
     multiview_every: int = 1  # the term on every n-th step of a block only (each view's surface kept at every step)
+    # weight of the rendered depth's steps between neighbouring pixels where the photo shows no edge there
+    lambda_depth_smooth: float = 0.0
     # "none" (the reference) or "maps" (what `mgs run` trains with): the SfM points as depth anchors, an anchor grid
     # bounded by the photos' pixels and the multi-view term on every third step, where the config does not give them
     preset: GeometryPreset = "none"

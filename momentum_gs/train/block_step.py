@@ -10,7 +10,8 @@ from typing import Callable
 import torch
 
 from momentum_gs.config import Config
-from momentum_gs.losses import depth_normal_loss, flatten_loss, psnr, reconstruction_loss, sparse_depth_loss
+from momentum_gs.losses import (depth_normal_loss, depth_smooth_loss, flatten_loss, psnr, reconstruction_loss,
+                                sparse_depth_loss)
 from momentum_gs.model.decoder import Decoder
 from momentum_gs.model.gaussian_scene import render_view
 from momentum_gs.model.optim import decay_steps, retarget_schedules, update_learning_rates
@@ -60,7 +61,7 @@ class BlockStep:
         decoder = block.decoder or self.decoder
         geometry = self.cfg.geometry
         depth_normal = geometry.lambda_depth_normal > 0 and step > geometry.depth_normal_from
-        depth = geometry.lambda_sparse_depth > 0 or geometry.lambda_multiview > 0
+        depth = max(geometry.lambda_sparse_depth, geometry.lambda_multiview, geometry.lambda_depth_smooth) > 0
         extras = ("depth", "normal") if depth_normal else ("depth",) if depth else ()
         seen, self.view_work = [], []
         for view_index, gt in pairs:
@@ -138,6 +139,10 @@ class BlockStep:
             term = geometry.lambda_sparse_depth * sparse_depth_loss(view.output.depth, view.output.alpha, known.pixels,
                                                                     known.depths, known.weights)
             parts["sparse_depth"] = term.detach()
+            loss = loss + term
+        if geometry.lambda_depth_smooth > 0:
+            term = geometry.lambda_depth_smooth * depth_smooth_loss(view.output.depth, view.output.alpha, gt)
+            parts["depth_smooth"] = term.detach()
             loss = loss + term
         if self.teacher is not None:
             cons, _ = self.teacher.consistency(view.gaussians, teacher.gradient, decoder)
