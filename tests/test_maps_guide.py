@@ -11,24 +11,11 @@ import pytest
 from momentum_gs.maps.guide import SPREAD, guided_median
 from momentum_gs.maps.make import summary_lines
 from momentum_gs.maps.ortho import NODATA
-
-CELL = 0.5  # a pixel's size, in the heights' units
-ROOF, GROUND = (200, 90, 60), (120, 120, 120)
-
-
-def _a_building() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(heights [60, 80], colours [60, 80, 3], spread [60, 80]): a 20 × 30-cell roof 12 above flat ground, its
-    colours as they are, every height agreed on by the photos (spread a tenth of a cell)."""
-    dsm = np.zeros((60, 80), np.float32)
-    dsm[20:40, 25:55] = 12.0
-    colour = np.empty((60, 80, 3), np.uint8)
-    colour[:] = GROUND
-    colour[20:40, 25:55] = ROOF
-    return dsm, colour, np.full(dsm.shape, 0.1 * CELL, np.float32)
+from tests.helpers.dsm_building import CELL, GROUND, a_building
 
 
 def test_ground_drawn_at_the_roofs_height_beside_it_goes_back_down():
-    truth, colour, spread = _a_building()
+    truth, colour, spread = a_building()
     drawn = truth.copy()
     drawn[40:43, 25:55] = 12.0  # the roof drawn 3 cells too far south, where the orthophoto shows the ground
     spread[40:43, 25:55] = 12.0  # and the photos put those cells at heights 12 apart
@@ -39,7 +26,7 @@ def test_ground_drawn_at_the_roofs_height_beside_it_goes_back_down():
 
 
 def test_a_wide_spread_gives_way_to_the_heights_the_photos_agree_on():
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building()
     colour[:] = GROUND  # no colour to tell roof from ground
     dsm[5:10, 5:10] = 4.0  # a 5 × 5 patch drawn high: its middle's window holds 25 of its cells and 24 others
     spread[5:10, 5:10] = 2 * SPREAD * CELL  # which the photos disagree on
@@ -51,7 +38,7 @@ def test_a_wide_spread_gives_way_to_the_heights_the_photos_agree_on():
 
 def test_only_heights_that_are_there_are_chosen_and_the_cells_without_one_stay():
     rng = np.random.default_rng(0)
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building()
     dsm += rng.normal(0, 0.2, dsm.shape).astype(np.float32)
     colour = np.clip(colour + rng.normal(0, 20, colour.shape), 0, 255).astype(np.uint8)
     spread = rng.uniform(0, 20 * CELL, dsm.shape).astype(np.float32)
@@ -81,7 +68,7 @@ def test_past_the_maps_border_nothing_counts():
 
 def test_the_bands_give_the_map_worked_whole():
     rng = np.random.default_rng(1)
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building()
     dsm += rng.normal(0, 0.3, dsm.shape).astype(np.float32)
     spread = rng.uniform(0, 10 * CELL, dsm.shape).astype(np.float32)
     dsm[rng.random(dsm.shape) < 0.02] = NODATA

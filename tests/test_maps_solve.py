@@ -11,24 +11,11 @@ from momentum_gs.maps.guide import guided_median
 from momentum_gs.maps.make import summary_lines
 from momentum_gs.maps.ortho import NODATA
 from momentum_gs.maps.solve import REACH, SPREAD, solved_heights
-
-CELL = 0.5  # a pixel's size, in the heights' units
-ROOF, GROUND = (200, 90, 60), (120, 120, 120)
-
-
-def _a_building() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(heights [60, 80], colours [60, 80, 3], spread [60, 80]): a 20 × 30-cell roof 12 above flat ground, its
-    colours as they are, every height agreed on by the photos (spread a tenth of a cell)."""
-    dsm = np.zeros((60, 80), np.float32)
-    dsm[15:35, 25:55] = 12.0
-    colour = np.empty((60, 80, 3), np.uint8)
-    colour[:] = GROUND
-    colour[15:35, 25:55] = ROOF
-    return dsm, colour, np.full(dsm.shape, 0.1 * CELL, np.float32)
+from tests.helpers.dsm_building import CELL, a_building
 
 
 def test_a_roof_drawn_past_the_guides_reach_comes_back():
-    truth, colour, spread = _a_building()
+    truth, colour, spread = a_building(15)
     drawn = truth.copy()
     drawn[35:41, 25:55] = 12.0  # the roof drawn 6 cells too far south, where the orthophoto shows the ground
     spread[35:41, 25:55] = 4 * SPREAD * CELL  # and the photos disagree on those cells
@@ -40,7 +27,7 @@ def test_a_roof_drawn_past_the_guides_reach_comes_back():
 
 def test_every_height_is_one_the_map_had_around_it():
     rng = np.random.default_rng(1)
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building(15)
     dsm = dsm + rng.normal(0.0, 0.3 * CELL, dsm.shape).astype(np.float32)
     spread[:] = rng.uniform(0.0, 3 * SPREAD * CELL, dsm.shape)  # agreed on here and there
     found = solved_heights(dsm, colour, spread, CELL)
@@ -51,7 +38,7 @@ def test_every_height_is_one_the_map_had_around_it():
 
 def test_heights_the_photos_agree_on_stay_and_a_flat_map_stays_flat():
     rng = np.random.default_rng(0)
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building(15)
     noisy = dsm + rng.normal(0.0, 0.2 * CELL, dsm.shape).astype(np.float32)
     found = solved_heights(noisy, colour, spread, CELL)
     assert np.abs(found - noisy).max() < CELL  # agreed on: within a cell of its own height
@@ -61,7 +48,7 @@ def test_heights_the_photos_agree_on_stay_and_a_flat_map_stays_flat():
 
 
 def test_cells_without_a_height_stay_so():
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building(15)
     dsm[0:5, :] = NODATA  # the north edge of the map undrawn
     spread[0:5, :] = NODATA
     dsm[25, 45] = NODATA  # a hole in the roof
@@ -82,7 +69,7 @@ def test_mgs_ortho_says_what_the_solve_moved():
 
 def test_the_map_solved_in_bands_is_the_map_solved_whole():
     rng = np.random.default_rng(2)
-    dsm, colour, spread = _a_building()
+    dsm, colour, spread = a_building(15)
     dsm = np.tile(dsm, (3, 1)) + rng.normal(0.0, 0.5 * CELL, (180, 80)).astype(np.float32)
     colour, spread = np.tile(colour, (3, 1, 1)), rng.uniform(0.0, 4 * SPREAD * CELL, (180, 80)).astype(np.float32)
     whole = solved_heights(dsm, colour, spread, CELL)
