@@ -123,7 +123,7 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         agreement = spread(shift)
         after = guided_median(before, colour, agreement, grid.gsd, show_progress=show_progress)
         guided = drawn & (after.ravel() != before.ravel())
-        settled = solved_heights(after, colour, agreement, grid.gsd).ravel()
+        settled = solved_heights(after, colour, agreement, grid.gsd, show_progress=show_progress).ravel()
         solved = drawn & (np.abs(settled - after.ravel()) > grid.gsd)
         shift[drawn] = settled[drawn] - heights[drawn]
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell has no height
