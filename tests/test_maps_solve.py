@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from momentum_gs.maps.guide import guided_median
+from momentum_gs.maps.guide import REACH, SPREAD, guided_median
 from momentum_gs.maps.make import summary_lines
 from momentum_gs.maps.ortho import NODATA
-from momentum_gs.maps.solve import REACH, SPREAD, solved_heights
+from momentum_gs.maps.solve import solved_heights
 from tests.helpers.dsm_building import CELL, a_building
 
 

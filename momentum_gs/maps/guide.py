@@ -38,13 +38,20 @@ def guided_median(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell:
     their windows (module notes). ``colour``: [H, W, 3] the orthophoto's; ``spread``: [H, W] each height's spread
     over the photos (NODATA where fewer than two see it); ``cell``: a pixel's size in the heights' units;
     ``show_progress``: a bar of the bands done."""
-    trust = np.where(spread == NODATA, 0.5, 1.0 / (1.0 + (spread / (SPREAD * cell)) ** 2)).astype(np.float32)
-    trust[dsm == NODATA] = 0.0  # a cell without a height gives none
+    trust = spread_trust(dsm, spread, cell)
     found = dsm.copy()
     rows = max(1, band_cells // max(dsm.shape[1], 1))
     work = partial(_band, dsm, colour, trust, found, rows=rows, reach=reach)
     in_bands(work, dsm.shape[0], rows, "guide", "--no-guide", show_progress)  # each band writes its rows of found
     return found
+
+
+def spread_trust(dsm: np.ndarray, spread: np.ndarray, cell: float) -> np.ndarray:
+    """[H, W] float32 how far each height of ``dsm`` is trusted, from its ``spread`` over the photos (module notes):
+    1 / (1 + (s / (:data:`SPREAD` cells))²); 0.5 without a spread (NODATA); 0 where ``dsm`` has no height."""
+    trust = np.where(spread == NODATA, 0.5, 1.0 / (1.0 + (spread / (SPREAD * cell)) ** 2)).astype(np.float32)
+    trust[dsm == NODATA] = 0.0  # a cell without a height gives none
+    return trust
 
 
 def _band(dsm: np.ndarray, colour: np.ndarray, trust: np.ndarray, found: np.ndarray, start: int, rows: int,

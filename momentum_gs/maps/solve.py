@@ -9,15 +9,16 @@ heights apart: its spread (:mod:`momentum_gs.maps.spread`) is wide. This step fi
 
 over the cells i with a height h (the second sum over the pairs of cells side by side or one above the other), the
 edge-aware smoothing of Farbman et al. (2008) with a confidence per cell, as the fast bilateral solver of Barron
-and Poole (2016) refines a depth map. A cell's confidence c is 1 / (1 + (s / (:data:`SPREAD` cells))²) for s its
-spread (one without a spread, seen by fewer than two photos, counts as one whose spread is :data:`SPREAD` cells); a
-pair's weight w is exp(−d² / (2 :data:`COLOUR`²)), for d the distance of their colours in the orthophoto (RGB,
-0-255). Where the photos agree (c near 1) a height stays within a fraction of a pixel of its own; where they do not,
-it takes the heights that colour-alike cells around it hold, from as far as that colour reaches.
+and Poole (2016) refines a depth map. A cell's confidence c is the guided median's trust in it,
+1 / (1 + (s / (:data:`~momentum_gs.maps.guide.SPREAD` cells))²) for s its spread (one without a spread, seen by
+fewer than two photos, counts as one whose spread is that many cells); a pair's weight w is
+exp(−d² / (2 :data:`COLOUR`²)), for d the distance of their colours in the orthophoto (RGB, 0-255). Where the photos
+agree (c near 1) a height stays within a fraction of a pixel of its own; where they do not, it takes the heights that
+colour-alike cells around it hold, from as far as that colour reaches.
 The solved heights blend a roof's into the ground's where the photos disagree on a cell; each then takes the nearest
-of the heights the map had in the :data:`REACH` cells around it, as the guided median picks one of them: no height is
-made up between a roof and the ground. docs/benchmarks/maps.md measures what it changes, against the synthetic
-city's truth and against brighton_beach's SfM points that the training never saw.
+of the heights the map had in the :data:`~momentum_gs.maps.guide.REACH` cells each way around it, as the guided
+median picks one of them: no height is made up between a roof and the ground. docs/benchmarks/maps.md measures what
+it changes, against the synthetic city's truth and against brighton_beach's SfM points that the training never saw.
 
 The linear system (c + WEIGHT · L) x = c h, L the weighted graph Laplacian of the cells, is symmetric positive
 definite; it is solved by SciPy's conjugate gradients, preconditioned by its diagonal, its product taken from the
@@ -35,20 +36,19 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, cg
 
 from momentum_gs.maps.bands import in_bands
+from momentum_gs.maps.guide import REACH, spread_trust
 from momentum_gs.maps.ortho import NODATA
 
 WEIGHT = 1.0  # the smoothness against a confidence of 1: a cell the photos agree on moves little
 COLOUR = 7.0  # the colour distance (RGB, 0-255) at which a pair's weight falls to exp(-1/2)
-SPREAD = 8.0  # pixels' size of spread at which a cell's confidence halves
 ITERATIONS = 400  # conjugate-gradient iterations at most
 TOLERANCE = 1e-6  # the residual, relative to the right-hand side's, at which they stop
-REACH = 3  # cells each way whose heights a solved height may take (the guided median's window)
 BAND_CELLS = 1 << 20  # cells of the map a thread solves at once, besides its margins
 MARGIN = 48  # rows solved on each side of a band's own, which a band's heights hardly feel past a few cells
 
 
-def solved_heights(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell: float,
-                   iterations: int = ITERATIONS, band_cells: int = BAND_CELLS, show_progress: bool = False) -> np.ndarray:
+def solved_heights(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell: float, iterations: int = ITERATIONS,
+                   band_cells: int = BAND_CELLS, show_progress: bool = False) -> np.ndarray:
     """The heights of ``dsm`` ([H, W], :data:`~momentum_gs.maps.ortho.NODATA` where none) settled over the map (module
     notes). ``colour``: [H, W, 3] the orthophoto's; ``spread``: [H, W] each height's spread over the photos (NODATA
     where fewer than two see it); ``cell``: a pixel's size in the heights' units; ``show_progress``: a bar of the
@@ -62,7 +62,8 @@ def solved_heights(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell
 
 def _band(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell: float, found: np.ndarray, rows: int,
           iterations: int, start: int) -> None:
-    """The rows ``start`` to ``start + rows`` of ``found``: :func:`_solved` on them and :data:`MARGIN` rows each side."""
+    """The rows ``start`` to ``start + rows`` of ``found``: :func:`_solved` on them and on :data:`MARGIN` rows each
+    side."""
     end = min(start + rows, dsm.shape[0])
     low, high = max(0, start - MARGIN), min(dsm.shape[0], end + MARGIN)
     part = _solved(dsm[low:high], colour[low:high], spread[low:high], cell, iterations)
@@ -74,8 +75,7 @@ def _solved(dsm: np.ndarray, colour: np.ndarray, spread: np.ndarray, cell: float
     drawn = dsm != NODATA
     if not drawn.any():
         return dsm.copy()
-    confidence = np.where(spread == NODATA, 0.5, 1.0 / (1.0 + (spread / (SPREAD * cell)) ** 2)).astype(np.float32)
-    confidence[~drawn] = 0.0
+    confidence = spread_trust(dsm, spread, cell)
     across = WEIGHT * _pair_weights(colour, drawn, 1)  # [H, W - 1], each cell with the one east of it
     down = WEIGHT * _pair_weights(colour, drawn, 0)  # [H - 1, W], each cell with the one south of it
     diagonal = confidence + np.float32(1e-6)  # a cell cut off from all others keeps its height
