@@ -1,13 +1,15 @@
 """Score the maps of `mgs ortho` (RUN/maps, or --maps DIR).
 
-    python scripts/ortho_check.py RUN [--maps DIR] [--json OUT] [--floor]
+    python scripts/ortho_check.py RUN [--maps DIR] [--json OUT] [--floor] [--seen]
 
 A synthetic scene (`mgs synth`): the orthophoto against the city's true orthophoto (vertical rays into the ray-cast
 city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres),
 over the whole map and under the cameras (the convex hull of the training cameras' centres), and where the maps
 have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels). With --floor, the same scores of
 perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by the same renderer and
-despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can beat.
+despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can beat. With --seen, the
+DSM's error away from height steps over the pixels whose true surface at least 1, 2, 3, 5 or 8 training photos see
+(ray-cast into the city): what the photos can fix.
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres); where the training kept every n-th point out of its SfM
@@ -37,7 +39,7 @@ from momentum_gs.maps.despike import despike  # noqa: E402
 from momentum_gs.maps.guide import guided_median  # noqa: E402
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, splat_map  # noqa: E402
 from momentum_gs.maps.solve import solved_heights  # noqa: E402
-from tests.helpers.map_truth import laid_on_the_city, score, true_maps  # noqa: E402
+from tests.helpers.map_truth import laid_on_the_city, photos_seeing, score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
 
 SHIFTS = np.arange(-4.0, 4.0 + 1e-9, 0.25)  # pixels tried along each axis
@@ -116,9 +118,7 @@ def away_from_steps(rgba: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metr
     """The DSM's RMSE (metres) over the drawn pixels more than ``reach`` pixels from a step of over ``step_m`` in
     the true heights, and the share of the squared error within that reach of one."""
     drawn = (rgba[..., 3] >= round(255 * SOLID)) & (dsm != NODATA)
-    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
-    truth = heights.astype(np.float32)
-    near = (cv2.dilate(truth, kernel) - cv2.erode(truth, kernel)) > step_m
+    near = near_steps(heights, reach, step_m)
     squared = (dsm.astype(np.float64) * metres - heights) ** 2
     return {"dsm_rmse_away_from_steps_m": float(np.sqrt(squared[drawn & ~near].mean())),
             "squared_error_near_steps": float(squared[drawn & near].sum() / squared[drawn].sum())}
@@ -147,6 +147,33 @@ def floor_under_cameras(data: Path, grid: MapGrid, under: np.ndarray, colour: np
 
 
 SPREAD_BANDS_PX = (0, 0.5, 1, 2, 5, 10, 30, np.inf)  # the spread's bands the error is told by, pixels
+
+
+def near_steps(heights: np.ndarray, reach: int = 5, step_m: float = 1.0) -> np.ndarray:
+    """[H, W] bool: within ``reach`` pixels of a step of over ``step_m`` in the true ``heights`` (metres)."""
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    truth = heights.astype(np.float32)
+    return (cv2.dilate(truth, kernel) - cv2.erode(truth, kernel)) > step_m
+
+
+SEEN_AT_LEAST = (1, 2, 3, 5, 8)  # photos that see a pixel's true surface, the --seen figures are given from
+
+
+def seen_check(run: Path, data: Path, grid: MapGrid, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray,
+               metres: float) -> dict:
+    """Away from height steps, under the cameras: the DSM's RMSE (metres) over the pixels whose true surface at
+    least k training photos see (k in :data:`SEEN_AT_LEAST`; tests/helpers/map_truth.py's ``photos_seeing``), the
+    share of those pixels and the share of the squared error in the rest."""
+    city, _ = city_of(data)
+    cfg, _, _ = load_run(run)
+    count = photos_seeing(city, metres, grid, heights, load_scene(cfg.data, images=False).train)
+    away = (under[..., 3] >= round(255 * SOLID)) & (dsm != NODATA) & ~near_steps(heights)
+    squared = (dsm.astype(np.float64) * metres - heights) ** 2
+    rows = [{"at_least": k, "share": float((away & (count >= k)).sum() / away.sum()),
+             "dsm_rmse_away_from_steps_m": float(np.sqrt(squared[away & (count >= k)].mean())),
+             "squared_error_in_the_rest": float(squared[away & (count < k)].sum() / squared[away].sum())}
+            for k in SEEN_AT_LEAST if (away & (count >= k)).any()]
+    return {"photos_median": float(np.median(count[away])), "by_photos": rows}
 
 
 def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metres: float,
@@ -211,6 +238,9 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="on a synthetic scene, also score perfect geometry on the same grid (about a minute for "
                              "a million pixels)")
+    parser.add_argument("--seen", action="store_true",
+                        help="on a synthetic scene, also the error away from height steps by how many training photos "
+                             "see the true surface, ray-cast (about 15 s for a million pixels and 100 photos)")
     args = parser.parse_args()
     folder = args.maps or args.run / "maps"
     rgba, dsm, summary = read_maps(folder)
@@ -233,6 +263,8 @@ def main() -> None:
                                                              summary.get("depth", "median"),
                                                              summary.get("despike_window", 0),
                                                              summary.get("dsm_guided") is not None)
+        if args.seen:
+            row["seen_under_cameras"] = seen_check(args.run, data, grid, under, dsm, heights, metres)
         row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)

@@ -14,11 +14,12 @@ from momentum_gs.config import DataConfig
 from momentum_gs.data import map_frame as frames
 from momentum_gs.data.scene import load_scene
 from momentum_gs.data.synthetic import city_of
+from momentum_gs.data.synthetic.render import cast_camera
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
 from momentum_gs.maps.spread import photo_spread
 from momentum_gs.model.standard import StandardGaussians
 from tests.helpers.generated_city import look_at
-from tests.helpers.map_truth import laid_on_the_city, true_maps
+from tests.helpers.map_truth import HIDDEN, laid_on_the_city, photos_seeing, true_maps
 
 SHARPER = 4  # the tiny city's 48 × 36 photos rendered this many times larger: pixels finer than the map's
 
@@ -102,3 +103,37 @@ def test_a_height_that_photos_see_through_is_taken_down_to_the_ground():
     assert np.abs(found.dsm[elsewhere] - dsm[elsewhere]).max() < 0.02  # the open ground stays
     alone = photo_spread(gaussians, [down, *slanted[:1]], frame, grid, dsm, show_progress=False)
     assert alone.dsm[centre].min() > 0.3  # one photo through it against one at it: it stays
+
+
+def test_the_photos_that_see_a_true_surface_are_those_no_building_hides_it_from(laid, tiny_scene):
+    """The check's count of the photos that see each cell's true surface (tests/helpers/map_truth.py): never more than
+    the photos that frame it; all of those on the tallest roof; fewer beside the buildings; and for each photo and
+    cell, the same answer as a ray cast from the photo through the point's exact place in it."""
+    _, _, grid, _, cameras, truth = laid
+    city, metres = city_of(tiny_scene)
+    count = photos_seeing(city, metres, grid, truth, cameras)
+    x, y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
+                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
+    points = np.column_stack([x.ravel() * metres, y.ravel() * metres, truth.ravel()])
+    framed, agree, asked = np.zeros(points.shape[0], np.int32), 0, 0
+    rng = np.random.default_rng(0)
+    for camera in cameras:
+        to_cam = camera.world_to_cam.double().numpy().copy()
+        to_cam[:3, 3] *= metres
+        K = camera.K.double().numpy()
+        local = points @ to_cam[:3, :3].T + to_cam[:3, 3]
+        pix = local[:, :2] / local[:, 2:] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+        inside = (local[:, 2] > 0) & (pix >= 0).all(1) & (pix < [camera.width, camera.height]).all(1)
+        framed += inside
+        some = rng.choice(np.flatnonzero(inside), 40, replace=False)
+        hits, o, _ = cast_camera(city, K, to_cam, pix[some])
+        open_line = hits.t >= np.linalg.norm(points[some] - o, axis=1) * (1 - HIDDEN) - 0.05
+        alone = photos_seeing(city, metres, grid, truth, [camera]).ravel()[some] == 1
+        agree, asked = agree + (open_line == alone).sum(), asked + len(some)
+    framed = framed.reshape(count.shape)
+    assert (count <= framed).all()
+    tallest = truth > truth.max() - 0.01
+    assert (count == framed)[tallest].mean() > 0.95  # its edges: a pixel's centre may pass beside the roof
+    hidden = (truth == 0) & (count < framed)
+    assert hidden.mean() > 0.1  # the walls hide ground beside them from the photos on their other side
+    assert agree / asked > 0.95, (agree, asked)

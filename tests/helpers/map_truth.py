@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from momentum_gs.data.synthetic import city_of
-from momentum_gs.data.synthetic.render import top_down
+from momentum_gs.data.synthetic.render import render, top_down
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid
 from momentum_gs.model.standard import SH_C0, StandardGaussians
 
 SUPERSAMPLE = 3  # rays per pixel along each axis for the truth's colour
+HIDDEN = 0.01  # a true surface point is hidden from a photo whose true depth at its pixel is this share nearer
 
 
 def laid_on_the_city(city, metres: float, grid: MapGrid) -> StandardGaussians:
@@ -69,3 +70,30 @@ def score(rgba: np.ndarray, dsm: np.ndarray, truth_colour: np.ndarray, truth_hei
     return {"pixels": int(drawn.sum()), "covered": float(drawn.mean()), "psnr": float(-10 * np.log10(error)),
             "shift_px": [float(dx), float(dy)], "dsm_rmse_m": float(np.sqrt((miss ** 2).mean())),
             "dsm_median_abs_m": float(np.median(np.abs(miss)))}
+
+
+def photos_seeing(city, metres: float, grid: MapGrid, heights: np.ndarray, cameras: list) -> np.ndarray:
+    """[H, W] int32: for each cell of ``grid``, the photos of ``cameras`` (the scene's frame, model units) that see
+    its true surface point, the cell's centre at its true height (``heights``, metres): it lies in the photo's frame
+    and no nearer surface of the city, ray-cast from the photo, hides it (the photo's true depth at the point's pixel
+    lies no more than :data:`HIDDEN` of the distance, and 5 cm, nearer than the point)."""
+    x, y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
+                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
+    points = np.column_stack([x.ravel() * metres, y.ravel() * metres, heights.ravel()])
+    count = np.zeros(points.shape[0], np.int32)
+    for camera in cameras:
+        world_to_cam = camera.world_to_cam.double().cpu().numpy().copy()
+        world_to_cam[:3, 3] *= metres  # the city is in metres
+        K = camera.K.double().cpu().numpy()
+        _, depth = render(city, K, world_to_cam, camera.width, camera.height, supersample=1, shadows=False,
+                          with_depth=True)
+        local = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+        z = local[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u, v = K[0, 0] * local[:, 0] / z + K[0, 2], K[1, 1] * local[:, 1] / z + K[1, 2]
+        inside = (z > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        rows, cols = np.clip(v[inside], 0, camera.height - 1), np.clip(u[inside], 0, camera.width - 1)
+        at = depth[rows.astype(int), cols.astype(int)]
+        seen = np.flatnonzero(inside)[z[inside] <= at * (1 + HIDDEN) + 0.05]
+        count[seen] += 1
+    return count.reshape(grid.height, grid.width)
