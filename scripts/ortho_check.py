@@ -165,8 +165,8 @@ def seen_check(run: Path, data: Path, grid: MapGrid, under: np.ndarray, dsm: np.
     least k training photos see (k in :data:`SEEN_AT_LEAST`; tests/helpers/map_truth.py's ``photos_seeing``), the
     share of those pixels and the share of the squared error in the rest."""
     city, _ = city_of(data)
-    cfg, _, _ = load_run(run)
-    count = photos_seeing(city, metres, grid, heights, load_scene(cfg.data, images=False).train)
+    cameras = load_scene(load_config(run / "config.yaml").data, images=False).train
+    count = photos_seeing(city, metres, grid, heights, cameras)
     away = (under[..., 3] >= round(255 * SOLID)) & (dsm != NODATA) & ~near_steps(heights)
     squared = (dsm.astype(np.float64) * metres - heights) ** 2
     rows = [{"at_least": k, "share": float((away & (count >= k)).sum() / away.sum()),

@@ -128,11 +128,15 @@ def test_the_check_scores_perfect_geometry_on_the_runs_own_grid(run, tmp_path):
     make_maps(run, tmp_path / "maps", show_progress=False)
     out = tmp_path / "check.json"
     subprocess.run([sys.executable, str(SCRIPTS / "ortho_check.py"), str(run), "--maps", str(tmp_path / "maps"),
-                    "--json", str(out), "--floor"], check=True, capture_output=True, timeout=600)
+                    "--json", str(out), "--floor", "--seen"], check=True, capture_output=True, timeout=600)
     found = json.loads(out.read_text())
     floor, trained, gsd = found["floor_under_cameras"], found["truth_under_cameras"], found["truth"]["gsd_m"]
     assert floor["pixels"] > 100 and floor["dsm_median_abs_m"] < 1e-6, floor
     assert floor["dsm_rmse_away_from_steps_m"] < 0.2 * gsd < floor["dsm_rmse_m"] <= trained["dsm_rmse_m"], found
+    # --seen: the pixels the photos see, fewer for each photo more asked for, most seen by at least one
+    rows = found["seen_under_cameras"]["by_photos"]
+    shares = [row["share"] for row in rows]
+    assert rows[0]["at_least"] == 1 and shares[0] > 0.9 and shares == sorted(shares, reverse=True), rows
 
 
 @pytest.mark.slow
