@@ -10,9 +10,9 @@ import pytest
 
 from momentum_gs.data.colmap.folder import read_model
 from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
-from momentum_gs.data.synthetic import (PRESETS, flight_path, intrinsics, look_at_pose, make_synthetic_scene,
-                                        scene_bounds)
-from momentum_gs.data.synthetic.city import BOX_BUILDING, make_city
+from momentum_gs.data.synthetic import (PRESETS, city_of, flight_path, intrinsics, look_at_pose,
+                                        make_synthetic_scene, scene_bounds)
+from momentum_gs.data.synthetic.city import BOX_BUILDING, GRAIN, ground_albedo, make_city
 from momentum_gs.data.synthetic.render import cast_camera, render
 from momentum_gs.errors import UserError
 
@@ -157,6 +157,22 @@ def test_vary_exposure_changes_brightness_only(tiny, tmp_path):
     assert np.all((ratios > 0.75) & (ratios < 1.25)) and ratios.std() > 0.03
 
 
+def test_ground_grain_varies_the_ground_from_square_to_square_and_nothing_else(tiny, tmp_path):
+    """``ground_grain``: the ground's albedo changes from one 15 cm square to the next, as a photo's pixel sees gravel
+    or asphalt; the city, the poses and the roofs stay those of the scene without it."""
+    grained = make_synthetic_scene(tmp_path / "grain", "tiny", seed=0, ground_grain=0.3)
+    city, grain_city = city_of(tiny)[0], city_of(grained)[0]
+    assert grain_city.ground_grain == 0.3 and np.array_equal(city.box_max, grain_city.box_max)
+    x = (np.arange(133) - 66) * GRAIN + GRAIN / 2  # 20 m along y = 0.3 m, a square each
+    xy = np.column_stack([x, np.full(x.size, 0.3)])
+    step = lambda c: np.median(np.abs(np.diff(ground_albedo(c, xy).mean(1))))  # noqa: E731 the next square
+    assert step(city) < 0.005 < 0.05 < step(grain_city)
+    assert np.array_equal(ground_albedo(grain_city, xy), ground_albedo(grain_city, xy))  # no state: the same again
+    files, grained_files = _files(tiny), _files(grained)
+    assert all(files[f"{split}/sparse/0/images.bin"] == grained_files[f"{split}/sparse/0/images.bin"]
+               for split in ("train", "val"))
+
+
 def test_nadir_camera_hits_ground_and_roof_at_their_depth():
     city = make_city(np.random.default_rng(3), (2, 2))
     K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 24.0], [0.0, 0.0, 1.0]])
@@ -187,6 +203,8 @@ def test_bad_settings_are_user_errors(tmp_path):
         make_synthetic_scene(tmp_path / "a", "huge")
     with pytest.raises(UserError, match="colour"):
         make_synthetic_scene(tmp_path / "b", "tiny", colour="red")
+    with pytest.raises(UserError, match="out of range"):
+        make_synthetic_scene(tmp_path / "g", "tiny", ground_grain=1.5)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="not empty"):

@@ -16,6 +16,7 @@ BOX_BUILDING, BOX_ROOFTOP, BOX_TRUNK = 0, 1, 2
 SIDEWALK = 2.0  # metres of pavement along every block edge
 FLOOR_HEIGHT = 3.5  # metres per storey (window rows)
 FIELD_SIZE = 28.0  # metres per countryside field cell
+GRAIN = 0.15  # metres a side of the squares the ground's grain varies over (City.ground_grain)
 
 FACADES = np.array([[0.80, 0.75, 0.66], [0.62, 0.36, 0.28], [0.70, 0.70, 0.72], [0.88, 0.86, 0.82],
                     [0.55, 0.61, 0.68], [0.78, 0.63, 0.46]])
@@ -43,6 +44,8 @@ class City:
         field_color: [64, 64, 3] countryside field albedos, indexed by field cell modulo 64.
         ground_waves: [K, 4] (kx, ky, phase, amplitude) of the low-frequency ground noise (rad/m).
         detail_waves: [K, 5] (kx, ky, kz, phase, amplitude) of the canopy noise.
+        ground_grain: the ground's albedo varies by up to this share (±) from one :data:`GRAIN` square to the next,
+            as gravel, asphalt and grass do at a drone photo's pixel; 0: the ground's texture is its waves alone.
     """
 
     blocks: tuple[int, int]
@@ -62,6 +65,7 @@ class City:
     field_color: np.ndarray
     ground_waves: np.ndarray
     detail_waves: np.ndarray
+    ground_grain: float = 0.0
 
     @property
     def pitch(self) -> float:
@@ -228,7 +232,11 @@ def ground_albedo(city: City, xy: np.ndarray) -> np.ndarray:
     only_x, only_y = on_road & (q[:, 1] >= road), on_road & (q[:, 0] >= road)  # roads along y / along x
     out[only_x & _road_paint(xy[:, 1], q[:, 0], road)] = LANE_PAINT
     out[only_y & _road_paint(xy[:, 0], q[:, 1], road)] = LANE_PAINT
-    return out * (1.0 + 0.18 * noise(xy, city.ground_waves))[:, None]
+    out = out * (1.0 + 0.18 * noise(xy, city.ground_waves))[:, None]
+    if city.ground_grain:
+        square = np.floor(xy / GRAIN).astype(np.int64)
+        out = out * (1.0 + city.ground_grain * (2.0 * _hash(square[:, 0], square[:, 1]) - 1.0))[:, None]
+    return out
 
 
 def _hash(*ints: np.ndarray) -> np.ndarray:
