@@ -102,7 +102,7 @@ def _height_figures(difference: np.ndarray) -> dict:
 def under_cameras(run: Path, grid: MapGrid) -> np.ndarray:
     """[H, W] uint8, 1 inside the convex hull of the training cameras' centres on the map (what the flight
     flew over), 0 outside."""
-    cfg, _, _ = load_run(run)
+    cfg = load_config(run / "config.yaml")
     scene = load_scene(cfg.data, images=False)
     centres = np.stack([camera.center.detach().double().cpu().numpy() for camera in scene.train])
     frame = frame_of(centres, scene.train, read_georef(Path(cfg.data.path)), cfg.data.path)

@@ -19,7 +19,7 @@ from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
 from momentum_gs.maps.spread import photo_spread
 from momentum_gs.model.standard import StandardGaussians
 from tests.helpers.generated_city import look_at
-from tests.helpers.map_truth import HIDDEN, laid_on_the_city, photos_seeing, true_maps
+from tests.helpers.map_truth import HIDDEN, cell_centres, laid_on_the_city, photos_seeing, true_maps
 
 SHARPER = 4  # the tiny city's 48 × 36 photos rendered this many times larger: pixels finer than the map's
 
@@ -112,9 +112,7 @@ def test_the_photos_that_see_a_true_surface_are_those_no_building_hides_it_from(
     _, _, grid, _, cameras, truth = laid
     city, metres = city_of(tiny_scene)
     count = photos_seeing(city, metres, grid, truth, cameras)
-    x, y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
-                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
-    points = np.column_stack([x.ravel() * metres, y.ravel() * metres, truth.ravel()])
+    points = np.column_stack([cell_centres(grid) * metres, truth.ravel()])
     framed, agree, asked = np.zeros(points.shape[0], np.int32), 0, 0
     rng = np.random.default_rng(0)
     for camera in cameras:

@@ -39,6 +39,13 @@ def laid_on_the_city(city, metres: float, grid: MapGrid) -> StandardGaussians:
                              torch.tensor((colour - 0.5) / SH_C0)[:, None, :])
 
 
+def cell_centres(grid: MapGrid) -> np.ndarray:
+    """[H * W, 2] map (x, y) of the centres of ``grid``'s cells, row by row (model units)."""
+    x, y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
+                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
+    return np.column_stack([x.ravel(), y.ravel()])
+
+
 def true_maps(scene_dir: Path, grid: MapGrid) -> tuple[np.ndarray, np.ndarray, float]:
     """The truth on ``grid`` (the scene's own frame, model units): [H, W, 3] colour in [0, 1], [H, W] heights in
     metres, and the scene's metres per unit."""
@@ -50,10 +57,7 @@ def true_maps(scene_dir: Path, grid: MapGrid) -> tuple[np.ndarray, np.ndarray, f
     xy = np.column_stack([x.ravel(), y.ravel()]) * metres
     colour, _ = top_down(city, xy, city.bounds()[1, 2] + 10.0)
     colour = colour.reshape(grid.height, s, grid.width, s, 3).mean(axis=(1, 3))
-    centres_x, centres_y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
-                                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
-    _, heights = top_down(city, np.column_stack([centres_x.ravel(), centres_y.ravel()]) * metres,
-                          city.bounds()[1, 2] + 10.0, shadows=False)
+    _, heights = top_down(city, cell_centres(grid) * metres, city.bounds()[1, 2] + 10.0, shadows=False)
     return colour, heights.reshape(grid.height, grid.width), metres
 
 
@@ -77,9 +81,7 @@ def photos_seeing(city, metres: float, grid: MapGrid, heights: np.ndarray, camer
     its true surface point, the cell's centre at its true height (``heights``, metres): it lies in the photo's frame
     and no nearer surface of the city, ray-cast from the photo, hides it (the photo's true depth at the point's pixel
     lies no more than :data:`HIDDEN` of the distance, and 5 cm, nearer than the point)."""
-    x, y = np.meshgrid(grid.x0 + (np.arange(grid.width) + 0.5) * grid.gsd,
-                       grid.y0 - (np.arange(grid.height) + 0.5) * grid.gsd)
-    points = np.column_stack([x.ravel() * metres, y.ravel() * metres, heights.ravel()])
+    points = np.column_stack([cell_centres(grid) * metres, heights.ravel()])
     count = np.zeros(points.shape[0], np.int32)
     for camera in cameras:
         world_to_cam = camera.world_to_cam.double().cpu().numpy().copy()
