@@ -272,6 +272,9 @@ def main() -> None:
         if args.floor:
             print(f"--floor: {data} is not a synthetic scene (mgs synth), so there is no true city to lay Gaussians "
                   "on; the other scores follow", file=sys.stderr)
+        if args.seen:
+            print(f"--seen: {data} is not a synthetic scene (mgs synth), so there is no true city to count the "
+                  "photos that see it; the other scores follow", file=sys.stderr)
         if args.picture:
             picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:

@@ -135,3 +135,25 @@ def test_the_photos_that_see_a_true_surface_are_those_no_building_hides_it_from(
     hidden = (truth == 0) & (count < framed)
     assert hidden.mean() > 0.1  # the walls hide ground beside them from the photos on their other side
     assert agree / asked > 0.95, (agree, asked)
+
+
+def test_the_check_says_in_a_line_when_a_scene_has_no_truth(tmp_path, monkeypatch, capsys):
+    """``scripts/ortho_check.py --floor --seen`` on a scene that is not synthetic: one line for each option on
+    stderr, the other scores printed."""
+    from types import SimpleNamespace
+
+    from tests.helpers.script_module import load_script
+
+    script = load_script("ortho_check")
+    summary = {"top_left": [0.0, 4.0], "gsd": 1.0, "width": 4, "height": 4, "covered": 1.0, "seconds": 0.0,
+               "crs": "none"}
+    monkeypatch.setattr(script, "read_maps", lambda folder: (np.zeros((4, 4, 4), np.uint8),
+                                                             np.zeros((4, 4), np.float32), summary))
+    monkeypatch.setattr(script, "load_config", lambda path: SimpleNamespace(data=SimpleNamespace(path=tmp_path)))
+    monkeypatch.setattr("sys.argv", ["ortho_check.py", str(tmp_path), "--floor", "--seen"])
+    script.main()
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["--floor", "--seen"]
+    assert all("not a synthetic scene" in line for line in lines)
+    assert '"covered": 1.0' in out
