@@ -5,9 +5,11 @@
 A synthetic scene (`mgs synth`): the orthophoto against the city's true orthophoto (vertical rays into the ray-cast
 city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres),
 over the whole map and under the cameras (the convex hull of the training cameras' centres), and where the maps
-have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels). With --floor, the same scores of
-perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by the same renderer and
-despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can beat. With --seen, the
+have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels), and away from height steps where
+the spread is at most 1, 2, 5 or 10 pixels: how far the heights the DSM vouches for can be trusted. With --floor,
+the same scores of perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by
+the same renderer and despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can
+beat. With --seen, the
 DSM's error away from height steps over the pixels whose true surface at least 1, 2, 3, 5 or 8 training photos see
 (ray-cast into the city): what the photos can fix.
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
@@ -180,7 +182,7 @@ def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.n
                  gsd_m: float) -> dict | None:
     """The DSM's error under the cameras by its spread (``dsm_spread.tif``; None without): per band of the spread,
     the share of the pixels, the error's RMSE and median (pixels); the share of pixels whose error is at most their
-    spread and one pixel."""
+    spread and one pixel; away from steps, the error where the spread is at most each of :data:`VOUCHED_PX`."""
     import rasterio
 
     if not (folder / "dsm_spread.tif").is_file():
@@ -199,7 +201,27 @@ def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.n
                          "rmse_px": float(np.sqrt(np.mean(error[inside] ** 2))),
                          "median_px": float(np.median(error[inside]))})
     return {"measured": float(measured.sum() / max(drawn.sum(), 1)), "bands": rows,
-            "within_spread_and_a_pixel": float(np.mean(error <= band + 1.0))}
+            "within_spread_and_a_pixel": float(np.mean(error <= band + 1.0)),
+            "away_from_steps_by_spread": _away_by_spread(error, band, ~near_steps(heights)[measured])}
+
+
+VOUCHED_PX = (1, 2, 5, 10)  # spreads up to which the DSM's error away from steps is given
+
+
+def _away_by_spread(error: np.ndarray, band: np.ndarray, away: np.ndarray) -> list[dict]:
+    """For each spread of :data:`VOUCHED_PX`, over the measured pixels ``away`` from steps: the share whose spread is
+    at most it, their error's RMSE (pixels, from ``error`` and ``band`` of :func:`spread_check`) and the share of the
+    squared error away from steps in the others."""
+    error, band = error[away], band[away]
+    total = max(float(np.sum(error ** 2)), 1e-12)
+    rows = []
+    for most in VOUCHED_PX:
+        inside = band <= most
+        if inside.any():
+            rows.append({"spread_at_most_px": most, "share": float(inside.mean()),
+                         "rmse_px": float(np.sqrt(np.mean(error[inside] ** 2))),
+                         "squared_error_in_the_rest": 1.0 - float(np.sum(error[inside] ** 2)) / total})
+    return rows
 
 
 def picture(rgba: np.ndarray, dsm: np.ndarray, colour: np.ndarray, heights: np.ndarray, metres: float,

@@ -137,6 +137,9 @@ def test_the_check_scores_perfect_geometry_on_the_runs_own_grid(run, tmp_path):
     rows = found["seen_under_cameras"]["by_photos"]
     shares = [row["share"] for row in rows]
     assert rows[0]["at_least"] == 1 and shares[0] > 0.9 and shares == sorted(shares, reverse=True), rows
+    # the error away from steps where the DSM's spread vouches for it: more pixels for each wider spread
+    vouched = found["spread_under_cameras"]["away_from_steps_by_spread"]
+    assert [row["share"] for row in vouched] == sorted(row["share"] for row in vouched), vouched
 
 
 @pytest.mark.slow

@@ -157,3 +157,20 @@ def test_the_check_says_in_a_line_when_a_scene_has_no_truth(tmp_path, monkeypatc
     assert [line.split(":")[0] for line in lines] == ["--floor", "--seen"]
     assert all("not a synthetic scene" in line for line in lines)
     assert '"covered": 1.0' in out
+
+
+def test_the_check_gives_the_error_where_the_spread_vouches_for_it():
+    """``scripts/ortho_check.py``'s error away from steps by the DSM's spread: each row over the pixels whose spread
+    is at most its figure, the pixels near a step left out."""
+    from tests.helpers.script_module import load_script
+
+    script = load_script("ortho_check")
+    error = np.array([1.0, 1.0, 10.0, 10.0, 50.0])
+    band = np.array([0.5, 1.5, 20.0, 3.0, 0.2])
+    away = np.array([True, True, True, True, False])  # the last pixel is near a step
+    rows = script._away_by_spread(error, band, away)
+    assert [row["spread_at_most_px"] for row in rows] == list(script.VOUCHED_PX)
+    assert [row["share"] for row in rows] == [0.25, 0.5, 0.75, 0.75]
+    assert [round(row["rmse_px"], 6) for row in rows[:3]] == [1.0, 1.0, round(math.sqrt(102 / 3), 6)]
+    assert [round(row["squared_error_in_the_rest"], 6) for row in rows[:3]] == [
+        round(201 / 202, 6), round(200 / 202, 6), round(100 / 202, 6)]
