@@ -56,9 +56,22 @@ def read_maps(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         return ortho.read().transpose(1, 2, 0), surface.read(1), summary
 
 
-def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapGrid, every: int | None = None) -> dict:
+def read_spread(folder: Path) -> np.ndarray | None:
+    """[H, W] float32: a maps folder's ``dsm_spread.tif`` (None without)."""
+    import rasterio
+
+    if not (folder / "dsm_spread.tif").is_file():
+        return None
+    with rasterio.open(folder / "dsm_spread.tif") as file:
+        return file.read(1)
+
+
+def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapGrid, every: int | None = None,
+                        spread: np.ndarray | None = None) -> dict:
     """The georeferenced scene's SfM points against the maps (module notes); ``every``: the held-out points are every
-    n-th (None: the run's ``geometry.sparse_depth_holdout``; a run trained without them scored on the same)."""
+    n-th (None: the run's ``geometry.sparse_depth_holdout``; a run trained without them scored on the same); with
+    ``spread`` (the DSM's, :data:`NODATA` where none), the held-out points' figures where it is at most each of
+    :data:`VOUCHED_PX` pixels and beyond."""
     cfg, model, _ = load_run(run)
     scene = load_scene(cfg.data, images=False)
     georef = read_georef(Path(cfg.data.path))
@@ -91,7 +104,25 @@ def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapG
     if every:  # the points the training's depths never used: an independent check
         held = held_out(len(scene.points), every)[np.flatnonzero(inside)[solid][drawn]]
         row["held_out"] = {"points": int(held.sum()), **_height_figures(difference[held])}
+        if spread is not None:
+            band = spread[ri[solid], ci[solid]][drawn]
+            row["held_out"]["by_spread"] = _points_by_spread(difference[held], band[held], grid.gsd)
     return row
+
+
+def _points_by_spread(difference: np.ndarray, band: np.ndarray, gsd: float) -> list[dict]:
+    """For each spread of :data:`VOUCHED_PX` (pixels of ``gsd``), the points whose ``band`` (the DSM's spread at
+    them, :data:`NODATA` where none) is at most it: their share, and the figures of their ``difference`` and of the
+    others' (those with a spread)."""
+    measured = band != NODATA
+    difference, band = difference[measured], band[measured] / gsd
+    rows = []
+    for most in VOUCHED_PX:
+        inside = band <= most
+        if inside.any() and not inside.all():
+            rows.append({"spread_at_most_px": most, "share": float(inside.mean()),
+                         "within": _height_figures(difference[inside]), "beyond": _height_figures(difference[~inside])})
+    return rows
 
 
 def _height_figures(difference: np.ndarray) -> dict:
@@ -149,6 +180,7 @@ def floor_under_cameras(data: Path, grid: MapGrid, under: np.ndarray, colour: np
 
 
 SPREAD_BANDS_PX = (0, 0.5, 1, 2, 5, 10, 30, np.inf)  # the spread's bands the error is told by, pixels
+VOUCHED_PX = (1, 2, 5, 10)  # spreads up to which the DSM's error (away from steps, at held-out points) is given
 
 
 def near_steps(heights: np.ndarray, reach: int = 5, step_m: float = 1.0) -> np.ndarray:
@@ -183,12 +215,10 @@ def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.n
     """The DSM's error under the cameras by its spread (``dsm_spread.tif``; None without): per band of the spread,
     the share of the pixels, the error's RMSE and median (pixels); the share of pixels whose error is at most their
     spread and one pixel; away from steps, the error where the spread is at most each of :data:`VOUCHED_PX`."""
-    import rasterio
-
-    if not (folder / "dsm_spread.tif").is_file():
+    spread = read_spread(folder)
+    if spread is None:
         return None
-    with rasterio.open(folder / "dsm_spread.tif") as file:
-        spread = file.read(1).astype(np.float64)
+    spread = spread.astype(np.float64)
     drawn = (under[..., 3] >= round(255 * SOLID)) & (dsm != NODATA)
     measured = drawn & (spread != NODATA)
     error = np.abs(dsm.astype(np.float64) * metres - heights)[measured] / gsd_m
@@ -203,9 +233,6 @@ def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.n
     return {"measured": float(measured.sum() / max(drawn.sum(), 1)), "bands": rows,
             "within_spread_and_a_pixel": float(np.mean(error <= band + 1.0)),
             "away_from_steps_by_spread": _away_by_spread(error, band, ~near_steps(heights)[measured])}
-
-
-VOUCHED_PX = (1, 2, 5, 10)  # spreads up to which the DSM's error away from steps is given
 
 
 def _away_by_spread(error: np.ndarray, band: np.ndarray, away: np.ndarray) -> list[dict]:
@@ -300,7 +327,7 @@ def main() -> None:
         if args.picture:
             picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:
-        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out)
+        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out, read_spread(folder))
     print(json.dumps(row, indent=1))
     if args.json:
         args.json.write_text(json.dumps(row, indent=1) + "\n")

@@ -174,3 +174,21 @@ def test_the_check_gives_the_error_where_the_spread_vouches_for_it():
     assert [round(row["rmse_px"], 6) for row in rows[:3]] == [1.0, 1.0, round(math.sqrt(102 / 3), 6)]
     assert [round(row["squared_error_in_the_rest"], 6) for row in rows[:3]] == [
         round(201 / 202, 6), round(200 / 202, 6), round(100 / 202, 6)]
+
+
+def test_the_check_splits_the_held_out_points_by_the_spread():
+    """``scripts/ortho_check.py``'s held-out SfM points by the DSM's spread at them: the points within each spread
+    and beyond it, the points without a spread left out."""
+    from tests.helpers.script_module import load_script
+
+    script = load_script("ortho_check")
+    nodata = script.NODATA
+    difference = np.array([0.1, -0.1, 0.2, 3.0, -5.0, 9.0])
+    band = np.array([0.5, 0.5, 1.5, 4.0, 30.0, 0.0]) * 0.2  # the spread in metres, pixels of 0.2 m
+    band[-1] = nodata
+    rows = script._points_by_spread(difference, band, 0.2)
+    assert [row["spread_at_most_px"] for row in rows] == [1, 2, 5, 10]  # none has every point within
+    assert [row["share"] for row in rows] == [0.4, 0.6, 0.8, 0.8]
+    assert rows[0]["within"]["dsm_points_median_abs_m"] == pytest.approx(0.1)
+    assert rows[2]["beyond"]["dsm_points_median_abs_m"] == pytest.approx(5.0)  # the point without a spread is out
+    assert rows[1]["beyond"]["dsm_minus_points_median_m"] == pytest.approx(-1.0)
