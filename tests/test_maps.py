@@ -90,6 +90,9 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     measured = band != NODATA
     assert summary["spread_measured"] == pytest.approx(measured.sum() / (heights != NODATA).sum(), abs=1e-4)
     assert summary["spread_median"] == pytest.approx(np.median(band[measured]), rel=1e-3)
+    vouched = np.mean(band[measured] <= files.SPREAD_FULL_PX * summary["gsd"])  # the heights the DSM vouches for
+    assert summary["spread_within_vouched"] == pytest.approx(vouched, abs=1e-4)
+    assert summary["spread_within_vouched"] >= summary["spread_within_pixel"]
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert summary["despike_window"] == 13 and 0 <= summary["dsm_despiked"] < 0.5  # the spikes: a share of heights
     unguided = make_maps(run, tmp_path / "unguided", show_progress=False, guide=False)

@@ -92,3 +92,14 @@ def test_mgs_ortho_says_the_window_and_when_the_guide_could_not_run(tmp_path):
     assert any(line.startswith("25.0 % of its heights then took the median of the 9 × 9 pixels") for line in said)
     said = summary_lines({**summary, "dsm_guided": None, "guide_window": 7})
     assert any("not guided by the orthophoto" in line and "--no-spread" in line for line in said)
+
+
+def test_mgs_ortho_says_the_share_of_heights_the_dsm_vouches_for(tmp_path):
+    summary = {"out": str(tmp_path), "crs": "EPSG:32632", "gsd_from": "0.05 m", "gaussians": 10, "bake": "baked",
+               "dropped": "", "covered": 0.9, "width": 10, "height": 10, "files": "GeoTIFF", "seconds": 1.0,
+               "spread_median": 0.02, "spread_within_pixel": 0.44, "spread_measured": 0.86, "dsm_held": 0.2}
+    line = next(line for line in summary_lines(summary) if "spread over the photos" in line)
+    assert "44 % of its heights within a pixel's size (86 % measured" in line and "measured on" not in line
+    line = next(line for line in summary_lines({**summary, "spread_within_vouched": 0.92})
+                if "spread over the photos" in line)
+    assert "44 % of its heights within a pixel's size and 92 % within 5 pixels' (where it can be measured on" in line

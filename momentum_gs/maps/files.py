@@ -25,7 +25,9 @@ SPREAD_PREVIEW = "dsm_spread.png"
 SUMMARY_NAME = "maps.json"
 NAMES = {ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME, SPREAD_PREVIEW, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw",
          "dsm_spread.tfw"}
-SPREAD_FULL_PX = 5.0  # the spread's preview is brightest from this many pixels' worth of spread
+# the spread's preview is brightest from this many pixels' worth of spread, the most a height the DSM vouches for
+# may have (docs/maps.md, step 7)
+SPREAD_FULL_PX = 5.0
 
 
 def has_rasterio() -> bool:

@@ -23,7 +23,7 @@ from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.io.folders import written_whole
 from momentum_gs.trained import run_config
 from momentum_gs.io.run_folder import RunFolder
-from momentum_gs.maps.files import NAMES, SUMMARY_NAME, write_map_files
+from momentum_gs.maps.files import NAMES, SPREAD_FULL_PX, SUMMARY_NAME, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.maps.despike import WINDOW, check_window, despike
@@ -211,9 +211,9 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
 
 
 def _spread_summary(rasters, gsd: float) -> dict:
-    """``spread_median`` (the DSM's units) and ``spread_within_pixel``, the share of the DSM's heights whose spread
-    is at most one pixel's size, over the heights with a spread; ``spread_measured``, the share of the DSM's heights
-    that have one. Nothing without a spread."""
+    """``spread_median`` (the DSM's units) and ``spread_within_pixel`` and ``spread_within_vouched``, the shares of the
+    DSM's heights whose spread is at most one and :data:`~momentum_gs.maps.files.SPREAD_FULL_PX` pixels' size, over the heights with a spread;
+    ``spread_measured``, the share of the DSM's heights that have one. Nothing without a spread."""
     if rasters.spread is None:
         return {}
     heights, measured = rasters.dsm != NODATA, rasters.spread != NODATA
@@ -222,7 +222,8 @@ def _spread_summary(rasters, gsd: float) -> dict:
         return {"spread_measured": 0.0}
     return {"spread_measured": round(float(measured.sum() / max(heights.sum(), 1)), 4),
             "spread_median": round(float(np.median(values)), 4),
-            "spread_within_pixel": round(float(np.mean(values <= gsd)), 4)}
+            "spread_within_pixel": round(float(np.mean(values <= gsd)), 4),
+            "spread_within_vouched": round(float(np.mean(values <= SPREAD_FULL_PX * gsd)), 4)}
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -240,7 +241,10 @@ def summary_lines(summary: dict) -> list[str]:
               f"preview: {out / 'orthophoto.png'}; summary: {out / 'maps.json'} ({summary['seconds']:.0f} s)"]
     if "spread_median" in summary:
         lines.append(f"the surface model's spread over the photos that see it: median {summary['spread_median']:.3g}, "
-                     f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size "
+                     f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size"
+                     + (f" and {100 * summary['spread_within_vouched']:.0f} % within {SPREAD_FULL_PX:g} pixels' (where "
+                        "it can be measured on: docs/maps.md, step 7)" if "spread_within_vouched" in summary else "")
+                     + " "
                      f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'}); "
                      f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees"
                      + (f", {100 * summary['dsm_seen_through']:.1f} % down where photos see through them"
