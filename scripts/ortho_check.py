@@ -9,9 +9,8 @@ have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels),
 the spread is at most 1, 2, 5 or 10 pixels: how far the heights the DSM vouches for can be trusted. With --floor,
 the same scores of perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by
 the same renderer and despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can
-beat. With --seen, the
-DSM's error away from height steps over the pixels whose true surface at least 1, 2, 3, 5 or 8 training photos see
-(ray-cast into the city): what the photos can fix.
+beat. With --seen, the DSM's error away from height steps over the pixels whose true surface at least 1, 2, 3, 5
+or 8 training photos see (ray-cast into the city): what the photos can fix.
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres); where the training kept every n-th point out of its SfM
@@ -210,12 +209,11 @@ def seen_check(run: Path, data: Path, grid: MapGrid, under: np.ndarray, dsm: np.
     return {"photos_median": float(np.median(count[away])), "by_photos": rows}
 
 
-def spread_check(folder: Path, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metres: float,
+def spread_check(spread: np.ndarray | None, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray, metres: float,
                  gsd_m: float) -> dict | None:
-    """The DSM's error under the cameras by its spread (``dsm_spread.tif``; None without): per band of the spread,
+    """The DSM's error under the cameras by its ``spread`` (:func:`read_spread`; None without): per band of it,
     the share of the pixels, the error's RMSE and median (pixels); the share of pixels whose error is at most their
     spread and one pixel; away from steps, the error where the spread is at most each of :data:`VOUCHED_PX`."""
-    spread = read_spread(folder)
     if spread is None:
         return None
     spread = spread.astype(np.float64)
@@ -293,6 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.maps or args.run / "maps"
     rgba, dsm, summary = read_maps(folder)
+    spread = read_spread(folder)
     grid = MapGrid(*summary["top_left"], summary["gsd"], summary["width"], summary["height"])
     data = Path(load_config(args.run / "config.yaml").data.path)
     info = read_scene_info(data)
@@ -314,7 +313,7 @@ def main() -> None:
                                                              summary.get("dsm_guided") is not None)
         if args.seen:
             row["seen_under_cameras"] = seen_check(args.run, data, grid, under, dsm, heights, metres)
-        row["spread_under_cameras"] = spread_check(folder, under, dsm, heights, metres, grid.gsd * metres)
+        row["spread_under_cameras"] = spread_check(spread, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)
     else:
@@ -327,7 +326,7 @@ def main() -> None:
         if args.picture:
             picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:
-        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out, read_spread(folder))
+        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out, spread)
     print(json.dumps(row, indent=1))
     if args.json:
         args.json.write_text(json.dumps(row, indent=1) + "\n")

@@ -212,8 +212,9 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
 
 def _spread_summary(rasters, gsd: float) -> dict:
     """``spread_median`` (the DSM's units) and ``spread_within_pixel`` and ``spread_within_vouched``, the shares of the
-    DSM's heights whose spread is at most one and :data:`~momentum_gs.maps.files.SPREAD_FULL_PX` pixels' size, over the heights with a spread;
-    ``spread_measured``, the share of the DSM's heights that have one. Nothing without a spread."""
+    DSM's heights whose spread is at most one and :data:`~momentum_gs.maps.files.SPREAD_FULL_PX` pixels' size, over
+    the heights with a spread; ``spread_measured``, the share of the DSM's heights that have one. Nothing without a
+    spread."""
     if rasters.spread is None:
         return {}
     heights, measured = rasters.dsm != NODATA, rasters.spread != NODATA

@@ -155,8 +155,8 @@ def _spread(maps: dict | None, picture: str | None) -> str:
     text = ("<h3>Surface model: how far it may be off</h3><p>The training photos' own depths put its heights "
             f'{maps["spread_median"]:.3g} m from it (the median of the spread), '
             f'{100 * maps["spread_within_pixel"]:.0f} % of them within a pixel'
-            + (f', {100 * maps["spread_within_vouched"]:.0f} % within {SPREAD_FULL_PX:g} pixels, where it can be measured on'
-               if "spread_within_vouched" in maps else "")
+            + (f', {100 * maps["spread_within_vouched"]:.0f} % within {SPREAD_FULL_PX:g} pixels, where it can be '
+               'measured on' if "spread_within_vouched" in maps else "")
             + f'; {100 * maps["spread_measured"]:.0f} % '
             'of its heights are seen by two photos or more (dsm_spread.tif, per pixel).</p><p class="note">Measured '
             "against the photos, not the ground: it shows where the photos disagree (roof edges, trees, what was "
