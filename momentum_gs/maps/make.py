@@ -243,8 +243,8 @@ def summary_lines(summary: dict) -> list[str]:
     if "spread_median" in summary:
         lines.append(f"the surface model's spread over the photos that see it: median {summary['spread_median']:.3g}, "
                      f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size"
-                     + (f" and {100 * summary['spread_within_vouched']:.0f} % within {SPREAD_FULL_PX:g} pixels' (where "
-                        "it can be measured on: docs/maps.md, step 7)" if "spread_within_vouched" in summary else "")
+                     + (f" and {100 * summary['spread_within_vouched']:.0f} % within {SPREAD_FULL_PX:g} pixels', "
+                        "where it can be measured on" if "spread_within_vouched" in summary else "")
                      + " "
                      f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'}); "
                      f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees"
