@@ -6,7 +6,9 @@ A synthetic scene (`mgs synth`): the orthophoto against the city's true orthopho
 city) on the same grid: PSNR, the shift by phase correlation (pixels), the DSM's RMSE and median error (metres),
 over the whole map and under the cameras (the convex hull of the training cameras' centres), and where the maps
 have `dsm_spread.tif`, the DSM's error under the cameras by its spread (pixels), and away from height steps where
-the spread is at most 1, 2, 5 or 10 pixels: how far the heights the DSM vouches for can be trusted. With --floor,
+the spread is at most 1, 2, 5 or 10 pixels, and where its support (the photos that see a surface at a height,
+`dsm_support.tif`) is at least 2 to 6 photos and what the map vouches from: how far the heights the DSM vouches for
+can be trusted. With --floor,
 the same scores of perfect geometry on the same grid: flat Gaussians laid on the city's true surfaces, mapped by
 the same renderer and despiked and guided as the maps were (tests/helpers/map_truth.py), what no training can
 beat. With --seen, the DSM's error away from height steps over the pixels whose true surface at least 1, 2, 3, 5
@@ -14,7 +16,8 @@ or 8 training photos see (ray-cast into the city): what the photos can fix.
 A georeferenced scene: each SfM point's colour against the orthophoto at its easting/northing, shifted by up to
 4 pixels every quarter pixel: the shift that fits best (pixels; 0 is right); the DSM at each point against the
 point's height (median absolute difference, metres); where the training kept every n-th point out of its SfM
-depths (`geometry.sparse_depth_holdout`), the same for those points alone, which it never trained towards.
+depths (`geometry.sparse_depth_holdout`), the same for those points alone, which it never trained towards, and split
+by the spread and the support at them.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ from momentum_gs.data.scene_info import read_scene_info  # noqa: E402
 from momentum_gs.data.synthetic import city_of  # noqa: E402
 from momentum_gs.data.sparse_depth import held_out  # noqa: E402
 from momentum_gs.maps.despike import despike  # noqa: E402
+from momentum_gs.maps.files import NO_SUPPORT, SUPPORT  # noqa: E402
 from momentum_gs.maps.guide import guided_median  # noqa: E402
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, splat_map  # noqa: E402
 from momentum_gs.maps.solve import solved_heights  # noqa: E402
+from momentum_gs.maps.spread import support_needed  # noqa: E402
 from tests.helpers.map_truth import laid_on_the_city, photos_seeing, score, true_maps  # noqa: E402
 from momentum_gs.trained import load_run  # noqa: E402
 
@@ -65,12 +70,24 @@ def read_spread(folder: Path) -> np.ndarray | None:
         return file.read(1)
 
 
+def read_support(folder: Path) -> np.ndarray | None:
+    """[H, W] int64: a maps folder's ``dsm_support.tif``, -1 where the DSM has no height (None without)."""
+    import rasterio
+
+    if not (folder / SUPPORT).is_file():
+        return None
+    with rasterio.open(folder / SUPPORT) as file:
+        support = file.read(1).astype(np.int64)
+    return np.where(support == NO_SUPPORT, -1, support)
+
+
 def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapGrid, every: int | None = None,
-                        spread: np.ndarray | None = None) -> dict:
+                        spread: np.ndarray | None = None, support: np.ndarray | None = None) -> dict:
     """The georeferenced scene's SfM points against the maps (module notes); ``every``: the held-out points are every
     n-th (None: the run's ``geometry.sparse_depth_holdout``; a run trained without them scored on the same); with
     ``spread`` (the DSM's, :data:`NODATA` where none), the held-out points' figures where it is at most each of
-    :data:`VOUCHED_PX` pixels and beyond."""
+    :data:`VOUCHED_PX` pixels and beyond; with ``support`` (:func:`read_support`), where it is at least each of
+    :data:`SUPPORT_AT_LEAST` photos and the map's vouched support, and below."""
     cfg, model, _ = load_run(run)
     scene = load_scene(cfg.data, images=False)
     georef = read_georef(Path(cfg.data.path))
@@ -106,6 +123,16 @@ def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapG
         if spread is not None:
             band = spread[ri[solid], ci[solid]][drawn]
             row["held_out"]["by_spread"] = _points_by_spread(difference[held], band[held], grid.gsd)
+        if support is not None:
+            count = support[ri[solid], ci[solid]][drawn][held]
+            rows, needed = [], support_needed(support[support >= 0])
+            for least in sorted({*SUPPORT_AT_LEAST, needed}):
+                inside = count >= least
+                if inside.any() and not inside.all():
+                    rows.append({"support_at_least": least, "vouched": least == needed, "share": float(inside.mean()),
+                                 "within": _height_figures(difference[held][inside]),
+                                 "beyond": _height_figures(difference[held][~inside])})
+            row["held_out"]["by_support"] = rows
     return row
 
 
@@ -190,6 +217,7 @@ def near_steps(heights: np.ndarray, reach: int = 5, step_m: float = 1.0) -> np.n
 
 
 SEEN_AT_LEAST = (1, 2, 3, 5, 8)  # photos that see a pixel's true surface, the --seen figures are given from
+SUPPORT_AT_LEAST = (2, 3, 4, 5, 6)  # photos that see a surface at a DSM's height, its error is given from
 
 
 def seen_check(run: Path, data: Path, grid: MapGrid, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray,
@@ -231,6 +259,24 @@ def spread_check(spread: np.ndarray | None, under: np.ndarray, dsm: np.ndarray, 
     return {"measured": float(measured.sum() / max(drawn.sum(), 1)), "bands": rows,
             "within_spread_and_a_pixel": float(np.mean(error <= band + 1.0)),
             "away_from_steps_by_spread": _away_by_spread(error, band, ~near_steps(heights)[measured])}
+
+
+def support_check(support: np.ndarray | None, under: np.ndarray, dsm: np.ndarray, heights: np.ndarray,
+                  metres: float, gsd_m: float) -> list[dict] | None:
+    """Away from steps, under the cameras: for each of :data:`SUPPORT_AT_LEAST` and the support the map vouches
+    from (``vouched``: :func:`~momentum_gs.maps.spread.support_needed` of the whole map), the share of the heights
+    whose ``support`` (:func:`read_support`; None without) is at least it, their error's RMSE (pixels of ``gsd_m``)
+    and the share of the squared error in the others."""
+    if support is None:
+        return None
+    away = (under[..., 3] >= round(255 * SOLID)) & (dsm != NODATA) & ~near_steps(heights)
+    squared = ((dsm.astype(np.float64) * metres - heights) / gsd_m)[away] ** 2
+    count, total = support[away], max(float(squared.sum()), 1e-12)
+    needed = support_needed(support[support >= 0])
+    return [{"support_at_least": least, "vouched": least == needed, "share": float(np.mean(count >= least)),
+             "rmse_px": float(np.sqrt(squared[count >= least].mean())),
+             "squared_error_in_the_rest": float(squared[count < least].sum() / total)}
+            for least in sorted({*SUPPORT_AT_LEAST, needed}) if (count >= least).any()]
 
 
 def _away_by_spread(error: np.ndarray, band: np.ndarray, away: np.ndarray) -> list[dict]:
@@ -291,7 +337,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.maps or args.run / "maps"
     rgba, dsm, summary = read_maps(folder)
-    spread = read_spread(folder)
+    spread, support = read_spread(folder), read_support(folder)
     grid = MapGrid(*summary["top_left"], summary["gsd"], summary["width"], summary["height"])
     data = Path(load_config(args.run / "config.yaml").data.path)
     info = read_scene_info(data)
@@ -314,6 +360,7 @@ def main() -> None:
         if args.seen:
             row["seen_under_cameras"] = seen_check(args.run, data, grid, under, dsm, heights, metres)
         row["spread_under_cameras"] = spread_check(spread, under, dsm, heights, metres, grid.gsd * metres)
+        row["support_under_cameras"] = support_check(support, under, dsm, heights, metres, grid.gsd * metres)
         if args.picture:
             picture(rgba, dsm, colour, heights, metres, args.picture)
     else:
@@ -326,7 +373,7 @@ def main() -> None:
         if args.picture:
             picture_heights(rgba, dsm, args.picture)
     if read_georef(data) is not None:
-        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out, spread)
+        row["sparse_points"] = sparse_points_check(args.run, rgba, dsm, grid, args.held_out, spread, support)
     print(json.dumps(row, indent=1))
     if args.json:
         args.json.write_text(json.dumps(row, indent=1) + "\n")

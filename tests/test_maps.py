@@ -23,6 +23,7 @@ from momentum_gs.maps import files
 from momentum_gs.maps import make
 from momentum_gs.maps.make import make_maps
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
+from momentum_gs.maps.spread import support_needed
 from tests.helpers.map_truth import laid_on_the_city, score, true_maps
 from momentum_gs.model.standard import SH_C0, StandardGaussians
 from tests.helpers.cli import assert_one_line_error, mgs
@@ -82,7 +83,8 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     # 200 steps on 8 photos of 48×36 pixels: the colours land in place, the heights are still loose (±15 m)
     assert scores["covered"] > 0.2 and max(map(abs, scores["shift_px"])) < 1.0 and scores["psnr"] > 14, scores
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
-        ".momentum_gs", "dsm.tif", "dsm_spread.png", "dsm_spread.tif", "maps.json", "orthophoto.png", "orthophoto.tif"]
+        ".momentum_gs", "dsm.tif", "dsm_spread.png", "dsm_spread.tif", "dsm_support.tif", "maps.json",
+        "orthophoto.png", "orthophoto.tif"]
     with rasterio.open(maps / "dsm_spread.tif") as spread:  # the DSM's spread over the photos, on its grid
         band = spread.read(1)
         assert spread.transform == ortho.transform and spread.nodata == NODATA
@@ -93,6 +95,14 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     vouched = np.mean(band[measured] <= files.SPREAD_FULL_PX * summary["gsd"])  # the heights the DSM vouches for
     assert summary["spread_within_vouched"] == pytest.approx(vouched, abs=1e-4)
     assert summary["spread_within_vouched"] >= summary["spread_within_pixel"]
+    with rasterio.open(maps / "dsm_support.tif") as file:  # the photos that see a surface at each height
+        support = file.read(1)
+        assert file.transform == ortho.transform and file.nodata == files.NO_SUPPORT and support.dtype == np.uint16
+    assert ((support == files.NO_SUPPORT) == (heights == NODATA)).all()
+    counted = support[heights != NODATA]
+    assert summary["support_needed"] == support_needed(counted) >= 2 and counted.max() <= 8  # 8 training photos
+    assert summary["support_vouched"] == pytest.approx(np.mean(counted >= summary["support_needed"]), abs=1e-4)
+    assert summary["support_median"] == np.median(counted) and 0 < summary["support_vouched"] < 1
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert summary["despike_window"] == 13 and 0 <= summary["dsm_despiked"] < 0.5  # the spikes: a share of heights
     unguided = make_maps(run, tmp_path / "unguided", show_progress=False, guide=False)
@@ -143,6 +153,10 @@ def test_the_check_scores_perfect_geometry_on_the_runs_own_grid(run, tmp_path):
     # the error away from steps where the DSM's spread vouches for it: more pixels for each wider spread
     vouched = found["spread_under_cameras"]["away_from_steps_by_spread"]
     assert [row["share"] for row in vouched] == sorted(row["share"] for row in vouched), vouched
+    # and where enough photos confirm its heights: fewer pixels for each photo more asked for, one row vouched for
+    confirmed = found["support_under_cameras"]
+    assert [row["share"] for row in confirmed] == sorted((row["share"] for row in confirmed), reverse=True), confirmed
+    assert sum(row["vouched"] for row in confirmed) == 1 and confirmed[0]["support_at_least"] == 2, confirmed
 
 
 @pytest.mark.slow

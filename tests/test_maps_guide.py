@@ -102,5 +102,9 @@ def test_mgs_ortho_says_the_share_of_heights_the_dsm_vouches_for(tmp_path):
     assert "44 % of its heights within a pixel's size (86 % measured" in line and "measured on" not in line
     line = next(line for line in summary_lines({**summary, "spread_within_vouched": 0.92})
                 if "spread over the photos" in line)
-    said = "44 % of its heights within a pixel's size and 92 % within 5 pixels', where it can be measured on (86 %"
-    assert said in line
+    assert "44 % of its heights within a pixel's size and 92 % within 5 pixels' (86 %" in line
+    assert not any("measure on" in line for line in summary_lines(summary))  # no support counted
+    said = summary_lines({**summary, "support_median": 7.0, "support_needed": 4, "support_vouched": 0.981})
+    line = next(line for line in said if "measure on" in line)
+    assert line.startswith("98 % of the surface model's heights are seen there by at least 4 photos") and \
+        str(tmp_path / "dsm_support.tif") in line

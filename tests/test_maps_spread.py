@@ -1,6 +1,7 @@
 """The DSM's spread over the training photos (momentum_gs.maps.spread): zero where the Gaussians lie on the surface
 the map gives, nodata where fewer than two photos or no height; a map moved off the surface is held back within the
-heights the photos see, and a height the photos see through is taken down to what they see."""
+heights the photos see, and a height the photos see through is taken down to what they see; each height's support
+counts the photos that see a surface there."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from momentum_gs.data.scene import load_scene
 from momentum_gs.data.synthetic import city_of
 from momentum_gs.data.synthetic.render import cast_camera
 from momentum_gs.maps.ortho import NODATA, MapGrid, splat_map
-from momentum_gs.maps.spread import photo_spread
+from momentum_gs.maps.spread import photo_spread, support_needed
 from momentum_gs.model.standard import StandardGaussians
 from tests.helpers.generated_city import look_at
 from tests.helpers.map_truth import HIDDEN, cell_centres, laid_on_the_city, photos_seeing, true_maps
@@ -105,6 +106,31 @@ def test_a_height_that_photos_see_through_is_taken_down_to_the_ground():
     assert alone.dsm[centre].min() > 0.3  # one photo through it against one at it: it stays
 
 
+def test_the_support_counts_the_photos_that_see_a_surface_at_each_height():
+    gaussians = _ground_and_a_faint_column()
+    frame = frames.own_frame(np.array([0.0, 0.0, 1.0]), "z")
+    grid = MapGrid(-0.5, 0.5, 0.02, 50, 50)
+    dsm = splat_map(gaussians, frame, grid, show_progress=False).dsm
+    centre = (slice(24, 26), slice(24, 26))
+    down = look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
+    slanted = [look_at((2.0 * math.cos(a), 2.0 * math.sin(a), 2.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
+               for a in np.linspace(0.0, 2 * math.pi, 4, endpoint=False)]
+    elsewhere = np.ones(dsm.shape, bool)
+    elsewhere[20:30, 20:30] = False
+    found = photo_spread(gaussians, [down, *slanted], frame, grid, dsm, show_progress=False)
+    assert found.support.dtype == np.uint16 and found.support.shape == dsm.shape
+    assert (found.support[elsewhere] == 5).all()  # the open ground: every photo sees it where the DSM puts it
+    assert (found.support[centre] == 4).all()  # taken down to the ground: the slanted photos see it, not the one above
+    alone = photo_spread(gaussians, [down, *slanted[:1]], frame, grid, dsm, show_progress=False)
+    assert (alone.support[elsewhere] == 2).all()
+    assert alone.support[centre].max() <= 1  # the column's height kept: only the photo from above sees it there
+
+
+def test_the_support_needed_is_half_the_median_of_the_heights_two_photos_see():
+    assert support_needed(np.array([0, 1, 1, 7, 7, 8, 9])) == 4  # median 7.5 of 7, 7, 8, 9: 3.75, rounded up
+    assert support_needed(np.array([0, 1, 1, 2, 3, 3])) == 2  # never fewer than two photos
+    assert support_needed(np.array([0, 1, 1])) == 2 and support_needed(np.zeros(0, np.uint16)) == 2
+    assert support_needed(np.array([14] * 5 + [1] * 100)) == 7  # the outskirts seen once do not lower it
 def test_the_photos_that_see_a_true_surface_are_those_no_building_hides_it_from(laid, tiny_scene):
     """The check's count of the photos that see each cell's true surface (tests/helpers/map_truth.py): never more than
     the photos that frame it; all of those on the tallest roof; fewer beside the buildings; and for each photo and

@@ -85,10 +85,16 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     picture = cv2.imread(str(site.maps / SPREAD_PREVIEW), cv2.IMREAD_UNCHANGED)
     assert (picture[:, :200, 3] == 0).all() and (picture[:, 200:, 3] == 255).all()  # no spread: see-through
     assert picture[0, 200, 0] > picture[0, 200, 2] and picture[0, -1, 2] > picture[0, -1, 0]  # blue, then red
-    assert "where it can be measured on" not in page  # maps made before the share the DSM vouches for
+    assert "within 5 pixels" not in page and "the heights to measure on" not in page  # maps made before them
     maps.update(spread_within_vouched=0.87)
     (site.maps / "maps.json").write_text(json.dumps(maps))
-    assert "87 % within 5 pixels, where it can be measured on" in write_report(site).read_text()
+    assert "87 % within 5 pixels;" in write_report(site).read_text()
+    maps.update(support_vouched=0.964, support_needed=4)
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    assert "96 % of its heights are seen there by at least 4 photos" in write_report(site).read_text()
+    maps.update(support_needed="<b>4</b>")  # not a number: nothing of the file's text
+    (site.maps / "maps.json").write_text(json.dumps(maps))
+    assert "<b>4</b>" not in write_report(site).read_text()
     assert "took it (mgs ortho --despike)" not in page  # maps made before the despike
     maps.update(despike_window=13, dsm_despiked=0.0649)
     (site.maps / "maps.json").write_text(json.dumps(maps))

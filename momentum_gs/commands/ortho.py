@@ -16,8 +16,9 @@ from momentum_gs.ranges import DESPIKE, LENGTH, add_number
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mgs ortho``."""
     parser.add_argument("run_dir")
-    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, dsm_spread.tif, orthophoto.png and "
-                                      "maps.json (default RUN/maps; an earlier one there is replaced whole)")
+    parser.add_argument("--out", help="the folder of orthophoto.tif, dsm.tif, dsm_spread.tif, dsm_support.tif, "
+                                      "orthophoto.png and maps.json (default RUN/maps; an earlier one there is "
+                                      "replaced whole)")
     add_number(parser, "--gsd", kind=float, allowed=LENGTH,
                help="pixel size, metres in a georeferenced scene (default: the photos' ground sampling distance "
                     "at the training size)")
@@ -29,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "roof or the ground, as mgs mesh fuses) or from the expected depth (mean: blends "
                              "across roof edges and with faint Gaussians above the surface)")
     parser.add_argument("--no-spread", dest="spread", action="store_false",
-                        help="leave out dsm_spread.tif, the DSM's spread over the training photos (each photo is "
-                             "rendered once for it)")
+                        help="leave out dsm_spread.tif and dsm_support.tif, the DSM's spread over the training "
+                             "photos and the photos that see each height (each photo is rendered three times for "
+                             "them)")
     add_number(parser, "--despike", kind=int, allowed=DESPIKE, default=WINDOW, metavar="PIXELS",
                help="a DSM height more than 3 pixels' size off the median of the PIXELS × PIXELS around it takes "
                     "that median: spikes out, steps kept, features under about 0.7 × PIXELS across flattened "

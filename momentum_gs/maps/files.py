@@ -1,6 +1,7 @@
 """The map's files: ``orthophoto.tif`` (RGB + alpha, uint8), ``dsm.tif`` (float32 heights, nodata
 :data:`~momentum_gs.maps.ortho.NODATA`) and ``dsm_spread.tif`` (float32, the DSM's spread over the training photos:
-:mod:`momentum_gs.maps.spread`) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
+:mod:`momentum_gs.maps.spread`) and ``dsm_support.tif`` (uint16, the photos that see a surface at each height, nodata
+:data:`NO_SUPPORT` where the DSM has none) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
 its wheel; no GeoTIFF tag by hand), and ``orthophoto.png``, a preview at most :data:`PREVIEW` pixels a side
 (``dsm_spread.png`` the spread's).
 
@@ -21,10 +22,11 @@ from momentum_gs.maps.ortho import NODATA, MapGrid, Rasters
 
 PREVIEW = 1024  # the preview's longest side, pixels
 ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "dsm_spread.tif", "orthophoto.png"
-SPREAD_PREVIEW = "dsm_spread.png"
+SUPPORT, SPREAD_PREVIEW = "dsm_support.tif", "dsm_spread.png"
 SUMMARY_NAME = "maps.json"
-NAMES = {ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME, SPREAD_PREVIEW, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw",
-         "dsm_spread.tfw"}
+NAMES = {ORTHOPHOTO, DSM, SPREAD, SUPPORT, PREVIEW_NAME, SPREAD_PREVIEW, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw",
+         "dsm_spread.tfw", "dsm_support.tfw"}
+NO_SUPPORT = 65535  # dsm_support.tif where the DSM has no height
 # the spread's preview is brightest from this many pixels' worth of spread, the most a height the DSM vouches for
 # may have (docs/maps.md, step 7)
 SPREAD_FULL_PX = 5.0
@@ -36,20 +38,23 @@ def has_rasterio() -> bool:
 
 
 def write_map_files(rasters: Rasters, frame: MapFrame, grid: MapGrid, folder: Path) -> str:
-    """Write the orthophoto, the DSM, its spread (where measured) and the preview into ``folder``; returns how, in
-    one line."""
+    """Write the orthophoto, the DSM, its spread and support (where measured) and the preview into ``folder``;
+    returns how, in one line."""
     _write_preview(rasters.rgba, folder / PREVIEW_NAME)
-    heights = [(DSM, rasters.dsm)]
+    heights = [(DSM, rasters.dsm, NODATA)]
     if rasters.spread is not None:
-        heights.append((SPREAD, rasters.spread))
+        heights.append((SPREAD, rasters.spread, NODATA))
         _write_preview(spread_picture(rasters.spread, grid.gsd), folder / SPREAD_PREVIEW)
+    if rasters.support is not None:
+        support = np.where(rasters.dsm == NODATA, NO_SUPPORT, np.minimum(rasters.support, NO_SUPPORT - 1))
+        heights.append((SUPPORT, support.astype(np.uint16), NO_SUPPORT))
     if has_rasterio():
         _write_cog(rasters.rgba.transpose(2, 0, 1), folder / ORTHOPHOTO, frame, grid, None)
-        for name, band in heights:
-            _write_cog(band[None], folder / name, frame, grid, NODATA)
+        for name, band, nodata in heights:
+            _write_cog(band[None], folder / name, frame, grid, nodata)
         return "Cloud-Optimized GeoTIFFs (rasterio)"
     bgra = cv2.cvtColor(rasters.rgba, cv2.COLOR_RGBA2BGRA)
-    for name, image in [(ORTHOPHOTO, bgra)] + heights:
+    for name, image in [(ORTHOPHOTO, bgra)] + [(name, band) for name, band, _ in heights]:
         if not cv2.imwrite(str(folder / name), image):
             raise OSError(f"OpenCV could not write {folder / name}")
         _write_world_file(folder / Path(name).with_suffix(".tfw"), grid)

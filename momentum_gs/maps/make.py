@@ -23,12 +23,12 @@ from momentum_gs.export.standard_ply import load_standard_ply
 from momentum_gs.io.folders import written_whole
 from momentum_gs.trained import run_config
 from momentum_gs.io.run_folder import RunFolder
-from momentum_gs.maps.files import NAMES, SPREAD_FULL_PX, SUMMARY_NAME, write_map_files
+from momentum_gs.maps.files import NAMES, SPREAD_FULL_PX, SUMMARY_NAME, SUPPORT, write_map_files
 from momentum_gs.data.map_frame import MapFrame, frame_of
 from momentum_gs.maps.ortho import NODATA, SOLID, MapGrid, grid_over, splat_map
 from momentum_gs.maps.despike import WINDOW, check_window, despike
 from momentum_gs.maps.guide import WINDOW as GUIDE_WINDOW
-from momentum_gs.maps.spread import photo_spread
+from momentum_gs.maps.spread import photo_spread, support_needed
 from momentum_gs.model.gaussian_scene import resolve_backend
 
 SH_DEGREE = 1  # the map looks from one direction: degree 1 holds what it needs
@@ -105,7 +105,7 @@ def _settle_heights(rasters, gaussians, cameras: list, frame: MapFrame, grid: Ma
     if spread:
         found = photo_spread(gaussians, cameras, frame, grid, rasters.dsm, show_progress, despike_window,
                              rasters.rgba[..., :3] if guide else None)
-        rasters.spread, rasters.dsm = found.spread, found.dsm
+        rasters.spread, rasters.dsm, rasters.support = found.spread, found.dsm, found.support
         return found, found.despiked
     if not despike_window:
         return None, 0.0
@@ -213,18 +213,26 @@ def _summary(run: RunFolder, out: Path, frame: MapFrame, grid: MapGrid, rasters,
 def _spread_summary(rasters, gsd: float) -> dict:
     """``spread_median`` (the DSM's units) and ``spread_within_pixel`` and ``spread_within_vouched``, the shares of the
     DSM's heights whose spread is at most one and :data:`~momentum_gs.maps.files.SPREAD_FULL_PX` pixels' size, over
-    the heights with a spread; ``spread_measured``, the share of the DSM's heights that have one. Nothing without a
-    spread."""
+    the heights with a spread; ``spread_measured``, the share of the DSM's heights that have one; with the support
+    (:mod:`momentum_gs.maps.spread`), ``support_median`` over the heights, ``support_needed``
+    (:func:`~momentum_gs.maps.spread.support_needed`) and ``support_vouched``, the share of the heights with at least
+    that. Nothing without a spread."""
     if rasters.spread is None:
         return {}
     heights, measured = rasters.dsm != NODATA, rasters.spread != NODATA
     values = rasters.spread[measured]
+    found = {}
+    if rasters.support is not None and heights.any():
+        support = rasters.support[heights]
+        needed = support_needed(support)
+        found = {"support_median": float(np.median(support)), "support_needed": needed,
+                 "support_vouched": round(float(np.mean(support >= needed)), 4)}
     if not values.size:
-        return {"spread_measured": 0.0}
+        return {"spread_measured": 0.0, **found}
     return {"spread_measured": round(float(measured.sum() / max(heights.sum(), 1)), 4),
             "spread_median": round(float(np.median(values)), 4),
             "spread_within_pixel": round(float(np.mean(values <= gsd)), 4),
-            "spread_within_vouched": round(float(np.mean(values <= SPREAD_FULL_PX * gsd)), 4)}
+            "spread_within_vouched": round(float(np.mean(values <= SPREAD_FULL_PX * gsd)), 4), **found}
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -243,13 +251,17 @@ def summary_lines(summary: dict) -> list[str]:
     if "spread_median" in summary:
         lines.append(f"the surface model's spread over the photos that see it: median {summary['spread_median']:.3g}, "
                      f"{100 * summary['spread_within_pixel']:.0f} % of its heights within a pixel's size"
-                     + (f" and {100 * summary['spread_within_vouched']:.0f} % within {SPREAD_FULL_PX:g} pixels', "
-                        "where it can be measured on" if "spread_within_vouched" in summary else "")
+                     + (f" and {100 * summary['spread_within_vouched']:.0f} % within {SPREAD_FULL_PX:g} pixels'"
+                        if "spread_within_vouched" in summary else "")
                      + " "
                      f"({100 * summary['spread_measured']:.0f} % measured; {out / 'dsm_spread.tif'}); "
                      f"{100 * summary.get('dsm_held', 0.0):.0f} % of them moved to the nearest height a photo sees"
                      + (f", {100 * summary['dsm_seen_through']:.1f} % down where photos see through them"
                         if "dsm_seen_through" in summary else ""))
+    if "support_vouched" in summary:
+        lines.append(f"{100 * summary['support_vouched']:.0f} % of the surface model's heights are seen there by at "
+                     f"least {summary['support_needed']} photos (half the median of those that two or more see), "
+                     f"the heights to measure on ({out / SUPPORT}, photos per pixel)")
     if "dsm_despiked" in summary:
         window = summary["despike_window"]
         lines.append(f"{100 * summary['dsm_despiked']:.1f} % of the surface model's heights stood more than 3 pixels' "

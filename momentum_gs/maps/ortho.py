@@ -67,12 +67,14 @@ def grid_over(lo: np.ndarray, hi: np.ndarray, gsd: float) -> MapGrid:
 @dataclass
 class Rasters:
     """``rgba`` [H, W, 4] uint8 (colour not premultiplied, alpha the coverage), ``dsm`` [H, W] float32 heights
-    (:data:`NODATA` where alpha < :data:`SOLID`) and ``spread`` [H, W] float32, the DSM's spread over the training
-    photos (:mod:`momentum_gs.maps.spread`; None: not measured)."""
+    (:data:`NODATA` where alpha < :data:`SOLID`), ``spread`` [H, W] float32, the DSM's spread over the training
+    photos, and ``support`` [H, W] uint16, the photos that see a surface at each height (:mod:`momentum_gs.maps.spread`;
+    None: not measured)."""
 
     rgba: np.ndarray
     dsm: np.ndarray
     spread: np.ndarray | None = None
+    support: np.ndarray | None = None
 
 
 def splat_map(gaussians: StandardGaussians, frame: MapFrame, grid: MapGrid, backend: str = "builtin",

@@ -29,11 +29,21 @@ around it weighted by colour and by their spread (:mod:`momentum_gs.maps.guide`)
 over the whole map by the same (:mod:`momentum_gs.maps.solve`; ``mgs ortho --no-guide`` leaves both out). The spread
 is measured from the heights that ends with.
 
-The sums are kept per cell, a photo at a time: memory is 30 bytes a cell of the map, whatever the photos.
+A last pass counts, for each height the DSM ends with, the photos that see a surface there (its *support*, as the
+second pass counts them). Where the support is low, the height is one that few photos confirm: ground deep between
+tall buildings, which almost no photo sees, or a wall seen from one side drawn out as an awning. The spread cannot
+mark every such height, since the few photos that see it may agree. The DSM vouches for a height whose support is at
+least :func:`support_needed`: :data:`SUPPORT_SHARE` of the median support of the heights that :data:`MIN_PHOTOS`
+photos or more see, and never fewer than that many, so that it keeps its meaning on a denser flight. On the synthetic
+flight the heights below it were 2 % of those away from height steps and held over half of their squared error
+(docs/benchmarks/maps.md, "What the photos confirm").
+
+The sums are kept per cell, a photo at a time: memory is 32 bytes a cell of the map, whatever the photos.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -52,6 +62,7 @@ from momentum_gs.render import render
 MIN_PHOTOS = 2  # photos whose points land in a cell for it to have a spread
 THROUGH = 0.03  # a photo whose surface lies this share of the distance beyond a height sees through it
 MIN_THROUGH = 2  # photos that see through a height, and more than see a surface there, for it to be taken down
+SUPPORT_SHARE = 0.5  # of the median support: the least a height the DSM vouches for has (module notes)
 
 
 @dataclass
@@ -62,8 +73,9 @@ class PhotoHeights:
     ``held``, the share of the DSM's measured heights that moved into the photos' range, ``through``, the share taken
     down after, where photos see through them, ``despiked``, the share of all its heights that the despike
     moved, ``guided``, the share of all its heights that the guided median moved (:mod:`momentum_gs.maps.guide`),
-    and ``solved``, the share that the solve over the map then moved by more than a cell
-    (:mod:`momentum_gs.maps.solve`)."""
+    ``solved``, the share that the solve over the map then moved by more than a cell
+    (:mod:`momentum_gs.maps.solve`), and ``support`` [H, W] uint16, the photos that see a surface at each of the
+    heights ``dsm`` ends with (0 where it has none; None: not counted)."""
 
     spread: np.ndarray
     dsm: np.ndarray
@@ -72,6 +84,7 @@ class PhotoHeights:
     despiked: float = 0.0
     guided: float = 0.0
     solved: float = 0.0
+    support: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -81,8 +94,8 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
     (module notes), in the DSM's units; with ``despike_window`` (cells, 0: none), the held DSM despiked; with
     ``colour`` ([H, W, 3], the orthophoto's), its heights then guided by it and by their spread
     (:mod:`momentum_gs.maps.guide`) and settled over the map (:mod:`momentum_gs.maps.solve`); the spread measured
-    from the heights it ends with. Rendered by the builtin rasterizer on any device, the one that draws the median
-    depth (as ``mgs mesh`` renders it)."""
+    from the heights it ends with, and their support (module notes). Rendered by the builtin rasterizer on any
+    device, the one that draws the median depth (as ``mgs mesh`` renders it)."""
     heights = dsm.astype(np.float64).ravel()
     drawn = heights != NODATA
     sums, squares = np.zeros(heights.size, np.float32), np.zeros(heights.size, np.float32)
@@ -127,9 +140,20 @@ def photo_spread(gaussians: StandardGaussians, cameras: list, frame: MapFrame, g
         solved = drawn & (np.abs(settled - after.ravel()) > grid.gsd)
         shift[drawn] = settled[drawn] - heights[drawn]
     held = (heights + shift).reshape(dsm.shape).astype(dsm.dtype)  # shift is 0 wherever a cell has no height
+    _, support = seen_through(gaussians, cameras, frame, grid, heights + shift, drawn, boxes, show_progress,
+                              "support")
     share = (lambda mask: float(mask.sum() / measured.sum()) if measured.any() else 0.0)
     return PhotoHeights(spread(shift), held, share(measured & moved), share(down),
-                        *(float(moved.sum() / max(drawn.sum(), 1)) for moved in (spiked, guided, solved)))
+                        *(float(moved.sum() / max(drawn.sum(), 1)) for moved in (spiked, guided, solved)),
+                        support=support.reshape(dsm.shape))
+
+
+def support_needed(support: np.ndarray) -> int:
+    """The least support of a height the DSM vouches for (module notes), from ``support`` (the photos that see a
+    surface at each height, of the heights there are): :data:`SUPPORT_SHARE` of the median of those of at least
+    :data:`MIN_PHOTOS`, rounded up, and at least :data:`MIN_PHOTOS`."""
+    seen = support[support >= MIN_PHOTOS]
+    return max(MIN_PHOTOS, math.ceil(SUPPORT_SHARE * float(np.median(seen)))) if seen.size else MIN_PHOTOS
 
 
 def _spread(sums: np.ndarray, squares: np.ndarray, points: np.ndarray, measured: np.ndarray, shape: tuple,
@@ -144,18 +168,20 @@ def _spread(sums: np.ndarray, squares: np.ndarray, points: np.ndarray, measured:
 
 @torch.no_grad()
 def seen_through(gaussians: StandardGaussians, cameras: list, frame: MapFrame, grid: MapGrid, heights: np.ndarray,
-                 measured: np.ndarray, boxes: list, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 measured: np.ndarray, boxes: list, show_progress: bool = True,
+                 what: str = "seen through") -> tuple[np.ndarray, np.ndarray]:
     """([H * W] photos that see through, [H * W] photos that see a surface at) the point of each ``measured`` cell of
     ``grid`` at its height of ``heights`` (both flat; the DSM's units). A photo that sees the point's pixel drawn
     solid sees through it where its median depth there lies beyond the point's by more than :data:`THROUGH` of the
     point's, and sees a surface at it within that. Each photo is rendered once more, as :func:`photo_spread` renders
-    it, and tests the cells in and near its ``boxes`` entry, a band of rows at a time: memory is 8 bytes a cell."""
+    it, and tests the cells in and near its ``boxes`` entry, a band of rows at a time: memory is 8 bytes a cell.
+    ``what``: the progress bar's name."""
     through, there = np.zeros(heights.size, np.uint16), np.zeros(heights.size, np.uint16)
     if not measured.any():  # nothing to test: no photo is rendered again
         return through, there
     up = _ups(frame, grid, heights, measured)
     device = gaussians.means.device
-    for camera, box in zip(sized(cameras, len(cameras), "seen through", "photo", "--no-spread",
+    for camera, box in zip(sized(cameras, len(cameras), what, "photo", "--no-spread",
                                  disable=not show_progress), boxes):
         if box is None:
             continue

@@ -6,7 +6,8 @@
 - the check points, which no fit ever saw: each point's east, north and up error, then RMSE, CE90 and LE90;
 - the map: its pixel size and coverage, and the orthophoto with each point's horizontal error drawn as an arrow
   from its surveyed place, magnified (the scale is on the picture);
-- the surface model's spread over the training photos (``dsm_spread.tif``), and its picture.
+- the surface model's spread over the training photos (``dsm_spread.tif``), and its picture, and the share of its
+  heights enough photos confirm (``dsm_support.tif``).
 
 Made from the scene's ``sfm.json`` and the maps' ``maps.json``; a site without them gets a report that says so.
 """
@@ -155,12 +156,17 @@ def _spread(maps: dict | None, picture: str | None) -> str:
     text = ("<h3>Surface model: how far it may be off</h3><p>The training photos' own depths put its heights "
             f'{maps["spread_median"]:.3g} m from it (the median of the spread), '
             f'{100 * maps["spread_within_pixel"]:.0f} % of them within a pixel'
-            + (f', {100 * maps["spread_within_vouched"]:.0f} % within {SPREAD_FULL_PX:g} pixels, where it can be '
-               'measured on' if "spread_within_vouched" in maps else "")
+            + (f', {100 * maps["spread_within_vouched"]:.0f} % within {SPREAD_FULL_PX:g} pixels'
+               if "spread_within_vouched" in maps else "")
             + f'; {100 * maps["spread_measured"]:.0f} % '
             'of its heights are seen by two photos or more (dsm_spread.tif, per pixel).</p><p class="note">Measured '
             "against the photos, not the ground: it shows where the photos disagree (roof edges, trees, what was "
             "seen at a slant), not an error they share.</p>")
+    if isinstance(maps.get("support_vouched"), (int, float)) and isinstance(maps.get("support_needed"), int):
+        text += (f'<p>{100 * maps["support_vouched"]:.0f} % of its heights are seen there by at least '
+                 f'{maps["support_needed"]} photos (half the median of those that two or more see): the heights to '
+                 "measure on (dsm_support.tif, photos per pixel). Fewer photos confirm ground deep between tall "
+                 "buildings and walls seen from one side, where the surface model is most often wrong.</p>")
     if isinstance(maps.get("dsm_despiked"), (int, float)):
         window = _window(maps, "despike_window", DESPIKE_WINDOW)
         text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
