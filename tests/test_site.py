@@ -285,12 +285,14 @@ def test_the_page_shows_what_the_stages_recorded(tmp_path):
     (site.maps / "orthophoto.png").write_bytes(b"png")
     (site.maps / "maps.json").write_text(json.dumps({"width": 10, "height": 8, "gsd": 0.5, "covered": 0.9,
                                                      "bounds_wgs84": [-0.2, 50.8, -0.1, 50.9],
-                                                     "low_ground_height": 12.5}))
+                                                     "low_ground_height": 12.5, "support_vouched": 0.9812,
+                                                     "support_needed": 4}))
     site.mark("maps", 1.0, None, outputs("maps", site))
     globe = page_html(site, globe=True)
     assert ('const ground = {"picture": "maps/orthophoto.png", "west_south_east_north": [-0.2, 50.8, -0.1, 50.9], '
             '"height": 12.5};' in globe) and "RectangleGeometry" in globe
     assert "10 × 8 pixels of 0.5 m, 90 % covered" in globe and '<img src="maps/orthophoto.png">' in globe
+    assert "98 % of them, seen there by at least 4 photos (dsm_support.tif)" in globe
 
 
 def test_a_tile_size_that_would_write_too_many_files_is_refused_before_the_first(trained, tmp_path, monkeypatch):

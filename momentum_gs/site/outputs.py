@@ -15,7 +15,7 @@ from momentum_gs.data.georef import GEOREF_NAME
 from momentum_gs.data.sfm.run import PICTURE_NAME, REPORT_NAME
 from momentum_gs.export.formats import FORMATS
 from momentum_gs.export.tiles.tileset import TILES_FOLDER, TILESET_NAME
-from momentum_gs.maps.files import DSM, ORTHOPHOTO, PREVIEW_NAME, SPREAD, SUMMARY_NAME
+from momentum_gs.maps.files import DSM, ORTHOPHOTO, PREVIEW_NAME, SPREAD, SUMMARY_NAME, SUPPORT
 from momentum_gs.maps.files import NAMES as MAP_NAMES
 from momentum_gs.site.folder import Site
 
@@ -110,6 +110,10 @@ def _maps(site: Site) -> dict:
         if isinstance(spread, (int, float)) and isinstance(within, (int, float)):
             numbers.append(["surface model's spread over the photos", f"median {spread:.3g} m, "
                             f"{100 * within:.0f} % of its heights within a pixel ({SPREAD})"])
+        vouched, needed = summary.get("support_vouched"), summary.get("support_needed")
+        if isinstance(vouched, (int, float)) and isinstance(needed, int):
+            numbers.append(["surface model's heights to measure on", f"{100 * vouched:.0f} % of them, seen there by at "
+                            f"least {needed} photos ({SUPPORT})"])
     preview = site.maps / PREVIEW_NAME
     found = {"numbers": numbers, "files": sorted(site.maps / name for name in MAP_NAMES),
              "pictures": [(preview, f"the orthophoto (the map files below: {ORTHOPHOTO}, the surface model {DSM})")]}
