@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -83,8 +84,8 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     # 200 steps on 8 photos of 48×36 pixels: the colours land in place, the heights are still loose (±15 m)
     assert scores["covered"] > 0.2 and max(map(abs, scores["shift_px"])) < 1.0 and scores["psnr"] > 14, scores
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
-        ".momentum_gs", "dsm.tif", "dsm_spread.png", "dsm_spread.tif", "dsm_support.tif", "maps.json",
-        "orthophoto.png", "orthophoto.tif"]
+        ".momentum_gs", "dsm.tif", "dsm_spread.png", "dsm_spread.tif", "dsm_support.png", "dsm_support.tif",
+        "maps.json", "orthophoto.png", "orthophoto.tif"]
     with rasterio.open(maps / "dsm_spread.tif") as spread:  # the DSM's spread over the photos, on its grid
         band = spread.read(1)
         assert spread.transform == ortho.transform and spread.nodata == NODATA
@@ -103,6 +104,10 @@ def test_the_tiny_citys_maps_lie_on_its_own(run, tiny_scene, tmp_path):
     assert summary["support_needed"] == support_needed(counted) >= 2 and counted.max() <= 8  # 8 training photos
     assert summary["support_vouched"] == pytest.approx(np.mean(counted >= summary["support_needed"]), abs=1e-4)
     assert summary["support_median"] == np.median(counted) and 0 < summary["support_vouched"] < 1
+    picture = cv2.imread(str(maps / "dsm_support.png"), cv2.IMREAD_UNCHANGED)  # red: the heights not to measure on
+    red = (picture[..., 3] == 255) & (picture[..., :3][..., ::-1] == files.UNVOUCHED).all(-1)
+    assert picture.shape[:2] == heights.shape and ((picture[..., 3] == 255) == (heights != NODATA)).all()
+    assert red.sum() == ((support < summary["support_needed"]) & (heights != NODATA)).sum() > 0
     assert "the scene's own frame" in summary["crs"] and json.loads((tmp_path / "maps" / "maps.json").read_text())
     assert summary["despike_window"] == 13 and 0 <= summary["dsm_despiked"] < 0.5  # the spikes: a share of heights
     unguided = make_maps(run, tmp_path / "unguided", show_progress=False, guide=False)

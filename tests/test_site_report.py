@@ -12,7 +12,7 @@ import numpy as np
 from momentum_gs.data.georef import enu_to_wgs84
 from momentum_gs.data.sfm.control import accuracy
 from momentum_gs.data.utm import wgs84_to_utm
-from momentum_gs.maps.files import SPREAD_PREVIEW, spread_picture
+from momentum_gs.maps.files import SPREAD_PREVIEW, SUPPORT_PREVIEW, spread_picture
 from momentum_gs.maps.ortho import NODATA
 from momentum_gs.site.folder import Site
 from momentum_gs.site.report import ARROW_SHARE, write_report
@@ -91,7 +91,11 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     assert "87 % within 5 pixels;" in write_report(site).read_text()
     maps.update(support_vouched=0.964, support_needed=4)
     (site.maps / "maps.json").write_text(json.dumps(maps))
-    assert "96 % of its heights are seen there by at least 4 photos" in write_report(site).read_text()
+    page = write_report(site).read_text()
+    assert "96 % of its heights are seen there by at least 4 photos" in page and SUPPORT_PREVIEW not in page
+    cv2.imwrite(str(site.maps / SUPPORT_PREVIEW), np.zeros((4, 4, 4), np.uint8))
+    page = write_report(site).read_text()
+    assert f'<img src="maps/{SUPPORT_PREVIEW}">' in page and "red: fewer than 4 photos see them there" in page
     maps.update(support_needed="<b>4</b>")  # not a number: nothing of the file's text
     (site.maps / "maps.json").write_text(json.dumps(maps))
     assert "<b>4</b>" not in write_report(site).read_text()

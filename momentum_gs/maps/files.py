@@ -3,7 +3,7 @@
 :mod:`momentum_gs.maps.spread`) and ``dsm_support.tif`` (uint16, the photos that see a surface at each height, nodata
 :data:`NO_SUPPORT` where the DSM has none) as Cloud-Optimized GeoTIFFs in the map's CRS, written by rasterio (GDAL in
 its wheel; no GeoTIFF tag by hand), and ``orthophoto.png``, a preview at most :data:`PREVIEW` pixels a side
-(``dsm_spread.png`` the spread's).
+(``dsm_spread.png`` the spread's, ``dsm_support.png`` the heights to measure on: :func:`support_picture`).
 
 Without rasterio the two rasters are plain TIFFs written by OpenCV, each with its world file (``.tfw``: the pixel
 size and the top-left pixel's centre, which GIS tools read), and the CRS is said for the user to set.
@@ -19,13 +19,15 @@ import numpy as np
 
 from momentum_gs.data.map_frame import MapFrame
 from momentum_gs.maps.ortho import NODATA, MapGrid, Rasters
+from momentum_gs.maps.spread import support_needed
 
 PREVIEW = 1024  # the preview's longest side, pixels
 ORTHOPHOTO, DSM, SPREAD, PREVIEW_NAME = "orthophoto.tif", "dsm.tif", "dsm_spread.tif", "orthophoto.png"
-SUPPORT, SPREAD_PREVIEW = "dsm_support.tif", "dsm_spread.png"
+SUPPORT, SPREAD_PREVIEW, SUPPORT_PREVIEW = "dsm_support.tif", "dsm_spread.png", "dsm_support.png"
 SUMMARY_NAME = "maps.json"
-NAMES = {ORTHOPHOTO, DSM, SPREAD, SUPPORT, PREVIEW_NAME, SPREAD_PREVIEW, SUMMARY_NAME, "orthophoto.tfw", "dsm.tfw",
-         "dsm_spread.tfw", "dsm_support.tfw"}
+NAMES = {ORTHOPHOTO, DSM, SPREAD, SUPPORT, PREVIEW_NAME, SPREAD_PREVIEW, SUPPORT_PREVIEW, SUMMARY_NAME,
+         "orthophoto.tfw", "dsm.tfw", "dsm_spread.tfw", "dsm_support.tfw"}
+UNVOUCHED = (220, 30, 30)  # dsm_support.png's colour for a height fewer photos confirm than the map vouches from
 NO_SUPPORT = 65535  # dsm_support.tif where the DSM has no height
 # the spread's preview is brightest from this many pixels' worth of spread, the most a height the DSM vouches for
 # may have (docs/maps.md, step 7)
@@ -48,6 +50,8 @@ def write_map_files(rasters: Rasters, frame: MapFrame, grid: MapGrid, folder: Pa
     if rasters.support is not None:
         support = np.where(rasters.dsm == NODATA, NO_SUPPORT, np.minimum(rasters.support, NO_SUPPORT - 1))
         heights.append((SUPPORT, support.astype(np.uint16), NO_SUPPORT))
+        needed = support_needed(rasters.support[rasters.dsm != NODATA])
+        _write_preview(support_picture(rasters.rgba, rasters.dsm, rasters.support, needed), folder / SUPPORT_PREVIEW)
     if has_rasterio():
         _write_cog(rasters.rgba.transpose(2, 0, 1), folder / ORTHOPHOTO, frame, grid, None)
         for name, band, nodata in heights:
@@ -89,6 +93,17 @@ def spread_picture(spread: np.ndarray, gsd: float) -> np.ndarray:
     level = np.round(np.clip(np.where(measured, spread, 0) / (SPREAD_FULL_PX * gsd), 0, 1) * 255).astype(np.uint8)
     rgb = cv2.applyColorMap(level, cv2.COLORMAP_TURBO)[..., ::-1]
     return np.concatenate([rgb, np.where(measured, 255, 0).astype(np.uint8)[..., None]], axis=-1)
+
+
+def support_picture(rgba: np.ndarray, dsm: np.ndarray, support: np.ndarray, needed: int) -> np.ndarray:
+    """[H, W, 4] uint8 RGBA: where the DSM's heights can be measured on. The orthophoto (``rgba``) in grey where
+    the ``support`` is at least ``needed`` photos, :data:`UNVOUCHED` where it is below, transparent where ``dsm`` has
+    no height."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2GRAY)
+    picture = np.repeat(grey[..., None], 4, axis=-1)
+    picture[support < needed] = (*UNVOUCHED, 255)
+    picture[..., 3] = np.where(dsm == NODATA, 0, 255)
+    return picture
 
 
 def _write_preview(rgba: np.ndarray, path: Path) -> None:

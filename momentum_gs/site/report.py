@@ -25,7 +25,7 @@ from momentum_gs.data.utm import wgs84_to_utm
 from momentum_gs.io.atomic import atomic_write_text
 from momentum_gs.site.outputs import read_json
 from momentum_gs.maps.despike import WINDOW as DESPIKE_WINDOW
-from momentum_gs.maps.files import PREVIEW_NAME, SPREAD_FULL_PX, SPREAD_PREVIEW, SUMMARY_NAME
+from momentum_gs.maps.files import PREVIEW_NAME, SPREAD_FULL_PX, SPREAD_PREVIEW, SUMMARY_NAME, SUPPORT_PREVIEW
 from momentum_gs.maps.guide import WINDOW as GUIDE_WINDOW
 from momentum_gs.site.folder import Site
 
@@ -42,16 +42,17 @@ def write_report(site: Site) -> Path:
     """Write ``SITE/report.html`` (module notes); returns its path."""
     sfm = read_json(site.scene / SFM_REPORT) or {}
     maps = read_json(site.maps / SUMMARY_NAME) or None
-    picture, spread = (site.relative(site.maps / name) if (site.maps / name).is_file() else None
-                       for name in (PREVIEW_NAME, SPREAD_PREVIEW))
+    picture, spread, support = (site.relative(site.maps / name) if (site.maps / name).is_file() else None
+                                for name in (PREVIEW_NAME, SPREAD_PREVIEW, SUPPORT_PREVIEW))
     path = site.root / REPORT_PAGE
-    atomic_write_text(path, report_html(site.root.resolve().name, sfm, maps, picture, spread))
+    atomic_write_text(path, report_html(site.root.resolve().name, sfm, maps, picture, spread, support))
     return path
 
 
-def report_html(name: str, sfm: dict, maps: dict | None, picture: str | None, spread: str | None = None) -> str:
+def report_html(name: str, sfm: dict, maps: dict | None, picture: str | None, spread: str | None = None,
+                support: str | None = None) -> str:
     """The report's HTML from the scene's ``sfm.json``, the maps' ``maps.json`` (None: no maps) and the paths of the
-    orthophoto's preview and of the DSM's spread's (None: none)."""
+    orthophoto's preview, of the DSM's spread's and of the picture of the heights to measure on (None: none)."""
     geo = sfm.get("georeference") or {}
     adjustment, check = geo.get("adjustment") or {}, geo.get("check_points") or {}
     parts = [f"<!doctype html>\n<meta charset=\"utf-8\"><title>{html.escape(name)}: accuracy</title>\n"
@@ -72,7 +73,7 @@ def report_html(name: str, sfm: dict, maps: dict | None, picture: str | None, sp
     else:
         parts.append('<p class="note">No check points: give them with <code>--check FILE</code> (the gcp_list.txt '
                      "format) to measure the site against points no fit used.</p>")
-    parts += ["<h2>Map</h2>", _map(maps, picture, check, adjustment), _spread(maps, spread)]
+    parts += ["<h2>Map</h2>", _map(maps, picture, check, adjustment), _spread(maps, spread, support)]
     return "\n".join(parts) + "\n"
 
 
@@ -148,9 +149,10 @@ def _window(maps: dict, key: str, default: int) -> int:
     return window if isinstance(window, int) and not isinstance(window, bool) else default
 
 
-def _spread(maps: dict | None, picture: str | None) -> str:
-    """The surface model's spread over the photos (``maps.json``'s figures and its picture), said to be measured
-    against the photos' own depths, not the ground."""
+def _spread(maps: dict | None, picture: str | None, support: str | None = None) -> str:
+    """The surface model's spread over the photos (``maps.json``'s figures and its ``picture``), said to be measured
+    against the photos' own depths, not the ground, and the heights enough photos confirm (their picture:
+    ``support``)."""
     if not maps or "spread_median" not in maps:
         return ""
     text = ("<h3>Surface model: how far it may be off</h3><p>The training photos' own depths put its heights "
@@ -167,6 +169,9 @@ def _spread(maps: dict | None, picture: str | None) -> str:
                  f'{maps["support_needed"]} photos (half the median of those that two or more see): the heights to '
                  "measure on (dsm_support.tif, photos per pixel). Fewer photos confirm ground deep between tall "
                  "buildings and walls seen from one side, where the surface model is most often wrong.</p>")
+        if support is not None:
+            text += (f'<div class="map"><img src="{html.escape(support)}"></div><p class="note">Grey: the heights to '
+                     f'measure on; red: fewer than {maps["support_needed"]} photos see them there.</p>')
     if isinstance(maps.get("dsm_despiked"), (int, float)):
         window = _window(maps, "despike_window", DESPIKE_WINDOW)
         text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
