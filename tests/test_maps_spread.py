@@ -86,16 +86,26 @@ def _ground_and_a_faint_column() -> StandardGaussians:
                              torch.tensor(scales), torch.tensor(opacities), torch.zeros(n, 1, 3, dtype=torch.float64))
 
 
-def test_a_height_that_photos_see_through_is_taken_down_to_the_ground():
+CENTRE = (slice(24, 26), slice(24, 26))  # the map's cells under the faint column
+
+
+def _column_seen() -> tuple:
+    """(:func:`_ground_and_a_faint_column`, its map frame, a 50 × 50 grid over its centre, the DSM from above, a photo
+    from straight above, four slanted photos around it)."""
     gaussians = _ground_and_a_faint_column()
     frame = frames.own_frame(np.array([0.0, 0.0, 1.0]), "z")
     grid = MapGrid(-0.5, 0.5, 0.02, 50, 50)
     dsm = splat_map(gaussians, frame, grid, show_progress=False).dsm
-    centre = (slice(24, 26), slice(24, 26))
-    assert dsm[centre].min() > 0.3  # from above, the column is drawn
     down = look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
     slanted = [look_at((2.0 * math.cos(a), 2.0 * math.sin(a), 2.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
                for a in np.linspace(0.0, 2 * math.pi, 4, endpoint=False)]
+    return gaussians, frame, grid, dsm, down, slanted
+
+
+def test_a_height_that_photos_see_through_is_taken_down_to_the_ground():
+    gaussians, frame, grid, dsm, down, slanted = _column_seen()
+    centre = CENTRE
+    assert dsm[centre].min() > 0.3  # from above, the column is drawn
     found = photo_spread(gaussians, [down, *slanted], frame, grid, dsm, show_progress=False)
     assert np.abs(found.dsm[centre]).max() < 0.05  # four photos see the ground through it: the ground's height
     assert found.through > 0
@@ -107,14 +117,8 @@ def test_a_height_that_photos_see_through_is_taken_down_to_the_ground():
 
 
 def test_the_support_counts_the_photos_that_see_a_surface_at_each_height():
-    gaussians = _ground_and_a_faint_column()
-    frame = frames.own_frame(np.array([0.0, 0.0, 1.0]), "z")
-    grid = MapGrid(-0.5, 0.5, 0.02, 50, 50)
-    dsm = splat_map(gaussians, frame, grid, show_progress=False).dsm
-    centre = (slice(24, 26), slice(24, 26))
-    down = look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
-    slanted = [look_at((2.0 * math.cos(a), 2.0 * math.sin(a), 2.0), (0.0, 0.0, 0.0), 200, 200, 400.0)
-               for a in np.linspace(0.0, 2 * math.pi, 4, endpoint=False)]
+    gaussians, frame, grid, dsm, down, slanted = _column_seen()
+    centre = CENTRE
     elsewhere = np.ones(dsm.shape, bool)
     elsewhere[20:30, 20:30] = False
     found = photo_spread(gaussians, [down, *slanted], frame, grid, dsm, show_progress=False)
