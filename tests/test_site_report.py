@@ -96,6 +96,7 @@ def test_the_report_shows_the_surface_models_spread_measured_against_the_photos(
     cv2.imwrite(str(site.maps / SUPPORT_PREVIEW), np.zeros((4, 4, 4), np.uint8))
     page = write_report(site).read_text()
     assert f'<img src="maps/{SUPPORT_PREVIEW}">' in page and "red: fewer than 4 photos see them there" in page
+    assert page.index(SPREAD_PREVIEW) < page.index("where to measure on it") < page.index(SUPPORT_PREVIEW)
     maps.update(support_needed="<b>4</b>")  # not a number: nothing of the file's text
     (site.maps / "maps.json").write_text(json.dumps(maps))
     assert "<b>4</b>" not in write_report(site).read_text()

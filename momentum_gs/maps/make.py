@@ -260,8 +260,8 @@ def summary_lines(summary: dict) -> list[str]:
                         if "dsm_seen_through" in summary else ""))
     if "support_vouched" in summary:
         lines.append(f"{100 * summary['support_vouched']:.0f} % of the surface model's heights are seen there by at "
-                     f"least {summary['support_needed']} photos (half the median of those that two or more see), "
-                     f"the heights to measure on ({out / SUPPORT}, photos per pixel)")
+                     f"least {summary['support_needed']} photos (half the median count where two or more do, and "
+                     f"never under 2), the heights to measure on ({out / SUPPORT}, photos per pixel)")
     if "dsm_despiked" in summary:
         window = summary["despike_window"]
         lines.append(f"{100 * summary['dsm_despiked']:.1f} % of the surface model's heights stood more than 3 pixels' "

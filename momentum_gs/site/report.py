@@ -151,8 +151,7 @@ def _window(maps: dict, key: str, default: int) -> int:
 
 def _spread(maps: dict | None, picture: str | None, support: str | None = None) -> str:
     """The surface model's spread over the photos (``maps.json``'s figures and its ``picture``), said to be measured
-    against the photos' own depths, not the ground, and the heights enough photos confirm (their picture:
-    ``support``)."""
+    against the photos' own depths, not the ground, then the heights enough photos confirm (:func:`_support`)."""
     if not maps or "spread_median" not in maps:
         return ""
     text = ("<h3>Surface model: how far it may be off</h3><p>The training photos' own depths put its heights "
@@ -164,14 +163,6 @@ def _spread(maps: dict | None, picture: str | None, support: str | None = None) 
             'of its heights are seen by two photos or more (dsm_spread.tif, per pixel).</p><p class="note">Measured '
             "against the photos, not the ground: it shows where the photos disagree (roof edges, trees, what was "
             "seen at a slant), not an error they share.</p>")
-    if isinstance(maps.get("support_vouched"), (int, float)) and isinstance(maps.get("support_needed"), int):
-        text += (f'<p>{100 * maps["support_vouched"]:.0f} % of its heights are seen there by at least '
-                 f'{maps["support_needed"]} photos (half the median of those that two or more see): the heights to '
-                 "measure on (dsm_support.tif, photos per pixel). Fewer photos confirm ground deep between tall "
-                 "buildings and walls seen from one side, where the surface model is most often wrong.</p>")
-        if support is not None:
-            text += (f'<div class="map"><img src="{html.escape(support)}"></div><p class="note">Grey: the heights to '
-                     f'measure on; red: fewer than {maps["support_needed"]} photos see them there.</p>')
     if isinstance(maps.get("dsm_despiked"), (int, float)):
         window = _window(maps, "despike_window", DESPIKE_WINDOW)
         text += (f'<p class="note">{100 * maps["dsm_despiked"]:.1f} % of its heights stood more than 3 pixels off the '
@@ -181,10 +172,26 @@ def _spread(maps: dict | None, picture: str | None, support: str | None = None) 
         text += (f'<p class="note">{100 * maps["dsm_guided"]:.1f} % then took the median of the {window} × {window} '
                  "pixels around them, weighted by the orthophoto's colours and the photos' agreement (mgs ortho "
                  "--no-guide).</p>")
+    if picture is not None:
+        text += (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Dark blue: no spread; '
+                 f"dark red: {SPREAD_FULL_PX:g} pixels' worth or more; empty: fewer than two photos.</p>")
+    return text + _support(maps, support)
+
+
+def _support(maps: dict, picture: str | None) -> str:
+    """The share of the surface model's heights that enough photos confirm (``maps.json``'s figures), said to be the
+    ones to measure on, and their ``picture`` (None: none); nothing for maps made before the support."""
+    if not (isinstance(maps.get("support_vouched"), (int, float)) and isinstance(maps.get("support_needed"), int)):
+        return ""
+    text = (f'<h3>Surface model: where to measure on it</h3><p>{100 * maps["support_vouched"]:.0f} % of its heights '
+            f'are seen there by at least {maps["support_needed"]} photos (half the median count where two or more do, '
+            "and never under 2): the heights to measure on (dsm_support.tif, photos per pixel). Fewer photos confirm "
+            "ground deep between tall buildings and walls seen from one side, where the surface model is most often "
+            "wrong.</p>")
     if picture is None:
         return text
-    return text + (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Dark blue: no spread; '
-                   f"dark red: {SPREAD_FULL_PX:g} pixels' worth or more; empty: fewer than two photos.</p>")
+    return text + (f'<div class="map"><img src="{html.escape(picture)}"></div><p class="note">Grey: the heights to '
+                   f'measure on; red: fewer than {maps["support_needed"]} photos see them there.</p>')
 
 
 def _arrows(maps: dict, check: dict, adjustment: dict) -> tuple[str, str]:
