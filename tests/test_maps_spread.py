@@ -135,6 +135,8 @@ def test_the_support_needed_is_half_the_median_of_the_heights_two_photos_see():
     assert support_needed(np.array([0, 1, 2, 2, 3])) == 2  # half of 2 is 1: never fewer than two photos
     assert support_needed(np.array([0, 1, 1])) == 2 and support_needed(np.zeros(0, np.uint16)) == 2
     assert support_needed(np.array([14] * 5 + [1] * 100)) == 7  # the outskirts seen once do not lower it
+
+
 def test_the_photos_that_see_a_true_surface_are_those_no_building_hides_it_from(laid, tiny_scene):
     """The check's count of the photos that see each cell's true surface (tests/helpers/map_truth.py): never more than
     the photos that frame it; all of those on the tallest roof; fewer beside the buildings; and for each photo and
