@@ -124,15 +124,9 @@ def sparse_points_check(run: Path, rgba: np.ndarray, dsm: np.ndarray, grid: MapG
             band = spread[ri[solid], ci[solid]][drawn]
             row["held_out"]["by_spread"] = _points_by_spread(difference[held], band[held], grid.gsd)
         if support is not None:
-            count = support[ri[solid], ci[solid]][drawn][held]
-            rows, needed = [], support_needed(support[support >= 0])
-            for least in sorted({*SUPPORT_AT_LEAST, needed}):
-                inside = count >= least
-                if inside.any() and not inside.all():
-                    rows.append({"support_at_least": least, "vouched": least == needed, "share": float(inside.mean()),
-                                 "within": _height_figures(difference[held][inside]),
-                                 "beyond": _height_figures(difference[held][~inside])})
-            row["held_out"]["by_support"] = rows
+            count = support[ri[solid], ci[solid]][drawn]
+            row["held_out"]["by_support"] = _points_by_support(difference[held], count[held],
+                                                               support_needed(support[support >= 0]))
     return row
 
 
@@ -147,6 +141,19 @@ def _points_by_spread(difference: np.ndarray, band: np.ndarray, gsd: float) -> l
         inside = band <= most
         if inside.any() and not inside.all():
             rows.append({"spread_at_most_px": most, "share": float(inside.mean()),
+                         "within": _height_figures(difference[inside]), "beyond": _height_figures(difference[~inside])})
+    return rows
+
+
+def _points_by_support(difference: np.ndarray, count: np.ndarray, needed: int) -> list[dict]:
+    """For each of :data:`SUPPORT_AT_LEAST` and the map's vouched support ``needed``, the points whose ``count`` (the
+    DSM's support at them) is at least it: their share, whether it is the vouched one, and the figures of their
+    ``difference`` and of the others'."""
+    rows = []
+    for least in sorted({*SUPPORT_AT_LEAST, needed}):
+        inside = count >= least
+        if inside.any() and not inside.all():
+            rows.append({"support_at_least": least, "vouched": least == needed, "share": float(inside.mean()),
                          "within": _height_figures(difference[inside]), "beyond": _height_figures(difference[~inside])})
     return rows
 
