@@ -12,7 +12,8 @@ from momentum_gs.data.colmap.folder import read_model
 from momentum_gs.data.colmap.model import qvec_to_rotmat, rotmat_to_qvec
 from momentum_gs.data.synthetic import (PRESETS, city_of, flight_path, intrinsics, look_at_pose,
                                         make_synthetic_scene, scene_bounds)
-from momentum_gs.data.synthetic.city import BOX_BUILDING, GRAIN, ground_albedo, make_city
+from momentum_gs.data.synthetic.city import (BOX_BUILDING, GRAIN, SURFACE_GRAIN, box_albedo, ground_albedo,
+                                             make_city)
 from momentum_gs.data.synthetic.render import cast_camera, render
 from momentum_gs.errors import UserError
 
@@ -173,6 +174,37 @@ def test_ground_grain_varies_the_ground_from_square_to_square_and_nothing_else(t
                for split in ("train", "val"))
 
 
+def test_surface_grain_varies_ground_roofs_and_walls_in_their_own_planes(tiny, tmp_path):
+    """``surface_grain``: the ground, the roofs and the walls each change albedo from one 50 cm square of their own
+    plane to the next, and not with the depth into it; the city and the poses stay those of the scene without it."""
+    grained = make_synthetic_scene(tmp_path / "grain", "tiny", seed=0, surface_grain=0.3)
+    city, grain_city = city_of(tiny)[0], city_of(grained)[0]
+    assert grain_city.surface_grain == 0.3 and np.array_equal(city.box_max, grain_city.box_max)
+    b = int(np.flatnonzero(city.box_kind == BOX_BUILDING)[0])
+    lo, hi = city.box_min[b], city.box_max[b]
+    centre = lambda x: SURFACE_GRAIN * (np.floor(x / SURFACE_GRAIN) + 0.5)  # noqa: E731 of a square
+    along = centre(lo[1]) + SURFACE_GRAIN * np.arange(1, int((hi[1] - lo[1]) / SURFACE_GRAIN) - 1)  # one a square
+    n = along.size
+    up, east = np.tile([0.0, 0.0, 1.0], (n, 1)), np.tile([1.0, 0.0, 0.0], (n, 1))
+    roof = np.column_stack([np.full(n, centre(0.5 * (lo[0] + hi[0]))), along, np.full(n, hi[2])])
+    wall = np.column_stack([np.full(n, hi[0]), along, np.full(n, 0.75)])  # the ground floor: no windows
+    ground = np.column_stack([np.full(n, hi[0] + 0.3), along])
+    idx = np.full(n, b)
+    ratios = [box_albedo(grain_city, idx, roof, up) / box_albedo(city, idx, roof, up),
+              box_albedo(grain_city, idx, wall, east) / box_albedo(city, idx, wall, east),
+              ground_albedo(grain_city, ground) / ground_albedo(city, ground)]
+    for ratio in ratios:
+        assert np.allclose(ratio, ratio[:, :1]) and np.all(np.abs(ratio - 1) <= 0.3 + 1e-9)  # one gain a point
+        assert np.median(np.abs(np.diff(ratio[:, 0]))) > 0.05  # and another in the next square
+    assert not np.allclose(ratios[0], ratios[1])  # the wall's grain is not the roof's
+    within = box_albedo(grain_city, idx, roof + [0.1, 0.1, -0.05], up) / box_albedo(city, idx, roof, up)
+    np.testing.assert_allclose(within, ratios[0])  # the same square: the same gain, whatever the depth
+    files, grained_files = _files(tiny), _files(grained)
+    assert all(files[f"{split}/sparse/0/images.bin"] == grained_files[f"{split}/sparse/0/images.bin"]
+               for split in ("train", "val"))
+    assert any(files[key] != grained_files[key] for key in files if key.endswith(".png"))
+
+
 def test_nadir_camera_hits_ground_and_roof_at_their_depth():
     city = make_city(np.random.default_rng(3), (2, 2))
     K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 24.0], [0.0, 0.0, 1.0]])
@@ -205,6 +237,8 @@ def test_bad_settings_are_user_errors(tmp_path):
         make_synthetic_scene(tmp_path / "b", "tiny", colour="red")
     with pytest.raises(UserError, match="out of range"):
         make_synthetic_scene(tmp_path / "g", "tiny", ground_grain=1.5)
+    with pytest.raises(UserError, match="out of range"):
+        make_synthetic_scene(tmp_path / "s", "tiny", surface_grain=-0.1)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="not empty"):

@@ -55,6 +55,7 @@ class SynthPreset:
     shadows: bool = True  # cast sun shadows
     metres_per_unit: float = 10.0  # scale of the written model: SfM units, like a real reconstruction's
     ground_grain: float = 0.0  # the ground's albedo varies by up to this share from one 15 cm square to the next
+    surface_grain: float = 0.0  # ground, roofs and walls: albedo up to this share from one 50 cm square to the next
 
 
 PRESETS: dict[str, SynthPreset] = {
@@ -187,7 +188,7 @@ def _resolve(preset: str, overrides: dict) -> SynthPreset:
     p = dataclasses.replace(PRESETS[preset], **overrides)
     if (min(p.n_train, p.n_val, p.width, p.height, p.supersample, *p.blocks) < 1
             or not 0 < p.pitch_deg[0] <= p.pitch_deg[1] <= 90 or p.altitude <= 0 or p.metres_per_unit <= 0
-            or not 0 <= p.ground_grain <= 1):
+            or not 0 <= p.ground_grain <= 1 or not 0 <= p.surface_grain <= 1):
         raise UserError(f"synthetic scene settings out of range: {p}")
     return p
 
@@ -272,7 +273,7 @@ def _write_info(out_dir: Path, preset: str, seed: int, vary_exposure: bool, p: S
 def _city(p: SynthPreset, seed: int) -> City:
     """The city of preset ``p`` and ``seed``, metres."""
     city = make_city(np.random.default_rng([seed, _CITY]), p.blocks, max_height=min(35.0, 0.65 * p.altitude))
-    return dataclasses.replace(city, ground_grain=p.ground_grain)
+    return dataclasses.replace(city, ground_grain=p.ground_grain, surface_grain=p.surface_grain)
 
 
 def city_of(out_dir: Path) -> tuple[City, float]:

@@ -17,6 +17,7 @@ SIDEWALK = 2.0  # metres of pavement along every block edge
 FLOOR_HEIGHT = 3.5  # metres per storey (window rows)
 FIELD_SIZE = 28.0  # metres per countryside field cell
 GRAIN = 0.15  # metres a side of the squares the ground's grain varies over (City.ground_grain)
+SURFACE_GRAIN = 0.5  # metres a side of the squares every surface's grain varies over (City.surface_grain)
 
 FACADES = np.array([[0.80, 0.75, 0.66], [0.62, 0.36, 0.28], [0.70, 0.70, 0.72], [0.88, 0.86, 0.82],
                     [0.55, 0.61, 0.68], [0.78, 0.63, 0.46]])
@@ -46,6 +47,9 @@ class City:
         detail_waves: [K, 5] (kx, ky, kz, phase, amplitude) of the canopy noise.
         ground_grain: the ground's albedo varies by up to this share (±) from one :data:`GRAIN` square to the next,
             as gravel, asphalt and grass do at a drone photo's pixel; 0: the ground's texture is its waves alone.
+        surface_grain: the albedo of the ground, the roofs and the walls varies by up to this share (±) from one
+            :data:`SURFACE_GRAIN` square to the next, in each surface's own plane: stains, tiles, patched asphalt,
+            a texture a few pixels across that every photo can match; 0: none.
     """
 
     blocks: tuple[int, int]
@@ -66,6 +70,7 @@ class City:
     ground_waves: np.ndarray
     detail_waves: np.ndarray
     ground_grain: float = 0.0
+    surface_grain: float = 0.0
 
     @property
     def pitch(self) -> float:
@@ -236,7 +241,21 @@ def ground_albedo(city: City, xy: np.ndarray) -> np.ndarray:
     if city.ground_grain:
         square = np.floor(xy / GRAIN).astype(np.int64)
         out = out * (1.0 + city.ground_grain * (2.0 * _hash(square[:, 0], square[:, 1]) - 1.0))[:, None]
-    return out
+    return _surface_grain(city, out, xy, np.full(len(xy), 2))
+
+
+def _surface_grain(city: City, albedo: np.ndarray, p: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """``albedo`` [N, 3] times the surface grain at ``p`` [N, 2 or 3] (metres) on planes facing ``axis`` [N]
+    (0, 1, 2: x, y, z): one value per :data:`SURFACE_GRAIN` square of the two coordinates in the plane."""
+    if not city.surface_grain:
+        return albedo
+    p = np.column_stack([p[:, :2], np.zeros(len(p))]) if p.shape[1] == 2 else p
+    rows = np.arange(len(p))
+    u = p[rows, np.where(axis == 0, 1, 0)]  # the plane's first and second coordinates
+    v = p[rows, np.where(axis == 2, 1, 2)]
+    square = np.floor(np.column_stack([u, v]) / SURFACE_GRAIN).astype(np.int64)
+    value = _hash(square[:, 0], square[:, 1], axis.astype(np.int64) + 7)
+    return albedo * (1.0 + city.surface_grain * (2.0 * value - 1.0))[:, None]
 
 
 def _hash(*ints: np.ndarray) -> np.ndarray:
@@ -276,6 +295,9 @@ def box_albedo(city: City, idx: np.ndarray, p: np.ndarray, normal: np.ndarray) -
     edge = np.minimum(p[roof, :2] - lo[:, :2], hi[:, :2] - p[roof, :2]).min(axis=1)
     parapet = (edge < 0.6)[:, None]  # the low wall around a flat roof, in the facade colour
     out[roof] = np.where(parapet, city.box_color[idx[roof]], city.box_roof[idx[roof]])
+    grained = walls | roof
+    axis = np.argmax(np.abs(normal[grained]), axis=1)
+    out[grained] = _surface_grain(city, out[grained], p[grained], axis)
     return out
 
 
