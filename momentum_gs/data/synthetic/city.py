@@ -240,22 +240,26 @@ def ground_albedo(city: City, xy: np.ndarray) -> np.ndarray:
     out = out * (1.0 + 0.18 * noise(xy, city.ground_waves))[:, None]
     if city.ground_grain:
         square = np.floor(xy / GRAIN).astype(np.int64)
-        out = out * (1.0 + city.ground_grain * (2.0 * _hash(square[:, 0], square[:, 1]) - 1.0))[:, None]
+        out = out * _gain(city.ground_grain, square[:, 0], square[:, 1])[:, None]
     return _surface_grain(city, out, xy, np.full(len(xy), 2))
 
 
+def _gain(share: float, *ints: np.ndarray) -> np.ndarray:
+    """[N] albedo factors within ±``share``, one for each combination of the integer arrays (:func:`_hash`)."""
+    return 1.0 + share * (2.0 * _hash(*ints) - 1.0)
+
+
 def _surface_grain(city: City, albedo: np.ndarray, p: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """``albedo`` [N, 3] times the surface grain at ``p`` [N, 2 or 3] (metres) on planes facing ``axis`` [N]
-    (0, 1, 2: x, y, z): one value per :data:`SURFACE_GRAIN` square of the two coordinates in the plane."""
+    """``albedo`` [N, 3] times the surface grain at ``p`` [N, 3] (metres; the ground's [N, 2] xy will do, as a plane
+    facing z reads x and y alone) on planes facing ``axis`` [N] (0, 1, 2: x, y, z): one factor per
+    :data:`SURFACE_GRAIN` square of the two coordinates in the plane."""
     if not city.surface_grain:
         return albedo
-    p = np.column_stack([p[:, :2], np.zeros(len(p))]) if p.shape[1] == 2 else p
     rows = np.arange(len(p))
     u = p[rows, np.where(axis == 0, 1, 0)]  # the plane's first and second coordinates
     v = p[rows, np.where(axis == 2, 1, 2)]
     square = np.floor(np.column_stack([u, v]) / SURFACE_GRAIN).astype(np.int64)
-    value = _hash(square[:, 0], square[:, 1], axis.astype(np.int64) + 7)
-    return albedo * (1.0 + city.surface_grain * (2.0 * value - 1.0))[:, None]
+    return albedo * _gain(city.surface_grain, square[:, 0], square[:, 1], axis.astype(np.int64) + 7)[:, None]
 
 
 def _hash(*ints: np.ndarray) -> np.ndarray:
